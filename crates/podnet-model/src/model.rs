@@ -1,0 +1,379 @@
+//! The cluster model: what Kubernetes would compute from a set of manifests.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use serde::Serialize;
+
+use crate::config::ClusterConfig;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NsName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NsName {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        NsName {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for NsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub labels: Labels,
+    /// False when the namespace was created because an object used it.
+    pub declared: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: Labels,
+    #[serde(rename = "podCIDRs")]
+    pub pod_cidrs: Vec<IpNet>,
+    /// The node's own address (InternalIP), on the node network.
+    #[serde(rename = "internalIP")]
+    pub internal_ip: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPortInfo {
+    pub container: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub container_port: i32,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerInfo {
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// None while the pod cannot be scheduled.
+    pub node: Option<String>,
+    /// Pod IPs; empty until scheduled. A list, for dual-stack.
+    pub ips: Vec<IpAddr>,
+    pub phase: String,
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    pub host_network: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    pub containers: Vec<String>,
+    pub ports: Vec<ContainerPortInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerInfo>,
+    /// The full spec, for the parts later subsystems read (dnsPolicy, dnsConfig).
+    #[serde(skip)]
+    pub spec: PodSpec,
+}
+
+impl PodInfo {
+    pub fn key(&self) -> NsName {
+        NsName::new(&self.namespace, &self.name)
+    }
+
+    /// The port a named targetPort resolves to in this pod (`FindPort`): the first container
+    /// port with that name and protocol.
+    pub fn find_port(&self, name: &str, protocol: &str) -> Option<i32> {
+        self.ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
+            .map(|p| p.container_port)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+impl ServiceType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+            ServiceType::ExternalName => "ExternalName",
+        }
+    }
+    /// NodePort and LoadBalancer Services get node ports.
+    pub fn has_node_ports(&self) -> bool {
+        matches!(self, ServiceType::NodePort | ServiceType::LoadBalancer)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TrafficPolicy {
+    Cluster,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    Number(i32),
+    Name(String),
+}
+
+impl std::fmt::Display for TargetPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetPort::Number(n) => write!(f, "{n}"),
+            TargetPort::Name(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePortInfo {
+    pub name: String,
+    pub protocol: String,
+    pub port: i32,
+    pub target_port: TargetPort,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPortInfo {
+    pub name: String,
+    pub port: i32,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointInfo {
+    pub addresses: Vec<IpAddr>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// The pod behind the endpoint (same namespace as the Service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+/// An EndpointSlice: endpoints that share one set of ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSliceInfo {
+    pub name: String,
+    pub address_type: String,
+    /// `endpointslice-controller.k8s.io`, `endpointslicemirroring-controller.k8s.io`, or the
+    /// manager a user-supplied slice names.
+    pub managed_by: String,
+    pub ports: Vec<EndpointPortInfo>,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+pub const MANAGED_BY_CONTROLLER: &str = "endpointslice-controller.k8s.io";
+pub const MANAGED_BY_MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub labels: Labels,
+    /// None for a Service without a selector (endpoints come from user EndpointSlices).
+    pub selector: Option<Labels>,
+    /// Empty for headless and ExternalName Services. A list, for dual-stack.
+    #[serde(rename = "clusterIPs")]
+    pub cluster_ips: Vec<IpAddr>,
+    pub headless: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    pub ports: Vec<ServicePortInfo>,
+    #[serde(rename = "externalIPs")]
+    pub external_ips: Vec<IpAddr>,
+    #[serde(rename = "loadBalancerIPs")]
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// `sessionAffinity: ClientIP` timeout in seconds; None for no affinity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_affinity_timeout: Option<i32>,
+    pub external_traffic_policy: TrafficPolicy,
+    pub internal_traffic_policy: TrafficPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_node_port: Option<i32>,
+    pub publish_not_ready_addresses: bool,
+    pub endpoint_slices: Vec<EndpointSliceInfo>,
+    /// Created by podnet itself (`default/kubernetes`), not by a manifest.
+    #[serde(skip)]
+    pub builtin: bool,
+}
+
+impl ServiceInfo {
+    pub fn key(&self) -> NsName {
+        NsName::new(&self.namespace, &self.name)
+    }
+    /// All endpoints of all slices.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointSliceInfo, &EndpointInfo)> {
+        self.endpoint_slices
+            .iter()
+            .flat_map(|s| s.endpoints.iter().map(move |e| (s, e)))
+    }
+}
+
+/// The model of a whole cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub namespaces: BTreeMap<String, NamespaceInfo>,
+    pub nodes: Vec<NodeInfo>,
+    /// Sorted by namespace and name.
+    pub pods: Vec<PodInfo>,
+    /// Sorted by namespace and name.
+    pub services: Vec<ServiceInfo>,
+    /// Objects later subsystems read as they are.
+    pub network_policies:
+        Vec<crate::objects::Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>>,
+    pub ingresses: Vec<crate::objects::Sourced<k8s_openapi::api::networking::v1::Ingress>>,
+    pub ingress_classes:
+        Vec<crate::objects::Sourced<k8s_openapi::api::networking::v1::IngressClass>>,
+    pub secrets: Vec<crate::objects::Sourced<k8s_openapi::api::core::v1::Secret>>,
+    /// Warnings found while building.
+    pub warnings: Vec<crate::diag::Diagnostic>,
+    /// Inputs endpoints are recomputed from when pod IPs change.
+    pub(crate) user_slices: Vec<(NsName, EndpointSliceInfo)>,
+}
+
+impl Cluster {
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodInfo> {
+        self.pods
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &self.pods[i])
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceInfo> {
+        self.services
+            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &self.services[i])
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Takes in the pod IPs the runtime really assigned (the CNI may differ from the plan) and
+    /// recomputes every Service's endpoints from them.
+    pub fn set_pod_ips(&mut self, actual: &HashMap<NsName, Vec<IpAddr>>) {
+        for p in &mut self.pods {
+            if let Some(ips) = actual.get(&p.key()) {
+                p.ips = ips.clone();
+            }
+        }
+        crate::endpoints::compute_all(self);
+    }
+}
+
+/// Whether a map selector matches a label set (every pair present).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// A pod template and where pods made from it go.
+#[derive(Debug, Clone)]
+pub(crate) struct PodSource {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    pub spec: PodSpec,
+    pub owner: Option<OwnerInfo>,
+    pub hostname: Option<String>,
+    pub subdomain: Option<String>,
+    pub ready: bool,
+    pub terminating: bool,
+    pub phase: String,
+    pub fixed_ip: Option<(IpAddr, crate::diag::Location)>,
+}
+
+impl PodSource {
+    pub fn from_template(
+        namespace: &str,
+        name: String,
+        t: &PodTemplateSpec,
+        owner: OwnerInfo,
+    ) -> Self {
+        let labels: Labels = t
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let spec = t.spec.clone().unwrap_or_default();
+        PodSource {
+            namespace: namespace.to_string(),
+            name,
+            labels,
+            hostname: spec.hostname.clone(),
+            subdomain: spec.subdomain.clone(),
+            spec,
+            owner: Some(owner),
+            ready: true,
+            terminating: false,
+            phase: "Running".to_string(),
+            fixed_ip: None,
+        }
+    }
+}
+
+/// The set of names already used in a namespace, to keep generated names unique.
+pub(crate) fn unique_name(
+    used: &mut BTreeSet<NsName>,
+    ns: &str,
+    make: impl Fn(u64) -> String,
+) -> String {
+    let mut salt = 0u64;
+    loop {
+        let n = make(salt);
+        if used.insert(NsName::new(ns, &n)) {
+            return n;
+        }
+        salt += 1;
+    }
+}

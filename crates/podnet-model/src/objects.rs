@@ -1,0 +1,335 @@
+//! Typed Kubernetes objects decoded from [`SourceDoc`]s.
+//!
+//! Decoding is strict like `kubectl apply` (whose default is `--validate=strict`): a wrong type
+//! or an unknown field is an error that names the line and the field path. A kind podnet does not
+//! use is skipped with a warning.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::ClusterConfigDoc;
+use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::source::{join_index, join_key, PathIndex, SourceDoc};
+
+/// An object with the place it came from.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub obj: T,
+    pub index: Arc<PathIndex>,
+    pub start: Location,
+}
+
+impl<T> Sourced<T> {
+    /// The location of a field path inside this object.
+    pub fn locate(&self, path: &str) -> Location {
+        self.index.locate(path)
+    }
+}
+
+/// Every kind podnet reads.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Namespace(Sourced<Namespace>),
+    Node(Sourced<Node>),
+    Pod(Sourced<Pod>),
+    Deployment(Sourced<Deployment>),
+    ReplicaSet(Sourced<ReplicaSet>),
+    StatefulSet(Sourced<StatefulSet>),
+    DaemonSet(Sourced<DaemonSet>),
+    Service(Sourced<Service>),
+    EndpointSlice(Sourced<EndpointSlice>),
+    Endpoints(Sourced<Endpoints>),
+    NetworkPolicy(Sourced<NetworkPolicy>),
+    Ingress(Sourced<Ingress>),
+    IngressClass(Sourced<IngressClass>),
+    Secret(Sourced<Secret>),
+    ClusterConfig(Sourced<ClusterConfigDoc>),
+}
+
+/// The kinds podnet knows, with their apiVersion and whether they are namespaced.
+const KINDS: &[(&str, &str, bool)] = &[
+    ("Namespace", "v1", false),
+    ("Node", "v1", false),
+    ("Pod", "v1", true),
+    ("Service", "v1", true),
+    ("Endpoints", "v1", true),
+    ("Secret", "v1", true),
+    ("Deployment", "apps/v1", true),
+    ("ReplicaSet", "apps/v1", true),
+    ("StatefulSet", "apps/v1", true),
+    ("DaemonSet", "apps/v1", true),
+    ("EndpointSlice", "discovery.k8s.io/v1", true),
+    ("NetworkPolicy", "networking.k8s.io/v1", true),
+    ("Ingress", "networking.k8s.io/v1", true),
+    ("IngressClass", "networking.k8s.io/v1", false),
+    ("ClusterConfig", crate::config::CONFIG_API_VERSION, false),
+];
+
+/// Whether objects of `kind` live in a namespace.
+pub fn is_namespaced(kind: &str) -> bool {
+    KINDS.iter().find(|k| k.0 == kind).is_none_or(|k| k.2)
+}
+
+/// Decodes one document. `Ok(None)` is a kind podnet does not use (a warning is pushed).
+pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Object>, Diagnostic> {
+    let index = Arc::new(doc.index.clone());
+    let at = |p: &str| index.locate(p);
+    let Some(map) = doc.value.as_object() else {
+        return Err(Diagnostic::error(
+            at(""),
+            "a manifest document must be a mapping (an object)".into(),
+        ));
+    };
+    let kind = match map.get("kind") {
+        Some(Value::String(k)) if !k.is_empty() => k.as_str(),
+        Some(_) => {
+            return Err(
+                Diagnostic::error(at("kind"), "kind must be a non-empty string".into())
+                    .with_field("kind"),
+            )
+        }
+        None => {
+            return Err(
+                Diagnostic::error(at(""), "Object 'Kind' is missing".into()).with_field("kind")
+            )
+        }
+    };
+    let api_version = match map.get("apiVersion") {
+        Some(Value::String(v)) if !v.is_empty() => v.as_str(),
+        _ => {
+            return Err(Diagnostic::error(
+                at("apiVersion"),
+                format!("Object 'apiVersion' is missing in a {kind}"),
+            )
+            .with_field("apiVersion"))
+        }
+    };
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let namespace = map
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let oref = ObjectRef::new(
+        kind,
+        namespace
+            .as_deref()
+            .or(is_namespaced(kind).then_some("default")),
+        &name,
+    );
+
+    let Some(&(_, want_version, _)) = KINDS.iter().find(|k| k.0 == kind) else {
+        diags.push(
+            Diagnostic::warning(
+                Some(doc.start.clone()),
+                format!("kind {kind} ({api_version}) is not used by podnet; skipped"),
+            )
+            .with_object(oref),
+        );
+        return Ok(None);
+    };
+    if api_version != want_version {
+        return Err(Diagnostic::error(
+            at("apiVersion"),
+            format!("no matches for kind {kind:?} in version {api_version:?}: podnet reads {kind} as {want_version:?}"),
+        )
+        .with_object(oref)
+        .with_field("apiVersion"));
+    }
+
+    let v = &doc.value;
+    macro_rules! s {
+        ($e:expr) => {
+            Sourced {
+                obj: $e,
+                index: index.clone(),
+                start: doc.start.clone(),
+            }
+        };
+    }
+    let decoded = match kind {
+        "Namespace" => Object::Namespace(s!(typed(v, &index, &oref)?)),
+        "Node" => Object::Node(s!(typed(v, &index, &oref)?)),
+        "Pod" => Object::Pod(s!(typed(v, &index, &oref)?)),
+        "Service" => Object::Service(s!(typed(v, &index, &oref)?)),
+        "Endpoints" => Object::Endpoints(s!(typed(v, &index, &oref)?)),
+        "Secret" => Object::Secret(s!(typed(v, &index, &oref)?)),
+        "Deployment" => Object::Deployment(s!(typed(v, &index, &oref)?)),
+        "ReplicaSet" => Object::ReplicaSet(s!(typed(v, &index, &oref)?)),
+        "StatefulSet" => Object::StatefulSet(s!(typed(v, &index, &oref)?)),
+        "DaemonSet" => Object::DaemonSet(s!(typed(v, &index, &oref)?)),
+        "EndpointSlice" => Object::EndpointSlice(s!(typed(v, &index, &oref)?)),
+        "NetworkPolicy" => Object::NetworkPolicy(s!(typed(v, &index, &oref)?)),
+        "Ingress" => Object::Ingress(s!(typed(v, &index, &oref)?)),
+        "IngressClass" => Object::IngressClass(s!(typed(v, &index, &oref)?)),
+        "ClusterConfig" => {
+            let c: ClusterConfigDoc = typed(v, &index, &oref)?;
+            Object::ClusterConfig(s!(c))
+        }
+        _ => unreachable!("every kind in KINDS is decoded"),
+    };
+    Ok(Some(decoded))
+}
+
+/// Decodes a value into `T`, strictly: wrong types and unknown fields are errors at their line.
+fn typed<T: DeserializeOwned + Serialize>(
+    v: &Value,
+    index: &PathIndex,
+    oref: &ObjectRef,
+) -> Result<T, Diagnostic> {
+    let obj: T = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = path_string(e.path());
+        let msg = e.inner().to_string();
+        Diagnostic::error(index.locate(&path), msg)
+            .with_object(oref.clone())
+            .with_field(path)
+    })?;
+    let back = serde_json::to_value(&obj).expect("k8s objects serialize");
+    let mut unknown = Vec::new();
+    unknown_fields(v, &back, "", &mut unknown);
+    if let Some(path) = unknown.into_iter().next() {
+        let field = path
+            .rsplit(['.', '['])
+            .next()
+            .unwrap_or(&path)
+            .trim_end_matches(']')
+            .to_string();
+        return Err(Diagnostic::error(
+            index.locate(&path),
+            format!("unknown field {field:?}: it is not part of the {} schema (check the spelling and indentation)", oref.kind),
+        )
+        .with_object(oref.clone())
+        .with_field(path));
+    }
+    Ok(obj)
+}
+
+fn path_string(p: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut s = String::new();
+    for seg in p.iter() {
+        s = match seg {
+            Segment::Seq { index } => join_index(&s, *index),
+            Segment::Map { key } => join_key(&s, key),
+            Segment::Enum { variant } => join_key(&s, variant),
+            Segment::Unknown => s,
+        };
+    }
+    s
+}
+
+/// Paths present (and non-null) in `input` but dropped by the typed round trip.
+fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                if v.is_null() {
+                    continue;
+                }
+                let p = join_key(path, k);
+                match b.get(k) {
+                    Some(tv) => unknown_fields(v, tv, &p, out),
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                unknown_fields(x, y, &join_index(path, i), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The metadata of any decoded object, for naming and namespacing.
+pub fn meta_of(o: &Object) -> Option<&ObjectMeta> {
+    Some(match o {
+        Object::Namespace(x) => &x.obj.metadata,
+        Object::Node(x) => &x.obj.metadata,
+        Object::Pod(x) => &x.obj.metadata,
+        Object::Deployment(x) => &x.obj.metadata,
+        Object::ReplicaSet(x) => &x.obj.metadata,
+        Object::StatefulSet(x) => &x.obj.metadata,
+        Object::DaemonSet(x) => &x.obj.metadata,
+        Object::Service(x) => &x.obj.metadata,
+        Object::EndpointSlice(x) => &x.obj.metadata,
+        Object::Endpoints(x) => &x.obj.metadata,
+        Object::NetworkPolicy(x) => &x.obj.metadata,
+        Object::Ingress(x) => &x.obj.metadata,
+        Object::IngressClass(x) => &x.obj.metadata,
+        Object::Secret(x) => &x.obj.metadata,
+        Object::ClusterConfig(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::parse_documents;
+
+    fn one(text: &str) -> (Result<Option<Object>, Diagnostic>, Vec<Diagnostic>) {
+        let docs = parse_documents("t.yaml", text).unwrap();
+        let mut w = Vec::new();
+        let r = decode(&docs[0], &mut w);
+        (r, w)
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_path() {
+        let (r, _) = one("apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: eighty\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("spec.ports[0].port"));
+        assert_eq!(e.location.as_ref().unwrap().line, 7);
+        assert_eq!(e.object.as_ref().unwrap().to_string(), "Service/default/s");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let (r, _) = one("apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n    targetport: 8080\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("spec.ports[0].targetport"));
+        assert_eq!(e.location.as_ref().unwrap().line, 8);
+        assert!(
+            e.message.contains("unknown field \"targetport\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn unused_kind_is_a_warning() {
+        let (r, w) = one("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+        assert!(r.unwrap().is_none());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].message.contains("ConfigMap"));
+        assert_eq!(w[0].location.as_ref().unwrap().line, 1);
+    }
+
+    #[test]
+    fn wrong_api_version() {
+        let (r, _) = one("apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: i\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("apiVersion"));
+        assert!(e.message.contains("networking.k8s.io/v1"));
+    }
+
+    #[test]
+    fn missing_kind() {
+        let (r, _) = one("apiVersion: v1\nmetadata:\n  name: c\n");
+        assert!(r.unwrap_err().message.contains("'Kind' is missing"));
+    }
+}

@@ -1,0 +1,154 @@
+//! `podnet`: Kubernetes networking in Rust.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use podnet_model::{ConfigOverrides, IpRange, PortRange};
+
+mod load;
+mod output;
+
+#[derive(Parser)]
+#[command(
+    name = "podnet",
+    version,
+    about = "Kubernetes networking: pod network, Services, DNS, NetworkPolicy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute the cluster plan from manifests (no root needed): nodes, pods, Services, endpoints.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct ManifestArgs {
+    /// Manifest files, directories (recursive: .yaml, .yml, .json) or - for standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Cluster settings; each overrides the ClusterConfig document, which overrides the defaults.
+#[derive(Args, Default)]
+struct ClusterArgs {
+    /// Number of nodes (when the manifests give no Node objects). Default 3.
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// Cluster pod CIDR. Default 10.244.0.0/16.
+    #[arg(long)]
+    pod_cidr: Option<ipnet::IpNet>,
+    /// Prefix length of each node's podCIDR. Default 24.
+    #[arg(long)]
+    node_cidr_mask_size: Option<u8>,
+    /// Service CIDR. Default 10.96.0.0/16.
+    #[arg(long)]
+    service_cidr: Option<ipnet::IpNet>,
+    /// Cluster DNS address. Default: the 10th address of the service CIDR.
+    #[arg(long)]
+    dns_ip: Option<std::net::IpAddr>,
+    /// NodePort range. Default 30000-32767.
+    #[arg(long)]
+    node_port_range: Option<PortRange>,
+    /// Cluster domain. Default cluster.local.
+    #[arg(long)]
+    cluster_domain: Option<String>,
+    /// LoadBalancer address pool: CIDRs or FIRST-LAST ranges, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    lb_pool: Option<Vec<IpRange>>,
+}
+
+impl ClusterArgs {
+    fn overrides(&self) -> ConfigOverrides {
+        ConfigOverrides {
+            nodes: self.nodes,
+            pod_cidr: self.pod_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            service_cidr: self.service_cidr,
+            dns_ip: self.dns_ip,
+            node_port_range: self.node_port_range,
+            cluster_domain: self.cluster_domain.clone(),
+            node_network: None,
+            load_balancer_pool: self.lb_pool.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    manifests: ManifestArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => check(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and builds the model, printing every diagnostic. None when there were errors.
+fn build_model(files: &[PathBuf], cluster: &ClusterArgs) -> Result<Option<podnet_model::Cluster>> {
+    let (docs, syntax_errors) = load::load(files)?;
+    let built = podnet_model::build(&docs, &cluster.overrides());
+    let mut diags = syntax_errors.clone();
+    let model = match built {
+        Ok(c) => {
+            diags.extend(c.warnings.iter().cloned());
+            Some(c)
+        }
+        Err(e) => {
+            diags.extend(e.diagnostics().iter().cloned());
+            None
+        }
+    };
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!("{errors} error(s); nothing was planned");
+        return Ok(None);
+    }
+    Ok(model)
+}
+
+fn check(a: CheckArgs) -> Result<ExitCode> {
+    let Some(cluster) = build_model(&a.manifests.files, &a.cluster)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    match a.output {
+        OutputFormat::Table => print!("{}", output::tables(&cluster)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&cluster.plan())?),
+        OutputFormat::Yaml => print!(
+            "{}",
+            output::to_yaml(&serde_json::to_value(cluster.plan())?)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

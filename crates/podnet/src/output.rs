@@ -1,0 +1,290 @@
+//! Printing the plan: kubectl-like tables, JSON and YAML.
+
+use std::fmt::Write as _;
+
+use podnet_model::{Cluster, ServiceInfo, ServiceType, TargetPort};
+use saphyr::{Scalar, Yaml, YamlEmitter};
+use serde_json::Value;
+
+/// Left-aligned columns separated by three spaces, as kubectl prints them.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                out.push_str(c);
+            } else {
+                let _ = write!(out, "{c:<w$}   ", w = widths[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// `80:30080/TCP`, as `kubectl get svc` prints PORT(S).
+pub fn ports_column(s: &ServiceInfo) -> String {
+    if s.ports.is_empty() {
+        return "<none>".into();
+    }
+    s.ports
+        .iter()
+        .map(|p| match p.node_port {
+            Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
+            None => format!("{}/{}", p.port, p.protocol),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn target_column(s: &ServiceInfo) -> String {
+    if s.ports.is_empty() {
+        return "<none>".into();
+    }
+    s.ports
+        .iter()
+        .map(|p| match &p.target_port {
+            TargetPort::Number(n) => n.to_string(),
+            TargetPort::Name(n) => n.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `ip:port` of the ready endpoints, as `kubectl get endpoints` prints them.
+pub fn endpoints_column(s: &ServiceInfo) -> String {
+    if s.service_type == ServiceType::ExternalName {
+        return "<external>".into();
+    }
+    let mut items = Vec::new();
+    for (slice, ep) in s.endpoints() {
+        if !ep.ready {
+            continue;
+        }
+        for a in &ep.addresses {
+            if slice.ports.is_empty() {
+                items.push(a.to_string());
+            }
+            for p in &slice.ports {
+                items.push(format!("{a}:{}", p.port));
+            }
+        }
+    }
+    if items.is_empty() {
+        return "<none>".into();
+    }
+    let n = items.len();
+    if n > 3 {
+        format!("{} + {} more...", items[..3].join(","), n - 3)
+    } else {
+        items.join(",")
+    }
+}
+
+fn external_column(s: &ServiceInfo) -> String {
+    let mut v: Vec<String> = s
+        .load_balancer_ips
+        .iter()
+        .chain(&s.external_ips)
+        .map(ToString::to_string)
+        .collect();
+    if let Some(n) = &s.external_name {
+        v.push(n.clone());
+    }
+    if v.is_empty() {
+        if s.service_type == ServiceType::LoadBalancer {
+            "<pending>".into()
+        } else {
+            "<none>".into()
+        }
+    } else {
+        v.join(",")
+    }
+}
+
+fn labels(l: &podnet_model::Labels) -> String {
+    if l.is_empty() {
+        return "<none>".into();
+    }
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The whole plan as tables.
+pub fn tables(c: &Cluster) -> String {
+    let mut out = String::new();
+    out.push_str("NODES\n");
+    let rows: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.internal_ip.to_string(),
+                n.pod_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NAME", "INTERNAL-IP", "POD-CIDR"], &rows));
+
+    out.push_str("\nPODS\n");
+    let rows: Vec<_> = c
+        .pods
+        .iter()
+        .map(|p| {
+            vec![
+                p.namespace.clone(),
+                p.name.clone(),
+                p.node.clone().unwrap_or_else(|| "<none>".into()),
+                if p.ips.is_empty() {
+                    "<none>".into()
+                } else {
+                    p.ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                if p.terminating {
+                    "Terminating".into()
+                } else {
+                    p.phase.clone()
+                },
+                if p.ready {
+                    "true".into()
+                } else {
+                    "false".into()
+                },
+                labels(&p.labels),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "NAMESPACE",
+            "NAME",
+            "NODE",
+            "IP",
+            "STATUS",
+            "READY",
+            "LABELS",
+        ],
+        &rows,
+    ));
+
+    out.push_str("\nSERVICES\n");
+    let rows: Vec<_> = c
+        .services
+        .iter()
+        .map(|s| {
+            let cip = if s.headless {
+                "None".to_string()
+            } else if s.cluster_ips.is_empty() {
+                "<none>".to_string()
+            } else {
+                s.cluster_ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            vec![
+                s.namespace.clone(),
+                s.name.clone(),
+                s.service_type.as_str().to_string(),
+                cip,
+                external_column(s),
+                ports_column(s),
+                target_column(s),
+                endpoints_column(s),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "NAMESPACE",
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "TARGET-PORT(S)",
+            "ENDPOINTS",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// JSON to YAML, through saphyr's emitter.
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    let y = json_to_yaml(v);
+    YamlEmitter::new(&mut out)
+        .dump(&y)
+        .expect("writing to a String does not fail");
+    out.push('\n');
+    out
+}
+
+fn json_to_yaml(v: &Value) -> Yaml<'static> {
+    match v {
+        Value::Null => Yaml::Value(Scalar::Null),
+        Value::Bool(b) => Yaml::Value(Scalar::Boolean(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Value(Scalar::Integer(i)),
+            None => Yaml::Value(Scalar::FloatingPoint(n.as_f64().unwrap_or(0.0).into())),
+        },
+        Value::String(s) => Yaml::Value(Scalar::String(s.clone().into())),
+        Value::Array(a) => Yaml::Sequence(a.iter().map(json_to_yaml).collect()),
+        Value::Object(m) => {
+            let mut map = saphyr::Mapping::new();
+            for (k, v) in m {
+                map.insert(
+                    Yaml::Value(Scalar::String(k.clone().into())),
+                    json_to_yaml(v),
+                );
+            }
+            Yaml::Mapping(map)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_round_trips_through_our_parser() {
+        let v = serde_json::json!({
+            "a": "1", "b": 1, "c": "true", "d": true, "e": null, "f": ["x", "", "on"],
+            "g": {"k.io/name": "v: w", "n": -3}, "h": "10.96.0.1", "i": "0x10", "j": 1.5
+        });
+        let text = to_yaml(&v);
+        let back = podnet_model::parse_documents("t", &text).unwrap();
+        assert_eq!(back[0].value, v, "{text}");
+    }
+
+    #[test]
+    fn columns_are_aligned() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A     BB\nxxx   y\n");
+    }
+}
