@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
@@ -211,18 +212,18 @@ fn settings(
     config
 }
 
+/// The command-line flag that sets a config field.
 fn flag_name(field: &str) -> String {
-    let mut s = String::new();
-    for (i, c) in field.chars().enumerate() {
-        if c.is_ascii_uppercase()
-            && i > 0
-            && !field[..i].ends_with(|p: char| p.is_ascii_uppercase())
-        {
-            s.push('-');
-        }
-        s.push(c.to_ascii_lowercase());
+    match field {
+        "podCIDR" => "pod-cidr".into(),
+        "nodeCIDRMaskSize" => "node-cidr-mask-size".into(),
+        "serviceCIDR" => "service-cidr".into(),
+        "dnsIP" => "dns-ip".into(),
+        "nodePortRange" => "node-port-range".into(),
+        "clusterDomain" => "cluster-domain".into(),
+        "loadBalancerPool" => "lb-pool".into(),
+        other => other.to_string(),
     }
-    s
 }
 
 /// Namespaced objects without a namespace go to `default`.
@@ -500,7 +501,7 @@ impl Builder {
             }
         }
         let mut sorted: Vec<&Object> = objects.iter().collect();
-        sorted.sort_by_key(|o| (kind_order(o), oref_of(o)));
+        sorted.sort_by_cached_key(|o| (kind_order(o), oref_of(o)));
         let mut out = Vec::new();
         for o in sorted {
             let ns = meta_of(o)
@@ -534,6 +535,7 @@ impl Builder {
                         "{name}-{}",
                         template_hash(&serde_json::to_string(&spec.template).expect("serializes"))
                     );
+                    let shared = Arc::new(spec.template.spec.clone().unwrap_or_default());
                     for i in 0..spec.replicas.unwrap_or(1).max(0) {
                         let pod_name = format!("{name}-{i}");
                         self.used_names.insert(NsName::new(&ns, &pod_name));
@@ -541,6 +543,7 @@ impl Builder {
                             &ns,
                             pod_name.clone(),
                             &spec.template,
+                            shared.clone(),
                             OwnerInfo {
                                 kind: "StatefulSet".into(),
                                 name: name.clone(),
@@ -569,6 +572,7 @@ impl Builder {
                         .as_ref()
                         .and_then(|s| s.node_selector.clone())
                         .unwrap_or_default();
+                    let shared = Arc::new(spec.template.spec.clone().unwrap_or_default());
                     for node in nodes.iter().filter(|n| selector_matches(&sel, &n.labels)) {
                         let pod_name = unique_name(&mut self.used_names, &ns, |salt| {
                             generate_name(
@@ -585,6 +589,7 @@ impl Builder {
                             &ns,
                             pod_name,
                             &spec.template,
+                            shared.clone(),
                             OwnerInfo {
                                 kind: "DaemonSet".into(),
                                 name: name.clone(),
@@ -594,7 +599,7 @@ impl Builder {
                             .insert("controller-revision-hash".into(), hash.clone());
                         src.labels
                             .insert("pod-template-generation".into(), "1".into());
-                        src.spec.node_name = Some(node.name.clone());
+                        Arc::make_mut(&mut src.spec).node_name = Some(node.name.clone());
                         out.push(src);
                     }
                 }
@@ -613,6 +618,7 @@ impl Builder {
         hash: Option<&str>,
         out: &mut Vec<PodSource>,
     ) {
+        let shared = Arc::new(t.spec.clone().unwrap_or_default());
         for i in 0..n.max(0) {
             let pod_name = unique_name(&mut self.used_names, ns, |salt| {
                 generate_name(
@@ -629,6 +635,7 @@ impl Builder {
                 ns,
                 pod_name,
                 t,
+                shared.clone(),
                 OwnerInfo {
                     kind: "ReplicaSet".into(),
                     name: rs.to_string(),
@@ -655,7 +662,7 @@ impl Builder {
                 })
             }
         };
-        let spec = p.obj.spec.clone().unwrap_or_default();
+        let spec = Arc::new(p.obj.spec.clone().unwrap_or_default());
         let status = p.obj.status.as_ref();
         let phase = status
             .and_then(|s| s.phase.clone())
@@ -1133,9 +1140,8 @@ impl Builder {
                         continue;
                     };
                     let key = NsName::new(&ns, &svc_name);
-                    if !by_key.contains_key(&key)
-                        && !(has_kubernetes || key == NsName::new("default", "kubernetes"))
-                    {
+                    // `default/kubernetes` is built in when the manifests do not define it.
+                    if !by_key.contains_key(&key) && key != NsName::new("default", "kubernetes") {
                         self.diags.push(
                             Diagnostic::warning(
                                 Some(es.start.clone()),
@@ -1385,6 +1391,7 @@ fn endpoint_warnings(cluster: &Cluster, objects: &[Object], diags: &mut Vec<Diag
             )
         })
         .collect();
+    let index = crate::endpoints::LabelIndex::new(&cluster.pods);
     for svc in &cluster.services {
         let (Some(sel), Some(src)) = (&svc.selector, srcs.get(&svc.key())) else {
             continue;
@@ -1393,10 +1400,10 @@ fn endpoint_warnings(cluster: &Cluster, objects: &[Object], diags: &mut Vec<Diag
             continue;
         }
         let oref = ObjectRef::new("Service", Some(&svc.namespace), &svc.name);
-        let selected: Vec<&PodInfo> = cluster
-            .pods
-            .iter()
-            .filter(|p| p.namespace == svc.namespace && selector_matches(sel, &p.labels))
+        let selected: Vec<&PodInfo> = index
+            .select(&cluster.pods, &svc.namespace, sel)
+            .into_iter()
+            .map(|i| &cluster.pods[i])
             .collect();
         if selected.is_empty() {
             let sel_str = sel

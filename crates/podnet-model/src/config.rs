@@ -34,7 +34,7 @@ pub struct ConfigOverrides {
     #[serde(rename = "podCIDR", skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<IpNet>,
     /// Prefix length of each node's podCIDR (kube-controller-manager's --node-cidr-mask-size).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "nodeCIDRMaskSize", skip_serializing_if = "Option::is_none")]
     pub node_cidr_mask_size: Option<u8>,
     #[serde(rename = "serviceCIDR", skip_serializing_if = "Option::is_none")]
     pub service_cidr: Option<IpNet>,
@@ -210,6 +210,7 @@ pub struct ClusterConfig {
     pub nodes: u32,
     #[serde(rename = "podCIDR")]
     pub pod_cidr: IpNet,
+    #[serde(rename = "nodeCIDRMaskSize")]
     pub node_cidr_mask_size: u8,
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: IpNet,

@@ -62,7 +62,7 @@ pub struct Diagnostic {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<ObjectRef>,
+    pub object: Option<Box<ObjectRef>>,
     /// The field path, as kubectl prints it: `spec.ports[1].targetPort`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -102,7 +102,7 @@ impl Diagnostic {
     }
 
     pub fn with_object(mut self, object: ObjectRef) -> Self {
-        self.object = Some(object);
+        self.object = Some(Box::new(object));
         self
     }
 

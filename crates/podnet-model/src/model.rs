@@ -95,7 +95,7 @@ pub struct PodInfo {
     pub owner: Option<OwnerInfo>,
     /// The full spec, for the parts later subsystems read (dnsPolicy, dnsConfig).
     #[serde(skip)]
-    pub spec: PodSpec,
+    pub spec: std::sync::Arc<PodSpec>,
 }
 
 impl PodInfo {
@@ -323,7 +323,7 @@ pub(crate) struct PodSource {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
-    pub spec: PodSpec,
+    pub spec: std::sync::Arc<PodSpec>,
     pub owner: Option<OwnerInfo>,
     pub hostname: Option<String>,
     pub subdomain: Option<String>,
@@ -334,10 +334,12 @@ pub(crate) struct PodSource {
 }
 
 impl PodSource {
+    /// A pod made from a workload's template; `spec` is shared by all replicas.
     pub fn from_template(
         namespace: &str,
         name: String,
         t: &PodTemplateSpec,
+        spec: std::sync::Arc<PodSpec>,
         owner: OwnerInfo,
     ) -> Self {
         let labels: Labels = t
@@ -345,7 +347,6 @@ impl PodSource {
             .as_ref()
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
-        let spec = t.spec.clone().unwrap_or_default();
         PodSource {
             namespace: namespace.to_string(),
             name,

@@ -80,7 +80,7 @@ pub fn is_namespaced(kind: &str) -> bool {
 
 /// Decodes one document. `Ok(None)` is a kind podnet does not use (a warning is pushed).
 pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Object>, Diagnostic> {
-    let index = Arc::new(doc.index.clone());
+    let index = doc.index.clone();
     let at = |p: &str| index.locate(p);
     let Some(map) = doc.value.as_object() else {
         return Err(Diagnostic::error(

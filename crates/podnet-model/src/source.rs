@@ -108,7 +108,7 @@ pub fn join_index(base: &str, i: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct SourceDoc {
     pub value: Value,
-    pub index: PathIndex,
+    pub index: Arc<PathIndex>,
     /// Where the document (or list item) starts.
     pub start: Location,
 }
@@ -167,14 +167,14 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<SourceDoc>, Diagnos
                 let start = sub.locate("");
                 out.push(SourceDoc {
                     value: item.clone(),
-                    index: sub,
+                    index: Arc::new(sub),
                     start,
                 });
             }
         } else {
             out.push(SourceDoc {
                 value,
-                index,
+                index: Arc::new(index),
                 start,
             });
         }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace
