@@ -1,0 +1,437 @@
+//! The datapath: how a pod is wired to its node.
+//!
+//! Routed, with no bridge: each pod gets a veth pair. Inside the pod, `eth0` holds the pod's
+//! address as a /32, a permanent neighbour entry for the gateway `169.254.1.1` pointing at the
+//! node side's MAC, a link route to the gateway and the default route through it. On the node,
+//! the other end (`pn<hash>`) carries a /32 route to the pod and a permanent neighbour entry for
+//! it, so neither side ever ARPs. Every packet to or from a pod is
+//! routed by the node's own IP stack, so nftables sees it with the pod's interface, and there is
+//! no bridge learning, no ARP flooding and no br_netfilter to load. This is Calico's and
+//! Cilium's design.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::route::{RouteAttribute, RouteScope};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::netns;
+use crate::spec::{code, CniError, CniResult};
+
+/// The pod's gateway. Link-local, so it is the same on every node and never routed.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// What to wire.
+#[derive(Debug, Clone)]
+pub struct Attach {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: PathBuf,
+    pub ip: IpAddr,
+    pub mtu: u32,
+}
+
+/// What was wired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wired {
+    pub host_ifname: String,
+    pub host_mac: String,
+    pub pod_mac: String,
+}
+
+/// The effects on Linux, behind a trait so that the plugin's logic is tested without root.
+pub trait Datapath {
+    fn add(&self, a: &Attach) -> CniResult<Wired>;
+    /// Best effort; a missing namespace or interface is not an error.
+    fn del(&self, container_id: &str, ifname: &str, netns: Option<&Path>) -> CniResult<()>;
+    /// Whether everything `add` made is still there and right.
+    fn check(&self, a: &Attach) -> CniResult<()>;
+}
+
+/// The node side's interface name: `pn` + 12 hex digits of a hash of the attachment.
+pub fn host_ifname(container_id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("pn{:012x}", h & 0xffff_ffff_ffff)
+}
+
+fn nl(what: &str) -> impl Fn(rtnetlink::Error) -> CniError + '_ {
+    move |e| CniError::new(code::NETLINK, format!("{what}: {e}"))
+}
+
+fn mac_string(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub(crate) fn mac_of(msg: &LinkMessage) -> Vec<u8> {
+    msg.attributes
+        .iter()
+        .find_map(|a| {
+            if let LinkAttribute::Address(m) = a {
+                Some(m.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap_or_default()
+}
+
+fn mtu_of(msg: &LinkMessage) -> Option<u32> {
+    msg.attributes.iter().find_map(|a| {
+        if let LinkAttribute::Mtu(m) = a {
+            Some(*m)
+        } else {
+            None
+        }
+    })
+}
+
+/// The link called `name`, if it exists.
+pub async fn link_by_name(h: &Handle, name: &str) -> CniResult<Option<LinkMessage>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(l) => Ok(l),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(None),
+        Err(e) => Err(nl("looking up a link")(e)),
+    }
+}
+
+/// The real datapath, through rtnetlink. Node-side work runs in the plugin's own namespace.
+pub struct Netlink;
+
+impl Datapath for Netlink {
+    fn add(&self, a: &Attach) -> CniResult<Wired> {
+        let IpAddr::V4(ip) = a.ip else {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                "the datapath is IPv4-only for now",
+            ));
+        };
+        let host = host_ifname(&a.container_id, &a.ifname);
+        let tmp_peer = format!("pt{}", &host[2..]);
+        let ns_file = netns::open(&a.netns)?;
+        // The pod must not already have the interface (§2 ADD).
+        let ifname = a.ifname.clone();
+        let exists = netns::within(&a.netns, move |h| async move {
+            Ok(link_by_name(&h, &ifname).await?.is_some())
+        })?;
+        if exists {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "interface {} already exists in {}",
+                    a.ifname,
+                    a.netns.display()
+                ),
+            ));
+        }
+        use std::os::fd::AsRawFd;
+        let fd = ns_file.as_raw_fd();
+        let mtu = a.mtu;
+        let host2 = host.clone();
+        let host_mac = netns::here(move |h| async move {
+            if let Some(old) = link_by_name(&h, &host2).await? {
+                // A leftover of a failed ADD for the same attachment.
+                h.link()
+                    .del(old.header.index)
+                    .execute()
+                    .await
+                    .map_err(nl("removing a stale host veth"))?;
+            }
+            h.link()
+                .add(LinkVeth::new(&host2, &tmp_peer).mtu(mtu).build())
+                .execute()
+                .await
+                .map_err(nl("creating the veth pair"))?;
+            let peer = link_by_name(&h, &tmp_peer)
+                .await?
+                .ok_or_else(|| CniError::new(code::NETLINK, "the new veth peer vanished"))?;
+            let pod_mac = mac_of(&peer);
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(peer.header.index)
+                        .setns_by_fd(fd)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl("moving the veth into the pod"))?;
+            let hl = link_by_name(&h, &host2)
+                .await?
+                .ok_or_else(|| CniError::new(code::NETLINK, "the host veth vanished"))?;
+            let idx = hl.header.index;
+            h.link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(nl("setting the host veth up"))?;
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(ip, 32)
+                .output_interface(idx)
+                .scope(RouteScope::Link)
+                .build();
+            h.route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl("adding the route to the pod"))?;
+            // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
+            h.neighbours()
+                .add(idx, IpAddr::V4(ip))
+                .link_layer_address(&pod_mac)
+                .state(NeighbourState::Permanent)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl("adding the pod's neighbour entry"))?;
+            Ok(mac_of(&hl))
+        });
+        let host_mac = match host_mac {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.del(&a.container_id, &a.ifname, Some(&a.netns));
+                return Err(e);
+            }
+        };
+        // Forwarding is per namespace; a node must route for its pods.
+        netns::sysctl("net.ipv4.ip_forward", "1")?;
+        let tmp = format!("pt{}", &host[2..]);
+        let ifname = a.ifname.clone();
+        let gw_mac = host_mac.clone();
+        let mtu = a.mtu;
+        let pod = netns::within(&a.netns, move |h| async move {
+            let l = link_by_name(&h, &tmp).await?.ok_or_else(|| {
+                CniError::new(code::NETLINK, "the veth did not arrive in the pod")
+            })?;
+            let idx = l.header.index;
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(idx)
+                        .name(ifname)
+                        .mtu(mtu)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl("naming and raising the pod interface"))?;
+            if let Some(lo) = link_by_name(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("raising lo"))?;
+            }
+            h.address()
+                .add(idx, IpAddr::V4(ip), 32)
+                .execute()
+                .await
+                .map_err(nl("adding the pod address"))?;
+            h.neighbours()
+                .add(idx, IpAddr::V4(GATEWAY))
+                .link_layer_address(&gw_mac)
+                .state(NeighbourState::Permanent)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl("adding the gateway neighbour"))?;
+            let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(GATEWAY, 32)
+                .output_interface(idx)
+                .scope(RouteScope::Link)
+                .build();
+            h.route()
+                .add(to_gw)
+                .execute()
+                .await
+                .map_err(nl("adding the route to the gateway"))?;
+            let default = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                .gateway(GATEWAY)
+                .output_interface(idx)
+                .build();
+            h.route()
+                .add(default)
+                .execute()
+                .await
+                .map_err(nl("adding the default route"))?;
+            Ok(mac_of(&l))
+        });
+        match pod {
+            Ok(pod_mac) => Ok(Wired {
+                host_ifname: host,
+                host_mac: mac_string(&host_mac),
+                pod_mac: mac_string(&pod_mac),
+            }),
+            Err(e) => {
+                let _ = self.del(&a.container_id, &a.ifname, Some(&a.netns));
+                Err(e)
+            }
+        }
+    }
+
+    fn del(&self, container_id: &str, ifname: &str, netns: Option<&Path>) -> CniResult<()> {
+        // Deleting either end removes the pair; the pod's routes go with its namespace.
+        let host = host_ifname(container_id, ifname);
+        netns::here(move |h| async move {
+            if let Some(l) = link_by_name(&h, &host).await? {
+                match h.link().del(l.header.index).execute().await {
+                    Ok(()) => {}
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => {}
+                    Err(e) => return Err(nl("deleting the host veth")(e)),
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(ns) = netns.filter(|p| p.exists()) {
+            let ifname = ifname.to_string();
+            // The pod side may be a leftover without its host end.
+            let r = netns::within(ns, move |h| async move {
+                if let Some(l) = link_by_name(&h, &ifname).await? {
+                    if l.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(info) if info.iter().any(|i| format!("{i:?}").contains("Veth")))) {
+                        let _ = h.link().del(l.header.index).execute().await;
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                if e.code != code::UNKNOWN_CONTAINER {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, a: &Attach) -> CniResult<()> {
+        let IpAddr::V4(ip) = a.ip else {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                "the datapath is IPv4-only for now",
+            ));
+        };
+        let host = host_ifname(&a.container_id, &a.ifname);
+        let mtu = a.mtu;
+        netns::here(move |h| async move {
+            let l = link_by_name(&h, &host).await?.ok_or_else(|| {
+                CniError::new(code::NETLINK, format!("host interface {host} is missing"))
+            })?;
+            if mtu_of(&l) != Some(mtu) {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!("host interface {host} has MTU {:?}, want {mtu}", mtu_of(&l)),
+                ));
+            }
+            let want = IpAddr::V4(ip);
+            let mut routes = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            let mut found = false;
+            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+                let dst = r.attributes.iter().find_map(|a| {
+                    if let RouteAttribute::Destination(d) = a {
+                        Some(format!("{d:?}"))
+                    } else {
+                        None
+                    }
+                });
+                let oif = r.attributes.iter().find_map(|a| {
+                    if let RouteAttribute::Oif(i) = a {
+                        Some(*i)
+                    } else {
+                        None
+                    }
+                });
+                if r.header.destination_prefix_length == 32
+                    && oif == Some(l.header.index)
+                    && dst.is_some_and(|d| d.contains(&want.to_string()))
+                {
+                    found = true;
+                }
+            }
+            if !found {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!("the node has no route to {ip} through {host}"),
+                ));
+            }
+            Ok(())
+        })?;
+        if netns::read_sysctl("net.ipv4.ip_forward")? != "1" {
+            return Err(CniError::new(
+                code::NETLINK,
+                "IP forwarding is off on the node: pods are unreachable",
+            ));
+        }
+        let ifname = a.ifname.clone();
+        netns::within(&a.netns, move |h| async move {
+            let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
+                CniError::new(code::NETLINK, format!("pod interface {ifname} is missing"))
+            })?;
+            let mut addrs = h
+                .address()
+                .get()
+                .set_link_index_filter(l.header.index)
+                .execute();
+            let mut has = false;
+            while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+                if m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip))) {
+                    has = true;
+                }
+            }
+            if !has {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!("pod interface {ifname} lacks {ip}"),
+                ));
+            }
+            let mut routes = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            let mut default = false;
+            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+                if r.header.destination_prefix_length == 0
+                    && r.attributes
+                        .iter()
+                        .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+                {
+                    default = true;
+                }
+            }
+            if !default {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!("the pod has no default route via {GATEWAY}"),
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_fit_and_differ() {
+        let a = host_ifname("abc", "eth0");
+        assert_eq!(a.len(), 14);
+        assert!(a.starts_with("pn"));
+        assert_ne!(a, host_ifname("abc", "net1"));
+        assert_eq!(a, host_ifname("abc", "eth0"));
+    }
+}

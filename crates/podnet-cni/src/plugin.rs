@@ -1,0 +1,496 @@
+//! The plugin's commands (§2 Execution Protocol), over a [`Datapath`].
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde_json::{json, Value};
+
+use crate::datapath::{Attach, Datapath, GATEWAY};
+use crate::ipam::{Store, DEFAULT_DATA_DIR};
+use crate::spec::*;
+
+/// The default MTU: 1500 less VXLAN's 50 bytes of headers.
+pub const DEFAULT_MTU: u32 = 1450;
+pub const IPAM_TYPE: &str = "podnet-ipam";
+
+/// Runs one invocation. Ok holds what to print on stdout (nothing for DEL, GC and STATUS).
+pub fn run(env: &Env, stdin: &[u8], dp: &dyn Datapath) -> CniResult<Option<Value>> {
+    let cmd = env.command()?;
+    if cmd == Command::Version {
+        let v: Value = if stdin.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(stdin).map_err(|e| {
+                CniError::new(
+                    code::DECODE_FAILURE,
+                    format!("stdin is not valid JSON: {e}"),
+                )
+            })?
+        };
+        let version = v
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("1.1.0");
+        return Ok(Some(
+            json!({"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS}),
+        ));
+    }
+    env.require_for(cmd)?;
+    let conf = NetConf::parse(stdin)?;
+    let v = conf.cni_version.clone();
+    let r = match cmd {
+        Command::Add => add(env, &conf, dp).map(Some),
+        Command::Del => del(env, &conf, dp).map(|()| None),
+        Command::Check => check(env, &conf, dp).map(|()| None),
+        Command::Status => status(&conf).map(|()| None),
+        Command::Gc => gc(&conf, dp).map(|()| None),
+        Command::Version => unreachable!("handled above"),
+    };
+    r.map_err(|e| e.with_version(&v))
+}
+
+struct Ipam {
+    subnet: IpNet,
+    data_dir: PathBuf,
+}
+
+fn ipam(conf: &NetConf) -> CniResult<Ipam> {
+    let Some(i) = &conf.ipam else {
+        return Err(CniError::new(code::INVALID_CONFIG, format!("the network configuration needs an ipam section of type {IPAM_TYPE:?} with a subnet")));
+    };
+    if i.ipam_type != IPAM_TYPE {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "ipam type {:?} is not supported: podnet-cni has its own IPAM, type {IPAM_TYPE:?}",
+                i.ipam_type
+            ),
+        ));
+    }
+    if conf.name.is_empty() || conf.name.contains('/') {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("network name {:?} is invalid", conf.name),
+        ));
+    }
+    Ok(Ipam {
+        subnet: i.subnet,
+        data_dir: PathBuf::from(
+            i.data_dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
+        ),
+    })
+}
+
+fn attachment(env: &Env) -> Attachment {
+    Attachment {
+        container_id: env.container_id.clone().unwrap_or_default(),
+        ifname: env.ifname.clone().unwrap_or_default(),
+    }
+}
+
+/// An address the runtime asks for: `runtimeConfig.ips` (the `ips` capability) or `CNI_ARGS IP=`.
+fn requested_ip(env: &Env, conf: &NetConf) -> CniResult<Option<IpAddr>> {
+    let from_rc = conf
+        .runtime_config
+        .as_ref()
+        .and_then(|rc| rc.get("ips"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let raw = from_rc.or_else(|| env.args_map().get("IP").cloned());
+    match raw {
+        None => Ok(None),
+        Some(s) => {
+            let ip = s
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse::<IpAddr>()
+                .map_err(|_| {
+                    CniError::new(
+                        code::INVALID_CONFIG,
+                        format!("requested IP {s:?} is not an IP address"),
+                    )
+                })?;
+            Ok(Some(ip))
+        }
+    }
+}
+
+fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
+    let ip_conf = ipam(conf)?;
+    let att = attachment(env);
+    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let ip = {
+        let locked = store.lock()?;
+        locked.allocate(&att, requested_ip(env, conf)?)?
+    };
+    let netns = PathBuf::from(env.netns.clone().unwrap_or_default());
+    let mtu = conf.mtu.unwrap_or(DEFAULT_MTU);
+    let wired = match dp.add(&Attach {
+        container_id: att.container_id.clone(),
+        ifname: att.ifname.clone(),
+        netns: netns.clone(),
+        ip,
+        mtu,
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            // Undo the reservation so a failed ADD leaks nothing (§4).
+            if let Ok(l) = store.lock() {
+                let _ = l.release(&att);
+            }
+            return Err(e);
+        }
+    };
+    let mut result = match &conf.prev_result {
+        Some(prev) => serde_json::from_value::<AddResult>(prev.clone())
+            .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?,
+        None => AddResult::default(),
+    };
+    result.cni_version = conf.cni_version.clone();
+    let base = result.interfaces.len();
+    result.interfaces.push(Interface {
+        name: wired.host_ifname,
+        mac: wired.host_mac,
+        mtu: Some(mtu),
+        sandbox: String::new(),
+    });
+    result.interfaces.push(Interface {
+        name: att.ifname.clone(),
+        mac: wired.pod_mac,
+        mtu: Some(mtu),
+        sandbox: netns.display().to_string(),
+    });
+    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+    result.ips.push(IpConfig {
+        address: IpNet::new(ip, prefix).expect("full-length prefix"),
+        gateway: Some(IpAddr::V4(GATEWAY)),
+        interface: Some(base + 1),
+    });
+    result.routes.push(Route {
+        dst: "0.0.0.0/0".parse().expect("literal"),
+        gw: Some(IpAddr::V4(GATEWAY)),
+    });
+    if let Some(d) = &conf.dns {
+        if result.dns == Dns::default() {
+            result.dns = d.clone();
+        }
+    }
+    let mut v = serde_json::to_value(&result).expect("results serialize");
+    if conf.cni_version.starts_with("0.") {
+        // 0.3.x and 0.4.0 results carry the address family as `version`.
+        for ipv in v["ips"].as_array_mut().into_iter().flatten() {
+            let fam = if ipv["address"].as_str().is_some_and(|a| a.contains(':')) {
+                "6"
+            } else {
+                "4"
+            };
+            ipv["version"] = json!(fam);
+        }
+    }
+    Ok(v)
+}
+
+fn del(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
+    let att = attachment(env);
+    let netns = env.netns.as_deref().map(Path::new);
+    // Best effort: release the address even when the namespace is gone (§4 DEL).
+    let dp_result = dp.del(&att.container_id, &att.ifname, netns);
+    if let Ok(ip_conf) = ipam(conf) {
+        let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+        store.lock()?.release(&att)?;
+    }
+    dp_result
+}
+
+fn check(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
+    let ip_conf = ipam(conf)?;
+    let att = attachment(env);
+    let netns = PathBuf::from(env.netns.clone().unwrap_or_default());
+    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let reserved = store.lock()?.find(&att)?.ok_or_else(|| {
+        CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!(
+                "no address is reserved for container {} {}",
+                att.container_id, att.ifname
+            ),
+        )
+    })?;
+    // prevResult says which address to expect; it must be the one reserved.
+    if let Some(prev) = &conf.prev_result {
+        let res: AddResult = serde_json::from_value(prev.clone())
+            .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?;
+        let sandbox = netns.display().to_string();
+        let ours = res.ips.iter().find(|i| {
+            i.interface
+                .and_then(|n| res.interfaces.get(n))
+                .is_some_and(|itf| itf.sandbox == sandbox && itf.name == att.ifname)
+        });
+        match ours {
+            Some(i) if i.address.addr() == reserved => {}
+            Some(i) => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("prevResult has {} but {reserved} is reserved", i.address),
+                ))
+            }
+            None => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!(
+                        "prevResult lists no address for {} in {sandbox}",
+                        att.ifname
+                    ),
+                ))
+            }
+        }
+    }
+    dp.check(&Attach {
+        container_id: att.container_id,
+        ifname: att.ifname,
+        netns,
+        ip: reserved,
+        mtu: conf.mtu.unwrap_or(DEFAULT_MTU),
+    })
+}
+
+fn status(conf: &NetConf) -> CniResult<()> {
+    let ip_conf = ipam(conf)?;
+    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let free = store
+        .lock()
+        .map_err(|e| {
+            CniError::new(
+                code::NOT_AVAILABLE,
+                format!("the IPAM store is unusable: {}", e.msg),
+            )
+        })?
+        .free()?;
+    if free == 0 {
+        return Err(CniError::new(
+            code::NOT_AVAILABLE,
+            format!("no free address left in {}", ip_conf.subnet),
+        ));
+    }
+    Ok(())
+}
+
+fn gc(conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
+    let ip_conf = ipam(conf)?;
+    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let released = store.lock()?.gc(&valid)?;
+    // Keep going after errors and report them all (§ GC).
+    let mut errors = Vec::new();
+    for (_, att) in released {
+        if let Err(e) = dp.del(&att.container_id, &att.ifname, None) {
+            errors.push(e.msg);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::IO_FAILURE,
+            format!("GC: {}", errors.join("; ")),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::Wired;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    /// Records what the plugin asked of Linux.
+    #[derive(Default)]
+    struct Fake {
+        wired: RefCell<BTreeMap<(String, String), IpAddr>>,
+        fail_add: bool,
+    }
+
+    impl Datapath for Fake {
+        fn add(&self, a: &Attach) -> CniResult<Wired> {
+            if self.fail_add {
+                return Err(CniError::new(code::NETLINK, "injected failure"));
+            }
+            self.wired
+                .borrow_mut()
+                .insert((a.container_id.clone(), a.ifname.clone()), a.ip);
+            Ok(Wired {
+                host_ifname: crate::datapath::host_ifname(&a.container_id, &a.ifname),
+                host_mac: "aa:aa:aa:aa:aa:aa".into(),
+                pod_mac: "bb:bb:bb:bb:bb:bb".into(),
+            })
+        }
+        fn del(&self, c: &str, i: &str, _: Option<&Path>) -> CniResult<()> {
+            self.wired
+                .borrow_mut()
+                .remove(&(c.to_string(), i.to_string()));
+            Ok(())
+        }
+        fn check(&self, a: &Attach) -> CniResult<()> {
+            match self
+                .wired
+                .borrow()
+                .get(&(a.container_id.clone(), a.ifname.clone()))
+            {
+                Some(ip) if *ip == a.ip => Ok(()),
+                _ => Err(CniError::new(code::NETLINK, "not wired")),
+            }
+        }
+    }
+
+    fn env(cmd: &str, id: &str) -> Env {
+        let m: BTreeMap<&str, String> = [
+            ("CNI_COMMAND", cmd.to_string()),
+            ("CNI_CONTAINERID", id.to_string()),
+            ("CNI_NETNS", "/run/netns/x".into()),
+            ("CNI_IFNAME", "eth0".into()),
+            ("CNI_PATH", "/opt/cni/bin".into()),
+        ]
+        .into();
+        Env::from_lookup(|k| m.get(k).cloned())
+    }
+
+    fn conf(dir: &Path, extra: Value) -> Vec<u8> {
+        let mut c = json!({"cniVersion": "1.1.0", "name": "podnet", "type": "podnet-cni", "ipam": {"type": IPAM_TYPE, "subnet": "10.244.1.0/24", "dataDir": dir}, "dns": {"nameservers": ["10.96.0.10"]}});
+        if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::to_vec(&c).unwrap()
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("podnet-plugin-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn add_check_del_round_trip() {
+        let dir = tmp("rt");
+        let dp = Fake::default();
+        let out = run(&env("ADD", "c1"), &conf(&dir, json!({})), &dp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["cniVersion"], "1.1.0");
+        assert_eq!(out["interfaces"][1]["sandbox"], "/run/netns/x");
+        assert_eq!(
+            out["interfaces"][0].get("sandbox"),
+            None,
+            "the host interface has no sandbox"
+        );
+        assert_eq!(out["ips"][0]["interface"], 1);
+        assert_eq!(out["ips"][0]["address"], "10.244.1.2/32");
+        assert_eq!(out["dns"]["nameservers"][0], "10.96.0.10");
+        let with_prev = conf(&dir, json!({"prevResult": out}));
+        run(&env("CHECK", "c1"), &with_prev, &dp).unwrap();
+        run(&env("DEL", "c1"), &conf(&dir, json!({})), &dp).unwrap();
+        run(&env("DEL", "c1"), &conf(&dir, json!({})), &dp).expect("DEL twice succeeds");
+        run(&env("DEL", "never-added"), &conf(&dir, json!({})), &dp)
+            .expect("DEL without ADD succeeds");
+        assert_eq!(
+            run(&env("CHECK", "c1"), &with_prev, &dp).unwrap_err().code,
+            code::UNKNOWN_CONTAINER
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn failed_add_leaks_no_address() {
+        let dir = tmp("fail");
+        let dp = Fake {
+            fail_add: true,
+            ..Default::default()
+        };
+        assert!(run(&env("ADD", "c1"), &conf(&dir, json!({})), &dp).is_err());
+        let store = Store::new(&dir, "podnet", "10.244.1.0/24".parse().unwrap());
+        assert!(store.lock().unwrap().reservations().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn requested_ip_prev_result_and_old_versions() {
+        let dir = tmp("req");
+        let dp = Fake::default();
+        let prev =
+            json!({"cniVersion": "0.4.0", "interfaces": [{"name": "x"}], "ips": [], "dns": {}});
+        let c = conf(
+            &dir,
+            json!({"cniVersion": "0.4.0", "runtimeConfig": {"ips": ["10.244.1.77/24"]}, "prevResult": prev}),
+        );
+        let out = run(&env("ADD", "c1"), &c, &dp).unwrap().unwrap();
+        assert_eq!(out["ips"][0]["address"], "10.244.1.77/32");
+        assert_eq!(out["ips"][0]["version"], "4");
+        assert_eq!(out["interfaces"][0]["name"], "x", "prevResult is kept");
+        assert_eq!(out["ips"][0]["interface"], 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn status_and_gc() {
+        let dir = tmp("gc");
+        let dp = Fake::default();
+        run(&env("ADD", "a"), &conf(&dir, json!({})), &dp).unwrap();
+        run(&env("ADD", "b"), &conf(&dir, json!({})), &dp).unwrap();
+        run(&env("STATUS", ""), &conf(&dir, json!({})), &dp).unwrap();
+        let gc = conf(
+            &dir,
+            json!({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}]}),
+        );
+        assert!(
+            run(&env("GC", ""), &gc, &dp).unwrap().is_none(),
+            "GC prints nothing"
+        );
+        let store = Store::new(&dir, "podnet", "10.244.1.0/24".parse().unwrap());
+        let left: Vec<_> = store
+            .lock()
+            .unwrap()
+            .reservations()
+            .unwrap()
+            .into_iter()
+            .map(|(_, a)| a.container_id)
+            .collect();
+        assert_eq!(left, ["a"]);
+        assert_eq!(dp.wired.borrow().len(), 1, "b's interfaces were removed");
+        // A full pool makes STATUS fail with code 50.
+        let small = serde_json::to_vec(&json!({"cniVersion": "1.1.0", "name": "tiny", "type": "podnet-cni", "ipam": {"type": IPAM_TYPE, "subnet": "10.244.9.0/30", "dataDir": dir}})).unwrap();
+        run(&env("ADD", "only"), &small, &dp).unwrap();
+        assert_eq!(
+            run(&env("STATUS", ""), &small, &dp).unwrap_err().code,
+            code::NOT_AVAILABLE
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn version_and_bad_input() {
+        let dp = Fake::default();
+        let out = run(&env("VERSION", ""), br#"{"cniVersion":"1.1.0"}"#, &dp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["cniVersion"], "1.1.0");
+        assert!(out["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "0.3.1"));
+        assert_eq!(
+            run(&env("ADD", "c"), b"{", &dp).unwrap_err().code,
+            code::DECODE_FAILURE
+        );
+        let e = run(&env("ADD", "c"), br#"{"cniVersion":"1.1.0","name":"n","type":"t","ipam":{"type":"host-local","subnet":"10.0.0.0/24"}}"#, &dp).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+    }
+}
