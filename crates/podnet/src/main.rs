@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
+mod lab;
 mod load;
 mod output;
 
@@ -25,6 +26,70 @@ struct Cli {
 enum Command {
     /// Compute the cluster plan from manifests (no root needed): nodes, pods, Services, endpoints.
     Check(CheckArgs),
+    /// A whole cluster network on this machine, in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Args)]
+struct LabName {
+    /// The lab's name: its namespaces are podnet-<name>-*, its state /run/podnet/<name>.
+    #[arg(long = "name", default_value = "lab")]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Build the lab from manifests: underlay, nodes, VXLAN overlay, pods through the CNI
+    /// plugin, test servers on every containerPort, and an `external` client.
+    Up {
+        #[command(flatten)]
+        lab: LabName,
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Remove everything of the lab (idempotent; also cleans up after a crash).
+    Down {
+        #[command(flatten)]
+        lab: LabName,
+    },
+    /// Nodes and pods with their IPs and readiness.
+    Status {
+        #[command(flatten)]
+        lab: LabName,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Run a host command inside <namespace>/<pod>, node/<name> or external.
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Connectivity from every pod to every pod on a port, as a `.`/`X` matrix.
+    Probe {
+        #[command(flatten)]
+        lab: LabName,
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        #[arg(long, default_value = "TCP")]
+        protocol: String,
+        /// Per-connection timeout in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Run the lab's test servers (started by `lab up`).
+    #[command(hide = true)]
+    Serve {
+        #[command(flatten)]
+        lab: LabName,
+    },
 }
 
 #[derive(Args)]
@@ -99,9 +164,18 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
+    // Installed (or linked) as `podnet-cni`, this binary is the CNI plugin.
+    if std::env::args_os().next().is_some_and(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .is_some_and(|f| f == "podnet-cni")
+    }) {
+        return cni_main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check(a),
+        Command::Lab(l) => lab::run(l),
     };
     match result {
         Ok(code) => code,
@@ -151,4 +225,30 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cni_main() -> ExitCode {
+    use std::io::{Read, Write};
+    let env = podnet_cni::spec::Env::from_lookup(|k| std::env::var(k).ok());
+    let mut stdin = Vec::new();
+    let result = match std::io::stdin().read_to_end(&mut stdin) {
+        Ok(_) => podnet_cni::plugin::run(&env, &stdin, &podnet_cni::datapath::Netlink),
+        Err(e) => Err(podnet_cni::spec::CniError::new(
+            podnet_cni::spec::code::IO_FAILURE,
+            format!("reading stdin: {e}"),
+        )),
+    };
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podnet-cni: {e}");
+            let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,394 @@
+//! The lab: a whole multi-node cluster network on one machine, in network namespaces, built
+//! from the model. See [`plan`] for the topology.
+
+pub mod net;
+pub mod plan;
+pub mod probe;
+pub mod runtime;
+pub mod serve;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_model::{Cluster, NsName};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::LabPlan;
+use crate::runtime::{Op, Runtime};
+
+pub const RUN_DIR: &str = "/run/podnet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{cmd}: {msg}")]
+    Command { cmd: String, msg: String },
+    #[error("CNI {op} for pod {pod}: {msg}")]
+    Cni {
+        pod: String,
+        op: String,
+        msg: String,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("lab {0:?} is not up (no {1})")]
+    NotUp(String, String),
+    #[error("teardown left {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
+    Teardown(Vec<String>),
+}
+
+/// What a running lab keeps in `/run/podnet/<lab>/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabState {
+    pub plan: LabPlan,
+    /// The IPs the CNI plugin really assigned, by `namespace/name`.
+    pub pod_ips: HashMap<String, IpAddr>,
+    #[serde(default)]
+    pub serve_pid: Option<i32>,
+}
+
+impl LabState {
+    pub fn pod_ip(&self, namespace: &str, name: &str) -> Option<IpAddr> {
+        self.pod_ips.get(&format!("{namespace}/{name}")).copied()
+    }
+}
+
+pub fn lab_dir(lab: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(lab)
+}
+
+pub fn load_state(lab: &str) -> Result<LabState, LabError> {
+    let path = lab_dir(lab).join("state.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| LabError::NotUp(lab.to_string(), path.display().to_string()))?;
+    serde_json::from_str(&text).map_err(|e| LabError::Io(format!("{}: {e}", path.display())))
+}
+
+fn save_state(lab: &str, st: &LabState) -> Result<(), LabError> {
+    let path = lab_dir(lab).join("state.json");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(st).expect("serializes"))
+        .map_err(|e| LabError::Io(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| LabError::Io(e.to_string()))
+}
+
+fn io<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> LabError + '_ {
+    move |e| LabError::Io(format!("{what}: {e}"))
+}
+
+/// Whether anything of the lab exists: its state directory or any of its namespaces.
+pub fn exists(lab: &str) -> bool {
+    lab_dir(lab).exists() || !net::netns_list(&plan::prefix(lab)).is_empty()
+}
+
+/// Builds the lab. `exe` is the podnet binary: it serves as the CNI plugin (`podnet-cni`) and
+/// runs the test servers (`lab serve`). On failure everything built so far is removed.
+pub fn up(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
+    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    if exists(lab) {
+        // Leftovers of a crash or of an earlier run.
+        down(lab)?;
+    }
+    let result = build(lab, cluster, exe);
+    if result.is_err() {
+        let _ = down(lab);
+    }
+    result
+}
+
+fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
+    let dir = lab_dir(lab);
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(io("creating the lab directory"))?;
+    std::os::unix::fs::symlink(exe, bin.join("podnet-cni"))
+        .map_err(io("linking the CNI plugin"))?;
+    let plan = LabPlan::new(lab, cluster);
+
+    // Namespaces first, then the wiring of each.
+    let mut names = vec![plan.underlay_ns.clone(), plan.external.ns.clone()];
+    names.extend(plan.nodes.iter().map(|n| n.ns.clone()));
+    names.extend(
+        plan.pods
+            .iter()
+            .filter(|p| !p.host_network)
+            .map(|p| p.netns.clone()),
+    );
+    for n in &names {
+        net::netns_add(n)?;
+    }
+    net::ip_batch(&plan.underlay_ns, &plan.underlay_script())?;
+    net::ip_batch(&plan.external.ns, &plan.external_script())?;
+    for node in &plan.nodes {
+        net::ip_batch(&node.ns, &plan.node_script(node))?;
+        net::bridge_batch(&node.ns, &plan.node_fdb_script(node))?;
+        net::sysctl(&node.ns, "net.ipv4.ip_forward", "1")?;
+        let ndir = dir.join("nodes").join(&node.name);
+        std::fs::create_dir_all(ndir.join("net.d")).map_err(io("creating net.d"))?;
+        let list = runtime::conflist(node, &ndir.join("ipam"));
+        std::fs::write(
+            ndir.join("net.d").join(runtime::CONFLIST),
+            serde_json::to_vec_pretty(&list).expect("serializes"),
+        )
+        .map_err(io("writing the conflist"))?;
+    }
+
+    // CNI ADD for every pod, a few at a time.
+    let pods: Vec<_> = plan
+        .pods
+        .iter()
+        .filter(|p| !p.host_network)
+        .cloned()
+        .collect();
+    let mut pod_ips = HashMap::new();
+    for p in plan.pods.iter().filter(|p| p.host_network) {
+        if let Some(n) = plan.node(&p.node) {
+            pod_ips.insert(format!("{}/{}", p.namespace, p.name), n.ip);
+        }
+    }
+    let workers = 8.min(pods.len().max(1));
+    let chunks: Vec<Vec<_>> = (0..workers)
+        .map(|w| pods.iter().skip(w).step_by(workers).cloned().collect())
+        .collect();
+    let results: Vec<Result<Vec<(String, IpAddr)>, LabError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (plan, dir, bin) = (&plan, &dir, &bin);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for pod in chunk {
+                        let node = plan.node(&pod.node).expect("pods are on planned nodes");
+                        let rt = Runtime {
+                            cni_path: bin.clone(),
+                            conf_dir: dir.join("nodes").join(&node.name).join("net.d"),
+                            node_ns: node.ns.clone(),
+                        };
+                        let res = rt.run(Op::Add, &pod, None)?;
+                        let ip = runtime::result_ip(&res).ok_or_else(|| LabError::Cni {
+                            pod: pod.name.clone(),
+                            op: "ADD".into(),
+                            msg: "the result has no IP".into(),
+                        })?;
+                        std::fs::write(
+                            dir.join("nodes")
+                                .join(&node.name)
+                                .join(format!("{}.result.json", pod.container_id)),
+                            res.to_string(),
+                        )
+                        .map_err(io("saving the ADD result"))?;
+                        out.push((format!("{}/{}", pod.namespace, pod.name), ip));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect()
+    });
+    for r in results {
+        pod_ips.extend(r?);
+    }
+
+    let mut state = LabState {
+        plan,
+        pod_ips,
+        serve_pid: None,
+    };
+    save_state(lab, &state)?;
+    state.serve_pid = Some(start_servers(lab, exe)?);
+    save_state(lab, &state)?;
+    Ok(state)
+}
+
+/// Starts `podnet lab serve` in the background and waits until every listener is bound.
+fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
+    use std::os::unix::process::CommandExt;
+    let log =
+        std::fs::File::create(lab_dir(lab).join("serve.log")).map_err(io("creating serve.log"))?;
+    let mut child = Command::new(exe)
+        .args(["lab", "serve", "--name", lab])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(io("starting the test servers"))?;
+    let pid = child.id() as i32;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(io("waiting for the test servers"))?;
+    if line.trim() != "ready" {
+        let log = std::fs::read_to_string(lab_dir(lab).join("serve.log")).unwrap_or_default();
+        return Err(LabError::Io(format!(
+            "the test servers did not start: {log}"
+        )));
+    }
+    Ok(pid)
+}
+
+/// Removes everything of the lab: its server process, its namespaces (the pods' interfaces and
+/// routes go with them) and its state. Idempotent; reports every failure, not just the first.
+pub fn down(lab: &str) -> Result<(), LabError> {
+    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    let mut problems = Vec::new();
+    if let Ok(st) = load_state(lab) {
+        if let Some(pid) = st.serve_pid {
+            stop_process(pid);
+        }
+    } else if let Ok(pid) = std::fs::read_to_string(lab_dir(lab).join("serve.pid")) {
+        if let Ok(pid) = pid.trim().parse() {
+            stop_process(pid);
+        }
+    }
+    for ns in net::netns_list(&plan::prefix(lab)) {
+        if let Err(e) = net::netns_del(&ns) {
+            problems.push(e.to_string());
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(lab_dir(lab)) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            problems.push(format!("{}: {e}", lab_dir(lab).display()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Teardown(problems))
+    }
+}
+
+fn stop_process(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let p = Pid::from_raw(pid);
+    // Only our own server: check its command line first.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("serve") {
+        return;
+    }
+    let _ = kill(p, Signal::SIGTERM);
+    let start = Instant::now();
+    while kill(p, None).is_ok() && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(p, Signal::SIGKILL);
+}
+
+/// Pod status for `lab status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub ip: Option<IpAddr>,
+    pub ready: bool,
+    pub host_network: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub name: String,
+    pub ip: IpAddr,
+    pub pod_cidr: ipnet::IpNet,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub name: String,
+    pub servers_running: bool,
+    pub nodes: Vec<NodeStatus>,
+    pub pods: Vec<PodStatus>,
+}
+
+pub fn status(lab: &str) -> Result<Status, LabError> {
+    let st = load_state(lab)?;
+    let alive = st
+        .serve_pid
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+    let nodes = st
+        .plan
+        .nodes
+        .iter()
+        .map(|n| NodeStatus {
+            name: n.name.clone(),
+            ip: n.ip,
+            pod_cidr: n.pod_cidr,
+            ready: Path::new(&net::netns_path(&n.ns)).exists(),
+        })
+        .collect();
+    let pods = st
+        .plan
+        .pods
+        .iter()
+        .map(|p| PodStatus {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            node: p.node.clone(),
+            ip: st.pod_ip(&p.namespace, &p.name),
+            ready: p.ready && alive && Path::new(&net::netns_path(&p.netns)).exists(),
+            host_network: p.host_network,
+        })
+        .collect();
+    Ok(Status {
+        name: lab.to_string(),
+        servers_running: alive,
+        nodes,
+        pods,
+    })
+}
+
+/// The real pod IPs as the model wants them back.
+pub fn actual_ips(st: &LabState) -> HashMap<NsName, Vec<IpAddr>> {
+    st.pod_ips
+        .iter()
+        .filter_map(|(k, ip)| {
+            let (ns, name) = k.split_once('/')?;
+            Some((NsName::new(ns, name), vec![*ip]))
+        })
+        .collect()
+}
+
+/// The namespace `lab exec` enters for a target: `<ns>/<pod>`, `node/<name>` or `external`.
+pub fn exec_target(st: &LabState, target: &str) -> Result<String, LabError> {
+    if target == "external" {
+        return Ok(st.plan.external.ns.clone());
+    }
+    if let Some(node) = target.strip_prefix("node/") {
+        return st.plan.node(node).map(|n| n.ns.clone()).ok_or_else(|| {
+            LabError::Invalid(format!(
+                "no node {node:?}; nodes: {}",
+                st.plan
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        });
+    }
+    let (ns, name) = target.split_once('/').ok_or_else(|| {
+        LabError::Invalid(format!(
+            "{target:?}: expected <namespace>/<pod>, node/<name> or external"
+        ))
+    })?;
+    st.plan
+        .pods
+        .iter()
+        .find(|p| p.namespace == ns && p.name == name)
+        .map(|p| p.netns.clone())
+        .ok_or_else(|| LabError::Invalid(format!("no pod {target:?} in lab {}", st.plan.name)))
+}

@@ -1,0 +1,135 @@
+//! `lab probe`: connectivity from pods to pods, as upstream's NetworkPolicy e2e probes it, in
+//! parallel with a timeout. A cell is `.` when the source reached the target's server on the
+//! port (and the server answered with the target's name), `X` otherwise.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+use serde::Serialize;
+
+use crate::{LabError, LabState};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Matrix {
+    pub port: u16,
+    pub protocol: String,
+    /// `namespace/name` of each pod, rows (from) and columns (to) alike.
+    pub pods: Vec<String>,
+    /// `reachable[from][to]`.
+    pub reachable: Vec<Vec<bool>>,
+}
+
+impl Matrix {
+    /// The e2e truth-table layout: a header of targets, one row per source.
+    pub fn render(&self) -> String {
+        let mut s = String::from("-");
+        for p in &self.pods {
+            s.push('\t');
+            s.push_str(p);
+        }
+        s.push('\n');
+        for (i, row) in self.reachable.iter().enumerate() {
+            s.push_str(&self.pods[i]);
+            for ok in row {
+                s.push('\t');
+                s.push(if *ok { '.' } else { 'X' });
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Probes every pod (with an IP, not hostNetwork) from every other.
+pub fn probe(
+    st: &LabState,
+    port: u16,
+    protocol: &str,
+    timeout: Duration,
+) -> Result<Matrix, LabError> {
+    if protocol != "TCP" && protocol != "UDP" {
+        return Err(LabError::Invalid(format!(
+            "protocol {protocol:?}: probe TCP or UDP (this kernel has no SCTP sockets)"
+        )));
+    }
+    let pods: Vec<_> = st
+        .plan
+        .pods
+        .iter()
+        .filter(|p| !p.host_network)
+        .filter_map(|p| Some((p, st.pod_ip(&p.namespace, &p.name)?)))
+        .collect();
+    let targets: Vec<(String, IpAddr)> = pods.iter().map(|(p, ip)| (p.name.clone(), *ip)).collect();
+    let rows: Vec<Result<Vec<bool>, LabError>> = std::thread::scope(|s| {
+        let mut out = Vec::new();
+        for chunk in pods.chunks(32) {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(src, _)| {
+                    let targets = &targets;
+                    let path = crate::net::netns_path(&src.netns);
+                    let protocol = protocol.to_string();
+                    s.spawn(move || -> Result<Vec<bool>, LabError> {
+                        let f = std::fs::File::open(&path)
+                            .map_err(|e| LabError::Io(format!("{path}: {e}")))?;
+                        setns(&f, CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| LabError::Io(format!("entering {path}: {e}")))?;
+                        Ok(targets
+                            .iter()
+                            .map(|(name, ip)| {
+                                reach(SocketAddr::new(*ip, port), &protocol, name, timeout)
+                            })
+                            .collect())
+                    })
+                })
+                .collect();
+            out.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("probe thread panicked")),
+            );
+        }
+        out
+    });
+    let reachable = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(Matrix {
+        port,
+        protocol: protocol.to_string(),
+        pods: pods
+            .iter()
+            .map(|(p, _)| format!("{}/{}", p.namespace, p.name))
+            .collect(),
+        reachable,
+    })
+}
+
+/// One probe from the current thread's namespace.
+pub fn reach(to: SocketAddr, protocol: &str, want: &str, timeout: Duration) -> bool {
+    if protocol == "UDP" {
+        let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        if s.send_to(b"hostname", to).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 512];
+        return matches!(s.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == want.as_bytes());
+    }
+    let Ok(mut s) = TcpStream::connect_timeout(&to, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(format!("GET /hostname HTTP/1.0\r\nHost: {to}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.starts_with("HTTP/1.") && resp.ends_with(want)
+}

@@ -1,0 +1,212 @@
+//! The built-in test servers, like upstream's agnhost: one listener per declared containerPort
+//! of every pod, all held by one process.
+//!
+//! A socket stays in the namespace it was created in, so each pod's sockets are bound on a
+//! fresh thread that has entered the pod's namespace; then one tokio runtime serves them all.
+//!
+//! - TCP: HTTP. `/hostname` → the pod's name; `/clientip` → the peer's `ip:port`;
+//!   `/echo?msg=M` → `M`; any other path → `{"pod","namespace","node","clientIP"}`.
+//! - UDP: `hostname` → the pod's name; `echo M` → `M`; `clientip` → the peer's `ip:port`;
+//!   anything else → the pod's name.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use nix::sched::{setns, CloneFlags};
+
+use crate::plan::PodPlan;
+use crate::{LabError, LabState};
+
+#[derive(Debug)]
+struct PodInfo {
+    name: String,
+    namespace: String,
+    node: String,
+}
+
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+/// Binds every port of a pod inside its namespace.
+fn bind_pod(pod: &PodPlan) -> Result<Vec<Bound>, LabError> {
+    let path = crate::net::netns_path(&pod.netns);
+    let file = std::fs::File::open(&path).map_err(|e| LabError::Io(format!("{path}: {e}")))?;
+    let ports = pod.ports.clone();
+    let who = format!("{}/{}", pod.namespace, pod.name);
+    std::thread::spawn(move || {
+        setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| LabError::Io(format!("entering {path}: {e}")))?;
+        let mut out = Vec::new();
+        for p in ports {
+            let addr = SocketAddr::from(([0, 0, 0, 0], p.port));
+            let b = match p.protocol.as_str() {
+                "TCP" => std::net::TcpListener::bind(addr).map(Bound::Tcp),
+                "UDP" => std::net::UdpSocket::bind(addr).map(Bound::Udp),
+                other => {
+                    eprintln!(
+                        "{who}: {other} port {}: this kernel has no {other} sockets; not served",
+                        p.port
+                    );
+                    continue;
+                }
+            };
+            match b {
+                Ok(b) => out.push(b),
+                Err(e) => eprintln!("{who}: {} port {}: {e}", p.protocol, p.port),
+            }
+        }
+        Ok(out)
+    })
+    .join()
+    .map_err(|_| LabError::Io("a bind thread panicked".into()))?
+}
+
+/// Runs the servers of a lab until killed. Prints `ready` on stdout once every socket is bound.
+pub fn run(st: &LabState) -> Result<(), LabError> {
+    let mut bound = Vec::new();
+    for pod in &st.plan.pods {
+        if pod.ports.is_empty() {
+            continue;
+        }
+        let info = Arc::new(PodInfo {
+            name: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            node: pod.node.clone(),
+        });
+        for b in bind_pod(pod)? {
+            bound.push((info.clone(), b));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::Io(e.to_string()))?;
+    rt.block_on(async move {
+        for (info, b) in bound {
+            match b {
+                Bound::Tcp(l) => {
+                    l.set_nonblocking(true)
+                        .map_err(|e| LabError::Io(e.to_string()))?;
+                    let l = tokio::net::TcpListener::from_std(l)
+                        .map_err(|e| LabError::Io(e.to_string()))?;
+                    tokio::spawn(serve_tcp(l, info));
+                }
+                Bound::Udp(s) => {
+                    s.set_nonblocking(true)
+                        .map_err(|e| LabError::Io(e.to_string()))?;
+                    let s = tokio::net::UdpSocket::from_std(s)
+                        .map_err(|e| LabError::Io(e.to_string()))?;
+                    tokio::spawn(serve_udp(s, info));
+                }
+            }
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "ready");
+            let _ = out.flush();
+        }
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+async fn serve_tcp(l: tokio::net::TcpListener, info: Arc<PodInfo>) {
+    loop {
+        let Ok((stream, peer)) = l.accept().await else {
+            continue;
+        };
+        let info = info.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| respond(req, info.clone(), peer));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    info: Arc<PodInfo>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = match req.uri().path() {
+        "/hostname" => info.name.clone(),
+        "/clientip" => peer.to_string(),
+        "/echo" => query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
+        _ => serde_json::json!({"pod": info.name, "namespace": info.namespace, "node": info.node, "clientIP": peer.to_string()}).to_string(),
+    };
+    Ok(Response::new(Full::new(Bytes::from(body))))
+}
+
+async fn serve_udp(s: tokio::net::UdpSocket, info: Arc<PodInfo>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, peer)) = s.recv_from(&mut buf).await else {
+            continue;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+        let reply = if let Some(rest) = msg.strip_prefix("echo ") {
+            rest.to_string()
+        } else if msg == "clientip" {
+            peer.to_string()
+        } else {
+            info.name.clone()
+        };
+        let _ = s.send_to(reply.as_bytes(), peer).await;
+    }
+}
+
+/// A query parameter, percent-decoded (`+` is a space), as Go's `FormValue` reads it.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_parameter() {
+        assert_eq!(
+            query_param("msg=hello+world%21", "msg").as_deref(),
+            Some("hello world!")
+        );
+        assert_eq!(query_param("a=1&msg=x", "msg").as_deref(), Some("x"));
+        assert_eq!(query_param("a=1", "msg"), None);
+        assert_eq!(query_param("msg=100%", "msg").as_deref(), Some("100%"));
+    }
+}

@@ -1,0 +1,159 @@
+//! `podnet lab …`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::output::table;
+use crate::{build_model, LabCommand, OutputFormat};
+
+pub fn run(cmd: LabCommand) -> Result<ExitCode> {
+    match cmd {
+        LabCommand::Up {
+            lab,
+            manifests,
+            cluster,
+        } => {
+            let Some(model) = build_model(&manifests.files, &cluster)? else {
+                eprintln!("nothing was created");
+                return Ok(ExitCode::FAILURE);
+            };
+            need_root()?;
+            let start = Instant::now();
+            let exe = std::env::current_exe().context("finding the podnet binary")?;
+            let st = podnet_lab::up(&lab.name, &model, &exe)?;
+            let pods = st.plan.pods.len();
+            println!(
+                "lab {:?} is up in {:.2}s: {} nodes, {pods} pods, external client at {}",
+                lab.name,
+                start.elapsed().as_secs_f64(),
+                st.plan.nodes.len(),
+                st.plan.external.ip
+            );
+            println!("try: podnet lab status --name {0}; podnet lab probe --name {0}; podnet lab down --name {0}", lab.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down { lab } => {
+            need_root()?;
+            podnet_lab::down(&lab.name)?;
+            println!("lab {:?} is down", lab.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Status { lab, output } => {
+            let st = podnet_lab::status(&lab.name)?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                OutputFormat::Yaml => {
+                    print!("{}", crate::output::to_yaml(&serde_json::to_value(&st)?))
+                }
+                OutputFormat::Table => {
+                    println!("NODES");
+                    let rows: Vec<_> = st
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            vec![
+                                n.name.clone(),
+                                n.ip.to_string(),
+                                n.pod_cidr.to_string(),
+                                ready(n.ready),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(&["NAME", "INTERNAL-IP", "POD-CIDR", "READY"], &rows)
+                    );
+                    println!("\nPODS");
+                    let rows: Vec<_> = st
+                        .pods
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.namespace.clone(),
+                                p.name.clone(),
+                                p.node.clone(),
+                                p.ip.map_or("<none>".into(), |i| i.to_string()),
+                                ready(p.ready),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(&["NAMESPACE", "NAME", "NODE", "IP", "READY"], &rows)
+                    );
+                    if !st.servers_running {
+                        eprintln!("warning: the test servers are not running");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Exec {
+            lab,
+            target,
+            command,
+        } => {
+            let st = podnet_lab::load_state(&lab.name)?;
+            let ns = podnet_lab::exec_target(&st, &target)?;
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .args(&command)
+                .exec();
+            bail!("running nsenter: {err}")
+        }
+        LabCommand::Probe {
+            lab,
+            port,
+            protocol,
+            timeout_ms,
+            output,
+        } => {
+            let st = podnet_lab::load_state(&lab.name)?;
+            let m = podnet_lab::probe::probe(
+                &st,
+                port,
+                &protocol.to_uppercase(),
+                Duration::from_millis(timeout_ms),
+            )?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+                OutputFormat::Yaml => {
+                    print!("{}", crate::output::to_yaml(&serde_json::to_value(&m)?))
+                }
+                OutputFormat::Table => print!("{}", m.render()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Serve { lab } => {
+            let st = podnet_lab::load_state(&lab.name)?;
+            podnet_lab::serve::run(&st)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ready(b: bool) -> String {
+    if b { "true" } else { "false" }.to_string()
+}
+
+fn need_root() -> Result<()> {
+    if !nix_is_root() {
+        bail!("the lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
