@@ -1,0 +1,429 @@
+//! The lab for real: real namespaces, real packets. Needs root; without it each test says why
+//! it skips, and under `CI=true` a skip is a failure. Every test uses its own lab name and
+//! tears its lab down, even when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn podnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_podnet"))
+        .args(args)
+        .current_dir(root_dir())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = podnet(args);
+    assert!(
+        o.status.success(),
+        "podnet {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn can_run() -> bool {
+    let uid_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let tools = ["ip", "nsenter", "bridge"].iter().all(|t| {
+        Command::new(t).arg("-V").output().is_ok()
+            || Command::new(t).arg("--version").output().is_ok()
+    });
+    if uid_root && tools {
+        return true;
+    }
+    let why = if uid_root {
+        "iproute2 or nsenter is missing (scripts/install-deps.sh installs them)"
+    } else {
+        "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("skipped under CI=true: {why}");
+    }
+    eprintln!("SKIP: {why}");
+    false
+}
+
+/// A lab that is torn down when dropped.
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn up(name: &str, files: &[&str], extra: &[&str]) -> Lab {
+        let name = format!("t{}-{name}", std::process::id() % 100_000);
+        let mut args = vec!["lab", "up", "--name", &name];
+        for f in files {
+            args.extend(["-f", f]);
+        }
+        args.extend(extra);
+        let lab = Lab { name: name.clone() };
+        ok(&args);
+        lab
+    }
+
+    fn exec(&self, target: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["lab", "exec", "--name", &self.name, target, "--"];
+        args.extend(cmd);
+        podnet(&args)
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&ok(&["lab", "status", "--name", &self.name, "-o", "json"])).unwrap()
+    }
+
+    fn probe(&self, port: u16, proto: &str) -> Value {
+        serde_json::from_str(&ok(&[
+            "lab",
+            "probe",
+            "--name",
+            &self.name,
+            "--port",
+            &port.to_string(),
+            "--protocol",
+            proto,
+            "-o",
+            "json",
+        ]))
+        .unwrap()
+    }
+
+    fn pod_ip(&self, name_prefix: &str) -> String {
+        let st = self.status();
+        st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str().unwrap().starts_with(name_prefix))
+            .unwrap()["ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let o = podnet(&["lab", "down", "--name", &self.name]);
+        if !o.status.success() && !std::thread::panicking() {
+            panic!("lab down: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}
+
+fn write_manifest(name: &str, text: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "podnet-lab-test-{}-{name}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn snapshot() -> (String, String, String) {
+    let run = |args: &[&str]| {
+        String::from_utf8(
+            Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let links: String = run(&["ip", "-o", "link"])
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string() + "\n")
+        .collect();
+    (
+        links,
+        run(&["ip", "route"]),
+        run(&["nft", "list", "ruleset"]),
+    )
+}
+
+#[test]
+fn the_seeds_lab_matches_the_plan_and_pods_reach_each_other_across_nodes() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("seeds", &["examples/seeds"], &[]);
+    // The dataplane agrees with the model: every pod has the IP `podnet check` planned.
+    let plan: Value =
+        serde_json::from_str(&ok(&["check", "-f", "examples/seeds", "-o", "json"])).unwrap();
+    let st = lab.status();
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 3);
+    for p in plan["pods"].as_array().unwrap() {
+        let s = st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == p["name"])
+            .unwrap();
+        assert_eq!(s["ip"], p["ips"][0], "{}", p["name"]);
+        assert_eq!(s["node"], p["node"]);
+        assert_eq!(s["ready"], true);
+    }
+    // Every pod reaches every pod that serves 8080, on any node, and no other.
+    let m = lab.probe(8080, "TCP");
+    let pods: Vec<&str> = m["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let serves = |p: &str| {
+        ["my-app", "my-api", "my-web"]
+            .iter()
+            .any(|s| p.starts_with(&format!("default/{s}-")))
+    };
+    for (i, row) in m["reachable"].as_array().unwrap().iter().enumerate() {
+        for (j, cell) in row.as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                cell.as_bool().unwrap(),
+                serves(pods[j]),
+                "{} -> {}",
+                pods[i],
+                pods[j]
+            );
+        }
+    }
+    // Across nodes, the server sees the client pod's own IP: no NAT.
+    let client_ip = lab.pod_ip("client");
+    let client_node = st["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "client")
+        .unwrap()["node"]
+        .clone();
+    let far = st["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with("my-app-") && p["node"] != client_node)
+        .unwrap();
+    let out = lab.exec(
+        "default/client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            &format!("http://{}:8080/clientip", far["ip"].as_str().unwrap()),
+        ],
+    );
+    let seen = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        seen.rsplit_once(':').unwrap().0,
+        client_ip,
+        "the server saw {seen}"
+    );
+    let out = lab.exec(
+        "default/client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            &format!("http://{}:8080/hostname", far["ip"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        far["name"].as_str().unwrap()
+    );
+    // The external client reaches every node IP, and no pod (nothing routes pods to it).
+    for n in st["nodes"].as_array().unwrap() {
+        let o = lab.exec(
+            "external",
+            &["ping", "-c1", "-W2", n["ip"].as_str().unwrap()],
+        );
+        assert!(o.status.success(), "external -> node {}", n["name"]);
+    }
+    let o = lab.exec("external", &["ping", "-c1", "-W1", &client_ip]);
+    assert!(!o.status.success(), "the outside has no route to pod IPs");
+}
+
+#[test]
+fn udp_across_nodes_and_localhost_inside_a_pod() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest(
+        "udp",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: dns-like}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: d}}
+  template:
+    metadata: {labels: {app: d}}
+    spec:
+      containers:
+      - {name: udp, image: x, ports: [{containerPort: 5353, protocol: UDP}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two-containers}
+spec:
+  containers:
+  - {name: web, image: x, ports: [{containerPort: 8080}]}
+  - {name: sidecar, image: x, ports: [{containerPort: 9090}]}
+"#,
+    );
+    let lab = Lab::up("udp", &[m.to_str().unwrap()], &[]);
+    let probe = lab.probe(5353, "UDP");
+    let pods: Vec<&str> = probe["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for (i, row) in probe["reachable"].as_array().unwrap().iter().enumerate() {
+        for (j, cell) in row.as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                cell.as_bool().unwrap(),
+                pods[j].starts_with("default/dns-like"),
+                "{} -> {} over UDP",
+                pods[i],
+                pods[j]
+            );
+        }
+    }
+    // The containers of one pod share its namespace: the sidecar's port on localhost.
+    let o = lab.exec(
+        "default/two-containers",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:9090/hostname",
+        ],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "two-containers");
+    std::fs::remove_file(m).unwrap();
+}
+
+#[test]
+fn a_full_probe_matrix_of_3_nodes_and_30_pods() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest(
+        "30",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 30\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n",
+    );
+    let lab = Lab::up("m30", &[m.to_str().unwrap()], &["--nodes", "3"]);
+    let probe = lab.probe(80, "TCP");
+    let rows = probe["reachable"].as_array().unwrap();
+    assert_eq!(rows.len(), 30);
+    let reached = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .filter(|c| c.as_bool().unwrap())
+        .count();
+    assert_eq!(reached, 900, "every pod reaches every pod");
+    let table = ok(&["lab", "probe", "--name", &lab.name, "--port", "80"]);
+    assert_eq!(table.lines().count(), 31);
+    assert!(table.lines().nth(1).unwrap().ends_with("\t."));
+    std::fs::remove_file(m).unwrap();
+}
+
+#[test]
+fn down_leaves_the_root_namespace_exactly_as_before_and_bad_input_creates_nothing() {
+    if !can_run() {
+        return;
+    }
+    let before = snapshot();
+    {
+        let lab = Lab::up("clean", &["examples/guestbook"], &[]);
+        assert!(PathBuf::from(format!("/run/podnet/{}", lab.name)).exists());
+    }
+    assert_eq!(
+        snapshot(),
+        before,
+        "links, routes and the nftables ruleset of the root namespace"
+    );
+
+    // A bad manifest: a clear error, and nothing is created.
+    let m = write_manifest(
+        "bad",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: 0\n",
+    );
+    let name = format!("t{}-bad", std::process::id() % 100_000);
+    let o = podnet(&["lab", "up", "--name", &name, "-f", m.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains(":6:11: error: Service/default/s: spec.ports[0].port"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was created"));
+    let leftovers: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("podnet-{name}-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty());
+    assert!(!PathBuf::from(format!("/run/podnet/{name}")).exists());
+    assert_eq!(snapshot(), before);
+    std::fs::remove_file(m).unwrap();
+}
+
+#[test]
+fn down_cleans_up_after_a_crash() {
+    if !can_run() {
+        return;
+    }
+    let name = format!("t{}-crash", std::process::id() % 100_000);
+    // What a crash mid-way leaves: namespaces and a state directory, no state file.
+    for ns in ["underlay", "node-0", "pod-default-x"] {
+        assert!(Command::new("ip")
+            .args(["netns", "add", &format!("podnet-{name}-{ns}")])
+            .status()
+            .unwrap()
+            .success());
+    }
+    std::fs::create_dir_all(format!("/run/podnet/{name}/bin")).unwrap();
+    let lab = Lab::up("crash", &["examples/seeds/service.yaml"], &[]);
+    assert_eq!(lab.name, name);
+    assert!(
+        !std::fs::read_dir("/run/netns")
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy()
+                == format!("podnet-{name}-pod-default-x")),
+        "up removed the leftovers first"
+    );
+    drop(lab);
+    ok(&["lab", "down", "--name", &name]);
+    assert!(!std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("podnet-{name}-"))))
+        .unwrap_or(false));
+}
