@@ -236,6 +236,149 @@ fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
     Ok(pid)
 }
 
+/// What `apply` changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// Applies new manifests to a running lab: pods that are new are created, pods that are gone
+/// are deleted (CNI DEL, then their namespace), and pods that did not change are not touched.
+/// Nodes cannot change live.
+pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
+    let mut st = load_state(lab)?;
+    let mut next = LabPlan::new(lab, cluster);
+    let same_nodes = next.nodes.len() == st.plan.nodes.len()
+        && next
+            .nodes
+            .iter()
+            .zip(&st.plan.nodes)
+            .all(|(a, b)| a.name == b.name && a.ip == b.ip && a.pod_cidr == b.pod_cidr);
+    if !same_nodes {
+        return Err(LabError::Invalid(
+            "the nodes changed; nodes cannot change in a running lab: lab down, then lab up".into(),
+        ));
+    }
+    let key = |p: &plan::PodPlan| format!("{}/{}", p.namespace, p.name);
+    // A pod is the same when everything but the planned IP is.
+    let same = |a: &plan::PodPlan, b: &plan::PodPlan| {
+        plan::PodPlan {
+            planned_ip: None,
+            ..a.clone()
+        } == plan::PodPlan {
+            planned_ip: None,
+            ..b.clone()
+        }
+    };
+    let old: HashMap<String, plan::PodPlan> =
+        st.plan.pods.iter().map(|p| (key(p), p.clone())).collect();
+    let new: HashMap<String, plan::PodPlan> =
+        next.pods.iter().map(|p| (key(p), p.clone())).collect();
+    let mut report = ApplyReport::default();
+    let dir = lab_dir(lab);
+    let bin = dir.join("bin");
+    let runtime_for = |p: &plan::PodPlan| {
+        let node = st.plan.node(&p.node).expect("pods are on planned nodes");
+        Runtime {
+            cni_path: bin.clone(),
+            conf_dir: dir.join("nodes").join(&node.name).join("net.d"),
+            node_ns: node.ns.clone(),
+        }
+    };
+    let mut removed: Vec<&plan::PodPlan> = old
+        .values()
+        .filter(|p| new.get(&key(p)).is_none_or(|n| !same(p, n)))
+        .collect();
+    removed.sort_by_key(|p| key(p));
+    for p in removed {
+        if !p.host_network {
+            let prev = std::fs::read_to_string(
+                dir.join("nodes")
+                    .join(&p.node)
+                    .join(format!("{}.result.json", p.container_id)),
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+            runtime_for(p).run(Op::Del, p, prev.as_ref())?;
+            let _ = std::fs::remove_file(
+                dir.join("nodes")
+                    .join(&p.node)
+                    .join(format!("{}.result.json", p.container_id)),
+            );
+            net::netns_del(&p.netns)?;
+        }
+        st.pod_ips.remove(&key(p));
+        report.removed.push(key(p));
+    }
+    let mut added: Vec<&plan::PodPlan> = new
+        .values()
+        .filter(|p| old.get(&key(p)).is_none_or(|o| !same(o, p)))
+        .collect();
+    added.sort_by_key(|p| key(p));
+    for p in added {
+        let mut p = p.clone();
+        if p.host_network {
+            if let Some(n) = st.plan.node(&p.node) {
+                st.pod_ips.insert(key(&p), n.ip);
+            }
+        } else {
+            // The planned address, unless a pod that stays already has it.
+            if p.planned_ip
+                .is_some_and(|ip| st.pod_ips.values().any(|v| *v == ip))
+            {
+                p.planned_ip = None;
+            }
+            net::netns_add(&p.netns)?;
+            let res = runtime_for(&p).run(Op::Add, &p, None)?;
+            let ip = runtime::result_ip(&res).ok_or_else(|| LabError::Cni {
+                pod: key(&p),
+                op: "ADD".into(),
+                msg: "the result has no IP".into(),
+            })?;
+            std::fs::write(
+                dir.join("nodes")
+                    .join(&p.node)
+                    .join(format!("{}.result.json", p.container_id)),
+                res.to_string(),
+            )
+            .map_err(io("saving the ADD result"))?;
+            st.pod_ips.insert(key(&p), ip);
+        }
+        report.added.push(key(&p));
+    }
+    report.unchanged = next.pods.len() - report.added.len();
+    for p in next.pods.iter_mut() {
+        p.planned_ip = st.pod_ips.get(&key(p)).copied();
+    }
+    st.plan = next;
+    save_state(lab, &st)?;
+    reload_servers(lab, st.serve_pid)?;
+    Ok(report)
+}
+
+fn reload_servers(lab: &str, pid: Option<i32>) -> Result<(), LabError> {
+    use nix::sys::signal::{kill, Signal};
+    let Some(pid) = pid else {
+        return Err(LabError::Io("the test servers are not running".into()));
+    };
+    let gen_file = lab_dir(lab).join("serve.gen");
+    let before = std::fs::read_to_string(&gen_file).unwrap_or_default();
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
+        .map_err(|e| LabError::Io(format!("signalling the test servers: {e}")))?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if std::fs::read_to_string(&gen_file).unwrap_or_default() != before {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(LabError::Io(
+        "the test servers did not reload in 10 s (see serve.log)".into(),
+    ))
+}
+
 /// Removes everything of the lab: its server process, its namespaces (the pods' interfaces and
 /// routes go with them) and its state. Idempotent; reports every failure, not just the first.
 pub fn down(lab: &str) -> Result<(), LabError> {

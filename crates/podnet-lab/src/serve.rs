@@ -9,6 +9,7 @@
 //! - UDP: `hostname` → the pod's name; `echo M` → `M`; `clientip` → the peer's `ip:port`;
 //!   anything else → the pod's name.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,53 +69,97 @@ fn bind_pod(pod: &PodPlan) -> Result<Vec<Bound>, LabError> {
     .map_err(|_| LabError::Io("a bind thread panicked".into()))?
 }
 
-/// Runs the servers of a lab until killed. Prints `ready` on stdout once every socket is bound.
-pub fn run(st: &LabState) -> Result<(), LabError> {
-    let mut bound = Vec::new();
-    for pod in &st.plan.pods {
-        if pod.ports.is_empty() {
-            continue;
-        }
-        let info = Arc::new(PodInfo {
-            name: pod.name.clone(),
-            namespace: pod.namespace.clone(),
-            node: pod.node.clone(),
-        });
-        for b in bind_pod(pod)? {
-            bound.push((info.clone(), b));
+/// Binds a pod's sockets and spawns its servers; returns their tasks.
+fn start_pod(pod: &PodPlan) -> Result<Vec<tokio::task::JoinHandle<()>>, LabError> {
+    let info = Arc::new(PodInfo {
+        name: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        node: pod.node.clone(),
+    });
+    let mut tasks = Vec::new();
+    for b in bind_pod(pod)? {
+        match b {
+            Bound::Tcp(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| LabError::Io(e.to_string()))?;
+                let l = tokio::net::TcpListener::from_std(l)
+                    .map_err(|e| LabError::Io(e.to_string()))?;
+                tasks.push(tokio::spawn(serve_tcp(l, info.clone())));
+            }
+            Bound::Udp(s) => {
+                s.set_nonblocking(true)
+                    .map_err(|e| LabError::Io(e.to_string()))?;
+                let s =
+                    tokio::net::UdpSocket::from_std(s).map_err(|e| LabError::Io(e.to_string()))?;
+                tasks.push(tokio::spawn(serve_udp(s, info.clone())));
+            }
         }
     }
+    Ok(tasks)
+}
+
+/// Brings the running servers in line with `st`: new pods get theirs, removed pods lose theirs,
+/// the others are not touched.
+fn reconcile(
+    st: &LabState,
+    running: &mut HashMap<String, (PodPlan, Vec<tokio::task::JoinHandle<()>>)>,
+) -> Result<(), LabError> {
+    let want: HashMap<String, &PodPlan> = st
+        .plan
+        .pods
+        .iter()
+        .filter(|p| !p.ports.is_empty())
+        .map(|p| (format!("{}/{}", p.namespace, p.name), p))
+        .collect();
+    running.retain(|k, (plan, tasks)| {
+        let keep = want.get(k).is_some_and(|p| **p == *plan);
+        if !keep {
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        }
+        keep
+    });
+    for (k, p) in want {
+        if !running.contains_key(&k) {
+            let tasks = start_pod(p)?;
+            running.insert(k, (p.clone(), tasks));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the servers of a lab until killed. Prints `ready` on stdout once every socket is bound.
+/// On SIGHUP it re-reads the lab's state and reconciles, then writes the number of reloads to
+/// `serve.gen`.
+pub fn run(lab: &str) -> Result<(), LabError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| LabError::Io(e.to_string()))?;
     rt.block_on(async move {
-        for (info, b) in bound {
-            match b {
-                Bound::Tcp(l) => {
-                    l.set_nonblocking(true)
-                        .map_err(|e| LabError::Io(e.to_string()))?;
-                    let l = tokio::net::TcpListener::from_std(l)
-                        .map_err(|e| LabError::Io(e.to_string()))?;
-                    tokio::spawn(serve_tcp(l, info));
-                }
-                Bound::Udp(s) => {
-                    s.set_nonblocking(true)
-                        .map_err(|e| LabError::Io(e.to_string()))?;
-                    let s = tokio::net::UdpSocket::from_std(s)
-                        .map_err(|e| LabError::Io(e.to_string()))?;
-                    tokio::spawn(serve_udp(s, info));
-                }
-            }
-        }
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| LabError::Io(e.to_string()))?;
+        let mut running = HashMap::new();
+        reconcile(&crate::load_state(lab)?, &mut running)?;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "ready");
             let _ = out.flush();
         }
-        std::future::pending::<()>().await;
+        let mut generation = 0u64;
+        while hup.recv().await.is_some() {
+            generation += 1;
+            match crate::load_state(lab).and_then(|st| reconcile(&st, &mut running)) {
+                Ok(()) => {
+                    let _ = std::fs::write(
+                        crate::lab_dir(lab).join("serve.gen"),
+                        generation.to_string(),
+                    );
+                }
+                Err(e) => eprintln!("reload {generation}: {e}"),
+            }
+        }
         Ok(())
     })
 }

@@ -129,8 +129,34 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { lab } => {
-            let st = podnet_lab::load_state(&lab.name)?;
-            podnet_lab::serve::run(&st)?;
+            podnet_lab::serve::run(&lab.name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Apply {
+            lab,
+            manifests,
+            cluster,
+        } => {
+            let Some(model) = build_model(&manifests.files, &cluster)? else {
+                eprintln!("nothing was changed");
+                return Ok(ExitCode::FAILURE);
+            };
+            need_root()?;
+            let start = Instant::now();
+            let r = podnet_lab::apply(&lab.name, &model)?;
+            for p in &r.removed {
+                println!("pod {p} deleted");
+            }
+            for p in &r.added {
+                println!("pod {p} created");
+            }
+            println!(
+                "applied in {:.0} ms: {} created, {} deleted, {} unchanged",
+                start.elapsed().as_secs_f64() * 1000.0,
+                r.added.len(),
+                r.removed.len(),
+                r.unchanged
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

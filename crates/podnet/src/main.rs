@@ -50,6 +50,16 @@ enum LabCommand {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Apply changed manifests to a running lab: pods are added, removed and rescaled; what did
+    /// not change is not touched.
+    Apply {
+        #[command(flatten)]
+        lab: LabName,
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Remove everything of the lab (idempotent; also cleans up after a crash).
     Down {
         #[command(flatten)]

@@ -427,3 +427,72 @@ fn down_cleans_up_after_a_crash() {
             .starts_with(&format!("podnet-{name}-"))))
         .unwrap_or(false));
 }
+
+#[test]
+fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
+    if !can_run() {
+        return;
+    }
+    let deploy = |n: u32| {
+        write_manifest(&format!("apply{n}"), &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n"))
+    };
+    let (m3, m5, m1) = (deploy(3), deploy(5), deploy(1));
+    let lab = Lab::up("apply", &[m3.to_str().unwrap()], &[]);
+    let inodes = || -> std::collections::BTreeMap<String, u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir("/run/netns")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("podnet-{}-pod-", lab.name))
+            })
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect()
+    };
+    let before = inodes();
+    let out = ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        m5.to_str().unwrap(),
+    ]);
+    assert!(out.contains("2 created, 0 deleted, 3 unchanged"), "{out}");
+    let after = inodes();
+    assert_eq!(after.len(), 5);
+    for (k, ino) in &before {
+        assert_eq!(after.get(k), Some(ino), "{k} was not touched");
+    }
+    let m = lab.probe(80, "TCP");
+    assert!(
+        m["reachable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .all(|c| c.as_bool().unwrap()),
+        "new pods are served at once"
+    );
+    let out = ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        m1.to_str().unwrap(),
+    ]);
+    assert!(out.contains("0 created, 4 deleted, 1 unchanged"), "{out}");
+    assert_eq!(inodes().len(), 1);
+    assert_eq!(lab.status()["pods"].as_array().unwrap().len(), 1);
+    for m in [m3, m5, m1] {
+        std::fs::remove_file(m).unwrap();
+    }
+}
