@@ -119,9 +119,8 @@ fn reconcile(
         keep
     });
     for (k, p) in want {
-        if !running.contains_key(&k) {
-            let tasks = start_pod(p)?;
-            running.insert(k, (p.clone(), tasks));
+        if let std::collections::hash_map::Entry::Vacant(e) = running.entry(k) {
+            e.insert((p.clone(), start_pod(p)?));
         }
     }
     Ok(())
