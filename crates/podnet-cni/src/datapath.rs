@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::{RouteAttribute, RouteScope};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -72,17 +74,20 @@ fn mac_string(m: &[u8]) -> String {
         .join(":")
 }
 
-pub(crate) fn mac_of(msg: &LinkMessage) -> Vec<u8> {
-    msg.attributes
-        .iter()
-        .find_map(|a| {
-            if let LinkAttribute::Address(m) = a {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap_or_default()
+/// Fixed MACs for both ends, derived from the host interface's name: locally administered and
+/// unicast. Each veth pair is an L2 segment of its own, so they only need to differ from each
+/// other; fixing them saves looking them up across namespaces.
+pub fn macs(host_ifname: &str) -> ([u8; 6], [u8; 6]) {
+    let hex = &host_ifname[2..];
+    let mut b = [0u8; 6];
+    for (i, byte) in b.iter_mut().enumerate().skip(1) {
+        *byte = u8::from_str_radix(hex.get(2 * (i - 1)..2 * i).unwrap_or("00"), 16).unwrap_or(0);
+    }
+    let mut host = b;
+    host[0] = 0x0a;
+    let mut pod = b;
+    pod[0] = 0x0e;
+    (host, pod)
 }
 
 fn mtu_of(msg: &LinkMessage) -> Option<u32> {
@@ -118,28 +123,16 @@ impl Datapath for Netlink {
             ));
         };
         let host = host_ifname(&a.container_id, &a.ifname);
-        let tmp_peer = format!("pt{}", &host[2..]);
+        let (host_mac, pod_mac) = macs(&host);
         let ns_file = netns::open(&a.netns)?;
-        // The pod must not already have the interface (§2 ADD).
-        let ifname = a.ifname.clone();
-        let exists = netns::within(&a.netns, move |h| async move {
-            Ok(link_by_name(&h, &ifname).await?.is_some())
-        })?;
-        if exists {
-            return Err(CniError::new(
-                code::INVALID_CONFIG,
-                format!(
-                    "interface {} already exists in {}",
-                    a.ifname,
-                    a.netns.display()
-                ),
-            ));
-        }
         use std::os::fd::AsRawFd;
         let fd = ns_file.as_raw_fd();
-        let mtu = a.mtu;
-        let host2 = host.clone();
-        let host_mac = netns::here(move |h| async move {
+        let (mtu, ifname, host2) = (a.mtu, a.ifname.clone(), host.clone());
+        let pod_mac2 = pod_mac.to_vec();
+        let netns_shown = a.netns.display().to_string();
+        // One request makes the pair with its peer born inside the pod, named and up: moving an
+        // interface between namespaces afterwards costs a grace period (~20 ms).
+        let node_side = netns::here(move |h| async move {
             if let Some(old) = link_by_name(&h, &host2).await? {
                 // A leftover of a failed ADD for the same attachment.
                 h.link()
@@ -148,33 +141,32 @@ impl Datapath for Netlink {
                     .await
                     .map_err(nl("removing a stale host veth"))?;
             }
-            h.link()
-                .add(LinkVeth::new(&host2, &tmp_peer).mtu(mtu).build())
-                .execute()
-                .await
-                .map_err(nl("creating the veth pair"))?;
-            let peer = link_by_name(&h, &tmp_peer)
-                .await?
-                .ok_or_else(|| CniError::new(code::NETLINK, "the new veth peer vanished"))?;
-            let pod_mac = mac_of(&peer);
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(peer.header.index)
-                        .setns_by_fd(fd)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nl("moving the veth into the pod"))?;
+            let peer = LinkUnspec::new_with_name(&ifname)
+                .mtu(mtu)
+                .address(pod_mac2.clone())
+                .setns_by_fd(fd)
+                .build();
+            let msg = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(host2.clone())
+                .mtu(mtu)
+                .address(host_mac.to_vec())
+                .up()
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .build();
+            match h.link().add(msg).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => {
+                    return Err(CniError::new(
+                        code::INVALID_CONFIG,
+                        format!("interface {ifname} already exists in {netns_shown}"),
+                    ));
+                }
+                Err(e) => return Err(nl("creating the veth pair")(e)),
+            }
             let hl = link_by_name(&h, &host2)
                 .await?
                 .ok_or_else(|| CniError::new(code::NETLINK, "the host veth vanished"))?;
             let idx = hl.header.index;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute()
-                .await
-                .map_err(nl("setting the host veth up"))?;
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(ip, 32)
                 .output_interface(idx)
@@ -189,43 +181,35 @@ impl Datapath for Netlink {
             // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
             h.neighbours()
                 .add(idx, IpAddr::V4(ip))
-                .link_layer_address(&pod_mac)
+                .link_layer_address(&pod_mac2)
                 .state(NeighbourState::Permanent)
                 .replace()
                 .execute()
                 .await
                 .map_err(nl("adding the pod's neighbour entry"))?;
-            Ok(mac_of(&hl))
+            Ok(())
         });
-        let host_mac = match host_mac {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = self.del(&a.container_id, &a.ifname, Some(&a.netns));
-                return Err(e);
+        if let Err(e) = node_side {
+            if e.code != code::INVALID_CONFIG {
+                let _ = self.del(&a.container_id, &a.ifname, None);
             }
-        };
+            return Err(e);
+        }
         // Forwarding is per namespace; a node must route for its pods.
-        netns::sysctl("net.ipv4.ip_forward", "1")?;
-        let tmp = format!("pt{}", &host[2..]);
+        if netns::read_sysctl("net.ipv4.ip_forward").ok().as_deref() != Some("1") {
+            netns::sysctl("net.ipv4.ip_forward", "1")?;
+        }
         let ifname = a.ifname.clone();
-        let gw_mac = host_mac.clone();
-        let mtu = a.mtu;
         let pod = netns::within(&a.netns, move |h| async move {
-            let l = link_by_name(&h, &tmp).await?.ok_or_else(|| {
+            let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
                 CniError::new(code::NETLINK, "the veth did not arrive in the pod")
             })?;
             let idx = l.header.index;
             h.link()
-                .set(
-                    LinkUnspec::new_with_index(idx)
-                        .name(ifname)
-                        .mtu(mtu)
-                        .up()
-                        .build(),
-                )
+                .set(LinkUnspec::new_with_index(idx).up().build())
                 .execute()
                 .await
-                .map_err(nl("naming and raising the pod interface"))?;
+                .map_err(nl("raising the pod interface"))?;
             if let Some(lo) = link_by_name(&h, "lo").await? {
                 h.link()
                     .set(LinkUnspec::new_with_index(lo.header.index).up().build())
@@ -240,7 +224,7 @@ impl Datapath for Netlink {
                 .map_err(nl("adding the pod address"))?;
             h.neighbours()
                 .add(idx, IpAddr::V4(GATEWAY))
-                .link_layer_address(&gw_mac)
+                .link_layer_address(&host_mac)
                 .state(NeighbourState::Permanent)
                 .replace()
                 .execute()
@@ -266,10 +250,10 @@ impl Datapath for Netlink {
                 .execute()
                 .await
                 .map_err(nl("adding the default route"))?;
-            Ok(mac_of(&l))
+            Ok(())
         });
         match pod {
-            Ok(pod_mac) => Ok(Wired {
+            Ok(()) => Ok(Wired {
                 host_ifname: host,
                 host_mac: mac_string(&host_mac),
                 pod_mac: mac_string(&pod_mac),
@@ -282,24 +266,27 @@ impl Datapath for Netlink {
     }
 
     fn del(&self, container_id: &str, ifname: &str, netns: Option<&Path>) -> CniResult<()> {
-        // Deleting either end removes the pair; the pod's routes go with its namespace.
+        // Deleting either end removes the pair; the pod's routes go with its interface.
         let host = host_ifname(container_id, ifname);
-        netns::here(move |h| async move {
-            if let Some(l) = link_by_name(&h, &host).await? {
-                match h.link().del(l.header.index).execute().await {
-                    Ok(()) => {}
-                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => {}
-                    Err(e) => return Err(nl("deleting the host veth")(e)),
-                }
+        let had_host_end = netns::here(move |h| async move {
+            let Some(l) = link_by_name(&h, &host).await? else {
+                return Ok(false);
+            };
+            match h.link().del(l.header.index).execute().await {
+                Ok(()) => Ok(true),
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(false),
+                Err(e) => Err(nl("deleting the host veth")(e)),
             }
-            Ok(())
         })?;
+        if had_host_end {
+            return Ok(());
+        }
         if let Some(ns) = netns.filter(|p| p.exists()) {
             let ifname = ifname.to_string();
             // The pod side may be a leftover without its host end.
             let r = netns::within(ns, move |h| async move {
                 if let Some(l) = link_by_name(&h, &ifname).await? {
-                    if l.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(info) if info.iter().any(|i| format!("{i:?}").contains("Veth")))) {
+                    if l.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(info) if info.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))) {
                         let _ = h.link().del(l.header.index).execute().await;
                     }
                 }
@@ -433,5 +420,9 @@ mod tests {
         assert!(a.starts_with("pn"));
         assert_ne!(a, host_ifname("abc", "net1"));
         assert_eq!(a, host_ifname("abc", "eth0"));
+        let (h, p) = macs(&a);
+        assert_ne!(h, p);
+        assert_eq!(h[0] & 0x03, 0x02, "locally administered, unicast");
+        assert_eq!(p[0] & 0x03, 0x02);
     }
 }
