@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# The demo: builds podnet and plans a cluster from the seeds' examples (examples/seeds): nodes
-# with their podCIDRs, pods with their IPs, and Services with ClusterIPs and endpoints.
+# The demo (as root): a 3-node lab from the seeds' examples (examples/seeds). It prints the plan,
+# builds the lab, shows its pods, probes every pod from every pod, sends a request across nodes,
+# then removes the lab. KEEP=1 leaves it up to explore (then: podnet lab down --name demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release -q -p podnet
-echo "== podnet check -f examples/seeds"
-target/release/podnet check -f examples/seeds
+P=target/release/podnet
+echo "== podnet check -f examples/seeds   (the plan; no root needed)"
+$P check -f examples/seeds
 echo
-echo "== the same plan as JSON (excerpt: my-service)"
-target/release/podnet check -f examples/seeds -o json | python3 -c '
-import json, sys
-plan = json.load(sys.stdin)
-svc = next(s for s in plan["services"] if s["name"] == "my-service")
-print(json.dumps({k: svc[k] for k in ("name", "type", "clusterIPs", "ports")}, indent=2))
-print("endpoints:", [e["addresses"][0] for sl in svc["endpointSlices"] for e in sl["endpoints"]])'
+echo "== podnet lab up --name demo -f examples/seeds"
+$P lab up --name demo -f examples/seeds
+[ "${KEEP:-0}" = 1 ] || trap '$P lab down --name demo' EXIT
+echo
+echo "== podnet lab status --name demo"
+$P lab status --name demo
+echo
+echo "== podnet lab probe --name demo --port 8080   (. reached, X not: only my-app, my-api and my-web serve 8080)"
+$P lab probe --name demo --port 8080
+client_node=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["node"] for p in json.load(sys.stdin)["pods"] if p["name"]=="client"][0])')
+far=$($P lab status --name demo -o json | python3 -c "import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name'].startswith('my-app-') and p['node']!='$client_node'][0])")
+echo
+echo "== podnet lab exec --name demo default/client -- curl -s http://$far:8080/   (across nodes, over VXLAN; clientIP is the client pod's own)"
+$P lab exec --name demo default/client -- curl -s "http://$far:8080/"
+echo
