@@ -42,6 +42,8 @@ pub struct Wired {
     pub host_ifname: String,
     pub host_mac: String,
     pub pod_mac: String,
+    /// Whether this attachment installed the pod's default route (the first one does).
+    pub default_route: bool,
 }
 
 /// The effects on Linux, behind a trait so that the plugin's logic is tested without root.
@@ -230,33 +232,46 @@ impl Datapath for Netlink {
                 .execute()
                 .await
                 .map_err(nl("adding the gateway neighbour"))?;
-            let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(GATEWAY, 32)
-                .output_interface(idx)
-                .scope(RouteScope::Link)
-                .build();
-            h.route()
-                .add(to_gw)
-                .execute()
-                .await
-                .map_err(nl("adding the route to the gateway"))?;
-            let default = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-                .gateway(GATEWAY)
-                .output_interface(idx)
-                .build();
-            h.route()
-                .add(default)
-                .execute()
-                .await
-                .map_err(nl("adding the default route"))?;
-            Ok(())
+            // A second attachment (another ifname) leaves the pod's routing alone: the gateway
+            // and the default route stay on the first interface.
+            let mut routes = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            let mut has_default = false;
+            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+                has_default |= r.header.destination_prefix_length == 0 && r.header.table == 254;
+            }
+            if !has_default {
+                let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(GATEWAY, 32)
+                    .output_interface(idx)
+                    .scope(RouteScope::Link)
+                    .build();
+                h.route()
+                    .add(to_gw)
+                    .execute()
+                    .await
+                    .map_err(nl("adding the route to the gateway"))?;
+                let default = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                    .gateway(GATEWAY)
+                    .output_interface(idx)
+                    .build();
+                h.route()
+                    .add(default)
+                    .execute()
+                    .await
+                    .map_err(nl("adding the default route"))?;
+            }
+            Ok(!has_default)
         });
         match pod {
-            Ok(()) => Ok(Wired {
+            Ok(default_route) => Ok(Wired {
                 host_ifname: host,
                 host_mac: mac_string(&host_mac),
                 pod_mac: mac_string(&pod_mac),
+                default_route,
             }),
             Err(e) => {
                 let _ = self.del(&a.container_id, &a.ifname, Some(&a.netns));

@@ -121,7 +121,21 @@ fn requested_ip(env: &Env, conf: &NetConf) -> CniResult<Option<IpAddr>> {
     }
 }
 
+/// Well-known keys podnet does not implement are refused rather than ignored (§1: a plugin
+/// that uses a well-known key respects its meaning; code 2 names the key and value).
+fn refuse_unsupported(conf: &NetConf) -> CniResult<()> {
+    if let Some(v) = conf
+        .other
+        .get("ipMasq")
+        .filter(|v| **v == Value::Bool(true))
+    {
+        return Err(CniError::new(code::UNSUPPORTED_FIELD, format!("unsupported field: ipMasq={v}: podnet-cni does not masquerade pod traffic (pods reach each other without NAT)")));
+    }
+    Ok(())
+}
+
 fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
+    refuse_unsupported(conf)?;
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
     let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
@@ -172,10 +186,12 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
         gateway: Some(IpAddr::V4(GATEWAY)),
         interface: Some(base + 1),
     });
-    result.routes.push(Route {
-        dst: "0.0.0.0/0".parse().expect("literal"),
-        gw: Some(IpAddr::V4(GATEWAY)),
-    });
+    if wired.default_route {
+        result.routes.push(Route {
+            dst: "0.0.0.0/0".parse().expect("literal"),
+            gw: Some(IpAddr::V4(GATEWAY)),
+        });
+    }
     if let Some(d) = &conf.dns {
         if result.dns == Dns::default() {
             result.dns = d.clone();
@@ -329,6 +345,7 @@ mod tests {
                 host_ifname: crate::datapath::host_ifname(&a.container_id, &a.ifname),
                 host_mac: "aa:aa:aa:aa:aa:aa".into(),
                 pod_mac: "bb:bb:bb:bb:bb:bb".into(),
+                default_route: true,
             })
         }
         fn del(&self, c: &str, i: &str, _: Option<&Path>) -> CniResult<()> {
@@ -471,6 +488,37 @@ mod tests {
             run(&env("STATUS", ""), &small, &dp).unwrap_err().code,
             code::NOT_AVAILABLE
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn well_known_keys_we_do_not_implement_are_refused_and_others_pass() {
+        let dir = tmp("keys");
+        let dp = Fake::default();
+        let e = run(&env("ADD", "c1"), &conf(&dir, json!({"ipMasq": true})), &dp).unwrap_err();
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("ipMasq=true"), "{}", e.msg);
+        run(
+            &env("ADD", "c1"),
+            &conf(&dir, json!({"ipMasq": false, "someVendorKey": {"x": 1}})),
+            &dp,
+        )
+        .expect("unknown keys pass");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn add_and_del_work_while_status_fails() {
+        let dir = tmp("status");
+        let dp = Fake::default();
+        let small = serde_json::to_vec(&json!({"cniVersion": "1.1.0", "name": "tiny", "type": "podnet-cni", "ipam": {"type": IPAM_TYPE, "subnet": "10.244.9.0/30", "dataDir": dir}})).unwrap();
+        run(&env("ADD", "a"), &small, &dp).unwrap();
+        assert_eq!(
+            run(&env("STATUS", ""), &small, &dp).unwrap_err().code,
+            code::NOT_AVAILABLE
+        );
+        run(&env("DEL", "a"), &small, &dp).expect("DEL works while STATUS fails");
+        run(&env("ADD", "b"), &small, &dp).expect("ADD works again");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

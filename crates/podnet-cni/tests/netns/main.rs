@@ -114,15 +114,26 @@ impl Net {
 
     /// Runs the plugin binary from the node's namespace, as a runtime does.
     fn cni(&self, cmd: &str, id: &str, netns: Option<&Path>, conf: &Value) -> (bool, Value) {
+        self.cni_if(cmd, id, "eth0", netns, conf)
+    }
+
+    fn cni_if(
+        &self,
+        cmd: &str,
+        id: &str,
+        ifname: &str,
+        netns: Option<&Path>,
+        conf: &Value,
+    ) -> (bool, Value) {
         let bin = env!("CARGO_BIN_EXE_podnet-cni");
         let stdin = serde_json::to_vec(conf).unwrap();
-        let (cmd, id) = (cmd.to_string(), id.to_string());
+        let (cmd, id, ifname) = (cmd.to_string(), id.to_string(), ifname.to_string());
         let netns = netns.map(|p| p.display().to_string());
         self.node.run(move || {
             let mut c = Command::new(bin);
             c.env_clear()
                 .env("CNI_COMMAND", &cmd)
-                .env("CNI_IFNAME", "eth0")
+                .env("CNI_IFNAME", &ifname)
                 .env("CNI_PATH", "/opt/cni/bin")
                 .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=p");
             if !id.is_empty() {
@@ -404,4 +415,63 @@ fn concurrent_adds_get_unique_addresses_and_gc_reclaims() {
     assert_eq!(links.matches(": pn").count(), 2, "{links}");
     let (ok, e) = net.cni("STATUS", "", None, &net.conf(json!({})));
     assert!(ok, "{e}");
+}
+
+/// Checklist 3.5: one container may join with several interface names.
+/// Checklist 5.2: CHECK allows a later plugin to have added routes.
+/// Checklist 5.4: CHECK fails on an untracked condition that leaves the pod unreachable.
+#[test]
+fn two_interfaces_extra_routes_and_forwarding() {
+    let Some(net) = Net::new("multi") else { return };
+    let pod = Ns::new().unwrap();
+    let (ok, r0) = net.cni_if("ADD", "c1", "eth0", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r0}");
+    let (ok, r1) = net.cni_if("ADD", "c1", "net1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r1}");
+    assert_ne!(pod_ip(&r0), pod_ip(&r1));
+    assert_eq!(r0["routes"][0]["dst"], "0.0.0.0/0");
+    assert!(
+        r1["routes"].as_array().is_none_or(Vec::is_empty),
+        "the second attachment leaves the default route alone: {r1}"
+    );
+    // A chained plugin adds a route; CHECK still passes.
+    pod.run(|| {
+        assert!(Command::new("ip")
+            .args([
+                "route",
+                "add",
+                "192.0.2.0/24",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0"
+            ])
+            .status()
+            .unwrap()
+            .success())
+    });
+    let (ok, e) = net.cni_if(
+        "CHECK",
+        "c1",
+        "eth0",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r0})),
+    );
+    assert!(ok, "{e}");
+    // Forwarding off on the node leaves pods unreachable: CHECK says so.
+    net.node
+        .run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap());
+    let (ok, e) = net.cni_if(
+        "CHECK",
+        "c1",
+        "eth0",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r0})),
+    );
+    assert!(!ok);
+    assert!(e["msg"].as_str().unwrap().contains("forwarding"), "{e}");
+    for ifname in ["net1", "eth0"] {
+        let (ok, e) = net.cni_if("DEL", "c1", ifname, Some(&pod.path), &net.conf(json!({})));
+        assert!(ok, "{e}");
+    }
 }
