@@ -319,6 +319,35 @@ fn gc(conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
     }
 }
 
+/// The plugin executable: CNI_* variables from the environment, the configuration on stdin,
+/// the result or the Error structure on stdout, logs on stderr. Used by the `podnet-cni`
+/// binary and by `podnet` when it is invoked under that name.
+pub fn main() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let env = Env::from_lookup(|k| std::env::var(k).ok());
+    let mut stdin = Vec::new();
+    let result = match std::io::stdin().read_to_end(&mut stdin) {
+        Ok(_) => run(&env, &stdin, &crate::datapath::Netlink),
+        Err(e) => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("reading stdin: {e}"),
+        )),
+    };
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(None) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podnet-cni: {:?}: {e}", env.command);
+            let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::output::table;
-use crate::{build_model, LabCommand, OutputFormat};
+use crate::{build_model, LabCommand};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
@@ -42,51 +42,9 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
         }
         LabCommand::Status { lab, output } => {
             let st = podnet_lab::status(&lab.name)?;
-            match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-                OutputFormat::Yaml => {
-                    print!("{}", crate::output::to_yaml(&serde_json::to_value(&st)?))
-                }
-                OutputFormat::Table => {
-                    println!("NODES");
-                    let rows: Vec<_> = st
-                        .nodes
-                        .iter()
-                        .map(|n| {
-                            vec![
-                                n.name.clone(),
-                                n.ip.to_string(),
-                                n.pod_cidr.to_string(),
-                                ready(n.ready),
-                            ]
-                        })
-                        .collect();
-                    print!(
-                        "{}",
-                        table(&["NAME", "INTERNAL-IP", "POD-CIDR", "READY"], &rows)
-                    );
-                    println!("\nPODS");
-                    let rows: Vec<_> = st
-                        .pods
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                p.namespace.clone(),
-                                p.name.clone(),
-                                p.node.clone(),
-                                p.ip.map_or("<none>".into(), |i| i.to_string()),
-                                ready(p.ready),
-                            ]
-                        })
-                        .collect();
-                    print!(
-                        "{}",
-                        table(&["NAMESPACE", "NAME", "NODE", "IP", "READY"], &rows)
-                    );
-                    if !st.servers_running {
-                        eprintln!("warning: the test servers are not running");
-                    }
-                }
+            crate::output::emit(output, &st, || status_tables(&st))?;
+            if !st.servers_running {
+                eprintln!("warning: the test servers are not running");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -119,13 +77,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
                 &protocol.to_uppercase(),
                 Duration::from_millis(timeout_ms),
             )?;
-            match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&m)?),
-                OutputFormat::Yaml => {
-                    print!("{}", crate::output::to_yaml(&serde_json::to_value(&m)?))
-                }
-                OutputFormat::Table => print!("{}", m.render()),
-            }
+            crate::output::emit(output, &m, || m.render())?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { lab } => {
@@ -160,6 +112,39 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn status_tables(st: &podnet_lab::Status) -> String {
+    let nodes: Vec<_> = st
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.ip.to_string(),
+                n.pod_cidr.to_string(),
+                ready(n.ready),
+            ]
+        })
+        .collect();
+    let pods: Vec<_> = st
+        .pods
+        .iter()
+        .map(|p| {
+            vec![
+                p.namespace.clone(),
+                p.name.clone(),
+                p.node.clone(),
+                p.ip.map_or("<none>".into(), |i| i.to_string()),
+                ready(p.ready),
+            ]
+        })
+        .collect();
+    format!(
+        "NODES\n{}\nPODS\n{}",
+        table(&["NAME", "INTERNAL-IP", "POD-CIDR", "READY"], &nodes),
+        table(&["NAMESPACE", "NAME", "NODE", "IP", "READY"], &pods)
+    )
 }
 
 fn ready(b: bool) -> String {

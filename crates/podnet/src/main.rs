@@ -180,7 +180,7 @@ fn main() -> ExitCode {
             .file_name()
             .is_some_and(|f| f == "podnet-cni")
     }) {
-        return cni_main();
+        return podnet_cni::plugin::main();
     }
     let cli = Cli::parse();
     let result = match cli.command {
@@ -226,39 +226,6 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     let Some(cluster) = build_model(&a.manifests.files, &a.cluster)? else {
         return Ok(ExitCode::FAILURE);
     };
-    match a.output {
-        OutputFormat::Table => print!("{}", output::tables(&cluster)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&cluster.plan())?),
-        OutputFormat::Yaml => print!(
-            "{}",
-            output::to_yaml(&serde_json::to_value(cluster.plan())?)
-        ),
-    }
+    output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn cni_main() -> ExitCode {
-    use std::io::{Read, Write};
-    let env = podnet_cni::spec::Env::from_lookup(|k| std::env::var(k).ok());
-    let mut stdin = Vec::new();
-    let result = match std::io::stdin().read_to_end(&mut stdin) {
-        Ok(_) => podnet_cni::plugin::run(&env, &stdin, &podnet_cni::datapath::Netlink),
-        Err(e) => Err(podnet_cni::spec::CniError::new(
-            podnet_cni::spec::code::IO_FAILURE,
-            format!("reading stdin: {e}"),
-        )),
-    };
-    let mut out = std::io::stdout().lock();
-    match result {
-        Ok(Some(v)) => {
-            let _ = writeln!(out, "{v}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("podnet-cni: {e}");
-            let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
-            ExitCode::FAILURE
-        }
-    }
 }

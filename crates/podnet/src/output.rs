@@ -233,6 +233,20 @@ pub fn tables(c: &Cluster) -> String {
     out
 }
 
+/// Prints `value` as JSON or YAML, or as the tables `table` renders.
+pub fn emit<T: serde::Serialize>(
+    format: crate::OutputFormat,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match format {
+        crate::OutputFormat::Table => print!("{}", table()),
+        crate::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        crate::OutputFormat::Yaml => print!("{}", to_yaml(&serde_json::to_value(value)?)),
+    }
+    Ok(())
+}
+
 /// JSON to YAML, through saphyr's emitter.
 pub fn to_yaml(v: &Value) -> String {
     let mut out = String::new();
