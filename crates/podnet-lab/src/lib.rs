@@ -51,6 +51,12 @@ pub struct LabState {
     pub pod_ips: HashMap<String, IpAddr>,
     #[serde(default)]
     pub serve_pid: Option<i32>,
+    /// What each node's service proxy holds (nftables elements), by node.
+    #[serde(default)]
+    pub proxy: std::collections::BTreeMap<String, podnet_proxy::nft::Elements>,
+    /// LoadBalancer IPs and externalIPs the external client routes to the nodes.
+    #[serde(default)]
+    pub external_routes: Vec<IpAddr>,
 }
 
 impl LabState {
@@ -201,11 +207,76 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         plan,
         pod_ips,
         serve_pid: None,
+        proxy: Default::default(),
+        external_routes: Vec::new(),
     };
+    program_services(&mut state, cluster)?;
     save_state(lab, &state)?;
     state.serve_pid = Some(start_servers(lab, exe)?);
     save_state(lab, &state)?;
     Ok(state)
+}
+
+/// Programs every node's service proxy from the model, with the pods' real IPs: the whole table
+/// on a node's first time, only the changed elements after that, one nftables transaction per
+/// node. Then routes LoadBalancer IPs and externalIPs from the external client to the nodes.
+pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabError> {
+    use podnet_proxy::{nft, ProxyPlan};
+    let mut c = cluster.clone();
+    c.set_pod_ips(&actual_ips(st));
+    for node in &st.plan.nodes {
+        let plan = ProxyPlan::new(&c, &node.name);
+        let elements = nft::Elements::of(&plan);
+        let script = match st.proxy.get(&node.name) {
+            Some(old) => nft::diff(old, &elements),
+            None => nft::full(&plan),
+        };
+        nft::apply(&net::netns_path(&node.ns), &script).map_err(LabError::Io)?;
+        st.proxy.insert(node.name.clone(), elements);
+    }
+    // Each external address is routed to the nodes that serve it: all of them, but for
+    // `externalTrafficPolicy: Local` only those with a local endpoint (as MetalLB announces).
+    let mut serving: std::collections::BTreeMap<IpAddr, Vec<IpAddr>> =
+        std::collections::BTreeMap::new();
+    for svc in &c.services {
+        for ip in svc
+            .load_balancer_ips
+            .iter()
+            .chain(&svc.external_ips)
+            .filter(|ip| ip.is_ipv4())
+        {
+            serving.entry(*ip).or_default();
+        }
+    }
+    for node in &st.plan.nodes {
+        let plan = ProxyPlan::new(&c, &node.name);
+        for (f, (_, d)) in &plan.frontends {
+            if let (Some(list), podnet_proxy::Dispatch::Endpoints { .. }) =
+                (serving.get_mut(&f.ip), d)
+            {
+                if !list.contains(&node.ip) {
+                    list.push(node.ip);
+                }
+            }
+        }
+    }
+    let all: Vec<IpAddr> = st.plan.nodes.iter().map(|n| n.ip).collect();
+    let want: std::collections::BTreeSet<IpAddr> = serving.keys().copied().collect();
+    let mut script = String::new();
+    for ip in st.external_routes.iter().filter(|ip| !want.contains(ip)) {
+        script += &format!("route del {ip}/32\n");
+    }
+    for (ip, nodes) in &serving {
+        // With no endpoint anywhere, any node answers (it refuses the connection).
+        let via = if nodes.is_empty() { &all } else { nodes };
+        let hops: String = via.iter().map(|n| format!(" nexthop via {n}")).collect();
+        script += &format!("route replace {ip}/32{hops}\n");
+    }
+    if !script.is_empty() {
+        net::ip_batch(&st.plan.external.ns, &script)?;
+    }
+    st.external_routes = want.into_iter().collect();
+    Ok(())
 }
 
 /// Starts `podnet lab serve` in the background and waits until every listener is bound.
@@ -353,6 +424,7 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
         p.planned_ip = st.pod_ips.get(&key(p)).copied();
     }
     st.plan = next;
+    program_services(&mut st, cluster)?;
     save_state(lab, &st)?;
     reload_servers(lab, st.serve_pid)?;
     Ok(report)

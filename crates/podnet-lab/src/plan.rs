@@ -28,6 +28,9 @@ pub struct LabPlan {
     pub underlay_ns: String,
     pub external: Endpoint,
     pub node_network: IpNet,
+    /// Routed by each node towards its underlay, so that the node's own connections to
+    /// ClusterIPs leave through a route before the proxy rewrites them.
+    pub service_cidr: IpNet,
     pub nodes: Vec<NodePlan>,
     pub pods: Vec<PodPlan>,
 }
@@ -183,6 +186,7 @@ impl LabPlan {
                     .expect("node network has a first address"),
             },
             node_network,
+            service_cidr: cluster.config.service_cidr,
             nodes,
             pods,
         }

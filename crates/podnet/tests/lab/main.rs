@@ -496,3 +496,262 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         std::fs::remove_file(m).unwrap();
     }
 }
+
+const SERVICES: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: c
+        image: x
+        ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}, {name: dns, port: 53, targetPort: dns, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec: {selector: {app: solo}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {containers: [{name: c, image: x}]}
+"#;
+
+fn svc<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+fn curl(lab: &Lab, from: &str, url: &str) -> Option<String> {
+    let o = lab.exec(from, &["curl", "-s", "--max-time", "3", url]);
+    o.status
+        .success()
+        .then(|| String::from_utf8(o.stdout).unwrap())
+}
+
+#[test]
+fn services_by_cluster_ip_node_port_and_load_balancer() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest("services", SERVICES);
+    let lab = Lab::up("svc", &[m.to_str().unwrap()], &[]);
+    let plan: Value =
+        serde_json::from_str(&ok(&["check", "-f", m.to_str().unwrap(), "-o", "json"])).unwrap();
+    let web = svc(&plan, "web");
+    let vip = web["clusterIPs"][0].as_str().unwrap();
+
+    // ClusterIP from a pod: port 80 -> targetPort 8080, spread over the three pods.
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        let pod = curl(&lab, "default/client", &format!("http://{vip}/hostname"))
+            .expect("ClusterIP answers");
+        *seen.entry(pod).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|n| *n >= 5), "equal random: {seen:?}");
+    // The server sees the client pod's own IP (no masquerade inside the cluster).
+    let client_ip = lab.pod_ip("client");
+    let clientip = curl(&lab, "default/client", &format!("http://{vip}/clientip")).unwrap();
+    assert_eq!(clientip.rsplit_once(':').unwrap().0, client_ip);
+
+    // UDP through the ClusterIP.
+    let udp = format!("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.connect(('{vip}', 53)); s.send(b'hostname'); print(s.recv(100).decode())");
+    let o = lab.exec("default/client", &["python3", "-c", &udp]);
+    assert!(
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .trim()
+            .starts_with("web-"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // No endpoints: refused at once, over TCP (reset) and UDP (ICMP port unreachable).
+    let empty = svc(&plan, "empty")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = std::time::Instant::now();
+    let o = lab.exec(
+        "default/client",
+        &["curl", "-s", "--max-time", "5", &format!("http://{empty}/")],
+    );
+    assert_eq!(o.status.code(), Some(7), "curl: connection refused");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "refused, not timed out"
+    );
+    let udp = format!("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.connect(('{empty}', 53)); s.send(b'x'); s.recv(10)");
+    let o = lab.exec("default/client", &["python3", "-c", &udp]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ConnectionRefusedError"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // NodePort on every node, from outside.
+    let np = web["ports"][0]["nodePort"].as_u64().unwrap();
+    for n in lab.status()["nodes"].as_array().unwrap() {
+        let got = curl(
+            &lab,
+            "external",
+            &format!("http://{}:{np}/hostname", n["ip"].as_str().unwrap()),
+        );
+        assert!(
+            got.is_some_and(|h| h.starts_with("web-")),
+            "NodePort on {}",
+            n["name"]
+        );
+    }
+    // LoadBalancer from outside: reached, and masqueraded (externalTrafficPolicy Cluster).
+    let lb = web["loadBalancerIPs"][0].as_str().unwrap();
+    let got = curl(&lab, "external", &format!("http://{lb}/clientip"))
+        .expect("the LoadBalancer IP answers from outside");
+    assert_ne!(got.rsplit_once(':').unwrap().0, "172.18.0.1");
+    // externalTrafficPolicy Local keeps the client's address.
+    let local = svc(&plan, "local")["loadBalancerIPs"][0].as_str().unwrap();
+    for _ in 0..5 {
+        let got =
+            curl(&lab, "external", &format!("http://{local}/clientip")).expect("ETP Local answers");
+        assert_eq!(
+            got.rsplit_once(':').unwrap().0,
+            "172.18.0.1",
+            "the client's own address"
+        );
+    }
+    // Hairpin: a pod reaches itself through its own Service.
+    let solo = svc(&plan, "solo")["clusterIPs"][0].as_str().unwrap();
+    assert_eq!(
+        curl(&lab, "default/solo", &format!("http://{solo}/hostname")).as_deref(),
+        Some("solo")
+    );
+    std::fs::remove_file(m).unwrap();
+}
+
+#[test]
+fn the_programmed_proxy_equals_the_models_plan() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("cons", &["examples/guestbook"], &[]);
+    let plan: Value =
+        serde_json::from_str(&ok(&["check", "-f", "examples/guestbook", "-o", "json"])).unwrap();
+    for node in lab.status()["nodes"].as_array().unwrap() {
+        let ns = format!("podnet-{}-{}", lab.name, node["name"].as_str().unwrap());
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "-j",
+                "list",
+                "map",
+                "ip",
+                "podnet-proxy",
+                "services",
+            ])
+            .output()
+            .unwrap();
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let elems = listed["nftables"][1]["map"]["elem"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let programmed: std::collections::BTreeSet<(String, u64, String)> = elems
+            .iter()
+            .map(|e| {
+                let key = e[0]["concat"].as_array().unwrap();
+                let verdict = e[1]["goto"]["target"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| e[1].as_object().and_then(|o| o.keys().next().cloned()))
+                    .unwrap();
+                (
+                    key[0].as_str().unwrap().to_string(),
+                    key[2].as_u64().unwrap(),
+                    verdict,
+                )
+            })
+            .collect();
+        // The model: every ClusterIP port with ready endpoints jumps to svc_ep<number ready>.
+        let mut want = std::collections::BTreeSet::new();
+        for s in plan["services"].as_array().unwrap() {
+            for port in s["ports"].as_array().unwrap() {
+                let ready = s["endpointSlices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|sl| {
+                        sl["ports"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|p| p["name"] == port["name"])
+                    })
+                    .flat_map(|sl| sl["endpoints"].as_array().unwrap().iter())
+                    .filter(|e| e["ready"] == true)
+                    .count();
+                if ready == 0 {
+                    continue;
+                }
+                for ip in s["clusterIPs"].as_array().unwrap() {
+                    want.insert((
+                        ip.as_str().unwrap().to_string(),
+                        port["port"].as_u64().unwrap(),
+                        format!("svc_ep{ready}"),
+                    ));
+                }
+            }
+        }
+        assert!(
+            want.len() >= 5,
+            "the guestbook has ClusterIP ports with endpoints: {want:?}"
+        );
+        let programmed_cluster: std::collections::BTreeSet<_> = programmed
+            .into_iter()
+            .filter(|(ip, _, _)| ip.starts_with("10.96."))
+            .collect();
+        assert_eq!(programmed_cluster, want, "node {}", node["name"]);
+    }
+}

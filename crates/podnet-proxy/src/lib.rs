@@ -1,0 +1,7 @@
+//! podnet's service proxy: Services and their endpoints, from the model, compiled per node into
+//! nftables maps (see `docs/design/service-proxy.md`), applied as one transaction each time.
+
+pub mod nft;
+pub mod plan;
+
+pub use plan::{Dispatch, Frontend, Proto, ProxyPlan};

@@ -1,0 +1,507 @@
+//! The proxy plan as nftables: one table, `ip podnet-proxy`, of maps and sets, with chains per
+//! endpoint count instead of per service (see `docs/design/service-proxy.md`). Dispatch is two
+//! hash lookups whatever the number of Services.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use crate::plan::{Dispatch, ProxyPlan};
+
+pub const TABLE: &str = "podnet-proxy";
+/// The mark that asks postrouting to masquerade.
+pub const MASQ_MARK: u32 = 0x4000;
+
+fn verdict(prefix: &str, d: &Dispatch) -> Option<String> {
+    match d {
+        Dispatch::Endpoints {
+            endpoints,
+            masquerade,
+        } => Some(format!(
+            "goto {prefix}{}{}",
+            endpoints.len(),
+            if *masquerade { "_masq" } else { "" }
+        )),
+        Dispatch::Drop => Some("drop".to_string()),
+        Dispatch::Reject => None,
+    }
+}
+
+/// The elements of each map and set, as nft text: what a node's proxy holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Elements {
+    pub services: BTreeSet<String>,
+    pub node_ports: BTreeSet<String>,
+    pub backends: BTreeSet<String>,
+    pub np_backends: BTreeSet<String>,
+    pub no_endpoints: BTreeSet<String>,
+    pub no_endpoint_ports: BTreeSet<String>,
+    pub hairpin: BTreeSet<String>,
+}
+
+impl Elements {
+    pub fn of(plan: &ProxyPlan) -> Elements {
+        let mut e = Elements::default();
+        for (f, (_, d)) in &plan.frontends {
+            if !f.ip.is_ipv4() {
+                continue;
+            }
+            let key = format!("{} . {} . {}", f.ip, f.proto.nft(), f.port);
+            match verdict("svc_ep", d) {
+                Some(v) => {
+                    e.services.insert(format!("{key} : {v}"));
+                }
+                None => {
+                    e.no_endpoints.insert(key.clone());
+                }
+            }
+            if let Dispatch::Endpoints { endpoints, .. } = d {
+                for (i, (ip, port)) in endpoints.iter().enumerate() {
+                    e.backends.insert(format!("{key} . {i} : {ip} . {port}"));
+                    e.hairpin.insert(format!("{ip} . {ip}"));
+                }
+            }
+        }
+        for ((proto, port), (_, d)) in &plan.node_ports {
+            let key = format!("{} . {port}", proto.nft());
+            match verdict("np_ep", d) {
+                Some(v) => {
+                    e.node_ports.insert(format!("{key} : {v}"));
+                }
+                None => {
+                    e.no_endpoint_ports.insert(key.clone());
+                }
+            }
+            if let Dispatch::Endpoints { endpoints, .. } = d {
+                for (i, (ip, port)) in endpoints.iter().enumerate() {
+                    e.backends_np(&key, i, ip, *port);
+                }
+            }
+        }
+        e
+    }
+
+    fn backends_np(&mut self, key: &str, i: usize, ip: &IpAddr, port: u16) {
+        self.np_backends
+            .insert(format!("{key} . {i} : {ip} . {port}"));
+        self.hairpin.insert(format!("{ip} . {ip}"));
+    }
+
+    /// The endpoint counts the elements jump to (`goto svc_ep<n>`, `goto np_ep<n>_masq`, …).
+    pub fn counts(&self) -> BTreeSet<usize> {
+        self.services
+            .iter()
+            .chain(&self.node_ports)
+            .filter_map(|e| {
+                let v = e.rsplit(" : goto ").next()?;
+                let digits: String = v
+                    .trim_start_matches("svc_ep")
+                    .trim_start_matches("np_ep")
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            })
+            .collect()
+    }
+
+    fn sets(&self) -> [(&'static str, &BTreeSet<String>); 7] {
+        [
+            ("services", &self.services),
+            ("node_ports", &self.node_ports),
+            ("backends", &self.backends),
+            ("np_backends", &self.np_backends),
+            ("no_endpoints", &self.no_endpoints),
+            ("no_endpoint_ports", &self.no_endpoint_ports),
+            ("hairpin", &self.hairpin),
+        ]
+    }
+}
+
+/// The dispatch chains for `n` endpoints, plain and masquerading.
+fn ep_chains(out: &mut String, n: usize) {
+    let _ = writeln!(out, "add chain ip {TABLE} svc_ep{n}");
+    let _ = writeln!(out, "add rule ip {TABLE} svc_ep{n} dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @backends");
+    let _ = writeln!(out, "add chain ip {TABLE} svc_ep{n}_masq");
+    let _ = writeln!(out, "add rule ip {TABLE} svc_ep{n}_masq meta mark set meta mark | {MASQ_MARK:#x} goto svc_ep{n}");
+    let _ = writeln!(out, "add chain ip {TABLE} np_ep{n}");
+    let _ = writeln!(out, "add rule ip {TABLE} np_ep{n} dnat ip to meta l4proto . th dport . numgen random mod {n} map @np_backends");
+    let _ = writeln!(out, "add chain ip {TABLE} np_ep{n}_masq");
+    let _ = writeln!(
+        out,
+        "add rule ip {TABLE} np_ep{n}_masq meta mark set meta mark | {MASQ_MARK:#x} goto np_ep{n}"
+    );
+}
+
+/// The whole table, for a node's first load: one transaction (`nft -f`).
+pub fn full(plan: &ProxyPlan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "add table ip {TABLE}");
+    let _ = writeln!(
+        s,
+        "add map ip {TABLE} services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add map ip {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
+    );
+    let _ = writeln!(s, "add map ip {TABLE} backends {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport; }}");
+    let _ = writeln!(s, "add map ip {TABLE} np_backends {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport; }}");
+    let _ = writeln!(
+        s,
+        "add set ip {TABLE} no_endpoints {{ type ipv4_addr . inet_proto . inet_service; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add set ip {TABLE} no_endpoint_ports {{ type inet_proto . inet_service; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add set ip {TABLE} hairpin {{ type ipv4_addr . ipv4_addr; }}"
+    );
+    let elements = Elements::of(plan);
+    for n in elements.counts() {
+        ep_chains(&mut s, n);
+    }
+    // DNAT: new connections to a frontend, from pods (prerouting) and from the node (output).
+    let _ = writeln!(s, "add chain ip {TABLE} dispatch");
+    let _ = writeln!(
+        s,
+        "add rule ip {TABLE} dispatch ip daddr . meta l4proto . th dport vmap @services"
+    );
+    let _ = writeln!(s, "add rule ip {TABLE} dispatch fib daddr type local meta l4proto . th dport vmap @node_ports");
+    let _ = writeln!(s, "add chain ip {TABLE} nat_prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}");
+    let _ = writeln!(s, "add rule ip {TABLE} nat_prerouting jump dispatch");
+    let _ = writeln!(
+        s,
+        "add chain ip {TABLE} nat_output {{ type nat hook output priority -100; policy accept; }}"
+    );
+    let _ = writeln!(s, "add rule ip {TABLE} nat_output jump dispatch");
+    // Refuse, don't time out: frontends without endpoints.
+    let _ = writeln!(s, "add chain ip {TABLE} reject_chain");
+    let _ = writeln!(
+        s,
+        "add rule ip {TABLE} reject_chain meta l4proto tcp reject with tcp reset"
+    );
+    let _ = writeln!(
+        s,
+        "add rule ip {TABLE} reject_chain reject with icmp port-unreachable"
+    );
+    for (chain, hook) in [
+        ("filter_prerouting", "prerouting"),
+        ("filter_output", "output"),
+    ] {
+        let _ = writeln!(s, "add chain ip {TABLE} {chain} {{ type filter hook {hook} priority -90; policy accept; }}");
+        if hook == "prerouting" {
+            // Hairpin: a pod reaching itself through a Service must see another source.
+            let _ = writeln!(s, "add rule ip {TABLE} {chain} ct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark | {MASQ_MARK:#x}");
+        }
+        let _ = writeln!(s, "add rule ip {TABLE} {chain} ct state new ip daddr . meta l4proto . th dport @no_endpoints goto reject_chain");
+        let _ = writeln!(s, "add rule ip {TABLE} {chain} ct state new fib daddr type local meta l4proto . th dport @no_endpoint_ports goto reject_chain");
+    }
+    let _ = writeln!(s, "add chain ip {TABLE} nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}");
+    let _ = writeln!(s, "add rule ip {TABLE} nat_postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark & {:#x} masquerade fully-random", !MASQ_MARK);
+    for (name, set) in elements.sets() {
+        add_elements(&mut s, name, set.iter());
+    }
+    s
+}
+
+fn add_elements<'a>(s: &mut String, set: &str, elems: impl Iterator<Item = &'a String>) {
+    let v: Vec<&String> = elems.collect();
+    for chunk in v.chunks(1000) {
+        let _ = writeln!(
+            s,
+            "add element ip {TABLE} {set} {{ {} }}",
+            chunk
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+fn delete_elements<'a>(s: &mut String, set: &str, elems: impl Iterator<Item = &'a String>) {
+    // Map elements are deleted by key: the text before " : ".
+    let v: Vec<String> = elems
+        .map(|e| e.split(" : ").next().unwrap_or(e).to_string())
+        .collect();
+    for chunk in v.chunks(1000) {
+        let _ = writeln!(
+            s,
+            "delete element ip {TABLE} {set} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+}
+
+/// The changes from `old` to `new` as one transaction: only the elements that differ (and
+/// chains for endpoint counts that are new). Empty when nothing changed.
+pub fn diff(a: &Elements, b: &Elements) -> String {
+    let mut s = String::new();
+    for n in b.counts().difference(&a.counts()) {
+        ep_chains(&mut s, *n);
+    }
+    for ((name, olds), (_, news)) in a.sets().into_iter().zip(b.sets()) {
+        // A changed map value is a delete and an add of the same key, in that order.
+        delete_elements(&mut s, name, olds.difference(news));
+    }
+    for ((name, olds), (_, news)) in a.sets().into_iter().zip(b.sets()) {
+        add_elements(&mut s, name, news.difference(olds));
+    }
+    s
+}
+
+/// Runs a script through `nft -f -` inside the network namespace at `netns` (a path), as one
+/// transaction: all of it applies, or none.
+pub fn apply(netns: &str, script: &str) -> Result<(), String> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["--", "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft -f in {netns}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Frontend, Owner, Proto};
+
+    fn plan(n: usize) -> ProxyPlan {
+        let mut p = ProxyPlan {
+            node: "node-0".into(),
+            ..Default::default()
+        };
+        let eps = (0..n)
+            .map(|i| (format!("10.244.0.{}", i + 2).parse().unwrap(), 8080))
+            .collect();
+        let owner = Owner {
+            service: "default/s".into(),
+            port: "80".into(),
+        };
+        p.frontends.insert(
+            Frontend {
+                ip: "10.96.0.5".parse().unwrap(),
+                proto: Proto::Tcp,
+                port: 80,
+            },
+            (
+                owner.clone(),
+                Dispatch::Endpoints {
+                    endpoints: eps,
+                    masquerade: false,
+                },
+            ),
+        );
+        p.frontends.insert(
+            Frontend {
+                ip: "10.96.0.6".parse().unwrap(),
+                proto: Proto::Udp,
+                port: 53,
+            },
+            (owner.clone(), Dispatch::Reject),
+        );
+        p.node_ports
+            .insert((Proto::Tcp, 30080), (owner, Dispatch::Drop));
+        p
+    }
+
+    #[test]
+    fn elements_of_a_plan() {
+        let e = Elements::of(&plan(2));
+        assert_eq!(
+            e.services.iter().collect::<Vec<_>>(),
+            ["10.96.0.5 . tcp . 80 : goto svc_ep2"]
+        );
+        assert_eq!(e.backends.len(), 2);
+        assert!(e
+            .backends
+            .contains("10.96.0.5 . tcp . 80 . 1 : 10.244.0.3 . 8080"));
+        assert_eq!(
+            e.no_endpoints.iter().collect::<Vec<_>>(),
+            ["10.96.0.6 . udp . 53"]
+        );
+        assert_eq!(
+            e.node_ports.iter().collect::<Vec<_>>(),
+            ["tcp . 30080 : drop"]
+        );
+        assert!(e.hairpin.contains("10.244.0.2 . 10.244.0.2"));
+    }
+
+    #[test]
+    fn full_table_has_chains_per_endpoint_count() {
+        let s = full(&plan(3));
+        assert!(s.contains("add chain ip podnet-proxy svc_ep3\n"));
+        assert!(s.contains("numgen random mod 3 map @backends"));
+        assert!(!s.contains("svc_ep2"), "no chain for counts not in use");
+    }
+
+    #[test]
+    fn diff_touches_only_what_changed() {
+        let e = |n| Elements::of(&plan(n));
+        assert_eq!(diff(&e(2), &e(2)), "");
+        assert_eq!(e(3).counts().into_iter().collect::<Vec<_>>(), [3]);
+        let d = diff(&e(2), &e(3));
+        assert!(d.contains("add chain ip podnet-proxy svc_ep3\n"), "{d}");
+        assert!(
+            d.contains("delete element ip podnet-proxy services { 10.96.0.5 . tcp . 80 }\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                "add element ip podnet-proxy services { 10.96.0.5 . tcp . 80 : goto svc_ep3 }\n"
+            ),
+            "{d}"
+        );
+        assert!(d.contains("add element ip podnet-proxy backends { 10.96.0.5 . tcp . 80 . 2 : 10.244.0.4 . 8080 }\n"), "{d}");
+        assert!(
+            !d.contains("10.96.0.6"),
+            "the unchanged frontend is not touched: {d}"
+        );
+        let del = d.find("delete element").unwrap();
+        let add = d.find("add element").unwrap();
+        assert!(del < add, "deletes come first");
+    }
+}
+
+#[cfg(test)]
+mod load {
+    /// The rendered script is valid nftables: loaded into a fresh namespace when root.
+    #[test]
+    fn the_full_table_loads_into_nft() {
+        let script = super::full(&super::tests_support::plan3());
+        let ok = std::process::Command::new("unshare")
+            .args([
+                "-n",
+                "sh",
+                "-c",
+                "nft -f - && nft list table ip podnet-proxy",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = ok else {
+            return;
+        };
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Operation not permitted") {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "skipped under CI=true: needs root"
+            );
+            eprintln!("SKIP: loading nftables needs root");
+            return;
+        }
+        assert!(out.status.success(), "{err}\n{script}");
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            listed.contains("numgen random mod 3 map @backends"),
+            "{listed}"
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::plan::{Dispatch, Frontend, Owner, Proto, ProxyPlan};
+
+    pub fn plan3() -> ProxyPlan {
+        let mut p = ProxyPlan {
+            node: "node-0".into(),
+            ..Default::default()
+        };
+        let owner = Owner {
+            service: "default/s".into(),
+            port: "80".into(),
+        };
+        let eps: Vec<_> = (0..3)
+            .map(|i| (format!("10.244.0.{}", i + 2).parse().unwrap(), 8080))
+            .collect();
+        p.frontends.insert(
+            Frontend {
+                ip: "10.96.0.5".parse().unwrap(),
+                proto: Proto::Tcp,
+                port: 80,
+            },
+            (
+                owner.clone(),
+                Dispatch::Endpoints {
+                    endpoints: eps.clone(),
+                    masquerade: false,
+                },
+            ),
+        );
+        p.frontends.insert(
+            Frontend {
+                ip: "172.18.255.201".parse().unwrap(),
+                proto: Proto::Tcp,
+                port: 80,
+            },
+            (
+                owner.clone(),
+                Dispatch::Endpoints {
+                    endpoints: eps.clone(),
+                    masquerade: true,
+                },
+            ),
+        );
+        p.frontends.insert(
+            Frontend {
+                ip: "10.96.0.6".parse().unwrap(),
+                proto: Proto::Udp,
+                port: 53,
+            },
+            (owner.clone(), Dispatch::Reject),
+        );
+        p.node_ports.insert(
+            (Proto::Tcp, 30080),
+            (
+                owner.clone(),
+                Dispatch::Endpoints {
+                    endpoints: eps,
+                    masquerade: true,
+                },
+            ),
+        );
+        p.node_ports
+            .insert((Proto::Udp, 30053), (owner.clone(), Dispatch::Reject));
+        p.node_ports
+            .insert((Proto::Tcp, 30081), (owner, Dispatch::Drop));
+        p
+    }
+}
