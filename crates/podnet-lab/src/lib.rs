@@ -317,7 +317,8 @@ pub struct ApplyReport {
 
 /// Applies new manifests to a running lab: pods that are new are created, pods that are gone
 /// are deleted (CNI DEL, then their namespace), and pods that did not change are not touched.
-/// Nodes cannot change live.
+/// The order keeps traffic flowing: new pods first, then the service proxy (which stops sending
+/// to the pods that leave), then the pods that leave. Nodes cannot change live.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let mut st = load_state(lab)?;
     let mut next = LabPlan::new(lab, cluster);
@@ -347,49 +348,46 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
         st.plan.pods.iter().map(|p| (key(p), p.clone())).collect();
     let new: HashMap<String, plan::PodPlan> =
         next.pods.iter().map(|p| (key(p), p.clone())).collect();
+    let mut removed: Vec<plan::PodPlan> = old
+        .values()
+        .filter(|p| new.get(&key(p)).is_none_or(|n| !same(p, n)))
+        .cloned()
+        .collect();
+    removed.sort_by_key(|p| key(p));
+    let mut added: Vec<plan::PodPlan> = new
+        .values()
+        .filter(|p| old.get(&key(p)).is_none_or(|o| !same(o, p)))
+        .cloned()
+        .collect();
+    added.sort_by_key(|p| key(p));
     let mut report = ApplyReport::default();
     let dir = lab_dir(lab);
     let bin = dir.join("bin");
+    let nodes = st.plan.nodes.clone();
     let runtime_for = |p: &plan::PodPlan| {
-        let node = st.plan.node(&p.node).expect("pods are on planned nodes");
+        let node = nodes
+            .iter()
+            .find(|n| n.name == p.node)
+            .expect("pods are on planned nodes");
         Runtime {
             cni_path: bin.clone(),
             conf_dir: dir.join("nodes").join(&node.name).join("net.d"),
             node_ns: node.ns.clone(),
         }
     };
-    let mut removed: Vec<&plan::PodPlan> = old
-        .values()
-        .filter(|p| new.get(&key(p)).is_none_or(|n| !same(p, n)))
-        .collect();
-    removed.sort_by_key(|p| key(p));
-    for p in removed {
-        if !p.host_network {
-            let prev = std::fs::read_to_string(
-                dir.join("nodes")
-                    .join(&p.node)
-                    .join(format!("{}.result.json", p.container_id)),
-            )
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-            runtime_for(p).run(Op::Del, p, prev.as_ref())?;
-            let _ = std::fs::remove_file(
-                dir.join("nodes")
-                    .join(&p.node)
-                    .join(format!("{}.result.json", p.container_id)),
-            );
-            net::netns_del(&p.netns)?;
-        }
+    let result_file = |p: &plan::PodPlan| {
+        dir.join("nodes")
+            .join(&p.node)
+            .join(format!("{}.result.json", p.container_id))
+    };
+
+    // 1. New pods. A pod that changed is replaced: it leaves below and comes back here, so its
+    //    old namespace and address go first.
+    for p in removed.iter().filter(|p| new.contains_key(&key(p))) {
+        remove_pod(p, &runtime_for(p), &result_file(p))?;
         st.pod_ips.remove(&key(p));
-        report.removed.push(key(p));
     }
-    let mut added: Vec<&plan::PodPlan> = new
-        .values()
-        .filter(|p| old.get(&key(p)).is_none_or(|o| !same(o, p)))
-        .collect();
-    added.sort_by_key(|p| key(p));
-    for p in added {
-        let mut p = p.clone();
+    for mut p in added.clone() {
         if p.host_network {
             if let Some(n) = st.plan.node(&p.node) {
                 st.pod_ips.insert(key(&p), n.ip);
@@ -408,26 +406,50 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
                 op: "ADD".into(),
                 msg: "the result has no IP".into(),
             })?;
-            std::fs::write(
-                dir.join("nodes")
-                    .join(&p.node)
-                    .join(format!("{}.result.json", p.container_id)),
-                res.to_string(),
-            )
-            .map_err(io("saving the ADD result"))?;
+            std::fs::write(result_file(&p), res.to_string())
+                .map_err(io("saving the ADD result"))?;
             st.pod_ips.insert(key(&p), ip);
         }
         report.added.push(key(&p));
     }
-    report.unchanged = next.pods.len() - report.added.len();
+    // 2. The proxy, without the pods that leave.
+    let leaving: Vec<String> = removed
+        .iter()
+        .filter(|p| !new.contains_key(&key(p)))
+        .map(key)
+        .collect();
     for p in next.pods.iter_mut() {
         p.planned_ip = st.pod_ips.get(&key(p)).copied();
     }
     st.plan = next;
-    program_services(&mut st, cluster)?;
+    let mut serving = st.clone();
+    serving.pod_ips.retain(|k, _| !leaving.contains(k));
+    program_services(&mut serving, cluster)?;
+    st.proxy = serving.proxy;
+    st.external_routes = serving.external_routes;
+    // 3. The pods that leave.
+    for p in removed.iter().filter(|p| !new.contains_key(&key(p))) {
+        remove_pod(p, &runtime_for(p), &result_file(p))?;
+        st.pod_ips.remove(&key(p));
+    }
+    report.removed = removed.iter().map(key).collect();
+    report.unchanged = st.plan.pods.len() - report.added.len();
     save_state(lab, &st)?;
     reload_servers(lab, st.serve_pid)?;
     Ok(report)
+}
+
+/// CNI DEL (with the pod's ADD result as prevResult), then its namespace.
+fn remove_pod(p: &plan::PodPlan, rt: &Runtime, result_file: &Path) -> Result<(), LabError> {
+    if p.host_network {
+        return Ok(());
+    }
+    let prev: Option<serde_json::Value> = std::fs::read_to_string(result_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    rt.run(Op::Del, p, prev.as_ref())?;
+    let _ = std::fs::remove_file(result_file);
+    net::netns_del(&p.netns)
 }
 
 fn reload_servers(lab: &str, pid: Option<i32>) -> Result<(), LabError> {

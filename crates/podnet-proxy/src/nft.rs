@@ -135,6 +135,10 @@ fn ep_chains(out: &mut String, n: usize) {
 }
 
 /// The whole table, for a node's first load: one transaction (`nft -f`).
+///
+/// The backends' data is declared `ip daddr . tcp dport`: an address and a port whatever the
+/// protocol. (`ip daddr . th dport` loads, but nft cannot read it back from the kernel, so every
+/// later transaction on the table would fail.)
 pub fn full(plan: &ProxyPlan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "add table ip {TABLE}");
@@ -146,8 +150,8 @@ pub fn full(plan: &ProxyPlan) -> String {
         s,
         "add map ip {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
     );
-    let _ = writeln!(s, "add map ip {TABLE} backends {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport; }}");
-    let _ = writeln!(s, "add map ip {TABLE} np_backends {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport; }}");
+    let _ = writeln!(s, "add map ip {TABLE} backends {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
+    let _ = writeln!(s, "add map ip {TABLE} np_backends {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
     let _ = writeln!(
         s,
         "add set ip {TABLE} no_endpoints {{ type ipv4_addr . inet_proto . inet_service; }}"
@@ -394,30 +398,47 @@ mod tests {
 mod load {
     /// The rendered script is valid nftables: loaded into a fresh namespace when root.
     #[test]
-    fn the_full_table_loads_into_nft() {
-        let script = super::full(&super::tests_support::plan3());
-        let ok = std::process::Command::new("unshare")
-            .args([
-                "-n",
-                "sh",
-                "-c",
-                "nft -f - && nft list table ip podnet-proxy",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
-        let Ok(mut child) = ok else {
-            return;
-        };
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+    fn the_full_table_loads_into_nft_and_takes_diffs() {
+        use crate::nft::{diff, full, Elements};
+        let p3 = super::tests_support::plan3();
+        let mut p5 = p3.clone();
+        let eps: Vec<_> = (0..5)
+            .map(|i| (format!("10.244.1.{}", i + 2).parse().unwrap(), 80))
+            .collect();
+        p5.frontends.insert(
+            crate::plan::Frontend {
+                ip: "10.96.0.8".parse().unwrap(),
+                proto: crate::plan::Proto::Tcp,
+                port: 80,
+            },
+            (
+                crate::plan::Owner {
+                    service: "default/five".into(),
+                    port: "80".into(),
+                },
+                crate::plan::Dispatch::Endpoints {
+                    endpoints: eps,
+                    masquerade: false,
+                },
+            ),
+        );
+        let dir = std::env::temp_dir().join(format!("podnet-nft-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("full.nft"), full(&p3)).unwrap();
+        std::fs::write(
+            dir.join("diff.nft"),
+            diff(&Elements::of(&p3), &Elements::of(&p5)),
+        )
+        .unwrap();
+        let script = format!(
+            "nft -f {0}/full.nft && nft -f {0}/diff.nft && nft list table ip podnet-proxy",
+            dir.display()
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
+        let Ok(out) = out else { return };
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("Operation not permitted") {
             assert!(
@@ -427,10 +448,22 @@ mod load {
             eprintln!("SKIP: loading nftables needs root");
             return;
         }
-        assert!(out.status.success(), "{err}\n{script}");
+        assert!(out.status.success(), "{err}");
         let listed = String::from_utf8_lossy(&out.stdout);
         assert!(
             listed.contains("numgen random mod 3 map @backends"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("numgen random mod 5 map @backends"),
+            "the diff added a chain: {listed}"
+        );
+        assert!(
+            listed.contains("10.96.0.7 . sctp . 3868 : goto svc_ep1"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("10.96.0.8 . tcp . 80 : goto svc_ep5"),
             "{listed}"
         );
     }
@@ -501,7 +534,23 @@ pub(crate) mod tests_support {
         p.node_ports
             .insert((Proto::Udp, 30053), (owner.clone(), Dispatch::Reject));
         p.node_ports
-            .insert((Proto::Tcp, 30081), (owner, Dispatch::Drop));
+            .insert((Proto::Tcp, 30081), (owner.clone(), Dispatch::Drop));
+        // SCTP is compiled like the others, even where the kernel cannot carry it.
+        let sctp: Vec<_> = vec![("10.244.0.9".parse().unwrap(), 3868)];
+        p.frontends.insert(
+            Frontend {
+                ip: "10.96.0.7".parse().unwrap(),
+                proto: Proto::Sctp,
+                port: 3868,
+            },
+            (
+                owner,
+                Dispatch::Endpoints {
+                    endpoints: sctp,
+                    masquerade: false,
+                },
+            ),
+        );
         p
     }
 }

@@ -434,7 +434,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         return;
     }
     let deploy = |n: u32| {
-        write_manifest(&format!("apply{n}"), &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n"))
+        write_manifest(&format!("apply{n}"), &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.7.7, selector: {{app: web}}, ports: [{{port: 8080, targetPort: 80}}]}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"))
     };
     let (m3, m5, m1) = (deploy(3), deploy(5), deploy(1));
     let lab = Lab::up("apply", &[m3.to_str().unwrap()], &[]);
@@ -465,22 +465,35 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         "-f",
         m5.to_str().unwrap(),
     ]);
-    assert!(out.contains("2 created, 0 deleted, 3 unchanged"), "{out}");
+    assert!(out.contains("2 created, 0 deleted, 4 unchanged"), "{out}");
     let after = inodes();
-    assert_eq!(after.len(), 5);
+    assert_eq!(after.len(), 6);
     for (k, ino) in &before {
         assert_eq!(after.get(k), Some(ino), "{k} was not touched");
     }
     let m = lab.probe(80, "TCP");
-    assert!(
-        m["reachable"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap())
-            .all(|c| c.as_bool().unwrap()),
-        "new pods are served at once"
-    );
+    let web_cols: Vec<bool> = m["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().starts_with("default/web-"))
+        .collect();
+    for row in m["reachable"].as_array().unwrap() {
+        for (j, c) in row.as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                c.as_bool().unwrap(),
+                web_cols[j],
+                "new pods are served at once"
+            );
+        }
+    }
+    // The Service follows the scale: five backends now.
+    let hosts = |lab: &Lab| -> std::collections::BTreeSet<String> {
+        (0..100)
+            .filter_map(|_| curl(lab, "default/client", "http://10.96.7.7:8080/hostname"))
+            .collect()
+    };
+    assert_eq!(hosts(&lab).len(), 5);
     let out = ok(&[
         "lab",
         "apply",
@@ -489,9 +502,10 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         "-f",
         m1.to_str().unwrap(),
     ]);
-    assert!(out.contains("0 created, 4 deleted, 1 unchanged"), "{out}");
-    assert_eq!(inodes().len(), 1);
-    assert_eq!(lab.status()["pods"].as_array().unwrap().len(), 1);
+    assert!(out.contains("0 created, 4 deleted, 2 unchanged"), "{out}");
+    assert_eq!(inodes().len(), 2, "one web pod and the client");
+    assert_eq!(lab.status()["pods"].as_array().unwrap().len(), 2);
+    assert_eq!(hosts(&lab).len(), 1, "only the remaining pod gets traffic");
     for m in [m3, m5, m1] {
         std::fs::remove_file(m).unwrap();
     }
