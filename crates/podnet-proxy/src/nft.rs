@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
-use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use crate::plan::{Dispatch, ProxyPlan};
@@ -13,13 +12,16 @@ pub const TABLE: &str = "podnet-proxy";
 /// The mark that asks postrouting to masquerade.
 pub const MASQ_MARK: u32 = 0x4000;
 
-fn verdict(prefix: &str, d: &Dispatch) -> Option<String> {
+/// What a frontend's element jumps to: `goto svc_ep3`, `goto np_aff10800_ep2_masq`, `drop`;
+/// None for a frontend that is rejected.
+fn verdict(prefix: &str, affinity: Option<u32>, d: &Dispatch) -> Option<String> {
+    let aff = affinity.map(|t| format!("aff{t}_")).unwrap_or_default();
     match d {
         Dispatch::Endpoints {
             endpoints,
             masquerade,
         } => Some(format!(
-            "goto {prefix}{}{}",
+            "goto {prefix}_{aff}ep{}{}",
             endpoints.len(),
             if *masquerade { "_masq" } else { "" }
         )),
@@ -35,103 +37,185 @@ pub struct Elements {
     pub node_ports: BTreeSet<String>,
     pub backends: BTreeSet<String>,
     pub np_backends: BTreeSet<String>,
+    /// Backends of Services with session affinity, by slot + 1 (the connection's ct mark).
+    #[serde(default)]
+    pub aff_backends: BTreeSet<String>,
+    #[serde(default)]
+    pub np_aff_backends: BTreeSet<String>,
     pub no_endpoints: BTreeSet<String>,
     pub no_endpoint_ports: BTreeSet<String>,
     pub hairpin: BTreeSet<String>,
 }
 
+/// A dispatch chain: for Services (`svc`) or node ports (`np`), with session affinity's timeout
+/// or without, for `n` endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ChainSpec {
+    node_port: bool,
+    affinity: Option<u32>,
+    n: usize,
+}
+
+impl ChainSpec {
+    fn parse(verdict: &str) -> Option<ChainSpec> {
+        let name = verdict.strip_prefix("goto ")?.trim_end_matches("_masq");
+        let (node_port, rest) = if let Some(r) = name.strip_prefix("svc_") {
+            (false, r)
+        } else {
+            (true, name.strip_prefix("np_")?)
+        };
+        let (affinity, rest) = match rest.strip_prefix("aff") {
+            Some(r) => {
+                let (t, r) = r.split_once('_')?;
+                (Some(t.parse().ok()?), r)
+            }
+            None => (None, rest),
+        };
+        Some(ChainSpec {
+            node_port,
+            affinity,
+            n: rest.strip_prefix("ep")?.parse().ok()?,
+        })
+    }
+
+    fn name(&self) -> String {
+        let aff = self
+            .affinity
+            .map(|t| format!("aff{t}_"))
+            .unwrap_or_default();
+        format!(
+            "{}_{aff}ep{}",
+            if self.node_port { "np" } else { "svc" },
+            self.n
+        )
+    }
+
+    /// The chain and its masquerading twin.
+    fn render(&self, out: &mut String) {
+        let (name, n) = (self.name(), self.n);
+        let _ = writeln!(out, "add chain ip {TABLE} {name}");
+        let (key, map) = if self.node_port {
+            ("meta l4proto . th dport", "np_")
+        } else {
+            ("ip daddr . meta l4proto . th dport", "")
+        };
+        match self.affinity {
+            None => {
+                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{map}backends");
+            }
+            Some(t) => {
+                // The slot + 1 lives in the connection's ct mark: restored from the client's
+                // entry if it has one (and it still fits), drawn otherwise, then recorded.
+                let client = format!("ip saddr . {key}");
+                let _ = writeln!(
+                    out,
+                    "add rule ip {TABLE} {name} ct mark set {client} map @{map}aff_{t}"
+                );
+                let _ = writeln!(out, "add rule ip {TABLE} {name} ct mark 0 ct mark set numgen random mod {n} offset 1");
+                let _ = writeln!(out, "add rule ip {TABLE} {name} ct mark > {n} ct mark set numgen random mod {n} offset 1");
+                let _ = writeln!(
+                    out,
+                    "add rule ip {TABLE} {name} update @{map}aff_{t} {{ {client} : ct mark }}"
+                );
+                let _ = writeln!(
+                    out,
+                    "add rule ip {TABLE} {name} dnat ip to {key} . ct mark map @{map}aff_backends"
+                );
+            }
+        }
+        let _ = writeln!(out, "add chain ip {TABLE} {name}_masq");
+        let _ = writeln!(
+            out,
+            "add rule ip {TABLE} {name}_masq meta mark set meta mark | {MASQ_MARK:#x} goto {name}"
+        );
+    }
+}
+
+/// The session-affinity maps for a timeout.
+fn render_affinity_maps(out: &mut String, t: u32) {
+    let _ = writeln!(out, "add map ip {TABLE} aff_{t} {{ typeof ip saddr . ip daddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
+    let _ = writeln!(out, "add map ip {TABLE} np_aff_{t} {{ typeof ip saddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
+}
+
 impl Elements {
     pub fn of(plan: &ProxyPlan) -> Elements {
         let mut e = Elements::default();
-        for (f, (_, d)) in &plan.frontends {
+        for (f, (owner, d)) in &plan.frontends {
             if !f.ip.is_ipv4() {
                 continue;
             }
+            let affinity = plan.affinity.get(&owner.service).copied();
             let key = format!("{} . {} . {}", f.ip, f.proto.nft(), f.port);
-            match verdict("svc_ep", d) {
-                Some(v) => {
-                    e.services.insert(format!("{key} : {v}"));
-                }
-                None => {
-                    e.no_endpoints.insert(key.clone());
-                }
-            }
+            match verdict("svc", affinity, d) {
+                Some(v) => e.services.insert(format!("{key} : {v}")),
+                None => e.no_endpoints.insert(key.clone()),
+            };
             if let Dispatch::Endpoints { endpoints, .. } = d {
                 for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    e.backends.insert(format!("{key} . {i} : {ip} . {port}"));
+                    match affinity {
+                        None => e.backends.insert(format!("{key} . {i} : {ip} . {port}")),
+                        Some(_) => e
+                            .aff_backends
+                            .insert(format!("{key} . {} : {ip} . {port}", i + 1)),
+                    };
                     e.hairpin.insert(format!("{ip} . {ip}"));
                 }
             }
         }
-        for ((proto, port), (_, d)) in &plan.node_ports {
+        for ((proto, port), (owner, d)) in &plan.node_ports {
+            let affinity = plan.affinity.get(&owner.service).copied();
             let key = format!("{} . {port}", proto.nft());
-            match verdict("np_ep", d) {
-                Some(v) => {
-                    e.node_ports.insert(format!("{key} : {v}"));
-                }
-                None => {
-                    e.no_endpoint_ports.insert(key.clone());
-                }
-            }
+            match verdict("np", affinity, d) {
+                Some(v) => e.node_ports.insert(format!("{key} : {v}")),
+                None => e.no_endpoint_ports.insert(key.clone()),
+            };
             if let Dispatch::Endpoints { endpoints, .. } = d {
                 for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    e.backends_np(&key, i, ip, *port);
+                    match affinity {
+                        None => e.np_backends.insert(format!("{key} . {i} : {ip} . {port}")),
+                        Some(_) => e
+                            .np_aff_backends
+                            .insert(format!("{key} . {} : {ip} . {port}", i + 1)),
+                    };
+                    e.hairpin.insert(format!("{ip} . {ip}"));
                 }
             }
         }
         e
     }
 
-    fn backends_np(&mut self, key: &str, i: usize, ip: &IpAddr, port: u16) {
-        self.np_backends
-            .insert(format!("{key} . {i} : {ip} . {port}"));
-        self.hairpin.insert(format!("{ip} . {ip}"));
-    }
-
-    /// The endpoint counts the elements jump to (`goto svc_ep<n>`, `goto np_ep<n>_masq`, …).
-    pub fn counts(&self) -> BTreeSet<usize> {
+    /// The dispatch chains the elements jump to.
+    fn chains(&self) -> BTreeSet<ChainSpec> {
         self.services
             .iter()
             .chain(&self.node_ports)
-            .filter_map(|e| {
-                let v = e.rsplit(" : goto ").next()?;
-                let digits: String = v
-                    .trim_start_matches("svc_ep")
-                    .trim_start_matches("np_ep")
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                digits.parse().ok()
-            })
+            .filter_map(|e| ChainSpec::parse(e.rsplit(" : ").next()?))
             .collect()
     }
 
-    fn sets(&self) -> [(&'static str, &BTreeSet<String>); 7] {
+    /// The endpoint counts the elements jump to.
+    pub fn counts(&self) -> BTreeSet<usize> {
+        self.chains().iter().map(|c| c.n).collect()
+    }
+
+    /// The session-affinity timeouts in use.
+    fn timeouts(&self) -> BTreeSet<u32> {
+        self.chains().iter().filter_map(|c| c.affinity).collect()
+    }
+
+    fn sets(&self) -> [(&'static str, &BTreeSet<String>); 9] {
         [
             ("services", &self.services),
             ("node_ports", &self.node_ports),
             ("backends", &self.backends),
             ("np_backends", &self.np_backends),
+            ("aff_backends", &self.aff_backends),
+            ("np_aff_backends", &self.np_aff_backends),
             ("no_endpoints", &self.no_endpoints),
             ("no_endpoint_ports", &self.no_endpoint_ports),
             ("hairpin", &self.hairpin),
         ]
     }
-}
-
-/// The dispatch chains for `n` endpoints, plain and masquerading.
-fn ep_chains(out: &mut String, n: usize) {
-    let _ = writeln!(out, "add chain ip {TABLE} svc_ep{n}");
-    let _ = writeln!(out, "add rule ip {TABLE} svc_ep{n} dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @backends");
-    let _ = writeln!(out, "add chain ip {TABLE} svc_ep{n}_masq");
-    let _ = writeln!(out, "add rule ip {TABLE} svc_ep{n}_masq meta mark set meta mark | {MASQ_MARK:#x} goto svc_ep{n}");
-    let _ = writeln!(out, "add chain ip {TABLE} np_ep{n}");
-    let _ = writeln!(out, "add rule ip {TABLE} np_ep{n} dnat ip to meta l4proto . th dport . numgen random mod {n} map @np_backends");
-    let _ = writeln!(out, "add chain ip {TABLE} np_ep{n}_masq");
-    let _ = writeln!(
-        out,
-        "add rule ip {TABLE} np_ep{n}_masq meta mark set meta mark | {MASQ_MARK:#x} goto np_ep{n}"
-    );
 }
 
 /// The whole table, for a node's first load: one transaction (`nft -f`).
@@ -152,6 +236,8 @@ pub fn full(plan: &ProxyPlan) -> String {
     );
     let _ = writeln!(s, "add map ip {TABLE} backends {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
     let _ = writeln!(s, "add map ip {TABLE} np_backends {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
+    let _ = writeln!(s, "add map ip {TABLE} aff_backends {{ typeof ip daddr . meta l4proto . th dport . ct mark : ip daddr . tcp dport; }}");
+    let _ = writeln!(s, "add map ip {TABLE} np_aff_backends {{ typeof meta l4proto . th dport . ct mark : ip daddr . tcp dport; }}");
     let _ = writeln!(
         s,
         "add set ip {TABLE} no_endpoints {{ type ipv4_addr . inet_proto . inet_service; }}"
@@ -165,8 +251,11 @@ pub fn full(plan: &ProxyPlan) -> String {
         "add set ip {TABLE} hairpin {{ type ipv4_addr . ipv4_addr; }}"
     );
     let elements = Elements::of(plan);
-    for n in elements.counts() {
-        ep_chains(&mut s, n);
+    for t in elements.timeouts() {
+        render_affinity_maps(&mut s, t);
+    }
+    for c in elements.chains() {
+        c.render(&mut s);
     }
     // DNAT: new connections to a frontend, from pods (prerouting) and from the node (output).
     let _ = writeln!(s, "add chain ip {TABLE} dispatch");
@@ -242,11 +331,14 @@ fn delete_elements<'a>(s: &mut String, set: &str, elems: impl Iterator<Item = &'
 }
 
 /// The changes from `old` to `new` as one transaction: only the elements that differ (and
-/// chains for endpoint counts that are new). Empty when nothing changed.
+/// chains and affinity maps that are new). Empty when nothing changed.
 pub fn diff(a: &Elements, b: &Elements) -> String {
     let mut s = String::new();
-    for n in b.counts().difference(&a.counts()) {
-        ep_chains(&mut s, *n);
+    for t in b.timeouts().difference(&a.timeouts()) {
+        render_affinity_maps(&mut s, *t);
+    }
+    for c in b.chains().difference(&a.chains()) {
+        c.render(&mut s);
     }
     for ((name, olds), (_, news)) in a.sets().into_iter().zip(b.sets()) {
         // A changed map value is a delete and an add of the same key, in that order.
@@ -422,6 +514,8 @@ mod load {
                 },
             ),
         );
+        // Session affinity, as a new timeout arriving in the diff.
+        p5.affinity.insert("default/five".into(), 30);
         let dir = std::env::temp_dir().join(format!("podnet-nft-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("full.nft"), full(&p3)).unwrap();
@@ -455,7 +549,7 @@ mod load {
             "{listed}"
         );
         assert!(
-            listed.contains("numgen random mod 5 map @backends"),
+            listed.contains("numgen random mod 5 offset 1"),
             "the diff added a chain: {listed}"
         );
         assert!(
@@ -463,8 +557,17 @@ mod load {
             "{listed}"
         );
         assert!(
-            listed.contains("10.96.0.8 . tcp . 80 : goto svc_ep5"),
+            listed.contains("10.96.0.8 . tcp . 80 : goto svc_aff30_ep5"),
             "{listed}"
+        );
+        assert!(
+            listed
+                .contains("ct mark set ip saddr . ip daddr . meta l4proto . th dport map @aff_30"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("10.96.0.8 . tcp . 80 . 0x00000005 : 10.244.1.6 . 80"),
+            "slots count from 1: {listed}"
         );
     }
 }

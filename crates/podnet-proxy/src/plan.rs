@@ -74,6 +74,8 @@ pub struct ProxyPlan {
     pub frontends: BTreeMap<Frontend, (Owner, Dispatch)>,
     /// Node ports, on every local address of the node.
     pub node_ports: BTreeMap<(Proto, u16), (Owner, Dispatch)>,
+    /// `sessionAffinity: ClientIP` timeouts in seconds, by Service (`namespace/name`).
+    pub affinity: BTreeMap<String, u32>,
 }
 
 struct Ep {
@@ -165,6 +167,12 @@ impl ProxyPlan {
         for svc in &cluster.services {
             if svc.service_type == ServiceType::ExternalName || svc.headless {
                 continue; // DNS serves them; no virtual IP.
+            }
+            if let Some(t) = svc.session_affinity_timeout {
+                plan.affinity.insert(
+                    format!("{}/{}", svc.namespace, svc.name),
+                    u32::try_from(t).unwrap_or(10800),
+                );
             }
             for p in &svc.ports {
                 let Some(proto) = Proto::parse(&p.protocol) else {

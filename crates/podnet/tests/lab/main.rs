@@ -545,6 +545,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: empty}
 spec:
   selector: {app: nothing}
@@ -673,6 +683,19 @@ fn services_by_cluster_ip_node_port_and_load_balancer() {
             "the client's own address"
         );
     }
+    // sessionAffinity ClientIP: one client keeps its pod, by ClusterIP and by NodePort.
+    let sticky = svc(&plan, "sticky");
+    let vip = sticky["clusterIPs"][0].as_str().unwrap();
+    let by_vip: std::collections::BTreeSet<_> = (0..20)
+        .filter_map(|_| curl(&lab, "default/client", &format!("http://{vip}/hostname")))
+        .collect();
+    assert_eq!(by_vip.len(), 1, "{by_vip:?}");
+    let np = sticky["ports"][0]["nodePort"].as_u64().unwrap();
+    let node_ip = lab.status()["nodes"][0]["ip"].as_str().unwrap().to_string();
+    let by_np: std::collections::BTreeSet<_> = (0..20)
+        .filter_map(|_| curl(&lab, "external", &format!("http://{node_ip}:{np}/hostname")))
+        .collect();
+    assert_eq!(by_np.len(), 1, "{by_np:?}");
     // Hairpin: a pod reaches itself through its own Service.
     let solo = svc(&plan, "solo")["clusterIPs"][0].as_str().unwrap();
     assert_eq!(
@@ -728,7 +751,8 @@ fn the_programmed_proxy_equals_the_models_plan() {
                 )
             })
             .collect();
-        // The model: every ClusterIP port with ready endpoints jumps to svc_ep<number ready>.
+        // The model: every ClusterIP port with ready endpoints jumps to svc_ep<number ready>
+        // (svc_aff<timeout>_ep<number ready> with session affinity).
         let mut want = std::collections::BTreeSet::new();
         for s in plan["services"].as_array().unwrap() {
             for port in s["ports"].as_array().unwrap() {
@@ -753,7 +777,10 @@ fn the_programmed_proxy_equals_the_models_plan() {
                     want.insert((
                         ip.as_str().unwrap().to_string(),
                         port["port"].as_u64().unwrap(),
-                        format!("svc_ep{ready}"),
+                        match s["sessionAffinityTimeout"].as_u64() {
+                            Some(t) => format!("svc_aff{t}_ep{ready}"),
+                            None => format!("svc_ep{ready}"),
+                        },
                     ));
                 }
             }
