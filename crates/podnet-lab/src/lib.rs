@@ -57,6 +57,21 @@ pub struct LabState {
     /// LoadBalancer IPs and externalIPs the external client routes to the nodes.
     #[serde(default)]
     pub external_routes: Vec<IpAddr>,
+    /// The health checks of `externalTrafficPolicy: Local` LoadBalancers, per node.
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// A `healthCheckNodePort` on one node: 200 while the Service has ready endpoints on the node,
+/// 503 otherwise (serving-but-terminating endpoints do not count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub node: String,
+    pub port: u16,
+    pub namespace: String,
+    pub name: String,
+    pub local_endpoints: usize,
 }
 
 impl LabState {
@@ -209,6 +224,7 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         serve_pid: None,
         proxy: Default::default(),
         external_routes: Vec::new(),
+        health_checks: Vec::new(),
     };
     program_services(&mut state, cluster)?;
     save_state(lab, &state)?;
@@ -234,6 +250,7 @@ pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabE
         nft::apply(&net::netns_path(&node.ns), &script).map_err(LabError::Io)?;
         st.proxy.insert(node.name.clone(), elements);
     }
+    st.health_checks = health_checks(&c, &st.plan);
     // Each external address is routed to the nodes that serve it: all of them, but for
     // `externalTrafficPolicy: Local` only those with a local endpoint (as MetalLB announces).
     let mut serving: std::collections::BTreeMap<IpAddr, Vec<IpAddr>> =
@@ -277,6 +294,36 @@ pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabE
     }
     st.external_routes = want.into_iter().collect();
     Ok(())
+}
+
+/// The health checks every node serves, from the model.
+fn health_checks(c: &Cluster, plan: &LabPlan) -> Vec<HealthCheck> {
+    let mut out = Vec::new();
+    for svc in &c.services {
+        let Some(port) = svc
+            .health_check_node_port
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for node in &plan.nodes {
+            let mut ready: Vec<&IpAddr> = svc
+                .endpoints()
+                .filter(|(_, e)| e.ready && e.node_name.as_deref() == Some(node.name.as_str()))
+                .flat_map(|(_, e)| &e.addresses)
+                .collect();
+            ready.sort();
+            ready.dedup();
+            out.push(HealthCheck {
+                node: node.name.clone(),
+                port,
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                local_endpoints: ready.len(),
+            });
+        }
+    }
+    out
 }
 
 /// Starts `podnet lab serve` in the background and waits until every listener is bound.
@@ -427,6 +474,7 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     program_services(&mut serving, cluster)?;
     st.proxy = serving.proxy;
     st.external_routes = serving.external_routes;
+    st.health_checks = serving.health_checks;
     // 3. The pods that leave.
     for p in removed.iter().filter(|p| !new.contains_key(&key(p))) {
         remove_pod(p, &runtime_for(p), &result_file(p))?;

@@ -98,12 +98,22 @@ fn start_pod(pod: &PodPlan) -> Result<Vec<tokio::task::JoinHandle<()>>, LabError
     Ok(tasks)
 }
 
+/// The running servers: per pod, and per health check (node, port).
+#[derive(Default)]
+struct Running {
+    pods: HashMap<String, (PodPlan, Vec<tokio::task::JoinHandle<()>>)>,
+    health: HashMap<
+        (String, u16),
+        (
+            Arc<std::sync::Mutex<crate::HealthCheck>>,
+            tokio::task::JoinHandle<()>,
+        ),
+    >,
+}
+
 /// Brings the running servers in line with `st`: new pods get theirs, removed pods lose theirs,
-/// the others are not touched.
-fn reconcile(
-    st: &LabState,
-    running: &mut HashMap<String, (PodPlan, Vec<tokio::task::JoinHandle<()>>)>,
-) -> Result<(), LabError> {
+/// the others are not touched; health checks follow the same way, their counts updated in place.
+fn reconcile(st: &LabState, running: &mut Running) -> Result<(), LabError> {
     let want: HashMap<String, &PodPlan> = st
         .plan
         .pods
@@ -111,7 +121,7 @@ fn reconcile(
         .filter(|p| !p.ports.is_empty())
         .map(|p| (format!("{}/{}", p.namespace, p.name), p))
         .collect();
-    running.retain(|k, (plan, tasks)| {
+    running.pods.retain(|k, (plan, tasks)| {
         let keep = want.get(k).is_some_and(|p| **p == *plan);
         if !keep {
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
@@ -119,11 +129,87 @@ fn reconcile(
         keep
     });
     for (k, p) in want {
-        if let std::collections::hash_map::Entry::Vacant(e) = running.entry(k) {
+        if let std::collections::hash_map::Entry::Vacant(e) = running.pods.entry(k) {
             e.insert((p.clone(), start_pod(p)?));
         }
     }
+    let checks: HashMap<(String, u16), &crate::HealthCheck> = st
+        .health_checks
+        .iter()
+        .map(|h| ((h.node.clone(), h.port), h))
+        .collect();
+    running.health.retain(|k, (_, task)| {
+        let keep = checks.contains_key(k);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for (k, h) in checks {
+        match running.health.get(&k) {
+            Some((shared, _)) => *shared.lock().expect("not poisoned") = h.clone(),
+            None => {
+                let Some(node) = st.plan.node(&h.node) else {
+                    continue;
+                };
+                let shared = Arc::new(std::sync::Mutex::new(h.clone()));
+                let plan = PodPlan {
+                    namespace: h.namespace.clone(),
+                    name: format!("healthz-{}", h.port),
+                    node: h.node.clone(),
+                    netns: node.ns.clone(),
+                    host_network: true,
+                    container_id: String::new(),
+                    planned_ip: None,
+                    ports: vec![crate::plan::PortPlan {
+                        port: h.port,
+                        protocol: "TCP".into(),
+                    }],
+                    ready: true,
+                };
+                for b in bind_pod(&plan)? {
+                    if let Bound::Tcp(l) = b {
+                        l.set_nonblocking(true)
+                            .map_err(|e| LabError::Io(e.to_string()))?;
+                        let l = tokio::net::TcpListener::from_std(l)
+                            .map_err(|e| LabError::Io(e.to_string()))?;
+                        let task = tokio::spawn(serve_health(l, shared.clone()));
+                        running.health.insert(k.clone(), (shared.clone(), task));
+                    }
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// kube-proxy's service health server: 200 with local endpoints, 503 without.
+async fn serve_health(
+    l: tokio::net::TcpListener,
+    check: Arc<std::sync::Mutex<crate::HealthCheck>>,
+) {
+    loop {
+        let Ok((stream, _)) = l.accept().await else {
+            continue;
+        };
+        let check = check.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                let h = check.lock().expect("not poisoned").clone();
+                async move {
+                    let body = serde_json::json!({"service": {"namespace": h.namespace, "name": h.name}, "localEndpoints": h.local_endpoints, "serviceProxyHealthy": true}).to_string();
+                    let mut r = Response::new(Full::new(Bytes::from(body)));
+                    if h.local_endpoints == 0 {
+                        *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
 /// Runs the servers of a lab until killed. Prints `ready` on stdout once every socket is bound.
@@ -138,7 +224,7 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| LabError::Io(e.to_string()))?;
-        let mut running = HashMap::new();
+        let mut running = Running::default();
         reconcile(&crate::load_state(lab)?, &mut running)?;
         {
             use std::io::Write;

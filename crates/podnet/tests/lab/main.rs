@@ -571,6 +571,11 @@ metadata: {name: solo}
 spec: {selector: {app: solo}, ports: [{port: 80, targetPort: 8080}]}
 ---
 apiVersion: v1
+kind: Service
+metadata: {name: local-solo}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: solo}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: client}
 spec: {containers: [{name: c, image: x}]}
@@ -696,6 +701,50 @@ fn services_by_cluster_ip_node_port_and_load_balancer() {
         .filter_map(|_| curl(&lab, "external", &format!("http://{node_ip}:{np}/hostname")))
         .collect();
     assert_eq!(by_np.len(), 1, "{by_np:?}");
+    // healthCheckNodePort: 200 where the Service has a local endpoint, 503 elsewhere; and the
+    // outside reaches its LoadBalancer IP, routed to that node only.
+    let ls = svc(&plan, "local-solo");
+    let hc = ls["healthCheckNodePort"]
+        .as_u64()
+        .expect("a health check port");
+    let solo_node = lab.status()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "solo")
+        .unwrap()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in lab.status()["nodes"].as_array().unwrap() {
+        let o = lab.exec(
+            "external",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{}:{hc}/healthz", n["ip"].as_str().unwrap()),
+            ],
+        );
+        let code = String::from_utf8(o.stdout).unwrap();
+        let want = if n["name"] == solo_node.as_str() {
+            "200"
+        } else {
+            "503"
+        };
+        assert_eq!(code, want, "health check on {}", n["name"]);
+    }
+    let lsip = ls["loadBalancerIPs"][0].as_str().unwrap();
+    for _ in 0..5 {
+        let got = curl(&lab, "external", &format!("http://{lsip}/clientip"))
+            .expect("routed to the node with the endpoint");
+        assert_eq!(got.rsplit_once(':').unwrap().0, "172.18.0.1");
+    }
     // Hairpin: a pod reaches itself through its own Service.
     let solo = svc(&plan, "solo")["clusterIPs"][0].as_str().unwrap();
     assert_eq!(
