@@ -98,17 +98,14 @@ fn start_pod(pod: &PodPlan) -> Result<Vec<tokio::task::JoinHandle<()>>, LabError
     Ok(tasks)
 }
 
+/// A health check's current answer, shared with its server task.
+type SharedCheck = Arc<std::sync::Mutex<crate::HealthCheck>>;
+
 /// The running servers: per pod, and per health check (node, port).
 #[derive(Default)]
 struct Running {
     pods: HashMap<String, (PodPlan, Vec<tokio::task::JoinHandle<()>>)>,
-    health: HashMap<
-        (String, u16),
-        (
-            Arc<std::sync::Mutex<crate::HealthCheck>>,
-            tokio::task::JoinHandle<()>,
-        ),
-    >,
+    health: HashMap<(String, u16), (SharedCheck, tokio::task::JoinHandle<()>)>,
 }
 
 /// Brings the running servers in line with `st`: new pods get theirs, removed pods lose theirs,
