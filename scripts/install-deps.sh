@@ -6,7 +6,7 @@
 #     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches.
 set -euo pipefail
 
-packages=(ca-certificates gcc libc6-dev pkg-config nftables iproute2 iputils-ping curl dnsutils iperf3 containernetworking-plugins)
+packages=(ca-certificates gcc libc6-dev pkg-config nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -248,6 +248,11 @@ pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabE
             None => nft::full(&plan),
         };
         nft::apply(&net::netns_path(&node.ns), &script).map_err(LabError::Io)?;
+        if let Some(old) = st.proxy.get(&node.name) {
+            for (vip, port, ep) in nft::removed_udp_backends(old, &elements) {
+                flush_udp_conntrack(&node.ns, vip.as_deref(), port, &ep);
+            }
+        }
         st.proxy.insert(node.name.clone(), elements);
     }
     st.health_checks = health_checks(&c, &st.plan);
@@ -294,6 +299,29 @@ pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabE
     }
     st.external_routes = want.into_iter().collect();
     Ok(())
+}
+
+/// Deletes the conntrack entries of UDP flows to a frontend that were sent to a gone endpoint,
+/// as kube-proxy does: without it, a client reusing its socket keeps going to the gone endpoint
+/// until the entry times out. Finding none is fine.
+fn flush_udp_conntrack(node_ns: &str, vip: Option<&str>, port: u16, endpoint: &str) {
+    let mut args = vec![
+        "conntrack".to_string(),
+        "-D".into(),
+        "-p".into(),
+        "udp".into(),
+    ];
+    if let Some(v) = vip {
+        args.extend(["--orig-dst".into(), v.to_string()]);
+    }
+    args.extend([
+        "--orig-port-dst".into(),
+        port.to_string(),
+        "--reply-src".into(),
+        endpoint.to_string(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = net::output_in(node_ns, &refs);
 }
 
 /// The health checks every node serves, from the model.

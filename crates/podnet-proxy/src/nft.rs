@@ -12,16 +12,22 @@ pub const TABLE: &str = "podnet-proxy";
 /// The mark that asks postrouting to masquerade.
 pub const MASQ_MARK: u32 = 0x4000;
 
-/// What a frontend's element jumps to: `goto svc_ep3`, `goto np_aff10800_ep2_masq`, `drop`;
-/// None for a frontend that is rejected.
-fn verdict(prefix: &str, affinity: Option<u32>, d: &Dispatch) -> Option<String> {
+/// The protocols the proxy handles. Backend maps and dispatch chains exist per protocol: nft
+/// reads a map's data type (`ip daddr . udp dport`) into the rules that use the map, so each map
+/// serves one protocol. (A protocol-neutral `th dport` loads, but nft cannot read it back from
+/// the kernel, and every later transaction on the table would fail.)
+pub const PROTOS: [&str; 3] = ["tcp", "udp", "sctp"];
+
+/// What a frontend's element jumps to: `goto svc_udp_ep3`, `goto np_tcp_aff10800_ep2_masq`,
+/// `drop`; None for a frontend that is rejected.
+fn verdict(prefix: &str, proto: &str, affinity: Option<u32>, d: &Dispatch) -> Option<String> {
     let aff = affinity.map(|t| format!("aff{t}_")).unwrap_or_default();
     match d {
         Dispatch::Endpoints {
             endpoints,
             masquerade,
         } => Some(format!(
-            "goto {prefix}_{aff}ep{}{}",
+            "goto {prefix}_{proto}_{aff}ep{}{}",
             endpoints.len(),
             if *masquerade { "_masq" } else { "" }
         )),
@@ -35,23 +41,20 @@ fn verdict(prefix: &str, affinity: Option<u32>, d: &Dispatch) -> Option<String> 
 pub struct Elements {
     pub services: BTreeSet<String>,
     pub node_ports: BTreeSet<String>,
-    pub backends: BTreeSet<String>,
-    pub np_backends: BTreeSet<String>,
-    /// Backends of Services with session affinity, by slot + 1 (the connection's ct mark).
-    #[serde(default)]
-    pub aff_backends: BTreeSet<String>,
-    #[serde(default)]
-    pub np_aff_backends: BTreeSet<String>,
+    /// Backend maps by name: `backends_<proto>` and `np_backends_<proto>` by slot,
+    /// `aff_backends_<proto>` and `np_aff_backends_<proto>` (session affinity) by slot + 1.
+    pub backends: std::collections::BTreeMap<String, BTreeSet<String>>,
     pub no_endpoints: BTreeSet<String>,
     pub no_endpoint_ports: BTreeSet<String>,
     pub hairpin: BTreeSet<String>,
 }
 
-/// A dispatch chain: for Services (`svc`) or node ports (`np`), with session affinity's timeout
-/// or without, for `n` endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A dispatch chain: for Services (`svc`) or node ports (`np`), one protocol, with session
+/// affinity's timeout or without, for `n` endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ChainSpec {
     node_port: bool,
+    proto: String,
     affinity: Option<u32>,
     n: usize,
 }
@@ -64,6 +67,7 @@ impl ChainSpec {
         } else {
             (true, name.strip_prefix("np_")?)
         };
+        let (proto, rest) = rest.split_once('_')?;
         let (affinity, rest) = match rest.strip_prefix("aff") {
             Some(r) => {
                 let (t, r) = r.split_once('_')?;
@@ -73,6 +77,7 @@ impl ChainSpec {
         };
         Some(ChainSpec {
             node_port,
+            proto: proto.to_string(),
             affinity,
             n: rest.strip_prefix("ep")?.parse().ok()?,
         })
@@ -84,24 +89,25 @@ impl ChainSpec {
             .map(|t| format!("aff{t}_"))
             .unwrap_or_default();
         format!(
-            "{}_{aff}ep{}",
+            "{}_{}_{aff}ep{}",
             if self.node_port { "np" } else { "svc" },
+            self.proto,
             self.n
         )
     }
 
     /// The chain and its masquerading twin.
     fn render(&self, out: &mut String) {
-        let (name, n) = (self.name(), self.n);
+        let (name, n, proto) = (self.name(), self.n, &self.proto);
         let _ = writeln!(out, "add chain ip {TABLE} {name}");
-        let (key, map) = if self.node_port {
+        let (key, np) = if self.node_port {
             ("meta l4proto . th dport", "np_")
         } else {
             ("ip daddr . meta l4proto . th dport", "")
         };
         match self.affinity {
             None => {
-                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{map}backends");
+                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{np}backends_{proto}");
             }
             Some(t) => {
                 // The slot + 1 lives in the connection's ct mark: restored from the client's
@@ -109,18 +115,15 @@ impl ChainSpec {
                 let client = format!("ip saddr . {key}");
                 let _ = writeln!(
                     out,
-                    "add rule ip {TABLE} {name} ct mark set {client} map @{map}aff_{t}"
+                    "add rule ip {TABLE} {name} ct mark set {client} map @{np}aff_{t}"
                 );
                 let _ = writeln!(out, "add rule ip {TABLE} {name} ct mark 0 ct mark set numgen random mod {n} offset 1");
                 let _ = writeln!(out, "add rule ip {TABLE} {name} ct mark > {n} ct mark set numgen random mod {n} offset 1");
                 let _ = writeln!(
                     out,
-                    "add rule ip {TABLE} {name} update @{map}aff_{t} {{ {client} : ct mark }}"
+                    "add rule ip {TABLE} {name} update @{np}aff_{t} {{ {client} : ct mark }}"
                 );
-                let _ = writeln!(
-                    out,
-                    "add rule ip {TABLE} {name} dnat ip to {key} . ct mark map @{map}aff_backends"
-                );
+                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . ct mark map @{np}aff_backends_{proto}");
             }
         }
         let _ = writeln!(out, "add chain ip {TABLE} {name}_masq");
@@ -144,39 +147,47 @@ impl Elements {
             if !f.ip.is_ipv4() {
                 continue;
             }
+            let proto = f.proto.nft();
             let affinity = plan.affinity.get(&owner.service).copied();
-            let key = format!("{} . {} . {}", f.ip, f.proto.nft(), f.port);
-            match verdict("svc", affinity, d) {
+            let key = format!("{} . {proto} . {}", f.ip, f.port);
+            match verdict("svc", proto, affinity, d) {
                 Some(v) => e.services.insert(format!("{key} : {v}")),
                 None => e.no_endpoints.insert(key.clone()),
             };
             if let Dispatch::Endpoints { endpoints, .. } = d {
+                let (map, first) = if affinity.is_some() {
+                    (format!("aff_backends_{proto}"), 1)
+                } else {
+                    (format!("backends_{proto}"), 0)
+                };
                 for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    match affinity {
-                        None => e.backends.insert(format!("{key} . {i} : {ip} . {port}")),
-                        Some(_) => e
-                            .aff_backends
-                            .insert(format!("{key} . {} : {ip} . {port}", i + 1)),
-                    };
+                    e.backends
+                        .entry(map.clone())
+                        .or_default()
+                        .insert(format!("{key} . {} : {ip} . {port}", i + first));
                     e.hairpin.insert(format!("{ip} . {ip}"));
                 }
             }
         }
         for ((proto, port), (owner, d)) in &plan.node_ports {
+            let proto = proto.nft();
             let affinity = plan.affinity.get(&owner.service).copied();
-            let key = format!("{} . {port}", proto.nft());
-            match verdict("np", affinity, d) {
+            let key = format!("{proto} . {port}");
+            match verdict("np", proto, affinity, d) {
                 Some(v) => e.node_ports.insert(format!("{key} : {v}")),
                 None => e.no_endpoint_ports.insert(key.clone()),
             };
             if let Dispatch::Endpoints { endpoints, .. } = d {
+                let (map, first) = if affinity.is_some() {
+                    (format!("np_aff_backends_{proto}"), 1)
+                } else {
+                    (format!("np_backends_{proto}"), 0)
+                };
                 for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    match affinity {
-                        None => e.np_backends.insert(format!("{key} . {i} : {ip} . {port}")),
-                        Some(_) => e
-                            .np_aff_backends
-                            .insert(format!("{key} . {} : {ip} . {port}", i + 1)),
-                    };
+                    e.backends
+                        .entry(map.clone())
+                        .or_default()
+                        .insert(format!("{key} . {} : {ip} . {port}", i + first));
                     e.hairpin.insert(format!("{ip} . {ip}"));
                 }
             }
@@ -203,26 +214,21 @@ impl Elements {
         self.chains().iter().filter_map(|c| c.affinity).collect()
     }
 
-    fn sets(&self) -> [(&'static str, &BTreeSet<String>); 9] {
-        [
-            ("services", &self.services),
-            ("node_ports", &self.node_ports),
-            ("backends", &self.backends),
-            ("np_backends", &self.np_backends),
-            ("aff_backends", &self.aff_backends),
-            ("np_aff_backends", &self.np_aff_backends),
-            ("no_endpoints", &self.no_endpoints),
-            ("no_endpoint_ports", &self.no_endpoint_ports),
-            ("hairpin", &self.hairpin),
-        ]
+    /// Every map and set with its elements, by name.
+    fn sets(&self) -> Vec<(String, &BTreeSet<String>)> {
+        let mut v: Vec<(String, &BTreeSet<String>)> = vec![
+            ("services".into(), &self.services),
+            ("node_ports".into(), &self.node_ports),
+            ("no_endpoints".into(), &self.no_endpoints),
+            ("no_endpoint_ports".into(), &self.no_endpoint_ports),
+            ("hairpin".into(), &self.hairpin),
+        ];
+        v.extend(self.backends.iter().map(|(k, set)| (k.clone(), set)));
+        v
     }
 }
 
 /// The whole table, for a node's first load: one transaction (`nft -f`).
-///
-/// The backends' data is declared `ip daddr . tcp dport`: an address and a port whatever the
-/// protocol. (`ip daddr . th dport` loads, but nft cannot read it back from the kernel, so every
-/// later transaction on the table would fail.)
 pub fn full(plan: &ProxyPlan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "add table ip {TABLE}");
@@ -234,10 +240,12 @@ pub fn full(plan: &ProxyPlan) -> String {
         s,
         "add map ip {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
     );
-    let _ = writeln!(s, "add map ip {TABLE} backends {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
-    let _ = writeln!(s, "add map ip {TABLE} np_backends {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . tcp dport; }}");
-    let _ = writeln!(s, "add map ip {TABLE} aff_backends {{ typeof ip daddr . meta l4proto . th dport . ct mark : ip daddr . tcp dport; }}");
-    let _ = writeln!(s, "add map ip {TABLE} np_aff_backends {{ typeof meta l4proto . th dport . ct mark : ip daddr . tcp dport; }}");
+    for proto in PROTOS {
+        let _ = writeln!(s, "add map ip {TABLE} backends_{proto} {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . {proto} dport; }}");
+        let _ = writeln!(s, "add map ip {TABLE} np_backends_{proto} {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . {proto} dport; }}");
+        let _ = writeln!(s, "add map ip {TABLE} aff_backends_{proto} {{ typeof ip daddr . meta l4proto . th dport . ct mark : ip daddr . {proto} dport; }}");
+        let _ = writeln!(s, "add map ip {TABLE} np_aff_backends_{proto} {{ typeof meta l4proto . th dport . ct mark : ip daddr . {proto} dport; }}");
+    }
     let _ = writeln!(
         s,
         "add set ip {TABLE} no_endpoints {{ type ipv4_addr . inet_proto . inet_service; }}"
@@ -296,7 +304,7 @@ pub fn full(plan: &ProxyPlan) -> String {
     let _ = writeln!(s, "add chain ip {TABLE} nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}");
     let _ = writeln!(s, "add rule ip {TABLE} nat_postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark & {:#x} masquerade fully-random", !MASQ_MARK);
     for (name, set) in elements.sets() {
-        add_elements(&mut s, name, set.iter());
+        add_elements(&mut s, &name, set.iter());
     }
     s
 }
@@ -340,14 +348,81 @@ pub fn diff(a: &Elements, b: &Elements) -> String {
     for c in b.chains().difference(&a.chains()) {
         c.render(&mut s);
     }
-    for ((name, olds), (_, news)) in a.sets().into_iter().zip(b.sets()) {
-        // A changed map value is a delete and an add of the same key, in that order.
-        delete_elements(&mut s, name, olds.difference(news));
+    let empty = BTreeSet::new();
+    let (olds, news): (
+        std::collections::BTreeMap<_, _>,
+        std::collections::BTreeMap<_, _>,
+    ) = (
+        a.sets().into_iter().collect(),
+        b.sets().into_iter().collect(),
+    );
+    let names: BTreeSet<&String> = olds.keys().chain(news.keys()).collect();
+    // A changed map value is a delete and an add of the same key, in that order.
+    for name in &names {
+        let (o, n) = (
+            olds.get(*name).copied().unwrap_or(&empty),
+            news.get(*name).copied().unwrap_or(&empty),
+        );
+        delete_elements(&mut s, name, o.difference(n));
     }
-    for ((name, olds), (_, news)) in a.sets().into_iter().zip(b.sets()) {
-        add_elements(&mut s, name, news.difference(olds));
+    for name in &names {
+        let (o, n) = (
+            olds.get(*name).copied().unwrap_or(&empty),
+            news.get(*name).copied().unwrap_or(&empty),
+        );
+        add_elements(&mut s, name, n.difference(o));
     }
     s
+}
+
+/// UDP backends that `new` no longer has, as (frontend IP or None for a node port, port,
+/// endpoint IP): their conntrack entries must go, or clients keep sending to a gone endpoint.
+pub fn removed_udp_backends(a: &Elements, b: &Elements) -> Vec<(Option<String>, u16, String)> {
+    let empty = BTreeSet::new();
+    let mut out = Vec::new();
+    for map in [
+        "backends_udp",
+        "aff_backends_udp",
+        "np_backends_udp",
+        "np_aff_backends_udp",
+    ] {
+        let node_port = map.starts_with("np_");
+        let (old, new) = (
+            a.backends.get(map).unwrap_or(&empty),
+            b.backends.get(map).unwrap_or(&empty),
+        );
+        for e in old.difference(new) {
+            // "VIP . udp . PORT . SLOT : EP . EPPORT" or "udp . PORT . SLOT : EP . EPPORT"
+            let Some((key, value)) = e.split_once(" : ") else {
+                continue;
+            };
+            let k: Vec<&str> = key.split(" . ").collect();
+            let (vip, port) = if node_port {
+                (None, k.get(1))
+            } else {
+                (k.first().map(|s| s.to_string()), k.get(2))
+            };
+            let (Some(port), Some(ep)) =
+                (port.and_then(|p| p.parse().ok()), value.split(" . ").next())
+            else {
+                continue;
+            };
+            // Still a backend of the same frontend under another slot: keep its flows.
+            let frontend = key.rsplit_once(" . ").map_or(key, |x| x.0);
+            let still = new.iter().any(|n| {
+                n.split_once(" : ").is_some_and(|(nk, v)| {
+                    nk.rsplit_once(" . ").map_or(nk, |x| x.0) == frontend
+                        && v.split(" . ").next() == Some(ep)
+                })
+            });
+            if !still {
+                out.push((vip, port, ep.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Runs a script through `nft -f -` inside the network namespace at `netns` (a path), as one
@@ -433,12 +508,11 @@ mod tests {
         let e = Elements::of(&plan(2));
         assert_eq!(
             e.services.iter().collect::<Vec<_>>(),
-            ["10.96.0.5 . tcp . 80 : goto svc_ep2"]
+            ["10.96.0.5 . tcp . 80 : goto svc_tcp_ep2"]
         );
-        assert_eq!(e.backends.len(), 2);
-        assert!(e
-            .backends
-            .contains("10.96.0.5 . tcp . 80 . 1 : 10.244.0.3 . 8080"));
+        let b = &e.backends["backends_tcp"];
+        assert_eq!(b.len(), 2);
+        assert!(b.contains("10.96.0.5 . tcp . 80 . 1 : 10.244.0.3 . 8080"));
         assert_eq!(
             e.no_endpoints.iter().collect::<Vec<_>>(),
             ["10.96.0.6 . udp . 53"]
@@ -451,11 +525,42 @@ mod tests {
     }
 
     #[test]
-    fn full_table_has_chains_per_endpoint_count() {
+    fn full_table_has_chains_per_protocol_and_endpoint_count() {
         let s = full(&plan(3));
-        assert!(s.contains("add chain ip podnet-proxy svc_ep3\n"));
-        assert!(s.contains("numgen random mod 3 map @backends"));
-        assert!(!s.contains("svc_ep2"), "no chain for counts not in use");
+        assert!(s.contains("add chain ip podnet-proxy svc_tcp_ep3\n"));
+        assert!(s.contains("numgen random mod 3 map @backends_tcp"));
+        assert!(s.contains("add map ip podnet-proxy backends_udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . udp dport; }"));
+        assert!(!s.contains("svc_tcp_ep2"), "no chain for counts not in use");
+    }
+
+    #[test]
+    fn removed_udp_backends_are_found() {
+        let mut a = Elements::default();
+        let udp = a.backends.entry("backends_udp".into()).or_default();
+        udp.insert("10.96.0.6 . udp . 53 . 0 : 10.244.0.2 . 5353".into());
+        udp.insert("10.96.0.6 . udp . 53 . 1 : 10.244.0.3 . 5353".into());
+        a.backends
+            .entry("backends_tcp".into())
+            .or_default()
+            .insert("10.96.0.5 . tcp . 80 . 0 : 10.244.0.2 . 8080".into());
+        a.backends
+            .entry("np_backends_udp".into())
+            .or_default()
+            .insert("udp . 30053 . 0 : 10.244.0.3 . 5353".into());
+        let mut b = Elements::default();
+        // 10.244.0.3 moved to slot 0: still a backend of that frontend.
+        b.backends
+            .entry("backends_udp".into())
+            .or_default()
+            .insert("10.96.0.6 . udp . 53 . 0 : 10.244.0.3 . 5353".into());
+        let r = removed_udp_backends(&a, &b);
+        assert_eq!(
+            r,
+            [
+                (None, 30053, "10.244.0.3".to_string()),
+                (Some("10.96.0.6".to_string()), 53, "10.244.0.2".to_string())
+            ]
+        );
     }
 
     #[test]
@@ -464,18 +569,13 @@ mod tests {
         assert_eq!(diff(&e(2), &e(2)), "");
         assert_eq!(e(3).counts().into_iter().collect::<Vec<_>>(), [3]);
         let d = diff(&e(2), &e(3));
-        assert!(d.contains("add chain ip podnet-proxy svc_ep3\n"), "{d}");
+        assert!(d.contains("add chain ip podnet-proxy svc_tcp_ep3\n"), "{d}");
         assert!(
             d.contains("delete element ip podnet-proxy services { 10.96.0.5 . tcp . 80 }\n"),
             "{d}"
         );
-        assert!(
-            d.contains(
-                "add element ip podnet-proxy services { 10.96.0.5 . tcp . 80 : goto svc_ep3 }\n"
-            ),
-            "{d}"
-        );
-        assert!(d.contains("add element ip podnet-proxy backends { 10.96.0.5 . tcp . 80 . 2 : 10.244.0.4 . 8080 }\n"), "{d}");
+        assert!(d.contains("add element ip podnet-proxy services { 10.96.0.5 . tcp . 80 : goto svc_tcp_ep3 }\n"), "{d}");
+        assert!(d.contains("add element ip podnet-proxy backends_tcp { 10.96.0.5 . tcp . 80 . 2 : 10.244.0.4 . 8080 }\n"), "{d}");
         assert!(
             !d.contains("10.96.0.6"),
             "the unchanged frontend is not touched: {d}"
@@ -545,7 +645,7 @@ mod load {
         assert!(out.status.success(), "{err}");
         let listed = String::from_utf8_lossy(&out.stdout);
         assert!(
-            listed.contains("numgen random mod 3 map @backends"),
+            listed.contains("numgen random mod 3 map @backends_tcp"),
             "{listed}"
         );
         assert!(
@@ -553,11 +653,11 @@ mod load {
             "the diff added a chain: {listed}"
         );
         assert!(
-            listed.contains("10.96.0.7 . sctp . 3868 : goto svc_ep1"),
+            listed.contains("10.96.0.7 . sctp . 3868 : goto svc_sctp_ep1"),
             "{listed}"
         );
         assert!(
-            listed.contains("10.96.0.8 . tcp . 80 : goto svc_aff30_ep5"),
+            listed.contains("10.96.0.8 . tcp . 80 : goto svc_tcp_aff30_ep5"),
             "{listed}"
         );
         assert!(

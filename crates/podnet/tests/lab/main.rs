@@ -827,8 +827,14 @@ fn the_programmed_proxy_equals_the_models_plan() {
                         ip.as_str().unwrap().to_string(),
                         port["port"].as_u64().unwrap(),
                         match s["sessionAffinityTimeout"].as_u64() {
-                            Some(t) => format!("svc_aff{t}_ep{ready}"),
-                            None => format!("svc_ep{ready}"),
+                            Some(t) => format!(
+                                "svc_{}_aff{t}_ep{ready}",
+                                port["protocol"].as_str().unwrap().to_lowercase()
+                            ),
+                            None => format!(
+                                "svc_{}_ep{ready}",
+                                port["protocol"].as_str().unwrap().to_lowercase()
+                            ),
                         },
                     ));
                 }
@@ -843,5 +849,48 @@ fn the_programmed_proxy_equals_the_models_plan() {
             .filter(|(ip, _, _)| ip.starts_with("10.96."))
             .collect();
         assert_eq!(programmed_cluster, want, "node {}", node["name"]);
+    }
+}
+
+#[test]
+fn udp_flows_to_a_removed_endpoint_move_to_another() {
+    if !can_run() {
+        return;
+    }
+    let pods = |names: &[&str]| {
+        let mut y = String::from("apiVersion: v1\nkind: Service\nmetadata: {name: udp}\nspec: {clusterIP: 10.96.9.9, selector: {app: u}, ports: [{port: 53, targetPort: 5353, protocol: UDP}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {nodeName: node-0, containers: [{name: c, image: x}]}\n");
+        for n in names {
+            y += &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {n}, labels: {{app: u}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 5353, protocol: UDP}}]}}]}}\n");
+        }
+        y
+    };
+    let both = write_manifest("udp-both", &pods(&["u1", "u2"]));
+    let lab = Lab::up("ct", &[both.to_str().unwrap()], &[]);
+    // The same source port each time: the same flow, the same conntrack entry.
+    let ask = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 40000)); s.settimeout(3); s.sendto(b'hostname', ('10.96.9.9', 53)); print(s.recv(100).decode())";
+    let first = String::from_utf8(lab.exec("default/client", &["python3", "-c", ask]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(first == "u1" || first == "u2", "{first:?}");
+    let other = if first == "u1" { "u2" } else { "u1" };
+    let one = write_manifest("udp-one", &pods(&[other]));
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        one.to_str().unwrap(),
+    ]);
+    let o = lab.exec("default/client", &["python3", "-c", ask]);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap().trim(),
+        other,
+        "the flow moved at once: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for m in [both, one] {
+        std::fs::remove_file(m).unwrap();
     }
 }
