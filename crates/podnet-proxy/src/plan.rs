@@ -168,6 +168,15 @@ impl ProxyPlan {
             if svc.service_type == ServiceType::ExternalName || svc.headless {
                 continue; // DNS serves them; no virtual IP.
             }
+            // Labels by which upstream proxies step aside: a Service for another proxy, or one
+            // marked headless although it has a ClusterIP.
+            if svc
+                .labels
+                .contains_key("service.kubernetes.io/service-proxy-name")
+                || svc.labels.contains_key("service.kubernetes.io/headless")
+            {
+                continue;
+            }
             if let Some(t) = svc.session_affinity_timeout {
                 plan.affinity.insert(
                     format!("{}/{}", svc.namespace, svc.name),
@@ -374,6 +383,26 @@ spec: {selector: {app: old}, ports: [{name: http, port: 80, targetPort: http}]}
                 "serving terminating endpoints when no ready one exists"
             ),
             d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn services_for_another_proxy_or_marked_headless_are_not_programmed() {
+        for label in [
+            "service.kubernetes.io/service-proxy-name: foo-bar",
+            "service.kubernetes.io/headless: \"\"",
+        ] {
+            let c = cluster(&format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s, labels: {{{label}}}}}\nspec: {{selector: {{app: web}}, ports: [{{name: http, port: 80, targetPort: http}}]}}\n"));
+            let p = ProxyPlan::new(&c, "node-0");
+            assert!(
+                p.frontends.keys().all(|f| Some(f.ip)
+                    != c.service("default", "s")
+                        .unwrap()
+                        .cluster_ips
+                        .first()
+                        .copied()),
+                "{label}"
+            );
         }
     }
 

@@ -894,3 +894,124 @@ fn udp_flows_to_a_removed_endpoint_move_to_another() {
         std::fs::remove_file(m).unwrap();
     }
 }
+
+/// Upstream e2e's section D: terminating fallback (KEP-1669) and traffic policies.
+#[test]
+fn terminating_fallback_and_traffic_policies() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest(
+        "term",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: term, labels: {app: term}, deletionTimestamp: "2026-01-01T00:00:00Z"}
+spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live, labels: {app: live}}
+spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client0}
+spec: {nodeName: node-0, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client1}
+spec: {nodeName: node-1, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: term-cluster}
+spec: {clusterIP: 10.96.20.1, selector: {app: term}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: term-local}
+spec: {clusterIP: 10.96.20.2, internalTrafficPolicy: Local, selector: {app: term}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: term-lb}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: term}, ports: [{port: 80, targetPort: 8080, nodePort: 31080}], healthCheckNodePort: 31081}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: term-np}
+spec: {type: NodePort, selector: {app: term}, ports: [{port: 80, targetPort: 8080, nodePort: 31090}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: live-local}
+spec: {clusterIP: 10.96.20.3, internalTrafficPolicy: Local, selector: {app: live}, ports: [{port: 80, targetPort: 8080}]}
+"#,
+    );
+    let lab = Lab::up("term", &[m.to_str().unwrap()], &[]);
+    let node = |n: usize| lab.status()["nodes"][n]["ip"].as_str().unwrap().to_string();
+    // Only a terminating endpoint: used, from both nodes (internalTrafficPolicy Cluster).
+    for c in ["default/client0", "default/client1"] {
+        assert_eq!(
+            curl(&lab, c, "http://10.96.20.1/hostname").as_deref(),
+            Some("term"),
+            "{c}"
+        );
+    }
+    // internalTrafficPolicy Local: the local terminating endpoint on node-0; none on node-1.
+    assert_eq!(
+        curl(&lab, "default/client0", "http://10.96.20.2/hostname").as_deref(),
+        Some("term")
+    );
+    assert_eq!(
+        curl(&lab, "default/client1", "http://10.96.20.2/hostname"),
+        None
+    );
+    // externalTrafficPolicy Cluster through a NodePort: clients on both nodes reach node-0's.
+    for c in ["default/client0", "default/client1"] {
+        assert_eq!(
+            curl(&lab, c, &format!("http://{}:31090/hostname", node(0))).as_deref(),
+            Some("term"),
+            "{c}"
+        );
+    }
+    // Only terminating endpoints: the health check fails, yet node-0 still serves the NodePort.
+    let o = lab.exec(
+        "external",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{}:31081/healthz", node(0)),
+        ],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "503");
+    assert_eq!(
+        curl(
+            &lab,
+            "external",
+            &format!("http://{}:31080/hostname", node(0))
+        )
+        .as_deref(),
+        Some("term")
+    );
+    // internalTrafficPolicy Local, pod to pod: node-0's client reaches it, node-1's does not.
+    assert_eq!(
+        curl(&lab, "default/client0", "http://10.96.20.3/hostname").as_deref(),
+        Some("live")
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&lab, "default/client1", "http://10.96.20.3/hostname"),
+            None
+        );
+    }
+    std::fs::remove_file(m).unwrap();
+}
