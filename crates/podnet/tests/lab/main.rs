@@ -1015,3 +1015,88 @@ spec: {clusterIP: 10.96.20.3, internalTrafficPolicy: Local, selector: {app: live
     }
     std::fs::remove_file(m).unwrap();
 }
+
+/// The seeds' Service example: `my-service`, port 80 -> targetPort 8080, by ClusterIP from a
+/// pod; then, changed to type LoadBalancer, by its LoadBalancer IP and its NodePort from outside.
+#[test]
+fn the_seeds_service_by_cluster_ip_then_load_balancer_and_node_port() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("seedsvc", &["examples/seeds"], &[]);
+    let plan: Value =
+        serde_json::from_str(&ok(&["check", "-f", "examples/seeds", "-o", "json"])).unwrap();
+    let vip = svc(&plan, "my-service")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let seen: std::collections::BTreeSet<_> = (0..30)
+        .filter_map(|_| curl(&lab, "default/client", &format!("http://{vip}/hostname")))
+        .collect();
+    assert_eq!(seen.len(), 3, "the three my-app pods: {seen:?}");
+    assert!(seen.iter().all(|p| p.starts_with("my-app-")));
+
+    let dir = std::env::temp_dir().join(format!("podnet-lab-test-{}-seeds-lb", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(root_dir().join("examples/seeds")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("  type: ClusterIP", "  type: LoadBalancer");
+            std::fs::write(dir.join(f.file_name().unwrap()), text).unwrap();
+        }
+    }
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        dir.to_str().unwrap(),
+    ]);
+    let plan: Value =
+        serde_json::from_str(&ok(&["check", "-f", dir.to_str().unwrap(), "-o", "json"])).unwrap();
+    let my = svc(&plan, "my-service");
+    assert_eq!(my["type"], "LoadBalancer");
+    let lb = my["loadBalancerIPs"][0].as_str().unwrap();
+    assert!(curl(&lab, "external", &format!("http://{lb}/hostname"))
+        .is_some_and(|h| h.starts_with("my-app-")));
+    let np = my["ports"][0]["nodePort"].as_u64().unwrap();
+    for n in lab.status()["nodes"].as_array().unwrap() {
+        assert!(curl(
+            &lab,
+            "external",
+            &format!("http://{}:{np}/hostname", n["ip"].as_str().unwrap())
+        )
+        .is_some_and(|h| h.starts_with("my-app-")));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Session affinity lasts `timeoutSeconds` after the last connection, then a client is spread
+/// again (upstream: sleep past the timeout between requests, expect at least two pods).
+#[test]
+fn session_affinity_expires_after_its_timeout() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest(
+        "aff",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.30.1, sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n",
+    );
+    let lab = Lab::up("affto", &[m.to_str().unwrap()], &[]);
+    // Inside the timeout: one pod.
+    let close: std::collections::BTreeSet<_> = (0..10)
+        .filter_map(|_| curl(&lab, "default/client", "http://10.96.30.1/hostname"))
+        .collect();
+    assert_eq!(close.len(), 1, "{close:?}");
+    // Past it, every time: the choice is drawn again.
+    let mut apart = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(1600));
+        apart.extend(curl(&lab, "default/client", "http://10.96.30.1/hostname"));
+    }
+    assert!(apart.len() >= 2, "{apart:?}");
+    std::fs::remove_file(m).unwrap();
+}
