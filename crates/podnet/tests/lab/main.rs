@@ -545,6 +545,11 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: ext}
+spec: {externalIPs: [203.0.113.10], selector: {app: web}, ports: [{port: 80, targetPort: http}]}
+---
+apiVersion: v1
+kind: Service
 metadata: {name: sticky}
 spec:
   type: NodePort
@@ -686,6 +691,13 @@ fn services_by_cluster_ip_node_port_and_load_balancer() {
             got.rsplit_once(':').unwrap().0,
             "172.18.0.1",
             "the client's own address"
+        );
+    }
+    // externalIPs: from outside (routed to the nodes) and from a pod.
+    for from in ["external", "default/client"] {
+        assert!(
+            curl(&lab, from, "http://203.0.113.10/hostname").is_some_and(|h| h.starts_with("web-")),
+            "externalIP from {from}"
         );
     }
     // sessionAffinity ClientIP: one client keeps its pod, by ClusterIP and by NodePort.
