@@ -171,6 +171,9 @@ struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: OutputFormat,
+    /// Print what this node's service proxy programs (its nftables elements) instead of the plan.
+    #[arg(long, value_name = "NODE")]
+    proxy: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -226,6 +229,23 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     let Some(cluster) = build_model(&a.manifests.files, &a.cluster)? else {
         return Ok(ExitCode::FAILURE);
     };
+    if let Some(node) = &a.proxy {
+        if cluster.node(node).is_none() {
+            anyhow::bail!(
+                "no node {node:?}; nodes: {}",
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let plan = podnet_proxy::ProxyPlan::new(&cluster, node);
+        let elements = podnet_proxy::nft::Elements::of(&plan);
+        output::emit(a.output, &elements, || output::proxy_table(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;
     Ok(ExitCode::SUCCESS)
 }

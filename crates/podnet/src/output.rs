@@ -233,6 +233,65 @@ pub fn tables(c: &Cluster) -> String {
     out
 }
 
+/// A node's proxy: each frontend and what new connections to it get.
+pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
+    use podnet_proxy::Dispatch;
+    let show = |d: &Dispatch| match d {
+        Dispatch::Endpoints { endpoints, .. } => endpoints
+            .iter()
+            .map(|(ip, port)| format!("{ip}:{port}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        Dispatch::Reject => "reject (no endpoints)".into(),
+        Dispatch::Drop => "drop (no local endpoint)".into(),
+    };
+    let masq = |d: &Dispatch| {
+        matches!(
+            d,
+            Dispatch::Endpoints {
+                masquerade: true,
+                ..
+            }
+        )
+        .to_string()
+    };
+    let aff = |svc: &str| {
+        plan.affinity
+            .get(svc)
+            .map_or("-".into(), |t| format!("ClientIP {t}s"))
+    };
+    let mut rows: Vec<Vec<String>> = plan
+        .frontends
+        .iter()
+        .map(|(f, (o, d))| {
+            vec![
+                format!("{}:{}/{}", f.ip, f.port, f.proto.nft()),
+                o.service.clone(),
+                masq(d),
+                aff(&o.service),
+                show(d),
+            ]
+        })
+        .collect();
+    rows.extend(plan.node_ports.iter().map(|((proto, port), (o, d))| {
+        vec![
+            format!("<node>:{port}/{}", proto.nft()),
+            o.service.clone(),
+            masq(d),
+            aff(&o.service),
+            show(d),
+        ]
+    }));
+    format!(
+        "PROXY {}\n{}",
+        plan.node,
+        table(
+            &["FRONTEND", "SERVICE", "MASQUERADE", "AFFINITY", "BACKENDS"],
+            &rows
+        )
+    )
+}
+
 /// Prints `value` as JSON or YAML, or as the tables `table` renders.
 pub fn emit<T: serde::Serialize>(
     format: crate::OutputFormat,

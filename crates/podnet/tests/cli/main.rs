@@ -215,3 +215,43 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn check_shows_what_a_nodes_proxy_programs() {
+    let out = podnet(&["check", "-f", "examples/guestbook", "--proxy", "node-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = stdout(&out);
+    let row = t
+        .lines()
+        .find(|l| l.contains("web/frontend-debug") && l.starts_with("10.96."))
+        .expect("the ClusterIP row");
+    assert!(row.contains("ClientIP 10800s"), "{row}");
+    assert!(t
+        .lines()
+        .any(|l| l.contains("default/kubernetes") && l.contains("reject (no endpoints)")));
+    let json: serde_json::Value = serde_json::from_slice(
+        &podnet(&[
+            "check",
+            "-f",
+            "examples/guestbook",
+            "--proxy",
+            "node-1",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().unwrap().ends_with(": goto svc_tcp_aff10800_ep3")));
+    let out = podnet(&["check", "-f", "examples/guestbook", "--proxy", "node-9"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no node \"node-9\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1112,3 +1112,90 @@ fn session_affinity_expires_after_its_timeout() {
     assert!(apart.len() >= 2, "{apart:?}");
     std::fs::remove_file(m).unwrap();
 }
+
+/// `podnet check --proxy NODE` and the nftables a lab node really holds never disagree: the
+/// services map element by element, and every other map and set by size.
+#[test]
+fn check_proxy_equals_the_programmed_tables() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("chk", &["examples/guestbook"], &[]);
+    for node in lab.status()["nodes"].as_array().unwrap() {
+        let name = node["name"].as_str().unwrap();
+        let want: Value = serde_json::from_str(&ok(&[
+            "check",
+            "-f",
+            "examples/guestbook",
+            "--proxy",
+            name,
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let ns = format!("podnet-{}-{name}", lab.name);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "-j",
+                "list",
+                "table",
+                "ip",
+                "podnet-proxy",
+            ])
+            .output()
+            .unwrap();
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut sizes = std::collections::BTreeMap::new();
+        let mut services = std::collections::BTreeSet::new();
+        for item in listed["nftables"].as_array().unwrap() {
+            let set = item.get("map").or_else(|| item.get("set"));
+            let Some(set) = set else { continue };
+            let elems = set["elem"].as_array().cloned().unwrap_or_default();
+            sizes.insert(set["name"].as_str().unwrap().to_string(), elems.len());
+            if set["name"] == "services" {
+                for e in &elems {
+                    let k = e[0]["concat"].as_array().unwrap();
+                    let v = match e[1].get("goto") {
+                        Some(g) => format!("goto {}", g["target"].as_str().unwrap()),
+                        None => e[1].as_object().unwrap().keys().next().unwrap().clone(),
+                    };
+                    services.insert(format!(
+                        "{} . {} . {} : {v}",
+                        k[0].as_str().unwrap(),
+                        k[1].as_str().unwrap(),
+                        k[2]
+                    ));
+                }
+            }
+        }
+        let want_services: std::collections::BTreeSet<String> = want["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            want_services.len() >= 6,
+            "the guestbook has frontends: {want_services:?}"
+        );
+        assert_eq!(services, want_services, "services map on {name}");
+        for field in ["node_ports", "no_endpoints", "no_endpoint_ports", "hairpin"] {
+            assert_eq!(
+                sizes.get(field).copied().unwrap_or(0),
+                want[field].as_array().unwrap().len(),
+                "{field} on {name}"
+            );
+        }
+        for (map, elems) in want["backends"].as_object().unwrap() {
+            assert_eq!(
+                sizes.get(map).copied().unwrap_or(0),
+                elems.as_array().unwrap().len(),
+                "{map} on {name}"
+            );
+        }
+    }
+}
