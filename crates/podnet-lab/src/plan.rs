@@ -226,6 +226,8 @@ impl LabPlan {
             mac = node.vtep_mac,
             vtep = node.vtep_ip
         );
+        // The node's own connections to ClusterIPs need a route before the proxy rewrites them.
+        s += &format!("route add {} dev eth0\n", self.service_cidr);
         for r in self.nodes.iter().filter(|r| r.name != node.name) {
             s += &format!(
                 "neigh add {} lladdr {} dev vxlan0 nud permanent\n",
@@ -294,6 +296,10 @@ mod tests {
             "link add vxlan0 type vxlan id 1 dstport 4789 local 172.18.0.3 dev eth0 nolearning\n"
         ));
         assert!(script.contains("route add 10.244.0.0/24 via 10.244.0.0 dev vxlan0 onlink\n"));
+        assert!(
+            script.contains("route add 10.96.0.0/16 dev eth0\n"),
+            "the service CIDR: {script}"
+        );
         assert!(script
             .contains("neigh add 10.244.2.0 lladdr 02:70:6e:00:00:02 dev vxlan0 nud permanent\n"));
         assert!(

@@ -1025,6 +1025,20 @@ spec: {clusterIP: 10.96.20.3, internalTrafficPolicy: Local, selector: {app: live
             None
         );
     }
+    // The same from hostNetwork clients (the nodes' own namespaces).
+    assert_eq!(
+        curl(&lab, "node/node-0", "http://10.96.20.3/hostname").as_deref(),
+        Some("live")
+    );
+    assert_eq!(
+        curl(&lab, "node/node-1", "http://10.96.20.3/hostname"),
+        None
+    );
+    assert_eq!(
+        curl(&lab, "node/node-2", "http://10.96.20.1/hostname").as_deref(),
+        Some("term"),
+        "a node reaches a ClusterIP"
+    );
     std::fs::remove_file(m).unwrap();
 }
 
@@ -1197,5 +1211,79 @@ fn check_proxy_equals_the_programmed_tables() {
                 "{map} on {name}"
             );
         }
+    }
+}
+
+/// Switching session affinity off and on, and a Service deleted then recreated, with lab apply.
+#[test]
+fn affinity_switches_and_a_recreated_service_works() {
+    if !can_run() {
+        return;
+    }
+    let manifest = |svc: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 3\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec: {{containers: [{{name: c, image: x}}]}}\n{svc}")
+    };
+    let svc = |aff: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.40.1, sessionAffinity: {aff}, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}\n")
+    };
+    let sticky = write_manifest("sw-sticky", &manifest(&svc("ClientIP")));
+    let none = write_manifest("sw-none", &manifest(&svc("None")));
+    let gone = write_manifest("sw-gone", &manifest(""));
+    let lab = Lab::up("switch", &[sticky.to_str().unwrap()], &[]);
+    let hosts = |lab: &Lab| -> std::collections::BTreeSet<String> {
+        (0..20)
+            .filter_map(|_| curl(lab, "default/client", "http://10.96.40.1/hostname"))
+            .collect()
+    };
+    assert_eq!(hosts(&lab).len(), 1, "ClientIP: sticky");
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        none.to_str().unwrap(),
+    ]);
+    assert!(hosts(&lab).len() >= 2, "None: spread again");
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        sticky.to_str().unwrap(),
+    ]);
+    assert_eq!(hosts(&lab).len(), 1, "ClientIP again: sticky");
+    // Deleted: no longer answers; recreated: served again.
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        gone.to_str().unwrap(),
+    ]);
+    let o = lab.exec(
+        "default/client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://10.96.40.1/hostname",
+        ],
+    );
+    assert!(!o.status.success(), "a deleted Service no longer answers");
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        none.to_str().unwrap(),
+    ]);
+    assert!(hosts(&lab).len() >= 2, "the recreated Service is served");
+    for m in [sticky, none, gone] {
+        std::fs::remove_file(m).unwrap();
     }
 }
