@@ -144,55 +144,64 @@ impl Elements {
     pub fn of(plan: &ProxyPlan) -> Elements {
         let mut e = Elements::default();
         for (f, (owner, d)) in &plan.frontends {
-            if !f.ip.is_ipv4() {
-                continue;
-            }
-            let proto = f.proto.nft();
-            let affinity = plan.affinity.get(&owner.service).copied();
-            let key = format!("{} . {proto} . {}", f.ip, f.port);
-            match verdict("svc", proto, affinity, d) {
-                Some(v) => e.services.insert(format!("{key} : {v}")),
-                None => e.no_endpoints.insert(key.clone()),
-            };
-            if let Dispatch::Endpoints { endpoints, .. } = d {
-                let (map, first) = if affinity.is_some() {
-                    (format!("aff_backends_{proto}"), 1)
-                } else {
-                    (format!("backends_{proto}"), 0)
-                };
-                for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    e.backends
-                        .entry(map.clone())
-                        .or_default()
-                        .insert(format!("{key} . {} : {ip} . {port}", i + first));
-                    e.hairpin.insert(format!("{ip} . {ip}"));
-                }
+            if f.ip.is_ipv4() {
+                let key = format!("{} . {} . {}", f.ip, f.proto.nft(), f.port);
+                e.add_frontend(
+                    false,
+                    key,
+                    f.proto.nft(),
+                    plan.affinity.get(&owner.service).copied(),
+                    d,
+                );
             }
         }
         for ((proto, port), (owner, d)) in &plan.node_ports {
-            let proto = proto.nft();
-            let affinity = plan.affinity.get(&owner.service).copied();
-            let key = format!("{proto} . {port}");
-            match verdict("np", proto, affinity, d) {
-                Some(v) => e.node_ports.insert(format!("{key} : {v}")),
-                None => e.no_endpoint_ports.insert(key.clone()),
-            };
-            if let Dispatch::Endpoints { endpoints, .. } = d {
-                let (map, first) = if affinity.is_some() {
-                    (format!("np_aff_backends_{proto}"), 1)
-                } else {
-                    (format!("np_backends_{proto}"), 0)
-                };
-                for (i, (ip, port)) in endpoints.iter().enumerate() {
-                    e.backends
-                        .entry(map.clone())
-                        .or_default()
-                        .insert(format!("{key} . {} : {ip} . {port}", i + first));
-                    e.hairpin.insert(format!("{ip} . {ip}"));
-                }
-            }
+            let key = format!("{} . {port}", proto.nft());
+            e.add_frontend(
+                true,
+                key,
+                proto.nft(),
+                plan.affinity.get(&owner.service).copied(),
+                d,
+            );
         }
         e
+    }
+
+    /// One frontend (a ClusterIP/LoadBalancer/external address, or a node port): its verdict
+    /// or its place among the rejected, and its backends by slot.
+    fn add_frontend(
+        &mut self,
+        node_port: bool,
+        key: String,
+        proto: &str,
+        affinity: Option<u32>,
+        d: &Dispatch,
+    ) {
+        let (prefix, verdicts, rejected) = if node_port {
+            ("np", &mut self.node_ports, &mut self.no_endpoint_ports)
+        } else {
+            ("svc", &mut self.services, &mut self.no_endpoints)
+        };
+        match verdict(prefix, proto, affinity, d) {
+            Some(v) => verdicts.insert(format!("{key} : {v}")),
+            None => rejected.insert(key.clone()),
+        };
+        if let Dispatch::Endpoints { endpoints, .. } = d {
+            let np = if node_port { "np_" } else { "" };
+            let (map, first) = if affinity.is_some() {
+                (format!("{np}aff_backends_{proto}"), 1)
+            } else {
+                (format!("{np}backends_{proto}"), 0)
+            };
+            for (i, (ip, port)) in endpoints.iter().enumerate() {
+                self.backends
+                    .entry(map.clone())
+                    .or_default()
+                    .insert(format!("{key} . {} : {ip} . {port}", i + first));
+                self.hairpin.insert(format!("{ip} . {ip}"));
+            }
+        }
     }
 
     /// The dispatch chains the elements jump to.
