@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo (as root): a 3-node lab from the seeds' examples (examples/seeds). It prints the plan,
 # builds the lab, shows its pods, probes every pod from every pod, sends a request across nodes,
-# then removes the lab. KEEP=1 leaves it up to explore (then: podnet lab down --name demo).
+# reaches my-service through the service proxy, then removes the lab. KEEP=1 leaves it up to
+# explore (then: podnet lab down --name demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -25,3 +26,10 @@ echo
 echo "== podnet lab exec --name demo default/client -- curl -s http://$far:8080/   (across nodes, over VXLAN; clientIP is the client pod's own)"
 $P lab exec --name demo default/client -- curl -s "http://$far:8080/"
 echo
+vip=$($P check -f examples/seeds -o json | python3 -c 'import json,sys; print([s["clusterIPs"][0] for s in json.load(sys.stdin)["services"] if s["name"]=="my-service"][0])')
+echo
+echo "== my-service (port 80 -> targetPort 8080) by its ClusterIP $vip, six times: the service proxy spreads them over the my-app pods"
+for _ in 1 2 3 4 5 6; do $P lab exec --name demo default/client -- curl -s "http://$vip/hostname"; echo; done
+echo
+echo "== what node-0's proxy programs for it (podnet check --proxy node-0)"
+$P check -f examples/seeds --proxy node-0 2>/dev/null | grep -E "FRONTEND|my-service"
