@@ -3,10 +3,11 @@
 # when a package is missing.
 #   - build: a Rust toolchain (cargo) must already be on PATH; gcc for crates that build C.
 #   - runtime and tests: nftables, iproute2 (ip, bridge), iputils-ping, curl, dnsutils (dig),
+#     conntrack, python3 (test clients and bench scripts),
 #     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches.
 set -euo pipefail
 
-packages=(ca-certificates gcc libc6-dev pkg-config nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins)
+packages=(ca-certificates gcc libc6-dev pkg-config python3 nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
