@@ -327,10 +327,7 @@ fn a_full_probe_matrix_of_3_nodes_and_30_pods() {
     if !can_run() {
         return;
     }
-    let m = write_manifest(
-        "30",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 30\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n",
-    );
+    let m = write_manifest("30", &web_deployment(30, 80));
     let lab = Lab::up("m30", &[m.to_str().unwrap()], &["--nodes", "3"]);
     let probe = lab.probe(80, "TCP");
     let rows = probe["reachable"].as_array().unwrap();
@@ -434,7 +431,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         return;
     }
     let deploy = |n: u32| {
-        write_manifest(&format!("apply{n}"), &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.7.7, selector: {{app: web}}, ports: [{{port: 8080, targetPort: 80}}]}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"))
+        write_manifest(&format!("apply{n}"), &format!("{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.7.7, selector: {{app: web}}, ports: [{{port: 8080, targetPort: 80}}]}}\n{}", web_deployment(n, 80), client_pod()))
     };
     let (m3, m5, m1) = (deploy(3), deploy(5), deploy(1));
     let lab = Lab::up("apply", &[m3.to_str().unwrap()], &[]);
@@ -1109,7 +1106,7 @@ fn session_affinity_expires_after_its_timeout() {
     }
     let m = write_manifest(
         "aff",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.30.1, sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n",
+        &format!("{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.30.1, sessionAffinity: ClientIP, sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 1}}}}, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}\n{}", web_deployment(3, 8080), client_pod()),
     );
     let lab = Lab::up("affto", &[m.to_str().unwrap()], &[]);
     // Inside the timeout: one pod.
@@ -1220,9 +1217,7 @@ fn affinity_switches_and_a_recreated_service_works() {
     if !can_run() {
         return;
     }
-    let manifest = |svc: &str| {
-        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 3\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec: {{containers: [{{name: c, image: x}}]}}\n{svc}")
-    };
+    let manifest = |svc: &str| format!("{}{}{svc}", web_deployment(3, 8080), client_pod());
     let svc = |aff: &str| {
         format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{clusterIP: 10.96.40.1, sessionAffinity: {aff}, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}\n")
     };
@@ -1286,4 +1281,14 @@ fn affinity_switches_and_a_recreated_service_works() {
     for m in [sticky, none, gone] {
         std::fs::remove_file(m).unwrap();
     }
+}
+
+/// A Deployment `web` of `replicas` pods, labelled `app: web`, serving `port`.
+fn web_deployment(replicas: u32, port: u16) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: {port}}}]}}]}}\n")
+}
+
+/// A pod `client` with no port of its own.
+fn client_pod() -> String {
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n".to_string()
 }
