@@ -10,7 +10,9 @@ scripts/install-deps.sh
 cargo build --release -q -p podnet
 P=target/release/podnet
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; $P lab down --name bench >/dev/null 2>&1 || true; $P lab down --name benchperf >/dev/null 2>&1 || true; ip netns del podnet-benchveth-a 2>/dev/null || true; ip netns del podnet-benchveth-b 2>/dev/null || true' EXIT
+cleanup() { rm -rf "$tmp"; $P lab down --name bench >/dev/null 2>&1 || true; $P lab down --name benchperf >/dev/null 2>&1 || true; ip netns del podnet-benchveth-a 2>/dev/null || true; ip netns del podnet-benchveth-b 2>/dev/null || true; }
+trap cleanup EXIT
+cleanup; tmp=$(mktemp -d)   # leftovers of an interrupted run
 
 cat > "$tmp/300.yaml" <<'YAML'
 apiVersion: apps/v1

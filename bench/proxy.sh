@@ -17,6 +17,7 @@ N=${N:-10000}
 tmp=$(mktemp -d)
 cleanup() { rm -rf "$tmp"; for ns in podnet-benchp-ours podnet-benchp-kp podnet-benchp-lat; do ip netns del $ns 2>/dev/null || true; done; $P lab down --name benchproxy >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+cleanup; tmp=$(mktemp -d)   # leftovers of an interrupted run
 ms() { python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / 1e6:.1f}')" "$1" "$2"; }
 
 $R full "$N" 2 > "$tmp/ours-full.nft"; $R add-one "$N" 2 > "$tmp/ours-add.nft"

@@ -11,6 +11,7 @@ P=target/release/podnet
 echo "== podnet check -f examples/seeds   (the plan; no root needed)"
 $P check -f examples/seeds
 echo
+$P lab down --name demo >/dev/null   # an earlier demo's lab, if one was kept
 echo "== podnet lab up --name demo -f examples/seeds"
 $P lab up --name demo -f examples/seeds
 [ "${KEEP:-0}" = 1 ] || trap '$P lab down --name demo' EXIT

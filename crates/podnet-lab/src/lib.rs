@@ -112,8 +112,16 @@ pub fn exists(lab: &str) -> bool {
 /// runs the test servers (`lab serve`). On failure everything built so far is removed.
 pub fn up(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    if let Ok(st) = load_state(lab) {
+        let alive = st
+            .serve_pid
+            .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+        if alive {
+            return Err(LabError::Invalid(format!("lab {lab:?} is already up: change it with `podnet lab apply --name {lab}`, or remove it with `podnet lab down --name {lab}`")));
+        }
+    }
     if exists(lab) {
-        // Leftovers of a crash or of an earlier run.
+        // Leftovers of a crash: a lab whose servers are gone, or a half-built one.
         down(lab)?;
     }
     let result = build(lab, cluster, exe);

@@ -415,6 +415,21 @@ fn down_cleans_up_after_a_crash() {
                 == format!("podnet-{name}-pod-default-x")),
         "up removed the leftovers first"
     );
+    // A lab that is up is not rebuilt behind the user's back.
+    let o = podnet(&[
+        "lab",
+        "up",
+        "--name",
+        &name,
+        "-f",
+        "examples/seeds/service.yaml",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is already up"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     drop(lab);
     ok(&["lab", "down", "--name", &name]);
     assert!(!std::fs::read_dir("/run/netns")
