@@ -113,6 +113,20 @@ impl Net {
     }
 
     /// Runs the plugin binary from the node's namespace, as a runtime does.
+    /// `ip -o link` in the node's namespace.
+    fn links(&self) -> String {
+        self.node.run(|| {
+            String::from_utf8(
+                Command::new("ip")
+                    .args(["-o", "link"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+        })
+    }
+
     fn cni(&self, cmd: &str, id: &str, netns: Option<&Path>, conf: &Value) -> (bool, Value) {
         self.cni_if(cmd, id, "eth0", netns, conf)
     }
@@ -320,16 +334,7 @@ fn check_del_and_errors() {
     assert!(ok, "DEL with a namespace that is gone succeeds");
     // The host side is gone.
     let host = podnet_cni::datapath::host_ifname("c1", "eth0");
-    let links = net.node.run(|| {
-        String::from_utf8(
-            Command::new("ip")
-                .args(["-o", "link"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-    });
+    let links = net.links();
     assert!(!links.contains(&host), "{links}");
     // Errors: version, decode, environment.
     let (ok, e) = net.cni(
@@ -402,16 +407,7 @@ fn concurrent_adds_get_unique_addresses_and_gc_reclaims() {
         })
         .count();
     assert_eq!(reserved, 2);
-    let links = net.node.run(|| {
-        String::from_utf8(
-            Command::new("ip")
-                .args(["-o", "link"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-    });
+    let links = net.links();
     assert_eq!(links.matches(": pn").count(), 2, "{links}");
     let (ok, e) = net.cni("STATUS", "", None, &net.conf(json!({})));
     assert!(ok, "{e}");
