@@ -36,6 +36,25 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
         }
     }
     let config = settings(&objects, overrides, &mut diags);
+    let builtin_dns = !objects.iter().any(|o| {
+        matches!(o, Object::Service(s)
+            if s.obj.metadata.namespace.as_deref() == Some(crate::dns::DNS_NAMESPACE)
+                && s.obj.metadata.name.as_deref() == Some(crate::dns::DNS_SERVICE))
+    });
+    if builtin_dns {
+        let docs = crate::source::parse_documents(
+            "<podnet: cluster DNS>",
+            &crate::dns::builtin_manifests(&config),
+        )
+        .expect("the built-in cluster DNS manifests parse");
+        for d in &docs {
+            match decode(d, &mut diags) {
+                Ok(Some(o)) => objects.push(o),
+                Ok(None) => {}
+                Err(e) => diags.push(e),
+            }
+        }
+    }
     normalize(&mut objects);
     check_all(&objects, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
@@ -53,6 +72,14 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
     let pods = b.place_and_address(sources, &nodes);
     let (services, user_slices) = b.services(&objects);
 
+    let mut services = services;
+    if builtin_dns {
+        for s in &mut services {
+            if s.namespace == crate::dns::DNS_NAMESPACE && s.name == crate::dns::DNS_SERVICE {
+                s.builtin = true;
+            }
+        }
+    }
     let mut cluster = Cluster {
         config: b.config,
         namespaces,

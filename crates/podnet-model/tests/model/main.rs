@@ -53,7 +53,9 @@ fn deployment_pods_are_named_like_the_controller() {
     let pods: Vec<_> = c
         .pods
         .iter()
-        .filter(|p| p.owner.as_ref().is_some_and(|o| o.kind == "ReplicaSet"))
+        .filter(|p| {
+            p.namespace == "default" && p.owner.as_ref().is_some_and(|o| o.kind == "ReplicaSet")
+        })
         .collect();
     assert_eq!(pods.len(), 4);
     let hash = pods[0].labels["pod-template-hash"].clone();
@@ -74,7 +76,15 @@ fn deployment_pods_are_named_like_the_controller() {
     );
     // A changed template gives a new hash.
     let changed = cluster(&DEPLOY.replace("image: x", "image: y"));
-    assert_ne!(changed.pods[0].labels["pod-template-hash"], hash);
+    let web = |c: &podnet_model::Cluster| {
+        c.pods
+            .iter()
+            .find(|p| p.namespace == "default")
+            .unwrap()
+            .labels["pod-template-hash"]
+            .clone()
+    };
+    assert_ne!(web(&changed), hash);
 }
 
 #[test]
@@ -93,9 +103,10 @@ fn pods_spread_over_nodes_and_get_ips_from_their_node() {
         assert_ne!(p.ips[0], node.pod_cidrs[0].network());
         *per_node.entry(node.name.as_str()).or_default() += 1;
     }
+    // 4 web pods and the 2 built-in cluster DNS pods.
     let mut counts: Vec<_> = per_node.values().copied().collect();
     counts.sort();
-    assert_eq!(counts, [1, 1, 2]);
+    assert_eq!(counts, [2, 2, 2]);
     let all: std::collections::BTreeSet<_> = c.pods.iter().map(|p| p.ips[0]).collect();
     assert_eq!(all.len(), c.pods.len(), "pod IPs are unique");
 }
@@ -264,7 +275,7 @@ spec:
     let mut nodes: Vec<_> = c
         .pods
         .iter()
-        .filter(|p| p.namespace == "kube-system")
+        .filter(|p| p.namespace == "kube-system" && !p.labels.contains_key("k8s-app"))
         .map(|p| p.node.clone().unwrap())
         .collect();
     nodes.sort();

@@ -1,0 +1,714 @@
+//! Cluster DNS: the records the Kubernetes DNS-Based Service Discovery spec (schema 1.1.0,
+//! `kubernetes/dns` `docs/specification.md`) defines for a cluster, and how a query is answered.
+//!
+//! The zone is data; [`DnsZone::lookup`] is the whole answering logic, so `podnet check --dns`
+//! and the server cannot disagree: the server only encodes what `lookup` returns.
+//!
+//! Records (spec section in brackets):
+//! - \[2.2\] `dns-version.<zone>. TXT "1.1.0"`.
+//! - \[2.3.1\] "Given a ClusterIP Service named `<service>` in namespace `<ns>` … an A record
+//!   `<service>.<ns>.svc.<zone>. <ttl> IN A <cluster-ip>`" (AAAA for an IPv6 ClusterIP).
+//! - \[2.3.2\] "For each port in the Service with name `<port>` and number `<port-number>` using
+//!   protocol `<proto>`, an SRV record `_<port>._<proto>.<service>.<ns>.svc.<zone>. … SRV
+//!   <weight> <priority> <port-number> <service>.<ns>.svc.<zone>.`" Unnamed ports have none.
+//! - \[2.3.3\] PTR `<d>.<c>.<b>.<a>.in-addr.arpa.` (nibbles under `ip6.arpa.`) for each
+//!   ClusterIP.
+//! - \[2.4.1\] Headless: "an A record … for each ready endpoint" at `<service>.<ns>.svc.<zone>.`,
+//!   and `<hostname>.<service>.<ns>.svc.<zone>.` for each ready endpoint, where the hostname is the
+//!   endpoint's `hostname` or "a unique, system-assigned identifier": here the address with `.`
+//!   (or `:`) replaced by `-`, as CoreDNS does.
+//! - \[2.4.2\] Headless SRV: one per ready endpoint and named port, target the endpoint's name.
+//! - \[2.4.3\] Headless PTR to the endpoint's name.
+//! - \[2.5\] ExternalName: `<service>.<ns>.svc.<zone>. CNAME <extname>.`
+//! - Pod records `a-b-c-d.<ns>.pod.<zone>. A a.b.c.d`, removed from the spec in 2019 but still
+//!   queried by upstream e2e tests, are answered for any well-formed address, as CoreDNS does with
+//!   `pods insecure` (kubeadm's and kind's default).
+//!
+//! "Ready" (2.1) is the endpoint's `conditions.ready`, or the Service publishing not-ready
+//! addresses. Comparisons are case-insensitive (2.1): names are kept in lower case and queries are
+//! lowered before lookup.
+//!
+//! Negative answers: a name that owns records of other types, or that has names below it (an
+//! empty non-terminal such as `<ns>.svc.<zone>.` or `_tcp.<service>…`), is NOERROR with no answer
+//! (NODATA); any other name in the zone is NXDOMAIN. A headless Service without ready endpoints has
+//! no records, so it is NXDOMAIN as 2.4.1 says it should be.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+
+use crate::model::{Cluster, ServiceInfo, ServiceType};
+
+/// Where the cluster DNS Service lives, as in kubeadm and kind.
+pub const DNS_NAMESPACE: &str = "kube-system";
+pub const DNS_SERVICE: &str = "kube-dns";
+
+/// The cluster DNS that a cluster has when the manifests don't define `kube-system/kube-dns`:
+/// kind's `coredns` Deployment (2 replicas, `k8s-app: kube-dns`) and the `kube-dns` Service at
+/// the configured DNS address. In the lab, podnet's DNS server runs in these pods.
+pub fn builtin_manifests(c: &crate::config::ClusterConfig) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {{k8s-app: kube-dns, kubernetes.io/name: CoreDNS}}
+spec:
+  clusterIP: {ip}
+  selector: {{k8s-app: kube-dns}}
+  ports:
+  - {{name: dns, port: 53, protocol: UDP, targetPort: 53}}
+  - {{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels: {{k8s-app: kube-dns}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{k8s-app: kube-dns}}
+  template:
+    metadata:
+      labels: {{k8s-app: kube-dns}}
+    spec:
+      dnsPolicy: Default
+      containers:
+      - name: coredns
+        image: podnet/dns
+        ports:
+        - {{name: dns, containerPort: 53, protocol: UDP}}
+        - {{name: dns-tcp, containerPort: 53, protocol: TCP}}
+"#,
+        ip = c.dns_ip
+    )
+}
+
+/// Whether `pod` is one of the built-in cluster DNS pods (the lab runs the DNS server there).
+pub fn is_builtin_dns_pod(c: &Cluster, pod: &crate::model::PodInfo) -> bool {
+    c.service(DNS_NAMESPACE, DNS_SERVICE).is_some_and(|s| {
+        s.builtin
+            && pod.namespace == DNS_NAMESPACE
+            && s.selector
+                .as_ref()
+                .is_some_and(|sel| crate::model::selector_matches(sel, &pod.labels))
+    })
+}
+
+/// The schema version this zone follows (spec 2.2).
+pub const SCHEMA_VERSION: &str = "1.1.0";
+/// TTL of every record, as kubeadm's Corefile sets (`ttl 30`).
+pub const DEFAULT_TTL: u32 = 30;
+
+/// The data of one record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    Ptr(String),
+    Cname(String),
+    Txt(String),
+    Ns(String),
+    Soa {
+        mname: String,
+        rname: String,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
+}
+
+/// Query and record types this zone knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RType {
+    A,
+    Aaaa,
+    Srv,
+    Ptr,
+    Cname,
+    Txt,
+    Ns,
+    Soa,
+    /// `ANY` (255): every record at the name.
+    Any,
+    /// Any other type: never present here, so always NODATA for an existing name.
+    Other(u16),
+}
+
+impl RType {
+    pub fn from_code(code: u16) -> Self {
+        match code {
+            1 => RType::A,
+            28 => RType::Aaaa,
+            33 => RType::Srv,
+            12 => RType::Ptr,
+            5 => RType::Cname,
+            16 => RType::Txt,
+            2 => RType::Ns,
+            6 => RType::Soa,
+            255 => RType::Any,
+            n => RType::Other(n),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "A" => RType::A,
+            "AAAA" => RType::Aaaa,
+            "SRV" => RType::Srv,
+            "PTR" => RType::Ptr,
+            "CNAME" => RType::Cname,
+            "TXT" => RType::Txt,
+            "NS" => RType::Ns,
+            "SOA" => RType::Soa,
+            "ANY" => RType::Any,
+            _ => return None,
+        })
+    }
+}
+
+impl RData {
+    pub fn rtype(&self) -> RType {
+        match self {
+            RData::A(_) => RType::A,
+            RData::Aaaa(_) => RType::Aaaa,
+            RData::Srv { .. } => RType::Srv,
+            RData::Ptr(_) => RType::Ptr,
+            RData::Cname(_) => RType::Cname,
+            RData::Txt(_) => RType::Txt,
+            RData::Ns(_) => RType::Ns,
+            RData::Soa { .. } => RType::Soa,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RData::A(_) => "A",
+            RData::Aaaa(_) => "AAAA",
+            RData::Srv { .. } => "SRV",
+            RData::Ptr(_) => "PTR",
+            RData::Cname(_) => "CNAME",
+            RData::Txt(_) => "TXT",
+            RData::Ns(_) => "NS",
+            RData::Soa { .. } => "SOA",
+        }
+    }
+}
+
+/// The presentation form of the data, as dig prints it.
+impl fmt::Display for RData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RData::A(ip) => write!(f, "{ip}"),
+            RData::Aaaa(ip) => write!(f, "{ip}"),
+            RData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => write!(f, "{priority} {weight} {port} {target}"),
+            RData::Ptr(n) | RData::Cname(n) | RData::Ns(n) => write!(f, "{n}"),
+            RData::Txt(t) => write!(f, "{t:?}"),
+            RData::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => write!(
+                f,
+                "{mname} {rname} {serial} {refresh} {retry} {expire} {minimum}"
+            ),
+        }
+    }
+}
+
+/// One resource record. `name` is lower case and absolute (ends with a dot).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsRecord {
+    pub name: String,
+    pub ttl: u32,
+    pub data: RData,
+}
+
+impl fmt::Display for DnsRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} IN {} {}",
+            self.name,
+            self.ttl,
+            self.data.type_name(),
+            self.data
+        )
+    }
+}
+
+impl Serialize for DnsRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("DnsRecord", 4)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("ttl", &self.ttl)?;
+        st.serialize_field("type", self.data.type_name())?;
+        st.serialize_field("data", &self.data.to_string())?;
+        st.end()
+    }
+}
+
+/// The response code of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+}
+
+/// The outcome of [`DnsZone::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The name is ours: an answer (possibly empty: NODATA), records for the additional
+    /// section, and the SOA for the authority section of a negative answer.
+    Answer {
+        rcode: Rcode,
+        answer: Vec<Answered>,
+        /// Indices into [`DnsZone::records`].
+        additional: Vec<usize>,
+    },
+    /// The name is outside the zone (and not a reverse name the zone holds): forward it.
+    Outside,
+}
+
+/// A record in an answer: one of the zone's (an index into [`DnsZone::records`]), or a pod
+/// record made for the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    Zone(usize),
+    Synthesized(DnsRecord),
+}
+
+impl Answered {
+    pub fn record<'z>(&'z self, zone: &'z DnsZone) -> &'z DnsRecord {
+        match self {
+            Answered::Zone(i) => &zone.records[*i],
+            Answered::Synthesized(r) => r,
+        }
+    }
+}
+
+/// The cluster's zone: `<zone>` plus the reverse names of its addresses.
+#[derive(Debug, Clone)]
+pub struct DnsZone {
+    /// The cluster domain, lower case, absolute (`cluster.local.`).
+    pub origin: String,
+    pub ttl: u32,
+    /// Sorted, without duplicates.
+    pub records: Vec<DnsRecord>,
+    /// Owner name → indices into `records`; empty non-terminals map to no index.
+    index: HashMap<String, Vec<usize>>,
+    soa: usize,
+}
+
+impl PartialEq for DnsZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.origin == other.origin && self.records == other.records
+    }
+}
+
+impl Serialize for DnsZone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("DnsZone", 4)?;
+        st.serialize_field("origin", &self.origin)?;
+        st.serialize_field("schemaVersion", SCHEMA_VERSION)?;
+        st.serialize_field("ttl", &self.ttl)?;
+        st.serialize_field("records", &self.records)?;
+        st.end()
+    }
+}
+
+/// `cluster.local` → `cluster.local.`, lower case.
+fn absolute(name: &str) -> String {
+    let mut n = name.trim_end_matches('.').to_ascii_lowercase();
+    n.push('.');
+    n
+}
+
+/// The endpoint name a spec "system-assigned identifier" takes: the address with `.` or `:`
+/// replaced by `-` (CoreDNS's form; it is also the pod-record form).
+pub fn dashed(ip: IpAddr) -> String {
+    ip.to_string().replace(['.', ':'], "-")
+}
+
+/// The reverse name of an address (RFC 1035 3.5, RFC 3596 2.5), absolute.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for b in v6.octets().iter().rev() {
+                s.push(char::from_digit(u32::from(b & 0xf), 16).expect("nibble"));
+                s.push('.');
+                s.push(char::from_digit(u32::from(b >> 4), 16).expect("nibble"));
+                s.push('.');
+            }
+            s.push_str("ip6.arpa.");
+            s
+        }
+    }
+}
+
+/// What the zone is made from.
+pub struct ZoneInput<'a> {
+    /// The cluster domain (`cluster.local`).
+    pub domain: &'a str,
+    /// The DNS Service's address, for the zone's NS record.
+    pub dns_ip: Option<IpAddr>,
+    pub services: &'a [ServiceInfo],
+    /// Namespaces that exist: `<ns>.svc.<zone>.` and `<ns>.pod.<zone>.` answer NODATA.
+    pub namespaces: Vec<&'a str>,
+    pub ttl: u32,
+}
+
+impl DnsZone {
+    /// The zone of a whole cluster.
+    pub fn from_cluster(c: &Cluster) -> Self {
+        DnsZone::new(&ZoneInput {
+            domain: &c.config.cluster_domain,
+            dns_ip: Some(c.config.dns_ip),
+            services: &c.services,
+            namespaces: c.namespaces.keys().map(String::as_str).collect(),
+            ttl: DEFAULT_TTL,
+        })
+    }
+
+    pub fn new(input: &ZoneInput<'_>) -> Self {
+        let origin = absolute(input.domain);
+        let ttl = input.ttl;
+        let mut records: Vec<DnsRecord> = Vec::new();
+        let mut rec = |name: String, data: RData| records.push(DnsRecord { name, ttl, data });
+        let ns_name = format!("ns.dns.{origin}");
+        rec(
+            origin.clone(),
+            RData::Soa {
+                mname: ns_name.clone(),
+                rname: format!("hostmaster.{origin}"),
+                serial: 1,
+                refresh: 7200,
+                retry: 1800,
+                expire: 86400,
+                minimum: ttl,
+            },
+        );
+        rec(origin.clone(), RData::Ns(ns_name.clone()));
+        match input.dns_ip {
+            Some(IpAddr::V4(ip)) => rec(ns_name, RData::A(ip)),
+            Some(IpAddr::V6(ip)) => rec(ns_name, RData::Aaaa(ip)),
+            None => {}
+        }
+        rec(
+            format!("dns-version.{origin}"),
+            RData::Txt(SCHEMA_VERSION.to_string()),
+        );
+        let mut ents: BTreeSet<String> = BTreeSet::new();
+        ents.insert(format!("svc.{origin}"));
+        ents.insert(format!("pod.{origin}"));
+        for ns in &input.namespaces {
+            ents.insert(format!("{ns}.svc.{origin}"));
+            ents.insert(format!("{ns}.pod.{origin}"));
+        }
+        // ClusterIP PTRs win over endpoint PTRs for the same address.
+        let mut ptr_owned: BTreeSet<IpAddr> = BTreeSet::new();
+        let mut endpoint_ptrs: Vec<(IpAddr, String)> = Vec::new();
+        for svc in input.services {
+            let fqdn = format!("{}.{}.svc.{origin}", svc.name, svc.namespace);
+            if svc.service_type == ServiceType::ExternalName {
+                if let Some(ext) = &svc.external_name {
+                    rec(fqdn, RData::Cname(absolute(ext)));
+                }
+                continue;
+            }
+            if !svc.headless {
+                for ip in &svc.cluster_ips {
+                    rec(fqdn.clone(), address(*ip));
+                    rec(reverse_name(*ip), RData::Ptr(fqdn.clone()));
+                    ptr_owned.insert(*ip);
+                }
+                for p in svc.ports.iter().filter(|p| !p.name.is_empty()) {
+                    rec(
+                        format!(
+                            "_{}._{}.{fqdn}",
+                            p.name.to_ascii_lowercase(),
+                            p.protocol.to_ascii_lowercase()
+                        ),
+                        RData::Srv {
+                            priority: 0,
+                            weight: 100,
+                            port: p.port as u16,
+                            target: fqdn.clone(),
+                        },
+                    );
+                }
+                continue;
+            }
+            for (slice, ep) in svc.endpoints() {
+                if !(ep.ready || svc.publish_not_ready_addresses) {
+                    continue;
+                }
+                for ip in &ep.addresses {
+                    let host = match &ep.hostname {
+                        Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
+                        _ => dashed(*ip),
+                    };
+                    let ep_name = format!("{host}.{fqdn}");
+                    rec(fqdn.clone(), address(*ip));
+                    rec(ep_name.clone(), address(*ip));
+                    endpoint_ptrs.push((*ip, ep_name.clone()));
+                    for p in slice.ports.iter().filter(|p| !p.name.is_empty()) {
+                        rec(
+                            format!(
+                                "_{}._{}.{fqdn}",
+                                p.name.to_ascii_lowercase(),
+                                p.protocol.to_ascii_lowercase()
+                            ),
+                            RData::Srv {
+                                priority: 0,
+                                weight: 100,
+                                port: p.port as u16,
+                                target: ep_name.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for (ip, name) in endpoint_ptrs {
+            if !ptr_owned.contains(&ip) {
+                records.push(DnsRecord {
+                    name: reverse_name(ip),
+                    ttl,
+                    data: RData::Ptr(name),
+                });
+            }
+        }
+        records.sort();
+        records.dedup();
+        // SRV weights: RFC 2782 wants them to share the load; equal weights summing to 100.
+        let mut i = 0;
+        while i < records.len() {
+            let mut j = i;
+            while j < records.len()
+                && records[j].name == records[i].name
+                && records[j].data.rtype() == RType::Srv
+            {
+                j += 1;
+            }
+            let n = (j - i) as u16;
+            if n > 1 {
+                for r in &mut records[i..j] {
+                    if let RData::Srv { weight, .. } = &mut r.data {
+                        *weight = (100 / n).max(1);
+                    }
+                }
+            }
+            i = j.max(i + 1);
+        }
+        let mut index: HashMap<String, Vec<usize>> = HashMap::with_capacity(records.len() * 2);
+        for (i, r) in records.iter().enumerate() {
+            index.entry(r.name.clone()).or_default().push(i);
+            // Every name between the owner and the origin exists (an empty non-terminal).
+            if r.name.ends_with(&origin) {
+                let mut rest = r.name.as_str();
+                while let Some(dot) = rest.find('.') {
+                    rest = &rest[dot + 1..];
+                    if rest.len() <= origin.len() {
+                        break;
+                    }
+                    if index.contains_key(rest) {
+                        break;
+                    }
+                    index.insert(rest.to_string(), Vec::new());
+                }
+            }
+        }
+        for e in ents {
+            index.entry(e).or_default();
+        }
+        let soa = records
+            .iter()
+            .position(|r| matches!(r.data, RData::Soa { .. }) && r.name == origin)
+            .expect("the SOA was added");
+        DnsZone {
+            origin,
+            ttl,
+            records,
+            index,
+            soa,
+        }
+    }
+
+    /// The zone's SOA, for the authority section of negative answers (RFC 2308).
+    pub fn soa(&self) -> &DnsRecord {
+        &self.records[self.soa]
+    }
+
+    /// The index of the SOA in [`DnsZone::records`].
+    pub fn soa_index(&self) -> usize {
+        self.soa
+    }
+
+    /// Whether `name` (lower case, absolute) is in the zone.
+    pub fn in_zone(&self, name: &str) -> bool {
+        name == self.origin
+            || (name.len() > self.origin.len()
+                && name.ends_with(&self.origin)
+                && name.as_bytes()[name.len() - self.origin.len() - 1] == b'.')
+    }
+
+    /// Answers a query. `qname` may be in any case; it must be absolute (end with a dot).
+    pub fn lookup(&self, qname: &str, qtype: RType) -> Lookup {
+        let lowered;
+        let name = if qname.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = qname.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            qname
+        };
+        let ours = self.in_zone(name);
+        let Some(idx) = self.index.get(name) else {
+            if !ours {
+                return Lookup::Outside;
+            }
+            if let Some(rec) = self.pod_record(name) {
+                let answer = if rec.data.rtype() == qtype || qtype == RType::Any {
+                    vec![Answered::Synthesized(rec)]
+                } else {
+                    vec![]
+                };
+                return Lookup::Answer {
+                    rcode: Rcode::NoError,
+                    answer,
+                    additional: vec![],
+                };
+            }
+            return Lookup::Answer {
+                rcode: Rcode::NxDomain,
+                answer: vec![],
+                additional: vec![],
+            };
+        };
+        let mut answer: Vec<Answered> = idx
+            .iter()
+            .filter(|&&i| qtype == RType::Any || self.records[i].data.rtype() == qtype)
+            .map(|&i| Answered::Zone(i))
+            .collect();
+        let mut additional = Vec::new();
+        if answer.is_empty() && qtype != RType::Cname {
+            // RFC 1034 3.6.2: a CNAME answers every type; follow it while it stays in the zone.
+            let mut at = idx;
+            for _ in 0..8 {
+                let Some(&c) = at
+                    .iter()
+                    .find(|&&i| self.records[i].data.rtype() == RType::Cname)
+                else {
+                    break;
+                };
+                answer.push(Answered::Zone(c));
+                let RData::Cname(target) = &self.records[c].data else {
+                    break;
+                };
+                match self.index.get(target.as_str()) {
+                    Some(next) => {
+                        answer.extend(
+                            next.iter()
+                                .filter(|&&i| self.records[i].data.rtype() == qtype)
+                                .map(|&i| Answered::Zone(i)),
+                        );
+                        at = next;
+                    }
+                    None => break,
+                }
+            }
+        }
+        // Targets of SRV answers, when the zone knows their addresses.
+        for a in &answer {
+            if let RData::Srv { target, .. } = &a.record(self).data {
+                if let Some(t) = self.index.get(target.as_str()) {
+                    additional.extend(
+                        t.iter().copied().filter(|&i| {
+                            matches!(self.records[i].data, RData::A(_) | RData::Aaaa(_))
+                        }),
+                    );
+                }
+            }
+        }
+        additional.sort();
+        additional.dedup();
+        Lookup::Answer {
+            rcode: Rcode::NoError,
+            answer,
+            additional,
+        }
+    }
+
+    /// The pod record `a-b-c-d.<ns>.pod.<zone>.` (or the dashed IPv6 form) for any well-formed
+    /// address in any namespace.
+    pub fn pod_record(&self, name: &str) -> Option<DnsRecord> {
+        let rest = name.strip_suffix(&self.origin)?.strip_suffix("pod.")?;
+        let (host, ns) = rest.strip_suffix('.')?.split_once('.')?;
+        if ns.is_empty() || ns.contains('.') {
+            return None;
+        }
+        let data = if host.contains("--") || host.matches('-').count() > 3 {
+            RData::Aaaa(host.replace('-', ":").parse().ok()?)
+        } else {
+            RData::A(host.replace('-', ".").parse().ok()?)
+        };
+        Some(DnsRecord {
+            name: name.to_string(),
+            ttl: self.ttl,
+            data,
+        })
+    }
+
+    /// The zone in master-file form, one record a line.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "; cluster DNS zone {} (Kubernetes DNS schema {SCHEMA_VERSION})\n",
+            self.origin
+        );
+        s.push_str(&format!(
+            "; pod records <a-b-c-d>.<namespace>.pod.{} are answered for any address\n",
+            self.origin
+        ));
+        for r in &self.records {
+            s.push_str(&r.to_string());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn address(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(v4),
+        IpAddr::V6(v6) => RData::Aaaa(v6),
+    }
+}
