@@ -60,6 +60,9 @@ pub struct LabState {
     /// The health checks of `externalTrafficPolicy: Local` LoadBalancers, per node.
     #[serde(default)]
     pub health_checks: Vec<HealthCheck>,
+    /// The cluster DNS zone the DNS pods serve.
+    #[serde(default)]
+    pub dns: Option<podnet_model::dns::StoredZone>,
 }
 
 /// A `healthCheckNodePort` on one node: 200 while the Service has ready endpoints on the node,
@@ -151,6 +154,13 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
     for n in &names {
         net::netns_add(n)?;
     }
+    for node in &plan.nodes {
+        net::etc_write(&node.ns, &node_etc())?;
+    }
+    net::etc_write(&plan.external.ns, &node_etc())?;
+    for p in plan.pods.iter().filter(|p| !p.host_network) {
+        net::etc_write(&p.netns, &pod_etc(p))?;
+    }
     net::ip_batch(&plan.underlay_ns, &plan.underlay_script())?;
     net::ip_batch(&plan.external.ns, &plan.external_script())?;
     for node in &plan.nodes {
@@ -233,6 +243,7 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         proxy: Default::default(),
         external_routes: Vec::new(),
         health_checks: Vec::new(),
+        dns: None,
     };
     program_services(&mut state, cluster)?;
     save_state(lab, &state)?;
@@ -248,6 +259,8 @@ pub fn program_services(st: &mut LabState, cluster: &Cluster) -> Result<(), LabE
     use podnet_proxy::{nft, ProxyPlan};
     let mut c = cluster.clone();
     c.set_pod_ips(&actual_ips(st));
+    // The DNS zone from the same endpoints; the DNS pods load it when the servers reload.
+    st.dns = Some(podnet_model::dns::DnsZone::from_cluster(&c).to_stored());
     for node in &st.plan.nodes {
         let plan = ProxyPlan::new(&c, &node.name);
         let elements = nft::Elements::of(&plan);
@@ -483,6 +496,7 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
                 p.planned_ip = None;
             }
             net::netns_add(&p.netns)?;
+            net::etc_write(&p.netns, &pod_etc(&p))?;
             let res = runtime_for(&p).run(Op::Add, &p, None)?;
             let ip = runtime::result_ip(&res).ok_or_else(|| LabError::Cni {
                 pod: key(&p),
@@ -511,6 +525,7 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     st.proxy = serving.proxy;
     st.external_routes = serving.external_routes;
     st.health_checks = serving.health_checks;
+    st.dns = serving.dns;
     // 3. The pods that leave.
     for p in removed.iter().filter(|p| !new.contains_key(&key(p))) {
         remove_pod(p, &runtime_for(p), &result_file(p))?;
@@ -521,6 +536,19 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     save_state(lab, &st)?;
     reload_servers(lab, st.serve_pid)?;
     Ok(report)
+}
+
+/// A pod's files for `/etc/netns/<ns>/`.
+fn pod_etc(p: &plan::PodPlan) -> [(&'static str, &str); 2] {
+    [("resolv.conf", &p.resolv_conf), ("hosts", &p.hosts)]
+}
+
+/// A node's (and the external client's) resolv.conf: the lab has no upstream DNS.
+fn node_etc() -> [(&'static str, &'static str); 1] {
+    [(
+        "resolv.conf",
+        "# podnet lab: nodes have no upstream DNS (nothing in the lab leads out).\n",
+    )]
 }
 
 /// CNI DEL (with the pod's ADD result as prevResult), then its namespace.
@@ -573,6 +601,11 @@ pub fn down(lab: &str) -> Result<(), LabError> {
     }
     for ns in net::netns_list(&plan::prefix(lab)) {
         if let Err(e) = net::netns_del(&ns) {
+            problems.push(e.to_string());
+        }
+    }
+    for ns in net::etc_list(&plan::prefix(lab)) {
+        if let Err(e) = net::etc_remove(&ns) {
             problems.push(e.to_string());
         }
     }

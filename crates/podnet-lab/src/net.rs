@@ -48,8 +48,48 @@ pub fn netns_add(name: &str) -> Result<(), LabError> {
     run(Command::new("ip").args(["netns", "add", name]), None).map(drop)
 }
 
+/// Deletes a namespace and its `/etc/netns/<name>` files.
 pub fn netns_del(name: &str) -> Result<(), LabError> {
+    etc_remove(name)?;
     run(Command::new("ip").args(["netns", "del", name]), None).map(drop)
+}
+
+/// Where `ip netns exec` looks for a namespace's own configuration files: it bind-mounts each
+/// file of `/etc/netns/<name>/` over its `/etc/` twin in a private mount namespace
+/// (ip-netns(8)). This is how a pod's resolv.conf and hosts reach commands run in it.
+pub const ETC_NETNS: &str = "/etc/netns";
+
+/// Writes a namespace's configuration files (`resolv.conf`, `hosts`, ...).
+pub fn etc_write(name: &str, files: &[(&str, &str)]) -> Result<(), LabError> {
+    let dir = std::path::Path::new(ETC_NETNS).join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::Io(format!("{}: {e}", dir.display())))?;
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| LabError::Io(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+pub fn etc_remove(name: &str) -> Result<(), LabError> {
+    let dir = std::path::Path::new(ETC_NETNS).join(name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LabError::Io(format!("{}: {e}", dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The `/etc/netns` directories whose names start with `prefix` (crash leftovers included).
+pub fn etc_list(prefix: &str) -> Vec<String> {
+    std::fs::read_dir(ETC_NETNS)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The named namespaces whose names start with `prefix`.

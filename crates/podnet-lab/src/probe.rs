@@ -59,7 +59,8 @@ pub fn probe(
         .plan
         .pods
         .iter()
-        .filter(|p| !p.host_network)
+        // The user's pods: not the host's network, not the built-in cluster DNS.
+        .filter(|p| !p.host_network && !p.dns_server)
         .filter_map(|p| Some((p, st.pod_ip(&p.namespace, &p.name)?)))
         .collect();
     let targets: Vec<(String, IpAddr)> = pods.iter().map(|(p, ip)| (p.name.clone(), *ip)).collect();

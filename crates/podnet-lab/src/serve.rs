@@ -69,6 +69,34 @@ fn bind_pod(pod: &PodPlan) -> Result<Vec<Bound>, LabError> {
     .map_err(|_| LabError::Io("a bind thread panicked".into()))?
 }
 
+/// Binds a DNS pod's port 53 (UDP and TCP) and runs the cluster DNS server on it.
+fn start_dns_pod(
+    pod: &PodPlan,
+    dns: &Arc<podnet_dns::ClusterDns>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, LabError> {
+    let e = |e: std::io::Error| LabError::Io(e.to_string());
+    let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+    for b in bind_pod(pod)? {
+        match b {
+            Bound::Udp(s) => {
+                s.set_nonblocking(true).map_err(e)?;
+                udp.push(tokio::net::UdpSocket::from_std(s).map_err(e)?);
+            }
+            Bound::Tcp(l) => {
+                l.set_nonblocking(true).map_err(e)?;
+                tcp.push(tokio::net::TcpListener::from_std(l).map_err(e)?);
+            }
+        }
+    }
+    let mut server = dns.server(udp, tcp);
+    let who = format!("{}/{}", pod.namespace, pod.name);
+    Ok(vec![tokio::spawn(async move {
+        if let Err(e) = server.block_until_done().await {
+            eprintln!("{who}: DNS server stopped: {e}");
+        }
+    })])
+}
+
 /// Binds a pod's sockets and spawns its servers; returns their tasks.
 fn start_pod(pod: &PodPlan) -> Result<Vec<tokio::task::JoinHandle<()>>, LabError> {
     let info = Arc::new(PodInfo {
@@ -106,11 +134,26 @@ type SharedCheck = Arc<std::sync::Mutex<crate::HealthCheck>>;
 struct Running {
     pods: HashMap<String, (PodPlan, Vec<tokio::task::JoinHandle<()>>)>,
     health: HashMap<(String, u16), (SharedCheck, tokio::task::JoinHandle<()>)>,
+    /// The cluster DNS state all DNS pods share.
+    dns: Option<Arc<podnet_dns::ClusterDns>>,
 }
 
 /// Brings the running servers in line with `st`: new pods get theirs, removed pods lose theirs,
 /// the others are not touched; health checks follow the same way, their counts updated in place.
 fn reconcile(st: &LabState, running: &mut Running) -> Result<(), LabError> {
+    // The zone first, so that DNS pods started below serve the new one.
+    if let Some(stored) = &st.dns {
+        let zone = podnet_model::dns::DnsZone::from_stored(stored.clone()).map_err(LabError::Io)?;
+        match &running.dns {
+            Some(d) => d.set_zone(zone).map_err(|e| LabError::Io(e.to_string()))?,
+            None => {
+                // No upstreams: the lab has no path out, so other names are refused at once.
+                let d = podnet_dns::ClusterDns::new(zone, vec![])
+                    .map_err(|e| LabError::Io(e.to_string()))?;
+                running.dns = Some(Arc::new(d));
+            }
+        }
+    }
     let want: HashMap<String, &PodPlan> = st
         .plan
         .pods
@@ -127,7 +170,11 @@ fn reconcile(st: &LabState, running: &mut Running) -> Result<(), LabError> {
     });
     for (k, p) in want {
         if let std::collections::hash_map::Entry::Vacant(e) = running.pods.entry(k) {
-            e.insert((p.clone(), start_pod(p)?));
+            let tasks = match (&running.dns, p.dns_server) {
+                (Some(dns), true) => start_dns_pod(p, dns)?,
+                _ => start_pod(p)?,
+            };
+            e.insert((p.clone(), tasks));
         }
     }
     let checks: HashMap<(String, u16), &crate::HealthCheck> = st
@@ -163,6 +210,9 @@ fn reconcile(st: &LabState, running: &mut Running) -> Result<(), LabError> {
                         protocol: "TCP".into(),
                     }],
                     ready: true,
+                    dns_server: false,
+                    resolv_conf: String::new(),
+                    hosts: String::new(),
                 };
                 for b in bind_pod(&plan)? {
                     if let Bound::Tcp(l) = b {

@@ -65,6 +65,7 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
         config,
         diags,
         used_names: BTreeSet::new(),
+        builtin_dns,
     };
     let namespaces = b.namespaces(&objects);
     let nodes = b.nodes(&objects);
@@ -315,6 +316,8 @@ struct Builder {
     config: ClusterConfig,
     diags: Vec<Diagnostic>,
     used_names: BTreeSet<NsName>,
+    /// The cluster DNS Deployment is the built-in one.
+    builtin_dns: bool,
 }
 
 impl Builder {
@@ -528,7 +531,16 @@ impl Builder {
             }
         }
         let mut sorted: Vec<&Object> = objects.iter().collect();
-        sorted.sort_by_cached_key(|o| (kind_order(o), oref_of(o)));
+        // The built-in cluster DNS pods are placed first, as kind's sit on its control plane:
+        // they keep their nodes and addresses whatever the user's workloads do.
+        let builtin_dns = self.builtin_dns;
+        sorted.sort_by_cached_key(|o| {
+            let dns = builtin_dns
+                && matches!(o, Object::Deployment(d)
+                    if d.obj.metadata.namespace.as_deref() == Some(crate::dns::DNS_NAMESPACE)
+                        && d.obj.metadata.name.as_deref() == Some("coredns"));
+            (!dns, kind_order(o), oref_of(o))
+        });
         let mut out = Vec::new();
         for o in sorted {
             let ns = meta_of(o)

@@ -37,7 +37,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Cluster, ServiceInfo, ServiceType};
 
@@ -106,7 +106,7 @@ pub const SCHEMA_VERSION: &str = "1.1.0";
 pub const DEFAULT_TTL: u32 = 30;
 
 /// The data of one record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
@@ -321,6 +321,17 @@ pub struct DnsZone {
     /// Owner name → indices into `records`; empty non-terminals map to no index.
     index: HashMap<String, Vec<usize>>,
     soa: usize,
+    /// Names that exist without records.
+    ents: BTreeSet<String>,
+}
+
+/// A zone as data, to keep in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredZone {
+    pub origin: String,
+    pub ttl: u32,
+    pub records: Vec<(String, u32, RData)>,
+    pub empty_names: Vec<String>,
 }
 
 impl PartialEq for DnsZone {
@@ -530,6 +541,16 @@ impl DnsZone {
             }
             i = j.max(i + 1);
         }
+        DnsZone::from_parts(origin, ttl, records, ents)
+    }
+
+    /// A zone from its records (sorted, without duplicates) and its empty names.
+    fn from_parts(
+        origin: String,
+        ttl: u32,
+        records: Vec<DnsRecord>,
+        ents: BTreeSet<String>,
+    ) -> Self {
         let mut index: HashMap<String, Vec<usize>> = HashMap::with_capacity(records.len() * 2);
         for (i, r) in records.iter().enumerate() {
             index.entry(r.name.clone()).or_default().push(i);
@@ -551,6 +572,11 @@ impl DnsZone {
         for e in ents {
             index.entry(e).or_default();
         }
+        let explicit_ents = index
+            .iter()
+            .filter(|(k, v)| v.is_empty() && k.ends_with(&origin))
+            .map(|(k, _)| k.clone())
+            .collect();
         let soa = records
             .iter()
             .position(|r| matches!(r.data, RData::Soa { .. }) && r.name == origin)
@@ -561,7 +587,46 @@ impl DnsZone {
             records,
             index,
             soa,
+            ents: explicit_ents,
         }
+    }
+
+    /// The zone in a form to store and load again ([`DnsZone::from_stored`]).
+    pub fn to_stored(&self) -> StoredZone {
+        StoredZone {
+            origin: self.origin.clone(),
+            ttl: self.ttl,
+            records: self
+                .records
+                .iter()
+                .map(|r| (r.name.clone(), r.ttl, r.data.clone()))
+                .collect(),
+            empty_names: self.ents.iter().cloned().collect(),
+        }
+    }
+
+    /// Fails when the records have no SOA at the origin.
+    pub fn from_stored(s: StoredZone) -> Result<Self, String> {
+        if !s
+            .records
+            .iter()
+            .any(|(n, _, d)| *n == s.origin && matches!(d, RData::Soa { .. }))
+        {
+            return Err(format!("the stored zone {} has no SOA", s.origin));
+        }
+        let mut records: Vec<DnsRecord> = s
+            .records
+            .into_iter()
+            .map(|(name, ttl, data)| DnsRecord { name, ttl, data })
+            .collect();
+        records.sort();
+        records.dedup();
+        Ok(DnsZone::from_parts(
+            s.origin,
+            s.ttl,
+            records,
+            s.empty_names.into_iter().collect(),
+        ))
     }
 
     /// The zone's SOA, for the authority section of negative answers (RFC 2308).

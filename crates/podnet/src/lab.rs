@@ -55,13 +55,15 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
         } => {
             let st = podnet_lab::load_state(&lab.name)?;
             let ns = podnet_lab::exec_target(&st, &target)?;
+            // `ip netns exec` also bind-mounts /etc/netns/<ns>/{resolv.conf,hosts} over /etc in a
+            // private mount namespace: the pod's own resolver configuration, as the kubelet
+            // gives it.
             use std::os::unix::process::CommandExt;
-            let err = std::process::Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{ns}"))
-                .arg("--")
+            let err = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns])
                 .args(&command)
                 .exec();
-            bail!("running nsenter: {err}")
+            bail!("running ip netns exec: {err}")
         }
         LabCommand::Probe {
             lab,

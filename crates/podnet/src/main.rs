@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
+mod dns;
 mod lab;
 mod load;
 mod output;
@@ -29,6 +30,30 @@ enum Command {
     /// A whole cluster network on this machine, in network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// The cluster DNS server.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Serve the cluster zone computed from manifests (UDP and TCP), as the lab's kube-dns pods
+    /// do. SIGHUP reloads the manifests.
+    Serve {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Address to listen on, UDP and TCP.
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: std::net::SocketAddr,
+        /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
+        #[arg(long = "upstream", value_name = "IP:PORT")]
+        upstreams: Vec<std::net::SocketAddr>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 #[derive(Args)]
@@ -172,8 +197,11 @@ struct CheckArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: OutputFormat,
     /// Print what this node's service proxy programs (its nftables elements) instead of the plan.
-    #[arg(long, value_name = "NODE")]
+    #[arg(long, value_name = "NODE", conflicts_with = "dns")]
     proxy: Option<String>,
+    /// Print the cluster DNS zone (every record the DNS server answers) instead of the plan.
+    #[arg(long)]
+    dns: bool,
 }
 
 fn main() -> ExitCode {
@@ -189,6 +217,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check(a),
         Command::Lab(l) => lab::run(l),
+        Command::Dns(d) => dns::run(d),
     };
     match result {
         Ok(code) => code,
@@ -244,6 +273,11 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         let plan = podnet_proxy::ProxyPlan::new(&cluster, node);
         let elements = podnet_proxy::nft::Elements::of(&plan);
         output::emit(a.output, &elements, || output::proxy_table(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.dns {
+        let zone = podnet_model::dns::DnsZone::from_cluster(&cluster);
+        output::emit(a.output, &zone, || zone.to_text())?;
         return Ok(ExitCode::SUCCESS);
     }
     output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;

@@ -7,6 +7,7 @@ use podnet_model::{
     build, parse_documents, Cluster, ConfigOverrides, ModelError, NsName, ServiceType, TargetPort,
 };
 
+mod dns;
 mod errors;
 mod props;
 

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod dns;
+
 fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -406,7 +408,17 @@ fn down_cleans_up_after_a_crash() {
             .success());
     }
     std::fs::create_dir_all(format!("/run/podnet/{name}/bin")).unwrap();
+    std::fs::create_dir_all(format!("/etc/netns/podnet-{name}-pod-default-x")).unwrap();
+    std::fs::write(
+        format!("/etc/netns/podnet-{name}-pod-default-x/resolv.conf"),
+        "x",
+    )
+    .unwrap();
     let lab = Lab::up("crash", &["examples/seeds/service.yaml"], &[]);
+    assert!(
+        !Path::new(&format!("/etc/netns/podnet-{name}-pod-default-x")).exists(),
+        "up removed the leftover resolver files too"
+    );
     assert_eq!(lab.name, name);
     assert!(
         !std::fs::read_dir("/run/netns")
@@ -430,8 +442,15 @@ fn down_cleans_up_after_a_crash() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(Path::new(&format!("/etc/netns/podnet-{name}-node-0/resolv.conf")).exists());
     drop(lab);
     ok(&["lab", "down", "--name", &name]);
+    assert!(!std::fs::read_dir("/etc/netns")
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("podnet-{name}-"))))
+        .unwrap_or(false));
     assert!(!std::fs::read_dir("/run/netns")
         .map(|d| d.filter_map(|e| e.ok()).any(|e| e
             .file_name()
@@ -458,7 +477,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
             .filter(|e| {
                 e.file_name()
                     .to_string_lossy()
-                    .starts_with(&format!("podnet-{}-pod-", lab.name))
+                    .starts_with(&format!("podnet-{}-pod-default-", lab.name))
             })
             .map(|e| {
                 (
@@ -477,7 +496,8 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         "-f",
         m5.to_str().unwrap(),
     ]);
-    assert!(out.contains("2 created, 0 deleted, 4 unchanged"), "{out}");
+    // The 2 cluster DNS pods are unchanged too.
+    assert!(out.contains("2 created, 0 deleted, 6 unchanged"), "{out}");
     let after = inodes();
     assert_eq!(after.len(), 6);
     for (k, ino) in &before {
@@ -514,9 +534,17 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         "-f",
         m1.to_str().unwrap(),
     ]);
-    assert!(out.contains("0 created, 4 deleted, 2 unchanged"), "{out}");
+    assert!(out.contains("0 created, 4 deleted, 4 unchanged"), "{out}");
     assert_eq!(inodes().len(), 2, "one web pod and the client");
-    assert_eq!(lab.status()["pods"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        lab.status()["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["namespace"] == "default")
+            .count(),
+        2
+    );
     assert_eq!(hosts(&lab).len(), 1, "only the remaining pod gets traffic");
     for m in [m3, m5, m1] {
         std::fs::remove_file(m).unwrap();

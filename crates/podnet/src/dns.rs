@@ -1,0 +1,64 @@
+//! `podnet dns serve`: the cluster DNS server for a set of manifests.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use podnet_model::dns::DnsZone;
+
+use crate::{build_model, DnsCommand};
+
+pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
+    let DnsCommand::Serve {
+        manifests,
+        cluster,
+        listen,
+        upstreams,
+        threads,
+    } = cmd;
+    let Some(model) = build_model(&manifests.files, &cluster)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let zone = DnsZone::from_cluster(&model);
+    let records = zone.records.len();
+    let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let udp = tokio::net::UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding UDP {listen}"))?;
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding TCP {listen}"))?;
+        let mut server = dns.server(vec![udp], vec![tcp]);
+        eprintln!("serving {records} records on {listen} (UDP and TCP)");
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match build_model(&manifests.files, &cluster) {
+                        Ok(Some(m)) => {
+                            let zone = DnsZone::from_cluster(&m);
+                            let n = zone.records.len();
+                            match dns.set_zone(zone) {
+                                Ok(()) => eprintln!("reloaded: {n} records"),
+                                Err(e) => eprintln!("reload failed, still serving the old zone: {e}"),
+                            }
+                        }
+                        Ok(None) => eprintln!("reload failed, still serving the old zone"),
+                        Err(e) => eprintln!("reload failed, still serving the old zone: {e:#}"),
+                    }
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                r = server.block_until_done() => { r?; break; }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
