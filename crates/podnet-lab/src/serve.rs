@@ -88,10 +88,10 @@ fn start_dns_pod(
             }
         }
     }
-    let mut server = dns.server(udp, tcp);
     let who = format!("{}/{}", pod.namespace, pod.name);
+    let dns = dns.clone();
     Ok(vec![tokio::spawn(async move {
-        if let Err(e) = server.block_until_done().await {
+        if let Err(e) = dns.run(udp, tcp).await {
             eprintln!("{who}: DNS server stopped: {e}");
         }
     })])

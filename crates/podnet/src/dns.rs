@@ -20,6 +20,7 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let zone = DnsZone::from_cluster(&model);
+    drop(model);
     let records = zone.records.len();
     let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +34,9 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         let tcp = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding TCP {listen}"))?;
-        let mut server = dns.server(vec![udp], vec![tcp]);
+        // On a worker thread, next to the I/O driver: not on this thread, which would have to be
+        // woken for every packet.
+        let mut server = tokio::spawn(dns.clone().run(vec![udp], vec![tcp]));
         eprintln!("serving {records} records on {listen} (UDP and TCP)");
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -55,7 +58,7 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
-                r = server.block_until_done() => { r?; break; }
+                r = &mut server => { r??; break; }
             }
         }
         anyhow::Ok(())

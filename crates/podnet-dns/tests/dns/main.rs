@@ -41,8 +41,7 @@ impl Running {
             let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let t = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let (ua, ta) = (u.local_addr().unwrap(), t.local_addr().unwrap());
-            let mut server = dns.server(vec![u], vec![t]);
-            tokio::spawn(async move { server.block_until_done().await });
+            tokio::spawn(dns.clone().run(vec![u], vec![t]));
             (ua, ta)
         });
         Running { rt, dns, udp, tcp }
