@@ -182,9 +182,21 @@ fn spec_cases_over_udp_and_tcp() {
         };
         let ty: RecordType = q["type"].as_str().unwrap().parse().unwrap();
         let name = q["name"].as_str().unwrap();
-        for (proto, edns) in [("udp", false), ("udp+edns", true), ("tcp", false)] {
+        // Each UDP form twice: the second answer comes from the answer cache.
+        for (proto, edns) in [
+            ("udp", false),
+            ("udp, again", false),
+            ("udp+edns", true),
+            ("udp+edns, again", true),
+            ("tcp", false),
+        ] {
             let m = query(name, ty, edns);
             let r = if proto == "tcp" { c.tcp(&m) } else { c.udp(&m) };
+            assert_eq!(
+                r.queries[0].name().to_string(),
+                m.queries[0].name().to_string(),
+                "{id}: the question as asked, in its letter case"
+            );
             assert_eq!(r.metadata.id, m.metadata.id);
             assert!(r.metadata.authoritative, "{id}: not authoritative");
             for why in check(&r, &case["expect"]) {

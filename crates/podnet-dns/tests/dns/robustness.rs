@@ -217,3 +217,73 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn repeated_questions_are_answered_as_asked() {
+    let srv = Running::start(ClusterDns::new(zone_of(&web(), &["shop"]), vec![]).unwrap());
+    let c = srv.client();
+    let mut first = query("web.shop.svc.cluster.local.", RecordType::A, true);
+    first.metadata.recursion_desired = true;
+    let a = c.udp(&first);
+    // The same question in other letters, without RD, with CD: the cached answer is made this
+    // query's own.
+    let mut second = query("WeB.sHoP.svc.cluster.LOCAL.", RecordType::A, true);
+    second.metadata.recursion_desired = false;
+    second.metadata.checking_disabled = true;
+    let b = c.udp(&second);
+    assert_eq!(b.metadata.id, second.metadata.id);
+    assert_ne!(a.metadata.id, b.metadata.id);
+    // hickory's Name compares without case: compare the text.
+    assert_eq!(
+        b.queries[0].name().to_string(),
+        "WeB.sHoP.svc.cluster.LOCAL.",
+        "the client's letter case (RFC 4343)"
+    );
+    assert!(!b.metadata.recursion_desired && b.metadata.checking_disabled);
+    assert!(a.metadata.recursion_desired && !a.metadata.checking_disabled);
+    assert_eq!(a.answers, b.answers);
+    assert_eq!(b.edns.as_ref().unwrap().max_payload(), 1232);
+    // Another type of the same name is another question.
+    let r = c.udp(&query(
+        "web.shop.svc.cluster.local.",
+        RecordType::AAAA,
+        true,
+    ));
+    assert!(r.answers.is_empty());
+}
+
+#[test]
+fn a_cached_answer_never_exceeds_the_clients_buffer() {
+    let mut s = service(
+        &serde_json::json!({"name": "mid", "namespace": "default", "clusterIP": "None", "ports": [{"name": "http", "port": 80}]}),
+    );
+    // About 40 A records: more than 512 bytes, less than 1232.
+    let eps: Vec<serde_json::Value> = (1..=40)
+        .map(|i| serde_json::json!({"addresses": [format!("10.4.0.{i}")], "conditions": {"ready": true}}))
+        .collect();
+    s.endpoint_slices.push(slice(&serde_json::json!({"name": "mid-1", "addressType": "IPv4", "ports": [{"name": "http", "port": 80}], "endpoints": eps})));
+    let srv = Running::start(ClusterDns::new(zone_of(&[s], &["default"]), vec![]).unwrap());
+    let c = srv.client();
+    let name = "mid.default.svc.cluster.local.";
+    for _ in 0..2 {
+        let big = c.udp(&query(name, RecordType::A, true));
+        assert!(!big.metadata.truncation);
+        assert_eq!(big.answers.len(), 40);
+        // EDNS, but a 512-byte buffer: truncated, whatever was cached for the bigger one.
+        let mut small = query(name, RecordType::A, true);
+        let mut e = hickory_proto::op::Edns::new();
+        e.set_max_payload(512);
+        small.set_edns(e);
+        let raw = c.udp_raw(&small.to_vec().unwrap()).unwrap();
+        assert!(raw.len() <= 512);
+        assert!(
+            hickory_proto::op::Message::from_vec(&raw)
+                .unwrap()
+                .metadata
+                .truncation
+        );
+        // No EDNS: 512 bytes at most, again and again (truncated answers are not cached).
+        let r = c.udp(&query(name, RecordType::A, false));
+        assert!(r.metadata.truncation);
+    }
+}
