@@ -99,7 +99,7 @@ impl AnswerCache {
         let Some(a) = self.answers.get(key) else {
             return false;
         };
-        if a.len() > q.limit {
+        if a.len() > q.limit || a.len() < q.end {
             return false;
         }
         out.clear();
@@ -111,9 +111,13 @@ impl AnswerCache {
         true
     }
 
-    /// Keeps `answer` (to a query of the cached shape) unless it was truncated.
-    pub(crate) fn insert(&mut self, key: &[u8], answer: &[u8]) {
-        if answer.len() < 12 || answer[2] & 0x02 != 0 {
+    /// Keeps `answer` to `raw` (a query of the cached shape) unless it was truncated or does not
+    /// carry the query's question (an error answered with the header alone, say).
+    pub(crate) fn insert(&mut self, raw: &[u8], key: &[u8], q: &Question, answer: &[u8]) {
+        let echoes = answer.len() >= q.end
+            && answer[4..6] == [0, 1]
+            && answer[12..q.end].eq_ignore_ascii_case(&raw[12..q.end]);
+        if !echoes || answer[2] & 0x02 != 0 {
             return;
         }
         if self.answers.len() >= MAX_ENTRIES {

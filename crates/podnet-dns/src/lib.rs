@@ -413,7 +413,7 @@ impl ClusterDns {
     async fn serve_udp(self: Arc<Self>, socket: tokio::net::UdpSocket) -> std::io::Result<()> {
         let socket = Arc::new(socket);
         let mut buf = vec![0u8; 65535];
-        let (mut cache, mut key, mut out) = (cache::AnswerCache::default(), Vec::new(), Vec::new());
+        let mut path = UdpPath::new(self.clone());
         loop {
             let (n, src) = match socket.recv_from(&mut buf).await {
                 Ok(x) => x,
@@ -421,31 +421,18 @@ impl ClusterDns {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            let raw = &buf[..n];
-            let zone = self.zone();
-            cache.for_zone(&zone);
-            let q = cache::question(raw, &mut key);
-            if let Some(q) = &q {
-                if cache.answer(raw, &key, q, &mut out) {
-                    let _ = socket.send_to(&out, src).await;
-                    continue;
+            match path.handle(&buf[..n]) {
+                UdpOut::Send(b) => {
+                    let _ = socket.send_to(b, src).await;
                 }
-            }
-            match self.respond_in(&zone, raw, true) {
-                Out::Bytes(b) => {
-                    if q.is_some() {
-                        cache.insert(&key, &b);
-                    }
-                    let _ = socket.send_to(&b, src).await;
-                }
-                Out::Forward(request) => {
+                UdpOut::Forward(request) => {
                     let (this, socket) = (self.clone(), socket.clone());
                     tokio::spawn(async move {
                         let b = this.forwarded(&request, true).await;
                         let _ = socket.send_to(&b, src).await;
                     });
                 }
-                Out::Nothing => {}
+                UdpOut::Nothing => {}
             }
         }
     }
@@ -474,6 +461,63 @@ impl ClusterDns {
         tokio::select! {
             r = udp_loops => r.map(drop).map_err(|e| DnsError::Io(format!("UDP: {e}"))),
             r = tcp_server => r.map_err(|e| DnsError::Io(format!("TCP: {e}"))),
+        }
+    }
+}
+
+/// The UDP path of one receive loop: the answer cache, then the full path.
+pub struct UdpPath {
+    dns: Arc<ClusterDns>,
+    cache: cache::AnswerCache,
+    key: Vec<u8>,
+    out: Vec<u8>,
+}
+
+enum UdpOut<'a> {
+    Send(&'a [u8]),
+    Forward(Box<Request>),
+    Nothing,
+}
+
+impl UdpPath {
+    pub fn new(dns: Arc<ClusterDns>) -> Self {
+        UdpPath {
+            dns,
+            cache: cache::AnswerCache::default(),
+            key: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, raw: &[u8]) -> UdpOut<'_> {
+        let zone = self.dns.zone();
+        self.cache.for_zone(&zone);
+        let q = cache::question(raw, &mut self.key);
+        if let Some(q) = &q {
+            if self.cache.answer(raw, &self.key, q, &mut self.out) {
+                return UdpOut::Send(&self.out);
+            }
+        }
+        match self.dns.respond_in(&zone, raw, true) {
+            Out::Bytes(b) => {
+                if let Some(q) = &q {
+                    self.cache.insert(raw, &self.key, q, &b);
+                }
+                self.out = b;
+                UdpOut::Send(&self.out)
+            }
+            Out::Forward(request) => UdpOut::Forward(request),
+            Out::Nothing => UdpOut::Nothing,
+        }
+    }
+
+    /// What the server sends back for a UDP datagram, as the receive loop computes it (answer
+    /// cache included); None when it sends nothing or the query goes to an upstream. No
+    /// sockets: for tests and fuzzing.
+    pub fn answer(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
+        match self.handle(raw) {
+            UdpOut::Send(b) => Some(b.to_vec()),
+            _ => None,
         }
     }
 }
