@@ -26,6 +26,7 @@ python3 bench/dns_data.py manifests "$N" "$tmp/svc.yaml"
 $P check -f "$tmp/svc.yaml" --dns > "$tmp/zone"
 python3 bench/dns_data.py queries "$tmp/zone" "$tmp/queries"
 python3 bench/dns_data.py unbound "$tmp/zone" "$tmp/local-data.conf"
+n_records=$(grep -vc '^;' "$tmp/zone"); n_queries=$(wc -l < "$tmp/queries" | tr -d ' ')
 
 unbound_conf() { # $1: local-data file
   cat <<CONF
@@ -100,7 +101,7 @@ mem start_ours "$tmp/mem.yaml" 5301; a=$kb; mem start_ours "$tmp/empty.yaml" 530
 mem start_unbound "$tmp/ub-mem.conf" $UB_PORT; a=$kb; mem start_unbound "$tmp/ub-empty.conf" $UB_PORT; m_ub=$((a - kb))
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
-echo "zone: $N Services ($(grep -vc '^;' "$tmp/zone") records); $(wc -l < "$tmp/queries" | tr -d ' ') distinct queries in the throughput mix"
+echo "zone: $N Services ($n_records records); $n_queries distinct queries in the throughput mix"
 echo
 echo "| dnsperf, server on 1 core | podnet dns | Unbound $(unbound -V | awk 'NR==1 {print $2}') | podnet / Unbound |"
 echo "|---|---|---|---|"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo (as root): a 3-node lab from the seeds' examples (examples/seeds). It prints the plan,
 # builds the lab, shows its pods, probes every pod from every pod, sends a request across nodes,
-# reaches my-service through the service proxy, then removes the lab. KEEP=1 leaves it up to
+# reaches my-service through the service proxy and by name through the lab's kube-dns, then
+# removes the lab. KEEP=1 leaves it up to
 # explore (then: podnet lab down --name demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +35,20 @@ for _ in 1 2 3 4 5 6; do $P lab exec --name demo default/client -- curl -s "http
 echo
 echo "== what node-0's proxy programs for it (podnet check --proxy node-0)"
 $P check -f examples/seeds --proxy node-0 2>/dev/null | grep -E "FRONTEND|my-service"
+echo
+echo "== cluster DNS: the client pod's resolv.conf (dnsPolicy ClusterFirst), written by the lab as the kubelet would"
+$P lab exec --name demo default/client -- cat /etc/resolv.conf
+echo
+echo "== podnet lab exec --name demo default/client -- getent hosts my-service.default   (glibc's resolver, through the search path)"
+$P lab exec --name demo default/client -- getent hosts my-service.default
+echo
+echo "== podnet lab exec --name demo default/client -- curl -s http://my-service/hostname   (the short name, from the same namespace)"
+$P lab exec --name demo default/client -- curl -s http://my-service/hostname
+echo
+echo
+echo "== dig from the pod: a PTR, and the dns-version record of the spec"
+$P lab exec --name demo default/client -- dig +short -x "$vip"
+$P lab exec --name demo default/client -- dig +short dns-version.cluster.local TXT
+echo
+echo "== the zone the lab serves (podnet check --dns; a test asserts the server answers exactly this)"
+$P check -f examples/seeds --dns 2>/dev/null | grep -E "my-service|dns-version|kube-dns.kube-system.svc.cluster.local. .* A "

@@ -282,8 +282,13 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         let mut generation = 0u64;
         while hup.recv().await.is_some() {
             generation += 1;
+            let start = std::time::Instant::now();
             match crate::load_state(lab).and_then(|st| reconcile(&st, &mut running)) {
                 Ok(()) => {
+                    eprintln!(
+                        "reload {generation}: done in {:.1} ms",
+                        start.elapsed().as_secs_f64() * 1e3
+                    );
                     let _ = std::fs::write(
                         crate::lab_dir(lab).join("serve.gen"),
                         generation.to_string(),
