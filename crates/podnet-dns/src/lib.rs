@@ -596,3 +596,45 @@ impl RequestHandler for Handler {
         }
     }
 }
+
+/// The upstreams a resolv.conf names (port 53), as CoreDNS's `forward . /etc/resolv.conf` uses
+/// them, and the ones left out: this server's own address, which would forward to itself in a
+/// loop (what CoreDNS's `loop` plugin detects).
+pub fn upstreams_from_resolv_conf(
+    text: &str,
+    listen: SocketAddr,
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let conf = podnet_model::resolv::ResolvConf::parse(text);
+    conf.nameservers
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .partition(|up| {
+            let ours = listen.port() == 53
+                && (up.ip() == listen.ip()
+                    || (listen.ip().is_unspecified() && up.ip().is_loopback()));
+            !ours
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_come_from_resolv_conf_without_ourselves() {
+        let text = "# the node's\nnameserver 192.0.2.53\nnameserver 127.0.0.53 # resolved\nsearch example.org\nnameserver 2001:db8::53\n";
+        let (up, skipped) = upstreams_from_resolv_conf(text, "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(
+            up,
+            ["192.0.2.53:53", "127.0.0.53:53", "[2001:db8::53]:53"]
+                .map(|s| s.parse::<SocketAddr>().unwrap())
+        );
+        assert!(skipped.is_empty());
+        let (up, skipped) = upstreams_from_resolv_conf(text, "0.0.0.0:53".parse().unwrap());
+        assert_eq!(up.len(), 2);
+        assert_eq!(skipped, ["127.0.0.53:53".parse::<SocketAddr>().unwrap()]);
+        let (up, skipped) = upstreams_from_resolv_conf(text, "192.0.2.53:53".parse().unwrap());
+        assert_eq!(up.len(), 2);
+        assert_eq!(skipped, ["192.0.2.53:53".parse::<SocketAddr>().unwrap()]);
+    }
+}

@@ -13,9 +13,25 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         manifests,
         cluster,
         listen,
-        upstreams,
+        mut upstreams,
+        upstream_resolv_conf,
         threads,
     } = cmd;
+    if let Some(path) = upstream_resolv_conf {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (found, ours) = podnet_dns::upstreams_from_resolv_conf(&text, listen);
+        for s in ours {
+            eprintln!(
+                "{}: leaving out nameserver {s}: it is this server (a forwarding loop)",
+                path.display()
+            );
+        }
+        if found.is_empty() {
+            eprintln!("{}: no nameserver to forward to", path.display());
+        }
+        upstreams.extend(found);
+    }
     let Some(model) = build_model(&manifests.files, &cluster)? else {
         return Ok(ExitCode::FAILURE);
     };

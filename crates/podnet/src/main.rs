@@ -50,6 +50,10 @@ enum DnsCommand {
         /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
         #[arg(long = "upstream", value_name = "IP:PORT")]
         upstreams: Vec<std::net::SocketAddr>,
+        /// Also forward to the nameservers of this resolv.conf (port 53), as CoreDNS's
+        /// `forward . /etc/resolv.conf` does; this server's own address is left out.
+        #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
+        upstream_resolv_conf: Option<PathBuf>,
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,

@@ -255,3 +255,166 @@ fn check_shows_what_a_nodes_proxy_programs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn check_dns_prints_the_zone_as_text_json_and_yaml() {
+    let out = podnet(&["check", "-f", "examples/seeds", "--dns"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&podnet(&["check", "-f", "examples/seeds", "-o", "json"]).stdout)
+            .unwrap();
+    let vip = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "my-service")
+        .unwrap()["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.lines()
+            .any(|l| l == format!("my-service.default.svc.cluster.local. 30 IN A {vip}")),
+        "{text}"
+    );
+    assert!(text.contains("dns-version.cluster.local. 30 IN TXT \"1.1.0\""));
+    assert!(text.contains("kube-dns.kube-system.svc.cluster.local. 30 IN A 10.96.0.10"));
+    let json: serde_json::Value = serde_json::from_slice(
+        &podnet(&["check", "-f", "examples/seeds", "--dns", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    let records = json["records"].as_array().unwrap();
+    // Every record of the text form is one of the JSON form.
+    let zone_lines = text.lines().filter(|l| !l.starts_with(';')).count();
+    assert_eq!(records.len(), zone_lines);
+    let yaml = stdout(&podnet(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "--dns",
+        "-o",
+        "yaml",
+    ]));
+    assert!(yaml.contains(&format!("data: {vip}")), "{yaml}");
+}
+
+/// A stand-in upstream on loopback: answers every query with one A record, 192.0.2.1.
+fn fake_upstream() -> std::net::SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let mut m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+            let name = m.queries[0].name().clone();
+            m.metadata.message_type = hickory_proto::op::MessageType::Response;
+            m.answers.push(hickory_proto::rr::Record::from_rdata(
+                name,
+                60,
+                hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+            ));
+            let _ = s.send_to(&m.to_vec().unwrap(), from);
+        }
+    });
+    addr
+}
+
+/// One UDP query to `server`: the response code and the answer's addresses.
+fn ask(server: std::net::SocketAddr, name: &str) -> (String, Vec<String>) {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(&m.to_vec().unwrap(), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).unwrap();
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(r.metadata.id, 4242);
+    let ips = r
+        .answers
+        .iter()
+        .filter_map(|a| a.data.ip_addr().map(|ip| ip.to_string()))
+        .collect();
+    (r.metadata.response_code.to_string(), ips)
+}
+
+/// `podnet dns serve`: answers from the manifests, forwards the rest to the nameservers of a
+/// resolv.conf and to `--upstream`, reloads on SIGHUP. Loopback only; no root needed.
+#[test]
+fn dns_serve_answers_forwards_and_reloads() {
+    let dir = tempdir();
+    let manifest = dir.join("svc.yaml");
+    let svc = |name: &str, ip: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}\n")
+    };
+    std::fs::write(&manifest, svc("web", "10.96.0.50")).unwrap();
+    // resolv.conf nameservers are on port 53: one that is this server itself is left out.
+    let listen = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, "search example.org\n").unwrap();
+    let upstream = fake_upstream();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podnet"))
+        .args(["dns", "serve", "-f", manifest.to_str().unwrap()])
+        .args(["--listen", &listen.to_string()])
+        .args(["--upstream-resolv-conf", resolv.to_str().unwrap()])
+        .args(["--upstream", &upstream.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut seen = String::new();
+    use std::io::BufRead;
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen += &line;
+        if line.contains("serving") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        seen.contains("no nameserver to forward to"),
+        "a resolv.conf without nameservers is reported: {seen}"
+    );
+    assert!(seen.contains("serving"), "{seen}");
+    let got = ask(listen, "web.shop.svc.cluster.local.");
+    assert_eq!(
+        got,
+        ("No Error".to_string(), vec!["10.96.0.50".to_string()])
+    );
+    let got = ask(listen, "www.example.com.");
+    assert_eq!(got.1, ["192.0.2.1"], "forwarded to the upstream");
+    let got = ask(listen, "late.shop.svc.cluster.local.");
+    assert_eq!(got.0, "Non-Existent Domain");
+
+    std::fs::write(
+        &manifest,
+        svc("web", "10.96.0.50") + "---\n" + &svc("late", "10.96.0.51"),
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    line.clear();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("reloaded") {
+        line.clear();
+    }
+    assert!(line.contains("reloaded"), "{line}");
+    let got = ask(listen, "late.shop.svc.cluster.local.");
+    assert_eq!(got.1, ["10.96.0.51"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
