@@ -359,6 +359,23 @@ fn absolute(name: &str) -> String {
     n
 }
 
+/// The SRV record of a named port (spec 2.3.2 and 2.4.2):
+/// `_<port>._<proto>.<service fqdn> SRV 0 100 <port> <target>`.
+fn srv(port_name: &str, protocol: &str, port: i32, fqdn: &str, target: &str) -> (String, RData) {
+    let owner = format!(
+        "_{}._{}.{fqdn}",
+        port_name.to_ascii_lowercase(),
+        protocol.to_ascii_lowercase()
+    );
+    let data = RData::Srv {
+        priority: 0,
+        weight: 100,
+        port: port as u16,
+        target: target.to_string(),
+    };
+    (owner, data)
+}
+
 /// The endpoint name a spec "system-assigned identifier" takes: the address with `.` or `:`
 /// replaced by `-` (CoreDNS's form; it is also the pod-record form).
 pub fn dashed(ip: IpAddr) -> String {
@@ -463,19 +480,8 @@ impl DnsZone {
                     ptr_owned.insert(*ip);
                 }
                 for p in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                    rec(
-                        format!(
-                            "_{}._{}.{fqdn}",
-                            p.name.to_ascii_lowercase(),
-                            p.protocol.to_ascii_lowercase()
-                        ),
-                        RData::Srv {
-                            priority: 0,
-                            weight: 100,
-                            port: p.port as u16,
-                            target: fqdn.clone(),
-                        },
-                    );
+                    let (owner, data) = srv(&p.name, &p.protocol, p.port, &fqdn, &fqdn);
+                    rec(owner, data);
                 }
                 continue;
             }
@@ -493,19 +499,8 @@ impl DnsZone {
                     rec(ep_name.clone(), address(*ip));
                     endpoint_ptrs.push((*ip, ep_name.clone()));
                     for p in slice.ports.iter().filter(|p| !p.name.is_empty()) {
-                        rec(
-                            format!(
-                                "_{}._{}.{fqdn}",
-                                p.name.to_ascii_lowercase(),
-                                p.protocol.to_ascii_lowercase()
-                            ),
-                            RData::Srv {
-                                priority: 0,
-                                weight: 100,
-                                port: p.port as u16,
-                                target: ep_name.clone(),
-                            },
-                        );
+                        let (owner, data) = srv(&p.name, &p.protocol, p.port, &fqdn, &ep_name);
+                        rec(owner, data);
                     }
                 }
             }

@@ -112,6 +112,15 @@ fn lines(s: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A pod's resolv.conf as its programs see it: the lines but comments, sorted.
+fn resolv_conf(lab: &Lab, pod: &str) -> Vec<String> {
+    let (_, rc) = out(lab, pod, &["cat", "/etc/resolv.conf"]);
+    lines(&rc)
+        .into_iter()
+        .filter(|l| !l.starts_with('#'))
+        .collect()
+}
+
 #[test]
 fn pods_find_services_by_name_through_kube_dns() {
     if !can_run() {
@@ -136,12 +145,8 @@ fn pods_find_services_by_name_through_kube_dns() {
     };
 
     // ClusterFirst: the kubelet's resolv.conf.
-    let (_, rc) = out(&lab, "default/client", &["cat", "/etc/resolv.conf"]);
     assert_eq!(
-        lines(&rc)
-            .into_iter()
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>(),
+        resolv_conf(&lab, "default/client"),
         [
             "nameserver 10.96.0.10",
             "options ndots:5",
@@ -228,12 +233,8 @@ fn pods_find_services_by_name_through_kube_dns() {
     assert!(!good);
 
     // dnsPolicy None with dnsConfig.
-    let (_, rc) = out(&lab, "default/custom", &["cat", "/etc/resolv.conf"]);
     assert_eq!(
-        lines(&rc)
-            .into_iter()
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>(),
+        resolv_conf(&lab, "default/custom"),
         [
             "nameserver 10.96.0.10",
             "options ndots:2 edns0",
