@@ -6,7 +6,7 @@
 //! queries and encodes answers (EDNS, truncation to the client's buffer with TC set), TCP goes
 //! through hickory-server, and UDP through a receive loop of our own, which answers each query
 //! on the spot instead of spawning a task and queueing the answer through a channel as
-//! hickory-server does (1.6x the queries per second; bench/RESULTS.md).
+//! hickory-server does (bench/RESULTS.md).
 //!
 //! Names outside the zone are relayed to the configured upstream servers, as CoreDNS's `forward`
 //! plugin does. Without upstreams they are REFUSED at once (RFC 1035 4.1.1: "the name server
@@ -178,6 +178,14 @@ fn udp_limit(request: &Request) -> u16 {
         .map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
 }
 
+/// A response of the header alone, as hickory-server sends for a query it cannot parse or
+/// encode an answer to.
+fn header_only(id: u16, op_code: OpCode, code: ResponseCode) -> Option<Vec<u8>> {
+    let mut m = Message::error_msg(id, op_code, code);
+    m.metadata.message_type = MessageType::Response;
+    m.to_vec().ok()
+}
+
 /// Encodes a response of at most `max` bytes; hickory sets TC and drops what does not fit.
 fn encode<'a>(
     request: &Request,
@@ -201,10 +209,7 @@ fn encode<'a>(
     if msg.destructive_emit(&mut enc).is_ok() {
         return bytes;
     }
-    // As hickory-server does when a response cannot be encoded: SERVFAIL, header only.
-    let mut m = Message::error_msg(meta.id, meta.op_code, ResponseCode::ServFail);
-    m.metadata.message_type = MessageType::Response;
-    m.to_vec().unwrap_or_default()
+    header_only(meta.id, meta.op_code, ResponseCode::ServFail).unwrap_or_default()
 }
 
 impl ClusterDns {
@@ -250,7 +255,7 @@ impl ClusterDns {
             _ => return Decision::Respond(Prepared::error(meta, ResponseCode::NotImp)),
         };
         if q.query_class() != DNSClass::IN && q.query_class() != DNSClass::ANY {
-            return Decision::Forward;
+            return self.outside(meta);
         }
         let mut qname = q.name().to_string();
         if !qname.ends_with('.') {
@@ -260,7 +265,7 @@ impl ClusterDns {
             .model
             .lookup(&qname, RType::from_code(u16::from(q.query_type())))
         {
-            Lookup::Outside => Decision::Forward,
+            Lookup::Outside => self.outside(meta),
             Lookup::Answer {
                 rcode,
                 answer,
@@ -296,6 +301,15 @@ impl ClusterDns {
         }
     }
 
+    /// A name that is not ours: forwarded, or REFUSED at once when there is no upstream.
+    fn outside<'z>(&self, meta: Metadata) -> Decision<'z> {
+        if self.upstreams.is_empty() {
+            Decision::Respond(Prepared::error(meta, ResponseCode::Refused))
+        } else {
+            Decision::Forward
+        }
+    }
+
     /// The response to a raw UDP (or, with `udp` false, TCP-sized) query when the zone has it.
     fn respond(&self, raw: &[u8], udp: bool) -> Out {
         self.respond_in(&self.zone(), raw, udp)
@@ -318,13 +332,9 @@ impl ClusterDns {
                 if header.metadata.message_type == MessageType::Response {
                     return Out::Nothing;
                 }
-                let mut m = Message::error_msg(
-                    header.metadata.id,
-                    header.metadata.op_code,
-                    ResponseCode::FormErr,
-                );
-                m.metadata.message_type = MessageType::Response;
-                return m.to_vec().map_or(Out::Nothing, Out::Bytes);
+                let m = &header.metadata;
+                return header_only(m.id, m.op_code, ResponseCode::FormErr)
+                    .map_or(Out::Nothing, Out::Bytes);
             }
         };
         // Never answer responses (no reflection loops).
@@ -332,20 +342,6 @@ impl ClusterDns {
             return Out::Nothing;
         }
         match self.decide(zone, &request) {
-            Decision::Forward if self.upstreams.is_empty() => {
-                let mut meta = Metadata::response_from_request(&request.metadata);
-                meta.response_code = ResponseCode::Refused;
-                let edns = response_edns(&request);
-                Out::Bytes(encode(
-                    &request,
-                    edns.as_ref(),
-                    meta,
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    512,
-                ))
-            }
             Decision::Forward => Out::Forward(Box::new(request)),
             Decision::Respond(p) => {
                 let edns = response_edns(&request);
@@ -363,38 +359,33 @@ impl ClusterDns {
         }
     }
 
-    /// Relays a query to the upstreams and encodes their answer (SERVFAIL when none answers).
-    async fn forwarded(&self, request: &Request, udp: bool) -> Vec<u8> {
+    /// Relays a query to the upstreams: the header of our response (the upstream's response
+    /// code, or SERVFAIL when none answers in time) and the upstream's reply.
+    async fn relay(&self, request: &Request) -> (Metadata, Option<Message>) {
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
+        let reply = forward::relay(&self.upstreams, request.as_slice(), self.timeout).await;
+        meta.response_code = reply
+            .as_ref()
+            .map_or(ResponseCode::ServFail, |r| r.metadata.response_code);
+        (meta, reply)
+    }
+
+    /// Relays a query to the upstreams and encodes their answer.
+    async fn forwarded(&self, request: &Request, udp: bool) -> Vec<u8> {
+        let (meta, reply) = self.relay(request).await;
+        let (answers, authorities, additionals) = sections(&reply);
         let edns = response_edns(request);
         let max = if udp { udp_limit(request) } else { u16::MAX };
-        match forward::relay(&self.upstreams, request.as_slice(), self.timeout).await {
-            Some(reply) => {
-                meta.response_code = reply.metadata.response_code;
-                encode(
-                    request,
-                    edns.as_ref(),
-                    meta,
-                    reply.answers.iter(),
-                    reply.authorities.iter(),
-                    reply.additionals.iter(),
-                    max,
-                )
-            }
-            None => {
-                meta.response_code = ResponseCode::ServFail;
-                encode(
-                    request,
-                    edns.as_ref(),
-                    meta,
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    max,
-                )
-            }
-        }
+        encode(
+            request,
+            edns.as_ref(),
+            meta,
+            answers.iter(),
+            authorities.iter(),
+            additionals.iter(),
+            max,
+        )
     }
 
     /// Answers one raw query as the server does over UDP (`udp`, which limits the size) or TCP,
@@ -522,6 +513,14 @@ impl UdpPath {
     }
 }
 
+/// The answer, authority and additional records of an upstream's reply (none without one).
+fn sections(reply: &Option<Message>) -> (&[Record], &[Record], &[Record]) {
+    match reply {
+        Some(r) => (&r.answers, &r.authorities, &r.additionals),
+        None => (&[], &[], &[]),
+    }
+}
+
 /// The hickory-server request handler (the TCP path).
 pub struct Handler(Arc<ClusterDns>);
 
@@ -558,40 +557,19 @@ impl RequestHandler for Handler {
                     .unwrap_or_else(|_| failed(meta))
             }
             Decision::Forward => {
-                let mut meta = Metadata::response_from_request(&request.metadata);
-                let reply = if self.0.upstreams.is_empty() {
-                    None
-                } else {
-                    meta.recursion_available = true;
-                    forward::relay(&self.0.upstreams, request.as_slice(), self.0.timeout).await
-                };
-                match (&reply, self.0.upstreams.is_empty()) {
-                    (Some(r), _) => {
-                        meta.response_code = r.metadata.response_code;
-                        let msg = builder.build(
-                            meta,
-                            r.answers.iter(),
-                            r.authorities.iter(),
-                            None::<&Record>,
-                            r.additionals.iter(),
-                        );
-                        response
-                            .send_response(msg)
-                            .await
-                            .unwrap_or_else(|_| failed(meta))
-                    }
-                    (None, no_upstream) => {
-                        meta.response_code = if no_upstream {
-                            ResponseCode::Refused
-                        } else {
-                            ResponseCode::ServFail
-                        };
-                        response
-                            .send_response(builder.build_no_records(meta))
-                            .await
-                            .unwrap_or_else(|_| failed(meta))
-                    }
-                }
+                let (meta, reply) = self.0.relay(request).await;
+                let (answers, authorities, additionals) = sections(&reply);
+                let msg = builder.build(
+                    meta,
+                    answers.iter(),
+                    authorities.iter(),
+                    None::<&Record>,
+                    additionals.iter(),
+                );
+                response
+                    .send_response(msg)
+                    .await
+                    .unwrap_or_else(|_| failed(meta))
             }
         }
     }

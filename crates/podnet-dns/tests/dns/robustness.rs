@@ -120,11 +120,14 @@ fn outside_names_are_refused_at_once_without_upstreams() {
     let srv = Running::start(ClusterDns::new(zone_of(&web(), &["shop"]), vec![]).unwrap());
     let c = srv.client();
     for name in ["example.com.", "1.0.0.127.in-addr.arpa.", "local."] {
-        let t = Instant::now();
-        let r = c.udp(&query(name, RecordType::A, false));
-        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
-        assert!(t.elapsed() < Duration::from_millis(400));
-        assert!(!r.metadata.recursion_available);
+        for tcp in [false, true] {
+            let t = Instant::now();
+            let q = query(name, RecordType::A, false);
+            let r = if tcp { c.tcp(&q) } else { c.udp(&q) };
+            assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+            assert!(t.elapsed() < Duration::from_millis(400));
+            assert!(!r.metadata.recursion_available);
+        }
     }
 }
 
@@ -170,12 +173,15 @@ fn a_silent_upstream_gives_servfail_after_the_timeout() {
     .unwrap()
     .with_timeout(Duration::from_millis(200));
     let srv = Running::start(dns);
-    let t = Instant::now();
-    let r = srv
-        .client()
-        .udp(&query("example.com.", RecordType::A, false));
-    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
-    assert!(t.elapsed() >= Duration::from_millis(200));
+    let c = srv.client();
+    for tcp in [false, true] {
+        let t = Instant::now();
+        let q = query("example.com.", RecordType::A, false);
+        let r = if tcp { c.tcp(&q) } else { c.udp(&q) };
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+        assert!(r.metadata.recursion_available);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+    }
 }
 
 #[test]
