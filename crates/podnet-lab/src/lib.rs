@@ -154,10 +154,12 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
     for n in &names {
         net::netns_add(n)?;
     }
+    let node_resolv = node_resolv_conf_file();
+    let node_files = [("resolv.conf", node_resolv.as_str())];
     for node in &plan.nodes {
-        net::etc_write(&node.ns, &node_etc())?;
+        net::etc_write(&node.ns, &node_files)?;
     }
-    net::etc_write(&plan.external.ns, &node_etc())?;
+    net::etc_write(&plan.external.ns, &node_files)?;
     for p in plan.pods.iter().filter(|p| !p.host_network) {
         net::etc_write(&p.netns, &pod_etc(p))?;
     }
@@ -543,12 +545,13 @@ fn pod_etc(p: &plan::PodPlan) -> [(&'static str, &str); 2] {
     [("resolv.conf", &p.resolv_conf), ("hosts", &p.hosts)]
 }
 
-/// A node's (and the external client's) resolv.conf: the lab has no upstream DNS.
-fn node_etc() -> [(&'static str, &'static str); 1] {
-    [(
-        "resolv.conf",
-        "# podnet lab: nodes have no upstream DNS (nothing in the lab leads out).\n",
-    )]
+/// A node's (and the external client's) resolv.conf file: the one pods with `dnsPolicy:
+/// Default` inherit ([`plan::node_resolv_conf`]).
+fn node_resolv_conf_file() -> String {
+    format!(
+        "# podnet lab: nodes have no upstream DNS (nothing in the lab leads out).\n{}",
+        plan::node_resolv_conf()
+    )
 }
 
 /// CNI DEL (with the pod's ADD result as prevResult), then its namespace.

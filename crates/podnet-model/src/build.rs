@@ -28,18 +28,11 @@ const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "k
 pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster, ModelError> {
     let mut diags = Vec::new();
     let mut objects = Vec::new();
-    for d in docs {
-        match decode(d, &mut diags) {
-            Ok(Some(o)) => objects.push(o),
-            Ok(None) => {}
-            Err(e) => diags.push(e),
-        }
-    }
+    decode_into(docs, &mut objects, &mut diags);
     let config = settings(&objects, overrides, &mut diags);
     let builtin_dns = !objects.iter().any(|o| {
-        matches!(o, Object::Service(s)
-            if s.obj.metadata.namespace.as_deref() == Some(crate::dns::DNS_NAMESPACE)
-                && s.obj.metadata.name.as_deref() == Some(crate::dns::DNS_SERVICE))
+        matches!(o, Object::Service(_))
+            && is_named(o, crate::dns::DNS_NAMESPACE, crate::dns::DNS_SERVICE)
     });
     if builtin_dns {
         let docs = crate::source::parse_documents(
@@ -47,13 +40,7 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
             &crate::dns::builtin_manifests(&config),
         )
         .expect("the built-in cluster DNS manifests parse");
-        for d in &docs {
-            match decode(d, &mut diags) {
-                Ok(Some(o)) => objects.push(o),
-                Ok(None) => {}
-                Err(e) => diags.push(e),
-            }
-        }
+        decode_into(&docs, &mut objects, &mut diags);
     }
     normalize(&mut objects);
     check_all(&objects, &mut diags);
@@ -71,9 +58,7 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
     let nodes = b.nodes(&objects);
     let sources = b.pod_sources(&objects, &nodes);
     let pods = b.place_and_address(sources, &nodes);
-    let (services, user_slices) = b.services(&objects);
-
-    let mut services = services;
+    let (mut services, user_slices) = b.services(&objects);
     if builtin_dns {
         for s in &mut services {
             if s.namespace == crate::dns::DNS_NAMESPACE && s.name == crate::dns::DNS_SERVICE {
@@ -132,6 +117,23 @@ fn collect<T: Clone>(
     f: impl Fn(&Object) -> Option<&Sourced<T>>,
 ) -> Vec<Sourced<T>> {
     objects.iter().filter_map(f).cloned().collect()
+}
+
+/// Decodes documents into objects; what cannot be decoded becomes a diagnostic.
+fn decode_into(docs: &[SourceDoc], objects: &mut Vec<Object>, diags: &mut Vec<Diagnostic>) {
+    for d in docs {
+        match decode(d, diags) {
+            Ok(Some(o)) => objects.push(o),
+            Ok(None) => {}
+            Err(e) => diags.push(e),
+        }
+    }
+}
+
+/// Whether `o` is the object `<ns>/<name>`.
+fn is_named(o: &Object, ns: &str, name: &str) -> bool {
+    meta_of(o)
+        .is_some_and(|m| m.namespace.as_deref() == Some(ns) && m.name.as_deref() == Some(name))
 }
 
 fn oref_of(o: &Object) -> ObjectRef {
@@ -536,9 +538,8 @@ impl Builder {
         let builtin_dns = self.builtin_dns;
         sorted.sort_by_cached_key(|o| {
             let dns = builtin_dns
-                && matches!(o, Object::Deployment(d)
-                    if d.obj.metadata.namespace.as_deref() == Some(crate::dns::DNS_NAMESPACE)
-                        && d.obj.metadata.name.as_deref() == Some("coredns"));
+                && matches!(o, Object::Deployment(_))
+                && is_named(o, crate::dns::DNS_NAMESPACE, crate::dns::DNS_DEPLOYMENT);
             (!dns, kind_order(o), oref_of(o))
         });
         let mut out = Vec::new();

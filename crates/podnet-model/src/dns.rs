@@ -44,6 +44,8 @@ use crate::model::{Cluster, ServiceInfo, ServiceType};
 /// Where the cluster DNS Service lives, as in kubeadm and kind.
 pub const DNS_NAMESPACE: &str = "kube-system";
 pub const DNS_SERVICE: &str = "kube-dns";
+/// The built-in cluster DNS Deployment (kind's name for it).
+pub const DNS_DEPLOYMENT: &str = "coredns";
 
 /// The cluster DNS that a cluster has when the manifests don't define `kube-system/kube-dns`:
 /// kind's `coredns` Deployment (2 replicas, `k8s-app: kube-dns`) and the `kube-dns` Service at
@@ -53,8 +55,8 @@ pub fn builtin_manifests(c: &crate::config::ClusterConfig) -> String {
         r#"apiVersion: v1
 kind: Service
 metadata:
-  name: kube-dns
-  namespace: kube-system
+  name: {service}
+  namespace: {ns}
   labels: {{k8s-app: kube-dns, kubernetes.io/name: CoreDNS}}
 spec:
   clusterIP: {ip}
@@ -66,8 +68,8 @@ spec:
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: coredns
-  namespace: kube-system
+  name: {deployment}
+  namespace: {ns}
   labels: {{k8s-app: kube-dns}}
 spec:
   replicas: 2
@@ -85,7 +87,10 @@ spec:
         - {{name: dns, containerPort: 53, protocol: UDP}}
         - {{name: dns-tcp, containerPort: 53, protocol: TCP}}
 "#,
-        ip = c.dns_ip
+        ip = c.dns_ip,
+        ns = DNS_NAMESPACE,
+        service = DNS_SERVICE,
+        deployment = DNS_DEPLOYMENT,
     )
 }
 
@@ -517,24 +522,15 @@ impl DnsZone {
         records.sort();
         records.dedup();
         // SRV weights: RFC 2782 wants them to share the load; equal weights summing to 100.
-        let mut i = 0;
-        while i < records.len() {
-            let mut j = i;
-            while j < records.len()
-                && records[j].name == records[i].name
-                && records[j].data.rtype() == RType::Srv
-            {
-                j += 1;
-            }
-            let n = (j - i) as u16;
-            if n > 1 {
-                for r in &mut records[i..j] {
-                    if let RData::Srv { weight, .. } = &mut r.data {
-                        *weight = (100 / n).max(1);
-                    }
+        // The records are sorted, so a name's SRV records stand together.
+        for set in records.chunk_by_mut(|a, b| a.name == b.name && a.data.rtype() == b.data.rtype())
+        {
+            let n = set.len() as u16;
+            for r in set {
+                if let RData::Srv { weight, .. } = &mut r.data {
+                    *weight = (100 / n).max(1);
                 }
             }
-            i = j.max(i + 1);
         }
         DnsZone::from_parts(origin, ttl, records, ents)
     }
@@ -624,12 +620,8 @@ impl DnsZone {
         ))
     }
 
-    /// The zone's SOA, for the authority section of negative answers (RFC 2308).
-    pub fn soa(&self) -> &DnsRecord {
-        &self.records[self.soa]
-    }
-
-    /// The index of the SOA in [`DnsZone::records`].
+    /// The index of the zone's SOA in [`DnsZone::records`], for the authority section of
+    /// negative answers (RFC 2308).
     pub fn soa_index(&self) -> usize {
         self.soa
     }

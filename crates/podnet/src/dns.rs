@@ -6,7 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use podnet_model::dns::DnsZone;
 
-use crate::{build_model, DnsCommand};
+use crate::{build_model, ClusterArgs, DnsCommand, ManifestArgs};
+
+/// The zone of the manifests (None when they have errors, which are printed). The model is
+/// dropped once the zone is built: the server keeps only the zone.
+fn zone_of(manifests: &ManifestArgs, cluster: &ClusterArgs) -> Result<Option<DnsZone>> {
+    Ok(build_model(&manifests.files, cluster)?.map(|m| DnsZone::from_cluster(&m)))
+}
 
 pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
     let DnsCommand::Serve {
@@ -32,11 +38,9 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         }
         upstreams.extend(found);
     }
-    let Some(model) = build_model(&manifests.files, &cluster)? else {
+    let Some(zone) = zone_of(&manifests, &cluster)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let zone = DnsZone::from_cluster(&model);
-    drop(model);
     let records = zone.records.len();
     let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -59,9 +63,8 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match build_model(&manifests.files, &cluster) {
-                        Ok(Some(m)) => {
-                            let zone = DnsZone::from_cluster(&m);
+                    match zone_of(&manifests, &cluster) {
+                        Ok(Some(zone)) => {
                             let n = zone.records.len();
                             match dns.set_zone(zone) {
                                 Ok(()) => eprintln!("reloaded: {n} records"),
