@@ -214,7 +214,7 @@ pub struct IpamConf {
 
 /// The network configuration a runtime sends on stdin (one plugin of a list, with `name`,
 /// `cniVersion` and maybe `prevResult` and `runtimeConfig` added).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetConf {
     pub cni_version: String,
@@ -222,23 +222,40 @@ pub struct NetConf {
     pub name: String,
     #[serde(rename = "type", default)]
     pub plugin_type: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamConf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
     /// MTU of both ends of the veth pair; the overlay's (VXLAN takes 50 bytes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    #[serde(default)]
+    /// In a configuration list: the `runtimeConfig` keys the plugin accepts (§3). The runtime
+    /// removes it and sends `runtimeConfig` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<BTreeMap<String, bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_config: Option<Value>,
     /// GC: `cni.dev/valid-attachments`.
-    #[serde(rename = "cni.dev/valid-attachments", default)]
+    #[serde(
+        rename = "cni.dev/valid-attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub valid_attachments: Option<Vec<Attachment>>,
     /// Everything else is passed through and ignored.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+/// A network configuration list, as a runtime reads it from its configuration directory (§1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConfList {
+    pub cni_version: String,
+    pub name: String,
+    pub plugins: Vec<NetConf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

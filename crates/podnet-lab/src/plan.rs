@@ -3,9 +3,8 @@
 //! Topology (all inside namespaces the lab creates; the host's root namespace is never touched):
 //! - `podnet-<lab>-underlay` holds the bridge `br0`, the lab's physical network;
 //! - `podnet-<lab>-<node>` per node: `eth0` on the underlay with the node's InternalIP, and
-//!   `vxlan0` (VNI 1, UDP 4789, no learning) with the node's VTEP address (its podCIDR's
-//!   network address) and, per remote node, a route to its podCIDR via its VTEP, a permanent
-//!   neighbour (VTEP → MAC) and an FDB entry (MAC → node IP);
+//!   the node's dataplane ([`podnet_node::NodeDataplane`]: the VXLAN overlay, the service
+//!   proxy), applied as on a real node;
 //! - `podnet-<lab>-external`: a client outside the cluster, on the underlay, that can reach the
 //!   node IPs and nothing else;
 //! - one namespace per pod, wired by the CNI plugin.
@@ -13,13 +12,14 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use podnet_model::Cluster;
+use podnet_model::{Cluster, NsName, Protocol};
+use podnet_node::net::NetOp;
 use serde::{Deserialize, Serialize};
 
-/// VXLAN's 50 bytes of headers (outer Ethernet, IPv4, UDP, VXLAN) under a 1500-byte underlay.
-pub const POD_MTU: u32 = 1450;
-pub const VXLAN_PORT: u16 = 4789;
-pub const VXLAN_VNI: u32 = 1;
+/// A node's device on the underlay.
+pub const UPLINK: &str = "eth0";
+/// The underlay's bridge, in the underlay namespace.
+const BRIDGE: &str = "br0";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,8 +49,6 @@ pub struct NodePlan {
     pub ns: String,
     pub ip: IpAddr,
     pub pod_cidr: IpNet,
-    pub vtep_ip: IpAddr,
-    pub vtep_mac: String,
     /// The underlay bridge's port for this node.
     pub underlay_port: String,
 }
@@ -80,6 +78,12 @@ pub struct PodPlan {
     pub hosts: String,
 }
 
+impl PodPlan {
+    pub fn key(&self) -> NsName {
+        NsName::new(&self.namespace, &self.name)
+    }
+}
+
 /// What a lab node's own resolv.conf holds: no nameserver, since nothing in the lab leads out.
 /// (glibc then tries 127.0.0.1, which refuses at once.)
 pub fn node_resolv_conf() -> podnet_model::resolv::ResolvConf {
@@ -90,7 +94,7 @@ pub fn node_resolv_conf() -> podnet_model::resolv::ResolvConf {
 #[serde(rename_all = "camelCase")]
 pub struct PortPlan {
     pub port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
 }
 
 /// The prefix of everything a lab creates.
@@ -115,24 +119,13 @@ pub fn valid_lab_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn vtep_mac(i: usize) -> String {
-    // Locally administered, unicast: 02:70:6e ("pn") then the node index.
-    format!("02:70:6e:00:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff)
-}
-
 /// A short, stable container ID for a pod.
-pub fn container_id(lab: &str, namespace: &str, name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in lab
-        .bytes()
-        .chain([0])
-        .chain(namespace.bytes())
-        .chain([0])
-        .chain(name.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+pub fn container_id(lab: &str, pod: &NsName) -> String {
+    let h = podnet_model::names::fnv64(&[
+        lab.as_bytes(),
+        pod.namespace.as_bytes(),
+        pod.name.as_bytes(),
+    ]);
     format!("podnet{h:016x}")
 }
 
@@ -144,17 +137,12 @@ impl LabPlan {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                let cidr = n.pod_cidrs[0];
-                NodePlan {
-                    name: n.name.clone(),
-                    ns: format!("{p}{}", n.name),
-                    ip: n.internal_ip,
-                    pod_cidr: cidr,
-                    vtep_ip: cidr.network(),
-                    vtep_mac: vtep_mac(i),
-                    underlay_port: format!("n{i}"),
-                }
+            .map(|(i, n)| NodePlan {
+                name: n.name.clone(),
+                ns: format!("{p}{}", n.name),
+                ip: n.internal_ip,
+                pod_cidr: n.pod_cidrs[0],
+                underlay_port: format!("n{i}"),
             })
             .collect();
         let pods = cluster
@@ -173,7 +161,7 @@ impl LabPlan {
                     .filter_map(|cp| {
                         Some(PortPlan {
                             port: u16::try_from(cp.container_port).ok()?,
-                            protocol: cp.protocol.clone(),
+                            protocol: cp.protocol,
                         })
                     })
                     .collect();
@@ -184,7 +172,7 @@ impl LabPlan {
                     node,
                     netns,
                     host_network: pod.host_network,
-                    container_id: container_id(lab, &pod.namespace, &pod.name),
+                    container_id: container_id(lab, &pod.key()),
                     planned_ip: pod.ips.first().copied(),
                     ports,
                     ready: pod.ready,
@@ -233,72 +221,69 @@ impl LabPlan {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// `ip -batch` lines for the underlay namespace: the bridge and one veth per node (and the
-    /// external client), whose other end goes into the node's namespace as `eth0`.
-    pub fn underlay_script(&self) -> String {
-        let mut s = String::from("link set lo up\nlink add br0 type bridge\nlink set br0 up\n");
-        for n in &self.nodes {
-            s += &format!(
-                "link add {} type veth peer name eth0 netns {}\n",
-                n.underlay_port, n.ns
-            );
-            s += &format!("link set {} master br0 up\n", n.underlay_port);
-        }
-        s += &format!(
-            "link add ext type veth peer name eth0 netns {}\nlink set ext master br0 up\n",
-            self.external.ns
-        );
-        s
-    }
-
-    /// `ip -batch` lines for a node: its address, the VXLAN device and the routes and
-    /// neighbours of every other node.
-    pub fn node_script(&self, node: &NodePlan) -> String {
-        let plen = self.node_network.prefix_len();
-        let mut s = format!(
-            "link set lo up\nlink set eth0 up\naddr add {ip}/{plen} dev eth0\n\
-             link add vxlan0 type vxlan id {VXLAN_VNI} dstport {VXLAN_PORT} local {ip} dev eth0 nolearning\n\
-             link set vxlan0 address {mac} mtu {POD_MTU} up\naddr add {vtep}/32 dev vxlan0\n",
-            ip = node.ip,
-            mac = node.vtep_mac,
-            vtep = node.vtep_ip
-        );
-        // The node's own connections to ClusterIPs need a route before the proxy rewrites them.
-        s += &format!("route add {} dev eth0\n", self.service_cidr);
-        for r in self.nodes.iter().filter(|r| r.name != node.name) {
-            s += &format!(
-                "neigh add {} lladdr {} dev vxlan0 nud permanent\n",
-                r.vtep_ip, r.vtep_mac
-            );
-            s += &format!(
-                "route add {} via {} dev vxlan0 onlink\n",
-                r.pod_cidr, r.vtep_ip
-            );
-        }
-        s
-    }
-
-    /// `bridge -batch` lines for a node: where each remote VTEP MAC lives on the underlay.
-    pub fn node_fdb_script(&self, node: &NodePlan) -> String {
-        self.nodes
+    /// The underlay namespace: the bridge and one veth per node (and the external client),
+    /// whose other end goes into the node's namespace as its uplink.
+    pub fn underlay_ops(&self) -> Vec<NetOp> {
+        let mut ops = vec![
+            NetOp::LoopbackUp,
+            NetOp::Bridge {
+                name: BRIDGE.into(),
+            },
+            NetOp::Up {
+                link: BRIDGE.into(),
+                master: None,
+            },
+        ];
+        let ports = self
+            .nodes
             .iter()
-            .filter(|r| r.name != node.name)
-            .map(|r| {
-                format!(
-                    "fdb append {} dev vxlan0 dst {} self permanent\n",
-                    r.vtep_mac, r.ip
-                )
-            })
-            .collect()
+            .map(|n| (n.underlay_port.as_str(), n.ns.as_str()))
+            .chain([("ext", self.external.ns.as_str())]);
+        for (port, ns) in ports {
+            ops.push(NetOp::Veth {
+                name: port.into(),
+                peer: UPLINK.into(),
+                peer_netns: ns.into(),
+            });
+            ops.push(NetOp::Up {
+                link: port.into(),
+                master: Some(BRIDGE.into()),
+            });
+        }
+        ops
     }
 
-    /// `ip -batch` lines for the external client.
-    pub fn external_script(&self) -> String {
-        format!(
-            "link set lo up\nlink set eth0 up\naddr add {}/{} dev eth0\n",
-            self.external.ip,
-            self.node_network.prefix_len()
-        )
+    /// A node's own side of the underlay: its address, and a route for the service CIDR so
+    /// that the node's own connections to ClusterIPs leave through a route before the proxy
+    /// rewrites them. (The overlay is the node's dataplane.)
+    pub fn node_ops(&self, node: &NodePlan) -> Vec<NetOp> {
+        let mut ops = self.host_ops(node.ip);
+        ops.push(NetOp::Route {
+            dst: self.service_cidr,
+            via: vec![],
+            dev: Some(UPLINK.into()),
+            onlink: false,
+        });
+        ops
+    }
+
+    /// The external client: its address on the underlay, nothing else.
+    pub fn external_ops(&self) -> Vec<NetOp> {
+        self.host_ops(self.external.ip)
+    }
+
+    fn host_ops(&self, ip: IpAddr) -> Vec<NetOp> {
+        vec![
+            NetOp::LoopbackUp,
+            NetOp::Up {
+                link: UPLINK.into(),
+                master: None,
+            },
+            NetOp::Address {
+                dev: UPLINK.into(),
+                addr: IpNet::new(ip, self.node_network.prefix_len()).expect("a valid prefix"),
+            },
+        ]
     }
 }
 
@@ -317,35 +302,30 @@ mod tests {
     }
 
     #[test]
-    fn names_addresses_and_scripts() {
+    fn names_addresses_and_topology() {
         let plan = LabPlan::new("demo", &cluster());
         assert_eq!(plan.underlay_ns, "podnet-demo-underlay");
         assert_eq!(plan.external.ip.to_string(), "172.18.0.1");
         let n1 = plan.node("node-1").unwrap();
         assert_eq!(n1.ns, "podnet-demo-node-1");
-        assert_eq!(n1.vtep_ip.to_string(), "10.244.1.0");
-        let script = plan.node_script(n1);
+        let render = |ops: &[NetOp]| -> String {
+            podnet_node::net::render(ops)
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect()
+        };
+        let script = render(&plan.node_ops(n1));
         assert!(
             script.contains("addr add 172.18.0.3/16 dev eth0\n"),
             "{script}"
         );
-        assert!(script.contains(
-            "link add vxlan0 type vxlan id 1 dstport 4789 local 172.18.0.3 dev eth0 nolearning\n"
-        ));
-        assert!(script.contains("route add 10.244.0.0/24 via 10.244.0.0 dev vxlan0 onlink\n"));
         assert!(
-            script.contains("route add 10.96.0.0/16 dev eth0\n"),
+            script.contains("route replace 10.96.0.0/16 dev eth0\n"),
             "the service CIDR: {script}"
         );
-        assert!(script
-            .contains("neigh add 10.244.2.0 lladdr 02:70:6e:00:00:02 dev vxlan0 nud permanent\n"));
-        assert!(
-            !script.contains("route add 10.244.1.0/24"),
-            "no route to its own podCIDR over the overlay"
-        );
-        assert_eq!(plan.node_fdb_script(n1), "fdb append 02:70:6e:00:00:00 dev vxlan0 dst 172.18.0.2 self permanent\nfdb append 02:70:6e:00:00:02 dev vxlan0 dst 172.18.0.4 self permanent\n");
-        let u = plan.underlay_script();
+        let u = render(&plan.underlay_ops());
         assert!(u.contains("link add n2 type veth peer name eth0 netns podnet-demo-node-2\n"));
+        assert!(u.contains("link add ext type veth peer name eth0 netns podnet-demo-external\n"));
         let h = plan.pods.iter().find(|p| p.name == "h").unwrap();
         assert!(h.host_network);
         assert_eq!(h.netns, "podnet-demo-node-1");
@@ -368,11 +348,11 @@ mod tests {
             [
                 PortPlan {
                     port: 80,
-                    protocol: "TCP".into()
+                    protocol: Protocol::Tcp
                 },
                 PortPlan {
                     port: 53,
-                    protocol: "UDP".into()
+                    protocol: Protocol::Udp
                 }
             ]
         );

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
+use podnet_model::Protocol;
 use serde::Serialize;
 
 use crate::{LabError, LabState};
@@ -15,7 +15,7 @@ use crate::{LabError, LabState};
 #[serde(rename_all = "camelCase")]
 pub struct Matrix {
     pub port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
     /// `namespace/name` of each pod, rows (from) and columns (to) alike.
     pub pods: Vec<String>,
     /// `reachable[from][to]`.
@@ -50,11 +50,14 @@ pub fn probe(
     protocol: &str,
     timeout: Duration,
 ) -> Result<Matrix, LabError> {
-    if protocol != "TCP" && protocol != "UDP" {
-        return Err(LabError::Invalid(format!(
-            "protocol {protocol:?}: probe TCP or UDP (this kernel has no SCTP sockets)"
-        )));
-    }
+    let protocol = match Protocol::parse(protocol) {
+        Some(p @ (Protocol::Tcp | Protocol::Udp)) => p,
+        _ => {
+            return Err(LabError::Invalid(format!(
+                "protocol {protocol:?}: probe TCP or UDP (this kernel has no SCTP sockets)"
+            )))
+        }
+    };
     let pods: Vec<_> = st
         .plan
         .pods
@@ -72,18 +75,15 @@ pub fn probe(
                 .map(|(src, _)| {
                     let targets = &targets;
                     let path = crate::net::netns_path(&src.netns);
-                    let protocol = protocol.to_string();
                     s.spawn(move || -> Result<Vec<bool>, LabError> {
-                        let f = std::fs::File::open(&path)
-                            .map_err(|e| LabError::Io(format!("{path}: {e}")))?;
-                        setns(&f, CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| LabError::Io(format!("entering {path}: {e}")))?;
-                        Ok(targets
-                            .iter()
-                            .map(|(name, ip)| {
-                                reach(SocketAddr::new(*ip, port), &protocol, name, timeout)
-                            })
-                            .collect())
+                        Ok(podnet_node::sys::in_netns(&path, || {
+                            Ok(targets
+                                .iter()
+                                .map(|(name, ip)| {
+                                    reach(SocketAddr::new(*ip, port), protocol, name, timeout)
+                                })
+                                .collect())
+                        })?)
                     })
                 })
                 .collect();
@@ -98,18 +98,15 @@ pub fn probe(
     let reachable = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Matrix {
         port,
-        protocol: protocol.to_string(),
-        pods: pods
-            .iter()
-            .map(|(p, _)| format!("{}/{}", p.namespace, p.name))
-            .collect(),
+        protocol,
+        pods: pods.iter().map(|(p, _)| p.key().to_string()).collect(),
         reachable,
     })
 }
 
 /// One probe from the current thread's namespace.
-pub fn reach(to: SocketAddr, protocol: &str, want: &str, timeout: Duration) -> bool {
-    if protocol == "UDP" {
+pub fn reach(to: SocketAddr, protocol: Protocol, want: &str, timeout: Duration) -> bool {
+    if protocol == Protocol::Udp {
         let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
             return false;
         };

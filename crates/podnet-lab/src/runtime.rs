@@ -3,30 +3,37 @@
 //! `cniVersion`, `runtimeConfig` for declared capabilities and `prevResult`), from inside the
 //! node's network namespace.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use serde_json::{json, Value};
+use podnet_cni::spec::{AddResult, IpamConf, NetConf, NetConfList};
+use podnet_node::dataplane::OVERLAY_MTU;
+use podnet_node::sys;
+use serde_json::json;
 
-use crate::plan::{NodePlan, PodPlan, POD_MTU};
+use crate::plan::{NodePlan, PodPlan};
 use crate::LabError;
 
 pub const CONFLIST: &str = "10-podnet.conflist";
 
 /// The configuration list of a node.
-pub fn conflist(node: &NodePlan, ipam_dir: &Path) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": "podnet",
-        "plugins": [{
-            "type": "podnet-cni",
-            "mtu": POD_MTU,
-            "ipam": {"type": "podnet-ipam", "subnet": node.pod_cidr, "dataDir": ipam_dir},
-            "capabilities": {"ips": true}
-        }]
-    })
+pub fn conflist(node: &NodePlan, ipam_dir: &Path) -> NetConfList {
+    NetConfList {
+        cni_version: "1.1.0".into(),
+        name: "podnet".into(),
+        plugins: vec![NetConf {
+            plugin_type: "podnet-cni".into(),
+            mtu: Some(OVERLAY_MTU),
+            ipam: Some(IpamConf {
+                ipam_type: "podnet-ipam".into(),
+                subnet: node.pod_cidr,
+                data_dir: Some(ipam_dir.display().to_string()),
+            }),
+            capabilities: Some([("ips".to_string(), true)].into()),
+            ..Default::default()
+        }],
+    }
 }
 
 pub struct Runtime {
@@ -44,106 +51,102 @@ pub enum Op {
     Check,
 }
 
+impl Op {
+    fn command(self) -> &'static str {
+        match self {
+            Op::Add => "ADD",
+            Op::Del => "DEL",
+            Op::Check => "CHECK",
+        }
+    }
+}
+
 impl Runtime {
-    /// Runs `op` for a pod through every plugin of the list; returns the final result.
-    pub fn run(&self, op: Op, pod: &PodPlan, prev: Option<&Value>) -> Result<Value, LabError> {
-        let text = std::fs::read_to_string(self.conf_dir.join(CONFLIST)).map_err(|e| {
-            LabError::Io(format!("{}: {e}", self.conf_dir.join(CONFLIST).display()))
+    /// Runs `op` for a pod through every plugin of the list; returns the final result (ADD)
+    /// or the previous one (DEL, CHECK).
+    pub fn run(
+        &self,
+        op: Op,
+        pod: &PodPlan,
+        prev: Option<&AddResult>,
+    ) -> Result<Option<AddResult>, LabError> {
+        let path = self.conf_dir.join(CONFLIST);
+        let text = std::fs::read(&path).map_err(|source| LabError::Io {
+            what: path.display().to_string(),
+            source,
         })?;
-        let list: Value =
-            serde_json::from_str(&text).map_err(|e| LabError::Io(format!("{CONFLIST}: {e}")))?;
-        let plugins = list["plugins"].as_array().cloned().unwrap_or_default();
+        let list: NetConfList = serde_json::from_slice(&text).map_err(|source| LabError::Json {
+            what: path.display().to_string(),
+            source,
+        })?;
         let mut result = prev.cloned();
-        let order: Vec<&Value> = if op == Op::Del {
-            plugins.iter().rev().collect()
-        } else {
-            plugins.iter().collect()
-        };
-        for p in order {
-            let mut conf = p.clone();
-            let caps = conf
-                .as_object_mut()
-                .and_then(|o| o.remove("capabilities"))
-                .unwrap_or(json!({}));
-            conf["cniVersion"] = list["cniVersion"].clone();
-            conf["name"] = list["name"].clone();
-            if caps["ips"] == true {
+        let mut plugins = list.plugins.clone();
+        if op == Op::Del {
+            plugins.reverse();
+        }
+        for mut conf in plugins {
+            let caps = conf.capabilities.take().unwrap_or_default();
+            conf.cni_version = list.cni_version.clone();
+            conf.name = list.name.clone();
+            if caps.get("ips") == Some(&true) {
                 if let Some(ip) = pod.planned_ip {
                     let plen = if ip.is_ipv4() { 32 } else { 128 };
-                    conf["runtimeConfig"] = json!({"ips": [format!("{ip}/{plen}")]});
+                    conf.runtime_config = Some(json!({"ips": [format!("{ip}/{plen}")]}));
                 }
             }
-            if let Some(r) = &result {
-                conf["prevResult"] = r.clone();
-            }
-            let plugin_type = conf["type"].as_str().unwrap_or("").to_string();
-            let out = self.exec(op, pod, &plugin_type, &conf)?;
+            conf.prev_result = result
+                .as_ref()
+                .map(|r| serde_json::to_value(r).expect("serializes"));
+            let out = self.exec(op, pod, &conf)?;
             if op == Op::Add {
                 result = Some(out);
             }
         }
-        Ok(result.unwrap_or(Value::Null))
+        Ok(result)
     }
 
-    fn exec(&self, op: Op, pod: &PodPlan, plugin: &str, conf: &Value) -> Result<Value, LabError> {
-        let bin = self.cni_path.join(plugin);
-        let command = match op {
-            Op::Add => "ADD",
-            Op::Del => "DEL",
-            Op::Check => "CHECK",
-        };
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.node_ns))
-            .arg("--")
-            .arg(&bin)
-            .env_clear()
+    fn exec(&self, op: Op, pod: &PodPlan, conf: &NetConf) -> Result<AddResult, LabError> {
+        let bin = self.cni_path.join(&conf.plugin_type);
+        let mut cmd = Command::new(&bin);
+        cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
+            .env("CNI_COMMAND", op.command())
             .env("CNI_CONTAINERID", &pod.container_id)
-            .env("CNI_NETNS", format!("/run/netns/{}", pod.netns))
+            .env("CNI_NETNS", sys::netns_path(&pod.netns))
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", &self.cni_path)
-            .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={}", pod.namespace, pod.name, pod.container_id))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| LabError::Io(format!("running {}: {e}", bin.display())))?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(&serde_json::to_vec(conf).expect("serializes"))
-            .map_err(|e| LabError::Io(e.to_string()))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| LabError::Io(e.to_string()))?;
-        let stdout: Value = if out.stdout.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+            .env(
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={}",
+                    pod.namespace, pod.name, pod.container_id
+                ),
+            );
+        let input = serde_json::to_vec(conf).expect("serializes");
+        let node = sys::netns_path(&self.node_ns);
+        let out = sys::in_netns(&node, || sys::output(&mut cmd, Some(&input)))?;
+        let cni_err = |msg: String| LabError::Cni {
+            pod: pod.key(),
+            op: op.command(),
+            msg,
         };
         if !out.status.success() {
-            return Err(LabError::Cni {
-                pod: format!("{}/{}", pod.namespace, pod.name),
-                op: command.into(),
-                msg: format!(
-                    "{} {}",
-                    stdout["msg"].as_str().unwrap_or(""),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
+            let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            return Err(cni_err(format!(
+                "{} {}",
+                err["msg"].as_str().unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
-        Ok(stdout)
+        if op != Op::Add {
+            return Ok(AddResult::default());
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| cni_err(format!("the ADD result does not decode: {e}")))
     }
 }
 
 /// The pod's first address in an ADD result.
-pub fn result_ip(result: &Value) -> Option<IpAddr> {
-    result["ips"][0]["address"]
-        .as_str()?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
+pub fn result_ip(result: &AddResult) -> Option<IpAddr> {
+    result.ips.first().map(|c| c.address.addr())
 }

@@ -847,7 +847,7 @@ impl Builder {
                         container: c.name.clone(),
                         name: p.name.clone(),
                         container_port: p.container_port,
-                        protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_string()),
+                        protocol: Protocol::of_checked(p.protocol.as_deref()),
                     })
                 })
                 .collect();
@@ -921,7 +921,7 @@ impl Builder {
                 external_name: None,
                 ports: vec![ServicePortInfo {
                     name: "https".into(),
-                    protocol: "TCP".into(),
+                    protocol: Protocol::Tcp,
                     port: 443,
                     target_port: TargetPort::Number(6443),
                     node_port: None,
@@ -980,7 +980,9 @@ impl Builder {
             for (i, p) in svc.ports.iter_mut().enumerate() {
                 let field = format!("spec.ports[{i}].nodePort");
                 if let Some(np) = p.node_port {
-                    if let Err(why) = alloc.claim_port(np, &svc.namespace, &svc.name, &p.protocol) {
+                    if let Err(why) =
+                        alloc.claim_port(np, &svc.namespace, &svc.name, p.protocol.as_str())
+                    {
                         self.diags.push(
                             Diagnostic::error(
                                 src.locate(&field),
@@ -1266,7 +1268,7 @@ fn service_info(src: &Sourced<Service>) -> ServiceInfo {
         .flatten()
         .map(|p| ServicePortInfo {
             name: p.name.clone().unwrap_or_default(),
-            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            protocol: Protocol::of_checked(p.protocol.as_deref()),
             port: p.port,
             target_port: match &p.target_port {
                 None => TargetPort::Number(p.port),
@@ -1330,7 +1332,7 @@ fn user_slice(es: &k8s_openapi::api::discovery::v1::EndpointSlice) -> EndpointSl
                 Some(EndpointPortInfo {
                     name: p.name.clone().unwrap_or_default(),
                     port: p.port?,
-                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    protocol: Protocol::of_checked(p.protocol.as_deref()),
                 })
             })
             .collect(),
@@ -1400,7 +1402,7 @@ fn mirror_endpoints(ep: &k8s_openapi::api::core::v1::Endpoints) -> Vec<EndpointS
                     .map(|p| EndpointPortInfo {
                         name: p.name.clone().unwrap_or_default(),
                         port: p.port,
-                        protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        protocol: Protocol::of_checked(p.protocol.as_deref()),
                     })
                     .collect(),
                 endpoints,
@@ -1460,7 +1462,7 @@ fn endpoint_warnings(cluster: &Cluster, objects: &[Object], diags: &mut Vec<Diag
             };
             let lacking: Vec<&str> = selected
                 .iter()
-                .filter(|pod| pod.find_port(name, &p.protocol).is_none())
+                .filter(|pod| pod.find_port(name, p.protocol).is_none())
                 .map(|pod| pod.name.as_str())
                 .collect();
             if !lacking.is_empty() {

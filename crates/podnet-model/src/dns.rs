@@ -366,11 +366,17 @@ fn absolute(name: &str) -> String {
 
 /// The SRV record of a named port (spec 2.3.2 and 2.4.2):
 /// `_<port>._<proto>.<service fqdn> SRV 0 100 <port> <target>`.
-fn srv(port_name: &str, protocol: &str, port: i32, fqdn: &str, target: &str) -> (String, RData) {
+fn srv(
+    port_name: &str,
+    protocol: crate::Protocol,
+    port: i32,
+    fqdn: &str,
+    target: &str,
+) -> (String, RData) {
     let owner = format!(
         "_{}._{}.{fqdn}",
         port_name.to_ascii_lowercase(),
-        protocol.to_ascii_lowercase()
+        protocol.lower()
     );
     let data = RData::Srv {
         priority: 0,
@@ -485,7 +491,7 @@ impl DnsZone {
                     ptr_owned.insert(*ip);
                 }
                 for p in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-                    let (owner, data) = srv(&p.name, &p.protocol, p.port, &fqdn, &fqdn);
+                    let (owner, data) = srv(&p.name, p.protocol, p.port, &fqdn, &fqdn);
                     rec(owner, data);
                 }
                 continue;
@@ -504,7 +510,7 @@ impl DnsZone {
                     rec(ep_name.clone(), address(*ip));
                     endpoint_ptrs.push((*ip, ep_name.clone()));
                     for p in slice.ports.iter().filter(|p| !p.name.is_empty()) {
-                        let (owner, data) = srv(&p.name, &p.protocol, p.port, &fqdn, &ep_name);
+                        let (owner, data) = srv(&p.name, p.protocol, p.port, &fqdn, &ep_name);
                         rec(owner, data);
                     }
                 }

@@ -117,13 +117,13 @@ pub fn controller_slices<'a>(
         for sp in &svc.ports {
             let port = match &sp.target_port {
                 TargetPort::Number(n) => Some(*n),
-                TargetPort::Name(name) => pod.find_port(name, &sp.protocol),
+                TargetPort::Name(name) => pod.find_port(name, sp.protocol),
             };
             if let Some(port) = port {
                 ports.push(EndpointPortInfo {
                     name: sp.name.clone(),
                     port,
-                    protocol: sp.protocol.clone(),
+                    protocol: sp.protocol,
                 });
             }
         }
@@ -190,7 +190,7 @@ mod tests {
                 container: "c".into(),
                 name: Some(port_name.into()),
                 container_port: port,
-                protocol: "TCP".into(),
+                protocol: crate::Protocol::Tcp,
             }],
             owner: None,
             spec: Default::default(),
@@ -209,7 +209,7 @@ mod tests {
             external_name: None,
             ports: vec![ServicePortInfo {
                 name: "http".into(),
-                protocol: "TCP".into(),
+                protocol: crate::Protocol::Tcp,
                 port: 80,
                 target_port: target,
                 node_port: None,

@@ -44,3 +44,27 @@ pub use config::{ClusterConfig, ConfigOverrides, IpRange, PortRange};
 pub use diag::{Diagnostic, Location, ModelError, ObjectRef, Severity};
 pub use model::*;
 pub use source::{parse_documents, SourceDoc};
+
+/// Serde for maps with structured keys (`BTreeMap<NsName, _>`, ...): a list of `[key, value]`
+/// pairs, since JSON object keys must be strings. Use as `#[serde(with = "podnet_model::pairs")]`.
+pub mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}

@@ -5,14 +5,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ClusterConfig;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// A namespaced object's key: `namespace/name`, the one typed key of every crate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NsName {
     pub namespace: String,
     pub name: String,
@@ -24,6 +24,63 @@ impl NsName {
             namespace: namespace.to_string(),
             name: name.to_string(),
         }
+    }
+}
+
+/// A transport protocol as Kubernetes spells it (`TCP`, `UDP`, `SCTP`): the one protocol type of
+/// every podnet crate.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    /// The API's spelling: exactly `TCP`, `UDP` or `SCTP`.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// A field of a checked object: `None` is the API's default, TCP. The checks have already
+    /// refused every other spelling, so one here is a bug.
+    pub fn of_checked(field: Option<&str>) -> Protocol {
+        let s = field.unwrap_or("TCP");
+        Protocol::parse(s).unwrap_or_else(|| panic!("protocol {s:?} passed the checks"))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    /// Lower case, as nftables, SRV names and iproute2 spell it.
+    pub fn lower(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -61,7 +118,7 @@ pub struct ContainerPortInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub container_port: i32,
-    pub protocol: String,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +162,7 @@ impl PodInfo {
 
     /// The port a named targetPort resolves to in this pod (`FindPort`): the first container
     /// port with that name and protocol.
-    pub fn find_port(&self, name: &str, protocol: &str) -> Option<i32> {
+    pub fn find_port(&self, name: &str, protocol: Protocol) -> Option<i32> {
         self.ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
@@ -162,7 +219,7 @@ impl std::fmt::Display for TargetPort {
 #[serde(rename_all = "camelCase")]
 pub struct ServicePortInfo {
     pub name: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub port: i32,
     pub target_port: TargetPort,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,7 +233,7 @@ pub struct ServicePortInfo {
 pub struct EndpointPortInfo {
     pub name: String,
     pub port: i32,
-    pub protocol: String,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

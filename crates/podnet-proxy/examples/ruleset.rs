@@ -2,8 +2,9 @@
 //! in `bench/proxy.sh`: `ruleset full N E` (a node's first load) or `ruleset add-one N E` (the
 //! diff that adds one more Service at N).
 
-use podnet_proxy::nft::{diff, full, Elements};
-use podnet_proxy::plan::{Dispatch, Frontend, Owner, Proto, ProxyPlan};
+use podnet_model::{NsName, Protocol};
+use podnet_proxy::nft::{Elements, Transaction};
+use podnet_proxy::plan::{Dispatch, Frontend, Owner, ProxyPlan};
 
 fn plan(n: usize, e: usize) -> ProxyPlan {
     let mut p = ProxyPlan {
@@ -31,12 +32,12 @@ fn plan(n: usize, e: usize) -> ProxyPlan {
         p.frontends.insert(
             Frontend {
                 ip: vip,
-                proto: Proto::Tcp,
+                proto: Protocol::Tcp,
                 port: 80,
             },
             (
                 Owner {
-                    service: format!("ns/s{i}"),
+                    service: NsName::new("ns", &format!("s{i}")),
                     port: "80".into(),
                 },
                 Dispatch::Endpoints {
@@ -54,10 +55,14 @@ fn main() {
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let e: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
     match args.get(1).map(String::as_str) {
-        Some("full") => print!("{}", full(&plan(n, e))),
+        Some("full") => print!(
+            "{}",
+            Transaction::create(&Elements::of(&plan(n, e))).render()
+        ),
         Some("add-one") => print!(
             "{}",
-            diff(&Elements::of(&plan(n, e)), &Elements::of(&plan(n + 1, e)))
+            Transaction::update(&Elements::of(&plan(n, e)), &Elements::of(&plan(n + 1, e)))
+                .render()
         ),
         _ => eprintln!("usage: ruleset full|add-one N E"),
     }

@@ -4,4 +4,4 @@
 pub mod nft;
 pub mod plan;
 
-pub use plan::{Dispatch, Frontend, Proto, ProxyPlan};
+pub use plan::{Dispatch, Frontend, Owner, ProxyPlan};

@@ -1,89 +1,421 @@
 //! The proxy plan as nftables: one table, `ip podnet-proxy`, of maps and sets, with chains per
 //! endpoint count instead of per service (see `docs/design/service-proxy.md`). Dispatch is two
 //! hash lookups whatever the number of Services.
+//!
+//! Everything here is a typed value: the elements a node holds ([`Elements`]) and the changes
+//! between two of them ([`Transaction`]). nft syntax is written only by
+//! [`Transaction::render`], where the transaction is handed to the kernel, and never read back.
 
-use std::collections::BTreeSet;
-use std::fmt::Write;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write};
+use std::net::{IpAddr, Ipv4Addr};
+
+use podnet_model::Protocol;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Dispatch, ProxyPlan};
 
 pub const TABLE: &str = "podnet-proxy";
 /// The mark that asks postrouting to masquerade.
 pub const MASQ_MARK: u32 = 0x4000;
+/// Elements per `add element` statement.
+const CHUNK: usize = 1000;
 
-/// The protocols the proxy handles. Backend maps and dispatch chains exist per protocol: nft
-/// reads a map's data type (`ip daddr . udp dport`) into the rules that use the map, so each map
-/// serves one protocol. (A protocol-neutral `th dport` loads, but nft cannot read it back from
-/// the kernel, and every later transaction on the table would fail.)
-pub const PROTOS: [&str; 3] = ["tcp", "udp", "sctp"];
+/// A key of the `services` map and the `no_endpoints` set: `ip . proto . port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub ip: Ipv4Addr,
+    pub proto: Protocol,
+    pub port: u16,
+}
 
-/// What a frontend's element jumps to: `goto svc_udp_ep3`, `goto np_tcp_aff10800_ep2_masq`,
-/// `drop`; None for a frontend that is rejected.
-fn verdict(prefix: &str, proto: &str, affinity: Option<u32>, d: &Dispatch) -> Option<String> {
-    let aff = affinity.map(|t| format!("aff{t}_")).unwrap_or_default();
-    match d {
-        Dispatch::Endpoints {
-            endpoints,
-            masquerade,
-        } => Some(format!(
-            "goto {prefix}_{proto}_{aff}ep{}{}",
-            endpoints.len(),
-            if *masquerade { "_masq" } else { "" }
-        )),
-        Dispatch::Drop => Some("drop".to_string()),
-        Dispatch::Reject => None,
+/// A key of the `node_ports` map and the `no_endpoint_ports` set: `proto . port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodePortKey {
+    pub proto: Protocol,
+    pub port: u16,
+}
+
+/// Where traffic enters: a virtual address or a node port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FrontendKey {
+    Service(ServiceKey),
+    NodePort(NodePortKey),
+}
+
+impl FrontendKey {
+    pub fn proto(&self) -> Protocol {
+        match self {
+            FrontendKey::Service(k) => k.proto,
+            FrontendKey::NodePort(k) => k.proto,
+        }
+    }
+    pub fn is_node_port(&self) -> bool {
+        matches!(self, FrontendKey::NodePort(_))
     }
 }
 
-/// The elements of each map and set, as nft text: what a node's proxy holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A dispatch chain: for Services or node ports, one protocol, with session affinity's timeout
+/// or without, for `endpoints` endpoints. Each has a masquerading twin (`<name>_masq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Chain {
+    pub node_port: bool,
+    pub proto: Protocol,
+    pub affinity: Option<u32>,
+    pub endpoints: usize,
+}
+
+/// What a frontend's element jumps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    Goto { chain: Chain, masquerade: bool },
+    Drop,
+}
+
+/// One of the backend maps: per protocol, for Services or node ports, with session affinity
+/// (slots count from 1, the connection's ct mark) or without (slots count from 0, numgen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BackendMap {
+    pub node_port: bool,
+    pub affinity: bool,
+    pub proto: Protocol,
+}
+
+/// A key of a backend map: a frontend and a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BackendSlot {
+    pub map: BackendMap,
+    pub frontend: FrontendKey,
+    pub slot: u32,
+}
+
+/// An endpoint: where DNAT sends a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// One element of one of the table's maps and sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    Service(ServiceKey, Verdict),
+    NodePort(NodePortKey, Verdict),
+    Backend(BackendSlot, Backend),
+    NoEndpoints(ServiceKey),
+    NoEndpointPort(NodePortKey),
+    /// An endpoint reaching itself through a Service: `ip . ip`.
+    Hairpin(Ipv4Addr),
+}
+
+/// What a node's proxy holds: the elements of every map and set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Elements {
-    pub services: BTreeSet<String>,
-    pub node_ports: BTreeSet<String>,
-    /// Backend maps by name: `backends_<proto>` and `np_backends_<proto>` by slot,
-    /// `aff_backends_<proto>` and `np_aff_backends_<proto>` (session affinity) by slot + 1.
-    pub backends: std::collections::BTreeMap<String, BTreeSet<String>>,
-    pub no_endpoints: BTreeSet<String>,
-    pub no_endpoint_ports: BTreeSet<String>,
-    pub hairpin: BTreeSet<String>,
+    #[serde(with = "podnet_model::pairs")]
+    pub services: BTreeMap<ServiceKey, Verdict>,
+    #[serde(with = "podnet_model::pairs")]
+    pub node_ports: BTreeMap<NodePortKey, Verdict>,
+    #[serde(with = "podnet_model::pairs")]
+    pub backends: BTreeMap<BackendSlot, Backend>,
+    pub no_endpoints: BTreeSet<ServiceKey>,
+    pub no_endpoint_ports: BTreeSet<NodePortKey>,
+    pub hairpin: BTreeSet<Ipv4Addr>,
 }
 
-/// A dispatch chain: for Services (`svc`) or node ports (`np`), one protocol, with session
-/// affinity's timeout or without, for `n` endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct ChainSpec {
-    node_port: bool,
-    proto: String,
-    affinity: Option<u32>,
-    n: usize,
+/// A UDP flow that a removed backend served: its conntrack entries must go, or clients keep
+/// sending to a gone endpoint. `vip` is None for a node port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StaleUdpFlow {
+    pub vip: Option<Ipv4Addr>,
+    pub port: u16,
+    pub endpoint: Ipv4Addr,
 }
 
-impl ChainSpec {
-    fn parse(verdict: &str) -> Option<ChainSpec> {
-        let name = verdict.strip_prefix("goto ")?.trim_end_matches("_masq");
-        let (node_port, rest) = if let Some(r) = name.strip_prefix("svc_") {
-            (false, r)
-        } else {
-            (true, name.strip_prefix("np_")?)
-        };
-        let (proto, rest) = rest.split_once('_')?;
-        let (affinity, rest) = match rest.strip_prefix("aff") {
-            Some(r) => {
-                let (t, r) = r.split_once('_')?;
-                (Some(t.parse().ok()?), r)
+impl Elements {
+    pub fn of(plan: &ProxyPlan) -> Elements {
+        let mut e = Elements::default();
+        for (f, (owner, d)) in &plan.frontends {
+            if let IpAddr::V4(ip) = f.ip {
+                let key = FrontendKey::Service(ServiceKey {
+                    ip,
+                    proto: f.proto,
+                    port: f.port,
+                });
+                e.add_frontend(key, plan.affinity.get(&owner.service).copied(), d);
             }
-            None => (None, rest),
-        };
-        Some(ChainSpec {
-            node_port,
-            proto: proto.to_string(),
-            affinity,
-            n: rest.strip_prefix("ep")?.parse().ok()?,
-        })
+        }
+        for ((proto, port), (owner, d)) in &plan.node_ports {
+            let key = FrontendKey::NodePort(NodePortKey {
+                proto: *proto,
+                port: *port,
+            });
+            e.add_frontend(key, plan.affinity.get(&owner.service).copied(), d);
+        }
+        e
     }
 
-    fn name(&self) -> String {
+    /// One frontend: its verdict or its place among the rejected, and its backends by slot.
+    fn add_frontend(&mut self, key: FrontendKey, affinity: Option<u32>, d: &Dispatch) {
+        let node_port = key.is_node_port();
+        let verdict = match d {
+            Dispatch::Endpoints {
+                endpoints,
+                masquerade,
+            } => Some(Verdict::Goto {
+                chain: Chain {
+                    node_port,
+                    proto: key.proto(),
+                    affinity,
+                    endpoints: endpoints.len(),
+                },
+                masquerade: *masquerade,
+            }),
+            Dispatch::Drop => Some(Verdict::Drop),
+            Dispatch::Reject => None,
+        };
+        match (key, verdict) {
+            (FrontendKey::Service(k), Some(v)) => {
+                self.services.insert(k, v);
+            }
+            (FrontendKey::NodePort(k), Some(v)) => {
+                self.node_ports.insert(k, v);
+            }
+            (FrontendKey::Service(k), None) => {
+                self.no_endpoints.insert(k);
+            }
+            (FrontendKey::NodePort(k), None) => {
+                self.no_endpoint_ports.insert(k);
+            }
+        }
+        let Dispatch::Endpoints { endpoints, .. } = d else {
+            return;
+        };
+        let map = BackendMap {
+            node_port,
+            affinity: affinity.is_some(),
+            proto: key.proto(),
+        };
+        let first = u32::from(affinity.is_some());
+        for (i, (ip, port)) in endpoints.iter().enumerate() {
+            let IpAddr::V4(ip) = *ip else { continue };
+            let slot = BackendSlot {
+                map,
+                frontend: key,
+                slot: first + i as u32,
+            };
+            self.backends.insert(slot, Backend { ip, port: *port });
+            self.hairpin.insert(ip);
+        }
+    }
+
+    /// Every element, in the table's order.
+    pub fn iter(&self) -> impl Iterator<Item = Element> + '_ {
+        let services = self.services.iter().map(|(k, v)| Element::Service(*k, *v));
+        let node_ports = self
+            .node_ports
+            .iter()
+            .map(|(k, v)| Element::NodePort(*k, *v));
+        let backends = self.backends.iter().map(|(k, v)| Element::Backend(*k, *v));
+        services
+            .chain(node_ports)
+            .chain(backends)
+            .chain(self.no_endpoints.iter().map(|k| Element::NoEndpoints(*k)))
+            .chain(
+                self.no_endpoint_ports
+                    .iter()
+                    .map(|k| Element::NoEndpointPort(*k)),
+            )
+            .chain(self.hairpin.iter().map(|ip| Element::Hairpin(*ip)))
+    }
+
+    /// The dispatch chains the elements jump to.
+    pub fn chains(&self) -> BTreeSet<Chain> {
+        self.services
+            .values()
+            .chain(self.node_ports.values())
+            .filter_map(|v| match v {
+                Verdict::Goto { chain, .. } => Some(*chain),
+                Verdict::Drop => None,
+            })
+            .collect()
+    }
+
+    /// The endpoint counts the elements jump to.
+    pub fn counts(&self) -> BTreeSet<usize> {
+        self.chains().iter().map(|c| c.endpoints).collect()
+    }
+
+    /// The session-affinity timeouts in use.
+    pub fn timeouts(&self) -> BTreeSet<u32> {
+        self.chains().iter().filter_map(|c| c.affinity).collect()
+    }
+
+    /// UDP backends that `new` no longer has for their frontend (under any slot).
+    pub fn stale_udp_flows(&self, new: &Elements) -> Vec<StaleUdpFlow> {
+        let still: BTreeSet<(FrontendKey, Ipv4Addr)> = new
+            .backends
+            .iter()
+            .map(|(s, b)| (s.frontend, b.ip))
+            .collect();
+        let mut out: Vec<StaleUdpFlow> = self
+            .backends
+            .iter()
+            .filter(|(s, b)| s.map.proto == Protocol::Udp && !still.contains(&(s.frontend, b.ip)))
+            .map(|(s, b)| match s.frontend {
+                FrontendKey::Service(k) => StaleUdpFlow {
+                    vip: Some(k.ip),
+                    port: k.port,
+                    endpoint: b.ip,
+                },
+                FrontendKey::NodePort(k) => StaleUdpFlow {
+                    vip: None,
+                    port: k.port,
+                    endpoint: b.ip,
+                },
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every map and set with its elements in nft's notation, by name: what `podnet check
+    /// --proxy -o json` prints (docs/check-schema.md).
+    pub fn listing(&self) -> Listing {
+        let mut l = Listing::default();
+        for e in self.iter() {
+            let text = e.to_string();
+            match e {
+                Element::Service(..) => l.services.push(text),
+                Element::NodePort(..) => l.node_ports.push(text),
+                Element::Backend(s, _) => l.backends.entry(s.map.name()).or_default().push(text),
+                Element::NoEndpoints(_) => l.no_endpoints.push(text),
+                Element::NoEndpointPort(_) => l.no_endpoint_ports.push(text),
+                Element::Hairpin(_) => l.hairpin.push(text),
+            }
+        }
+        l.backends.values_mut().for_each(|v| v.sort());
+        l
+    }
+}
+
+/// A node's proxy in nft's notation, for people and `check -o json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    pub services: Vec<String>,
+    pub node_ports: Vec<String>,
+    pub backends: BTreeMap<String, Vec<String>>,
+    pub no_endpoints: Vec<String>,
+    pub no_endpoint_ports: Vec<String>,
+    pub hairpin: Vec<String>,
+}
+
+/// One step of a transaction on the proxy's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// The table with its fixed maps, sets and base chains.
+    CreateTable,
+    /// The client maps of a session-affinity timeout.
+    AddAffinityMaps(u32),
+    /// A dispatch chain and its masquerading twin.
+    AddChain(Chain),
+    DeleteElements(Vec<Element>),
+    AddElements(Vec<Element>),
+}
+
+/// Changes to the proxy's table that the kernel applies as one: all of them, or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    pub ops: Vec<Op>,
+}
+
+impl Transaction {
+    /// The whole table, for a node's first load.
+    pub fn create(e: &Elements) -> Transaction {
+        let mut ops = vec![Op::CreateTable];
+        ops.extend(e.timeouts().into_iter().map(Op::AddAffinityMaps));
+        ops.extend(e.chains().into_iter().map(Op::AddChain));
+        ops.push(Op::AddElements(e.iter().collect()));
+        Transaction { ops }.pruned()
+    }
+
+    /// The changes from `old` to `new`: only the elements that differ (a changed map value is
+    /// a delete and an add of the same key, in that order), and chains and affinity maps that
+    /// are new. Empty when nothing changed.
+    pub fn update(old: &Elements, new: &Elements) -> Transaction {
+        let mut ops: Vec<Op> = new
+            .timeouts()
+            .difference(&old.timeouts())
+            .map(|t| Op::AddAffinityMaps(*t))
+            .collect();
+        ops.extend(
+            new.chains()
+                .difference(&old.chains())
+                .map(|c| Op::AddChain(*c)),
+        );
+        let (o, n): (BTreeSet<Element>, BTreeSet<Element>) =
+            (old.iter().collect(), new.iter().collect());
+        ops.push(Op::DeleteElements(o.difference(&n).copied().collect()));
+        ops.push(Op::AddElements(n.difference(&o).copied().collect()));
+        Transaction { ops }.pruned()
+    }
+
+    fn pruned(mut self) -> Transaction {
+        self.ops
+            .retain(|op| !matches!(op, Op::DeleteElements(v) | Op::AddElements(v) if v.is_empty()));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The transaction in nft's syntax, for `nft -f`: the one place it is written.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for op in &self.ops {
+            match op {
+                Op::CreateTable => render_table(&mut s),
+                Op::AddAffinityMaps(t) => render_affinity_maps(&mut s, *t),
+                Op::AddChain(c) => c.render(&mut s),
+                Op::DeleteElements(v) => render_elements(&mut s, "delete", v, Element::key),
+                Op::AddElements(v) => render_elements(&mut s, "add", v, |e| e.to_string()),
+            }
+        }
+        s
+    }
+}
+
+/// `add element` / `delete element` statements, one per map or set and chunk.
+fn render_elements(s: &mut String, verb: &str, v: &[Element], text: impl Fn(&Element) -> String) {
+    let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in v {
+        by_set.entry(e.set_name()).or_default().push(text(e));
+    }
+    for (set, elems) in by_set {
+        for chunk in elems.chunks(CHUNK) {
+            let _ = writeln!(
+                s,
+                "{verb} element ip {TABLE} {set} {{ {} }}",
+                chunk.join(", ")
+            );
+        }
+    }
+}
+
+impl BackendMap {
+    pub fn name(&self) -> String {
+        format!(
+            "{}{}backends_{}",
+            if self.node_port { "np_" } else { "" },
+            if self.affinity { "aff_" } else { "" },
+            self.proto.lower()
+        )
+    }
+}
+
+impl Chain {
+    pub fn name(&self) -> String {
         let aff = self
             .affinity
             .map(|t| format!("aff{t}_"))
@@ -91,23 +423,35 @@ impl ChainSpec {
         format!(
             "{}_{}_{aff}ep{}",
             if self.node_port { "np" } else { "svc" },
-            self.proto,
-            self.n
+            self.proto.lower(),
+            self.endpoints
         )
     }
 
     /// The chain and its masquerading twin.
     fn render(&self, out: &mut String) {
-        let (name, n, proto) = (self.name(), self.n, &self.proto);
+        let (name, n) = (self.name(), self.endpoints);
         let _ = writeln!(out, "add chain ip {TABLE} {name}");
         let (key, np) = if self.node_port {
             ("meta l4proto . th dport", "np_")
         } else {
             ("ip daddr . meta l4proto . th dport", "")
         };
+        let backends = |affinity| {
+            BackendMap {
+                node_port: self.node_port,
+                affinity,
+                proto: self.proto,
+            }
+            .name()
+        };
         match self.affinity {
             None => {
-                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{np}backends_{proto}");
+                let _ = writeln!(
+                    out,
+                    "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{}",
+                    backends(false)
+                );
             }
             Some(t) => {
                 // The slot + 1 lives in the connection's ct mark: restored from the client's
@@ -123,7 +467,11 @@ impl ChainSpec {
                     out,
                     "add rule ip {TABLE} {name} update @{np}aff_{t} {{ {client} : ct mark }}"
                 );
-                let _ = writeln!(out, "add rule ip {TABLE} {name} dnat ip to {key} . ct mark map @{np}aff_backends_{proto}");
+                let _ = writeln!(
+                    out,
+                    "add rule ip {TABLE} {name} dnat ip to {key} . ct mark map @{}",
+                    backends(true)
+                );
             }
         }
         let _ = writeln!(out, "add chain ip {TABLE} {name}_masq");
@@ -134,112 +482,102 @@ impl ChainSpec {
     }
 }
 
+impl Element {
+    /// The map or set the element belongs to.
+    pub fn set_name(&self) -> String {
+        match self {
+            Element::Service(..) => "services".into(),
+            Element::NodePort(..) => "node_ports".into(),
+            Element::Backend(s, _) => s.map.name(),
+            Element::NoEndpoints(_) => "no_endpoints".into(),
+            Element::NoEndpointPort(_) => "no_endpoint_ports".into(),
+            Element::Hairpin(_) => "hairpin".into(),
+        }
+    }
+
+    /// The element's key: what `delete element` names.
+    fn key(&self) -> String {
+        match self {
+            Element::Service(k, _) | Element::NoEndpoints(k) => k.to_string(),
+            Element::NodePort(k, _) | Element::NoEndpointPort(k) => k.to_string(),
+            Element::Backend(s, _) => s.to_string(),
+            Element::Hairpin(_) => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} . {} . {}", self.ip, self.proto.lower(), self.port)
+    }
+}
+
+impl fmt::Display for NodePortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} . {}", self.proto.lower(), self.port)
+    }
+}
+
+impl fmt::Display for FrontendKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrontendKey::Service(k) => k.fmt(f),
+            FrontendKey::NodePort(k) => k.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for BackendSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} . {}", self.frontend, self.slot)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Goto { chain, masquerade } => {
+                write!(
+                    f,
+                    "goto {}{}",
+                    chain.name(),
+                    if *masquerade { "_masq" } else { "" }
+                )
+            }
+            Verdict::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Service(k, v) => write!(f, "{k} : {v}"),
+            Element::NodePort(k, v) => write!(f, "{k} : {v}"),
+            Element::Backend(s, b) => write!(f, "{s} : {} . {}", b.ip, b.port),
+            Element::NoEndpoints(k) => k.fmt(f),
+            Element::NoEndpointPort(k) => k.fmt(f),
+            Element::Hairpin(ip) => write!(f, "{ip} . {ip}"),
+        }
+    }
+}
+
 /// The session-affinity maps for a timeout.
 fn render_affinity_maps(out: &mut String, t: u32) {
     let _ = writeln!(out, "add map ip {TABLE} aff_{t} {{ typeof ip saddr . ip daddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
     let _ = writeln!(out, "add map ip {TABLE} np_aff_{t} {{ typeof ip saddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
 }
 
-impl Elements {
-    pub fn of(plan: &ProxyPlan) -> Elements {
-        let mut e = Elements::default();
-        for (f, (owner, d)) in &plan.frontends {
-            if f.ip.is_ipv4() {
-                let key = format!("{} . {} . {}", f.ip, f.proto.nft(), f.port);
-                e.add_frontend(
-                    false,
-                    key,
-                    f.proto.nft(),
-                    plan.affinity.get(&owner.service).copied(),
-                    d,
-                );
-            }
-        }
-        for ((proto, port), (owner, d)) in &plan.node_ports {
-            let key = format!("{} . {port}", proto.nft());
-            e.add_frontend(
-                true,
-                key,
-                proto.nft(),
-                plan.affinity.get(&owner.service).copied(),
-                d,
-            );
-        }
-        e
-    }
-
-    /// One frontend (a ClusterIP/LoadBalancer/external address, or a node port): its verdict
-    /// or its place among the rejected, and its backends by slot.
-    fn add_frontend(
-        &mut self,
-        node_port: bool,
-        key: String,
-        proto: &str,
-        affinity: Option<u32>,
-        d: &Dispatch,
-    ) {
-        let (prefix, verdicts, rejected) = if node_port {
-            ("np", &mut self.node_ports, &mut self.no_endpoint_ports)
-        } else {
-            ("svc", &mut self.services, &mut self.no_endpoints)
-        };
-        match verdict(prefix, proto, affinity, d) {
-            Some(v) => verdicts.insert(format!("{key} : {v}")),
-            None => rejected.insert(key.clone()),
-        };
-        if let Dispatch::Endpoints { endpoints, .. } = d {
-            let np = if node_port { "np_" } else { "" };
-            let (map, first) = if affinity.is_some() {
-                (format!("{np}aff_backends_{proto}"), 1)
-            } else {
-                (format!("{np}backends_{proto}"), 0)
-            };
-            for (i, (ip, port)) in endpoints.iter().enumerate() {
-                self.backends
-                    .entry(map.clone())
-                    .or_default()
-                    .insert(format!("{key} . {} : {ip} . {port}", i + first));
-                self.hairpin.insert(format!("{ip} . {ip}"));
-            }
-        }
-    }
-
-    /// The dispatch chains the elements jump to.
-    fn chains(&self) -> BTreeSet<ChainSpec> {
-        self.services
-            .iter()
-            .chain(&self.node_ports)
-            .filter_map(|e| ChainSpec::parse(e.rsplit(" : ").next()?))
-            .collect()
-    }
-
-    /// The endpoint counts the elements jump to.
-    pub fn counts(&self) -> BTreeSet<usize> {
-        self.chains().iter().map(|c| c.n).collect()
-    }
-
-    /// The session-affinity timeouts in use.
-    fn timeouts(&self) -> BTreeSet<u32> {
-        self.chains().iter().filter_map(|c| c.affinity).collect()
-    }
-
-    /// Every map and set with its elements, by name.
-    fn sets(&self) -> Vec<(String, &BTreeSet<String>)> {
-        let mut v: Vec<(String, &BTreeSet<String>)> = vec![
-            ("services".into(), &self.services),
-            ("node_ports".into(), &self.node_ports),
-            ("no_endpoints".into(), &self.no_endpoints),
-            ("no_endpoint_ports".into(), &self.no_endpoint_ports),
-            ("hairpin".into(), &self.hairpin),
-        ];
-        v.extend(self.backends.iter().map(|(k, set)| (k.clone(), set)));
-        v
-    }
-}
-
-/// The whole table, for a node's first load: one transaction (`nft -f`).
-pub fn full(plan: &ProxyPlan) -> String {
-    let mut s = String::new();
+/// The table, its fixed maps and sets, and its base chains. Backend maps exist per protocol:
+/// nft reads a map's data type (`ip daddr . udp dport`) into the rules that use the map, so each
+/// map serves one protocol. (A protocol-neutral `th dport` loads, but nft cannot read it back
+/// from the kernel, and every later transaction on the table would fail.)
+///
+/// A table left by an earlier run (a crash between a load and saving state) is replaced in the
+/// same transaction: `add` makes sure it exists, `delete` removes it with all it holds.
+fn render_table(s: &mut String) {
+    let _ = writeln!(s, "add table ip {TABLE}");
+    let _ = writeln!(s, "delete table ip {TABLE}");
     let _ = writeln!(s, "add table ip {TABLE}");
     let _ = writeln!(
         s,
@@ -249,11 +587,32 @@ pub fn full(plan: &ProxyPlan) -> String {
         s,
         "add map ip {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
     );
-    for proto in PROTOS {
-        let _ = writeln!(s, "add map ip {TABLE} backends_{proto} {{ typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . {proto} dport; }}");
-        let _ = writeln!(s, "add map ip {TABLE} np_backends_{proto} {{ typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . {proto} dport; }}");
-        let _ = writeln!(s, "add map ip {TABLE} aff_backends_{proto} {{ typeof ip daddr . meta l4proto . th dport . ct mark : ip daddr . {proto} dport; }}");
-        let _ = writeln!(s, "add map ip {TABLE} np_aff_backends_{proto} {{ typeof meta l4proto . th dport . ct mark : ip daddr . {proto} dport; }}");
+    for proto in Protocol::ALL {
+        for node_port in [false, true] {
+            for affinity in [false, true] {
+                let map = BackendMap {
+                    node_port,
+                    affinity,
+                    proto,
+                };
+                let key = if node_port {
+                    "meta l4proto . th dport"
+                } else {
+                    "ip daddr . meta l4proto . th dport"
+                };
+                let slot = if affinity {
+                    "ct mark"
+                } else {
+                    "numgen random mod 2"
+                };
+                let _ = writeln!(
+                    s,
+                    "add map ip {TABLE} {} {{ typeof {key} . {slot} : ip daddr . {} dport; }}",
+                    map.name(),
+                    proto.lower()
+                );
+            }
+        }
     }
     let _ = writeln!(
         s,
@@ -267,13 +626,6 @@ pub fn full(plan: &ProxyPlan) -> String {
         s,
         "add set ip {TABLE} hairpin {{ type ipv4_addr . ipv4_addr; }}"
     );
-    let elements = Elements::of(plan);
-    for t in elements.timeouts() {
-        render_affinity_maps(&mut s, t);
-    }
-    for c in elements.chains() {
-        c.render(&mut s);
-    }
     // DNAT: new connections to a frontend, from pods (prerouting) and from the node (output).
     let _ = writeln!(s, "add chain ip {TABLE} dispatch");
     let _ = writeln!(
@@ -312,166 +664,18 @@ pub fn full(plan: &ProxyPlan) -> String {
     }
     let _ = writeln!(s, "add chain ip {TABLE} nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}");
     let _ = writeln!(s, "add rule ip {TABLE} nat_postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark & {:#x} masquerade fully-random", !MASQ_MARK);
-    for (name, set) in elements.sets() {
-        add_elements(&mut s, &name, set.iter());
-    }
-    s
 }
 
-fn add_elements<'a>(s: &mut String, set: &str, elems: impl Iterator<Item = &'a String>) {
-    let v: Vec<&String> = elems.collect();
-    for chunk in v.chunks(1000) {
-        let _ = writeln!(
-            s,
-            "add element ip {TABLE} {set} {{ {} }}",
-            chunk
-                .iter()
-                .map(|e| e.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-}
-
-fn delete_elements<'a>(s: &mut String, set: &str, elems: impl Iterator<Item = &'a String>) {
-    // Map elements are deleted by key: the text before " : ".
-    let v: Vec<String> = elems
-        .map(|e| e.split(" : ").next().unwrap_or(e).to_string())
-        .collect();
-    for chunk in v.chunks(1000) {
-        let _ = writeln!(
-            s,
-            "delete element ip {TABLE} {set} {{ {} }}",
-            chunk.join(", ")
-        );
-    }
-}
-
-/// The changes from `old` to `new` as one transaction: only the elements that differ (and
-/// chains and affinity maps that are new). Empty when nothing changed.
-pub fn diff(a: &Elements, b: &Elements) -> String {
-    let mut s = String::new();
-    for t in b.timeouts().difference(&a.timeouts()) {
-        render_affinity_maps(&mut s, *t);
-    }
-    for c in b.chains().difference(&a.chains()) {
-        c.render(&mut s);
-    }
-    let empty = BTreeSet::new();
-    let (olds, news): (
-        std::collections::BTreeMap<_, _>,
-        std::collections::BTreeMap<_, _>,
-    ) = (
-        a.sets().into_iter().collect(),
-        b.sets().into_iter().collect(),
-    );
-    let names: BTreeSet<&String> = olds.keys().chain(news.keys()).collect();
-    // A changed map value is a delete and an add of the same key, in that order.
-    for name in &names {
-        let (o, n) = (
-            olds.get(*name).copied().unwrap_or(&empty),
-            news.get(*name).copied().unwrap_or(&empty),
-        );
-        delete_elements(&mut s, name, o.difference(n));
-    }
-    for name in &names {
-        let (o, n) = (
-            olds.get(*name).copied().unwrap_or(&empty),
-            news.get(*name).copied().unwrap_or(&empty),
-        );
-        add_elements(&mut s, name, n.difference(o));
-    }
-    s
-}
-
-/// UDP backends that `new` no longer has, as (frontend IP or None for a node port, port,
-/// endpoint IP): their conntrack entries must go, or clients keep sending to a gone endpoint.
-pub fn removed_udp_backends(a: &Elements, b: &Elements) -> Vec<(Option<String>, u16, String)> {
-    let empty = BTreeSet::new();
-    let mut out = Vec::new();
-    for map in [
-        "backends_udp",
-        "aff_backends_udp",
-        "np_backends_udp",
-        "np_aff_backends_udp",
-    ] {
-        let node_port = map.starts_with("np_");
-        let (old, new) = (
-            a.backends.get(map).unwrap_or(&empty),
-            b.backends.get(map).unwrap_or(&empty),
-        );
-        for e in old.difference(new) {
-            // "VIP . udp . PORT . SLOT : EP . EPPORT" or "udp . PORT . SLOT : EP . EPPORT"
-            let Some((key, value)) = e.split_once(" : ") else {
-                continue;
-            };
-            let k: Vec<&str> = key.split(" . ").collect();
-            let (vip, port) = if node_port {
-                (None, k.get(1))
-            } else {
-                (k.first().map(|s| s.to_string()), k.get(2))
-            };
-            let (Some(port), Some(ep)) =
-                (port.and_then(|p| p.parse().ok()), value.split(" . ").next())
-            else {
-                continue;
-            };
-            // Still a backend of the same frontend under another slot: keep its flows.
-            let frontend = key.rsplit_once(" . ").map_or(key, |x| x.0);
-            let still = new.iter().any(|n| {
-                n.split_once(" : ").is_some_and(|(nk, v)| {
-                    nk.rsplit_once(" . ").map_or(nk, |x| x.0) == frontend
-                        && v.split(" . ").next() == Some(ep)
-                })
-            });
-            if !still {
-                out.push((vip, port, ep.to_string()));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// Runs a script through `nft -f -` inside the network namespace at `netns` (a path), as one
-/// transaction: all of it applies, or none.
-pub fn apply(netns: &str, script: &str) -> Result<(), String> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={netns}"))
-        .args(["--", "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("nft: {e}"))?;
-    {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(script.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft -f in {netns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// A Service's key, for the tests below.
+#[cfg(test)]
+fn svc(ns: &str, name: &str) -> podnet_model::NsName {
+    podnet_model::NsName::new(ns, name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Frontend, Owner, Proto};
+    use crate::plan::{Frontend, Owner};
 
     fn plan(n: usize) -> ProxyPlan {
         let mut p = ProxyPlan {
@@ -482,13 +686,13 @@ mod tests {
             .map(|i| (format!("10.244.0.{}", i + 2).parse().unwrap(), 8080))
             .collect();
         let owner = Owner {
-            service: "default/s".into(),
+            service: svc("default", "s"),
             port: "80".into(),
         };
         p.frontends.insert(
             Frontend {
                 ip: "10.96.0.5".parse().unwrap(),
-                proto: Proto::Tcp,
+                proto: Protocol::Tcp,
                 port: 80,
             },
             (
@@ -502,82 +706,109 @@ mod tests {
         p.frontends.insert(
             Frontend {
                 ip: "10.96.0.6".parse().unwrap(),
-                proto: Proto::Udp,
+                proto: Protocol::Udp,
                 port: 53,
             },
             (owner.clone(), Dispatch::Reject),
         );
         p.node_ports
-            .insert((Proto::Tcp, 30080), (owner, Dispatch::Drop));
+            .insert((Protocol::Tcp, 30080), (owner, Dispatch::Drop));
         p
     }
 
     #[test]
     fn elements_of_a_plan() {
-        let e = Elements::of(&plan(2));
-        assert_eq!(
-            e.services.iter().collect::<Vec<_>>(),
-            ["10.96.0.5 . tcp . 80 : goto svc_tcp_ep2"]
-        );
-        let b = &e.backends["backends_tcp"];
+        let l = Elements::of(&plan(2)).listing();
+        assert_eq!(l.services, ["10.96.0.5 . tcp . 80 : goto svc_tcp_ep2"]);
+        let b = &l.backends["backends_tcp"];
         assert_eq!(b.len(), 2);
-        assert!(b.contains("10.96.0.5 . tcp . 80 . 1 : 10.244.0.3 . 8080"));
-        assert_eq!(
-            e.no_endpoints.iter().collect::<Vec<_>>(),
-            ["10.96.0.6 . udp . 53"]
-        );
-        assert_eq!(
-            e.node_ports.iter().collect::<Vec<_>>(),
-            ["tcp . 30080 : drop"]
-        );
-        assert!(e.hairpin.contains("10.244.0.2 . 10.244.0.2"));
+        assert!(b.contains(&"10.96.0.5 . tcp . 80 . 1 : 10.244.0.3 . 8080".to_string()));
+        assert_eq!(l.no_endpoints, ["10.96.0.6 . udp . 53"]);
+        assert_eq!(l.node_ports, ["tcp . 30080 : drop"]);
+        assert!(l.hairpin.contains(&"10.244.0.2 . 10.244.0.2".to_string()));
+    }
+
+    #[test]
+    fn elements_survive_a_round_trip_through_saved_state() {
+        let e = Elements::of(&crate::nft::tests_support::plan3());
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Elements>(&json).unwrap(), e);
     }
 
     #[test]
     fn full_table_has_chains_per_protocol_and_endpoint_count() {
-        let s = full(&plan(3));
+        let s = Transaction::create(&Elements::of(&plan(3))).render();
         assert!(s.contains("add chain ip podnet-proxy svc_tcp_ep3\n"));
         assert!(s.contains("numgen random mod 3 map @backends_tcp"));
         assert!(s.contains("add map ip podnet-proxy backends_udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . udp dport; }"));
+        assert!(s.contains("add map ip podnet-proxy np_aff_backends_sctp { typeof meta l4proto . th dport . ct mark : ip daddr . sctp dport; }"));
         assert!(!s.contains("svc_tcp_ep2"), "no chain for counts not in use");
     }
 
     #[test]
-    fn removed_udp_backends_are_found() {
+    fn stale_udp_flows_are_found() {
+        let frontend = |ip: &str, port| {
+            FrontendKey::Service(ServiceKey {
+                ip: ip.parse().unwrap(),
+                proto: Protocol::Udp,
+                port,
+            })
+        };
+        let slot = |frontend: FrontendKey, slot| BackendSlot {
+            map: BackendMap {
+                node_port: frontend.is_node_port(),
+                affinity: false,
+                proto: frontend.proto(),
+            },
+            frontend,
+            slot,
+        };
+        let be = |ip: &str, port| Backend {
+            ip: ip.parse().unwrap(),
+            port,
+        };
+        let dns = frontend("10.96.0.6", 53);
+        let np = FrontendKey::NodePort(NodePortKey {
+            proto: Protocol::Udp,
+            port: 30053,
+        });
+        let web = FrontendKey::Service(ServiceKey {
+            ip: "10.96.0.5".parse().unwrap(),
+            proto: Protocol::Tcp,
+            port: 80,
+        });
         let mut a = Elements::default();
-        let udp = a.backends.entry("backends_udp".into()).or_default();
-        udp.insert("10.96.0.6 . udp . 53 . 0 : 10.244.0.2 . 5353".into());
-        udp.insert("10.96.0.6 . udp . 53 . 1 : 10.244.0.3 . 5353".into());
-        a.backends
-            .entry("backends_tcp".into())
-            .or_default()
-            .insert("10.96.0.5 . tcp . 80 . 0 : 10.244.0.2 . 8080".into());
-        a.backends
-            .entry("np_backends_udp".into())
-            .or_default()
-            .insert("udp . 30053 . 0 : 10.244.0.3 . 5353".into());
+        a.backends.insert(slot(dns, 0), be("10.244.0.2", 5353));
+        a.backends.insert(slot(dns, 1), be("10.244.0.3", 5353));
+        a.backends.insert(slot(web, 0), be("10.244.0.2", 8080));
+        a.backends.insert(slot(np, 0), be("10.244.0.3", 5353));
         let mut b = Elements::default();
         // 10.244.0.3 moved to slot 0: still a backend of that frontend.
-        b.backends
-            .entry("backends_udp".into())
-            .or_default()
-            .insert("10.96.0.6 . udp . 53 . 0 : 10.244.0.3 . 5353".into());
-        let r = removed_udp_backends(&a, &b);
+        b.backends.insert(slot(dns, 0), be("10.244.0.3", 5353));
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         assert_eq!(
-            r,
+            a.stale_udp_flows(&b),
             [
-                (None, 30053, "10.244.0.3".to_string()),
-                (Some("10.96.0.6".to_string()), 53, "10.244.0.2".to_string())
+                StaleUdpFlow {
+                    vip: None,
+                    port: 30053,
+                    endpoint: ip("10.244.0.3")
+                },
+                StaleUdpFlow {
+                    vip: Some(ip("10.96.0.6")),
+                    port: 53,
+                    endpoint: ip("10.244.0.2")
+                }
             ]
         );
     }
 
     #[test]
-    fn diff_touches_only_what_changed() {
+    fn update_touches_only_what_changed() {
         let e = |n| Elements::of(&plan(n));
-        assert_eq!(diff(&e(2), &e(2)), "");
+        assert!(Transaction::update(&e(2), &e(2)).is_empty());
         assert_eq!(e(3).counts().into_iter().collect::<Vec<_>>(), [3]);
-        let d = diff(&e(2), &e(3));
+        let d = Transaction::update(&e(2), &e(3)).render();
         assert!(d.contains("add chain ip podnet-proxy svc_tcp_ep3\n"), "{d}");
         assert!(
             d.contains("delete element ip podnet-proxy services { 10.96.0.5 . tcp . 80 }\n"),
@@ -593,14 +824,25 @@ mod tests {
         let add = d.find("add element").unwrap();
         assert!(del < add, "deletes come first");
     }
+
+    #[test]
+    fn big_element_lists_are_chunked() {
+        let mut e = Elements::default();
+        for i in 0..2500u32 {
+            e.hairpin.insert(Ipv4Addr::from(0x0af4_0000 + i));
+        }
+        let s = Transaction::create(&e).render();
+        assert_eq!(s.matches("add element ip podnet-proxy hairpin").count(), 3);
+    }
 }
 
 #[cfg(test)]
 mod load {
-    /// The rendered script is valid nftables: loaded into a fresh namespace when root.
+    use super::*;
+
+    /// The rendered transactions are valid nftables: loaded into a fresh namespace when root.
     #[test]
-    fn the_full_table_loads_into_nft_and_takes_diffs() {
-        use crate::nft::{diff, full, Elements};
+    fn the_full_table_loads_into_nft_and_takes_updates() {
         let p3 = super::tests_support::plan3();
         let mut p5 = p3.clone();
         let eps: Vec<_> = (0..5)
@@ -609,12 +851,12 @@ mod load {
         p5.frontends.insert(
             crate::plan::Frontend {
                 ip: "10.96.0.8".parse().unwrap(),
-                proto: crate::plan::Proto::Tcp,
+                proto: Protocol::Tcp,
                 port: 80,
             },
             (
                 crate::plan::Owner {
-                    service: "default/five".into(),
+                    service: svc("default", "five"),
                     port: "80".into(),
                 },
                 crate::plan::Dispatch::Endpoints {
@@ -623,18 +865,16 @@ mod load {
                 },
             ),
         );
-        // Session affinity, as a new timeout arriving in the diff.
-        p5.affinity.insert("default/five".into(), 30);
+        // Session affinity, as a new timeout arriving in the update.
+        p5.affinity.insert(svc("default", "five"), 30);
         let dir = std::env::temp_dir().join(format!("podnet-nft-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("full.nft"), full(&p3)).unwrap();
-        std::fs::write(
-            dir.join("diff.nft"),
-            diff(&Elements::of(&p3), &Elements::of(&p5)),
-        )
-        .unwrap();
+        let (e3, e5) = (Elements::of(&p3), Elements::of(&p5));
+        std::fs::write(dir.join("full.nft"), Transaction::create(&e3).render()).unwrap();
+        std::fs::write(dir.join("diff.nft"), Transaction::update(&e3, &e5).render()).unwrap();
+        // The full load twice: a table left by an earlier run is replaced, not doubled.
         let script = format!(
-            "nft -f {0}/full.nft && nft -f {0}/diff.nft && nft list table ip podnet-proxy",
+            "nft -f {0}/full.nft && nft -f {0}/full.nft && nft -f {0}/diff.nft && nft list table ip podnet-proxy",
             dir.display()
         );
         let out = std::process::Command::new("unshare")
@@ -653,13 +893,16 @@ mod load {
         }
         assert!(out.status.success(), "{err}");
         let listed = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            listed.contains("numgen random mod 3 map @backends_tcp"),
+        assert_eq!(
+            listed
+                .matches("numgen random mod 3 map @backends_tcp")
+                .count(),
+            1,
             "{listed}"
         );
         assert!(
             listed.contains("numgen random mod 5 offset 1"),
-            "the diff added a chain: {listed}"
+            "the update added a chain: {listed}"
         );
         assert!(
             listed.contains("10.96.0.7 . sctp . 3868 : goto svc_sctp_ep1"),
@@ -683,7 +926,9 @@ mod load {
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use crate::plan::{Dispatch, Frontend, Owner, Proto, ProxyPlan};
+    use super::svc;
+    use crate::plan::{Dispatch, Frontend, Owner, ProxyPlan};
+    use podnet_model::Protocol;
 
     pub fn plan3() -> ProxyPlan {
         let mut p = ProxyPlan {
@@ -691,78 +936,45 @@ pub(crate) mod tests_support {
             ..Default::default()
         };
         let owner = Owner {
-            service: "default/s".into(),
+            service: svc("default", "s"),
             port: "80".into(),
         };
         let eps: Vec<_> = (0..3)
             .map(|i| (format!("10.244.0.{}", i + 2).parse().unwrap(), 8080))
             .collect();
-        p.frontends.insert(
-            Frontend {
-                ip: "10.96.0.5".parse().unwrap(),
-                proto: Proto::Tcp,
-                port: 80,
-            },
-            (
-                owner.clone(),
-                Dispatch::Endpoints {
-                    endpoints: eps.clone(),
-                    masquerade: false,
+        let endpoints = |masquerade| Dispatch::Endpoints {
+            endpoints: eps.clone(),
+            masquerade,
+        };
+        let mut front = |ip: &str, proto, port, d| {
+            p.frontends.insert(
+                Frontend {
+                    ip: ip.parse().unwrap(),
+                    proto,
+                    port,
                 },
-            ),
-        );
-        p.frontends.insert(
-            Frontend {
-                ip: "172.18.255.201".parse().unwrap(),
-                proto: Proto::Tcp,
-                port: 80,
-            },
-            (
-                owner.clone(),
-                Dispatch::Endpoints {
-                    endpoints: eps.clone(),
-                    masquerade: true,
-                },
-            ),
-        );
-        p.frontends.insert(
-            Frontend {
-                ip: "10.96.0.6".parse().unwrap(),
-                proto: Proto::Udp,
-                port: 53,
-            },
-            (owner.clone(), Dispatch::Reject),
-        );
-        p.node_ports.insert(
-            (Proto::Tcp, 30080),
-            (
-                owner.clone(),
-                Dispatch::Endpoints {
-                    endpoints: eps,
-                    masquerade: true,
-                },
-            ),
-        );
-        p.node_ports
-            .insert((Proto::Udp, 30053), (owner.clone(), Dispatch::Reject));
-        p.node_ports
-            .insert((Proto::Tcp, 30081), (owner.clone(), Dispatch::Drop));
+                (owner.clone(), d),
+            );
+        };
+        front("10.96.0.5", Protocol::Tcp, 80, endpoints(false));
+        front("172.18.255.201", Protocol::Tcp, 80, endpoints(true));
+        front("10.96.0.6", Protocol::Udp, 53, Dispatch::Reject);
         // SCTP is compiled like the others, even where the kernel cannot carry it.
-        let sctp: Vec<_> = vec![("10.244.0.9".parse().unwrap(), 3868)];
-        p.frontends.insert(
-            Frontend {
-                ip: "10.96.0.7".parse().unwrap(),
-                proto: Proto::Sctp,
-                port: 3868,
+        front(
+            "10.96.0.7",
+            Protocol::Sctp,
+            3868,
+            Dispatch::Endpoints {
+                endpoints: vec![("10.244.0.9".parse().unwrap(), 3868)],
+                masquerade: false,
             },
-            (
-                owner,
-                Dispatch::Endpoints {
-                    endpoints: sctp,
-                    masquerade: false,
-                },
-            ),
         );
+        p.node_ports
+            .insert((Protocol::Tcp, 30080), (owner.clone(), endpoints(true)));
+        p.node_ports
+            .insert((Protocol::Udp, 30053), (owner.clone(), Dispatch::Reject));
+        p.node_ports
+            .insert((Protocol::Tcp, 30081), (owner, Dispatch::Drop));
         p
     }
 }

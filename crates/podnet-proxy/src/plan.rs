@@ -10,39 +10,14 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use podnet_model::{Cluster, ServiceInfo, ServiceType, TrafficPolicy};
+use podnet_model::{Cluster, NsName, Protocol, ServiceInfo, ServiceType, TrafficPolicy};
 use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Proto {
-    pub fn parse(s: &str) -> Option<Proto> {
-        match s {
-            "TCP" => Some(Proto::Tcp),
-            "UDP" => Some(Proto::Udp),
-            "SCTP" => Some(Proto::Sctp),
-            _ => None,
-        }
-    }
-    pub fn nft(&self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-        }
-    }
-}
 
 /// Where traffic enters: a virtual IP and port (ClusterIP, LoadBalancer IP, externalIP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Frontend {
     pub ip: IpAddr,
-    pub proto: Proto,
+    pub proto: Protocol,
     pub port: u16,
 }
 
@@ -63,7 +38,7 @@ pub enum Dispatch {
 /// The owner of a frontend, for messages and `check`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Owner {
-    pub service: String,
+    pub service: NsName,
     pub port: String,
 }
 
@@ -73,9 +48,9 @@ pub struct ProxyPlan {
     /// ClusterIPs, LoadBalancer IPs and externalIPs.
     pub frontends: BTreeMap<Frontend, (Owner, Dispatch)>,
     /// Node ports, on every local address of the node.
-    pub node_ports: BTreeMap<(Proto, u16), (Owner, Dispatch)>,
-    /// `sessionAffinity: ClientIP` timeouts in seconds, by Service (`namespace/name`).
-    pub affinity: BTreeMap<String, u32>,
+    pub node_ports: BTreeMap<(Protocol, u16), (Owner, Dispatch)>,
+    /// `sessionAffinity: ClientIP` timeouts in seconds, by Service.
+    pub affinity: BTreeMap<NsName, u32>,
 }
 
 struct Ep {
@@ -87,7 +62,7 @@ struct Ep {
     terminating: bool,
 }
 
-fn endpoints_for(svc: &ServiceInfo, port_name: &str, proto: &str) -> Vec<Ep> {
+fn endpoints_for(svc: &ServiceInfo, port_name: &str, proto: Protocol) -> Vec<Ep> {
     let mut out = Vec::new();
     for slice in &svc.endpoint_slices {
         let Some(p) = slice
@@ -178,27 +153,23 @@ impl ProxyPlan {
                 continue;
             }
             if let Some(t) = svc.session_affinity_timeout {
-                plan.affinity.insert(
-                    format!("{}/{}", svc.namespace, svc.name),
-                    u32::try_from(t).unwrap_or(10800),
-                );
+                plan.affinity
+                    .insert(svc.key(), u32::try_from(t).unwrap_or(10800));
             }
             for p in &svc.ports {
-                let Some(proto) = Proto::parse(&p.protocol) else {
-                    continue;
-                };
+                let proto = p.protocol;
                 let Ok(port) = u16::try_from(p.port) else {
                     continue;
                 };
                 let owner = Owner {
-                    service: format!("{}/{}", svc.namespace, svc.name),
+                    service: svc.key(),
                     port: if p.name.is_empty() {
                         p.port.to_string()
                     } else {
                         p.name.clone()
                     },
                 };
-                let eps = endpoints_for(svc, &p.name, &p.protocol);
+                let eps = endpoints_for(svc, &p.name, p.protocol);
                 // Any endpoint at all, for the external policy's "no endpoint" case.
                 let itp_local =
                     (svc.internal_traffic_policy == TrafficPolicy::Local).then_some(node);
@@ -291,7 +262,7 @@ spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{name: http, c
         let ip = c.service("default", "s").unwrap().cluster_ips[0];
         plan.frontends[&Frontend {
             ip,
-            proto: Proto::Tcp,
+            proto: Protocol::Tcp,
             port: 80,
         }]
             .1
@@ -346,13 +317,13 @@ spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{name: http, c
         let lb = c.service("default", "s").unwrap().load_balancer_ips[0];
         let p0 = ProxyPlan::new(&c, "node-0");
         assert!(
-            matches!(&p0.frontends[&Frontend { ip: lb, proto: Proto::Tcp, port: 80 }].1, Dispatch::Endpoints { masquerade: false, endpoints } if endpoints.len() == 1)
+            matches!(&p0.frontends[&Frontend { ip: lb, proto: Protocol::Tcp, port: 80 }].1, Dispatch::Endpoints { masquerade: false, endpoints } if endpoints.len() == 1)
         );
         let p2 = ProxyPlan::new(&c, "node-2");
         assert_eq!(
             p2.frontends[&Frontend {
                 ip: lb,
-                proto: Proto::Tcp,
+                proto: Protocol::Tcp,
                 port: 80
             }]
                 .1,
@@ -412,7 +383,11 @@ spec: {selector: {app: old}, ports: [{name: http, port: 80, targetPort: http}]}
         let p = ProxyPlan::new(&c, "node-0");
         // Only the Services every lab has: default/kubernetes and the built-in
         // kube-system/kube-dns (one frontend per port: dns/UDP and dns-tcp/TCP).
-        let mut services: Vec<&str> = p.frontends.values().map(|f| f.0.service.as_str()).collect();
+        let mut services: Vec<String> = p
+            .frontends
+            .values()
+            .map(|f| f.0.service.to_string())
+            .collect();
         services.sort();
         assert_eq!(
             services,

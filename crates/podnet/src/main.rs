@@ -275,8 +275,8 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
             );
         }
         let plan = podnet_proxy::ProxyPlan::new(&cluster, node);
-        let elements = podnet_proxy::nft::Elements::of(&plan);
-        output::emit(a.output, &elements, || output::proxy_table(&plan))?;
+        let listing = podnet_proxy::nft::Elements::of(&plan).listing();
+        output::emit(a.output, &listing, || output::proxy_table(&plan))?;
         return Ok(ExitCode::SUCCESS);
     }
     if a.dns {

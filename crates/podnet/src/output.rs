@@ -255,7 +255,7 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
         )
         .to_string()
     };
-    let aff = |svc: &str| {
+    let aff = |svc: &podnet_model::NsName| {
         plan.affinity
             .get(svc)
             .map_or("-".into(), |t| format!("ClientIP {t}s"))
@@ -265,8 +265,8 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
         .iter()
         .map(|(f, (o, d))| {
             vec![
-                format!("{}:{}/{}", f.ip, f.port, f.proto.nft()),
-                o.service.clone(),
+                format!("{}:{}/{}", f.ip, f.port, f.proto.lower()),
+                o.service.to_string(),
                 masq(d),
                 aff(&o.service),
                 show(d),
@@ -275,8 +275,8 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
         .collect();
     rows.extend(plan.node_ports.iter().map(|((proto, port), (o, d))| {
         vec![
-            format!("<node>:{port}/{}", proto.nft()),
-            o.service.clone(),
+            format!("<node>:{port}/{}", proto.lower()),
+            o.service.to_string(),
             masq(d),
             aff(&o.service),
             show(d),

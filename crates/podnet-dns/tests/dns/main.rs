@@ -84,7 +84,7 @@ pub fn service(v: &Value) -> ServiceInfo {
             .flatten()
             .map(|p| ServicePortInfo {
                 name: p["name"].as_str().unwrap_or("").into(),
-                protocol: p["protocol"].as_str().unwrap_or("TCP").into(),
+                protocol: podnet_model::Protocol::of_checked(p["protocol"].as_str()),
                 port: p["port"].as_i64().unwrap() as i32,
                 target_port: TargetPort::Number(p["port"].as_i64().unwrap() as i32),
                 node_port: None,
@@ -115,7 +115,7 @@ pub fn slice(v: &Value) -> EndpointSliceInfo {
             .map(|p| EndpointPortInfo {
                 name: p["name"].as_str().unwrap_or("").into(),
                 port: p["port"].as_i64().unwrap() as i32,
-                protocol: p["protocol"].as_str().unwrap_or("TCP").into(),
+                protocol: podnet_model::Protocol::of_checked(p["protocol"].as_str()),
             })
             .collect(),
         endpoints: v["endpoints"]

@@ -1,0 +1,70 @@
+//! Binding sockets inside a namespace: a socket stays in the namespace it was created in, so
+//! each is bound on a fresh thread that has entered the namespace ([`podnet_node::sys`]); then
+//! one tokio runtime serves them all.
+
+use std::net::SocketAddr;
+
+use podnet_model::Protocol;
+use podnet_node::sys;
+
+use crate::LabError;
+
+/// A socket bound inside a namespace, ready for tokio.
+pub enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Udp(tokio::net::UdpSocket),
+}
+
+/// Binds `0.0.0.0:<port>` for each (port, protocol) inside the named namespace. A port that
+/// cannot be bound is reported on stderr and left out (SCTP: this kernel has no SCTP sockets).
+/// Must be called from within the tokio runtime that will serve the sockets.
+pub fn bind_in(netns: &str, who: &str, ports: &[(u16, Protocol)]) -> Result<Vec<Bound>, LabError> {
+    let std_sockets = sys::in_netns(&sys::netns_path(netns), || {
+        let mut out = Vec::new();
+        for &(port, proto) in ports {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let bound = match proto {
+                Protocol::Tcp => std::net::TcpListener::bind(addr).map(StdSocket::Tcp),
+                Protocol::Udp => std::net::UdpSocket::bind(addr).map(StdSocket::Udp),
+                Protocol::Sctp => {
+                    eprintln!(
+                        "{who}: SCTP port {port}: this kernel has no SCTP sockets; not served"
+                    );
+                    continue;
+                }
+            };
+            match bound {
+                Ok(b) => out.push(b),
+                Err(e) => eprintln!("{who}: {proto} port {port}: {e}"),
+            }
+        }
+        Ok(out)
+    })?;
+    let tokio_err = |source| LabError::Io {
+        what: format!("{who}: handing a socket to tokio"),
+        source,
+    };
+    std_sockets
+        .into_iter()
+        .map(|s| match s {
+            StdSocket::Tcp(l) => {
+                l.set_nonblocking(true).map_err(tokio_err)?;
+                Ok(Bound::Tcp(
+                    tokio::net::TcpListener::from_std(l).map_err(tokio_err)?,
+                ))
+            }
+            StdSocket::Udp(u) => {
+                u.set_nonblocking(true).map_err(tokio_err)?;
+                Ok(Bound::Udp(
+                    tokio::net::UdpSocket::from_std(u).map_err(tokio_err)?,
+                ))
+            }
+        })
+        .collect()
+}
+
+/// A socket as bound, before tokio takes it.
+enum StdSocket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}

@@ -1,0 +1,284 @@
+//! What one node must hold, computed from the model. Pure.
+//!
+//! A node's dataplane is its part of the pod network (the VXLAN device and, per remote node, a
+//! route to its pod CIDR, a permanent neighbour and an FDB entry), its service proxy (the
+//! nftables elements of [`podnet_proxy::nft`]), the kernel settings it needs, and two facts that
+//! others act on: the health checks it serves (`healthCheckNodePort`) and the external
+//! addresses it can serve (what a load balancer announces towards it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use podnet_model::{Cluster, NsName};
+use podnet_proxy::nft::Elements;
+use podnet_proxy::{Dispatch, ProxyPlan};
+use serde::{Deserialize, Serialize};
+
+/// The MTU of the overlay and of every pod interface: VXLAN's 50 bytes of headers (outer
+/// Ethernet, IPv4, UDP, VXLAN) under a 1500-byte underlay. The CNI plugin's default.
+pub const OVERLAY_MTU: u32 = podnet_cni::plugin::DEFAULT_MTU;
+pub const VXLAN_PORT: u16 = 4789;
+pub const VXLAN_VNI: u32 = 1;
+pub const VXLAN_DEV: &str = "vxlan0";
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let mut b = [0u8; 6];
+        if parts.len() != 6 {
+            return Err(format!("{s:?} is not a MAC address"));
+        }
+        for (i, p) in parts.iter().enumerate() {
+            b[i] = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+        }
+        Ok(MacAddr(b))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node's VXLAN tunnel endpoint: the node's own address on the underlay, and the device's
+/// address and MAC (the pod CIDR's network address; a locally administered MAC per node).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vtep {
+    pub node_ip: IpAddr,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+}
+
+/// The node's own VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VxlanDevice {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    /// The underlay device it sends from.
+    pub uplink: String,
+    pub mtu: u32,
+    pub vtep: Vtep,
+}
+
+/// Another node, as this node reaches its pods: a route to its pod CIDR via its VTEP, a
+/// permanent neighbour (VTEP → MAC) and an FDB entry (MAC → node address).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteNode {
+    pub name: String,
+    pub pod_cidr: IpNet,
+    pub vtep: Vtep,
+}
+
+/// A `healthCheckNodePort` on one node: 200 while the Service has ready endpoints on the node,
+/// 503 otherwise (serving-but-terminating endpoints do not count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub node: String,
+    pub port: u16,
+    pub service: NsName,
+    pub local_endpoints: usize,
+}
+
+/// Everything one node must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeDataplane {
+    pub node: String,
+    /// Kernel settings, by sysctl key.
+    pub sysctls: BTreeMap<String, String>,
+    pub vxlan: VxlanDevice,
+    pub remotes: BTreeSet<RemoteNode>,
+    pub proxy: Elements,
+    pub health_checks: Vec<HealthCheck>,
+    /// LoadBalancer IPs and externalIPs this node serves: all of them, but for
+    /// `externalTrafficPolicy: Local` only those with an endpoint on this node (what MetalLB
+    /// announces).
+    pub serves_external: BTreeSet<IpAddr>,
+}
+
+/// A node's VTEP, from its place in the cluster: stable while the nodes do not change.
+pub fn vtep(cluster: &Cluster, index: usize) -> Option<Vtep> {
+    let n = cluster.nodes.get(index)?;
+    let cidr = n.pod_cidrs.first()?;
+    Some(Vtep {
+        node_ip: n.internal_ip,
+        ip: cidr.network(),
+        // Locally administered, unicast: 02:70:6e ("pn") then the node index.
+        mac: MacAddr([0x02, 0x70, 0x6e, 0, (index >> 8) as u8, index as u8]),
+    })
+}
+
+impl NodeDataplane {
+    /// The dataplane of every node of the cluster, each computed once. `uplink` is the device
+    /// that carries the overlay (the node's InternalIP's).
+    pub fn for_cluster(cluster: &Cluster, uplink: &str) -> Vec<NodeDataplane> {
+        let remotes: Vec<RemoteNode> = (0..cluster.nodes.len())
+            .filter_map(|i| {
+                Some(RemoteNode {
+                    name: cluster.nodes[i].name.clone(),
+                    pod_cidr: *cluster.nodes[i].pod_cidrs.first()?,
+                    vtep: vtep(cluster, i)?,
+                })
+            })
+            .collect();
+        let external: BTreeSet<IpAddr> = cluster
+            .services
+            .iter()
+            .flat_map(|s| s.load_balancer_ips.iter().chain(&s.external_ips))
+            .copied()
+            .collect();
+        let checks = health_checks(cluster);
+        cluster
+            .nodes
+            .iter()
+            .zip(&remotes)
+            .map(|(node, me)| {
+                let proxy = ProxyPlan::new(cluster, &node.name);
+                let serves_external = proxy
+                    .frontends
+                    .iter()
+                    .filter(|(f, (_, d))| {
+                        external.contains(&f.ip) && matches!(d, Dispatch::Endpoints { .. })
+                    })
+                    .map(|(f, _)| f.ip)
+                    .collect();
+                NodeDataplane {
+                    node: node.name.clone(),
+                    sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+                    vxlan: VxlanDevice {
+                        name: VXLAN_DEV.into(),
+                        vni: VXLAN_VNI,
+                        port: VXLAN_PORT,
+                        uplink: uplink.into(),
+                        mtu: OVERLAY_MTU,
+                        vtep: me.vtep.clone(),
+                    },
+                    remotes: remotes
+                        .iter()
+                        .filter(|r| r.name != node.name)
+                        .cloned()
+                        .collect(),
+                    proxy: Elements::of(&proxy),
+                    health_checks: checks
+                        .iter()
+                        .filter(|h| h.node == node.name)
+                        .cloned()
+                        .collect(),
+                    serves_external,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The health checks of every node, from the model.
+fn health_checks(c: &Cluster) -> Vec<HealthCheck> {
+    let mut out = Vec::new();
+    for svc in &c.services {
+        let Some(port) = svc
+            .health_check_node_port
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for node in &c.nodes {
+            let ready: BTreeSet<&IpAddr> = svc
+                .endpoints()
+                .filter(|(_, e)| e.ready && e.node_name.as_deref() == Some(node.name.as_str()))
+                .flat_map(|(_, e)| &e.addresses)
+                .collect();
+            out.push(HealthCheck {
+                node: node.name.clone(),
+                port,
+                service: svc.key(),
+                local_endpoints: ready.len(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_model::{build, parse_documents, ConfigOverrides};
+
+    fn cluster(extra: &str) -> Cluster {
+        let base = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n";
+        let docs = parse_documents("t.yaml", &format!("{base}---\n{extra}")).unwrap();
+        build(&docs, &ConfigOverrides::default()).unwrap()
+    }
+
+    #[test]
+    fn every_node_reaches_every_other_over_the_overlay() {
+        let dps = NodeDataplane::for_cluster(&cluster(""), "eth0");
+        assert_eq!(dps.len(), 3);
+        let n1 = &dps[1];
+        assert_eq!(n1.vxlan.vtep.ip.to_string(), "10.244.1.0");
+        assert_eq!(n1.vxlan.vtep.mac.to_string(), "02:70:6e:00:00:01");
+        assert_eq!(n1.vxlan.mtu, 1450);
+        let names: Vec<&str> = n1.remotes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["node-0", "node-2"], "every node but itself");
+        assert_eq!(n1.sysctls["net.ipv4.ip_forward"], "1");
+        assert!(n1.health_checks.is_empty());
+    }
+
+    #[test]
+    fn local_load_balancers_are_served_where_they_have_endpoints() {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: web}, ports: [{port: 80}]}\n";
+        let c = cluster(svc);
+        let lb = c.service("default", "lb").unwrap().load_balancer_ips[0];
+        let dps = NodeDataplane::for_cluster(&c, "eth0");
+        for dp in &dps {
+            let local = c.pods.iter().any(|p| {
+                p.labels.get("app").map(String::as_str) == Some("web")
+                    && p.node.as_deref() == Some(dp.node.as_str())
+            });
+            assert_eq!(dp.serves_external.contains(&lb), local, "{}", dp.node);
+            let hc: Vec<_> = dp.health_checks.iter().map(|h| h.local_endpoints).collect();
+            assert_eq!(hc, [usize::from(local)], "{}", dp.node);
+        }
+    }
+
+    #[test]
+    fn mac_addresses_print_and_parse() {
+        let m: MacAddr = "02:70:6e:00:01:ff".parse().unwrap();
+        assert_eq!(m.0, [2, 0x70, 0x6e, 0, 1, 0xff]);
+        assert_eq!(m.to_string(), "02:70:6e:00:01:ff");
+        assert!("02:70".parse::<MacAddr>().is_err());
+        assert!("zz:70:6e:00:01:ff".parse::<MacAddr>().is_err());
+    }
+}

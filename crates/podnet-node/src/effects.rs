@@ -1,0 +1,314 @@
+//! The effects a node's dataplane has on the kernel, behind one small trait: the real one
+//! ([`Linux`], inside one network namespace) and a recording fake ([`Recording`]) that keeps
+//! what a kernel would hold and can fail any call on purpose.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use ipnet::IpNet;
+use podnet_proxy::nft::{Element, Elements, Op, StaleUdpFlow, Transaction};
+
+use crate::net::{NetOp, Tool};
+use crate::sys;
+use crate::NodeError;
+
+/// What a dataplane does to one node.
+pub trait Effects {
+    /// One nftables transaction: all of it applies, or none.
+    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError>;
+    /// Link, address, route, neighbour and FDB changes, in order.
+    fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError>;
+    /// Deletes the conntrack entries of a UDP flow; finding none is fine.
+    fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError>;
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError>;
+}
+
+/// The real effects, inside the network namespace at `netns`.
+#[derive(Debug, Clone)]
+pub struct Linux {
+    pub netns: PathBuf,
+}
+
+impl Linux {
+    /// The effects inside a named network namespace.
+    pub fn named(name: &str) -> Linux {
+        Linux {
+            netns: sys::netns_path(name),
+        }
+    }
+}
+
+/// Messages of iproute2 that mean "already gone".
+const GONE: [&str; 4] = [
+    "No such process",
+    "Cannot find device",
+    "No such file or directory",
+    "not found",
+];
+
+impl Effects for Linux {
+    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        let script = tx.render();
+        sys::run_in(
+            &self.netns,
+            Command::new("nft").args(["-f", "-"]),
+            Some(script.as_bytes()),
+        )
+        .map(drop)
+    }
+
+    fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
+        // In order: runs of changes as batches; removals one by one, so that one already gone
+        // neither fails nor stops the others.
+        let mut failures = Vec::new();
+        for run in ops.chunk_by(|a, b| !a.is_removal() && !b.is_removal()) {
+            for (tool, text) in crate::net::render(run) {
+                let program = match tool {
+                    Tool::Ip => "ip",
+                    Tool::Bridge => "bridge",
+                };
+                let done = sys::run_in(
+                    &self.netns,
+                    Command::new(program).args(["-batch", "-"]),
+                    Some(text.as_bytes()),
+                );
+                match done {
+                    Ok(_) => {}
+                    Err(NodeError::Command { stderr, .. })
+                        if run[0].is_removal() && GONE.iter().any(|g| stderr.contains(g)) => {}
+                    Err(e) if run[0].is_removal() => failures.push(e),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        NodeError::all(failures)
+    }
+
+    fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError> {
+        let mut cmd = Command::new("conntrack");
+        cmd.args(["-D", "-p", "udp"]);
+        if let Some(vip) = flow.vip {
+            cmd.args(["--orig-dst", &vip.to_string()]);
+        }
+        cmd.args(["--orig-port-dst", &flow.port.to_string()]);
+        cmd.args(["--reply-src", &flow.endpoint.to_string()]);
+        match sys::run_in(&self.netns, &mut cmd, None) {
+            // conntrack exits 1 when it deleted nothing.
+            Err(NodeError::Command { stderr, .. }) if stderr.contains("0 flow entries") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError> {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        sys::in_netns(&self.netns, || {
+            std::fs::write(&path, value).map_err(|source| NodeError::Sysctl {
+                key: key.to_string(),
+                source,
+            })
+        })
+    }
+}
+
+/// One call the fake saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Nft(Transaction),
+    Net(Vec<NetOp>),
+    ForgetUdpFlow(StaleUdpFlow),
+    Sysctl(String, String),
+}
+
+/// Which calls fail on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fail {
+    Nft,
+    Net,
+    ForgetUdpFlow,
+    Sysctl,
+}
+
+/// A recording fake: it keeps every call, and the state a kernel would hold after them (the
+/// proxy's elements, the routes, neighbours, FDB entries, links and sysctls), so that a test
+/// can compare it with what was asked. `fail` makes the next calls of a kind fail without an
+/// effect.
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub calls: Vec<Call>,
+    pub fail: BTreeSet<Fail>,
+    /// Whether the proxy's table exists, and its elements.
+    pub table: Option<Elements>,
+    pub links: BTreeSet<String>,
+    pub routes: BTreeMap<IpNet, (Vec<IpAddr>, Option<String>)>,
+    pub neighbours: BTreeSet<(IpAddr, String)>,
+    pub fdb: BTreeSet<(String, String, IpAddr)>,
+    pub sysctls: BTreeMap<String, String>,
+    pub forgotten: Vec<StaleUdpFlow>,
+}
+
+impl Recording {
+    pub fn failing(mut self, f: Fail) -> Recording {
+        self.fail.insert(f);
+        self
+    }
+
+    pub fn heal(&mut self) {
+        self.fail.clear();
+    }
+
+    fn check(&self, f: Fail, what: &str) -> Result<(), NodeError> {
+        if self.fail.contains(&f) {
+            Err(NodeError::Command {
+                cmd: what.to_string(),
+                status: Some(1),
+                stderr: "failed on purpose (test)".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Effects for Recording {
+    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        self.calls.push(Call::Nft(tx.clone()));
+        self.check(Fail::Nft, "nft -f -")?;
+        // Check the whole transaction first: the kernel applies all of it or none.
+        let mut table = self.table.clone();
+        for op in &tx.ops {
+            match op {
+                Op::CreateTable => table = Some(Elements::default()),
+                Op::AddAffinityMaps(_) | Op::AddChain(_) => {
+                    if table.is_none() {
+                        return Err(no_table());
+                    }
+                }
+                Op::DeleteElements(v) => {
+                    let t = table.as_mut().ok_or_else(no_table)?;
+                    for e in v {
+                        if !remove(t, e) {
+                            return Err(NodeError::Command {
+                                cmd: "nft -f -".into(),
+                                status: Some(1),
+                                stderr: format!(
+                                    "Could not process rule: No such file or directory: {e}"
+                                ),
+                            });
+                        }
+                    }
+                }
+                Op::AddElements(v) => {
+                    let t = table.as_mut().ok_or_else(no_table)?;
+                    for e in v {
+                        insert(t, e);
+                    }
+                }
+            }
+        }
+        self.table = table;
+        Ok(())
+    }
+
+    fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
+        self.calls.push(Call::Net(ops.to_vec()));
+        self.check(Fail::Net, "ip -batch -")?;
+        for op in ops {
+            match op {
+                NetOp::Vxlan(d) => {
+                    self.links.insert(d.name.clone());
+                }
+                NetOp::Bridge { name } | NetOp::Veth { name, .. } => {
+                    self.links.insert(name.clone());
+                }
+                NetOp::DeleteLink { name } => {
+                    self.links.remove(name);
+                    self.routes.retain(|_, (_, dev)| dev.as_ref() != Some(name));
+                    self.neighbours.retain(|(_, dev)| dev != name);
+                    self.fdb.retain(|(_, dev, _)| dev != name);
+                }
+                NetOp::Route { dst, via, dev, .. } => {
+                    self.routes.insert(*dst, (via.clone(), dev.clone()));
+                }
+                NetOp::DeleteRoute { dst } => {
+                    self.routes.remove(dst);
+                }
+                NetOp::Neighbour { ip, dev, .. } => {
+                    self.neighbours.insert((*ip, dev.clone()));
+                }
+                NetOp::DeleteNeighbour { ip, dev } => {
+                    self.neighbours.remove(&(*ip, dev.clone()));
+                }
+                NetOp::Fdb { mac, dev, dst } => {
+                    self.fdb.insert((mac.to_string(), dev.clone(), *dst));
+                }
+                NetOp::DeleteFdb { mac, dev, dst } => {
+                    self.fdb.remove(&(mac.to_string(), dev.clone(), *dst));
+                }
+                NetOp::LoopbackUp | NetOp::Up { .. } | NetOp::Address { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError> {
+        self.calls.push(Call::ForgetUdpFlow(*flow));
+        self.check(Fail::ForgetUdpFlow, "conntrack -D")?;
+        self.forgotten.push(*flow);
+        Ok(())
+    }
+
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError> {
+        self.calls.push(Call::Sysctl(key.into(), value.into()));
+        self.check(Fail::Sysctl, "sysctl")?;
+        self.sysctls.insert(key.into(), value.into());
+        Ok(())
+    }
+}
+
+fn no_table() -> NodeError {
+    NodeError::Command {
+        cmd: "nft -f -".into(),
+        status: Some(1),
+        stderr: "No such file or directory: table ip podnet-proxy".into(),
+    }
+}
+
+fn insert(t: &mut Elements, e: &Element) {
+    match *e {
+        Element::Service(k, v) => {
+            t.services.insert(k, v);
+        }
+        Element::NodePort(k, v) => {
+            t.node_ports.insert(k, v);
+        }
+        Element::Backend(k, v) => {
+            t.backends.insert(k, v);
+        }
+        Element::NoEndpoints(k) => {
+            t.no_endpoints.insert(k);
+        }
+        Element::NoEndpointPort(k) => {
+            t.no_endpoint_ports.insert(k);
+        }
+        Element::Hairpin(ip) => {
+            t.hairpin.insert(ip);
+        }
+    }
+}
+
+/// Deletes an element by key, as nft does; false when there is none.
+fn remove(t: &mut Elements, e: &Element) -> bool {
+    match e {
+        Element::Service(k, _) => t.services.remove(k).is_some(),
+        Element::NodePort(k, _) => t.node_ports.remove(k).is_some(),
+        Element::Backend(k, _) => t.backends.remove(k).is_some(),
+        Element::NoEndpoints(k) => t.no_endpoints.remove(k),
+        Element::NoEndpointPort(k) => t.no_endpoint_ports.remove(k),
+        Element::Hairpin(ip) => t.hairpin.remove(ip),
+    }
+}

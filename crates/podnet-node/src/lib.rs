@@ -1,0 +1,75 @@
+//! One node's dataplane, shared by the lab and the cluster agent: a pure, typed
+//! [`NodeDataplane`] computed from the model ([`dataplane`]), and [`apply`], which makes a node
+//! hold it through the small [`Effects`] trait ([`effects::Linux`] for real,
+//! [`effects::Recording`] in tests).
+//!
+//! ```text
+//! manifests or API → model → NodeDataplane (per node) → apply → Effects (nftables, ip, conntrack, sysctl)
+//! ```
+
+pub mod apply;
+pub mod dataplane;
+pub mod effects;
+pub mod net;
+pub mod sys;
+
+use std::path::PathBuf;
+
+pub use apply::{apply, Applied, Held, Report};
+pub use dataplane::{HealthCheck, NodeDataplane};
+pub use effects::Effects;
+
+/// Everything that can go wrong on a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("entering the network namespace {}", path.display())]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("running {cmd}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} failed ({}): {stderr}", status.map_or("killed".to_string(), |c| format!("exit {c}")))]
+    Command {
+        cmd: String,
+        status: Option<i32>,
+        stderr: String,
+    },
+    #[error("setting sysctl {key}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} panicked")]
+    Panicked { what: String },
+    #[error("{} failures:\n  {}", .0.len(), .0.iter().map(|e| chain(e)).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<NodeError>),
+}
+
+impl NodeError {
+    /// Ok for no failure, the failure itself for one, [`NodeError::Many`] for more.
+    pub fn all(mut failures: Vec<NodeError>) -> Result<(), NodeError> {
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0)),
+            _ => Err(NodeError::Many(failures)),
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,240 @@
+//! `apply` against the recording fake, without root: what reaches the kernel, in which order,
+//! and how a failure half-way is reported and then repaired.
+
+use podnet_model::{build, parse_documents, Cluster, ConfigOverrides};
+use podnet_node::effects::{Call, Fail, Recording};
+use podnet_node::net::NetOp;
+use podnet_node::{apply, Held, NodeDataplane};
+use podnet_proxy::nft::Op;
+
+const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: REPLICAS\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]}]}\n";
+const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]}\n";
+
+fn cluster(replicas: u32, service: bool, nodes: u32) -> Cluster {
+    let mut text = WEB.replace("REPLICAS", &replicas.to_string());
+    if service {
+        text = format!("{text}---\n{SVC}");
+    }
+    let docs = parse_documents("t.yaml", &text).unwrap();
+    let o = ConfigOverrides {
+        nodes: Some(nodes),
+        ..Default::default()
+    };
+    build(&docs, &o).unwrap()
+}
+
+fn node0(c: &Cluster) -> NodeDataplane {
+    NodeDataplane::for_cluster(c, "eth0").remove(0)
+}
+
+/// Applies and requires success; returns what the node holds.
+fn ok(held: &Held, want: &NodeDataplane, fx: &mut Recording) -> Held {
+    let a = apply(held, want, fx);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    a.held
+}
+
+/// The fake holds exactly `want`.
+fn holds(fx: &Recording, want: &NodeDataplane) {
+    assert_eq!(fx.table.as_ref(), Some(&want.proxy), "the proxy's elements");
+    let routes: Vec<_> = fx.routes.keys().copied().collect();
+    let wanted: Vec<_> = want.remotes.iter().map(|r| r.pod_cidr).collect();
+    assert_eq!(routes, wanted, "a route to every other node's pod CIDR");
+    assert_eq!(fx.neighbours.len(), want.remotes.len());
+    assert_eq!(fx.fdb.len(), want.remotes.len());
+    assert!(fx.links.contains("vxlan0"));
+    assert_eq!(fx.sysctls, want.sysctls);
+}
+
+fn nft_calls(fx: &Recording) -> Vec<&podnet_proxy::nft::Transaction> {
+    fx.calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Nft(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cold_apply_builds_everything_in_order() {
+    let want = node0(&cluster(3, true, 3));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &want, &mut fx);
+    holds(&fx, &want);
+    assert_eq!(held.proxy.as_ref(), Some(&want.proxy));
+    // Settings, the device, the remotes, then the proxy's table in one transaction.
+    assert!(matches!(&fx.calls[0], Call::Sysctl(k, v) if k == "net.ipv4.ip_forward" && v == "1"));
+    assert!(
+        matches!(&fx.calls[1], Call::Net(ops) if ops.iter().any(|o| matches!(o, NetOp::Vxlan(_))))
+    );
+    assert!(
+        matches!(&fx.calls[2], Call::Net(ops) if ops.len() == 6),
+        "3 entries for each of 2 remote nodes"
+    );
+    let Call::Nft(tx) = &fx.calls[3] else {
+        panic!("{:?}", fx.calls[3])
+    };
+    assert_eq!(tx.ops[0], Op::CreateTable);
+    assert_eq!(fx.calls.len(), 4);
+    // Nothing to do the second time.
+    let mut again = Recording::default();
+    let a = apply(&held, &want, &mut again);
+    assert!(again.calls.is_empty(), "{:?}", again.calls);
+    assert_eq!(a.held, held);
+}
+
+#[test]
+fn a_service_added_then_removed_changes_only_its_elements() {
+    let (without, with) = (node0(&cluster(3, false, 3)), node0(&cluster(3, true, 3)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &without, &mut fx);
+    fx.calls.clear();
+    let held = ok(&held, &with, &mut fx);
+    holds(&fx, &with);
+    assert_eq!(fx.calls.len(), 1, "one transaction: {:?}", fx.calls);
+    let tx = nft_calls(&fx)[0];
+    assert!(tx
+        .ops
+        .iter()
+        .all(|o| !matches!(o, Op::DeleteElements(_) | Op::CreateTable)));
+    fx.calls.clear();
+    ok(&held, &without, &mut fx);
+    holds(&fx, &without);
+    let tx = nft_calls(&fx)[0];
+    assert!(
+        tx.ops.iter().all(|o| matches!(o, Op::DeleteElements(_))),
+        "{tx:?}"
+    );
+}
+
+#[test]
+fn endpoints_that_leave_lose_their_udp_flows() {
+    let (three, two) = (node0(&cluster(3, true, 3)), node0(&cluster(2, true, 3)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &three, &mut fx);
+    fx.calls.clear();
+    let held = ok(&held, &two, &mut fx);
+    holds(&fx, &two);
+    assert_eq!(
+        fx.forgotten.len(),
+        1,
+        "the DNS port's flows to the gone pod"
+    );
+    assert_eq!(fx.forgotten[0].port, 53);
+    // The proxy stops sending to it before its flows go.
+    let pos = |f: &dyn Fn(&Call) -> bool| fx.calls.iter().position(f).unwrap();
+    assert!(pos(&|c| matches!(c, Call::Nft(_))) < pos(&|c| matches!(c, Call::ForgetUdpFlow(_))));
+    assert!(held.stale_flows.is_empty());
+    // Back to three: a new endpoint leaves no stale flow.
+    fx.forgotten.clear();
+    ok(&held, &three, &mut fx);
+    assert!(fx.forgotten.is_empty());
+}
+
+#[test]
+fn a_node_added_gets_routes_before_the_proxy_and_a_node_removed_loses_them_after() {
+    let (three, four) = (node0(&cluster(3, true, 3)), node0(&cluster(4, true, 4)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &three, &mut fx);
+    fx.calls.clear();
+    let held = ok(&held, &four, &mut fx);
+    holds(&fx, &four);
+    assert_eq!(fx.routes.len(), 3);
+    let net = fx
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Net(_)))
+        .unwrap();
+    let nft = fx
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Nft(_)))
+        .unwrap();
+    assert!(net < nft, "routes to the new node first: {:?}", fx.calls);
+    fx.calls.clear();
+    ok(&held, &three, &mut fx);
+    holds(&fx, &three);
+    let net = fx
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Net(_)))
+        .unwrap();
+    let nft = fx
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Nft(_)))
+        .unwrap();
+    assert!(nft < net, "routes to the leaving node last: {:?}", fx.calls);
+}
+
+#[test]
+fn a_failed_transaction_changes_nothing_is_reported_and_the_next_apply_repairs_it() {
+    let (before, after) = (node0(&cluster(3, false, 3)), node0(&cluster(3, true, 3)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &before, &mut fx);
+    fx.fail.insert(Fail::Nft);
+    let a = apply(&held, &after, &mut fx);
+    assert_eq!(a.failures.len(), 1);
+    let msg = podnet_node::chain(&a.failures[0]);
+    assert!(
+        msg.contains("nft -f -") && msg.contains("failed on purpose"),
+        "{msg}"
+    );
+    assert_eq!(
+        a.held.proxy.as_ref(),
+        Some(&before.proxy),
+        "the table is as it was"
+    );
+    assert_eq!(fx.table.as_ref(), Some(&before.proxy));
+    fx.heal();
+    ok(&a.held, &after, &mut fx);
+    holds(&fx, &after);
+}
+
+#[test]
+fn failed_route_batches_and_conntrack_deletions_are_retried() {
+    let (three, four) = (node0(&cluster(3, true, 3)), node0(&cluster(4, true, 4)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &three, &mut fx);
+    // The routes to the new node fail; the proxy goes on.
+    fx.fail.insert(Fail::Net);
+    let a = apply(&held, &four, &mut fx);
+    assert_eq!(a.failures.len(), 1, "{:?}", a.failures);
+    assert!(!a.held.remotes_certain);
+    assert_eq!(
+        fx.table.as_ref(),
+        Some(&four.proxy),
+        "the proxy still went on"
+    );
+    fx.heal();
+    let held = ok(&a.held, &four, &mut fx);
+    holds(&fx, &four);
+    assert!(held.remotes_certain);
+    // An endpoint leaves, and its conntrack deletion fails: owed, then paid.
+    let fewer = node0(&cluster(3, true, 4));
+    fx.fail.insert(Fail::ForgetUdpFlow);
+    let a = apply(&held, &fewer, &mut fx);
+    assert_eq!(a.failures.len(), 1);
+    assert_eq!(a.held.stale_flows.len(), 1);
+    fx.heal();
+    let held = ok(&a.held, &fewer, &mut fx);
+    assert!(held.stale_flows.is_empty());
+    assert_eq!(fx.forgotten.len(), 1);
+}
+
+#[test]
+fn every_failure_is_reported_not_just_the_first() {
+    let want = node0(&cluster(3, true, 3));
+    let mut fx = Recording::default();
+    fx.fail.extend([Fail::Sysctl, Fail::Net, Fail::Nft]);
+    let a = apply(&Held::default(), &want, &mut fx);
+    assert_eq!(a.failures.len(), 3, "{:?}", a.failures);
+    assert_eq!(a.held.vxlan, None);
+    assert_eq!(a.held.proxy, None);
+    let err = a.outcome().unwrap_err();
+    assert!(err.starts_with("3 failures"), "{err}");
+    fx.heal();
+    ok(&Held::default(), &want, &mut fx);
+    holds(&fx, &want);
+}
