@@ -10,6 +10,7 @@
 //! Cilium's design.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
@@ -57,12 +58,12 @@ pub trait Datapath {
 
 /// The node side's interface name: `pn` + 12 hex digits of a hash of the attachment.
 pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("pn{:012x}", h & 0xffff_ffff_ffff)
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(container_id.as_bytes());
+    h.write(&[0]);
+    h.write(ifname.as_bytes());
+    format!("pn{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
 fn nl(what: &str) -> impl Fn(rtnetlink::Error) -> CniError + '_ {
@@ -113,6 +114,155 @@ pub async fn link_by_name(h: &Handle, name: &str) -> CniResult<Option<LinkMessag
     }
 }
 
+/// The two ends of a pod's veth pair.
+#[derive(Debug, Clone)]
+struct Ends {
+    host: String,
+    ifname: String,
+    ip: Ipv4Addr,
+    mtu: u32,
+    host_mac: [u8; 6],
+    pod_mac: [u8; 6],
+}
+
+/// The node's side, from the node's namespace: the veth pair (its peer born inside the pod,
+/// named and up: moving an interface between namespaces afterwards costs a grace period of
+/// ~20 ms), a /32 route to the pod and the pod's permanent neighbour entry.
+async fn wire_node_side(
+    h: Handle,
+    e: &Ends,
+    pod_netns: BorrowedFd<'_>,
+    netns_shown: &str,
+) -> CniResult<()> {
+    let (host, ifname, ip, mtu, host_mac, pod_mac) =
+        (&e.host, &e.ifname, e.ip, e.mtu, e.host_mac, e.pod_mac);
+    let fd = pod_netns.as_raw_fd();
+    if let Some(old) = link_by_name(&h, host).await? {
+        // A leftover of a failed ADD for the same attachment.
+        h.link()
+            .del(old.header.index)
+            .execute()
+            .await
+            .map_err(nl("removing a stale host veth"))?;
+    }
+    let peer = LinkUnspec::new_with_name(ifname)
+        .mtu(mtu)
+        .address(pod_mac.to_vec())
+        .setns_by_fd(fd)
+        .build();
+    let msg = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.clone())
+        .mtu(mtu)
+        .address(host_mac.to_vec())
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    match h.link().add(msg).execute().await {
+        Ok(()) => {}
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!("interface {ifname} already exists in {netns_shown}"),
+            ));
+        }
+        Err(e) => return Err(nl("creating the veth pair")(e)),
+    }
+    let hl = link_by_name(&h, host)
+        .await?
+        .ok_or_else(|| CniError::new(code::NETLINK, "the host veth vanished"))?;
+    let idx = hl.header.index;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(ip, 32)
+        .output_interface(idx)
+        .scope(RouteScope::Link)
+        .build();
+    h.route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("adding the route to the pod"))?;
+    // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
+    h.neighbours()
+        .add(idx, IpAddr::V4(ip))
+        .link_layer_address(&pod_mac)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("adding the pod's neighbour entry"))?;
+    Ok(())
+}
+
+/// The pod's side, from the pod's namespace: the interface and lo up, the address, the
+/// gateway's permanent neighbour, and the routes (unless another attachment has them). True
+/// when this attachment added the default route.
+async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
+    let (ifname, ip, host_mac) = (&e.ifname, e.ip, e.host_mac);
+    let l = link_by_name(&h, ifname)
+        .await?
+        .ok_or_else(|| CniError::new(code::NETLINK, "the veth did not arrive in the pod"))?;
+    let idx = l.header.index;
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl("raising the pod interface"))?;
+    if let Some(lo) = link_by_name(&h, "lo").await? {
+        h.link()
+            .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+            .execute()
+            .await
+            .map_err(nl("raising lo"))?;
+    }
+    h.address()
+        .add(idx, IpAddr::V4(ip), 32)
+        .execute()
+        .await
+        .map_err(nl("adding the pod address"))?;
+    h.neighbours()
+        .add(idx, IpAddr::V4(GATEWAY))
+        .link_layer_address(&host_mac)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("adding the gateway neighbour"))?;
+    // A second attachment (another ifname) leaves the pod's routing alone: the gateway
+    // and the default route stay on the first interface.
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    let mut has_default = false;
+    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+        has_default |= r.header.destination_prefix_length == 0 && r.header.table == 254;
+    }
+    if !has_default {
+        let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(GATEWAY, 32)
+            .output_interface(idx)
+            .scope(RouteScope::Link)
+            .build();
+        h.route()
+            .add(to_gw)
+            .execute()
+            .await
+            .map_err(nl("adding the route to the gateway"))?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+            .gateway(GATEWAY)
+            .output_interface(idx)
+            .build();
+        h.route()
+            .add(default)
+            .execute()
+            .await
+            .map_err(nl("adding the default route"))?;
+    }
+    Ok(!has_default)
+}
+
 /// The real datapath, through rtnetlink. Node-side work runs in the plugin's own namespace.
 pub struct Netlink;
 
@@ -127,69 +277,18 @@ impl Datapath for Netlink {
         let host = host_ifname(&a.container_id, &a.ifname);
         let (host_mac, pod_mac) = macs(&host);
         let ns_file = netns::open(&a.netns)?;
-        use std::os::fd::AsRawFd;
-        let fd = ns_file.as_raw_fd();
-        let (mtu, ifname, host2) = (a.mtu, a.ifname.clone(), host.clone());
-        let pod_mac2 = pod_mac.to_vec();
+        let ends = Ends {
+            host: host.clone(),
+            ifname: a.ifname.clone(),
+            ip,
+            mtu: a.mtu,
+            host_mac,
+            pod_mac,
+        };
         let netns_shown = a.netns.display().to_string();
-        // One request makes the pair with its peer born inside the pod, named and up: moving an
-        // interface between namespaces afterwards costs a grace period (~20 ms).
+        let node = ends.clone();
         let node_side = netns::here(move |h| async move {
-            if let Some(old) = link_by_name(&h, &host2).await? {
-                // A leftover of a failed ADD for the same attachment.
-                h.link()
-                    .del(old.header.index)
-                    .execute()
-                    .await
-                    .map_err(nl("removing a stale host veth"))?;
-            }
-            let peer = LinkUnspec::new_with_name(&ifname)
-                .mtu(mtu)
-                .address(pod_mac2.clone())
-                .setns_by_fd(fd)
-                .build();
-            let msg = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-                .name(host2.clone())
-                .mtu(mtu)
-                .address(host_mac.to_vec())
-                .up()
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                .build();
-            match h.link().add(msg).execute().await {
-                Ok(()) => {}
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => {
-                    return Err(CniError::new(
-                        code::INVALID_CONFIG,
-                        format!("interface {ifname} already exists in {netns_shown}"),
-                    ));
-                }
-                Err(e) => return Err(nl("creating the veth pair")(e)),
-            }
-            let hl = link_by_name(&h, &host2)
-                .await?
-                .ok_or_else(|| CniError::new(code::NETLINK, "the host veth vanished"))?;
-            let idx = hl.header.index;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(ip, 32)
-                .output_interface(idx)
-                .scope(RouteScope::Link)
-                .build();
-            h.route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl("adding the route to the pod"))?;
-            // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
-            h.neighbours()
-                .add(idx, IpAddr::V4(ip))
-                .link_layer_address(&pod_mac2)
-                .state(NeighbourState::Permanent)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl("adding the pod's neighbour entry"))?;
-            Ok(())
+            wire_node_side(h, &node, ns_file.as_fd(), &netns_shown).await
         });
         if let Err(e) = node_side {
             if e.code != code::INVALID_CONFIG {
@@ -201,71 +300,10 @@ impl Datapath for Netlink {
         if netns::read_sysctl("net.ipv4.ip_forward").ok().as_deref() != Some("1") {
             netns::sysctl("net.ipv4.ip_forward", "1")?;
         }
-        let ifname = a.ifname.clone();
-        let pod = netns::within(&a.netns, move |h| async move {
-            let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
-                CniError::new(code::NETLINK, "the veth did not arrive in the pod")
-            })?;
-            let idx = l.header.index;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute()
-                .await
-                .map_err(nl("raising the pod interface"))?;
-            if let Some(lo) = link_by_name(&h, "lo").await? {
-                h.link()
-                    .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl("raising lo"))?;
-            }
-            h.address()
-                .add(idx, IpAddr::V4(ip), 32)
-                .execute()
-                .await
-                .map_err(nl("adding the pod address"))?;
-            h.neighbours()
-                .add(idx, IpAddr::V4(GATEWAY))
-                .link_layer_address(&host_mac)
-                .state(NeighbourState::Permanent)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl("adding the gateway neighbour"))?;
-            // A second attachment (another ifname) leaves the pod's routing alone: the gateway
-            // and the default route stay on the first interface.
-            let mut routes = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            let mut has_default = false;
-            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-                has_default |= r.header.destination_prefix_length == 0 && r.header.table == 254;
-            }
-            if !has_default {
-                let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(GATEWAY, 32)
-                    .output_interface(idx)
-                    .scope(RouteScope::Link)
-                    .build();
-                h.route()
-                    .add(to_gw)
-                    .execute()
-                    .await
-                    .map_err(nl("adding the route to the gateway"))?;
-                let default = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-                    .gateway(GATEWAY)
-                    .output_interface(idx)
-                    .build();
-                h.route()
-                    .add(default)
-                    .execute()
-                    .await
-                    .map_err(nl("adding the default route"))?;
-            }
-            Ok(!has_default)
-        });
+        let pod = netns::within(
+            &a.netns,
+            move |h| async move { wire_pod_side(h, &ends).await },
+        );
         match pod {
             Ok(default_route) => Ok(Wired {
                 host_ifname: host,

@@ -734,53 +734,84 @@ impl Builder {
         let mut load: Vec<usize> = vec![0; nodes.len()];
         let mut placed: Vec<(PodSource, Option<usize>)> = Vec::with_capacity(sources.len());
         for src in sources {
-            let node = if let Some(n) = src.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
-                let idx = nodes.iter().position(|x| x.name == n);
-                if idx.is_none() {
-                    self.diags.push(Diagnostic::warning(
-                        None,
-                        format!(
-                            "pod {}/{} names node {n:?}, which does not exist; it stays Pending",
-                            src.namespace, src.name
-                        ),
-                    ));
-                }
-                idx
-            } else if let Some((ip, _)) = src
-                .fixed_ip
-                .as_ref()
-                .filter(|_| !src.spec.host_network.unwrap_or(false))
-            {
-                nodes
-                    .iter()
-                    .position(|n| n.pod_cidrs.iter().any(|c| c.contains(ip)))
-            } else {
-                let sel = src.spec.node_selector.clone().unwrap_or_default();
-                let best = (0..nodes.len())
-                    .filter(|&i| selector_matches(&sel, &nodes[i].labels))
-                    .min_by_key(|&i| (load[i], i));
-                if best.is_none() {
-                    self.diags.push(Diagnostic::warning(
-                        None,
-                        format!(
-                            "pod {}/{}: no node matches its nodeSelector; it stays Pending",
-                            src.namespace, src.name
-                        ),
-                    ));
-                }
-                best
-            };
+            let node = self.pick_node(&src, nodes, &load);
             if let Some(i) = node {
                 load[i] += 1;
             }
             placed.push((src, node));
         }
-
         // Pod IPs from each node's podCIDR: the first address is the node's gateway, pods get
         // the next ones. Addresses the manifests fix (status.podIP) are taken first.
-        let mut taken: BTreeSet<IpAddr> = BTreeSet::new();
+        let mut taken = self.claim_fixed_ips(&placed, nodes);
         let mut next: Vec<u128> = vec![2; nodes.len()];
-        for (src, node) in &placed {
+        let mut pods = Vec::with_capacity(placed.len());
+        for (src, node) in placed {
+            let ips = match node {
+                None => Vec::new(),
+                Some(i) if src.spec.host_network.unwrap_or(false) => vec![nodes[i].internal_ip],
+                Some(_) if src.fixed_ip.is_some() => {
+                    vec![src.fixed_ip.as_ref().expect("checked").0]
+                }
+                Some(i) => self
+                    .next_pod_ip(&nodes[i], &mut next[i], &mut taken, &src)
+                    .into_iter()
+                    .collect(),
+            };
+            pods.push(pod_info(src, node.map(|i| nodes[i].name.clone()), ips));
+        }
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        pods
+    }
+
+    /// The scheduler's choice: `nodeName`, else the node whose podCIDR holds a fixed pod IP,
+    /// else the least loaded node that matches the `nodeSelector`.
+    fn pick_node(&mut self, src: &PodSource, nodes: &[NodeInfo], load: &[usize]) -> Option<usize> {
+        if let Some(n) = src.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+            let idx = nodes.iter().position(|x| x.name == n);
+            if idx.is_none() {
+                self.diags.push(Diagnostic::warning(
+                    None,
+                    format!(
+                        "pod {}/{} names node {n:?}, which does not exist; it stays Pending",
+                        src.namespace, src.name
+                    ),
+                ));
+            }
+            idx
+        } else if let Some((ip, _)) = src
+            .fixed_ip
+            .as_ref()
+            .filter(|_| !src.spec.host_network.unwrap_or(false))
+        {
+            nodes
+                .iter()
+                .position(|n| n.pod_cidrs.iter().any(|c| c.contains(ip)))
+        } else {
+            let sel = src.spec.node_selector.clone().unwrap_or_default();
+            let best = (0..nodes.len())
+                .filter(|&i| selector_matches(&sel, &nodes[i].labels))
+                .min_by_key(|&i| (load[i], i));
+            if best.is_none() {
+                self.diags.push(Diagnostic::warning(
+                    None,
+                    format!(
+                        "pod {}/{}: no node matches its nodeSelector; it stays Pending",
+                        src.namespace, src.name
+                    ),
+                ));
+            }
+            best
+        }
+    }
+
+    /// The pod IPs the manifests fix, each checked to be a free address of its node's podCIDR.
+    fn claim_fixed_ips(
+        &mut self,
+        placed: &[(PodSource, Option<usize>)],
+        nodes: &[NodeInfo],
+    ) -> BTreeSet<IpAddr> {
+        let mut taken: BTreeSet<IpAddr> = BTreeSet::new();
+        for (src, node) in placed {
             if let (Some((ip, loc)), Some(i)) = (&src.fixed_ip, node) {
                 if src.spec.host_network.unwrap_or(false) {
                     continue;
@@ -810,71 +841,32 @@ impl Builder {
                 }
             }
         }
-        let mut pods = Vec::with_capacity(placed.len());
-        for (src, node) in placed {
-            let host_net = src.spec.host_network.unwrap_or(false);
-            let ips = match node {
-                None => Vec::new(),
-                Some(i) if host_net => vec![nodes[i].internal_ip],
-                Some(_) if src.fixed_ip.is_some() => {
-                    vec![src.fixed_ip.as_ref().expect("checked").0]
-                }
-                Some(i) => {
-                    let cidr = nodes[i].pod_cidrs[0];
-                    let mut ip = None;
-                    while let Some(cand) = nth_address(&cidr, next[i]) {
-                        next[i] += 1;
-                        if cand != cidr.broadcast() && taken.insert(cand) {
-                            ip = Some(cand);
-                            break;
-                        }
-                    }
-                    if ip.is_none() {
-                        self.diags.push(Diagnostic::global_error(
-                            format!("node {}'s podCIDR {cidr} is full: pod {}/{} gets no IP; use fewer pods per node or more nodes", nodes[i].name, src.namespace, src.name),
-                        ));
-                    }
-                    ip.into_iter().collect()
-                }
-            };
-            let containers = src.spec.containers.iter().map(|c| c.name.clone()).collect();
-            let ports = src
-                .spec
-                .containers
-                .iter()
-                .flat_map(|c| {
-                    c.ports.iter().flatten().map(move |p| ContainerPortInfo {
-                        container: c.name.clone(),
-                        name: p.name.clone(),
-                        container_port: p.container_port,
-                        protocol: Protocol::of_checked(p.protocol.as_deref()),
-                    })
-                })
-                .collect();
-            pods.push(PodInfo {
-                namespace: src.namespace,
-                name: src.name,
-                labels: src.labels,
-                node: node.map(|i| nodes[i].name.clone()),
-                phase: if node.is_none() {
-                    "Pending".to_string()
-                } else {
-                    src.phase
-                },
-                ready: node.is_some() && src.ready,
-                terminating: src.terminating,
-                host_network: host_net,
-                hostname: src.hostname,
-                subdomain: src.subdomain,
-                containers,
-                ports,
-                owner: src.owner,
-                ips,
-                spec: src.spec,
-            });
+        taken
+    }
+
+    /// The next free address of a node's podCIDR.
+    fn next_pod_ip(
+        &mut self,
+        node: &NodeInfo,
+        next: &mut u128,
+        taken: &mut BTreeSet<IpAddr>,
+        src: &PodSource,
+    ) -> Option<IpAddr> {
+        let cidr = node.pod_cidrs[0];
+        let mut ip = None;
+        while let Some(cand) = nth_address(&cidr, *next) {
+            *next += 1;
+            if cand != cidr.broadcast() && taken.insert(cand) {
+                ip = Some(cand);
+                break;
+            }
         }
-        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        pods
+        if ip.is_none() {
+            self.diags.push(Diagnostic::global_error(
+                format!("node {}'s podCIDR {cidr} is full: pod {}/{} gets no IP; use fewer pods per node or more nodes", node.name, src.namespace, src.name),
+            ));
+        }
+        ip
     }
 
     fn services(
@@ -883,12 +875,9 @@ impl Builder {
     ) -> (Vec<ServiceInfo>, Vec<(NsName, EndpointSliceInfo)>) {
         let mut svcs: Vec<&Sourced<Service>> = objects
             .iter()
-            .filter_map(|o| {
-                if let Object::Service(s) = o {
-                    Some(s)
-                } else {
-                    None
-                }
+            .filter_map(|o| match o {
+                Object::Service(s) => Some(s),
+                _ => None,
             })
             .collect();
         svcs.sort_by(|a, b| {
@@ -900,177 +889,172 @@ impl Builder {
             .iter()
             .any(|s| s.namespace == "default" && s.name == "kubernetes");
         let mut alloc = Allocator::new(&self.config);
-
         // The API server's own Service takes the first address.
-        let mut builtin = None;
-        if !has_kubernetes {
+        let builtin = (!has_kubernetes).then(|| {
             let ip = nth_address(&self.config.service_cidr, 1).expect("serviceCIDR holds .1");
             alloc.ips.insert(ip_to_u128(ip));
-            builtin = Some(ServiceInfo {
-                namespace: "default".into(),
-                name: "kubernetes".into(),
-                service_type: ServiceType::ClusterIP,
-                labels: [
-                    ("component".to_string(), "apiserver".to_string()),
-                    ("provider".to_string(), "kubernetes".to_string()),
-                ]
-                .into(),
-                selector: None,
-                cluster_ips: vec![ip],
-                headless: false,
-                external_name: None,
-                ports: vec![ServicePortInfo {
-                    name: "https".into(),
-                    protocol: Protocol::Tcp,
-                    port: 443,
-                    target_port: TargetPort::Number(6443),
-                    node_port: None,
-                    app_protocol: None,
-                }],
-                external_ips: vec![],
-                load_balancer_ips: vec![],
-                session_affinity_timeout: None,
-                external_traffic_policy: TrafficPolicy::Cluster,
-                internal_traffic_policy: TrafficPolicy::Cluster,
-                health_check_node_port: None,
-                publish_not_ready_addresses: false,
-                endpoint_slices: vec![],
-                builtin: true,
-            });
-        }
-
-        // Pass 1: what the manifests ask for.
+            kubernetes_service(ip)
+        });
+        // Pass 1: what the manifests ask for. Pass 2: allocate the rest, in a stable order.
         for (svc, src) in infos.iter_mut().zip(&svcs) {
-            let spec = src.obj.spec.as_ref().expect("validated");
-            let oref = ObjectRef::new("Service", Some(&svc.namespace), &svc.name);
-            let ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
-                (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
-                (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
-                _ => vec![],
-            };
-            if svc.service_type != ServiceType::ExternalName && !svc.headless {
-                if let Some(fam) = spec.ip_families.as_ref().and_then(|f| f.first()) {
-                    if fam == "IPv6" && self.config.service_cidr.addr().is_ipv4() {
-                        self.diags.push(Diagnostic::error(src.locate("spec.ipFamilies[0]"), "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()).with_object(oref.clone()).with_field("spec.ipFamilies[0]"));
-                    }
-                }
-                for (i, raw) in ips.iter().enumerate() {
-                    let field = if spec.cluster_ips.as_ref().is_some_and(|l| !l.is_empty()) {
-                        format!("spec.clusterIPs[{i}]")
-                    } else {
-                        "spec.clusterIP".to_string()
-                    };
-                    let Ok(ip) = raw.parse::<IpAddr>() else {
-                        continue;
-                    };
-                    if let Err(why) = alloc.claim_ip(ip) {
-                        self.diags.push(
-                            Diagnostic::error(
-                                src.locate(&field),
-                                format!("Invalid value: {raw:?}: {why}"),
-                            )
-                            .with_object(oref.clone())
-                            .with_field(field),
-                        );
-                    } else {
-                        svc.cluster_ips.push(ip);
-                    }
-                }
-            }
-            for (i, p) in svc.ports.iter_mut().enumerate() {
-                let field = format!("spec.ports[{i}].nodePort");
-                if let Some(np) = p.node_port {
-                    if let Err(why) =
-                        alloc.claim_port(np, &svc.namespace, &svc.name, p.protocol.as_str())
-                    {
-                        self.diags.push(
-                            Diagnostic::error(
-                                src.locate(&field),
-                                format!("Invalid value: {np}: {why}"),
-                            )
-                            .with_object(oref.clone())
-                            .with_field(field),
-                        );
-                        p.node_port = None;
-                    }
+            self.claim_requested(&mut alloc, svc, src);
+        }
+        for (svc, src) in infos.iter_mut().zip(&svcs) {
+            self.allocate_rest(&mut alloc, svc, src);
+        }
+        // Pass 3: the load-balancer controller.
+        self.assign_load_balancer_ips(&mut infos, &svcs);
+        let user = self.user_slices(objects, &infos);
+        if let Some(b) = builtin {
+            infos.push(b);
+            infos.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        }
+        (infos, user)
+    }
+
+    /// The ClusterIPs, node ports and health-check port a Service asks for, where free.
+    fn claim_requested(
+        &mut self,
+        alloc: &mut Allocator,
+        svc: &mut ServiceInfo,
+        src: &Sourced<Service>,
+    ) {
+        let spec = src.obj.spec.as_ref().expect("validated");
+        let oref = ObjectRef::new("Service", Some(&svc.namespace), &svc.name);
+        let ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
+            (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
+            (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
+            _ => vec![],
+        };
+        if svc.service_type != ServiceType::ExternalName && !svc.headless {
+            if let Some(fam) = spec.ip_families.as_ref().and_then(|f| f.first()) {
+                if fam == "IPv6" && self.config.service_cidr.addr().is_ipv4() {
+                    self.diags.push(Diagnostic::error(src.locate("spec.ipFamilies[0]"), "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()).with_object(oref.clone()).with_field("spec.ipFamilies[0]"));
                 }
             }
-            if let Some(hc) = svc.health_check_node_port {
-                if let Err(why) = alloc.claim_port(hc, &svc.namespace, &svc.name, "health") {
+            for (i, raw) in ips.iter().enumerate() {
+                let field = if spec.cluster_ips.as_ref().is_some_and(|l| !l.is_empty()) {
+                    format!("spec.clusterIPs[{i}]")
+                } else {
+                    "spec.clusterIP".to_string()
+                };
+                let Ok(ip) = raw.parse::<IpAddr>() else {
+                    continue;
+                };
+                if let Err(why) = alloc.claim_ip(ip) {
                     self.diags.push(
                         Diagnostic::error(
-                            src.locate("spec.healthCheckNodePort"),
-                            format!("Invalid value: {hc}: {why}"),
+                            src.locate(&field),
+                            format!("Invalid value: {raw:?}: {why}"),
                         )
                         .with_object(oref.clone())
-                        .with_field("spec.healthCheckNodePort"),
+                        .with_field(field),
                     );
+                } else {
+                    svc.cluster_ips.push(ip);
                 }
             }
         }
-
-        // Pass 2: allocate the rest, in a stable order.
-        for (svc, src) in infos.iter_mut().zip(&svcs) {
-            let spec = src.obj.spec.as_ref().expect("validated");
-            let key = format!("{}/{}", svc.namespace, svc.name);
-            if svc.service_type != ServiceType::ExternalName
-                && !svc.headless
-                && svc.cluster_ips.is_empty()
-            {
-                match alloc.allocate_ip(&key) {
-                    Some(ip) => svc.cluster_ips.push(ip),
-                    None => self.diags.push(
+        for (i, p) in svc.ports.iter_mut().enumerate() {
+            let field = format!("spec.ports[{i}].nodePort");
+            if let Some(np) = p.node_port {
+                if let Err(why) =
+                    alloc.claim_port(np, &svc.namespace, &svc.name, p.protocol.as_str())
+                {
+                    self.diags.push(
                         Diagnostic::error(
+                            src.locate(&field),
+                            format!("Invalid value: {np}: {why}"),
+                        )
+                        .with_object(oref.clone())
+                        .with_field(field),
+                    );
+                    p.node_port = None;
+                }
+            }
+        }
+        if let Some(hc) = svc.health_check_node_port {
+            if let Err(why) = alloc.claim_port(hc, &svc.namespace, &svc.name, "health") {
+                self.diags.push(
+                    Diagnostic::error(
+                        src.locate("spec.healthCheckNodePort"),
+                        format!("Invalid value: {hc}: {why}"),
+                    )
+                    .with_object(oref.clone())
+                    .with_field("spec.healthCheckNodePort"),
+                );
+            }
+        }
+    }
+
+    /// What a Service did not ask for: a ClusterIP, node ports, a health-check port.
+    fn allocate_rest(
+        &mut self,
+        alloc: &mut Allocator,
+        svc: &mut ServiceInfo,
+        src: &Sourced<Service>,
+    ) {
+        let spec = src.obj.spec.as_ref().expect("validated");
+        let key = svc.key().to_string();
+        if svc.service_type != ServiceType::ExternalName
+            && !svc.headless
+            && svc.cluster_ips.is_empty()
+        {
+            match alloc.allocate_ip(&key) {
+                Some(ip) => svc.cluster_ips.push(ip),
+                None => self.diags.push(
+                    Diagnostic::error(
+                        src.start.clone(),
+                        format!(
+                            "serviceCIDR {} is full: no ClusterIP is left for {key}",
+                            self.config.service_cidr
+                        ),
+                    )
+                    .with_object(ObjectRef::new(
+                        "Service",
+                        Some(&svc.namespace),
+                        &svc.name,
+                    )),
+                ),
+            }
+        }
+        let wants_node_ports = svc.service_type == ServiceType::NodePort
+            || (svc.service_type == ServiceType::LoadBalancer
+                && spec.allocate_load_balancer_node_ports != Some(false));
+        if wants_node_ports {
+            // Ports with the same number but another protocol share the node port.
+            let mut by_port: HashMap<i32, i32> = HashMap::new();
+            for p in svc.ports.iter_mut() {
+                if p.node_port.is_none() {
+                    let shared = by_port.get(&p.port).copied();
+                    p.node_port = shared.or_else(|| {
+                        alloc.allocate_port(&format!("{key}/{}/{}", p.name, p.protocol))
+                    });
+                    if p.node_port.is_none() {
+                        self.diags.push(Diagnostic::error(
                             src.start.clone(),
                             format!(
-                                "serviceCIDR {} is full: no ClusterIP is left for {key}",
-                                self.config.service_cidr
+                                "the node port range {} is full",
+                                self.config.node_port_range
                             ),
-                        )
-                        .with_object(ObjectRef::new(
-                            "Service",
-                            Some(&svc.namespace),
-                            &svc.name,
-                        )),
-                    ),
-                }
-            }
-            let wants_node_ports = svc.service_type == ServiceType::NodePort
-                || (svc.service_type == ServiceType::LoadBalancer
-                    && spec.allocate_load_balancer_node_ports != Some(false));
-            if wants_node_ports {
-                // Ports with the same number but another protocol share the node port.
-                let mut by_port: HashMap<i32, i32> = HashMap::new();
-                for p in svc.ports.iter_mut() {
-                    if p.node_port.is_none() {
-                        let shared = by_port.get(&p.port).copied();
-                        p.node_port = shared.or_else(|| {
-                            alloc.allocate_port(&format!("{key}/{}/{}", p.name, p.protocol))
-                        });
-                        if p.node_port.is_none() {
-                            self.diags.push(Diagnostic::error(
-                                src.start.clone(),
-                                format!(
-                                    "the node port range {} is full",
-                                    self.config.node_port_range
-                                ),
-                            ));
-                        }
-                    }
-                    if let Some(np) = p.node_port {
-                        by_port.entry(p.port).or_insert(np);
+                        ));
                     }
                 }
-            }
-            if svc.service_type == ServiceType::LoadBalancer
-                && svc.external_traffic_policy == TrafficPolicy::Local
-                && svc.health_check_node_port.is_none()
-            {
-                svc.health_check_node_port = alloc.allocate_port(&format!("{key}/healthz"));
+                if let Some(np) = p.node_port {
+                    by_port.entry(p.port).or_insert(np);
+                }
             }
         }
+        if svc.service_type == ServiceType::LoadBalancer
+            && svc.external_traffic_policy == TrafficPolicy::Local
+            && svc.health_check_node_port.is_none()
+        {
+            svc.health_check_node_port = alloc.allocate_port(&format!("{key}/healthz"));
+        }
+    }
 
-        // Pass 3: the load-balancer controller.
+    /// The load-balancer controller: requested addresses first, then the rest from the pool.
+    fn assign_load_balancer_ips(&mut self, infos: &mut [ServiceInfo], svcs: &[&Sourced<Service>]) {
         let pool: Vec<IpAddr> = self
             .config
             .load_balancer_pool
@@ -1085,11 +1069,11 @@ impl Builder {
                 .and_then(|sp| sp.load_balancer_class.as_deref())
                 .is_none()
         };
-        for (svc, src) in infos.iter_mut().zip(&svcs) {
+        for (svc, src) in infos.iter_mut().zip(svcs) {
             if svc.service_type != ServiceType::LoadBalancer || !ours(src) {
                 continue;
             }
-            let key = format!("{}/{}", svc.namespace, svc.name);
+            let key = svc.key().to_string();
             let wanted = src
                 .obj
                 .spec
@@ -1120,7 +1104,7 @@ impl Builder {
                 }
             }
         }
-        for (svc, src) in infos.iter_mut().zip(&svcs) {
+        for (svc, src) in infos.iter_mut().zip(svcs) {
             if svc.service_type != ServiceType::LoadBalancer
                 || !ours(src)
                 || !svc.load_balancer_ips.is_empty()
@@ -1136,7 +1120,7 @@ impl Builder {
             if wanted.is_some() || pool.is_empty() {
                 continue;
             }
-            let key = format!("{}/{}", svc.namespace, svc.name);
+            let key = svc.key().to_string();
             let start = (fnv64(&[key.as_bytes()]) % pool.len() as u64) as usize;
             let found = (0..pool.len())
                 .map(|i| pool[(start + i) % pool.len()])
@@ -1162,8 +1146,14 @@ impl Builder {
                 ),
             }
         }
+    }
 
-        // User EndpointSlices and mirrored Endpoints.
+    /// User EndpointSlices and mirrored Endpoints, by Service.
+    fn user_slices(
+        &mut self,
+        objects: &[Object],
+        infos: &[ServiceInfo],
+    ) -> Vec<(NsName, EndpointSliceInfo)> {
         let mut user = Vec::new();
         let by_key: BTreeMap<NsName, &ServiceInfo> = infos.iter().map(|s| (s.key(), s)).collect();
         for o in objects {
@@ -1212,11 +1202,82 @@ impl Builder {
             }
         }
 
-        if let Some(b) = builtin {
-            infos.push(b);
-            infos.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        }
-        (infos, user)
+        user
+    }
+}
+
+/// The API server's own Service, `default/kubernetes`, when the manifests do not define it.
+fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
+    ServiceInfo {
+        namespace: "default".into(),
+        name: "kubernetes".into(),
+        service_type: ServiceType::ClusterIP,
+        labels: [
+            ("component".to_string(), "apiserver".to_string()),
+            ("provider".to_string(), "kubernetes".to_string()),
+        ]
+        .into(),
+        selector: None,
+        cluster_ips: vec![ip],
+        headless: false,
+        external_name: None,
+        ports: vec![ServicePortInfo {
+            name: "https".into(),
+            protocol: Protocol::Tcp,
+            port: 443,
+            target_port: TargetPort::Number(6443),
+            node_port: None,
+            app_protocol: None,
+        }],
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        session_affinity_timeout: None,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        publish_not_ready_addresses: false,
+        endpoint_slices: vec![],
+        builtin: true,
+    }
+}
+
+/// A placed pod as the model holds it.
+fn pod_info(src: PodSource, node: Option<String>, ips: Vec<IpAddr>) -> PodInfo {
+    let host_net = src.spec.host_network.unwrap_or(false);
+    let containers = src.spec.containers.iter().map(|c| c.name.clone()).collect();
+    let ports = src
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| {
+            c.ports.iter().flatten().map(move |p| ContainerPortInfo {
+                container: c.name.clone(),
+                name: p.name.clone(),
+                container_port: p.container_port,
+                protocol: Protocol::of_checked(p.protocol.as_deref()),
+            })
+        })
+        .collect();
+    PodInfo {
+        namespace: src.namespace,
+        name: src.name,
+        labels: src.labels,
+        node: node.clone(),
+        phase: if node.is_none() {
+            "Pending".to_string()
+        } else {
+            src.phase
+        },
+        ready: node.is_some() && src.ready,
+        terminating: src.terminating,
+        host_network: host_net,
+        hostname: src.hostname,
+        subdomain: src.subdomain,
+        containers,
+        ports,
+        owner: src.owner,
+        ips,
+        spec: src.spec,
     }
 }
 

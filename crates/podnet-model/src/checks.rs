@@ -3,7 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{PodSpec, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Pod, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{
+    Ingress, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -155,12 +161,20 @@ impl<T> Checker<'_, T> {
     }
 
     /// An apps/v1 workload: required selector that matches the template's labels.
+    /// A controller of pods: its selector, its template (labels and pod spec) and replicas.
     fn workload(
         &mut self,
         selector: &LabelSelector,
-        template_labels: Option<&BTreeMap<String, String>>,
+        template: Option<&PodTemplateSpec>,
         replicas: Option<i32>,
     ) {
+        let template_labels = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref());
+        match template.and_then(|t| t.spec.as_ref()) {
+            Some(ps) => self.pod_spec("spec.template.spec", ps),
+            None => self.err("spec.template.spec", "Required value"),
+        }
         self.selector("spec.selector", selector);
         let empty = selector
             .match_labels
@@ -258,6 +272,12 @@ fn service(c: &mut Checker<'_, Service>) {
             );
         }
     }
+    service_ports(c, ty, ports);
+    service_traffic(c, spec, ty);
+}
+
+/// A Service's ports: names, numbers, protocols, target ports and node ports, each unique.
+fn service_ports(c: &mut Checker<'_, Service>, ty: &str, ports: &[ServicePort]) {
     let mut names = BTreeSet::new();
     let mut seen = BTreeSet::new();
     let mut node_ports: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
@@ -312,6 +332,11 @@ fn service(c: &mut Checker<'_, Service>) {
             }
         }
     }
+}
+
+/// How a Service takes traffic: selector, session affinity, traffic policies, external and
+/// load-balancer addresses, IP families.
+fn service_traffic(c: &mut Checker<'_, Service>, spec: &ServiceSpec, ty: &str) {
     if let Some(sel) = &spec.selector {
         c.labels("spec.selector", Some(sel));
     }
@@ -395,299 +420,275 @@ pub(crate) fn check_object(o: &Object, oref: ObjectRef, out: &mut Vec<Diagnostic
         Object::Node(s) => checker!(s).meta(&s.obj.metadata, v::dns1123_subdomain),
         Object::Secret(s) => checker!(s).meta(&s.obj.metadata, v::dns1123_subdomain),
         Object::IngressClass(s) => checker!(s).meta(&s.obj.metadata, v::dns1123_subdomain),
-        Object::Pod(s) => {
-            let mut c = checker!(s);
-            c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            match &s.obj.spec {
-                Some(spec) => c.pod_spec("spec", spec),
-                None => c.err("spec", "Required value: a Pod needs a spec"),
-            }
-            if let Some(ip) = s.obj.status.as_ref().and_then(|st| st.pod_ip.as_deref()) {
-                if ip.parse::<IpAddr>().is_err() {
-                    c.err(
-                        "status.podIP",
-                        format!("Invalid value: {ip:?}: must be a valid IP address"),
-                    );
-                }
-            }
-        }
+        Object::Pod(s) => pod(&mut checker!(s)),
         Object::Deployment(s) => {
             let mut c = checker!(s);
             c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            {
-                let spec = &s.obj.spec;
-                let t = &spec.template;
-                c.workload(
-                    &spec.selector,
-                    t.metadata.as_ref().and_then(|m| m.labels.as_ref()),
-                    spec.replicas,
-                );
-                match &t.spec {
-                    Some(ps) => c.pod_spec("spec.template.spec", ps),
-                    None => c.err("spec.template.spec", "Required value"),
-                }
-            }
+            let spec = &s.obj.spec;
+            c.workload(&spec.selector, Some(&spec.template), spec.replicas);
         }
         Object::ReplicaSet(s) => {
             let mut c = checker!(s);
             c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            {
-                let spec = &s.obj.spec;
-                let t = spec.template.as_ref();
-                c.workload(
-                    &spec.selector,
-                    t.and_then(|t| t.metadata.as_ref())
-                        .and_then(|m| m.labels.as_ref()),
-                    spec.replicas,
-                );
-                match t.and_then(|t| t.spec.as_ref()) {
-                    Some(ps) => c.pod_spec("spec.template.spec", ps),
-                    None => c.err("spec.template.spec", "Required value"),
-                }
-            }
+            let spec = &s.obj.spec;
+            c.workload(&spec.selector, spec.template.as_ref(), spec.replicas);
         }
         Object::StatefulSet(s) => {
             let mut c = checker!(s);
             c.meta(&s.obj.metadata, v::dns1123_label);
-            {
-                let spec = &s.obj.spec;
-                let t = &spec.template;
-                c.workload(
-                    &spec.selector,
-                    t.metadata.as_ref().and_then(|m| m.labels.as_ref()),
-                    spec.replicas,
-                );
-                match &t.spec {
-                    Some(ps) => c.pod_spec("spec.template.spec", ps),
-                    None => c.err("spec.template.spec", "Required value"),
-                }
-                if let Some(sn) = &spec.service_name {
-                    if !sn.is_empty() {
-                        c.check("spec.serviceName", v::dns1123_label(sn));
-                    }
-                }
+            let spec = &s.obj.spec;
+            c.workload(&spec.selector, Some(&spec.template), spec.replicas);
+            if let Some(sn) = spec.service_name.as_deref().filter(|n| !n.is_empty()) {
+                c.check("spec.serviceName", v::dns1123_label(sn));
             }
         }
         Object::DaemonSet(s) => {
             let mut c = checker!(s);
             c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            {
-                let spec = &s.obj.spec;
-                let t = &spec.template;
-                c.workload(
-                    &spec.selector,
-                    t.metadata.as_ref().and_then(|m| m.labels.as_ref()),
-                    None,
-                );
-                match &t.spec {
-                    Some(ps) => c.pod_spec("spec.template.spec", ps),
-                    None => c.err("spec.template.spec", "Required value"),
-                }
-            }
+            let spec = &s.obj.spec;
+            c.workload(&spec.selector, Some(&spec.template), None);
         }
         Object::Service(s) => service(&mut checker!(s)),
-        Object::EndpointSlice(s) => {
-            let mut c = checker!(s);
-            c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            let es = &s.obj;
-            if !matches!(es.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
+        Object::EndpointSlice(s) => endpoint_slice(&mut checker!(s)),
+        Object::Endpoints(s) => endpoints(&mut checker!(s)),
+        Object::NetworkPolicy(s) => network_policy(&mut checker!(s)),
+        Object::Ingress(s) => ingress(&mut checker!(s)),
+        Object::ClusterConfig(_) => {}
+    }
+}
+
+fn pod(c: &mut Checker<'_, Pod>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    match &s.obj.spec {
+        Some(spec) => c.pod_spec("spec", spec),
+        None => c.err("spec", "Required value: a Pod needs a spec"),
+    }
+    if let Some(ip) = s.obj.status.as_ref().and_then(|st| st.pod_ip.as_deref()) {
+        if ip.parse::<IpAddr>().is_err() {
+            c.err(
+                "status.podIP",
+                format!("Invalid value: {ip:?}: must be a valid IP address"),
+            );
+        }
+    }
+}
+
+fn endpoint_slice(c: &mut Checker<'_, EndpointSlice>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let es = &s.obj;
+    if !matches!(es.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
+        c.err(
+            "addressType",
+            format!(
+                "Unsupported value: {:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
+                es.address_type
+            ),
+        );
+    }
+    for (i, ep) in es.endpoints.iter().flatten().enumerate() {
+        for (j, a) in ep.addresses.iter().enumerate() {
+            let ok = match es.address_type.as_str() {
+                "IPv4" => a.parse::<std::net::Ipv4Addr>().is_ok(),
+                "IPv6" => a.parse::<std::net::Ipv6Addr>().is_ok(),
+                _ => v::dns1123_subdomain(a).is_ok(),
+            };
+            if !ok {
                 c.err(
-                    "addressType",
+                    &format!("endpoints[{i}].addresses[{j}]"),
                     format!(
-                        "Unsupported value: {:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
+                        "Invalid value: {a:?}: must be a valid {} address",
                         es.address_type
                     ),
                 );
             }
-            for (i, ep) in es.endpoints.iter().flatten().enumerate() {
-                for (j, a) in ep.addresses.iter().enumerate() {
-                    let ok = match es.address_type.as_str() {
-                        "IPv4" => a.parse::<std::net::Ipv4Addr>().is_ok(),
-                        "IPv6" => a.parse::<std::net::Ipv6Addr>().is_ok(),
-                        _ => v::dns1123_subdomain(a).is_ok(),
-                    };
-                    if !ok {
-                        c.err(
-                            &format!("endpoints[{i}].addresses[{j}]"),
-                            format!(
-                                "Invalid value: {a:?}: must be a valid {} address",
-                                es.address_type
-                            ),
-                        );
-                    }
-                }
-            }
-            for (i, p) in es.ports.iter().flatten().enumerate() {
-                if let Some(n) = p.port {
-                    c.check(&format!("ports[{i}].port"), v::port_number(n));
-                }
-                if let Some(pr) = &p.protocol {
-                    c.check(&format!("ports[{i}].protocol"), v::protocol(pr));
-                }
-            }
         }
-        Object::Endpoints(s) => {
-            let mut c = checker!(s);
-            c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            for (i, ss) in s.obj.subsets.iter().flatten().enumerate() {
-                for (list, addrs) in [
-                    ("addresses", &ss.addresses),
-                    ("notReadyAddresses", &ss.not_ready_addresses),
-                ] {
-                    for (j, a) in addrs.iter().flatten().enumerate() {
-                        if a.ip.parse::<IpAddr>().is_err() {
-                            c.err(
-                                &format!("subsets[{i}].{list}[{j}].ip"),
-                                format!("Invalid value: {:?}: must be a valid IP address", a.ip),
-                            );
-                        }
-                    }
-                }
-                for (j, p) in ss.ports.iter().flatten().enumerate() {
-                    c.check(
-                        &format!("subsets[{i}].ports[{j}].port"),
-                        v::port_number(p.port),
+    }
+    for (i, p) in es.ports.iter().flatten().enumerate() {
+        if let Some(n) = p.port {
+            c.check(&format!("ports[{i}].port"), v::port_number(n));
+        }
+        if let Some(pr) = &p.protocol {
+            c.check(&format!("ports[{i}].protocol"), v::protocol(pr));
+        }
+    }
+}
+
+fn endpoints(c: &mut Checker<'_, Endpoints>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    for (i, ss) in s.obj.subsets.iter().flatten().enumerate() {
+        for (list, addrs) in [
+            ("addresses", &ss.addresses),
+            ("notReadyAddresses", &ss.not_ready_addresses),
+        ] {
+            for (j, a) in addrs.iter().flatten().enumerate() {
+                if a.ip.parse::<IpAddr>().is_err() {
+                    c.err(
+                        &format!("subsets[{i}].{list}[{j}].ip"),
+                        format!("Invalid value: {:?}: must be a valid IP address", a.ip),
                     );
                 }
             }
         }
-        Object::NetworkPolicy(s) => {
-            let mut c = checker!(s);
-            c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            if let Some(spec) = &s.obj.spec {
-                if let Some(ps) = &spec.pod_selector {
-                    c.selector("spec.podSelector", ps);
-                }
-                for (i, t) in spec.policy_types.iter().flatten().enumerate() {
-                    if !matches!(t.as_str(), "Ingress" | "Egress") {
-                        c.err(&format!("spec.policyTypes[{i}]"), format!("Unsupported value: {t:?}: supported values: \"Egress\", \"Ingress\""));
+        for (j, p) in ss.ports.iter().flatten().enumerate() {
+            c.check(
+                &format!("subsets[{i}].ports[{j}].port"),
+                v::port_number(p.port),
+            );
+        }
+    }
+}
+
+fn network_policy(c: &mut Checker<'_, NetworkPolicy>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    if let Some(spec) = &s.obj.spec {
+        if let Some(ps) = &spec.pod_selector {
+            c.selector("spec.podSelector", ps);
+        }
+        for (i, t) in spec.policy_types.iter().flatten().enumerate() {
+            if !matches!(t.as_str(), "Ingress" | "Egress") {
+                c.err(
+                    &format!("spec.policyTypes[{i}]"),
+                    format!("Unsupported value: {t:?}: supported values: \"Egress\", \"Ingress\""),
+                );
+            }
+        }
+        let rules = spec
+            .ingress
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("spec.ingress[{i}]"),
+                    "from",
+                    r.from.as_ref(),
+                    r.ports.as_ref(),
+                )
+            })
+            .chain(spec.egress.iter().flatten().enumerate().map(|(i, r)| {
+                (
+                    format!("spec.egress[{i}]"),
+                    "to",
+                    r.to.as_ref(),
+                    r.ports.as_ref(),
+                )
+            }))
+            .collect::<Vec<_>>();
+        for (base, peer_field, peers, ports) in rules {
+            for (j, peer) in peers.into_iter().flatten().enumerate() {
+                policy_peer(c, &format!("{base}.{peer_field}[{j}]"), peer);
+            }
+            for (j, p) in ports.into_iter().flatten().enumerate() {
+                policy_port(c, &format!("{base}.ports[{j}]"), p);
+            }
+        }
+    }
+}
+
+/// A peer of a NetworkPolicy rule: selectors, or an ipBlock whose `except` lies inside it.
+fn policy_peer(c: &mut Checker<'_, NetworkPolicy>, pp: &str, peer: &NetworkPolicyPeer) {
+    if let Some(ps) = &peer.pod_selector {
+        c.selector(&format!("{pp}.podSelector"), ps);
+    }
+    if let Some(ns) = &peer.namespace_selector {
+        c.selector(&format!("{pp}.namespaceSelector"), ns);
+    }
+    if let Some(b) = &peer.ip_block {
+        if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
+            c.err(
+                pp,
+                "Forbidden: may not specify ipBlock together with podSelector or namespaceSelector",
+            );
+        }
+        match b.cidr.parse::<ipnet::IpNet>() {
+            Err(_) => c.err(
+                &format!("{pp}.ipBlock.cidr"),
+                format!("Invalid value: {:?}: must be a valid CIDR", b.cidr),
+            ),
+            Ok(net) => {
+                for (k, e) in b.except.iter().flatten().enumerate() {
+                    match e.parse::<ipnet::IpNet>() {
+                        Ok(x) if net.contains(&x) && x != net => {}
+                        _ => c.err(
+                            &format!("{pp}.ipBlock.except[{k}]"),
+                            format!("Invalid value: {e:?}: must be a strict subset of `cidr`"),
+                        ),
                     }
                 }
-                let rules = spec
-                    .ingress
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        (
-                            format!("spec.ingress[{i}]"),
-                            "from",
-                            r.from.as_ref(),
-                            r.ports.as_ref(),
-                        )
-                    })
-                    .chain(spec.egress.iter().flatten().enumerate().map(|(i, r)| {
-                        (
-                            format!("spec.egress[{i}]"),
-                            "to",
-                            r.to.as_ref(),
-                            r.ports.as_ref(),
-                        )
-                    }))
-                    .collect::<Vec<_>>();
-                for (base, peer_field, peers, ports) in rules {
-                    for (j, peer) in peers.into_iter().flatten().enumerate() {
-                        let pp = format!("{base}.{peer_field}[{j}]");
-                        if let Some(ps) = &peer.pod_selector {
-                            c.selector(&format!("{pp}.podSelector"), ps);
-                        }
-                        if let Some(ns) = &peer.namespace_selector {
-                            c.selector(&format!("{pp}.namespaceSelector"), ns);
-                        }
-                        if let Some(b) = &peer.ip_block {
-                            if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
-                                c.err(&pp, "Forbidden: may not specify ipBlock together with podSelector or namespaceSelector");
-                            }
-                            match b.cidr.parse::<ipnet::IpNet>() {
-                                Err(_) => c.err(
-                                    &format!("{pp}.ipBlock.cidr"),
-                                    format!("Invalid value: {:?}: must be a valid CIDR", b.cidr),
-                                ),
-                                Ok(net) => {
-                                    for (k, e) in b.except.iter().flatten().enumerate() {
-                                        match e.parse::<ipnet::IpNet>() {
-                                            Ok(x) if net.contains(&x) && x != net => {}
-                                            _ => c.err(&format!("{pp}.ipBlock.except[{k}]"), format!("Invalid value: {e:?}: must be a strict subset of `cidr`")),
-                                        }
-                                    }
-                                }
-                            }
-                        }
+            }
+        }
+    }
+}
+
+/// A port of a NetworkPolicy rule: protocol, number or name, and a range's end.
+fn policy_port(c: &mut Checker<'_, NetworkPolicy>, pp: &str, p: &NetworkPolicyPort) {
+    if let Some(pr) = &p.protocol {
+        c.check(&format!("{pp}.protocol"), v::protocol(pr));
+    }
+    match &p.port {
+        Some(IntOrString::Int(n)) => c.check(&format!("{pp}.port"), v::port_number(*n)),
+        Some(IntOrString::String(name)) => c.check(&format!("{pp}.port"), v::iana_svc_name(name)),
+        None => {}
+    }
+    if let Some(end) = p.end_port {
+        match &p.port {
+            Some(IntOrString::Int(n)) if end >= *n => {
+                c.check(&format!("{pp}.endPort"), v::port_number(end))
+            }
+            Some(IntOrString::Int(_)) => c.err(
+                &format!("{pp}.endPort"),
+                "Invalid value: must be greater than or equal to `port`",
+            ),
+            _ => c.err(
+                &format!("{pp}.endPort"),
+                "Forbidden: may only be set with a numeric `port`",
+            ),
+        }
+    }
+}
+
+fn ingress(c: &mut Checker<'_, Ingress>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    if let Some(spec) = &s.obj.spec {
+        for (i, r) in spec.rules.iter().flatten().enumerate() {
+            for (j, p) in r.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                let pp = format!("spec.rules[{i}].http.paths[{j}]");
+                if !matches!(
+                    p.path_type.as_str(),
+                    "Exact" | "Prefix" | "ImplementationSpecific"
+                ) {
+                    c.err(&format!("{pp}.pathType"), format!("Unsupported value: {:?}: supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"", p.path_type));
+                }
+                if let Some(path) = &p.path {
+                    if p.path_type != "ImplementationSpecific" && !path.starts_with('/') {
+                        c.err(
+                            &format!("{pp}.path"),
+                            format!("Invalid value: {path:?}: must be an absolute path"),
+                        );
                     }
-                    for (j, p) in ports.into_iter().flatten().enumerate() {
-                        let pp = format!("{base}.ports[{j}]");
-                        if let Some(pr) = &p.protocol {
-                            c.check(&format!("{pp}.protocol"), v::protocol(pr));
+                }
+                if let Some(svc) = &p.backend.service {
+                    if let Some(port) = &svc.port {
+                        if let Some(n) = port.number {
+                            c.check(
+                                &format!("{pp}.backend.service.port.number"),
+                                v::port_number(n),
+                            );
                         }
-                        match &p.port {
-                            Some(IntOrString::Int(n)) => {
-                                c.check(&format!("{pp}.port"), v::port_number(*n))
-                            }
-                            Some(IntOrString::String(name)) => {
-                                c.check(&format!("{pp}.port"), v::iana_svc_name(name))
-                            }
-                            None => {}
-                        }
-                        if let Some(end) = p.end_port {
-                            match &p.port {
-                                Some(IntOrString::Int(n)) if end >= *n => {
-                                    c.check(&format!("{pp}.endPort"), v::port_number(end))
-                                }
-                                Some(IntOrString::Int(_)) => c.err(
-                                    &format!("{pp}.endPort"),
-                                    "Invalid value: must be greater than or equal to `port`",
-                                ),
-                                _ => c.err(
-                                    &format!("{pp}.endPort"),
-                                    "Forbidden: may only be set with a numeric `port`",
-                                ),
-                            }
+                        if port.number.is_some() && port.name.is_some() {
+                            c.err(
+                                &format!("{pp}.backend.service.port"),
+                                "Invalid value: cannot set both port name & port number",
+                            );
                         }
                     }
                 }
             }
         }
-        Object::Ingress(s) => {
-            let mut c = checker!(s);
-            c.meta(&s.obj.metadata, v::dns1123_subdomain);
-            if let Some(spec) = &s.obj.spec {
-                for (i, r) in spec.rules.iter().flatten().enumerate() {
-                    for (j, p) in r.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
-                        let pp = format!("spec.rules[{i}].http.paths[{j}]");
-                        if !matches!(
-                            p.path_type.as_str(),
-                            "Exact" | "Prefix" | "ImplementationSpecific"
-                        ) {
-                            c.err(&format!("{pp}.pathType"), format!("Unsupported value: {:?}: supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"", p.path_type));
-                        }
-                        if let Some(path) = &p.path {
-                            if p.path_type != "ImplementationSpecific" && !path.starts_with('/') {
-                                c.err(
-                                    &format!("{pp}.path"),
-                                    format!("Invalid value: {path:?}: must be an absolute path"),
-                                );
-                            }
-                        }
-                        if let Some(svc) = &p.backend.service {
-                            if let Some(port) = &svc.port {
-                                if let Some(n) = port.number {
-                                    c.check(
-                                        &format!("{pp}.backend.service.port.number"),
-                                        v::port_number(n),
-                                    );
-                                }
-                                if port.number.is_some() && port.name.is_some() {
-                                    c.err(
-                                        &format!("{pp}.backend.service.port"),
-                                        "Invalid value: cannot set both port name & port number",
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Object::ClusterConfig(_) => {}
     }
 }

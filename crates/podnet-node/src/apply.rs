@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use podnet_proxy::nft::{Elements, StaleUdpFlow, Transaction};
+use podnet_proxy::nft::{Elements, Op, StaleUdpFlow, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::dataplane::{NodeDataplane, RemoteNode, VxlanDevice};
@@ -122,141 +122,180 @@ fn remote_removals(r: &RemoteNode, dev: &str) -> [NetOp; 3] {
 
 /// Makes the node hold `want`, from what it holds (`held`).
 pub fn apply(held: &Held, want: &NodeDataplane, fx: &mut dyn Effects) -> Applied {
-    let mut now = held.clone();
-    let mut report = Report::default();
-    let mut failures = Vec::new();
+    let mut run = Run {
+        now: held.clone(),
+        report: Report::default(),
+        failures: Vec::new(),
+        fx,
+    };
+    run.settings(want);
+    run.device(want);
+    // The remotes need the device.
+    let has_device = run.now.vxlan.is_some();
+    let added = has_device && run.add_remotes(want);
+    run.proxy(held, want);
+    run.forget_stale_flows();
+    if has_device {
+        let removed = run.remove_remotes(want);
+        if added && removed {
+            // Every wanted entry was written and every other one removed.
+            run.now.remotes_certain = true;
+        }
+    }
+    Applied {
+        held: run.now,
+        report: run.report,
+        failures: run.failures,
+    }
+}
 
-    // 1. Kernel settings.
-    for (k, v) in &want.sysctls {
-        if held.sysctls.get(k) != Some(v) {
-            match fx.sysctl(k, v) {
+/// One apply under way: what the node holds so far, and what happened.
+struct Run<'a> {
+    now: Held,
+    report: Report,
+    failures: Vec<NodeError>,
+    fx: &'a mut dyn Effects,
+}
+
+impl Run<'_> {
+    /// 1. Kernel settings.
+    fn settings(&mut self, want: &NodeDataplane) {
+        for (k, v) in &want.sysctls {
+            if self.now.sysctls.get(k) == Some(v) {
+                continue;
+            }
+            match self.fx.sysctl(k, v) {
                 Ok(()) => {
-                    now.sysctls.insert(k.clone(), v.clone());
-                    report.sysctls += 1;
+                    self.now.sysctls.insert(k.clone(), v.clone());
+                    self.report.sysctls += 1;
                 }
-                Err(e) => failures.push(e),
+                Err(e) => self.failures.push(e),
             }
         }
     }
 
-    // 2. The device. A new one starts without entries.
-    let dev = want.vxlan.name.clone();
-    if held.vxlan.as_ref() != Some(&want.vxlan) {
-        let mut ops = vec![NetOp::DeleteLink { name: dev.clone() }];
-        if let Some(old) = &held.vxlan {
+    /// 2. The VXLAN device. A new one starts without entries.
+    fn device(&mut self, want: &NodeDataplane) {
+        if self.now.vxlan.as_ref() == Some(&want.vxlan) {
+            return;
+        }
+        let mut ops = vec![NetOp::DeleteLink {
+            name: want.vxlan.name.clone(),
+        }];
+        if let Some(old) = &self.now.vxlan {
             ops.push(NetOp::DeleteLink {
                 name: old.name.clone(),
             });
         }
         ops.push(NetOp::Vxlan(want.vxlan.clone()));
-        now.vxlan = None;
-        match fx.net(&ops) {
+        self.now.vxlan = None;
+        match self.fx.net(&ops) {
             Ok(()) => {
-                now.vxlan = Some(want.vxlan.clone());
-                now.remotes.clear();
-                now.remotes_certain = true;
-                report.created_vxlan = true;
+                self.now.vxlan = Some(want.vxlan.clone());
+                self.now.remotes.clear();
+                self.now.remotes_certain = true;
+                self.report.created_vxlan = true;
             }
-            Err(e) => failures.push(e),
+            Err(e) => self.failures.push(e),
         }
     }
-    let have_device = now.vxlan.is_some();
 
-    // 3. New remote nodes.
-    let mut remotes_written = true;
-    if have_device {
-        let adding: Vec<&RemoteNode> = want
+    /// 3. New remote nodes (all wanted ones when unsure what is there). True on success.
+    fn add_remotes(&mut self, want: &NodeDataplane) -> bool {
+        let adding: Vec<RemoteNode> = want
             .remotes
             .iter()
-            .filter(|r| !now.remotes_certain || !now.remotes.contains(r))
-            .collect();
-        if !adding.is_empty() {
-            let ops: Vec<NetOp> = adding
-                .iter()
-                .flat_map(|r| remote_entries(r, &dev))
-                .collect();
-            now.remotes.extend(adding.iter().map(|r| (*r).clone()));
-            match fx.net(&ops) {
-                Ok(()) => report.remotes_added = adding.len(),
-                Err(e) => {
-                    now.remotes_certain = false;
-                    remotes_written = false;
-                    failures.push(e);
-                }
-            }
-        }
-    }
-
-    // 4. The proxy, in one transaction.
-    let tx = match &held.proxy {
-        None => Transaction::create(&want.proxy),
-        Some(old) => Transaction::update(old, &want.proxy),
-    };
-    if !tx.is_empty() {
-        let counts = tx.ops.iter().fold((0, 0), |(a, d), op| match op {
-            podnet_proxy::nft::Op::AddElements(v) => (a + v.len(), d),
-            podnet_proxy::nft::Op::DeleteElements(v) => (a, d + v.len()),
-            _ => (a, d),
-        });
-        match fx.nft(&tx) {
-            Ok(()) => {
-                if let Some(old) = &held.proxy {
-                    now.stale_flows.extend(old.stale_udp_flows(&want.proxy));
-                }
-                now.proxy = Some(want.proxy.clone());
-                report.proxy_elements = Some(counts);
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-
-    // 5. Conntrack entries of UDP flows to gone backends.
-    for flow in now.stale_flows.clone() {
-        match fx.forget_udp_flow(&flow) {
-            Ok(()) => {
-                now.stale_flows.remove(&flow);
-                report.flows_forgotten += 1;
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-
-    // 6. Remote nodes that left.
-    if have_device {
-        let leaving: Vec<RemoteNode> = now
-            .remotes
-            .iter()
-            .filter(|r| !want.remotes.contains(r))
+            .filter(|r| !self.now.remotes_certain || !self.now.remotes.contains(r))
             .cloned()
             .collect();
-        if !leaving.is_empty() {
-            let ops: Vec<NetOp> = leaving
-                .iter()
-                .flat_map(|r| remote_removals(r, &dev))
-                .collect();
-            match fx.net(&ops) {
-                Ok(()) => {
-                    for r in &leaving {
-                        now.remotes.remove(r);
-                    }
-                    report.remotes_removed = leaving.len();
-                }
-                Err(e) => {
-                    now.remotes_certain = false;
-                    remotes_written = false;
-                    failures.push(e);
-                }
+        if adding.is_empty() {
+            return true;
+        }
+        let dev = &want.vxlan.name;
+        let ops: Vec<NetOp> = adding.iter().flat_map(|r| remote_entries(r, dev)).collect();
+        let n = adding.len();
+        self.now.remotes.extend(adding);
+        self.remotes_changed(ops, |r| r.remotes_added = n)
+    }
+
+    /// 6. Remote nodes that left. True on success.
+    fn remove_remotes(&mut self, want: &NodeDataplane) -> bool {
+        let leaving: Vec<RemoteNode> = self
+            .now
+            .remotes
+            .difference(&want.remotes)
+            .cloned()
+            .collect();
+        if leaving.is_empty() {
+            return true;
+        }
+        let dev = &want.vxlan.name;
+        let ops: Vec<NetOp> = leaving
+            .iter()
+            .flat_map(|r| remote_removals(r, dev))
+            .collect();
+        let ok = self.remotes_changed(ops, |r| r.remotes_removed = leaving.len());
+        if ok {
+            for r in &leaving {
+                self.now.remotes.remove(r);
             }
         }
-        if remotes_written {
-            // Every wanted entry was written and every other one removed.
-            now.remotes_certain = true;
+        ok
+    }
+
+    /// Issues route, neighbour and FDB changes; on failure the remotes are uncertain.
+    fn remotes_changed(&mut self, ops: Vec<NetOp>, count: impl FnOnce(&mut Report)) -> bool {
+        match self.fx.net(&ops) {
+            Ok(()) => {
+                count(&mut self.report);
+                true
+            }
+            Err(e) => {
+                self.now.remotes_certain = false;
+                self.failures.push(e);
+                false
+            }
         }
     }
 
-    Applied {
-        held: now,
-        report,
-        failures,
+    /// 4. The proxy, in one transaction.
+    fn proxy(&mut self, held: &Held, want: &NodeDataplane) {
+        let tx = match &held.proxy {
+            None => Transaction::create(&want.proxy),
+            Some(old) => Transaction::update(old, &want.proxy),
+        };
+        if tx.is_empty() {
+            return;
+        }
+        let counts = tx.ops.iter().fold((0, 0), |(a, d), op| match op {
+            Op::AddElements(v) => (a + v.len(), d),
+            Op::DeleteElements(v) => (a, d + v.len()),
+            _ => (a, d),
+        });
+        match self.fx.nft(&tx) {
+            Ok(()) => {
+                if let Some(old) = &held.proxy {
+                    self.now
+                        .stale_flows
+                        .extend(old.stale_udp_flows(&want.proxy));
+                }
+                self.now.proxy = Some(want.proxy.clone());
+                self.report.proxy_elements = Some(counts);
+            }
+            Err(e) => self.failures.push(e),
+        }
+    }
+
+    /// 5. Conntrack entries of UDP flows to gone backends, including those still owed.
+    fn forget_stale_flows(&mut self) {
+        for flow in self.now.stale_flows.clone() {
+            match self.fx.forget_udp_flow(&flow) {
+                Ok(()) => {
+                    self.now.stale_flows.remove(&flow);
+                    self.report.flows_forgotten += 1;
+                }
+                Err(e) => self.failures.push(e),
+            }
+        }
     }
 }
