@@ -24,6 +24,16 @@ use crate::source::SourceDoc;
 /// Namespaces every cluster has.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The objects of one kind.
+macro_rules! of_kind {
+    ($objects:expr, $kind:ident) => {
+        $objects.iter().filter_map(|o| match o {
+            Object::$kind(x) => Some(x),
+            _ => None,
+        })
+    };
+}
+
 /// Builds the cluster model. On any error nothing is returned but every diagnostic found.
 pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster, ModelError> {
     let mut diags = Vec::new();
@@ -72,34 +82,10 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
         nodes,
         pods,
         services,
-        network_policies: collect(&objects, |o| {
-            if let Object::NetworkPolicy(x) = o {
-                Some(x)
-            } else {
-                None
-            }
-        }),
-        ingresses: collect(&objects, |o| {
-            if let Object::Ingress(x) = o {
-                Some(x)
-            } else {
-                None
-            }
-        }),
-        ingress_classes: collect(&objects, |o| {
-            if let Object::IngressClass(x) = o {
-                Some(x)
-            } else {
-                None
-            }
-        }),
-        secrets: collect(&objects, |o| {
-            if let Object::Secret(x) = o {
-                Some(x)
-            } else {
-                None
-            }
-        }),
+        network_policies: of_kind!(objects, NetworkPolicy).cloned().collect(),
+        ingresses: of_kind!(objects, Ingress).cloned().collect(),
+        ingress_classes: of_kind!(objects, IngressClass).cloned().collect(),
+        secrets: of_kind!(objects, Secret).cloned().collect(),
         warnings: Vec::new(),
         user_slices,
     };
@@ -110,13 +96,6 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
     }
     cluster.warnings = b.diags;
     Ok(cluster)
-}
-
-fn collect<T: Clone>(
-    objects: &[Object],
-    f: impl Fn(&Object) -> Option<&Sourced<T>>,
-) -> Vec<Sourced<T>> {
-    objects.iter().filter_map(f).cloned().collect()
 }
 
 /// Decodes documents into objects; what cannot be decoded becomes a diagnostic.
@@ -202,16 +181,7 @@ fn settings(
     diags: &mut Vec<Diagnostic>,
 ) -> ClusterConfig {
     let mut config = ClusterConfig::default();
-    let docs: Vec<_> = objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::ClusterConfig(c) = o {
-                Some(c)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let docs: Vec<_> = of_kind!(objects, ClusterConfig).collect();
     if let Some(extra) = docs.get(1) {
         diags.push(Diagnostic::error(
             extra.start.clone(),
@@ -381,16 +351,7 @@ impl Builder {
 
     /// Node objects if any are given, otherwise `config.nodes` generated nodes.
     fn nodes(&mut self, objects: &[Object]) -> Vec<NodeInfo> {
-        let given: Vec<_> = objects
-            .iter()
-            .filter_map(|o| {
-                if let Object::Node(n) = o {
-                    Some(n)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let given: Vec<_> = of_kind!(objects, Node).collect();
         let cidr_slots =
             1u128 << (self.config.node_cidr_mask_size - self.config.pod_cidr.prefix_len()).min(100);
         let node_cidr = |i: u128, c: &ClusterConfig| -> Option<IpNet> {
@@ -873,13 +834,7 @@ impl Builder {
         &mut self,
         objects: &[Object],
     ) -> (Vec<ServiceInfo>, Vec<(NsName, EndpointSliceInfo)>) {
-        let mut svcs: Vec<&Sourced<Service>> = objects
-            .iter()
-            .filter_map(|o| match o {
-                Object::Service(s) => Some(s),
-                _ => None,
-            })
-            .collect();
+        let mut svcs: Vec<&Sourced<Service>> = of_kind!(objects, Service).collect();
         svcs.sort_by(|a, b| {
             (&a.obj.metadata.namespace, &a.obj.metadata.name)
                 .cmp(&(&b.obj.metadata.namespace, &b.obj.metadata.name))

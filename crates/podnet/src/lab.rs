@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::output::table;
-use crate::{build_model, LabCommand};
+use crate::{build_model, LabCommand, LabInput};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
-        LabCommand::Up {
+        LabCommand::Up(LabInput {
             lab,
             manifests,
             cluster,
-        } => {
+        }) => {
             let Some(model) = build_model(&manifests.files, &cluster)? else {
                 eprintln!("nothing was created");
                 return Ok(ExitCode::FAILURE);
@@ -86,11 +86,11 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             podnet_lab::serve::run(&lab.name)?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Apply {
+        LabCommand::Apply(LabInput {
             lab,
             manifests,
             cluster,
-        } => {
+        }) => {
             let Some(model) = build_model(&manifests.files, &cluster)? else {
                 eprintln!("nothing was changed");
                 return Ok(ExitCode::FAILURE);

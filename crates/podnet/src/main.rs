@@ -67,28 +67,25 @@ struct LabName {
     name: String,
 }
 
+/// A lab and the manifests it is built from.
+#[derive(Args)]
+struct LabInput {
+    #[command(flatten)]
+    lab: LabName,
+    #[command(flatten)]
+    manifests: ManifestArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
 #[derive(Subcommand)]
 enum LabCommand {
     /// Build the lab from manifests: underlay, nodes, VXLAN overlay, pods through the CNI
     /// plugin, test servers on every containerPort, and an `external` client.
-    Up {
-        #[command(flatten)]
-        lab: LabName,
-        #[command(flatten)]
-        manifests: ManifestArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-    },
+    Up(LabInput),
     /// Apply changed manifests to a running lab: pods are added, removed and rescaled; what did
     /// not change is not touched.
-    Apply {
-        #[command(flatten)]
-        lab: LabName,
-        #[command(flatten)]
-        manifests: ManifestArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-    },
+    Apply(LabInput),
     /// Remove everything of the lab (idempotent; also cleans up after a crash).
     Down {
         #[command(flatten)]
