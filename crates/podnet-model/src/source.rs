@@ -123,10 +123,61 @@ impl fmt::Display for Location {
     }
 }
 
+/// The deepest nesting of mappings and sequences a manifest may have. Real manifests stay far
+/// below it (a Deployment's deepest field is about 15 levels down); deeper input is refused
+/// before it is loaded, so that hostile input can neither exhaust the stack nor (each field's
+/// path being kept for messages) grow memory with the square of its depth.
+pub const MAX_DEPTH: usize = 100;
+/// The most aliases (`*name`) a text may use: each is a copy of what it names, so a few nested
+/// ones can multiply a small text into gigabytes ("billion laughs").
+pub const MAX_ALIASES: usize = 1000;
+
+/// Checks the nesting depth and the number of aliases with the streaming parser, which keeps
+/// its own stack and so never overflows; syntax errors are left to the loader, which says more.
+fn check_shape(file: &SourceName, text: &str) -> Result<(), Diagnostic> {
+    use saphyr_parser::{Event, Parser};
+    let (mut depth, mut aliases) = (0usize, 0usize);
+    for item in Parser::new_from_str(text) {
+        let Ok((event, span)) = item else {
+            return Ok(());
+        };
+        let at = || Location {
+            file: file.clone(),
+            line: span.start.line() as u32,
+            column: span.start.col() as u32 + 1,
+        };
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Diagnostic::error(
+                        at(),
+                        format!("nesting deeper than {MAX_DEPTH} levels: manifests are refused beyond that depth"),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::Alias(_) => {
+                aliases += 1;
+                if aliases > MAX_ALIASES {
+                    return Err(Diagnostic::error(
+                        at(),
+                        format!("more than {MAX_ALIASES} YAML aliases: refused, each one copies what it names"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses all documents of a YAML or JSON text. `kind: List` documents are expanded into their
-/// items. Empty documents are skipped.
+/// items. Empty documents are skipped. Nesting beyond [`MAX_DEPTH`] and more than
+/// [`MAX_ALIASES`] aliases are errors.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<SourceDoc>, Diagnostic> {
     let file: SourceName = Arc::from(file);
+    check_shape(&file, text)?;
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let m = e.marker();
         Diagnostic::error(
