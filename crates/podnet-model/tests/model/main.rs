@@ -10,6 +10,7 @@ use podnet_model::{
 mod dns;
 mod errors;
 mod props;
+mod robustness;
 
 fn cluster(yaml: &str) -> Cluster {
     cluster_with(yaml, &ConfigOverrides::default())
