@@ -847,16 +847,20 @@ impl Builder {
         // The API server's own Service takes the first address.
         let builtin = (!has_kubernetes).then(|| {
             let ip = nth_address(&self.config.service_cidr, 1).expect("serviceCIDR holds .1");
-            alloc.ips.insert(ip_to_u128(ip));
+            alloc
+                .claim_ip(ip)
+                .expect("the first address of the serviceCIDR is free");
             kubernetes_service(ip)
         });
         // Pass 1: what the manifests ask for. Pass 2: allocate the rest, in a stable order.
         for (svc, src) in infos.iter_mut().zip(&svcs) {
             self.claim_requested(&mut alloc, svc, src);
         }
+        let mut short = Shortages::default();
         for (svc, src) in infos.iter_mut().zip(&svcs) {
-            self.allocate_rest(&mut alloc, svc, src);
+            self.allocate_rest(&mut alloc, svc, src, &mut short);
         }
+        self.report_shortages(short);
         // Pass 3: the load-balancer controller.
         self.assign_load_balancer_ips(&mut infos, &svcs);
         let user = self.user_slices(objects, &infos);
@@ -948,6 +952,7 @@ impl Builder {
         alloc: &mut Allocator,
         svc: &mut ServiceInfo,
         src: &Sourced<Service>,
+        short: &mut Shortages,
     ) {
         let spec = src.obj.spec.as_ref().expect("validated");
         let key = svc.key().to_string();
@@ -957,20 +962,7 @@ impl Builder {
         {
             match alloc.allocate_ip(&key) {
                 Some(ip) => svc.cluster_ips.push(ip),
-                None => self.diags.push(
-                    Diagnostic::error(
-                        src.start.clone(),
-                        format!(
-                            "serviceCIDR {} is full: no ClusterIP is left for {key}",
-                            self.config.service_cidr
-                        ),
-                    )
-                    .with_object(ObjectRef::new(
-                        "Service",
-                        Some(&svc.namespace),
-                        &svc.name,
-                    )),
-                ),
+                None => short.cluster_ips.push((src.start.clone(), svc.key())),
             }
         }
         let wants_node_ports = svc.service_type == ServiceType::NodePort
@@ -979,6 +971,7 @@ impl Builder {
         if wants_node_ports {
             // Ports with the same number but another protocol share the node port.
             let mut by_port: HashMap<i32, i32> = HashMap::new();
+            let svc_key = svc.key();
             for p in svc.ports.iter_mut() {
                 if p.node_port.is_none() {
                     let shared = by_port.get(&p.port).copied();
@@ -986,13 +979,7 @@ impl Builder {
                         alloc.allocate_port(&format!("{key}/{}/{}", p.name, p.protocol))
                     });
                     if p.node_port.is_none() {
-                        self.diags.push(Diagnostic::error(
-                            src.start.clone(),
-                            format!(
-                                "the node port range {} is full",
-                                self.config.node_port_range
-                            ),
-                        ));
+                        short.node_ports.push((src.start.clone(), svc_key.clone()));
                     }
                 }
                 if let Some(np) = p.node_port {
@@ -1005,6 +992,46 @@ impl Builder {
             && svc.health_check_node_port.is_none()
         {
             svc.health_check_node_port = alloc.allocate_port(&format!("{key}/healthz"));
+        }
+    }
+
+    /// One error per exhausted range, naming the first Service that got nothing and counting
+    /// the rest, rather than one error per Service.
+    fn report_shortages(&mut self, short: Shortages) {
+        let ranges = [
+            (
+                short.cluster_ips,
+                format!("serviceCIDR {} is full", self.config.service_cidr),
+                "ClusterIP",
+            ),
+            (
+                short.node_ports,
+                format!(
+                    "the node port range {} is full",
+                    self.config.node_port_range
+                ),
+                "node port",
+            ),
+        ];
+        for (list, full, what) in ranges {
+            let Some((at, first)) = list.first() else {
+                continue;
+            };
+            let more = match list.len() - 1 {
+                0 => String::new(),
+                n => format!(" and {n} more Service(s)"),
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    at.clone(),
+                    format!("{full}: no {what} is left for {first}{more}"),
+                )
+                .with_object(ObjectRef::new(
+                    "Service",
+                    Some(&first.namespace),
+                    &first.name,
+                )),
+            );
         }
     }
 
@@ -1507,9 +1534,9 @@ struct Allocator {
     net_base: u128,
     size: u128,
     v4: bool,
-    static_band: u128,
     ips: BTreeSet<u128>,
-    reserved_dns: u128,
+    /// Free offsets of the upper band (KEP-3070's dynamic band), then of the lower one.
+    bands: [FreeRanges; 2],
     port_range: crate::config::PortRange,
     ports: HashMap<i32, String>,
 }
@@ -1524,17 +1551,27 @@ impl Allocator {
             1u128 << bits
         };
         let net_base = ip_to_u128(c.service_cidr.network());
-        Allocator {
+        // KEP-3070: the lower band is kept for addresses that users set themselves.
+        let static_band = (size / 16).clamp(16, 256);
+        let usable_end = if v4 { size - 1 } else { size };
+        let mut a = Allocator {
             net_base,
             size,
             v4,
-            // KEP-3070: the lower band is kept for addresses that users set themselves.
-            static_band: (size / 16).clamp(16, 256),
             ips: BTreeSet::new(),
-            reserved_dns: ip_to_u128(c.dns_ip) - net_base,
+            bands: [
+                FreeRanges::new(static_band, usable_end),
+                FreeRanges::new(1, static_band.min(usable_end)),
+            ],
             port_range: c.node_port_range,
             ports: HashMap::new(),
+        };
+        // The cluster DNS address is kept for kube-dns.
+        let dns = ip_to_u128(c.dns_ip).wrapping_sub(net_base);
+        for b in &mut a.bands {
+            b.take(dns);
         }
+        a
     }
 
     fn claim_ip(&mut self, ip: IpAddr) -> Result<(), String> {
@@ -1549,28 +1586,19 @@ impl Allocator {
         if !self.ips.insert(off) {
             return Err("provided IP is already allocated".into());
         }
+        for b in &mut self.bands {
+            b.take(off);
+        }
         Ok(())
     }
 
+    /// A free address, from a hash of the Service's key so that adding a Service moves no
+    /// other: the first free one at or after the hashed place, upper band first. O(log n).
     fn allocate_ip(&mut self, key: &str) -> Option<IpAddr> {
-        let usable_end = if self.v4 { self.size - 1 } else { self.size };
         let h = u128::from(fnv64(&[key.as_bytes()]));
-        // First the upper band, then the lower one.
-        for (lo, hi) in [(self.static_band, usable_end), (1, self.static_band)] {
-            if hi <= lo {
-                continue;
-            }
-            let span = hi - lo;
-            for i in 0..span {
-                let off = lo + (h + i) % span;
-                if off == self.reserved_dns || self.ips.contains(&off) {
-                    continue;
-                }
-                self.ips.insert(off);
-                return Some(u128_to_ip(self.net_base + off, self.v4));
-            }
-        }
-        None
+        let off = self.bands.iter_mut().find_map(|b| b.take_hashed(h))?;
+        self.ips.insert(off);
+        Some(u128_to_ip(self.net_base + off, self.v4))
     }
 
     fn claim_port(&mut self, port: i32, ns: &str, name: &str, proto: &str) -> Result<(), String> {
@@ -1594,6 +1622,9 @@ impl Allocator {
 
     fn allocate_port(&mut self, key: &str) -> Option<i32> {
         let size = self.port_range.len();
+        if self.ports.len() >= size as usize {
+            return None;
+        }
         let band = (size / 32).clamp(16, 128).min(size);
         let h = fnv64(&[key.as_bytes()]);
         for (lo, hi) in [(band, size), (0, band)] {
@@ -1611,5 +1642,71 @@ impl Allocator {
             }
         }
         None
+    }
+}
+
+/// Services that an exhausted range could not serve, with where each was defined.
+#[derive(Default)]
+struct Shortages {
+    cluster_ips: Vec<(Location, NsName)>,
+    node_ports: Vec<(Location, NsName)>,
+}
+
+/// The free values of `[lo, hi)` as disjoint ranges, start → end (exclusive), so that finding
+/// the first free value at or after a place is a tree lookup however full the range is, and
+/// memory grows with the number of values taken, not with the size of the range.
+#[derive(Debug, Clone)]
+struct FreeRanges {
+    lo: u128,
+    hi: u128,
+    free: BTreeMap<u128, u128>,
+}
+
+impl FreeRanges {
+    fn new(lo: u128, hi: u128) -> FreeRanges {
+        let mut free = BTreeMap::new();
+        if lo < hi {
+            free.insert(lo, hi);
+        }
+        FreeRanges { lo, hi, free }
+    }
+
+    /// Takes `x`; false when it was not free.
+    fn take(&mut self, x: u128) -> bool {
+        let Some((&start, &end)) = self.free.range(..=x).next_back() else {
+            return false;
+        };
+        if x >= end {
+            return false;
+        }
+        self.free.remove(&start);
+        if start < x {
+            self.free.insert(start, x);
+        }
+        if x + 1 < end {
+            self.free.insert(x + 1, end);
+        }
+        true
+    }
+
+    /// Takes the first free value at or after `lo + h % (hi - lo)`, wrapping around.
+    fn take_hashed(&mut self, h: u128) -> Option<u128> {
+        if self.free.is_empty() {
+            return None;
+        }
+        let at = self.lo + h % (self.hi - self.lo);
+        let x = match self.free.range(..=at).next_back() {
+            Some((_, &end)) if at < end => at,
+            _ => {
+                *self
+                    .free
+                    .range(at..)
+                    .next()
+                    .or_else(|| self.free.iter().next())?
+                    .0
+            }
+        };
+        self.take(x);
+        Some(x)
     }
 }

@@ -134,7 +134,10 @@ pub fn hosts_file(pod: &PodInfo, domain: &str) -> String {
     let mut s = String::from(
         "# Kubernetes-managed hosts file (podnet lab).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
-    let host = pod.hostname.clone().unwrap_or_else(|| pod.name.clone());
+    let host = pod
+        .hostname
+        .clone()
+        .unwrap_or_else(|| truncated_hostname(&pod.name));
     for ip in &pod.ips {
         match &pod.subdomain {
             Some(sd) if !sd.is_empty() => s.push_str(&format!(
@@ -152,4 +155,13 @@ pub fn hosts_file(pod: &PodInfo, domain: &str) -> String {
         ));
     }
     s
+}
+
+/// The kubelet's hostname for a pod without `spec.hostname`: its name, cut to 63 characters
+/// without a trailing '-' or '.' (`truncateHostname`).
+pub fn truncated_hostname(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    name[..63].trim_end_matches(['-', '.']).to_string()
 }

@@ -21,13 +21,20 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
             "must be 1 to {DNS1123_LABEL_MAX} characters long; {WHAT}"
         ));
     }
-    if !s.chars().all(is_label_char) || s.starts_with('-') || s.ends_with('-') {
+    if !label_chars(s) {
         return Err(WHAT.to_string());
     }
     Ok(())
 }
 
-/// RFC 1123 subdomain: dot-separated RFC 1123 labels, ≤ 253.
+/// The characters of an RFC 1123 label, whatever its length: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
+fn label_chars(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_label_char) && !s.starts_with('-') && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain, as the API server's `IsDNS1123Subdomain`: dot-separated parts with the
+/// characters of RFC 1123 labels, ≤ 253 in all. (Like upstream, no part has a length limit of
+/// its own.)
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     const WHAT: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
     if s.is_empty() || s.len() > DNS1123_SUBDOMAIN_MAX {
@@ -35,7 +42,7 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
             "must be 1 to {DNS1123_SUBDOMAIN_MAX} characters long; {WHAT}"
         ));
     }
-    if s.split('.').all(|l| dns1123_label(l).is_ok()) {
+    if s.split('.').all(label_chars) {
         Ok(())
     } else {
         Err(WHAT.to_string())

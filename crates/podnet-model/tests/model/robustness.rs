@@ -66,3 +66,87 @@ fn alias_bombs_are_refused() {
     let msg = parse_documents("bomb.yaml", &text).unwrap_err().to_string();
     assert!(msg.contains("YAML aliases"), "{msg}");
 }
+
+/// Issue 10, defect 11: the API server's `IsDNS1123Subdomain` has no per-label limit, so a pod
+/// whose name has a 64-character label is valid. Its hostname is cut to 63, as the kubelet does.
+#[test]
+fn a_pod_name_with_a_64_character_label_is_valid() {
+    let name = format!("{}.x", "a".repeat(64));
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"
+    );
+    let docs = parse_documents("p.yaml", &text).unwrap();
+    let c = podnet_model::build(&docs, &podnet_model::ConfigOverrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pod = c.pod("default", &name).unwrap();
+    let hosts = podnet_model::resolv::hosts_file(pod, "cluster.local");
+    assert!(
+        hosts.contains(&format!("\t{}\n", "a".repeat(63))),
+        "{hosts}"
+    );
+    // Still refused: a name over 253 characters, and a label with a bad character.
+    for bad in [format!("{}", "a".repeat(254)), "a_b.x".to_string()] {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {bad}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"
+        );
+        let docs = parse_documents("p.yaml", &text).unwrap();
+        assert!(
+            podnet_model::build(&docs, &Default::default()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+/// Issue 10, defect 12: an exhausted service CIDR fails with one error that counts the rest
+/// (it used to give one error per Service, after minutes of probing).
+#[test]
+fn an_exhausted_service_cidr_is_one_error_that_counts_the_rest() {
+    let n = 5000;
+    let mut text = String::new();
+    for i in 0..n {
+        text += &format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{ports: [{{port: 80}}]}}\n");
+    }
+    let docs = parse_documents("many.yaml", &text).unwrap();
+    let o = podnet_model::ConfigOverrides {
+        service_cidr: Some("10.96.0.0/20".parse().unwrap()),
+        ..Default::default()
+    };
+    let podnet_model::ModelError::Invalid(diags) = podnet_model::build(&docs, &o).unwrap_err()
+    else {
+        panic!("not a validation error")
+    };
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // 4094 usable addresses: .1 is default/kubernetes, .10 is kube-dns, 4092 for the others.
+    let more = n - 4092 - 1;
+    assert!(
+        errors[0].contains("serviceCIDR 10.96.0.0/20 is full: no ClusterIP is left for default/")
+            && errors[0].contains(&format!("and {more} more Service(s)")),
+        "{}",
+        errors[0]
+    );
+}
+
+/// Every address of a full range is used exactly once, and a full range answers at once.
+#[test]
+fn a_full_service_cidr_hands_out_every_address_once() {
+    let mut text = String::new();
+    for i in 0..252 {
+        text += &format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{ports: [{{port: 80}}]}}\n");
+    }
+    let docs = parse_documents("full.yaml", &text).unwrap();
+    let o = podnet_model::ConfigOverrides {
+        service_cidr: Some("10.96.0.0/24".parse().unwrap()),
+        ..Default::default()
+    };
+    // 254 usable: .1 and .10 are taken, 252 Services fill the rest exactly.
+    let c = podnet_model::build(&docs, &o).unwrap_or_else(|e| panic!("{e}"));
+    let mut ips: Vec<_> = c.services.iter().flat_map(|s| s.cluster_ips.clone()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 254);
+}
