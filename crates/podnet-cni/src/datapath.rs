@@ -263,6 +263,28 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
     Ok(!has_default)
 }
 
+/// Whether the interface `ifindex` has a permanent neighbour entry `ip` → `mac`.
+async fn has_permanent_neighbour(
+    h: &Handle,
+    ifindex: u32,
+    ip: Ipv4Addr,
+    mac: &[u8],
+) -> CniResult<bool> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+    let mut entries = h.neighbours().get().execute();
+    while let Some(n) = entries.try_next().await.map_err(nl("listing neighbours"))? {
+        let at = |want: &NeighbourAttribute| n.attributes.contains(want);
+        if n.header.ifindex == ifindex
+            && n.header.state == NeighbourState::Permanent
+            && at(&NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)))
+            && at(&NeighbourAttribute::LinkLayerAddress(mac.to_vec()))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The real datapath, through rtnetlink. Node-side work runs in the plugin's own namespace.
 pub struct Netlink;
 
@@ -362,6 +384,7 @@ impl Datapath for Netlink {
             ));
         };
         let host = host_ifname(&a.container_id, &a.ifname);
+        let (host_mac, pod_mac) = macs(&host);
         let mtu = a.mtu;
         netns::here(move |h| async move {
             let l = link_by_name(&h, &host).await?.ok_or_else(|| {
@@ -407,6 +430,15 @@ impl Datapath for Netlink {
                     format!("the node has no route to {ip} through {host}"),
                 ));
             }
+            if !has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await? {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!(
+                        "the node has no permanent neighbour entry for {ip} ({}) on {host}",
+                        mac_string(&pod_mac)
+                    ),
+                ));
+            }
             Ok(())
         })?;
         if netns::read_sysctl("net.ipv4.ip_forward")? != "1" {
@@ -420,6 +452,15 @@ impl Datapath for Netlink {
             let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
                 CniError::new(code::NETLINK, format!("pod interface {ifname} is missing"))
             })?;
+            if mtu_of(&l) != Some(mtu) {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!(
+                        "pod interface {ifname} has MTU {:?}, want {mtu}",
+                        mtu_of(&l)
+                    ),
+                ));
+            }
             let mut addrs = h
                 .address()
                 .get()
@@ -435,6 +476,16 @@ impl Datapath for Netlink {
                 return Err(CniError::new(
                     code::NETLINK,
                     format!("pod interface {ifname} lacks {ip}"),
+                ));
+            }
+            // (After the address: the kernel flushes a device's neighbours with its last one.)
+            if !has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await? {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!(
+                        "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
+                        mac_string(&host_mac)
+                    ),
                 ));
             }
             let mut routes = h

@@ -139,9 +139,15 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
     let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
-    let ip = {
+    // What this call reserves, as opposed to a reservation the attachment already had (a
+    // repeated ADD): only the former is released if the ADD fails.
+    let (ip, reserved_here) = {
         let locked = store.lock()?;
-        locked.allocate(&att, requested_ip(env, conf)?)?
+        let had = locked.find(&att)?;
+        (
+            locked.allocate(&att, requested_ip(env, conf)?)?,
+            had.is_none(),
+        )
     };
     let netns = PathBuf::from(env.netns.clone().unwrap_or_default());
     let mtu = conf.mtu.unwrap_or(DEFAULT_MTU);
@@ -154,9 +160,12 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     }) {
         Ok(w) => w,
         Err(e) => {
-            // Undo the reservation so a failed ADD leaks nothing (§4).
-            if let Ok(l) = store.lock() {
-                let _ = l.release(&att);
+            // Undo this call's reservation so a failed ADD leaks nothing (§4), and leave an
+            // earlier one alone: it belongs to a live attachment.
+            if reserved_here {
+                if let Ok(l) = store.lock() {
+                    let _ = l.release(&att);
+                }
             }
             return Err(e);
         }
@@ -299,7 +308,13 @@ fn status(conf: &NetConf) -> CniResult<()> {
 
 fn gc(conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
     let ip_conf = ipam(conf)?;
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    // Without the list, every reservation would look stale: release nothing, and say so.
+    let Some(valid) = conf.valid_attachments.clone() else {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "GC needs cni.dev/valid-attachments (the attachments still in use); without it nothing is released",
+        ));
+    };
     let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
     let released = store.lock()?.gc(&valid)?;
     // Keep going after errors and report them all (§ GC).

@@ -471,3 +471,159 @@ fn two_interfaces_extra_routes_and_forwarding() {
         assert!(ok, "{e}");
     }
 }
+
+/// Issue 10, defect 7: CHECK verifies everything ADD set up. Deleting the pod's permanent
+/// neighbour entry on the node left CHECK passing while pings were all lost; so did the pod's
+/// gateway entry and the pod interface's MTU.
+#[test]
+fn check_notices_missing_neighbours_and_a_wrong_mtu() {
+    let Some(net) = Net::new("checkneigh") else {
+        return;
+    };
+    let pod = Ns::new().unwrap();
+    let (ok, r) = net.cni("ADD", "c1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r}");
+    let check = |what: &str, want: &str| {
+        let (ok, e) = net.cni(
+            "CHECK",
+            "c1",
+            Some(&pod.path),
+            &net.conf(json!({"prevResult": r})),
+        );
+        assert!(!ok, "CHECK must fail: {what}");
+        assert!(e["msg"].as_str().unwrap().contains(want), "{what}: {e}");
+    };
+    let host = podnet_cni::datapath::host_ifname("c1", "eth0");
+    let ip = pod_ip(&r);
+    let h = host.clone();
+    net.node.run(move || {
+        let st = Command::new("ip")
+            .args(["neigh", "del", &ip.to_string(), "dev", &h])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+    check(
+        "the node's entry for the pod is gone",
+        "permanent neighbour entry for",
+    );
+    // Put it back with the plugin (ADD again is idempotent for an attachment it holds).
+    let (ok, r2) = net.cni("DEL", "c1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r2}");
+    let (ok, r) = net.cni("ADD", "c1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r}");
+    let (ok, e) = net.cni(
+        "CHECK",
+        "c1",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r})),
+    );
+    assert!(ok, "{e}");
+    pod.run(|| {
+        assert!(Command::new("ip")
+            .args(["neigh", "del", "169.254.1.1", "dev", "eth0"])
+            .status()
+            .unwrap()
+            .success());
+    });
+    let (ok, e) = net.cni(
+        "CHECK",
+        "c1",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r})),
+    );
+    assert!(!ok);
+    assert!(
+        e["msg"].as_str().unwrap().contains("gateway 169.254.1.1"),
+        "{e}"
+    );
+    pod.run(|| {
+        assert!(Command::new("ip")
+            .args(["link", "set", "eth0", "mtu", "1400"])
+            .status()
+            .unwrap()
+            .success());
+    });
+    let (ok, e) = net.cni(
+        "CHECK",
+        "c1",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r})),
+    );
+    assert!(!ok);
+    assert!(e["msg"].as_str().unwrap().contains("MTU"), "{e}");
+}
+
+/// Issue 10, defect 8: a repeated ADD that fails (here: its namespace is gone) releases only
+/// what it reserved itself, never the live attachment's address; so a third ADD asking for
+/// that address is refused, and no two pods share one.
+#[test]
+fn a_failed_repeat_add_keeps_the_live_reservation() {
+    let Some(net) = Net::new("repeat") else {
+        return;
+    };
+    let pod = Ns::new().unwrap();
+    let (ok, r) = net.cni("ADD", "c1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r}");
+    let ip = pod_ip(&r);
+    let gone = Path::new("/proc/1/task/999999999/ns/net");
+    let (ok, e) = net.cni("ADD", "c1", Some(gone), &net.conf(json!({})));
+    assert!(!ok);
+    assert_eq!(e["code"], 3, "{e}");
+    let other = Ns::new().unwrap();
+    let ask = json!({"runtimeConfig": {"ips": [format!("{ip}/32")]}});
+    let (ok, e) = net.cni("ADD", "c2", Some(&other.path), &net.conf(ask));
+    assert!(!ok, "the address is still c1's: {e}");
+    assert!(
+        e["msg"].as_str().unwrap().contains("already reserved"),
+        "{e}"
+    );
+    // A failed first ADD leaks nothing.
+    let (ok, _) = net.cni("ADD", "c3", Some(gone), &net.conf(json!({})));
+    assert!(!ok);
+    let reserved = std::fs::read_dir(net.dir.join("podnet"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .starts_with("10.")
+        })
+        .count();
+    assert_eq!(reserved, 1, "only c1's reservation");
+}
+
+/// GC without `cni.dev/valid-attachments` releases nothing and says why.
+#[test]
+fn gc_without_the_valid_attachments_releases_nothing() {
+    let Some(net) = Net::new("gcnone") else {
+        return;
+    };
+    let pod = Ns::new().unwrap();
+    let (ok, r) = net.cni("ADD", "c1", Some(&pod.path), &net.conf(json!({})));
+    assert!(ok, "{r}");
+    let (ok, e) = net.cni("GC", "", None, &net.conf(json!({})));
+    assert!(!ok);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cni.dev/valid-attachments"),
+        "{e}"
+    );
+    let links = net.links();
+    assert_eq!(
+        links.matches(": pn").count(),
+        1,
+        "c1's interface is still there: {links}"
+    );
+    let (ok, e) = net.cni(
+        "CHECK",
+        "c1",
+        Some(&pod.path),
+        &net.conf(json!({"prevResult": r})),
+    );
+    assert!(ok, "{e}");
+}
