@@ -140,21 +140,21 @@ pub fn exists(lab: &str) -> bool {
     lab_dir(lab).exists() || !net::netns_list(&plan::prefix(lab)).is_empty()
 }
 
-fn alive(pid: Option<i32>) -> bool {
-    pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+/// Whether the lab's server runs: the process exists and is still `podnet lab serve` for this
+/// lab (not a zombie, not a recycled PID).
+fn alive(lab: &str, pid: Option<i32>) -> bool {
+    pid.is_some_and(|p| is_server_of(p, lab))
 }
 
 /// Builds the lab. `exe` is the podnet binary: it serves as the CNI plugin (`podnet-cni`) and
 /// runs the test servers (`lab serve`). On failure everything built so far is removed.
 pub fn up(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
-    if load_state(lab).is_ok_and(|st| alive(st.serve_pid)) {
+    if load_state(lab).is_ok_and(|st| alive(lab, st.serve_pid)) {
         return Err(LabError::Invalid(format!("lab {lab:?} is already up: change it with `podnet lab apply --name {lab}`, or remove it with `podnet lab down --name {lab}`")));
     }
-    if exists(lab) {
-        // Leftovers of a crash: a lab whose servers are gone, or a half-built one.
-        down(lab)?;
-    }
+    // Leftovers of a crash: a lab whose servers are gone, or a half-built one.
+    down(lab)?;
     let result = build(lab, cluster, exe);
     if result.is_err() {
         let _ = down(lab);
@@ -411,6 +411,9 @@ fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
         .spawn()
         .map_err(io("starting the test servers"))?;
     let pid = child.id() as i32;
+    // Recorded before it serves: whatever happens next, down finds it.
+    let pid_file = lab_dir(lab).join("serve.pid");
+    std::fs::write(&pid_file, pid.to_string()).map_err(io(pid_file.display()))?;
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     BufReader::new(stdout)
@@ -463,6 +466,12 @@ fn pod_changes(old: &LabPlan, new: &LabPlan) -> (Vec<PodPlan>, Vec<PodPlan>) {
 /// sending to the pods that leave), then the pods that leave. Nodes cannot change live.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let mut st = load_state(lab)?;
+    if !alive(lab, st.serve_pid) {
+        return Err(LabError::Servers(format!(
+            "the lab's server process is not running (see {}): nothing was changed; recover with `podnet lab down --name {lab}`, then `podnet lab up --name {lab} -f <manifests>`",
+            lab_dir(lab).join("serve.log").display()
+        )));
+    }
     let mut next = LabPlan::new(lab, cluster);
     let same_nodes = next.nodes == st.plan.nodes;
     if !same_nodes {
@@ -587,20 +596,27 @@ fn reload_servers(lab: &str, pid: Option<i32>) -> Result<(), LabError> {
     ))
 }
 
-/// Removes everything of the lab: its server process, its namespaces (the pods' interfaces and
-/// routes go with them) and its state. Idempotent; keeps going on failure and reports every
-/// failure, not just the first.
-pub fn down(lab: &str) -> Result<(), LabError> {
+/// What `down` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    Removed,
+    /// Nothing of a lab by that name exists.
+    NoSuchLab,
+}
+
+/// Removes everything of the lab: its server processes, its namespaces (the pods' interfaces
+/// and routes go with them) and its state. Idempotent; keeps going on failure and reports every
+/// failure, not just the first. Only this lab's names are touched: [`plan::prefix`] ends with
+/// a character no lab name has.
+pub fn down(lab: &str) -> Result<Down, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    let servers = server_processes(lab);
+    if !exists(lab) && servers.is_empty() {
+        return Ok(Down::NoSuchLab);
+    }
     let mut problems = Vec::new();
-    if let Ok(st) = load_state(lab) {
-        if let Some(pid) = st.serve_pid {
-            stop_process(pid);
-        }
-    } else if let Ok(pid) = std::fs::read_to_string(lab_dir(lab).join("serve.pid")) {
-        if let Ok(pid) = pid.trim().parse() {
-            stop_process(pid);
-        }
+    for pid in servers {
+        stop_process(pid);
     }
     for ns in net::netns_list(&plan::prefix(lab)) {
         if let Err(e) = net::netns_del(&ns) {
@@ -617,21 +633,47 @@ pub fn down(lab: &str) -> Result<(), LabError> {
             problems.push(io(lab_dir(lab).display())(e));
         }
     }
-    LabError::all(problems)
+    LabError::all(problems).map(|()| Down::Removed)
+}
+
+/// The lab's server processes: the one its state and its pid file name, and any other whose
+/// command line is exactly `<podnet> lab serve --name <lab>` (one whose pid was never recorded,
+/// if `lab up` died at the wrong moment).
+pub fn server_processes(lab: &str) -> Vec<i32> {
+    let mut pids: BTreeSet<i32> = BTreeSet::new();
+    pids.extend(load_state(lab).ok().and_then(|st| st.serve_pid));
+    pids.extend(
+        std::fs::read_to_string(lab_dir(lab).join("serve.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok()),
+    );
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        pids.extend(dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
+    }
+    pids.into_iter().filter(|p| is_server_of(*p, lab)).collect()
+}
+
+/// Whether process `pid` is `podnet lab serve --name <lab>`.
+fn is_server_of(pid: i32, lab: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    args.len() == 5 && args[1..] == [&b"lab"[..], b"serve", b"--name", lab.as_bytes()]
 }
 
 fn stop_process(pid: i32) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let p = Pid::from_raw(pid);
-    // Only our own server: check its command line first.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("serve") {
-        return;
-    }
     let _ = kill(p, Signal::SIGTERM);
     let start = Instant::now();
     while kill(p, None).is_ok() && start.elapsed() < Duration::from_secs(2) {
+        // Reap it if it is our child (lab up's own), so that it does not linger as a zombie.
+        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = kill(p, Signal::SIGKILL);
@@ -669,7 +711,7 @@ pub struct Status {
 
 pub fn status(lab: &str) -> Result<Status, LabError> {
     let st = load_state(lab)?;
-    let alive = alive(st.serve_pid);
+    let alive = alive(lab, st.serve_pid);
     let nodes = st
         .plan
         .nodes

@@ -97,9 +97,40 @@ pub struct PortPlan {
     pub protocol: Protocol,
 }
 
-/// The prefix of everything a lab creates.
+/// The prefix of every namespace a lab creates: `podnet-<lab>.`. Lab names have no '.', so no
+/// other lab's names start with it (`podnet-a.` is not a prefix of `podnet-a-b.`).
 pub fn prefix(lab: &str) -> String {
-    format!("podnet-{lab}-")
+    format!("podnet-{lab}.")
+}
+
+/// The longest name of a named network namespace (a file in `/run/netns`).
+const NETNS_NAME_MAX: usize = 255;
+
+/// A namespace name of the lab: `<prefix><kind>.<parts joined by '.'>`. Each kind's parts are
+/// unambiguous (a pod's Kubernetes namespace has no '.'), so two objects never share a name.
+/// A name over the kernel's limit becomes `<prefix><kind>-h.<hash of the parts>` instead, which
+/// no unhashed name can equal (those have '.' right after the kind).
+fn ns_name(lab: &str, kind: &str, parts: &[&str]) -> String {
+    let full = format!("{}{kind}.{}", prefix(lab), parts.join("."));
+    if full.len() <= NETNS_NAME_MAX {
+        return full;
+    }
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    format!(
+        "{}{kind}-h.{:016x}",
+        prefix(lab),
+        podnet_model::names::fnv64(&bytes)
+    )
+}
+
+/// The namespace of a node.
+pub fn node_ns(lab: &str, node: &str) -> String {
+    ns_name(lab, "n", &[node])
+}
+
+/// The namespace of a pod that is not on its node's network.
+pub fn pod_ns(lab: &str, pod: &NsName) -> String {
+    ns_name(lab, "p", &[&pod.namespace, &pod.name])
 }
 
 /// Checks a lab name: it becomes part of namespace names and paths.
@@ -139,7 +170,7 @@ impl LabPlan {
             .enumerate()
             .map(|(i, n)| NodePlan {
                 name: n.name.clone(),
-                ns: format!("{p}{}", n.name),
+                ns: node_ns(lab, &n.name),
                 ip: n.internal_ip,
                 pod_cidr: n.pod_cidrs[0],
                 underlay_port: format!("n{i}"),
@@ -151,9 +182,9 @@ impl LabPlan {
             .filter_map(|pod| {
                 let node = pod.node.clone()?;
                 let netns = if pod.host_network {
-                    format!("{p}{node}")
+                    node_ns(lab, &node)
                 } else {
-                    format!("{p}pod-{}-{}", pod.namespace, pod.name)
+                    pod_ns(lab, &pod.key())
                 };
                 let mut ports: Vec<PortPlan> = pod
                     .ports
@@ -304,10 +335,10 @@ mod tests {
     #[test]
     fn names_addresses_and_topology() {
         let plan = LabPlan::new("demo", &cluster());
-        assert_eq!(plan.underlay_ns, "podnet-demo-underlay");
+        assert_eq!(plan.underlay_ns, "podnet-demo.underlay");
         assert_eq!(plan.external.ip.to_string(), "172.18.0.1");
         let n1 = plan.node("node-1").unwrap();
-        assert_eq!(n1.ns, "podnet-demo-node-1");
+        assert_eq!(n1.ns, "podnet-demo.n.node-1");
         let render = |ops: &[NetOp]| -> String {
             podnet_node::net::render(ops)
                 .into_iter()
@@ -324,11 +355,11 @@ mod tests {
             "the service CIDR: {script}"
         );
         let u = render(&plan.underlay_ops());
-        assert!(u.contains("link add n2 type veth peer name eth0 netns podnet-demo-node-2\n"));
-        assert!(u.contains("link add ext type veth peer name eth0 netns podnet-demo-external\n"));
+        assert!(u.contains("link add n2 type veth peer name eth0 netns podnet-demo.n.node-2\n"));
+        assert!(u.contains("link add ext type veth peer name eth0 netns podnet-demo.external\n"));
         let h = plan.pods.iter().find(|p| p.name == "h").unwrap();
         assert!(h.host_network);
-        assert_eq!(h.netns, "podnet-demo-node-1");
+        assert_eq!(h.netns, "podnet-demo.n.node-1");
         let dns: Vec<_> = plan.pods.iter().filter(|p| p.dns_server).collect();
         assert_eq!(dns.len(), 2, "the built-in cluster DNS pods");
         assert!(dns.iter().all(|p| p.namespace == "kube-system"));
@@ -342,7 +373,7 @@ mod tests {
         assert!(h.resolv_conf.is_empty(), "hostNetwork pods see the node's");
         assert!(web
             .iter()
-            .all(|p| p.netns.starts_with("podnet-demo-pod-default-web-")));
+            .all(|p| p.netns.starts_with("podnet-demo.p.default.web-")));
         assert_eq!(
             web[0].ports,
             [
@@ -357,6 +388,31 @@ mod tests {
             ]
         );
         assert!(web.iter().all(|p| p.container_id.len() == 22));
+    }
+
+    /// Issue 10, defects 1 and 9: names never collide, across labs or within one.
+    #[test]
+    fn namespace_names_are_distinct_and_within_the_kernels_limit() {
+        // `a/b-c` and `a-b/c` used to share a namespace.
+        let (x, y) = (NsName::new("a", "b-c"), NsName::new("a-b", "c"));
+        assert_ne!(pod_ns("lab", &x), pod_ns("lab", &y));
+        // A node named like the lab's own namespaces.
+        for n in ["external", "underlay"] {
+            let plan_names = [format!("podnet-lab.{n}")];
+            assert!(!plan_names.contains(&node_ns("lab", n)));
+        }
+        // No lab's prefix starts another lab's names.
+        assert!(!node_ns("rp2-x", "node-0").starts_with(&prefix("rp2")));
+        // The longest names Kubernetes accepts fit, and stay distinct.
+        let long = |c: char| NsName::new(&"n".repeat(63), &c.to_string().repeat(253));
+        let (a, b) = (
+            pod_ns("abcdefghijklmnopqrst", &long('a')),
+            pod_ns("abcdefghijklmnopqrst", &long('b')),
+        );
+        assert!(a.len() <= 255 && b.len() <= 255, "{a}");
+        assert_ne!(a, b);
+        assert!(a.starts_with("podnet-abcdefghijklmnopqrst.p-h."), "{a}");
+        assert!(node_ns("l", &"x".repeat(253)).len() <= 255);
     }
 
     #[test]

@@ -36,8 +36,12 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
         }
         LabCommand::Down { lab } => {
             need_root()?;
-            podnet_lab::down(&lab.name)?;
-            println!("lab {:?} is down", lab.name);
+            match podnet_lab::down(&lab.name)? {
+                podnet_lab::Down::Removed => println!("lab {:?} is down", lab.name),
+                podnet_lab::Down::NoSuchLab => {
+                    println!("there is no lab {:?}; nothing to remove", lab.name)
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Status { lab, output } => {

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod dns;
+mod robust;
 
 fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -382,7 +383,7 @@ fn down_leaves_the_root_namespace_exactly_as_before_and_bad_input_creates_nothin
                 .filter(|e| {
                     e.file_name()
                         .to_string_lossy()
-                        .starts_with(&format!("podnet-{name}-"))
+                        .starts_with(&format!("podnet-{name}."))
                 })
                 .collect()
         })
@@ -400,23 +401,23 @@ fn down_cleans_up_after_a_crash() {
     }
     let name = format!("t{}-crash", std::process::id() % 100_000);
     // What a crash mid-way leaves: namespaces and a state directory, no state file.
-    for ns in ["underlay", "node-0", "pod-default-x"] {
+    for ns in ["underlay", "n.node-0", "p.default.x"] {
         assert!(Command::new("ip")
-            .args(["netns", "add", &format!("podnet-{name}-{ns}")])
+            .args(["netns", "add", &format!("podnet-{name}.{ns}")])
             .status()
             .unwrap()
             .success());
     }
     std::fs::create_dir_all(format!("/run/podnet/{name}/bin")).unwrap();
-    std::fs::create_dir_all(format!("/etc/netns/podnet-{name}-pod-default-x")).unwrap();
+    std::fs::create_dir_all(format!("/etc/netns/podnet-{name}.p.default.x")).unwrap();
     std::fs::write(
-        format!("/etc/netns/podnet-{name}-pod-default-x/resolv.conf"),
+        format!("/etc/netns/podnet-{name}.p.default.x/resolv.conf"),
         "x",
     )
     .unwrap();
     let lab = Lab::up("crash", &["examples/seeds/service.yaml"], &[]);
     assert!(
-        !Path::new(&format!("/etc/netns/podnet-{name}-pod-default-x")).exists(),
+        !Path::new(&format!("/etc/netns/podnet-{name}.p.default.x")).exists(),
         "up removed the leftover resolver files too"
     );
     assert_eq!(lab.name, name);
@@ -424,7 +425,7 @@ fn down_cleans_up_after_a_crash() {
         !std::fs::read_dir("/run/netns")
             .unwrap()
             .any(|e| e.unwrap().file_name().to_string_lossy()
-                == format!("podnet-{name}-pod-default-x")),
+                == format!("podnet-{name}.p.default.x")),
         "up removed the leftovers first"
     );
     // A lab that is up is not rebuilt behind the user's back.
@@ -442,20 +443,21 @@ fn down_cleans_up_after_a_crash() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(Path::new(&format!("/etc/netns/podnet-{name}-node-0/resolv.conf")).exists());
+    assert!(Path::new(&format!("/etc/netns/podnet-{name}.n.node-0/resolv.conf")).exists());
     drop(lab);
-    ok(&["lab", "down", "--name", &name]);
+    // Down again: idempotent, and it says there is no such lab.
+    assert!(ok(&["lab", "down", "--name", &name]).contains("there is no lab"));
     assert!(!std::fs::read_dir("/etc/netns")
         .map(|d| d.filter_map(|e| e.ok()).any(|e| e
             .file_name()
             .to_string_lossy()
-            .starts_with(&format!("podnet-{name}-"))))
+            .starts_with(&format!("podnet-{name}."))))
         .unwrap_or(false));
     assert!(!std::fs::read_dir("/run/netns")
         .map(|d| d.filter_map(|e| e.ok()).any(|e| e
             .file_name()
             .to_string_lossy()
-            .starts_with(&format!("podnet-{name}-"))))
+            .starts_with(&format!("podnet-{name}."))))
         .unwrap_or(false));
 }
 
@@ -477,7 +479,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
             .filter(|e| {
                 e.file_name()
                     .to_string_lossy()
-                    .starts_with(&format!("podnet-{}-pod-default-", lab.name))
+                    .starts_with(&format!("podnet-{}.p.default.", lab.name))
             })
             .map(|e| {
                 (
@@ -815,7 +817,7 @@ fn the_programmed_proxy_equals_the_models_plan() {
     let plan: Value =
         serde_json::from_str(&ok(&["check", "-f", "examples/guestbook", "-o", "json"])).unwrap();
     for node in lab.status()["nodes"].as_array().unwrap() {
-        let ns = format!("podnet-{}-{}", lab.name, node["name"].as_str().unwrap());
+        let ns = format!("podnet-{}.n.{}", lab.name, node["name"].as_str().unwrap());
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -1187,7 +1189,7 @@ fn check_proxy_equals_the_programmed_tables() {
             "json",
         ]))
         .unwrap();
-        let ns = format!("podnet-{}-{name}", lab.name);
+        let ns = format!("podnet-{}.n.{name}", lab.name);
         let out = Command::new("ip")
             .args([
                 "netns",

@@ -1,0 +1,182 @@
+//! The lab never loses or breaks what is running (issue 10): one regression test per defect,
+//! reproducing it as it was reported.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::{can_run, ok, podnet, write_manifest, Lab};
+
+/// The namespaces whose names start with `prefix`.
+fn namespaces(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn all_ready(st: &Value) -> bool {
+    st["serversRunning"] == true
+        && st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ready"] == true)
+}
+
+/// Defect 1: `lab down --name rp2` (a lab that never existed) deleted all of lab `rp2-x`'s
+/// namespaces and left its server running, and said `lab "rp2" is down`.
+#[test]
+fn down_of_a_lab_whose_name_prefixes_another_touches_nothing_of_it() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("rp2-x", &["examples/seeds"], &[]);
+    let short = lab.name.trim_end_matches("-x").to_string();
+    let before = namespaces(&format!("podnet-{}", lab.name));
+    assert!(before.len() > 5, "{before:?}");
+    let out = ok(&["lab", "down", "--name", &short]);
+    assert!(out.contains(&format!("there is no lab {short:?}")), "{out}");
+    assert_eq!(namespaces(&format!("podnet-{}", lab.name)), before);
+    assert!(all_ready(&lab.status()), "{}", lab.status());
+    // And `lab up` of the shorter name builds beside it, not over it.
+    let other = Lab {
+        name: short.clone(),
+    };
+    ok(&[
+        "lab",
+        "up",
+        "--name",
+        &short,
+        "-f",
+        "examples/seeds/service.yaml",
+    ]);
+    assert_eq!(namespaces(&format!("podnet-{}", lab.name)), before);
+    assert!(all_ready(&lab.status()));
+    drop(other);
+    assert_eq!(namespaces(&format!("podnet-{}", lab.name)), before);
+}
+
+/// Defect 9: `check` accepted what `lab up` could not build: pods `a/b-c` and `a-b/c` (one
+/// namespace name), a 253-character pod name (over the kernel's limit), a Node named
+/// `external` (the lab's external client).
+#[test]
+fn lab_up_builds_everything_check_accepts() {
+    if !can_run() {
+        return;
+    }
+    let long = format!("{}.{}", "p".repeat(126), "q".repeat(126));
+    assert_eq!(long.len(), 253);
+    let pod = |ns: &str, name: &str, node: &str| {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{nodeName: {node}, containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}\n")
+    };
+    let mut text = String::new();
+    for n in ["external", "node-1"] {
+        text += &format!("---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n");
+    }
+    text += &pod("a", "b-c", "external");
+    text += &pod("a-b", "c", "node-1");
+    text += &pod("default", &long, "node-1");
+    let m = write_manifest("names", &text);
+    let f = m.to_str().unwrap();
+    ok(&["check", "-f", f]);
+    let lab = Lab::up("names", &[f], &[]);
+    let st = lab.status();
+    assert!(all_ready(&st), "{st}");
+    let ips: std::collections::BTreeSet<&str> = st["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["namespace"] != "kube-system")
+        .map(|p| p["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 3, "{st}");
+    // Every pod answers on its port, from the external node's pod.
+    let m2 = lab.probe(8080, "TCP");
+    assert!(
+        m2["reachable"].as_array().unwrap().iter().all(|row| row
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c == true)),
+        "{m2}"
+    );
+    std::fs::remove_file(m).unwrap();
+}
+
+/// Defect 6: if `lab up` died after starting `lab serve` but before saving its PID, neither
+/// `lab up` nor `lab down` ever stopped it. Now the PID is written before the server serves,
+/// and `down` also finds the lab's servers by their command line.
+#[test]
+fn down_stops_a_server_whose_pid_was_never_recorded() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("orphan", &["examples/seeds/service.yaml"], &[]);
+    let dir = format!("/run/podnet/{}", lab.name);
+    let pid: i32 = std::fs::read_to_string(format!("{dir}/serve.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // What the crash leaves: no PID in the state, no pid file.
+    let state = format!("{dir}/state.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    st["servePid"] = Value::Null;
+    std::fs::write(&state, st.to_string()).unwrap();
+    std::fs::remove_file(format!("{dir}/serve.pid")).unwrap();
+    drop(lab);
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "the server {pid} is still running");
+}
+
+/// Defect 6, continued: a dead server is reported at once, and `lab apply` refuses to change
+/// the lab, saying how to recover.
+#[test]
+fn a_dead_server_is_reported_and_apply_says_how_to_recover() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("dead", &["examples/seeds/service.yaml"], &[]);
+    let pid = lab.status()["pods"].as_array().map(|_| {
+        std::fs::read_to_string(format!("/run/podnet/{}/serve.pid", lab.name))
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+    let pid = pid.unwrap();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let st = lab.status();
+    assert_eq!(st["serversRunning"], false, "{st}");
+    let o = podnet(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        "examples/seeds/service.yaml",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not running") && err.contains("podnet lab down --name"),
+        "{err}"
+    );
+}
