@@ -111,6 +111,21 @@ impl LabState {
     pub fn pod_ip(&self, namespace: &str, name: &str) -> Option<IpAddr> {
         self.pod_ips.get(&NsName::new(namespace, name)).copied()
     }
+
+    /// Where the lab's pods run: what the model keeps when the lab changes.
+    pub fn placements(&self) -> podnet_model::Placements {
+        self.plan
+            .pods
+            .iter()
+            .map(|p| {
+                let placement = podnet_model::Placement {
+                    node: p.node.clone(),
+                    ip: self.pod_ips.get(&p.key()).copied(),
+                };
+                (p.key(), placement)
+            })
+            .collect()
+    }
 }
 
 pub fn lab_dir(lab: &str) -> PathBuf {
@@ -435,10 +450,12 @@ pub struct ApplyReport {
 }
 
 /// The pods to create and to delete to go from `old` to `new`: a pod is the same when
-/// everything but its planned IP is.
+/// everything but its planned IP and its Service-targeted ports is.
 fn pod_changes(old: &LabPlan, new: &LabPlan) -> (Vec<PodPlan>, Vec<PodPlan>) {
+    // Neither the address nor the ports Services target make another pod.
     let unplanned = |p: &PodPlan| PodPlan {
         planned_ip: None,
+        service_ports: Vec::new(),
         ..p.clone()
     };
     let index = |plan: &LabPlan| -> BTreeMap<NsName, PodPlan> {

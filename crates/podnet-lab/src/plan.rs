@@ -66,6 +66,10 @@ pub struct PodPlan {
     pub container_id: String,
     pub planned_ip: Option<IpAddr>,
     pub ports: Vec<PortPlan>,
+    /// Ports a Service targets on the pod that it does not declare (`containerPort` is
+    /// informational): the test servers listen there too.
+    #[serde(default)]
+    pub service_ports: Vec<PortPlan>,
     pub ready: bool,
     /// One of the built-in cluster DNS pods: the lab runs the DNS server here.
     #[serde(default)]
@@ -160,6 +164,32 @@ pub fn container_id(lab: &str, pod: &NsName) -> String {
     format!("podnet{h:016x}")
 }
 
+/// The ports each pod is an endpoint on, from every Service's EndpointSlices.
+fn targeted_ports(cluster: &Cluster) -> std::collections::HashMap<NsName, Vec<PortPlan>> {
+    let mut out: std::collections::HashMap<NsName, Vec<PortPlan>> = Default::default();
+    for svc in &cluster.services {
+        for (slice, ep) in svc.endpoints() {
+            let Some(pod) = &ep.pod else { continue };
+            let list = out.entry(NsName::new(&svc.namespace, pod)).or_default();
+            for p in &slice.ports {
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
+                let plan = PortPlan {
+                    port,
+                    protocol: p.protocol,
+                };
+                if !list.contains(&plan) {
+                    list.push(plan);
+                }
+            }
+        }
+    }
+    out.values_mut()
+        .for_each(|v| v.sort_by_key(|p| (p.port, p.protocol)));
+    out
+}
+
 impl LabPlan {
     pub fn new(lab: &str, cluster: &Cluster) -> LabPlan {
         let p = prefix(lab);
@@ -176,6 +206,7 @@ impl LabPlan {
                 underlay_port: format!("n{i}"),
             })
             .collect();
+        let targeted = targeted_ports(cluster);
         let pods = cluster
             .pods
             .iter()
@@ -197,6 +228,13 @@ impl LabPlan {
                     })
                     .collect();
                 ports.dedup();
+                let service_ports: Vec<PortPlan> = targeted
+                    .get(&pod.key())
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| !ports.contains(p))
+                    .cloned()
+                    .collect();
                 Some(PodPlan {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),
@@ -206,6 +244,7 @@ impl LabPlan {
                     container_id: container_id(lab, &pod.key()),
                     planned_ip: pod.ips.first().copied(),
                     ports,
+                    service_ports,
                     ready: pod.ready,
                     dns_server: podnet_model::dns::is_builtin_dns_pod(cluster, pod),
                     resolv_conf: if pod.host_network {

@@ -36,6 +36,17 @@ macro_rules! of_kind {
 
 /// Builds the cluster model. On any error nothing is returned but every diagnostic found.
 pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster, ModelError> {
+    build_with(docs, overrides, &Placements::new())
+}
+
+/// Builds the cluster model around pods that already run: each keeps its node and (when it
+/// still fits its node's podCIDR and is free) its address; only new pods are placed, so adding
+/// or removing objects never moves a running pod.
+pub fn build_with(
+    docs: &[SourceDoc],
+    overrides: &ConfigOverrides,
+    running: &Placements,
+) -> Result<Cluster, ModelError> {
     let mut diags = Vec::new();
     let mut objects = Vec::new();
     decode_into(docs, &mut objects, &mut diags);
@@ -63,6 +74,7 @@ pub fn build(docs: &[SourceDoc], overrides: &ConfigOverrides) -> Result<Cluster,
         diags,
         used_names: BTreeSet::new(),
         builtin_dns,
+        running: running.clone(),
     };
     let namespaces = b.namespaces(&objects);
     let nodes = b.nodes(&objects);
@@ -290,6 +302,8 @@ struct Builder {
     used_names: BTreeSet<NsName>,
     /// The cluster DNS Deployment is the built-in one.
     builtin_dns: bool,
+    /// Pods that already run, and where.
+    running: Placements,
 }
 
 impl Builder {
@@ -704,6 +718,7 @@ impl Builder {
         // Pod IPs from each node's podCIDR: the first address is the node's gateway, pods get
         // the next ones. Addresses the manifests fix (status.podIP) are taken first.
         let mut taken = self.claim_fixed_ips(&placed, nodes);
+        let kept = self.keep_running_ips(&placed, nodes, &mut taken);
         let mut next: Vec<u128> = vec![2; nodes.len()];
         let mut pods = Vec::with_capacity(placed.len());
         for (src, node) in placed {
@@ -712,6 +727,9 @@ impl Builder {
                 Some(i) if src.spec.host_network.unwrap_or(false) => vec![nodes[i].internal_ip],
                 Some(_) if src.fixed_ip.is_some() => {
                     vec![src.fixed_ip.as_ref().expect("checked").0]
+                }
+                Some(_) if kept.contains_key(&NsName::new(&src.namespace, &src.name)) => {
+                    vec![kept[&NsName::new(&src.namespace, &src.name)]]
                 }
                 Some(i) => self
                     .next_pod_ip(&nodes[i], &mut next[i], &mut taken, &src)
@@ -727,6 +745,14 @@ impl Builder {
     /// The scheduler's choice: `nodeName`, else the node whose podCIDR holds a fixed pod IP,
     /// else the least loaded node that matches the `nodeSelector`.
     fn pick_node(&mut self, src: &PodSource, nodes: &[NodeInfo], load: &[usize]) -> Option<usize> {
+        let named = src.spec.node_name.as_deref().filter(|n| !n.is_empty());
+        let running = self
+            .running
+            .get(&NsName::new(&src.namespace, &src.name))
+            .and_then(|p| nodes.iter().position(|n| n.name == p.node));
+        if let (Some(i), None) = (running, named) {
+            return Some(i);
+        }
         if let Some(n) = src.spec.node_name.as_deref().filter(|n| !n.is_empty()) {
             let idx = nodes.iter().position(|x| x.name == n);
             if idx.is_none() {
@@ -803,6 +829,40 @@ impl Builder {
             }
         }
         taken
+    }
+
+    /// The addresses of running pods that stay on their node: kept where they still belong to
+    /// the node's podCIDR and no fixed address took them.
+    fn keep_running_ips(
+        &self,
+        placed: &[(PodSource, Option<usize>)],
+        nodes: &[NodeInfo],
+        taken: &mut BTreeSet<IpAddr>,
+    ) -> HashMap<NsName, IpAddr> {
+        let mut kept = HashMap::new();
+        for (src, node) in placed {
+            let (Some(i), None) = (node, &src.fixed_ip) else {
+                continue;
+            };
+            if src.spec.host_network.unwrap_or(false) {
+                continue;
+            }
+            let key = NsName::new(&src.namespace, &src.name);
+            let Some(p) = self.running.get(&key) else {
+                continue;
+            };
+            let Some(ip) = p.ip.filter(|_| p.node == nodes[*i].name) else {
+                continue;
+            };
+            let inside = nodes[*i]
+                .pod_cidrs
+                .iter()
+                .any(|c| c.contains(&ip) && ip != c.network() && ip != c.broadcast());
+            if inside && taken.insert(ip) {
+                kept.insert(key, ip);
+            }
+        }
+        kept
     }
 
     /// The next free address of a node's podCIDR.

@@ -39,7 +39,7 @@ pub mod selector;
 pub mod source;
 pub mod validation;
 
-pub use build::build;
+pub use build::{build, build_with};
 pub use config::{ClusterConfig, ConfigOverrides, IpRange, PortRange};
 pub use diag::{Diagnostic, Location, ModelError, ObjectRef, Severity};
 pub use model::*;

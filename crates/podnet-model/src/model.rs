@@ -27,6 +27,17 @@ impl NsName {
     }
 }
 
+/// Where a running pod is. The scheduler never moves a running pod, and its address stays:
+/// given these, [`crate::build::build_with`] places only the pods that are new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub node: String,
+    pub ip: Option<IpAddr>,
+}
+
+/// The running pods' placements, by pod.
+pub type Placements = BTreeMap<NsName, Placement>;
+
 /// A transport protocol as Kubernetes spells it (`TCP`, `UDP`, `SCTP`): the one protocol type of
 /// every podnet crate.
 #[derive(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::output::table;
-use crate::{build_model, LabCommand, LabInput};
+use crate::{build_model, build_model_around, LabCommand, LabInput};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
@@ -95,7 +95,9 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             manifests,
             cluster,
         }) => {
-            let Some(model) = build_model(&manifests.files, &cluster)? else {
+            // Running pods stay where they are, as the scheduler never moves them.
+            let running = podnet_lab::load_state(&lab.name)?.placements();
+            let Some(model) = build_model_around(&manifests.files, &cluster, &running)? else {
                 eprintln!("nothing was changed");
                 return Ok(ExitCode::FAILURE);
             };

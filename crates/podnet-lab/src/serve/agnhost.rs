@@ -15,9 +15,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
-use super::bind::{bind_in, Bound};
+use super::bind::{bind_in, Bound, PortKey};
 use crate::plan::PodPlan;
 use crate::LabError;
+use podnet_model::Protocol;
 
 #[derive(Debug)]
 struct PodInfo {
@@ -26,19 +27,21 @@ struct PodInfo {
     node: String,
 }
 
-/// Binds a pod's ports and spawns its servers; returns their tasks.
-pub fn start(pod: &PodPlan) -> Result<Vec<JoinHandle<()>>, LabError> {
+/// Binds `ports` of a pod and spawns a server on each; returns their tasks by port.
+pub fn start(
+    pod: &PodPlan,
+    ports: &[(u16, Protocol)],
+) -> Result<Vec<(PortKey, JoinHandle<()>)>, LabError> {
     let info = Arc::new(PodInfo {
         name: pod.name.clone(),
         namespace: pod.namespace.clone(),
         node: pod.node.clone(),
     });
-    let ports: Vec<_> = pod.ports.iter().map(|p| (p.port, p.protocol)).collect();
-    Ok(bind_in(&pod.netns, &pod.key().to_string(), &ports)?
+    Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
-        .map(|b| match b {
-            Bound::Tcp(l) => tokio::spawn(serve_tcp(l, info.clone())),
-            Bound::Udp(s) => tokio::spawn(serve_udp(s, info.clone())),
+        .map(|(at, b)| match b {
+            Bound::Tcp(l) => (at, tokio::spawn(serve_tcp(l, info.clone()))),
+            Bound::Udp(s) => (at, tokio::spawn(serve_udp(s, info.clone()))),
         })
         .collect())
 }

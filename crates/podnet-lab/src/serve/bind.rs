@@ -9,6 +9,9 @@ use podnet_node::sys;
 
 use crate::LabError;
 
+/// A port and its protocol.
+pub type PortKey = (u16, Protocol);
+
 /// A socket bound inside a namespace, ready for tokio.
 pub enum Bound {
     Tcp(tokio::net::TcpListener),
@@ -18,7 +21,11 @@ pub enum Bound {
 /// Binds `0.0.0.0:<port>` for each (port, protocol) inside the named namespace. A port that
 /// cannot be bound is reported on stderr and left out (SCTP: this kernel has no SCTP sockets).
 /// Must be called from within the tokio runtime that will serve the sockets.
-pub fn bind_in(netns: &str, who: &str, ports: &[(u16, Protocol)]) -> Result<Vec<Bound>, LabError> {
+pub fn bind_in(
+    netns: &str,
+    who: &str,
+    ports: &[(u16, Protocol)],
+) -> Result<Vec<(PortKey, Bound)>, LabError> {
     let std_sockets = sys::in_netns(&sys::netns_path(netns), || {
         let mut out = Vec::new();
         for &(port, proto) in ports {
@@ -34,7 +41,7 @@ pub fn bind_in(netns: &str, who: &str, ports: &[(u16, Protocol)]) -> Result<Vec<
                 }
             };
             match bound {
-                Ok(b) => out.push(b),
+                Ok(b) => out.push(((port, proto), b)),
                 Err(e) => eprintln!("{who}: {proto} port {port}: {e}"),
             }
         }
@@ -46,19 +53,18 @@ pub fn bind_in(netns: &str, who: &str, ports: &[(u16, Protocol)]) -> Result<Vec<
     };
     std_sockets
         .into_iter()
-        .map(|s| match s {
-            StdSocket::Tcp(l) => {
-                l.set_nonblocking(true).map_err(tokio_err)?;
-                Ok(Bound::Tcp(
-                    tokio::net::TcpListener::from_std(l).map_err(tokio_err)?,
-                ))
-            }
-            StdSocket::Udp(u) => {
-                u.set_nonblocking(true).map_err(tokio_err)?;
-                Ok(Bound::Udp(
-                    tokio::net::UdpSocket::from_std(u).map_err(tokio_err)?,
-                ))
-            }
+        .map(|(at, s)| {
+            let bound = match s {
+                StdSocket::Tcp(l) => {
+                    l.set_nonblocking(true).map_err(tokio_err)?;
+                    Bound::Tcp(tokio::net::TcpListener::from_std(l).map_err(tokio_err)?)
+                }
+                StdSocket::Udp(u) => {
+                    u.set_nonblocking(true).map_err(tokio_err)?;
+                    Bound::Udp(tokio::net::UdpSocket::from_std(u).map_err(tokio_err)?)
+                }
+            };
+            Ok((at, bound))
         })
         .collect()
 }

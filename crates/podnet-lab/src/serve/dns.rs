@@ -37,15 +37,16 @@ impl Dns {
         Ok(())
     }
 
-    /// Binds a DNS pod's ports and runs the server on them; None before a zone is loaded.
+    /// Binds a DNS pod's ports and runs the server on them; None for another pod, or before
+    /// a zone is loaded.
     pub fn start(&self, pod: &PodPlan) -> Result<Option<Vec<JoinHandle<()>>>, LabError> {
-        let Some(dns) = self.shared.clone() else {
+        let Some(dns) = self.shared.clone().filter(|_| pod.dns_server) else {
             return Ok(None);
         };
         let who = pod.key().to_string();
         let ports: Vec<_> = pod.ports.iter().map(|p| (p.port, p.protocol)).collect();
         let (mut udp, mut tcp) = (Vec::new(), Vec::new());
-        for b in bind_in(&pod.netns, &who, &ports)? {
+        for (_, b) in bind_in(&pod.netns, &who, &ports)? {
             match b {
                 Bound::Udp(s) => udp.push(s),
                 Bound::Tcp(l) => tcp.push(l),

@@ -51,7 +51,7 @@ impl HealthServers {
             };
             let who = format!("{} health check on {}", h.service, h.node);
             let shared = Arc::new(Mutex::new(h.clone()));
-            for b in bind_in(&node.ns, &who, &[(h.port, Protocol::Tcp)])? {
+            for (_, b) in bind_in(&node.ns, &who, &[(h.port, Protocol::Tcp)])? {
                 if let Bound::Tcp(l) = b {
                     let task = tokio::spawn(serve_health(l, shared.clone()));
                     self.running.insert(k.clone(), (shared.clone(), task));

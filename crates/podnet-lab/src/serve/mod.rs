@@ -11,55 +11,113 @@ pub mod bind;
 pub mod dns;
 pub mod health;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use podnet_model::NsName;
+use podnet_model::{NsName, Protocol};
 use tokio::task::JoinHandle;
 
 use crate::plan::PodPlan;
 use crate::{LabError, LabState};
 
+/// A pod's running servers.
+enum PodServers {
+    /// The cluster DNS server on all of the pod's ports.
+    Dns(Vec<JoinHandle<()>>),
+    /// A test server per port.
+    Test(BTreeMap<(u16, Protocol), JoinHandle<()>>),
+}
+
 /// The running servers.
 #[derive(Default)]
 struct Running {
-    /// Per pod: its plan (to see it change) and its tasks.
-    pods: HashMap<NsName, (PodPlan, Vec<JoinHandle<()>>)>,
+    /// Per pod: its plan without the Service-targeted ports (a change there means a new pod)
+    /// and its servers.
+    pods: HashMap<NsName, (PodPlan, PodServers)>,
     health: health::HealthServers,
     dns: dns::Dns,
 }
 
+/// A pod as the servers see it: what makes it another pod if it changes.
+fn identity(p: &PodPlan) -> PodPlan {
+    PodPlan {
+        service_ports: Vec::new(),
+        ..p.clone()
+    }
+}
+
+/// The ports a pod's test servers listen on: declared ones and those a Service targets.
+fn test_ports(p: &PodPlan) -> BTreeSet<(u16, Protocol)> {
+    p.ports
+        .iter()
+        .chain(&p.service_ports)
+        .map(|x| (x.port, x.protocol))
+        .collect()
+}
+
 impl Running {
     /// Brings the running servers in line with `st`: new pods get theirs, removed or changed
-    /// pods lose theirs, the others are not touched.
-    fn reconcile(&mut self, st: &LabState) -> Result<(), LabError> {
+    /// pods lose theirs, a pod whose Service-targeted ports changed gains or loses just those,
+    /// and the others are not touched. Servers that stop are awaited, so that their sockets
+    /// are closed before anything binds the same port again.
+    async fn reconcile(&mut self, st: &LabState) -> Result<(), LabError> {
         // The zone first, so that DNS pods started below serve the new one.
         self.dns.load(st)?;
         let want: HashMap<NsName, &PodPlan> = st
             .plan
             .pods
             .iter()
-            .filter(|p| !p.ports.is_empty())
+            .filter(|p| !p.ports.is_empty() || !p.service_ports.is_empty())
             .map(|p| (p.key(), p))
             .collect();
-        self.pods.retain(|k, (plan, tasks)| {
-            let keep = want.get(k).is_some_and(|p| **p == *plan);
-            if !keep {
-                tasks.iter().for_each(JoinHandle::abort);
+        let mut stopping = Vec::new();
+        self.pods.retain(|k, (id, servers)| {
+            let same = want.get(k).is_some_and(|p| identity(p) == *id);
+            match (same, servers) {
+                (false, PodServers::Dns(tasks)) => stopping.append(tasks),
+                (false, PodServers::Test(tasks)) => {
+                    stopping.extend(std::mem::take(tasks).into_values())
+                }
+                (true, PodServers::Dns(_)) => {}
+                (true, PodServers::Test(tasks)) => {
+                    let ports = test_ports(want[k]);
+                    let gone: Vec<_> = tasks
+                        .keys()
+                        .filter(|p| !ports.contains(p))
+                        .copied()
+                        .collect();
+                    stopping.extend(gone.iter().filter_map(|p| tasks.remove(p)));
+                }
             }
-            keep
+            same
         });
+        for t in &stopping {
+            t.abort();
+        }
+        for t in stopping {
+            let _ = t.await;
+        }
         for (k, p) in want {
-            if self.pods.contains_key(&k) {
-                continue;
+            match self.pods.get_mut(&k) {
+                Some((_, PodServers::Test(tasks))) => {
+                    let missing: Vec<_> = test_ports(p)
+                        .into_iter()
+                        .filter(|x| !tasks.contains_key(x))
+                        .collect();
+                    tasks.extend(agnhost::start(p, &missing)?);
+                }
+                Some((_, PodServers::Dns(_))) => {}
+                None => {
+                    let servers = match (p.dns_server, self.dns.start(p)?) {
+                        (true, Some(t)) => PodServers::Dns(t),
+                        _ => PodServers::Test(
+                            agnhost::start(p, &test_ports(p).into_iter().collect::<Vec<_>>())?
+                                .into_iter()
+                                .collect(),
+                        ),
+                    };
+                    self.pods.insert(k, (identity(p), servers));
+                }
             }
-            let tasks = match p.dns_server {
-                true => match self.dns.start(p)? {
-                    Some(t) => t,
-                    None => agnhost::start(p)?,
-                },
-                false => agnhost::start(p)?,
-            };
-            self.pods.insert(k, (p.clone(), tasks));
         }
         self.health.reconcile(st)
     }
@@ -84,7 +142,7 @@ pub fn run(lab: &str) -> Result<(), LabError> {
                 source,
             })?;
         let mut running = Running::default();
-        running.reconcile(&crate::load_state(lab)?)?;
+        running.reconcile(&crate::load_state(lab)?).await?;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -95,7 +153,11 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         while hup.recv().await.is_some() {
             generation += 1;
             let start = std::time::Instant::now();
-            match crate::load_state(lab).and_then(|st| running.reconcile(&st)) {
+            let reloaded = match crate::load_state(lab) {
+                Ok(st) => running.reconcile(&st).await,
+                Err(e) => Err(e),
+            };
+            match reloaded {
                 Ok(()) => {
                     eprintln!(
                         "reload {generation}: done in {:.1} ms",

@@ -151,3 +151,73 @@ fn a_full_service_cidr_hands_out_every_address_once() {
     ips.dedup();
     assert_eq!(ips.len(), 254);
 }
+
+/// Issue 10, defect 3: adding one bare Pod to the seeds' examples moved every other pod to
+/// another node and address. Built around the running pods, only the new one is placed.
+#[test]
+fn adding_a_pod_moves_no_running_pod() {
+    let seeds = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seeds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let o = podnet_model::ConfigOverrides::default();
+    let before = podnet_model::build(&parse_documents("seeds", &seeds).unwrap(), &o).unwrap();
+    let running: podnet_model::Placements = before
+        .pods
+        .iter()
+        .map(|p| {
+            let at = podnet_model::Placement {
+                node: p.node.clone().unwrap(),
+                ip: p.ips.first().copied(),
+            };
+            (p.key(), at)
+        })
+        .collect();
+    let more = format!("{seeds}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: aaa-new}}\nspec: {{containers: [{{name: c, image: x}}]}}\n");
+    let docs = parse_documents("seeds+1", &more).unwrap();
+    // Without the running pods, the new one reshuffles the others (what the lab did).
+    let fresh = podnet_model::build(&docs, &o).unwrap();
+    let moved = |c: &podnet_model::Cluster| {
+        before
+            .pods
+            .iter()
+            .filter(|p| {
+                let q = c.pod(&p.namespace, &p.name).unwrap();
+                q.node != p.node || q.ips != p.ips
+            })
+            .count()
+    };
+    assert!(
+        moved(&fresh) > 0,
+        "the reproduction still reshuffles a fresh build"
+    );
+    let after = podnet_model::build_with(&docs, &o, &running).unwrap();
+    assert_eq!(moved(&after), 0, "no running pod moves");
+    let new = after.pod("default", "aaa-new").unwrap();
+    assert!(new.node.is_some() && !new.ips.is_empty());
+    assert!(
+        !before.pods.iter().any(|p| p.ips == new.ips),
+        "a free address"
+    );
+    // Removing a pod moves none of the others either.
+    let after_removal = podnet_model::build_with(
+        &parse_documents("seeds", &seeds).unwrap(),
+        &o,
+        &after
+            .pods
+            .iter()
+            .map(|p| {
+                let at = podnet_model::Placement {
+                    node: p.node.clone().unwrap(),
+                    ip: p.ips.first().copied(),
+                };
+                (p.key(), at)
+            })
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(moved(&after_removal), 0);
+}
