@@ -16,9 +16,11 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
 use super::bind::{bind_in, Bound, PortKey};
+use super::http;
 use crate::plan::PodPlan;
 use crate::LabError;
 use podnet_model::Protocol;
+use tokio::sync::Semaphore;
 
 #[derive(Debug)]
 struct PodInfo {
@@ -31,6 +33,7 @@ struct PodInfo {
 pub fn start(
     pod: &PodPlan,
     ports: &[(u16, Protocol)],
+    budget: &Arc<Semaphore>,
 ) -> Result<Vec<(PortKey, JoinHandle<()>)>, LabError> {
     let info = Arc::new(PodInfo {
         name: pod.name.clone(),
@@ -40,39 +43,28 @@ pub fn start(
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
         .map(|(at, b)| match b {
-            Bound::Tcp(l) => (at, tokio::spawn(serve_tcp(l, info.clone()))),
+            Bound::Tcp(l) => (
+                at,
+                tokio::spawn(http::serve(l, handler(info.clone()), Some(budget.clone()))),
+            ),
             Bound::Udp(s) => (at, tokio::spawn(serve_udp(s, info.clone()))),
         })
         .collect())
 }
 
-async fn serve_tcp(l: tokio::net::TcpListener, info: Arc<PodInfo>) {
-    loop {
-        let Ok((stream, peer)) = l.accept().await else {
-            continue;
-        };
-        let info = info.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| respond(req, info.clone(), peer));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-async fn respond(
-    req: Request<Incoming>,
-    info: Arc<PodInfo>,
-    peer: SocketAddr,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The HTTP answer of a pod's test server.
+fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> Response<Full<Bytes>> {
     let body = match req.uri().path() {
         "/hostname" => info.name.clone(),
         "/clientip" => peer.to_string(),
         "/echo" => query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
         _ => serde_json::json!({"pod": info.name, "namespace": info.namespace, "node": info.node, "clientIP": peer.to_string()}).to_string(),
     };
-    Ok(Response::new(Full::new(Bytes::from(body))))
+    Response::new(Full::new(Bytes::from(body)))
+}
+
+fn handler(info: Arc<PodInfo>) -> http::Handler {
+    Arc::new(move |req, peer| respond(req, &info, peer))
 }
 
 async fn serve_udp(s: tokio::net::UdpSocket, info: Arc<PodInfo>) {
@@ -117,7 +109,11 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             node: "node-0".into(),
         });
         let peer: SocketAddr = ([10, 244, 0, 2], 40000).into();
-        let svc = hyper::service::service_fn(move |req| respond(req, info.clone(), peer));
+        let answer = handler(info);
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let r = answer(&req, peer);
+            async move { Ok::<_, Infallible>(r) }
+        });
         // The client closes its side once it has sent everything; the server still answers.
         let conn = hyper::server::conn::http1::Builder::new()
             .half_close(true)

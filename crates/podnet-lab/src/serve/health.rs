@@ -2,18 +2,17 @@
 //! the node has local endpoints, 503 otherwise.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::body::Bytes;
+use hyper::Response;
 use podnet_model::Protocol;
 use podnet_node::HealthCheck;
 use tokio::task::JoinHandle;
 
 use super::bind::{bind_in, Bound};
+use super::http;
 use crate::{LabError, LabState};
 
 /// A health check's current answer, shared with its server task.
@@ -53,7 +52,9 @@ impl HealthServers {
             let shared = Arc::new(Mutex::new(h.clone()));
             for (_, b) in bind_in(&node.ns, &who, &[(h.port, Protocol::Tcp)])? {
                 if let Bound::Tcp(l) = b {
-                    let task = tokio::spawn(serve_health(l, shared.clone()));
+                    let check = shared.clone();
+                    let handler: http::Handler = Arc::new(move |_, _| answer(&check));
+                    let task = tokio::spawn(http::serve(l, handler, None));
                     self.running.insert(k.clone(), (shared.clone(), task));
                 }
             }
@@ -63,27 +64,12 @@ impl HealthServers {
 }
 
 /// kube-proxy's service health server: 200 with local endpoints, 503 without.
-async fn serve_health(l: tokio::net::TcpListener, check: SharedCheck) {
-    loop {
-        let Ok((stream, _)) = l.accept().await else {
-            continue;
-        };
-        let check = check.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
-                let h = check.lock().expect("not poisoned").clone();
-                async move {
-                    let body = serde_json::json!({"service": {"namespace": h.service.namespace, "name": h.service.name}, "localEndpoints": h.local_endpoints, "serviceProxyHealthy": true}).to_string();
-                    let mut r = Response::new(Full::new(Bytes::from(body)));
-                    if h.local_endpoints == 0 {
-                        *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+fn answer(check: &SharedCheck) -> Response<Full<Bytes>> {
+    let h = check.lock().expect("not poisoned").clone();
+    let body = serde_json::json!({"service": {"namespace": h.service.namespace, "name": h.service.name}, "localEndpoints": h.local_endpoints, "serviceProxyHealthy": true}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    if h.local_endpoints == 0 {
+        *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
     }
+    r
 }

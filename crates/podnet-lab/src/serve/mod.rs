@@ -10,10 +10,13 @@ pub mod agnhost;
 pub mod bind;
 pub mod dns;
 pub mod health;
+pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use podnet_model::{NsName, Protocol};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::plan::PodPlan;
@@ -28,8 +31,12 @@ enum PodServers {
 }
 
 /// The running servers.
-#[derive(Default)]
 struct Running {
+    /// The runtime of the system components (cluster DNS, health checks): threads of their
+    /// own, so that test-server traffic cannot starve them.
+    system: tokio::runtime::Handle,
+    /// The connections all test servers may hold at once.
+    budget: Arc<Semaphore>,
     /// Per pod: its plan without the Service-targeted ports (a change there means a new pod)
     /// and its servers.
     pods: HashMap<NsName, (PodPlan, PodServers)>,
@@ -103,22 +110,30 @@ impl Running {
                         .into_iter()
                         .filter(|x| !tasks.contains_key(x))
                         .collect();
-                    tasks.extend(agnhost::start(p, &missing)?);
+                    tasks.extend(agnhost::start(p, &missing, &self.budget)?);
                 }
                 Some((_, PodServers::Dns(_))) => {}
                 None => {
-                    let servers = match (p.dns_server, self.dns.start(p)?) {
-                        (true, Some(t)) => PodServers::Dns(t),
-                        _ => PodServers::Test(
-                            agnhost::start(p, &test_ports(p).into_iter().collect::<Vec<_>>())?
-                                .into_iter()
-                                .collect(),
-                        ),
+                    let dns = {
+                        let _system = self.system.enter();
+                        self.dns.start(p)?
+                    };
+                    let servers = match dns {
+                        Some(t) => PodServers::Dns(t),
+                        None => {
+                            let ports: Vec<_> = test_ports(p).into_iter().collect();
+                            PodServers::Test(
+                                agnhost::start(p, &ports, &self.budget)?
+                                    .into_iter()
+                                    .collect(),
+                            )
+                        }
                     };
                     self.pods.insert(k, (identity(p), servers));
                 }
             }
         }
+        let _system = self.system.enter();
         self.health.reconcile(st)
     }
 }
@@ -127,21 +142,36 @@ impl Running {
 /// On SIGHUP it re-reads the lab's state and reconciles, then writes the number of reloads to
 /// `serve.gen`.
 pub fn run(lab: &str) -> Result<(), LabError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| LabError::Io {
-            what: "the servers' runtime".into(),
-            source,
-        })?;
+    let limit = raise_fd_limit();
+    let runtime = |name: &str, workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|source| LabError::Io {
+                what: format!("the {name} runtime"),
+                source,
+            })
+    };
+    let system = runtime("podnet-system", 1)?;
+    let rt = runtime("podnet-tests", 2)?;
+    // Half of what is left after a reserve goes to the test servers' connections.
+    let budget = (limit.saturating_sub(1024) / 2).clamp(64, 32_768) as usize;
+    eprintln!("file descriptors: {limit}; test-server connections: at most {budget}");
+    let mut running = Running {
+        system: system.handle().clone(),
+        budget: Arc::new(Semaphore::new(budget)),
+        pods: HashMap::new(),
+        health: Default::default(),
+        dns: Default::default(),
+    };
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|source| LabError::Io {
                 what: "waiting for SIGHUP".into(),
                 source,
             })?;
-        let mut running = Running::default();
         running.reconcile(&crate::load_state(lab)?).await?;
         {
             use std::io::Write;
@@ -173,4 +203,19 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         }
         Ok(())
     })
+}
+
+/// Raises the soft limit of open files to the hard one; returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
 }

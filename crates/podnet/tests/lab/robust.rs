@@ -292,3 +292,137 @@ spec:
     );
     std::fs::remove_file(m).unwrap();
 }
+
+/// Defect 5: one slow client starved every pod and kube-dns: the test servers never closed
+/// idle connections, all servers shared one file-descriptor budget, and a failing `accept`
+/// spun at a full core. Here a client holds 1,500 idle connections to one pod; meanwhile
+/// another pod, a Service by name (cluster DNS over UDP) and kube-dns over TCP all answer, and
+/// the server closes the idle connections within its header timeout.
+#[test]
+fn idle_connections_starve_no_one_and_are_closed() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest(
+        "idle",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: victim}
+spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, labels: {app: other}}
+spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other}
+spec: {selector: {app: other}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec: {nodeName: node-2, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cli}
+spec: {nodeName: node-2, containers: [{name: c, image: x}]}
+"#,
+    );
+    let lab = Lab::up("idle", &[m.to_str().unwrap()], &[]);
+    let victim = lab.pod_ip("victim");
+    let name = lab.name.clone();
+    // The hog: 1,500 connections that send nothing; it reports how many the server closed
+    // within 8 s (the header timeout is 5 s).
+    let hog_script = format!(
+        r#"
+import socket, time
+socks = []
+for _ in range(1500):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect(("{victim}", 8080)); socks.append(s)
+    except OSError:
+        s.close()
+print("open", len(socks), flush=True)
+time.sleep(1.5)
+deadline = time.time() + 8
+closed = 0
+for s in socks:
+    s.settimeout(max(0.01, deadline - time.time()))
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except OSError:
+        pass
+print("closed", closed, flush=True)
+"#
+    );
+    let hog = std::thread::spawn(move || {
+        podnet(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "default/hog",
+            "--",
+            "sh",
+            "-c",
+            &format!("ulimit -n 8192; python3 -c '{hog_script}'"),
+        ])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let start = std::time::Instant::now();
+    let o = lab.exec(
+        "default/cli",
+        &[
+            "sh",
+            "-c",
+            "curl -s -m 2 http://other/hostname; echo; dig +tcp +short +time=2 +tries=1 other.default.svc.cluster.local",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("other\n"),
+        "another pod through its Service: {out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("10.96.")),
+        "kube-dns over TCP: {out}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let h = hog.join().unwrap();
+    let report = String::from_utf8_lossy(&h.stdout).to_string();
+    let num = |k: &str| -> usize {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{report} {}", String::from_utf8_lossy(&h.stderr)))
+    };
+    let (open, closed) = (num("open"), num("closed"));
+    assert!(open >= 500, "{report}");
+    assert!(
+        closed * 10 >= open * 9,
+        "the server closes idle connections after its header timeout: {report}"
+    );
+    // The victim itself still answers once they are gone.
+    let again = lab.exec(
+        "default/cli",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            &format!("http://{victim}:8080/hostname"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "victim");
+    std::fs::remove_file(m).unwrap();
+}
