@@ -1,6 +1,7 @@
 //! The lab: a whole multi-node cluster network on one machine, in network namespaces, built
 //! from the model. See [`plan`] for the topology.
 
+pub mod change;
 pub mod net;
 pub mod plan;
 pub mod probe;
@@ -61,6 +62,12 @@ pub enum LabError {
     Dns(#[source] podnet_dns::DnsError),
     #[error("{0}")]
     Invalid(String),
+    #[error("nothing was changed: {}{}", podnet_node::chain(cause.as_ref()), rollback_note(rollback))]
+    NotApplied {
+        cause: Box<LabError>,
+        /// What could not be undone; empty when the lab is exactly as it was.
+        rollback: Vec<LabError>,
+    },
     #[error("lab {0:?} is not up (no {1})")]
     NotUp(String, String),
     #[error("{} problem(s):\n  {}", .0.len(), .0.iter().map(|e| podnet_node::chain(e)).collect::<Vec<_>>().join("\n  "))]
@@ -75,6 +82,21 @@ impl LabError {
             1 => Err(v.remove(0)),
             _ => Err(LabError::Many(v)),
         }
+    }
+}
+
+fn rollback_note(failures: &[LabError]) -> String {
+    if failures.is_empty() {
+        "; the lab is as it was".into()
+    } else {
+        format!(
+            "; undoing what was done failed too, and the lab's state says what runs now:\n  {}",
+            failures
+                .iter()
+                .map(|e| podnet_node::chain(e))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
     }
 }
 
@@ -96,9 +118,10 @@ pub struct LabState {
     /// What each node's dataplane holds, by node.
     #[serde(default)]
     pub nodes: BTreeMap<String, Held>,
-    /// LoadBalancer IPs and externalIPs the external client routes to the nodes.
+    /// LoadBalancer IPs and externalIPs the external client routes to the nodes, with the
+    /// nodes each goes to.
     #[serde(default)]
-    pub external_routes: Vec<IpAddr>,
+    pub external_routes: BTreeMap<IpAddr, Vec<IpAddr>>,
     /// The health checks of `externalTrafficPolicy: Local` LoadBalancers, on every node.
     #[serde(default)]
     pub health_checks: Vec<HealthCheck>,
@@ -202,11 +225,11 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         pod_ips,
         serve_pid: None,
         nodes: BTreeMap::new(),
-        external_routes: Vec::new(),
+        external_routes: BTreeMap::new(),
         health_checks: Vec::new(),
         dns: None,
     };
-    program_nodes(&mut state, cluster)?;
+    program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
     save_state(lab, &state)?;
     state.serve_pid = Some(start_servers(lab, exe)?);
     save_state(lab, &state)?;
@@ -329,7 +352,11 @@ fn add_pods(
 /// routes LoadBalancer IPs and externalIPs from the external client to the nodes that serve
 /// them. Every node is tried; every failure is reported. The state records what each node
 /// holds either way.
-pub fn program_nodes(st: &mut LabState, cluster: &Cluster) -> Result<(), LabError> {
+pub fn program_nodes(
+    st: &mut LabState,
+    cluster: &Cluster,
+    host: &mut dyn change::Host,
+) -> Result<(), LabError> {
     let mut c = cluster.clone();
     c.set_pod_ips(&actual_ips(st));
     // The DNS zone from the same endpoints; the DNS pods load it when the servers reload.
@@ -342,7 +369,7 @@ pub fn program_nodes(st: &mut LabState, cluster: &Cluster) -> Result<(), LabErro
             .node(&dp.node)
             .expect("the lab's nodes are the model's");
         let held = st.nodes.get(&dp.node).cloned().unwrap_or_default();
-        let applied = podnet_node::apply(&held, dp, &mut Linux::named(&node.ns));
+        let applied = podnet_node::apply(&held, dp, &mut *host.effects(&node.ns));
         st.nodes.insert(dp.node.clone(), applied.held);
         failures.extend(
             applied
@@ -358,7 +385,7 @@ pub fn program_nodes(st: &mut LabState, cluster: &Cluster) -> Result<(), LabErro
         .iter()
         .flat_map(|d| d.health_checks.iter().cloned())
         .collect();
-    if let Err(e) = route_external(st, &c, &dataplanes) {
+    if let Err(e) = route_external(st, &c, &dataplanes, host) {
         failures.push(e);
     }
     LabError::all(failures)
@@ -370,46 +397,58 @@ fn route_external(
     st: &mut LabState,
     c: &Cluster,
     dataplanes: &[NodeDataplane],
+    host: &mut dyn change::Host,
 ) -> Result<(), LabError> {
     let node_ip = |name: &str| st.plan.node(name).map(|n| n.ip);
     let all: Vec<IpAddr> = st.plan.nodes.iter().map(|n| n.ip).collect();
-    let want: BTreeSet<IpAddr> = c
+    let want: BTreeMap<IpAddr, Vec<IpAddr>> = c
         .services
         .iter()
         .flat_map(|s| s.load_balancer_ips.iter().chain(&s.external_ips))
         .filter(|ip| ip.is_ipv4())
-        .copied()
-        .collect();
-    let mut ops: Vec<NetOp> = st
-        .external_routes
-        .iter()
-        .filter(|ip| !want.contains(ip))
-        .map(|ip| NetOp::DeleteRoute {
-            dst: IpNet::from(*ip),
-        })
-        .collect();
-    for ip in &want {
-        let serving: Vec<IpAddr> = dataplanes
-            .iter()
-            .filter(|d| d.serves_external.contains(ip))
-            .filter_map(|d| node_ip(&d.node))
-            .collect();
-        ops.push(NetOp::Route {
-            dst: IpNet::from(*ip),
-            via: if serving.is_empty() {
+        .map(|ip| {
+            let serving: Vec<IpAddr> = dataplanes
+                .iter()
+                .filter(|d| d.serves_external.contains(ip))
+                .filter_map(|d| node_ip(&d.node))
+                .collect();
+            let via = if serving.is_empty() {
                 all.clone()
             } else {
                 serving
-            },
+            };
+            (*ip, via)
+        })
+        .collect();
+    let ops = route_changes(&st.external_routes, &want);
+    if !ops.is_empty() {
+        host.effects(&st.plan.external.ns).net(&ops)?;
+    }
+    st.external_routes = want;
+    Ok(())
+}
+
+/// The route operations from one set of external routes to another.
+fn route_changes(
+    from: &BTreeMap<IpAddr, Vec<IpAddr>>,
+    to: &BTreeMap<IpAddr, Vec<IpAddr>>,
+) -> Vec<NetOp> {
+    let gone = from
+        .keys()
+        .filter(|ip| !to.contains_key(ip))
+        .map(|ip| NetOp::DeleteRoute {
+            dst: IpNet::from(*ip),
+        });
+    let changed = to
+        .iter()
+        .filter(|(ip, via)| from.get(ip) != Some(via))
+        .map(|(ip, via)| NetOp::Route {
+            dst: IpNet::from(*ip),
+            via: via.clone(),
             dev: None,
             onlink: false,
         });
-    }
-    if !ops.is_empty() {
-        Linux::named(&st.plan.external.ns).net(&ops)?;
-    }
-    st.external_routes = want.into_iter().collect();
-    Ok(())
+    gone.chain(changed).collect()
 }
 
 /// Starts `podnet lab serve` in the background and waits until every listener is bound.
@@ -441,46 +480,12 @@ fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
     Ok(pid)
 }
 
-/// What `apply` changed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ApplyReport {
-    pub added: Vec<NsName>,
-    pub removed: Vec<NsName>,
-    pub unchanged: usize,
-}
+pub use change::ApplyReport;
 
-/// The pods to create and to delete to go from `old` to `new`: a pod is the same when
-/// everything but its planned IP and its Service-targeted ports is.
-fn pod_changes(old: &LabPlan, new: &LabPlan) -> (Vec<PodPlan>, Vec<PodPlan>) {
-    // Neither the address nor the ports Services target make another pod.
-    let unplanned = |p: &PodPlan| PodPlan {
-        planned_ip: None,
-        service_ports: Vec::new(),
-        ..p.clone()
-    };
-    let index = |plan: &LabPlan| -> BTreeMap<NsName, PodPlan> {
-        plan.pods.iter().map(|p| (p.key(), unplanned(p))).collect()
-    };
-    let (o, n) = (index(old), index(new));
-    // Those only in `a`, or different there.
-    let only = |a: &BTreeMap<NsName, PodPlan>, b: &BTreeMap<NsName, PodPlan>, full: &LabPlan| {
-        full.pods
-            .iter()
-            .filter(|p| b.get(&p.key()) != a.get(&p.key()))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let mut removed = only(&o, &n, old);
-    let mut added = only(&n, &o, new);
-    removed.sort_by_key(PodPlan::key);
-    added.sort_by_key(PodPlan::key);
-    (added, removed)
-}
-
-/// Applies new manifests to a running lab: pods that are new are created, pods that are gone
-/// are deleted (CNI DEL, then their namespace), and pods that did not change are not touched.
-/// The order keeps traffic flowing: new pods first, then the nodes' dataplanes (which stop
-/// sending to the pods that leave), then the pods that leave. Nodes cannot change live.
+/// Applies new manifests to a running lab, all or nothing ([`change::apply_with`]): pods that
+/// are new are created, pods that are gone are deleted (CNI DEL, then their namespace), and
+/// pods that did not change are not touched. Nodes cannot change live. The saved state
+/// describes what runs, whatever happens.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let mut st = load_state(lab)?;
     if !alive(lab, st.serve_pid) {
@@ -489,77 +494,13 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
             lab_dir(lab).join("serve.log").display()
         )));
     }
-    let mut next = LabPlan::new(lab, cluster);
-    let same_nodes = next.nodes == st.plan.nodes;
-    if !same_nodes {
-        return Err(LabError::Invalid(
-            "the nodes changed; nodes cannot change in a running lab: lab down, then lab up".into(),
-        ));
-    }
-    let (added, removed) = pod_changes(&st.plan, &next);
-    let staying: BTreeSet<NsName> = next.pods.iter().map(PodPlan::key).collect();
-    let (replaced, leaving): (Vec<PodPlan>, Vec<PodPlan>) = removed
-        .iter()
-        .cloned()
-        .partition(|p| staying.contains(&p.key()));
-
-    // 1. New pods. A pod that changed is replaced: it leaves here and comes back, so its old
-    //    namespace and address go first.
-    for p in &replaced {
-        remove_pod(lab, &st.plan, p)?;
-        st.pod_ips.remove(&p.key());
-    }
-    for p in &added {
-        let ip = create_pod(lab, &st, p)?;
-        st.pod_ips.insert(p.key(), ip);
-    }
-    // 2. The nodes' dataplanes, without the pods that leave.
-    for p in next.pods.iter_mut() {
-        p.planned_ip = st.pod_ips.get(&p.key()).copied();
-    }
-    let old_plan = std::mem::replace(&mut st.plan, next);
-    for p in &leaving {
-        st.pod_ips.remove(&p.key());
-    }
-    let programmed = program_nodes(&mut st, cluster);
-    // 3. The pods that leave.
-    let mut result = programmed.map_err(|e| vec![e]);
-    for p in &leaving {
-        if let Err(e) = remove_pod(lab, &old_plan, p) {
-            match &mut result {
-                Ok(()) => result = Err(vec![e]),
-                Err(v) => v.push(e),
-            }
-        }
-    }
+    let next = LabPlan::new(lab, cluster);
+    let result = change::apply_with(&mut st, cluster, next, &mut change::RealHost { lab });
     save_state(lab, &st)?;
-    result.map_err(LabError::Many)?;
-    reload_servers(lab, st.serve_pid)?;
-    Ok(ApplyReport {
-        unchanged: st.plan.pods.len() - added.len(),
-        added: added.iter().map(PodPlan::key).collect(),
-        removed: removed.iter().map(PodPlan::key).collect(),
-    })
-}
-
-/// A new pod: its namespace and CNI ADD, asking for its planned address unless a pod that
-/// stays already has it. hostNetwork pods have the node's address.
-fn create_pod(lab: &str, st: &LabState, p: &PodPlan) -> Result<IpAddr, LabError> {
-    if p.host_network {
-        return st
-            .plan
-            .node(&p.node)
-            .map(|n| n.ip)
-            .ok_or_else(|| LabError::Invalid(format!("pod {}: no node {}", p.key(), p.node)));
-    }
-    let mut p = p.clone();
-    if p.planned_ip
-        .is_some_and(|ip| st.pod_ips.values().any(|v| *v == ip))
-    {
-        p.planned_ip = None;
-    }
-    create_pod_namespace(&p)?;
-    add_pod(lab, &st.plan, &p)
+    let reloaded = reload_servers(lab, st.serve_pid);
+    let report = result?;
+    reloaded?;
+    Ok(report)
 }
 
 /// A pod's files for `/etc/netns/<ns>/`.

@@ -299,3 +299,27 @@ impl Run<'_> {
         }
     }
 }
+
+/// Brings a node back to what it held before (`before`), from what it holds now (`now`):
+/// the rollback of a change that failed half-way. The same applier, so the same order and the
+/// same repair of failures.
+pub fn restore(now: &Held, before: &Held, node: &str, fx: &mut dyn Effects) -> Applied {
+    let Some(vxlan) = before.vxlan.clone().or_else(|| now.vxlan.clone()) else {
+        // The node never had a dataplane: nothing to go back to.
+        return Applied {
+            held: now.clone(),
+            report: Report::default(),
+            failures: Vec::new(),
+        };
+    };
+    let want = NodeDataplane {
+        node: node.to_string(),
+        sysctls: before.sysctls.clone(),
+        vxlan,
+        remotes: before.remotes.clone(),
+        proxy: before.proxy.clone().unwrap_or_default(),
+        health_checks: Vec::new(),
+        serves_external: Default::default(),
+    };
+    apply(now, &want, fx)
+}

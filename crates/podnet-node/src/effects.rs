@@ -137,7 +137,7 @@ pub enum Fail {
 /// proxy's elements, the routes, neighbours, FDB entries, links and sysctls), so that a test
 /// can compare it with what was asked. `fail` makes the next calls of a kind fail without an
 /// effect.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Recording {
     pub calls: Vec<Call>,
     pub fail: BTreeSet<Fail>,

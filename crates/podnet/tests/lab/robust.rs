@@ -426,3 +426,65 @@ print("closed", closed, flush=True)
     assert_eq!(String::from_utf8_lossy(&again.stdout), "victim");
     std::fs::remove_file(m).unwrap();
 }
+
+/// Defect 2: a `lab apply` that failed half-way (then: a pod whose name made an invalid
+/// namespace name) removed 12 of 14 pods, left an orphan namespace, and saved no state. Here a
+/// real failure: node-1's CNI configuration is gone, so the new pods there cannot be added.
+/// The apply fails, says so, and the lab is exactly as before; once the configuration is back
+/// the same apply succeeds.
+#[test]
+fn a_failed_apply_leaves_the_lab_as_it_was() {
+    if !can_run() {
+        return;
+    }
+    let deploy = |n: u32| {
+        write_manifest(
+            &format!("rollback{n}"),
+            &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}\n"),
+        )
+    };
+    let (m2, m9) = (deploy(2), deploy(9));
+    let lab = Lab::up("rollback", &[m2.to_str().unwrap()], &[]);
+    let before = placements(&lab);
+    let namespaces_before = namespaces(&format!("podnet-{}.", lab.name));
+    let conf = format!(
+        "/run/podnet/{}/nodes/node-1/net.d/10-podnet.conflist",
+        lab.name
+    );
+    let saved = std::fs::read(&conf).unwrap();
+    std::fs::remove_file(&conf).unwrap();
+    let o = podnet(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        m9.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nothing was changed") && err.contains("the lab is as it was"),
+        "{err}"
+    );
+    assert_eq!(placements(&lab), before);
+    assert_eq!(
+        namespaces(&format!("podnet-{}.", lab.name)),
+        namespaces_before
+    );
+    assert!(all_ready(&lab.status()));
+    std::fs::write(&conf, saved).unwrap();
+    let out = ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        m9.to_str().unwrap(),
+    ]);
+    assert!(out.contains("7 created, 0 deleted"), "{out}");
+    assert!(all_ready(&lab.status()));
+    for m in [m2, m9] {
+        std::fs::remove_file(m).unwrap();
+    }
+}
