@@ -8,4 +8,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
+host=$(mktemp)
+scripts/host-check.sh snapshot "$host"
 cargo test --workspace
+echo "== the host after the tests"
+scripts/host-check.sh compare "$host"
+rm -f "$host"

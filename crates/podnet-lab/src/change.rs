@@ -280,15 +280,7 @@ fn restore_nodes(
         };
         let applied = podnet_node::restore(now, was, &node.name, &mut *host.effects(&node.ns));
         st.nodes.insert(node.name.clone(), applied.held);
-        failures.extend(
-            applied
-                .failures
-                .into_iter()
-                .map(|source| LabError::Dataplane {
-                    node: node.name.clone(),
-                    source,
-                }),
-        );
+        failures.extend(LabError::of_node(&node.name, applied.failures));
     }
     let ops = route_changes(&st.external_routes, routes);
     if !ops.is_empty() {

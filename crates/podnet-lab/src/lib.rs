@@ -75,6 +75,14 @@ pub enum LabError {
 }
 
 impl LabError {
+    /// A node's dataplane failures, each naming the node.
+    fn of_node(node: &str, failures: Vec<NodeError>) -> impl Iterator<Item = LabError> + '_ {
+        failures.into_iter().map(move |source| LabError::Dataplane {
+            node: node.to_string(),
+            source,
+        })
+    }
+
     /// Ok for no failure, the failure itself for one, [`LabError::Many`] for more.
     fn all(mut v: Vec<LabError>) -> Result<(), LabError> {
         match v.len() {
@@ -371,15 +379,7 @@ pub fn program_nodes(
         let held = st.nodes.get(&dp.node).cloned().unwrap_or_default();
         let applied = podnet_node::apply(&held, dp, &mut *host.effects(&node.ns));
         st.nodes.insert(dp.node.clone(), applied.held);
-        failures.extend(
-            applied
-                .failures
-                .into_iter()
-                .map(|source| LabError::Dataplane {
-                    node: dp.node.clone(),
-                    source,
-                }),
-        );
+        failures.extend(LabError::of_node(&dp.node, applied.failures));
     }
     st.health_checks = dataplanes
         .iter()

@@ -512,12 +512,15 @@ fn check_notices_missing_neighbours_and_a_wrong_mtu() {
     assert!(ok, "{r2}");
     let (ok, r) = net.cni("ADD", "c1", Some(&pod.path), &net.conf(json!({})));
     assert!(ok, "{r}");
-    let (ok, e) = net.cni(
-        "CHECK",
-        "c1",
-        Some(&pod.path),
-        &net.conf(json!({"prevResult": r})),
-    );
+    let check_now = |r: &Value| {
+        net.cni(
+            "CHECK",
+            "c1",
+            Some(&pod.path),
+            &net.conf(json!({"prevResult": r})),
+        )
+    };
+    let (ok, e) = check_now(&r);
     assert!(ok, "{e}");
     pod.run(|| {
         assert!(Command::new("ip")
@@ -526,12 +529,7 @@ fn check_notices_missing_neighbours_and_a_wrong_mtu() {
             .unwrap()
             .success());
     });
-    let (ok, e) = net.cni(
-        "CHECK",
-        "c1",
-        Some(&pod.path),
-        &net.conf(json!({"prevResult": r})),
-    );
+    let (ok, e) = check_now(&r);
     assert!(!ok);
     assert!(
         e["msg"].as_str().unwrap().contains("gateway 169.254.1.1"),
@@ -544,12 +542,7 @@ fn check_notices_missing_neighbours_and_a_wrong_mtu() {
             .unwrap()
             .success());
     });
-    let (ok, e) = net.cni(
-        "CHECK",
-        "c1",
-        Some(&pod.path),
-        &net.conf(json!({"prevResult": r})),
-    );
+    let (ok, e) = check_now(&r);
     assert!(!ok);
     assert!(e["msg"].as_str().unwrap().contains("MTU"), "{e}");
 }

@@ -165,17 +165,7 @@ fn adding_a_pod_moves_no_running_pod() {
         .join("\n---\n");
     let o = podnet_model::ConfigOverrides::default();
     let before = podnet_model::build(&parse_documents("seeds", &seeds).unwrap(), &o).unwrap();
-    let running: podnet_model::Placements = before
-        .pods
-        .iter()
-        .map(|p| {
-            let at = podnet_model::Placement {
-                node: p.node.clone().unwrap(),
-                ip: p.ips.first().copied(),
-            };
-            (p.key(), at)
-        })
-        .collect();
+    let running = placements_of(&before);
     let more = format!("{seeds}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: aaa-new}}\nspec: {{containers: [{{name: c, image: x}}]}}\n");
     let docs = parse_documents("seeds+1", &more).unwrap();
     // Without the running pods, the new one reshuffles the others (what the lab did).
@@ -206,18 +196,22 @@ fn adding_a_pod_moves_no_running_pod() {
     let after_removal = podnet_model::build_with(
         &parse_documents("seeds", &seeds).unwrap(),
         &o,
-        &after
-            .pods
-            .iter()
-            .map(|p| {
-                let at = podnet_model::Placement {
-                    node: p.node.clone().unwrap(),
-                    ip: p.ips.first().copied(),
-                };
-                (p.key(), at)
-            })
-            .collect(),
+        &placements_of(&after),
     )
     .unwrap();
     assert_eq!(moved(&after_removal), 0);
+}
+
+/// Where a model's pods are, as a running lab reports them.
+fn placements_of(c: &podnet_model::Cluster) -> podnet_model::Placements {
+    c.pods
+        .iter()
+        .map(|p| {
+            let at = podnet_model::Placement {
+                node: p.node.clone().unwrap(),
+                ip: p.ips.first().copied(),
+            };
+            (p.key(), at)
+        })
+        .collect()
 }
