@@ -32,6 +32,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod model;
 pub mod names;
+pub mod netpol;
 pub mod objects;
 pub mod plan;
 pub mod resolv;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
 mod dns;
+mod explain;
 mod lab;
 mod load;
 mod output;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Compute the cluster plan from manifests (no root needed): nodes, pods, Services, endpoints.
     Check(CheckArgs),
+    /// Say whether the NetworkPolicies allow a connection, and why (no root needed).
+    Explain(ExplainArgs),
     /// A whole cluster network on this machine, in network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
@@ -203,6 +206,35 @@ struct CheckArgs {
     /// Print the cluster DNS zone (every record the DNS server answers) instead of the plan.
     #[arg(long)]
     dns: bool,
+    /// Print which pods may connect to which under the NetworkPolicies, instead of the plan:
+    /// a row per source, a column per destination, `.` allowed, `X` denied.
+    #[arg(long, conflicts_with_all = ["dns", "proxy"])]
+    reach: bool,
+    /// With --reach: the destination port.
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// With --reach: TCP, UDP or SCTP.
+    #[arg(long, default_value = "TCP")]
+    protocol: String,
+    /// With --reach: only the pods of this namespace.
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    manifests: ManifestArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The source: a pod (`namespace/name`) or an IP address.
+    from: String,
+    /// The destination and port: `namespace/pod:PORT`, a Service (`namespace/service:PORT`,
+    /// judged on each of its endpoints), or `IP:PORT`; `/UDP` or `/SCTP` may follow.
+    to: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: OutputFormat,
 }
 
 fn main() -> ExitCode {
@@ -217,6 +249,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check(a),
+        Command::Explain(a) => explain::run(a),
         Command::Lab(l) => lab::run(l),
         Command::Dns(d) => dns::run(d),
     };
@@ -283,6 +316,14 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         let plan = podnet_proxy::ProxyPlan::new(&cluster, node);
         let listing = podnet_proxy::nft::Elements::of(&plan).listing();
         output::emit(a.output, &listing, || output::proxy_table(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.reach {
+        let protocol = podnet_model::Protocol::parse(&a.protocol.to_uppercase())
+            .ok_or_else(|| anyhow::anyhow!("--protocol {:?}: TCP, UDP or SCTP", a.protocol))?;
+        let reach =
+            podnet_model::netpol::Reach::of(&cluster, a.port, protocol, a.namespace.as_deref());
+        output::emit(a.output, &reach.cells(), || reach.render())?;
         return Ok(ExitCode::SUCCESS);
     }
     if a.dns {

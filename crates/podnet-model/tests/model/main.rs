@@ -9,6 +9,7 @@ use podnet_model::{
 
 mod dns;
 mod errors;
+mod netpol;
 mod props;
 mod robustness;
 

@@ -440,3 +440,99 @@ fn deep_yaml_is_an_error_not_a_crash() {
         stderr(&out)
     );
 }
+
+/// `check --reach`: the seeds' policies as a matrix (text and JSON cells), and `explain` for an
+/// allowed and a denied connection, with the rule or the isolating policies.
+#[test]
+fn reach_and_explain_on_the_seeds() {
+    let out = podnet(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "--reach",
+        "--port",
+        "80",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = |from: &str, to: &str| {
+        cells
+            .iter()
+            .find(|c| {
+                c["from"].as_str().unwrap().starts_with(from)
+                    && c["to"].as_str().unwrap().starts_with(to)
+            })
+            .unwrap_or_else(|| panic!("{from} -> {to}"))["allowed"]
+            .as_bool()
+            .unwrap()
+    };
+    // my-app accepts only trusted-app (and, by the second policy, role: frontend) on TCP 80.
+    assert!(cell("default/trusted-app-", "default/my-app-"));
+    assert!(cell("default/frontend-", "default/my-app-"));
+    assert!(!cell("default/client", "default/my-app-"));
+    // my-app may only reach external-service on 443.
+    assert!(!cell("default/my-app-", "default/client"));
+    assert!(cells
+        .iter()
+        .all(|c| c["port"] == 80 && c["protocol"] == "TCP"));
+    let text = stdout(&podnet(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "--reach",
+        "--port",
+        "80",
+    ]));
+    assert!(text.starts_with("TCP/80\n-\t"), "{text}");
+
+    let pods: Vec<String> = cells
+        .iter()
+        .map(|c| c["from"].as_str().unwrap().to_string())
+        .collect();
+    let named = |prefix: &str| pods.iter().find(|p| p.starts_with(prefix)).unwrap().clone();
+    let (trusted, app, client) = (
+        named("default/trusted-app-"),
+        named("default/my-app-"),
+        named("default/client"),
+    );
+    let ok = stdout(&podnet(&[
+        "explain",
+        "-f",
+        "examples/seeds",
+        &trusted,
+        &format!("{app}:80"),
+    ]));
+    assert!(ok.contains(": allowed\n"), "{ok}");
+    assert!(
+        ok.contains("allowed by NetworkPolicy default/my-network-policy spec.ingress[0]"),
+        "{ok}"
+    );
+    let no = stdout(&podnet(&[
+        "explain",
+        "-f",
+        "examples/seeds",
+        &client,
+        &format!("{app}:80/TCP"),
+    ]));
+    assert!(no.contains(": denied\n"), "{no}");
+    assert!(
+        no.contains("isolated by NetworkPolicy default/allow-app-access, NetworkPolicy default/my-network-policy; no rule of theirs allows TCP/80"),
+        "{no}"
+    );
+    // Through the Service: judged on each endpoint at its target port.
+    let svc = stdout(&podnet(&[
+        "explain",
+        "-f",
+        "examples/seeds",
+        &trusted,
+        "default/my-service:80",
+    ]));
+    assert_eq!(
+        svc.matches("(via Service default/my-service) TCP/8080")
+            .count(),
+        3,
+        "{svc}"
+    );
+}

@@ -1,0 +1,547 @@
+//! NetworkPolicy (networking.k8s.io/v1), as upstream defines it. Pure.
+//!
+//! - `policyTypes` defaults to `[Ingress]`, plus `Egress` when the policy has egress rules
+//!   (the API server's `SetDefaults_NetworkPolicy`).
+//! - A pod is isolated for ingress (egress) once any policy that selects it has that type; an
+//!   isolated pod accepts (sends) only what some rule of those policies allows. Policies are
+//!   additive: rules of every selecting policy are OR-ed.
+//! - A rule matches when one of its peers matches (no `from`/`to`: every peer) and one of its
+//!   ports matches (no `ports`: every port).
+//! - A peer is `podSelector` (pods of the policy's namespace), `namespaceSelector` (every pod
+//!   of the selected namespaces), both in one peer (those pods of those namespaces: AND), or
+//!   `ipBlock` (`cidr` less `except`; pod addresses match it too, as upstream e2e expects).
+//! - A port is a number, a number range (`endPort`) or a name; the protocol defaults to TCP.
+//!   A named port resolves on the destination pod (its container port with that name and
+//!   protocol), for ingress and egress rules alike; towards an address that is no pod, a
+//!   named port matches nothing.
+//! - Both directions must allow a connection: egress on the source's side, ingress on the
+//!   destination's. Replies of an allowed connection always pass (the dataplane tracks
+//!   connections), and a node always reaches its own pods (kubelet probes).
+//! - Traffic to a Service is judged after translation: on the endpoint pod and its target
+//!   port.
+//!
+//! Where upstream leaves a choice, podnet's (see docs/design/network-policy.md): hostNetwork
+//! pods are never isolated (their traffic carries the node's address; as peers they match only
+//! `ipBlock`s holding a node address), and traffic from outside the cluster through a NodePort
+//! or LoadBalancer with `externalTrafficPolicy: Cluster` is judged with the node's address as
+//! its source (it is masqueraded), with `Local` with the client's own.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use crate::model::{Cluster, NsName, PodInfo, Protocol};
+use crate::selector;
+
+/// One end of a connection: a pod, or an address outside every pod.
+#[derive(Debug, Clone, Copy)]
+pub enum End<'a> {
+    Pod(&'a PodInfo),
+    Ip(IpAddr),
+}
+
+impl End<'_> {
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            End::Pod(p) => p.ips.first().copied(),
+            End::Ip(ip) => Some(*ip),
+        }
+    }
+}
+
+/// A direction of policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// A rule of a policy, by place: `spec.ingress[i]` or `spec.egress[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRef {
+    pub policy: NsName,
+    pub direction: Direction,
+    pub index: usize,
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = match self.direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        write!(
+            f,
+            "NetworkPolicy {} spec.{field}[{}]",
+            self.policy, self.index
+        )
+    }
+}
+
+/// What one side (the source's egress, or the destination's ingress) says of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Side {
+    /// No policy of that type selects the pod (or it is no pod we isolate).
+    NotIsolated,
+    /// These policies isolate the pod, and this rule allows the connection.
+    Allowed {
+        isolated_by: Vec<NsName>,
+        rule: RuleRef,
+    },
+    /// These policies isolate the pod, and no rule of theirs matches.
+    Denied { isolated_by: Vec<NsName> },
+}
+
+impl Side {
+    pub fn allows(&self) -> bool {
+        !matches!(self, Side::Denied { .. })
+    }
+}
+
+/// The judgement of one connection, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub allowed: bool,
+    pub egress: Side,
+    pub ingress: Side,
+}
+
+/// The policies of a cluster, ready to judge connections.
+#[derive(Debug, Clone)]
+pub struct Policies<'a> {
+    cluster: &'a Cluster,
+    list: Vec<Policy<'a>>,
+}
+
+#[derive(Debug, Clone)]
+struct Policy<'a> {
+    key: NsName,
+    obj: &'a NetworkPolicy,
+    ingress: bool,
+    egress: bool,
+}
+
+impl<'a> Policies<'a> {
+    pub fn of(cluster: &'a Cluster) -> Policies<'a> {
+        let list = cluster
+            .network_policies
+            .iter()
+            .map(|s| {
+                let obj = &s.obj;
+                let spec = obj.spec.as_ref();
+                let types: Vec<&str> = spec
+                    .and_then(|s| s.policy_types.as_ref())
+                    .map(|t| t.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let has_egress_rules = spec
+                    .and_then(|s| s.egress.as_ref())
+                    .is_some_and(|e| !e.is_empty());
+                let (ingress, egress) = if types.is_empty() {
+                    (true, has_egress_rules)
+                } else {
+                    (types.contains(&"Ingress"), types.contains(&"Egress"))
+                };
+                Policy {
+                    key: NsName::new(
+                        obj.metadata.namespace.as_deref().unwrap_or("default"),
+                        obj.metadata.name.as_deref().unwrap_or_default(),
+                    ),
+                    obj,
+                    ingress,
+                    egress,
+                }
+            })
+            .collect();
+        Policies { cluster, list }
+    }
+
+    /// Whether a connection from `from` to `to` on `port`/`protocol` is allowed, and why.
+    pub fn judge(&self, from: End<'_>, to: End<'_>, port: u16, protocol: Protocol) -> Verdict {
+        let egress = match from {
+            End::Pod(p) if !p.host_network => {
+                self.side(p, Direction::Egress, from, to, port, protocol)
+            }
+            _ => Side::NotIsolated,
+        };
+        let ingress = match to {
+            End::Pod(p) if !p.host_network => {
+                self.side(p, Direction::Ingress, from, to, port, protocol)
+            }
+            _ => Side::NotIsolated,
+        };
+        Verdict {
+            allowed: egress.allows() && ingress.allows(),
+            egress,
+            ingress,
+        }
+    }
+
+    /// The policies that select `pod` for `dir`.
+    pub fn selecting(&self, pod: &PodInfo, dir: Direction) -> Vec<NsName> {
+        self.list
+            .iter()
+            .filter(|p| match dir {
+                Direction::Ingress => p.ingress,
+                Direction::Egress => p.egress,
+            })
+            .filter(|p| p.key.namespace == pod.namespace)
+            .filter(|p| {
+                let sel = p.obj.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+                sel.is_none_or(|s| selector::matches(s, &pod.labels))
+            })
+            .map(|p| p.key.clone())
+            .collect()
+    }
+
+    fn side(
+        &self,
+        pod: &PodInfo,
+        dir: Direction,
+        from: End<'_>,
+        to: End<'_>,
+        port: u16,
+        protocol: Protocol,
+    ) -> Side {
+        let isolated_by = self.selecting(pod, dir);
+        if isolated_by.is_empty() {
+            return Side::NotIsolated;
+        }
+        // The other end of the connection, and the pod whose ports a named port means.
+        let peer = if dir == Direction::Ingress { from } else { to };
+        for key in &isolated_by {
+            let policy = self
+                .list
+                .iter()
+                .find(|p| &p.key == key)
+                .expect("selected policies are listed");
+            let spec = policy.obj.spec.as_ref();
+            let rules: Vec<RuleParts<'_>> = match dir {
+                Direction::Ingress => spec
+                    .and_then(|s| s.ingress.as_ref())
+                    .map(|r| {
+                        r.iter()
+                            .map(|r| RuleParts {
+                                peers: r.from.as_deref(),
+                                ports: r.ports.as_deref(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Direction::Egress => spec
+                    .and_then(|s| s.egress.as_ref())
+                    .map(|r| {
+                        r.iter()
+                            .map(|r| RuleParts {
+                                peers: r.to.as_deref(),
+                                ports: r.ports.as_deref(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            for (index, rule) in rules.iter().enumerate() {
+                if self.rule_matches(&key.namespace, rule, peer, to, port, protocol) {
+                    return Side::Allowed {
+                        isolated_by: isolated_by.clone(),
+                        rule: RuleRef {
+                            policy: key.clone(),
+                            direction: dir,
+                            index,
+                        },
+                    };
+                }
+            }
+        }
+        Side::Denied { isolated_by }
+    }
+
+    fn rule_matches(
+        &self,
+        policy_ns: &str,
+        rule: &RuleParts<'_>,
+        peer: End<'_>,
+        dest: End<'_>,
+        port: u16,
+        protocol: Protocol,
+    ) -> bool {
+        let peers_ok = match rule.peers {
+            None | Some([]) => true,
+            Some(list) => list.iter().any(|p| self.peer_matches(policy_ns, p, peer)),
+        };
+        let ports_ok = match rule.ports {
+            None | Some([]) => true,
+            Some(list) => list.iter().any(|p| port_matches(p, dest, port, protocol)),
+        };
+        peers_ok && ports_ok
+    }
+
+    fn peer_matches(&self, policy_ns: &str, peer: &NetworkPolicyPeer, end: End<'_>) -> bool {
+        if let Some(block) = &peer.ip_block {
+            return end
+                .ip()
+                .is_some_and(|ip| ip_block_matches(&block.cidr, block.except.as_deref(), ip));
+        }
+        let End::Pod(pod) = end else {
+            return false;
+        };
+        if pod.host_network {
+            return false;
+        }
+        let ns_ok = match &peer.namespace_selector {
+            None => pod.namespace == policy_ns,
+            Some(sel) => self
+                .cluster
+                .namespaces
+                .get(&pod.namespace)
+                .is_some_and(|ns| selector::matches(sel, &ns.labels)),
+        };
+        let pod_ok = peer
+            .pod_selector
+            .as_ref()
+            .is_none_or(|sel: &LabelSelector| selector::matches(sel, &pod.labels));
+        ns_ok && pod_ok
+    }
+}
+
+/// The peers and ports of an ingress or egress rule, alike.
+struct RuleParts<'a> {
+    peers: Option<&'a [NetworkPolicyPeer]>,
+    ports: Option<&'a [NetworkPolicyPort]>,
+}
+
+fn port_matches(p: &NetworkPolicyPort, dest: End<'_>, port: u16, protocol: Protocol) -> bool {
+    if Protocol::of_checked(p.protocol.as_deref()) != protocol {
+        return false;
+    }
+    match &p.port {
+        None => true,
+        Some(IntOrString::Int(n)) => {
+            let end = p.end_port.unwrap_or(*n);
+            (*n..=end).contains(&i32::from(port))
+        }
+        Some(IntOrString::String(name)) => match dest {
+            End::Pod(pod) => pod.find_port(name, protocol) == Some(i32::from(port)),
+            End::Ip(_) => false,
+        },
+    }
+}
+
+fn ip_block_matches(cidr: &str, except: Option<&[String]>, ip: IpAddr) -> bool {
+    let Ok(net) = cidr.parse::<IpNet>() else {
+        return false;
+    };
+    net.contains(&ip)
+        && !except
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.parse::<IpNet>().ok())
+            .any(|e| e.contains(&ip))
+}
+
+/// The reachability of every pod from every pod on one port: what `podnet check --reach`
+/// prints. Pods on their node's network and pods without an address are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub pods: Vec<NsName>,
+    /// `allowed[i][j]`: from `pods[i]` to `pods[j]`.
+    pub allowed: Vec<Vec<bool>>,
+}
+
+/// One cell of [`Reach`], for `-o json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub from: String,
+    pub to: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub allowed: bool,
+}
+
+impl Reach {
+    /// The matrix of the cluster's pods (of `namespace` only, if given).
+    pub fn of(cluster: &Cluster, port: u16, protocol: Protocol, namespace: Option<&str>) -> Reach {
+        let policies = Policies::of(cluster);
+        let pods: Vec<&PodInfo> = cluster
+            .pods
+            .iter()
+            .filter(|p| !p.host_network && !p.ips.is_empty())
+            .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
+            .collect();
+        let allowed = pods
+            .iter()
+            .map(|from| {
+                pods.iter()
+                    .map(|to| {
+                        policies
+                            .judge(End::Pod(from), End::Pod(to), port, protocol)
+                            .allowed
+                    })
+                    .collect()
+            })
+            .collect();
+        Reach {
+            port,
+            protocol,
+            pods: pods.iter().map(|p| p.key()).collect(),
+            allowed,
+        }
+    }
+
+    /// Every cell, row by row.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for (i, from) in self.pods.iter().enumerate() {
+            for (j, to) in self.pods.iter().enumerate() {
+                out.push(Cell {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    port: self.port,
+                    protocol: self.protocol,
+                    allowed: self.allowed[i][j],
+                });
+            }
+        }
+        out
+    }
+
+    /// Upstream's truth table: a row per source, a column per destination, `.` allowed, `X`
+    /// denied.
+    pub fn render(&self) -> String {
+        let mut s = format!("{}/{}\n-", self.protocol, self.port);
+        for p in &self.pods {
+            s.push('\t');
+            s.push_str(&p.to_string());
+        }
+        s.push('\n');
+        for (i, from) in self.pods.iter().enumerate() {
+            s.push_str(&from.to_string());
+            for cell in &self.allowed[i] {
+                s.push_str(if *cell { "\t." } else { "\tX" });
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{build, parse_documents, ConfigOverrides};
+
+    const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: server, labels: {app: server}}
+spec: {containers: [{name: c, image: x, ports: [{name: web, containerPort: 8080}, {name: dns, containerPort: 53, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host}
+spec: {hostNetwork: true, containers: [{name: c, image: x}]}
+"#;
+
+    fn cluster(policy: &str) -> Cluster {
+        let docs = parse_documents("t.yaml", &format!("{PODS}---\n{policy}")).unwrap();
+        build(&docs, &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn allowed(c: &Cluster, from: &str, to: &str, port: u16, proto: Protocol) -> bool {
+        let p = Policies::of(c);
+        let (f, t) = (
+            c.pod("default", from).unwrap(),
+            c.pod("default", to).unwrap(),
+        );
+        p.judge(End::Pod(f), End::Pod(t), port, proto).allowed
+    }
+
+    fn policy(spec: &str) -> String {
+        format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec: {spec}\n")
+    }
+
+    #[test]
+    fn ports_by_range_and_by_name_on_the_destination() {
+        let c = cluster(&policy("{podSelector: {matchLabels: {app: server}}, ingress: [{ports: [{port: 8000, endPort: 8100}, {port: dns, protocol: UDP}]}]}"));
+        assert!(allowed(&c, "client", "server", 8080, Protocol::Tcp));
+        assert!(!allowed(&c, "client", "server", 8101, Protocol::Tcp));
+        assert!(
+            allowed(&c, "client", "server", 53, Protocol::Udp),
+            "the named port resolves on the server"
+        );
+        assert!(
+            !allowed(&c, "client", "server", 53, Protocol::Tcp),
+            "named UDP, not TCP"
+        );
+        assert!(!allowed(&c, "client", "server", 8080, Protocol::Sctp));
+    }
+
+    #[test]
+    fn ip_blocks_match_pod_addresses_less_their_exceptions() {
+        let c = cluster("");
+        let ip = c.pod("default", "client").unwrap().ips[0];
+        let spec = format!("{{podSelector: {{matchLabels: {{app: server}}}}, ingress: [{{from: [{{ipBlock: {{cidr: 10.0.0.0/8, except: [{ip}/32]}}}}]}}]}}");
+        let c = cluster(&policy(&spec));
+        assert!(!allowed(&c, "client", "server", 8080, Protocol::Tcp));
+        let spec = format!("{{podSelector: {{matchLabels: {{app: server}}}}, ingress: [{{from: [{{ipBlock: {{cidr: {ip}/32}}}}]}}]}}");
+        let c = cluster(&policy(&spec));
+        assert!(allowed(&c, "client", "server", 8080, Protocol::Tcp));
+    }
+
+    #[test]
+    fn policy_types_default_from_the_rules() {
+        // Egress rules make it an Egress policy too; an empty egress list does not.
+        let c = cluster(&policy(
+            "{podSelector: {matchLabels: {app: client}}, egress: [{ports: [{port: 443}]}]}",
+        ));
+        assert!(!allowed(&c, "client", "server", 8080, Protocol::Tcp));
+        assert!(
+            !allowed(&c, "server", "client", 8080, Protocol::Tcp),
+            "and Ingress: the client is isolated"
+        );
+        let c = cluster(&policy(
+            "{podSelector: {matchLabels: {app: client}}, egress: []}",
+        ));
+        assert!(
+            allowed(&c, "client", "server", 8080, Protocol::Tcp),
+            "an Ingress policy only"
+        );
+        // `ingress: [{}]` allows everything; `ingress: []` nothing.
+        let c = cluster(&policy("{podSelector: {}, ingress: [{}]}"));
+        assert!(allowed(&c, "client", "server", 1, Protocol::Udp));
+        let c = cluster(&policy("{podSelector: {}, ingress: []}"));
+        assert!(!allowed(&c, "client", "server", 1, Protocol::Udp));
+    }
+
+    #[test]
+    fn host_network_pods_are_never_isolated_and_explain_names_the_policy() {
+        let c = cluster(&policy("{podSelector: {}, policyTypes: [Ingress, Egress]}"));
+        let p = Policies::of(&c);
+        let host = c.pod("default", "host").unwrap();
+        let server = c.pod("default", "server").unwrap();
+        let v = p.judge(End::Pod(host), End::Pod(server), 8080, Protocol::Tcp);
+        assert_eq!(v.egress, Side::NotIsolated);
+        assert_eq!(
+            v.ingress,
+            Side::Denied {
+                isolated_by: vec![NsName::new("default", "p")]
+            }
+        );
+        let v = p.judge(End::Pod(server), End::Pod(host), 8080, Protocol::Tcp);
+        assert!(!v.allowed, "the server's egress is isolated");
+        assert_eq!(v.ingress, Side::NotIsolated);
+    }
+}

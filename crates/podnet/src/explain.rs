@@ -1,0 +1,176 @@
+//! `podnet explain FROM TO:PORT[/PROTO]`: whether the NetworkPolicies allow a connection, and
+//! why: which policies isolate each end, and the rule that allows it or that none does.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use podnet_model::netpol::{End, Policies, Side, Verdict};
+use podnet_model::{Cluster, PodInfo, Protocol};
+use serde::Serialize;
+
+use crate::{build_model, ExplainArgs};
+
+/// One judged connection.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Judged {
+    from: String,
+    to: String,
+    port: u16,
+    protocol: Protocol,
+    #[serde(flatten)]
+    verdict: Verdict,
+}
+
+pub fn run(a: ExplainArgs) -> Result<ExitCode> {
+    let Some(cluster) = build_model(&a.manifests.files, &a.cluster)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let (target, port, protocol) = parse_target(&a.to)?;
+    let from = end(&cluster, &a.from)?;
+    let policies = Policies::of(&cluster);
+    let judged: Vec<Judged> = destinations(&cluster, &target, port, protocol)?
+        .into_iter()
+        .map(|(to, name, port)| Judged {
+            from: a.from.clone(),
+            to: name,
+            port,
+            protocol,
+            verdict: policies.judge(from, to, port, protocol),
+        })
+        .collect();
+    crate::output::emit(a.output, &judged, || {
+        judged.iter().map(render).collect::<Vec<_>>().join("\n")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `TARGET:PORT[/PROTO]`.
+fn parse_target(s: &str) -> Result<(String, u16, Protocol)> {
+    let (rest, protocol) = match s.rsplit_once('/') {
+        Some((r, p)) if Protocol::parse(&p.to_uppercase()).is_some() => {
+            (r, Protocol::parse(&p.to_uppercase()).expect("checked"))
+        }
+        _ => (s, Protocol::Tcp),
+    };
+    let (target, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("{s:?}: expected TARGET:PORT[/TCP|UDP|SCTP]"))?;
+    let port = port
+        .parse()
+        .map_err(|_| anyhow!("{s:?}: {port:?} is not a port number"))?;
+    Ok((target.to_string(), port, protocol))
+}
+
+/// A source: a pod by `namespace/name`, or an address (a pod's, if a pod has it).
+fn end<'a>(c: &'a Cluster, s: &str) -> Result<End<'a>> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(c
+            .pods
+            .iter()
+            .find(|p| !p.host_network && p.ips.contains(&ip))
+            .map_or(End::Ip(ip), End::Pod));
+    }
+    Ok(End::Pod(pod(c, s)?))
+}
+
+fn pod<'a>(c: &'a Cluster, s: &str) -> Result<&'a PodInfo> {
+    let (ns, name) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{s:?}: expected namespace/name or an IP address"))?;
+    c.pod(ns, name)
+        .ok_or_else(|| anyhow!("no pod {s:?} in the manifests"))
+}
+
+/// The destinations a target means: one pod or address, or each endpoint of a Service (at its
+/// target port: policies judge traffic after the Service's translation).
+fn destinations<'a>(
+    c: &'a Cluster,
+    target: &str,
+    port: u16,
+    protocol: Protocol,
+) -> Result<Vec<(End<'a>, String, u16)>> {
+    if target.parse::<IpAddr>().is_ok() {
+        let e = end(c, target)?;
+        return Ok(vec![(e, target.to_string(), port)]);
+    }
+    let (ns, name) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{target:?}: expected namespace/name or an IP address"))?;
+    if let Some(p) = c.pod(ns, name) {
+        return Ok(vec![(End::Pod(p), target.to_string(), port)]);
+    }
+    let Some(svc) = c.service(ns, name) else {
+        bail!("no pod or Service {target:?} in the manifests");
+    };
+    let sp = svc
+        .ports
+        .iter()
+        .find(|p| p.port == i32::from(port) && p.protocol == protocol)
+        .ok_or_else(|| anyhow!("Service {target} has no port {port}/{protocol}"))?;
+    let mut out = Vec::new();
+    for slice in &svc.endpoint_slices {
+        let Some(ep_port) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == sp.name && p.protocol == protocol)
+        else {
+            continue;
+        };
+        for e in &slice.endpoints {
+            let Some(pod) = e.pod.as_deref().and_then(|n| c.pod(ns, n)) else {
+                continue;
+            };
+            let target_port = u16::try_from(ep_port.port).unwrap_or(port);
+            out.push((
+                End::Pod(pod),
+                format!("{ns}/{} (via Service {target})", pod.name),
+                target_port,
+            ));
+        }
+    }
+    if out.is_empty() {
+        bail!("Service {target} has no endpoints on port {port}/{protocol}");
+    }
+    Ok(out)
+}
+
+fn render(j: &Judged) -> String {
+    let verdict = if j.verdict.allowed {
+        "allowed"
+    } else {
+        "denied"
+    };
+    let side = |what: &str, s: &Side| match s {
+        Side::NotIsolated => {
+            format!("  {what}: not isolated (no NetworkPolicy of that type selects it)")
+        }
+        Side::Allowed { isolated_by, rule } => format!(
+            "  {what}: isolated by {}; allowed by {rule}",
+            list(isolated_by)
+        ),
+        Side::Denied { isolated_by } => format!(
+            "  {what}: isolated by {}; no rule of theirs allows {}/{} here",
+            list(isolated_by),
+            j.protocol,
+            j.port
+        ),
+    };
+    format!(
+        "{} -> {} {}/{}: {verdict}\n{}\n{}",
+        j.from,
+        j.to,
+        j.protocol,
+        j.port,
+        side(&format!("egress of {}", j.from), &j.verdict.egress),
+        side(&format!("ingress of {}", j.to), &j.verdict.ingress),
+    )
+}
+
+fn list(v: &[podnet_model::NsName]) -> String {
+    v.iter()
+        .map(|k| format!("NetworkPolicy {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
