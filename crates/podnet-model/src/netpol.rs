@@ -54,7 +54,9 @@ impl End<'_> {
 }
 
 /// A direction of policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub enum Direction {
     Ingress,
     Egress,
@@ -200,6 +202,56 @@ impl<'a> Policies<'a> {
             .collect()
     }
 
+    /// The rules of a policy in one direction (empty if it is not of that type).
+    pub fn rules(&self, key: &NsName, dir: Direction) -> Vec<RuleView<'_>> {
+        let Some(policy) = self.list.iter().find(|p| &p.key == key) else {
+            return Vec::new();
+        };
+        let spec = policy.obj.spec.as_ref();
+        let parts: Vec<RuleParts<'_>> = match dir {
+            Direction::Ingress if policy.ingress => spec
+                .and_then(|s| s.ingress.as_ref())
+                .map(|r| {
+                    r.iter()
+                        .map(|r| RuleParts {
+                            peers: r.from.as_deref(),
+                            ports: r.ports.as_deref(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Direction::Egress if policy.egress => spec
+                .and_then(|s| s.egress.as_ref())
+                .map(|r| {
+                    r.iter()
+                        .map(|r| RuleParts {
+                            peers: r.to.as_deref(),
+                            ports: r.ports.as_deref(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        parts
+            .into_iter()
+            .map(|parts| RuleView {
+                namespace: key.namespace.clone(),
+                parts,
+            })
+            .collect()
+    }
+
+    /// Whether a rule's peers take in `end` (any peer, or every end when it names none).
+    pub fn peer_of(&self, rule: &RuleView<'_>, end: End<'_>) -> bool {
+        match rule.parts.peers {
+            None | Some([]) => true,
+            Some(list) => list
+                .iter()
+                .any(|p| self.peer_matches(&rule.namespace, p, end)),
+        }
+    }
+
     fn side(
         &self,
         pod: &PodInfo,
@@ -307,6 +359,94 @@ impl<'a> Policies<'a> {
             .as_ref()
             .is_none_or(|sel: &LabelSelector| selector::matches(sel, &pod.labels));
         ns_ok && pod_ok
+    }
+}
+
+/// A rule of a policy, for compiling it.
+pub struct RuleView<'a> {
+    namespace: String,
+    parts: RuleParts<'a>,
+}
+
+/// The ports a rule allows towards one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ports {
+    /// Every protocol and port.
+    Any,
+    /// These protocols and port ranges (inclusive).
+    Some(Vec<(Protocol, u16, u16)>),
+}
+
+impl RuleView<'_> {
+    /// Whether the rule names peers at all (a rule without peers takes in every address).
+    pub fn has_peers(&self) -> bool {
+        !matches!(self.parts.peers, None | Some([]))
+    }
+
+    /// The rule's `ipBlock`s: each CIDR with its exceptions.
+    pub fn ip_blocks(&self) -> Vec<(IpNet, Vec<IpNet>)> {
+        self.parts
+            .peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.ip_block.as_ref())
+            .filter_map(|b| {
+                let net = b.cidr.parse::<IpNet>().ok()?;
+                let except = b
+                    .except
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| e.parse().ok())
+                    .collect();
+                Some((net, except))
+            })
+            .collect()
+    }
+
+    /// The ports the rule allows towards `dest` (named ports resolve on a destination pod).
+    pub fn ports(&self, dest: End<'_>) -> Ports {
+        let list = match self.parts.ports {
+            None | Some([]) => return Ports::Any,
+            Some(list) => list,
+        };
+        let mut out = Vec::new();
+        for p in list {
+            let protocol = Protocol::of_checked(p.protocol.as_deref());
+            match &p.port {
+                None => out.push((protocol, 0, u16::MAX)),
+                Some(IntOrString::Int(n)) => {
+                    let lo = u16::try_from(*n).unwrap_or(0);
+                    let hi = u16::try_from(p.end_port.unwrap_or(*n)).unwrap_or(lo);
+                    out.push((protocol, lo, hi));
+                }
+                Some(IntOrString::String(name)) => {
+                    if let End::Pod(pod) = dest {
+                        if let Some(port) = pod
+                            .find_port(name, protocol)
+                            .and_then(|n| u16::try_from(n).ok())
+                        {
+                            out.push((protocol, port, port));
+                        }
+                    }
+                }
+            }
+        }
+        Ports::Some(out)
+    }
+
+    /// The names of the rule's named ports, with their protocols.
+    pub fn named_ports(&self) -> Vec<(String, Protocol)> {
+        self.parts
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| match &p.port {
+                Some(IntOrString::String(n)) => {
+                    Some((n.clone(), Protocol::of_checked(p.protocol.as_deref())))
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -10,6 +10,7 @@ use podnet_model::{
 mod dns;
 mod errors;
 mod netpol;
+mod netpol_cases;
 mod props;
 mod robustness;
 

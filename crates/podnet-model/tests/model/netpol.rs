@@ -1,224 +1,43 @@
 //! Every case of `../shared/conformance/netpol/cases.yaml`, judged by the model (the static
-//! answer `podnet check --reach` gives): the upstream e2e model of 9 pods x/a … z/c, each with
-//! its Service, the steps applied in order, and at every probe step every non-loopback cell of
-//! the full model must equal upstream's expectation.
+//! answer `podnet check --reach` gives): at every probe step every non-loopback cell of the
+//! full model must equal upstream's expectation.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 
 use podnet_model::netpol::Reach;
-use podnet_model::{build, parse_documents, Cluster, ConfigOverrides, Protocol};
-use serde_json::{json, Value};
 
-fn cases_file() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/netpol/cases.yaml");
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "../shared/conformance/netpol/cases.yaml is missing, and CI=true"
-    );
-    eprintln!("SKIP: ../shared/conformance/netpol/cases.yaml is not beside the repository");
-    None
-}
-
-/// The e2e model's state: labels of pods and namespaces, and the policies in force.
-struct Model {
-    ports: Vec<u16>,
-    protocols: Vec<String>,
-    pod_labels: BTreeMap<String, BTreeMap<String, String>>,
-    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
-    policies: BTreeMap<String, Value>,
-}
-
-const NAMESPACES: [&str; 3] = ["x", "y", "z"];
-const PODS: [&str; 3] = ["a", "b", "c"];
-
-impl Model {
-    fn new(server: &Value) -> Model {
-        let list = |k: &str| server[k].as_array().unwrap().clone();
-        let mut pod_labels = BTreeMap::new();
-        for ns in NAMESPACES {
-            for p in PODS {
-                pod_labels.insert(
-                    format!("{ns}/{p}"),
-                    [("pod".to_string(), p.to_string())].into(),
-                );
-            }
-        }
-        Model {
-            ports: list("ports")
-                .iter()
-                .map(|p| p.as_u64().unwrap() as u16)
-                .collect(),
-            protocols: list("protocols")
-                .iter()
-                .map(|p| p.as_str().unwrap().to_string())
-                .collect(),
-            pod_labels,
-            ns_labels: NAMESPACES
-                .iter()
-                .map(|n| (n.to_string(), BTreeMap::new()))
-                .collect(),
-            policies: BTreeMap::new(),
-        }
-    }
-
-    /// The manifests of the model, policies included (with placeholders filled from `ips`).
-    fn manifests(&self, ips: &BTreeMap<String, String>) -> String {
-        let mut docs: Vec<Value> = Vec::new();
-        for ns in NAMESPACES {
-            docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": ns, "labels": self.ns_labels[ns]}}));
-            for p in PODS {
-                let mut containers = Vec::new();
-                let mut svc_ports = Vec::new();
-                for port in &self.ports {
-                    for proto in &self.protocols {
-                        let lower = proto.to_lowercase();
-                        containers.push(json!({"name": format!("cont-{port}-{lower}"), "image": "agnhost",
-                            "ports": [{"name": format!("serve-{port}-{lower}"), "containerPort": port, "protocol": proto}]}));
-                        svc_ports.push(json!({"name": format!("service-port-{lower}-{port}"),
-                            "port": port, "targetPort": port, "protocol": proto}));
-                    }
-                }
-                docs.push(json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": p, "namespace": ns, "labels": self.pod_labels[&format!("{ns}/{p}")]},
-                    "spec": {"containers": containers}}));
-                docs.push(json!({"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": format!("s-{ns}-{p}"), "namespace": ns},
-                    "spec": {"selector": {"pod": p}, "ports": svc_ports}}));
-            }
-        }
-        let mut text: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
-        for policy in self.policies.values() {
-            text.push(fill(&policy.to_string(), ips));
-        }
-        text.join("\n---\n")
-    }
-
-    fn cluster(&self) -> Cluster {
-        let o = ConfigOverrides::default();
-        let first = build(
-            &parse_documents("model.yaml", &self.manifests(&BTreeMap::new())).unwrap(),
-            &o,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let ips: BTreeMap<String, String> = first
-            .pods
-            .iter()
-            .map(|p| (p.key().to_string(), p.ips[0].to_string()))
-            .collect();
-        build(
-            &parse_documents("model.yaml", &self.manifests(&ips)).unwrap(),
-            &o,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-/// Fills `${POD_IP:ns/pod}`, `${HOST_MASK}` and `${CIDR4_CONTAINING:ns/pod}`.
-fn fill(text: &str, ips: &BTreeMap<String, String>) -> String {
-    let mut s = text.replace("${HOST_MASK}", "32");
-    while let Some(start) = s.find("${") {
-        let end = start + s[start..].find('}').unwrap();
-        let (kind, pod) = s[start + 2..end].split_once(':').unwrap();
-        let ip: std::net::Ipv4Addr = ips
-            .get(pod)
-            .map(|s| s.parse().unwrap())
-            .unwrap_or(std::net::Ipv4Addr::new(10, 244, 0, 2));
-        let value = match kind {
-            "POD_IP" => ip.to_string(),
-            "CIDR4_CONTAINING" => ipnet::Ipv4Net::new(ip, 4).unwrap().trunc().to_string(),
-            other => panic!("placeholder {other}"),
-        };
-        s.replace_range(start..=end, &value);
-    }
-    s
-}
+use super::netpol_cases::{run_cases, NAMESPACES};
 
 #[test]
 fn every_upstream_case_gives_the_expected_matrix() {
-    let Some(path) = cases_file() else { return };
-    let text = std::fs::read_to_string(path).unwrap();
-    let doc = &parse_documents("cases.yaml", &text).unwrap()[0].value;
-    let cases = doc["cases"].as_array().unwrap();
-    // The file holds a subset of upstream's 48 (its header says so); every one of them runs.
-    assert!(cases.len() >= 30, "{} cases", cases.len());
-    let mut probes = 0;
     let mut wrong = Vec::new();
-    for case in cases {
-        let id = case["id"].as_str().unwrap();
-        let mut model = Model::new(&case["server"]);
-        for step in case["steps"].as_array().unwrap() {
-            match step["action"].as_str().unwrap() {
-                "create_policy" | "update_policy" => {
-                    let p = &step["policy"];
-                    let key = format!(
-                        "{}/{}",
-                        p["metadata"]["namespace"].as_str().unwrap(),
-                        p["metadata"]["name"].as_str().unwrap()
-                    );
-                    model.policies.insert(key, p.clone());
+    let Some((probes, listed)) = run_cases(|p| {
+        let reach = Reach::of(&p.cluster, p.port, p.protocol, None);
+        let user: Vec<usize> = (0..reach.pods.len())
+            .filter(|i| NAMESPACES.contains(&reach.pods[*i].namespace.as_str()))
+            .collect();
+        assert_eq!(user.len(), 9);
+        let mut got = BTreeSet::new();
+        for &i in &user {
+            for &j in &user {
+                if i != j && !reach.allowed[i][j] {
+                    got.insert(format!("{}->{}", reach.pods[i], reach.pods[j]));
                 }
-                "add_pod_labels" => {
-                    let labels = model
-                        .pod_labels
-                        .get_mut(step["pod"].as_str().unwrap())
-                        .unwrap();
-                    for (k, v) in step["labels"].as_object().unwrap() {
-                        labels.insert(k.clone(), v.as_str().unwrap().to_string());
-                    }
-                }
-                "add_namespace_labels" => {
-                    let labels = model
-                        .ns_labels
-                        .get_mut(step["namespace"].as_str().unwrap())
-                        .unwrap();
-                    for (k, v) in step["labels"].as_object().unwrap() {
-                        labels.insert(k.clone(), v.as_str().unwrap().to_string());
-                    }
-                }
-                "delete_all_policies" => model.policies.clear(),
-                "probe" => {
-                    probes += 1;
-                    let port = step["port"].as_u64().unwrap() as u16;
-                    let protocol = Protocol::parse(step["protocol"].as_str().unwrap()).unwrap();
-                    let c = model.cluster();
-                    let reach = Reach::of(&c, port, protocol, None);
-                    let user: Vec<usize> = (0..reach.pods.len())
-                        .filter(|i| NAMESPACES.contains(&reach.pods[*i].namespace.as_str()))
-                        .collect();
-                    assert_eq!(user.len(), 9);
-                    let want: BTreeSet<String> = step["expected"]["full_model"]["denied"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d.as_str().unwrap().to_string())
-                        .collect();
-                    let mut got = BTreeSet::new();
-                    for &i in &user {
-                        for &j in &user {
-                            if i != j && !reach.allowed[i][j] {
-                                got.insert(format!("{}->{}", reach.pods[i], reach.pods[j]));
-                            }
-                        }
-                    }
-                    if got != want {
-                        wrong.push(format!(
-                            "{id} {protocol}/{port}: denied but allowed upstream {:?}; allowed but denied upstream {:?}",
-                            got.difference(&want).collect::<Vec<_>>(),
-                            want.difference(&got).collect::<Vec<_>>()
-                        ));
-                    }
-                }
-                other => panic!("{id}: unknown action {other}"),
             }
         }
-    }
-    let listed = text.matches("- action: probe").count();
+        if got != p.denied {
+            wrong.push(format!(
+                "{} {}/{}: denied but allowed upstream {:?}; allowed but denied upstream {:?}",
+                p.case,
+                p.protocol,
+                p.port,
+                got.difference(&p.denied).collect::<Vec<_>>(),
+                p.denied.difference(&got).collect::<Vec<_>>()
+            ));
+        }
+    }) else {
+        return;
+    };
     assert_eq!(probes, listed, "every probe step of every case");
     assert!(
         wrong.is_empty(),
