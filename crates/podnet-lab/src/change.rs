@@ -376,6 +376,13 @@ mod tests {
             tick(self.calls, self.fail_at).map_err(failed)?;
             self.inner.nft(tx)
         }
+        fn nft_policy(
+            &mut self,
+            tx: &podnet_policy::Transaction,
+        ) -> Result<(), podnet_node::NodeError> {
+            tick(self.calls, self.fail_at).map_err(failed)?;
+            self.inner.nft_policy(tx)
+        }
         fn net(&mut self, ops: &[podnet_node::net::NetOp]) -> Result<(), podnet_node::NodeError> {
             tick(self.calls, self.fail_at).map_err(failed)?;
             self.inner.net(ops)

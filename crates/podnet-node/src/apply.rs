@@ -5,7 +5,8 @@
 //! 2. the VXLAN device, when the node has none (or another one);
 //! 3. routes, neighbours and FDB entries of new remote nodes: their pods become reachable
 //!    before the proxy sends anything to them;
-//! 4. the proxy: one nftables transaction (the whole table on a node's first time, only the
+//! 4. NetworkPolicy: one nftables transaction on its own table, before the proxy sends to new
+//!    endpoints; then the proxy: one nftables transaction (the whole table on a node's first time, only the
 //!    changed elements after that), so no frontend is ever half-programmed;
 //! 5. the conntrack entries of UDP flows to backends that left (kube-proxy does the same:
 //!    without it a client reusing its socket keeps going to the gone endpoint);
@@ -42,6 +43,9 @@ pub struct Held {
     pub remotes_certain: bool,
     /// The proxy's table: None before the first load.
     pub proxy: Option<Elements>,
+    /// The policy table: None before the first load.
+    #[serde(default)]
+    pub policy: Option<podnet_policy::PolicyPlan>,
     /// Conntrack deletions still owed.
     pub stale_flows: BTreeSet<StaleUdpFlow>,
 }
@@ -55,6 +59,8 @@ pub struct Report {
     pub remotes_removed: usize,
     /// Elements added and deleted by the proxy's transaction; None when it had nothing to do.
     pub proxy_elements: Option<(usize, usize)>,
+    /// Whether the policy table changed.
+    pub policy_changed: bool,
     pub flows_forgotten: usize,
 }
 
@@ -133,6 +139,8 @@ pub fn apply(held: &Held, want: &NodeDataplane, fx: &mut dyn Effects) -> Applied
     // The remotes need the device.
     let has_device = run.now.vxlan.is_some();
     let added = has_device && run.add_remotes(want);
+    // Policy before the proxy: a new endpoint's policy is in force before traffic goes to it.
+    run.policy(held, want);
     run.proxy(held, want);
     run.forget_stale_flows();
     if has_device {
@@ -258,7 +266,25 @@ impl Run<'_> {
         }
     }
 
-    /// 4. The proxy, in one transaction.
+    /// 4a. NetworkPolicy, in one transaction.
+    fn policy(&mut self, held: &Held, want: &NodeDataplane) {
+        let tx = match &held.policy {
+            None => podnet_policy::Transaction::create(&want.policy),
+            Some(old) => podnet_policy::Transaction::update(old, &want.policy),
+        };
+        if tx.is_empty() {
+            return;
+        }
+        match self.fx.nft_policy(&tx) {
+            Ok(()) => {
+                self.now.policy = Some(want.policy.clone());
+                self.report.policy_changed = true;
+            }
+            Err(e) => self.failures.push(e),
+        }
+    }
+
+    /// 4b. The proxy, in one transaction.
     fn proxy(&mut self, held: &Held, want: &NodeDataplane) {
         let tx = match &held.proxy {
             None => Transaction::create(&want.proxy),
@@ -318,6 +344,7 @@ pub fn restore(now: &Held, before: &Held, node: &str, fx: &mut dyn Effects) -> A
         vxlan,
         remotes: before.remotes.clone(),
         proxy: before.proxy.clone().unwrap_or_default(),
+        policy: before.policy.clone().unwrap_or_default(),
         health_checks: Vec::new(),
         serves_external: Default::default(),
     };

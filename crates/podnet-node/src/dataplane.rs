@@ -122,6 +122,9 @@ pub struct NodeDataplane {
     pub vxlan: VxlanDevice,
     pub remotes: BTreeSet<RemoteNode>,
     pub proxy: Elements,
+    /// NetworkPolicy for the node's pods.
+    #[serde(default)]
+    pub policy: podnet_policy::PolicyPlan,
     pub health_checks: Vec<HealthCheck>,
     /// LoadBalancer IPs and externalIPs this node serves: all of them, but for
     /// `externalTrafficPolicy: Local` only those with an endpoint on this node (what MetalLB
@@ -192,6 +195,7 @@ impl NodeDataplane {
                         .cloned()
                         .collect(),
                     proxy: Elements::of(&proxy),
+                    policy: podnet_policy::PolicyPlan::for_node(cluster, &node.name),
                     health_checks: checks
                         .iter()
                         .filter(|h| h.node == node.name)

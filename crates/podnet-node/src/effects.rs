@@ -18,6 +18,8 @@ use crate::NodeError;
 pub trait Effects {
     /// One nftables transaction: all of it applies, or none.
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError>;
+    /// One transaction on the NetworkPolicy table.
+    fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError>;
     /// Link, address, route, neighbour and FDB changes, in order.
     fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError>;
     /// Deletes the conntrack entries of a UDP flow; finding none is fine.
@@ -50,6 +52,19 @@ const GONE: [&str; 4] = [
 
 impl Effects for Linux {
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        let script = tx.render();
+        sys::run_in(
+            &self.netns,
+            Command::new("nft").args(["-f", "-"]),
+            Some(script.as_bytes()),
+        )
+        .map(drop)
+    }
+
+    fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError> {
         if tx.is_empty() {
             return Ok(());
         }
@@ -119,6 +134,7 @@ impl Effects for Linux {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     Nft(Transaction),
+    NftPolicy(podnet_policy::Transaction),
     Net(Vec<NetOp>),
     ForgetUdpFlow(StaleUdpFlow),
     Sysctl(String, String),
@@ -143,6 +159,8 @@ pub struct Recording {
     pub fail: BTreeSet<Fail>,
     /// Whether the proxy's table exists, and its elements.
     pub table: Option<Elements>,
+    /// Whether the policy table exists, and what it holds.
+    pub policy: Option<podnet_policy::PolicyPlan>,
     pub links: BTreeSet<String>,
     pub routes: BTreeMap<IpNet, (Vec<IpAddr>, Option<String>)>,
     pub neighbours: BTreeSet<(IpAddr, String)>,
@@ -211,6 +229,13 @@ impl Effects for Recording {
             }
         }
         self.table = table;
+        Ok(())
+    }
+
+    fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError> {
+        self.calls.push(Call::NftPolicy(tx.clone()));
+        self.check(Fail::Nft, "nft -f -")?;
+        self.policy = Some(policy_after(self.policy.clone(), tx)?);
         Ok(())
     }
 
@@ -311,4 +336,73 @@ fn remove(t: &mut Elements, e: &Element) -> bool {
         Element::NoEndpointPort(k) => t.no_endpoint_ports.remove(k),
         Element::Hairpin(ip) => t.hairpin.remove(ip),
     }
+}
+
+/// The policy table after a transaction, as the kernel would hold it; an error (and no
+/// change) for one it would refuse: a missing table, group or element.
+fn policy_after(
+    table: Option<podnet_policy::PolicyPlan>,
+    tx: &podnet_policy::Transaction,
+) -> Result<podnet_policy::PolicyPlan, NodeError> {
+    use podnet_model::netpol::Direction;
+    use podnet_policy::Op;
+    let refuse = |what: String| NodeError::Command {
+        cmd: "nft -f -".into(),
+        status: Some(1),
+        stderr: format!("Could not process rule: No such file or directory: {what}"),
+    };
+    let mut t = table;
+    for op in &tx.ops {
+        if matches!(op, Op::CreateTable) {
+            t = Some(Default::default());
+            continue;
+        }
+        let p = t
+            .as_mut()
+            .ok_or_else(|| refuse("table ip podnet-policy".into()))?;
+        match op {
+            Op::CreateTable => {}
+            Op::AddGroup(g) => drop(p.groups.insert(*g, Default::default())),
+            Op::DeleteGroup(g) => {
+                p.groups.remove(g).ok_or_else(|| refuse(g.chain()))?;
+            }
+            Op::AddRects(g, v) => {
+                let set = p.groups.get_mut(g).ok_or_else(|| refuse(g.chain()))?;
+                set.extend(v.iter().copied());
+            }
+            Op::DeleteRects(g, v) => {
+                let set = p.groups.get_mut(g).ok_or_else(|| refuse(g.chain()))?;
+                for r in v {
+                    if !set.remove(r) {
+                        return Err(refuse(format!("{r:?}")));
+                    }
+                }
+            }
+            Op::SetTargets(dir, v) => {
+                let map = match dir {
+                    Direction::Ingress => &mut p.ingress,
+                    Direction::Egress => &mut p.egress,
+                };
+                map.extend(v.iter().copied());
+            }
+            Op::DeleteTargets(dir, v) => {
+                let map = match dir {
+                    Direction::Ingress => &mut p.ingress,
+                    Direction::Egress => &mut p.egress,
+                };
+                for ip in v {
+                    map.remove(ip).ok_or_else(|| refuse(ip.to_string()))?;
+                }
+            }
+            Op::AddLocal(v) => p.local.extend(v.iter().copied()),
+            Op::DeleteLocal(v) => {
+                for n in v {
+                    if !p.local.remove(n) {
+                        return Err(refuse(n.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    t.ok_or_else(|| refuse("table ip podnet-policy".into()))
 }

@@ -37,6 +37,7 @@ fn ok(held: &Held, want: &NodeDataplane, fx: &mut Recording) -> Held {
 /// The fake holds exactly `want`.
 fn holds(fx: &Recording, want: &NodeDataplane) {
     assert_eq!(fx.table.as_ref(), Some(&want.proxy), "the proxy's elements");
+    assert_eq!(fx.policy.as_ref(), Some(&want.policy), "the policy table");
     let routes: Vec<_> = fx.routes.keys().copied().collect();
     let wanted: Vec<_> = want.remotes.iter().map(|r| r.pod_cidr).collect();
     assert_eq!(routes, wanted, "a route to every other node's pod CIDR");
@@ -63,7 +64,8 @@ fn a_cold_apply_builds_everything_in_order() {
     let held = ok(&Held::default(), &want, &mut fx);
     holds(&fx, &want);
     assert_eq!(held.proxy.as_ref(), Some(&want.proxy));
-    // Settings, the device, the remotes, then the proxy's table in one transaction.
+    // Settings, the device, the remotes, the policy table, then the proxy's table: each table
+    // in one transaction.
     assert!(matches!(&fx.calls[0], Call::Sysctl(k, v) if k == "net.ipv4.ip_forward" && v == "1"));
     assert!(
         matches!(&fx.calls[1], Call::Net(ops) if ops.iter().any(|o| matches!(o, NetOp::Vxlan(_))))
@@ -72,11 +74,16 @@ fn a_cold_apply_builds_everything_in_order() {
         matches!(&fx.calls[2], Call::Net(ops) if ops.len() == 6),
         "3 entries for each of 2 remote nodes"
     );
-    let Call::Nft(tx) = &fx.calls[3] else {
+    let Call::NftPolicy(policy) = &fx.calls[3] else {
         panic!("{:?}", fx.calls[3])
     };
+    assert_eq!(policy.ops[0], podnet_policy::Op::CreateTable);
+    let Call::Nft(tx) = &fx.calls[4] else {
+        panic!("{:?}", fx.calls[4])
+    };
     assert_eq!(tx.ops[0], Op::CreateTable);
-    assert_eq!(fx.calls.len(), 4);
+    assert_eq!(fx.calls.len(), 5);
+    assert_eq!(fx.policy.as_ref(), Some(&want.policy));
     // Nothing to do the second time.
     let mut again = Recording::default();
     let a = apply(&held, &want, &mut again);
@@ -229,11 +236,13 @@ fn every_failure_is_reported_not_just_the_first() {
     let mut fx = Recording::default();
     fx.fail.extend([Fail::Sysctl, Fail::Net, Fail::Nft]);
     let a = apply(&Held::default(), &want, &mut fx);
-    assert_eq!(a.failures.len(), 3, "{:?}", a.failures);
+    // The settings, the device, the policy table and the proxy's table.
+    assert_eq!(a.failures.len(), 4, "{:?}", a.failures);
     assert_eq!(a.held.vxlan, None);
     assert_eq!(a.held.proxy, None);
+    assert_eq!(a.held.policy, None);
     let err = a.outcome().unwrap_err();
-    assert!(err.starts_with("3 failures"), "{err}");
+    assert!(err.starts_with("4 failures"), "{err}");
     fx.heal();
     ok(&Held::default(), &want, &mut fx);
     holds(&fx, &want);

@@ -3,8 +3,9 @@
 //!
 //! One table per node, `ip podnet-policy`, with a cost per packet that grows with neither the
 //! number of policies nor the number of pods:
-//! - `egress` and `ingress` are verdict maps from a local pod's address: `continue`/`accept`
-//!   for a pod no policy isolates in that direction, else a jump to its *group*'s chain;
+//! - `egress` and `ingress` are verdict maps from a local pod's address: on to the
+//!   destination's check, or `accept`, for a pod no policy isolates in that direction, else to
+//!   its *group*'s chain;
 //! - a group is every local pod isolated by the same policies (for ingress, with the same
 //!   resolution of the named ports those policies use); its chain looks the connection up in one
 //!   interval set of (peer address, protocol, port) — every rule of every policy of the group,
@@ -403,7 +404,7 @@ fn render_op(s: &mut String, op: &Op) {
                 ),
                 Direction::Egress => writeln!(
                     s,
-                    "add rule ip {t} {c} ip daddr . meta l4proto . th dport @{c}_allow return"
+                    "add rule ip {t} {c} ip daddr . meta l4proto . th dport @{c}_allow goto ingress_check"
                 ),
             };
             let _ = writeln!(s, "add rule ip {t} {c} drop");
@@ -477,9 +478,9 @@ fn map_name(dir: Direction) -> &'static str {
 fn verdict(dir: Direction, t: Target) -> String {
     match (dir, t) {
         (Direction::Ingress, Target::Open) => "accept".into(),
-        (Direction::Egress, Target::Open) => "continue".into(),
+        (Direction::Egress, Target::Open) => "goto ingress_check".into(),
         (Direction::Ingress, Target::Group(g)) => format!("goto {}", g.chain()),
-        (Direction::Egress, Target::Group(g)) => format!("jump {}", g.chain()),
+        (Direction::Egress, Target::Group(g)) => format!("goto {}", g.chain()),
     }
 }
 
@@ -505,38 +506,33 @@ fn render_rect(r: &Rect) -> String {
 
 fn render_table(s: &mut String) {
     let t = TABLE;
-    let _ = writeln!(s, "add table ip {t}");
-    let _ = writeln!(s, "delete table ip {t}");
-    let _ = writeln!(s, "add table ip {t}");
-    let _ = writeln!(s, "add map ip {t} ingress {{ type ipv4_addr : verdict; }}");
-    let _ = writeln!(s, "add map ip {t} egress {{ type ipv4_addr : verdict; }}");
-    let _ = writeln!(
-        s,
-        "add set ip {t} local {{ type ipv4_addr; flags interval; }}"
-    );
-    let _ = writeln!(
-        s,
-        "add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}"
-    );
-    let _ = writeln!(
-        s,
-        "add rule ip {t} forward ct state established,related accept"
-    );
-    let _ = writeln!(s, "add rule ip {t} forward ip saddr vmap @egress");
-    // A local pod the table does not know yet: nothing in or out until it does.
-    let _ = writeln!(s, "add rule ip {t} forward ip saddr @local drop");
-    let _ = writeln!(s, "add rule ip {t} forward ip daddr vmap @ingress");
-    let _ = writeln!(s, "add rule ip {t} forward ip daddr @local drop");
-    // A pod's connections to its own node are egress too.
-    let _ = writeln!(
-        s,
-        "add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}"
-    );
-    let _ = writeln!(
-        s,
-        "add rule ip {t} input ct state established,related accept"
-    );
-    let _ = writeln!(s, "add rule ip {t} input ip saddr vmap @egress");
+    let lines = [
+        format!("add table ip {t}"),
+        format!("delete table ip {t}"),
+        format!("add table ip {t}"),
+        format!("add map ip {t} ingress {{ type ipv4_addr : verdict; }}"),
+        format!("add map ip {t} egress {{ type ipv4_addr : verdict; }}"),
+        format!("add set ip {t} local {{ type ipv4_addr; flags interval; }}"),
+        // The destination's side, once the source's allows: a known local pod by its map
+        // entry, an unknown local address dropped, anything else (no local pod) passes.
+        format!("add chain ip {t} ingress_check"),
+        format!("add rule ip {t} ingress_check ip daddr vmap @ingress"),
+        format!("add rule ip {t} ingress_check ip daddr @local drop"),
+        format!("add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}"),
+        format!("add rule ip {t} forward ct state established,related accept"),
+        format!("add rule ip {t} forward ip saddr vmap @egress"),
+        // A local pod the table does not know yet: nothing out until it does (nor in, above).
+        format!("add rule ip {t} forward ip saddr @local drop"),
+        format!("add rule ip {t} forward goto ingress_check"),
+        // A pod's connections to its own node are egress too.
+        format!("add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}"),
+        format!("add rule ip {t} input ct state established,related accept"),
+        format!("add rule ip {t} input ip saddr vmap @egress"),
+    ];
+    for l in lines {
+        s.push_str(&l);
+        s.push('\n');
+    }
 }
 
 impl PolicyPlan {

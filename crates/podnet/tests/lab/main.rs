@@ -105,6 +105,17 @@ impl Lab {
         .unwrap()
     }
 
+    /// The name of the first pod whose name starts with `prefix`.
+    fn pod_name(&self, prefix: &str) -> String {
+        self.status()["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .find(|n| n.starts_with(prefix))
+            .unwrap()
+    }
+
     fn pod_ip(&self, name_prefix: &str) -> String {
         let st = self.status();
         st["pods"]
@@ -181,7 +192,30 @@ fn the_seeds_lab_matches_the_plan_and_pods_reach_each_other_across_nodes() {
         assert_eq!(s["node"], p["node"]);
         assert_eq!(s["ready"], true);
     }
-    // Every pod reaches every pod that serves 8080, on any node, and no other.
+    // Every pod reaches every pod that serves 8080, on any node, where the seeds'
+    // NetworkPolicies allow it (`podnet check --reach`), and no other.
+    let reach: Vec<Value> = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "--reach",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let allowed = |from: &str, to: &str| {
+        reach
+            .iter()
+            .find(|c| c["from"] == from && c["to"] == to)
+            .unwrap_or_else(|| panic!("{from} -> {to}"))["allowed"]
+            == true
+    };
+    assert!(
+        reach.iter().any(|c| c["allowed"] == false),
+        "the seeds' policies deny something"
+    );
     let m = lab.probe(8080, "TCP");
     let pods: Vec<&str> = m["pods"]
         .as_array()
@@ -198,7 +232,7 @@ fn the_seeds_lab_matches_the_plan_and_pods_reach_each_other_across_nodes() {
         for (j, cell) in row.as_array().unwrap().iter().enumerate() {
             assert_eq!(
                 cell.as_bool().unwrap(),
-                serves(pods[j]),
+                serves(pods[j]) && (i == j || allowed(pods[i], pods[j])),
                 "{} -> {}",
                 pods[i],
                 pods[j]
@@ -218,7 +252,8 @@ fn the_seeds_lab_matches_the_plan_and_pods_reach_each_other_across_nodes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"].as_str().unwrap().starts_with("my-app-") && p["node"] != client_node)
+        // my-api: no policy isolates it (my-app's accept only trusted-app and frontend).
+        .find(|p| p["name"].as_str().unwrap().starts_with("my-api-") && p["node"] != client_node)
         .unwrap();
     let out = lab.exec(
         "default/client",
@@ -1098,17 +1133,26 @@ fn the_seeds_service_by_cluster_ip_then_load_balancer_and_node_port() {
         .as_str()
         .unwrap()
         .to_string();
+    // From a frontend pod: the seeds' policies let role: frontend reach my-app.
+    let frontend = format!("default/{}", lab.pod_name("frontend-"));
     let seen: std::collections::BTreeSet<_> = (0..30)
-        .filter_map(|_| curl(&lab, "default/client", &format!("http://{vip}/hostname")))
+        .filter_map(|_| curl(&lab, &frontend, &format!("http://{vip}/hostname")))
         .collect();
     assert_eq!(seen.len(), 3, "the three my-app pods: {seen:?}");
+    assert!(
+        curl(&lab, "default/client", &format!("http://{vip}/hostname")).is_none(),
+        "and the client, which they do not allow, gets nothing"
+    );
     assert!(seen.iter().all(|p| p.starts_with("my-app-")));
 
     let dir = std::env::temp_dir().join(format!("podnet-lab-test-{}-seeds-lb", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for f in std::fs::read_dir(root_dir().join("examples/seeds")).unwrap() {
         let f = f.unwrap().path();
-        if f.extension().is_some_and(|e| e == "yaml") {
+        // Without the policies: from outside, through a LoadBalancer, the source is the node's
+        // address or the client's, which my-app's policies do not allow.
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if f.extension().is_some_and(|e| e == "yaml") && !name.starts_with("network-policy") {
             let text = std::fs::read_to_string(&f)
                 .unwrap()
                 .replace("  type: ClusterIP", "  type: LoadBalancer");

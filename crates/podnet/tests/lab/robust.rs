@@ -217,11 +217,13 @@ fn adding_a_pod_moves_nothing_and_traffic_keeps_flowing() {
         "aaa-new",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: aaa-new}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n",
     );
-    // A prober through my-service's ClusterIP, from the client pod, during the apply.
+    // A prober through my-service's ClusterIP, from a frontend pod (the seeds' policies let
+    // frontends reach my-app), during the apply.
     let name = lab.name.clone();
+    let frontend = format!("default/{}", lab.pod_name("frontend-"));
     let prober = std::thread::spawn(move || {
         podnet(&[
-            "lab", "exec", "--name", &name, "default/client", "--", "sh", "-c",
+            "lab", "exec", "--name", &name, &frontend, "--", "sh", "-c",
             "ok=0; bad=0; for i in $(seq 150); do if curl -s -m 1 -o /dev/null http://my-service/hostname; then ok=$((ok+1)); else bad=$((bad+1)); fi; sleep 0.01; done; echo $ok $bad",
         ])
     });
