@@ -98,6 +98,11 @@ impl Model {
     }
 
     pub fn cluster(&self) -> Cluster {
+        self.state().1
+    }
+
+    /// The manifests (placeholders filled from the model's pod addresses) and their cluster.
+    pub fn state(&self) -> (String, Cluster) {
         let o = ConfigOverrides::default();
         let first = build(
             &parse_documents("model.yaml", &self.manifests(&BTreeMap::new())).unwrap(),
@@ -109,11 +114,10 @@ impl Model {
             .iter()
             .map(|p| (p.key().to_string(), p.ips[0].to_string()))
             .collect();
-        build(
-            &parse_documents("model.yaml", &self.manifests(&ips)).unwrap(),
-            &o,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        let text = self.manifests(&ips);
+        let c = build(&parse_documents("model.yaml", &text).unwrap(), &o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (text, c)
     }
 }
 
@@ -140,6 +144,8 @@ pub fn fill(text: &str, ips: &BTreeMap<String, String>) -> String {
 /// A probe step: the model's state, the port and protocol, and the pairs upstream denies.
 pub struct Probe<'a> {
     pub case: &'a str,
+    /// The manifests of the state, as a lab would be given them.
+    pub manifests: String,
     pub cluster: Cluster,
     pub port: u16,
     pub protocol: Protocol,
@@ -191,9 +197,11 @@ pub fn run_cases(mut probe: impl FnMut(Probe<'_>)) -> Option<(usize, usize)> {
                 "delete_all_policies" => model.policies.clear(),
                 "probe" => {
                     probes += 1;
+                    let (manifests, cluster) = model.state();
                     probe(Probe {
                         case: id,
-                        cluster: model.cluster(),
+                        manifests,
+                        cluster,
                         port: step["port"].as_u64().unwrap() as u16,
                         protocol: Protocol::parse(step["protocol"].as_str().unwrap()).unwrap(),
                         denied: step["expected"]["full_model"]["denied"]

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod dns;
+mod netpol;
 mod robust;
 
 fn root_dir() -> PathBuf {
