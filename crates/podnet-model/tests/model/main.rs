@@ -10,6 +10,7 @@ use podnet_model::{
 mod dns;
 mod errors;
 mod netpol;
+#[allow(dead_code)] // shared with the policy and lab tests, which read all of it
 mod netpol_cases;
 mod props;
 mod robustness;

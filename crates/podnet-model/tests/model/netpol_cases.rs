@@ -97,10 +97,6 @@ impl Model {
         text.join("\n---\n")
     }
 
-    pub fn cluster(&self) -> Cluster {
-        self.state().1
-    }
-
     /// The manifests (placeholders filled from the model's pod addresses) and their cluster.
     pub fn state(&self) -> (String, Cluster) {
         let o = ConfigOverrides::default();
