@@ -168,3 +168,158 @@ fn every_upstream_case_with_real_packets() {
         wrong.join("\n")
     );
 }
+
+/// Never a window of allow (issue 11, point 4): a client the policies never allow probes every
+/// pod address on the servers' port in a tight loop while servers are created, the policy is
+/// replaced by another that does not allow it either, and a server's labels change; not one
+/// connection may succeed. An allowed client reaches the servers before and after.
+#[test]
+fn no_window_of_allow_while_things_change() {
+    if !can_run() {
+        return;
+    }
+    let manifests = |replicas: u32, allowed_role: &str, tier: &str| {
+        let policy = allowed_role.replace(": ", "-");
+        format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: srv}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: srv}}}}
+  template:
+    metadata: {{labels: {{app: srv}}}}
+    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: lone, labels: {{app: srv, tier: {tier}}}}}
+spec: {{nodeName: node-1, containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: bad, labels: {{role: bad}}}}
+spec: {{nodeName: node-0, containers: [{{name: c, image: x}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: good, labels: {{role: allowed, also: other}}}}
+spec: {{nodeName: node-2, containers: [{{name: c, image: x}}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: only-{policy}}}
+spec:
+  podSelector: {{matchLabels: {{app: srv}}}}
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels: {{{allowed_role}}}
+"#
+        )
+    };
+    let steps = [
+        manifests(1, "role: allowed", "a"),
+        manifests(4, "role: allowed", "a"),
+        manifests(4, "also: other", "a"),
+        manifests(4, "also: other", "b"),
+    ];
+    let files: Vec<_> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| write_manifest(&format!("window{i}"), t))
+        .collect();
+    let lab = Lab::up("window", &[files[0].to_str().unwrap()], &[]);
+    let reach_all = |from: &str| {
+        let st = lab.status();
+        st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"].as_str().unwrap().starts_with("srv-") || p["name"] == "lone")
+            .all(|p| {
+                let o = lab.exec(
+                    from,
+                    &[
+                        "curl",
+                        "-s",
+                        "-m",
+                        "2",
+                        &format!("http://{}:8080/hostname", p["ip"].as_str().unwrap()),
+                    ],
+                );
+                o.status.success()
+            })
+    };
+    assert!(
+        reach_all("default/good"),
+        "the allowed client reaches the servers"
+    );
+    // The prober: every address of the three pod CIDRs that a pod could get, port 8080.
+    let probe = r#"
+import socket, time
+targets = ["10.244.%d.%d" % (n, h) for n in range(3) for h in range(2, 16)]
+end = time.time() + 6
+tries = ok = 0
+while time.time() < end:
+    for ip in targets:
+        s = socket.socket(); s.setblocking(False)
+        s.connect_ex((ip, 8080)); tries += 1
+        try:
+            import select
+            _, w, _ = select.select([], [s], [], 0.02)
+            if w and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                ok += 1; print("CONNECTED", ip, flush=True)
+        finally:
+            s.close()
+print("tries", tries, "ok", ok, flush=True)
+"#;
+    let script = write_manifest("window-probe.py", probe);
+    let name = lab.name.clone();
+    let path = script.to_str().unwrap().to_string();
+    let prober = std::thread::spawn(move || {
+        super::podnet(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "default/bad",
+            "--",
+            "python3",
+            &path,
+        ])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for f in &files[1..] {
+        ok(&[
+            "lab",
+            "apply",
+            "--name",
+            &lab.name,
+            "-f",
+            f.to_str().unwrap(),
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = prober.join().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = report.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("tries "),
+        "{report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tries: usize = last.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(tries > 200, "the prober kept probing: {last}");
+    assert!(
+        last.ends_with(" ok 0"),
+        "a denied client got through: {report}"
+    );
+    assert!(
+        reach_all("default/good"),
+        "and the allowed one still gets through"
+    );
+    for f in files.into_iter().chain([script]) {
+        std::fs::remove_file(f).unwrap();
+    }
+}
