@@ -20,6 +20,9 @@ pub struct Matrix {
     pub pods: Vec<String>,
     /// `reachable[from][to]`.
     pub reachable: Vec<Vec<bool>>,
+    /// The cells where the packets disagree with what the nodes' policy tables and the
+    /// servers' ports say (the static answer of `podnet check --reach`): `from -> to`.
+    pub disagreements: Vec<String>,
 }
 
 impl Matrix {
@@ -38,6 +41,15 @@ impl Matrix {
                 s.push(if *ok { '.' } else { 'X' });
             }
             s.push('\n');
+        }
+        if self.disagreements.is_empty() {
+            s.push_str("the static matrix agrees: every cell is what the policies and the servers' ports say\n");
+        } else {
+            s.push_str(&format!(
+                "the static matrix disagrees in {} cell(s): {}\n",
+                self.disagreements.len(),
+                self.disagreements.join(", ")
+            ));
         }
         s
     }
@@ -96,11 +108,47 @@ pub fn probe(
         out
     });
     let reachable = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // What should be: the source may connect (the policy tables the nodes hold, which equal
+    // the model's judgement) and the destination serves the port.
+    let plans: std::collections::BTreeMap<String, podnet_policy::PolicyPlan> = st
+        .nodes
+        .iter()
+        .filter_map(|(n, h)| Some((n.clone(), h.policy.clone()?)))
+        .collect();
+    let v4 = |ip: &IpAddr| match ip {
+        IpAddr::V4(v) => Some(*v),
+        IpAddr::V6(_) => None,
+    };
+    let mut disagreements = Vec::new();
+    for (i, (src, sip)) in pods.iter().enumerate() {
+        for (j, (dst, dip)) in pods.iter().enumerate() {
+            let serves = dst
+                .ports
+                .iter()
+                .chain(&dst.service_ports)
+                .any(|p| p.port == port && p.protocol == protocol);
+            let allowed = i == j
+                || match (v4(sip), v4(dip)) {
+                    (Some(a), Some(b)) => podnet_policy::passes(
+                        &plans,
+                        a,
+                        b,
+                        podnet_policy::protocol_number(protocol),
+                        port,
+                    ),
+                    _ => true,
+                };
+            if reachable[i][j] != (serves && allowed) {
+                disagreements.push(format!("{} -> {}", src.key(), dst.key()));
+            }
+        }
+    }
     Ok(Matrix {
         port,
         protocol,
         pods: pods.iter().map(|(p, _)| p.key().to_string()).collect(),
         reachable,
+        disagreements,
     })
 }
 

@@ -90,7 +90,14 @@ impl Lab {
         serde_json::from_str(&ok(&["lab", "status", "--name", &self.name, "-o", "json"])).unwrap()
     }
 
+    /// `lab probe`, which must agree with the static answer (policies and servers' ports).
     fn probe(&self, port: u16, proto: &str) -> Value {
+        let m = self.probe_raw(port, proto);
+        assert_eq!(m["disagreements"], serde_json::json!([]), "{m}");
+        m
+    }
+
+    fn probe_raw(&self, port: u16, proto: &str) -> Value {
         serde_json::from_str(&ok(&[
             "lab",
             "probe",
@@ -378,8 +385,15 @@ fn a_full_probe_matrix_of_3_nodes_and_30_pods() {
         .count();
     assert_eq!(reached, 900, "every pod reaches every pod");
     let table = ok(&["lab", "probe", "--name", &lab.name, "--port", "80"]);
-    assert_eq!(table.lines().count(), 31);
+    assert_eq!(
+        table.lines().count(),
+        32,
+        "a header, 30 rows, and whether the static matrix agrees"
+    );
     assert!(table.lines().nth(1).unwrap().ends_with("\t."));
+    assert!(table.ends_with(
+        "the static matrix agrees: every cell is what the policies and the servers' ports say\n"
+    ));
     std::fs::remove_file(m).unwrap();
 }
 
