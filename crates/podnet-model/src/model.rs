@@ -122,7 +122,7 @@ pub struct NodeInfo {
     pub internal_ip: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPortInfo {
     pub container: String,

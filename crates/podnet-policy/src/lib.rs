@@ -93,26 +93,31 @@ impl PolicyPlan {
                 .collect(),
             ..Default::default()
         };
-        let pods: Vec<(&PodInfo, Ipv4Addr)> = cluster
-            .pods
-            .iter()
-            .filter(|p| !p.host_network)
-            .filter_map(|p| Some((p, v4(p)?)))
-            .collect();
+        let classes = classes(cluster);
         let mut keys: BTreeMap<String, GroupId> = BTreeMap::new();
-        for &(pod, ip) in pods.iter().filter(|(p, _)| p.node.as_deref() == Some(node)) {
+        for class in &classes {
+            let local: Vec<Ipv4Addr> = class
+                .pods
+                .iter()
+                .filter(|(p, _)| p.node.as_deref() == Some(node))
+                .map(|(_, ip)| *ip)
+                .collect();
+            if local.is_empty() {
+                continue;
+            }
             for dir in [Direction::Ingress, Direction::Egress] {
-                let selecting = policies.selecting(pod, dir);
+                let selecting = policies.selecting(class.rep, dir);
                 let target = if selecting.is_empty() {
                     Target::Open
                 } else {
-                    let key = group_key(&policies, pod, dir, &selecting);
+                    let key = group_key(&policies, class.rep, dir, &selecting);
                     let id = match keys.get(&key) {
                         Some(id) => *id,
                         None => {
                             let id = free_id(&keys, &key, dir);
                             keys.insert(key, id);
-                            let rects = group_rects(&policies, &pods, pod, dir, &selecting);
+                            let rects =
+                                group_rects(&policies, &classes, class.rep, dir, &selecting);
                             plan.groups
                                 .insert(id, rects::normalize(&rects).into_iter().collect());
                             id
@@ -120,14 +125,49 @@ impl PolicyPlan {
                     };
                     Target::Group(id)
                 };
-                match dir {
-                    Direction::Ingress => plan.ingress.insert(ip, target),
-                    Direction::Egress => plan.egress.insert(ip, target),
+                let map = match dir {
+                    Direction::Ingress => &mut plan.ingress,
+                    Direction::Egress => &mut plan.egress,
                 };
+                map.extend(local.iter().map(|ip| (*ip, target)));
             }
         }
         plan
     }
+}
+
+/// Pods that policies cannot tell apart: the same namespace, labels and container ports
+/// (replicas, mostly). Selectors are evaluated once per class, not once per pod.
+struct Class<'a> {
+    rep: &'a PodInfo,
+    pods: Vec<(&'a PodInfo, Ipv4Addr)>,
+}
+
+fn classes(cluster: &Cluster) -> Vec<Class<'_>> {
+    let mut index: std::collections::HashMap<
+        (
+            &str,
+            &podnet_model::Labels,
+            &[podnet_model::ContainerPortInfo],
+        ),
+        usize,
+    > = std::collections::HashMap::new();
+    let mut out: Vec<Class<'_>> = Vec::new();
+    for p in cluster.pods.iter().filter(|p| !p.host_network) {
+        let Some(ip) = v4(p) else { continue };
+        let key = (p.namespace.as_str(), &p.labels, p.ports.as_slice());
+        match index.get(&key) {
+            Some(&i) => out[i].pods.push((p, ip)),
+            None => {
+                index.insert(key, out.len());
+                out.push(Class {
+                    rep: p,
+                    pods: vec![(p, ip)],
+                });
+            }
+        }
+    }
+    out
 }
 
 /// What makes two pods' judgement the same: the policies, and for ingress the ports the
@@ -167,7 +207,7 @@ const ALL_ADDRESSES: (u32, u32) = (0, u32::MAX);
 /// ports) or make (egress: to these addresses and ports).
 fn group_rects(
     policies: &Policies<'_>,
-    pods: &[(&PodInfo, Ipv4Addr)],
+    classes: &[Class<'_>],
     pod: &PodInfo,
     dir: Direction,
     selecting: &[NsName],
@@ -178,7 +218,7 @@ fn group_rects(
             match dir {
                 Direction::Ingress => {
                     let ports = rule.ports(End::Pod(pod));
-                    for addr in peer_ranges(policies, &rule, pods) {
+                    for addr in peer_ranges(policies, &rule, classes) {
                         push(&mut out, addr, &ports);
                     }
                 }
@@ -194,10 +234,13 @@ fn group_rects(
                             push(&mut out, addr, &numbered);
                         }
                     }
-                    for &(dest, ip) in pods {
-                        if policies.peer_of(&rule, End::Pod(dest)) {
-                            let ip = u32::from(ip);
-                            push(&mut out, (ip, ip), &rule.ports(End::Pod(dest)));
+                    for class in classes {
+                        if policies.peer_of(&rule, End::Pod(class.rep)) {
+                            let ports = rule.ports(End::Pod(class.rep));
+                            for &(_, ip) in &class.pods {
+                                let ip = u32::from(ip);
+                                push(&mut out, (ip, ip), &ports);
+                            }
                         }
                     }
                 }
@@ -212,15 +255,19 @@ fn group_rects(
 fn peer_ranges(
     policies: &Policies<'_>,
     rule: &RuleView<'_>,
-    pods: &[(&PodInfo, Ipv4Addr)],
+    classes: &[Class<'_>],
 ) -> Vec<(u32, u32)> {
     if !rule.has_peers() {
         return vec![ALL_ADDRESSES];
     }
-    let mut out: Vec<(u32, u32)> = pods
+    let mut out: Vec<(u32, u32)> = classes
         .iter()
-        .filter(|(p, _)| policies.peer_of(rule, End::Pod(p)))
-        .map(|(_, ip)| (u32::from(*ip), u32::from(*ip)))
+        .filter(|c| policies.peer_of(rule, End::Pod(c.rep)))
+        .flat_map(|c| {
+            c.pods
+                .iter()
+                .map(|(_, ip)| (u32::from(*ip), u32::from(*ip)))
+        })
         .collect();
     for (net, except) in rule.ip_blocks() {
         out.extend(block_ranges(net, &except));
