@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo (as root): a 3-node lab from the seeds' examples (examples/seeds). It prints the plan,
-# builds the lab, shows its pods, probes every pod from every pod, sends a request across nodes,
-# reaches my-service through the service proxy and by name through the lab's kube-dns, then
-# removes the lab. KEEP=1 leaves it up to
+# builds the lab, shows its pods, probes every pod from every pod (the seeds' NetworkPolicies
+# enforced), sends a request across nodes, reaches my-service through the service proxy and by
+# name through the lab's kube-dns, shows an allowed and a denied connection with `podnet
+# explain`'s answer for each, then removes the lab. KEEP=1 leaves it up to
 # explore (then: podnet lab down --name demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,18 +21,21 @@ echo
 echo "== podnet lab status --name demo"
 $P lab status --name demo
 echo
-echo "== podnet lab probe --name demo --port 8080   (. reached, X not: only my-app, my-api and my-web serve 8080)"
+echo "== podnet lab probe --name demo --port 8080   (. reached, X not: my-app, my-api and my-web serve 8080; the seeds' policies let only frontends reach my-app there, and my-app reach nothing)"
 $P lab probe --name demo --port 8080
 client_node=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["node"] for p in json.load(sys.stdin)["pods"] if p["name"]=="client"][0])')
-far=$($P lab status --name demo -o json | python3 -c "import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name'].startswith('my-app-') and p['node']!='$client_node'][0])")
+far=$($P lab status --name demo -o json | python3 -c "import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name'].startswith('my-api-') and p['node']!='$client_node'][0])")
+frontend=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin)["pods"] if p["name"].startswith("frontend-")][0])')
+trusted=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin)["pods"] if p["name"].startswith("trusted-app-")][0])')
+app=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin)["pods"] if p["name"].startswith("my-app-")][0])')
 echo
 echo "== podnet lab exec --name demo default/client -- curl -s http://$far:8080/   (across nodes, over VXLAN; clientIP is the client pod's own)"
 $P lab exec --name demo default/client -- curl -s "http://$far:8080/"
 echo
 vip=$($P check -f examples/seeds -o json | python3 -c 'import json,sys; print([s["clusterIPs"][0] for s in json.load(sys.stdin)["services"] if s["name"]=="my-service"][0])')
 echo
-echo "== my-service (port 80 -> targetPort 8080) by its ClusterIP $vip, six times: the service proxy spreads them over the my-app pods"
-for _ in 1 2 3 4 5 6; do $P lab exec --name demo default/client -- curl -s "http://$vip/hostname"; echo; done
+echo "== my-service (port 80 -> targetPort 8080) by its ClusterIP $vip, six times from $frontend: the service proxy spreads them over the my-app pods"
+for _ in 1 2 3 4 5 6; do $P lab exec --name demo "default/$frontend" -- curl -s "http://$vip/hostname"; echo; done
 echo
 echo "== what node-0's proxy programs for it (podnet check --proxy node-0)"
 $P check -f examples/seeds --proxy node-0 2>/dev/null | grep -E "FRONTEND|my-service"
@@ -42,8 +46,22 @@ echo
 echo "== podnet lab exec --name demo default/client -- getent hosts my-service.default   (glibc's resolver, through the search path)"
 $P lab exec --name demo default/client -- getent hosts my-service.default
 echo
-echo "== podnet lab exec --name demo default/client -- curl -s http://my-service/hostname   (the short name, from the same namespace)"
-$P lab exec --name demo default/client -- curl -s http://my-service/hostname
+echo "== podnet lab exec --name demo default/$frontend -- curl -s http://my-service/hostname   (the short name, from the same namespace)"
+$P lab exec --name demo "default/$frontend" -- curl -s http://my-service/hostname
+echo
+echo
+echo "== NetworkPolicy: $trusted -> $app:80 is allowed (podnet explain says why), and the packets agree"
+$P explain -f examples/seeds "default/$trusted" "default/$app:80"; echo
+$P lab exec --name demo "default/$trusted" -- curl -s -m 2 "http://$($P lab status --name demo -o json | python3 -c "import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='$app'][0])"):80/hostname"
+echo
+echo
+echo "== NetworkPolicy: client -> $app:80 is denied (podnet explain says why), and the packets agree"
+$P explain -f examples/seeds default/client "default/$app:80"; echo
+if $P lab exec --name demo default/client -- curl -s -m 2 "http://$($P lab status --name demo -o json | python3 -c "import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='$app'][0])"):80/hostname"; then
+  echo "(unexpected: it got through)"; exit 1
+else
+  echo "(no answer: dropped)"
+fi
 echo
 echo
 echo "== dig from the pod: a PTR, and the dns-version record of the spec"
