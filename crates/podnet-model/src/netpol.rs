@@ -242,6 +242,19 @@ impl<'a> Policies<'a> {
             .collect()
     }
 
+    /// Whether a rule's pod peers (its selectors; not its `ipBlock`s, which match addresses)
+    /// take in `pod`, or the rule names no peers at all. Pods alike in namespace and labels
+    /// answer alike.
+    pub fn selects(&self, rule: &RuleView<'_>, pod: &PodInfo) -> bool {
+        match rule.parts.peers {
+            None | Some([]) => true,
+            Some(list) => list
+                .iter()
+                .filter(|p| p.ip_block.is_none())
+                .any(|p| self.peer_matches(&rule.namespace, p, End::Pod(pod))),
+        }
+    }
+
     /// Whether a rule's peers take in `end` (any peer, or every end when it names none).
     pub fn peer_of(&self, rule: &RuleView<'_>, end: End<'_>) -> bool {
         match rule.parts.peers {

@@ -235,7 +235,7 @@ fn group_rects(
                         }
                     }
                     for class in classes {
-                        if policies.peer_of(&rule, End::Pod(class.rep)) {
+                        if policies.selects(&rule, class.rep) {
                             let ports = rule.ports(End::Pod(class.rep));
                             for &(_, ip) in &class.pods {
                                 let ip = u32::from(ip);
@@ -262,7 +262,7 @@ fn peer_ranges(
     }
     let mut out: Vec<(u32, u32)> = classes
         .iter()
-        .filter(|c| policies.peer_of(rule, End::Pod(c.rep)))
+        .filter(|c| policies.selects(rule, c.rep))
         .flat_map(|c| {
             c.pods
                 .iter()

@@ -323,3 +323,43 @@ print("tries", tries, "ok", ok, flush=True)
         std::fs::remove_file(f).unwrap();
     }
 }
+
+/// A malformed policy is refused with its file, line and field, and nothing already enforced
+/// changes: the denied client stays denied, the allowed one allowed.
+#[test]
+fn a_malformed_policy_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("npbad", &["examples/seeds"], &[]);
+    let before = lab.probe(8080, "TCP");
+    let dir = std::env::temp_dir().join(format!("podnet-lab-test-{}-npbad", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(super::root_dir().join("examples/seeds")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("zz-bad.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}\n",
+    )
+    .unwrap();
+    let o = super::podnet(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("zz-bad.yaml:8:") && err.contains("spec.ingress[0].from[0].ipBlock.except[0]"),
+        "{err}"
+    );
+    assert_eq!(lab.probe(8080, "TCP")["reachable"], before["reachable"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}

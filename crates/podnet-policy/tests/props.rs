@@ -1,0 +1,182 @@
+//! Random policies and labels over a small cluster: the compiled tables, evaluated as the
+//! kernel evaluates maps and sets, give the model's verdict on every cell.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use podnet_model::netpol::{End, Policies};
+use podnet_model::{build, parse_documents, ConfigOverrides, Protocol};
+use podnet_policy::{passes, protocol_number, PolicyPlan};
+use proptest::prelude::*;
+
+const LABELS: [&str; 3] = ["a", "b", "c"];
+
+fn selector(v: Option<usize>) -> String {
+    match v {
+        None => "{}".into(),
+        Some(i) => format!("{{matchLabels: {{app: {}}}}}", LABELS[i % 3]),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    pods: Option<Option<usize>>,
+    namespaces: Option<Option<usize>>,
+    block: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Policy {
+    ns: usize,
+    target: Option<usize>,
+    ingress: Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>,
+    egress: Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>,
+}
+
+fn peer() -> impl Strategy<Value = Peer> {
+    (
+        proptest::option::of(proptest::option::of(0usize..3)),
+        proptest::option::of(proptest::option::of(0usize..2)),
+        any::<bool>(),
+    )
+        .prop_map(|(pods, namespaces, block)| Peer {
+            pods,
+            namespaces,
+            block,
+        })
+}
+
+fn rules() -> impl Strategy<Value = Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>> {
+    proptest::option::of(proptest::collection::vec(
+        (
+            proptest::collection::vec(peer(), 0..3),
+            proptest::collection::vec((prop_oneof![Just(80u16), Just(81u16)], any::<bool>()), 0..2),
+        ),
+        0..3,
+    ))
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (0usize..2, proptest::option::of(0usize..3), rules(), rules()).prop_map(
+        |(ns, target, ingress, egress)| Policy {
+            ns,
+            target,
+            ingress,
+            egress,
+        },
+    )
+}
+
+fn yaml_rules(field: &str, peers_field: &str, rules: &[(Vec<Peer>, Vec<(u16, bool)>)]) -> String {
+    let mut s = format!("  {field}:\n");
+    if rules.is_empty() {
+        return format!("  {field}: []\n");
+    }
+    for (peers, ports) in rules {
+        // The lines of one rule, the first after "- ".
+        let mut lines: Vec<String> = Vec::new();
+        if !peers.is_empty() {
+            lines.push(format!("{peers_field}:"));
+            for p in peers {
+                if p.block {
+                    lines.push("- ipBlock: {cidr: 10.244.0.0/16, except: [10.244.1.0/24]}".into());
+                    continue;
+                }
+                let mut parts = Vec::new();
+                if let Some(sel) = p.pods {
+                    parts.push(format!("podSelector: {}", selector(sel)));
+                }
+                if let Some(sel) = p.namespaces {
+                    let ns = sel
+                        .map(|i| format!("{{matchLabels: {{kubernetes.io/metadata.name: n{i}}}}}"));
+                    parts.push(format!("namespaceSelector: {}", ns.unwrap_or("{}".into())));
+                }
+                if parts.is_empty() {
+                    parts.push("podSelector: {}".into());
+                }
+                lines.push(format!("- {{{}}}", parts.join(", ")));
+            }
+        }
+        if !ports.is_empty() {
+            let list: Vec<String> = ports
+                .iter()
+                .map(|(p, named)| {
+                    if *named {
+                        format!("{{port: p{p}}}")
+                    } else {
+                        format!("{{port: {p}}}")
+                    }
+                })
+                .collect();
+            lines.push(format!("ports: [{}]", list.join(", ")));
+        }
+        if lines.is_empty() {
+            s += "  - {}\n";
+            continue;
+        }
+        for (i, l) in lines.iter().enumerate() {
+            s += if i == 0 { "  - " } else { "    " };
+            s += l;
+            s += "\n";
+        }
+    }
+    s
+}
+
+fn manifests(labels: &[usize], policies: &[Policy]) -> String {
+    let mut s = String::new();
+    for (i, l) in labels.iter().enumerate() {
+        let (ns, node) = (i % 2, i % 3);
+        // Pods name port 80 `p80`, and some name 81 too.
+        let ports = if i % 2 == 0 {
+            "[{name: p80, containerPort: 80}, {name: p81, containerPort: 81}]"
+        } else {
+            "[{name: p80, containerPort: 80}]"
+        };
+        s += &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: pod{i}, namespace: n{ns}, labels: {{app: {}}}}}\nspec: {{nodeName: node-{node}, containers: [{{name: c, image: x, ports: {ports}}}]}}\n", LABELS[*l]);
+    }
+    for (k, p) in policies.iter().enumerate() {
+        s += &format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{k}, namespace: n{}}}\nspec:\n  podSelector: {}\n", p.ns, selector(p.target));
+        let mut types = Vec::new();
+        if let Some(r) = &p.ingress {
+            s += &yaml_rules("ingress", "from", r);
+            types.push("Ingress");
+        }
+        if let Some(r) = &p.egress {
+            s += &yaml_rules("egress", "to", r);
+            types.push("Egress");
+        }
+        if !types.is_empty() && k % 2 == 0 {
+            s += &format!("  policyTypes: [{}]\n", types.join(", "));
+        }
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn compiled_tables_judge_as_the_model(
+        labels in proptest::collection::vec(0usize..3, 6),
+        policies in proptest::collection::vec(policy(), 0..4),
+    ) {
+        let text = manifests(&labels, &policies);
+        let docs = parse_documents("p.yaml", &text).unwrap();
+        let c = build(&docs, &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plans: BTreeMap<String, PolicyPlan> =
+            c.nodes.iter().map(|n| (n.name.clone(), PolicyPlan::for_node(&c, &n.name))).collect();
+        let model = Policies::of(&c);
+        let pods: Vec<_> = c.pods.iter().filter(|p| p.name.starts_with("pod")).collect();
+        let v4 = |ip: &IpAddr| match ip { IpAddr::V4(v) => *v, IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED };
+        for a in &pods {
+            for b in &pods {
+                if a.key() == b.key() { continue; }
+                for (port, proto) in [(80, Protocol::Tcp), (81, Protocol::Tcp), (80, Protocol::Udp)] {
+                    let want = model.judge(End::Pod(a), End::Pod(b), port, proto).allowed;
+                    let got = passes(&plans, v4(&a.ips[0]), v4(&b.ips[0]), protocol_number(proto), port);
+                    prop_assert_eq!(got, want, "{} -> {} {}/{}\n{}", a.key(), b.key(), proto, port, text);
+                }
+            }
+        }
+    }
+}
