@@ -229,9 +229,24 @@ fn group_rects(
                     if !rule.has_peers() {
                         push(&mut out, ALL_ADDRESSES, &numbered);
                     }
-                    for (net, except) in rule.ip_blocks() {
-                        for addr in block_ranges(net, &except) {
-                            push(&mut out, addr, &numbered);
+                    let blocks: Vec<(u32, u32)> = rule
+                        .ip_blocks()
+                        .into_iter()
+                        .flat_map(|(net, except)| block_ranges(net, &except))
+                        .collect();
+                    for addr in &blocks {
+                        push(&mut out, *addr, &numbered);
+                    }
+                    // A pod inside a block: its named ports count too.
+                    if !rule.named_ports().is_empty() {
+                        for class in classes {
+                            let ports = rule.ports(End::Pod(class.rep));
+                            for &(_, ip) in &class.pods {
+                                let ip = u32::from(ip);
+                                if blocks.iter().any(|(a, b)| (*a..=*b).contains(&ip)) {
+                                    push(&mut out, (ip, ip), &ports);
+                                }
+                            }
                         }
                     }
                     for class in classes {

@@ -25,12 +25,15 @@ struct Peer {
     block: bool,
 }
 
+/// Rules: their peers, and their ports (number, named or not).
+type Rules = Vec<(Vec<Peer>, Vec<(u16, bool)>)>;
+
 #[derive(Debug, Clone)]
 struct Policy {
     ns: usize,
     target: Option<usize>,
-    ingress: Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>,
-    egress: Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>,
+    ingress: Option<Rules>,
+    egress: Option<Rules>,
 }
 
 fn peer() -> impl Strategy<Value = Peer> {
@@ -46,7 +49,7 @@ fn peer() -> impl Strategy<Value = Peer> {
         })
 }
 
-fn rules() -> impl Strategy<Value = Option<Vec<(Vec<Peer>, Vec<(u16, bool)>)>>> {
+fn rules() -> impl Strategy<Value = Option<Rules>> {
     proptest::option::of(proptest::collection::vec(
         (
             proptest::collection::vec(peer(), 0..3),
@@ -67,7 +70,7 @@ fn policy() -> impl Strategy<Value = Policy> {
     )
 }
 
-fn yaml_rules(field: &str, peers_field: &str, rules: &[(Vec<Peer>, Vec<(u16, bool)>)]) -> String {
+fn yaml_rules(field: &str, peers_field: &str, rules: &Rules) -> String {
     let mut s = format!("  {field}:\n");
     if rules.is_empty() {
         return format!("  {field}: []\n");
