@@ -281,38 +281,10 @@ impl<'a> Policies<'a> {
         // The other end of the connection, and the pod whose ports a named port means.
         let peer = if dir == Direction::Ingress { from } else { to };
         for key in &isolated_by {
-            let policy = self
-                .list
-                .iter()
-                .find(|p| &p.key == key)
-                .expect("selected policies are listed");
-            let spec = policy.obj.spec.as_ref();
-            let rules: Vec<RuleParts<'_>> = match dir {
-                Direction::Ingress => spec
-                    .and_then(|s| s.ingress.as_ref())
-                    .map(|r| {
-                        r.iter()
-                            .map(|r| RuleParts {
-                                peers: r.from.as_deref(),
-                                ports: r.ports.as_deref(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                Direction::Egress => spec
-                    .and_then(|s| s.egress.as_ref())
-                    .map(|r| {
-                        r.iter()
-                            .map(|r| RuleParts {
-                                peers: r.to.as_deref(),
-                                ports: r.ports.as_deref(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            // Policies that select the pod for `dir` are of that type: `rules` gives them all.
+            let rules = self.rules(key, dir);
             for (index, rule) in rules.iter().enumerate() {
-                if self.rule_matches(&key.namespace, rule, peer, to, port, protocol) {
+                if self.rule_matches(&key.namespace, &rule.parts, peer, to, port, protocol) {
                     return Side::Allowed {
                         isolated_by: isolated_by.clone(),
                         rule: RuleRef {
