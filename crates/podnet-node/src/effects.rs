@@ -50,12 +50,12 @@ const GONE: [&str; 4] = [
     "not found",
 ];
 
-impl Effects for Linux {
-    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
-        if tx.is_empty() {
+impl Linux {
+    /// Hands one nftables transaction, rendered, to `nft -f` in the namespace.
+    fn nft_script(&self, script: Option<String>) -> Result<(), NodeError> {
+        let Some(script) = script else {
             return Ok(());
-        }
-        let script = tx.render();
+        };
         sys::run_in(
             &self.netns,
             Command::new("nft").args(["-f", "-"]),
@@ -63,18 +63,15 @@ impl Effects for Linux {
         )
         .map(drop)
     }
+}
+
+impl Effects for Linux {
+    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        self.nft_script((!tx.is_empty()).then(|| tx.render()))
+    }
 
     fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError> {
-        if tx.is_empty() {
-            return Ok(());
-        }
-        let script = tx.render();
-        sys::run_in(
-            &self.netns,
-            Command::new("nft").args(["-f", "-"]),
-            Some(script.as_bytes()),
-        )
-        .map(drop)
+        self.nft_script((!tx.is_empty()).then(|| tx.render()))
     }
 
     fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
