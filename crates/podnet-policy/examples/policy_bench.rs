@@ -20,9 +20,9 @@ fn manifests(per_app: usize, policies: usize, relabel: bool) -> String {
     }
     if relabel {
         // One more pod whose labels make it another app's: a label change's worth of work.
-        s.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: moved, labels: {app: a1}}\nspec: {nodeName: node-0, containers: [{name: c, image: x}]}\n");
+        s.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: moved, labels: {app: a1}}\nspec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{name: web, containerPort: 80}]}]}\n");
     } else {
-        s.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: moved, labels: {app: a0}}\nspec: {nodeName: node-0, containers: [{name: c, image: x}]}\n");
+        s.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: moved, labels: {app: a0}}\nspec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{name: web, containerPort: 80}]}]}\n");
     }
     for p in 0..policies {
         let (a, b, port) = (p % 100, (p + 1) % 100, 8000 + p);
