@@ -185,20 +185,9 @@ fn steps(
         nodes: st.nodes.clone(),
         external_routes: st.external_routes.clone(),
     });
-    let serving = |st: &LabState| {
-        let mut s = st.clone();
-        for p in leaving {
-            s.pod_ips.remove(&p.key());
-        }
-        s
-    };
-    let mut programmed = serving(st);
-    let result = program_nodes(&mut programmed, cluster, host);
-    st.nodes = programmed.nodes;
-    st.external_routes = programmed.external_routes;
-    st.health_checks = programmed.health_checks;
-    st.dns = programmed.dns;
-    result?;
+    // The pods that leave are not in `cluster`, so no endpoint, zone or policy takes their
+    // addresses in: they stay in `st.pod_ips`, which says what runs, until they are gone.
+    program_nodes(st, cluster, host)?;
     // 4. The pods that leave.
     for p in leaving {
         remove(st, host, p, done)?;
