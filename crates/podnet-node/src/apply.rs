@@ -72,24 +72,6 @@ pub struct Applied {
     pub failures: Vec<NodeError>,
 }
 
-impl Applied {
-    /// Ok when nothing failed, else one error listing every failure.
-    pub fn outcome(&self) -> Result<(), String> {
-        match self.failures.as_slice() {
-            [] => Ok(()),
-            [one] => Err(crate::chain(one)),
-            many => Err(format!(
-                "{} failures:\n  {}",
-                many.len(),
-                many.iter()
-                    .map(|e| crate::chain(e))
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            )),
-        }
-    }
-}
-
 fn remote_entries(r: &RemoteNode, dev: &str) -> [NetOp; 3] {
     [
         NetOp::Neighbour {

@@ -241,7 +241,9 @@ fn every_failure_is_reported_not_just_the_first() {
     assert_eq!(a.held.vxlan, None);
     assert_eq!(a.held.proxy, None);
     assert_eq!(a.held.policy, None);
-    let err = a.outcome().unwrap_err();
+    let err = podnet_node::NodeError::all(a.failures)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("4 failures"), "{err}");
     fx.heal();
     ok(&Held::default(), &want, &mut fx);
