@@ -5,7 +5,6 @@
 //! - UDP: `hostname` → the pod's name; `echo M` → `M`; `clientip` → the peer's `ip:port`;
 //!   anything else → the pod's name.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -109,15 +108,11 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             node: "node-0".into(),
         });
         let peer: SocketAddr = ([10, 244, 0, 2], 40000).into();
-        let answer = handler(info);
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let r = answer(&req, peer);
-            async move { Ok::<_, Infallible>(r) }
-        });
-        // The client closes its side once it has sent everything; the server still answers.
-        let conn = hyper::server::conn::http1::Builder::new()
-            .half_close(true)
-            .serve_connection(TokioIo::new(server), svc);
+        // The servers' own configuration; the client closes its side once it has sent
+        // everything, and the server still answers.
+        let mut b = http::builder();
+        b.half_close(true);
+        let conn = http::connection(TokioIo::new(server), handler(info), peer, &b);
         let (mut rd, mut wr) = tokio::io::split(client);
         let input = input.to_vec();
         let writer = async move {

@@ -50,15 +50,31 @@ pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<
         let handler = handler.clone();
         tokio::spawn(async move {
             let _permits = (local, shared);
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = handler(&req, peer);
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            let _ = connection(TokioIo::new(stream), handler, peer, &builder()).await;
         });
     }
+}
+
+/// How every connection is served: the header read timeout on tokio's timer.
+pub fn builder() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    b
+}
+
+/// Serves one connection with `handler` until it ends or outlives [`CONNECTION_LIFETIME`].
+pub async fn connection<I>(
+    io: I,
+    handler: Handler,
+    peer: SocketAddr,
+    builder: &hyper::server::conn::http1::Builder,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let r = handler(&req, peer);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, builder.serve_connection(io, svc)).await;
 }
