@@ -678,7 +678,7 @@ pub fn status(lab: &str) -> Result<Status, LabError> {
             name: n.name.clone(),
             ip: n.ip,
             pod_cidr: n.pod_cidr,
-            ready: Path::new(&net::netns_path(&n.ns)).exists(),
+            ready: podnet_node::sys::netns_path(&n.ns).exists(),
         })
         .collect();
     let pods = st
@@ -690,7 +690,7 @@ pub fn status(lab: &str) -> Result<Status, LabError> {
             name: p.name.clone(),
             node: p.node.clone(),
             ip: st.pod_ip(&p.namespace, &p.name),
-            ready: p.ready && alive && Path::new(&net::netns_path(&p.netns)).exists(),
+            ready: p.ready && alive && podnet_node::sys::netns_path(&p.netns).exists(),
             host_network: p.host_network,
         })
         .collect();

@@ -2,7 +2,7 @@
 //! host's root namespace except creating and deleting the lab's own named namespaces; work
 //! inside a namespace goes through [`podnet_node::sys`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use podnet_node::sys;
@@ -75,17 +75,13 @@ pub fn netns_list(prefix: &str) -> Vec<String> {
     list(sys::NETNS_DIR, prefix)
 }
 
-pub fn netns_path(name: &str) -> PathBuf {
-    sys::netns_path(name)
-}
-
 /// A command's output inside a namespace (for status and tests).
 pub fn output_in(ns: &str, args: &[&str]) -> Result<String, LabError> {
     let (program, rest) = args
         .split_first()
         .ok_or_else(|| LabError::Invalid("output_in: no command".into()))?;
     Ok(sys::run_in(
-        &netns_path(ns),
+        &sys::netns_path(ns),
         Command::new(program).args(rest),
         None,
     )?)

@@ -86,7 +86,7 @@ pub fn probe(
                 .iter()
                 .map(|(src, _)| {
                     let targets = &targets;
-                    let path = crate::net::netns_path(&src.netns);
+                    let path = podnet_node::sys::netns_path(&src.netns);
                     s.spawn(move || -> Result<Vec<bool>, LabError> {
                         Ok(podnet_node::sys::in_netns(&path, || {
                             Ok(targets

@@ -328,7 +328,7 @@ fn push(out: &mut Vec<Rect>, addr: (u32, u32), ports: &Ports) {
             port: (0, u16::MAX),
         }),
         Ports::Some(list) => out.extend(list.iter().map(|(proto, lo, hi)| {
-            let n = proto_number(*proto);
+            let n = protocol_number(*proto);
             Rect {
                 addr,
                 proto: (n, n),
@@ -338,7 +338,8 @@ fn push(out: &mut Vec<Rect>, addr: (u32, u32), ports: &Ports) {
     }
 }
 
-fn proto_number(p: podnet_model::Protocol) -> u8 {
+/// The number the kernel sees for a protocol.
+pub fn protocol_number(p: podnet_model::Protocol) -> u8 {
     match p {
         podnet_model::Protocol::Tcp => 6,
         podnet_model::Protocol::Udp => 17,
@@ -642,9 +643,4 @@ pub fn passes(
     let mut nodes: Vec<String> = [node_of(src), node_of(dst)].into_iter().flatten().collect();
     nodes.dedup();
     nodes.iter().all(|n| plans[n].passes(src, dst, proto, port))
-}
-
-/// The number the kernel sees for a protocol.
-pub fn protocol_number(p: podnet_model::Protocol) -> u8 {
-    proto_number(p)
 }
