@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --release -q -p podnet-policy --example policy_bench
+cargo build --release -q -p podnet-node --example policy_bench
 tmp=$(mktemp -d)
 ns=podnet-benchnp
 cleanup() { rm -rf "$tmp"; ip netns del $ns 2>/dev/null || true; }
@@ -20,7 +20,7 @@ ip netns add $ns
 # `ip netns exec` itself costs about 4 ms, which is not the dataplane's.
 nft_ms() { ip netns exec $ns python3 -c 'import subprocess, sys, time; t = time.perf_counter(); subprocess.run(["nft", "-f", sys.argv[1]], check=True); print(f"{(time.perf_counter() - t) * 1e3:.1f}")' "$1"; }
 echo "cold load of the table (nft -f): $(nft_ms "$tmp/full.nft") ms ($(wc -c < "$tmp/full.nft") bytes)"
-echo "one pod's labels change, one transaction (nft -f): $(nft_ms "$tmp/label.nft") ms ($(wc -l < "$tmp/label.nft") lines)"
+echo "for comparison, the same label change by a process of its own (nft -f, which waits at exit for the kernel to free what it deleted): $(nft_ms "$tmp/label.nft") ms ($(wc -l < "$tmp/label.nft") lines)"
 echo "add element ip podnet-policy local { 10.9.0.0/24 }" > "$tmp/one.nft"
 echo "for comparison, one element alone (nft -f): $(nft_ms "$tmp/one.nft") ms"
 

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use podnet_proxy::nft::{Element, Elements, Op, StaleUdpFlow, Transaction};
 
 use crate::net::{NetOp, Tool};
+use crate::nft::Session;
 use crate::sys;
 use crate::NodeError;
 
@@ -27,18 +28,25 @@ pub trait Effects {
     fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError>;
 }
 
-/// The real effects, inside the network namespace at `netns`.
-#[derive(Debug, Clone)]
+/// The real effects, inside the network namespace at `netns`. nftables transactions go
+/// through one long-lived `nft` ([`Session`]), started at the first.
+#[derive(Debug)]
 pub struct Linux {
     pub netns: PathBuf,
+    session: Option<Session>,
 }
 
 impl Linux {
+    pub fn at(netns: PathBuf) -> Linux {
+        Linux {
+            netns,
+            session: None,
+        }
+    }
+
     /// The effects inside a named network namespace.
     pub fn named(name: &str) -> Linux {
-        Linux {
-            netns: sys::netns_path(name),
-        }
+        Linux::at(sys::netns_path(name))
     }
 }
 
@@ -51,11 +59,24 @@ const GONE: [&str; 4] = [
 ];
 
 impl Linux {
-    /// Hands one nftables transaction, rendered, to `nft -f` in the namespace.
-    fn nft_script(&self, script: Option<String>) -> Result<(), NodeError> {
+    /// Hands one nftables transaction, rendered, to the namespace's `nft` session, or to
+    /// `nft -f` when it is too big for one line.
+    fn nft_script(&mut self, script: Option<String>) -> Result<(), NodeError> {
         let Some(script) = script else {
             return Ok(());
         };
+        if Session::fits(&script) {
+            if self.session.is_none() {
+                self.session = Some(Session::start(&self.netns)?);
+            }
+            let session = self.session.as_mut().expect("started");
+            let done = session.apply(&script);
+            if done.is_err() {
+                // Whatever went wrong, the next transaction starts on a fresh `nft`.
+                self.session = None;
+            }
+            return done;
+        }
         sys::run_in(
             &self.netns,
             Command::new("nft").args(["-f", "-"]),

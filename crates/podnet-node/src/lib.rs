@@ -11,6 +11,7 @@ pub mod apply;
 pub mod dataplane;
 pub mod effects;
 pub mod net;
+pub mod nft;
 pub mod sys;
 
 use std::path::PathBuf;

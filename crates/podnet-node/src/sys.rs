@@ -98,3 +98,65 @@ pub fn shown(cmd: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A network namespace of its own, anonymous (`unshare(CLONE_NEWNET)` on a thread parked for
+/// as long as this value lives): for tests and benchmarks, which must never touch the host's
+/// namespace. It goes away with the value, and with everything in it.
+#[derive(Debug)]
+pub struct Scratch {
+    pub path: PathBuf,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Scratch {
+    /// Fails without CAP_NET_ADMIN / CAP_SYS_ADMIN.
+    pub fn new() -> Result<Scratch, NodeError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
+                let _ = tx.send(Err(std::io::Error::from(e)));
+                return;
+            }
+            let path = PathBuf::from(format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            ));
+            let _ = tx.send(Ok(path));
+            let _ = stop_rx.recv();
+        });
+        let answer = rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace's thread ended early")));
+        match answer {
+            Ok(path) => Ok(Scratch {
+                path,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Err(source) => {
+                let _ = thread.join();
+                Err(NodeError::Netns {
+                    path: PathBuf::from("(a new namespace)"),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn run(&self, cmd: &mut Command, input: Option<&[u8]>) -> Result<String, NodeError> {
+        run_in(&self.path, cmd, input)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,13 +1,17 @@
-//! Writes the NetworkPolicy table of a large node for `bench/netpol.sh`: 10,000 pods (100
+//! The NetworkPolicy table of a large node, for `bench/netpol.sh`: 10,000 pods (100
 //! Deployments of 100) on one node, 1,000 policies (each isolating one app, allowing another
-//! app and an ipBlock with an exception on one port). Prints timings to stderr and writes
-//! `full.nft` (the node's first load) and `label.nft` (one pod's labels changed) to DIR.
-//!   cargo run --release -p podnet-policy --example policy_bench -- DIR [PODS_PER_APP] [POLICIES]
+//! app and an ipBlock with an exception on one port). Times compiling and rendering it, then,
+//! as root, in a namespace of its own, loading it and changing one pod's labels (back and forth)
+//! the way a node's applier does ([`podnet_node::effects::Linux`]); and writes `full.nft` and
+//! `label.nft` to DIR, for comparison with `nft -f`.
+//!   cargo run --release -p podnet-node --example policy_bench -- DIR [PODS_PER_APP] [POLICIES]
 
 use std::fmt::Write;
 use std::time::Instant;
 
 use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_node::effects::Linux;
+use podnet_node::Effects;
 use podnet_policy::{PolicyPlan, Transaction};
 
 fn manifests(per_app: usize, policies: usize, relabel: bool) -> String {
@@ -71,6 +75,38 @@ fn main() {
         render.as_secs_f64() * 1e3,
         update.ops.len()
     );
-    std::fs::write(dir.join("full.nft"), full).unwrap();
+    std::fs::write(dir.join("full.nft"), &full).unwrap();
     std::fs::write(dir.join("label.nft"), update.render()).unwrap();
+
+    let ns = match podnet_node::sys::Scratch::new() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("not timing the kernel's side: {}", podnet_node::chain(&e));
+            return;
+        }
+    };
+    let mut fx = Linux::at(ns.path.clone());
+    let t = Instant::now();
+    fx.nft_policy(&Transaction::create(&plan)).unwrap();
+    eprintln!(
+        "cold load ({} bytes, nft -f): {:.1} ms",
+        full.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let back = Transaction::update(&plan2, &plan);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        for tx in [&update, &back] {
+            let t = Instant::now();
+            fx.nft_policy(tx).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!(
+        "one pod's labels change, one transaction through the node's nft session, 40 times (there and back): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10],
+        times[times.len() - 1]
+    );
 }
