@@ -1,6 +1,8 @@
 //! `lab probe`: connectivity from pods to pods, as upstream's NetworkPolicy e2e probes it, in
 //! parallel with a timeout. A cell is `.` when the source reached the target's server on the
-//! port (and the server answered with the target's name), `X` otherwise.
+//! port (and the server answered with the target's name), `X` otherwise. SCTP, on this kernel
+//! without SCTP sockets: `.` when an INIT reached the target pod's kernel, which answers it
+//! with protocol unreachable whatever the port ([`podnet_node::sctp`]).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -8,6 +10,8 @@ use std::time::Duration;
 
 use podnet_model::Protocol;
 use serde::Serialize;
+
+use podnet_node::NodeError;
 
 use crate::{LabError, LabState};
 
@@ -62,14 +66,8 @@ pub fn probe(
     protocol: &str,
     timeout: Duration,
 ) -> Result<Matrix, LabError> {
-    let protocol = match Protocol::parse(protocol) {
-        Some(p @ (Protocol::Tcp | Protocol::Udp)) => p,
-        _ => {
-            return Err(LabError::Invalid(format!(
-                "protocol {protocol:?}: probe TCP or UDP (this kernel has no SCTP sockets)"
-            )))
-        }
-    };
+    let protocol = Protocol::parse(protocol)
+        .ok_or_else(|| LabError::Invalid(format!("protocol {protocol:?}: TCP, UDP or SCTP")))?;
     let pods: Vec<_> = st
         .plan
         .pods
@@ -89,6 +87,14 @@ pub fn probe(
                     let path = podnet_node::sys::netns_path(&src.netns);
                     s.spawn(move || -> Result<Vec<bool>, LabError> {
                         Ok(podnet_node::sys::in_netns(&path, || {
+                            if protocol == Protocol::Sctp {
+                                return reach_sctp(targets, port, timeout).map_err(|source| {
+                                    NodeError::Io {
+                                        what: "probing SCTP through raw sockets".into(),
+                                        source,
+                                    }
+                                });
+                            }
                             Ok(targets
                                 .iter()
                                 .map(|(name, ip)| {
@@ -122,11 +128,13 @@ pub fn probe(
     let mut disagreements = Vec::new();
     for (i, (src, sip)) in pods.iter().enumerate() {
         for (j, (dst, dip)) in pods.iter().enumerate() {
-            let serves = dst
-                .ports
-                .iter()
-                .chain(&dst.service_ports)
-                .any(|p| p.port == port && p.protocol == protocol);
+            // Without an SCTP stack every pod's kernel answers an INIT, whatever the port.
+            let serves = protocol == Protocol::Sctp
+                || dst
+                    .ports
+                    .iter()
+                    .chain(&dst.service_ports)
+                    .any(|p| p.port == port && p.protocol == protocol);
             let allowed = i == j
                 || match (v4(sip), v4(dip)) {
                     (Some(a), Some(b)) => podnet_policy::passes(
@@ -150,6 +158,30 @@ pub fn probe(
         reachable,
         disagreements,
     })
+}
+
+/// SCTP probes of every target at once, from the current thread's namespace.
+fn reach_sctp(
+    targets: &[(String, IpAddr)],
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<Vec<bool>> {
+    let probes: Vec<Option<podnet_node::sctp::Probe>> = targets
+        .iter()
+        .map(|(_, ip)| match ip {
+            IpAddr::V4(v) => Some(podnet_node::sctp::Probe {
+                from: None,
+                to: std::net::SocketAddrV4::new(*v, port),
+            }),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let sent: Vec<podnet_node::sctp::Probe> = probes.iter().flatten().copied().collect();
+    let mut answers = podnet_node::sctp::reach_all(&sent, 40000, timeout)?.into_iter();
+    Ok(probes
+        .iter()
+        .map(|p| p.is_some() && answers.next().unwrap_or(false))
+        .collect())
 }
 
 /// One probe from the current thread's namespace.

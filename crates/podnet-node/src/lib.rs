@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod effects;
 pub mod net;
 pub mod nft;
+pub mod sctp;
 pub mod sys;
 
 use std::path::PathBuf;
@@ -44,6 +45,12 @@ pub enum NodeError {
     #[error("setting sysctl {key}")]
     Sysctl {
         key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Io {
+        what: String,
         #[source]
         source: std::io::Error,
     },

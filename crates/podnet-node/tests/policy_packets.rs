@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use podnet_model::netpol::{End, Policies};
 use podnet_model::{build, parse_documents, ConfigOverrides, Protocol};
 use podnet_node::effects::Linux;
+use podnet_node::sctp;
 use podnet_node::sys::{self, Scratch};
 use podnet_node::Effects;
 use podnet_policy::{protocol_number, PolicyPlan, Transaction};
@@ -177,55 +178,69 @@ impl Bench {
 /// One cell: (source, destination, protocol, port).
 type Cell = (Ipv4Addr, Ipv4Addr, Protocol, u16);
 
-/// Sends every probe at once from `src` and returns the cells that were answered.
+/// Sends every probe at once from `src` and returns the cells that were answered: TCP and UDP
+/// on one thread, SCTP ([`sctp::reach_all`]) on another, both inside `src`.
 fn probe(bench: &Bench, cells: &[Cell]) -> BTreeSet<Cell> {
-    let cells = cells.to_vec();
-    sys::in_netns(&bench.src.path, move || Ok(probe_here(&cells))).unwrap()
+    let (sctp_cells, others): (Vec<Cell>, Vec<Cell>) =
+        cells.iter().partition(|c| c.2 == Protocol::Sctp);
+    let path = &bench.src.path;
+    std::thread::scope(|s| {
+        let sctp_side = s.spawn(|| {
+            let probes: Vec<sctp::Probe> = sctp_cells
+                .iter()
+                .map(|&(from, to, _, port)| sctp::Probe {
+                    from: Some(from),
+                    to: SocketAddrV4::new(to, port),
+                })
+                .collect();
+            sys::in_netns(path, || {
+                sctp::reach_all(&probes, 40000, WAIT).map_err(|source| podnet_node::NodeError::Io {
+                    what: "SCTP probes".into(),
+                    source,
+                })
+            })
+            .unwrap()
+        });
+        let mut answered = sys::in_netns(path, || Ok(probe_sockets(&others))).unwrap();
+        let sctp_answers = sctp_side.join().unwrap();
+        answered.extend(
+            sctp_cells
+                .iter()
+                .zip(sctp_answers)
+                .filter(|(_, a)| *a)
+                .map(|(c, _)| *c),
+        );
+        answered
+    })
 }
 
-fn probe_here(cells: &[Cell]) -> BTreeSet<Cell> {
-    let icmp = Socket::new(Domain::IPV4, Type::RAW, Some(socket2::Protocol::ICMPV4)).unwrap();
-    icmp.set_nonblocking(true).unwrap();
+/// TCP and UDP probes from the current thread's namespace.
+fn probe_sockets(cells: &[Cell]) -> BTreeSet<Cell> {
     let mut open: Vec<(Cell, Socket)> = Vec::new();
-    let mut sctp: BTreeMap<(Ipv4Addr, Ipv4Addr, u16, u16), Cell> = BTreeMap::new();
-    for (i, &(s, d, proto, port)) in cells.iter().enumerate() {
+    for &(s, d, proto, port) in cells {
         let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(d, port)));
-        match proto {
-            Protocol::Tcp | Protocol::Udp => {
-                let (ty, p) = if proto == Protocol::Tcp {
-                    (Type::STREAM, socket2::Protocol::TCP)
-                } else {
-                    (Type::DGRAM, socket2::Protocol::UDP)
-                };
-                let sock = Socket::new(Domain::IPV4, ty, Some(p)).unwrap();
-                sock.set_nonblocking(true).unwrap();
-                sock.bind(&SocketAddr::V4(SocketAddrV4::new(s, 0)).into())
-                    .unwrap();
-                match sock.connect(&to) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
-                    Err(e) => panic!("connect {s} -> {d}:{port}: {e}"),
-                }
-                if proto == Protocol::Udp {
-                    sock.send(b"probe").unwrap();
-                }
-                open.push(((s, d, proto, port), sock));
-            }
-            Protocol::Sctp => {
-                let raw = Socket::new(Domain::IPV4, Type::RAW, Some(socket2::Protocol::from(132)))
-                    .unwrap();
-                raw.bind(&SocketAddr::V4(SocketAddrV4::new(s, 0)).into())
-                    .unwrap();
-                let sport = 40000 + i as u16;
-                raw.send_to(&sctp_init(sport, port, 1 + i as u32), &to)
-                    .unwrap();
-                sctp.insert((s, d, sport, port), (s, d, proto, port));
-            }
+        let (ty, p) = if proto == Protocol::Tcp {
+            (Type::STREAM, socket2::Protocol::TCP)
+        } else {
+            (Type::DGRAM, socket2::Protocol::UDP)
+        };
+        let sock = Socket::new(Domain::IPV4, ty, Some(p)).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        sock.bind(&SocketAddr::V4(SocketAddrV4::new(s, 0)).into())
+            .unwrap();
+        match sock.connect(&to) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+            Err(e) => panic!("connect {s} -> {d}:{port}: {e}"),
         }
+        if proto == Protocol::Udp {
+            sock.send(b"probe").unwrap();
+        }
+        open.push(((s, d, proto, port), sock));
     }
     let mut answered = BTreeSet::new();
     let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline && answered.len() < cells.len() {
+    while Instant::now() < deadline && !open.is_empty() {
         std::thread::sleep(Duration::from_millis(5));
         open.retain(|(cell, sock)| {
             let refused = match cell.2 {
@@ -243,65 +258,8 @@ fn probe_here(cells: &[Cell]) -> BTreeSet<Cell> {
             }
             !refused
         });
-        // Protocol unreachable, quoting the INIT: the datagram reached the destination.
-        let mut buf = [0u8; 1500];
-        while let Ok(n) = (&icmp).read(&mut buf) {
-            if let Some(key) = quoted_sctp(&buf[..n]) {
-                if let Some(cell) = sctp.get(&key) {
-                    answered.insert(*cell);
-                }
-            }
-        }
     }
     answered
-}
-
-/// An SCTP packet of one INIT chunk, checksummed (CRC32c, as RFC 9260 appendix A).
-fn sctp_init(sport: u16, dport: u16, tag: u32) -> Vec<u8> {
-    let mut p = Vec::with_capacity(32);
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&0u32.to_be_bytes()); // verification tag: 0 in an INIT
-    p.extend_from_slice(&0u32.to_be_bytes()); // checksum, filled below
-    p.extend_from_slice(&[1, 0, 0, 20]); // INIT, no flags, 20 bytes
-    p.extend_from_slice(&tag.to_be_bytes()); // initiate tag
-    p.extend_from_slice(&65535u32.to_be_bytes()); // a_rwnd
-    p.extend_from_slice(&1u16.to_be_bytes()); // outbound streams
-    p.extend_from_slice(&1u16.to_be_bytes()); // inbound streams
-    p.extend_from_slice(&1u32.to_be_bytes()); // initial TSN
-    let sum = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&p);
-    p[8..12].copy_from_slice(&sum.to_le_bytes());
-    p
-}
-
-/// From an ICMP protocol-unreachable message (with its IP header, as a raw socket reads it):
-/// the quoted SCTP packet's (source, destination, source port, destination port).
-fn quoted_sctp(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, u16)> {
-    let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
-    let icmp = pkt.get(ihl..)?;
-    if icmp.first()? != &3 || icmp.get(1)? != &2 {
-        return None;
-    }
-    let inner = icmp.get(8..)?;
-    let inner_ihl = usize::from(*inner.first()? & 0x0f) * 4;
-    if inner.get(9)? != &132 {
-        return None;
-    }
-    let addr = |o: usize| {
-        Some(Ipv4Addr::new(
-            *inner.get(o)?,
-            inner[o + 1],
-            inner[o + 2],
-            inner[o + 3],
-        ))
-    };
-    let l4 = inner.get(inner_ihl..inner_ihl + 4)?;
-    Some((
-        addr(12)?,
-        addr(16)?,
-        u16::from_be_bytes([l4[0], l4[1]]),
-        u16::from_be_bytes([l4[2], l4[3]]),
-    ))
 }
 
 const PROBES: [(Protocol, u16); 4] = [
