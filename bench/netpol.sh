@@ -72,13 +72,13 @@ throughput() {
   $P lab exec --name $lab default/cli -- iperf3 -c "$srv" -t 5 -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 declare -a lat_none lat_many bw_none bw_many
-for round in 1 2 3; do
-  $P lab apply --name $lab -f "$tmp/base.yaml" >/dev/null
-  lat_none+=("$(latency)"); bw_none+=("$(throughput)")
-  $P lab apply --name $lab -f "$tmp/policies.yaml" >/dev/null
-  lat_many+=("$(latency)"); bw_many+=("$(throughput)")
+none() { $P lab apply --name $lab -f "$tmp/base.yaml" >/dev/null; lat_none+=("$(latency)"); bw_none+=("$(throughput)"); }
+many() { $P lab apply --name $lab -f "$tmp/policies.yaml" >/dev/null; lat_many+=("$(latency)"); bw_many+=("$(throughput)"); }
+# Interleaved, and in both orders (ABBA), so that drift over the run favours neither.
+for round in $(seq "${ROUNDS:-3}"); do
+  if [ $((round % 2)) = 1 ]; then none; many; else many; none; fi
 done
 med() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ln=$(med "${lat_none[@]}"); lm=$(med "${lat_many[@]}"); bn=$(med "${bw_none[@]}"); bm=$(med "${bw_many[@]}")
-echo "first connection, median of 3 runs of 2000: no policy ${ln} us (${lat_none[*]}); 1,000 policies and 10,000 ipBlocks ${lm} us (${lat_many[*]}); ratio $(python3 -c "print(f'{$lm/$ln:.3f}')")x"
-echo "iperf3 TCP 5 s, median of 3: no policy ${bn} Gbit/s (${bw_none[*]}); 1,000 policies ${bm} Gbit/s (${bw_many[*]}); ratio $(python3 -c "print(f'{$bm/$bn:.3f}')")x"
+echo "first connection, median of ${ROUNDS:-3} runs of 2000: no policy ${ln} us (${lat_none[*]}); 1,000 policies and 10,000 ipBlocks ${lm} us (${lat_many[*]}); ratio $(python3 -c "print(f'{$lm/$ln:.3f}')")x"
+echo "iperf3 TCP 5 s, median of ${ROUNDS:-3}: no policy ${bn} Gbit/s (${bw_none[*]}); 1,000 policies ${bm} Gbit/s (${bw_many[*]}); ratio $(python3 -c "print(f'{$bm/$bn:.3f}')")x"
