@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use podnet_model::netpol::Reach;
+use podnet_model::{build, parse_documents, ConfigOverrides};
 
 use super::netpol_cases::{run_cases, NAMESPACES};
 
@@ -45,4 +46,49 @@ fn every_upstream_case_gives_the_expected_matrix() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// netpol-api-02 (`api_cases` of the shared file): the API server's validation of `endPort`,
+/// which `podnet check` applies to manifests: each policy is refused or accepted as upstream
+/// expects, a refusal naming the file, line and field.
+#[test]
+fn upstream_endport_validation() {
+    let Some(path) = super::netpol_cases::cases_file() else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = &parse_documents("cases.yaml", &text).unwrap()[0].value;
+    let case = doc["api_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "netpol-api-02")
+        .expect("netpol-api-02");
+    let mut checked = 0;
+    for check in case["checks"].as_array().unwrap() {
+        let Some(ports) = check.get("egress_ports") else {
+            continue;
+        };
+        let expect = check["expect"].as_str().unwrap();
+        let manifest = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec:\n  podSelector: {{}}\n  egress:\n  - ports: {}\n",
+            serde_json::to_string(ports).unwrap()
+        );
+        let built = build(
+            &parse_documents("np.yaml", &manifest).unwrap(),
+            &ConfigOverrides::default(),
+        );
+        if expect.starts_with("create rejected") {
+            let err = built.expect_err(expect).to_string();
+            assert!(
+                err.contains("np.yaml:7:") && err.contains("spec.egress[0].ports[0].endPort"),
+                "{expect}: {err}"
+            );
+        } else {
+            assert!(expect.starts_with("create succeeds"), "{expect}");
+            built.unwrap_or_else(|e| panic!("{expect}: {e}"));
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
 }
