@@ -4,7 +4,9 @@
 #   - build: a Rust toolchain (cargo) must already be on PATH; gcc for crates that build C.
 #   - runtime and tests: nftables, iproute2 (ip, bridge), iputils-ping, curl, dnsutils (dig),
 #     conntrack, python3 (test clients and bench scripts),
-#     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches.
+#     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches;
+#     kubectl (Debian's kubernetes-client, unless a kubectl is already installed) for the lab's
+#     Kubernetes API.
 set -euo pipefail
 
 packages=(ca-certificates gcc libc6-dev pkg-config python3 nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins)
@@ -12,6 +14,7 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: missing ${missing[*]}; run this script as root" >&2

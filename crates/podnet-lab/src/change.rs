@@ -486,6 +486,7 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             external_routes: BTreeMap::new(),
             health_checks: Vec::new(),
             dns: None,
+            api: Vec::new(),
         };
         for p in &plan.pods {
             let ip = host.create_pod(&plan, p).unwrap();

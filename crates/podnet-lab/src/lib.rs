@@ -136,6 +136,9 @@ pub struct LabState {
     /// The cluster DNS zone the DNS pods serve.
     #[serde(default)]
     pub dns: Option<podnet_model::dns::StoredZone>,
+    /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]).
+    #[serde(default)]
+    pub api: Vec<serde_json::Value>,
 }
 
 impl LabState {
@@ -236,6 +239,7 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         external_routes: BTreeMap::new(),
         health_checks: Vec::new(),
         dns: None,
+        api: Vec::new(),
     };
     program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
     save_state(lab, &state)?;
@@ -369,6 +373,8 @@ pub fn program_nodes(
     c.set_pod_ips(&actual_ips(st));
     // The DNS zone from the same endpoints; the DNS pods load it when the servers reload.
     st.dns = Some(podnet_model::dns::DnsZone::from_cluster(&c).to_stored());
+    // And the API's objects, which the servers' process serves when it reloads.
+    st.api = podnet_api::project::project(&c);
     let dataplanes = NodeDataplane::for_cluster(&c, plan::UPLINK);
     let mut failures = Vec::new();
     for dp in &dataplanes {
@@ -501,6 +507,22 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let report = result?;
     reloaded?;
     Ok(report)
+}
+
+/// Writes a kubeconfig for the lab's Kubernetes API (on the host's loopback) into the lab's
+/// directory and returns its path.
+pub fn kubeconfig(lab: &str) -> Result<PathBuf, LabError> {
+    let addr_file = serve::api_addr_file(lab);
+    let addr = std::fs::read_to_string(&addr_file)
+        .map_err(|_| LabError::NotUp(lab.to_string(), addr_file.display().to_string()))?;
+    let name = format!("podnet-{lab}");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: http://{}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n",
+        addr.trim()
+    );
+    let path = lab_dir(lab).join("kubeconfig");
+    std::fs::write(&path, text).map_err(io(path.display()))?;
+    Ok(path)
 }
 
 /// A pod's files for `/etc/netns/<ns>/`.

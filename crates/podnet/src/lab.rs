@@ -44,6 +44,10 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        LabCommand::Kubeconfig { lab } => {
+            println!("{}", podnet_lab::kubeconfig(&lab.name)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
         LabCommand::Status { lab, output } => {
             let st = podnet_lab::status(&lab.name)?;
             crate::output::emit(output, &st, || status_tables(&st))?;

@@ -101,6 +101,12 @@ enum LabCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Print the path of a kubeconfig for the lab's Kubernetes API (read-only: kubectl get,
+    /// kubectl get --watch).
+    Kubeconfig {
+        #[command(flatten)]
+        lab: LabName,
+    },
     /// Run a host command inside <namespace>/<pod>, node/<name> or external.
     Exec {
         #[command(flatten)]

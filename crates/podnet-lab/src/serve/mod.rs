@@ -42,6 +42,8 @@ struct Running {
     pods: HashMap<NsName, (PodPlan, PodServers)>,
     health: health::HealthServers,
     dns: dns::Dns,
+    /// The lab's Kubernetes API.
+    api: Arc<podnet_api::server::Api>,
 }
 
 /// A pod as the servers see it: what makes it another pod if it changes.
@@ -69,6 +71,7 @@ impl Running {
     async fn reconcile(&mut self, st: &LabState) -> Result<(), LabError> {
         // The zone first, so that DNS pods started below serve the new one.
         self.dns.load(st)?;
+        self.api.replace(st.api.clone());
         let want: HashMap<NsName, &PodPlan> = st
             .plan
             .pods
@@ -165,7 +168,9 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         pods: HashMap::new(),
         health: Default::default(),
         dns: Default::default(),
+        api: podnet_api::server::Api::new(),
     };
+    serve_api(lab, &system, running.api.clone())?;
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|source| LabError::Io {
@@ -203,6 +208,38 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         }
         Ok(())
     })
+}
+
+/// The file that holds the address of the lab's Kubernetes API on the host's loopback.
+pub fn api_addr_file(lab: &str) -> std::path::PathBuf {
+    crate::lab_dir(lab).join("api.addr")
+}
+
+/// Serves the lab's Kubernetes API on a loopback port of the host (a listening socket, nothing
+/// else), on the system runtime; its address goes to [`api_addr_file`].
+fn serve_api(
+    lab: &str,
+    system: &tokio::runtime::Runtime,
+    api: Arc<podnet_api::server::Api>,
+) -> Result<(), LabError> {
+    let listener = system
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|source| LabError::Io {
+            what: "binding the lab's API on 127.0.0.1".into(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LabError::Io {
+        what: "the lab's API address".into(),
+        source,
+    })?;
+    let file = api_addr_file(lab);
+    std::fs::write(&file, addr.to_string()).map_err(|source| LabError::Io {
+        what: format!("writing {}", file.display()),
+        source,
+    })?;
+    eprintln!("the lab's Kubernetes API: http://{addr}");
+    system.spawn(api.serve(listener));
+    Ok(())
 }
 
 /// Raises the soft limit of open files to the hard one; returns the limit in force.

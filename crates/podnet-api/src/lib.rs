@@ -1,0 +1,26 @@
+//! A lab's objects through the Kubernetes API.
+//!
+//! Kubernetes is podnet's control plane; a lab has none, so it serves a read-only projection
+//! of its model through the API's own protocol, for `kubectl` and for the agents on its nodes:
+//! - [`project`]: the model as API objects (k8s-openapi types, so the JSON is the API's own);
+//! - [`store`]: those objects with resource versions, and the history of their changes;
+//! - [`server`]: discovery, list, get and watch over HTTP (resourceVersion, label and field
+//!   selectors, bookmarks); every write is refused with the API's own `Status`.
+
+pub mod project;
+pub mod resources;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod table;
+
+/// What can go wrong serving the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

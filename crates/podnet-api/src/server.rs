@@ -1,0 +1,554 @@
+//! The Kubernetes API's read side over HTTP/1.1: discovery (`/version`, `/api`, `/apis`, each
+//! group version's resource list), list, get and watch, with the API server's query
+//! parameters (`labelSelector`, `fieldSelector`, `resourceVersion`, `allowWatchBookmarks`,
+//! `sendInitialEvents`, `timeoutSeconds`). Lists and objects are JSON; a client that asks for
+//! a `Table` (kubectl does) gets one, with kubectl's columns. Every write is refused with the
+//! API's own `Status` (405 MethodNotAllowed): this is a projection, not a control plane.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::resources::{self, Resource, RESOURCES};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{Event, EventType, Store};
+use crate::table;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// How often a watch that allows them gets a bookmark.
+pub const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+/// A watch's longest life when the client does not say (the API server picks 30 to 60 min).
+pub const WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The served objects, shared by every connection.
+#[derive(Debug)]
+pub struct Api {
+    store: Mutex<Store>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            store: Mutex::new(Store::default()),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+fn now() -> String {
+    let secs = jiff::Timestamp::now().as_second();
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+impl Api {
+    pub fn new() -> Arc<Api> {
+        Arc::new(Api::default())
+    }
+
+    /// Replaces the served objects; watchers see the changes. Returns how many there were.
+    pub fn replace(&self, objects: Vec<Value>) -> usize {
+        let (n, rv) = {
+            let mut s = self.store.lock().expect("store lock");
+            let n = s.replace(objects, &now()).len();
+            (n, s.rv())
+        };
+        if n > 0 {
+            self.changed.send_replace(rv);
+        }
+        n
+    }
+
+    /// The latest resource version.
+    pub fn rv(&self) -> u64 {
+        self.store.lock().expect("store lock").rv()
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let api = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource (this lab's API is a read-only projection of its model: change the lab with `podnet lab apply`)",
+            );
+        }
+        match route(&path) {
+            Route::Version => ok(json!({
+                "major": "1",
+                "minor": "34",
+                "gitVersion": "v1.34.0-podnet",
+                "platform": "linux/amd64",
+            })),
+            Route::Core => ok(json!({
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [],
+            })),
+            Route::Groups => ok(groups()),
+            Route::GroupVersion(g, v) => match resource_list(&g, &v) {
+                Some(l) => ok(l),
+                None => not_found_path(&path),
+            },
+            Route::Collection { r, namespace } => {
+                let q = Query::of(&query);
+                let field = match FieldSelector::parse(&q.get("fieldSelector"), r.kind) {
+                    Ok(f) => f,
+                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+                };
+                let label = match LabelSelector::parse(&q.get("labelSelector")) {
+                    Ok(l) => l,
+                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+                };
+                let filter = Filter {
+                    r,
+                    namespace,
+                    label,
+                    field,
+                };
+                let as_table = table::wanted(&accept);
+                if q.flag("watch") {
+                    self.watch(filter, &q, as_table)
+                } else {
+                    self.list(&filter, as_table, &q)
+                }
+            }
+            Route::Object { r, namespace, name } => {
+                let key = crate::store::Key {
+                    kind: r.kind,
+                    namespace: namespace.clone().unwrap_or_default(),
+                    name: name.clone(),
+                };
+                let got = self.store.lock().expect("store lock").get(&key);
+                match got {
+                    Some(o) if table::wanted(&accept) => {
+                        let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("0");
+                        ok(table::table(
+                            r,
+                            &[o.as_ref().clone()],
+                            rv,
+                            &Query::of(&query).get("includeObject"),
+                            true,
+                        ))
+                    }
+                    Some(o) => ok(o.as_ref().clone()),
+                    None => status_with(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        &format!("{} \"{name}\" not found", r.plural),
+                        json!({"name": name, "kind": r.plural, "group": r.group}),
+                    ),
+                }
+            }
+            Route::Unknown => not_found_path(&path),
+        }
+    }
+
+    fn list(&self, f: &Filter, as_table: bool, q: &Query) -> Response<Body> {
+        let (items, rv) = {
+            let s = self.store.lock().expect("store lock");
+            let items: Vec<Value> = s
+                .list(f.r, f.namespace.as_deref())
+                .into_iter()
+                .filter(|o| f.matches(o))
+                .map(|o| o.as_ref().clone())
+                .collect();
+            (items, s.rv())
+        };
+        if as_table {
+            return ok(table::table(
+                f.r,
+                &items,
+                &rv.to_string(),
+                &q.get("includeObject"),
+                true,
+            ));
+        }
+        ok(json!({
+            "kind": f.r.list_kind(),
+            "apiVersion": f.r.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }))
+    }
+
+    fn watch(self: Arc<Self>, f: Filter, q: &Query, as_table: bool) -> Response<Body> {
+        let rv_param = q.get("resourceVersion");
+        let initial = q.flag("sendInitialEvents") || rv_param.is_empty() || rv_param == "0";
+        let from: u64 = if initial {
+            0
+        } else {
+            match rv_param.parse() {
+                Ok(v) => v,
+                Err(_) => {
+                    return status(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("invalid resource version {rv_param:?}"),
+                    )
+                }
+            }
+        };
+        let bookmarks = q.flag("allowWatchBookmarks");
+        let initial_end = q.flag("sendInitialEvents");
+        let timeout = q
+            .get("timeoutSeconds")
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+            .unwrap_or(WATCH_TIMEOUT);
+        let include = q.get("includeObject");
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
+        let mut changed = self.changed.subscribe();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut first = true;
+            let send = |v: Value, first: &mut bool| {
+                let v = if as_table {
+                    table::event_table(f.r, v, &include, std::mem::replace(first, false))
+                } else {
+                    v
+                };
+                let mut line = serde_json::to_vec(&v).expect("JSON");
+                line.push(b'\n');
+                Frame::data(Bytes::from(line))
+            };
+            // Where this watch stands.
+            let mut at = if initial {
+                let (items, rv) = {
+                    let s = self.store.lock().expect("store lock");
+                    (s.list(f.r, f.namespace.as_deref()), s.rv())
+                };
+                for o in items.iter().filter(|o| f.matches(o)) {
+                    let ev = json!({"type": "ADDED", "object": o.as_ref()});
+                    if tx.send(Ok(send(ev, &mut first))).await.is_err() {
+                        return;
+                    }
+                }
+                if initial_end {
+                    let ev = bookmark(f.r, rv, true);
+                    if tx.send(Ok(send(ev, &mut first))).await.is_err() {
+                        return;
+                    }
+                }
+                rv
+            } else {
+                from
+            };
+            let mut tick = tokio::time::interval(BOOKMARK_EVERY);
+            tick.tick().await;
+            loop {
+                let events = self.store.lock().expect("store lock").since(at);
+                match events {
+                    Err(too_old) => {
+                        let ev = json!({"type": "ERROR", "object": status_value(
+                            410,
+                            "Expired",
+                            &format!("too old resource version: {at} ({})", too_old.oldest.saturating_sub(1)),
+                            Value::Null,
+                        )});
+                        let _ = tx.send(Ok(send(ev, &mut first))).await;
+                        return;
+                    }
+                    Ok(events) => {
+                        for e in events {
+                            at = e.rv;
+                            if let Some(ev) = f.event(&e) {
+                                if tx.send(Ok(send(ev, &mut first))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    c = changed.changed() => if c.is_err() { return },
+                    _ = tick.tick() => {
+                        if bookmarks {
+                            let ev = bookmark(f.r, at, false);
+                            if tx.send(Ok(send(ev, &mut first))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => return,
+                }
+            }
+        });
+        let body = StreamBody::new(tokio_stream(rx));
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header("Cache-Control", "no-cache, private")
+            .body(BodyExt::boxed(body))
+            .expect("a response")
+    }
+}
+
+/// The receiving end of a channel as a stream of body frames.
+fn tokio_stream(
+    mut rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn bookmark(r: &Resource, rv: u64, initial_end: bool) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"type": "BOOKMARK", "object": {
+        "kind": r.kind,
+        "apiVersion": r.api_version(),
+        "metadata": meta,
+    }})
+}
+
+/// Which objects a list or watch is about.
+struct Filter {
+    r: &'static Resource,
+    namespace: Option<String>,
+    label: LabelSelector,
+    field: FieldSelector,
+}
+
+impl Filter {
+    fn matches(&self, o: &Value) -> bool {
+        self.label.matches(o) && self.field.matches(o)
+    }
+
+    /// A change as this watch sees it: an object that leaves the selection is deleted for
+    /// it, one that enters is added.
+    fn event(&self, e: &Event) -> Option<Value> {
+        if e.key.kind != self.r.kind
+            || self
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != e.key.namespace)
+        {
+            return None;
+        }
+        let now = self.matches(&e.object);
+        let before = e.previous.as_ref().is_some_and(|p| self.matches(p));
+        let kind = match e.kind {
+            EventType::Added if now => EventType::Added,
+            EventType::Deleted if before => EventType::Deleted,
+            EventType::Modified if now && before => EventType::Modified,
+            EventType::Modified if now => EventType::Added,
+            EventType::Modified if before => EventType::Deleted,
+            _ => return None,
+        };
+        Some(json!({"type": kind.as_str(), "object": e.object.as_ref()}))
+    }
+}
+
+/// The query parameters.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of(q: &[(String, String)]) -> Query {
+        Query(q.to_vec())
+    }
+
+    fn get(&self, k: &str) -> String {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k).as_str(), "true" | "1")
+    }
+}
+
+enum Route {
+    Version,
+    Core,
+    Groups,
+    GroupVersion(String, String),
+    Collection {
+        r: &'static Resource,
+        namespace: Option<String>,
+    },
+    Object {
+        r: &'static Resource,
+        namespace: Option<String>,
+        name: String,
+    },
+    Unknown,
+}
+
+fn route(path: &str) -> Route {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["version"] => return Route::Version,
+        ["api"] => return Route::Core,
+        ["apis"] => return Route::Groups,
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Route::Unknown,
+    };
+    let res = |plural: &str| resources::by_path(group, version, plural);
+    match rest {
+        [] => Route::GroupVersion(group.into(), version.into()),
+        [plural] => {
+            res(plural).map_or(Route::Unknown, |r| Route::Collection { r, namespace: None })
+        }
+        ["namespaces", ns, plural, rest @ ..] if res(plural).is_some_and(|r| r.namespaced) => {
+            let r = res(plural).expect("checked");
+            match rest {
+                [] => Route::Collection {
+                    r,
+                    namespace: Some((*ns).into()),
+                },
+                [name] | [name, "status"] => Route::Object {
+                    r,
+                    namespace: Some((*ns).into()),
+                    name: (*name).into(),
+                },
+                _ => Route::Unknown,
+            }
+        }
+        [plural, name] | [plural, name, "status"] => match res(plural) {
+            Some(r) if !r.namespaced => Route::Object {
+                r,
+                namespace: None,
+                name: (*name).into(),
+            },
+            _ => Route::Unknown,
+        },
+        _ => Route::Unknown,
+    }
+}
+
+fn groups() -> Value {
+    let groups: Vec<Value> = resources::groups()
+        .into_iter()
+        .map(|g| {
+            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let list: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| {
+            json!({
+                "name": r.plural,
+                "singularName": r.singular,
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "list", "watch"],
+                "shortNames": r.short_names,
+            })
+        })
+        .collect();
+    if list.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
+}
+
+fn ok(v: Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&v).expect("JSON"))).boxed())
+        .expect("a response")
+}
+
+fn status_value(code: u16, reason: &str, message: &str, details: Value) -> Value {
+    let mut v = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    });
+    if !details.is_null() {
+        v["details"] = details;
+    }
+    v
+}
+
+fn status_with(code: StatusCode, reason: &str, message: &str, details: Value) -> Response<Body> {
+    let v = status_value(code.as_u16(), reason, message, details);
+    Response::builder()
+        .status(code)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&v).expect("JSON"))).boxed())
+        .expect("a response")
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    status_with(code, reason, message, Value::Null)
+}
+
+fn not_found_path(path: &str) -> Response<Body> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("the server could not find the requested resource ({path})"),
+    )
+}

@@ -1,0 +1,189 @@
+//! kube-rs, the client podnet's agent uses, against the lab's API: the objects decode as the
+//! API's own types, selectors select, and a watcher sees `lab apply`'s changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api as KubeApi, ListParams, PostParams};
+use kube::runtime::watcher;
+use podnet_api::server::Api;
+use podnet_model::{build, parse_documents, ConfigOverrides};
+
+const MANIFESTS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx, ports: [{containerPort: 80, name: http}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]
+"#;
+
+fn objects(text: &str) -> Vec<serde_json::Value> {
+    let docs = parse_documents("m.yaml", text).unwrap();
+    let c = build(&docs, &ConfigOverrides::default()).unwrap();
+    podnet_api::project::project(&c)
+}
+
+async fn serve(api: Arc<Api>) -> kube::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api.serve(listener));
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn kube_rs_lists_gets_and_watches() {
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    let client = serve(api.clone()).await;
+
+    let pods: KubeApi<Pod> = KubeApi::default_namespaced(client.clone());
+    let all = pods.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 3);
+    for p in &all.items {
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert!(st.pod_ip.is_some() && p.spec.as_ref().unwrap().node_name.is_some());
+        assert!(p.metadata.uid.is_some() && p.metadata.resource_version.is_some());
+    }
+    let first = all.items[0].metadata.name.clone().unwrap();
+    let got = pods.get(&first).await.unwrap();
+    assert_eq!(got.metadata.uid, all.items[0].metadata.uid);
+    let err = pods.get("nope").await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "{err}"
+    );
+
+    // Selectors, as the API server applies them.
+    let node = got.spec.unwrap().node_name.unwrap();
+    let on_node = pods
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .unwrap();
+    assert!(on_node
+        .items
+        .iter()
+        .all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some(&node)));
+    assert!(pods
+        .list(&ListParams::default().labels("app=other"))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    let svc: KubeApi<Service> = KubeApi::default_namespaced(client.clone());
+    let web = svc.get("web").await.unwrap();
+    let spec = web.spec.unwrap();
+    assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
+    assert!(spec.ports.unwrap()[0].node_port.is_some());
+    let slices: KubeApi<EndpointSlice> = KubeApi::default_namespaced(client.clone());
+    let web_slices = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap();
+    let endpoints: usize = web_slices
+        .items
+        .iter()
+        .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(endpoints, 3);
+    let nodes: KubeApi<Node> = KubeApi::all(client.clone());
+    let nodes = nodes.list(&ListParams::default()).await.unwrap();
+    assert!(!nodes.items.is_empty());
+    assert!(nodes
+        .items
+        .iter()
+        .all(|n| n.spec.as_ref().unwrap().pod_cidrs.is_some()));
+    let np: KubeApi<NetworkPolicy> = KubeApi::all(client.clone());
+    assert_eq!(
+        np.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+
+    // Writes are refused with the API's own error.
+    let err = np
+        .create(&PostParams::default(), &NetworkPolicy::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 405 && s.reason == "MethodNotAllowed"),
+        "{err}"
+    );
+
+    // A watcher sees the changes of the next apply: one replica fewer.
+    let mut events = watcher(pods.clone(), watcher::Config::default().labels("app=web")).boxed();
+    let mut seen = 0;
+    while seen < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::InitApply(_)))) => seen += 1,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    api.replace(objects(&MANIFESTS.replace("replicas: 3", "replicas: 2")));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::Delete(p)))) => {
+                assert!(p.metadata.name.unwrap().starts_with("web-"));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_watch_from_a_version_gets_every_change_after_it_and_bookmarks() {
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    let client = serve(api.clone()).await;
+    let pods: KubeApi<Pod> = KubeApi::default_namespaced(client);
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.replace(objects(&MANIFESTS.replace("replicas: 3", "replicas: 4")));
+    let params = kube::api::WatchParams::default().timeout(8);
+    let mut stream = pods.watch(&params, &rv).await.unwrap().boxed();
+    let mut added = 0;
+    let mut bookmarks = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(7), stream.next()).await {
+        match ev.unwrap() {
+            kube::api::WatchEvent::Added(_) => added += 1,
+            kube::api::WatchEvent::Bookmark(_) => {
+                bookmarks += 1;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((added, bookmarks), (1, 1));
+}
