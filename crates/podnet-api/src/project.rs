@@ -105,6 +105,9 @@ fn node(n: &NodeInfo) -> Node {
 fn pod(c: &Cluster, p: &PodInfo) -> Pod {
     let mut spec = (*p.spec).clone();
     spec.node_name = p.node.clone();
+    // As the StatefulSet controller writes them.
+    spec.hostname = p.hostname.clone().or(spec.hostname);
+    spec.subdomain = p.subdomain.clone().or(spec.subdomain);
     let host_ip = p
         .node
         .as_deref()

@@ -113,6 +113,44 @@ pub struct SourceDoc {
     pub start: Location,
 }
 
+impl SourceDoc {
+    /// A document that was not read from text (an object from the Kubernetes API): every
+    /// field it has is known to be there, and every location is `origin` alone.
+    pub fn from_value(origin: &str, value: Value) -> SourceDoc {
+        fn walk(v: &Value, path: String, out: &mut HashMap<String, (u32, u32)>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        walk(x, join_key(&path, k), out);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(x, join_index(&path, i), out);
+                    }
+                }
+                _ => {}
+            }
+            out.insert(path, (0, 0));
+        }
+        let file: SourceName = Arc::from(origin);
+        let mut entries = HashMap::new();
+        walk(&value, String::new(), &mut entries);
+        SourceDoc {
+            value,
+            index: Arc::new(PathIndex {
+                file: file.clone(),
+                entries,
+            }),
+            start: Location {
+                file,
+                line: 0,
+                column: 0,
+            },
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
