@@ -73,6 +73,17 @@ endpoints: [{addresses: [172.18.0.200]}]
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: leaving, namespace: shop, labels: {app: web}, deletionTimestamp: "2026-01-01T00:00:00Z"}
+spec: {containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: starting, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]}
+status: {phase: Running, conditions: [{type: Ready, status: "False"}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: hostnet, namespace: shop}
 spec: {hostNetwork: true, nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 9100}]}]}
 ---
@@ -85,6 +96,13 @@ spec:
   - from: [{namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchLabels: {app: db}}}, {ipBlock: {cidr: 10.0.0.0/8, except: [10.244.2.0/24]}}]
     ports: [{port: http}]
   egress: [{to: [{podSelector: {matchLabels: {app: db}}}], ports: [{port: 5432}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: also-web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 8080}]}]
 "#;
 
 /// The objects as a client would receive them: JSON text, parsed again.

@@ -130,6 +130,11 @@ fn pod(c: &Cluster, p: &PodInfo) -> Pod {
             namespace: Some(p.namespace.clone()),
             labels: labels(&p.labels),
             owner_references: owner,
+            // A terminating pod: the model knows that it is, not since when.
+            deletion_timestamp: p.terminating.then_some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            ),
+            deletion_grace_period_seconds: p.terminating.then_some(30),
             ..Default::default()
         },
         spec: Some(spec),

@@ -487,6 +487,8 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             health_checks: Vec::new(),
             dns: None,
             api: Vec::new(),
+            agents: false,
+            expected: BTreeMap::new(),
         };
         for p in &plan.pods {
             let ip = host.create_pod(&plan, p).unwrap();

@@ -1,6 +1,7 @@
 //! The lab: a whole multi-node cluster network on one machine, in network namespaces, built
 //! from the model. See [`plan`] for the topology.
 
+pub mod agents;
 pub mod change;
 pub mod net;
 pub mod plan;
@@ -139,6 +140,13 @@ pub struct LabState {
     /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]).
     #[serde(default)]
     pub api: Vec<serde_json::Value>,
+    /// Whether the nodes run `podnet agent` against the lab's API (which then programs them),
+    /// instead of being programmed by the lab process.
+    #[serde(default)]
+    pub agents: bool,
+    /// With agents: what each node must come to hold (the lab waits for it).
+    #[serde(skip)]
+    pub expected: BTreeMap<String, NodeDataplane>,
 }
 
 impl LabState {
@@ -198,13 +206,23 @@ fn alive(lab: &str, pid: Option<i32>) -> bool {
 /// Builds the lab. `exe` is the podnet binary: it serves as the CNI plugin (`podnet-cni`) and
 /// runs the test servers (`lab serve`). On failure everything built so far is removed.
 pub fn up(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
+    up_with(lab, cluster, exe, false)
+}
+
+/// [`up`], with the nodes run by `podnet agent` against the lab's API when `agents` is set.
+pub fn up_with(
+    lab: &str,
+    cluster: &Cluster,
+    exe: &Path,
+    agents: bool,
+) -> Result<LabState, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
     if load_state(lab).is_ok_and(|st| alive(lab, st.serve_pid)) {
         return Err(LabError::Invalid(format!("lab {lab:?} is already up: change it with `podnet lab apply --name {lab}`, or remove it with `podnet lab down --name {lab}`")));
     }
     // Leftovers of a crash: a lab whose servers are gone, or a half-built one.
     down(lab)?;
-    let result = build(lab, cluster, exe);
+    let result = build(lab, cluster, exe, agents);
     if result.is_err() {
         let _ = down(lab);
     }
@@ -216,7 +234,7 @@ fn node_dir(lab: &str, node: &str) -> PathBuf {
     lab_dir(lab).join("nodes").join(node)
 }
 
-fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError> {
+fn build(lab: &str, cluster: &Cluster, exe: &Path, agents: bool) -> Result<LabState, LabError> {
     let plan = LabPlan::new(lab, cluster);
     install_plugin(lab, exe)?;
     create_namespaces(&plan)?;
@@ -240,10 +258,18 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path) -> Result<LabState, LabError>
         health_checks: Vec::new(),
         dns: None,
         api: Vec::new(),
+        agents,
+        expected: BTreeMap::new(),
     };
+    if agents {
+        agents::prepare(lab, &state.plan, cluster)?;
+    }
     program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
     save_state(lab, &state)?;
     state.serve_pid = Some(start_servers(lab, exe)?);
+    if agents {
+        agents::wait(lab, &mut state)?;
+    }
     save_state(lab, &state)?;
     Ok(state)
 }
@@ -260,7 +286,7 @@ fn create_namespaces(plan: &LabPlan) -> Result<(), LabError> {
     let node_resolv = node_resolv_conf_file();
     let host_files = [("resolv.conf", node_resolv.as_str())];
     let hosts = std::iter::once(&plan.underlay_ns)
-        .chain([&plan.external.ns])
+        .chain([&plan.external.ns, &plan.api.ns])
         .chain(plan.nodes.iter().map(|n| &n.ns));
     for ns in hosts {
         net::netns_add(ns)?;
@@ -283,6 +309,7 @@ fn create_pod_namespace(p: &PodPlan) -> Result<(), LabError> {
 fn wire_underlay(plan: &LabPlan) -> Result<(), LabError> {
     Linux::named(&plan.underlay_ns).net(&plan.underlay_ops())?;
     Linux::named(&plan.external.ns).net(&plan.external_ops())?;
+    Linux::named(&plan.api.ns).net(&plan.api_ops())?;
     for node in &plan.nodes {
         Linux::named(&node.ns).net(&plan.node_ops(node))?;
     }
@@ -377,7 +404,14 @@ pub fn program_nodes(
     st.api = podnet_api::project::project(&c);
     let dataplanes = NodeDataplane::for_cluster(&c, plan::UPLINK);
     let mut failures = Vec::new();
-    for dp in &dataplanes {
+    if st.agents {
+        // The agents program the nodes from the API; the lab waits for them (agents::wait).
+        st.expected = dataplanes
+            .iter()
+            .map(|d| (d.node.clone(), d.clone()))
+            .collect();
+    }
+    for dp in dataplanes.iter().filter(|_| !st.agents) {
         let node = st
             .plan
             .node(&dp.node)
@@ -504,6 +538,11 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let result = change::apply_with(&mut st, cluster, next, &mut change::RealHost { lab });
     save_state(lab, &st)?;
     let reloaded = reload_servers(lab, st.serve_pid);
+    if st.agents && reloaded.is_ok() {
+        let waited = agents::wait(lab, &mut st);
+        save_state(lab, &st)?;
+        waited?;
+    }
     let report = result?;
     reloaded?;
     Ok(report)
@@ -595,7 +634,11 @@ pub fn down(lab: &str) -> Result<Down, LabError> {
         return Ok(Down::NoSuchLab);
     }
     let mut problems = Vec::new();
-    for pid in servers {
+    // The servers' process first: it would start the agents again.
+    for pid in servers.iter().filter(|p| is_server_of(**p, lab)) {
+        stop_process(*pid);
+    }
+    for pid in server_processes(lab) {
         stop_process(pid);
     }
     for ns in net::netns_list(&plan::prefix(lab)) {
@@ -630,7 +673,9 @@ pub fn server_processes(lab: &str) -> Vec<i32> {
     if let Ok(dir) = std::fs::read_dir("/proc") {
         pids.extend(dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
     }
-    pids.into_iter().filter(|p| is_server_of(*p, lab)).collect()
+    pids.into_iter()
+        .filter(|p| is_server_of(*p, lab) || agents::is_agent_of(*p, lab))
+        .collect()
 }
 
 /// Whether process `pid` is `podnet lab serve --name <lab>`.

@@ -27,6 +27,8 @@ pub struct LabPlan {
     pub name: String,
     pub underlay_ns: String,
     pub external: Endpoint,
+    /// The lab's Kubernetes API, where the nodes' agents reach it.
+    pub api: Endpoint,
     pub node_network: IpNet,
     /// Routed by each node towards its underlay, so that the node's own connections to
     /// ClusterIPs leave through a route before the proxy rewrites them.
@@ -280,6 +282,11 @@ impl LabPlan {
                 ip: podnet_model::config::nth_address(&node_network, 1)
                     .expect("node network has a first address"),
             },
+            // The API at the node network's last address, like a control-plane endpoint.
+            api: Endpoint {
+                ns: format!("{p}api"),
+                ip: last_address(&node_network),
+            },
             node_network,
             service_cidr: cluster.config.service_cidr,
             nodes,
@@ -308,7 +315,10 @@ impl LabPlan {
             .nodes
             .iter()
             .map(|n| (n.underlay_port.as_str(), n.ns.as_str()))
-            .chain([("ext", self.external.ns.as_str())]);
+            .chain([
+                ("ext", self.external.ns.as_str()),
+                ("api", self.api.ns.as_str()),
+            ]);
         for (port, ns) in ports {
             ops.push(NetOp::Veth {
                 name: port.into(),
@@ -342,6 +352,11 @@ impl LabPlan {
         self.host_ops(self.external.ip)
     }
 
+    /// The API's namespace: its address on the underlay, nothing else.
+    pub fn api_ops(&self) -> Vec<NetOp> {
+        self.host_ops(self.api.ip)
+    }
+
     fn host_ops(&self, ip: IpAddr) -> Vec<NetOp> {
         vec![
             NetOp::LoopbackUp,
@@ -356,6 +371,17 @@ impl LabPlan {
         ]
     }
 }
+
+/// The last address of a network that a host can have.
+fn last_address(net: &IpNet) -> IpAddr {
+    match net {
+        IpNet::V4(n) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.broadcast()) - 1)),
+        IpNet::V6(n) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.broadcast()) - 1)),
+    }
+}
+
+/// The port of the lab's Kubernetes API on the underlay.
+pub const API_PORT: u16 = 6443;
 
 #[cfg(test)]
 mod tests {

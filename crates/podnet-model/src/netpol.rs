@@ -160,7 +160,11 @@ impl<'a> Policies<'a> {
                     egress,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // By namespace and name: what the policies compile to must not depend on the order
+        // they were given in (a manifest's, or an API watch's).
+        let mut list = list;
+        list.sort_by(|a, b| a.key.cmp(&b.key));
         Policies { cluster, list }
     }
 

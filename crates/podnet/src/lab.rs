@@ -12,6 +12,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
         LabCommand::Up(LabInput {
             lab,
+            no_agents,
             manifests,
             cluster,
         }) => {
@@ -22,7 +23,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             need_root()?;
             let start = Instant::now();
             let exe = std::env::current_exe().context("finding the podnet binary")?;
-            let st = podnet_lab::up(&lab.name, &model, &exe)?;
+            let st = podnet_lab::up_with(&lab.name, &model, &exe, !no_agents)?;
             let pods = st.plan.pods.len();
             println!(
                 "lab {:?} is up in {:.2}s: {} nodes, {pods} pods, external client at {}",
@@ -98,6 +99,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             lab,
             manifests,
             cluster,
+            ..
         }) => {
             // Running pods stay where they are, as the scheduler never moves them.
             let running = podnet_lab::load_state(&lab.name)?.placements();

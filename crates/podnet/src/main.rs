@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
+mod agent;
 mod dns;
 mod explain;
 mod lab;
@@ -36,6 +37,38 @@ enum Command {
     /// The cluster DNS server.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The node agent: watch the Kubernetes API and make this node hold its dataplane (needs
+    /// root).
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// This node's name, as the API knows it (in a DaemonSet: from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+    /// account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The node's link to the other nodes (the VXLAN device's underlay).
+    #[arg(long, default_value = "eth0")]
+    uplink: String,
+    /// The network namespace to program (a path); the agent's own by default.
+    #[arg(long, default_value = "/proc/self/ns/net")]
+    netns: PathBuf,
+    /// Where the agent records what the node holds (read back on restart).
+    #[arg(long, default_value = "/var/lib/podnet")]
+    state_dir: PathBuf,
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "127.0.0.1:9641")]
+    metrics_addr: std::net::SocketAddr,
+    /// The cluster's settings as JSON (the fields of podnet's ClusterConfig); flags override
+    /// them.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +108,10 @@ struct LabName {
 struct LabInput {
     #[command(flatten)]
     lab: LabName,
+    /// (`lab up`) Program the nodes from the lab process instead of running `podnet agent` on
+    /// every node against the lab's Kubernetes API (the default, as on a real cluster).
+    #[arg(long)]
+    no_agents: bool,
     #[command(flatten)]
     manifests: ManifestArgs,
     #[command(flatten)]
@@ -258,6 +295,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Lab(l) => lab::run(l),
         Command::Dns(d) => dns::run(d),
+        Command::Agent(a) => agent::run(a),
     };
     match result {
         Ok(code) => code,

@@ -238,7 +238,39 @@ fn serve_api(
         source,
     })?;
     eprintln!("the lab's Kubernetes API: http://{addr}");
-    system.spawn(api.serve(listener));
+    system.spawn(api.clone().serve(listener));
+    // And on the underlay, from the API's own namespace, for the nodes' agents.
+    let st = crate::load_state(lab)?;
+    let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
+    let underlay =
+        podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
+            std::net::TcpListener::bind(at).map_err(|source| podnet_node::NodeError::Io {
+                what: format!("binding the lab's API on {at}"),
+                source,
+            })
+        })?;
+    underlay
+        .set_nonblocking(true)
+        .map_err(|source| LabError::Io {
+            what: "the lab's API socket".into(),
+            source,
+        })?;
+    let _guard = system.enter();
+    let underlay = tokio::net::TcpListener::from_std(underlay).map_err(|source| LabError::Io {
+        what: "the lab's API socket".into(),
+        source,
+    })?;
+    eprintln!("the lab's Kubernetes API for the nodes: http://{at}");
+    system.spawn(api.serve(underlay));
+    if st.agents {
+        let exe = std::env::current_exe().map_err(|source| LabError::Io {
+            what: "the podnet binary".into(),
+            source,
+        })?;
+        for n in &st.plan.nodes {
+            crate::agents::supervise(exe.clone(), lab.to_string(), n.name.clone(), n.ns.clone());
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,280 @@
+//! The agent's loop: reflectors of the kinds a node needs ([`translate::KINDS`]), and on every
+//! change the node's dataplane computed from what they hold and applied to the node.
+//!
+//! - Changes that come together are applied together: after a change the loop waits a moment
+//!   ([`SETTLE`]) for more before it computes.
+//! - What the node holds is kept in a state file, written after every apply; an agent that
+//!   restarts reads it back and changes only what differs (no flush: every nftables change is
+//!   one transaction, and the tables are replaced whole only when there is no record of them).
+//! - What the agent last programmed without a failure is written beside it
+//!   (`<node>.programmed.json`): the lab waits on it, and compares it with its own model.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use podnet_model::ConfigOverrides;
+use podnet_node::apply::Held;
+use podnet_node::dataplane::NodeDataplane;
+use podnet_node::effects::Linux;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::{translate, AgentError};
+
+/// How long the loop waits after a change for the changes that come with it.
+pub const SETTLE: Duration = Duration::from_millis(5);
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (the downward API's `spec.nodeName`).
+    pub node: String,
+    /// The cluster's settings (pod and service CIDRs, ...), as `podnet check` takes them.
+    pub overrides: ConfigOverrides,
+    /// The node's link to the other nodes (the VXLAN device's underlay).
+    pub uplink: String,
+    /// The network namespace to program: the agent's own unless given.
+    pub netns: PathBuf,
+    /// Where the agent keeps what the node holds.
+    pub state_dir: PathBuf,
+}
+
+impl AgentConfig {
+    fn held_file(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.held.json", self.node))
+    }
+
+    /// What the agent last programmed without a failure.
+    pub fn programmed_file(state_dir: &Path, node: &str) -> PathBuf {
+        state_dir.join(format!("{node}.programmed.json"))
+    }
+}
+
+/// The objects of one kind, as the API serves them.
+type Reader<K> = reflector::Store<K>;
+
+/// The reflectors' stores.
+struct Stores {
+    namespaces: Reader<Namespace>,
+    nodes: Reader<Node>,
+    pods: Reader<Pod>,
+    services: Reader<Service>,
+    slices: Reader<EndpointSlice>,
+    policies: Reader<NetworkPolicy>,
+}
+
+fn values<K>(r: &Reader<K>) -> Vec<Value>
+where
+    K: kube::Resource + serde::Serialize + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    r.state()
+        .iter()
+        .filter_map(|o| serde_json::to_value(o.as_ref()).ok())
+        .collect()
+}
+
+impl Stores {
+    async fn ready(&self) -> bool {
+        self.namespaces.wait_until_ready().await.is_ok()
+            && self.nodes.wait_until_ready().await.is_ok()
+            && self.pods.wait_until_ready().await.is_ok()
+            && self.services.wait_until_ready().await.is_ok()
+            && self.slices.wait_until_ready().await.is_ok()
+            && self.policies.wait_until_ready().await.is_ok()
+    }
+
+    fn snapshot(&self) -> Vec<Value> {
+        let mut out = values(&self.namespaces);
+        out.extend(values(&self.nodes));
+        out.extend(values(&self.pods));
+        out.extend(values(&self.services));
+        out.extend(values(&self.slices));
+        out.extend(values(&self.policies));
+        // The stores' order is a hash map's: the same objects must give the same model.
+        out.sort_by_cached_key(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        });
+        out
+    }
+}
+
+/// Starts a reflector of every object of `K`; each change wakes `changed`.
+fn reflect<K>(client: &kube::Client, changed: Arc<Notify>, metrics: Arc<Metrics>) -> Reader<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let api: kube::Api<K> = kube::Api::all(client.clone());
+    drive(api, changed, metrics)
+}
+
+fn reflect_cluster<K>(
+    client: &kube::Client,
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) -> Reader<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let api: kube::Api<K> = kube::Api::all(client.clone());
+    drive(api, changed, metrics)
+}
+
+fn drive<K>(api: kube::Api<K>, changed: Arc<Notify>, metrics: Arc<Metrics>) -> Reader<K>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&Default::default()).to_string();
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(_) => changed.notify_one(),
+                Err(e) => {
+                    metrics.watch_error();
+                    eprintln!("watching {kind}: {e} (retrying)");
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Reads what an earlier run of the agent left the node holding.
+fn read_held(path: &Path) -> Held {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| AgentError::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    };
+    std::fs::write(&tmp, serde_json::to_vec(v).expect("JSON")).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The node's dataplane from what the API holds.
+pub fn desired(objects: &[Value], cfg: &AgentConfig) -> Result<NodeDataplane, AgentError> {
+    let cluster = translate::model(objects, &cfg.overrides).map_err(AgentError::Model)?;
+    NodeDataplane::for_cluster(&cluster, &cfg.uplink)
+        .into_iter()
+        .find(|d| d.node == cfg.node)
+        .ok_or_else(|| AgentError::NoSuchNode(cfg.node.clone()))
+}
+
+/// Runs the agent until the process ends.
+pub async fn run(
+    client: kube::Client,
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::Io {
+        what: format!("creating {}", cfg.state_dir.display()),
+        source,
+    })?;
+    let changed = Arc::new(Notify::new());
+    let stores = Stores {
+        namespaces: reflect_cluster(&client, changed.clone(), metrics.clone()),
+        nodes: reflect_cluster(&client, changed.clone(), metrics.clone()),
+        pods: reflect(&client, changed.clone(), metrics.clone()),
+        services: reflect(&client, changed.clone(), metrics.clone()),
+        slices: reflect(&client, changed.clone(), metrics.clone()),
+        policies: reflect(&client, changed.clone(), metrics.clone()),
+    };
+    if !stores.ready().await {
+        return Err(AgentError::Io {
+            what: "the reflectors stopped before their first list".into(),
+            source: std::io::Error::other("reflector dropped"),
+        });
+    }
+    eprintln!("node {}: every kind listed; programming", cfg.node);
+    let mut held = read_held(&cfg.held_file());
+    let mut last_good: Option<NodeDataplane> = None;
+    loop {
+        let start = Instant::now();
+        let objects = stores.snapshot();
+        match desired(&objects, &cfg) {
+            Ok(want) => {
+                let fx_netns = cfg.netns.clone();
+                let (h, failures) = {
+                    let mut fx = Linux::at(fx_netns);
+                    let applied = podnet_node::apply(&held, &want, &mut fx);
+                    (applied.held, applied.failures)
+                };
+                held = h;
+                write_json(&cfg.held_file(), &held)?;
+                if failures.is_empty() {
+                    if last_good.as_ref() != Some(&want) {
+                        write_json(
+                            &AgentConfig::programmed_file(&cfg.state_dir, &cfg.node),
+                            &want,
+                        )?;
+                    }
+                    metrics.synced(start.elapsed(), &want);
+                    last_good = Some(want);
+                } else {
+                    for f in &failures {
+                        eprintln!("node {}: {}", cfg.node, podnet_node::chain(f));
+                    }
+                    metrics.failed();
+                    // Try again soon, even without a change.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    changed.notify_one();
+                }
+            }
+            Err(e) => {
+                // What cannot be used is reported; the node keeps what it holds.
+                eprintln!("node {}: {}", cfg.node, podnet_node::chain(&e));
+                metrics.failed();
+            }
+        }
+        metrics.set_ready(last_good.is_some());
+        changed.notified().await;
+        tokio::time::sleep(SETTLE).await;
+    }
+}

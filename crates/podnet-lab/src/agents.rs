@@ -1,0 +1,177 @@
+//! The lab's nodes run by `podnet agent`, as on a real cluster: one agent per node namespace,
+//! against the lab's Kubernetes API on the underlay. The lab's process keeps them running (it
+//! starts each again when it exits, as the kubelet restarts a DaemonSet's pod); `lab up` and
+//! `lab apply` wait until every agent programmed what the lab's own model says its node must
+//! hold, so that the lab's answers and the agents' dataplanes are one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_model::{Cluster, ConfigOverrides};
+use podnet_node::dataplane::NodeDataplane;
+
+use crate::plan::{LabPlan, API_PORT, UPLINK};
+use crate::{lab_dir, LabError, LabState};
+
+/// Where the agents keep their state, logs, kubeconfig and the cluster's settings.
+pub fn dir(lab: &str) -> PathBuf {
+    lab_dir(lab).join("agents")
+}
+
+/// How long `lab up` and `lab apply` wait for the agents.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Where each agent serves /healthz, /readyz and /metrics, inside its node's namespace.
+pub const METRICS_ADDR: &str = "127.0.0.1:9641";
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.to_string();
+    move |source| LabError::Io { what, source }
+}
+
+/// Writes what the agents start from: a kubeconfig for the API on the underlay, and the
+/// cluster's settings (those the lab's model used).
+pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabError> {
+    let d = dir(lab);
+    std::fs::create_dir_all(&d).map_err(io(d.display()))?;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: http://{}:{API_PORT}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: agent}}\ncurrent-context: lab\nusers:\n- name: agent\n  user: {{}}\n",
+        plan.api.ip
+    );
+    let path = d.join("kubeconfig");
+    std::fs::write(&path, kubeconfig).map_err(io(path.display()))?;
+    let settings: ConfigOverrides =
+        serde_json::from_value(serde_json::to_value(&cluster.config).expect("JSON"))
+            .expect("the cluster's settings are settings");
+    let path = d.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&settings).expect("JSON"))
+        .map_err(io(path.display()))
+}
+
+/// The command line of a node's agent.
+pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
+    let d = dir(lab);
+    let mut cmd = Command::new(exe);
+    cmd.arg("agent")
+        .args(["--node", node])
+        .arg("--kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .arg("--config")
+        .arg(d.join("config.json"))
+        .arg("--state-dir")
+        .arg(&d)
+        .args(["--uplink", UPLINK, "--metrics-addr", METRICS_ADDR]);
+    cmd
+}
+
+/// Whether process `pid` is an agent of `lab` (its command line names the lab's agents'
+/// directory).
+pub fn is_agent_of(pid: i32, lab: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let d = dir(lab);
+    args.get(1) == Some(&&b"agent"[..])
+        && args.windows(2).any(|w| {
+            w[0] == b"--state-dir" && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == d
+        })
+}
+
+/// Keeps a node's agent running inside the node's namespace: started, and started again each
+/// time it exits, until the process ends. Its output goes to `<node>.log`.
+pub fn supervise(exe: PathBuf, lab: String, node: String, netns: String) {
+    std::thread::spawn(move || loop {
+        let log = dir(&lab).join(format!("{node}.log"));
+        let started = Instant::now();
+        let spawned = podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&netns), || {
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(|source| podnet_node::NodeError::Io {
+                    what: format!("opening {}", log.display()),
+                    source,
+                })?;
+            command(&exe, &lab, &node)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(out)
+                .spawn()
+                .map_err(|source| podnet_node::NodeError::Spawn {
+                    cmd: format!("podnet agent --node {node}"),
+                    source,
+                })
+        });
+        match spawned {
+            Ok(mut child) => {
+                let status = child.wait();
+                eprintln!("agent of {node} exited ({status:?}); starting it again");
+            }
+            Err(e) => eprintln!("agent of {node}: {}", podnet_node::chain(&e)),
+        }
+        // Not in a tight loop when it cannot start.
+        if started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+}
+
+fn programmed(lab: &str, node: &str) -> Option<NodeDataplane> {
+    let path = podnet_agent_programmed_file(&dir(lab), node);
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The file an agent writes what it programmed to (see `podnet_agent::run`).
+fn podnet_agent_programmed_file(dir: &Path, node: &str) -> PathBuf {
+    dir.join(format!("{node}.programmed.json"))
+}
+
+/// Waits until every node's agent programmed what the lab expects of it; then records what
+/// each node holds (the agent's own record) in the state.
+pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
+    let start = Instant::now();
+    // Beside each agent's record, for whoever compares them.
+    for (n, d) in &st.expected {
+        let path = dir(lab).join(format!("{n}.expected.json"));
+        std::fs::write(&path, serde_json::to_vec(d).expect("JSON")).map_err(io(path.display()))?;
+    }
+    let mut pending: Vec<String> = st.expected.keys().cloned().collect();
+    while !pending.is_empty() {
+        pending.retain(|n| programmed(lab, n).as_ref() != st.expected.get(n));
+        if pending.is_empty() {
+            break;
+        }
+        if start.elapsed() > WAIT {
+            // What each said last: the lab may be removed with its logs.
+            let logs: Vec<String> = pending
+                .iter()
+                .map(|n| {
+                    let log = std::fs::read_to_string(dir(lab).join(format!("{n}.log")))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(4).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!("{n}: {}", tail.join(" | "))
+                })
+                .collect();
+            return Err(LabError::Servers(format!(
+                "the agents of {} did not program their nodes within {}s; they said:\n{}",
+                pending.join(", "),
+                WAIT.as_secs(),
+                logs.join("\n")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for n in st.expected.keys() {
+        let held = dir(lab).join(format!("{n}.held.json"));
+        if let Some(h) = std::fs::read(&held)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            st.nodes.insert(n.clone(), h);
+        }
+    }
+    Ok(())
+}
