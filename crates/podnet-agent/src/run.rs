@@ -200,7 +200,14 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
 
 /// The node's dataplane from what the API holds.
 pub fn desired(objects: &[Value], cfg: &AgentConfig) -> Result<NodeDataplane, AgentError> {
-    let cluster = translate::model(objects, &cfg.overrides).map_err(AgentError::Model)?;
+    let (cluster, skipped) =
+        translate::model_skipping(objects, &cfg.overrides).map_err(AgentError::Model)?;
+    for s in &skipped {
+        eprintln!(
+            "node {}: left out {} (the rest is programmed): {}",
+            cfg.node, s.object, s.why
+        );
+    }
     NodeDataplane::for_cluster(&cluster, &cfg.uplink)
         .into_iter()
         .find(|d| d.node == cfg.node)

@@ -96,3 +96,48 @@ pub fn model<'a>(
     let docs: Vec<SourceDoc> = objects.clone().into_iter().filter_map(document).collect();
     build_with(&docs, overrides, &placements(objects))
 }
+
+/// An object left out of the model, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `api:Kind/namespace/name`.
+    pub object: String,
+    pub why: String,
+}
+
+/// The model of the cluster the objects describe, leaving out each object the model refuses
+/// (an EndpointSlice with an invalid address, say): what the node can use is programmed, and
+/// what it cannot is said. Fails only when an error names no object.
+pub fn model_skipping<'a>(
+    objects: impl IntoIterator<Item = &'a Value> + Clone,
+    overrides: &ConfigOverrides,
+) -> Result<(Cluster, Vec<Skipped>), ModelError> {
+    let mut docs: Vec<SourceDoc> = objects.clone().into_iter().filter_map(document).collect();
+    let placements = placements(objects);
+    let mut skipped = Vec::new();
+    loop {
+        let err = match build_with(&docs, overrides, &placements) {
+            Ok(c) => return Ok((c, skipped)),
+            Err(e) => e,
+        };
+        let mut bad: Vec<Skipped> = err
+            .diagnostics()
+            .iter()
+            .filter(|d| d.is_error())
+            .filter_map(|d| {
+                let file = d.location.as_ref()?.file.to_string();
+                file.starts_with("api:").then(|| Skipped {
+                    object: file,
+                    why: d.message.clone(),
+                })
+            })
+            .collect();
+        bad.dedup_by(|a, b| a.object == b.object);
+        let before = docs.len();
+        docs.retain(|d| !bad.iter().any(|b| *b.object == *d.start.file));
+        if docs.len() == before {
+            return Err(err);
+        }
+        skipped.extend(bad);
+    }
+}

@@ -149,3 +149,29 @@ fn a_projected_cluster_read_back_gives_every_node_the_same_dataplane() {
         assert_eq!((&p.node, &p.ips), (&q.node, &q.ips), "{}", p.key());
     }
 }
+
+/// An object the model refuses (an EndpointSlice with an invalid address) is left out and
+/// said; everything else gives the same dataplane as without it.
+#[test]
+fn an_object_the_model_refuses_is_left_out_and_the_rest_is_programmed() {
+    let o = ConfigOverrides::default();
+    let c1 = build(&parse_documents("m.yaml", MANIFESTS).unwrap(), &o).unwrap();
+    let mut objects = podnet_api::project::project(&c1);
+    objects.push(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "broken", "namespace": "shop", "labels": {"kubernetes.io/service-name": "outside"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.999"]}],
+        "ports": [{"port": 9000}]
+    }));
+    assert!(podnet_agent::translate::model(&objects, &o).is_err());
+    let (c2, skipped) = podnet_agent::translate::model_skipping(&objects, &o).unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].object, "api:EndpointSlice/shop/broken");
+    assert!(skipped[0].why.contains("10.0.0.999"), "{}", skipped[0].why);
+    assert_eq!(
+        NodeDataplane::for_cluster(&c1, "eth0"),
+        NodeDataplane::for_cluster(&c2, "eth0")
+    );
+}
