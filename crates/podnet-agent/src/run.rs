@@ -44,9 +44,26 @@ pub struct AgentConfig {
     pub netns: PathBuf,
     /// Where the agent keeps what the node holds.
     pub state_dir: PathBuf,
+    /// Installing the CNI configuration, as the well-known agents do: once the node is
+    /// programmed, podnet's conflist (the node's podCIDR as its IPAM range) is written here.
+    pub cni: Option<CniInstall>,
+}
+
+/// Where the CNI configuration goes on a real node.
+#[derive(Debug, Clone)]
+pub struct CniInstall {
+    /// The runtime's configuration directory (`/etc/cni/net.d`).
+    pub conf_dir: PathBuf,
+    /// Where the plugin keeps its address reservations.
+    pub ipam_dir: PathBuf,
 }
 
 impl AgentConfig {
+    /// Present while the agent is ready: the CNI plugin's STATUS answers 50 without it.
+    pub fn ready_file(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.ready", self.node))
+    }
+
     fn held_file(&self) -> PathBuf {
         self.state_dir.join(format!("{}.held.json", self.node))
     }
@@ -199,7 +216,10 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
 }
 
 /// The node's dataplane from what the API holds.
-pub fn desired(objects: &[Value], cfg: &AgentConfig) -> Result<NodeDataplane, AgentError> {
+pub fn desired(
+    objects: &[Value],
+    cfg: &AgentConfig,
+) -> Result<(NodeDataplane, Option<ipnet::IpNet>), AgentError> {
     let (cluster, skipped) =
         translate::model_skipping(objects, &cfg.overrides).map_err(AgentError::Model)?;
     for s in &skipped {
@@ -208,10 +228,30 @@ pub fn desired(objects: &[Value], cfg: &AgentConfig) -> Result<NodeDataplane, Ag
             cfg.node, s.object, s.why
         );
     }
-    NodeDataplane::for_cluster(&cluster, &cfg.uplink)
+    let pod_cidr = cluster
+        .node(&cfg.node)
+        .and_then(|n| n.pod_cidrs.first().copied());
+    let d = NodeDataplane::for_cluster(&cluster, &cfg.uplink)
         .into_iter()
         .find(|d| d.node == cfg.node)
-        .ok_or_else(|| AgentError::NoSuchNode(cfg.node.clone()))
+        .ok_or_else(|| AgentError::NoSuchNode(cfg.node.clone()))?;
+    Ok((d, pod_cidr))
+}
+
+/// Writes podnet's CNI configuration for the node (atomically: a runtime may read it at any
+/// moment).
+fn install_cni(cni: &CniInstall, pod_cidr: ipnet::IpNet, ready: &Path) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&cni.conf_dir).map_err(|source| AgentError::Io {
+        what: format!("creating {}", cni.conf_dir.display()),
+        source,
+    })?;
+    let list = podnet_cni::spec::NetConfList::podnet(
+        pod_cidr,
+        &cni.ipam_dir,
+        podnet_node::dataplane::OVERLAY_MTU,
+        Some(ready),
+    );
+    write_json(&cni.conf_dir.join(podnet_cni::spec::CONFLIST), &list)
 }
 
 /// Runs the agent until the process ends.
@@ -240,13 +280,15 @@ pub async fn run(
         });
     }
     eprintln!("node {}: every kind listed; programming", cfg.node);
+    // Not ready until the node holds what the API says.
+    let _ = std::fs::remove_file(cfg.ready_file());
     let mut held = read_held(&cfg.held_file());
     let mut last_good: Option<NodeDataplane> = None;
     loop {
         let start = Instant::now();
         let objects = stores.snapshot();
         match desired(&objects, &cfg) {
-            Ok(want) => {
+            Ok((want, pod_cidr)) => {
                 let fx_netns = cfg.netns.clone();
                 let (h, failures) = {
                     let mut fx = Linux::at(fx_netns);
@@ -263,6 +305,12 @@ pub async fn run(
                         )?;
                     }
                     metrics.synced(start.elapsed(), &want);
+                    if last_good.is_none() {
+                        write_json(&cfg.ready_file(), &true)?;
+                        if let (Some(cni), Some(cidr)) = (&cfg.cni, pod_cidr) {
+                            install_cni(cni, cidr, &cfg.ready_file())?;
+                        }
+                    }
                     last_good = Some(want);
                 } else {
                     for f in &failures {

@@ -286,6 +286,18 @@ fn check(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
 }
 
 fn status(conf: &NetConf) -> CniResult<()> {
+    if let Some(ready) = conf
+        .other
+        .get(crate::spec::READY_FILE_KEY)
+        .and_then(|v| v.as_str())
+    {
+        if !std::path::Path::new(ready).exists() {
+            return Err(CniError::new(
+                code::NOT_AVAILABLE,
+                format!("the podnet agent is not ready ({ready} is missing)"),
+            ));
+        }
+    }
     let ip_conf = ipam(conf)?;
     let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
     let free = store
@@ -497,6 +509,24 @@ mod tests {
         assert_eq!(out["interfaces"][0]["name"], "x", "prevResult is kept");
         assert_eq!(out["ips"][0]["interface"], 2);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn status_is_not_available_until_the_agent_is_ready() {
+        let dir = tmp("ready");
+        let dp = Fake::default();
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("node-0.ready");
+        let c = conf(
+            &dir,
+            json!({"podnet.dev/readyFile": ready.display().to_string()}),
+        );
+        let err = run(&env("STATUS", ""), &c, &dp).unwrap_err();
+        assert_eq!(err.code, code::NOT_AVAILABLE);
+        assert!(err.msg.contains("not ready"), "{}", err.msg);
+        std::fs::write(&ready, "").unwrap();
+        run(&env("STATUS", ""), &c, &dp).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

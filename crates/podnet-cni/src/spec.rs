@@ -258,6 +258,51 @@ pub struct NetConfList {
     pub plugins: Vec<NetConf>,
 }
 
+/// The file whose presence says the node's agent is ready (a key of podnet's configuration):
+/// STATUS answers 50 (not available) while it is missing.
+pub const READY_FILE_KEY: &str = "podnet.dev/readyFile";
+
+/// The name of podnet's configuration list in a runtime's configuration directory.
+pub const CONFLIST: &str = "10-podnet.conflist";
+
+impl NetConfList {
+    /// podnet's configuration list for a node: the plugin with the node's pod CIDR as its
+    /// IPAM range and the overlay's MTU; with `ready_file`, STATUS reports the agent's
+    /// readiness.
+    pub fn podnet(
+        pod_cidr: ipnet::IpNet,
+        ipam_dir: &std::path::Path,
+        mtu: u32,
+        ready_file: Option<&std::path::Path>,
+    ) -> NetConfList {
+        let other = ready_file
+            .map(|f| {
+                [(
+                    READY_FILE_KEY.to_string(),
+                    Value::String(f.display().to_string()),
+                )]
+                .into()
+            })
+            .unwrap_or_default();
+        NetConfList {
+            cni_version: "1.1.0".into(),
+            name: "podnet".into(),
+            plugins: vec![NetConf {
+                plugin_type: "podnet-cni".into(),
+                mtu: Some(mtu),
+                ipam: Some(IpamConf {
+                    ipam_type: "podnet-ipam".into(),
+                    subnet: pod_cidr,
+                    data_dir: Some(ipam_dir.display().to_string()),
+                }),
+                capabilities: Some([("ips".to_string(), true)].into()),
+                other,
+                ..Default::default()
+            }],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use podnet_cni::spec::{AddResult, IpamConf, NetConf, NetConfList};
+use podnet_cni::spec::{AddResult, NetConf, NetConfList};
 use podnet_node::dataplane::OVERLAY_MTU;
 use podnet_node::sys;
 use serde_json::json;
@@ -15,25 +15,11 @@ use serde_json::json;
 use crate::plan::{NodePlan, PodPlan};
 use crate::LabError;
 
-pub const CONFLIST: &str = "10-podnet.conflist";
+pub use podnet_cni::spec::CONFLIST;
 
 /// The configuration list of a node.
 pub fn conflist(node: &NodePlan, ipam_dir: &Path) -> NetConfList {
-    NetConfList {
-        cni_version: "1.1.0".into(),
-        name: "podnet".into(),
-        plugins: vec![NetConf {
-            plugin_type: "podnet-cni".into(),
-            mtu: Some(OVERLAY_MTU),
-            ipam: Some(IpamConf {
-                ipam_type: "podnet-ipam".into(),
-                subnet: node.pod_cidr,
-                data_dir: Some(ipam_dir.display().to_string()),
-            }),
-            capabilities: Some([("ips".to_string(), true)].into()),
-            ..Default::default()
-        }],
-    }
+    NetConfList::podnet(node.pod_cidr, ipam_dir, OVERLAY_MTU, None)
 }
 
 pub struct Runtime {

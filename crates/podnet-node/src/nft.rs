@@ -132,7 +132,9 @@ impl Session {
             }
             said.push(l.trim_end().to_string());
         }
-        if said.iter().any(|l| l.starts_with("Error:")) {
+        // nft writes `Error: ...`, after a location (`<cmdline>:1:5-9: Error: ...`) for
+        // errors it can place.
+        if said.iter().any(|l| l.contains("Error:")) {
             return Err(NodeError::Command {
                 cmd: shown(&self.netns),
                 status: None,

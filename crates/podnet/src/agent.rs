@@ -71,6 +71,13 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             uplink: args.uplink.clone(),
             netns: args.netns.clone(),
             state_dir: args.state_dir.clone(),
+            cni: args
+                .cni_conf_dir
+                .clone()
+                .map(|conf_dir| podnet_agent::run::CniInstall {
+                    conf_dir,
+                    ipam_dir: args.cni_ipam_dir.clone(),
+                }),
         };
         podnet_agent::run::run(client, cfg, metrics)
             .await

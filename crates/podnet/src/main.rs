@@ -67,6 +67,14 @@ struct AgentArgs {
     /// them.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Install podnet's CNI configuration here once the node is programmed (a real node:
+    /// /etc/cni/net.d). Without it, the runtime's configuration is left alone (the lab writes
+    /// its own).
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugin keeps its address reservations.
+    #[arg(long, default_value = "/var/lib/podnet/ipam")]
+    cni_ipam_dir: PathBuf,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
