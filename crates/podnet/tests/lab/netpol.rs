@@ -38,6 +38,34 @@ ts = [threading.Thread(target=probe, args=(i, ip)) for i, ip in enumerate(target
 print(" ".join(out))
 "#;
 
+/// Each node's links, routes, nftables tables and its agent's last words.
+fn node_state(lab: &str) -> String {
+    let mut out = String::new();
+    for n in ["node-0", "node-1", "node-2"] {
+        let ns = format!("podnet-{lab}.n.{n}");
+        for cmd in [
+            vec!["ip", "-br", "link"],
+            vec!["ip", "route"],
+            vec!["nft", "list", "tables"],
+        ] {
+            let o = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(&cmd)
+                .output()
+                .unwrap();
+            out += &format!(
+                "{n}$ {}\n{}",
+                cmd.join(" "),
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        let log = std::fs::read_to_string(format!("/run/podnet/{lab}/agents/{n}.log"))
+            .unwrap_or_default();
+        out += &format!("{n} agent log:\n{log}\n");
+    }
+    out
+}
+
 /// One source pod's SCTP probes of every Service address, from the pod's namespace.
 fn sctp_row(lab: &str, from: &str, vips: &[String], port: u16) -> Vec<bool> {
     let (ns, name) = from.split_once('/').unwrap();
@@ -190,7 +218,12 @@ fn every_upstream_case_with_real_packets() {
                 p.port,
                 first.len()
             );
-            wrong.extend(attempt());
+            let second = attempt();
+            if !second.is_empty() {
+                // What the nodes hold, for whoever reads the failure.
+                wrong.push(node_state(&lab.name));
+            }
+            wrong.extend(second);
         }
         std::fs::remove_file(m).unwrap();
     });
