@@ -64,9 +64,26 @@ fn main() {
     eprintln!("{} objects served; RSS {:.0} MB", before.len(), rss_mb());
     let node = |objs: &[serde_json::Value]| {
         let c = podnet_agent::translate::model(objs, &o).unwrap();
-        NodeDataplane::for_cluster(&c, "eth0").remove(0)
+        NodeDataplane::for_node(&c, "node-0", "eth0").unwrap()
     };
     let first = node(&before);
+    // Where the time goes.
+    let t = Instant::now();
+    let c = podnet_agent::translate::model(&after, &o).unwrap();
+    let model_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let dp = NodeDataplane::for_node(&c, "node-0", "eth0").unwrap();
+    let dp_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t2 = Instant::now();
+    let plan = podnet_policy::PolicyPlan::for_node(&c, "node-0");
+    let policy_ms = t2.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(plan, dp.policy);
+    let t = Instant::now();
+    let _ = podnet_proxy::nft::Transaction::update(&first.proxy, &dp.proxy);
+    eprintln!(
+        "of which: translate + model {model_ms:.0} ms, the node's dataplane {dp_ms:.0} ms (its policy table {policy_ms:.0} ms), diff {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();

@@ -231,9 +231,7 @@ pub fn desired(
     let pod_cidr = cluster
         .node(&cfg.node)
         .and_then(|n| n.pod_cidrs.first().copied());
-    let d = NodeDataplane::for_cluster(&cluster, &cfg.uplink)
-        .into_iter()
-        .find(|d| d.node == cfg.node)
+    let d = NodeDataplane::for_node(&cluster, &cfg.node, &cfg.uplink)
         .ok_or_else(|| AgentError::NoSuchNode(cfg.node.clone()))?;
     Ok((d, pod_cidr))
 }

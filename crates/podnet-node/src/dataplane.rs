@@ -148,6 +148,19 @@ impl NodeDataplane {
     /// The dataplane of every node of the cluster, each computed once. `uplink` is the device
     /// that carries the overlay (the node's InternalIP's).
     pub fn for_cluster(cluster: &Cluster, uplink: &str) -> Vec<NodeDataplane> {
+        Self::for_nodes(cluster, uplink, |_| true)
+    }
+
+    /// The dataplane of one node (an agent's own), or None when the cluster has no such node.
+    pub fn for_node(cluster: &Cluster, node: &str, uplink: &str) -> Option<NodeDataplane> {
+        Self::for_nodes(cluster, uplink, |n| n == node).pop()
+    }
+
+    fn for_nodes(
+        cluster: &Cluster,
+        uplink: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<NodeDataplane> {
         let remotes: Vec<RemoteNode> = (0..cluster.nodes.len())
             .filter_map(|i| {
                 Some(RemoteNode {
@@ -168,6 +181,7 @@ impl NodeDataplane {
             .nodes
             .iter()
             .zip(&remotes)
+            .filter(|(node, _)| wanted(&node.name))
             .map(|(node, me)| {
                 let proxy = ProxyPlan::new(cluster, &node.name);
                 let serves_external = proxy

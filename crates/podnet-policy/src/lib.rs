@@ -136,26 +136,68 @@ impl PolicyPlan {
     }
 }
 
-/// Pods that policies cannot tell apart: the same namespace, labels and container ports
-/// (replicas, mostly). Selectors are evaluated once per class, not once per pod.
+/// Pods that policies cannot tell apart: the same namespace, the same values of the labels
+/// policies select on, and the same container ports (replicas, mostly). Selectors are
+/// evaluated once per class, not once per pod.
 struct Class<'a> {
     rep: &'a PodInfo,
     pods: Vec<(&'a PodInfo, Ipv4Addr)>,
 }
 
+/// The pod label keys any policy's selectors read: other labels cannot tell pods apart.
+fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    fn keys<'a>(sel: Option<&'a LabelSelector>, out: &mut BTreeSet<&'a str>) {
+        let Some(sel) = sel else { return };
+        out.extend(sel.match_labels.iter().flatten().map(|(k, _)| k.as_str()));
+        out.extend(
+            sel.match_expressions
+                .iter()
+                .flatten()
+                .map(|e| e.key.as_str()),
+        );
+    }
+    let mut out = BTreeSet::new();
+    for p in &cluster.network_policies {
+        let Some(spec) = p.obj.spec.as_ref() else {
+            continue;
+        };
+        keys(spec.pod_selector.as_ref(), &mut out);
+        let peers = spec
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|r| r.from.iter().flatten())
+            .chain(
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.to.iter().flatten()),
+            );
+        for peer in peers {
+            keys(peer.pod_selector.as_ref(), &mut out);
+        }
+    }
+    out
+}
+
 fn classes(cluster: &Cluster) -> Vec<Class<'_>> {
+    let read = selected_keys(cluster);
     let mut index: std::collections::HashMap<
-        (
-            &str,
-            &podnet_model::Labels,
-            &[podnet_model::ContainerPortInfo],
-        ),
+        (&str, Vec<(&str, &str)>, &[podnet_model::ContainerPortInfo]),
         usize,
     > = std::collections::HashMap::new();
     let mut out: Vec<Class<'_>> = Vec::new();
     for p in cluster.pods.iter().filter(|p| !p.host_network) {
         let Some(ip) = v4(p) else { continue };
-        let key = (p.namespace.as_str(), &p.labels, p.ports.as_slice());
+        // Only the labels a selector reads (their absence too) tell pods apart.
+        let labels: Vec<(&str, &str)> = p
+            .labels
+            .iter()
+            .filter(|(k, _)| read.contains(k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let key = (p.namespace.as_str(), labels, p.ports.as_slice());
         match index.get(&key) {
             Some(&i) => out[i].pods.push((p, ip)),
             None => {

@@ -132,7 +132,7 @@ pub fn manifests(labels: &[usize], policies: &[Policy]) -> String {
         } else {
             "[{name: p80, containerPort: 80}]"
         };
-        s += &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: pod{i}, namespace: n{ns}, labels: {{app: {}}}}}\nspec: {{nodeName: node-{node}, containers: [{{name: c, image: x, ports: {ports}}}]}}\n", LABELS[*l]);
+        s += &format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: pod{i}, namespace: n{ns}, labels: {{app: {}, idx: \"{i}\"}}}}\nspec: {{nodeName: node-{node}, containers: [{{name: c, image: x, ports: {ports}}}]}}\n", LABELS[*l]);
     }
     for (k, p) in policies.iter().enumerate() {
         s += &format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{k}, namespace: n{}}}\nspec:\n  podSelector: {}\n", p.ns, selector(p.target));
