@@ -181,12 +181,17 @@ fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
     out
 }
 
+/// Namespace, the values of the labels policies read, container ports.
+type ClassKey<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    &'a [podnet_model::ContainerPortInfo],
+);
+
 fn classes(cluster: &Cluster) -> Vec<Class<'_>> {
     let read = selected_keys(cluster);
-    let mut index: std::collections::HashMap<
-        (&str, Vec<(&str, &str)>, &[podnet_model::ContainerPortInfo]),
-        usize,
-    > = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<ClassKey<'_>, usize> =
+        std::collections::HashMap::new();
     let mut out: Vec<Class<'_>> = Vec::new();
     for p in cluster.pods.iter().filter(|p| !p.host_network) {
         let Some(ip) = v4(p) else { continue };
