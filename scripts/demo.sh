@@ -21,6 +21,11 @@ echo
 echo "== podnet lab status --name demo"
 $P lab status --name demo
 echo
+echo "== kubectl against the lab's Kubernetes API (podnet lab kubeconfig; every node runs podnet agent against it)"
+kc=$($P lab kubeconfig --name demo)
+kubectl --kubeconfig "$kc" get nodes -o wide
+kubectl --kubeconfig "$kc" get svc,endpointslices,networkpolicies -A
+echo
 echo "== podnet lab probe --name demo --port 8080   (. reached, X not: my-app, my-api and my-web serve 8080; the seeds' policies let only frontends reach my-app there, and my-app reach nothing)"
 $P lab probe --name demo --port 8080
 client_node=$($P lab status --name demo -o json | python3 -c 'import json,sys; print([p["node"] for p in json.load(sys.stdin)["pods"] if p["name"]=="client"][0])')
