@@ -77,8 +77,10 @@ impl AgentConfig {
 /// The objects of one kind, as the API serves them.
 type Reader<K> = reflector::Store<K>;
 
-/// The reflectors' stores.
-struct Stores {
+/// Reflectors of every kind the model is computed from ([`translate::KINDS`]): what the API
+/// holds, kept up to date, and a signal on every change. The agent and `podnet dns` share it.
+pub struct ClusterWatch {
+    changed: Arc<Notify>,
     namespaces: Reader<Namespace>,
     nodes: Reader<Node>,
     pods: Reader<Pod>,
@@ -98,8 +100,35 @@ where
         .collect()
 }
 
-impl Stores {
-    async fn ready(&self) -> bool {
+impl ClusterWatch {
+    /// Starts the reflectors; [`ClusterWatch::ready`] waits for their first lists.
+    pub fn start(client: &kube::Client, metrics: Arc<Metrics>) -> ClusterWatch {
+        let changed = Arc::new(Notify::new());
+        ClusterWatch {
+            namespaces: reflect_cluster(client, changed.clone(), metrics.clone()),
+            nodes: reflect_cluster(client, changed.clone(), metrics.clone()),
+            pods: reflect(client, changed.clone(), metrics.clone()),
+            services: reflect(client, changed.clone(), metrics.clone()),
+            slices: reflect(client, changed.clone(), metrics.clone()),
+            policies: reflect(client, changed.clone(), metrics),
+            changed,
+        }
+    }
+
+    /// Waits for a change after the last snapshot, and a moment ([`SETTLE`]) for the changes
+    /// that come with it.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+        tokio::time::sleep(SETTLE).await;
+    }
+
+    /// Asks for another round, without a change (a retry).
+    pub fn poke(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Waits until every kind has been listed once; false if a reflector ended first.
+    pub async fn ready(&self) -> bool {
         self.namespaces.wait_until_ready().await.is_ok()
             && self.nodes.wait_until_ready().await.is_ok()
             && self.pods.wait_until_ready().await.is_ok()
@@ -108,14 +137,14 @@ impl Stores {
             && self.policies.wait_until_ready().await.is_ok()
     }
 
-    fn snapshot(&self) -> Vec<Value> {
+    /// Every object held, in a stable order (a watch's stores have a hash map's).
+    pub fn snapshot(&self) -> Vec<Value> {
         let mut out = values(&self.namespaces);
         out.extend(values(&self.nodes));
         out.extend(values(&self.pods));
         out.extend(values(&self.services));
         out.extend(values(&self.slices));
         out.extend(values(&self.policies));
-        // The stores' order is a hash map's: the same objects must give the same model.
         out.sort_by_cached_key(|o| {
             (
                 o["kind"].as_str().unwrap_or_default().to_string(),
@@ -262,15 +291,7 @@ pub async fn run(
         what: format!("creating {}", cfg.state_dir.display()),
         source,
     })?;
-    let changed = Arc::new(Notify::new());
-    let stores = Stores {
-        namespaces: reflect_cluster(&client, changed.clone(), metrics.clone()),
-        nodes: reflect_cluster(&client, changed.clone(), metrics.clone()),
-        pods: reflect(&client, changed.clone(), metrics.clone()),
-        services: reflect(&client, changed.clone(), metrics.clone()),
-        slices: reflect(&client, changed.clone(), metrics.clone()),
-        policies: reflect(&client, changed.clone(), metrics.clone()),
-    };
+    let stores = ClusterWatch::start(&client, metrics.clone());
     if !stores.ready().await {
         return Err(AgentError::Io {
             what: "the reflectors stopped before their first list".into(),
@@ -317,7 +338,7 @@ pub async fn run(
                     metrics.failed();
                     // Try again soon, even without a change.
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    changed.notify_one();
+                    stores.poke();
                 }
             }
             Err(e) => {
@@ -327,7 +348,6 @@ pub async fn run(
             }
         }
         metrics.set_ready(last_good.is_some());
-        changed.notified().await;
-        tokio::time::sleep(SETTLE).await;
+        stores.changed().await;
     }
 }

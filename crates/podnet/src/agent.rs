@@ -9,8 +9,8 @@ use podnet_agent::run::AgentConfig;
 
 use crate::AgentArgs;
 
-async fn client(args: &AgentArgs) -> Result<kube::Client> {
-    let config = match &args.kubeconfig {
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -26,15 +26,18 @@ async fn client(args: &AgentArgs) -> Result<kube::Client> {
 }
 
 /// The settings file, then the flags over it.
-fn overrides(args: &AgentArgs) -> Result<podnet_model::ConfigOverrides> {
-    let mut o: podnet_model::ConfigOverrides = match &args.config {
+pub fn overrides(
+    config: Option<&std::path::Path>,
+    cluster: &crate::ClusterArgs,
+) -> Result<podnet_model::ConfigOverrides> {
+    let mut o: podnet_model::ConfigOverrides = match config {
         Some(path) => serde_json::from_slice(
             &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         )
         .with_context(|| format!("{}: the cluster's settings", path.display()))?,
         None => Default::default(),
     };
-    let flags = args.cluster.overrides();
+    let flags = cluster.overrides();
     macro_rules! over {
         ($($f:ident),*) => { $(if flags.$f.is_some() { o.$f = flags.$f.clone(); })* };
     }
@@ -64,10 +67,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", args.metrics_addr))?;
         tokio::spawn(podnet_agent::metrics::serve(metrics.clone(), listener));
-        let client = client(&args).await?;
+        let client = client(args.kubeconfig.as_deref()).await?;
         let cfg = AgentConfig {
             node: args.node.clone(),
-            overrides: overrides(&args)?,
+            overrides: overrides(args.config.as_deref(), &args.cluster)?,
             uplink: args.uplink.clone(),
             netns: args.netns.clone(),
             state_dir: args.state_dir.clone(),

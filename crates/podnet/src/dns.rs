@@ -1,4 +1,5 @@
-//! `podnet dns serve`: the cluster DNS server for a set of manifests.
+//! `podnet dns serve` (the zone of a set of manifests) and `podnet dns watch` (the zone of the
+//! cluster the Kubernetes API describes, following it): the cluster DNS server.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,24 +9,94 @@ use podnet_model::dns::DnsZone;
 
 use crate::{build_model, ClusterArgs, DnsCommand, ManifestArgs};
 
+/// The zone of the objects the API holds (None, said, when the model refuses them).
+fn zone_from_api(
+    objects: &[serde_json::Value],
+    overrides: &podnet_model::ConfigOverrides,
+) -> Option<DnsZone> {
+    match podnet_agent::translate::model_skipping(objects, overrides) {
+        Ok((cluster, skipped)) => {
+            for s in skipped {
+                eprintln!("left out {}: {}", s.object, s.why);
+            }
+            Some(DnsZone::from_cluster(&cluster))
+        }
+        Err(e) => {
+            eprintln!("the API's objects give no model: {e}");
+            None
+        }
+    }
+}
+
+/// `podnet dns watch`: the zone of the cluster the API describes, following its changes.
+fn watch(
+    kubeconfig: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+    cluster: ClusterArgs,
+    listen: std::net::SocketAddr,
+    upstreams: Vec<std::net::SocketAddr>,
+) -> Result<ExitCode> {
+    let overrides = crate::agent::overrides(config.as_deref(), &cluster)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let client = crate::agent::client(kubeconfig.as_deref()).await?;
+        let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
+        let api = podnet_agent::run::ClusterWatch::start(&client, metrics);
+        if !api.ready().await {
+            anyhow::bail!("the API's watches ended before their first list");
+        }
+        let zone = zone_from_api(&api.snapshot(), &overrides).context("no zone to serve")?;
+        eprintln!(
+            "serving {} records on {listen} (UDP and TCP)",
+            zone.records.len()
+        );
+        let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
+        let udp = tokio::net::UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding UDP {listen}"))?;
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding TCP {listen}"))?;
+        let mut server = tokio::spawn(dns.clone().run(vec![udp], vec![tcp]));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = api.changed() => {
+                    if let Some(zone) = zone_from_api(&api.snapshot(), &overrides) {
+                        let n = zone.records.len();
+                        match dns.set_zone(zone) {
+                            Ok(()) => eprintln!("the API changed: {n} records"),
+                            Err(e) => eprintln!("still serving the old zone: {e}"),
+                        }
+                    }
+                }
+                _ = term.recv() => break,
+                r = &mut server => { r??; break; }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The zone of the manifests (None when they have errors, which are printed). The model is
 /// dropped once the zone is built: the server keeps only the zone.
 fn zone_of(manifests: &ManifestArgs, cluster: &ClusterArgs) -> Result<Option<DnsZone>> {
     Ok(build_model(&manifests.files, cluster)?.map(|m| DnsZone::from_cluster(&m)))
 }
 
-pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
-    let DnsCommand::Serve {
-        manifests,
-        cluster,
-        listen,
-        mut upstreams,
-        upstream_resolv_conf,
-        threads,
-    } = cmd;
-    if let Some(path) = upstream_resolv_conf {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+/// The upstreams given, and those of a resolv.conf (without this server's own address).
+fn upstreams_of(
+    mut upstreams: Vec<std::net::SocketAddr>,
+    resolv_conf: Option<&std::path::Path>,
+    listen: std::net::SocketAddr,
+) -> Result<Vec<std::net::SocketAddr>> {
+    if let Some(path) = resolv_conf {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let (found, ours) = podnet_dns::upstreams_from_resolv_conf(&text, listen);
         for s in ours {
             eprintln!(
@@ -38,6 +109,39 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         }
         upstreams.extend(found);
     }
+    Ok(upstreams)
+}
+
+pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
+    let (manifests, cluster, listen, upstreams, upstream_resolv_conf, threads) = match cmd {
+        DnsCommand::Serve {
+            manifests,
+            cluster,
+            listen,
+            upstreams,
+            upstream_resolv_conf,
+            threads,
+        } => (
+            manifests,
+            cluster,
+            listen,
+            upstreams,
+            upstream_resolv_conf,
+            threads,
+        ),
+        DnsCommand::Watch {
+            kubeconfig,
+            config,
+            cluster,
+            listen,
+            upstreams,
+            upstream_resolv_conf,
+        } => {
+            let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;
+            return watch(kubeconfig, config, cluster, listen, upstreams);
+        }
+    };
+    let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;
     let Some(zone) = zone_of(&manifests, &cluster)? else {
         return Ok(ExitCode::FAILURE);
     };

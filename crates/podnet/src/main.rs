@@ -102,6 +102,29 @@ enum DnsCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Serve the zone of the cluster the Kubernetes API describes, following its changes (the
+    /// cluster DNS as a Deployment behind the kube-dns Service).
+    Watch {
+        /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+        /// account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The cluster's settings as JSON (podnet's ClusterConfig fields); flags override them.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Address to listen on, UDP and TCP.
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: std::net::SocketAddr,
+        /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
+        #[arg(long = "upstream", value_name = "IP:PORT")]
+        upstreams: Vec<std::net::SocketAddr>,
+        /// Also forward to the nameservers of this resolv.conf (port 53); this server's own
+        /// address is left out.
+        #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
+        upstream_resolv_conf: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]

@@ -536,3 +536,94 @@ fn reach_and_explain_on_the_seeds() {
         "{svc}"
     );
 }
+
+fn api_objects(replicas: usize, svc: &str) -> Vec<serde_json::Value> {
+    let text = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}}}\nspec: {{clusterIP: None, selector: {{app: web}}, ports: [{{port: 80}}]}}\n"
+    );
+    let c = podnet_model::build(
+        &podnet_model::parse_documents("m.yaml", &text).unwrap(),
+        &podnet_model::ConfigOverrides::default(),
+    )
+    .unwrap();
+    podnet_api::project::project(&c)
+}
+
+/// `podnet dns watch`: the cluster DNS served from what the Kubernetes API holds (here the
+/// lab's API, in this process), following its changes. Loopback only; no root needed.
+#[test]
+fn dns_watch_follows_the_api() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = podnet_api::server::Api::new();
+    api.replace(api_objects(2, "web"));
+    let addr = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(api.clone().serve(l));
+        addr
+    });
+    let dir = std::env::temp_dir().join(format!("podnet-dns-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster: {{server: \"http://{addr}\"}}\ncontexts:\n- name: l\n  context: {{cluster: l, user: u}}\ncurrent-context: l\nusers:\n- name: u\n  user: {{}}\n"),
+    )
+    .unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    /// The server, killed however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _dns = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_podnet"))
+            .args(["dns", "watch", "--kubeconfig"])
+            .arg(&kc)
+            .args(["--listen", &listen.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("dns.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Serving once the API's first lists are in.
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(dir.join("dns.log"))
+        .unwrap_or_default()
+        .contains("serving ")
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(15));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let wait_for = |name: &str, n: usize| {
+        let start = std::time::Instant::now();
+        loop {
+            let mut got = ask(listen, name).1;
+            got.sort();
+            if got.len() == n {
+                return got;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "{name}: {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let two = wait_for("web.default.svc.cluster.local.", 2);
+    // A third replica, and another Service: the zone follows.
+    api.replace(api_objects(3, "web"));
+    let three = wait_for("web.default.svc.cluster.local.", 3);
+    assert!(two.iter().all(|ip| three.contains(ip)), "{two:?} {three:?}");
+    api.replace(api_objects(3, "shop"));
+    wait_for("shop.default.svc.cluster.local.", 3);
+    wait_for("web.default.svc.cluster.local.", 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
