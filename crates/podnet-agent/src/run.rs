@@ -301,7 +301,8 @@ pub async fn run(
     eprintln!("node {}: every kind listed; programming", cfg.node);
     // Not ready until the node holds what the API says.
     let _ = std::fs::remove_file(cfg.ready_file());
-    let mut held = read_held(&cfg.held_file());
+    // What the record says the node holds, as far as the kernel confirms it.
+    let mut held = Linux::at(cfg.netns.clone()).confirm(read_held(&cfg.held_file()));
     let mut last_good: Option<NodeDataplane> = None;
     loop {
         let start = Instant::now();

@@ -48,6 +48,39 @@ impl Linux {
     pub fn named(name: &str) -> Linux {
         Linux::at(sys::netns_path(name))
     }
+
+    /// A record of what the node holds (an agent's, read back at start), less what the kernel
+    /// does not have: a table or a VXLAN device that is gone (a reboot, someone's `nft flush
+    /// ruleset`, a stale file) is then made again, not assumed.
+    pub fn confirm(&mut self, mut held: crate::apply::Held) -> crate::apply::Held {
+        let tables = sys::run_in(
+            &self.netns,
+            Command::new("nft").args(["list", "tables"]),
+            None,
+        )
+        .unwrap_or_default();
+        let has = |t: &str| tables.lines().any(|l| l.trim() == format!("table ip {t}"));
+        if !has(podnet_proxy::nft::TABLE) {
+            held.proxy = None;
+        }
+        if !has(podnet_policy::TABLE) {
+            held.policy = None;
+        }
+        if let Some(dev) = held.vxlan.as_ref().map(|v| v.name.clone()) {
+            let there = sys::run_in(
+                &self.netns,
+                Command::new("ip").args(["link", "show", "dev", &dev]),
+                None,
+            )
+            .is_ok();
+            if !there {
+                held.vxlan = None;
+                held.remotes.clear();
+                held.remotes_certain = false;
+            }
+        }
+        held
+    }
 }
 
 /// Messages of iproute2 that mean "already gone".
