@@ -105,8 +105,8 @@ impl ClusterWatch {
     pub fn start(client: &kube::Client, metrics: Arc<Metrics>) -> ClusterWatch {
         let changed = Arc::new(Notify::new());
         ClusterWatch {
-            namespaces: reflect_cluster(client, changed.clone(), metrics.clone()),
-            nodes: reflect_cluster(client, changed.clone(), metrics.clone()),
+            namespaces: reflect(client, changed.clone(), metrics.clone()),
+            nodes: reflect(client, changed.clone(), metrics.clone()),
             pods: reflect(client, changed.clone(), metrics.clone()),
             services: reflect(client, changed.clone(), metrics.clone()),
             slices: reflect(client, changed.clone(), metrics.clone()),
@@ -162,42 +162,8 @@ impl ClusterWatch {
     }
 }
 
-/// Starts a reflector of every object of `K`; each change wakes `changed`.
+/// Starts a reflector of every object of `K`, in every namespace; each change wakes `changed`.
 fn reflect<K>(client: &kube::Client, changed: Arc<Notify>, metrics: Arc<Metrics>) -> Reader<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let api: kube::Api<K> = kube::Api::all(client.clone());
-    drive(api, changed, metrics)
-}
-
-fn reflect_cluster<K>(
-    client: &kube::Client,
-    changed: Arc<Notify>,
-    metrics: Arc<Metrics>,
-) -> Reader<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let api: kube::Api<K> = kube::Api::all(client.clone());
-    drive(api, changed, metrics)
-}
-
-fn drive<K>(api: kube::Api<K>, changed: Arc<Notify>, metrics: Arc<Metrics>) -> Reader<K>
 where
     K: kube::Resource
         + Clone
@@ -208,6 +174,7 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    let api: kube::Api<K> = kube::Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let kind = K::kind(&Default::default()).to_string();
     let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
