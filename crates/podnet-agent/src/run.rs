@@ -65,13 +65,18 @@ impl AgentConfig {
     }
 
     fn held_file(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.held.json", self.node))
+        held_file(&self.state_dir, &self.node)
     }
+}
 
-    /// What the agent last programmed without a failure.
-    pub fn programmed_file(state_dir: &Path, node: &str) -> PathBuf {
-        state_dir.join(format!("{node}.programmed.json"))
-    }
+/// Where an agent records what its node holds (read back at start).
+pub fn held_file(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join(format!("{node}.held.json"))
+}
+
+/// Where an agent records what it last programmed without a failure.
+pub fn programmed_file(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join(format!("{node}.programmed.json"))
 }
 
 /// The objects of one kind, as the API serves them.
@@ -286,10 +291,7 @@ pub async fn run(
                 write_json(&cfg.held_file(), &held)?;
                 if failures.is_empty() {
                     if last_good.as_ref() != Some(&want) {
-                        write_json(
-                            &AgentConfig::programmed_file(&cfg.state_dir, &cfg.node),
-                            &want,
-                        )?;
+                        write_json(&programmed_file(&cfg.state_dir, &cfg.node), &want)?;
                     }
                     metrics.synced(start.elapsed(), &want);
                     if last_good.is_none() {

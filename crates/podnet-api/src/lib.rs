@@ -14,6 +14,14 @@ pub mod server;
 pub mod store;
 pub mod table;
 
+/// A kubeconfig for the API at `server` (`host:port`, plain HTTP), cluster, user and context
+/// all called `name`.
+pub fn kubeconfig(name: &str, server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: http://{server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n"
+    )
+}
+
 /// What can go wrong serving the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

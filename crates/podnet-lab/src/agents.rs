@@ -35,9 +35,9 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> LabError {
 pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabError> {
     let d = dir(lab);
     std::fs::create_dir_all(&d).map_err(io(d.display()))?;
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: http://{}:{API_PORT}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: agent}}\ncurrent-context: lab\nusers:\n- name: agent\n  user: {{}}\n",
-        plan.api.ip
+    let kubeconfig = podnet_api::kubeconfig(
+        &format!("podnet-{lab}"),
+        &std::net::SocketAddr::new(plan.api.ip, API_PORT).to_string(),
     );
     let path = d.join("kubeconfig");
     std::fs::write(&path, kubeconfig).map_err(io(path.display()))?;
@@ -119,13 +119,8 @@ pub fn supervise(exe: PathBuf, lab: String, node: String, netns: String) {
 }
 
 fn programmed(lab: &str, node: &str) -> Option<NodeDataplane> {
-    let path = podnet_agent_programmed_file(&dir(lab), node);
+    let path = podnet_agent::run::programmed_file(&dir(lab), node);
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-/// The file an agent writes what it programmed to (see `podnet_agent::run`).
-fn podnet_agent_programmed_file(dir: &Path, node: &str) -> PathBuf {
-    dir.join(format!("{node}.programmed.json"))
 }
 
 /// Waits until every node's agent programmed what the lab expects of it; then records what
@@ -165,7 +160,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
         std::thread::sleep(Duration::from_millis(5));
     }
     for n in st.expected.keys() {
-        let held = dir(lab).join(format!("{n}.held.json"));
+        let held = podnet_agent::run::held_file(&dir(lab), n);
         if let Some(h) = std::fs::read(&held)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

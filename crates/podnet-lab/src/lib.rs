@@ -555,10 +555,7 @@ pub fn kubeconfig(lab: &str) -> Result<PathBuf, LabError> {
     let addr = std::fs::read_to_string(&addr_file)
         .map_err(|_| LabError::NotUp(lab.to_string(), addr_file.display().to_string()))?;
     let name = format!("podnet-{lab}");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: http://{}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n",
-        addr.trim()
-    );
+    let text = podnet_api::kubeconfig(&name, addr.trim());
     let path = lab_dir(lab).join("kubeconfig");
     std::fs::write(&path, text).map_err(io(path.display()))?;
     Ok(path)

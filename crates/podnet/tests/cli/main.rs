@@ -565,11 +565,7 @@ fn dns_watch_follows_the_api() {
     let dir = std::env::temp_dir().join(format!("podnet-dns-watch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster: {{server: \"http://{addr}\"}}\ncontexts:\n- name: l\n  context: {{cluster: l, user: u}}\ncurrent-context: l\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
+    std::fs::write(&kc, podnet_api::kubeconfig("test", &addr.to_string())).unwrap();
     let port = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
