@@ -170,14 +170,17 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         dns: Default::default(),
         api: podnet_api::server::Api::new(),
     };
-    serve_api(lab, &system, running.api.clone())?;
+    let st = crate::load_state(lab)?;
+    // The API holds the lab's objects before the agents, started next, first list them.
+    running.api.replace(st.api.clone());
+    serve_api(lab, &st, &system, running.api.clone())?;
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|source| LabError::Io {
                 what: "waiting for SIGHUP".into(),
                 source,
             })?;
-        running.reconcile(&crate::load_state(lab)?).await?;
+        running.reconcile(&st).await?;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -216,9 +219,11 @@ pub fn api_addr_file(lab: &str) -> std::path::PathBuf {
 }
 
 /// Serves the lab's Kubernetes API on a loopback port of the host (a listening socket, nothing
-/// else), on the system runtime; its address goes to [`api_addr_file`].
+/// else; its address goes to [`api_addr_file`]) and on the underlay, on the system runtime;
+/// then starts the nodes' agents, when the lab has them.
 fn serve_api(
     lab: &str,
+    st: &LabState,
     system: &tokio::runtime::Runtime,
     api: Arc<podnet_api::server::Api>,
 ) -> Result<(), LabError> {
@@ -240,7 +245,6 @@ fn serve_api(
     eprintln!("the lab's Kubernetes API: http://{addr}");
     system.spawn(api.clone().serve(listener));
     // And on the underlay, from the API's own namespace, for the nodes' agents.
-    let st = crate::load_state(lab)?;
     let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
     let underlay =
         podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
