@@ -508,12 +508,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn ok(v: Value) -> Response<Body> {
+fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
-        .status(StatusCode::OK)
+        .status(code)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&v).expect("JSON"))).boxed())
+        .body(Full::new(Bytes::from(serde_json::to_vec(v).expect("JSON"))).boxed())
         .expect("a response")
+}
+
+fn ok(v: Value) -> Response<Body> {
+    json_response(StatusCode::OK, &v)
 }
 
 fn status_value(code: u16, reason: &str, message: &str, details: Value) -> Value {
@@ -533,12 +537,7 @@ fn status_value(code: u16, reason: &str, message: &str, details: Value) -> Value
 }
 
 fn status_with(code: StatusCode, reason: &str, message: &str, details: Value) -> Response<Body> {
-    let v = status_value(code.as_u16(), reason, message, details);
-    Response::builder()
-        .status(code)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&v).expect("JSON"))).boxed())
-        .expect("a response")
+    json_response(code, &status_value(code.as_u16(), reason, message, details))
 }
 
 fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
