@@ -22,7 +22,8 @@ use crate::objects::{decode, is_namespaced, meta_of, Object, Sourced};
 use crate::source::SourceDoc;
 
 /// Namespaces every cluster has.
-const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub(crate) const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// The objects of one kind.
 macro_rules! of_kind {
@@ -127,7 +128,7 @@ fn is_named(o: &Object, ns: &str, name: &str) -> bool {
         .is_some_and(|m| m.namespace.as_deref() == Some(ns) && m.name.as_deref() == Some(name))
 }
 
-fn oref_of(o: &Object) -> ObjectRef {
+pub(crate) fn oref_of(o: &Object) -> ObjectRef {
     let (kind, meta) = match o {
         Object::ClusterConfig(_) => return ObjectRef::new("ClusterConfig", None, ""),
         _ => (
@@ -143,7 +144,7 @@ fn oref_of(o: &Object) -> ObjectRef {
     ObjectRef::new(kind, meta.namespace.as_deref(), &name)
 }
 
-fn kind_of(o: &Object) -> &'static str {
+pub(crate) fn kind_of(o: &Object) -> &'static str {
     match o {
         Object::Namespace(_) => "Namespace",
         Object::Node(_) => "Node",
@@ -187,7 +188,7 @@ fn start_of(o: &Object) -> Location {
 }
 
 /// Defaults ← the ClusterConfig document ← flags.
-fn settings(
+pub(crate) fn settings(
     objects: &[Object],
     overrides: &ConfigOverrides,
     diags: &mut Vec<Diagnostic>,
@@ -677,31 +678,7 @@ impl Builder {
                 })
             }
         };
-        let spec = Arc::new(p.obj.spec.clone().unwrap_or_default());
-        let status = p.obj.status.as_ref();
-        let phase = status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Running".to_string());
-        let ready_cond = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status == "True");
-        PodSource {
-            namespace: ns.to_string(),
-            name,
-            labels: meta.labels.clone().unwrap_or_default(),
-            hostname: spec.hostname.clone(),
-            subdomain: spec.subdomain.clone(),
-            spec,
-            owner: None,
-            ready: ready_cond.unwrap_or(phase == "Running"),
-            terminating: meta.deletion_timestamp.is_some(),
-            phase,
-            fixed_ip: status
-                .and_then(|s| s.pod_ip.as_deref())
-                .and_then(|ip| ip.parse().ok())
-                .map(|ip| (ip, p.locate("status.podIP"))),
-        }
+        pod_source(p, ns, name)
     }
 
     /// Scheduling (nodeName, nodeSelector, otherwise least-loaded node) and pod IPs.
@@ -1284,7 +1261,41 @@ fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
 }
 
 /// A placed pod as the model holds it.
-fn pod_info(src: PodSource, node: Option<String>, ips: Vec<IpAddr>) -> PodInfo {
+/// A pod as it is given (a bare Pod, or one the API serves): its labels, spec and status.
+pub(crate) fn pod_source(
+    p: &Sourced<k8s_openapi::api::core::v1::Pod>,
+    ns: &str,
+    name: String,
+) -> PodSource {
+    let meta = &p.obj.metadata;
+    let spec = Arc::new(p.obj.spec.clone().unwrap_or_default());
+    let status = p.obj.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Running".to_string());
+    let ready_cond = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    PodSource {
+        namespace: ns.to_string(),
+        name,
+        labels: meta.labels.clone().unwrap_or_default(),
+        hostname: spec.hostname.clone(),
+        subdomain: spec.subdomain.clone(),
+        spec,
+        owner: None,
+        ready: ready_cond.unwrap_or(phase == "Running"),
+        terminating: meta.deletion_timestamp.is_some(),
+        phase,
+        fixed_ip: status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .map(|ip| (ip, p.locate("status.podIP"))),
+    }
+}
+
+pub(crate) fn pod_info(src: PodSource, node: Option<String>, ips: Vec<IpAddr>) -> PodInfo {
     let host_net = src.spec.host_network.unwrap_or(false);
     let containers = src.spec.containers.iter().map(|c| c.name.clone()).collect();
     let ports = src
@@ -1342,7 +1353,7 @@ fn pool_string(c: &ClusterConfig) -> String {
         .join(",")
 }
 
-fn service_info(src: &Sourced<Service>) -> ServiceInfo {
+pub(crate) fn service_info(src: &Sourced<Service>) -> ServiceInfo {
     let meta = &src.obj.metadata;
     let spec = src.obj.spec.clone().unwrap_or_default();
     let service_type = match spec.type_.as_deref() {
@@ -1415,7 +1426,7 @@ fn service_info(src: &Sourced<Service>) -> ServiceInfo {
     }
 }
 
-fn user_slice(es: &k8s_openapi::api::discovery::v1::EndpointSlice) -> EndpointSliceInfo {
+pub(crate) fn user_slice(es: &k8s_openapi::api::discovery::v1::EndpointSlice) -> EndpointSliceInfo {
     let managed_by = es
         .metadata
         .labels

@@ -24,6 +24,7 @@
 //! assert!(cluster.config.service_cidr.contains(&svc.cluster_ips[0]));
 //! ```
 
+pub mod api;
 mod build;
 mod checks;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod selector;
 pub mod source;
 pub mod validation;
 
+pub use api::{ApiKey, ApiModel, Changed};
 pub use build::{build, build_with};
 pub use config::{ClusterConfig, ConfigOverrides, IpRange, PortRange};
 pub use diag::{Diagnostic, Location, ModelError, ObjectRef, Severity};

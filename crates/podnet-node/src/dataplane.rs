@@ -14,7 +14,6 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use podnet_model::{Cluster, NsName};
 use podnet_proxy::nft::Elements;
-use podnet_proxy::{Dispatch, ProxyPlan};
 use serde::{Deserialize, Serialize};
 
 /// The MTU of the overlay and of every pod interface: VXLAN's 50 bytes of headers (outer
@@ -161,6 +160,19 @@ impl NodeDataplane {
         uplink: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> Vec<NodeDataplane> {
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| wanted(&n.name))
+            .filter_map(|n| crate::live::Live::new(cluster, &n.name, uplink))
+            .map(|l| l.dataplane().clone())
+            .collect()
+    }
+
+    /// A node's overlay and settings, with an empty proxy and policy (which
+    /// [`crate::live::Live`] fills part by part); None when the cluster has no such node or it
+    /// has no podCIDR yet.
+    pub fn overlay(cluster: &Cluster, node: &str, uplink: &str) -> Option<NodeDataplane> {
         let remotes: Vec<RemoteNode> = (0..cluster.nodes.len())
             .filter_map(|i| {
                 Some(RemoteNode {
@@ -170,83 +182,25 @@ impl NodeDataplane {
                 })
             })
             .collect();
-        let external: BTreeSet<IpAddr> = cluster
-            .services
-            .iter()
-            .flat_map(|s| s.load_balancer_ips.iter().chain(&s.external_ips))
-            .copied()
-            .collect();
-        let checks = health_checks(cluster);
-        cluster
-            .nodes
-            .iter()
-            .zip(&remotes)
-            .filter(|(node, _)| wanted(&node.name))
-            .map(|(node, me)| {
-                let proxy = ProxyPlan::new(cluster, &node.name);
-                let serves_external = proxy
-                    .frontends
-                    .iter()
-                    .filter(|(f, (_, d))| {
-                        external.contains(&f.ip) && matches!(d, Dispatch::Endpoints { .. })
-                    })
-                    .map(|(f, _)| f.ip)
-                    .collect();
-                NodeDataplane {
-                    node: node.name.clone(),
-                    sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
-                    vxlan: VxlanDevice {
-                        name: VXLAN_DEV.into(),
-                        vni: VXLAN_VNI,
-                        port: VXLAN_PORT,
-                        uplink: uplink.into(),
-                        mtu: OVERLAY_MTU,
-                        vtep: me.vtep.clone(),
-                    },
-                    remotes: remotes
-                        .iter()
-                        .filter(|r| r.name != node.name)
-                        .cloned()
-                        .collect(),
-                    proxy: Elements::of(&proxy),
-                    policy: podnet_policy::PolicyPlan::for_node(cluster, &node.name),
-                    health_checks: checks
-                        .iter()
-                        .filter(|h| h.node == node.name)
-                        .cloned()
-                        .collect(),
-                    serves_external,
-                }
-            })
-            .collect()
+        let me = remotes.iter().find(|r| r.name == node)?;
+        Some(NodeDataplane {
+            node: node.to_string(),
+            sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            vxlan: VxlanDevice {
+                name: VXLAN_DEV.into(),
+                vni: VXLAN_VNI,
+                port: VXLAN_PORT,
+                uplink: uplink.into(),
+                mtu: OVERLAY_MTU,
+                vtep: me.vtep.clone(),
+            },
+            remotes: remotes.iter().filter(|r| r.name != node).cloned().collect(),
+            proxy: Elements::default(),
+            policy: Default::default(),
+            health_checks: Vec::new(),
+            serves_external: BTreeSet::new(),
+        })
     }
-}
-
-/// The health checks of every node, from the model.
-fn health_checks(c: &Cluster) -> Vec<HealthCheck> {
-    let mut out = Vec::new();
-    for svc in &c.services {
-        let Some(port) = svc
-            .health_check_node_port
-            .and_then(|p| u16::try_from(p).ok())
-        else {
-            continue;
-        };
-        for node in &c.nodes {
-            let ready: BTreeSet<&IpAddr> = svc
-                .endpoints()
-                .filter(|(_, e)| e.ready && e.node_name.as_deref() == Some(node.name.as_str()))
-                .flat_map(|(_, e)| &e.addresses)
-                .collect();
-            out.push(HealthCheck {
-                node: node.name.clone(),
-                port,
-                service: svc.key(),
-                local_endpoints: ready.len(),
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod dataplane;
 pub mod effects;
+pub mod live;
 pub mod net;
 pub mod nft;
 pub mod sctp;

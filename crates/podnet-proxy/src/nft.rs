@@ -208,6 +208,30 @@ impl Elements {
         }
     }
 
+    /// Takes `removed` out and puts `added` in (a change computed elsewhere, part by part).
+    pub fn patch(&mut self, removed: &[Element], added: &[Element]) {
+        for e in removed {
+            match e {
+                Element::Service(k, _) => drop(self.services.remove(k)),
+                Element::NodePort(k, _) => drop(self.node_ports.remove(k)),
+                Element::Backend(k, _) => drop(self.backends.remove(k)),
+                Element::NoEndpoints(k) => drop(self.no_endpoints.remove(k)),
+                Element::NoEndpointPort(k) => drop(self.no_endpoint_ports.remove(k)),
+                Element::Hairpin(ip) => drop(self.hairpin.remove(ip)),
+            }
+        }
+        for e in added {
+            match *e {
+                Element::Service(k, v) => drop(self.services.insert(k, v)),
+                Element::NodePort(k, v) => drop(self.node_ports.insert(k, v)),
+                Element::Backend(k, v) => drop(self.backends.insert(k, v)),
+                Element::NoEndpoints(k) => drop(self.no_endpoints.insert(k)),
+                Element::NoEndpointPort(k) => drop(self.no_endpoint_ports.insert(k)),
+                Element::Hairpin(ip) => drop(self.hairpin.insert(ip)),
+            }
+        }
+    }
+
     /// Every element, in the table's order.
     pub fn iter(&self) -> impl Iterator<Item = Element> + '_ {
         let services = self.services.iter().map(|(k, v)| Element::Service(*k, *v));
@@ -360,6 +384,21 @@ impl Transaction {
         Transaction { ops }.pruned()
     }
 
+    /// A change computed elsewhere (an agent's, part by part): the affinity maps and chains
+    /// that come into use, then the elements deleted and added.
+    pub fn delta(
+        timeouts: impl IntoIterator<Item = u32>,
+        chains: impl IntoIterator<Item = Chain>,
+        removed: Vec<Element>,
+        added: Vec<Element>,
+    ) -> Transaction {
+        let mut ops: Vec<Op> = timeouts.into_iter().map(Op::AddAffinityMaps).collect();
+        ops.extend(chains.into_iter().map(Op::AddChain));
+        ops.push(Op::DeleteElements(removed));
+        ops.push(Op::AddElements(added));
+        Transaction { ops }.pruned()
+    }
+
     fn pruned(mut self) -> Transaction {
         self.ops
             .retain(|op| !matches!(op, Op::DeleteElements(v) | Op::AddElements(v) if v.is_empty()));
@@ -431,7 +470,10 @@ impl Chain {
     /// The chain and its masquerading twin.
     fn render(&self, out: &mut String) {
         let (name, n) = (self.name(), self.endpoints);
+        // Flushed first: a chain made again (it fell out of use, then came back) gets its
+        // rules once.
         let _ = writeln!(out, "add chain ip {TABLE} {name}");
+        let _ = writeln!(out, "flush chain ip {TABLE} {name}");
         let (key, np) = if self.node_port {
             ("meta l4proto . th dport", "np_")
         } else {
@@ -475,6 +517,7 @@ impl Chain {
             }
         }
         let _ = writeln!(out, "add chain ip {TABLE} {name}_masq");
+        let _ = writeln!(out, "flush chain ip {TABLE} {name}_masq");
         let _ = writeln!(
             out,
             "add rule ip {TABLE} {name}_masq meta mark set meta mark | {MASQ_MARK:#x} goto {name}"

@@ -140,96 +140,105 @@ impl ProxyPlan {
             ..Default::default()
         };
         for svc in &cluster.services {
-            if svc.service_type == ServiceType::ExternalName || svc.headless {
-                continue; // DNS serves them; no virtual IP.
-            }
-            // Labels by which upstream proxies step aside: a Service for another proxy, or one
-            // marked headless although it has a ClusterIP.
-            if svc
-                .labels
-                .contains_key("service.kubernetes.io/service-proxy-name")
-                || svc.labels.contains_key("service.kubernetes.io/headless")
-            {
+            plan.add_service(svc);
+        }
+        plan
+    }
+
+    /// One Service's frontends, added to the plan. A Service's part of the plan depends on
+    /// that Service alone (with its endpoints) and the plan's node: an agent recomputes only
+    /// the part of the Service an event changed.
+    pub fn add_service(&mut self, svc: &ServiceInfo) {
+        let node = self.node.clone();
+        let node = node.as_str();
+        let plan = self;
+        if svc.service_type == ServiceType::ExternalName || svc.headless {
+            return; // DNS serves them; no virtual IP.
+        }
+        // Labels by which upstream proxies step aside: a Service for another proxy, or one
+        // marked headless although it has a ClusterIP.
+        if svc
+            .labels
+            .contains_key("service.kubernetes.io/service-proxy-name")
+            || svc.labels.contains_key("service.kubernetes.io/headless")
+        {
+            return;
+        }
+        if let Some(t) = svc.session_affinity_timeout {
+            plan.affinity
+                .insert(svc.key(), u32::try_from(t).unwrap_or(10800));
+        }
+        for p in &svc.ports {
+            let proto = p.protocol;
+            let Ok(port) = u16::try_from(p.port) else {
                 continue;
-            }
-            if let Some(t) = svc.session_affinity_timeout {
-                plan.affinity
-                    .insert(svc.key(), u32::try_from(t).unwrap_or(10800));
-            }
-            for p in &svc.ports {
-                let proto = p.protocol;
-                let Ok(port) = u16::try_from(p.port) else {
-                    continue;
-                };
-                let owner = Owner {
-                    service: svc.key(),
-                    port: if p.name.is_empty() {
-                        p.port.to_string()
-                    } else {
-                        p.name.clone()
+            };
+            let owner = Owner {
+                service: svc.key(),
+                port: if p.name.is_empty() {
+                    p.port.to_string()
+                } else {
+                    p.name.clone()
+                },
+            };
+            let eps = endpoints_for(svc, &p.name, p.protocol);
+            // Any endpoint at all, for the external policy's "no endpoint" case.
+            let itp_local = (svc.internal_traffic_policy == TrafficPolicy::Local).then_some(node);
+            let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
+            let any = !select(&eps, None).is_empty();
+            let internal = dispatch(
+                &eps,
+                itp_local,
+                false,
+                if itp_local.is_some() && any {
+                    Dispatch::Drop
+                } else {
+                    Dispatch::Reject
+                },
+            );
+            for ip in &svc.cluster_ips {
+                plan.frontends.insert(
+                    Frontend {
+                        ip: *ip,
+                        proto,
+                        port,
                     },
-                };
-                let eps = endpoints_for(svc, &p.name, p.protocol);
-                // Any endpoint at all, for the external policy's "no endpoint" case.
-                let itp_local =
-                    (svc.internal_traffic_policy == TrafficPolicy::Local).then_some(node);
-                let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
-                let any = !select(&eps, None).is_empty();
-                let internal = dispatch(
+                    (owner.clone(), internal.clone()),
+                );
+            }
+            // External frontends: masquerade unless the policy is Local (which keeps the
+            // client's address and uses only this node's endpoints).
+            let external = if etp_local {
+                dispatch(
                     &eps,
-                    itp_local,
+                    Some(node),
                     false,
-                    if itp_local.is_some() && any {
+                    if any {
                         Dispatch::Drop
                     } else {
                         Dispatch::Reject
                     },
+                )
+            } else {
+                dispatch(&eps, None, true, Dispatch::Reject)
+            };
+            for ip in svc.load_balancer_ips.iter().chain(&svc.external_ips) {
+                plan.frontends.insert(
+                    Frontend {
+                        ip: *ip,
+                        proto,
+                        port,
+                    },
+                    (owner.clone(), external.clone()),
                 );
-                for ip in &svc.cluster_ips {
-                    plan.frontends.insert(
-                        Frontend {
-                            ip: *ip,
-                            proto,
-                            port,
-                        },
-                        (owner.clone(), internal.clone()),
-                    );
-                }
-                // External frontends: masquerade unless the policy is Local (which keeps the
-                // client's address and uses only this node's endpoints).
-                let external = if etp_local {
-                    dispatch(
-                        &eps,
-                        Some(node),
-                        false,
-                        if any {
-                            Dispatch::Drop
-                        } else {
-                            Dispatch::Reject
-                        },
-                    )
-                } else {
-                    dispatch(&eps, None, true, Dispatch::Reject)
-                };
-                for ip in svc.load_balancer_ips.iter().chain(&svc.external_ips) {
-                    plan.frontends.insert(
-                        Frontend {
-                            ip: *ip,
-                            proto,
-                            port,
-                        },
-                        (owner.clone(), external.clone()),
-                    );
-                }
-                if let (true, Some(np)) = (svc.service_type.has_node_ports(), p.node_port) {
-                    if let Ok(np) = u16::try_from(np) {
-                        plan.node_ports
-                            .insert((proto, np), (owner.clone(), external.clone()));
-                    }
+            }
+            if let (true, Some(np)) = (svc.service_type.has_node_ports(), p.node_port) {
+                if let Ok(np) = u16::try_from(np) {
+                    plan.node_ports
+                        .insert((proto, np), (owner.clone(), external.clone()));
                 }
             }
         }
-        plan
     }
 }
 

@@ -1,0 +1,623 @@
+//! The model of a cluster as its API serves it, kept up to date one object at a time.
+//!
+//! On a real cluster the control plane has already decided what [`crate::build`] decides for
+//! manifests: the scheduler placed each pod (`spec.nodeName`), the runtime gave it its address
+//! (`status.podIPs`), the API server allocated each Service's ClusterIPs and node ports, a
+//! load-balancer controller wrote `status.loadBalancer`, the EndpointSlice controller wrote the
+//! slices, the controller-manager gave each Node its `spec.podCIDRs`. Nothing is decided again
+//! here: each object's part of the model depends on that object alone (a Service's also on its
+//! EndpointSlices), so a watch event changes only its own part, and [`ApiModel::apply`] says
+//! which part ([`Changed`]) for the node's dataplane to recompute only that.
+//!
+//! Each object is decoded and validated as `podnet check` validates it (the same checks); one
+//! that fails is left out, with its earlier version, and the rest of the model stands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::build::{
+    kind_of, oref_of, pod_info, pod_source, service_info, settings, user_slice, SYSTEM_NAMESPACES,
+};
+use crate::config::ConfigOverrides;
+use crate::diag::{Diagnostic, ModelError};
+use crate::model::*;
+use crate::objects::{decode, Object, Sourced};
+use crate::source::SourceDoc;
+
+/// The kinds the model is kept from.
+pub const KINDS: [&str; 6] = [
+    "Namespace",
+    "Node",
+    "Pod",
+    "Service",
+    "EndpointSlice",
+    "NetworkPolicy",
+];
+
+/// What the API server sets on every object and the model has no use for.
+const SERVER_FIELDS: [&str; 7] = [
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+    "ownerReferences",
+];
+
+/// An object of the API, as a watch event names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiKey {
+    pub kind: String,
+    /// Empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ApiKey {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> ApiKey {
+        ApiKey {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of an object as the API serves it (JSON with `kind` and `metadata`).
+    pub fn of(o: &Value) -> Option<ApiKey> {
+        Some(ApiKey::new(
+            o["kind"].as_str()?,
+            o["metadata"]["namespace"].as_str().unwrap_or(""),
+            o["metadata"]["name"].as_str()?,
+        ))
+    }
+
+    /// `api:Kind/namespace/name`: where diagnostics say the object is.
+    pub fn origin(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("api:{}/{}", self.kind, self.name)
+        } else {
+            format!("api:{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.origin())
+    }
+}
+
+/// A part of the model that an object's change changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Changed {
+    /// One Service: its addresses, ports or endpoints.
+    Service(NsName),
+    /// One pod: its labels, addresses or state (what NetworkPolicy and DNS read).
+    Pod(NsName),
+    Namespace(String),
+    NetworkPolicy(NsName),
+    /// The nodes: one came, went, or changed its podCIDR, address or labels.
+    Nodes,
+}
+
+/// What one event did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The parts of the model that changed (none when the object changed nothing it reads).
+    pub changed: Vec<Changed>,
+    /// The object could not be used: why. It is left out (with its earlier version).
+    pub refused: Option<ModelError>,
+}
+
+/// The model of a cluster, from its API's objects.
+#[derive(Debug, Clone)]
+pub struct ApiModel {
+    cluster: Cluster,
+    /// Each Service's slices, by slice name; kept while the Service is absent.
+    slices: HashMap<NsName, BTreeMap<String, EndpointSliceInfo>>,
+    /// The Service each slice is for (`kubernetes.io/service-name`).
+    slice_of: HashMap<NsName, NsName>,
+    nodes: BTreeMap<String, NodeInfo>,
+}
+
+/// An object left out of the model, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `api:Kind/namespace/name`.
+    pub object: String,
+    pub why: String,
+}
+
+impl ApiModel {
+    /// An empty cluster (the system namespaces only) with these settings.
+    pub fn new(overrides: &ConfigOverrides) -> Result<ApiModel, ModelError> {
+        let mut diags = Vec::new();
+        let config = settings(&[], overrides, &mut diags);
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(ModelError::Invalid(diags));
+        }
+        let namespaces = SYSTEM_NAMESPACES
+            .iter()
+            .map(|n| (n.to_string(), namespace(n, Labels::new())))
+            .collect();
+        Ok(ApiModel {
+            cluster: Cluster {
+                config,
+                namespaces,
+                nodes: Vec::new(),
+                pods: Vec::new(),
+                services: Vec::new(),
+                network_policies: Vec::new(),
+                ingresses: Vec::new(),
+                ingress_classes: Vec::new(),
+                secrets: Vec::new(),
+                warnings: Vec::new(),
+                user_slices: Vec::new(),
+            },
+            slices: HashMap::new(),
+            slice_of: HashMap::new(),
+            nodes: BTreeMap::new(),
+        })
+    }
+
+    /// The model of these objects, leaving out (and saying) each one it cannot use.
+    pub fn of_objects<'a>(
+        objects: impl IntoIterator<Item = &'a Value>,
+        overrides: &ConfigOverrides,
+    ) -> Result<(ApiModel, Vec<Skipped>), ModelError> {
+        let mut m = ApiModel::new(overrides)?;
+        let mut skipped = Vec::new();
+        for o in objects {
+            let Some(key) = ApiKey::of(o) else { continue };
+            if let Some(e) = m.apply(&key, Some(o)).refused {
+                skipped.push(Skipped {
+                    object: key.origin(),
+                    why: why(&e),
+                });
+            }
+        }
+        Ok((m, skipped))
+    }
+
+    /// The model.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// One watch event: `object` is the object's new version, or None when it was deleted.
+    pub fn apply(&mut self, key: &ApiKey, object: Option<&Value>) -> Outcome {
+        if !KINDS.contains(&key.kind.as_str()) {
+            return Outcome::default();
+        }
+        let decoded = match object.map(|o| decode_one(key, o)) {
+            None => None,
+            Some(Ok(o)) => Some(o),
+            Some(Err(e)) => {
+                return Outcome {
+                    changed: self.remove(key),
+                    refused: Some(e),
+                }
+            }
+        };
+        let changed = match decoded {
+            None => self.remove(key),
+            Some(o) => match self.put(key, o) {
+                Ok(changed) => changed,
+                Err(e) => {
+                    return Outcome {
+                        changed: self.remove(key),
+                        refused: Some(e),
+                    }
+                }
+            },
+        };
+        Outcome {
+            changed,
+            refused: None,
+        }
+    }
+
+    /// The object's part taken out.
+    fn remove(&mut self, key: &ApiKey) -> Vec<Changed> {
+        let ns = NsName::new(&key.namespace, &key.name);
+        match key.kind.as_str() {
+            "Namespace" => {
+                let had = if SYSTEM_NAMESPACES.contains(&key.name.as_str()) {
+                    let plain = namespace(&key.name, Labels::new());
+                    self.cluster
+                        .namespaces
+                        .insert(key.name.clone(), plain.clone())
+                        != Some(plain)
+                } else {
+                    self.cluster.namespaces.remove(&key.name).is_some()
+                };
+                changed_if(had, Changed::Namespace(key.name.clone()))
+            }
+            "Node" => {
+                let had = self.nodes.remove(&key.name).is_some();
+                if had {
+                    self.cluster.nodes = self.nodes.values().cloned().collect();
+                }
+                changed_if(had, Changed::Nodes)
+            }
+            "Pod" => {
+                let had = remove_sorted(&mut self.cluster.pods, &ns, PodInfo::key);
+                changed_if(had, Changed::Pod(ns))
+            }
+            "Service" => {
+                let had = remove_sorted(&mut self.cluster.services, &ns, ServiceInfo::key);
+                changed_if(had, Changed::Service(ns))
+            }
+            "EndpointSlice" => match self.drop_slice(&ns) {
+                Some(svc) => self.refresh_slices(&svc),
+                None => Vec::new(),
+            },
+            "NetworkPolicy" => {
+                let had = remove_sorted(&mut self.cluster.network_policies, &ns, policy_key);
+                changed_if(had, Changed::NetworkPolicy(ns))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The object's part, new or changed.
+    fn put(&mut self, key: &ApiKey, o: Object) -> Result<Vec<Changed>, ModelError> {
+        let ns = NsName::new(&key.namespace, &key.name);
+        Ok(match o {
+            Object::Namespace(n) => {
+                let labels = n.obj.metadata.labels.clone().unwrap_or_default();
+                let new = namespace(&key.name, labels);
+                let old = self
+                    .cluster
+                    .namespaces
+                    .insert(key.name.clone(), new.clone());
+                changed_if(old != Some(new), Changed::Namespace(key.name.clone()))
+            }
+            Object::Node(n) => {
+                let new = node_info(&n)?;
+                let old = self.nodes.insert(key.name.clone(), new.clone());
+                if old.as_ref() == Some(&new) {
+                    return Ok(Vec::new());
+                }
+                self.cluster.nodes = self.nodes.values().cloned().collect();
+                vec![Changed::Nodes]
+            }
+            Object::Pod(p) => {
+                let new = api_pod(&p, &key.namespace, &key.name)?;
+                changed_if(
+                    put_sorted(&mut self.cluster.pods, new, PodInfo::key),
+                    Changed::Pod(ns),
+                )
+            }
+            Object::Service(s) => {
+                let mut new = api_service(&s)?;
+                new.endpoint_slices = self.slices_of(&ns);
+                changed_if(
+                    put_sorted(&mut self.cluster.services, new, ServiceInfo::key),
+                    Changed::Service(ns),
+                )
+            }
+            Object::EndpointSlice(es) => {
+                let svc = es
+                    .obj
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    .map(|s| NsName::new(&key.namespace, s));
+                // kube-proxy ignores FQDN slices and slices of no Service.
+                let usable = svc.filter(|_| es.obj.address_type != "FQDN");
+                let mut services: Vec<NsName> = self.drop_slice(&ns).into_iter().collect();
+                if let Some(svc) = usable {
+                    self.slices
+                        .entry(svc.clone())
+                        .or_default()
+                        .insert(key.name.clone(), user_slice(&es.obj));
+                    self.slice_of.insert(ns, svc.clone());
+                    services.push(svc);
+                }
+                services.dedup();
+                services
+                    .iter()
+                    .flat_map(|svc| self.refresh_slices(svc))
+                    .collect()
+            }
+            Object::NetworkPolicy(np) => changed_if(
+                put_sorted_by(
+                    &mut self.cluster.network_policies,
+                    np,
+                    policy_key,
+                    |a, b| a.obj == b.obj,
+                ),
+                Changed::NetworkPolicy(ns),
+            ),
+            _ => Vec::new(),
+        })
+    }
+}
+
+impl ApiModel {
+    /// The slice's entry taken out; the Service it was for.
+    fn drop_slice(&mut self, slice: &NsName) -> Option<NsName> {
+        let svc = self.slice_of.remove(slice)?;
+        if let Some(m) = self.slices.get_mut(&svc) {
+            m.remove(&slice.name);
+            if m.is_empty() {
+                self.slices.remove(&svc);
+            }
+        }
+        Some(svc)
+    }
+
+    /// A Service's slices, in name order.
+    fn slices_of(&self, svc: &NsName) -> Vec<EndpointSliceInfo> {
+        self.slices
+            .get(svc)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A Service's endpoints brought up to date with its slices.
+    fn refresh_slices(&mut self, svc: &NsName) -> Vec<Changed> {
+        let slices = self.slices_of(svc);
+        let Ok(i) = self
+            .cluster
+            .services
+            .binary_search_by(|s| (&s.namespace, &s.name).cmp(&(&svc.namespace, &svc.name)))
+        else {
+            return Vec::new();
+        };
+        let s = &mut self.cluster.services[i];
+        if s.endpoint_slices == slices {
+            return Vec::new();
+        }
+        s.endpoint_slices = slices;
+        vec![Changed::Service(svc.clone())]
+    }
+}
+
+fn changed_if(yes: bool, c: Changed) -> Vec<Changed> {
+    if yes {
+        vec![c]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The first error's message (with its field), for a log line.
+fn why(e: &ModelError) -> String {
+    e.diagnostics()
+        .iter()
+        .find(|d| d.is_error())
+        .map(|d| match &d.field {
+            Some(f) => format!("{f}: {}", d.message),
+            None => d.message.clone(),
+        })
+        .unwrap_or_else(|| e.to_string())
+}
+
+impl Outcome {
+    /// Why the object was refused, in one line.
+    pub fn why(&self) -> Option<String> {
+        self.refused.as_ref().map(why)
+    }
+}
+
+fn namespace(name: &str, mut labels: Labels) -> NamespaceInfo {
+    // The NamespaceDefaultLabelName admission: every namespace carries its own name.
+    labels.insert("kubernetes.io/metadata.name".into(), name.into());
+    NamespaceInfo {
+        name: name.into(),
+        labels,
+        declared: true,
+    }
+}
+
+fn policy_key(p: &Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>) -> NsName {
+    NsName::new(
+        p.obj.metadata.namespace.as_deref().unwrap_or_default(),
+        p.obj.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Inserts or replaces `item` in a list sorted by `key`; true when the list changed.
+fn put_sorted<T: PartialEq>(v: &mut Vec<T>, item: T, key: impl Fn(&T) -> NsName) -> bool {
+    put_sorted_by(v, item, key, |a, b| a == b)
+}
+
+/// [`put_sorted`] with the items' own equality.
+fn put_sorted_by<T>(
+    v: &mut Vec<T>,
+    item: T,
+    key: impl Fn(&T) -> NsName,
+    same: impl Fn(&T, &T) -> bool,
+) -> bool {
+    let k = key(&item);
+    match v.binary_search_by(|x| key(x).cmp(&k)) {
+        Ok(i) if same(&v[i], &item) => false,
+        Ok(i) => {
+            v[i] = item;
+            true
+        }
+        Err(i) => {
+            v.insert(i, item);
+            true
+        }
+    }
+}
+
+/// Removes the item with key `k` from a list sorted by `key`; true when there was one.
+fn remove_sorted<T>(v: &mut Vec<T>, k: &NsName, key: impl Fn(&T) -> NsName) -> bool {
+    match v.binary_search_by(|x| key(x).cmp(k)) {
+        Ok(i) => {
+            v.remove(i);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// An API object decoded and validated as the manifests' objects are.
+fn decode_one(key: &ApiKey, o: &Value) -> Result<Object, ModelError> {
+    let mut v = o.clone();
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        for f in SERVER_FIELDS {
+            meta.remove(f);
+        }
+    }
+    let doc = SourceDoc::from_value(&key.origin(), v);
+    let mut diags = Vec::new();
+    let decoded = match decode(&doc, &mut diags) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return Err(ModelError::Invalid(vec![Diagnostic::error(
+                doc.start.clone(),
+                format!("{key} is not a kind podnet reads"),
+            )]))
+        }
+        Err(e) => return Err(ModelError::Invalid(vec![e])),
+    };
+    if kind_of(&decoded) != key.kind {
+        return Err(ModelError::Invalid(vec![Diagnostic::error(
+            doc.start.clone(),
+            format!("{key}: the object is a {}", kind_of(&decoded)),
+        )]));
+    }
+    crate::checks::check_object(&decoded, oref_of(&decoded), &mut diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(ModelError::Invalid(diags));
+    }
+    Ok(decoded)
+}
+
+fn invalid(src_start: &crate::diag::Location, field: &str, message: String) -> ModelError {
+    ModelError::Invalid(vec![
+        Diagnostic::error(src_start.clone(), message).with_field(field)
+    ])
+}
+
+/// A Node as the controller-manager and the kubelet made it: its podCIDRs and InternalIP.
+fn node_info(n: &Sourced<k8s_openapi::api::core::v1::Node>) -> Result<NodeInfo, ModelError> {
+    let name = n.obj.metadata.name.clone().unwrap_or_default();
+    let spec = n.obj.spec.clone().unwrap_or_default();
+    let raw: Vec<String> = match (spec.pod_cidrs, spec.pod_cidr) {
+        (Some(list), _) if !list.is_empty() => list,
+        (_, Some(c)) if !c.is_empty() => vec![c],
+        _ => Vec::new(),
+    };
+    let mut pod_cidrs = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let net: IpNet = c.parse().map_err(|_| {
+            invalid(
+                &n.locate(&format!("spec.podCIDRs[{i}]")),
+                "spec.podCIDRs",
+                format!("Invalid value: {c:?}: not a CIDR"),
+            )
+        })?;
+        pod_cidrs.push(net);
+    }
+    let internal_ip = n
+        .obj
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .and_then(|a| a.address.parse::<IpAddr>().ok())
+        .ok_or_else(|| {
+            invalid(
+                &n.start,
+                "status.addresses",
+                format!("node {name} has no InternalIP address yet"),
+            )
+        })?;
+    Ok(NodeInfo {
+        name,
+        labels: n.obj.metadata.labels.clone().unwrap_or_default(),
+        pod_cidrs,
+        internal_ip,
+    })
+}
+
+/// A pod where the scheduler put it, with the addresses its runtime gave it.
+fn api_pod(
+    p: &Sourced<k8s_openapi::api::core::v1::Pod>,
+    ns: &str,
+    name: &str,
+) -> Result<PodInfo, ModelError> {
+    let node = p
+        .obj
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
+    let status = p.obj.status.as_ref();
+    let listed: Vec<&str> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|l| l.iter().map(|a| a.ip.as_str()).collect())
+        .unwrap_or_default();
+    let raw = if listed.is_empty() {
+        status
+            .and_then(|s| s.pod_ip.as_deref())
+            .into_iter()
+            .collect()
+    } else {
+        listed
+    };
+    let mut ips = Vec::new();
+    for a in raw {
+        ips.push(a.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                &p.locate("status.podIP"),
+                "status.podIP",
+                format!("Invalid value: {a:?}: not an IP address"),
+            )
+        })?);
+    }
+    if node.is_none() {
+        ips.clear();
+    }
+    Ok(pod_info(pod_source(p, ns, name.to_string()), node, ips))
+}
+
+/// A Service with what the API server allocated (ClusterIPs, node ports) and what its
+/// load-balancer controller wrote (`status.loadBalancer.ingress`).
+fn api_service(
+    s: &Sourced<k8s_openapi::api::core::v1::Service>,
+) -> Result<ServiceInfo, ModelError> {
+    let mut info = service_info(s);
+    let spec = s.obj.spec.clone().unwrap_or_default();
+    if info.service_type != ServiceType::ExternalName && !info.headless {
+        let raw: Vec<String> = match (spec.cluster_ips, spec.cluster_ip) {
+            (Some(list), _) if !list.is_empty() => list,
+            (_, Some(ip)) if !ip.is_empty() => vec![ip],
+            _ => Vec::new(),
+        };
+        for (i, r) in raw.iter().enumerate() {
+            let field = format!("spec.clusterIPs[{i}]");
+            info.cluster_ips.push(r.parse().map_err(|_| {
+                invalid(
+                    &s.locate(&field),
+                    &field,
+                    format!("Invalid value: {r:?}: not an IP address"),
+                )
+            })?);
+        }
+    }
+    if info.service_type == ServiceType::LoadBalancer {
+        info.load_balancer_ips = s
+            .obj
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect();
+    }
+    Ok(info)
+}
