@@ -1,20 +1,26 @@
-//! What one watch event costs the agent today, at scale: 10,000 Services (each with one pod
-//! behind it), 10,000 pods and 1,000 NetworkPolicies, as the API serves them. An event (one
-//! Service added) is followed by what the agent does: translate every object into the model,
-//! compute the node's dataplane, and diff it with the one before (the transaction the kernel
-//! would get). The kernel's part is measured by `bench/netpol.sh` and the proxy benches.
-//!   cargo run --release -p podnet-agent --example agent_bench -- [SERVICES] [POLICIES]
+//! What one watch event costs the agent, at scale: 10,000 Services (each with one pod behind
+//! it), 10,000 pods on 3 nodes and 1,000 NetworkPolicies, as the API serves them. Each event
+//! goes the agent's way: the object's JSON into the model ([`ApiModel::apply`]), the node's
+//! dataplane updated part by part ([`Live::update`]) and the change handed to the kernel
+//! ([`podnet_node::apply_delta`], one nftables transaction through the node's long-lived
+//! `nft`), as root in a namespace of its own. Without root the kernel's part is left out, and
+//! said.
+//!   cargo run --release -p podnet-agent --example agent_bench -- [SERVICES] [POLICIES] [EVENTS]
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use podnet_model::{build, parse_documents, ConfigOverrides};
-use podnet_node::dataplane::NodeDataplane;
+use podnet_model::{build, parse_documents, ApiKey, ApiModel, ConfigOverrides};
+use podnet_node::effects::{Effects, Linux, Recording};
+use podnet_node::live::Live;
+use podnet_node::Held;
+use serde_json::{json, Value};
 
-fn manifests(services: usize, policies: usize, extra: bool) -> String {
+fn manifests(services: usize, policies: usize) -> String {
     let mut s = String::new();
-    let n = services + usize::from(extra);
-    for i in 0..n {
+    for i in 0..services {
         let _ = write!(
             s,
             "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: {{app: a{i}, tier: t{}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080, name: http}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{selector: {{app: a{i}}}, ports: [{{port: 80, targetPort: http}}]}}\n",
@@ -43,61 +49,197 @@ fn rss_mb() -> f64 {
         / 1024.0
 }
 
+/// p50 and p99 of a sample, in ms.
+fn quantiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    (at(0.5), at(0.99), v[v.len() - 1])
+}
+
+/// The agent's state: model, dataplane and what the node holds.
+struct Agent {
+    model: ApiModel,
+    live: Live,
+    held: Held,
+    fx: Box<dyn Effects>,
+}
+
+impl Agent {
+    /// One watch event, the agent's way; its time in ms.
+    fn event(&mut self, key: &ApiKey, obj: Option<&Value>) -> f64 {
+        let t = Instant::now();
+        let out = self.model.apply(key, obj);
+        assert!(out.refused.is_none(), "{key}: {:?}", out.why());
+        let delta = self
+            .live
+            .update(self.model.cluster(), &out.changed)
+            .unwrap();
+        let held = std::mem::take(&mut self.held);
+        let a = podnet_node::apply_delta(held, self.live.dataplane(), &delta, &mut *self.fx);
+        assert!(a.failures.is_empty(), "{:?}", a.failures);
+        self.held = a.held;
+        t.elapsed().as_secs_f64() * 1e3
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let services: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let policies: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let events: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(200);
     let o = ConfigOverrides {
         nodes: Some(3),
         node_cidr_mask_size: Some(18),
         ..Default::default()
     };
-    let objects = |extra| {
+    let objects: Vec<Value> = {
         let c = build(
-            &parse_documents("bench.yaml", &manifests(services, policies, extra)).unwrap(),
+            &parse_documents("bench.yaml", &manifests(services, policies)).unwrap(),
             &o,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         podnet_api::project::project(&c)
+            .into_iter()
+            .filter(|v| podnet_model::api::KINDS.contains(&v["kind"].as_str().unwrap_or("")))
+            .collect()
     };
-    let (before, after) = (objects(false), objects(true));
-    eprintln!("{} objects served; RSS {:.0} MB", before.len(), rss_mb());
-    let node = |objs: &[serde_json::Value]| {
-        let c = podnet_agent::translate::model(objs, &o).unwrap();
-        NodeDataplane::for_node(&c, "node-0", "eth0").unwrap()
-    };
-    let first = node(&before);
-    // Where the time goes.
+    let n_objects = objects.len();
     let t = Instant::now();
-    let c = podnet_agent::translate::model(&after, &o).unwrap();
+    let (model, skipped) = ApiModel::of_objects(&objects, &o).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
     let model_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    let dp = NodeDataplane::for_node(&c, "node-0", "eth0").unwrap();
-    let dp_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t2 = Instant::now();
-    let plan = podnet_policy::PolicyPlan::for_node(&c, "node-0");
-    let policy_ms = t2.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(plan, dp.policy);
-    let t = Instant::now();
-    let _ = podnet_proxy::nft::Transaction::update(&first.proxy, &dp.proxy);
-    eprintln!(
-        "of which: translate + model {model_ms:.0} ms, the node's dataplane {dp_ms:.0} ms (its policy table {policy_ms:.0} ms), diff {:.1} ms",
-        t.elapsed().as_secs_f64() * 1e3
+    let live = Live::new(model.cluster(), "node-0", "eth0").unwrap();
+    let live_ms = t.elapsed().as_secs_f64() * 1e3;
+    let taken: BTreeSet<Ipv4Addr> = live
+        .dataplane()
+        .proxy
+        .services
+        .keys()
+        .chain(&live.dataplane().proxy.no_endpoints)
+        .map(|k| k.ip)
+        .collect();
+    // The pod of a Service that is added and deleted, for its slice.
+    let pod = objects
+        .iter()
+        .find(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == "node-1")
+        .unwrap()
+        .clone();
+    let (pod_ip, pod_name) = (
+        pod["status"]["podIP"].as_str().unwrap().to_string(),
+        pod["metadata"]["name"].as_str().unwrap().to_string(),
     );
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let next = node(&after);
-        let tx = podnet_proxy::nft::Transaction::update(&first.proxy, &next.proxy);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert!(!tx.is_empty());
-    }
-    times.sort_by(f64::total_cmp);
+    let relabel_pod = objects
+        .iter()
+        .find(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == "node-0")
+        .unwrap()
+        .clone();
+    let slice = objects
+        .iter()
+        .find(|v| {
+            v["kind"] == "EndpointSlice"
+                && v["metadata"]["name"].as_str().unwrap().starts_with("s1-")
+        })
+        .unwrap()
+        .clone();
+    drop(objects);
     eprintln!(
-        "one Service added at {services} Services, {services} pods, {policies} policies: model + dataplane + diff {:.0} ms (median of 5, min {:.0}, max {:.0}); RSS {:.0} MB",
-        times[2],
-        times[0],
-        times[4],
+        "{n_objects} API objects: the model from them {model_ms:.0} ms, node-0's dataplane {live_ms:.0} ms; RSS of the model and dataplane {:.0} MB",
         rss_mb()
     );
+
+    let scratch = podnet_node::sys::Scratch::new();
+    let (fx, kernel): (Box<dyn Effects>, bool) = match &scratch {
+        Ok(s) => {
+            // The node's uplink, inside the namespace (a veth pair with nowhere to go), with
+            // node-0's address for the VXLAN device to send from.
+            podnet_node::sys::run_in(
+                &s.path,
+                std::process::Command::new("ip").args(["-batch", "-"]),
+                Some(b"link add eth0 type veth peer name eth0peer\nlink set eth0 up\naddr add 172.18.0.2/16 dev eth0\n"),
+            )
+            .unwrap();
+            (Box::new(Linux::at(s.path.clone())), true)
+        }
+        Err(e) => {
+            eprintln!(
+                "no namespace of its own ({e}): the kernel's part is LEFT OUT of these times"
+            );
+            (Box::new(Recording::default()), false)
+        }
+    };
+    let mut agent = Agent {
+        model,
+        live,
+        held: Held::default(),
+        fx,
+    };
+    let t = Instant::now();
+    let a = podnet_node::apply(&agent.held, agent.live.dataplane(), &mut *agent.fx);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    agent.held = a.held;
+    eprintln!(
+        "first load of node-0 {}: {:.0} ms",
+        if kernel {
+            "into the kernel"
+        } else {
+            "(recorded)"
+        },
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    let (mut add_svc, mut add_slice, mut del_svc, mut flip, mut relabel) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut free = (0u32..).map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 255, 254)) - i));
+    for i in 0..events {
+        // A Service added (no endpoint yet), its EndpointSlice, then both deleted.
+        let ip = free.by_ref().find(|ip| !taken.contains(ip)).unwrap();
+        let name = format!("bench-{i}");
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()], "type": "ClusterIP",
+                     "selector": {"app": "bench"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        });
+        let es = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-abcde"), "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [pod_ip], "conditions": {"ready": true, "serving": true, "terminating": false},
+                           "nodeName": "node-1", "targetRef": {"kind": "Pod", "namespace": "default", "name": pod_name}}],
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}]
+        });
+        let (sk, ek) = (ApiKey::of(&svc).unwrap(), ApiKey::of(&es).unwrap());
+        add_svc.push(agent.event(&sk, Some(&svc)));
+        add_slice.push(agent.event(&ek, Some(&es)));
+        let t = agent.event(&ek, None);
+        del_svc.push(t + agent.event(&sk, None));
+        // An existing Service's endpoint stops being ready, then is ready again.
+        let mut s2 = slice.clone();
+        s2["endpoints"][0]["conditions"]["ready"] = json!(i % 2 == 1);
+        flip.push(agent.event(&ApiKey::of(&s2).unwrap(), Some(&s2)));
+        // A pod of this node changes its labels (NetworkPolicy selects by them).
+        if i < events / 4 {
+            let mut p2 = relabel_pod.clone();
+            p2["metadata"]["labels"]["tier"] = json!(format!("t{}", (i + 1) % 100));
+            relabel.push(agent.event(&ApiKey::of(&p2).unwrap(), Some(&p2)));
+        }
+    }
+    let kernel_note = if kernel { "" } else { " (kernel LEFT OUT)" };
+    println!(
+        "event → programmed on node-0 at {services} Services, {services} pods, {policies} policies{kernel_note}:"
+    );
+    for (what, v) in [
+        ("Service added", add_svc),
+        ("its EndpointSlice added", add_slice),
+        ("Service and slice deleted", del_svc),
+        ("an endpoint's readiness", flip),
+        ("a local pod's labels (policy)", relabel),
+    ] {
+        let n = v.len();
+        let (p50, p99, max) = quantiles(v);
+        println!("  {what:<32} p50 {p50:6.2} ms  p99 {p99:6.2} ms  max {max:6.2} ms  ({n} events)");
+    }
+    println!("RSS of this process: {:.0} MB", rss_mb());
 }

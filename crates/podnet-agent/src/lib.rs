@@ -6,6 +6,7 @@
 pub mod metrics;
 pub mod run;
 pub mod translate;
+pub mod watch;
 
 /// What can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]

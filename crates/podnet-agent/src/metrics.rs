@@ -33,14 +33,14 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("podnet_agent");
-        let sync_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let sync_seconds = Histogram::new(exponential_buckets(0.00025, 1.5, 28));
         let (syncs, failures, watch_errors) =
             (Counter::default(), Counter::default(), Counter::default());
         let (services, endpoints, policy_groups) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
             "sync_duration_seconds",
-            "From a change seen to the node programmed",
+            "From a watch event received to the node programmed (the round's first event)",
             sync_seconds.clone(),
         );
         registry.register("syncs", "Dataplane syncs without a failure", syncs.clone());
@@ -87,10 +87,9 @@ impl Metrics {
     pub fn synced(&self, took: Duration, d: &NodeDataplane) {
         self.sync_seconds.observe(took.as_secs_f64());
         self.syncs.inc();
-        let listing = d.proxy.listing();
-        self.services.set(listing.services.len() as i64);
-        self.endpoints
-            .set(listing.backends.values().map(Vec::len).sum::<usize>() as i64);
+        self.services
+            .set((d.proxy.services.len() + d.proxy.no_endpoints.len()) as i64);
+        self.endpoints.set(d.proxy.backends.len() as i64);
         self.policy_groups.set(d.policy.groups.len() as i64);
     }
 

@@ -1,35 +1,30 @@
-//! The agent's loop: reflectors of the kinds a node needs ([`translate::KINDS`]), and on every
-//! change the node's dataplane computed from what they hold and applied to the node.
+//! The agent's loop: watches of the kinds a node needs ([`crate::watch`]) keep the model
+//! ([`podnet_model::ApiModel`]) current object by object; each round of events updates only the
+//! parts of the node's dataplane they changed ([`podnet_node::live::Live`]) and issues only that
+//! change ([`podnet_node::apply_delta`]).
 //!
-//! - Changes that come together are applied together: after a change the loop waits a moment
-//!   ([`SETTLE`]) for more before it computes.
-//! - What the node holds is kept in a state file, written after every apply; an agent that
-//!   restarts reads it back and changes only what differs (no flush: every nftables change is
-//!   one transaction, and the tables are replaced whole only when there is no record of them).
+//! - Events that arrived together are applied together: a round takes every event waiting.
+//! - What the node holds is kept in a state file; an agent that restarts reads it back and
+//!   changes only what differs (no flush: every nftables change is one transaction, and a
+//!   table is replaced whole, in one transaction, only when there is no record of it or the
+//!   record proved wrong: two failed changes in a row). The file is written in a quiet moment
+//!   (100 ms without events, at least every 2 s), not on the path of an event.
 //! - What the agent last programmed without a failure is written beside it
-//!   (`<node>.programmed.json`): the lab waits on it, and compares it with its own model.
+//!   (`<node>.programmed.json`), as quietly: the lab waits on it, and compares it with its own
+//!   model.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
-use podnet_model::ConfigOverrides;
+use podnet_model::{ApiModel, ConfigOverrides};
 use podnet_node::apply::Held;
-use podnet_node::dataplane::NodeDataplane;
 use podnet_node::effects::Linux;
-use serde_json::Value;
-use tokio::sync::Notify;
+use podnet_node::live::{Delta, Live};
 
 use crate::metrics::Metrics;
-use crate::{translate, AgentError};
-
-/// How long the loop waits after a change for the changes that come with it.
-pub const SETTLE: Duration = Duration::from_millis(5);
+use crate::watch::{ClusterWatch, Round};
+use crate::AgentError;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -79,125 +74,6 @@ pub fn programmed_file(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join(format!("{node}.programmed.json"))
 }
 
-/// The objects of one kind, as the API serves them.
-type Reader<K> = reflector::Store<K>;
-
-/// Reflectors of every kind the model is computed from ([`translate::KINDS`]): what the API
-/// holds, kept up to date, and a signal on every change. The agent and `podnet dns` share it.
-pub struct ClusterWatch {
-    changed: Arc<Notify>,
-    namespaces: Reader<Namespace>,
-    nodes: Reader<Node>,
-    pods: Reader<Pod>,
-    services: Reader<Service>,
-    slices: Reader<EndpointSlice>,
-    policies: Reader<NetworkPolicy>,
-}
-
-fn values<K>(r: &Reader<K>) -> Vec<Value>
-where
-    K: kube::Resource + serde::Serialize + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    r.state()
-        .iter()
-        .filter_map(|o| serde_json::to_value(o.as_ref()).ok())
-        .collect()
-}
-
-impl ClusterWatch {
-    /// Starts the reflectors; [`ClusterWatch::ready`] waits for their first lists.
-    pub fn start(client: &kube::Client, metrics: Arc<Metrics>) -> ClusterWatch {
-        let changed = Arc::new(Notify::new());
-        ClusterWatch {
-            namespaces: reflect(client, changed.clone(), metrics.clone()),
-            nodes: reflect(client, changed.clone(), metrics.clone()),
-            pods: reflect(client, changed.clone(), metrics.clone()),
-            services: reflect(client, changed.clone(), metrics.clone()),
-            slices: reflect(client, changed.clone(), metrics.clone()),
-            policies: reflect(client, changed.clone(), metrics),
-            changed,
-        }
-    }
-
-    /// Waits for a change after the last snapshot, and a moment ([`SETTLE`]) for the changes
-    /// that come with it.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
-        tokio::time::sleep(SETTLE).await;
-    }
-
-    /// Asks for another round, without a change (a retry).
-    pub fn poke(&self) {
-        self.changed.notify_one();
-    }
-
-    /// Waits until every kind has been listed once; false if a reflector ended first.
-    pub async fn ready(&self) -> bool {
-        self.namespaces.wait_until_ready().await.is_ok()
-            && self.nodes.wait_until_ready().await.is_ok()
-            && self.pods.wait_until_ready().await.is_ok()
-            && self.services.wait_until_ready().await.is_ok()
-            && self.slices.wait_until_ready().await.is_ok()
-            && self.policies.wait_until_ready().await.is_ok()
-    }
-
-    /// Every object held, in a stable order (a watch's stores have a hash map's).
-    pub fn snapshot(&self) -> Vec<Value> {
-        let mut out = values(&self.namespaces);
-        out.extend(values(&self.nodes));
-        out.extend(values(&self.pods));
-        out.extend(values(&self.services));
-        out.extend(values(&self.slices));
-        out.extend(values(&self.policies));
-        out.sort_by_cached_key(|o| {
-            (
-                o["kind"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        });
-        out
-    }
-}
-
-/// Starts a reflector of every object of `K`, in every namespace; each change wakes `changed`.
-fn reflect<K>(client: &kube::Client, changed: Arc<Notify>, metrics: Arc<Metrics>) -> Reader<K>
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let api: kube::Api<K> = kube::Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let kind = K::kind(&Default::default()).to_string();
-    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    tokio::spawn(async move {
-        futures_util::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => {
-                    metrics.watch_error();
-                    eprintln!("watching {kind}: {e} (retrying)");
-                }
-            }
-        }
-    });
-    reader
-}
-
 /// Reads what an earlier run of the agent left the node holding.
 fn read_held(path: &Path) -> Held {
     std::fs::read(path)
@@ -214,27 +90,6 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
     };
     std::fs::write(&tmp, serde_json::to_vec(v).expect("JSON")).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// The node's dataplane from what the API holds.
-pub fn desired(
-    objects: &[Value],
-    cfg: &AgentConfig,
-) -> Result<(NodeDataplane, Option<ipnet::IpNet>), AgentError> {
-    let (cluster, skipped) =
-        translate::model_skipping(objects, &cfg.overrides).map_err(AgentError::Model)?;
-    for s in &skipped {
-        eprintln!(
-            "node {}: left out {} (the rest is programmed): {}",
-            cfg.node, s.object, s.why
-        );
-    }
-    let pod_cidr = cluster
-        .node(&cfg.node)
-        .and_then(|n| n.pod_cidrs.first().copied());
-    let d = NodeDataplane::for_node(&cluster, &cfg.node, &cfg.uplink)
-        .ok_or_else(|| AgentError::NoSuchNode(cfg.node.clone()))?;
-    Ok((d, pod_cidr))
 }
 
 /// Writes podnet's CNI configuration for the node (atomically: a runtime may read it at any
@@ -263,61 +118,139 @@ pub async fn run(
         what: format!("creating {}", cfg.state_dir.display()),
         source,
     })?;
-    let stores = ClusterWatch::start(&client, metrics.clone());
-    if !stores.ready().await {
-        return Err(AgentError::Io {
-            what: "the reflectors stopped before their first list".into(),
-            source: std::io::Error::other("reflector dropped"),
-        });
-    }
-    eprintln!("node {}: every kind listed; programming", cfg.node);
+    let ended = || AgentError::Io {
+        what: "the watches ended".into(),
+        source: std::io::Error::other("watch dropped"),
+    };
+    let mut model = ApiModel::new(&cfg.overrides).map_err(AgentError::Model)?;
+    let mut watch = ClusterWatch::start(&client, metrics.clone());
+    let first = watch.until_ready(&mut model).await.ok_or_else(ended)?;
+    log_refused(&cfg.node, &first.refused);
+    eprintln!(
+        "node {}: every kind listed ({} objects); programming",
+        cfg.node, first.events
+    );
     // Not ready until the node holds what the API says.
     let _ = std::fs::remove_file(cfg.ready_file());
+    // One effects for the agent's life: its nft session stays.
+    let mut fx = Linux::at(cfg.netns.clone());
     // What the record says the node holds, as far as the kernel confirms it.
-    let mut held = Linux::at(cfg.netns.clone()).confirm(read_held(&cfg.held_file()));
-    let mut last_good: Option<NodeDataplane> = None;
+    let mut held = fx.confirm(read_held(&cfg.held_file()));
+    let mut live: Option<Live> = None;
+    // Whether the node holds what `live` held before its last update (then that update's
+    // delta is all there is to do).
+    let mut in_sync = false;
+    let mut delta = Delta::default();
+    let mut ready = false;
+    let mut failed_before = false;
+    // What is yet to be written down (it waits for a quiet moment).
+    let mut unwritten = false;
+    let mut last_write = Instant::now();
+    // When the events the next apply carries out were received.
+    let mut since = first.oldest.unwrap_or_else(Instant::now);
     loop {
-        let start = Instant::now();
-        let objects = stores.snapshot();
-        match desired(&objects, &cfg) {
-            Ok((want, pod_cidr)) => {
-                let fx_netns = cfg.netns.clone();
-                let (h, failures) = {
-                    let mut fx = Linux::at(fx_netns);
-                    let applied = podnet_node::apply(&held, &want, &mut fx);
-                    (applied.held, applied.failures)
-                };
-                held = h;
-                write_json(&cfg.held_file(), &held)?;
-                if failures.is_empty() {
-                    if last_good.as_ref() != Some(&want) {
-                        write_json(&programmed_file(&cfg.state_dir, &cfg.node), &want)?;
-                    }
-                    metrics.synced(start.elapsed(), &want);
-                    if last_good.is_none() {
-                        write_json(&cfg.ready_file(), &true)?;
-                        if let (Some(cni), Some(cidr)) = (&cfg.cni, pod_cidr) {
-                            install_cni(cni, cidr, &cfg.ready_file())?;
-                        }
-                    }
-                    last_good = Some(want);
-                } else {
-                    for f in &failures {
-                        eprintln!("node {}: {}", cfg.node, podnet_node::chain(f));
-                    }
-                    metrics.failed();
-                    // Try again soon, even without a change.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    stores.poke();
-                }
-            }
-            Err(e) => {
-                // What cannot be used is reported; the node keeps what it holds.
-                eprintln!("node {}: {}", cfg.node, podnet_node::chain(&e));
-                metrics.failed();
+        if live.is_none() {
+            live = Live::new(model.cluster(), &cfg.node, &cfg.uplink);
+            in_sync = false;
+            if live.is_none() {
+                eprintln!(
+                    "node {}: {} (waiting for it)",
+                    cfg.node,
+                    AgentError::NoSuchNode(cfg.node.clone())
+                );
             }
         }
-        metrics.set_ready(last_good.is_some());
-        stores.changed().await;
+        if let Some(l) = &live {
+            let want = l.dataplane();
+            let applied = if in_sync {
+                podnet_node::apply_delta(std::mem::take(&mut held), want, &delta, &mut fx)
+            } else {
+                podnet_node::apply(&held, want, &mut fx)
+            };
+            held = applied.held;
+            unwritten = true;
+            if applied.failures.is_empty() {
+                in_sync = true;
+                failed_before = false;
+                metrics.synced(since.elapsed(), want);
+                if !ready {
+                    write_json(&cfg.held_file(), &held)?;
+                    write_json(&programmed_file(&cfg.state_dir, &cfg.node), want)?;
+                    unwritten = false;
+                    write_json(&cfg.ready_file(), &true)?;
+                    let pod_cidr = want.vxlan.vtep.ip;
+                    let cidr = model
+                        .cluster()
+                        .node(&cfg.node)
+                        .and_then(|n| n.pod_cidrs.iter().find(|c| c.contains(&pod_cidr)).copied());
+                    if let (Some(cni), Some(cidr)) = (&cfg.cni, cidr) {
+                        install_cni(cni, cidr, &cfg.ready_file())?;
+                    }
+                    ready = true;
+                }
+            } else {
+                for f in &applied.failures {
+                    eprintln!("node {}: {}", cfg.node, podnet_node::chain(f));
+                }
+                metrics.failed();
+                in_sync = false;
+                if failed_before {
+                    // Twice in a row: the record may not be what the kernel holds (a crash
+                    // between a change and its record). The tables are loaded whole next
+                    // time, each in one transaction that replaces it.
+                    held.proxy = None;
+                    held.policy = None;
+                }
+                failed_before = true;
+            }
+        }
+        metrics.set_ready(ready);
+        // Wait for a change; write the record down in a quiet moment (at least every 2 s).
+        let round = loop {
+            let quiet = if unwritten {
+                Duration::from_millis(100)
+                    .min(Duration::from_secs(2).saturating_sub(last_write.elapsed()))
+            } else {
+                Duration::from_secs(3600)
+            };
+            let retry = if failed_before {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(3600)
+            };
+            tokio::select! {
+                r = watch.next(&mut model) => break r.ok_or_else(ended)?,
+                _ = tokio::time::sleep(retry) => break Round::default(),
+                _ = tokio::time::sleep(quiet), if unwritten => {
+                    write_json(&cfg.held_file(), &held)?;
+                    if in_sync {
+                        if let Some(l) = &live {
+                            write_json(&programmed_file(&cfg.state_dir, &cfg.node), l.dataplane())?;
+                        }
+                    }
+                    unwritten = false;
+                    last_write = Instant::now();
+                }
+            }
+        };
+        log_refused(&cfg.node, &round.refused);
+        since = if in_sync {
+            round.oldest.unwrap_or_else(Instant::now)
+        } else {
+            since.min(round.oldest.unwrap_or(since))
+        };
+        delta = Delta::default();
+        if let Some(l) = &mut live {
+            match l.update(model.cluster(), &round.changed) {
+                Some(d) => delta = d,
+                None => live = None, // This node left the cluster.
+            }
+        }
+    }
+}
+
+fn log_refused(node: &str, refused: &[(podnet_model::ApiKey, String)]) {
+    for (key, why) in refused {
+        eprintln!("node {node}: left out {key} (the rest is programmed): {why}");
     }
 }

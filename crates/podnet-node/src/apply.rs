@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataplane::{NodeDataplane, RemoteNode, VxlanDevice};
 use crate::effects::Effects;
+use crate::live::Delta;
 use crate::net::NetOp;
 use crate::NodeError;
 
@@ -110,8 +111,30 @@ fn remote_removals(r: &RemoteNode, dev: &str) -> [NetOp; 3] {
 
 /// Makes the node hold `want`, from what it holds (`held`).
 pub fn apply(held: &Held, want: &NodeDataplane, fx: &mut dyn Effects) -> Applied {
+    apply_as(held.clone(), want, None, fx)
+}
+
+/// Makes the node hold `want` when it holds what the caller wanted before (`held`, as the
+/// last apply without a failure left it) and `delta` is the change from that to `want`: the
+/// agent's incremental path. Only the delta's transactions are issued; the policy table only
+/// when the delta says it changed. A table the node does not hold yet is loaded whole.
+pub fn apply_delta(
+    held: Held,
+    want: &NodeDataplane,
+    delta: &Delta,
+    fx: &mut dyn Effects,
+) -> Applied {
+    apply_as(held, want, Some(delta), fx)
+}
+
+fn apply_as(
+    held: Held,
+    want: &NodeDataplane,
+    delta: Option<&Delta>,
+    fx: &mut dyn Effects,
+) -> Applied {
     let mut run = Run {
-        now: held.clone(),
+        now: held,
         report: Report::default(),
         failures: Vec::new(),
         fx,
@@ -122,8 +145,13 @@ pub fn apply(held: &Held, want: &NodeDataplane, fx: &mut dyn Effects) -> Applied
     let has_device = run.now.vxlan.is_some();
     let added = has_device && run.add_remotes(want);
     // Policy before the proxy: a new endpoint's policy is in force before traffic goes to it.
-    run.policy(held, want);
-    run.proxy(held, want);
+    if delta.is_none_or(|d| d.policy) || run.now.policy.is_none() {
+        run.policy(want);
+    }
+    match delta {
+        Some(d) if run.now.proxy.is_some() => run.proxy_delta(d),
+        _ => run.proxy(want),
+    }
     run.forget_stale_flows();
     if has_device {
         let removed = run.remove_remotes(want);
@@ -249,8 +277,8 @@ impl Run<'_> {
     }
 
     /// 4a. NetworkPolicy, in one transaction.
-    fn policy(&mut self, held: &Held, want: &NodeDataplane) {
-        let tx = match &held.policy {
+    fn policy(&mut self, want: &NodeDataplane) {
+        let tx = match &self.now.policy {
             None => podnet_policy::Transaction::create(&want.policy),
             Some(old) => podnet_policy::Transaction::update(old, &want.policy),
         };
@@ -266,9 +294,9 @@ impl Run<'_> {
         }
     }
 
-    /// 4b. The proxy, in one transaction.
-    fn proxy(&mut self, held: &Held, want: &NodeDataplane) {
-        let tx = match &held.proxy {
+    /// 4b. The proxy, in one transaction: the change from the table held.
+    fn proxy(&mut self, want: &NodeDataplane) {
+        let tx = match &self.now.proxy {
             None => Transaction::create(&want.proxy),
             Some(old) => Transaction::update(old, &want.proxy),
         };
@@ -282,13 +310,38 @@ impl Run<'_> {
         });
         match self.fx.nft(&tx) {
             Ok(()) => {
-                if let Some(old) = &held.proxy {
-                    self.now
-                        .stale_flows
-                        .extend(old.stale_udp_flows(&want.proxy));
+                if let Some(old) = &self.now.proxy {
+                    let stale = old.stale_udp_flows(&want.proxy);
+                    self.now.stale_flows.extend(stale);
                 }
                 self.now.proxy = Some(want.proxy.clone());
                 self.report.proxy_elements = Some(counts);
+            }
+            Err(e) => self.failures.push(e),
+        }
+    }
+
+    /// 4b. The proxy, in one transaction: the change the caller computed.
+    fn proxy_delta(&mut self, delta: &Delta) {
+        let Some(tx) = &delta.proxy else {
+            return;
+        };
+        let (mut removed, mut added) = (Vec::new(), Vec::new());
+        for op in &tx.ops {
+            match op {
+                Op::AddElements(v) => added.extend_from_slice(v),
+                Op::DeleteElements(v) => removed.extend_from_slice(v),
+                _ => {}
+            }
+        }
+        match self.fx.nft(tx) {
+            Ok(()) => {
+                let table = self.now.proxy.as_mut().expect("held");
+                table.patch(&removed, &added);
+                self.now
+                    .stale_flows
+                    .extend(delta.stale_flows.iter().copied());
+                self.report.proxy_elements = Some((added.len(), removed.len()));
             }
             Err(e) => self.failures.push(e),
         }

@@ -18,7 +18,7 @@ pub mod sys;
 
 use std::path::PathBuf;
 
-pub use apply::{apply, restore, Applied, Held, Report};
+pub use apply::{apply, apply_delta, restore, Applied, Held, Report};
 pub use dataplane::{HealthCheck, NodeDataplane};
 pub use effects::Effects;
 

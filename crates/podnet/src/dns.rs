@@ -9,22 +9,10 @@ use podnet_model::dns::DnsZone;
 
 use crate::{build_model, ClusterArgs, DnsCommand, ManifestArgs};
 
-/// The zone of the objects the API holds (None, said, when the model refuses them).
-fn zone_from_api(
-    objects: &[serde_json::Value],
-    overrides: &podnet_model::ConfigOverrides,
-) -> Option<DnsZone> {
-    match podnet_agent::translate::model_skipping(objects, overrides) {
-        Ok((cluster, skipped)) => {
-            for s in skipped {
-                eprintln!("left out {}: {}", s.object, s.why);
-            }
-            Some(DnsZone::from_cluster(&cluster))
-        }
-        Err(e) => {
-            eprintln!("the API's objects give no model: {e}");
-            None
-        }
+/// Says which objects a round of watch events left out.
+fn log_refused(round: &podnet_agent::watch::Round) {
+    for (key, why) in &round.refused {
+        eprintln!("left out {key}: {why}");
     }
 }
 
@@ -44,11 +32,14 @@ fn watch(
     rt.block_on(async move {
         let client = crate::agent::client(kubeconfig.as_deref()).await?;
         let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
-        let api = podnet_agent::run::ClusterWatch::start(&client, metrics);
-        if !api.ready().await {
-            anyhow::bail!("the API's watches ended before their first list");
-        }
-        let zone = zone_from_api(&api.snapshot(), &overrides).context("no zone to serve")?;
+        let mut model = podnet_model::ApiModel::new(&overrides)?;
+        let mut api = podnet_agent::watch::ClusterWatch::start(&client, metrics);
+        let first = api
+            .until_ready(&mut model)
+            .await
+            .context("the API's watches ended before their first list")?;
+        log_refused(&first);
+        let zone = DnsZone::from_cluster(model.cluster());
         eprintln!(
             "serving {} records on {listen} (UDP and TCP)",
             zone.records.len()
@@ -64,13 +55,17 @@ fn watch(
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
-                _ = api.changed() => {
-                    if let Some(zone) = zone_from_api(&api.snapshot(), &overrides) {
-                        let n = zone.records.len();
-                        match dns.set_zone(zone) {
-                            Ok(()) => eprintln!("the API changed: {n} records"),
-                            Err(e) => eprintln!("still serving the old zone: {e}"),
-                        }
+                round = api.next(&mut model) => {
+                    let round = round.context("the API's watches ended")?;
+                    log_refused(&round);
+                    if round.changed.is_empty() {
+                        continue;
+                    }
+                    let zone = DnsZone::from_cluster(model.cluster());
+                    let n = zone.records.len();
+                    match dns.set_zone(zone) {
+                        Ok(()) => eprintln!("the API changed: {n} records"),
+                        Err(e) => eprintln!("still serving the old zone: {e}"),
                     }
                 }
                 _ = term.recv() => break,

@@ -1,0 +1,322 @@
+//! The incremental path: watch events applied one at a time to the model
+//! ([`podnet_model::ApiModel`]) and to the node's dataplane ([`podnet_node::live::Live`]) give,
+//! after every event, exactly the dataplane computed from scratch from the objects the API then
+//! holds, and each event's transaction is exactly the difference.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{served, MANIFESTS};
+use podnet_model::{build, parse_documents, ApiKey, ApiModel, Changed, ConfigOverrides};
+use podnet_node::dataplane::NodeDataplane;
+use podnet_node::live::{Delta, Live};
+use podnet_proxy::nft::{Element, Op};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const NODE: &str = "node-0";
+
+/// The API's objects, by key.
+fn world() -> BTreeMap<ApiKey, Value> {
+    let o = ConfigOverrides::default();
+    let c = build(&parse_documents("m.yaml", MANIFESTS).unwrap(), &o).unwrap();
+    served(&c)
+        .into_iter()
+        .filter(|v| podnet_model::api::KINDS.contains(&v["kind"].as_str().unwrap()))
+        .map(|v| (ApiKey::of(&v).unwrap(), v))
+        .collect()
+}
+
+/// The node's dataplane computed from scratch from these objects.
+fn from_scratch(objects: &BTreeMap<ApiKey, Value>) -> Option<NodeDataplane> {
+    let c = podnet_agent::translate::model(objects.values(), &ConfigOverrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    NodeDataplane::for_node(&c, NODE, "eth0")
+}
+
+/// The elements a delta deletes and adds.
+fn elements(d: &Delta) -> (BTreeSet<Element>, BTreeSet<Element>) {
+    let (mut del, mut add) = (BTreeSet::new(), BTreeSet::new());
+    for op in d.proxy.iter().flat_map(|t| &t.ops) {
+        match op {
+            Op::DeleteElements(v) => del.extend(v.iter().copied()),
+            Op::AddElements(v) => add.extend(v.iter().copied()),
+            _ => {}
+        }
+    }
+    (del, add)
+}
+
+/// The delta is exactly the difference from `before` to `after`.
+fn check_delta(before: &NodeDataplane, after: &NodeDataplane, d: &Delta, what: &str) {
+    let (b, a): (BTreeSet<Element>, BTreeSet<Element>) =
+        (before.proxy.iter().collect(), after.proxy.iter().collect());
+    let (del, add) = elements(d);
+    assert_eq!(del, b.difference(&a).copied().collect(), "{what}: deleted");
+    assert_eq!(add, a.difference(&b).copied().collect(), "{what}: added");
+    let chains: BTreeSet<_> = d
+        .proxy
+        .iter()
+        .flat_map(|t| &t.ops)
+        .filter_map(|op| match op {
+            Op::AddChain(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    let new_chains: BTreeSet<_> = after
+        .proxy
+        .chains()
+        .difference(&before.proxy.chains())
+        .copied()
+        .collect();
+    assert_eq!(chains, new_chains, "{what}: chains");
+    assert_eq!(d.policy, before.policy != after.policy, "{what}: policy");
+    if before.remotes != after.remotes || before.vxlan != after.vxlan {
+        assert!(d.nodes, "{what}: nodes");
+    }
+    let mut patched = before.proxy.clone();
+    patched.patch(
+        &del.iter().copied().collect::<Vec<_>>(),
+        &add.iter().copied().collect::<Vec<_>>(),
+    );
+    assert_eq!(patched, after.proxy, "{what}: the delta applied");
+}
+
+/// One object changed as a watch would see it: a new version, or None (deleted).
+fn changed_object(
+    kind: &str,
+    cur: Option<&Value>,
+    orig: &Value,
+    variant: u8,
+    p: u8,
+) -> Option<Value> {
+    let Some(cur) = cur else {
+        return Some(orig.clone()); // Back.
+    };
+    if variant == 0 {
+        return (kind != "Node" || orig["metadata"]["name"] != NODE).then_some(Value::Null);
+    }
+    let mut v = cur.clone();
+    match (kind, variant) {
+        ("Service", 1) => {
+            if let Some(port) = v["spec"]["ports"][0].get_mut("port") {
+                *port = json!(80 + u16::from(p % 4));
+            }
+        }
+        ("Service", 2) => {
+            let sticky = v["spec"]["sessionAffinity"] == "ClientIP";
+            v["spec"]["sessionAffinity"] = json!(if sticky { "None" } else { "ClientIP" });
+            if sticky {
+                v["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("sessionAffinityConfig");
+            } else {
+                v["spec"]["sessionAffinityConfig"] =
+                    json!({"clientIP": {"timeoutSeconds": 60 + u32::from(p % 2) * 60}});
+            }
+        }
+        ("Service", _) => {
+            let local = v["spec"]["internalTrafficPolicy"] == "Local";
+            v["spec"]["internalTrafficPolicy"] = json!(if local { "Cluster" } else { "Local" });
+        }
+        ("EndpointSlice", 1) => {
+            if let Some(e) = v["endpoints"].as_array_mut().and_then(|a| a.first_mut()) {
+                let ready = e["conditions"]["ready"] != false;
+                e["conditions"]["ready"] = json!(!ready);
+                e["conditions"]["serving"] = json!(p.is_multiple_of(2));
+                e["conditions"]["terminating"] = json!(ready);
+            }
+        }
+        ("EndpointSlice", 2) => {
+            if let Some(a) = v["endpoints"].as_array_mut() {
+                a.pop();
+            }
+        }
+        ("EndpointSlice", _) => {
+            if let Some(e) = v["endpoints"].as_array_mut().and_then(|a| a.first_mut()) {
+                e["nodeName"] = json!(format!("node-{}", p % 3));
+            }
+        }
+        ("Pod", 1) => {
+            v["metadata"]["labels"]["app"] = json!(["web", "db", "other"][usize::from(p % 3)]);
+        }
+        ("Pod", _) => {
+            v["metadata"]["labels"]["tier"] = json!(format!("t{}", p % 2));
+        }
+        ("NetworkPolicy", 1) => {
+            let app = ["web", "db"][usize::from(p % 2)];
+            v["spec"]["podSelector"] = json!({"matchLabels": {"app": app}});
+        }
+        ("NetworkPolicy", _) => {
+            v["spec"]["ingress"] =
+                json!([{"from": [{"podSelector": {"matchLabels": {"tier": "t1"}}}]}]);
+        }
+        ("Namespace", _) => {
+            v["metadata"]["labels"]["team"] = json!(["a", "b"][usize::from(p % 2)]);
+        }
+        ("Node", _) => {
+            v["metadata"]["labels"]["zone"] = json!(format!("z{}", p % 2));
+        }
+        _ => {}
+    }
+    Some(v)
+}
+
+/// Runs events; after each, the incremental dataplane equals the one from scratch and its
+/// delta is exactly the difference.
+fn run_events(events: &[(u8, u8, u8, u8)]) {
+    let original = world();
+    let mut objects = original.clone();
+    let kinds = podnet_model::api::KINDS;
+    let (mut m, skipped) =
+        ApiModel::of_objects(objects.values(), &ConfigOverrides::default()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let mut live = Live::new(m.cluster(), NODE, "eth0").unwrap();
+    assert_eq!(Some(live.dataplane()), from_scratch(&objects).as_ref());
+    for (i, &(k, which, variant, p)) in events.iter().enumerate() {
+        let kind = kinds[usize::from(k) % kinds.len()];
+        let of_kind: Vec<&ApiKey> = original.keys().filter(|key| key.kind == kind).collect();
+        let key = of_kind[usize::from(which) % of_kind.len()].clone();
+        let Some(new) = changed_object(kind, objects.get(&key), &original[&key], variant % 4, p)
+        else {
+            continue;
+        };
+        let new = (!new.is_null()).then_some(new);
+        match &new {
+            Some(v) => objects.insert(key.clone(), v.clone()),
+            None => objects.remove(&key),
+        };
+        let what = format!(
+            "event {i}: {key} {}",
+            if new.is_some() { "changed" } else { "deleted" }
+        );
+        let out = m.apply(&key, new.as_ref());
+        assert!(out.refused.is_none(), "{what}: {:?}", out.why());
+        let before = live.dataplane().clone();
+        let delta = live
+            .update(m.cluster(), &out.changed)
+            .expect("node-0 stays");
+        let want = from_scratch(&objects).unwrap();
+        assert_eq!(live.dataplane(), &want, "{what}");
+        check_delta(&before, &want, &delta, &what);
+        if out.changed.is_empty() {
+            assert_eq!(
+                delta,
+                Delta::default(),
+                "{what}: nothing changed, nothing to do"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_sequence_of_events_gives_the_dataplane_computed_from_scratch(
+        events in prop::collection::vec((0u8..6, 0u8..16, 0u8..4, 0u8..8), 1..40)
+    ) {
+        run_events(&events);
+    }
+}
+
+/// Each kind of event changes exactly the expected parts.
+#[test]
+fn each_kind_of_event_changes_exactly_its_part() {
+    let original = world();
+    let (mut m, _) = ApiModel::of_objects(original.values(), &ConfigOverrides::default()).unwrap();
+    let mut live = Live::new(m.cluster(), NODE, "eth0").unwrap();
+
+    // A Service's port: only that Service's frontend and backends.
+    let key = ApiKey::new("Service", "shop", "sticky");
+    let mut svc = original[&key].clone();
+    svc["spec"]["ports"][0]["port"] = json!(91);
+    let out = m.apply(&key, Some(&svc));
+    assert_eq!(
+        out.changed,
+        [Changed::Service(podnet_model::NsName::new(
+            "shop", "sticky"
+        ))]
+    );
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    let (del, add) = elements(&d);
+    let port = |e: &Element| match e {
+        Element::Service(k, _) | Element::NoEndpoints(k) => Some(k.port),
+        Element::Backend(s, _) => match s.frontend {
+            podnet_proxy::nft::FrontendKey::Service(k) => Some(k.port),
+            podnet_proxy::nft::FrontendKey::NodePort(_) => None,
+        },
+        _ => None,
+    };
+    assert!(
+        !del.is_empty() && del.iter().all(|e| port(e) == Some(81)),
+        "{del:?}"
+    );
+    assert!(
+        !add.is_empty() && add.iter().all(|e| port(e) == Some(91)),
+        "{add:?}"
+    );
+    assert!(!d.policy && !d.nodes);
+
+    // A pod's labels: the policy table, never the proxy (its Services' endpoints come from
+    // their EndpointSlices).
+    let pod = original
+        .keys()
+        .find(|k| {
+            k.kind == "Pod"
+                && k.name.starts_with("web-")
+                && original[*k]["spec"]["nodeName"] == NODE
+        })
+        .unwrap()
+        .clone();
+    let mut p = original[&pod].clone();
+    p["metadata"]["labels"]["app"] = json!("other");
+    let out = m.apply(&pod, Some(&p));
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    assert_eq!(d.proxy, None);
+    assert!(d.policy, "the web policies selected it, on this node");
+
+    // An endpoint that stops being ready: its Service's elements only.
+    let slice = original
+        .keys()
+        .find(|k| k.kind == "EndpointSlice" && k.name.starts_with("web-"))
+        .unwrap()
+        .clone();
+    let mut s = original[&slice].clone();
+    let e = s["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["conditions"]["ready"] == true)
+        .unwrap();
+    e["conditions"]["ready"] = json!(false);
+    let out = m.apply(&slice, Some(&s));
+    assert_eq!(
+        out.changed,
+        [Changed::Service(podnet_model::NsName::new("shop", "web"))]
+    );
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    assert!(d.proxy.is_some() && !d.policy);
+
+    // A policy deleted: the policy table only.
+    let np = ApiKey::new("NetworkPolicy", "shop", "web");
+    let out = m.apply(&np, None);
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    assert!(d.policy && d.proxy.is_none());
+
+    // A node leaves: the overlay only.
+    let node = ApiKey::new("Node", "", "node-2");
+    let out = m.apply(&node, None);
+    assert_eq!(out.changed, [Changed::Nodes]);
+    let before = live.dataplane().remotes.len();
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    assert!(d.nodes && d.proxy.is_none() && !d.policy);
+    assert_eq!(live.dataplane().remotes.len(), before - 1);
+
+    // The same object again: nothing.
+    let out = m.apply(&node, None);
+    assert!(out.changed.is_empty());
+    let out = m.apply(&key, Some(&svc));
+    assert!(out.changed.is_empty());
+}
