@@ -65,20 +65,26 @@ struct Agent {
 }
 
 impl Agent {
-    /// One watch event, the agent's way; its time in ms.
-    fn event(&mut self, key: &ApiKey, obj: Option<&Value>) -> f64 {
+    /// One watch event, the agent's way; its time in ms: in all, and in the model, the
+    /// dataplane and the kernel.
+    fn event(&mut self, key: &ApiKey, obj: Option<&Value>) -> [f64; 4] {
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let out = self.model.apply(key, obj);
         assert!(out.refused.is_none(), "{key}: {:?}", out.why());
+        let m = ms(t);
+        let t1 = Instant::now();
         let delta = self
             .live
             .update(self.model.cluster(), &out.changed)
             .unwrap();
+        let d = ms(t1);
+        let t2 = Instant::now();
         let held = std::mem::take(&mut self.held);
         let a = podnet_node::apply_delta(held, self.live.dataplane(), &delta, &mut *self.fx);
         assert!(a.failures.is_empty(), "{:?}", a.failures);
         self.held = a.held;
-        t.elapsed().as_secs_f64() * 1e3
+        [ms(t), m, d, ms(t2)]
     }
 }
 
@@ -142,7 +148,6 @@ fn main() {
         })
         .unwrap()
         .clone();
-    drop(objects);
     eprintln!(
         "{n_objects} API objects: the model from them {model_ms:.0} ms, node-0's dataplane {live_ms:.0} ms; RSS of the model and dataplane {:.0} MB",
         rss_mb()
@@ -213,8 +218,8 @@ fn main() {
         let (sk, ek) = (ApiKey::of(&svc).unwrap(), ApiKey::of(&es).unwrap());
         add_svc.push(agent.event(&sk, Some(&svc)));
         add_slice.push(agent.event(&ek, Some(&es)));
-        let t = agent.event(&ek, None);
-        del_svc.push(t + agent.event(&sk, None));
+        let (a, b) = (agent.event(&ek, None), agent.event(&sk, None));
+        del_svc.push([0, 1, 2, 3].map(|i| a[i] + b[i]));
         // An existing Service's endpoint stops being ready, then is ready again.
         let mut s2 = slice.clone();
         s2["endpoints"][0]["conditions"]["ready"] = json!(i % 2 == 1);
@@ -238,8 +243,136 @@ fn main() {
         ("a local pod's labels (policy)", relabel),
     ] {
         let n = v.len();
-        let (p50, p99, max) = quantiles(v);
-        println!("  {what:<32} p50 {p50:6.2} ms  p99 {p99:6.2} ms  max {max:6.2} ms  ({n} events)");
+        let part = |i: usize| quantiles(v.iter().map(|x: &[f64; 4]| x[i]).collect()).0;
+        let (m, d, k) = (part(1), part(2), part(3));
+        let (p50, p99, max) = quantiles(v.iter().map(|x| x[0]).collect());
+        println!("  {what:<30} p50 {p50:6.2} ms  p99 {p99:6.2} ms  max {max:6.2} ms  ({n} events; p50 of the model {m:.2}, dataplane {d:.2}, kernel {k:.2})");
     }
     println!("RSS of this process: {:.0} MB", rss_mb());
+    drop(agent);
+    match (std::env::var_os("PODNET_BIN"), kernel) {
+        (Some(bin), true) => real_agent(bin.into(), objects, events.min(100)),
+        (None, _) => println!("the agent as a process: set PODNET_BIN to the podnet binary"),
+        (_, false) => println!("the agent as a process: LEFT OUT (no namespace of its own)"),
+    }
+}
+
+/// A value of the agent's /metrics.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+}
+
+/// The real agent, `podnet agent`, as a process against a Kubernetes API (podnet's own, on
+/// loopback) that serves the objects: how long it takes to program node-0 from nothing, its
+/// memory, and for Services added through the API, the time from the API's change to the
+/// node programmed (the agent's /metrics polled every 0.2 ms).
+fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = podnet_api::server::Api::new();
+    api.replace(objects.clone());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(api.clone().serve(listener));
+    let dir = std::env::temp_dir().join(format!("podnet-agent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        podnet_api::kubeconfig("bench", &addr.to_string()),
+    )
+    .unwrap();
+    let ns = podnet_node::sys::Scratch::new().unwrap();
+    podnet_node::sys::run_in(
+        &ns.path,
+        std::process::Command::new("ip").args(["-batch", "-"]),
+        Some(b"link add eth0 type veth peer name eth0peer\nlink set eth0 up\naddr add 172.18.0.2/16 dev eth0\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = Instant::now();
+    let mut child = std::process::Command::new(&bin)
+        .args(["agent", "--node", "node-0", "--uplink", "eth0"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--netns")
+        .arg(&ns.path)
+        .arg("--state-dir")
+        .arg(&dir)
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stderr(std::fs::File::create(std::env::temp_dir().join("podnet-agent-bench.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = dir.join("node-0.ready");
+    while !ready.exists() {
+        assert!(t.elapsed().as_secs() < 300, "the agent did not get ready");
+        assert!(child.try_wait().unwrap().is_none(), "the agent ended");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ready_s = t.elapsed().as_secs_f64();
+    let rss = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    let rss_ready = rss(child.id());
+    let base = metric(port, "podnet_agent_programmed_endpoints").unwrap();
+    let mut times = Vec::new();
+    let mut objs = objects;
+    for i in 0..events {
+        let ip = format!("10.111.{}.{}", i / 250, 1 + i % 250);
+        let name = format!("e2e-{i}");
+        objs.push(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip, "clusterIPs": [ip], "type": "ClusterIP",
+                     "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        }));
+        objs.push(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-1"), "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.64.9"], "conditions": {"ready": true}}],
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}]
+        }));
+        api.replace(objs.clone());
+        let t = Instant::now();
+        let want = base + (i + 1) as f64;
+        while metric(port, "podnet_agent_programmed_endpoints") != Some(want) {
+            assert!(t.elapsed().as_secs() < 10, "event {i} not programmed");
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        // Quiet, as events come on a cluster: the agent writes its record meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let rss_after = rss(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (p50, p99, max) = quantiles(times);
+    println!("podnet agent as a process, against the API on loopback:");
+    println!("  from start to node-0 programmed: {ready_s:.1} s; RSS then {rss_ready:.0} MB, after the events {rss_after:.0} MB");
+    println!("  a Service and its EndpointSlice added through the API → programmed: p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  ({events} events)");
 }
