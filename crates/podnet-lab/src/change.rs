@@ -372,6 +372,13 @@ mod tests {
             tick(self.calls, self.fail_at).map_err(failed)?;
             self.inner.nft_policy(tx)
         }
+        fn nft_masquerade(
+            &mut self,
+            m: &podnet_node::dataplane::Masquerade,
+        ) -> Result<(), podnet_node::NodeError> {
+            tick(self.calls, self.fail_at).map_err(failed)?;
+            self.inner.nft_masquerade(m)
+        }
         fn net(&mut self, ops: &[podnet_node::net::NetOp]) -> Result<(), podnet_node::NodeError> {
             tick(self.calls, self.fail_at).map_err(failed)?;
             self.inner.net(ops)

@@ -47,6 +47,9 @@ pub struct Held {
     /// The policy table: None before the first load.
     #[serde(default)]
     pub policy: Option<podnet_policy::PolicyPlan>,
+    /// The masquerade table: None before the first load.
+    #[serde(default)]
+    pub masquerade: Option<crate::dataplane::Masquerade>,
     /// Conntrack deletions still owed.
     pub stale_flows: BTreeSet<StaleUdpFlow>,
 }
@@ -141,6 +144,7 @@ fn apply_as(
     };
     run.settings(want);
     run.device(want);
+    run.masquerade(want);
     // The remotes need the device.
     let has_device = run.now.vxlan.is_some();
     let added = has_device && run.add_remotes(want);
@@ -214,6 +218,20 @@ impl Run<'_> {
                 self.now.remotes_certain = true;
                 self.report.created_vxlan = true;
             }
+            Err(e) => self.failures.push(e),
+        }
+    }
+
+    /// 2b. The masquerade table, replaced whole when it differs (it is two rules).
+    fn masquerade(&mut self, want: &NodeDataplane) {
+        if self.now.masquerade == want.masquerade {
+            return;
+        }
+        let Some(m) = &want.masquerade else {
+            return; // An IPv6 cluster: nothing to masquerade here.
+        };
+        match self.fx.nft_masquerade(m) {
+            Ok(()) => self.now.masquerade = Some(m.clone()),
             Err(e) => self.failures.push(e),
         }
     }
@@ -381,6 +399,7 @@ pub fn restore(now: &Held, before: &Held, node: &str, fx: &mut dyn Effects) -> A
         proxy: before.proxy.clone().unwrap_or_default(),
         policy: before.policy.clone().unwrap_or_default(),
         health_checks: Vec::new(),
+        masquerade: before.masquerade.clone().or_else(|| now.masquerade.clone()),
         serves_external: Default::default(),
     };
     apply(now, &want, fx)

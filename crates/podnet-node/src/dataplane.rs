@@ -111,6 +111,43 @@ pub struct HealthCheck {
     pub local_endpoints: usize,
 }
 
+/// The table that gives pod traffic leaving the cluster, and other traffic entering the
+/// overlay, the node's own address (`ip podnet-masq`):
+/// - from a pod to anywhere outside the cluster's pod CIDR (the Internet, the node network):
+///   masqueraded to the address it leaves by, as kindnet, flannel (`ipMasq`) and Calico
+///   (`natOutgoing`) do: nothing outside routes to pod addresses;
+/// - into the overlay from an address that is not a pod's (the node itself reaching a Service
+///   whose endpoint is on another node: kube-proxy masquerades such traffic to ClusterIPs):
+///   masqueraded to the overlay device's address, so the reply comes back through the
+///   overlay, as the request went, and strict reverse-path filters accept it.
+///
+/// Only a connection's first packet goes through NAT: replies of connections that came in
+/// (a client outside reaching a pod) are never rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Masquerade {
+    /// The cluster's pod CIDR.
+    pub pod_cidr: ipnet::Ipv4Net,
+    /// The overlay device.
+    pub overlay: String,
+}
+
+/// The masquerade table's name.
+pub const MASQ_TABLE: &str = "podnet-masq";
+
+impl Masquerade {
+    /// The whole table, replacing any earlier one, as one nftables transaction.
+    pub fn render(&self) -> String {
+        let (t, cidr, dev) = (MASQ_TABLE, self.pod_cidr, &self.overlay);
+        format!(
+            "add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n\
+             add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat + 10; policy accept; }}\n\
+             add rule ip {t} postrouting ip saddr {cidr} ip daddr != {cidr} oifname != \"{dev}\" masquerade\n\
+             add rule ip {t} postrouting ip saddr != {cidr} oifname \"{dev}\" masquerade\n"
+        )
+    }
+}
+
 /// Everything one node must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +162,10 @@ pub struct NodeDataplane {
     #[serde(default)]
     pub policy: podnet_policy::PolicyPlan,
     pub health_checks: Vec<HealthCheck>,
+    /// Masquerade for traffic leaving the cluster or entering the overlay (None: the
+    /// cluster's pod CIDR is not IPv4).
+    #[serde(default)]
+    pub masquerade: Option<Masquerade>,
     /// LoadBalancer IPs and externalIPs this node serves: all of them, but for
     /// `externalTrafficPolicy: Local` only those with an endpoint on this node (what MetalLB
     /// announces).
@@ -198,6 +239,13 @@ impl NodeDataplane {
             proxy: Elements::default(),
             policy: Default::default(),
             health_checks: Vec::new(),
+            masquerade: match cluster.config.pod_cidr {
+                IpNet::V4(pod_cidr) => Some(Masquerade {
+                    pod_cidr,
+                    overlay: VXLAN_DEV.into(),
+                }),
+                IpNet::V6(_) => None,
+            },
             serves_external: BTreeSet::new(),
         })
     }

@@ -21,6 +21,8 @@ pub trait Effects {
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError>;
     /// One transaction on the NetworkPolicy table.
     fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError>;
+    /// The masquerade table, replaced whole in one transaction.
+    fn nft_masquerade(&mut self, m: &crate::dataplane::Masquerade) -> Result<(), NodeError>;
     /// Link, address, route, neighbour and FDB changes, in order.
     fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError>;
     /// Deletes the conntrack entries of a UDP flow; finding none is fine.
@@ -65,6 +67,9 @@ impl Linux {
         }
         if !has(podnet_policy::TABLE) {
             held.policy = None;
+        }
+        if !has(crate::dataplane::MASQ_TABLE) {
+            held.masquerade = None;
         }
         if let Some(dev) = held.vxlan.as_ref().map(|v| v.name.clone()) {
             let there = sys::run_in(
@@ -128,6 +133,10 @@ impl Effects for Linux {
         self.nft_script((!tx.is_empty()).then(|| tx.render()))
     }
 
+    fn nft_masquerade(&mut self, m: &crate::dataplane::Masquerade) -> Result<(), NodeError> {
+        self.nft_script(Some(m.render()))
+    }
+
     fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
         // In order: runs of changes as batches; removals one by one, so that one already gone
         // neither fails nor stops the others.
@@ -186,6 +195,7 @@ impl Effects for Linux {
 pub enum Call {
     Nft(Transaction),
     NftPolicy(podnet_policy::Transaction),
+    NftMasquerade(crate::dataplane::Masquerade),
     Net(Vec<NetOp>),
     ForgetUdpFlow(StaleUdpFlow),
     Sysctl(String, String),
@@ -212,6 +222,8 @@ pub struct Recording {
     pub table: Option<Elements>,
     /// Whether the policy table exists, and what it holds.
     pub policy: Option<podnet_policy::PolicyPlan>,
+    /// Whether the masquerade table exists, and what it holds.
+    pub masquerade: Option<crate::dataplane::Masquerade>,
     pub links: BTreeSet<String>,
     pub routes: BTreeMap<IpNet, (Vec<IpAddr>, Option<String>)>,
     pub neighbours: BTreeSet<(IpAddr, String)>,
@@ -287,6 +299,13 @@ impl Effects for Recording {
         self.calls.push(Call::NftPolicy(tx.clone()));
         self.check(Fail::Nft, "nft -f -")?;
         self.policy = Some(policy_after(self.policy.clone(), tx)?);
+        Ok(())
+    }
+
+    fn nft_masquerade(&mut self, m: &crate::dataplane::Masquerade) -> Result<(), NodeError> {
+        self.calls.push(Call::NftMasquerade(m.clone()));
+        self.check(Fail::Nft, "nft -f -")?;
+        self.masquerade = Some(m.clone());
         Ok(())
     }
 

@@ -326,6 +326,7 @@ impl Live {
             self.want.vxlan = base.vxlan;
             self.want.remotes = base.remotes;
             self.want.sysctls = base.sysctls;
+            self.want.masquerade = base.masquerade;
         }
         Some(delta)
     }

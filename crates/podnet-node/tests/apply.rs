@@ -64,25 +64,29 @@ fn a_cold_apply_builds_everything_in_order() {
     let held = ok(&Held::default(), &want, &mut fx);
     holds(&fx, &want);
     assert_eq!(held.proxy.as_ref(), Some(&want.proxy));
-    // Settings, the device, the remotes, the policy table, then the proxy's table: each table
-    // in one transaction.
+    // Settings, the device, the masquerade table, the remotes, the policy table, then the
+    // proxy's table: each table in one transaction.
     assert!(matches!(&fx.calls[0], Call::Sysctl(k, v) if k == "net.ipv4.ip_forward" && v == "1"));
     assert!(
         matches!(&fx.calls[1], Call::Net(ops) if ops.iter().any(|o| matches!(o, NetOp::Vxlan(_))))
     );
     assert!(
-        matches!(&fx.calls[2], Call::Net(ops) if ops.len() == 6),
+        matches!(&fx.calls[2], Call::NftMasquerade(m) if m.pod_cidr.to_string() == "10.244.0.0/16" && m.overlay == "vxlan0")
+    );
+    assert_eq!(fx.masquerade, want.masquerade);
+    assert!(
+        matches!(&fx.calls[3], Call::Net(ops) if ops.len() == 6),
         "3 entries for each of 2 remote nodes"
     );
-    let Call::NftPolicy(policy) = &fx.calls[3] else {
-        panic!("{:?}", fx.calls[3])
-    };
-    assert_eq!(policy.ops[0], podnet_policy::Op::CreateTable);
-    let Call::Nft(tx) = &fx.calls[4] else {
+    let Call::NftPolicy(policy) = &fx.calls[4] else {
         panic!("{:?}", fx.calls[4])
     };
+    assert_eq!(policy.ops[0], podnet_policy::Op::CreateTable);
+    let Call::Nft(tx) = &fx.calls[5] else {
+        panic!("{:?}", fx.calls[5])
+    };
     assert_eq!(tx.ops[0], Op::CreateTable);
-    assert_eq!(fx.calls.len(), 5);
+    assert_eq!(fx.calls.len(), 6);
     assert_eq!(fx.policy.as_ref(), Some(&want.policy));
     // Nothing to do the second time.
     let mut again = Recording::default();
@@ -236,15 +240,15 @@ fn every_failure_is_reported_not_just_the_first() {
     let mut fx = Recording::default();
     fx.fail.extend([Fail::Sysctl, Fail::Net, Fail::Nft]);
     let a = apply(&Held::default(), &want, &mut fx);
-    // The settings, the device, the policy table and the proxy's table.
-    assert_eq!(a.failures.len(), 4, "{:?}", a.failures);
+    // The settings, the device, the masquerade table, the policy table and the proxy's table.
+    assert_eq!(a.failures.len(), 5, "{:?}", a.failures);
     assert_eq!(a.held.vxlan, None);
     assert_eq!(a.held.proxy, None);
     assert_eq!(a.held.policy, None);
     let err = podnet_node::NodeError::all(a.failures)
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("4 failures"), "{err}");
+    assert!(err.starts_with("5 failures"), "{err}");
     fx.heal();
     ok(&Held::default(), &want, &mut fx);
     holds(&fx, &want);

@@ -305,6 +305,50 @@ fn the_seeds_lab_matches_the_plan_and_pods_reach_each_other_across_nodes() {
     }
     let o = lab.exec("external", &["ping", "-c1", "-W1", &client_ip]);
     assert!(!o.status.success(), "the outside has no route to pod IPs");
+    // Yet a pod reaches the outside: its traffic leaves with its node's address
+    // (masquerade), which is what a server outside sees.
+    let server = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 9999))\ns.listen()\ns.settimeout(20)\nc, a = s.accept()\nc.recv(1000)\nc.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n' + a[0].encode())\nc.close()\n";
+    let o = lab.exec(
+        "external",
+        &[
+            "sh",
+            "-c",
+            &format!("python3 -c \"{server}\" >/dev/null 2>&1 &"),
+        ],
+    );
+    assert!(o.status.success());
+    let client_node_ip = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == client_node)
+        .unwrap()["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ext_ip = "172.18.0.1";
+    let seen = (0..20)
+        .find_map(|_| {
+            let o = lab.exec(
+                "default/client",
+                &[
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "2",
+                    &format!("http://{ext_ip}:9999/"),
+                ],
+            );
+            let got = String::from_utf8(o.stdout).unwrap();
+            if got.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                None
+            } else {
+                Some(got)
+            }
+        })
+        .expect("a pod reaches a server outside the cluster");
+    assert_eq!(seen, client_node_ip, "the outside sees the pod's node");
 }
 
 #[test]
@@ -717,6 +761,22 @@ fn services_by_cluster_ip_node_port_and_load_balancer() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.values().all(|n| *n >= 5), "equal random: {seen:?}");
+    // From a node, under strict reverse-path filtering (as many distributions set it): every
+    // pod answers, those on other nodes too (the request goes through the overlay with the
+    // overlay's address, so the reply comes back the same way and passes the filter).
+    let o = lab.exec(
+        "node/node-0",
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/rp_filter"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(
+            curl(&lab, "node/node-0", &format!("http://{vip}/hostname"))
+                .expect("ClusterIP answers a node"),
+        );
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
     // The server sees the client pod's own IP (no masquerade inside the cluster).
     let client_ip = lab.pod_ip("client");
     let clientip = curl(&lab, "default/client", &format!("http://{vip}/clientip")).unwrap();
