@@ -39,6 +39,8 @@ pub enum Step {
 /// The watches, and what each kind holds.
 pub struct ClusterWatch {
     rx: mpsc::UnboundedReceiver<Update>,
+    /// How many kinds are watched.
+    kinds: usize,
     held: HashMap<&'static str, HashSet<ApiKey>>,
     listed: HashSet<&'static str>,
 }
@@ -56,25 +58,48 @@ pub struct Round {
 }
 
 impl ClusterWatch {
-    /// Starts a watch of every kind.
+    /// Starts a watch of every kind the model is kept from (a node's agent).
     pub fn start(client: &kube::Client, metrics: Arc<Metrics>) -> ClusterWatch {
+        Self::start_kinds(client, &KINDS, metrics)
+    }
+
+    /// Starts a watch of these kinds only (the cluster DNS reads no NetworkPolicy or Node).
+    pub fn start_kinds(
+        client: &kube::Client,
+        kinds: &[&str],
+        metrics: Arc<Metrics>,
+    ) -> ClusterWatch {
         let (tx, rx) = mpsc::unbounded_channel();
-        watch::<Namespace>(client, tx.clone(), metrics.clone());
-        watch::<Node>(client, tx.clone(), metrics.clone());
-        watch::<Pod>(client, tx.clone(), metrics.clone());
-        watch::<Service>(client, tx.clone(), metrics.clone());
-        watch::<EndpointSlice>(client, tx.clone(), metrics.clone());
-        watch::<NetworkPolicy>(client, tx, metrics);
+        let on = |k: &str| kinds.contains(&k);
+        if on("Namespace") {
+            watch::<Namespace>(client, tx.clone(), metrics.clone());
+        }
+        if on("Node") {
+            watch::<Node>(client, tx.clone(), metrics.clone());
+        }
+        if on("Pod") {
+            watch::<Pod>(client, tx.clone(), metrics.clone());
+        }
+        if on("Service") {
+            watch::<Service>(client, tx.clone(), metrics.clone());
+        }
+        if on("EndpointSlice") {
+            watch::<EndpointSlice>(client, tx.clone(), metrics.clone());
+        }
+        if on("NetworkPolicy") {
+            watch::<NetworkPolicy>(client, tx, metrics);
+        }
         ClusterWatch {
             rx,
+            kinds: KINDS.iter().filter(|k| on(k)).count(),
             held: HashMap::new(),
             listed: HashSet::new(),
         }
     }
 
-    /// Whether every kind has been listed once.
+    /// Whether every kind watched has been listed once.
     pub fn ready(&self) -> bool {
-        self.listed.len() == KINDS.len()
+        self.listed.len() == self.kinds
     }
 
     /// Waits for at least one update, then applies it and every other one already there.

@@ -6,12 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podnet_model::{Cluster, ConfigOverrides};
 use podnet_node::dataplane::NodeDataplane;
 
-use crate::plan::{LabPlan, API_PORT, UPLINK};
+use crate::plan::{LabPlan, PodPlan, API_PORT, UPLINK};
 use crate::{lab_dir, LabError, LabState};
 
 /// Where the agents keep their state, logs, kubeconfig and the cluster's settings.
@@ -65,57 +67,162 @@ pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
     cmd
 }
 
-/// Whether process `pid` is an agent of `lab` (its command line names the lab's agents'
-/// directory).
+/// The command line of a cluster DNS pod's server: `podnet dns watch` against the lab's API,
+/// as on a real cluster, recording the zone it serves for `lab up` and `lab apply` to wait on.
+pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
+    let d = dir(lab);
+    let mut cmd = Command::new(exe);
+    cmd.args(["dns", "watch"])
+        .arg("--kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .arg("--config")
+        .arg(d.join("config.json"))
+        .args(["--listen", "0.0.0.0:53"])
+        .arg("--served-zone")
+        .arg(served_zone_file(lab, pod));
+    cmd
+}
+
+/// Where a DNS pod's server records the zone it serves.
+fn served_zone_file(lab: &str, pod: &PodPlan) -> PathBuf {
+    dir(lab).join(format!("dns-{}-{}.zone.json", pod.namespace, pod.name))
+}
+
+/// Whether process `pid` is one of `lab`'s agents or DNS servers (its command line names the
+/// lab's kubeconfig).
 pub fn is_agent_of(pid: i32, lab: &str) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let d = dir(lab);
-    args.get(1) == Some(&&b"agent"[..])
+    let kubeconfig = dir(lab).join("kubeconfig");
+    matches!(args.get(1), Some(&b"agent") | Some(&b"dns"))
         && args.windows(2).any(|w| {
-            w[0] == b"--state-dir" && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == d
+            w[0] == b"--kubeconfig"
+                && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == kubeconfig
         })
 }
 
-/// Keeps a node's agent running inside the node's namespace: started, and started again each
-/// time it exits, until the process ends. Its output goes to `<node>.log`.
-pub fn supervise(exe: PathBuf, lab: String, node: String, netns: String) {
-    std::thread::spawn(move || loop {
-        let log = dir(&lab).join(format!("{node}.log"));
-        let started = Instant::now();
-        let spawned = podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&netns), || {
-            let out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .map_err(|source| podnet_node::NodeError::Io {
-                    what: format!("opening {}", log.display()),
-                    source,
-                })?;
-            command(&exe, &lab, &node)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(out)
-                .spawn()
-                .map_err(|source| podnet_node::NodeError::Spawn {
-                    cmd: format!("podnet agent --node {node}"),
-                    source,
-                })
-        });
-        match spawned {
-            Ok(mut child) => {
-                let status = child.wait();
-                eprintln!("agent of {node} exited ({status:?}); starting it again");
-            }
-            Err(e) => eprintln!("agent of {node}: {}", podnet_node::chain(&e)),
+/// A process the lab keeps running inside a namespace, until [`Supervised::stop`].
+#[derive(Debug, Clone, Default)]
+pub struct Supervised {
+    stop: Arc<AtomicBool>,
+    pid: Arc<AtomicI32>,
+}
+
+impl Supervised {
+    /// It is not started again, and the one running is asked to end (SIGTERM).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let pid = self.pid.load(Ordering::SeqCst);
+        if pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
-        // Not in a tight loop when it cannot start.
-        if started.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Keeps a process running inside namespace `netns`: started, and started again each time it
+/// exits (as the kubelet restarts a pod's container). Its output goes to `log`.
+fn keep_running(
+    what: String,
+    netns: String,
+    log: PathBuf,
+    command: impl Fn() -> Command + Send + Sync + 'static,
+) -> Supervised {
+    let s = Supervised::default();
+    let me = s.clone();
+    std::thread::spawn(move || {
+        while !me.stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            let spawned = podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&netns), || {
+                let out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_err(|source| podnet_node::NodeError::Io {
+                        what: format!("opening {}", log.display()),
+                        source,
+                    })?;
+                command()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(out)
+                    .spawn()
+                    .map_err(|source| podnet_node::NodeError::Spawn {
+                        cmd: what.clone(),
+                        source,
+                    })
+            });
+            match spawned {
+                Ok(mut child) => {
+                    me.pid.store(child.id() as i32, Ordering::SeqCst);
+                    if me.stop.load(Ordering::SeqCst) {
+                        let _ = child.kill();
+                    }
+                    let status = child.wait();
+                    me.pid.store(0, Ordering::SeqCst);
+                    if !me.stop.load(Ordering::SeqCst) {
+                        eprintln!("{what} exited ({status:?}); starting it again");
+                    }
+                }
+                Err(e) => eprintln!("{what}: {}", podnet_node::chain(&e)),
+            }
+            // Not in a tight loop when it cannot start.
+            if started.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     });
+    s
+}
+
+/// Keeps a node's agent running inside the node's namespace, for as long as the lab's process
+/// runs. Its output goes to `<node>.log`.
+pub fn supervise(exe: PathBuf, lab: String, node: String, netns: String) {
+    let log = dir(&lab).join(format!("{node}.log"));
+    keep_running(format!("the agent of {node}"), netns, log, move || {
+        command(&exe, &lab, &node)
+    });
+}
+
+/// Keeps a cluster DNS pod's server running inside the pod's namespace, until stopped (the
+/// pod goes). Its output goes to `dns-<namespace>-<pod>.log`.
+pub fn supervise_dns(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
+    let log = dir(lab).join(format!("dns-{}-{}.log", pod.namespace, pod.name));
+    let (lab, pod2) = (lab.to_string(), pod.clone());
+    keep_running(
+        format!("the DNS server of {}", pod.key()),
+        pod.netns.clone(),
+        log,
+        move || dns_command(&exe, &lab, &pod2),
+    )
+}
+
+/// Whether each cluster DNS pod serves the zone the lab computed.
+fn dns_pending(lab: &str, st: &LabState) -> Vec<String> {
+    let Some(want) = st
+        .dns
+        .as_ref()
+        .map(|z| serde_json::to_value(z).expect("JSON"))
+    else {
+        return Vec::new();
+    };
+    st.plan
+        .pods
+        .iter()
+        .filter(|p| p.dns_server)
+        .filter(|p| {
+            std::fs::read(served_zone_file(lab, p))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .as_ref()
+                != Some(&want)
+        })
+        .map(|p| format!("dns-{}-{}", p.namespace, p.name))
+        .collect()
 }
 
 fn programmed(lab: &str, node: &str) -> Option<NodeDataplane> {
@@ -133,11 +240,14 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
         std::fs::write(&path, serde_json::to_vec(d).expect("JSON")).map_err(io(path.display()))?;
     }
     let mut pending: Vec<String> = st.expected.keys().cloned().collect();
-    while !pending.is_empty() {
+    loop {
         pending.retain(|n| programmed(lab, n).as_ref() != st.expected.get(n));
-        if pending.is_empty() {
+        // And the cluster DNS pods: serving the zone the lab computed.
+        let mut dns = dns_pending(lab, st);
+        if pending.is_empty() && dns.is_empty() {
             break;
         }
+        pending.append(&mut dns);
         if start.elapsed() > WAIT {
             // What each said last: the lab may be removed with its logs.
             let logs: Vec<String> = pending
@@ -151,7 +261,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
                 })
                 .collect();
             return Err(LabError::Servers(format!(
-                "the agents of {} did not program their nodes within {}s; they said:\n{}",
+                "the agents of {} did not program their nodes (or DNS servers their zone) within {}s; they said:\n{}",
                 pending.join(", "),
                 WAIT.as_secs(),
                 logs.join("\n")

@@ -23,8 +23,18 @@ fn watch(
     cluster: ClusterArgs,
     listen: std::net::SocketAddr,
     upstreams: Vec<std::net::SocketAddr>,
+    served_zone: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let overrides = crate::agent::overrides(config.as_deref(), &cluster)?;
+    let record = move |zone: &podnet_model::dns::StoredZone| -> Result<()> {
+        let Some(path) = &served_zone else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(zone)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,7 +43,12 @@ fn watch(
         let client = crate::agent::client(kubeconfig.as_deref()).await?;
         let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
         let mut model = podnet_model::ApiModel::new(&overrides)?;
-        let mut api = podnet_agent::watch::ClusterWatch::start(&client, metrics);
+        // What the zone is made of: no Node or NetworkPolicy.
+        let mut api = podnet_agent::watch::ClusterWatch::start_kinds(
+            &client,
+            &["Namespace", "Pod", "Service", "EndpointSlice"],
+            metrics,
+        );
         let first = api
             .until_ready(&mut model)
             .await
@@ -44,6 +59,7 @@ fn watch(
             "serving {} records on {listen} (UDP and TCP)",
             zone.records.len()
         );
+        record(&zone.to_stored())?;
         let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
         let udp = tokio::net::UdpSocket::bind(listen)
             .await
@@ -63,8 +79,12 @@ fn watch(
                     }
                     let zone = DnsZone::from_cluster(model.cluster());
                     let n = zone.records.len();
+                    let stored = zone.to_stored();
                     match dns.set_zone(zone) {
-                        Ok(()) => eprintln!("the API changed: {n} records"),
+                        Ok(()) => {
+                            eprintln!("the API changed: {n} records");
+                            record(&stored)?;
+                        }
                         Err(e) => eprintln!("still serving the old zone: {e}"),
                     }
                 }
@@ -131,9 +151,10 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
             listen,
             upstreams,
             upstream_resolv_conf,
+            served_zone,
         } => {
             let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;
-            return watch(kubeconfig, config, cluster, listen, upstreams);
+            return watch(kubeconfig, config, cluster, listen, upstreams, served_zone);
         }
     };
     let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;

@@ -124,6 +124,10 @@ enum DnsCommand {
         /// address is left out.
         #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
         upstream_resolv_conf: Option<PathBuf>,
+        /// Write the zone served (as `podnet check --dns -o json` prints a zone) to this file
+        /// each time it changes, for whoever waits on it.
+        #[arg(long, value_name = "FILE")]
+        served_zone: Option<PathBuf>,
     },
 }
 

@@ -26,6 +26,9 @@ use crate::{LabError, LabState};
 enum PodServers {
     /// The cluster DNS server on all of the pod's ports.
     Dns(Vec<JoinHandle<()>>),
+    /// The cluster DNS server as on a real cluster: `podnet dns watch`, a process in the pod's
+    /// namespace reading the lab's API (a lab whose nodes run agents).
+    DnsProcess(crate::agents::Supervised),
     /// A test server per port.
     Test(BTreeMap<(u16, Protocol), JoinHandle<()>>),
 }
@@ -69,8 +72,11 @@ impl Running {
     /// and the others are not touched. Servers that stop are awaited, so that their sockets
     /// are closed before anything binds the same port again.
     async fn reconcile(&mut self, st: &LabState) -> Result<(), LabError> {
-        // The zone first, so that DNS pods started below serve the new one.
-        self.dns.load(st)?;
+        // The zone first, so that DNS pods started below serve the new one (when the lab
+        // serves them itself; with agents, they read the API).
+        if !st.agents {
+            self.dns.load(st)?;
+        }
         self.api.replace(st.api.clone());
         let want: HashMap<NsName, &PodPlan> = st
             .plan
@@ -84,10 +90,11 @@ impl Running {
             let same = want.get(k).is_some_and(|p| identity(p) == *id);
             match (same, servers) {
                 (false, PodServers::Dns(tasks)) => stopping.append(tasks),
+                (false, PodServers::DnsProcess(p)) => p.stop(),
                 (false, PodServers::Test(tasks)) => {
                     stopping.extend(std::mem::take(tasks).into_values())
                 }
-                (true, PodServers::Dns(_)) => {}
+                (true, PodServers::Dns(_) | PodServers::DnsProcess(_)) => {}
                 (true, PodServers::Test(tasks)) => {
                     let ports = test_ports(want[k]);
                     let gone: Vec<_> = tasks
@@ -115,7 +122,16 @@ impl Running {
                         .collect();
                     tasks.extend(agnhost::start(p, &missing, &self.budget)?);
                 }
-                Some((_, PodServers::Dns(_))) => {}
+                Some((_, PodServers::Dns(_) | PodServers::DnsProcess(_))) => {}
+                None if st.agents && p.dns_server => {
+                    let exe = std::env::current_exe().map_err(|source| LabError::Io {
+                        what: "the podnet binary".into(),
+                        source,
+                    })?;
+                    let s = crate::agents::supervise_dns(exe, &st.plan.name, p);
+                    self.pods
+                        .insert(k, (identity(p), PodServers::DnsProcess(s)));
+                }
                 None => {
                     let dns = {
                         let _system = self.system.enter();
