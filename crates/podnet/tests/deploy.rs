@@ -1,10 +1,12 @@
-//! `deploy/podnet.yaml`: every object decodes as the API's own type (k8s-openapi), and every
-//! flag the DaemonSet passes to `podnet agent` is one the agent takes.
+//! `deploy/podnet.yaml`: every object decodes as the API's own type (k8s-openapi), every flag
+//! the DaemonSet passes to `podnet agent` and the DNS Deployment to `podnet dns watch` is one
+//! they take, and the Helm chart (`deploy/helm/podnet`) renders exactly these objects with its
+//! default values.
 
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde_json::Value;
 
@@ -19,6 +21,7 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
     let docs = podnet_model::parse_documents("deploy/podnet.yaml", &text).unwrap();
     let mut kinds = Vec::new();
     let mut agent_args: Vec<String> = Vec::new();
+    let mut dns_args: Vec<String> = Vec::new();
     for d in &docs {
         let v = &d.value;
         let kind = v["kind"].as_str().unwrap().to_string();
@@ -40,6 +43,17 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
                 let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
                 agent_args = agent.args.clone().unwrap();
             }
+            "Deployment" => {
+                let d = decode::<Deployment>(v);
+                let spec = d.spec.template.spec.unwrap();
+                assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
+                dns_args = spec.containers[0].args.clone().unwrap();
+            }
+            "Service" => {
+                let s = decode::<Service>(v);
+                assert_eq!(s.metadata.name.as_deref(), Some("kube-dns"));
+                assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
+            }
             other => panic!("unexpected kind {other}"),
         }
         kinds.push(kind);
@@ -52,20 +66,104 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
-            "DaemonSet"
+            "DaemonSet",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service"
         ]
     );
     assert_eq!(agent_args.first().map(String::as_str), Some("agent"));
+    assert_eq!(&dns_args[..2], ["dns", "watch"]);
+    takes(&["agent"], &agent_args[1..]);
+    takes(&["dns", "watch"], &dns_args[2..]);
+}
+
+/// Every one of `args` is a flag of the podnet command `cmd`.
+fn takes(cmd: &[&str], args: &[String]) {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_podnet"))
-        .args(["agent", "--help"])
+        .args(cmd)
+        .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for a in &agent_args[1..] {
+    for a in args {
         let flag = a.split('=').next().unwrap();
         assert!(
             help.contains(&format!("{flag} ")) || help.contains(&format!("{flag} <")),
-            "{flag} is not a flag of podnet agent:\n{help}"
+            "{flag} is not a flag of podnet {}:\n{help}",
+            cmd.join(" ")
         );
     }
+}
+
+/// The objects of a YAML stream, as JSON, in a stable order (kind, namespace, name).
+fn objects(file: &str, text: &str) -> Vec<Value> {
+    let mut v: Vec<Value> = podnet_model::parse_documents(file, text)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .filter(|v| !v.is_null())
+        .collect();
+    v.sort_by_key(|o| {
+        (
+            o["kind"].as_str().unwrap_or("").to_string(),
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    v
+}
+
+/// `helm template` of the chart with its default values gives exactly the plain manifests.
+#[test]
+fn the_helm_chart_renders_the_plain_manifests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let helm = std::env::var_os("PODNET_HELM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/helm"));
+    if !helm.exists() {
+        let why = format!(
+            "SKIPPED: no helm at {} (scripts/install-deps.sh fetches it)",
+            helm.display()
+        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let out = std::process::Command::new(&helm)
+        .args(["template", "podnet"])
+        .arg(root.join("deploy/helm/podnet"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = objects("helm template", &String::from_utf8(out.stdout).unwrap());
+    let plain = objects(
+        "deploy/podnet.yaml",
+        &std::fs::read_to_string(root.join("deploy/podnet.yaml")).unwrap(),
+    );
+    assert_eq!(rendered.len(), plain.len());
+    for (r, p) in rendered.iter().zip(&plain) {
+        assert_eq!(r, p, "{} {}", p["kind"], p["metadata"]["name"]);
+    }
+    // Values change what they name: the cluster's CIDRs reach the agent's and the DNS's
+    // settings.
+    let out = std::process::Command::new(&helm)
+        .args(["template", "podnet"])
+        .arg(root.join("deploy/helm/podnet"))
+        .args(["--set", "podCIDR=10.32.0.0/12,dns.clusterIP=10.96.0.53"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"podCIDR\": \"10.32.0.0/12\""), "{text}");
+    assert!(text.contains("--pod-cidr=10.32.0.0/12"));
+    assert!(text.contains("clusterIP: 10.96.0.53"));
 }
