@@ -29,6 +29,11 @@ pub const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 /// A watch's longest life when the client does not say (the API server picks 30 to 60 min).
 pub const WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a connection may take to send a request's headers (or stay idle between requests).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The served objects, shared by every connection.
 #[derive(Debug)]
 pub struct Api {
@@ -75,9 +80,16 @@ impl Api {
         self.store.lock().expect("store lock").rv()
     }
 
-    /// Serves connections from `listener` until the task is dropped.
+    /// Serves connections from `listener` until the task is dropped. Hardened against
+    /// abusive clients: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
+    /// backlog), and each must send a request's headers within [`HEADER_READ_TIMEOUT`] (an
+    /// idle keep-alive connection too); an `accept` error backs off instead of spinning.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, _) = match listener.accept().await {
                 Ok(c) => c,
                 Err(_) => {
@@ -87,11 +99,14 @@ impl Api {
             };
             let api = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let api = api.clone();
                     async move { Ok::<_, Infallible>(api.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });

@@ -187,3 +187,53 @@ async fn a_watch_from_a_version_gets_every_change_after_it_and_bookmarks() {
     }
     assert_eq!((added, bookmarks), (1, 1));
 }
+
+/// A client that opens a connection and never finishes its request's headers (slowloris) is
+/// cut off after the header read timeout, and meanwhile the API serves everyone else.
+#[tokio::test]
+async fn a_client_that_never_sends_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api.serve(listener));
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /api/v1/pods HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    let start = std::time::Instant::now();
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let pods: kube::Api<Pod> = kube::Api::all(client);
+    assert!(!pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    for mut c in slow {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(
+            podnet_api::server::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(3),
+            c.read(&mut buf),
+        )
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or(0);
+        // Closed, or told so (408) and closed.
+        assert!(
+            n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            &buf[..n]
+        );
+    }
+    assert!(
+        start.elapsed()
+            >= podnet_api::server::HEADER_READ_TIMEOUT - std::time::Duration::from_secs(1)
+    );
+}
