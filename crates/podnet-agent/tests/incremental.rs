@@ -142,8 +142,20 @@ fn changed_object(
         ("Pod", 1) => {
             v["metadata"]["labels"]["app"] = json!(["web", "db", "other"][usize::from(p % 3)]);
         }
-        ("Pod", _) => {
+        ("Pod", 2) => {
             v["metadata"]["labels"]["tier"] = json!(format!("t{}", p % 2));
+        }
+        ("Pod", _) => {
+            // Its state only: ready or not, being deleted or not.
+            let ready = v["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True");
+            v["status"]["conditions"] =
+                json!([{"type": "Ready", "status": if ready { "False" } else { "True" }}]);
+            if p % 2 == 1 {
+                v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
         }
         ("NetworkPolicy", 1) => {
             let app = ["web", "db"][usize::from(p % 2)];
@@ -276,6 +288,19 @@ fn each_kind_of_event_changes_exactly_its_part() {
     let d = live.update(m.cluster(), &out.changed).unwrap();
     assert_eq!(d.proxy, None);
     assert!(d.policy, "the web policies selected it, on this node");
+
+    // The same pod's readiness: nothing NetworkPolicy reads.
+    p["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    let out = m.apply(&pod, Some(&p));
+    assert_eq!(
+        out.changed,
+        [Changed::PodState(podnet_model::NsName::new(
+            &pod.namespace,
+            &pod.name
+        ))]
+    );
+    let d = live.update(m.cluster(), &out.changed).unwrap();
+    assert_eq!(d, Delta::default());
 
     // An endpoint that stops being ready: its Service's elements only.
     let slice = original

@@ -96,8 +96,12 @@ impl std::fmt::Display for ApiKey {
 pub enum Changed {
     /// One Service: its addresses, ports or endpoints.
     Service(NsName),
-    /// One pod: its labels, addresses or state (what NetworkPolicy and DNS read).
+    /// One pod came, went, or changed its labels, addresses, node or ports (what
+    /// NetworkPolicy reads).
     Pod(NsName),
+    /// One pod changed only its state (phase, readiness, being deleted): nothing NetworkPolicy
+    /// reads.
+    PodState(NsName),
     Namespace(String),
     NetworkPolicy(NsName),
     /// The nodes: one came, went, or changed its podCIDR, address or labels.
@@ -288,9 +292,17 @@ impl ApiModel {
             }
             Object::Pod(p) => {
                 let new = api_pod(&p, &key.namespace, &key.name)?;
+                let state_only = self
+                    .cluster
+                    .pod(&key.namespace, &key.name)
+                    .is_some_and(|old| same_but_state(old, &new));
                 changed_if(
                     put_sorted(&mut self.cluster.pods, new, PodInfo::key),
-                    Changed::Pod(ns),
+                    if state_only {
+                        Changed::PodState(ns)
+                    } else {
+                        Changed::Pod(ns)
+                    },
                 )
             }
             Object::Service(s) => {
@@ -378,6 +390,17 @@ impl ApiModel {
         s.endpoint_slices = slices;
         vec![Changed::Service(svc.clone())]
     }
+}
+
+/// Whether two versions of a pod differ at most in their state (phase, readiness, deletion).
+fn same_but_state(a: &PodInfo, b: &PodInfo) -> bool {
+    a.labels == b.labels
+        && a.ips == b.ips
+        && a.node == b.node
+        && a.host_network == b.host_network
+        && a.ports == b.ports
+        && a.hostname == b.hostname
+        && a.subdomain == b.subdomain
 }
 
 fn changed_if(yes: bool, c: Changed) -> Vec<Changed> {
