@@ -193,8 +193,14 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
 
-    let (mut add_svc, mut add_slice, mut del_svc, mut flip, mut relabel) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut add_svc, mut add_slice, mut del_svc, mut flip, mut relabel, mut ready) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut free = (0u32..).map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 255, 254)) - i));
     for i in 0..events {
         // A Service added (no endpoint yet), its EndpointSlice, then both deleted.
@@ -230,6 +236,13 @@ fn main() {
             p2["metadata"]["labels"]["tier"] = json!(format!("t{}", (i + 1) % 100));
             relabel.push(agent.event(&ApiKey::of(&p2).unwrap(), Some(&p2)));
         }
+        {
+            // A pod's readiness (its endpoint's change comes as its EndpointSlice's).
+            let mut p2 = relabel_pod.clone();
+            let status = if i % 2 == 0 { "False" } else { "True" };
+            p2["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
+            ready.push(agent.event(&ApiKey::of(&p2).unwrap(), Some(&p2)));
+        }
     }
     let kernel_note = if kernel { "" } else { " (kernel LEFT OUT)" };
     println!(
@@ -240,6 +253,7 @@ fn main() {
         ("its EndpointSlice added", add_slice),
         ("Service and slice deleted", del_svc),
         ("an endpoint's readiness", flip),
+        ("a local pod's readiness", ready),
         ("a local pod's labels (policy)", relabel),
     ] {
         let n = v.len();
