@@ -172,15 +172,25 @@ pub struct NodeDataplane {
     pub serves_external: BTreeSet<IpAddr>,
 }
 
-/// A node's VTEP, from its place in the cluster: stable while the nodes do not change.
+/// A node's VTEP, from what its Node object says (its InternalIP and podCIDR): every node
+/// computes every other's from the API alone, and it never changes while that node's podCIDR
+/// does not, whatever other nodes come or go.
 pub fn vtep(cluster: &Cluster, index: usize) -> Option<Vtep> {
     let n = cluster.nodes.get(index)?;
     let cidr = n.pod_cidrs.first()?;
+    let net = cidr.network();
+    // Locally administered, unicast: 02:70:6e ("pn"), then the last three bytes of the
+    // podCIDR's network address: distinct for distinct podCIDRs of one cluster pod CIDR (a /8
+    // or narrower).
+    let b = match net {
+        IpAddr::V4(a) => a.octets()[1..4].try_into().expect("three bytes"),
+        IpAddr::V6(a) => a.octets()[13..16].try_into().expect("three bytes"),
+    };
+    let b: [u8; 3] = b;
     Some(Vtep {
         node_ip: n.internal_ip,
-        ip: cidr.network(),
-        // Locally administered, unicast: 02:70:6e ("pn") then the node index.
-        mac: MacAddr([0x02, 0x70, 0x6e, 0, (index >> 8) as u8, index as u8]),
+        ip: net,
+        mac: MacAddr([0x02, 0x70, 0x6e, b[0], b[1], b[2]]),
     })
 }
 
@@ -268,7 +278,7 @@ mod tests {
         assert_eq!(dps.len(), 3);
         let n1 = &dps[1];
         assert_eq!(n1.vxlan.vtep.ip.to_string(), "10.244.1.0");
-        assert_eq!(n1.vxlan.vtep.mac.to_string(), "02:70:6e:00:00:01");
+        assert_eq!(n1.vxlan.vtep.mac.to_string(), "02:70:6e:f4:01:00");
         assert_eq!(n1.vxlan.mtu, 1450);
         let names: Vec<&str> = n1.remotes.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["node-0", "node-2"], "every node but itself");
@@ -291,6 +301,28 @@ mod tests {
             let hc: Vec<_> = dp.health_checks.iter().map(|h| h.local_endpoints).collect();
             assert_eq!(hc, [usize::from(local)], "{}", dp.node);
         }
+    }
+
+    #[test]
+    fn a_node_that_joins_changes_no_other_nodes_vtep() {
+        let node = |name: &str, i: u8| {
+            format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{podCIDR: 10.244.{i}.0/24}}\nstatus: {{addresses: [{{type: InternalIP, address: 172.18.0.{}}}]}}\n", i + 2)
+        };
+        let of = |nodes: &[(&str, u8)]| {
+            let text: Vec<String> = nodes.iter().map(|(n, i)| node(n, *i)).collect();
+            let docs = parse_documents("n.yaml", &text.join("---\n")).unwrap();
+            let c = build(&docs, &ConfigOverrides::default()).unwrap();
+            NodeDataplane::for_cluster(&c, "eth0")
+        };
+        let before = of(&[("node-a", 0), ("node-c", 2)]);
+        let after = of(&[("node-a", 0), ("node-b", 1), ("node-c", 2)]);
+        let vtep = |dps: &[NodeDataplane], n: &str| {
+            dps.iter().find(|d| d.node == n).unwrap().vxlan.vtep.clone()
+        };
+        assert_eq!(vtep(&before, "node-c"), vtep(&after, "node-c"));
+        assert_eq!(vtep(&before, "node-a"), vtep(&after, "node-a"));
+        let macs: BTreeSet<MacAddr> = after.iter().map(|d| d.vxlan.vtep.mac).collect();
+        assert_eq!(macs.len(), 3, "distinct");
     }
 
     #[test]
