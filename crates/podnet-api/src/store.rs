@@ -131,6 +131,20 @@ impl Store {
         self.rv
     }
 
+    /// Takes an object out, as a Deleted event.
+    fn delete(&mut self, key: Key, events: &mut Vec<Event>) {
+        let e = self.objects.remove(&key).expect("held");
+        self.rv += 1;
+        let object = Arc::new(stamp(&e.content, self.rv, &e.uid, &e.created));
+        events.push(Event {
+            rv: self.rv,
+            kind: EventType::Deleted,
+            key,
+            object,
+            previous: Some(e.served),
+        });
+    }
+
     /// Replaces every object with `objects` (as projected, with `kind` and `apiVersion`) and
     /// returns the changes. `now` is the creation time of new objects (RFC 3339).
     pub fn replace(&mut self, objects: Vec<Value>, now: &str) -> Vec<Event> {
@@ -141,23 +155,18 @@ impl Store {
             }
         }
         let mut events = Vec::new();
-        let gone: Vec<Key> = self
+        // Deletions first (a Service's ClusterIP or node port is free before another takes
+        // it, as the API server's allocators see to), but a NetworkPolicy's only after the new
+        // and changed objects: a policy that replaces another is in force before the other
+        // goes, so a watcher never sees a moment with neither (a window of allow).
+        let (gone_policies, gone): (Vec<Key>, Vec<Key>) = self
             .objects
             .keys()
             .filter(|k| !fresh.contains_key(*k))
             .cloned()
-            .collect();
+            .partition(|k| k.kind == "NetworkPolicy");
         for key in gone {
-            let e = self.objects.remove(&key).expect("held");
-            self.rv += 1;
-            let object = Arc::new(stamp(&e.content, self.rv, &e.uid, &e.created));
-            events.push(Event {
-                rv: self.rv,
-                kind: EventType::Deleted,
-                key,
-                object,
-                previous: Some(e.served),
-            });
+            self.delete(key, &mut events);
         }
         for (key, content) in fresh {
             let (kind, uid, created, previous) = match self.objects.get(&key) {
@@ -193,6 +202,9 @@ impl Store {
                 object: served,
                 previous,
             });
+        }
+        for key in gone_policies {
+            self.delete(key, &mut events);
         }
         self.history.extend(events.iter().cloned());
         while self.history.len() > HISTORY {
@@ -274,5 +286,30 @@ mod tests {
         let pods = resources::by_kind("Pod").unwrap();
         assert_eq!(s.list(pods, Some("default")).len(), 1);
         assert!(s.list(pods, Some("other")).is_empty());
+    }
+
+    /// A NetworkPolicy that replaces another is in force before the other goes: never a
+    /// moment with neither.
+    #[test]
+    fn a_replacing_policy_comes_before_the_one_it_replaces_goes() {
+        let policy = |name: &str| json!({"kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1", "metadata": {"name": name, "namespace": "default"}, "spec": {"podSelector": {}}});
+        let mut s = Store::default();
+        s.replace(vec![policy("old"), pod("a", "x")], "t");
+        let events = s.replace(vec![policy("new"), pod("b", "x")], "t");
+        let order: Vec<(EventType, &str)> = events
+            .iter()
+            .map(|e| (e.kind, e.key.name.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (EventType::Deleted, "a"),
+                (EventType::Added, "new"),
+                (EventType::Added, "b"),
+                (EventType::Deleted, "old")
+            ]
+        );
+        let rvs: Vec<u64> = events.iter().map(|e| e.rv).collect();
+        assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
     }
 }
