@@ -201,6 +201,8 @@ fn main() {
         Vec::new(),
         Vec::new(),
     );
+    // The pod whose labels and readiness change, as the API has it now.
+    let mut pod_now = relabel_pod.clone();
     let mut free = (0u32..).map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 255, 254)) - i));
     for i in 0..events {
         // A Service added (no endpoint yet), its EndpointSlice, then both deleted.
@@ -232,16 +234,14 @@ fn main() {
         flip.push(agent.event(&ApiKey::of(&s2).unwrap(), Some(&s2)));
         // A pod of this node changes its labels (NetworkPolicy selects by them).
         if i < events / 4 {
-            let mut p2 = relabel_pod.clone();
-            p2["metadata"]["labels"]["tier"] = json!(format!("t{}", (i + 1) % 100));
-            relabel.push(agent.event(&ApiKey::of(&p2).unwrap(), Some(&p2)));
+            pod_now["metadata"]["labels"]["tier"] = json!(format!("t{}", (i + 1) % 100));
+            relabel.push(agent.event(&ApiKey::of(&pod_now).unwrap(), Some(&pod_now)));
         }
         {
-            // A pod's readiness (its endpoint's change comes as its EndpointSlice's).
-            let mut p2 = relabel_pod.clone();
+            // The same pod's readiness (its endpoint's change comes as its EndpointSlice's).
             let status = if i % 2 == 0 { "False" } else { "True" };
-            p2["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
-            ready.push(agent.event(&ApiKey::of(&p2).unwrap(), Some(&p2)));
+            pod_now["status"]["conditions"] = json!([{"type": "Ready", "status": status}]);
+            ready.push(agent.event(&ApiKey::of(&pod_now).unwrap(), Some(&pod_now)));
         }
     }
     let kernel_note = if kernel { "" } else { " (kernel LEFT OUT)" };
