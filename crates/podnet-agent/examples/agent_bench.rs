@@ -39,14 +39,26 @@ fn manifests(services: usize, policies: usize) -> String {
     s
 }
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A process's resident memory, in MB (`self` or a pid).
+fn rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// Node-0's uplink inside a bench namespace (a veth pair with nowhere to go), with node-0's
+/// address for the VXLAN device to send from.
+fn with_uplink(ns: &podnet_node::sys::Scratch) {
+    podnet_node::sys::run_in(
+        &ns.path,
+        std::process::Command::new("ip").args(["-batch", "-"]),
+        Some(b"link add eth0 type veth peer name eth0peer\nlink set eth0 up\naddr add 172.18.0.2/16 dev eth0\n"),
+    )
+    .unwrap();
 }
 
 /// p50 and p99 of a sample, in ms.
@@ -150,20 +162,13 @@ fn main() {
         .clone();
     eprintln!(
         "{n_objects} API objects: the model from them {model_ms:.0} ms, node-0's dataplane {live_ms:.0} ms; RSS of the model and dataplane {:.0} MB",
-        rss_mb()
+        rss_mb("self")
     );
 
     let scratch = podnet_node::sys::Scratch::new();
     let (fx, kernel): (Box<dyn Effects>, bool) = match &scratch {
         Ok(s) => {
-            // The node's uplink, inside the namespace (a veth pair with nowhere to go), with
-            // node-0's address for the VXLAN device to send from.
-            podnet_node::sys::run_in(
-                &s.path,
-                std::process::Command::new("ip").args(["-batch", "-"]),
-                Some(b"link add eth0 type veth peer name eth0peer\nlink set eth0 up\naddr add 172.18.0.2/16 dev eth0\n"),
-            )
-            .unwrap();
+            with_uplink(s);
             (Box::new(Linux::at(s.path.clone())), true)
         }
         Err(e) => {
@@ -262,7 +267,7 @@ fn main() {
         let (p50, p99, max) = quantiles(v.iter().map(|x| x[0]).collect());
         println!("  {what:<30} p50 {p50:6.2} ms  p99 {p99:6.2} ms  max {max:6.2} ms  ({n} events; p50 of the model {m:.2}, dataplane {d:.2}, kernel {k:.2})");
     }
-    println!("RSS of this process: {:.0} MB", rss_mb());
+    println!("RSS of this process: {:.0} MB", rss_mb("self"));
     drop(agent);
     match (std::env::var_os("PODNET_BIN"), kernel) {
         (Some(bin), true) => real_agent(bin.into(), objects, events.min(100)),
@@ -309,12 +314,7 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
     )
     .unwrap();
     let ns = podnet_node::sys::Scratch::new().unwrap();
-    podnet_node::sys::run_in(
-        &ns.path,
-        std::process::Command::new("ip").args(["-batch", "-"]),
-        Some(b"link add eth0 type veth peer name eth0peer\nlink set eth0 up\naddr add 172.18.0.2/16 dev eth0\n"),
-    )
-    .unwrap();
+    with_uplink(&ns);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -340,15 +340,7 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let ready_s = t.elapsed().as_secs_f64();
-    let rss = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
+    let rss = |pid: u32| rss_mb(&pid.to_string());
     let rss_ready = rss(child.id());
     let base = metric(port, "podnet_agent_programmed_endpoints").unwrap();
     let mut times = Vec::new();

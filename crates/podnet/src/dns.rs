@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use podnet_model::dns::DnsZone;
 
-use crate::{build_model, ClusterArgs, DnsCommand, ManifestArgs};
+use crate::{build_model, ClusterArgs, DnsCommand, DnsServerArgs, ManifestArgs};
 
 /// Says which objects a round of watch events left out.
 fn log_refused(round: &podnet_agent::watch::Round) {
@@ -61,13 +61,7 @@ fn watch(
         );
         record(&zone.to_stored())?;
         let dns = Arc::new(podnet_dns::ClusterDns::new(zone, upstreams)?);
-        let udp = tokio::net::UdpSocket::bind(listen)
-            .await
-            .with_context(|| format!("binding UDP {listen}"))?;
-        let tcp = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding TCP {listen}"))?;
-        let mut server = tokio::spawn(dns.clone().run(vec![udp], vec![tcp]));
+        let mut server = serve_on(&dns, listen).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
@@ -104,12 +98,10 @@ fn zone_of(manifests: &ManifestArgs, cluster: &ClusterArgs) -> Result<Option<Dns
 }
 
 /// The upstreams given, and those of a resolv.conf (without this server's own address).
-fn upstreams_of(
-    mut upstreams: Vec<std::net::SocketAddr>,
-    resolv_conf: Option<&std::path::Path>,
-    listen: std::net::SocketAddr,
-) -> Result<Vec<std::net::SocketAddr>> {
-    if let Some(path) = resolv_conf {
+fn upstreams_of(args: &DnsServerArgs) -> Result<Vec<std::net::SocketAddr>> {
+    let mut upstreams = args.upstreams.clone();
+    let listen = args.listen;
+    if let Some(path) = args.upstream_resolv_conf.as_deref() {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let (found, ours) = podnet_dns::upstreams_from_resolv_conf(&text, listen);
@@ -127,37 +119,49 @@ fn upstreams_of(
     Ok(upstreams)
 }
 
+/// Binds `listen` (UDP and TCP) and runs the server there, on a worker thread next to the I/O
+/// driver (not on the caller's, which would have to be woken for every packet).
+async fn serve_on(
+    dns: &Arc<podnet_dns::ClusterDns>,
+    listen: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<Result<(), podnet_dns::DnsError>>> {
+    let udp = tokio::net::UdpSocket::bind(listen)
+        .await
+        .with_context(|| format!("binding UDP {listen}"))?;
+    let tcp = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding TCP {listen}"))?;
+    Ok(tokio::spawn(dns.clone().run(vec![udp], vec![tcp])))
+}
+
 pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
-    let (manifests, cluster, listen, upstreams, upstream_resolv_conf, threads) = match cmd {
+    let (manifests, cluster, server, threads) = match cmd {
         DnsCommand::Serve {
             manifests,
             cluster,
-            listen,
-            upstreams,
-            upstream_resolv_conf,
+            server,
             threads,
-        } => (
-            manifests,
-            cluster,
-            listen,
-            upstreams,
-            upstream_resolv_conf,
-            threads,
-        ),
+        } => (manifests, cluster, server, threads),
         DnsCommand::Watch {
             kubeconfig,
             config,
             cluster,
-            listen,
-            upstreams,
-            upstream_resolv_conf,
+            server,
             served_zone,
         } => {
-            let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;
-            return watch(kubeconfig, config, cluster, listen, upstreams, served_zone);
+            let upstreams = upstreams_of(&server)?;
+            return watch(
+                kubeconfig,
+                config,
+                cluster,
+                server.listen,
+                upstreams,
+                served_zone,
+            );
         }
     };
-    let upstreams = upstreams_of(upstreams, upstream_resolv_conf.as_deref(), listen)?;
+    let upstreams = upstreams_of(&server)?;
+    let listen = server.listen;
     let Some(zone) = zone_of(&manifests, &cluster)? else {
         return Ok(ExitCode::FAILURE);
     };
@@ -168,15 +172,7 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let udp = tokio::net::UdpSocket::bind(listen)
-            .await
-            .with_context(|| format!("binding UDP {listen}"))?;
-        let tcp = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding TCP {listen}"))?;
-        // On a worker thread, next to the I/O driver: not on this thread, which would have to be
-        // woken for every packet.
-        let mut server = tokio::spawn(dns.clone().run(vec![udp], vec![tcp]));
+        let mut server = serve_on(&dns, listen).await?;
         eprintln!("serving {records} records on {listen} (UDP and TCP)");
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

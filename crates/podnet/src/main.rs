@@ -79,6 +79,21 @@ struct AgentArgs {
     cluster: ClusterArgs,
 }
 
+/// Where a DNS server listens and where it forwards names outside the cluster.
+#[derive(Args)]
+struct DnsServerArgs {
+    /// Address to listen on, UDP and TCP.
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    listen: std::net::SocketAddr,
+    /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
+    #[arg(long = "upstream", value_name = "IP:PORT")]
+    upstreams: Vec<std::net::SocketAddr>,
+    /// Also forward to the nameservers of this resolv.conf (port 53), as CoreDNS's
+    /// `forward . /etc/resolv.conf` does; this server's own address is left out.
+    #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
+    upstream_resolv_conf: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum DnsCommand {
     /// Serve the cluster zone computed from manifests (UDP and TCP), as the lab's kube-dns pods
@@ -88,16 +103,8 @@ enum DnsCommand {
         manifests: ManifestArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Address to listen on, UDP and TCP.
-        #[arg(long, default_value = "127.0.0.1:5353")]
-        listen: std::net::SocketAddr,
-        /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
-        #[arg(long = "upstream", value_name = "IP:PORT")]
-        upstreams: Vec<std::net::SocketAddr>,
-        /// Also forward to the nameservers of this resolv.conf (port 53), as CoreDNS's
-        /// `forward . /etc/resolv.conf` does; this server's own address is left out.
-        #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
-        upstream_resolv_conf: Option<PathBuf>,
+        #[command(flatten)]
+        server: DnsServerArgs,
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -114,16 +121,8 @@ enum DnsCommand {
         config: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Address to listen on, UDP and TCP.
-        #[arg(long, default_value = "127.0.0.1:5353")]
-        listen: std::net::SocketAddr,
-        /// Where names outside the cluster domain go (repeatable). Without one they are REFUSED.
-        #[arg(long = "upstream", value_name = "IP:PORT")]
-        upstreams: Vec<std::net::SocketAddr>,
-        /// Also forward to the nameservers of this resolv.conf (port 53); this server's own
-        /// address is left out.
-        #[arg(long = "upstream-resolv-conf", value_name = "FILE")]
-        upstream_resolv_conf: Option<PathBuf>,
+        #[command(flatten)]
+        server: DnsServerArgs,
         /// Write the zone served (as `podnet check --dns -o json` prints a zone) to this file
         /// each time it changes, for whoever waits on it.
         #[arg(long, value_name = "FILE")]
