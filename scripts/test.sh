@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: formatting, lints and every test of the workspace.
 set -euo pipefail
+# A fresh clone gains nothing from incremental compilation, and its caches fill the disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 echo "== cargo fmt --check"
