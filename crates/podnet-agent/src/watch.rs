@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use kube::runtime::{watcher, WatchStreamExt};
 use podnet_model::{ApiKey, ApiModel, Changed};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-pub use podnet_model::api::KINDS;
+pub use podnet_model::api::{ALL_KINDS, EDGE_KINDS, KINDS};
 
 /// One step of one kind's watch, and when the watch received it.
 #[derive(Debug)]
@@ -87,11 +87,20 @@ impl ClusterWatch {
             watch::<EndpointSlice>(client, tx.clone(), metrics.clone());
         }
         if on("NetworkPolicy") {
-            watch::<NetworkPolicy>(client, tx, metrics);
+            watch::<NetworkPolicy>(client, tx.clone(), metrics.clone());
+        }
+        if on("Ingress") {
+            watch::<Ingress>(client, tx.clone(), metrics.clone());
+        }
+        if on("IngressClass") {
+            watch::<IngressClass>(client, tx.clone(), metrics.clone());
+        }
+        if on("Secret") {
+            watch::<Secret>(client, tx, metrics);
         }
         ClusterWatch {
             rx,
-            kinds: KINDS.iter().filter(|k| on(k)).count(),
+            kinds: ALL_KINDS.iter().filter(|k| on(k)).count(),
             held: HashMap::new(),
             listed: HashSet::new(),
         }
@@ -154,7 +163,7 @@ impl ClusterWatch {
     }
 
     fn one(&mut self, key: &ApiKey, obj: Option<&Value>, model: &mut ApiModel, round: &mut Round) {
-        let kind = KINDS.iter().find(|k| **k == key.kind).copied();
+        let kind = ALL_KINDS.iter().find(|k| **k == key.kind).copied();
         if let Some(kind) = kind {
             let held = self.held.entry(kind).or_default();
             match obj {
@@ -185,7 +194,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let api: kube::Api<K> = kube::Api::all(client.clone());
-    let kind: &'static str = KINDS
+    let kind: &'static str = ALL_KINDS
         .iter()
         .find(|k| **k == K::kind(&Default::default()))
         .expect("a kind the model reads");

@@ -123,14 +123,14 @@ impl PathMatch {
 }
 
 /// A Service port, by number or by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BackendPort {
     Number(i32),
     Name(String),
 }
 
 /// Where a route's requests go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Backend {
     pub service: NsName,
     pub port: BackendPort,
@@ -203,6 +203,14 @@ impl RouteTable {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Every backend a request may go to (routes' and the default), with repeats.
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> {
+        self.routes
+            .iter()
+            .map(|r| &r.backend)
+            .chain(self.default.as_ref().map(|(b, _)| b))
     }
 }
 

@@ -27,7 +27,7 @@ use crate::model::*;
 use crate::objects::{decode, Object, Sourced};
 use crate::source::SourceDoc;
 
-/// The kinds the model is kept from.
+/// The kinds a node's dataplane is kept from (what the agent watches).
 pub const KINDS: [&str; 6] = [
     "Namespace",
     "Node",
@@ -35,6 +35,28 @@ pub const KINDS: [&str; 6] = [
     "Service",
     "EndpointSlice",
     "NetworkPolicy",
+];
+
+/// The kinds the Ingress controller's routes are kept from.
+pub const EDGE_KINDS: [&str; 5] = [
+    "Service",
+    "EndpointSlice",
+    "Ingress",
+    "IngressClass",
+    "Secret",
+];
+
+/// Every kind the model takes.
+pub const ALL_KINDS: [&str; 9] = [
+    "Namespace",
+    "Node",
+    "Pod",
+    "Service",
+    "EndpointSlice",
+    "NetworkPolicy",
+    "Ingress",
+    "IngressClass",
+    "Secret",
 ];
 
 /// What the API server sets on every object and the model has no use for.
@@ -104,6 +126,9 @@ pub enum Changed {
     PodState(NsName),
     Namespace(String),
     NetworkPolicy(NsName),
+    Ingress(NsName),
+    IngressClass(String),
+    Secret(NsName),
     /// The nodes: one came, went, or changed its podCIDR, address or labels.
     Nodes,
 }
@@ -194,7 +219,7 @@ impl ApiModel {
 
     /// One watch event: `object` is the object's new version, or None when it was deleted.
     pub fn apply(&mut self, key: &ApiKey, object: Option<&Value>) -> Outcome {
-        if !KINDS.contains(&key.kind.as_str()) {
+        if !ALL_KINDS.contains(&key.kind.as_str()) {
             return Outcome::default();
         }
         let decoded = match object.map(|o| decode_one(key, o)) {
@@ -263,6 +288,24 @@ impl ApiModel {
             "NetworkPolicy" => {
                 let had = remove_sorted(&mut self.cluster.network_policies, &ns, policy_key);
                 changed_if(had, Changed::NetworkPolicy(ns))
+            }
+            "Ingress" => {
+                let had = remove_sorted(&mut self.cluster.ingresses, &ns, |o| {
+                    meta_key(&o.obj.metadata)
+                });
+                changed_if(had, Changed::Ingress(ns))
+            }
+            "IngressClass" => {
+                let had = remove_sorted(&mut self.cluster.ingress_classes, &ns, |o| {
+                    meta_key(&o.obj.metadata)
+                });
+                changed_if(had, Changed::IngressClass(key.name.clone()))
+            }
+            "Secret" => {
+                let had = remove_sorted(&mut self.cluster.secrets, &ns, |o| {
+                    meta_key(&o.obj.metadata)
+                });
+                changed_if(had, Changed::Secret(ns))
             }
             _ => Vec::new(),
         }
@@ -346,6 +389,33 @@ impl ApiModel {
                     |a, b| a.obj == b.obj,
                 ),
                 Changed::NetworkPolicy(ns),
+            ),
+            Object::Ingress(i) => changed_if(
+                put_sorted_by(
+                    &mut self.cluster.ingresses,
+                    i,
+                    |o| meta_key(&o.obj.metadata),
+                    |a, b| a.obj == b.obj,
+                ),
+                Changed::Ingress(ns),
+            ),
+            Object::IngressClass(c) => changed_if(
+                put_sorted_by(
+                    &mut self.cluster.ingress_classes,
+                    c,
+                    |o| meta_key(&o.obj.metadata),
+                    |a, b| a.obj == b.obj,
+                ),
+                Changed::IngressClass(key.name.clone()),
+            ),
+            Object::Secret(x) => changed_if(
+                put_sorted_by(
+                    &mut self.cluster.secrets,
+                    x,
+                    |o| meta_key(&o.obj.metadata),
+                    |a, b| a.obj == b.obj,
+                ),
+                Changed::Secret(ns),
             ),
             _ => Vec::new(),
         })
@@ -444,6 +514,14 @@ fn policy_key(p: &Sourced<k8s_openapi::api::networking::v1::NetworkPolicy>) -> N
     NsName::new(
         p.obj.metadata.namespace.as_deref().unwrap_or_default(),
         p.obj.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// An object's namespace and name (empty namespace for cluster-scoped kinds).
+fn meta_key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> NsName {
+    NsName::new(
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default(),
     )
 }
 

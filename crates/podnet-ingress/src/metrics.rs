@@ -1,0 +1,111 @@
+//! The proxy's Prometheus metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The status class: `2xx`, `3xx`, `4xx`, `5xx` (and `1xx` for upgrades).
+    pub class: String,
+    /// `http` or `https`.
+    pub scheme: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `connect`, `timeout`, `no_endpoints`, `no_route`, `upstream`.
+    pub reason: String,
+}
+
+/// Every metric of the proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<StatusLabels, Counter>,
+    pub duration: Histogram,
+    pub errors: Family<ReasonLabels, Counter>,
+    pub retries: Counter,
+    pub reloads: Counter,
+    pub routes: Gauge,
+    pub certificates: Gauge,
+    pub connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("podnet_ingress");
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register("requests", "Requests answered", requests.clone());
+        let duration = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "request_duration_seconds",
+            "From the request's headers to the response's",
+            duration.clone(),
+        );
+        let errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("errors", "Requests not proxied, by reason", errors.clone());
+        let retries = Counter::default();
+        registry.register(
+            "retries",
+            "Requests sent again to another endpoint after a failed connection",
+            retries.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register(
+            "config_reloads",
+            "Configurations swapped in",
+            reloads.clone(),
+        );
+        let routes = Gauge::default();
+        registry.register("routes", "Routes served", routes.clone());
+        let certificates = Gauge::default();
+        registry.register(
+            "certificates",
+            "Hosts served with a certificate from a Secret",
+            certificates.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Client connections open",
+            connections.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            errors,
+            retries,
+            reloads,
+            routes,
+            certificates,
+            connections,
+        }
+    }
+
+    pub fn error(&self, reason: &str) {
+        self.errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,914 @@
+//! The edge proxy: hyper and rustls.
+//!
+//! - Clients: HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge on plain HTTP); TLS by
+//!   SNI from the Ingresses' Secrets, a generated certificate for other names.
+//! - Backends: HTTP/1.1 to the pods' addresses from the EndpointSlices (as ingress-nginx, not
+//!   through the ClusterIP), keep-alive pools, round robin over ready endpoints, one retry on
+//!   another endpoint when the connection fails and the request is idempotent without a body.
+//! - Answers of its own, each with a short body saying why: 308 to HTTPS for hosts with TLS,
+//!   400 for a request the front refuses ([`front`]), 404 when no route matches, 502 when the
+//!   backend fails, 503 when it has no ready endpoint, 504 when it does not answer in time.
+//! - The configuration ([`EdgeConfig`]) is swapped whole ([`Edge::set`]): a request uses the
+//!   version it started with, connections (clients' and pools') stay.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpListener;
+
+use crate::edge::{describe, EdgeConfig, Upstream};
+use crate::metrics::{Metrics, StatusLabels};
+use crate::routes::{Backend, Served};
+use crate::IngressError;
+
+/// The bodies the proxy sends and forwards.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The `Server` header of every response.
+pub const SERVER: &str = "podnet";
+
+/// Limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Connecting to a backend (ingress-nginx's `proxy-connect-timeout`: 5 s).
+    pub connect_timeout: Duration,
+    /// A backend's response headers (ingress-nginx's `proxy-read-timeout`: 60 s).
+    pub read_timeout: Duration,
+    /// A client's request headers, from the first byte (slowloris).
+    pub header_read_timeout: Duration,
+    /// A client's request headers, in bytes: larger ones get 431.
+    pub max_header_bytes: usize,
+    /// The TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A JSON line per request on stdout.
+    pub access_log: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            access_log: true,
+        }
+    }
+}
+
+/// One version of the configuration, with its round-robin positions.
+#[derive(Debug, Default)]
+struct Live {
+    config: EdgeConfig,
+    next: HashMap<Backend, AtomicUsize>,
+}
+
+/// The certificate for a TLS handshake: by SNI from the live configuration, else the default.
+#[derive(Debug)]
+struct Resolver {
+    live: Arc<ArcSwap<Live>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let live = self.live.load();
+        hello
+            .server_name()
+            .and_then(|n| live.config.cert_for(n).cloned())
+            .or_else(|| Some(self.default.clone()))
+    }
+}
+
+/// A client connection's addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// The proxy.
+pub struct Edge {
+    live: Arc<ArcSwap<Live>>,
+    configured: AtomicBool,
+    client: Client<HttpConnector, Body>,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Arc<rustls::ServerConfig>,
+    settings: Settings,
+    pub metrics: Metrics,
+    log: AccessLog,
+    ids: RequestIds,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Edge {
+    /// A proxy with an empty configuration (every request: 404).
+    pub fn new(settings: Settings) -> Result<Arc<Edge>, IngressError> {
+        let live = Arc::new(ArcSwap::from_pointee(Live::default()));
+        let default = default_certificate()?;
+        let mut tls =
+            rustls::ServerConfig::builder_with_provider(Arc::new(crate::crypto_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(IngressError::Tls)?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Resolver {
+                    live: live.clone(),
+                    default,
+                }));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_buf_size(settings.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(250)
+            // HTTP/2 rapid reset (CVE-2023-44487): streams a client opens and resets before
+            // they are served count against it; past the limit it is sent GOAWAY.
+            .max_pending_accept_reset_streams(Some(32))
+            .max_local_error_reset_streams(Some(256))
+            .max_header_list_size(settings.max_header_bytes as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Ok(Arc::new(Edge {
+            live,
+            configured: AtomicBool::new(false),
+            client,
+            builder,
+            tls: Arc::new(tls),
+            log: AccessLog::new(settings.access_log),
+            settings,
+            metrics: Metrics::new(),
+            ids: RequestIds::new(),
+        }))
+    }
+
+    /// Swaps in a new configuration: requests that started keep the old one.
+    pub fn set(&self, config: EdgeConfig) {
+        self.metrics.routes.set(config.table.routes().len() as i64);
+        self.metrics.certificates.set(config.certs.len() as i64);
+        let next = config
+            .upstreams
+            .keys()
+            .map(|b| (b.clone(), AtomicUsize::new(0)))
+            .collect();
+        self.live.store(Arc::new(Live { config, next }));
+        self.metrics.reloads.inc();
+        self.configured.store(true, Ordering::Release);
+    }
+
+    /// The configuration served now.
+    pub fn config(&self) -> EdgeConfig {
+        self.live.load().config.clone()
+    }
+
+    /// Serves plain HTTP on `l` until the task is dropped.
+    pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
+        loop {
+            let (s, peer) = match l.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr().unwrap_or(peer);
+            let edge = self.clone();
+            tokio::spawn(async move {
+                let conn = Conn {
+                    peer,
+                    local,
+                    tls: false,
+                };
+                edge.connection(TokioIo::new(s), conn).await
+            });
+        }
+    }
+
+    /// Serves HTTPS on `l` until the task is dropped.
+    pub async fn serve_https(self: Arc<Self>, l: TcpListener) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        loop {
+            let (s, peer) = match l.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr().unwrap_or(peer);
+            let edge = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let hs = tokio::time::timeout(edge.settings.handshake_timeout, acceptor.accept(s));
+                let Ok(Ok(tls)) = hs.await else {
+                    edge.metrics.error("tls_handshake");
+                    return;
+                };
+                let conn = Conn {
+                    peer,
+                    local,
+                    tls: true,
+                };
+                edge.connection(TokioIo::new(tls), conn).await
+            });
+        }
+    }
+
+    /// Serves `/healthz`, `/readyz` (ready once configured) and `/metrics` on `l`.
+    pub async fn serve_admin(self: Arc<Self>, l: TcpListener) {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let edge = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let edge = edge.clone();
+                    async move {
+                        let (status, body) = match req.uri().path() {
+                            "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+                            "/readyz" if edge.configured.load(Ordering::Acquire) => {
+                                (StatusCode::OK, "ok\n".to_string())
+                            }
+                            "/readyz" => (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "not configured yet\n".to_string(),
+                            ),
+                            "/metrics" => (StatusCode::OK, edge.metrics.encode()),
+                            _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+                        };
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from(body)))
+                                .expect("a valid response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    }
+
+    /// Serves one client connection (HTTP/1.1 or HTTP/2).
+    pub async fn connection<I>(self: Arc<Self>, io: I, conn: Conn)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        self.metrics.connections.inc();
+        let edge = self.clone();
+        let svc = service_fn(move |req| {
+            let edge = edge.clone();
+            async move { Ok::<_, Infallible>(edge.handle(req, conn).await) }
+        });
+        let _ = self.builder.serve_connection_with_upgrades(io, svc).await;
+        self.metrics.connections.dec();
+    }
+
+    /// One request, start to end: answered, counted and logged.
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+        let start = Instant::now();
+        let id = request_id(req.headers()).unwrap_or_else(|| self.ids.next());
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let version = req.version();
+        let host = host_of(&req).unwrap_or_default();
+        let (mut resp, upstream) = self.route(req, conn, &id).await;
+        resp.headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static(SERVER));
+        let took = start.elapsed();
+        self.metrics.duration.observe(took.as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&StatusLabels {
+                class: format!("{}xx", resp.status().as_u16() / 100),
+                scheme: if conn.tls { "https" } else { "http" }.into(),
+            })
+            .inc();
+        if self.log.on {
+            let line = serde_json::json!({
+                "time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                "remote": conn.peer.ip().to_string(),
+                "host": host,
+                "method": method.as_str(),
+                "uri": uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                "proto": format!("{version:?}"),
+                "tls": conn.tls,
+                "status": resp.status().as_u16(),
+                "duration_ms": took.as_secs_f64() * 1000.0,
+                "upstream": upstream.map(|u| u.to_string()),
+                "request_id": id,
+            });
+            self.log.write(&line.to_string());
+        }
+        resp
+    }
+
+    /// Where a request goes, and its answer.
+    async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        conn: Conn,
+        id: &str,
+    ) -> (Response<Body>, Option<SocketAddr>) {
+        let host = match front(req.version(), req.headers(), req.uri()) {
+            Ok(h) => h,
+            Err(why) => {
+                self.metrics.error("bad_request");
+                let mut r = plain(StatusCode::BAD_REQUEST, &why);
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return (r, None);
+            }
+        };
+        let live = self.live.load_full();
+        let path = req.uri().path().to_string();
+        if !conn.tls && live.config.redirects(&host) {
+            let name = crate::routes::normalize_host(&host);
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let mut r = plain(
+                StatusCode::PERMANENT_REDIRECT,
+                "this host is served over HTTPS",
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("https://{name}{pq}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return (r, None);
+        }
+        let backend = match live.config.table.serve(&host, &path) {
+            Some(Served::Route(r)) => &r.backend,
+            Some(Served::Default(b, _)) => b,
+            None => {
+                self.metrics.error("no_route");
+                return (
+                    plain(
+                        StatusCode::NOT_FOUND,
+                        &format!(
+                            "no route for {} {path}",
+                            crate::routes::normalize_host(&host)
+                        ),
+                    ),
+                    None,
+                );
+            }
+        };
+        let endpoints = match live.config.upstreams.get(backend) {
+            Some(Upstream::Ready(e)) => e,
+            Some(Upstream::Unavailable(why)) => {
+                self.metrics.error("no_endpoints");
+                return (plain(StatusCode::SERVICE_UNAVAILABLE, why), None);
+            }
+            None => {
+                self.metrics.error("no_endpoints");
+                let why = format!("backend {} is not resolved", describe(backend));
+                return (plain(StatusCode::SERVICE_UNAVAILABLE, &why), None);
+            }
+        };
+        let first = live
+            .next
+            .get(backend)
+            .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed));
+        let upgrade = wants_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let attempts = if idempotent && body.is_end_stream() && !upgrade && endpoints.len() > 1 {
+            2
+        } else {
+            1
+        };
+        let headers = forwarded(&parts.headers, &host, conn, id, upgrade);
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let mut body = Some(body.boxed());
+        for attempt in 0..attempts {
+            let ep = endpoints[(first + attempt) % endpoints.len()];
+            let b = body
+                .take()
+                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed());
+            let mut up = Request::new(b);
+            *up.method_mut() = parts.method.clone();
+            *up.version_mut() = Version::HTTP_11;
+            *up.uri_mut() = match format!("http://{ep}{pq}").parse() {
+                Ok(u) => u,
+                Err(_) => {
+                    return (
+                        plain(StatusCode::BAD_REQUEST, "a path that cannot be forwarded"),
+                        None,
+                    )
+                }
+            };
+            *up.headers_mut() = headers.clone();
+            let sent = tokio::time::timeout(self.settings.read_timeout, self.client.request(up));
+            match sent.await {
+                Err(_) => {
+                    self.metrics.error("timeout");
+                    return (
+                        plain(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "{ep} did not answer within {:?}",
+                                self.settings.read_timeout
+                            ),
+                        ),
+                        Some(ep),
+                    );
+                }
+                Ok(Err(e)) if e.is_connect() && attempt + 1 < attempts => {
+                    self.metrics.retries.inc();
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    let timed_out = is_timeout(&e);
+                    self.metrics
+                        .error(if timed_out { "timeout" } else { "upstream" });
+                    let (status, what) = match (e.is_connect(), timed_out) {
+                        (true, true) => (StatusCode::GATEWAY_TIMEOUT, "connecting to"),
+                        (true, false) => (StatusCode::BAD_GATEWAY, "could not connect to"),
+                        _ => (StatusCode::BAD_GATEWAY, "no valid response from"),
+                    };
+                    return (
+                        plain(status, &format!("{what} {ep}: {}", cause(&e))),
+                        Some(ep),
+                    );
+                }
+                Ok(Ok(mut resp)) => {
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        let Some(client_upgrade) = client_upgrade else {
+                            return (
+                                plain(
+                                    StatusCode::BAD_GATEWAY,
+                                    "the backend switched protocols unasked",
+                                ),
+                                Some(ep),
+                            );
+                        };
+                        let backend_upgrade = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(async move {
+                            if let (Ok(c), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
+                                let _ = tokio::io::copy_bidirectional(
+                                    &mut TokioIo::new(c),
+                                    &mut TokioIo::new(b),
+                                )
+                                .await;
+                            }
+                        });
+                        let (p, _) = resp.into_parts();
+                        return (Response::from_parts(p, empty()), Some(ep));
+                    }
+                    let (mut p, b) = resp.into_parts();
+                    strip_hop_by_hop(&mut p.headers);
+                    return (Response::from_parts(p, b.boxed()), Some(ep));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// The request front: what every request must pass before it is routed, and the host it is
+/// for. Refused (400, and the connection closed):
+/// - request smuggling: `Transfer-Encoding` with `Content-Length`, or more than one
+///   `Content-Length` (RFC 9112 6.3: a message a proxy must not forward);
+/// - no host (HTTP/1.1 without `Host`), more than one `Host`, or a host that is not a valid
+///   authority (RFC 9110 7.2: a server must answer 400).
+pub fn front(version: Version, headers: &HeaderMap, uri: &hyper::Uri) -> Result<String, String> {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Err("more than one Content-Length".into());
+    }
+    if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err("both Content-Length and Transfer-Encoding".into());
+    }
+    let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+    if hosts.len() > 1 {
+        return Err("more than one Host".into());
+    }
+    let host = match (uri.authority(), hosts.first()) {
+        (Some(a), _) if version == Version::HTTP_2 => a.as_str().to_string(),
+        (_, Some(h)) => h
+            .to_str()
+            .map_err(|_| "a Host that is not text".to_string())?
+            .to_string(),
+        (Some(a), None) => a.as_str().to_string(),
+        (None, None) if version == Version::HTTP_10 => String::new(),
+        (None, None) => return Err("no Host".into()),
+    };
+    if !host.is_empty() && !valid_authority(&host) {
+        return Err("an invalid Host".into());
+    }
+    Ok(host)
+}
+
+/// `host[:port]`: a DNS name or an IP literal, and a port of digits.
+fn valid_authority(h: &str) -> bool {
+    if h.contains('@') {
+        return false;
+    }
+    let (name, port) = if let Some(rest) = h.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(p) => ("x", Some(p)),
+            None if after.is_empty() => ("x", None),
+            None => return false,
+        }
+    } else {
+        match h.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (h, None),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with('.')
+        && !name.contains("..")
+}
+
+/// The request's host (`:authority` or `Host`), as the front takes it.
+fn host_of<B>(req: &Request<B>) -> Option<String> {
+    front(req.version(), req.headers(), req.uri()).ok()
+}
+
+/// An HTTP/1.1 request that asks to switch protocols (WebSocket and others).
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), and those the `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(h)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+/// The headers sent to the backend: the client's without hop-by-hop ones (but the upgrade's),
+/// `Host` as the client gave it, and the `X-Forwarded-*` set.
+fn forwarded(client: &HeaderMap, host: &str, conn: Conn, id: &str, upgrade: bool) -> HeaderMap {
+    let mut h = client.clone();
+    let upgrade_to = h.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut h);
+    if upgrade {
+        if let Some(u) = upgrade_to {
+            h.insert(header::UPGRADE, u);
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(header::HOST, v);
+    }
+    let ip = conn.peer.ip().to_string();
+    let xff = match client
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+    {
+        prior if prior.is_empty() => ip.clone(),
+        prior => format!("{}, {ip}", prior.join(", ")),
+    };
+    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut h, "x-forwarded-for", &xff);
+    set(&mut h, "x-real-ip", &ip);
+    set(
+        &mut h,
+        "x-forwarded-proto",
+        if conn.tls { "https" } else { "http" },
+    );
+    set(&mut h, "x-forwarded-host", host);
+    set(&mut h, "x-forwarded-port", &conn.local.port().to_string());
+    set(&mut h, "x-request-id", id);
+    h
+}
+
+/// The client's `X-Request-ID`, when it is a sane one.
+fn request_id(h: &HeaderMap) -> Option<String> {
+    let v = h.get("x-request-id")?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.into())
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A short plain-text answer of the proxy's own.
+fn plain(status: StatusCode, why: &str) -> Response<Body> {
+    let text = format!(
+        "{} {}: {why}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(text))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("a valid response")
+}
+
+/// The innermost cause of a client error, for the answer's body.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        last = c.to_string();
+        cur = c.source();
+    }
+    last
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// A generated certificate for names no Secret covers (ingress-nginx has one too).
+fn default_certificate() -> Result<Arc<CertifiedKey>, IngressError> {
+    let generated = rcgen::generate_simple_self_signed(vec!["podnet-ingress-default".into()])
+        .map_err(IngressError::DefaultCert)?;
+    crate::edge::certified_key_pem(
+        generated.cert.pem().as_bytes(),
+        generated.signing_key.serialize_pem().as_bytes(),
+    )
+    .map_err(IngressError::DefaultKey)
+}
+
+/// Request IDs: 32 hex digits, from a counter hashed with this process's random keys.
+struct RequestIds {
+    counter: AtomicU64,
+    keys: (RandomState, RandomState),
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        RequestIds {
+            counter: AtomicU64::new(0),
+            keys: (RandomState::new(), RandomState::new()),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:016x}{:016x}",
+            self.keys.0.hash_one(n),
+            self.keys.1.hash_one(n)
+        )
+    }
+}
+
+/// JSON lines on stdout, buffered: written when 64 KiB gather or every 200 ms.
+struct AccessLog {
+    on: bool,
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl AccessLog {
+    fn new(on: bool) -> AccessLog {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        if on {
+            let weak = Arc::downgrade(&buf);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let Some(buf) = weak.upgrade() else { return };
+                        flush(&buf);
+                    }
+                });
+            }
+        }
+        AccessLog { on, buf }
+    }
+
+    fn write(&self, line: &str) {
+        let full = {
+            let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            b.extend_from_slice(line.as_bytes());
+            b.push(b'\n');
+            b.len() >= 64 * 1024
+        };
+        if full {
+            flush(&self.buf);
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        flush(&self.buf);
+    }
+}
+
+fn flush(buf: &Mutex<Vec<u8>>) {
+    let out = std::mem::take(&mut *buf.lock().unwrap_or_else(|e| e.into_inner()));
+    if !out.is_empty() {
+        let _ = std::io::stdout().lock().write_all(&out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_front_refuses_smuggling_and_bad_hosts() {
+        let uri: hyper::Uri = "/".parse().unwrap();
+        let v = Version::HTTP_11;
+        let ok = |h: &[(&str, &str)]| front(v, &headers(h), &uri);
+        assert_eq!(ok(&[("host", "a.example.com")]).unwrap(), "a.example.com");
+        assert_eq!(
+            ok(&[("host", "a.example.com:8080")]).unwrap(),
+            "a.example.com:8080"
+        );
+        assert_eq!(ok(&[("host", "[::1]:80")]).unwrap(), "[::1]:80");
+        assert!(ok(&[]).is_err(), "HTTP/1.1 without Host");
+        assert!(ok(&[("host", "a"), ("host", "b")]).is_err());
+        assert!(ok(&[("host", "a b")]).is_err());
+        assert!(ok(&[("host", "a/b")]).is_err());
+        assert!(ok(&[("host", "user@a")]).is_err());
+        assert!(ok(&[("host", "a:http")]).is_err());
+        assert!(ok(&[("host", "[zz]")]).is_err());
+        assert!(ok(&[
+            ("host", "a"),
+            ("content-length", "1"),
+            ("content-length", "1")
+        ])
+        .is_err());
+        assert!(ok(&[
+            ("host", "a"),
+            ("content-length", "1"),
+            ("transfer-encoding", "chunked")
+        ])
+        .is_err());
+        assert!(ok(&[("host", "a"), ("transfer-encoding", "chunked")]).is_ok());
+        assert!(front(Version::HTTP_10, &HeaderMap::new(), &uri).is_ok());
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_set() {
+        let conn = Conn {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            local: "10.96.0.20:443".parse().unwrap(),
+            tls: true,
+        };
+        let h = forwarded(
+            &headers(&[
+                ("host", "x.example.com"),
+                ("x-forwarded-for", "203.0.113.1"),
+                ("connection", "keep-alive, x-drop"),
+                ("x-drop", "1"),
+                ("keep-alive", "timeout=5"),
+            ]),
+            "x.example.com",
+            conn,
+            "abc",
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "x.example.com");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["x-request-id"], "abc");
+        assert!(!h.contains_key("x-drop") && !h.contains_key("keep-alive"));
+        assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}
