@@ -83,7 +83,9 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
         .iter()
         .map(|c| c.obj.clone())
         .collect();
-    let mine = ours(&ingresses, &classes);
+    let mut mine = ours(&ingresses, &classes);
+    // One order whatever the input's: the first Secret for a host wins.
+    mine.sort_by_key(|i| key_of(i));
     let table = table(&mine);
     let mut warnings = Vec::new();
     let mut upstreams = HashMap::new();
@@ -307,4 +309,58 @@ pub fn certified_key_pem(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, St
     let ck = CertifiedKey::from_der(chain, key, &provider)
         .map_err(|e| format!("the certificate and the key: {e}"))?;
     Ok(Arc::new(ck))
+}
+
+impl EdgeConfig {
+    /// What is served, as plain data (routes in precedence order, each backend's endpoints,
+    /// the certificates' hosts and Secrets, the redirected hosts): equal summaries serve
+    /// alike. Written by `podnet ingress watch --served`, for whoever waits for a change to be
+    /// served (the lab), and printed by `podnet check`.
+    pub fn summary(&self) -> serde_json::Value {
+        let host = |h: &HostMatch| match h {
+            HostMatch::Any => "*".to_string(),
+            HostMatch::Wildcard(s) => format!("*{s}"),
+            HostMatch::Exact(s) => s.clone(),
+        };
+        let path = |p: &crate::routes::PathMatch| match p {
+            crate::routes::PathMatch::Exact(p) => format!("= {p}"),
+            crate::routes::PathMatch::Prefix(p) => format!("{p}/*"),
+        };
+        let routes: Vec<String> = self
+            .table
+            .routes()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} -> {}",
+                    host(&r.host),
+                    path(&r.path),
+                    describe(&r.backend)
+                )
+            })
+            .collect();
+        let mut upstreams: Vec<(String, serde_json::Value)> = self
+            .upstreams
+            .iter()
+            .map(|(b, u)| {
+                (
+                    describe(b),
+                    match u {
+                        Upstream::Ready(e) => {
+                            serde_json::json!(e.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+                        }
+                        Upstream::Unavailable(why) => serde_json::json!(why),
+                    },
+                )
+            })
+            .collect();
+        upstreams.sort_by(|a, b| a.0.cmp(&b.0));
+        serde_json::json!({
+            "routes": routes,
+            "default": self.table.default_backend().map(describe),
+            "upstreams": upstreams.into_iter().collect::<serde_json::Map<_, _>>(),
+            "certificates": self.certs.iter().map(|c| format!("{} {}", host(&c.host), c.secret)).collect::<Vec<_>>(),
+            "redirect": self.redirect.iter().map(host).collect::<Vec<_>>(),
+        })
+    }
 }

@@ -205,6 +205,11 @@ impl RouteTable {
         &self.routes
     }
 
+    /// The default backend, when an Ingress has one.
+    pub fn default_backend(&self) -> Option<&Backend> {
+        self.default.as_ref().map(|(b, _)| b)
+    }
+
     /// Every backend a request may go to (routes' and the default), with repeats.
     pub fn backends(&self) -> impl Iterator<Item = &Backend> {
         self.routes

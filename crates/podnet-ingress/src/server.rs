@@ -77,12 +77,17 @@ impl Default for Settings {
     }
 }
 
-/// One version of the configuration, with its round-robin positions.
+/// One version of the configuration, with its round-robin positions and a connection pool
+/// per endpoint: an endpoint that leaves the configuration takes its pooled connections with
+/// it (a pod's address may come back as another pod's).
 #[derive(Debug, Default)]
 struct Live {
     config: EdgeConfig,
     next: HashMap<Backend, AtomicUsize>,
+    pools: HashMap<SocketAddr, Pool>,
 }
+
+type Pool = Client<HttpConnector, Body>;
 
 /// The certificate for a TLS handshake: by SNI from the live configuration, else the default.
 #[derive(Debug)]
@@ -113,7 +118,7 @@ pub struct Conn {
 pub struct Edge {
     live: Arc<ArcSwap<Live>>,
     configured: AtomicBool,
-    client: Client<HttpConnector, Body>,
+    connector: HttpConnector,
     builder: auto::Builder<TokioExecutor>,
     tls: Arc<rustls::ServerConfig>,
     settings: Settings,
@@ -149,13 +154,6 @@ impl Edge {
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -176,7 +174,7 @@ impl Edge {
         Ok(Arc::new(Edge {
             live,
             configured: AtomicBool::new(false),
-            client,
+            connector,
             builder,
             tls: Arc::new(tls),
             log: AccessLog::new(settings.access_log),
@@ -195,9 +193,38 @@ impl Edge {
             .keys()
             .map(|b| (b.clone(), AtomicUsize::new(0)))
             .collect();
-        self.live.store(Arc::new(Live { config, next }));
+        let old = self.live.load();
+        let pools = config
+            .upstreams
+            .values()
+            .filter_map(|u| match u {
+                Upstream::Ready(e) => Some(e),
+                Upstream::Unavailable(_) => None,
+            })
+            .flatten()
+            .map(|ep| {
+                let pool = old.pools.get(ep).cloned().unwrap_or_else(|| self.pool());
+                (*ep, pool)
+            })
+            .collect();
+        self.live.store(Arc::new(Live {
+            config,
+            next,
+            pools,
+        }));
         self.metrics.reloads.inc();
         self.configured.store(true, Ordering::Release);
+    }
+
+    /// A keep-alive pool for one endpoint.
+    fn pool(&self) -> Pool {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(self.connector.clone())
     }
 
     /// The configuration served now.
@@ -435,7 +462,10 @@ impl Edge {
                 | Method::PUT
                 | Method::DELETE
         );
-        let attempts = if idempotent && body.is_end_stream() && !upgrade && endpoints.len() > 1 {
+        // As nginx's `proxy_next_upstream error timeout` (its default): a request that can be
+        // sent again is, once, to the next endpoint (the same one when it is alone, over a new
+        // connection) when connecting, sending or reading the response's head fails.
+        let attempts = if idempotent && body.is_end_stream() && !upgrade {
             2
         } else {
             1
@@ -465,7 +495,12 @@ impl Edge {
                 }
             };
             *up.headers_mut() = headers.clone();
-            let sent = tokio::time::timeout(self.settings.read_timeout, self.client.request(up));
+            // A retry goes over a new connection: the pool's others may be as stale.
+            let pool = match live.pools.get(&ep) {
+                Some(p) if attempt == 0 => p.clone(),
+                _ => self.pool(),
+            };
+            let sent = tokio::time::timeout(self.settings.read_timeout, pool.request(up));
             match sent.await {
                 Err(_) => {
                     self.metrics.error("timeout");
@@ -480,7 +515,7 @@ impl Edge {
                         Some(ep),
                     );
                 }
-                Ok(Err(e)) if e.is_connect() && attempt + 1 < attempts => {
+                Ok(Err(e)) if attempt + 1 < attempts && !is_timeout(&e) => {
                     self.metrics.retries.inc();
                     continue;
                 }

@@ -267,8 +267,26 @@ async fn routes_balances_forwards_and_answers_its_own_errors() {
         let (st, _, body) = get(h.http, "app.example.com", "/retry").await;
         assert_eq!(st, StatusCode::OK, "{body}");
     }
+    // The lone dead endpoint was tried twice (once again over a new connection), the pair's
+    // dead one half of the time.
     let m = h.edge.metrics.encode();
-    assert!(m.contains("podnet_ingress_retries_total 3"), "{m}");
+    assert!(m.contains("podnet_ingress_retries_total 4"), "{m}");
+    // A POST is not sent twice.
+    let s = TcpStream::connect(h.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/dead")
+        .header("host", "app.example.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::BAD_GATEWAY
+    );
+    let m = h.edge.metrics.encode();
+    assert!(m.contains("podnet_ingress_retries_total 4"), "{m}");
 }
 
 #[tokio::test]

@@ -83,6 +83,65 @@ pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
     cmd
 }
 
+/// The command line of an Ingress controller pod's proxy: `podnet ingress watch` against the
+/// lab's API, recording what it serves for `lab up` and `lab apply` to wait on.
+pub fn ingress_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
+    let d = dir(lab);
+    let mut cmd = Command::new(exe);
+    cmd.args(["ingress", "watch"])
+        .arg("--kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .arg("--config")
+        .arg(d.join("config.json"))
+        .args(["--http", "0.0.0.0:80", "--https", "0.0.0.0:443"])
+        .args([
+            "--admin",
+            &format!("0.0.0.0:{}", podnet_model::edge::INGRESS_ADMIN_PORT),
+        ])
+        .arg("--served")
+        .arg(served_ingress_file(lab, pod));
+    cmd
+}
+
+/// Where an Ingress controller pod records what it serves.
+fn served_ingress_file(lab: &str, pod: &PodPlan) -> PathBuf {
+    dir(lab).join(format!("ingress-{}-{}.json", pod.namespace, pod.name))
+}
+
+/// Keeps an Ingress controller pod's proxy running inside the pod's namespace, until stopped
+/// (the pod goes). Its output (the access log, then what it says) goes to
+/// `ingress-<namespace>-<pod>.log`.
+pub fn supervise_ingress(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
+    let log = dir(lab).join(format!("ingress-{}-{}.log", pod.namespace, pod.name));
+    let (lab, pod2) = (lab.to_string(), pod.clone());
+    keep_running(
+        format!("the Ingress controller of {}", pod.key()),
+        pod.netns.clone(),
+        log,
+        move || ingress_command(&exe, &lab, &pod2),
+    )
+}
+
+/// The Ingress controller pods that do not serve yet what the lab computed.
+fn ingress_pending(lab: &str, st: &LabState) -> Vec<String> {
+    let Some(want) = &st.ingress else {
+        return Vec::new();
+    };
+    st.plan
+        .pods
+        .iter()
+        .filter(|p| p.ingress_controller)
+        .filter(|p| {
+            std::fs::read(served_ingress_file(lab, p))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .as_ref()
+                != Some(want)
+        })
+        .map(|p| format!("ingress-{}-{}", p.namespace, p.name))
+        .collect()
+}
+
 /// Where a DNS pod's server records the zone it serves.
 fn served_zone_file(lab: &str, pod: &PodPlan) -> PathBuf {
     dir(lab).join(format!("dns-{}-{}.zone.json", pod.namespace, pod.name))
@@ -96,11 +155,12 @@ pub fn is_agent_of(pid: i32, lab: &str) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let kubeconfig = dir(lab).join("kubeconfig");
-    matches!(args.get(1), Some(&b"agent") | Some(&b"dns"))
-        && args.windows(2).any(|w| {
-            w[0] == b"--kubeconfig"
-                && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == kubeconfig
-        })
+    matches!(
+        args.get(1),
+        Some(&b"agent") | Some(&b"dns") | Some(&b"ingress")
+    ) && args.windows(2).any(|w| {
+        w[0] == b"--kubeconfig" && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == kubeconfig
+    })
 }
 
 /// A process the lab keeps running inside a namespace, until [`Supervised::stop`].
@@ -243,7 +303,13 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
     loop {
         pending.retain(|n| programmed(lab, n).as_ref() != st.expected.get(n));
         // And the cluster DNS pods: serving the zone the lab computed.
-        let mut dns = dns_pending(lab, st);
+        // (Without agents, the lab's process serves DNS itself, and has loaded the zone.)
+        let mut dns = if st.agents {
+            dns_pending(lab, st)
+        } else {
+            Vec::new()
+        };
+        dns.append(&mut ingress_pending(lab, st));
         if pending.is_empty() && dns.is_empty() {
             break;
         }
@@ -261,7 +327,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
                 })
                 .collect();
             return Err(LabError::Servers(format!(
-                "the agents of {} did not program their nodes (or DNS servers their zone) within {}s; they said:\n{}",
+                "the agents of {} did not program their nodes (or DNS servers their zone, or Ingress controllers their routes) within {}s; they said:\n{}",
                 pending.join(", "),
                 WAIT.as_secs(),
                 logs.join("\n")

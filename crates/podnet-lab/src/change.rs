@@ -246,6 +246,7 @@ fn undo(
             } => restore_nodes(st, host, &nodes, &external_routes).map(|()| {
                 st.health_checks = before.health_checks.clone();
                 st.dns = before.dns.clone();
+                st.ingress = before.ingress.clone();
             }),
         };
         if let Err(e) = result {
@@ -493,6 +494,7 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             external_routes: BTreeMap::new(),
             health_checks: Vec::new(),
             dns: None,
+            ingress: None,
             api: Vec::new(),
             agents: false,
             expected: BTreeMap::new(),

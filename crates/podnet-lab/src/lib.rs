@@ -137,6 +137,10 @@ pub struct LabState {
     /// The cluster DNS zone the DNS pods serve.
     #[serde(default)]
     pub dns: Option<podnet_model::dns::StoredZone>,
+    /// What the Ingress controller's pods serve (`podnet ingress watch --served`), when the
+    /// lab has them.
+    #[serde(default)]
+    pub ingress: Option<serde_json::Value>,
     /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]).
     #[serde(default)]
     pub api: Vec<serde_json::Value>,
@@ -257,19 +261,17 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path, agents: bool) -> Result<LabSt
         external_routes: BTreeMap::new(),
         health_checks: Vec::new(),
         dns: None,
+        ingress: None,
         api: Vec::new(),
         agents,
         expected: BTreeMap::new(),
     };
-    if agents {
-        agents::prepare(lab, &state.plan, cluster)?;
-    }
+    // The API's clients (agents, DNS and Ingress controller pods) read these.
+    agents::prepare(lab, &state.plan, cluster)?;
     program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
     save_state(lab, &state)?;
     state.serve_pid = Some(start_servers(lab, exe)?);
-    if agents {
-        agents::wait(lab, &mut state)?;
-    }
+    agents::wait(lab, &mut state)?;
     save_state(lab, &state)?;
     Ok(state)
 }
@@ -400,6 +402,13 @@ pub fn program_nodes(
     c.set_pod_ips(&actual_ips(st));
     // The DNS zone from the same endpoints; the DNS pods load it when the servers reload.
     st.dns = Some(podnet_model::dns::DnsZone::from_cluster(&c).to_stored());
+    // What the Ingress controller will serve: the same function over the same objects.
+    st.ingress = st
+        .plan
+        .pods
+        .iter()
+        .any(|p| p.ingress_controller)
+        .then(|| podnet_ingress::edge::config(&c).summary());
     // And the API's objects, which the servers' process serves when it reloads.
     st.api = podnet_api::project::project(&c);
     let dataplanes = NodeDataplane::for_cluster(&c, plan::UPLINK);
@@ -538,7 +547,7 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let result = change::apply_with(&mut st, cluster, next, &mut change::RealHost { lab });
     save_state(lab, &st)?;
     let reloaded = reload_servers(lab, st.serve_pid);
-    if st.agents && reloaded.is_ok() {
+    if reloaded.is_ok() {
         let waited = agents::wait(lab, &mut st);
         save_state(lab, &st)?;
         waited?;

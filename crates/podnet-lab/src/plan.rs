@@ -76,6 +76,14 @@ pub struct PodPlan {
     /// One of the built-in cluster DNS pods: the lab runs the DNS server here.
     #[serde(default)]
     pub dns_server: bool,
+    /// One of the built-in Ingress controller's pods: the lab runs `podnet ingress watch`
+    /// here.
+    #[serde(default)]
+    pub ingress_controller: bool,
+    /// The `SERVICE_NAME` and `INGRESS_NAME` environment variables of the pod's containers,
+    /// which the test servers report (as upstream's conformance echo server does).
+    #[serde(default)]
+    pub echo_env: std::collections::BTreeMap<String, String>,
     /// The pod's `/etc/resolv.conf` and `/etc/hosts`, as the kubelet writes them (empty for
     /// hostNetwork pods, which see the node's).
     #[serde(default)]
@@ -249,6 +257,15 @@ impl LabPlan {
                     service_ports,
                     ready: pod.ready,
                     dns_server: podnet_model::dns::is_builtin_dns_pod(cluster, pod),
+                    ingress_controller: podnet_model::edge::is_builtin_ingress_pod(cluster, pod),
+                    echo_env: pod
+                        .spec
+                        .containers
+                        .iter()
+                        .flat_map(|c| c.env.iter().flatten())
+                        .filter(|e| e.name == "SERVICE_NAME" || e.name == "INGRESS_NAME")
+                        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                        .collect(),
                     resolv_conf: if pod.host_network {
                         String::new()
                     } else {

@@ -64,6 +64,43 @@ pub fn build_with(
         .expect("the built-in cluster DNS manifests parse");
         decode_into(&docs, &mut objects, &mut diags);
     }
+    // The Ingress controller, when Ingresses need one and the manifests bring none.
+    let builtin_ingress = objects.iter().any(|o| matches!(o, Object::Ingress(_)))
+        && !objects.iter().any(|o| {
+            matches!(o, Object::Service(_))
+                && is_named(
+                    o,
+                    crate::edge::INGRESS_NAMESPACE,
+                    crate::edge::INGRESS_SERVICE,
+                )
+        });
+    if builtin_ingress {
+        let has_class = objects.iter().any(|o| {
+            matches!(o, Object::IngressClass(_))
+                && meta_of(o).and_then(|m| m.name.as_deref()) == Some(crate::edge::INGRESS_CLASS)
+        });
+        let has_namespace = objects.iter().any(|o| {
+            matches!(o, Object::Namespace(_))
+                && meta_of(o).and_then(|m| m.name.as_deref())
+                    == Some(crate::edge::INGRESS_NAMESPACE)
+        });
+        let text = crate::edge::builtin_manifests(has_class);
+        let docs = crate::source::parse_documents("<podnet: Ingress controller>", &text)
+            .expect("the built-in Ingress controller's manifests parse");
+        let before = objects.len();
+        decode_into(&docs, &mut objects, &mut diags);
+        if has_namespace {
+            // The user's own podnet-system Namespace stands (its labels, say).
+            let mut i = before;
+            while i < objects.len() {
+                if matches!(objects[i], Object::Namespace(_)) {
+                    objects.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
     normalize(&mut objects);
     check_all(&objects, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
@@ -82,11 +119,15 @@ pub fn build_with(
     let sources = b.pod_sources(&objects, &nodes);
     let pods = b.place_and_address(sources, &nodes);
     let (mut services, user_slices) = b.services(&objects);
-    if builtin_dns {
-        for s in &mut services {
-            if s.namespace == crate::dns::DNS_NAMESPACE && s.name == crate::dns::DNS_SERVICE {
-                s.builtin = true;
-            }
+    for s in &mut services {
+        if (builtin_dns
+            && s.namespace == crate::dns::DNS_NAMESPACE
+            && s.name == crate::dns::DNS_SERVICE)
+            || (builtin_ingress
+                && s.namespace == crate::edge::INGRESS_NAMESPACE
+                && s.name == crate::edge::INGRESS_SERVICE)
+        {
+            s.builtin = true;
         }
     }
     let mut cluster = Cluster {

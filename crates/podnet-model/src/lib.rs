@@ -30,6 +30,7 @@ mod checks;
 pub mod config;
 pub mod diag;
 pub mod dns;
+pub mod edge;
 pub mod endpoints;
 pub mod model;
 pub mod names;

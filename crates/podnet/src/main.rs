@@ -10,6 +10,7 @@ use podnet_model::{ConfigOverrides, IpRange, PortRange};
 mod agent;
 mod dns;
 mod explain;
+mod ingress;
 mod lab;
 mod load;
 mod output;
@@ -37,6 +38,9 @@ enum Command {
     /// The cluster DNS server.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The Ingress controller: podnet's HTTP(S) edge proxy.
+    #[command(subcommand)]
+    Ingress(IngressCommand),
     /// The node agent: watch the Kubernetes API and make this node hold its dataplane (needs
     /// root).
     Agent(AgentArgs),
@@ -127,6 +131,43 @@ enum DnsCommand {
         /// each time it changes, for whoever waits on it.
         #[arg(long, value_name = "FILE")]
         served_zone: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IngressCommand {
+    /// Serve the Ingresses of podnet's classes (IngressClass controller `podnet.dev/ingress`)
+    /// of the cluster the Kubernetes API describes, following its changes: the Ingress
+    /// controller, as the Deployment `podnet-system/podnet-ingress` runs it.
+    Watch {
+        /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+        /// account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The cluster's settings as JSON (podnet's ClusterConfig fields); flags override them.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Plain HTTP.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        http: std::net::SocketAddr,
+        /// HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
+        #[arg(long, default_value = "0.0.0.0:443")]
+        https: std::net::SocketAddr,
+        /// /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:10254")]
+        admin: std::net::SocketAddr,
+        /// Write what is served (routes, endpoints, certificates' hosts) as JSON to this file
+        /// each time it changes, for whoever waits on it.
+        #[arg(long, value_name = "FILE")]
+        served: Option<PathBuf>,
+        /// No JSON access log on stdout.
+        #[arg(long)]
+        no_access_log: bool,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -329,6 +370,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Lab(l) => lab::run(l),
         Command::Dns(d) => dns::run(d),
+        Command::Ingress(i) => ingress::run(i),
         Command::Agent(a) => agent::run(a),
     };
     match result {

@@ -1,7 +1,9 @@
 //! The test servers, like upstream's agnhost: one listener per port of a pod.
 //!
 //! - TCP: HTTP. `/hostname` → the pod's name; `/clientip` → the peer's `ip:port`;
-//!   `/echo?msg=M` → `M`; any other path → `{"pod","namespace","node","clientIP"}`.
+//!   `/echo?msg=M` → `M`; any other path → JSON as upstream's conformance echo server
+//!   answers (`path`, `host`, `method`, `proto`, `headers`, `namespace`, `pod`, and `service`
+//!   from the container's `SERVICE_NAME`), with `node` and `clientIP`.
 //! - UDP: `hostname` → the pod's name; `echo M` → `M`; `clientip` → the peer's `ip:port`;
 //!   anything else → the pod's name.
 
@@ -26,6 +28,7 @@ struct PodInfo {
     name: String,
     namespace: String,
     node: String,
+    env: std::collections::BTreeMap<String, String>,
 }
 
 /// Binds `ports` of a pod and spawns a server on each; returns their tasks by port.
@@ -38,6 +41,7 @@ pub fn start(
         name: pod.name.clone(),
         namespace: pod.namespace.clone(),
         node: pod.node.clone(),
+        env: pod.echo_env.clone(),
     });
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
@@ -53,13 +57,71 @@ pub fn start(
 
 /// The HTTP answer of a pod's test server.
 fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let body = match req.uri().path() {
-        "/hostname" => info.name.clone(),
-        "/clientip" => peer.to_string(),
-        "/echo" => query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
-        _ => serde_json::json!({"pod": info.name, "namespace": info.namespace, "node": info.node, "clientIP": peer.to_string()}).to_string(),
+    let (body, kind) = match req.uri().path() {
+        "/hostname" => (info.name.clone(), "text/plain; charset=utf-8"),
+        "/clientip" => (peer.to_string(), "text/plain; charset=utf-8"),
+        "/echo" => (
+            query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
+            "text/plain; charset=utf-8",
+        ),
+        _ => (echo(req, info, peer), "application/json"),
     };
-    Response::new(Full::new(Bytes::from(body)))
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    r
+}
+
+/// What upstream's conformance echo server answers: the request as the pod saw it.
+fn echo(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> String {
+    let mut headers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (k, v) in req.headers() {
+        headers
+            .entry(canonical(k.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let proto = match req.version() {
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    serde_json::json!({
+        "path": req.uri().path(),
+        "host": host,
+        "method": req.method().as_str(),
+        "proto": proto,
+        "headers": headers,
+        "namespace": info.namespace,
+        "pod": info.name,
+        "service": info.env.get("SERVICE_NAME").cloned().unwrap_or_default(),
+        "ingress": info.env.get("INGRESS_NAME").cloned().unwrap_or_default(),
+        "node": info.node,
+        "clientIP": peer.to_string(),
+    })
+    .to_string()
+}
+
+/// A header name as Go writes it (`x-forwarded-for` → `X-Forwarded-For`).
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn handler(info: Arc<PodInfo>) -> http::Handler {
@@ -106,6 +168,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             name: "fuzz".into(),
             namespace: "default".into(),
             node: "node-0".into(),
+            env: Default::default(),
         });
         let peer: SocketAddr = ([10, 244, 0, 2], 40000).into();
         // The servers' own configuration; the client closes its side once it has sent

@@ -29,6 +29,9 @@ enum PodServers {
     /// The cluster DNS server as on a real cluster: `podnet dns watch`, a process in the pod's
     /// namespace reading the lab's API (a lab whose nodes run agents).
     DnsProcess(crate::agents::Supervised),
+    /// The Ingress controller: `podnet ingress watch`, a process in the pod's namespace
+    /// reading the lab's API.
+    IngressProcess(crate::agents::Supervised),
     /// A test server per port.
     Test(BTreeMap<(u16, Protocol), JoinHandle<()>>),
 }
@@ -90,11 +93,14 @@ impl Running {
             let same = want.get(k).is_some_and(|p| identity(p) == *id);
             match (same, servers) {
                 (false, PodServers::Dns(tasks)) => stopping.append(tasks),
-                (false, PodServers::DnsProcess(p)) => p.stop(),
+                (false, PodServers::DnsProcess(p) | PodServers::IngressProcess(p)) => p.stop(),
                 (false, PodServers::Test(tasks)) => {
                     stopping.extend(std::mem::take(tasks).into_values())
                 }
-                (true, PodServers::Dns(_) | PodServers::DnsProcess(_)) => {}
+                (
+                    true,
+                    PodServers::Dns(_) | PodServers::DnsProcess(_) | PodServers::IngressProcess(_),
+                ) => {}
                 (true, PodServers::Test(tasks)) => {
                     let ports = test_ports(want[k]);
                     let gone: Vec<_> = tasks
@@ -122,7 +128,19 @@ impl Running {
                         .collect();
                     tasks.extend(agnhost::start(p, &missing, &self.budget)?);
                 }
-                Some((_, PodServers::Dns(_) | PodServers::DnsProcess(_))) => {}
+                Some((
+                    _,
+                    PodServers::Dns(_) | PodServers::DnsProcess(_) | PodServers::IngressProcess(_),
+                )) => {}
+                None if p.ingress_controller => {
+                    let exe = std::env::current_exe().map_err(|source| LabError::Io {
+                        what: "the podnet binary".into(),
+                        source,
+                    })?;
+                    let s = crate::agents::supervise_ingress(exe, &st.plan.name, p);
+                    self.pods
+                        .insert(k, (identity(p), PodServers::IngressProcess(s)));
+                }
                 None if st.agents && p.dns_server => {
                     let exe = std::env::current_exe().map_err(|source| LabError::Io {
                         what: "the podnet binary".into(),

@@ -34,7 +34,7 @@ spec:
   ingress: [{from: [{podSelector: {}}]}]
 "#;
 
-fn kubectl(kubeconfig: &str, args: &[&str]) -> std::process::Output {
+pub(super) fn kubectl(kubeconfig: &str, args: &[&str]) -> std::process::Output {
     Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -43,7 +43,7 @@ fn kubectl(kubeconfig: &str, args: &[&str]) -> std::process::Output {
         .expect("kubectl (scripts/install-deps.sh installs it)")
 }
 
-fn kubectl_ok(kubeconfig: &str, args: &[&str]) -> String {
+pub(super) fn kubectl_ok(kubeconfig: &str, args: &[&str]) -> String {
     let o = kubectl(kubeconfig, args);
     assert!(
         o.status.success(),
