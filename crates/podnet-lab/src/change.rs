@@ -28,6 +28,12 @@ pub trait Host {
     fn remove_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<(), LabError>;
     /// The effects inside a namespace of the lab (a node's, the external client's).
     fn effects(&mut self, netns: &str) -> Box<dyn Effects + '_>;
+    /// Waits until what `st` now says is served (the API's objects, and the agents, DNS and
+    /// Ingress controller pods that follow them): pods that leave go only after, as a pod
+    /// leaves its Service's endpoints before it is killed.
+    fn settle(&mut self, _st: &mut LabState) -> Result<(), LabError> {
+        Ok(())
+    }
 }
 
 /// The machine itself.
@@ -36,6 +42,15 @@ pub struct RealHost<'a> {
 }
 
 impl Host for RealHost<'_> {
+    fn settle(&mut self, st: &mut LabState) -> Result<(), LabError> {
+        if st.serve_pid.is_none() {
+            return Ok(());
+        }
+        crate::save_state(self.lab, st)?;
+        crate::reload_servers(self.lab, st.serve_pid)?;
+        crate::agents::wait(self.lab, st)
+    }
+
     fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<IpAddr, LabError> {
         if pod.host_network {
             return plan.node(&pod.node).map(|n| n.ip).ok_or_else(|| {
@@ -188,6 +203,9 @@ fn steps(
     // The pods that leave are not in `cluster`, so no endpoint, zone or policy takes their
     // addresses in: they stay in `st.pod_ips`, which says what runs, until they are gone.
     program_nodes(st, cluster, host)?;
+    if !leaving.is_empty() {
+        host.settle(st)?;
+    }
     // 4. The pods that leave.
     for p in leaving {
         remove(st, host, p, done)?;

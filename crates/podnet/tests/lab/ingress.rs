@@ -569,3 +569,122 @@ fn host_rules_tls_by_sni_and_load_balancing_as_the_ingress_spec_defines_them() {
     assert_eq!(pods.len(), 10, "{pods:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The live test's objects: `svc` with `replicas` pods, a TLS Secret (`crt`), and an Ingress
+/// with `/` and, when `extra`, `/extra` too.
+fn live_manifests(replicas: u32, crt: &(String, String), extra: bool) -> String {
+    let mut paths = vec![json!({"path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": "live", "port": {"number": 80}}}})];
+    if extra {
+        paths.push(json!({"path": "/extra", "pathType": "Prefix",
+            "backend": {"service": {"name": "other", "port": {"number": 80}}}}));
+    }
+    let mut docs = vec![
+        tls_secret("live-tls", &crt.0, &crt.1),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "live"},
+            "spec": {"tls": [{"hosts": ["live.example.com"], "secretName": "live-tls"}],
+              "rules": [{"host": "live.example.com", "http": {"paths": paths}}]}}),
+    ];
+    docs.extend(echo("live", replicas));
+    docs.extend(echo("other", 1));
+    yaml(&docs)
+}
+
+#[test]
+fn routes_endpoints_and_certificates_change_under_load_without_a_failed_request() {
+    if !can_run() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("podnet-ingress-live-{}", std::process::id()));
+    for d in ["1", "2"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let c1 = certificate(&dir.join("1"), &["live.example.com"]);
+    let c2 = certificate(&dir.join("2"), &["live.example.com"]);
+    // curl trusts both certificates: the swap must not fail a handshake.
+    let bundle = dir.join("both.pem");
+    std::fs::write(&bundle, format!("{}{}", c1.0, c2.0)).unwrap();
+    let file = write_manifest("ingress-live", &live_manifests(2, &c1, false));
+    let f = file.to_str().unwrap();
+    let lab = Lab::up("ingress-live", &[f], &[]);
+    let addr = lab.ingress_address("default", "live").unwrap();
+    let stop = dir.join("stop");
+    // Two clients, each a loop of curl runs of 50 keep-alive requests (HTTPS, and HTTP/2),
+    // writing every status code, until the stop file appears.
+    let client = |extra: &str, out: &str| {
+        let urls = vec!["-o /dev/null https://live.example.com/x"; 50].join(" ");
+        let script = format!(
+            "while [ ! -e {stop} ]; do curl -sS --max-time 30 {extra} --resolve live.example.com:443:{addr} --cacert {ca} -w '%{{http_code}}\\n' {urls} >> {out} 2>&1; done",
+            stop = stop.display(),
+            ca = bundle.display(),
+        );
+        std::process::Command::new(env!("CARGO_BIN_EXE_podnet"))
+            .args([
+                "lab", "exec", "--name", &lab.name, "external", "--", "sh", "-c",
+            ])
+            .arg(script)
+            .spawn()
+            .unwrap()
+    };
+    let (o1, o2) = (dir.join("h1.out"), dir.join("h2.out"));
+    let mut clients = [
+        client("--http1.1", o1.to_str().unwrap()),
+        client("--http2", o2.to_str().unwrap()),
+    ];
+    let apply = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let start = std::time::Instant::now();
+        ok(&["lab", "apply", "--name", &lab.name, "-f", f]);
+        start.elapsed()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut took = Vec::new();
+    took.push(("endpoints 2 → 3", apply(live_manifests(3, &c1, false))));
+    took.push(("a route added", apply(live_manifests(3, &c1, true))));
+    took.push((
+        "the certificate replaced",
+        apply(live_manifests(3, &c2, true)),
+    ));
+    took.push(("endpoints 3 → 1", apply(live_manifests(1, &c2, true))));
+    took.push(("a route removed", apply(live_manifests(1, &c2, false))));
+    took.push(("endpoints 1 → 2", apply(live_manifests(2, &c2, false))));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(&stop, "").unwrap();
+    for c in &mut clients {
+        c.wait().unwrap();
+    }
+    for (what, t) in &took {
+        eprintln!("lab apply ({what}): served after {t:?}");
+    }
+    // The served certificate is the new one: trusted alone, it verifies.
+    let a = lab.curl(
+        &[
+            "--resolve",
+            &format!("live.example.com:443:{addr}"),
+            "--cacert",
+            dir.join("2/tls.crt").to_str().unwrap(),
+        ],
+        "https://live.example.com/",
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    for out in [o1, o2] {
+        let text = std::fs::read_to_string(&out).unwrap();
+        let codes: Vec<&str> = text.lines().collect();
+        let bad: Vec<&&str> = codes.iter().filter(|c| **c != "200").collect();
+        eprintln!(
+            "{}: {} requests, {} failed",
+            out.display(),
+            codes.len(),
+            bad.len()
+        );
+        assert!(codes.len() >= 200, "too few requests: {}", codes.len());
+        assert!(
+            bad.is_empty(),
+            "{}: {:?}",
+            out.display(),
+            &bad[..bad.len().min(5)]
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
