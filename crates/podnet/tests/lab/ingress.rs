@@ -639,16 +639,17 @@ fn routes_endpoints_and_certificates_change_under_load_without_a_failed_request(
         start.elapsed()
     };
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let mut took = Vec::new();
-    took.push(("endpoints 2 → 3", apply(live_manifests(3, &c1, false))));
-    took.push(("a route added", apply(live_manifests(3, &c1, true))));
-    took.push((
-        "the certificate replaced",
-        apply(live_manifests(3, &c2, true)),
-    ));
-    took.push(("endpoints 3 → 1", apply(live_manifests(1, &c2, true))));
-    took.push(("a route removed", apply(live_manifests(1, &c2, false))));
-    took.push(("endpoints 1 → 2", apply(live_manifests(2, &c2, false))));
+    let took = [
+        ("endpoints 2 → 3", apply(live_manifests(3, &c1, false))),
+        ("a route added", apply(live_manifests(3, &c1, true))),
+        (
+            "the certificate replaced",
+            apply(live_manifests(3, &c2, true)),
+        ),
+        ("endpoints 3 → 1", apply(live_manifests(1, &c2, true))),
+        ("a route removed", apply(live_manifests(1, &c2, false))),
+        ("endpoints 1 → 2", apply(live_manifests(2, &c2, false))),
+    ];
     std::thread::sleep(std::time::Duration::from_millis(500));
     std::fs::write(&stop, "").unwrap();
     for c in &mut clients {
