@@ -58,47 +58,10 @@ pub fn project(c: &Cluster) -> Vec<Value> {
         out.extend(slices(s).iter().map(value));
     }
     out.extend(c.network_policies.iter().map(|p| value(&p.obj)));
-    out.extend(ingresses(c).iter().map(value));
+    out.extend(podnet_ingress::edge::with_status(c).iter().map(value));
     out.extend(c.ingress_classes.iter().map(|p| value(&p.obj)));
     out.extend(c.secrets.iter().map(|p| value(&p.obj)));
     out
-}
-
-/// The Ingresses, those of podnet's classes with the controller's addresses in
-/// `status.loadBalancer` (as the controller publishes them on a cluster).
-fn ingresses(c: &Cluster) -> Vec<k8s_openapi::api::networking::v1::Ingress> {
-    use k8s_openapi::api::networking::v1::{
-        IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
-    };
-    let all: Vec<_> = c.ingresses.iter().map(|i| i.obj.clone()).collect();
-    let classes: Vec<_> = c.ingress_classes.iter().map(|i| i.obj.clone()).collect();
-    let ours: Vec<(Option<String>, Option<String>)> = podnet_ingress::routes::ours(&all, &classes)
-        .iter()
-        .map(|i| (i.metadata.namespace.clone(), i.metadata.name.clone()))
-        .collect();
-    let addresses = podnet_model::edge::controller_addresses(c);
-    all.iter()
-        .map(|i| {
-            let mut i = i.clone();
-            let key = (i.metadata.namespace.clone(), i.metadata.name.clone());
-            if ours.contains(&key) && !addresses.is_empty() {
-                i.status = Some(IngressStatus {
-                    load_balancer: Some(IngressLoadBalancerStatus {
-                        ingress: Some(
-                            addresses
-                                .iter()
-                                .map(|ip| IngressLoadBalancerIngress {
-                                    ip: Some(ip.to_string()),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                        ),
-                    }),
-                });
-            }
-            i
-        })
-        .collect()
 }
 
 fn node(n: &NodeInfo) -> Node {

@@ -48,6 +48,9 @@ metadata:
   labels: {{app.kubernetes.io/name: podnet-ingress}}
 spec:
   type: LoadBalancer
+  # The client's own address reaches the controller (X-Forwarded-For, X-Real-IP), as
+  # ingress-nginx's cloud manifests set it.
+  externalTrafficPolicy: Local
   selector: {{app.kubernetes.io/name: podnet-ingress}}
   ports:
   - {{name: http, port: 80, protocol: TCP, targetPort: http}}

@@ -451,6 +451,19 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         output::emit(a.output, &zone, || zone.to_text())?;
         return Ok(ExitCode::SUCCESS);
     }
-    output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;
+    if cluster.ingresses.is_empty() {
+        output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;
+    } else {
+        // And the Ingresses: their status (the controller's address) and what the
+        // controller serves.
+        let edge = podnet_ingress::edge::config(&cluster);
+        let ingresses = podnet_ingress::edge::with_status(&cluster);
+        let mut plan = serde_json::to_value(cluster.plan())?;
+        plan["ingresses"] = serde_json::to_value(&ingresses)?;
+        plan["ingressRoutes"] = edge.summary();
+        output::emit(a.output, &plan, || {
+            output::tables(&cluster) + &output::ingress_tables(&ingresses, &edge)
+        })?;
+    }
     Ok(ExitCode::SUCCESS)
 }

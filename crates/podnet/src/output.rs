@@ -233,6 +233,129 @@ pub fn tables(c: &Cluster) -> String {
     out
 }
 
+/// The Ingresses as `kubectl get ingress` lists them, then what podnet's controller serves:
+/// each route in precedence order with its backend's endpoints, and what it could not use.
+pub fn ingress_tables(
+    ingresses: &[k8s_openapi::api::networking::v1::Ingress],
+    edge: &podnet_ingress::edge::EdgeConfig,
+) -> String {
+    use podnet_ingress::edge::{describe, Upstream};
+    use podnet_ingress::routes::{HostMatch, PathMatch};
+    let mut out = String::from("\nINGRESSES\n");
+    let rows: Vec<_> = ingresses
+        .iter()
+        .map(|i| {
+            let spec = i.spec.clone().unwrap_or_default();
+            let hosts: Vec<String> = spec
+                .rules
+                .iter()
+                .flatten()
+                .map(|r| r.host.clone().unwrap_or_else(|| "*".into()))
+                .collect();
+            let address: Vec<String> = i
+                .status
+                .iter()
+                .flat_map(|s| s.load_balancer.iter())
+                .flat_map(|l| l.ingress.iter().flatten())
+                .filter_map(|x| x.ip.clone().or(x.hostname.clone()))
+                .collect();
+            let tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
+            vec![
+                i.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                i.metadata.name.clone().unwrap_or_default(),
+                spec.ingress_class_name
+                    .unwrap_or_else(|| "<default>".into()),
+                if hosts.is_empty() {
+                    "*".into()
+                } else {
+                    hosts.join(",")
+                },
+                if address.is_empty() {
+                    "<none>".into()
+                } else {
+                    address.join(",")
+                },
+                if tls { "80, 443" } else { "80" }.into(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["NAMESPACE", "NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS"],
+        &rows,
+    ));
+    out.push_str("\nINGRESS ROUTES (podnet.dev/ingress, in precedence order)\n");
+    let endpoints = |b: &podnet_ingress::routes::Backend| match edge.upstreams.get(b) {
+        Some(Upstream::Ready(e)) => e
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(Upstream::Unavailable(why)) => format!("503: {why}"),
+        None => "<none>".into(),
+    };
+    let mut rows: Vec<Vec<String>> = edge
+        .table
+        .routes()
+        .iter()
+        .map(|r| {
+            let host = match &r.host {
+                HostMatch::Any => "*".to_string(),
+                HostMatch::Wildcard(s) => format!("*{s}"),
+                HostMatch::Exact(h) => h.clone(),
+            };
+            let (path, kind) = match &r.path {
+                PathMatch::Exact(p) => (p.clone(), "Exact"),
+                PathMatch::Prefix(p) if p.is_empty() => ("/".to_string(), "Prefix"),
+                PathMatch::Prefix(p) => (p.clone(), "Prefix"),
+            };
+            let tls = if edge.cert_for(&host).is_some() {
+                "yes"
+            } else {
+                "no"
+            };
+            vec![
+                host,
+                path,
+                kind.into(),
+                describe(&r.backend),
+                endpoints(&r.backend),
+                tls.into(),
+                r.source.object.to_string(),
+            ]
+        })
+        .collect();
+    if let Some(b) = edge.table.default_backend() {
+        rows.push(vec![
+            "(default)".into(),
+            "".into(),
+            "".into(),
+            describe(b),
+            endpoints(b),
+            "".into(),
+            "".into(),
+        ]);
+    }
+    out.push_str(&table(
+        &[
+            "HOST",
+            "PATH",
+            "TYPE",
+            "BACKEND",
+            "ENDPOINTS",
+            "TLS",
+            "INGRESS",
+        ],
+        &rows,
+    ));
+    for w in &edge.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
 /// A node's proxy: each frontend and what new connections to it get.
 pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
     use podnet_proxy::Dispatch;
