@@ -36,18 +36,81 @@ pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
         https,
         admin,
         served,
+        publish_service,
         no_access_log,
         threads,
     } = cmd;
+    let publish = publish_service
+        .map(|s| match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Ok(podnet_model::NsName::new(ns, name))
+            }
+            _ => anyhow::bail!("--publish-service {s:?}: NAMESPACE/NAME"),
+        })
+        .transpose()?;
     watch(
         kubeconfig,
         config,
         cluster,
         [http, https, admin],
         served,
+        publish,
         !no_access_log,
         threads,
     )
+}
+
+/// Writes the publish Service's addresses into `status.loadBalancer` of every Ingress served
+/// whose status says otherwise, as ingress-nginx's `--publish-service` does.
+async fn publish_status(
+    client: &kube::Client,
+    cluster: &podnet_model::Cluster,
+    publish: &podnet_model::NsName,
+    config: &EdgeConfig,
+) {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let Some(svc) = cluster.service(&publish.namespace, &publish.name) else {
+        return;
+    };
+    let want: Vec<String> = if svc.load_balancer_ips.is_empty() {
+        &svc.external_ips
+    } else {
+        &svc.load_balancer_ips
+    }
+    .iter()
+    .map(|ip| ip.to_string())
+    .collect();
+    for key in &config.ingresses {
+        let Some(ing) = cluster.ingresses.iter().map(|i| &i.obj).find(|i| {
+            i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                && i.metadata.name.as_deref() == Some(key.name.as_str())
+        }) else {
+            continue;
+        };
+        let have: Vec<String> = ing
+            .status
+            .iter()
+            .flat_map(|s| s.load_balancer.iter())
+            .flat_map(|l| l.ingress.iter().flatten())
+            .filter_map(|x| x.ip.clone())
+            .collect();
+        if have == want {
+            continue;
+        }
+        let api: kube::Api<Ingress> = kube::Api::namespaced(client.clone(), &key.namespace);
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress":
+            want.iter().map(|ip| serde_json::json!({"ip": ip})).collect::<Vec<_>>()}}});
+        if let Err(e) = api
+            .patch_status(
+                &key.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            eprintln!("Ingress {key}: writing its status: {e}");
+        }
+    }
 }
 
 fn watch(
@@ -56,6 +119,7 @@ fn watch(
     cluster: ClusterArgs,
     [http, https, admin]: [std::net::SocketAddr; 3],
     served: Option<PathBuf>,
+    publish: Option<podnet_model::NsName>,
     access_log: bool,
     threads: usize,
 ) -> Result<ExitCode> {
@@ -101,6 +165,9 @@ fn watch(
             config.ingresses.len()
         );
         record(&served, &config)?;
+        if let Some(p) = &publish {
+            publish_status(&client, model.cluster(), p, &config).await;
+        }
         edge.set(config);
         tokio::spawn(edge.clone().serve_http(lh));
         tokio::spawn(edge.clone().serve_https(ls));
@@ -126,6 +193,9 @@ fn watch(
                         round.oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
                     );
                     record(&served, &config)?;
+                    if let Some(p) = &publish {
+                        publish_status(&client, model.cluster(), p, &config).await;
+                    }
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,

@@ -162,6 +162,11 @@ enum IngressCommand {
         /// each time it changes, for whoever waits on it.
         #[arg(long, value_name = "FILE")]
         served: Option<PathBuf>,
+        /// Write this Service's addresses (NAMESPACE/NAME: its load-balancer addresses, else
+        /// its external IPs) into the status of every Ingress served, as ingress-nginx does.
+        /// Without it, statuses are left alone (the lab's API computes them itself).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        publish_service: Option<String>,
         /// No JSON access log on stdout.
         #[arg(long)]
         no_access_log: bool,

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde_json::Value;
 
@@ -22,6 +23,7 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
     let mut kinds = Vec::new();
     let mut agent_args: Vec<String> = Vec::new();
     let mut dns_args: Vec<String> = Vec::new();
+    let mut ingress_args: Vec<String> = Vec::new();
     for d in &docs {
         let v = &d.value;
         let kind = v["kind"].as_str().unwrap().to_string();
@@ -45,14 +47,36 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             }
             "Deployment" => {
                 let d = decode::<Deployment>(v);
+                let name = d.metadata.name.clone().unwrap();
                 let spec = d.spec.template.spec.unwrap();
-                assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
-                dns_args = spec.containers[0].args.clone().unwrap();
+                let args = spec.containers[0].args.clone().unwrap();
+                match name.as_str() {
+                    "podnet-dns" => {
+                        assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
+                        dns_args = args;
+                    }
+                    "podnet-ingress" => ingress_args = args,
+                    other => panic!("unexpected Deployment {other}"),
+                }
             }
             "Service" => {
                 let s = decode::<Service>(v);
-                assert_eq!(s.metadata.name.as_deref(), Some("kube-dns"));
-                assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
+                let spec = s.spec.unwrap();
+                match s.metadata.name.as_deref() {
+                    Some("kube-dns") => assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10")),
+                    Some("podnet-ingress") => {
+                        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+                        assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+                    }
+                    other => panic!("unexpected Service {other:?}"),
+                }
+            }
+            "IngressClass" => {
+                let c = decode::<IngressClass>(v);
+                assert_eq!(
+                    c.spec.unwrap().controller.as_deref(),
+                    Some(podnet_model::edge::INGRESS_CONTROLLER)
+                );
             }
             other => panic!("unexpected kind {other}"),
         }
@@ -71,6 +95,12 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "Service",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "IngressClass",
+            "Deployment",
             "Service"
         ]
     );
@@ -78,6 +108,8 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
     assert_eq!(&dns_args[..2], ["dns", "watch"]);
     takes(&["agent"], &agent_args[1..]);
     takes(&["dns", "watch"], &dns_args[2..]);
+    assert_eq!(&ingress_args[..2], ["ingress", "watch"]);
+    takes(&["ingress", "watch"], &ingress_args[2..]);
 }
 
 /// Every one of `args` is a flag of the podnet command `cmd`.
@@ -159,11 +191,15 @@ fn the_helm_chart_renders_the_plain_manifests() {
     let out = std::process::Command::new(&helm)
         .args(["template", "podnet"])
         .arg(root.join("deploy/helm/podnet"))
-        .args(["--set", "podCIDR=10.32.0.0/12,dns.clusterIP=10.96.0.53"])
+        .args([
+            "--set",
+            "podCIDR=10.32.0.0/12,dns.clusterIP=10.96.0.53,ingress.replicas=3",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("\"podCIDR\": \"10.32.0.0/12\""), "{text}");
     assert!(text.contains("--pod-cidr=10.32.0.0/12"));
     assert!(text.contains("clusterIP: 10.96.0.53"));
+    assert!(text.contains("replicas: 3"));
 }
