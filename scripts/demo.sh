@@ -75,3 +75,17 @@ $P lab exec --name demo default/client -- dig +short dns-version.cluster.local T
 echo
 echo "== the zone the lab serves (podnet check --dns; a test asserts the server answers exactly this)"
 $P check -f examples/seeds --dns 2>/dev/null | grep -E "my-service|dns-version|kube-dns.kube-system.svc.cluster.local. .* A "
+echo
+addr=$(kubectl --kubeconfig "$kc" get ingress my-ingress -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+ca=$(mktemp)
+python3 -c 'import base64,re,sys; t=open("examples/seeds/tls-secret.yaml").read(); print(base64.b64decode(re.search(r"tls.crt: (\S+)", t).group(1)).decode())' > "$ca"
+echo "== Ingress: the seeds' my-ingress, served by podnet's controller (Deployment podnet-system/podnet-ingress) at $addr"
+kubectl --kubeconfig "$kc" get ingress -A
+echo
+echo "== from external: curl --resolve my-app.example.com:443:$addr --cacert <the seeds' certificate> https://my-app.example.com/api, then /web"
+$P lab exec --name demo external -- curl -sS --resolve "my-app.example.com:443:$addr" --cacert "$ca" https://my-app.example.com/api; echo
+$P lab exec --name demo external -- curl -sS --http2 --resolve "my-app.example.com:443:$addr" --cacert "$ca" https://my-app.example.com/web -w '\n(HTTP/%{http_version})\n'
+echo
+echo "== plain HTTP to a host with TLS: 308 to HTTPS"
+$P lab exec --name demo external -- curl -sS -o /dev/null -w '%{http_code} -> %{redirect_url}\n' --resolve "my-app.example.com:80:$addr" http://my-app.example.com/api
+rm -f "$ca"

@@ -48,16 +48,29 @@ pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
             _ => anyhow::bail!("--publish-service {s:?}: NAMESPACE/NAME"),
         })
         .transpose()?;
-    watch(
+    watch(Watch {
         kubeconfig,
         config,
         cluster,
-        [http, https, admin],
+        listen: [http, https, admin],
         served,
         publish,
-        !no_access_log,
+        access_log: !no_access_log,
         threads,
-    )
+    })
+}
+
+/// What `podnet ingress watch` was asked.
+struct Watch {
+    kubeconfig: Option<PathBuf>,
+    config: Option<PathBuf>,
+    cluster: ClusterArgs,
+    /// HTTP, HTTPS, admin.
+    listen: [std::net::SocketAddr; 3],
+    served: Option<PathBuf>,
+    publish: Option<podnet_model::NsName>,
+    access_log: bool,
+    threads: usize,
 }
 
 /// Writes the publish Service's addresses into `status.loadBalancer` of every Ingress served
@@ -113,16 +126,17 @@ async fn publish_status(
     }
 }
 
-fn watch(
-    kubeconfig: Option<PathBuf>,
-    config: Option<PathBuf>,
-    cluster: ClusterArgs,
-    [http, https, admin]: [std::net::SocketAddr; 3],
-    served: Option<PathBuf>,
-    publish: Option<podnet_model::NsName>,
-    access_log: bool,
-    threads: usize,
-) -> Result<ExitCode> {
+fn watch(w: Watch) -> Result<ExitCode> {
+    let Watch {
+        kubeconfig,
+        config,
+        cluster,
+        listen: [http, https, admin],
+        served,
+        publish,
+        access_log,
+        threads,
+    } = w;
     let overrides = crate::agent::overrides(config.as_deref(), &cluster)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
