@@ -160,6 +160,9 @@ impl Edge {
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
             .max_buf_size(settings.max_header_bytes.max(8192))
+            // A client may close its side once it has sent its request (`nc -N`, scripts):
+            // it is still answered.
+            .half_close(true)
             .keep_alive(true);
         builder
             .http2()
@@ -939,6 +942,48 @@ mod tests {
     }
 
     #[test]
+    fn requests_in_memory_get_the_proxys_answers() {
+        let out = String::from_utf8(serve_bytes(
+            b"GET /x HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+        ))
+        .unwrap();
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        assert!(out.contains("server: podnet"), "{out}");
+        let out = String::from_utf8(serve_bytes(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")).unwrap();
+        assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+        let out = String::from_utf8(serve_bytes(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    }
+
+    proptest::proptest! {
+        /// Any bytes: an answer or a closed connection, never a panic; a 400 or a 431 from
+        /// the front closes the connection.
+        #[test]
+        fn no_input_panics(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                           path in "[ -~]{0,40}", host in "[ -~]{0,40}") {
+            let _ = serve_bytes(&raw);
+            let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let out = serve_bytes(req.as_bytes());
+            let text = String::from_utf8_lossy(&out);
+            proptest::prop_assert!(out.is_empty() || text.starts_with("HTTP/1.1 "), "{}", text);
+        }
+
+        /// The front's host is always a valid authority, or empty (an empty `Host` is allowed
+        /// for a request without an authority, RFC 9112 3.2).
+        #[test]
+        fn the_fronts_host_is_sane(host in "\\PC{0,30}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                h.insert(header::HOST, v);
+                if let Ok(got) = front(Version::HTTP_11, &h, &"/".parse().unwrap()) {
+                    proptest::prop_assert!(got.is_empty() || valid_authority(&got));
+                    proptest::prop_assert!(got.is_ascii());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn request_ids_differ() {
         let ids = RequestIds::new();
         let a = ids.next();
@@ -946,4 +991,71 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
     }
+}
+
+/// Serves one client connection whose client sends `input` and then closes its side, through
+/// a proxy with one route (`/`) to a backend without endpoints (503): the request front, hyper's
+/// parsers and the routing, in memory. Returns what the proxy wrote back. For fuzzing and tests.
+pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let edge = Edge::new(Settings {
+            access_log: false,
+            header_read_timeout: Duration::from_secs(1),
+            ..Settings::default()
+        })
+        .expect("a proxy");
+        let backend = Backend {
+            service: podnet_model::NsName::new("default", "s"),
+            port: crate::routes::BackendPort::Number(80),
+        };
+        let mut upstreams = HashMap::new();
+        upstreams.insert(
+            backend.clone(),
+            Upstream::Unavailable("no endpoints".into()),
+        );
+        edge.set(EdgeConfig {
+            table: crate::routes::RouteTable::new(
+                vec![crate::routes::Route {
+                    host: crate::routes::HostMatch::Exact("a.example.com".into()),
+                    path: crate::routes::PathMatch::Prefix(String::new()),
+                    backend,
+                    source: crate::routes::Source {
+                        kind: "Ingress",
+                        object: podnet_model::NsName::new("default", "i"),
+                        rule: 0,
+                        path: 0,
+                    },
+                }],
+                vec![],
+            ),
+            upstreams,
+            ..EdgeConfig::default()
+        });
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let conn = Conn {
+            peer: ([192, 0, 2, 1], 40000).into(),
+            local: ([10, 96, 0, 20], 80).into(),
+            tls: false,
+        };
+        let serving = edge.connection(TokioIo::new(server), conn);
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let input = input.to_vec();
+        let writer = async move {
+            let _ = wr.write_all(&input).await;
+            let _ = wr.shutdown().await;
+        };
+        let reader = async move {
+            let mut out = Vec::new();
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        };
+        let timeout = Duration::from_secs(5);
+        let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, serving), writer, reader);
+        out
+    })
 }
