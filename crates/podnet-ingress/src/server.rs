@@ -862,6 +862,73 @@ fn flush(buf: &Mutex<Vec<u8>>) {
     }
 }
 
+/// Serves one client connection whose client sends `input` and then closes its side, through
+/// a proxy with one route (`/`) to a backend without endpoints (503): the request front, hyper's
+/// parsers and the routing, in memory. Returns what the proxy wrote back. For fuzzing and tests.
+pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let edge = Edge::new(Settings {
+            access_log: false,
+            header_read_timeout: Duration::from_secs(1),
+            ..Settings::default()
+        })
+        .expect("a proxy");
+        let backend = Backend {
+            service: podnet_model::NsName::new("default", "s"),
+            port: crate::routes::BackendPort::Number(80),
+        };
+        let mut upstreams = HashMap::new();
+        upstreams.insert(
+            backend.clone(),
+            Upstream::Unavailable("no endpoints".into()),
+        );
+        edge.set(EdgeConfig {
+            table: crate::routes::RouteTable::new(
+                vec![crate::routes::Route {
+                    host: crate::routes::HostMatch::Exact("a.example.com".into()),
+                    path: crate::routes::PathMatch::Prefix(String::new()),
+                    backend,
+                    source: crate::routes::Source {
+                        kind: "Ingress",
+                        object: podnet_model::NsName::new("default", "i"),
+                        rule: 0,
+                        path: 0,
+                    },
+                }],
+                vec![],
+            ),
+            upstreams,
+            ..EdgeConfig::default()
+        });
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let conn = Conn {
+            peer: ([192, 0, 2, 1], 40000).into(),
+            local: ([10, 96, 0, 20], 80).into(),
+            tls: false,
+        };
+        let serving = edge.connection(TokioIo::new(server), conn);
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let input = input.to_vec();
+        let writer = async move {
+            let _ = wr.write_all(&input).await;
+            let _ = wr.shutdown().await;
+        };
+        let reader = async move {
+            let mut out = Vec::new();
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        };
+        let timeout = Duration::from_secs(5);
+        let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, serving), writer, reader);
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,71 +1058,4 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
     }
-}
-
-/// Serves one client connection whose client sends `input` and then closes its side, through
-/// a proxy with one route (`/`) to a backend without endpoints (503): the request front, hyper's
-/// parsers and the routing, in memory. Returns what the proxy wrote back. For fuzzing and tests.
-pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let edge = Edge::new(Settings {
-            access_log: false,
-            header_read_timeout: Duration::from_secs(1),
-            ..Settings::default()
-        })
-        .expect("a proxy");
-        let backend = Backend {
-            service: podnet_model::NsName::new("default", "s"),
-            port: crate::routes::BackendPort::Number(80),
-        };
-        let mut upstreams = HashMap::new();
-        upstreams.insert(
-            backend.clone(),
-            Upstream::Unavailable("no endpoints".into()),
-        );
-        edge.set(EdgeConfig {
-            table: crate::routes::RouteTable::new(
-                vec![crate::routes::Route {
-                    host: crate::routes::HostMatch::Exact("a.example.com".into()),
-                    path: crate::routes::PathMatch::Prefix(String::new()),
-                    backend,
-                    source: crate::routes::Source {
-                        kind: "Ingress",
-                        object: podnet_model::NsName::new("default", "i"),
-                        rule: 0,
-                        path: 0,
-                    },
-                }],
-                vec![],
-            ),
-            upstreams,
-            ..EdgeConfig::default()
-        });
-        let (client, server) = tokio::io::duplex(1 << 16);
-        let conn = Conn {
-            peer: ([192, 0, 2, 1], 40000).into(),
-            local: ([10, 96, 0, 20], 80).into(),
-            tls: false,
-        };
-        let serving = edge.connection(TokioIo::new(server), conn);
-        let (mut rd, mut wr) = tokio::io::split(client);
-        let input = input.to_vec();
-        let writer = async move {
-            let _ = wr.write_all(&input).await;
-            let _ = wr.shutdown().await;
-        };
-        let reader = async move {
-            let mut out = Vec::new();
-            let _ = rd.read_to_end(&mut out).await;
-            out
-        };
-        let timeout = Duration::from_secs(5);
-        let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, serving), writer, reader);
-        out
-    })
 }
