@@ -26,6 +26,9 @@ pub struct ReasonLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<StatusLabels, Counter>,
+    /// The requests' counters by status class (1xx to 5xx) and scheme (http, https), taken
+    /// once: no label lookup per request.
+    by_status: [[Counter; 2]; 5],
     pub duration: Histogram,
     pub errors: Family<ReasonLabels, Counter>,
     pub retries: Counter,
@@ -80,8 +83,19 @@ impl Metrics {
             "Client connections open",
             connections.clone(),
         );
+        let by_status = [1, 2, 3, 4, 5].map(|class| {
+            ["http", "https"].map(|scheme| {
+                requests
+                    .get_or_create(&StatusLabels {
+                        class: format!("{class}xx"),
+                        scheme: scheme.into(),
+                    })
+                    .clone()
+            })
+        });
         Metrics {
             registry,
+            by_status,
             requests,
             duration,
             errors,
@@ -91,6 +105,12 @@ impl Metrics {
             certificates,
             connections,
         }
+    }
+
+    /// One request answered.
+    pub fn request(&self, status: hyper::StatusCode, tls: bool) {
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.by_status[class][usize::from(tls)].inc();
     }
 
     pub fn error(&self, reason: &str) {

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -37,12 +36,13 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 
 use crate::edge::{describe, EdgeConfig, Upstream};
-use crate::metrics::{Metrics, StatusLabels};
+use crate::metrics::Metrics;
 use crate::routes::{Backend, Served};
 use crate::IngressError;
 
-/// The bodies the proxy sends and forwards.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The bodies the proxy sends and forwards: a peer's, or one of its own (no box, no dynamic
+/// dispatch per frame).
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 /// The `Server` header of every response.
 pub const SERVER: &str = "podnet";
@@ -62,6 +62,8 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// A JSON line per request on stdout.
     pub access_log: bool,
+    /// The certificate for names no Secret covers; None: one generated at start.
+    pub default_certificate: Option<Arc<CertifiedKey>>,
 }
 
 impl Default for Settings {
@@ -73,6 +75,7 @@ impl Default for Settings {
             max_header_bytes: 32 * 1024,
             handshake_timeout: Duration::from_secs(10),
             access_log: true,
+            default_certificate: None,
         }
     }
 }
@@ -83,8 +86,27 @@ impl Default for Settings {
 #[derive(Debug, Default)]
 struct Live {
     config: EdgeConfig,
-    next: HashMap<Backend, AtomicUsize>,
-    pools: HashMap<SocketAddr, Pool>,
+    /// Each backend's endpoints, resolved for the hot path: one lookup per request.
+    targets: HashMap<Backend, Target, fnv::FnvBuildHasher>,
+}
+
+/// A backend, ready to send to.
+#[derive(Debug)]
+enum Target {
+    Ready {
+        endpoints: Vec<Endpoint>,
+        /// The round robin's position.
+        next: AtomicUsize,
+    },
+    Unavailable(String),
+}
+
+/// An endpoint and its keep-alive pool.
+#[derive(Debug)]
+struct Endpoint {
+    addr: SocketAddr,
+    authority: hyper::http::uri::Authority,
+    pool: Pool,
 }
 
 type Pool = Client<HttpConnector, Body>;
@@ -139,7 +161,10 @@ impl Edge {
     /// A proxy with an empty configuration (every request: 404).
     pub fn new(settings: Settings) -> Result<Arc<Edge>, IngressError> {
         let live = Arc::new(ArcSwap::from_pointee(Live::default()));
-        let default = default_certificate()?;
+        let default = match &settings.default_certificate {
+            Some(c) => c.clone(),
+            None => default_certificate()?,
+        };
         let mut tls =
             rustls::ServerConfig::builder_with_provider(Arc::new(crate::crypto_provider()))
                 .with_safe_default_protocol_versions()
@@ -191,30 +216,41 @@ impl Edge {
     pub fn set(&self, config: EdgeConfig) {
         self.metrics.routes.set(config.table.routes().len() as i64);
         self.metrics.certificates.set(config.certs.len() as i64);
-        let next = config
-            .upstreams
-            .keys()
-            .map(|b| (b.clone(), AtomicUsize::new(0)))
-            .collect();
         let old = self.live.load();
-        let pools = config
-            .upstreams
+        let mut pools: HashMap<SocketAddr, Pool> = old
+            .targets
             .values()
-            .filter_map(|u| match u {
-                Upstream::Ready(e) => Some(e),
-                Upstream::Unavailable(_) => None,
+            .filter_map(|t| match t {
+                Target::Ready { endpoints, .. } => Some(endpoints),
+                Target::Unavailable(_) => None,
             })
             .flatten()
-            .map(|ep| {
-                let pool = old.pools.get(ep).cloned().unwrap_or_else(|| self.pool());
-                (*ep, pool)
+            .map(|e| (e.addr, e.pool.clone()))
+            .collect();
+        let targets = config
+            .upstreams
+            .iter()
+            .map(|(b, u)| {
+                let t = match u {
+                    Upstream::Unavailable(why) => Target::Unavailable(why.clone()),
+                    Upstream::Ready(eps) => Target::Ready {
+                        endpoints: eps
+                            .iter()
+                            .filter_map(|ep| {
+                                Some(Endpoint {
+                                    addr: *ep,
+                                    authority: ep.to_string().parse().ok()?,
+                                    pool: pools.entry(*ep).or_insert_with(|| self.pool()).clone(),
+                                })
+                            })
+                            .collect(),
+                        next: AtomicUsize::new(0),
+                    },
+                };
+                (b.clone(), t)
             })
             .collect();
-        self.live.store(Arc::new(Live {
-            config,
-            next,
-            pools,
-        }));
+        self.live.store(Arc::new(Live { config, targets }));
         self.metrics.reloads.inc();
         self.configured.store(true, Ordering::Release);
     }
@@ -350,23 +386,30 @@ impl Edge {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let start = Instant::now();
         let id = request_id(req.headers()).unwrap_or_else(|| self.ids.next());
-        let method = req.method().clone();
-        let uri = req.uri().clone();
-        let version = req.version();
-        let host = host_of(&req).unwrap_or_default();
-        let (mut resp, upstream) = self.route(req, conn, &id).await;
+        // What the access log says of the request, kept only when there is one.
+        let logged = self
+            .log
+            .on
+            .then(|| (req.method().clone(), req.uri().clone(), req.version()));
+        let (mut resp, upstream, host) = match front(req.version(), req.headers(), req.uri()) {
+            Ok(host) => {
+                let (resp, upstream) = self.route(req, &host, conn, &id).await;
+                (resp, upstream, host)
+            }
+            Err(why) => {
+                self.metrics.error("bad_request");
+                let mut r = plain(StatusCode::BAD_REQUEST, &why);
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                (r, None, String::new())
+            }
+        };
         resp.headers_mut()
             .insert(header::SERVER, HeaderValue::from_static(SERVER));
         let took = start.elapsed();
         self.metrics.duration.observe(took.as_secs_f64());
-        self.metrics
-            .requests
-            .get_or_create(&StatusLabels {
-                class: format!("{}xx", resp.status().as_u16() / 100),
-                scheme: if conn.tls { "https" } else { "http" }.into(),
-            })
-            .inc();
-        if self.log.on {
+        self.metrics.request(resp.status(), conn.tls);
+        if let Some((method, uri, version)) = logged {
             let line = serde_json::json!({
                 "time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
                 "remote": conn.peer.ip().to_string(),
@@ -378,7 +421,7 @@ impl Edge {
                 "status": resp.status().as_u16(),
                 "duration_ms": took.as_secs_f64() * 1000.0,
                 "upstream": upstream.map(|u| u.to_string()),
-                "request_id": id,
+                "request_id": id.to_str().unwrap_or(""),
             });
             self.log.write(&line.to_string());
         }
@@ -389,23 +432,14 @@ impl Edge {
     async fn route(
         &self,
         mut req: Request<Incoming>,
+        host: &str,
         conn: Conn,
-        id: &str,
+        id: &HeaderValue,
     ) -> (Response<Body>, Option<SocketAddr>) {
-        let host = match front(req.version(), req.headers(), req.uri()) {
-            Ok(h) => h,
-            Err(why) => {
-                self.metrics.error("bad_request");
-                let mut r = plain(StatusCode::BAD_REQUEST, &why);
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return (r, None);
-            }
-        };
         let live = self.live.load_full();
         let path = req.uri().path().to_string();
-        if !conn.tls && live.config.redirects(&host) {
-            let name = crate::routes::normalize_host(&host);
+        if !conn.tls && !live.config.redirect.is_empty() && live.config.redirects(host) {
+            let name = crate::routes::normalize_host(host);
             let pq = req
                 .uri()
                 .path_and_query()
@@ -420,7 +454,7 @@ impl Edge {
             }
             return (r, None);
         }
-        let backend = match live.config.table.serve(&host, &path) {
+        let backend = match live.config.table.serve(host, &path) {
             Some(Served::Route(r)) => &r.backend,
             Some(Served::Default(b, _)) => b,
             None => {
@@ -430,16 +464,23 @@ impl Edge {
                         StatusCode::NOT_FOUND,
                         &format!(
                             "no route for {} {path}",
-                            crate::routes::normalize_host(&host)
+                            crate::routes::normalize_host(host)
                         ),
                     ),
                     None,
                 );
             }
         };
-        let endpoints = match live.config.upstreams.get(backend) {
-            Some(Upstream::Ready(e)) => e,
-            Some(Upstream::Unavailable(why)) => {
+        let (endpoints, first) = match live.targets.get(backend) {
+            Some(Target::Ready { endpoints, next }) if !endpoints.is_empty() => {
+                (endpoints, next.fetch_add(1, Ordering::Relaxed))
+            }
+            Some(Target::Ready { .. }) => {
+                self.metrics.error("no_endpoints");
+                let why = format!("backend {} has no endpoint", describe(backend));
+                return (plain(StatusCode::SERVICE_UNAVAILABLE, &why), None);
+            }
+            Some(Target::Unavailable(why)) => {
                 self.metrics.error("no_endpoints");
                 return (plain(StatusCode::SERVICE_UNAVAILABLE, why), None);
             }
@@ -449,10 +490,6 @@ impl Edge {
                 return (plain(StatusCode::SERVICE_UNAVAILABLE, &why), None);
             }
         };
-        let first = live
-            .next
-            .get(backend)
-            .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed));
         let upgrade = wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
@@ -473,22 +510,20 @@ impl Edge {
         } else {
             1
         };
-        let headers = forwarded(&parts.headers, &host, conn, id, upgrade);
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let mut body = Some(body.boxed());
+        let mut headers = Some(forwarded(parts.headers, host, conn, id, upgrade));
+        let pq = parts.uri.path_and_query().cloned();
+        let mut body = Some(Either::Left(body));
         for attempt in 0..attempts {
-            let ep = endpoints[(first + attempt) % endpoints.len()];
-            let b = body
-                .take()
-                .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed());
-            let mut up = Request::new(b);
+            let target = &endpoints[(first + attempt) % endpoints.len()];
+            let ep = target.addr;
+            let mut up = Request::new(body.take().unwrap_or_else(empty));
             *up.method_mut() = parts.method.clone();
             *up.version_mut() = Version::HTTP_11;
-            *up.uri_mut() = match format!("http://{ep}{pq}").parse() {
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+            uri.authority = Some(target.authority.clone());
+            uri.path_and_query = pq.clone().or_else(|| Some("/".parse().expect("a path")));
+            *up.uri_mut() = match hyper::Uri::from_parts(uri) {
                 Ok(u) => u,
                 Err(_) => {
                     return (
@@ -497,11 +532,17 @@ impl Edge {
                     )
                 }
             };
-            *up.headers_mut() = headers.clone();
+            // The last attempt takes the headers; an earlier one, a copy.
+            *up.headers_mut() = if attempt + 1 < attempts {
+                headers.clone().unwrap_or_default()
+            } else {
+                headers.take().unwrap_or_default()
+            };
             // A retry goes over a new connection: the pool's others may be as stale.
-            let pool = match live.pools.get(&ep) {
-                Some(p) if attempt == 0 => p.clone(),
-                _ => self.pool(),
+            let pool = if attempt == 0 {
+                target.pool.clone()
+            } else {
+                self.pool()
             };
             let sent = tokio::time::timeout(self.settings.read_timeout, pool.request(up));
             match sent.await {
@@ -562,11 +603,26 @@ impl Edge {
                     }
                     let (mut p, b) = resp.into_parts();
                     strip_hop_by_hop(&mut p.headers);
-                    return (Response::from_parts(p, b.boxed()), Some(ep));
+                    return (Response::from_parts(p, Either::Left(b)), Some(ep));
                 }
             }
         }
         unreachable!("the last attempt returns")
+    }
+}
+
+/// The proxy's runtime: one worker is a single-threaded runtime (as one nginx worker is one
+/// event loop: no cross-thread wake-ups), more are a multi-threaded one.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     }
 }
 
@@ -641,11 +697,6 @@ fn valid_authority(h: &str) -> bool {
         && !name.contains("..")
 }
 
-/// The request's host (`:authority` or `Host`), as the front takes it.
-fn host_of<B>(req: &Request<B>) -> Option<String> {
-    front(req.version(), req.headers(), req.uri()).ok()
-}
-
 /// An HTTP/1.1 request that asks to switch protocols (WebSocket and others).
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
@@ -684,8 +735,13 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// The headers sent to the backend: the client's without hop-by-hop ones (but the upgrade's),
 /// `Host` as the client gave it, and the `X-Forwarded-*` set.
-fn forwarded(client: &HeaderMap, host: &str, conn: Conn, id: &str, upgrade: bool) -> HeaderMap {
-    let mut h = client.clone();
+fn forwarded(
+    mut h: HeaderMap,
+    host: &str,
+    conn: Conn,
+    id: &HeaderValue,
+    upgrade: bool,
+) -> HeaderMap {
     let upgrade_to = h.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut h);
     if upgrade {
@@ -698,7 +754,7 @@ fn forwarded(client: &HeaderMap, host: &str, conn: Conn, id: &str, upgrade: bool
         h.insert(header::HOST, v);
     }
     let ip = conn.peer.ip().to_string();
-    let xff = match client
+    let xff = match h
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -721,18 +777,19 @@ fn forwarded(client: &HeaderMap, host: &str, conn: Conn, id: &str, upgrade: bool
     );
     set(&mut h, "x-forwarded-host", host);
     set(&mut h, "x-forwarded-port", &conn.local.port().to_string());
-    set(&mut h, "x-request-id", id);
+    h.insert(HeaderName::from_static("x-request-id"), id.clone());
     h
 }
 
 /// The client's `X-Request-ID`, when it is a sane one.
-fn request_id(h: &HeaderMap) -> Option<String> {
-    let v = h.get("x-request-id")?.to_str().ok()?;
-    (!v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.into())
+fn request_id(h: &HeaderMap) -> Option<HeaderValue> {
+    let v = h.get("x-request-id")?;
+    let b = v.as_bytes();
+    (!b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())).then(|| v.clone())
 }
 
 fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Either::Right(Full::new(Bytes::new()))
 }
 
 /// A short plain-text answer of the proxy's own.
@@ -745,11 +802,7 @@ fn plain(status: StatusCode, why: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(
-            Full::new(Bytes::from(text))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .body(Either::Right(Full::new(Bytes::from(text))))
         .expect("a valid response")
 }
 
@@ -802,13 +855,19 @@ impl RequestIds {
         }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:016x}{:016x}",
-            self.keys.0.hash_one(n),
-            self.keys.1.hash_one(n)
-        )
+        let mut out = [0u8; 32];
+        for (i, word) in [self.keys.0.hash_one(n), self.keys.1.hash_one(n)]
+            .into_iter()
+            .enumerate()
+        {
+            for j in 0..16 {
+                out[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 0xf) as usize];
+            }
+        }
+        HeaderValue::from_bytes(&out).expect("hex digits")
     }
 }
 
@@ -986,7 +1045,7 @@ mod tests {
             tls: true,
         };
         let h = forwarded(
-            &headers(&[
+            headers(&[
                 ("host", "x.example.com"),
                 ("x-forwarded-for", "203.0.113.1"),
                 ("connection", "keep-alive, x-drop"),
@@ -995,7 +1054,7 @@ mod tests {
             ]),
             "x.example.com",
             conn,
-            "abc",
+            &HeaderValue::from_static("abc"),
             false,
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.7");

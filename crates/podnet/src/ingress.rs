@@ -138,10 +138,7 @@ fn watch(w: Watch) -> Result<ExitCode> {
         threads,
     } = w;
     let overrides = crate::agent::overrides(config.as_deref(), &cluster)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()?;
+    let rt = podnet_ingress::server::runtime(threads)?;
     rt.block_on(async move {
         let edge = Edge::new(Settings {
             access_log,

@@ -1,0 +1,281 @@
+"""Runs the Ingress proxy benchmark (see bench/ingress.sh): podnet, nginx and HAProxy in turn,
+behind the same backend, under wrk and h2load; prints a Markdown table of requests per second
+and p50/p99 latency per point, the ratios to nginx, and the memory with idle connections."""
+
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH, SECS, ROUNDS, IDLE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+BACKEND = 18081
+PORTS = {"podnet": (18180, 18543), "nginx": (18280, 18643), "haproxy": (18380, 18743)}
+CONNS = [1, 16, 256]
+tmp = tempfile.mkdtemp(prefix="podnet-ingress-bench-")
+procs = []
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def start(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    procs.append(p)
+    return p
+
+
+def wait_port(port, what):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {port}")
+
+
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+crt, key, pem = f"{tmp}/tls.crt", f"{tmp}/tls.key", f"{tmp}/tls.pem"
+run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+     "-nodes", "-days", "2", "-subj", "/CN=bench.example.com",
+     "-addext", "subjectAltName=DNS:bench.example.com", "-keyout", key, "-out", crt])
+with open(pem, "w") as f:
+    f.write(open(crt).read() + open(key).read())
+
+NGINX_COMMON = f"""
+worker_processes 1;
+daemon off;
+master_process off;
+pid {tmp}/%s.pid;
+error_log {tmp}/%s.err;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 15000; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/%s-body;
+  proxy_temp_path {tmp}/%s-proxy;
+  fastcgi_temp_path {tmp}/%s-fcgi;
+  uwsgi_temp_path {tmp}/%s-uwsgi;
+  scgi_temp_path {tmp}/%s-scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+"""
+
+backend_conf = NGINX_COMMON % (("backend",) * 7) + f"""
+  server {{
+    listen 127.0.0.1:{BACKEND} reuseport backlog=4096;
+    location / {{ return 200 "hello\\n"; }}
+  }}
+}}
+"""
+
+nginx_conf = NGINX_COMMON % (("nginx",) * 7) + f"""
+  upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx'][0]} backlog=4096;
+    listen 127.0.0.1:{PORTS['nginx'][1]} ssl http2 backlog=4096;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    http2_max_concurrent_streams 250;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Request-ID $request_id;
+      proxy_connect_timeout 5s;
+      proxy_read_timeout 60s;
+      proxy_buffering on;
+    }}
+  }}
+}}
+"""
+
+haproxy_conf = f"""
+global
+  nbthread 1
+  cpu-map auto:1/1 1
+  maxconn 9500
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 75s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy'][0]}
+  bind 127.0.0.1:{PORTS['haproxy'][1]} ssl crt {pem} alpn h2,http/1.1
+  option forwardfor
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+  http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Request-ID %[uuid()]
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:{BACKEND}
+"""
+
+for name, text in [("backend", backend_conf), ("nginx", nginx_conf), ("haproxy", haproxy_conf)]:
+    with open(f"{tmp}/{name}.conf", "w") as f:
+        f.write(text)
+
+
+def start_proxy(name):
+    http, https = PORTS[name]
+    if name == "podnet":
+        cmd = [BENCH, f"127.0.0.1:{http}", f"127.0.0.1:{https}", f"127.0.0.1:{BACKEND}", "1", crt, key]
+    elif name == "nginx":
+        cmd = ["nginx", "-e", f"{tmp}/nginx.err", "-c", f"{tmp}/nginx.conf"]
+    else:
+        cmd = ["haproxy", "-db", "-f", f"{tmp}/haproxy.conf"]
+    p = start(["taskset", "-c", "1"] + cmd)
+    wait_port(http, name)
+    wait_port(https, name)
+    return p
+
+
+def wrk(url, conns):
+    out = run(["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{SECS}s", "--latency",
+               "-H", "Host: bench.example.com", url])
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    return rps, pct(50), pct(99), (errs.group(1) if errs else "0") + (f" ({sock.group(1)})" if sock else "")
+
+
+def h2load(port, conns):
+    log = f"{tmp}/h2load.log"
+    if os.path.exists(log):
+        os.remove(log)
+    out = run(["taskset", "-c", "0", "h2load", "-t1", f"-c{conns}", "-m1", "-D", str(SECS),
+               f"--log-file={log}", f"https://127.0.0.1:{port}/"])
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    lat = sorted(int(l.split()[2]) for l in open(log) if l.strip())
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0
+    failed = re.search(r"(\d+) failed", out).group(1)
+    return rps, p(0.50), p(0.99), failed
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_memory(name, proc):
+    """RSS growth with IDLE keep-alive connections, each having served one request."""
+    port = PORTS[name][0]
+    before = rss_kb(proc.pid)
+    socks = []
+    req = b"GET / HTTP/1.1\r\nHost: bench.example.com\r\n\r\n"
+    served = 0
+
+    def read_answers(batch):
+        nonlocal served
+        for t in batch:
+            got = b""
+            while b"hello" not in got:
+                chunk = t.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            served += b"hello" in got
+
+    for i in range(IDLE):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(req)
+        socks.append(s)
+        if len(socks) % 500 == 0:
+            read_answers(socks[-500:])
+    read_answers(socks[len(socks) - len(socks) % 500:])
+    time.sleep(1)
+    after = rss_kb(proc.pid)
+    alive = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            alive += s.recv(1) != b""
+        except BlockingIOError:
+            alive += 1
+        s.close()
+    return (after - before) / 1024.0, before / 1024.0, f"{served} / {alive}"
+
+
+results = {}  # (proxy, proto, conns) -> [(rps, p50, p99, errs)]
+memory = {}
+backend = start(["taskset", "-c", "0", "nginx", "-e", f"{tmp}/backend.err", "-c", f"{tmp}/backend.conf"])
+wait_port(BACKEND, "the backend")
+try:
+    for r in range(ROUNDS):
+        for name in ["podnet", "nginx", "haproxy"]:
+            p = start_proxy(name)
+            http, https = PORTS[name]
+            # Warm the pools and the TLS session caches alike.
+            wrk(f"http://127.0.0.1:{http}/", 16)
+            for c in CONNS:
+                results.setdefault((name, "HTTP/1.1", c), []).append(wrk(f"http://127.0.0.1:{http}/", c))
+                results.setdefault((name, "HTTPS/1.1", c), []).append(wrk(f"https://127.0.0.1:{https}/", c))
+                results.setdefault((name, "HTTPS/2", c), []).append(h2load(https, c))
+            if r == 0:
+                memory[name] = idle_memory(name, p)
+            stop(p)
+            procs.remove(p)
+            time.sleep(1)
+finally:
+    for p in procs:
+        stop(p)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def med(xs, i):
+    return statistics.median(x[i] for x in xs)
+
+
+print(f"SECS={SECS} ROUNDS={ROUNDS} (median of rounds)\n")
+print("| protocol | conns | podnet req/s | nginx req/s | haproxy req/s | podnet/nginx | podnet p50/p99 ms | nginx p50/p99 ms | haproxy p50/p99 ms | errors (podnet/nginx/haproxy) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for proto in ["HTTP/1.1", "HTTPS/1.1", "HTTPS/2"]:
+    for c in CONNS:
+        row = {n: results[(n, proto, c)] for n in ["podnet", "nginx", "haproxy"]}
+        rps = {n: med(v, 0) for n, v in row.items()}
+        lat = {n: f"{med(v, 1):.3f} / {med(v, 2):.3f}" for n, v in row.items()}
+        errs = "/".join(str(v[-1][3]) for v in row.values())
+        print(f"| {proto} | {c} | {rps['podnet']:.0f} | {rps['nginx']:.0f} | {rps['haproxy']:.0f} | "
+              f"{rps['podnet'] / rps['nginx']:.2f} | {lat['podnet']} | {lat['nginx']} | {lat['haproxy']} | {errs} |")
+print()
+print(f"| memory with {IDLE} idle keep-alive connections | podnet | nginx | haproxy |")
+print("|---|---|---|---|")
+print("| RSS before (MB) | " + " | ".join(f"{memory[n][1]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
+print("| RSS growth (MB) | " + " | ".join(f"{memory[n][0]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
+print("| answered / still open after 1 s | " + " | ".join(str(memory[n][2]) for n in ["podnet", "nginx", "haproxy"]) + " |")
