@@ -599,3 +599,69 @@ async fn routes_and_endpoints_change_under_load_without_a_failed_request() {
     assert_eq!((ok, failed), (2000, 0), "after {n} changes");
     assert!(n > 10, "only {n} changes during the load");
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and resets them at once,
+/// as fast as it can, is sent GOAWAY, and other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_is_cut_off_while_others_are_served() {
+    let a = backend("a").await;
+    let h = start(quiet()).await;
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    let s = TcpStream::connect(h.http).await.unwrap();
+    let (client, conn) = h2::client::handshake(s).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let mut client = client;
+    let mut sent = 0;
+    let mut refused = None;
+    for _ in 0..100_000 {
+        match client.clone().ready().await {
+            Ok(mut c) => {
+                let req = Request::get("http://x/").body(()).unwrap();
+                match c.send_request(req, false) {
+                    Ok((_, mut stream)) => {
+                        stream.send_reset(h2::Reason::CANCEL);
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        refused = Some(e.to_string());
+                        break;
+                    }
+                }
+                client = c;
+            }
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        if driver.is_finished() {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    let why = match ended {
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Ok(Ok(()))) => "closed".to_string(),
+        other => format!("{other:?} / {refused:?}"),
+    };
+    assert!(
+        sent < 100_000
+            && (why.contains("GOAWAY")
+                || why.contains("go away")
+                || why.contains("closed")
+                || refused.is_some()),
+        "the server let {sent} streams be opened and reset: {why}"
+    );
+    eprintln!("cut off after {sent} reset streams: {why} {refused:?}");
+    // Others are served.
+    assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
+}
