@@ -665,3 +665,43 @@ async fn http2_rapid_reset_is_cut_off_while_others_are_served() {
     // Others are served.
     assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn health_readiness_and_metrics_on_the_admin_port() {
+    let a = backend("a").await;
+    let h = start(quiet()).await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = l.local_addr().unwrap();
+    tokio::spawn(h.edge.clone().serve_admin(l));
+    assert_eq!(get(admin, "x", "/healthz").await.0, StatusCode::OK);
+    let (st, _, body) = get(admin, "x", "/readyz").await;
+    assert_eq!(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not configured yet: {body}"
+    );
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    assert_eq!(get(admin, "x", "/readyz").await.0, StatusCode::OK);
+    assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
+    assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
+    let (st, _, m) = get(admin, "x", "/metrics").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        m.contains(r#"podnet_ingress_requests_total{class="2xx",scheme="http"} 2"#),
+        "{m}"
+    );
+    assert!(m.contains("podnet_ingress_routes 1"), "{m}");
+    assert!(
+        m.contains("podnet_ingress_request_duration_seconds_count 2"),
+        "{m}"
+    );
+}
