@@ -3,7 +3,8 @@
 # when a package is missing.
 #   - build: a Rust toolchain (cargo) must already be on PATH; gcc for crates that build C.
 #   - runtime and tests: nftables, iproute2 (ip, bridge), iputils-ping, curl, dnsutils (dig),
-#     conntrack, python3 (test clients and bench scripts),
+#     conntrack, python3 (test clients and bench scripts), openssl (certificates for the Ingress
+#     lab tests),
 #     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches;
 #     kubectl (Debian's kubernetes-client, unless a kubectl is already installed) for the lab's
 #     Kubernetes API;
@@ -12,7 +13,7 @@
 #     (pinned version; on x86_64, pinned checksum).
 set -euo pipefail
 
-packages=(ca-certificates gcc libc6-dev pkg-config python3 python3-pip nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins)
+packages=(ca-certificates gcc libc6-dev pkg-config python3 python3-pip nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
