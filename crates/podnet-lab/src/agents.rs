@@ -21,8 +21,10 @@ pub fn dir(lab: &str) -> PathBuf {
     lab_dir(lab).join("agents")
 }
 
-/// How long `lab up` and `lab apply` wait for the agents.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long `lab up` and `lab apply` wait for the agents (and the DNS and Ingress controller
+/// pods): a bound for when something is wrong, not a target; a 2-core machine running other
+/// labs at the same time once took over 20 s to start a DNS pod's server.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Where each agent serves /healthz, /readyz and /metrics, inside its node's namespace.
 pub const METRICS_ADDR: &str = "127.0.0.1:9641";

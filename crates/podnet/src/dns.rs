@@ -40,6 +40,7 @@ fn watch(
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        eprintln!("listing and watching the Kubernetes API");
         let client = crate::agent::client(kubeconfig.as_deref()).await?;
         let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
         let mut model = podnet_model::ApiModel::new(&overrides)?;

@@ -152,6 +152,7 @@ fn watch(w: Watch) -> Result<ExitCode> {
         };
         let (lh, ls, la) = (bind(http).await?, bind(https).await?, bind(admin).await?);
         tokio::spawn(edge.clone().serve_admin(la));
+        eprintln!("listing and watching the Kubernetes API");
         let client = crate::agent::client(kubeconfig.as_deref()).await?;
         let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
         let mut model = podnet_model::ApiModel::new(&overrides)?;
