@@ -249,18 +249,10 @@ fn tls(
         }
     }
     // Exact names before wildcards (longer suffixes first).
-    certs.sort_by_key(|c| std::cmp::Reverse(host_rank(&c.host)));
+    certs.sort_by_key(|c| std::cmp::Reverse(c.host.specificity()));
     redirect.sort();
     redirect.dedup();
     (certs, redirect)
-}
-
-fn host_rank(h: &HostMatch) -> (u8, usize) {
-    match h {
-        HostMatch::Any => (0, 0),
-        HostMatch::Wildcard(s) => (1, s.len()),
-        HostMatch::Exact(s) => (2, s.len()),
-    }
 }
 
 /// A `kubernetes.io/tls` Secret's certificate chain and key, checked to belong together.
@@ -317,11 +309,7 @@ impl EdgeConfig {
     /// alike. Written by `podnet ingress watch --served`, for whoever waits for a change to be
     /// served (the lab), and printed by `podnet check`.
     pub fn summary(&self) -> serde_json::Value {
-        let host = |h: &HostMatch| match h {
-            HostMatch::Any => "*".to_string(),
-            HostMatch::Wildcard(s) => format!("*{s}"),
-            HostMatch::Exact(s) => s.clone(),
-        };
+        let host = |h: &HostMatch| h.to_string();
         let path = |p: &crate::routes::PathMatch| match p {
             crate::routes::PathMatch::Exact(p) => format!("= {p}"),
             crate::routes::PathMatch::Prefix(p) => format!("{p}/*"),

@@ -54,11 +54,22 @@ impl HostMatch {
     }
 
     /// How specific: exact, then wildcard (longer suffixes first), then any.
-    fn specificity(&self) -> (u8, usize) {
+    pub(crate) fn specificity(&self) -> (u8, usize) {
         match self {
             HostMatch::Any => (0, 0),
             HostMatch::Wildcard(s) => (1, s.len()),
             HostMatch::Exact(h) => (2, h.len()),
+        }
+    }
+}
+
+/// As a rule writes it: `*` for every host, `*.foo.com`, `foo.bar.com`.
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("*"),
+            HostMatch::Wildcard(suffix) => write!(f, "*{suffix}"),
+            HostMatch::Exact(h) => f.write_str(h),
         }
     }
 }

@@ -274,15 +274,7 @@ impl Edge {
     /// Serves plain HTTP on `l` until the task is dropped.
     pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
         loop {
-            let (s, peer) = match l.accept().await {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = s.set_nodelay(true);
-            let local = s.local_addr().unwrap_or(peer);
+            let (s, peer, local) = accept(&l).await;
             let edge = self.clone();
             tokio::spawn(async move {
                 let conn = Conn {
@@ -299,15 +291,7 @@ impl Edge {
     pub async fn serve_https(self: Arc<Self>, l: TcpListener) {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
         loop {
-            let (s, peer) = match l.accept().await {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = s.set_nodelay(true);
-            let local = s.local_addr().unwrap_or(peer);
+            let (s, peer, local) = accept(&l).await;
             let edge = self.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
@@ -329,10 +313,7 @@ impl Edge {
     /// Serves `/healthz`, `/readyz` (ready once configured) and `/metrics` on `l`.
     pub async fn serve_admin(self: Arc<Self>, l: TcpListener) {
         loop {
-            let Ok((s, _)) = l.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
+            let (s, _, _) = accept(&l).await;
             let edge = self.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
@@ -608,6 +589,21 @@ impl Edge {
             }
         }
         unreachable!("the last attempt returns")
+    }
+}
+
+/// The next connection of a listener, without Nagle's delay, with its peer's and its own
+/// address; a failing `accept` (out of descriptors, say) is tried again 10 ms later.
+async fn accept(l: &TcpListener) -> (tokio::net::TcpStream, SocketAddr, SocketAddr) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                let local = s.local_addr().unwrap_or(peer);
+                return (s, peer, local);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 

@@ -240,7 +240,7 @@ pub fn ingress_tables(
     edge: &podnet_ingress::edge::EdgeConfig,
 ) -> String {
     use podnet_ingress::edge::{describe, Upstream};
-    use podnet_ingress::routes::{HostMatch, PathMatch};
+    use podnet_ingress::routes::PathMatch;
     let mut out = String::from("\nINGRESSES\n");
     let rows: Vec<_> = ingresses
         .iter()
@@ -301,11 +301,7 @@ pub fn ingress_tables(
         .routes()
         .iter()
         .map(|r| {
-            let host = match &r.host {
-                HostMatch::Any => "*".to_string(),
-                HostMatch::Wildcard(s) => format!("*{s}"),
-                HostMatch::Exact(h) => h.clone(),
-            };
+            let host = r.host.to_string();
             let (path, kind) = match &r.path {
                 PathMatch::Exact(p) => (p.clone(), "Exact"),
                 PathMatch::Prefix(p) if p.is_empty() => ("/".to_string(), "Prefix"),
