@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Ingress proxy benchmark (issue 13), side by side in the same run: podnet's edge proxy
-# (the `Edge` that `podnet ingress watch` runs, bench example `ingress_bench`) against nginx
+# (the `Edge` that `podnet ingress watch` runs, bench example `edge_bench ingress`) against nginx
 # 1.22 and HAProxy 2.6 from Debian, configured alike:
 #  - one worker on core 1 each (nginx: worker_processes 1; HAProxy: nbthread 1; podnet: one
 #    tokio worker), no access log, keep-alive to the backend (nginx: upstream keepalive;
@@ -20,7 +20,7 @@ command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk nghttp2-client >/dev/null
 }
-cargo build --release -q -p podnet-ingress --example ingress_bench
+cargo build --release -q -p podnet-gateway --example edge_bench
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors
-exec python3 bench/ingress_bench.py "$PWD/target/release/examples/ingress_bench" \
+exec python3 bench/ingress_bench.py "$PWD/target/release/examples/edge_bench" \
   "${SECS:-8}" "${ROUNDS:-1}" "${IDLE:-9000}"

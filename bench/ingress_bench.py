@@ -147,7 +147,7 @@ for name, text in [("backend", backend_conf), ("nginx", nginx_conf), ("haproxy",
 def start_proxy(name):
     http, https = PORTS[name]
     if name == "podnet":
-        cmd = [BENCH, f"127.0.0.1:{http}", f"127.0.0.1:{https}", f"127.0.0.1:{BACKEND}", "1", crt, key]
+        cmd = [BENCH, "ingress", f"127.0.0.1:{http}", f"127.0.0.1:{https}", f"127.0.0.1:{BACKEND}", "1", crt, key]
     elif name == "nginx":
         cmd = ["nginx", "-e", f"{tmp}/nginx.err", "-c", f"{tmp}/nginx.conf"]
     else:

@@ -96,7 +96,35 @@ impl ClusterWatch {
             watch::<IngressClass>(client, tx.clone(), metrics.clone());
         }
         if on("Secret") {
-            watch::<Secret>(client, tx, metrics);
+            watch::<Secret>(client, tx.clone(), metrics.clone());
+        }
+        // The Gateway API's kinds: custom resources, watched as the API gives them.
+        for kind in ["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"] {
+            if on(kind) {
+                let plural = match kind {
+                    "GatewayClass" => "gatewayclasses",
+                    "Gateway" => "gateways",
+                    "HTTPRoute" => "httproutes",
+                    _ => "referencegrants",
+                };
+                let gvk =
+                    kube::api::GroupVersionKind::gvk(podnet_model::gateway_api::GROUP, "v1", kind);
+                let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+                let api: kube::Api<kube::api::DynamicObject> =
+                    kube::Api::all_with(client.clone(), &ar);
+                let k = ALL_KINDS
+                    .iter()
+                    .find(|k| **k == kind)
+                    .copied()
+                    .expect("a kind the model reads");
+                watch_api(
+                    api,
+                    k,
+                    podnet_model::gateway_api::API_VERSION.to_string(),
+                    tx.clone(),
+                    metrics.clone(),
+                );
+            }
         }
         ClusterWatch {
             rx,
@@ -198,6 +226,27 @@ where
         .iter()
         .find(|k| **k == K::kind(&Default::default()))
         .expect("a kind the model reads");
+    let api_version = K::api_version(&Default::default()).to_string();
+    watch_api(api, kind, api_version, tx, metrics);
+}
+
+/// Watches every object of an API, sending its updates to `tx` as objects of `kind`.
+fn watch_api<K>(
+    api: kube::Api<K>,
+    kind: &'static str,
+    api_version: String,
+    tx: mpsc::UnboundedSender<Update>,
+    metrics: Arc<Metrics>,
+) where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + Send
+        + Sync
+        + 'static,
+{
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         futures_util::pin_mut!(stream);
@@ -206,7 +255,7 @@ where
             let mut v = serde_json::to_value(o).ok()?;
             // Typed objects serialize without their type; the model reads it.
             v["kind"] = Value::from(kind);
-            v["apiVersion"] = Value::from(K::api_version(&Default::default()).to_string());
+            v["apiVersion"] = Value::from(api_version.as_str());
             Some((ApiKey::of(&v)?, v))
         };
         while let Some(ev) = stream.next().await {

@@ -61,6 +61,21 @@ pub fn project(c: &Cluster) -> Vec<Value> {
     out.extend(podnet_ingress::edge::with_status(c).iter().map(value));
     out.extend(c.ingress_classes.iter().map(|p| value(&p.obj)));
     out.extend(c.secrets.iter().map(|p| value(&p.obj)));
+    // The Gateway API's objects, with the status podnet's controller gives them.
+    let typed = |mut v: Value, kind: &str| {
+        v["apiVersion"] = Value::from(podnet_model::gateway_api::API_VERSION);
+        v["kind"] = Value::from(kind);
+        v
+    };
+    let g = podnet_gateway::compute(c);
+    out.extend(g.classes.iter().map(|o| typed(value(o), "GatewayClass")));
+    out.extend(g.gateways.iter().map(|o| typed(value(o), "Gateway")));
+    out.extend(g.routes.iter().map(|o| typed(value(o), "HTTPRoute")));
+    out.extend(
+        c.reference_grants
+            .iter()
+            .map(|o| typed(value(&o.obj), "ReferenceGrant")),
+    );
     out
 }
 

@@ -96,6 +96,38 @@ pub const RESOURCES: &[Resource] = &[
         false,
         &[],
     ),
+    r(
+        "GatewayClass",
+        "gateway.networking.k8s.io",
+        "gatewayclasses",
+        "gatewayclass",
+        false,
+        &["gc"],
+    ),
+    r(
+        "Gateway",
+        "gateway.networking.k8s.io",
+        "gateways",
+        "gateway",
+        true,
+        &["gtw"],
+    ),
+    r(
+        "HTTPRoute",
+        "gateway.networking.k8s.io",
+        "httproutes",
+        "httproute",
+        true,
+        &[],
+    ),
+    r(
+        "ReferenceGrant",
+        "gateway.networking.k8s.io",
+        "referencegrants",
+        "referencegrant",
+        true,
+        &["refgrant"],
+    ),
 ];
 
 /// The resource of a kind.

@@ -177,10 +177,14 @@ impl Store {
                     e.created.clone(),
                     Some(e.served.clone()),
                 ),
+                // A creation time the lab already gave (it orders Gateway API routes) stands.
                 None => (
                     EventType::Added,
                     uid(&key, self.rv + 1),
-                    now.to_string(),
+                    content["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or(now)
+                        .to_string(),
                     None,
                 ),
             };

@@ -42,10 +42,39 @@ pub struct HostCert {
     pub key: Arc<CertifiedKey>,
 }
 
+/// A Gateway's port: plain HTTP or HTTPS, and its listeners' routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    pub tls: bool,
+    /// By hostname, the most specific first: a request is served by the first listener
+    /// whose hostname matches its host, with that listener's routes only.
+    pub listeners: Vec<ListenerRoutes>,
+}
+
+/// One listener's routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerRoutes {
+    /// `gateway-namespace/gateway-name/listener-name`, for messages.
+    pub name: String,
+    pub host: HostMatch,
+    pub table: RouteTable,
+}
+
+impl PortConfig {
+    /// The routes of the listener a request for `host` goes to.
+    pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
+        let name = crate::routes::normalize_host(host);
+        self.listeners.iter().find(|l| l.host.matches(&name))
+    }
+}
+
 /// Everything the edge proxy serves.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeConfig {
+    /// The Ingresses' routes, served on every port when `ports` is empty.
     pub table: RouteTable,
+    /// A Gateway's ports (the Ingress controller has none).
+    pub ports: std::collections::BTreeMap<u16, PortConfig>,
     pub upstreams: HashMap<Backend, Upstream>,
     /// Exact hosts first, then wildcards: the first whose host matches the SNI name serves.
     pub certs: Vec<HostCert>,
@@ -88,8 +117,30 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
     mine.sort_by_key(|i| key_of(i));
     let table = table(&mine);
     let mut warnings = Vec::new();
+    let upstreams = upstreams(cluster, table.backends(), &mut warnings);
+    let (certs, redirect) = tls(cluster, &mine, &mut warnings);
+    warnings.sort();
+    warnings.dedup();
+    EdgeConfig {
+        table,
+        ports: Default::default(),
+        upstreams,
+        certs,
+        redirect,
+        ingresses: mine.iter().map(|i| key_of(i)).collect(),
+        warnings,
+    }
+}
+
+/// The endpoints of each of these backends; a warning for each Service or port that does
+/// not exist.
+pub fn upstreams<'a>(
+    cluster: &Cluster,
+    backends: impl Iterator<Item = &'a Backend>,
+    warnings: &mut Vec<String>,
+) -> HashMap<Backend, Upstream> {
     let mut upstreams = HashMap::new();
-    for b in table.backends() {
+    for b in backends {
         if !upstreams.contains_key(b) {
             upstreams.insert(b.clone(), upstream(cluster, b));
         }
@@ -101,17 +152,7 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
             }
         }
     }
-    let (certs, redirect) = tls(cluster, &mine, &mut warnings);
-    warnings.sort();
-    warnings.dedup();
-    EdgeConfig {
-        table,
-        upstreams,
-        certs,
-        redirect,
-        ingresses: mine.iter().map(|i| key_of(i)).collect(),
-        warnings,
-    }
+    upstreams
 }
 
 fn key_of(i: &Ingress) -> NsName {
@@ -310,23 +351,7 @@ impl EdgeConfig {
     /// served (the lab), and printed by `podnet check`.
     pub fn summary(&self) -> serde_json::Value {
         let host = |h: &HostMatch| h.to_string();
-        let path = |p: &crate::routes::PathMatch| match p {
-            crate::routes::PathMatch::Exact(p) => format!("= {p}"),
-            crate::routes::PathMatch::Prefix(p) => format!("{p}/*"),
-        };
-        let routes: Vec<String> = self
-            .table
-            .routes()
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} -> {}",
-                    host(&r.host),
-                    path(&r.path),
-                    describe(&r.backend)
-                )
-            })
-            .collect();
+        let routes: Vec<String> = self.table.routes().iter().map(route_line).collect();
         let mut upstreams: Vec<(String, serde_json::Value)> = self
             .upstreams
             .iter()
@@ -343,13 +368,34 @@ impl EdgeConfig {
             })
             .collect();
         upstreams.sort_by(|a, b| a.0.cmp(&b.0));
-        serde_json::json!({
+        let mut out = serde_json::json!({
             "routes": routes,
             "default": self.table.default_backend().map(describe),
             "upstreams": upstreams.into_iter().collect::<serde_json::Map<_, _>>(),
             "certificates": self.certs.iter().map(|c| format!("{} {}", host(&c.host), c.secret)).collect::<Vec<_>>(),
             "redirect": self.redirect.iter().map(host).collect::<Vec<_>>(),
-        })
+        });
+        if !self.ports.is_empty() {
+            out["ports"] = self
+                .ports
+                .iter()
+                .map(|(port, p)| {
+                    (
+                        port.to_string(),
+                        serde_json::json!({
+                            "tls": p.tls,
+                            "listeners": p.listeners.iter().map(|l| serde_json::json!({
+                                "name": l.name,
+                                "host": l.host.to_string(),
+                                "routes": l.table.routes().iter().map(route_line).collect::<Vec<_>>(),
+                            })).collect::<Vec<_>>(),
+                        }),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        out
     }
 }
 
@@ -388,4 +434,62 @@ pub fn with_status(c: &Cluster) -> Vec<k8s_openapi::api::networking::v1::Ingress
             i
         })
         .collect()
+}
+
+/// One route as a line: `host path [conditions] -> what it does`.
+pub fn route_line(r: &crate::routes::Route) -> String {
+    use crate::routes::{Action, PathMatch};
+    let path = match &r.path {
+        PathMatch::Exact(p) => format!("= {p}"),
+        PathMatch::Prefix(p) => format!("{p}/*"),
+    };
+    let mut when = String::new();
+    if let Some(m) = &r.when.method {
+        when.push_str(&format!(" method={m}"));
+    }
+    for (k, v) in &r.when.headers {
+        when.push_str(&format!(" header:{k}={v}"));
+    }
+    for (k, v) in &r.when.query {
+        when.push_str(&format!(" query:{k}={v}"));
+    }
+    let to = match &r.action {
+        Action::Forward {
+            backends,
+            request_headers,
+            response_headers,
+            rewrite,
+        } => {
+            let mut to = if backends.is_empty() {
+                "500 (no backend)".to_string()
+            } else if backends.len() == 1 && backends[0].weight == 1 {
+                match &backends[0].backend {
+                    Some(b) => describe(b),
+                    None => "500 (invalid backend)".to_string(),
+                }
+            } else {
+                backends
+                    .iter()
+                    .map(|b| {
+                        let name = b.backend.as_ref().map_or("500".to_string(), describe);
+                        format!("{name}*{}", b.weight)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if !request_headers.is_empty() || backends.iter().any(|b| !b.request_headers.is_empty())
+            {
+                to.push_str(" +request-headers");
+            }
+            if !response_headers.is_empty() {
+                to.push_str(" +response-headers");
+            }
+            if let Some(rw) = rewrite {
+                to.push_str(&format!(" +rewrite({rw:?})"));
+            }
+            to
+        }
+        Action::Redirect { redirect, .. } => format!("redirect {redirect:?}"),
+    };
+    format!("{} {path}{when} -> {to}", r.host)
 }

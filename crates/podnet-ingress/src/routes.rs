@@ -25,6 +25,8 @@ pub enum HostMatch {
     Any,
     /// `*.foo.com`: one label, then `.foo.com` (held without the `*`: `.foo.com`).
     Wildcard(String),
+    /// The Gateway API's `*.foo.com`: one label or more, then `.foo.com` (held as `.foo.com`).
+    Suffix(String),
     /// `foo.bar.com`.
     Exact(String),
 }
@@ -50,14 +52,25 @@ impl HostMatch {
             HostMatch::Wildcard(suffix) => host
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            HostMatch::Suffix(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|labels| !labels.is_empty() && !labels.ends_with('.')),
+        }
+    }
+
+    /// A Gateway API hostname (a listener's or an HTTPRoute's): `*.foo.com` is a suffix.
+    pub fn gateway(host: Option<&str>) -> HostMatch {
+        match HostMatch::of(host) {
+            HostMatch::Wildcard(s) => HostMatch::Suffix(s),
+            other => other,
         }
     }
 
     /// How specific: exact, then wildcard (longer suffixes first), then any.
-    pub(crate) fn specificity(&self) -> (u8, usize) {
+    pub fn specificity(&self) -> (u8, usize) {
         match self {
             HostMatch::Any => (0, 0),
-            HostMatch::Wildcard(s) => (1, s.len()),
+            HostMatch::Wildcard(s) | HostMatch::Suffix(s) => (1, s.len()),
             HostMatch::Exact(h) => (2, h.len()),
         }
     }
@@ -68,7 +81,7 @@ impl std::fmt::Display for HostMatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HostMatch::Any => f.write_str("*"),
-            HostMatch::Wildcard(suffix) => write!(f, "*{suffix}"),
+            HostMatch::Wildcard(suffix) | HostMatch::Suffix(suffix) => write!(f, "*{suffix}"),
             HostMatch::Exact(h) => f.write_str(h),
         }
     }
@@ -152,9 +165,207 @@ pub struct Backend {
 pub struct Source {
     pub kind: &'static str,
     pub object: NsName,
-    /// The rule's and the path's places in the object.
+    /// The rule's and the path's (an HTTPRoute's: the match's) places in the object.
     pub rule: usize,
     pub path: usize,
+}
+
+/// What else a request must have for a route to match (Gateway API HTTPRoute matches;
+/// Ingress routes have none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// The method, upper case.
+    pub method: Option<String>,
+    /// Header names (lower case) and the exact value of their first occurrence.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters and the exact value of their first occurrence.
+    pub query: Vec<(String, String)>,
+}
+
+impl Conditions {
+    fn matches(&self, method: &str, headers: &hyper::HeaderMap, query: Option<&str>) -> bool {
+        if self.method.as_deref().is_some_and(|m| m != method) {
+            return false;
+        }
+        let header_ok = self.headers.iter().all(|(name, value)| {
+            headers
+                .get(name.as_str())
+                .is_some_and(|v| v.as_bytes() == value.as_bytes())
+        });
+        header_ok
+            && self.query.iter().all(|(name, value)| {
+                query_param(query.unwrap_or(""), name).as_deref() == Some(value.as_str())
+            })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.method.is_none() && self.headers.is_empty() && self.query.is_empty()
+    }
+}
+
+/// The first value of query parameter `name` (percent-decoding `%XX` and `+`).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("x");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Header changes (Gateway API RequestHeaderModifier and ResponseHeaderModifier).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Replaces every value of the header.
+    pub set: Vec<(String, String)>,
+    /// Appends a value.
+    pub add: Vec<(String, String)>,
+    /// Removes the header.
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the changes: set, then add, then remove (as the filter's fields are listed).
+    pub fn apply(&self, h: &mut hyper::HeaderMap) {
+        use hyper::header::{HeaderName, HeaderValue};
+        for (n, v) in &self.set {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(n.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                h.insert(n, v);
+            }
+        }
+        for (n, v) in &self.add {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(n.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                h.append(n, v);
+            }
+        }
+        for n in &self.remove {
+            if let Ok(n) = HeaderName::try_from(n.as_str()) {
+                h.remove(n);
+            }
+        }
+    }
+}
+
+/// How a redirect or a rewrite changes the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathModifier {
+    /// `ReplaceFullPath`.
+    Full(String),
+    /// `ReplacePrefixMatch`: the part the route's `PathPrefix` matched is replaced.
+    Prefix(String),
+}
+
+impl PathModifier {
+    /// The new path of a request whose path was `path`, matched by `matched`.
+    pub fn apply(&self, matched: &PathMatch, path: &str) -> String {
+        match self {
+            PathModifier::Full(p) => p.clone(),
+            PathModifier::Prefix(new) => {
+                let prefix = match matched {
+                    PathMatch::Prefix(p) | PathMatch::Exact(p) => p.trim_end_matches('/'),
+                };
+                let rest = path.strip_prefix(prefix).unwrap_or(path);
+                let new = new.trim_end_matches('/');
+                match (new.is_empty(), rest.is_empty()) {
+                    (true, true) => "/".to_string(),
+                    (true, false) => rest.to_string(),
+                    (false, true) => new.to_string(),
+                    (false, false) => format!("{new}{rest}"),
+                }
+            }
+        }
+    }
+}
+
+/// A redirect (Gateway API RequestRedirect): what is left unset is the request's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
+    pub port: Option<u16>,
+    pub status: u16,
+}
+
+/// A rewrite before forwarding (Gateway API URLRewrite).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
+}
+
+/// One backend of a route, with its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// None: a reference that cannot be used (its share of requests is answered 500).
+    pub backend: Option<Backend>,
+    pub weight: u32,
+    /// The backendRef's own request header changes.
+    pub request_headers: HeaderEdits,
+}
+
+/// What a matching route does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Sent to one of the backends, by weight; none (or only weight 0): 500.
+    Forward {
+        backends: Vec<WeightedBackend>,
+        request_headers: HeaderEdits,
+        response_headers: HeaderEdits,
+        rewrite: Option<Rewrite>,
+    },
+    Redirect {
+        redirect: Redirect,
+        response_headers: HeaderEdits,
+    },
+}
+
+impl Action {
+    /// To one backend, unchanged (an Ingress path).
+    pub fn to(backend: Backend) -> Action {
+        Action::Forward {
+            backends: vec![WeightedBackend {
+                backend: Some(backend),
+                weight: 1,
+                request_headers: HeaderEdits::default(),
+            }],
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            rewrite: None,
+        }
+    }
 }
 
 /// One route.
@@ -162,8 +373,23 @@ pub struct Source {
 pub struct Route {
     pub host: HostMatch,
     pub path: PathMatch,
-    pub backend: Backend,
+    pub when: Conditions,
+    pub action: Action,
     pub source: Source,
+    /// The source's creation time (RFC 3339, so that strings order as times), when it has one:
+    /// the Gateway API gives ties to the oldest route.
+    pub created: Option<String>,
+}
+
+impl Route {
+    /// The backends a request may go to.
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> {
+        let list: &[WeightedBackend] = match &self.action {
+            Action::Forward { backends, .. } => backends,
+            Action::Redirect { .. } => &[],
+        };
+        list.iter().filter_map(|b| b.backend.as_ref())
+    }
 }
 
 /// What serves a request.
@@ -174,17 +400,19 @@ pub enum Served<'a> {
     Default(&'a Backend, &'a Source),
 }
 
-/// Every route of a class, and its default backend.
+/// Every route of a class (or of a Gateway's listener), and its default backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTable {
     /// In precedence order: the first that matches serves.
     routes: Vec<Route>,
     default: Option<(Backend, Source)>,
+    /// Whether any route has conditions beyond host and path.
+    conditions: bool,
 }
 
 impl RouteTable {
-    /// The table of these routes (in any order) and default backends (the first by source
-    /// wins).
+    /// The table of these Ingress routes (in any order) and default backends (the first by
+    /// source wins).
     pub fn new(mut routes: Vec<Route>, mut defaults: Vec<(Backend, Source)>) -> RouteTable {
         routes.sort_by(|a, b| {
             b.host
@@ -195,19 +423,76 @@ impl RouteTable {
         });
         defaults.sort_by(|a, b| a.1.cmp(&b.1));
         RouteTable {
+            conditions: routes.iter().any(|r| !r.when.is_empty()),
             routes,
             default: defaults.into_iter().next(),
         }
     }
 
+    /// The table of a Gateway listener's HTTPRoute rules, in the Gateway API's precedence
+    /// (HTTPRouteRule's documentation): the longest matching non-wildcard hostname, then the
+    /// longest hostname; an `Exact` path before any `PathPrefix`, then the longest path; a
+    /// method match; the most header matches; the most query parameter matches; then the
+    /// oldest route, then the first by namespace and name, then rule and match order.
+    pub fn gateway(mut routes: Vec<Route>) -> RouteTable {
+        let path_rank = |p: &PathMatch| match p {
+            PathMatch::Exact(p) => (1, p.len()),
+            PathMatch::Prefix(p) => (0, p.len()),
+        };
+        routes.sort_by(|a, b| {
+            b.host
+                .specificity()
+                .cmp(&a.host.specificity())
+                .then(path_rank(&b.path).cmp(&path_rank(&a.path)))
+                .then(b.when.method.is_some().cmp(&a.when.method.is_some()))
+                .then(b.when.headers.len().cmp(&a.when.headers.len()))
+                .then(b.when.query.len().cmp(&a.when.query.len()))
+                .then(match (&a.created, &b.created) {
+                    (Some(x), Some(y)) => x.cmp(y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                })
+                .then(a.source.cmp(&b.source))
+        });
+        RouteTable {
+            conditions: routes.iter().any(|r| !r.when.is_empty()),
+            routes,
+            default: None,
+        }
+    }
+
     /// What serves a request for `host` (its `Host` header, with or without a port) and
-    /// `path` (without the query); None: 404.
+    /// `path` (without the query); None: 404. For tables without conditions beyond host and
+    /// path (Ingress).
     pub fn serve(&self, host: &str, path: &str) -> Option<Served<'_>> {
+        self.serve_request(host, path, "GET", &hyper::HeaderMap::new())
+    }
+
+    /// What serves a request: its host, path with the query, method and headers.
+    pub fn serve_request(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        method: &str,
+        headers: &hyper::HeaderMap,
+    ) -> Option<Served<'_>> {
         let host = normalize_host(host);
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q.split('#').next().unwrap_or(q))),
+            None => (
+                path_and_query.split('#').next().unwrap_or(path_and_query),
+                None,
+            ),
+        };
+        let conditions = self.conditions;
         self.routes
             .iter()
-            .find(|r| r.host.matches(&host) && r.path.matches(path))
+            .find(|r| {
+                r.host.matches(&host)
+                    && r.path.matches(path)
+                    && (!conditions || r.when.matches(method, headers, query))
+            })
             .map(Served::Route)
             .or_else(|| self.default.as_ref().map(|(b, s)| Served::Default(b, s)))
     }
@@ -225,7 +510,7 @@ impl RouteTable {
     pub fn backends(&self) -> impl Iterator<Item = &Backend> {
         self.routes
             .iter()
-            .map(|r| &r.backend)
+            .flat_map(|r| r.backends())
             .chain(self.default.as_ref().map(|(b, _)| b))
     }
 }
@@ -315,7 +600,9 @@ pub fn table(ingresses: &[&k8s_openapi::api::networking::v1::Ingress]) -> RouteT
                 routes.push(Route {
                     host: host.clone(),
                     path: PathMatch::of(p.path.as_deref(), &p.path_type),
-                    backend: b,
+                    when: Conditions::default(),
+                    action: Action::to(b),
+                    created: None,
                     source: Source {
                         kind: "Ingress",
                         object: object.clone(),
@@ -379,10 +666,12 @@ mod tests {
         Route {
             host: HostMatch::of(host),
             path: PathMatch::of(Some(path), t),
-            backend: Backend {
+            when: Conditions::default(),
+            action: Action::to(Backend {
                 service: NsName::new("default", svc),
                 port: BackendPort::Number(80),
-            },
+            }),
+            created: None,
             source: Source {
                 kind: "Ingress",
                 object: NsName::new("default", "i"),
@@ -394,7 +683,7 @@ mod tests {
 
     fn served(t: &RouteTable, host: &str, path: &str) -> Option<String> {
         t.serve(host, path).map(|s| match s {
-            Served::Route(r) => r.backend.service.name.clone(),
+            Served::Route(r) => r.backends().next().unwrap().service.name.clone(),
             Served::Default(b, _) => format!("default:{}", b.service.name),
         })
     }

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::edge::{describe, EdgeConfig, Upstream};
 use crate::metrics::Metrics;
-use crate::routes::{Backend, Served};
+use crate::routes::{Action, Backend, Route, Served, WeightedBackend};
 use crate::IngressError;
 
 /// The bodies the proxy sends and forwards: a peer's, or one of its own (no box, no dynamic
@@ -435,8 +435,64 @@ impl Edge {
             }
             return (r, None);
         }
-        let backend = match live.config.table.serve(host, &path) {
-            Some(Served::Route(r)) => &r.backend,
+        let table = if live.config.ports.is_empty() {
+            Some(&live.config.table)
+        } else {
+            live.config
+                .ports
+                .get(&conn.local.port())
+                .and_then(|p| p.listener(host))
+                .map(|l| &l.table)
+        };
+        let pq_owned = req.uri().path_and_query().cloned();
+        let pq_in = pq_owned.as_ref().map(|p| p.as_str()).unwrap_or("/");
+        let served =
+            table.and_then(|t| t.serve_request(host, pq_in, req.method().as_str(), req.headers()));
+        let mut edits: Option<(&Route, &WeightedBackend)> = None;
+        let backend = match served {
+            Some(Served::Route(r)) => match &r.action {
+                Action::Redirect {
+                    redirect,
+                    response_headers,
+                } => {
+                    let location = redirect_location(redirect, &r.path, conn, host, pq_in);
+                    let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND);
+                    let mut resp = plain(status, "redirected");
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    response_headers.apply(resp.headers_mut());
+                    return (resp, None);
+                }
+                Action::Forward { backends, .. } => match pick(backends) {
+                    Some(wb) => match &wb.backend {
+                        Some(b) => {
+                            edits = Some((r, wb));
+                            b
+                        }
+                        None => {
+                            self.metrics.error("invalid_backend");
+                            return (
+                                plain(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "the route's backend reference cannot be used",
+                                ),
+                                None,
+                            );
+                        }
+                    },
+                    None => {
+                        self.metrics.error("no_backend");
+                        return (
+                            plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the route has no backend",
+                            ),
+                            None,
+                        );
+                    }
+                },
+            },
             Some(Served::Default(b, _)) => b,
             None => {
                 self.metrics.error("no_route");
@@ -491,8 +547,46 @@ impl Edge {
         } else {
             1
         };
-        let mut headers = Some(forwarded(parts.headers, host, conn, id, upgrade));
-        let pq = parts.uri.path_and_query().cloned();
+        let mut fwd = forwarded(parts.headers, host, conn, id, upgrade);
+        let mut pq = parts.uri.path_and_query().cloned();
+        let mut response_edits = None;
+        if let Some((r, wb)) = edits {
+            if let Action::Forward {
+                request_headers,
+                response_headers,
+                rewrite,
+                ..
+            } = &r.action
+            {
+                request_headers.apply(&mut fwd);
+                wb.request_headers.apply(&mut fwd);
+                if !response_headers.is_empty() {
+                    response_edits = Some(response_headers);
+                }
+                if let Some(rw) = rewrite {
+                    if let Some(h) = rw
+                        .hostname
+                        .as_deref()
+                        .and_then(|h| HeaderValue::from_str(h).ok())
+                    {
+                        fwd.insert(header::HOST, h);
+                    }
+                    if let Some(m) = &rw.path {
+                        let (p, q) = match pq_in.split_once('?') {
+                            Some((p, q)) => (p, Some(q)),
+                            None => (pq_in, None),
+                        };
+                        let new = m.apply(&r.path, p);
+                        let new = match q {
+                            Some(q) => format!("{new}?{q}"),
+                            None => new,
+                        };
+                        pq = new.parse().ok().or(pq);
+                    }
+                }
+            }
+        }
+        let mut headers = Some(fwd);
         let mut body = Some(Either::Left(body));
         for attempt in 0..attempts {
             let target = &endpoints[(first + attempt) % endpoints.len()];
@@ -584,12 +678,79 @@ impl Edge {
                     }
                     let (mut p, b) = resp.into_parts();
                     strip_hop_by_hop(&mut p.headers);
+                    if let Some(e) = response_edits {
+                        e.apply(&mut p.headers);
+                    }
                     return (Response::from_parts(p, Either::Left(b)), Some(ep));
                 }
             }
         }
         unreachable!("the last attempt returns")
     }
+}
+
+/// One of a route's backends, by weight (None: no backend, or only weight 0).
+fn pick(backends: &[WeightedBackend]) -> Option<&WeightedBackend> {
+    if let [one] = backends {
+        return (one.weight > 0).then_some(one);
+    }
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut x = fastrand::u64(..total);
+    for b in backends {
+        let w = u64::from(b.weight);
+        if x < w {
+            return Some(b);
+        }
+        x -= w;
+    }
+    None
+}
+
+/// Where a RequestRedirect sends a request (the Gateway API's rules: an unset scheme,
+/// hostname or path is the request's own; an unset port is the scheme's well-known port when
+/// the scheme is set, else the listener's; a well-known port is left out).
+fn redirect_location(
+    r: &crate::routes::Redirect,
+    matched: &crate::routes::PathMatch,
+    conn: Conn,
+    host: &str,
+    path_and_query: &str,
+) -> String {
+    let scheme = r
+        .scheme
+        .clone()
+        .unwrap_or_else(|| if conn.tls { "https" } else { "http" }.to_string());
+    let hostname = r
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::routes::normalize_host(host));
+    let port = match (r.port, &r.scheme) {
+        (Some(p), _) => Some(p),
+        (None, Some(_)) => None,
+        (None, None) => Some(conn.local.port()),
+    }
+    .filter(|p| !((scheme == "http" && *p == 80) || (scheme == "https" && *p == 443)));
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = r
+        .path
+        .as_ref()
+        .map_or_else(|| path.to_string(), |m| m.apply(matched, path));
+    let mut out = format!("{scheme}://{hostname}");
+    if let Some(p) = port {
+        out.push_str(&format!(":{p}"));
+    }
+    out.push_str(&path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 /// The next connection of a listener, without Nagle's delay, with its peer's and its own
@@ -947,7 +1108,9 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
                 vec![crate::routes::Route {
                     host: crate::routes::HostMatch::Exact("a.example.com".into()),
                     path: crate::routes::PathMatch::Prefix(String::new()),
-                    backend,
+                    when: Default::default(),
+                    action: Action::to(backend),
+                    created: None,
                     source: crate::routes::Source {
                         kind: "Ingress",
                         object: podnet_model::NsName::new("default", "i"),

@@ -74,7 +74,7 @@ fn every_scenario_routes_as_upstream_expects() {
                 .unwrap_or("10.0.0.1");
             let path = req["path"].as_str().unwrap();
             let got = t.serve(host, path).map(|s| match s {
-                Served::Route(r) => r.backend.service.clone(),
+                Served::Route(r) => r.backends().next().unwrap().service.clone(),
                 Served::Default(b, _) => b.service.clone(),
             });
             match s["expect"]["status"].as_i64() {

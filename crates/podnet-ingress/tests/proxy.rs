@@ -104,7 +104,9 @@ fn route(host: Option<&str>, path: PathMatch, svc: &str, i: usize) -> Route {
     Route {
         host: HostMatch::of(host),
         path,
-        backend: backend_of(svc),
+        when: Default::default(),
+        action: podnet_ingress::routes::Action::to(backend_of(svc)),
+        created: None,
         source: Source {
             kind: "Ingress",
             object: NsName::new("default", "t"),

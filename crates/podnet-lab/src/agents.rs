@@ -15,6 +15,7 @@ use podnet_node::dataplane::NodeDataplane;
 
 use crate::plan::{LabPlan, PodPlan, API_PORT, UPLINK};
 use crate::{lab_dir, LabError, LabState};
+use podnet_model::NsName;
 
 /// Where the agents keep their state, logs, kubeconfig and the cluster's settings.
 pub fn dir(lab: &str) -> PathBuf {
@@ -144,6 +145,59 @@ fn ingress_pending(lab: &str, st: &LabState) -> Vec<String> {
         .collect()
 }
 
+/// The command line of a Gateway's proxy pod: `podnet gateway watch` against the lab's API,
+/// recording what it serves for `lab up` and `lab apply` to wait on.
+pub fn gateway_command(exe: &Path, lab: &str, pod: &PodPlan, gateway: &NsName) -> Command {
+    let d = dir(lab);
+    let mut cmd = Command::new(exe);
+    cmd.args(["gateway", "watch"])
+        .arg("--kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .arg("--config")
+        .arg(d.join("config.json"))
+        .arg("--gateway")
+        .arg(gateway.to_string())
+        .arg("--served")
+        .arg(served_gateway_file(lab, pod));
+    cmd
+}
+
+/// Where a Gateway's proxy pod records what it serves.
+fn served_gateway_file(lab: &str, pod: &PodPlan) -> PathBuf {
+    dir(lab).join(format!("gateway-{}-{}.json", pod.namespace, pod.name))
+}
+
+/// Keeps a Gateway's proxy running inside its pod's namespace, until stopped (the pod goes).
+/// Its output goes to `gateway-<namespace>-<pod>.log`.
+pub fn supervise_gateway(exe: PathBuf, lab: &str, pod: &PodPlan, gateway: &NsName) -> Supervised {
+    let log = dir(lab).join(format!("gateway-{}-{}.log", pod.namespace, pod.name));
+    let (lab, pod2, gw) = (lab.to_string(), pod.clone(), gateway.clone());
+    keep_running(
+        format!("the proxy of Gateway {gateway} in {}", pod.key()),
+        pod.netns.clone(),
+        log,
+        move || gateway_command(&exe, &lab, &pod2, &gw),
+    )
+}
+
+/// The Gateways' proxy pods that do not serve yet what the lab computed.
+fn gateway_pending(lab: &str, st: &LabState) -> Vec<String> {
+    st.plan
+        .pods
+        .iter()
+        .filter_map(|p| Some((p, p.gateway.as_ref()?)))
+        .filter(|(p, g)| {
+            let want = st.gateways.get(&g.to_string());
+            std::fs::read(served_gateway_file(lab, p))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .as_ref()
+                != want
+        })
+        .map(|(p, _)| format!("gateway-{}-{}", p.namespace, p.name))
+        .collect()
+}
+
 /// Where a DNS pod's server records the zone it serves.
 fn served_zone_file(lab: &str, pod: &PodPlan) -> PathBuf {
     dir(lab).join(format!("dns-{}-{}.zone.json", pod.namespace, pod.name))
@@ -159,7 +213,7 @@ pub fn is_agent_of(pid: i32, lab: &str) -> bool {
     let kubeconfig = dir(lab).join("kubeconfig");
     matches!(
         args.get(1),
-        Some(&b"agent") | Some(&b"dns") | Some(&b"ingress")
+        Some(&b"agent") | Some(&b"dns") | Some(&b"ingress") | Some(&b"gateway")
     ) && args.windows(2).any(|w| {
         w[0] == b"--kubeconfig" && Path::new(std::str::from_utf8(w[1]).unwrap_or("")) == kubeconfig
     })
@@ -312,6 +366,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
             Vec::new()
         };
         dns.append(&mut ingress_pending(lab, st));
+        dns.append(&mut gateway_pending(lab, st));
         if pending.is_empty() && dns.is_empty() {
             break;
         }

@@ -513,6 +513,8 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             health_checks: Vec::new(),
             dns: None,
             ingress: None,
+            gateways: BTreeMap::new(),
+            gateway_meta: BTreeMap::new(),
             api: Vec::new(),
             agents: false,
             expected: BTreeMap::new(),

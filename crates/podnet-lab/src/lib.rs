@@ -141,6 +141,14 @@ pub struct LabState {
     /// lab has them.
     #[serde(default)]
     pub ingress: Option<serde_json::Value>,
+    /// What each Gateway's proxy pods serve (`podnet gateway watch --served`), by Gateway.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, serde_json::Value>,
+    /// The creation time and generation the lab's API gives each Gateway API object (the API
+    /// server's part: a route's age orders ties; status names the generation it observed),
+    /// by `Kind/namespace/name`.
+    #[serde(default)]
+    pub gateway_meta: BTreeMap<String, ObjectStamp>,
     /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]).
     #[serde(default)]
     pub api: Vec<serde_json::Value>,
@@ -151,6 +159,77 @@ pub struct LabState {
     /// With agents: what each node must come to hold (the lab waits for it).
     #[serde(skip)]
     pub expected: BTreeMap<String, NodeDataplane>,
+}
+
+/// What the API server stamps on an object: when it was created, and its spec's generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectStamp {
+    pub created: String,
+    pub generation: i64,
+    pub spec: serde_json::Value,
+}
+
+/// Gives each Gateway API object its creation time (kept from the first time the lab saw it)
+/// and generation (one more each time its spec changes), as the API server would.
+fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let now = k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stamp = |kind: &str, meta: &mut ObjectMeta, spec: serde_json::Value| {
+        let key = format!(
+            "{kind}/{}/{}",
+            meta.namespace.as_deref().unwrap_or(""),
+            meta.name.as_deref().unwrap_or("")
+        );
+        let e = st
+            .gateway_meta
+            .entry(key.clone())
+            .or_insert_with(|| ObjectStamp {
+                created: now.clone(),
+                generation: 1,
+                spec: spec.clone(),
+            });
+        if e.spec != spec {
+            e.generation += 1;
+            e.spec = spec;
+        }
+        meta.generation = Some(e.generation);
+        meta.creation_timestamp = e.created.parse().ok().map(Time);
+        seen.insert(key);
+    };
+    let json = |v: &dyn erased::Spec| v.json();
+    for o in &mut c.gateway_classes {
+        let spec = json(&o.obj.spec);
+        stamp("GatewayClass", &mut o.obj.metadata, spec);
+    }
+    for o in &mut c.gateways {
+        let spec = json(&o.obj.spec);
+        stamp("Gateway", &mut o.obj.metadata, spec);
+    }
+    for o in &mut c.http_routes {
+        let spec = json(&o.obj.spec);
+        stamp("HTTPRoute", &mut o.obj.metadata, spec);
+    }
+    for o in &mut c.reference_grants {
+        let spec = json(&o.obj.spec);
+        stamp("ReferenceGrant", &mut o.obj.metadata, spec);
+    }
+    st.gateway_meta.retain(|k, _| seen.contains(k));
+}
+
+mod erased {
+    /// A spec, as JSON.
+    pub trait Spec {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Spec for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
 }
 
 impl LabState {
@@ -262,6 +341,8 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path, agents: bool) -> Result<LabSt
         health_checks: Vec::new(),
         dns: None,
         ingress: None,
+        gateways: BTreeMap::new(),
+        gateway_meta: BTreeMap::new(),
         api: Vec::new(),
         agents,
         expected: BTreeMap::new(),
@@ -400,6 +481,24 @@ pub fn program_nodes(
 ) -> Result<(), LabError> {
     let mut c = cluster.clone();
     c.set_pod_ips(&actual_ips(st));
+    stamp_gateway_objects(st, &mut c);
+    // What each Gateway's proxy will serve: the same function over the same objects.
+    let gateways = podnet_gateway::compute(&c);
+    st.gateways = st
+        .plan
+        .pods
+        .iter()
+        .filter_map(|p| p.gateway.clone())
+        .map(|g| {
+            let summary = gateways
+                .configs
+                .get(&g)
+                .cloned()
+                .unwrap_or_default()
+                .summary();
+            (g.to_string(), summary)
+        })
+        .collect();
     // The DNS zone from the same endpoints; the DNS pods load it when the servers reload.
     st.dns = Some(podnet_model::dns::DnsZone::from_cluster(&c).to_stored());
     // What the Ingress controller will serve: the same function over the same objects.

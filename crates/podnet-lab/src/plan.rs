@@ -80,6 +80,10 @@ pub struct PodPlan {
     /// here.
     #[serde(default)]
     pub ingress_controller: bool,
+    /// One of a Gateway's proxy pods: the lab runs `podnet gateway watch` for that Gateway
+    /// here.
+    #[serde(default)]
+    pub gateway: Option<NsName>,
     /// The `SERVICE_NAME` and `INGRESS_NAME` environment variables of the pod's containers,
     /// which the test servers report (as upstream's conformance echo server does).
     #[serde(default)]
@@ -258,6 +262,7 @@ impl LabPlan {
                     ready: pod.ready,
                     dns_server: podnet_model::dns::is_builtin_dns_pod(cluster, pod),
                     ingress_controller: podnet_model::edge::is_builtin_ingress_pod(cluster, pod),
+                    gateway: podnet_model::gateway::gateway_of_pod(cluster, pod),
                     echo_env: pod
                         .spec
                         .containers

@@ -46,8 +46,20 @@ pub const EDGE_KINDS: [&str; 5] = [
     "Secret",
 ];
 
+/// The kinds a Gateway's routes are kept from.
+pub const GATEWAY_KINDS: [&str; 8] = [
+    "Namespace",
+    "Service",
+    "EndpointSlice",
+    "Secret",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+];
+
 /// Every kind the model takes.
-pub const ALL_KINDS: [&str; 9] = [
+pub const ALL_KINDS: [&str; 13] = [
     "Namespace",
     "Node",
     "Pod",
@@ -57,6 +69,10 @@ pub const ALL_KINDS: [&str; 9] = [
     "Ingress",
     "IngressClass",
     "Secret",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
 ];
 
 /// What the API server sets on every object and the model has no use for.
@@ -129,6 +145,8 @@ pub enum Changed {
     Ingress(NsName),
     IngressClass(String),
     Secret(NsName),
+    /// A Gateway API object (GatewayClass, Gateway, HTTPRoute, ReferenceGrant).
+    Gateway(NsName),
     /// The nodes: one came, went, or changed its podCIDR, address or labels.
     Nodes,
 }
@@ -184,6 +202,10 @@ impl ApiModel {
                 ingresses: Vec::new(),
                 ingress_classes: Vec::new(),
                 secrets: Vec::new(),
+                gateway_classes: Vec::new(),
+                gateways: Vec::new(),
+                http_routes: Vec::new(),
+                reference_grants: Vec::new(),
                 warnings: Vec::new(),
                 user_slices: Vec::new(),
             },
@@ -289,25 +311,31 @@ impl ApiModel {
                 let had = remove_sorted(&mut self.cluster.network_policies, &ns, policy_key);
                 changed_if(had, Changed::NetworkPolicy(ns))
             }
-            "Ingress" => {
-                let had = remove_sorted(&mut self.cluster.ingresses, &ns, |o| {
-                    meta_key(&o.obj.metadata)
-                });
-                changed_if(had, Changed::Ingress(ns))
+            kind => {
+                // The kinds the model keeps as they were written: one list each.
+                macro_rules! kept {
+                    ($($k:literal => $list:ident, $changed:expr;)*) => {
+                        match kind {
+                            $($k => {
+                                let had = remove_sorted(&mut self.cluster.$list, &ns, |o| {
+                                    meta_key(&o.obj.metadata)
+                                });
+                                changed_if(had, $changed)
+                            })*
+                            _ => Vec::new(),
+                        }
+                    };
+                }
+                kept!(
+                    "Ingress" => ingresses, Changed::Ingress(ns);
+                    "IngressClass" => ingress_classes, Changed::IngressClass(key.name.clone());
+                    "Secret" => secrets, Changed::Secret(ns);
+                    "GatewayClass" => gateway_classes, Changed::Gateway(ns);
+                    "Gateway" => gateways, Changed::Gateway(ns);
+                    "HTTPRoute" => http_routes, Changed::Gateway(ns);
+                    "ReferenceGrant" => reference_grants, Changed::Gateway(ns);
+                )
             }
-            "IngressClass" => {
-                let had = remove_sorted(&mut self.cluster.ingress_classes, &ns, |o| {
-                    meta_key(&o.obj.metadata)
-                });
-                changed_if(had, Changed::IngressClass(key.name.clone()))
-            }
-            "Secret" => {
-                let had = remove_sorted(&mut self.cluster.secrets, &ns, |o| {
-                    meta_key(&o.obj.metadata)
-                });
-                changed_if(had, Changed::Secret(ns))
-            }
-            _ => Vec::new(),
         }
     }
 
@@ -390,34 +418,34 @@ impl ApiModel {
                 ),
                 Changed::NetworkPolicy(ns),
             ),
-            Object::Ingress(i) => changed_if(
-                put_sorted_by(
-                    &mut self.cluster.ingresses,
-                    i,
-                    |o| meta_key(&o.obj.metadata),
-                    |a, b| a.obj == b.obj,
-                ),
-                Changed::Ingress(ns),
-            ),
-            Object::IngressClass(c) => changed_if(
-                put_sorted_by(
-                    &mut self.cluster.ingress_classes,
-                    c,
-                    |o| meta_key(&o.obj.metadata),
-                    |a, b| a.obj == b.obj,
-                ),
-                Changed::IngressClass(key.name.clone()),
-            ),
-            Object::Secret(x) => changed_if(
-                put_sorted_by(
-                    &mut self.cluster.secrets,
-                    x,
-                    |o| meta_key(&o.obj.metadata),
-                    |a, b| a.obj == b.obj,
-                ),
-                Changed::Secret(ns),
-            ),
-            _ => Vec::new(),
+            o => {
+                // The kinds the model keeps as they were written: one list each.
+                macro_rules! kept {
+                    ($($v:ident => $list:ident, $changed:expr;)*) => {
+                        match o {
+                            $(Object::$v(x) => changed_if(
+                                put_sorted_by(
+                                    &mut self.cluster.$list,
+                                    x,
+                                    |o| meta_key(&o.obj.metadata),
+                                    |a, b| a.obj == b.obj,
+                                ),
+                                $changed,
+                            ),)*
+                            _ => Vec::new(),
+                        }
+                    };
+                }
+                kept!(
+                    Ingress => ingresses, Changed::Ingress(ns);
+                    IngressClass => ingress_classes, Changed::IngressClass(key.name.clone());
+                    Secret => secrets, Changed::Secret(ns);
+                    GatewayClass => gateway_classes, Changed::Gateway(ns);
+                    Gateway => gateways, Changed::Gateway(ns);
+                    HTTPRoute => http_routes, Changed::Gateway(ns);
+                    ReferenceGrant => reference_grants, Changed::Gateway(ns);
+                )
+            }
         })
     }
 }
@@ -566,7 +594,15 @@ fn remove_sorted<T>(v: &mut Vec<T>, k: &NsName, key: impl Fn(&T) -> NsName) -> b
 fn decode_one(key: &ApiKey, o: &Value) -> Result<Object, ModelError> {
     let mut v = o.clone();
     if let Some(meta) = v["metadata"].as_object_mut() {
+        // The Gateway API's kinds keep their generation (status says which one it observed)
+        // and creation time (the oldest route wins a tie).
+        let gateway = key.kind.starts_with("Gateway")
+            || key.kind == "HTTPRoute"
+            || key.kind == "ReferenceGrant";
         for f in SERVER_FIELDS {
+            if gateway && (f == "generation" || f == "creationTimestamp") {
+                continue;
+            }
             meta.remove(f);
         }
     }

@@ -101,6 +101,73 @@ pub fn build_with(
             }
         }
     }
+    // Each Gateway of podnet's class: its proxy's Deployment and Service (and the class,
+    // when the manifests have Gateways and no class of that name).
+    let has_gateways = objects.iter().any(|o| matches!(o, Object::Gateway(_)));
+    if has_gateways
+        && !objects.iter().any(|o| {
+            matches!(o, Object::GatewayClass(_))
+                && meta_of(o).and_then(|m| m.name.as_deref()) == Some(crate::gateway::GATEWAY_CLASS)
+        })
+    {
+        let docs = crate::source::parse_documents(
+            "<podnet: GatewayClass>",
+            &crate::gateway::class_manifest(),
+        )
+        .expect("the built-in GatewayClass parses");
+        decode_into(&docs, &mut objects, &mut diags);
+    }
+    let ours: Vec<String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::GatewayClass(c)
+                if c.obj.spec.controller_name == crate::gateway::GATEWAY_CONTROLLER =>
+            {
+                c.obj.metadata.name.clone()
+            }
+            _ => None,
+        })
+        .collect();
+    let mut gateway_infra = Vec::new();
+    let infra_docs: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Gateway(g) if ours.contains(&g.obj.spec.gateway_class_name) => Some(g),
+            _ => None,
+        })
+        .map(|g| {
+            let mut g = g.obj.clone();
+            if g.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+                g.metadata.namespace = Some("default".into());
+            }
+            gateway_infra.push(crate::gateway::infra_name(&crate::gateway::key(&g)));
+            crate::source::parse_documents(
+                "<podnet: a Gateway's proxy>",
+                &crate::gateway::infra_manifests(&g),
+            )
+            .expect("a Gateway's proxy's manifests parse")
+        })
+        .collect();
+    if !infra_docs.is_empty() {
+        for docs in infra_docs {
+            decode_into(&docs, &mut objects, &mut diags);
+        }
+        if !objects.iter().any(|o| {
+            matches!(o, Object::Namespace(_))
+                && meta_of(o).and_then(|m| m.name.as_deref())
+                    == Some(crate::gateway::GATEWAY_NAMESPACE)
+        }) {
+            let docs = crate::source::parse_documents(
+                "<podnet: Gateway proxies>",
+                &format!(
+                    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+                    crate::gateway::GATEWAY_NAMESPACE
+                ),
+            )
+            .expect("a Namespace parses");
+            decode_into(&docs, &mut objects, &mut diags);
+        }
+    }
     normalize(&mut objects);
     check_all(&objects, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
@@ -126,6 +193,7 @@ pub fn build_with(
             || (builtin_ingress
                 && s.namespace == crate::edge::INGRESS_NAMESPACE
                 && s.name == crate::edge::INGRESS_SERVICE)
+            || (s.namespace == crate::gateway::GATEWAY_NAMESPACE && gateway_infra.contains(&s.name))
         {
             s.builtin = true;
         }
@@ -140,6 +208,10 @@ pub fn build_with(
         ingresses: of_kind!(objects, Ingress).cloned().collect(),
         ingress_classes: of_kind!(objects, IngressClass).cloned().collect(),
         secrets: of_kind!(objects, Secret).cloned().collect(),
+        gateway_classes: of_kind!(objects, GatewayClass).cloned().collect(),
+        gateways: of_kind!(objects, Gateway).cloned().collect(),
+        http_routes: of_kind!(objects, HTTPRoute).cloned().collect(),
+        reference_grants: of_kind!(objects, ReferenceGrant).cloned().collect(),
         warnings: Vec::new(),
         user_slices,
     };
@@ -201,6 +273,10 @@ pub(crate) fn kind_of(o: &Object) -> &'static str {
         Object::Ingress(_) => "Ingress",
         Object::IngressClass(_) => "IngressClass",
         Object::Secret(_) => "Secret",
+        Object::GatewayClass(_) => "GatewayClass",
+        Object::Gateway(_) => "Gateway",
+        Object::HTTPRoute(_) => "HTTPRoute",
+        Object::ReferenceGrant(_) => "ReferenceGrant",
         Object::ClusterConfig(_) => "ClusterConfig",
     }
 }
@@ -224,6 +300,10 @@ fn start_of(o: &Object) -> Location {
         Ingress,
         IngressClass,
         Secret,
+        GatewayClass,
+        Gateway,
+        HTTPRoute,
+        ReferenceGrant,
         ClusterConfig
     )
 }
@@ -299,6 +379,10 @@ fn normalize(objects: &mut [Object]) {
             Object::Ingress(x) => &mut x.obj.metadata,
             Object::IngressClass(x) => &mut x.obj.metadata,
             Object::Secret(x) => &mut x.obj.metadata,
+            Object::GatewayClass(x) => &mut x.obj.metadata,
+            Object::Gateway(x) => &mut x.obj.metadata,
+            Object::HTTPRoute(x) => &mut x.obj.metadata,
+            Object::ReferenceGrant(x) => &mut x.obj.metadata,
             Object::ClusterConfig(_) => continue,
         };
         if is_namespaced(kind) {

@@ -32,6 +32,8 @@ pub mod diag;
 pub mod dns;
 pub mod edge;
 pub mod endpoints;
+pub mod gateway;
+pub mod gateway_api;
 pub mod model;
 pub mod names;
 pub mod netpol;

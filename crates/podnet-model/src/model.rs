@@ -343,6 +343,10 @@ pub struct Cluster {
     pub ingress_classes:
         Vec<crate::objects::Sourced<k8s_openapi::api::networking::v1::IngressClass>>,
     pub secrets: Vec<crate::objects::Sourced<k8s_openapi::api::core::v1::Secret>>,
+    pub gateway_classes: Vec<crate::objects::Sourced<crate::gateway_api::GatewayClass>>,
+    pub gateways: Vec<crate::objects::Sourced<crate::gateway_api::Gateway>>,
+    pub http_routes: Vec<crate::objects::Sourced<crate::gateway_api::HTTPRoute>>,
+    pub reference_grants: Vec<crate::objects::Sourced<crate::gateway_api::ReferenceGrant>>,
     /// Warnings found while building.
     pub warnings: Vec<crate::diag::Diagnostic>,
     /// Inputs endpoints are recomputed from when pod IPs change.

@@ -51,6 +51,10 @@ pub enum Object {
     Ingress(Sourced<Ingress>),
     IngressClass(Sourced<IngressClass>),
     Secret(Sourced<Secret>),
+    GatewayClass(Sourced<crate::gateway_api::GatewayClass>),
+    Gateway(Sourced<crate::gateway_api::Gateway>),
+    HTTPRoute(Sourced<crate::gateway_api::HTTPRoute>),
+    ReferenceGrant(Sourced<crate::gateway_api::ReferenceGrant>),
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
 
@@ -70,6 +74,10 @@ const KINDS: &[(&str, &str, bool)] = &[
     ("NetworkPolicy", "networking.k8s.io/v1", true),
     ("Ingress", "networking.k8s.io/v1", true),
     ("IngressClass", "networking.k8s.io/v1", false),
+    ("GatewayClass", crate::gateway_api::API_VERSION, false),
+    ("Gateway", crate::gateway_api::API_VERSION, true),
+    ("HTTPRoute", crate::gateway_api::API_VERSION, true),
+    ("ReferenceGrant", crate::gateway_api::API_VERSION, true),
     ("ClusterConfig", crate::config::CONFIG_API_VERSION, false),
 ];
 
@@ -175,6 +183,10 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         "NetworkPolicy" => Object::NetworkPolicy(s!(typed(v, &index, &oref)?)),
         "Ingress" => Object::Ingress(s!(typed(v, &index, &oref)?)),
         "IngressClass" => Object::IngressClass(s!(typed(v, &index, &oref)?)),
+        "GatewayClass" => Object::GatewayClass(s!(typed(v, &index, &oref)?)),
+        "Gateway" => Object::Gateway(s!(typed(v, &index, &oref)?)),
+        "HTTPRoute" => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
+        "ReferenceGrant" => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
         "ClusterConfig" => {
             let c: ClusterConfigDoc = typed(v, &index, &oref)?;
             Object::ClusterConfig(s!(c))
@@ -272,6 +284,10 @@ pub fn meta_of(o: &Object) -> Option<&ObjectMeta> {
         Object::Ingress(x) => &x.obj.metadata,
         Object::IngressClass(x) => &x.obj.metadata,
         Object::Secret(x) => &x.obj.metadata,
+        Object::GatewayClass(x) => &x.obj.metadata,
+        Object::Gateway(x) => &x.obj.metadata,
+        Object::HTTPRoute(x) => &x.obj.metadata,
+        Object::ReferenceGrant(x) => &x.obj.metadata,
         Object::ClusterConfig(_) => return None,
     })
 }

@@ -50,6 +50,23 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
 }
 
 /// RFC 1035 label: like an RFC 1123 label, but starting with a letter. Service names use it.
+/// A hostname as Ingress rules and the Gateway API take it: a DNS-1123 subdomain, optionally
+/// after `*.` (one wildcard label); no IP address.
+pub fn wildcard_hostname(s: &str) -> Result<(), String> {
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    dns1123_subdomain(name).map_err(|e| {
+        format!(
+            "Invalid value: {s:?}: a hostname is a DNS-1123 subdomain, optionally after '*.' ({e})"
+        )
+    })?;
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "Invalid value: {s:?}: must be a DNS name, not an IP address"
+        ));
+    }
+    Ok(())
+}
+
 pub fn dns1035_label(s: &str) -> Result<(), String> {
     const WHAT: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123')";
     if s.is_empty() || s.len() > DNS1123_LABEL_MAX {

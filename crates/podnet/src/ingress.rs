@@ -13,7 +13,7 @@ use podnet_ingress::server::{Edge, Settings};
 use crate::{ClusterArgs, IngressCommand};
 
 /// Writes the summary of what is served, atomically, when asked to.
-fn record(served: &Option<PathBuf>, config: &EdgeConfig) -> Result<()> {
+pub(crate) fn record(served: &Option<PathBuf>, config: &EdgeConfig) -> Result<()> {
     let Some(path) = served else { return Ok(()) };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&config.summary())?)
@@ -21,7 +21,7 @@ fn record(served: &Option<PathBuf>, config: &EdgeConfig) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn warn_new(old: &[String], new: &EdgeConfig) {
+pub(crate) fn warn_new(old: &[String], new: &EdgeConfig) {
     for w in new.warnings.iter().filter(|w| !old.contains(w)) {
         eprintln!("warning: {w}");
     }

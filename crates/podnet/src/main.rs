@@ -10,6 +10,7 @@ use podnet_model::{ConfigOverrides, IpRange, PortRange};
 mod agent;
 mod dns;
 mod explain;
+mod gateway;
 mod ingress;
 mod lab;
 mod load;
@@ -41,6 +42,9 @@ enum Command {
     /// The Ingress controller: podnet's HTTP(S) edge proxy.
     #[command(subcommand)]
     Ingress(IngressCommand),
+    /// Gateway API: one Gateway's proxy (podnet's HTTP(S) edge proxy).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// The node agent: watch the Kubernetes API and make this node hold its dataplane (needs
     /// root).
     Agent(AgentArgs),
@@ -167,6 +171,55 @@ enum IngressCommand {
         /// Without it, statuses are left alone (the lab's API computes them itself).
         #[arg(long, value_name = "NAMESPACE/NAME")]
         publish_service: Option<String>,
+        /// No JSON access log on stdout.
+        #[arg(long)]
+        no_access_log: bool,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+/// Where the Kubernetes API is, and the cluster's settings.
+#[derive(Args)]
+struct ApiArgs {
+    /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+    /// account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The cluster's settings as JSON (podnet's ClusterConfig fields); flags override them.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Serve one Gateway of podnet's class (GatewayClass controller `podnet.dev/gateway`) of
+    /// the cluster the Kubernetes API describes, following its changes: the Gateway's proxy,
+    /// as its Deployment in `podnet-system` runs it. Listens on each listener's port.
+    Watch {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The Gateway: NAMESPACE/NAME.
+        #[arg(long)]
+        gateway: String,
+        /// The address the listeners' ports are opened on.
+        #[arg(long, default_value = "0.0.0.0")]
+        address: std::net::IpAddr,
+        /// /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:10255")]
+        admin: std::net::SocketAddr,
+        /// Write what is served (ports, listeners, routes, endpoints) as JSON to this file
+        /// each time it changes, for whoever waits on it.
+        #[arg(long, value_name = "FILE")]
+        served: Option<PathBuf>,
+        /// Write the status of the Gateway, its GatewayClass and the HTTPRoutes attached to it
+        /// (their entries for this Gateway) to the API. Without it, statuses are left alone
+        /// (the lab's API computes them itself).
+        #[arg(long)]
+        write_status: bool,
         /// No JSON access log on stdout.
         #[arg(long)]
         no_access_log: bool,
@@ -376,6 +429,7 @@ fn main() -> ExitCode {
         Command::Lab(l) => lab::run(l),
         Command::Dns(d) => dns::run(d),
         Command::Ingress(i) => ingress::run(i),
+        Command::Gateway(g) => gateway::run(g),
         Command::Agent(a) => agent::run(a),
     };
     match result {

@@ -316,8 +316,8 @@ pub fn ingress_tables(
                 host,
                 path,
                 kind.into(),
-                describe(&r.backend),
-                endpoints(&r.backend),
+                r.backends().next().map(describe).unwrap_or_default(),
+                r.backends().next().map(endpoints).unwrap_or_default(),
                 tls.into(),
                 r.source.object.to_string(),
             ]

@@ -132,12 +132,15 @@ impl Running {
                     _,
                     PodServers::Dns(_) | PodServers::DnsProcess(_) | PodServers::IngressProcess(_),
                 )) => {}
-                None if p.ingress_controller => {
+                None if p.ingress_controller || p.gateway.is_some() => {
                     let exe = std::env::current_exe().map_err(|source| LabError::Io {
                         what: "the podnet binary".into(),
                         source,
                     })?;
-                    let s = crate::agents::supervise_ingress(exe, &st.plan.name, p);
+                    let s = match &p.gateway {
+                        Some(g) => crate::agents::supervise_gateway(exe, &st.plan.name, p, g),
+                        None => crate::agents::supervise_ingress(exe, &st.plan.name, p),
+                    };
                     self.pods
                         .insert(k, (identity(p), PodServers::IngressProcess(s)));
                 }

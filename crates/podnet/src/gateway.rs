@@ -1,0 +1,302 @@
+//! `podnet gateway watch`: one Gateway's proxy (podnet's edge proxy) following the Kubernetes
+//! API, as the lab's Gateway pods and a cluster's per-Gateway Deployments run it. It listens
+//! on each port of the Gateway's listeners (opened and closed as the listeners change).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use podnet_ingress::edge::EdgeConfig;
+use podnet_ingress::server::{Edge, Settings};
+use podnet_model::NsName;
+
+use crate::ingress::{record, warn_new};
+use crate::GatewayCommand;
+
+/// The listening sockets: one task per port, HTTP or HTTPS.
+#[derive(Default)]
+struct Ports {
+    open: BTreeMap<u16, (bool, tokio::task::JoinHandle<()>)>,
+}
+
+impl Ports {
+    /// Opens the ports the configuration has and closes the others.
+    async fn follow(&mut self, edge: &Arc<Edge>, config: &EdgeConfig, ip: std::net::IpAddr) {
+        let stale: Vec<u16> = self
+            .open
+            .iter()
+            .filter(|(p, (tls, _))| config.ports.get(p).is_none_or(|c| c.tls != *tls))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            if let Some((_, task)) = self.open.remove(&p) {
+                task.abort();
+                eprintln!("closed port {p}");
+            }
+        }
+        for (port, c) in &config.ports {
+            if self.open.contains_key(port) {
+                continue;
+            }
+            let at = std::net::SocketAddr::new(ip, *port);
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => {
+                    let task = if c.tls {
+                        tokio::spawn(edge.clone().serve_https(l))
+                    } else {
+                        tokio::spawn(edge.clone().serve_http(l))
+                    };
+                    eprintln!(
+                        "listening on {at} ({})",
+                        if c.tls { "HTTPS" } else { "HTTP" }
+                    );
+                    self.open.insert(*port, (c.tls, task));
+                }
+                Err(e) => eprintln!("warning: binding {at}: {e}"),
+            }
+        }
+    }
+}
+
+pub fn run(cmd: GatewayCommand) -> Result<ExitCode> {
+    let GatewayCommand::Watch {
+        api,
+        gateway,
+        address,
+        admin,
+        served,
+        write_status,
+        no_access_log,
+        threads,
+    } = cmd;
+    let gateway = match gateway.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => NsName::new(ns, name),
+        _ => anyhow::bail!("--gateway {gateway:?}: NAMESPACE/NAME"),
+    };
+    let overrides = crate::agent::overrides(api.config.as_deref(), &api.cluster)?;
+    let rt = podnet_ingress::server::runtime(threads)?;
+    rt.block_on(async move {
+        let edge = Edge::new(Settings {
+            access_log: !no_access_log,
+            ..Settings::default()
+        })?;
+        let la = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("binding {admin}"))?;
+        tokio::spawn(edge.clone().serve_admin(la));
+        eprintln!("listing and watching the Kubernetes API for Gateway {gateway}");
+        let client = crate::agent::client(api.kubeconfig.as_deref()).await?;
+        let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
+        let mut model = podnet_model::ApiModel::new(&overrides)?;
+        let mut watch = podnet_agent::watch::ClusterWatch::start_kinds(
+            &client,
+            &podnet_model::api::GATEWAY_KINDS,
+            metrics,
+        );
+        let first = watch
+            .until_ready(&mut model)
+            .await
+            .context("the API's watches ended before their first list")?;
+        for (key, why) in &first.refused {
+            eprintln!("left out {key}: {why}");
+        }
+        let mut ports = Ports::default();
+        let mut warnings: Vec<String> = Vec::new();
+        let mut oldest = None;
+        loop {
+            let start = Instant::now();
+            let computed = podnet_gateway::compute(model.cluster());
+            let config = computed.configs.get(&gateway).cloned().unwrap_or_default();
+            if !computed.configs.contains_key(&gateway) {
+                eprintln!("Gateway {gateway} is not one of podnet's (yet): serving nothing");
+            }
+            warn_new(&warnings, &config);
+            warnings = config.warnings.clone();
+            edge.set(config.clone());
+            ports.follow(&edge, &config, address).await;
+            let routes: usize = config
+                .ports
+                .values()
+                .flat_map(|p| &p.listeners)
+                .map(|l| l.table.routes().len())
+                .sum();
+            eprintln!(
+                "serving {routes} routes on {} ports, {:.1} ms after the event",
+                config.ports.len(),
+                oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
+            );
+            record(&served, &config)?;
+            if write_status {
+                status::write(&client, model.cluster(), &computed, &gateway).await;
+            }
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            loop {
+                tokio::select! {
+                    round = watch.next(&mut model) => {
+                        let round = round.context("the API's watches ended")?;
+                        for (key, why) in &round.refused {
+                            eprintln!("left out {key}: {why}");
+                        }
+                        if round.changed.is_empty() {
+                            continue;
+                        }
+                        oldest = round.oldest;
+                        break;
+                    }
+                    _ = term.recv() => return anyhow::Ok(()),
+                    _ = tokio::signal::ctrl_c() => return anyhow::Ok(()),
+                }
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writing status on a cluster: the Gateway's, its class's, and each HTTPRoute's entries for
+/// this Gateway (other controllers' and other Gateways' entries are kept).
+mod status {
+    use podnet_model::gateway_api::{Gateway, GatewayClass, HTTPRoute, GROUP};
+    use podnet_model::{Cluster, NsName};
+
+    fn api(
+        client: &kube::Client,
+        kind: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> kube::Api<kube::api::DynamicObject> {
+        let gvk = kube::api::GroupVersionKind::gvk(GROUP, "v1", kind);
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+        match ns {
+            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
+            None => kube::Api::all_with(client.clone(), &ar),
+        }
+    }
+
+    async fn patch(
+        api: kube::Api<kube::api::DynamicObject>,
+        name: &str,
+        status: serde_json::Value,
+        what: &str,
+    ) {
+        let body = serde_json::json!({ "status": status });
+        if let Err(e) = api
+            .patch_status(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&body),
+            )
+            .await
+        {
+            eprintln!("{what}: writing its status: {e}");
+        }
+    }
+
+    pub async fn write(
+        client: &kube::Client,
+        c: &Cluster,
+        computed: &podnet_gateway::Computed,
+        gateway: &NsName,
+    ) {
+        let held = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            NsName::new(
+                m.namespace.as_deref().unwrap_or("default"),
+                m.name.as_deref().unwrap_or_default(),
+            )
+        };
+        let Some(g) = computed
+            .gateways
+            .iter()
+            .find(|g| held(&g.metadata) == *gateway)
+        else {
+            return;
+        };
+        let before: Option<&Gateway> = c
+            .gateways
+            .iter()
+            .map(|x| &x.obj)
+            .find(|x| held(&x.metadata) == *gateway);
+        if before.map(|b| &b.status) != Some(&g.status) {
+            if let Some(st) = &g.status {
+                patch(
+                    api(client, "Gateway", "gateways", Some(&gateway.namespace)),
+                    &gateway.name,
+                    serde_json::to_value(st).unwrap_or_default(),
+                    &format!("Gateway {gateway}"),
+                )
+                .await;
+            }
+        }
+        let class = &g.spec.gateway_class_name;
+        let gc: Option<&GatewayClass> = computed
+            .classes
+            .iter()
+            .find(|x| x.metadata.name.as_ref() == Some(class));
+        let gc_before = c
+            .gateway_classes
+            .iter()
+            .map(|x| &x.obj)
+            .find(|x| x.metadata.name.as_ref() == Some(class));
+        if let (Some(gc), Some(b)) = (gc, gc_before) {
+            if gc.status.is_some() && gc.status != b.status {
+                patch(
+                    api(client, "GatewayClass", "gatewayclasses", None),
+                    class,
+                    serde_json::to_value(&gc.status).unwrap_or_default(),
+                    &format!("GatewayClass {class}"),
+                )
+                .await;
+            }
+        }
+        for r in &computed.routes {
+            let key = held(&r.metadata);
+            let mine = |p: &podnet_model::gateway_api::RouteParentStatus| {
+                p.controller_name == podnet_gateway::CONTROLLER
+                    && NsName::new(
+                        p.parent_ref.namespace.as_deref().unwrap_or(&key.namespace),
+                        &p.parent_ref.name,
+                    ) == *gateway
+            };
+            let want: Vec<_> = r
+                .status
+                .iter()
+                .flat_map(|s| &s.parents)
+                .filter(|p| mine(p))
+                .cloned()
+                .collect();
+            let before: Option<&HTTPRoute> = c
+                .http_routes
+                .iter()
+                .map(|x| &x.obj)
+                .find(|x| held(&x.metadata) == key);
+            let Some(before) = before else { continue };
+            let have: Vec<_> = before
+                .status
+                .iter()
+                .flat_map(|s| &s.parents)
+                .filter(|p| mine(p))
+                .cloned()
+                .collect();
+            if have == want {
+                continue;
+            }
+            let mut parents: Vec<_> = before
+                .status
+                .iter()
+                .flat_map(|s| &s.parents)
+                .filter(|p| !mine(p))
+                .cloned()
+                .collect();
+            parents.extend(want);
+            patch(
+                api(client, "HTTPRoute", "httproutes", Some(&key.namespace)),
+                &key.name,
+                serde_json::json!({ "parents": parents }),
+                &format!("HTTPRoute {key}"),
+            )
+            .await;
+        }
+    }
+}
