@@ -15,21 +15,21 @@ use super::{can_run, ok, root_dir, write_manifest, Lab};
 
 /// What curl saw: status, HTTP version, response headers (lower case), body.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    version: String,
-    headers: BTreeMap<String, String>,
-    body: String,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) version: String,
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
     }
 }
 
 impl Lab {
-    fn kubeconfig(&self) -> String {
+    pub(super) fn kubeconfig(&self) -> String {
         ok(&["lab", "kubeconfig", "--name", &self.name])
             .trim()
             .to_string()
@@ -48,7 +48,7 @@ impl Lab {
     }
 
     /// curl from `external`; `extra` goes before the URL.
-    fn curl(&self, extra: &[&str], url: &str) -> Answer {
+    pub(super) fn curl(&self, extra: &[&str], url: &str) -> Answer {
         let mut cmd = vec![
             "curl",
             "-sS",
@@ -419,7 +419,7 @@ fn the_upstream_ingress_conformance_scenarios_pass_through_the_lab() {
 }
 
 /// A self-signed certificate and key for `names` (the first is the subject).
-fn certificate(dir: &Path, names: &[&str]) -> (String, String) {
+pub(super) fn certificate(dir: &Path, names: &[&str]) -> (String, String) {
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let san = names
         .iter()

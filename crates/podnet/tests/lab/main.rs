@@ -10,6 +10,7 @@ use serde_json::Value;
 mod agent;
 mod api;
 mod dns;
+mod gateway;
 mod ingress;
 mod netpol;
 mod robust;
