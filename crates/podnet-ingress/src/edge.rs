@@ -485,11 +485,38 @@ pub fn route_line(r: &crate::routes::Route) -> String {
                 to.push_str(" +response-headers");
             }
             if let Some(rw) = rewrite {
-                to.push_str(&format!(" +rewrite({rw:?})"));
+                if let Some(h) = &rw.hostname {
+                    to.push_str(&format!(" +host={h}"));
+                }
+                if let Some(p) = &rw.path {
+                    to.push_str(&format!(" +path={}", modifier(p)));
+                }
             }
             to
         }
-        Action::Redirect { redirect, .. } => format!("redirect {redirect:?}"),
+        Action::Redirect { redirect: r, .. } => {
+            let mut to = format!("redirect {}", r.status);
+            if let Some(s) = &r.scheme {
+                to.push_str(&format!(" scheme={s}"));
+            }
+            if let Some(h) = &r.hostname {
+                to.push_str(&format!(" host={h}"));
+            }
+            if let Some(p) = r.port {
+                to.push_str(&format!(" port={p}"));
+            }
+            if let Some(p) = &r.path {
+                to.push_str(&format!(" path={}", modifier(p)));
+            }
+            to
+        }
     };
     format!("{} {path}{when} -> {to}", r.host)
+}
+
+fn modifier(p: &crate::routes::PathModifier) -> String {
+    match p {
+        crate::routes::PathModifier::Full(p) => p.clone(),
+        crate::routes::PathModifier::Prefix(p) => format!("{p}/*"),
+    }
 }

@@ -106,6 +106,11 @@ pub fn ingress_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
     cmd
 }
 
+/// The file a node's agent writes once it programmed the node (and installed the CNI).
+fn node_ready(lab: &str, node: &str) -> PathBuf {
+    dir(lab).join(format!("{node}.ready"))
+}
+
 /// Where an Ingress controller pod records what it serves.
 fn served_ingress_file(lab: &str, pod: &PodPlan) -> PathBuf {
     dir(lab).join(format!("ingress-{}-{}.json", pod.namespace, pod.name))
@@ -114,13 +119,14 @@ fn served_ingress_file(lab: &str, pod: &PodPlan) -> PathBuf {
 /// Keeps an Ingress controller pod's proxy running inside the pod's namespace, until stopped
 /// (the pod goes). Its output (the access log, then what it says) goes to
 /// `ingress-<namespace>-<pod>.log`.
-pub fn supervise_ingress(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
+pub fn supervise_ingress(exe: PathBuf, lab: &str, pod: &PodPlan, agents: bool) -> Supervised {
     let log = dir(lab).join(format!("ingress-{}-{}.log", pod.namespace, pod.name));
     let (lab, pod2) = (lab.to_string(), pod.clone());
     keep_running(
         format!("the Ingress controller of {}", pod.key()),
         pod.netns.clone(),
         log,
+        agents.then(|| node_ready(&lab, &pod.node)),
         move || ingress_command(&exe, &lab, &pod2),
     )
 }
@@ -169,13 +175,20 @@ fn served_gateway_file(lab: &str, pod: &PodPlan) -> PathBuf {
 
 /// Keeps a Gateway's proxy running inside its pod's namespace, until stopped (the pod goes).
 /// Its output goes to `gateway-<namespace>-<pod>.log`.
-pub fn supervise_gateway(exe: PathBuf, lab: &str, pod: &PodPlan, gateway: &NsName) -> Supervised {
+pub fn supervise_gateway(
+    exe: PathBuf,
+    lab: &str,
+    pod: &PodPlan,
+    gateway: &NsName,
+    agents: bool,
+) -> Supervised {
     let log = dir(lab).join(format!("gateway-{}-{}.log", pod.namespace, pod.name));
     let (lab, pod2, gw) = (lab.to_string(), pod.clone(), gateway.clone());
     keep_running(
         format!("the proxy of Gateway {gateway} in {}", pod.key()),
         pod.netns.clone(),
         log,
+        agents.then(|| node_ready(&lab, &pod.node)),
         move || gateway_command(&exe, &lab, &pod2, &gw),
     )
 }
@@ -246,11 +259,19 @@ fn keep_running(
     what: String,
     netns: String,
     log: PathBuf,
+    after: Option<PathBuf>,
     command: impl Fn() -> Command + Send + Sync + 'static,
 ) -> Supervised {
     let s = Supervised::default();
     let me = s.clone();
     std::thread::spawn(move || {
+        // As the kubelet starts no pod before its node's network is ready (the CNI
+        // configuration the agent writes once it programmed the node).
+        if let Some(ready) = &after {
+            while !ready.exists() && !me.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         while !me.stop.load(Ordering::SeqCst) {
             let started = Instant::now();
             let spawned = podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&netns), || {
@@ -299,20 +320,25 @@ fn keep_running(
 /// runs. Its output goes to `<node>.log`.
 pub fn supervise(exe: PathBuf, lab: String, node: String, netns: String) {
     let log = dir(&lab).join(format!("{node}.log"));
-    keep_running(format!("the agent of {node}"), netns, log, move || {
-        command(&exe, &lab, &node)
-    });
+    keep_running(
+        format!("the agent of {node}"),
+        netns,
+        log,
+        None,
+        move || command(&exe, &lab, &node),
+    );
 }
 
 /// Keeps a cluster DNS pod's server running inside the pod's namespace, until stopped (the
 /// pod goes). Its output goes to `dns-<namespace>-<pod>.log`.
-pub fn supervise_dns(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
+pub fn supervise_dns(exe: PathBuf, lab: &str, pod: &PodPlan, agents: bool) -> Supervised {
     let log = dir(lab).join(format!("dns-{}-{}.log", pod.namespace, pod.name));
     let (lab, pod2) = (lab.to_string(), pod.clone());
     keep_running(
         format!("the DNS server of {}", pod.key()),
         pod.netns.clone(),
         log,
+        agents.then(|| node_ready(&lab, &pod.node)),
         move || dns_command(&exe, &lab, &pod2),
     )
 }

@@ -510,19 +510,32 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         output::emit(a.output, &zone, || zone.to_text())?;
         return Ok(ExitCode::SUCCESS);
     }
-    if cluster.ingresses.is_empty() {
-        output::emit(a.output, &cluster.plan(), || output::tables(&cluster))?;
-    } else {
+    let mut plan = serde_json::to_value(cluster.plan())?;
+    let mut text = String::new();
+    if !cluster.ingresses.is_empty() {
         // And the Ingresses: their status (the controller's address) and what the
         // controller serves.
         let edge = podnet_ingress::edge::config(&cluster);
         let ingresses = podnet_ingress::edge::with_status(&cluster);
-        let mut plan = serde_json::to_value(cluster.plan())?;
         plan["ingresses"] = serde_json::to_value(&ingresses)?;
         plan["ingressRoutes"] = edge.summary();
-        output::emit(a.output, &plan, || {
-            output::tables(&cluster) + &output::ingress_tables(&ingresses, &edge)
-        })?;
+        text += &output::ingress_tables(&ingresses, &edge);
     }
+    if !cluster.gateways.is_empty() || !cluster.http_routes.is_empty() {
+        // And the Gateway API's objects with their status (each Gateway's address), and what
+        // each Gateway's proxy serves.
+        let g = podnet_gateway::compute(&cluster);
+        plan["gatewayClasses"] = serde_json::to_value(&g.classes)?;
+        plan["gateways"] = serde_json::to_value(&g.gateways)?;
+        plan["httpRoutes"] = serde_json::to_value(&g.routes)?;
+        plan["gatewayRoutes"] = g
+            .configs
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.summary()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        text += &output::gateway_tables(&g);
+    }
+    output::emit(a.output, &plan, || output::tables(&cluster) + &text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -480,3 +480,115 @@ mod tests {
         assert_eq!(t, "A     BB\nxxx   y\n");
     }
 }
+
+/// The Gateway API's objects, with the status podnet's controller gives them, and what each
+/// of podnet's Gateways serves.
+pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
+    use podnet_model::gateway_api::ObjectConditions;
+    let cond = |c: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
+        c.iter()
+            .find(|c| c.type_ == t)
+            .map(|c| {
+                if c.status == "True" {
+                    "True".to_string()
+                } else {
+                    format!("False ({})", c.reason)
+                }
+            })
+            .unwrap_or_else(|| "<none>".into())
+    };
+    let mut out = String::from("\nGATEWAY CLASSES\n");
+    let rows: Vec<Vec<String>> = g
+        .classes
+        .iter()
+        .map(|c| {
+            vec![
+                c.metadata.name.clone().unwrap_or_default(),
+                c.spec.controller_name.clone(),
+                cond(c.conditions(), "Accepted"),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NAME", "CONTROLLER", "ACCEPTED"], &rows));
+    out.push_str("\nGATEWAYS\n");
+    let mut rows = Vec::new();
+    for gw in &g.gateways {
+        let st = gw.status.clone().unwrap_or_default();
+        let addresses: Vec<String> = st.addresses.iter().map(|a| a.value.clone()).collect();
+        for l in &gw.spec.listeners {
+            let ls = st.listeners.iter().find(|x| x.name == l.name);
+            rows.push(vec![
+                gw.metadata.namespace.clone().unwrap_or_default(),
+                gw.metadata.name.clone().unwrap_or_default(),
+                gw.spec.gateway_class_name.clone(),
+                if addresses.is_empty() {
+                    "<none>".into()
+                } else {
+                    addresses.join(",")
+                },
+                l.name.clone(),
+                format!("{}/{}", l.port, l.protocol),
+                l.hostname.clone().unwrap_or_else(|| "*".into()),
+                ls.map_or("-".into(), |s| s.attached_routes.to_string()),
+                ls.map_or("-".into(), |s| cond(&s.conditions, "Programmed")),
+            ]);
+        }
+    }
+    out.push_str(&table(
+        &[
+            "NAMESPACE",
+            "NAME",
+            "CLASS",
+            "ADDRESS",
+            "LISTENER",
+            "PORT",
+            "HOSTNAME",
+            "ROUTES",
+            "PROGRAMMED",
+        ],
+        &rows,
+    ));
+    out.push_str("\nHTTP ROUTES (status per parent Gateway)\n");
+    let mut rows = Vec::new();
+    for r in &g.routes {
+        for p in r.status.iter().flat_map(|s| &s.parents) {
+            rows.push(vec![
+                r.metadata.namespace.clone().unwrap_or_default(),
+                r.metadata.name.clone().unwrap_or_default(),
+                format!(
+                    "{}{}",
+                    p.parent_ref.name,
+                    p.parent_ref
+                        .section_name
+                        .as_ref()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default()
+                ),
+                cond(&p.conditions, "Accepted"),
+                cond(&p.conditions, "ResolvedRefs"),
+            ]);
+        }
+    }
+    out.push_str(&table(
+        &["NAMESPACE", "NAME", "PARENT", "ACCEPTED", "RESOLVED-REFS"],
+        &rows,
+    ));
+    for (gw, config) in &g.configs {
+        out.push_str(&format!("\nGATEWAY {gw} ROUTES (in precedence order)\n"));
+        let mut rows = Vec::new();
+        for (port, p) in &config.ports {
+            for l in &p.listeners {
+                for r in l.table.routes() {
+                    rows.push(vec![
+                        format!("{port}/{}", if p.tls { "HTTPS" } else { "HTTP" }),
+                        l.name.rsplit('/').next().unwrap_or_default().to_string(),
+                        podnet_ingress::edge::route_line(r),
+                        r.source.object.to_string(),
+                    ]);
+                }
+            }
+        }
+        out.push_str(&table(&["PORT", "LISTENER", "ROUTE", "FROM"], &rows));
+    }
+    out
+}

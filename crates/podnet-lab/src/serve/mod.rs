@@ -138,8 +138,10 @@ impl Running {
                         source,
                     })?;
                     let s = match &p.gateway {
-                        Some(g) => crate::agents::supervise_gateway(exe, &st.plan.name, p, g),
-                        None => crate::agents::supervise_ingress(exe, &st.plan.name, p),
+                        Some(g) => {
+                            crate::agents::supervise_gateway(exe, &st.plan.name, p, g, st.agents)
+                        }
+                        None => crate::agents::supervise_ingress(exe, &st.plan.name, p, st.agents),
                     };
                     self.pods
                         .insert(k, (identity(p), PodServers::IngressProcess(s)));
@@ -149,7 +151,7 @@ impl Running {
                         what: "the podnet binary".into(),
                         source,
                     })?;
-                    let s = crate::agents::supervise_dns(exe, &st.plan.name, p);
+                    let s = crate::agents::supervise_dns(exe, &st.plan.name, p, true);
                     self.pods
                         .insert(k, (identity(p), PodServers::DnsProcess(s)));
                 }

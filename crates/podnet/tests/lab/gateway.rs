@@ -401,3 +401,109 @@ fn the_gateway_api_core_conformance_scenarios_pass_through_the_lab() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert_eq!(passed.len(), 26, "{passed:?}");
 }
+
+/// What an answer says for comparing two proxies: status, the backend (its Deployment), the
+/// path and scheme the backend saw, the redirect's target, the HTTP version.
+fn gist(a: &Answer) -> Value {
+    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    let pod = v["pod"].as_str().unwrap_or_default();
+    // `my-api-<hash>-<id>`: the Deployment.
+    let deployment: Vec<&str> = pod.rsplitn(3, '-').collect();
+    json!({
+        "status": a.status,
+        "version": a.version,
+        "backend": deployment.last(),
+        "path": v["path"],
+        "proto": v["headers"]["X-Forwarded-Proto"],
+        "location": a.headers.get("location"),
+        "server": a.headers.get("server"),
+    })
+}
+
+#[test]
+fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("gw-seeds", &["examples/seeds", "examples/gateway"], &[]);
+    let ingress = lab
+        .ingress_address("default", "my-ingress")
+        .expect("the Ingress's address");
+    let gateway = lab
+        .gateway_address("default/my-gateway")
+        .expect("the Gateway's address");
+    assert_ne!(ingress, gateway, "each has its own address");
+    // `podnet check` computes the same address and routes the proxy serves.
+    let check: Value = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "-f",
+        "examples/gateway",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let in_check = check["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "my-gateway")
+        .unwrap()["status"]["addresses"][0]["value"]
+        .clone();
+    assert_eq!(in_check, json!(gateway));
+    let served_file = std::fs::read_dir(format!("/run/podnet/{}/agents", lab.name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("gateway-podnet-system-") && n.ends_with(".json")
+        })
+        .expect("the Gateway's proxy records what it serves");
+    let served: Value = serde_json::from_slice(&std::fs::read(served_file).unwrap()).unwrap();
+    assert_eq!(served, check["gatewayRoutes"]["default/my-gateway"]);
+    let ca = super::ingress::seeds_ca();
+    let ca = ca.to_str().unwrap();
+    let host = "my-app.example.com";
+    // Each request, and the status both must answer.
+    let requests: Vec<(Vec<String>, String, u16)> = vec![
+        (vec![], format!("https://{host}/api"), 200),
+        (vec![], format!("https://{host}/web"), 200),
+        (vec![], format!("https://{host}/api/v1/x"), 200),
+        (vec![], format!("https://{host}/other"), 404),
+        (vec!["--http2".into()], format!("https://{host}/web"), 200),
+        (vec![], format!("http://{host}/api?x=1"), 308),
+        (vec!["-L".into()], format!("http://{host}/web"), 200),
+        (
+            vec!["-k".into()],
+            "https://other.example.com/api".to_string(),
+            404,
+        ),
+    ];
+    for (extra, url, status) in requests {
+        let answer = |addr: &str| {
+            let mut args: Vec<String> = vec!["--cacert".into(), ca.into()];
+            for name in [host, "other.example.com"] {
+                for port in [80, 443] {
+                    args.extend(["--resolve".into(), format!("{name}:{port}:{addr}")]);
+                }
+            }
+            args.extend(extra.iter().cloned());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            gist(&lab.curl(&args, &url))
+        };
+        let (i, g) = (answer(&ingress), answer(&gateway));
+        assert_eq!(i, g, "{url}: the Ingress answered {i}, the Gateway {g}");
+        assert_eq!(g["status"], status, "{url}: {g}");
+        if status == 200 {
+            let want = if url.contains("/api") {
+                "my-api"
+            } else {
+                "my-web"
+            };
+            assert_eq!(g["backend"], want, "{url}: {g}");
+            assert_eq!(g["proto"][0], "https", "{url}: {g}");
+        }
+    }
+    let _ = std::fs::remove_file(ca);
+}

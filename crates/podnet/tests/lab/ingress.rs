@@ -36,7 +36,7 @@ impl Lab {
     }
 
     /// The Ingress's `status.loadBalancer.ingress[0].ip`, as the lab's API serves it.
-    fn ingress_address(&self, ns: &str, name: &str) -> Option<String> {
+    pub(super) fn ingress_address(&self, ns: &str, name: &str) -> Option<String> {
         let v: Value = serde_json::from_str(&kubectl_ok(
             &self.kubeconfig(),
             &["get", "ingress", "-n", ns, name, "-o", "json"],
@@ -82,7 +82,7 @@ impl Lab {
 }
 
 /// The seeds' self-signed certificate for my-app.example.com, as a file curl can trust.
-fn seeds_ca() -> PathBuf {
+pub(super) fn seeds_ca() -> PathBuf {
     let text = std::fs::read_to_string(root_dir().join("examples/seeds/tls-secret.yaml")).unwrap();
     let docs = podnet_model::parse_documents("tls-secret.yaml", &text).unwrap();
     let b64 = docs[0].value["data"]["tls.crt"]
