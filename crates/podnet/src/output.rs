@@ -459,28 +459,6 @@ fn json_to_yaml(v: &Value) -> Yaml<'static> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_round_trips_through_our_parser() {
-        let v = serde_json::json!({
-            "a": "1", "b": 1, "c": "true", "d": true, "e": null, "f": ["x", "", "on"],
-            "g": {"k.io/name": "v: w", "n": -3}, "h": "10.96.0.1", "i": "0x10", "j": 1.5
-        });
-        let text = to_yaml(&v);
-        let back = podnet_model::parse_documents("t", &text).unwrap();
-        assert_eq!(back[0].value, v, "{text}");
-    }
-
-    #[test]
-    fn columns_are_aligned() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
-        assert_eq!(t, "A     BB\nxxx   y\n");
-    }
-}
-
 /// The Gateway API's objects, with the status podnet's controller gives them, and what each
 /// of podnet's Gateways serves.
 pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
@@ -591,4 +569,26 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         out.push_str(&table(&["PORT", "LISTENER", "ROUTE", "FROM"], &rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_round_trips_through_our_parser() {
+        let v = serde_json::json!({
+            "a": "1", "b": 1, "c": "true", "d": true, "e": null, "f": ["x", "", "on"],
+            "g": {"k.io/name": "v: w", "n": -3}, "h": "10.96.0.1", "i": "0x10", "j": 1.5
+        });
+        let text = to_yaml(&v);
+        let back = podnet_model::parse_documents("t", &text).unwrap();
+        assert_eq!(back[0].value, v, "{text}");
+    }
+
+    #[test]
+    fn columns_are_aligned() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A     BB\nxxx   y\n");
+    }
 }
