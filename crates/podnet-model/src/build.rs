@@ -132,7 +132,22 @@ pub fn build_with(
     let infra_docs: Vec<_> = objects
         .iter()
         .filter_map(|o| match o {
-            Object::Gateway(g) if ours.contains(&g.obj.spec.gateway_class_name) => Some(g),
+            // A Gateway without a valid port gets no proxy (and no address).
+            // (A Gateway whose name is not valid is refused by the checks below.)
+            Object::Gateway(g)
+                if ours.contains(&g.obj.spec.gateway_class_name)
+                    && !crate::gateway::listener_ports(&g.obj).is_empty()
+                    && g.obj
+                        .metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| crate::validation::dns1123_subdomain(n).is_ok())
+                    && g.obj.metadata.namespace.as_deref().is_none_or(|n| {
+                        n.is_empty() || crate::validation::dns1123_label(n).is_ok()
+                    }) =>
+            {
+                Some(g)
+            }
             _ => None,
         })
         .map(|g| {

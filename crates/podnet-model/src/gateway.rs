@@ -79,9 +79,9 @@ pub fn infra_manifests(g: &Gateway) -> String {
         .map(|p| format!("        - {{containerPort: {p}, protocol: TCP}}\n"))
         .collect();
     let service_ports = if service_ports.is_empty() {
-        "  []\n".to_string()
+        " []\n".to_string()
     } else {
-        service_ports
+        format!("\n{service_ports}")
     };
     format!(
         r#"apiVersion: v1
@@ -95,8 +95,7 @@ spec:
   type: LoadBalancer
   externalTrafficPolicy: Local
   selector: {{{GATEWAY_LABEL}: {name}}}
-  ports:
-{service_ports}---
+  ports:{service_ports}---
 apiVersion: apps/v1
 kind: Deployment
 metadata:

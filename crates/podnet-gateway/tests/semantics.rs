@@ -1,0 +1,462 @@
+//! The Gateway API's semantics, table-level (no proxy, no lab): attachment and its reasons,
+//! listener conflicts and certificates, ReferenceGrant, hostname intersection, the spec's
+//! precedence across routes, and what requests are served by.
+
+use podnet_gateway::{compute, Computed};
+use podnet_ingress::routes::{Action, Served};
+use podnet_model::NsName;
+
+fn cluster(yaml: &str) -> podnet_model::Cluster {
+    let docs = podnet_model::parse_documents("test.yaml", yaml).unwrap();
+    podnet_model::build(&docs, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const BACKENDS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {team: b}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v1}
+spec: {selector: {app: v1}, ports: [{port: 8080, targetPort: 3000}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v1, labels: {app: v1}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v2}
+spec: {selector: {app: v2}, ports: [{port: 8080, targetPort: 3000}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v2, labels: {app: v2}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere, namespace: other}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+"#;
+
+/// The route's status condition `type` for parent `gw`: (status, reason).
+fn route_condition(c: &Computed, route: &str, t: &str) -> (String, String) {
+    let r = c
+        .routes
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some(route))
+        .unwrap();
+    let p = &r.status.as_ref().expect("a status").parents[0];
+    let cond = p.conditions.iter().find(|x| x.type_ == t).unwrap();
+    (cond.status.clone(), cond.reason.clone())
+}
+
+/// What serves `host` `path` (with headers) on port 80 of gateway `gw`: the first backend's
+/// Service name, "500", "redirect <code>", or None (404).
+fn served(c: &Computed, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let config = &c.configs[&NsName::new("default", "gw")];
+    let port = config.ports.get(&80)?;
+    let l = port.listener(host)?;
+    let mut h = hyper::HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match l.table.serve_request(host, path, "GET", &h)? {
+        Served::Route(r) => Some(match &r.action {
+            Action::Redirect { redirect, .. } => format!("redirect {}", redirect.status),
+            Action::Forward { backends, .. } => {
+                match backends.first().and_then(|b| b.backend.as_ref()) {
+                    Some(b) => b.service.name.clone(),
+                    None => "500".into(),
+                }
+            }
+        }),
+        Served::Default(b, _) => Some(b.service.name.clone()),
+    }
+}
+
+#[test]
+fn the_class_is_ours_and_the_gateway_gets_its_address_and_conditions() {
+    let c = compute(&cluster(BACKENDS));
+    let class = &c.classes[0];
+    assert_eq!(class.metadata.name.as_deref(), Some("podnet"));
+    assert_eq!(
+        class.status.as_ref().unwrap().conditions[0].reason,
+        "Accepted"
+    );
+    let gw = c.gateways[0].status.as_ref().unwrap();
+    assert_eq!(gw.addresses.len(), 1, "{gw:?}");
+    assert!(gw.conditions.iter().all(|x| x.status == "True"), "{gw:?}");
+    assert_eq!(gw.listeners[0].attached_routes, 0);
+}
+
+#[test]
+fn attachment_reasons_as_the_spec_names_them() {
+    let yaml = format!(
+        "{BACKENDS}{}",
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ok}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wrong-section}
+spec:
+  parentRefs: [{name: gw, sectionName: https}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wrong-port}
+spec:
+  parentRefs: [{name: gw, port: 8080}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other-namespace, namespace: other}
+spec:
+  parentRefs: [{name: gw, namespace: default}]
+  rules: [{backendRefs: [{name: elsewhere, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: no-grant}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: elsewhere, namespace: other, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: missing}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: nothing, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: not-a-service}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{group: example.com, kind: Bucket, name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mirror}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}}}], backendRefs: [{name: v1, port: 8080}]}]
+"#
+    );
+    let c = compute(&cluster(&yaml));
+    let t = |s: &str, r: &str| (s.to_string(), r.to_string());
+    assert_eq!(route_condition(&c, "ok", "Accepted"), t("True", "Accepted"));
+    assert_eq!(
+        route_condition(&c, "ok", "ResolvedRefs"),
+        t("True", "ResolvedRefs")
+    );
+    assert_eq!(
+        route_condition(&c, "wrong-section", "Accepted"),
+        t("False", "NoMatchingParent")
+    );
+    assert_eq!(
+        route_condition(&c, "wrong-port", "Accepted"),
+        t("False", "NoMatchingParent")
+    );
+    assert_eq!(
+        route_condition(&c, "other-namespace", "Accepted"),
+        t("False", "NotAllowedByListeners")
+    );
+    assert_eq!(
+        route_condition(&c, "no-grant", "ResolvedRefs"),
+        t("False", "RefNotPermitted")
+    );
+    assert_eq!(
+        route_condition(&c, "missing", "ResolvedRefs"),
+        t("False", "BackendNotFound")
+    );
+    assert_eq!(
+        route_condition(&c, "not-a-service", "ResolvedRefs"),
+        t("False", "InvalidKind")
+    );
+    assert_eq!(
+        route_condition(&c, "mirror", "Accepted"),
+        t("False", "UnsupportedValue")
+    );
+    // Attached: the routes accepted by the listener (not those refused).
+    let gw = c.gateways[0].status.as_ref().unwrap();
+    assert_eq!(gw.listeners[0].attached_routes, 4, "{gw:?}");
+    // Every accepted route matches every request alike: the first by namespace and name
+    // serves (the spec's last tie-break), and its unusable reference answers 500.
+    assert_eq!(served(&c, "x", "/", &[]).as_deref(), Some("500"));
+}
+
+#[test]
+fn a_reference_grant_lets_a_route_reach_another_namespace() {
+    let route = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: elsewhere, namespace: other, port: 8080}]}]
+"#;
+    let grant = |to_name: &str| {
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {{name: g, namespace: other}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}}]
+  to: [{{group: "", kind: Service{to_name}}}]
+"#
+        )
+    };
+    for (g, ok) in [
+        (String::new(), false),
+        (grant(""), true),
+        (grant(", name: elsewhere"), true),
+        (grant(", name: another"), false),
+    ] {
+        let c = compute(&cluster(&format!("{BACKENDS}{route}{g}")));
+        let (status, _) = route_condition(&c, "r", "ResolvedRefs");
+        assert_eq!(status == "True", ok, "{g}");
+        let want = if ok { "elsewhere" } else { "500" };
+        assert_eq!(served(&c, "x", "/", &[]).as_deref(), Some(want), "{g}");
+    }
+}
+
+#[test]
+fn precedence_across_routes_as_httproute_rule_documents_it() {
+    let yaml = format!(
+        "{BACKENDS}{}",
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-broad}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /a/very/long/prefix}}]
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-one, value: "1"}, {name: x-two, value: "2"}]}]
+    backendRefs: [{name: v2, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-exact}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [exact.example.com, "*.example.com"]
+  rules:
+  - matches: [{path: {type: Exact, value: /a}}]
+    backendRefs: [{name: v2, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-one, value: "1"}]}]
+    backendRefs: [{name: v1, port: 8080}]
+"#
+    );
+    let c = compute(&cluster(&yaml));
+    // An Exact path before any PathPrefix, whatever its length.
+    assert_eq!(
+        served(&c, "exact.example.com", "/a", &[]).as_deref(),
+        Some("v2")
+    );
+    // A matching hostname (exact, then wildcard) before none: the wildcard host's routes
+    // come first, even over a longer path of a route without hostnames.
+    assert_eq!(
+        served(
+            &c,
+            "foo.bar.example.com",
+            "/a/very/long/prefix",
+            &[("x-one", "1")]
+        )
+        .as_deref(),
+        Some("v1"),
+    );
+    // Without a hostname match, the longest prefix.
+    assert_eq!(
+        served(&c, "other.org", "/a/very/long/prefix/x", &[]).as_deref(),
+        Some("v1")
+    );
+    // More header matches first.
+    assert_eq!(
+        served(&c, "other.org", "/b", &[("x-one", "1"), ("x-two", "2")]).as_deref(),
+        Some("v2")
+    );
+    assert_eq!(served(&c, "other.org", "/b", &[("x-one", "1")]), None);
+}
+
+#[test]
+fn listeners_on_one_port_conflict_and_certificates_need_grants() {
+    let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: certs}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  listeners:
+  - {name: a, port: 80, protocol: HTTP, hostname: a.example.com}
+  - {name: b, port: 80, protocol: HTTP, hostname: a.example.com}
+  - {name: c, port: 81, protocol: HTTP}
+  - {name: d, port: 81, protocol: HTTPS, tls: {certificateRefs: [{name: missing}]}}
+  - {name: e, port: 82, protocol: TCP}
+  - {name: f, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: x, namespace: certs}]}}
+"#;
+    let c = compute(&cluster(yaml));
+    let st = c.gateways[0].status.as_ref().unwrap();
+    let reason = |l: &str, t: &str| {
+        let ls = st.listeners.iter().find(|x| x.name == l).unwrap();
+        let cond = ls.conditions.iter().find(|x| x.type_ == t).unwrap();
+        format!("{} {}", cond.status, cond.reason)
+    };
+    assert_eq!(reason("a", "Conflicted"), "True HostnameConflict");
+    assert_eq!(reason("c", "Conflicted"), "True ProtocolConflict");
+    assert_eq!(reason("d", "ResolvedRefs"), "False InvalidCertificateRef");
+    assert_eq!(reason("e", "Accepted"), "False UnsupportedProtocol");
+    assert_eq!(reason("f", "ResolvedRefs"), "False RefNotPermitted");
+    assert_eq!(reason("f", "Programmed"), "False Invalid");
+    // Nothing is served on a port whose listeners all conflict or cannot be programmed.
+    let config = &c.configs[&NsName::new("default", "gw")];
+    assert!(config.ports.is_empty(), "{:?}", config.ports.keys());
+}
+
+#[test]
+fn hostnames_intersect_with_the_listeners() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  listeners:
+  - {name: wild, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: exact, port: 80, protocol: HTTP, hostname: www.example.com}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v1}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw, sectionName: wild}]
+  hostnames: ["*.a.example.com", other.org]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: none}
+spec:
+  parentRefs: [{name: gw, sectionName: exact}]
+  hostnames: ["*.other.org"]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+"#;
+    let c = compute(&cluster(yaml));
+    assert_eq!(
+        route_condition(&c, "none", "Accepted").1,
+        "NoMatchingListenerHostname"
+    );
+    assert_eq!(
+        served(&c, "x.a.example.com", "/", &[]).as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        served(&c, "y.x.a.example.com", "/", &[]).as_deref(),
+        Some("v1")
+    );
+    // The listener's *.example.com takes the request; the route's hosts do not cover it.
+    assert_eq!(served(&c, "b.example.com", "/", &[]), None);
+    assert_eq!(served(&c, "other.org", "/", &[]), None);
+    // www.example.com goes to the exact listener, which has no route.
+    assert_eq!(served(&c, "www.example.com", "/", &[]), None);
+}
+
+#[test]
+fn gateways_of_other_classes_are_left_alone() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: theirs}
+spec: {controllerName: example.com/other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: theirs
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}]
+"#;
+    let m = cluster(yaml);
+    // No proxy is provisioned for it, and no status is written.
+    assert!(m.services.iter().all(|s| !s.name.starts_with("gw-")));
+    let c = compute(&m);
+    let gw = c
+        .gateways
+        .iter()
+        .find(|g| g.metadata.name.as_deref() == Some("gw"))
+        .unwrap();
+    assert!(gw.status.is_none());
+    assert!(c.routes[0].status.is_none());
+    assert!(c
+        .classes
+        .iter()
+        .find(|x| x.metadata.name.as_deref() == Some("theirs"))
+        .unwrap()
+        .status
+        .is_none());
+}
+
+#[test]
+fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
+    let cases = [
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  hostnames: [\"bad host!\"]\n", "spec.hostnames[0]"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{backendRefs: [{name: v1}]}]\n", "spec.rules[0].backendRefs[0].port"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{matches: [{path: {type: Exact, value: relative}}]}]\n", "spec.rules[0].matches[0].path.value"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]}]\n", "spec.rules[0].filters[0].requestRedirect.statusCode"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{backendRefs: [{name: v1, port: 80, weight: -1}]}]\n", "spec.rules[0].backendRefs[0].weight"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rulez: []\n", "spec.rulez"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 70000, protocol: HTTP}]\n", "spec.listeners[0].port"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}, {name: a, port: 81, protocol: HTTP}]\n", "spec.listeners[1].name"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 443, protocol: HTTPS}]\n", "spec.listeners[0].tls"),
+        ("kind: Gateway\nmetadata: {name: \"g\\\"x: y\"}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n", "metadata.name"),
+    ];
+    for (doc, field) in cases {
+        let text = format!("apiVersion: gateway.networking.k8s.io/v1\n{doc}");
+        let docs = podnet_model::parse_documents("bad.yaml", &text).unwrap();
+        let err = podnet_model::build(&docs, &Default::default()).expect_err(doc);
+        let msg = err.to_string();
+        assert!(msg.contains(field), "{field}: {msg}");
+        assert!(msg.contains("bad.yaml:"), "{msg}");
+    }
+}
