@@ -74,10 +74,6 @@ pub fn infra_manifests(g: &Gateway) -> String {
         .iter()
         .map(|p| format!("  - {{name: p{p}, port: {p}, protocol: TCP, targetPort: {p}}}\n"))
         .collect();
-    let container_ports: String = ports
-        .iter()
-        .map(|p| format!("        - {{containerPort: {p}, protocol: TCP}}\n"))
-        .collect();
     let service_ports = if service_ports.is_empty() {
         " []\n".to_string()
     } else {
@@ -110,12 +106,15 @@ spec:
     metadata:
       labels: {{{GATEWAY_LABEL}: {name}}}
     spec:
+      serviceAccountName: podnet-gateway
       containers:
       - name: proxy
         image: podnet/podnet
-        args: [gateway, watch, --gateway, "{gns}/{gname}"]
+        args: [gateway, watch, --gateway, "{gns}/{gname}", --write-status]
+        # The listeners' ports are not declared (a containerPort is informational): a
+        # listener added or removed changes the Service only, and no pod is replaced.
         ports:
-{container_ports}        - {{name: admin, containerPort: {GATEWAY_ADMIN_PORT}, protocol: TCP}}
+        - {{name: admin, containerPort: {GATEWAY_ADMIN_PORT}, protocol: TCP}}
 "#,
         gname = key.name,
         gns = key.namespace,

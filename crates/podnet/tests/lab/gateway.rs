@@ -507,3 +507,186 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
     }
     let _ = std::fs::remove_file(ca);
 }
+
+/// A Gateway (HTTP and HTTPS on live.example.com, and a second HTTP listener when `listener`)
+/// with a route to `live` (`replicas` pods); `split` sends half of `/` to `other`; `extra`
+/// adds a rule for `/extra`.
+fn live_manifests(
+    replicas: u32,
+    crt: &(String, String),
+    extra: bool,
+    split: bool,
+    listener: bool,
+) -> String {
+    let mut listeners = vec![
+        json!({"name": "http", "port": 80, "protocol": "HTTP", "hostname": "live.example.com"}),
+        json!({"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "live.example.com",
+               "tls": {"certificateRefs": [{"name": "live-tls"}]}}),
+    ];
+    if listener {
+        listeners.push(json!({"name": "alt", "port": 8080, "protocol": "HTTP"}));
+    }
+    let mut backends = vec![json!({"name": "live", "port": 80, "weight": 1})];
+    if split {
+        backends.push(json!({"name": "other", "port": 80, "weight": 1}));
+    }
+    let mut rules = vec![
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "backendRefs": backends}),
+    ];
+    if extra {
+        rules.push(
+            json!({"matches": [{"path": {"type": "PathPrefix", "value": "/extra"}}],
+                          "backendRefs": [{"name": "other", "port": 80}]}),
+        );
+    }
+    let mut docs = vec![
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "live-tls"}, "stringData": {"tls.crt": crt.0, "tls.key": crt.1}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "live"},
+               "spec": {"gatewayClassName": "podnet", "listeners": listeners}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "live"},
+               "spec": {"parentRefs": [{"name": "live"}], "rules": rules}}),
+    ];
+    for (name, n) in [("live", replicas), ("other", 1)] {
+        docs.push(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": n, "selector": {"matchLabels": {"app": name}},
+              "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "echo", "image": "echoserver",
+                  "ports": [{"name": "http", "containerPort": 3000}]}]}}}}),
+        );
+        docs.push(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": "http"}]}}),
+        );
+    }
+    docs.iter()
+        .map(|d| serde_json::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_without_a_failed_request(
+) {
+    if !can_run() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("podnet-gateway-live-{}", std::process::id()));
+    for d in ["1", "2"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let c1 = certificate(&dir.join("1"), &["live.example.com"]);
+    let c2 = certificate(&dir.join("2"), &["live.example.com"]);
+    let bundle = dir.join("both.pem");
+    std::fs::write(&bundle, format!("{}{}", c1.0, c2.0)).unwrap();
+    let file = write_manifest("gateway-live", &live_manifests(2, &c1, false, false, false));
+    let f = file.to_str().unwrap();
+    let lab = Lab::up("gw-live", &[f], &[]);
+    let addr = lab.gateway_address("default/live").unwrap();
+    let stop = dir.join("stop");
+    // Three clients, each a loop of curl runs of 50 keep-alive requests (HTTPS over HTTP/1.1
+    // and HTTP/2, and plain HTTP), writing every status code, until the stop file appears.
+    let client = |extra: &str, scheme: &str, port: u16, out: &str| {
+        let urls = vec![format!("-o /dev/null {scheme}://live.example.com/x"); 50].join(" ");
+        let script = format!(
+            "while [ ! -e {stop} ]; do curl -sS --max-time 30 {extra} --resolve live.example.com:{port}:{addr} --cacert {ca} -w '%{{http_code}}\\n' {urls} >> {out} 2>&1; done",
+            stop = stop.display(),
+            ca = bundle.display(),
+        );
+        std::process::Command::new(env!("CARGO_BIN_EXE_podnet"))
+            .args([
+                "lab", "exec", "--name", &lab.name, "external", "--", "sh", "-c",
+            ])
+            .arg(script)
+            .spawn()
+            .unwrap()
+    };
+    let outs = [dir.join("h1.out"), dir.join("h2.out"), dir.join("http.out")];
+    let mut clients = [
+        client("--http1.1", "https", 443, outs[0].to_str().unwrap()),
+        client("--http2", "https", 443, outs[1].to_str().unwrap()),
+        client("--http1.1", "http", 80, outs[2].to_str().unwrap()),
+    ];
+    let apply = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let start = std::time::Instant::now();
+        ok(&["lab", "apply", "--name", &lab.name, "-f", f]);
+        start.elapsed()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let took = [
+        (
+            "endpoints 2 → 3",
+            apply(live_manifests(3, &c1, false, false, false)),
+        ),
+        (
+            "a rule added",
+            apply(live_manifests(3, &c1, true, false, false)),
+        ),
+        (
+            "a backend added by weight",
+            apply(live_manifests(3, &c1, true, true, false)),
+        ),
+        (
+            "a listener added",
+            apply(live_manifests(3, &c1, true, true, true)),
+        ),
+        (
+            "the certificate replaced",
+            apply(live_manifests(3, &c2, true, true, true)),
+        ),
+        (
+            "endpoints 3 → 1",
+            apply(live_manifests(1, &c2, true, true, true)),
+        ),
+        (
+            "the listener removed",
+            apply(live_manifests(1, &c2, true, true, false)),
+        ),
+        (
+            "the rule and the backend removed",
+            apply(live_manifests(1, &c2, false, false, false)),
+        ),
+    ];
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(&stop, "").unwrap();
+    for c in &mut clients {
+        c.wait().unwrap();
+    }
+    for (what, t) in &took {
+        eprintln!("lab apply ({what}): served after {t:?}");
+    }
+    let a = lab.curl(
+        &[
+            "--resolve",
+            &format!("live.example.com:443:{addr}"),
+            "--cacert",
+            dir.join("2/tls.crt").to_str().unwrap(),
+        ],
+        "https://live.example.com/",
+    );
+    assert_eq!(a.status, 200, "the new certificate is served: {a:?}");
+    for out in &outs {
+        let text = std::fs::read_to_string(out).unwrap();
+        let codes: Vec<&str> = text.lines().collect();
+        let bad: Vec<&&str> = codes.iter().filter(|c| **c != "200").collect();
+        eprintln!(
+            "{}: {} requests, {} failed",
+            out.display(),
+            codes.len(),
+            bad.len()
+        );
+        assert!(codes.len() >= 200, "too few requests: {}", codes.len());
+        assert!(
+            bad.is_empty(),
+            "{}: {:?}",
+            out.display(),
+            &bad[..bad.len().min(5)]
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
