@@ -88,4 +88,16 @@ $P lab exec --name demo external -- curl -sS --http2 --resolve "my-app.example.c
 echo
 echo "== plain HTTP to a host with TLS: 308 to HTTPS"
 $P lab exec --name demo external -- curl -sS -o /dev/null -w '%{http_code} -> %{redirect_url}\n' --resolve "my-app.example.com:80:$addr" http://my-app.example.com/api
+echo
+echo "== Gateway API: the same app as a Gateway and HTTPRoutes (examples/gateway), applied live"
+$P lab apply --name demo -f examples/seeds -f examples/gateway
+kubectl --kubeconfig "$kc" get gateways,httproutes -A
+gw=$(kubectl --kubeconfig "$kc" get gateway my-gateway -o jsonpath='{.status.addresses[0].value}')
+echo
+echo "== the Gateway's own proxy and address ($gw): the routes as podnet check shows them"
+$P check -f examples/seeds -f examples/gateway 2>/dev/null | sed -n '/^GATEWAYS/,$p'
+echo
+echo "== from external, through the Gateway: https://my-app.example.com/api, and plain HTTP redirected"
+$P lab exec --name demo external -- curl -sS --resolve "my-app.example.com:443:$gw" --cacert "$ca" https://my-app.example.com/api; echo
+$P lab exec --name demo external -- curl -sS -o /dev/null -w '%{http_code} -> %{redirect_url}\n' --resolve "my-app.example.com:80:$gw" http://my-app.example.com/web
 rm -f "$ca"

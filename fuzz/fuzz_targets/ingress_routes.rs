@@ -5,14 +5,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use podnet_ingress::routes::{
-    normalize_host, Backend, BackendPort, HostMatch, PathMatch, Route, RouteTable, Served, Source,
+    normalize_host, Action, Backend, BackendPort, HostMatch, PathMatch, Route, RouteTable, Served,
+    Source,
 };
 use podnet_model::NsName;
 
 fn rank(r: &Route) -> (u8, usize, usize, u8) {
     let (h, hl) = match &r.host {
         HostMatch::Any => (0, 0),
-        HostMatch::Wildcard(s) => (1, s.len()),
+        HostMatch::Wildcard(s) | HostMatch::Suffix(s) => (1, s.len()),
         HostMatch::Exact(s) => (2, s.len()),
     };
     let (pl, exact) = match &r.path {
@@ -37,10 +38,12 @@ fuzz_target!(|data: &[u8]| {
             Route {
                 host: HostMatch::of(h),
                 path: PathMatch::of(p, kind),
-                backend: Backend {
+                when: Default::default(),
+                action: Action::to(Backend {
                     service: NsName::new("ns", &format!("s{i}")),
                     port: BackendPort::Number(80),
-                },
+                }),
+                created: None,
                 source: Source {
                     kind: "Ingress",
                     object: NsName::new("ns", "i"),

@@ -182,7 +182,12 @@ pub fn compute(c: &Cluster) -> Computed {
         if let Some(ls) = listeners.remove(&key) {
             let addresses = podnet_model::gateway::addresses(c, &key);
             obj.status = Some(gateway_status(&obj, &ls, &addresses));
-            out.configs.insert(key, edge_config(c, &obj, ls));
+            let config = if invalid_parameters(&obj) {
+                EdgeConfig::default()
+            } else {
+                edge_config(c, &obj, ls)
+            };
+            out.configs.insert(key, config);
         }
         out.gateways.push(obj);
     }
@@ -366,8 +371,26 @@ fn gateway_status(
     let m = &g.metadata;
     let any_valid = ls.iter().any(|l| l.valid);
     let any_accepted = ls.iter().any(|l| l.attachable);
-    let mut conditions = vec![if any_accepted || ls.is_empty() {
+    let all_accepted = ls.iter().all(|l| l.attachable);
+    let mut conditions = vec![if invalid_parameters(g) {
+        condition(
+            m,
+            "Accepted",
+            false,
+            "InvalidParameters",
+            "podnet's Gateways take no parameters (spec.infrastructure.parametersRef)",
+        )
+    } else if all_accepted {
         condition(m, "Accepted", true, "Accepted", "")
+    } else if any_accepted {
+        // Accepted, and it says some listeners are not (the spec's reason for it).
+        condition(
+            m,
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners cannot be served",
+        )
     } else {
         condition(
             m,
@@ -377,7 +400,15 @@ fn gateway_status(
             "no listener can be served",
         )
     }];
-    conditions.push(if addresses.is_empty() {
+    conditions.push(if invalid_parameters(g) {
+        condition(
+            m,
+            "Programmed",
+            false,
+            "Invalid",
+            "the Gateway is not accepted",
+        )
+    } else if addresses.is_empty() {
         condition(
             m,
             "Programmed",
@@ -412,6 +443,14 @@ fn gateway_status(
             })
             .collect(),
     }
+}
+
+/// Whether the Gateway names parameters (podnet takes none).
+fn invalid_parameters(g: &Gateway) -> bool {
+    g.spec
+        .infrastructure
+        .as_ref()
+        .is_some_and(|i| i.get("parametersRef").is_some_and(|p| !p.is_null()))
 }
 
 /// The hostnames a route serves through a listener: the intersection of the route's and the

@@ -149,7 +149,10 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         );
         return Ok(None);
     };
-    if api_version != want_version {
+    // The Gateway API's standard channel serves v1beta1 beside v1 (the same schema).
+    let also_served = want_version == crate::gateway_api::API_VERSION
+        && api_version == "gateway.networking.k8s.io/v1beta1";
+    if api_version != want_version && !also_served {
         return Err(Diagnostic::error(
             at("apiVersion"),
             format!("no matches for kind {kind:?} in version {api_version:?}: podnet reads {kind} as {want_version:?}"),

@@ -13,7 +13,7 @@ use podnet_ingress::server::{Edge, Settings};
 use podnet_model::NsName;
 
 use crate::ingress::{record, warn_new};
-use crate::GatewayCommand;
+use crate::{GatewayCommand, GatewayWatch};
 
 /// The listening sockets: one task per port, HTTP or HTTPS.
 #[derive(Default)]
@@ -61,7 +61,14 @@ impl Ports {
 }
 
 pub fn run(cmd: GatewayCommand) -> Result<ExitCode> {
-    let GatewayCommand::Watch {
+    match cmd {
+        GatewayCommand::Watch(w) => watch(w),
+        GatewayCommand::Provision { api, image } => provision::run(api, image),
+    }
+}
+
+fn watch(w: GatewayWatch) -> Result<ExitCode> {
+    let GatewayWatch {
         api,
         gateway,
         address,
@@ -70,7 +77,7 @@ pub fn run(cmd: GatewayCommand) -> Result<ExitCode> {
         write_status,
         no_access_log,
         threads,
-    } = cmd;
+    } = w;
     let gateway = match gateway.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() => NsName::new(ns, name),
         _ => anyhow::bail!("--gateway {gateway:?}: NAMESPACE/NAME"),
@@ -297,6 +304,166 @@ mod status {
                 &format!("HTTPRoute {key}"),
             )
             .await;
+        }
+    }
+}
+
+/// `podnet gateway provision`: each Gateway of podnet's class gets its proxy's Deployment and
+/// LoadBalancer Service in podnet-system (the same objects the lab gives it:
+/// [`podnet_model::gateway::infra_manifests`]), server-side applied; those no Gateway wants any
+/// more are deleted.
+mod provision {
+    use std::collections::BTreeSet;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use anyhow::{Context, Result};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+    use podnet_model::gateway::{infra_manifests, GATEWAY_CONTROLLER, GATEWAY_NAMESPACE};
+    use serde_json::Value;
+
+    const MANAGER: &str = "podnet-gateway";
+    const MANAGED: (&str, &str) = ("app.kubernetes.io/managed-by", "podnet-gateway");
+
+    /// The objects every Gateway of podnet's class needs, with the proxies' image.
+    pub fn wanted(c: &podnet_model::Cluster, image: &str) -> Vec<Value> {
+        let ours: Vec<&str> = c
+            .gateway_classes
+            .iter()
+            .filter(|g| g.obj.spec.controller_name == GATEWAY_CONTROLLER)
+            .filter_map(|g| g.obj.metadata.name.as_deref())
+            .collect();
+        let mut out = Vec::new();
+        for g in &c.gateways {
+            if !ours.contains(&g.obj.spec.gateway_class_name.as_str())
+                || podnet_model::gateway::listener_ports(&g.obj).is_empty()
+            {
+                continue;
+            }
+            let Ok(docs) =
+                podnet_model::parse_documents("<a Gateway's proxy>", &infra_manifests(&g.obj))
+            else {
+                continue;
+            };
+            for d in docs {
+                let mut v = d.value;
+                v["metadata"]["labels"][MANAGED.0] = Value::from(MANAGED.1);
+                if v["kind"] == "Deployment" {
+                    v["spec"]["template"]["spec"]["containers"][0]["image"] = Value::from(image);
+                }
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    async fn reconcile(client: &kube::Client, want: &[Value]) {
+        let deployments: kube::Api<Deployment> =
+            kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+        let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+        let pp = PatchParams::apply(MANAGER).force();
+        let mut names: BTreeSet<(String, String)> = BTreeSet::new();
+        for v in want {
+            let kind = v["kind"].as_str().unwrap_or_default().to_string();
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let applied = match kind.as_str() {
+                "Deployment" => deployments
+                    .patch(&name, &pp, &Patch::Apply(v))
+                    .await
+                    .map(drop),
+                _ => services.patch(&name, &pp, &Patch::Apply(v)).await.map(drop),
+            };
+            if let Err(e) = applied {
+                eprintln!("{kind} {GATEWAY_NAMESPACE}/{name}: {e}");
+            }
+            names.insert((kind, name));
+        }
+        let managed = ListParams::default().labels(&format!("{}={}", MANAGED.0, MANAGED.1));
+        if let Ok(list) = deployments.list(&managed).await {
+            for d in list.items {
+                let name = d.metadata.name.unwrap_or_default();
+                if !names.contains(&("Deployment".to_string(), name.clone())) {
+                    eprintln!("deleting Deployment {GATEWAY_NAMESPACE}/{name}: its Gateway went");
+                    let _ = deployments.delete(&name, &DeleteParams::default()).await;
+                }
+            }
+        }
+        if let Ok(list) = services.list(&managed).await {
+            for s in list.items {
+                let name = s.metadata.name.unwrap_or_default();
+                if !names.contains(&("Service".to_string(), name.clone())) {
+                    eprintln!("deleting Service {GATEWAY_NAMESPACE}/{name}: its Gateway went");
+                    let _ = services.delete(&name, &DeleteParams::default()).await;
+                }
+            }
+        }
+    }
+
+    pub fn run(api: crate::ApiArgs, image: String) -> Result<ExitCode> {
+        let overrides = crate::agent::overrides(api.config.as_deref(), &api.cluster)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            eprintln!("listing and watching the Kubernetes API for Gateways");
+            let client = crate::agent::client(api.kubeconfig.as_deref()).await?;
+            let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
+            let mut model = podnet_model::ApiModel::new(&overrides)?;
+            let mut watch = podnet_agent::watch::ClusterWatch::start_kinds(
+                &client,
+                &["GatewayClass", "Gateway"],
+                metrics,
+            );
+            watch
+                .until_ready(&mut model)
+                .await
+                .context("the API's watches ended before their first list")?;
+            let mut last: Option<Vec<Value>> = None;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            loop {
+                let want = wanted(model.cluster(), &image);
+                if last.as_ref() != Some(&want) {
+                    eprintln!("{} Gateway proxies' objects", want.len());
+                    reconcile(&client, &want).await;
+                    last = Some(want);
+                }
+                tokio::select! {
+                    round = watch.next(&mut model) => { round.context("the API's watches ended")?; }
+                    _ = term.recv() => return anyhow::Ok(()),
+                    _ = tokio::signal::ctrl_c() => return anyhow::Ok(()),
+                }
+            }
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn each_gateway_of_the_class_gets_its_proxy_with_the_image() {
+            let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: podnet}\nspec: {controllerName: podnet.dev/gateway}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: theirs}\nspec: {controllerName: example.com/x}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}, {name: s, port: 8443, protocol: HTTP}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: b, namespace: default}\nspec: {gatewayClassName: theirs, listeners: [{name: h, port: 80, protocol: HTTP}]}\n";
+            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
+            let c = podnet_model::build(&docs, &Default::default()).unwrap();
+            let want = super::wanted(&c, "registry.example/podnet:1");
+            let kinds: Vec<&str> = want.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+            assert_eq!(kinds, ["Service", "Deployment"]);
+            assert_eq!(want[0]["spec"]["ports"].as_array().unwrap().len(), 2);
+            assert_eq!(want[0]["spec"]["type"], "LoadBalancer");
+            let container = &want[1]["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(container["image"], "registry.example/podnet:1");
+            assert_eq!(container["args"][3], "default/a");
+            // What the lab runs is what a cluster gets: the same objects in the model.
+            let svc = c.service(
+                "podnet-system",
+                want[0]["metadata"]["name"].as_str().unwrap(),
+            );
+            assert!(svc.is_some_and(|s| s.builtin));
         }
     }
 }

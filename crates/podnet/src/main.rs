@@ -199,34 +199,47 @@ enum GatewayCommand {
     /// Serve one Gateway of podnet's class (GatewayClass controller `podnet.dev/gateway`) of
     /// the cluster the Kubernetes API describes, following its changes: the Gateway's proxy,
     /// as its Deployment in `podnet-system` runs it. Listens on each listener's port.
-    Watch {
+    Watch(GatewayWatch),
+    /// Give each Gateway of podnet's class its proxy on a cluster: a Deployment running
+    /// `podnet gateway watch` for it and a LoadBalancer Service, in podnet-system (server-side
+    /// applied; those of Gateways that went are deleted), following the API.
+    Provision {
         #[command(flatten)]
         api: ApiArgs,
-        /// The Gateway: NAMESPACE/NAME.
-        #[arg(long)]
-        gateway: String,
-        /// The address the listeners' ports are opened on.
-        #[arg(long, default_value = "0.0.0.0")]
-        address: std::net::IpAddr,
-        /// /healthz, /readyz and /metrics.
-        #[arg(long, default_value = "0.0.0.0:10255")]
-        admin: std::net::SocketAddr,
-        /// Write what is served (ports, listeners, routes, endpoints) as JSON to this file
-        /// each time it changes, for whoever waits on it.
-        #[arg(long, value_name = "FILE")]
-        served: Option<PathBuf>,
-        /// Write the status of the Gateway, its GatewayClass and the HTTPRoutes attached to it
-        /// (their entries for this Gateway) to the API. Without it, statuses are left alone
-        /// (the lab's API computes them itself).
-        #[arg(long)]
-        write_status: bool,
-        /// No JSON access log on stdout.
-        #[arg(long)]
-        no_access_log: bool,
-        /// Worker threads.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
+        /// The image of the Gateways' proxies.
+        #[arg(long, default_value = "podnet:latest")]
+        image: String,
     },
+}
+
+#[derive(Args)]
+struct GatewayWatch {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The Gateway: NAMESPACE/NAME.
+    #[arg(long)]
+    gateway: String,
+    /// The address the listeners' ports are opened on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: std::net::IpAddr,
+    /// /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:10255")]
+    admin: std::net::SocketAddr,
+    /// Write what is served (ports, listeners, routes, endpoints) as JSON to this file
+    /// each time it changes, for whoever waits on it.
+    #[arg(long, value_name = "FILE")]
+    served: Option<PathBuf>,
+    /// Write the status of the Gateway, its GatewayClass and the HTTPRoutes attached to it
+    /// (their entries for this Gateway) to the API. Without it, statuses are left alone
+    /// (the lab's API computes them itself).
+    #[arg(long)]
+    write_status: bool,
+    /// No JSON access log on stdout.
+    #[arg(long)]
+    no_access_log: bool,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 #[derive(Args)]

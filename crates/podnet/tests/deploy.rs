@@ -24,6 +24,7 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
     let mut agent_args: Vec<String> = Vec::new();
     let mut dns_args: Vec<String> = Vec::new();
     let mut ingress_args: Vec<String> = Vec::new();
+    let mut gateway_args: Vec<String> = Vec::new();
     for d in &docs {
         let v = &d.value;
         let kind = v["kind"].as_str().unwrap().to_string();
@@ -32,6 +33,15 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             "ServiceAccount" => drop(decode::<ServiceAccount>(v)),
             "ClusterRole" => drop(decode::<ClusterRole>(v)),
             "ClusterRoleBinding" => drop(decode::<ClusterRoleBinding>(v)),
+            "Role" => drop(decode::<k8s_openapi::api::rbac::v1::Role>(v)),
+            "RoleBinding" => drop(decode::<k8s_openapi::api::rbac::v1::RoleBinding>(v)),
+            "GatewayClass" => {
+                let c = decode::<podnet_model::gateway_api::GatewayClass>(v);
+                assert_eq!(
+                    c.spec.controller_name,
+                    podnet_model::gateway::GATEWAY_CONTROLLER
+                );
+            }
             "ConfigMap" => {
                 let cm = decode::<ConfigMap>(v);
                 // The settings are podnet's own.
@@ -56,6 +66,7 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
                         dns_args = args;
                     }
                     "podnet-ingress" => ingress_args = args,
+                    "podnet-gateway" => gateway_args = args,
                     other => panic!("unexpected Deployment {other}"),
                 }
             }
@@ -101,9 +112,18 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             "ClusterRoleBinding",
             "IngressClass",
             "Deployment",
-            "Service"
+            "Service",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "GatewayClass",
+            "Deployment"
         ]
     );
+    assert_eq!(&gateway_args[..2], ["gateway", "provision"]);
+    takes(&["gateway", "provision"], &gateway_args[2..]);
     assert_eq!(agent_args.first().map(String::as_str), Some("agent"));
     assert_eq!(&dns_args[..2], ["dns", "watch"]);
     takes(&["agent"], &agent_args[1..]);
