@@ -2,10 +2,11 @@
 # The Gateway path against the Ingress path (issue 14), side by side in the same run: the same
 # edge proxy (bench example `edge_bench`), its configuration computed from manifests by the
 # Ingress controller's function (an Ingress) or the Gateway's (a Gateway and an HTTPRoute),
-# one route for every host and path to one backend, in turn on core 1:
+# one route for every host and path to one backend; both run on core 1, loaded in turn:
 #  - the backend: nginx on core 0 answering 200 "hello" from memory;
 #  - the load on core 0: wrk (HTTP/1.1, plain and TLS) and h2load (HTTP/2 over TLS) at 1, 16
-#    and 256 connections for ${SECS}s each, ingress and gateway alternating, ${ROUNDS} rounds.
+#    and 256 connections for ${SECS}s each, ingress and gateway alternating point by point
+#    (the order swapped every round), ${ROUNDS} rounds.
 # Everything listens on 127.0.0.1; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."

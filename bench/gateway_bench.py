@@ -12,7 +12,8 @@ import tempfile
 import time
 
 BENCH, SECS, ROUNDS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-BACKEND, HTTP, HTTPS = 18091, 18190, 18543
+BACKEND = 18091
+PORTS = {"ingress": (18190, 18543), "gateway": (18191, 18544)}
 CONNS = [1, 16, 256]
 tmp = tempfile.mkdtemp(prefix="podnet-gateway-bench-")
 procs = []
@@ -76,12 +77,12 @@ def wrk(url, conns):
     return rps, pct(50), pct(99), int(bad.group(1)) if bad else 0
 
 
-def h2load(conns):
+def h2load(port, conns):
     log = f"{tmp}/h2load.log"
     if os.path.exists(log):
         os.remove(log)
     out = run(["taskset", "-c", "0", "h2load", "-t1", f"-c{conns}", "-m1", "-D", str(SECS),
-               f"--log-file={log}", f"https://127.0.0.1:{HTTPS}/"])
+               f"--log-file={log}", f"https://127.0.0.1:{port}/"])
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     lat = sorted(int(l.split()[2]) for l in open(log) if l.strip())
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0
@@ -92,19 +93,21 @@ results = {}
 backend = start(["taskset", "-c", "0", "nginx", "-e", f"{tmp}/b.err", "-c", f"{tmp}/backend.conf"])
 wait_port(BACKEND)
 try:
+    # Both proxies run side by side on core 1, each loaded in turn, point by point, the order
+    # alternating every round: drift of the machine falls on both alike.
+    for mode, (http, https) in PORTS.items():
+        start(["taskset", "-c", "1", BENCH, mode, f"127.0.0.1:{http}", f"127.0.0.1:{https}",
+               f"127.0.0.1:{BACKEND}", "1", crt, key])
+        wait_port(http)
+        wait_port(https)
+        wrk(f"http://127.0.0.1:{http}/", 16)  # warm the pool
     for r in range(ROUNDS):
-        for mode in (["ingress", "gateway"] if r % 2 == 0 else ["gateway", "ingress"]):
-            p = start(["taskset", "-c", "1", BENCH, mode, f"127.0.0.1:{HTTP}", f"127.0.0.1:{HTTPS}",
-                       f"127.0.0.1:{BACKEND}", "1", crt, key])
-            wait_port(HTTP)
-            wait_port(HTTPS)
-            wrk(f"http://127.0.0.1:{HTTP}/", 16)  # warm the pool
-            for c in CONNS:
-                results.setdefault((mode, "HTTP/1.1", c), []).append(wrk(f"http://127.0.0.1:{HTTP}/", c))
-                results.setdefault((mode, "HTTPS/1.1", c), []).append(wrk(f"https://127.0.0.1:{HTTPS}/", c))
-                results.setdefault((mode, "HTTPS/2", c), []).append(h2load(c))
-            stop(p)
-            time.sleep(0.5)
+        for c in CONNS:
+            for mode in (["ingress", "gateway"] if r % 2 == 0 else ["gateway", "ingress"]):
+                http, https = PORTS[mode]
+                results.setdefault((mode, "HTTP/1.1", c), []).append(wrk(f"http://127.0.0.1:{http}/", c))
+                results.setdefault((mode, "HTTPS/1.1", c), []).append(wrk(f"https://127.0.0.1:{https}/", c))
+                results.setdefault((mode, "HTTPS/2", c), []).append(h2load(https, c))
 finally:
     for p in list(procs):
         stop(p)

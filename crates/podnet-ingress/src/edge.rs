@@ -63,8 +63,12 @@ pub struct ListenerRoutes {
 impl PortConfig {
     /// The routes of the listener a request for `host` goes to.
     pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
-        let name = crate::routes::normalize_host(host);
-        self.listeners.iter().find(|l| l.host.matches(&name))
+        self.listener_normalized(&crate::routes::normalize_host(host))
+    }
+
+    /// [`PortConfig::listener`] for a host already normalized.
+    pub fn listener_normalized(&self, name: &str) -> Option<&ListenerRoutes> {
+        self.listeners.iter().find(|l| l.host.matches(name))
     }
 }
 

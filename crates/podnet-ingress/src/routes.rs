@@ -477,7 +477,17 @@ impl RouteTable {
         method: &str,
         headers: &hyper::HeaderMap,
     ) -> Option<Served<'_>> {
-        let host = normalize_host(host);
+        self.serve_normalized(&normalize_host(host), path_and_query, method, headers)
+    }
+
+    /// [`RouteTable::serve_request`] for a host already normalized ([`normalize_host`]).
+    pub fn serve_normalized(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        method: &str,
+        headers: &hyper::HeaderMap,
+    ) -> Option<Served<'_>> {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q.split('#').next().unwrap_or(q))),
             None => (
@@ -489,7 +499,7 @@ impl RouteTable {
         self.routes
             .iter()
             .find(|r| {
-                r.host.matches(&host)
+                r.host.matches(host)
                     && r.path.matches(path)
                     && (!conditions || r.when.matches(method, headers, query))
             })

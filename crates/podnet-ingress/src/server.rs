@@ -418,7 +418,6 @@ impl Edge {
         id: &HeaderValue,
     ) -> (Response<Body>, Option<SocketAddr>) {
         let live = self.live.load_full();
-        let path = req.uri().path().to_string();
         if !conn.tls && !live.config.redirect.is_empty() && live.config.redirects(host) {
             let name = crate::routes::normalize_host(host);
             let pq = req
@@ -435,19 +434,21 @@ impl Edge {
             }
             return (r, None);
         }
+        // The host normalized once, for the listener and the routes.
+        let name = crate::routes::normalize_host(host);
         let table = if live.config.ports.is_empty() {
             Some(&live.config.table)
         } else {
             live.config
                 .ports
                 .get(&conn.local.port())
-                .and_then(|p| p.listener(host))
+                .and_then(|p| p.listener_normalized(&name))
                 .map(|l| &l.table)
         };
         let pq_owned = req.uri().path_and_query().cloned();
         let pq_in = pq_owned.as_ref().map(|p| p.as_str()).unwrap_or("/");
-        let served =
-            table.and_then(|t| t.serve_request(host, pq_in, req.method().as_str(), req.headers()));
+        let served = table
+            .and_then(|t| t.serve_normalized(&name, pq_in, req.method().as_str(), req.headers()));
         let mut edits: Option<(&Route, &WeightedBackend)> = None;
         let backend = match served {
             Some(Served::Route(r)) => match &r.action {
@@ -499,10 +500,7 @@ impl Edge {
                 return (
                     plain(
                         StatusCode::NOT_FOUND,
-                        &format!(
-                            "no route for {} {path}",
-                            crate::routes::normalize_host(host)
-                        ),
+                        &format!("no route for {name} {}", req.uri().path()),
                     ),
                     None,
                 );
