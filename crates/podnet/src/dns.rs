@@ -144,17 +144,15 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
             threads,
         } => (manifests, cluster, server, threads),
         DnsCommand::Watch {
-            kubeconfig,
-            config,
-            cluster,
+            api,
             server,
             served_zone,
         } => {
             let upstreams = upstreams_of(&server)?;
             return watch(
-                kubeconfig,
-                config,
-                cluster,
+                api.kubeconfig,
+                api.config,
+                api.cluster,
                 server.listen,
                 upstreams,
                 served_zone,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use podnet_ingress::edge::{self, EdgeConfig};
 use podnet_ingress::server::{Edge, Settings};
 
-use crate::{ClusterArgs, IngressCommand};
+use crate::IngressCommand;
 
 /// Writes the summary of what is served, atomically, when asked to.
 pub(crate) fn record(served: &Option<PathBuf>, config: &EdgeConfig) -> Result<()> {
@@ -29,9 +29,7 @@ pub(crate) fn warn_new(old: &[String], new: &EdgeConfig) {
 
 pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
     let IngressCommand::Watch {
-        kubeconfig,
-        config,
-        cluster,
+        api,
         http,
         https,
         admin,
@@ -49,9 +47,7 @@ pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
         })
         .transpose()?;
     watch(Watch {
-        kubeconfig,
-        config,
-        cluster,
+        api,
         listen: [http, https, admin],
         served,
         publish,
@@ -62,9 +58,7 @@ pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
 
 /// What `podnet ingress watch` was asked.
 struct Watch {
-    kubeconfig: Option<PathBuf>,
-    config: Option<PathBuf>,
-    cluster: ClusterArgs,
+    api: crate::ApiArgs,
     /// HTTP, HTTPS, admin.
     listen: [std::net::SocketAddr; 3],
     served: Option<PathBuf>,
@@ -128,16 +122,14 @@ async fn publish_status(
 
 fn watch(w: Watch) -> Result<ExitCode> {
     let Watch {
-        kubeconfig,
-        config,
-        cluster,
+        api,
         listen: [http, https, admin],
         served,
         publish,
         access_log,
         threads,
     } = w;
-    let overrides = crate::agent::overrides(config.as_deref(), &cluster)?;
+    let overrides = crate::agent::overrides(api.config.as_deref(), &api.cluster)?;
     let rt = podnet_ingress::server::runtime(threads)?;
     rt.block_on(async move {
         let edge = Edge::new(Settings {
@@ -153,7 +145,7 @@ fn watch(w: Watch) -> Result<ExitCode> {
         let (lh, ls, la) = (bind(http).await?, bind(https).await?, bind(admin).await?);
         tokio::spawn(edge.clone().serve_admin(la));
         eprintln!("listing and watching the Kubernetes API");
-        let client = crate::agent::client(kubeconfig.as_deref()).await?;
+        let client = crate::agent::client(api.kubeconfig.as_deref()).await?;
         let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
         let mut model = podnet_model::ApiModel::new(&overrides)?;
         let mut api = podnet_agent::watch::ClusterWatch::start_kinds(

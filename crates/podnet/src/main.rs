@@ -120,15 +120,8 @@ enum DnsCommand {
     /// Serve the zone of the cluster the Kubernetes API describes, following its changes (the
     /// cluster DNS as a Deployment behind the kube-dns Service).
     Watch {
-        /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
-        /// account.
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// The cluster's settings as JSON (podnet's ClusterConfig fields); flags override them.
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        cluster: ClusterArgs,
+        api: ApiArgs,
         #[command(flatten)]
         server: DnsServerArgs,
         /// Write the zone served (as `podnet check --dns -o json` prints a zone) to this file
@@ -144,15 +137,8 @@ enum IngressCommand {
     /// of the cluster the Kubernetes API describes, following its changes: the Ingress
     /// controller, as the Deployment `podnet-system/podnet-ingress` runs it.
     Watch {
-        /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
-        /// account.
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// The cluster's settings as JSON (podnet's ClusterConfig fields); flags override them.
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        cluster: ClusterArgs,
+        api: ApiArgs,
         /// Plain HTTP.
         #[arg(long, default_value = "0.0.0.0:80")]
         http: std::net::SocketAddr,
