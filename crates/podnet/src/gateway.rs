@@ -465,5 +465,192 @@ mod provision {
             );
             assert!(svc.is_some_and(|s| s.builtin));
         }
+        /// An API server that records every request and answers what kube-rs expects: the
+        /// applied object back, a list holding one object of a Gateway that went, a Status for
+        /// a delete.
+        async fn recording_api(seen: Seen) -> std::net::SocketAddr {
+            use http_body_util::BodyExt;
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                loop {
+                    let (s, _) = l.accept().await.unwrap();
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(
+                            move |req: hyper::Request<hyper::body::Incoming>| {
+                                let seen = seen.clone();
+                                async move {
+                                    let method = req.method().to_string();
+                                    let uri = req.uri().to_string();
+                                    let ct = req
+                                        .headers()
+                                        .get("content-type")
+                                        .map(|v| v.to_str().unwrap().to_string())
+                                        .unwrap_or_default();
+                                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                                    let body = String::from_utf8_lossy(&body).to_string();
+                                    seen.lock().unwrap().push(Request {
+                                        method: method.clone(),
+                                        uri: uri.clone(),
+                                        content_type: ct,
+                                        body: body.clone(),
+                                    });
+                                    let answer = match method.as_str() {
+                                        "PATCH" => body,
+                                        "GET" => {
+                                            let (api, kind) = if uri.contains("/deployments") {
+                                                ("apps/v1", "DeploymentList")
+                                            } else {
+                                                ("v1", "ServiceList")
+                                            };
+                                            serde_json::json!({"apiVersion": api, "kind": kind,
+                                                "metadata": {"resourceVersion": "1"},
+                                                "items": [{"metadata": {"name": "gw-default-gone-00000000",
+                                                    "namespace": "podnet-system"}}]})
+                                            .to_string()
+                                        }
+                                        _ => {
+                                            serde_json::json!({"apiVersion": "v1", "kind": "Status",
+                                            "status": "Success", "metadata": {}})
+                                            .to_string()
+                                        }
+                                    };
+                                    Ok::<_, std::convert::Infallible>(
+                                        hyper::Response::builder()
+                                            .header("content-type", "application/json")
+                                            .body(http_body_util::Full::new(
+                                                hyper::body::Bytes::from(answer),
+                                            ))
+                                            .unwrap(),
+                                    )
+                                }
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            });
+            addr
+        }
+
+        #[test]
+        fn a_proxy_writes_its_gateways_status_its_class_and_its_own_entries_of_routes() {
+            let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec: {parentRefs: [{name: a}, {name: elsewhere}]}\n";
+            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
+            let mut c = podnet_model::build(&docs, &Default::default()).unwrap();
+            // The route already has another controller's entry, which must stay.
+            let other = serde_json::json!({"parents": [{"parentRef": {"name": "elsewhere"},
+                "controllerName": "example.com/other", "conditions": []}]});
+            c.http_routes[0].obj.status = Some(serde_json::from_value(other).unwrap());
+            let computed = podnet_gateway::compute(&c);
+            let seen: Seen = Default::default();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let addr = recording_api(seen.clone()).await;
+                let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+                let client = kube::Client::try_from(config).unwrap();
+                crate::gateway::status::write(
+                    &client,
+                    &c,
+                    &computed,
+                    &podnet_model::NsName::new("default", "a"),
+                )
+                .await;
+            });
+            let seen = seen.lock().unwrap();
+            let patch = |path: &str| -> serde_json::Value {
+                let r = seen
+                    .iter()
+                    .find(|r| r.method == "PATCH" && r.uri.starts_with(path))
+                    .unwrap_or_else(|| panic!("no PATCH of {path}: {seen:?}"));
+                assert_eq!(r.content_type, "application/merge-patch+json");
+                serde_json::from_str(&r.body).unwrap()
+            };
+            let gw =
+                patch("/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/a/status");
+            assert!(!gw["status"]["addresses"][0]["value"].is_null(), "{gw}");
+            assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1);
+            let class = patch("/apis/gateway.networking.k8s.io/v1/gatewayclasses/podnet/status");
+            assert_eq!(class["status"]["conditions"][0]["reason"], "Accepted");
+            let route =
+                patch("/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r/status");
+            let parents = route["status"]["parents"].as_array().unwrap();
+            assert_eq!(parents.len(), 2, "{route}");
+            assert_eq!(parents[0]["controllerName"], "example.com/other");
+            assert_eq!(parents[1]["controllerName"], "podnet.dev/gateway");
+            assert_eq!(parents[1]["parentRef"]["name"], "a");
+        }
+
+        #[derive(Debug)]
+        struct Request {
+            method: String,
+            uri: String,
+            content_type: String,
+            body: String,
+        }
+
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<Request>>>;
+
+        #[test]
+        fn reconciling_applies_each_proxy_server_side_and_deletes_those_of_gateways_that_went() {
+            let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n";
+            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
+            let c = podnet_model::build(&docs, &Default::default()).unwrap();
+            let want = super::wanted(&c, "podnet:test");
+            let name = want[0]["metadata"]["name"].as_str().unwrap().to_string();
+            let seen: Seen = Default::default();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let addr = recording_api(seen.clone()).await;
+                let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+                let client = kube::Client::try_from(config).unwrap();
+                super::reconcile(&client, &want).await;
+            });
+            let seen = seen.lock().unwrap();
+            let applied: Vec<&Request> = seen.iter().filter(|r| r.method == "PATCH").collect();
+            assert_eq!(applied.len(), 2, "{seen:?}");
+            for r in &applied {
+                assert!(r.uri.contains("/namespaces/podnet-system/"), "{r:?}");
+                assert!(r.uri.contains(&format!("/{name}?")), "{r:?}");
+                assert!(r.uri.contains("fieldManager=podnet-gateway"), "{r:?}");
+                assert!(r.uri.contains("force=true"), "{r:?}");
+                assert_eq!(r.content_type, "application/apply-patch+yaml");
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                assert_eq!(
+                    v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    "podnet-gateway"
+                );
+            }
+            assert!(applied.iter().any(|r| r
+                .uri
+                .starts_with("/apis/apps/v1/namespaces/podnet-system/deployments/")));
+            assert!(applied.iter().any(|r| r
+                .uri
+                .starts_with("/api/v1/namespaces/podnet-system/services/")));
+            // Only podnet's own objects are listed, and the one no Gateway wants is deleted.
+            assert!(
+                seen.iter().filter(|r| r.method == "GET").all(|r| r
+                    .uri
+                    .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpodnet-gateway")),
+                "{seen:?}"
+            );
+            let deleted: Vec<&Request> = seen.iter().filter(|r| r.method == "DELETE").collect();
+            assert_eq!(deleted.len(), 2, "{seen:?}");
+            assert!(
+                deleted
+                    .iter()
+                    .all(|r| r.uri.contains("gw-default-gone-00000000")),
+                "{deleted:?}"
+            );
+        }
     }
 }
