@@ -126,9 +126,10 @@ pub async fn run(
     let mut watch = ClusterWatch::start(&client, metrics.clone());
     let first = watch.until_ready(&mut model).await.ok_or_else(ended)?;
     log_refused(&cfg.node, &first.refused);
-    eprintln!(
-        "node {}: every kind listed ({} objects); programming",
-        cfg.node, first.events
+    tracing::info!(
+        node = %cfg.node,
+        objects = first.events,
+        "every kind listed; programming"
     );
     // Not ready until the node holds what the API says.
     let _ = std::fs::remove_file(cfg.ready_file());
@@ -153,9 +154,9 @@ pub async fn run(
             live = Live::new(model.cluster(), &cfg.node, &cfg.uplink);
             in_sync = false;
             if live.is_none() {
-                eprintln!(
-                    "node {}: {} (waiting for it)",
-                    cfg.node,
+                tracing::warn!(
+                    node = %cfg.node,
+                    "{} (waiting for it)",
                     AgentError::NoSuchNode(cfg.node.clone())
                 );
             }
@@ -190,7 +191,7 @@ pub async fn run(
                 }
             } else {
                 for f in &applied.failures {
-                    eprintln!("node {}: {}", cfg.node, podnet_node::chain(f));
+                    tracing::error!(node = %cfg.node, "{}", podnet_node::chain(f));
                 }
                 metrics.failed();
                 in_sync = false;
@@ -251,6 +252,6 @@ pub async fn run(
 
 fn log_refused(node: &str, refused: &[(podnet_model::ApiKey, String)]) {
     for (key, why) in refused {
-        eprintln!("node {node}: left out {key} (the rest is programmed): {why}");
+        tracing::warn!(node, "left out {key} (the rest is programmed): {why}");
     }
 }

@@ -285,7 +285,7 @@ fn watch_api<K>(
                 }
                 Err(e) => {
                     metrics.watch_error();
-                    eprintln!("watching {kind}: {e} (retrying)");
+                    tracing::warn!("watching {kind}: {e} (retrying)");
                     Ok(())
                 }
             };

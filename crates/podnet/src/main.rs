@@ -422,6 +422,13 @@ fn main() -> ExitCode {
         return podnet_cni::plugin::main();
     }
     let cli = Cli::parse();
+    // Logs (the agent's and the watchers' own, and kube-rs's warnings) go to stderr, as lines.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .try_init();
     let result = match cli.command {
         Command::Check(a) => check(a),
         Command::Explain(a) => explain::run(a),
