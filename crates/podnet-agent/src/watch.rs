@@ -285,7 +285,15 @@ fn watch_api<K>(
                 }
                 Err(e) => {
                     metrics.watch_error();
-                    tracing::warn!("watching {kind}: {e} (retrying)");
+                    // The whole chain: "client error (Connect)" alone does not say
+                    // whether it was refused, unreachable or timed out.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    tracing::warn!("watching {kind}: {why} (retrying)");
                     Ok(())
                 }
             };

@@ -22,6 +22,11 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
             .await
             .context("no kubeconfig given, none in $KUBECONFIG or ~/.kube, and not in a cluster")?,
     };
+    // kube's default is 30 s: a connection attempt lost early (a pod whose node had just
+    // been programmed, in the lab) would then hold the watches back that long before the next
+    // attempt. A TCP connection to the API takes far less; the watches retry with backoff.
+    let mut config = config;
+    config.connect_timeout = Some(std::time::Duration::from_secs(5));
     kube::Client::try_from(config).context("the Kubernetes client")
 }
 
