@@ -539,7 +539,8 @@ impl Edge {
         );
         // As nginx's `proxy_next_upstream error timeout` (its default): a request that can be
         // sent again is, once, to the next endpoint (the same one when it is alone, over a new
-        // connection) when connecting, sending or reading the response's head fails.
+        // connection) when connecting fails or times out, or sending or reading the response's
+        // head fails. (The read timeout itself is not retried: it has already waited long.)
         let attempts = if idempotent && body.is_end_stream() && !upgrade {
             2
         } else {
@@ -621,6 +622,7 @@ impl Edge {
             match sent.await {
                 Err(_) => {
                     self.metrics.error("timeout");
+                    tracing::warn!(upstream = %ep, timeout = ?self.settings.read_timeout, "the backend did not answer in time");
                     return (
                         plain(
                             StatusCode::GATEWAY_TIMEOUT,
@@ -632,12 +634,14 @@ impl Edge {
                         Some(ep),
                     );
                 }
-                Ok(Err(e)) if attempt + 1 < attempts && !is_timeout(&e) => {
+                Ok(Err(e)) if attempt + 1 < attempts && (e.is_connect() || !is_timeout(&e)) => {
+                    tracing::warn!(upstream = %ep, error = %cause(&e), "retrying on the next endpoint");
                     self.metrics.retries.inc();
                     continue;
                 }
                 Ok(Err(e)) => {
                     let timed_out = is_timeout(&e);
+                    tracing::warn!(upstream = %ep, error = %cause(&e), "the backend failed");
                     self.metrics
                         .error(if timed_out { "timeout" } else { "upstream" });
                     let (status, what) = match (e.is_connect(), timed_out) {

@@ -315,6 +315,56 @@ async fn a_backend_that_does_not_answer_in_time_is_a_504() {
     assert_eq!(st, StatusCode::OK);
 }
 
+/// A listener whose accept queue is full, so that the kernel drops further SYNs: connecting
+/// to it times out (on loopback, nothing leaves the machine). Keep the result alive.
+async fn blackhole() -> (SocketAddr, TcpListener, std::net::TcpStream) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = s.local_addr().unwrap();
+    // Backlog 0: one connection, never accepted, fills the queue.
+    let l = s.listen(0).unwrap();
+    let filler = std::net::TcpStream::connect(addr).unwrap();
+    (addr, l, filler)
+}
+
+#[tokio::test]
+async fn a_connect_that_times_out_is_retried_on_the_next_endpoint() {
+    let a = backend("a").await;
+    let (dead, _keep, _filler) = blackhole().await;
+    let h = start(Settings {
+        connect_timeout: Duration::from_millis(200),
+        ..quiet()
+    })
+    .await;
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("a"), Upstream::Ready(vec![dead, a]));
+    upstreams.insert(backend_of("d"), Upstream::Ready(vec![dead]));
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![
+                route(None, PathMatch::of(Some("/dead"), "Prefix"), "d", 0),
+                route(None, PathMatch::of(None, "Prefix"), "a", 1),
+            ],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    // Round robin: one of the two starts with the endpoint that does not answer.
+    for _ in 0..2 {
+        let (st, _, body) = get(h.http, "x", "/").await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    let m = h.edge.metrics.encode();
+    assert!(m.contains("podnet_ingress_retries_total 1"), "{m}");
+    // Alone, it is tried twice, then a 504 says why.
+    let (st, _, body) = get(h.http, "x", "/dead").await;
+    assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains(&format!("connecting to {dead}")), "{body}");
+    let m = h.edge.metrics.encode();
+    assert!(m.contains("podnet_ingress_retries_total 2"), "{m}");
+}
+
 fn cert_for(names: &[&str]) -> (String, String) {
     let c =
         rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())

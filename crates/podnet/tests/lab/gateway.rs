@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::kubectl_ok;
 use super::ingress::{certificate, Answer};
-use super::{can_run, ok, root_dir, write_manifest, Lab};
+use super::{can_run, ok, root_dir, write_manifest, Lab, Load};
 
 const NAMESPACES: [(&str, &str); 3] = [
     ("infra/", "gateway-conformance-infra/"),
@@ -662,33 +662,24 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
     let f = file.to_str().unwrap();
     let lab = Lab::up("gw-live", &[f], &[]);
     let addr = lab.gateway_address("default/live").unwrap();
-    let stop = dir.join("stop");
-    // Three clients, each a loop of curl runs of 50 keep-alive requests (HTTPS over HTTP/1.1
-    // and HTTP/2, and plain HTTP), writing every status code, until the stop file appears.
-    let client = |extra: &str, scheme: &str, port: u16, out: &str| {
-        let urls = vec![format!("-o /dev/null {scheme}://live.example.com/x"); 50].join(" ");
-        let script = format!(
-            "while [ ! -e {stop} ]; do curl -sS --max-time 30 {extra} --resolve live.example.com:{port}:{addr} --cacert {ca} -w '%{{http_code}}\\n' {urls} >> {out} 2>&1; done",
-            stop = stop.display(),
-            ca = bundle.display(),
-        );
-        std::process::Command::new(env!("CARGO_BIN_EXE_podnet"))
-            .args([
-                "lab", "exec", "--name", &lab.name, "external", "--", "sh", "-c",
-            ])
-            .arg(script)
-            .spawn()
-            .unwrap()
-    };
-    let outs = [dir.join("h1.out"), dir.join("h2.out"), dir.join("http.out")];
-    let mut clients = [
-        client("--http1.1", "https", 443, outs[0].to_str().unwrap()),
-        client("--http2", "https", 443, outs[1].to_str().unwrap()),
-        client("--http1.1", "http", 80, outs[2].to_str().unwrap()),
-    ];
+    // Three clients: HTTPS over HTTP/1.1 and HTTP/2, and plain HTTP.
+    let load = Load::start(
+        &lab,
+        &dir,
+        "live.example.com",
+        &addr,
+        &bundle,
+        &[
+            ("h1", "--http1.1", "https", 443),
+            ("h2", "--http2", "https", 443),
+            ("http", "--http1.1", "http", 80),
+        ],
+    );
     let apply = |text: String| {
         std::fs::write(&file, text).unwrap();
         let start = std::time::Instant::now();
+        let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+        eprintln!("lab apply at {unix:.3}");
         ok(&["lab", "apply", "--name", &lab.name, "-f", f]);
         start.elapsed()
     };
@@ -728,10 +719,6 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
         ),
     ];
     std::thread::sleep(std::time::Duration::from_millis(500));
-    std::fs::write(&stop, "").unwrap();
-    for c in &mut clients {
-        c.wait().unwrap();
-    }
     for (what, t) in &took {
         eprintln!("lab apply ({what}): served after {t:?}");
     }
@@ -745,23 +732,6 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
         "https://live.example.com/",
     );
     assert_eq!(a.status, 200, "the new certificate is served: {a:?}");
-    for out in &outs {
-        let text = std::fs::read_to_string(out).unwrap();
-        let codes: Vec<&str> = text.lines().collect();
-        let bad: Vec<&&str> = codes.iter().filter(|c| **c != "200").collect();
-        eprintln!(
-            "{}: {} requests, {} failed",
-            out.display(),
-            codes.len(),
-            bad.len()
-        );
-        assert!(codes.len() >= 200, "too few requests: {}", codes.len());
-        assert!(
-            bad.is_empty(),
-            "{}: {:?}",
-            out.display(),
-            &bad[..bad.len().min(5)]
-        );
-    }
+    load.finish(&lab);
     let _ = std::fs::remove_dir_all(dir);
 }

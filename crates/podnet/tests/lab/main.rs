@@ -1460,3 +1460,93 @@ fn web_deployment(replicas: u32, port: u16) -> String {
 fn client_pod() -> String {
     "---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n".to_string()
 }
+
+/// Clients in `external` sending keep-alive requests until stopped (loops of curl runs of 50
+/// requests each), recording every status code: what a live change must not fail.
+struct Load {
+    stop: PathBuf,
+    clients: Vec<(PathBuf, std::process::Child)>,
+}
+
+impl Load {
+    /// One client per `(label, curl options, scheme, port)`, to `https?://{host}/x` at `addr`,
+    /// trusting `ca`; their files go in `dir`.
+    fn start(
+        lab: &Lab,
+        dir: &Path,
+        host: &str,
+        addr: &str,
+        ca: &Path,
+        clients: &[(&str, &str, &str, u16)],
+    ) -> Load {
+        let stop = dir.join("stop");
+        let clients = clients
+            .iter()
+            .map(|(label, extra, scheme, port)| {
+                let out = dir.join(format!("{label}.out"));
+                let urls = vec![format!("-o /dev/null {scheme}://{host}/x"); 50].join(" ");
+                let script = format!(
+                    "while [ ! -e {stop} ]; do curl -sS --max-time 30 {extra} --resolve {host}:{port}:{addr} --cacert {ca} -w '%{{http_code}}\\n' {urls} >> {out} 2>&1; done",
+                    stop = stop.display(),
+                    ca = ca.display(),
+                    out = out.display(),
+                );
+                let child = Command::new(env!("CARGO_BIN_EXE_podnet"))
+                    .args(["lab", "exec", "--name", &lab.name, "external", "--", "sh", "-c"])
+                    .arg(script)
+                    .spawn()
+                    .unwrap();
+                (out, child)
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients; every request they made must have been answered 200 (and there
+    /// must be at least 200 of them each). A failure shows what the lab's proxies logged of
+    /// the requests they did not answer 200, and their warnings.
+    fn finish(mut self, lab: &Lab) {
+        std::fs::write(&self.stop, "").unwrap();
+        for (_, c) in &mut self.clients {
+            c.wait().unwrap();
+        }
+        let mut failed = Vec::new();
+        for (out, _) in &self.clients {
+            let text = std::fs::read_to_string(out).unwrap();
+            let codes: Vec<&str> = text.lines().collect();
+            let bad: Vec<&str> = codes.iter().copied().filter(|c| *c != "200").collect();
+            eprintln!(
+                "{}: {} requests, {} failed",
+                out.display(),
+                codes.len(),
+                bad.len()
+            );
+            assert!(codes.len() >= 200, "too few requests: {}", codes.len());
+            if !bad.is_empty() {
+                failed.push(format!("{}: {:?}", out.display(), &bad[..bad.len().min(5)]));
+            }
+        }
+        // What the proxies logged of requests not answered 200, and their warnings (a retry
+        // on the next endpoint is one): shown with the failures, or with --nocapture.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let agents = Path::new("/run/podnet").join(&lab.name).join("agents");
+        for entry in std::fs::read_dir(&agents).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("ingress-") || name.starts_with("gateway-"))
+                || !name.ends_with(".log")
+            {
+                continue;
+            }
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in log.lines() {
+                let status = serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v["status"].as_u64());
+                if status.is_some_and(|s| s != 200) || (status.is_none() && line.contains("WARN")) {
+                    eprintln!("{name}: {line}");
+                }
+            }
+        }
+        assert!(failed.is_empty(), "failed requests: {}", failed.join("; "));
+    }
+}
