@@ -36,6 +36,11 @@ fn labels(l: &podnet_model::Labels) -> Option<BTreeMap<String, String>> {
 
 /// Every object the lab serves, in no particular order.
 pub fn project(c: &Cluster) -> Vec<Value> {
+    project_with(c, &podnet_gateway::compute(c))
+}
+
+/// [`project`], with the Gateway API's status as already computed for `c`.
+pub fn project_with(c: &Cluster, g: &podnet_gateway::Computed) -> Vec<Value> {
     let mut out = Vec::new();
     out.extend(c.namespaces.values().map(|n| {
         value(&Namespace {
@@ -67,7 +72,6 @@ pub fn project(c: &Cluster) -> Vec<Value> {
         v["kind"] = Value::from(kind);
         v
     };
-    let g = podnet_gateway::compute(c);
     out.extend(g.classes.iter().map(|o| typed(value(o), "GatewayClass")));
     out.extend(g.gateways.iter().map(|o| typed(value(o), "Gateway")));
     out.extend(g.routes.iter().map(|o| typed(value(o), "HTTPRoute")));

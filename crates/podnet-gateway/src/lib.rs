@@ -49,7 +49,7 @@ pub struct Computed {
     pub gateways: Vec<Gateway>,
     /// Every HTTPRoute, with a status entry for each parent that is one of podnet's Gateways.
     pub routes: Vec<HTTPRoute>,
-    /// What each of podnet's Gateways serves.
+    /// What each of podnet's Gateways serves ([`compute_one`]: the one asked for alone).
     pub configs: BTreeMap<NsName, EdgeConfig>,
 }
 
@@ -128,6 +128,15 @@ pub fn granted(
 
 /// Computes everything: statuses and each Gateway's configuration.
 pub fn compute(c: &Cluster) -> Computed {
+    compute_for(c, None)
+}
+
+/// Every status, and the configuration of `gateway` alone (what its proxy needs).
+pub fn compute_one(c: &Cluster, gateway: &NsName) -> Computed {
+    compute_for(c, Some(gateway))
+}
+
+fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
     let mut out = Computed::default();
     // The classes.
     let mut ours: Vec<String> = Vec::new();
@@ -182,12 +191,14 @@ pub fn compute(c: &Cluster) -> Computed {
         if let Some(ls) = listeners.remove(&key) {
             let addresses = podnet_model::gateway::addresses(c, &key);
             obj.status = Some(gateway_status(&obj, &ls, &addresses));
-            let config = if invalid_parameters(&obj) {
-                EdgeConfig::default()
-            } else {
-                edge_config(c, &obj, ls)
-            };
-            out.configs.insert(key, config);
+            if only.is_none_or(|o| *o == key) {
+                let config = if invalid_parameters(&obj) {
+                    EdgeConfig::default()
+                } else {
+                    edge_config(c, &obj, ls)
+                };
+                out.configs.insert(key, config);
+            }
         }
         out.gateways.push(obj);
     }
@@ -196,7 +207,7 @@ pub fn compute(c: &Cluster) -> Computed {
 
 /// What one Gateway serves (None: not one of podnet's).
 pub fn config(c: &Cluster, gateway: &NsName) -> Option<EdgeConfig> {
-    compute(c).configs.remove(gateway)
+    compute_one(c, gateway).configs.remove(gateway)
 }
 
 fn http_route_kind() -> RouteGroupKind {

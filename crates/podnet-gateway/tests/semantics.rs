@@ -460,3 +460,42 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         assert!(msg.contains("bad.yaml:"), "{msg}");
     }
 }
+
+#[test]
+fn one_gateways_proxy_computes_the_same_statuses_and_its_own_configuration() {
+    let yaml = format!(
+        "{BACKENDS}{}",
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw2}
+spec:
+  gatewayClassName: podnet
+  listeners:
+  - {name: http, port: 8080, protocol: HTTP, hostname: b.example.com}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: both}
+spec:
+  parentRefs: [{name: gw}, {name: gw2}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+"#
+    );
+    let c = cluster(&yaml);
+    let all = compute(&c);
+    assert_eq!(all.configs.len(), 2);
+    fn json(v: &impl serde::Serialize) -> serde_json::Value {
+        serde_json::to_value(v).unwrap()
+    }
+    for name in ["gw", "gw2"] {
+        let key = NsName::new("default", name);
+        let one = podnet_gateway::compute_one(&c, &key);
+        assert_eq!(one.configs.keys().collect::<Vec<_>>(), vec![&key]);
+        assert_eq!(one.configs[&key].summary(), all.configs[&key].summary());
+        assert!(!one.configs[&key].ports.is_empty());
+        assert_eq!(json(&one.gateways), json(&all.gateways));
+        assert_eq!(json(&one.routes), json(&all.routes));
+        assert_eq!(json(&one.classes), json(&all.classes));
+    }
+}

@@ -200,7 +200,9 @@ fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         meta.creation_timestamp = e.created.parse().ok().map(Time);
         seen.insert(key);
     };
-    let json = |v: &dyn erased::Spec| v.json();
+    fn json(spec: &impl Serialize) -> serde_json::Value {
+        serde_json::to_value(spec).unwrap_or_default()
+    }
     for o in &mut c.gateway_classes {
         let spec = json(&o.obj.spec);
         stamp("GatewayClass", &mut o.obj.metadata, spec);
@@ -218,18 +220,6 @@ fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         stamp("ReferenceGrant", &mut o.obj.metadata, spec);
     }
     st.gateway_meta.retain(|k, _| seen.contains(k));
-}
-
-mod erased {
-    /// A spec, as JSON.
-    pub trait Spec {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Spec for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
-    }
 }
 
 impl LabState {
@@ -509,7 +499,7 @@ pub fn program_nodes(
         .any(|p| p.ingress_controller)
         .then(|| podnet_ingress::edge::config(&c).summary());
     // And the API's objects, which the servers' process serves when it reloads.
-    st.api = podnet_api::project::project(&c);
+    st.api = podnet_api::project::project_with(&c, &gateways);
     let dataplanes = NodeDataplane::for_cluster(&c, plan::UPLINK);
     let mut failures = Vec::new();
     if st.agents {

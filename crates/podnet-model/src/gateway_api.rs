@@ -423,20 +423,3 @@ pub struct ReferenceGrantTo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
-
-/// The conditions of an object's status.
-pub trait ObjectConditions {
-    fn conditions(&self) -> &[Condition];
-}
-
-impl ObjectConditions for GatewayClass {
-    fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map_or(&[], |s| &s.conditions)
-    }
-}
-
-impl ObjectConditions for Gateway {
-    fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map_or(&[], |s| &s.conditions)
-    }
-}

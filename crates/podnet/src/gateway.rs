@@ -114,7 +114,7 @@ fn watch(w: GatewayWatch) -> Result<ExitCode> {
         let mut oldest = None;
         loop {
             let start = Instant::now();
-            let computed = podnet_gateway::compute(model.cluster());
+            let computed = podnet_gateway::compute_one(model.cluster(), &gateway);
             let config = computed.configs.get(&gateway).cloned().unwrap_or_default();
             if !computed.configs.contains_key(&gateway) {
                 eprintln!("Gateway {gateway} is not one of podnet's (yet): serving nothing");
@@ -448,8 +448,7 @@ mod provision {
         #[test]
         fn each_gateway_of_the_class_gets_its_proxy_with_the_image() {
             let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: podnet}\nspec: {controllerName: podnet.dev/gateway}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: theirs}\nspec: {controllerName: example.com/x}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}, {name: s, port: 8443, protocol: HTTP}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: b, namespace: default}\nspec: {gatewayClassName: theirs, listeners: [{name: h, port: 80, protocol: HTTP}]}\n";
-            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
-            let c = podnet_model::build(&docs, &Default::default()).unwrap();
+            let c = cluster(yaml);
             let want = super::wanted(&c, "registry.example/podnet:1");
             let kinds: Vec<&str> = want.iter().map(|v| v["kind"].as_str().unwrap()).collect();
             assert_eq!(kinds, ["Service", "Deployment"]);
@@ -539,31 +538,16 @@ mod provision {
         #[test]
         fn a_proxy_writes_its_gateways_status_its_class_and_its_own_entries_of_routes() {
             let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec: {parentRefs: [{name: a}, {name: elsewhere}]}\n";
-            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
-            let mut c = podnet_model::build(&docs, &Default::default()).unwrap();
+            let mut c = cluster(yaml);
             // The route already has another controller's entry, which must stay.
             let other = serde_json::json!({"parents": [{"parentRef": {"name": "elsewhere"},
                 "controllerName": "example.com/other", "conditions": []}]});
             c.http_routes[0].obj.status = Some(serde_json::from_value(other).unwrap());
-            let computed = podnet_gateway::compute(&c);
-            let seen: Seen = Default::default();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let addr = recording_api(seen.clone()).await;
-                let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-                let client = kube::Client::try_from(config).unwrap();
-                crate::gateway::status::write(
-                    &client,
-                    &c,
-                    &computed,
-                    &podnet_model::NsName::new("default", "a"),
-                )
-                .await;
+            let a = podnet_model::NsName::new("default", "a");
+            let computed = podnet_gateway::compute_one(&c, &a);
+            let seen = recorded(|client| async move {
+                crate::gateway::status::write(&client, &c, &computed, &a).await;
             });
-            let seen = seen.lock().unwrap();
             let patch = |path: &str| -> serde_json::Value {
                 let r = seen
                     .iter()
@@ -597,13 +581,10 @@ mod provision {
 
         type Seen = std::sync::Arc<std::sync::Mutex<Vec<Request>>>;
 
-        #[test]
-        fn reconciling_applies_each_proxy_server_side_and_deletes_those_of_gateways_that_went() {
-            let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n";
-            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
-            let c = podnet_model::build(&docs, &Default::default()).unwrap();
-            let want = super::wanted(&c, "podnet:test");
-            let name = want[0]["metadata"]["name"].as_str().unwrap().to_string();
+        /// Runs `f` with a client of a [`recording_api`]; returns the requests it received.
+        fn recorded<F: std::future::Future<Output = ()>>(
+            f: impl FnOnce(kube::Client) -> F,
+        ) -> Vec<Request> {
             let seen: Seen = Default::default();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -612,10 +593,26 @@ mod provision {
             rt.block_on(async {
                 let addr = recording_api(seen.clone()).await;
                 let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-                let client = kube::Client::try_from(config).unwrap();
+                f(kube::Client::try_from(config).unwrap()).await;
+            });
+            let requests = std::mem::take(&mut *seen.lock().unwrap());
+            requests
+        }
+
+        fn cluster(yaml: &str) -> podnet_model::Cluster {
+            let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
+            podnet_model::build(&docs, &Default::default()).unwrap()
+        }
+
+        #[test]
+        fn reconciling_applies_each_proxy_server_side_and_deletes_those_of_gateways_that_went() {
+            let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n";
+            let c = cluster(yaml);
+            let want = super::wanted(&c, "podnet:test");
+            let name = want[0]["metadata"]["name"].as_str().unwrap().to_string();
+            let seen = recorded(|client| async move {
                 super::reconcile(&client, &want).await;
             });
-            let seen = seen.lock().unwrap();
             let applied: Vec<&Request> = seen.iter().filter(|r| r.method == "PATCH").collect();
             assert_eq!(applied.len(), 2, "{seen:?}");
             for r in &applied {

@@ -462,7 +462,6 @@ fn json_to_yaml(v: &Value) -> Yaml<'static> {
 /// The Gateway API's objects, with the status podnet's controller gives them, and what each
 /// of podnet's Gateways serves.
 pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
-    use podnet_model::gateway_api::ObjectConditions;
     let cond = |c: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
         c.iter()
             .find(|c| c.type_ == t)
@@ -483,7 +482,10 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
             vec![
                 c.metadata.name.clone().unwrap_or_default(),
                 c.spec.controller_name.clone(),
-                cond(c.conditions(), "Accepted"),
+                cond(
+                    c.status.as_ref().map_or(&[][..], |s| &s.conditions),
+                    "Accepted",
+                ),
             ]
         })
         .collect();
