@@ -2,57 +2,22 @@
 behind the same backend, under wrk and h2load; prints a Markdown table of requests per second
 and p50/p99 latency per point, the ratios to nginx, and the memory with idle connections."""
 
-import os
-import re
 import shutil
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from edgebench import Bench, failures, med, wait_port
 
 BENCH, SECS, ROUNDS, IDLE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 BACKEND = 18081
 PORTS = {"podnet": (18180, 18543), "nginx": (18280, 18643), "haproxy": (18380, 18743)}
 CONNS = [1, 16, 256]
 tmp = tempfile.mkdtemp(prefix="podnet-ingress-bench-")
-procs = []
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-
-
-def start(cmd, **kw):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
-    procs.append(p)
-    return p
-
-
-def wait_port(port, what):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on {port}")
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-
-
-crt, key, pem = f"{tmp}/tls.crt", f"{tmp}/tls.key", f"{tmp}/tls.pem"
-run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-     "-nodes", "-days", "2", "-subj", "/CN=bench.example.com",
-     "-addext", "subjectAltName=DNS:bench.example.com", "-keyout", key, "-out", crt])
+bench = Bench(tmp, SECS)
+crt, key = bench.certificate()
+pem = f"{tmp}/tls.pem"
 with open(pem, "w") as f:
     f.write(open(crt).read() + open(key).read())
 
@@ -152,38 +117,10 @@ def start_proxy(name):
         cmd = ["nginx", "-e", f"{tmp}/nginx.err", "-c", f"{tmp}/nginx.conf"]
     else:
         cmd = ["haproxy", "-db", "-f", f"{tmp}/haproxy.conf"]
-    p = start(["taskset", "-c", "1"] + cmd)
+    p = bench.start(["taskset", "-c", "1"] + cmd)
     wait_port(http, name)
     wait_port(https, name)
     return p
-
-
-def wrk(url, conns):
-    out = run(["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{SECS}s", "--latency",
-               "-H", "Host: bench.example.com", url])
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
-
-    def pct(p):
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
-    return rps, pct(50), pct(99), (errs.group(1) if errs else "0") + (f" ({sock.group(1)})" if sock else "")
-
-
-def h2load(port, conns):
-    log = f"{tmp}/h2load.log"
-    if os.path.exists(log):
-        os.remove(log)
-    out = run(["taskset", "-c", "0", "h2load", "-t1", f"-c{conns}", "-m1", "-D", str(SECS),
-               f"--log-file={log}", f"https://127.0.0.1:{port}/"])
-    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
-    lat = sorted(int(l.split()[2]) for l in open(log) if l.strip())
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0
-    failed = re.search(r"(\d+) failed", out).group(1)
-    return rps, p(0.50), p(0.99), failed
 
 
 def rss_kb(pid):
@@ -234,7 +171,7 @@ def idle_memory(name, proc):
 
 results = {}  # (proxy, proto, conns) -> [(rps, p50, p99, errs)]
 memory = {}
-backend = start(["taskset", "-c", "0", "nginx", "-e", f"{tmp}/backend.err", "-c", f"{tmp}/backend.conf"])
+bench.start(["taskset", "-c", "0", "nginx", "-e", f"{tmp}/backend.err", "-c", f"{tmp}/backend.conf"])
 wait_port(BACKEND, "the backend")
 try:
     for r in range(ROUNDS):
@@ -242,24 +179,18 @@ try:
             p = start_proxy(name)
             http, https = PORTS[name]
             # Warm the pools and the TLS session caches alike.
-            wrk(f"http://127.0.0.1:{http}/", 16)
+            bench.wrk(f"http://127.0.0.1:{http}/", 16)
             for c in CONNS:
-                results.setdefault((name, "HTTP/1.1", c), []).append(wrk(f"http://127.0.0.1:{http}/", c))
-                results.setdefault((name, "HTTPS/1.1", c), []).append(wrk(f"https://127.0.0.1:{https}/", c))
-                results.setdefault((name, "HTTPS/2", c), []).append(h2load(https, c))
+                results.setdefault((name, "HTTP/1.1", c), []).append(bench.wrk(f"http://127.0.0.1:{http}/", c))
+                results.setdefault((name, "HTTPS/1.1", c), []).append(bench.wrk(f"https://127.0.0.1:{https}/", c))
+                results.setdefault((name, "HTTPS/2", c), []).append(bench.h2load(https, c))
             if r == 0:
                 memory[name] = idle_memory(name, p)
-            stop(p)
-            procs.remove(p)
+            bench.stop(p)
             time.sleep(1)
 finally:
-    for p in procs:
-        stop(p)
+    bench.stop_all()
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def med(xs, i):
-    return statistics.median(x[i] for x in xs)
 
 
 print(f"SECS={SECS} ROUNDS={ROUNDS} (median of rounds)\n")
@@ -270,7 +201,7 @@ for proto in ["HTTP/1.1", "HTTPS/1.1", "HTTPS/2"]:
         row = {n: results[(n, proto, c)] for n in ["podnet", "nginx", "haproxy"]}
         rps = {n: med(v, 0) for n, v in row.items()}
         lat = {n: f"{med(v, 1):.3f} / {med(v, 2):.3f}" for n, v in row.items()}
-        errs = "/".join(str(v[-1][3]) for v in row.values())
+        errs = "/".join(failures(v[-1]) for v in row.values())
         print(f"| {proto} | {c} | {rps['podnet']:.0f} | {rps['nginx']:.0f} | {rps['haproxy']:.0f} | "
               f"{rps['podnet'] / rps['nginx']:.2f} | {lat['podnet']} | {lat['nginx']} | {lat['haproxy']} | {errs} |")
 print()
