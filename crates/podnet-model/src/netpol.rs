@@ -208,9 +208,11 @@ impl<'a> Policies<'a> {
 
     /// The rules of a policy in one direction (empty if it is not of that type).
     pub fn rules(&self, key: &NsName, dir: Direction) -> Vec<RuleView<'_>> {
-        let Some(policy) = self.list.iter().find(|p| &p.key == key) else {
+        // The list is sorted by key.
+        let Ok(i) = self.list.binary_search_by(|p| p.key.cmp(key)) else {
             return Vec::new();
         };
+        let policy = &self.list[i];
         let spec = policy.obj.spec.as_ref();
         let parts: Vec<RuleParts<'_>> = match dir {
             Direction::Ingress if policy.ingress => spec

@@ -305,7 +305,17 @@ impl Run<'_> {
         }
         match self.fx.nft_policy(&tx) {
             Ok(()) => {
-                self.now.policy = Some(want.policy.clone());
+                // What the kernel holds now: the held table with the transaction applied
+                // (a copy of the whole only when that cannot be).
+                let applied = self
+                    .now
+                    .policy
+                    .as_mut()
+                    .is_some_and(|held| held.apply(&tx).is_ok());
+                debug_assert!(!applied || self.now.policy.as_ref() == Some(&want.policy));
+                if !applied {
+                    self.now.policy = Some(want.policy.clone());
+                }
                 self.report.policy_changed = true;
             }
             Err(e) => self.failures.push(e),

@@ -414,65 +414,17 @@ fn policy_after(
     table: Option<podnet_policy::PolicyPlan>,
     tx: &podnet_policy::Transaction,
 ) -> Result<podnet_policy::PolicyPlan, NodeError> {
-    use podnet_model::netpol::Direction;
-    use podnet_policy::Op;
     let refuse = |what: String| NodeError::Command {
         cmd: "nft -f -".into(),
         status: Some(1),
         stderr: format!("Could not process rule: No such file or directory: {what}"),
     };
-    let mut t = table;
-    for op in &tx.ops {
-        if matches!(op, Op::CreateTable) {
-            t = Some(Default::default());
-            continue;
-        }
-        let p = t
-            .as_mut()
-            .ok_or_else(|| refuse("table ip podnet-policy".into()))?;
-        match op {
-            Op::CreateTable => {}
-            Op::AddGroup(g) => drop(p.groups.insert(*g, Default::default())),
-            Op::DeleteGroup(g) => {
-                p.groups.remove(g).ok_or_else(|| refuse(g.chain()))?;
-            }
-            Op::AddRects(g, v) => {
-                let set = p.groups.get_mut(g).ok_or_else(|| refuse(g.chain()))?;
-                set.extend(v.iter().copied());
-            }
-            Op::DeleteRects(g, v) => {
-                let set = p.groups.get_mut(g).ok_or_else(|| refuse(g.chain()))?;
-                for r in v {
-                    if !set.remove(r) {
-                        return Err(refuse(format!("{r:?}")));
-                    }
-                }
-            }
-            Op::SetTargets(dir, v) => {
-                let map = match dir {
-                    Direction::Ingress => &mut p.ingress,
-                    Direction::Egress => &mut p.egress,
-                };
-                map.extend(v.iter().copied());
-            }
-            Op::DeleteTargets(dir, v) => {
-                let map = match dir {
-                    Direction::Ingress => &mut p.ingress,
-                    Direction::Egress => &mut p.egress,
-                };
-                for ip in v {
-                    map.remove(ip).ok_or_else(|| refuse(ip.to_string()))?;
-                }
-            }
-            Op::AddLocal(v) => p.local.extend(v.iter().copied()),
-            Op::DeleteLocal(v) => {
-                for n in v {
-                    if !p.local.remove(n) {
-                        return Err(refuse(n.to_string()));
-                    }
-                }
-            }
-        }
-    }
-    t.ok_or_else(|| refuse("table ip podnet-policy".into()))
+    let starts = matches!(tx.ops.first(), Some(podnet_policy::Op::CreateTable));
+    let mut t = match table {
+        Some(t) => t,
+        None if starts => Default::default(),
+        None => return Err(refuse("table ip podnet-policy".into())),
+    };
+    t.apply(tx).map_err(refuse)?;
+    Ok(t)
 }

@@ -5,8 +5,10 @@
 //! the node ([`ProxyPlan::add_service`]). [`Live`] keeps each part and how many parts hold each
 //! element (two Services can share an endpoint's hairpin entry), so a changed Service costs
 //! the work of that Service: its part is computed again and the elements that came and went
-//! are the transaction. NetworkPolicy is recomputed when a pod, namespace or policy changed,
-//! the overlay when the nodes changed.
+//! are the transaction. NetworkPolicy follows pods one by one ([`podnet_policy::Compiler`]: a
+//! changed pod is placed again and the groups whose peers it was or is among are recomputed),
+//! and is computed again whole when a namespace, a policy or the nodes changed; the overlay
+//! when the nodes changed.
 //!
 //! [`NodeDataplane::for_node`] is built from the same parts, so the incremental path and the
 //! whole computation cannot disagree; the tests hold them equal after any sequence of events.
@@ -98,6 +100,7 @@ pub struct Live {
     chains: HashMap<Chain, u32>,
     timeouts: HashMap<u32, u32>,
     external: HashMap<IpAddr, u32>,
+    policy: podnet_policy::Compiler,
 }
 
 /// What taking a part out or putting one in did to the counts.
@@ -158,6 +161,7 @@ impl Live {
     /// The node's dataplane, computed part by part; None when the cluster has no such node.
     pub fn new(cluster: &Cluster, node: &str, uplink: &str) -> Option<Live> {
         let base = NodeDataplane::overlay(cluster, node, uplink)?;
+        let (policy, plan) = podnet_policy::Compiler::new(cluster, node);
         let mut live = Live {
             uplink: uplink.to_string(),
             want: base,
@@ -166,6 +170,7 @@ impl Live {
             chains: HashMap::new(),
             timeouts: HashMap::new(),
             external: HashMap::new(),
+            policy,
         };
         let mut health = Vec::new();
         for svc in &cluster.services {
@@ -178,7 +183,7 @@ impl Live {
         }
         live.want.health_checks = health;
         live.want.serves_external = live.external.keys().copied().collect();
-        live.want.policy = podnet_policy::PolicyPlan::for_node(cluster, node);
+        live.want.policy = plan;
         Some(live)
     }
 
@@ -310,15 +315,27 @@ impl Live {
         stale.sort();
         stale.dedup();
         delta.stale_flows = stale;
+        let pods: Vec<NsName> = changed
+            .iter()
+            .filter_map(|c| match c {
+                Changed::Pod(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
         if changed.iter().any(|c| {
             matches!(
                 c,
-                Changed::Pod(_) | Changed::Namespace(_) | Changed::NetworkPolicy(_)
+                Changed::Namespace(_) | Changed::NetworkPolicy(_) | Changed::Nodes
             )
         }) {
-            let policy = podnet_policy::PolicyPlan::for_node(cluster, &node);
-            delta.policy = policy != self.want.policy;
-            self.want.policy = policy;
+            let (policy, plan) = podnet_policy::Compiler::new(cluster, &node);
+            delta.policy = plan != self.want.policy;
+            self.want.policy = plan;
+            self.policy = policy;
+        } else if !pods.is_empty() {
+            delta.policy = self
+                .policy
+                .pods_changed(cluster, &pods, &mut self.want.policy);
         }
         if changed.contains(&Changed::Nodes) {
             let base = NodeDataplane::overlay(cluster, &node, &self.uplink)?;

@@ -7,9 +7,13 @@
 //!   destination's check, or `accept`, for a pod no policy isolates in that direction, else to
 //!   its *group*'s chain;
 //! - a group is every local pod isolated by the same policies (for ingress, with the same
-//!   resolution of the named ports those policies use); its chain looks the connection up in one
-//!   interval set of (peer address, protocol, port) — every rule of every policy of the group,
-//!   merged into disjoint elements ([`rects`]) — and drops what is not there;
+//!   resolution of the named ports those policies use); its chain looks the connection up in
+//!   the (peer address, protocol, port) elements of every rule of every policy of the group —
+//!   one address, protocol and port each (a selected pod's port) in a hash set, the ranges
+//!   merged into disjoint elements ([`rects`]) in an interval set — and drops what is not
+//!   there. A pod joining or leaving a group's peers adds or deletes its own points, and a
+//!   hash set's elements go far faster than an interval set's (deleting 10 of 1,000: 1.3 ms
+//!   against 27 ms);
 //! - only new connections are judged (`ct state established,related accept` first), so replies
 //!   always pass; node-originated traffic (kubelet probes) never crosses the forward hook;
 //! - a local pod address the table does not know yet (a pod created a moment ago) is dropped
@@ -19,7 +23,7 @@
 
 pub mod rects;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -40,7 +44,7 @@ pub struct GroupId {
 }
 
 impl GroupId {
-    /// The group's chain; its set is `<chain>_allow`.
+    /// The group's chain; its sets are `<chain>_pts` (points) and `<chain>_allow` (ranges).
     pub fn chain(&self) -> String {
         match self.dir {
             Direction::Ingress => format!("ing_{:08x}", self.id),
@@ -80,6 +84,76 @@ fn v4(p: &PodInfo) -> Option<Ipv4Addr> {
 impl PolicyPlan {
     /// The policy table of `node`.
     pub fn for_node(cluster: &Cluster, node: &str) -> PolicyPlan {
+        Compiler::new(cluster, node).1
+    }
+}
+
+/// Namespace, the values of the labels policies read, container ports: pods with the same
+/// key are judged alike, as peers and as targets.
+type ClassKey = (
+    String,
+    Vec<(String, String)>,
+    Vec<podnet_model::ContainerPortInfo>,
+);
+
+/// Pods that policies cannot tell apart: the same namespace, the same values of the labels
+/// policies select on, and the same container ports (replicas, mostly). Selectors are
+/// evaluated once per class, not once per pod.
+#[derive(Debug, Clone)]
+struct ClassPods {
+    key: ClassKey,
+    /// One of them (any: the others are alike in all a policy reads), kept even when it
+    /// has changed or gone since.
+    rep: PodInfo,
+    ips: BTreeMap<NsName, Ipv4Addr>,
+}
+
+/// A class as the rules read it.
+struct Class<'a> {
+    rep: &'a PodInfo,
+    ips: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone)]
+struct GroupState {
+    id: GroupId,
+    /// The local pods it judges.
+    users: usize,
+    /// What its elements are computed from: a pod of it, the policies isolating it.
+    rep: PodInfo,
+    selecting: Vec<NsName>,
+}
+
+/// A local pod's entries in the maps.
+#[derive(Debug, Clone)]
+struct Placed {
+    ip: Ipv4Addr,
+    groups: [Option<String>; 2],
+}
+
+/// A node's policy table, kept up to date as pods change: a pod that comes, goes or changes
+/// its labels re-places that pod alone, and recomputes the elements of the groups whose
+/// rules take in its class (before or after), not the whole table. A change of policies,
+/// namespaces or nodes starts again from scratch ([`Compiler::new`]).
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    node: String,
+    /// The label keys any policy reads.
+    read: BTreeSet<String>,
+    /// The classes by number (an emptied one's number is used again: `free`).
+    classes: Vec<ClassPods>,
+    index: HashMap<ClassKey, usize>,
+    free: Vec<usize>,
+    class_of: HashMap<NsName, usize>,
+    groups: BTreeMap<String, GroupState>,
+    placed: HashMap<NsName, Placed>,
+}
+
+const DIRS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+impl Compiler {
+    /// The table of `node` from scratch, and what follows its pods' changes.
+    pub fn new(cluster: &Cluster, node: &str) -> (Compiler, PolicyPlan) {
         let policies = Policies::of(cluster);
         let mut plan = PolicyPlan {
             local: cluster
@@ -93,55 +167,282 @@ impl PolicyPlan {
                 .collect(),
             ..Default::default()
         };
-        let classes = classes(cluster);
-        let mut keys: BTreeMap<String, GroupId> = BTreeMap::new();
-        for class in &classes {
-            let local: Vec<Ipv4Addr> = class
-                .pods
-                .iter()
-                .filter(|(p, _)| p.node.as_deref() == Some(node))
-                .map(|(_, ip)| *ip)
-                .collect();
-            if local.is_empty() {
-                continue;
+        let mut c = Compiler {
+            node: node.to_string(),
+            read: selected_keys(cluster)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            classes: Vec::new(),
+            index: HashMap::new(),
+            free: Vec::new(),
+            class_of: HashMap::new(),
+            groups: BTreeMap::new(),
+            placed: HashMap::new(),
+        };
+        for p in &cluster.pods {
+            c.join(p);
+        }
+        let local: Vec<NsName> = cluster
+            .pods
+            .iter()
+            .filter(|p| p.node.as_deref() == Some(node) && c.class_of.contains_key(&p.key()))
+            .map(PodInfo::key)
+            .collect();
+        c.place(&policies, &local, &mut plan);
+        (c, plan)
+    }
+
+    /// Brings `plan` (this compiler's) up to date with pods that came, went, or changed
+    /// (labels, addresses, node, ports); `cluster` is as it is after. Policies, namespaces
+    /// and nodes must be as they were. True if the table changed.
+    pub fn pods_changed(
+        &mut self,
+        cluster: &Cluster,
+        keys: &[NsName],
+        plan: &mut PolicyPlan,
+    ) -> bool {
+        let before = plan.groups.len();
+        let mut changed = false;
+        let policies = Policies::of(cluster);
+        // Each pod leaves its class, and joins the one it is in now.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut local = Vec::new();
+        for key in keys {
+            if let Some(k) = self.class_of.remove(key) {
+                self.classes[k].ips.remove(key);
+                touched.push(k);
             }
-            for dir in [Direction::Ingress, Direction::Egress] {
-                let selecting = policies.selecting(class.rep, dir);
-                let target = if selecting.is_empty() {
-                    Target::Open
-                } else {
-                    let key = group_key(&policies, class.rep, dir, &selecting);
-                    let id = match keys.get(&key) {
-                        Some(id) => *id,
-                        None => {
-                            let id = free_id(&keys, &key, dir);
-                            keys.insert(key, id);
-                            let rects =
-                                group_rects(&policies, &classes, class.rep, dir, &selecting);
-                            plan.groups
-                                .insert(id, rects::normalize(&rects).into_iter().collect());
-                            id
-                        }
-                    };
-                    Target::Group(id)
-                };
-                let map = match dir {
-                    Direction::Ingress => &mut plan.ingress,
-                    Direction::Egress => &mut plan.egress,
-                };
-                map.extend(local.iter().map(|ip| (*ip, target)));
+            if let Some(p) = cluster.pod(&key.namespace, &key.name) {
+                if let Some(k) = self.join(p) {
+                    touched.push(k);
+                }
+            }
+            local.push(key.clone());
+        }
+        // The groups whose elements take in a touched class's pods (their representatives
+        // are kept: a class that emptied still says whom a rule took in).
+        touched.sort_unstable();
+        touched.dedup();
+        let reps: Vec<&PodInfo> = touched.iter().map(|k| &self.classes[*k].rep).collect();
+        let stale: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| reads_pods(&policies, g, &reps))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in touched {
+            if self.classes[k].ips.is_empty() {
+                self.index.remove(&self.classes[k].key);
+                self.free.push(k);
             }
         }
-        plan
+        if !stale.is_empty() {
+            let classes = class_list(&self.classes);
+            for k in &stale {
+                let g = &self.groups[k];
+                let rects = group_rects(&policies, &classes, &g.rep, g.id.dir, &g.selecting);
+                let elements = rects::group_elements(&rects);
+                changed |= plan.groups.get(&g.id) != Some(&elements);
+                plan.groups.insert(g.id, elements);
+            }
+        }
+        // The pods' own entries, where they run here.
+        let ips: BTreeSet<Ipv4Addr> = local
+            .iter()
+            .filter_map(|k| self.placed.get(k).map(|p| p.ip))
+            .chain(
+                local
+                    .iter()
+                    .filter_map(|k| self.class_of.get(k).map(|c| self.classes[*c].ips[k])),
+            )
+            .collect();
+        let entries = |plan: &PolicyPlan| -> Vec<(Option<Target>, Option<Target>)> {
+            ips.iter()
+                .map(|ip| (plan.ingress.get(ip).copied(), plan.egress.get(ip).copied()))
+                .collect()
+        };
+        let was = entries(plan);
+        self.unplace(&local, plan);
+        let here: Vec<NsName> = local
+            .into_iter()
+            .filter(|k| {
+                self.class_of.contains_key(k)
+                    && cluster
+                        .pod(&k.namespace, &k.name)
+                        .is_some_and(|p| p.node.as_deref() == Some(self.node.as_str()))
+            })
+            .collect();
+        self.place(&policies, &here, plan);
+        changed || entries(plan) != was || plan.groups.len() != before
+    }
+
+    /// Adds `p` to its class (a pod policies judge: not host-network, with an IPv4 address).
+    fn join(&mut self, p: &PodInfo) -> Option<usize> {
+        if p.host_network {
+            return None;
+        }
+        let ip = v4(p)?;
+        let key: ClassKey = (
+            p.namespace.clone(),
+            p.labels
+                .iter()
+                .filter(|(k, _)| self.read.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            p.ports.clone(),
+        );
+        let k = match self.index.get(&key) {
+            Some(k) => *k,
+            None => {
+                let class = ClassPods {
+                    key: key.clone(),
+                    rep: p.clone(),
+                    ips: BTreeMap::new(),
+                };
+                let k = match self.free.pop() {
+                    Some(k) => {
+                        self.classes[k] = class;
+                        k
+                    }
+                    None => {
+                        self.classes.push(class);
+                        self.classes.len() - 1
+                    }
+                };
+                self.index.insert(key, k);
+                k
+            }
+        };
+        self.classes[k].ips.insert(p.key(), ip);
+        self.class_of.insert(p.key(), k);
+        Some(k)
+    }
+
+    /// Removes local pods' map entries, and the groups no pod uses any more.
+    fn unplace(&mut self, keys: &[NsName], plan: &mut PolicyPlan) {
+        for key in keys {
+            let Some(old) = self.placed.remove(key) else {
+                continue;
+            };
+            for (dir, g) in DIRS.iter().zip(old.groups) {
+                map_mut(plan, *dir).remove(&old.ip);
+                if let Some(g) = g {
+                    let state = self.groups.get_mut(&g).expect("a placed pod's group");
+                    state.users -= 1;
+                    if state.users == 0 {
+                        plan.groups.remove(&state.id);
+                        self.groups.remove(&g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives local pods (in their classes already) their map entries, creating their groups.
+    fn place(&mut self, policies: &Policies<'_>, keys: &[NsName], plan: &mut PolicyPlan) {
+        // Judged once per class.
+        let mut judged: HashMap<usize, [Option<String>; 2]> = HashMap::new();
+        let mut classes: Option<Vec<Class<'_>>> = None;
+        let mut new_groups: Vec<(String, GroupState)> = Vec::new();
+        let mut placed = Vec::new();
+        for key in keys {
+            let k = self.class_of[key];
+            let class = &self.classes[k];
+            let ip = class.ips[key];
+            let groups = judged
+                .entry(k)
+                .or_insert_with(|| {
+                    DIRS.map(|dir| {
+                        let selecting = policies.selecting(&class.rep, dir);
+                        if selecting.is_empty() {
+                            return None;
+                        }
+                        let gk = group_key(policies, &class.rep, dir, &selecting);
+                        let known = self.groups.contains_key(&gk)
+                            || new_groups.iter().any(|(k, _)| *k == gk);
+                        if !known {
+                            let ids = self
+                                .groups
+                                .values()
+                                .chain(new_groups.iter().map(|(_, g)| g))
+                                .map(|g| g.id);
+                            let id = free_id(ids, &gk, dir);
+                            let classes = classes.get_or_insert_with(|| class_list(&self.classes));
+                            let rects = group_rects(policies, classes, &class.rep, dir, &selecting);
+                            plan.groups.insert(id, rects::group_elements(&rects));
+                            new_groups.push((
+                                gk.clone(),
+                                GroupState {
+                                    id,
+                                    users: 0,
+                                    rep: class.rep.clone(),
+                                    selecting,
+                                },
+                            ));
+                        }
+                        Some(gk)
+                    })
+                })
+                .clone();
+            placed.push((key.clone(), Placed { ip, groups }));
+        }
+        drop(classes);
+        self.groups.extend(new_groups);
+        for (key, p) in placed {
+            for (dir, g) in DIRS.iter().zip(&p.groups) {
+                let target = match g {
+                    None => Target::Open,
+                    Some(g) => {
+                        let state = self.groups.get_mut(g).expect("placed just above");
+                        state.users += 1;
+                        Target::Group(state.id)
+                    }
+                };
+                map_mut(plan, *dir).insert(p.ip, target);
+            }
+            self.placed.insert(key, p);
+        }
     }
 }
 
-/// Pods that policies cannot tell apart: the same namespace, the same values of the labels
-/// policies select on, and the same container ports (replicas, mostly). Selectors are
-/// evaluated once per class, not once per pod.
-struct Class<'a> {
-    rep: &'a PodInfo,
-    pods: Vec<(&'a PodInfo, Ipv4Addr)>,
+fn map_mut(p: &mut PolicyPlan, dir: Direction) -> &mut BTreeMap<Ipv4Addr, Target> {
+    match dir {
+        Direction::Ingress => &mut p.ingress,
+        Direction::Egress => &mut p.egress,
+    }
+}
+
+fn class_list(classes: &[ClassPods]) -> Vec<Class<'_>> {
+    classes
+        .iter()
+        .filter(|c| !c.ips.is_empty())
+        .map(|c| Class {
+            rep: &c.rep,
+            ips: c.ips.values().copied().collect(),
+        })
+        .collect()
+}
+
+/// Whether a group's elements depend on which pods are in the classes of `reps`: a rule of
+/// its policies takes them in as peers by selector (ingress), or sends to them (egress: a
+/// rule without peers too, for the named ports it resolves on each pod), or resolves named
+/// ports on pods inside its ipBlocks (egress).
+fn reads_pods(policies: &Policies<'_>, g: &GroupState, reps: &[&PodInfo]) -> bool {
+    g.selecting.iter().any(|key| {
+        policies
+            .rules(key, g.id.dir)
+            .iter()
+            .any(|rule| match g.id.dir {
+                Direction::Ingress => {
+                    rule.has_peers() && reps.iter().any(|p| policies.selects(rule, p))
+                }
+                Direction::Egress => {
+                    (!rule.named_ports().is_empty() && !rule.ip_blocks().is_empty())
+                        || reps.iter().any(|p| policies.selects(rule, p))
+                }
+            })
+    })
 }
 
 /// The pod label keys any policy's selectors read: other labels cannot tell pods apart.
@@ -181,42 +482,6 @@ fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
     out
 }
 
-/// Namespace, the values of the labels policies read, container ports.
-type ClassKey<'a> = (
-    &'a str,
-    Vec<(&'a str, &'a str)>,
-    &'a [podnet_model::ContainerPortInfo],
-);
-
-fn classes(cluster: &Cluster) -> Vec<Class<'_>> {
-    let read = selected_keys(cluster);
-    let mut index: std::collections::HashMap<ClassKey<'_>, usize> =
-        std::collections::HashMap::new();
-    let mut out: Vec<Class<'_>> = Vec::new();
-    for p in cluster.pods.iter().filter(|p| !p.host_network) {
-        let Some(ip) = v4(p) else { continue };
-        // Only the labels a selector reads (their absence too) tell pods apart.
-        let labels: Vec<(&str, &str)> = p
-            .labels
-            .iter()
-            .filter(|(k, _)| read.contains(k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let key = (p.namespace.as_str(), labels, p.ports.as_slice());
-        match index.get(&key) {
-            Some(&i) => out[i].pods.push((p, ip)),
-            None => {
-                index.insert(key, out.len());
-                out.push(Class {
-                    rep: p,
-                    pods: vec![(p, ip)],
-                });
-            }
-        }
-    }
-    out
-}
-
 /// What makes two pods' judgement the same: the policies, and for ingress the ports the
 /// policies' names resolve to on the pod.
 fn group_key(
@@ -239,10 +504,10 @@ fn group_key(
     key
 }
 
-/// A stable id from the key's hash, moved on past any other key's.
-fn free_id(keys: &BTreeMap<String, GroupId>, key: &str, dir: Direction) -> GroupId {
+/// A stable id from the key's hash, moved on past any other group's.
+fn free_id(taken: impl Iterator<Item = GroupId> + Clone, key: &str, dir: Direction) -> GroupId {
     let mut id = podnet_model::names::fnv64(&[key.as_bytes()]) as u32;
-    while keys.values().any(|g| g.dir == dir && g.id == id) {
+    while taken.clone().any(|g| g.dir == dir && g.id == id) {
         id = id.wrapping_add(1);
     }
     GroupId { dir, id }
@@ -288,7 +553,7 @@ fn group_rects(
                     if !rule.named_ports().is_empty() {
                         for class in classes {
                             let ports = rule.ports(End::Pod(class.rep));
-                            for &(_, ip) in &class.pods {
+                            for &ip in &class.ips {
                                 let ip = u32::from(ip);
                                 if blocks.iter().any(|(a, b)| (*a..=*b).contains(&ip)) {
                                     push(&mut out, (ip, ip), &ports);
@@ -299,7 +564,7 @@ fn group_rects(
                     for class in classes {
                         if policies.selects(&rule, class.rep) {
                             let ports = rule.ports(End::Pod(class.rep));
-                            for &(_, ip) in &class.pods {
+                            for &ip in &class.ips {
                                 let ip = u32::from(ip);
                                 push(&mut out, (ip, ip), &ports);
                             }
@@ -325,11 +590,7 @@ fn peer_ranges(
     let mut out: Vec<(u32, u32)> = classes
         .iter()
         .filter(|c| policies.selects(rule, c.rep))
-        .flat_map(|c| {
-            c.pods
-                .iter()
-                .map(|(_, ip)| (u32::from(*ip), u32::from(*ip)))
-        })
+        .flat_map(|c| c.ips.iter().map(|ip| (u32::from(*ip), u32::from(*ip))))
         .collect();
     for (net, except) in rule.ip_blocks() {
         out.extend(block_ranges(net, &except));
@@ -443,6 +704,9 @@ impl Transaction {
         let empty = BTreeSet::new();
         for (id, rects) in &new.groups {
             let before = old.groups.get(id).unwrap_or(&empty);
+            if before == rects {
+                continue;
+            }
             let gone: Vec<Rect> = before.difference(rects).copied().collect();
             let added: Vec<Rect> = rects.difference(before).copied().collect();
             if !gone.is_empty() {
@@ -499,29 +763,81 @@ impl Transaction {
     }
 }
 
+impl PolicyPlan {
+    /// The table after `tx`, as the kernel holds it after the transaction; an error (and the
+    /// table left part-way) for a step the kernel would refuse: a missing table, group or
+    /// element. What a node's applier keeps of what it programmed, without a copy of the whole.
+    pub fn apply(&mut self, tx: &Transaction) -> Result<(), String> {
+        for op in &tx.ops {
+            match op {
+                Op::CreateTable => *self = PolicyPlan::default(),
+                Op::AddGroup(g) => drop(self.groups.insert(*g, BTreeSet::new())),
+                Op::DeleteGroup(g) => {
+                    self.groups.remove(g).ok_or_else(|| g.chain())?;
+                }
+                Op::AddRects(g, v) => {
+                    let set = self.groups.get_mut(g).ok_or_else(|| g.chain())?;
+                    set.extend(v.iter().copied());
+                }
+                Op::DeleteRects(g, v) => {
+                    let set = self.groups.get_mut(g).ok_or_else(|| g.chain())?;
+                    for r in v {
+                        if !set.remove(r) {
+                            return Err(format!("{} element {}", g.chain(), render_rect(r)));
+                        }
+                    }
+                }
+                Op::SetTargets(dir, v) => map_mut(self, *dir).extend(v.iter().copied()),
+                Op::DeleteTargets(dir, v) => {
+                    let map = map_mut(self, *dir);
+                    for ip in v {
+                        map.remove(ip).ok_or_else(|| ip.to_string())?;
+                    }
+                }
+                Op::AddLocal(v) => self.local.extend(v.iter().copied()),
+                Op::DeleteLocal(v) => {
+                    for n in v {
+                        if !self.local.remove(n) {
+                            return Err(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn render_op(s: &mut String, op: &Op) {
     let t = TABLE;
     match op {
         Op::CreateTable => render_table(s),
         Op::AddGroup(g) => {
             let c = g.chain();
+            let _ = writeln!(
+                s,
+                "add set ip {t} {c}_pts {{ type ipv4_addr . inet_proto . inet_service; }}"
+            );
             let _ = writeln!(s, "add set ip {t} {c}_allow {{ type ipv4_addr . inet_proto . inet_service; flags interval; }}");
             let _ = writeln!(s, "add chain ip {t} {c}");
-            let _ = match g.dir {
-                Direction::Ingress => writeln!(
-                    s,
-                    "add rule ip {t} {c} ip saddr . meta l4proto . th dport @{c}_allow accept"
-                ),
-                Direction::Egress => writeln!(
-                    s,
-                    "add rule ip {t} {c} ip daddr . meta l4proto . th dport @{c}_allow goto ingress_check"
-                ),
-            };
+            for set in ["pts", "allow"] {
+                let _ = match g.dir {
+                    Direction::Ingress => writeln!(
+                        s,
+                        "add rule ip {t} {c} ip saddr . meta l4proto . th dport @{c}_{set} accept"
+                    ),
+                    Direction::Egress => writeln!(
+                        s,
+                        "add rule ip {t} {c} ip daddr . meta l4proto . th dport @{c}_{set} goto ingress_check"
+                    ),
+                };
+            }
             let _ = writeln!(s, "add rule ip {t} {c} drop");
         }
         Op::DeleteGroup(g) => {
             let c = g.chain();
             let _ = writeln!(s, "delete chain ip {t} {c}");
+            let _ = writeln!(s, "delete set ip {t} {c}_pts");
             let _ = writeln!(s, "delete set ip {t} {c}_allow");
         }
         Op::AddRects(g, v) | Op::DeleteRects(g, v) => {
@@ -530,14 +846,17 @@ fn render_op(s: &mut String, op: &Op) {
             } else {
                 "delete"
             };
-            let elems: Vec<String> = v.iter().map(render_rect).collect();
-            for chunk in elems.chunks(1000) {
-                let _ = writeln!(
-                    s,
-                    "{verb} element ip {t} {}_allow {{ {} }}",
-                    g.chain(),
-                    chunk.join(", ")
-                );
+            let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v.iter().partition(|r| r.is_point());
+            for (set, v) in [("pts", points), ("allow", ranges)] {
+                let elems: Vec<String> = v.into_iter().map(render_rect).collect();
+                for chunk in elems.chunks(1000) {
+                    let _ = writeln!(
+                        s,
+                        "{verb} element ip {t} {}_{set} {{ {} }}",
+                        g.chain(),
+                        chunk.join(", ")
+                    );
+                }
             }
         }
         Op::SetTargets(dir, v) => {

@@ -19,6 +19,23 @@ pub struct Rect {
     pub port: Span<u16>,
 }
 
+impl Rect {
+    /// One address, one protocol, one port: an element of a group's hash set.
+    pub fn is_point(&self) -> bool {
+        self.addr.0 == self.addr.1 && self.proto.0 == self.proto.1 && self.port.0 == self.port.1
+    }
+}
+
+/// A group's elements: the points as they are (a hash set takes them, overlaps and all; a
+/// pod joining or leaving adds or deletes just its own), the rest as [`normalize`] makes them
+/// (disjoint, for the interval set). The union is `rects`'.
+pub fn group_elements(rects: &[Rect]) -> std::collections::BTreeSet<Rect> {
+    let (points, ranges): (Vec<Rect>, Vec<Rect>) = rects.iter().partition(|r| r.is_point());
+    let mut out: std::collections::BTreeSet<Rect> = points.into_iter().collect();
+    out.extend(normalize(&ranges));
+    out
+}
+
 /// The union of `rects` as disjoint boxes, in a canonical order: the same union always gives
 /// the same boxes, so that two plans compare element by element.
 pub fn normalize(rects: &[Rect]) -> Vec<Rect> {

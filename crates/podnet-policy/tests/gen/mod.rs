@@ -122,9 +122,13 @@ fn yaml_rules(field: &str, peers_field: &str, rules: &Rules) -> String {
     s
 }
 
+/// Pod `i` has the label `app` of `labels[i]` (past the labels: the pod is left out).
 pub fn manifests(labels: &[usize], policies: &[Policy]) -> String {
     let mut s = String::new();
     for (i, l) in labels.iter().enumerate() {
+        if *l >= LABELS.len() {
+            continue;
+        }
         let (ns, node) = (i % 2, i % 3);
         // Pods name port 80 `p80`, and some name 81 too.
         let ports = if i % 2 == 0 {
