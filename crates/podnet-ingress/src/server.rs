@@ -1084,7 +1084,6 @@ fn flush(buf: &Mutex<Vec<u8>>) {
 /// a proxy with one route (`/`) to a backend without endpoints (503): the request front, hyper's
 /// parsers and the routing, in memory. Returns what the proxy wrote back. For fuzzing and tests.
 pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1125,28 +1124,38 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             upstreams,
             ..EdgeConfig::default()
         });
-        let (client, server) = tokio::io::duplex(1 << 16);
         let conn = Conn {
             peer: ([192, 0, 2, 1], 40000).into(),
             local: ([10, 96, 0, 20], 80).into(),
             tls: false,
         };
-        let serving = edge.connection(TokioIo::new(server), conn);
-        let (mut rd, mut wr) = tokio::io::split(client);
-        let input = input.to_vec();
-        let writer = async move {
-            let _ = wr.write_all(&input).await;
-            let _ = wr.shutdown().await;
-        };
-        let reader = async move {
-            let mut out = Vec::new();
-            let _ = rd.read_to_end(&mut out).await;
-            out
-        };
-        let timeout = Duration::from_secs(5);
-        let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, serving), writer, reader);
-        out
+        exchange(input, |server| edge.connection(TokioIo::new(server), conn)).await
     })
+}
+
+/// One in-memory connection: `serve` is given the server's end, the client sends `input`,
+/// closes its side and reads until the server closes (or 5 s pass). Returns what it read.
+/// The harness of this crate's and the lab's `serve_bytes` (fuzzing and tests).
+pub async fn exchange<F: std::future::Future>(
+    input: &[u8],
+    serve: impl FnOnce(tokio::io::DuplexStream) -> F,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let serving = serve(server);
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let writer = async move {
+        let _ = wr.write_all(input).await;
+        let _ = wr.shutdown().await;
+    };
+    let reader = async move {
+        let mut out = Vec::new();
+        let _ = rd.read_to_end(&mut out).await;
+        out
+    };
+    let timeout = Duration::from_secs(5);
+    let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, serving), writer, reader);
+    out
 }
 
 #[cfg(test)]

@@ -156,6 +156,20 @@ async fn get(at: SocketAddr, host: &str, path: &str) -> (StatusCode, hyper::Head
     (p.status, p.headers, String::from_utf8_lossy(&body).into())
 }
 
+/// Every request to `svc`, whose one endpoint is `at`.
+fn one_route(svc: &str, at: SocketAddr) -> EdgeConfig {
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of(svc), Upstream::Ready(vec![at]));
+    EdgeConfig {
+        table: RouteTable::new(
+            vec![route(None, PathMatch::of(None, "Prefix"), svc, 0)],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    }
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -299,16 +313,7 @@ async fn a_backend_that_does_not_answer_in_time_is_a_504() {
         ..quiet()
     })
     .await;
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
-    h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
-            vec![],
-        ),
-        upstreams,
-        ..EdgeConfig::default()
-    });
+    h.edge.set(one_route("a", a));
     let (st, _, body) = get(h.http, "x", "/slow").await;
     assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{body}");
     let (st, _, _) = get(h.http, "x", "/fast").await;
@@ -403,21 +408,14 @@ async fn tls_by_sni_http2_by_alpn_and_redirects_for_tls_hosts() {
     let a = backend("a").await;
     let h = start(quiet()).await;
     let (crt, key) = cert_for(&["secure.example.com"]);
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
     h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
-            vec![],
-        ),
-        upstreams,
         certs: vec![HostCert {
             host: HostMatch::of(Some("secure.example.com")),
             secret: NsName::new("default", "s"),
             key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
         }],
         redirect: vec![HostMatch::of(Some("secure.example.com"))],
-        ..EdgeConfig::default()
+        ..one_route("a", a)
     });
 
     // HTTP/2 over TLS, verified against the Secret's certificate.
@@ -460,16 +458,7 @@ async fn tls_by_sni_http2_by_alpn_and_redirects_for_tls_hosts() {
 async fn upgrades_pass_through() {
     let u = upgrade_backend().await;
     let h = start(quiet()).await;
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("u"), Upstream::Ready(vec![u]));
-    h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "u", 0)],
-            vec![],
-        ),
-        upstreams,
-        ..EdgeConfig::default()
-    });
+    h.edge.set(one_route("u", u));
     let mut s = TcpStream::connect(h.http).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
@@ -508,16 +497,7 @@ async fn the_front_is_hardened_while_normal_requests_are_served() {
         ..quiet()
     })
     .await;
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
-    h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
-            vec![],
-        ),
-        upstreams,
-        ..EdgeConfig::default()
-    });
+    h.edge.set(one_route("a", a));
     // Slowloris: headers that never end are cut off, and others are served meanwhile.
     let slow = tokio::spawn(async move {
         let mut s = TcpStream::connect(h.http).await.unwrap();
@@ -658,16 +638,7 @@ async fn routes_and_endpoints_change_under_load_without_a_failed_request() {
 async fn http2_rapid_reset_is_cut_off_while_others_are_served() {
     let a = backend("a").await;
     let h = start(quiet()).await;
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
-    h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
-            vec![],
-        ),
-        upstreams,
-        ..EdgeConfig::default()
-    });
+    h.edge.set(one_route("a", a));
     let s = TcpStream::connect(h.http).await.unwrap();
     let (client, conn) = h2::client::handshake(s).await.unwrap();
     let driver = tokio::spawn(conn);
@@ -733,16 +704,7 @@ async fn health_readiness_and_metrics_on_the_admin_port() {
         StatusCode::SERVICE_UNAVAILABLE,
         "not configured yet: {body}"
     );
-    let mut upstreams = HashMap::new();
-    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
-    h.edge.set(EdgeConfig {
-        table: RouteTable::new(
-            vec![route(None, PathMatch::of(None, "Prefix"), "a", 0)],
-            vec![],
-        ),
-        upstreams,
-        ..EdgeConfig::default()
-    });
+    h.edge.set(one_route("a", a));
     assert_eq!(get(admin, "x", "/readyz").await.0, StatusCode::OK);
     assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
     assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);

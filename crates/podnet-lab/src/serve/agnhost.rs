@@ -157,13 +157,11 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
 /// Serves one HTTP/1 connection whose client sends `input` and then closes its side; returns
 /// what the server wrote back. For tests and fuzzing: the same service as a pod's server.
 pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let (client, server) = tokio::io::duplex(1 << 16);
         let info = Arc::new(PodInfo {
             name: "fuzz".into(),
             namespace: "default".into(),
@@ -175,21 +173,10 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
         // everything, and the server still answers.
         let mut b = http::builder();
         b.half_close(true);
-        let conn = http::connection(TokioIo::new(server), handler(info), peer, &b);
-        let (mut rd, mut wr) = tokio::io::split(client);
-        let input = input.to_vec();
-        let writer = async move {
-            let _ = wr.write_all(&input).await;
-            let _ = wr.shutdown().await;
-        };
-        let reader = async move {
-            let mut out = Vec::new();
-            let _ = rd.read_to_end(&mut out).await;
-            out
-        };
-        let timeout = std::time::Duration::from_secs(5);
-        let (_, _, out) = tokio::join!(tokio::time::timeout(timeout, conn), writer, reader);
-        out
+        podnet_ingress::server::exchange(input, |server| async move {
+            http::connection(TokioIo::new(server), handler(info), peer, &b).await
+        })
+        .await
     })
 }
 
