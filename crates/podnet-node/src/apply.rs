@@ -318,7 +318,13 @@ impl Run<'_> {
                 }
                 self.report.policy_changed = true;
             }
-            Err(e) => self.failures.push(e),
+            Err(e) => {
+                // The kernel refused the change (all of it: one transaction), so its table is
+                // not the one held (someone changed it, or an older podnet made it another
+                // shape): the next apply replaces it whole, in one transaction.
+                self.now.policy = None;
+                self.failures.push(e);
+            }
         }
     }
 

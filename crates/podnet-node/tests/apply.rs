@@ -204,6 +204,29 @@ fn a_failed_transaction_changes_nothing_is_reported_and_the_next_apply_repairs_i
 }
 
 #[test]
+fn a_policy_table_unlike_the_one_held_is_replaced_whole_after_its_change_fails() {
+    let (before, after) = (node0(&cluster(4, true, 3)), node0(&cluster(1, true, 3)));
+    let mut fx = Recording::default();
+    let held = ok(&Held::default(), &before, &mut fx);
+    // The kernel's table is not what the node holds (an older podnet's, or edited by hand):
+    // its map entries are gone.
+    fx.policy.as_mut().unwrap().ingress.clear();
+    let a = apply(&held, &after, &mut fx);
+    assert_eq!(
+        a.failures.len(),
+        1,
+        "deleting entries the table lacks is refused"
+    );
+    assert!(
+        a.held.policy.is_none(),
+        "what the kernel holds is no longer known"
+    );
+    // The next apply, with nothing healed, loads the table whole.
+    ok(&a.held, &after, &mut fx);
+    holds(&fx, &after);
+}
+
+#[test]
 fn failed_route_batches_and_conntrack_deletions_are_retried() {
     let (three, four) = (node0(&cluster(3, true, 3)), node0(&cluster(4, true, 4)));
     let mut fx = Recording::default();
