@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::api::kubectl_ok;
-use super::ingress::{certificate, Answer};
+use super::ingress::{certificate, two_certificates, Answer};
 use super::{can_run, ok, root_dir, write_manifest, Lab, Load};
 
 const NAMESPACES: [(&str, &str); 3] = [
@@ -651,13 +651,7 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-gateway-live-{}", std::process::id()));
-    for d in ["1", "2"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let c1 = certificate(&dir.join("1"), &["live.example.com"]);
-    let c2 = certificate(&dir.join("2"), &["live.example.com"]);
-    let bundle = dir.join("both.pem");
-    std::fs::write(&bundle, format!("{}{}", c1.0, c2.0)).unwrap();
+    let (c1, c2, bundle) = two_certificates(&dir, "live.example.com");
     let file = write_manifest("gateway-live", &live_manifests(2, &c1, false, false, false));
     let f = file.to_str().unwrap();
     let lab = Lab::up("gw-live", &[f], &[]);
@@ -675,14 +669,7 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
             ("http", "--http1.1", "http", 80),
         ],
     );
-    let apply = |text: String| {
-        std::fs::write(&file, text).unwrap();
-        let start = std::time::Instant::now();
-        let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
-        eprintln!("lab apply at {unix:.3}");
-        ok(&["lab", "apply", "--name", &lab.name, "-f", f]);
-        start.elapsed()
-    };
+    let apply = |text: String| lab.apply_timed(&file, text);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let took = [
         (

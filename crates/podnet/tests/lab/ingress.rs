@@ -419,6 +419,21 @@ fn the_upstream_ingress_conformance_scenarios_pass_through_the_lab() {
 }
 
 /// A self-signed certificate and key for `names` (the first is the subject).
+/// Two certificates for `host` (in `dir`/1 and `dir`/2) and a bundle trusting both (so that
+/// a client trusts the old and the new while one replaces the other).
+pub(super) fn two_certificates(
+    dir: &Path,
+    host: &str,
+) -> ((String, String), (String, String), PathBuf) {
+    let [c1, c2] = ["1", "2"].map(|d| {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+        certificate(&dir.join(d), &[host])
+    });
+    let bundle = dir.join("both.pem");
+    std::fs::write(&bundle, format!("{}{}", c1.0, c2.0)).unwrap();
+    (c1, c2, bundle)
+}
+
 pub(super) fn certificate(dir: &Path, names: &[&str]) -> (String, String) {
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let san = names
@@ -597,14 +612,7 @@ fn routes_endpoints_and_certificates_change_under_load_without_a_failed_request(
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-ingress-live-{}", std::process::id()));
-    for d in ["1", "2"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let c1 = certificate(&dir.join("1"), &["live.example.com"]);
-    let c2 = certificate(&dir.join("2"), &["live.example.com"]);
-    // curl trusts both certificates: the swap must not fail a handshake.
-    let bundle = dir.join("both.pem");
-    std::fs::write(&bundle, format!("{}{}", c1.0, c2.0)).unwrap();
+    let (c1, c2, bundle) = two_certificates(&dir, "live.example.com");
     let file = write_manifest("ingress-live", &live_manifests(2, &c1, false));
     let f = file.to_str().unwrap();
     let lab = Lab::up("ingress-live", &[f], &[]);
@@ -621,14 +629,7 @@ fn routes_endpoints_and_certificates_change_under_load_without_a_failed_request(
             ("h2", "--http2", "https", 443),
         ],
     );
-    let apply = |text: String| {
-        std::fs::write(&file, text).unwrap();
-        let start = std::time::Instant::now();
-        let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
-        eprintln!("lab apply at {unix:.3}");
-        ok(&["lab", "apply", "--name", &lab.name, "-f", f]);
-        start.elapsed()
-    };
+    let apply = |text: String| lab.apply_timed(&file, text);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let took = [
         ("endpoints 2 → 3", apply(live_manifests(3, &c1, false))),

@@ -1461,6 +1461,26 @@ fn client_pod() -> String {
     "---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n".to_string()
 }
 
+impl Lab {
+    /// Writes `text` to `file` and runs `lab apply -f file`; how long the apply took (its
+    /// start is logged with the wall clock, to read beside the lab's logs).
+    fn apply_timed(&self, file: &Path, text: String) -> std::time::Duration {
+        std::fs::write(file, text).unwrap();
+        let start = std::time::Instant::now();
+        let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+        eprintln!("lab apply at {unix:.3}");
+        ok(&[
+            "lab",
+            "apply",
+            "--name",
+            &self.name,
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        start.elapsed()
+    }
+}
+
 /// Clients in `external` sending keep-alive requests until stopped (loops of curl runs of 50
 /// requests each), recording every status code: what a live change must not fail.
 struct Load {
