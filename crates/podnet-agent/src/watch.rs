@@ -287,13 +287,7 @@ fn watch_api<K>(
                     metrics.watch_error();
                     // The whole chain: "client error (Connect)" alone does not say
                     // whether it was refused, unreachable or timed out.
-                    let mut why = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        why.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    tracing::warn!("watching {kind}: {why} (retrying)");
+                    tracing::warn!("watching {kind}: {} (retrying)", podnet_node::chain(&e));
                     Ok(())
                 }
             };
