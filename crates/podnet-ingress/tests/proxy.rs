@@ -676,12 +676,16 @@ async fn http2_rapid_reset_is_cut_off_while_others_are_served() {
         Ok(Ok(Ok(()))) => "closed".to_string(),
         other => format!("{other:?} / {refused:?}"),
     };
+    // The server says GOAWAY and closes; the client may meet the closed socket before it
+    // reads the GOAWAY (a write's broken pipe, or a reset).
     assert!(
         sent < 100_000
             && (why.contains("GOAWAY")
                 || why.contains("go away")
                 || why.contains("too_many_resets")
                 || why.contains("closed")
+                || why.contains("broken pipe")
+                || why.contains("connection reset")
                 || refused.is_some()),
         "the server let {sent} streams be opened and reset: {why}"
     );
