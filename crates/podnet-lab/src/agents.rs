@@ -409,8 +409,23 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
                     format!("{n}: {}", tail.join(" | "))
                 })
                 .collect();
+            // Where a pod's connections to the API go: the pods that did not serve.
+            let diagnosis: String = st
+                .plan
+                .pods
+                .iter()
+                .filter(|p| {
+                    let names = [
+                        format!("dns-{}-{}", p.namespace, p.name),
+                        format!("ingress-{}-{}", p.namespace, p.name),
+                        format!("gateway-{}-{}", p.namespace, p.name),
+                    ];
+                    names.iter().any(|n| pending.contains(n))
+                })
+                .map(|p| crate::diag::pod(st, p))
+                .collect();
             return Err(LabError::Servers(format!(
-                "the agents of {} did not program their nodes (or DNS servers their zone, or Ingress controllers their routes) within {}s; they said:\n{}",
+                "the agents of {} did not program their nodes (or DNS servers their zone, or Ingress controllers their routes) within {}s; they said:\n{}\n{diagnosis}",
                 pending.join(", "),
                 WAIT.as_secs(),
                 logs.join("\n")

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod change;
+mod diag;
 pub mod net;
 pub mod plan;
 pub mod probe;
