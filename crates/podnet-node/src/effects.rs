@@ -10,9 +10,12 @@ use std::process::Command;
 use ipnet::IpNet;
 use podnet_proxy::nft::{Element, Elements, Op, StaleUdpFlow, Transaction};
 
+use crate::dataplane::NodeDataplane;
 use crate::net::{NetOp, Tool};
 use crate::nft::Session;
+use crate::observe;
 use crate::sys;
+use crate::verify::{Drift, Observed};
 use crate::NodeError;
 
 /// What a dataplane does to one node.
@@ -28,6 +31,9 @@ pub trait Effects {
     /// Deletes the conntrack entries of a UDP flow; finding none is fine.
     fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError>;
     fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError>;
+    /// What the node holds, read from the kernel (not from any record): the parts `want`
+    /// names (its settings, device, remote nodes) and podnet's tables.
+    fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError>;
 }
 
 /// The real effects, inside the network namespace at `netns`. nftables transactions go
@@ -49,42 +55,6 @@ impl Linux {
     /// The effects inside a named network namespace.
     pub fn named(name: &str) -> Linux {
         Linux::at(sys::netns_path(name))
-    }
-
-    /// A record of what the node holds (an agent's, read back at start), less what the kernel
-    /// does not have: a table or a VXLAN device that is gone (a reboot, someone's `nft flush
-    /// ruleset`, a stale file) is then made again, not assumed.
-    pub fn confirm(&mut self, mut held: crate::apply::Held) -> crate::apply::Held {
-        let tables = sys::run_in(
-            &self.netns,
-            Command::new("nft").args(["list", "tables"]),
-            None,
-        )
-        .unwrap_or_default();
-        let has = |t: &str| tables.lines().any(|l| l.trim() == format!("table ip {t}"));
-        if !has(podnet_proxy::nft::TABLE) {
-            held.proxy = None;
-        }
-        if !has(podnet_policy::TABLE) {
-            held.policy = None;
-        }
-        if !has(crate::dataplane::MASQ_TABLE) {
-            held.masquerade = None;
-        }
-        if let Some(dev) = held.vxlan.as_ref().map(|v| v.name.clone()) {
-            let there = sys::run_in(
-                &self.netns,
-                Command::new("ip").args(["link", "show", "dev", &dev]),
-                None,
-            )
-            .is_ok();
-            if !there {
-                held.vxlan = None;
-                held.remotes.clear();
-                held.remotes_certain = false;
-            }
-        }
-        held
     }
 }
 
@@ -187,6 +157,132 @@ impl Effects for Linux {
                 source,
             })
         })
+    }
+
+    fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
+        let mut out = Observed::default();
+        let held = &mut out.held;
+        held.sysctls = sys::in_netns(&self.netns, || {
+            Ok(want
+                .sysctls
+                .keys()
+                .filter_map(|k| {
+                    let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+                    Some((
+                        k.clone(),
+                        std::fs::read_to_string(path).ok()?.trim().to_string(),
+                    ))
+                })
+                .collect())
+        })?;
+        let run =
+            |args: &[&str]| sys::run_in(&self.netns, Command::new(args[0]).args(&args[1..]), None);
+        let unreadable = |what: &str, why: String| NodeError::Command {
+            cmd: what.to_string(),
+            status: None,
+            stderr: format!("unreadable output: {why}"),
+        };
+        // The overlay: the device as made, then its entries.
+        let dev = &want.vxlan.name;
+        let link = match run(&["ip", "-j", "-d", "addr", "show", "dev", dev]) {
+            Ok(json) => json,
+            Err(NodeError::Command { stderr, .. })
+                if stderr.contains("does not exist") || GONE.iter().any(|g| stderr.contains(g)) =>
+            {
+                String::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let device = !link.is_empty()
+            && observe::vxlan_matches(&link, &want.vxlan)
+                .map_err(|why| unreadable("ip -j -d addr show", why))?;
+        if device {
+            held.vxlan = Some(want.vxlan.clone());
+            held.remotes = observe::remotes(
+                &run(&["ip", "-j", "route", "show", "dev", dev])?,
+                &run(&["ip", "-j", "neigh", "show", "dev", dev])?,
+                &run(&["bridge", "-j", "fdb", "show", "dev", dev])?,
+                &want.remotes,
+            )
+            .map_err(|why| unreadable("ip -j route/neigh, bridge -j fdb", why))?;
+        }
+        held.remotes_certain = true;
+        // The tables, from the kernel's structure.
+        let json = run(&["nft", "-j", "list", "ruleset"])?;
+        let tables =
+            observe::tables(&json).map_err(|why| unreadable("nft -j list ruleset", why))?;
+        let mut check = |table: &'static str,
+                         name: &str,
+                         rules: Option<(&observe::RuleCounts, &[String])>,
+                         script: String|
+         -> bool {
+            let Some((kernel, unreadable)) = rules else {
+                out.notes.push(Drift {
+                    table,
+                    what: format!("table ip {name} missing"),
+                });
+                return false;
+            };
+            let mut bad = observe::rules_differ(kernel, &observe::rules_of(&script, name));
+            bad.extend(unreadable.iter().map(|u| format!("not podnet's: {u}")));
+            for what in &bad {
+                out.notes.push(Drift {
+                    table,
+                    what: what.clone(),
+                });
+            }
+            bad.is_empty()
+        };
+        let skeleton = podnet_proxy::nft::Transaction {
+            ops: std::iter::once(Op::CreateTable)
+                .chain(want.proxy.timeouts().into_iter().map(Op::AddAffinityMaps))
+                .chain(want.proxy.chains().into_iter().map(Op::AddChain))
+                .collect(),
+        };
+        let proxy_ok = check(
+            "proxy",
+            podnet_proxy::nft::TABLE,
+            tables
+                .proxy
+                .as_ref()
+                .map(|t| (&t.rules, t.unreadable.as_slice())),
+            skeleton.render(),
+        );
+        let policy_skeleton = podnet_policy::PolicyPlan {
+            groups: want
+                .policy
+                .groups
+                .keys()
+                .map(|g| (*g, Default::default()))
+                .collect(),
+            ..Default::default()
+        };
+        let policy_ok = check(
+            "policy",
+            podnet_policy::TABLE,
+            tables
+                .policy
+                .as_ref()
+                .map(|t| (&t.rules, t.unreadable.as_slice())),
+            podnet_policy::Transaction::create(&policy_skeleton).render(),
+        );
+        let masq_ok = match &want.masquerade {
+            Some(m) => check(
+                "masquerade",
+                crate::dataplane::MASQ_TABLE,
+                tables
+                    .masquerade
+                    .as_ref()
+                    .map(|t| (&t.rules, t.unreadable.as_slice())),
+                m.render(),
+            ),
+            None => false,
+        };
+        let held = &mut out.held;
+        held.proxy = tables.proxy.filter(|_| proxy_ok).map(|t| t.content);
+        held.policy = tables.policy.filter(|_| policy_ok).map(|t| t.content);
+        held.masquerade = want.masquerade.clone().filter(|_| masq_ok);
+        Ok(out)
     }
 }
 
@@ -362,6 +458,62 @@ impl Effects for Recording {
         self.check(Fail::Sysctl, "sysctl")?;
         self.sysctls.insert(key.into(), value.into());
         Ok(())
+    }
+
+    /// What the fake's kernel holds, as [`Linux::observe`] reads a real one.
+    fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
+        let dev = &want.vxlan.name;
+        let device = self.links.contains(dev);
+        let remotes = if device {
+            // A remote node is there when its route, neighbour and FDB entry all are.
+            self.routes
+                .iter()
+                .filter(|(_, (_, d))| d.as_deref() == Some(dev.as_str()))
+                .filter_map(|(dst, (via, _))| {
+                    let gw = *via.first()?;
+                    let w = want
+                        .remotes
+                        .iter()
+                        .find(|r| r.pod_cidr == *dst && r.vtep.ip == gw);
+                    let r = w.cloned().unwrap_or(crate::dataplane::RemoteNode {
+                        name: "?".into(),
+                        pod_cidr: *dst,
+                        vtep: crate::dataplane::Vtep {
+                            node_ip: gw,
+                            ip: gw,
+                            mac: crate::dataplane::MacAddr([0; 6]),
+                        },
+                    });
+                    let complete = self.neighbours.contains(&(r.vtep.ip, dev.clone()))
+                        && self.fdb.contains(&(
+                            r.vtep.mac.to_string(),
+                            dev.clone(),
+                            r.vtep.node_ip,
+                        ));
+                    complete.then_some(r)
+                })
+                .collect()
+        } else {
+            Default::default()
+        };
+        Ok(Observed {
+            held: crate::apply::Held {
+                sysctls: self
+                    .sysctls
+                    .iter()
+                    .filter(|(k, _)| want.sysctls.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                vxlan: device.then(|| want.vxlan.clone()),
+                remotes,
+                remotes_certain: true,
+                proxy: self.table.clone(),
+                policy: self.policy.clone(),
+                masquerade: self.masquerade.clone(),
+                stale_flows: Default::default(),
+            },
+            notes: Vec::new(),
+        })
     }
 }
 

@@ -13,8 +13,10 @@ pub mod effects;
 pub mod live;
 pub mod net;
 pub mod nft;
+pub mod observe;
 pub mod sctp;
 pub mod sys;
+pub mod verify;
 
 use std::path::PathBuf;
 

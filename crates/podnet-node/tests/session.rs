@@ -100,37 +100,3 @@ fn many_transactions_on_one_session() {
     assert!(listed.contains("10.0.199.0/24"), "{listed}");
     assert!(!listed.contains("10.0.198.0/24"), "{listed}");
 }
-
-/// A record of the node that the kernel does not confirm (tables and a VXLAN device that are
-/// not there) is cut down to what is there.
-#[test]
-fn a_record_is_confirmed_against_the_kernel() {
-    let Some(ns) = scratch() else { return };
-    let mut fx = Linux::at(ns.path.clone());
-    let plan = podnet_policy::PolicyPlan::default();
-    fx.nft_policy(&podnet_policy::Transaction::create(&plan))
-        .unwrap();
-    let mut held = podnet_node::apply::Held {
-        proxy: Some(Default::default()),
-        policy: Some(plan.clone()),
-        ..Default::default()
-    };
-    held.vxlan = Some(podnet_node::dataplane::VxlanDevice {
-        name: "vxlan0".into(),
-        vni: 1,
-        port: 4789,
-        uplink: "eth0".into(),
-        mtu: 1450,
-        vtep: podnet_node::dataplane::Vtep {
-            node_ip: "172.18.0.2".parse().unwrap(),
-            ip: "10.244.0.0".parse().unwrap(),
-            mac: "02:00:00:00:00:01".parse().unwrap(),
-        },
-    });
-    held.remotes_certain = true;
-    let confirmed = fx.confirm(held);
-    assert_eq!(confirmed.policy, Some(plan), "the policy table is there");
-    assert_eq!(confirmed.proxy, None, "the proxy's table is not");
-    assert_eq!(confirmed.vxlan, None, "nor the device");
-    assert!(!confirmed.remotes_certain);
-}

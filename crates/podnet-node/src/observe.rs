@@ -1,0 +1,715 @@
+//! What the kernel holds, read back into the applier's own types.
+//!
+//! The agent's record of what its node holds ([`Held`]) is a cache: this module reads the
+//! truth. nftables' tables come from `nft -j list ruleset` (the kernel's structure as JSON,
+//! never its text): each map and set of podnet's tables becomes the typed elements it was made
+//! from ([`Elements`], [`PolicyPlan`]), and each chain's rules are counted, so a flushed or
+//! edited chain shows even when its sets are intact. The overlay comes from `ip -j` and
+//! `bridge -j` (the VXLAN device, its routes, neighbours and FDB entries), settings from
+//! `/proc/sys`. [`crate::verify`] compares the result with what the node must hold and repairs
+//! the difference with the applier's own smallest transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use podnet_model::netpol::Direction;
+use podnet_model::Protocol;
+use podnet_policy::{GroupId, PolicyPlan, Rect, Target};
+use podnet_proxy::nft::{
+    Backend, BackendMap, BackendSlot, Chain, Element, Elements, FrontendKey, NodePortKey,
+    ServiceKey, Verdict,
+};
+use serde_json::Value;
+
+use crate::dataplane::{MacAddr, RemoteNode, Vtep, MASQ_TABLE};
+
+/// Rules per chain of one table.
+pub type RuleCounts = BTreeMap<String, usize>;
+
+/// One of podnet's tables as the kernel holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table<T> {
+    pub content: T,
+    pub rules: RuleCounts,
+    /// Chains that exist (with or without rules).
+    pub chains: BTreeSet<String>,
+    /// Why some element could not be read as one of ours (then the table is not trusted).
+    pub unreadable: Vec<String>,
+}
+
+/// podnet's three nftables tables in a ruleset; None where a table is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tables {
+    pub proxy: Option<Table<Elements>>,
+    pub policy: Option<Table<PolicyPlan>>,
+    pub masquerade: Option<Table<()>>,
+}
+
+/// Reads podnet's tables out of `nft -j list ruleset`.
+pub fn tables(json: &str) -> Result<Tables, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft's JSON: {e}"))?;
+    let objects = v["nftables"]
+        .as_array()
+        .ok_or("nft's JSON has no \"nftables\" array")?;
+    let mut t = Tables::default();
+    let ours = |o: &Value| o["family"] == "ip";
+    for o in objects {
+        let Some((kind, body)) = o.as_object().and_then(|m| m.iter().next()) else {
+            continue;
+        };
+        if !ours(body) {
+            continue;
+        }
+        let table = body["table"]
+            .as_str()
+            .or(body["name"].as_str())
+            .unwrap_or("");
+        match (kind.as_str(), table) {
+            ("table", podnet_proxy::nft::TABLE) if body.get("table").is_none() => {
+                t.proxy = Some(Table::default())
+            }
+            ("table", podnet_policy::TABLE) if body.get("table").is_none() => {
+                t.policy = Some(Table::default())
+            }
+            ("table", MASQ_TABLE) if body.get("table").is_none() => {
+                t.masquerade = Some(Table::default())
+            }
+            _ => {}
+        }
+        let table = body["table"].as_str().unwrap_or("");
+        match kind.as_str() {
+            "chain" | "rule" => {
+                let chain = if kind == "chain" {
+                    body["name"].as_str()
+                } else {
+                    body["chain"].as_str()
+                }
+                .unwrap_or("")
+                .to_string();
+                let note = |rules: &mut RuleCounts, chains: &mut BTreeSet<String>| {
+                    if kind == "rule" {
+                        *rules.entry(chain.clone()).or_default() += 1;
+                    } else {
+                        chains.insert(chain.clone());
+                        rules.entry(chain.clone()).or_default();
+                    }
+                };
+                match table {
+                    podnet_proxy::nft::TABLE => {
+                        if let Some(p) = &mut t.proxy {
+                            note(&mut p.rules, &mut p.chains)
+                        }
+                    }
+                    podnet_policy::TABLE => {
+                        if let Some(p) = &mut t.policy {
+                            note(&mut p.rules, &mut p.chains)
+                        }
+                    }
+                    MASQ_TABLE => {
+                        if let Some(p) = &mut t.masquerade {
+                            note(&mut p.rules, &mut p.chains)
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "set" | "map" => {
+                let name = body["name"].as_str().unwrap_or("");
+                let elems = body["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                match table {
+                    podnet_proxy::nft::TABLE => {
+                        if let Some(p) = &mut t.proxy {
+                            for e in elems {
+                                match proxy_element(name, e) {
+                                    Ok(Some(el)) => insert_element(&mut p.content, el),
+                                    Ok(None) => {}
+                                    Err(why) => p.unreadable.push(format!("{name}: {why}")),
+                                }
+                            }
+                        }
+                    }
+                    podnet_policy::TABLE => {
+                        if let Some(p) = &mut t.policy {
+                            if let Err(why) = policy_set(&mut p.content, name, elems) {
+                                p.unreadable.push(format!("{name}: {why}"));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(t)
+}
+
+fn insert_element(t: &mut Elements, e: Element) {
+    match e {
+        Element::Service(k, v) => {
+            t.services.insert(k, v);
+        }
+        Element::NodePort(k, v) => {
+            t.node_ports.insert(k, v);
+        }
+        Element::Backend(k, v) => {
+            t.backends.insert(k, v);
+        }
+        Element::NoEndpoints(k) => {
+            t.no_endpoints.insert(k);
+        }
+        Element::NoEndpointPort(k) => {
+            t.no_endpoint_ports.insert(k);
+        }
+        Element::Hairpin(ip) => {
+            t.hairpin.insert(ip);
+        }
+    }
+}
+
+/// An element as nft's JSON gives it: a key, or `[key, value]` for maps; either may be
+/// wrapped in `{"elem": {"val": ...}}` when it carries a timeout or counter.
+fn unwrap_elem(e: &Value) -> &Value {
+    match e.get("elem") {
+        Some(inner) => inner.get("val").unwrap_or(inner),
+        None => e,
+    }
+}
+
+fn key_value(e: &Value) -> (&Value, Option<&Value>) {
+    match e.as_array() {
+        Some(kv) if kv.len() == 2 => (unwrap_elem(&kv[0]), Some(&kv[1])),
+        _ => (unwrap_elem(e), None),
+    }
+}
+
+fn concat(v: &Value) -> Vec<&Value> {
+    match v.get("concat").and_then(Value::as_array) {
+        Some(parts) => parts.iter().collect(),
+        None => vec![v],
+    }
+}
+
+fn ipv4(v: &Value) -> Result<Ipv4Addr, String> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{v} is not an IPv4 address"))
+}
+
+fn number(v: &Value) -> Result<u64, String> {
+    v.as_u64().ok_or_else(|| format!("{v} is not a number"))
+}
+
+/// An IP protocol as nft prints it: by name for the ones it knows, otherwise a number.
+fn ip_proto(v: &Value) -> Result<u8, String> {
+    if let Some(n) = v.as_u64() {
+        return u8::try_from(n).map_err(|_| format!("{n} is not a protocol"));
+    }
+    match v.as_str() {
+        Some("icmp") => Ok(1),
+        Some("igmp") => Ok(2),
+        Some("tcp") => Ok(6),
+        Some("udp") => Ok(17),
+        Some("gre") => Ok(47),
+        Some("esp") => Ok(50),
+        Some("ah") => Ok(51),
+        Some("udplite") => Ok(136),
+        Some("sctp") => Ok(132),
+        Some("dccp") => Ok(33),
+        Some("ipv6-icmp") | Some("icmpv6") => Ok(58),
+        _ => Err(format!("{v} is not a protocol")),
+    }
+}
+
+fn protocol(v: &Value) -> Result<Protocol, String> {
+    match ip_proto(v)? {
+        6 => Ok(Protocol::Tcp),
+        17 => Ok(Protocol::Udp),
+        132 => Ok(Protocol::Sctp),
+        n => Err(format!("protocol {n} is not one a Service uses")),
+    }
+}
+
+fn port(v: &Value) -> Result<u16, String> {
+    u16::try_from(number(v)?).map_err(|_| format!("{v} is not a port"))
+}
+
+/// A dispatch chain's name back to the chain: `{svc|np}_{proto}_[aff{t}_]ep{n}[_masq]`.
+fn chain(name: &str) -> Result<(Chain, bool), String> {
+    let bad = || format!("{name:?} is not one of podnet's dispatch chains");
+    let (base, masquerade) = match name.strip_suffix("_masq") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let mut parts = base.split('_');
+    let node_port = match parts.next() {
+        Some("svc") => false,
+        Some("np") => true,
+        _ => return Err(bad()),
+    };
+    let proto = match parts.next() {
+        Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        Some("sctp") => Protocol::Sctp,
+        _ => return Err(bad()),
+    };
+    let mut next = parts.next().ok_or_else(bad)?;
+    let mut affinity = None;
+    if let Some(t) = next.strip_prefix("aff") {
+        affinity = Some(t.parse().map_err(|_| bad())?);
+        next = parts.next().ok_or_else(bad)?;
+    }
+    let endpoints = next
+        .strip_prefix("ep")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    let c = Chain {
+        node_port,
+        proto,
+        affinity,
+        endpoints,
+    };
+    Ok((c, masquerade))
+}
+
+fn verdict(v: &Value) -> Result<Verdict, String> {
+    if v.get("drop").is_some() {
+        return Ok(Verdict::Drop);
+    }
+    let target = v["goto"]["target"]
+        .as_str()
+        .ok_or_else(|| format!("{v} is not a goto or drop"))?;
+    let (chain, masquerade) = chain(target)?;
+    Ok(Verdict::Goto { chain, masquerade })
+}
+
+fn service_key(parts: &[&Value]) -> Result<ServiceKey, String> {
+    match parts {
+        [ip, proto, p, ..] => Ok(ServiceKey {
+            ip: ipv4(ip)?,
+            proto: protocol(proto)?,
+            port: port(p)?,
+        }),
+        _ => Err("too few fields for ip . proto . port".into()),
+    }
+}
+
+fn node_port_key(parts: &[&Value]) -> Result<NodePortKey, String> {
+    match parts {
+        [proto, p, ..] => Ok(NodePortKey {
+            proto: protocol(proto)?,
+            port: port(p)?,
+        }),
+        _ => Err("too few fields for proto . port".into()),
+    }
+}
+
+/// The backend map a map's name is (`[np_][aff_]backends_{proto}`).
+fn backend_map(name: &str) -> Option<BackendMap> {
+    let (node_port, rest) = match name.strip_prefix("np_") {
+        Some(r) => (true, r),
+        None => (false, name),
+    };
+    let (affinity, rest) = match rest.strip_prefix("aff_") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let proto = match rest.strip_prefix("backends_")? {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        _ => return None,
+    };
+    Some(BackendMap {
+        node_port,
+        affinity,
+        proto,
+    })
+}
+
+/// One element of the proxy's table; None for the affinity maps, whose entries are the
+/// kernel's own (clients it remembers), not podnet's.
+fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, String> {
+    let (k, v) = key_value(e);
+    let key = concat(k);
+    let value = || v.ok_or_else(|| "a map element without a value".to_string());
+    Ok(Some(match set {
+        "services" => Element::Service(service_key(&key)?, verdict(value()?)?),
+        "node_ports" => Element::NodePort(node_port_key(&key)?, verdict(value()?)?),
+        "no_endpoints" => Element::NoEndpoints(service_key(&key)?),
+        "no_endpoint_ports" => Element::NoEndpointPort(node_port_key(&key)?),
+        "hairpin" => match key.as_slice() {
+            [a, b] if a == b => Element::Hairpin(ipv4(a)?),
+            _ => return Err(format!("{k} is not a hairpin pair")),
+        },
+        name => {
+            if (name.starts_with("aff_") || name.starts_with("np_aff_"))
+                && !name.contains("backends")
+            {
+                return Ok(None);
+            }
+            let Some(map) = backend_map(name) else {
+                return Err("not one of podnet's maps".into());
+            };
+            let (frontend, slot) = if map.node_port {
+                (
+                    FrontendKey::NodePort(node_port_key(&key)?),
+                    key.get(2).ok_or("no slot")?,
+                )
+            } else {
+                (
+                    FrontendKey::Service(service_key(&key)?),
+                    key.get(3).ok_or("no slot")?,
+                )
+            };
+            let slot = u32::try_from(number(slot)?).map_err(|_| "slot out of range")?;
+            let to = concat(value()?);
+            let [ip, p] = to.as_slice() else {
+                return Err("a backend that is not ip . port".into());
+            };
+            Element::Backend(
+                BackendSlot {
+                    map,
+                    frontend,
+                    slot,
+                },
+                Backend {
+                    ip: ipv4(ip)?,
+                    port: port(p)?,
+                },
+            )
+        }
+    }))
+}
+
+/// An interval component: a single value, `{"range": [lo, hi]}` or `{"prefix": ...}`.
+fn span<T: Copy>(v: &Value, one: impl Fn(&Value) -> Result<T, String>) -> Result<(T, T), String> {
+    if let Some(r) = v.get("range").and_then(Value::as_array) {
+        if let [lo, hi] = r.as_slice() {
+            return Ok((one(lo)?, one(hi)?));
+        }
+    }
+    let x = one(v)?;
+    Ok((x, x))
+}
+
+fn addr_span(v: &Value) -> Result<(u32, u32), String> {
+    if let Some(p) = v.get("prefix") {
+        let net: Ipv4Net = format!(
+            "{}/{}",
+            p["addr"].as_str().unwrap_or(""),
+            p["len"].as_u64().unwrap_or(99)
+        )
+        .parse()
+        .map_err(|_| format!("{v} is not an IPv4 prefix"))?;
+        return Ok((u32::from(net.network()), u32::from(net.broadcast())));
+    }
+    span(v, |x| ipv4(x).map(u32::from))
+}
+
+fn rect(e: &Value) -> Result<Rect, String> {
+    let parts = concat(unwrap_elem(e));
+    let [a, pr, po] = parts.as_slice() else {
+        return Err(format!("{e} is not addr . proto . port"));
+    };
+    Ok(Rect {
+        addr: addr_span(a)?,
+        proto: span(pr, ip_proto)?,
+        port: span(po, port)?,
+    })
+}
+
+/// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
+fn group(chain: &str) -> Option<GroupId> {
+    let (dir, id) = if let Some(id) = chain.strip_prefix("ing_") {
+        (Direction::Ingress, id)
+    } else {
+        (Direction::Egress, chain.strip_prefix("egr_")?)
+    };
+    if id.len() != 8 {
+        return None;
+    }
+    Some(GroupId {
+        dir,
+        id: u32::from_str_radix(id, 16).ok()?,
+    })
+}
+
+fn target(dir: Direction, v: &Value) -> Result<Target, String> {
+    if v.get("accept").is_some() && dir == Direction::Ingress {
+        return Ok(Target::Open);
+    }
+    let to = v["goto"]["target"]
+        .as_str()
+        .ok_or_else(|| format!("{v} is not a verdict of podnet's"))?;
+    if to == "ingress_check" && dir == Direction::Egress {
+        return Ok(Target::Open);
+    }
+    group(to)
+        .filter(|g| g.dir == dir)
+        .map(Target::Group)
+        .ok_or_else(|| format!("{to:?} is not a group chain"))
+}
+
+/// One set or map of the policy table into the plan.
+fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), String> {
+    match name {
+        "ingress" | "egress" => {
+            let dir = if name == "ingress" {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
+            for e in elems {
+                let (k, v) = key_value(e);
+                let t = target(dir, v.ok_or("a map element without a value")?)?;
+                let ip = ipv4(k)?;
+                match dir {
+                    Direction::Ingress => p.ingress.insert(ip, t),
+                    Direction::Egress => p.egress.insert(ip, t),
+                };
+            }
+        }
+        "local" => {
+            for e in elems {
+                let (lo, hi) = addr_span(unwrap_elem(e))?;
+                let nets = ipnet::Ipv4Subnets::new(Ipv4Addr::from(lo), Ipv4Addr::from(hi), 0);
+                p.local.extend(nets);
+            }
+        }
+        other => {
+            let Some(g) = other
+                .strip_suffix("_pts")
+                .or_else(|| other.strip_suffix("_allow"))
+                .and_then(group)
+            else {
+                return Err("not one of podnet's sets".into());
+            };
+            let rects = p.groups.entry(g).or_default();
+            for e in elems {
+                rects.insert(rect(e)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rules per chain that a table's rendering adds (its creation's script, without
+/// elements): what the kernel must show.
+pub fn rules_of(script: &str, table: &str) -> RuleCounts {
+    let prefix = format!("add rule ip {table} ");
+    let mut counts = RuleCounts::new();
+    for l in script.lines() {
+        if let Some(chain) = l
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            *counts.entry(chain.to_string()).or_default() += 1;
+        }
+        if let Some(chain) = l
+            .strip_prefix(&format!("add chain ip {table} "))
+            .and_then(|r| r.split_whitespace().next())
+        {
+            counts.entry(chain.to_string()).or_default();
+        }
+    }
+    counts
+}
+
+/// The chains of `want` whose rules the kernel does not hold as many of (missing chains
+/// included); empty when every chain is as rendered.
+pub fn rules_differ(kernel: &RuleCounts, want: &RuleCounts) -> Vec<String> {
+    want.iter()
+        .filter(|(c, n)| kernel.get(*c) != Some(n))
+        .map(|(c, n)| {
+            format!(
+                "chain {c}: {} rules, want {n}",
+                kernel
+                    .get(c)
+                    .map_or("no chain".to_string(), |k| k.to_string())
+            )
+        })
+        .collect()
+}
+
+/// The overlay device as `ip -j -d link show dev D` gives it: whether it is the one wanted.
+pub fn vxlan_matches(json: &str, want: &crate::dataplane::VxlanDevice) -> Result<bool, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("ip's JSON: {e}"))?;
+    let Some(l) = v.as_array().and_then(|a| a.first()) else {
+        return Ok(false);
+    };
+    let info = &l["linkinfo"]["info_data"];
+    let up = l["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "UP"));
+    Ok(l["linkinfo"]["info_kind"] == "vxlan"
+        && info["id"].as_u64() == Some(u64::from(want.vni))
+        && info["port"].as_u64() == Some(u64::from(want.port))
+        && l["mtu"].as_u64() == Some(u64::from(want.mtu))
+        && l["address"].as_str() == Some(&want.vtep.mac.to_string())
+        && up)
+}
+
+/// The remote nodes whose route, neighbour and FDB entry are all on device `dev` as an apply
+/// makes them, from `ip -j route show dev D`, `ip -j neigh show dev D` and
+/// `bridge -j fdb show dev D`. Entries of nodes that are not wanted are read back as remote
+/// nodes too (named `?`), so that the applier removes them.
+pub fn remotes(
+    routes: &str,
+    neighbours: &str,
+    fdb: &str,
+    want: &BTreeSet<RemoteNode>,
+) -> Result<BTreeSet<RemoteNode>, String> {
+    let parse = |s: &str, what: &str| -> Result<Vec<Value>, String> {
+        if s.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str::<Vec<Value>>(s).map_err(|e| format!("{what}'s JSON: {e}"))
+    };
+    let routes = parse(routes, "ip route")?;
+    let neighbours = parse(neighbours, "ip neigh")?;
+    let fdb = parse(fdb, "bridge fdb")?;
+    let neigh: BTreeMap<IpAddr, MacAddr> = neighbours
+        .iter()
+        .filter(|n| {
+            n["state"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == "PERMANENT"))
+        })
+        .filter_map(|n| {
+            Some((
+                n["dst"].as_str()?.parse().ok()?,
+                n["lladdr"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let fdb: BTreeSet<(MacAddr, IpAddr)> = fdb
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f["mac"].as_str()?.parse().ok()?,
+                f["dst"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let mut out = BTreeSet::new();
+    for r in &routes {
+        let (Some(dst), Some(gw)) = (r["dst"].as_str(), r["gateway"].as_str()) else {
+            continue;
+        };
+        let (Ok(pod_cidr), Ok(gw)) = (dst.parse::<ipnet::IpNet>(), gw.parse::<IpAddr>()) else {
+            continue;
+        };
+        let Some(mac) = neigh.get(&gw) else { continue };
+        let Some((_, node_ip)) = fdb.iter().find(|(m, _)| m == mac) else {
+            continue;
+        };
+        let vtep = Vtep {
+            node_ip: *node_ip,
+            ip: gw,
+            mac: *mac,
+        };
+        let found = want
+            .iter()
+            .find(|w| w.pod_cidr == pod_cidr && w.vtep == vtep)
+            .cloned()
+            .unwrap_or(RemoteNode {
+                name: "?".into(),
+                pod_cidr,
+                vtep,
+            });
+        out.insert(found);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_chains_read_back() {
+        for c in [
+            Chain {
+                node_port: false,
+                proto: Protocol::Tcp,
+                affinity: None,
+                endpoints: 3,
+            },
+            Chain {
+                node_port: true,
+                proto: Protocol::Sctp,
+                affinity: Some(10800),
+                endpoints: 12,
+            },
+        ] {
+            assert_eq!(chain(&c.name()).unwrap(), (c, false));
+            assert_eq!(chain(&format!("{}_masq", c.name())).unwrap(), (c, true));
+        }
+        assert!(chain("dispatch").is_err());
+        assert!(chain("svc_tcp_ep").is_err());
+    }
+
+    #[test]
+    fn a_ruleset_reads_back_as_elements_and_plans() {
+        let json = r#"{"nftables": [
+          {"metainfo": {"version": "1.1.1"}},
+          {"table": {"family": "ip", "name": "podnet-proxy", "handle": 1}},
+          {"map": {"family": "ip", "name": "services", "table": "podnet-proxy", "type": ["ipv4_addr", "inet_proto", "inet_service"], "map": "verdict",
+            "elem": [[{"concat": ["10.96.0.10", "udp", 53]}, {"goto": {"target": "svc_udp_ep2_masq"}}]]}},
+          {"map": {"family": "ip", "name": "node_ports", "table": "podnet-proxy", "type": ["inet_proto", "inet_service"], "map": "verdict",
+            "elem": [[{"concat": ["tcp", 31779]}, {"drop": null}]]}},
+          {"map": {"family": "ip", "name": "backends_udp", "table": "podnet-proxy", "map": ["ipv4_addr", "inet_service"],
+            "elem": [[{"concat": ["10.96.0.10", "udp", 53, 1]}, {"concat": ["10.244.1.2", 53]}]]}},
+          {"map": {"family": "ip", "name": "aff_10800", "table": "podnet-proxy", "elem": [{"elem": {"val": {"concat": ["1.2.3.4", "10.96.0.1", "tcp", 80]}, "timeout": 10800}}]}},
+          {"set": {"family": "ip", "name": "hairpin", "table": "podnet-proxy", "elem": [{"concat": ["10.244.0.2", "10.244.0.2"]}]}},
+          {"chain": {"family": "ip", "table": "podnet-proxy", "name": "dispatch"}},
+          {"rule": {"family": "ip", "table": "podnet-proxy", "chain": "dispatch", "expr": []}},
+          {"table": {"family": "ip", "name": "podnet-policy", "handle": 2}},
+          {"map": {"family": "ip", "name": "egress", "table": "podnet-policy", "elem": [["10.244.1.2", {"goto": {"target": "ingress_check"}}], ["10.244.1.3", {"goto": {"target": "egr_0000002a"}}]]}},
+          {"map": {"family": "ip", "name": "ingress", "table": "podnet-policy", "elem": [["10.244.1.2", {"accept": null}]]}},
+          {"set": {"family": "ip", "name": "local", "table": "podnet-policy", "elem": [{"prefix": {"addr": "10.244.1.0", "len": 24}}]}},
+          {"set": {"family": "ip", "name": "egr_0000002a_pts", "table": "podnet-policy", "elem": [{"concat": ["10.244.0.3", "tcp", 443]}]}},
+          {"set": {"family": "ip", "name": "egr_0000002a_allow", "table": "podnet-policy", "elem": [{"concat": [{"range": ["10.0.0.0", "10.0.0.9"]}, {"range": [0, 255]}, {"range": [0, 65535]}]}, {"concat": ["10.1.0.1", "udp", {"range": [1, 9]}]}]}},
+          {"table": {"family": "inet", "name": "other", "handle": 3}}
+        ]}"#;
+        let t = tables(json).unwrap();
+        let proxy = t.proxy.unwrap();
+        assert!(proxy.unreadable.is_empty(), "{:?}", proxy.unreadable);
+        assert_eq!(proxy.rules.get("dispatch"), Some(&1));
+        let e = proxy.content;
+        assert_eq!(e.services.len(), 1);
+        assert_eq!(e.node_ports.values().next(), Some(&Verdict::Drop));
+        let (slot, b) = e.backends.iter().next().unwrap();
+        assert_eq!(
+            (slot.slot, b.ip.to_string(), b.port),
+            (1, "10.244.1.2".into(), 53)
+        );
+        assert_eq!(e.hairpin.len(), 1);
+        let policy = t.policy.unwrap();
+        assert!(policy.unreadable.is_empty(), "{:?}", policy.unreadable);
+        let p = policy.content;
+        let g = GroupId {
+            dir: Direction::Egress,
+            id: 42,
+        };
+        assert_eq!(p.egress.len(), 2);
+        assert_eq!(p.egress[&"10.244.1.3".parse().unwrap()], Target::Group(g));
+        assert_eq!(p.ingress.values().next(), Some(&Target::Open));
+        assert_eq!(p.local.iter().next().unwrap().to_string(), "10.244.1.0/24");
+        assert_eq!(p.groups[&g].len(), 3);
+        assert!(p.groups[&g].contains(&Rect {
+            addr: (
+                u32::from(Ipv4Addr::new(10, 1, 0, 1)),
+                u32::from(Ipv4Addr::new(10, 1, 0, 1))
+            ),
+            proto: (17, 17),
+            port: (1, 9),
+        }));
+        assert!(t.masquerade.is_none());
+    }
+}

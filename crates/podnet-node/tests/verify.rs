@@ -1,0 +1,179 @@
+//! Verifying a node for real: a node's dataplane (the seeds' cluster, with its Services and
+//! NetworkPolicies) applied in a namespace of its own, then changed behind the applier's back
+//! the ways an operator's command, another program or a crash could change it; each verify
+//! pass must name what drifted and repair it, and the next must find nothing (root only; a
+//! skip says why, and is a failure under `CI=true`).
+
+use std::process::Command;
+
+use podnet_node::effects::Linux;
+use podnet_node::sys::Scratch;
+use podnet_node::verify::verify;
+use podnet_node::{apply, Held, NodeDataplane};
+
+fn scratch() -> Option<Scratch> {
+    match Scratch::new() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let why = format!("needs root / CAP_NET_ADMIN: {}", podnet_node::chain(&e));
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "skipped under CI=true: {why}"
+            );
+            eprintln!("SKIP: {why}");
+            None
+        }
+    }
+}
+
+/// The seeds' cluster (examples/seeds), node-1's dataplane.
+fn seeds_node() -> NodeDataplane {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seeds");
+    let mut docs = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        docs.extend(podnet_model::parse_documents(&f.display().to_string(), &text).unwrap());
+    }
+    let cluster = podnet_model::build(&docs, &Default::default()).unwrap();
+    NodeDataplane::for_node(&cluster, "node-1", "eth0").unwrap()
+}
+
+fn sh(ns: &Scratch, args: &[&str]) -> String {
+    ns.run(Command::new(args[0]).args(&args[1..]), None)
+        .unwrap_or_else(|e| panic!("{}: {}", args.join(" "), podnet_node::chain(&e)))
+}
+
+#[test]
+fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
+    let Some(ns) = scratch() else { return };
+    let want = seeds_node();
+    assert!(!want.policy.groups.is_empty(), "the seeds have policies");
+    // The node's underlay: a veth pair inside the namespace (no dummy links here).
+    let node_ip = want.vxlan.vtep.node_ip.to_string();
+    sh(
+        &ns,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ],
+    );
+    sh(
+        &ns,
+        &["ip", "addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
+    );
+    sh(&ns, &["ip", "link", "set", "eth0", "up"]);
+    sh(&ns, &["ip", "link", "set", "eth0p", "up"]);
+    let mut fx = Linux::at(ns.path.clone());
+    let applied = apply(&Held::default(), &want, &mut fx);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+
+    // As applied: nothing to say.
+    let v = verify(&applied.held, &want, &mut fx).unwrap();
+    assert!(v.drift.is_empty(), "{:?}", v.drift);
+
+    // Behind the applier's back: a pod's policy entry, a Service's map element, a remote
+    // node's route, a flushed base chain, a setting.
+    let pod = want.policy.egress.keys().next().unwrap().to_string();
+    let svc = want
+        .proxy
+        .services
+        .keys()
+        .next()
+        .map(|k| format!("{} . {} . {}", k.ip, k.proto.lower(), k.port))
+        .unwrap();
+    let remote = want.remotes.iter().next().unwrap().pod_cidr.to_string();
+    sh(
+        &ns,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "podnet-policy",
+            "egress",
+            &format!("{{ {pod} }}"),
+        ],
+    );
+    sh(
+        &ns,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "podnet-proxy",
+            "services",
+            &format!("{{ {svc} }}"),
+        ],
+    );
+    sh(
+        &ns,
+        &[
+            "nft",
+            "add",
+            "element",
+            "ip",
+            "podnet-proxy",
+            "hairpin",
+            "{ 10.9.9.9 . 10.9.9.9 }",
+        ],
+    );
+    sh(&ns, &["ip", "route", "del", &remote]);
+    sh(
+        &ns,
+        &["nft", "flush", "chain", "ip", "podnet-policy", "forward"],
+    );
+    sh(&ns, &["sysctl", "-w", "net.ipv4.ip_forward=0"]);
+
+    let v = verify(&v.held, &want, &mut fx).unwrap();
+    assert!(v.failures.is_empty(), "{:?}", v.failures);
+    let said: Vec<String> = v.drift.iter().map(ToString::to_string).collect();
+    let has = |table: &str, needle: &str| {
+        said.iter()
+            .any(|d| d.starts_with(&format!("{table}: ")) && d.contains(needle))
+    };
+    assert!(has("routes", &remote), "{said:#?}");
+    assert!(has("sysctl", "net.ipv4.ip_forward is 0"), "{said:#?}");
+    assert!(has("proxy", "missing from its maps and sets"), "{said:#?}");
+    assert!(has("proxy", "10.9.9.9"), "{said:#?}");
+    assert!(has("policy", "chain forward"), "{said:#?}");
+
+    // Repaired: the next pass finds nothing, and the kernel shows each thing back.
+    let again = verify(&v.held, &want, &mut fx).unwrap();
+    assert!(again.drift.is_empty(), "{:?}", again.drift);
+    assert!(sh(
+        &ns,
+        &["nft", "list", "map", "ip", "podnet-policy", "egress"]
+    )
+    .contains(&pod));
+    assert!(!sh(
+        &ns,
+        &["nft", "list", "set", "ip", "podnet-proxy", "hairpin"]
+    )
+    .contains("10.9.9.9"));
+    assert!(sh(&ns, &["ip", "route", "show", &remote]).contains("vxlan0"));
+    assert_eq!(
+        sh(&ns, &["sysctl", "-n", "net.ipv4.ip_forward"]).trim(),
+        "1"
+    );
+
+    // A whole table gone, and the VXLAN device: made again.
+    sh(&ns, &["nft", "delete", "table", "ip", "podnet-proxy"]);
+    sh(&ns, &["ip", "link", "del", "vxlan0"]);
+    let v = verify(&again.held, &want, &mut fx).unwrap();
+    assert!(v.failures.is_empty(), "{:?}", v.failures);
+    let said: Vec<String> = v.drift.iter().map(ToString::to_string).collect();
+    assert!(
+        said.iter()
+            .any(|d| d == "proxy: table ip podnet-proxy missing"),
+        "{said:#?}"
+    );
+    assert!(said.iter().any(|d| d.starts_with("overlay: ")), "{said:#?}");
+    let again = verify(&v.held, &want, &mut fx).unwrap();
+    assert!(again.drift.is_empty(), "{:?}", again.drift);
+}
