@@ -1,5 +1,6 @@
 //! The agent's health and metrics: `/healthz` (the process serves), `/readyz` (the node holds
-//! a dataplane computed from the API), and Prometheus `/metrics` (prometheus-client).
+//! a dataplane computed from the API, and is not known to differ from it), Prometheus
+//! `/metrics` (prometheus-client), and `/verify` (POST: verify the node now).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use podnet_node::dataplane::NodeDataplane;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -27,12 +29,26 @@ pub struct Metrics {
     services: Gauge,
     endpoints: Gauge,
     policy_groups: Gauge,
+    verify_seconds: Histogram,
+    drift: Family<Vec<(String, String)>, Counter>,
     ready: AtomicBool,
+    /// Known to differ from what it must hold (a verify pass found drift it could not repair).
+    differs: AtomicBool,
+    /// Asks the agent's loop for a verify pass now.
+    pub verify_now: tokio::sync::Notify,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("podnet_agent");
+        let mut root = Registry::default();
+        let verify_seconds = Histogram::new(exponential_buckets(0.001, 1.6, 20));
+        let drift = Family::<Vec<(String, String)>, Counter>::default();
+        root.register(
+            "podnet_dataplane_drift",
+            "Differences found between what the node holds and what it must (each repaired), by table",
+            drift.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("podnet_agent");
         let sync_seconds = Histogram::new(exponential_buckets(0.00025, 1.5, 28));
         let (syncs, failures, watch_errors) =
             (Counter::default(), Counter::default(), Counter::default());
@@ -69,8 +85,17 @@ impl Default for Metrics {
             "NetworkPolicy groups (pods judged alike) programmed on this node",
             policy_groups.clone(),
         );
+        registry.register(
+            "verify_duration_seconds",
+            "A verify pass: the kernel read back, compared and repaired",
+            verify_seconds.clone(),
+        );
         Metrics {
-            registry: Mutex::new(registry),
+            registry: Mutex::new(root),
+            verify_seconds,
+            drift,
+            differs: AtomicBool::new(false),
+            verify_now: tokio::sync::Notify::new(),
             sync_seconds,
             syncs,
             failures,
@@ -93,6 +118,25 @@ impl Metrics {
         self.policy_groups.set(d.policy.groups.len() as i64);
     }
 
+    /// A verify pass: how long it took, what drifted (by table), and whether the node still
+    /// differs afterwards.
+    pub fn verified(&self, took: Duration, drift: &[podnet_node::verify::Drift], differs: bool) {
+        self.verify_seconds.observe(took.as_secs_f64());
+        for d in drift {
+            self.drift
+                .get_or_create(&vec![("table".to_string(), d.table.to_string())])
+                .inc();
+        }
+        self.differs.store(differs, Ordering::Relaxed);
+    }
+
+    /// How many differences were found in `table` so far.
+    pub fn drift_count(&self, table: &str) -> u64 {
+        self.drift
+            .get_or_create(&vec![("table".to_string(), table.to_string())])
+            .get()
+    }
+
     pub fn failed(&self) {
         self.failures.inc();
     }
@@ -106,7 +150,15 @@ impl Metrics {
     }
 
     pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && !self.differs.load(Ordering::Relaxed)
+    }
+
+    fn why_not_ready(&self) -> &'static str {
+        if !self.ready.load(Ordering::Relaxed) {
+            "not ready: the node holds no dataplane from the API yet\n"
+        } else {
+            "not ready: the node differs from what it must hold, and the repair failed (see the log)\n"
+        }
     }
 
     /// The metrics in Prometheus' text format.
@@ -142,8 +194,12 @@ pub async fn serve(metrics: Arc<Metrics>, listener: tokio::net::TcpListener) {
                         "/readyz" if metrics.ready() => text(StatusCode::OK, "ok\n".into()),
                         "/readyz" => text(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "not ready: the node holds no dataplane from the API yet\n".into(),
+                            metrics.why_not_ready().into(),
                         ),
+                        "/verify" if req.method() == hyper::Method::POST => {
+                            metrics.verify_now.notify_one();
+                            text(StatusCode::ACCEPTED, "a verify pass is under way\n".into())
+                        }
                         "/metrics" => text(StatusCode::OK, metrics.render()),
                         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
                     })

@@ -4,14 +4,18 @@
 //! change ([`podnet_node::apply_delta`]).
 //!
 //! - Events that arrived together are applied together: a round takes every event waiting.
-//! - What the node holds is kept in a state file; an agent that restarts reads it back and
-//!   changes only what differs (no flush: every nftables change is one transaction, and a
-//!   table is replaced whole, in one transaction, only when there is no record of it or the
-//!   record proved wrong: two failed changes in a row). The file is written in a quiet moment
-//!   (100 ms without events, at least every 2 s), not on the path of an event.
-//! - What the agent last programmed without a failure is written beside it
-//!   (`<node>.programmed.json`), as quietly: the lab waits on it, and compares it with its own
-//!   model.
+//! - The agent's record of what the node holds (`held`) is a cache for the incremental path,
+//!   never the truth. A verify pass ([`podnet_node::verify`]) reads what the kernel holds,
+//!   names every difference from what the node must hold (logged as a warning, counted in
+//!   `podnet_dataplane_drift_total`) and repairs it with the smallest transaction from what is
+//!   really there: at start (so a restarted agent changes only what differs, with no flush),
+//!   every `verify_every` (30 s), after a failed change (instead of trusting the record), on
+//!   `POST /verify`, and with `verify_changes` once events quieten after a change. `/readyz`
+//!   is false while a repair failed.
+//! - What the node was last verified to hold is written to `<node>.verified.json` (the lab
+//!   waits on it, and compares it with its own model); what was last programmed, and the
+//!   record, beside it in a quiet moment (100 ms without events, at least every 2 s), not on
+//!   the path of an event.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +46,13 @@ pub struct AgentConfig {
     /// Installing the CNI configuration, as the well-known agents do: once the node is
     /// programmed, podnet's conflist (the node's podCIDR as its IPAM range) is written here.
     pub cni: Option<CniInstall>,
+    /// How often the node is verified: the kernel read back, compared with what it must hold,
+    /// and any difference repaired (also after a failed change, at start, and on
+    /// `POST /verify`).
+    pub verify_every: Duration,
+    /// Verify after every change too, once events quieten (the lab does, to wait on the
+    /// kernel rather than on the agent's word).
+    pub verify_changes: bool,
 }
 
 /// Where the CNI configuration goes on a real node.
@@ -67,6 +78,12 @@ impl AgentConfig {
 /// Where an agent records what its node holds (read back at start).
 pub fn held_file(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join(format!("{node}.held.json"))
+}
+
+/// Where an agent records the dataplane its node was last verified to hold: the kernel read
+/// back and found (or repaired) equal to it. `lab up` and `lab apply` wait on this one.
+pub fn verified_file(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join(format!("{node}.verified.json"))
 }
 
 /// Where an agent records what it last programmed without a failure.
@@ -108,6 +125,39 @@ fn install_cni(cni: &CniInstall, pod_cidr: ipnet::IpNet, ready: &Path) -> Result
     write_json(&cni.conf_dir.join(podnet_cni::spec::CONFLIST), &list)
 }
 
+/// Why a verify pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// The agent started: what the node holds is read, never assumed from a record.
+    Start,
+    /// The period (`verify_every`) passed.
+    Period,
+    /// A change failed: the repair starts from what the kernel holds.
+    Failure,
+    /// A change was applied (with `verify_changes`): the node is confirmed to hold it.
+    Change,
+    /// Asked for (`POST /verify`).
+    Asked,
+}
+
+impl Verify {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verify::Start => "start",
+            Verify::Period => "period",
+            Verify::Failure => "after a failure",
+            Verify::Change => "after a change",
+            Verify::Asked => "asked",
+        }
+    }
+}
+
+/// What the loop does next.
+enum Next {
+    Round(Round),
+    Verify(Verify),
+}
+
 /// Runs the agent until the process ends.
 pub async fn run(
     client: kube::Client,
@@ -133,10 +183,12 @@ pub async fn run(
     );
     // Not ready until the node holds what the API says.
     let _ = std::fs::remove_file(cfg.ready_file());
+    let _ = std::fs::remove_file(verified_file(&cfg.state_dir, &cfg.node));
     // One effects for the agent's life: its nft session stays.
     let mut fx = Linux::at(cfg.netns.clone());
-    // What the record says the node holds, as far as the kernel confirms it.
-    let mut held = fx.confirm(read_held(&cfg.held_file()));
+    // The record of what the node holds: a cache. The first pass reads the kernel; the
+    // record gives only the conntrack deletions still owed.
+    let mut held: Held = read_held(&cfg.held_file());
     let mut live: Option<Live> = None;
     // Whether the node holds what `live` held before its last update (then that update's
     // delta is all there is to do).
@@ -144,6 +196,10 @@ pub async fn run(
     let mut delta = Delta::default();
     let mut ready = false;
     let mut failed_before = false;
+    let mut verify = Some(Verify::Start);
+    // A verify pass owed once the events quieten (with `verify_changes`).
+    let mut verify_owed = false;
+    let mut last_verify = Instant::now();
     // What is yet to be written down (it waits for a quiet moment).
     let mut unwritten = false;
     let mut last_write = Instant::now();
@@ -163,17 +219,61 @@ pub async fn run(
         }
         if let Some(l) = &live {
             let want = l.dataplane();
-            let applied = if in_sync {
-                podnet_node::apply_delta(std::mem::take(&mut held), want, &delta, &mut fx)
-            } else {
-                podnet_node::apply(&held, want, &mut fx)
+            let verifying = verify.is_some();
+            let failures = match verify.take() {
+                Some(why) => {
+                    let started = Instant::now();
+                    last_verify = started;
+                    verify_owed = false;
+                    match podnet_node::verify::verify(&held, want, &mut fx) {
+                        Ok(v) => {
+                            // At start, what differs is what this agent has yet to program
+                            // (a new node holds nothing): said, not counted as drift.
+                            let drifted: &[podnet_node::verify::Drift] =
+                                if why == Verify::Start { &[] } else { &v.drift };
+                            for d in &v.drift {
+                                if why == Verify::Start {
+                                    tracing::info!(node = %cfg.node, table = d.table, "at start: {}", d.what);
+                                } else {
+                                    tracing::warn!(
+                                        node = %cfg.node,
+                                        table = d.table,
+                                        pass = why.as_str(),
+                                        "drift repaired: {}",
+                                        d.what
+                                    );
+                                }
+                            }
+                            held = v.held;
+                            metrics.verified(started.elapsed(), drifted, !v.failures.is_empty());
+                            v.failures
+                        }
+                        Err(e) => {
+                            metrics.verified(started.elapsed(), &[], true);
+                            vec![e]
+                        }
+                    }
+                }
+                None => {
+                    let applied = if in_sync {
+                        podnet_node::apply_delta(std::mem::take(&mut held), want, &delta, &mut fx)
+                    } else {
+                        podnet_node::apply(&held, want, &mut fx)
+                    };
+                    held = applied.held;
+                    verify_owed = cfg.verify_changes;
+                    applied.failures
+                }
             };
-            held = applied.held;
             unwritten = true;
-            if applied.failures.is_empty() {
+            if failures.is_empty() {
                 in_sync = true;
                 failed_before = false;
                 metrics.synced(since.elapsed(), want);
+                if verifying {
+                    // The kernel was read and found (or made) as wanted.
+                    write_json(&verified_file(&cfg.state_dir, &cfg.node), want)?;
+                }
                 if !ready {
                     write_json(&cfg.held_file(), &held)?;
                     write_json(&programmed_file(&cfg.state_dir, &cfg.node), want)?;
@@ -190,25 +290,19 @@ pub async fn run(
                     ready = true;
                 }
             } else {
-                for f in &applied.failures {
+                for f in &failures {
                     tracing::error!(node = %cfg.node, "{}", podnet_node::chain(f));
                 }
                 metrics.failed();
                 in_sync = false;
-                if failed_before {
-                    // Twice in a row: the record may not be what the kernel holds (a crash
-                    // between a change and its record). The tables are loaded whole next
-                    // time, each in one transaction that replaces it.
-                    held.proxy = None;
-                    held.policy = None;
-                }
+                // The next try starts from what the kernel holds, not from the record.
                 failed_before = true;
             }
         }
         metrics.set_ready(ready);
         // Wait for a change; write the record down in a quiet moment (at least every 2 s).
-        let round = loop {
-            let quiet = if unwritten {
+        let next = loop {
+            let quiet = if unwritten || verify_owed {
                 Duration::from_millis(100)
                     .min(Duration::from_secs(2).saturating_sub(last_write.elapsed()))
             } else {
@@ -219,20 +313,35 @@ pub async fn run(
             } else {
                 Duration::from_secs(3600)
             };
+            let period = cfg.verify_every.saturating_sub(last_verify.elapsed());
             tokio::select! {
-                r = watch.next(&mut model) => break r.ok_or_else(ended)?,
-                _ = tokio::time::sleep(retry) => break Round::default(),
-                _ = tokio::time::sleep(quiet), if unwritten => {
-                    write_json(&cfg.held_file(), &held)?;
-                    if in_sync {
-                        if let Some(l) = &live {
-                            write_json(&programmed_file(&cfg.state_dir, &cfg.node), l.dataplane())?;
+                r = watch.next(&mut model) => break Next::Round(r.ok_or_else(ended)?),
+                _ = tokio::time::sleep(retry) => break Next::Verify(Verify::Failure),
+                _ = tokio::time::sleep(period) => break Next::Verify(Verify::Period),
+                _ = metrics.verify_now.notified() => break Next::Verify(Verify::Asked),
+                _ = tokio::time::sleep(quiet), if unwritten || verify_owed => {
+                    if unwritten {
+                        write_json(&cfg.held_file(), &held)?;
+                        if in_sync {
+                            if let Some(l) = &live {
+                                write_json(&programmed_file(&cfg.state_dir, &cfg.node), l.dataplane())?;
+                            }
                         }
+                        unwritten = false;
+                        last_write = Instant::now();
                     }
-                    unwritten = false;
-                    last_write = Instant::now();
+                    if verify_owed && in_sync {
+                        break Next::Verify(Verify::Change);
+                    }
                 }
             }
+        };
+        let round = match next {
+            Next::Verify(why) => {
+                verify = Some(why);
+                continue;
+            }
+            Next::Round(r) => r,
         };
         log_refused(&cfg.node, &round.refused);
         since = if in_sync {

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{served, MANIFESTS};
 use podnet_model::{build, parse_documents, ApiKey, ApiModel, Changed, ConfigOverrides};
 use podnet_node::dataplane::NodeDataplane;
+use podnet_node::effects::Recording;
 use podnet_node::live::{Delta, Live};
+use podnet_node::verify::verify;
+use podnet_node::Held;
 use podnet_proxy::nft::{Element, Op};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -178,7 +181,9 @@ fn changed_object(
 
 /// Runs events; after each, the incremental dataplane equals the one from scratch and its
 /// delta is exactly the difference.
-fn run_events(events: &[(u8, u8, u8, u8)]) {
+/// Applies the events one by one, checking the incremental dataplane against the one from
+/// scratch after each; `after` sees each event's index, the dataplane and the delta.
+fn run_events(events: &[(u8, u8, u8, u8)], mut after: impl FnMut(usize, &NodeDataplane, &Delta)) {
     let original = world();
     let mut objects = original.clone();
     let kinds = podnet_model::api::KINDS;
@@ -220,7 +225,99 @@ fn run_events(events: &[(u8, u8, u8, u8)]) {
                 "{what}: nothing changed, nothing to do"
             );
         }
+        after(i, &want, &delta);
     }
+}
+
+/// Drift the fake kernel suffers: elements, entries and routes deleted, a foreign element
+/// added, whole tables gone, the device gone.
+fn inflict(fx: &mut Recording, kind: u8, pick: u8) {
+    let nth = |n: usize| usize::from(pick) % n.max(1);
+    match kind % 7 {
+        0 => {
+            if let Some(t) = &mut fx.table {
+                let all: Vec<Element> = t.iter().collect();
+                if !all.is_empty() {
+                    let e = all[nth(all.len())];
+                    t.patch(&[e], &[]);
+                }
+            }
+        }
+        1 => {
+            if let Some(p) = &mut fx.policy {
+                let ips: Vec<_> = p.egress.keys().chain(p.ingress.keys()).copied().collect();
+                if !ips.is_empty() {
+                    let ip = ips[nth(ips.len())];
+                    p.egress.remove(&ip);
+                    p.ingress.remove(&ip);
+                }
+            }
+        }
+        2 => {
+            let routes: Vec<_> = fx.routes.keys().copied().collect();
+            if !routes.is_empty() {
+                fx.routes.remove(&routes[nth(routes.len())]);
+            }
+        }
+        3 => fx.table = None,
+        4 => fx.policy = None,
+        5 => {
+            if let Some(t) = &mut fx.table {
+                t.hairpin.insert(std::net::Ipv4Addr::new(10, 9, 9, pick));
+            }
+        }
+        _ => {
+            fx.links.remove("vxlan0");
+            fx.routes
+                .retain(|_, (_, dev)| dev.as_deref() != Some("vxlan0"));
+            fx.neighbours.retain(|(_, dev)| dev != "vxlan0");
+        }
+    }
+}
+
+/// The agent's way with a node under drift: each event's delta applied from what it holds,
+/// drift inflicted behind its back, then one verify pass: the fake kernel must then hold
+/// exactly the dataplane computed from scratch, and the next events' deltas apply on it.
+fn run_events_with_drift(events: &[(u8, u8, u8, u8)], drifts: &[(u8, u8, u8)]) {
+    let mut fx = Recording::default();
+    let mut held = Held::default();
+    let mut first = true;
+    run_events(events, |i, want, delta| {
+        let applied = if first {
+            first = false;
+            podnet_node::apply(&held, want, &mut fx)
+        } else {
+            podnet_node::apply_delta(std::mem::take(&mut held), want, delta, &mut fx)
+        };
+        assert!(
+            applied.failures.is_empty(),
+            "event {i}: {:?}",
+            applied.failures
+        );
+        held = applied.held;
+        let mut drifted = false;
+        for &(at, kind, pick) in drifts {
+            if usize::from(at) % events.len().max(1) == i {
+                inflict(&mut fx, kind, pick);
+                drifted = true;
+            }
+        }
+        let v = verify(&held, want, &mut fx).unwrap();
+        assert!(v.failures.is_empty(), "event {i}: {:?}", v.failures);
+        if !drifted {
+            assert!(
+                v.drift.is_empty(),
+                "event {i}: drift without any: {:?}",
+                v.drift
+            );
+        }
+        held = v.held;
+        assert_eq!(fx.table.as_ref(), Some(&want.proxy), "event {i}: proxy");
+        assert_eq!(fx.policy.as_ref(), Some(&want.policy), "event {i}: policy");
+        let again = verify(&held, want, &mut fx).unwrap();
+        assert!(again.drift.is_empty(), "event {i}: still {:?}", again.drift);
+        held = again.held;
+    });
 }
 
 proptest! {
@@ -229,7 +326,17 @@ proptest! {
     fn any_sequence_of_events_gives_the_dataplane_computed_from_scratch(
         events in prop::collection::vec((0u8..6, 0u8..16, 0u8..4, 0u8..8), 1..40)
     ) {
-        run_events(&events);
+        run_events(&events, |_, _, _| {});
+    }
+
+    /// Random events with random drift of the kernel between them: one verify pass brings the
+    /// node back to the dataplane computed from scratch every time.
+    #[test]
+    fn drift_between_any_events_is_repaired_by_one_verify_pass(
+        events in prop::collection::vec((0u8..6, 0u8..16, 0u8..4, 0u8..8), 1..30),
+        drifts in prop::collection::vec((0u8..30, 0u8..7, 0u8..255), 0..12),
+    ) {
+        run_events_with_drift(&events, &drifts);
     }
 }
 

@@ -66,7 +66,9 @@ pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
         .arg(d.join("config.json"))
         .arg("--state-dir")
         .arg(&d)
-        .args(["--uplink", UPLINK, "--metrics-addr", METRICS_ADDR]);
+        .args(["--uplink", UPLINK, "--metrics-addr", METRICS_ADDR])
+        // The lab waits on what each node's kernel holds, read back after every change.
+        .arg("--verify-changes");
     cmd
 }
 
@@ -367,13 +369,16 @@ fn dns_pending(lab: &str, st: &LabState) -> Vec<String> {
         .collect()
 }
 
-fn programmed(lab: &str, node: &str) -> Option<NodeDataplane> {
-    let path = podnet_agent::run::programmed_file(&dir(lab), node);
+/// What a node's agent last verified its kernel to hold (read back and found, or repaired,
+/// equal to it).
+fn verified(lab: &str, node: &str) -> Option<NodeDataplane> {
+    let path = podnet_agent::run::verified_file(&dir(lab), node);
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Waits until every node's agent programmed what the lab expects of it; then records what
-/// each node holds (the agent's own record) in the state.
+/// Waits until every node's kernel holds what the lab expects of it (each agent reads its
+/// kernel back after a change and reports what it found: never its own record alone); then
+/// records what each node holds in the state.
 pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
     let start = Instant::now();
     // Beside each agent's record, for whoever compares them.
@@ -383,7 +388,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
     }
     let mut pending: Vec<String> = st.expected.keys().cloned().collect();
     loop {
-        pending.retain(|n| programmed(lab, n).as_ref() != st.expected.get(n));
+        pending.retain(|n| verified(lab, n).as_ref() != st.expected.get(n));
         // And the cluster DNS pods: serving the zone the lab computed.
         // (Without agents, the lab's process serves DNS itself, and has loaded the zone.)
         let mut dns = if st.agents {

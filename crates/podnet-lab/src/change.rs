@@ -410,6 +410,13 @@ mod tests {
             tick(self.calls, self.fail_at).map_err(failed)?;
             self.inner.sysctl(k, v)
         }
+        fn observe(
+            &mut self,
+            want: &podnet_node::NodeDataplane,
+        ) -> Result<podnet_node::verify::Observed, podnet_node::NodeError> {
+            tick(self.calls, self.fail_at).map_err(failed)?;
+            self.inner.observe(want)
+        }
     }
 
     fn failed(e: LabError) -> podnet_node::NodeError {

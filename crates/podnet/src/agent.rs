@@ -86,6 +86,8 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
                     conf_dir,
                     ipam_dir: args.cni_ipam_dir.clone(),
                 }),
+            verify_every: args.verify_every,
+            verify_changes: args.verify_changes,
         };
         podnet_agent::run::run(client, cfg, metrics)
             .await

@@ -83,6 +83,15 @@ struct AgentArgs {
     /// Where the CNI plugin keeps its address reservations.
     #[arg(long, default_value = "/var/lib/podnet/ipam")]
     cni_ipam_dir: PathBuf,
+    /// How often the node is verified: what the kernel holds read back (nftables as JSON,
+    /// routes, neighbours, FDB, the device, settings), compared with what the node must hold,
+    /// and any difference repaired and counted (podnet_dataplane_drift_total). Also at start,
+    /// after a failed change and on POST /verify.
+    #[arg(long, default_value = "30s", value_parser = humantime_secs)]
+    verify_every: std::time::Duration,
+    /// Verify after every change as well, once events quieten for 100 ms (the lab's nodes do).
+    #[arg(long)]
+    verify_changes: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -544,4 +553,19 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     }
     output::emit(a.output, &plan, || output::tables(&cluster) + &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as `30s`, `500ms`, `2m` or a number of seconds.
+fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (30s, 500ms, 2m)");
+    let (n, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
 }

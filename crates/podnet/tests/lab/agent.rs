@@ -197,3 +197,162 @@ fn with_the_api_unreachable_the_dataplane_serves_and_the_agents_catch_up() {
     );
     let _ = link;
 }
+
+/// One connection from `pod` (namespace/name) to `to:port`, with a 1 s timeout: whether it
+/// opened.
+fn connects(lab: &Lab, pod: &str, to: &str, port: u16) -> bool {
+    let script = format!(
+        "import socket\ntry:\n    socket.create_connection(('{to}', {port}), timeout=1).close(); print('open')\nexcept OSError as e:\n    print('failed', e)\n"
+    );
+    let o = podnet(&[
+        "lab", "exec", "--name", &lab.name, pod, "--", "python3", "-c", &script,
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim() == "open"
+}
+
+/// The agent's metric `podnet_dataplane_drift_total` of `table` on `node`.
+fn drift_total(lab: &Lab, node: &str, table: &str) -> u64 {
+    let o = podnet(&[
+        "lab",
+        "exec",
+        "--name",
+        &lab.name,
+        &format!("node/{node}"),
+        "--",
+        "curl",
+        "-s",
+        "http://127.0.0.1:9641/metrics",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let prefix = format!("podnet_dataplane_drift_total{{table=\"{table}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// What the kernel holds is checked, not assumed: a pod's policy entry, a Service's map
+/// element and a remote node's route deleted behind the agent's back cut a pod off for real,
+/// and the agent's next verify pass (every 30 s) names each, counts it and repairs it.
+#[test]
+fn drift_behind_the_agents_back_is_repaired_within_one_verify_period() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(
+        "drift",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ],
+        &[],
+    );
+    let st = lab.status();
+    let pods = st["pods"].as_array().unwrap();
+    let pod = |prefix: &str| {
+        pods.iter()
+            .find(|p| p["name"].as_str().unwrap().starts_with(prefix))
+            .unwrap()
+            .clone()
+    };
+    let frontend = pod("frontend-");
+    let node = frontend["node"].as_str().unwrap().to_string();
+    let ip = frontend["ip"].as_str().unwrap().to_string();
+    let client = format!("default/{}", frontend["name"].as_str().unwrap());
+    let plan: serde_json::Value = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds/workloads.yaml",
+        "-f",
+        "examples/seeds/service.yaml",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A my-app endpoint on another node: reached through the overlay's route.
+    let remote = pods
+        .iter()
+        .find(|p| {
+            p["name"].as_str().unwrap().starts_with("my-app-") && p["node"].as_str() != Some(&node)
+        })
+        .unwrap();
+    let remote_ip = remote["ip"].as_str().unwrap().to_string();
+    let remote_cidr = format!("{}.0/24", remote_ip.rsplit_once('.').unwrap().0);
+    assert!(
+        connects(&lab, &client, &vip, 80),
+        "before: through the Service"
+    );
+    assert!(
+        connects(&lab, &client, &remote_ip, 8080),
+        "before: to a remote pod"
+    );
+    let before: Vec<u64> = ["policy", "proxy", "routes"]
+        .iter()
+        .map(|t| drift_total(&lab, &node, t))
+        .collect();
+
+    let in_node = |args: &[&str]| {
+        let mut a = vec!["lab", "exec", "--name", &lab.name];
+        let target = format!("node/{node}");
+        a.push(&target);
+        a.push("--");
+        a.extend(args);
+        ok(&a);
+    };
+    in_node(&[
+        "nft",
+        "delete",
+        "element",
+        "ip",
+        "podnet-policy",
+        "egress",
+        &format!("{{ {ip} }}"),
+    ]);
+    in_node(&[
+        "nft",
+        "delete",
+        "element",
+        "ip",
+        "podnet-proxy",
+        "services",
+        &format!("{{ {vip} . tcp . 80 }}"),
+    ]);
+    in_node(&["ip", "route", "del", &remote_cidr]);
+    let cut = Instant::now();
+    // The drift is real: the pod is cut off.
+    assert!(
+        !connects(&lab, &client, &remote_ip, 8080),
+        "the deletions took no effect"
+    );
+
+    // Repaired within one verify period (30 s), without any event.
+    while !(connects(&lab, &client, &vip, 80) && connects(&lab, &client, &remote_ip, 8080)) {
+        assert!(
+            cut.elapsed() < Duration::from_secs(40),
+            "not repaired within a verify period; the agent said: {}",
+            std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.log", lab.name))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let repaired = cut.elapsed();
+    let after: Vec<u64> = ["policy", "proxy", "routes"]
+        .iter()
+        .map(|t| drift_total(&lab, &node, t))
+        .collect();
+    for (i, t) in ["policy", "proxy", "routes"].iter().enumerate() {
+        assert!(
+            after[i] > before[i],
+            "{t}: drift not counted ({before:?} -> {after:?})"
+        );
+    }
+    let log =
+        std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.log", lab.name)).unwrap();
+    assert!(log.contains("drift repaired") && log.contains(&ip), "{log}");
+    eprintln!("repaired {repaired:?} after the deletions");
+}
