@@ -5,8 +5,10 @@
 //! - [`project`]: the model as API objects (k8s-openapi types, so the JSON is the API's own);
 //! - [`store`]: those objects with resource versions, and the history of their changes;
 //! - [`server`]: discovery, list, get and watch over HTTP (resourceVersion, label and field
-//!   selectors, bookmarks); every write is refused with the API's own `Status`.
+//!   selectors, bookmarks); every write is refused with the API's own `Status`;
+//! - [`faults`]: faults on purpose (watches ended, 410 Gone, delays, refused connections).
 
+pub mod faults;
 pub mod project;
 pub mod resources;
 pub mod selector;

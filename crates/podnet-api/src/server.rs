@@ -39,6 +39,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Api {
     store: Mutex<Store>,
     changed: watch::Sender<u64>,
+    /// Faults on purpose ([`crate::faults`]).
+    pub faults: crate::faults::Faults,
 }
 
 impl Default for Api {
@@ -46,6 +48,7 @@ impl Default for Api {
         Api {
             store: Mutex::new(Store::default()),
             changed: watch::channel(0).0,
+            faults: Default::default(),
         }
     }
 }
@@ -85,6 +88,16 @@ impl Api {
     /// backlog), and each must send a request's headers within [`HEADER_READ_TIMEOUT`] (an
     /// idle keep-alive connection too); an `accept` error backs off instead of spinning.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.serve_as(listener, false).await
+    }
+
+    /// [`Api::serve`], with `POST /podnet/faults` (and `GET`) on this listener too: the lab's
+    /// loopback one, never the one its pods and nodes reach.
+    pub async fn serve_with_control(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.serve_as(listener, true).await
+    }
+
+    async fn serve_as(self: Arc<Self>, listener: tokio::net::TcpListener, control: bool) {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -97,24 +110,57 @@ impl Api {
                     continue;
                 }
             };
+            if self.faults.refusing() && !control {
+                drop(stream);
+                continue;
+            }
             let api = self.clone();
+            let mut cuts = self.faults.cuts();
             tokio::spawn(async move {
                 let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.handle(req).await) }
+                    async move {
+                        if control && req.uri().path() == "/podnet/faults" {
+                            return Ok::<_, Infallible>(api.control(req));
+                        }
+                        Ok::<_, Infallible>(api.handle(req).await)
+                    }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                // A fault on purpose cuts every connection (but the control listener's).
+                tokio::select! {
+                    _ = conn => {}
+                    _ = cuts.changed(), if !control => {}
+                }
             });
         }
     }
 
+    /// `POST /podnet/faults?...` puts faults in force; either method says what is in force.
+    fn control(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() == Method::POST {
+            let pairs: Vec<(String, String)> = req
+                .uri()
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default();
+            match crate::faults::FaultSpec::parse(&pairs) {
+                Ok(spec) => self.faults.inject(&spec),
+                Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+            }
+        }
+        ok(self.faults.describe())
+    }
+
     /// Answers one request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if let Some(d) = self.faults.delay() {
+            tokio::time::sleep(d).await;
+        }
         let accept = req
             .headers()
             .get(hyper::header::ACCEPT)
@@ -261,6 +307,9 @@ impl Api {
         let include = q.get("includeObject");
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
         let mut changed = self.changed.subscribe();
+        let mut ends = self.faults.ends();
+        // A fault on purpose: the version the watch resumes from is "compacted".
+        let expired = !initial && self.faults.expiring();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut first = true;
@@ -274,6 +323,16 @@ impl Api {
                 line.push(b'\n');
                 Frame::data(Bytes::from(line))
             };
+            if expired {
+                let ev = json!({"type": "ERROR", "object": status_value(
+                    410,
+                    "Expired",
+                    &format!("too old resource version: {from} (a fault of the lab's API, on purpose)"),
+                    Value::Null,
+                )});
+                let _ = tx.send(Ok(send(ev, &mut first))).await;
+                return;
+            }
             // Where this watch stands.
             let mut at = if initial {
                 let (items, rv) = {
@@ -324,6 +383,7 @@ impl Api {
                 }
                 tokio::select! {
                     c = changed.changed() => if c.is_err() { return },
+                    _ = ends.changed() => return,
                     _ = tick.tick() => {
                         if bookmarks {
                             let ev = bookmark(f.r, at, false);

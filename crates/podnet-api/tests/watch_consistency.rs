@@ -44,7 +44,7 @@ fn seen(store: &reflector::Store<Pod>) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn run(seed: u64) {
+async fn run(seed: u64, faults: bool) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let api = Api::new();
     let mut objects: BTreeMap<u32, u32> = (0..20).map(|i| (i, 0)).collect();
@@ -84,6 +84,21 @@ async fn run(seed: u64) {
             }
         }
         api.replace(project(&objects));
+        // The API's faults, now and then: every watch ended mid-stream, or resuming ones
+        // answered 410 Gone for a moment (they must list again).
+        if faults && rng.u32(0..40) == 0 {
+            api.faults.inject(&podnet_api::faults::FaultSpec {
+                end_watches: true,
+                ..Default::default()
+            });
+        }
+        if faults && step == 150 {
+            api.faults.inject(&podnet_api::faults::FaultSpec {
+                end_watches: true,
+                expire: Some(Duration::from_millis(300)),
+                ..Default::default()
+            });
+        }
         if rng.bool() {
             tokio::time::sleep(Duration::from_micros(rng.u64(0..2000))).await;
         } else {
@@ -113,6 +128,15 @@ async fn run(seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_started_at_any_moment_of_quick_changes_hold_what_the_store_holds() {
     for seed in 0..8 {
-        run(seed).await;
+        run(seed, false).await;
+    }
+}
+
+/// The same through the API's faults: watches ended mid-stream and, for a moment, every
+/// resuming watch answered 410 Gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_through_ended_and_expired_watches_hold_what_the_store_holds() {
+    for seed in 0..4 {
+        run(seed, true).await;
     }
 }

@@ -35,6 +35,26 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             println!("try: podnet lab status --name {0}; podnet lab probe --name {0}; podnet lab down --name {0}", lab.name);
             Ok(ExitCode::SUCCESS)
         }
+        LabCommand::Fault {
+            lab,
+            end_watches,
+            expire,
+            delay_ms,
+            for_secs,
+            refuse,
+        } => {
+            let spec = podnet_api::faults::FaultSpec {
+                end_watches,
+                expire: expire.map(Duration::from_secs),
+                delay: delay_ms
+                    .zip(for_secs)
+                    .map(|(d, f)| (Duration::from_millis(d), Duration::from_secs(f))),
+                refuse: refuse.map(Duration::from_secs),
+            };
+            let in_force = api_faults(&lab.name, &spec)?;
+            println!("{}", serde_json::to_string_pretty(&in_force)?);
+            Ok(ExitCode::SUCCESS)
+        }
         LabCommand::Down { lab } => {
             need_root()?;
             match podnet_lab::down(&lab.name)? {
@@ -181,4 +201,40 @@ fn nix_is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// Puts `spec` in force on the lab's API (its loopback listener) and returns what is in force.
+fn api_faults(lab: &str, spec: &podnet_api::faults::FaultSpec) -> Result<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let file = podnet_lab::serve::api_addr_file(lab);
+    let addr = std::fs::read_to_string(&file)
+        .with_context(|| format!("the lab {lab:?} serves no API ({})", file.display()))?;
+    let addr = addr.trim().to_string();
+    let query = spec.query();
+    let method = if query.is_empty() { "GET" } else { "POST" };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .with_context(|| format!("connecting to the lab's API at {addr}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("/podnet/faults?{query}"))
+            .header(hyper::header::HOST, &addr)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        let ok = resp.status().is_success();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("the API's answer: {}", String::from_utf8_lossy(&body)))?;
+        if !ok {
+            bail!("the lab's API refused: {}", v["message"]);
+        }
+        Ok(v)
+    })
 }

@@ -307,6 +307,30 @@ enum LabCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Faults of the lab's Kubernetes API, on purpose, to see the agents, DNS pods and edge
+    /// proxies relist and converge: end every watch now, answer resuming watches 410 Gone,
+    /// delay every answer, or close every connection, for a while. Without a flag: what is in
+    /// force.
+    Fault {
+        #[command(flatten)]
+        lab: LabName,
+        /// End every watch under way now (clients resume from the last version they saw).
+        #[arg(long)]
+        end_watches: bool,
+        /// For this many seconds, answer watches that resume from a version 410 Gone (too old
+        /// resource version): clients must list again.
+        #[arg(long, value_name = "SECONDS")]
+        expire: Option<u64>,
+        /// Delay every answer by this many milliseconds (with --for).
+        #[arg(long, value_name = "MS", requires = "for_secs")]
+        delay_ms: Option<u64>,
+        /// How long the delay lasts, in seconds.
+        #[arg(long = "for", value_name = "SECONDS", requires = "delay_ms")]
+        for_secs: Option<u64>,
+        /// For this many seconds, close every connection as it is accepted.
+        #[arg(long, value_name = "SECONDS")]
+        refuse: Option<u64>,
+    },
     /// Run the lab's test servers (started by `lab up`).
     #[command(hide = true)]
     Serve {

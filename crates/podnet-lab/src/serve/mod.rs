@@ -282,7 +282,7 @@ fn serve_api(
         source,
     })?;
     eprintln!("the lab's Kubernetes API: http://{addr}");
-    system.spawn(api.clone().serve(listener));
+    system.spawn(api.clone().serve_with_control(listener));
     // And on the underlay, from the API's own namespace, for the nodes' agents.
     let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
     let underlay =

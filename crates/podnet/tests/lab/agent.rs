@@ -356,3 +356,104 @@ fn drift_behind_the_agents_back_is_repaired_within_one_verify_period() {
     assert!(log.contains("drift repaired") && log.contains(&ip), "{log}");
     eprintln!("repaired {repaired:?} after the deletions");
 }
+
+/// From a frontend pod, `my-service` resolved through the cluster's DNS every 20 ms for `n`
+/// tries; returns (right, wrong or failed) answers, against the Service's ClusterIP.
+fn resolver(lab: &Lab, n: usize, vip: &str) -> std::thread::JoinHandle<(usize, usize)> {
+    let name = lab.name.clone();
+    let frontend = format!("default/{}", lab.pod_name("frontend-"));
+    let vip = vip.to_string();
+    std::thread::spawn(move || {
+        let script = format!(
+            "import socket, time\nok = bad = 0\nfor _ in range({n}):\n    try:\n        a = socket.gethostbyname('my-service.default.svc.cluster.local')\n        ok, bad = (ok + 1, bad) if a == '{vip}' else (ok, bad + 1)\n    except OSError:\n        bad += 1\n    time.sleep(0.02)\nprint(ok, bad)\n"
+        );
+        let o = podnet(&[
+            "lab", "exec", "--name", &name, &frontend, "--", "python3", "-c", &script,
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let v: Vec<usize> = out
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        assert_eq!(v.len(), 2, "{out} {}", String::from_utf8_lossy(&o.stderr));
+        (v[0], v[1])
+    })
+}
+
+fn fault(lab: &Lab, args: &[&str]) {
+    let mut a = vec!["lab", "fault", "--name", &lab.name];
+    a.extend(args);
+    ok(&a);
+}
+
+/// The lab's API misbehaves on purpose, each way a real one can (watches ended mid-stream,
+/// 410 Gone forcing a relist, slow answers, refused connections), while clients connect
+/// through a Service and resolve its name, and while the lab changes: the agents and the DNS
+/// pods relist and converge, and no connection fails and no answer is wrong meanwhile.
+#[test]
+fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(
+        "apifault",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ],
+        &[],
+    );
+    let plan: serde_json::Value = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds/workloads.yaml",
+        "-f",
+        "examples/seeds/service.yaml",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let probe = prober(&lab, 3000);
+    let names = resolver(&lab, 1500, &vip);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Every watch ended mid-stream: clients resume where they were.
+    fault(&lab, &["--end-watches"]);
+    std::thread::sleep(Duration::from_secs(2));
+    // Resuming watches answered 410 Gone: every client lists again; a change meanwhile.
+    fault(&lab, &["--end-watches", "--expire", "5"]);
+    let out = apply_scaled(&lab, 4);
+    assert!(out.contains("1 created"), "{out}");
+    // Every answer slow for 5 s, with a change.
+    fault(&lab, &["--delay-ms", "300", "--for", "5"]);
+    let out = apply_scaled(&lab, 5);
+    assert!(out.contains("1 created"), "{out}");
+    // Every connection cut and new ones refused for 5 s, with a change: `lab apply` waits
+    // until the agents and DNS pods are back and have programmed it.
+    fault(&lab, &["--refuse", "5"]);
+    let refused = Instant::now();
+    let out = apply_scaled(&lab, 3);
+    assert!(
+        refused.elapsed() >= Duration::from_secs(5),
+        "the change cannot have been programmed while the API refused ({:?})",
+        refused.elapsed()
+    );
+    assert!(out.contains("2 deleted"), "{out}");
+
+    let (good, bad) = probe.join().unwrap();
+    assert_eq!(bad, 0, "connections through my-service failed ({good} ok)");
+    let (right, wrong) = names.join().unwrap();
+    assert_eq!(wrong, 0, "wrong or failed DNS answers ({right} right)");
+    // Each agent saw the faults and came through them.
+    for n in ["node-0", "node-1", "node-2"] {
+        let log =
+            std::fs::read_to_string(format!("/run/podnet/{}/agents/{n}.log", lab.name)).unwrap();
+        assert!(log.contains("too old resource version"), "{n}: {log}");
+    }
+}
