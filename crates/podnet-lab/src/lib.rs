@@ -786,13 +786,26 @@ fn is_server_of(pid: i32, lab: &str) -> bool {
     args.len() == 5 && args[1..] == [&b"lab"[..], b"serve", b"--name", lab.as_bytes()]
 }
 
+/// Whether process `pid` has exited and only waits to be reaped (a zombie: `kill(pid, 0)`
+/// still succeeds on one). The lab's agents and pods' processes outlive the process that
+/// started them, and whoever adopts them may reap them late, or never.
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        })
+        .is_none_or(|state| state == "Z" || state == "X")
+}
+
 fn stop_process(pid: i32) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let p = Pid::from_raw(pid);
     let _ = kill(p, Signal::SIGTERM);
     let start = Instant::now();
-    while kill(p, None).is_ok() && start.elapsed() < Duration::from_secs(2) {
+    while kill(p, None).is_ok() && !exited(pid) && start.elapsed() < Duration::from_secs(2) {
         // Reap it if it is our child (lab up's own), so that it does not linger as a zombie.
         let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(Duration::from_millis(20));

@@ -14,6 +14,7 @@ mod gateway;
 mod ingress;
 mod netpol;
 mod robust;
+mod soak;
 
 fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
