@@ -208,9 +208,8 @@ impl Effects for Linux {
         }
         held.remotes_certain = true;
         // The tables, from the kernel's structure.
-        let json = run(&["nft", "-j", "list", "ruleset"])?;
-        let tables =
-            observe::tables(&json).map_err(|why| unreadable("nft -j list ruleset", why))?;
+        let ruleset = crate::nlnft::ruleset(&self.netns)?;
+        let tables = observe::tables_of(&ruleset).map_err(|why| unreadable("the ruleset", why))?;
         let mut check = |table: &'static str,
                          name: &str,
                          rules: Option<(&observe::RuleCounts, &[String])>,

@@ -13,6 +13,7 @@ pub mod effects;
 pub mod live;
 pub mod net;
 pub mod nft;
+pub mod nlnft;
 pub mod observe;
 pub mod sctp;
 pub mod sys;

@@ -49,6 +49,24 @@ pub struct Tables {
 /// Reads podnet's tables out of `nft -j list ruleset`.
 pub fn tables(json: &str) -> Result<Tables, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("nft's JSON: {e}"))?;
+    tables_of(&v)
+}
+
+/// Whether a set is one of the proxy's session-affinity maps, whose entries are the kernel's
+/// own (clients it remembers), not podnet's.
+pub fn is_affinity_map(name: &str) -> bool {
+    (name.starts_with("aff_") || name.starts_with("np_aff_")) && !name.contains("backends")
+}
+
+/// Whether a ruleset object belongs to one of podnet's tables.
+pub fn is_ours(body: &Value) -> bool {
+    body["family"] == "ip"
+        && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE]
+            .contains(&body["table"].as_str().unwrap_or(""))
+}
+
+/// [`tables`], from the parsed JSON.
+pub fn tables_of(v: &Value) -> Result<Tables, String> {
     let objects = v["nftables"]
         .as_array()
         .ok_or("nft's JSON has no \"nftables\" array")?;
@@ -347,9 +365,7 @@ fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, String> {
             _ => return Err(format!("{k} is not a hairpin pair")),
         },
         name => {
-            if (name.starts_with("aff_") || name.starts_with("np_aff_"))
-                && !name.contains("backends")
-            {
+            if is_affinity_map(name) {
                 return Ok(None);
             }
             let Some(map) = backend_map(name) else {

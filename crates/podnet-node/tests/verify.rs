@@ -75,6 +75,20 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
     // As applied: nothing to say.
     let v = verify(&applied.held, &want, &mut fx).unwrap();
     assert!(v.drift.is_empty(), "{:?}", v.drift);
+    // The elements read over netlink are those nft itself lists, every set and map of them.
+    let from_nft =
+        podnet_node::observe::tables(&sh(&ns, &["nft", "-j", "list", "ruleset"])).unwrap();
+    let from_netlink =
+        podnet_node::observe::tables_of(&podnet_node::nlnft::ruleset(&ns.path).unwrap()).unwrap();
+    assert_eq!(from_netlink, from_nft);
+    assert_eq!(
+        from_netlink.policy.as_ref().map(|t| &t.content),
+        Some(&want.policy)
+    );
+    assert_eq!(
+        from_netlink.proxy.as_ref().map(|t| &t.content),
+        Some(&want.proxy)
+    );
 
     // Behind the applier's back: a pod's policy entry, a Service's map element, a remote
     // node's route, a flushed base chain, a setting.
