@@ -171,6 +171,16 @@ impl Bench {
     /// Loads one node's table (replacing the one before) and forgets every connection.
     fn load(&mut self, plan: &PolicyPlan) {
         self.fx.nft_policy(&Transaction::create(plan)).unwrap();
+        // What a verify pass reads back (every set's elements over netlink) is the plan
+        // itself: random policies' ranges, ports and protocols decode as they were made.
+        let read = podnet_node::observe::tables_of(
+            &podnet_node::nlnft::ruleset(&self.router.path).unwrap(),
+        )
+        .unwrap()
+        .policy
+        .unwrap();
+        assert!(read.unreadable.is_empty(), "{:?}", read.unreadable);
+        assert_eq!(&read.content, plan, "the policy table as read back");
         let _ = self.router.run(Command::new("conntrack").arg("-F"), None);
     }
 }

@@ -191,3 +191,72 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
     let again = verify(&v.held, &want, &mut fx).unwrap();
     assert!(again.drift.is_empty(), "{:?}", again.drift);
 }
+
+/// Every kind of the proxy's elements (Services and node ports over TCP, UDP and SCTP, session
+/// affinity, no endpoints, hairpin) reads back over netlink as nft lists it and as applied.
+#[test]
+fn every_kind_of_proxy_element_reads_back_as_applied() {
+    let Some(ns) = scratch() else { return };
+    let text = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80, name: http}, {containerPort: 53, protocol: UDP}, {containerPort: 9, protocol: SCTP}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  selector: {app: web}
+  ports: [{name: h, port: 80, targetPort: http}, {name: d, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: s, port: 9, protocol: SCTP}, {name: h, port: 8080, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  type: NodePort
+  selector: {app: none}
+  ports: [{port: 80}]
+"#;
+    let docs = podnet_model::parse_documents("p.yaml", text).unwrap();
+    let cluster = podnet_model::build(&docs, &Default::default()).unwrap();
+    let want = NodeDataplane::for_node(&cluster, "node-1", "eth0").unwrap();
+    let p = &want.proxy;
+    assert!(!p.node_ports.is_empty() && !p.no_endpoints.is_empty() && !p.hairpin.is_empty());
+    assert!(
+        p.backends.keys().any(|k| k.map.affinity) && p.backends.keys().any(|k| k.map.node_port)
+    );
+    let mut fx = Linux::at(ns.path.clone());
+    fx_apply_proxy(&mut fx, &want);
+    let from_nft =
+        podnet_node::observe::tables(&sh(&ns, &["nft", "-j", "list", "ruleset"])).unwrap();
+    let from_netlink =
+        podnet_node::observe::tables_of(&podnet_node::nlnft::ruleset(&ns.path).unwrap()).unwrap();
+    let proxy = from_netlink.proxy.as_ref().unwrap();
+    assert!(proxy.unreadable.is_empty(), "{:?}", proxy.unreadable);
+    assert_eq!(&proxy.content, p);
+    assert_eq!(from_netlink.proxy, from_nft.proxy);
+}
+
+/// The proxy's table alone, loaded whole.
+fn fx_apply_proxy(fx: &mut Linux, want: &NodeDataplane) {
+    use podnet_node::Effects;
+    fx.nft(&podnet_proxy::nft::Transaction::create(&want.proxy))
+        .unwrap();
+}
