@@ -45,8 +45,12 @@ pub struct Api {
 
 impl Default for Api {
     fn default() -> Self {
+        // Versions continue after any a client may hold from an earlier process.
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         Api {
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(Store::starting_at(base)),
             changed: watch::channel(0).0,
             faults: Default::default(),
         }

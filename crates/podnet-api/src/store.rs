@@ -82,6 +82,9 @@ pub const HISTORY: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct Store {
     rv: u64,
+    /// The version this store started at: a client that resumes from an older one watched
+    /// another store (a lab's process before it was started again) and must list again.
+    base: u64,
     objects: BTreeMap<Key, Entry>,
     history: VecDeque<Event>,
 }
@@ -126,6 +129,16 @@ fn stamp(content: &Value, rv: u64, uid: &str, created: &str) -> Value {
 }
 
 impl Store {
+    /// An empty store whose versions start after `base` (an API that is started again
+    /// continues after the versions its clients may hold: the time in microseconds will do).
+    pub fn starting_at(base: u64) -> Store {
+        Store {
+            rv: base,
+            base,
+            ..Store::default()
+        }
+    }
+
     /// The latest resource version.
     pub fn rv(&self) -> u64 {
         self.rv
@@ -232,6 +245,11 @@ impl Store {
 
     /// The changes after resource version `rv`.
     pub fn since(&self, rv: u64) -> Result<Vec<Event>, TooOld> {
+        if rv < self.base {
+            return Err(TooOld {
+                oldest: self.base + 1,
+            });
+        }
         if rv >= self.rv {
             return Ok(Vec::new());
         }
@@ -284,6 +302,13 @@ mod tests {
             "x"
         );
         // A watcher at version 2 gets both changes; at 3, the last.
+        let later = Store::starting_at(1_000);
+        assert_eq!(
+            later.since(999).unwrap_err().oldest,
+            1_001,
+            "another store's version"
+        );
+        assert!(later.since(1_000).unwrap().is_empty());
         assert_eq!(s.since(2).unwrap().len(), 2);
         assert_eq!(s.since(3).unwrap().len(), 1);
         assert!(s.since(4).unwrap().is_empty());

@@ -242,6 +242,29 @@ pub struct Supervised {
 }
 
 impl Supervised {
+    /// Asks the running process to read the lab's state again (SIGHUP).
+    pub fn hup(&self) {
+        let pid = self.pid.load(Ordering::SeqCst);
+        if pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGHUP,
+            );
+        }
+    }
+
+    /// After [`Supervised::stop`]: waits until the process has exited (at most `timeout`).
+    pub fn wait_stopped(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let pid = self.pid.load(Ordering::SeqCst);
+            if pid <= 0 || crate::exited(pid) || start.elapsed() > timeout {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// It is not started again, and the one running is asked to end (SIGTERM).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -255,8 +278,9 @@ impl Supervised {
     }
 }
 
-/// Keeps a process running inside namespace `netns`: started, and started again each time it
-/// exits (as the kubelet restarts a pod's container). Its output goes to `log`.
+/// Keeps a process running inside namespace `netns`: started (or, when one with the same
+/// arguments runs already, taken back), and started again each time it exits (as the kubelet
+/// restarts a pod's container). Its output goes to `log`.
 fn keep_running(
     what: String,
     netns: String,
@@ -267,6 +291,23 @@ fn keep_running(
     let s = Supervised::default();
     let me = s.clone();
     std::thread::spawn(move || {
+        // One that a lab process before this one started, still running (that one was
+        // killed): taken back, not started twice, as a kubelet that restarts finds its
+        // containers running.
+        let args: Vec<std::ffi::OsString> =
+            command().get_args().map(|a| a.to_os_string()).collect();
+        if let Some(pid) = running_with(&args) {
+            me.pid.store(pid, Ordering::SeqCst);
+            eprintln!("{what}: took back the running process {pid}");
+            while !crate::exited(pid) && !me.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            me.pid.store(0, Ordering::SeqCst);
+            if me.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            eprintln!("{what} ({pid}) exited; starting it again");
+        }
         // As the kubelet starts no pod before its node's network is ready (the CNI
         // configuration the agent writes once it programmed the node).
         if let Some(ready) = &after {
@@ -316,6 +357,50 @@ fn keep_running(
         }
     });
     s
+}
+
+/// A running process whose arguments after the program are exactly `args` (each names the
+/// lab's own files, so it is this lab's).
+fn running_with(args: &[std::ffi::OsString]) -> Option<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::fs::read_dir("/proc").ok()?;
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != std::process::id() as i32)
+        .find(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let have: Vec<&[u8]> = cmdline.split(|b| *b == 0).skip(1).collect();
+            let have = have.strip_suffix(&[&b""[..]]).unwrap_or(&have);
+            have.len() == args.len()
+                && have.iter().zip(args).all(|(h, a)| *h == a.as_bytes())
+                && !crate::exited(*pid)
+        })
+}
+
+/// Keeps a pod's test servers running: its process ([`crate::serve::pod`]) inside the pod's
+/// namespace, until stopped (the pod goes). Its output goes to `pods/<namespace>.<pod>.log`.
+pub fn supervise_pod(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
+    let dir = lab_dir(lab).join("pods");
+    let _ = std::fs::create_dir_all(&dir);
+    let log = dir.join(format!("{}.{}.log", pod.namespace, pod.name));
+    let (lab, pod2) = (lab.to_string(), pod.clone());
+    keep_running(
+        format!("the test servers of {}", pod.key()),
+        pod.netns.clone(),
+        log,
+        None,
+        move || crate::serve::pod::command(&exe, &lab, &pod2),
+    )
+}
+
+/// Whether process `pid` is one of `lab`'s pods' processes (`podnet lab pod --name <lab>`).
+pub fn is_pod_of(pid: i32, lab: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.len() >= 5 && args[1..5] == [&b"lab"[..], b"pod", b"--name", lab.as_bytes()]
 }
 
 /// Keeps a node's agent running inside the node's namespace, for as long as the lab's process

@@ -47,7 +47,7 @@ impl Host for RealHost<'_> {
             return Ok(());
         }
         crate::save_state(self.lab, st)?;
-        crate::reload_servers(self.lab, st.serve_pid)?;
+        crate::reload_servers(self.lab, crate::serve_pid(self.lab).or(st.serve_pid))?;
         crate::agents::wait(self.lab, st)
     }
 

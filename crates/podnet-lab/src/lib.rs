@@ -11,7 +11,7 @@ pub mod runtime;
 pub mod serve;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -274,7 +274,7 @@ pub fn exists(lab: &str) -> bool {
 /// Whether the lab's server runs: the process exists and is still `podnet lab serve` for this
 /// lab (not a zombie, not a recycled PID).
 fn alive(lab: &str, pid: Option<i32>) -> bool {
-    pid.is_some_and(|p| is_server_of(p, lab))
+    pid.is_some_and(|p| is_server_of(p, lab)) || serve_pid(lab).is_some()
 }
 
 /// Builds the lab. `exe` is the podnet binary: it serves as the CNI plugin (`podnet-cni`) and
@@ -590,23 +590,23 @@ fn route_changes(
     gone.chain(changed).collect()
 }
 
-/// Starts `podnet lab serve` in the background and waits until every listener is bound.
+/// Starts the lab's process (`podnet lab serve`, kept running by `podnet lab keep`) in the
+/// background and waits until every listener is bound; returns the server's pid.
 fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
     use std::os::unix::process::CommandExt;
     let log_path = lab_dir(lab).join("serve.log");
     let log = std::fs::File::create(&log_path).map_err(io(log_path.display()))?;
     let mut child = Command::new(exe)
-        .args(["lab", "serve", "--name", lab])
+        .args(["lab", "keep", "--name", lab])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
         .process_group(0)
         .spawn()
         .map_err(io("starting the test servers"))?;
-    let pid = child.id() as i32;
     // Recorded before it serves: whatever happens next, down finds it.
-    let pid_file = lab_dir(lab).join("serve.pid");
-    std::fs::write(&pid_file, pid.to_string()).map_err(io(pid_file.display()))?;
+    let pid_file = lab_dir(lab).join("keep.pid");
+    std::fs::write(&pid_file, child.id().to_string()).map_err(io(pid_file.display()))?;
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     BufReader::new(stdout)
@@ -616,7 +616,58 @@ fn start_servers(lab: &str, exe: &Path) -> Result<i32, LabError> {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         return Err(LabError::Servers(format!("they did not start: {log}")));
     }
-    Ok(pid)
+    serve_pid(lab).ok_or_else(|| LabError::Servers("ready, but no serve.pid".into()))
+}
+
+/// The running server's pid, as it recorded it (it changes when the keeper starts it again).
+pub fn serve_pid(lab: &str) -> Option<i32> {
+    std::fs::read_to_string(lab_dir(lab).join("serve.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|p| is_server_of(*p, lab))
+}
+
+/// Keeps `podnet lab serve --name <lab>` running, as a node's init keeps its kubelet: started
+/// again whenever it exits (killed, crashed), for as long as the lab exists. The first
+/// server's `ready` goes to this process's standard output (`lab up` waits for it); each
+/// server records its own pid (`serve.pid`) before it serves. The server takes back the
+/// agents and pods' processes that outlived the one before ([`agents`]).
+pub fn keep(lab: &str) -> Result<(), LabError> {
+    let exe = std::env::current_exe().map_err(io("the podnet binary"))?;
+    let log_path = lab_dir(lab).join("serve.log");
+    let mut first = true;
+    loop {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(log_path.display()))?;
+        let mut child = Command::new(&exe)
+            .args(["lab", "serve", "--name", lab])
+            .stdin(Stdio::null())
+            .stdout(if first { Stdio::piped() } else { Stdio::null() })
+            .stderr(log)
+            .spawn()
+            .map_err(io("starting the lab's server"))?;
+        if first {
+            first = false;
+            let mut line = String::new();
+            let stdout = child.stdout.take().expect("piped");
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+        let started = Instant::now();
+        let status = child.wait().map_err(io("waiting for the lab's server"))?;
+        if !lab_dir(lab).join("state.json").exists() {
+            return Ok(());
+        }
+        eprintln!("the lab's server exited ({status}); starting it again");
+        if started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 pub use change::ApplyReport;
@@ -627,6 +678,7 @@ pub use change::ApplyReport;
 /// describes what runs, whatever happens.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let mut st = load_state(lab)?;
+    st.serve_pid = serve_pid(lab).or(st.serve_pid);
     if !alive(lab, st.serve_pid) {
         return Err(LabError::Servers(format!(
             "the lab's server process is not running (see {}): nothing was changed; recover with `podnet lab down --name {lab}`, then `podnet lab up --name {lab} -f <manifests>`",
@@ -730,7 +782,11 @@ pub fn down(lab: &str) -> Result<Down, LabError> {
         return Ok(Down::NoSuchLab);
     }
     let mut problems = Vec::new();
-    // The servers' process first: it would start the agents again.
+    // The keeper first (it would start the server again), then the server (it would start
+    // the agents again).
+    for pid in servers.iter().filter(|p| is_keeper_of(**p, lab)) {
+        stop_process(*pid);
+    }
     for pid in servers.iter().filter(|p| is_server_of(**p, lab)) {
         stop_process(*pid);
     }
@@ -761,16 +817,23 @@ pub fn down(lab: &str) -> Result<Down, LabError> {
 pub fn server_processes(lab: &str) -> Vec<i32> {
     let mut pids: BTreeSet<i32> = BTreeSet::new();
     pids.extend(load_state(lab).ok().and_then(|st| st.serve_pid));
-    pids.extend(
-        std::fs::read_to_string(lab_dir(lab).join("serve.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok()),
-    );
+    for file in ["serve.pid", "keep.pid"] {
+        pids.extend(
+            std::fs::read_to_string(lab_dir(lab).join(file))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok()),
+        );
+    }
     if let Ok(dir) = std::fs::read_dir("/proc") {
         pids.extend(dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
     }
     pids.into_iter()
-        .filter(|p| is_server_of(*p, lab) || agents::is_agent_of(*p, lab))
+        .filter(|p| {
+            is_keeper_of(*p, lab)
+                || is_server_of(*p, lab)
+                || agents::is_agent_of(*p, lab)
+                || agents::is_pod_of(*p, lab)
+        })
         .collect()
 }
 
@@ -786,10 +849,22 @@ fn is_server_of(pid: i32, lab: &str) -> bool {
     args.len() == 5 && args[1..] == [&b"lab"[..], b"serve", b"--name", lab.as_bytes()]
 }
 
+/// Whether process `pid` is `podnet lab keep --name <lab>`.
+fn is_keeper_of(pid: i32, lab: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    args.len() == 5 && args[1..] == [&b"lab"[..], b"keep", b"--name", lab.as_bytes()]
+}
+
 /// Whether process `pid` has exited and only waits to be reaped (a zombie: `kill(pid, 0)`
 /// still succeeds on one). The lab's agents and pods' processes outlive the process that
 /// started them, and whoever adopts them may reap them late, or never.
-fn exited(pid: i32) -> bool {
+pub(crate) fn exited(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {

@@ -457,3 +457,117 @@ fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
         assert!(log.contains("too old resource version"), "{n}: {log}");
     }
 }
+
+/// The lab's processes by what they are: (servers, agents, pods' test servers).
+fn lab_processes(lab: &str) -> (Vec<i32>, usize, usize) {
+    let (mut servers, mut agents, mut pods) = (Vec::new(), 0, 0);
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if stat.contains(") Z ") {
+            continue;
+        }
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let of_lab = args.windows(2).any(|w| w[0] == "--name" && w[1] == lab)
+            || args
+                .iter()
+                .any(|a| a.contains(&format!("/run/podnet/{lab}/")));
+        match args.get(1..3) {
+            Some([a, b]) if a == "lab" && b == "serve" && of_lab => servers.push(pid),
+            Some([a, b]) if a == "lab" && b == "pod" && of_lab => pods += 1,
+            Some([a, _]) if a == "agent" && of_lab => agents += 1,
+            _ => {}
+        }
+    }
+    (servers, agents, pods)
+}
+
+/// The lab survives its own server process: killed with SIGKILL while a pod connects
+/// through a ClusterIP every 10 ms and resolves names, it is started again and takes back
+/// the agents, DNS pods and pods' test servers that outlived it (none started twice), and
+/// nothing fails meanwhile; the lab then changes, probes and comes down as before.
+#[test]
+fn the_lab_survives_its_server_killed() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(
+        "srvkill",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ],
+        &[],
+    );
+    let (before, agents, pods) = lab_processes(&lab.name);
+    assert_eq!((before.len(), agents), (1, 3), "{before:?}");
+    assert!(pods > 5, "the pods' test servers run as processes: {pods}");
+    let plan: serde_json::Value = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds/workloads.yaml",
+        "-f",
+        "examples/seeds/service.yaml",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let probe = prober(&lab, 300);
+    let names = resolver(&lab, 150, &vip);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .args(["-KILL", &before[0].to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let after = loop {
+        let now = lab_processes(&lab.name);
+        if now.0.len() == 1 && now.0 != before {
+            break now;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the new server take everything back, then count again: nothing twice.
+    std::thread::sleep(Duration::from_secs(1));
+    let after2 = lab_processes(&lab.name);
+    assert_eq!((after2.1, after2.2), (agents, pods), "{after:?} {after2:?}");
+    let (good, bad) = probe.join().unwrap();
+    assert_eq!(
+        bad, 0,
+        "connections failed while the server restarted ({good} ok)"
+    );
+    let (right, wrong) = names.join().unwrap();
+    assert_eq!(wrong, 0, "wrong or failed DNS answers ({right} right)");
+    let log = std::fs::read_to_string(format!("/run/podnet/{}/serve.log", lab.name)).unwrap();
+    assert!(
+        log.contains("starting it again") && log.contains("took back"),
+        "{log}"
+    );
+    // The lab works on: a change, the status, a probe that agrees with the static answer.
+    let out = apply_scaled(&lab, 4);
+    assert!(out.contains("1 created"), "{out}");
+    assert_eq!(lab.status()["serversRunning"], true);
+    lab.probe(8080, "TCP");
+    let name = lab.name.clone();
+    drop(lab);
+    let left = lab_processes(&name);
+    assert_eq!((left.0.len(), left.1, left.2), (0, 0, 0), "{left:?}");
+}

@@ -142,26 +142,27 @@ fn down_stops_a_server_whose_pid_was_never_recorded() {
     assert!(gone, "the server {pid} is still running");
 }
 
-/// Defect 6, continued: a dead server is reported at once, and `lab apply` refuses to change
-/// the lab, saying how to recover.
+/// Defect 6, continued: a dead server (its keeper dead too, so nothing starts it again) is
+/// reported at once, and `lab apply` refuses to change the lab, saying how to recover.
 #[test]
 fn a_dead_server_is_reported_and_apply_says_how_to_recover() {
     if !can_run() {
         return;
     }
     let lab = Lab::up("dead", &["examples/seeds/service.yaml"], &[]);
-    let pid = lab.status()["pods"].as_array().map(|_| {
-        std::fs::read_to_string(format!("/run/podnet/{}/serve.pid", lab.name))
+    let pid = |file: &str| {
+        std::fs::read_to_string(format!("/run/podnet/{}/{file}", lab.name))
             .unwrap()
             .trim()
             .to_string()
-    });
-    let pid = pid.unwrap();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap()
-        .success());
+    };
+    for file in ["keep.pid", "serve.pid"] {
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid(file)])
+            .status()
+            .unwrap()
+            .success());
+    }
     std::thread::sleep(std::time::Duration::from_millis(100));
     let st = lab.status();
     assert_eq!(st["serversRunning"], false, "{st}");
