@@ -200,17 +200,82 @@ fn steps(
         nodes: st.nodes.clone(),
         external_routes: st.external_routes.clone(),
     });
-    // The pods that leave are not in `cluster`, so no endpoint, zone or policy takes their
-    // addresses in: they stay in `st.pod_ips`, which says what runs, until they are gone.
-    program_nodes(st, cluster, host)?;
-    if !leaving.is_empty() {
+    // A new pod is programmed (its policy entries on its node, its servers bound, its DNS
+    // name) before any Service sends to it, as a pod is Ready only once it runs: first the
+    // lab with the new pods' endpoints not ready yet, then (below) ready.
+    if !added.is_empty() {
+        let new: BTreeSet<IpAddr> = added
+            .iter()
+            .filter_map(|p| st.pod_ips.get(&p.key()))
+            .copied()
+            .collect();
+        program_nodes(st, &not_ready_yet(cluster, &new), host)?;
         host.settle(st)?;
     }
+    // The pods that leave are not in `cluster`, so no endpoint, zone or policy takes their
+    // addresses in: they stay in `st.pod_ips`, which says what runs, until they are gone.
+    if leaving.is_empty() {
+        return program_nodes(st, cluster, host);
+    }
+    // The pods that leave are Terminating first, as on a cluster: still in the API with their
+    // addresses (their nodes keep their policy entries, as the agents see them), out of every
+    // Service's endpoints; so no node ever sends to a pod that its own node no longer knows,
+    // whichever watch an agent hears first.
+    program_nodes(st, &terminating(cluster, &st.api, leaving), host)?;
+    host.settle(st)?;
     // 4. The pods that leave.
     for p in leaving {
         remove(st, host, p, done)?;
     }
-    Ok(())
+    program_nodes(st, cluster, host)
+}
+
+/// `cluster` with `leaving`'s pods in it as they were (read back from what the API served),
+/// Terminating and not ready; their endpoints stay out.
+fn terminating(cluster: &Cluster, served: &[serde_json::Value], leaving: &[PodPlan]) -> Cluster {
+    let keys: BTreeSet<NsName> = leaving.iter().map(PodPlan::key).collect();
+    let pods = served.iter().filter(|o| {
+        o["kind"] == "Pod"
+            && keys.contains(&NsName::new(
+                o["metadata"]["namespace"].as_str().unwrap_or("default"),
+                o["metadata"]["name"].as_str().unwrap_or(""),
+            ))
+    });
+    let mut c = cluster.clone();
+    let settings: podnet_model::ConfigOverrides =
+        serde_json::from_value(serde_json::to_value(&cluster.config).expect("JSON"))
+            .expect("the cluster's settings are settings");
+    let Ok((m, _)) = podnet_model::ApiModel::of_objects(pods, &settings) else {
+        return c;
+    };
+    for p in &m.cluster().pods {
+        let mut p = p.clone();
+        p.terminating = true;
+        p.ready = false;
+        if let Err(at) = c.pods.binary_search_by(|q| {
+            (q.namespace.as_str(), q.name.as_str()).cmp(&(&p.namespace, &p.name))
+        }) {
+            c.pods.insert(at, p);
+        }
+    }
+    c
+}
+
+/// The cluster with the endpoints of pods at `ips` not ready (nor serving) yet: no Service
+/// sends to them.
+fn not_ready_yet(cluster: &Cluster, ips: &BTreeSet<IpAddr>) -> Cluster {
+    let mut c = cluster.clone();
+    for svc in &mut c.services {
+        for slice in &mut svc.endpoint_slices {
+            for e in &mut slice.endpoints {
+                if e.addresses.iter().any(|a| ips.contains(a)) {
+                    e.ready = false;
+                    e.serving = false;
+                }
+            }
+        }
+    }
+    c
 }
 
 fn remove(
