@@ -242,29 +242,6 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Asks the running process to read the lab's state again (SIGHUP).
-    pub fn hup(&self) {
-        let pid = self.pid.load(Ordering::SeqCst);
-        if pid > 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGHUP,
-            );
-        }
-    }
-
-    /// After [`Supervised::stop`]: waits until the process has exited (at most `timeout`).
-    pub fn wait_stopped(&self, timeout: Duration) {
-        let start = Instant::now();
-        loop {
-            let pid = self.pid.load(Ordering::SeqCst);
-            if pid <= 0 || crate::exited(pid) || start.elapsed() > timeout {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     /// It is not started again, and the one running is asked to end (SIGTERM).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -376,31 +353,6 @@ fn running_with(args: &[std::ffi::OsString]) -> Option<i32> {
                 && have.iter().zip(args).all(|(h, a)| *h == a.as_bytes())
                 && !crate::exited(*pid)
         })
-}
-
-/// Keeps a pod's test servers running: its process ([`crate::serve::pod`]) inside the pod's
-/// namespace, until stopped (the pod goes). Its output goes to `pods/<namespace>.<pod>.log`.
-pub fn supervise_pod(exe: PathBuf, lab: &str, pod: &PodPlan) -> Supervised {
-    let dir = lab_dir(lab).join("pods");
-    let _ = std::fs::create_dir_all(&dir);
-    let log = dir.join(format!("{}.{}.log", pod.namespace, pod.name));
-    let (lab, pod2) = (lab.to_string(), pod.clone());
-    keep_running(
-        format!("the test servers of {}", pod.key()),
-        pod.netns.clone(),
-        log,
-        None,
-        move || crate::serve::pod::command(&exe, &lab, &pod2),
-    )
-}
-
-/// Whether process `pid` is one of `lab`'s pods' processes (`podnet lab pod --name <lab>`).
-pub fn is_pod_of(pid: i32, lab: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.len() >= 5 && args[1..5] == [&b"lab"[..], b"pod", b"--name", lab.as_bytes()]
 }
 
 /// Keeps a node's agent running inside the node's namespace, for as long as the lab's process

@@ -828,12 +828,7 @@ pub fn server_processes(lab: &str) -> Vec<i32> {
         pids.extend(dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
     }
     pids.into_iter()
-        .filter(|p| {
-            is_keeper_of(*p, lab)
-                || is_server_of(*p, lab)
-                || agents::is_agent_of(*p, lab)
-                || agents::is_pod_of(*p, lab)
-        })
+        .filter(|p| is_keeper_of(*p, lab) || is_server_of(*p, lab) || agents::is_agent_of(*p, lab))
         .collect()
 }
 

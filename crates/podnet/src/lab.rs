@@ -111,13 +111,6 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             crate::output::emit(output, &m, || m.render())?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Pod { lab, pod } => {
-            let Some((namespace, name)) = pod.split_once('/') else {
-                bail!("--pod takes namespace/name, not {pod:?}");
-            };
-            podnet_lab::serve::pod::run(&lab.name, &podnet_model::NsName::new(namespace, name))?;
-            Ok(ExitCode::SUCCESS)
-        }
         LabCommand::Keep { lab } => {
             podnet_lab::keep(&lab.name)?;
             Ok(ExitCode::SUCCESS)

@@ -331,15 +331,6 @@ enum LabCommand {
         #[arg(long, value_name = "SECONDS")]
         refuse: Option<u64>,
     },
-    /// Serve one pod's test servers (started by the lab's server).
-    #[command(hide = true)]
-    Pod {
-        #[command(flatten)]
-        lab: LabName,
-        /// The pod, as namespace/name.
-        #[arg(long)]
-        pod: String,
-    },
     /// Keep the lab's server running (started by `lab up`).
     #[command(hide = true)]
     Keep {

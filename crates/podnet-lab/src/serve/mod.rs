@@ -11,12 +11,12 @@ pub mod bind;
 pub mod dns;
 pub mod health;
 pub mod http;
-pub mod pod;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use podnet_model::{NsName, Protocol};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::plan::PodPlan;
@@ -32,9 +32,8 @@ enum PodServers {
     /// The Ingress controller: `podnet ingress watch`, a process in the pod's namespace
     /// reading the lab's API.
     IngressProcess(crate::agents::Supervised),
-    /// The pod's test servers: a process of its own ([`pod`]), and the ports it was asked to
-    /// serve.
-    TestProcess(crate::agents::Supervised, BTreeSet<(u16, Protocol)>),
+    /// A test server per port.
+    Test(BTreeMap<(u16, Protocol), JoinHandle<()>>),
 }
 
 /// The running servers.
@@ -42,6 +41,8 @@ struct Running {
     /// The runtime of the system components (cluster DNS, health checks): threads of their
     /// own, so that test-server traffic cannot starve them.
     system: tokio::runtime::Handle,
+    /// The connections all test servers may hold at once.
+    budget: Arc<Semaphore>,
     /// Per pod: its plan without the Service-targeted ports (a change there means a new pod)
     /// and its servers.
     pods: HashMap<NsName, (PodPlan, PodServers)>,
@@ -88,26 +89,26 @@ impl Running {
             .map(|p| (p.key(), p))
             .collect();
         let mut stopping = Vec::new();
-        let mut stopped = Vec::new();
-        let mut waits = Vec::new();
         self.pods.retain(|k, (id, servers)| {
             let same = want.get(k).is_some_and(|p| identity(p) == *id);
             match (same, servers) {
                 (false, PodServers::Dns(tasks)) => stopping.append(tasks),
                 (false, PodServers::DnsProcess(p) | PodServers::IngressProcess(p)) => p.stop(),
-                (false, PodServers::TestProcess(p, _)) => stopped.push((k.clone(), p.clone())),
+                (false, PodServers::Test(tasks)) => {
+                    stopping.extend(std::mem::take(tasks).into_values())
+                }
                 (
                     true,
                     PodServers::Dns(_) | PodServers::DnsProcess(_) | PodServers::IngressProcess(_),
                 ) => {}
-                (true, PodServers::TestProcess(p, ports)) => {
-                    let now = test_ports(want[k]);
-                    if *ports != now {
-                        // It reads the state again and serves what changed.
-                        p.hup();
-                        *ports = now.clone();
-                        waits.push((k.clone(), now));
-                    }
+                (true, PodServers::Test(tasks)) => {
+                    let ports = test_ports(want[k]);
+                    let gone: Vec<_> = tasks
+                        .keys()
+                        .filter(|p| !ports.contains(p))
+                        .copied()
+                        .collect();
+                    stopping.extend(gone.iter().filter_map(|p| tasks.remove(p)));
                 }
             }
             same
@@ -118,22 +119,18 @@ impl Running {
         for t in stopping {
             let _ = t.await;
         }
-        // Their sockets closed before anything binds the same ports again.
-        for (_, p) in &stopped {
-            p.stop();
-        }
-        for (k, p) in stopped {
-            p.wait_stopped(std::time::Duration::from_secs(5));
-            let _ = std::fs::remove_file(pod::ports_file(&st.plan.name, &k));
-        }
         for (k, p) in want {
             match self.pods.get_mut(&k) {
+                Some((_, PodServers::Test(tasks))) => {
+                    let missing: Vec<_> = test_ports(p)
+                        .into_iter()
+                        .filter(|x| !tasks.contains_key(x))
+                        .collect();
+                    tasks.extend(agnhost::start(p, &missing, &self.budget)?);
+                }
                 Some((
                     _,
-                    PodServers::Dns(_)
-                    | PodServers::DnsProcess(_)
-                    | PodServers::IngressProcess(_)
-                    | PodServers::TestProcess(..),
+                    PodServers::Dns(_) | PodServers::DnsProcess(_) | PodServers::IngressProcess(_),
                 )) => {}
                 None if p.ingress_controller || p.gateway.is_some() => {
                     let exe = std::env::current_exe().map_err(|source| LabError::Io {
@@ -166,33 +163,16 @@ impl Running {
                     let servers = match dns {
                         Some(t) => PodServers::Dns(t),
                         None => {
-                            let exe = std::env::current_exe().map_err(|source| LabError::Io {
-                                what: "the podnet binary".into(),
-                                source,
-                            })?;
-                            let ports = test_ports(p);
-                            waits.push((k.clone(), ports.clone()));
-                            PodServers::TestProcess(
-                                crate::agents::supervise_pod(exe, &st.plan.name, p),
-                                ports,
+                            let ports: Vec<_> = test_ports(p).into_iter().collect();
+                            PodServers::Test(
+                                agnhost::start(p, &ports, &self.budget)?
+                                    .into_iter()
+                                    .collect(),
                             )
                         }
                     };
                     self.pods.insert(k, (identity(p), servers));
                 }
-            }
-        }
-        // Every pod's process serves what it was asked to (a new one has bound its ports).
-        let start = std::time::Instant::now();
-        for (k, ports) in waits {
-            while pod::served(&st.plan.name, &k).as_ref() != Some(&ports) {
-                if start.elapsed() > std::time::Duration::from_secs(20) {
-                    return Err(LabError::Servers(format!(
-                        "the test servers of {k} did not serve {ports:?} within 20 s (see {})",
-                        crate::lab_dir(&st.plan.name).join("pods").display()
-                    )));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
         let _system = self.system.enter();
@@ -225,9 +205,12 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     };
     let system = runtime("podnet-system", 1)?;
     let rt = runtime("podnet-tests", 2)?;
-    eprintln!("file descriptors: {limit} (each pod's process has as many)");
+    // Half of what is left after a reserve goes to the test servers' connections.
+    let budget = (limit.saturating_sub(1024) / 2).clamp(64, 32_768) as usize;
+    eprintln!("file descriptors: {limit}; test-server connections: at most {budget}");
     let mut running = Running {
         system: system.handle().clone(),
+        budget: Arc::new(Semaphore::new(budget)),
         pods: HashMap::new(),
         health: Default::default(),
         dns: Default::default(),
@@ -342,7 +325,7 @@ fn serve_api(
 }
 
 /// Raises the soft limit of open files to the hard one; returns the limit in force.
-pub(crate) fn raise_fd_limit() -> u64 {
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) => {
