@@ -832,8 +832,8 @@ pub fn server_processes(lab: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Whether process `pid` is `podnet lab serve --name <lab>`.
-fn is_server_of(pid: i32, lab: &str) -> bool {
+/// Whether process `pid` is `podnet lab <verb> --name <lab>`.
+fn is_lab_process(pid: i32, verb: &str, lab: &str) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -841,19 +841,17 @@ fn is_server_of(pid: i32, lab: &str) -> bool {
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
         .collect();
-    args.len() == 5 && args[1..] == [&b"lab"[..], b"serve", b"--name", lab.as_bytes()]
+    args.len() == 5 && args[1..] == [&b"lab"[..], verb.as_bytes(), b"--name", lab.as_bytes()]
+}
+
+/// Whether process `pid` is `podnet lab serve --name <lab>`.
+fn is_server_of(pid: i32, lab: &str) -> bool {
+    is_lab_process(pid, "serve", lab)
 }
 
 /// Whether process `pid` is `podnet lab keep --name <lab>`.
 fn is_keeper_of(pid: i32, lab: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .collect();
-    args.len() == 5 && args[1..] == [&b"lab"[..], b"keep", b"--name", lab.as_bytes()]
+    is_lab_process(pid, "keep", lab)
 }
 
 /// Whether process `pid` has exited and only waits to be reaped (a zombie: `kill(pid, 0)`

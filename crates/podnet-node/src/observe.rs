@@ -140,7 +140,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, String> {
                         if let Some(p) = &mut t.proxy {
                             for e in elems {
                                 match proxy_element(name, e) {
-                                    Ok(Some(el)) => insert_element(&mut p.content, el),
+                                    Ok(Some(el)) => p.content.patch(&[], &[el]),
                                     Ok(None) => {}
                                     Err(why) => p.unreadable.push(format!("{name}: {why}")),
                                 }
@@ -161,29 +161,6 @@ pub fn tables_of(v: &Value) -> Result<Tables, String> {
         }
     }
     Ok(t)
-}
-
-fn insert_element(t: &mut Elements, e: Element) {
-    match e {
-        Element::Service(k, v) => {
-            t.services.insert(k, v);
-        }
-        Element::NodePort(k, v) => {
-            t.node_ports.insert(k, v);
-        }
-        Element::Backend(k, v) => {
-            t.backends.insert(k, v);
-        }
-        Element::NoEndpoints(k) => {
-            t.no_endpoints.insert(k);
-        }
-        Element::NoEndpointPort(k) => {
-            t.no_endpoint_ports.insert(k);
-        }
-        Element::Hairpin(ip) => {
-            t.hairpin.insert(ip);
-        }
-    }
 }
 
 /// An element as nft's JSON gives it: a key, or `[key, value]` for maps; either may be

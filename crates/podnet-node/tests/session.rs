@@ -1,28 +1,15 @@
 //! The long-lived `nft` session, for real, in a namespace of its own (root only; a skip says
 //! why, and is a failure under `CI=true`).
 
+mod common;
+use common::scratch;
+
 use std::process::Command;
 
 use podnet_node::effects::Linux;
 use podnet_node::sys::Scratch;
 use podnet_node::Effects;
 use podnet_proxy::nft::{Op, Transaction};
-
-fn scratch() -> Option<Scratch> {
-    match Scratch::new() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let why = format!("needs root / CAP_NET_ADMIN: {}", podnet_node::chain(&e));
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "skipped under CI=true: {why}"
-            );
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP: {why}");
-            None
-        }
-    }
-}
 
 fn policy_table(ns: &Scratch) -> String {
     ns.run(

@@ -4,27 +4,15 @@
 //! pass must name what drifted and repair it, and the next must find nothing (root only; a
 //! skip says why, and is a failure under `CI=true`).
 
+mod common;
+use common::scratch;
+
 use std::process::Command;
 
 use podnet_node::effects::Linux;
 use podnet_node::sys::Scratch;
 use podnet_node::verify::verify;
 use podnet_node::{apply, Held, NodeDataplane};
-
-fn scratch() -> Option<Scratch> {
-    match Scratch::new() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let why = format!("needs root / CAP_NET_ADMIN: {}", podnet_node::chain(&e));
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "skipped under CI=true: {why}"
-            );
-            eprintln!("SKIP: {why}");
-            None
-        }
-    }
-}
 
 /// The seeds' cluster (examples/seeds), node-1's dataplane.
 fn seeds_node() -> NodeDataplane {

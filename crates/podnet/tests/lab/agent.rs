@@ -35,15 +35,16 @@ fn agents(lab: &str) -> Vec<(String, i32)> {
     out
 }
 
-/// Connections through my-service from a frontend pod (the seeds' policies allow them),
-/// one every 10 ms for `n` tries; returns (ok, failed).
-fn prober(lab: &Lab, n: usize) -> std::thread::JoinHandle<(usize, usize)> {
+/// Runs a Python loop in a frontend pod (the seeds' policies let it reach my-app) on a thread
+/// of its own; the script prints "ok failed" last, and each failure on standard error.
+fn counting(
+    lab: &Lab,
+    what: &'static str,
+    script: String,
+) -> std::thread::JoinHandle<(usize, usize)> {
     let name = lab.name.clone();
     let frontend = format!("default/{}", lab.pod_name("frontend-"));
     std::thread::spawn(move || {
-        let script = format!(
-            "import socket, sys, time\nok = bad = 0\nfor _ in range({n}):\n    try:\n        s = socket.create_connection(('my-service', 80), timeout=1); s.close(); ok += 1\n    except OSError as e:\n        bad += 1\n        print(time.strftime('%H:%M:%S'), 'failed:', repr(e), file=sys.stderr)\n    time.sleep(0.01)\nprint(ok, bad)\n"
-        );
         let o = podnet(&[
             "lab", "exec", "--name", &name, &frontend, "--", "python3", "-c", &script,
         ]);
@@ -54,12 +55,23 @@ fn prober(lab: &Lab, n: usize) -> std::thread::JoinHandle<(usize, usize)> {
             .collect();
         assert_eq!(v.len(), 2, "{out} {}", String::from_utf8_lossy(&o.stderr));
         if v[1] > 0 {
-            // Which connections failed, when, and how (refused, timed out): for the failure's
-            // message.
-            eprintln!("prober: {}", String::from_utf8_lossy(&o.stderr));
+            // Which failed, when, and how (refused, timed out): for the failure's message.
+            eprintln!("{what}: {}", String::from_utf8_lossy(&o.stderr));
         }
         (v[0], v[1])
     })
+}
+
+/// Connections through my-service from a frontend pod, one every 10 ms for `n` tries;
+/// returns (ok, failed).
+fn prober(lab: &Lab, n: usize) -> std::thread::JoinHandle<(usize, usize)> {
+    counting(
+        lab,
+        "prober",
+        format!(
+            "import socket, sys, time\nok = bad = 0\nfor _ in range({n}):\n    try:\n        s = socket.create_connection(('my-service', 80), timeout=1); s.close(); ok += 1\n    except OSError as e:\n        bad += 1\n        print(time.strftime('%H:%M:%S'), 'failed:', repr(e), file=sys.stderr)\n    time.sleep(0.01)\nprint(ok, bad)\n"
+        ),
+    )
 }
 
 fn scaled(lab: &str, replicas: usize) -> std::path::PathBuf {
@@ -203,6 +215,24 @@ fn with_the_api_unreachable_the_dataplane_serves_and_the_agents_catch_up() {
     let _ = link;
 }
 
+/// The seeds' my-service's ClusterIP, as `podnet check` computes it.
+fn my_service_vip() -> String {
+    let plan: serde_json::Value = serde_json::from_str(&ok(&[
+        "check",
+        "-f",
+        "examples/seeds/workloads.yaml",
+        "-f",
+        "examples/seeds/service.yaml",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    super::svc(&plan, "my-service")["clusterIPs"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// One connection from `pod` (namespace/name) to `to:port`, with a 1 s timeout: whether it
 /// opened.
 fn connects(lab: &Lab, pod: &str, to: &str, port: u16) -> bool {
@@ -265,20 +295,7 @@ fn drift_behind_the_agents_back_is_repaired_within_one_verify_period() {
     let node = frontend["node"].as_str().unwrap().to_string();
     let ip = frontend["ip"].as_str().unwrap().to_string();
     let client = format!("default/{}", frontend["name"].as_str().unwrap());
-    let plan: serde_json::Value = serde_json::from_str(&ok(&[
-        "check",
-        "-f",
-        "examples/seeds/workloads.yaml",
-        "-f",
-        "examples/seeds/service.yaml",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let vip = my_service_vip();
     // A my-app endpoint on another node: reached through the overlay's route.
     let remote = pods
         .iter()
@@ -365,24 +382,13 @@ fn drift_behind_the_agents_back_is_repaired_within_one_verify_period() {
 /// From a frontend pod, `my-service` resolved through the cluster's DNS every 20 ms for `n`
 /// tries; returns (right, wrong or failed) answers, against the Service's ClusterIP.
 fn resolver(lab: &Lab, n: usize, vip: &str) -> std::thread::JoinHandle<(usize, usize)> {
-    let name = lab.name.clone();
-    let frontend = format!("default/{}", lab.pod_name("frontend-"));
-    let vip = vip.to_string();
-    std::thread::spawn(move || {
-        let script = format!(
-            "import socket, time\nok = bad = 0\nfor _ in range({n}):\n    try:\n        a = socket.gethostbyname('my-service.default.svc.cluster.local')\n        ok, bad = (ok + 1, bad) if a == '{vip}' else (ok, bad + 1)\n    except OSError:\n        bad += 1\n    time.sleep(0.02)\nprint(ok, bad)\n"
-        );
-        let o = podnet(&[
-            "lab", "exec", "--name", &name, &frontend, "--", "python3", "-c", &script,
-        ]);
-        let out = String::from_utf8_lossy(&o.stdout).to_string();
-        let v: Vec<usize> = out
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        assert_eq!(v.len(), 2, "{out} {}", String::from_utf8_lossy(&o.stderr));
-        (v[0], v[1])
-    })
+    counting(
+        lab,
+        "resolver",
+        format!(
+            "import socket, sys, time\nok = bad = 0\nfor _ in range({n}):\n    try:\n        a = socket.gethostbyname('my-service.default.svc.cluster.local')\n        if a == '{vip}':\n            ok += 1\n        else:\n            bad += 1\n            print(time.strftime('%H:%M:%S'), 'wrong:', a, file=sys.stderr)\n    except OSError as e:\n        bad += 1\n        print(time.strftime('%H:%M:%S'), 'failed:', repr(e), file=sys.stderr)\n    time.sleep(0.02)\nprint(ok, bad)\n"
+        ),
+    )
 }
 
 fn fault(lab: &Lab, args: &[&str]) {
@@ -411,20 +417,7 @@ fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
         ],
         &[],
     );
-    let plan: serde_json::Value = serde_json::from_str(&ok(&[
-        "check",
-        "-f",
-        "examples/seeds/workloads.yaml",
-        "-f",
-        "examples/seeds/service.yaml",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let vip = my_service_vip();
     let probe = prober(&lab, 3000);
     let names = resolver(&lab, 1500, &vip);
     std::thread::sleep(Duration::from_millis(500));
@@ -521,20 +514,7 @@ fn the_lab_survives_its_server_killed() {
     );
     let (before, agents, _) = lab_processes(&lab.name);
     assert_eq!((before.len(), agents), (1, 3), "{before:?}");
-    let plan: serde_json::Value = serde_json::from_str(&ok(&[
-        "check",
-        "-f",
-        "examples/seeds/workloads.yaml",
-        "-f",
-        "examples/seeds/service.yaml",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let vip = super::svc(&plan, "my-service")["clusterIPs"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let vip = my_service_vip();
     let probe = prober(&lab, 300);
     let names = resolver(&lab, 150, &vip);
     std::thread::sleep(Duration::from_millis(500));
