@@ -112,6 +112,11 @@ impl Metrics {
     pub fn synced(&self, took: Duration, d: &NodeDataplane) {
         self.sync_seconds.observe(took.as_secs_f64());
         self.syncs.inc();
+        self.holds(d);
+    }
+
+    /// What the node holds now: its Service ports, backends and policy groups.
+    pub fn holds(&self, d: &NodeDataplane) {
         self.services
             .set((d.proxy.services.len() + d.proxy.no_endpoints.len()) as i64);
         self.endpoints.set(d.proxy.backends.len() as i64);

@@ -269,7 +269,13 @@ pub async fn run(
             if failures.is_empty() {
                 in_sync = true;
                 failed_before = false;
-                metrics.synced(since.elapsed(), want);
+                if verifying {
+                    // A verify pass has a histogram of its own.
+                    metrics.holds(want);
+                } else {
+                    // From the round's first event to programmed.
+                    metrics.synced(since.elapsed(), want);
+                }
                 if verifying {
                     // The kernel was read and found (or made) as wanted.
                     write_json(&verified_file(&cfg.state_dir, &cfg.node), want)?;
