@@ -13,6 +13,8 @@
 //!
 //! Root only: without it the test says why it skips, and fails under `CI=true`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -79,19 +81,7 @@ fn sysctl(ns: &Scratch, key: &str, value: &str) {
 
 impl Bench {
     fn new() -> Option<Bench> {
-        let router = match Scratch::new() {
-            Ok(ns) => ns,
-            Err(e) => {
-                let why = format!("needs root / CAP_NET_ADMIN: {}", podnet_node::chain(&e));
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "skipped under CI=true: {why}"
-                );
-                use std::io::Write;
-                let _ = writeln!(std::io::stderr(), "SKIP: {why}");
-                return None;
-            }
-        };
+        let router = common::scratch()?;
         let (src, dst) = (Scratch::new().unwrap(), Scratch::new().unwrap());
         batch(
             &router,
