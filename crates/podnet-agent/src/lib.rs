@@ -3,6 +3,7 @@
 //! with kube-rs, turns what it sees into the model ([`translate`]) and makes its node hold the
 //! node's dataplane through [`podnet_node`].
 
+pub mod cni;
 pub mod metrics;
 pub mod run;
 pub mod translate;

@@ -30,6 +30,8 @@ pub struct Metrics {
     endpoints: Gauge,
     policy_groups: Gauge,
     verify_seconds: Histogram,
+    cni_wait_seconds: Histogram,
+    cni_gave_up: Counter,
     drift: Family<Vec<(String, String)>, Counter>,
     ready: AtomicBool,
     /// Known to differ from what it must hold (a verify pass found drift it could not repair).
@@ -90,8 +92,22 @@ impl Default for Metrics {
             "A verify pass: the kernel read back, compared and repaired",
             verify_seconds.clone(),
         );
+        let cni_wait_seconds = Histogram::new(exponential_buckets(0.0005, 1.6, 24));
+        let cni_gave_up = Counter::default();
+        registry.register(
+            "cni_add_wait_seconds",
+            "A CNI ADD's wait: from the plugin's request to the node read back holding the pod",
+            cni_wait_seconds.clone(),
+        );
+        registry.register(
+            "cni_add_gave_up",
+            "CNI ADDs answered with what was missing when their wait was over",
+            cni_gave_up.clone(),
+        );
         Metrics {
             registry: Mutex::new(root),
+            cni_wait_seconds,
+            cni_gave_up,
             verify_seconds,
             drift,
             differs: AtomicBool::new(false),
@@ -140,6 +156,15 @@ impl Metrics {
         self.drift
             .get_or_create(&vec![("table".to_string(), table.to_string())])
             .get()
+    }
+
+    /// A CNI ADD returns: its pod is programmed; it asked at `since`.
+    pub fn cni_waited(&self, since: std::time::Instant) {
+        self.cni_wait_seconds.observe(since.elapsed().as_secs_f64());
+    }
+
+    pub fn cni_gave_up(&self) {
+        self.cni_gave_up.inc();
     }
 
     pub fn failed(&self) {

@@ -53,6 +53,9 @@ pub struct AgentConfig {
     /// Verify after every change too, once events quieten (the lab does, to wait on the
     /// kernel rather than on the agent's word).
     pub verify_changes: bool,
+    /// Where the CNI plugin asks the agent to program a new pod ([`crate::cni`]); the
+    /// installed conflist names it.
+    pub cni_socket: PathBuf,
 }
 
 /// Where the CNI configuration goes on a real node.
@@ -73,6 +76,69 @@ impl AgentConfig {
     fn held_file(&self) -> PathBuf {
         held_file(&self.state_dir, &self.node)
     }
+
+    /// The addresses the CNI plugin told the agent and the API does not show yet: kept
+    /// across a restart of the agent (a pod's IP reaches the API only after its ADD).
+    fn hints_file(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.cni-ips.json", self.node))
+    }
+}
+
+/// A CNI ADD waiting for its pod to be programmed.
+struct Waiter {
+    pod: podnet_model::NsName,
+    ip: std::net::IpAddr,
+    since: Instant,
+    deadline: Instant,
+    answer: tokio::sync::oneshot::Sender<podnet_cni::agent::Reply>,
+}
+
+/// Whether the node, holding `want`, holds what the pod at `ip` needs; if not, what is
+/// missing.
+fn programmed(
+    cluster: &podnet_model::Cluster,
+    node: &str,
+    want: Option<&podnet_node::dataplane::NodeDataplane>,
+    pod: &podnet_model::NsName,
+    ip: std::net::IpAddr,
+) -> Result<(), String> {
+    let Some(p) = cluster.pod(&pod.namespace, &pod.name) else {
+        return Err(format!(
+            "the API has no Pod {pod} (yet: the agent watches for it)"
+        ));
+    };
+    if p.node.as_deref() != Some(node) {
+        return Err(format!(
+            "Pod {pod} is on node {}, not on this node ({node})",
+            p.node.as_deref().unwrap_or("(none)")
+        ));
+    }
+    if !p.ips.contains(&ip) {
+        return Err(format!("the API says Pod {pod} has {:?}, not {ip}", p.ips));
+    }
+    let Some(want) = want else {
+        return Err(format!("the API has no Node {node} (yet)"));
+    };
+    if let std::net::IpAddr::V4(v4) = ip {
+        if p.host_network {
+            return Ok(());
+        }
+        let missing: Vec<&str> = [
+            ("ingress", want.policy.ingress.contains_key(&v4)),
+            ("egress", want.policy.egress.contains_key(&v4)),
+        ]
+        .iter()
+        .filter(|(_, has)| !has)
+        .map(|(d, _)| *d)
+        .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the node's policy maps have no {} entry for {ip}",
+                missing.join(" and ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where an agent records what its node holds (read back at start).
@@ -111,7 +177,12 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
 
 /// Writes podnet's CNI configuration for the node (atomically: a runtime may read it at any
 /// moment).
-fn install_cni(cni: &CniInstall, pod_cidr: ipnet::IpNet, ready: &Path) -> Result<(), AgentError> {
+fn install_cni(
+    cni: &CniInstall,
+    pod_cidr: ipnet::IpNet,
+    ready: &Path,
+    socket: &Path,
+) -> Result<(), AgentError> {
     std::fs::create_dir_all(&cni.conf_dir).map_err(|source| AgentError::Io {
         what: format!("creating {}", cni.conf_dir.display()),
         source,
@@ -121,6 +192,7 @@ fn install_cni(cni: &CniInstall, pod_cidr: ipnet::IpNet, ready: &Path) -> Result
         &cni.ipam_dir,
         podnet_node::dataplane::OVERLAY_MTU,
         Some(ready),
+        Some(socket),
     );
     write_json(&cni.conf_dir.join(podnet_cni::spec::CONFLIST), &list)
 }
@@ -156,6 +228,10 @@ impl Verify {
 enum Next {
     Round(Round),
     Verify(Verify),
+    /// The CNI plugin asks.
+    Cni(crate::cni::Asked),
+    /// A CNI ADD's wait is over.
+    Expired,
 }
 
 /// Runs the agent until the process ends.
@@ -174,6 +250,23 @@ pub async fn run(
     };
     let mut model = ApiModel::new(&cfg.overrides).map_err(AgentError::Model)?;
     let mut watch = ClusterWatch::start(&client, metrics.clone());
+    // The CNI plugin's requests: the socket is there from the start (an ADD that comes
+    // before the node is programmed waits for it).
+    let (cni_tx, mut cni_rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::cni::listen(&cfg.cni_socket, cni_tx)?;
+    let saved: Vec<(String, String, std::net::IpAddr)> = std::fs::read(cfg.hints_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for (ns, name, ip) in saved {
+        watch.hint(
+            podnet_model::ApiKey::new("Pod", &ns, &name),
+            Some(ip),
+            &mut model,
+        );
+    }
+    let mut hints_written = watch.hints().clone();
+    let mut waiters: Vec<Waiter> = Vec::new();
     let first = watch.until_ready(&mut model).await.ok_or_else(ended)?;
     log_refused(&cfg.node, &first.refused);
     tracing::info!(
@@ -279,6 +372,23 @@ pub async fn run(
                 if verifying {
                     // The kernel was read and found (or made) as wanted.
                     write_json(&verified_file(&cfg.state_dir, &cfg.node), want)?;
+                    // Each CNI ADD whose pod the node now holds returns, once the address
+                    // the plugin told is written down (the API may not show it yet).
+                    if !waiters.is_empty() {
+                        save_hints(&cfg, &watch, &mut hints_written)?;
+                    }
+                    let mut i = 0;
+                    while i < waiters.len() {
+                        let w = &waiters[i];
+                        if programmed(model.cluster(), &cfg.node, Some(want), &w.pod, w.ip).is_ok()
+                        {
+                            let w = waiters.swap_remove(i);
+                            metrics.cni_waited(w.since);
+                            let _ = w.answer.send(podnet_cni::agent::Reply::ok());
+                        } else {
+                            i += 1;
+                        }
+                    }
                 }
                 if !ready {
                     write_json(&cfg.held_file(), &held)?;
@@ -291,9 +401,15 @@ pub async fn run(
                         .node(&cfg.node)
                         .and_then(|n| n.pod_cidrs.iter().find(|c| c.contains(&pod_cidr)).copied());
                     if let (Some(cni), Some(cidr)) = (&cfg.cni, cidr) {
-                        install_cni(cni, cidr, &cfg.ready_file())?;
+                        install_cni(cni, cidr, &cfg.ready_file(), &cfg.cni_socket)?;
                     }
                     ready = true;
+                }
+                if !verifying && !waiters.is_empty() {
+                    // A pod's ADD waits: read the kernel back now, not in a quiet moment.
+                    verify = Some(Verify::Change);
+                    metrics.set_ready(ready);
+                    continue;
                 }
             } else {
                 for f in &failures {
@@ -320,12 +436,20 @@ pub async fn run(
                 Duration::from_secs(3600)
             };
             let period = cfg.verify_every.saturating_sub(last_verify.elapsed());
+            let first_deadline = waiters
+                .iter()
+                .map(|w| w.deadline)
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                Some(asked) = cni_rx.recv() => break Next::Cni(asked),
+                _ = tokio::time::sleep_until(first_deadline.into()), if !waiters.is_empty() => break Next::Expired,
                 r = watch.next(&mut model) => break Next::Round(r.ok_or_else(ended)?),
                 _ = tokio::time::sleep(retry) => break Next::Verify(Verify::Failure),
                 _ = tokio::time::sleep(period) => break Next::Verify(Verify::Period),
                 _ = metrics.verify_now.notified() => break Next::Verify(Verify::Asked),
                 _ = tokio::time::sleep(quiet), if unwritten || verify_owed => {
+                    save_hints(&cfg, &watch, &mut hints_written)?;
                     if unwritten {
                         write_json(&cfg.held_file(), &held)?;
                         if in_sync {
@@ -348,6 +472,72 @@ pub async fn run(
                 continue;
             }
             Next::Round(r) => r,
+            Next::Expired => {
+                let now = Instant::now();
+                let mut round = Round::default();
+                for w in std::mem::take(&mut waiters) {
+                    if w.deadline > now {
+                        waiters.push(w);
+                        continue;
+                    }
+                    let want = live.as_ref().map(Live::dataplane);
+                    let why = programmed(model.cluster(), &cfg.node, want, &w.pod, w.ip)
+                        .err()
+                        .unwrap_or_else(|| {
+                            "the node's kernel was not read back holding it yet".into()
+                        });
+                    tracing::warn!(node = %cfg.node, pod = %w.pod, ip = %w.ip, "a CNI ADD gave up waiting: {why}");
+                    metrics.cni_gave_up();
+                    let _ = w.answer.send(podnet_cni::agent::Reply::missing(why));
+                    // The plugin undoes the ADD (its address may go to another pod): the
+                    // address it told is forgotten.
+                    let key = podnet_model::ApiKey::new("Pod", &w.pod.namespace, &w.pod.name);
+                    let r = watch.hint(key, None, &mut model);
+                    round.changed.extend(r.changed);
+                    round.events += r.events;
+                    unwritten = true;
+                }
+                if round.changed.is_empty() {
+                    continue;
+                }
+                round
+            }
+            Next::Cni((req, answer)) => {
+                let key = podnet_model::ApiKey::new("Pod", &req.namespace, &req.name);
+                let pod = podnet_model::NsName::new(&req.namespace, &req.name);
+                match (req.op, req.ip) {
+                    (podnet_cni::agent::Op::Add, Some(ip)) => {
+                        tracing::info!(node = %cfg.node, %pod, %ip, "CNI ADD: programming the pod");
+                        waiters.push(Waiter {
+                            pod,
+                            ip,
+                            since: Instant::now(),
+                            deadline: Instant::now() + Duration::from_millis(req.wait_ms.max(1)),
+                            answer,
+                        });
+                        unwritten = true;
+                        // Verify even if the pod changes nothing (its entries may be there).
+                        verify_owed = true;
+                        let r = watch.hint(key, Some(ip), &mut model);
+                        if r.changed.is_empty() && in_sync {
+                            verify = Some(Verify::Change);
+                            continue;
+                        }
+                        r
+                    }
+                    (podnet_cni::agent::Op::Add, None) => {
+                        let _ = answer.send(podnet_cni::agent::Reply::missing(
+                            "an ADD must carry the pod's address",
+                        ));
+                        continue;
+                    }
+                    (podnet_cni::agent::Op::Del, _) => {
+                        let _ = answer.send(podnet_cni::agent::Reply::ok());
+                        unwritten = true;
+                        watch.hint(key, None, &mut model)
+                    }
+                }
+            }
         };
         log_refused(&cfg.node, &round.refused);
         since = if in_sync {
@@ -365,8 +555,112 @@ pub async fn run(
     }
 }
 
+/// Writes down the addresses the CNI plugin told, if they changed since `written`.
+fn save_hints(
+    cfg: &AgentConfig,
+    watch: &ClusterWatch,
+    written: &mut std::collections::BTreeMap<podnet_model::ApiKey, std::net::IpAddr>,
+) -> Result<(), AgentError> {
+    if watch.hints() == written {
+        return Ok(());
+    }
+    let list: Vec<_> = watch
+        .hints()
+        .iter()
+        .map(|(k, ip)| (&k.namespace, &k.name, ip))
+        .collect();
+    write_json(&cfg.hints_file(), &list)?;
+    *written = watch.hints().clone();
+    Ok(())
+}
+
 fn log_refused(node: &str, refused: &[(podnet_model::ApiKey, String)]) {
     for (key, why) in refused {
         tracing::warn!(node, "left out {key} (the rest is programmed): {why}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(pod_ip: Option<&str>, policy: bool) -> podnet_model::Cluster {
+        let mut objects = vec![json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-1"},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}
+        })];
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running"}
+        });
+        if let Some(ip) = pod_ip {
+            pod["status"]["podIP"] = json!(ip);
+            pod["status"]["podIPs"] = json!([{ "ip": ip }]);
+        }
+        objects.push(pod);
+        if policy {
+            objects.push(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "deny", "namespace": "default"},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+            }));
+        }
+        crate::translate::model(&objects, &Default::default()).unwrap()
+    }
+
+    fn want(c: &podnet_model::Cluster) -> NodeDataplane {
+        Live::new(c, "node-1", "eth0").unwrap().dataplane().clone()
+    }
+
+    use podnet_node::dataplane::NodeDataplane;
+
+    #[test]
+    fn a_pod_is_programmed_once_its_node_holds_both_of_its_policy_entries() {
+        let pod = podnet_model::NsName::new("default", "web");
+        let ip: std::net::IpAddr = "10.244.1.9".parse().unwrap();
+        for policy in [false, true] {
+            let c = cluster(Some("10.244.1.9"), policy);
+            let w = want(&c);
+            assert_eq!(programmed(&c, "node-1", Some(&w), &pod, ip), Ok(()));
+            // What each missing piece is called.
+            let mut no_egress = w.clone();
+            no_egress.policy.egress.clear();
+            assert_eq!(
+                programmed(&c, "node-1", Some(&no_egress), &pod, ip),
+                Err("the node's policy maps have no egress entry for 10.244.1.9".into())
+            );
+            let mut none = w.clone();
+            none.policy.egress.clear();
+            none.policy.ingress.clear();
+            assert_eq!(
+                programmed(&c, "node-1", Some(&none), &pod, ip),
+                Err(
+                    "the node's policy maps have no ingress and egress entry for 10.244.1.9".into()
+                )
+            );
+            assert_eq!(
+                programmed(&c, "node-1", None, &pod, ip),
+                Err("the API has no Node node-1 (yet)".into())
+            );
+        }
+        let c = cluster(None, false);
+        let e = programmed(&c, "node-1", Some(&want(&c)), &pod, ip).unwrap_err();
+        assert!(e.contains("not 10.244.1.9"), "{e}");
+        let e = programmed(&c, "node-2", Some(&want(&c)), &pod, ip).unwrap_err();
+        assert_eq!(
+            e,
+            "Pod default/web is on node node-1, not on this node (node-2)"
+        );
+        let other = podnet_model::NsName::new("default", "ghost");
+        let e = programmed(&c, "node-1", Some(&want(&c)), &other, ip).unwrap_err();
+        assert_eq!(
+            e,
+            "the API has no Pod default/ghost (yet: the agent watches for it)"
+        );
     }
 }

@@ -43,6 +43,31 @@ pub struct ClusterWatch {
     kinds: usize,
     held: HashMap<&'static str, HashSet<ApiKey>>,
     listed: HashSet<&'static str>,
+    /// Pods' addresses that the CNI plugin gave them and the API does not show yet (the
+    /// kubelet writes a pod's IP only after its ADD returned, and the ADD waits for this
+    /// node's agent): a Pod with no IP of its own is read with this one.
+    hints: std::collections::BTreeMap<ApiKey, std::net::IpAddr>,
+    /// The Pods as the API last served them while they had no IP (few: pods starting), to
+    /// read again when a hint comes or goes.
+    no_ip: HashMap<ApiKey, Value>,
+}
+
+/// Whether a Pod object has an address of its own.
+fn has_ip(pod: &Value) -> bool {
+    pod["status"]["podIP"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+}
+
+/// The Pod with the address the CNI plugin gave it.
+fn with_ip(pod: &Value, ip: std::net::IpAddr) -> Value {
+    let mut p = pod.clone();
+    if !p["status"].is_object() {
+        p["status"] = Value::Object(Default::default());
+    }
+    p["status"]["podIP"] = Value::from(ip.to_string());
+    p["status"]["podIPs"] = serde_json::json!([{ "ip": ip.to_string() }]);
+    p
 }
 
 /// What one round of updates did to the model.
@@ -131,7 +156,41 @@ impl ClusterWatch {
             kinds: ALL_KINDS.iter().filter(|k| on(k)).count(),
             held: HashMap::new(),
             listed: HashSet::new(),
+            hints: Default::default(),
+            no_ip: HashMap::new(),
         }
+    }
+
+    /// The addresses the CNI plugin told this node's agent, not yet in the API.
+    pub fn hints(&self) -> &std::collections::BTreeMap<ApiKey, std::net::IpAddr> {
+        &self.hints
+    }
+
+    /// The CNI plugin gave the pod `key` the address `ip` (None: the pod's attachment is
+    /// gone): the model reads the pod with it until the API shows an address of its own.
+    pub fn hint(
+        &mut self,
+        key: ApiKey,
+        ip: Option<std::net::IpAddr>,
+        model: &mut ApiModel,
+    ) -> Round {
+        let mut round = Round::default();
+        let api_has_ip = self.held.get("Pod").is_some_and(|h| h.contains(&key))
+            && !self.no_ip.contains_key(&key);
+        match ip {
+            // The API already shows the pod's address (a repeated ADD): it is the truth.
+            Some(_) if api_has_ip => {}
+            Some(ip) => {
+                self.hints.insert(key.clone(), ip);
+            }
+            None => {
+                self.hints.remove(&key);
+            }
+        }
+        if let Some(pod) = self.no_ip.get(&key).cloned() {
+            self.one(&key, Some(&pod), model, &mut round);
+        }
+        round
     }
 
     /// Whether every kind watched has been listed once.
@@ -198,6 +257,28 @@ impl ClusterWatch {
                 Some(_) => held.insert(key.clone()),
                 None => held.remove(key),
             };
+        }
+        let patched;
+        let mut obj = obj;
+        if key.kind == "Pod" {
+            match obj {
+                Some(pod) if has_ip(pod) => {
+                    // The API knows the pod's address now: it is the truth.
+                    self.no_ip.remove(key);
+                    self.hints.remove(key);
+                }
+                Some(pod) => {
+                    self.no_ip.insert(key.clone(), pod.clone());
+                    if let Some(ip) = self.hints.get(key) {
+                        patched = with_ip(pod, *ip);
+                        obj = Some(&patched);
+                    }
+                }
+                None => {
+                    self.no_ip.remove(key);
+                    self.hints.remove(key);
+                }
+            }
         }
         let out = model.apply(key, obj);
         round.events += 1;
@@ -296,4 +377,100 @@ fn watch_api<K>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_model::NsName;
+    use serde_json::json;
+
+    fn watch() -> ClusterWatch {
+        let (_tx, rx) = mpsc::unbounded_channel();
+        ClusterWatch {
+            rx,
+            kinds: 1,
+            held: HashMap::new(),
+            listed: HashSet::new(),
+            hints: Default::default(),
+            no_ip: HashMap::new(),
+        }
+    }
+
+    fn pod(ip: Option<&str>) -> Value {
+        let mut p = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Pending"}
+        });
+        if let Some(ip) = ip {
+            p["status"]["podIP"] = json!(ip);
+            p["status"]["podIPs"] = json!([{"ip": ip}]);
+            p["status"]["phase"] = json!("Running");
+        }
+        p
+    }
+
+    fn ips(m: &ApiModel) -> Vec<std::net::IpAddr> {
+        m.cluster()
+            .pod("default", "web")
+            .map(|p| p.ips.clone())
+            .unwrap_or_default()
+    }
+
+    fn key() -> ApiKey {
+        ApiKey::new("Pod", "default", "web")
+    }
+
+    #[test]
+    fn a_pod_without_an_ip_is_read_with_the_one_its_cni_add_told() {
+        let mut m = ApiModel::new(&Default::default()).unwrap();
+        let mut w = watch();
+        let mut r = Round::default();
+        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        assert!(ips(&m).is_empty());
+        let ip: std::net::IpAddr = "10.244.1.9".parse().unwrap();
+        // The plugin's ADD: the pod changes (NetworkPolicy reads its address).
+        let r = w.hint(key(), Some(ip), &mut m);
+        assert_eq!(ips(&m), vec![ip]);
+        assert!(
+            r.changed
+                .contains(&Changed::Pod(NsName::new("default", "web"))),
+            "{r:?}"
+        );
+        // The API writes the pod again, still without its address: the hint holds.
+        let mut r = Round::default();
+        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        assert_eq!(ips(&m), vec![ip]);
+        // The API shows the address: it is the truth, and the hint goes.
+        w.one(&key(), Some(&pod(Some("10.244.1.9"))), &mut m, &mut r);
+        assert_eq!(ips(&m), vec![ip]);
+        assert!(w.hints().is_empty());
+        // A later ADD for a pod the API shows with an address records nothing.
+        w.hint(key(), Some("10.244.1.10".parse().unwrap()), &mut m);
+        assert!(w.hints().is_empty());
+        assert_eq!(ips(&m), vec![ip]);
+    }
+
+    #[test]
+    fn a_hint_before_the_pod_applies_when_it_comes_and_goes_with_del_or_the_pod() {
+        let mut m = ApiModel::new(&Default::default()).unwrap();
+        let mut w = watch();
+        let ip: std::net::IpAddr = "10.244.1.9".parse().unwrap();
+        // The ADD comes before the agent's watch shows the pod.
+        let r = w.hint(key(), Some(ip), &mut m);
+        assert!(r.changed.is_empty());
+        let mut r = Round::default();
+        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        assert_eq!(ips(&m), vec![ip]);
+        // DEL: the pod is read as the API shows it again.
+        w.hint(key(), None, &mut m);
+        assert!(ips(&m).is_empty());
+        // A hint for a pod the API deletes goes with it.
+        w.hint(key(), Some(ip), &mut m);
+        w.one(&key(), None, &mut m, &mut r);
+        assert!(w.hints().is_empty());
+        assert!(m.cluster().pod("default", "web").is_none());
+    }
 }

@@ -2,6 +2,7 @@
 //! built-in IPAM (`ipam.type: podnet-ipam`). See [`datapath`] for the wiring and [`ipam`] for
 //! the address store.
 
+pub mod agent;
 pub mod datapath;
 pub mod ipam;
 pub mod netns;

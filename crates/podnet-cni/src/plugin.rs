@@ -134,7 +134,93 @@ fn refuse_unsupported(conf: &NetConf) -> CniResult<()> {
     Ok(())
 }
 
+/// The agent's socket and the bound of the wait, when the conflist names an agent.
+fn agent_of(conf: &NetConf) -> CniResult<Option<(PathBuf, std::time::Duration)>> {
+    let Some(v) = conf.other.get(crate::agent::AGENT_SOCKET_KEY) else {
+        return Ok(None);
+    };
+    let socket = v.as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "{}: {v} is not the path of the agent's socket",
+                crate::agent::AGENT_SOCKET_KEY
+            ),
+        )
+    })?;
+    let wait = match conf.other.get(crate::agent::AGENT_WAIT_KEY) {
+        None => crate::agent::DEFAULT_WAIT,
+        Some(w) => w
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 600.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    format!(
+                        "{}: {w} is not a number of seconds between 0 and 600",
+                        crate::agent::AGENT_WAIT_KEY
+                    ),
+                )
+            })?,
+    };
+    Ok(Some((PathBuf::from(socket), wait)))
+}
+
+/// The pod, as the runtime names it in `CNI_ARGS` (the kubelet always does).
+fn pod_of(env: &Env) -> CniResult<(String, String)> {
+    let args = env.args_map();
+    match (args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")) {
+        (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => {
+            Ok((ns.clone(), name.clone()))
+        }
+        _ => Err(CniError::new(
+            code::INVALID_ENV,
+            "CNI_ARGS must name the pod (K8S_POD_NAMESPACE and K8S_POD_NAME): the node's agent programs a pod by its name",
+        )),
+    }
+}
+
+/// With an agent in the conflist: returns once it has programmed the pod at `ip`.
+fn wait_for_agent(env: &Env, conf: &NetConf, ip: IpAddr) -> CniResult<()> {
+    let Some((socket, wait)) = agent_of(conf)? else {
+        return Ok(());
+    };
+    let (namespace, name) = pod_of(env)?;
+    let req = crate::agent::Request {
+        op: crate::agent::Op::Add,
+        namespace,
+        name,
+        container_id: env.container_id.clone().unwrap_or_default(),
+        ip: Some(ip),
+        wait_ms: wait.as_millis() as u64,
+    };
+    crate::agent::ask(&socket, &req, wait)
+}
+
+/// With an agent in the conflist: tells it the pod's address is gone. Best effort: a DEL
+/// succeeds whether or not the agent runs (it forgets the address anyway once the API has
+/// the pod's own, or the pod is gone).
+fn tell_agent_del(env: &Env, conf: &NetConf) {
+    let (Ok(Some((socket, _))), Ok((namespace, name))) = (agent_of(conf), pod_of(env)) else {
+        return;
+    };
+    let req = crate::agent::Request {
+        op: crate::agent::Op::Del,
+        namespace,
+        name,
+        container_id: env.container_id.clone().unwrap_or_default(),
+        ip: None,
+        wait_ms: 0,
+    };
+    let _ = crate::agent::ask(&socket, &req, std::time::Duration::from_secs(2));
+}
+
 fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
+    // A conflist that names an agent needs the pod's name: refused before anything is done.
+    if agent_of(conf)?.is_some() {
+        pod_of(env)?;
+    }
     refuse_unsupported(conf)?;
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
@@ -170,6 +256,17 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
             return Err(e);
         }
     };
+    // The pod starts only once its node's agent has programmed it: on failure nothing of
+    // this ADD is left (the wiring and this call's reservation are undone).
+    if let Err(e) = wait_for_agent(env, conf, ip) {
+        if reserved_here {
+            let _ = dp.del(&att.container_id, &att.ifname, Some(&netns));
+            if let Ok(l) = store.lock() {
+                let _ = l.release(&att);
+            }
+        }
+        return Err(e);
+    }
     let mut result = match &conf.prev_result {
         Some(prev) => serde_json::from_value::<AddResult>(prev.clone())
             .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?,
@@ -225,6 +322,7 @@ fn del(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
     let att = attachment(env);
     let netns = env.netns.as_deref().map(Path::new);
     // Best effort: release the address even when the namespace is gone (§4 DEL).
+    tell_agent_del(env, conf);
     let dp_result = dp.del(&att.container_id, &att.ifname, netns);
     if let Ok(ip_conf) = ipam(conf) {
         let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);

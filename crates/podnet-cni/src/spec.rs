@@ -268,22 +268,22 @@ pub const CONFLIST: &str = "10-podnet.conflist";
 impl NetConfList {
     /// podnet's configuration list for a node: the plugin with the node's pod CIDR as its
     /// IPAM range and the overlay's MTU; with `ready_file`, STATUS reports the agent's
-    /// readiness.
+    /// readiness; with `agent_socket`, ADD waits for the agent to program the pod
+    /// ([`crate::agent`]).
     pub fn podnet(
         pod_cidr: ipnet::IpNet,
         ipam_dir: &std::path::Path,
         mtu: u32,
         ready_file: Option<&std::path::Path>,
+        agent_socket: Option<&std::path::Path>,
     ) -> NetConfList {
+        let path =
+            |k: &str, f: &std::path::Path| (k.to_string(), Value::String(f.display().to_string()));
         let other = ready_file
-            .map(|f| {
-                [(
-                    READY_FILE_KEY.to_string(),
-                    Value::String(f.display().to_string()),
-                )]
-                .into()
-            })
-            .unwrap_or_default();
+            .map(|f| path(READY_FILE_KEY, f))
+            .into_iter()
+            .chain(agent_socket.map(|f| path(crate::agent::AGENT_SOCKET_KEY, f)))
+            .collect();
         NetConfList {
             cni_version: "1.1.0".into(),
             name: "podnet".into(),

@@ -54,6 +54,11 @@ pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabEr
         .map_err(io(path.display()))
 }
 
+/// Where a node's agent listens for its CNI plugin.
+pub fn socket(lab: &str, node: &str) -> PathBuf {
+    dir(lab).join(format!("{node}.sock"))
+}
+
 /// The command line of a node's agent.
 pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
     let d = dir(lab);
@@ -67,6 +72,8 @@ pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
         .arg("--state-dir")
         .arg(&d)
         .args(["--uplink", UPLINK, "--metrics-addr", METRICS_ADDR])
+        .arg("--cni-socket")
+        .arg(socket(lab, node))
         // The lab waits on what each node's kernel holds, read back after every change.
         .arg("--verify-changes");
     cmd
@@ -141,7 +148,7 @@ fn ingress_pending(lab: &str, st: &LabState) -> Vec<String> {
     st.plan
         .pods
         .iter()
-        .filter(|p| p.ingress_controller)
+        .filter(|p| p.ingress_controller && st.pod_ips.contains_key(&p.key()))
         .filter(|p| {
             std::fs::read(served_ingress_file(lab, p))
                 .ok()
@@ -200,6 +207,7 @@ fn gateway_pending(lab: &str, st: &LabState) -> Vec<String> {
     st.plan
         .pods
         .iter()
+        .filter(|p| st.pod_ips.contains_key(&p.key()))
         .filter_map(|p| Some((p, p.gateway.as_ref()?)))
         .filter(|(p, g)| {
             let want = st.gateways.get(&g.to_string());
@@ -394,7 +402,7 @@ fn dns_pending(lab: &str, st: &LabState) -> Vec<String> {
     st.plan
         .pods
         .iter()
-        .filter(|p| p.dns_server)
+        .filter(|p| p.dns_server && st.pod_ips.contains_key(&p.key()))
         .filter(|p| {
             std::fs::read(served_zone_file(lab, p))
                 .ok()

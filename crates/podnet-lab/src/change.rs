@@ -184,7 +184,18 @@ fn steps(
     for p in replaced {
         remove(st, host, p, done)?;
     }
-    // 2. New pods, at their planned address unless a pod that stays already has it.
+    // 2. With agents, each new pod's CNI ADD waits for its node's agent, which reads the pod
+    // from the API: the API shows the new pods first, Pending with no address (as a pod is
+    // before its kubelet has run it), the pods that leave still running.
+    if st.agents && !added.is_empty() {
+        done.push(Done::Programmed {
+            nodes: st.nodes.clone(),
+            external_routes: st.external_routes.clone(),
+        });
+        program_nodes(st, &served_as(cluster, &st.api, leaving, false), host)?;
+        host.settle(st)?;
+    }
+    // New pods, at their planned address unless a pod that stays already has it.
     for p in added {
         let mut p = p.clone();
         if p.planned_ip
@@ -221,7 +232,7 @@ fn steps(
     // addresses (their nodes keep their policy entries, as the agents see them), out of every
     // Service's endpoints; so no node ever sends to a pod that its own node no longer knows,
     // whichever watch an agent hears first.
-    program_nodes(st, &terminating(cluster, &st.api, leaving), host)?;
+    program_nodes(st, &served_as(cluster, &st.api, leaving, true), host)?;
     host.settle(st)?;
     // 4. The pods that leave.
     for p in leaving {
@@ -230,9 +241,14 @@ fn steps(
     program_nodes(st, cluster, host)
 }
 
-/// `cluster` with `leaving`'s pods in it as they were (read back from what the API served),
-/// Terminating and not ready; their endpoints stay out.
-fn terminating(cluster: &Cluster, served: &[serde_json::Value], leaving: &[PodPlan]) -> Cluster {
+/// `cluster` with `leaving`'s pods in it as they were (read back from what the API served);
+/// when `terminating`, Terminating and not ready, their endpoints out.
+fn served_as(
+    cluster: &Cluster,
+    served: &[serde_json::Value],
+    leaving: &[PodPlan],
+    terminating: bool,
+) -> Cluster {
     let keys: BTreeSet<NsName> = leaving.iter().map(PodPlan::key).collect();
     let pods = served.iter().filter(|o| {
         o["kind"] == "Pod"
@@ -250,8 +266,10 @@ fn terminating(cluster: &Cluster, served: &[serde_json::Value], leaving: &[PodPl
     };
     for p in &m.cluster().pods {
         let mut p = p.clone();
-        p.terminating = true;
-        p.ready = false;
+        if terminating {
+            p.terminating = true;
+            p.ready = false;
+        }
         if let Err(at) = c.pods.binary_search_by(|q| {
             (q.namespace.as_str(), q.name.as_str()).cmp(&(&p.namespace, &p.name))
         }) {

@@ -314,15 +314,14 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path, agents: bool) -> Result<LabSt
     create_namespaces(&plan)?;
     wire_underlay(&plan)?;
     for node in &plan.nodes {
-        write_conflist(lab, node)?;
+        write_conflist(lab, node, agents)?;
     }
-    let mut pod_ips: BTreeMap<NsName, IpAddr> = plan
+    let pod_ips: BTreeMap<NsName, IpAddr> = plan
         .pods
         .iter()
         .filter(|p| p.host_network)
         .filter_map(|p| Some((p.key(), plan.node(&p.node)?.ip)))
         .collect();
-    pod_ips.extend(add_pods(lab, &plan, &plan.pods)?);
     let mut state = LabState {
         plan,
         pod_ips,
@@ -340,9 +339,26 @@ fn build(lab: &str, cluster: &Cluster, exe: &Path, agents: bool) -> Result<LabSt
     };
     // The API's clients (agents, DNS and Ingress controller pods) read these.
     agents::prepare(lab, &state.plan, cluster)?;
-    program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
-    save_state(lab, &state)?;
-    state.serve_pid = Some(start_servers(lab, exe)?);
+    if agents {
+        // As on a cluster: the nodes' agents run before any pod, whose CNI ADD returns only
+        // once its node's agent has programmed it; until then the API shows it Pending,
+        // with no address, and none of its processes runs.
+        program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
+        save_state(lab, &state)?;
+        state.serve_pid = Some(start_servers(lab, exe)?);
+        agents::wait(lab, &mut state)?;
+        let added = add_pods(lab, &state.plan, &state.plan.pods)?;
+        state.pod_ips.extend(added);
+        program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
+        save_state(lab, &state)?;
+        reload_servers(lab, serve_pid(lab).or(state.serve_pid))?;
+    } else {
+        let added = add_pods(lab, &state.plan, &state.plan.pods)?;
+        state.pod_ips.extend(added);
+        program_nodes(&mut state, cluster, &mut change::RealHost { lab })?;
+        save_state(lab, &state)?;
+        state.serve_pid = Some(start_servers(lab, exe)?);
+    }
     agents::wait(lab, &mut state)?;
     save_state(lab, &state)?;
     Ok(state)
@@ -390,11 +406,13 @@ fn wire_underlay(plan: &LabPlan) -> Result<(), LabError> {
     Ok(())
 }
 
-fn write_conflist(lab: &str, node: &plan::NodePlan) -> Result<(), LabError> {
+/// A node's CNI configuration; with agents, its ADD waits for the node's agent.
+fn write_conflist(lab: &str, node: &plan::NodePlan, agents: bool) -> Result<(), LabError> {
     let dir = node_dir(lab, &node.name);
     let netd = dir.join("net.d");
     std::fs::create_dir_all(&netd).map_err(io(netd.display()))?;
-    let list = runtime::conflist(node, &dir.join("ipam"));
+    let socket = agents.then(|| agents::socket(lab, &node.name));
+    let list = runtime::conflist(node, &dir.join("ipam"), socket.as_deref());
     let path = netd.join(runtime::CONFLIST);
     std::fs::write(&path, serde_json::to_vec_pretty(&list).expect("serializes"))
         .map_err(io(path.display()))
@@ -470,8 +488,7 @@ pub fn program_nodes(
     cluster: &Cluster,
     host: &mut dyn change::Host,
 ) -> Result<(), LabError> {
-    let mut c = cluster.clone();
-    c.set_pod_ips(&actual_ips(st));
+    let mut c = as_served(st, cluster);
     stamp_gateway_objects(st, &mut c);
     // What each Gateway's proxy will serve: the same function over the same objects.
     let gateways = podnet_gateway::compute(&c);
@@ -947,6 +964,23 @@ pub fn status(lab: &str) -> Result<Status, LabError> {
 }
 
 /// The real pod IPs as the model wants them back.
+/// The cluster as the lab runs it: each pod with the address its CNI ADD gave it; a pod whose
+/// ADD has not returned (not in `st.pod_ips`) Pending, with no address, not ready, as the API
+/// shows a pod whose sandbox is being created.
+fn as_served(st: &LabState, cluster: &Cluster) -> Cluster {
+    let mut c = cluster.clone();
+    let mut ips = actual_ips(st);
+    for p in &mut c.pods {
+        if p.node.is_some() && !p.host_network && !st.pod_ips.contains_key(&p.key()) {
+            p.ready = false;
+            p.phase = "Pending".into();
+            ips.insert(p.key(), Vec::new());
+        }
+    }
+    c.set_pod_ips(&ips);
+    c
+}
+
 pub fn actual_ips(st: &LabState) -> HashMap<NsName, Vec<IpAddr>> {
     st.pod_ips
         .iter()

@@ -17,9 +17,9 @@ use crate::LabError;
 
 pub use podnet_cni::spec::CONFLIST;
 
-/// The configuration list of a node.
-pub fn conflist(node: &NodePlan, ipam_dir: &Path) -> NetConfList {
-    NetConfList::podnet(node.pod_cidr, ipam_dir, OVERLAY_MTU, None)
+/// The configuration list of a node; with the agent's socket, ADD waits for the agent.
+pub fn conflist(node: &NodePlan, ipam_dir: &Path, agent_socket: Option<&Path>) -> NetConfList {
+    NetConfList::podnet(node.pod_cidr, ipam_dir, OVERLAY_MTU, None, agent_socket)
 }
 
 pub struct Runtime {

@@ -88,6 +88,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
                 }),
             verify_every: args.verify_every,
             verify_changes: args.verify_changes,
+            cni_socket: args
+                .cni_socket
+                .clone()
+                .unwrap_or_else(|| args.state_dir.join(format!("{}.sock", args.node))),
         };
         podnet_agent::run::run(client, cfg, metrics)
             .await

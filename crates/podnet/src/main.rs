@@ -92,6 +92,11 @@ struct AgentArgs {
     /// Verify after every change as well, once events quieten for 100 ms (the lab's nodes do).
     #[arg(long)]
     verify_changes: bool,
+    /// The Unix socket on which the CNI plugin asks the agent to program a new pod (its ADD
+    /// returns once the node holds the pod's NetworkPolicy entries); the installed conflist
+    /// names it. Default: <state-dir>/<node>.sock.
+    #[arg(long)]
+    cni_socket: Option<PathBuf>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }

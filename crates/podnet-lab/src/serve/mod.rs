@@ -86,6 +86,8 @@ impl Running {
             .pods
             .iter()
             .filter(|p| !p.ports.is_empty() || !p.service_ports.is_empty())
+            // A pod's processes start once its CNI ADD returned (it has its address).
+            .filter(|p| st.pod_ips.contains_key(&p.key()))
             .map(|p| (p.key(), p))
             .collect();
         let mut stopping = Vec::new();
@@ -181,16 +183,12 @@ impl Running {
 }
 
 /// Runs the servers of a lab until killed. Prints `ready` on stdout once every socket is bound.
-/// On SIGHUP it re-reads the lab's state and reconciles, then writes the number of reloads to
-/// `serve.gen`.
+/// On SIGHUP it re-reads the lab's state and reconciles, then writes its pid and the number of
+/// reloads to `serve.gen` (once at start too: a server started again by the keeper has read
+/// the latest state, whether or not a signal meant for the one before reached it).
 pub fn run(lab: &str) -> Result<(), LabError> {
     // Recorded before anything is served: the keeper may have started this one again, and
     // `lab apply` signals whichever runs.
-    let pid_file = crate::lab_dir(lab).join("serve.pid");
-    std::fs::write(&pid_file, std::process::id().to_string()).map_err(|source| LabError::Io {
-        what: format!("writing {}", pid_file.display()),
-        source,
-    })?;
     let limit = raise_fd_limit();
     let runtime = |name: &str, workers: usize| {
         tokio::runtime::Builder::new_multi_thread()
@@ -205,6 +203,22 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     };
     let system = runtime("podnet-system", 1)?;
     let rt = runtime("podnet-tests", 2)?;
+    // The handler is in place before anyone can signal this process (its pid is not
+    // recorded yet), and before the state is read: a SIGHUP from here on is a reload.
+    let mut hup = {
+        let _rt = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(
+            |source| LabError::Io {
+                what: "waiting for SIGHUP".into(),
+                source,
+            },
+        )?
+    };
+    let pid_file = crate::lab_dir(lab).join("serve.pid");
+    std::fs::write(&pid_file, std::process::id().to_string()).map_err(|source| LabError::Io {
+        what: format!("writing {}", pid_file.display()),
+        source,
+    })?;
     // Half of what is left after a reserve goes to the test servers' connections.
     let budget = (limit.saturating_sub(1024) / 2).clamp(64, 32_768) as usize;
     eprintln!("file descriptors: {limit}; test-server connections: at most {budget}");
@@ -221,12 +235,10 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     running.api.replace(st.api.clone());
     serve_api(lab, &st, &system, running.api.clone())?;
     rt.block_on(async move {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|source| LabError::Io {
-                what: "waiting for SIGHUP".into(),
-                source,
-            })?;
         running.reconcile(&st).await?;
+        let gen_file = crate::lab_dir(lab).join("serve.gen");
+        let pid = std::process::id();
+        let _ = std::fs::write(&gen_file, format!("{pid} 0"));
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -247,10 +259,7 @@ pub fn run(lab: &str) -> Result<(), LabError> {
                         "reload {generation}: done in {:.1} ms",
                         start.elapsed().as_secs_f64() * 1e3
                     );
-                    let _ = std::fs::write(
-                        crate::lab_dir(lab).join("serve.gen"),
-                        generation.to_string(),
-                    );
+                    let _ = std::fs::write(&gen_file, format!("{pid} {generation}"));
                 }
                 Err(e) => eprintln!("reload {generation}: {}", podnet_node::chain(&e)),
             }

@@ -565,3 +565,162 @@ fn the_lab_survives_its_server_killed() {
     let left = lab_processes(&name);
     assert_eq!((left.0.len(), left.1), (0, 0), "{left:?}");
 }
+
+/// A metric of the agent on `node` (0 when absent).
+fn agent_metric(lab: &Lab, node: &str, name: &str) -> f64 {
+    let o = podnet(&[
+        "lab",
+        "exec",
+        "--name",
+        &lab.name,
+        &format!("node/{node}"),
+        "--",
+        "curl",
+        "-s",
+        "http://127.0.0.1:9641/metrics",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
+}
+
+/// No pod starts unprogrammed (issue 20): each pod's CNI ADD returned only once its node's
+/// agent had read back from the kernel its policy entries (every pod of `lab up` and of
+/// `lab apply` went through the agent, none gave up); and an ADD the agent cannot serve (a
+/// pod the API does not have) fails within its bound with what is missing, leaving nothing:
+/// no interface, no address reserved.
+#[test]
+fn a_pods_cni_add_returns_only_once_its_nodes_agent_programmed_it() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(
+        "cniwait",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+        ],
+        &[],
+    );
+    let status = lab.status();
+    let pods_on = |node: &str| {
+        status["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["node"] == node && p["hostNetwork"] != true)
+            .count() as f64
+    };
+    let waited = |node: &str| agent_metric(&lab, node, "podnet_agent_cni_add_wait_seconds_count");
+    let gave_up = |node: &str| agent_metric(&lab, node, "podnet_agent_cni_add_gave_up_total");
+    for node in ["node-0", "node-1", "node-2"] {
+        assert_eq!(
+            waited(node),
+            pods_on(node),
+            "{node}: every pod's ADD waited for the agent"
+        );
+        assert_eq!(gave_up(node), 0.0, "{node}");
+    }
+    // A change: the new pod's ADD goes through its node's agent too.
+    let before: f64 = ["node-0", "node-1", "node-2"]
+        .iter()
+        .map(|n| waited(n))
+        .sum();
+    ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        scaled(&lab.name, 4).to_str().unwrap(),
+        "-f",
+        "examples/seeds/service.yaml",
+        "-f",
+        "examples/seeds/network-policy.yaml",
+    ]);
+    let after: f64 = ["node-0", "node-1", "node-2"]
+        .iter()
+        .map(|n| waited(n))
+        .sum();
+    assert_eq!(
+        after,
+        before + 1.0,
+        "the new pod's ADD waited for its agent"
+    );
+
+    // A pod the API does not have: the agent cannot program it, and says so.
+    let node_ns = format!("podnet-{}.n.node-1", lab.name);
+    let pod_ns = format!("podnet-{}.p.default.ghost", lab.name);
+    let links = || {
+        let o = Command::new("ip")
+            .args(["-n", &node_ns, "-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let ipam = format!("/run/podnet/{}/nodes/node-1/ipam/podnet", lab.name);
+    let reserved = || std::fs::read_dir(&ipam).unwrap().count();
+    let (links_before, reserved_before) = (links(), reserved());
+    assert!(Command::new("ip")
+        .args(["netns", "add", &pod_ns])
+        .status()
+        .unwrap()
+        .success());
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "podnet", "type": "podnet-cni",
+        "ipam": {"type": "podnet-ipam", "subnet": "10.244.1.0/24",
+                 "dataDir": format!("/run/podnet/{}/nodes/node-1/ipam", lab.name)},
+        "mtu": 1450,
+        "podnet.dev/agentSocket": format!("/run/podnet/{}/agents/node-1.sock", lab.name),
+        "podnet.dev/agentWaitSeconds": 1
+    });
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node_ns, "env", "-i"])
+        .args([
+            "CNI_COMMAND=ADD",
+            "CNI_CONTAINERID=ghost1",
+            &format!("CNI_NETNS=/run/netns/{pod_ns}"),
+            "CNI_IFNAME=eth0",
+            &format!("CNI_PATH=/run/podnet/{}/bin", lab.name),
+            "CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=ghost",
+        ])
+        .arg(format!("/run/podnet/{}/bin/podnet-cni", lab.name))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let _ = Command::new("ip").args(["netns", "del", &pod_ns]).status();
+    assert!(!out.status.success(), "the ADD failed");
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["code"], 11, "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("the API has no Pod default/ghost"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "bounded by the conflist's 1 s: {took:?}"
+    );
+    assert_eq!(links(), links_before, "no interface left on the node");
+    assert_eq!(reserved(), reserved_before, "no address left reserved");
+    assert_eq!(gave_up("node-1"), 1.0);
+}

@@ -120,9 +120,11 @@ fn kubectl_gets_and_watches_the_lab() {
                 break;
             }
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // Three whole lines: kubectl may write one in more than one piece (a loop of the
+            // Whole lines only: kubectl may write one in more than one piece (a loop of the
             // lab tests once read "web-5987ff695-zgvld" alone, the rest of its line after).
-            if seen.matches('\n').count() >= 3 {
+            // Until the new pod, after the two listed, runs.
+            let whole: Vec<&str> = seen.lines().take(seen.matches('\n').count()).collect();
+            if whole.len() > 2 && whole[2..].iter().any(|l| l.contains("Running")) {
                 break;
             }
         }
@@ -146,10 +148,22 @@ fn kubectl_gets_and_watches_the_lab() {
     let _ = watch.kill();
     let _ = watch.wait();
     let seen = reader.join().unwrap();
-    assert_eq!(seen.lines().count(), 3, "{seen}");
+    let lines: Vec<&str> = seen.lines().take(seen.matches('\n').count()).collect();
+    assert!(lines.len() >= 3, "{seen}");
     assert!(
-        seen.lines()
+        lines[..2]
+            .iter()
             .all(|l| l.starts_with("web-") && l.contains("Running")),
+        "{seen}"
+    );
+    // The new pod as on a cluster: Pending (its node's agent programs it before its CNI ADD
+    // returns), then Running; no other pod changes.
+    let new = lines[2].split_whitespace().next().unwrap();
+    assert!(!lines[..2].iter().any(|l| l.starts_with(new)), "{seen}");
+    assert!(lines[2..].iter().all(|l| l.starts_with(new)), "{seen}");
+    assert!(lines[2].contains("Pending"), "{seen}");
+    assert!(
+        lines.last().unwrap().contains("1/1") && lines.last().unwrap().contains("Running"),
         "{seen}"
     );
 
