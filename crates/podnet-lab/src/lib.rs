@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod change;
 mod diag;
+pub mod fdstore;
 pub mod net;
 pub mod plan;
 pub mod probe;
@@ -652,6 +653,12 @@ pub fn serve_pid(lab: &str) -> Option<i32> {
 pub fn keep(lab: &str) -> Result<(), LabError> {
     let exe = std::env::current_exe().map_err(io("the podnet binary"))?;
     let log_path = lab_dir(lab).join("serve.log");
+    // The servers' sockets outlive each server ([`fdstore`]).
+    let store = fdstore::Store::default();
+    let store_path = lab_dir(lab).join("fds.sock");
+    store
+        .listen(&store_path)
+        .map_err(io(format!("the socket store {}", store_path.display())))?;
     let mut first = true;
     loop {
         let log = std::fs::OpenOptions::new()
@@ -661,6 +668,7 @@ pub fn keep(lab: &str) -> Result<(), LabError> {
             .map_err(io(log_path.display()))?;
         let mut child = Command::new(&exe)
             .args(["lab", "serve", "--name", lab])
+            .env(fdstore::ENV, &store_path)
             .stdin(Stdio::null())
             .stdout(if first { Stdio::piped() } else { Stdio::null() })
             .stderr(log)

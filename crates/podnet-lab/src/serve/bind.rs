@@ -18,9 +18,15 @@ pub enum Bound {
     Udp(tokio::net::UdpSocket),
 }
 
-/// Binds `0.0.0.0:<port>` for each (port, protocol) inside the named namespace. A port that
-/// cannot be bound is reported on stderr and left out (SCTP: this kernel has no SCTP sockets).
-/// Must be called from within the tokio runtime that will serve the sockets.
+/// The name of a socket in the keeper's store ([`crate::fdstore`]).
+pub fn store_name(netns: &str, (port, proto): PortKey) -> String {
+    format!("{netns} {proto} {port}")
+}
+
+/// Binds `0.0.0.0:<port>` for each (port, protocol) inside the named namespace, or takes back
+/// the socket the keeper held for it (a server started again). A port that cannot be bound is
+/// reported on stderr and left out (SCTP: this kernel has no SCTP sockets). Must be called
+/// from within the tokio runtime that will serve the sockets.
 pub fn bind_in(
     netns: &str,
     who: &str,
@@ -30,10 +36,18 @@ pub fn bind_in(
         let mut out = Vec::new();
         for &(port, proto) in ports {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
-            let bound = match proto {
-                Protocol::Tcp => std::net::TcpListener::bind(addr).map(StdSocket::Tcp),
-                Protocol::Udp => std::net::UdpSocket::bind(addr).map(StdSocket::Udp),
-                Protocol::Sctp => {
+            let name = store_name(netns, (port, proto));
+            let store = crate::fdstore::client();
+            let bound = match (proto, store) {
+                (Protocol::Tcp, Some(s)) => s
+                    .tcp(&name, || std::net::TcpListener::bind(addr))
+                    .map(StdSocket::Tcp),
+                (Protocol::Udp, Some(s)) => s
+                    .udp(&name, || std::net::UdpSocket::bind(addr))
+                    .map(StdSocket::Udp),
+                (Protocol::Tcp, None) => std::net::TcpListener::bind(addr).map(StdSocket::Tcp),
+                (Protocol::Udp, None) => std::net::UdpSocket::bind(addr).map(StdSocket::Udp),
+                (Protocol::Sctp, _) => {
                     eprintln!(
                         "{who}: SCTP port {port}: this kernel has no SCTP sockets; not served"
                     );

@@ -37,6 +37,11 @@ impl HealthServers {
             let keep = checks.contains_key(k);
             if !keep {
                 task.abort();
+                // Closed for good: the keeper no longer holds it (a held listener would
+                // still complete connections, as if the check answered).
+                if let (Some(store), Some(node)) = (crate::fdstore::client(), st.plan.node(&k.0)) {
+                    store.forget(&super::bind::store_name(&node.ns, (k.1, Protocol::Tcp)));
+                }
             }
             keep
         });

@@ -91,12 +91,18 @@ impl Running {
             .map(|p| (p.key(), p))
             .collect();
         let mut stopping = Vec::new();
+        // Sockets closed for good: the keeper stops holding them.
+        let mut closed: Vec<String> = Vec::new();
         self.pods.retain(|k, (id, servers)| {
             let same = want.get(k).is_some_and(|p| identity(p) == *id);
             match (same, servers) {
-                (false, PodServers::Dns(tasks)) => stopping.append(tasks),
+                (false, PodServers::Dns(tasks)) => {
+                    closed.push(format!("{} ", id.netns));
+                    stopping.append(tasks)
+                }
                 (false, PodServers::DnsProcess(p) | PodServers::IngressProcess(p)) => p.stop(),
                 (false, PodServers::Test(tasks)) => {
+                    closed.push(format!("{} ", id.netns));
                     stopping.extend(std::mem::take(tasks).into_values())
                 }
                 (
@@ -110,6 +116,7 @@ impl Running {
                         .filter(|p| !ports.contains(p))
                         .copied()
                         .collect();
+                    closed.extend(gone.iter().map(|at| bind::store_name(&id.netns, *at)));
                     stopping.extend(gone.iter().filter_map(|p| tasks.remove(p)));
                 }
             }
@@ -120,6 +127,16 @@ impl Running {
         }
         for t in stopping {
             let _ = t.await;
+        }
+        if let Some(store) = crate::fdstore::client() {
+            for name in &closed {
+                // "<netns> ": every socket of a pod that went; else one socket.
+                if name.ends_with(' ') {
+                    store.forget_prefix(name);
+                } else {
+                    store.forget(name);
+                }
+            }
         }
         for (k, p) in want {
             match self.pods.get_mut(&k) {
@@ -190,6 +207,14 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     // Recorded before anything is served: the keeper may have started this one again, and
     // `lab apply` signals whichever runs.
     let limit = raise_fd_limit();
+    // The sockets a server before this one bound, held by the keeper meanwhile.
+    let handed = crate::fdstore::init().map_err(|source| LabError::Io {
+        what: "the keeper's socket store".into(),
+        source,
+    })?;
+    if handed > 0 {
+        eprintln!("took back {handed} sockets from the keeper");
+    }
     let runtime = |name: &str, workers: usize| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -236,6 +261,10 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     serve_api(lab, &st, &system, running.api.clone())?;
     rt.block_on(async move {
         running.reconcile(&st).await?;
+        // What the keeper held for pods that are gone is gone too.
+        if let Some(store) = crate::fdstore::client() {
+            store.forget_untaken();
+        }
         let gen_file = crate::lab_dir(lab).join("serve.gen");
         let pid = std::process::id();
         let _ = std::fs::write(&gen_file, format!("{pid} 0"));
@@ -282,12 +311,25 @@ fn serve_api(
     system: &tokio::runtime::Runtime,
     api: Arc<podnet_api::server::Api>,
 ) -> Result<(), LabError> {
-    let listener = system
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|source| LabError::Io {
-            what: "binding the lab's API on 127.0.0.1".into(),
-            source,
-        })?;
+    // Taken back from the keeper when this server was started again: the same port, so a
+    // kubeconfig written before still works.
+    let bind_loopback = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Ok(l)
+    };
+    let listener = match crate::fdstore::client() {
+        Some(s) => s.tcp("api loopback", bind_loopback),
+        None => bind_loopback(),
+    }
+    .and_then(|l| {
+        l.set_nonblocking(true)?;
+        let _rt = system.enter();
+        tokio::net::TcpListener::from_std(l)
+    })
+    .map_err(|source| LabError::Io {
+        what: "binding the lab's API on 127.0.0.1".into(),
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| LabError::Io {
         what: "the lab's API address".into(),
         source,
@@ -303,7 +345,12 @@ fn serve_api(
     let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
     let underlay =
         podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
-            std::net::TcpListener::bind(at).map_err(|source| podnet_node::NodeError::Io {
+            let bind = || std::net::TcpListener::bind(at);
+            match crate::fdstore::client() {
+                Some(s) => s.tcp("api underlay", bind),
+                None => bind(),
+            }
+            .map_err(|source| podnet_node::NodeError::Io {
                 what: format!("binding the lab's API on {at}"),
                 source,
             })
