@@ -78,6 +78,9 @@ pub struct ApplyReport {
     pub added: Vec<NsName>,
     pub removed: Vec<NsName>,
     pub unchanged: usize,
+    /// How long each new pod's namespace and CNI ADD took (with agents, the ADD's wait for the
+    /// node's agent), in milliseconds.
+    pub cni_add_ms: Vec<(NsName, f64)>,
 }
 
 /// The pods to create and to delete to go from `old` to `new`: a pod is the same when
@@ -143,7 +146,15 @@ pub fn apply_with(
         .cloned()
         .partition(|p| staying.contains(&p.key()));
     let mut done = Vec::new();
-    let outcome = steps(st, cluster, host, &mut done, [&replaced, &added, &leaving]);
+    let mut cni_add_ms = Vec::new();
+    let outcome = steps(
+        st,
+        cluster,
+        host,
+        &mut done,
+        &mut cni_add_ms,
+        [&replaced, &added, &leaving],
+    );
     if let Err(cause) = outcome {
         let failures = undo(st, host, done, &before);
         if failures.is_empty() {
@@ -169,6 +180,7 @@ pub fn apply_with(
         unchanged: st.plan.pods.len() - added.len(),
         added: added.iter().map(PodPlan::key).collect(),
         removed: removed.iter().map(PodPlan::key).collect(),
+        cni_add_ms,
     })
 }
 
@@ -178,6 +190,7 @@ fn steps(
     cluster: &Cluster,
     host: &mut dyn Host,
     done: &mut Vec<Done>,
+    cni_add_ms: &mut Vec<(NsName, f64)>,
     [replaced, added, leaving]: [&Vec<PodPlan>; 3],
 ) -> Result<(), LabError> {
     // 1. A pod that changed is replaced: its old namespace and address go first.
@@ -203,7 +216,9 @@ fn steps(
         {
             p.planned_ip = None;
         }
+        let started = std::time::Instant::now();
         create(st, host, &p)?;
+        cni_add_ms.push((p.key(), started.elapsed().as_secs_f64() * 1e3));
         done.push(Done::Added(p));
     }
     // 3. The nodes' dataplanes, which no longer send to the pods that leave.

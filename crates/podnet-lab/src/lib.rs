@@ -5,6 +5,7 @@ pub mod agents;
 pub mod change;
 mod diag;
 pub mod fdstore;
+pub mod lock;
 pub mod net;
 pub mod plan;
 pub mod probe;
@@ -292,14 +293,16 @@ pub fn up_with(
     agents: bool,
 ) -> Result<LabState, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    let held = lock::lock(lab, "lab up")?;
     if load_state(lab).is_ok_and(|st| alive(lab, st.serve_pid)) {
         return Err(LabError::Invalid(format!("lab {lab:?} is already up: change it with `podnet lab apply --name {lab}`, or remove it with `podnet lab down --name {lab}`")));
     }
     // Leftovers of a crash: a lab whose servers are gone, or a half-built one.
-    down(lab)?;
+    down_locked(lab)?;
     let result = build(lab, cluster, exe, agents);
     if result.is_err() {
-        let _ = down(lab);
+        let _ = down_locked(lab);
+        held.remove();
     }
     result
 }
@@ -702,6 +705,13 @@ pub use change::ApplyReport;
 /// pods that did not change are not touched. Nodes cannot change live. The saved state
 /// describes what runs, whatever happens.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
+    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    if !lab_dir(lab).join("state.json").exists() {
+        // Not up: said without taking (and leaving) a lock.
+        load_state(lab)?;
+    }
+    // One change at a time: a second `lab apply` waits for this one.
+    let _held = lock::lock(lab, "lab apply")?;
     let mut st = load_state(lab)?;
     st.serve_pid = serve_pid(lab).or(st.serve_pid);
     if !alive(lab, st.serve_pid) {
@@ -802,6 +812,14 @@ pub enum Down {
 /// a character no lab name has.
 pub fn down(lab: &str) -> Result<Down, LabError> {
     plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    let held = lock::lock(lab, "lab down")?;
+    let result = down_locked(lab);
+    held.remove();
+    result
+}
+
+/// [`down`], with the lab's lock held.
+fn down_locked(lab: &str) -> Result<Down, LabError> {
     let servers = server_processes(lab);
     if !exists(lab) && servers.is_empty() {
         return Ok(Down::NoSuchLab);

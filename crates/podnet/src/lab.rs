@@ -137,8 +137,8 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             for p in &r.removed {
                 println!("pod {p} deleted");
             }
-            for p in &r.added {
-                println!("pod {p} created");
+            for (p, ms) in &r.cni_add_ms {
+                println!("pod {p} created (namespace and CNI ADD: {ms:.1} ms)");
             }
             println!(
                 "applied in {:.0} ms: {} created, {} deleted, {} unchanged",

@@ -11,6 +11,7 @@ mod agent;
 mod api;
 mod dns;
 mod gateway;
+mod hostile;
 mod ingress;
 mod netpol;
 mod robust;
