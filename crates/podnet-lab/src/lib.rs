@@ -9,6 +9,7 @@ pub mod lock;
 pub mod net;
 pub mod plan;
 pub mod probe;
+pub mod repair;
 pub mod runtime;
 pub mod serve;
 
@@ -713,6 +714,14 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     // One change at a time: a second `lab apply` waits for this one.
     let _held = lock::lock(lab, "lab apply")?;
     let mut st = load_state(lab)?;
+    // What a change interrupted before this one left behind.
+    let repaired = repair::repair(lab, &mut st)?;
+    if !repaired.is_empty() {
+        for r in &repaired {
+            eprintln!("lab {lab:?}: {r}");
+        }
+        save_state(lab, &st)?;
+    }
     st.serve_pid = serve_pid(lab).or(st.serve_pid);
     if !alive(lab, st.serve_pid) {
         return Err(LabError::Servers(format!(

@@ -401,8 +401,14 @@ fn fault(lab: &Lab, args: &[&str]) {
 /// 410 Gone forcing a relist, slow answers, refused connections), while clients connect
 /// through a Service and resolve its name, and while the lab changes: the agents and the DNS
 /// pods relist and converge, and no connection fails and no answer is wrong meanwhile.
+///
+/// It failed about one run in two under load (a connection timing out, 1 in 1,500): traced
+/// with nftrace, the new pod's own node dropped the SYN (`ip daddr @local drop`: no policy
+/// entry for the pod yet) while the client's node already sent to it. The lab published a
+/// new pod's endpoints ready together with the pod (its "not ready yet" marks were computed
+/// away), so under the faults one node's watch could run ahead of the other's. Now a pod's
+/// node holds it before its CNI ADD returns, and its endpoints are ready only after.
 #[test]
-#[ignore = "known defects, issue 20: under expire and delay faults a new endpoint can take a connection before its node drops it no more (about 1 in 1,500), and after refused connections a DNS pod can briefly answer without a Service (ENETUNREACH to an outside address); run with --ignored"]
 fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
     if !can_run() {
         return;

@@ -124,7 +124,11 @@ fn kubectl_gets_and_watches_the_lab() {
             // lab tests once read "web-5987ff695-zgvld" alone, the rest of its line after).
             // Until the new pod, after the two listed, runs.
             let whole: Vec<&str> = seen.lines().take(seen.matches('\n').count()).collect();
-            if whole.len() > 2 && whole[2..].iter().any(|l| l.contains("Running")) {
+            if whole.len() > 2
+                && whole[2..]
+                    .iter()
+                    .any(|l| l.contains("1/1") && l.contains("Running"))
+            {
                 break;
             }
         }
@@ -157,11 +161,18 @@ fn kubectl_gets_and_watches_the_lab() {
         "{seen}"
     );
     // The new pod as on a cluster: Pending (its node's agent programs it before its CNI ADD
-    // returns), then Running; no other pod changes.
+    // returns), then Running but not ready (its endpoints go out only once every node holds
+    // it), then ready; no other pod changes.
     let new = lines[2].split_whitespace().next().unwrap();
     assert!(!lines[..2].iter().any(|l| l.starts_with(new)), "{seen}");
     assert!(lines[2..].iter().all(|l| l.starts_with(new)), "{seen}");
     assert!(lines[2].contains("Pending"), "{seen}");
+    assert!(
+        lines[3..lines.len() - 1]
+            .iter()
+            .all(|l| l.contains("0/1") && l.contains("Running")),
+        "{seen}"
+    );
     assert!(
         lines.last().unwrap().contains("1/1") && lines.last().unwrap().contains("Running"),
         "{seen}"
