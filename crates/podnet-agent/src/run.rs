@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use podnet_model::{ApiModel, ConfigOverrides};
 use podnet_node::apply::Held;
+use podnet_node::dataplane::NodeDataplane;
+use podnet_node::effects::Effects;
 use podnet_node::effects::Linux;
 use podnet_node::live::{Delta, Live};
 
@@ -377,18 +379,14 @@ pub async fn run(
                     if !waiters.is_empty() {
                         save_hints(&cfg, &watch, &mut hints_written)?;
                     }
-                    let mut i = 0;
-                    while i < waiters.len() {
-                        let w = &waiters[i];
-                        if programmed(model.cluster(), &cfg.node, Some(want), &w.pod, w.ip).is_ok()
-                        {
-                            let w = waiters.swap_remove(i);
-                            metrics.cni_waited(w.since);
-                            let _ = w.answer.send(podnet_cni::agent::Reply::ok());
-                        } else {
-                            i += 1;
-                        }
-                    }
+                    answer(
+                        &mut waiters,
+                        model.cluster(),
+                        &cfg.node,
+                        want,
+                        None,
+                        &metrics,
+                    );
                 }
                 if !ready {
                     write_json(&cfg.held_file(), &held)?;
@@ -406,10 +404,33 @@ pub async fn run(
                     ready = true;
                 }
                 if !verifying && !waiters.is_empty() {
-                    // A pod's ADD waits: read the kernel back now, not in a quiet moment.
-                    verify = Some(Verify::Change);
-                    metrics.set_ready(ready);
-                    continue;
+                    // A pod's ADD waits: read back from the kernel what it needs (the policy
+                    // maps' keys, two netlink dumps); a whole verify pass if that fails or
+                    // finds the kernel short of what was just programmed.
+                    save_hints(&cfg, &watch, &mut hints_written)?;
+                    match fx.policy_entries(want) {
+                        Ok(kernel) => {
+                            let short = answer(
+                                &mut waiters,
+                                model.cluster(),
+                                &cfg.node,
+                                want,
+                                Some(&kernel),
+                                &metrics,
+                            );
+                            if short {
+                                verify = Some(Verify::Change);
+                                metrics.set_ready(ready);
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(node = %cfg.node, "reading the policy maps back: {} (verifying whole)", podnet_node::chain(&e));
+                            verify = Some(Verify::Change);
+                            metrics.set_ready(ready);
+                            continue;
+                        }
+                    }
                 }
             } else {
                 for f in &failures {
@@ -555,6 +576,45 @@ pub async fn run(
     }
 }
 
+/// Answers each waiting CNI ADD whose pod the node holds: in `want`, and (when `kernel` is
+/// given) in the policy maps read back from the kernel; with `kernel` None, `want` was just
+/// verified whole. True when a pod `want` holds was missing from the kernel (drift: the
+/// caller verifies whole).
+fn answer(
+    waiters: &mut Vec<Waiter>,
+    cluster: &podnet_model::Cluster,
+    node: &str,
+    want: &NodeDataplane,
+    kernel: Option<&podnet_node::effects::PolicyEntries>,
+    metrics: &Metrics,
+) -> bool {
+    let mut short = false;
+    let mut i = 0;
+    while i < waiters.len() {
+        let w = &waiters[i];
+        let planned = programmed(cluster, node, Some(want), &w.pod, w.ip).is_ok();
+        let held = match (kernel, w.ip) {
+            (None, _) => true,
+            (Some(k), std::net::IpAddr::V4(v4)) => {
+                let needs = want.policy.ingress.contains_key(&v4);
+                !needs || (k.ingress.contains(&v4) && k.egress.contains(&v4))
+            }
+            (Some(_), std::net::IpAddr::V6(_)) => true,
+        };
+        if planned && !held {
+            short = true;
+        }
+        if planned && held {
+            let w = waiters.swap_remove(i);
+            metrics.cni_waited(w.since);
+            let _ = w.answer.send(podnet_cni::agent::Reply::ok());
+        } else {
+            i += 1;
+        }
+    }
+    short
+}
+
 /// Writes down the addresses the CNI plugin told, if they changed since `written`.
 fn save_hints(
     cfg: &AgentConfig,
@@ -616,8 +676,6 @@ mod tests {
     fn want(c: &podnet_model::Cluster) -> NodeDataplane {
         Live::new(c, "node-1", "eth0").unwrap().dataplane().clone()
     }
-
-    use podnet_node::dataplane::NodeDataplane;
 
     #[test]
     fn a_pod_is_programmed_once_its_node_holds_both_of_its_policy_entries() {

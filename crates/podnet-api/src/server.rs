@@ -256,6 +256,15 @@ impl Api {
     }
 
     fn list(&self, f: &Filter, as_table: bool, q: &Query) -> Response<Body> {
+        // As the API server (and this API's watch) answers a resource version that is not one.
+        let rv_param = q.get("resourceVersion");
+        if !rv_param.is_empty() && rv_param.parse::<u64>().is_err() {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("invalid resource version {rv_param:?}"),
+            );
+        }
         let (items, rv) = {
             let s = self.store.lock().expect("store lock");
             let items: Vec<Value> = s

@@ -237,3 +237,38 @@ async fn a_client_that_never_sends_its_headers_is_cut_off_and_others_are_served(
             >= podnet_api::server::HEADER_READ_TIMEOUT - std::time::Duration::from_secs(1)
     );
 }
+
+/// Issue 21, item 10: a list with a resource version that is not one answered 200 (a watch
+/// answered 400, as the API server answers both).
+#[tokio::test]
+async fn a_list_with_a_resource_version_that_is_not_one_is_a_bad_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api.serve(listener));
+    for (path, want) in [
+        ("/api/v1/pods?resourceVersion=garbage", "HTTP/1.1 400"),
+        (
+            "/api/v1/pods?resourceVersion=garbage&watch=true",
+            "HTTP/1.1 400",
+        ),
+        ("/api/v1/pods?resourceVersion=0", "HTTP/1.1 200"),
+        ("/api/v1/pods", "HTTP/1.1 200"),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with(want), "{path}: {text}");
+        if want.ends_with("400") {
+            assert!(text.contains("invalid resource version"), "{path}: {text}");
+        }
+    }
+}

@@ -277,6 +277,20 @@ impl Edge {
             let (s, peer, local) = accept(&l).await;
             let edge = self.clone();
             tokio::spawn(async move {
+                // The header timeout runs from accept: telling HTTP/1 from HTTP/2 waits for
+                // the first bytes, and a client that sends none would hold its descriptor for
+                // ever (19,995 such connections once took every descriptor the proxy had).
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(edge.settings.header_read_timeout, s.peek(&mut first))
+                    .await
+                {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return,
+                    Err(_) => {
+                        edge.metrics.error("header_timeout");
+                        return;
+                    }
+                }
                 let conn = Conn {
                     peer,
                     local,
@@ -990,15 +1004,30 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// A generated certificate for names no Secret covers (ingress-nginx has one too).
+/// Its subject and only name: `CN=podnet-ingress-default`.
 fn default_certificate() -> Result<Arc<CertifiedKey>, IngressError> {
-    let generated = rcgen::generate_simple_self_signed(vec!["podnet-ingress-default".into()])
-        .map_err(IngressError::DefaultCert)?;
-    crate::edge::certified_key_pem(
-        generated.cert.pem().as_bytes(),
-        generated.signing_key.serialize_pem().as_bytes(),
-    )
-    .map_err(IngressError::DefaultKey)
+    let (cert, key) = default_certificate_pem()?;
+    crate::edge::certified_key_pem(cert.as_bytes(), key.as_bytes())
+        .map_err(IngressError::DefaultKey)
 }
+
+/// The default certificate and its key, PEM.
+fn default_certificate_pem() -> Result<(String, String), IngressError> {
+    let mut params = rcgen::CertificateParams::new(vec![DEFAULT_CERT_NAME.to_string()])
+        .map_err(IngressError::DefaultCert)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, DEFAULT_CERT_NAME);
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate().map_err(IngressError::DefaultCert)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(IngressError::DefaultCert)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The default certificate's name (ingress-nginx's is "Kubernetes Ingress Controller Fake
+/// Certificate").
+pub const DEFAULT_CERT_NAME: &str = "podnet-ingress-default";
 
 /// Request IDs: 32 hex digits, from a counter hashed with this process's random keys.
 struct RequestIds {
@@ -1286,5 +1315,30 @@ mod tests {
         let b = ids.next();
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod default_cert_tests {
+    /// Issue 21, item 10: the default certificate's subject was rcgen's own ("CN=rcgen self
+    /// signed cert"); the documentation says `CN=podnet-ingress-default`.
+    #[test]
+    fn the_default_certificate_is_cn_podnet_ingress_default() {
+        let (pem, _) = super::default_certificate_pem().unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        // The subject's CN attribute: OID 2.5.4.3, then a UTF8String of the name.
+        let name = super::DEFAULT_CERT_NAME.as_bytes();
+        let mut cn = vec![0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, name.len() as u8];
+        cn.extend_from_slice(name);
+        assert!(
+            der.windows(cn.len()).any(|w| w == cn.as_slice()),
+            "no CN={}",
+            super::DEFAULT_CERT_NAME
+        );
+        assert!(
+            !der.windows(5).any(|w| w == b"rcgen"),
+            "rcgen's default subject"
+        );
     }
 }

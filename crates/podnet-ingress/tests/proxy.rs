@@ -724,3 +724,37 @@ async fn health_readiness_and_metrics_on_the_admin_port() {
         "{m}"
     );
 }
+
+/// Issue 21, item 3: plaintext connections that send nothing were never closed (telling
+/// HTTP/1 from HTTP/2 waited for bytes with no timeout): 19,995 of them took every descriptor
+/// the proxy had, and every other client failed. The header timeout now runs from accept.
+#[tokio::test]
+async fn a_plaintext_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+    let a = backend("a").await;
+    let h = start(Settings {
+        header_read_timeout: Duration::from_millis(500),
+        ..quiet()
+    })
+    .await;
+    h.edge.set(one_route("a", a));
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(TcpStream::connect(h.http).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("closed by the proxy, not left open")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "closed at the header timeout: {took:?}"
+    );
+    // Others are served meanwhile and after.
+    assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
+}

@@ -424,13 +424,19 @@ fn verified(lab: &str, node: &str) -> Option<NodeDataplane> {
 /// Waits until every node's kernel holds what the lab expects of it (each agent reads its
 /// kernel back after a change and reports what it found: never its own record alone); then
 /// records what each node holds in the state.
-pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
-    let start = Instant::now();
-    // Beside each agent's record, for whoever compares them.
+/// Writes what the lab expects each node to hold beside each agent's record, for whoever
+/// compares them (after any apply, applied or rolled back).
+pub fn record_expected(lab: &str, st: &LabState) -> Result<(), LabError> {
     for (n, d) in &st.expected {
         let path = dir(lab).join(format!("{n}.expected.json"));
         std::fs::write(&path, serde_json::to_vec(d).expect("JSON")).map_err(io(path.display()))?;
     }
+    Ok(())
+}
+
+pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
+    let start = Instant::now();
+    record_expected(lab, st)?;
     let mut pending: Vec<String> = st.expected.keys().cloned().collect();
     loop {
         pending.retain(|n| verified(lab, n).as_ref() != st.expected.get(n));

@@ -732,6 +732,8 @@ pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
     let next = LabPlan::new(lab, cluster);
     let result = change::apply_with(&mut st, cluster, next, &mut change::RealHost { lab });
     save_state(lab, &st)?;
+    // What the nodes must hold now: the change's, or (rolled back) what they held before.
+    agents::record_expected(lab, &st)?;
     let reloaded = reload_servers(lab, st.serve_pid);
     if reloaded.is_ok() {
         let waited = agents::wait(lab, &mut st);

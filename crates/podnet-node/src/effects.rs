@@ -34,6 +34,24 @@ pub trait Effects {
     /// What the node holds, read from the kernel (not from any record): the parts `want`
     /// names (its settings, device, remote nodes) and podnet's tables.
     fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError>;
+    /// The addresses the kernel's policy table holds an ingress and an egress entry for (the
+    /// keys of its two verdict maps), read from the kernel: what a new pod needs before its
+    /// CNI ADD returns. By default from a whole [`Effects::observe`].
+    fn policy_entries(&mut self, want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
+        let held = self.observe(want)?.held;
+        let p = held.policy.unwrap_or_default();
+        Ok(PolicyEntries {
+            ingress: p.ingress.keys().copied().collect(),
+            egress: p.egress.keys().copied().collect(),
+        })
+    }
+}
+
+/// The keys of the policy table's ingress and egress maps, as the kernel holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyEntries {
+    pub ingress: BTreeSet<std::net::Ipv4Addr>,
+    pub egress: BTreeSet<std::net::Ipv4Addr>,
 }
 
 /// The real effects, inside the network namespace at `netns`. nftables transactions go
@@ -95,6 +113,28 @@ impl Linux {
 }
 
 impl Effects for Linux {
+    /// Two netlink dumps (the maps' elements), not a whole listing.
+    fn policy_entries(&mut self, _want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
+        let socket = crate::nlnft::socket(&self.netns)?;
+        let ty = crate::nlnft::SetType {
+            key: vec!["ipv4_addr".into()],
+            data: Some(vec!["verdict".into()]),
+            interval: false,
+        };
+        let keys = |map: &str| -> Result<BTreeSet<std::net::Ipv4Addr>, NodeError> {
+            Ok(
+                crate::nlnft::elements(&socket, podnet_policy::TABLE, map, &ty)?
+                    .iter()
+                    .filter_map(|e| e[0].as_str()?.parse().ok())
+                    .collect(),
+            )
+        };
+        Ok(PolicyEntries {
+            ingress: keys("ingress")?,
+            egress: keys("egress")?,
+        })
+    }
+
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
         self.nft_script((!tx.is_empty()).then(|| tx.render()))
     }

@@ -248,3 +248,52 @@ fn fx_apply_proxy(fx: &mut Linux, want: &NodeDataplane) {
     fx.nft(&podnet_proxy::nft::Transaction::create(&want.proxy))
         .unwrap();
 }
+
+/// What a new pod's CNI ADD waits for (issue 20): the policy maps' keys read back over
+/// netlink are the plan's, and lose an entry deleted behind the applier's back; the fakes'
+/// answer (from a whole observation) is the same.
+#[test]
+fn the_policy_maps_keys_read_back_over_netlink() {
+    use podnet_node::effects::Effects;
+    let Some(ns) = scratch() else { return };
+    let want = seeds_node();
+    let node_ip = want.vxlan.vtep.node_ip.to_string();
+    sh(
+        &ns,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ],
+    );
+    sh(
+        &ns,
+        &["ip", "addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
+    );
+    sh(&ns, &["ip", "link", "set", "eth0", "up"]);
+    let mut fx = Linux::at(ns.path.clone());
+    let applied = apply(&Held::default(), &want, &mut fx);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    let got = fx.policy_entries(&want).unwrap();
+    let plan_in: std::collections::BTreeSet<_> = want.policy.ingress.keys().copied().collect();
+    let plan_eg: std::collections::BTreeSet<_> = want.policy.egress.keys().copied().collect();
+    assert!(!plan_in.is_empty());
+    assert_eq!((&got.ingress, &got.egress), (&plan_in, &plan_eg));
+    let gone = *plan_in.iter().next().unwrap();
+    sh(
+        &ns,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "podnet-policy",
+            "ingress",
+            &format!("{{ {gone} }}"),
+        ],
+    );
+    let got = fx.policy_entries(&want).unwrap();
+    assert!(!got.ingress.contains(&gone) && got.egress.contains(&gone));
+    let mut rec = podnet_node::effects::Recording::default();
+    let _ = apply(&Held::default(), &want, &mut rec);
+    let faked = rec.policy_entries(&want).unwrap();
+    assert_eq!((&faked.ingress, &faked.egress), (&plan_in, &plan_eg));
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use podnet_model::netpol::{End, Policies, Side, Verdict};
-use podnet_model::{Cluster, PodInfo, Protocol};
+use podnet_model::{Cluster, PodInfo, Protocol, ServiceInfo, ServicePortInfo};
 use serde::Serialize;
 
 use crate::{build_model, ExplainArgs};
@@ -84,14 +84,20 @@ fn pod<'a>(c: &'a Cluster, s: &str) -> Result<&'a PodInfo> {
 }
 
 /// The destinations a target means: one pod or address, or each endpoint of a Service (at its
-/// target port: policies judge traffic after the Service's translation).
+/// target port: policies judge traffic after the Service's translation). A Service is meant by
+/// name, or by an address the proxy translates: a ClusterIP, an external or load-balancer IP
+/// at the Service's port, or a node's address at a node port.
 fn destinations<'a>(
     c: &'a Cluster,
     target: &str,
     port: u16,
     protocol: Protocol,
 ) -> Result<Vec<(End<'a>, String, u16)>> {
-    if target.parse::<IpAddr>().is_ok() {
+    if let Ok(ip) = target.parse::<IpAddr>() {
+        if let Some((svc, sp)) = service_at(c, ip, port, protocol) {
+            let via = format!("Service {}/{} at {target}:{port}", svc.namespace, svc.name);
+            return endpoints_of(c, svc, sp, &via);
+        }
         let e = end(c, target)?;
         return Ok(vec![(e, target.to_string(), port)]);
     }
@@ -109,12 +115,44 @@ fn destinations<'a>(
         .iter()
         .find(|p| p.port == i32::from(port) && p.protocol == protocol)
         .ok_or_else(|| anyhow!("Service {target} has no port {port}/{protocol}"))?;
+    endpoints_of(c, svc, sp, &format!("Service {target}"))
+}
+
+/// The Service and port that the proxy sends `ip:port` to, if any.
+fn service_at(
+    c: &Cluster,
+    ip: IpAddr,
+    port: u16,
+    protocol: Protocol,
+) -> Option<(&ServiceInfo, &ServicePortInfo)> {
+    let node_ip = c.nodes.iter().any(|n| n.internal_ip == ip);
+    c.services.iter().find_map(|svc| {
+        let at_service_port = svc.cluster_ips.contains(&ip)
+            || svc.external_ips.contains(&ip)
+            || svc.load_balancer_ips.contains(&ip);
+        svc.ports.iter().find_map(|sp| {
+            let by_port = at_service_port && sp.port == i32::from(port);
+            let by_node_port = node_ip && sp.node_port == Some(i32::from(port));
+            (sp.protocol == protocol && (by_port || by_node_port) && !svc.headless)
+                .then_some((svc, sp))
+        })
+    })
+}
+
+/// Each endpoint of a Service's port, at its target port.
+fn endpoints_of<'a>(
+    c: &'a Cluster,
+    svc: &ServiceInfo,
+    sp: &ServicePortInfo,
+    via: &str,
+) -> Result<Vec<(End<'a>, String, u16)>> {
+    let ns = &svc.namespace;
     let mut out = Vec::new();
     for slice in &svc.endpoint_slices {
         let Some(ep_port) = slice
             .ports
             .iter()
-            .find(|p| p.name == sp.name && p.protocol == protocol)
+            .find(|p| p.name == sp.name && p.protocol == sp.protocol)
         else {
             continue;
         };
@@ -122,16 +160,16 @@ fn destinations<'a>(
             let Some(pod) = e.pod.as_deref().and_then(|n| c.pod(ns, n)) else {
                 continue;
             };
-            let target_port = u16::try_from(ep_port.port).unwrap_or(port);
+            let target_port = u16::try_from(ep_port.port).unwrap_or(sp.port as u16);
             out.push((
                 End::Pod(pod),
-                format!("{ns}/{} (via Service {target})", pod.name),
+                format!("{ns}/{} (via {via})", pod.name),
                 target_port,
             ));
         }
     }
     if out.is_empty() {
-        bail!("Service {target} has no endpoints on port {port}/{protocol}");
+        bail!("{via} has no endpoints on port {}/{}", sp.port, sp.protocol);
     }
     Ok(out)
 }

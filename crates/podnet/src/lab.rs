@@ -123,8 +123,13 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             lab,
             manifests,
             cluster,
-            ..
+            no_agents,
         }) => {
+            if no_agents {
+                bail!(
+                    "--no-agents is a `lab up` flag: a running lab keeps how its nodes are programmed (lab down, then lab up --no-agents)"
+                );
+            }
             // Running pods stay where they are, as the scheduler never moves them.
             let running = podnet_lab::load_state(&lab.name)?.placements();
             let Some(model) = build_model_around(&manifests.files, &cluster, &running)? else {

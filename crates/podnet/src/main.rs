@@ -244,7 +244,7 @@ struct GatewayWatch {
 
 #[derive(Args)]
 struct LabName {
-    /// The lab's name: its namespaces are podnet-<name>-*, its state /run/podnet/<name>.
+    /// The lab's name: its namespaces are podnet-<name>.*, its state /run/podnet/<name>.
     #[arg(long = "name", default_value = "lab")]
     name: String,
 }
@@ -302,7 +302,7 @@ enum LabCommand {
     Probe {
         #[command(flatten)]
         lab: LabName,
-        #[arg(long, default_value_t = 80)]
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         #[arg(long, default_value = "TCP")]
         protocol: String,

@@ -299,6 +299,18 @@ fn check_dns_prints_the_zone_as_text_json_and_yaml() {
     assert!(yaml.contains(&format!("data: {vip}")), "{yaml}");
 }
 
+/// A loopback port free for both UDP and TCP (a DNS server binds both): one free for UDP
+/// alone was once taken for TCP ("Address already in use"), and the server exited.
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A stand-in upstream on loopback: answers every query with one A record, 192.0.2.1.
 fn fake_upstream() -> std::net::SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -355,10 +367,7 @@ fn dns_serve_answers_forwards_and_reloads() {
     };
     std::fs::write(&manifest, svc("web", "10.96.0.50")).unwrap();
     // resolv.conf nameservers are on port 53: one that is this server itself is left out.
-    let listen = {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_and_tcp_port()));
     let resolv = dir.join("resolv.conf");
     std::fs::write(&resolv, "search example.org\n").unwrap();
     let upstream = fake_upstream();
@@ -535,6 +544,58 @@ fn reach_and_explain_on_the_seeds() {
         3,
         "{svc}"
     );
+    // Issue 21, item 6: the same Service by its ClusterIP said "allowed ... not isolated"
+    // (judged as a bare address) where by name it said denied, as the lab's packets are.
+    // An address the proxy translates is followed to the endpoints, as by name.
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&podnet(&[
+        "check",
+        "-f",
+        "examples/seeds",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    let vip = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "my-service")
+        .and_then(|s| s["clusterIPs"][0].as_str().or(s["clusterIP"].as_str()))
+        .unwrap()
+        .to_string();
+    // (The seeds allow my-app's port 80 to trusted-app; the Service targets 8080: denied to
+    // both, as the lab's packets are.)
+    for (from, want) in [(&client, ": denied\n"), (&trusted, ": denied\n")] {
+        let by_ip = stdout(&podnet(&[
+            "explain",
+            "-f",
+            "examples/seeds",
+            from,
+            &format!("{vip}:80"),
+        ]));
+        let by_name = stdout(&podnet(&[
+            "explain",
+            "-f",
+            "examples/seeds",
+            from,
+            "default/my-service:80",
+        ]));
+        assert_eq!(
+            by_ip
+                .matches(&format!(
+                    "(via Service default/my-service at {vip}:80) TCP/8080"
+                ))
+                .count(),
+            3,
+            "{by_ip}"
+        );
+        assert_eq!(by_ip.matches(want).count(), 3, "{from}: {by_ip}");
+        assert_eq!(
+            by_ip.replace(&format!(" at {vip}:80"), ""),
+            by_name,
+            "by address as by name"
+        );
+    }
 }
 
 fn api_objects(replicas: usize, svc: &str) -> Vec<serde_json::Value> {
@@ -566,10 +627,7 @@ fn dns_watch_follows_the_api() {
     std::fs::create_dir_all(&dir).unwrap();
     let kc = dir.join("kubeconfig");
     std::fs::write(&kc, podnet_api::kubeconfig("test", &addr.to_string())).unwrap();
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
+    let port = free_udp_and_tcp_port();
     let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     /// The server, killed however the test ends.
     struct Killed(std::process::Child);
