@@ -14,6 +14,7 @@ mod gateway;
 mod hostile;
 mod ingress;
 mod netpol;
+mod readme;
 mod robust;
 mod soak;
 
