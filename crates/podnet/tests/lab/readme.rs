@@ -54,36 +54,37 @@ fn steps() -> Vec<Step> {
     out
 }
 
+/// Durations ("0.52s", "248 ms") as `T`.
+fn durations(s: &str) -> String {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        let starts_number =
+            c[i].is_ascii_digit() && (i == 0 || !(c[i - 1].is_alphanumeric() || c[i - 1] == '.'));
+        if !starts_number {
+            out.push(c[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < c.len() && (c[i].is_ascii_digit() || c[i] == '.') {
+            i += 1;
+        }
+        let rest: String = c[i..].iter().take(3).collect();
+        if rest.starts_with("s:") || rest.starts_with("s ") || rest.starts_with(" ms") {
+            out.push('T');
+        } else {
+            out.extend(&c[start..i]);
+        }
+    }
+    out
+}
+
 /// What varies between runs, made the same on both sides.
 fn normal(line: &str, lab: &str) -> String {
     let mut s = line.replace(&format!("\"{lab}\""), "\"demo\"");
-    // Durations ("0.52s", "248 ms").
-    let re_time = |s: &str| -> String {
-        let mut out = String::new();
-        let b = s.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i].is_ascii_digit()
-                && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'.')
-            {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-                    i += 1;
-                }
-                let rest = &s[i..];
-                if rest.starts_with("s:") || rest.starts_with("s ") || rest.starts_with(" ms") {
-                    out.push_str("T");
-                    continue;
-                }
-                out.push_str(&s[start..i]);
-                continue;
-            }
-            out.push(b[i] as char);
-            i += 1;
-        }
-        out
-    };
-    s = re_time(&s);
+    s = durations(&s);
     // An ephemeral client port: "10.244.1.3:37682".
     if let Some(at) = s.find("\"clientIP\":\"") {
         let from = at + "\"clientIP\":\"".len();
