@@ -9,6 +9,7 @@
 //! - [`faults`]: faults on purpose (watches ended, 410 Gone, delays, refused connections).
 
 pub mod faults;
+pub mod openapi;
 pub mod project;
 pub mod resources;
 pub mod selector;

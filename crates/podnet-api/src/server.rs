@@ -191,6 +191,11 @@ impl Api {
                 "gitVersion": "v1.34.0-podnet",
                 "platform": "linux/amd64",
             })),
+            Route::OpenApi => ok(crate::openapi::discovery()),
+            Route::OpenApiDoc(gv) => match crate::openapi::document(&gv) {
+                Some(d) => ok(d),
+                None => not_found_path(&path),
+            },
             Route::Core => ok(json!({
                 "kind": "APIVersions",
                 "versions": ["v1"],
@@ -499,6 +504,8 @@ impl Query {
 
 enum Route {
     Version,
+    OpenApi,
+    OpenApiDoc(String),
     Core,
     Groups,
     GroupVersion(String, String),
@@ -518,6 +525,8 @@ fn route(path: &str) -> Route {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let (group, version, rest) = match parts.as_slice() {
         ["version"] => return Route::Version,
+        ["openapi", "v3"] => return Route::OpenApi,
+        ["openapi", "v3", gv @ ..] => return Route::OpenApiDoc(gv.join("/")),
         ["api"] => return Route::Core,
         ["apis"] => return Route::Groups,
         ["api", v, rest @ ..] => ("", *v, rest),
