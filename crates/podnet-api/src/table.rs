@@ -65,6 +65,20 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", "string", 0),
         ],
         "IngressClass" => vec![("Controller", "string", 0), ("Age", "string", 0)],
+        // The Gateway API CRDs' additionalPrinterColumns.
+        "GatewayClass" => vec![
+            ("Controller", "string", 0),
+            ("Accepted", "string", 0),
+            ("Age", "string", 0),
+            ("Description", "string", 1),
+        ],
+        "Gateway" => vec![
+            ("Class", "string", 0),
+            ("Address", "string", 0),
+            ("Programmed", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "HTTPRoute" => vec![("Hostnames", "string", 0), ("Age", "string", 0)],
         _ => vec![("Age", "string", 0)],
     });
     c
@@ -111,6 +125,17 @@ fn selector(v: &Value) -> String {
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The status of the object's condition of type `t` ("" when it has none), as the CRDs'
+/// JSONPath columns print it.
+fn condition(o: &Value, t: &str) -> String {
+    o["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == t))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn cells(kind: &str, o: &Value) -> Vec<Value> {
@@ -237,6 +262,25 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             age(o),
         ],
         "IngressClass" => vec![s(&o["spec"]["controller"]), age(o)],
+        "GatewayClass" => vec![
+            s(&o["spec"]["controllerName"]),
+            condition(o, "Accepted"),
+            age(o),
+            s(&o["spec"]["description"]),
+        ],
+        "Gateway" => vec![
+            s(&o["spec"]["gatewayClassName"]),
+            join(&o["status"]["addresses"], |a| {
+                a["value"].as_str().map(String::from)
+            })
+            .replace("<none>", ""),
+            condition(o, "Programmed"),
+            age(o),
+        ],
+        "HTTPRoute" => vec![
+            join(&o["spec"]["hostnames"], |h| h.as_str().map(String::from)).replace("<none>", ""),
+            age(o),
+        ],
         _ => vec![age(o)],
     };
     std::iter::once(name)
@@ -293,4 +337,51 @@ pub fn event_table(r: &Resource, mut ev: Value, include: &str, first: bool) -> V
         ev["object"] = table(r, &[o], &rv, include, first);
     }
     ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21, item 10: `kubectl get gateway` showed NAME and AGE only; the Gateway API
+    /// CRDs print the class, the addresses and whether it is programmed.
+    #[test]
+    fn gateways_print_the_crds_columns() {
+        let r = crate::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == "Gateway")
+            .unwrap();
+        let gw = json!({
+            "metadata": {"name": "edge", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"gatewayClassName": "podnet"},
+            "status": {
+                "addresses": [{"type": "IPAddress", "value": "172.18.255.200"}],
+                "conditions": [
+                    {"type": "Accepted", "status": "True"},
+                    {"type": "Programmed", "status": "True"}
+                ]
+            }
+        });
+        let t = table(r, &[gw], "1", "", true);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Class", "Address", "Programmed", "Age"]);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "edge");
+        assert_eq!(cells[1], "podnet");
+        assert_eq!(cells[2], "172.18.255.200");
+        assert_eq!(cells[3], "True");
+        let route = crate::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == "HTTPRoute")
+            .unwrap();
+        let hr =
+            json!({"metadata": {"name": "r"}, "spec": {"hostnames": ["a.example", "b.example"]}});
+        let t = table(route, &[hr], "1", "", true);
+        assert_eq!(t["rows"][0]["cells"][1], "a.example,b.example");
+    }
 }
