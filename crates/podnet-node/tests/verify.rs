@@ -32,6 +32,27 @@ fn seeds_node() -> NodeDataplane {
     NodeDataplane::for_node(&cluster, "node-1", "eth0").unwrap()
 }
 
+/// `want` applied in `ns`, over an underlay of a veth pair inside it (no dummy links here).
+fn programmed(ns: &Scratch, want: &NodeDataplane) -> (Linux, podnet_node::apply::Applied) {
+    let node_ip = want.vxlan.vtep.node_ip.to_string();
+    sh(
+        ns,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ],
+    );
+    sh(
+        ns,
+        &["ip", "addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
+    );
+    sh(ns, &["ip", "link", "set", "eth0", "up"]);
+    sh(ns, &["ip", "link", "set", "eth0p", "up"]);
+    let mut fx = Linux::at(ns.path.clone());
+    let applied = apply(&Held::default(), want, &mut fx);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    (fx, applied)
+}
+
 fn sh(ns: &Scratch, args: &[&str]) -> String {
     ns.run(Command::new(args[0]).args(&args[1..]), None)
         .unwrap_or_else(|e| panic!("{}: {}", args.join(" "), podnet_node::chain(&e)))
@@ -42,23 +63,7 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
     let Some(ns) = scratch() else { return };
     let want = seeds_node();
     assert!(!want.policy.groups.is_empty(), "the seeds have policies");
-    // The node's underlay: a veth pair inside the namespace (no dummy links here).
-    let node_ip = want.vxlan.vtep.node_ip.to_string();
-    sh(
-        &ns,
-        &[
-            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
-        ],
-    );
-    sh(
-        &ns,
-        &["ip", "addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
-    );
-    sh(&ns, &["ip", "link", "set", "eth0", "up"]);
-    sh(&ns, &["ip", "link", "set", "eth0p", "up"]);
-    let mut fx = Linux::at(ns.path.clone());
-    let applied = apply(&Held::default(), &want, &mut fx);
-    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    let (mut fx, applied) = programmed(&ns, &want);
 
     // As applied: nothing to say.
     let v = verify(&applied.held, &want, &mut fx).unwrap();
@@ -257,21 +262,7 @@ fn the_policy_maps_keys_read_back_over_netlink() {
     use podnet_node::effects::Effects;
     let Some(ns) = scratch() else { return };
     let want = seeds_node();
-    let node_ip = want.vxlan.vtep.node_ip.to_string();
-    sh(
-        &ns,
-        &[
-            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
-        ],
-    );
-    sh(
-        &ns,
-        &["ip", "addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
-    );
-    sh(&ns, &["ip", "link", "set", "eth0", "up"]);
-    let mut fx = Linux::at(ns.path.clone());
-    let applied = apply(&Held::default(), &want, &mut fx);
-    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    let (mut fx, _) = programmed(&ns, &want);
     let got = fx.policy_entries(&want).unwrap();
     let plan_in: std::collections::BTreeSet<_> = want.policy.ingress.keys().copied().collect();
     let plan_eg: std::collections::BTreeSet<_> = want.policy.egress.keys().copied().collect();

@@ -247,22 +247,11 @@ fn connects(lab: &Lab, pod: &str, to: &str, port: u16) -> bool {
 
 /// The agent's metric `podnet_dataplane_drift_total` of `table` on `node`.
 fn drift_total(lab: &Lab, node: &str, table: &str) -> u64 {
-    let o = podnet(&[
-        "lab",
-        "exec",
-        "--name",
-        &lab.name,
-        &format!("node/{node}"),
-        "--",
-        "curl",
-        "-s",
-        "http://127.0.0.1:9641/metrics",
-    ]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    let prefix = format!("podnet_dataplane_drift_total{{table=\"{table}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    agent_metric(
+        lab,
+        node,
+        &format!("podnet_dataplane_drift_total{{table=\"{table}\"}}"),
+    ) as u64
 }
 
 /// What the kernel holds is checked, not assumed: a pod's policy entry, a Service's map

@@ -112,41 +112,8 @@ fn two_applies_at_once_run_one_after_the_other_and_lose_nothing() {
     let st = lab.status();
     let got = (count(&st, "frontend-"), count(&st, "trusted-app-"));
     assert!(got == (3, 1) || got == (2, 2), "{got:?}: {st}");
-    // The state, the API and the machine agree.
-    let mut status_pods: Vec<String> = st["pods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p["namespace"].as_str().unwrap(),
-                p["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    status_pods.sort();
-    assert_eq!(api_pods(&lab.name), status_pods);
-    let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&format!("podnet-{}.p.", lab.name)))
-        .collect();
-    assert_eq!(netns.len(), status_pods.len(), "{netns:?} {status_pods:?}");
-    for node in ["node-0", "node-1", "node-2"] {
-        let read = |f: &str| {
-            std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.{f}.json", lab.name))
-                .unwrap()
-        };
-        let (want, held): (Value, Value) = (
-            serde_json::from_str(&read("expected")).unwrap(),
-            serde_json::from_str(&read("verified")).unwrap(),
-        );
-        assert!(
-            want == held,
-            "{node}: the kernel holds what the lab expects"
-        );
-    }
+    // The state, the API, the addresses, the machine and the nodes agree.
+    consistent(&lab);
     lab.probe(80, "TCP");
     // And the next change works.
     ok(&[
@@ -201,18 +168,7 @@ fn consistent(lab: &Lab) {
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
             .count();
-        let read = |f: &str| {
-            std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.{f}.json", lab.name))
-                .unwrap()
-        };
-        let (want, held): (Value, Value) = (
-            serde_json::from_str(&read("expected")).unwrap(),
-            serde_json::from_str(&read("verified")).unwrap(),
-        );
-        assert!(
-            want == held,
-            "{node}: the kernel holds what the lab expects"
-        );
+        super::node_holds_what_the_lab_expects(&lab.name, node);
     }
     assert_eq!(reserved, status_pods.len(), "one address reserved per pod");
 }

@@ -154,6 +154,19 @@ impl Drop for Lab {
     }
 }
 
+/// What the lab expects of `node` (after any apply, applied or rolled back) is what its agent
+/// last read back from its kernel.
+fn node_holds_what_the_lab_expects(lab: &str, node: &str) {
+    let read = |f: &str| -> Value {
+        let path = format!("/run/podnet/{lab}/agents/{node}.{f}.json");
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    assert!(
+        read("expected") == read("verified"),
+        "{node}: the kernel holds what the lab expects"
+    );
+}
+
 fn write_manifest(name: &str, text: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!(
         "podnet-lab-test-{}-{name}.yaml",

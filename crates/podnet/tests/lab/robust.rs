@@ -479,11 +479,7 @@ fn a_failed_apply_leaves_the_lab_as_it_was() {
     // Issue 21, item 10: what the lab expects of each node is what it expected before, not
     // the rejected change's (and the nodes hold it).
     for node in ["node-0", "node-1", "node-2"] {
-        let read = |f: &str| {
-            let path = format!("/run/podnet/{}/agents/{node}.{f}.json", lab.name);
-            serde_json::from_str::<Value>(&std::fs::read_to_string(&path).unwrap()).unwrap()
-        };
-        assert!(read("expected") == read("verified"), "{node}");
+        super::node_holds_what_the_lab_expects(&lab.name, node);
     }
     std::fs::write(&conf, saved).unwrap();
     let out = ok(&[
