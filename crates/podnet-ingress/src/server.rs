@@ -42,7 +42,87 @@ use crate::IngressError;
 
 /// The bodies the proxy sends and forwards: a peer's, or one of its own (no box, no dynamic
 /// dispatch per frame).
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<FromUpstream, Full<Bytes>>;
+
+/// What goes to a backend: the client's body (which the response's end can cut off), or a
+/// fixed one.
+type ToUpstream = Either<CutOff, Full<Bytes>>;
+
+/// A request's body on its way to the backend, shared with the response's [`FromUpstream`]:
+/// once the response has gone to the client whole, the rest of the request is not needed
+/// (the backend answered without it), and the client's stream must end rather than wait for
+/// someone to read it (RFC 9113 8.1: RST_STREAM NO_ERROR; h2 sends it when the body is
+/// dropped after the response).
+pub struct CutOff {
+    body: Arc<std::sync::Mutex<Option<Incoming>>>,
+}
+
+/// A backend's response body; when it is dropped (sent whole, or abandoned), the request's
+/// body still on its way to that backend is dropped too.
+pub struct FromUpstream {
+    body: Incoming,
+    request: Option<Arc<std::sync::Mutex<Option<Incoming>>>>,
+}
+
+impl Drop for FromUpstream {
+    fn drop(&mut self) {
+        if let Some(r) = &self.request {
+            r.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+}
+
+impl hyper::body::Body for FromUpstream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl hyper::body::Body for CutOff {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let mut held = self.body.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_mut() {
+            Some(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            // Not the end of the body: the backend must not take what it got for all of it.
+            None => std::task::Poll::Ready(Some(Err(
+                "the response went to the client whole; the rest of the request is not sent".into(),
+            ))),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|b| b.is_end_stream())
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
+    }
+}
 
 /// The `Server` header of every response.
 pub const SERVER: &str = "podnet";
@@ -109,7 +189,7 @@ struct Endpoint {
     pool: Pool,
 }
 
-type Pool = Client<HttpConnector, Body>;
+type Pool = Client<HttpConnector, ToUpstream>;
 
 /// The certificate for a TLS handshake: by SNI from the live configuration, else the default.
 #[derive(Debug)]
@@ -600,11 +680,17 @@ impl Edge {
             }
         }
         let mut headers = Some(fwd);
-        let mut body = Some(Either::Left(body));
+        let request_body = Arc::new(std::sync::Mutex::new(Some(body)));
+        let mut body = Some(Either::Left(CutOff {
+            body: request_body.clone(),
+        }));
         for attempt in 0..attempts {
             let target = &endpoints[(first + attempt) % endpoints.len()];
             let ep = target.addr;
-            let mut up = Request::new(body.take().unwrap_or_else(empty));
+            let mut up = Request::new(
+                body.take()
+                    .unwrap_or_else(|| Either::Right(Full::new(Bytes::new()))),
+            );
             *up.method_mut() = parts.method.clone();
             *up.version_mut() = Version::HTTP_11;
             let mut uri = hyper::http::uri::Parts::default();
@@ -697,6 +783,10 @@ impl Edge {
                     if let Some(e) = response_edits {
                         e.apply(&mut p.headers);
                     }
+                    let b = FromUpstream {
+                        body: b,
+                        request: Some(request_body),
+                    };
                     return (Response::from_parts(p, Either::Left(b)), Some(ep));
                 }
             }

@@ -820,3 +820,76 @@ async fn curl_over_http2_gets_431_for_headers_past_the_limit() {
     }
     assert_eq!(got, ["30K: 200 2", "33K: 431 2", "60K: 431 2"]);
 }
+
+/// Issue 21, item 5: over HTTP/2, a backend that answers before reading the request's body:
+/// the whole response arrived, then the stream hung until the client gave up (nothing read the
+/// rest of the body, so its flow-control window never opened again). RFC 9113 8.1: once the
+/// response is complete, the server ends the stream (RST_STREAM NO_ERROR for the unread body).
+#[tokio::test]
+async fn http2_an_early_response_ends_the_stream() {
+    // A backend that answers as soon as it has the request's head, and reads no more.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(buf[0]);
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            held.push(s);
+        }
+    });
+    let h = start(quiet()).await;
+    h.edge.set(one_route("a", a));
+    let s = TcpStream::connect(h.http).await.unwrap();
+    let (client, conn) = h2::client::handshake(s).await.unwrap();
+    tokio::spawn(conn);
+    let mut c = client.ready().await.unwrap();
+    let req = Request::post("http://x/upload").body(()).unwrap();
+    let (resp, mut body) = c.send_request(req, false).unwrap();
+    // Sends 20 MB as the window allows, until the stream ends one way or the other.
+    let sender = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+        let mut sent = 0usize;
+        while sent < 20 << 20 {
+            body.reserve_capacity(chunk.len());
+            match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                Some(Ok(n)) if n > 0 => {
+                    if body.send_data(chunk.slice(..n), false).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+        let reason = std::future::poll_fn(|cx| body.poll_reset(cx)).await;
+        (format!("{reason:?}"), sent)
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .expect("the response comes")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut rbody = resp.into_body();
+    while let Some(d) = rbody.data().await {
+        let d = d.unwrap();
+        let _ = rbody.flow_control().release_capacity(d.len());
+    }
+    let (how, sent) = tokio::time::timeout(Duration::from_secs(5), sender)
+        .await
+        .expect("the stream ends once the response is complete, not hangs")
+        .unwrap();
+    assert_eq!(how, "Ok(NO_ERROR)", "after {sent} bytes");
+    assert!(sent < 20 << 20, "the rest of the body was not read: {sent}");
+}
