@@ -8,6 +8,7 @@
 //!   selectors, bookmarks); every write is refused with the API's own `Status`;
 //! - [`faults`]: faults on purpose (watches ended, 410 Gone, delays, refused connections).
 
+pub mod fairness;
 pub mod faults;
 pub mod openapi;
 pub mod project;
@@ -20,8 +21,18 @@ pub mod table;
 /// A kubeconfig for the API at `server` (`host:port`, plain HTTP), cluster, user and context
 /// all called `name`.
 pub fn kubeconfig(name: &str, server: &str) -> String {
+    kubeconfig_with_token(name, server, None)
+}
+
+/// [`kubeconfig`], whose user presents `token` (the lab's system token: its agents and
+/// controllers are the API's `system` priority level, [`fairness`]).
+pub fn kubeconfig_with_token(name: &str, server: &str, token: Option<&str>) -> String {
+    let user = match token {
+        Some(t) => format!("\n    token: {t}"),
+        None => " {}".to_string(),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: http://{server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: http://{server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\nusers:\n- name: {name}\n  user:{user}\n"
     )
 }
 

@@ -41,6 +41,8 @@ pub struct Api {
     changed: watch::Sender<u64>,
     /// Faults on purpose ([`crate::faults`]).
     pub faults: crate::faults::Faults,
+    /// Priority and fairness ([`crate::fairness`]).
+    pub fairness: crate::fairness::Fairness,
 }
 
 impl Default for Api {
@@ -53,6 +55,7 @@ impl Default for Api {
             store: Mutex::new(Store::starting_at(base)),
             changed: watch::channel(0).0,
             faults: Default::default(),
+            fairness: Default::default(),
         }
     }
 }
@@ -107,7 +110,7 @@ impl Api {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -128,7 +131,7 @@ impl Api {
                         if control && req.uri().path() == "/podnet/faults" {
                             return Ok::<_, Infallible>(api.control(req));
                         }
-                        Ok::<_, Infallible>(api.handle(req).await)
+                        Ok::<_, Infallible>(api.admitted(req, peer.ip()).await)
                     }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -141,6 +144,47 @@ impl Api {
                     _ = cuts.changed(), if !control => {}
                 }
             });
+        }
+    }
+
+    /// A request admitted by its priority level and flow ([`crate::fairness`]) and answered,
+    /// holding its seat until its answer ends; or 429 Too Many Requests, and the connection
+    /// closed.
+    async fn admitted(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: std::net::IpAddr,
+    ) -> Response<Body> {
+        let class = self.fairness.classify(req.headers(), peer);
+        let watch = req
+            .uri()
+            .query()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+            })
+            .unwrap_or(false);
+        match self.fairness.admit(class, watch) {
+            Err(why) => {
+                let mut r = status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    &format!("too many requests, please try again later: {why}"),
+                );
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("1"),
+                );
+                r.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                r
+            }
+            Ok(seat) => self
+                .handle(req)
+                .await
+                .map(|body| crate::fairness::Seated { body, seat }.boxed()),
         }
     }
 

@@ -272,3 +272,76 @@ async fn a_list_with_a_resource_version_that_is_not_one_is_a_bad_request() {
         }
     }
 }
+
+/// Issue 21, item 4: 600 watches from one client took every connection of the lab's API:
+/// kubectl waited 17 s, an agent could not relist for 45 s. Now a client (a flow) holds at
+/// most 32 watches and is answered 429 past them; the system level (the agents' and
+/// controllers' token, kube-rs presenting it over plain HTTP) always gets in.
+#[tokio::test]
+async fn a_watch_flood_is_refused_past_its_share_and_the_system_level_is_served() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    api.fairness.set_system_token(Some("s3cret".into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api.clone().serve(listener));
+    let mut held = Vec::new();
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..100 {
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = tokio::io::BufReader::new(c);
+        c.get_mut()
+            .write_all(b"GET /api/v1/pods?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        c.read_line(&mut line).await.unwrap();
+        match line.split_whitespace().nth(1) {
+            Some("200") => ok += 1,
+            Some("429") => refused += 1,
+            other => panic!("{other:?}: {line}"),
+        }
+        held.push(c);
+    }
+    assert_eq!(
+        (ok, refused),
+        (
+            podnet_api::fairness::FLOW_WATCHES,
+            100 - podnet_api::fairness::FLOW_WATCHES
+        )
+    );
+    // The same client's short requests still get in; so does the system level, for watches.
+    let anyone = {
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    };
+    let pods: KubeApi<Pod> = KubeApi::all(anyone);
+    assert!(!pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let system = {
+        let kc = kube::config::Kubeconfig::from_yaml(&podnet_api::kubeconfig_with_token(
+            "t",
+            &addr.to_string(),
+            Some("s3cret"),
+        ))
+        .unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    };
+    let pods: KubeApi<Pod> = KubeApi::all(system);
+    let stream = watcher(pods, watcher::Config::default());
+    futures_util::pin_mut!(stream);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the system level's watch starts at once")
+        .unwrap();
+    assert!(first.is_ok(), "{first:?}");
+    drop(held);
+}

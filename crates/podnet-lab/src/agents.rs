@@ -35,14 +35,43 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> LabError {
     move |source| LabError::Io { what, source }
 }
 
+/// Where the lab keeps its system token (only root reads /run/podnet).
+pub fn system_token_file(lab: &str) -> PathBuf {
+    dir(lab).join("system.token")
+}
+
+/// The lab's system token, if it has one.
+pub fn system_token(lab: &str) -> Option<String> {
+    std::fs::read_to_string(system_token_file(lab))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// 32 random hex digits, from the kernel.
+fn system_token_new() -> Result<String, LabError> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(io("reading /dev/urandom"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// Writes what the agents start from: a kubeconfig for the API on the underlay, and the
 /// cluster's settings (those the lab's model used).
 pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabError> {
     let d = dir(lab);
     std::fs::create_dir_all(&d).map_err(io(d.display()))?;
-    let kubeconfig = podnet_api::kubeconfig(
+    // The system token: the agents' and controllers' requests are the API's `system` priority
+    // level, which no workload can starve (podnet_api::fairness).
+    let token = system_token_new()?;
+    let path = system_token_file(lab);
+    std::fs::write(&path, &token).map_err(io(path.display()))?;
+    let kubeconfig = podnet_api::kubeconfig_with_token(
         &format!("podnet-{lab}"),
         &std::net::SocketAddr::new(plan.api.ip, API_PORT).to_string(),
+        Some(&token),
     );
     let path = d.join("kubeconfig");
     std::fs::write(&path, kubeconfig).map_err(io(path.display()))?;

@@ -256,6 +256,10 @@ pub fn run(lab: &str) -> Result<(), LabError> {
         api: podnet_api::server::Api::new(),
     };
     let st = crate::load_state(lab)?;
+    running
+        .api
+        .fairness
+        .set_system_token(crate::agents::system_token(lab));
     // The API holds the lab's objects before the agents, started next, first list them.
     running.api.replace(st.api.clone());
     serve_api(lab, &st, &system, running.api.clone())?;
