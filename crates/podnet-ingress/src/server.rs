@@ -62,6 +62,84 @@ pub struct CutOff {
 pub struct FromUpstream {
     body: Incoming,
     request: Option<Arc<std::sync::Mutex<Option<Incoming>>>>,
+    /// The client connection is busy until this body ends.
+    busy: Option<Busy>,
+}
+
+/// The client connections, each with its state: which can go first when there are too many.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    open: HashMap<u64, ConnState>,
+}
+
+struct ConnState {
+    in_flight: usize,
+    /// Since when nothing is in flight (accept time for a connection that never asked).
+    idle_since: Instant,
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// A client connection's place in [`Conns`]; the connection leaves it when dropped.
+pub struct ConnSlot {
+    id: u64,
+    conns: Arc<std::sync::Mutex<Conns>>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        lock(&self.conns).open.remove(&self.id);
+    }
+}
+
+impl ConnSlot {
+    /// A request in flight on this connection, until dropped.
+    fn busy(&self) -> Busy {
+        if let Some(c) = lock(&self.conns).open.get_mut(&self.id) {
+            c.in_flight += 1;
+        }
+        Busy {
+            id: self.id,
+            conns: self.conns.clone(),
+        }
+    }
+}
+
+/// One request in flight (its response's body included).
+pub struct Busy {
+    id: u64,
+    conns: Arc<std::sync::Mutex<Conns>>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(c) = lock(&self.conns).open.get_mut(&self.id) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if c.in_flight == 0 {
+                c.idle_since = Instant::now();
+            }
+        }
+    }
+}
+
+/// The client connections this process can hold: each may need a backend connection too, and
+/// some descriptors are kept for everything else (half of the soft limit, less 128).
+pub fn connection_budget() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    (soft / 2).saturating_sub(128).max(64)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for FromUpstream {
@@ -144,6 +222,10 @@ pub struct Settings {
     pub access_log: bool,
     /// The certificate for names no Secret covers; None: one generated at start.
     pub default_certificate: Option<Arc<CertifiedKey>>,
+    /// Client connections at once. Past it, a new connection closes the idlest one (no
+    /// request in flight, idle the longest), as running out of descriptors must cost the idle
+    /// and not new clients; with none idle, the new one is closed.
+    pub max_connections: usize,
 }
 
 impl Default for Settings {
@@ -156,6 +238,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             access_log: true,
             default_certificate: None,
+            max_connections: connection_budget(),
         }
     }
 }
@@ -227,6 +310,7 @@ pub struct Edge {
     pub metrics: Metrics,
     log: AccessLog,
     ids: RequestIds,
+    conns: Arc<std::sync::Mutex<Conns>>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -289,6 +373,7 @@ impl Edge {
             settings,
             metrics: Metrics::new(),
             ids: RequestIds::new(),
+            conns: Default::default(),
         }))
     }
 
@@ -355,6 +440,9 @@ impl Edge {
     pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
         loop {
             let (s, peer, local) = accept(&l).await;
+            let Some(slot) = self.admit() else {
+                continue;
+            };
             let edge = self.clone();
             tokio::spawn(async move {
                 // The header timeout runs from accept: telling HTTP/1 from HTTP/2 waits for
@@ -376,7 +464,7 @@ impl Edge {
                     local,
                     tls: false,
                 };
-                edge.connection(TokioIo::new(s), conn).await
+                edge.connection(TokioIo::new(s), conn, slot).await
             });
         }
     }
@@ -386,6 +474,9 @@ impl Edge {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
         loop {
             let (s, peer, local) = accept(&l).await;
+            let Some(slot) = self.admit() else {
+                continue;
+            };
             let edge = self.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
@@ -399,7 +490,7 @@ impl Edge {
                     local,
                     tls: true,
                 };
-                edge.connection(TokioIo::new(tls), conn).await
+                edge.connection(TokioIo::new(tls), conn, slot).await
             });
         }
     }
@@ -443,18 +534,76 @@ impl Edge {
     }
 
     /// Serves one client connection (HTTP/1.1 or HTTP/2).
-    pub async fn connection<I>(self: Arc<Self>, io: I, conn: Conn)
+    pub async fn connection<I>(self: Arc<Self>, io: I, conn: Conn, slot: ConnSlot)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         self.metrics.connections.inc();
         let edge = self.clone();
+        let slot = Arc::new(slot);
+        let close = slot.close.clone();
         let svc = service_fn(move |req| {
             let edge = edge.clone();
-            async move { Ok::<_, Infallible>(edge.handle(req, conn).await) }
+            let busy = slot.busy();
+            async move {
+                let resp = edge.handle(req, conn).await;
+                // Busy until the response's body has gone (a backend's, streamed).
+                Ok::<_, Infallible>(resp.map(|b| match b {
+                    Either::Left(mut up) => {
+                        up.busy = Some(busy);
+                        Either::Left(up)
+                    }
+                    full => full,
+                }))
+            }
         });
-        let _ = self.builder.serve_connection_with_upgrades(io, svc).await;
+        tokio::select! {
+            _ = self.builder.serve_connection_with_upgrades(io, svc) => {}
+            _ = close.notified() => self.metrics.error("idle_closed_for_a_new_client"),
+        }
         self.metrics.connections.dec();
+    }
+
+    /// A place for a new client connection: past [`Settings::max_connections`], the idlest
+    /// connection (nothing in flight, idle the longest) is closed for it; with none idle, None
+    /// (the new one is closed).
+    pub fn admit(&self) -> Option<ConnSlot> {
+        let mut c = lock(&self.conns);
+        if c.open.len() >= self.settings.max_connections.max(1) {
+            let idlest = c
+                .open
+                .iter()
+                .filter(|(_, s)| s.in_flight == 0)
+                .min_by_key(|(_, s)| s.idle_since)
+                .map(|(id, _)| *id);
+            match idlest {
+                Some(id) => {
+                    if let Some(s) = c.open.remove(&id) {
+                        s.close.notify_one();
+                    }
+                }
+                None => {
+                    self.metrics.error("too_many_connections");
+                    return None;
+                }
+            }
+        }
+        c.next += 1;
+        let id = c.next;
+        let close = Arc::new(tokio::sync::Notify::new());
+        c.open.insert(
+            id,
+            ConnState {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                close: close.clone(),
+            },
+        );
+        Some(ConnSlot {
+            id,
+            conns: self.conns.clone(),
+            close,
+        })
     }
 
     /// One request, start to end: answered, counted and logged.
@@ -786,6 +935,7 @@ impl Edge {
                     let b = FromUpstream {
                         body: b,
                         request: Some(request_body),
+                        busy: None,
                     };
                     return (Response::from_parts(p, Either::Left(b)), Some(ep));
                 }
@@ -1248,7 +1398,11 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             local: ([10, 96, 0, 20], 80).into(),
             tls: false,
         };
-        exchange(input, |server| edge.connection(TokioIo::new(server), conn)).await
+        let slot = edge.admit().expect("room for one connection");
+        exchange(input, |server| {
+            edge.connection(TokioIo::new(server), conn, slot)
+        })
+        .await
     })
 }
 

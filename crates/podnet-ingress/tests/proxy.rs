@@ -893,3 +893,53 @@ async fn http2_an_early_response_ends_the_stream() {
     assert_eq!(how, "Ok(NO_ERROR)", "after {sent} bytes");
     assert!(sent < 20 << 20, "the rest of the body was not read: {sent}");
 }
+
+/// Issue 21, item 3: when the proxy's descriptors ran out, every new client failed for as long
+/// as idle connections held them. Now, at its connection budget, a new client closes the
+/// idlest connection (nothing in flight, idle the longest) and is served; a connection with a
+/// request in flight is never the one closed.
+#[tokio::test]
+async fn at_the_connection_budget_a_new_client_closes_the_idlest_connection() {
+    let a = backend("a").await;
+    let h = start(Settings {
+        max_connections: 4,
+        ..quiet()
+    })
+    .await;
+    h.edge.set(one_route("a", a));
+    // Four idle clients: each asked once (keep-alive), the first the longest ago.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(h.http).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A fifth client is served...
+    assert_eq!(get(h.http, "x", "/").await.0, StatusCode::OK);
+    // ...and the idlest (the first) was closed for it; the others still work.
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), first.read(&mut buf))
+        .await
+        .expect("closed, not left open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the idlest connection is closed");
+    let mut last = idle.pop().unwrap();
+    last.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = last.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "a newer idle one still serves"
+    );
+    let m = h.edge.metrics.encode();
+    assert!(m.contains("idle_closed_for_a_new_client"), "{m}");
+}
