@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt as _, Either, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -144,11 +144,40 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Drop for FromUpstream {
     fn drop(&mut self) {
-        if let Some(r) = &self.request {
-            r.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(r) = &self.request else {
+            return;
+        };
+        let Some(mut rest) = r.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        if rest.is_end_stream() {
+            return;
+        }
+        // The rest of the request is read and dropped, as nginx does, so that the client's
+        // upload ends cleanly (a reset, even NO_ERROR, makes some clients drop the response
+        // they already have: curl 7.88 says "stream error" and shows none); within bounds,
+        // past which the stream is reset.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let deadline = tokio::time::Instant::now() + DISCARD_FOR;
+                let mut read = 0usize;
+                while read < DISCARD_BYTES {
+                    match tokio::time::timeout_at(deadline, rest.frame()).await {
+                        Ok(Some(Ok(f))) => {
+                            read += f.data_ref().map_or(0, Bytes::len);
+                        }
+                        _ => break,
+                    }
+                }
+            });
         }
     }
 }
+
+/// How much of a request's body, unread by a backend that has answered, is read and dropped
+/// for the client's upload to end cleanly, and for how long at most.
+const DISCARD_BYTES: usize = 256 << 20;
+const DISCARD_FOR: Duration = Duration::from_secs(30);
 
 impl hyper::body::Body for FromUpstream {
     type Data = Bytes;

@@ -391,3 +391,59 @@ fn a_pods_watch_flood_starves_neither_the_agents_nor_apply_nor_kubectl() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Item 3 through the lab's Ingress, from `external`, as reported: plaintext connections
+/// that send nothing are closed at the header timeout (they were held for good, until the
+/// proxy had no descriptor left) while others are served.
+#[test]
+fn the_ingress_closes_silent_connections_and_serves_others() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("edgehostile", &["examples/seeds"], &[]);
+    let addr = lab
+        .ingress_address("default", "my-ingress")
+        .expect("the Ingress has the controller's address");
+    // 200 silent connections, held from `external` (bounded: 30 s at most).
+    let script = format!(
+        "import socket, time\nheld = [socket.create_connection(('{addr}', 80), timeout=5) for _ in range(200)]\nstart = time.time()\nclosed = 0\nfor s in held:\n    s.settimeout(max(0.1, 30 - (time.time() - start)))\n    try:\n        if s.recv(1) == b'': closed += 1\n    except OSError:\n        pass\nprint(closed, round(time.time() - start, 1))\n"
+    );
+    let name = lab.name.clone();
+    let silent = std::thread::spawn(move || {
+        super::podnet(&[
+            "lab", "exec", "--name", &name, "external", "--", "python3", "-c", &script,
+        ])
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ca = super::ingress::seeds_ca();
+    let resolve = format!("my-app.example.com:443:{addr}");
+    let served = lab.exec(
+        "external",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "https://my-app.example.com/api",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout),
+        "200",
+        "served meanwhile"
+    );
+    let out = silent.join().unwrap();
+    let got: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(got.len(), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(got[0], 200.0, "every silent connection closed");
+    assert!(got[1] < 15.0, "at the 10 s header timeout: {}", got[1]);
+}
