@@ -848,20 +848,44 @@ async fn http2_an_early_response_ends_the_stream() {
             held.push(s);
         }
     });
-    early_response_through(vec![a]).await;
+    early_response_through(vec![a], false).await;
+    early_response_through(vec![a], true).await;
 }
 
-async fn early_response_through(ups: Vec<SocketAddr>) {
+async fn early_response_through(ups: Vec<SocketAddr>, tls: bool) {
     let h = start(quiet()).await;
-    let mut cfg = one_route("a", ups[0]);
+    let (crt, key) = cert_for(&["secure.example.com"]);
+    let mut cfg = EdgeConfig {
+        certs: vec![HostCert {
+            host: HostMatch::of(Some("secure.example.com")),
+            secret: NsName::new("default", "s"),
+            key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
+        }],
+        ..one_route("a", ups[0])
+    };
     cfg.upstreams
         .insert(backend_of("a"), Upstream::Ready(ups.clone()));
     h.edge.set(cfg);
-    let s = TcpStream::connect(h.http).await.unwrap();
-    let (client, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(conn);
+    let (client, conn) = if tls {
+        let s = tls_connect(h.https, "secure.example.com", &crt, &[b"h2"])
+            .await
+            .unwrap();
+        let (c, conn) = h2::client::handshake(s).await.unwrap();
+        (c, tokio::spawn(async move { conn.await.map(|_| ()) }))
+    } else {
+        let s = TcpStream::connect(h.http).await.unwrap();
+        let (c, conn) = h2::client::handshake(s).await.unwrap();
+        (c, tokio::spawn(async move { conn.await.map(|_| ()) }))
+    };
+    let _conn = conn;
     let mut c = client.ready().await.unwrap();
-    let req = Request::post("http://x/upload").body(()).unwrap();
+    let req = Request::post(if tls {
+        "https://secure.example.com/upload"
+    } else {
+        "http://x/upload"
+    })
+    .body(())
+    .unwrap();
     let (resp, mut body) = c.send_request(req, false).unwrap();
     // Sends 20 MB as the window allows, until the stream ends one way or the other.
     let sender = tokio::spawn(async move {
@@ -902,7 +926,11 @@ async fn early_response_through(ups: Vec<SocketAddr>) {
         .unwrap();
     // The rest of the body was read and dropped: the upload ended cleanly, as the client
     // sent it whole (a reset, even NO_ERROR, makes curl 7.88 drop the response it has).
-    assert_eq!((how.as_str(), sent), ("sent whole", 20 << 20), "{ups:?}");
+    assert_eq!(
+        (how.as_str(), sent),
+        ("sent whole", 20 << 20),
+        "{ups:?} tls {tls}"
+    );
 }
 
 /// Issue 21, item 3: when the proxy's descriptors ran out, every new client failed for as long
