@@ -60,6 +60,73 @@ impl Default for Api {
     }
 }
 
+/// The connections of a listener: at most [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Slots {
+    open: Mutex<(u64, std::collections::HashMap<u64, SlotState>)>,
+}
+
+struct SlotState {
+    since: std::time::Instant,
+    /// Whether a request came on it (then it is never the one that goes).
+    asked: bool,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+/// A connection's place; given back when dropped.
+struct Slot {
+    id: u64,
+    slots: Arc<Slots>,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        let mut g = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if g.1.len() >= MAX_CONNECTIONS {
+            let oldest_silent =
+                g.1.iter()
+                    .filter(|(_, s)| !s.asked)
+                    .min_by_key(|(_, s)| s.since)
+                    .map(|(id, _)| *id);
+            let gone = g.1.remove(&oldest_silent?)?;
+            gone.evict.notify_one();
+        }
+        g.0 += 1;
+        let id = g.0;
+        let evict = Arc::new(tokio::sync::Notify::new());
+        g.1.insert(
+            id,
+            SlotState {
+                since: std::time::Instant::now(),
+                asked: false,
+                evict: evict.clone(),
+            },
+        );
+        Some(Slot {
+            id,
+            slots: self.clone(),
+            evict,
+        })
+    }
+}
+
+impl Slot {
+    fn asked(&self) {
+        let mut g = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = g.1.get_mut(&self.id) {
+            s.asked = true;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.remove(&self.id);
+    }
+}
+
 fn now() -> String {
     let secs = jiff::Timestamp::now().as_second();
     jiff::Timestamp::from_second(secs)
@@ -91,9 +158,11 @@ impl Api {
     }
 
     /// Serves connections from `listener` until the task is dropped. Hardened against
-    /// abusive clients: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
-    /// backlog), and each must send a request's headers within [`HEADER_READ_TIMEOUT`] (an
-    /// idle keep-alive connection too); an `accept` error backs off instead of spinning.
+    /// abusive clients: at most [`MAX_CONNECTIONS`] at once (past them, the connection that
+    /// has waited longest without a request is closed for the new one; with none such, the
+    /// new one is), each must send a request's headers within [`HEADER_READ_TIMEOUT`] (an
+    /// idle keep-alive connection too), requests are admitted by priority and fairness
+    /// ([`crate::fairness`]); an `accept` error backs off instead of spinning.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
         self.serve_as(listener, false).await
     }
@@ -105,11 +174,8 @@ impl Api {
     }
 
     async fn serve_as(self: Arc<Self>, listener: tokio::net::TcpListener, control: bool) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let slots = Arc::new(Slots::default());
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(_) => {
@@ -121,12 +187,22 @@ impl Api {
                 drop(stream);
                 continue;
             }
+            // Past the slots, the connection that has waited longest without sending a
+            // request goes (a flood of silent connections cannot shut the others out); with
+            // none such, the new one.
+            let Some(slot) = slots.take() else {
+                drop(stream);
+                continue;
+            };
             let api = self.clone();
             let mut cuts = self.faults.cuts();
             tokio::spawn(async move {
-                let _slot = slot;
+                let slot = Arc::new(slot);
+                let evicted = slot.evict.clone();
+                let asked = slot.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let api = api.clone();
+                    asked.asked();
                     async move {
                         if control && req.uri().path() == "/podnet/faults" {
                             return Ok::<_, Infallible>(api.control(req));
@@ -142,6 +218,7 @@ impl Api {
                 tokio::select! {
                     _ = conn => {}
                     _ = cuts.changed(), if !control => {}
+                    _ = evicted.notified() => {}
                 }
             });
         }

@@ -345,3 +345,29 @@ async fn a_watch_flood_is_refused_past_its_share_and_the_system_level_is_served(
     assert!(first.is_ok(), "{first:?}");
     drop(held);
 }
+
+/// Issue 21, item 4, the other half: connections that never send a request filled every slot
+/// until their header timeout (10 s), and a client's request waited behind them. Now past the
+/// slots the longest-silent connection goes for the new one.
+#[tokio::test]
+async fn silent_connections_cannot_shut_out_a_client() {
+    let api = Api::new();
+    api.replace(objects(MANIFESTS));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api.serve(listener));
+    let mut silent = Vec::new();
+    for _ in 0..podnet_api::server::MAX_CONNECTIONS + 20 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let pods: KubeApi<Pod> = KubeApi::all(kube::Client::try_from(config).unwrap());
+    let started = std::time::Instant::now();
+    let listed = tokio::time::timeout(Duration::from_secs(3), pods.list(&ListParams::default()))
+        .await
+        .expect("served at once, not after the silent ones' timeout")
+        .unwrap();
+    assert!(!listed.items.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(silent);
+}
