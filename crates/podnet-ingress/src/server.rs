@@ -54,14 +54,33 @@ type ToUpstream = Either<CutOff, Full<Bytes>>;
 /// someone to read it (RFC 9113 8.1: RST_STREAM NO_ERROR; h2 sends it when the body is
 /// dropped after the response).
 pub struct CutOff {
-    body: Arc<std::sync::Mutex<Option<Incoming>>>,
+    body: Arc<Unread>,
+}
+
+/// The client's request body, as long as someone may still send it on; when the last holder
+/// goes (the response sent whole, or a failed attempt's answer), what is left is read and
+/// dropped ([`discard`]).
+pub struct Unread(std::sync::Mutex<Option<Incoming>>);
+
+impl Unread {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Incoming>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        if let Some(rest) = self.lock().take() {
+            discard(rest);
+        }
+    }
 }
 
 /// A backend's response body; when it is dropped (sent whole, or abandoned), the request's
 /// body still on its way to that backend is dropped too.
 pub struct FromUpstream {
     body: Incoming,
-    request: Option<Arc<std::sync::Mutex<Option<Incoming>>>>,
+    request: Option<Arc<Unread>>,
     /// The client connection is busy until this body ends.
     busy: Option<Busy>,
 }
@@ -144,33 +163,32 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Drop for FromUpstream {
     fn drop(&mut self) {
-        let Some(r) = &self.request else {
-            return;
-        };
-        let Some(mut rest) = r.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        if rest.is_end_stream() {
-            return;
+        // The response has gone: the rest of the request is not sent on, whoever holds it.
+        if let Some(rest) = self.request.as_ref().and_then(|r| r.lock().take()) {
+            discard(rest);
         }
-        // The rest of the request is read and dropped, as nginx does, so that the client's
-        // upload ends cleanly (a reset, even NO_ERROR, makes some clients drop the response
-        // they already have: curl 7.88 says "stream error" and shows none); within bounds,
-        // past which the stream is reset.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let deadline = tokio::time::Instant::now() + DISCARD_FOR;
-                let mut read = 0usize;
-                while read < DISCARD_BYTES {
-                    match tokio::time::timeout_at(deadline, rest.frame()).await {
-                        Ok(Some(Ok(f))) => {
-                            read += f.data_ref().map_or(0, Bytes::len);
-                        }
-                        _ => break,
-                    }
+    }
+}
+
+/// Reads the rest of a request's body and drops it, as nginx does, so that the client's
+/// upload ends cleanly (a reset, even NO_ERROR, makes some clients drop the response they
+/// already have: curl 7.88 says "stream error" and shows none); within bounds, past which the
+/// stream is reset.
+fn discard(mut rest: Incoming) {
+    if rest.is_end_stream() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let deadline = tokio::time::Instant::now() + DISCARD_FOR;
+            let mut read = 0usize;
+            while read < DISCARD_BYTES {
+                match tokio::time::timeout_at(deadline, rest.frame()).await {
+                    Ok(Some(Ok(f))) => read += f.data_ref().map_or(0, Bytes::len),
+                    _ => break,
                 }
-            });
-        }
+            }
+        });
     }
 }
 
@@ -203,7 +221,7 @@ impl hyper::body::Body for CutOff {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let mut held = self.body.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.body.lock();
         match held.as_mut() {
             Some(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
@@ -215,16 +233,11 @@ impl hyper::body::Body for CutOff {
         }
     }
     fn is_end_stream(&self) -> bool {
-        self.body
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(|b| b.is_end_stream())
+        self.body.lock().as_ref().is_none_or(|b| b.is_end_stream())
     }
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|b| b.size_hint())
             .unwrap_or_default()
@@ -858,7 +871,7 @@ impl Edge {
             }
         }
         let mut headers = Some(fwd);
-        let request_body = Arc::new(std::sync::Mutex::new(Some(body)));
+        let request_body = Arc::new(Unread(std::sync::Mutex::new(Some(body))));
         let mut body = Some(Either::Left(CutOff {
             body: request_body.clone(),
         }));

@@ -848,11 +848,17 @@ async fn http2_an_early_response_ends_the_stream() {
             held.push(s);
         }
     });
-    early_response_through(vec![a], false).await;
-    early_response_through(vec![a], true).await;
+    early_response_through(vec![a], false, &[StatusCode::OK]).await;
+    early_response_through(vec![a], true, &[StatusCode::OK]).await;
+    // hyper's HTTP/1.1 server answers and closes without reading: the proxy may see the
+    // write fail before the answer, and answer 502 itself; either way the upload ends cleanly.
+    let h1 = backend("h1").await;
+    for _ in 0..3 {
+        early_response_through(vec![h1], false, &[StatusCode::OK, StatusCode::BAD_GATEWAY]).await;
+    }
 }
 
-async fn early_response_through(ups: Vec<SocketAddr>, tls: bool) {
+async fn early_response_through(ups: Vec<SocketAddr>, tls: bool, answers: &[StatusCode]) {
     let h = start(quiet()).await;
     let (crt, key) = cert_for(&["secure.example.com"]);
     let mut cfg = EdgeConfig {
@@ -914,7 +920,7 @@ async fn early_response_through(ups: Vec<SocketAddr>, tls: bool) {
         .await
         .expect("the response comes")
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(answers.contains(&resp.status()), "{}", resp.status());
     let mut rbody = resp.into_body();
     while let Some(d) = rbody.data().await {
         let d = d.unwrap();
