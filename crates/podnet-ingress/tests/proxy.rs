@@ -901,6 +901,8 @@ async fn early_response_through(ups: Vec<SocketAddr>, tls: bool, answers: &[Stat
             body.reserve_capacity(chunk.len());
             match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
                 Some(Ok(n)) if n > 0 => {
+                    // Capacity can come in pieces larger than what is left to send.
+                    let n = n.min(chunk.len()).min((20 << 20) - sent);
                     if body.send_data(chunk.slice(..n), false).is_err() {
                         break;
                     }
