@@ -681,3 +681,31 @@ fn dns_watch_follows_the_api() {
     wait_for("web.default.svc.cluster.local.", 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 21, item 10: `lab probe --port 0` was accepted (an all-X matrix that "agreed"), `lab
+/// apply` silently took `lab up`'s `--no-agents`, and the help named the namespaces
+/// `podnet-<name>-*` (they are `podnet-<name>.`).
+#[test]
+fn lab_flags_that_cannot_mean_anything_are_refused_and_the_help_is_right() {
+    let o = podnet(&["lab", "probe", "--name", "x", "--port", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--port"), "{}", stderr(&o));
+    let o = podnet(&[
+        "lab",
+        "apply",
+        "--name",
+        "x",
+        "--no-agents",
+        "-f",
+        "examples/seeds",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--no-agents is a `lab up` flag"),
+        "{}",
+        stderr(&o)
+    );
+    let help = stdout(&podnet(&["lab", "status", "--help"]));
+    assert!(help.contains("podnet-<name>.*"), "{help}");
+    assert!(!help.contains("podnet-<name>-*"), "{help}");
+}
