@@ -184,6 +184,7 @@ mod tests {
         let a = agent(&d, Some(Reply::ok()));
         ask(&d.join("agent.sock"), &req(), Duration::from_millis(100)).unwrap();
         assert_eq!(a.join().unwrap(), req());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -198,6 +199,7 @@ mod tests {
         assert_eq!(e.code, code::TRY_AGAIN_LATER);
         assert!(e.msg.contains("default/web"), "{e}");
         assert!(e.msg.contains("the API has no Pod default/web yet"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -214,5 +216,6 @@ mod tests {
             "bounded: {:?}",
             t.elapsed()
         );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
