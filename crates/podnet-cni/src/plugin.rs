@@ -181,12 +181,14 @@ fn pod_of(env: &Env) -> CniResult<(String, String)> {
     }
 }
 
+/// The agent to wait for: its socket, the bound of the wait, and the pod it is asked about.
+type Agent = (PathBuf, std::time::Duration, (String, String));
+
 /// With an agent in the conflist: returns once it has programmed the pod at `ip`.
-fn wait_for_agent(env: &Env, conf: &NetConf, ip: IpAddr) -> CniResult<()> {
-    let Some((socket, wait)) = agent_of(conf)? else {
+fn wait_for_agent(env: &Env, agent: Option<Agent>, ip: IpAddr) -> CniResult<()> {
+    let Some((socket, wait, (namespace, name))) = agent else {
         return Ok(());
     };
-    let (namespace, name) = pod_of(env)?;
     let req = crate::agent::Request {
         op: crate::agent::Op::Add,
         namespace,
@@ -218,9 +220,10 @@ fn tell_agent_del(env: &Env, conf: &NetConf) {
 
 fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     // A conflist that names an agent needs the pod's name: refused before anything is done.
-    if agent_of(conf)?.is_some() {
-        pod_of(env)?;
-    }
+    let agent = match agent_of(conf)? {
+        Some((socket, wait)) => Some((socket, wait, pod_of(env)?)),
+        None => None,
+    };
     refuse_unsupported(conf)?;
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
@@ -258,7 +261,7 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     };
     // The pod starts only once its node's agent has programmed it: on failure nothing of
     // this ADD is left (the wiring and this call's reservation are undone).
-    if let Err(e) = wait_for_agent(env, conf, ip) {
+    if let Err(e) = wait_for_agent(env, agent, ip) {
         if reserved_here {
             let _ = dp.del(&att.container_id, &att.ifname, Some(&netns));
             if let Ok(l) = store.lock() {

@@ -243,29 +243,15 @@ impl Client {
         }
     }
 
-    /// A TCP listener: the one held under `name`, or a new one from `bind`, handed to the
-    /// keeper.
-    pub fn tcp(
+    /// A socket (TCP listener, UDP socket): the one held under `name`, or a new one from
+    /// `bind`, handed to the keeper.
+    pub fn socket<S: From<OwnedFd> + AsFd>(
         &self,
         name: &str,
-        bind: impl FnOnce() -> io::Result<std::net::TcpListener>,
-    ) -> io::Result<std::net::TcpListener> {
+        bind: impl FnOnce() -> io::Result<S>,
+    ) -> io::Result<S> {
         if let Some(fd) = self.take(name) {
-            return Ok(std::net::TcpListener::from(fd));
-        }
-        let l = bind()?;
-        self.put(name, l.as_fd())?;
-        Ok(l)
-    }
-
-    /// A UDP socket, as [`Client::tcp`].
-    pub fn udp(
-        &self,
-        name: &str,
-        bind: impl FnOnce() -> io::Result<std::net::UdpSocket>,
-    ) -> io::Result<std::net::UdpSocket> {
-        if let Some(fd) = self.take(name) {
-            return Ok(std::net::UdpSocket::from(fd));
+            return Ok(S::from(fd));
         }
         let s = bind()?;
         self.put(name, s.as_fd())?;
@@ -296,6 +282,18 @@ pub fn client() -> Option<&'static Client> {
     CLIENT.get().and_then(Option::as_ref)
 }
 
+/// A socket of this process's server: taken back from the keeper's store, or bound and handed
+/// to it ([`Client::socket`]); without a keeper, bound.
+pub fn held<S: From<OwnedFd> + AsFd>(
+    name: &str,
+    bind: impl FnOnce() -> io::Result<S>,
+) -> io::Result<S> {
+    match client() {
+        Some(c) => c.socket(name, bind),
+        None => bind(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,11 +308,11 @@ mod tests {
         store.listen(&path).unwrap();
         let first = Client::connect(&path).unwrap();
         let l = first
-            .tcp("pod 80", || std::net::TcpListener::bind("127.0.0.1:0"))
+            .socket("pod 80", || std::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = l.local_addr().unwrap();
         let _u = first
-            .udp("pod 53", || std::net::UdpSocket::bind("127.0.0.1:0"))
+            .socket("pod 53", || std::net::UdpSocket::bind("127.0.0.1:0"))
             .unwrap();
         first.forget("pod 53");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -331,7 +329,7 @@ mod tests {
         assert_eq!(second.untaken(), 1);
         assert!(second.take("pod 53").is_none());
         let l = second
-            .tcp("pod 80", || panic!("the held socket comes back"))
+            .socket::<std::net::TcpListener>("pod 80", || panic!("the held socket comes back"))
             .unwrap();
         assert_eq!(l.local_addr().unwrap(), addr);
         let (_, peer) = l.accept().unwrap();

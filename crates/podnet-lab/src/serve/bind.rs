@@ -37,17 +37,12 @@ pub fn bind_in(
         for &(port, proto) in ports {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             let name = store_name(netns, (port, proto));
-            let store = crate::fdstore::client();
-            let bound = match (proto, store) {
-                (Protocol::Tcp, Some(s)) => s
-                    .tcp(&name, || std::net::TcpListener::bind(addr))
+            let bound = match proto {
+                Protocol::Tcp => crate::fdstore::held(&name, || std::net::TcpListener::bind(addr))
                     .map(StdSocket::Tcp),
-                (Protocol::Udp, Some(s)) => s
-                    .udp(&name, || std::net::UdpSocket::bind(addr))
+                Protocol::Udp => crate::fdstore::held(&name, || std::net::UdpSocket::bind(addr))
                     .map(StdSocket::Udp),
-                (Protocol::Tcp, None) => std::net::TcpListener::bind(addr).map(StdSocket::Tcp),
-                (Protocol::Udp, None) => std::net::UdpSocket::bind(addr).map(StdSocket::Udp),
-                (Protocol::Sctp, _) => {
+                Protocol::Sctp => {
                     eprintln!(
                         "{who}: SCTP port {port}: this kernel has no SCTP sockets; not served"
                     );

@@ -317,14 +317,9 @@ fn serve_api(
 ) -> Result<(), LabError> {
     // Taken back from the keeper when this server was started again: the same port, so a
     // kubeconfig written before still works.
-    let bind_loopback = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        Ok(l)
-    };
-    let listener = match crate::fdstore::client() {
-        Some(s) => s.tcp("api loopback", bind_loopback),
-        None => bind_loopback(),
-    }
+    let listener = crate::fdstore::held("api loopback", || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+    })
     .and_then(|l| {
         l.set_nonblocking(true)?;
         let _rt = system.enter();
@@ -349,15 +344,12 @@ fn serve_api(
     let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
     let underlay =
         podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
-            let bind = || std::net::TcpListener::bind(at);
-            match crate::fdstore::client() {
-                Some(s) => s.tcp("api underlay", bind),
-                None => bind(),
-            }
-            .map_err(|source| podnet_node::NodeError::Io {
-                what: format!("binding the lab's API on {at}"),
-                source,
-            })
+            crate::fdstore::held("api underlay", || std::net::TcpListener::bind(at)).map_err(
+                |source| podnet_node::NodeError::Io {
+                    what: format!("binding the lab's API on {at}"),
+                    source,
+                },
+            )
         })?;
     underlay
         .set_nonblocking(true)

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{can_run, ok, podnet, write_manifest, Lab};
+use super::{can_run, ok, podnet, Lab};
 
 /// The agents of a lab, by node: their pids.
 fn agents(lab: &str) -> Vec<(String, i32)> {
@@ -75,19 +75,7 @@ fn prober(lab: &Lab, n: usize) -> std::thread::JoinHandle<(usize, usize)> {
 }
 
 fn scaled(lab: &str, replicas: usize) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(super::root_dir().join("examples/seeds/workloads.yaml")).unwrap();
-    let docs: Vec<String> = text
-        .split("\n---")
-        .map(|d| {
-            if d.contains("name: my-app\n") && d.contains("kind: Deployment") {
-                d.replacen("replicas: 3", &format!("replicas: {replicas}"), 1)
-            } else {
-                d.to_string()
-            }
-        })
-        .collect();
-    write_manifest(&format!("{lab}-workloads-{replicas}"), &docs.join("\n---"))
+    super::scaled(lab, "my-app", 3, replicas as u32)
 }
 
 fn apply_scaled(lab: &Lab, replicas: usize) -> String {

@@ -5,23 +5,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{can_run, ok, root_dir, write_manifest, Lab};
-
-/// The seeds' workloads with one Deployment's replicas changed.
-fn scaled(lab: &str, deployment: &str, from: u32, to: u32) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(root_dir().join("examples/seeds/workloads.yaml")).unwrap();
-    let docs: Vec<String> = text
-        .split("\n---")
-        .map(|d| {
-            if d.contains(&format!("name: {deployment}\n")) && d.contains("kind: Deployment") {
-                d.replacen(&format!("replicas: {from}"), &format!("replicas: {to}"), 1)
-            } else {
-                d.to_string()
-            }
-        })
-        .collect();
-    write_manifest(&format!("{lab}-{deployment}-{to}"), &docs.join("\n---"))
-}
+use super::{can_run, ok, root_dir, scaled, Lab};
 
 /// The pods whose names start with `prefix`, by `lab status`.
 fn count(status: &Value, prefix: &str) -> usize {

@@ -167,6 +167,22 @@ fn node_holds_what_the_lab_expects(lab: &str, node: &str) {
     );
 }
 
+/// The seeds' workloads with one Deployment's replicas changed.
+pub(crate) fn scaled(lab: &str, deployment: &str, from: u32, to: u32) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root_dir().join("examples/seeds/workloads.yaml")).unwrap();
+    let docs: Vec<String> = text
+        .split("\n---")
+        .map(|d| {
+            if d.contains(&format!("name: {deployment}\n")) && d.contains("kind: Deployment") {
+                d.replacen(&format!("replicas: {from}"), &format!("replicas: {to}"), 1)
+            } else {
+                d.to_string()
+            }
+        })
+        .collect();
+    write_manifest(&format!("{lab}-{deployment}-{to}"), &docs.join("\n---"))
+}
+
 fn write_manifest(name: &str, text: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!(
         "podnet-lab-test-{}-{name}.yaml",
