@@ -5,12 +5,14 @@
 //! - [`edge`]: what the proxy serves, computed from the cluster model (routes, each backend's
 //!   ready endpoints, certificates by host, hosts redirected to HTTPS), pure;
 //! - [`server`]: the proxy (hyper, rustls): HTTP/1.1 and HTTP/2 to clients, HTTP/1.1 with
-//!   keep-alive pools to the pods, its configuration swapped whole on every change.
+//!   keep-alive pools to the pods, its configuration swapped whole on every change;
+//! - [`upstream`]: the connections to the pods, whose answer is read even after a failed write.
 
 pub mod edge;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod upstream;
 
 /// The one crypto provider of the workspace (kube's rustls uses ring too).
 pub fn crypto_provider() -> rustls::crypto::CryptoProvider {

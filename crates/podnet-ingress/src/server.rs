@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use crate::edge::{describe, EdgeConfig, Upstream};
 use crate::metrics::Metrics;
 use crate::routes::{Action, Backend, Route, Served, WeightedBackend};
+use crate::upstream::Connector;
 use crate::IngressError;
 
 /// The bodies the proxy sends and forwards: a peer's, or one of its own (no box, no dynamic
@@ -66,6 +67,11 @@ impl Unread {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Incoming>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether nothing of the body is left to send on.
+    fn ended(&self) -> bool {
+        self.lock().as_ref().is_none_or(|b| b.is_end_stream())
+    }
 }
 
 impl Drop for Unread {
@@ -78,11 +84,100 @@ impl Drop for Unread {
 
 /// A backend's response body; when it is dropped (sent whole, or abandoned), the request's
 /// body still on its way to that backend is dropped too.
+///
+/// A success answered before the request's body was all sent (the backend did not need the
+/// rest) ends only once the client has sent the rest, read here and dropped ([`Linger`]):
+/// clients go on sending after a success and some read nothing until they are done (curl 7.88
+/// then waits for flow-control credit it never reads: the stream hung; nginx 1.22 hangs it the
+/// same way), and a reset, even RST_STREAM NO_ERROR as RFC 9113 8.1 allows, makes some of them
+/// drop the answer they have (curl 7.88: "Stream error in the HTTP/2 framing layer", no
+/// answer). Past [`DISCARD_BYTES`], [`DISCARD_FOR`] or [`LINGER_IDLE`] without a byte, the
+/// answer ends and the stream is reset with NO_ERROR (h2 does so when the request's body is
+/// dropped after a complete response). Any other answer ends at once: clients stop sending on
+/// an error (curl: "HTTP error before end of send, stop sending"), and the rest is read and
+/// dropped behind it ([`discard`]).
 pub struct FromUpstream {
     body: Incoming,
     request: Option<Arc<Unread>>,
     /// The client connection is busy until this body ends.
     busy: Option<Busy>,
+    /// Whether the answer's end waits for the request's body ([`FromUpstream`]).
+    waits_for_request: bool,
+    /// Sent without its length ([`FromUpstream::new`]).
+    no_length: bool,
+    linger: Option<Linger>,
+}
+
+/// The rest of a request's body, read and dropped before a success's end is sent.
+struct Linger {
+    rest: Incoming,
+    read: usize,
+    until: tokio::time::Instant,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl FromUpstream {
+    /// The body of the answer `head` to a client speaking `client`. Over HTTP/2, an answer
+    /// whose end waits for the request's rest goes without its `Content-Length`: a client that
+    /// has counted the bytes it was told of stops reading (curl 7.88), and then never reads the
+    /// flow-control credit it needs to send the rest (HTTP/2 frames a message by END_STREAM;
+    /// the length is advisory, RFC 9113 8.1.1).
+    fn new(
+        body: Incoming,
+        request: Arc<Unread>,
+        head: &mut hyper::http::response::Parts,
+        client: Version,
+    ) -> FromUpstream {
+        let mut b = FromUpstream {
+            body,
+            request: Some(request),
+            busy: None,
+            waits_for_request: head.status.is_success(),
+            no_length: false,
+            linger: None,
+        };
+        if !b.request_ended() && client == Version::HTTP_2 {
+            head.headers.remove(header::CONTENT_LENGTH);
+            b.no_length = true;
+        }
+        b
+    }
+
+    /// Whether nothing is left of the request's body to wait for.
+    fn request_ended(&self) -> bool {
+        !self.waits_for_request || self.request.as_ref().is_none_or(|r| r.ended())
+    }
+
+    /// Reads and drops the request's rest until it ends (Ready), or a bound is passed (Ready,
+    /// the rest dropped: the stream is reset with NO_ERROR once the answer's end is sent).
+    fn poll_linger(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let Some(l) = self.linger.as_mut() else {
+            return Poll::Ready(());
+        };
+        loop {
+            match std::pin::Pin::new(&mut l.rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    l.read += f.data_ref().map_or(0, Bytes::len);
+                    if l.read > DISCARD_BYTES {
+                        break;
+                    }
+                    let next = (tokio::time::Instant::now() + LINGER_IDLE).min(l.until);
+                    l.idle.as_mut().reset(next);
+                }
+                // The client's body ended (or its stream did): nothing to wait for.
+                Poll::Ready(_) => break,
+                Poll::Pending => {
+                    if std::future::Future::poll(l.idle.as_mut(), cx).is_ready() {
+                        break;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.linger = None;
+        Poll::Ready(())
+    }
 }
 
 /// The client connections, each with its state: which can go first when there are too many.
@@ -196,21 +291,57 @@ fn discard(mut rest: Incoming) {
 /// for the client's upload to end cleanly, and for how long at most.
 const DISCARD_BYTES: usize = 256 << 20;
 const DISCARD_FOR: Duration = Duration::from_secs(30);
+/// How long a success's end waits for the next byte of the request's rest (nginx's
+/// `lingering_timeout`).
+const LINGER_IDLE: Duration = Duration::from_secs(5);
 
 impl hyper::body::Body for FromUpstream {
     type Data = Bytes;
     type Error = hyper::Error;
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        use std::task::Poll;
+        let me = self.get_mut();
+        if me.linger.is_none() {
+            if !me.body.is_end_stream() {
+                match std::pin::Pin::new(&mut me.body).poll_frame(cx) {
+                    Poll::Ready(None) => {}
+                    other => return other,
+                }
+            }
+            // The answer is whole: a success waits for the request's rest.
+            if me.request_ended() {
+                return Poll::Ready(None);
+            }
+            let Some(rest) = me.request.as_ref().and_then(|r| r.lock().take()) else {
+                return Poll::Ready(None);
+            };
+            let until = tokio::time::Instant::now() + DISCARD_FOR;
+            me.linger = Some(Linger {
+                rest,
+                read: 0,
+                until,
+                idle: Box::pin(tokio::time::sleep_until(
+                    (tokio::time::Instant::now() + LINGER_IDLE).min(until),
+                )),
+            });
+        }
+        me.poll_linger(cx).map(|()| None)
     }
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.linger.is_none() && self.body.is_end_stream() && self.request_ended()
     }
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        let hint = self.body.size_hint();
+        if self.no_length {
+            // Not exact, or hyper's HTTP/2 server writes the length back.
+            let mut h = hyper::body::SizeHint::new();
+            h.set_lower(hint.lower());
+            return h;
+        }
+        hint
     }
 }
 
@@ -314,7 +445,7 @@ struct Endpoint {
     pool: Pool,
 }
 
-type Pool = Client<HttpConnector, ToUpstream>;
+type Pool = Client<Connector, ToUpstream>;
 
 /// The certificate for a TLS handshake: by SNI from the live configuration, else the default.
 #[derive(Debug)]
@@ -345,7 +476,7 @@ pub struct Conn {
 pub struct Edge {
     live: Arc<ArcSwap<Live>>,
     configured: AtomicBool,
-    connector: HttpConnector,
+    connector: Connector,
     builder: auto::Builder<TokioExecutor>,
     tls: Arc<rustls::ServerConfig>,
     settings: Settings,
@@ -408,7 +539,7 @@ impl Edge {
         Ok(Arc::new(Edge {
             live,
             configured: AtomicBool::new(false),
-            connector,
+            connector: Connector(connector),
             builder,
             tls: Arc::new(tls),
             log: AccessLog::new(settings.access_log),
@@ -651,6 +782,11 @@ impl Edge {
     /// One request, start to end: answered, counted and logged.
     async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let start = Instant::now();
+        // The request's body, from here on, is never dropped unread: an answer of the proxy's
+        // own, given before the body is all sent, ends with the rest read and dropped behind
+        // it ([`discard`]), not with a reset that some clients take for a lost answer.
+        let (parts, body) = req.into_parts();
+        let req = Request::from_parts(parts, Arc::new(Unread(std::sync::Mutex::new(Some(body)))));
         let id = request_id(req.headers()).unwrap_or_else(|| self.ids.next());
         // What the access log says of the request, kept only when there is one.
         let logged = self
@@ -697,7 +833,7 @@ impl Edge {
     /// Where a request goes, and its answer.
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<Arc<Unread>>,
         host: &str,
         conn: Conn,
         id: &HeaderValue,
@@ -826,7 +962,7 @@ impl Edge {
         // sent again is, once, to the next endpoint (the same one when it is alone, over a new
         // connection) when connecting fails or times out, or sending or reading the response's
         // head fails. (The read timeout itself is not retried: it has already waited long.)
-        let attempts = if idempotent && body.is_end_stream() && !upgrade {
+        let attempts = if idempotent && body.ended() && !upgrade {
             2
         } else {
             1
@@ -871,7 +1007,7 @@ impl Edge {
             }
         }
         let mut headers = Some(fwd);
-        let request_body = Arc::new(Unread(std::sync::Mutex::new(Some(body))));
+        let request_body = body;
         let mut body = Some(Either::Left(CutOff {
             body: request_body.clone(),
         }));
@@ -974,11 +1110,7 @@ impl Edge {
                     if let Some(e) = response_edits {
                         e.apply(&mut p.headers);
                     }
-                    let b = FromUpstream {
-                        body: b,
-                        request: Some(request_body),
-                        busy: None,
-                    };
+                    let b = FromUpstream::new(b, request_body, &mut p, parts.version);
                     return (Response::from_parts(p, Either::Left(b)), Some(ep));
                 }
             }

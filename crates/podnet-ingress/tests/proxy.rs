@@ -850,12 +850,112 @@ async fn http2_an_early_response_ends_the_stream() {
     });
     early_response_through(vec![a], false, &[StatusCode::OK]).await;
     early_response_through(vec![a], true, &[StatusCode::OK]).await;
-    // hyper's HTTP/1.1 server answers and closes without reading: the proxy may see the
-    // write fail before the answer, and answer 502 itself; either way the upload ends cleanly.
+    // hyper's HTTP/1.1 server answers and closes without reading, and its kernel resets the
+    // connection for the unread body: the proxy's write fails, and the backend's answer, read
+    // after it, is what the client gets (it got the proxy's 502 when hyper's client gave up
+    // the connection at the failed write).
     let h1 = backend("h1").await;
-    for _ in 0..3 {
-        early_response_through(vec![h1], false, &[StatusCode::OK, StatusCode::BAD_GATEWAY]).await;
+    for _ in 0..5 {
+        early_response_through(vec![h1], false, &[StatusCode::OK]).await;
+        early_response_through(vec![h1], true, &[StatusCode::OK]).await;
     }
+}
+
+/// Issue 21, item 5, as the user saw it: curl 7.88 over HTTP/2 uploading through the proxy to a
+/// backend that answers before reading the body. It hung after the whole answer (curl stops
+/// reading once it has the `Content-Length` it was told, so it never sees the flow-control
+/// credit it needs to send the rest), and lost the proxy's own answers (404, 308) to the
+/// reset that ended the stream. Each must come whole, and curl must exit 0.
+#[tokio::test]
+async fn curl_over_http2_gets_every_early_answer_whole() {
+    let h1 = backend("h1").await;
+    let h = start(quiet()).await;
+    let (crt, key) = cert_for(&["secure.example.com"]);
+    let mut cfg = EdgeConfig {
+        certs: vec![HostCert {
+            host: HostMatch::of(Some("secure.example.com")),
+            secret: NsName::new("default", "s"),
+            key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
+        }],
+        ..one_route("a", h1)
+    };
+    // Two hosts served; any other gets the proxy's 404.
+    cfg.table = RouteTable::new(
+        vec![
+            route(
+                Some("secure.example.com"),
+                PathMatch::of(None, "Prefix"),
+                "a",
+                0,
+            ),
+            route(Some("x"), PathMatch::of(None, "Prefix"), "a", 1),
+        ],
+        vec![],
+    );
+    h.edge.set(cfg);
+    let dir = std::env::temp_dir().join(format!("podnet-early-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let upload = dir.join("20MB");
+    std::fs::write(&upload, vec![b'x'; 20 << 20]).unwrap();
+    let (http, https) = (h.http, h.https);
+    let got = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        for (url, how, whole) in [
+            (
+                format!("http://x:{}/upload", http.port()),
+                "--http2-prior-knowledge",
+                r#""backend":"h1""#,
+            ),
+            (
+                format!("https://secure.example.com:{}/upload", https.port()),
+                "--http2",
+                r#""backend":"h1""#,
+            ),
+            (
+                format!("https://other.example.com:{}/upload", https.port()),
+                "--http2",
+                "no route for other.example.com",
+            ),
+        ] {
+            let _ = std::fs::remove_file(dir.join("answer"));
+            let out = std::process::Command::new("curl")
+                .args([how, "-k", "-s", "--max-time", "20", "-H", "Expect:"])
+                .args(["-w", "%{http_code} %{http_version} %{size_upload}", "-o"])
+                .arg(dir.join("answer"))
+                .arg("--data-binary")
+                .arg(format!("@{}", upload.display()))
+                .args([
+                    "--resolve",
+                    &format!("secure.example.com:{}:127.0.0.1", https.port()),
+                ])
+                .args([
+                    "--resolve",
+                    &format!("other.example.com:{}:127.0.0.1", https.port()),
+                ])
+                .args(["--resolve", &format!("x:{}:127.0.0.1", http.port())])
+                .arg(&url)
+                .output()
+                .unwrap();
+            let answer = std::fs::read_to_string(dir.join("answer")).unwrap_or_default();
+            got.push(format!(
+                "{} exit {:?} whole {}",
+                String::from_utf8_lossy(&out.stdout),
+                out.status.code(),
+                answer.contains(whole),
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        got
+    })
+    .await
+    .unwrap();
+    // A success waits for the whole upload; the 404 ends at once, curl stopping its upload.
+    assert_eq!(got[0], "200 2 20971520 exit Some(0) whole true", "{got:?}");
+    assert_eq!(got[1], "200 2 20971520 exit Some(0) whole true", "{got:?}");
+    assert!(
+        got[2].starts_with("404 2 ") && got[2].ends_with(" exit Some(0) whole true"),
+        "{got:?}"
+    );
 }
 
 async fn early_response_through(ups: Vec<SocketAddr>, tls: bool, answers: &[StatusCode]) {

@@ -431,3 +431,75 @@ fn the_ingress_closes_silent_connections_and_serves_others() {
     assert_eq!(got[0], 200.0, "every silent connection closed");
     assert!(got[1] < 15.0, "at the 10 s header timeout: {}", got[1]);
 }
+
+/// Item 5 as reported: `curl --http2 -H 'Expect:' --data-binary @50MB` through the lab's
+/// Ingress and through a Gateway to the seeds' API, whose test servers answer without reading
+/// the body and close. The stream hung after the whole answer (4 of 5 through the Ingress, 3
+/// of 3 through the Gateway), and a framing error or the proxy's 502 lost the answer in the
+/// others. Each upload must now get the backend's whole answer, curl exiting 0; and curl over
+/// HTTP/1.1 too.
+#[test]
+fn a_50_mb_upload_answered_early_gets_the_whole_answer_through_the_ingress_and_a_gateway() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up("edgeupload", &["examples/seeds", "examples/gateway"], &[]);
+    let ingress = lab
+        .ingress_address("default", "my-ingress")
+        .expect("the Ingress's address");
+    let gateway = lab
+        .gateway_address("default/my-gateway")
+        .expect("the Gateway's address");
+    let dir = std::env::temp_dir().join(format!("podnet-upload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let upload = dir.join("50MB");
+    std::fs::write(&upload, vec![b'u'; 50_000_000]).unwrap();
+    let ca = super::ingress::seeds_ca();
+    let mut got = Vec::new();
+    for (through, addr) in [("ingress", &ingress), ("gateway", &gateway)] {
+        for version in ["--http2", "--http2", "--http2", "--http1.1"] {
+            let answer = dir.join("answer");
+            let _ = std::fs::remove_file(&answer);
+            let out = lab.exec(
+                "external",
+                &[
+                    "curl",
+                    version,
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    "-H",
+                    "Expect:",
+                    "--cacert",
+                    ca.to_str().unwrap(),
+                    "--resolve",
+                    &format!("my-app.example.com:443:{addr}"),
+                    "--data-binary",
+                    &format!("@{}", upload.display()),
+                    "-o",
+                    answer.to_str().unwrap(),
+                    "-w",
+                    "%{http_code} %{http_version} %{size_upload}",
+                    "https://my-app.example.com/api/upload",
+                ],
+            );
+            let body = std::fs::read_to_string(&answer).unwrap_or_default();
+            got.push(format!(
+                "{through} {} exit {:?} answer {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                out.status.code(),
+                // The seeds' API server says what it was asked.
+                body.contains(r#""path":"/api/upload""#),
+                String::from_utf8_lossy(&out.stderr).trim(),
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let want: Vec<String> = ["ingress", "gateway"]
+        .iter()
+        .flat_map(|t| {
+            ["2", "2", "2", "1.1"].map(|v| format!("{t} 200 {v} 50000000 exit Some(0) answer true"))
+        })
+        .collect();
+    assert_eq!(got, want);
+}
