@@ -38,7 +38,7 @@ fn dns() -> &'static Arc<ClusterDns> {
     static DNS: OnceLock<Arc<ClusterDns>> = OnceLock::new();
     DNS.get_or_init(|| {
         let docs = podnet_model::parse_documents("fuzz.yaml", MANIFESTS).expect("parses");
-        let cluster = podnet_model::build(&docs, &Default::default()).expect("builds");
+        let cluster = podnet_emulator::build(&docs, &Default::default()).expect("builds");
         let zone = podnet_model::dns::DnsZone::from_cluster(&cluster);
         Arc::new(ClusterDns::new(zone, vec![]).expect("zone"))
     })

@@ -12,7 +12,8 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use podnet_model::{build, parse_documents, ApiKey, ApiModel, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ApiKey, ApiModel, ConfigOverrides};
 use podnet_node::effects::{Effects, Linux, Recording};
 use podnet_node::live::Live;
 use podnet_node::Held;
@@ -118,7 +119,12 @@ fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
         podnet_api::project::project(&c)
             .into_iter()
-            .filter(|v| podnet_model::api::KINDS.contains(&v["kind"].as_str().unwrap_or("")))
+            .filter(|v| {
+                v["kind"]
+                    .as_str()
+                    .and_then(podnet_model::Kind::parse)
+                    .is_some_and(|k| podnet_model::api::KINDS.contains(&k))
+            })
             .collect()
     };
     let n_objects = objects.len();

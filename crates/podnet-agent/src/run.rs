@@ -262,7 +262,7 @@ pub async fn run(
         .unwrap_or_default();
     for (ns, name, ip) in saved {
         watch.hint(
-            podnet_model::ApiKey::new("Pod", &ns, &name),
+            podnet_model::ApiKey::new(podnet_model::Kind::Pod, &ns, &name),
             Some(ip),
             &mut model,
         );
@@ -512,7 +512,11 @@ pub async fn run(
                     let _ = w.answer.send(podnet_cni::agent::Reply::missing(why));
                     // The plugin undoes the ADD (its address may go to another pod): the
                     // address it told is forgotten.
-                    let key = podnet_model::ApiKey::new("Pod", &w.pod.namespace, &w.pod.name);
+                    let key = podnet_model::ApiKey::new(
+                        podnet_model::Kind::Pod,
+                        &w.pod.namespace,
+                        &w.pod.name,
+                    );
                     let r = watch.hint(key, None, &mut model);
                     round.changed.extend(r.changed);
                     round.events += r.events;
@@ -524,7 +528,8 @@ pub async fn run(
                 round
             }
             Next::Cni((req, answer)) => {
-                let key = podnet_model::ApiKey::new("Pod", &req.namespace, &req.name);
+                let key =
+                    podnet_model::ApiKey::new(podnet_model::Kind::Pod, &req.namespace, &req.name);
                 let pod = podnet_model::NsName::new(&req.namespace, &req.name);
                 match (req.op, req.ip) {
                     (podnet_cni::agent::Op::Add, Some(ip)) => {

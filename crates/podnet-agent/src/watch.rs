@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 
 pub use podnet_model::api::{ALL_KINDS, EDGE_KINDS, KINDS};
+use podnet_model::Kind;
 
 /// One step of one kind's watch, and when the watch received it.
 #[derive(Debug)]
@@ -33,7 +34,7 @@ pub enum Step {
     /// An object added or changed (its JSON as the API serves it), or deleted (None).
     Object(ApiKey, Option<Value>),
     /// Every object of a kind, listed: those the model holds and the list lacks are gone.
-    Listed(&'static str, Vec<(ApiKey, Value)>),
+    Listed(Kind, Vec<(ApiKey, Value)>),
 }
 
 /// The watches, and what each kind holds.
@@ -41,8 +42,8 @@ pub struct ClusterWatch {
     rx: mpsc::UnboundedReceiver<Update>,
     /// How many kinds are watched.
     kinds: usize,
-    held: HashMap<&'static str, HashSet<ApiKey>>,
-    listed: HashSet<&'static str>,
+    held: HashMap<Kind, HashSet<ApiKey>>,
+    listed: HashSet<Kind>,
     /// Pods' addresses that the CNI plugin gave them and the API does not show yet (the
     /// kubelet writes a pod's IP only after its ADD returned, and the ADD waits for this
     /// node's agent): a Pod with no IP of its own is read with this one.
@@ -91,69 +92,48 @@ impl ClusterWatch {
     /// Starts a watch of these kinds only (the cluster DNS reads no NetworkPolicy or Node).
     pub fn start_kinds(
         client: &kube::Client,
-        kinds: &[&str],
+        kinds: &[Kind],
         metrics: Arc<Metrics>,
     ) -> ClusterWatch {
         let (tx, rx) = mpsc::unbounded_channel();
-        let on = |k: &str| kinds.contains(&k);
-        if on("Namespace") {
-            watch::<Namespace>(client, tx.clone(), metrics.clone());
-        }
-        if on("Node") {
-            watch::<Node>(client, tx.clone(), metrics.clone());
-        }
-        if on("Pod") {
-            watch::<Pod>(client, tx.clone(), metrics.clone());
-        }
-        if on("Service") {
-            watch::<Service>(client, tx.clone(), metrics.clone());
-        }
-        if on("EndpointSlice") {
-            watch::<EndpointSlice>(client, tx.clone(), metrics.clone());
-        }
-        if on("NetworkPolicy") {
-            watch::<NetworkPolicy>(client, tx.clone(), metrics.clone());
-        }
-        if on("Ingress") {
-            watch::<Ingress>(client, tx.clone(), metrics.clone());
-        }
-        if on("IngressClass") {
-            watch::<IngressClass>(client, tx.clone(), metrics.clone());
-        }
-        if on("Secret") {
-            watch::<Secret>(client, tx.clone(), metrics.clone());
-        }
-        // The Gateway API's kinds: custom resources, watched as the API gives them.
-        for kind in ["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"] {
-            if on(kind) {
-                let plural = match kind {
-                    "GatewayClass" => "gatewayclasses",
-                    "Gateway" => "gateways",
-                    "HTTPRoute" => "httproutes",
-                    _ => "referencegrants",
-                };
-                let gvk =
-                    kube::api::GroupVersionKind::gvk(podnet_model::gateway_api::GROUP, "v1", kind);
-                let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
-                let api: kube::Api<kube::api::DynamicObject> =
-                    kube::Api::all_with(client.clone(), &ar);
-                let k = ALL_KINDS
-                    .iter()
-                    .find(|k| **k == kind)
-                    .copied()
-                    .expect("a kind the model reads");
-                watch_api(
-                    api,
-                    k,
-                    podnet_model::gateway_api::API_VERSION.to_string(),
-                    tx.clone(),
-                    metrics.clone(),
-                );
+        for &kind in kinds {
+            let (tx, m) = (tx.clone(), metrics.clone());
+            match kind {
+                Kind::Namespace => watch::<Namespace>(client, kind, tx, m),
+                Kind::Node => watch::<Node>(client, kind, tx, m),
+                Kind::Pod => watch::<Pod>(client, kind, tx, m),
+                Kind::Service => watch::<Service>(client, kind, tx, m),
+                Kind::EndpointSlice => watch::<EndpointSlice>(client, kind, tx, m),
+                Kind::NetworkPolicy => watch::<NetworkPolicy>(client, kind, tx, m),
+                Kind::Ingress => watch::<Ingress>(client, kind, tx, m),
+                Kind::IngressClass => watch::<IngressClass>(client, kind, tx, m),
+                Kind::Secret => watch::<Secret>(client, kind, tx, m),
+                // The Gateway API's kinds: custom resources, watched as the API gives them.
+                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::ReferenceGrant => {
+                    let gvk = kube::api::GroupVersionKind::gvk(
+                        kind.group(),
+                        kind.version(),
+                        kind.as_str(),
+                    );
+                    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, kind.plural());
+                    let api: kube::Api<kube::api::DynamicObject> =
+                        kube::Api::all_with(client.clone(), &ar);
+                    watch_api(api, kind, tx, m);
+                }
+                // Kinds the model does not take from the API.
+                Kind::Endpoints
+                | Kind::Deployment
+                | Kind::ReplicaSet
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::ClusterConfig => {
+                    tracing::warn!("{kind} is not watched: the model does not read it")
+                }
             }
         }
         ClusterWatch {
             rx,
-            kinds: ALL_KINDS.iter().filter(|k| on(k)).count(),
+            kinds: ALL_KINDS.iter().filter(|k| kinds.contains(k)).count(),
             held: HashMap::new(),
             listed: HashSet::new(),
             hints: Default::default(),
@@ -175,7 +155,7 @@ impl ClusterWatch {
         model: &mut ApiModel,
     ) -> Round {
         let mut round = Round::default();
-        let api_has_ip = self.held.get("Pod").is_some_and(|h| h.contains(&key))
+        let api_has_ip = self.held.get(&Kind::Pod).is_some_and(|h| h.contains(&key))
             && !self.no_ip.contains_key(&key);
         match ip {
             // The API already shows the pod's address (a repeated ADD): it is the truth.
@@ -235,7 +215,7 @@ impl ClusterWatch {
                 let now: HashSet<ApiKey> = objects.iter().map(|(k, _)| k.clone()).collect();
                 let gone: Vec<ApiKey> = self
                     .held
-                    .get(kind)
+                    .get(&kind)
                     .map(|h| h.difference(&now).cloned().collect())
                     .unwrap_or_default();
                 for key in gone {
@@ -250,9 +230,8 @@ impl ClusterWatch {
     }
 
     fn one(&mut self, key: &ApiKey, obj: Option<&Value>, model: &mut ApiModel, round: &mut Round) {
-        let kind = ALL_KINDS.iter().find(|k| **k == key.kind).copied();
-        if let Some(kind) = kind {
-            let held = self.held.entry(kind).or_default();
+        if ALL_KINDS.contains(&key.kind) {
+            let held = self.held.entry(key.kind).or_default();
             match obj {
                 Some(_) => held.insert(key.clone()),
                 None => held.remove(key),
@@ -260,7 +239,7 @@ impl ClusterWatch {
         }
         let patched;
         let mut obj = obj;
-        if key.kind == "Pod" {
+        if key.kind == Kind::Pod {
             match obj {
                 Some(pod) if has_ip(pod) => {
                     // The API knows the pod's address now: it is the truth.
@@ -290,8 +269,12 @@ impl ClusterWatch {
 }
 
 /// Starts a watch of every object of `K`, in every namespace, sending its updates to `tx`.
-fn watch<K>(client: &kube::Client, tx: mpsc::UnboundedSender<Update>, metrics: Arc<Metrics>)
-where
+fn watch<K>(
+    client: &kube::Client,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<Update>,
+    metrics: Arc<Metrics>,
+) where
     K: kube::Resource
         + Clone
         + std::fmt::Debug
@@ -302,20 +285,15 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    debug_assert_eq!(K::kind(&Default::default()), kind.as_str());
     let api: kube::Api<K> = kube::Api::all(client.clone());
-    let kind: &'static str = ALL_KINDS
-        .iter()
-        .find(|k| **k == K::kind(&Default::default()))
-        .expect("a kind the model reads");
-    let api_version = K::api_version(&Default::default()).to_string();
-    watch_api(api, kind, api_version, tx, metrics);
+    watch_api(api, kind, tx, metrics);
 }
 
 /// Watches every object of an API, sending its updates to `tx` as objects of `kind`.
 fn watch_api<K>(
     api: kube::Api<K>,
-    kind: &'static str,
-    api_version: String,
+    kind: Kind,
     tx: mpsc::UnboundedSender<Update>,
     metrics: Arc<Metrics>,
 ) where
@@ -335,8 +313,8 @@ fn watch_api<K>(
         let json = |o: &K| {
             let mut v = serde_json::to_value(o).ok()?;
             // Typed objects serialize without their type; the model reads it.
-            v["kind"] = Value::from(kind);
-            v["apiVersion"] = Value::from(api_version.as_str());
+            v["kind"] = Value::from(kind.as_str());
+            v["apiVersion"] = Value::from(kind.api_version());
             Some((ApiKey::of(&v)?, v))
         };
         while let Some(ev) = stream.next().await {
@@ -420,7 +398,7 @@ mod tests {
     }
 
     fn key() -> ApiKey {
-        ApiKey::new("Pod", "default", "web")
+        ApiKey::new(Kind::Pod, "default", "web")
     }
 
     #[test]

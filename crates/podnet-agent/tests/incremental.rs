@@ -8,7 +8,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{served, MANIFESTS};
-use podnet_model::{build, parse_documents, ApiKey, ApiModel, Changed, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ApiKey, ApiModel, Changed, ConfigOverrides, Kind};
 use podnet_node::dataplane::NodeDataplane;
 use podnet_node::effects::Recording;
 use podnet_node::live::{Delta, Live};
@@ -26,7 +27,9 @@ fn world() -> BTreeMap<ApiKey, Value> {
     let c = build(&parse_documents("m.yaml", MANIFESTS).unwrap(), &o).unwrap();
     served(&c)
         .into_iter()
-        .filter(|v| podnet_model::api::KINDS.contains(&v["kind"].as_str().unwrap()))
+        .filter(|v| {
+            podnet_model::api::KINDS.contains(&Kind::parse(v["kind"].as_str().unwrap()).unwrap())
+        })
         .map(|v| (ApiKey::of(&v).unwrap(), v))
         .collect()
 }
@@ -196,8 +199,13 @@ fn run_events(events: &[(u8, u8, u8, u8)], mut after: impl FnMut(usize, &NodeDat
         let kind = kinds[usize::from(k) % kinds.len()];
         let of_kind: Vec<&ApiKey> = original.keys().filter(|key| key.kind == kind).collect();
         let key = of_kind[usize::from(which) % of_kind.len()].clone();
-        let Some(new) = changed_object(kind, objects.get(&key), &original[&key], variant % 4, p)
-        else {
+        let Some(new) = changed_object(
+            kind.as_str(),
+            objects.get(&key),
+            &original[&key],
+            variant % 4,
+            p,
+        ) else {
             continue;
         };
         let new = (!new.is_null()).then_some(new);
@@ -348,7 +356,7 @@ fn each_kind_of_event_changes_exactly_its_part() {
     let mut live = Live::new(m.cluster(), NODE, "eth0").unwrap();
 
     // A Service's port: only that Service's frontend and backends.
-    let key = ApiKey::new("Service", "shop", "sticky");
+    let key = ApiKey::new(Kind::Service, "shop", "sticky");
     let mut svc = original[&key].clone();
     svc["spec"]["ports"][0]["port"] = json!(91);
     let out = m.apply(&key, Some(&svc));
@@ -383,7 +391,7 @@ fn each_kind_of_event_changes_exactly_its_part() {
     let pod = original
         .keys()
         .find(|k| {
-            k.kind == "Pod"
+            k.kind == Kind::Pod
                 && k.name.starts_with("web-")
                 && original[*k]["spec"]["nodeName"] == NODE
         })
@@ -412,7 +420,7 @@ fn each_kind_of_event_changes_exactly_its_part() {
     // An endpoint that stops being ready: its Service's elements only.
     let slice = original
         .keys()
-        .find(|k| k.kind == "EndpointSlice" && k.name.starts_with("web-"))
+        .find(|k| k.kind == Kind::EndpointSlice && k.name.starts_with("web-"))
         .unwrap()
         .clone();
     let mut s = original[&slice].clone();
@@ -432,13 +440,13 @@ fn each_kind_of_event_changes_exactly_its_part() {
     assert!(d.proxy.is_some() && !d.policy);
 
     // A policy deleted: the policy table only.
-    let np = ApiKey::new("NetworkPolicy", "shop", "web");
+    let np = ApiKey::new(Kind::NetworkPolicy, "shop", "web");
     let out = m.apply(&np, None);
     let d = live.update(m.cluster(), &out.changed).unwrap();
     assert!(d.policy && d.proxy.is_none());
 
     // A node leaves: the overlay only.
-    let node = ApiKey::new("Node", "", "node-2");
+    let node = ApiKey::new(Kind::Node, "", "node-2");
     let out = m.apply(&node, None);
     assert_eq!(out.changed, [Changed::Nodes]);
     let before = live.dataplane().remotes.len();

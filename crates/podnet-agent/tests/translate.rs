@@ -5,7 +5,8 @@
 mod common;
 
 use common::{through_json, MANIFESTS};
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides};
 use podnet_node::dataplane::NodeDataplane;
 use serde_json::Value;
 

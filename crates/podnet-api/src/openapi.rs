@@ -36,7 +36,11 @@ pub fn discovery() -> Value {
 
 /// `/openapi/v3/<api/v1 | apis/g/v>`: the document of one group-version, if it is served.
 pub fn document(gv: &str) -> Option<Value> {
-    let kinds: Vec<&Resource> = RESOURCES.iter().filter(|r| gv_key(r) == gv).collect();
+    let kinds: Vec<&Resource> = RESOURCES
+        .iter()
+        .copied()
+        .filter(|r| gv_key(r) == gv)
+        .collect();
     if kinds.is_empty() {
         return None;
     }

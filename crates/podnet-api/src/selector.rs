@@ -1,6 +1,7 @@
 //! Label and field selectors, as the API server reads them from `labelSelector` and
 //! `fieldSelector` (k8s.io/apimachinery `labels.Parse` and `fields.ParseSelector`).
 
+use podnet_model::Kind;
 use serde_json::Value;
 
 /// One requirement of a label selector.
@@ -111,9 +112,9 @@ pub struct FieldSelector(pub Vec<(String, bool, String)>);
 
 /// The fields a kind can be selected by, besides `metadata.name` and `metadata.namespace`
 /// (as the API server's field label conversion functions allow them).
-fn kind_fields(kind: &str) -> &'static [&'static str] {
+fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
-        "Pod" => &[
+        Kind::Pod => &[
             "spec.nodeName",
             "spec.restartPolicy",
             "spec.schedulerName",
@@ -123,10 +124,10 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
             "status.podIP",
             "status.nominatedNodeName",
         ],
-        "Node" => &["spec.unschedulable"],
-        "Secret" => &["type"],
-        "Namespace" => &["status.phase"],
-        "Service" => &["spec.clusterIP", "spec.type"],
+        Kind::Node => &["spec.unschedulable"],
+        Kind::Secret => &["type"],
+        Kind::Namespace => &["status.phase"],
+        Kind::Service => &["spec.clusterIP", "spec.type"],
         _ => &[],
     }
 }
@@ -134,7 +135,7 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
 impl FieldSelector {
     /// Parses a selector for objects of `kind`; an unknown field is refused as the API
     /// server refuses it.
-    pub fn parse(s: &str, kind: &str) -> Result<FieldSelector, String> {
+    pub fn parse(s: &str, kind: Kind) -> Result<FieldSelector, String> {
         let mut terms = Vec::new();
         if s.trim().is_empty() {
             return Ok(FieldSelector(terms));
@@ -219,12 +220,12 @@ mod tests {
     #[test]
     fn field_selectors_and_the_fields_each_kind_allows() {
         let pod = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"nodeName": "node-1"}, "status": {"phase": "Running"}});
-        let sel = FieldSelector::parse("spec.nodeName=node-1,metadata.name!=q", "Pod").unwrap();
+        let sel = FieldSelector::parse("spec.nodeName=node-1,metadata.name!=q", Kind::Pod).unwrap();
         assert!(sel.matches(&pod));
-        assert!(!FieldSelector::parse("status.phase=Pending", "Pod")
+        assert!(!FieldSelector::parse("status.phase=Pending", Kind::Pod)
             .unwrap()
             .matches(&pod));
-        let err = FieldSelector::parse("spec.nodeName=x", "Service").unwrap_err();
+        let err = FieldSelector::parse("spec.nodeName=x", Kind::Service).unwrap_err();
         assert_eq!(err, "field label not supported: spec.nodeName");
     }
 }

@@ -10,20 +10,39 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use podnet_model::Kind;
+
 use crate::resources::{self, Resource};
 
 /// Which object: its resource, namespace ("" when cluster-scoped) and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
+}
+
+/// Keys in the order of their kinds' names, then namespace and name.
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        (self.kind.as_str(), &self.namespace, &self.name).cmp(&(
+            other.kind.as_str(),
+            &other.namespace,
+            &other.name,
+        ))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Key {
     /// The key of an API object (its `kind`, `metadata.namespace` and `metadata.name`).
     pub fn of(obj: &Value) -> Option<Key> {
-        let r = resources::by_kind(obj["kind"].as_str()?)?;
+        let r = resources::by_kind(Kind::parse(obj["kind"].as_str()?)?)?;
         let meta = &obj["metadata"];
         Some(Key {
             kind: r.kind,
@@ -97,7 +116,7 @@ pub struct TooOld {
 
 fn uid(key: &Key, rv: u64) -> String {
     let h = podnet_model::names::fnv64(&[
-        key.kind.as_bytes(),
+        key.kind.as_str().as_bytes(),
         key.namespace.as_bytes(),
         key.name.as_bytes(),
         &rv.to_le_bytes(),
@@ -177,7 +196,7 @@ impl Store {
             .keys()
             .filter(|k| !fresh.contains_key(*k))
             .cloned()
-            .partition(|k| k.kind == "NetworkPolicy");
+            .partition(|k| k.kind == Kind::NetworkPolicy);
         for key in gone {
             self.delete(key, &mut events);
         }
@@ -312,7 +331,7 @@ mod tests {
         assert_eq!(s.since(2).unwrap().len(), 2);
         assert_eq!(s.since(3).unwrap().len(), 1);
         assert!(s.since(4).unwrap().is_empty());
-        let pods = resources::by_kind("Pod").unwrap();
+        let pods = resources::by_kind(Kind::Pod).unwrap();
         assert_eq!(s.list(pods, Some("default")).len(), 1);
         assert!(s.list(pods, Some("other")).is_empty());
     }

@@ -2,6 +2,7 @@
 //! v=v1;g=meta.k8s.io`) and prints as it comes, with the columns the API server gives each
 //! kind (priority 1 columns are the ones `-o wide` adds).
 
+use podnet_model::Kind;
 use serde_json::{json, Value};
 
 use crate::resources::Resource;
@@ -15,10 +16,10 @@ pub fn wanted(accept: &str) -> bool {
 }
 
 /// (name, type, priority, description) of a kind's columns.
-fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
+fn columns(kind: Kind) -> Vec<(&'static str, &'static str, u8)> {
     let mut c = vec![("Name", "string", 0)];
     c.extend(match kind {
-        "Pod" => vec![
+        Kind::Pod => vec![
             ("Ready", "string", 0),
             ("Status", "string", 0),
             ("Restarts", "string", 0),
@@ -28,7 +29,7 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Nominated Node", "string", 1),
             ("Readiness Gates", "string", 1),
         ],
-        "Service" => vec![
+        Kind::Service => vec![
             ("Type", "string", 0),
             ("Cluster-IP", "string", 0),
             ("External-IP", "string", 0),
@@ -36,7 +37,7 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", "string", 0),
             ("Selector", "string", 1),
         ],
-        "Node" => vec![
+        Kind::Node => vec![
             ("Status", "string", 0),
             ("Roles", "string", 0),
             ("Age", "string", 0),
@@ -44,41 +45,41 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Internal-IP", "string", 1),
             ("Pod-CIDRs", "string", 1),
         ],
-        "Namespace" => vec![("Status", "string", 0), ("Age", "string", 0)],
-        "EndpointSlice" => vec![
+        Kind::Namespace => vec![("Status", "string", 0), ("Age", "string", 0)],
+        Kind::EndpointSlice => vec![
             ("AddressType", "string", 0),
             ("Ports", "string", 0),
             ("Endpoints", "string", 0),
             ("Age", "string", 0),
         ],
-        "NetworkPolicy" => vec![("Pod-Selector", "string", 0), ("Age", "string", 0)],
-        "Secret" => vec![
+        Kind::NetworkPolicy => vec![("Pod-Selector", "string", 0), ("Age", "string", 0)],
+        Kind::Secret => vec![
             ("Type", "string", 0),
             ("Data", "string", 0),
             ("Age", "string", 0),
         ],
-        "Ingress" => vec![
+        Kind::Ingress => vec![
             ("Class", "string", 0),
             ("Hosts", "string", 0),
             ("Address", "string", 0),
             ("Ports", "string", 0),
             ("Age", "string", 0),
         ],
-        "IngressClass" => vec![("Controller", "string", 0), ("Age", "string", 0)],
+        Kind::IngressClass => vec![("Controller", "string", 0), ("Age", "string", 0)],
         // The Gateway API CRDs' additionalPrinterColumns.
-        "GatewayClass" => vec![
+        Kind::GatewayClass => vec![
             ("Controller", "string", 0),
             ("Accepted", "string", 0),
             ("Age", "string", 0),
             ("Description", "string", 1),
         ],
-        "Gateway" => vec![
+        Kind::Gateway => vec![
             ("Class", "string", 0),
             ("Address", "string", 0),
             ("Programmed", "string", 0),
             ("Age", "string", 0),
         ],
-        "HTTPRoute" => vec![("Hostnames", "string", 0), ("Age", "string", 0)],
+        Kind::HTTPRoute => vec![("Hostnames", "string", 0), ("Age", "string", 0)],
         _ => vec![("Age", "string", 0)],
     });
     c
@@ -138,11 +139,11 @@ fn condition(o: &Value, t: &str) -> String {
         .to_string()
 }
 
-fn cells(kind: &str, o: &Value) -> Vec<Value> {
+fn cells(kind: Kind, o: &Value) -> Vec<Value> {
     let name = json!(o["metadata"]["name"]);
     let s = |v: &Value| v.as_str().unwrap_or("<none>").to_string();
     let rest: Vec<String> = match kind {
-        "Pod" => {
+        Kind::Pod => {
             let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
             let ready = o["status"]["conditions"]
                 .as_array()
@@ -159,7 +160,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 "<none>".into(),
             ]
         }
-        "Service" => {
+        Kind::Service => {
             let spec = &o["spec"];
             let external = match spec["type"].as_str() {
                 Some("ExternalName") => s(&spec["externalName"]),
@@ -210,7 +211,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 selector(&spec["selector"]),
             ]
         }
-        "Node" => vec![
+        Kind::Node => vec![
             "Ready".into(),
             "<none>".into(),
             age(o),
@@ -220,8 +221,8 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             }),
             join(&o["spec"]["podCIDRs"], |c| c.as_str().map(String::from)),
         ],
-        "Namespace" => vec![s(&o["status"]["phase"]), age(o)],
-        "EndpointSlice" => vec![
+        Kind::Namespace => vec![s(&o["status"]["phase"]), age(o)],
+        Kind::EndpointSlice => vec![
             s(&o["addressType"]),
             join(&o["ports"], |p| p["port"].as_i64().map(|p| p.to_string())),
             join(&o["endpoints"], |e| {
@@ -229,14 +230,14 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             }),
             age(o),
         ],
-        "NetworkPolicy" => vec![
+        Kind::NetworkPolicy => vec![
             match selector(&o["spec"]["podSelector"]["matchLabels"]).as_str() {
                 "<none>" => "<none>".to_string(),
                 sel => sel.to_string(),
             },
             age(o),
         ],
-        "Secret" => vec![
+        Kind::Secret => vec![
             s(&o["type"]),
             o["data"]
                 .as_object()
@@ -244,7 +245,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .to_string(),
             age(o),
         ],
-        "Ingress" => vec![
+        Kind::Ingress => vec![
             s(&o["spec"]["ingressClassName"]),
             join(&o["spec"]["rules"], |r| {
                 r["host"].as_str().map(String::from)
@@ -261,14 +262,14 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             },
             age(o),
         ],
-        "IngressClass" => vec![s(&o["spec"]["controller"]), age(o)],
-        "GatewayClass" => vec![
+        Kind::IngressClass => vec![s(&o["spec"]["controller"]), age(o)],
+        Kind::GatewayClass => vec![
             s(&o["spec"]["controllerName"]),
             condition(o, "Accepted"),
             age(o),
             s(&o["spec"]["description"]),
         ],
-        "Gateway" => vec![
+        Kind::Gateway => vec![
             s(&o["spec"]["gatewayClassName"]),
             join(&o["status"]["addresses"], |a| {
                 a["value"].as_str().map(String::from)
@@ -277,7 +278,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             condition(o, "Programmed"),
             age(o),
         ],
-        "HTTPRoute" => vec![
+        Kind::HTTPRoute => vec![
             join(&o["spec"]["hostnames"], |h| h.as_str().map(String::from)).replace("<none>", ""),
             age(o),
         ],
@@ -349,7 +350,7 @@ mod tests {
     fn gateways_print_the_crds_columns() {
         let r = crate::resources::RESOURCES
             .iter()
-            .find(|r| r.kind == "Gateway")
+            .find(|r| r.kind == Kind::Gateway)
             .unwrap();
         let gw = json!({
             "metadata": {"name": "edge", "creationTimestamp": "2026-01-01T00:00:00Z"},
@@ -377,7 +378,7 @@ mod tests {
         assert_eq!(cells[3], "True");
         let route = crate::resources::RESOURCES
             .iter()
-            .find(|r| r.kind == "HTTPRoute")
+            .find(|r| r.kind == Kind::HTTPRoute)
             .unwrap();
         let hr =
             json!({"metadata": {"name": "r"}, "spec": {"hostnames": ["a.example", "b.example"]}});

@@ -11,7 +11,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api as KubeApi, ListParams, PostParams};
 use kube::runtime::watcher;
 use podnet_api::server::Api;
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides};
 
 const MANIFESTS: &str = r#"
 apiVersion: apps/v1

@@ -27,7 +27,7 @@ fn manifests() -> (String, String) {
 
 fn build(text: &str) -> podnet_model::Cluster {
     let docs = podnet_model::parse_documents("bench.yaml", text).unwrap();
-    podnet_model::build(&docs, &Default::default()).unwrap()
+    podnet_emulator::build(&docs, &Default::default()).unwrap()
 }
 
 fn lookup(c: &mut Criterion) {

@@ -93,7 +93,7 @@ fn main() {
         certified_key_pem(crt.as_bytes(), key.as_bytes()).expect("a certificate and its key");
     let docs = podnet_model::parse_documents("bench.yaml", &manifests(mode, &crt, &key))
         .expect("the bench's manifests parse");
-    let cluster = podnet_model::build(&docs, &Default::default()).expect("the bench's cluster");
+    let cluster = podnet_emulator::build(&docs, &Default::default()).expect("the bench's cluster");
     let mut config = match mode.as_str() {
         "gateway" => podnet_gateway::config(&cluster, &podnet_model::NsName::new("bench", "bench"))
             .expect("the bench's Gateway is podnet's"),

@@ -8,7 +8,7 @@ use podnet_model::NsName;
 
 fn cluster(yaml: &str) -> podnet_model::Cluster {
     let docs = podnet_model::parse_documents("test.yaml", yaml).unwrap();
-    podnet_model::build(&docs, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+    podnet_emulator::build(&docs, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 const BACKENDS: &str = r#"
@@ -454,7 +454,7 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
     for (doc, field) in cases {
         let text = format!("apiVersion: gateway.networking.k8s.io/v1\n{doc}");
         let docs = podnet_model::parse_documents("bad.yaml", &text).unwrap();
-        let err = podnet_model::build(&docs, &Default::default()).expect_err(doc);
+        let err = podnet_emulator::build(&docs, &Default::default()).expect_err(doc);
         let msg = err.to_string();
         assert!(msg.contains(field), "{field}: {msg}");
         assert!(msg.contains("bad.yaml:"), "{msg}");

@@ -56,7 +56,7 @@ spec:
 #[test]
 fn bad_secrets_are_warned_about_and_change_nothing_else() {
     let docs = podnet_model::parse_documents("edge.yaml", MANIFESTS).unwrap();
-    let cluster = podnet_model::build(&docs, &Default::default()).unwrap();
+    let cluster = podnet_emulator::build(&docs, &Default::default()).unwrap();
     let edge = config(&cluster);
     assert!(edge.certs.is_empty(), "{:?}", edge.certs);
     let w = edge.warnings.join("\n");

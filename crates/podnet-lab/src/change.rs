@@ -394,7 +394,8 @@ fn restore_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podnet_model::{build, build_with, parse_documents, ConfigOverrides};
+    use podnet_emulator::{build, build_with};
+    use podnet_model::{parse_documents, ConfigOverrides};
     use podnet_node::effects::Recording;
     use podnet_proxy::nft::StaleUdpFlow;
 

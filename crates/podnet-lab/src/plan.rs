@@ -408,7 +408,8 @@ pub const API_PORT: u16 = 6443;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podnet_model::{build, parse_documents, ConfigOverrides};
+    use podnet_emulator::build;
+    use podnet_model::{parse_documents, ConfigOverrides};
 
     fn cluster() -> Cluster {
         let docs = parse_documents(

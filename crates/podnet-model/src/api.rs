@@ -1,6 +1,6 @@
 //! The model of a cluster as its API serves it, kept up to date one object at a time.
 //!
-//! On a real cluster the control plane has already decided what [`crate::build`] decides for
+//! On a real cluster the control plane has already decided what the emulator (`podnet-emulator`) decides for
 //! manifests: the scheduler placed each pod (`spec.nodeName`), the runtime gave it its address
 //! (`status.podIPs`), the API server allocated each Service's ClusterIPs and node ports, a
 //! load-balancer controller wrote `status.loadBalancer`, the EndpointSlice controller wrote the
@@ -18,61 +18,62 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
-use crate::build::{
-    kind_of, oref_of, pod_info, pod_source, service_info, settings, user_slice, SYSTEM_NAMESPACES,
-};
+use crate::config::settings;
 use crate::config::ConfigOverrides;
+use crate::convert::{pod_info, pod_source, service_info, user_slice, SYSTEM_NAMESPACES};
 use crate::diag::{Diagnostic, ModelError};
+use crate::kind::Kind;
 use crate::model::*;
 use crate::objects::{decode, Object, Sourced};
+use crate::objects::{kind_of, oref_of};
 use crate::source::SourceDoc;
 
 /// The kinds a node's dataplane is kept from (what the agent watches).
-pub const KINDS: [&str; 6] = [
-    "Namespace",
-    "Node",
-    "Pod",
-    "Service",
-    "EndpointSlice",
-    "NetworkPolicy",
+pub const KINDS: [Kind; 6] = [
+    Kind::Namespace,
+    Kind::Node,
+    Kind::Pod,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::NetworkPolicy,
 ];
 
 /// The kinds the Ingress controller's routes are kept from.
-pub const EDGE_KINDS: [&str; 5] = [
-    "Service",
-    "EndpointSlice",
-    "Ingress",
-    "IngressClass",
-    "Secret",
+pub const EDGE_KINDS: [Kind; 5] = [
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Ingress,
+    Kind::IngressClass,
+    Kind::Secret,
 ];
 
 /// The kinds a Gateway's routes are kept from.
-pub const GATEWAY_KINDS: [&str; 8] = [
-    "Namespace",
-    "Service",
-    "EndpointSlice",
-    "Secret",
-    "GatewayClass",
-    "Gateway",
-    "HTTPRoute",
-    "ReferenceGrant",
+pub const GATEWAY_KINDS: [Kind; 8] = [
+    Kind::Namespace,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Secret,
+    Kind::GatewayClass,
+    Kind::Gateway,
+    Kind::HTTPRoute,
+    Kind::ReferenceGrant,
 ];
 
 /// Every kind the model takes.
-pub const ALL_KINDS: [&str; 13] = [
-    "Namespace",
-    "Node",
-    "Pod",
-    "Service",
-    "EndpointSlice",
-    "NetworkPolicy",
-    "Ingress",
-    "IngressClass",
-    "Secret",
-    "GatewayClass",
-    "Gateway",
-    "HTTPRoute",
-    "ReferenceGrant",
+pub const ALL_KINDS: [Kind; 13] = [
+    Kind::Namespace,
+    Kind::Node,
+    Kind::Pod,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::NetworkPolicy,
+    Kind::Ingress,
+    Kind::IngressClass,
+    Kind::Secret,
+    Kind::GatewayClass,
+    Kind::Gateway,
+    Kind::HTTPRoute,
+    Kind::ReferenceGrant,
 ];
 
 /// What the API server sets on every object and the model has no use for.
@@ -89,25 +90,26 @@ const SERVER_FIELDS: [&str; 7] = [
 /// An object of the API, as a watch event names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ApiKey {
-    pub kind: String,
+    pub kind: Kind,
     /// Empty for cluster-scoped kinds.
     pub namespace: String,
     pub name: String,
 }
 
 impl ApiKey {
-    pub fn new(kind: &str, namespace: &str, name: &str) -> ApiKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> ApiKey {
         ApiKey {
-            kind: kind.into(),
+            kind,
             namespace: namespace.into(),
             name: name.into(),
         }
     }
 
-    /// The key of an object as the API serves it (JSON with `kind` and `metadata`).
+    /// The key of an object as the API serves it (JSON with `kind` and `metadata`); None for
+    /// a kind podnet does not read.
     pub fn of(o: &Value) -> Option<ApiKey> {
         Some(ApiKey::new(
-            o["kind"].as_str()?,
+            Kind::parse(o["kind"].as_str()?)?,
             o["metadata"]["namespace"].as_str().unwrap_or(""),
             o["metadata"]["name"].as_str()?,
         ))
@@ -241,7 +243,7 @@ impl ApiModel {
 
     /// One watch event: `object` is the object's new version, or None when it was deleted.
     pub fn apply(&mut self, key: &ApiKey, object: Option<&Value>) -> Outcome {
-        if !ALL_KINDS.contains(&key.kind.as_str()) {
+        if !ALL_KINDS.contains(&key.kind) {
             return Outcome::default();
         }
         let decoded = match object.map(|o| decode_one(key, o)) {
@@ -275,8 +277,8 @@ impl ApiModel {
     /// The object's part taken out.
     fn remove(&mut self, key: &ApiKey) -> Vec<Changed> {
         let ns = NsName::new(&key.namespace, &key.name);
-        match key.kind.as_str() {
-            "Namespace" => {
+        match key.kind {
+            Kind::Namespace => {
                 let had = if SYSTEM_NAMESPACES.contains(&key.name.as_str()) {
                     let plain = namespace(&key.name, Labels::new());
                     self.cluster
@@ -288,35 +290,35 @@ impl ApiModel {
                 };
                 changed_if(had, Changed::Namespace(key.name.clone()))
             }
-            "Node" => {
+            Kind::Node => {
                 let had = self.nodes.remove(&key.name).is_some();
                 if had {
                     self.cluster.nodes = self.nodes.values().cloned().collect();
                 }
                 changed_if(had, Changed::Nodes)
             }
-            "Pod" => {
+            Kind::Pod => {
                 let had = remove_sorted(&mut self.cluster.pods, &ns, PodInfo::key);
                 changed_if(had, Changed::Pod(ns))
             }
-            "Service" => {
+            Kind::Service => {
                 let had = remove_sorted(&mut self.cluster.services, &ns, ServiceInfo::key);
                 changed_if(had, Changed::Service(ns))
             }
-            "EndpointSlice" => match self.drop_slice(&ns) {
+            Kind::EndpointSlice => match self.drop_slice(&ns) {
                 Some(svc) => self.refresh_slices(&svc),
                 None => Vec::new(),
             },
-            "NetworkPolicy" => {
+            Kind::NetworkPolicy => {
                 let had = remove_sorted(&mut self.cluster.network_policies, &ns, policy_key);
                 changed_if(had, Changed::NetworkPolicy(ns))
             }
             kind => {
                 // The kinds the model keeps as they were written: one list each.
                 macro_rules! kept {
-                    ($($k:literal => $list:ident, $changed:expr;)*) => {
+                    ($($k:ident => $list:ident, $changed:expr;)*) => {
                         match kind {
-                            $($k => {
+                            $(Kind::$k => {
                                 let had = remove_sorted(&mut self.cluster.$list, &ns, |o| {
                                     meta_key(&o.obj.metadata)
                                 });
@@ -327,13 +329,13 @@ impl ApiModel {
                     };
                 }
                 kept!(
-                    "Ingress" => ingresses, Changed::Ingress(ns);
-                    "IngressClass" => ingress_classes, Changed::IngressClass(key.name.clone());
-                    "Secret" => secrets, Changed::Secret(ns);
-                    "GatewayClass" => gateway_classes, Changed::Gateway(ns);
-                    "Gateway" => gateways, Changed::Gateway(ns);
-                    "HTTPRoute" => http_routes, Changed::Gateway(ns);
-                    "ReferenceGrant" => reference_grants, Changed::Gateway(ns);
+                    Ingress => ingresses, Changed::Ingress(ns);
+                    IngressClass => ingress_classes, Changed::IngressClass(key.name.clone());
+                    Secret => secrets, Changed::Secret(ns);
+                    GatewayClass => gateway_classes, Changed::Gateway(ns);
+                    Gateway => gateways, Changed::Gateway(ns);
+                    HTTPRoute => http_routes, Changed::Gateway(ns);
+                    ReferenceGrant => reference_grants, Changed::Gateway(ns);
                 )
             }
         }
@@ -596,9 +598,7 @@ fn decode_one(key: &ApiKey, o: &Value) -> Result<Object, ModelError> {
     if let Some(meta) = v["metadata"].as_object_mut() {
         // The Gateway API's kinds keep their generation (status says which one it observed)
         // and creation time (the oldest route wins a tie).
-        let gateway = key.kind.starts_with("Gateway")
-            || key.kind == "HTTPRoute"
-            || key.kind == "ReferenceGrant";
+        let gateway = key.kind.is_gateway_api();
         for f in SERVER_FIELDS {
             if gateway && (f == "generation" || f == "creationTimestamp") {
                 continue;

@@ -28,13 +28,13 @@ use crate::names::{fnv64, suffix5};
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
 /// Per-namespace index: label (key, value) → pod positions.
-pub(crate) struct LabelIndex<'a> {
+pub struct LabelIndex<'a> {
     by_label: HashMap<(&'a str, &'a str, &'a str), Vec<usize>>,
     by_ns: HashMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> LabelIndex<'a> {
-    pub(crate) fn new(pods: &'a [PodInfo]) -> Self {
+    pub fn new(pods: &'a [PodInfo]) -> Self {
         let mut by_label: HashMap<_, Vec<usize>> = HashMap::new();
         let mut by_ns: HashMap<_, Vec<usize>> = HashMap::new();
         for (i, p) in pods.iter().enumerate() {
@@ -50,7 +50,7 @@ impl<'a> LabelIndex<'a> {
     }
 
     /// Positions of the pods in `ns` that a map selector selects. An empty selector selects all.
-    pub(crate) fn select(&self, pods: &[PodInfo], ns: &str, selector: &Labels) -> Vec<usize> {
+    pub fn select(&self, pods: &[PodInfo], ns: &str, selector: &Labels) -> Vec<usize> {
         let mut smallest: Option<&Vec<usize>> = None;
         for (k, v) in selector {
             match self.by_label.get(&(ns, k.as_str(), v.as_str())) {

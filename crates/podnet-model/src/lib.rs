@@ -1,51 +1,35 @@
-//! podnet's cluster model: what Kubernetes computes from a set of manifests.
+//! podnet's cluster model: what Kubernetes computes from its objects, and what each part of
+//! podnet serves from it.
 //!
-//! This crate does no I/O. It takes manifest text (YAML or JSON, multi-document, `kind: List`),
-//! decodes it into typed Kubernetes objects (k8s-openapi), validates what the API server would,
-//! and computes the cluster: namespaces, nodes with their podCIDRs, pods made from workloads and
-//! placed on nodes with IPs, Services with ClusterIPs, NodePorts and LoadBalancer addresses, and
-//! their endpoints as the EndpointSlice controller computes them.
+//! This crate does no I/O. It holds the [`Cluster`] (namespaces, nodes, pods with their
+//! addresses, Services with their endpoints) and the semantics computed from it: endpoints as
+//! the EndpointSlice controller computes them ([`endpoints`]), DNS records ([`dns`],
+//! [`resolv`]), NetworkPolicy ([`netpol`]), the Ingress and Gateway API as data ([`edge`],
+//! [`gateway`]), and the agent's model kept from the API one object at a time ([`api`]).
 //!
-//! Every error names the file, line and column, the object and the field path. Nothing is built
-//! half-way: [`build`] returns either a whole [`Cluster`] or every error found.
-//!
-//! ```
-//! # use podnet_model::{parse_documents, build, ConfigOverrides};
-//! let docs = parse_documents("app.yaml", r#"
-//! apiVersion: v1
-//! kind: Service
-//! metadata: {name: my-service}
-//! spec:
-//!   selector: {app: my-app}
-//!   ports: [{port: 80, targetPort: 8080}]
-//! "#).unwrap();
-//! let cluster = build(&docs, &ConfigOverrides::default()).unwrap();
-//! let svc = cluster.service("default", "my-service").unwrap();
-//! assert!(cluster.config.service_cidr.contains(&svc.cluster_ips[0]));
-//! ```
+//! The objects it is computed from are `podnet-objects`' (re-exported here: [`source`],
+//! [`objects`], [`diag`], [`config`] ...); a cluster computed from manifests alone, as the
+//! control plane would (scheduling, allocators, workload controllers), is
+//! `podnet-emulator`'s, used only by `podnet check` and the lab.
 
 pub mod api;
-mod build;
-mod checks;
-pub mod config;
-pub mod diag;
+pub mod convert;
 pub mod dns;
 pub mod edge;
 pub mod endpoints;
 pub mod gateway;
-pub mod gateway_api;
 pub mod model;
 pub mod names;
 pub mod netpol;
-pub mod objects;
 pub mod plan;
 pub mod resolv;
-pub mod selector;
-pub mod source;
-pub mod validation;
+
+pub use podnet_objects::Kind;
+pub use podnet_objects::{
+    checks, config, diag, gateway_api, kind, objects, selector, source, validation,
+};
 
 pub use api::{ApiKey, ApiModel, Changed};
-pub use build::{build, build_with};
 pub use config::{ClusterConfig, ConfigOverrides, IpRange, PortRange};
 pub use diag::{Diagnostic, Location, ModelError, ObjectRef, Severity};
 pub use model::*;

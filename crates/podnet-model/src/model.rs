@@ -1,6 +1,6 @@
 //! The cluster model: what Kubernetes would compute from a set of manifests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClusterConfig;
 
-pub type Labels = BTreeMap<String, String>;
+pub use crate::selector::{selector_matches, Labels};
 
 /// A namespaced object's key: `namespace/name`, the one typed key of every crate.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ impl NsName {
 }
 
 /// Where a running pod is. The scheduler never moves a running pod, and its address stays:
-/// given these, [`crate::build::build_with`] places only the pods that are new.
+/// given these, the emulator (`podnet_emulator::build_with`) places only the pods that are new.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub node: String,
@@ -350,7 +350,7 @@ pub struct Cluster {
     /// Warnings found while building.
     pub warnings: Vec<crate::diag::Diagnostic>,
     /// Inputs endpoints are recomputed from when pod IPs change.
-    pub(crate) user_slices: Vec<(NsName, EndpointSliceInfo)>,
+    pub user_slices: Vec<(NsName, EndpointSliceInfo)>,
 }
 
 impl Cluster {
@@ -384,14 +384,9 @@ impl Cluster {
     }
 }
 
-/// Whether a map selector matches a label set (every pair present).
-pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 /// A pod template and where pods made from it go.
 #[derive(Debug, Clone)]
-pub(crate) struct PodSource {
+pub struct PodSource {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
@@ -432,21 +427,5 @@ impl PodSource {
             phase: "Running".to_string(),
             fixed_ip: None,
         }
-    }
-}
-
-/// The set of names already used in a namespace, to keep generated names unique.
-pub(crate) fn unique_name(
-    used: &mut BTreeSet<NsName>,
-    ns: &str,
-    make: impl Fn(u64) -> String,
-) -> String {
-    let mut salt = 0u64;
-    loop {
-        let n = make(salt);
-        if used.insert(NsName::new(ns, &n)) {
-            return n;
-        }
-        salt += 1;
     }
 }

@@ -9,7 +9,8 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides};
 use podnet_node::effects::Linux;
 use podnet_node::Effects;
 use podnet_policy::{PolicyPlan, Transaction};

@@ -264,7 +264,8 @@ impl NodeDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podnet_model::{build, parse_documents, ConfigOverrides};
+    use podnet_emulator::build;
+    use podnet_model::{parse_documents, ConfigOverrides};
 
     fn cluster(extra: &str) -> Cluster {
         let base = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n";

@@ -1,7 +1,8 @@
 //! `apply` against the recording fake, without root: what reaches the kernel, in which order,
 //! and how a failure half-way is reported and then repaired.
 
-use podnet_model::{build, parse_documents, Cluster, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, Cluster, ConfigOverrides};
 use podnet_node::effects::{Call, Fail, Recording};
 use podnet_node::net::NetOp;
 use podnet_node::{apply, Held, NodeDataplane};

@@ -21,8 +21,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use podnet_emulator::build;
 use podnet_model::netpol::{End, Policies};
-use podnet_model::{build, parse_documents, ConfigOverrides, Protocol};
+use podnet_model::{parse_documents, ConfigOverrides, Protocol};
 use podnet_node::effects::Linux;
 use podnet_node::sctp;
 use podnet_node::sys::{self, Scratch};

@@ -28,7 +28,7 @@ fn seeds_node() -> NodeDataplane {
         let text = std::fs::read_to_string(&f).unwrap();
         docs.extend(podnet_model::parse_documents(&f.display().to_string(), &text).unwrap());
     }
-    let cluster = podnet_model::build(&docs, &Default::default()).unwrap();
+    let cluster = podnet_emulator::build(&docs, &Default::default()).unwrap();
     NodeDataplane::for_node(&cluster, "node-1", "eth0").unwrap()
 }
 
@@ -228,7 +228,7 @@ spec:
   ports: [{port: 80}]
 "#;
     let docs = podnet_model::parse_documents("p.yaml", text).unwrap();
-    let cluster = podnet_model::build(&docs, &Default::default()).unwrap();
+    let cluster = podnet_emulator::build(&docs, &Default::default()).unwrap();
     let want = NodeDataplane::for_node(&cluster, "node-1", "eth0").unwrap();
     let p = &want.proxy;
     assert!(!p.node_ports.is_empty() && !p.no_endpoints.is_empty() && !p.hairpin.is_empty());

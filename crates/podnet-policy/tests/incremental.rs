@@ -2,7 +2,8 @@
 //! and going, one step after another, give after every step the table computed from scratch,
 //! and say whether it changed.
 
-use podnet_model::{build, parse_documents, Cluster, ConfigOverrides, NsName};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, Cluster, ConfigOverrides, NsName};
 use podnet_policy::{Compiler, PolicyPlan};
 use proptest::prelude::*;
 

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use podnet_emulator::build;
 use podnet_model::netpol::{End, Policies};
-use podnet_model::{build, parse_documents, ConfigOverrides, Protocol};
+use podnet_model::{parse_documents, ConfigOverrides, Protocol};
 use podnet_policy::{passes, protocol_number, PolicyPlan};
 use proptest::prelude::*;
 

@@ -245,7 +245,8 @@ impl ProxyPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podnet_model::{build, parse_documents, ConfigOverrides};
+    use podnet_emulator::build;
+    use podnet_model::{parse_documents, ConfigOverrides};
 
     fn cluster(extra: &str) -> Cluster {
         let base = r#"

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use podnet_model::dns::DnsZone;
+use podnet_model::Kind;
 
 use crate::{build_model, ClusterArgs, DnsCommand, DnsServerArgs, ManifestArgs};
 
@@ -47,7 +48,12 @@ fn watch(
         // What the zone is made of: no Node or NetworkPolicy.
         let mut api = podnet_agent::watch::ClusterWatch::start_kinds(
             &client,
-            &["Namespace", "Pod", "Service", "EndpointSlice"],
+            &[
+                Kind::Namespace,
+                Kind::Pod,
+                Kind::Service,
+                Kind::EndpointSlice,
+            ],
             metrics,
         );
         let first = api

@@ -416,7 +416,10 @@ mod provision {
             let mut model = podnet_model::ApiModel::new(&overrides)?;
             let mut watch = podnet_agent::watch::ClusterWatch::start_kinds(
                 &client,
-                &["GatewayClass", "Gateway"],
+                &[
+                    podnet_model::Kind::GatewayClass,
+                    podnet_model::Kind::Gateway,
+                ],
                 metrics,
             );
             watch
@@ -601,7 +604,7 @@ mod provision {
 
         fn cluster(yaml: &str) -> podnet_model::Cluster {
             let docs = podnet_model::parse_documents("t.yaml", yaml).unwrap();
-            podnet_model::build(&docs, &Default::default()).unwrap()
+            podnet_emulator::build(&docs, &Default::default()).unwrap()
         }
 
         #[test]

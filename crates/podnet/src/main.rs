@@ -503,7 +503,7 @@ fn build_model_around(
     running: &podnet_model::Placements,
 ) -> Result<Option<podnet_model::Cluster>> {
     let (docs, syntax_errors) = load::load(files)?;
-    let built = podnet_model::build_with(&docs, &cluster.overrides(), running);
+    let built = podnet_emulator::build_with(&docs, &cluster.overrides(), running);
     let mut diags = syntax_errors.clone();
     let model = match built {
         Ok(c) => {

@@ -602,7 +602,7 @@ fn api_objects(replicas: usize, svc: &str) -> Vec<serde_json::Value> {
     let text = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}}}\nspec: {{clusterIP: None, selector: {{app: web}}, ports: [{{port: 80}}]}}\n"
     );
-    let c = podnet_model::build(
+    let c = podnet_emulator::build(
         &podnet_model::parse_documents("m.yaml", &text).unwrap(),
         &podnet_model::ConfigOverrides::default(),
     )

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{can_run, ok, write_manifest, Lab};
 
-#[path = "../../../podnet-model/tests/model/netpol_cases.rs"]
+#[path = "../../../podnet-emulator/tests/model/netpol_cases.rs"]
 #[allow(dead_code)]
 mod netpol_cases;
 

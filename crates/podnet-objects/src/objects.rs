@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::config::ClusterConfigDoc;
 use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::kind::Kind;
 use crate::source::{join_index, join_key, PathIndex, SourceDoc};
 
 /// An object with the place it came from.
@@ -58,32 +59,9 @@ pub enum Object {
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
 
-/// The kinds podnet knows, with their apiVersion and whether they are namespaced.
-const KINDS: &[(&str, &str, bool)] = &[
-    ("Namespace", "v1", false),
-    ("Node", "v1", false),
-    ("Pod", "v1", true),
-    ("Service", "v1", true),
-    ("Endpoints", "v1", true),
-    ("Secret", "v1", true),
-    ("Deployment", "apps/v1", true),
-    ("ReplicaSet", "apps/v1", true),
-    ("StatefulSet", "apps/v1", true),
-    ("DaemonSet", "apps/v1", true),
-    ("EndpointSlice", "discovery.k8s.io/v1", true),
-    ("NetworkPolicy", "networking.k8s.io/v1", true),
-    ("Ingress", "networking.k8s.io/v1", true),
-    ("IngressClass", "networking.k8s.io/v1", false),
-    ("GatewayClass", crate::gateway_api::API_VERSION, false),
-    ("Gateway", crate::gateway_api::API_VERSION, true),
-    ("HTTPRoute", crate::gateway_api::API_VERSION, true),
-    ("ReferenceGrant", crate::gateway_api::API_VERSION, true),
-    ("ClusterConfig", crate::config::CONFIG_API_VERSION, false),
-];
-
 /// Whether objects of `kind` live in a namespace.
 pub fn is_namespaced(kind: &str) -> bool {
-    KINDS.iter().find(|k| k.0 == kind).is_none_or(|k| k.2)
+    Kind::parse(kind).is_none_or(Kind::namespaced)
 }
 
 /// Decodes one document. `Ok(None)` is a kind podnet does not use (a warning is pushed).
@@ -139,7 +117,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         &name,
     );
 
-    let Some(&(_, want_version, _)) = KINDS.iter().find(|k| k.0 == kind) else {
+    let Some(known) = Kind::parse(kind) else {
         diags.push(
             Diagnostic::warning(
                 Some(doc.start.clone()),
@@ -149,9 +127,9 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         );
         return Ok(None);
     };
+    let want_version = known.api_version();
     // The Gateway API's standard channel serves v1beta1 beside v1 (the same schema).
-    let also_served = want_version == crate::gateway_api::API_VERSION
-        && api_version == "gateway.networking.k8s.io/v1beta1";
+    let also_served = known.is_gateway_api() && api_version == "gateway.networking.k8s.io/v1beta1";
     if api_version != want_version && !also_served {
         return Err(Diagnostic::error(
             at("apiVersion"),
@@ -171,30 +149,29 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
             }
         };
     }
-    let decoded = match kind {
-        "Namespace" => Object::Namespace(s!(typed(v, &index, &oref)?)),
-        "Node" => Object::Node(s!(typed(v, &index, &oref)?)),
-        "Pod" => Object::Pod(s!(typed(v, &index, &oref)?)),
-        "Service" => Object::Service(s!(typed(v, &index, &oref)?)),
-        "Endpoints" => Object::Endpoints(s!(typed(v, &index, &oref)?)),
-        "Secret" => Object::Secret(s!(typed(v, &index, &oref)?)),
-        "Deployment" => Object::Deployment(s!(typed(v, &index, &oref)?)),
-        "ReplicaSet" => Object::ReplicaSet(s!(typed(v, &index, &oref)?)),
-        "StatefulSet" => Object::StatefulSet(s!(typed(v, &index, &oref)?)),
-        "DaemonSet" => Object::DaemonSet(s!(typed(v, &index, &oref)?)),
-        "EndpointSlice" => Object::EndpointSlice(s!(typed(v, &index, &oref)?)),
-        "NetworkPolicy" => Object::NetworkPolicy(s!(typed(v, &index, &oref)?)),
-        "Ingress" => Object::Ingress(s!(typed(v, &index, &oref)?)),
-        "IngressClass" => Object::IngressClass(s!(typed(v, &index, &oref)?)),
-        "GatewayClass" => Object::GatewayClass(s!(typed(v, &index, &oref)?)),
-        "Gateway" => Object::Gateway(s!(typed(v, &index, &oref)?)),
-        "HTTPRoute" => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
-        "ReferenceGrant" => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
-        "ClusterConfig" => {
+    let decoded = match known {
+        Kind::Namespace => Object::Namespace(s!(typed(v, &index, &oref)?)),
+        Kind::Node => Object::Node(s!(typed(v, &index, &oref)?)),
+        Kind::Pod => Object::Pod(s!(typed(v, &index, &oref)?)),
+        Kind::Service => Object::Service(s!(typed(v, &index, &oref)?)),
+        Kind::Endpoints => Object::Endpoints(s!(typed(v, &index, &oref)?)),
+        Kind::Secret => Object::Secret(s!(typed(v, &index, &oref)?)),
+        Kind::Deployment => Object::Deployment(s!(typed(v, &index, &oref)?)),
+        Kind::ReplicaSet => Object::ReplicaSet(s!(typed(v, &index, &oref)?)),
+        Kind::StatefulSet => Object::StatefulSet(s!(typed(v, &index, &oref)?)),
+        Kind::DaemonSet => Object::DaemonSet(s!(typed(v, &index, &oref)?)),
+        Kind::EndpointSlice => Object::EndpointSlice(s!(typed(v, &index, &oref)?)),
+        Kind::NetworkPolicy => Object::NetworkPolicy(s!(typed(v, &index, &oref)?)),
+        Kind::Ingress => Object::Ingress(s!(typed(v, &index, &oref)?)),
+        Kind::IngressClass => Object::IngressClass(s!(typed(v, &index, &oref)?)),
+        Kind::GatewayClass => Object::GatewayClass(s!(typed(v, &index, &oref)?)),
+        Kind::Gateway => Object::Gateway(s!(typed(v, &index, &oref)?)),
+        Kind::HTTPRoute => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
+        Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
+        Kind::ClusterConfig => {
             let c: ClusterConfigDoc = typed(v, &index, &oref)?;
             Object::ClusterConfig(s!(c))
         }
-        _ => unreachable!("every kind in KINDS is decoded"),
     };
     Ok(Some(decoded))
 }
@@ -293,6 +270,76 @@ pub fn meta_of(o: &Object) -> Option<&ObjectMeta> {
         Object::ReferenceGrant(x) => &x.obj.metadata,
         Object::ClusterConfig(_) => return None,
     })
+}
+
+/// The object's reference (kind, namespace, name or generateName).
+pub fn oref_of(o: &Object) -> ObjectRef {
+    let (kind, meta) = match o {
+        Object::ClusterConfig(_) => return ObjectRef::new("ClusterConfig", None, ""),
+        _ => (
+            kind_of(o).as_str(),
+            meta_of(o).expect("all but ClusterConfig have metadata"),
+        ),
+    };
+    let name = meta
+        .name
+        .clone()
+        .or_else(|| meta.generate_name.clone())
+        .unwrap_or_default();
+    ObjectRef::new(kind, meta.namespace.as_deref(), &name)
+}
+
+/// The object's kind, as manifests spell it.
+pub fn kind_of(o: &Object) -> Kind {
+    match o {
+        Object::Namespace(_) => Kind::Namespace,
+        Object::Node(_) => Kind::Node,
+        Object::Pod(_) => Kind::Pod,
+        Object::Deployment(_) => Kind::Deployment,
+        Object::ReplicaSet(_) => Kind::ReplicaSet,
+        Object::StatefulSet(_) => Kind::StatefulSet,
+        Object::DaemonSet(_) => Kind::DaemonSet,
+        Object::Service(_) => Kind::Service,
+        Object::EndpointSlice(_) => Kind::EndpointSlice,
+        Object::Endpoints(_) => Kind::Endpoints,
+        Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+        Object::Ingress(_) => Kind::Ingress,
+        Object::IngressClass(_) => Kind::IngressClass,
+        Object::Secret(_) => Kind::Secret,
+        Object::GatewayClass(_) => Kind::GatewayClass,
+        Object::Gateway(_) => Kind::Gateway,
+        Object::HTTPRoute(_) => Kind::HTTPRoute,
+        Object::ReferenceGrant(_) => Kind::ReferenceGrant,
+        Object::ClusterConfig(_) => Kind::ClusterConfig,
+    }
+}
+
+/// Where the object starts in its file.
+pub fn start_of(o: &Object) -> Location {
+    macro_rules! s {
+        ($($v:ident),*) => { match o { $(Object::$v(x) => x.start.clone(),)* } };
+    }
+    s!(
+        Namespace,
+        Node,
+        Pod,
+        Deployment,
+        ReplicaSet,
+        StatefulSet,
+        DaemonSet,
+        Service,
+        EndpointSlice,
+        Endpoints,
+        NetworkPolicy,
+        Ingress,
+        IngressClass,
+        Secret,
+        GatewayClass,
+        Gateway,
+        HTTPRoute,
+        ReferenceGrant,
+        ClusterConfig
+    )
 }
 
 #[cfg(test)]

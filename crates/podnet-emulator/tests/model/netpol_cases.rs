@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use podnet_model::{build, parse_documents, Cluster, ConfigOverrides, Protocol};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, Cluster, ConfigOverrides, Protocol};
 use serde_json::{json, Value};
 
 pub fn cases_file() -> Option<PathBuf> {

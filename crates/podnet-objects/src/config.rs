@@ -8,6 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::diag::{Diagnostic, ObjectRef, Severity};
+use crate::objects::Object;
+
 pub const CONFIG_API_VERSION: &str = "podnet.dev/v1alpha1";
 
 /// The `ClusterConfig` document as written. Every field is optional.
@@ -371,6 +374,64 @@ pub fn nth_address(net: &IpNet, n: u128) -> Option<IpAddr> {
     let base = ip_to_u128(net.network());
     let ip = u128_to_ip(base.checked_add(n)?, net.addr().is_ipv4());
     net.contains(&ip).then_some(ip)
+}
+
+/// Defaults ← the ClusterConfig document ← flags.
+pub fn settings(
+    objects: &[Object],
+    overrides: &ConfigOverrides,
+    diags: &mut Vec<Diagnostic>,
+) -> ClusterConfig {
+    let mut config = ClusterConfig::default();
+    let docs: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::ClusterConfig(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    if let Some(extra) = docs.get(1) {
+        diags.push(Diagnostic::error(
+            extra.start.clone(),
+            format!(
+                "a second ClusterConfig document; the first is at {}",
+                docs[0].start
+            ),
+        ));
+    }
+    if let Some(doc) = docs.first() {
+        if let Err((field, why)) = config.apply(&doc.obj.settings) {
+            diags.push(
+                Diagnostic::error(doc.locate(&field), why)
+                    .with_object(ObjectRef::new("ClusterConfig", None, ""))
+                    .with_field(field),
+            );
+        }
+    }
+    if let Err((field, why)) = config.apply(overrides) {
+        diags.push(Diagnostic {
+            severity: Severity::Error,
+            location: None,
+            object: None,
+            field: Some(format!("--{}", flag_name(&field))),
+            message: why,
+        });
+    }
+    config
+}
+
+/// The command-line flag that sets a config field.
+fn flag_name(field: &str) -> String {
+    match field {
+        "podCIDR" => "pod-cidr".into(),
+        "nodeCIDRMaskSize" => "node-cidr-mask-size".into(),
+        "serviceCIDR" => "service-cidr".into(),
+        "dnsIP" => "dns-ip".into(),
+        "nodePortRange" => "node-port-range".into(),
+        "clusterDomain" => "cluster-domain".into(),
+        "loadBalancerPool" => "lb-pool".into(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use podnet_emulator::build;
 use podnet_model::{
-    build, parse_documents, Cluster, ConfigOverrides, ModelError, NsName, ServiceType, TargetPort,
+    parse_documents, Cluster, ConfigOverrides, ModelError, NsName, ServiceType, TargetPort,
 };
 
 mod dns;
@@ -12,6 +13,7 @@ mod errors;
 mod netpol;
 #[allow(dead_code)] // shared with the policy and lab tests, which read all of it
 mod netpol_cases;
+mod netpol_rules;
 mod props;
 mod robustness;
 

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use podnet_model::{build, parse_documents, ConfigOverrides, Diagnostic};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides, Diagnostic};
 
 struct Expect {
     line: u32,

@@ -2,13 +2,19 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::model::Labels;
+/// An object's labels (and a map selector's pairs).
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Whether a map selector matches a label set (every pair present).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
 
 /// Whether `sel` selects an object with `labels`. An empty selector selects everything; all of
 /// `matchLabels` and every `matchExpressions` requirement must hold.
 pub fn matches(sel: &LabelSelector, labels: &Labels) -> bool {
     if let Some(ml) = &sel.match_labels {
-        if !crate::model::selector_matches(ml, labels) {
+        if !selector_matches(ml, labels) {
             return false;
         }
     }

@@ -76,7 +76,7 @@ fn a_pod_name_with_a_64_character_label_is_valid() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"
     );
     let docs = parse_documents("p.yaml", &text).unwrap();
-    let c = podnet_model::build(&docs, &podnet_model::ConfigOverrides::default())
+    let c = podnet_emulator::build(&docs, &podnet_model::ConfigOverrides::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let pod = c.pod("default", &name).unwrap();
     let hosts = podnet_model::resolv::hosts_file(pod, "cluster.local");
@@ -91,7 +91,7 @@ fn a_pod_name_with_a_64_character_label_is_valid() {
         );
         let docs = parse_documents("p.yaml", &text).unwrap();
         assert!(
-            podnet_model::build(&docs, &Default::default()).is_err(),
+            podnet_emulator::build(&docs, &Default::default()).is_err(),
             "{bad}"
         );
     }
@@ -111,7 +111,7 @@ fn an_exhausted_service_cidr_is_one_error_that_counts_the_rest() {
         service_cidr: Some("10.96.0.0/20".parse().unwrap()),
         ..Default::default()
     };
-    let podnet_model::ModelError::Invalid(diags) = podnet_model::build(&docs, &o).unwrap_err();
+    let podnet_model::ModelError::Invalid(diags) = podnet_emulator::build(&docs, &o).unwrap_err();
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.is_error())
@@ -141,7 +141,7 @@ fn a_full_service_cidr_hands_out_every_address_once() {
         ..Default::default()
     };
     // 254 usable: .1 and .10 are taken, 252 Services fill the rest exactly.
-    let c = podnet_model::build(&docs, &o).unwrap_or_else(|e| panic!("{e}"));
+    let c = podnet_emulator::build(&docs, &o).unwrap_or_else(|e| panic!("{e}"));
     let mut ips: Vec<_> = c
         .services
         .iter()
@@ -164,12 +164,12 @@ fn adding_a_pod_moves_no_running_pod() {
         .collect::<Vec<_>>()
         .join("\n---\n");
     let o = podnet_model::ConfigOverrides::default();
-    let before = podnet_model::build(&parse_documents("seeds", &seeds).unwrap(), &o).unwrap();
+    let before = podnet_emulator::build(&parse_documents("seeds", &seeds).unwrap(), &o).unwrap();
     let running = placements_of(&before);
     let more = format!("{seeds}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: aaa-new}}\nspec: {{containers: [{{name: c, image: x}}]}}\n");
     let docs = parse_documents("seeds+1", &more).unwrap();
     // Without the running pods, the new one reshuffles the others (what the lab did).
-    let fresh = podnet_model::build(&docs, &o).unwrap();
+    let fresh = podnet_emulator::build(&docs, &o).unwrap();
     let moved = |c: &podnet_model::Cluster| {
         before
             .pods
@@ -184,7 +184,7 @@ fn adding_a_pod_moves_no_running_pod() {
         moved(&fresh) > 0,
         "the reproduction still reshuffles a fresh build"
     );
-    let after = podnet_model::build_with(&docs, &o, &running).unwrap();
+    let after = podnet_emulator::build_with(&docs, &o, &running).unwrap();
     assert_eq!(moved(&after), 0, "no running pod moves");
     let new = after.pod("default", "aaa-new").unwrap();
     assert!(new.node.is_some() && !new.ips.is_empty());
@@ -193,7 +193,7 @@ fn adding_a_pod_moves_no_running_pod() {
         "a free address"
     );
     // Removing a pod moves none of the others either.
-    let after_removal = podnet_model::build_with(
+    let after_removal = podnet_emulator::build_with(
         &parse_documents("seeds", &seeds).unwrap(),
         &o,
         &placements_of(&after),

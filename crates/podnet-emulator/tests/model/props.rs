@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use podnet_emulator::build;
 use podnet_model::netpol::Reach;
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_model::{parse_documents, ConfigOverrides};
 
 use super::netpol_cases::{run_cases, NAMESPACES};
 

@@ -2,7 +2,8 @@
 //! 2k Services and 50k endpoints. Goal (issue 2): under 200 ms.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use podnet_model::{build, parse_documents, ConfigOverrides};
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ConfigOverrides};
 
 /// 1000 Deployments `d<i>` (labels app=d<i>, group=g<i/4>), 1000 Services selecting one
 /// Deployment each (10 endpoints) and 1000 selecting a group of four (40 endpoints).

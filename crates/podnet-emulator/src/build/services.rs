@@ -1,0 +1,353 @@
+//! Services as the API server allocates them (ClusterIPs, NodePorts, requested ones first) and
+//! a load-balancer controller gives them addresses; the `kubernetes` Service every cluster has.
+
+use super::*;
+
+impl Builder {
+    pub(super) fn services(
+        &mut self,
+        objects: &[Object],
+    ) -> (Vec<ServiceInfo>, Vec<(NsName, EndpointSliceInfo)>) {
+        let mut svcs: Vec<&Sourced<Service>> = of_kind!(objects, Service).collect();
+        svcs.sort_by(|a, b| {
+            (&a.obj.metadata.namespace, &a.obj.metadata.name)
+                .cmp(&(&b.obj.metadata.namespace, &b.obj.metadata.name))
+        });
+        let mut infos: Vec<ServiceInfo> = svcs.iter().map(|s| service_info(s)).collect();
+        let has_kubernetes = infos
+            .iter()
+            .any(|s| s.namespace == "default" && s.name == "kubernetes");
+        let mut alloc = Allocator::new(&self.config);
+        // The API server's own Service takes the first address.
+        let builtin = (!has_kubernetes).then(|| {
+            let ip = nth_address(&self.config.service_cidr, 1).expect("serviceCIDR holds .1");
+            alloc
+                .claim_ip(ip)
+                .expect("the first address of the serviceCIDR is free");
+            kubernetes_service(ip)
+        });
+        // Pass 1: what the manifests ask for. Pass 2: allocate the rest, in a stable order.
+        for (svc, src) in infos.iter_mut().zip(&svcs) {
+            self.claim_requested(&mut alloc, svc, src);
+        }
+        let mut short = Shortages::default();
+        for (svc, src) in infos.iter_mut().zip(&svcs) {
+            self.allocate_rest(&mut alloc, svc, src, &mut short);
+        }
+        self.report_shortages(short);
+        // Pass 3: the load-balancer controller.
+        self.assign_load_balancer_ips(&mut infos, &svcs);
+        let user = self.user_slices(objects, &infos);
+        if let Some(b) = builtin {
+            infos.push(b);
+            infos.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        }
+        (infos, user)
+    }
+
+    /// The ClusterIPs, node ports and health-check port a Service asks for, where free.
+    pub(super) fn claim_requested(
+        &mut self,
+        alloc: &mut Allocator,
+        svc: &mut ServiceInfo,
+        src: &Sourced<Service>,
+    ) {
+        let spec = src.obj.spec.as_ref().expect("validated");
+        let oref = ObjectRef::new("Service", Some(&svc.namespace), &svc.name);
+        let ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
+            (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
+            (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
+            _ => vec![],
+        };
+        if svc.service_type != ServiceType::ExternalName && !svc.headless {
+            if let Some(fam) = spec.ip_families.as_ref().and_then(|f| f.first()) {
+                if fam == "IPv6" && self.config.service_cidr.addr().is_ipv4() {
+                    self.diags.push(Diagnostic::error(src.locate("spec.ipFamilies[0]"), "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()).with_object(oref.clone()).with_field("spec.ipFamilies[0]"));
+                }
+            }
+            for (i, raw) in ips.iter().enumerate() {
+                let field = if spec.cluster_ips.as_ref().is_some_and(|l| !l.is_empty()) {
+                    format!("spec.clusterIPs[{i}]")
+                } else {
+                    "spec.clusterIP".to_string()
+                };
+                let Ok(ip) = raw.parse::<IpAddr>() else {
+                    continue;
+                };
+                if let Err(why) = alloc.claim_ip(ip) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            src.locate(&field),
+                            format!("Invalid value: {raw:?}: {why}"),
+                        )
+                        .with_object(oref.clone())
+                        .with_field(field),
+                    );
+                } else {
+                    svc.cluster_ips.push(ip);
+                }
+            }
+        }
+        for (i, p) in svc.ports.iter_mut().enumerate() {
+            let field = format!("spec.ports[{i}].nodePort");
+            if let Some(np) = p.node_port {
+                if let Err(why) =
+                    alloc.claim_port(np, &svc.namespace, &svc.name, p.protocol.as_str())
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            src.locate(&field),
+                            format!("Invalid value: {np}: {why}"),
+                        )
+                        .with_object(oref.clone())
+                        .with_field(field),
+                    );
+                    p.node_port = None;
+                }
+            }
+        }
+        if let Some(hc) = svc.health_check_node_port {
+            if let Err(why) = alloc.claim_port(hc, &svc.namespace, &svc.name, "health") {
+                self.diags.push(
+                    Diagnostic::error(
+                        src.locate("spec.healthCheckNodePort"),
+                        format!("Invalid value: {hc}: {why}"),
+                    )
+                    .with_object(oref.clone())
+                    .with_field("spec.healthCheckNodePort"),
+                );
+            }
+        }
+    }
+
+    /// What a Service did not ask for: a ClusterIP, node ports, a health-check port.
+    pub(super) fn allocate_rest(
+        &mut self,
+        alloc: &mut Allocator,
+        svc: &mut ServiceInfo,
+        src: &Sourced<Service>,
+        short: &mut Shortages,
+    ) {
+        let spec = src.obj.spec.as_ref().expect("validated");
+        let key = svc.key().to_string();
+        if svc.service_type != ServiceType::ExternalName
+            && !svc.headless
+            && svc.cluster_ips.is_empty()
+        {
+            match alloc.allocate_ip(&key) {
+                Some(ip) => svc.cluster_ips.push(ip),
+                None => short.cluster_ips.push((src.start.clone(), svc.key())),
+            }
+        }
+        let wants_node_ports = svc.service_type == ServiceType::NodePort
+            || (svc.service_type == ServiceType::LoadBalancer
+                && spec.allocate_load_balancer_node_ports != Some(false));
+        if wants_node_ports {
+            // Ports with the same number but another protocol share the node port.
+            let mut by_port: HashMap<i32, i32> = HashMap::new();
+            let svc_key = svc.key();
+            for p in svc.ports.iter_mut() {
+                if p.node_port.is_none() {
+                    let shared = by_port.get(&p.port).copied();
+                    p.node_port = shared.or_else(|| {
+                        alloc.allocate_port(&format!("{key}/{}/{}", p.name, p.protocol))
+                    });
+                    if p.node_port.is_none() {
+                        short.node_ports.push((src.start.clone(), svc_key.clone()));
+                    }
+                }
+                if let Some(np) = p.node_port {
+                    by_port.entry(p.port).or_insert(np);
+                }
+            }
+        }
+        if svc.service_type == ServiceType::LoadBalancer
+            && svc.external_traffic_policy == TrafficPolicy::Local
+            && svc.health_check_node_port.is_none()
+        {
+            svc.health_check_node_port = alloc.allocate_port(&format!("{key}/healthz"));
+        }
+    }
+
+    /// One error per exhausted range, naming the first Service that got nothing and counting
+    /// the rest, rather than one error per Service.
+    pub(super) fn report_shortages(&mut self, short: Shortages) {
+        let ranges = [
+            (
+                short.cluster_ips,
+                format!("serviceCIDR {} is full", self.config.service_cidr),
+                "ClusterIP",
+            ),
+            (
+                short.node_ports,
+                format!(
+                    "the node port range {} is full",
+                    self.config.node_port_range
+                ),
+                "node port",
+            ),
+        ];
+        for (list, full, what) in ranges {
+            let Some((at, first)) = list.first() else {
+                continue;
+            };
+            let more = match list.len() - 1 {
+                0 => String::new(),
+                n => format!(" and {n} more Service(s)"),
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    at.clone(),
+                    format!("{full}: no {what} is left for {first}{more}"),
+                )
+                .with_object(ObjectRef::new(
+                    "Service",
+                    Some(&first.namespace),
+                    &first.name,
+                )),
+            );
+        }
+    }
+
+    /// The load-balancer controller: requested addresses first, then the rest from the pool.
+    pub(super) fn assign_load_balancer_ips(
+        &mut self,
+        infos: &mut [ServiceInfo],
+        svcs: &[&Sourced<Service>],
+    ) {
+        let pool: Vec<IpAddr> = self
+            .config
+            .load_balancer_pool
+            .iter()
+            .flat_map(|r| r.iter(65536))
+            .collect();
+        let mut lb_taken: BTreeMap<IpAddr, String> = BTreeMap::new();
+        let ours = |s: &Sourced<Service>| {
+            s.obj
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.load_balancer_class.as_deref())
+                .is_none()
+        };
+        for (svc, src) in infos.iter_mut().zip(svcs) {
+            if svc.service_type != ServiceType::LoadBalancer || !ours(src) {
+                continue;
+            }
+            let key = svc.key().to_string();
+            let wanted = src
+                .obj
+                .spec
+                .as_ref()
+                .and_then(|s| s.load_balancer_ip.as_deref())
+                .filter(|s| !s.is_empty());
+            if let Some(raw) = wanted {
+                let ip: IpAddr = raw.parse().expect("validated");
+                if !pool.contains(&ip) {
+                    self.diags.push(Diagnostic::warning(Some(src.locate("spec.loadBalancerIP")), format!("{raw} is not in the LoadBalancer pool {}; the Service stays <pending>", pool_string(&self.config))).with_object(ObjectRef::new("Service", Some(&svc.namespace), &svc.name)));
+                } else if let Some(owner) = lb_taken.get(&ip) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            Some(src.locate("spec.loadBalancerIP")),
+                            format!(
+                                "{raw} is already assigned to {owner}; the Service stays <pending>"
+                            ),
+                        )
+                        .with_object(ObjectRef::new(
+                            "Service",
+                            Some(&svc.namespace),
+                            &svc.name,
+                        )),
+                    );
+                } else {
+                    lb_taken.insert(ip, key.clone());
+                    svc.load_balancer_ips.push(ip);
+                }
+            }
+        }
+        for (svc, src) in infos.iter_mut().zip(svcs) {
+            if svc.service_type != ServiceType::LoadBalancer
+                || !ours(src)
+                || !svc.load_balancer_ips.is_empty()
+            {
+                continue;
+            }
+            let wanted = src
+                .obj
+                .spec
+                .as_ref()
+                .and_then(|s| s.load_balancer_ip.as_deref())
+                .filter(|s| !s.is_empty());
+            if wanted.is_some() || pool.is_empty() {
+                continue;
+            }
+            let key = svc.key().to_string();
+            let start = (fnv64(&[key.as_bytes()]) % pool.len() as u64) as usize;
+            let found = (0..pool.len())
+                .map(|i| pool[(start + i) % pool.len()])
+                .find(|ip| !lb_taken.contains_key(ip));
+            match found {
+                Some(ip) => {
+                    lb_taken.insert(ip, key);
+                    svc.load_balancer_ips.push(ip);
+                }
+                None => self.diags.push(
+                    Diagnostic::warning(
+                        Some(src.start.clone()),
+                        format!(
+                            "the LoadBalancer pool {} is exhausted; the Service stays <pending>",
+                            pool_string(&self.config)
+                        ),
+                    )
+                    .with_object(ObjectRef::new(
+                        "Service",
+                        Some(&svc.namespace),
+                        &svc.name,
+                    )),
+                ),
+            }
+        }
+    }
+}
+
+/// The API server's own Service, `default/kubernetes`, when the manifests do not define it.
+pub(super) fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
+    ServiceInfo {
+        namespace: "default".into(),
+        name: "kubernetes".into(),
+        service_type: ServiceType::ClusterIP,
+        labels: [
+            ("component".to_string(), "apiserver".to_string()),
+            ("provider".to_string(), "kubernetes".to_string()),
+        ]
+        .into(),
+        selector: None,
+        cluster_ips: vec![ip],
+        headless: false,
+        external_name: None,
+        ports: vec![ServicePortInfo {
+            name: "https".into(),
+            protocol: Protocol::Tcp,
+            port: 443,
+            target_port: TargetPort::Number(6443),
+            node_port: None,
+            app_protocol: None,
+        }],
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        session_affinity_timeout: None,
+        external_traffic_policy: TrafficPolicy::Cluster,
+        internal_traffic_policy: TrafficPolicy::Cluster,
+        health_check_node_port: None,
+        publish_not_ready_addresses: false,
+        endpoint_slices: vec![],
+        builtin: true,
+    }
+}
+
+pub(super) fn pool_string(c: &ClusterConfig) -> String {
+    c.load_balancer_pool
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,266 @@
+//! The Gateway API's kinds, as the CRDs' validation (and its CEL rules) refuses them.
+
+use super::*;
+
+pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    if spec.gateway_class_name.is_empty() {
+        c.err("spec.gatewayClassName", "Required value");
+    }
+    if spec.listeners.is_empty() {
+        c.err("spec.listeners", "Required value: at least one listener");
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, l) in spec.listeners.iter().enumerate() {
+        let at = format!("spec.listeners[{i}]");
+        c.check(&format!("{at}.name"), v::dns1123_label(&l.name));
+        if !names.insert(l.name.as_str()) {
+            c.err(
+                &format!("{at}.name"),
+                format!(
+                    "Duplicate value: {:?}: listener names must be unique",
+                    l.name
+                ),
+            );
+        }
+        c.check(&format!("{at}.port"), v::port_number(l.port));
+        if l.protocol.is_empty() {
+            c.err(&format!("{at}.protocol"), "Required value");
+        }
+        if let Some(h) = &l.hostname {
+            c.check(&format!("{at}.hostname"), v::wildcard_hostname(h));
+        }
+        if l.protocol == "HTTPS"
+            && l.tls.as_ref().is_none_or(|t| {
+                t.mode.as_deref() == Some("Terminate") && t.certificate_refs.is_empty()
+            })
+        {
+            c.err(
+                &format!("{at}.tls"),
+                "Invalid value: an HTTPS listener in mode Terminate needs tls.certificateRefs",
+            );
+        }
+        if l.protocol == "HTTP" && l.tls.is_some() {
+            c.err(
+                &format!("{at}.tls"),
+                "Forbidden: tls must not be set for protocol HTTP",
+            );
+        }
+        if let Some(sel) = l
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref())
+        {
+            match sel.from.as_deref() {
+                None | Some("Same") | Some("All") | Some("None") => {}
+                Some("Selector") => match &sel.selector {
+                    Some(ls) => c.selector(&format!("{at}.allowedRoutes.namespaces.selector"), ls),
+                    None => c.err(
+                        &format!("{at}.allowedRoutes.namespaces.selector"),
+                        "Required value: from: Selector needs a selector",
+                    ),
+                },
+                Some(other) => c.err(
+                    &format!("{at}.allowedRoutes.namespaces.from"),
+                    format!("Unsupported value: {other:?}: supported values: \"All\", \"None\", \"Same\", \"Selector\""),
+                ),
+            }
+        }
+    }
+}
+
+pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    if spec.parent_refs.len() > 32 {
+        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
+    }
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        c.check(&format!("spec.hostnames[{i}]"), v::wildcard_hostname(h));
+    }
+    for (i, p) in spec.parent_refs.iter().enumerate() {
+        if let Some(port) = p.port {
+            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
+        }
+    }
+    for (i, r) in spec.rules.iter().flatten().enumerate() {
+        let at = format!("spec.rules[{i}]");
+        route_matches(c, &at, r);
+        route_filters(c, &at, r);
+        route_backends(c, &at, r);
+    }
+}
+
+/// A rule's matches: path types and values, header names, methods.
+fn route_matches(
+    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
+    at: &str,
+    r: &crate::gateway_api::HTTPRouteRule,
+) {
+    for (j, m) in r.matches.iter().flatten().enumerate() {
+        let at = format!("{at}.matches[{j}]");
+        if let Some(p) = &m.path {
+            let t = p.type_.as_deref().unwrap_or("PathPrefix");
+            if !matches!(t, "Exact" | "PathPrefix" | "RegularExpression") {
+                c.err(&format!("{at}.path.type"), format!("Unsupported value: {t:?}: supported values: \"Exact\", \"PathPrefix\", \"RegularExpression\""));
+            }
+            let value = p.value.as_deref().unwrap_or("/");
+            if t != "RegularExpression" && !value.starts_with('/') {
+                c.err(
+                    &format!("{at}.path.value"),
+                    format!("Invalid value: {value:?}: must be an absolute path"),
+                );
+            }
+            if t != "RegularExpression"
+                && (value.contains("//")
+                    || value.contains("/./")
+                    || value.contains("/../")
+                    || value.contains('%') && value.contains("%2f")
+                    || value.ends_with("/..")
+                    || value.ends_with("/.")
+                    || value.contains('#')
+                    || value.contains('?'))
+            {
+                c.err(&format!("{at}.path.value"), format!("Invalid value: {value:?}: must not contain '//', '/./', '/../', '#' or '?', or end in '/..' or '/.'"));
+            }
+        }
+        for (k, h) in m.headers.iter().enumerate() {
+            if h.name.is_empty()
+                || !h
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
+                c.err(
+                    &format!("{at}.headers[{k}].name"),
+                    format!("Invalid value: {:?}: not an HTTP header name", h.name),
+                );
+            }
+        }
+        if let Some(method) = &m.method {
+            if !matches!(
+                method.as_str(),
+                "GET"
+                    | "HEAD"
+                    | "POST"
+                    | "PUT"
+                    | "DELETE"
+                    | "CONNECT"
+                    | "OPTIONS"
+                    | "TRACE"
+                    | "PATCH"
+            ) {
+                c.err(
+                    &format!("{at}.method"),
+                    format!("Unsupported value: {method:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// A rule's filters and its backends' filters: each type with its field, redirect codes; a
+/// redirect with neither a rewrite nor backends.
+fn route_filters(
+    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
+    at: &str,
+    r: &crate::gateway_api::HTTPRouteRule,
+) {
+    let mut all: Vec<(String, &crate::gateway_api::HTTPRouteFilter)> = r
+        .filters
+        .iter()
+        .enumerate()
+        .map(|(k, f)| (format!("{at}.filters[{k}]"), f))
+        .collect();
+    for (j, b) in r.backend_refs.iter().flatten().enumerate() {
+        all.extend(
+            b.filters
+                .iter()
+                .enumerate()
+                .map(|(k, f)| (format!("{at}.backendRefs[{j}].filters[{k}]"), f)),
+        );
+    }
+    for (at, f) in &all {
+        let set = [
+            ("RequestHeaderModifier", f.request_header_modifier.is_some()),
+            (
+                "ResponseHeaderModifier",
+                f.response_header_modifier.is_some(),
+            ),
+            ("RequestRedirect", f.request_redirect.is_some()),
+            ("URLRewrite", f.url_rewrite.is_some()),
+            ("RequestMirror", f.request_mirror.is_some()),
+            ("ExtensionRef", f.extension_ref.is_some()),
+            ("CORS", f.cors.is_some()),
+            ("ExternalAuth", f.external_auth.is_some()),
+        ];
+        match set.iter().find(|(t, _)| *t == f.type_) {
+            None => c.err(
+                &format!("{at}.type"),
+                format!("Unsupported value: {:?}", f.type_),
+            ),
+            Some((_, false)) => c.err(
+                at,
+                format!(
+                    "Invalid value: filter type {} needs its {} field",
+                    f.type_, f.type_
+                ),
+            ),
+            Some(_) => {}
+        }
+        if let Some(code) = f.request_redirect.as_ref().and_then(|r| r.status_code) {
+            if !matches!(code, 301 | 302 | 303 | 307 | 308) {
+                c.err(
+                    &format!("{at}.requestRedirect.statusCode"),
+                    format!("Unsupported value: {code}: supported values: 301, 302, 303, 307, 308"),
+                );
+            }
+        }
+    }
+    let redirect = r.filters.iter().any(|f| f.request_redirect.is_some());
+    let rewrite = r.filters.iter().any(|f| f.url_rewrite.is_some());
+    if redirect && rewrite {
+        c.err(
+            &format!("{at}.filters"),
+            "Invalid value: RequestRedirect and URLRewrite cannot both be set",
+        );
+    }
+    if redirect && r.backend_refs.as_ref().is_some_and(|b| !b.is_empty()) {
+        c.err(
+            &format!("{at}.backendRefs"),
+            "Invalid value: a rule with a RequestRedirect filter has no backendRefs",
+        );
+    }
+}
+
+/// A rule's backends: weights, and a Service backend's port.
+fn route_backends(
+    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
+    at: &str,
+    r: &crate::gateway_api::HTTPRouteRule,
+) {
+    for (j, b) in r.backend_refs.iter().flatten().enumerate() {
+        let at = format!("{at}.backendRefs[{j}]");
+        if let Some(w) = b.weight {
+            if !(0..=1_000_000).contains(&w) {
+                c.err(
+                    &format!("{at}.weight"),
+                    format!("Invalid value: {w}: must be between 0 and 1000000"),
+                );
+            }
+        }
+        let service = b.group.as_deref().unwrap_or("").is_empty()
+            && b.kind.as_deref().unwrap_or("Service") == "Service";
+        match b.port {
+            Some(p) => c.check(&format!("{at}.port"), v::port_number(p)),
+            None if service => c.err(
+                &format!("{at}.port"),
+                "Required value: a Service backendRef needs a port",
+            ),
+            None => {}
+        }
+    }
+}
