@@ -1,0 +1,462 @@
+//! A request's way to a backend, phase by phase: the listener and the route, a redirect or
+//! a backend (weighted), its endpoints, the request to send, the attempts, the answer.
+
+use super::*;
+
+/// What a request is sent to: a backend and, when a route chose it, the route and the
+/// weighted entry (their filters).
+/// An answer of the proxy's own, given at the phase that decided it (boxed: an answer is
+/// large, and the way on is the common case).
+type Own = Box<Response<Body>>;
+
+type Chosen<'a> = (&'a Backend, Option<(&'a Route, &'a WeightedBackend)>);
+
+/// The head of the request to send and what to change in the answer's.
+struct UpstreamHead<'a> {
+    headers: HeaderMap,
+    path_and_query: Option<hyper::http::uri::PathAndQuery>,
+    response_edits: Option<&'a crate::routes::HeaderEdits>,
+}
+
+/// How the request is sent: the endpoints from `first` on, `attempts` of them.
+struct Attempts<'a> {
+    endpoints: &'a [Endpoint],
+    first: usize,
+    attempts: usize,
+}
+
+impl Edge {
+    /// Where a request goes, and its answer: phase by phase, each of which may answer itself.
+    pub(super) async fn route(
+        &self,
+        mut req: Request<Arc<Unread>>,
+        host: &str,
+        conn: Conn,
+        id: &HeaderValue,
+    ) -> (Response<Body>, Option<SocketAddr>) {
+        let live = self.live.load_full();
+        if let Some(r) = https_redirect(&live, &req, host, conn) {
+            return (r, None);
+        }
+        let pq_owned = req.uri().path_and_query().cloned();
+        let pq_in = pq_owned.as_ref().map(|p| p.as_str()).unwrap_or("/");
+        let (backend, edits) = match self.choose(&live, &req, host, conn, pq_in) {
+            Ok(chosen) => chosen,
+            Err(r) => return (*r, None),
+        };
+        let (endpoints, first) = match self.endpoints_of(&live, backend) {
+            Ok(e) => e,
+            Err(r) => return (*r, None),
+        };
+        let upgrade = wants_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        // As nginx's `proxy_next_upstream error timeout` (its default): a request that can be
+        // sent again is, once, to the next endpoint (the same one when it is alone, over a new
+        // connection) when connecting fails or times out, or sending or reading the response's
+        // head fails. (The read timeout itself is not retried: it has already waited long.)
+        let attempts = if idempotent && body.ended() && !upgrade {
+            2
+        } else {
+            1
+        };
+        let fwd = forwarded(parts.headers, host, conn, id, upgrade);
+        let head = upstream_head(fwd, parts.uri.path_and_query().cloned(), edits, pq_in);
+        let plan = Attempts {
+            endpoints,
+            first,
+            attempts,
+        };
+        self.send(
+            &plan,
+            &parts.method,
+            parts.version,
+            head,
+            body,
+            client_upgrade,
+        )
+        .await
+    }
+
+    /// The listener of the connection's port, its route for the request, and the backend: a
+    /// redirect or a missing route or backend is answered here.
+    fn choose<'a, B>(
+        &self,
+        live: &'a Live,
+        req: &Request<B>,
+        host: &str,
+        conn: Conn,
+        pq_in: &str,
+    ) -> Result<Chosen<'a>, Own> {
+        // The host normalized once, for the listener and the routes.
+        let name = crate::routes::normalize_host(host);
+        let table = if live.config.ports.is_empty() {
+            Some(&live.config.table)
+        } else {
+            live.config
+                .ports
+                .get(&conn.local.port())
+                .and_then(|p| p.listener_normalized(&name))
+                .map(|l| &l.table)
+        };
+        let served = table
+            .and_then(|t| t.serve_normalized(&name, pq_in, req.method().as_str(), req.headers()));
+        match served {
+            Some(Served::Route(r)) => match &r.action {
+                Action::Redirect {
+                    redirect,
+                    response_headers,
+                } => {
+                    let location = redirect_location(redirect, &r.path, conn, host, pq_in);
+                    let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND);
+                    let mut resp = plain(status, "redirected");
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    response_headers.apply(resp.headers_mut());
+                    Err(Box::new(resp))
+                }
+                Action::Forward { backends, .. } => match pick(backends) {
+                    Some(wb) => match &wb.backend {
+                        Some(b) => Ok((b, Some((r, wb)))),
+                        None => {
+                            self.metrics.error("invalid_backend");
+                            Err(Box::new(plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the route's backend reference cannot be used",
+                            )))
+                        }
+                    },
+                    None => {
+                        self.metrics.error("no_backend");
+                        Err(Box::new(plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the route has no backend",
+                        )))
+                    }
+                },
+            },
+            Some(Served::Default(b, _)) => Ok((b, None)),
+            None => {
+                self.metrics.error("no_route");
+                Err(Box::new(plain(
+                    StatusCode::NOT_FOUND,
+                    &format!("no route for {name} {}", req.uri().path()),
+                )))
+            }
+        }
+    }
+
+    /// The backend's ready endpoints and where the round robin starts; 503 without any.
+    fn endpoints_of<'a>(
+        &self,
+        live: &'a Live,
+        backend: &Backend,
+    ) -> Result<(&'a [Endpoint], usize), Own> {
+        match live.targets.get(backend) {
+            Some(Target::Ready { endpoints, next }) if !endpoints.is_empty() => {
+                Ok((endpoints, next.fetch_add(1, Ordering::Relaxed)))
+            }
+            Some(Target::Ready { .. }) => {
+                self.metrics.error("no_endpoints");
+                let why = format!("backend {} has no endpoint", describe(backend));
+                Err(Box::new(plain(StatusCode::SERVICE_UNAVAILABLE, &why)))
+            }
+            Some(Target::Unavailable(why)) => {
+                self.metrics.error("no_endpoints");
+                Err(Box::new(plain(StatusCode::SERVICE_UNAVAILABLE, why)))
+            }
+            None => {
+                self.metrics.error("no_endpoints");
+                let why = format!("backend {} is not resolved", describe(backend));
+                Err(Box::new(plain(StatusCode::SERVICE_UNAVAILABLE, &why)))
+            }
+        }
+    }
+
+    /// The attempts: each to the next endpoint, the first over the pool, a retry over a new
+    /// connection; a timeout or a failure answered 504 or 502, the backend's answer forwarded.
+    async fn send(
+        &self,
+        plan: &Attempts<'_>,
+        method: &Method,
+        client: Version,
+        head: UpstreamHead<'_>,
+        request_body: Arc<Unread>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> (Response<Body>, Option<SocketAddr>) {
+        let UpstreamHead {
+            headers,
+            path_and_query: pq,
+            response_edits,
+        } = head;
+        let mut headers = Some(headers);
+        let mut body = Some(Either::Left(CutOff {
+            body: request_body.clone(),
+        }));
+        let attempts = plan.attempts;
+        for attempt in 0..attempts {
+            let target = &plan.endpoints[(plan.first + attempt) % plan.endpoints.len()];
+            let ep = target.addr;
+            let mut up = Request::new(
+                body.take()
+                    .unwrap_or_else(|| Either::Right(Full::new(Bytes::new()))),
+            );
+            *up.method_mut() = method.clone();
+            *up.version_mut() = Version::HTTP_11;
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+            uri.authority = Some(target.authority.clone());
+            uri.path_and_query = pq.clone().or_else(|| Some("/".parse().expect("a path")));
+            *up.uri_mut() = match hyper::Uri::from_parts(uri) {
+                Ok(u) => u,
+                Err(_) => {
+                    return (
+                        plain(StatusCode::BAD_REQUEST, "a path that cannot be forwarded"),
+                        None,
+                    )
+                }
+            };
+            // The last attempt takes the headers; an earlier one, a copy.
+            *up.headers_mut() = if attempt + 1 < attempts {
+                headers.clone().unwrap_or_default()
+            } else {
+                headers.take().unwrap_or_default()
+            };
+            // A retry goes over a new connection: the pool's others may be as stale.
+            let pool = if attempt == 0 {
+                target.pool.clone()
+            } else {
+                self.pool()
+            };
+            let sent = tokio::time::timeout(self.settings.read_timeout, pool.request(up));
+            match sent.await {
+                Err(_) => {
+                    self.metrics.error("timeout");
+                    tracing::warn!(upstream = %ep, timeout = ?self.settings.read_timeout, "the backend did not answer in time");
+                    return (
+                        plain(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "{ep} did not answer within {:?}",
+                                self.settings.read_timeout
+                            ),
+                        ),
+                        Some(ep),
+                    );
+                }
+                Ok(Err(e)) if attempt + 1 < attempts && (e.is_connect() || !is_timeout(&e)) => {
+                    tracing::warn!(upstream = %ep, error = %cause(&e), "retrying on the next endpoint");
+                    self.metrics.retries.inc();
+                    continue;
+                }
+                Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
+                Ok(Ok(resp)) => {
+                    let answer = answer(resp, client_upgrade, response_edits, request_body, client);
+                    return (answer, Some(ep));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The proxy's answer to a failed attempt: 504 when connecting timed out, else 502.
+    fn failed(&self, ep: SocketAddr, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+        let timed_out = is_timeout(e);
+        tracing::warn!(upstream = %ep, error = %cause(e), "the backend failed");
+        self.metrics
+            .error(if timed_out { "timeout" } else { "upstream" });
+        let (status, what) = match (e.is_connect(), timed_out) {
+            (true, true) => (StatusCode::GATEWAY_TIMEOUT, "connecting to"),
+            (true, false) => (StatusCode::BAD_GATEWAY, "could not connect to"),
+            _ => (StatusCode::BAD_GATEWAY, "no valid response from"),
+        };
+        plain(status, &format!("{what} {ep}: {}", cause(e)))
+    }
+}
+
+/// A host served over HTTPS, asked over plain HTTP: 308 to the same path over HTTPS.
+fn https_redirect<B>(
+    live: &Live,
+    req: &Request<B>,
+    host: &str,
+    conn: Conn,
+) -> Option<Response<Body>> {
+    if conn.tls || live.config.redirect.is_empty() || !live.config.redirects(host) {
+        return None;
+    }
+    let name = crate::routes::normalize_host(host);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut r = plain(
+        StatusCode::PERMANENT_REDIRECT,
+        "this host is served over HTTPS",
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{name}{pq}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Some(r)
+}
+
+/// The request's head for the backend: the forwarded headers with the route's and the
+/// backend's header filters, the host and path rewritten as the route says.
+fn upstream_head<'a>(
+    mut fwd: HeaderMap,
+    mut pq: Option<hyper::http::uri::PathAndQuery>,
+    edits: Option<(&'a Route, &'a WeightedBackend)>,
+    pq_in: &str,
+) -> UpstreamHead<'a> {
+    let mut response_edits = None;
+    if let Some((r, wb)) = edits {
+        if let Action::Forward {
+            request_headers,
+            response_headers,
+            rewrite,
+            ..
+        } = &r.action
+        {
+            request_headers.apply(&mut fwd);
+            wb.request_headers.apply(&mut fwd);
+            if !response_headers.is_empty() {
+                response_edits = Some(response_headers);
+            }
+            if let Some(rw) = rewrite {
+                if let Some(h) = rw
+                    .hostname
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok())
+                {
+                    fwd.insert(header::HOST, h);
+                }
+                if let Some(m) = &rw.path {
+                    let (p, q) = match pq_in.split_once('?') {
+                        Some((p, q)) => (p, Some(q)),
+                        None => (pq_in, None),
+                    };
+                    let new = m.apply(&r.path, p);
+                    let new = match q {
+                        Some(q) => format!("{new}?{q}"),
+                        None => new,
+                    };
+                    pq = new.parse().ok().or(pq);
+                }
+            }
+        }
+    }
+    UpstreamHead {
+        headers: fwd,
+        path_and_query: pq,
+        response_edits,
+    }
+}
+
+/// The backend's answer as the client gets it: a protocol switch joined to the client's, or
+/// the answer without its hop-by-hop headers, with the route's response header filters.
+fn answer(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    response_edits: Option<&crate::routes::HeaderEdits>,
+    request_body: Arc<Unread>,
+    client: Version,
+) -> Response<Body> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "the backend switched protocols unasked",
+            );
+        };
+        let backend_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(c), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b)).await;
+            }
+        });
+        let (p, _) = resp.into_parts();
+        return Response::from_parts(p, empty());
+    }
+    let (mut p, b) = resp.into_parts();
+    strip_hop_by_hop(&mut p.headers);
+    if let Some(e) = response_edits {
+        e.apply(&mut p.headers);
+    }
+    let b = FromUpstream::new(b, request_body, &mut p, client);
+    Response::from_parts(p, Either::Left(b))
+}
+
+/// One of a route's backends, by weight (None: no backend, or only weight 0).
+pub(super) fn pick(backends: &[WeightedBackend]) -> Option<&WeightedBackend> {
+    if let [one] = backends {
+        return (one.weight > 0).then_some(one);
+    }
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut x = fastrand::u64(..total);
+    for b in backends {
+        let w = u64::from(b.weight);
+        if x < w {
+            return Some(b);
+        }
+        x -= w;
+    }
+    None
+}
+
+/// Where a RequestRedirect sends a request (the Gateway API's rules: an unset scheme,
+/// hostname or path is the request's own; an unset port is the scheme's well-known port when
+/// the scheme is set, else the listener's; a well-known port is left out).
+pub(super) fn redirect_location(
+    r: &crate::routes::Redirect,
+    matched: &crate::routes::PathMatch,
+    conn: Conn,
+    host: &str,
+    path_and_query: &str,
+) -> String {
+    let scheme = r
+        .scheme
+        .clone()
+        .unwrap_or_else(|| if conn.tls { "https" } else { "http" }.to_string());
+    let hostname = r
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::routes::normalize_host(host));
+    let port = match (r.port, &r.scheme) {
+        (Some(p), _) => Some(p),
+        (None, Some(_)) => None,
+        (None, None) => Some(conn.local.port()),
+    }
+    .filter(|p| !((scheme == "http" && *p == 80) || (scheme == "https" && *p == 443)));
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = r
+        .path
+        .as_ref()
+        .map_or_else(|| path.to_string(), |m| m.apply(matched, path));
+    let mut out = format!("{scheme}://{hostname}");
+    if let Some(p) = port {
+        out.push_str(&format!(":{p}"));
+    }
+    out.push_str(&path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
