@@ -1,0 +1,196 @@
+//! Which listeners an HTTPRoute attaches to: parentRefs, allowed namespaces and kinds,
+//! intersecting hostnames; the route's status per parent.
+
+use super::*;
+
+/// The hostnames a route serves through a listener: the intersection of the route's and the
+/// listener's (None: no intersection).
+pub(super) fn intersect(route: &[String], listener: &HostMatch) -> Option<Vec<HostMatch>> {
+    if route.is_empty() {
+        return Some(vec![listener.clone()]);
+    }
+    let mut out = Vec::new();
+    for h in route {
+        let h = HostMatch::gateway(Some(h));
+        let both = match (&h, listener) {
+            (_, HostMatch::Any) => Some(h.clone()),
+            (HostMatch::Exact(a), HostMatch::Exact(b)) => (a == b).then(|| h.clone()),
+            (HostMatch::Exact(a), l) => l.matches(a).then(|| h.clone()),
+            (HostMatch::Suffix(_), HostMatch::Exact(b)) => h.matches(b).then(|| listener.clone()),
+            (HostMatch::Suffix(a), HostMatch::Suffix(b)) => {
+                if a.ends_with(b.as_str()) {
+                    Some(h.clone())
+                } else if b.ends_with(a.as_str()) {
+                    Some(listener.clone())
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        if let Some(b) = both {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Whether a listener admits routes of `route_ns`.
+pub(super) fn admits(c: &Cluster, g: &Gateway, l: &Listener, route_ns: &str) -> bool {
+    let from = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
+        "All" => true,
+        "Same" => route_ns == ns_of(&g.metadata),
+        "Selector" => {
+            let Some(sel) = from.and_then(|f| f.selector.as_ref()) else {
+                return false;
+            };
+            let labels = c
+                .namespaces
+                .get(route_ns)
+                .map(|n| n.labels.clone())
+                .unwrap_or_default();
+            podnet_model::selector::matches(sel, &labels)
+        }
+        _ => false,
+    }
+}
+
+/// Attaches a route to its parents' listeners; returns its status per parent of podnet's.
+pub(super) fn attach(
+    c: &Cluster,
+    r: &HTTPRoute,
+    listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
+) -> Vec<RouteParentStatus> {
+    let m = &r.metadata;
+    let route_ns = ns_of(m);
+    let route_key = key_of(m);
+    let mut out = Vec::new();
+    // Backends, resolved once for every parent.
+    let (resolved, backend_problem) = resolve_backends(c, r);
+    let unsupported = unsupported(r);
+    let mut seen: Vec<&ParentReference> = Vec::new();
+    for p in &r.spec.parent_refs {
+        if seen.contains(&p) {
+            continue;
+        }
+        seen.push(p);
+        if p.group.as_deref().unwrap_or(GROUP) != GROUP
+            || p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+        {
+            continue;
+        }
+        let gw_key = NsName::new(p.namespace.as_deref().unwrap_or(route_ns), &p.name);
+        let Some(g) = c
+            .gateways
+            .iter()
+            .find(|g| key_of(&g.obj.metadata) == gw_key)
+        else {
+            continue;
+        };
+        let Some(states) = listeners.get_mut(&gw_key) else {
+            continue; // not one of podnet's
+        };
+        let g = &g.obj;
+        let mut candidates: Vec<usize> = g
+            .spec
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| p.section_name.as_ref().is_none_or(|s| *s == l.name))
+            .filter(|(_, l)| p.port.is_none_or(|port| port == l.port))
+            .map(|(i, _)| i)
+            .collect();
+        let accepted: Result<(), (&str, String)> = if candidates.is_empty() {
+            Err((
+                "NoMatchingParent",
+                "no listener of the Gateway matches sectionName and port".into(),
+            ))
+        } else {
+            candidates.retain(|i| {
+                let l = &g.spec.listeners[*i];
+                states[*i].attachable
+                    && states[*i].kinds.iter().any(|k| k.kind == "HTTPRoute")
+                    && admits(c, g, l, route_ns)
+            });
+            if candidates.is_empty() {
+                Err((
+                    "NotAllowedByListeners",
+                    "no listener of the Gateway admits this route".into(),
+                ))
+            } else {
+                candidates.retain(|i| intersect(&r.spec.hostnames, &states[*i].host).is_some());
+                if candidates.is_empty() {
+                    Err((
+                        "NoMatchingListenerHostname",
+                        "no listener's hostname intersects the route's hostnames".into(),
+                    ))
+                } else if let Some(why) = &unsupported {
+                    Err(("UnsupportedValue", why.clone()))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let mut conditions = vec![match &accepted {
+            Ok(()) => condition(m, "Accepted", true, "Accepted", ""),
+            Err((reason, msg)) => condition(m, "Accepted", false, reason, msg),
+        }];
+        conditions.push(match &backend_problem {
+            Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
+            None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
+        });
+        if accepted.is_ok() {
+            for i in candidates {
+                let st = &mut states[i];
+                st.attached += 1;
+                let hosts = intersect(&r.spec.hostnames, &st.host).unwrap_or_default();
+                st.routes
+                    .extend(routes_of(r, &route_key, &hosts, &resolved));
+            }
+        }
+        out.push(RouteParentStatus {
+            parent_ref: p.clone(),
+            controller_name: CONTROLLER.into(),
+            conditions,
+        });
+    }
+    out
+}
+
+/// Why a route cannot be served as written (a feature podnet does not serve), if it cannot.
+pub(super) fn unsupported(r: &HTTPRoute) -> Option<String> {
+    for rule in r.spec.rules.iter().flatten() {
+        for m in rule.matches.iter().flatten() {
+            if m.path.as_ref().and_then(|p| p.type_.as_deref()) == Some("RegularExpression")
+                || m.headers
+                    .iter()
+                    .chain(&m.query_params)
+                    .any(|h| h.type_.as_deref() == Some("RegularExpression"))
+            {
+                return Some("RegularExpression matches are not served".into());
+            }
+        }
+        let filters = rule
+            .filters
+            .iter()
+            .chain(rule.backend_refs.iter().flatten().flat_map(|b| &b.filters));
+        for f in filters {
+            if !matches!(
+                f.type_.as_str(),
+                "RequestHeaderModifier"
+                    | "ResponseHeaderModifier"
+                    | "RequestRedirect"
+                    | "URLRewrite"
+            ) {
+                return Some(format!("filter {} is not served", f.type_));
+            }
+        }
+    }
+    None
+}

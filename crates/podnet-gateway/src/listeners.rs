@@ -1,0 +1,310 @@
+//! Each Gateway's listeners and status: protocols, conflicts, certificates (with the
+//! ReferenceGrants that allow another namespace's Secret), attached routes.
+
+use super::*;
+
+/// A listener, as this controller judged it.
+#[derive(Debug, Clone)]
+pub(super) struct ListenerState {
+    pub(super) port: u16,
+    pub(super) tls: bool,
+    pub(super) host: HostMatch,
+    /// Serves (Accepted, not Conflicted, refs resolved).
+    pub(super) valid: bool,
+    /// Routes may attach (Accepted and not Conflicted).
+    pub(super) attachable: bool,
+    pub(super) kinds: Vec<RouteGroupKind>,
+    pub(super) conditions: Vec<Condition>,
+    pub(super) certs: Vec<HostCert>,
+    pub(super) attached: i32,
+    pub(super) routes: Vec<Route>,
+}
+
+pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
+    let m = &g.metadata;
+    let gw_ns = ns_of(m);
+    let ls = &g.spec.listeners;
+    ls.iter()
+        .map(|l| {
+            let mut conds = Vec::new();
+            let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+            let tls = l.protocol == "HTTPS";
+            let (kinds, bad_kinds) = route_kinds(l, supported);
+            // Conflicts with the other listeners of the port.
+            let same_port: Vec<&Listener> = ls
+                .iter()
+                .filter(|o| o.port == l.port && o.name != l.name)
+                .collect();
+            let protocol_conflict = same_port.iter().any(|o| o.protocol != l.protocol);
+            let hostname_conflict = same_port
+                .iter()
+                .any(|o| o.protocol == l.protocol && o.hostname == l.hostname);
+            let host = HostMatch::gateway(l.hostname.as_deref());
+            let (certs, mut ref_problem) = if tls {
+                certificates(c, gw_ns, l, &host)
+            } else {
+                (Vec::new(), None)
+            };
+            if bad_kinds && ref_problem.is_none() {
+                ref_problem = Some(("InvalidRouteKinds", "only HTTPRoute is supported".into()));
+            }
+            let accepted = supported;
+            conds.push(if accepted {
+                condition(m, "Accepted", true, "Accepted", "")
+            } else {
+                condition(
+                    m,
+                    "Accepted",
+                    false,
+                    "UnsupportedProtocol",
+                    &format!("protocol {} is not served; HTTP and HTTPS are", l.protocol),
+                )
+            });
+            let conflicted = protocol_conflict || hostname_conflict;
+            conds.push(if protocol_conflict {
+                condition(
+                    m,
+                    "Conflicted",
+                    true,
+                    "ProtocolConflict",
+                    "another listener of the port has another protocol",
+                )
+            } else if hostname_conflict {
+                condition(
+                    m,
+                    "Conflicted",
+                    true,
+                    "HostnameConflict",
+                    "another listener of the port has the same hostname",
+                )
+            } else {
+                condition(m, "Conflicted", false, "NoConflicts", "")
+            });
+            conds.push(match &ref_problem {
+                Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
+                None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
+            });
+            let valid =
+                accepted && !conflicted && ref_problem.is_none() && (!tls || !certs.is_empty());
+            conds.push(if valid {
+                condition(m, "Programmed", true, "Programmed", "")
+            } else {
+                condition(
+                    m,
+                    "Programmed",
+                    false,
+                    "Invalid",
+                    "the listener is not served",
+                )
+            });
+            ListenerState {
+                port: u16::try_from(l.port).unwrap_or(0),
+                tls,
+                host,
+                valid,
+                attachable: accepted && !conflicted,
+                kinds,
+                conditions: conds,
+                certs,
+                attached: 0,
+                routes: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+pub(super) fn gateway_status(
+    g: &Gateway,
+    ls: &[ListenerState],
+    addresses: &[std::net::IpAddr],
+) -> GatewayStatus {
+    let m = &g.metadata;
+    let any_valid = ls.iter().any(|l| l.valid);
+    let any_accepted = ls.iter().any(|l| l.attachable);
+    let all_accepted = ls.iter().all(|l| l.attachable);
+    let mut conditions = vec![if invalid_parameters(g) {
+        condition(
+            m,
+            "Accepted",
+            false,
+            "InvalidParameters",
+            "podnet's Gateways take no parameters (spec.infrastructure.parametersRef)",
+        )
+    } else if all_accepted {
+        condition(m, "Accepted", true, "Accepted", "")
+    } else if any_accepted {
+        // Accepted, and it says some listeners are not (the spec's reason for it).
+        condition(
+            m,
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners cannot be served",
+        )
+    } else {
+        condition(
+            m,
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener can be served",
+        )
+    }];
+    conditions.push(if invalid_parameters(g) {
+        condition(
+            m,
+            "Programmed",
+            false,
+            "Invalid",
+            "the Gateway is not accepted",
+        )
+    } else if addresses.is_empty() {
+        condition(
+            m,
+            "Programmed",
+            false,
+            "AddressNotAssigned",
+            "no address yet: the load-balancer pool gave none",
+        )
+    } else if !any_valid && !ls.is_empty() {
+        condition(m, "Programmed", false, "Invalid", "no listener is served")
+    } else {
+        condition(m, "Programmed", true, "Programmed", "")
+    });
+    GatewayStatus {
+        addresses: addresses
+            .iter()
+            .map(|ip| GatewayStatusAddress {
+                type_: Some("IPAddress".into()),
+                value: ip.to_string(),
+            })
+            .collect(),
+        conditions,
+        listeners: g
+            .spec
+            .listeners
+            .iter()
+            .zip(ls)
+            .map(|(l, s)| ListenerStatus {
+                name: l.name.clone(),
+                supported_kinds: s.kinds.clone(),
+                attached_routes: s.attached,
+                conditions: s.conditions.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Whether the Gateway names parameters (podnet takes none).
+pub(super) fn invalid_parameters(g: &Gateway) -> bool {
+    g.spec
+        .infrastructure
+        .as_ref()
+        .is_some_and(|i| i.get("parametersRef").is_some_and(|p| !p.is_null()))
+}
+
+/// Whether a ReferenceGrant in `to_ns` lets a `from_kind` of `from_ns` refer to the object
+/// `to_group`/`to_kind` named `to_name`.
+pub fn granted(
+    c: &Cluster,
+    from_kind: &str,
+    from_ns: &str,
+    to_group: &str,
+    to_kind: &str,
+    to_ns: &str,
+    to_name: &str,
+) -> bool {
+    c.reference_grants
+        .iter()
+        .filter(|g| ns_of(&g.obj.metadata) == to_ns)
+        .any(|g| {
+            g.obj
+                .spec
+                .from
+                .iter()
+                .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from_ns)
+                && g.obj.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name.as_deref().is_none_or(|n| n == to_name)
+                })
+        })
+}
+
+/// The route kinds a listener allows, and whether it named any it cannot serve.
+fn route_kinds(l: &Listener, supported: bool) -> (Vec<RouteGroupKind>, bool) {
+    match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+        Some(k) if !k.is_empty() => {
+            let good: Vec<RouteGroupKind> = k
+                .iter()
+                .filter(|k| k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or(GROUP) == GROUP)
+                .map(|_| http_route_kind())
+                .collect();
+            let bad = good.len() < k.len();
+            (good, bad)
+        }
+        _ if supported => (vec![http_route_kind()], false),
+        _ => (Vec::new(), false),
+    }
+}
+
+/// An HTTPS listener's certificates (Secrets of its namespace, or of another that a
+/// ReferenceGrant opens), and the first problem with its references, if any.
+fn certificates(
+    c: &Cluster,
+    gw_ns: &str,
+    l: &Listener,
+    host: &HostMatch,
+) -> (Vec<HostCert>, Option<(&'static str, String)>) {
+    let mut certs = Vec::new();
+    let mut ref_problem: Option<(&'static str, String)> = None;
+    for cr in l.tls.iter().flat_map(|t| &t.certificate_refs) {
+        let ns = cr.namespace.as_deref().unwrap_or(gw_ns);
+        let group = cr.group.as_deref().unwrap_or("");
+        let kind = cr.kind.as_deref().unwrap_or("Secret");
+        if !group.is_empty() || kind != "Secret" {
+            ref_problem.get_or_insert((
+                "InvalidCertificateRef",
+                format!(
+                    "{group}/{kind} {ns}/{}: only Secrets are certificates",
+                    cr.name
+                ),
+            ));
+            continue;
+        }
+        if ns != gw_ns && !granted(c, "Gateway", gw_ns, "", "Secret", ns, &cr.name) {
+            ref_problem.get_or_insert((
+                "RefNotPermitted",
+                format!(
+                    "Secret {ns}/{}: no ReferenceGrant in {ns} allows it",
+                    cr.name
+                ),
+            ));
+            continue;
+        }
+        match podnet_ingress::edge::certified_key(c, &NsName::new(ns, &cr.name)) {
+            Ok(key) => certs.push(HostCert {
+                host: host.clone(),
+                secret: NsName::new(ns, &cr.name),
+                key,
+            }),
+            Err(why) => {
+                ref_problem.get_or_insert((
+                    "InvalidCertificateRef",
+                    format!("Secret {ns}/{}: {why}", cr.name),
+                ));
+            }
+        }
+    }
+    if l.tls
+        .as_ref()
+        .and_then(|t| t.mode.as_deref())
+        .is_some_and(|m| m != "Terminate")
+    {
+        ref_problem.get_or_insert((
+            "UnsupportedValue",
+            "only TLS mode Terminate is served".into(),
+        ));
+    }
+    (certs, ref_problem)
+}

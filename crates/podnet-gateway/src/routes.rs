@@ -1,0 +1,274 @@
+//! An attached route as the proxy's route table holds it: backends resolved (kind,
+//! namespace, grants, existence), filters as edits, one table per listener.
+
+use super::*;
+
+/// Every backendRef resolved (None: cannot be used), by rule and place; and the first
+/// problem, as ResolvedRefs says it.
+#[allow(clippy::type_complexity)]
+pub(super) fn resolve_backends(
+    c: &Cluster,
+    r: &HTTPRoute,
+) -> (Vec<Vec<Option<Backend>>>, Option<(&'static str, String)>) {
+    let route_ns = ns_of(&r.metadata);
+    let mut problem: Option<(&'static str, String)> = None;
+    let resolved = r
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .map(|rule| {
+            rule.backend_refs
+                .iter()
+                .flatten()
+                .map(|b| match resolve(c, route_ns, b) {
+                    Ok(b) => Some(b),
+                    Err(p) => {
+                        problem.get_or_insert(p);
+                        None
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (resolved, problem)
+}
+
+pub(super) fn resolve(
+    c: &Cluster,
+    route_ns: &str,
+    b: &HTTPBackendRef,
+) -> Result<Backend, (&'static str, String)> {
+    let group = b.group.as_deref().unwrap_or("");
+    let kind = b.kind.as_deref().unwrap_or("Service");
+    let ns = b.namespace.as_deref().unwrap_or(route_ns);
+    if !group.is_empty() || kind != "Service" {
+        return Err((
+            "InvalidKind",
+            format!("{group}/{kind} {ns}/{}: only Services are backends", b.name),
+        ));
+    }
+    if ns != route_ns && !granted(c, "HTTPRoute", route_ns, "", "Service", ns, &b.name) {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "Service {ns}/{}: no ReferenceGrant in {ns} allows it",
+                b.name
+            ),
+        ));
+    }
+    if c.service(ns, &b.name).is_none() {
+        return Err((
+            "BackendNotFound",
+            format!("Service {ns}/{} not found", b.name),
+        ));
+    }
+    let Some(port) = b.port else {
+        return Err((
+            "UnsupportedValue",
+            format!("Service {ns}/{}: no port", b.name),
+        ));
+    };
+    Ok(Backend {
+        service: NsName::new(ns, &b.name),
+        port: BackendPort::Number(port),
+    })
+}
+
+pub(super) fn edits(f: &HTTPHeaderFilter) -> HeaderEdits {
+    HeaderEdits {
+        set: f
+            .set
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
+            .collect(),
+        add: f
+            .add
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
+            .collect(),
+        remove: f.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
+
+pub(super) fn modifier(p: &HTTPPathModifier) -> Option<PathModifier> {
+    match p.type_.as_str() {
+        "ReplaceFullPath" => Some(PathModifier::Full(
+            p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+        )),
+        "ReplacePrefixMatch" => Some(PathModifier::Prefix(
+            p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+        )),
+        _ => None,
+    }
+}
+
+pub(super) fn merged(
+    filters: &[HTTPRouteFilter],
+    pick: impl Fn(&HTTPRouteFilter) -> Option<&HTTPHeaderFilter>,
+) -> HeaderEdits {
+    let mut out = HeaderEdits::default();
+    for f in filters.iter().filter_map(pick) {
+        let e = edits(f);
+        out.set.extend(e.set);
+        out.add.extend(e.add);
+        out.remove.extend(e.remove);
+    }
+    out
+}
+
+/// A route's rules, one route table entry per match and host.
+pub(super) fn routes_of(
+    r: &HTTPRoute,
+    key: &NsName,
+    hosts: &[HostMatch],
+    resolved: &[Vec<Option<Backend>>],
+) -> Vec<Route> {
+    let created = r
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string());
+    let default_rules = [podnet_model::gateway_api::HTTPRouteRule::default()];
+    let rules: &[podnet_model::gateway_api::HTTPRouteRule] = match &r.spec.rules {
+        Some(rules) => rules,
+        None => &default_rules,
+    };
+    let mut out = Vec::new();
+    for (ri, rule) in rules.iter().enumerate() {
+        let request_headers = merged(&rule.filters, |f| f.request_header_modifier.as_ref());
+        let response_headers = merged(&rule.filters, |f| f.response_header_modifier.as_ref());
+        let redirect = rule
+            .filters
+            .iter()
+            .find_map(|f| f.request_redirect.as_ref());
+        let rewrite = rule.filters.iter().find_map(|f| f.url_rewrite.as_ref());
+        let action = match redirect {
+            Some(rd) => Action::Redirect {
+                redirect: Redirect {
+                    scheme: rd.scheme.clone(),
+                    hostname: rd.hostname.clone(),
+                    path: rd.path.as_ref().and_then(modifier),
+                    port: rd.port.and_then(|p| u16::try_from(p).ok()),
+                    status: rd
+                        .status_code
+                        .and_then(|s| u16::try_from(s).ok())
+                        .unwrap_or(302),
+                },
+                response_headers: response_headers.clone(),
+            },
+            None => Action::Forward {
+                backends: rule
+                    .backend_refs
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(bi, b)| WeightedBackend {
+                        backend: resolved.get(ri).and_then(|r| r.get(bi)).cloned().flatten(),
+                        weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
+                        request_headers: merged(&b.filters, |f| f.request_header_modifier.as_ref()),
+                    })
+                    .collect(),
+                request_headers,
+                response_headers,
+                rewrite: rewrite.map(|rw| Rewrite {
+                    hostname: rw.hostname.clone(),
+                    path: rw.path.as_ref().and_then(modifier),
+                }),
+            },
+        };
+        let default_match = [podnet_model::gateway_api::HTTPRouteMatch::default()];
+        let matches: &[podnet_model::gateway_api::HTTPRouteMatch] = match &rule.matches {
+            Some(m) if !m.is_empty() => m,
+            _ => &default_match,
+        };
+        for (mi, m) in matches.iter().enumerate() {
+            let value = m
+                .path
+                .as_ref()
+                .and_then(|p| p.value.as_deref())
+                .unwrap_or("/");
+            let path = match m.path.as_ref().and_then(|p| p.type_.as_deref()) {
+                Some("Exact") => PathMatch::Exact(value.to_string()),
+                _ => PathMatch::Prefix(value.trim_end_matches('/').to_string()),
+            };
+            // Only the first entry of an equivalent name counts.
+            let mut headers: Vec<(String, String)> = Vec::new();
+            for h in &m.headers {
+                let n = h.name.to_ascii_lowercase();
+                if !headers.iter().any(|(k, _)| *k == n) {
+                    headers.push((n, h.value.clone()));
+                }
+            }
+            let mut query: Vec<(String, String)> = Vec::new();
+            for q in &m.query_params {
+                if !query.iter().any(|(k, _)| *k == q.name) {
+                    query.push((q.name.clone(), q.value.clone()));
+                }
+            }
+            let when = Conditions {
+                method: m.method.clone(),
+                headers,
+                query,
+            };
+            for h in hosts {
+                out.push(Route {
+                    host: h.clone(),
+                    path: path.clone(),
+                    when: when.clone(),
+                    action: action.clone(),
+                    source: Source {
+                        kind: "HTTPRoute",
+                        object: key.clone(),
+                        rule: ri,
+                        path: mi,
+                    },
+                    created: created.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A Gateway's edge configuration, from its listeners.
+pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> EdgeConfig {
+    let key = key_of(&g.metadata);
+    let mut ports: BTreeMap<u16, PortConfig> = BTreeMap::new();
+    let mut certs: Vec<HostCert> = Vec::new();
+    for (l, st) in g.spec.listeners.iter().zip(ls) {
+        if !st.valid {
+            continue;
+        }
+        certs.extend(st.certs.iter().cloned());
+        let port = ports.entry(st.port).or_insert_with(|| PortConfig {
+            tls: st.tls,
+            listeners: Vec::new(),
+        });
+        port.listeners.push(ListenerRoutes {
+            name: format!("{key}/{}", l.name),
+            host: st.host.clone(),
+            table: RouteTable::gateway(st.routes),
+        });
+    }
+    for p in ports.values_mut() {
+        p.listeners
+            .sort_by_key(|l| std::cmp::Reverse(l.host.specificity()));
+    }
+    certs.sort_by_key(|c| std::cmp::Reverse(c.host.specificity()));
+    let mut warnings = Vec::new();
+    let backends: Vec<Backend> = ports
+        .values()
+        .flat_map(|p| &p.listeners)
+        .flat_map(|l| l.table.backends())
+        .cloned()
+        .collect();
+    let upstreams = podnet_ingress::edge::upstreams(c, backends.iter(), &mut warnings);
+    EdgeConfig {
+        ports,
+        upstreams,
+        certs,
+        warnings,
+        ..EdgeConfig::default()
+    }
+}
