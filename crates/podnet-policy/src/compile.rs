@@ -1,0 +1,576 @@
+//! The compiler: the model's policies and this node's pods into groups (pods isolated by
+//! the same policies), each group's peers as points and disjoint ranges, kept from one
+//! model to the next so that a change edits only what it touches.
+
+use super::*;
+
+/// Namespace, the values of the labels policies read, container ports: pods with the same
+/// key are judged alike, as peers and as targets.
+pub(super) type ClassKey = (
+    String,
+    Vec<(String, String)>,
+    Vec<podnet_model::ContainerPortInfo>,
+);
+
+/// Pods that policies cannot tell apart: the same namespace, the same values of the labels
+/// policies select on, and the same container ports (replicas, mostly). Selectors are
+/// evaluated once per class, not once per pod.
+#[derive(Debug, Clone)]
+pub(super) struct ClassPods {
+    pub(super) key: ClassKey,
+    /// One of them (any: the others are alike in all a policy reads), kept even when it
+    /// has changed or gone since.
+    pub(super) rep: PodInfo,
+    pub(super) ips: BTreeMap<NsName, Ipv4Addr>,
+}
+
+/// A class as the rules read it.
+pub(super) struct Class<'a> {
+    pub(super) rep: &'a PodInfo,
+    pub(super) ips: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct GroupState {
+    pub(super) id: GroupId,
+    /// The local pods it judges.
+    pub(super) users: usize,
+    /// What its elements are computed from: a pod of it, the policies isolating it.
+    pub(super) rep: PodInfo,
+    pub(super) selecting: Vec<NsName>,
+}
+
+/// A local pod's entries in the maps.
+#[derive(Debug, Clone)]
+pub(super) struct Placed {
+    pub(super) ip: Ipv4Addr,
+    pub(super) groups: [Option<String>; 2],
+}
+
+/// A node's policy table, kept up to date as pods change: a pod that comes, goes or changes
+/// its labels re-places that pod alone, and recomputes the elements of the groups whose
+/// rules take in its class (before or after), not the whole table. A change of policies,
+/// namespaces or nodes starts again from scratch ([`Compiler::new`]).
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    pub(super) node: String,
+    /// The label keys any policy reads.
+    pub(super) read: BTreeSet<String>,
+    /// The classes by number (an emptied one's number is used again: `free`).
+    pub(super) classes: Vec<ClassPods>,
+    pub(super) index: HashMap<ClassKey, usize>,
+    pub(super) free: Vec<usize>,
+    pub(super) class_of: HashMap<NsName, usize>,
+    pub(super) groups: BTreeMap<String, GroupState>,
+    pub(super) placed: HashMap<NsName, Placed>,
+}
+
+pub(super) const DIRS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+impl Compiler {
+    /// The table of `node` from scratch, and what follows its pods' changes.
+    pub fn new(cluster: &Cluster, node: &str) -> (Compiler, PolicyPlan) {
+        let policies = Policies::of(cluster);
+        let mut plan = PolicyPlan {
+            local: cluster
+                .node(node)
+                .into_iter()
+                .flat_map(|n| &n.pod_cidrs)
+                .filter_map(|c| match c {
+                    IpNet::V4(v) => Some(*v),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut c = Compiler {
+            node: node.to_string(),
+            read: selected_keys(cluster)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            classes: Vec::new(),
+            index: HashMap::new(),
+            free: Vec::new(),
+            class_of: HashMap::new(),
+            groups: BTreeMap::new(),
+            placed: HashMap::new(),
+        };
+        for p in &cluster.pods {
+            c.join(p);
+        }
+        let local: Vec<NsName> = cluster
+            .pods
+            .iter()
+            .filter(|p| p.node.as_deref() == Some(node) && c.class_of.contains_key(&p.key()))
+            .map(PodInfo::key)
+            .collect();
+        c.place(&policies, &local, &mut plan);
+        (c, plan)
+    }
+
+    /// Brings `plan` (this compiler's) up to date with pods that came, went, or changed
+    /// (labels, addresses, node, ports); `cluster` is as it is after. Policies, namespaces
+    /// and nodes must be as they were. True if the table changed.
+    pub fn pods_changed(
+        &mut self,
+        cluster: &Cluster,
+        keys: &[NsName],
+        plan: &mut PolicyPlan,
+    ) -> bool {
+        let before = plan.groups.len();
+        let mut changed = false;
+        let policies = Policies::of(cluster);
+        // Each pod leaves its class, and joins the one it is in now.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut local = Vec::new();
+        for key in keys {
+            if let Some(k) = self.class_of.remove(key) {
+                self.classes[k].ips.remove(key);
+                touched.push(k);
+            }
+            if let Some(p) = cluster.pod(&key.namespace, &key.name) {
+                if let Some(k) = self.join(p) {
+                    touched.push(k);
+                }
+            }
+            local.push(key.clone());
+        }
+        // The groups whose elements take in a touched class's pods (their representatives
+        // are kept: a class that emptied still says whom a rule took in).
+        touched.sort_unstable();
+        touched.dedup();
+        let reps: Vec<&PodInfo> = touched.iter().map(|k| &self.classes[*k].rep).collect();
+        let stale: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| reads_pods(&policies, g, &reps))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in touched {
+            if self.classes[k].ips.is_empty() {
+                self.index.remove(&self.classes[k].key);
+                self.free.push(k);
+            }
+        }
+        if !stale.is_empty() {
+            let classes = class_list(&self.classes);
+            for k in &stale {
+                let g = &self.groups[k];
+                let rects = group_rects(&policies, &classes, &g.rep, g.id.dir, &g.selecting);
+                let elements = rects::group_elements(&rects);
+                changed |= plan.groups.get(&g.id) != Some(&elements);
+                plan.groups.insert(g.id, elements);
+            }
+        }
+        // The pods' own entries, where they run here.
+        let ips: BTreeSet<Ipv4Addr> = local
+            .iter()
+            .filter_map(|k| self.placed.get(k).map(|p| p.ip))
+            .chain(
+                local
+                    .iter()
+                    .filter_map(|k| self.class_of.get(k).map(|c| self.classes[*c].ips[k])),
+            )
+            .collect();
+        let entries = |plan: &PolicyPlan| -> Vec<(Option<Target>, Option<Target>)> {
+            ips.iter()
+                .map(|ip| (plan.ingress.get(ip).copied(), plan.egress.get(ip).copied()))
+                .collect()
+        };
+        let was = entries(plan);
+        self.unplace(&local, plan);
+        let here: Vec<NsName> = local
+            .into_iter()
+            .filter(|k| {
+                self.class_of.contains_key(k)
+                    && cluster
+                        .pod(&k.namespace, &k.name)
+                        .is_some_and(|p| p.node.as_deref() == Some(self.node.as_str()))
+            })
+            .collect();
+        self.place(&policies, &here, plan);
+        changed || entries(plan) != was || plan.groups.len() != before
+    }
+
+    /// Adds `p` to its class (a pod policies judge: not host-network, with an IPv4 address).
+    fn join(&mut self, p: &PodInfo) -> Option<usize> {
+        if p.host_network {
+            return None;
+        }
+        let ip = v4(p)?;
+        let key: ClassKey = (
+            p.namespace.clone(),
+            p.labels
+                .iter()
+                .filter(|(k, _)| self.read.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            p.ports.clone(),
+        );
+        let k = match self.index.get(&key) {
+            Some(k) => *k,
+            None => {
+                let class = ClassPods {
+                    key: key.clone(),
+                    rep: p.clone(),
+                    ips: BTreeMap::new(),
+                };
+                let k = match self.free.pop() {
+                    Some(k) => {
+                        self.classes[k] = class;
+                        k
+                    }
+                    None => {
+                        self.classes.push(class);
+                        self.classes.len() - 1
+                    }
+                };
+                self.index.insert(key, k);
+                k
+            }
+        };
+        self.classes[k].ips.insert(p.key(), ip);
+        self.class_of.insert(p.key(), k);
+        Some(k)
+    }
+
+    /// Removes local pods' map entries, and the groups no pod uses any more.
+    fn unplace(&mut self, keys: &[NsName], plan: &mut PolicyPlan) {
+        for key in keys {
+            let Some(old) = self.placed.remove(key) else {
+                continue;
+            };
+            for (dir, g) in DIRS.iter().zip(old.groups) {
+                map_mut(plan, *dir).remove(&old.ip);
+                if let Some(g) = g {
+                    let state = self.groups.get_mut(&g).expect("a placed pod's group");
+                    state.users -= 1;
+                    if state.users == 0 {
+                        plan.groups.remove(&state.id);
+                        self.groups.remove(&g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives local pods (in their classes already) their map entries, creating their groups.
+    fn place(&mut self, policies: &Policies<'_>, keys: &[NsName], plan: &mut PolicyPlan) {
+        // Judged once per class.
+        let mut judged: HashMap<usize, [Option<String>; 2]> = HashMap::new();
+        let mut classes: Option<Vec<Class<'_>>> = None;
+        let mut new_groups: Vec<(String, GroupState)> = Vec::new();
+        let mut placed = Vec::new();
+        for key in keys {
+            let k = self.class_of[key];
+            let class = &self.classes[k];
+            let ip = class.ips[key];
+            let groups = judged
+                .entry(k)
+                .or_insert_with(|| {
+                    DIRS.map(|dir| {
+                        let selecting = policies.selecting(&class.rep, dir);
+                        if selecting.is_empty() {
+                            return None;
+                        }
+                        let gk = group_key(policies, &class.rep, dir, &selecting);
+                        let known = self.groups.contains_key(&gk)
+                            || new_groups.iter().any(|(k, _)| *k == gk);
+                        if !known {
+                            let ids = self
+                                .groups
+                                .values()
+                                .chain(new_groups.iter().map(|(_, g)| g))
+                                .map(|g| g.id);
+                            let id = free_id(ids, &gk, dir);
+                            let classes = classes.get_or_insert_with(|| class_list(&self.classes));
+                            let rects = group_rects(policies, classes, &class.rep, dir, &selecting);
+                            plan.groups.insert(id, rects::group_elements(&rects));
+                            new_groups.push((
+                                gk.clone(),
+                                GroupState {
+                                    id,
+                                    users: 0,
+                                    rep: class.rep.clone(),
+                                    selecting,
+                                },
+                            ));
+                        }
+                        Some(gk)
+                    })
+                })
+                .clone();
+            placed.push((key.clone(), Placed { ip, groups }));
+        }
+        drop(classes);
+        self.groups.extend(new_groups);
+        for (key, p) in placed {
+            for (dir, g) in DIRS.iter().zip(&p.groups) {
+                let target = match g {
+                    None => Target::Open,
+                    Some(g) => {
+                        let state = self.groups.get_mut(g).expect("placed just above");
+                        state.users += 1;
+                        Target::Group(state.id)
+                    }
+                };
+                map_mut(plan, *dir).insert(p.ip, target);
+            }
+            self.placed.insert(key, p);
+        }
+    }
+}
+
+pub(super) fn map_mut(p: &mut PolicyPlan, dir: Direction) -> &mut BTreeMap<Ipv4Addr, Target> {
+    match dir {
+        Direction::Ingress => &mut p.ingress,
+        Direction::Egress => &mut p.egress,
+    }
+}
+
+pub(super) fn class_list(classes: &[ClassPods]) -> Vec<Class<'_>> {
+    classes
+        .iter()
+        .filter(|c| !c.ips.is_empty())
+        .map(|c| Class {
+            rep: &c.rep,
+            ips: c.ips.values().copied().collect(),
+        })
+        .collect()
+}
+
+/// Whether a group's elements depend on which pods are in the classes of `reps`: a rule of
+/// its policies takes them in as peers by selector (ingress), or sends to them (egress: a
+/// rule without peers too, for the named ports it resolves on each pod), or resolves named
+/// ports on pods inside its ipBlocks (egress).
+pub(super) fn reads_pods(policies: &Policies<'_>, g: &GroupState, reps: &[&PodInfo]) -> bool {
+    g.selecting.iter().any(|key| {
+        policies
+            .rules(key, g.id.dir)
+            .iter()
+            .any(|rule| match g.id.dir {
+                Direction::Ingress => {
+                    rule.has_peers() && reps.iter().any(|p| policies.selects(rule, p))
+                }
+                Direction::Egress => {
+                    (!rule.named_ports().is_empty() && !rule.ip_blocks().is_empty())
+                        || reps.iter().any(|p| policies.selects(rule, p))
+                }
+            })
+    })
+}
+
+/// The pod label keys any policy's selectors read: other labels cannot tell pods apart.
+pub(super) fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    fn keys<'a>(sel: Option<&'a LabelSelector>, out: &mut BTreeSet<&'a str>) {
+        let Some(sel) = sel else { return };
+        out.extend(sel.match_labels.iter().flatten().map(|(k, _)| k.as_str()));
+        out.extend(
+            sel.match_expressions
+                .iter()
+                .flatten()
+                .map(|e| e.key.as_str()),
+        );
+    }
+    let mut out = BTreeSet::new();
+    for p in &cluster.network_policies {
+        let Some(spec) = p.obj.spec.as_ref() else {
+            continue;
+        };
+        keys(spec.pod_selector.as_ref(), &mut out);
+        let peers = spec
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|r| r.from.iter().flatten())
+            .chain(
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.to.iter().flatten()),
+            );
+        for peer in peers {
+            keys(peer.pod_selector.as_ref(), &mut out);
+        }
+    }
+    out
+}
+
+/// What makes two pods' judgement the same: the policies, and for ingress the ports the
+/// policies' names resolve to on the pod.
+pub(super) fn group_key(
+    policies: &Policies<'_>,
+    pod: &PodInfo,
+    dir: Direction,
+    selecting: &[NsName],
+) -> String {
+    let mut key = format!("{dir:?}");
+    for p in selecting {
+        let _ = write!(key, "|{p}");
+        if dir == Direction::Ingress {
+            for rule in policies.rules(p, dir) {
+                for (name, proto) in rule.named_ports() {
+                    let _ = write!(key, ",{name}/{proto}={:?}", pod.find_port(&name, proto));
+                }
+            }
+        }
+    }
+    key
+}
+
+/// A stable id from the key's hash, moved on past any other group's.
+pub(super) fn free_id(
+    taken: impl Iterator<Item = GroupId> + Clone,
+    key: &str,
+    dir: Direction,
+) -> GroupId {
+    let mut id = podnet_model::names::fnv64(&[key.as_bytes()]) as u32;
+    while taken.clone().any(|g| g.dir == dir && g.id == id) {
+        id = id.wrapping_add(1);
+    }
+    GroupId { dir, id }
+}
+
+pub(super) const ALL_ADDRESSES: (u32, u32) = (0, u32::MAX);
+
+/// Every connection a group's pods may take in (ingress: from these addresses to this pod's
+/// ports) or make (egress: to these addresses and ports).
+pub(super) fn group_rects(
+    policies: &Policies<'_>,
+    classes: &[Class<'_>],
+    pod: &PodInfo,
+    dir: Direction,
+    selecting: &[NsName],
+) -> Vec<Rect> {
+    let mut out = Vec::new();
+    for key in selecting {
+        for rule in policies.rules(key, dir) {
+            match dir {
+                Direction::Ingress => {
+                    let ports = rule.ports(End::Pod(pod));
+                    for addr in peer_ranges(policies, &rule, classes) {
+                        push(&mut out, addr, &ports);
+                    }
+                }
+                Direction::Egress => {
+                    // Named ports resolve on each destination pod; towards other addresses
+                    // only numbered ports count.
+                    let numbered = rule.ports(End::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+                    if !rule.has_peers() {
+                        push(&mut out, ALL_ADDRESSES, &numbered);
+                    }
+                    let blocks: Vec<(u32, u32)> = rule
+                        .ip_blocks()
+                        .into_iter()
+                        .flat_map(|(net, except)| block_ranges(net, &except))
+                        .collect();
+                    for addr in &blocks {
+                        push(&mut out, *addr, &numbered);
+                    }
+                    // A pod inside a block: its named ports count too.
+                    if !rule.named_ports().is_empty() {
+                        for class in classes {
+                            let ports = rule.ports(End::Pod(class.rep));
+                            for &ip in &class.ips {
+                                let ip = u32::from(ip);
+                                if blocks.iter().any(|(a, b)| (*a..=*b).contains(&ip)) {
+                                    push(&mut out, (ip, ip), &ports);
+                                }
+                            }
+                        }
+                    }
+                    for class in classes {
+                        if policies.selects(&rule, class.rep) {
+                            let ports = rule.ports(End::Pod(class.rep));
+                            for &ip in &class.ips {
+                                let ip = u32::from(ip);
+                                push(&mut out, (ip, ip), &ports);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The addresses a rule's peers take in: every address without peers, else the matching
+/// pods' and the ipBlocks'.
+pub(super) fn peer_ranges(
+    policies: &Policies<'_>,
+    rule: &RuleView<'_>,
+    classes: &[Class<'_>],
+) -> Vec<(u32, u32)> {
+    if !rule.has_peers() {
+        return vec![ALL_ADDRESSES];
+    }
+    let mut out: Vec<(u32, u32)> = classes
+        .iter()
+        .filter(|c| policies.selects(rule, c.rep))
+        .flat_map(|c| c.ips.iter().map(|ip| (u32::from(*ip), u32::from(*ip))))
+        .collect();
+    for (net, except) in rule.ip_blocks() {
+        out.extend(block_ranges(net, &except));
+    }
+    out
+}
+
+/// An IPv4 block less its exceptions, as ranges.
+pub(super) fn block_ranges(net: IpNet, except: &[IpNet]) -> Vec<(u32, u32)> {
+    let IpNet::V4(net) = net else {
+        return Vec::new();
+    };
+    let mut ranges = vec![(u32::from(net.network()), u32::from(net.broadcast()))];
+    for e in except {
+        let IpNet::V4(e) = e else { continue };
+        let (a, b) = (u32::from(e.network()), u32::from(e.broadcast()));
+        ranges = ranges
+            .into_iter()
+            .flat_map(|(lo, hi)| {
+                let mut parts = Vec::new();
+                if b < lo || a > hi {
+                    parts.push((lo, hi));
+                } else {
+                    if a > lo {
+                        parts.push((lo, a - 1));
+                    }
+                    if b < hi {
+                        parts.push((b + 1, hi));
+                    }
+                }
+                parts
+            })
+            .collect();
+    }
+    ranges
+}
+
+pub(super) fn push(out: &mut Vec<Rect>, addr: (u32, u32), ports: &Ports) {
+    match ports {
+        Ports::Any => out.push(Rect {
+            addr,
+            proto: (0, 255),
+            port: (0, u16::MAX),
+        }),
+        Ports::Some(list) => out.extend(list.iter().map(|(proto, lo, hi)| {
+            let n = protocol_number(*proto);
+            Rect {
+                addr,
+                proto: (n, n),
+                port: (*lo, *hi),
+            }
+        })),
+    }
+}
+
+/// The number the kernel sees for a protocol.
+pub fn protocol_number(p: podnet_model::Protocol) -> u8 {
+    match p {
+        podnet_model::Protocol::Tcp => 6,
+        podnet_model::Protocol::Udp => 17,
+        podnet_model::Protocol::Sctp => 132,
+    }
+}
