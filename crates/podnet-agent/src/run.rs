@@ -236,347 +236,483 @@ enum Next {
     Expired,
 }
 
-/// Runs the agent until the process ends.
+/// What the agent's loop keeps between its phases.
+struct Agent {
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+    model: ApiModel,
+    watch: ClusterWatch,
+    /// One effects for the agent's life: its nft session stays.
+    fx: Linux,
+    /// The record of what the node holds: a cache. The first pass reads the kernel; the
+    /// record gives only the conntrack deletions still owed.
+    held: Held,
+    live: Option<Live>,
+    /// Whether the node holds what `live` held before its last update (then that update's
+    /// delta is all there is to do).
+    in_sync: bool,
+    delta: Delta,
+    ready: bool,
+    failed_before: bool,
+    verify: Option<Verify>,
+    /// A verify pass owed once the events quieten (with `verify_changes`).
+    verify_owed: bool,
+    last_verify: Instant,
+    /// What is yet to be written down (it waits for a quiet moment).
+    unwritten: bool,
+    last_write: Instant,
+    /// When the events the next apply carries out were received.
+    since: Instant,
+    waiters: Vec<Waiter>,
+    hints_written: std::collections::BTreeMap<podnet_model::ApiKey, std::net::IpAddr>,
+}
+
+/// The CNI plugin's requests, as the socket's listener hands them over.
+type CniRequests = tokio::sync::mpsc::UnboundedReceiver<crate::cni::Asked>;
+
+/// The error of watches that ended.
+fn ended() -> AgentError {
+    AgentError::Io {
+        what: "the watches ended".into(),
+        source: std::io::Error::other("watch dropped"),
+    }
+}
+
+/// Runs the agent until the process ends: lists every kind, then programs the node, waits
+/// for what comes next (a round of changes, a CNI plugin's request, an ADD's deadline, a
+/// verify pass owed) and takes it, for good.
 pub async fn run(
     client: kube::Client,
     cfg: AgentConfig,
     metrics: Arc<Metrics>,
 ) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::Io {
-        what: format!("creating {}", cfg.state_dir.display()),
-        source,
-    })?;
-    let ended = || AgentError::Io {
-        what: "the watches ended".into(),
-        source: std::io::Error::other("watch dropped"),
-    };
-    let mut model = ApiModel::new(&cfg.overrides).map_err(AgentError::Model)?;
-    let mut watch = ClusterWatch::start(&client, metrics.clone());
-    // The CNI plugin's requests: the socket is there from the start (an ADD that comes
-    // before the node is programmed waits for it).
-    let (cni_tx, mut cni_rx) = tokio::sync::mpsc::unbounded_channel();
-    crate::cni::listen(&cfg.cni_socket, cni_tx)?;
-    let saved: Vec<(String, String, std::net::IpAddr)> = std::fs::read(cfg.hints_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    for (ns, name, ip) in saved {
-        watch.hint(
-            podnet_model::ApiKey::new(podnet_model::Kind::Pod, &ns, &name),
-            Some(ip),
-            &mut model,
-        );
-    }
-    let mut hints_written = watch.hints().clone();
-    let mut waiters: Vec<Waiter> = Vec::new();
-    let first = watch.until_ready(&mut model).await.ok_or_else(ended)?;
-    log_refused(&cfg.node, &first.refused);
-    tracing::info!(
-        node = %cfg.node,
-        objects = first.events,
-        "every kind listed; programming"
-    );
-    // Not ready until the node holds what the API says.
-    let _ = std::fs::remove_file(cfg.ready_file());
-    let _ = std::fs::remove_file(verified_file(&cfg.state_dir, &cfg.node));
-    // One effects for the agent's life: its nft session stays.
-    let mut fx = Linux::at(cfg.netns.clone());
-    // The record of what the node holds: a cache. The first pass reads the kernel; the
-    // record gives only the conntrack deletions still owed.
-    let mut held: Held = read_held(&cfg.held_file());
-    let mut live: Option<Live> = None;
-    // Whether the node holds what `live` held before its last update (then that update's
-    // delta is all there is to do).
-    let mut in_sync = false;
-    let mut delta = Delta::default();
-    let mut ready = false;
-    let mut failed_before = false;
-    let mut verify = Some(Verify::Start);
-    // A verify pass owed once the events quieten (with `verify_changes`).
-    let mut verify_owed = false;
-    let mut last_verify = Instant::now();
-    // What is yet to be written down (it waits for a quiet moment).
-    let mut unwritten = false;
-    let mut last_write = Instant::now();
-    // When the events the next apply carries out were received.
-    let mut since = first.oldest.unwrap_or_else(Instant::now);
+    let (mut agent, mut cni_rx) = Agent::start(client, cfg, metrics).await?;
     loop {
-        if live.is_none() {
-            live = Live::new(model.cluster(), &cfg.node, &cfg.uplink);
-            in_sync = false;
-            if live.is_none() {
+        agent.ensure_live();
+        if agent.program()? {
+            continue;
+        }
+        agent.metrics.set_ready(agent.ready);
+        let round = match agent.wait(&mut cni_rx).await? {
+            Next::Verify(why) => {
+                agent.verify = Some(why);
+                continue;
+            }
+            Next::Round(r) => r,
+            Next::Expired => match agent.expired() {
+                Some(r) => r,
+                None => continue,
+            },
+            Next::Cni(asked) => match agent.cni(asked) {
+                Some(r) => r,
+                None => continue,
+            },
+        };
+        agent.take(round);
+    }
+}
+
+impl Agent {
+    /// Lists every kind (with the pods' addresses the CNI plugin told, saved by an earlier
+    /// run) and opens the CNI socket; the node is not ready until it holds what the API says.
+    async fn start(
+        client: kube::Client,
+        cfg: AgentConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Agent, CniRequests), AgentError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::Io {
+            what: format!("creating {}", cfg.state_dir.display()),
+            source,
+        })?;
+        let mut model = ApiModel::new(&cfg.overrides).map_err(AgentError::Model)?;
+        let mut watch = ClusterWatch::start(&client, metrics.clone());
+        // The CNI plugin's requests: the socket is there from the start (an ADD that comes
+        // before the node is programmed waits for it).
+        let (cni_tx, cni_rx) = tokio::sync::mpsc::unbounded_channel();
+        crate::cni::listen(&cfg.cni_socket, cni_tx)?;
+        let saved: Vec<(String, String, std::net::IpAddr)> = std::fs::read(cfg.hints_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for (ns, name, ip) in saved {
+            watch.hint(
+                podnet_model::ApiKey::new(podnet_model::Kind::Pod, &ns, &name),
+                Some(ip),
+                &mut model,
+            );
+        }
+        let hints_written = watch.hints().clone();
+        let waiters: Vec<Waiter> = Vec::new();
+        let first = watch.until_ready(&mut model).await.ok_or_else(ended)?;
+        log_refused(&cfg.node, &first.refused);
+        tracing::info!(
+            node = %cfg.node,
+            objects = first.events,
+            "every kind listed; programming"
+        );
+        // Not ready until the node holds what the API says.
+        let _ = std::fs::remove_file(cfg.ready_file());
+        let _ = std::fs::remove_file(verified_file(&cfg.state_dir, &cfg.node));
+        // One effects for the agent's life: its nft session stays.
+        let fx = Linux::at(cfg.netns.clone());
+        // The record of what the node holds: a cache. The first pass reads the kernel; the
+        // record gives only the conntrack deletions still owed.
+        let held: Held = read_held(&cfg.held_file());
+        let live: Option<Live> = None;
+        // Whether the node holds what `live` held before its last update (then that update's
+        // delta is all there is to do).
+        let in_sync = false;
+        let delta = Delta::default();
+        let ready = false;
+        let failed_before = false;
+        let verify = Some(Verify::Start);
+        // A verify pass owed once the events quieten (with `verify_changes`).
+        let verify_owed = false;
+        let last_verify = Instant::now();
+        // What is yet to be written down (it waits for a quiet moment).
+        let unwritten = false;
+        let last_write = Instant::now();
+        // When the events the next apply carries out were received.
+        let since = first.oldest.unwrap_or_else(Instant::now);
+        let agent = Agent {
+            cfg,
+            metrics,
+            model,
+            watch,
+            fx,
+            held,
+            live,
+            in_sync,
+            delta,
+            ready,
+            failed_before,
+            verify,
+            verify_owed,
+            last_verify,
+            unwritten,
+            last_write,
+            since,
+            waiters,
+            hints_written,
+        };
+        Ok((agent, cni_rx))
+    }
+}
+
+impl Agent {
+    /// A node in the model to program: the node's dataplane computed once it is there.
+    fn ensure_live(&mut self) {
+        if self.live.is_none() {
+            self.live = Live::new(self.model.cluster(), &self.cfg.node, &self.cfg.uplink);
+            self.in_sync = false;
+            if self.live.is_none() {
                 tracing::warn!(
-                    node = %cfg.node,
+                    node = %self.cfg.node,
                     "{} (waiting for it)",
-                    AgentError::NoSuchNode(cfg.node.clone())
+                    AgentError::NoSuchNode(self.cfg.node.clone())
                 );
             }
         }
-        if let Some(l) = &live {
-            let want = l.dataplane();
-            let verifying = verify.is_some();
-            let failures = match verify.take() {
-                Some(why) => {
-                    let started = Instant::now();
-                    last_verify = started;
-                    verify_owed = false;
-                    match podnet_node::verify::verify(&held, want, &mut fx) {
-                        Ok(v) => {
-                            // At start, what differs is what this agent has yet to program
-                            // (a new node holds nothing): said, not counted as drift.
-                            let drifted: &[podnet_node::verify::Drift] =
-                                if why == Verify::Start { &[] } else { &v.drift };
-                            for d in &v.drift {
-                                if why == Verify::Start {
-                                    tracing::info!(node = %cfg.node, table = d.table, "at start: {}", d.what);
-                                } else {
-                                    tracing::warn!(
-                                        node = %cfg.node,
-                                        table = d.table,
-                                        pass = why.as_str(),
-                                        "drift repaired: {}",
-                                        d.what
-                                    );
-                                }
-                            }
-                            held = v.held;
-                            metrics.verified(started.elapsed(), drifted, !v.failures.is_empty());
-                            v.failures
-                        }
-                        Err(e) => {
-                            metrics.verified(started.elapsed(), &[], true);
-                            vec![e]
-                        }
-                    }
-                }
-                None => {
-                    let applied = if in_sync {
-                        podnet_node::apply_delta(std::mem::take(&mut held), want, &delta, &mut fx)
-                    } else {
-                        podnet_node::apply(&held, want, &mut fx)
-                    };
-                    held = applied.held;
-                    verify_owed = cfg.verify_changes;
-                    applied.failures
-                }
-            };
-            unwritten = true;
-            if failures.is_empty() {
-                in_sync = true;
-                failed_before = false;
-                if verifying {
-                    // A verify pass has a histogram of its own.
-                    metrics.holds(want);
-                } else {
-                    // From the round's first event to programmed.
-                    metrics.synced(since.elapsed(), want);
-                }
-                if verifying {
-                    // The kernel was read and found (or made) as wanted.
-                    write_json(&verified_file(&cfg.state_dir, &cfg.node), want)?;
-                    // Each CNI ADD whose pod the node now holds returns, once the address
-                    // the plugin told is written down (the API may not show it yet).
-                    if !waiters.is_empty() {
-                        save_hints(&cfg, &watch, &mut hints_written)?;
-                    }
-                    answer(
-                        &mut waiters,
-                        model.cluster(),
-                        &cfg.node,
-                        want,
-                        None,
-                        &metrics,
-                    );
-                }
-                if !ready {
-                    write_json(&cfg.held_file(), &held)?;
-                    write_json(&programmed_file(&cfg.state_dir, &cfg.node), want)?;
-                    unwritten = false;
-                    write_json(&cfg.ready_file(), &true)?;
-                    let pod_cidr = want.vxlan.vtep.ip;
-                    let cidr = model
-                        .cluster()
-                        .node(&cfg.node)
-                        .and_then(|n| n.pod_cidrs.iter().find(|c| c.contains(&pod_cidr)).copied());
-                    if let (Some(cni), Some(cidr)) = (&cfg.cni, cidr) {
-                        install_cni(cni, cidr, &cfg.ready_file(), &cfg.cni_socket)?;
-                    }
-                    ready = true;
-                }
-                if !verifying && !waiters.is_empty() {
-                    // A pod's ADD waits: read back from the kernel what it needs (the policy
-                    // maps' keys, two netlink dumps); a whole verify pass if that fails or
-                    // finds the kernel short of what was just programmed.
-                    save_hints(&cfg, &watch, &mut hints_written)?;
-                    match fx.policy_entries(want) {
-                        Ok(kernel) => {
-                            let short = answer(
-                                &mut waiters,
-                                model.cluster(),
-                                &cfg.node,
-                                want,
-                                Some(&kernel),
-                                &metrics,
-                            );
-                            if short {
-                                verify = Some(Verify::Change);
-                                metrics.set_ready(ready);
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(node = %cfg.node, "reading the policy maps back: {} (verifying whole)", podnet_node::chain(&e));
-                            verify = Some(Verify::Change);
-                            metrics.set_ready(ready);
-                            continue;
-                        }
-                    }
-                }
-            } else {
-                for f in &failures {
-                    tracing::error!(node = %cfg.node, "{}", podnet_node::chain(f));
-                }
-                metrics.failed();
-                in_sync = false;
-                // The next try starts from what the kernel holds, not from the record.
-                failed_before = true;
+    }
+
+    /// Programs the node (or verifies it, when a pass is owed) and answers the CNI ADDs it now
+    /// holds; true when a whole verify pass is to follow at once.
+    fn program(&mut self) -> Result<bool, AgentError> {
+        let Some(l) = &self.live else {
+            return Ok(false);
+        };
+        let want = l.dataplane();
+        let verifying = self.verify.is_some();
+        let failures = match self.verify.take() {
+            Some(why) => {
+                self.last_verify = Instant::now();
+                self.verify_owed = false;
+                verify_pass(
+                    why,
+                    &mut self.held,
+                    want,
+                    &mut self.fx,
+                    &self.metrics,
+                    &self.cfg.node,
+                )
             }
+            None => {
+                let applied = if self.in_sync {
+                    podnet_node::apply_delta(
+                        std::mem::take(&mut self.held),
+                        want,
+                        &self.delta,
+                        &mut self.fx,
+                    )
+                } else {
+                    podnet_node::apply(&self.held, want, &mut self.fx)
+                };
+                self.held = applied.held;
+                self.verify_owed = self.cfg.verify_changes;
+                applied.failures
+            }
+        };
+        self.unwritten = true;
+        if failures.is_empty() {
+            self.in_sync = true;
+            self.failed_before = false;
+            if verifying {
+                // A self.verify pass has a histogram of its own.
+                self.metrics.holds(want);
+            } else {
+                // From the round's first event to programmed.
+                self.metrics.synced(self.since.elapsed(), want);
+            }
+            if verifying {
+                // The kernel was read and found (or made) as wanted.
+                write_json(&verified_file(&self.cfg.state_dir, &self.cfg.node), want)?;
+                // Each CNI ADD whose pod the node now holds returns, once the address
+                // the plugin told is written down (the API may not show it yet).
+                if !self.waiters.is_empty() {
+                    save_hints(&self.cfg, &self.watch, &mut self.hints_written)?;
+                }
+                answer(
+                    &mut self.waiters,
+                    self.model.cluster(),
+                    &self.cfg.node,
+                    want,
+                    None,
+                    &self.metrics,
+                );
+            }
+            if !self.ready {
+                write_json(&self.cfg.held_file(), &self.held)?;
+                write_json(&programmed_file(&self.cfg.state_dir, &self.cfg.node), want)?;
+                self.unwritten = false;
+                write_json(&self.cfg.ready_file(), &true)?;
+                let pod_cidr = want.vxlan.vtep.ip;
+                let cidr = self
+                    .model
+                    .cluster()
+                    .node(&self.cfg.node)
+                    .and_then(|n| n.pod_cidrs.iter().find(|c| c.contains(&pod_cidr)).copied());
+                if let (Some(cni), Some(cidr)) = (&self.cfg.cni, cidr) {
+                    install_cni(cni, cidr, &self.cfg.ready_file(), &self.cfg.cni_socket)?;
+                }
+                self.ready = true;
+            }
+            if !verifying && !self.waiters.is_empty() {
+                // A pod's ADD waits: read back from the kernel what it needs (the policy
+                // maps' keys, two netlink dumps); a whole self.verify pass if that fails or
+                // finds the kernel short of what was just programmed.
+                save_hints(&self.cfg, &self.watch, &mut self.hints_written)?;
+                match self.fx.policy_entries(want) {
+                    Ok(kernel) => {
+                        let short = answer(
+                            &mut self.waiters,
+                            self.model.cluster(),
+                            &self.cfg.node,
+                            want,
+                            Some(&kernel),
+                            &self.metrics,
+                        );
+                        if short {
+                            self.verify = Some(Verify::Change);
+                            self.metrics.set_ready(self.ready);
+                            return Ok(true);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %self.cfg.node, "reading the policy maps back: {} (verifying whole)", podnet_node::chain(&e));
+                        self.verify = Some(Verify::Change);
+                        self.metrics.set_ready(self.ready);
+                        return Ok(true);
+                    }
+                }
+            }
+        } else {
+            for f in &failures {
+                tracing::error!(node = %self.cfg.node, "{}", podnet_node::chain(f));
+            }
+            self.metrics.failed();
+            self.in_sync = false;
+            // The next try starts from what the kernel holds, not from the record.
+            self.failed_before = true;
         }
-        metrics.set_ready(ready);
-        // Wait for a change; write the record down in a quiet moment (at least every 2 s).
-        let next = loop {
-            let quiet = if unwritten || verify_owed {
+        Ok(false)
+    }
+
+    /// Waits for what comes next; writes the record down in a quiet moment (at least every
+    /// 2 s).
+    async fn wait(&mut self, cni_rx: &mut CniRequests) -> Result<Next, AgentError> {
+        loop {
+            let quiet = if self.unwritten || self.verify_owed {
                 Duration::from_millis(100)
-                    .min(Duration::from_secs(2).saturating_sub(last_write.elapsed()))
+                    .min(Duration::from_secs(2).saturating_sub(self.last_write.elapsed()))
             } else {
                 Duration::from_secs(3600)
             };
-            let retry = if failed_before {
+            let retry = if self.failed_before {
                 Duration::from_millis(200)
             } else {
                 Duration::from_secs(3600)
             };
-            let period = cfg.verify_every.saturating_sub(last_verify.elapsed());
-            let first_deadline = waiters
+            let period = self
+                .cfg
+                .verify_every
+                .saturating_sub(self.last_verify.elapsed());
+            let first_deadline = self
+                .waiters
                 .iter()
                 .map(|w| w.deadline)
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                Some(asked) = cni_rx.recv() => break Next::Cni(asked),
-                _ = tokio::time::sleep_until(first_deadline.into()), if !waiters.is_empty() => break Next::Expired,
-                r = watch.next(&mut model) => break Next::Round(r.ok_or_else(ended)?),
-                _ = tokio::time::sleep(retry) => break Next::Verify(Verify::Failure),
-                _ = tokio::time::sleep(period) => break Next::Verify(Verify::Period),
-                _ = metrics.verify_now.notified() => break Next::Verify(Verify::Asked),
-                _ = tokio::time::sleep(quiet), if unwritten || verify_owed => {
-                    save_hints(&cfg, &watch, &mut hints_written)?;
-                    if unwritten {
-                        write_json(&cfg.held_file(), &held)?;
-                        if in_sync {
-                            if let Some(l) = &live {
-                                write_json(&programmed_file(&cfg.state_dir, &cfg.node), l.dataplane())?;
+                Some(asked) = cni_rx.recv() => return Ok(Next::Cni(asked)),
+                _ = tokio::time::sleep_until(first_deadline.into()), if !self.waiters.is_empty() => return Ok(Next::Expired),
+                r = self.watch.next(&mut self.model) => return Ok(Next::Round(r.ok_or_else(ended)?)),
+                _ = tokio::time::sleep(retry) => return Ok(Next::Verify(Verify::Failure)),
+                _ = tokio::time::sleep(period) => return Ok(Next::Verify(Verify::Period)),
+                _ = self.metrics.verify_now.notified() => return Ok(Next::Verify(Verify::Asked)),
+                _ = tokio::time::sleep(quiet), if self.unwritten || self.verify_owed => {
+                    save_hints(&self.cfg, &self.watch, &mut self.hints_written)?;
+                    if self.unwritten {
+                        write_json(&self.cfg.held_file(), &self.held)?;
+                        if self.in_sync {
+                            if let Some(l) = &self.live {
+                                write_json(&programmed_file(&self.cfg.state_dir, &self.cfg.node), l.dataplane())?;
                             }
                         }
-                        unwritten = false;
-                        last_write = Instant::now();
+                        self.unwritten = false;
+                        self.last_write = Instant::now();
                     }
-                    if verify_owed && in_sync {
-                        break Next::Verify(Verify::Change);
-                    }
-                }
-            }
-        };
-        let round = match next {
-            Next::Verify(why) => {
-                verify = Some(why);
-                continue;
-            }
-            Next::Round(r) => r,
-            Next::Expired => {
-                let now = Instant::now();
-                let mut round = Round::default();
-                for w in std::mem::take(&mut waiters) {
-                    if w.deadline > now {
-                        waiters.push(w);
-                        continue;
-                    }
-                    let want = live.as_ref().map(Live::dataplane);
-                    let why = programmed(model.cluster(), &cfg.node, want, &w.pod, w.ip)
-                        .err()
-                        .unwrap_or_else(|| {
-                            "the node's kernel was not read back holding it yet".into()
-                        });
-                    tracing::warn!(node = %cfg.node, pod = %w.pod, ip = %w.ip, "a CNI ADD gave up waiting: {why}");
-                    metrics.cni_gave_up();
-                    let _ = w.answer.send(podnet_cni::agent::Reply::missing(why));
-                    // The plugin undoes the ADD (its address may go to another pod): the
-                    // address it told is forgotten.
-                    let key = podnet_model::ApiKey::new(
-                        podnet_model::Kind::Pod,
-                        &w.pod.namespace,
-                        &w.pod.name,
-                    );
-                    let r = watch.hint(key, None, &mut model);
-                    round.changed.extend(r.changed);
-                    round.events += r.events;
-                    unwritten = true;
-                }
-                if round.changed.is_empty() {
-                    continue;
-                }
-                round
-            }
-            Next::Cni((req, answer)) => {
-                let key =
-                    podnet_model::ApiKey::new(podnet_model::Kind::Pod, &req.namespace, &req.name);
-                let pod = podnet_model::NsName::new(&req.namespace, &req.name);
-                match (req.op, req.ip) {
-                    (podnet_cni::agent::Op::Add, Some(ip)) => {
-                        tracing::info!(node = %cfg.node, %pod, %ip, "CNI ADD: programming the pod");
-                        waiters.push(Waiter {
-                            pod,
-                            ip,
-                            since: Instant::now(),
-                            deadline: Instant::now() + Duration::from_millis(req.wait_ms.max(1)),
-                            answer,
-                        });
-                        unwritten = true;
-                        // Verify even if the pod changes nothing (its entries may be there).
-                        verify_owed = true;
-                        let r = watch.hint(key, Some(ip), &mut model);
-                        if r.changed.is_empty() && in_sync {
-                            verify = Some(Verify::Change);
-                            continue;
-                        }
-                        r
-                    }
-                    (podnet_cni::agent::Op::Add, None) => {
-                        let _ = answer.send(podnet_cni::agent::Reply::missing(
-                            "an ADD must carry the pod's address",
-                        ));
-                        continue;
-                    }
-                    (podnet_cni::agent::Op::Del, _) => {
-                        let _ = answer.send(podnet_cni::agent::Reply::ok());
-                        unwritten = true;
-                        watch.hint(key, None, &mut model)
+                    if self.verify_owed && self.in_sync {
+                        return Ok(Next::Verify(Verify::Change));
                     }
                 }
             }
-        };
-        log_refused(&cfg.node, &round.refused);
-        since = if in_sync {
+        }
+    }
+
+    /// CNI ADDs whose wait is over answered with what is missing; the addresses they told
+    /// forgotten. None when nothing changed.
+    fn expired(&mut self) -> Option<Round> {
+        let now = Instant::now();
+        let mut round = Round::default();
+        for w in std::mem::take(&mut self.waiters) {
+            if w.deadline > now {
+                self.waiters.push(w);
+                return None;
+            }
+            let want = self.live.as_ref().map(Live::dataplane);
+            let why = programmed(self.model.cluster(), &self.cfg.node, want, &w.pod, w.ip)
+                .err()
+                .unwrap_or_else(|| "the node's kernel was not read back holding it yet".into());
+            tracing::warn!(node = %self.cfg.node, pod = %w.pod, ip = %w.ip, "a CNI ADD gave up waiting: {why}");
+            self.metrics.cni_gave_up();
+            let _ = w.answer.send(podnet_cni::agent::Reply::missing(why));
+            // The plugin undoes the ADD (its address may go to another pod): the
+            // address it told is forgotten.
+            let key =
+                podnet_model::ApiKey::new(podnet_model::Kind::Pod, &w.pod.namespace, &w.pod.name);
+            let r = self.watch.hint(key, None, &mut self.model);
+            round.changed.extend(r.changed);
+            round.events += r.events;
+            self.unwritten = true;
+        }
+        if round.changed.is_empty() {
+            return None;
+        }
+        Some(round)
+    }
+
+    /// A CNI plugin's request: an ADD waits for its pod (the address it gave read in until the
+    /// API shows one), a DEL forgets it. None when nothing is to be programmed.
+    fn cni(&mut self, (req, answer): crate::cni::Asked) -> Option<Round> {
+        let key = podnet_model::ApiKey::new(podnet_model::Kind::Pod, &req.namespace, &req.name);
+        let pod = podnet_model::NsName::new(&req.namespace, &req.name);
+        match (req.op, req.ip) {
+            (podnet_cni::agent::Op::Add, Some(ip)) => {
+                tracing::info!(node = %self.cfg.node, %pod, %ip, "CNI ADD: programming the pod");
+                self.waiters.push(Waiter {
+                    pod,
+                    ip,
+                    since: Instant::now(),
+                    deadline: Instant::now() + Duration::from_millis(req.wait_ms.max(1)),
+                    answer,
+                });
+                self.unwritten = true;
+                // Verify even if the pod changes nothing (its entries may be there).
+                self.verify_owed = true;
+                let r = self.watch.hint(key, Some(ip), &mut self.model);
+                if r.changed.is_empty() && self.in_sync {
+                    self.verify = Some(Verify::Change);
+                    return None;
+                }
+                Some(r)
+            }
+            (podnet_cni::agent::Op::Add, None) => {
+                let _ = answer.send(podnet_cni::agent::Reply::missing(
+                    "an ADD must carry the pod's address",
+                ));
+                None
+            }
+            (podnet_cni::agent::Op::Del, _) => {
+                let _ = answer.send(podnet_cni::agent::Reply::ok());
+                self.unwritten = true;
+                Some(self.watch.hint(key, None, &mut self.model))
+            }
+        }
+    }
+
+    /// A round of changes: what the next apply carries out, from when.
+    fn take(&mut self, round: Round) {
+        log_refused(&self.cfg.node, &round.refused);
+        self.since = if self.in_sync {
             round.oldest.unwrap_or_else(Instant::now)
         } else {
-            since.min(round.oldest.unwrap_or(since))
+            self.since.min(round.oldest.unwrap_or(self.since))
         };
-        delta = Delta::default();
-        if let Some(l) = &mut live {
-            match l.update(model.cluster(), &round.changed) {
-                Some(d) => delta = d,
-                None => live = None, // This node left the cluster.
+        self.delta = Delta::default();
+        if let Some(l) = &mut self.live {
+            match l.update(self.model.cluster(), &round.changed) {
+                Some(d) => self.delta = d,
+                None => self.live = None, // This node left the cluster.
             }
+        }
+    }
+}
+
+/// A verify pass: the kernel read, what differs from `want` repaired and said (at start, what
+/// this agent has yet to program, not counted as drift); the failures.
+fn verify_pass(
+    why: Verify,
+    held: &mut Held,
+    want: &NodeDataplane,
+    fx: &mut Linux,
+    metrics: &Metrics,
+    node: &str,
+) -> Vec<podnet_node::NodeError> {
+    let started = Instant::now();
+    match podnet_node::verify::verify(held, want, fx) {
+        Ok(v) => {
+            let drifted: &[podnet_node::verify::Drift] =
+                if why == Verify::Start { &[] } else { &v.drift };
+            for d in &v.drift {
+                if why == Verify::Start {
+                    tracing::info!(node = %node, table = d.table, "at start: {}", d.what);
+                } else {
+                    tracing::warn!(
+                        node = %node,
+                        table = d.table,
+                        pass = why.as_str(),
+                        "drift repaired: {}",
+                        d.what
+                    );
+                }
+            }
+            *held = v.held;
+            metrics.verified(started.elapsed(), drifted, !v.failures.is_empty());
+            v.failures
+        }
+        Err(e) => {
+            metrics.verified(started.elapsed(), &[], true);
+            vec![e]
         }
     }
 }

@@ -160,57 +160,7 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
                 "<none>".into(),
             ]
         }
-        Kind::Service => {
-            let spec = &o["spec"];
-            let external = match spec["type"].as_str() {
-                Some("ExternalName") => s(&spec["externalName"]),
-                _ => {
-                    let mut ips: Vec<String> = spec["externalIPs"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    ips.extend(
-                        o["status"]["loadBalancer"]["ingress"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|v| v["ip"].as_str().map(String::from))
-                                    .collect::<Vec<_>>()
-                            })
-                            .unwrap_or_default(),
-                    );
-                    if ips.is_empty() {
-                        if spec["type"] == "LoadBalancer" {
-                            "<pending>".into()
-                        } else {
-                            "<none>".into()
-                        }
-                    } else {
-                        ips.join(",")
-                    }
-                }
-            };
-            let ports = join(&spec["ports"], |p| {
-                let port = p["port"].as_i64()?;
-                let proto = p["protocol"].as_str().unwrap_or("TCP");
-                Some(match p["nodePort"].as_i64() {
-                    Some(np) => format!("{port}:{np}/{proto}"),
-                    None => format!("{port}/{proto}"),
-                })
-            });
-            vec![
-                s(&spec["type"]),
-                s(&spec["clusterIP"]),
-                external,
-                ports,
-                age(o),
-                selector(&spec["selector"]),
-            ]
-        }
+        Kind::Service => service_cells(o),
         Kind::Node => vec![
             "Ready".into(),
             "<none>".into(),
@@ -287,6 +237,60 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
     std::iter::once(name)
         .chain(rest.into_iter().map(Value::String))
         .collect()
+}
+
+/// A Service's row: type, cluster IP, external addresses, ports, age, selector.
+fn service_cells(o: &Value) -> Vec<String> {
+    let s = |v: &Value| v.as_str().unwrap_or("<none>").to_string();
+    let spec = &o["spec"];
+    let external = match spec["type"].as_str() {
+        Some("ExternalName") => s(&spec["externalName"]),
+        _ => {
+            let mut ips: Vec<String> = spec["externalIPs"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ips.extend(
+                o["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v["ip"].as_str().map(String::from))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+            );
+            if ips.is_empty() {
+                if spec["type"] == "LoadBalancer" {
+                    "<pending>".into()
+                } else {
+                    "<none>".into()
+                }
+            } else {
+                ips.join(",")
+            }
+        }
+    };
+    let ports = join(&spec["ports"], |p| {
+        let port = p["port"].as_i64()?;
+        let proto = p["protocol"].as_str().unwrap_or("TCP");
+        Some(match p["nodePort"].as_i64() {
+            Some(np) => format!("{port}:{np}/{proto}"),
+            None => format!("{port}/{proto}"),
+        })
+    });
+    vec![
+        s(&spec["type"]),
+        s(&spec["clusterIP"]),
+        external,
+        ports,
+        age(o),
+        selector(&spec["selector"]),
+    ]
 }
 
 /// The row's object, as `includeObject` asks (the default: the object's metadata).
