@@ -870,15 +870,7 @@ async fn http2_an_early_response_ends_the_stream() {
 async fn curl_over_http2_gets_every_early_answer_whole() {
     let h1 = backend("h1").await;
     let h = start(quiet()).await;
-    let (crt, key) = cert_for(&["secure.example.com"]);
-    let mut cfg = EdgeConfig {
-        certs: vec![HostCert {
-            host: HostMatch::of(Some("secure.example.com")),
-            secret: NsName::new("default", "s"),
-            key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
-        }],
-        ..one_route("a", h1)
-    };
+    let (mut cfg, _) = secure_route(h1);
     // Two hosts served; any other gets the proxy's 404.
     cfg.table = RouteTable::new(
         vec![
@@ -958,17 +950,24 @@ async fn curl_over_http2_gets_every_early_answer_whole() {
     );
 }
 
-async fn early_response_through(ups: Vec<SocketAddr>, tls: bool, answers: &[StatusCode]) {
-    let h = start(quiet()).await;
+/// One route to `at` for every host, and a certificate for `secure.example.com` (its PEM
+/// returned, for the client to trust).
+fn secure_route(at: SocketAddr) -> (EdgeConfig, String) {
     let (crt, key) = cert_for(&["secure.example.com"]);
-    let mut cfg = EdgeConfig {
+    let cfg = EdgeConfig {
         certs: vec![HostCert {
             host: HostMatch::of(Some("secure.example.com")),
             secret: NsName::new("default", "s"),
             key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
         }],
-        ..one_route("a", ups[0])
+        ..one_route("a", at)
     };
+    (cfg, crt)
+}
+
+async fn early_response_through(ups: Vec<SocketAddr>, tls: bool, answers: &[StatusCode]) {
+    let h = start(quiet()).await;
+    let (mut cfg, crt) = secure_route(ups[0]);
     cfg.upstreams
         .insert(backend_of("a"), Upstream::Ready(ups.clone()));
     h.edge.set(cfg);

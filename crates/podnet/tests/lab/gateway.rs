@@ -495,18 +495,25 @@ fn gist(a: &Answer) -> Value {
     })
 }
 
-#[test]
-fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::up("gw-seeds", &["examples/seeds", "examples/gateway"], &[]);
+/// A lab of the seeds and their Ingress as a Gateway: the lab, the Ingress's address and the
+/// Gateway's.
+pub(super) fn seeds_with_gateway(name: &str) -> (Lab, String, String) {
+    let lab = Lab::up(name, &["examples/seeds", "examples/gateway"], &[]);
     let ingress = lab
         .ingress_address("default", "my-ingress")
         .expect("the Ingress's address");
     let gateway = lab
         .gateway_address("default/my-gateway")
         .expect("the Gateway's address");
+    (lab, ingress, gateway)
+}
+
+#[test]
+fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does() {
+    if !can_run() {
+        return;
+    }
+    let (lab, ingress, gateway) = seeds_with_gateway("gw-seeds");
     assert_ne!(ingress, gateway, "each has its own address");
     // `podnet check` computes the same address and routes the proxy serves.
     let check: Value = serde_json::from_str(&ok(&[
@@ -537,8 +544,8 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
         .expect("the Gateway's proxy records what it serves");
     let served: Value = serde_json::from_slice(&std::fs::read(served_file).unwrap()).unwrap();
     assert_eq!(served, check["gatewayRoutes"]["default/my-gateway"]);
-    let ca = super::ingress::seeds_ca();
-    let ca = ca.to_str().unwrap();
+    let ca_file = super::ingress::seeds_ca();
+    let ca = ca_file.to_str().unwrap();
     let host = "my-app.example.com";
     // Each request, and the status both must answer.
     let requests: Vec<(Vec<String>, String, u16)> = vec![
@@ -580,7 +587,6 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
             assert_eq!(g["proto"][0], "https", "{url}: {g}");
         }
     }
-    let _ = std::fs::remove_file(ca);
 }
 
 /// A Gateway (HTTP and HTTPS on live.example.com, and a second HTTP listener when `listener`)

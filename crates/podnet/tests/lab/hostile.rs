@@ -443,13 +443,7 @@ fn a_50_mb_upload_answered_early_gets_the_whole_answer_through_the_ingress_and_a
     if !can_run() {
         return;
     }
-    let lab = Lab::up("edgeupload", &["examples/seeds", "examples/gateway"], &[]);
-    let ingress = lab
-        .ingress_address("default", "my-ingress")
-        .expect("the Ingress's address");
-    let gateway = lab
-        .gateway_address("default/my-gateway")
-        .expect("the Gateway's address");
+    let (lab, ingress, gateway) = super::gateway::seeds_with_gateway("edgeupload");
     let dir = std::env::temp_dir().join(format!("podnet-upload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let upload = dir.join("50MB");

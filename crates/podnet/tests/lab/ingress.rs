@@ -81,8 +81,27 @@ impl Lab {
     }
 }
 
-/// The seeds' self-signed certificate for my-app.example.com, as a file curl can trust.
-pub(super) fn seeds_ca() -> PathBuf {
+/// The seeds' self-signed certificate for my-app.example.com, as a file curl can trust: one
+/// file per call, removed when dropped (the tests of one process run at once: a file shared
+/// between them was removed by one while another's curl read it, "error setting certificate
+/// file", exit 77).
+pub(super) struct SeedsCa(PathBuf);
+
+impl std::ops::Deref for SeedsCa {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SeedsCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub(super) fn seeds_ca() -> SeedsCa {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let text = std::fs::read_to_string(root_dir().join("examples/seeds/tls-secret.yaml")).unwrap();
     let docs = podnet_model::parse_documents("tls-secret.yaml", &text).unwrap();
     let b64 = docs[0].value["data"]["tls.crt"]
@@ -101,9 +120,10 @@ pub(super) fn seeds_ca() -> PathBuf {
         })
         .unwrap()
         .stdout;
-    let p = std::env::temp_dir().join(format!("podnet-seeds-ca-{}.pem", std::process::id()));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("podnet-seeds-ca-{}-{n}.pem", std::process::id()));
     std::fs::write(&p, pem).unwrap();
-    p
+    SeedsCa(p)
 }
 
 #[test]
@@ -118,8 +138,8 @@ fn the_seeds_ingress_over_https_with_its_certificate_and_the_redirect_from_http(
     // The address is the LoadBalancer Service's, which `podnet check` shows too.
     let check = ok(&["check", "-f", "examples/seeds"]);
     assert!(check.contains(&addr), "{check}");
-    let ca = seeds_ca();
-    let ca = ca.to_str().unwrap();
+    let ca_file = seeds_ca();
+    let ca = ca_file.to_str().unwrap();
     let resolve = format!("my-app.example.com:443:{addr}");
     for (path, pod) in [
         ("/api", "my-api-"),
@@ -193,7 +213,6 @@ fn the_seeds_ingress_over_https_with_its_certificate_and_the_redirect_from_http(
         "http://my-app.example.com/api",
     );
     assert_eq!(a.status, 200, "{a:?}");
-    let _ = std::fs::remove_file(ca);
 }
 
 /// The manifests of a conformance feature's setup (and its scenarios' own): its Ingresses in
