@@ -12,10 +12,8 @@ pub type Body = Either<FromUpstream, Full<Bytes>>;
 pub(super) type ToUpstream = Either<CutOff, Full<Bytes>>;
 
 /// A request's body on its way to the backend, shared with the response's [`FromUpstream`]:
-/// once the response has gone to the client whole, the rest of the request is not needed
-/// (the backend answered without it), and the client's stream must end rather than wait for
-/// someone to read it (RFC 9113 8.1: RST_STREAM NO_ERROR; h2 sends it when the body is
-/// dropped after the response).
+/// once the response has gone to the client whole, the rest of the request is not sent on
+/// (the backend answered without it) but read and dropped ([`Linger`]).
 pub struct CutOff {
     pub(super) body: Arc<Unread>,
 }
@@ -70,12 +68,61 @@ pub struct FromUpstream {
     pub(super) linger: Option<Linger>,
 }
 
-/// The rest of a request's body, read and dropped before a success's end is sent.
+/// The rest of a request's body, read and dropped within bounds: before a success's end is
+/// sent (with [`LINGER_IDLE`] between bytes), or behind any other answer ([`discard`]).
 pub(super) struct Linger {
-    pub(super) rest: Incoming,
-    pub(super) read: usize,
-    pub(super) until: tokio::time::Instant,
-    pub(super) idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    rest: Incoming,
+    read: usize,
+    until: tokio::time::Instant,
+    /// Whether the wait between bytes is bounded too ([`LINGER_IDLE`]).
+    idle_bound: bool,
+    /// The next deadline: the next byte's, or the whole wait's.
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Linger {
+    fn new(rest: Incoming, idle_bound: bool) -> Linger {
+        let until = tokio::time::Instant::now() + DISCARD_FOR;
+        Linger {
+            rest,
+            read: 0,
+            until,
+            idle_bound,
+            deadline: Box::pin(tokio::time::sleep_until(if idle_bound {
+                Linger::next(until)
+            } else {
+                until
+            })),
+        }
+    }
+
+    /// When the next byte must have come.
+    fn next(until: tokio::time::Instant) -> tokio::time::Instant {
+        (tokio::time::Instant::now() + LINGER_IDLE).min(until)
+    }
+
+    /// Reads and drops until the body ends (Ready), or a bound is passed (Ready: the rest is
+    /// dropped with it, and the stream reset with NO_ERROR once the answer's end is sent).
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        loop {
+            match std::pin::Pin::new(&mut self.rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    self.read += f.data_ref().map_or(0, Bytes::len);
+                    if self.read >= DISCARD_BYTES {
+                        return Poll::Ready(());
+                    }
+                    if self.idle_bound {
+                        let next = Linger::next(self.until);
+                        self.deadline.as_mut().reset(next);
+                    }
+                }
+                // The client's body ended (or its stream did): nothing to wait for.
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return std::future::Future::poll(self.deadline.as_mut(), cx),
+            }
+        }
+    }
 }
 
 impl FromUpstream {
@@ -109,37 +156,6 @@ impl FromUpstream {
     pub(super) fn request_ended(&self) -> bool {
         !self.waits_for_request || self.request.as_ref().is_none_or(|r| r.ended())
     }
-
-    /// Reads and drops the request's rest until it ends (Ready), or a bound is passed (Ready,
-    /// the rest dropped: the stream is reset with NO_ERROR once the answer's end is sent).
-    pub(super) fn poll_linger(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        use std::task::Poll;
-        let Some(l) = self.linger.as_mut() else {
-            return Poll::Ready(());
-        };
-        loop {
-            match std::pin::Pin::new(&mut l.rest).poll_frame(cx) {
-                Poll::Ready(Some(Ok(f))) => {
-                    l.read += f.data_ref().map_or(0, Bytes::len);
-                    if l.read > DISCARD_BYTES {
-                        break;
-                    }
-                    let next = (tokio::time::Instant::now() + LINGER_IDLE).min(l.until);
-                    l.idle.as_mut().reset(next);
-                }
-                // The client's body ended (or its stream did): nothing to wait for.
-                Poll::Ready(_) => break,
-                Poll::Pending => {
-                    if std::future::Future::poll(l.idle.as_mut(), cx).is_ready() {
-                        break;
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
-        self.linger = None;
-        Poll::Ready(())
-    }
 }
 
 impl Drop for FromUpstream {
@@ -155,21 +171,13 @@ impl Drop for FromUpstream {
 /// upload ends cleanly (a reset, even NO_ERROR, makes some clients drop the response they
 /// already have: curl 7.88 says "stream error" and shows none); within bounds, past which the
 /// stream is reset.
-pub(super) fn discard(mut rest: Incoming) {
+pub(super) fn discard(rest: Incoming) {
     if rest.is_end_stream() {
         return;
     }
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            let deadline = tokio::time::Instant::now() + DISCARD_FOR;
-            let mut read = 0usize;
-            while read < DISCARD_BYTES {
-                match tokio::time::timeout_at(deadline, rest.frame()).await {
-                    Ok(Some(Ok(f))) => read += f.data_ref().map_or(0, Bytes::len),
-                    _ => break,
-                }
-            }
-        });
+        let mut linger = Linger::new(rest, false);
+        rt.spawn(std::future::poll_fn(move |cx| linger.poll(cx)));
     }
 }
 
@@ -204,17 +212,12 @@ impl hyper::body::Body for FromUpstream {
             let Some(rest) = me.request.as_ref().and_then(|r| r.lock().take()) else {
                 return Poll::Ready(None);
             };
-            let until = tokio::time::Instant::now() + DISCARD_FOR;
-            me.linger = Some(Linger {
-                rest,
-                read: 0,
-                until,
-                idle: Box::pin(tokio::time::sleep_until(
-                    (tokio::time::Instant::now() + LINGER_IDLE).min(until),
-                )),
-            });
+            me.linger = Some(Linger::new(rest, true));
         }
-        me.poll_linger(cx).map(|()| None)
+        let linger = me.linger.as_mut().expect("lingering");
+        std::task::ready!(linger.poll(cx));
+        me.linger = None;
+        Poll::Ready(None)
     }
     fn is_end_stream(&self) -> bool {
         self.linger.is_none() && self.body.is_end_stream() && self.request_ended()
@@ -250,7 +253,7 @@ impl hyper::body::Body for CutOff {
         }
     }
     fn is_end_stream(&self) -> bool {
-        self.body.lock().as_ref().is_none_or(|b| b.is_end_stream())
+        self.body.ended()
     }
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body
