@@ -7,7 +7,6 @@ pub mod cni;
 pub mod metrics;
 pub mod run;
 pub mod translate;
-pub mod watch;
 
 /// What can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]

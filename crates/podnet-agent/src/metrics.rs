@@ -171,8 +171,9 @@ impl Metrics {
         self.failures.inc();
     }
 
-    pub fn watch_error(&self) {
-        self.watch_errors.inc();
+    /// The counter of the API watches' errors, for [`podnet_watch::ClusterWatch`] to count.
+    pub fn watch_errors(&self) -> Counter {
+        self.watch_errors.clone()
     }
 
     pub fn set_ready(&self, ready: bool) {

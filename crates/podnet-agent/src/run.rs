@@ -1,4 +1,4 @@
-//! The agent's loop: watches of the kinds a node needs ([`crate::watch`]) keep the model
+//! The agent's loop: watches of the kinds a node needs ([`podnet_watch`]) keep the model
 //! ([`podnet_model::ApiModel`]) current object by object; each round of events updates only the
 //! parts of the node's dataplane they changed ([`podnet_node::live::Live`]) and issues only that
 //! change ([`podnet_node::apply_delta`]).
@@ -29,8 +29,8 @@ use podnet_node::effects::Linux;
 use podnet_node::live::{Delta, Live};
 
 use crate::metrics::Metrics;
-use crate::watch::{ClusterWatch, Round};
 use crate::AgentError;
+use podnet_watch::{ClusterWatch, Round};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -325,7 +325,7 @@ impl Agent {
             source,
         })?;
         let mut model = ApiModel::new(&cfg.overrides).map_err(AgentError::Model)?;
-        let mut watch = ClusterWatch::start(&client, metrics.clone());
+        let mut watch = ClusterWatch::start(&client, metrics.watch_errors());
         // The CNI plugin's requests: the socket is there from the start (an ADD that comes
         // before the node is programmed waits for it).
         let (cni_tx, cni_rx) = tokio::sync::mpsc::unbounded_channel();

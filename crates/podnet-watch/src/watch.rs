@@ -7,7 +7,6 @@
 //! while the watch was down is deleted then.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -19,7 +18,7 @@ use podnet_model::{ApiKey, ApiModel, Changed};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 
 pub use podnet_model::api::{ALL_KINDS, EDGE_KINDS, KINDS};
 use podnet_model::Kind;
@@ -85,19 +84,16 @@ pub struct Round {
 
 impl ClusterWatch {
     /// Starts a watch of every kind the model is kept from (a node's agent).
-    pub fn start(client: &kube::Client, metrics: Arc<Metrics>) -> ClusterWatch {
-        Self::start_kinds(client, &KINDS, metrics)
+    pub fn start(client: &kube::Client, errors: Counter) -> ClusterWatch {
+        Self::start_kinds(client, &KINDS, errors)
     }
 
     /// Starts a watch of these kinds only (the cluster DNS reads no NetworkPolicy or Node).
-    pub fn start_kinds(
-        client: &kube::Client,
-        kinds: &[Kind],
-        metrics: Arc<Metrics>,
-    ) -> ClusterWatch {
+    /// `errors` counts the watches' errors (each is retried with backoff).
+    pub fn start_kinds(client: &kube::Client, kinds: &[Kind], errors: Counter) -> ClusterWatch {
         let (tx, rx) = mpsc::unbounded_channel();
         for &kind in kinds {
-            let (tx, m) = (tx.clone(), metrics.clone());
+            let (tx, m) = (tx.clone(), errors.clone());
             match kind {
                 Kind::Namespace => watch::<Namespace>(client, kind, tx, m),
                 Kind::Node => watch::<Node>(client, kind, tx, m),
@@ -269,12 +265,8 @@ impl ClusterWatch {
 }
 
 /// Starts a watch of every object of `K`, in every namespace, sending its updates to `tx`.
-fn watch<K>(
-    client: &kube::Client,
-    kind: Kind,
-    tx: mpsc::UnboundedSender<Update>,
-    metrics: Arc<Metrics>,
-) where
+fn watch<K>(client: &kube::Client, kind: Kind, tx: mpsc::UnboundedSender<Update>, errors: Counter)
+where
     K: kube::Resource
         + Clone
         + std::fmt::Debug
@@ -287,16 +279,12 @@ fn watch<K>(
 {
     debug_assert_eq!(K::kind(&Default::default()), kind.as_str());
     let api: kube::Api<K> = kube::Api::all(client.clone());
-    watch_api(api, kind, tx, metrics);
+    watch_api(api, kind, tx, errors);
 }
 
 /// Watches every object of an API, sending its updates to `tx` as objects of `kind`.
-fn watch_api<K>(
-    api: kube::Api<K>,
-    kind: Kind,
-    tx: mpsc::UnboundedSender<Update>,
-    metrics: Arc<Metrics>,
-) where
+fn watch_api<K>(api: kube::Api<K>, kind: Kind, tx: mpsc::UnboundedSender<Update>, errors: Counter)
+where
     K: kube::Resource
         + Clone
         + std::fmt::Debug
@@ -343,10 +331,13 @@ fn watch_api<K>(
                     send(Step::Listed(kind, listing.take().unwrap_or_default()))
                 }
                 Err(e) => {
-                    metrics.watch_error();
+                    errors.inc();
                     // The whole chain: "client error (Connect)" alone does not say
                     // whether it was refused, unreachable or timed out.
-                    tracing::warn!("watching {kind}: {} (retrying)", podnet_node::chain(&e));
+                    tracing::warn!(
+                        "watching {kind}: {} (retrying)",
+                        podnet_model::diag::chain(&e)
+                    );
                     Ok(())
                 }
             };

@@ -1,0 +1,199 @@
+//! podnet's Gateway API controller. [`run`] is one Gateway's proxy (podnet's edge proxy)
+//! following the Kubernetes API, as the lab's Gateway pods and a cluster's per-Gateway
+//! Deployments run it (`podnet gateway watch`): it listens on each port of the Gateway's
+//! listeners (opened and closed as the listeners change) and, when asked, writes the status of
+//! the Gateway, its class and its routes' entries for it ([`status`]). [`provision`] gives each
+//! Gateway of podnet's class its proxy (`podnet gateway provision`).
+
+pub mod provision;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use podnet_ingress::edge::EdgeConfig;
+use podnet_ingress::server::{Edge, Settings};
+use podnet_ingress_controller::{record, warn_new};
+use podnet_model::{ConfigOverrides, NsName};
+use podnet_watch::{ClusterWatch, WatchError};
+
+pub use podnet_ingress_controller::ControllerError;
+
+/// What one Gateway's proxy is asked.
+pub struct Config {
+    pub kubeconfig: Option<PathBuf>,
+    pub settings: ConfigOverrides,
+    /// The Gateway served.
+    pub gateway: NsName,
+    /// The address its listeners' ports are opened on.
+    pub address: IpAddr,
+    /// /healthz, /readyz and /metrics.
+    pub admin: SocketAddr,
+    /// Where to write what is served, each time it changes.
+    pub served: Option<PathBuf>,
+    /// Whether to write the status of the Gateway, its class and its routes.
+    pub write_status: bool,
+    pub access_log: bool,
+    pub threads: usize,
+}
+
+/// The listening sockets: one task per port, HTTP or HTTPS.
+#[derive(Default)]
+struct Ports {
+    open: BTreeMap<u16, (bool, tokio::task::JoinHandle<()>)>,
+}
+
+impl Ports {
+    /// Opens the ports the configuration has and closes the others.
+    async fn follow(&mut self, edge: &Arc<Edge>, config: &EdgeConfig, ip: IpAddr) {
+        let stale: Vec<u16> = self
+            .open
+            .iter()
+            .filter(|(p, (tls, _))| config.ports.get(p).is_none_or(|c| c.tls != *tls))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            if let Some((_, task)) = self.open.remove(&p) {
+                task.abort();
+                eprintln!("closed port {p}");
+            }
+        }
+        for (port, c) in &config.ports {
+            if self.open.contains_key(port) {
+                continue;
+            }
+            let at = SocketAddr::new(ip, *port);
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => {
+                    let task = if c.tls {
+                        tokio::spawn(edge.clone().serve_https(l))
+                    } else {
+                        tokio::spawn(edge.clone().serve_http(l))
+                    };
+                    eprintln!(
+                        "listening on {at} ({})",
+                        if c.tls { "HTTPS" } else { "HTTP" }
+                    );
+                    self.open.insert(*port, (c.tls, task));
+                }
+                Err(e) => eprintln!("warning: binding {at}: {e}"),
+            }
+        }
+    }
+}
+
+/// Runs one Gateway's proxy until SIGTERM or Ctrl-C.
+pub fn run(c: Config) -> Result<(), ControllerError> {
+    let rt = podnet_ingress::server::runtime(c.threads).map_err(ControllerError::Runtime)?;
+    rt.block_on(serve(c))
+}
+
+/// Serves what the model says of the Gateway now: its configuration, its ports, its record
+/// and (when asked) its status.
+async fn follow(
+    c: &Config,
+    edge: &Arc<Edge>,
+    ports: &mut Ports,
+    warnings: &mut Vec<String>,
+    cluster: &podnet_model::Cluster,
+    client: &kube::Client,
+) -> Result<EdgeConfig, ControllerError> {
+    let computed = podnet_gateway::compute_one(cluster, &c.gateway);
+    let config = computed
+        .configs
+        .get(&c.gateway)
+        .cloned()
+        .unwrap_or_default();
+    if !computed.configs.contains_key(&c.gateway) {
+        eprintln!(
+            "Gateway {} is not one of podnet's (yet): serving nothing",
+            c.gateway
+        );
+    }
+    warn_new(warnings, &config);
+    *warnings = config.warnings.clone();
+    edge.set(config.clone());
+    ports.follow(edge, &config, c.address).await;
+    record(c.served.as_deref(), &config)?;
+    if c.write_status {
+        status::write(client, cluster, &computed, &c.gateway).await;
+    }
+    Ok(config)
+}
+
+async fn serve(c: Config) -> Result<(), ControllerError> {
+    let edge = Edge::new(Settings {
+        access_log: c.access_log,
+        ..Settings::default()
+    })
+    .map_err(ControllerError::Edge)?;
+    let la = tokio::net::TcpListener::bind(c.admin)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            at: c.admin,
+            source,
+        })?;
+    tokio::spawn(edge.clone().serve_admin(la));
+    eprintln!(
+        "listing and watching the Kubernetes API for Gateway {}",
+        c.gateway
+    );
+    let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
+    let mut model = podnet_model::ApiModel::new(&c.settings).map_err(ControllerError::Model)?;
+    let mut watch = ClusterWatch::start_kinds(
+        &client,
+        &podnet_model::api::GATEWAY_KINDS,
+        Default::default(),
+    );
+    let first = watch
+        .until_ready(&mut model)
+        .await
+        .ok_or(WatchError::EndedBeforeListed)?;
+    podnet_watch::log_refused(&first);
+    let mut ports = Ports::default();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut oldest = None;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ControllerError::Runtime)?;
+    loop {
+        let start = Instant::now();
+        let config = follow(
+            &c,
+            &edge,
+            &mut ports,
+            &mut warnings,
+            model.cluster(),
+            &client,
+        )
+        .await?;
+        let routes: usize = config
+            .ports
+            .values()
+            .flat_map(|p| &p.listeners)
+            .map(|l| l.table.routes().len())
+            .sum();
+        eprintln!(
+            "serving {routes} routes on {} ports, {:.1} ms after the event",
+            config.ports.len(),
+            oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
+        );
+        loop {
+            tokio::select! {
+                round = watch.next(&mut model) => {
+                    let round = round.ok_or(WatchError::Ended)?;
+                    podnet_watch::log_refused(&round);
+                    if round.changed.is_empty() {
+                        continue;
+                    }
+                    oldest = round.oldest;
+                    break;
+                }
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    }
+}
