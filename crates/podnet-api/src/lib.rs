@@ -1,11 +1,14 @@
 //! A lab's objects through the Kubernetes API.
 //!
-//! Kubernetes is podnet's control plane; a lab has none, so it serves a read-only projection
-//! of its model through the API's own protocol, for `kubectl` and for the agents on its nodes:
+//! Kubernetes is podnet's control plane; a lab has none, so it serves a projection of its
+//! model through the API's own protocol, for `kubectl`, the agents on its nodes and its
+//! controllers, and takes the status those controllers write, as on a cluster:
 //! - [`project`]: the model as API objects (k8s-openapi types, so the JSON is the API's own);
 //! - [`store`]: those objects with resource versions, and the history of their changes;
 //! - [`server`]: discovery, list, get and watch over HTTP (resourceVersion, label and field
-//!   selectors, bookmarks); every write is refused with the API's own `Status`;
+//!   selectors, bookmarks);
+//! - [`write`]: the status controllers write (`PATCH` and `PUT` of `.../status` of Ingresses
+//!   and the Gateway API's kinds); every other write is refused with the API's own `Status`;
 //! - [`faults`]: faults on purpose (watches ended, 410 Gone, delays, refused connections).
 
 pub mod fairness;
@@ -17,6 +20,7 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod write;
 
 /// A kubeconfig for the API at `server` (`host:port`, plain HTTP), cluster, user and context
 /// all called `name`.

@@ -3,7 +3,10 @@
 //! the control plane would have: pods' node, addresses and status; Services' ClusterIPs,
 //! NodePorts and load-balancer addresses; the EndpointSlices; the nodes' podCIDRs and
 //! addresses. Manifest kinds the model keeps as they are (NetworkPolicy, Ingress,
-//! IngressClass, Secret) are served as they were written.
+//! IngressClass, Secret, the Gateway API's) are served as they were written, except the status
+//! of those whose status controllers write ([`Kind::status_by_controllers`]): none here, as
+//! the API server takes none with an object; the controllers write it
+//! ([`crate::write`]), as on a cluster.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,7 +20,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podnet_model::{
-    Cluster, NodeInfo, PodInfo, ServiceInfo, ServiceType, TargetPort, TrafficPolicy,
+    Cluster, Kind, NodeInfo, PodInfo, ServiceInfo, ServiceType, TargetPort, TrafficPolicy,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -34,13 +37,17 @@ fn labels(l: &podnet_model::Labels) -> Option<BTreeMap<String, String>> {
     (!l.is_empty()).then(|| l.clone())
 }
 
-/// Every object the lab serves, in no particular order.
-pub fn project(c: &Cluster) -> Vec<Value> {
-    project_with(c, &podnet_gateway::compute(c))
+/// An object of a kind whose status controllers write, without the status its manifest had.
+fn without_status<T: Serialize>(o: &T) -> Value {
+    let mut v = value(o);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+    }
+    v
 }
 
-/// [`project`], with the Gateway API's status as already computed for `c`.
-pub fn project_with(c: &Cluster, g: &podnet_gateway::Computed) -> Vec<Value> {
+/// Every object the lab serves, in no particular order.
+pub fn project(c: &Cluster) -> Vec<Value> {
     let mut out = Vec::new();
     out.extend(c.namespaces.values().map(|n| {
         value(&Namespace {
@@ -63,22 +70,34 @@ pub fn project_with(c: &Cluster, g: &podnet_gateway::Computed) -> Vec<Value> {
         out.extend(slices(s).iter().map(value));
     }
     out.extend(c.network_policies.iter().map(|p| value(&p.obj)));
-    out.extend(podnet_ingress::edge::with_status(c).iter().map(value));
+    out.extend(c.ingresses.iter().map(|i| without_status(&i.obj)));
     out.extend(c.ingress_classes.iter().map(|p| value(&p.obj)));
     out.extend(c.secrets.iter().map(|p| value(&p.obj)));
-    // The Gateway API's objects, with the status podnet's controller gives them.
-    let typed = |mut v: Value, kind: &str| {
-        v["apiVersion"] = Value::from(podnet_model::gateway_api::API_VERSION);
-        v["kind"] = Value::from(kind);
+    // The Gateway API's objects (their status is their controller's).
+    let typed = |mut v: Value, kind: Kind| {
+        v["apiVersion"] = Value::from(kind.api_version());
+        v["kind"] = Value::from(kind.as_str());
         v
     };
-    out.extend(g.classes.iter().map(|o| typed(value(o), "GatewayClass")));
-    out.extend(g.gateways.iter().map(|o| typed(value(o), "Gateway")));
-    out.extend(g.routes.iter().map(|o| typed(value(o), "HTTPRoute")));
+    out.extend(
+        c.gateway_classes
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::GatewayClass)),
+    );
+    out.extend(
+        c.gateways
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::Gateway)),
+    );
+    out.extend(
+        c.http_routes
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::HTTPRoute)),
+    );
     out.extend(
         c.reference_grants
             .iter()
-            .map(|o| typed(value(&o.obj), "ReferenceGrant")),
+            .map(|o| typed(value(&o.obj), Kind::ReferenceGrant)),
     );
     out
 }

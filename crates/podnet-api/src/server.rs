@@ -21,6 +21,9 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventType, Store};
 use crate::table;
 
+mod watching;
+use watching::{tokio_stream, Watching};
+
 type Body = BoxBody<Bytes, Infallible>;
 
 /// How often a watch that allows them gets a bookmark.
@@ -150,6 +153,30 @@ impl Api {
             self.changed.send_replace(rv);
         }
         n
+    }
+
+    /// A controller's write of an object's status: `status` computes the new status from
+    /// the object as served now (or refuses); watchers see the change.
+    pub fn write_status(
+        &self,
+        key: &crate::store::Key,
+        status: impl FnOnce(&Value) -> Result<Value, crate::write::Refused>,
+    ) -> Result<Value, crate::write::Written> {
+        use crate::write::Written;
+        let (served, rv) = {
+            let mut s = self.store.lock().expect("store lock");
+            let current = s
+                .get(key)
+                .ok_or(Written::Store(crate::store::StatusError::NotFound))?;
+            let new = status(&current).map_err(Written::Refused)?;
+            let before = s.rv();
+            let served = s.write_status(key, new).map_err(Written::Store)?;
+            (served, (s.rv() != before).then(|| s.rv()))
+        };
+        if let Some(rv) = rv {
+            self.changed.send_replace(rv);
+        }
+        Ok(served.as_ref().clone())
     }
 
     /// The latest resource version.
@@ -298,14 +325,34 @@ impl Api {
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let path = req.uri().path().trim_end_matches('/').to_string();
+        let route = route(&path);
+        if let Route::Object {
+            r,
+            namespace,
+            name,
+            status: true,
+        } = &route
+        {
+            if req.method() == Method::PATCH || req.method() == Method::PUT {
+                let key = crate::store::Key {
+                    kind: r.kind,
+                    namespace: namespace.clone().unwrap_or_default(),
+                    name: name.clone(),
+                };
+                return match crate::write::status(&self, req, r, key).await {
+                    Ok(o) => ok(o),
+                    Err(e) => status(e.code, e.reason, &e.message),
+                };
+            }
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return status(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "the server does not allow this method on the requested resource (this lab's API is a read-only projection of its model: change the lab with `podnet lab apply`)",
+                "the server does not allow this method on the requested resource (this lab's API serves its model and takes only the status controllers write: change the lab with `podnet lab apply`)",
             );
         }
-        match route(&path) {
+        match route {
             Route::Version => ok(json!({
                 "major": "1",
                 "minor": "34",
@@ -350,7 +397,9 @@ impl Api {
                     self.list(&filter, as_table, &q)
                 }
             }
-            Route::Object { r, namespace, name } => {
+            Route::Object {
+                r, namespace, name, ..
+            } => {
                 let key = crate::store::Key {
                     kind: r.kind,
                     namespace: namespace.clone().unwrap_or_default(),
@@ -435,106 +484,30 @@ impl Api {
                 }
             }
         };
-        let bookmarks = q.flag("allowWatchBookmarks");
-        let initial_end = q.flag("sendInitialEvents");
         let timeout = q
             .get("timeoutSeconds")
             .parse::<u64>()
             .ok()
             .map(Duration::from_secs)
             .unwrap_or(WATCH_TIMEOUT);
-        let include = q.get("includeObject");
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
-        let mut changed = self.changed.subscribe();
-        let mut ends = self.faults.ends();
-        // A fault on purpose: the version the watch resumes from is "compacted".
-        let expired = !initial && self.faults.expiring();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut first = true;
-            let send = |v: Value, first: &mut bool| {
-                let v = if as_table {
-                    table::event_table(f.r, v, &include, std::mem::replace(first, false))
-                } else {
-                    v
-                };
-                let mut line = serde_json::to_vec(&v).expect("JSON");
-                line.push(b'\n');
-                Frame::data(Bytes::from(line))
-            };
-            if expired {
-                let ev = json!({"type": "ERROR", "object": status_value(
-                    410,
-                    "Expired",
-                    &format!("too old resource version: {from} (a fault of the lab's API, on purpose)"),
-                    Value::Null,
-                )});
-                let _ = tx.send(Ok(send(ev, &mut first))).await;
-                return;
-            }
-            // Where this watch stands.
-            let mut at = if initial {
-                let (items, rv) = {
-                    let s = self.store.lock().expect("store lock");
-                    (s.list(f.r, f.namespace.as_deref()), s.rv())
-                };
-                for o in items.iter().filter(|o| f.matches(o)) {
-                    let ev = json!({"type": "ADDED", "object": o.as_ref()});
-                    if tx.send(Ok(send(ev, &mut first))).await.is_err() {
-                        return;
-                    }
-                }
-                if initial_end {
-                    let ev = bookmark(f.r, rv, true);
-                    if tx.send(Ok(send(ev, &mut first))).await.is_err() {
-                        return;
-                    }
-                }
-                rv
-            } else {
-                from
-            };
-            let mut tick = tokio::time::interval(BOOKMARK_EVERY);
-            tick.tick().await;
-            loop {
-                let events = self.store.lock().expect("store lock").since(at);
-                match events {
-                    Err(too_old) => {
-                        let ev = json!({"type": "ERROR", "object": status_value(
-                            410,
-                            "Expired",
-                            &format!("too old resource version: {at} ({})", too_old.oldest.saturating_sub(1)),
-                            Value::Null,
-                        )});
-                        let _ = tx.send(Ok(send(ev, &mut first))).await;
-                        return;
-                    }
-                    Ok(events) => {
-                        for e in events {
-                            at = e.rv;
-                            if let Some(ev) = f.event(&e) {
-                                if tx.send(Ok(send(ev, &mut first))).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-                tokio::select! {
-                    c = changed.changed() => if c.is_err() { return },
-                    _ = ends.changed() => return,
-                    _ = tick.tick() => {
-                        if bookmarks {
-                            let ev = bookmark(f.r, at, false);
-                            if tx.send(Ok(send(ev, &mut first))).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    _ = tokio::time::sleep_until(deadline) => return,
-                }
-            }
-        });
+        let w = Watching {
+            f,
+            as_table,
+            include: q.get("includeObject"),
+            initial,
+            initial_end: q.flag("sendInitialEvents"),
+            from,
+            bookmarks: q.flag("allowWatchBookmarks"),
+            deadline: tokio::time::Instant::now() + timeout,
+            changed: self.changed.subscribe(),
+            ends: self.faults.ends(),
+            // A fault on purpose: the version the watch resumes from is "compacted".
+            expired: !initial && self.faults.expiring(),
+            tx,
+            first: true,
+        };
+        tokio::spawn(w.run(self));
         let body = StreamBody::new(tokio_stream(rx));
         Response::builder()
             .status(StatusCode::OK)
@@ -543,25 +516,6 @@ impl Api {
             .body(BodyExt::boxed(body))
             .expect("a response")
     }
-}
-
-/// The receiving end of a channel as a stream of body frames.
-fn tokio_stream(
-    mut rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
-) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-fn bookmark(r: &Resource, rv: u64, initial_end: bool) -> Value {
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if initial_end {
-        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-    }
-    json!({"type": "BOOKMARK", "object": {
-        "kind": r.kind,
-        "apiVersion": r.api_version(),
-        "metadata": meta,
-    }})
 }
 
 /// Which objects a list or watch is about.
@@ -638,6 +592,8 @@ enum Route {
         r: &'static Resource,
         namespace: Option<String>,
         name: String,
+        /// Its `status` subresource.
+        status: bool,
     },
     Unknown,
 }
@@ -667,19 +623,27 @@ fn route(path: &str) -> Route {
                     r,
                     namespace: Some((*ns).into()),
                 },
-                [name] | [name, "status"] => Route::Object {
+                [name] => Route::Object {
                     r,
                     namespace: Some((*ns).into()),
                     name: (*name).into(),
+                    status: false,
+                },
+                [name, "status"] => Route::Object {
+                    r,
+                    namespace: Some((*ns).into()),
+                    name: (*name).into(),
+                    status: true,
                 },
                 _ => Route::Unknown,
             }
         }
-        [plural, name] | [plural, name, "status"] => match res(plural) {
+        [plural, name, sub @ ..] if sub.is_empty() || sub == ["status"] => match res(plural) {
             Some(r) if !r.namespaced => Route::Object {
                 r,
                 namespace: None,
                 name: (*name).into(),
+                status: !sub.is_empty(),
             },
             _ => Route::Unknown,
         },
@@ -702,15 +666,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     let list: Vec<Value> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-        .map(|r| {
-            json!({
+        .flat_map(|r| {
+            let main = json!({
                 "name": r.plural,
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
                 "kind": r.kind,
                 "verbs": ["get", "list", "watch"],
                 "shortNames": r.short_names,
-            })
+            });
+            std::iter::once(main).chain(crate::write::discovery(r))
         })
         .collect();
     if list.is_empty() {

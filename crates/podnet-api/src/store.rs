@@ -4,6 +4,11 @@
 //! compares the new objects with the held ones and records what was added, modified and
 //! deleted, each change with the next resource version, as the API server's watch cache does.
 //! Each object keeps the `uid` and `creationTimestamp` it got when it first appeared.
+//!
+//! Controllers write status ([`Store::write_status`]), as on a cluster, for the kinds whose
+//! status is theirs ([`Kind::status_by_controllers`]): the projection carries none for them,
+//! and what a controller wrote stays with the object while the lab changes (the API server
+//! keeps an object's status when its spec changes), until the object goes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -89,6 +94,8 @@ pub struct Event {
 struct Entry {
     /// The object as the lab projected it, without what the store adds.
     content: Value,
+    /// The status a controller wrote, served in place of the projection's.
+    status: Option<Value>,
     /// The object as served.
     served: Arc<Value>,
     uid: String,
@@ -106,6 +113,15 @@ pub struct Store {
     base: u64,
     objects: BTreeMap<Key, Entry>,
     history: VecDeque<Event>,
+}
+
+/// Why a status write is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusError {
+    /// No such object.
+    NotFound,
+    /// Not a kind whose status a controller writes.
+    NotWritable,
 }
 
 /// A resource version older than the history holds: the watcher must list again.
@@ -132,8 +148,11 @@ fn uid(key: &Key, rv: u64) -> String {
     )
 }
 
-fn stamp(content: &Value, rv: u64, uid: &str, created: &str) -> Value {
+fn stamp(content: &Value, status: Option<&Value>, rv: u64, uid: &str, created: &str) -> Value {
     let mut v = content.clone();
+    if let (Some(st), Some(o)) = (status, v.as_object_mut()) {
+        o.insert("status".into(), st.clone());
+    }
     let meta = v
         .as_object_mut()
         .expect("an object")
@@ -167,7 +186,13 @@ impl Store {
     fn delete(&mut self, key: Key, events: &mut Vec<Event>) {
         let e = self.objects.remove(&key).expect("held");
         self.rv += 1;
-        let object = Arc::new(stamp(&e.content, self.rv, &e.uid, &e.created));
+        let object = Arc::new(stamp(
+            &e.content,
+            e.status.as_ref(),
+            self.rv,
+            &e.uid,
+            &e.created,
+        ));
         events.push(Event {
             rv: self.rv,
             kind: EventType::Deleted,
@@ -201,13 +226,14 @@ impl Store {
             self.delete(key, &mut events);
         }
         for (key, content) in fresh {
-            let (kind, uid, created, previous) = match self.objects.get(&key) {
+            let (kind, uid, created, previous, status) = match self.objects.get(&key) {
                 Some(e) if e.content == content => continue,
                 Some(e) => (
                     EventType::Modified,
                     e.uid.clone(),
                     e.created.clone(),
                     Some(e.served.clone()),
+                    e.status.clone(),
                 ),
                 // A creation time the lab already gave (it orders Gateway API routes) stands.
                 None => (
@@ -218,14 +244,16 @@ impl Store {
                         .unwrap_or(now)
                         .to_string(),
                     None,
+                    None,
                 ),
             };
             self.rv += 1;
-            let served = Arc::new(stamp(&content, self.rv, &uid, &created));
+            let served = Arc::new(stamp(&content, status.as_ref(), self.rv, &uid, &created));
             self.objects.insert(
                 key.clone(),
                 Entry {
                     content,
+                    status,
                     served: served.clone(),
                     uid,
                     created,
@@ -247,6 +275,42 @@ impl Store {
             self.history.pop_front();
         }
         events
+    }
+
+    /// A controller's write of `key`'s status: `status` replaces what the object had (a
+    /// merge patch is merged by the caller into what [`Store::get`] gave). One Modified
+    /// event, none when nothing changed; the object as served now.
+    pub fn write_status(&mut self, key: &Key, status: Value) -> Result<Arc<Value>, StatusError> {
+        if !key.kind.status_by_controllers() {
+            return Err(StatusError::NotWritable);
+        }
+        let e = self.objects.get_mut(key).ok_or(StatusError::NotFound)?;
+        if e.served.get("status") == Some(&status) {
+            return Ok(e.served.clone());
+        }
+        self.rv += 1;
+        let previous = e.served.clone();
+        e.status = Some(status);
+        e.served = Arc::new(stamp(
+            &e.content,
+            e.status.as_ref(),
+            self.rv,
+            &e.uid,
+            &e.created,
+        ));
+        let event = Event {
+            rv: self.rv,
+            kind: EventType::Modified,
+            key: key.clone(),
+            object: e.served.clone(),
+            previous: Some(previous),
+        };
+        let served = e.served.clone();
+        self.history.push_back(event);
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        Ok(served)
     }
 
     /// The objects of a resource, in one namespace or all.

@@ -372,3 +372,167 @@ async fn silent_connections_cannot_shut_out_a_client() {
     assert!(started.elapsed() < Duration::from_secs(3));
     drop(silent);
 }
+
+/// Controllers write status as on a cluster: a merge patch or a PUT of `.../status` of an
+/// Ingress or a Gateway API object, seen by watchers, kept while the lab changes, and nothing
+/// else written; every other write is refused.
+#[tokio::test]
+async fn controllers_write_status_and_only_status() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+    const EDGE: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: podnet
+  rules: [{host: a.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]
+status: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+    let manifests = format!("{MANIFESTS}---{EDGE}");
+    let api = Api::new();
+    api.replace(objects(&manifests));
+    let client = serve(api.clone()).await;
+    let ingresses: KubeApi<Ingress> = KubeApi::default_namespaced(client.clone());
+    // The status a manifest carries is not the API's: the controller's is.
+    let before = ingresses.get("web").await.unwrap();
+    assert!(before.status.is_none(), "{:?}", before.status);
+    let mut events = watcher(ingresses.clone(), watcher::Config::default()).boxed();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::InitDone))) => break,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let patch = serde_json::json!({
+        "spec": {"ingressClassName": "other"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.240"}]}}
+    });
+    let got = ingresses
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let ip = |i: &Ingress| {
+        i.status
+            .as_ref()
+            .unwrap()
+            .load_balancer
+            .as_ref()
+            .unwrap()
+            .ingress
+            .as_ref()
+            .unwrap()[0]
+            .ip
+            .clone()
+    };
+    assert_eq!(ip(&got).as_deref(), Some("10.0.0.240"));
+    // Only the status changed, with a new version.
+    assert_eq!(
+        got.spec.as_ref().unwrap().ingress_class_name.as_deref(),
+        Some("podnet")
+    );
+    assert_ne!(
+        got.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    let mut saw = false;
+    while !saw {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::Apply(i)))) => {
+                saw = ip(&i).as_deref() == Some("10.0.0.240");
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // A PUT from an old version is a conflict; from the current one, it is taken.
+    let mut stale = before.clone();
+    stale.status = None;
+    let err = ingresses
+        .replace_status("web", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+        "{err}"
+    );
+    let mut current = got.clone();
+    current.status.as_mut().unwrap().load_balancer = None;
+    let put = ingresses
+        .replace_status("web", &PostParams::default(), &current)
+        .await
+        .unwrap();
+    assert!(put.status.unwrap().load_balancer.is_none());
+    // The lab changes (one replica fewer): the written status stays.
+    let patch =
+        serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.241"}]}}});
+    ingresses
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    api.replace(objects(&manifests.replace("replicas: 3", "replicas: 2")));
+    assert_eq!(
+        ip(&ingresses.get("web").await.unwrap()).as_deref(),
+        Some("10.0.0.241")
+    );
+    // A Gateway's, as its proxy writes it.
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, "gateways");
+    let gateways: KubeApi<DynamicObject> = KubeApi::namespaced_with(client.clone(), "default", &ar);
+    assert!(gateways.get("gw").await.unwrap().data["status"].is_null());
+    let st =
+        serde_json::json!({"status": {"conditions": [{"type": "Accepted", "status": "True"}]}});
+    let gw = gateways
+        .patch_status("gw", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
+    assert_eq!(gw.data["status"]["conditions"][0]["type"], "Accepted");
+    // Strategic merge is not for custom resources; a Pod's status is not a controller's
+    // here; nor is any other write taken.
+    let err = gateways
+        .patch_status("gw", &PatchParams::default(), &Patch::Strategic(&st))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 415),
+        "{err}"
+    );
+    let pods: KubeApi<Pod> = KubeApi::default_namespaced(client.clone());
+    let name = pods.list(&ListParams::default()).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let err = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 405),
+        "{err}"
+    );
+    let err = ingresses
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 405),
+        "{err}"
+    );
+    let err = gateways
+        .patch_status("nope", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "{err}"
+    );
+}

@@ -386,61 +386,7 @@ impl Datapath for Netlink {
         let host = host_ifname(&a.container_id, &a.ifname);
         let (host_mac, pod_mac) = macs(&host);
         let mtu = a.mtu;
-        netns::here(move |h| async move {
-            let l = link_by_name(&h, &host).await?.ok_or_else(|| {
-                CniError::new(code::NETLINK, format!("host interface {host} is missing"))
-            })?;
-            if mtu_of(&l) != Some(mtu) {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!("host interface {host} has MTU {:?}, want {mtu}", mtu_of(&l)),
-                ));
-            }
-            let want = IpAddr::V4(ip);
-            let mut routes = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            let mut found = false;
-            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-                let dst = r.attributes.iter().find_map(|a| {
-                    if let RouteAttribute::Destination(d) = a {
-                        Some(format!("{d:?}"))
-                    } else {
-                        None
-                    }
-                });
-                let oif = r.attributes.iter().find_map(|a| {
-                    if let RouteAttribute::Oif(i) = a {
-                        Some(*i)
-                    } else {
-                        None
-                    }
-                });
-                if r.header.destination_prefix_length == 32
-                    && oif == Some(l.header.index)
-                    && dst.is_some_and(|d| d.contains(&want.to_string()))
-                {
-                    found = true;
-                }
-            }
-            if !found {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!("the node has no route to {ip} through {host}"),
-                ));
-            }
-            if !has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await? {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!(
-                        "the node has no permanent neighbour entry for {ip} ({}) on {host}",
-                        mac_string(&pod_mac)
-                    ),
-                ));
-            }
-            Ok(())
-        })?;
+        netns::here(move |h| check_node_side(h, host, ip, mtu, pod_mac))?;
         if netns::read_sysctl("net.ipv4.ip_forward")? != "1" {
             return Err(CniError::new(
                 code::NETLINK,
@@ -448,69 +394,145 @@ impl Datapath for Netlink {
             ));
         }
         let ifname = a.ifname.clone();
-        netns::within(&a.netns, move |h| async move {
-            let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
-                CniError::new(code::NETLINK, format!("pod interface {ifname} is missing"))
-            })?;
-            if mtu_of(&l) != Some(mtu) {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!(
-                        "pod interface {ifname} has MTU {:?}, want {mtu}",
-                        mtu_of(&l)
-                    ),
-                ));
-            }
-            let mut addrs = h
-                .address()
-                .get()
-                .set_link_index_filter(l.header.index)
-                .execute();
-            let mut has = false;
-            while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-                if m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip))) {
-                    has = true;
-                }
-            }
-            if !has {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!("pod interface {ifname} lacks {ip}"),
-                ));
-            }
-            // (After the address: the kernel flushes a device's neighbours with its last one.)
-            if !has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await? {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!(
-                        "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
-                        mac_string(&host_mac)
-                    ),
-                ));
-            }
-            let mut routes = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            let mut default = false;
-            while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-                if r.header.destination_prefix_length == 0
-                    && r.attributes
-                        .iter()
-                        .any(|a| matches!(a, RouteAttribute::Gateway(_)))
-                {
-                    default = true;
-                }
-            }
-            if !default {
-                return Err(CniError::new(
-                    code::NETLINK,
-                    format!("the pod has no default route via {GATEWAY}"),
-                ));
-            }
-            Ok(())
+        netns::within(&a.netns, move |h| {
+            check_pod_side(h, ifname, ip, mtu, host_mac)
         })
     }
+}
+
+/// CHECK on the node's side: the host interface with its MTU, the /32 route to the pod
+/// through it, the pod's permanent neighbour entry.
+async fn check_node_side(
+    h: Handle,
+    host: String,
+    ip: Ipv4Addr,
+    mtu: u32,
+    pod_mac: [u8; 6],
+) -> CniResult<()> {
+    let l = link_by_name(&h, &host)
+        .await?
+        .ok_or_else(|| CniError::new(code::NETLINK, format!("host interface {host} is missing")))?;
+    if mtu_of(&l) != Some(mtu) {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!("host interface {host} has MTU {:?}, want {mtu}", mtu_of(&l)),
+        ));
+    }
+    let want = IpAddr::V4(ip);
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    let mut found = false;
+    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+        let dst = r.attributes.iter().find_map(|a| {
+            if let RouteAttribute::Destination(d) = a {
+                Some(format!("{d:?}"))
+            } else {
+                None
+            }
+        });
+        let oif = r.attributes.iter().find_map(|a| {
+            if let RouteAttribute::Oif(i) = a {
+                Some(*i)
+            } else {
+                None
+            }
+        });
+        if r.header.destination_prefix_length == 32
+            && oif == Some(l.header.index)
+            && dst.is_some_and(|d| d.contains(&want.to_string()))
+        {
+            found = true;
+        }
+    }
+    if !found {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!("the node has no route to {ip} through {host}"),
+        ));
+    }
+    if !has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await? {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!(
+                "the node has no permanent neighbour entry for {ip} ({}) on {host}",
+                mac_string(&pod_mac)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// CHECK in the pod: its interface with its MTU and address, the permanent neighbour entry of
+/// its gateway, its default route.
+async fn check_pod_side(
+    h: Handle,
+    ifname: String,
+    ip: Ipv4Addr,
+    mtu: u32,
+    host_mac: [u8; 6],
+) -> CniResult<()> {
+    let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
+        CniError::new(code::NETLINK, format!("pod interface {ifname} is missing"))
+    })?;
+    if mtu_of(&l) != Some(mtu) {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!(
+                "pod interface {ifname} has MTU {:?}, want {mtu}",
+                mtu_of(&l)
+            ),
+        ));
+    }
+    let mut addrs = h
+        .address()
+        .get()
+        .set_link_index_filter(l.header.index)
+        .execute();
+    let mut has = false;
+    while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+        if m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip))) {
+            has = true;
+        }
+    }
+    if !has {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!("pod interface {ifname} lacks {ip}"),
+        ));
+    }
+    // (After the address: the kernel flushes a device's neighbours with its last one.)
+    if !has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await? {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!(
+                "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
+                mac_string(&host_mac)
+            ),
+        ));
+    }
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    let mut default = false;
+    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+        if r.header.destination_prefix_length == 0
+            && r.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+        {
+            default = true;
+        }
+    }
+    if !default {
+        return Err(CniError::new(
+            code::NETLINK,
+            format!("the pod has no default route via {GATEWAY}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

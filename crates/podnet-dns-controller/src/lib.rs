@@ -10,15 +10,13 @@ use std::sync::Arc;
 use podnet_dns::{ClusterDns, DnsError};
 use podnet_model::dns::{DnsZone, StoredZone};
 use podnet_model::{ConfigOverrides, Kind};
-use podnet_watch::{ClusterWatch, WatchError};
+use podnet_watch::ProcessError;
 
 /// What can go wrong in the DNS server's watch.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error(transparent)]
-    Watch(#[from] WatchError),
-    #[error("the model of what the API holds")]
-    Model(#[source] podnet_model::ModelError),
+    Process(#[from] ProcessError),
     #[error("the DNS server")]
     Dns(#[from] DnsError),
     #[error("binding {proto} {at}")]
@@ -28,14 +26,6 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing {}", .path.display())]
-    Record {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the runtime")]
-    Runtime(#[source] std::io::Error),
     #[error("the DNS server's task")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -91,69 +81,50 @@ pub fn ended(
     Ok(r.map_err(ControllerError::Task)??)
 }
 
-fn record(path: Option<&PathBuf>, zone: &StoredZone) -> Result<(), ControllerError> {
-    let Some(path) = path else { return Ok(()) };
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(zone).expect("a zone serializes");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| ControllerError::Record {
-            path: path.clone(),
-            source,
-        })
-}
-
 /// Runs the server until SIGTERM or until it ends.
 pub fn run(c: Config) -> Result<(), ControllerError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(ControllerError::Runtime)?;
-    rt.block_on(serve(c))
+        .map_err(ProcessError::Runtime)?;
+    rt.block_on(async {
+        tokio::select! {
+            r = serve(c) => r,
+            r = podnet_watch::terminated() => Ok(r?),
+        }
+    })
 }
 
 async fn serve(c: Config) -> Result<(), ControllerError> {
     eprintln!("listing and watching the Kubernetes API");
     let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
-    let mut model = podnet_model::ApiModel::new(&c.settings).map_err(ControllerError::Model)?;
-    let mut api = ClusterWatch::start_kinds(&client, &ZONE_KINDS, Default::default());
-    let first = api
-        .until_ready(&mut model)
-        .await
-        .ok_or(WatchError::EndedBeforeListed)?;
-    podnet_watch::log_refused(&first);
+    let (mut model, mut watch) = podnet_watch::follow(&client, &c.settings, &ZONE_KINDS).await?;
     let zone = DnsZone::from_cluster(model.cluster());
     eprintln!(
         "serving {} records on {} (UDP and TCP)",
         zone.records.len(),
         c.listen
     );
-    record(c.served_zone.as_ref(), &zone.to_stored())?;
+    let record = |zone: &StoredZone| podnet_watch::record(c.served_zone.as_deref(), zone);
+    record(&zone.to_stored())?;
     let dns = Arc::new(ClusterDns::new(zone, c.upstreams.clone())?);
     let mut server = serve_on(&dns, c.listen).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ControllerError::Runtime)?;
     loop {
         tokio::select! {
-            round = api.next(&mut model) => {
-                let round = round.ok_or(WatchError::Ended)?;
-                podnet_watch::log_refused(&round);
-                if round.changed.is_empty() {
-                    continue;
-                }
+            round = podnet_watch::next_change(&mut watch, &mut model) => {
+                round?;
                 let zone = DnsZone::from_cluster(model.cluster());
                 let n = zone.records.len();
                 let stored = zone.to_stored();
                 match dns.set_zone(zone) {
                     Ok(()) => {
                         eprintln!("the API changed: {n} records");
-                        record(c.served_zone.as_ref(), &stored)?;
+                        record(&stored)?;
                     }
                     Err(e) => eprintln!("still serving the old zone: {e}"),
                 }
             }
-            _ = term.recv() => return Ok(()),
             r = &mut server => return ended(r),
         }
     }

@@ -18,9 +18,9 @@ use podnet_ingress::edge::EdgeConfig;
 use podnet_ingress::server::{Edge, Settings};
 use podnet_ingress_controller::{record, warn_new};
 use podnet_model::{ConfigOverrides, NsName};
-use podnet_watch::{ClusterWatch, WatchError};
 
 pub use podnet_ingress_controller::ControllerError;
+use podnet_watch::ProcessError;
 
 /// What one Gateway's proxy is asked.
 pub struct Config {
@@ -87,8 +87,13 @@ impl Ports {
 
 /// Runs one Gateway's proxy until SIGTERM or Ctrl-C.
 pub fn run(c: Config) -> Result<(), ControllerError> {
-    let rt = podnet_ingress::server::runtime(c.threads).map_err(ControllerError::Runtime)?;
-    rt.block_on(serve(c))
+    let rt = podnet_ingress::server::runtime(c.threads).map_err(ProcessError::Runtime)?;
+    rt.block_on(async {
+        tokio::select! {
+            r = serve(c) => r,
+            r = podnet_watch::terminated() => Ok(r?),
+        }
+    })
 }
 
 /// Serves what the model says of the Gateway now: its configuration, its ports, its record
@@ -130,34 +135,18 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
         ..Settings::default()
     })
     .map_err(ControllerError::Edge)?;
-    let la = tokio::net::TcpListener::bind(c.admin)
-        .await
-        .map_err(|source| ControllerError::Bind {
-            at: c.admin,
-            source,
-        })?;
+    let la = podnet_watch::bind(c.admin).await?;
     tokio::spawn(edge.clone().serve_admin(la));
     eprintln!(
         "listing and watching the Kubernetes API for Gateway {}",
         c.gateway
     );
     let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
-    let mut model = podnet_model::ApiModel::new(&c.settings).map_err(ControllerError::Model)?;
-    let mut watch = ClusterWatch::start_kinds(
-        &client,
-        &podnet_model::api::GATEWAY_KINDS,
-        Default::default(),
-    );
-    let first = watch
-        .until_ready(&mut model)
-        .await
-        .ok_or(WatchError::EndedBeforeListed)?;
-    podnet_watch::log_refused(&first);
+    let (mut model, mut watch) =
+        podnet_watch::follow(&client, &c.settings, &podnet_model::api::GATEWAY_KINDS).await?;
     let mut ports = Ports::default();
     let mut warnings: Vec<String> = Vec::new();
     let mut oldest = None;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ControllerError::Runtime)?;
     loop {
         let start = Instant::now();
         let config = follow(
@@ -180,20 +169,8 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
             config.ports.len(),
             oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
         );
-        loop {
-            tokio::select! {
-                round = watch.next(&mut model) => {
-                    let round = round.ok_or(WatchError::Ended)?;
-                    podnet_watch::log_refused(&round);
-                    if round.changed.is_empty() {
-                        continue;
-                    }
-                    oldest = round.oldest;
-                    break;
-                }
-                _ = term.recv() => return Ok(()),
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-            }
-        }
+        oldest = podnet_watch::next_change(&mut watch, &mut model)
+            .await?
+            .oldest;
     }
 }

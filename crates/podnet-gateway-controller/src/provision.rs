@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use podnet_model::gateway::{infra_manifests, GATEWAY_CONTROLLER, GATEWAY_NAMESPACE};
 use podnet_model::{ConfigOverrides, Kind};
-use podnet_watch::{ClusterWatch, WatchError};
+use podnet_watch::ProcessError;
 use serde_json::Value;
 
 use crate::ControllerError;
@@ -96,7 +96,7 @@ async fn reconcile(client: &kube::Client, want: &[Value]) {
     }
 }
 
-/// Runs the provisioner until SIGTERM or Ctrl-C.
+/// Runs the class controller with the provisioner until SIGTERM or Ctrl-C.
 pub fn run(
     kubeconfig: Option<&Path>,
     settings: &ConfigOverrides,
@@ -105,37 +105,42 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(ControllerError::Runtime)?;
+        .map_err(ProcessError::Runtime)?;
     rt.block_on(async move {
         eprintln!("listing and watching the Kubernetes API for Gateways");
         let client = podnet_watch::client(kubeconfig).await?;
-        let mut model = podnet_model::ApiModel::new(settings).map_err(ControllerError::Model)?;
-        let mut watch = ClusterWatch::start_kinds(
-            &client,
-            &[Kind::GatewayClass, Kind::Gateway],
-            Default::default(),
-        );
-        watch
-            .until_ready(&mut model)
-            .await
-            .ok_or(WatchError::EndedBeforeListed)?;
-        let mut last: Option<Vec<Value>> = None;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(ControllerError::Runtime)?;
-        loop {
+        tokio::select! {
+            r = follow(client, settings, Some(image)) => r,
+            r = podnet_watch::terminated() => Ok(r?),
+        }
+    })
+}
+
+/// The class controller, following the API until its watches end: the status of podnet's
+/// GatewayClasses and, given the proxies' image, each Gateway's proxy (without it, someone
+/// else makes them: the lab does, as its emulated control plane's part).
+pub async fn follow(
+    client: kube::Client,
+    settings: &ConfigOverrides,
+    image: Option<&str>,
+) -> Result<(), ControllerError> {
+    let kinds = [Kind::GatewayClass, Kind::Gateway];
+    let (mut model, mut watch) = podnet_watch::follow(&client, settings, &kinds).await?;
+    let mut last: Option<Vec<Value>> = None;
+    loop {
+        let computed = podnet_gateway::compute(model.cluster());
+        crate::status::classes(&client, model.cluster(), &computed).await;
+        if let Some(image) = image {
             let want = wanted(model.cluster(), image);
             if last.as_ref() != Some(&want) {
                 eprintln!("{} Gateway proxies' objects", want.len());
                 reconcile(&client, &want).await;
                 last = Some(want);
             }
-            tokio::select! {
-                round = watch.next(&mut model) => { round.ok_or(WatchError::Ended)?; }
-                _ = term.recv() => return Ok(()),
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-            }
         }
-    })
+        // A status lost (an API restored without it) is a change too: it comes back.
+        podnet_watch::next_change(&mut watch, &mut model).await?;
+    }
 }
 
 #[cfg(test)]
@@ -229,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn a_proxy_writes_its_gateways_status_its_class_and_its_own_entries_of_routes() {
+    fn a_proxy_writes_its_gateways_status_and_its_own_entries_of_routes() {
         let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a, namespace: default}\nspec: {gatewayClassName: podnet, listeners: [{name: h, port: 80, protocol: HTTP}]}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec: {parentRefs: [{name: a}, {name: elsewhere}]}\n";
         let mut c = cluster(yaml);
         // The route already has another controller's entry, which must stay.
@@ -252,8 +257,11 @@ mod tests {
         let gw = patch("/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/a/status");
         assert!(!gw["status"]["addresses"][0]["value"].is_null(), "{gw}");
         assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1);
-        let class = patch("/apis/gateway.networking.k8s.io/v1/gatewayclasses/podnet/status");
-        assert_eq!(class["status"]["conditions"][0]["reason"], "Accepted");
+        // The class is the class controller's.
+        assert!(
+            !seen.iter().any(|r| r.uri.contains("/gatewayclasses/")),
+            "{seen:?}"
+        );
         let route =
             patch("/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/r/status");
         let parents = route["status"]["parents"].as_array().unwrap();
@@ -261,6 +269,43 @@ mod tests {
         assert_eq!(parents[0]["controllerName"], "example.com/other");
         assert_eq!(parents[1]["controllerName"], "podnet.dev/gateway");
         assert_eq!(parents[1]["parentRef"]["name"], "a");
+    }
+
+    #[test]
+    fn the_class_controller_writes_the_status_of_podnets_classes_only_where_it_differs() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: podnet}\nspec: {controllerName: podnet.dev/gateway}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: theirs}\nspec: {controllerName: example.com/x}\n";
+        let c = cluster(yaml);
+        let computed = podnet_gateway::compute(&c);
+        let seen = recorded(|client| async move {
+            crate::status::classes(&client, &c, &computed).await;
+        });
+        let patches: Vec<&Request> = seen.iter().filter(|r| r.method == "PATCH").collect();
+        assert_eq!(patches.len(), 1, "{seen:?}");
+        assert_eq!(
+            patches[0].uri.split('?').next().unwrap(),
+            "/apis/gateway.networking.k8s.io/v1/gatewayclasses/podnet/status"
+        );
+        let body: serde_json::Value = serde_json::from_str(&patches[0].body).unwrap();
+        assert_eq!(body["status"]["conditions"][0]["reason"], "Accepted");
+        // Once the API holds it, nothing is written.
+        let mut c = cluster(yaml);
+        let computed = podnet_gateway::compute(&c);
+        let podnet = c
+            .gateway_classes
+            .iter_mut()
+            .find(|g| g.obj.metadata.name.as_deref() == Some("podnet"))
+            .unwrap();
+        podnet.obj.status = computed
+            .classes
+            .iter()
+            .find(|g| g.metadata.name.as_deref() == Some("podnet"))
+            .unwrap()
+            .status
+            .clone();
+        let seen = recorded(|client| async move {
+            crate::status::classes(&client, &c, &computed).await;
+        });
+        assert!(seen.is_empty(), "{seen:?}");
     }
 
     #[derive(Debug)]

@@ -1,17 +1,14 @@
-//! Writing status on a cluster: the Gateway's, its class's, and each HTTPRoute's entries for
-//! this Gateway (other controllers' and other Gateways' entries are kept).
+//! Writing status through the API, as on a cluster: a Gateway's proxy writes its Gateway's
+//! and each HTTPRoute's entry for this Gateway (other controllers' and other Gateways'
+//! entries are kept) ([`write`]); the class controller writes the GatewayClasses'
+//! ([`classes`]).
 
-use podnet_model::gateway_api::{Gateway, GatewayClass, HTTPRoute, GROUP};
-use podnet_model::{Cluster, NsName};
+use podnet_model::gateway_api::{Gateway, GatewayClass, HTTPRoute};
+use podnet_model::{Cluster, Kind, NsName};
 
-fn api(
-    client: &kube::Client,
-    kind: &str,
-    plural: &str,
-    ns: Option<&str>,
-) -> kube::Api<kube::api::DynamicObject> {
-    let gvk = kube::api::GroupVersionKind::gvk(GROUP, "v1", kind);
-    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+fn api(client: &kube::Client, kind: Kind, ns: Option<&str>) -> kube::Api<kube::api::DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk(kind.group(), kind.version(), kind.as_str());
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, kind.plural());
     match ns {
         Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
         None => kube::Api::all_with(client.clone(), &ar),
@@ -37,6 +34,8 @@ async fn patch(
     }
 }
 
+/// Writes the status of `gateway` and its routes' entries for it, where the API's say
+/// otherwise.
 pub async fn write(
     client: &kube::Client,
     c: &Cluster,
@@ -64,31 +63,10 @@ pub async fn write(
     if before.map(|b| &b.status) != Some(&g.status) {
         if let Some(st) = &g.status {
             patch(
-                api(client, "Gateway", "gateways", Some(&gateway.namespace)),
+                api(client, Kind::Gateway, Some(&gateway.namespace)),
                 &gateway.name,
                 serde_json::to_value(st).unwrap_or_default(),
                 &format!("Gateway {gateway}"),
-            )
-            .await;
-        }
-    }
-    let class = &g.spec.gateway_class_name;
-    let gc: Option<&GatewayClass> = computed
-        .classes
-        .iter()
-        .find(|x| x.metadata.name.as_ref() == Some(class));
-    let gc_before = c
-        .gateway_classes
-        .iter()
-        .map(|x| &x.obj)
-        .find(|x| x.metadata.name.as_ref() == Some(class));
-    if let (Some(gc), Some(b)) = (gc, gc_before) {
-        if gc.status.is_some() && gc.status != b.status {
-            patch(
-                api(client, "GatewayClass", "gatewayclasses", None),
-                class,
-                serde_json::to_value(&gc.status).unwrap_or_default(),
-                &format!("GatewayClass {class}"),
             )
             .await;
         }
@@ -134,10 +112,36 @@ pub async fn write(
             .collect();
         parents.extend(want);
         patch(
-            api(client, "HTTPRoute", "httproutes", Some(&key.namespace)),
+            api(client, Kind::HTTPRoute, Some(&key.namespace)),
             &key.name,
             serde_json::json!({ "parents": parents }),
             &format!("HTTPRoute {key}"),
+        )
+        .await;
+    }
+}
+
+/// Writes the status of each GatewayClass of podnet's controller whose status in the API
+/// says otherwise.
+pub async fn classes(client: &kube::Client, c: &Cluster, computed: &podnet_gateway::Computed) {
+    for gc in &computed.classes {
+        let Some(name) = gc.metadata.name.as_deref() else {
+            continue;
+        };
+        let before: Option<&GatewayClass> = c
+            .gateway_classes
+            .iter()
+            .map(|x| &x.obj)
+            .find(|x| x.metadata.name.as_deref() == Some(name));
+        let Some(before) = before else { continue };
+        if gc.status.is_none() || gc.status == before.status {
+            continue;
+        }
+        patch(
+            api(client, Kind::GatewayClass, None),
+            name,
+            serde_json::to_value(&gc.status).unwrap_or_default(),
+            &format!("GatewayClass {name}"),
         )
         .await;
     }

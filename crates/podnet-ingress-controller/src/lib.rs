@@ -11,31 +11,15 @@ use std::time::Instant;
 use podnet_ingress::edge::{self, EdgeConfig};
 use podnet_ingress::server::{Edge, Settings};
 use podnet_model::{Cluster, ConfigOverrides, NsName};
-use podnet_watch::{ClusterWatch, WatchError};
+use podnet_watch::ProcessError;
 
 /// What can go wrong in the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error(transparent)]
-    Watch(#[from] WatchError),
-    #[error("the model of what the API holds")]
-    Model(#[source] podnet_model::ModelError),
+    Process(#[from] ProcessError),
     #[error("the edge proxy")]
     Edge(#[source] podnet_ingress::IngressError),
-    #[error("binding {at}")]
-    Bind {
-        at: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("writing {}", .path.display())]
-    Record {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the runtime")]
-    Runtime(#[source] std::io::Error),
 }
 
 /// What the controller is asked.
@@ -55,16 +39,8 @@ pub struct Config {
 }
 
 /// Writes the summary of what is served to `path`, atomically.
-pub fn record(path: Option<&Path>, config: &EdgeConfig) -> Result<(), ControllerError> {
-    let Some(path) = path else { return Ok(()) };
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(&config.summary()).expect("JSON values serialize");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| ControllerError::Record {
-            path: path.into(),
-            source,
-        })
+pub fn record(path: Option<&Path>, config: &EdgeConfig) -> Result<(), ProcessError> {
+    podnet_watch::record(path, &config.summary())
 }
 
 /// Prints the warnings of `new` that `old` did not have.
@@ -72,17 +48,6 @@ pub fn warn_new(old: &[String], new: &EdgeConfig) {
     for w in new.warnings.iter().filter(|w| !old.contains(w)) {
         eprintln!("warning: {w}");
     }
-}
-
-/// The addresses the publish Service has: its load balancer's, else its external IPs.
-fn published(cluster: &Cluster, publish: &NsName) -> Option<Vec<String>> {
-    let svc = cluster.service(&publish.namespace, &publish.name)?;
-    let ips = if svc.load_balancer_ips.is_empty() {
-        &svc.external_ips
-    } else {
-        &svc.load_balancer_ips
-    };
-    Some(ips.iter().map(ToString::to_string).collect())
 }
 
 /// Writes the publish Service's addresses into `status.loadBalancer` of every Ingress served
@@ -94,9 +59,12 @@ async fn publish_status(
     config: &EdgeConfig,
 ) {
     use k8s_openapi::api::networking::v1::Ingress;
-    let Some(want) = published(cluster, publish) else {
+    let Some(want) =
+        podnet_model::edge::published_addresses(cluster, &publish.namespace, &publish.name)
+    else {
         return;
     };
+    let want: Vec<String> = want.iter().map(ToString::to_string).collect();
     for key in &config.ingresses {
         let Some(ing) = cluster.ingresses.iter().map(|i| &i.obj).find(|i| {
             i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
@@ -130,16 +98,15 @@ async fn publish_status(
     }
 }
 
-async fn bind(at: SocketAddr) -> Result<tokio::net::TcpListener, ControllerError> {
-    tokio::net::TcpListener::bind(at)
-        .await
-        .map_err(|source| ControllerError::Bind { at, source })
-}
-
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub fn run(c: Config) -> Result<(), ControllerError> {
-    let rt = podnet_ingress::server::runtime(c.threads).map_err(ControllerError::Runtime)?;
-    rt.block_on(serve(c))
+    let rt = podnet_ingress::server::runtime(c.threads).map_err(ProcessError::Runtime)?;
+    rt.block_on(async {
+        tokio::select! {
+            r = serve(c) => r,
+            r = podnet_watch::terminated() => Ok(r?),
+        }
+    })
 }
 
 /// One pass of the controller's work after a change: the new configuration served, recorded
@@ -175,6 +142,7 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     })
     .map_err(ControllerError::Edge)?;
     // Listen first: the health port answers while the watches list.
+    let bind = podnet_watch::bind;
     let (lh, ls, la) = (
         bind(c.http).await?,
         bind(c.https).await?,
@@ -183,17 +151,8 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     tokio::spawn(edge.clone().serve_admin(la));
     eprintln!("listing and watching the Kubernetes API");
     let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
-    let mut model = podnet_model::ApiModel::new(&c.settings).map_err(ControllerError::Model)?;
-    let mut api = ClusterWatch::start_kinds(
-        &client,
-        &podnet_model::api::EDGE_KINDS,
-        prometheus_client::metrics::counter::Counter::default(),
-    );
-    let first = api
-        .until_ready(&mut model)
-        .await
-        .ok_or(WatchError::EndedBeforeListed)?;
-    podnet_watch::log_refused(&first);
+    let (mut model, mut watch) =
+        podnet_watch::follow(&client, &c.settings, &podnet_model::api::EDGE_KINDS).await?;
     let mut served = Served {
         warnings: Vec::new(),
     };
@@ -207,26 +166,14 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     );
     tokio::spawn(edge.clone().serve_http(lh));
     tokio::spawn(edge.clone().serve_https(ls));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ControllerError::Runtime)?;
     loop {
-        tokio::select! {
-            round = api.next(&mut model) => {
-                let round = round.ok_or(WatchError::Ended)?;
-                podnet_watch::log_refused(&round);
-                if round.changed.is_empty() {
-                    continue;
-                }
-                let start = Instant::now();
-                let config = served.follow(&edge, model.cluster(), &c, &client).await?;
-                eprintln!(
-                    "the API changed: {} routes served {:.1} ms after the event",
-                    config.table.routes().len(),
-                    round.oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
-                );
-            }
-            _ = term.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
+        let round = podnet_watch::next_change(&mut watch, &mut model).await?;
+        let start = Instant::now();
+        let config = served.follow(&edge, model.cluster(), &c, &client).await?;
+        eprintln!(
+            "the API changed: {} routes served {:.1} ms after the event",
+            config.table.routes().len(),
+            round.oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
+        );
     }
 }

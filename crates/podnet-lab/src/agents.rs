@@ -140,7 +140,15 @@ pub fn ingress_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
             &format!("0.0.0.0:{}", podnet_model::edge::INGRESS_ADMIN_PORT),
         ])
         .arg("--served")
-        .arg(served_ingress_file(lab, pod));
+        .arg(served_ingress_file(lab, pod))
+        // Its Service's addresses into the status of the Ingresses it serves, as a
+        // cluster's (deploy/) does.
+        .arg("--publish-service")
+        .arg(format!(
+            "{}/{}",
+            podnet_model::edge::INGRESS_NAMESPACE,
+            podnet_model::edge::INGRESS_SERVICE
+        ));
     cmd
 }
 
@@ -190,7 +198,8 @@ fn ingress_pending(lab: &str, st: &LabState) -> Vec<String> {
 }
 
 /// The command line of a Gateway's proxy pod: `podnet gateway watch` against the lab's API,
-/// recording what it serves for `lab up` and `lab apply` to wait on.
+/// writing its status there and recording what it serves for `lab up` and `lab apply` to wait
+/// on.
 pub fn gateway_command(exe: &Path, lab: &str, pod: &PodPlan, gateway: &NsName) -> Command {
     let d = dir(lab);
     let mut cmd = Command::new(exe);
@@ -202,7 +211,9 @@ pub fn gateway_command(exe: &Path, lab: &str, pod: &PodPlan, gateway: &NsName) -
         .arg("--gateway")
         .arg(gateway.to_string())
         .arg("--served")
-        .arg(served_gateway_file(lab, pod));
+        .arg(served_gateway_file(lab, pod))
+        // The status of its Gateway and routes, through the API, as on a cluster.
+        .arg("--write-status");
     cmd
 }
 
@@ -467,6 +478,18 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
     let start = Instant::now();
     record_expected(lab, st)?;
     let mut pending: Vec<String> = st.expected.keys().cloned().collect();
+    // The status the controllers write, read from the API once the rest is served.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("a runtime for the lab's API client"))?;
+    let client = if st.statuses.is_empty() {
+        None
+    } else {
+        let _rt = rt.enter();
+        Some(crate::statuses::client(lab)?)
+    };
+    let mut statuses_seen = false;
     loop {
         pending.retain(|n| verified(lab, n).as_ref() != st.expected.get(n));
         // And the cluster DNS pods: serving the zone the lab computed.
@@ -478,7 +501,14 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
         };
         dns.append(&mut ingress_pending(lab, st));
         dns.append(&mut gateway_pending(lab, st));
-        if pending.is_empty() && dns.is_empty() {
+        if let (true, true, Some(c)) = (pending.is_empty(), dns.is_empty(), &client) {
+            match rt.block_on(crate::statuses::pending(c, &st.statuses)) {
+                Ok(s) if s.is_empty() => statuses_seen = true,
+                Ok(s) => dns.extend(s.into_iter().map(|k| format!("status of {k}"))),
+                Err(e) => dns.push(format!("status (the lab's API: {e})")),
+            }
+        }
+        if pending.is_empty() && dns.is_empty() && (client.is_none() || statuses_seen) {
             break;
         }
         pending.append(&mut dns);
@@ -510,7 +540,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
                 .map(|p| crate::diag::pod(st, p))
                 .collect();
             return Err(LabError::Servers(format!(
-                "the agents of {} did not program their nodes (or DNS servers their zone, or Ingress controllers their routes) within {}s; they said:\n{}\n{diagnosis}",
+                "the agents of {} did not program their nodes (or DNS servers their zone, Ingress controllers and Gateways' proxies their routes, controllers the status in the API) within {}s; they said:\n{}\n{diagnosis}",
                 pending.join(", "),
                 WAIT.as_secs(),
                 logs.join("\n")

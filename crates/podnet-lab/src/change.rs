@@ -356,6 +356,7 @@ fn undo(
                 st.health_checks = before.health_checks.clone();
                 st.dns = before.dns.clone();
                 st.ingress = before.ingress.clone();
+                st.statuses = before.statuses.clone();
             }),
         };
         if let Err(e) = result {
@@ -624,6 +625,7 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             api: Vec::new(),
             agents: false,
             expected: BTreeMap::new(),
+            statuses: Vec::new(),
         };
         for p in &plan.pods {
             let ip = host.create_pod(&plan, p).unwrap();

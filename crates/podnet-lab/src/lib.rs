@@ -4,7 +4,6 @@
 pub mod agents;
 pub mod change;
 mod diag;
-pub mod fdstore;
 pub mod lock;
 pub mod net;
 pub mod plan;
@@ -12,6 +11,7 @@ pub mod probe;
 pub mod repair;
 pub mod runtime;
 pub mod serve;
+pub mod statuses;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};

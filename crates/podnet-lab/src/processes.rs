@@ -48,8 +48,8 @@ pub fn serve_pid(lab: &str) -> Option<i32> {
 pub fn keep(lab: &str) -> Result<(), LabError> {
     let exe = std::env::current_exe().map_err(io("the podnet binary"))?;
     let log_path = lab_dir(lab).join("serve.log");
-    // The servers' sockets outlive each server ([`fdstore`]).
-    let store = fdstore::Store::default();
+    // The servers' sockets outlive each server ([`podnet_fdstore`]).
+    let store = podnet_fdstore::Store::default();
     let store_path = lab_dir(lab).join("fds.sock");
     store
         .listen(&store_path)
@@ -63,7 +63,7 @@ pub fn keep(lab: &str) -> Result<(), LabError> {
             .map_err(io(log_path.display()))?;
         let mut child = Command::new(&exe)
             .args(["lab", "serve", "--name", lab])
-            .env(fdstore::ENV, &store_path)
+            .env(podnet_fdstore::ENV, &store_path)
             .stdin(Stdio::null())
             .stdout(if first { Stdio::piped() } else { Stdio::null() })
             .stderr(log)

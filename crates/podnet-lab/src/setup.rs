@@ -36,6 +36,7 @@ pub(super) fn build(
         api: Vec::new(),
         agents,
         expected: BTreeMap::new(),
+        statuses: Vec::new(),
     };
     // The API's clients (agents, DNS and Ingress controller pods) read these.
     agents::prepare(lab, &state.plan, cluster)?;
@@ -220,8 +221,10 @@ pub fn program_nodes(
         .iter()
         .any(|p| p.ingress_controller)
         .then(|| podnet_ingress::edge::config(&c).summary());
-    // And the API's objects, which the servers' process serves when it reloads.
-    st.api = podnet_api::project::project_with(&c, &gateways);
+    // And the API's objects, which the servers' process serves when it reloads (without the
+    // status the controllers write: the lab waits for them to write it).
+    st.api = podnet_api::project::project(&c);
+    st.statuses = crate::statuses::expected(&c, st);
     let dataplanes = NodeDataplane::for_cluster(&c, plan::UPLINK);
     let mut failures = Vec::new();
     if st.agents {

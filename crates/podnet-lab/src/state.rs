@@ -38,7 +38,8 @@ pub struct LabState {
     /// by `Kind/namespace/name`.
     #[serde(default)]
     pub gateway_meta: BTreeMap<String, ObjectStamp>,
-    /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]).
+    /// The objects the lab's Kubernetes API serves ([`podnet_api::project`]), without the
+    /// status its controllers write.
     #[serde(default)]
     pub api: Vec<serde_json::Value>,
     /// Whether the nodes run `podnet agent` against the lab's API (which then programs them),
@@ -48,6 +49,9 @@ pub struct LabState {
     /// With agents: what each node must come to hold (the lab waits for it).
     #[serde(skip)]
     pub expected: BTreeMap<String, NodeDataplane>,
+    /// The status the lab's controllers are to write through its API (the lab waits for it).
+    #[serde(skip)]
+    pub statuses: Vec<crate::statuses::Expected>,
 }
 
 /// What the API server stamps on an object: when it was created, and its spec's generation.

@@ -98,13 +98,16 @@ pub fn is_builtin_ingress_pod(c: &Cluster, pod: &PodInfo) -> bool {
 /// the `podnet-system/podnet-ingress` Service (its load-balancer addresses, else its external
 /// IPs), as ingress-nginx publishes its Service's.
 pub fn controller_addresses(c: &Cluster) -> Vec<IpAddr> {
-    c.service(INGRESS_NAMESPACE, INGRESS_SERVICE)
-        .map(|s| {
-            if s.load_balancer_ips.is_empty() {
-                s.external_ips.clone()
-            } else {
-                s.load_balancer_ips.clone()
-            }
-        })
-        .unwrap_or_default()
+    published_addresses(c, INGRESS_NAMESPACE, INGRESS_SERVICE).unwrap_or_default()
+}
+
+/// The addresses a Service publishes outside the cluster: its load balancer's, else its
+/// external IPs (None: no such Service), as ingress-nginx's `--publish-service` reads them.
+pub fn published_addresses(c: &Cluster, namespace: &str, name: &str) -> Option<Vec<IpAddr>> {
+    let s = c.service(namespace, name)?;
+    Some(if s.load_balancer_ips.is_empty() {
+        s.external_ips.clone()
+    } else {
+        s.load_balancer_ips.clone()
+    })
 }

@@ -201,8 +201,7 @@ impl Effects for Linux {
 
     fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
         let mut out = Observed::default();
-        let held = &mut out.held;
-        held.sysctls = sys::in_netns(&self.netns, || {
+        out.held.sysctls = sys::in_netns(&self.netns, || {
             Ok(want
                 .sysctls
                 .keys()
@@ -215,14 +214,30 @@ impl Effects for Linux {
                 })
                 .collect())
         })?;
+        self.observe_overlay(want, &mut out.held)?;
+        self.observe_tables(want, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Output of a command that could not be read.
+fn unreadable(what: &str, why: String) -> NodeError {
+    NodeError::Command {
+        cmd: what.to_string(),
+        status: None,
+        stderr: format!("unreadable output: {why}"),
+    }
+}
+
+impl Linux {
+    /// The overlay: the device as made, then its entries.
+    fn observe_overlay(
+        &self,
+        want: &NodeDataplane,
+        held: &mut crate::Held,
+    ) -> Result<(), NodeError> {
         let run =
             |args: &[&str]| sys::run_in(&self.netns, Command::new(args[0]).args(&args[1..]), None);
-        let unreadable = |what: &str, why: String| NodeError::Command {
-            cmd: what.to_string(),
-            status: None,
-            stderr: format!("unreadable output: {why}"),
-        };
-        // The overlay: the device as made, then its entries.
         let dev = &want.vxlan.name;
         let link = match run(&["ip", "-j", "-d", "addr", "show", "dev", dev]) {
             Ok(json) => json,
@@ -247,7 +262,11 @@ impl Effects for Linux {
             .map_err(|why| unreadable("ip -j route/neigh, bridge -j fdb", why))?;
         }
         held.remotes_certain = true;
-        // The tables, from the kernel's structure.
+        Ok(())
+    }
+
+    /// The tables, from the kernel's structure: each whole as podnet made it, or not held.
+    fn observe_tables(&self, want: &NodeDataplane, out: &mut Observed) -> Result<(), NodeError> {
         let ruleset = crate::nlnft::ruleset(&self.netns)?;
         let tables = observe::tables_of(&ruleset).map_err(|why| unreadable("the ruleset", why))?;
         let mut check = |table: &'static str,
@@ -321,7 +340,7 @@ impl Effects for Linux {
         held.proxy = tables.proxy.filter(|_| proxy_ok).map(|t| t.content);
         held.policy = tables.policy.filter(|_| policy_ok).map(|t| t.content);
         held.masquerade = want.masquerade.clone().filter(|_| masq_ok);
-        Ok(out)
+        Ok(())
     }
 }
 

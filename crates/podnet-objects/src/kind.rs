@@ -278,6 +278,16 @@ impl Kind {
         &TABLE[self as usize]
     }
 
+    /// Whether a controller writes the kind's status through the API's `status` subresource
+    /// (the Ingress controller an Ingress's, the Gateway controller those of the Gateway API's
+    /// kinds): the only writes the lab's API takes, and what it keeps when the lab changes.
+    pub const fn status_by_controllers(self) -> bool {
+        matches!(
+            self,
+            Kind::Ingress | Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute
+        )
+    }
+
     /// As manifests and the API spell it: `Pod`.
     pub fn as_str(self) -> &'static str {
         self.info().name

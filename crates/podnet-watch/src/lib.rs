@@ -8,11 +8,14 @@ pub mod watch;
 
 pub use watch::{ClusterWatch, Round};
 
+use podnet_model::{ApiModel, ConfigOverrides, Kind};
+
 use std::path::{Path, PathBuf};
 
-/// What can go wrong in reaching the API or reading the settings.
+/// What can go wrong in a process that follows the API: reaching it, reading the settings,
+/// the watches, the model, its sockets and the files it records what it serves in.
 #[derive(Debug, thiserror::Error)]
-pub enum WatchError {
+pub enum ProcessError {
     #[error("reading {}", .path.display())]
     Read {
         path: PathBuf,
@@ -39,33 +42,51 @@ pub enum WatchError {
     EndedBeforeListed,
     #[error("the API's watches ended")]
     Ended,
+    #[error("the model of what the API holds")]
+    Model(#[source] podnet_model::ModelError),
+    #[error("binding {at}")]
+    Bind {
+        at: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {}", .path.display())]
+    Record {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// A client of the API: from `kubeconfig`, else `$KUBECONFIG`, `~/.kube/config` or the
 /// in-cluster service account.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, WatchError> {
+pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ProcessError> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
-                WatchError::Kubeconfig {
+                ProcessError::Kubeconfig {
                     path: path.into(),
                     source,
                 }
             })?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|source| WatchError::Kubeconfig {
+                .map_err(|source| ProcessError::Kubeconfig {
                     path: path.into(),
                     source,
                 })?
         }
-        None => kube::Config::infer().await.map_err(WatchError::NoConfig)?,
+        None => kube::Config::infer()
+            .await
+            .map_err(ProcessError::NoConfig)?,
     };
     // kube's default is 30 s: a connection attempt lost early (a pod whose node had just
     // been programmed, in the lab) would then hold the watches back that long before the next
     // attempt. A TCP connection to the API takes far less; the watches retry with backoff.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
-    kube::Client::try_from(config).map_err(WatchError::Client)
+    kube::Client::try_from(config).map_err(ProcessError::Client)
 }
 
 /// The cluster's settings: the file (podnet's ClusterConfig fields as JSON), then `flags`
@@ -73,14 +94,14 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, WatchErro
 pub fn settings(
     file: Option<&Path>,
     flags: &podnet_model::ConfigOverrides,
-) -> Result<podnet_model::ConfigOverrides, WatchError> {
+) -> Result<podnet_model::ConfigOverrides, ProcessError> {
     let mut o: podnet_model::ConfigOverrides = match file {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|source| WatchError::Read {
+            let bytes = std::fs::read(path).map_err(|source| ProcessError::Read {
                 path: path.into(),
                 source,
             })?;
-            serde_json::from_slice(&bytes).map_err(|source| WatchError::Settings {
+            serde_json::from_slice(&bytes).map_err(|source| ProcessError::Settings {
                 path: path.into(),
                 source,
             })?
@@ -110,4 +131,67 @@ pub fn log_refused(round: &Round) {
     for (key, why) in &round.refused {
         eprintln!("left out {key}: {why}");
     }
+}
+
+/// The model of `kinds` kept from the API: the watches started and every kind listed once
+/// (what was left out said).
+pub async fn follow(
+    client: &kube::Client,
+    settings: &ConfigOverrides,
+    kinds: &[Kind],
+) -> Result<(ApiModel, ClusterWatch), ProcessError> {
+    let mut model = ApiModel::new(settings).map_err(ProcessError::Model)?;
+    let mut watch = ClusterWatch::start_kinds(client, kinds, Default::default());
+    let first = watch
+        .until_ready(&mut model)
+        .await
+        .ok_or(ProcessError::EndedBeforeListed)?;
+    log_refused(&first);
+    Ok((model, watch))
+}
+
+/// Waits for the next round of watch events that changed the model (what was left out said).
+pub async fn next_change(
+    watch: &mut ClusterWatch,
+    model: &mut ApiModel,
+) -> Result<Round, ProcessError> {
+    loop {
+        let round = watch.next(model).await.ok_or(ProcessError::Ended)?;
+        log_refused(&round);
+        if !round.changed.is_empty() {
+            return Ok(round);
+        }
+    }
+}
+
+/// A listening TCP socket on `at`.
+pub async fn bind(at: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ProcessError> {
+    tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|source| ProcessError::Bind { at, source })
+}
+
+/// Writes `what` as JSON to `path` atomically (a file beside it, renamed), when there is a
+/// path: what a process serves, for whoever waits on it.
+pub fn record(path: Option<&Path>, what: &impl serde::Serialize) -> Result<(), ProcessError> {
+    let Some(path) = path else { return Ok(()) };
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(what).expect("what is recorded serializes");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ProcessError::Record {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn terminated() -> Result<(), ProcessError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ProcessError::Runtime)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }

@@ -10,31 +10,7 @@ use crate::{build_model, build_model_around, LabCommand, LabInput};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
-        LabCommand::Up(LabInput {
-            lab,
-            no_agents,
-            manifests,
-            cluster,
-        }) => {
-            let Some(model) = build_model(&manifests.files, &cluster)? else {
-                eprintln!("nothing was created");
-                return Ok(ExitCode::FAILURE);
-            };
-            need_root()?;
-            let start = Instant::now();
-            let exe = std::env::current_exe().context("finding the podnet binary")?;
-            let st = podnet_lab::up_with(&lab.name, &model, &exe, !no_agents)?;
-            let pods = st.plan.pods.len();
-            println!(
-                "lab {:?} is up in {:.2}s: {} nodes, {pods} pods, external client at {}",
-                lab.name,
-                start.elapsed().as_secs_f64(),
-                st.plan.nodes.len(),
-                st.plan.external.ip
-            );
-            println!("try: podnet lab status --name {0}; podnet lab probe --name {0}; podnet lab down --name {0}", lab.name);
-            Ok(ExitCode::SUCCESS)
-        }
+        LabCommand::Up(input) => up(input),
         LabCommand::Fault {
             lab,
             end_watches,
@@ -119,42 +95,74 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             podnet_lab::serve::run(&lab.name)?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Apply(LabInput {
-            lab,
-            manifests,
-            cluster,
-            no_agents,
-        }) => {
-            if no_agents {
-                bail!(
-                    "--no-agents is a `lab up` flag: a running lab keeps how its nodes are programmed (lab down, then lab up --no-agents)"
-                );
-            }
-            // Running pods stay where they are, as the scheduler never moves them.
-            let running = podnet_lab::load_state(&lab.name)?.placements();
-            let Some(model) = build_model_around(&manifests.files, &cluster, &running)? else {
-                eprintln!("nothing was changed");
-                return Ok(ExitCode::FAILURE);
-            };
-            need_root()?;
-            let start = Instant::now();
-            let r = podnet_lab::apply(&lab.name, &model)?;
-            for p in &r.removed {
-                println!("pod {p} deleted");
-            }
-            for (p, ms) in &r.cni_add_ms {
-                println!("pod {p} created (namespace and CNI ADD: {ms:.1} ms)");
-            }
-            println!(
-                "applied in {:.0} ms: {} created, {} deleted, {} unchanged",
-                start.elapsed().as_secs_f64() * 1000.0,
-                r.added.len(),
-                r.removed.len(),
-                r.unchanged
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        LabCommand::Apply(input) => apply(input),
     }
+}
+
+/// `podnet lab up`.
+fn up(input: LabInput) -> Result<ExitCode> {
+    let LabInput {
+        lab,
+        no_agents,
+        manifests,
+        cluster,
+    } = input;
+    let Some(model) = build_model(&manifests.files, &cluster)? else {
+        eprintln!("nothing was created");
+        return Ok(ExitCode::FAILURE);
+    };
+    need_root()?;
+    let start = Instant::now();
+    let exe = std::env::current_exe().context("finding the podnet binary")?;
+    let st = podnet_lab::up_with(&lab.name, &model, &exe, !no_agents)?;
+    let pods = st.plan.pods.len();
+    println!(
+        "lab {:?} is up in {:.2}s: {} nodes, {pods} pods, external client at {}",
+        lab.name,
+        start.elapsed().as_secs_f64(),
+        st.plan.nodes.len(),
+        st.plan.external.ip
+    );
+    println!("try: podnet lab status --name {0}; podnet lab probe --name {0}; podnet lab down --name {0}", lab.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `podnet lab apply`.
+fn apply(input: LabInput) -> Result<ExitCode> {
+    let LabInput {
+        lab,
+        manifests,
+        cluster,
+        no_agents,
+    } = input;
+    if no_agents {
+        bail!(
+            "--no-agents is a `lab up` flag: a running lab keeps how its nodes are programmed (lab down, then lab up --no-agents)"
+        );
+    }
+    // Running pods stay where they are, as the scheduler never moves them.
+    let running = podnet_lab::load_state(&lab.name)?.placements();
+    let Some(model) = build_model_around(&manifests.files, &cluster, &running)? else {
+        eprintln!("nothing was changed");
+        return Ok(ExitCode::FAILURE);
+    };
+    need_root()?;
+    let start = Instant::now();
+    let r = podnet_lab::apply(&lab.name, &model)?;
+    for p in &r.removed {
+        println!("pod {p} deleted");
+    }
+    for (p, ms) in &r.cni_add_ms {
+        println!("pod {p} created (namespace and CNI ADD: {ms:.1} ms)");
+    }
+    println!(
+        "applied in {:.0} ms: {} created, {} deleted, {} unchanged",
+        start.elapsed().as_secs_f64() * 1000.0,
+        r.added.len(),
+        r.removed.len(),
+        r.unchanged
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status_tables(st: &podnet_lab::Status) -> String {

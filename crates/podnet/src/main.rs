@@ -229,9 +229,9 @@ struct GatewayWatch {
     /// each time it changes, for whoever waits on it.
     #[arg(long, value_name = "FILE")]
     served: Option<PathBuf>,
-    /// Write the status of the Gateway, its GatewayClass and the HTTPRoutes attached to it
-    /// (their entries for this Gateway) to the API. Without it, statuses are left alone
-    /// (the lab's API computes them itself).
+    /// Write the status of the Gateway and of the HTTPRoutes attached to it
+    /// (their entries for this Gateway) to the API (as podnet's proxies do, in the lab too).
+    /// Without it, statuses are left alone (another controller writes them).
     #[arg(long)]
     write_status: bool,
     /// No JSON access log on stdout.

@@ -18,7 +18,7 @@ pub enum Bound {
     Udp(tokio::net::UdpSocket),
 }
 
-/// The name of a socket in the keeper's store ([`crate::fdstore`]).
+/// The name of a socket in the keeper's store ([`podnet_fdstore`]).
 pub fn store_name(netns: &str, (port, proto): PortKey) -> String {
     format!("{netns} {proto} {port}")
 }
@@ -38,9 +38,9 @@ pub fn bind_in(
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             let name = store_name(netns, (port, proto));
             let bound = match proto {
-                Protocol::Tcp => crate::fdstore::held(&name, || std::net::TcpListener::bind(addr))
+                Protocol::Tcp => podnet_fdstore::held(&name, || std::net::TcpListener::bind(addr))
                     .map(StdSocket::Tcp),
-                Protocol::Udp => crate::fdstore::held(&name, || std::net::UdpSocket::bind(addr))
+                Protocol::Udp => podnet_fdstore::held(&name, || std::net::UdpSocket::bind(addr))
                     .map(StdSocket::Udp),
                 Protocol::Sctp => {
                     eprintln!(

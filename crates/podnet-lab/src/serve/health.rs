@@ -39,7 +39,7 @@ impl HealthServers {
                 task.abort();
                 // Closed for good: the keeper no longer holds it (a held listener would
                 // still complete connections, as if the check answered).
-                if let (Some(store), Some(node)) = (crate::fdstore::client(), st.plan.node(&k.0)) {
+                if let (Some(store), Some(node)) = (podnet_fdstore::client(), st.plan.node(&k.0)) {
                     store.forget(&super::bind::store_name(&node.ns, (k.1, Protocol::Tcp)));
                 }
             }

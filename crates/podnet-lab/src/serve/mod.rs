@@ -90,6 +90,15 @@ impl Running {
             .filter(|p| st.pod_ips.contains_key(&p.key()))
             .map(|p| (p.key(), p))
             .collect();
+        self.stop_changed(&want).await;
+        self.start_missing(st, want)?;
+        let _system = self.system.enter();
+        self.health.reconcile(st)
+    }
+
+    /// Stops the servers of pods that went or changed, and those of ports a pod no longer
+    /// has; awaits them, and tells the keeper to stop holding their sockets.
+    async fn stop_changed(&mut self, want: &HashMap<NsName, &PodPlan>) {
         let mut stopping = Vec::new();
         // Sockets closed for good: the keeper stops holding them.
         let mut closed: Vec<String> = Vec::new();
@@ -128,7 +137,7 @@ impl Running {
         for t in stopping {
             let _ = t.await;
         }
-        if let Some(store) = crate::fdstore::client() {
+        if let Some(store) = podnet_fdstore::client() {
             for name in &closed {
                 // "<netns> ": every socket of a pod that went; else one socket.
                 if name.ends_with(' ') {
@@ -138,6 +147,14 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Starts the servers the pods of `want` lack.
+    fn start_missing(
+        &mut self,
+        st: &LabState,
+        want: HashMap<NsName, &PodPlan>,
+    ) -> Result<(), LabError> {
         for (k, p) in want {
             match self.pods.get_mut(&k) {
                 Some((_, PodServers::Test(tasks))) => {
@@ -194,8 +211,7 @@ impl Running {
                 }
             }
         }
-        let _system = self.system.enter();
-        self.health.reconcile(st)
+        Ok(())
     }
 }
 
@@ -208,7 +224,7 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     // `lab apply` signals whichever runs.
     let limit = raise_fd_limit();
     // The sockets a server before this one bound, held by the keeper meanwhile.
-    let handed = crate::fdstore::init().map_err(|source| LabError::Io {
+    let handed = podnet_fdstore::init().map_err(|source| LabError::Io {
         what: "the keeper's socket store".into(),
         source,
     })?;
@@ -266,7 +282,7 @@ pub fn run(lab: &str) -> Result<(), LabError> {
     rt.block_on(async move {
         running.reconcile(&st).await?;
         // What the keeper held for pods that are gone is gone too.
-        if let Some(store) = crate::fdstore::client() {
+        if let Some(store) = podnet_fdstore::client() {
             store.forget_untaken();
         }
         let gen_file = crate::lab_dir(lab).join("serve.gen");
@@ -317,7 +333,7 @@ fn serve_api(
 ) -> Result<(), LabError> {
     // Taken back from the keeper when this server was started again: the same port, so a
     // kubeconfig written before still works.
-    let listener = crate::fdstore::held("api loopback", || {
+    let listener = podnet_fdstore::held("api loopback", || {
         std::net::TcpListener::bind("127.0.0.1:0")
     })
     .and_then(|l| {
@@ -344,7 +360,7 @@ fn serve_api(
     let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
     let underlay =
         podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
-            crate::fdstore::held("api underlay", || std::net::TcpListener::bind(at)).map_err(
+            podnet_fdstore::held("api underlay", || std::net::TcpListener::bind(at)).map_err(
                 |source| podnet_node::NodeError::Io {
                     what: format!("binding the lab's API on {at}"),
                     source,
@@ -364,6 +380,32 @@ fn serve_api(
     })?;
     eprintln!("the lab's Kubernetes API for the nodes: http://{at}");
     system.spawn(api.serve(underlay));
+    // The Gateway API's class controller, beside the API as a cluster's runs beside its
+    // control plane: the status of podnet's GatewayClasses, written through the API. (The
+    // lab makes each Gateway's proxy itself, as its emulated control plane's part.)
+    let client = {
+        let _rt = system.enter();
+        crate::statuses::client(lab)?
+    };
+    let settings = podnet_watch::settings(
+        Some(&crate::agents::dir(lab).join("config.json")),
+        &Default::default(),
+    )
+    .map_err(|e| LabError::Servers(format!("the cluster's settings: {e}")))?;
+    system.spawn(async move {
+        loop {
+            match podnet_gateway_controller::provision::follow(client.clone(), &settings, None)
+                .await
+            {
+                Ok(()) => eprintln!("the GatewayClass controller ended; starting it again"),
+                Err(e) => eprintln!(
+                    "the GatewayClass controller: {}; starting it again",
+                    podnet_model::diag::chain(&e)
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
     if st.agents {
         let exe = std::env::current_exe().map_err(|source| LabError::Io {
             what: "the podnet binary".into(),

@@ -1,4 +1,4 @@
-//! The keeper holds the lab server's sockets, as systemd's file descriptor store does for a
+//! The keeper holds a server's sockets (the lab's servers'), as systemd's file descriptor store does for a
 //! service: a server killed and started again takes back the very sockets the one before had
 //! bound. Meanwhile they stay open, so the kernel still completes clients' connections (they
 //! wait in the listener's backlog, datagrams in the socket's buffer) for the next server to
