@@ -236,14 +236,15 @@ enum Next {
     Expired,
 }
 
-/// What the agent's loop keeps between its phases.
-struct Agent {
+/// What the agent's loop keeps between its phases: its effects `E` are the node's kernel
+/// ([`Linux`]) or, in tests, a fake.
+struct Agent<E: Effects> {
     cfg: AgentConfig,
     metrics: Arc<Metrics>,
     model: ApiModel,
     watch: ClusterWatch,
     /// One effects for the agent's life: its nft session stays.
-    fx: Linux,
+    fx: E,
     /// The record of what the node holds: a cache. The first pass reads the kernel; the
     /// record gives only the conntrack deletions still owed.
     held: Held,
@@ -286,7 +287,20 @@ pub async fn run(
     cfg: AgentConfig,
     metrics: Arc<Metrics>,
 ) -> Result<(), AgentError> {
-    let (mut agent, mut cni_rx) = Agent::start(client, cfg, metrics).await?;
+    // One effects for the agent's life: its nft session stays.
+    let fx = Linux::at(cfg.netns.clone());
+    run_with(client, cfg, metrics, fx).await
+}
+
+/// [`run`], with the node's effects given (a fake, in tests: the loop's every path runs
+/// without a kernel).
+pub async fn run_with<E: Effects>(
+    client: kube::Client,
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+    fx: E,
+) -> Result<(), AgentError> {
+    let (mut agent, mut cni_rx) = Agent::start(client, cfg, metrics, fx).await?;
     loop {
         agent.ensure_live();
         if agent.program()? {
@@ -312,14 +326,15 @@ pub async fn run(
     }
 }
 
-impl Agent {
+impl<E: Effects> Agent<E> {
     /// Lists every kind (with the pods' addresses the CNI plugin told, saved by an earlier
     /// run) and opens the CNI socket; the node is not ready until it holds what the API says.
     async fn start(
         client: kube::Client,
         cfg: AgentConfig,
         metrics: Arc<Metrics>,
-    ) -> Result<(Agent, CniRequests), AgentError> {
+        fx: E,
+    ) -> Result<(Agent<E>, CniRequests), AgentError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::Io {
             what: format!("creating {}", cfg.state_dir.display()),
             source,
@@ -353,8 +368,6 @@ impl Agent {
         // Not ready until the node holds what the API says.
         let _ = std::fs::remove_file(cfg.ready_file());
         let _ = std::fs::remove_file(verified_file(&cfg.state_dir, &cfg.node));
-        // One effects for the agent's life: its nft session stays.
-        let fx = Linux::at(cfg.netns.clone());
         // The record of what the node holds: a cache. The first pass reads the kernel; the
         // record gives only the conntrack deletions still owed.
         let held: Held = read_held(&cfg.held_file());
@@ -399,7 +412,7 @@ impl Agent {
     }
 }
 
-impl Agent {
+impl<E: Effects> Agent<E> {
     /// A node in the model to program: the node's dataplane computed once it is there.
     fn ensure_live(&mut self) {
         if self.live.is_none() {
@@ -684,7 +697,7 @@ fn verify_pass(
     why: Verify,
     held: &mut Held,
     want: &NodeDataplane,
-    fx: &mut Linux,
+    fx: &mut impl Effects,
     metrics: &Metrics,
     node: &str,
 ) -> Vec<podnet_node::NodeError> {

@@ -400,6 +400,42 @@ impl Datapath for Netlink {
     }
 }
 
+/// A CHECK that failed unless `ok`: what is wrong.
+fn ensure(ok: bool, wrong: impl FnOnce() -> String) -> CniResult<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(CniError::new(code::NETLINK, wrong()))
+    }
+}
+
+/// The interface `name` (`what`: whose), which must be there with MTU `mtu`.
+async fn link_with_mtu(h: &Handle, what: &str, name: &str, mtu: u32) -> CniResult<LinkMessage> {
+    let l = link_by_name(h, name).await?;
+    ensure(l.is_some(), || {
+        format!("{what} interface {name} is missing")
+    })?;
+    let l = l.expect("checked");
+    let has = mtu_of(&l);
+    ensure(has == Some(mtu), || {
+        format!("{what} interface {name} has MTU {has:?}, want {mtu}")
+    })?;
+    Ok(l)
+}
+
+/// Every IPv4 route of the namespace's main table.
+async fn routes_v4(h: &Handle) -> CniResult<Vec<netlink_packet_route::route::RouteMessage>> {
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    let mut out = Vec::new();
+    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
 /// CHECK on the node's side: the host interface with its MTU, the /32 route to the pod
 /// through it, the pod's permanent neighbour entry.
 async fn check_node_side(
@@ -409,59 +445,27 @@ async fn check_node_side(
     mtu: u32,
     pod_mac: [u8; 6],
 ) -> CniResult<()> {
-    let l = link_by_name(&h, &host)
-        .await?
-        .ok_or_else(|| CniError::new(code::NETLINK, format!("host interface {host} is missing")))?;
-    if mtu_of(&l) != Some(mtu) {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!("host interface {host} has MTU {:?}, want {mtu}", mtu_of(&l)),
-        ));
-    }
-    let want = IpAddr::V4(ip);
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    let mut found = false;
-    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-        let dst = r.attributes.iter().find_map(|a| {
-            if let RouteAttribute::Destination(d) = a {
-                Some(format!("{d:?}"))
-            } else {
-                None
-            }
-        });
-        let oif = r.attributes.iter().find_map(|a| {
-            if let RouteAttribute::Oif(i) = a {
-                Some(*i)
-            } else {
-                None
-            }
-        });
-        if r.header.destination_prefix_length == 32
-            && oif == Some(l.header.index)
-            && dst.is_some_and(|d| d.contains(&want.to_string()))
-        {
-            found = true;
-        }
-    }
-    if !found {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!("the node has no route to {ip} through {host}"),
-        ));
-    }
-    if !has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await? {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!(
-                "the node has no permanent neighbour entry for {ip} ({}) on {host}",
-                mac_string(&pod_mac)
-            ),
-        ));
-    }
-    Ok(())
+    let l = link_with_mtu(&h, "host", &host, mtu).await?;
+    let to_pod = |r: &netlink_packet_route::route::RouteMessage| {
+        r.header.destination_prefix_length == 32
+            && r.attributes.iter().any(|a| {
+                matches!(a, RouteAttribute::Oif(i) if *i == l.header.index)
+            })
+            && r.attributes.iter().any(|a| {
+                matches!(a, RouteAttribute::Destination(d) if format!("{d:?}").contains(&ip.to_string()))
+            })
+    };
+    let found = routes_v4(&h).await?.iter().any(to_pod);
+    ensure(found, || {
+        format!("the node has no route to {ip} through {host}")
+    })?;
+    let neighbour = has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await?;
+    ensure(neighbour, || {
+        format!(
+            "the node has no permanent neighbour entry for {ip} ({}) on {host}",
+            mac_string(&pod_mac)
+        )
+    })
 }
 
 /// CHECK in the pod: its interface with its MTU and address, the permanent neighbour entry of
@@ -473,18 +477,7 @@ async fn check_pod_side(
     mtu: u32,
     host_mac: [u8; 6],
 ) -> CniResult<()> {
-    let l = link_by_name(&h, &ifname).await?.ok_or_else(|| {
-        CniError::new(code::NETLINK, format!("pod interface {ifname} is missing"))
-    })?;
-    if mtu_of(&l) != Some(mtu) {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!(
-                "pod interface {ifname} has MTU {:?}, want {mtu}",
-                mtu_of(&l)
-            ),
-        ));
-    }
+    let l = link_with_mtu(&h, "pod", &ifname, mtu).await?;
     let mut addrs = h
         .address()
         .get()
@@ -492,47 +485,26 @@ async fn check_pod_side(
         .execute();
     let mut has = false;
     while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-        if m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip))) {
-            has = true;
-        }
+        has |= m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip)));
     }
-    if !has {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!("pod interface {ifname} lacks {ip}"),
-        ));
-    }
+    ensure(has, || format!("pod interface {ifname} lacks {ip}"))?;
     // (After the address: the kernel flushes a device's neighbours with its last one.)
-    if !has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await? {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!(
-                "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
-                mac_string(&host_mac)
-            ),
-        ));
-    }
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    let mut default = false;
-    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-        if r.header.destination_prefix_length == 0
+    let neighbour = has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await?;
+    ensure(neighbour, || {
+        format!(
+            "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
+            mac_string(&host_mac)
+        )
+    })?;
+    let default = routes_v4(&h).await?.iter().any(|r| {
+        r.header.destination_prefix_length == 0
             && r.attributes
                 .iter()
                 .any(|a| matches!(a, RouteAttribute::Gateway(_)))
-        {
-            default = true;
-        }
-    }
-    if !default {
-        return Err(CniError::new(
-            code::NETLINK,
-            format!("the pod has no default route via {GATEWAY}"),
-        ));
-    }
-    Ok(())
+    });
+    ensure(default, || {
+        format!("the pod has no default route via {GATEWAY}")
+    })
 }
 
 #[cfg(test)]

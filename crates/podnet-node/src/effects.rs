@@ -344,6 +344,51 @@ impl Linux {
     }
 }
 
+/// Effects shared with whoever else holds them (a test that watches a fake while the agent's
+/// loop drives it, or heals it half-way).
+#[derive(Debug, Default, Clone)]
+pub struct Shared<E>(pub std::sync::Arc<std::sync::Mutex<E>>);
+
+impl<E> Shared<E> {
+    pub fn new(e: E) -> Shared<E> {
+        Shared(std::sync::Arc::new(std::sync::Mutex::new(e)))
+    }
+
+    /// The effects, for a look or a change.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, E> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<E: Effects> Effects for Shared<E> {
+    fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        self.lock().nft(tx)
+    }
+    fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError> {
+        self.lock().nft_policy(tx)
+    }
+    fn nft_masquerade(&mut self, m: &crate::dataplane::Masquerade) -> Result<(), NodeError> {
+        self.lock().nft_masquerade(m)
+    }
+    fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
+        self.lock().net(ops)
+    }
+    fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError> {
+        self.lock().forget_udp_flow(flow)
+    }
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NodeError> {
+        self.lock().sysctl(key, value)
+    }
+    fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
+        self.lock().observe(want)
+    }
+    fn policy_entries(&mut self, want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
+        self.lock().policy_entries(want)
+    }
+}
+
 /// One call the fake saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
