@@ -32,8 +32,7 @@ use podnet_policy::{protocol_number, PolicyPlan, Transaction};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use socket2::{Domain, SockAddr, Socket, Type};
 
-#[path = "../../podnet-policy/tests/gen/mod.rs"]
-mod gen;
+use podnet_testkit::policy_gen as gen;
 
 const ROUTER_SRC_MAC: &str = "02:00:00:00:00:01";
 const ROUTER_DST_MAC: &str = "02:00:00:00:00:02";

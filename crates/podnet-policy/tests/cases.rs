@@ -8,9 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use podnet_model::netpol::{End, Policies};
 use podnet_policy::{passes, protocol_number, PolicyPlan, Transaction};
 
-#[path = "../../podnet-emulator/tests/model/netpol_cases.rs"]
-#[allow(dead_code)]
-mod netpol_cases;
+use podnet_testkit::netpol_cases;
 
 fn v4(ip: &IpAddr) -> Ipv4Addr {
     match ip {

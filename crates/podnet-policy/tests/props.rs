@@ -10,8 +10,7 @@ use podnet_model::{parse_documents, ConfigOverrides, Protocol};
 use podnet_policy::{passes, protocol_number, PolicyPlan};
 use proptest::prelude::*;
 
-mod gen;
-use gen::{manifests, policy};
+use podnet_testkit::policy_gen::{manifests, policy};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

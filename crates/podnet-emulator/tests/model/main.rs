@@ -12,7 +12,6 @@ mod dns;
 mod errors;
 mod netpol;
 #[allow(dead_code)] // shared with the policy and lab tests, which read all of it
-mod netpol_cases;
 mod netpol_rules;
 mod props;
 mod robustness;

@@ -8,7 +8,7 @@ use podnet_emulator::build;
 use podnet_model::netpol::Reach;
 use podnet_model::{parse_documents, ConfigOverrides};
 
-use super::netpol_cases::{run_cases, NAMESPACES};
+use podnet_testkit::netpol_cases::{run_cases, NAMESPACES};
 
 #[test]
 fn every_upstream_case_gives_the_expected_matrix() {
@@ -54,7 +54,7 @@ fn every_upstream_case_gives_the_expected_matrix() {
 /// expects, a refusal naming the file, line and field.
 #[test]
 fn upstream_endport_validation() {
-    let Some(path) = super::netpol_cases::cases_file() else {
+    let Some(path) = podnet_testkit::netpol_cases::cases_file() else {
         return;
     };
     let text = std::fs::read_to_string(path).unwrap();

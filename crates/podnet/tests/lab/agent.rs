@@ -215,7 +215,7 @@ fn my_service_vip() -> String {
         "json",
     ]))
     .unwrap();
-    super::svc(&plan, "my-service")["clusterIPs"][0]
+    super::services::svc(&plan, "my-service")["clusterIPs"][0]
         .as_str()
         .unwrap()
         .to_string()

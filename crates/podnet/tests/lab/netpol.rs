@@ -13,9 +13,7 @@ use serde_json::Value;
 
 use super::{can_run, ok, write_manifest, Lab};
 
-#[path = "../../../podnet-emulator/tests/model/netpol_cases.rs"]
-#[allow(dead_code)]
-mod netpol_cases;
+use podnet_testkit::netpol_cases;
 
 /// The script each source pod runs: connect to every target at once, one line per target
 /// (`1` connected, `0` not), TCP by connecting, UDP by asking and hearing an answer.

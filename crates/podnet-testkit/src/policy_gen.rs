@@ -122,9 +122,14 @@ fn yaml_rules(field: &str, peers_field: &str, rules: &Rules) -> String {
     s
 }
 
-/// Pod `i` has the label `app` of `labels[i]` (past the labels: the pod is left out).
+/// Pod `i` has the label `app` of `labels[i]` (past the labels: the pod is left out). The
+/// namespaces are declared, so that they stay when all their pods go (a namespace exists
+/// whether or not pods are in it, and the incremental compiler is told of pods only).
 pub fn manifests(labels: &[usize], policies: &[Policy]) -> String {
     let mut s = String::new();
+    for ns in 0..2 {
+        s += &format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: n{ns}}}\n");
+    }
     for (i, l) in labels.iter().enumerate() {
         if *l >= LABELS.len() {
             continue;
