@@ -183,15 +183,25 @@ async fn wire_node_side(
         .await
         .map_err(nl("adding the route to the pod"))?;
     // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
+    permanent_neighbour(&h, idx, ip, &pod_mac, "adding the pod's neighbour entry").await
+}
+
+/// A permanent neighbour entry on interface `idx`: `ip` is at `mac`.
+async fn permanent_neighbour(
+    h: &Handle,
+    idx: u32,
+    ip: Ipv4Addr,
+    mac: &[u8; 6],
+    what: &str,
+) -> CniResult<()> {
     h.neighbours()
         .add(idx, IpAddr::V4(ip))
-        .link_layer_address(&pod_mac)
+        .link_layer_address(mac)
         .state(NeighbourState::Permanent)
         .replace()
         .execute()
         .await
-        .map_err(nl("adding the pod's neighbour entry"))?;
-    Ok(())
+        .map_err(nl(what))
 }
 
 /// The pod's side, from the pod's namespace: the interface and lo up, the address, the
@@ -220,24 +230,13 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
         .execute()
         .await
         .map_err(nl("adding the pod address"))?;
-    h.neighbours()
-        .add(idx, IpAddr::V4(GATEWAY))
-        .link_layer_address(&host_mac)
-        .state(NeighbourState::Permanent)
-        .replace()
-        .execute()
-        .await
-        .map_err(nl("adding the gateway neighbour"))?;
+    permanent_neighbour(&h, idx, GATEWAY, &host_mac, "adding the gateway neighbour").await?;
     // A second attachment (another ifname) leaves the pod's routing alone: the gateway
     // and the default route stay on the first interface.
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    let mut has_default = false;
-    while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
-        has_default |= r.header.destination_prefix_length == 0 && r.header.table == 254;
-    }
+    let has_default = routes_v4(&h)
+        .await?
+        .iter()
+        .any(|r| r.header.destination_prefix_length == 0 && r.header.table == 254);
     if !has_default {
         let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(GATEWAY, 32)

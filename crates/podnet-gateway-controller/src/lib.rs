@@ -10,34 +10,25 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use podnet_ingress::edge::EdgeConfig;
-use podnet_ingress::server::{Edge, Settings};
+use podnet_ingress::server::Edge;
 use podnet_ingress_controller::{record, warn_new};
-use podnet_model::{ConfigOverrides, NsName};
+use podnet_model::NsName;
 
-pub use podnet_ingress_controller::ControllerError;
-use podnet_watch::ProcessError;
+pub use podnet_ingress_controller::{ControllerError, Proxy};
 
 /// What one Gateway's proxy is asked.
 pub struct Config {
-    pub kubeconfig: Option<PathBuf>,
-    pub settings: ConfigOverrides,
+    pub proxy: Proxy,
     /// The Gateway served.
     pub gateway: NsName,
     /// The address its listeners' ports are opened on.
     pub address: IpAddr,
-    /// /healthz, /readyz and /metrics.
-    pub admin: SocketAddr,
-    /// Where to write what is served, each time it changes.
-    pub served: Option<PathBuf>,
-    /// Whether to write the status of the Gateway, its class and its routes.
+    /// Whether to write the status of the Gateway and of its routes' entries for it.
     pub write_status: bool,
-    pub access_log: bool,
-    pub threads: usize,
 }
 
 /// The listening sockets: one task per port, HTTP or HTTPS.
@@ -87,13 +78,7 @@ impl Ports {
 
 /// Runs one Gateway's proxy until SIGTERM or Ctrl-C.
 pub fn run(c: Config) -> Result<(), ControllerError> {
-    let rt = podnet_ingress::server::runtime(c.threads).map_err(ProcessError::Runtime)?;
-    rt.block_on(async {
-        tokio::select! {
-            r = serve(c) => r,
-            r = podnet_watch::terminated() => Ok(r?),
-        }
-    })
+    c.proxy.run(serve(&c))
 }
 
 /// Serves what the model says of the Gateway now: its configuration, its ports, its record
@@ -122,35 +107,28 @@ async fn follow(
     *warnings = config.warnings.clone();
     edge.set(config.clone());
     ports.follow(edge, &config, c.address).await;
-    record(c.served.as_deref(), &config)?;
+    record(c.proxy.served.as_deref(), &config)?;
     if c.write_status {
         status::write(client, cluster, &computed, &c.gateway).await;
     }
     Ok(config)
 }
 
-async fn serve(c: Config) -> Result<(), ControllerError> {
-    let edge = Edge::new(Settings {
-        access_log: c.access_log,
-        ..Settings::default()
-    })
-    .map_err(ControllerError::Edge)?;
-    let la = podnet_watch::bind(c.admin).await?;
-    tokio::spawn(edge.clone().serve_admin(la));
+async fn serve(c: &Config) -> Result<(), ControllerError> {
+    let (edge, client) = c.proxy.start().await?;
     eprintln!(
         "listing and watching the Kubernetes API for Gateway {}",
         c.gateway
     );
-    let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
-    let (mut model, mut watch) =
-        podnet_watch::follow(&client, &c.settings, &podnet_model::api::GATEWAY_KINDS).await?;
+    let kinds = &podnet_model::api::GATEWAY_KINDS;
+    let (mut model, mut watch) = podnet_watch::follow(&client, &c.proxy.settings, kinds).await?;
     let mut ports = Ports::default();
     let mut warnings: Vec<String> = Vec::new();
     let mut oldest = None;
     loop {
         let start = Instant::now();
         let config = follow(
-            &c,
+            c,
             &edge,
             &mut ports,
             &mut warnings,

@@ -80,36 +80,27 @@ pub async fn write(
                     &p.parent_ref.name,
                 ) == *gateway
         };
-        let want: Vec<_> = r
-            .status
-            .iter()
-            .flat_map(|s| &s.parents)
-            .filter(|p| mine(p))
-            .cloned()
-            .collect();
+        // A route's parents' entries, this Gateway's (`ours`) or the others'.
+        let entries = |route: &HTTPRoute, ours: bool| -> Vec<_> {
+            route
+                .status
+                .iter()
+                .flat_map(|s| &s.parents)
+                .filter(|p| mine(p) == ours)
+                .cloned()
+                .collect()
+        };
+        let want = entries(r, true);
         let before: Option<&HTTPRoute> = c
             .http_routes
             .iter()
             .map(|x| &x.obj)
             .find(|x| held(&x.metadata) == key);
         let Some(before) = before else { continue };
-        let have: Vec<_> = before
-            .status
-            .iter()
-            .flat_map(|s| &s.parents)
-            .filter(|p| mine(p))
-            .cloned()
-            .collect();
-        if have == want {
+        if entries(before, true) == want {
             continue;
         }
-        let mut parents: Vec<_> = before
-            .status
-            .iter()
-            .flat_map(|s| &s.parents)
-            .filter(|p| !mine(p))
-            .cloned()
-            .collect();
+        let mut parents = entries(before, false);
         parents.extend(want);
         patch(
             api(client, Kind::HTTPRoute, Some(&key.namespace)),

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use podnet_ingress::edge::{self, EdgeConfig};
@@ -22,20 +23,56 @@ pub enum ControllerError {
     Edge(#[source] podnet_ingress::IngressError),
 }
 
-/// What the controller is asked.
-pub struct Config {
+/// What every edge proxy that follows the API is asked (the Ingress controller, a Gateway's
+/// proxy).
+pub struct Proxy {
     pub kubeconfig: Option<PathBuf>,
     pub settings: ConfigOverrides,
-    pub http: SocketAddr,
-    pub https: SocketAddr,
     /// /healthz, /readyz and /metrics.
     pub admin: SocketAddr,
     /// Where to write what is served, each time it changes.
     pub served: Option<PathBuf>,
-    /// The Service whose addresses go into the status of every Ingress served.
-    pub publish: Option<NsName>,
     pub access_log: bool,
     pub threads: usize,
+}
+
+impl Proxy {
+    /// Runs `serve` on the proxy's runtime until it ends, or until SIGTERM or Ctrl-C.
+    pub fn run<F>(&self, serve: F) -> Result<(), ControllerError>
+    where
+        F: std::future::Future<Output = Result<(), ControllerError>>,
+    {
+        let rt = podnet_ingress::server::runtime(self.threads).map_err(ProcessError::Runtime)?;
+        rt.block_on(async {
+            tokio::select! {
+                r = serve => r,
+                r = podnet_watch::terminated() => Ok(r?),
+            }
+        })
+    }
+
+    /// The proxy, with its admin port served (it answers while the watches list), and a
+    /// client of the API.
+    pub async fn start(&self) -> Result<(Arc<Edge>, kube::Client), ControllerError> {
+        let edge = Edge::new(Settings {
+            access_log: self.access_log,
+            ..Settings::default()
+        })
+        .map_err(ControllerError::Edge)?;
+        let admin = podnet_watch::bind(self.admin).await?;
+        tokio::spawn(edge.clone().serve_admin(admin));
+        let client = podnet_watch::client(self.kubeconfig.as_deref()).await?;
+        Ok((edge, client))
+    }
+}
+
+/// What the controller is asked.
+pub struct Config {
+    pub proxy: Proxy,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    /// The Service whose addresses go into the status of every Ingress served.
+    pub publish: Option<NsName>,
 }
 
 /// Writes the summary of what is served to `path`, atomically.
@@ -100,13 +137,7 @@ async fn publish_status(
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub fn run(c: Config) -> Result<(), ControllerError> {
-    let rt = podnet_ingress::server::runtime(c.threads).map_err(ProcessError::Runtime)?;
-    rt.block_on(async {
-        tokio::select! {
-            r = serve(c) => r,
-            r = podnet_watch::terminated() => Ok(r?),
-        }
-    })
+    c.proxy.run(serve(&c))
 }
 
 /// One pass of the controller's work after a change: the new configuration served, recorded
@@ -127,7 +158,7 @@ impl Served {
         warn_new(&self.warnings, &config);
         self.warnings = config.warnings.clone();
         edge.set(config.clone());
-        record(c.served.as_deref(), &config)?;
+        record(c.proxy.served.as_deref(), &config)?;
         if let Some(p) = &c.publish {
             publish_status(client, cluster, p, &config).await;
         }
@@ -135,28 +166,19 @@ impl Served {
     }
 }
 
-async fn serve(c: Config) -> Result<(), ControllerError> {
-    let edge = Edge::new(Settings {
-        access_log: c.access_log,
-        ..Settings::default()
-    })
-    .map_err(ControllerError::Edge)?;
-    // Listen first: the health port answers while the watches list.
-    let bind = podnet_watch::bind;
-    let (lh, ls, la) = (
-        bind(c.http).await?,
-        bind(c.https).await?,
-        bind(c.admin).await?,
+async fn serve(c: &Config) -> Result<(), ControllerError> {
+    let (edge, client) = c.proxy.start().await?;
+    let (lh, ls) = (
+        podnet_watch::bind(c.http).await?,
+        podnet_watch::bind(c.https).await?,
     );
-    tokio::spawn(edge.clone().serve_admin(la));
     eprintln!("listing and watching the Kubernetes API");
-    let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
-    let (mut model, mut watch) =
-        podnet_watch::follow(&client, &c.settings, &podnet_model::api::EDGE_KINDS).await?;
+    let kinds = &podnet_model::api::EDGE_KINDS;
+    let (mut model, mut watch) = podnet_watch::follow(&client, &c.proxy.settings, kinds).await?;
     let mut served = Served {
         warnings: Vec::new(),
     };
-    let config = served.follow(&edge, model.cluster(), &c, &client).await?;
+    let config = served.follow(&edge, model.cluster(), c, &client).await?;
     eprintln!(
         "serving {} routes of {} Ingresses on {} (HTTP) and {} (HTTPS)",
         config.table.routes().len(),
@@ -169,7 +191,7 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     loop {
         let round = podnet_watch::next_change(&mut watch, &mut model).await?;
         let start = Instant::now();
-        let config = served.follow(&edge, model.cluster(), &c, &client).await?;
+        let config = served.follow(&edge, model.cluster(), c, &client).await?;
         eprintln!(
             "the API changed: {} routes served {:.1} ms after the event",
             config.table.routes().len(),

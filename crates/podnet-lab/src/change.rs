@@ -611,22 +611,7 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
         .unwrap();
         let plan = LabPlan::new("t", &c1);
         let mut host = FakeHost::default();
-        let mut st = LabState {
-            plan: plan.clone(),
-            pod_ips: BTreeMap::new(),
-            serve_pid: None,
-            nodes: BTreeMap::new(),
-            external_routes: BTreeMap::new(),
-            health_checks: Vec::new(),
-            dns: None,
-            ingress: None,
-            gateways: BTreeMap::new(),
-            gateway_meta: BTreeMap::new(),
-            api: Vec::new(),
-            agents: false,
-            expected: BTreeMap::new(),
-            statuses: Vec::new(),
-        };
+        let mut st = LabState::new(plan.clone(), BTreeMap::new(), false);
         for p in &plan.pods {
             let ip = host.create_pod(&plan, p).unwrap();
             st.pod_ips.insert(p.key(), ip);

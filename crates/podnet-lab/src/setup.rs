@@ -22,22 +22,7 @@ pub(super) fn build(
         .filter(|p| p.host_network)
         .filter_map(|p| Some((p.key(), plan.node(&p.node)?.ip)))
         .collect();
-    let mut state = LabState {
-        plan,
-        pod_ips,
-        serve_pid: None,
-        nodes: BTreeMap::new(),
-        external_routes: BTreeMap::new(),
-        health_checks: Vec::new(),
-        dns: None,
-        ingress: None,
-        gateways: BTreeMap::new(),
-        gateway_meta: BTreeMap::new(),
-        api: Vec::new(),
-        agents,
-        expected: BTreeMap::new(),
-        statuses: Vec::new(),
-    };
+    let mut state = LabState::new(plan, pod_ips, agents);
     // The API's clients (agents, DNS and Ingress controller pods) read these.
     agents::prepare(lab, &state.plan, cluster)?;
     if agents {

@@ -116,6 +116,27 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
 }
 
 impl LabState {
+    /// A lab about to be built: its plan, the addresses its pods have already (host-network
+    /// pods: their node's), and whether its nodes run agents.
+    pub fn new(plan: LabPlan, pod_ips: BTreeMap<NsName, IpAddr>, agents: bool) -> LabState {
+        LabState {
+            plan,
+            pod_ips,
+            serve_pid: None,
+            nodes: BTreeMap::new(),
+            external_routes: BTreeMap::new(),
+            health_checks: Vec::new(),
+            dns: None,
+            ingress: None,
+            gateways: BTreeMap::new(),
+            gateway_meta: BTreeMap::new(),
+            api: Vec::new(),
+            agents,
+            expected: BTreeMap::new(),
+            statuses: Vec::new(),
+        }
+    }
+
     pub fn pod_ip(&self, namespace: &str, name: &str) -> Option<IpAddr> {
         self.pod_ips.get(&NsName::new(namespace, name)).copied()
     }

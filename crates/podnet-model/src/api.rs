@@ -76,16 +76,21 @@ pub const ALL_KINDS: [Kind; 13] = [
     Kind::ReferenceGrant,
 ];
 
-/// What the API server sets on every object and the model has no use for.
-const SERVER_FIELDS: [&str; 7] = [
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "managedFields",
-    "generation",
-    "selfLink",
-    "ownerReferences",
-];
+/// Calls `$m!` with each kind the model keeps as it was written: its list in the cluster, and
+/// what a change of it changes (`$ns`: the object's namespace and name, `$key`: its key).
+macro_rules! with_kept_kinds {
+    ($m:ident, $ns:ident, $key:ident) => {
+        $m!(
+            Ingress => ingresses, Changed::Ingress($ns);
+            IngressClass => ingress_classes, Changed::IngressClass($key.name.clone());
+            Secret => secrets, Changed::Secret($ns);
+            GatewayClass => gateway_classes, Changed::Gateway($ns);
+            Gateway => gateways, Changed::Gateway($ns);
+            HTTPRoute => http_routes, Changed::Gateway($ns);
+            ReferenceGrant => reference_grants, Changed::Gateway($ns);
+        )
+    };
+}
 
 /// An object of the API, as a watch event names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -241,12 +246,28 @@ impl ApiModel {
         &self.cluster
     }
 
-    /// One watch event: `object` is the object's new version, or None when it was deleted.
+    /// One watch event with the object as JSON (as the API serves it): `object` is the
+    /// object's new version, or None when it was deleted.
     pub fn apply(&mut self, key: &ApiKey, object: Option<&Value>) -> Outcome {
+        self.apply_received(key, object.map(|o| decode_one(key, o)))
+    }
+
+    /// One watch event with the object typed already (as kube-rs hands it over).
+    pub fn apply_object(&mut self, key: &ApiKey, object: Option<Object>) -> Outcome {
+        self.apply_received(key, object.map(Ok))
+    }
+
+    /// One watch event: the object as received (decoded, or why it could not be), or None
+    /// when it was deleted. An object refused is taken out of the model.
+    pub fn apply_received(
+        &mut self,
+        key: &ApiKey,
+        object: Option<Result<Object, ModelError>>,
+    ) -> Outcome {
         if !ALL_KINDS.contains(&key.kind) {
             return Outcome::default();
         }
-        let decoded = match object.map(|o| decode_one(key, o)) {
+        let decoded = match object.map(|o| o.and_then(|o| prepare(key, o))) {
             None => None,
             Some(Ok(o)) => Some(o),
             Some(Err(e)) => {
@@ -328,15 +349,7 @@ impl ApiModel {
                         }
                     };
                 }
-                kept!(
-                    Ingress => ingresses, Changed::Ingress(ns);
-                    IngressClass => ingress_classes, Changed::IngressClass(key.name.clone());
-                    Secret => secrets, Changed::Secret(ns);
-                    GatewayClass => gateway_classes, Changed::Gateway(ns);
-                    Gateway => gateways, Changed::Gateway(ns);
-                    HTTPRoute => http_routes, Changed::Gateway(ns);
-                    ReferenceGrant => reference_grants, Changed::Gateway(ns);
-                )
+                with_kept_kinds!(kept, ns, key)
             }
         }
     }
@@ -438,15 +451,7 @@ impl ApiModel {
                         }
                     };
                 }
-                kept!(
-                    Ingress => ingresses, Changed::Ingress(ns);
-                    IngressClass => ingress_classes, Changed::IngressClass(key.name.clone());
-                    Secret => secrets, Changed::Secret(ns);
-                    GatewayClass => gateway_classes, Changed::Gateway(ns);
-                    Gateway => gateways, Changed::Gateway(ns);
-                    HTTPRoute => http_routes, Changed::Gateway(ns);
-                    ReferenceGrant => reference_grants, Changed::Gateway(ns);
-                )
+                with_kept_kinds!(kept, ns, key)
             }
         })
     }
@@ -593,37 +598,43 @@ fn remove_sorted<T>(v: &mut Vec<T>, k: &NsName, key: impl Fn(&T) -> NsName) -> b
 }
 
 /// An API object decoded and validated as the manifests' objects are.
+/// An object of the API as JSON, decoded (strictly, as a manifest is).
 fn decode_one(key: &ApiKey, o: &Value) -> Result<Object, ModelError> {
-    let mut v = o.clone();
-    if let Some(meta) = v["metadata"].as_object_mut() {
-        // The Gateway API's kinds keep their generation (status says which one it observed)
-        // and creation time (the oldest route wins a tie).
-        let gateway = key.kind.is_gateway_api();
-        for f in SERVER_FIELDS {
-            if gateway && (f == "generation" || f == "creationTimestamp") {
-                continue;
-            }
-            meta.remove(f);
-        }
-    }
-    let doc = SourceDoc::from_value(&key.origin(), v);
+    let doc = SourceDoc::from_value(&key.origin(), o.clone());
     let mut diags = Vec::new();
-    let decoded = match decode(&doc, &mut diags) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            return Err(ModelError::Invalid(vec![Diagnostic::error(
-                doc.start.clone(),
-                format!("{key} is not a kind podnet reads"),
-            )]))
-        }
-        Err(e) => return Err(ModelError::Invalid(vec![e])),
-    };
+    match decode(&doc, &mut diags) {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err(ModelError::Invalid(vec![Diagnostic::error(
+            doc.start.clone(),
+            format!("{key} is not a kind podnet reads"),
+        )])),
+        Err(e) => Err(ModelError::Invalid(vec![e])),
+    }
+}
+
+/// A decoded object of the API as the model takes it: of the kind its key says, the fields
+/// the API server sets cleared (the Gateway API's kinds keep their generation, which status
+/// says it observed, and creation time: the oldest route wins a tie), checked as the API
+/// server checks it. Idempotent.
+pub fn prepare(key: &ApiKey, mut decoded: Object) -> Result<Object, ModelError> {
     if kind_of(&decoded) != key.kind {
         return Err(ModelError::Invalid(vec![Diagnostic::error(
-            doc.start.clone(),
+            crate::objects::start_of(&decoded),
             format!("{key}: the object is a {}", kind_of(&decoded)),
         )]));
     }
+    if let Some(meta) = crate::objects::meta_mut(&mut decoded) {
+        meta.uid = None;
+        meta.resource_version = None;
+        meta.managed_fields = None;
+        meta.self_link = None;
+        meta.owner_references = None;
+        if !key.kind.is_gateway_api() {
+            meta.generation = None;
+            meta.creation_timestamp = None;
+        }
+    }
+    let mut diags = Vec::new();
     crate::checks::check_object(&decoded, oref_of(&decoded), &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(ModelError::Invalid(diags));

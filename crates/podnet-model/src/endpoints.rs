@@ -170,7 +170,7 @@ pub fn controller_slices<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContainerPortInfo, ServicePortInfo, ServiceType, TrafficPolicy};
+    use crate::model::{ContainerPortInfo, ServicePortInfo, ServiceType};
 
     fn pod(name: &str, ip: &str, port_name: &str, port: i32) -> PodInfo {
         PodInfo {
@@ -205,8 +205,6 @@ mod tests {
             labels: Labels::new(),
             selector: Some([("app".to_string(), "web".to_string())].into()),
             cluster_ips: vec!["10.96.0.5".parse().unwrap()],
-            headless: false,
-            external_name: None,
             ports: vec![ServicePortInfo {
                 name: "http".into(),
                 protocol: crate::Protocol::Tcp,
@@ -215,15 +213,7 @@ mod tests {
                 node_port: None,
                 app_protocol: None,
             }],
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            session_affinity_timeout: None,
-            external_traffic_policy: TrafficPolicy::Cluster,
-            internal_traffic_policy: TrafficPolicy::Cluster,
-            health_check_node_port: None,
-            publish_not_ready_addresses: false,
-            endpoint_slices: vec![],
-            builtin: false,
+            ..ServiceInfo::default()
         }
     }
 

@@ -181,8 +181,9 @@ impl PodInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum ServiceType {
+    #[default]
     ClusterIP,
     NodePort,
     LoadBalancer,
@@ -204,8 +205,9 @@ impl ServiceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum TrafficPolicy {
+    #[default]
     Cluster,
     Local,
 }
@@ -279,7 +281,9 @@ pub struct EndpointSliceInfo {
 pub const MANAGED_BY_CONTROLLER: &str = "endpointslice-controller.k8s.io";
 pub const MANAGED_BY_MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A Service as the model holds it. `Default`: a ClusterIP Service with nothing in it, traffic
+/// policies `Cluster` (the API server's defaults), for building one field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInfo {
     pub namespace: String,

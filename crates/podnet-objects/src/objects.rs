@@ -247,29 +247,122 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
     }
 }
 
+/// Calls `$m!` with every variant of [`Object`] that has Kubernetes metadata (all but
+/// `ClusterConfig`): the one list of them.
+macro_rules! with_api_kinds {
+    ($m:ident) => {
+        $m!(
+            Namespace,
+            Node,
+            Pod,
+            Deployment,
+            ReplicaSet,
+            StatefulSet,
+            DaemonSet,
+            Service,
+            EndpointSlice,
+            Endpoints,
+            NetworkPolicy,
+            Ingress,
+            IngressClass,
+            Secret,
+            GatewayClass,
+            Gateway,
+            HTTPRoute,
+            ReferenceGrant
+        )
+    };
+}
+
+/// The metadata of any decoded object, to change (the fields the API server sets, cleared).
+pub fn meta_mut(o: &mut Object) -> Option<&mut ObjectMeta> {
+    macro_rules! m {
+        ($($v:ident),*) => {
+            match o {
+                $(Object::$v(x) => Some(&mut x.obj.metadata),)*
+                Object::ClusterConfig(_) => None,
+            }
+        };
+    }
+    with_api_kinds!(m)
+}
+
+/// A kind's own type: the [`Object`] it makes. The API's watches hand these over typed (no
+/// text to parse, no lines to point at).
+pub trait Typed: DeserializeOwned + Serialize + Sized {
+    const KIND: Kind;
+    fn into_object(s: Sourced<Self>) -> Object;
+}
+
+macro_rules! typed_kinds {
+    ($($t:ty => $v:ident),* $(,)?) => {
+        $(impl Typed for $t {
+            const KIND: Kind = Kind::$v;
+            fn into_object(s: Sourced<Self>) -> Object {
+                Object::$v(s)
+            }
+        })*
+    };
+}
+
+typed_kinds!(
+    Namespace => Namespace,
+    Node => Node,
+    Pod => Pod,
+    Deployment => Deployment,
+    ReplicaSet => ReplicaSet,
+    StatefulSet => StatefulSet,
+    DaemonSet => DaemonSet,
+    Service => Service,
+    EndpointSlice => EndpointSlice,
+    Endpoints => Endpoints,
+    NetworkPolicy => NetworkPolicy,
+    Ingress => Ingress,
+    IngressClass => IngressClass,
+    Secret => Secret,
+    crate::gateway_api::GatewayClass => GatewayClass,
+    crate::gateway_api::Gateway => Gateway,
+    crate::gateway_api::HTTPRoute => HTTPRoute,
+    crate::gateway_api::ReferenceGrant => ReferenceGrant,
+);
+
+/// An object the Kubernetes API served, typed already; `origin` names it in diagnostics
+/// (`api:Pod/default/web`: an API object has no lines).
+pub fn from_api<T: Typed>(obj: T, origin: &str) -> Object {
+    let index = PathIndex::empty(origin);
+    let start = index.locate("");
+    T::into_object(Sourced {
+        obj,
+        index: Arc::new(index),
+        start,
+    })
+}
+
+/// An object the Kubernetes API served as JSON (a custom resource), decoded into its type as
+/// strictly as a manifest (a wrong type or an unknown field is an error naming the field).
+pub fn from_api_json<T: Typed>(v: &Value, origin: &str) -> Result<Object, Diagnostic> {
+    let index = PathIndex::empty(origin);
+    let meta = &v["metadata"];
+    let oref = ObjectRef::new(
+        T::KIND.as_str(),
+        meta["namespace"].as_str(),
+        meta["name"].as_str().unwrap_or(""),
+    );
+    let obj: T = typed(v, &index, &oref)?;
+    Ok(from_api(obj, origin))
+}
+
 /// The metadata of any decoded object, for naming and namespacing.
 pub fn meta_of(o: &Object) -> Option<&ObjectMeta> {
-    Some(match o {
-        Object::Namespace(x) => &x.obj.metadata,
-        Object::Node(x) => &x.obj.metadata,
-        Object::Pod(x) => &x.obj.metadata,
-        Object::Deployment(x) => &x.obj.metadata,
-        Object::ReplicaSet(x) => &x.obj.metadata,
-        Object::StatefulSet(x) => &x.obj.metadata,
-        Object::DaemonSet(x) => &x.obj.metadata,
-        Object::Service(x) => &x.obj.metadata,
-        Object::EndpointSlice(x) => &x.obj.metadata,
-        Object::Endpoints(x) => &x.obj.metadata,
-        Object::NetworkPolicy(x) => &x.obj.metadata,
-        Object::Ingress(x) => &x.obj.metadata,
-        Object::IngressClass(x) => &x.obj.metadata,
-        Object::Secret(x) => &x.obj.metadata,
-        Object::GatewayClass(x) => &x.obj.metadata,
-        Object::Gateway(x) => &x.obj.metadata,
-        Object::HTTPRoute(x) => &x.obj.metadata,
-        Object::ReferenceGrant(x) => &x.obj.metadata,
-        Object::ClusterConfig(_) => return None,
-    })
+    macro_rules! m {
+        ($($v:ident),*) => {
+            match o {
+                $(Object::$v(x) => Some(&x.obj.metadata),)*
+                Object::ClusterConfig(_) => None,
+            }
+        };
+    }
+    with_api_kinds!(m)
 }
 
 /// The object's reference (kind, namespace, name or generateName).
@@ -291,55 +384,28 @@ pub fn oref_of(o: &Object) -> ObjectRef {
 
 /// The object's kind, as manifests spell it.
 pub fn kind_of(o: &Object) -> Kind {
-    match o {
-        Object::Namespace(_) => Kind::Namespace,
-        Object::Node(_) => Kind::Node,
-        Object::Pod(_) => Kind::Pod,
-        Object::Deployment(_) => Kind::Deployment,
-        Object::ReplicaSet(_) => Kind::ReplicaSet,
-        Object::StatefulSet(_) => Kind::StatefulSet,
-        Object::DaemonSet(_) => Kind::DaemonSet,
-        Object::Service(_) => Kind::Service,
-        Object::EndpointSlice(_) => Kind::EndpointSlice,
-        Object::Endpoints(_) => Kind::Endpoints,
-        Object::NetworkPolicy(_) => Kind::NetworkPolicy,
-        Object::Ingress(_) => Kind::Ingress,
-        Object::IngressClass(_) => Kind::IngressClass,
-        Object::Secret(_) => Kind::Secret,
-        Object::GatewayClass(_) => Kind::GatewayClass,
-        Object::Gateway(_) => Kind::Gateway,
-        Object::HTTPRoute(_) => Kind::HTTPRoute,
-        Object::ReferenceGrant(_) => Kind::ReferenceGrant,
-        Object::ClusterConfig(_) => Kind::ClusterConfig,
+    macro_rules! k {
+        ($($v:ident),*) => {
+            match o {
+                $(Object::$v(_) => Kind::$v,)*
+                Object::ClusterConfig(_) => Kind::ClusterConfig,
+            }
+        };
     }
+    with_api_kinds!(k)
 }
 
 /// Where the object starts in its file.
 pub fn start_of(o: &Object) -> Location {
     macro_rules! s {
-        ($($v:ident),*) => { match o { $(Object::$v(x) => x.start.clone(),)* } };
+        ($($v:ident),*) => {
+            match o {
+                $(Object::$v(x) => x.start.clone(),)*
+                Object::ClusterConfig(x) => x.start.clone(),
+            }
+        };
     }
-    s!(
-        Namespace,
-        Node,
-        Pod,
-        Deployment,
-        ReplicaSet,
-        StatefulSet,
-        DaemonSet,
-        Service,
-        EndpointSlice,
-        Endpoints,
-        NetworkPolicy,
-        Ingress,
-        IngressClass,
-        Secret,
-        GatewayClass,
-        Gateway,
-        HTTPRoute,
-        ReferenceGrant,
-        ClusterConfig
-    )
+    with_api_kinds!(s)
 }
 
 #[cfg(test)]

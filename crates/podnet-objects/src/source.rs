@@ -25,6 +25,14 @@ pub struct PathIndex {
 }
 
 impl PathIndex {
+    /// The index of an object that was not read from text: every location is `origin`.
+    pub fn empty(origin: &str) -> PathIndex {
+        PathIndex {
+            file: Arc::from(origin),
+            entries: HashMap::new(),
+        }
+    }
+
     /// The location of `path` (`spec.ports[1].port`), or of its nearest ancestor that exists.
     pub fn locate(&self, path: &str) -> Location {
         let mut p = path;

@@ -1,6 +1,8 @@
 //! Watches of every kind the model is kept from ([`KINDS`]), as one stream of updates that
-//! keep an [`ApiModel`] current: each watch event is one object's change, applied on its own
-//! ([`ApiModel::apply`]), and says which part of the model changed.
+//! keep an [`ApiModel`] current: each watch event is one object's change, handed to the model
+//! typed (kube-rs decodes the built-in kinds; the Gateway API's custom resources are decoded
+//! into podnet's types here, as strictly as a manifest), applied on its own
+//! ([`ApiModel::apply_received`]), and says which part of the model changed.
 //!
 //! A watch that restarts (the API server went away, or its history expired: 410 Gone) lists
 //! its kind again; the list replaces what the model held of that kind, so an object deleted
@@ -13,9 +15,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::DynamicObject;
 use kube::runtime::{watcher, WatchStreamExt};
-use podnet_model::{ApiKey, ApiModel, Changed};
-use serde_json::Value;
+use podnet_model::gateway_api;
+use podnet_model::objects::{from_api, from_api_json, Object, Typed};
+use podnet_model::{ApiKey, ApiModel, Changed, ModelError};
 use tokio::sync::mpsc;
 
 use prometheus_client::metrics::counter::Counter;
@@ -27,13 +32,17 @@ use podnet_model::Kind;
 #[derive(Debug)]
 pub struct Update(pub Step, pub Instant);
 
+/// An object as received: typed, or why it could not be.
+pub type Received = Result<Object, ModelError>;
+
 /// One step of one kind's watch.
 #[derive(Debug)]
 pub enum Step {
-    /// An object added or changed (its JSON as the API serves it), or deleted (None).
-    Object(ApiKey, Option<Value>),
+    /// An object added or changed, or deleted (None). (Boxed: an object is large, a
+    /// deletion small.)
+    Object(ApiKey, Option<Box<Received>>),
     /// Every object of a kind, listed: those the model holds and the list lacks are gone.
-    Listed(Kind, Vec<(ApiKey, Value)>),
+    Listed(Kind, Vec<(ApiKey, Received)>),
 }
 
 /// The watches, and what each kind holds.
@@ -49,24 +58,30 @@ pub struct ClusterWatch {
     hints: std::collections::BTreeMap<ApiKey, std::net::IpAddr>,
     /// The Pods as the API last served them while they had no IP (few: pods starting), to
     /// read again when a hint comes or goes.
-    no_ip: HashMap<ApiKey, Value>,
+    no_ip: HashMap<ApiKey, Object>,
 }
 
-/// Whether a Pod object has an address of its own.
-fn has_ip(pod: &Value) -> bool {
-    pod["status"]["podIP"]
-        .as_str()
-        .is_some_and(|s| !s.is_empty())
+/// A Pod without an address of its own (None: a Pod with one, or not a Pod).
+fn without_ip(obj: &Received) -> Option<&Object> {
+    match obj {
+        Ok(o @ Object::Pod(p)) => {
+            let ip = p.obj.status.as_ref().and_then(|s| s.pod_ip.as_deref());
+            ip.is_none_or(str::is_empty).then_some(o)
+        }
+        _ => None,
+    }
 }
 
 /// The Pod with the address the CNI plugin gave it.
-fn with_ip(pod: &Value, ip: std::net::IpAddr) -> Value {
+fn with_ip(pod: &Object, ip: std::net::IpAddr) -> Object {
     let mut p = pod.clone();
-    if !p["status"].is_object() {
-        p["status"] = Value::Object(Default::default());
+    if let Object::Pod(p) = &mut p {
+        let status = p.obj.status.get_or_insert_with(Default::default);
+        status.pod_ip = Some(ip.to_string());
+        status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+            ip: ip.to_string(),
+        }]);
     }
-    p["status"]["podIP"] = Value::from(ip.to_string());
-    p["status"]["podIPs"] = serde_json::json!([{ "ip": ip.to_string() }]);
     p
 }
 
@@ -95,27 +110,20 @@ impl ClusterWatch {
         for &kind in kinds {
             let (tx, m) = (tx.clone(), errors.clone());
             match kind {
-                Kind::Namespace => watch::<Namespace>(client, kind, tx, m),
-                Kind::Node => watch::<Node>(client, kind, tx, m),
-                Kind::Pod => watch::<Pod>(client, kind, tx, m),
-                Kind::Service => watch::<Service>(client, kind, tx, m),
-                Kind::EndpointSlice => watch::<EndpointSlice>(client, kind, tx, m),
-                Kind::NetworkPolicy => watch::<NetworkPolicy>(client, kind, tx, m),
-                Kind::Ingress => watch::<Ingress>(client, kind, tx, m),
-                Kind::IngressClass => watch::<IngressClass>(client, kind, tx, m),
-                Kind::Secret => watch::<Secret>(client, kind, tx, m),
-                // The Gateway API's kinds: custom resources, watched as the API gives them.
-                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::ReferenceGrant => {
-                    let gvk = kube::api::GroupVersionKind::gvk(
-                        kind.group(),
-                        kind.version(),
-                        kind.as_str(),
-                    );
-                    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, kind.plural());
-                    let api: kube::Api<kube::api::DynamicObject> =
-                        kube::Api::all_with(client.clone(), &ar);
-                    watch_api(api, kind, tx, m);
-                }
+                Kind::Namespace => watch::<Namespace>(client, tx, m),
+                Kind::Node => watch::<Node>(client, tx, m),
+                Kind::Pod => watch::<Pod>(client, tx, m),
+                Kind::Service => watch::<Service>(client, tx, m),
+                Kind::EndpointSlice => watch::<EndpointSlice>(client, tx, m),
+                Kind::NetworkPolicy => watch::<NetworkPolicy>(client, tx, m),
+                Kind::Ingress => watch::<Ingress>(client, tx, m),
+                Kind::IngressClass => watch::<IngressClass>(client, tx, m),
+                Kind::Secret => watch::<Secret>(client, tx, m),
+                // The Gateway API's kinds: custom resources, decoded into podnet's types.
+                Kind::GatewayClass => custom::<gateway_api::GatewayClass>(client, tx, m),
+                Kind::Gateway => custom::<gateway_api::Gateway>(client, tx, m),
+                Kind::HTTPRoute => custom::<gateway_api::HTTPRoute>(client, tx, m),
+                Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
                 // Kinds the model does not take from the API.
                 Kind::Endpoints
                 | Kind::Deployment
@@ -164,7 +172,7 @@ impl ClusterWatch {
             }
         }
         if let Some(pod) = self.no_ip.get(&key).cloned() {
-            self.one(&key, Some(&pod), model, &mut round);
+            self.one(&key, Some(Ok(pod)), model, &mut round);
         }
         round
     }
@@ -206,7 +214,7 @@ impl ClusterWatch {
     fn take(&mut self, Update(step, at): Update, model: &mut ApiModel, round: &mut Round) {
         round.oldest = Some(round.oldest.map_or(at, |o| o.min(at)));
         match step {
-            Step::Object(key, obj) => self.one(&key, obj.as_ref(), model, round),
+            Step::Object(key, obj) => self.one(&key, obj.map(|o| *o), model, round),
             Step::Listed(kind, objects) => {
                 let now: HashSet<ApiKey> = objects.iter().map(|(k, _)| k.clone()).collect();
                 let gone: Vec<ApiKey> = self
@@ -218,14 +226,20 @@ impl ClusterWatch {
                     self.one(&key, None, model, round);
                 }
                 for (key, obj) in objects {
-                    self.one(&key, Some(&obj), model, round);
+                    self.one(&key, Some(obj), model, round);
                 }
                 self.listed.insert(kind);
             }
         }
     }
 
-    fn one(&mut self, key: &ApiKey, obj: Option<&Value>, model: &mut ApiModel, round: &mut Round) {
+    fn one(
+        &mut self,
+        key: &ApiKey,
+        obj: Option<Received>,
+        model: &mut ApiModel,
+        round: &mut Round,
+    ) {
         if ALL_KINDS.contains(&key.kind) {
             let held = self.held.entry(key.kind).or_default();
             match obj {
@@ -233,29 +247,24 @@ impl ClusterWatch {
                 None => held.remove(key),
             };
         }
-        let patched;
         let mut obj = obj;
         if key.kind == Kind::Pod {
-            match obj {
-                Some(pod) if has_ip(pod) => {
-                    // The API knows the pod's address now: it is the truth.
-                    self.no_ip.remove(key);
-                    self.hints.remove(key);
-                }
-                Some(pod) => {
-                    self.no_ip.insert(key.clone(), pod.clone());
+            match obj.as_ref().map(without_ip) {
+                Some(Some(pod)) => {
+                    let pod = pod.clone();
                     if let Some(ip) = self.hints.get(key) {
-                        patched = with_ip(pod, *ip);
-                        obj = Some(&patched);
+                        obj = Some(Ok(with_ip(&pod, *ip)));
                     }
+                    self.no_ip.insert(key.clone(), pod);
                 }
-                None => {
+                // The API knows the pod's address now (it is the truth), or the pod went.
+                Some(None) | None => {
                     self.no_ip.remove(key);
                     self.hints.remove(key);
                 }
             }
         }
-        let out = model.apply(key, obj);
+        let out = model.apply_received(key, obj);
         round.events += 1;
         if let Some(why) = out.why() {
             round.refused.push((key.clone(), why));
@@ -264,32 +273,55 @@ impl ClusterWatch {
     }
 }
 
-/// Starts a watch of every object of `K`, in every namespace, sending its updates to `tx`.
-fn watch<K>(client: &kube::Client, kind: Kind, tx: mpsc::UnboundedSender<Update>, errors: Counter)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    debug_assert_eq!(K::kind(&Default::default()), kind.as_str());
-    let api: kube::Api<K> = kube::Api::all(client.clone());
-    watch_api(api, kind, tx, errors);
+/// The key of an object of `kind` the API served.
+fn key_of(kind: Kind, meta: &ObjectMeta) -> ApiKey {
+    let ns = if kind.namespaced() {
+        meta.namespace.as_deref().unwrap_or("default")
+    } else {
+        ""
+    };
+    ApiKey::new(kind, ns, meta.name.as_deref().unwrap_or_default())
 }
 
-/// Watches every object of an API, sending its updates to `tx` as objects of `kind`.
-fn watch_api<K>(api: kube::Api<K>, kind: Kind, tx: mpsc::UnboundedSender<Update>, errors: Counter)
+/// Starts a watch of every object of a built-in kind `K`, in every namespace, sending its
+/// updates to `tx` typed as kube-rs decoded them.
+fn watch<K>(client: &kube::Client, tx: mpsc::UnboundedSender<Update>, errors: Counter)
 where
+    K: Typed + kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    debug_assert_eq!(K::kind(&()), K::KIND.as_str());
+    let api: kube::Api<K> = kube::Api::all(client.clone());
+    watch_api(api, K::KIND, tx, errors, |o: K, key: &ApiKey| {
+        Ok(from_api(o, &key.origin()))
+    });
+}
+
+/// Starts a watch of every object of a custom resource `T` (the Gateway API's), sending its
+/// updates to `tx` decoded into `T` as strictly as a manifest.
+fn custom<T: Typed>(client: &kube::Client, tx: mpsc::UnboundedSender<Update>, errors: Counter) {
+    let kind = T::KIND;
+    let gvk = kube::api::GroupVersionKind::gvk(kind.group(), kind.version(), kind.as_str());
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, kind.plural());
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+    watch_api(api, kind, tx, errors, |o: DynamicObject, key: &ApiKey| {
+        let v = serde_json::to_value(&o).expect("API objects serialize");
+        from_api_json::<T>(&v, &key.origin()).map_err(|d| ModelError::Invalid(vec![d]))
+    });
+}
+
+/// Watches every object of an API, sending its updates to `tx` as objects of `kind`, each
+/// made typed by `typed`.
+fn watch_api<K>(
+    api: kube::Api<K>,
+    kind: Kind,
+    tx: mpsc::UnboundedSender<Update>,
+    errors: Counter,
+    typed: impl Fn(K, &ApiKey) -> Received + Send + Sync + 'static,
+) where
     K: kube::Resource
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
-        + serde::Serialize
         + Send
         + Sync
         + 'static,
@@ -297,33 +329,28 @@ where
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         futures_util::pin_mut!(stream);
-        let mut listing: Option<Vec<(ApiKey, Value)>> = None;
-        let json = |o: &K| {
-            let mut v = serde_json::to_value(o).ok()?;
-            // Typed objects serialize without their type; the model reads it.
-            v["kind"] = Value::from(kind.as_str());
-            v["apiVersion"] = Value::from(kind.api_version());
-            Some((ApiKey::of(&v)?, v))
+        let mut listing: Option<Vec<(ApiKey, Received)>> = None;
+        let received = |o: K| {
+            let key = key_of(kind, o.meta());
+            let obj = typed(o, &key);
+            (key, obj)
         };
         while let Some(ev) = stream.next().await {
             let at = Instant::now();
             let send = |step| tx.send(Update(step, at));
             let sent = match ev {
-                Ok(watcher::Event::Apply(o)) => match json(&o) {
-                    Some((k, v)) => send(Step::Object(k, Some(v))),
-                    None => Ok(()),
-                },
-                Ok(watcher::Event::Delete(o)) => match json(&o) {
-                    Some((k, _)) => send(Step::Object(k, None)),
-                    None => Ok(()),
-                },
+                Ok(watcher::Event::Apply(o)) => {
+                    let (k, o) = received(o);
+                    send(Step::Object(k, Some(Box::new(o))))
+                }
+                Ok(watcher::Event::Delete(o)) => send(Step::Object(key_of(kind, o.meta()), None)),
                 Ok(watcher::Event::Init) => {
                     listing = Some(Vec::new());
                     Ok(())
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    if let (Some(l), Some(kv)) = (listing.as_mut(), json(&o)) {
-                        l.push(kv);
+                    if let Some(l) = listing.as_mut() {
+                        l.push(received(o));
                     }
                     Ok(())
                 }
@@ -366,7 +393,15 @@ mod tests {
         }
     }
 
-    fn pod(ip: Option<&str>) -> Value {
+    fn pod(ip: Option<&str>) -> Received {
+        let v = pod_json(ip);
+        Ok(from_api(
+            serde_json::from_value::<Pod>(v).unwrap(),
+            &key().origin(),
+        ))
+    }
+
+    fn pod_json(ip: Option<&str>) -> serde_json::Value {
         let mut p = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
@@ -397,7 +432,7 @@ mod tests {
         let mut m = ApiModel::new(&Default::default()).unwrap();
         let mut w = watch();
         let mut r = Round::default();
-        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        w.one(&key(), Some(pod(None)), &mut m, &mut r);
         assert!(ips(&m).is_empty());
         let ip: std::net::IpAddr = "10.244.1.9".parse().unwrap();
         // The plugin's ADD: the pod changes (NetworkPolicy reads its address).
@@ -410,10 +445,10 @@ mod tests {
         );
         // The API writes the pod again, still without its address: the hint holds.
         let mut r = Round::default();
-        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        w.one(&key(), Some(pod(None)), &mut m, &mut r);
         assert_eq!(ips(&m), vec![ip]);
         // The API shows the address: it is the truth, and the hint goes.
-        w.one(&key(), Some(&pod(Some("10.244.1.9"))), &mut m, &mut r);
+        w.one(&key(), Some(pod(Some("10.244.1.9"))), &mut m, &mut r);
         assert_eq!(ips(&m), vec![ip]);
         assert!(w.hints().is_empty());
         // A later ADD for a pod the API shows with an address records nothing.
@@ -431,7 +466,7 @@ mod tests {
         let r = w.hint(key(), Some(ip), &mut m);
         assert!(r.changed.is_empty());
         let mut r = Round::default();
-        w.one(&key(), Some(&pod(None)), &mut m, &mut r);
+        w.one(&key(), Some(pod(None)), &mut m, &mut r);
         assert_eq!(ips(&m), vec![ip]);
         // DEL: the pod is read as the API shows it again.
         w.hint(key(), None, &mut m);

@@ -31,15 +31,10 @@ fn watch(w: GatewayWatch) -> Result<()> {
         threads,
     } = w;
     podnet_gateway_controller::run(podnet_gateway_controller::Config {
-        settings: crate::agent::settings(api.config.as_deref(), &api.cluster)?,
-        kubeconfig: api.kubeconfig,
+        proxy: crate::ingress::proxy(api, admin, served, no_access_log, threads)?,
         gateway: crate::ingress::ns_name("--gateway", &gateway)?,
         address,
-        admin,
-        served,
         write_status,
-        access_log: !no_access_log,
-        threads,
     })?;
     Ok(())
 }

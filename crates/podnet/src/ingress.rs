@@ -16,6 +16,24 @@ pub(crate) fn ns_name(flag: &str, s: &str) -> Result<podnet_model::NsName> {
     }
 }
 
+/// What every edge proxy following the API is asked, from its flags.
+pub(crate) fn proxy(
+    api: crate::ApiArgs,
+    admin: std::net::SocketAddr,
+    served: Option<std::path::PathBuf>,
+    no_access_log: bool,
+    threads: usize,
+) -> Result<podnet_ingress_controller::Proxy> {
+    Ok(podnet_ingress_controller::Proxy {
+        settings: crate::agent::settings(api.config.as_deref(), &api.cluster)?,
+        kubeconfig: api.kubeconfig,
+        admin,
+        served,
+        access_log: !no_access_log,
+        threads,
+    })
+}
+
 pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
     let IngressCommand::Watch {
         api,
@@ -27,18 +45,14 @@ pub fn run(cmd: IngressCommand) -> Result<ExitCode> {
         no_access_log,
         threads,
     } = cmd;
+    let proxy = proxy(api, admin, served, no_access_log, threads)?;
     podnet_ingress_controller::run(podnet_ingress_controller::Config {
-        settings: crate::agent::settings(api.config.as_deref(), &api.cluster)?,
-        kubeconfig: api.kubeconfig,
+        proxy,
         http,
         https,
-        admin,
-        served,
         publish: publish_service
             .map(|s| ns_name("--publish-service", &s))
             .transpose()?,
-        access_log: !no_access_log,
-        threads,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -54,6 +54,12 @@ impl Builder {
     ) {
         let spec = src.obj.spec.as_ref().expect("validated");
         let oref = ObjectRef::new("Service", Some(&svc.namespace), &svc.name);
+        // An error at one of the Service's fields.
+        let invalid = |field: &str, message: String| {
+            Diagnostic::error(src.locate(field), message)
+                .with_object(oref.clone())
+                .with_field(field)
+        };
         let ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
             (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
             (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
@@ -62,7 +68,7 @@ impl Builder {
         if svc.service_type != ServiceType::ExternalName && !svc.headless {
             if let Some(fam) = spec.ip_families.as_ref().and_then(|f| f.first()) {
                 if fam == "IPv6" && self.config.service_cidr.addr().is_ipv4() {
-                    self.diags.push(Diagnostic::error(src.locate("spec.ipFamilies[0]"), "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()).with_object(oref.clone()).with_field("spec.ipFamilies[0]"));
+                    self.diags.push(invalid("spec.ipFamilies[0]", "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()));
                 }
             }
             for (i, raw) in ips.iter().enumerate() {
@@ -75,14 +81,8 @@ impl Builder {
                     continue;
                 };
                 if let Err(why) = alloc.claim_ip(ip) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            src.locate(&field),
-                            format!("Invalid value: {raw:?}: {why}"),
-                        )
-                        .with_object(oref.clone())
-                        .with_field(field),
-                    );
+                    self.diags
+                        .push(invalid(&field, format!("Invalid value: {raw:?}: {why}")));
                 } else {
                     svc.cluster_ips.push(ip);
                 }
@@ -94,28 +94,17 @@ impl Builder {
                 if let Err(why) =
                     alloc.claim_port(np, &svc.namespace, &svc.name, p.protocol.as_str())
                 {
-                    self.diags.push(
-                        Diagnostic::error(
-                            src.locate(&field),
-                            format!("Invalid value: {np}: {why}"),
-                        )
-                        .with_object(oref.clone())
-                        .with_field(field),
-                    );
+                    self.diags
+                        .push(invalid(&field, format!("Invalid value: {np}: {why}")));
                     p.node_port = None;
                 }
             }
         }
         if let Some(hc) = svc.health_check_node_port {
             if let Err(why) = alloc.claim_port(hc, &svc.namespace, &svc.name, "health") {
-                self.diags.push(
-                    Diagnostic::error(
-                        src.locate("spec.healthCheckNodePort"),
-                        format!("Invalid value: {hc}: {why}"),
-                    )
-                    .with_object(oref.clone())
-                    .with_field("spec.healthCheckNodePort"),
-                );
+                let field = "spec.healthCheckNodePort";
+                self.diags
+                    .push(invalid(field, format!("Invalid value: {hc}: {why}")));
             }
         }
     }
@@ -320,10 +309,7 @@ pub(super) fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
             ("provider".to_string(), "kubernetes".to_string()),
         ]
         .into(),
-        selector: None,
         cluster_ips: vec![ip],
-        headless: false,
-        external_name: None,
         ports: vec![ServicePortInfo {
             name: "https".into(),
             protocol: Protocol::Tcp,
@@ -332,15 +318,8 @@ pub(super) fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
             node_port: None,
             app_protocol: None,
         }],
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        session_affinity_timeout: None,
-        external_traffic_policy: TrafficPolicy::Cluster,
-        internal_traffic_policy: TrafficPolicy::Cluster,
-        health_check_node_port: None,
-        publish_not_ready_addresses: false,
-        endpoint_slices: vec![],
         builtin: true,
+        ..ServiceInfo::default()
     }
 }
 
