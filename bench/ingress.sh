@@ -22,5 +22,6 @@ command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >
 }
 cargo build --release -q -p podnet-gateway --example edge_bench
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors
+# BASELINE=<edge_bench of another build> adds it to the rounds, for an A/B.
 exec python3 bench/ingress_bench.py "$PWD/target/release/examples/edge_bench" \
   "${SECS:-8}" "${ROUNDS:-1}" "${IDLE:-9000}"

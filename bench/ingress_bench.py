@@ -4,6 +4,7 @@ and p50/p99 latency per point, the ratios to nginx, and the memory with idle con
 
 import shutil
 import socket
+import os
 import sys
 import tempfile
 import time
@@ -12,7 +13,12 @@ from edgebench import Bench, failures, med, wait_port
 
 BENCH, SECS, ROUNDS, IDLE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 BACKEND = 18081
-PORTS = {"podnet": (18180, 18543), "nginx": (18280, 18643), "haproxy": (18380, 18743)}
+PORTS = {"podnet": (18180, 18543), "nginx": (18280, 18643), "haproxy": (18380, 18743),
+         "baseline": (18480, 18843)}
+# BASELINE=<another build's edge_bench>: podnet against that build too, in the same rounds
+# (a change's A/B: no regression, or by how much).
+BASELINE = os.environ.get("BASELINE")
+PROXIES = ["podnet", "nginx", "haproxy"] + (["baseline"] if BASELINE else [])
 CONNS = [1, 16, 256]
 tmp = tempfile.mkdtemp(prefix="podnet-ingress-bench-")
 bench = Bench(tmp, SECS)
@@ -111,8 +117,9 @@ for name, text in [("backend", backend_conf), ("nginx", nginx_conf), ("haproxy",
 
 def start_proxy(name):
     http, https = PORTS[name]
-    if name == "podnet":
-        cmd = [BENCH, "ingress", f"127.0.0.1:{http}", f"127.0.0.1:{https}", f"127.0.0.1:{BACKEND}", "1", crt, key]
+    if name in ("podnet", "baseline"):
+        exe = BENCH if name == "podnet" else BASELINE
+        cmd = [exe, "ingress", f"127.0.0.1:{http}", f"127.0.0.1:{https}", f"127.0.0.1:{BACKEND}", "1", crt, key]
     elif name == "nginx":
         cmd = ["nginx", "-e", f"{tmp}/nginx.err", "-c", f"{tmp}/nginx.conf"]
     else:
@@ -175,7 +182,7 @@ bench.start(["taskset", "-c", "0", "nginx", "-e", f"{tmp}/backend.err", "-c", f"
 wait_port(BACKEND, "the backend")
 try:
     for r in range(ROUNDS):
-        for name in ["podnet", "nginx", "haproxy"]:
+        for name in PROXIES:
             p = start_proxy(name)
             http, https = PORTS[name]
             # Warm the pools and the TLS session caches alike.
@@ -210,3 +217,13 @@ print("|---|---|---|---|")
 print("| RSS before (MB) | " + " | ".join(f"{memory[n][1]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
 print("| RSS growth (MB) | " + " | ".join(f"{memory[n][0]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
 print("| answered / still open after 1 s | " + " | ".join(str(memory[n][2]) for n in ["podnet", "nginx", "haproxy"]) + " |")
+if BASELINE:
+    print()
+    print(f"| protocol | conns | podnet req/s | baseline req/s ({BASELINE}) | podnet/baseline | podnet p50/p99 ms | baseline p50/p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for proto in ["HTTP/1.1", "HTTPS/1.1", "HTTPS/2"]:
+        for c in CONNS:
+            a, b = results[("podnet", proto, c)], results[("baseline", proto, c)]
+            print(f"| {proto} | {c} | {med(a, 0):.0f} | {med(b, 0):.0f} | {med(a, 0) / med(b, 0):.2f} | "
+                  f"{med(a, 1):.3f} / {med(a, 2):.3f} | {med(b, 1):.3f} / {med(b, 2):.3f} |")
+    print(f"| RSS growth with {IDLE} idle connections (MB) | {memory['podnet'][0]:.1f} | {memory['baseline'][0]:.1f} | | | |")

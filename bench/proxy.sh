@@ -63,17 +63,14 @@ med() { python3 -c "import statistics,sys; print(statistics.median(map(float, sy
 l_many=$(med "${many[@]}"); l_one=$(med "${one[@]}")
 echo "| first connection through a ClusterIP (median of 5 runs of 2000) | ${l_many} µs with ${N} Services | ${l_one} µs with 1 Service | $(python3 -c "print(f'{${l_many}/${l_one}:.2f}x')") |"
 
-# 3. Throughput through a ClusterIP against the pod IP, across nodes.
+# 3. Throughput through a ClusterIP against the pod IP, across nodes. The lab's test servers
+# listen on every port a Service selects a pod on, so the Service reaches iperf3's port through
+# an EndpointSlice of its own (no selector, no targetRef), written once the pod has its address.
 cat > "$tmp/perf.yaml" <<'YAML'
 apiVersion: v1
 kind: Pod
 metadata: {name: server, labels: {app: iperf}}
 spec: {nodeName: node-1, containers: [{name: c, image: x}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: iperf}
-spec: {clusterIP: 10.96.52.1, selector: {app: iperf}, ports: [{port: 5201}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -82,7 +79,22 @@ spec: {nodeName: node-0, containers: [{name: c, image: x}]}
 YAML
 $P lab up --name benchproxy -f "$tmp/perf.yaml" >/dev/null
 sip=$($P lab status --name benchproxy -o json | python3 -c 'import json,sys; print([p["ip"] for p in json.load(sys.stdin)["pods"] if p["name"]=="server"][0])')
-gbps() { $P lab exec --name benchproxy default/server -- iperf3 -s -1 -D; sleep 0.3; $P lab exec --name benchproxy default/client -- iperf3 -c "$1" -t 5 -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
+cat >> "$tmp/perf.yaml" <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata: {name: iperf}
+spec: {clusterIP: 10.96.52.1, ports: [{port: 5201}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: iperf-1, labels: {kubernetes.io/service-name: iperf}}
+addressType: IPv4
+ports: [{port: 5201}]
+endpoints: [{addresses: [$sip]}]
+YAML
+$P lab apply --name benchproxy -f "$tmp/perf.yaml" >/dev/null
+gbps() { $P lab exec --name benchproxy default/server -- iperf3 -s -1 -D; sleep 0.3; $P lab exec --name benchproxy default/client -- iperf3 -c "$1" -t 5 -J | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d.get("error"); sys.exit("iperf3: " + e) if e else print("%.2f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
 # Interleaved, three times each; medians.
 d=(); v=()
 for _ in 1 2 3; do d+=("$(gbps "$sip")"); v+=("$(gbps 10.96.52.1)"); done

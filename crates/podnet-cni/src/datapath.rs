@@ -284,19 +284,26 @@ async fn has_permanent_neighbour(
     Ok(false)
 }
 
+/// An attachment's address and its veth pair's ends: the host interface's name, its MAC and
+/// the pod's.
+fn ends_of(a: &Attach) -> CniResult<(Ipv4Addr, String, [u8; 6], [u8; 6])> {
+    let IpAddr::V4(ip) = a.ip else {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "the datapath is IPv4-only for now",
+        ));
+    };
+    let host = host_ifname(&a.container_id, &a.ifname);
+    let (host_mac, pod_mac) = macs(&host);
+    Ok((ip, host, host_mac, pod_mac))
+}
+
 /// The real datapath, through rtnetlink. Node-side work runs in the plugin's own namespace.
 pub struct Netlink;
 
 impl Datapath for Netlink {
     fn add(&self, a: &Attach) -> CniResult<Wired> {
-        let IpAddr::V4(ip) = a.ip else {
-            return Err(CniError::new(
-                code::INVALID_CONFIG,
-                "the datapath is IPv4-only for now",
-            ));
-        };
-        let host = host_ifname(&a.container_id, &a.ifname);
-        let (host_mac, pod_mac) = macs(&host);
+        let (ip, host, host_mac, pod_mac) = ends_of(a)?;
         let ns_file = netns::open(&a.netns)?;
         let ends = Ends {
             host: host.clone(),
@@ -376,14 +383,7 @@ impl Datapath for Netlink {
     }
 
     fn check(&self, a: &Attach) -> CniResult<()> {
-        let IpAddr::V4(ip) = a.ip else {
-            return Err(CniError::new(
-                code::INVALID_CONFIG,
-                "the datapath is IPv4-only for now",
-            ));
-        };
-        let host = host_ifname(&a.container_id, &a.ifname);
-        let (host_mac, pod_mac) = macs(&host);
+        let (ip, host, host_mac, pod_mac) = ends_of(a)?;
         let mtu = a.mtu;
         netns::here(move |h| check_node_side(h, host, ip, mtu, pod_mac))?;
         if netns::read_sysctl("net.ipv4.ip_forward")? != "1" {

@@ -51,49 +51,47 @@ pub fn wanted(c: &podnet_model::Cluster, image: &str) -> Vec<Value> {
     out
 }
 
-async fn reconcile(client: &kube::Client, want: &[Value]) {
-    let deployments: kube::Api<Deployment> =
-        kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
-    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+/// Applies the objects of `want` of one kind server-side, and deletes podnet's others of that
+/// kind (their Gateway went).
+async fn reconcile_kind<K>(api: kube::Api<K>, kind: Kind, want: &[&Value])
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let pp = PatchParams::apply(MANAGER).force();
-    let mut names: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
     for v in want {
-        let kind = v["kind"].as_str().unwrap_or_default().to_string();
         let name = v["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let applied = match kind.as_str() {
-            "Deployment" => deployments
-                .patch(&name, &pp, &Patch::Apply(v))
-                .await
-                .map(drop),
-            _ => services.patch(&name, &pp, &Patch::Apply(v)).await.map(drop),
-        };
-        if let Err(e) = applied {
+        if let Err(e) = api.patch(&name, &pp, &Patch::Apply(v)).await {
             eprintln!("{kind} {GATEWAY_NAMESPACE}/{name}: {e}");
         }
-        names.insert((kind, name));
+        names.insert(name);
     }
     let managed = ListParams::default().labels(&format!("{}={}", MANAGED.0, MANAGED.1));
-    if let Ok(list) = deployments.list(&managed).await {
-        for d in list.items {
-            let name = d.metadata.name.unwrap_or_default();
-            if !names.contains(&("Deployment".to_string(), name.clone())) {
-                eprintln!("deleting Deployment {GATEWAY_NAMESPACE}/{name}: its Gateway went");
-                let _ = deployments.delete(&name, &DeleteParams::default()).await;
+    if let Ok(list) = api.list(&managed).await {
+        for o in list.items {
+            let name = o.meta().name.clone().unwrap_or_default();
+            if !names.contains(&name) {
+                eprintln!("deleting {kind} {GATEWAY_NAMESPACE}/{name}: its Gateway went");
+                let _ = api.delete(&name, &DeleteParams::default()).await;
             }
         }
     }
-    if let Ok(list) = services.list(&managed).await {
-        for s in list.items {
-            let name = s.metadata.name.unwrap_or_default();
-            if !names.contains(&("Service".to_string(), name.clone())) {
-                eprintln!("deleting Service {GATEWAY_NAMESPACE}/{name}: its Gateway went");
-                let _ = services.delete(&name, &DeleteParams::default()).await;
-            }
-        }
-    }
+}
+
+async fn reconcile(client: &kube::Client, want: &[Value]) {
+    let of = |k: Kind| -> Vec<&Value> {
+        want.iter()
+            .filter(|v| v["kind"].as_str().and_then(Kind::parse) == Some(k))
+            .collect()
+    };
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+    reconcile_kind(services, Kind::Service, &of(Kind::Service)).await;
+    let deployments: kube::Api<Deployment> =
+        kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+    reconcile_kind(deployments, Kind::Deployment, &of(Kind::Deployment)).await;
 }
 
 /// Runs the class controller with the provisioner until SIGTERM or Ctrl-C.

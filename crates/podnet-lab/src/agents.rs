@@ -177,26 +177,6 @@ pub fn supervise_ingress(exe: PathBuf, lab: &str, pod: &PodPlan, agents: bool) -
     )
 }
 
-/// The Ingress controller pods that do not serve yet what the lab computed.
-fn ingress_pending(lab: &str, st: &LabState) -> Vec<String> {
-    let Some(want) = &st.ingress else {
-        return Vec::new();
-    };
-    st.plan
-        .pods
-        .iter()
-        .filter(|p| p.ingress_controller && st.pod_ips.contains_key(&p.key()))
-        .filter(|p| {
-            std::fs::read(served_ingress_file(lab, p))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .as_ref()
-                != Some(want)
-        })
-        .map(|p| format!("ingress-{}-{}", p.namespace, p.name))
-        .collect()
-}
-
 /// The command line of a Gateway's proxy pod: `podnet gateway watch` against the lab's API,
 /// writing its status there and recording what it serves for `lab up` and `lab apply` to wait
 /// on.
@@ -240,25 +220,6 @@ pub fn supervise_gateway(
         agents.then(|| node_ready(&lab, &pod.node)),
         move || gateway_command(&exe, &lab, &pod2, &gw),
     )
-}
-
-/// The Gateways' proxy pods that do not serve yet what the lab computed.
-fn gateway_pending(lab: &str, st: &LabState) -> Vec<String> {
-    st.plan
-        .pods
-        .iter()
-        .filter(|p| st.pod_ips.contains_key(&p.key()))
-        .filter_map(|p| Some((p, p.gateway.as_ref()?)))
-        .filter(|(p, g)| {
-            let want = st.gateways.get(&g.to_string());
-            std::fs::read(served_gateway_file(lab, p))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .as_ref()
-                != want
-        })
-        .map(|(p, _)| format!("gateway-{}-{}", p.namespace, p.name))
-        .collect()
 }
 
 /// Where a DNS pod's server records the zone it serves.
@@ -430,28 +391,60 @@ pub fn supervise_dns(exe: PathBuf, lab: &str, pod: &PodPlan, agents: bool) -> Su
     )
 }
 
-/// Whether each cluster DNS pod serves the zone the lab computed.
-fn dns_pending(lab: &str, st: &LabState) -> Vec<String> {
-    let Some(want) = st
-        .dns
-        .as_ref()
-        .map(|z| serde_json::to_value(z).expect("JSON"))
-    else {
-        return Vec::new();
-    };
+/// What a pod's server recorded it serves (None: nothing readable yet).
+fn served(file: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+}
+
+/// The running pods of a kind of server (`want` says what each is to serve, None: not one of
+/// them) that have not recorded serving it yet, each as `<what>-<namespace>-<pod>` (their
+/// log's name).
+fn pending(
+    st: &LabState,
+    what: &str,
+    file: impl Fn(&PodPlan) -> PathBuf,
+    want: impl Fn(&PodPlan) -> Option<Option<serde_json::Value>>,
+) -> Vec<String> {
     st.plan
         .pods
         .iter()
-        .filter(|p| p.dns_server && st.pod_ips.contains_key(&p.key()))
-        .filter(|p| {
-            std::fs::read(served_zone_file(lab, p))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .as_ref()
-                != Some(&want)
-        })
-        .map(|p| format!("dns-{}-{}", p.namespace, p.name))
+        .filter(|p| st.pod_ips.contains_key(&p.key()))
+        .filter_map(|p| Some((p, want(p)?)))
+        .filter(|(p, want)| served(&file(p)) != *want)
+        .map(|(p, _)| format!("{what}-{}-{}", p.namespace, p.name))
         .collect()
+}
+
+/// The Ingress controller pods that do not serve yet what the lab computed (when it has
+/// them), the Gateways' proxy pods, and (`dns`) the cluster DNS pods.
+fn servers_pending(lab: &str, st: &LabState, dns: bool) -> Vec<String> {
+    let ingress = |p: &PodPlan| p.ingress_controller.then(|| st.ingress.clone());
+    let gateway = |p: &PodPlan| Some(st.gateways.get(&p.gateway.as_ref()?.to_string()).cloned());
+    let zone = st
+        .dns
+        .as_ref()
+        .map(|z| serde_json::to_value(z).expect("JSON"));
+    let dns_pod = |p: &PodPlan| (dns && p.dns_server).then(|| zone.clone());
+    // A kind of server the lab does not have (None wanted) is not waited for.
+    let mut out = pending(
+        st,
+        "ingress",
+        |p| served_ingress_file(lab, p),
+        |p| ingress(p).filter(Option::is_some),
+    );
+    out.extend(pending(
+        st,
+        "gateway",
+        |p| served_gateway_file(lab, p),
+        gateway,
+    ));
+    out.extend(pending(
+        st,
+        "dns",
+        |p| served_zone_file(lab, p),
+        |p| dns_pod(p).filter(Option::is_some),
+    ));
+    out
 }
 
 /// What a node's agent last verified its kernel to hold (read back and found, or repaired,
@@ -494,13 +487,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
         pending.retain(|n| verified(lab, n).as_ref() != st.expected.get(n));
         // And the cluster DNS pods: serving the zone the lab computed.
         // (Without agents, the lab's process serves DNS itself, and has loaded the zone.)
-        let mut dns = if st.agents {
-            dns_pending(lab, st)
-        } else {
-            Vec::new()
-        };
-        dns.append(&mut ingress_pending(lab, st));
-        dns.append(&mut gateway_pending(lab, st));
+        let mut dns = servers_pending(lab, st, st.agents);
         if let (true, true, Some(c)) = (pending.is_empty(), dns.is_empty(), &client) {
             match rt.block_on(crate::statuses::pending(c, &st.statuses)) {
                 Ok(s) if s.is_empty() => statuses_seen = true,

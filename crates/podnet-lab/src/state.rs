@@ -71,7 +71,7 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         .unwrap_or(now)
         .to_string();
     let mut seen = std::collections::BTreeSet::new();
-    let mut stamp = |kind: &str, meta: &mut ObjectMeta, spec: serde_json::Value| {
+    let mut stamp = |kind: podnet_model::Kind, meta: &mut ObjectMeta, spec: serde_json::Value| {
         let key = format!(
             "{kind}/{}/{}",
             meta.namespace.as_deref().unwrap_or(""),
@@ -96,22 +96,20 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
     fn json(spec: &impl Serialize) -> serde_json::Value {
         serde_json::to_value(spec).unwrap_or_default()
     }
-    for o in &mut c.gateway_classes {
-        let spec = json(&o.obj.spec);
-        stamp("GatewayClass", &mut o.obj.metadata, spec);
+    macro_rules! stamp_each {
+        ($($list:ident => $kind:ident),*) => {
+            $(for o in &mut c.$list {
+                let spec = json(&o.obj.spec);
+                stamp(podnet_model::Kind::$kind, &mut o.obj.metadata, spec);
+            })*
+        };
     }
-    for o in &mut c.gateways {
-        let spec = json(&o.obj.spec);
-        stamp("Gateway", &mut o.obj.metadata, spec);
-    }
-    for o in &mut c.http_routes {
-        let spec = json(&o.obj.spec);
-        stamp("HTTPRoute", &mut o.obj.metadata, spec);
-    }
-    for o in &mut c.reference_grants {
-        let spec = json(&o.obj.spec);
-        stamp("ReferenceGrant", &mut o.obj.metadata, spec);
-    }
+    stamp_each!(
+        gateway_classes => GatewayClass,
+        gateways => Gateway,
+        http_routes => HTTPRoute,
+        reference_grants => ReferenceGrant
+    );
     st.gateway_meta.retain(|k, _| seen.contains(k));
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podnet_model::{ApiKey, Cluster, Kind, NsName};
 use serde_json::Value;
 
@@ -39,7 +40,7 @@ fn value<T: serde::Serialize>(o: &T) -> Value {
     serde_json::to_value(o).expect("API objects serialize")
 }
 
-fn key_of(kind: Kind, m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ApiKey {
+fn key_of(kind: Kind, m: &ObjectMeta) -> ApiKey {
     let ns = if kind.info().namespaced {
         m.namespace.as_deref().unwrap_or("default")
     } else {
@@ -52,6 +53,15 @@ fn key_of(kind: Kind, m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Object
 /// running: a pod's processes start once it has its address).
 pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
     let mut out = Vec::new();
+    // An object's status, when its controller runs (`writer`) and has one to write.
+    let mut expect =
+        |kind: Kind, meta: &ObjectMeta, writer: &dyn Fn(&NsName) -> bool, st: Option<Value>| {
+            let key = key_of(kind, meta);
+            if let (true, Some(st)) = (writer(&NsName::new(&key.namespace, &key.name)), st) {
+                let status = comparable(kind, &st);
+                out.push(Expected { key, status });
+            }
+        };
     let running: Vec<&PodPlan> = st
         .plan
         .pods
@@ -65,36 +75,21 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
             .into_iter()
             .collect();
         for i in podnet_ingress::edge::with_status(c) {
-            let key = key_of(Kind::Ingress, &i.metadata);
-            if let (true, Some(st)) = (
-                served.contains(&NsName::new(&key.namespace, &key.name)),
-                &i.status,
-            ) {
-                let status = comparable(Kind::Ingress, &value(st));
-                out.push(Expected { key, status });
-            }
+            let st = i.status.as_ref().map(value);
+            expect(Kind::Ingress, &i.metadata, &|k| served.contains(k), st);
         }
     }
     let g = podnet_gateway::compute(c);
     // The class controller runs beside the API: every class of podnet's.
     for gc in &g.classes {
-        if let Some(st) = &gc.status {
-            let key = key_of(Kind::GatewayClass, &gc.metadata);
-            let status = comparable(Kind::GatewayClass, &value(st));
-            out.push(Expected { key, status });
-        }
+        let st = gc.status.as_ref().map(value);
+        expect(Kind::GatewayClass, &gc.metadata, &|_| true, st);
     }
     // The Gateways that have a proxy, and their entries in routes.
     let proxied: BTreeSet<NsName> = running.iter().filter_map(|p| p.gateway.clone()).collect();
     for gw in &g.gateways {
-        let key = key_of(Kind::Gateway, &gw.metadata);
-        if let (true, Some(st)) = (
-            proxied.contains(&NsName::new(&key.namespace, &key.name)),
-            &gw.status,
-        ) {
-            let status = comparable(Kind::Gateway, &value(st));
-            out.push(Expected { key, status });
-        }
+        let st = gw.status.as_ref().map(value);
+        expect(Kind::Gateway, &gw.metadata, &|k| proxied.contains(k), st);
     }
     for r in &g.routes {
         let key = key_of(Kind::HTTPRoute, &r.metadata);

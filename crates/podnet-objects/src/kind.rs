@@ -278,6 +278,20 @@ impl Kind {
         &TABLE[self as usize]
     }
 
+    /// Whether the model takes objects of the kind from the API (the workload controllers'
+    /// kinds and Endpoints it computes from manifests only; ClusterConfig is podnet's own).
+    pub const fn read_from_api(self) -> bool {
+        !matches!(
+            self,
+            Kind::Endpoints
+                | Kind::Deployment
+                | Kind::ReplicaSet
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::ClusterConfig
+        )
+    }
+
     /// Whether a controller writes the kind's status through the API's `status` subresource
     /// (the Ingress controller an Ingress's, the Gateway controller those of the Gateway API's
     /// kinds): the only writes the lab's API takes, and what it keeps when the lab changes.

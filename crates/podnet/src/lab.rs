@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::output::table;
+use crate::output::table_of;
 use crate::{build_model, build_model_around, LabCommand, LabInput};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
@@ -101,20 +101,15 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
 
 /// `podnet lab up`.
 fn up(input: LabInput) -> Result<ExitCode> {
-    let LabInput {
-        lab,
-        no_agents,
-        manifests,
-        cluster,
-    } = input;
-    let Some(model) = build_model(&manifests.files, &cluster)? else {
+    let (lab, manifests, cluster) = (&input.lab, &input.manifests, &input.cluster);
+    let Some(model) = build_model(&manifests.files, cluster)? else {
         eprintln!("nothing was created");
         return Ok(ExitCode::FAILURE);
     };
     need_root()?;
     let start = Instant::now();
     let exe = std::env::current_exe().context("finding the podnet binary")?;
-    let st = podnet_lab::up_with(&lab.name, &model, &exe, !no_agents)?;
+    let st = podnet_lab::up_with(&lab.name, &model, &exe, !input.no_agents)?;
     let pods = st.plan.pods.len();
     println!(
         "lab {:?} is up in {:.2}s: {} nodes, {pods} pods, external client at {}",
@@ -129,20 +124,15 @@ fn up(input: LabInput) -> Result<ExitCode> {
 
 /// `podnet lab apply`.
 fn apply(input: LabInput) -> Result<ExitCode> {
-    let LabInput {
-        lab,
-        manifests,
-        cluster,
-        no_agents,
-    } = input;
-    if no_agents {
+    let (lab, manifests, cluster) = (&input.lab, &input.manifests, &input.cluster);
+    if input.no_agents {
         bail!(
             "--no-agents is a `lab up` flag: a running lab keeps how its nodes are programmed (lab down, then lab up --no-agents)"
         );
     }
     // Running pods stay where they are, as the scheduler never moves them.
     let running = podnet_lab::load_state(&lab.name)?.placements();
-    let Some(model) = build_model_around(&manifests.files, &cluster, &running)? else {
+    let Some(model) = build_model_around(&manifests.files, cluster, &running)? else {
         eprintln!("nothing was changed");
         return Ok(ExitCode::FAILURE);
     };
@@ -166,22 +156,22 @@ fn apply(input: LabInput) -> Result<ExitCode> {
 }
 
 fn status_tables(st: &podnet_lab::Status) -> String {
-    let nodes: Vec<_> = st
-        .nodes
-        .iter()
-        .map(|n| {
+    let nodes = table_of(
+        &["NAME", "INTERNAL-IP", "POD-CIDR", "READY"],
+        &st.nodes,
+        |n| {
             vec![
                 n.name.clone(),
                 n.ip.to_string(),
                 n.pod_cidr.to_string(),
                 ready(n.ready),
             ]
-        })
-        .collect();
-    let pods: Vec<_> = st
-        .pods
-        .iter()
-        .map(|p| {
+        },
+    );
+    let pods = table_of(
+        &["NAMESPACE", "NAME", "NODE", "IP", "READY"],
+        &st.pods,
+        |p| {
             vec![
                 p.namespace.clone(),
                 p.name.clone(),
@@ -189,13 +179,9 @@ fn status_tables(st: &podnet_lab::Status) -> String {
                 p.ip.map_or("<none>".into(), |i| i.to_string()),
                 ready(p.ready),
             ]
-        })
-        .collect();
-    format!(
-        "NODES\n{}\nPODS\n{}",
-        table(&["NAME", "INTERNAL-IP", "POD-CIDR", "READY"], &nodes),
-        table(&["NAMESPACE", "NAME", "NODE", "IP", "READY"], &pods)
-    )
+        },
+    );
+    format!("NODES\n{nodes}\nPODS\n{pods}")
 }
 
 fn ready(b: bool) -> String {

@@ -33,6 +33,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table of `items`, one row each.
+pub fn table_of<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    table(header, &items.iter().map(row).collect::<Vec<_>>())
+}
+
 /// `80:30080/TCP`, as `kubectl get svc` prints PORT(S).
 pub fn ports_column(s: &ServiceInfo) -> String {
     if s.ports.is_empty() {
@@ -127,22 +132,14 @@ fn labels(l: &podnet_model::Labels) -> String {
 pub fn tables(c: &Cluster) -> String {
     let mut out = String::new();
     out.push_str("NODES\n");
-    let rows: Vec<_> = c
-        .nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.name.clone(),
-                n.internal_ip.to_string(),
-                n.pod_cidrs
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ]
-        })
-        .collect();
-    out.push_str(&table(&["NAME", "INTERNAL-IP", "POD-CIDR"], &rows));
+    out.push_str(&table_of(
+        &["NAME", "INTERNAL-IP", "POD-CIDR"],
+        &c.nodes,
+        |n| {
+            let cidrs: Vec<String> = n.pod_cidrs.iter().map(ToString::to_string).collect();
+            vec![n.name.clone(), n.internal_ip.to_string(), cidrs.join(",")]
+        },
+    ));
 
     out.push_str("\nPODS\n");
     let rows: Vec<_> = c

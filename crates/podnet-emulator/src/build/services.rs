@@ -223,12 +223,7 @@ impl Builder {
                 continue;
             }
             let key = svc.key().to_string();
-            let wanted = src
-                .obj
-                .spec
-                .as_ref()
-                .and_then(|s| s.load_balancer_ip.as_deref())
-                .filter(|s| !s.is_empty());
+            let wanted = requested_lb_ip(src);
             if let Some(raw) = wanted {
                 let ip: IpAddr = raw.parse().expect("validated");
                 if !pool.contains(&ip) {
@@ -260,12 +255,7 @@ impl Builder {
             {
                 continue;
             }
-            let wanted = src
-                .obj
-                .spec
-                .as_ref()
-                .and_then(|s| s.load_balancer_ip.as_deref())
-                .filter(|s| !s.is_empty());
+            let wanted = requested_lb_ip(src);
             if wanted.is_some() || pool.is_empty() {
                 continue;
             }
@@ -329,4 +319,13 @@ pub(super) fn pool_string(c: &ClusterConfig) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The load-balancer address a Service asks for (`spec.loadBalancerIP`), if any.
+fn requested_lb_ip(src: &Sourced<Service>) -> Option<&str> {
+    src.obj
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .filter(|s| !s.is_empty())
 }
