@@ -482,20 +482,21 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
         let _rt = rt.enter();
         Some(crate::statuses::client(lab)?)
     };
-    let mut statuses_seen = false;
     loop {
         pending.retain(|n| verified(lab, n).as_ref() != st.expected.get(n));
         // And the cluster DNS pods: serving the zone the lab computed.
         // (Without agents, the lab's process serves DNS itself, and has loaded the zone.)
         let mut dns = servers_pending(lab, st, st.agents);
-        if let (true, true, Some(c)) = (pending.is_empty(), dns.is_empty(), &client) {
+        // Last, the status the controllers write: read from the API (four lists), so not at
+        // the pace of the files above.
+        let read_api = pending.is_empty() && dns.is_empty() && client.is_some();
+        if let (true, Some(c)) = (read_api, &client) {
             match rt.block_on(crate::statuses::pending(c, &st.statuses)) {
-                Ok(s) if s.is_empty() => statuses_seen = true,
                 Ok(s) => dns.extend(s.into_iter().map(|k| format!("status of {k}"))),
                 Err(e) => dns.push(format!("status (the lab's API: {e})")),
             }
         }
-        if pending.is_empty() && dns.is_empty() && (client.is_none() || statuses_seen) {
+        if pending.is_empty() && dns.is_empty() {
             break;
         }
         pending.append(&mut dns);
@@ -533,7 +534,7 @@ pub fn wait(lab: &str, st: &mut LabState) -> Result<(), LabError> {
                 logs.join("\n")
             )));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(if read_api { 25 } else { 5 }));
     }
     for n in st.expected.keys() {
         let held = podnet_agent::run::held_file(&dir(lab), n);

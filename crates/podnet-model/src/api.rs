@@ -253,11 +253,6 @@ impl ApiModel {
         self.apply_received(key, object.map(|o| decode_one(key, o)))
     }
 
-    /// One watch event with the object typed already (as kube-rs hands it over).
-    pub fn apply_object(&mut self, key: &ApiKey, object: Option<Object>) -> Outcome {
-        self.apply_received(key, object.map(Ok))
-    }
-
     /// One watch event: the object as received (decoded, or why it could not be), or None
     /// when it was deleted. An object refused is taken out of the model.
     pub fn apply_received(
