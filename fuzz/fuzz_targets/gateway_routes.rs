@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podnet_ingress::routes::{
+use podnet_routes::routes::{
     normalize_host, Action, Backend, BackendPort, Conditions, HostMatch, PathMatch, Route,
     RouteTable, Served, Source,
 };

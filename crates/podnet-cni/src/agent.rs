@@ -29,6 +29,7 @@ pub const AGENT_WAIT_KEY: &str = "podnet.dev/agentWaitSeconds";
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 /// What the plugin tells the agent.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
@@ -39,7 +40,6 @@ pub struct Request {
     #[serde(rename = "containerID")]
     pub container_id: String,
     /// The address the plugin gave the pod (ADD).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
     /// How long the agent may take before it answers with what is missing (ADD).
     #[serde(default)]

@@ -187,11 +187,11 @@ pub fn valid_ifname(name: &str) -> CniResult<()> {
 }
 
 /// DNS settings (§1 and the result's `dns`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
@@ -214,6 +214,7 @@ pub struct IpamConf {
 
 /// The network configuration a runtime sends on stdin (one plugin of a list, with `name`,
 /// `cniVersion` and maybe `prevResult` and `runtimeConfig` added).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetConf {
@@ -222,27 +223,17 @@ pub struct NetConf {
     pub name: String,
     #[serde(rename = "type", default)]
     pub plugin_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamConf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
     /// MTU of both ends of the veth pair; the overlay's (VXLAN takes 50 bytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// In a configuration list: the `runtimeConfig` keys the plugin accepts (§3). The runtime
     /// removes it and sends `runtimeConfig` instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<BTreeMap<String, bool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_config: Option<Value>,
     /// GC: `cni.dev/valid-attachments`.
-    #[serde(
-        rename = "cni.dev/valid-attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<Attachment>>,
     /// Everything else is passed through and ignored.
     #[serde(flatten)]
@@ -375,33 +366,32 @@ pub struct AddResult {
     pub dns: Dns,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sandbox: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpConfig {
     pub address: ipnet::IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<std::net::IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     pub dst: ipnet::IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<std::net::IpAddr>,
 }
 

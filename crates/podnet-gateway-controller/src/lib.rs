@@ -13,10 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use podnet_ingress::edge::EdgeConfig;
 use podnet_ingress::server::Edge;
 use podnet_ingress_controller::{record, warn_new};
 use podnet_model::NsName;
+use podnet_routes::edge::EdgeConfig;
 
 pub use podnet_ingress_controller::{ControllerError, Proxy};
 

@@ -4,7 +4,7 @@
 //! The Gateway path does two lookups more (the listener port, then the listener by host).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use podnet_ingress::routes::normalize_host;
+use podnet_routes::routes::normalize_host;
 
 fn manifests() -> (String, String) {
     let mut ing = String::new();
@@ -32,10 +32,10 @@ fn build(text: &str) -> podnet_model::Cluster {
 
 fn lookup(c: &mut Criterion) {
     let (ing, gw) = manifests();
-    let ingress = podnet_ingress::edge::config(&build(&ing));
+    let ingress = podnet_routes::edge::config(&build(&ing));
     let gateway =
         podnet_gateway::config(&build(&gw), &podnet_model::NsName::new("default", "gw")).unwrap();
-    let headers = hyper::HeaderMap::new();
+    let headers = http::HeaderMap::new();
     let (host, path) = ("H19.example.com:80", "/api/v19/items?page=2");
     c.bench_function("route lookup: Ingress", |b| {
         b.iter(|| {

@@ -9,8 +9,8 @@
 
 use std::net::SocketAddr;
 
-use podnet_ingress::edge::{certified_key_pem, Upstream};
 use podnet_ingress::server::{Edge, Settings};
+use podnet_routes::edge::{certified_key_pem, Upstream};
 
 fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("    {l}\n")).collect()
@@ -97,7 +97,7 @@ fn main() {
     let mut config = match mode.as_str() {
         "gateway" => podnet_gateway::config(&cluster, &podnet_model::NsName::new("bench", "bench"))
             .expect("the bench's Gateway is podnet's"),
-        "ingress" => podnet_ingress::edge::config(&cluster),
+        "ingress" => podnet_routes::edge::config(&cluster),
         other => panic!("mode {other:?}: ingress or gateway"),
     };
     for u in config.upstreams.values_mut() {

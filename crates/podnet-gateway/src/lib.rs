@@ -26,17 +26,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use podnet_ingress::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
-use podnet_ingress::routes::{
-    Action, Backend, BackendPort, Conditions, HeaderEdits, HostMatch, PathMatch, PathModifier,
-    Redirect, Rewrite, Route, RouteTable, Source, WeightedBackend,
-};
 use podnet_model::gateway_api::{
     Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, HTTPBackendRef,
     HTTPHeaderFilter, HTTPPathModifier, HTTPRoute, HTTPRouteFilter, Listener, ListenerStatus,
     ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, GROUP,
 };
 use podnet_model::{Cluster, NsName};
+use podnet_routes::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
+use podnet_routes::routes::{
+    Action, Backend, BackendPort, Conditions, HeaderEdits, HostMatch, PathMatch, PathModifier,
+    Redirect, Rewrite, Route, RouteTable, Source, WeightedBackend,
+};
 
 mod attach;
 mod listeners;

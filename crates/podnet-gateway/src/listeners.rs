@@ -282,7 +282,7 @@ fn certificates(
             ));
             continue;
         }
-        match podnet_ingress::edge::certified_key(c, &NsName::new(ns, &cr.name)) {
+        match podnet_routes::edge::certified_key(c, &NsName::new(ns, &cr.name)) {
             Ok(key) => certs.push(HostCert {
                 host: host.clone(),
                 secret: NsName::new(ns, &cr.name),

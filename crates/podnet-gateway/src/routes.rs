@@ -263,7 +263,7 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
         .flat_map(|l| l.table.backends())
         .cloned()
         .collect();
-    let upstreams = podnet_ingress::edge::upstreams(c, backends.iter(), &mut warnings);
+    let upstreams = podnet_routes::edge::upstreams(c, backends.iter(), &mut warnings);
     EdgeConfig {
         ports,
         upstreams,

@@ -3,8 +3,8 @@
 //! precedence across routes, and what requests are served by.
 
 use podnet_gateway::{compute, Computed};
-use podnet_ingress::routes::{Action, Served};
 use podnet_model::NsName;
+use podnet_routes::routes::{Action, Served};
 
 fn cluster(yaml: &str) -> podnet_model::Cluster {
     let docs = podnet_model::parse_documents("test.yaml", yaml).unwrap();
@@ -68,10 +68,10 @@ fn served(c: &Computed, host: &str, path: &str, headers: &[(&str, &str)]) -> Opt
     let config = &c.configs[&NsName::new("default", "gw")];
     let port = config.ports.get(&80)?;
     let l = port.listener(host)?;
-    let mut h = hyper::HeaderMap::new();
+    let mut h = http::HeaderMap::new();
     for (k, v) in headers {
         h.insert(
-            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             v.parse().unwrap(),
         );
     }

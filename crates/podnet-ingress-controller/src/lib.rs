@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use podnet_ingress::edge::{self, EdgeConfig};
 use podnet_ingress::server::{Edge, Settings};
 use podnet_model::{Cluster, ConfigOverrides, NsName};
+use podnet_routes::edge::{self, EdgeConfig};
 use podnet_watch::ProcessError;
 
 /// What can go wrong in the controller.

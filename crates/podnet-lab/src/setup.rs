@@ -205,7 +205,7 @@ pub fn program_nodes(
         .pods
         .iter()
         .any(|p| p.ingress_controller)
-        .then(|| podnet_ingress::edge::config(&c).summary());
+        .then(|| podnet_routes::edge::config(&c).summary());
     // And the API's objects, which the servers' process serves when it reloads (without the
     // status the controllers write: the lab waits for them to write it).
     st.api = podnet_api::project::project(&c);

@@ -70,11 +70,11 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
         .collect();
     // The Ingresses the Ingress controller serves, with its Service's addresses.
     if running.iter().any(|p| p.ingress_controller) {
-        let served: BTreeSet<NsName> = podnet_ingress::edge::config(c)
+        let served: BTreeSet<NsName> = podnet_routes::edge::config(c)
             .ingresses
             .into_iter()
             .collect();
-        for i in podnet_ingress::edge::with_status(c) {
+        for i in podnet_routes::edge::with_status(c) {
             let st = i.status.as_ref().map(value);
             expect(Kind::Ingress, &i.metadata, &|k| served.contains(k), st);
         }

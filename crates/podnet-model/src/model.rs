@@ -122,11 +122,11 @@ pub struct NodeInfo {
     pub internal_ip: IpAddr,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPortInfo {
     pub container: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub container_port: i32,
     pub protocol: Protocol,
@@ -138,6 +138,7 @@ pub struct OwnerInfo {
     pub name: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodInfo {
@@ -145,6 +146,7 @@ pub struct PodInfo {
     pub name: String,
     pub labels: Labels,
     /// None while the pod cannot be scheduled.
+    #[serialize_always]
     pub node: Option<String>,
     /// Pod IPs; empty until scheduled. A list, for dual-stack.
     pub ips: Vec<IpAddr>,
@@ -153,13 +155,10 @@ pub struct PodInfo {
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     pub host_network: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub subdomain: Option<String>,
     pub containers: Vec<String>,
     pub ports: Vec<ContainerPortInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<OwnerInfo>,
     /// The full spec, for the parts later subsystems read (dnsPolicy, dnsConfig).
     #[serde(skip)]
@@ -228,6 +227,7 @@ impl std::fmt::Display for TargetPort {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePortInfo {
@@ -235,9 +235,7 @@ pub struct ServicePortInfo {
     pub protocol: Protocol,
     pub port: i32,
     pub target_port: TargetPort,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
 }
 
@@ -249,6 +247,7 @@ pub struct EndpointPortInfo {
     pub protocol: Protocol,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointInfo {
@@ -256,12 +255,9 @@ pub struct EndpointInfo {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// The pod behind the endpoint (same namespace as the Service).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
 }
 
@@ -283,6 +279,7 @@ pub const MANAGED_BY_MIRRORING: &str = "endpointslicemirroring-controller.k8s.io
 
 /// A Service as the model holds it. `Default`: a ClusterIP Service with nothing in it, traffic
 /// policies `Cluster` (the API server's defaults), for building one field by field.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInfo {
@@ -292,12 +289,12 @@ pub struct ServiceInfo {
     pub service_type: ServiceType,
     pub labels: Labels,
     /// None for a Service without a selector (endpoints come from user EndpointSlices).
+    #[serialize_always]
     pub selector: Option<Labels>,
     /// Empty for headless and ExternalName Services. A list, for dual-stack.
     #[serde(rename = "clusterIPs")]
     pub cluster_ips: Vec<IpAddr>,
     pub headless: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_name: Option<String>,
     pub ports: Vec<ServicePortInfo>,
     #[serde(rename = "externalIPs")]
@@ -305,11 +302,9 @@ pub struct ServiceInfo {
     #[serde(rename = "loadBalancerIPs")]
     pub load_balancer_ips: Vec<IpAddr>,
     /// `sessionAffinity: ClientIP` timeout in seconds; None for no affinity.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_affinity_timeout: Option<i32>,
     pub external_traffic_policy: TrafficPolicy,
     pub internal_traffic_policy: TrafficPolicy,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check_node_port: Option<i32>,
     pub publish_not_ready_addresses: bool,
     pub endpoint_slices: Vec<EndpointSliceInfo>,

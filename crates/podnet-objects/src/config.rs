@@ -14,46 +14,40 @@ use crate::objects::Object;
 pub const CONFIG_API_VERSION: &str = "podnet.dev/v1alpha1";
 
 /// The `ClusterConfig` document as written. Every field is optional.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfigDoc {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
     #[serde(flatten)]
     pub settings: ConfigOverrides,
 }
 
 /// Settings that override the defaults. The same shape serves the config document and flags.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigOverrides {
     /// Number of nodes when no Node objects are given.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub nodes: Option<u32>,
-    #[serde(rename = "podCIDR", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "podCIDR")]
     pub pod_cidr: Option<IpNet>,
     /// Prefix length of each node's podCIDR (kube-controller-manager's --node-cidr-mask-size).
-    #[serde(rename = "nodeCIDRMaskSize", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "nodeCIDRMaskSize")]
     pub node_cidr_mask_size: Option<u8>,
-    #[serde(rename = "serviceCIDR", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "serviceCIDR")]
     pub service_cidr: Option<IpNet>,
     /// Cluster DNS address; by default the 10th address of the service CIDR.
-    #[serde(rename = "dnsIP", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "dnsIP")]
     pub dns_ip: Option<IpAddr>,
     /// `30000-32767`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_port_range: Option<PortRange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<String>,
     /// The network the nodes' own addresses come from (the lab's underlay).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_network: Option<IpNet>,
     /// Addresses for LoadBalancer Services: CIDRs or `first-last` ranges.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_balancer_pool: Option<Vec<IpRange>>,
 }
 

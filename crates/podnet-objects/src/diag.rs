@@ -21,10 +21,10 @@ fn ser_arc_str<S: serde::Serializer>(s: &SourceName, ser: S) -> Result<S::Ok, S:
 }
 
 /// `Kind/namespace/name` of the object a diagnostic is about.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
     pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
 }
@@ -56,15 +56,13 @@ pub enum Severity {
 }
 
 /// One error or warning.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     pub severity: Severity,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<Box<ObjectRef>>,
     /// The field path, as kubectl prints it: `spec.ports[1].targetPort`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
 }

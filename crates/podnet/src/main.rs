@@ -565,8 +565,8 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     if !cluster.ingresses.is_empty() {
         // And the Ingresses: their status (the controller's address) and what the
         // controller serves.
-        let edge = podnet_ingress::edge::config(&cluster);
-        let ingresses = podnet_ingress::edge::with_status(&cluster);
+        let edge = podnet_routes::edge::config(&cluster);
+        let ingresses = podnet_routes::edge::with_status(&cluster);
         plan["ingresses"] = serde_json::to_value(&ingresses)?;
         plan["ingressRoutes"] = edge.summary();
         text += &output::ingress_tables(&ingresses, &edge);

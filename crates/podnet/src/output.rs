@@ -234,10 +234,10 @@ pub fn tables(c: &Cluster) -> String {
 /// each route in precedence order with its backend's endpoints, and what it could not use.
 pub fn ingress_tables(
     ingresses: &[k8s_openapi::api::networking::v1::Ingress],
-    edge: &podnet_ingress::edge::EdgeConfig,
+    edge: &podnet_routes::edge::EdgeConfig,
 ) -> String {
-    use podnet_ingress::edge::{describe, Upstream};
-    use podnet_ingress::routes::PathMatch;
+    use podnet_routes::edge::{describe, Upstream};
+    use podnet_routes::routes::PathMatch;
     let mut out = String::from("\nINGRESSES\n");
     let rows: Vec<_> = ingresses
         .iter()
@@ -284,7 +284,7 @@ pub fn ingress_tables(
         &rows,
     ));
     out.push_str("\nINGRESS ROUTES (podnet.dev/ingress, in precedence order)\n");
-    let endpoints = |b: &podnet_ingress::routes::Backend| match edge.upstreams.get(b) {
+    let endpoints = |b: &podnet_routes::routes::Backend| match edge.upstreams.get(b) {
         Some(Upstream::Ready(e)) => e
             .iter()
             .map(|a| a.to_string())
@@ -559,7 +559,7 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
                     rows.push(vec![
                         format!("{port}/{}", if p.tls { "HTTPS" } else { "HTTP" }),
                         l.name.rsplit('/').next().unwrap_or_default().to_string(),
-                        podnet_ingress::edge::route_line(r),
+                        podnet_routes::edge::route_line(r),
                         r.source.object.to_string(),
                     ]);
                 }

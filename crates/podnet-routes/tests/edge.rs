@@ -2,7 +2,7 @@
 //! invalid leave their hosts on the default certificate with a warning naming the Secret, and
 //! change nothing else; backend ports by name and number; the redirect annotation.
 
-use podnet_ingress::edge::{config, Upstream};
+use podnet_routes::edge::{config, Upstream};
 
 const MANIFESTS: &str = r#"
 apiVersion: apps/v1

@@ -183,7 +183,7 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    fn matches(&self, method: &str, headers: &hyper::HeaderMap, query: Option<&str>) -> bool {
+    fn matches(&self, method: &str, headers: &http::HeaderMap, query: Option<&str>) -> bool {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return false;
         }
@@ -252,8 +252,8 @@ impl HeaderEdits {
     }
 
     /// Applies the changes: set, then add, then remove (as the filter's fields are listed).
-    pub fn apply(&self, h: &mut hyper::HeaderMap) {
-        use hyper::header::{HeaderName, HeaderValue};
+    pub fn apply(&self, h: &mut http::HeaderMap) {
+        use http::header::{HeaderName, HeaderValue};
         for (n, v) in &self.set {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::try_from(n.as_str()),
@@ -466,7 +466,7 @@ impl RouteTable {
     /// `path` (without the query); None: 404. For tables without conditions beyond host and
     /// path (Ingress).
     pub fn serve(&self, host: &str, path: &str) -> Option<Served<'_>> {
-        self.serve_request(host, path, "GET", &hyper::HeaderMap::new())
+        self.serve_request(host, path, "GET", &http::HeaderMap::new())
     }
 
     /// What serves a request: its host, path with the query, method and headers.
@@ -475,7 +475,7 @@ impl RouteTable {
         host: &str,
         path_and_query: &str,
         method: &str,
-        headers: &hyper::HeaderMap,
+        headers: &http::HeaderMap,
     ) -> Option<Served<'_>> {
         self.serve_normalized(&normalize_host(host), path_and_query, method, headers)
     }
@@ -486,7 +486,7 @@ impl RouteTable {
         host: &str,
         path_and_query: &str,
         method: &str,
-        headers: &hyper::HeaderMap,
+        headers: &http::HeaderMap,
     ) -> Option<Served<'_>> {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q.split('#').next().unwrap_or(q))),

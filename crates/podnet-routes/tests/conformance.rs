@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use podnet_ingress::routes::{ours, table, Served, CONTROLLER};
+use podnet_routes::routes::{ours, table, Served, CONTROLLER};
 use serde_json::{json, Value};
 
 const NAMESPACE: &str = "conformance-ns";
