@@ -427,12 +427,7 @@ mod tests {
         assert_eq!(plan.external.ip.to_string(), "172.18.0.1");
         let n1 = plan.node("node-1").unwrap();
         assert_eq!(n1.ns, "podnet-demo.n.node-1");
-        let render = |ops: &[NetOp]| -> String {
-            podnet_node::net::render(ops)
-                .into_iter()
-                .map(|(_, t)| t)
-                .collect()
-        };
+        let render = |ops: &[NetOp]| -> String { podnet_node::net::render(ops) };
         let script = render(&plan.node_ops(n1));
         assert!(
             script.contains("addr add 172.18.0.3/16 dev eth0\n"),

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use podnet_proxy::nft::{Element, Elements, Op, StaleUdpFlow, Transaction};
 
 use crate::dataplane::NodeDataplane;
-use crate::net::{NetOp, Tool};
+use crate::net::NetOp;
 use crate::nft::Session;
 use crate::observe;
 use crate::sys;
@@ -75,14 +75,6 @@ impl Linux {
         Linux::at(sys::netns_path(name))
     }
 }
-
-/// Messages of iproute2 that mean "already gone".
-const GONE: [&str; 4] = [
-    "No such process",
-    "Cannot find device",
-    "No such file or directory",
-    "not found",
-];
 
 impl Linux {
     /// Hands one nftables transaction, rendered, to the namespace's `nft` session, or to
@@ -148,30 +140,7 @@ impl Effects for Linux {
     }
 
     fn net(&mut self, ops: &[NetOp]) -> Result<(), NodeError> {
-        // In order: runs of changes as batches; removals one by one, so that one already gone
-        // neither fails nor stops the others.
-        let mut failures = Vec::new();
-        for run in ops.chunk_by(|a, b| !a.is_removal() && !b.is_removal()) {
-            for (tool, text) in crate::net::render(run) {
-                let program = match tool {
-                    Tool::Ip => "ip",
-                    Tool::Bridge => "bridge",
-                };
-                let done = sys::run_in(
-                    &self.netns,
-                    Command::new(program).args(["-batch", "-"]),
-                    Some(text.as_bytes()),
-                );
-                match done {
-                    Ok(_) => {}
-                    Err(NodeError::Command { stderr, .. })
-                        if run[0].is_removal() && GONE.iter().any(|g| stderr.contains(g)) => {}
-                    Err(e) if run[0].is_removal() => failures.push(e),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        NodeError::all(failures)
+        crate::netlink::apply(&self.netns, ops)
     }
 
     fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError> {
@@ -220,15 +189,6 @@ impl Effects for Linux {
     }
 }
 
-/// Output of a command that could not be read.
-fn unreadable(what: &str, why: String) -> NodeError {
-    NodeError::Command {
-        cmd: what.to_string(),
-        status: None,
-        stderr: format!("unreadable output: {why}"),
-    }
-}
-
 impl Linux {
     /// The overlay: the device as made, then its entries.
     fn observe_overlay(
@@ -239,18 +199,8 @@ impl Linux {
         let run =
             |args: &[&str]| sys::run_in(&self.netns, Command::new(args[0]).args(&args[1..]), None);
         let dev = &want.vxlan.name;
-        let link = match run(&["ip", "-j", "-d", "addr", "show", "dev", dev]) {
-            Ok(json) => json,
-            Err(NodeError::Command { stderr, .. })
-                if stderr.contains("does not exist") || GONE.iter().any(|g| stderr.contains(g)) =>
-            {
-                String::new()
-            }
-            Err(e) => return Err(e),
-        };
-        let device = !link.is_empty()
-            && observe::vxlan_matches(&link, &want.vxlan)
-                .map_err(|why| unreadable("ip -j -d addr show", why))?;
+        let device = crate::netlink::link(&self.netns, dev)?
+            .is_some_and(|l| observe::vxlan_matches(&l, &want.vxlan));
         if device {
             held.vxlan = Some(want.vxlan.clone());
             held.remotes = observe::remotes(
@@ -258,8 +208,7 @@ impl Linux {
                 &run(&["ip", "-j", "neigh", "show", "dev", dev])?,
                 &run(&["bridge", "-j", "fdb", "show", "dev", dev])?,
                 &want.remotes,
-            )
-            .map_err(|why| unreadable("ip -j route/neigh, bridge -j fdb", why))?;
+            )?;
         }
         held.remotes_certain = true;
         Ok(())
@@ -268,29 +217,37 @@ impl Linux {
     /// The tables, from the kernel's structure: each whole as podnet made it, or not held.
     fn observe_tables(&self, want: &NodeDataplane, out: &mut Observed) -> Result<(), NodeError> {
         let ruleset = crate::nlnft::ruleset(&self.netns)?;
-        let tables = observe::tables_of(&ruleset).map_err(|why| unreadable("the ruleset", why))?;
-        let mut check = |table: &'static str,
-                         name: &str,
-                         rules: Option<(&observe::RuleCounts, &[String])>,
-                         script: String|
-         -> bool {
-            let Some((kernel, unreadable)) = rules else {
-                out.notes.push(Drift {
-                    table,
-                    what: format!("table ip {name} missing"),
-                });
-                return false;
+        let tables = observe::tables_of(&ruleset).map_err(|source| NodeError::Unreadable {
+            what: "the ruleset".into(),
+            source,
+        })?;
+        let mut check =
+            |table: &'static str,
+             name: &str,
+             rules: Option<(&observe::RuleCounts, &[(String, observe::Unreadable)])>,
+             script: String|
+             -> bool {
+                let Some((kernel, unreadable)) = rules else {
+                    out.notes.push(Drift {
+                        table,
+                        what: format!("table ip {name} missing"),
+                    });
+                    return false;
+                };
+                let mut bad = observe::rules_differ(kernel, &observe::rules_of(&script, name));
+                bad.extend(
+                    unreadable
+                        .iter()
+                        .map(|(set, why)| format!("not podnet's: {set}: {why}")),
+                );
+                for what in &bad {
+                    out.notes.push(Drift {
+                        table,
+                        what: what.clone(),
+                    });
+                }
+                bad.is_empty()
             };
-            let mut bad = observe::rules_differ(kernel, &observe::rules_of(&script, name));
-            bad.extend(unreadable.iter().map(|u| format!("not podnet's: {u}")));
-            for what in &bad {
-                out.notes.push(Drift {
-                    table,
-                    what: what.clone(),
-                });
-            }
-            bad.is_empty()
-        };
         let skeleton = podnet_proxy::nft::Transaction {
             ops: std::iter::once(Op::CreateTable)
                 .chain(want.proxy.timeouts().into_iter().map(Op::AddAffinityMaps))

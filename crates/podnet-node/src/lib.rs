@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod effects;
 pub mod live;
 pub mod net;
+pub mod netlink;
 pub mod nft;
 pub mod nlnft;
 pub mod observe;
@@ -57,6 +58,32 @@ pub enum NodeError {
         what: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{what}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("no link {name}")]
+    NoLink { name: String },
+    #[error("{what}")]
+    Invalid {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{tool}'s output is not its JSON")]
+    Output {
+        tool: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} is not as podnet writes it")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: observe::Unreadable,
     },
     #[error("{what} panicked")]
     Panicked { what: String },

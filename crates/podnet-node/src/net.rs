@@ -73,21 +73,7 @@ pub enum NetOp {
     },
 }
 
-/// Which program carries an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    Ip,
-    Bridge,
-}
-
 impl NetOp {
-    pub fn tool(&self) -> Tool {
-        match self {
-            NetOp::Fdb { .. } | NetOp::DeleteFdb { .. } => Tool::Bridge,
-            _ => Tool::Ip,
-        }
-    }
-
     /// Whether the operation removes something: removing what is already gone succeeds.
     pub fn is_removal(&self) -> bool {
         matches!(
@@ -99,7 +85,8 @@ impl NetOp {
         )
     }
 
-    /// The operation's batch line(s).
+    /// The operation as `ip -batch` (or, for FDB entries, `bridge -batch`) would take it: for
+    /// messages and tests; [`crate::netlink`] applies it.
     pub fn render(&self, s: &mut String) {
         let _ = match self {
             NetOp::LoopbackUp => writeln!(s, "link set lo up"),
@@ -167,20 +154,13 @@ impl NetOp {
     }
 }
 
-/// The operations as batches: runs of operations of one tool, in order.
-pub fn render(ops: &[NetOp]) -> Vec<(Tool, String)> {
-    let mut out: Vec<(Tool, String)> = Vec::new();
+/// The operations as `ip`/`bridge` batch lines, in order.
+pub fn render(ops: &[NetOp]) -> String {
+    let mut text = String::new();
     for op in ops {
-        match out.last_mut() {
-            Some((tool, text)) if *tool == op.tool() => op.render(text),
-            _ => {
-                let mut text = String::new();
-                op.render(&mut text);
-                out.push((op.tool(), text));
-            }
-        }
+        op.render(&mut text);
     }
-    out
+    text
 }
 
 #[cfg(test)]
@@ -189,7 +169,7 @@ mod tests {
     use crate::dataplane::Vtep;
 
     #[test]
-    fn batches_keep_order_and_split_by_tool() {
+    fn lines_keep_order() {
         let mac: MacAddr = "02:70:6e:00:00:02".parse().unwrap();
         let ops = vec![
             NetOp::Vxlan(VxlanDevice {
@@ -227,25 +207,13 @@ mod tests {
                 onlink: false,
             },
         ];
-        let b = render(&ops);
-        assert_eq!(b.len(), 3);
-        assert_eq!(b[0].0, Tool::Ip);
         assert_eq!(
-            b[0].1,
+            render(&ops),
             "link add vxlan0 type vxlan id 1 dstport 4789 local 172.18.0.3 dev eth0 nolearning\n\
              link set vxlan0 address 02:70:6e:00:00:02 mtu 1450 up\naddr add 10.244.1.0/32 dev vxlan0\n\
-             neigh replace 10.244.2.0 lladdr 02:70:6e:00:00:02 dev vxlan0 nud permanent\n"
-        );
-        assert_eq!(
-            b[1],
-            (
-                Tool::Bridge,
-                "fdb replace 02:70:6e:00:00:02 dev vxlan0 dst 172.18.0.4 self permanent\n".into()
-            )
-        );
-        assert_eq!(
-            b[2].1,
-            "route replace 10.244.2.0/24 via 10.244.2.0 dev vxlan0 onlink\n\
+             neigh replace 10.244.2.0 lladdr 02:70:6e:00:00:02 dev vxlan0 nud permanent\n\
+             fdb replace 02:70:6e:00:00:02 dev vxlan0 dst 172.18.0.4 self permanent\n\
+             route replace 10.244.2.0/24 via 10.244.2.0 dev vxlan0 onlink\n\
              route replace 172.18.255.200/32 nexthop via 172.18.0.2 nexthop via 172.18.0.3\n"
         );
     }

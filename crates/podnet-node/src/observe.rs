@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use podnet_model::netpol::Direction;
 use podnet_model::Protocol;
 use podnet_policy::{GroupId, PolicyPlan, Rect, Target};
@@ -23,6 +26,30 @@ use podnet_proxy::nft::{
 use serde_json::Value;
 
 use crate::dataplane::{MacAddr, RemoteNode, Vtep, MASQ_TABLE};
+use crate::NodeError;
+
+/// A value in what the kernel holds that is not what podnet writes there: that part of the
+/// kernel's state is not trusted (and is repaired).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{found} is not {expected}")]
+pub struct Unreadable {
+    /// The value as the tool printed it.
+    pub found: String,
+    /// What podnet writes there.
+    pub expected: &'static str,
+}
+
+fn not(found: impl std::fmt::Display, expected: &'static str) -> Unreadable {
+    Unreadable {
+        found: found.to_string(),
+        expected,
+    }
+}
+
+/// Output of `tool` that is not the JSON the tool documents.
+fn json<T: serde::de::DeserializeOwned>(tool: &'static str, text: &str) -> Result<T, NodeError> {
+    serde_json::from_str(text).map_err(|source| NodeError::Output { tool, source })
+}
 
 /// Rules per chain of one table.
 pub type RuleCounts = BTreeMap<String, usize>;
@@ -34,8 +61,8 @@ pub struct Table<T> {
     pub rules: RuleCounts,
     /// Chains that exist (with or without rules).
     pub chains: BTreeSet<String>,
-    /// Why some element could not be read as one of ours (then the table is not trusted).
-    pub unreadable: Vec<String>,
+    /// Elements that could not be read as ours, by set (then the table is not trusted).
+    pub unreadable: Vec<(String, Unreadable)>,
 }
 
 /// podnet's three nftables tables in a ruleset; None where a table is absent.
@@ -47,9 +74,12 @@ pub struct Tables {
 }
 
 /// Reads podnet's tables out of `nft -j list ruleset`.
-pub fn tables(json: &str) -> Result<Tables, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft's JSON: {e}"))?;
-    tables_of(&v)
+pub fn tables(text: &str) -> Result<Tables, NodeError> {
+    let v: Value = json("nft -j list ruleset", text)?;
+    tables_of(&v).map_err(|source| NodeError::Unreadable {
+        what: "the ruleset".into(),
+        source,
+    })
 }
 
 /// Whether a set is one of the proxy's session-affinity maps, whose entries are the kernel's
@@ -66,10 +96,10 @@ pub fn is_ours(body: &Value) -> bool {
 }
 
 /// [`tables`], from the parsed JSON.
-pub fn tables_of(v: &Value) -> Result<Tables, String> {
+pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
     let objects = v["nftables"]
         .as_array()
-        .ok_or("nft's JSON has no \"nftables\" array")?;
+        .ok_or_else(|| not("the ruleset", "an object with an \"nftables\" array"))?;
     let mut t = Tables::default();
     let ours = |o: &Value| o["family"] == "ip";
     for o in objects {
@@ -142,7 +172,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, String> {
                                 match proxy_element(name, e) {
                                     Ok(Some(el)) => p.content.patch(&[], &[el]),
                                     Ok(None) => {}
-                                    Err(why) => p.unreadable.push(format!("{name}: {why}")),
+                                    Err(why) => p.unreadable.push((name.to_string(), why)),
                                 }
                             }
                         }
@@ -150,7 +180,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, String> {
                     podnet_policy::TABLE => {
                         if let Some(p) = &mut t.policy {
                             if let Err(why) = policy_set(&mut p.content, name, elems) {
-                                p.unreadable.push(format!("{name}: {why}"));
+                                p.unreadable.push((name.to_string(), why));
                             }
                         }
                     }
@@ -186,20 +216,20 @@ fn concat(v: &Value) -> Vec<&Value> {
     }
 }
 
-fn ipv4(v: &Value) -> Result<Ipv4Addr, String> {
+fn ipv4(v: &Value) -> Result<Ipv4Addr, Unreadable> {
     v.as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{v} is not an IPv4 address"))
+        .ok_or_else(|| not(v, "an IPv4 address"))
 }
 
-fn number(v: &Value) -> Result<u64, String> {
-    v.as_u64().ok_or_else(|| format!("{v} is not a number"))
+fn number(v: &Value) -> Result<u64, Unreadable> {
+    v.as_u64().ok_or_else(|| not(v, "a number"))
 }
 
 /// An IP protocol as nft prints it: by name for the ones it knows, otherwise a number.
-fn ip_proto(v: &Value) -> Result<u8, String> {
+fn ip_proto(v: &Value) -> Result<u8, Unreadable> {
     if let Some(n) = v.as_u64() {
-        return u8::try_from(n).map_err(|_| format!("{n} is not a protocol"));
+        return u8::try_from(n).map_err(|_| not(n, "a protocol"));
     }
     match v.as_str() {
         Some("icmp") => Ok(1),
@@ -213,26 +243,26 @@ fn ip_proto(v: &Value) -> Result<u8, String> {
         Some("sctp") => Ok(132),
         Some("dccp") => Ok(33),
         Some("ipv6-icmp") | Some("icmpv6") => Ok(58),
-        _ => Err(format!("{v} is not a protocol")),
+        _ => Err(not(v, "a protocol")),
     }
 }
 
-fn protocol(v: &Value) -> Result<Protocol, String> {
+fn protocol(v: &Value) -> Result<Protocol, Unreadable> {
     match ip_proto(v)? {
         6 => Ok(Protocol::Tcp),
         17 => Ok(Protocol::Udp),
         132 => Ok(Protocol::Sctp),
-        n => Err(format!("protocol {n} is not one a Service uses")),
+        n => Err(not(format!("protocol {n}"), "a protocol of Services")),
     }
 }
 
-fn port(v: &Value) -> Result<u16, String> {
-    u16::try_from(number(v)?).map_err(|_| format!("{v} is not a port"))
+fn port(v: &Value) -> Result<u16, Unreadable> {
+    u16::try_from(number(v)?).map_err(|_| not(v, "a port"))
 }
 
 /// A dispatch chain's name back to the chain: `{svc|np}_{proto}_[aff{t}_]ep{n}[_masq]`.
-fn chain(name: &str) -> Result<(Chain, bool), String> {
-    let bad = || format!("{name:?} is not one of podnet's dispatch chains");
+fn chain(name: &str) -> Result<(Chain, bool), Unreadable> {
+    let bad = || not(format!("{name:?}"), "one of podnet's dispatch chains");
     let (base, masquerade) = match name.strip_suffix("_masq") {
         Some(b) => (b, true),
         None => (name, false),
@@ -271,35 +301,41 @@ fn chain(name: &str) -> Result<(Chain, bool), String> {
     Ok((c, masquerade))
 }
 
-fn verdict(v: &Value) -> Result<Verdict, String> {
+fn verdict(v: &Value) -> Result<Verdict, Unreadable> {
     if v.get("drop").is_some() {
         return Ok(Verdict::Drop);
     }
     let target = v["goto"]["target"]
         .as_str()
-        .ok_or_else(|| format!("{v} is not a goto or drop"))?;
+        .ok_or_else(|| not(v, "a goto or drop"))?;
     let (chain, masquerade) = chain(target)?;
     Ok(Verdict::Goto { chain, masquerade })
 }
 
-fn service_key(parts: &[&Value]) -> Result<ServiceKey, String> {
+/// A key of fewer fields than `expected`.
+fn short_key(parts: &[&Value], expected: &'static str) -> Unreadable {
+    let parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+    not(parts.join(" . "), expected)
+}
+
+fn service_key(parts: &[&Value]) -> Result<ServiceKey, Unreadable> {
     match parts {
         [ip, proto, p, ..] => Ok(ServiceKey {
             ip: ipv4(ip)?,
             proto: protocol(proto)?,
             port: port(p)?,
         }),
-        _ => Err("too few fields for ip . proto . port".into()),
+        _ => Err(short_key(parts, "ip . proto . port")),
     }
 }
 
-fn node_port_key(parts: &[&Value]) -> Result<NodePortKey, String> {
+fn node_port_key(parts: &[&Value]) -> Result<NodePortKey, Unreadable> {
     match parts {
         [proto, p, ..] => Ok(NodePortKey {
             proto: protocol(proto)?,
             port: port(p)?,
         }),
-        _ => Err("too few fields for proto . port".into()),
+        _ => Err(short_key(parts, "proto . port")),
     }
 }
 
@@ -328,10 +364,10 @@ fn backend_map(name: &str) -> Option<BackendMap> {
 
 /// One element of the proxy's table; None for the affinity maps, whose entries are the
 /// kernel's own (clients it remembers), not podnet's.
-fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, String> {
+fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, Unreadable> {
     let (k, v) = key_value(e);
     let key = concat(k);
-    let value = || v.ok_or_else(|| "a map element without a value".to_string());
+    let value = || v.ok_or_else(|| not(e, "a map element with a value"));
     Ok(Some(match set {
         "services" => Element::Service(service_key(&key)?, verdict(value()?)?),
         "node_ports" => Element::NodePort(node_port_key(&key)?, verdict(value()?)?),
@@ -339,30 +375,32 @@ fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, String> {
         "no_endpoint_ports" => Element::NoEndpointPort(node_port_key(&key)?),
         "hairpin" => match key.as_slice() {
             [a, b] if a == b => Element::Hairpin(ipv4(a)?),
-            _ => return Err(format!("{k} is not a hairpin pair")),
+            _ => return Err(not(k, "a hairpin pair")),
         },
         name => {
             if is_affinity_map(name) {
                 return Ok(None);
             }
             let Some(map) = backend_map(name) else {
-                return Err("not one of podnet's maps".into());
+                return Err(not(name, "one of podnet's maps"));
             };
             let (frontend, slot) = if map.node_port {
                 (
                     FrontendKey::NodePort(node_port_key(&key)?),
-                    key.get(2).ok_or("no slot")?,
+                    key.get(2)
+                        .ok_or_else(|| short_key(&key, "proto . port . slot"))?,
                 )
             } else {
                 (
                     FrontendKey::Service(service_key(&key)?),
-                    key.get(3).ok_or("no slot")?,
+                    key.get(3)
+                        .ok_or_else(|| short_key(&key, "ip . proto . port . slot"))?,
                 )
             };
-            let slot = u32::try_from(number(slot)?).map_err(|_| "slot out of range")?;
+            let slot = u32::try_from(number(slot)?).map_err(|_| not(slot, "a slot"))?;
             let to = concat(value()?);
             let [ip, p] = to.as_slice() else {
-                return Err("a backend that is not ip . port".into());
+                return Err(short_key(&to, "a backend's ip . port"));
             };
             Element::Backend(
                 BackendSlot {
@@ -380,7 +418,10 @@ fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, String> {
 }
 
 /// An interval component: a single value, `{"range": [lo, hi]}` or `{"prefix": ...}`.
-fn span<T: Copy>(v: &Value, one: impl Fn(&Value) -> Result<T, String>) -> Result<(T, T), String> {
+fn span<T: Copy>(
+    v: &Value,
+    one: impl Fn(&Value) -> Result<T, Unreadable>,
+) -> Result<(T, T), Unreadable> {
     if let Some(r) = v.get("range").and_then(Value::as_array) {
         if let [lo, hi] = r.as_slice() {
             return Ok((one(lo)?, one(hi)?));
@@ -390,7 +431,7 @@ fn span<T: Copy>(v: &Value, one: impl Fn(&Value) -> Result<T, String>) -> Result
     Ok((x, x))
 }
 
-fn addr_span(v: &Value) -> Result<(u32, u32), String> {
+fn addr_span(v: &Value) -> Result<(u32, u32), Unreadable> {
     if let Some(p) = v.get("prefix") {
         let net: Ipv4Net = format!(
             "{}/{}",
@@ -398,16 +439,16 @@ fn addr_span(v: &Value) -> Result<(u32, u32), String> {
             p["len"].as_u64().unwrap_or(99)
         )
         .parse()
-        .map_err(|_| format!("{v} is not an IPv4 prefix"))?;
+        .map_err(|_| not(v, "an IPv4 prefix"))?;
         return Ok((u32::from(net.network()), u32::from(net.broadcast())));
     }
     span(v, |x| ipv4(x).map(u32::from))
 }
 
-fn rect(e: &Value) -> Result<Rect, String> {
+fn rect(e: &Value) -> Result<Rect, Unreadable> {
     let parts = concat(unwrap_elem(e));
     let [a, pr, po] = parts.as_slice() else {
-        return Err(format!("{e} is not addr . proto . port"));
+        return Err(not(e, "addr . proto . port"));
     };
     Ok(Rect {
         addr: addr_span(a)?,
@@ -432,24 +473,24 @@ fn group(chain: &str) -> Option<GroupId> {
     })
 }
 
-fn target(dir: Direction, v: &Value) -> Result<Target, String> {
+fn target(dir: Direction, v: &Value) -> Result<Target, Unreadable> {
     if v.get("accept").is_some() && dir == Direction::Ingress {
         return Ok(Target::Open);
     }
     let to = v["goto"]["target"]
         .as_str()
-        .ok_or_else(|| format!("{v} is not a verdict of podnet's"))?;
+        .ok_or_else(|| not(v, "a verdict of podnet's"))?;
     if to == "ingress_check" && dir == Direction::Egress {
         return Ok(Target::Open);
     }
     group(to)
         .filter(|g| g.dir == dir)
         .map(Target::Group)
-        .ok_or_else(|| format!("{to:?} is not a group chain"))
+        .ok_or_else(|| not(format!("{to:?}"), "a group chain"))
 }
 
 /// One set or map of the policy table into the plan.
-fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), String> {
+fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unreadable> {
     match name {
         "ingress" | "egress" => {
             let dir = if name == "ingress" {
@@ -459,7 +500,7 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Str
             };
             for e in elems {
                 let (k, v) = key_value(e);
-                let t = target(dir, v.ok_or("a map element without a value")?)?;
+                let t = target(dir, v.ok_or_else(|| not(e, "a map element with a value"))?)?;
                 let ip = ipv4(k)?;
                 match dir {
                     Direction::Ingress => p.ingress.insert(ip, t),
@@ -480,7 +521,7 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Str
                 .or_else(|| other.strip_suffix("_allow"))
                 .and_then(group)
             else {
-                return Err("not one of podnet's sets".into());
+                return Err(not(name, "one of podnet's sets"));
             };
             let rects = p.groups.entry(g).or_default();
             for e in elems {
@@ -529,22 +570,40 @@ pub fn rules_differ(kernel: &RuleCounts, want: &RuleCounts) -> Vec<String> {
         .collect()
 }
 
-/// The overlay device as `ip -j -d link show dev D` gives it: whether it is the one wanted.
-pub fn vxlan_matches(json: &str, want: &crate::dataplane::VxlanDevice) -> Result<bool, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("ip's JSON: {e}"))?;
-    let Some(l) = v.as_array().and_then(|a| a.first()) else {
-        return Ok(false);
-    };
-    let info = &l["linkinfo"]["info_data"];
-    let up = l["flags"]
-        .as_array()
-        .is_some_and(|f| f.iter().any(|x| x == "UP"));
-    Ok(l["linkinfo"]["info_kind"] == "vxlan"
-        && info["id"].as_u64() == Some(u64::from(want.vni))
-        && info["port"].as_u64() == Some(u64::from(want.port))
-        && l["mtu"].as_u64() == Some(u64::from(want.mtu))
-        && l["address"].as_str() == Some(&want.vtep.mac.to_string())
-        && up)
+/// The overlay device as the kernel holds it (its link message): whether it is the one wanted,
+/// a VXLAN device of the wanted VNI, port, MTU and MAC, up.
+pub fn vxlan_matches(l: &LinkMessage, want: &crate::dataplane::VxlanDevice) -> bool {
+    let (mut vxlan, mut id, mut port, mut mtu, mut mac) = (false, None, None, None, None);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::Mtu(m) => mtu = Some(*m),
+            LinkAttribute::Address(a) => mac = Some(a.as_slice()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(InfoKind::Vxlan) => vxlan = true,
+                        LinkInfo::Data(InfoData::Vxlan(data)) => {
+                            for d in data {
+                                match d {
+                                    InfoVxlan::Id(v) => id = Some(*v),
+                                    InfoVxlan::Port(p) => port = Some(*p),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    vxlan
+        && id == Some(want.vni)
+        && port == Some(want.port)
+        && mtu == Some(want.mtu)
+        && mac == Some(&want.vtep.mac.0[..])
+        && l.header.flags.contains(LinkFlags::Up)
 }
 
 /// The remote nodes whose route, neighbour and FDB entry are all on device `dev` as an apply
@@ -556,16 +615,16 @@ pub fn remotes(
     neighbours: &str,
     fdb: &str,
     want: &BTreeSet<RemoteNode>,
-) -> Result<BTreeSet<RemoteNode>, String> {
-    let parse = |s: &str, what: &str| -> Result<Vec<Value>, String> {
+) -> Result<BTreeSet<RemoteNode>, NodeError> {
+    let parse = |s: &str, tool: &'static str| -> Result<Vec<Value>, NodeError> {
         if s.trim().is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_str::<Vec<Value>>(s).map_err(|e| format!("{what}'s JSON: {e}"))
+        json(tool, s)
     };
-    let routes = parse(routes, "ip route")?;
-    let neighbours = parse(neighbours, "ip neigh")?;
-    let fdb = parse(fdb, "bridge fdb")?;
+    let routes = parse(routes, "ip -j route")?;
+    let neighbours = parse(neighbours, "ip -j neigh")?;
+    let fdb = parse(fdb, "bridge -j fdb")?;
     let neigh: BTreeMap<IpAddr, MacAddr> = neighbours
         .iter()
         .filter(|n| {
