@@ -95,6 +95,34 @@ struct Waiter {
     answer: tokio::sync::oneshot::Sender<podnet_cni::agent::Reply>,
 }
 
+/// What a pod's CNI ADD still waits for: the agent answers the plugin with it when it gives up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unprogrammed {
+    #[error("the API has no Pod {0} (yet: the agent watches for it)")]
+    NoPod(podnet_model::NsName),
+    #[error("Pod {pod} is on node {}, not on this node ({node})", .on.as_deref().unwrap_or("(none)"))]
+    OtherNode {
+        pod: podnet_model::NsName,
+        on: Option<String>,
+        node: String,
+    },
+    #[error("the API says Pod {pod} has {has:?}, not {ip}")]
+    OtherAddress {
+        pod: podnet_model::NsName,
+        has: Vec<std::net::IpAddr>,
+        ip: std::net::IpAddr,
+    },
+    #[error("the API has no Node {0} (yet)")]
+    NoNode(String),
+    #[error("the node's policy maps have no {} entry for {ip}", .missing.join(" and "))]
+    NoPolicyEntry {
+        ip: std::net::IpAddr,
+        missing: Vec<&'static str>,
+    },
+    #[error("the node's kernel was not read back holding it yet")]
+    NotVerified,
+}
+
 /// Whether the node, holding `want`, holds what the pod at `ip` needs; if not, what is
 /// missing.
 fn programmed(
@@ -103,29 +131,32 @@ fn programmed(
     want: Option<&podnet_node::dataplane::NodeDataplane>,
     pod: &podnet_model::NsName,
     ip: std::net::IpAddr,
-) -> Result<(), String> {
+) -> Result<(), Unprogrammed> {
     let Some(p) = cluster.pod(&pod.namespace, &pod.name) else {
-        return Err(format!(
-            "the API has no Pod {pod} (yet: the agent watches for it)"
-        ));
+        return Err(Unprogrammed::NoPod(pod.clone()));
     };
     if p.node.as_deref() != Some(node) {
-        return Err(format!(
-            "Pod {pod} is on node {}, not on this node ({node})",
-            p.node.as_deref().unwrap_or("(none)")
-        ));
+        return Err(Unprogrammed::OtherNode {
+            pod: pod.clone(),
+            on: p.node.clone(),
+            node: node.to_string(),
+        });
     }
     if !p.ips.contains(&ip) {
-        return Err(format!("the API says Pod {pod} has {:?}, not {ip}", p.ips));
+        return Err(Unprogrammed::OtherAddress {
+            pod: pod.clone(),
+            has: p.ips.clone(),
+            ip,
+        });
     }
     let Some(want) = want else {
-        return Err(format!("the API has no Node {node} (yet)"));
+        return Err(Unprogrammed::NoNode(node.to_string()));
     };
     if let std::net::IpAddr::V4(v4) = ip {
         if p.host_network {
             return Ok(());
         }
-        let missing: Vec<&str> = [
+        let missing: Vec<&'static str> = [
             ("ingress", want.policy.ingress.contains_key(&v4)),
             ("egress", want.policy.egress.contains_key(&v4)),
         ]
@@ -134,10 +165,7 @@ fn programmed(
         .map(|(d, _)| *d)
         .collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "the node's policy maps have no {} entry for {ip}",
-                missing.join(" and ")
-            ));
+            return Err(Unprogrammed::NoPolicyEntry { ip, missing });
         }
     }
     Ok(())
@@ -615,10 +643,12 @@ impl<E: Effects> Agent<E> {
             let want = self.live.as_ref().map(Live::dataplane);
             let why = programmed(self.model.cluster(), &self.cfg.node, want, &w.pod, w.ip)
                 .err()
-                .unwrap_or_else(|| "the node's kernel was not read back holding it yet".into());
+                .unwrap_or(Unprogrammed::NotVerified);
             tracing::warn!(node = %self.cfg.node, pod = %w.pod, ip = %w.ip, "a CNI ADD gave up waiting: {why}");
             self.metrics.cni_gave_up();
-            let _ = w.answer.send(podnet_cni::agent::Reply::missing(why));
+            let _ = w
+                .answer
+                .send(podnet_cni::agent::Reply::missing(why.to_string()));
             // The plugin undoes the ADD (its address may go to another pod): the
             // address it told is forgotten.
             let key =

@@ -43,6 +43,23 @@ pub struct Fairness {
     counts: Arc<Mutex<Counts>>,
 }
 
+/// Why a workload's request gets no seat now (429, to be tried again later).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    #[error("{client} holds {held} watches, the most one client may (the lab's API keeps room for the others)")]
+    ClientWatches {
+        client: std::net::IpAddr,
+        held: usize,
+    },
+    #[error("clients hold {held} watches, the most the lab's API gives them all")]
+    AllWatches { held: usize },
+    #[error("{client} has {in_flight} requests in flight, the most one client may")]
+    ClientRequests {
+        client: std::net::IpAddr,
+        in_flight: usize,
+    },
+}
+
 /// A request's seat: given back when dropped (a watch's, when its stream ends).
 #[derive(Debug)]
 pub struct Seat {
@@ -90,27 +107,26 @@ impl Fairness {
     }
 
     /// A seat for a request (a watch when `watch`), or why there is none now.
-    pub fn admit(&self, class: Class, watch: bool) -> Result<Seat, String> {
+    pub fn admit(&self, class: Class, watch: bool) -> Result<Seat, Busy> {
         let Class::Workload(ip) = class else {
             return Ok(Seat { counts: None });
         };
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (w, r) = c.flows.get(&ip).copied().unwrap_or((0, 0));
         if watch && w >= FLOW_WATCHES {
-            return Err(format!(
-                "{ip} holds {w} watches, the most one client may (the lab's API keeps room for the others)"
-            ));
+            return Err(Busy::ClientWatches {
+                client: ip,
+                held: w,
+            });
         }
         if watch && c.watches >= WORKLOAD_WATCHES {
-            return Err(format!(
-                "clients hold {} watches, the most the lab's API gives them all",
-                c.watches
-            ));
+            return Err(Busy::AllWatches { held: c.watches });
         }
         if !watch && r >= FLOW_REQUESTS {
-            return Err(format!(
-                "{ip} has {r} requests in flight, the most one client may"
-            ));
+            return Err(Busy::ClientRequests {
+                client: ip,
+                in_flight: r,
+            });
         }
         let f = c.flows.entry(ip).or_default();
         if watch {
@@ -174,7 +190,14 @@ mod tests {
             .map(|_| f.admit(Class::Workload(a), true).unwrap())
             .collect();
         let e = f.admit(Class::Workload(a), true).unwrap_err();
-        assert!(e.contains("32 watches"), "{e}");
+        assert_eq!(
+            e,
+            Busy::ClientWatches {
+                client: a,
+                held: FLOW_WATCHES
+            }
+        );
+        assert!(e.to_string().contains("32 watches"), "{e}");
         // Others are not held back by a's watches; the system level never is.
         assert!(f.admit(Class::Workload(b), true).is_ok());
         assert!(f.admit(Class::Workload(a), false).is_ok());
@@ -194,7 +217,10 @@ mod tests {
         let e = f
             .admit(Class::Workload("10.9.9.9".parse().unwrap()), true)
             .unwrap_err();
-        assert!(e.contains("the most the lab's API gives them all"), "{e}");
+        assert!(matches!(e, Busy::AllWatches { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains("the most the lab's API gives them all"));
         drop(many);
     }
 }

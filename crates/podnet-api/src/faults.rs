@@ -47,6 +47,19 @@ impl Default for Faults {
     }
 }
 
+/// Why a request for faults is refused (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultSpecError {
+    #[error("{param}: {value:?} is not a number of seconds")]
+    Seconds { param: String, value: String },
+    #[error("delayMs: {0:?} is not a number")]
+    Millis(String),
+    #[error("unknown parameter {0:?} (endWatches, expire, delayMs with for, refuse)")]
+    Unknown(String),
+    #[error("delayMs and for go together")]
+    DelayWithoutFor,
+}
+
 /// One request for faults (the query of `POST /podnet/faults`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSpec {
@@ -58,22 +71,23 @@ pub struct FaultSpec {
 
 impl FaultSpec {
     /// From a query's pairs; an error names the parameter that is wrong.
-    pub fn parse(pairs: &[(String, String)]) -> Result<FaultSpec, String> {
+    pub fn parse(pairs: &[(String, String)]) -> Result<FaultSpec, FaultSpecError> {
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let secs = |k: &str| -> Result<Option<Duration>, String> {
+        let secs = |k: &str| -> Result<Option<Duration>, FaultSpecError> {
             get(k)
                 .map(|v| {
                     v.parse::<u64>()
                         .map(Duration::from_secs)
-                        .map_err(|_| format!("{k}: {v:?} is not a number of seconds"))
+                        .map_err(|_| FaultSpecError::Seconds {
+                            param: k.to_string(),
+                            value: v.to_string(),
+                        })
                 })
                 .transpose()
         };
         for (k, _) in pairs {
             if !["endWatches", "expire", "delayMs", "for", "refuse"].contains(&k.as_str()) {
-                return Err(format!(
-                    "unknown parameter {k:?} (endWatches, expire, delayMs with for, refuse)"
-                ));
+                return Err(FaultSpecError::Unknown(k.clone()));
             }
         }
         let delay = match (get("delayMs"), secs("for")?) {
@@ -81,11 +95,11 @@ impl FaultSpec {
             (Some(d), Some(f)) => Some((
                 Duration::from_millis(
                     d.parse()
-                        .map_err(|_| format!("delayMs: {d:?} is not a number"))?,
+                        .map_err(|_| FaultSpecError::Millis(d.to_string()))?,
                 ),
                 f,
             )),
-            _ => return Err("delayMs and for go together".into()),
+            _ => return Err(FaultSpecError::DelayWithoutFor),
         };
         Ok(FaultSpec {
             end_watches: matches!(get("endWatches"), Some("true" | "1")),
@@ -205,13 +219,18 @@ mod tests {
             Some((Duration::from_millis(300), Duration::from_secs(5)))
         );
         assert_eq!(FaultSpec::parse(&pairs(&s.query())).unwrap(), s);
-        assert!(FaultSpec::parse(&pairs("delayMs=3")).is_err());
+        assert_eq!(
+            FaultSpec::parse(&pairs("delayMs=3")),
+            Err(FaultSpecError::DelayWithoutFor)
+        );
         assert!(FaultSpec::parse(&pairs("refuse=x"))
             .unwrap_err()
+            .to_string()
             .contains("refuse"));
-        assert!(FaultSpec::parse(&pairs("boom=1"))
-            .unwrap_err()
-            .contains("boom"));
+        assert_eq!(
+            FaultSpec::parse(&pairs("boom=1")),
+            Err(FaultSpecError::Unknown("boom".into()))
+        );
     }
 
     #[test]

@@ -4,6 +4,19 @@
 use podnet_model::Kind;
 use serde_json::Value;
 
+/// Why a selector is refused (400, with the API server's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("expected a list in parentheses, found {0:?}")]
+    NotAList(String),
+    #[error("invalid label key {0:?}")]
+    LabelKey(String),
+    #[error("invalid selector: {0:?}; expected field=value")]
+    NotATerm(String),
+    #[error("field label not supported: {0}")]
+    UnknownField(String),
+}
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelReq {
@@ -38,12 +51,12 @@ fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-fn values(list: &str) -> Result<Vec<String>, String> {
+fn values(list: &str) -> Result<Vec<String>, SelectorError> {
     let inner = list
         .trim()
         .strip_prefix('(')
         .and_then(|l| l.strip_suffix(')'))
-        .ok_or_else(|| format!("expected a list in parentheses, found {list:?}"))?;
+        .ok_or_else(|| SelectorError::NotAList(list.to_string()))?;
     Ok(inner
         .split(',')
         .map(|v| v.trim().to_string())
@@ -51,7 +64,7 @@ fn values(list: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn key(k: &str) -> Result<String, String> {
+fn key(k: &str) -> Result<String, SelectorError> {
     let k = k.trim();
     let valid = !k.is_empty()
         && k.chars()
@@ -59,12 +72,12 @@ fn key(k: &str) -> Result<String, String> {
     if valid {
         Ok(k.to_string())
     } else {
-        Err(format!("invalid label key {k:?}"))
+        Err(SelectorError::LabelKey(k.to_string()))
     }
 }
 
 impl LabelSelector {
-    pub fn parse(s: &str) -> Result<LabelSelector, String> {
+    pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
         let mut reqs = Vec::new();
         if s.trim().is_empty() {
             return Ok(LabelSelector(reqs));
@@ -135,7 +148,7 @@ fn kind_fields(kind: Kind) -> &'static [&'static str] {
 impl FieldSelector {
     /// Parses a selector for objects of `kind`; an unknown field is refused as the API
     /// server refuses it.
-    pub fn parse(s: &str, kind: Kind) -> Result<FieldSelector, String> {
+    pub fn parse(s: &str, kind: Kind) -> Result<FieldSelector, SelectorError> {
         let mut terms = Vec::new();
         if s.trim().is_empty() {
             return Ok(FieldSelector(terms));
@@ -148,13 +161,13 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: {part:?}; expected field=value"));
+                return Err(SelectorError::NotATerm(part.to_string()));
             };
             let field = field.trim();
             let known = matches!(field, "metadata.name" | "metadata.namespace")
                 || kind_fields(kind).contains(&field);
             if !known {
-                return Err(format!("field label not supported: {field}"));
+                return Err(SelectorError::UnknownField(field.to_string()));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
         }
@@ -226,6 +239,7 @@ mod tests {
             .unwrap()
             .matches(&pod));
         let err = FieldSelector::parse("spec.nodeName=x", Kind::Service).unwrap_err();
-        assert_eq!(err, "field label not supported: spec.nodeName");
+        assert_eq!(err, SelectorError::UnknownField("spec.nodeName".into()));
+        assert_eq!(err.to_string(), "field label not supported: spec.nodeName");
     }
 }

@@ -302,7 +302,7 @@ impl Api {
                 .unwrap_or_default();
             match crate::faults::FaultSpec::parse(&pairs) {
                 Ok(spec) => self.faults.inject(&spec),
-                Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+                Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
             }
         }
         ok(self.faults.describe())
@@ -378,11 +378,11 @@ impl Api {
                 let q = Query::of(&query);
                 let field = match FieldSelector::parse(&q.get("fieldSelector"), r.kind) {
                     Ok(f) => f,
-                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
                 };
                 let label = match LabelSelector::parse(&q.get("labelSelector")) {
                     Ok(l) => l,
-                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+                    Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
                 };
                 let filter = Filter {
                     r,

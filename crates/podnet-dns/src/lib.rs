@@ -41,10 +41,16 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("record {record}: {why}")]
-    Record { record: String, why: String },
-    #[error("{0}")]
-    Io(String),
+    #[error("record {record}")]
+    Record {
+        record: String,
+        #[source]
+        source: hickory_proto::ProtoError,
+    },
+    #[error("serving DNS over UDP")]
+    Udp(#[source] std::io::Error),
+    #[error("serving DNS over TCP")]
+    Tcp(#[source] hickory_server::net::NetError),
 }
 
 /// A zone ready to serve: the model's zone and the same records as hickory records.
@@ -53,14 +59,14 @@ pub struct Zone {
     records: Vec<Record>,
 }
 
-fn name(s: &str) -> Result<Name, String> {
-    Name::from_ascii(s).map_err(|e| e.to_string())
+fn name(s: &str) -> Result<Name, hickory_proto::ProtoError> {
+    Name::from_ascii(s)
 }
 
 fn to_record(r: &DnsRecord) -> Result<Record, DnsError> {
-    let err = |why: String| DnsError::Record {
+    let err = |source| DnsError::Record {
         record: r.to_string(),
-        why,
+        source,
     };
     let data = match &r.data {
         model::RData::A(ip) => RData::A(A(*ip)),
@@ -444,14 +450,14 @@ impl ClusterDns {
             futures_util::future::try_join_all(udp.into_iter().map(|u| self.clone().serve_udp(u)));
         let tcp_server = async {
             if has_tcp {
-                server.block_until_done().await.map_err(|e| e.to_string())
+                server.block_until_done().await
             } else {
                 std::future::pending().await
             }
         };
         tokio::select! {
-            r = udp_loops => r.map(drop).map_err(|e| DnsError::Io(format!("UDP: {e}"))),
-            r = tcp_server => r.map_err(|e| DnsError::Io(format!("TCP: {e}"))),
+            r = udp_loops => r.map(drop).map_err(DnsError::Udp),
+            r = tcp_server => r.map_err(DnsError::Tcp),
         }
     }
 }

@@ -20,6 +20,6 @@ pub enum IngressError {
     Tls(#[source] rustls::Error),
     #[error("generating the default certificate: {0}")]
     DefaultCert(#[source] rcgen::Error),
-    #[error("the default certificate: {0}")]
-    DefaultKey(String),
+    #[error("the default certificate")]
+    DefaultKey(#[source] podnet_routes::edge::CertError),
 }

@@ -465,7 +465,7 @@ impl Edge {
             }
             Err(why) => {
                 self.metrics.error("bad_request");
-                let mut r = plain(StatusCode::BAD_REQUEST, &why);
+                let mut r = plain(StatusCode::BAD_REQUEST, &why.to_string());
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 (r, None, String::new())

@@ -145,7 +145,7 @@ pub fn up_with(
     exe: &Path,
     agents: bool,
 ) -> Result<LabState, LabError> {
-    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    plan::valid_lab_name(lab).map_err(|e| LabError::Invalid(e.to_string()))?;
     let held = lock::lock(lab, "lab up")?;
     if load_state(lab).is_ok_and(|st| alive(lab, st.serve_pid)) {
         return Err(LabError::Invalid(format!("lab {lab:?} is already up: change it with `podnet lab apply --name {lab}`, or remove it with `podnet lab down --name {lab}`")));
@@ -167,7 +167,7 @@ pub use change::ApplyReport;
 /// pods that did not change are not touched. Nodes cannot change live. The saved state
 /// describes what runs, whatever happens.
 pub fn apply(lab: &str, cluster: &Cluster) -> Result<ApplyReport, LabError> {
-    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    plan::valid_lab_name(lab).map_err(|e| LabError::Invalid(e.to_string()))?;
     if !lab_dir(lab).join("state.json").exists() {
         // Not up: said without taking (and leaving) a lock.
         load_state(lab)?;
@@ -219,7 +219,7 @@ pub enum Down {
 /// failure, not just the first. Only this lab's names are touched: [`plan::prefix`] ends with
 /// a character no lab name has.
 pub fn down(lab: &str) -> Result<Down, LabError> {
-    plan::valid_lab_name(lab).map_err(LabError::Invalid)?;
+    plan::valid_lab_name(lab).map_err(|e| LabError::Invalid(e.to_string()))?;
     let held = lock::lock(lab, "lab down")?;
     let result = down_locked(lab);
     held.remove();

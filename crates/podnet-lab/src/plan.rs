@@ -151,8 +151,13 @@ pub fn pod_ns(lab: &str, pod: &NsName) -> String {
     ns_name(lab, "p", &[&pod.namespace, &pod.name])
 }
 
+/// A lab name that cannot be one: it becomes part of namespace names and paths.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lab name {0:?}: use 1 to 20 lower-case letters, digits or '-'")]
+pub struct BadLabName(pub String);
+
 /// Checks a lab name: it becomes part of namespace names and paths.
-pub fn valid_lab_name(name: &str) -> Result<(), String> {
+pub fn valid_lab_name(name: &str) -> Result<(), BadLabName> {
     let ok = !name.is_empty()
         && name.len() <= 20
         && name
@@ -162,9 +167,7 @@ pub fn valid_lab_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "lab name {name:?}: use 1 to 20 lower-case letters, digits or '-'"
-        ))
+        Err(BadLabName(name.to_string()))
     }
 }
 

@@ -426,6 +426,13 @@ pub struct ZoneInput<'a> {
     pub ttl: u32,
 }
 
+/// A stored zone without its SOA record: not a zone to serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stored zone {origin} has no SOA")]
+pub struct NoSoa {
+    pub origin: String,
+}
+
 impl DnsZone {
     /// The zone of a whole cluster.
     pub fn from_cluster(c: &Cluster) -> Self {
@@ -603,13 +610,13 @@ impl DnsZone {
     }
 
     /// Fails when the records have no SOA at the origin.
-    pub fn from_stored(s: StoredZone) -> Result<Self, String> {
+    pub fn from_stored(s: StoredZone) -> Result<Self, NoSoa> {
         if !s
             .records
             .iter()
             .any(|(n, _, d)| *n == s.origin && matches!(d, RData::Soa { .. }))
         {
-            return Err(format!("the stored zone {} has no SOA", s.origin));
+            return Err(NoSoa { origin: s.origin });
         }
         let mut records: Vec<DnsRecord> = s
             .records

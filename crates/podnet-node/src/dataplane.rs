@@ -38,16 +38,21 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// Text that is not a MAC address (six hexadecimal bytes separated by ':').
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address")]
+pub struct NotAMac(pub String);
+
 impl FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NotAMac;
+    fn from_str(s: &str) -> Result<Self, NotAMac> {
         let parts: Vec<&str> = s.split(':').collect();
         let mut b = [0u8; 6];
         if parts.len() != 6 {
-            return Err(format!("{s:?} is not a MAC address"));
+            return Err(NotAMac(s.to_string()));
         }
         for (i, p) in parts.iter().enumerate() {
-            b[i] = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+            b[i] = u8::from_str_radix(p, 16).map_err(|_| NotAMac(s.to_string()))?;
         }
         Ok(MacAddr(b))
     }

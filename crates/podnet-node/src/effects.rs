@@ -626,16 +626,23 @@ fn policy_after(
     table: Option<podnet_policy::PolicyPlan>,
     tx: &podnet_policy::Transaction,
 ) -> Result<podnet_policy::PolicyPlan, NodeError> {
-    let refuse = |what: String| NodeError::Command {
+    let refuse = |what: podnet_policy::Missing| NodeError::Command {
         cmd: "nft -f -".into(),
         status: Some(1),
-        stderr: format!("Could not process rule: No such file or directory: {what}"),
+        stderr: format!(
+            "Could not process rule: No such file or directory: {}",
+            what.0
+        ),
     };
     let starts = matches!(tx.ops.first(), Some(podnet_policy::Op::CreateTable));
     let mut t = match table {
         Some(t) => t,
         None if starts => Default::default(),
-        None => return Err(refuse("table ip podnet-policy".into())),
+        None => {
+            return Err(refuse(podnet_policy::Missing(
+                "table ip podnet-policy".into(),
+            )))
+        }
     };
     t.apply(tx).map_err(refuse)?;
     Ok(t)

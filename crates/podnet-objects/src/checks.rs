@@ -60,7 +60,7 @@ impl<T> Checker<'_, T> {
         }
     }
 
-    fn meta(&mut self, meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>) {
+    fn meta(&mut self, meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), v::Invalid>) {
         match (&meta.name, &meta.generate_name) {
             (Some(n), _) if !n.is_empty() => self.check("metadata.name", name_rule(n)),
             (_, Some(g)) if !g.is_empty() && self.oref.kind == "Pod" => {}

@@ -70,22 +70,27 @@ impl PortRange {
     }
 }
 
+/// A setting's value (a flag's, a config file's) that does not parse: the value and what was
+/// expected of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?}: expected {expected}")]
+pub struct BadValue {
+    pub value: String,
+    pub expected: &'static str,
+}
+
 impl std::str::FromStr for PortRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 30000-32767"))?;
-        let first: u16 = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: {a:?} is not a port number"))?;
-        let last: u16 = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: {b:?} is not a port number"))?;
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        let bad = || BadValue {
+            value: s.to_string(),
+            expected: "FIRST-LAST port numbers, 1 <= FIRST <= LAST <= 65535 (e.g. 30000-32767)",
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
         if first == 0 || first > last {
-            return Err(format!("{s:?}: expected 1 <= FIRST <= LAST <= 65535"));
+            return Err(bad());
         }
         Ok(PortRange { first, last })
     }
@@ -146,8 +151,12 @@ pub fn u128_to_ip(n: u128, v4: bool) -> IpAddr {
 }
 
 impl std::str::FromStr for IpRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        let bad = || BadValue {
+            value: s.to_string(),
+            expected: "a CIDR, an IP address, or FIRST-LAST addresses of one family, FIRST <= LAST",
+        };
         if let Ok(net) = s.parse::<IpNet>() {
             return Ok(IpRange {
                 first: net.network(),
@@ -155,24 +164,14 @@ impl std::str::FromStr for IpRange {
             });
         }
         if let Some((a, b)) = s.split_once('-') {
-            let first: IpAddr = a
-                .trim()
-                .parse()
-                .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
-            let last: IpAddr = b
-                .trim()
-                .parse()
-                .map_err(|_| format!("{s:?}: {b:?} is not an IP address"))?;
+            let first: IpAddr = a.trim().parse().map_err(|_| bad())?;
+            let last: IpAddr = b.trim().parse().map_err(|_| bad())?;
             if first.is_ipv4() != last.is_ipv4() || first > last {
-                return Err(format!(
-                    "{s:?}: the first address must not be above the last, in one family"
-                ));
+                return Err(bad());
             }
             return Ok(IpRange { first, last });
         }
-        let ip: IpAddr = s
-            .parse()
-            .map_err(|_| format!("{s:?}: expected a CIDR, FIRST-LAST or an IP address"))?;
+        let ip: IpAddr = s.parse().map_err(|_| bad())?;
         Ok(IpRange {
             first: ip,
             last: ip,

@@ -353,9 +353,12 @@ impl serde::Serialize for Kind {
 }
 
 impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Kind, String> {
-        Kind::parse(s).ok_or_else(|| format!("a kind podnet does not read: {s:?}"))
+    type Err = crate::config::BadValue;
+    fn from_str(s: &str) -> Result<Kind, Self::Err> {
+        Kind::parse(s).ok_or_else(|| crate::config::BadValue {
+            value: s.to_string(),
+            expected: "a kind podnet reads",
+        })
     }
 }
 

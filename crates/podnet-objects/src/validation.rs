@@ -1,10 +1,34 @@
 //! The API server's validation rules for the fields podnet uses, with the API server's wording.
 //!
-//! Each function returns `Err(reason)` with what is wrong and what is allowed.
+//! Each function returns `Err(Invalid)`: what is wrong and what is allowed, in the API
+//! server's words (its validation functions return messages too).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// What is wrong with a value and what is allowed, as the API server says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_string())
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(i: Invalid) -> String {
+        i.0
+    }
+}
 
 const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
@@ -14,15 +38,13 @@ fn is_label_char(c: char) -> bool {
 }
 
 /// RFC 1123 label: lower case alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
-pub fn dns1123_label(s: &str) -> Result<(), String> {
+pub fn dns1123_label(s: &str) -> Result<(), Invalid> {
     const WHAT: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')";
     if s.is_empty() || s.len() > DNS1123_LABEL_MAX {
-        return Err(format!(
-            "must be 1 to {DNS1123_LABEL_MAX} characters long; {WHAT}"
-        ));
+        return Err(format!("must be 1 to {DNS1123_LABEL_MAX} characters long; {WHAT}").into());
     }
     if !label_chars(s) {
-        return Err(WHAT.to_string());
+        return Err(WHAT.into());
     }
     Ok(())
 }
@@ -35,24 +57,22 @@ fn label_chars(s: &str) -> bool {
 /// RFC 1123 subdomain, as the API server's `IsDNS1123Subdomain`: dot-separated parts with the
 /// characters of RFC 1123 labels, ≤ 253 in all. (Like upstream, no part has a length limit of
 /// its own.)
-pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+pub fn dns1123_subdomain(s: &str) -> Result<(), Invalid> {
     const WHAT: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
     if s.is_empty() || s.len() > DNS1123_SUBDOMAIN_MAX {
-        return Err(format!(
-            "must be 1 to {DNS1123_SUBDOMAIN_MAX} characters long; {WHAT}"
-        ));
+        return Err(format!("must be 1 to {DNS1123_SUBDOMAIN_MAX} characters long; {WHAT}").into());
     }
     if s.split('.').all(label_chars) {
         Ok(())
     } else {
-        Err(WHAT.to_string())
+        Err(WHAT.into())
     }
 }
 
 /// RFC 1035 label: like an RFC 1123 label, but starting with a letter. Service names use it.
 /// A hostname as Ingress rules and the Gateway API take it: a DNS-1123 subdomain, optionally
 /// after `*.` (one wildcard label); no IP address.
-pub fn wildcard_hostname(s: &str) -> Result<(), String> {
+pub fn wildcard_hostname(s: &str) -> Result<(), Invalid> {
     let name = s.strip_prefix("*.").unwrap_or(s);
     dns1123_subdomain(name).map_err(|e| {
         format!(
@@ -60,43 +80,39 @@ pub fn wildcard_hostname(s: &str) -> Result<(), String> {
         )
     })?;
     if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!(
-            "Invalid value: {s:?}: must be a DNS name, not an IP address"
-        ));
+        return Err(format!("Invalid value: {s:?}: must be a DNS name, not an IP address").into());
     }
     Ok(())
 }
 
-pub fn dns1035_label(s: &str) -> Result<(), String> {
+pub fn dns1035_label(s: &str) -> Result<(), Invalid> {
     const WHAT: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123')";
     if s.is_empty() || s.len() > DNS1123_LABEL_MAX {
-        return Err(format!(
-            "must be 1 to {DNS1123_LABEL_MAX} characters long; {WHAT}"
-        ));
+        return Err(format!("must be 1 to {DNS1123_LABEL_MAX} characters long; {WHAT}").into());
     }
     if dns1123_label(s).is_err() || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(WHAT.to_string());
+        return Err(WHAT.into());
     }
     Ok(())
 }
 
 /// IANA_SVC_NAME (RFC 6335): ≤ 15 characters, lower case alphanumerics and '-', at least one
 /// letter, no leading, trailing or double '-'. Named container ports and named targetPorts use it.
-pub fn iana_svc_name(s: &str) -> Result<(), String> {
+pub fn iana_svc_name(s: &str) -> Result<(), Invalid> {
     if s.is_empty() || s.len() > 15 {
-        return Err("must be no more than 15 characters (IANA_SVC_NAME, RFC 6335)".to_string());
+        return Err("must be no more than 15 characters (IANA_SVC_NAME, RFC 6335)".into());
     }
     if !s.chars().all(is_label_char) {
-        return Err("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-) (IANA_SVC_NAME)".to_string());
+        return Err("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-) (IANA_SVC_NAME)".into());
     }
     if s.contains("--") {
-        return Err("must not contain consecutive hyphens (IANA_SVC_NAME)".to_string());
+        return Err("must not contain consecutive hyphens (IANA_SVC_NAME)".into());
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Err("must not begin or end with a hyphen (IANA_SVC_NAME)".to_string());
+        return Err("must not begin or end with a hyphen (IANA_SVC_NAME)".into());
     }
     if !s.chars().any(|c| c.is_ascii_lowercase()) {
-        return Err("must contain at least one letter (a-z) (IANA_SVC_NAME)".to_string());
+        return Err("must contain at least one letter (a-z) (IANA_SVC_NAME)".into());
     }
     Ok(())
 }
@@ -111,7 +127,7 @@ fn qualified_name_part(s: &str) -> bool {
 }
 
 /// A label key (qualified name): `[prefix/]name`, where prefix is a DNS subdomain.
-pub fn label_key(k: &str) -> Result<(), String> {
+pub fn label_key(k: &str) -> Result<(), Invalid> {
     const WHAT: &str = "a valid label key is a name of at most 63 alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character, with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
     let (prefix, name) = match k.split_once('/') {
         Some((p, n)) => (Some(p), n),
@@ -119,21 +135,21 @@ pub fn label_key(k: &str) -> Result<(), String> {
     };
     if let Some(p) = prefix {
         if dns1123_subdomain(p).is_err() {
-            return Err(format!("prefix part: {WHAT}"));
+            return Err(format!("prefix part: {WHAT}").into());
         }
     }
     if !qualified_name_part(name) {
-        return Err(WHAT.to_string());
+        return Err(WHAT.into());
     }
     Ok(())
 }
 
 /// A label value: empty, or ≤ 63 alphanumerics, '-', '_', '.', starting and ending alphanumeric.
-pub fn label_value(v: &str) -> Result<(), String> {
+pub fn label_value(v: &str) -> Result<(), Invalid> {
     if v.is_empty() || qualified_name_part(v) {
         Ok(())
     } else {
-        Err("a valid label value must be an empty string or at most 63 alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')".to_string())
+        Err("a valid label value must be an empty string or at most 63 alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345')".into())
     }
 }
 
@@ -180,7 +196,7 @@ pub fn label_selector(sel: &LabelSelector) -> Vec<(String, String)> {
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {
                 for (j, v) in e.values.iter().flatten().enumerate() {
                     if let Err(why) = label_value(v) {
-                        errs.push((format!("{base}.values[{j}]"), why));
+                        errs.push((format!("{base}.values[{j}]"), why.into()));
                     }
                 }
             }
@@ -194,23 +210,22 @@ pub fn label_selector(sel: &LabelSelector) -> Vec<(String, String)> {
 }
 
 /// A port number: 1 to 65535.
-pub fn port_number(p: i32) -> Result<(), String> {
+pub fn port_number(p: i32) -> Result<(), Invalid> {
     if (1..=65535).contains(&p) {
         Ok(())
     } else {
-        Err(format!(
-            "Invalid value: {p}: must be between 1 and 65535, inclusive"
-        ))
+        Err(format!("Invalid value: {p}: must be between 1 and 65535, inclusive").into())
     }
 }
 
 /// TCP, UDP or SCTP.
-pub fn protocol(p: &str) -> Result<(), String> {
+pub fn protocol(p: &str) -> Result<(), Invalid> {
     match p {
         "TCP" | "UDP" | "SCTP" => Ok(()),
         other => Err(format!(
             "Unsupported value: {other:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""
-        )),
+        )
+        .into()),
     }
 }
 

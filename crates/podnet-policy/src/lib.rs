@@ -39,7 +39,7 @@ mod transaction;
 
 use compile::*;
 pub use compile::{protocol_number, Compiler};
-pub use transaction::{Op, Transaction};
+pub use transaction::{Missing, Op, Transaction};
 
 pub const TABLE: &str = "podnet-policy";
 

@@ -111,27 +111,37 @@ impl Transaction {
     }
 }
 
+/// What a transaction's step needs and the table does not hold (a group's chain, an element,
+/// an entry): the kernel refuses the step with ENOENT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}: no such object in the table")]
+pub struct Missing(pub String);
+
 impl PolicyPlan {
     /// The table after `tx`, as the kernel holds it after the transaction; an error (and the
     /// table left part-way) for a step the kernel would refuse: a missing table, group or
     /// element. What a node's applier keeps of what it programmed, without a copy of the whole.
-    pub fn apply(&mut self, tx: &Transaction) -> Result<(), String> {
+    pub fn apply(&mut self, tx: &Transaction) -> Result<(), Missing> {
         for op in &tx.ops {
             match op {
                 Op::CreateTable => *self = PolicyPlan::default(),
                 Op::AddGroup(g) => drop(self.groups.insert(*g, BTreeSet::new())),
                 Op::DeleteGroup(g) => {
-                    self.groups.remove(g).ok_or_else(|| g.chain())?;
+                    self.groups.remove(g).ok_or_else(|| Missing(g.chain()))?;
                 }
                 Op::AddRects(g, v) => {
-                    let set = self.groups.get_mut(g).ok_or_else(|| g.chain())?;
+                    let set = self.groups.get_mut(g).ok_or_else(|| Missing(g.chain()))?;
                     set.extend(v.iter().copied());
                 }
                 Op::DeleteRects(g, v) => {
-                    let set = self.groups.get_mut(g).ok_or_else(|| g.chain())?;
+                    let set = self.groups.get_mut(g).ok_or_else(|| Missing(g.chain()))?;
                     for r in v {
                         if !set.remove(r) {
-                            return Err(format!("{} element {}", g.chain(), render_rect(r)));
+                            return Err(Missing(format!(
+                                "{} element {}",
+                                g.chain(),
+                                render_rect(r)
+                            )));
                         }
                     }
                 }
@@ -139,14 +149,14 @@ impl PolicyPlan {
                 Op::DeleteTargets(dir, v) => {
                     let map = map_mut(self, *dir);
                     for ip in v {
-                        map.remove(ip).ok_or_else(|| ip.to_string())?;
+                        map.remove(ip).ok_or_else(|| Missing(ip.to_string()))?;
                     }
                 }
                 Op::AddLocal(v) => self.local.extend(v.iter().copied()),
                 Op::DeleteLocal(v) => {
                     for n in v {
                         if !self.local.remove(n) {
-                            return Err(n.to_string());
+                            return Err(Missing(n.to_string()));
                         }
                     }
                 }

@@ -300,8 +300,30 @@ fn tls(
     (certs, redirect)
 }
 
+/// Why a TLS Secret's certificate cannot be served (its hosts get the default certificate;
+/// a Gateway's listener says `InvalidCertificateRef`).
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("not found")]
+    NoSecret,
+    #[error("type {0}, not {TLS_SECRET_TYPE}")]
+    NotTls(String),
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("{field}: {source}")]
+    Pem {
+        field: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls.crt: no certificate")]
+    NoCertificate,
+    #[error("the certificate and the key: {0}")]
+    Mismatch(#[source] rustls::Error),
+}
+
 /// A `kubernetes.io/tls` Secret's certificate chain and key, checked to belong together.
-pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<CertifiedKey>, String> {
+pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<CertifiedKey>, CertError> {
     let s = cluster
         .secrets
         .iter()
@@ -310,10 +332,10 @@ pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<Certified
             s.metadata.namespace.as_deref().unwrap_or("default") == secret.namespace
                 && s.metadata.name.as_deref() == Some(secret.name.as_str())
         })
-        .ok_or("not found")?;
+        .ok_or(CertError::NoSecret)?;
     if let Some(t) = s.type_.as_deref() {
         if t != TLS_SECRET_TYPE {
-            return Err(format!("type {t}, not {TLS_SECRET_TYPE}"));
+            return Err(CertError::NotTls(t.to_string()));
         }
     }
     let field = |k: &str| -> Option<Vec<u8>> {
@@ -328,23 +350,23 @@ pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<Certified
                     .map(|v| v.as_bytes().to_vec())
             })
     };
-    let crt = field("tls.crt").ok_or("no tls.crt")?;
-    let key = field("tls.key").ok_or("no tls.key")?;
+    let crt = field("tls.crt").ok_or(CertError::Missing("tls.crt"))?;
+    let key = field("tls.key").ok_or(CertError::Missing("tls.key"))?;
     certified_key_pem(&crt, &key)
 }
 
 /// A certificate chain and key in PEM, checked to belong together.
-pub fn certified_key_pem(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+pub fn certified_key_pem(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, CertError> {
+    let pem = |field| move |source| CertError::Pem { field, source };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt: {e}"))?;
+        .map_err(pem("tls.crt"))?;
     if chain.is_empty() {
-        return Err("tls.crt: no certificate".into());
+        return Err(CertError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(pem("tls.key"))?;
     let provider = crate::crypto_provider();
-    let ck = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("the certificate and the key: {e}"))?;
+    let ck = CertifiedKey::from_der(chain, key, &provider).map_err(CertError::Mismatch)?;
     Ok(Arc::new(ck))
 }
 

@@ -591,8 +591,8 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
 }
 
 /// A duration as `30s`, `500ms`, `2m` or a number of seconds.
-fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration (30s, 500ms, 2m)");
+fn humantime_secs(s: &str) -> anyhow::Result<std::time::Duration> {
+    let bad = || anyhow::anyhow!("{s:?} is not a duration (30s, 500ms, 2m)");
     let (n, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| (&s[..i], &s[i..]));

@@ -48,32 +48,44 @@ fn a_pod_is_programmed_once_its_node_holds_both_of_its_policy_entries() {
         no_egress.policy.egress.clear();
         assert_eq!(
             programmed(&c, "node-1", Some(&no_egress), &pod, ip),
-            Err("the node's policy maps have no egress entry for 10.244.1.9".into())
+            Err(Unprogrammed::NoPolicyEntry {
+                ip,
+                missing: vec!["egress"]
+            })
         );
         let mut none = w.clone();
         none.policy.egress.clear();
         none.policy.ingress.clear();
         assert_eq!(
             programmed(&c, "node-1", Some(&none), &pod, ip),
-            Err("the node's policy maps have no ingress and egress entry for 10.244.1.9".into())
+            Err(Unprogrammed::NoPolicyEntry {
+                ip,
+                missing: vec!["ingress", "egress"]
+            })
+        );
+        assert_eq!(
+            programmed(&c, "node-1", Some(&none), &pod, ip)
+                .unwrap_err()
+                .to_string(),
+            "the node's policy maps have no ingress and egress entry for 10.244.1.9"
         );
         assert_eq!(
             programmed(&c, "node-1", None, &pod, ip),
-            Err("the API has no Node node-1 (yet)".into())
+            Err(Unprogrammed::NoNode("node-1".into()))
         );
     }
     let c = cluster(None, false);
     let e = programmed(&c, "node-1", Some(&want(&c)), &pod, ip).unwrap_err();
-    assert!(e.contains("not 10.244.1.9"), "{e}");
+    assert!(matches!(e, Unprogrammed::OtherAddress { .. }), "{e}");
     let e = programmed(&c, "node-2", Some(&want(&c)), &pod, ip).unwrap_err();
     assert_eq!(
-        e,
+        e.to_string(),
         "Pod default/web is on node node-1, not on this node (node-2)"
     );
     let other = podnet_model::NsName::new("default", "ghost");
     let e = programmed(&c, "node-1", Some(&want(&c)), &other, ip).unwrap_err();
     assert_eq!(
-        e,
+        e.to_string(),
         "the API has no Pod default/ghost (yet: the agent watches for it)"
     );
 }

@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// Why a Service's requested address or port is refused, in the API server's words (its IP
+/// and port allocators').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Refused {
+    #[error("provided IP is not in the valid range (the cluster's serviceCIDR)")]
+    IpOutOfRange,
+    #[error("the network and broadcast addresses cannot be assigned")]
+    NetworkOrBroadcast,
+    #[error("provided IP is already allocated")]
+    IpAllocated,
+    #[error("provided port is not in the valid range. The range of valid ports is {0}")]
+    PortOutOfRange(podnet_model::config::PortRange),
+    #[error("provided port is already allocated")]
+    PortAllocated,
+}
+
 /// ClusterIP and NodePort allocation, as the API server's allocators do it, but deterministic:
 /// a hash of the Service's name picks where to start looking, so that adding one Service does
 /// not move the others.
@@ -50,17 +66,17 @@ impl Allocator {
         a
     }
 
-    pub(super) fn claim_ip(&mut self, ip: IpAddr) -> Result<(), String> {
+    pub(super) fn claim_ip(&mut self, ip: IpAddr) -> Result<(), Refused> {
         let n = ip_to_u128(ip);
         if ip.is_ipv4() != self.v4 || n < self.net_base || n >= self.net_base + self.size {
-            return Err("provided IP is not in the valid range (the cluster's serviceCIDR)".into());
+            return Err(Refused::IpOutOfRange);
         }
         let off = n - self.net_base;
         if off == 0 || (self.v4 && off == self.size - 1) {
-            return Err("the network and broadcast addresses cannot be assigned".into());
+            return Err(Refused::NetworkOrBroadcast);
         }
         if !self.ips.insert(off) {
-            return Err("provided IP is already allocated".into());
+            return Err(Refused::IpAllocated);
         }
         for b in &mut self.bands {
             b.take(off);
@@ -83,18 +99,15 @@ impl Allocator {
         ns: &str,
         name: &str,
         proto: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         if !self.port_range.contains(port) {
-            return Err(format!(
-                "provided port is not in the valid range. The range of valid ports is {}",
-                self.port_range
-            ));
+            return Err(Refused::PortOutOfRange(self.port_range));
         }
         let owner = format!("{ns}/{name}");
         match self.ports.get(&port) {
             // Within one Service, one node port may serve the same port number over two protocols.
             Some(o) if *o == owner && proto != "health" => Ok(()),
-            Some(_) => Err("provided port is already allocated".into()),
+            Some(_) => Err(Refused::PortAllocated),
             None => {
                 self.ports.insert(port, owner);
                 Ok(())

@@ -3,36 +3,50 @@
 
 use super::*;
 
+/// Why the front refuses a request (400, and the connection closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("more than one Content-Length")]
+    ContentLengths,
+    #[error("both Content-Length and Transfer-Encoding")]
+    LengthAndChunked,
+    #[error("more than one Host")]
+    Hosts,
+    #[error("a Host that is not text")]
+    HostNotText,
+    #[error("no Host")]
+    NoHost,
+    #[error("an invalid Host")]
+    InvalidHost,
+}
+
 /// The request front: what every request must pass before it is routed, and the host it is
 /// for. Refused (400, and the connection closed):
 /// - request smuggling: `Transfer-Encoding` with `Content-Length`, or more than one
 ///   `Content-Length` (RFC 9112 6.3: a message a proxy must not forward);
 /// - no host (HTTP/1.1 without `Host`), more than one `Host`, or a host that is not a valid
 ///   authority (RFC 9110 7.2: a server must answer 400).
-pub fn front(version: Version, headers: &HeaderMap, uri: &hyper::Uri) -> Result<String, String> {
+pub fn front(version: Version, headers: &HeaderMap, uri: &hyper::Uri) -> Result<String, Refused> {
     let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
     if lengths > 1 {
-        return Err("more than one Content-Length".into());
+        return Err(Refused::ContentLengths);
     }
     if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Err("both Content-Length and Transfer-Encoding".into());
+        return Err(Refused::LengthAndChunked);
     }
     let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
     if hosts.len() > 1 {
-        return Err("more than one Host".into());
+        return Err(Refused::Hosts);
     }
     let host = match (uri.authority(), hosts.first()) {
         (Some(a), _) if version == Version::HTTP_2 => a.as_str().to_string(),
-        (_, Some(h)) => h
-            .to_str()
-            .map_err(|_| "a Host that is not text".to_string())?
-            .to_string(),
+        (_, Some(h)) => h.to_str().map_err(|_| Refused::HostNotText)?.to_string(),
         (Some(a), None) => a.as_str().to_string(),
         (None, None) if version == Version::HTTP_10 => String::new(),
-        (None, None) => return Err("no Host".into()),
+        (None, None) => return Err(Refused::NoHost),
     };
     if !host.is_empty() && !valid_authority(&host) {
-        return Err("an invalid Host".into());
+        return Err(Refused::InvalidHost);
     }
     Ok(host)
 }

@@ -54,7 +54,10 @@ impl Dns {
         }
         Ok(Some(vec![tokio::spawn(async move {
             if let Err(e) = dns.run(udp, tcp).await {
-                eprintln!("{who}: DNS server stopped: {e}");
+                eprintln!(
+                    "{who}: DNS server stopped: {}",
+                    podnet_model::diag::chain(&e)
+                );
             }
         })]))
     }
