@@ -312,7 +312,10 @@ fn slices(s: &ServiceInfo) -> Vec<EndpointSlice> {
         .iter()
         .map(|sl| {
             let mut labels = BTreeMap::new();
-            labels.insert("kubernetes.io/service-name".to_string(), s.name.clone());
+            labels.insert(
+                podnet_model::model::SERVICE_NAME_LABEL.to_string(),
+                s.name.clone(),
+            );
             labels.insert(
                 "endpointslice.kubernetes.io/managed-by".to_string(),
                 sl.managed_by.clone(),

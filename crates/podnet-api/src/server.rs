@@ -313,12 +313,7 @@ impl Api {
         if let Some(d) = self.faults.delay() {
             tokio::time::sleep(d).await;
         }
-        let accept = req
-            .headers()
-            .get(hyper::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let accept = header_text(req.headers(), hyper::header::ACCEPT);
         let query: Vec<(String, String)> = req
             .uri()
             .query()
@@ -733,4 +728,12 @@ fn not_found_path(path: &str) -> Response<Body> {
         "NotFound",
         &format!("the server could not find the requested resource ({path})"),
     )
+}
+
+/// A header's value as text; empty when absent or not text.
+pub(crate) fn header_text(h: &hyper::HeaderMap, name: hyper::header::HeaderName) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }

@@ -114,12 +114,7 @@ pub async fn status(
             ),
         ));
     }
-    let content_type = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = crate::server::header_text(req.headers(), hyper::header::CONTENT_TYPE);
     if !media_type_ok(&method, r, &content_type) {
         return Err(refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

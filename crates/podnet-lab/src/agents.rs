@@ -88,17 +88,24 @@ pub fn socket(lab: &str, node: &str) -> PathBuf {
     dir(lab).join(format!("{node}.sock"))
 }
 
-/// The command line of a node's agent.
-pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
+/// `podnet <subcommand>` against the lab's API, with the cluster's settings, as every process
+/// that follows the API starts.
+fn following(exe: &Path, lab: &str, subcommand: &[&str]) -> Command {
     let d = dir(lab);
     let mut cmd = Command::new(exe);
-    cmd.arg("agent")
-        .args(["--node", node])
+    cmd.args(subcommand)
         .arg("--kubeconfig")
         .arg(d.join("kubeconfig"))
         .arg("--config")
-        .arg(d.join("config.json"))
-        .arg("--state-dir")
+        .arg(d.join("config.json"));
+    cmd
+}
+
+/// The command line of a node's agent.
+pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
+    let d = dir(lab);
+    let mut cmd = following(exe, lab, &["agent", "--node", node]);
+    cmd.arg("--state-dir")
         .arg(&d)
         .args(["--uplink", UPLINK, "--metrics-addr", METRICS_ADDR])
         .arg("--cni-socket")
@@ -111,14 +118,8 @@ pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
 /// The command line of a cluster DNS pod's server: `podnet dns watch` against the lab's API,
 /// as on a real cluster, recording the zone it serves for `lab up` and `lab apply` to wait on.
 pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
-    let d = dir(lab);
-    let mut cmd = Command::new(exe);
-    cmd.args(["dns", "watch"])
-        .arg("--kubeconfig")
-        .arg(d.join("kubeconfig"))
-        .arg("--config")
-        .arg(d.join("config.json"))
-        .args(["--listen", "0.0.0.0:53"])
+    let mut cmd = following(exe, lab, &["dns", "watch"]);
+    cmd.args(["--listen", "0.0.0.0:53"])
         .arg("--served-zone")
         .arg(served_zone_file(lab, pod));
     cmd
@@ -127,14 +128,8 @@ pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
 /// The command line of an Ingress controller pod's proxy: `podnet ingress watch` against the
 /// lab's API, recording what it serves for `lab up` and `lab apply` to wait on.
 pub fn ingress_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
-    let d = dir(lab);
-    let mut cmd = Command::new(exe);
-    cmd.args(["ingress", "watch"])
-        .arg("--kubeconfig")
-        .arg(d.join("kubeconfig"))
-        .arg("--config")
-        .arg(d.join("config.json"))
-        .args(["--http", "0.0.0.0:80", "--https", "0.0.0.0:443"])
+    let mut cmd = following(exe, lab, &["ingress", "watch"]);
+    cmd.args(["--http", "0.0.0.0:80", "--https", "0.0.0.0:443"])
         .args([
             "--admin",
             &format!("0.0.0.0:{}", podnet_model::edge::INGRESS_ADMIN_PORT),
@@ -181,14 +176,8 @@ pub fn supervise_ingress(exe: PathBuf, lab: &str, pod: &PodPlan, agents: bool) -
 /// writing its status there and recording what it serves for `lab up` and `lab apply` to wait
 /// on.
 pub fn gateway_command(exe: &Path, lab: &str, pod: &PodPlan, gateway: &NsName) -> Command {
-    let d = dir(lab);
-    let mut cmd = Command::new(exe);
-    cmd.args(["gateway", "watch"])
-        .arg("--kubeconfig")
-        .arg(d.join("kubeconfig"))
-        .arg("--config")
-        .arg(d.join("config.json"))
-        .arg("--gateway")
+    let mut cmd = following(exe, lab, &["gateway", "watch"]);
+    cmd.arg("--gateway")
         .arg(gateway.to_string())
         .arg("--served")
         .arg(served_gateway_file(lab, pod))

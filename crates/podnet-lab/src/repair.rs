@@ -48,13 +48,7 @@ fn pod_of_netns(lab: &str, ns: &str) -> Option<NsName> {
 pub fn repair(lab: &str, st: &mut LabState) -> Result<Vec<Repaired>, LabError> {
     let mut done = Vec::new();
     let mut problems = Vec::new();
-    let known: BTreeSet<String> = st
-        .plan
-        .pods
-        .iter()
-        .filter(|p| !p.host_network)
-        .map(|p| p.netns.clone())
-        .collect();
+    let known = of_pods(st, |p| &p.netns);
     // 1. Namespaces of pods the state does not know: a create not recorded, or a removal
     // not finished.
     for ns in net::netns_list(&format!("{}p", plan::prefix(lab))) {
@@ -115,13 +109,7 @@ pub fn repair(lab: &str, st: &mut LabState) -> Result<Vec<Repaired>, LabError> {
         ));
     }
     // 3. Addresses reserved for no pod the state knows.
-    let ids: BTreeSet<String> = st
-        .plan
-        .pods
-        .iter()
-        .filter(|p| !p.host_network)
-        .map(|p| p.container_id.clone())
-        .collect();
+    let ids = of_pods(st, |p| &p.container_id);
     for n in &st.plan.nodes {
         for (path, id) in reservations(lab, &n.name) {
             if ids.contains(&id) {
@@ -142,4 +130,14 @@ pub fn repair(lab: &str, st: &mut LabState) -> Result<Vec<Repaired>, LabError> {
     }
     LabError::all(problems)?;
     Ok(done)
+}
+
+/// One name of each of the lab's pods that has a namespace of its own (not host-network).
+fn of_pods(st: &LabState, name: impl Fn(&PodPlan) -> &String) -> BTreeSet<String> {
+    st.plan
+        .pods
+        .iter()
+        .filter(|p| !p.host_network)
+        .map(|p| name(p).clone())
+        .collect()
 }

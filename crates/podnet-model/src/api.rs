@@ -396,13 +396,8 @@ impl ApiModel {
                 )
             }
             Object::EndpointSlice(es) => {
-                let svc = es
-                    .obj
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("kubernetes.io/service-name"))
-                    .map(|s| NsName::new(&key.namespace, s));
+                let svc =
+                    crate::model::slice_service(&es.obj).map(|s| NsName::new(&key.namespace, s));
                 // kube-proxy ignores FQDN slices and slices of no Service.
                 let usable = svc.filter(|_| es.obj.address_type != "FQDN");
                 let mut services: Vec<NsName> = self.drop_slice(&ns).into_iter().collect();

@@ -275,6 +275,14 @@ pub struct EndpointSliceInfo {
 }
 
 pub const MANAGED_BY_CONTROLLER: &str = "endpointslice-controller.k8s.io";
+
+/// The label that ties an EndpointSlice to its Service (`discovery.k8s.io/v1`).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Service an EndpointSlice belongs to, by its label; None for a slice of no Service.
+pub fn slice_service(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<&String> {
+    slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)
+}
 pub const MANAGED_BY_MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
 
 /// A Service as the model holds it. `Default`: a ClusterIP Service with nothing in it, traffic

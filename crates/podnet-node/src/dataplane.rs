@@ -23,8 +23,19 @@ pub const VXLAN_PORT: u16 = 4789;
 pub const VXLAN_VNI: u32 = 1;
 pub const VXLAN_DEV: &str = "vxlan0";
 
-/// An Ethernet address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// An Ethernet address (`02:70:6e:00:00:01`, as text in JSON too).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl fmt::Display for MacAddr {
@@ -55,20 +66,6 @@ impl FromStr for MacAddr {
             b[i] = u8::from_str_radix(p, 16).map_err(|_| NotAMac(s.to_string()))?;
         }
         Ok(MacAddr(b))
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

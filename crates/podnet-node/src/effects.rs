@@ -257,10 +257,7 @@ impl Linux {
         let proxy_ok = check(
             "proxy",
             podnet_proxy::nft::TABLE,
-            tables
-                .proxy
-                .as_ref()
-                .map(|t| (&t.rules, t.unreadable.as_slice())),
+            tables.proxy.as_ref().map(observe::Table::checked),
             skeleton.render(),
         );
         let policy_skeleton = podnet_policy::PolicyPlan {
@@ -275,20 +272,14 @@ impl Linux {
         let policy_ok = check(
             "policy",
             podnet_policy::TABLE,
-            tables
-                .policy
-                .as_ref()
-                .map(|t| (&t.rules, t.unreadable.as_slice())),
+            tables.policy.as_ref().map(observe::Table::checked),
             podnet_policy::Transaction::create(&policy_skeleton).render(),
         );
         let masq_ok = match &want.masquerade {
             Some(m) => check(
                 "masquerade",
                 crate::dataplane::MASQ_TABLE,
-                tables
-                    .masquerade
-                    .as_ref()
-                    .map(|t| (&t.rules, t.unreadable.as_slice())),
+                tables.masquerade.as_ref().map(observe::Table::checked),
                 m.render(),
             ),
             None => false,

@@ -295,18 +295,8 @@ impl Live {
             }
         }
         // The chains and affinity maps that came into use (those in use before are there).
-        let chains: BTreeSet<Chain> = counted
-            .chains
-            .into_iter()
-            .filter(|(c, before)| !before && self.chains.contains_key(c))
-            .map(|(c, _)| c)
-            .collect();
-        let timeouts: BTreeSet<u32> = counted
-            .timeouts
-            .into_iter()
-            .filter(|(t, before)| !before && self.timeouts.contains_key(t))
-            .map(|(t, _)| t)
-            .collect();
+        let chains = came_into_use(counted.chains, &self.chains);
+        let timeouts = came_into_use(counted.timeouts, &self.timeouts);
         if !counted.removed.is_empty() || !counted.added.is_empty() || !chains.is_empty() {
             self.want.proxy.patch(&counted.removed, &counted.added);
             let tx = Transaction::delta(timeouts, chains, counted.removed, counted.added);
@@ -347,4 +337,16 @@ impl Live {
         }
         Some(delta)
     }
+}
+
+/// The counted keys not in use before (`false`) that are in use now.
+fn came_into_use<K: Ord + std::hash::Hash, V>(
+    counted: impl IntoIterator<Item = (K, bool)>,
+    in_use: &HashMap<K, V>,
+) -> BTreeSet<K> {
+    counted
+        .into_iter()
+        .filter(|(k, before)| !before && in_use.contains_key(k))
+        .map(|(k, _)| k)
+        .collect()
 }

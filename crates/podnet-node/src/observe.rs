@@ -65,6 +65,14 @@ pub struct Table<T> {
     pub unreadable: Vec<(String, Unreadable)>,
 }
 
+impl<T> Table<T> {
+    /// What a check of the table's shape reads: its rules per chain, and what in it is not
+    /// podnet's.
+    pub fn checked(&self) -> (&RuleCounts, &[(String, Unreadable)]) {
+        (&self.rules, &self.unreadable)
+    }
+}
+
 /// podnet's three nftables tables in a ruleset; None where a table is absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tables {

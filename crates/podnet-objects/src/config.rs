@@ -51,8 +51,10 @@ pub struct ConfigOverrides {
     pub load_balancer_pool: Option<Vec<IpRange>>,
 }
 
-/// An inclusive port range, written `30000-32767`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An inclusive port range, written `30000-32767` (as text in JSON and YAML too).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde_with::SerializeDisplay, serde_with::DeserializeFromStr,
+)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
@@ -102,22 +104,10 @@ impl std::fmt::Display for PortRange {
     }
 }
 
-impl Serialize for PortRange {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PortRange {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// An inclusive address range: a CIDR (`172.18.255.0/24`), a range (`a.b.c.d-e.f.g.h`) or one IP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde_with::SerializeDisplay, serde_with::DeserializeFromStr,
+)]
 pub struct IpRange {
     pub first: IpAddr,
     pub last: IpAddr,
@@ -182,20 +172,6 @@ impl std::str::FromStr for IpRange {
 impl std::fmt::Display for IpRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.first, self.last)
-    }
-}
-
-impl Serialize for IpRange {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpRange {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

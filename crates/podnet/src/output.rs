@@ -40,31 +40,27 @@ pub fn table_of<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>
 
 /// `80:30080/TCP`, as `kubectl get svc` prints PORT(S).
 pub fn ports_column(s: &ServiceInfo) -> String {
-    if s.ports.is_empty() {
-        return "<none>".into();
-    }
-    s.ports
-        .iter()
-        .map(|p| match p.node_port {
-            Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
-            None => format!("{}/{}", p.port, p.protocol),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    list(s.ports.iter().map(|p| match p.node_port {
+        Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
+        None => format!("{}/{}", p.port, p.protocol),
+    }))
 }
 
 fn target_column(s: &ServiceInfo) -> String {
-    if s.ports.is_empty() {
-        return "<none>".into();
+    list(s.ports.iter().map(|p| match &p.target_port {
+        TargetPort::Number(n) => n.to_string(),
+        TargetPort::Name(n) => n.clone(),
+    }))
+}
+
+/// Items separated by commas, as kubectl's columns have them; `<none>` for none.
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "<none>".into()
+    } else {
+        items.join(",")
     }
-    s.ports
-        .iter()
-        .map(|p| match &p.target_port {
-            TargetPort::Number(n) => n.to_string(),
-            TargetPort::Name(n) => n.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// `ip:port` of the ready endpoints, as `kubectl get endpoints` prints them.
@@ -119,13 +115,7 @@ fn external_column(s: &ServiceInfo) -> String {
 }
 
 fn labels(l: &podnet_model::Labels) -> String {
-    if l.is_empty() {
-        return "<none>".into();
-    }
-    l.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    list(l.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
 /// The whole plan as tables.
@@ -150,15 +140,7 @@ pub fn tables(c: &Cluster) -> String {
                 p.namespace.clone(),
                 p.name.clone(),
                 p.node.clone().unwrap_or_else(|| "<none>".into()),
-                if p.ips.is_empty() {
-                    "<none>".into()
-                } else {
-                    p.ips
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                },
+                list(&p.ips),
                 if p.terminating {
                     "Terminating".into()
                 } else {
@@ -193,14 +175,8 @@ pub fn tables(c: &Cluster) -> String {
         .map(|s| {
             let cip = if s.headless {
                 "None".to_string()
-            } else if s.cluster_ips.is_empty() {
-                "<none>".to_string()
             } else {
-                s.cluster_ips
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                list(&s.cluster_ips)
             };
             vec![
                 s.namespace.clone(),

@@ -16,13 +16,7 @@ impl Builder {
             match o {
                 Object::EndpointSlice(es) => {
                     let ns = es.obj.metadata.namespace.clone().unwrap_or_default();
-                    let svc_name = es
-                        .obj
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("kubernetes.io/service-name"))
-                        .cloned();
+                    let svc_name = podnet_model::model::slice_service(&es.obj).cloned();
                     let Some(svc_name) = svc_name else {
                         self.diags.push(Diagnostic::warning(Some(es.start.clone()), "EndpointSlice has no kubernetes.io/service-name label; no Service uses it".into()).with_object(oref_of(o)));
                         continue;
