@@ -10,7 +10,9 @@
 //!   ("too old resource version", as after a compaction): the client must list again;
 //! - `delayMs=D&for=S`: for S seconds, every answer waits D ms first;
 //! - `refuse=S`: every connection is cut now and, for S seconds, connections are closed as
-//!   soon as they are accepted.
+//!   soon as they are accepted;
+//! - `failWrites=S`: for S seconds, every write (a controller's status) is answered
+//!   `500 InternalError`, as an API server whose storage times out; reads and watches go on.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ struct State {
     expire_until: Option<Instant>,
     delay: Option<(Duration, Instant)>,
     refuse_until: Option<Instant>,
+    fail_writes_until: Option<Instant>,
     watches_ended: u64,
 }
 
@@ -54,7 +57,7 @@ pub enum FaultSpecError {
     Seconds { param: String, value: String },
     #[error("delayMs: {0:?} is not a number")]
     Millis(String),
-    #[error("unknown parameter {0:?} (endWatches, expire, delayMs with for, refuse)")]
+    #[error("unknown parameter {0:?} (endWatches, expire, delayMs with for, refuse, failWrites)")]
     Unknown(String),
     #[error("delayMs and for go together")]
     DelayWithoutFor,
@@ -67,6 +70,7 @@ pub struct FaultSpec {
     pub expire: Option<Duration>,
     pub delay: Option<(Duration, Duration)>,
     pub refuse: Option<Duration>,
+    pub fail_writes: Option<Duration>,
 }
 
 impl FaultSpec {
@@ -86,7 +90,16 @@ impl FaultSpec {
                 .transpose()
         };
         for (k, _) in pairs {
-            if !["endWatches", "expire", "delayMs", "for", "refuse"].contains(&k.as_str()) {
+            if ![
+                "endWatches",
+                "expire",
+                "delayMs",
+                "for",
+                "refuse",
+                "failWrites",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(FaultSpecError::Unknown(k.clone()));
             }
         }
@@ -106,6 +119,7 @@ impl FaultSpec {
             expire: secs("expire")?,
             delay,
             refuse: secs("refuse")?,
+            fail_writes: secs("failWrites")?,
         })
     }
 
@@ -123,6 +137,9 @@ impl FaultSpec {
         }
         if let Some(r) = self.refuse {
             q.push(format!("refuse={}", r.as_secs()));
+        }
+        if let Some(w) = self.fail_writes {
+            q.push(format!("failWrites={}", w.as_secs()));
         }
         q.join("&")
     }
@@ -147,6 +164,9 @@ impl Faults {
             s.refuse_until = Some(now + r);
             self.cut.send_modify(|n| *n += 1);
         }
+        if let Some(w) = spec.fail_writes {
+            s.fail_writes_until = Some(now + w);
+        }
         if spec.end_watches {
             s.watches_ended += 1;
             let n = s.watches_ended;
@@ -158,6 +178,11 @@ impl Faults {
     /// Whether connections are closed as they come.
     pub fn refusing(&self) -> bool {
         live(self.state.lock().expect("faults lock").refuse_until)
+    }
+
+    /// Whether writes are answered 500.
+    pub fn failing_writes(&self) -> bool {
+        live(self.state.lock().expect("faults lock").fail_writes_until)
     }
 
     /// Whether a watch resuming from a version is answered 410 Gone.
@@ -193,6 +218,7 @@ impl Faults {
             "delayMs": s.delay.filter(|(_, u)| Instant::now() < *u).map(|(d, _)| d.as_millis() as u64),
             "delaySecondsLeft": left(s.delay.map(|(_, u)| u)),
             "refuseSecondsLeft": left(s.refuse_until),
+            "failWritesSecondsLeft": left(s.fail_writes_until),
             "watchesEnded": s.watches_ended,
         })
     }

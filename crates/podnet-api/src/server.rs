@@ -334,6 +334,13 @@ impl Api {
                     namespace: namespace.clone().unwrap_or_default(),
                     name: name.clone(),
                 };
+                if self.faults.failing_writes() {
+                    return status(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        "Internal error occurred: the lab's API fails writes on purpose (failWrites)",
+                    );
+                }
                 return match crate::write::status(&self, req, r, key).await {
                     Ok(o) => ok(o),
                     Err(e) => status(e.code, e.reason, &e.message),

@@ -82,7 +82,7 @@ pub fn run(c: Config) -> Result<(), ControllerError> {
 }
 
 /// Serves what the model says of the Gateway now: its configuration, its ports, its record
-/// and (when asked) its status.
+/// and (when asked) its status; with whether every status write succeeded.
 async fn follow(
     c: &Config,
     edge: &Arc<Edge>,
@@ -90,7 +90,7 @@ async fn follow(
     warnings: &mut Vec<String>,
     cluster: &podnet_model::Cluster,
     client: &kube::Client,
-) -> Result<EdgeConfig, ControllerError> {
+) -> Result<(EdgeConfig, bool), ControllerError> {
     let computed = podnet_gateway::compute_one(cluster, &c.gateway);
     let config = computed
         .configs
@@ -108,10 +108,8 @@ async fn follow(
     edge.set(config.clone());
     ports.follow(edge, &config, c.address).await;
     record(c.proxy.served.as_deref(), &config)?;
-    if c.write_status {
-        status::write(client, cluster, &computed, &c.gateway).await;
-    }
-    Ok(config)
+    let written = !c.write_status || status::write(client, cluster, &computed, &c.gateway).await;
+    Ok((config, written))
 }
 
 async fn serve(c: &Config) -> Result<(), ControllerError> {
@@ -125,9 +123,10 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
     let mut ports = Ports::default();
     let mut warnings: Vec<String> = Vec::new();
     let mut oldest = None;
+    let mut retry = podnet_watch::Retry::default();
     loop {
         let start = Instant::now();
-        let config = follow(
+        let (config, written) = follow(
             c,
             &edge,
             &mut ports,
@@ -147,8 +146,13 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
             config.ports.len(),
             oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
         );
-        oldest = podnet_watch::next_change(&mut watch, &mut model)
-            .await?
-            .oldest;
+        let wait = retry.after(written);
+        oldest = match podnet_watch::next_change_within(&mut watch, &mut model, wait).await? {
+            Some(round) => round.oldest,
+            None => {
+                eprintln!("trying the failed status writes again");
+                None
+            }
+        };
     }
 }

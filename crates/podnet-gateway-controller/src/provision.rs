@@ -52,12 +52,13 @@ pub fn wanted(c: &podnet_model::Cluster, image: &str) -> Vec<Value> {
 }
 
 /// Applies the objects of `want` of one kind server-side, and deletes podnet's others of that
-/// kind (their Gateway went).
-async fn reconcile_kind<K>(api: kube::Api<K>, kind: Kind, want: &[&Value])
+/// kind (their Gateway went); false when a request failed (to be tried again).
+async fn reconcile_kind<K>(api: kube::Api<K>, kind: Kind, want: &[&Value]) -> bool
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let pp = PatchParams::apply(MANAGER).force();
+    let mut done = true;
     let mut names: BTreeSet<String> = BTreeSet::new();
     for v in want {
         let name = v["metadata"]["name"]
@@ -66,32 +67,44 @@ where
             .to_string();
         if let Err(e) = api.patch(&name, &pp, &Patch::Apply(v)).await {
             eprintln!("{kind} {GATEWAY_NAMESPACE}/{name}: {e}");
+            done = false;
         }
         names.insert(name);
     }
     let managed = ListParams::default().labels(&format!("{}={}", MANAGED.0, MANAGED.1));
-    if let Ok(list) = api.list(&managed).await {
-        for o in list.items {
-            let name = o.meta().name.clone().unwrap_or_default();
-            if !names.contains(&name) {
-                eprintln!("deleting {kind} {GATEWAY_NAMESPACE}/{name}: its Gateway went");
-                let _ = api.delete(&name, &DeleteParams::default()).await;
+    let list = match api.list(&managed).await {
+        Ok(list) => list,
+        Err(e) => {
+            eprintln!("listing podnet's {kind}s in {GATEWAY_NAMESPACE}: {e}");
+            return false;
+        }
+    };
+    for o in list.items {
+        let name = o.meta().name.clone().unwrap_or_default();
+        if !names.contains(&name) {
+            eprintln!("deleting {kind} {GATEWAY_NAMESPACE}/{name}: its Gateway went");
+            if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
+                eprintln!("deleting {kind} {GATEWAY_NAMESPACE}/{name}: {e}");
+                done = false;
             }
         }
     }
+    done
 }
 
-async fn reconcile(client: &kube::Client, want: &[Value]) {
+async fn reconcile(client: &kube::Client, want: &[Value]) -> bool {
     let of = |k: Kind| -> Vec<&Value> {
         want.iter()
             .filter(|v| v["kind"].as_str().and_then(Kind::parse) == Some(k))
             .collect()
     };
     let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
-    reconcile_kind(services, Kind::Service, &of(Kind::Service)).await;
+    let services_done = reconcile_kind(services, Kind::Service, &of(Kind::Service)).await;
     let deployments: kube::Api<Deployment> =
         kube::Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
-    reconcile_kind(deployments, Kind::Deployment, &of(Kind::Deployment)).await;
+    let deployments_done =
+        reconcile_kind(deployments, Kind::Deployment, &of(Kind::Deployment)).await;
+    services_done && deployments_done
 }
 
 /// Runs the class controller with the provisioner until SIGTERM or Ctrl-C.
@@ -125,19 +138,30 @@ pub async fn follow(
     let kinds = [Kind::GatewayClass, Kind::Gateway];
     let (mut model, mut watch) = podnet_watch::follow(&client, settings, &kinds).await?;
     let mut last: Option<Vec<Value>> = None;
+    let mut retry = podnet_watch::Retry::default();
     loop {
         let computed = podnet_gateway::compute(model.cluster());
-        crate::status::classes(&client, model.cluster(), &computed).await;
+        let mut done = crate::status::classes(&client, model.cluster(), &computed).await;
         if let Some(image) = image {
             let want = wanted(model.cluster(), image);
             if last.as_ref() != Some(&want) {
                 eprintln!("{} Gateway proxies' objects", want.len());
-                reconcile(&client, &want).await;
-                last = Some(want);
+                if reconcile(&client, &want).await {
+                    last = Some(want);
+                } else {
+                    done = false;
+                }
             }
         }
-        // A status lost (an API restored without it) is a change too: it comes back.
-        podnet_watch::next_change(&mut watch, &mut model).await?;
+        // A status lost (an API restored without it) is a change too: it comes back. A
+        // failed write is tried again after a backoff, change or not.
+        let wait = retry.after(done);
+        if podnet_watch::next_change_within(&mut watch, &mut model, wait)
+            .await?
+            .is_none()
+        {
+            eprintln!("trying the failed writes again");
+        }
     }
 }
 

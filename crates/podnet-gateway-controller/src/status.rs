@@ -15,12 +15,13 @@ fn api(client: &kube::Client, kind: Kind, ns: Option<&str>) -> kube::Api<kube::a
     }
 }
 
+/// Writes `status` by a merge patch; false (said on stderr) when the API refused it.
 async fn patch(
     api: kube::Api<kube::api::DynamicObject>,
     name: &str,
     status: serde_json::Value,
     what: &str,
-) {
+) -> bool {
     let body = serde_json::json!({ "status": status });
     if let Err(e) = api
         .patch_status(
@@ -31,17 +32,19 @@ async fn patch(
         .await
     {
         eprintln!("{what}: writing its status: {e}");
+        return false;
     }
+    true
 }
 
 /// Writes the status of `gateway` and its routes' entries for it, where the API's say
-/// otherwise.
+/// otherwise; false when a write failed (to be tried again).
 pub async fn write(
     client: &kube::Client,
     c: &Cluster,
     computed: &podnet_gateway::Computed,
     gateway: &NsName,
-) {
+) -> bool {
     let held = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         NsName::new(
             m.namespace.as_deref().unwrap_or("default"),
@@ -53,8 +56,9 @@ pub async fn write(
         .iter()
         .find(|g| held(&g.metadata) == *gateway)
     else {
-        return;
+        return true;
     };
+    let mut written = true;
     let before: Option<&Gateway> = c
         .gateways
         .iter()
@@ -62,7 +66,7 @@ pub async fn write(
         .find(|x| held(&x.metadata) == *gateway);
     if before.map(|b| &b.status) != Some(&g.status) {
         if let Some(st) = &g.status {
-            patch(
+            written &= patch(
                 api(client, Kind::Gateway, Some(&gateway.namespace)),
                 &gateway.name,
                 serde_json::to_value(st).unwrap_or_default(),
@@ -102,7 +106,7 @@ pub async fn write(
         }
         let mut parents = entries(before, false);
         parents.extend(want);
-        patch(
+        written &= patch(
             api(client, Kind::HTTPRoute, Some(&key.namespace)),
             &key.name,
             serde_json::json!({ "parents": parents }),
@@ -110,11 +114,17 @@ pub async fn write(
         )
         .await;
     }
+    written
 }
 
 /// Writes the status of each GatewayClass of podnet's controller whose status in the API
-/// says otherwise.
-pub async fn classes(client: &kube::Client, c: &Cluster, computed: &podnet_gateway::Computed) {
+/// says otherwise; false when a write failed (to be tried again).
+pub async fn classes(
+    client: &kube::Client,
+    c: &Cluster,
+    computed: &podnet_gateway::Computed,
+) -> bool {
+    let mut written = true;
     for gc in &computed.classes {
         let Some(name) = gc.metadata.name.as_deref() else {
             continue;
@@ -128,7 +138,7 @@ pub async fn classes(client: &kube::Client, c: &Cluster, computed: &podnet_gatew
         if gc.status.is_none() || gc.status == before.status {
             continue;
         }
-        patch(
+        written &= patch(
             api(client, Kind::GatewayClass, None),
             name,
             serde_json::to_value(&gc.status).unwrap_or_default(),
@@ -136,4 +146,5 @@ pub async fn classes(client: &kube::Client, c: &Cluster, computed: &podnet_gatew
         )
         .await;
     }
+    written
 }

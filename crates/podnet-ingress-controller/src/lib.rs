@@ -88,20 +88,21 @@ pub fn warn_new(old: &[String], new: &EdgeConfig) {
 }
 
 /// Writes the publish Service's addresses into `status.loadBalancer` of every Ingress served
-/// whose status says otherwise.
+/// whose status says otherwise; false when a write failed (to be tried again).
 async fn publish_status(
     client: &kube::Client,
     cluster: &Cluster,
     publish: &NsName,
     config: &EdgeConfig,
-) {
+) -> bool {
     use k8s_openapi::api::networking::v1::Ingress;
     let Some(want) =
         podnet_model::edge::published_addresses(cluster, &publish.namespace, &publish.name)
     else {
-        return;
+        return true;
     };
     let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+    let mut written = true;
     for key in &config.ingresses {
         let Some(ing) = cluster.ingresses.iter().map(|i| &i.obj).find(|i| {
             i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
@@ -131,8 +132,10 @@ async fn publish_status(
             .await
         {
             eprintln!("Ingress {key}: writing its status: {e}");
+            written = false;
         }
     }
+    written
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -153,16 +156,17 @@ impl Served {
         cluster: &Cluster,
         c: &Config,
         client: &kube::Client,
-    ) -> Result<EdgeConfig, ControllerError> {
+    ) -> Result<(EdgeConfig, bool), ControllerError> {
         let config = edge::config(cluster);
         warn_new(&self.warnings, &config);
         self.warnings = config.warnings.clone();
         edge.set(config.clone());
         record(c.proxy.served.as_deref(), &config)?;
-        if let Some(p) = &c.publish {
-            publish_status(client, cluster, p, &config).await;
-        }
-        Ok(config)
+        let written = match &c.publish {
+            Some(p) => publish_status(client, cluster, p, &config).await,
+            None => true,
+        };
+        Ok((config, written))
     }
 }
 
@@ -178,7 +182,7 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
     let mut served = Served {
         warnings: Vec::new(),
     };
-    let config = served.follow(&edge, model.cluster(), c, &client).await?;
+    let (config, mut written) = served.follow(&edge, model.cluster(), c, &client).await?;
     eprintln!(
         "serving {} routes of {} Ingresses on {} (HTTP) and {} (HTTPS)",
         config.table.routes().len(),
@@ -188,14 +192,25 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
     );
     tokio::spawn(edge.clone().serve_http(lh));
     tokio::spawn(edge.clone().serve_https(ls));
+    let mut retry = podnet_watch::Retry::default();
     loop {
-        let round = podnet_watch::next_change(&mut watch, &mut model).await?;
+        let wait = retry.after(written);
+        let round = podnet_watch::next_change_within(&mut watch, &mut model, wait).await?;
+        if round.is_none() {
+            eprintln!("trying the failed status writes again");
+        }
         let start = Instant::now();
-        let config = served.follow(&edge, model.cluster(), c, &client).await?;
+        let config;
+        (config, written) = served.follow(&edge, model.cluster(), c, &client).await?;
         eprintln!(
             "the API changed: {} routes served {:.1} ms after the event",
             config.table.routes().len(),
-            round.oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
+            round
+                .and_then(|r| r.oldest)
+                .unwrap_or(start)
+                .elapsed()
+                .as_secs_f64()
+                * 1000.0
         );
     }
 }

@@ -164,6 +164,44 @@ pub async fn next_change(
     }
 }
 
+/// [`next_change`], or None once `retry` (when given) has passed without one: a controller
+/// whose writes failed tries them again then, whether or not the API changed.
+pub async fn next_change_within(
+    watch: &mut ClusterWatch,
+    model: &mut ApiModel,
+    retry: Option<std::time::Duration>,
+) -> Result<Option<Round>, ProcessError> {
+    let Some(after) = retry else {
+        return next_change(watch, model).await.map(Some);
+    };
+    // `next_change` is cancel-safe: it waits only on the watches' channel.
+    match tokio::time::timeout(after, next_change(watch, model)).await {
+        Ok(round) => round.map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// When to try a controller's failed writes again: after 0.5 s, then twice as long after each
+/// failure up to 30 s, as controller-runtime requeues with backoff; a round whose writes all
+/// succeeded starts over.
+#[derive(Debug, Default)]
+pub struct Retry {
+    failures: u32,
+}
+
+impl Retry {
+    /// How long to wait for a change before trying again; None when nothing failed.
+    pub fn after(&mut self, all_written: bool) -> Option<std::time::Duration> {
+        if all_written {
+            self.failures = 0;
+            return None;
+        }
+        self.failures += 1;
+        let d = std::time::Duration::from_millis(500) * 2u32.pow((self.failures - 1).min(6));
+        Some(d.min(std::time::Duration::from_secs(30)))
+    }
+}
+
 /// A listening TCP socket on `at`.
 pub async fn bind(at: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ProcessError> {
     tokio::net::TcpListener::bind(at)
@@ -194,4 +232,24 @@ pub async fn terminated() -> Result<(), ProcessError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::Retry;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_writes_are_tried_again_after_a_growing_wait_and_success_starts_over() {
+        let mut r = Retry::default();
+        assert_eq!(r.after(true), None, "nothing failed: wait for a change");
+        let waits: Vec<_> = (0..9).map(|_| r.after(false).unwrap()).collect();
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            ms,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(r.after(true), None);
+        assert_eq!(r.after(false), Some(Duration::from_millis(500)));
+    }
 }

@@ -18,6 +18,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             delay_ms,
             for_secs,
             refuse,
+            fail_writes,
         } => {
             let spec = podnet_api::faults::FaultSpec {
                 end_watches,
@@ -26,6 +27,7 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
                     .zip(for_secs)
                     .map(|(d, f)| (Duration::from_millis(d), Duration::from_secs(f))),
                 refuse: refuse.map(Duration::from_secs),
+                fail_writes: fail_writes.map(Duration::from_secs),
             };
             let in_force = api_faults(&lab.name, &spec)?;
             println!("{}", serde_json::to_string_pretty(&in_force)?);

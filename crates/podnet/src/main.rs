@@ -335,6 +335,10 @@ enum LabCommand {
         /// For this many seconds, close every connection as it is accepted.
         #[arg(long, value_name = "SECONDS")]
         refuse: Option<u64>,
+        /// For this many seconds, answer every write (controllers' status) 500 InternalError;
+        /// reads and watches go on.
+        #[arg(long, value_name = "SECONDS")]
+        fail_writes: Option<u64>,
     },
     /// Keep the lab's server running (started by `lab up`).
     #[command(hide = true)]

@@ -441,7 +441,7 @@ fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
 }
 
 /// The lab's processes by what they are: (servers, agents, pods' test servers).
-fn lab_processes(lab: &str) -> (Vec<i32>, usize, usize) {
+pub(super) fn lab_processes(lab: &str) -> (Vec<i32>, usize, usize) {
     let (mut servers, mut agents, mut pods) = (Vec::new(), 0, 0);
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {

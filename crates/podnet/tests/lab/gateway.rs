@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -727,4 +729,108 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
     assert_eq!(a.status, 200, "the new certificate is served: {a:?}");
     load.finish(&lab);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+const EXTRA_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: extra}
+spec:
+  parentRefs: [{name: my-gateway, sectionName: https}]
+  hostnames: [my-app.example.com]
+  rules: [{matches: [{path: {type: PathPrefix, value: /extra}}], backendRefs: [{name: my-api-service, port: 80}]}]
+";
+
+/// Whether the route `default/extra` has its Accepted entry from `my-gateway`.
+fn extra_accepted(lab: &Lab) -> bool {
+    let r = lab.get("httproute", "default", "extra");
+    parent_status(&r, "default/my-gateway")
+        .and_then(|p| condition(&p["conditions"], "Accepted").cloned())
+        .is_some_and(|c| c["status"] == "True")
+}
+
+/// The status the controllers write through the lab's API survives the API's faults as it
+/// does on a cluster. With every write answered 500 for a while, an HTTPRoute added meanwhile
+/// gets its status once writes work again, though nothing else changes (the Gateway's proxy
+/// tries its failed writes again, with a backoff); when the lab's server (and its API) is
+/// killed and starts again holding no status at all, the controllers write every status again
+/// from their relisted watches.
+#[test]
+fn controllers_write_status_again_after_failed_writes_and_an_api_restart() {
+    if !can_run() {
+        return;
+    }
+    let (lab, ingress, gateway) = seeds_with_gateway("gw-stfault");
+    let out = ok(&["lab", "fault", "--name", &lab.name, "--fail-writes", "3"]);
+    assert!(out.contains("failWritesSecondsLeft"), "{out}");
+    let extra = write_manifest("gw-stfault-extra", EXTRA_ROUTE);
+    let start = Instant::now();
+    // `lab apply` waits until the API holds the status the lab computes: here, until the
+    // proxy's writes succeed again.
+    let out = ok(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        "examples/seeds",
+        "-f",
+        "examples/gateway",
+        "-f",
+        extra.to_str().unwrap(),
+    ]);
+    let took = start.elapsed();
+    assert!(extra_accepted(&lab), "{out}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "applied in {took:?}: the writes cannot have failed"
+    );
+    let log = std::fs::read_dir(format!("/run/podnet/{}/agents", lab.name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("gateway-podnet-system-") && n.ends_with(".log")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(
+        log.contains("500") && log.contains("trying the failed status writes again"),
+        "the proxy's log:\n{log}"
+    );
+
+    // The API restarts without any status: every controller writes its own again.
+    let (before, _, _) = super::agent::lab_processes(&lab.name);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(Command::new("kill")
+        .args(["-KILL", &before[0].to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let now = super::agent::lab_processes(&lab.name).0;
+        let back = now.len() == 1 && now != before;
+        // Read only from a new server: the old one's answers would prove nothing.
+        let all = back
+            && lab.gateway_address("default/my-gateway").as_deref() == Some(gateway.as_str())
+            && lab.ingress_address("default", "my-ingress").as_deref() == Some(ingress.as_str())
+            && extra_accepted(&lab);
+        if all {
+            break;
+        }
+        seen.push(format!("{:?}: server back {back}", start.elapsed()));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the status did not come back:\n{}",
+            seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let classes = kubectl_ok(&lab.kubeconfig(), &["get", "gatewayclasses"]);
+    assert!(
+        classes.contains("True"),
+        "the class accepted again:\n{classes}"
+    );
+    std::fs::remove_file(extra).unwrap();
 }
