@@ -308,6 +308,26 @@ impl Api {
         ok(self.faults.describe())
     }
 
+    /// A controller's write of an object's status (unless writes fail on purpose).
+    async fn write_status_of(
+        &self,
+        req: Request<Incoming>,
+        r: &'static crate::resources::Resource,
+        key: crate::store::Key,
+    ) -> Response<Body> {
+        if self.faults.failing_writes() {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "Internal error occurred: the lab's API fails writes on purpose (failWrites)",
+            );
+        }
+        match crate::write::status(self, req, r, key).await {
+            Ok(o) => ok(o),
+            Err(e) => status(e.code, e.reason, &e.message),
+        }
+    }
+
     /// Answers one request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         if let Some(d) = self.faults.delay() {
@@ -334,17 +354,7 @@ impl Api {
                     namespace: namespace.clone().unwrap_or_default(),
                     name: name.clone(),
                 };
-                if self.faults.failing_writes() {
-                    return status(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        "Internal error occurred: the lab's API fails writes on purpose (failWrites)",
-                    );
-                }
-                return match crate::write::status(&self, req, r, key).await {
-                    Ok(o) => ok(o),
-                    Err(e) => status(e.code, e.reason, &e.message),
-                };
+                return self.write_status_of(req, r, key).await;
             }
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
