@@ -14,19 +14,8 @@ cleanup() { rm -rf "$tmp"; $P lab down --name bench >/dev/null 2>&1 || true; $P 
 trap cleanup EXIT
 cleanup; tmp=$(mktemp -d)   # leftovers of an interrupted run
 
-cat > "$tmp/300.yaml" <<'YAML'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 300
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
-YAML
 start=$(date +%s.%N)
-$P lab up --name bench --nodes 3 -f "$tmp/300.yaml" >/dev/null
+$P lab up --name bench --nodes 3 -f bench/web-300.yaml >/dev/null
 up=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')")
 reach=$($P lab probe --name bench --port 80 -o json | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(map(sum, m["reachable"])), len(m["pods"])**2)')
 start=$(date +%s.%N)

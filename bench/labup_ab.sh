@@ -3,27 +3,16 @@
 # in the same run: bench/labup_ab.sh <podnet A> <podnet B> (ROUNDS=3). As root; everything runs
 # in namespaces named podnet-*.
 set -euo pipefail
-A=$1; B=$2; ROUNDS=${ROUNDS:-3}
-tmp=$(mktemp -d)
-cleanup() { rm -rf "$tmp"; "$A" lab down --name benchab >/dev/null 2>&1 || true; }
+A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-3}
+cd "$(dirname "$0")/.."
+cleanup() { "$A" lab down --name benchab >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-cleanup; tmp=$(mktemp -d)
-cat > "$tmp/300.yaml" <<'YAML'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 300
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
-YAML
+cleanup   # leftovers of an interrupted run
 t() { python3 -c "import time; print(time.time())"; }
 for r in $(seq 1 "$ROUNDS"); do
   for which in A B; do
     P=${!which}
-    s=$(t); "$P" lab up --name benchab --nodes 3 -f "$tmp/300.yaml" >/dev/null; e=$(t)
+    s=$(t); "$P" lab up --name benchab --nodes 3 -f bench/web-300.yaml >/dev/null; e=$(t)
     s2=$(t); "$P" lab down --name benchab >/dev/null; e2=$(t)
     python3 -c "print(f'round $r $which up {$e-$s:.2f} s down {$e2-$s2:.2f} s')"
   done

@@ -80,18 +80,10 @@ fn scaled(lab: &str, replicas: usize) -> std::path::PathBuf {
 
 fn apply_scaled(lab: &Lab, replicas: usize) -> String {
     let w = scaled(&lab.name, replicas);
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
+    let out = lab.apply(&[
         w.to_str().unwrap(),
-        "-f",
         "examples/seeds/service.yaml",
-        "-f",
         "examples/seeds/network-policy.yaml",
-        "-f",
         "examples/seeds/network-policy-frontend.yaml",
     ]);
     std::fs::remove_file(w).unwrap();

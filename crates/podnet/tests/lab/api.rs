@@ -138,14 +138,7 @@ fn kubectl_gets_and_watches_the_lab() {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
     let m3 = write_manifest("api-app3", &APP.replace("replicas: 2", "replicas: 3"));
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        m3.to_str().unwrap(),
-    ]);
+    lab.apply(&[m3.to_str().unwrap()]);
     while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -347,14 +347,7 @@ fn dns_follows_lab_apply() {
     );
     assert!(!got.is_empty(), "the new StatefulSet pod has its record");
     // And removed again.
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        m.to_str().unwrap(),
-    ]);
+    lab.apply(&[m.to_str().unwrap()]);
     let (_, got) = out(
         &lab,
         "default/client",

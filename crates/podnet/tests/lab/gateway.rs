@@ -766,16 +766,9 @@ fn controllers_write_status_again_after_failed_writes_and_an_api_restart() {
     let start = Instant::now();
     // `lab apply` waits until the API holds the status the lab computes: here, until the
     // proxy's writes succeed again.
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
+    let out = lab.apply(&[
         "examples/seeds",
-        "-f",
         "examples/gateway",
-        "-f",
         extra.to_str().unwrap(),
     ]);
     let took = start.elapsed();

@@ -100,14 +100,8 @@ fn two_applies_at_once_run_one_after_the_other_and_lose_nothing() {
     consistent(&lab);
     lab.probe(80, "TCP");
     // And the next change works.
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
+    lab.apply(&[
         "examples/seeds/workloads.yaml",
-        "-f",
         "examples/seeds/service.yaml",
     ]);
     let st = lab.status();
@@ -215,14 +209,8 @@ fn an_apply_interrupted_at_any_moment_is_repaired_by_the_next() {
         }
         assert_eq!(count(&lab.status(), "my-app-"), 6, "{text}");
         consistent(&lab);
-        ok(&[
-            "lab",
-            "apply",
-            "--name",
-            &lab.name,
-            "-f",
+        lab.apply(&[
             "examples/seeds/workloads.yaml",
-            "-f",
             "examples/seeds/service.yaml",
         ]);
         assert_eq!(count(&lab.status(), "my-app-"), 3);
@@ -338,16 +326,7 @@ fn a_pods_watch_flood_starves_neither_the_agents_nor_apply_nor_kubectl() {
         .success());
     let started = std::time::Instant::now();
     let six = scaled(&lab.name, "my-app", 3, 4);
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        six.to_str().unwrap(),
-        "-f",
-        "examples/seeds/service.yaml",
-    ]);
+    lab.apply(&[six.to_str().unwrap(), "examples/seeds/service.yaml"]);
     let took = started.elapsed();
     assert!(
         took < std::time::Duration::from_secs(15),

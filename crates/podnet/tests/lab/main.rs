@@ -399,6 +399,16 @@ spec: {containers: [{name: c, image: x}]}
 "#;
 
 impl Lab {
+    /// `podnet lab apply` of `files` (each after `-f`); its output. Fails the test when the
+    /// apply fails.
+    fn apply(&self, files: &[&str]) -> String {
+        let mut args = vec!["lab", "apply", "--name", &self.name];
+        for f in files {
+            args.extend(["-f", f]);
+        }
+        ok(&args)
+    }
+
     /// Writes `text` to `file` and runs `lab apply -f file`; how long the apply took (its
     /// start is logged with the wall clock, to read beside the lab's logs).
     fn apply_timed(&self, file: &Path, text: String) -> std::time::Duration {
@@ -406,14 +416,7 @@ impl Lab {
         let start = std::time::Instant::now();
         let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
         eprintln!("lab apply at {unix:.3}");
-        ok(&[
-            "lab",
-            "apply",
-            "--name",
-            &self.name,
-            "-f",
-            file.to_str().unwrap(),
-        ]);
+        self.apply(&[file.to_str().unwrap()]);
         start.elapsed()
     }
 }

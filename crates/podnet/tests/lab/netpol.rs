@@ -361,14 +361,7 @@ print("tries", tries, "ok", ok, flush=True)
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
     for f in &files[1..] {
-        ok(&[
-            "lab",
-            "apply",
-            "--name",
-            &lab.name,
-            "-f",
-            f.to_str().unwrap(),
-        ]);
+        lab.apply(&[f.to_str().unwrap()]);
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     let out = prober.join().unwrap();

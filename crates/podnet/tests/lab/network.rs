@@ -410,14 +410,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
             .collect()
     };
     let before = inodes();
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        m5.to_str().unwrap(),
-    ]);
+    let out = lab.apply(&[m5.to_str().unwrap()]);
     // The 2 cluster DNS pods are unchanged too.
     assert!(out.contains("2 created, 0 deleted, 6 unchanged"), "{out}");
     let after = inodes();
@@ -448,14 +441,7 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
             .collect()
     };
     assert_eq!(hosts(&lab).len(), 5);
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        m1.to_str().unwrap(),
-    ]);
+    let out = lab.apply(&[m1.to_str().unwrap()]);
     assert!(out.contains("0 created, 4 deleted, 4 unchanged"), "{out}");
     assert_eq!(inodes().len(), 2, "one web pod and the client");
     assert_eq!(

@@ -229,16 +229,7 @@ fn adding_a_pod_moves_nothing_and_traffic_keeps_flowing() {
         ])
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        "examples/seeds",
-        "-f",
-        extra.to_str().unwrap(),
-    ]);
+    let out = lab.apply(&["examples/seeds", extra.to_str().unwrap()]);
     assert!(out.contains("1 created, 0 deleted"), "{out}");
     let probed = prober.join().unwrap();
     let counts = String::from_utf8_lossy(&probed.stdout).trim().to_string();
@@ -482,14 +473,7 @@ fn a_failed_apply_leaves_the_lab_as_it_was() {
         super::node_holds_what_the_lab_expects(&lab.name, node);
     }
     std::fs::write(&conf, saved).unwrap();
-    let out = ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        m9.to_str().unwrap(),
-    ]);
+    let out = lab.apply(&[m9.to_str().unwrap()]);
     assert!(out.contains("7 created, 0 deleted"), "{out}");
     assert!(all_ready(&lab.status()));
     for m in [m2, m9] {

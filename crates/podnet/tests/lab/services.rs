@@ -314,14 +314,7 @@ fn udp_flows_to_a_removed_endpoint_move_to_another() {
     assert!(first == "u1" || first == "u2", "{first:?}");
     let other = if first == "u1" { "u2" } else { "u1" };
     let one = write_manifest("udp-one", &pods(&[other]));
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        one.to_str().unwrap(),
-    ]);
+    lab.apply(&[one.to_str().unwrap()]);
     let o = lab.exec("default/client", &["python3", "-c", ask]);
     assert_eq!(
         String::from_utf8(o.stdout).unwrap().trim(),
@@ -509,14 +502,7 @@ fn the_seeds_service_by_cluster_ip_then_load_balancer_and_node_port() {
             std::fs::write(dir.join(f.file_name().unwrap()), text).unwrap();
         }
     }
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        dir.to_str().unwrap(),
-    ]);
+    lab.apply(&[dir.to_str().unwrap()]);
     let plan: Value =
         serde_json::from_str(&ok(&["check", "-f", dir.to_str().unwrap(), "-o", "json"])).unwrap();
     let my = svc(&plan, "my-service");
@@ -670,33 +656,12 @@ fn affinity_switches_and_a_recreated_service_works() {
             .collect()
     };
     assert_eq!(hosts(&lab).len(), 1, "ClientIP: sticky");
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        none.to_str().unwrap(),
-    ]);
+    lab.apply(&[none.to_str().unwrap()]);
     assert!(hosts(&lab).len() >= 2, "None: spread again");
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        sticky.to_str().unwrap(),
-    ]);
+    lab.apply(&[sticky.to_str().unwrap()]);
     assert_eq!(hosts(&lab).len(), 1, "ClientIP again: sticky");
     // Deleted: no longer answers; recreated: served again.
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        gone.to_str().unwrap(),
-    ]);
+    lab.apply(&[gone.to_str().unwrap()]);
     let o = lab.exec(
         "default/client",
         &[
@@ -708,14 +673,7 @@ fn affinity_switches_and_a_recreated_service_works() {
         ],
     );
     assert!(!o.status.success(), "a deleted Service no longer answers");
-    ok(&[
-        "lab",
-        "apply",
-        "--name",
-        &lab.name,
-        "-f",
-        none.to_str().unwrap(),
-    ]);
+    lab.apply(&[none.to_str().unwrap()]);
     assert!(hosts(&lab).len() >= 2, "the recreated Service is served");
     for m in [sticky, none, gone] {
         std::fs::remove_file(m).unwrap();
