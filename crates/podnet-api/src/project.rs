@@ -9,7 +9,6 @@
 //! ([`crate::write`]), as on a cluster.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, HostIP, LoadBalancerIngress, LoadBalancerStatus, Namespace, NamespaceStatus,
@@ -213,13 +212,6 @@ fn policy(t: TrafficPolicy) -> String {
     }
 }
 
-fn ip_family(ip: &IpAddr) -> &'static str {
-    match ip {
-        IpAddr::V4(_) => "IPv4",
-        IpAddr::V6(_) => "IPv6",
-    }
-}
-
 fn service(s: &ServiceInfo) -> Service {
     let external = s.service_type == ServiceType::ExternalName;
     let cluster_ips: Vec<String> = if s.headless {
@@ -243,12 +235,9 @@ fn service(s: &ServiceInfo) -> Service {
             selector: s.selector.clone(),
             cluster_ip: (!external).then(|| cluster_ips.first().cloned()).flatten(),
             cluster_ips: (!external && !cluster_ips.is_empty()).then_some(cluster_ips),
-            ip_families: (!external && !s.headless).then(|| {
-                s.cluster_ips
-                    .iter()
-                    .map(|ip| ip_family(ip).to_string())
-                    .collect()
-            }),
+            ip_families: (!s.ip_families.is_empty())
+                .then(|| s.ip_families.iter().map(|f| f.as_str().into()).collect()),
+            ip_family_policy: s.ip_family_policy.map(|p| p.as_str().into()),
             external_name: s.external_name.clone(),
             ports: (!s.ports.is_empty()).then(|| {
                 s.ports

@@ -36,6 +36,7 @@ mod addons;
 mod admission;
 mod allocator;
 mod endpointslices;
+mod families;
 mod nodes;
 mod scheduler;
 mod services;

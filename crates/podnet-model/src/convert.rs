@@ -139,6 +139,17 @@ pub fn service_info(src: &Sourced<Service>) -> ServiceInfo {
         labels: meta.labels.clone().unwrap_or_default(),
         selector,
         cluster_ips: vec![],
+        // As the API server set them (the emulator decides them for manifests).
+        ip_family_policy: spec
+            .ip_family_policy
+            .as_deref()
+            .and_then(IpFamilyPolicy::parse),
+        ip_families: spec
+            .ip_families
+            .iter()
+            .flatten()
+            .filter_map(|f| IpFamily::parse(f))
+            .collect(),
         headless: spec.cluster_ip.as_deref() == Some("None"),
         external_name: (service_type == ServiceType::ExternalName)
             .then(|| spec.external_name.clone().unwrap_or_default()),

@@ -204,6 +204,70 @@ impl ServiceType {
     }
 }
 
+/// An IP family, as `spec.ipFamilies` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    Ipv4,
+    #[serde(rename = "IPv6")]
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::Ipv4,
+            IpAddr::V6(_) => IpFamily::Ipv6,
+        }
+    }
+    pub fn parse(s: &str) -> Option<IpFamily> {
+        match s {
+            "IPv4" => Some(IpFamily::Ipv4),
+            "IPv6" => Some(IpFamily::Ipv6),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        }
+    }
+    /// The other family (what a dual-stack Service adds to its first).
+    pub fn other(&self) -> IpFamily {
+        match self {
+            IpFamily::Ipv4 => IpFamily::Ipv6,
+            IpFamily::Ipv6 => IpFamily::Ipv4,
+        }
+    }
+}
+
+/// `spec.ipFamilyPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum IpFamilyPolicy {
+    SingleStack,
+    PreferDualStack,
+    RequireDualStack,
+}
+
+impl IpFamilyPolicy {
+    pub const ALL: [IpFamilyPolicy; 3] = [
+        IpFamilyPolicy::PreferDualStack,
+        IpFamilyPolicy::RequireDualStack,
+        IpFamilyPolicy::SingleStack,
+    ];
+    pub fn parse(s: &str) -> Option<IpFamilyPolicy> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpFamilyPolicy::SingleStack => "SingleStack",
+            IpFamilyPolicy::PreferDualStack => "PreferDualStack",
+            IpFamilyPolicy::RequireDualStack => "RequireDualStack",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum TrafficPolicy {
     #[default]
@@ -302,6 +366,12 @@ pub struct ServiceInfo {
     /// Empty for headless and ExternalName Services. A list, for dual-stack.
     #[serde(rename = "clusterIPs")]
     pub cluster_ips: Vec<IpAddr>,
+    /// `spec.ipFamilyPolicy` as the API server sets it; None for ExternalName Services.
+    pub ip_family_policy: Option<IpFamilyPolicy>,
+    /// `spec.ipFamilies`, the primary first (headless Services have them too); empty for
+    /// ExternalName Services.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ip_families: Vec<IpFamily>,
     pub headless: bool,
     pub external_name: Option<String>,
     pub ports: Vec<ServicePortInfo>,

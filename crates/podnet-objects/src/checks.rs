@@ -404,11 +404,35 @@ fn service_traffic(c: &mut Checker<'_, Service>, spec: &ServiceSpec, ty: &str) {
             );
         }
     }
-    for (i, f) in spec.ip_families.iter().flatten().enumerate() {
+    let families = spec.ip_families.as_deref().unwrap_or_default();
+    for (i, f) in families.iter().enumerate() {
         if !matches!(f.as_str(), "IPv4" | "IPv6") {
             c.err(
                 &join_index("spec.ipFamilies", i),
                 format!("Unsupported value: {f:?}: supported values: \"IPv4\", \"IPv6\""),
+            );
+        } else if families[..i].contains(f) {
+            c.err(
+                &join_index("spec.ipFamilies", i),
+                format!("Duplicate value: {f:?}"),
+            );
+        }
+    }
+    if families.len() > 2 {
+        let shown: Vec<String> = families.iter().map(|f| format!("{f:?}")).collect();
+        c.err(
+            "spec.ipFamilies",
+            format!(
+                "Invalid value: []core.IPFamily{{{}}}: may specify no more than two IP families",
+                shown.join(", ")
+            ),
+        );
+    }
+    if let Some(p) = spec.ip_family_policy.as_deref() {
+        if !matches!(p, "SingleStack" | "PreferDualStack" | "RequireDualStack") {
+            c.err(
+                "spec.ipFamilyPolicy",
+                format!("Unsupported value: {p:?}: supported values: \"PreferDualStack\", \"RequireDualStack\", \"SingleStack\""),
             );
         }
     }

@@ -76,6 +76,9 @@ pub fn service(v: &Value) -> ServiceInfo {
             .and_then(|c| c.parse::<IpAddr>().ok())
             .into_iter()
             .collect(),
+        // What the API server would set does not matter to these cases.
+        ip_family_policy: None,
+        ip_families: vec![],
         headless,
         external_name: s("externalName"),
         ports: v["ports"]

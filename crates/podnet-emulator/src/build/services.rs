@@ -65,12 +65,22 @@ impl Builder {
             (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
             _ => vec![],
         };
-        if svc.service_type != ServiceType::ExternalName && !svc.headless {
-            if let Some(fam) = spec.ip_families.as_ref().and_then(|f| f.first()) {
-                if fam == "IPv6" && self.config.service_cidr.addr().is_ipv4() {
-                    self.diags.push(invalid("spec.ipFamilies[0]", "Invalid value: \"IPv6\": not configured on this cluster (the serviceCIDR is IPv4)".into()));
-                }
+        // The families first, as the API server's allocators decide them; no address is
+        // claimed for a Service they refuse.
+        let cluster = [IpFamily::of(self.config.service_cidr.addr())];
+        match super::families::families(spec, &cluster) {
+            Ok(f) => {
+                svc.ip_family_policy = f.as_ref().map(|f| f.policy);
+                svc.ip_families = f.map(|f| f.families).unwrap_or_default();
             }
+            Err(refused) => {
+                for (field, message) in refused {
+                    self.diags.push(invalid(&field, message));
+                }
+                return;
+            }
+        }
+        if svc.service_type != ServiceType::ExternalName && !svc.headless {
             for (i, raw) in ips.iter().enumerate() {
                 let field = if spec.cluster_ips.as_ref().is_some_and(|l| !l.is_empty()) {
                     format!("spec.clusterIPs[{i}]")
@@ -300,6 +310,8 @@ pub(super) fn kubernetes_service(ip: IpAddr) -> ServiceInfo {
         ]
         .into(),
         cluster_ips: vec![ip],
+        ip_family_policy: Some(IpFamilyPolicy::SingleStack),
+        ip_families: vec![IpFamily::of(ip)],
         ports: vec![ServicePortInfo {
             name: "https".into(),
             protocol: Protocol::Tcp,
