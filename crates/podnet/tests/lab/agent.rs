@@ -432,6 +432,15 @@ fn agents_and_dns_pods_converge_through_every_fault_of_the_api() {
     }
 }
 
+/// SIGKILL to `pid`.
+pub(super) fn kill_hard(pid: i32) {
+    let ok = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -KILL {pid}");
+}
+
 /// The lab's processes by what they are: (servers, agents, pods' test servers).
 pub(super) fn lab_processes(lab: &str) -> (Vec<i32>, usize, usize) {
     let (mut servers, mut agents, mut pods) = (Vec::new(), 0, 0);
@@ -496,11 +505,7 @@ fn the_lab_survives_its_server_killed() {
     let probe = prober(&lab, 300);
     let names = resolver(&lab, 150, &vip);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(Command::new("kill")
-        .args(["-KILL", &before[0].to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill_hard(before[0]);
     let start = Instant::now();
     let after = loop {
         let now = lab_processes(&lab.name);

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -794,11 +793,7 @@ fn controllers_write_status_again_after_failed_writes_and_an_api_restart() {
     // The API restarts without any status: every controller writes its own again.
     let (before, _, _) = super::agent::lab_processes(&lab.name);
     assert_eq!(before.len(), 1, "{before:?}");
-    assert!(Command::new("kill")
-        .args(["-KILL", &before[0].to_string()])
-        .status()
-        .unwrap()
-        .success());
+    super::agent::kill_hard(before[0]);
     let start = Instant::now();
     let mut seen = Vec::new();
     loop {
