@@ -127,13 +127,11 @@ async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, Nod
 
 /// The index of link `name`; a missing one is [`NodeError::NoLink`].
 async fn index(h: &Handle, name: &str) -> Result<u32, NodeError> {
-    let mut s = h.link().get().match_name(name.to_string()).execute();
-    match s.try_next().await {
-        Ok(Some(l)) => Ok(l.header.index),
-        Ok(None) => Err(NodeError::NoLink {
+    match link_by_name(h, name).await? {
+        Some(l) => Ok(l.header.index),
+        None => Err(NodeError::NoLink {
             name: name.to_string(),
         }),
-        Err(source) => Err(nl(format!("looking up link {name}"))(source)),
     }
 }
 
