@@ -730,12 +730,10 @@ fn api_service(
     let mut info = service_info(s);
     let spec = s.obj.spec.clone().unwrap_or_default();
     if info.service_type != ServiceType::ExternalName && !info.headless {
-        let raw: Vec<String> = match (spec.cluster_ips, spec.cluster_ip) {
-            (Some(list), _) if !list.is_empty() => list,
-            (_, Some(ip)) if !ip.is_empty() => vec![ip],
-            _ => Vec::new(),
-        };
-        for (i, r) in raw.iter().enumerate() {
+        for (i, r) in crate::convert::requested_cluster_ips(&spec)
+            .into_iter()
+            .enumerate()
+        {
             let field = format!("spec.clusterIPs[{i}]");
             info.cluster_ips.push(r.parse().map_err(|_| {
                 invalid(

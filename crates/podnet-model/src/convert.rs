@@ -87,6 +87,16 @@ pub fn pod_info(src: PodSource, node: Option<String>, ips: Vec<IpAddr>) -> PodIn
     }
 }
 
+/// The addresses a Service asks for, as the API server reads them: `clusterIPs`, else
+/// `clusterIP` (`None` included); empty when it asks for none.
+pub fn requested_cluster_ips(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Vec<&str> {
+    match (&spec.cluster_ips, &spec.cluster_ip) {
+        (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
+        (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
+        _ => vec![],
+    }
+}
+
 pub fn service_info(src: &Sourced<Service>) -> ServiceInfo {
     let meta = &src.obj.metadata;
     let spec = src.obj.spec.clone().unwrap_or_default();

@@ -41,11 +41,7 @@ pub(super) fn families(
         .flatten()
         .filter_map(|f| IpFamily::parse(f))
         .collect();
-    let cluster_ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
-        (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
-        (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
-        _ => vec![],
-    };
+    let cluster_ips: Vec<&str> = podnet_model::convert::requested_cluster_ips(spec);
     let mut refused: Vec<Refusal> = Vec::new();
     let invalid_policy = |why: &str| {
         (

@@ -60,11 +60,7 @@ impl Builder {
                 .with_object(oref.clone())
                 .with_field(field)
         };
-        let ips: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
-            (Some(list), _) if !list.is_empty() => list.iter().map(String::as_str).collect(),
-            (_, Some(ip)) if !ip.is_empty() => vec![ip.as_str()],
-            _ => vec![],
-        };
+        let ips: Vec<&str> = podnet_model::convert::requested_cluster_ips(spec);
         // The families first, as the API server's allocators decide them; no address is
         // claimed for a Service they refuse.
         let cluster = [IpFamily::of(self.config.service_cidr.addr())];
