@@ -123,7 +123,7 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
     let mut ports = Ports::default();
     let mut warnings: Vec<String> = Vec::new();
     let mut oldest = None;
-    let mut retry = podnet_watch::Retry::default();
+    let mut retry = podnet_watch::Retry::new("status writes");
     loop {
         let start = Instant::now();
         let (config, written) = follow(
@@ -146,13 +146,9 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
             config.ports.len(),
             oldest.unwrap_or(start).elapsed().as_secs_f64() * 1000.0
         );
-        let wait = retry.after(written);
-        oldest = match podnet_watch::next_change_within(&mut watch, &mut model, wait).await? {
-            Some(round) => round.oldest,
-            None => {
-                eprintln!("trying the failed status writes again");
-                None
-            }
-        };
+        oldest = retry
+            .next_change(&mut watch, &mut model, written)
+            .await?
+            .and_then(|round| round.oldest);
     }
 }

@@ -138,7 +138,7 @@ pub async fn follow(
     let kinds = [Kind::GatewayClass, Kind::Gateway];
     let (mut model, mut watch) = podnet_watch::follow(&client, settings, &kinds).await?;
     let mut last: Option<Vec<Value>> = None;
-    let mut retry = podnet_watch::Retry::default();
+    let mut retry = podnet_watch::Retry::new("writes");
     loop {
         let computed = podnet_gateway::compute(model.cluster());
         let mut done = crate::status::classes(&client, model.cluster(), &computed).await;
@@ -155,13 +155,7 @@ pub async fn follow(
         }
         // A status lost (an API restored without it) is a change too: it comes back. A
         // failed write is tried again after a backoff, change or not.
-        let wait = retry.after(done);
-        if podnet_watch::next_change_within(&mut watch, &mut model, wait)
-            .await?
-            .is_none()
-        {
-            eprintln!("trying the failed writes again");
-        }
+        retry.next_change(&mut watch, &mut model, done).await?;
     }
 }
 

@@ -192,13 +192,9 @@ async fn serve(c: &Config) -> Result<(), ControllerError> {
     );
     tokio::spawn(edge.clone().serve_http(lh));
     tokio::spawn(edge.clone().serve_https(ls));
-    let mut retry = podnet_watch::Retry::default();
+    let mut retry = podnet_watch::Retry::new("status writes");
     loop {
-        let wait = retry.after(written);
-        let round = podnet_watch::next_change_within(&mut watch, &mut model, wait).await?;
-        if round.is_none() {
-            eprintln!("trying the failed status writes again");
-        }
+        let round = retry.next_change(&mut watch, &mut model, written).await?;
         let start = Instant::now();
         let config;
         (config, written) = served.follow(&edge, model.cluster(), c, &client).await?;

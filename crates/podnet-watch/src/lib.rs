@@ -164,32 +164,21 @@ pub async fn next_change(
     }
 }
 
-/// [`next_change`], or None once `retry` (when given) has passed without one: a controller
-/// whose writes failed tries them again then, whether or not the API changed.
-pub async fn next_change_within(
-    watch: &mut ClusterWatch,
-    model: &mut ApiModel,
-    retry: Option<std::time::Duration>,
-) -> Result<Option<Round>, ProcessError> {
-    let Some(after) = retry else {
-        return next_change(watch, model).await.map(Some);
-    };
-    // `next_change` is cancel-safe: it waits only on the watches' channel.
-    match tokio::time::timeout(after, next_change(watch, model)).await {
-        Ok(round) => round.map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
 /// When to try a controller's failed writes again: after 0.5 s, then twice as long after each
 /// failure up to 30 s, as controller-runtime requeues with backoff; a round whose writes all
 /// succeeded starts over.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Retry {
+    /// What is tried again, for the line that says so ("status writes").
+    what: &'static str,
     failures: u32,
 }
 
 impl Retry {
+    pub fn new(what: &'static str) -> Retry {
+        Retry { what, failures: 0 }
+    }
+
     /// How long to wait for a change before trying again; None when nothing failed.
     pub fn after(&mut self, all_written: bool) -> Option<std::time::Duration> {
         if all_written {
@@ -199,6 +188,28 @@ impl Retry {
         self.failures += 1;
         let d = std::time::Duration::from_millis(500) * 2u32.pow((self.failures - 1).min(6));
         Some(d.min(std::time::Duration::from_secs(30)))
+    }
+
+    /// [`next_change`]; or, when the last round's writes did not all succeed, None once the
+    /// backoff has passed without a change (said on stderr): the controller tries its writes
+    /// again then, whether or not the API changed.
+    pub async fn next_change(
+        &mut self,
+        watch: &mut ClusterWatch,
+        model: &mut ApiModel,
+        all_written: bool,
+    ) -> Result<Option<Round>, ProcessError> {
+        let Some(after) = self.after(all_written) else {
+            return next_change(watch, model).await.map(Some);
+        };
+        // `next_change` is cancel-safe: it waits only on the watches' channel.
+        match tokio::time::timeout(after, next_change(watch, model)).await {
+            Ok(round) => round.map(Some),
+            Err(_) => {
+                eprintln!("trying the failed {} again", self.what);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -241,7 +252,7 @@ mod retry_tests {
 
     #[test]
     fn failed_writes_are_tried_again_after_a_growing_wait_and_success_starts_over() {
-        let mut r = Retry::default();
+        let mut r = Retry::new("writes");
         assert_eq!(r.after(true), None, "nothing failed: wait for a change");
         let waits: Vec<_> = (0..9).map(|_| r.after(false).unwrap()).collect();
         let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
