@@ -18,7 +18,7 @@
 //! "#).unwrap();
 //! let cluster = build(&docs, &ConfigOverrides::default()).unwrap();
 //! let svc = cluster.service("default", "my-service").unwrap();
-//! assert!(cluster.config.service_cidr.contains(&svc.cluster_ips[0]));
+//! assert!(cluster.config.service_cidr().contains(&svc.cluster_ips[0]));
 //! ```
 
 mod build;

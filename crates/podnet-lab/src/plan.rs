@@ -313,7 +313,7 @@ impl LabPlan {
                 ip: last_address(&node_network),
             },
             node_network,
-            service_cidr: cluster.config.service_cidr,
+            service_cidr: cluster.config.service_cidr(),
             nodes,
             pods,
         }

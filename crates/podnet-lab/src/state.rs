@@ -147,7 +147,7 @@ impl LabState {
             .map(|p| {
                 let placement = podnet_model::Placement {
                     node: p.node.clone(),
-                    ip: self.pod_ips.get(&p.key()).copied(),
+                    ips: self.pod_ips.get(&p.key()).copied().into_iter().collect(),
                 };
                 (p.key(), placement)
             })

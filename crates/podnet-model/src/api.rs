@@ -659,13 +659,22 @@ fn node_info(n: &Sourced<k8s_openapi::api::core::v1::Node>) -> Result<NodeInfo, 
         })?;
         pod_cidrs.push(net);
     }
-    let internal_ip = n
+    let internal: Vec<IpAddr> = n
         .obj
         .status
         .as_ref()
         .and_then(|s| s.addresses.as_ref())
-        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-        .and_then(|a| a.address.parse::<IpAddr>().ok())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse::<IpAddr>().ok())
+        .collect();
+    // The overlay's underlay address: the IPv4 one where the node has one.
+    let internal_ip = internal
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(internal.first())
+        .copied()
         .ok_or_else(|| {
             invalid(
                 &n.start,
@@ -678,6 +687,10 @@ fn node_info(n: &Sourced<k8s_openapi::api::core::v1::Node>) -> Result<NodeInfo, 
         labels: n.obj.metadata.labels.clone().unwrap_or_default(),
         pod_cidrs,
         internal_ip,
+        internal_ipv6: internal
+            .iter()
+            .find(|ip| ip.is_ipv6() && **ip != internal_ip)
+            .copied(),
     })
 }
 

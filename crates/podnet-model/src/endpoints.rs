@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
-    Cluster, EndpointInfo, EndpointPortInfo, EndpointSliceInfo, Labels, NsName, PodInfo,
+    Cluster, EndpointInfo, EndpointPortInfo, EndpointSliceInfo, IpFamily, Labels, NsName, PodInfo,
     ServiceInfo, TargetPort, MANAGED_BY_CONTROLLER,
 };
 use crate::names::{fnv64, suffix5};
@@ -103,14 +103,55 @@ pub fn compute_all(cluster: &mut Cluster) {
     }
 }
 
-/// The slices the EndpointSlice controller makes for `svc` from the pods it selects.
+/// The address types a Service's slices have (`getAddressTypesForService`): its
+/// `ipFamilies`, else the families of its ClusterIPs, else IPv4.
+pub fn address_types(svc: &ServiceInfo) -> Vec<IpFamily> {
+    if !svc.ip_families.is_empty() {
+        return svc.ip_families.clone();
+    }
+    let mut families: Vec<IpFamily> = Vec::new();
+    for ip in &svc.cluster_ips {
+        if !families.contains(&IpFamily::of(*ip)) {
+            families.push(IpFamily::of(*ip));
+        }
+    }
+    if families.is_empty() {
+        families.push(IpFamily::Ipv4);
+    }
+    families
+}
+
+/// The slices the EndpointSlice controller makes for `svc` from the pods it selects: for
+/// each of its address types, the pods' addresses of that family (a pod without one is no
+/// endpoint of that type).
 pub fn controller_slices<'a>(
     svc: &ServiceInfo,
-    pods: impl Iterator<Item = &'a PodInfo>,
+    pods: impl Iterator<Item = &'a PodInfo> + Clone,
 ) -> Vec<EndpointSliceInfo> {
+    let mut slices = Vec::new();
+    for family in address_types(svc) {
+        family_slices(svc, pods.clone(), family, &mut slices);
+    }
+    slices
+}
+
+fn family_slices<'a>(
+    svc: &ServiceInfo,
+    pods: impl Iterator<Item = &'a PodInfo>,
+    family: IpFamily,
+    slices: &mut Vec<EndpointSliceInfo>,
+) {
     let mut groups: BTreeMap<Vec<EndpointPortInfo>, Vec<EndpointInfo>> = BTreeMap::new();
     for pod in pods {
-        if pod.ips.is_empty() || pod.phase == "Succeeded" || pod.phase == "Failed" {
+        let Some(address) = pod
+            .ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(*ip) == family)
+        else {
+            continue;
+        };
+        if pod.phase == "Succeeded" || pod.phase == "Failed" {
             continue;
         }
         let mut ports = Vec::with_capacity(svc.ports.len());
@@ -138,7 +179,7 @@ pub fn controller_slices<'a>(
             _ => None,
         };
         groups.entry(ports).or_default().push(EndpointInfo {
-            addresses: pod.ips.iter().filter(|ip| ip.is_ipv4()).copied().collect(),
+            addresses: vec![address],
             ready,
             serving,
             terminating: pod.terminating,
@@ -147,7 +188,6 @@ pub fn controller_slices<'a>(
             pod: Some(pod.name.clone()),
         });
     }
-    let mut slices = Vec::new();
     for (ports, eps) in groups {
         for chunk in eps.chunks(MAX_ENDPOINTS_PER_SLICE) {
             let seed = fnv64(&[
@@ -157,14 +197,13 @@ pub fn controller_slices<'a>(
             ]);
             slices.push(EndpointSliceInfo {
                 name: format!("{}-{}", svc.name, suffix5(seed)),
-                address_type: "IPv4".to_string(),
+                address_type: family.as_str().to_string(),
                 managed_by: MANAGED_BY_CONTROLLER.to_string(),
                 ports: ports.clone(),
                 endpoints: chunk.to_vec(),
             });
         }
     }
-    slices
 }
 
 #[cfg(test)]

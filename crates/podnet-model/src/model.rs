@@ -32,7 +32,8 @@ impl NsName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub node: String,
-    pub ip: Option<IpAddr>,
+    /// The pod's addresses, one per family.
+    pub ips: Vec<IpAddr>,
 }
 
 /// The running pods' placements, by pod.
@@ -120,6 +121,9 @@ pub struct NodeInfo {
     /// The node's own address (InternalIP), on the node network.
     #[serde(rename = "internalIP")]
     pub internal_ip: IpAddr,
+    /// The node's IPv6 address (an IPv6 or dual-stack cluster's second InternalIP).
+    #[serde(rename = "internalIPv6", skip_serializing_if = "Option::is_none")]
+    pub internal_ipv6: Option<IpAddr>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -204,43 +208,7 @@ impl ServiceType {
     }
 }
 
-/// An IP family, as `spec.ipFamilies` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum IpFamily {
-    #[serde(rename = "IPv4")]
-    Ipv4,
-    #[serde(rename = "IPv6")]
-    Ipv6,
-}
-
-impl IpFamily {
-    pub fn of(ip: IpAddr) -> IpFamily {
-        match ip {
-            IpAddr::V4(_) => IpFamily::Ipv4,
-            IpAddr::V6(_) => IpFamily::Ipv6,
-        }
-    }
-    pub fn parse(s: &str) -> Option<IpFamily> {
-        match s {
-            "IPv4" => Some(IpFamily::Ipv4),
-            "IPv6" => Some(IpFamily::Ipv6),
-            _ => None,
-        }
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            IpFamily::Ipv4 => "IPv4",
-            IpFamily::Ipv6 => "IPv6",
-        }
-    }
-    /// The other family (what a dual-stack Service adds to its first).
-    pub fn other(&self) -> IpFamily {
-        match self {
-            IpFamily::Ipv4 => IpFamily::Ipv6,
-            IpFamily::Ipv6 => IpFamily::Ipv4,
-        }
-    }
-}
+pub use podnet_objects::config::IpFamily;
 
 /// `spec.ipFamilyPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -251,12 +251,12 @@ impl NodeDataplane {
             proxy: Elements::default(),
             policy: Default::default(),
             health_checks: Vec::new(),
-            masquerade: match cluster.config.pod_cidr {
-                IpNet::V4(pod_cidr) => Some(Masquerade {
+            masquerade: match cluster.config.pod_cidr_of(podnet_model::IpFamily::Ipv4) {
+                Some(IpNet::V4(pod_cidr)) => Some(Masquerade {
                     pod_cidr,
                     overlay: VXLAN_DEV.into(),
                 }),
-                IpNet::V6(_) => None,
+                _ => None,
             },
             serves_external: BTreeSet::new(),
         })

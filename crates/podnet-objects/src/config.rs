@@ -32,23 +32,188 @@ pub struct ClusterConfigDoc {
 pub struct ConfigOverrides {
     /// Number of nodes when no Node objects are given.
     pub nodes: Option<u32>,
+    /// `ipv4`, `ipv6` or `dual` (kind's `networking.ipFamily`).
+    pub ip_family: Option<ClusterFamily>,
+    /// The cluster's pod CIDRs, one per family, the primary first (`10.244.0.0/16` or
+    /// `10.244.0.0/16,fd00:10:244::/56`, as kind's `podSubnet` and kube-controller-manager's
+    /// `--cluster-cidr`).
     #[serde(rename = "podCIDR")]
-    pub pod_cidr: Option<IpNet>,
-    /// Prefix length of each node's podCIDR (kube-controller-manager's --node-cidr-mask-size).
+    pub pod_cidr: Option<CidrList>,
+    /// Prefix length of each node's IPv4 podCIDR (kube-controller-manager's
+    /// `--node-cidr-mask-size-ipv4`).
     #[serde(rename = "nodeCIDRMaskSize")]
     pub node_cidr_mask_size: Option<u8>,
+    /// Prefix length of each node's IPv6 podCIDR (`--node-cidr-mask-size-ipv6`).
+    #[serde(rename = "nodeCIDRMaskSizeIPv6")]
+    pub node_cidr_mask_size_ipv6: Option<u8>,
+    /// The service CIDRs, one per family, the primary first (kube-apiserver's
+    /// `--service-cluster-ip-range`).
     #[serde(rename = "serviceCIDR")]
-    pub service_cidr: Option<IpNet>,
-    /// Cluster DNS address; by default the 10th address of the service CIDR.
+    pub service_cidr: Option<CidrList>,
+    /// Cluster DNS address; by default the 10th address of the primary service CIDR.
     #[serde(rename = "dnsIP")]
     pub dns_ip: Option<IpAddr>,
     /// `30000-32767`.
     pub node_port_range: Option<PortRange>,
     pub cluster_domain: Option<String>,
-    /// The network the nodes' own addresses come from (the lab's underlay).
+    /// The network the nodes' own addresses come from (the lab's underlay, IPv4).
     pub node_network: Option<IpNet>,
+    /// The network the nodes' IPv6 addresses come from, on IPv6 and dual-stack clusters.
+    #[serde(rename = "nodeNetworkIPv6")]
+    pub node_network_ipv6: Option<IpNet>,
     /// Addresses for LoadBalancer Services: CIDRs or `first-last` ranges.
     pub load_balancer_pool: Option<Vec<IpRange>>,
+}
+
+/// An IP family, as `spec.ipFamilies` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    Ipv4,
+    #[serde(rename = "IPv6")]
+    Ipv6,
+}
+
+impl IpFamily {
+    pub const ALL: [IpFamily; 2] = [IpFamily::Ipv4, IpFamily::Ipv6];
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::Ipv4,
+            IpAddr::V6(_) => IpFamily::Ipv6,
+        }
+    }
+    pub fn of_net(net: &IpNet) -> IpFamily {
+        IpFamily::of(net.addr())
+    }
+    pub fn parse(s: &str) -> Option<IpFamily> {
+        match s {
+            "IPv4" => Some(IpFamily::Ipv4),
+            "IPv6" => Some(IpFamily::Ipv6),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        }
+    }
+    /// The other family (what a dual-stack Service adds to its first).
+    pub fn other(&self) -> IpFamily {
+        match self {
+            IpFamily::Ipv4 => IpFamily::Ipv6,
+            IpFamily::Ipv6 => IpFamily::Ipv4,
+        }
+    }
+    /// The number of bits of an address.
+    pub fn bits(&self) -> u8 {
+        match self {
+            IpFamily::Ipv4 => 32,
+            IpFamily::Ipv6 => 128,
+        }
+    }
+}
+
+/// The families a cluster runs (kind's `networking.ipFamily`). `dual` is IPv4-primary, as
+/// kind's is; an IPv6-primary dual-stack cluster is asked for by giving the IPv6 CIDRs first.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
+pub enum ClusterFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+impl ClusterFamily {
+    /// The families, the primary first, in the canonical order.
+    pub fn families(&self) -> Vec<IpFamily> {
+        match self {
+            ClusterFamily::Ipv4 => vec![IpFamily::Ipv4],
+            ClusterFamily::Ipv6 => vec![IpFamily::Ipv6],
+            ClusterFamily::Dual => vec![IpFamily::Ipv4, IpFamily::Ipv6],
+        }
+    }
+    fn of(families: &[IpFamily]) -> ClusterFamily {
+        match families {
+            [IpFamily::Ipv6] => ClusterFamily::Ipv6,
+            [_, _] => ClusterFamily::Dual,
+            _ => ClusterFamily::Ipv4,
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterFamily::Ipv4 => "ipv4",
+            ClusterFamily::Ipv6 => "ipv6",
+            ClusterFamily::Dual => "dual",
+        })
+    }
+}
+
+impl std::str::FromStr for ClusterFamily {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        match s {
+            "ipv4" => Ok(ClusterFamily::Ipv4),
+            "ipv6" => Ok(ClusterFamily::Ipv6),
+            "dual" => Ok(ClusterFamily::Dual),
+            _ => Err(BadValue {
+                value: s.to_string(),
+                expected: "ipv4, ipv6 or dual",
+            }),
+        }
+    }
+}
+
+/// One or two CIDRs of distinct families, the primary first, written comma separated
+/// (`10.244.0.0/16,fd00:10:244::/56`), as kind's subnets and the control plane's flags are.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde_with::SerializeDisplay, serde_with::DeserializeFromStr,
+)]
+pub struct CidrList(pub Vec<IpNet>);
+
+impl std::str::FromStr for CidrList {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        let bad = || BadValue {
+            value: s.to_string(),
+            expected: "one CIDR, or two of different families separated by a comma",
+        };
+        let nets = s
+            .split(',')
+            .map(|c| c.trim().parse::<IpNet>().map(|n| n.trunc()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad())?;
+        match nets.as_slice() {
+            [_] => Ok(CidrList(nets)),
+            [a, b] if IpFamily::of_net(a) != IpFamily::of_net(b) => Ok(CidrList(nets)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for CidrList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&shown.join(","))
+    }
+}
+
+impl From<IpNet> for CidrList {
+    fn from(n: IpNet) -> Self {
+        CidrList(vec![n])
+    }
 }
 
 /// An inclusive port range, written `30000-32767` (as text in JSON and YAML too).
@@ -176,31 +341,116 @@ impl std::fmt::Display for IpRange {
 }
 
 /// The effective settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub nodes: u32,
-    #[serde(rename = "podCIDR")]
-    pub pod_cidr: IpNet,
-    #[serde(rename = "nodeCIDRMaskSize")]
+    pub ip_family: ClusterFamily,
+    /// One per family, the primary first.
+    pub pod_cidrs: Vec<IpNet>,
+    /// Of each node's IPv4 podCIDR.
     pub node_cidr_mask_size: u8,
-    #[serde(rename = "serviceCIDR")]
-    pub service_cidr: IpNet,
-    #[serde(rename = "dnsIP")]
+    /// Of each node's IPv6 podCIDR.
+    pub node_cidr_mask_size_ipv6: u8,
+    /// One per family, in the order of `pod_cidrs`.
+    pub service_cidrs: Vec<IpNet>,
     pub dns_ip: IpAddr,
     pub node_port_range: PortRange,
     pub cluster_domain: String,
+    /// The nodes' IPv4 network: the underlay that carries the overlay in every family.
     pub node_network: IpNet,
+    /// The nodes' IPv6 addresses' network (IPv6 and dual-stack clusters).
+    pub node_network_ipv6: IpNet,
     pub load_balancer_pool: Vec<IpRange>,
+}
+
+/// The settings as `check -o json` shows them: every field, and the primary CIDRs also under
+/// their single-stack names (`podCIDR`, `serviceCIDR`), which v1alpha1 keeps.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigView<'a> {
+    nodes: u32,
+    ip_family: ClusterFamily,
+    #[serde(rename = "podCIDR")]
+    pod_cidr: IpNet,
+    #[serde(rename = "podCIDRs")]
+    pod_cidrs: &'a [IpNet],
+    #[serde(rename = "nodeCIDRMaskSize")]
+    node_cidr_mask_size: u8,
+    #[serde(rename = "nodeCIDRMaskSizeIPv6")]
+    node_cidr_mask_size_ipv6: u8,
+    #[serde(rename = "serviceCIDR")]
+    service_cidr: IpNet,
+    #[serde(rename = "serviceCIDRs")]
+    service_cidrs: &'a [IpNet],
+    #[serde(rename = "dnsIP")]
+    dns_ip: IpAddr,
+    node_port_range: PortRange,
+    cluster_domain: &'a str,
+    node_network: IpNet,
+    #[serde(rename = "nodeNetworkIPv6")]
+    node_network_ipv6: IpNet,
+    load_balancer_pool: &'a [IpRange],
+}
+
+impl Serialize for ClusterConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ConfigView {
+            nodes: self.nodes,
+            ip_family: self.ip_family,
+            pod_cidr: self.pod_cidr(),
+            pod_cidrs: &self.pod_cidrs,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            node_cidr_mask_size_ipv6: self.node_cidr_mask_size_ipv6,
+            service_cidr: self.service_cidr(),
+            service_cidrs: &self.service_cidrs,
+            dns_ip: self.dns_ip,
+            node_port_range: self.node_port_range,
+            cluster_domain: &self.cluster_domain,
+            node_network: self.node_network,
+            node_network_ipv6: self.node_network_ipv6,
+            load_balancer_pool: &self.load_balancer_pool,
+        }
+        .serialize(s)
+    }
+}
+
+/// kind's defaults, per family.
+fn default_pod_cidr(f: IpFamily) -> IpNet {
+    match f {
+        IpFamily::Ipv4 => "10.244.0.0/16",
+        IpFamily::Ipv6 => "fd00:10:244::/56",
+    }
+    .parse()
+    .expect("literal")
+}
+
+fn default_service_cidr(f: IpFamily) -> IpNet {
+    match f {
+        IpFamily::Ipv4 => "10.96.0.0/16",
+        IpFamily::Ipv6 => "fd00:10:96::/112",
+    }
+    .parse()
+    .expect("literal")
+}
+
+fn default_lb_pool(f: IpFamily) -> IpRange {
+    match f {
+        IpFamily::Ipv4 => "172.18.255.200-172.18.255.250",
+        IpFamily::Ipv6 => "fc00:f853:ccd:e793::ff00-fc00:f853:ccd:e793::ff32",
+    }
+    .parse()
+    .expect("literal")
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             nodes: 3,
-            pod_cidr: "10.244.0.0/16".parse().expect("literal"),
+            ip_family: ClusterFamily::Ipv4,
+            pod_cidrs: vec![default_pod_cidr(IpFamily::Ipv4)],
             node_cidr_mask_size: 24,
-            service_cidr: "10.96.0.0/16".parse().expect("literal"),
+            node_cidr_mask_size_ipv6: 64,
+            service_cidrs: vec![default_service_cidr(IpFamily::Ipv4)],
             dns_ip: "10.96.0.10".parse().expect("literal"),
             node_port_range: PortRange {
                 first: 30000,
@@ -208,29 +458,152 @@ impl Default for ClusterConfig {
             },
             cluster_domain: "cluster.local".to_string(),
             node_network: "172.18.0.0/16".parse().expect("literal"),
-            load_balancer_pool: vec!["172.18.255.200-172.18.255.250".parse().expect("literal")],
+            // kind's docker network's IPv6 subnet.
+            node_network_ipv6: "fc00:f853:ccd:e793::/64".parse().expect("literal"),
+            load_balancer_pool: vec![default_lb_pool(IpFamily::Ipv4)],
         }
     }
 }
 
 impl ClusterConfig {
+    /// The cluster's families, the primary first.
+    pub fn families(&self) -> Vec<IpFamily> {
+        self.pod_cidrs.iter().map(IpFamily::of_net).collect()
+    }
+    /// The primary family.
+    pub fn primary(&self) -> IpFamily {
+        IpFamily::of_net(&self.pod_cidrs[0])
+    }
+    pub fn is_dual(&self) -> bool {
+        self.pod_cidrs.len() == 2
+    }
+    /// The primary pod CIDR.
+    pub fn pod_cidr(&self) -> IpNet {
+        self.pod_cidrs[0]
+    }
+    pub fn pod_cidr_of(&self, f: IpFamily) -> Option<IpNet> {
+        self.pod_cidrs
+            .iter()
+            .find(|c| IpFamily::of_net(c) == f)
+            .copied()
+    }
+    /// The primary service CIDR.
+    pub fn service_cidr(&self) -> IpNet {
+        self.service_cidrs[0]
+    }
+    pub fn service_cidr_of(&self, f: IpFamily) -> Option<IpNet> {
+        self.service_cidrs
+            .iter()
+            .find(|c| IpFamily::of_net(c) == f)
+            .copied()
+    }
+    /// The prefix length of a node's podCIDR of a family.
+    pub fn node_mask(&self, f: IpFamily) -> u8 {
+        match f {
+            IpFamily::Ipv4 => self.node_cidr_mask_size,
+            IpFamily::Ipv6 => self.node_cidr_mask_size_ipv6,
+        }
+    }
+    /// Whether an address is in one of the cluster's pod CIDRs.
+    pub fn is_pod_ip(&self, ip: &IpAddr) -> bool {
+        self.pod_cidrs.iter().any(|c| c.contains(ip))
+    }
+
     /// Applies overrides on top of `self`, then checks the result. On error: (field, reason).
     pub fn apply(&mut self, o: &ConfigOverrides) -> Result<(), (String, String)> {
+        let e = |f: &str, m: String| Err((f.to_string(), m));
         if let Some(n) = o.nodes {
             self.nodes = n;
         }
-        if let Some(c) = o.pod_cidr {
-            self.pod_cidr = c.trunc();
+        // The families: as asked, else those of the CIDRs given, else as they were. Given
+        // two CIDRs, their order decides the primary.
+        let given = |l: &Option<CidrList>| l.as_ref().map(|l| l.0.clone()).unwrap_or_default();
+        let (pods, services) = (given(&o.pod_cidr), given(&o.service_cidr));
+        let families: Vec<IpFamily> = [&pods, &services]
+            .into_iter()
+            .find(|l| l.len() == 2)
+            .map(|l| l.iter().map(IpFamily::of_net).collect())
+            .or_else(|| o.ip_family.map(|f| f.families()))
+            .or_else(|| {
+                [&pods, &services]
+                    .into_iter()
+                    .find(|l| !l.is_empty())
+                    .map(|l| l.iter().map(IpFamily::of_net).collect())
+            })
+            .unwrap_or_else(|| self.families());
+        if let Some(asked) = o.ip_family {
+            if ClusterFamily::of(&families) != asked {
+                let field = if pods.len() == 2 || (!pods.is_empty() && services.len() != 2) {
+                    "podCIDR"
+                } else {
+                    "serviceCIDR"
+                };
+                return e(
+                    field,
+                    format!(
+                        "gives the families of an {} cluster, but ipFamily is {asked}",
+                        ClusterFamily::of(&families)
+                    ),
+                );
+            }
+        }
+        let order = |l: &[IpNet]| l.iter().map(IpFamily::of_net).collect::<Vec<_>>();
+        if services.len() == 2 && order(&services) != families {
+            return e(
+                "serviceCIDR",
+                format!(
+                    "{}: the primary service CIDR must be of the primary pod CIDR's family ({})",
+                    services[0],
+                    families[0].as_str()
+                ),
+            );
+        }
+        self.ip_family = ClusterFamily::of(&families);
+        let primary_before = self.service_cidr();
+        for (field, list, now, default) in [
+            (
+                "podCIDR",
+                &pods,
+                &mut self.pod_cidrs,
+                default_pod_cidr as fn(IpFamily) -> IpNet,
+            ),
+            (
+                "serviceCIDR",
+                &services,
+                &mut self.service_cidrs,
+                default_service_cidr,
+            ),
+        ] {
+            for c in list {
+                if !families.contains(&IpFamily::of_net(c)) {
+                    return e(
+                        field,
+                        format!(
+                            "{c}: an {} range on an {} cluster",
+                            IpFamily::of_net(c).as_str(),
+                            self.ip_family
+                        ),
+                    );
+                }
+            }
+            let pick = |f: IpFamily| {
+                list.iter()
+                    .chain(now.iter())
+                    .find(|c| IpFamily::of_net(c) == f)
+                    .copied()
+                    .unwrap_or_else(|| default(f))
+            };
+            *now = families.iter().map(|f| pick(*f)).collect();
         }
         if let Some(m) = o.node_cidr_mask_size {
             self.node_cidr_mask_size = m;
         }
-        if let Some(c) = o.service_cidr {
-            self.service_cidr = c.trunc();
-            if o.dns_ip.is_none() {
-                self.dns_ip =
-                    nth_address(&self.service_cidr, 10).unwrap_or(self.service_cidr.network());
-            }
+        if let Some(m) = o.node_cidr_mask_size_ipv6 {
+            self.node_cidr_mask_size_ipv6 = m;
+        }
+        if self.service_cidr() != primary_before && o.dns_ip.is_none() {
+            self.dns_ip =
+                nth_address(&self.service_cidr(), 10).unwrap_or(self.service_cidr().network());
         }
         if let Some(ip) = o.dns_ip {
             self.dns_ip = ip;
@@ -244,8 +617,19 @@ impl ClusterConfig {
         if let Some(n) = o.node_network {
             self.node_network = n.trunc();
         }
-        if let Some(p) = &o.load_balancer_pool {
-            self.load_balancer_pool = p.clone();
+        if let Some(n) = o.node_network_ipv6 {
+            self.node_network_ipv6 = n.trunc();
+        }
+        match &o.load_balancer_pool {
+            Some(p) => self.load_balancer_pool = p.clone(),
+            // The default pool follows the families.
+            None => {
+                let defaults: Vec<IpRange> = IpFamily::ALL.map(default_lb_pool).into();
+                if self.load_balancer_pool.iter().all(|r| defaults.contains(r)) {
+                    self.load_balancer_pool =
+                        families.iter().map(|f| default_lb_pool(*f)).collect();
+                }
+            }
         }
         self.check()
     }
@@ -258,63 +642,84 @@ impl ClusterConfig {
                 format!("{}: must be between 1 and 256", self.nodes),
             );
         }
-        let max = if self.pod_cidr.addr().is_ipv4() {
-            32
-        } else {
-            128
-        };
-        if self.node_cidr_mask_size < self.pod_cidr.prefix_len()
-            || self.node_cidr_mask_size > max - 2
-        {
-            return e(
-                "nodeCIDRMaskSize",
-                format!(
-                    "{}: must be between the podCIDR's prefix length ({}) and {}",
-                    self.node_cidr_mask_size,
-                    self.pod_cidr.prefix_len(),
-                    max - 2
-                ),
-            );
-        }
-        let node_slots = 1u128 << (self.node_cidr_mask_size - self.pod_cidr.prefix_len()).min(64);
-        if u128::from(self.nodes) > node_slots {
-            return e(
-                "nodes",
-                format!(
-                    "{} nodes do not fit: podCIDR {} holds {node_slots} node CIDRs of /{}",
-                    self.nodes, self.pod_cidr, self.node_cidr_mask_size
-                ),
-            );
-        }
-        let host_bits = if self.service_cidr.addr().is_ipv4() {
-            32
-        } else {
-            128
-        } - self.service_cidr.prefix_len();
-        if host_bits < 4 {
+        if self.primary() != IpFamily::of_net(&self.service_cidr()) {
             return e(
                 "serviceCIDR",
                 format!(
-                    "{}: too small, use a prefix of /28 or larger",
-                    self.service_cidr
+                    "{}: the primary service CIDR must be of the primary pod CIDR's family ({})",
+                    self.service_cidr(),
+                    self.pod_cidr()
                 ),
             );
         }
-        if !self.service_cidr.contains(&self.dns_ip) {
+        for pod_cidr in &self.pod_cidrs {
+            let family = IpFamily::of_net(pod_cidr);
+            let mask = self.node_mask(family);
+            let field = match family {
+                IpFamily::Ipv4 => "nodeCIDRMaskSize",
+                IpFamily::Ipv6 => "nodeCIDRMaskSizeIPv6",
+            };
+            let max = family.bits();
+            if mask < pod_cidr.prefix_len() || mask > max - 2 {
+                return e(
+                    field,
+                    format!(
+                        "{mask}: must be between the podCIDR's prefix length ({}) and {}",
+                        pod_cidr.prefix_len(),
+                        max - 2
+                    ),
+                );
+            }
+            let node_slots = 1u128 << (mask - pod_cidr.prefix_len()).min(64);
+            if u128::from(self.nodes) > node_slots {
+                return e(
+                    "nodes",
+                    format!(
+                        "{} nodes do not fit: podCIDR {pod_cidr} holds {node_slots} node CIDRs of /{mask}",
+                        self.nodes
+                    ),
+                );
+            }
+        }
+        for service_cidr in &self.service_cidrs {
+            let host_bits = IpFamily::of_net(service_cidr).bits() - service_cidr.prefix_len();
+            if host_bits < 4 {
+                return e(
+                    "serviceCIDR",
+                    format!("{service_cidr}: too small, use a prefix of /28 or larger"),
+                );
+            }
+            for pod_cidr in &self.pod_cidrs {
+                if pod_cidr.contains(&service_cidr.network())
+                    || service_cidr.contains(&pod_cidr.network())
+                {
+                    return e(
+                        "serviceCIDR",
+                        format!("{service_cidr} overlaps podCIDR {pod_cidr}"),
+                    );
+                }
+            }
+        }
+        if !self.service_cidr().contains(&self.dns_ip) {
             return e(
                 "dnsIP",
                 format!(
-                    "{} is not inside serviceCIDR {}",
-                    self.dns_ip, self.service_cidr
+                    "{} is not inside the primary serviceCIDR {}",
+                    self.dns_ip,
+                    self.service_cidr()
                 ),
             );
         }
-        if self.pod_cidr.contains(&self.service_cidr.network())
-            || self.service_cidr.contains(&self.pod_cidr.network())
-        {
+        if !self.node_network.addr().is_ipv4() {
             return e(
-                "serviceCIDR",
-                format!("{} overlaps podCIDR {}", self.service_cidr, self.pod_cidr),
+                "nodeNetwork",
+                format!("{}: the nodes' underlay network is IPv4", self.node_network),
+            );
+        }
+        if self.node_network_ipv6.addr().is_ipv4() {
+            return e(
+                "nodeNetworkIPv6",
+                format!("{}: must be an IPv6 network", self.node_network_ipv6),
             );
         }
         if crate::validation::dns1123_subdomain(&self.cluster_domain).is_err() {
@@ -327,7 +732,7 @@ impl ClusterConfig {
             );
         }
         for r in &self.load_balancer_pool {
-            if self.service_cidr.contains(&r.first) || self.pod_cidr.contains(&r.first) {
+            if self.service_cidrs.iter().any(|c| c.contains(&r.first)) || self.is_pod_ip(&r.first) {
                 return e(
                     "loadBalancerPool",
                     format!("{r} overlaps the pod or service CIDR"),
@@ -392,7 +797,9 @@ pub fn settings(
 /// The command-line flag that sets a config field.
 fn flag_name(field: &str) -> String {
     match field {
+        "ipFamily" => "ip-family".into(),
         "podCIDR" => "pod-cidr".into(),
+        "nodeCIDRMaskSizeIPv6" => "node-cidr-mask-size-ipv6".into(),
         "nodeCIDRMaskSize" => "node-cidr-mask-size".into(),
         "serviceCIDR" => "service-cidr".into(),
         "dnsIP" => "dns-ip".into(),
@@ -425,6 +832,60 @@ mod tests {
         };
         c.apply(&o).unwrap();
         assert_eq!(c.dns_ip.to_string(), "10.100.0.10");
+    }
+
+    #[test]
+    fn families_from_the_setting_or_the_cidrs() {
+        let of = |o: ConfigOverrides| {
+            let mut c = ClusterConfig::default();
+            c.apply(&o).map(|()| c)
+        };
+        let v6 = of(ConfigOverrides {
+            ip_family: Some(ClusterFamily::Ipv6),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v6.pod_cidrs[0].to_string(), "fd00:10:244::/56");
+        assert_eq!(v6.service_cidrs[0].to_string(), "fd00:10:96::/112");
+        assert_eq!(v6.dns_ip.to_string(), "fd00:10:96::a");
+        assert_eq!(v6.load_balancer_pool.len(), 1);
+        assert!(v6.load_balancer_pool[0].first.is_ipv6());
+        let dual = of(ConfigOverrides {
+            ip_family: Some(ClusterFamily::Dual),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(dual.families(), [IpFamily::Ipv4, IpFamily::Ipv6]);
+        assert_eq!(dual.dns_ip.to_string(), "10.96.0.10");
+        assert_eq!(dual.load_balancer_pool.len(), 2);
+        // IPv6 first: an IPv6-primary dual-stack cluster.
+        let v6_first = of(ConfigOverrides {
+            pod_cidr: Some("fd00:1::/56,10.1.0.0/16".parse().unwrap()),
+            service_cidr: Some("fd00:2::/112,10.2.0.0/16".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v6_first.ip_family, ClusterFamily::Dual);
+        assert_eq!(v6_first.primary(), IpFamily::Ipv6);
+        assert_eq!(v6_first.dns_ip.to_string(), "fd00:2::a");
+        // CIDRs that contradict the setting.
+        let err = of(ConfigOverrides {
+            ip_family: Some(ClusterFamily::Ipv4),
+            pod_cidr: Some("fd00:1::/56".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.0, "podCIDR", "{err:?}");
+        // Primary families that differ.
+        let err = of(ConfigOverrides {
+            pod_cidr: Some("10.1.0.0/16,fd00:1::/56".parse().unwrap()),
+            service_cidr: Some("fd00:2::/112,10.2.0.0/16".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.0, "serviceCIDR", "{err:?}");
+        assert!("10.0.0.0/8,10.1.0.0/16".parse::<CidrList>().is_err());
+        assert!("ipv5".parse::<ClusterFamily>().is_err());
     }
 
     #[test]

@@ -113,13 +113,16 @@ pub fn settings(
     }
     over!(
         nodes,
+        ip_family,
         pod_cidr,
         node_cidr_mask_size,
+        node_cidr_mask_size_ipv6,
         service_cidr,
         dns_ip,
         node_port_range,
         cluster_domain,
         node_network,
+        node_network_ipv6,
         load_balancer_pool
     );
     Ok(o)

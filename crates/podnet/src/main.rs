@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use podnet_model::config::{CidrList, ClusterFamily};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
 mod agent;
@@ -367,15 +368,24 @@ struct ClusterArgs {
     /// Number of nodes (when the manifests give no Node objects). Default 3.
     #[arg(long)]
     nodes: Option<u32>,
-    /// Cluster pod CIDR. Default 10.244.0.0/16.
+    /// The cluster's IP families: ipv4, ipv6 or dual (IPv4 primary). Default ipv4, or the
+    /// families of the CIDRs given.
     #[arg(long)]
-    pod_cidr: Option<ipnet::IpNet>,
-    /// Prefix length of each node's podCIDR. Default 24.
+    ip_family: Option<ClusterFamily>,
+    /// Cluster pod CIDRs, one per family, the primary first. Default 10.244.0.0/16 (IPv6:
+    /// fd00:10:244::/56).
+    #[arg(long)]
+    pod_cidr: Option<CidrList>,
+    /// Prefix length of each node's IPv4 podCIDR. Default 24.
     #[arg(long)]
     node_cidr_mask_size: Option<u8>,
-    /// Service CIDR. Default 10.96.0.0/16.
+    /// Prefix length of each node's IPv6 podCIDR. Default 64.
     #[arg(long)]
-    service_cidr: Option<ipnet::IpNet>,
+    node_cidr_mask_size_ipv6: Option<u8>,
+    /// Service CIDRs, one per family, the primary first. Default 10.96.0.0/16 (IPv6:
+    /// fd00:10:96::/112).
+    #[arg(long)]
+    service_cidr: Option<CidrList>,
     /// Cluster DNS address. Default: the 10th address of the service CIDR.
     #[arg(long)]
     dns_ip: Option<std::net::IpAddr>,
@@ -394,13 +404,16 @@ impl ClusterArgs {
     fn overrides(&self) -> ConfigOverrides {
         ConfigOverrides {
             nodes: self.nodes,
-            pod_cidr: self.pod_cidr,
+            ip_family: self.ip_family,
+            pod_cidr: self.pod_cidr.clone(),
             node_cidr_mask_size: self.node_cidr_mask_size,
-            service_cidr: self.service_cidr,
+            node_cidr_mask_size_ipv6: self.node_cidr_mask_size_ipv6,
+            service_cidr: self.service_cidr.clone(),
             dns_ip: self.dns_ip,
             node_port_range: self.node_port_range,
             cluster_domain: self.cluster_domain.clone(),
             node_network: None,
+            node_network_ipv6: None,
             load_balancer_pool: self.lb_pool.clone(),
         }
     }

@@ -78,7 +78,7 @@ pub fn endpoints_column(s: &ServiceInfo) -> String {
                 items.push(a.to_string());
             }
             for p in &slice.ports {
-                items.push(format!("{a}:{}", p.port));
+                items.push(std::net::SocketAddr::new(*a, p.port as u16).to_string());
             }
         }
     }
@@ -127,7 +127,11 @@ pub fn tables(c: &Cluster) -> String {
         &c.nodes,
         |n| {
             let cidrs: Vec<String> = n.pod_cidrs.iter().map(ToString::to_string).collect();
-            vec![n.name.clone(), n.internal_ip.to_string(), cidrs.join(",")]
+            let ips: Vec<String> = std::iter::once(n.internal_ip)
+                .chain(n.internal_ipv6)
+                .map(|ip| ip.to_string())
+                .collect();
+            vec![n.name.clone(), ips.join(","), cidrs.join(",")]
         },
     ));
 
@@ -331,7 +335,7 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
     let show = |d: &Dispatch| match d {
         Dispatch::Endpoints { endpoints, .. } => endpoints
             .iter()
-            .map(|(ip, port)| format!("{ip}:{port}"))
+            .map(|(ip, port)| std::net::SocketAddr::new(*ip, *port).to_string())
             .collect::<Vec<_>>()
             .join(","),
         Dispatch::Reject => "reject (no endpoints)".into(),

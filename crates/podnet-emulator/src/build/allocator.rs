@@ -21,76 +21,101 @@ pub(super) enum Refused {
 
 /// ClusterIP and NodePort allocation, as the API server's allocators do it, but deterministic:
 /// a hash of the Service's name picks where to start looking, so that adding one Service does
-/// not move the others.
+/// not move the others. One address allocator per service CIDR (per family), as the API
+/// server has.
 pub(super) struct Allocator {
-    pub(super) net_base: u128,
-    pub(super) size: u128,
-    v4: bool,
-    pub(super) ips: BTreeSet<u128>,
-    /// Free offsets of the upper band (KEP-3070's dynamic band), then of the lower one.
-    pub(super) bands: [FreeRanges; 2],
+    pub(super) ranges: Vec<IpAllocator>,
     pub(super) port_range: podnet_model::config::PortRange,
     pub(super) ports: HashMap<i32, String>,
 }
 
-impl Allocator {
-    pub(super) fn new(c: &ClusterConfig) -> Self {
-        let v4 = c.service_cidr.addr().is_ipv4();
-        let bits = (if v4 { 32 } else { 128 }) - u32::from(c.service_cidr.prefix_len());
+/// The addresses of one service CIDR.
+pub(super) struct IpAllocator {
+    pub(super) family: IpFamily,
+    pub(super) net_base: u128,
+    pub(super) size: u128,
+    pub(super) ips: BTreeSet<u128>,
+    /// Free offsets of the upper band (KEP-3070's dynamic band), then of the lower one.
+    pub(super) bands: [FreeRanges; 2],
+}
+
+impl IpAllocator {
+    fn new(cidr: &IpNet, dns_ip: IpAddr) -> Self {
+        let family = IpFamily::of_net(cidr);
+        let v4 = family == IpFamily::Ipv4;
+        let bits = u32::from(family.bits() - cidr.prefix_len());
         let size = if bits >= 64 {
             1u128 << 64
         } else {
             1u128 << bits
         };
-        let net_base = ip_to_u128(c.service_cidr.network());
+        let net_base = ip_to_u128(cidr.network());
         // KEP-3070: the lower band is kept for addresses that users set themselves.
         let static_band = (size / 16).clamp(16, 256);
         let usable_end = if v4 { size - 1 } else { size };
-        let mut a = Allocator {
+        let mut a = IpAllocator {
+            family,
             net_base,
             size,
-            v4,
             ips: BTreeSet::new(),
             bands: [
                 FreeRanges::new(static_band, usable_end),
                 FreeRanges::new(1, static_band.min(usable_end)),
             ],
-            port_range: c.node_port_range,
-            ports: HashMap::new(),
         };
         // The cluster DNS address is kept for kube-dns.
-        let dns = ip_to_u128(c.dns_ip).wrapping_sub(net_base);
-        for b in &mut a.bands {
-            b.take(dns);
+        if IpFamily::of(dns_ip) == family {
+            let dns = ip_to_u128(dns_ip).wrapping_sub(net_base);
+            for b in &mut a.bands {
+                b.take(dns);
+            }
         }
         a
+    }
+}
+
+impl Allocator {
+    pub(super) fn new(c: &ClusterConfig) -> Self {
+        Allocator {
+            ranges: c
+                .service_cidrs
+                .iter()
+                .map(|cidr| IpAllocator::new(cidr, c.dns_ip))
+                .collect(),
+            port_range: c.node_port_range,
+            ports: HashMap::new(),
+        }
     }
 
     pub(super) fn claim_ip(&mut self, ip: IpAddr) -> Result<(), Refused> {
         let n = ip_to_u128(ip);
-        if ip.is_ipv4() != self.v4 || n < self.net_base || n >= self.net_base + self.size {
-            return Err(Refused::IpOutOfRange);
-        }
-        let off = n - self.net_base;
-        if off == 0 || (self.v4 && off == self.size - 1) {
+        let r = self
+            .ranges
+            .iter_mut()
+            .find(|r| r.family == IpFamily::of(ip) && n >= r.net_base && n < r.net_base + r.size)
+            .ok_or(Refused::IpOutOfRange)?;
+        let off = n - r.net_base;
+        if off == 0 || (ip.is_ipv4() && off == r.size - 1) {
             return Err(Refused::NetworkOrBroadcast);
         }
-        if !self.ips.insert(off) {
+        if !r.ips.insert(off) {
             return Err(Refused::IpAllocated);
         }
-        for b in &mut self.bands {
+        for b in &mut r.bands {
             b.take(off);
         }
         Ok(())
     }
 
-    /// A free address, from a hash of the Service's key so that adding a Service moves no
-    /// other: the first free one at or after the hashed place, upper band first. O(log n).
-    pub(super) fn allocate_ip(&mut self, key: &str) -> Option<IpAddr> {
+    /// A free address of a family, from a hash of the Service's key so that adding a Service
+    /// moves no other: the first free one at or after the hashed place, upper band first.
+    /// O(log n).
+    pub(super) fn allocate_ip(&mut self, key: &str, family: IpFamily) -> Option<IpAddr> {
+        let r = self.ranges.iter_mut().find(|r| r.family == family)?;
         let h = u128::from(fnv64(&[key.as_bytes()]));
-        let off = self.bands.iter_mut().find_map(|b| b.take_hashed(h))?;
-        self.ips.insert(off);
-        Some(u128_to_ip(self.net_base + off, self.v4))
+        let off = r.bands.iter_mut().find_map(|b| b.take_hashed(h))?;
+        r.ips.insert(off);
+        Some(u128_to_ip(r.net_base + off, family == IpFamily::Ipv4))
     }
 
     pub(super) fn claim_port(
@@ -143,7 +168,8 @@ impl Allocator {
 /// Services that an exhausted range could not serve, with where each was defined.
 #[derive(Default)]
 pub(super) struct Shortages {
-    pub(super) cluster_ips: Vec<(Location, NsName)>,
+    /// By family.
+    pub(super) cluster_ips: BTreeMap<IpFamily, Vec<(Location, NsName)>>,
     pub(super) node_ports: Vec<(Location, NsName)>,
 }
 

@@ -19,26 +19,35 @@ impl Builder {
             }
             placed.push((src, node));
         }
-        // Pod IPs from each node's podCIDR: the first address is the node's gateway, pods get
-        // the next ones. Addresses the manifests fix (status.podIP) are taken first.
+        // Pod IPs from each node's podCIDRs, one per family in the cluster's order: the first
+        // address of each is the node's gateway, pods get the next ones. Addresses the
+        // manifests fix (status.podIP) are taken first, then those of running pods.
         let mut taken = self.claim_fixed_ips(&placed, nodes);
         let kept = self.keep_running_ips(&placed, nodes, &mut taken);
-        let mut next: Vec<u128> = vec![2; nodes.len()];
+        let mut next: Vec<Vec<u128>> = nodes.iter().map(|n| vec![2; n.pod_cidrs.len()]).collect();
         let mut pods = Vec::with_capacity(placed.len());
         for (src, node) in placed {
+            let key = NsName::new(&src.namespace, &src.name);
             let ips = match node {
                 None => Vec::new(),
-                Some(i) if src.spec.host_network.unwrap_or(false) => vec![nodes[i].internal_ip],
-                Some(_) if src.fixed_ip.is_some() => {
-                    vec![src.fixed_ip.as_ref().expect("checked").0]
+                Some(i) if src.spec.host_network.unwrap_or(false) => {
+                    host_ips(&nodes[i], &self.config.families())
                 }
-                Some(_) if kept.contains_key(&NsName::new(&src.namespace, &src.name)) => {
-                    vec![kept[&NsName::new(&src.namespace, &src.name)]]
+                Some(i) => {
+                    let mut ips = Vec::new();
+                    for (slot, cidr) in nodes[i].pod_cidrs.iter().enumerate() {
+                        let of_family = |ip: &IpAddr| cidr.contains(ip);
+                        let fixed = src.fixed_ip.as_ref().map(|f| f.0).filter(of_family);
+                        let kept = kept
+                            .get(&key)
+                            .and_then(|k| k.iter().copied().find(of_family));
+                        let ip = fixed.or(kept).or_else(|| {
+                            self.next_pod_ip(&nodes[i], *cidr, &mut next[i][slot], &mut taken, &src)
+                        });
+                        ips.extend(ip);
+                    }
+                    ips
                 }
-                Some(i) => self
-                    .next_pod_ip(&nodes[i], &mut next[i], &mut taken, &src)
-                    .into_iter()
-                    .collect(),
             };
             pods.push(pod_info(src, node.map(|i| nodes[i].name.clone()), ips));
         }
@@ -147,7 +156,7 @@ impl Builder {
         placed: &[(PodSource, Option<usize>)],
         nodes: &[NodeInfo],
         taken: &mut BTreeSet<IpAddr>,
-    ) -> HashMap<NsName, IpAddr> {
+    ) -> HashMap<NsName, Vec<IpAddr>> {
         let mut kept = HashMap::new();
         for (src, node) in placed {
             let (Some(i), None) = (node, &src.fixed_ip) else {
@@ -160,33 +169,37 @@ impl Builder {
             let Some(p) = self.running.get(&key) else {
                 continue;
             };
-            let Some(ip) = p.ip.filter(|_| p.node == nodes[*i].name) else {
+            if p.node != nodes[*i].name {
                 continue;
-            };
-            let inside = nodes[*i]
-                .pod_cidrs
-                .iter()
-                .any(|c| c.contains(&ip) && ip != c.network() && ip != c.broadcast());
-            if inside && taken.insert(ip) {
-                kept.insert(key, ip);
             }
+            let mut ips = Vec::new();
+            for &ip in &p.ips {
+                let inside = nodes[*i]
+                    .pod_cidrs
+                    .iter()
+                    .any(|c| c.contains(&ip) && ip != c.network() && ip != c.broadcast());
+                if inside && taken.insert(ip) {
+                    ips.push(ip);
+                }
+            }
+            kept.insert(key, ips);
         }
         kept
     }
 
-    /// The next free address of a node's podCIDR.
+    /// The next free address of one of a node's podCIDRs.
     pub(super) fn next_pod_ip(
         &mut self,
         node: &NodeInfo,
+        cidr: IpNet,
         next: &mut u128,
         taken: &mut BTreeSet<IpAddr>,
         src: &PodSource,
     ) -> Option<IpAddr> {
-        let cidr = node.pod_cidrs[0];
         let mut ip = None;
         while let Some(cand) = nth_address(&cidr, *next) {
             *next += 1;
-            if cand != cidr.broadcast() && taken.insert(cand) {
+            if (cand != cidr.broadcast() || cand.is_ipv6()) && taken.insert(cand) {
                 ip = Some(cand);
                 break;
             }
@@ -198,4 +211,15 @@ impl Builder {
         }
         ip
     }
+}
+
+/// A host-network pod's addresses: its node's, one per family of the cluster, in their order.
+pub(super) fn host_ips(node: &NodeInfo, families: &[IpFamily]) -> Vec<IpAddr> {
+    families
+        .iter()
+        .filter_map(|f| match f {
+            IpFamily::Ipv4 => Some(node.internal_ip),
+            IpFamily::Ipv6 => node.internal_ipv6,
+        })
+        .collect()
 }

@@ -20,7 +20,7 @@ impl Builder {
         let mut alloc = Allocator::new(&self.config);
         // The API server's own Service takes the first address.
         let builtin = (!has_kubernetes).then(|| {
-            let ip = nth_address(&self.config.service_cidr, 1).expect("serviceCIDR holds .1");
+            let ip = nth_address(&self.config.service_cidr(), 1).expect("serviceCIDR holds .1");
             alloc
                 .claim_ip(ip)
                 .expect("the first address of the serviceCIDR is free");
@@ -63,13 +63,14 @@ impl Builder {
         let ips: Vec<&str> = podnet_model::convert::requested_cluster_ips(spec);
         // The families first, as the API server's allocators decide them; no address is
         // claimed for a Service they refuse.
-        let cluster = [IpFamily::of(self.config.service_cidr.addr())];
-        match super::families::families(spec, &cluster) {
+        match super::families::families(spec, &self.config.families()) {
             Ok(f) => {
                 svc.ip_family_policy = f.as_ref().map(|f| f.policy);
                 svc.ip_families = f.map(|f| f.families).unwrap_or_default();
             }
             Err(refused) => {
+                // Refused: nothing is allocated for it.
+                svc.ip_families.clear();
                 for (field, message) in refused {
                     self.diags.push(invalid(&field, message));
                 }
@@ -125,14 +126,28 @@ impl Builder {
     ) {
         let spec = src.obj.spec.as_ref().expect("validated");
         let key = svc.key().to_string();
-        if svc.service_type != ServiceType::ExternalName
-            && !svc.headless
-            && svc.cluster_ips.is_empty()
-        {
-            match alloc.allocate_ip(&key) {
-                Some(ip) => svc.cluster_ips.push(ip),
-                None => short.cluster_ips.push((src.start.clone(), svc.key())),
+        if svc.service_type != ServiceType::ExternalName && !svc.headless {
+            // One address per family, in the order of ipFamilies.
+            let families = svc.ip_families.clone();
+            for family in &families {
+                if svc
+                    .cluster_ips
+                    .iter()
+                    .any(|ip| IpFamily::of(*ip) == *family)
+                {
+                    continue;
+                }
+                match alloc.allocate_ip(&key, *family) {
+                    Some(ip) => svc.cluster_ips.push(ip),
+                    None => short
+                        .cluster_ips
+                        .entry(*family)
+                        .or_default()
+                        .push((src.start.clone(), svc.key())),
+                }
             }
+            svc.cluster_ips
+                .sort_by_key(|ip| families.iter().position(|f| *f == IpFamily::of(*ip)));
         }
         let wants_node_ports = svc.service_type == ServiceType::NodePort
             || (svc.service_type == ServiceType::LoadBalancer
@@ -167,21 +182,25 @@ impl Builder {
     /// One error per exhausted range, naming the first Service that got nothing and counting
     /// the rest, rather than one error per Service.
     pub(super) fn report_shortages(&mut self, short: Shortages) {
-        let ranges = [
-            (
-                short.cluster_ips,
-                format!("serviceCIDR {} is full", self.config.service_cidr),
-                "ClusterIP",
+        let mut ranges: Vec<_> = short
+            .cluster_ips
+            .into_iter()
+            .map(|(family, list)| {
+                let full = match self.config.service_cidr_of(family) {
+                    Some(cidr) => format!("serviceCIDR {cidr} is full"),
+                    None => format!("the cluster has no {} serviceCIDR", family.as_str()),
+                };
+                (list, full, "ClusterIP")
+            })
+            .collect();
+        ranges.extend([(
+            short.node_ports,
+            format!(
+                "the node port range {} is full",
+                self.config.node_port_range
             ),
-            (
-                short.node_ports,
-                format!(
-                    "the node port range {} is full",
-                    self.config.node_port_range
-                ),
-                "node port",
-            ),
-        ];
+            "node port",
+        )]);
         for (list, full, what) in ranges {
             let Some((at, first)) = list.first() else {
                 continue;
@@ -266,16 +285,33 @@ impl Builder {
                 continue;
             }
             let key = svc.key().to_string();
-            let start = (fnv64(&[key.as_bytes()]) % pool.len() as u64) as usize;
-            let found = (0..pool.len())
-                .map(|i| pool[(start + i) % pool.len()])
-                .find(|ip| !lb_taken.contains_key(ip));
-            match found {
-                Some(ip) => {
-                    lb_taken.insert(ip, key);
-                    svc.load_balancer_ips.push(ip);
+            // One address per family of the Service, from that family's part of the pool
+            // (as MetalLB gives dual-stack Services).
+            let mut missing = false;
+            for family in svc.ip_families.clone() {
+                let of_family: Vec<IpAddr> = pool
+                    .iter()
+                    .copied()
+                    .filter(|ip| IpFamily::of(*ip) == family)
+                    .collect();
+                if of_family.is_empty() {
+                    continue;
                 }
-                None => self.diags.push(
+                let start = (fnv64(&[key.as_bytes()]) % of_family.len() as u64) as usize;
+                let found = (0..of_family.len())
+                    .map(|i| of_family[(start + i) % of_family.len()])
+                    .find(|ip| !lb_taken.contains_key(ip));
+                match found {
+                    Some(ip) => {
+                        lb_taken.insert(ip, key.clone());
+                        svc.load_balancer_ips.push(ip);
+                    }
+                    None => missing = true,
+                }
+            }
+            match missing {
+                false => {}
+                true => self.diags.push(
                     Diagnostic::warning(
                         Some(src.start.clone()),
                         format!(

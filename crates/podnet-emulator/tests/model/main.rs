@@ -1,6 +1,6 @@
 //! The model's rules, one test each. All integration tests of the crate live in this binary.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use podnet_emulator::build;
@@ -9,6 +9,7 @@ use podnet_model::{
 };
 
 mod dns;
+mod dual_stack;
 mod errors;
 mod netpol;
 #[allow(dead_code)] // shared with the policy and lab tests, which read all of it
@@ -376,7 +377,7 @@ fn cluster_ips_are_honoured_or_allocated() {
     let fixed = c.service("default", "fixed").unwrap();
     assert_eq!(fixed.cluster_ips, [ip("10.96.5.5")]);
     let auto = c.service("default", "auto").unwrap();
-    assert!(c.config.service_cidr.contains(&auto.cluster_ips[0]));
+    assert!(c.config.service_cidr().contains(&auto.cluster_ips[0]));
     assert_ne!(
         auto.cluster_ips[0], c.config.dns_ip,
         "the DNS address is kept free"

@@ -85,8 +85,8 @@ proptest! {
         for s in &c.services {
             prop_assert_eq!(s.cluster_ips.len(), 1);
             let ip = s.cluster_ips[0];
-            prop_assert!(c.config.service_cidr.contains(&ip));
-            prop_assert!(ip != c.config.service_cidr.network() && ip != c.config.service_cidr.broadcast());
+            prop_assert!(c.config.service_cidr().contains(&ip));
+            prop_assert!(ip != c.config.service_cidr().network() && ip != c.config.service_cidr().broadcast());
             prop_assert!(ips.insert(ip), "duplicate ClusterIP {}", ip);
             let mut own = BTreeSet::new();
             for p in &s.ports {

@@ -209,7 +209,7 @@ fn placements_of(c: &podnet_model::Cluster) -> podnet_model::Placements {
         .map(|p| {
             let at = podnet_model::Placement {
                 node: p.node.clone().unwrap(),
-                ip: p.ips.first().copied(),
+                ips: p.ips.clone(),
             };
             (p.key(), at)
         })
