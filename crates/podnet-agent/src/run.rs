@@ -136,7 +136,7 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
 /// moment).
 fn install_cni(
     cni: &CniInstall,
-    pod_cidr: ipnet::IpNet,
+    pod_cidrs: &[ipnet::IpNet],
     ready: &Path,
     socket: &Path,
 ) -> Result<(), AgentError> {
@@ -145,7 +145,7 @@ fn install_cni(
         source,
     })?;
     let list = podnet_cni::spec::NetConfList::podnet(
-        pod_cidr,
+        pod_cidrs,
         &cni.ipam_dir,
         podnet_node::dataplane::OVERLAY_MTU,
         Some(ready),
@@ -453,14 +453,16 @@ impl<E: Effects> Agent<E> {
                 write_json(&programmed_file(&self.cfg.state_dir, &self.cfg.node), want)?;
                 self.unwritten = false;
                 write_json(&self.cfg.ready_file(), &true)?;
-                let pod_cidr = want.vxlan.vtep.ip;
-                let cidr = self
+                // The node's podCIDRs, one per family (the CNI gives each pod an address
+                // of each).
+                let cidrs = self
                     .model
                     .cluster()
                     .node(&self.cfg.node)
-                    .and_then(|n| n.pod_cidrs.iter().find(|c| c.contains(&pod_cidr)).copied());
-                if let (Some(cni), Some(cidr)) = (&self.cfg.cni, cidr) {
-                    install_cni(cni, cidr, &self.cfg.ready_file(), &self.cfg.cni_socket)?;
+                    .map(|n| n.pod_cidrs.clone())
+                    .unwrap_or_default();
+                if let (Some(cni), false) = (&self.cfg.cni, cidrs.is_empty()) {
+                    install_cni(cni, &cidrs, &self.cfg.ready_file(), &self.cfg.cni_socket)?;
                 }
                 self.ready = true;
             }

@@ -45,7 +45,7 @@ async fn a_failed_transaction_is_retried_until_the_node_holds_what_the_api_says(
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = AgentConfig {
         node: node.clone(),
-        overrides: serde_json::from_value(serde_json::to_value(&c.config).unwrap()).unwrap(),
+        overrides: c.config.overrides(),
         uplink: UPLINK.into(),
         netns: "/nonexistent: the fake is the kernel".into(),
         state_dir: dir.clone(),

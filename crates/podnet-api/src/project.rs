@@ -19,7 +19,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podnet_model::{
-    Cluster, Kind, NodeInfo, PodInfo, ServiceInfo, ServiceType, TargetPort, TrafficPolicy,
+    Cluster, IpFamily, Kind, NodeInfo, PodInfo, ServiceInfo, ServiceType, TargetPort, TrafficPolicy,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -118,16 +118,19 @@ fn node(n: &NodeInfo) -> Node {
             ..Default::default()
         }),
         status: Some(NodeStatus {
-            addresses: Some(vec![
-                NodeAddress {
-                    type_: "InternalIP".into(),
-                    address: n.internal_ip.to_string(),
-                },
-                NodeAddress {
-                    type_: "Hostname".into(),
-                    address: n.name.clone(),
-                },
-            ]),
+            addresses: Some(
+                n.internal_ips()
+                    .iter()
+                    .map(|ip| NodeAddress {
+                        type_: "InternalIP".into(),
+                        address: ip.to_string(),
+                    })
+                    .chain([NodeAddress {
+                        type_: "Hostname".into(),
+                        address: n.name.clone(),
+                    }])
+                    .collect(),
+            ),
             conditions: Some(vec![NodeCondition {
                 type_: "Ready".into(),
                 status: "True".into(),
@@ -145,11 +148,20 @@ fn pod(c: &Cluster, p: &PodInfo) -> Pod {
     // As the StatefulSet controller writes them.
     spec.hostname = p.hostname.clone().or(spec.hostname);
     spec.subdomain = p.subdomain.clone().or(spec.subdomain);
-    let host_ip = p
+    // The node's addresses of the cluster's families, primary first (`status.hostIPs`).
+    let host_ips: Vec<String> = p
         .node
         .as_deref()
         .and_then(|n| c.node(n))
-        .map(|n| n.internal_ip.to_string());
+        .map(|n| {
+            n.internal_ips()
+                .iter()
+                .filter(|ip| c.config.families().contains(&IpFamily::of(**ip)))
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let host_ip = host_ips.first().cloned();
     let ready = if p.ready { "True" } else { "False" };
     let owner = p.owner.as_ref().map(|o| {
         vec![OwnerReference {
@@ -184,8 +196,9 @@ fn pod(c: &Cluster, p: &PodInfo) -> Pod {
                     .map(|ip| PodIP { ip: ip.to_string() })
                     .collect()
             }),
-            host_ip: host_ip.clone(),
-            host_ips: host_ip.map(|ip| vec![HostIP { ip }]),
+            host_ip,
+            host_ips: (!host_ips.is_empty())
+                .then(|| host_ips.into_iter().map(|ip| HostIP { ip }).collect()),
             conditions: p.node.as_ref().map(|_| {
                 ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
                     .iter()

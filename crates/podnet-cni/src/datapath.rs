@@ -4,12 +4,16 @@
 //! address as a /32, a permanent neighbour entry for the gateway `169.254.1.1` pointing at the
 //! node side's MAC, a link route to the gateway and the default route through it. On the node,
 //! the other end (`pn<hash>`) carries a /32 route to the pod and a permanent neighbour entry for
-//! it, so neither side ever ARPs. Every packet to or from a pod is
+//! it, so neither side ever ARPs. IPv6 is wired the same way beside it: the pod's address as a
+//! /128 without duplicate address detection (nothing else can hold it, and DAD would hold the
+//! address back for a second), the link-local gateway `fe80::1` as a permanent neighbour and
+//! the default route `::/0` through it; on the node a /128 route and a permanent neighbour
+//! entry. Neither side ever sends neighbour solicitations. Every packet to or from a pod is
 //! routed by the node's own IP stack, so nftables sees it with the pod's interface, and there is
 //! no bridge learning, no ARP flooding and no br_netfilter to load. This is Calico's and
 //! Cilium's design.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
@@ -27,13 +31,33 @@ use crate::spec::{code, CniError, CniResult};
 /// The pod's gateway. Link-local, so it is the same on every node and never routed.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// The pod's IPv6 gateway: link-local as well, the same on every node.
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+/// The gateway of an address's family.
+pub fn gateway_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(GATEWAY),
+        IpAddr::V6(_) => IpAddr::V6(GATEWAY6),
+    }
+}
+
+fn host_prefix(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
 /// What to wire.
 #[derive(Debug, Clone)]
 pub struct Attach {
     pub container_id: String,
     pub ifname: String,
     pub netns: PathBuf,
-    pub ip: IpAddr,
+    /// At most one per family, the primary first.
+    pub ips: Vec<IpAddr>,
     pub mtu: u32,
 }
 
@@ -43,7 +67,7 @@ pub struct Wired {
     pub host_ifname: String,
     pub host_mac: String,
     pub pod_mac: String,
-    /// Whether this attachment installed the pod's default route (the first one does).
+    /// Whether this attachment installed the pod's default routes (the first one does).
     pub default_route: bool,
 }
 
@@ -119,7 +143,7 @@ pub async fn link_by_name(h: &Handle, name: &str) -> CniResult<Option<LinkMessag
 struct Ends {
     host: String,
     ifname: String,
-    ip: Ipv4Addr,
+    ips: Vec<IpAddr>,
     mtu: u32,
     host_mac: [u8; 6],
     pod_mac: [u8; 6],
@@ -127,15 +151,15 @@ struct Ends {
 
 /// The node's side, from the node's namespace: the veth pair (its peer born inside the pod,
 /// named and up: moving an interface between namespaces afterwards costs a grace period of
-/// ~20 ms), a /32 route to the pod and the pod's permanent neighbour entry.
+/// ~20 ms), a /32 (/128) route to each of the pod's addresses and their permanent neighbour
+/// entries.
 async fn wire_node_side(
     h: Handle,
     e: &Ends,
     pod_netns: BorrowedFd<'_>,
     netns_shown: &str,
 ) -> CniResult<()> {
-    let (host, ifname, ip, mtu, host_mac, pod_mac) =
-        (&e.host, &e.ifname, e.ip, e.mtu, e.host_mac, e.pod_mac);
+    let (host, ifname, mtu, host_mac, pod_mac) = (&e.host, &e.ifname, e.mtu, e.host_mac, e.pod_mac);
     let fd = pod_netns.as_raw_fd();
     if let Some(old) = link_by_name(&h, host).await? {
         // A leftover of a failed ADD for the same attachment.
@@ -171,31 +195,36 @@ async fn wire_node_side(
         .await?
         .ok_or_else(|| CniError::new(code::NETLINK, "the host veth vanished"))?;
     let idx = hl.header.index;
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(ip, 32)
-        .output_interface(idx)
-        .scope(RouteScope::Link)
-        .build();
-    h.route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .map_err(nl("adding the route to the pod"))?;
-    // No ARP on either side: the node knows the pod's MAC as the pod knows its gateway's.
-    permanent_neighbour(&h, idx, ip, &pod_mac, "adding the pod's neighbour entry").await
+    for &ip in &e.ips {
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(ip, host_prefix(ip))
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("route to {ip}: {e}")))?
+            .output_interface(idx)
+            .scope(RouteScope::Link)
+            .build();
+        h.route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl("adding the route to the pod"))?;
+        // No ARP or neighbour discovery on either side: the node knows the pod's MAC as the
+        // pod knows its gateway's.
+        permanent_neighbour(&h, idx, ip, &pod_mac, "adding the pod's neighbour entry").await?;
+    }
+    Ok(())
 }
 
 /// A permanent neighbour entry on interface `idx`: `ip` is at `mac`.
 async fn permanent_neighbour(
     h: &Handle,
     idx: u32,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: &[u8; 6],
     what: &str,
 ) -> CniResult<()> {
     h.neighbours()
-        .add(idx, IpAddr::V4(ip))
+        .add(idx, ip)
         .link_layer_address(mac)
         .state(NeighbourState::Permanent)
         .replace()
@@ -204,11 +233,12 @@ async fn permanent_neighbour(
         .map_err(nl(what))
 }
 
-/// The pod's side, from the pod's namespace: the interface and lo up, the address, the
-/// gateway's permanent neighbour, and the routes (unless another attachment has them). True
-/// when this attachment added the default route.
+/// The pod's side, from the pod's namespace: the interface and lo up, the addresses, the
+/// gateways' permanent neighbours, and the routes (unless another attachment has them). True
+/// when this attachment added the default routes.
 async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
-    let (ifname, ip, host_mac) = (&e.ifname, e.ip, e.host_mac);
+    use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+    let (ifname, host_mac) = (&e.ifname, e.host_mac);
     let l = link_by_name(&h, ifname)
         .await?
         .ok_or_else(|| CniError::new(code::NETLINK, "the veth did not arrive in the pod"))?;
@@ -225,39 +255,74 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
             .await
             .map_err(nl("raising lo"))?;
     }
-    h.address()
-        .add(idx, IpAddr::V4(ip), 32)
-        .execute()
-        .await
-        .map_err(nl("adding the pod address"))?;
-    permanent_neighbour(&h, idx, GATEWAY, &host_mac, "adding the gateway neighbour").await?;
+    for &ip in &e.ips {
+        let mut add = h.address().add(idx, ip, host_prefix(ip));
+        if ip.is_ipv6() {
+            // Usable at once: no duplicate address detection for an address only this pod has.
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        add.execute().await.map_err(nl("adding the pod address"))?;
+    }
+    for &ip in &e.ips {
+        permanent_neighbour(
+            &h,
+            idx,
+            gateway_of(ip),
+            &host_mac,
+            "adding the gateway neighbour",
+        )
+        .await?;
+    }
     // A second attachment (another ifname) leaves the pod's routing alone: the gateway
     // and the default route stay on the first interface.
     let has_default = routes_v4(&h)
         .await?
         .iter()
+        .chain(routes_v6(&h).await?.iter())
         .any(|r| r.header.destination_prefix_length == 0 && r.header.table == 254);
     if !has_default {
-        let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(GATEWAY, 32)
-            .output_interface(idx)
-            .scope(RouteScope::Link)
-            .build();
-        h.route()
-            .add(to_gw)
-            .execute()
-            .await
-            .map_err(nl("adding the route to the gateway"))?;
-        let default = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-            .gateway(GATEWAY)
-            .output_interface(idx)
-            .build();
-        h.route()
-            .add(default)
-            .execute()
-            .await
-            .map_err(nl("adding the default route"))?;
+        for &ip in &e.ips {
+            match ip {
+                IpAddr::V4(_) => {
+                    let to_gw = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(GATEWAY, 32)
+                        .output_interface(idx)
+                        .scope(RouteScope::Link)
+                        .build();
+                    h.route()
+                        .add(to_gw)
+                        .execute()
+                        .await
+                        .map_err(nl("adding the route to the gateway"))?;
+                    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                        .gateway(GATEWAY)
+                        .output_interface(idx)
+                        .build();
+                    h.route()
+                        .add(default)
+                        .execute()
+                        .await
+                        .map_err(nl("adding the default route"))?;
+                }
+                IpAddr::V6(_) => {
+                    // fe80::/64 is on the link already: the default route goes straight
+                    // through the link-local gateway.
+                    let default = RouteMessageBuilder::<Ipv6Addr>::new()
+                        .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
+                        .gateway(GATEWAY6)
+                        .output_interface(idx)
+                        .build();
+                    h.route()
+                        .add(default)
+                        .execute()
+                        .await
+                        .map_err(nl("adding the IPv6 default route"))?;
+                }
+            }
+        }
     }
     Ok(!has_default)
 }
@@ -266,7 +331,7 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
 async fn has_permanent_neighbour(
     h: &Handle,
     ifindex: u32,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: &[u8],
 ) -> CniResult<bool> {
     use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
@@ -275,7 +340,10 @@ async fn has_permanent_neighbour(
         let at = |want: &NeighbourAttribute| n.attributes.contains(want);
         if n.header.ifindex == ifindex
             && n.header.state == NeighbourState::Permanent
-            && at(&NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)))
+            && at(&NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(a) => NeighbourAddress::Inet(a),
+                IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+            }))
             && at(&NeighbourAttribute::LinkLayerAddress(mac.to_vec()))
         {
             return Ok(true);
@@ -284,18 +352,51 @@ async fn has_permanent_neighbour(
     Ok(false)
 }
 
-/// An attachment's address and its veth pair's ends: the host interface's name, its MAC and
+/// An attachment's addresses and its veth pair's ends: the host interface's name, its MAC and
 /// the pod's.
-fn ends_of(a: &Attach) -> CniResult<(Ipv4Addr, String, [u8; 6], [u8; 6])> {
-    let IpAddr::V4(ip) = a.ip else {
+fn ends_of(a: &Attach) -> CniResult<Ends> {
+    let one_per_family = match a.ips.as_slice() {
+        [_] => true,
+        [x, y] => x.is_ipv4() != y.is_ipv4(),
+        _ => false,
+    };
+    if !one_per_family {
         return Err(CniError::new(
             code::INVALID_CONFIG,
-            "the datapath is IPv4-only for now",
+            format!("a pod takes one address of each family, not {:?}", a.ips),
         ));
-    };
+    }
     let host = host_ifname(&a.container_id, &a.ifname);
     let (host_mac, pod_mac) = macs(&host);
-    Ok((ip, host, host_mac, pod_mac))
+    Ok(Ends {
+        host,
+        ifname: a.ifname.clone(),
+        ips: a.ips.clone(),
+        mtu: a.mtu,
+        host_mac,
+        pod_mac,
+    })
+}
+
+/// Turns on forwarding for each family the node routes pods of (it is per namespace).
+fn forwarding(ips: &[IpAddr]) -> CniResult<()> {
+    for key in forwarding_keys(ips) {
+        if netns::read_sysctl(key).ok().as_deref() != Some("1") {
+            netns::sysctl(key, "1")?;
+        }
+    }
+    Ok(())
+}
+
+fn forwarding_keys(ips: &[IpAddr]) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if ips.iter().any(IpAddr::is_ipv4) {
+        keys.push("net.ipv4.ip_forward");
+    }
+    if ips.iter().any(IpAddr::is_ipv6) {
+        keys.push("net.ipv6.conf.all.forwarding");
+    }
+    keys
 }
 
 /// The real datapath, through rtnetlink. Node-side work runs in the plugin's own namespace.
@@ -303,16 +404,9 @@ pub struct Netlink;
 
 impl Datapath for Netlink {
     fn add(&self, a: &Attach) -> CniResult<Wired> {
-        let (ip, host, host_mac, pod_mac) = ends_of(a)?;
+        let ends = ends_of(a)?;
+        let (host, host_mac, pod_mac) = (ends.host.clone(), ends.host_mac, ends.pod_mac);
         let ns_file = netns::open(&a.netns)?;
-        let ends = Ends {
-            host: host.clone(),
-            ifname: a.ifname.clone(),
-            ip,
-            mtu: a.mtu,
-            host_mac,
-            pod_mac,
-        };
         let netns_shown = a.netns.display().to_string();
         let node = ends.clone();
         let node_side = netns::here(move |h| async move {
@@ -325,9 +419,7 @@ impl Datapath for Netlink {
             return Err(e);
         }
         // Forwarding is per namespace; a node must route for its pods.
-        if netns::read_sysctl("net.ipv4.ip_forward").ok().as_deref() != Some("1") {
-            netns::sysctl("net.ipv4.ip_forward", "1")?;
-        }
+        forwarding(&a.ips)?;
         let pod = netns::within(
             &a.netns,
             move |h| async move { wire_pod_side(h, &ends).await },
@@ -383,19 +475,18 @@ impl Datapath for Netlink {
     }
 
     fn check(&self, a: &Attach) -> CniResult<()> {
-        let (ip, host, host_mac, pod_mac) = ends_of(a)?;
-        let mtu = a.mtu;
-        netns::here(move |h| check_node_side(h, host, ip, mtu, pod_mac))?;
-        if netns::read_sysctl("net.ipv4.ip_forward")? != "1" {
-            return Err(CniError::new(
-                code::NETLINK,
-                "IP forwarding is off on the node: pods are unreachable",
-            ));
+        let ends = ends_of(a)?;
+        let node = ends.clone();
+        netns::here(move |h| check_node_side(h, node))?;
+        for key in forwarding_keys(&a.ips) {
+            if netns::read_sysctl(key)? != "1" {
+                return Err(CniError::new(
+                    code::NETLINK,
+                    format!("forwarding is off on the node ({key}): pods are unreachable"),
+                ));
+            }
         }
-        let ifname = a.ifname.clone();
-        netns::within(&a.netns, move |h| {
-            check_pod_side(h, ifname, ip, mtu, host_mac)
-        })
+        netns::within(&a.netns, move |h| check_pod_side(h, ends))
     }
 }
 
@@ -424,10 +515,19 @@ async fn link_with_mtu(h: &Handle, what: &str, name: &str, mtu: u32) -> CniResul
 
 /// Every IPv4 route of the namespace's main table.
 async fn routes_v4(h: &Handle) -> CniResult<Vec<netlink_packet_route::route::RouteMessage>> {
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
+    collect_routes(h, RouteMessageBuilder::<Ipv4Addr>::new().build()).await
+}
+
+/// Every IPv6 route of the namespace.
+async fn routes_v6(h: &Handle) -> CniResult<Vec<netlink_packet_route::route::RouteMessage>> {
+    collect_routes(h, RouteMessageBuilder::<Ipv6Addr>::new().build()).await
+}
+
+async fn collect_routes(
+    h: &Handle,
+    filter: netlink_packet_route::route::RouteMessage,
+) -> CniResult<Vec<netlink_packet_route::route::RouteMessage>> {
+    let mut routes = h.route().get(filter).execute();
     let mut out = Vec::new();
     while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
         out.push(r);
@@ -435,75 +535,92 @@ async fn routes_v4(h: &Handle) -> CniResult<Vec<netlink_packet_route::route::Rou
     Ok(out)
 }
 
-/// CHECK on the node's side: the host interface with its MTU, the /32 route to the pod
-/// through it, the pod's permanent neighbour entry.
-async fn check_node_side(
-    h: Handle,
-    host: String,
-    ip: Ipv4Addr,
-    mtu: u32,
-    pod_mac: [u8; 6],
-) -> CniResult<()> {
-    let l = link_with_mtu(&h, "host", &host, mtu).await?;
-    let to_pod = |r: &netlink_packet_route::route::RouteMessage| {
-        r.header.destination_prefix_length == 32
-            && r.attributes.iter().any(|a| {
-                matches!(a, RouteAttribute::Oif(i) if *i == l.header.index)
-            })
-            && r.attributes.iter().any(|a| {
-                matches!(a, RouteAttribute::Destination(d) if format!("{d:?}").contains(&ip.to_string()))
-            })
-    };
-    let found = routes_v4(&h).await?.iter().any(to_pod);
-    ensure(found, || {
-        format!("the node has no route to {ip} through {host}")
-    })?;
-    let neighbour = has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await?;
-    ensure(neighbour, || {
-        format!(
-            "the node has no permanent neighbour entry for {ip} ({}) on {host}",
-            mac_string(&pod_mac)
-        )
+fn route_dst(r: &netlink_packet_route::route::RouteMessage) -> Option<IpAddr> {
+    use netlink_packet_route::route::RouteAddress;
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
     })
 }
 
-/// CHECK in the pod: its interface with its MTU and address, the permanent neighbour entry of
-/// its gateway, its default route.
-async fn check_pod_side(
-    h: Handle,
-    ifname: String,
-    ip: Ipv4Addr,
-    mtu: u32,
-    host_mac: [u8; 6],
-) -> CniResult<()> {
-    let l = link_with_mtu(&h, "pod", &ifname, mtu).await?;
+/// CHECK on the node's side: the host interface with its MTU, the /32 (/128) route to each
+/// of the pod's addresses through it, their permanent neighbour entries.
+async fn check_node_side(h: Handle, e: Ends) -> CniResult<()> {
+    let (host, pod_mac) = (&e.host, e.pod_mac);
+    let l = link_with_mtu(&h, "host", host, e.mtu).await?;
+    for &ip in &e.ips {
+        let routes = if ip.is_ipv4() {
+            routes_v4(&h).await?
+        } else {
+            routes_v6(&h).await?
+        };
+        let found = routes.iter().any(|r| {
+            r.header.destination_prefix_length == host_prefix(ip)
+                && r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == l.header.index))
+                && route_dst(r) == Some(ip)
+        });
+        ensure(found, || {
+            format!("the node has no route to {ip} through {host}")
+        })?;
+        let neighbour = has_permanent_neighbour(&h, l.header.index, ip, &pod_mac).await?;
+        ensure(neighbour, || {
+            format!(
+                "the node has no permanent neighbour entry for {ip} ({}) on {host}",
+                mac_string(&pod_mac)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// CHECK in the pod: its interface with its MTU and addresses, the permanent neighbour entry
+/// of each family's gateway, each family's default route.
+async fn check_pod_side(h: Handle, e: Ends) -> CniResult<()> {
+    let (ifname, host_mac) = (&e.ifname, e.host_mac);
+    let l = link_with_mtu(&h, "pod", ifname, e.mtu).await?;
     let mut addrs = h
         .address()
         .get()
         .set_link_index_filter(l.header.index)
         .execute();
-    let mut has = false;
+    let mut has: Vec<IpAddr> = Vec::new();
     while let Some(m) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-        has |= m.attributes.iter().any(|a| matches!(a, netlink_packet_route::address::AddressAttribute::Address(x) if *x == IpAddr::V4(ip)));
+        for a in &m.attributes {
+            if let netlink_packet_route::address::AddressAttribute::Address(x) = a {
+                has.push(*x);
+            }
+        }
     }
-    ensure(has, || format!("pod interface {ifname} lacks {ip}"))?;
-    // (After the address: the kernel flushes a device's neighbours with its last one.)
-    let neighbour = has_permanent_neighbour(&h, l.header.index, GATEWAY, &host_mac).await?;
-    ensure(neighbour, || {
-        format!(
-            "the pod has no permanent neighbour entry for its gateway {GATEWAY} ({}) on {ifname}",
-            mac_string(&host_mac)
-        )
-    })?;
-    let default = routes_v4(&h).await?.iter().any(|r| {
-        r.header.destination_prefix_length == 0
-            && r.attributes
-                .iter()
-                .any(|a| matches!(a, RouteAttribute::Gateway(_)))
-    });
-    ensure(default, || {
-        format!("the pod has no default route via {GATEWAY}")
-    })
+    for &ip in &e.ips {
+        ensure(has.contains(&ip), || {
+            format!("pod interface {ifname} lacks {ip}")
+        })?;
+        let gw = gateway_of(ip);
+        // (After the address: the kernel flushes a device's neighbours with its last one.)
+        let neighbour = has_permanent_neighbour(&h, l.header.index, gw, &host_mac).await?;
+        ensure(neighbour, || {
+            format!(
+                "the pod has no permanent neighbour entry for its gateway {gw} ({}) on {ifname}",
+                mac_string(&host_mac)
+            )
+        })?;
+        let routes = if ip.is_ipv4() {
+            routes_v4(&h).await?
+        } else {
+            routes_v6(&h).await?
+        };
+        let default = routes.iter().any(|r| {
+            r.header.destination_prefix_length == 0
+                && r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+        });
+        ensure(default, || format!("the pod has no default route via {gw}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

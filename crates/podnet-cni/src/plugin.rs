@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use crate::datapath::{Attach, Datapath, GATEWAY};
+use crate::datapath::{Attach, Datapath, GATEWAY, GATEWAY6};
 use crate::ipam::{Store, DEFAULT_DATA_DIR};
 use crate::spec::*;
 
@@ -51,7 +51,7 @@ pub fn run(env: &Env, stdin: &[u8], dp: &dyn Datapath) -> CniResult<Option<Value
 }
 
 struct Ipam {
-    subnet: IpNet,
+    subnets: Vec<IpNet>,
     data_dir: PathBuf,
 }
 
@@ -75,7 +75,7 @@ fn ipam(conf: &NetConf) -> CniResult<Ipam> {
         ));
     }
     Ok(Ipam {
-        subnet: i.subnet,
+        subnets: i.subnets()?,
         data_dir: PathBuf::from(
             i.data_dir
                 .clone()
@@ -91,34 +91,50 @@ fn attachment(env: &Env) -> Attachment {
     }
 }
 
-/// An address the runtime asks for: `runtimeConfig.ips` (the `ips` capability) or `CNI_ARGS IP=`.
-fn requested_ip(env: &Env, conf: &NetConf) -> CniResult<Option<IpAddr>> {
-    let from_rc = conf
+/// The addresses the runtime asks for (at most one per family): `runtimeConfig.ips` (the
+/// `ips` capability) or `CNI_ARGS IP=` (comma separated, as host-local takes it).
+fn requested_ips(env: &Env, conf: &NetConf) -> CniResult<Vec<IpAddr>> {
+    let from_rc: Option<Vec<String>> = conf
         .runtime_config
         .as_ref()
         .and_then(|rc| rc.get("ips"))
         .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let raw = from_rc.or_else(|| env.args_map().get("IP").cloned());
-    match raw {
-        None => Ok(None),
-        Some(s) => {
-            let ip = s
-                .split('/')
-                .next()
-                .unwrap_or("")
-                .parse::<IpAddr>()
-                .map_err(|_| {
-                    CniError::new(
-                        code::INVALID_CONFIG,
-                        format!("requested IP {s:?} is not an IP address"),
-                    )
-                })?;
-            Ok(Some(ip))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
+    let raw: Vec<String> = match from_rc {
+        Some(l) => l,
+        None => env
+            .args_map()
+            .get("IP")
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+    };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for s in raw {
+        let ip = s
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .parse::<IpAddr>()
+            .map_err(|_| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("requested IP {s:?} is not an IP address"),
+                )
+            })?;
+        if ips.iter().any(|i| i.is_ipv4() == ip.is_ipv4()) {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!("requested IPs: {ip} is a second address of one family"),
+            ));
         }
+        ips.push(ip);
     }
+    Ok(ips)
 }
 
 /// Well-known keys podnet does not implement are refused rather than ignored (§1: a plugin
@@ -227,15 +243,15 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     refuse_unsupported(conf)?;
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
-    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let store = Store::new(&ip_conf.data_dir, &conf.name, &ip_conf.subnets);
     // What this call reserves, as opposed to a reservation the attachment already had (a
     // repeated ADD): only the former is released if the ADD fails.
-    let (ip, reserved_here) = {
+    let (ips, reserved_here) = {
         let locked = store.lock()?;
         let had = locked.find(&att)?;
         (
-            locked.allocate(&att, requested_ip(env, conf)?)?,
-            had.is_none(),
+            locked.allocate(&att, &requested_ips(env, conf)?)?,
+            had.is_empty(),
         )
     };
     let netns = PathBuf::from(env.netns.clone().unwrap_or_default());
@@ -244,7 +260,7 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
         container_id: att.container_id.clone(),
         ifname: att.ifname.clone(),
         netns: netns.clone(),
-        ip,
+        ips: ips.clone(),
         mtu,
     }) {
         Ok(w) => w,
@@ -261,7 +277,7 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
     };
     // The pod starts only once its node's agent has programmed it: on failure nothing of
     // this ADD is left (the wiring and this call's reservation are undone).
-    if let Err(e) = wait_for_agent(env, agent, ip) {
+    if let Err(e) = wait_for_agent(env, agent, ips[0]) {
         if reserved_here {
             let _ = dp.del(&att.container_id, &att.ifname, Some(&netns));
             if let Ok(l) = store.lock() {
@@ -289,17 +305,25 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
         mtu: Some(mtu),
         sandbox: netns.display().to_string(),
     });
-    let prefix = if ip.is_ipv4() { 32 } else { 128 };
-    result.ips.push(IpConfig {
-        address: IpNet::new(ip, prefix).expect("full-length prefix"),
-        gateway: Some(IpAddr::V4(GATEWAY)),
-        interface: Some(base + 1),
-    });
-    if wired.default_route {
-        result.routes.push(Route {
-            dst: "0.0.0.0/0".parse().expect("literal"),
-            gw: Some(IpAddr::V4(GATEWAY)),
+    for ip in &ips {
+        let gateway = if ip.is_ipv4() {
+            IpAddr::V4(GATEWAY)
+        } else {
+            IpAddr::V6(GATEWAY6)
+        };
+        result.ips.push(IpConfig {
+            address: IpNet::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                .expect("full-length prefix"),
+            gateway: Some(gateway),
+            interface: Some(base + 1),
         });
+        if wired.default_route {
+            let dst = if ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+            result.routes.push(Route {
+                dst: dst.parse().expect("literal"),
+                gw: Some(gateway),
+            });
+        }
     }
     if let Some(d) = &conf.dns {
         if result.dns == Dns::default() {
@@ -328,7 +352,7 @@ fn del(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
     tell_agent_del(env, conf);
     let dp_result = dp.del(&att.container_id, &att.ifname, netns);
     if let Ok(ip_conf) = ipam(conf) {
-        let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+        let store = Store::new(&ip_conf.data_dir, &conf.name, &ip_conf.subnets);
         store.lock()?.release(&att)?;
     }
     dp_result
@@ -338,50 +362,66 @@ fn check(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
     let ip_conf = ipam(conf)?;
     let att = attachment(env);
     let netns = PathBuf::from(env.netns.clone().unwrap_or_default());
-    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
-    let reserved = store.lock()?.find(&att)?.ok_or_else(|| {
-        CniError::new(
+    let store = Store::new(&ip_conf.data_dir, &conf.name, &ip_conf.subnets);
+    let reserved = store.lock()?.find(&att)?;
+    if reserved.is_empty() {
+        return Err(CniError::new(
             code::UNKNOWN_CONTAINER,
             format!(
                 "no address is reserved for container {} {}",
                 att.container_id, att.ifname
             ),
-        )
-    })?;
-    // prevResult says which address to expect; it must be the one reserved.
+        ));
+    }
+    // prevResult says which addresses to expect; they must be the ones reserved.
     if let Some(prev) = &conf.prev_result {
         let res: AddResult = serde_json::from_value(prev.clone())
             .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?;
         let sandbox = netns.display().to_string();
-        let ours = res.ips.iter().find(|i| {
-            i.interface
-                .and_then(|n| res.interfaces.get(n))
-                .is_some_and(|itf| itf.sandbox == sandbox && itf.name == att.ifname)
-        });
-        match ours {
-            Some(i) if i.address.addr() == reserved => {}
-            Some(i) => {
-                return Err(CniError::new(
-                    code::INVALID_CONFIG,
-                    format!("prevResult has {} but {reserved} is reserved", i.address),
-                ))
-            }
-            None => {
-                return Err(CniError::new(
-                    code::INVALID_CONFIG,
-                    format!(
-                        "prevResult lists no address for {} in {sandbox}",
-                        att.ifname
-                    ),
-                ))
-            }
+        let mut ours: Vec<IpAddr> = res
+            .ips
+            .iter()
+            .filter(|i| {
+                i.interface
+                    .and_then(|n| res.interfaces.get(n))
+                    .is_some_and(|itf| itf.sandbox == sandbox && itf.name == att.ifname)
+            })
+            .map(|i| i.address.addr())
+            .collect();
+        if ours.is_empty() {
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "prevResult lists no address for {} in {sandbox}",
+                    att.ifname
+                ),
+            ));
+        }
+        let mut want = reserved.clone();
+        ours.sort();
+        want.sort();
+        if ours != want {
+            let show = |l: &[IpAddr]| {
+                l.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            return Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "prevResult has {} but {} is reserved",
+                    show(&ours),
+                    show(&want)
+                ),
+            ));
         }
     }
     dp.check(&Attach {
         container_id: att.container_id,
         ifname: att.ifname,
         netns,
-        ip: reserved,
+        ips: reserved,
         mtu: conf.mtu.unwrap_or(DEFAULT_MTU),
     })
 }
@@ -400,7 +440,7 @@ fn status(conf: &NetConf) -> CniResult<()> {
         }
     }
     let ip_conf = ipam(conf)?;
-    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let store = Store::new(&ip_conf.data_dir, &conf.name, &ip_conf.subnets);
     let free = store
         .lock()
         .map_err(|e| {
@@ -413,7 +453,15 @@ fn status(conf: &NetConf) -> CniResult<()> {
     if free == 0 {
         return Err(CniError::new(
             code::NOT_AVAILABLE,
-            format!("no free address left in {}", ip_conf.subnet),
+            format!(
+                "no free address left in {}",
+                ip_conf
+                    .subnets
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
         ));
     }
     Ok(())
@@ -428,11 +476,14 @@ fn gc(conf: &NetConf, dp: &dyn Datapath) -> CniResult<()> {
             "GC needs cni.dev/valid-attachments (the attachments still in use); without it nothing is released",
         ));
     };
-    let store = Store::new(&ip_conf.data_dir, &conf.name, ip_conf.subnet);
+    let store = Store::new(&ip_conf.data_dir, &conf.name, &ip_conf.subnets);
     let released = store.lock()?.gc(&valid)?;
-    // Keep going after errors and report them all (§ GC).
+    // Keep going after errors and report them all (§ GC); an attachment with an address of
+    // each family is removed once.
     let mut errors = Vec::new();
-    for (_, att) in released {
+    let mut attachments: Vec<Attachment> = released.into_iter().map(|(_, a)| a).collect();
+    attachments.dedup();
+    for att in attachments {
         if let Err(e) = dp.del(&att.container_id, &att.ifname, None) {
             errors.push(e.msg);
         }
@@ -486,7 +537,7 @@ mod tests {
     /// Records what the plugin asked of Linux.
     #[derive(Default)]
     struct Fake {
-        wired: RefCell<BTreeMap<(String, String), IpAddr>>,
+        wired: RefCell<BTreeMap<(String, String), Vec<IpAddr>>>,
         fail_add: bool,
     }
 
@@ -497,7 +548,7 @@ mod tests {
             }
             self.wired
                 .borrow_mut()
-                .insert((a.container_id.clone(), a.ifname.clone()), a.ip);
+                .insert((a.container_id.clone(), a.ifname.clone()), a.ips.clone());
             Ok(Wired {
                 host_ifname: crate::datapath::host_ifname(&a.container_id, &a.ifname),
                 host_mac: "aa:aa:aa:aa:aa:aa".into(),
@@ -517,7 +568,7 @@ mod tests {
                 .borrow()
                 .get(&(a.container_id.clone(), a.ifname.clone()))
             {
-                Some(ip) if *ip == a.ip => Ok(()),
+                Some(ips) if *ips == a.ips => Ok(()),
                 _ => Err(CniError::new(code::NETLINK, "not wired")),
             }
         }
@@ -582,6 +633,69 @@ mod tests {
     }
 
     #[test]
+    fn dual_stack_ranges_give_an_address_gateway_and_default_route_per_family() {
+        let dir = tmp("dual");
+        let dp = Fake::default();
+        let ipam = json!({"ipam": {"type": IPAM_TYPE, "dataDir": dir, "ranges": [
+            [{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:10:244:1::/64"}]]}});
+        let out = run(&env("ADD", "c1"), &conf(&dir, ipam.clone()), &dp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["ips"][0]["address"], "10.244.1.2/32");
+        assert_eq!(out["ips"][0]["gateway"], "169.254.1.1");
+        assert_eq!(out["ips"][1]["address"], "fd00:10:244:1::2/128");
+        assert_eq!(out["ips"][1]["gateway"], "fe80::1");
+        assert_eq!(out["ips"][1]["interface"], 1);
+        assert_eq!(
+            out["routes"],
+            json!([{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}, {"dst": "::/0", "gw": "fe80::1"}])
+        );
+        let mut with_prev = ipam.clone();
+        with_prev["prevResult"] = out.clone();
+        run(&env("CHECK", "c1"), &conf(&dir, with_prev), &dp).unwrap();
+        // A requested IPv6 address is honoured; the IPv4 one allocated beside it.
+        let mut asked = ipam.clone();
+        asked["runtimeConfig"] = json!({"ips": ["fd00:10:244:1::77/128"]});
+        let out2 = run(&env("ADD", "c2"), &conf(&dir, asked), &dp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out2["ips"][1]["address"], "fd00:10:244:1::77/128");
+        assert_eq!(out2["ips"][0]["address"], "10.244.1.3/32");
+        // Two ranges of one family are refused.
+        let bad = json!({"ipam": {"type": IPAM_TYPE, "dataDir": dir, "ranges": [
+            [{"subnet": "10.244.1.0/24"}], [{"subnet": "10.244.2.0/24"}]]}});
+        assert_eq!(
+            run(&env("ADD", "c3"), &conf(&dir, bad), &dp)
+                .unwrap_err()
+                .code,
+            code::INVALID_CONFIG
+        );
+        run(&env("DEL", "c1"), &conf(&dir, ipam.clone()), &dp).unwrap();
+        let store = Store::new(
+            &dir,
+            "podnet",
+            &[
+                "10.244.1.0/24".parse().unwrap(),
+                "fd00:10:244:1::/64".parse().unwrap(),
+            ],
+        );
+        let left: Vec<IpAddr> = store
+            .lock()
+            .unwrap()
+            .reservations()
+            .unwrap()
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "c1's two addresses are released, c2's kept: {left:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn failed_add_leaks_no_address() {
         let dir = tmp("fail");
         let dp = Fake {
@@ -589,7 +703,7 @@ mod tests {
             ..Default::default()
         };
         assert!(run(&env("ADD", "c1"), &conf(&dir, json!({})), &dp).is_err());
-        let store = Store::new(&dir, "podnet", "10.244.1.0/24".parse().unwrap());
+        let store = Store::new(&dir, "podnet", &["10.244.1.0/24".parse().unwrap()]);
         assert!(store.lock().unwrap().reservations().unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -645,7 +759,7 @@ mod tests {
             run(&env("GC", ""), &gc, &dp).unwrap().is_none(),
             "GC prints nothing"
         );
-        let store = Store::new(&dir, "podnet", "10.244.1.0/24".parse().unwrap());
+        let store = Store::new(&dir, "podnet", &["10.244.1.0/24".parse().unwrap()]);
         let left: Vec<_> = store
             .lock()
             .unwrap()

@@ -205,11 +205,53 @@ pub struct Dns {
 pub struct IpamConf {
     #[serde(rename = "type")]
     pub ipam_type: String,
-    /// The node's pod CIDR.
-    pub subnet: ipnet::IpNet,
+    /// The node's pod CIDR (single-stack); or `ranges`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<ipnet::IpNet>,
+    /// The node's pod CIDRs, one range set per family, the primary first, as host-local
+    /// writes them (`[[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:10:244:1::/64"}]]`):
+    /// an attachment gets one address from each. One subnet per set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<Vec<RangeConf>>,
     /// Where reservations are kept; default `/var/lib/cni/networks`.
     #[serde(default)]
     pub data_dir: Option<String>,
+}
+
+/// One range of an IPAM range set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RangeConf {
+    pub subnet: ipnet::IpNet,
+}
+
+impl IpamConf {
+    /// The ranges to allocate from, the primary first: `subnet`, or each set of `ranges`.
+    /// Empty, or more than one subnet of a family, is a configuration error.
+    pub fn subnets(&self) -> CniResult<Vec<ipnet::IpNet>> {
+        let bad = |m: String| CniError::new(code::INVALID_CONFIG, m);
+        let nets: Vec<ipnet::IpNet> = match (&self.subnet, self.ranges.as_slice()) {
+            (Some(s), []) => vec![*s],
+            (None, sets) if !sets.is_empty() => {
+                let mut nets = Vec::new();
+                for (i, set) in sets.iter().enumerate() {
+                    match set.as_slice() {
+                        [one] => nets.push(one.subnet),
+                        _ => return Err(bad(format!("ipam.ranges[{i}]: podnet-ipam takes exactly one subnet per range set, not {}", set.len()))),
+                    }
+                }
+                nets
+            }
+            (Some(_), _) => return Err(bad("ipam: give subnet or ranges, not both".into())),
+            (None, _) => return Err(bad("ipam: a subnet (or ranges) is needed".into())),
+        };
+        if nets.len() > 2
+            || (nets.len() == 2 && nets[0].addr().is_ipv4() == nets[1].addr().is_ipv4())
+        {
+            return Err(bad("ipam.ranges: at most one range per IP family".into()));
+        }
+        Ok(nets)
+    }
 }
 
 /// The network configuration a runtime sends on stdin (one plugin of a list, with `name`,
@@ -262,7 +304,7 @@ impl NetConfList {
     /// readiness; with `agent_socket`, ADD waits for the agent to program the pod
     /// ([`crate::agent`]).
     pub fn podnet(
-        pod_cidr: ipnet::IpNet,
+        pod_cidrs: &[ipnet::IpNet],
         ipam_dir: &std::path::Path,
         mtu: u32,
         ready_file: Option<&std::path::Path>,
@@ -283,7 +325,14 @@ impl NetConfList {
                 mtu: Some(mtu),
                 ipam: Some(IpamConf {
                     ipam_type: "podnet-ipam".into(),
-                    subnet: pod_cidr,
+                    subnet: (pod_cidrs.len() == 1).then(|| pod_cidrs[0]),
+                    ranges: match pod_cidrs {
+                        [_] => Vec::new(),
+                        more => more
+                            .iter()
+                            .map(|c| vec![RangeConf { subnet: *c }])
+                            .collect(),
+                    },
                     data_dir: Some(ipam_dir.display().to_string()),
                 }),
                 capabilities: Some([("ips".to_string(), true)].into()),
@@ -482,7 +531,10 @@ mod tests {
             code::INCOMPATIBLE_VERSION
         );
         let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"podnet-cni","custom":1,"ipam":{"type":"podnet-ipam","subnet":"10.244.1.0/24"}}"#).unwrap();
-        assert_eq!(c.ipam.unwrap().subnet.to_string(), "10.244.1.0/24");
+        assert_eq!(
+            c.ipam.unwrap().subnets().unwrap()[0].to_string(),
+            "10.244.1.0/24"
+        );
         let bad = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"t","ipam":{"type":"podnet-ipam","subnet":"nope"}}"#).unwrap_err();
         assert_eq!(bad.code, code::INVALID_CONFIG);
     }

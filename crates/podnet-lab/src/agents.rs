@@ -75,9 +75,7 @@ pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabEr
     );
     let path = d.join("kubeconfig");
     std::fs::write(&path, kubeconfig).map_err(io(path.display()))?;
-    let settings: ConfigOverrides =
-        serde_json::from_value(serde_json::to_value(&cluster.config).expect("JSON"))
-            .expect("the cluster's settings are settings");
+    let settings: ConfigOverrides = cluster.config.overrides();
     let path = d.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&settings).expect("JSON"))
         .map_err(io(path.display()))

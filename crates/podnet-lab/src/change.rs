@@ -23,7 +23,7 @@ use crate::{program_nodes, route_changes, LabError, LabState};
 pub trait Host {
     /// Creates a pod's namespace and runs CNI ADD (for its planned address, if any); returns
     /// the address it got. On failure nothing of the pod is left.
-    fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<IpAddr, LabError>;
+    fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<Vec<IpAddr>, LabError>;
     /// CNI DEL, then the pod's namespace.
     fn remove_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<(), LabError>;
     /// The effects inside a namespace of the lab (a node's, the external client's).
@@ -51,9 +51,9 @@ impl Host for RealHost<'_> {
         crate::agents::wait(self.lab, st)
     }
 
-    fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<IpAddr, LabError> {
+    fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<Vec<IpAddr>, LabError> {
         if pod.host_network {
-            return plan.node(&pod.node).map(|n| n.ip).ok_or_else(|| {
+            return plan.node(&pod.node).map(|n| n.ips()).ok_or_else(|| {
                 LabError::Invalid(format!("pod {}: no node {}", pod.key(), pod.node))
             });
         }
@@ -88,7 +88,7 @@ pub struct ApplyReport {
 pub fn pod_changes(old: &LabPlan, new: &LabPlan) -> (Vec<PodPlan>, Vec<PodPlan>) {
     // Neither the address nor the ports Services target make another pod.
     let unplanned = |p: &PodPlan| PodPlan {
-        planned_ip: None,
+        planned_ips: Vec::new(),
         service_ports: Vec::new(),
         ..p.clone()
     };
@@ -113,8 +113,8 @@ pub fn pod_changes(old: &LabPlan, new: &LabPlan) -> (Vec<PodPlan>, Vec<PodPlan>)
 
 /// A step that succeeded, to undo if a later one fails.
 enum Done {
-    /// A pod was removed; it had this address.
-    Removed(PodPlan, Option<IpAddr>),
+    /// A pod was removed; it had these addresses.
+    Removed(PodPlan, Vec<IpAddr>),
     Added(PodPlan),
     /// The nodes were programmed; what they held before, and the external routes.
     Programmed {
@@ -164,7 +164,7 @@ pub fn apply_with(
             st.nodes = now.nodes;
             st.external_routes = now.external_routes;
             for p in st.plan.pods.iter_mut() {
-                p.planned_ip = st.pod_ips.get(&p.key()).copied();
+                p.planned_ips = st.pod_ips.get(&p.key()).cloned().unwrap_or_default();
             }
         }
         return Err(LabError::NotApplied {
@@ -174,7 +174,7 @@ pub fn apply_with(
     }
     st.plan = next;
     for p in st.plan.pods.iter_mut() {
-        p.planned_ip = st.pod_ips.get(&p.key()).copied();
+        p.planned_ips = st.pod_ips.get(&p.key()).cloned().unwrap_or_default();
     }
     Ok(ApplyReport {
         unchanged: st.plan.pods.len() - added.len(),
@@ -211,10 +211,11 @@ fn steps(
     // New pods, at their planned address unless a pod that stays already has it.
     for p in added {
         let mut p = p.clone();
-        if p.planned_ip
-            .is_some_and(|ip| st.pod_ips.values().any(|v| *v == ip))
+        if p.planned_ips
+            .iter()
+            .any(|ip| st.pod_ips.values().any(|v| v.contains(ip)))
         {
-            p.planned_ip = None;
+            p.planned_ips.clear();
         }
         let started = std::time::Instant::now();
         create(st, host, &p)?;
@@ -269,9 +270,7 @@ fn served_as(
             ))
     });
     let mut c = cluster.clone();
-    let settings: podnet_model::ConfigOverrides =
-        serde_json::from_value(serde_json::to_value(&cluster.config).expect("JSON"))
-            .expect("the cluster's settings are settings");
+    let settings = cluster.config.overrides();
     let Ok((m, _)) = podnet_model::ApiModel::of_objects(pods, &settings) else {
         return c;
     };
@@ -312,18 +311,18 @@ fn remove(
 ) -> Result<(), LabError> {
     host.remove_pod(&st.plan, p)?;
     st.plan.pods.retain(|q| q.key() != p.key());
-    let ip = st.pod_ips.remove(&p.key());
-    done.push(Done::Removed(p.clone(), ip));
+    let ips = st.pod_ips.remove(&p.key()).unwrap_or_default();
+    done.push(Done::Removed(p.clone(), ips));
     Ok(())
 }
 
 fn create(st: &mut LabState, host: &mut dyn Host, p: &PodPlan) -> Result<(), LabError> {
-    let ip = host.create_pod(&st.plan, p)?;
+    let ips = host.create_pod(&st.plan, p)?;
     st.plan.pods.push(PodPlan {
-        planned_ip: Some(ip),
+        planned_ips: ips.clone(),
         ..p.clone()
     });
-    st.pod_ips.insert(p.key(), ip);
+    st.pod_ips.insert(p.key(), ips);
     Ok(())
 }
 
@@ -337,11 +336,11 @@ fn undo(
     let mut failures = Vec::new();
     for step in done.into_iter().rev() {
         let result = match step {
-            Done::Removed(p, ip) => create(
+            Done::Removed(p, ips) => create(
                 st,
                 host,
                 &PodPlan {
-                    planned_ip: ip,
+                    planned_ips: ips,
                     ..p
                 },
             ),
@@ -428,25 +427,25 @@ mod tests {
             Ok(())
         }
 
-        fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<IpAddr, LabError> {
+        fn create_pod(&mut self, plan: &LabPlan, pod: &PodPlan) -> Result<Vec<IpAddr>, LabError> {
             tick(&mut self.calls, self.fail_at)?;
             if pod.host_network {
-                return Ok(plan.node(&pod.node).unwrap().ip);
+                return Ok(plan.node(&pod.node).unwrap().ips());
             }
             assert!(
                 !self.pods.contains_key(&pod.key()),
                 "{} created twice",
                 pod.key()
             );
-            let ip = match pod.planned_ip {
-                Some(ip) if !self.pods.values().any(|v| *v == ip) => ip,
+            let ip = match pod.planned_ips.first() {
+                Some(ip) if !self.pods.values().any(|v| v == ip) => *ip,
                 _ => {
                     self.next += 1;
                     IpAddr::from([10, 250, (self.next >> 8) as u8, self.next as u8])
                 }
             };
             self.pods.insert(pod.key(), ip);
-            Ok(ip)
+            Ok(vec![ip])
         }
 
         fn remove_pod(&mut self, _: &LabPlan, pod: &PodPlan) -> Result<(), LabError> {
@@ -720,7 +719,7 @@ spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
             .pod_ips
             .iter()
             .filter(|(k, _)| !before.contains(*k) && k.name.starts_with("web"))
-            .map(|(_, ip)| *ip)
+            .flat_map(|(_, ips)| ips.iter().copied())
             .collect();
         assert_eq!(new.len(), 1, "{:?}", st.pod_ips);
         // Settled: the new pods published (no address), then with their address, not ready;

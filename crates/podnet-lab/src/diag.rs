@@ -120,10 +120,11 @@ pub fn pod(st: &LabState, p: &PodPlan) -> String {
         return format!("{}: no node {}\n", p.key(), p.node);
     };
     let ip = st
-        .pod_ips
-        .get(&p.key())
+        .pod_ips_of(&p.key())
+        .iter()
         .map(ToString::to_string)
-        .unwrap_or_default();
+        .collect::<Vec<_>>()
+        .join(",");
     let api = st.plan.api.ip.to_string();
     let mut s = format!(
         "diagnosis of {} ({ip}) on {} (namespace {}):\n",

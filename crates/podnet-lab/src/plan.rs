@@ -30,9 +30,13 @@ pub struct LabPlan {
     /// The lab's Kubernetes API, where the nodes' agents reach it.
     pub api: Endpoint,
     pub node_network: IpNet,
+    /// The underlay's IPv6 network, on IPv6 and dual-stack clusters: every node, the external
+    /// client and the API get an address of it too.
+    #[serde(default)]
+    pub node_network_ipv6: Option<IpNet>,
     /// Routed by each node towards its underlay, so that the node's own connections to
-    /// ClusterIPs leave through a route before the proxy rewrites them.
-    pub service_cidr: IpNet,
+    /// ClusterIPs leave through a route before the proxy rewrites them. One per family.
+    pub service_cidrs: Vec<IpNet>,
     pub nodes: Vec<NodePlan>,
     pub pods: Vec<PodPlan>,
 }
@@ -42,6 +46,9 @@ pub struct LabPlan {
 pub struct Endpoint {
     pub ns: String,
     pub ip: IpAddr,
+    /// Its IPv6 address on the underlay (IPv6 and dual-stack clusters).
+    #[serde(default)]
+    pub ip6: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +57,11 @@ pub struct NodePlan {
     pub name: String,
     pub ns: String,
     pub ip: IpAddr,
-    pub pod_cidr: IpNet,
+    /// Its IPv6 address on the underlay (IPv6 and dual-stack clusters).
+    #[serde(default)]
+    pub ip6: Option<IpAddr>,
+    /// One per family, the cluster's primary first.
+    pub pod_cidrs: Vec<IpNet>,
     /// The underlay bridge's port for this node.
     pub underlay_port: String,
 }
@@ -66,7 +77,8 @@ pub struct PodPlan {
     pub host_network: bool,
     /// The CNI container ID: stable for the pod's lifetime.
     pub container_id: String,
-    pub planned_ip: Option<IpAddr>,
+    /// The addresses the model planned (one per family); the CNI may give others.
+    pub planned_ips: Vec<IpAddr>,
     pub ports: Vec<PortPlan>,
     /// Ports a Service targets on the pod that it does not declare (`containerPort` is
     /// informational): the test servers listen there too.
@@ -94,6 +106,20 @@ pub struct PodPlan {
     pub resolv_conf: String,
     #[serde(default)]
     pub hosts: String,
+}
+
+impl NodePlan {
+    /// The node's own addresses, one per family of its podCIDRs, in their order: what its
+    /// host-network pods have.
+    pub fn ips(&self) -> Vec<IpAddr> {
+        self.pod_cidrs
+            .iter()
+            .filter_map(|c| match c {
+                IpNet::V4(_) => Some(self.ip),
+                IpNet::V6(_) => self.ip6,
+            })
+            .collect()
+    }
 }
 
 impl PodPlan {
@@ -219,7 +245,8 @@ impl LabPlan {
                 name: n.name.clone(),
                 ns: node_ns(lab, &n.name),
                 ip: n.internal_ip,
-                pod_cidr: n.pod_cidrs[0],
+                ip6: n.internal_ipv6,
+                pod_cidrs: n.pod_cidrs.clone(),
                 underlay_port: format!("n{i}"),
             })
             .collect();
@@ -259,7 +286,7 @@ impl LabPlan {
                     netns,
                     host_network: pod.host_network,
                     container_id: container_id(lab, &pod.key()),
-                    planned_ip: pod.ips.first().copied(),
+                    planned_ips: pod.ips.clone(),
                     ports,
                     service_ports,
                     ready: pod.ready,
@@ -298,6 +325,10 @@ impl LabPlan {
                 })
             })
             .collect();
+        let node_network_ipv6 = cluster
+            .config
+            .pod_cidr_of(podnet_model::IpFamily::Ipv6)
+            .map(|_| cluster.config.node_network_ipv6);
         LabPlan {
             name: lab.to_string(),
             underlay_ns: format!("{p}underlay"),
@@ -306,14 +337,17 @@ impl LabPlan {
                 ns: format!("{p}external"),
                 ip: podnet_model::config::nth_address(&node_network, 1)
                     .expect("node network has a first address"),
+                ip6: node_network_ipv6.and_then(|n| podnet_model::config::nth_address(&n, 1)),
             },
             // The API at the node network's last address, like a control-plane endpoint.
             api: Endpoint {
                 ns: format!("{p}api"),
                 ip: last_address(&node_network),
+                ip6: node_network_ipv6.as_ref().map(last_address),
             },
             node_network,
-            service_cidr: cluster.config.service_cidr(),
+            node_network_ipv6,
+            service_cidrs: cluster.config.service_cidrs.clone(),
             nodes,
             pods,
         }
@@ -362,28 +396,30 @@ impl LabPlan {
     /// that the node's own connections to ClusterIPs leave through a route before the proxy
     /// rewrites them. (The overlay is the node's dataplane.)
     pub fn node_ops(&self, node: &NodePlan) -> Vec<NetOp> {
-        let mut ops = self.host_ops(node.ip);
-        ops.push(NetOp::Route {
-            dst: self.service_cidr,
-            via: vec![],
-            dev: Some(UPLINK.into()),
-            onlink: false,
-        });
+        let mut ops = self.host_ops(node.ip, node.ip6);
+        for dst in &self.service_cidrs {
+            ops.push(NetOp::Route {
+                dst: *dst,
+                via: vec![],
+                dev: Some(UPLINK.into()),
+                onlink: false,
+            });
+        }
         ops
     }
 
-    /// The external client: its address on the underlay, nothing else.
+    /// The external client: its address(es) on the underlay, nothing else.
     pub fn external_ops(&self) -> Vec<NetOp> {
-        self.host_ops(self.external.ip)
+        self.host_ops(self.external.ip, self.external.ip6)
     }
 
-    /// The API's namespace: its address on the underlay, nothing else.
+    /// The API's namespace: its address(es) on the underlay, nothing else.
     pub fn api_ops(&self) -> Vec<NetOp> {
-        self.host_ops(self.api.ip)
+        self.host_ops(self.api.ip, self.api.ip6)
     }
 
-    fn host_ops(&self, ip: IpAddr) -> Vec<NetOp> {
-        vec![
+    fn host_ops(&self, ip: IpAddr, ip6: Option<IpAddr>) -> Vec<NetOp> {
+        let mut ops = vec![
             NetOp::LoopbackUp,
             NetOp::Up {
                 link: UPLINK.into(),
@@ -393,7 +429,14 @@ impl LabPlan {
                 dev: UPLINK.into(),
                 addr: IpNet::new(ip, self.node_network.prefix_len()).expect("a valid prefix"),
             },
-        ]
+        ];
+        if let (Some(ip6), Some(net6)) = (ip6, self.node_network_ipv6) {
+            ops.push(NetOp::Address {
+                dev: UPLINK.into(),
+                addr: IpNet::new(ip6, net6.prefix_len()).expect("a valid prefix"),
+            });
+        }
+        ops
     }
 }
 

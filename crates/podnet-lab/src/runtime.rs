@@ -19,7 +19,7 @@ pub use podnet_cni::spec::CONFLIST;
 
 /// The configuration list of a node; with the agent's socket, ADD waits for the agent.
 pub fn conflist(node: &NodePlan, ipam_dir: &Path, agent_socket: Option<&Path>) -> NetConfList {
-    NetConfList::podnet(node.pod_cidr, ipam_dir, OVERLAY_MTU, None, agent_socket)
+    NetConfList::podnet(&node.pod_cidrs, ipam_dir, OVERLAY_MTU, None, agent_socket)
 }
 
 pub struct Runtime {
@@ -74,11 +74,13 @@ impl Runtime {
             let caps = conf.capabilities.take().unwrap_or_default();
             conf.cni_version = list.cni_version.clone();
             conf.name = list.name.clone();
-            if caps.get("ips") == Some(&true) {
-                if let Some(ip) = pod.planned_ip {
-                    let plen = if ip.is_ipv4() { 32 } else { 128 };
-                    conf.runtime_config = Some(json!({"ips": [format!("{ip}/{plen}")]}));
-                }
+            if caps.get("ips") == Some(&true) && !pod.planned_ips.is_empty() {
+                let ips: Vec<String> = pod
+                    .planned_ips
+                    .iter()
+                    .map(|ip| format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }))
+                    .collect();
+                conf.runtime_config = Some(json!({ "ips": ips }));
             }
             conf.prev_result = result
                 .as_ref()
@@ -132,7 +134,7 @@ impl Runtime {
     }
 }
 
-/// The pod's first address in an ADD result.
-pub fn result_ip(result: &AddResult) -> Option<IpAddr> {
-    result.ips.first().map(|c| c.address.addr())
+/// The pod's addresses in an ADD result, in its order (the primary first).
+pub fn result_ips(result: &AddResult) -> Vec<IpAddr> {
+    result.ips.iter().map(|c| c.address.addr()).collect()
 }

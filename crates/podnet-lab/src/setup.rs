@@ -16,11 +16,11 @@ pub(super) fn build(
     for node in &plan.nodes {
         write_conflist(lab, node, agents)?;
     }
-    let pod_ips: BTreeMap<NsName, IpAddr> = plan
+    let pod_ips: BTreeMap<NsName, Vec<IpAddr>> = plan
         .pods
         .iter()
         .filter(|p| p.host_network)
-        .filter_map(|p| Some((p.key(), plan.node(&p.node)?.ip)))
+        .filter_map(|p| Some((p.key(), plan.node(&p.node)?.ips())))
         .collect();
     let mut state = LabState::new(plan, pod_ips, agents);
     // The API's clients (agents, DNS and Ingress controller pods) read these.
@@ -122,15 +122,18 @@ pub(super) fn result_file(lab: &str, p: &PodPlan) -> PathBuf {
 }
 
 /// CNI ADD for one pod, whose namespace exists; its result is kept for DEL.
-pub(super) fn add_pod(lab: &str, plan: &LabPlan, pod: &PodPlan) -> Result<IpAddr, LabError> {
+pub(super) fn add_pod(lab: &str, plan: &LabPlan, pod: &PodPlan) -> Result<Vec<IpAddr>, LabError> {
     let res = runtime_for(lab, plan, pod)
         .run(Op::Add, pod, None)?
         .unwrap_or_default();
-    let ip = runtime::result_ip(&res).ok_or_else(|| LabError::Cni {
-        pod: pod.key(),
-        op: "ADD",
-        msg: "the result has no IP".into(),
-    })?;
+    let ip = runtime::result_ips(&res);
+    if ip.is_empty() {
+        return Err(LabError::Cni {
+            pod: pod.key(),
+            op: "ADD",
+            msg: "the result has no IP".into(),
+        });
+    }
     let path = result_file(lab, pod);
     std::fs::write(&path, serde_json::to_vec(&res).expect("serializes"))
         .map_err(io(path.display()))?;
@@ -142,10 +145,11 @@ pub(super) fn add_pods(
     lab: &str,
     plan: &LabPlan,
     pods: &[PodPlan],
-) -> Result<Vec<(NsName, IpAddr)>, LabError> {
+) -> Result<Vec<(NsName, Vec<IpAddr>)>, LabError> {
     let pods: Vec<&PodPlan> = pods.iter().filter(|p| !p.host_network).collect();
     let workers = 8.min(pods.len().max(1));
-    let results: Vec<Result<Vec<(NsName, IpAddr)>, LabError>> = std::thread::scope(|s| {
+    type Added = Vec<(NsName, Vec<IpAddr>)>;
+    let results: Vec<Result<Added, LabError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let chunk: Vec<&PodPlan> = pods.iter().skip(w).step_by(workers).copied().collect();

@@ -8,9 +8,9 @@ use super::*;
 #[serde(rename_all = "camelCase")]
 pub struct LabState {
     pub plan: LabPlan,
-    /// The IPs the CNI plugin really assigned.
+    /// The IPs the CNI plugin really assigned (one per family, the primary first).
     #[serde(with = "podnet_model::pairs")]
-    pub pod_ips: BTreeMap<NsName, IpAddr>,
+    pub pod_ips: BTreeMap<NsName, Vec<IpAddr>>,
     #[serde(default)]
     pub serve_pid: Option<i32>,
     /// What each node's dataplane holds, by node.
@@ -116,7 +116,7 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
 impl LabState {
     /// A lab about to be built: its plan, the addresses its pods have already (host-network
     /// pods: their node's), and whether its nodes run agents.
-    pub fn new(plan: LabPlan, pod_ips: BTreeMap<NsName, IpAddr>, agents: bool) -> LabState {
+    pub fn new(plan: LabPlan, pod_ips: BTreeMap<NsName, Vec<IpAddr>>, agents: bool) -> LabState {
         LabState {
             plan,
             pod_ips,
@@ -135,8 +135,17 @@ impl LabState {
         }
     }
 
+    /// A pod's primary address.
     pub fn pod_ip(&self, namespace: &str, name: &str) -> Option<IpAddr> {
-        self.pod_ips.get(&NsName::new(namespace, name)).copied()
+        self.pod_ips
+            .get(&NsName::new(namespace, name))
+            .and_then(|l| l.first())
+            .copied()
+    }
+
+    /// A pod's addresses, one per family.
+    pub fn pod_ips_of(&self, key: &NsName) -> &[IpAddr] {
+        self.pod_ips.get(key).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Where the lab's pods run: what the model keeps when the lab changes.
@@ -147,7 +156,7 @@ impl LabState {
             .map(|p| {
                 let placement = podnet_model::Placement {
                     node: p.node.clone(),
-                    ips: self.pod_ips.get(&p.key()).copied().into_iter().collect(),
+                    ips: self.pod_ips_of(&p.key()).to_vec(),
                 };
                 (p.key(), placement)
             })

@@ -9,7 +9,10 @@ pub struct PodStatus {
     pub namespace: String,
     pub name: String,
     pub node: String,
+    /// The primary address.
     pub ip: Option<IpAddr>,
+    /// One per family, the primary first.
+    pub ips: Vec<IpAddr>,
     pub ready: bool,
     pub host_network: bool,
 }
@@ -19,7 +22,12 @@ pub struct PodStatus {
 pub struct NodeStatus {
     pub name: String,
     pub ip: IpAddr,
-    pub pod_cidr: ipnet::IpNet,
+    /// Its IPv6 address (IPv6 and dual-stack labs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<IpAddr>,
+    /// One per family.
+    #[serde(rename = "podCIDRs")]
+    pub pod_cidrs: Vec<ipnet::IpNet>,
     pub ready: bool,
 }
 
@@ -42,7 +50,8 @@ pub fn status(lab: &str) -> Result<Status, LabError> {
         .map(|n| NodeStatus {
             name: n.name.clone(),
             ip: n.ip,
-            pod_cidr: n.pod_cidr,
+            ip6: n.ip6,
+            pod_cidrs: n.pod_cidrs.clone(),
             ready: podnet_node::sys::netns_path(&n.ns).exists(),
         })
         .collect();
@@ -55,6 +64,7 @@ pub fn status(lab: &str) -> Result<Status, LabError> {
             name: p.name.clone(),
             node: p.node.clone(),
             ip: st.pod_ip(&p.namespace, &p.name),
+            ips: st.pod_ips_of(&p.key()).to_vec(),
             ready: p.ready && alive && podnet_node::sys::netns_path(&p.netns).exists(),
             host_network: p.host_network,
         })
@@ -88,7 +98,7 @@ pub(super) fn as_served(st: &LabState, cluster: &Cluster) -> Cluster {
 pub fn actual_ips(st: &LabState) -> HashMap<NsName, Vec<IpAddr>> {
     st.pod_ips
         .iter()
-        .map(|(k, ip)| (k.clone(), vec![*ip]))
+        .map(|(k, ips)| (k.clone(), ips.clone()))
         .collect()
 }
 

@@ -126,6 +126,21 @@ pub struct NodeInfo {
     pub internal_ipv6: Option<IpAddr>,
 }
 
+impl NodeInfo {
+    /// The node's InternalIPs, its primary family's first (the family of its first podCIDR),
+    /// as the kubelet reports them with `--node-ip=<primary>,<secondary>`.
+    pub fn internal_ips(&self) -> Vec<IpAddr> {
+        let v6_first = self.pod_cidrs.first().is_some_and(|c| c.addr().is_ipv6());
+        let mut ips: Vec<IpAddr> = std::iter::once(self.internal_ip)
+            .chain(self.internal_ipv6)
+            .collect();
+        if v6_first {
+            ips.reverse();
+        }
+        ips
+    }
+}
+
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]

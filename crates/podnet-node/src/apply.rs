@@ -266,9 +266,19 @@ impl Run<'_> {
             return true;
         }
         let dev = &want.vxlan.name;
+        // A node's families share one FDB entry: it stays while a wanted remote uses it.
+        let shared = |r: &RemoteNode| {
+            want.remotes
+                .iter()
+                .any(|w| w.vtep.mac == r.vtep.mac && w.vtep.node_ip == r.vtep.node_ip)
+        };
         let ops: Vec<NetOp> = leaving
             .iter()
-            .flat_map(|r| remote_removals(r, dev))
+            .flat_map(|r| {
+                remote_removals(r, dev)
+                    .into_iter()
+                    .filter(move |op| !(matches!(op, NetOp::DeleteFdb { .. }) && shared(r)))
+            })
             .collect();
         let ok = self.remotes_changed(ops, |r| r.remotes_removed = leaving.len());
         if ok {

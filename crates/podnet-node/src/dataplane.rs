@@ -79,7 +79,8 @@ pub struct Vtep {
     pub mac: MacAddr,
 }
 
-/// The node's own VXLAN device.
+/// The node's own VXLAN device. One device carries both families of a dual-stack cluster
+/// over the IPv4 underlay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VxlanDevice {
@@ -89,11 +90,18 @@ pub struct VxlanDevice {
     /// The underlay device it sends from.
     pub uplink: String,
     pub mtu: u32,
+    /// The VTEP of the cluster's primary family.
     pub vtep: Vtep,
+    /// The device's address of the cluster's second family (the network address of the
+    /// node's podCIDR of that family), on a dual-stack cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_ip: Option<IpAddr>,
 }
 
-/// Another node, as this node reaches its pods: a route to its pod CIDR via its VTEP, a
-/// permanent neighbour (VTEP → MAC) and an FDB entry (MAC → node address).
+/// Another node, as this node reaches its pods of one family: a route to its pod CIDR of that
+/// family via its VTEP address of that family, a permanent neighbour (VTEP → MAC) and an FDB
+/// entry (MAC → node address). A dual-stack node is two of these, with one MAC and one FDB
+/// entry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteNode {
@@ -174,26 +182,45 @@ pub struct NodeDataplane {
     pub serves_external: BTreeSet<IpAddr>,
 }
 
-/// A node's VTEP, from what its Node object says (its InternalIP and podCIDR): every node
-/// computes every other's from the API alone, and it never changes while that node's podCIDR
-/// does not, whatever other nodes come or go.
+/// A node's VTEP, from what its Node object says (its InternalIP and primary podCIDR): every
+/// node computes every other's from the API alone, and it never changes while that node's
+/// podCIDR does not, whatever other nodes come or go.
 pub fn vtep(cluster: &Cluster, index: usize) -> Option<Vtep> {
+    vteps(cluster, index)?.into_iter().next().map(|(_, v)| v)
+}
+
+/// A node's VTEP for each of its podCIDRs (one per family, the primary first): one MAC (from
+/// the primary podCIDR), the address of each family the network address of that family's
+/// podCIDR.
+pub fn vteps(cluster: &Cluster, index: usize) -> Option<Vec<(IpNet, Vtep)>> {
     let n = cluster.nodes.get(index)?;
-    let cidr = n.pod_cidrs.first()?;
-    let net = cidr.network();
-    // Locally administered, unicast: 02:70:6e ("pn"), then the last three bytes of the
-    // podCIDR's network address: distinct for distinct podCIDRs of one cluster pod CIDR (a /8
-    // or narrower).
-    let b = match net {
+    let primary = n.pod_cidrs.first()?;
+    // Locally administered, unicast: 02:70:6e ("pn"), then the three bytes of the primary
+    // podCIDR's network address just above its host part (IPv4: the last three): distinct for
+    // distinct podCIDRs of one cluster pod CIDR (a /8 or narrower; IPv6: a /40 or narrower).
+    let b: [u8; 3] = match primary.network() {
         IpAddr::V4(a) => a.octets()[1..4].try_into().expect("three bytes"),
-        IpAddr::V6(a) => a.octets()[13..16].try_into().expect("three bytes"),
+        IpAddr::V6(a) => {
+            let end = usize::from(primary.prefix_len().div_ceil(8)).clamp(3, 16);
+            a.octets()[end - 3..end].try_into().expect("three bytes")
+        }
     };
-    let b: [u8; 3] = b;
-    Some(Vtep {
-        node_ip: n.internal_ip,
-        ip: net,
-        mac: MacAddr([0x02, 0x70, 0x6e, b[0], b[1], b[2]]),
-    })
+    let mac = MacAddr([0x02, 0x70, 0x6e, b[0], b[1], b[2]]);
+    Some(
+        n.pod_cidrs
+            .iter()
+            .map(|c| {
+                (
+                    *c,
+                    Vtep {
+                        node_ip: n.internal_ip,
+                        ip: c.network(),
+                        mac,
+                    },
+                )
+            })
+            .collect(),
+    )
 }
 
 impl NodeDataplane {
@@ -227,18 +254,31 @@ impl NodeDataplane {
     /// has no podCIDR yet.
     pub fn overlay(cluster: &Cluster, node: &str, uplink: &str) -> Option<NodeDataplane> {
         let remotes: Vec<RemoteNode> = (0..cluster.nodes.len())
-            .filter_map(|i| {
-                Some(RemoteNode {
-                    name: cluster.nodes[i].name.clone(),
-                    pod_cidr: *cluster.nodes[i].pod_cidrs.first()?,
-                    vtep: vtep(cluster, i)?,
-                })
+            .flat_map(|i| {
+                vteps(cluster, i)
+                    .into_iter()
+                    .flatten()
+                    .map(move |(pod_cidr, vtep)| RemoteNode {
+                        name: cluster.nodes[i].name.clone(),
+                        pod_cidr,
+                        vtep,
+                    })
             })
             .collect();
-        let me = remotes.iter().find(|r| r.name == node)?;
+        let mine: Vec<&RemoteNode> = remotes.iter().filter(|r| r.name == node).collect();
+        let me = mine.first()?;
+        let mut sysctls: BTreeMap<String, String> =
+            [("net.ipv4.ip_forward".to_string(), "1".to_string())].into();
+        if cluster
+            .config
+            .pod_cidr_of(podnet_model::IpFamily::Ipv6)
+            .is_some()
+        {
+            sysctls.insert("net.ipv6.conf.all.forwarding".into(), "1".into());
+        }
         Some(NodeDataplane {
             node: node.to_string(),
-            sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            sysctls,
             vxlan: VxlanDevice {
                 name: VXLAN_DEV.into(),
                 vni: VXLAN_VNI,
@@ -246,6 +286,7 @@ impl NodeDataplane {
                 uplink: uplink.into(),
                 mtu: OVERLAY_MTU,
                 vtep: me.vtep.clone(),
+                secondary_ip: mine.get(1).map(|r| r.vtep.ip),
             },
             remotes: remotes.iter().filter(|r| r.name != node).cloned().collect(),
             proxy: Elements::default(),
@@ -287,6 +328,44 @@ mod tests {
         assert_eq!(names, ["node-0", "node-2"], "every node but itself");
         assert_eq!(n1.sysctls["net.ipv4.ip_forward"], "1");
         assert!(n1.health_checks.is_empty());
+    }
+
+    #[test]
+    fn a_dual_stack_node_reaches_each_other_nodes_pods_of_both_families_with_one_mac() {
+        let docs = parse_documents(
+            "t.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n",
+        )
+        .unwrap();
+        let o = ConfigOverrides {
+            ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+            ..Default::default()
+        };
+        let c = build(&docs, &o).unwrap();
+        let dps = NodeDataplane::for_cluster(&c, "eth0");
+        let n1 = &dps[1];
+        assert_eq!(n1.vxlan.vtep.ip.to_string(), "10.244.1.0");
+        assert_eq!(
+            n1.vxlan.secondary_ip.unwrap().to_string(),
+            "fd00:10:244:1::"
+        );
+        assert_eq!(n1.sysctls["net.ipv6.conf.all.forwarding"], "1");
+        let to_n2: Vec<&RemoteNode> = n1.remotes.iter().filter(|r| r.name == "node-2").collect();
+        let cidrs: Vec<String> = to_n2.iter().map(|r| r.pod_cidr.to_string()).collect();
+        assert_eq!(cidrs, ["10.244.2.0/24", "fd00:10:244:2::/64"]);
+        assert_eq!(to_n2[0].vtep.mac, to_n2[1].vtep.mac);
+        assert_eq!(to_n2[1].vtep.ip.to_string(), "fd00:10:244:2::");
+        // An IPv6 cluster: MACs from the bits above each node's /64, distinct.
+        let o = ConfigOverrides {
+            ip_family: Some(podnet_model::config::ClusterFamily::Ipv6),
+            ..Default::default()
+        };
+        let c = build(&docs, &o).unwrap();
+        let macs: BTreeSet<MacAddr> = NodeDataplane::for_cluster(&c, "eth0")
+            .iter()
+            .map(|d| d.vxlan.vtep.mac)
+            .collect();
+        assert_eq!(macs.len(), 3, "{macs:?}");
     }
 
     #[test]

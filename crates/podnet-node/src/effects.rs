@@ -204,7 +204,10 @@ impl Linux {
         if device {
             held.vxlan = Some(want.vxlan.clone());
             held.remotes = observe::remotes(
-                &run(&["ip", "-j", "route", "show", "dev", dev])?,
+                &[
+                    run(&["ip", "-j", "route", "show", "dev", dev])?,
+                    run(&["ip", "-j", "-6", "route", "show", "dev", dev])?,
+                ],
                 &run(&["ip", "-j", "neigh", "show", "dev", dev])?,
                 &run(&["bridge", "-j", "fdb", "show", "dev", dev])?,
                 &want.remotes,

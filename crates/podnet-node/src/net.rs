@@ -107,7 +107,7 @@ impl NetOp {
             NetOp::Vxlan(d) => writeln!(
                 s,
                 "link add {name} type vxlan id {vni} dstport {port} local {local} dev {uplink} nolearning\n\
-                 link set {name} address {mac} mtu {mtu} up\naddr add {vtep}/32 dev {name}",
+                 link set {name} address {mac} mtu {mtu} up\naddr add {vtep}/{plen} dev {name}{second}",
                 name = d.name,
                 vni = d.vni,
                 port = d.port,
@@ -116,6 +116,14 @@ impl NetOp {
                 mac = d.vtep.mac,
                 mtu = d.mtu,
                 vtep = d.vtep.ip,
+                plen = if d.vtep.ip.is_ipv4() { 32 } else { 128 },
+                second = d
+                    .secondary_ip
+                    .map(|ip| {
+                        let plen = if ip.is_ipv4() { 32 } else { 128 };
+                        format!("\naddr add {ip}/{plen} dev {}", d.name)
+                    })
+                    .unwrap_or_default(),
             ),
             NetOp::DeleteLink { name } => writeln!(s, "link del {name}"),
             NetOp::Address { dev, addr } => writeln!(s, "addr add {addr} dev {dev}"),
@@ -183,6 +191,7 @@ mod tests {
                     ip: "10.244.1.0".parse().unwrap(),
                     mac,
                 },
+                secondary_ip: None,
             }),
             NetOp::Neighbour {
                 ip: "10.244.2.0".parse().unwrap(),

@@ -161,9 +161,7 @@ async fn one(h: &Handle, op: &NetOp) -> Result<(), NodeError> {
         }
         NetOp::Address { dev, addr } => {
             let i = index(h, dev).await?;
-            h.address()
-                .add(i, addr.addr(), addr.prefix_len())
-                .execute()
+            add_address(h, i, addr.addr(), addr.prefix_len())
                 .await
                 .map_err(nl(format!("adding address {addr} to {dev}")))
         }
@@ -325,12 +323,26 @@ async fn vxlan(h: &Handle, d: &VxlanDevice) -> Result<(), NodeError> {
         .execute()
         .await
         .map_err(nl(format!("raising the VXLAN device {}", d.name)))?;
-    let prefix = if d.vtep.ip.is_ipv4() { 32 } else { 128 };
-    h.address()
-        .add(i, d.vtep.ip, prefix)
-        .execute()
-        .await
-        .map_err(nl(format!("adding the VTEP address {}", d.vtep.ip)))
+    for ip in std::iter::once(d.vtep.ip).chain(d.secondary_ip) {
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        add_address(h, i, ip, prefix)
+            .await
+            .map_err(nl(format!("adding the VTEP address {ip}")))?;
+    }
+    Ok(())
+}
+
+/// `ip addr add IP/PREFIX dev I`, IPv6 ones with `nodad`: an address podnet gives is unique
+/// by construction, and duplicate address detection would hold it back for a second.
+async fn add_address(h: &Handle, i: u32, ip: IpAddr, prefix: u8) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+    let mut add = h.address().add(i, ip, prefix);
+    if ip.is_ipv6() {
+        add.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    add.execute().await
 }
 
 /// `ip route replace DST [via GW | nexthop via GW ...] [dev DEV] [onlink]`.

@@ -615,11 +615,11 @@ pub fn vxlan_matches(l: &LinkMessage, want: &crate::dataplane::VxlanDevice) -> b
 }
 
 /// The remote nodes whose route, neighbour and FDB entry are all on device `dev` as an apply
-/// makes them, from `ip -j route show dev D`, `ip -j neigh show dev D` and
+/// makes them, from `ip -j route show dev D` (and `ip -j -6 ...`), `ip -j neigh show dev D` and
 /// `bridge -j fdb show dev D`. Entries of nodes that are not wanted are read back as remote
 /// nodes too (named `?`), so that the applier removes them.
 pub fn remotes(
-    routes: &str,
+    routes: &[String],
     neighbours: &str,
     fdb: &str,
     want: &BTreeSet<RemoteNode>,
@@ -630,7 +630,11 @@ pub fn remotes(
         }
         json(tool, s)
     };
-    let routes = parse(routes, "ip -j route")?;
+    let mut all_routes = Vec::new();
+    for text in routes {
+        all_routes.extend(parse(text, "ip -j route")?);
+    }
+    let routes = all_routes;
     let neighbours = parse(neighbours, "ip -j neigh")?;
     let fdb = parse(fdb, "bridge -j fdb")?;
     let neigh: BTreeMap<IpAddr, MacAddr> = neighbours

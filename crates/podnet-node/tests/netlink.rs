@@ -47,6 +47,7 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
             ip: "10.244.1.0".parse().unwrap(),
             mac,
         },
+        secondary_ip: Some("fd00:10:244:1::".parse().unwrap()),
     };
     let ops = vec![
         NetOp::LoopbackUp,
@@ -71,6 +72,22 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
             dev: Some("vxlan0".into()),
             onlink: true,
         },
+        // The second family over the same device and MAC.
+        NetOp::Neighbour {
+            ip: "fd00:10:244:2::".parse().unwrap(),
+            mac: peer,
+            dev: "vxlan0".into(),
+        },
+        NetOp::Route {
+            dst: "fd00:10:244:2::/64".parse().unwrap(),
+            via: vec!["fd00:10:244:2::".parse().unwrap()],
+            dev: Some("vxlan0".into()),
+            onlink: true,
+        },
+        NetOp::Address {
+            dev: "eth0".into(),
+            addr: "fc00:f853:ccd:e793::3/64".parse().unwrap(),
+        },
         NetOp::Route {
             dst: "172.18.255.200/32".parse().unwrap(),
             via: vec!["172.18.0.4".parse().unwrap(), "172.18.0.5".parse().unwrap()],
@@ -86,7 +103,12 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
     ];
     netlink::apply(&ns.path, &ops).unwrap_or_else(|e| panic!("{}", podnet_node::chain(&e)));
     // Applied twice: every change is a replace (the device aside, which apply makes once).
-    netlink::apply(&ns.path, &ops[3..]).unwrap_or_else(|e| panic!("{}", podnet_node::chain(&e)));
+    let replaceable: Vec<NetOp> = ops[3..]
+        .iter()
+        .filter(|o| !matches!(o, NetOp::Address { .. }))
+        .cloned()
+        .collect();
+    netlink::apply(&ns.path, &replaceable).unwrap_or_else(|e| panic!("{}", podnet_node::chain(&e)));
 
     let link = &json(&ns, &["ip", "-j", "-d", "link", "show", "dev", "vxlan0"])[0];
     assert_eq!(link["linkinfo"]["info_kind"], "vxlan");
@@ -112,10 +134,35 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
 
     let addrs = sh(&ns, &["ip", "-o", "addr", "show", "dev", "vxlan0"]);
     assert!(addrs.contains("inet 10.244.1.0/32"), "{addrs}");
+    // IPv6 addresses podnet gives are usable at once: no duplicate address detection.
+    assert!(addrs.contains("inet6 fd00:10:244:1::/128"), "{addrs}");
+    let v6 = sh(&ns, &["ip", "-6", "-o", "addr", "show", "tentative"]);
+    assert!(
+        v6.is_empty() || !v6.contains("fd00:") && !v6.contains("fc00:"),
+        "{v6}"
+    );
+    let uplink = sh(&ns, &["ip", "-o", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(
+        uplink.contains("fc00:f853:ccd:e793::3/64 scope global nodad"),
+        "{uplink}"
+    );
     let neigh = sh(&ns, &["ip", "neigh", "show", "dev", "vxlan0"]);
+    let mut neigh: Vec<&str> = neigh.lines().map(str::trim).collect();
+    neigh.sort();
     assert_eq!(
-        neigh.trim(),
-        "10.244.2.0 lladdr 02:70:6e:00:00:04 PERMANENT"
+        neigh,
+        [
+            "10.244.2.0 lladdr 02:70:6e:00:00:04 PERMANENT",
+            "fd00:10:244:2:: lladdr 02:70:6e:00:00:04 PERMANENT"
+        ]
+    );
+    let routes6 = sh(&ns, &["ip", "-6", "route", "show", "dev", "vxlan0"]);
+    assert!(
+        routes6
+            .lines()
+            .any(|l| l.starts_with("fd00:10:244:2::/64 via fd00:10:244:2:: ")
+                && l.contains(" onlink")),
+        "{routes6}"
     );
     let fdb = sh(&ns, &["bridge", "fdb", "show", "dev", "vxlan0"]);
     assert!(

@@ -509,6 +509,25 @@ impl ClusterConfig {
         self.pod_cidrs.iter().any(|c| c.contains(ip))
     }
 
+    /// Every setting as overrides: applied to the defaults, they give `self` back (what a
+    /// node's agent is started with).
+    pub fn overrides(&self) -> ConfigOverrides {
+        ConfigOverrides {
+            nodes: Some(self.nodes),
+            ip_family: Some(self.ip_family),
+            pod_cidr: Some(CidrList(self.pod_cidrs.clone())),
+            node_cidr_mask_size: Some(self.node_cidr_mask_size),
+            node_cidr_mask_size_ipv6: Some(self.node_cidr_mask_size_ipv6),
+            service_cidr: Some(CidrList(self.service_cidrs.clone())),
+            dns_ip: Some(self.dns_ip),
+            node_port_range: Some(self.node_port_range),
+            cluster_domain: Some(self.cluster_domain.clone()),
+            node_network: Some(self.node_network),
+            node_network_ipv6: Some(self.node_network_ipv6),
+            load_balancer_pool: Some(self.load_balancer_pool.clone()),
+        }
+    }
+
     /// Applies overrides on top of `self`, then checks the result. On error: (field, reason).
     pub fn apply(&mut self, o: &ConfigOverrides) -> Result<(), (String, String)> {
         let e = |f: &str, m: String| Err((f.to_string(), m));
@@ -817,6 +836,15 @@ mod tests {
     #[test]
     fn defaults_are_kubeadm_like() {
         let c = ClusterConfig::default();
+        let mut again = ClusterConfig::default();
+        let dual = ConfigOverrides {
+            ip_family: Some(ClusterFamily::Dual),
+            ..Default::default()
+        };
+        again.apply(&dual).unwrap();
+        let mut back = ClusterConfig::default();
+        back.apply(&again.overrides()).unwrap();
+        assert_eq!(back, again, "overrides give the settings back");
         assert_eq!(c.nodes, 3);
         assert_eq!(c.dns_ip.to_string(), "10.96.0.10");
         assert_eq!(c.node_port_range.to_string(), "30000-32767");

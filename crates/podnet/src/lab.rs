@@ -164,8 +164,16 @@ fn status_tables(st: &podnet_lab::Status) -> String {
         |n| {
             vec![
                 n.name.clone(),
-                n.ip.to_string(),
-                n.pod_cidr.to_string(),
+                std::iter::once(n.ip)
+                    .chain(n.ip6)
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                n.pod_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 ready(n.ready),
             ]
         },
@@ -178,7 +186,15 @@ fn status_tables(st: &podnet_lab::Status) -> String {
                 p.namespace.clone(),
                 p.name.clone(),
                 p.node.clone(),
-                p.ip.map_or("<none>".into(), |i| i.to_string()),
+                if p.ips.is_empty() {
+                    "<none>".into()
+                } else {
+                    p.ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
                 ready(p.ready),
             ]
         },

@@ -138,7 +138,7 @@ async fn serve_udp(s: tokio::net::UdpSocket, info: Arc<PodInfo>) {
         let reply = if let Some(rest) = msg.strip_prefix("echo ") {
             rest.to_string()
         } else if msg == "clientip" {
-            peer.to_string()
+            SocketAddr::new(peer.ip().to_canonical(), peer.port()).to_string()
         } else {
             info.name.clone()
         };

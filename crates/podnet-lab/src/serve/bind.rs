@@ -23,7 +23,8 @@ pub fn store_name(netns: &str, (port, proto): PortKey) -> String {
     format!("{netns} {proto} {port}")
 }
 
-/// Binds `0.0.0.0:<port>` for each (port, protocol) inside the named namespace, or takes back
+/// Binds `[::]:<port>` for each (port, protocol) inside the named namespace (one socket for
+/// both families: `net.ipv6.bindv6only` is 0 in the lab's namespaces), or takes back
 /// the socket the keeper held for it (a server started again). A port that cannot be bound is
 /// reported on stderr and left out (SCTP: this kernel has no SCTP sockets). Must be called
 /// from within the tokio runtime that will serve the sockets.
@@ -35,7 +36,7 @@ pub fn bind_in(
     let std_sockets = sys::in_netns(&sys::netns_path(netns), || {
         let mut out = Vec::new();
         for &(port, proto) in ports {
-            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
             let name = store_name(netns, (port, proto));
             let bound = match proto {
                 Protocol::Tcp => podnet_fdstore::held(&name, || std::net::TcpListener::bind(addr))

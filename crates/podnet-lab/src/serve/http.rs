@@ -47,6 +47,9 @@ pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<
                 continue;
             }
         };
+        // An IPv4 client of a socket that serves both families is `::ffff:a.b.c.d`: shown as
+        // the IPv4 address it is.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let handler = handler.clone();
         tokio::spawn(async move {
             let _permits = (local, shared);
