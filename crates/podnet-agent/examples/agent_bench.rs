@@ -135,7 +135,7 @@ fn main() {
     let t = Instant::now();
     let live = Live::new(model.cluster(), "node-0", "eth0").unwrap();
     let live_ms = t.elapsed().as_secs_f64() * 1e3;
-    let taken: BTreeSet<Ipv4Addr> = live
+    let taken: BTreeSet<std::net::IpAddr> = live
         .dataplane()
         .proxy
         .services
@@ -217,7 +217,10 @@ fn main() {
     let mut free = (0u32..).map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 255, 254)) - i));
     for i in 0..events {
         // A Service added (no endpoint yet), its EndpointSlice, then both deleted.
-        let ip = free.by_ref().find(|ip| !taken.contains(ip)).unwrap();
+        let ip = free
+            .by_ref()
+            .find(|ip| !taken.contains(&std::net::IpAddr::V4(*ip)))
+            .unwrap();
         let name = format!("bench-{i}");
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",

@@ -271,7 +271,7 @@ fn inflict(fx: &mut Recording, kind: u8, pick: u8) {
         4 => fx.policy = None,
         5 => {
             if let Some(t) = &mut fx.table {
-                t.hairpin.insert(std::net::Ipv4Addr::new(10, 9, 9, pick));
+                t.hairpin.insert(std::net::IpAddr::from([10, 9, 9, pick]));
             }
         }
         _ => {

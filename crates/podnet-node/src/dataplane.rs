@@ -289,7 +289,14 @@ impl NodeDataplane {
                 secondary_ip: mine.get(1).map(|r| r.vtep.ip),
             },
             remotes: remotes.iter().filter(|r| r.name != node).cloned().collect(),
-            proxy: Elements::default(),
+            // The ip6 table too where the cluster has IPv6.
+            proxy: Elements {
+                ipv6: cluster
+                    .config
+                    .pod_cidr_of(podnet_model::IpFamily::Ipv6)
+                    .is_some(),
+                ..Default::default()
+            },
             policy: Default::default(),
             health_checks: Vec::new(),
             masquerade: match cluster.config.pod_cidr_of(podnet_model::IpFamily::Ipv4) {

@@ -146,6 +146,9 @@ impl Effects for Linux {
     fn forget_udp_flow(&mut self, flow: &StaleUdpFlow) -> Result<(), NodeError> {
         let mut cmd = Command::new("conntrack");
         cmd.args(["-D", "-p", "udp"]);
+        if flow.endpoint.is_ipv6() {
+            cmd.args(["-f", "ipv6"]);
+        }
         if let Some(vip) = flow.vip {
             cmd.args(["--orig-dst", &vip.to_string()]);
         }
@@ -226,18 +229,20 @@ impl Linux {
         })?;
         let mut check =
             |table: &'static str,
+             family: &str,
              name: &str,
              rules: Option<(&observe::RuleCounts, &[(String, observe::Unreadable)])>,
-             script: String|
+             script: &str|
              -> bool {
                 let Some((kernel, unreadable)) = rules else {
                     out.notes.push(Drift {
                         table,
-                        what: format!("table ip {name} missing"),
+                        what: format!("table {family} {name} missing"),
                     });
                     return false;
                 };
-                let mut bad = observe::rules_differ(kernel, &observe::rules_of(&script, name));
+                let mut bad =
+                    observe::rules_differ(kernel, &observe::rules_of_family(script, family, name));
                 bad.extend(
                     unreadable
                         .iter()
@@ -252,17 +257,37 @@ impl Linux {
                 bad.is_empty()
             };
         let skeleton = podnet_proxy::nft::Transaction {
-            ops: std::iter::once(Op::CreateTable)
-                .chain(want.proxy.timeouts().into_iter().map(Op::AddAffinityMaps))
+            ops: want
+                .proxy
+                .families()
+                .into_iter()
+                .map(Op::CreateTable)
+                .chain(
+                    want.proxy
+                        .timeouts()
+                        .into_iter()
+                        .map(|(f, t)| Op::AddAffinityMaps(f, t)),
+                )
                 .chain(want.proxy.chains().into_iter().map(Op::AddChain))
                 .collect(),
-        };
+        }
+        .render();
         let proxy_ok = check(
             "proxy",
+            "ip",
             podnet_proxy::nft::TABLE,
             tables.proxy.as_ref().map(observe::Table::checked),
-            skeleton.render(),
+            &skeleton,
         );
+        // The ip6 table where the cluster has IPv6; its content joins the ip table's.
+        let proxy6_ok = !want.proxy.ipv6
+            || check(
+                "proxy",
+                "ip6",
+                podnet_proxy::nft::TABLE,
+                tables.proxy6.as_ref().map(observe::Table::checked),
+                &skeleton,
+            );
         let policy_skeleton = podnet_policy::PolicyPlan {
             groups: want
                 .policy
@@ -274,21 +299,35 @@ impl Linux {
         };
         let policy_ok = check(
             "policy",
+            "ip",
             podnet_policy::TABLE,
             tables.policy.as_ref().map(observe::Table::checked),
-            podnet_policy::Transaction::create(&policy_skeleton).render(),
+            &podnet_policy::Transaction::create(&policy_skeleton).render(),
         );
         let masq_ok = match &want.masquerade {
             Some(m) => check(
                 "masquerade",
+                "ip",
                 crate::dataplane::MASQ_TABLE,
                 tables.masquerade.as_ref().map(observe::Table::checked),
-                m.render(),
+                &m.render(),
             ),
             None => false,
         };
         let held = &mut out.held;
-        held.proxy = tables.proxy.filter(|_| proxy_ok).map(|t| t.content);
+        held.proxy = match (tables.proxy, proxy_ok && proxy6_ok) {
+            (Some(t), true) => {
+                let mut content = t.content;
+                if want.proxy.ipv6 {
+                    let six = tables.proxy6.map(|t| t.content).unwrap_or_default();
+                    let elements: Vec<_> = six.iter().collect();
+                    content.patch(&[], &elements);
+                    content.ipv6 = true;
+                }
+                Some(content)
+            }
+            _ => None,
+        };
         held.policy = tables.policy.filter(|_| policy_ok).map(|t| t.content);
         held.masquerade = want.masquerade.clone().filter(|_| masq_ok);
         Ok(())
@@ -413,8 +452,23 @@ impl Effects for Recording {
         let mut table = self.table.clone();
         for op in &tx.ops {
             match op {
-                Op::CreateTable => table = Some(Elements::default()),
-                Op::AddAffinityMaps(_) | Op::AddChain(_) => {
+                Op::CreateTable(podnet_model::IpFamily::Ipv4) => {
+                    table = Some(Elements {
+                        ipv6: table.as_ref().is_some_and(|t| t.ipv6),
+                        ..Default::default()
+                    })
+                }
+                Op::CreateTable(podnet_model::IpFamily::Ipv6) => {
+                    // The ip6 table made again: its elements go, the ip table's stay.
+                    let t = table.get_or_insert_with(Elements::default);
+                    let gone: Vec<Element> = t
+                        .iter()
+                        .filter(|e| e.family() == podnet_model::IpFamily::Ipv6)
+                        .collect();
+                    t.patch(&gone, &[]);
+                    t.ipv6 = true;
+                }
+                Op::AddAffinityMaps(..) | Op::AddChain(_) => {
                     if table.is_none() {
                         return Err(no_table());
                     }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use podnet_model::{Changed, Cluster, NsName, ServiceInfo};
+use podnet_model::{Changed, Cluster, IpFamily, NsName, ServiceInfo};
 use podnet_proxy::nft::{Chain, Element, Elements, StaleUdpFlow, Transaction, Verdict};
 use podnet_proxy::{Dispatch, ProxyPlan};
 
@@ -98,7 +98,7 @@ pub struct Live {
     /// How many parts hold each element, chain, affinity timeout and external address.
     elements: HashMap<Element, u32>,
     chains: HashMap<Chain, u32>,
-    timeouts: HashMap<u32, u32>,
+    timeouts: HashMap<(IpFamily, u32), u32>,
     external: HashMap<IpAddr, u32>,
     policy: podnet_policy::Compiler,
 }
@@ -110,19 +110,24 @@ struct Counted {
     added: Vec<Element>,
     /// Each chain and affinity timeout touched, and whether it was in use before.
     chains: HashMap<Chain, bool>,
-    timeouts: HashMap<u32, bool>,
+    timeouts: HashMap<(IpFamily, u32), bool>,
 }
 
 impl Counted {
     /// Notes whether a chain (and its timeout) was in use before this change first touched it.
-    fn touch(&mut self, ch: Chain, chains: &HashMap<Chain, u32>, timeouts: &HashMap<u32, u32>) {
+    fn touch(
+        &mut self,
+        ch: Chain,
+        chains: &HashMap<Chain, u32>,
+        timeouts: &HashMap<(IpFamily, u32), u32>,
+    ) {
         self.chains
             .entry(ch)
             .or_insert_with(|| chains.contains_key(&ch));
         if let Some(t) = ch.affinity {
             self.timeouts
-                .entry(t)
-                .or_insert_with(|| timeouts.contains_key(&t));
+                .entry((ch.family, t))
+                .or_insert_with(|| timeouts.contains_key(&(ch.family, t)));
         }
     }
 }
@@ -198,7 +203,7 @@ impl Live {
                 c.touch(ch, &self.chains, &self.timeouts);
                 if up(&mut self.chains, ch) {
                     if let Some(t) = ch.affinity {
-                        up(&mut self.timeouts, t);
+                        up(&mut self.timeouts, (ch.family, t));
                     }
                 }
             }
@@ -217,7 +222,7 @@ impl Live {
                 c.touch(ch, &self.chains, &self.timeouts);
                 if down(&mut self.chains, &ch) {
                     if let Some(t) = ch.affinity {
-                        down(&mut self.timeouts, &t);
+                        down(&mut self.timeouts, &(ch.family, t));
                     }
                 }
             }

@@ -17,7 +17,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use podnet_model::netpol::Direction;
-use podnet_model::Protocol;
+use podnet_model::{IpFamily, Protocol};
 use podnet_policy::{GroupId, PolicyPlan, Rect, Target};
 use podnet_proxy::nft::{
     Backend, BackendMap, BackendSlot, Chain, Element, Elements, FrontendKey, NodePortKey,
@@ -73,10 +73,12 @@ impl<T> Table<T> {
     }
 }
 
-/// podnet's three nftables tables in a ruleset; None where a table is absent.
+/// podnet's nftables tables in a ruleset; None where a table is absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tables {
     pub proxy: Option<Table<Elements>>,
+    /// The proxy's `ip6` table.
+    pub proxy6: Option<Table<Elements>>,
     pub policy: Option<Table<PolicyPlan>>,
     pub masquerade: Option<Table<()>>,
 }
@@ -98,9 +100,10 @@ pub fn is_affinity_map(name: &str) -> bool {
 
 /// Whether a ruleset object belongs to one of podnet's tables.
 pub fn is_ours(body: &Value) -> bool {
-    body["family"] == "ip"
-        && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE]
-            .contains(&body["table"].as_str().unwrap_or(""))
+    let table = body["table"].as_str().unwrap_or("");
+    (body["family"] == "ip"
+        && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE].contains(&table))
+        || (body["family"] == "ip6" && table == podnet_proxy::nft::TABLE)
 }
 
 /// [`tables`], from the parsed JSON.
@@ -109,18 +112,27 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
         .as_array()
         .ok_or_else(|| not("the ruleset", "an object with an \"nftables\" array"))?;
     let mut t = Tables::default();
-    let ours = |o: &Value| o["family"] == "ip";
     for o in objects {
         let Some((kind, body)) = o.as_object().and_then(|m| m.iter().next()) else {
             continue;
         };
-        if !ours(body) {
-            continue;
-        }
+        let family = match body["family"].as_str() {
+            Some("ip") => IpFamily::Ipv4,
+            Some("ip6") => IpFamily::Ipv6,
+            _ => continue,
+        };
         let table = body["table"]
             .as_str()
             .or(body["name"].as_str())
             .unwrap_or("");
+        if family == IpFamily::Ipv6 {
+            // Only the proxy has an ip6 table.
+            if table != podnet_proxy::nft::TABLE {
+                continue;
+            }
+            ip6_proxy_object(&mut t, kind, body);
+            continue;
+        }
         match (kind.as_str(), table) {
             ("table", podnet_proxy::nft::TABLE) if body.get("table").is_none() => {
                 t.proxy = Some(Table::default())
@@ -176,13 +188,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                 match table {
                     podnet_proxy::nft::TABLE => {
                         if let Some(p) = &mut t.proxy {
-                            for e in elems {
-                                match proxy_element(name, e) {
-                                    Ok(Some(el)) => p.content.patch(&[], &[el]),
-                                    Ok(None) => {}
-                                    Err(why) => p.unreadable.push((name.to_string(), why)),
-                                }
-                            }
+                            proxy_elements(p, IpFamily::Ipv4, name, elems);
                         }
                     }
                     podnet_policy::TABLE => {
@@ -199,6 +205,43 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
         }
     }
     Ok(t)
+}
+
+/// An object of the proxy's `ip6` table: the table itself, a chain's or rule's count, a set's
+/// elements.
+fn ip6_proxy_object(t: &mut Tables, kind: &str, body: &Value) {
+    match kind {
+        "table" => t.proxy6 = Some(Table::default()),
+        "chain" | "rule" => {
+            let Some(p) = &mut t.proxy6 else { return };
+            let key = if kind == "chain" { "name" } else { "chain" };
+            let chain = body[key].as_str().unwrap_or("").to_string();
+            let n = p.rules.entry(chain.clone()).or_default();
+            if kind == "rule" {
+                *n += 1;
+            } else {
+                p.chains.insert(chain);
+            }
+        }
+        "set" | "map" => {
+            let Some(p) = &mut t.proxy6 else { return };
+            let name = body["name"].as_str().unwrap_or("");
+            let elems = body["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            proxy_elements(p, IpFamily::Ipv6, name, elems);
+        }
+        _ => {}
+    }
+}
+
+/// A proxy table's set's elements into the table's content (or what is not ours).
+fn proxy_elements(p: &mut Table<Elements>, family: IpFamily, name: &str, elems: &[Value]) {
+    for e in elems {
+        match proxy_element(family, name, e) {
+            Ok(Some(el)) => p.content.patch(&[], &[el]),
+            Ok(None) => {}
+            Err(why) => p.unreadable.push((name.to_string(), why)),
+        }
+    }
 }
 
 /// An element as nft's JSON gives it: a key, or `[key, value]` for maps; either may be
@@ -228,6 +271,22 @@ fn ipv4(v: &Value) -> Result<Ipv4Addr, Unreadable> {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| not(v, "an IPv4 address"))
+}
+
+/// An address of a table's family.
+fn addr_of(family: IpFamily, v: &Value) -> Result<IpAddr, Unreadable> {
+    v.as_str()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .filter(|ip| IpFamily::of(*ip) == family)
+        .ok_or_else(|| {
+            not(
+                v,
+                match family {
+                    IpFamily::Ipv4 => "an IPv4 address",
+                    IpFamily::Ipv6 => "an IPv6 address",
+                },
+            )
+        })
 }
 
 fn number(v: &Value) -> Result<u64, Unreadable> {
@@ -268,8 +327,9 @@ fn port(v: &Value) -> Result<u16, Unreadable> {
     u16::try_from(number(v)?).map_err(|_| not(v, "a port"))
 }
 
-/// A dispatch chain's name back to the chain: `{svc|np}_{proto}_[aff{t}_]ep{n}[_masq]`.
-fn chain(name: &str) -> Result<(Chain, bool), Unreadable> {
+/// A dispatch chain's name back to the chain: `{svc|np}_{proto}_[aff{t}_]ep{n}[_masq]`, in a
+/// table of `family`.
+fn chain(family: IpFamily, name: &str) -> Result<(Chain, bool), Unreadable> {
     let bad = || not(format!("{name:?}"), "one of podnet's dispatch chains");
     let (base, masquerade) = match name.strip_suffix("_masq") {
         Some(b) => (b, true),
@@ -301,6 +361,7 @@ fn chain(name: &str) -> Result<(Chain, bool), Unreadable> {
         return Err(bad());
     }
     let c = Chain {
+        family,
         node_port,
         proto,
         affinity,
@@ -309,14 +370,14 @@ fn chain(name: &str) -> Result<(Chain, bool), Unreadable> {
     Ok((c, masquerade))
 }
 
-fn verdict(v: &Value) -> Result<Verdict, Unreadable> {
+fn verdict(family: IpFamily, v: &Value) -> Result<Verdict, Unreadable> {
     if v.get("drop").is_some() {
         return Ok(Verdict::Drop);
     }
     let target = v["goto"]["target"]
         .as_str()
         .ok_or_else(|| not(v, "a goto or drop"))?;
-    let (chain, masquerade) = chain(target)?;
+    let (chain, masquerade) = chain(family, target)?;
     Ok(Verdict::Goto { chain, masquerade })
 }
 
@@ -326,10 +387,10 @@ fn short_key(parts: &[&Value], expected: &'static str) -> Unreadable {
     not(parts.join(" . "), expected)
 }
 
-fn service_key(parts: &[&Value]) -> Result<ServiceKey, Unreadable> {
+fn service_key(family: IpFamily, parts: &[&Value]) -> Result<ServiceKey, Unreadable> {
     match parts {
         [ip, proto, p, ..] => Ok(ServiceKey {
-            ip: ipv4(ip)?,
+            ip: addr_of(family, ip)?,
             proto: protocol(proto)?,
             port: port(p)?,
         }),
@@ -337,9 +398,10 @@ fn service_key(parts: &[&Value]) -> Result<ServiceKey, Unreadable> {
     }
 }
 
-fn node_port_key(parts: &[&Value]) -> Result<NodePortKey, Unreadable> {
+fn node_port_key(family: IpFamily, parts: &[&Value]) -> Result<NodePortKey, Unreadable> {
     match parts {
         [proto, p, ..] => Ok(NodePortKey {
+            family,
             proto: protocol(proto)?,
             port: port(p)?,
         }),
@@ -348,7 +410,7 @@ fn node_port_key(parts: &[&Value]) -> Result<NodePortKey, Unreadable> {
 }
 
 /// The backend map a map's name is (`[np_][aff_]backends_{proto}`).
-fn backend_map(name: &str) -> Option<BackendMap> {
+fn backend_map(family: IpFamily, name: &str) -> Option<BackendMap> {
     let (node_port, rest) = match name.strip_prefix("np_") {
         Some(r) => (true, r),
         None => (false, name),
@@ -364,6 +426,7 @@ fn backend_map(name: &str) -> Option<BackendMap> {
         _ => return None,
     };
     Some(BackendMap {
+        family,
         node_port,
         affinity,
         proto,
@@ -372,35 +435,36 @@ fn backend_map(name: &str) -> Option<BackendMap> {
 
 /// One element of the proxy's table; None for the affinity maps, whose entries are the
 /// kernel's own (clients it remembers), not podnet's.
-fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, Unreadable> {
+fn proxy_element(family: IpFamily, set: &str, e: &Value) -> Result<Option<Element>, Unreadable> {
     let (k, v) = key_value(e);
     let key = concat(k);
     let value = || v.ok_or_else(|| not(e, "a map element with a value"));
+    let f = family;
     Ok(Some(match set {
-        "services" => Element::Service(service_key(&key)?, verdict(value()?)?),
-        "node_ports" => Element::NodePort(node_port_key(&key)?, verdict(value()?)?),
-        "no_endpoints" => Element::NoEndpoints(service_key(&key)?),
-        "no_endpoint_ports" => Element::NoEndpointPort(node_port_key(&key)?),
+        "services" => Element::Service(service_key(f, &key)?, verdict(f, value()?)?),
+        "node_ports" => Element::NodePort(node_port_key(f, &key)?, verdict(f, value()?)?),
+        "no_endpoints" => Element::NoEndpoints(service_key(f, &key)?),
+        "no_endpoint_ports" => Element::NoEndpointPort(node_port_key(f, &key)?),
         "hairpin" => match key.as_slice() {
-            [a, b] if a == b => Element::Hairpin(ipv4(a)?),
+            [a, b] if a == b => Element::Hairpin(addr_of(f, a)?),
             _ => return Err(not(k, "a hairpin pair")),
         },
         name => {
             if is_affinity_map(name) {
                 return Ok(None);
             }
-            let Some(map) = backend_map(name) else {
+            let Some(map) = backend_map(f, name) else {
                 return Err(not(name, "one of podnet's maps"));
             };
             let (frontend, slot) = if map.node_port {
                 (
-                    FrontendKey::NodePort(node_port_key(&key)?),
+                    FrontendKey::NodePort(node_port_key(f, &key)?),
                     key.get(2)
                         .ok_or_else(|| short_key(&key, "proto . port . slot"))?,
                 )
             } else {
                 (
-                    FrontendKey::Service(service_key(&key)?),
+                    FrontendKey::Service(service_key(f, &key)?),
                     key.get(3)
                         .ok_or_else(|| short_key(&key, "ip . proto . port . slot"))?,
                 )
@@ -417,7 +481,7 @@ fn proxy_element(set: &str, e: &Value) -> Result<Option<Element>, Unreadable> {
                     slot,
                 },
                 Backend {
-                    ip: ipv4(ip)?,
+                    ip: addr_of(f, ip)?,
                     port: port(p)?,
                 },
             )
@@ -543,7 +607,12 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unr
 /// The rules per chain that a table's rendering adds (its creation's script, without
 /// elements): what the kernel must show.
 pub fn rules_of(script: &str, table: &str) -> RuleCounts {
-    let prefix = format!("add rule ip {table} ");
+    rules_of_family(script, "ip", table)
+}
+
+/// [`rules_of`] for a table of another family (`ip6`).
+pub fn rules_of_family(script: &str, family: &str, table: &str) -> RuleCounts {
+    let prefix = format!("add rule {family} {table} ");
     let mut counts = RuleCounts::new();
     for l in script.lines() {
         if let Some(chain) = l
@@ -553,7 +622,7 @@ pub fn rules_of(script: &str, table: &str) -> RuleCounts {
             *counts.entry(chain.to_string()).or_default() += 1;
         }
         if let Some(chain) = l
-            .strip_prefix(&format!("add chain ip {table} "))
+            .strip_prefix(&format!("add chain {family} {table} "))
             .and_then(|r| r.split_whitespace().next())
         {
             counts.entry(chain.to_string()).or_default();
@@ -699,23 +768,28 @@ mod tests {
     fn dispatch_chains_read_back() {
         for c in [
             Chain {
+                family: IpFamily::Ipv4,
                 node_port: false,
                 proto: Protocol::Tcp,
                 affinity: None,
                 endpoints: 3,
             },
             Chain {
+                family: IpFamily::Ipv6,
                 node_port: true,
                 proto: Protocol::Sctp,
                 affinity: Some(10800),
                 endpoints: 12,
             },
         ] {
-            assert_eq!(chain(&c.name()).unwrap(), (c, false));
-            assert_eq!(chain(&format!("{}_masq", c.name())).unwrap(), (c, true));
+            assert_eq!(chain(c.family, &c.name()).unwrap(), (c, false));
+            assert_eq!(
+                chain(c.family, &format!("{}_masq", c.name())).unwrap(),
+                (c, true)
+            );
         }
-        assert!(chain("dispatch").is_err());
-        assert!(chain("svc_tcp_ep").is_err());
+        assert!(chain(IpFamily::Ipv4, "dispatch").is_err());
+        assert!(chain(IpFamily::Ipv4, "svc_tcp_ep").is_err());
     }
 
     #[test]

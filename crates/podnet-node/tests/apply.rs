@@ -86,7 +86,7 @@ fn a_cold_apply_builds_everything_in_order() {
     let Call::Nft(tx) = &fx.calls[5] else {
         panic!("{:?}", fx.calls[5])
     };
-    assert_eq!(tx.ops[0], Op::CreateTable);
+    assert_eq!(tx.ops[0], Op::CreateTable(podnet_model::IpFamily::Ipv4));
     assert_eq!(fx.calls.len(), 6);
     assert_eq!(fx.policy.as_ref(), Some(&want.policy));
     // Nothing to do the second time.
@@ -109,7 +109,7 @@ fn a_service_added_then_removed_changes_only_its_elements() {
     assert!(tx
         .ops
         .iter()
-        .all(|o| !matches!(o, Op::DeleteElements(_) | Op::CreateTable)));
+        .all(|o| !matches!(o, Op::DeleteElements(_) | Op::CreateTable(_))));
     fx.calls.clear();
     ok(&held, &without, &mut fx);
     holds(&fx, &without);

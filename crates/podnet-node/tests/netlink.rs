@@ -195,6 +195,13 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
         NetOp::DeleteRoute {
             dst: "10.244.2.0/24".parse().unwrap(),
         },
+        NetOp::DeleteNeighbour {
+            ip: "fd00:10:244:2::".parse().unwrap(),
+            dev: "vxlan0".into(),
+        },
+        NetOp::DeleteRoute {
+            dst: "fd00:10:244:2::/64".parse().unwrap(),
+        },
         NetOp::DeleteRoute {
             dst: "172.18.255.200/32".parse().unwrap(),
         },
@@ -210,6 +217,8 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
     assert!(!sh(&ns, &["bridge", "fdb", "show", "dev", "vxlan0"]).contains("172.18.0.4"));
     let routes = sh(&ns, &["ip", "route", "show"]);
     assert!(!routes.contains("10.244.2.0/24") && !routes.contains("172.18.255.200"));
+    let routes6 = sh(&ns, &["ip", "-6", "route", "show"]);
+    assert!(!routes6.contains("fd00:10:244:2::/64"), "{routes6}");
     assert!(
         routes.contains("10.96.0.0/16 dev eth0"),
         "the others stay: {routes}"

@@ -58,7 +58,7 @@ fn transactions_apply_whole_or_not_at_all_and_the_session_goes_on() {
     let err = fx
         .nft(&Transaction {
             // The proxy's table does not exist yet.
-            ops: vec![Op::AddAffinityMaps(30)],
+            ops: vec![Op::AddAffinityMaps(podnet_model::IpFamily::Ipv4, 30)],
         })
         .unwrap_err();
     assert!(podnet_node::chain(&err).contains("Error:"));

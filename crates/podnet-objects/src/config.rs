@@ -65,9 +65,13 @@ pub struct ConfigOverrides {
     pub load_balancer_pool: Option<Vec<IpRange>>,
 }
 
-/// An IP family, as `spec.ipFamilies` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An IP family, as `spec.ipFamilies` names it. IPv4 by default (what a single-stack record
+/// that names none is).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum IpFamily {
+    #[default]
     #[serde(rename = "IPv4")]
     Ipv4,
     #[serde(rename = "IPv6")]

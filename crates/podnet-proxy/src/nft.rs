@@ -1,6 +1,8 @@
-//! The proxy plan as nftables: one table, `ip podnet-proxy`, of maps and sets, with chains per
-//! endpoint count instead of per service (see `docs/design/service-proxy.md`). Dispatch is two
-//! hash lookups whatever the number of Services.
+//! The proxy plan as nftables: one table per family, `ip podnet-proxy` and (on IPv6 and
+//! dual-stack clusters) `ip6 podnet-proxy`, as kube-proxy's nftables mode has, of maps and
+//! sets, with chains per endpoint count instead of per service (see
+//! `docs/design/service-proxy.md`). Dispatch is two hash lookups whatever the number of
+//! Services. One transaction changes both tables: the kernel applies all of it or none.
 //!
 //! Everything here is a typed value: the elements a node holds ([`Elements`]) and the changes
 //! between two of them ([`Transaction`]). nft syntax is written only by
@@ -8,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use podnet_model::Protocol;
+use podnet_model::{IpFamily, Protocol};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Dispatch, ProxyPlan};
@@ -24,14 +26,17 @@ const CHUNK: usize = 1000;
 /// A key of the `services` map and the `no_endpoints` set: `ip . proto . port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceKey {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub proto: Protocol,
     pub port: u16,
 }
 
-/// A key of the `node_ports` map and the `no_endpoint_ports` set: `proto . port`.
+/// A key of the `node_ports` map and the `no_endpoint_ports` set: `proto . port`, in the table
+/// of `family`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodePortKey {
+    #[serde(default)]
+    pub family: IpFamily,
     pub proto: Protocol,
     pub port: u16,
 }
@@ -53,12 +58,22 @@ impl FrontendKey {
     pub fn is_node_port(&self) -> bool {
         matches!(self, FrontendKey::NodePort(_))
     }
+    /// The table it is in.
+    pub fn family(&self) -> IpFamily {
+        match self {
+            FrontendKey::Service(k) => IpFamily::of(k.ip),
+            FrontendKey::NodePort(k) => k.family,
+        }
+    }
 }
 
 /// A dispatch chain: for Services or node ports, one protocol, with session affinity's timeout
 /// or without, for `endpoints` endpoints. Each has a masquerading twin (`<name>_masq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Chain {
+    /// The table it is in.
+    #[serde(default)]
+    pub family: IpFamily,
     pub node_port: bool,
     pub proto: Protocol,
     pub affinity: Option<u32>,
@@ -76,6 +91,8 @@ pub enum Verdict {
 /// (slots count from 1, the connection's ct mark) or without (slots count from 0, numgen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BackendMap {
+    #[serde(default)]
+    pub family: IpFamily,
     pub node_port: bool,
     pub affinity: bool,
     pub proto: Protocol,
@@ -92,7 +109,7 @@ pub struct BackendSlot {
 /// An endpoint: where DNAT sends a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Backend {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
 }
 
@@ -105,7 +122,7 @@ pub enum Element {
     NoEndpoints(ServiceKey),
     NoEndpointPort(NodePortKey),
     /// An endpoint reaching itself through a Service: `ip . ip`.
-    Hairpin(Ipv4Addr),
+    Hairpin(IpAddr),
 }
 
 /// What a node's proxy holds: the elements of every map and set.
@@ -119,33 +136,35 @@ pub struct Elements {
     pub backends: BTreeMap<BackendSlot, Backend>,
     pub no_endpoints: BTreeSet<ServiceKey>,
     pub no_endpoint_ports: BTreeSet<NodePortKey>,
-    pub hairpin: BTreeSet<Ipv4Addr>,
+    pub hairpin: BTreeSet<IpAddr>,
+    /// The node also has the `ip6` table (the cluster has IPv6).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
 }
 
 /// A UDP flow that a removed backend served: its conntrack entries must go, or clients keep
 /// sending to a gone endpoint. `vip` is None for a node port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StaleUdpFlow {
-    pub vip: Option<Ipv4Addr>,
+    pub vip: Option<IpAddr>,
     pub port: u16,
-    pub endpoint: Ipv4Addr,
+    pub endpoint: IpAddr,
 }
 
 impl Elements {
     pub fn of(plan: &ProxyPlan) -> Elements {
         let mut e = Elements::default();
         for (f, (owner, d)) in &plan.frontends {
-            if let IpAddr::V4(ip) = f.ip {
-                let key = FrontendKey::Service(ServiceKey {
-                    ip,
-                    proto: f.proto,
-                    port: f.port,
-                });
-                e.add_frontend(key, plan.affinity.get(&owner.service).copied(), d);
-            }
+            let key = FrontendKey::Service(ServiceKey {
+                ip: f.ip,
+                proto: f.proto,
+                port: f.port,
+            });
+            e.add_frontend(key, plan.affinity.get(&owner.service).copied(), d);
         }
-        for ((proto, port), (owner, d)) in &plan.node_ports {
+        for ((family, proto, port), (owner, d)) in &plan.node_ports {
             let key = FrontendKey::NodePort(NodePortKey {
+                family: *family,
                 proto: *proto,
                 port: *port,
             });
@@ -163,6 +182,7 @@ impl Elements {
                 masquerade,
             } => Some(Verdict::Goto {
                 chain: Chain {
+                    family: key.family(),
                     node_port,
                     proto: key.proto(),
                     affinity,
@@ -191,19 +211,20 @@ impl Elements {
             return;
         };
         let map = BackendMap {
+            family: key.family(),
             node_port,
             affinity: affinity.is_some(),
             proto: key.proto(),
         };
         let first = u32::from(affinity.is_some());
-        for (i, (ip, port)) in endpoints.iter().enumerate() {
-            let IpAddr::V4(ip) = *ip else { continue };
+        // The plan gives a frontend endpoints of its own family only: slots without holes.
+        for (i, &(ip, port)) in endpoints.iter().enumerate() {
             let slot = BackendSlot {
                 map,
                 frontend: key,
                 slot: first + i as u32,
             };
-            self.backends.insert(slot, Backend { ip, port: *port });
+            self.backends.insert(slot, Backend { ip, port });
             self.hairpin.insert(ip);
         }
     }
@@ -269,14 +290,37 @@ impl Elements {
         self.chains().iter().map(|c| c.endpoints).collect()
     }
 
-    /// The session-affinity timeouts in use.
-    pub fn timeouts(&self) -> BTreeSet<u32> {
-        self.chains().iter().filter_map(|c| c.affinity).collect()
+    /// The session-affinity timeouts in use, by table.
+    pub fn timeouts(&self) -> BTreeSet<(IpFamily, u32)> {
+        self.chains()
+            .iter()
+            .filter_map(|c| Some((c.family, c.affinity?)))
+            .collect()
+    }
+
+    /// The tables the node holds: `ip`, and `ip6` on a cluster with IPv6.
+    pub fn families(&self) -> Vec<IpFamily> {
+        if self.ipv6 {
+            vec![IpFamily::Ipv4, IpFamily::Ipv6]
+        } else {
+            vec![IpFamily::Ipv4]
+        }
+    }
+
+    /// The elements of one table.
+    pub fn of_family(&self, family: IpFamily) -> Elements {
+        let mut e = Elements {
+            ipv6: family == IpFamily::Ipv6,
+            ..Default::default()
+        };
+        let mine: Vec<Element> = self.iter().filter(|x| x.family() == family).collect();
+        e.patch(&[], &mine);
+        e
     }
 
     /// UDP backends that `new` no longer has for their frontend (under any slot).
     pub fn stale_udp_flows(&self, new: &Elements) -> Vec<StaleUdpFlow> {
-        let still: BTreeSet<(FrontendKey, Ipv4Addr)> = new
+        let still: BTreeSet<(FrontendKey, IpAddr)> = new
             .backends
             .iter()
             .map(|(s, b)| (s.frontend, b.ip))
@@ -304,10 +348,18 @@ impl Elements {
     }
 
     /// Every map and set with its elements in nft's notation, by name: what `podnet check
-    /// --proxy -o json` prints (docs/check-schema.md).
+    /// --proxy -o json` prints (docs/check-schema.md); the `ip6` table's under `ipv6`.
     pub fn listing(&self) -> Listing {
+        let mut l = self.listing_of(IpFamily::Ipv4);
+        if self.ipv6 {
+            l.ipv6 = Some(Box::new(self.listing_of(IpFamily::Ipv6)));
+        }
+        l
+    }
+
+    fn listing_of(&self, family: IpFamily) -> Listing {
         let mut l = Listing::default();
-        for e in self.iter() {
+        for e in self.iter().filter(|e| e.family() == family) {
             let text = e.to_string();
             match e {
                 Element::Service(..) => l.services.push(text),
@@ -332,15 +384,18 @@ pub struct Listing {
     pub no_endpoints: Vec<String>,
     pub no_endpoint_ports: Vec<String>,
     pub hairpin: Vec<String>,
+    /// The `ip6` table, on a cluster with IPv6.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Box<Listing>>,
 }
 
 /// One step of a transaction on the proxy's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// The table with its fixed maps, sets and base chains.
-    CreateTable,
-    /// The client maps of a session-affinity timeout.
-    AddAffinityMaps(u32),
+    /// A family's table with its fixed maps, sets and base chains.
+    CreateTable(IpFamily),
+    /// The client maps of a session-affinity timeout, in a family's table.
+    AddAffinityMaps(IpFamily, u32),
     /// A dispatch chain and its masquerading twin.
     AddChain(Chain),
     DeleteElements(Vec<Element>),
@@ -356,8 +411,12 @@ pub struct Transaction {
 impl Transaction {
     /// The whole table, for a node's first load.
     pub fn create(e: &Elements) -> Transaction {
-        let mut ops = vec![Op::CreateTable];
-        ops.extend(e.timeouts().into_iter().map(Op::AddAffinityMaps));
+        let mut ops: Vec<Op> = e.families().into_iter().map(Op::CreateTable).collect();
+        ops.extend(
+            e.timeouts()
+                .into_iter()
+                .map(|(f, t)| Op::AddAffinityMaps(f, t)),
+        );
         ops.extend(e.chains().into_iter().map(Op::AddChain));
         ops.push(Op::AddElements(e.iter().collect()));
         Transaction { ops }.pruned()
@@ -367,11 +426,18 @@ impl Transaction {
     /// a delete and an add of the same key, in that order), and chains and affinity maps that
     /// are new. Empty when nothing changed.
     pub fn update(old: &Elements, new: &Elements) -> Transaction {
+        // A table the old state did not have (the cluster gained a family).
         let mut ops: Vec<Op> = new
-            .timeouts()
-            .difference(&old.timeouts())
-            .map(|t| Op::AddAffinityMaps(*t))
+            .families()
+            .into_iter()
+            .filter(|f| !old.families().contains(f))
+            .map(Op::CreateTable)
             .collect();
+        ops.extend(
+            new.timeouts()
+                .difference(&old.timeouts())
+                .map(|(f, t)| Op::AddAffinityMaps(*f, *t)),
+        );
         ops.extend(
             new.chains()
                 .difference(&old.chains())
@@ -387,12 +453,15 @@ impl Transaction {
     /// A change computed elsewhere (an agent's, part by part): the affinity maps and chains
     /// that come into use, then the elements deleted and added.
     pub fn delta(
-        timeouts: impl IntoIterator<Item = u32>,
+        timeouts: impl IntoIterator<Item = (IpFamily, u32)>,
         chains: impl IntoIterator<Item = Chain>,
         removed: Vec<Element>,
         added: Vec<Element>,
     ) -> Transaction {
-        let mut ops: Vec<Op> = timeouts.into_iter().map(Op::AddAffinityMaps).collect();
+        let mut ops: Vec<Op> = timeouts
+            .into_iter()
+            .map(|(f, t)| Op::AddAffinityMaps(f, t))
+            .collect();
         ops.extend(chains.into_iter().map(Op::AddChain));
         ops.push(Op::DeleteElements(removed));
         ops.push(Op::AddElements(added));
@@ -414,8 +483,8 @@ impl Transaction {
         let mut s = String::new();
         for op in &self.ops {
             match op {
-                Op::CreateTable => render_table(&mut s),
-                Op::AddAffinityMaps(t) => render_affinity_maps(&mut s, *t),
+                Op::CreateTable(f) => render_table(&mut s, *f),
+                Op::AddAffinityMaps(f, t) => render_affinity_maps(&mut s, *f, *t),
                 Op::AddChain(c) => c.render(&mut s),
                 Op::DeleteElements(v) => render_elements(&mut s, "delete", v, Element::key),
                 Op::AddElements(v) => render_elements(&mut s, "add", v, |e| e.to_string()),
@@ -425,19 +494,55 @@ impl Transaction {
     }
 }
 
-/// `add element` / `delete element` statements, one per map or set and chunk.
+/// `add element` / `delete element` statements, one per table, map or set and chunk.
 fn render_elements(s: &mut String, verb: &str, v: &[Element], text: impl Fn(&Element) -> String) {
-    let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_set: BTreeMap<(IpFamily, String), Vec<String>> = BTreeMap::new();
     for e in v {
-        by_set.entry(e.set_name()).or_default().push(text(e));
+        by_set
+            .entry((e.family(), e.set_name()))
+            .or_default()
+            .push(text(e));
     }
-    for (set, elems) in by_set {
+    for ((family, set), elems) in by_set {
+        let t = Nft::of(family).table;
         for chunk in elems.chunks(CHUNK) {
             let _ = writeln!(
                 s,
-                "{verb} element ip {TABLE} {set} {{ {} }}",
+                "{verb} element {t} {TABLE} {set} {{ {} }}",
                 chunk.join(", ")
             );
+        }
+    }
+}
+
+/// A family's words in nft's syntax.
+#[derive(Debug, Clone, Copy)]
+struct Nft {
+    /// The table's family: `ip`, `ip6`.
+    table: &'static str,
+    /// The network header's expressions: `ip saddr`, `ip6 saddr`.
+    addr: &'static str,
+    /// An address's type: `ipv4_addr`, `ipv6_addr`.
+    addr_type: &'static str,
+    /// ICMP's port unreachable.
+    unreachable: &'static str,
+}
+
+impl Nft {
+    fn of(family: IpFamily) -> Nft {
+        match family {
+            IpFamily::Ipv4 => Nft {
+                table: "ip",
+                addr: "ip",
+                addr_type: "ipv4_addr",
+                unreachable: "icmp port-unreachable",
+            },
+            IpFamily::Ipv6 => Nft {
+                table: "ip6",
+                addr: "ip6",
+                addr_type: "ipv6_addr",
+                unreachable: "icmpv6 port-unreachable",
+            },
         }
     }
 }
@@ -470,17 +575,21 @@ impl Chain {
     /// The chain and its masquerading twin.
     fn render(&self, out: &mut String) {
         let (name, n) = (self.name(), self.endpoints);
+        let Nft {
+            table: fam, addr, ..
+        } = Nft::of(self.family);
         // Flushed first: a chain made again (it fell out of use, then came back) gets its
         // rules once.
-        let _ = writeln!(out, "add chain ip {TABLE} {name}");
-        let _ = writeln!(out, "flush chain ip {TABLE} {name}");
+        let _ = writeln!(out, "add chain {fam} {TABLE} {name}");
+        let _ = writeln!(out, "flush chain {fam} {TABLE} {name}");
         let (key, np) = if self.node_port {
-            ("meta l4proto . th dport", "np_")
+            ("meta l4proto . th dport".to_string(), "np_")
         } else {
-            ("ip daddr . meta l4proto . th dport", "")
+            (format!("{addr} daddr . meta l4proto . th dport"), "")
         };
         let backends = |affinity| {
             BackendMap {
+                family: self.family,
                 node_port: self.node_port,
                 affinity,
                 proto: self.proto,
@@ -491,8 +600,29 @@ impl Chain {
             None => {
                 let _ = writeln!(
                     out,
-                    "add rule ip {TABLE} {name} dnat ip to {key} . numgen random mod {n} map @{}",
+                    "add rule {fam} {TABLE} {name} dnat {addr} to {key} . numgen random mod {n} map @{}",
                     backends(false)
+                );
+            }
+            Some(t) if self.family == IpFamily::Ipv6 => {
+                // nft 1.0.6 cannot update a map whose key holds an IPv6 address (its
+                // linearizer asserts), so the slot + 1 is part of the key of a set instead,
+                // as kube-proxy's affinity sets hold it: the first slot the client has an entry
+                // for, else one drawn; the entry refreshed; the slot's backend.
+                let client = format!("ip6 saddr . {key} . ct mark");
+                let then = format!(
+                    "update @{np}aff_{t} {{ {client} }} dnat ip6 to {key} . ct mark map @{}",
+                    backends(true)
+                );
+                for k in 1..=n {
+                    let _ = writeln!(
+                        out,
+                        "add rule ip6 {TABLE} {name} ct mark set {k} {client} @{np}aff_{t} {then}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "add rule ip6 {TABLE} {name} ct mark set numgen random mod {n} offset 1 {then}"
                 );
             }
             Some(t) => {
@@ -516,16 +646,26 @@ impl Chain {
                 );
             }
         }
-        let _ = writeln!(out, "add chain ip {TABLE} {name}_masq");
-        let _ = writeln!(out, "flush chain ip {TABLE} {name}_masq");
+        let _ = writeln!(out, "add chain {fam} {TABLE} {name}_masq");
+        let _ = writeln!(out, "flush chain {fam} {TABLE} {name}_masq");
         let _ = writeln!(
             out,
-            "add rule ip {TABLE} {name}_masq meta mark set meta mark | {MASQ_MARK:#x} goto {name}"
+            "add rule {fam} {TABLE} {name}_masq meta mark set meta mark | {MASQ_MARK:#x} goto {name}"
         );
     }
 }
 
 impl Element {
+    /// The table the element is in.
+    pub fn family(&self) -> IpFamily {
+        match self {
+            Element::Service(k, _) | Element::NoEndpoints(k) => IpFamily::of(k.ip),
+            Element::NodePort(k, _) | Element::NoEndpointPort(k) => k.family,
+            Element::Backend(s, _) => s.map.family,
+            Element::Hairpin(ip) => IpFamily::of(*ip),
+        }
+    }
+
     /// The map or set the element belongs to.
     pub fn set_name(&self) -> String {
         match self {
@@ -605,10 +745,18 @@ impl fmt::Display for Element {
     }
 }
 
-/// The session-affinity maps for a timeout.
-fn render_affinity_maps(out: &mut String, t: u32) {
-    let _ = writeln!(out, "add map ip {TABLE} aff_{t} {{ typeof ip saddr . ip daddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
-    let _ = writeln!(out, "add map ip {TABLE} np_aff_{t} {{ typeof ip saddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
+/// The session-affinity maps for a timeout (IPv6: sets whose key ends with the slot).
+fn render_affinity_maps(out: &mut String, family: IpFamily, t: u32) {
+    match family {
+        IpFamily::Ipv4 => {
+            let _ = writeln!(out, "add map ip {TABLE} aff_{t} {{ typeof ip saddr . ip daddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
+            let _ = writeln!(out, "add map ip {TABLE} np_aff_{t} {{ typeof ip saddr . meta l4proto . th dport : ct mark; flags dynamic,timeout; timeout {t}s; }}");
+        }
+        IpFamily::Ipv6 => {
+            let _ = writeln!(out, "add set ip6 {TABLE} aff_{t} {{ typeof ip6 saddr . ip6 daddr . meta l4proto . th dport . ct mark; flags dynamic,timeout; timeout {t}s; }}");
+            let _ = writeln!(out, "add set ip6 {TABLE} np_aff_{t} {{ typeof ip6 saddr . meta l4proto . th dport . ct mark; flags dynamic,timeout; timeout {t}s; }}");
+        }
+    }
 }
 
 /// The table, its fixed maps and sets, and its base chains. Backend maps exist per protocol:
@@ -618,30 +766,37 @@ fn render_affinity_maps(out: &mut String, t: u32) {
 ///
 /// A table left by an earlier run (a crash between a load and saving state) is replaced in the
 /// same transaction: `add` makes sure it exists, `delete` removes it with all it holds.
-fn render_table(s: &mut String) {
-    let _ = writeln!(s, "add table ip {TABLE}");
-    let _ = writeln!(s, "delete table ip {TABLE}");
-    let _ = writeln!(s, "add table ip {TABLE}");
+fn render_table(s: &mut String, family: IpFamily) {
+    let Nft {
+        table: fam,
+        addr,
+        addr_type,
+        unreachable,
+    } = Nft::of(family);
+    let _ = writeln!(s, "add table {fam} {TABLE}");
+    let _ = writeln!(s, "delete table {fam} {TABLE}");
+    let _ = writeln!(s, "add table {fam} {TABLE}");
     let _ = writeln!(
         s,
-        "add map ip {TABLE} services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+        "add map {fam} {TABLE} services {{ type {addr_type} . inet_proto . inet_service : verdict; }}"
     );
     let _ = writeln!(
         s,
-        "add map ip {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
+        "add map {fam} {TABLE} node_ports {{ type inet_proto . inet_service : verdict; }}"
     );
     for proto in Protocol::ALL {
         for node_port in [false, true] {
             for affinity in [false, true] {
                 let map = BackendMap {
+                    family,
                     node_port,
                     affinity,
                     proto,
                 };
                 let key = if node_port {
-                    "meta l4proto . th dport"
+                    "meta l4proto . th dport".to_string()
                 } else {
-                    "ip daddr . meta l4proto . th dport"
+                    format!("{addr} daddr . meta l4proto . th dport")
                 };
                 let slot = if affinity {
                     "ct mark"
@@ -650,7 +805,7 @@ fn render_table(s: &mut String) {
                 };
                 let _ = writeln!(
                     s,
-                    "add map ip {TABLE} {} {{ typeof {key} . {slot} : ip daddr . {} dport; }}",
+                    "add map {fam} {TABLE} {} {{ typeof {key} . {slot} : {addr} daddr . {} dport; }}",
                     map.name(),
                     proto.lower()
                 );
@@ -659,54 +814,54 @@ fn render_table(s: &mut String) {
     }
     let _ = writeln!(
         s,
-        "add set ip {TABLE} no_endpoints {{ type ipv4_addr . inet_proto . inet_service; }}"
+        "add set {fam} {TABLE} no_endpoints {{ type {addr_type} . inet_proto . inet_service; }}"
     );
     let _ = writeln!(
         s,
-        "add set ip {TABLE} no_endpoint_ports {{ type inet_proto . inet_service; }}"
+        "add set {fam} {TABLE} no_endpoint_ports {{ type inet_proto . inet_service; }}"
     );
     let _ = writeln!(
         s,
-        "add set ip {TABLE} hairpin {{ type ipv4_addr . ipv4_addr; }}"
+        "add set {fam} {TABLE} hairpin {{ type {addr_type} . {addr_type}; }}"
     );
     // DNAT: new connections to a frontend, from pods (prerouting) and from the node (output).
-    let _ = writeln!(s, "add chain ip {TABLE} dispatch");
+    let _ = writeln!(s, "add chain {fam} {TABLE} dispatch");
     let _ = writeln!(
         s,
-        "add rule ip {TABLE} dispatch ip daddr . meta l4proto . th dport vmap @services"
+        "add rule {fam} {TABLE} dispatch {addr} daddr . meta l4proto . th dport vmap @services"
     );
-    let _ = writeln!(s, "add rule ip {TABLE} dispatch fib daddr type local meta l4proto . th dport vmap @node_ports");
-    let _ = writeln!(s, "add chain ip {TABLE} nat_prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}");
-    let _ = writeln!(s, "add rule ip {TABLE} nat_prerouting jump dispatch");
+    let _ = writeln!(s, "add rule {fam} {TABLE} dispatch fib daddr type local meta l4proto . th dport vmap @node_ports");
+    let _ = writeln!(s, "add chain {fam} {TABLE} nat_prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}");
+    let _ = writeln!(s, "add rule {fam} {TABLE} nat_prerouting jump dispatch");
     let _ = writeln!(
         s,
-        "add chain ip {TABLE} nat_output {{ type nat hook output priority -100; policy accept; }}"
+        "add chain {fam} {TABLE} nat_output {{ type nat hook output priority -100; policy accept; }}"
     );
-    let _ = writeln!(s, "add rule ip {TABLE} nat_output jump dispatch");
+    let _ = writeln!(s, "add rule {fam} {TABLE} nat_output jump dispatch");
     // Refuse, don't time out: frontends without endpoints.
-    let _ = writeln!(s, "add chain ip {TABLE} reject_chain");
+    let _ = writeln!(s, "add chain {fam} {TABLE} reject_chain");
     let _ = writeln!(
         s,
-        "add rule ip {TABLE} reject_chain meta l4proto tcp reject with tcp reset"
+        "add rule {fam} {TABLE} reject_chain meta l4proto tcp reject with tcp reset"
     );
     let _ = writeln!(
         s,
-        "add rule ip {TABLE} reject_chain reject with icmp port-unreachable"
+        "add rule {fam} {TABLE} reject_chain reject with {unreachable}"
     );
     for (chain, hook) in [
         ("filter_prerouting", "prerouting"),
         ("filter_output", "output"),
     ] {
-        let _ = writeln!(s, "add chain ip {TABLE} {chain} {{ type filter hook {hook} priority -90; policy accept; }}");
+        let _ = writeln!(s, "add chain {fam} {TABLE} {chain} {{ type filter hook {hook} priority -90; policy accept; }}");
         if hook == "prerouting" {
             // Hairpin: a pod reaching itself through a Service must see another source.
-            let _ = writeln!(s, "add rule ip {TABLE} {chain} ct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark | {MASQ_MARK:#x}");
+            let _ = writeln!(s, "add rule {fam} {TABLE} {chain} ct status dnat {addr} saddr . {addr} daddr @hairpin meta mark set meta mark | {MASQ_MARK:#x}");
         }
-        let _ = writeln!(s, "add rule ip {TABLE} {chain} ct state new ip daddr . meta l4proto . th dport @no_endpoints goto reject_chain");
-        let _ = writeln!(s, "add rule ip {TABLE} {chain} ct state new fib daddr type local meta l4proto . th dport @no_endpoint_ports goto reject_chain");
+        let _ = writeln!(s, "add rule {fam} {TABLE} {chain} ct state new {addr} daddr . meta l4proto . th dport @no_endpoints goto reject_chain");
+        let _ = writeln!(s, "add rule {fam} {TABLE} {chain} ct state new fib daddr type local meta l4proto . th dport @no_endpoint_ports goto reject_chain");
     }
-    let _ = writeln!(s, "add chain ip {TABLE} nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}");
-    let _ = writeln!(s, "add rule ip {TABLE} nat_postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark & {:#x} masquerade fully-random", !MASQ_MARK);
+    let _ = writeln!(s, "add chain {fam} {TABLE} nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}");
+    let _ = writeln!(s, "add rule {fam} {TABLE} nat_postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark & {:#x} masquerade fully-random", !MASQ_MARK);
 }
 
 /// A Service's key, for the tests below.

@@ -5,12 +5,15 @@
 //! - `internalTrafficPolicy: Local` (for ClusterIPs) and `externalTrafficPolicy: Local` (for
 //!   NodePorts, LoadBalancer IPs and externalIPs) keep only endpoints on this node;
 //! - a frontend with no endpoint left is rejected (TCP reset, ICMP port unreachable), never
-//!   left to time out; an external frontend with `Local` policy and no local endpoint drops.
+//!   left to time out; an external frontend with `Local` policy and no local endpoint drops;
+//! - each family apart, as kube-proxy runs one proxier per family: a frontend's endpoints are
+//!   those of its own address's family, and a NodePort Service's node ports answer on the
+//!   node's addresses of each family the Service has.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use podnet_model::{Cluster, NsName, Protocol, ServiceInfo, ServiceType, TrafficPolicy};
+use podnet_model::{Cluster, IpFamily, NsName, Protocol, ServiceInfo, ServiceType, TrafficPolicy};
 use serde::Serialize;
 
 /// Where traffic enters: a virtual IP and port (ClusterIP, LoadBalancer IP, externalIP).
@@ -47,8 +50,8 @@ pub struct ProxyPlan {
     pub node: String,
     /// ClusterIPs, LoadBalancer IPs and externalIPs.
     pub frontends: BTreeMap<Frontend, (Owner, Dispatch)>,
-    /// Node ports, on every local address of the node.
-    pub node_ports: BTreeMap<(Protocol, u16), (Owner, Dispatch)>,
+    /// Node ports, on every local address of the node of their family.
+    pub node_ports: BTreeMap<(IpFamily, Protocol, u16), (Owner, Dispatch)>,
     /// `sessionAffinity: ClientIP` timeouts in seconds, by Service.
     pub affinity: BTreeMap<NsName, u32>,
 }
@@ -93,8 +96,19 @@ fn endpoints_for(svc: &ServiceInfo, port_name: &str, proto: Protocol) -> Vec<Ep>
     out
 }
 
+/// The families of a Service's ClusterIPs, in their order.
+pub fn families_of(svc: &ServiceInfo) -> Vec<IpFamily> {
+    let mut out: Vec<IpFamily> = Vec::new();
+    for ip in &svc.cluster_ips {
+        if !out.contains(&IpFamily::of(*ip)) {
+            out.push(IpFamily::of(*ip));
+        }
+    }
+    out
+}
+
 /// KEP-1669: ready endpoints, else serving terminating ones; then the traffic policy's filter.
-fn select(eps: &[Ep], local_only: Option<&str>) -> Vec<(IpAddr, u16)> {
+fn select(eps: &[&Ep], local_only: Option<&str>) -> Vec<(IpAddr, u16)> {
     let pick = |cands: Vec<&Ep>| -> Vec<(IpAddr, u16)> {
         let ready: Vec<_> = cands
             .iter()
@@ -111,16 +125,17 @@ fn select(eps: &[Ep], local_only: Option<&str>) -> Vec<(IpAddr, u16)> {
             .collect()
     };
     match local_only {
-        None => pick(eps.iter().collect()),
+        None => pick(eps.to_vec()),
         Some(node) => pick(
             eps.iter()
+                .copied()
                 .filter(|e| e.node.as_deref() == Some(node))
                 .collect(),
         ),
     }
 }
 
-fn dispatch(eps: &[Ep], local: Option<&str>, masquerade: bool, empty: Dispatch) -> Dispatch {
+fn dispatch(eps: &[&Ep], local: Option<&str>, masquerade: bool, empty: Dispatch) -> Dispatch {
     let endpoints = select(eps, local);
     if endpoints.is_empty() {
         empty
@@ -181,61 +196,87 @@ impl ProxyPlan {
                     p.name.clone()
                 },
             };
-            let eps = endpoints_for(svc, &p.name, p.protocol);
-            // Any endpoint at all, for the external policy's "no endpoint" case.
+            let all = endpoints_for(svc, &p.name, p.protocol);
             let itp_local = (svc.internal_traffic_policy == TrafficPolicy::Local).then_some(node);
             let etp_local = svc.external_traffic_policy == TrafficPolicy::Local;
-            let any = !select(&eps, None).is_empty();
-            let internal = dispatch(
-                &eps,
-                itp_local,
-                false,
-                if itp_local.is_some() && any {
-                    Dispatch::Drop
-                } else {
-                    Dispatch::Reject
-                },
-            );
-            for ip in &svc.cluster_ips {
-                plan.frontends.insert(
-                    Frontend {
-                        ip: *ip,
-                        proto,
-                        port,
-                    },
-                    (owner.clone(), internal.clone()),
-                );
+            // The families the Service has (its ClusterIPs'), and those of its external
+            // addresses: each dispatches to endpoints of its own family.
+            let mut families: Vec<IpFamily> = crate::plan::families_of(svc);
+            for ip in svc.load_balancer_ips.iter().chain(&svc.external_ips) {
+                if !families.contains(&IpFamily::of(*ip)) {
+                    families.push(IpFamily::of(*ip));
+                }
             }
-            // External frontends: masquerade unless the policy is Local (which keeps the
-            // client's address and uses only this node's endpoints).
-            let external = if etp_local {
-                dispatch(
+            for family in families {
+                let eps: Vec<&Ep> = all
+                    .iter()
+                    .filter(|e| IpFamily::of(e.ip) == family)
+                    .collect();
+                // Any endpoint at all, for the external policy's "no endpoint" case.
+                let any = !select(&eps, None).is_empty();
+                let internal = dispatch(
                     &eps,
-                    Some(node),
+                    itp_local,
                     false,
-                    if any {
+                    if itp_local.is_some() && any {
                         Dispatch::Drop
                     } else {
                         Dispatch::Reject
                     },
-                )
-            } else {
-                dispatch(&eps, None, true, Dispatch::Reject)
-            };
-            for ip in svc.load_balancer_ips.iter().chain(&svc.external_ips) {
-                plan.frontends.insert(
-                    Frontend {
-                        ip: *ip,
-                        proto,
-                        port,
-                    },
-                    (owner.clone(), external.clone()),
                 );
-            }
-            if let (true, Some(np)) = (svc.service_type.has_node_ports(), p.node_port) {
-                if let Ok(np) = u16::try_from(np) {
-                    plan.node_ports
-                        .insert((proto, np), (owner.clone(), external.clone()));
+                for ip in svc
+                    .cluster_ips
+                    .iter()
+                    .filter(|ip| IpFamily::of(**ip) == family)
+                {
+                    plan.frontends.insert(
+                        Frontend {
+                            ip: *ip,
+                            proto,
+                            port,
+                        },
+                        (owner.clone(), internal.clone()),
+                    );
+                }
+                // External frontends: masquerade unless the policy is Local (which keeps the
+                // client's address and uses only this node's endpoints).
+                let external = if etp_local {
+                    dispatch(
+                        &eps,
+                        Some(node),
+                        false,
+                        if any {
+                            Dispatch::Drop
+                        } else {
+                            Dispatch::Reject
+                        },
+                    )
+                } else {
+                    dispatch(&eps, None, true, Dispatch::Reject)
+                };
+                for ip in svc
+                    .load_balancer_ips
+                    .iter()
+                    .chain(&svc.external_ips)
+                    .filter(|ip| IpFamily::of(**ip) == family)
+                {
+                    plan.frontends.insert(
+                        Frontend {
+                            ip: *ip,
+                            proto,
+                            port,
+                        },
+                        (owner.clone(), external.clone()),
+                    );
+                }
+                let has_family = svc.cluster_ips.iter().any(|ip| IpFamily::of(*ip) == family);
+                if let (true, true, Some(np)) =
+                    (svc.service_type.has_node_ports(), has_family, p.node_port)
+                {
+                    if let Ok(np) = u16::try_from(np) {
+                        plan.node_ports
+                            .insert((family, proto, np), (owner.clone(), external.clone()));
+                    }
                 }
             }
         }
@@ -277,6 +318,60 @@ spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{name: http, c
         }]
             .1
             .clone()
+    }
+
+    #[test]
+    fn each_family_dispatches_to_its_own_endpoints() {
+        let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, labels: {app: web}}
+spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s}
+spec: {type: NodePort, ipFamilyPolicy: PreferDualStack, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v4}
+spec: {type: NodePort, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]}
+"#;
+        let docs = parse_documents("t.yaml", pods).unwrap();
+        let o = ConfigOverrides {
+            ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+            ..Default::default()
+        };
+        let c = build(&docs, &o).unwrap();
+        let p = ProxyPlan::new(&c, "node-0");
+        let s = c.service("default", "s").unwrap();
+        assert_eq!(s.cluster_ips.len(), 2);
+        for ip in &s.cluster_ips {
+            let f = Frontend {
+                ip: *ip,
+                proto: Protocol::Tcp,
+                port: 80,
+            };
+            match &p.frontends[&f].1 {
+                Dispatch::Endpoints { endpoints, .. } => {
+                    assert_eq!(endpoints.len(), 1);
+                    assert_eq!(IpFamily::of(endpoints[0].0), IpFamily::of(*ip), "{ip}");
+                }
+                d => panic!("{d:?}"),
+            }
+        }
+        // Node ports on each family the Service has: the dual one on both, the IPv4 one on
+        // the node's IPv4 addresses only.
+        let np = |svc: &str| -> Vec<IpFamily> {
+            p.node_ports
+                .iter()
+                .filter(|(_, (o, _))| o.service.name == svc)
+                .map(|((f, _, _), _)| *f)
+                .collect()
+        };
+        assert_eq!(np("s"), [IpFamily::Ipv4, IpFamily::Ipv6]);
+        assert_eq!(np("v4"), [IpFamily::Ipv4]);
     }
 
     #[test]

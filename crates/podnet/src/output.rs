@@ -361,7 +361,11 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
         .iter()
         .map(|(f, (o, d))| {
             vec![
-                format!("{}:{}/{}", f.ip, f.port, f.proto.lower()),
+                format!(
+                    "{}/{}",
+                    std::net::SocketAddr::new(f.ip, f.port),
+                    f.proto.lower()
+                ),
                 o.service.to_string(),
                 masq(d),
                 aff(&o.service),
@@ -369,15 +373,29 @@ pub fn proxy_table(plan: &podnet_proxy::ProxyPlan) -> String {
             ]
         })
         .collect();
-    rows.extend(plan.node_ports.iter().map(|((proto, port), (o, d))| {
-        vec![
-            format!("<node>:{port}/{}", proto.lower()),
-            o.service.to_string(),
-            masq(d),
-            aff(&o.service),
-            show(d),
-        ]
-    }));
+    let dual = plan
+        .node_ports
+        .keys()
+        .any(|(f, _, _)| *f == podnet_model::IpFamily::Ipv6);
+    rows.extend(
+        plan.node_ports
+            .iter()
+            .map(|((family, proto, port), (o, d))| {
+                // On a cluster with IPv6, which of the node's addresses: `<node>` or `<node6>`.
+                let node = match (dual, family) {
+                    (true, podnet_model::IpFamily::Ipv6) => "[<node6>]",
+                    (true, podnet_model::IpFamily::Ipv4) => "<node4>",
+                    _ => "<node>",
+                };
+                vec![
+                    format!("{node}:{port}/{}", proto.lower()),
+                    o.service.to_string(),
+                    masq(d),
+                    aff(&o.service),
+                    show(d),
+                ]
+            }),
+    );
     format!(
         "PROXY {}\n{}",
         plan.node,

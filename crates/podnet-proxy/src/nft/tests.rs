@@ -35,8 +35,10 @@ fn plan(n: usize) -> ProxyPlan {
         },
         (owner.clone(), Dispatch::Reject),
     );
-    p.node_ports
-        .insert((Protocol::Tcp, 30080), (owner, Dispatch::Drop));
+    p.node_ports.insert(
+        (IpFamily::Ipv4, Protocol::Tcp, 30080),
+        (owner, Dispatch::Drop),
+    );
     p
 }
 
@@ -80,6 +82,7 @@ fn stale_udp_flows_are_found() {
     };
     let slot = |frontend: FrontendKey, slot| BackendSlot {
         map: BackendMap {
+            family: frontend.family(),
             node_port: frontend.is_node_port(),
             affinity: false,
             proto: frontend.proto(),
@@ -93,6 +96,7 @@ fn stale_udp_flows_are_found() {
     };
     let dns = frontend("10.96.0.6", 53);
     let np = FrontendKey::NodePort(NodePortKey {
+        family: IpFamily::Ipv4,
         proto: Protocol::Udp,
         port: 30053,
     });
@@ -109,7 +113,7 @@ fn stale_udp_flows_are_found() {
     let mut b = Elements::default();
     // 10.244.0.3 moved to slot 0: still a backend of that frontend.
     b.backends.insert(slot(dns, 0), be("10.244.0.3", 5353));
-    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert_eq!(
         a.stale_udp_flows(&b),
         [
@@ -158,7 +162,8 @@ fn update_touches_only_what_changed() {
 fn big_element_lists_are_chunked() {
     let mut e = Elements::default();
     for i in 0..2500u32 {
-        e.hairpin.insert(Ipv4Addr::from(0x0af4_0000 + i));
+        e.hairpin
+            .insert(IpAddr::from(std::net::Ipv4Addr::from(0x0af4_0000 + i)));
     }
     let s = Transaction::create(&e).render();
     assert_eq!(s.matches("add element ip podnet-proxy hairpin").count(), 3);

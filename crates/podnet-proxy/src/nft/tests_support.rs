@@ -1,6 +1,6 @@
 use super::svc;
 use crate::plan::{Dispatch, Frontend, Owner, ProxyPlan};
-use podnet_model::Protocol;
+use podnet_model::{IpFamily, Protocol};
 
 pub fn plan3() -> ProxyPlan {
     let mut p = ProxyPlan {
@@ -41,11 +41,17 @@ pub fn plan3() -> ProxyPlan {
             masquerade: false,
         },
     );
-    p.node_ports
-        .insert((Protocol::Tcp, 30080), (owner.clone(), endpoints(true)));
-    p.node_ports
-        .insert((Protocol::Udp, 30053), (owner.clone(), Dispatch::Reject));
-    p.node_ports
-        .insert((Protocol::Tcp, 30081), (owner, Dispatch::Drop));
+    p.node_ports.insert(
+        (IpFamily::Ipv4, Protocol::Tcp, 30080),
+        (owner.clone(), endpoints(true)),
+    );
+    p.node_ports.insert(
+        (IpFamily::Ipv4, Protocol::Udp, 30053),
+        (owner.clone(), Dispatch::Reject),
+    );
+    p.node_ports.insert(
+        (IpFamily::Ipv4, Protocol::Tcp, 30081),
+        (owner, Dispatch::Drop),
+    );
     p
 }
