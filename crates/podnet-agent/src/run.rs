@@ -706,13 +706,17 @@ fn answer(
     while i < waiters.len() {
         let w = &waiters[i];
         let planned = programmed(cluster, node, Some(want), &w.pod, w.ip).is_ok();
-        let held = match (kernel, w.ip) {
-            (None, _) => true,
-            (Some(k), std::net::IpAddr::V4(v4)) => {
-                let needs = want.policy.ingress.contains_key(&v4);
-                !needs || (k.ingress.contains(&v4) && k.egress.contains(&v4))
-            }
-            (Some(_), std::net::IpAddr::V6(_)) => true,
+        // Each of the pod's addresses the table judges, in both maps of the kernel's.
+        let ips: Vec<std::net::IpAddr> = cluster
+            .pod(&w.pod.namespace, &w.pod.name)
+            .map(|p| p.ips.clone())
+            .unwrap_or_else(|| vec![w.ip]);
+        let held = match kernel {
+            None => true,
+            Some(k) => ips.iter().all(|ip| {
+                let needs = want.policy.ingress.contains_key(ip);
+                !needs || (k.ingress.contains(ip) && k.egress.contains(ip))
+            }),
         };
         if planned && !held {
             short = true;

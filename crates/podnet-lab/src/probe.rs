@@ -59,23 +59,41 @@ impl Matrix {
     }
 }
 
-/// Probes every pod (with an IP, not hostNetwork) from every other.
+/// Probes every pod (with an IP, not hostNetwork) from every other, over `family` (each pod
+/// at its address of that family; None: the cluster's primary family).
 pub fn probe(
     st: &LabState,
     port: u16,
     protocol: &str,
+    family: Option<podnet_model::IpFamily>,
     timeout: Duration,
 ) -> Result<Matrix, LabError> {
     let protocol = Protocol::parse(protocol)
         .ok_or_else(|| LabError::Invalid(format!("protocol {protocol:?}: TCP, UDP or SCTP")))?;
+    let address = |p: &crate::PodPlan| -> Option<IpAddr> {
+        let ips = st.pod_ips_of(&p.key());
+        match family {
+            None => ips.first().copied(),
+            Some(f) => ips
+                .iter()
+                .copied()
+                .find(|ip| podnet_model::IpFamily::of(*ip) == f),
+        }
+    };
     let pods: Vec<_> = st
         .plan
         .pods
         .iter()
         // The user's pods: not the host's network, not the built-in cluster DNS.
         .filter(|p| !p.host_network && !p.dns_server)
-        .filter_map(|p| Some((p, st.pod_ip(&p.namespace, &p.name)?)))
+        .filter_map(|p| Some((p, address(p)?)))
         .collect();
+    if pods.is_empty() && family.is_some() {
+        return Err(LabError::Invalid(format!(
+            "no pod of the lab has an {} address",
+            family.map(|f| f.as_str()).unwrap_or_default()
+        )));
+    }
     // A test server answers with its pod's name; an Ingress controller's or a Gateway's
     // proxy (not the lab's server) with any HTTP response that is its own.
     let targets: Vec<(String, IpAddr)> = pods
@@ -129,10 +147,6 @@ pub fn probe(
         .iter()
         .filter_map(|(n, h)| Some((n.clone(), h.policy.clone()?)))
         .collect();
-    let v4 = |ip: &IpAddr| match ip {
-        IpAddr::V4(v) => Some(*v),
-        IpAddr::V6(_) => None,
-    };
     let mut disagreements = Vec::new();
     for (i, (src, sip)) in pods.iter().enumerate() {
         for (j, (dst, dip)) in pods.iter().enumerate() {
@@ -144,16 +158,13 @@ pub fn probe(
                     .chain(&dst.service_ports)
                     .any(|p| p.port == port && p.protocol == protocol);
             let allowed = i == j
-                || match (v4(sip), v4(dip)) {
-                    (Some(a), Some(b)) => podnet_policy::passes(
-                        &plans,
-                        a,
-                        b,
-                        podnet_policy::protocol_number(protocol),
-                        port,
-                    ),
-                    _ => true,
-                };
+                || podnet_policy::passes(
+                    &plans,
+                    *sip,
+                    *dip,
+                    podnet_policy::protocol_number(protocol),
+                    port,
+                );
             if reachable[i][j] != (serves && allowed) {
                 disagreements.push(format!("{} -> {}", src.key(), dst.key()));
             }

@@ -189,6 +189,16 @@ impl PodInfo {
         NsName::new(&self.namespace, &self.name)
     }
 
+    /// The pod as reached at its address of `family` (that address first): what a connection
+    /// of that family judges it by (an ipBlock matches the address the connection uses).
+    /// None when the pod has no such address.
+    pub fn at(&self, family: IpFamily) -> Option<PodInfo> {
+        let i = self.ips.iter().position(|ip| IpFamily::of(*ip) == family)?;
+        let mut p = self.clone();
+        p.ips.swap(0, i);
+        Some(p)
+    }
+
     /// The port a named targetPort resolves to in this pod (`FindPort`): the first container
     /// port with that name and protocol.
     pub fn find_port(&self, name: &str, protocol: Protocol) -> Option<i32> {

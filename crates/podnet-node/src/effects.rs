@@ -50,8 +50,8 @@ pub trait Effects {
 /// The keys of the policy table's ingress and egress maps, as the kernel holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyEntries {
-    pub ingress: BTreeSet<std::net::Ipv4Addr>,
-    pub egress: BTreeSet<std::net::Ipv4Addr>,
+    pub ingress: BTreeSet<std::net::IpAddr>,
+    pub egress: BTreeSet<std::net::IpAddr>,
 }
 
 /// The real effects, inside the network namespace at `netns`. nftables transactions go
@@ -106,25 +106,30 @@ impl Linux {
 
 impl Effects for Linux {
     /// Two netlink dumps (the maps' elements), not a whole listing.
-    fn policy_entries(&mut self, _want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
+    fn policy_entries(&mut self, want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
         let socket = crate::nlnft::socket(&self.netns)?;
-        let ty = crate::nlnft::SetType {
-            key: vec!["ipv4_addr".into()],
-            data: Some(vec!["verdict".into()]),
-            interval: false,
-        };
-        let keys = |map: &str| -> Result<BTreeSet<std::net::Ipv4Addr>, NodeError> {
-            Ok(
-                crate::nlnft::elements(&socket, podnet_policy::TABLE, map, &ty)?
-                    .iter()
-                    .filter_map(|e| e[0].as_str()?.parse().ok())
-                    .collect(),
-            )
-        };
-        Ok(PolicyEntries {
-            ingress: keys("ingress")?,
-            egress: keys("egress")?,
-        })
+        let mut out = PolicyEntries::default();
+        for family in want.policy.families() {
+            let ty = crate::nlnft::SetType {
+                key: vec![match family {
+                    podnet_model::IpFamily::Ipv4 => "ipv4_addr".into(),
+                    podnet_model::IpFamily::Ipv6 => "ipv6_addr".into(),
+                }],
+                data: Some(vec!["verdict".into()]),
+                interval: false,
+            };
+            let keys = |map: &str| -> Result<Vec<std::net::IpAddr>, NodeError> {
+                Ok(
+                    crate::nlnft::elements_of(&socket, family, podnet_policy::TABLE, map, &ty)?
+                        .iter()
+                        .filter_map(|e| e[0].as_str()?.parse().ok())
+                        .collect(),
+                )
+            };
+            out.ingress.extend(keys("ingress")?);
+            out.egress.extend(keys("egress")?);
+        }
+        Ok(out)
     }
 
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
@@ -295,15 +300,25 @@ impl Linux {
                 .keys()
                 .map(|g| (*g, Default::default()))
                 .collect(),
+            ipv6: want.policy.ipv6,
             ..Default::default()
         };
+        let policy_script = podnet_policy::Transaction::create(&policy_skeleton).render();
         let policy_ok = check(
             "policy",
             "ip",
             podnet_policy::TABLE,
             tables.policy.as_ref().map(observe::Table::checked),
-            &podnet_policy::Transaction::create(&policy_skeleton).render(),
+            &policy_script,
         );
+        let policy6_ok = !want.policy.ipv6
+            || check(
+                "policy",
+                "ip6",
+                podnet_policy::TABLE,
+                tables.policy6.as_ref().map(observe::Table::checked),
+                &policy_script,
+            );
         let masq_ok = match &want.masquerade {
             Some(m) => check(
                 "masquerade",
@@ -328,7 +343,25 @@ impl Linux {
             }
             _ => None,
         };
-        held.policy = tables.policy.filter(|_| policy_ok).map(|t| t.content);
+        held.policy = match (tables.policy, policy_ok && policy6_ok) {
+            (Some(t), true) => {
+                let mut content = t.content;
+                if want.policy.ipv6 {
+                    // The ip6 table's maps, local ranges and group elements join the ip
+                    // table's (the groups are the same in both).
+                    let six = tables.policy6.map(|t| t.content).unwrap_or_default();
+                    content.ingress.extend(six.ingress);
+                    content.egress.extend(six.egress);
+                    content.local.extend(six.local);
+                    for (g, rects) in six.groups {
+                        content.groups.entry(g).or_default().extend(rects);
+                    }
+                    content.ipv6 = true;
+                }
+                Some(content)
+            }
+            _ => None,
+        };
         held.masquerade = want.masquerade.clone().filter(|_| masq_ok);
         Ok(())
     }
@@ -682,7 +715,7 @@ fn policy_after(
             what.0
         ),
     };
-    let starts = matches!(tx.ops.first(), Some(podnet_policy::Op::CreateTable));
+    let starts = matches!(tx.ops.first(), Some(podnet_policy::Op::CreateTable(_)));
     let mut t = match table {
         Some(t) => t,
         None if starts => Default::default(),

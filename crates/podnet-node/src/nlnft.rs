@@ -23,6 +23,7 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -98,7 +99,7 @@ fn nlas(b: &[u8]) -> impl Iterator<Item = NlaBuffer<&[u8]>> {
 }
 
 /// The request: a dump of one set's elements.
-fn request(table: &str, set: &str, seq: u32) -> Vec<u8> {
+fn request(family: u8, table: &str, set: &str, seq: u32) -> Vec<u8> {
     let mut attrs = Vec::new();
     for (kind, text) in [
         (NFTA_SET_ELEM_LIST_TABLE, table),
@@ -122,7 +123,7 @@ fn request(table: &str, set: &str, seq: u32) -> Vec<u8> {
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     // nfgenmsg: family, version, resource id.
-    m.extend_from_slice(&[AF_INET, 0, 0, 0]);
+    m.extend_from_slice(&[family, 0, 0, 0]);
     m.extend_from_slice(&attrs);
     m
 }
@@ -185,9 +186,9 @@ pub fn socket(netns: &Path) -> Result<Socket, NodeError> {
 }
 
 /// Every element of one set, raw, from one netlink dump.
-fn dump(socket: &Socket, table: &str, set: &str) -> Result<Vec<Raw>, NodeError> {
+fn dump(socket: &Socket, family: u8, table: &str, set: &str) -> Result<Vec<Raw>, NodeError> {
     socket
-        .send(&request(table, set, 1), 0)
+        .send(&request(family, table, set, 1), 0)
         .map_err(|source| NodeError::Io {
             what: "asking for a set's elements".into(),
             source,
@@ -264,6 +265,10 @@ fn field(t: &str, b: &[u8]) -> Value {
         "ipv4_addr" if b.len() >= 4 => {
             json!(Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string())
         }
+        "ipv6_addr" if b.len() >= 16 => {
+            let a: [u8; 16] = b[..16].try_into().expect("16 bytes");
+            json!(std::net::Ipv6Addr::from(a).to_string())
+        }
         "inet_proto" if !b.is_empty() => match b[0] {
             6 => json!("tcp"),
             17 => json!("udp"),
@@ -329,7 +334,22 @@ pub fn elements(
     set: &str,
     ty: &SetType,
 ) -> Result<Vec<Value>, NodeError> {
-    let raw = dump(socket, table, set)?;
+    elements_of(socket, podnet_model::IpFamily::Ipv4, table, set, ty)
+}
+
+/// [`elements`] of a table of `family` (`ip` or `ip6`).
+pub fn elements_of(
+    socket: &Socket,
+    family: podnet_model::IpFamily,
+    table: &str,
+    set: &str,
+    ty: &SetType,
+) -> Result<Vec<Value>, NodeError> {
+    let family = match family {
+        podnet_model::IpFamily::Ipv4 => AF_INET,
+        podnet_model::IpFamily::Ipv6 => AF_INET6,
+    };
+    let raw = dump(socket, family, table, set)?;
     let with_data = |key: Value, r: &Raw| -> Value {
         match &ty.data {
             None => key,

@@ -10,9 +10,8 @@
 //! the difference with the applier's own smallest transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -79,6 +78,8 @@ pub struct Tables {
     pub proxy: Option<Table<Elements>>,
     /// The proxy's `ip6` table.
     pub proxy6: Option<Table<Elements>>,
+    /// The policy's `ip6` table.
+    pub policy6: Option<Table<PolicyPlan>>,
     pub policy: Option<Table<PolicyPlan>>,
     pub masquerade: Option<Table<()>>,
 }
@@ -103,7 +104,8 @@ pub fn is_ours(body: &Value) -> bool {
     let table = body["table"].as_str().unwrap_or("");
     (body["family"] == "ip"
         && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE].contains(&table))
-        || (body["family"] == "ip6" && table == podnet_proxy::nft::TABLE)
+        || (body["family"] == "ip6"
+            && [podnet_proxy::nft::TABLE, podnet_policy::TABLE].contains(&table))
 }
 
 /// [`tables`], from the parsed JSON.
@@ -126,11 +128,20 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
             .or(body["name"].as_str())
             .unwrap_or("");
         if family == IpFamily::Ipv6 {
-            // Only the proxy has an ip6 table.
-            if table != podnet_proxy::nft::TABLE {
-                continue;
+            // The proxy and the policy have ip6 tables.
+            match table {
+                podnet_proxy::nft::TABLE => {
+                    ip6_object(&mut t.proxy6, kind, body, |p, name, elems| {
+                        proxy_elements(p, IpFamily::Ipv6, name, elems)
+                    })
+                }
+                podnet_policy::TABLE => ip6_object(&mut t.policy6, kind, body, |p, name, elems| {
+                    if let Err(why) = policy_set(&mut p.content, IpFamily::Ipv6, name, elems) {
+                        p.unreadable.push((name.to_string(), why));
+                    }
+                }),
+                _ => {}
             }
-            ip6_proxy_object(&mut t, kind, body);
             continue;
         }
         match (kind.as_str(), table) {
@@ -193,7 +204,9 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                     }
                     podnet_policy::TABLE => {
                         if let Some(p) = &mut t.policy {
-                            if let Err(why) = policy_set(&mut p.content, name, elems) {
+                            if let Err(why) =
+                                policy_set(&mut p.content, IpFamily::Ipv4, name, elems)
+                            {
                                 p.unreadable.push((name.to_string(), why));
                             }
                         }
@@ -207,13 +220,18 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
     Ok(t)
 }
 
-/// An object of the proxy's `ip6` table: the table itself, a chain's or rule's count, a set's
-/// elements.
-fn ip6_proxy_object(t: &mut Tables, kind: &str, body: &Value) {
+/// An object of an `ip6` table: the table itself, a chain's or rule's count, a set's elements
+/// (through `elements`).
+fn ip6_object<T: Default>(
+    table: &mut Option<Table<T>>,
+    kind: &str,
+    body: &Value,
+    elements: impl Fn(&mut Table<T>, &str, &[Value]),
+) {
     match kind {
-        "table" => t.proxy6 = Some(Table::default()),
+        "table" => *table = Some(Table::default()),
         "chain" | "rule" => {
-            let Some(p) = &mut t.proxy6 else { return };
+            let Some(p) = table else { return };
             let key = if kind == "chain" { "name" } else { "chain" };
             let chain = body[key].as_str().unwrap_or("").to_string();
             let n = p.rules.entry(chain.clone()).or_default();
@@ -224,10 +242,10 @@ fn ip6_proxy_object(t: &mut Tables, kind: &str, body: &Value) {
             }
         }
         "set" | "map" => {
-            let Some(p) = &mut t.proxy6 else { return };
+            let Some(p) = table else { return };
             let name = body["name"].as_str().unwrap_or("");
             let elems = body["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            proxy_elements(p, IpFamily::Ipv6, name, elems);
+            elements(p, name, elems);
         }
         _ => {}
     }
@@ -265,12 +283,6 @@ fn concat(v: &Value) -> Vec<&Value> {
         Some(parts) => parts.iter().collect(),
         None => vec![v],
     }
-}
-
-fn ipv4(v: &Value) -> Result<Ipv4Addr, Unreadable> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| not(v, "an IPv4 address"))
 }
 
 /// An address of a table's family.
@@ -503,27 +515,33 @@ fn span<T: Copy>(
     Ok((x, x))
 }
 
-fn addr_span(v: &Value) -> Result<(u32, u32), Unreadable> {
+fn addr_span(family: IpFamily, v: &Value) -> Result<(u128, u128), Unreadable> {
     if let Some(p) = v.get("prefix") {
-        let net: Ipv4Net = format!(
+        let net: ipnet::IpNet = format!(
             "{}/{}",
             p["addr"].as_str().unwrap_or(""),
-            p["len"].as_u64().unwrap_or(99)
+            p["len"].as_u64().unwrap_or(999)
         )
         .parse()
-        .map_err(|_| not(v, "an IPv4 prefix"))?;
-        return Ok((u32::from(net.network()), u32::from(net.broadcast())));
+        .ok()
+        .filter(|n: &ipnet::IpNet| IpFamily::of_net(n) == family)
+        .ok_or_else(|| not(v, "a prefix of the table's family"))?;
+        return Ok((
+            podnet_policy::addr_number(net.network()),
+            podnet_policy::addr_number(net.broadcast()),
+        ));
     }
-    span(v, |x| ipv4(x).map(u32::from))
+    span(v, |x| addr_of(family, x).map(podnet_policy::addr_number))
 }
 
-fn rect(e: &Value) -> Result<Rect, Unreadable> {
+fn rect(family: IpFamily, e: &Value) -> Result<Rect, Unreadable> {
     let parts = concat(unwrap_elem(e));
     let [a, pr, po] = parts.as_slice() else {
         return Err(not(e, "addr . proto . port"));
     };
     Ok(Rect {
-        addr: addr_span(a)?,
+        family,
+        addr: addr_span(family, a)?,
         proto: span(pr, ip_proto)?,
         port: span(po, port)?,
     })
@@ -562,7 +580,12 @@ fn target(dir: Direction, v: &Value) -> Result<Target, Unreadable> {
 }
 
 /// One set or map of the policy table into the plan.
-fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unreadable> {
+fn policy_set(
+    p: &mut PolicyPlan,
+    family: IpFamily,
+    name: &str,
+    elems: &[Value],
+) -> Result<(), Unreadable> {
     match name {
         "ingress" | "egress" => {
             let dir = if name == "ingress" {
@@ -573,7 +596,7 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unr
             for e in elems {
                 let (k, v) = key_value(e);
                 let t = target(dir, v.ok_or_else(|| not(e, "a map element with a value"))?)?;
-                let ip = ipv4(k)?;
+                let ip = addr_of(family, k)?;
                 match dir {
                     Direction::Ingress => p.ingress.insert(ip, t),
                     Direction::Egress => p.egress.insert(ip, t),
@@ -582,8 +605,20 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unr
         }
         "local" => {
             for e in elems {
-                let (lo, hi) = addr_span(unwrap_elem(e))?;
-                let nets = ipnet::Ipv4Subnets::new(Ipv4Addr::from(lo), Ipv4Addr::from(hi), 0);
+                let (lo, hi) = addr_span(family, unwrap_elem(e))?;
+                let (lo, hi) = (
+                    podnet_policy::rects::number_addr(family, lo),
+                    podnet_policy::rects::number_addr(family, hi),
+                );
+                let nets: Vec<ipnet::IpNet> = match (lo, hi) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => ipnet::Ipv4Subnets::new(a, b, 0)
+                        .map(ipnet::IpNet::V4)
+                        .collect(),
+                    (IpAddr::V6(a), IpAddr::V6(b)) => ipnet::Ipv6Subnets::new(a, b, 0)
+                        .map(ipnet::IpNet::V6)
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 p.local.extend(nets);
             }
         }
@@ -597,7 +632,7 @@ fn policy_set(p: &mut PolicyPlan, name: &str, elems: &[Value]) -> Result<(), Unr
             };
             let rects = p.groups.entry(g).or_default();
             for e in elems {
-                rects.insert(rect(e)?);
+                rects.insert(rect(family, e)?);
             }
         }
     }
@@ -841,9 +876,10 @@ mod tests {
         assert_eq!(p.local.iter().next().unwrap().to_string(), "10.244.1.0/24");
         assert_eq!(p.groups[&g].len(), 3);
         assert!(p.groups[&g].contains(&Rect {
+            family: IpFamily::Ipv4,
             addr: (
-                u32::from(Ipv4Addr::new(10, 1, 0, 1)),
-                u32::from(Ipv4Addr::new(10, 1, 0, 1))
+                u128::from(u32::from(std::net::Ipv4Addr::new(10, 1, 0, 1))),
+                u128::from(u32::from(std::net::Ipv4Addr::new(10, 1, 0, 1)))
             ),
             proto: (17, 17),
             port: (1, 9),

@@ -82,7 +82,10 @@ fn a_cold_apply_builds_everything_in_order() {
     let Call::NftPolicy(policy) = &fx.calls[4] else {
         panic!("{:?}", fx.calls[4])
     };
-    assert_eq!(policy.ops[0], podnet_policy::Op::CreateTable);
+    assert_eq!(
+        policy.ops[0],
+        podnet_policy::Op::CreateTable(podnet_model::IpFamily::Ipv4)
+    );
     let Call::Nft(tx) = &fx.calls[5] else {
         panic!("{:?}", fx.calls[5])
     };

@@ -334,7 +334,12 @@ fn the_kernel_judges_real_packets_as_the_model() {
                 let answered = probe(&bench.borrow(), &cells);
                 for cell in cells {
                     let got = answered.contains(&cell);
-                    let sim = plan.passes(cell.0, cell.1, protocol_number(cell.2), cell.3);
+                    let sim = plan.passes(
+                        cell.0.into(),
+                        cell.1.into(),
+                        protocol_number(cell.2),
+                        cell.3,
+                    );
                     if got != sim {
                         return Err(TestCaseError::fail(format!(
                             "{}: the kernel {} {cell:?}, the table's simulation {}\n{text}",

@@ -21,13 +21,14 @@ pub(super) struct ClassPods {
     /// One of them (any: the others are alike in all a policy reads), kept even when it
     /// has changed or gone since.
     pub(super) rep: PodInfo,
-    pub(super) ips: BTreeMap<NsName, Ipv4Addr>,
+    /// Each pod's addresses, one per family.
+    pub(super) ips: BTreeMap<NsName, Vec<IpAddr>>,
 }
 
 /// A class as the rules read it.
 pub(super) struct Class<'a> {
     pub(super) rep: &'a PodInfo,
-    pub(super) ips: Vec<Ipv4Addr>,
+    pub(super) ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub(super) struct GroupState {
 /// A local pod's entries in the maps.
 #[derive(Debug, Clone)]
 pub(super) struct Placed {
-    pub(super) ip: Ipv4Addr,
+    pub(super) ips: Vec<IpAddr>,
     pub(super) groups: [Option<String>; 2],
 }
 
@@ -63,6 +64,8 @@ pub struct Compiler {
     pub(super) class_of: HashMap<NsName, usize>,
     pub(super) groups: BTreeMap<String, GroupState>,
     pub(super) placed: HashMap<NsName, Placed>,
+    /// The cluster's families: a rule without peers takes in every address of each.
+    pub(super) families: Vec<IpFamily>,
 }
 
 pub(super) const DIRS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
@@ -71,16 +74,15 @@ impl Compiler {
     /// The table of `node` from scratch, and what follows its pods' changes.
     pub fn new(cluster: &Cluster, node: &str) -> (Compiler, PolicyPlan) {
         let policies = Policies::of(cluster);
+        let families = cluster.config.families();
         let mut plan = PolicyPlan {
             local: cluster
                 .node(node)
                 .into_iter()
                 .flat_map(|n| &n.pod_cidrs)
-                .filter_map(|c| match c {
-                    IpNet::V4(v) => Some(*v),
-                    IpNet::V6(_) => None,
-                })
+                .copied()
                 .collect(),
+            ipv6: families.contains(&IpFamily::Ipv6),
             ..Default::default()
         };
         let mut c = Compiler {
@@ -95,6 +97,7 @@ impl Compiler {
             class_of: HashMap::new(),
             groups: BTreeMap::new(),
             placed: HashMap::new(),
+            families,
         };
         for p in &cluster.pods {
             c.join(p);
@@ -157,21 +160,29 @@ impl Compiler {
             let classes = class_list(&self.classes);
             for k in &stale {
                 let g = &self.groups[k];
-                let rects = group_rects(&policies, &classes, &g.rep, g.id.dir, &g.selecting);
+                let rects = group_rects(
+                    &policies,
+                    &classes,
+                    &g.rep,
+                    g.id.dir,
+                    &g.selecting,
+                    &self.families,
+                );
                 let elements = rects::group_elements(&rects);
                 changed |= plan.groups.get(&g.id) != Some(&elements);
                 plan.groups.insert(g.id, elements);
             }
         }
         // The pods' own entries, where they run here.
-        let ips: BTreeSet<Ipv4Addr> = local
+        let ips: BTreeSet<IpAddr> = local
             .iter()
-            .filter_map(|k| self.placed.get(k).map(|p| p.ip))
-            .chain(
-                local
-                    .iter()
-                    .filter_map(|k| self.class_of.get(k).map(|c| self.classes[*c].ips[k])),
-            )
+            .filter_map(|k| self.placed.get(k).map(|p| p.ips.clone()))
+            .chain(local.iter().filter_map(|k| {
+                self.class_of
+                    .get(k)
+                    .map(|c| self.classes[*c].ips[k].clone())
+            }))
+            .flatten()
             .collect();
         let entries = |plan: &PolicyPlan| -> Vec<(Option<Target>, Option<Target>)> {
             ips.iter()
@@ -193,12 +204,12 @@ impl Compiler {
         changed || entries(plan) != was || plan.groups.len() != before
     }
 
-    /// Adds `p` to its class (a pod policies judge: not host-network, with an IPv4 address).
+    /// Adds `p` to its class (a pod policies judge: not host-network, with an address).
     fn join(&mut self, p: &PodInfo) -> Option<usize> {
-        if p.host_network {
+        if p.host_network || p.ips.is_empty() {
             return None;
         }
-        let ip = v4(p)?;
+        let ips = p.ips.clone();
         let key: ClassKey = (
             p.namespace.clone(),
             p.labels
@@ -230,7 +241,7 @@ impl Compiler {
                 k
             }
         };
-        self.classes[k].ips.insert(p.key(), ip);
+        self.classes[k].ips.insert(p.key(), ips);
         self.class_of.insert(p.key(), k);
         Some(k)
     }
@@ -242,7 +253,9 @@ impl Compiler {
                 continue;
             };
             for (dir, g) in DIRS.iter().zip(old.groups) {
-                map_mut(plan, *dir).remove(&old.ip);
+                for ip in &old.ips {
+                    map_mut(plan, *dir).remove(ip);
+                }
                 if let Some(g) = g {
                     let state = self.groups.get_mut(&g).expect("a placed pod's group");
                     state.users -= 1;
@@ -265,7 +278,7 @@ impl Compiler {
         for key in keys {
             let k = self.class_of[key];
             let class = &self.classes[k];
-            let ip = class.ips[key];
+            let ips = class.ips[key].clone();
             let groups = judged
                 .entry(k)
                 .or_insert_with(|| {
@@ -285,7 +298,14 @@ impl Compiler {
                                 .map(|g| g.id);
                             let id = free_id(ids, &gk, dir);
                             let classes = classes.get_or_insert_with(|| class_list(&self.classes));
-                            let rects = group_rects(policies, classes, &class.rep, dir, &selecting);
+                            let rects = group_rects(
+                                policies,
+                                classes,
+                                &class.rep,
+                                dir,
+                                &selecting,
+                                &self.families,
+                            );
                             plan.groups.insert(id, rects::group_elements(&rects));
                             new_groups.push((
                                 gk.clone(),
@@ -301,7 +321,7 @@ impl Compiler {
                     })
                 })
                 .clone();
-            placed.push((key.clone(), Placed { ip, groups }));
+            placed.push((key.clone(), Placed { ips, groups }));
         }
         drop(classes);
         self.groups.extend(new_groups);
@@ -315,14 +335,16 @@ impl Compiler {
                         Target::Group(state.id)
                     }
                 };
-                map_mut(plan, *dir).insert(p.ip, target);
+                for ip in &p.ips {
+                    map_mut(plan, *dir).insert(*ip, target);
+                }
             }
             self.placed.insert(key, p);
         }
     }
 }
 
-pub(super) fn map_mut(p: &mut PolicyPlan, dir: Direction) -> &mut BTreeMap<Ipv4Addr, Target> {
+pub(super) fn map_mut(p: &mut PolicyPlan, dir: Direction) -> &mut BTreeMap<IpAddr, Target> {
     match dir {
         Direction::Ingress => &mut p.ingress,
         Direction::Egress => &mut p.egress,
@@ -335,7 +357,7 @@ pub(super) fn class_list(classes: &[ClassPods]) -> Vec<Class<'_>> {
         .filter(|c| !c.ips.is_empty())
         .map(|c| Class {
             rep: &c.rep,
-            ips: c.ips.values().copied().collect(),
+            ips: c.ips.values().flatten().copied().collect(),
         })
         .collect()
 }
@@ -433,7 +455,22 @@ pub(super) fn free_id(
     GroupId { dir, id }
 }
 
-pub(super) const ALL_ADDRESSES: (u32, u32) = (0, u32::MAX);
+/// A range of one family's addresses.
+pub(super) type Addrs = (IpFamily, rects::Span<u128>);
+
+/// Every address of each family.
+fn all_addresses(families: &[IpFamily]) -> Vec<Addrs> {
+    families
+        .iter()
+        .map(|f| (*f, rects::all_addresses(*f)))
+        .collect()
+}
+
+/// One address.
+fn point(ip: IpAddr) -> Addrs {
+    let n = addr_number(ip);
+    (IpFamily::of(ip), (n, n))
+}
 
 /// Every connection a group's pods may take in (ingress: from these addresses to this pod's
 /// ports) or make (egress: to these addresses and ports).
@@ -443,6 +480,7 @@ pub(super) fn group_rects(
     pod: &PodInfo,
     dir: Direction,
     selecting: &[NsName],
+    families: &[IpFamily],
 ) -> Vec<Rect> {
     let mut out = Vec::new();
     for key in selecting {
@@ -450,18 +488,20 @@ pub(super) fn group_rects(
             match dir {
                 Direction::Ingress => {
                     let ports = rule.ports(End::Pod(pod));
-                    for addr in peer_ranges(policies, &rule, classes) {
+                    for addr in peer_ranges(policies, &rule, classes, families) {
                         push(&mut out, addr, &ports);
                     }
                 }
                 Direction::Egress => {
                     // Named ports resolve on each destination pod; towards other addresses
                     // only numbered ports count.
-                    let numbered = rule.ports(End::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+                    let numbered = rule.ports(End::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
                     if !rule.has_peers() {
-                        push(&mut out, ALL_ADDRESSES, &numbered);
+                        for all in all_addresses(families) {
+                            push(&mut out, all, &numbered);
+                        }
                     }
-                    let blocks: Vec<(u32, u32)> = rule
+                    let blocks: Vec<Addrs> = rule
                         .ip_blocks()
                         .into_iter()
                         .flat_map(|(net, except)| block_ranges(net, &except))
@@ -469,14 +509,19 @@ pub(super) fn group_rects(
                     for addr in &blocks {
                         push(&mut out, *addr, &numbered);
                     }
+                    let in_blocks = |ip: IpAddr| {
+                        let (f, (n, _)) = point(ip);
+                        blocks
+                            .iter()
+                            .any(|(bf, (a, b))| *bf == f && (*a..=*b).contains(&n))
+                    };
                     // A pod inside a block: its named ports count too.
                     if !rule.named_ports().is_empty() {
                         for class in classes {
                             let ports = rule.ports(End::Pod(class.rep));
                             for &ip in &class.ips {
-                                let ip = u32::from(ip);
-                                if blocks.iter().any(|(a, b)| (*a..=*b).contains(&ip)) {
-                                    push(&mut out, (ip, ip), &ports);
+                                if in_blocks(ip) {
+                                    push(&mut out, point(ip), &ports);
                                 }
                             }
                         }
@@ -485,8 +530,7 @@ pub(super) fn group_rects(
                         if policies.selects(&rule, class.rep) {
                             let ports = rule.ports(End::Pod(class.rep));
                             for &ip in &class.ips {
-                                let ip = u32::from(ip);
-                                push(&mut out, (ip, ip), &ports);
+                                push(&mut out, point(ip), &ports);
                             }
                         }
                     }
@@ -498,19 +542,20 @@ pub(super) fn group_rects(
 }
 
 /// The addresses a rule's peers take in: every address without peers, else the matching
-/// pods' and the ipBlocks'.
+/// pods' (each of their addresses) and the ipBlocks'.
 pub(super) fn peer_ranges(
     policies: &Policies<'_>,
     rule: &RuleView<'_>,
     classes: &[Class<'_>],
-) -> Vec<(u32, u32)> {
+    families: &[IpFamily],
+) -> Vec<Addrs> {
     if !rule.has_peers() {
-        return vec![ALL_ADDRESSES];
+        return all_addresses(families);
     }
-    let mut out: Vec<(u32, u32)> = classes
+    let mut out: Vec<Addrs> = classes
         .iter()
         .filter(|c| policies.selects(rule, c.rep))
-        .flat_map(|c| c.ips.iter().map(|ip| (u32::from(*ip), u32::from(*ip))))
+        .flat_map(|c| c.ips.iter().map(|ip| point(*ip)))
         .collect();
     for (net, except) in rule.ip_blocks() {
         out.extend(block_ranges(net, &except));
@@ -518,15 +563,13 @@ pub(super) fn peer_ranges(
     out
 }
 
-/// An IPv4 block less its exceptions, as ranges.
-pub(super) fn block_ranges(net: IpNet, except: &[IpNet]) -> Vec<(u32, u32)> {
-    let IpNet::V4(net) = net else {
-        return Vec::new();
-    };
-    let mut ranges = vec![(u32::from(net.network()), u32::from(net.broadcast()))];
-    for e in except {
-        let IpNet::V4(e) = e else { continue };
-        let (a, b) = (u32::from(e.network()), u32::from(e.broadcast()));
+/// A block less its exceptions (those of its family), as ranges of its family.
+pub(super) fn block_ranges(net: IpNet, except: &[IpNet]) -> Vec<Addrs> {
+    let family = IpFamily::of_net(&net);
+    let span = |n: &IpNet| (addr_number(n.network()), addr_number(n.broadcast()));
+    let mut ranges = vec![span(&net)];
+    for e in except.iter().filter(|e| IpFamily::of_net(e) == family) {
+        let (a, b) = span(e);
         ranges = ranges
             .into_iter()
             .flat_map(|(lo, hi)| {
@@ -545,12 +588,13 @@ pub(super) fn block_ranges(net: IpNet, except: &[IpNet]) -> Vec<(u32, u32)> {
             })
             .collect();
     }
-    ranges
+    ranges.into_iter().map(|r| (family, r)).collect()
 }
 
-pub(super) fn push(out: &mut Vec<Rect>, addr: (u32, u32), ports: &Ports) {
+pub(super) fn push(out: &mut Vec<Rect>, (family, addr): Addrs, ports: &Ports) {
     match ports {
         Ports::Any => out.push(Rect {
+            family,
             addr,
             proto: (0, 255),
             port: (0, u16::MAX),
@@ -558,6 +602,7 @@ pub(super) fn push(out: &mut Vec<Rect>, addr: (u32, u32), ports: &Ports) {
         Ports::Some(list) => out.extend(list.iter().map(|(proto, lo, hi)| {
             let n = protocol_number(*proto);
             Rect {
+                family,
                 addr,
                 proto: (n, n),
                 port: (*lo, *hi),

@@ -1,8 +1,10 @@
 //! NetworkPolicy enforcement, compiled per node from the model's semantics
 //! ([`podnet_model::netpol`], the same code `podnet check --reach` answers with).
 //!
-//! One table per node, `ip podnet-policy`, with a cost per packet that grows with neither the
-//! number of policies nor the number of pods:
+//! One table per node and family, `ip podnet-policy` (and `ip6 podnet-policy` on a cluster with
+//! IPv6: the same groups and chains, each pod's IPv6 address in the maps, each peer's in the
+//! sets), with a cost per packet that grows with neither the number of policies nor the number
+//! of pods:
 //! - `egress` and `ingress` are verdict maps from a local pod's address: on to the
 //!   destination's check, or `accept`, for a pod no policy isolates in that direction, else to
 //!   its *group*'s chain;
@@ -25,14 +27,14 @@ pub mod rects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use podnet_model::netpol::{Direction, End, Policies, Ports, RuleView};
-use podnet_model::{Cluster, NsName, PodInfo};
+use podnet_model::{Cluster, IpFamily, NsName, PodInfo};
 use serde::{Deserialize, Serialize};
 
-pub use rects::Rect;
+pub use rects::{addr_number, Rect};
 
 mod compile;
 mod transaction;
@@ -72,20 +74,29 @@ pub enum Target {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyPlan {
     /// The node's pod CIDRs: a local address the maps do not know is dropped.
-    pub local: BTreeSet<Ipv4Net>,
+    pub local: BTreeSet<IpNet>,
+    /// Every local pod's addresses, of both families.
     #[serde(with = "podnet_model::pairs")]
-    pub ingress: BTreeMap<Ipv4Addr, Target>,
+    pub ingress: BTreeMap<IpAddr, Target>,
     #[serde(with = "podnet_model::pairs")]
-    pub egress: BTreeMap<Ipv4Addr, Target>,
+    pub egress: BTreeMap<IpAddr, Target>,
+    /// A group's elements of both families (each goes to its family's table).
     #[serde(with = "podnet_model::pairs")]
     pub groups: BTreeMap<GroupId, BTreeSet<Rect>>,
+    /// The node also has the `ip6` table (the cluster has IPv6).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
 }
 
-fn v4(p: &PodInfo) -> Option<Ipv4Addr> {
-    p.ips.iter().find_map(|ip| match ip {
-        IpAddr::V4(v) => Some(*v),
-        IpAddr::V6(_) => None,
-    })
+impl PolicyPlan {
+    /// The tables: `ip`, and `ip6` on a cluster with IPv6.
+    pub fn families(&self) -> Vec<IpFamily> {
+        if self.ipv6 {
+            vec![IpFamily::Ipv4, IpFamily::Ipv6]
+        } else {
+            vec![IpFamily::Ipv4]
+        }
+    }
 }
 
 impl PolicyPlan {
@@ -98,16 +109,12 @@ impl PolicyPlan {
 impl PolicyPlan {
     /// What this node's table does with a new connection crossing its forward hook, as the
     /// kernel would evaluate the maps and sets: true if it passes.
-    pub fn passes(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, port: u16) -> bool {
-        let local = |ip: Ipv4Addr| self.local.iter().any(|n| n.contains(&ip));
-        let allowed_by = |g: &GroupId, peer: Ipv4Addr| {
-            self.groups.get(g).is_some_and(|set| {
-                set.iter().any(|r| {
-                    (r.addr.0..=r.addr.1).contains(&u32::from(peer))
-                        && (r.proto.0..=r.proto.1).contains(&proto)
-                        && (r.port.0..=r.port.1).contains(&port)
-                })
-            })
+    pub fn passes(&self, src: IpAddr, dst: IpAddr, proto: u8, port: u16) -> bool {
+        let local = |ip: IpAddr| self.local.iter().any(|n| n.contains(&ip));
+        let allowed_by = |g: &GroupId, peer: IpAddr| {
+            self.groups
+                .get(g)
+                .is_some_and(|set| set.iter().any(|r| r.contains(peer, proto, port)))
         };
         match self.egress.get(&src) {
             Some(Target::Group(g)) if !allowed_by(g, dst) => return false,
@@ -126,12 +133,12 @@ impl PolicyPlan {
 /// source's node first, then the destination's (one node when both are there).
 pub fn passes(
     plans: &BTreeMap<String, PolicyPlan>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     proto: u8,
     port: u16,
 ) -> bool {
-    let node_of = |ip: Ipv4Addr| {
+    let node_of = |ip: IpAddr| {
         plans
             .iter()
             .find(|(_, p)| p.local.iter().any(|n| n.contains(&ip)))

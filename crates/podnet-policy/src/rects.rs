@@ -1,22 +1,62 @@
 //! Boxes of (address range, protocol range, port range), made disjoint: nftables interval sets
-//! refuse overlapping elements, and rules of several policies overlap freely.
+//! refuse overlapping elements, and rules of several policies overlap freely. A box is of one
+//! family (it goes to that family's table); boxes of two families never meet.
 
 use std::collections::BTreeMap;
+
+use podnet_model::IpFamily;
 
 /// An inclusive range.
 pub type Span<T> = (T, T);
 
 /// Disjoint address × port boxes.
-type Boxes = Vec<(Span<u32>, Span<u16>)>;
+type Boxes = Vec<(Span<u128>, Span<u16>)>;
 
-/// One element of an interval set: addresses, protocols and ports, all inclusive.
+/// One element of an interval set: addresses (of `family`, as numbers), protocols and ports,
+/// all inclusive.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct Rect {
-    pub addr: Span<u32>,
+    #[serde(default)]
+    pub family: IpFamily,
+    pub addr: Span<u128>,
     pub proto: Span<u8>,
     pub port: Span<u16>,
+}
+
+impl Rect {
+    /// Whether it holds `ip` (of its family), `proto` and `port`.
+    pub fn contains(&self, ip: std::net::IpAddr, proto: u8, port: u16) -> bool {
+        IpFamily::of(ip) == self.family
+            && (self.addr.0..=self.addr.1).contains(&addr_number(ip))
+            && (self.proto.0..=self.proto.1).contains(&proto)
+            && (self.port.0..=self.port.1).contains(&port)
+    }
+}
+
+/// An address as the number boxes hold.
+pub fn addr_number(ip: std::net::IpAddr) -> u128 {
+    match ip {
+        std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The address a box's number is, in `family`.
+pub fn number_addr(family: IpFamily, n: u128) -> std::net::IpAddr {
+    match family {
+        IpFamily::Ipv4 => std::net::IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+        IpFamily::Ipv6 => std::net::IpAddr::V6(std::net::Ipv6Addr::from(n)),
+    }
+}
+
+/// Every address of a family.
+pub fn all_addresses(family: IpFamily) -> Span<u128> {
+    match family {
+        IpFamily::Ipv4 => (0, u128::from(u32::MAX)),
+        IpFamily::Ipv6 => (0, u128::MAX),
+    }
 }
 
 impl Rect {
@@ -37,8 +77,24 @@ pub fn group_elements(rects: &[Rect]) -> std::collections::BTreeSet<Rect> {
 }
 
 /// The union of `rects` as disjoint boxes, in a canonical order: the same union always gives
-/// the same boxes, so that two plans compare element by element.
+/// the same boxes, so that two plans compare element by element. Each family apart.
 pub fn normalize(rects: &[Rect]) -> Vec<Rect> {
+    let mut out = Vec::new();
+    for family in IpFamily::ALL {
+        let mine: Vec<Rect> = rects
+            .iter()
+            .filter(|r| r.family == family)
+            .copied()
+            .collect();
+        if !mine.is_empty() {
+            out.extend(normalize_family(family, &mine));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn normalize_family(family: IpFamily, rects: &[Rect]) -> Vec<Rect> {
     // Split the protocol axis at every boundary, then the address axis within each piece.
     let mut cuts: Vec<u16> = rects
         .iter()
@@ -50,7 +106,7 @@ pub fn normalize(rects: &[Rect]) -> Vec<Rect> {
     let mut pieces: Vec<(Span<u16>, Boxes)> = Vec::new();
     for w in cuts.windows(2) {
         let (lo, hi) = (w[0], w[1] - 1);
-        let inside: Vec<(Span<u32>, Span<u16>)> = rects
+        let inside: Vec<(Span<u128>, Span<u16>)> = rects
             .iter()
             .filter(|r| u16::from(r.proto.0) <= lo && hi <= u16::from(r.proto.1))
             .map(|r| (r.addr, r.port))
@@ -65,6 +121,7 @@ pub fn normalize(rects: &[Rect]) -> Vec<Rect> {
         .into_iter()
         .flat_map(|((lo, hi), boxes)| {
             boxes.into_iter().map(move |(addr, port)| Rect {
+                family,
                 addr,
                 proto: (lo as u8, hi as u8),
                 port,
@@ -77,16 +134,23 @@ pub fn normalize(rects: &[Rect]) -> Vec<Rect> {
 
 /// The union of address × port boxes as disjoint boxes: a sweep over the address axis keeping
 /// the port ranges in force, merging neighbours with the same ports.
-fn normalize_2d(boxes: &[(Span<u32>, Span<u16>)]) -> Boxes {
-    // Events: at an address, port ranges start (+1) or end (-1).
-    let mut events: BTreeMap<u64, Vec<(Span<u16>, i32)>> = BTreeMap::new();
+fn normalize_2d(boxes: &[(Span<u128>, Span<u16>)]) -> Boxes {
+    // Events: at an address, port ranges start (+1) or end (-1). An end after the last
+    // address (u128::MAX + 1) is `End`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum At {
+        Addr(u128),
+        End,
+    }
+    let mut events: BTreeMap<At, Vec<(Span<u16>, i32)>> = BTreeMap::new();
     for &((a, b), port) in boxes {
-        events.entry(u64::from(a)).or_default().push((port, 1));
-        events.entry(u64::from(b) + 1).or_default().push((port, -1));
+        events.entry(At::Addr(a)).or_default().push((port, 1));
+        let end = b.checked_add(1).map_or(At::End, At::Addr);
+        events.entry(end).or_default().push((port, -1));
     }
     let mut active: BTreeMap<Span<u16>, i32> = BTreeMap::new();
     // (start, ports) of the segment being built.
-    let mut open: Option<(u64, Vec<Span<u16>>)> = None;
+    let mut open: Option<(u128, Vec<Span<u16>>)> = None;
     let mut out = Vec::new();
     for (at, changes) in events {
         for (port, d) in changes {
@@ -102,12 +166,16 @@ fn normalize_2d(boxes: &[(Span<u32>, Span<u16>)]) -> Boxes {
             _ => {}
         }
         if let Some((start, current)) = open.take() {
+            let last = match at {
+                At::Addr(a) => a - 1,
+                At::End => u128::MAX,
+            };
             for p in current {
-                out.push(((start as u32, (at - 1) as u32), p));
+                out.push(((start, last), p));
             }
         }
-        if !ports.is_empty() {
-            open = Some((at, ports));
+        if let (false, At::Addr(a)) = (ports.is_empty(), at) {
+            open = Some((a, ports));
         }
     }
     out
@@ -132,7 +200,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn covers(rects: &[Rect], a: u32, p: u8, port: u16) -> bool {
+    fn covers(rects: &[Rect], a: u128, p: u8, port: u16) -> bool {
         rects.iter().any(|r| {
             (r.addr.0..=r.addr.1).contains(&a)
                 && (r.proto.0..=r.proto.1).contains(&p)
@@ -142,13 +210,14 @@ mod tests {
 
     fn rect() -> impl Strategy<Value = Rect> {
         (
-            0u32..64,
-            0u32..16,
+            0u128..64,
+            0u128..16,
             prop_oneof![Just((6u8, 6u8)), Just((17, 17)), Just((0, 255))],
             0u16..40,
             0u16..20,
         )
             .prop_map(|(a, w, proto, p, pw)| Rect {
+                family: IpFamily::Ipv4,
                 addr: (a, a + w),
                 proto,
                 port: (p, p + pw),
@@ -160,7 +229,7 @@ mod tests {
         #[test]
         fn same_points_no_overlap(rects in proptest::collection::vec(rect(), 0..12)) {
             let n = normalize(&rects);
-            for a in 0..90u32 {
+            for a in 0..90u128 {
                 for p in [0u8, 6, 17, 132] {
                     for port in 0..70u16 {
                         let inside = n.iter().filter(|r| {
@@ -178,17 +247,33 @@ mod tests {
 
     #[test]
     fn the_whole_space_is_one_box() {
-        let all = Rect {
-            addr: (0, u32::MAX),
-            proto: (0, 255),
-            port: (0, u16::MAX),
-        };
-        let inner = Rect {
-            addr: (5, 5),
+        for family in IpFamily::ALL {
+            let all = Rect {
+                family,
+                addr: all_addresses(family),
+                proto: (0, 255),
+                port: (0, u16::MAX),
+            };
+            let inner = Rect {
+                family,
+                addr: (5, 5),
+                proto: (6, 6),
+                port: (80, 80),
+            };
+            assert_eq!(normalize(&[all, inner]), [all]);
+            assert_eq!(normalize(&[inner, inner]), [inner]);
+        }
+        // Two families' boxes stay apart, whatever their numbers.
+        let four = Rect {
+            family: IpFamily::Ipv4,
+            addr: (5, 9),
             proto: (6, 6),
             port: (80, 80),
         };
-        assert_eq!(normalize(&[all, inner]), [all]);
-        assert_eq!(normalize(&[inner, inner]), [inner]);
+        let six = Rect {
+            family: IpFamily::Ipv6,
+            ..four
+        };
+        assert_eq!(normalize(&[six, four]), [four, six]);
     }
 }

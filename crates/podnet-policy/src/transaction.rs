@@ -6,24 +6,29 @@ use super::*;
 /// One step of a transaction on the policy table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    CreateTable,
+    /// A family's table.
+    CreateTable(IpFamily),
+    /// A group's chain and sets, in every table of the transaction.
     AddGroup(GroupId),
     DeleteGroup(GroupId),
+    /// Elements, each in its family's table.
     AddRects(GroupId, Vec<Rect>),
     DeleteRects(GroupId, Vec<Rect>),
-    SetTargets(Direction, Vec<(Ipv4Addr, Target)>),
-    DeleteTargets(Direction, Vec<Ipv4Addr>),
-    AddLocal(Vec<Ipv4Net>),
-    DeleteLocal(Vec<Ipv4Net>),
+    SetTargets(Direction, Vec<(IpAddr, Target)>),
+    DeleteTargets(Direction, Vec<IpAddr>),
+    AddLocal(Vec<IpNet>),
+    DeleteLocal(Vec<IpNet>),
 }
 
-/// Changes to the policy table that the kernel applies as one.
+/// Changes to the policy tables that the kernel applies as one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
     pub ops: Vec<Op>,
+    /// The node has the `ip6` table too: groups are made and removed in both.
+    pub ipv6: bool,
 }
 
-pub(super) fn map_of(p: &PolicyPlan, dir: Direction) -> &BTreeMap<Ipv4Addr, Target> {
+pub(super) fn map_of(p: &PolicyPlan, dir: Direction) -> &BTreeMap<IpAddr, Target> {
     match dir {
         Direction::Ingress => &p.ingress,
         Direction::Egress => &p.egress,
@@ -33,18 +38,25 @@ pub(super) fn map_of(p: &PolicyPlan, dir: Direction) -> &BTreeMap<Ipv4Addr, Targ
 impl Transaction {
     /// The whole table, for a node's first load (replacing one an earlier run left).
     pub fn create(p: &PolicyPlan) -> Transaction {
-        Transaction::update(&PolicyPlan::default(), p).with_table()
-    }
-
-    fn with_table(mut self) -> Transaction {
-        self.ops.insert(0, Op::CreateTable);
-        self
+        let before = PolicyPlan {
+            ipv6: p.ipv6,
+            ..Default::default()
+        };
+        let mut tx = Transaction::update(&before, p);
+        let tables: Vec<Op> = p.families().into_iter().map(Op::CreateTable).collect();
+        tx.ops.splice(0..0, tables);
+        tx
     }
 
     /// The changes from `old` to `new`, in an order the kernel accepts within one transaction:
     /// new groups first, their elements, then the maps, and gone groups last, once nothing
     /// refers to them.
     pub fn update(old: &PolicyPlan, new: &PolicyPlan) -> Transaction {
+        if new.ipv6 != old.ipv6 {
+            // The tables a node has changed (the cluster gained or lost IPv6): both made
+            // again, whole, in this one transaction.
+            return Transaction::create(new);
+        }
         let mut ops = Vec::new();
         for id in new.groups.keys().filter(|g| !old.groups.contains_key(g)) {
             ops.push(Op::AddGroup(*id));
@@ -66,12 +78,12 @@ impl Transaction {
         }
         for dir in [Direction::Egress, Direction::Ingress] {
             let (o, n) = (map_of(old, dir), map_of(new, dir));
-            let gone: Vec<Ipv4Addr> = o
+            let gone: Vec<IpAddr> = o
                 .iter()
                 .filter(|(ip, t)| n.get(ip) != Some(t))
                 .map(|(ip, _)| *ip)
                 .collect();
-            let set: Vec<(Ipv4Addr, Target)> = n
+            let set: Vec<(IpAddr, Target)> = n
                 .iter()
                 .filter(|(ip, t)| o.get(ip) != Some(t))
                 .map(|(ip, t)| (*ip, *t))
@@ -83,8 +95,8 @@ impl Transaction {
                 ops.push(Op::SetTargets(dir, set));
             }
         }
-        let gone: Vec<Ipv4Net> = old.local.difference(&new.local).copied().collect();
-        let added: Vec<Ipv4Net> = new.local.difference(&old.local).copied().collect();
+        let gone: Vec<IpNet> = old.local.difference(&new.local).copied().collect();
+        let added: Vec<IpNet> = new.local.difference(&old.local).copied().collect();
         if !gone.is_empty() {
             ops.push(Op::DeleteLocal(gone));
         }
@@ -94,7 +106,10 @@ impl Transaction {
         for id in old.groups.keys().filter(|g| !new.groups.contains_key(g)) {
             ops.push(Op::DeleteGroup(*id));
         }
-        Transaction { ops }
+        Transaction {
+            ops,
+            ipv6: new.ipv6,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,8 +119,13 @@ impl Transaction {
     /// The transaction in nft's syntax: the one place it is written.
     pub fn render(&self) -> String {
         let mut s = String::new();
+        let families: &[IpFamily] = if self.ipv6 {
+            &[IpFamily::Ipv4, IpFamily::Ipv6]
+        } else {
+            &[IpFamily::Ipv4]
+        };
         for op in &self.ops {
-            render_op(&mut s, op);
+            render_op(&mut s, op, families);
         }
         s
     }
@@ -124,7 +144,23 @@ impl PolicyPlan {
     pub fn apply(&mut self, tx: &Transaction) -> Result<(), Missing> {
         for op in &tx.ops {
             match op {
-                Op::CreateTable => *self = PolicyPlan::default(),
+                Op::CreateTable(IpFamily::Ipv4) => {
+                    *self = PolicyPlan {
+                        ipv6: self.ipv6,
+                        ..Default::default()
+                    }
+                }
+                Op::CreateTable(IpFamily::Ipv6) => {
+                    // The ip6 table made again: what it held goes, the ip table's stays.
+                    let v4 = |ip: &IpAddr| ip.is_ipv4();
+                    self.ingress.retain(|ip, _| v4(ip));
+                    self.egress.retain(|ip, _| v4(ip));
+                    self.local.retain(|n| n.addr().is_ipv4());
+                    for set in self.groups.values_mut() {
+                        set.retain(|r| r.family == IpFamily::Ipv4);
+                    }
+                    self.ipv6 = true;
+                }
                 Op::AddGroup(g) => drop(self.groups.insert(*g, BTreeSet::new())),
                 Op::DeleteGroup(g) => {
                     self.groups.remove(g).ok_or_else(|| Missing(g.chain()))?;
@@ -166,37 +202,79 @@ impl PolicyPlan {
     }
 }
 
-pub(super) fn render_op(s: &mut String, op: &Op) {
-    let t = TABLE;
-    match op {
-        Op::CreateTable => render_table(s),
-        Op::AddGroup(g) => {
-            let c = g.chain();
+/// A family's words: the table's family and the header's expressions (`ip`, `ip6`), an
+/// address's type.
+fn words(f: IpFamily) -> (&'static str, &'static str) {
+    match f {
+        IpFamily::Ipv4 => ("ip", "ipv4_addr"),
+        IpFamily::Ipv6 => ("ip6", "ipv6_addr"),
+    }
+}
+
+fn family_of_ip(ip: &IpAddr) -> IpFamily {
+    IpFamily::of(*ip)
+}
+
+/// `verb element <family> podnet-policy <set> { ... }` in chunks, each element in its
+/// family's table.
+fn render_elements<T>(
+    s: &mut String,
+    verb: &str,
+    set: &str,
+    v: &[T],
+    family: impl Fn(&T) -> IpFamily,
+    text: impl Fn(&T) -> String,
+) {
+    for f in IpFamily::ALL {
+        let elems: Vec<String> = v.iter().filter(|e| family(e) == f).map(&text).collect();
+        let (fam, _) = words(f);
+        for chunk in elems.chunks(1000) {
             let _ = writeln!(
                 s,
-                "add set ip {t} {c}_pts {{ type ipv4_addr . inet_proto . inet_service; }}"
+                "{verb} element {fam} {TABLE} {set} {{ {} }}",
+                chunk.join(", ")
             );
-            let _ = writeln!(s, "add set ip {t} {c}_allow {{ type ipv4_addr . inet_proto . inet_service; flags interval; }}");
-            let _ = writeln!(s, "add chain ip {t} {c}");
-            for set in ["pts", "allow"] {
-                let _ = match g.dir {
-                    Direction::Ingress => writeln!(
-                        s,
-                        "add rule ip {t} {c} ip saddr . meta l4proto . th dport @{c}_{set} accept"
-                    ),
-                    Direction::Egress => writeln!(
-                        s,
-                        "add rule ip {t} {c} ip daddr . meta l4proto . th dport @{c}_{set} goto ingress_check"
-                    ),
-                };
+        }
+    }
+}
+
+pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
+    let t = TABLE;
+    match op {
+        Op::CreateTable(f) => render_table(s, *f),
+        Op::AddGroup(g) => {
+            let c = g.chain();
+            for f in families {
+                let (fam, addr_type) = words(*f);
+                let _ = writeln!(
+                    s,
+                    "add set {fam} {t} {c}_pts {{ type {addr_type} . inet_proto . inet_service; }}"
+                );
+                let _ = writeln!(s, "add set {fam} {t} {c}_allow {{ type {addr_type} . inet_proto . inet_service; flags interval; }}");
+                let _ = writeln!(s, "add chain {fam} {t} {c}");
+                for set in ["pts", "allow"] {
+                    let _ = match g.dir {
+                        Direction::Ingress => writeln!(
+                            s,
+                            "add rule {fam} {t} {c} {fam} saddr . meta l4proto . th dport @{c}_{set} accept"
+                        ),
+                        Direction::Egress => writeln!(
+                            s,
+                            "add rule {fam} {t} {c} {fam} daddr . meta l4proto . th dport @{c}_{set} goto ingress_check"
+                        ),
+                    };
+                }
+                let _ = writeln!(s, "add rule {fam} {t} {c} drop");
             }
-            let _ = writeln!(s, "add rule ip {t} {c} drop");
         }
         Op::DeleteGroup(g) => {
             let c = g.chain();
-            let _ = writeln!(s, "delete chain ip {t} {c}");
-            let _ = writeln!(s, "delete set ip {t} {c}_pts");
-            let _ = writeln!(s, "delete set ip {t} {c}_allow");
+            for f in families {
+                let (fam, _) = words(*f);
+                let _ = writeln!(s, "delete chain {fam} {t} {c}");
+                let _ = writeln!(s, "delete set {fam} {t} {c}_pts");
+                let _ = writeln!(s, "delete set {fam} {t} {c}_allow");
+            }
         }
         Op::AddRects(g, v) | Op::DeleteRects(g, v) => {
             let verb = if matches!(op, Op::AddRects(..)) {
@@ -206,41 +284,29 @@ pub(super) fn render_op(s: &mut String, op: &Op) {
             };
             let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v.iter().partition(|r| r.is_point());
             for (set, v) in [("pts", points), ("allow", ranges)] {
-                let elems: Vec<String> = v.into_iter().map(render_rect).collect();
-                for chunk in elems.chunks(1000) {
-                    let _ = writeln!(
-                        s,
-                        "{verb} element ip {t} {}_{set} {{ {} }}",
-                        g.chain(),
-                        chunk.join(", ")
-                    );
-                }
+                let set = format!("{}_{set}", g.chain());
+                render_elements(s, verb, &set, &v, |r| r.family, |r| render_rect(r));
             }
         }
         Op::SetTargets(dir, v) => {
-            let elems: Vec<String> = v
-                .iter()
-                .map(|(ip, target)| format!("{ip} : {}", verdict(*dir, *target)))
-                .collect();
-            for chunk in elems.chunks(1000) {
-                let _ = writeln!(
-                    s,
-                    "add element ip {t} {} {{ {} }}",
-                    map_name(*dir),
-                    chunk.join(", ")
-                );
-            }
+            render_elements(
+                s,
+                "add",
+                map_name(*dir),
+                v,
+                |(ip, _)| family_of_ip(ip),
+                |(ip, target)| format!("{ip} : {}", verdict(*dir, *target)),
+            );
         }
         Op::DeleteTargets(dir, v) => {
-            let elems: Vec<String> = v.iter().map(ToString::to_string).collect();
-            for chunk in elems.chunks(1000) {
-                let _ = writeln!(
-                    s,
-                    "delete element ip {t} {} {{ {} }}",
-                    map_name(*dir),
-                    chunk.join(", ")
-                );
-            }
+            render_elements(
+                s,
+                "delete",
+                map_name(*dir),
+                v,
+                family_of_ip,
+                ToString::to_string,
+            );
         }
         Op::AddLocal(v) | Op::DeleteLocal(v) => {
             let verb = if matches!(op, Op::AddLocal(_)) {
@@ -248,8 +314,7 @@ pub(super) fn render_op(s: &mut String, op: &Op) {
             } else {
                 "delete"
             };
-            let elems: Vec<String> = v.iter().map(ToString::to_string).collect();
-            let _ = writeln!(s, "{verb} element ip {t} local {{ {} }}", elems.join(", "));
+            render_elements(s, verb, "local", v, IpFamily::of_net, ToString::to_string);
         }
     }
 }
@@ -272,7 +337,7 @@ pub(super) fn verdict(dir: Direction, t: Target) -> String {
 }
 
 pub(super) fn render_rect(r: &Rect) -> String {
-    let addr = |a: u32| Ipv4Addr::from(a).to_string();
+    let addr = |a: u128| rects::number_addr(r.family, a).to_string();
     let span =
         |lo: String, hi: String, single: bool| if single { lo } else { format!("{lo}-{hi}") };
     format!(
@@ -291,30 +356,31 @@ pub(super) fn render_rect(r: &Rect) -> String {
     )
 }
 
-pub(super) fn render_table(s: &mut String) {
+pub(super) fn render_table(s: &mut String, family: IpFamily) {
     let t = TABLE;
+    let (f, addr_type) = words(family);
     let lines = [
-        format!("add table ip {t}"),
-        format!("delete table ip {t}"),
-        format!("add table ip {t}"),
-        format!("add map ip {t} ingress {{ type ipv4_addr : verdict; }}"),
-        format!("add map ip {t} egress {{ type ipv4_addr : verdict; }}"),
-        format!("add set ip {t} local {{ type ipv4_addr; flags interval; }}"),
+        format!("add table {f} {t}"),
+        format!("delete table {f} {t}"),
+        format!("add table {f} {t}"),
+        format!("add map {f} {t} ingress {{ type {addr_type} : verdict; }}"),
+        format!("add map {f} {t} egress {{ type {addr_type} : verdict; }}"),
+        format!("add set {f} {t} local {{ type {addr_type}; flags interval; }}"),
         // The destination's side, once the source's allows: a known local pod by its map
         // entry, an unknown local address dropped, anything else (no local pod) passes.
-        format!("add chain ip {t} ingress_check"),
-        format!("add rule ip {t} ingress_check ip daddr vmap @ingress"),
-        format!("add rule ip {t} ingress_check ip daddr @local drop"),
-        format!("add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}"),
-        format!("add rule ip {t} forward ct state established,related accept"),
-        format!("add rule ip {t} forward ip saddr vmap @egress"),
+        format!("add chain {f} {t} ingress_check"),
+        format!("add rule {f} {t} ingress_check {f} daddr vmap @ingress"),
+        format!("add rule {f} {t} ingress_check {f} daddr @local drop"),
+        format!("add chain {f} {t} forward {{ type filter hook forward priority filter; policy accept; }}"),
+        format!("add rule {f} {t} forward ct state established,related accept"),
+        format!("add rule {f} {t} forward {f} saddr vmap @egress"),
         // A local pod the table does not know yet: nothing out until it does (nor in, above).
-        format!("add rule ip {t} forward ip saddr @local drop"),
-        format!("add rule ip {t} forward goto ingress_check"),
+        format!("add rule {f} {t} forward {f} saddr @local drop"),
+        format!("add rule {f} {t} forward goto ingress_check"),
         // A pod's connections to its own node are egress too.
-        format!("add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}"),
-        format!("add rule ip {t} input ct state established,related accept"),
-        format!("add rule ip {t} input ip saddr vmap @egress"),
+        format!("add chain {f} {t} input {{ type filter hook input priority filter; policy accept; }}"),
+        format!("add rule {f} {t} input ct state established,related accept"),
+        format!("add rule {f} {t} input {f} saddr vmap @egress"),
     ];
     for l in lines {
         s.push_str(&l);

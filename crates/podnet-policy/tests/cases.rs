@@ -3,18 +3,16 @@
 //! give the model's verdict, and so upstream's. Then the rendered tables load into nftables.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use podnet_model::netpol::{End, Policies};
 use podnet_policy::{passes, protocol_number, PolicyPlan, Transaction};
 
 use podnet_testkit::netpol_cases;
 
-fn v4(ip: &IpAddr) -> Ipv4Addr {
-    match ip {
-        IpAddr::V4(v) => *v,
-        IpAddr::V6(_) => panic!("IPv4 only"),
-    }
+fn v4(ip: &IpAddr) -> IpAddr {
+    assert!(ip.is_ipv4(), "the cases' cluster is IPv4");
+    *ip
 }
 
 #[test]
@@ -102,4 +100,69 @@ fn load_into_nft(tables: &[String]) {
         return;
     }
     assert!(out.status.success(), "{err}");
+}
+
+/// On a dual-stack cluster each node's tables of both families load, and an update that
+/// moves a pod between groups applies on top.
+#[test]
+fn dual_stack_tables_load_into_nft() {
+    use podnet_model::{parse_documents, ConfigOverrides};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/seeds/network-policy.yaml"
+    ))
+    .ok();
+    let extra = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, labels: {app: my-app}}
+spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, labels: {role: frontend}}
+spec: {nodeName: node-1, containers: [{name: c, image: x}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: v6-block}
+spec:
+  podSelector: {matchLabels: {app: my-app}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{ipBlock: {cidr: "fd00:10:244::/56", except: ["fd00:10:244:1::/64"]}}, {podSelector: {matchLabels: {role: frontend}}}]}]
+  egress: [{to: [{ipBlock: {cidr: "::/0"}}], ports: [{port: 443}]}]
+"#;
+    let all = match text {
+        Some(t) => format!("{t}\n---\n{extra}"),
+        None => extra.to_string(),
+    };
+    let docs = parse_documents("dual.yaml", &all).unwrap();
+    let o = ConfigOverrides {
+        ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+        ..Default::default()
+    };
+    let c = podnet_emulator::build(&docs, &o).unwrap();
+    let tables: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let plan = PolicyPlan::for_node(&c, &n.name);
+            assert!(plan.ipv6);
+            Transaction::create(&plan).render()
+        })
+        .collect();
+    for t in &tables {
+        assert!(t.contains("add table ip6 podnet-policy"), "{t}");
+    }
+    let groups = tables.iter().find(|t| t.contains("_pts")).expect("a group");
+    assert!(
+        groups.contains("add set ip6 podnet-policy ing_")
+            || groups.contains("add set ip6 podnet-policy egr_"),
+        "the groups in the ip6 table: {groups}"
+    );
+    assert!(
+        groups.contains("fd00:10:244::/56") || groups.contains("fd00:10:244::-"),
+        "{groups}"
+    );
+    load_into_nft(&tables);
 }

@@ -2,7 +2,6 @@
 //! kernel evaluates maps and sets, give the model's verdict on every cell.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 
 use podnet_emulator::build;
 use podnet_model::netpol::{End, Policies};
@@ -26,14 +25,47 @@ proptest! {
             c.nodes.iter().map(|n| (n.name.clone(), PolicyPlan::for_node(&c, &n.name))).collect();
         let model = Policies::of(&c);
         let pods: Vec<_> = c.pods.iter().filter(|p| p.name.starts_with("pod")).collect();
-        let v4 = |ip: &IpAddr| match ip { IpAddr::V4(v) => *v, IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED };
         for a in &pods {
             for b in &pods {
                 if a.key() == b.key() { continue; }
                 for (port, proto) in [(80, Protocol::Tcp), (81, Protocol::Tcp), (80, Protocol::Udp)] {
                     let want = model.judge(End::Pod(a), End::Pod(b), port, proto).allowed;
-                    let got = passes(&plans, v4(&a.ips[0]), v4(&b.ips[0]), protocol_number(proto), port);
+                    let got = passes(&plans, a.ips[0], b.ips[0], protocol_number(proto), port);
                     prop_assert_eq!(got, want, "{} -> {} {}/{}\n{}", a.key(), b.key(), proto, port, text);
+                }
+            }
+        }
+    }
+
+    /// The same on a dual-stack cluster, for both families: each pair judged over IPv4
+    /// and over IPv6 (the pods reached at their address of that family, so that an IPv4
+    /// ipBlock takes in no IPv6 connection), the tables of each family alike.
+    #[test]
+    fn dual_stack_tables_judge_each_family_as_the_model(
+        labels in proptest::collection::vec(0usize..3, 6),
+        policies in proptest::collection::vec(policy(), 0..4),
+    ) {
+        let text = manifests(&labels, &policies);
+        let docs = parse_documents("p.yaml", &text).unwrap();
+        let dual = ConfigOverrides {
+            ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+            ..Default::default()
+        };
+        let c = build(&docs, &dual).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plans: BTreeMap<String, PolicyPlan> =
+            c.nodes.iter().map(|n| (n.name.clone(), PolicyPlan::for_node(&c, &n.name))).collect();
+        let model = Policies::of(&c);
+        let pods: Vec<_> = c.pods.iter().filter(|p| p.name.starts_with("pod")).collect();
+        for family in podnet_model::IpFamily::ALL {
+            for a in &pods {
+                for b in &pods {
+                    if a.key() == b.key() { continue; }
+                    let (a, b) = (a.at(family).unwrap(), b.at(family).unwrap());
+                    for (port, proto) in [(80, Protocol::Tcp), (81, Protocol::Tcp), (80, Protocol::Udp)] {
+                        let want = model.judge(End::Pod(&a), End::Pod(&b), port, proto).allowed;
+                        let got = passes(&plans, a.ips[0], b.ips[0], protocol_number(proto), port);
+                        prop_assert_eq!(got, want, "{:?}: {} -> {} {}/{}\n{}", family, a.key(), b.key(), proto, port, text);
+                    }
                 }
             }
         }

@@ -76,14 +76,23 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             lab,
             port,
             protocol,
+            family,
             timeout_ms,
             output,
         } => {
             let st = podnet_lab::load_state(&lab.name)?;
+            let family = match family.as_deref() {
+                None => None,
+                Some(f) => Some(
+                    podnet_model::IpFamily::parse(f)
+                        .ok_or_else(|| anyhow::anyhow!("--family {f:?}: IPv4 or IPv6"))?,
+                ),
+            };
             let m = podnet_lab::probe::probe(
                 &st,
                 port,
                 &protocol.to_uppercase(),
+                family,
                 Duration::from_millis(timeout_ms),
             )?;
             crate::output::emit(output, &m, || m.render())?;

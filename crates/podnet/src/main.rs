@@ -307,6 +307,10 @@ enum LabCommand {
         port: u16,
         #[arg(long, default_value = "TCP")]
         protocol: String,
+        /// Over which family: IPv4 or IPv6 (each pod at its address of that family). Default:
+        /// the cluster's primary family.
+        #[arg(long)]
+        family: Option<String>,
         /// Per-connection timeout in milliseconds.
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,

@@ -58,13 +58,14 @@ pub(super) fn programmed(
     let Some(want) = want else {
         return Err(Unprogrammed::NoNode(node.to_string()));
     };
-    if let std::net::IpAddr::V4(v4) = ip {
-        if p.host_network {
-            return Ok(());
-        }
+    if p.host_network {
+        return Ok(());
+    }
+    // Every address of the pod (one per family), each in both policy maps.
+    for &ip in &p.ips {
         let missing: Vec<&'static str> = [
-            ("ingress", want.policy.ingress.contains_key(&v4)),
-            ("egress", want.policy.egress.contains_key(&v4)),
+            ("ingress", want.policy.ingress.contains_key(&ip)),
+            ("egress", want.policy.egress.contains_key(&ip)),
         ]
         .iter()
         .filter(|(_, has)| !has)
