@@ -122,7 +122,8 @@ pub struct HealthCheck {
 }
 
 /// The table that gives pod traffic leaving the cluster, and other traffic entering the
-/// overlay, the node's own address (`ip podnet-masq`):
+/// overlay, the node's own address (`ip podnet-masq`, and `ip6 podnet-masq` for a cluster's
+/// IPv6 pods, whose ULA addresses nothing outside routes either):
 /// - from a pod to anywhere outside the cluster's pod CIDR (the Internet, the node network):
 ///   masqueraded to the address it leaves by, as kindnet, flannel (`ipMasq`) and Calico
 ///   (`natOutgoing`) do: nothing outside routes to pod addresses;
@@ -136,8 +137,8 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Masquerade {
-    /// The cluster's pod CIDR.
-    pub pod_cidr: ipnet::Ipv4Net,
+    /// The cluster's pod CIDRs, one per family: one table each.
+    pub pod_cidrs: Vec<IpNet>,
     /// The overlay device.
     pub overlay: String,
 }
@@ -146,15 +147,30 @@ pub struct Masquerade {
 pub const MASQ_TABLE: &str = "podnet-masq";
 
 impl Masquerade {
-    /// The whole table, replacing any earlier one, as one nftables transaction.
+    /// The whole tables, replacing any earlier ones, as one nftables transaction.
     pub fn render(&self) -> String {
-        let (t, cidr, dev) = (MASQ_TABLE, self.pod_cidr, &self.overlay);
-        format!(
-            "add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n\
-             add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat + 10; policy accept; }}\n\
-             add rule ip {t} postrouting ip saddr {cidr} ip daddr != {cidr} oifname != \"{dev}\" masquerade\n\
-             add rule ip {t} postrouting ip saddr != {cidr} oifname \"{dev}\" masquerade\n"
-        )
+        let (t, dev) = (MASQ_TABLE, &self.overlay);
+        let mut s = String::new();
+        for cidr in &self.pod_cidrs {
+            let f = if cidr.addr().is_ipv4() { "ip" } else { "ip6" };
+            s.push_str(&format!(
+                "add table {f} {t}\ndelete table {f} {t}\nadd table {f} {t}\n\
+                 add chain {f} {t} postrouting {{ type nat hook postrouting priority srcnat + 10; policy accept; }}\n\
+                 add rule {f} {t} postrouting {f} saddr {cidr} {f} daddr != {cidr} oifname != \"{dev}\" masquerade\n\
+                 add rule {f} {t} postrouting {f} saddr != {cidr} oifname \"{dev}\" masquerade\n"
+            ));
+        }
+        s
+    }
+
+    /// Whether it has the `ip6` table.
+    pub fn ipv6(&self) -> bool {
+        self.pod_cidrs.iter().any(|c| c.addr().is_ipv6())
+    }
+
+    /// Whether it has the `ip` table.
+    pub fn ipv4(&self) -> bool {
+        self.pod_cidrs.iter().any(|c| c.addr().is_ipv4())
     }
 }
 
@@ -172,8 +188,8 @@ pub struct NodeDataplane {
     #[serde(default)]
     pub policy: podnet_policy::PolicyPlan,
     pub health_checks: Vec<HealthCheck>,
-    /// Masquerade for traffic leaving the cluster or entering the overlay (None: the
-    /// cluster's pod CIDR is not IPv4).
+    /// Masquerade for traffic leaving the cluster or entering the overlay, each family of the
+    /// cluster's.
     #[serde(default)]
     pub masquerade: Option<Masquerade>,
     /// LoadBalancer IPs and externalIPs this node serves: all of them, but for
@@ -299,13 +315,10 @@ impl NodeDataplane {
             },
             policy: Default::default(),
             health_checks: Vec::new(),
-            masquerade: match cluster.config.pod_cidr_of(podnet_model::IpFamily::Ipv4) {
-                Some(IpNet::V4(pod_cidr)) => Some(Masquerade {
-                    pod_cidr,
-                    overlay: VXLAN_DEV.into(),
-                }),
-                _ => None,
-            },
+            masquerade: Some(Masquerade {
+                pod_cidrs: cluster.config.pod_cidrs.clone(),
+                overlay: VXLAN_DEV.into(),
+            }),
             serves_external: BTreeSet::new(),
         })
     }

@@ -320,13 +320,26 @@ impl Linux {
                 &policy_script,
             );
         let masq_ok = match &want.masquerade {
-            Some(m) => check(
-                "masquerade",
-                "ip",
-                crate::dataplane::MASQ_TABLE,
-                tables.masquerade.as_ref().map(observe::Table::checked),
-                &m.render(),
-            ),
+            Some(m) => {
+                let script = m.render();
+                let v4 = !m.ipv4()
+                    || check(
+                        "masquerade",
+                        "ip",
+                        crate::dataplane::MASQ_TABLE,
+                        tables.masquerade.as_ref().map(observe::Table::checked),
+                        &script,
+                    );
+                let v6 = !m.ipv6()
+                    || check(
+                        "masquerade",
+                        "ip6",
+                        crate::dataplane::MASQ_TABLE,
+                        tables.masquerade6.as_ref().map(observe::Table::checked),
+                        &script,
+                    );
+                v4 && v6
+            }
             None => false,
         };
         let held = &mut out.held;

@@ -455,8 +455,12 @@ pub fn ruleset(netns: &Path) -> Result<Value, NodeError> {
                 continue;
             }
             let table = body["table"].as_str().unwrap_or("").to_string();
+            let family = match body["family"].as_str() {
+                Some("ip6") => podnet_model::IpFamily::Ipv6,
+                _ => podnet_model::IpFamily::Ipv4,
+            };
             let ty = SetType::of(body);
-            body["elem"] = Value::Array(elements(&socket, &table, &name, &ty)?);
+            body["elem"] = Value::Array(elements_of(&socket, family, &table, &name, &ty)?);
         }
     }
     Ok(ruleset)

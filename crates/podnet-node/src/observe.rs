@@ -80,6 +80,8 @@ pub struct Tables {
     pub proxy6: Option<Table<Elements>>,
     /// The policy's `ip6` table.
     pub policy6: Option<Table<PolicyPlan>>,
+    /// The masquerade's `ip6` table.
+    pub masquerade6: Option<Table<()>>,
     pub policy: Option<Table<PolicyPlan>>,
     pub masquerade: Option<Table<()>>,
 }
@@ -105,7 +107,7 @@ pub fn is_ours(body: &Value) -> bool {
     (body["family"] == "ip"
         && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE].contains(&table))
         || (body["family"] == "ip6"
-            && [podnet_proxy::nft::TABLE, podnet_policy::TABLE].contains(&table))
+            && [podnet_proxy::nft::TABLE, podnet_policy::TABLE, MASQ_TABLE].contains(&table))
 }
 
 /// [`tables`], from the parsed JSON.
@@ -135,6 +137,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                         proxy_elements(p, IpFamily::Ipv6, name, elems)
                     })
                 }
+                MASQ_TABLE => ip6_object(&mut t.masquerade6, kind, body, |_, _, _| {}),
                 podnet_policy::TABLE => ip6_object(&mut t.policy6, kind, body, |p, name, elems| {
                     if let Err(why) = policy_set(&mut p.content, IpFamily::Ipv6, name, elems) {
                         p.unreadable.push((name.to_string(), why));

@@ -72,7 +72,7 @@ fn a_cold_apply_builds_everything_in_order() {
         matches!(&fx.calls[1], Call::Net(ops) if ops.iter().any(|o| matches!(o, NetOp::Vxlan(_))))
     );
     assert!(
-        matches!(&fx.calls[2], Call::NftMasquerade(m) if m.pod_cidr.to_string() == "10.244.0.0/16" && m.overlay == "vxlan0")
+        matches!(&fx.calls[2], Call::NftMasquerade(m) if m.pod_cidrs[0].to_string() == "10.244.0.0/16" && m.overlay == "vxlan0")
     );
     assert_eq!(fx.masquerade, want.masquerade);
     assert!(
