@@ -70,7 +70,7 @@ pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabEr
     std::fs::write(&path, &token).map_err(io(path.display()))?;
     let kubeconfig = podnet_api::kubeconfig_with_token(
         &format!("podnet-{lab}"),
-        &std::net::SocketAddr::new(plan.api.ip, API_PORT).to_string(),
+        &std::net::SocketAddr::new(plan.api_client_ip(), API_PORT).to_string(),
         Some(&token),
     );
     let path = d.join("kubeconfig");
@@ -79,6 +79,17 @@ pub fn prepare(lab: &str, plan: &LabPlan, cluster: &Cluster) -> Result<(), LabEr
     let path = d.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&settings).expect("JSON"))
         .map_err(io(path.display()))
+}
+
+/// The settings the lab was built with (what its agents run with): what `lab apply` builds
+/// the changed manifests with, so that the cluster keeps its families and ranges.
+pub fn saved_settings(lab: &str) -> Result<ConfigOverrides, LabError> {
+    let path = dir(lab).join("config.json");
+    let bytes = std::fs::read(&path).map_err(io(path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|source| LabError::Json {
+        what: path.display().to_string(),
+        source,
+    })
 }
 
 /// Where a node's agent listens for its CNI plugin.

@@ -42,15 +42,21 @@ fn run_in(ns: &str, args: &[&str], max: usize) -> String {
 /// One connection from the pod to the API, traced through the pod's node.
 fn trace(node_ns: &str, pod_ns: &str, pod_ip: &str, api: &str) -> String {
     let t = TRACE_TABLE;
+    // The family of the pod's address that talks to the API.
+    let (f, tcp_api) = if api.contains(':') {
+        ("ip6", format!("[{api}]"))
+    } else {
+        ("ip", api.to_string())
+    };
     let setup = format!(
-        "add table ip {t}\n\
-         delete table ip {t}\n\
-         add table ip {t}\n\
-         add chain ip {t} pre {{ type filter hook prerouting priority -350; }}\n\
-         add rule ip {t} pre ip saddr {pod_ip} meta nftrace set 1\n\
-         add rule ip {t} pre ip saddr {api} tcp sport {API_PORT} meta nftrace set 1\n\
-         add chain ip {t} out {{ type filter hook output priority -350; }}\n\
-         add rule ip {t} out ip daddr {pod_ip} meta nftrace set 1\n"
+        "add table {f} {t}\n\
+         delete table {f} {t}\n\
+         add table {f} {t}\n\
+         add chain {f} {t} pre {{ type filter hook prerouting priority -350; }}\n\
+         add rule {f} {t} pre {f} saddr {pod_ip} meta nftrace set 1\n\
+         add rule {f} {t} pre {f} saddr {api} tcp sport {API_PORT} meta nftrace set 1\n\
+         add chain {f} {t} out {{ type filter hook output priority -350; }}\n\
+         add rule {f} {t} out {f} daddr {pod_ip} meta nftrace set 1\n"
     );
     let node = sys::netns_path(node_ns);
     if let Err(e) = sys::run_in(
@@ -80,7 +86,7 @@ fn trace(node_ns: &str, pod_ns: &str, pod_ip: &str, api: &str) -> String {
             "3",
             "bash",
             "-c",
-            &format!("</dev/tcp/{api}/{API_PORT} && echo connected || echo failed"),
+            &format!("</dev/tcp/{tcp_api}/{API_PORT} && echo connected || echo failed"),
         ],
         4,
     );
@@ -98,7 +104,7 @@ fn trace(node_ns: &str, pod_ns: &str, pod_ip: &str, api: &str) -> String {
     }
     let _ = sys::run_in(
         &node,
-        Command::new("nft").args(["delete", "table", "ip", t]),
+        Command::new("nft").args(["delete", "table", f, t]),
         None,
     );
     let lines: Vec<&str> = traced.lines().collect();
@@ -125,14 +131,22 @@ pub fn pod(st: &LabState, p: &PodPlan) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let api = st.plan.api.ip.to_string();
+    let api_ip = st.plan.api_client_ip();
+    let api = api_ip.to_string();
+    // The pod's address of the family it reaches the API by.
+    let traced_ip = st
+        .pod_ips_of(&p.key())
+        .iter()
+        .find(|a| a.is_ipv4() == api_ip.is_ipv4())
+        .map(ToString::to_string)
+        .unwrap_or_default();
     let mut s = format!(
         "diagnosis of {} ({ip}) on {} (namespace {}):\n",
         p.key(),
         p.node,
         p.netns
     );
-    s.push_str(&trace(&node.ns, &p.netns, &ip, &api));
+    s.push_str(&trace(&node.ns, &p.netns, &traced_ip, &api));
     s.push_str("  the pod:\n");
     s.push_str(&run_in(&p.netns, &["ip", "-o", "addr"], 10));
     s.push_str(&run_in(&p.netns, &["ip", "route"], 10));

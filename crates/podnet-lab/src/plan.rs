@@ -357,6 +357,20 @@ impl LabPlan {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The address the API's clients reach it at: its IPv4 one, but on an IPv6 cluster (whose
+    /// pods have no IPv4 address) its IPv6 one.
+    pub fn api_client_ip(&self) -> IpAddr {
+        let ipv6_only = !self.nodes.is_empty()
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.pod_cidrs.iter().all(|c| c.addr().is_ipv6()));
+        match (ipv6_only, self.api.ip6) {
+            (true, Some(ip6)) => ip6,
+            _ => self.api.ip,
+        }
+    }
+
     /// The underlay namespace: the bridge and one veth per node (and the external client),
     /// whose other end goes into the node's namespace as its uplink.
     pub fn underlay_ops(&self) -> Vec<NetOp> {

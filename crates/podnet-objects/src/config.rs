@@ -65,6 +65,30 @@ pub struct ConfigOverrides {
     pub load_balancer_pool: Option<Vec<IpRange>>,
 }
 
+impl ConfigOverrides {
+    /// These settings with each one `top` gives replacing this one's.
+    pub fn over(mut self, top: &ConfigOverrides) -> ConfigOverrides {
+        macro_rules! take {
+            ($($f:ident),*) => { $(if top.$f.is_some() { self.$f = top.$f.clone(); })* };
+        }
+        take!(
+            nodes,
+            ip_family,
+            pod_cidr,
+            node_cidr_mask_size,
+            node_cidr_mask_size_ipv6,
+            service_cidr,
+            dns_ip,
+            node_port_range,
+            cluster_domain,
+            node_network,
+            node_network_ipv6,
+            load_balancer_pool
+        );
+        self
+    }
+}
+
 /// An IP family, as `spec.ipFamilies` names it. IPv4 by default (what a single-stack record
 /// that names none is).
 #[derive(

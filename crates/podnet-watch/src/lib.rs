@@ -95,7 +95,7 @@ pub fn settings(
     file: Option<&Path>,
     flags: &podnet_model::ConfigOverrides,
 ) -> Result<podnet_model::ConfigOverrides, ProcessError> {
-    let mut o: podnet_model::ConfigOverrides = match file {
+    let o: podnet_model::ConfigOverrides = match file {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|source| ProcessError::Read {
                 path: path.into(),
@@ -108,24 +108,7 @@ pub fn settings(
         }
         None => Default::default(),
     };
-    macro_rules! over {
-        ($($f:ident),*) => { $(if flags.$f.is_some() { o.$f = flags.$f.clone(); })* };
-    }
-    over!(
-        nodes,
-        ip_family,
-        pod_cidr,
-        node_cidr_mask_size,
-        node_cidr_mask_size_ipv6,
-        service_cidr,
-        dns_ip,
-        node_port_range,
-        cluster_domain,
-        node_network,
-        node_network_ipv6,
-        load_balancer_pool
-    );
-    Ok(o)
+    Ok(o.over(flags))
 }
 
 /// Says which objects a round of watch events left out (on standard error: these are the

@@ -143,7 +143,9 @@ fn apply(input: LabInput) -> Result<ExitCode> {
     }
     // Running pods stay where they are, as the scheduler never moves them.
     let running = podnet_lab::load_state(&lab.name)?.placements();
-    let Some(model) = build_model_around(&manifests.files, cluster, &running)? else {
+    // The lab's own settings (its families, ranges), the flags given over them.
+    let settings = podnet_lab::agents::saved_settings(&lab.name)?.over(&cluster.overrides());
+    let Some(model) = build_model_around(&manifests.files, &settings, &running)? else {
         eprintln!("nothing was changed");
         return Ok(ExitCode::FAILURE);
     };

@@ -514,17 +514,21 @@ fn main() -> ExitCode {
 
 /// Loads and builds the model, printing every diagnostic. None when there were errors.
 fn build_model(files: &[PathBuf], cluster: &ClusterArgs) -> Result<Option<podnet_model::Cluster>> {
-    build_model_around(files, cluster, &podnet_model::Placements::new())
+    build_model_around(
+        files,
+        &cluster.overrides(),
+        &podnet_model::Placements::new(),
+    )
 }
 
 /// The model, with the pods that already run kept where they are.
 fn build_model_around(
     files: &[PathBuf],
-    cluster: &ClusterArgs,
+    settings: &ConfigOverrides,
     running: &podnet_model::Placements,
 ) -> Result<Option<podnet_model::Cluster>> {
     let (docs, syntax_errors) = load::load(files)?;
-    let built = podnet_emulator::build_with(&docs, &cluster.overrides(), running);
+    let built = podnet_emulator::build_with(&docs, settings, running);
     let mut diags = syntax_errors.clone();
     let model = match built {
         Ok(c) => {

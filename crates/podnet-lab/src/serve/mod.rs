@@ -356,8 +356,15 @@ fn serve_api(
     })?;
     eprintln!("the lab's Kubernetes API: http://{addr}");
     system.spawn(api.clone().serve_with_control(listener));
-    // And on the underlay, from the API's own namespace, for the nodes' agents.
-    let at = std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT);
+    // And on the underlay, from the API's own namespace, for the nodes' agents: on both of
+    // its addresses where it has an IPv6 one (one socket for both families).
+    let at = match st.plan.api.ip6 {
+        Some(_) => std::net::SocketAddr::new(
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            crate::plan::API_PORT,
+        ),
+        None => std::net::SocketAddr::new(st.plan.api.ip, crate::plan::API_PORT),
+    };
     let underlay =
         podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&st.plan.api.ns), || {
             podnet_fdstore::held("api underlay", || std::net::TcpListener::bind(at)).map_err(

@@ -10,6 +10,7 @@ use serde_json::Value;
 mod agent;
 mod api;
 mod dns;
+mod dual;
 mod gateway;
 mod hostile;
 mod ingress;
@@ -103,6 +104,27 @@ impl Lab {
     fn probe(&self, port: u16, proto: &str) -> Value {
         let m = self.probe_raw(port, proto);
         assert_eq!(m["disagreements"], serde_json::json!([]), "{m}");
+        m
+    }
+
+    /// `lab probe --family`, which must agree with the static answer.
+    fn probe_family(&self, port: u16, proto: &str, family: &str) -> Value {
+        let m: Value = serde_json::from_str(&ok(&[
+            "lab",
+            "probe",
+            "--name",
+            &self.name,
+            "--port",
+            &port.to_string(),
+            "--protocol",
+            proto,
+            "--family",
+            family,
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        assert_eq!(m["disagreements"], serde_json::json!([]), "{family}: {m}");
         m
     }
 

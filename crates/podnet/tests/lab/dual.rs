@@ -1,0 +1,429 @@
+//! Dual-stack and IPv6 labs, real packets: every case of
+//! `../shared/conformance/dual-stack/cases.yaml` (upstream's `test/e2e/network/dual_stack.go`)
+//! that this file names, the API rules through the lab's Kubernetes API (`kubectl`), and the
+//! seeds' NetworkPolicies over each family of a dual-stack lab and of an IPv6 lab.
+//!
+//! Where upstream creates a ReplicationController, these make a Deployment of the same pods
+//! (podnet reads no ReplicationController; what the cases check is the Service's families,
+//! addresses and slices). Upstream dials through agnhost's `/dial`; here the client pod dials
+//! itself (curl for HTTP, Python for UDP), with the same rule: the set of pods that answered
+//! must become the set of endpoints within n² + 30 tries, and nothing else may answer.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::api::kubectl_ok;
+use super::*;
+
+/// The shared fixture of the Granular Checks (one netserver per node, the test and host-test
+/// client pods, the two RequireDualStack NodePort Services), and the Service families cases'
+/// Services with their pods, in a namespace of their own.
+const FIXTURE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: dual-e2e}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: netserver-0, namespace: dual-e2e, labels: {selector-dual: "true"}}
+spec: {nodeName: node-0, containers: [{name: webserver, image: agnhost, ports: [{name: http, containerPort: 8083}, {name: udp, containerPort: 8081, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: netserver-1, namespace: dual-e2e, labels: {selector-dual: "true"}}
+spec: {nodeName: node-1, containers: [{name: webserver, image: agnhost, ports: [{name: http, containerPort: 8083}, {name: udp, containerPort: 8081, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: netserver-2, namespace: dual-e2e, labels: {selector-dual: "true"}}
+spec: {nodeName: node-2, containers: [{name: webserver, image: agnhost, ports: [{name: http, containerPort: 8083}, {name: udp, containerPort: 8081, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: test-container-pod, namespace: dual-e2e}
+spec: {nodeName: node-1, containers: [{name: webserver, image: agnhost, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host-test-container-pod, namespace: dual-e2e}
+spec: {nodeName: node-2, hostNetwork: true, containers: [{name: agnhost, image: agnhost}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: node-port-service, namespace: dual-e2e}
+spec:
+  type: NodePort
+  ipFamilyPolicy: RequireDualStack
+  selector: {selector-dual: "true"}
+  ports: [{name: http, port: 80, targetPort: 8083}, {name: udp, port: 90, protocol: UDP, targetPort: 8081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: session-affinity-service, namespace: dual-e2e}
+spec:
+  type: NodePort
+  ipFamilyPolicy: RequireDualStack
+  sessionAffinity: ClientIP
+  selector: {selector-dual: "true"}
+  ports: [{name: http, port: 80, targetPort: 8083}, {name: udp, port: 90, protocol: UDP, targetPort: 8081}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: families, namespace: dual-e2e}
+spec:
+  replicas: 2
+  selector: {matchLabels: {testid: families}}
+  template:
+    metadata: {labels: {testid: families}}
+    spec: {containers: [{name: c, image: agnhost, ports: [{containerPort: 9376}, {containerPort: 9376, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: defaultclusterip, namespace: dual-e2e}
+spec: {type: NodePort, selector: {testid: families}, ports: [{name: tcp-port, port: 53, protocol: TCP, targetPort: 9376}, {name: udp-port, port: 53, protocol: UDP, targetPort: 9376}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ipv4clusterip, namespace: dual-e2e}
+spec: {type: NodePort, ipFamilies: [IPv4], selector: {testid: families}, ports: [{name: tcp-port, port: 53, protocol: TCP, targetPort: 9376}, {name: udp-port, port: 53, protocol: UDP, targetPort: 9376}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ipv6clusterip, namespace: dual-e2e}
+spec: {type: NodePort, ipFamilies: [IPv6], selector: {testid: families}, ports: [{name: tcp-port, port: 53, protocol: TCP, targetPort: 9376}, {name: udp-port, port: 53, protocol: UDP, targetPort: 9376}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ipv4ipv6clusterip, namespace: dual-e2e}
+spec: {type: NodePort, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], selector: {testid: families}, ports: [{name: tcp-port, port: 53, protocol: TCP, targetPort: 9376}, {name: udp-port, port: 53, protocol: UDP, targetPort: 9376}]}
+"#;
+
+fn family(ip: &str) -> &'static str {
+    if ip.contains(':') {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// `host:port` for a URL or a socket address: IPv6 in brackets.
+fn hostport(ip: &str, port: u64) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn get(kc: &str, what: &[&str]) -> Value {
+    let mut args = vec!["get"];
+    args.extend(what);
+    args.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(kc, &args)).unwrap()
+}
+
+/// One UDP exchange from `from`: `msg` to `ip:port`, the answer (empty on none).
+fn udp(lab: &Lab, from: &str, ip: &str, port: u64, msg: &str) -> String {
+    let af = if ip.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let py = format!(
+        "import socket; s=socket.socket(socket.{af}, socket.SOCK_DGRAM); s.settimeout(2); s.connect(('{ip}', {port})); s.send({msg:?}.encode()); print(s.recv(4096).decode())"
+    );
+    let o = lab.exec(from, &["python3", "-c", &py]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Upstream's dial rule: tries until the pods that answered are exactly `want` (at most
+/// n² + 30 tries); an answer from any other fails at once.
+fn dial_until(what: &str, want: &BTreeSet<String>, mut once: impl FnMut() -> String) {
+    let mut seen = BTreeSet::new();
+    let tries = want.len() * want.len() + 30;
+    for _ in 0..tries {
+        let got = once();
+        if got.is_empty() {
+            continue;
+        }
+        assert!(
+            want.contains(&got),
+            "{what}: {got:?} answered, not one of {want:?}"
+        );
+        seen.insert(got);
+        if seen == *want {
+            return;
+        }
+    }
+    panic!("{what}: after {tries} tries only {seen:?} of {want:?} answered");
+}
+
+#[test]
+fn the_dual_stack_conformance_cases_with_real_packets() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest("dual-e2e", FIXTURE);
+    let lab = Lab::up("dual", &[m.to_str().unwrap()], &["--ip-family", "dual"]);
+    let kc = ok(&["lab", "kubeconfig", "--name", &lab.name])
+        .trim()
+        .to_string();
+
+    // should have ipv4 and ipv6 internal node ip.
+    let nodes = get(&kc, &["nodes"]);
+    let nodes = nodes["items"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let mut secondary_node_ip = None;
+    for n in nodes {
+        let internal: Vec<&str> = n["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["type"] == "InternalIP")
+            .map(|a| a["address"].as_str().unwrap())
+            .collect();
+        let families: BTreeSet<&str> = internal.iter().map(|ip| family(ip)).collect();
+        assert_eq!(internal.len(), 2, "{internal:?}");
+        assert_eq!(families.len(), 2, "{internal:?}");
+        secondary_node_ip.get_or_insert(internal[1].to_string());
+        assert_eq!(n["spec"]["podCIDRs"].as_array().unwrap().len(), 2);
+    }
+    let secondary_node_ip = secondary_node_ip.unwrap();
+    assert_eq!(family(&secondary_node_ip), "IPv6");
+
+    // should create pod, add ipv6 and ipv4 ip to pod ips / host ips.
+    let pods = get(&kc, &["pods", "-n", "dual-e2e"]);
+    for p in pods["items"].as_array().unwrap() {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let st = &p["status"];
+        for (one, list) in [("podIP", "podIPs"), ("hostIP", "hostIPs")] {
+            let ips: Vec<&str> = st[list]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no {list}"))
+                .iter()
+                .map(|x| x["ip"].as_str().unwrap())
+                .collect();
+            assert_eq!(ips.len(), 2, "{name} {list}: {ips:?}");
+            assert_ne!(family(ips[0]), family(ips[1]), "{name} {list}: {ips:?}");
+            assert_eq!(st[one].as_str(), Some(ips[0]), "{name}: {one} is {list}[0]");
+        }
+    }
+
+    // should be able to reach pod on ipv4 and ipv6 ip: every pod of the fixture reaches
+    // both addresses of every netserver, across nodes and on its own.
+    let st = lab.status();
+    let ips_of = |name: &str| -> Vec<String> {
+        st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ip| ip.as_str().unwrap().to_string())
+            .collect()
+    };
+    for server in ["netserver-0", "netserver-1", "netserver-2"] {
+        for ip in ips_of(server) {
+            for client in ["dual-e2e/test-container-pod", "dual-e2e/netserver-0"] {
+                let url = format!("http://{}/hostname", hostport(&ip, 8083));
+                assert_eq!(
+                    curl(&lab, client, &url).as_deref(),
+                    Some(server),
+                    "{client} -> {url}"
+                );
+            }
+        }
+    }
+
+    // The four Service family cases: families, policy, addresses in their order, one
+    // EndpointSlice per family of the Service and none of another.
+    let families_of = |svc: &Value| -> Vec<String> {
+        svc["spec"]["ipFamilies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    for (name, policy, want) in [
+        ("defaultclusterip", "SingleStack", vec!["IPv4"]),
+        ("ipv4clusterip", "SingleStack", vec!["IPv4"]),
+        ("ipv6clusterip", "SingleStack", vec!["IPv6"]),
+        (
+            "ipv4ipv6clusterip",
+            "RequireDualStack",
+            vec!["IPv4", "IPv6"],
+        ),
+    ] {
+        let svc = get(&kc, &["service", "-n", "dual-e2e", name]);
+        assert_eq!(svc["spec"]["ipFamilyPolicy"], policy, "{name}");
+        assert_eq!(families_of(&svc), want, "{name}");
+        let ips: Vec<&str> = svc["spec"]["clusterIPs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        let fams: Vec<&str> = ips.iter().map(|ip| family(ip)).collect();
+        assert_eq!(fams, want, "{name}: clusterIPs {ips:?}");
+        assert_eq!(svc["spec"]["clusterIP"].as_str(), Some(ips[0]));
+        assert_eq!(svc["spec"]["ports"].as_array().unwrap().len(), 2);
+        let label = format!("kubernetes.io/service-name={name}");
+        let slices = get(&kc, &["endpointslices", "-n", "dual-e2e", "-l", &label]);
+        let mut types: Vec<&str> = slices["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["addressType"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(types, want, "{name}: exactly one slice per family");
+        for s in slices["items"].as_array().unwrap() {
+            for e in s["endpoints"].as_array().unwrap() {
+                for a in e["addresses"].as_array().unwrap() {
+                    assert_eq!(family(a.as_str().unwrap()), s["addressType"], "{name}");
+                }
+            }
+        }
+        // Each of its addresses answers over TCP and UDP (serve-hostname on 9376).
+        for ip in &ips {
+            let url = format!("http://{}/hostname", hostport(ip, 53));
+            let who = curl(&lab, "dual-e2e/test-container-pod", &url).unwrap_or_default();
+            assert!(who.starts_with("families-"), "{name} {url}: {who:?}");
+            let who = udp(&lab, "dual-e2e/test-container-pod", ip, 53, "hostname");
+            assert!(who.starts_with("families-"), "{name} UDP {ip}: {who:?}");
+        }
+    }
+
+    // Granular Checks: Services Secondary IP Family.
+    let nps = get(&kc, &["service", "-n", "dual-e2e", "node-port-service"]);
+    let secondary = nps["spec"]["clusterIPs"][1].as_str().unwrap().to_string();
+    assert_eq!(family(&secondary), "IPv6");
+    let node_port = |name: &str| -> u64 {
+        nps["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["nodePort"]
+            .as_u64()
+            .unwrap()
+    };
+    let (http_np, udp_np) = (node_port("http"), node_port("udp"));
+    let all: BTreeSet<String> = ["netserver-0", "netserver-1", "netserver-2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // pod-Service, node-Service (from the host network) and endpoint-Service (hairpin),
+    // over http and udp, to the secondary ClusterIP and to the secondary node IP.
+    for from in [
+        "dual-e2e/test-container-pod",
+        "node/node-2",
+        "dual-e2e/netserver-0",
+    ] {
+        for (target, http_port, udp_port) in [
+            (secondary.as_str(), 80, 90),
+            (secondary_node_ip.as_str(), http_np, udp_np),
+        ] {
+            let url = format!("http://{}/hostname", hostport(target, http_port));
+            dial_until(&format!("{from} http {url}"), &all, || {
+                curl(&lab, from, &url).unwrap_or_default()
+            });
+            dial_until(&format!("{from} udp {target}:{udp_port}"), &all, || {
+                udp(&lab, from, target, udp_port, "hostname")
+            });
+        }
+    }
+    // should be able to handle large requests: 2000 bytes each way, over HTTP and UDP.
+    let big = "x".repeat(2000);
+    let url = format!("http://{}/echo?msg={big}", hostport(&secondary, 80));
+    assert_eq!(
+        curl(&lab, "dual-e2e/test-container-pod", &url).as_deref(),
+        Some(big.as_str())
+    );
+    let echoed = udp(
+        &lab,
+        "dual-e2e/test-container-pod",
+        &secondary,
+        90,
+        &format!("echo {big}"),
+    );
+    assert_eq!(echoed, big);
+    // should function for client IP based session affinity: the secondary family's
+    // ClusterIP sends one client to one endpoint.
+    let sas = get(
+        &kc,
+        &["service", "-n", "dual-e2e", "session-affinity-service"],
+    );
+    let sticky = sas["spec"]["clusterIPs"][1].as_str().unwrap();
+    assert_eq!(family(sticky), "IPv6");
+    let url = format!("http://{}/hostname", hostport(sticky, 80));
+    let answered: BTreeSet<String> = (0..20)
+        .map(|_| curl(&lab, "dual-e2e/test-container-pod", &url).unwrap_or_default())
+        .collect();
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert!(all.contains(answered.iter().next().unwrap()));
+
+    // should update endpoints: netserver-0 deleted, the secondary family stops sending to
+    // it (TCP and UDP).
+    let without = write_manifest(
+        "dual-e2e-without",
+        &FIXTURE.replace(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: netserver-0,",
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone-netserver-0,",
+        ),
+    );
+    lab.apply(&[without.to_str().unwrap()]);
+    let rest: BTreeSet<String> = ["netserver-1", "netserver-2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let url = format!("http://{}/hostname", hostport(&secondary, 80));
+    dial_until("after the update, http", &rest, || {
+        curl(&lab, "dual-e2e/test-container-pod", &url).unwrap_or_default()
+    });
+    for _ in 0..20 {
+        let got = udp(
+            &lab,
+            "dual-e2e/test-container-pod",
+            &secondary,
+            90,
+            "hostname",
+        );
+        assert!(rest.contains(&got), "UDP after the update: {got:?}");
+    }
+}
+
+/// The seeds' policies over each family: the probe matrices of a dual-stack lab over IPv4 and
+/// over IPv6, and of an IPv6 lab, equal the static answer (the nodes' tables, which the model
+/// computes) on every cell, and the two families of the dual lab equal each other.
+#[test]
+fn the_seeds_policies_hold_over_both_families_and_in_an_ipv6_lab() {
+    if !can_run() {
+        return;
+    }
+    let rows = |m: &Value| m["reachable"].clone();
+    let dual = Lab::up("dualseeds", &["examples/seeds"], &["--ip-family", "dual"]);
+    let v4 = dual.probe_family(8080, "TCP", "IPv4");
+    let v6 = dual.probe_family(8080, "TCP", "IPv6");
+    assert_eq!(rows(&v4), rows(&v6), "the same verdicts over both families");
+    drop(dual);
+    let six = Lab::up("v6seeds", &["examples/seeds"], &["--ip-family", "ipv6"]);
+    let m = six.probe_family(8080, "TCP", "IPv6");
+    assert_eq!(
+        rows(&m),
+        rows(&v4),
+        "an IPv6 lab's verdicts are the IPv4 lab's"
+    );
+    let st = six.status();
+    assert!(st["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["hostNetwork"] == false)
+        .all(|p| p["ip"].as_str().is_some_and(|ip| ip.contains(':'))));
+}
