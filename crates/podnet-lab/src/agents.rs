@@ -128,7 +128,8 @@ pub fn command(exe: &Path, lab: &str, node: &str) -> Command {
 /// as on a real cluster, recording the zone it serves for `lab up` and `lab apply` to wait on.
 pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
     let mut cmd = following(exe, lab, &["dns", "watch"]);
-    cmd.args(["--listen", "0.0.0.0:53"])
+    // Both families on one socket per protocol.
+    cmd.args(["--listen", "[::]:53"])
         .arg("--served-zone")
         .arg(served_zone_file(lab, pod));
     cmd

@@ -187,12 +187,11 @@ fn reach_sctp(
 ) -> std::io::Result<Vec<bool>> {
     let probes: Vec<Option<podnet_node::sctp::Probe>> = targets
         .iter()
-        .map(|(_, ip)| match ip {
-            IpAddr::V4(v) => Some(podnet_node::sctp::Probe {
+        .map(|(_, ip)| {
+            Some(podnet_node::sctp::Probe {
                 from: None,
-                to: std::net::SocketAddrV4::new(*v, port),
-            }),
-            IpAddr::V6(_) => None,
+                to: SocketAddr::new(*ip, port),
+            })
         })
         .collect();
     let sent: Vec<podnet_node::sctp::Probe> = probes.iter().flatten().copied().collect();

@@ -2,13 +2,13 @@
 //!
 //! This kernel cannot open an SCTP socket, but packets are packets: an INIT chunk sent through
 //! a raw socket crosses conntrack, NAT and nftables like any other, and a destination without
-//! an SCTP stack answers it with ICMP *protocol unreachable*, quoting it. That answer is the
-//! proof that the INIT reached the destination's kernel; silence means it was dropped on the
-//! way. An answer to a packet sent to a Service's address comes back translated, quoting the
-//! address the probe was sent to.
+//! an SCTP stack answers it with ICMP *protocol unreachable* (IPv6: ICMPv6 *parameter problem,
+//! unrecognized next header*), quoting it. That answer is the proof that the INIT reached the
+//! destination's kernel; silence means it was dropped on the way. An answer to a packet sent
+//! to a Service's address comes back translated, quoting the address the probe was sent to.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -70,12 +70,59 @@ pub fn quoted(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, u16)> {
     ))
 }
 
+/// An IPv6 header for SCTP, as an IPv6 IPPROTO_RAW socket takes it (the whole header: the
+/// kernel fills in nothing).
+fn ip6_header(src: Ipv6Addr, dst: Ipv6Addr, payload: usize) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload as u16).to_be_bytes());
+    h.extend_from_slice(&[IPPROTO_SCTP, 64]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h
+}
+
+/// The SCTP packet an ICMPv6 parameter problem (unrecognized next header) quotes, from the
+/// message as a raw ICMPv6 socket reads it (ICMPv6 first): (source, destination, source port,
+/// destination port).
+pub fn quoted6(msg: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u16, u16)> {
+    if msg.first()? != &4 || msg.get(1)? != &1 {
+        return None;
+    }
+    let inner = msg.get(8..)?;
+    if inner.get(6)? != &IPPROTO_SCTP {
+        return None;
+    }
+    let addr = |o: usize| -> Option<Ipv6Addr> {
+        let b: [u8; 16] = inner.get(o..o + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(b))
+    };
+    let ports = inner.get(40..44)?;
+    Some((
+        addr(8)?,
+        addr(24)?,
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    ))
+}
+
+/// The source address the kernel would choose towards `to` (what an IPv6 raw socket that
+/// writes its own header must put there).
+fn source_towards(to: Ipv6Addr) -> std::io::Result<Ipv6Addr> {
+    let s = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+    s.connect((to, 9))?;
+    match s.local_addr()?.ip() {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(_) => Err(std::io::Error::other("no IPv6 source address")),
+    }
+}
+
 /// One INIT in flight.
 #[derive(Debug, Clone, Copy)]
 pub struct Probe {
     /// The source address to send from; `None`: the kernel chooses.
-    pub from: Option<Ipv4Addr>,
-    pub to: SocketAddrV4,
+    pub from: Option<IpAddr>,
+    /// Of either family; probes of both families may go in one call.
+    pub to: SocketAddr,
 }
 
 /// Sends an INIT for every probe at once from the current thread's namespace, and says for
@@ -86,41 +133,99 @@ pub fn reach_all(
     first_port: u16,
     timeout: Duration,
 ) -> std::io::Result<Vec<bool>> {
+    let any6 = probes.iter().any(|p| p.to.is_ipv6());
     let icmp = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
     icmp.set_nonblocking(true)?;
+    let icmp6 = match any6 {
+        true => Some(Socket::new(
+            Domain::IPV6,
+            Type::RAW,
+            Some(Protocol::ICMPV6),
+        )?),
+        false => None,
+    };
+    if let Some(s) = &icmp6 {
+        s.set_nonblocking(true)?;
+    }
     // Sent through an IPPROTO_RAW socket, which only sends: a raw socket of protocol SCTP
     // would also take in every INIT that arrives meanwhile, and the kernel answers no INIT that
     // a raw socket took (pods probing each other at once would not answer each other).
     let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
+    let raw6 = match any6 {
+        true => Some(Socket::new(
+            Domain::IPV6,
+            Type::RAW,
+            Some(Protocol::from(255)),
+        )?),
+        false => None,
+    };
     let mut sent = Vec::with_capacity(probes.len());
     for (i, p) in probes.iter().enumerate() {
         let sport = first_port.wrapping_add(i as u16);
-        let mut packet = ip_header(p.from.unwrap_or(Ipv4Addr::UNSPECIFIED), *p.to.ip());
-        packet.extend(init_packet(sport, p.to.port(), 1 + i as u32));
-        let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(*p.to.ip(), 0)));
-        raw.send_to(&packet, &to)?;
+        let init = init_packet(sport, p.to.port(), 1 + i as u32);
+        match (p.to.ip(), &raw6) {
+            (IpAddr::V4(dst), _) => {
+                let src = match p.from {
+                    Some(IpAddr::V4(a)) => a,
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                let mut packet = ip_header(src, dst);
+                packet.extend(init);
+                let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(dst, 0)));
+                raw.send_to(&packet, &to)?;
+            }
+            (IpAddr::V6(dst), Some(raw6)) => {
+                let src = match p.from {
+                    Some(IpAddr::V6(a)) => a,
+                    _ => source_towards(dst)?,
+                };
+                let mut packet = ip6_header(src, dst, init.len());
+                packet.extend(init);
+                let to = SockAddr::from(SocketAddr::V6(SocketAddrV6::new(dst, 0, 0, 0)));
+                raw6.send_to(&packet, &to)?;
+            }
+            (IpAddr::V6(_), None) => unreachable!("an IPv6 socket where there are IPv6 probes"),
+        }
         sent.push(sport);
     }
     let mut answered = vec![false; probes.len()];
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 1500];
+    // Which probe an answer quoting (source, destination, ports) is for.
+    let mark = |answered: &mut [bool], src: IpAddr, dst: IpAddr, sport: u16, dport: u16| {
+        for (i, p) in probes.iter().enumerate() {
+            let from_ok = p.from.is_none_or(|f| f == src);
+            if from_ok && dst == p.to.ip() && dport == p.to.port() && sport == sent[i] {
+                answered[i] = true;
+            }
+        }
+    };
     while Instant::now() < deadline && answered.iter().any(|a| !a) {
+        let mut idle = true;
         match (&icmp).read(&mut buf) {
             Ok(n) => {
-                let Some((src, dst, sport, dport)) = quoted(&buf[..n]) else {
-                    continue;
-                };
-                for (i, p) in probes.iter().enumerate() {
-                    let from_ok = p.from.is_none_or(|f| f == src);
-                    if from_ok && dst == *p.to.ip() && dport == p.to.port() && sport == sent[i] {
-                        answered[i] = true;
-                    }
+                idle = false;
+                if let Some((src, dst, sport, dport)) = quoted(&buf[..n]) {
+                    mark(&mut answered, src.into(), dst.into(), sport, dport);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
+        }
+        if let Some(mut s) = icmp6.as_ref() {
+            match s.read(&mut buf) {
+                Ok(n) => {
+                    idle = false;
+                    if let Some((src, dst, sport, dport)) = quoted6(&buf[..n]) {
+                        mark(&mut answered, src.into(), dst.into(), sport, dport);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     Ok(answered)

@@ -189,8 +189,8 @@ fn probe(bench: &Bench, cells: &[Cell]) -> BTreeSet<Cell> {
             let probes: Vec<sctp::Probe> = sctp_cells
                 .iter()
                 .map(|&(from, to, _, port)| sctp::Probe {
-                    from: Some(from),
-                    to: SocketAddrV4::new(to, port),
+                    from: Some(from.into()),
+                    to: SocketAddr::V4(SocketAddrV4::new(to, port)),
                 })
                 .collect();
             sys::in_netns(path, || {

@@ -30,6 +30,8 @@ pub struct Model {
     pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
     pub ns_labels: BTreeMap<String, BTreeMap<String, String>>,
     pub policies: BTreeMap<String, Value>,
+    /// The cluster's settings (its families: upstream runs these on IPv6 clusters too).
+    pub settings: ConfigOverrides,
 }
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -57,6 +59,7 @@ impl Model {
                 .map(|p| p.as_str().unwrap().to_string())
                 .collect(),
             pod_labels,
+            settings: ConfigOverrides::default(),
             ns_labels: NAMESPACES
                 .iter()
                 .map(|n| (n.to_string(), BTreeMap::new()))
@@ -95,6 +98,12 @@ impl Model {
         for policy in self.policies.values() {
             text.push(fill(&policy.to_string(), ips));
         }
+        if let Some(f) = self.settings.ip_family {
+            // The cluster's family, as a ClusterConfig document beside the objects.
+            text.push(format!(
+                "{{\"apiVersion\": \"podnet.dev/v1alpha1\", \"kind\": \"ClusterConfig\", \"ipFamily\": \"{f}\"}}"
+            ));
+        }
         text.join("\n---\n")
     }
 
@@ -118,19 +127,22 @@ impl Model {
     }
 }
 
-/// Fills `${POD_IP:ns/pod}`, `${HOST_MASK}` and `${CIDR4_CONTAINING:ns/pod}`.
+/// Fills `${POD_IP:ns/pod}`, `${HOST_MASK}` and `${CIDR4_CONTAINING:ns/pod}` (as upstream's
+/// `makeLargeCIDRForIP`, the /4 holding the address, of either family).
 pub fn fill(text: &str, ips: &BTreeMap<String, String>) -> String {
-    let mut s = text.replace("${HOST_MASK}", "32");
+    let v6 = ips.values().next().is_some_and(|ip| ip.contains(':'));
+    let mut s = text.replace("${HOST_MASK}", if v6 { "128" } else { "32" });
     while let Some(start) = s.find("${") {
         let end = start + s[start..].find('}').unwrap();
         let (kind, pod) = s[start + 2..end].split_once(':').unwrap();
-        let ip: std::net::Ipv4Addr = ips
-            .get(pod)
-            .map(|s| s.parse().unwrap())
-            .unwrap_or(std::net::Ipv4Addr::new(10, 244, 0, 2));
+        let ip: std::net::IpAddr = ips.get(pod).map(|s| s.parse().unwrap()).unwrap_or(if v6 {
+            "fd00:10:244::2".parse().unwrap()
+        } else {
+            "10.244.0.2".parse().unwrap()
+        });
         let value = match kind {
             "POD_IP" => ip.to_string(),
-            "CIDR4_CONTAINING" => ipnet::Ipv4Net::new(ip, 4).unwrap().trunc().to_string(),
+            "CIDR4_CONTAINING" => ipnet::IpNet::new(ip, 4).unwrap().trunc().to_string(),
             other => panic!("placeholder {other}"),
         };
         s.replace_range(start..=end, &value);
@@ -151,7 +163,16 @@ pub struct Probe<'a> {
 
 /// Runs every case's steps; calls `probe` at each probe step. Returns (probes, listed probes),
 /// or None when the file is not beside the repository (a visible skip).
-pub fn run_cases(mut probe: impl FnMut(Probe<'_>)) -> Option<(usize, usize)> {
+pub fn run_cases(probe: impl FnMut(Probe<'_>)) -> Option<(usize, usize)> {
+    run_cases_in(ConfigOverrides::default(), probe)
+}
+
+/// [`run_cases`] on a cluster of these settings (an IPv6 cluster: its addresses in the
+/// placeholders, its family in the manifests).
+pub fn run_cases_in(
+    settings: ConfigOverrides,
+    mut probe: impl FnMut(Probe<'_>),
+) -> Option<(usize, usize)> {
     let path = cases_file()?;
     let text = std::fs::read_to_string(path).unwrap();
     let doc = &parse_documents("cases.yaml", &text).unwrap()[0].value;
@@ -162,6 +183,7 @@ pub fn run_cases(mut probe: impl FnMut(Probe<'_>)) -> Option<(usize, usize)> {
     for case in cases {
         let id = case["id"].as_str().unwrap();
         let mut model = Model::new(&case["server"]);
+        model.settings = settings.clone();
         for step in case["steps"].as_array().unwrap() {
             match step["action"].as_str().unwrap() {
                 "create_policy" | "update_policy" => {

@@ -26,7 +26,7 @@ def probe(i, ip):
         if proto == "TCP":
             s = socket.create_connection((ip, port), timeout=1); s.close()
         else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+            s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
             s.sendto(b"hostname", (ip, port)); s.recv(100)
         out[i] = "1"
     except OSError:
@@ -72,7 +72,7 @@ fn sctp_row(lab: &str, from: &str, vips: &[String], port: u16) -> Vec<bool> {
         .iter()
         .map(|v| podnet_node::sctp::Probe {
             from: None,
-            to: std::net::SocketAddrV4::new(v.parse().unwrap(), port),
+            to: std::net::SocketAddr::new(v.parse().unwrap(), port),
         })
         .collect();
     podnet_node::sys::in_netns(&podnet_node::sys::netns_path(&netns), || {
@@ -88,6 +88,21 @@ fn sctp_row(lab: &str, from: &str, vips: &[String], port: u16) -> Vec<bool> {
 
 #[test]
 fn every_upstream_case_with_real_packets() {
+    upstream_cases(podnet_model::ConfigOverrides::default(), "np");
+}
+
+/// The same in an IPv6 lab, as upstream runs its NetworkPolicy e2e on IPv6 clusters too (the
+/// placeholders' addresses and masks IPv6, SCTP probes over IPv6).
+#[test]
+fn every_upstream_case_with_real_packets_in_an_ipv6_lab() {
+    let v6 = podnet_model::ConfigOverrides {
+        ip_family: Some(podnet_model::config::ClusterFamily::Ipv6),
+        ..Default::default()
+    };
+    upstream_cases(v6, "np6");
+}
+
+fn upstream_cases(settings: podnet_model::ConfigOverrides, name: &str) {
     if !can_run() {
         return;
     }
@@ -96,13 +111,13 @@ fn every_upstream_case_with_real_packets() {
     let mut wrong = Vec::new();
     let mut probed = 0;
     let script = write_manifest("netpol-probe.py", PROBE);
-    let ran = netpol_cases::run_cases(|p| {
+    let ran = netpol_cases::run_cases_in(settings.clone(), |p| {
         // The case's state as manifests; a new lab when the case (its servers) changes.
         let c = &p.cluster;
         let m = write_manifest("netpol-state", &p.manifests);
         if current != p.case {
             drop(lab.take());
-            lab = Some(Lab::up("np", &[m.to_str().unwrap()], &[]));
+            lab = Some(Lab::up(name, &[m.to_str().unwrap()], &[]));
             current = p.case.to_string();
         } else {
             ok(&[
@@ -127,6 +142,9 @@ fn every_upstream_case_with_real_packets() {
                 c.service(ns, &format!("s-{ns}-{x}")).unwrap().cluster_ips[0].to_string()
             })
             .collect();
+        // The lab is of the family asked for.
+        let v6 = settings.ip_family == Some(podnet_model::config::ClusterFamily::Ipv6);
+        assert!(vips.iter().all(|v| v.contains(':') == v6), "{vips:?}");
         let static_reach: Vec<Value> = serde_json::from_str(&ok(&[
             "check",
             "-f",
