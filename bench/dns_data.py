@@ -42,11 +42,11 @@ def records(zone):
 def queries(zone, out):
     qs = []
     for name, _ttl, _in, typ, *_ in records(zone):
-        if typ in ("A", "SRV", "PTR"):
+        if typ in ("A", "AAAA", "SRV", "PTR"):
             qs.append(f"{name} {typ}")
-        if typ == "A" and ".svc." in name:
+        if typ in ("A", "AAAA") and ".svc." in name:
             # What glibc asks first for `<svc>.<ns>` from a pod in namespace ns0.
-            qs.append(f"{name}ns0.svc.cluster.local. A")
+            qs.append(f"{name}ns0.svc.cluster.local. {typ}")
     qs = sorted(set(qs))
     random.Random(42).shuffle(qs)
     with open(out, "w") as f:

@@ -139,10 +139,11 @@ pub fn dns_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
 /// lab's API, recording what it serves for `lab up` and `lab apply` to wait on.
 pub fn ingress_command(exe: &Path, lab: &str, pod: &PodPlan) -> Command {
     let mut cmd = following(exe, lab, &["ingress", "watch"]);
-    cmd.args(["--http", "0.0.0.0:80", "--https", "0.0.0.0:443"])
+    // Both families on one socket each: the proxy's Service may be dual-stack.
+    cmd.args(["--http", "[::]:80", "--https", "[::]:443"])
         .args([
             "--admin",
-            &format!("0.0.0.0:{}", podnet_model::edge::INGRESS_ADMIN_PORT),
+            &format!("[::]:{}", podnet_model::edge::INGRESS_ADMIN_PORT),
         ])
         .arg("--served")
         .arg(served_ingress_file(lab, pod))
@@ -189,6 +190,8 @@ pub fn gateway_command(exe: &Path, lab: &str, pod: &PodPlan, gateway: &NsName) -
     let mut cmd = following(exe, lab, &["gateway", "watch"]);
     cmd.arg("--gateway")
         .arg(gateway.to_string())
+        // Its listeners on both families (one socket each).
+        .args(["--address", "::"])
         .arg("--served")
         .arg(served_gateway_file(lab, pod))
         // The status of its Gateway and routes, through the API, as on a cluster.

@@ -251,24 +251,28 @@ pub(super) fn route_external(
     dataplanes: &[NodeDataplane],
     host: &mut dyn change::Host,
 ) -> Result<(), LabError> {
-    let node_ip = |name: &str| st.plan.node(name).map(|n| n.ip);
-    let all: Vec<IpAddr> = st.plan.nodes.iter().map(|n| n.ip).collect();
+    // Through each node's address of the external address's family (IPv6 ones where the
+    // nodes have them).
+    let node_ip = |n: &crate::plan::NodePlan, v4: bool| if v4 { Some(n.ip) } else { n.ip6 };
     let want: BTreeMap<IpAddr, Vec<IpAddr>> = c
         .services
         .iter()
         .flat_map(|s| s.load_balancer_ips.iter().chain(&s.external_ips))
-        .filter(|ip| ip.is_ipv4())
+        .filter(|ip| ip.is_ipv4() || st.plan.node_network_ipv6.is_some())
         .map(|ip| {
+            let v4 = ip.is_ipv4();
+            let all: Vec<IpAddr> = st
+                .plan
+                .nodes
+                .iter()
+                .filter_map(|n| node_ip(n, v4))
+                .collect();
             let serving: Vec<IpAddr> = dataplanes
                 .iter()
                 .filter(|d| d.serves_external.contains(ip))
-                .filter_map(|d| node_ip(&d.node))
+                .filter_map(|d| st.plan.node(&d.node).and_then(|n| node_ip(n, v4)))
                 .collect();
-            let via = if serving.is_empty() {
-                all.clone()
-            } else {
-                serving
-            };
+            let via = if serving.is_empty() { all } else { serving };
             (*ip, via)
         })
         .collect();

@@ -48,6 +48,8 @@ metadata:
   labels: {{app.kubernetes.io/name: podnet-ingress}}
 spec:
   type: LoadBalancer
+  # Both families where the cluster has them (one on a single-stack cluster).
+  ipFamilyPolicy: PreferDualStack
   # The client's own address reaches the controller (X-Forwarded-For, X-Real-IP), as
   # ingress-nginx's cloud manifests set it.
   externalTrafficPolicy: Local

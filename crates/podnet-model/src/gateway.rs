@@ -89,6 +89,8 @@ metadata:
   annotations: {{{GATEWAY_NAME_ANNOTATION}: "{gname}", {GATEWAY_NAMESPACE_ANNOTATION}: "{gns}"}}
 spec:
   type: LoadBalancer
+  # Both families where the cluster has them: the Gateway's addresses are both.
+  ipFamilyPolicy: PreferDualStack
   externalTrafficPolicy: Local
   selector: {{{GATEWAY_LABEL}: {name}}}
   ports:{service_ports}---

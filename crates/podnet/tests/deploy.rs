@@ -223,3 +223,25 @@ fn the_helm_chart_renders_the_plain_manifests() {
     assert!(text.contains("clusterIP: 10.96.0.53"));
     assert!(text.contains("replicas: 3"));
 }
+
+/// The chart's settings take dual-stack ranges as the control plane's flags do: comma
+/// separated, the primary first; the agent's settings file reads them as the cluster's
+/// families.
+#[test]
+fn the_settings_file_takes_dual_stack_ranges() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/podnet.yaml"),
+    )
+    .unwrap();
+    let start = text.find("config.json: |").unwrap();
+    let json_start = start + text[start..].find('{').unwrap();
+    let json_end = json_start + text[json_start..].find("\n    }").unwrap() + 6;
+    let mut v: serde_json::Value = serde_json::from_str(&text[json_start..json_end]).unwrap();
+    v["podCIDR"] = "10.244.0.0/16,fd00:10:244::/56".into();
+    v["serviceCIDR"] = "10.96.0.0/12,fd00:10:96::/112".into();
+    let o: podnet_model::ConfigOverrides = serde_json::from_value(v).unwrap();
+    let mut c = podnet_model::ClusterConfig::default();
+    c.apply(&o).unwrap();
+    assert_eq!(c.ip_family, podnet_model::config::ClusterFamily::Dual);
+    assert_eq!(c.node_cidr_mask_size_ipv6, 64);
+}

@@ -258,13 +258,36 @@ fn pods_find_services_by_name_through_kube_dns() {
 /// more: one query per (name, type) of the zone, sent with dig from a pod to 10.96.0.10.
 #[test]
 fn check_dns_equals_what_the_server_answers() {
+    zone_equals_the_answers("dnscheck", APP, &[]);
+}
+
+/// The same in an IPv6 lab (AAAA records, `ip6.arpa` names, the DNS Service's IPv6 address
+/// in every resolv.conf) and in a dual-stack one whose Services are of both families (A and
+/// AAAA for each, PTR under both trees).
+#[test]
+fn check_dns_equals_what_the_server_answers_in_ipv6_and_dual_stack_labs() {
+    zone_equals_the_answers("dns6", APP, &["--ip-family", "ipv6"]);
+    let dual = APP.replace(
+        "spec:\n  selector: {app: web}",
+        "spec:\n  ipFamilyPolicy: PreferDualStack\n  selector: {app: web}",
+    );
+    let dual = dual.replace(
+        "  clusterIP: None\n",
+        "  clusterIP: None\n  ipFamilyPolicy: PreferDualStack\n",
+    );
+    assert_ne!(dual, APP);
+    zone_equals_the_answers("dnsdual", &dual, &["--ip-family", "dual"]);
+}
+
+fn zone_equals_the_answers(name: &str, manifests: &str, flags: &[&str]) {
     if !can_run() {
         return;
     }
-    let m = write_manifest("dns-check", APP);
+    let m = write_manifest(name, manifests);
     let m = m.to_str().unwrap();
-    let zone: Value =
-        serde_json::from_str(&ok(&["check", "-f", m, "--dns", "-o", "json"])).unwrap();
+    let mut args = vec!["check", "-f", m, "--dns", "-o", "json"];
+    args.extend(flags);
+    let zone: Value = serde_json::from_str(&ok(&args)).unwrap();
     let records = zone["records"].as_array().unwrap();
     assert!(records.len() > 15, "{zone}");
     let want: BTreeSet<String> = records
@@ -288,7 +311,15 @@ fn check_dns_equals_what_the_server_answers() {
             )
         })
         .collect();
-    let lab = Lab::up("dnscheck", &[m], &[]);
+    // The families asked for: AAAA (and ip6.arpa) records in an IPv6 or dual-stack lab.
+    let aaaa = records.iter().any(|r| r["type"] == "AAAA");
+    let a = records.iter().any(|r| r["type"] == "A");
+    match flags {
+        [] => assert!(a && !aaaa),
+        [_, "ipv6"] => assert!(aaaa && !a, "{zone}"),
+        _ => assert!(a && aaaa, "{zone}"),
+    }
+    let lab = Lab::up(name, &[m], flags);
     for transport in ["+notcp", "+tcp"] {
         let batch =
             std::env::temp_dir().join(format!("podnet-dig-{}-{transport}", std::process::id()));

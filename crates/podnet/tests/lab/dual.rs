@@ -407,10 +407,86 @@ fn the_seeds_policies_hold_over_both_families_and_in_an_ipv6_lab() {
         return;
     }
     let rows = |m: &Value| m["reachable"].clone();
-    let dual = Lab::up("dualseeds", &["examples/seeds"], &["--ip-family", "dual"]);
+    let dual = Lab::up(
+        "dualseeds",
+        &["examples/seeds", "examples/gateway"],
+        &["--ip-family", "dual"],
+    );
     let v4 = dual.probe_family(8080, "TCP", "IPv4");
     let v6 = dual.probe_family(8080, "TCP", "IPv6");
     assert_eq!(rows(&v4), rows(&v6), "the same verdicts over both families");
+    // The Ingress controller's Service is of both families: the Ingress's status lists both
+    // of its addresses, and each answers from outside the cluster.
+    let kc = ok(&["lab", "kubeconfig", "--name", &dual.name])
+        .trim()
+        .to_string();
+    let ing = get(&kc, &["ingress", "-n", "default", "my-ingress"]);
+    let addrs: Vec<String> = ing["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ip"].as_str().unwrap().to_string())
+        .collect();
+    let fams: BTreeSet<&str> = addrs.iter().map(|a| family(a)).collect();
+    assert_eq!(fams.len(), 2, "{addrs:?}");
+    for a in &addrs {
+        let resolve = format!(
+            "my-app.example.com:443:{}",
+            hostport(a, 0).trim_end_matches(":0")
+        );
+        let o = dual.exec(
+            "external",
+            &[
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "--resolve",
+                &resolve,
+                "https://my-app.example.com/web/hostname",
+            ],
+        );
+        let body = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            body.starts_with("my-web-"),
+            "over {a}: {body:?} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A Gateway's addresses are both families' too, and each answers.
+    let gws = get(&kc, &["gateways", "-n", "default", "my-gateway"]);
+    let addrs: Vec<String> = gws["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["value"].as_str().unwrap().to_string())
+        .collect();
+    let fams: BTreeSet<&str> = addrs.iter().map(|a| family(a)).collect();
+    assert_eq!(fams.len(), 2, "{addrs:?}");
+    for a in &addrs {
+        let resolve = format!(
+            "my-app.example.com:443:{}",
+            hostport(a, 0).trim_end_matches(":0")
+        );
+        let o = dual.exec(
+            "external",
+            &[
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "--resolve",
+                &resolve,
+                "https://my-app.example.com/web/hostname",
+            ],
+        );
+        let body = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            body.starts_with("my-web-"),
+            "Gateway over {a}: {body:?} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     drop(dual);
     let six = Lab::up("v6seeds", &["examples/seeds"], &["--ip-family", "ipv6"]);
     let m = six.probe_family(8080, "TCP", "IPv6");

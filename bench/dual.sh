@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# IPv6 against IPv4 in the same run (issue 23), as root, each measure ROUNDS times with the
+# two families interleaved; prints every round, the median and the worst ratio:
+#  1. the proxy's tables: cold load and one Service added at N Services x 2 endpoints through
+#     `nft -f`, IPv4 only (ip table), IPv6 only (ip6 table), and dual-stack (both tables, N
+#     Services in each), each in a scratch namespace;
+#  2. a dual-stack lab: cross-node pod-to-pod TCP throughput (iperf3, 5 s) over each family,
+#     and the first connection (median of 300 sequential connects) to a pod on another node and
+#     to a ClusterIP, over each family;
+#  3. the cluster DNS server: queries per second (dnsperf, the mix of bench/dns_data.py) of
+#     a zone of N Services of an IPv4 cluster (A, in-addr.arpa) against the same of an IPv6
+#     cluster (AAAA, ip6.arpa).
+# Everything runs in namespaces named podnet-* and on loopback; the host's network is not
+# touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+command -v dnsperf >/dev/null || { apt-get update -qq; apt-get install -y -qq dnsperf >/dev/null; }
+cargo build --release -q -p podnet
+cargo build --release -q -p podnet-proxy --example ruleset
+R=target/release/examples/ruleset
+P=$PWD/target/release/podnet
+N=${N:-10000}; ROUNDS=${ROUNDS:-3}; SECS=${SECS:-5}
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"; ip netns del podnet-benchdual 2>/dev/null || true
+  $P lab down --name benchdual >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+cleanup; tmp=$(mktemp -d)   # leftovers of an interrupted run
+ms() { python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / 1e6:.1f}')" "$1" "$2"; }
+summary() { # label, then v4 values, "--", then v6 values: median of each, ratios per round
+  python3 - "$@" <<'PY'
+import statistics, sys
+label, rest = sys.argv[1], sys.argv[2:]
+cut = rest.index("--")
+a, b = [float(x) for x in rest[:cut]], [float(x) for x in rest[cut + 1:]]
+r = [y / x for x, y in zip(a, b)]
+print(f"| {label} | {statistics.median(a):.2f} | {statistics.median(b):.2f} | "
+      f"{statistics.median(r):.2f}x (rounds {', '.join(f'{x:.2f}' for x in r)}; worst {max(r):.2f}x) |")
+PY
+}
+
+# 1. The proxy's tables.
+for f in ipv4 ipv6 dual; do
+  $R full "$N" 2 $f > "$tmp/$f-full.nft"; $R add-one "$N" 2 $f > "$tmp/$f-add.nft"
+done
+declare -A cold add
+for f in ipv4 ipv6 dual; do cold[$f]=""; add[$f]=""; done
+for _ in $(seq "$ROUNDS"); do
+  for f in ipv4 ipv6 dual; do
+    ns=podnet-benchdual; ip netns add $ns
+    s=$(date +%s%N); ip netns exec $ns nft -f "$tmp/$f-full.nft"; e=$(date +%s%N); cold[$f]+=" $(ms "$s" "$e")"
+    s=$(date +%s%N); ip netns exec $ns nft -f "$tmp/$f-add.nft"; e=$(date +%s%N); add[$f]+=" $(ms "$s" "$e")"
+    ip netns del $ns
+  done
+done
+echo "| measure | IPv4 | IPv6 | IPv6 / IPv4 |"
+echo "|---|---|---|---|"
+# shellcheck disable=SC2086
+summary "proxy cold load, $N Services x 2 (ms)" ${cold[ipv4]} -- ${cold[ipv6]}
+# shellcheck disable=SC2086
+summary "proxy: one Service added at $N (ms)" ${add[ipv4]} -- ${add[ipv6]}
+# shellcheck disable=SC2086
+summary "proxy cold load, $N dual-stack Services (both tables) against IPv4 only (ms)" ${cold[ipv4]} -- ${cold[dual]}
+# shellcheck disable=SC2086
+summary "proxy: one dual-stack Service added at $N against IPv4 (ms)" ${add[ipv4]} -- ${add[dual]}
+
+# 2. A dual-stack lab: throughput and first connections, each family.
+cat > "$tmp/perf.yaml" <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: server, labels: {app: web}}
+spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {nodeName: node-0, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ipFamilyPolicy: RequireDualStack, selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+YAML
+$P lab up --name benchdual --ip-family dual -f "$tmp/perf.yaml" >/dev/null
+read -r s4 s6 < <($P lab status --name benchdual -o json | python3 -c 'import json,sys; print(*[p["ips"] for p in json.load(sys.stdin)["pods"] if p["name"]=="server"][0])')
+read -r v4 v6 < <($P check -f "$tmp/perf.yaml" --ip-family dual -o json | python3 -c 'import json,sys; print(*[s["clusterIPs"] for s in json.load(sys.stdin)["services"] if s["name"]=="web"][0])')
+iperf() { # $1 server address
+  $P lab exec --name benchdual default/server -- iperf3 -s -1 -D -p 5202
+  sleep 0.3
+  $P lab exec --name benchdual default/client -- iperf3 -c "$1" -p 5202 -t "$SECS" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+}
+connects() { # $1 address, $2 port: median µs of 300 sequential connects
+  $P lab exec --name benchdual default/client -- python3 -c "
+import socket, time, statistics
+t = []
+for _ in range(300):
+    a = time.perf_counter_ns(); c = socket.create_connection(('$1', $2), timeout=2); t.append(time.perf_counter_ns() - a); c.close()
+print(f'{statistics.median(t) / 1000:.1f}')"
+}
+t4=""; t6=""; p4=""; p6=""; c4=""; c6=""
+for _ in $(seq "$ROUNDS"); do
+  t4+=" $(iperf "$s4")"; t6+=" $(iperf "$s6")"
+  p4+=" $(connects "$s4" 8080)"; p6+=" $(connects "$s6" 8080)"
+  c4+=" $(connects "$v4" 80)"; c6+=" $(connects "$v6" 80)"
+done
+$P lab down --name benchdual >/dev/null
+# shellcheck disable=SC2086
+summary "cross-node pod to pod, iperf3 ${SECS} s (Gbit/s; the ratio: higher is better)" $t4 -- $t6
+# shellcheck disable=SC2086
+summary "first connection to a pod on another node (µs)" $p4 -- $p6
+# shellcheck disable=SC2086
+summary "first connection through a ClusterIP to a pod on another node (µs)" $c4 -- $c6
+
+# 3. DNS: A against AAAA.
+python3 bench/dns_data.py manifests 1000 "$tmp/svc.yaml"
+$P check -f "$tmp/svc.yaml" --dns > "$tmp/zone4"
+$P check -f "$tmp/svc.yaml" --ip-family ipv6 --dns > "$tmp/zone6"
+python3 bench/dns_data.py queries "$tmp/zone4" "$tmp/queries4"
+python3 bench/dns_data.py queries "$tmp/zone6" "$tmp/queries6"
+wait_udp() {
+  for _ in $(seq 100); do dig @127.0.0.1 -p 5311 +time=1 +tries=1 dns-version.cluster.local TXT >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "the DNS server did not start" >&2; return 1
+}
+qps() { # $1 zone, $2 queries
+  taskset -c 1 $P dns serve -f "$1" --listen 127.0.0.1:5311 --threads 1 >/dev/null 2>&1 & pid=$!; pids+=("$pid")
+  wait_udp
+  taskset -c 0 dnsperf -s 127.0.0.1 -p 5311 -d "$2" -c 4 -q 200 -l "$SECS" 2>/dev/null | awk '/Queries per second/ {print $4}'
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+q4=""; q6=""
+for _ in $(seq "$ROUNDS"); do
+  q4+=" $(qps "$tmp/zone4" "$tmp/queries4")"; q6+=" $(qps "$tmp/zone6" "$tmp/queries6")"
+done
+# shellcheck disable=SC2086
+summary "DNS queries per second, 1000 Services' zone (A and in-addr.arpa against AAAA and ip6.arpa; higher is better)" $q4 -- $q6
