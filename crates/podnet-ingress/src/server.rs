@@ -497,14 +497,18 @@ impl Edge {
 }
 
 /// The next connection of a listener, without Nagle's delay, with its peer's and its own
-/// address; a failing `accept` (out of descriptors, say) is tried again 10 ms later.
+/// address (IPv4 ones as such, on a listener of both families); a failing `accept` (out of
+/// descriptors, say) is tried again 10 ms later.
 async fn accept(l: &TcpListener) -> (tokio::net::TcpStream, SocketAddr, SocketAddr) {
     loop {
         match l.accept().await {
             Ok((s, peer)) => {
                 let _ = s.set_nodelay(true);
                 let local = s.local_addr().unwrap_or(peer);
-                return (s, peer, local);
+                // A listener of both families sees an IPv4 client as `::ffff:a.b.c.d`: it is
+                // the IPv4 address it is (X-Forwarded-For, X-Real-IP, the access log).
+                let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                return (s, canonical(peer), canonical(local));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }

@@ -322,7 +322,11 @@ fn zone_equals_the_answers(name: &str, manifests: &str, flags: &[&str]) {
     let lab = Lab::up(name, &[m], flags);
     for transport in ["+notcp", "+tcp"] {
         let batch =
-            std::env::temp_dir().join(format!("podnet-dig-{}-{transport}", std::process::id()));
+            // Named after the lab too: the tests of several families run at once.
+            std::env::temp_dir().join(format!(
+                "podnet-dig-{}-{name}-{transport}",
+                std::process::id()
+            ));
         let text: String = questions
             .iter()
             .map(|(n, t)| format!("{n} {t} {transport} +noall +answer +nocookie\n"))

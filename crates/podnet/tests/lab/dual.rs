@@ -123,6 +123,17 @@ fn get(kc: &str, what: &[&str]) -> Value {
     serde_json::from_str(&kubectl_ok(kc, &args)).unwrap()
 }
 
+/// The echo server's JSON answer in curl's output (what was asked over `a`).
+fn echoed(o: &std::process::Output, a: &str) -> Value {
+    let body = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(&body).unwrap_or_else(|e| {
+        panic!(
+            "over {a}: {e}: {body:?} {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
 /// One UDP exchange from `from`: `msg` to `ip:port`, the answer (empty on none).
 fn udp(lab: &Lab, from: &str, ip: &str, port: u64, msg: &str) -> String {
     let af = if ip.contains(':') {
@@ -446,12 +457,17 @@ fn the_seeds_policies_hold_over_both_families_and_in_an_ipv6_lab() {
                 "https://my-app.example.com/web/hostname",
             ],
         );
-        let body = String::from_utf8_lossy(&o.stdout);
+        // The echo server's answer: the pod, and the client's own address (the external
+        // client's, in its family: the controller keeps the client's address and writes it
+        // as itself, never as an IPv4-mapped IPv6 address).
+        let v = echoed(&o, a);
         assert!(
-            body.starts_with("my-web-"),
-            "over {a}: {body:?} {}",
-            String::from_utf8_lossy(&o.stderr)
+            v["pod"].as_str().unwrap().starts_with("my-web-"),
+            "over {a}: {v}"
         );
+        let xff = v["headers"]["X-Forwarded-For"][0].as_str().unwrap();
+        assert_eq!(family(xff), family(a), "over {a}: {v}");
+        assert!(!xff.starts_with("::ffff:"), "over {a}: {v}");
     }
     // A Gateway's addresses are both families' too, and each answers.
     let gws = get(&kc, &["gateways", "-n", "default", "my-gateway"]);
@@ -480,15 +496,18 @@ fn the_seeds_policies_hold_over_both_families_and_in_an_ipv6_lab() {
                 "https://my-app.example.com/web/hostname",
             ],
         );
-        let body = String::from_utf8_lossy(&o.stdout);
+        let v = echoed(&o, a);
         assert!(
-            body.starts_with("my-web-"),
-            "Gateway over {a}: {body:?} {}",
-            String::from_utf8_lossy(&o.stderr)
+            v["pod"].as_str().unwrap().starts_with("my-web-"),
+            "Gateway over {a}: {v}"
         );
     }
     drop(dual);
-    let six = Lab::up("v6seeds", &["examples/seeds"], &["--ip-family", "ipv6"]);
+    let six = Lab::up(
+        "v6seeds",
+        &["examples/seeds", "examples/gateway"],
+        &["--ip-family", "ipv6"],
+    );
     let m = six.probe_family(8080, "TCP", "IPv6");
     assert_eq!(
         rows(&m),
