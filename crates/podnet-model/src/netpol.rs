@@ -498,14 +498,31 @@ pub struct Cell {
 }
 
 impl Reach {
-    /// The matrix of the cluster's pods (of `namespace` only, if given).
+    /// The matrix of the cluster's pods (of `namespace` only, if given), each pod reached at
+    /// its primary address.
     pub fn of(cluster: &Cluster, port: u16, protocol: Protocol, namespace: Option<&str>) -> Reach {
+        Reach::over(cluster, port, protocol, namespace, None)
+    }
+
+    /// [`Reach::of`] over one family: each pod at its address of that family (an ipBlock of
+    /// the other family takes in none of these connections); pods without one are left out.
+    pub fn over(
+        cluster: &Cluster,
+        port: u16,
+        protocol: Protocol,
+        namespace: Option<&str>,
+        family: Option<crate::model::IpFamily>,
+    ) -> Reach {
         let policies = Policies::of(cluster);
-        let pods: Vec<&PodInfo> = cluster
+        let pods: Vec<std::borrow::Cow<'_, PodInfo>> = cluster
             .pods
             .iter()
             .filter(|p| !p.host_network && !p.ips.is_empty())
             .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
+            .filter_map(|p| match family {
+                None => Some(std::borrow::Cow::Borrowed(p)),
+                Some(f) => p.at(f).map(std::borrow::Cow::Owned),
+            })
             .collect();
         let allowed = pods
             .iter()

@@ -32,6 +32,9 @@ pub struct Model {
     pub policies: BTreeMap<String, Value>,
     /// The cluster's settings (its families: upstream runs these on IPv6 clusters too).
     pub settings: ConfigOverrides,
+    /// The family the probes use on a dual-stack cluster: the placeholders are filled with
+    /// the pods' addresses of it (None: each pod's primary address).
+    pub family: Option<podnet_model::IpFamily>,
 }
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -60,6 +63,7 @@ impl Model {
                 .collect(),
             pod_labels,
             settings: ConfigOverrides::default(),
+            family: None,
             ns_labels: NAMESPACES
                 .iter()
                 .map(|n| (n.to_string(), BTreeMap::new()))
@@ -89,9 +93,14 @@ impl Model {
                 docs.push(json!({"apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": p, "namespace": ns, "labels": self.pod_labels[&format!("{ns}/{p}")]},
                     "spec": {"containers": containers}}));
-                docs.push(json!({"apiVersion": "v1", "kind": "Service",
+                let mut svc = json!({"apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": format!("s-{ns}-{p}"), "namespace": ns},
-                    "spec": {"selector": {"pod": p}, "ports": svc_ports}}));
+                    "spec": {"selector": {"pod": p}, "ports": svc_ports}});
+                if self.settings.ip_family == Some(podnet_model::config::ClusterFamily::Dual) {
+                    // An address of each family, to probe either.
+                    svc["spec"]["ipFamilyPolicy"] = "PreferDualStack".into();
+                }
+                docs.push(svc);
             }
         }
         let mut text: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
@@ -118,7 +127,13 @@ impl Model {
         let ips: BTreeMap<String, String> = first
             .pods
             .iter()
-            .map(|p| (p.key().to_string(), p.ips[0].to_string()))
+            .map(|p| {
+                let ip = match self.family {
+                    Some(f) => p.at(f).expect("an address of the family").ips[0],
+                    None => p.ips[0],
+                };
+                (p.key().to_string(), ip.to_string())
+            })
             .collect();
         let text = self.manifests(&ips);
         let c = build(&parse_documents("model.yaml", &text).unwrap(), &o)
@@ -164,13 +179,14 @@ pub struct Probe<'a> {
 /// Runs every case's steps; calls `probe` at each probe step. Returns (probes, listed probes),
 /// or None when the file is not beside the repository (a visible skip).
 pub fn run_cases(probe: impl FnMut(Probe<'_>)) -> Option<(usize, usize)> {
-    run_cases_in(ConfigOverrides::default(), probe)
+    run_cases_in(ConfigOverrides::default(), None, probe)
 }
 
 /// [`run_cases`] on a cluster of these settings (an IPv6 cluster: its addresses in the
 /// placeholders, its family in the manifests).
 pub fn run_cases_in(
     settings: ConfigOverrides,
+    family: Option<podnet_model::IpFamily>,
     mut probe: impl FnMut(Probe<'_>),
 ) -> Option<(usize, usize)> {
     let path = cases_file()?;
@@ -184,6 +200,7 @@ pub fn run_cases_in(
         let id = case["id"].as_str().unwrap();
         let mut model = Model::new(&case["server"]);
         model.settings = settings.clone();
+        model.family = family;
         for step in case["steps"].as_array().unwrap() {
             match step["action"].as_str().unwrap() {
                 "create_policy" | "update_policy" => {

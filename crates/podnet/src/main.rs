@@ -459,6 +459,11 @@ struct CheckArgs {
     /// With --reach: only the pods of this namespace.
     #[arg(short = 'n', long = "namespace")]
     namespace: Option<String>,
+    /// With --reach: over IPv4 or IPv6 (each pod at its address of that family; an ipBlock of
+    /// the other family takes in none of those connections). Default: each pod's primary
+    /// address.
+    #[arg(long)]
+    family: Option<String>,
 }
 
 #[derive(Args)]
@@ -575,8 +580,20 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     if a.reach {
         let protocol = podnet_model::Protocol::parse(&a.protocol.to_uppercase())
             .ok_or_else(|| anyhow::anyhow!("--protocol {:?}: TCP, UDP or SCTP", a.protocol))?;
-        let reach =
-            podnet_model::netpol::Reach::of(&cluster, a.port, protocol, a.namespace.as_deref());
+        let family = match a.family.as_deref() {
+            None => None,
+            Some(f) => Some(
+                podnet_model::IpFamily::parse(f)
+                    .ok_or_else(|| anyhow::anyhow!("--family {f:?}: IPv4 or IPv6"))?,
+            ),
+        };
+        let reach = podnet_model::netpol::Reach::over(
+            &cluster,
+            a.port,
+            protocol,
+            a.namespace.as_deref(),
+            family,
+        );
         output::emit(a.output, &reach.cells(), || reach.render())?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -88,7 +88,19 @@ fn sctp_row(lab: &str, from: &str, vips: &[String], port: u16) -> Vec<bool> {
 
 #[test]
 fn every_upstream_case_with_real_packets() {
-    upstream_cases(podnet_model::ConfigOverrides::default(), "np");
+    upstream_cases(podnet_model::ConfigOverrides::default(), None, "np");
+}
+
+/// And in a dual-stack lab over its secondary family (IPv6): the Services of both families,
+/// the placeholders the pods' IPv6 addresses, the probes to the IPv6 ClusterIPs, `check
+/// --reach --family IPv6` the static answer.
+#[test]
+fn every_upstream_case_with_real_packets_over_ipv6_in_a_dual_stack_lab() {
+    let dual = podnet_model::ConfigOverrides {
+        ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+        ..Default::default()
+    };
+    upstream_cases(dual, Some(podnet_model::IpFamily::Ipv6), "npdual");
 }
 
 /// The same in an IPv6 lab, as upstream runs its NetworkPolicy e2e on IPv6 clusters too (the
@@ -99,10 +111,14 @@ fn every_upstream_case_with_real_packets_in_an_ipv6_lab() {
         ip_family: Some(podnet_model::config::ClusterFamily::Ipv6),
         ..Default::default()
     };
-    upstream_cases(v6, "np6");
+    upstream_cases(v6, None, "np6");
 }
 
-fn upstream_cases(settings: podnet_model::ConfigOverrides, name: &str) {
+fn upstream_cases(
+    settings: podnet_model::ConfigOverrides,
+    family: Option<podnet_model::IpFamily>,
+    name: &str,
+) {
     if !can_run() {
         return;
     }
@@ -111,7 +127,7 @@ fn upstream_cases(settings: podnet_model::ConfigOverrides, name: &str) {
     let mut wrong = Vec::new();
     let mut probed = 0;
     let script = write_manifest("netpol-probe.py", PROBE);
-    let ran = netpol_cases::run_cases_in(settings.clone(), |p| {
+    let ran = netpol_cases::run_cases_in(settings.clone(), family, |p| {
         // The case's state as manifests; a new lab when the case (its servers) changes.
         let c = &p.cluster;
         let m = write_manifest("netpol-state", &p.manifests);
@@ -139,12 +155,23 @@ fn upstream_cases(settings: podnet_model::ConfigOverrides, name: &str) {
             .iter()
             .map(|k| {
                 let (ns, x) = k.split_once('/').unwrap();
-                c.service(ns, &format!("s-{ns}-{x}")).unwrap().cluster_ips[0].to_string()
+                let ips = &c.service(ns, &format!("s-{ns}-{x}")).unwrap().cluster_ips;
+                match family {
+                    Some(f) => ips.iter().find(|ip| podnet_model::IpFamily::of(**ip) == f),
+                    None => ips.first(),
+                }
+                .expect("a ClusterIP of the family")
+                .to_string()
             })
             .collect();
         // The lab is of the family asked for.
-        let v6 = settings.ip_family == Some(podnet_model::config::ClusterFamily::Ipv6);
+        let v6 = settings.ip_family == Some(podnet_model::config::ClusterFamily::Ipv6)
+            || family == Some(podnet_model::IpFamily::Ipv6);
         assert!(vips.iter().all(|v| v.contains(':') == v6), "{vips:?}");
+        let family_flag: Vec<&str> = match family {
+            Some(f) => vec!["--family", f.as_str()],
+            None => Vec::new(),
+        };
         let static_reach: Vec<Value> = serde_json::from_str(&ok(&[
             "check",
             "-f",
@@ -156,7 +183,10 @@ fn upstream_cases(settings: podnet_model::ConfigOverrides, name: &str) {
             p.protocol.as_str(),
             "-o",
             "json",
-        ]))
+        ]
+        .into_iter()
+        .chain(family_flag.iter().copied())
+        .collect::<Vec<_>>()))
         .unwrap();
         // One try: the whole matrix, and what differs from upstream or from check --reach.
         let attempt = || -> Vec<String> {
