@@ -291,21 +291,13 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
                         .output_interface(idx)
                         .scope(RouteScope::Link)
                         .build();
-                    h.route()
-                        .add(to_gw)
-                        .execute()
-                        .await
-                        .map_err(nl("adding the route to the gateway"))?;
+                    add_route(&h, to_gw, "adding the route to the gateway").await?;
                     let default = RouteMessageBuilder::<Ipv4Addr>::new()
                         .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                         .gateway(GATEWAY)
                         .output_interface(idx)
                         .build();
-                    h.route()
-                        .add(default)
-                        .execute()
-                        .await
-                        .map_err(nl("adding the default route"))?;
+                    add_route(&h, default, "adding the default route").await?;
                 }
                 IpAddr::V6(_) => {
                     // fe80::/64 is on the link already: the default route goes straight
@@ -315,16 +307,21 @@ async fn wire_pod_side(h: Handle, e: &Ends) -> CniResult<bool> {
                         .gateway(GATEWAY6)
                         .output_interface(idx)
                         .build();
-                    h.route()
-                        .add(default)
-                        .execute()
-                        .await
-                        .map_err(nl("adding the IPv6 default route"))?;
+                    add_route(&h, default, "adding the IPv6 default route").await?;
                 }
             }
         }
     }
     Ok(!has_default)
+}
+
+/// Adds a route (`what` says which, in an error).
+async fn add_route(
+    h: &Handle,
+    route: netlink_packet_route::route::RouteMessage,
+    what: &str,
+) -> CniResult<()> {
+    h.route().add(route).execute().await.map_err(nl(what))
 }
 
 /// Whether the interface `ifindex` has a permanent neighbour entry `ip` → `mac`.

@@ -290,6 +290,10 @@ mod tests {
     use podnet_model::{parse_documents, ConfigOverrides};
 
     fn cluster(extra: &str) -> Cluster {
+        cluster_with(extra, &ConfigOverrides::default())
+    }
+
+    fn cluster_with(extra: &str, o: &ConfigOverrides) -> Cluster {
         let base = r#"
 apiVersion: v1
 kind: Pod
@@ -302,7 +306,7 @@ metadata: {name: b, labels: {app: web}}
 spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]}
 "#;
         let docs = parse_documents("t.yaml", &format!("{base}---\n{extra}")).unwrap();
-        build(&docs, &ConfigOverrides::default()).unwrap()
+        build(&docs, o).unwrap()
     }
 
     fn svc(spec: &str) -> String {
@@ -322,12 +326,7 @@ spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{name: http, c
 
     #[test]
     fn each_family_dispatches_to_its_own_endpoints() {
-        let pods = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: a, labels: {app: web}}
-spec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]}
----
+        let services = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: s}
@@ -338,12 +337,11 @@ kind: Service
 metadata: {name: v4}
 spec: {type: NodePort, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]}
 "#;
-        let docs = parse_documents("t.yaml", pods).unwrap();
         let o = ConfigOverrides {
             ip_family: Some(podnet_model::config::ClusterFamily::Dual),
             ..Default::default()
         };
-        let c = build(&docs, &o).unwrap();
+        let c = cluster_with(services, &o);
         let p = ProxyPlan::new(&c, "node-0");
         let s = c.service("default", "s").unwrap();
         assert_eq!(s.cluster_ips.len(), 2);
@@ -355,8 +353,14 @@ spec: {type: NodePort, selector: {app: web}, ports: [{name: http, port: 80, targ
             };
             match &p.frontends[&f].1 {
                 Dispatch::Endpoints { endpoints, .. } => {
-                    assert_eq!(endpoints.len(), 1);
-                    assert_eq!(IpFamily::of(endpoints[0].0), IpFamily::of(*ip), "{ip}");
+                    // Both pods, each at its address of the ClusterIP's family.
+                    assert_eq!(endpoints.len(), 2);
+                    assert!(
+                        endpoints
+                            .iter()
+                            .all(|(e, _)| IpFamily::of(*e) == IpFamily::of(*ip)),
+                        "{ip}"
+                    );
                 }
                 d => panic!("{d:?}"),
             }

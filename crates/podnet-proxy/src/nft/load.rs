@@ -27,32 +27,15 @@ fn the_full_table_loads_into_nft_and_takes_updates() {
     );
     // Session affinity, as a new timeout arriving in the update.
     p5.affinity.insert(svc("default", "five"), 30);
-    let dir = std::env::temp_dir().join(format!("podnet-nft-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let (e3, e5) = (Elements::of(&p3), Elements::of(&p5));
-    std::fs::write(dir.join("full.nft"), Transaction::create(&e3).render()).unwrap();
-    std::fs::write(dir.join("diff.nft"), Transaction::update(&e3, &e5).render()).unwrap();
-    // The full load twice: a table left by an earlier run is replaced, not doubled.
-    let script = format!(
-        "nft -f {0}/full.nft && nft -f {0}/full.nft && nft -f {0}/diff.nft && nft list table ip podnet-proxy",
-        dir.display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let Ok(out) = out else { return };
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("Operation not permitted") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "skipped under CI=true: needs root"
-        );
-        eprintln!("SKIP: loading nftables needs root");
+    let Some(listed) = load(
+        "load",
+        &Transaction::create(&e3),
+        &Transaction::update(&e3, &e5),
+        &["ip"],
+    ) else {
         return;
-    }
-    assert!(out.status.success(), "{err}");
-    let listed = String::from_utf8_lossy(&out.stdout);
+    };
     assert_eq!(
         listed
             .matches("numgen random mod 3 map @backends_tcp")
@@ -135,30 +118,14 @@ fn the_ipv6_table_loads_beside_the_ipv4_one() {
     e2.ipv6 = true;
     let update = Transaction::update(&e1, &e2).render();
     assert!(!update.contains(" ip podnet-proxy "), "IPv6 only: {update}");
-    let dir = std::env::temp_dir().join(format!("podnet-nft-load6-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("full.nft"), Transaction::create(&e1).render()).unwrap();
-    std::fs::write(dir.join("diff.nft"), update).unwrap();
-    let script = format!(
-        "nft -f {0}/full.nft && nft -f {0}/full.nft && nft -f {0}/diff.nft && nft list table ip6 podnet-proxy && nft list table ip podnet-proxy",
-        dir.display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let Ok(out) = out else { return };
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("Operation not permitted") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "skipped under CI=true: needs root"
-        );
-        eprintln!("SKIP: loading nftables needs root");
+    let Some(listed) = load(
+        "load6",
+        &Transaction::create(&e1),
+        &Transaction::update(&e1, &e2),
+        &["ip6", "ip"],
+    ) else {
         return;
-    }
-    assert!(out.status.success(), "{err}");
-    let listed = String::from_utf8_lossy(&out.stdout);
+    };
     for want in [
         "fd00:10:96::5 . tcp . 80 : goto svc_tcp_aff60_ep3",
         "fd00:10:96::6 . udp . 53",
@@ -172,4 +139,39 @@ fn the_ipv6_table_loads_beside_the_ipv4_one() {
     ] {
         assert!(listed.contains(want), "{want:?} in:\n{listed}");
     }
+}
+
+/// A full load twice (a table left by an earlier run is replaced, not doubled), then an
+/// update, in a namespace of its own; what `nft list table` then prints of `tables`. None
+/// when not root (said; a failure under `CI=true`).
+fn load(name: &str, full: &Transaction, diff: &Transaction, tables: &[&str]) -> Option<String> {
+    let dir = std::env::temp_dir().join(format!("podnet-nft-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("full.nft"), full.render()).unwrap();
+    std::fs::write(dir.join("diff.nft"), diff.render()).unwrap();
+    let list: Vec<String> = tables
+        .iter()
+        .map(|t| format!("nft list table {t} podnet-proxy"))
+        .collect();
+    let script = format!(
+        "nft -f {0}/full.nft && nft -f {0}/full.nft && nft -f {0}/diff.nft && {1}",
+        dir.display(),
+        list.join(" && ")
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Operation not permitted") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "skipped under CI=true: needs root"
+        );
+        eprintln!("SKIP: loading nftables needs root");
+        return None;
+    }
+    assert!(out.status.success(), "{err}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -123,6 +123,49 @@ fn get(kc: &str, what: &[&str]) -> Value {
     serde_json::from_str(&kubectl_ok(kc, &args)).unwrap()
 }
 
+/// The addresses of a status list (`key` of each entry), which must be of both families.
+fn addresses(list: &Value, key: &str) -> Vec<String> {
+    let addrs: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a[key].as_str().unwrap().to_string())
+        .collect();
+    let fams: BTreeSet<&str> = addrs.iter().map(|a| family(a)).collect();
+    assert_eq!(fams.len(), 2, "{addrs:?}");
+    addrs
+}
+
+/// The seeds' host over HTTPS from outside the cluster at each of an edge proxy's addresses:
+/// a my-web pod answers, and the proxy keeps the client's own address, in its family, as
+/// itself (never an IPv4-mapped IPv6 address).
+fn answers_on_each(lab: &Lab, what: &str, addrs: &[String]) {
+    for a in addrs {
+        let resolve = format!(
+            "my-app.example.com:443:{}",
+            hostport(a, 0).trim_end_matches(":0")
+        );
+        let o = lab.exec(
+            "external",
+            &[
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "--resolve",
+                &resolve,
+                "https://my-app.example.com/web/hostname",
+            ],
+        );
+        let v = echoed(&o, a);
+        let pod = v["pod"].as_str().unwrap_or_default();
+        assert!(pod.starts_with("my-web-"), "{what} over {a}: {v}");
+        let xff = v["headers"]["X-Forwarded-For"][0].as_str().unwrap();
+        assert_eq!(family(xff), family(a), "{what} over {a}: {v}");
+        assert!(!xff.starts_with("::ffff:"), "{what} over {a}: {v}");
+    }
+}
+
 /// The echo server's JSON answer in curl's output (what was asked over `a`).
 fn echoed(o: &std::process::Output, a: &str) -> Value {
     let body = String::from_utf8_lossy(&o.stdout);
@@ -432,76 +475,12 @@ fn the_seeds_policies_hold_over_both_families_and_in_an_ipv6_lab() {
         .trim()
         .to_string();
     let ing = get(&kc, &["ingress", "-n", "default", "my-ingress"]);
-    let addrs: Vec<String> = ing["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["ip"].as_str().unwrap().to_string())
-        .collect();
-    let fams: BTreeSet<&str> = addrs.iter().map(|a| family(a)).collect();
-    assert_eq!(fams.len(), 2, "{addrs:?}");
-    for a in &addrs {
-        let resolve = format!(
-            "my-app.example.com:443:{}",
-            hostport(a, 0).trim_end_matches(":0")
-        );
-        let o = dual.exec(
-            "external",
-            &[
-                "curl",
-                "-sk",
-                "--max-time",
-                "5",
-                "--resolve",
-                &resolve,
-                "https://my-app.example.com/web/hostname",
-            ],
-        );
-        // The echo server's answer: the pod, and the client's own address (the external
-        // client's, in its family: the controller keeps the client's address and writes it
-        // as itself, never as an IPv4-mapped IPv6 address).
-        let v = echoed(&o, a);
-        assert!(
-            v["pod"].as_str().unwrap().starts_with("my-web-"),
-            "over {a}: {v}"
-        );
-        let xff = v["headers"]["X-Forwarded-For"][0].as_str().unwrap();
-        assert_eq!(family(xff), family(a), "over {a}: {v}");
-        assert!(!xff.starts_with("::ffff:"), "over {a}: {v}");
-    }
+    let addrs = addresses(&ing["status"]["loadBalancer"]["ingress"], "ip");
+    answers_on_each(&dual, "Ingress", &addrs);
     // A Gateway's addresses are both families' too, and each answers.
-    let gws = get(&kc, &["gateways", "-n", "default", "my-gateway"]);
-    let addrs: Vec<String> = gws["status"]["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["value"].as_str().unwrap().to_string())
-        .collect();
-    let fams: BTreeSet<&str> = addrs.iter().map(|a| family(a)).collect();
-    assert_eq!(fams.len(), 2, "{addrs:?}");
-    for a in &addrs {
-        let resolve = format!(
-            "my-app.example.com:443:{}",
-            hostport(a, 0).trim_end_matches(":0")
-        );
-        let o = dual.exec(
-            "external",
-            &[
-                "curl",
-                "-sk",
-                "--max-time",
-                "5",
-                "--resolve",
-                &resolve,
-                "https://my-app.example.com/web/hostname",
-            ],
-        );
-        let v = echoed(&o, a);
-        assert!(
-            v["pod"].as_str().unwrap().starts_with("my-web-"),
-            "Gateway over {a}: {v}"
-        );
-    }
+    let gw = get(&kc, &["gateways", "-n", "default", "my-gateway"]);
+    let addrs = addresses(&gw["status"]["addresses"], "value");
+    answers_on_each(&dual, "Gateway", &addrs);
     drop(dual);
     let six = Lab::up(
         "v6seeds",
