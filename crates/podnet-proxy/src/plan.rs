@@ -224,20 +224,6 @@ impl ProxyPlan {
                         Dispatch::Reject
                     },
                 );
-                for ip in svc
-                    .cluster_ips
-                    .iter()
-                    .filter(|ip| IpFamily::of(**ip) == family)
-                {
-                    plan.frontends.insert(
-                        Frontend {
-                            ip: *ip,
-                            proto,
-                            port,
-                        },
-                        (owner.clone(), internal.clone()),
-                    );
-                }
                 // External frontends: masquerade unless the policy is Local (which keeps the
                 // client's address and uses only this node's endpoints).
                 let external = if etp_local {
@@ -254,19 +240,20 @@ impl ProxyPlan {
                 } else {
                     dispatch(&eps, None, true, Dispatch::Reject)
                 };
-                for ip in svc
-                    .load_balancer_ips
+                let externals = svc.load_balancer_ips.iter().chain(&svc.external_ips);
+                let frontends = svc
+                    .cluster_ips
                     .iter()
-                    .chain(&svc.external_ips)
-                    .filter(|ip| IpFamily::of(**ip) == family)
-                {
+                    .map(|ip| (ip, &internal))
+                    .chain(externals.map(|ip| (ip, &external)));
+                for (ip, d) in frontends.filter(|(ip, _)| IpFamily::of(**ip) == family) {
                     plan.frontends.insert(
                         Frontend {
                             ip: *ip,
                             proto,
                             port,
                         },
-                        (owner.clone(), external.clone()),
+                        (owner.clone(), d.clone()),
                     );
                 }
                 let has_family = svc.cluster_ips.iter().any(|ip| IpFamily::of(*ip) == family);

@@ -109,39 +109,32 @@ impl Lab {
 
     /// `lab probe --family`, which must agree with the static answer.
     fn probe_family(&self, port: u16, proto: &str, family: &str) -> Value {
-        let m: Value = serde_json::from_str(&ok(&[
-            "lab",
-            "probe",
-            "--name",
-            &self.name,
-            "--port",
-            &port.to_string(),
-            "--protocol",
-            proto,
-            "--family",
-            family,
-            "-o",
-            "json",
-        ]))
-        .unwrap();
+        let m = self.probe_over(port, proto, &["--family", family]);
         assert_eq!(m["disagreements"], serde_json::json!([]), "{family}: {m}");
         m
     }
 
     fn probe_raw(&self, port: u16, proto: &str) -> Value {
-        serde_json::from_str(&ok(&[
+        self.probe_over(port, proto, &[])
+    }
+
+    /// `lab probe -o json` with `extra` arguments.
+    fn probe_over(&self, port: u16, proto: &str, extra: &[&str]) -> Value {
+        let port = port.to_string();
+        let mut args = vec![
             "lab",
             "probe",
             "--name",
             &self.name,
             "--port",
-            &port.to_string(),
+            &port,
             "--protocol",
             proto,
             "-o",
             "json",
-        ]))
-        .unwrap()
+        ];
+        args.extend(extra);
+        serde_json::from_str(&ok(&args)).unwrap()
     }
 
     /// The name of the first pod whose name starts with `prefix`.
