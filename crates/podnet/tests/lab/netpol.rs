@@ -126,11 +126,12 @@ fn upstream_cases(
     let mut current = String::new();
     let mut wrong = Vec::new();
     let mut probed = 0;
-    let script = write_manifest("netpol-probe.py", PROBE);
+    // Files of its own: the variants (families) run at once.
+    let script = write_manifest(&format!("{name}-probe.py"), PROBE);
     let ran = netpol_cases::run_cases_in(settings.clone(), family, |p| {
         // The case's state as manifests; a new lab when the case (its servers) changes.
         let c = &p.cluster;
-        let m = write_manifest("netpol-state", &p.manifests);
+        let m = write_manifest(&format!("{name}-state"), &p.manifests);
         if current != p.case {
             drop(lab.take());
             lab = Some(Lab::up(name, &[m.to_str().unwrap()], &[]));
