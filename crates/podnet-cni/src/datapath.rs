@@ -42,7 +42,7 @@ pub fn gateway_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn host_prefix(ip: IpAddr) -> u8 {
+pub(crate) fn host_prefix(ip: IpAddr) -> u8 {
     if ip.is_ipv4() {
         32
     } else {
@@ -532,6 +532,17 @@ async fn collect_routes(
     Ok(out)
 }
 
+/// Every route of `ip`'s family.
+async fn routes_of(
+    h: &Handle,
+    ip: IpAddr,
+) -> CniResult<Vec<netlink_packet_route::route::RouteMessage>> {
+    match ip {
+        IpAddr::V4(_) => routes_v4(h).await,
+        IpAddr::V6(_) => routes_v6(h).await,
+    }
+}
+
 fn route_dst(r: &netlink_packet_route::route::RouteMessage) -> Option<IpAddr> {
     use netlink_packet_route::route::RouteAddress;
     r.attributes.iter().find_map(|a| match a {
@@ -547,11 +558,7 @@ async fn check_node_side(h: Handle, e: Ends) -> CniResult<()> {
     let (host, pod_mac) = (&e.host, e.pod_mac);
     let l = link_with_mtu(&h, "host", host, e.mtu).await?;
     for &ip in &e.ips {
-        let routes = if ip.is_ipv4() {
-            routes_v4(&h).await?
-        } else {
-            routes_v6(&h).await?
-        };
+        let routes = routes_of(&h, ip).await?;
         let found = routes.iter().any(|r| {
             r.header.destination_prefix_length == host_prefix(ip)
                 && r.attributes
@@ -604,11 +611,7 @@ async fn check_pod_side(h: Handle, e: Ends) -> CniResult<()> {
                 mac_string(&host_mac)
             )
         })?;
-        let routes = if ip.is_ipv4() {
-            routes_v4(&h).await?
-        } else {
-            routes_v6(&h).await?
-        };
+        let routes = routes_of(&h, ip).await?;
         let default = routes.iter().any(|r| {
             r.header.destination_prefix_length == 0
                 && r.attributes

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use crate::datapath::{Attach, Datapath, GATEWAY, GATEWAY6};
+use crate::datapath::{Attach, Datapath};
 use crate::ipam::{Store, DEFAULT_DATA_DIR};
 use crate::spec::*;
 
@@ -306,13 +306,9 @@ fn add(env: &Env, conf: &NetConf, dp: &dyn Datapath) -> CniResult<Value> {
         sandbox: netns.display().to_string(),
     });
     for ip in &ips {
-        let gateway = if ip.is_ipv4() {
-            IpAddr::V4(GATEWAY)
-        } else {
-            IpAddr::V6(GATEWAY6)
-        };
+        let gateway = crate::datapath::gateway_of(*ip);
         result.ips.push(IpConfig {
-            address: IpNet::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+            address: IpNet::new(*ip, crate::datapath::host_prefix(*ip))
                 .expect("full-length prefix"),
             gateway: Some(gateway),
             interface: Some(base + 1),

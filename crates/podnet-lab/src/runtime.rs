@@ -78,7 +78,7 @@ impl Runtime {
                 let ips: Vec<String> = pod
                     .planned_ips
                     .iter()
-                    .map(|ip| format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }))
+                    .map(|ip| format!("{ip}/{}", podnet_model::IpFamily::of(*ip).bits()))
                     .collect();
                 conf.runtime_config = Some(json!({ "ips": ips }));
             }

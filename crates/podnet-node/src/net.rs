@@ -116,11 +116,11 @@ impl NetOp {
                 mac = d.vtep.mac,
                 mtu = d.mtu,
                 vtep = d.vtep.ip,
-                plen = if d.vtep.ip.is_ipv4() { 32 } else { 128 },
+                plen = podnet_model::IpFamily::of(d.vtep.ip).bits(),
                 second = d
                     .secondary_ip
                     .map(|ip| {
-                        let plen = if ip.is_ipv4() { 32 } else { 128 };
+                        let plen = podnet_model::IpFamily::of(ip).bits();
                         format!("\naddr add {ip}/{plen} dev {}", d.name)
                     })
                     .unwrap_or_default(),

@@ -324,7 +324,7 @@ async fn vxlan(h: &Handle, d: &VxlanDevice) -> Result<(), NodeError> {
         .await
         .map_err(nl(format!("raising the VXLAN device {}", d.name)))?;
     for ip in std::iter::once(d.vtep.ip).chain(d.secondary_ip) {
-        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = podnet_model::IpFamily::of(ip).bits();
         add_address(h, i, ip, prefix)
             .await
             .map_err(nl(format!("adding the VTEP address {ip}")))?;

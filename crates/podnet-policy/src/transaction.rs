@@ -211,10 +211,6 @@ fn words(f: IpFamily) -> (&'static str, &'static str) {
     }
 }
 
-fn family_of_ip(ip: &IpAddr) -> IpFamily {
-    IpFamily::of(*ip)
-}
-
 /// `verb element <family> podnet-policy <set> { ... }` in chunks, each element in its
 /// family's table.
 fn render_elements<T>(
@@ -294,7 +290,7 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 "add",
                 map_name(*dir),
                 v,
-                |(ip, _)| family_of_ip(ip),
+                |(ip, _)| IpFamily::of(*ip),
                 |(ip, target)| format!("{ip} : {}", verdict(*dir, *target)),
             );
         }
@@ -304,7 +300,7 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 "delete",
                 map_name(*dir),
                 v,
-                family_of_ip,
+                |ip| IpFamily::of(*ip),
                 ToString::to_string,
             );
         }
