@@ -61,6 +61,33 @@ pub(super) fn families(
             ));
         }
     }
+    // Two addresses at most, of two families (the API server's validation of clusterIPs).
+    let requested: Vec<IpFamily> = cluster_ips
+        .iter()
+        .take_while(|ip| **ip != "None")
+        .filter_map(|ip| ip.parse().ok().map(IpFamily::of))
+        .collect();
+    let shown = || {
+        let quoted: Vec<String> = cluster_ips.iter().map(|c| format!("{c:?}")).collect();
+        format!("[]string{{{}}}", quoted.join(", "))
+    };
+    if requested.len() > 2 {
+        refused.push((
+            "spec.clusterIPs".to_string(),
+            format!("Invalid value: {}: may only hold up to 2 values", shown()),
+        ));
+        return Err(refused);
+    }
+    if requested.len() == 2 && requested[0] == requested[1] {
+        refused.push((
+            "spec.clusterIPs".to_string(),
+            format!(
+                "Invalid value: {}: may specify no more than one IP for each IP family",
+                shown()
+            ),
+        ));
+        return Err(refused);
+    }
     // The families of requested addresses, where ipFamilies does not say them.
     for (i, ip) in cluster_ips.iter().enumerate() {
         if *ip == "None" {
@@ -186,6 +213,24 @@ mod tests {
                 "Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn cluster_ips_are_at_most_two_of_two_families() {
+        let dual = [IpFamily::Ipv4, IpFamily::Ipv6];
+        let same = serde_json::json!({"ipFamilyPolicy": "RequireDualStack", "selector": {SEL: "x"}, "clusterIPs": ["10.96.0.50", "10.96.0.51"]});
+        let r = refused(same, &dual);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].0, "spec.clusterIPs");
+        assert!(
+            r[0].1
+                .ends_with("may specify no more than one IP for each IP family"),
+            "{r:?}"
+        );
+        let three = serde_json::json!({"ipFamilyPolicy": "RequireDualStack", "selector": {SEL: "x"}, "clusterIPs": ["10.96.0.50", "fd00:10:96::5", "10.96.0.52"]});
+        assert!(refused(three, &dual)[0]
+            .1
+            .ends_with("may only hold up to 2 values"));
     }
 
     #[test]
