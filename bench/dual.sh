@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # IPv6 against IPv4 in the same run (issue 23), as root, each measure ROUNDS times with the
 # two families interleaved; prints every round, the median and the worst ratio:
-#  1. the proxy's tables: cold load and one Service added at N Services x 2 endpoints through
-#     `nft -f`, IPv4 only (ip table), IPv6 only (ip6 table), and dual-stack (both tables, N
-#     Services in each), each in a scratch namespace; a round is the median of REPS loads;
+#  1. the proxy's tables: cold load and one Service added at N Services x 2 endpoints, the way
+#     the agent does both (`nft -f`; one netlink batch), IPv4 only (ip table), IPv6 only (ip6
+#     table), and dual-stack (both tables, N Services in each), in scratch namespaces;
 #  2. a dual-stack lab: cross-node pod-to-pod TCP throughput (iperf3, 5 s) over each family,
-#     and the first connection (median of 300 sequential connects) to a pod on another node and
-#     to a ClusterIP, over each family;
+#     and the first connection (300 sequential connects over each family, taking turns) to a
+#     pod on another node and to a ClusterIP;
 #  3. the cluster DNS server: queries per second (dnsperf, the mix of bench/dns_data.py) of
 #     a zone of N Services of an IPv4 cluster (A, in-addr.arpa) against the same of an IPv6
 #     cluster (AAAA, ip6.arpa).
@@ -17,8 +17,6 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 command -v dnsperf >/dev/null || { apt-get update -qq; apt-get install -y -qq dnsperf >/dev/null; }
 cargo build --release -q -p podnet
-cargo build --release -q -p podnet-proxy --example ruleset
-R=target/release/examples/ruleset
 P=$PWD/target/release/podnet
 N=${N:-10000}; ROUNDS=${ROUNDS:-3}; SECS=${SECS:-5}
 ONLY=${ONLY:-}   # ONLY=proxy: the proxy's tables alone
@@ -26,12 +24,11 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"; ip netns del podnet-benchdual 2>/dev/null || true
+  rm -rf "$tmp"
   $P lab down --name benchdual >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup; tmp=$(mktemp -d)   # leftovers of an interrupted run
-ms() { python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / 1e6:.1f}')" "$1" "$2"; }
 summary() { # label, lower|higher (which is better), v4 values, "--", v6 values: the median of
               # each, the IPv6/IPv4 ratio of each round, and the worst round's
   python3 - "$@" <<'PY'
@@ -46,42 +43,35 @@ print(f"| {label} | {statistics.median(a):.2f} | {statistics.median(b):.2f} | "
 PY
 }
 
-# 1. The proxy's tables.
-for f in ipv4 ipv6 dual; do
-  $R full "$N" 2 $f > "$tmp/$f-full.nft"; $R add-one "$N" 2 $f > "$tmp/$f-add.nft"
-done
-# A single load of 10,000 Services varies by a third from one to the next on this machine,
-# whichever the family: a round is the median of REPS loads of each family, interleaved.
-REPS=${REPS:-5}
-med() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
-declare -A cold add
-for f in ipv4 ipv6 dual; do cold[$f]=""; add[$f]=""; done
-for _ in $(seq "$ROUNDS"); do
-  declare -A rc ra
-  for f in ipv4 ipv6 dual; do rc[$f]=""; ra[$f]=""; done
-  for _ in $(seq "$REPS"); do
-    for f in ipv4 ipv6 dual; do
-      ns=podnet-benchdual; ip netns add $ns
-      s=$(date +%s%N); ip netns exec $ns nft -f "$tmp/$f-full.nft"; e=$(date +%s%N); rc[$f]+=" $(ms "$s" "$e")"
-      s=$(date +%s%N); ip netns exec $ns nft -f "$tmp/$f-add.nft"; e=$(date +%s%N); ra[$f]+=" $(ms "$s" "$e")"
-      ip netns del $ns
-    done
-  done
-  for f in ipv4 ipv6 dual; do
-    # shellcheck disable=SC2086
-    cold[$f]+=" $(med ${rc[$f]})"; add[$f]+=" $(med ${ra[$f]})"
-  done
-done
+# 1. The proxy's tables, through the node's own effects (crates/podnet-node/examples/
+# proxy_family.rs): per round, LOADS cold loads of each family side by side and ADDS Services
+# added after each; a single load varies by a third on this machine whichever the family, so a
+# round's figure is the median of the ratios of the pairs measured side by side.
+cargo build --release -q -p podnet-node --example proxy_family
+"target/release/examples/proxy_family" "$N" "$ROUNDS" "${LOADS:-9}" "${ADDS:-10}" > "$tmp/proxy"
+col() { awk -v f="$1" -v c="$2" '$1 == f { for (i = 2; i < NF; i += 2) if ($i == c) print $(i + 1) }' "$tmp/proxy" | tr '\n' ' '; }
+ratios() { # label, values of IPv4, "--", values of the other, "--", the rounds' ratios
+  python3 - "$@" <<'PY'
+import statistics, sys
+label, rest = sys.argv[1], sys.argv[2:]
+a = [float(x) for x in rest[:rest.index("--")]]
+rest = rest[rest.index("--") + 1:]
+b = [float(x) for x in rest[:rest.index("--")]]
+r = [float(x) for x in rest[rest.index("--") + 1:]]
+print(f"| {label} | {statistics.median(a):.2f} | {statistics.median(b):.2f} | "
+      f"{statistics.median(r):.2f}x (rounds {', '.join(f'{x:.2f}' for x in r)}; worst {max(r):.2f}x) |")
+PY
+}
 echo "| measure | IPv4 | IPv6 | IPv6 / IPv4 |"
 echo "|---|---|---|---|"
-# shellcheck disable=SC2086
-summary "proxy cold load, $N Services x 2 (ms)" lower ${cold[ipv4]} -- ${cold[ipv6]}
-# shellcheck disable=SC2086
-summary "proxy: one Service added at $N (ms)" lower ${add[ipv4]} -- ${add[ipv6]}
-# shellcheck disable=SC2086
-summary "proxy cold load, $N dual-stack Services (both tables) against IPv4 only (ms)" lower ${cold[ipv4]} -- ${cold[dual]}
-# shellcheck disable=SC2086
-summary "proxy: one dual-stack Service added at $N against IPv4 (ms)" lower ${add[ipv4]} -- ${add[dual]}
+# shellcheck disable=SC2046
+ratios "proxy cold load, $N Services x 2 (ms)" $(col ipv4 cold) -- $(col ipv6 cold) -- $(col ipv6 cold_ratio)
+# shellcheck disable=SC2046
+ratios "proxy: one Service added at $N (ms)" $(col ipv4 add) -- $(col ipv6 add) -- $(col ipv6 add_ratio)
+# shellcheck disable=SC2046
+ratios "proxy cold load, $N dual-stack Services (both tables) against IPv4 only (ms)" $(col ipv4 cold) -- $(col dual cold) -- $(col dual cold_ratio)
+# shellcheck disable=SC2046
+ratios "proxy: one dual-stack Service added at $N against IPv4 (ms)" $(col ipv4 add) -- $(col dual add) -- $(col dual add_ratio)
 
 [ "$ONLY" = proxy ] && exit 0
 
@@ -110,27 +100,31 @@ iperf() { # $1 server address
   sleep 0.3
   $P lab exec --name benchdual default/client -- iperf3 -c "$1" -p 5202 -t "$SECS" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
 }
-connects() { # $1 address, $2 port: median µs of 300 sequential connects
+pairs() { # $1 $2: IPv4 address and port, $3 $4: IPv6's; 300 sequential connects to each, taking
+          # turns, in one process: the medians (µs) and the median of the ratios of the pairs
   $P lab exec --name benchdual default/client -- python3 -c "
 import socket, time, statistics
-t = []
-for _ in range(300):
-    a = time.perf_counter_ns(); c = socket.create_connection(('$1', $2), timeout=2); t.append(time.perf_counter_ns() - a); c.close()
-print(f'{statistics.median(t) / 1000:.1f}')"
+def once(a, p):
+    t = time.perf_counter_ns(); c = socket.create_connection((a, p), timeout=2); t = time.perf_counter_ns() - t; c.close(); return t
+v4, v6 = [], []
+for i in range(300):
+    if i % 2: v6.append(once('$3', $4)); v4.append(once('$1', $2))
+    else: v4.append(once('$1', $2)); v6.append(once('$3', $4))
+print(f'{statistics.median(v4) / 1000:.1f} {statistics.median(v6) / 1000:.1f} {statistics.median(b / a for a, b in zip(v4, v6)):.3f}')"
 }
-t4=""; t6=""; p4=""; p6=""; c4=""; c6=""
+t4=""; t6=""; p4=""; p6=""; pr=""; c4=""; c6=""; cr=""
 for _ in $(seq "$ROUNDS"); do
   t4+=" $(iperf "$s4")"; t6+=" $(iperf "$s6")"
-  p4+=" $(connects "$s4" 8080)"; p6+=" $(connects "$s6" 8080)"
-  c4+=" $(connects "$v4" 80)"; c6+=" $(connects "$v6" 80)"
+  read -r a b r < <(pairs "$s4" 8080 "$s6" 8080); p4+=" $a"; p6+=" $b"; pr+=" $r"
+  read -r a b r < <(pairs "$v4" 80 "$v6" 80); c4+=" $a"; c6+=" $b"; cr+=" $r"
 done
 $P lab down --name benchdual >/dev/null
 # shellcheck disable=SC2086
 summary "cross-node pod to pod, iperf3 ${SECS} s (Gbit/s; the ratio: higher is better)" higher $t4 -- $t6
 # shellcheck disable=SC2086
-summary "first connection to a pod on another node (µs)" lower $p4 -- $p6
+ratios "first connection to a pod on another node (µs; the connects of each family taking turns)" $p4 -- $p6 -- $pr
 # shellcheck disable=SC2086
-summary "first connection through a ClusterIP to a pod on another node (µs)" lower $c4 -- $c6
+ratios "first connection through a ClusterIP to a pod on another node (µs; taking turns)" $c4 -- $c6 -- $cr
 
 # 3. DNS: A against AAAA.
 python3 bench/dns_data.py manifests 1000 "$tmp/svc.yaml"

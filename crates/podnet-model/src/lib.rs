@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod model;
 pub mod names;
 pub mod netpol;
+pub mod nftset;
 pub mod plan;
 pub mod resolv;
 

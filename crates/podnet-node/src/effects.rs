@@ -13,6 +13,7 @@ use podnet_proxy::nft::{Element, Elements, Op, StaleUdpFlow, Transaction};
 use crate::dataplane::NodeDataplane;
 use crate::net::NetOp;
 use crate::nft::Session;
+use crate::nlnft;
 use crate::observe;
 use crate::sys;
 use crate::verify::{Drift, Observed};
@@ -55,11 +56,23 @@ pub struct PolicyEntries {
 }
 
 /// The real effects, inside the network namespace at `netns`. nftables transactions go
-/// through one long-lived `nft` ([`Session`]), started at the first.
-#[derive(Debug)]
+/// through one long-lived `nft` ([`Session`]), started at the first; a transaction of the
+/// proxy's elements alone goes to the kernel as one netlink batch instead ([`nlnft::apply`]),
+/// with no parser in between.
 pub struct Linux {
     pub netns: PathBuf,
     session: Option<Session>,
+    netlink: Option<netlink_sys::Socket>,
+    seq: u32,
+}
+
+impl std::fmt::Debug for Linux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linux")
+            .field("netns", &self.netns)
+            .field("session", &self.session)
+            .finish()
+    }
 }
 
 impl Linux {
@@ -67,6 +80,8 @@ impl Linux {
         Linux {
             netns,
             session: None,
+            netlink: None,
+            seq: 0,
         }
     }
 
@@ -104,6 +119,21 @@ impl Linux {
     }
 }
 
+impl Linux {
+    /// One batch on the namespace's netfilter socket, opened at the first. After a failure
+    /// the next batch starts on a fresh socket (answers left unread stay with the old one).
+    fn netlink_batch(&mut self, batch: &nlnft::Batch) -> Result<(), NodeError> {
+        if self.netlink.is_none() {
+            self.netlink = Some(nlnft::socket(&self.netns)?);
+        }
+        let done = nlnft::apply(self.netlink.as_ref().expect("opened"), batch);
+        if done.is_err() {
+            self.netlink = None;
+        }
+        done
+    }
+}
+
 impl Effects for Linux {
     /// Two netlink dumps (the maps' elements), not a whole listing.
     fn policy_entries(&mut self, want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
@@ -133,6 +163,13 @@ impl Effects for Linux {
     }
 
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
+        if let Some(ops) = tx.element_ops().filter(|o| !o.is_empty()) {
+            let batch = nlnft::encode(&ops, self.seq);
+            self.seq = batch.end.wrapping_add(1);
+            if batch.bytes.len() <= nlnft::BATCH_LIMIT {
+                return self.netlink_batch(&batch);
+            }
+        }
         self.nft_script((!tx.is_empty()).then(|| tx.render()))
     }
 

@@ -7,11 +7,14 @@
 //! reads each set's elements here, decoded by the set's own types (as nft's JSON gives them)
 //! into the very JSON shape `nft -j` prints for an element, which [`crate::observe`] reads.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 use netlink_packet_core::{NlaBuffer, NlasIterator};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use podnet_model::nftset::{ElementData, ElementOp, SetElement};
+use podnet_model::IpFamily;
 use serde_json::{json, Value};
 
 use crate::{sys, NodeError};
@@ -464,4 +467,298 @@ pub fn ruleset(netns: &Path) -> Result<Value, NodeError> {
         }
     }
     Ok(ruleset)
+}
+
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+const NFTA_LIST_ELEM: u16 = 1;
+/// Elements per message of a batch (nft's `add element` statements hold a thousand; a message
+/// stays well inside a page's worth of attributes per element either way).
+const PER_MESSAGE: usize = 256;
+/// The largest batch sent as one (the socket's send buffer is raised to fit it, as nft does);
+/// a larger change goes through nft's text.
+pub const BATCH_LIMIT: usize = 4 << 20;
+
+fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+fn nested(out: &mut Vec<u8>, kind: u16, inner: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    inner(out);
+    let len = (out.len() - at) as u16;
+    out[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    out[at + 2..at + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+}
+
+fn string(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn message(
+    out: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) {
+    let len = 16 + 4 + attrs.len();
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&[family, 0]);
+    out.extend_from_slice(&res_id.to_be_bytes());
+    out.extend_from_slice(attrs);
+}
+
+fn element(out: &mut Vec<u8>, e: &SetElement, with_data: bool) {
+    nested(out, NFTA_LIST_ELEM, |out| {
+        nested(out, NFTA_SET_ELEM_KEY, |out| {
+            attr(out, NFTA_DATA_VALUE, &e.key)
+        });
+        let Some(data) = e.data.as_ref().filter(|_| with_data) else {
+            return;
+        };
+        nested(out, NFTA_SET_ELEM_DATA, |out| {
+            let verdict = |out: &mut Vec<u8>, code: i32, chain: Option<&str>| {
+                nested(out, NFTA_DATA_VERDICT, |out| {
+                    attr(out, NFTA_VERDICT_CODE, &code.to_be_bytes());
+                    if let Some(c) = chain {
+                        attr(out, NFTA_VERDICT_CHAIN, &string(c));
+                    }
+                })
+            };
+            match data {
+                ElementData::Value(v) => attr(out, NFTA_DATA_VALUE, v),
+                ElementData::Accept => verdict(out, 1, None),
+                ElementData::Drop => verdict(out, 0, None),
+                ElementData::Jump(c) => verdict(out, -3, Some(c)),
+                ElementData::Goto(c) => verdict(out, -4, Some(c)),
+            }
+        });
+    });
+}
+
+/// An encoded batch and what each of its messages did, by sequence number.
+#[derive(Debug)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    /// The first sequence number (the batch's begin) and each element message's, with what
+    /// it holds for an error to name.
+    begin: u32,
+    messages: Vec<(u32, String)>,
+    /// The last sequence number it uses (the batch's end).
+    pub end: u32,
+}
+
+/// `ops` as one netfilter batch: the kernel applies every message of it or none.
+pub fn encode(ops: &[ElementOp], first_seq: u32) -> Batch {
+    let mut bytes = Vec::new();
+    let mut seq = first_seq;
+    message(
+        &mut bytes,
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    let begin = seq;
+    let mut messages = Vec::new();
+    for op in ops {
+        let (kind, flags, add, verb) = match op {
+            ElementOp::Add(_) => (
+                NFT_MSG_NEWSETELEM,
+                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                true,
+                "add",
+            ),
+            ElementOp::Delete(_) => (
+                NFT_MSG_DELSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK,
+                false,
+                "delete",
+            ),
+        };
+        // Grouped by table and set, in their order of first appearance.
+        let mut groups: Vec<((IpFamily, &str, &str), Vec<&SetElement>)> = Vec::new();
+        for e in op.elements() {
+            let at = (e.family, e.table, e.set.as_str());
+            match groups.iter_mut().find(|(k, _)| *k == at) {
+                Some((_, v)) => v.push(e),
+                None => groups.push((at, vec![e])),
+            }
+        }
+        for ((family, table, set), elems) in groups {
+            for chunk in elems.chunks(PER_MESSAGE) {
+                seq = seq.wrapping_add(1);
+                let mut attrs = Vec::new();
+                attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &string(table));
+                attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &string(set));
+                nested(&mut attrs, NFTA_SET_ELEM_LIST_ELEMENTS, |out| {
+                    for e in chunk {
+                        element(out, e, add);
+                    }
+                });
+                let af = match family {
+                    IpFamily::Ipv4 => AF_INET,
+                    IpFamily::Ipv6 => AF_INET6,
+                };
+                message(
+                    &mut bytes,
+                    (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                    flags,
+                    seq,
+                    af,
+                    0,
+                    &attrs,
+                );
+                let t = match family {
+                    IpFamily::Ipv4 => "ip",
+                    IpFamily::Ipv6 => "ip6",
+                };
+                messages.push((
+                    seq,
+                    format!(
+                        "{verb} element {t} {table} {set} ({} elements)",
+                        chunk.len()
+                    ),
+                ));
+            }
+        }
+    }
+    seq = seq.wrapping_add(1);
+    message(
+        &mut bytes,
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
+    Batch {
+        bytes,
+        begin,
+        messages,
+        end: seq,
+    }
+}
+
+fn batch_error(what: String) -> NodeError {
+    NodeError::Command {
+        cmd: "netlink nftables batch".into(),
+        status: None,
+        stderr: what,
+    }
+}
+
+/// Sends `batch` on `socket` and waits for the kernel's answer to each of its messages: Ok
+/// once every one is acknowledged (the kernel acknowledges after the commit), the first
+/// error otherwise (the kernel then applied none of it). The socket waits at most 10 s.
+pub fn apply(socket: &Socket, batch: &Batch) -> Result<(), NodeError> {
+    if batch.messages.is_empty() {
+        return Ok(());
+    }
+    nix::sys::socket::setsockopt(
+        socket,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(10, 0),
+    )
+    .map_err(|e| batch_error(format!("setting the socket's receive timeout: {e}")))?;
+    // An error's answer quotes the request's header only, not the whole message.
+    socket
+        .set_cap_ack(true)
+        .map_err(|e| batch_error(format!("NETLINK_CAP_ACK: {e}")))?;
+    if batch.bytes.len() > 200_000 {
+        nix::sys::socket::setsockopt(
+            socket,
+            nix::sys::socket::sockopt::SndBufForce,
+            &(batch.bytes.len() + 4096),
+        )
+        .map_err(|e| batch_error(format!("a send buffer of {} bytes: {e}", batch.bytes.len())))?;
+    }
+    let sent = socket
+        .send(&batch.bytes, 0)
+        .map_err(|source| NodeError::Io {
+            what: "sending an nftables batch".into(),
+            source,
+        })?;
+    if sent != batch.bytes.len() {
+        return Err(batch_error(format!(
+            "sent {sent} of {} bytes",
+            batch.bytes.len()
+        )));
+    }
+    let mut waiting: BTreeMap<u32, &str> = batch
+        .messages
+        .iter()
+        .map(|(s, w)| (*s, w.as_str()))
+        .collect();
+    let mut buf = vec![0u8; 1 << 16];
+    while !waiting.is_empty() {
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(|source| NodeError::Io {
+                what: format!("waiting for the kernel's answer to an nftables batch ({} of {} messages unanswered)", waiting.len(), batch.messages.len()),
+                source,
+            })?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2"));
+            if len < 16 || at + len > n {
+                return Err(batch_error(format!(
+                    "a message of {len} bytes at {at} of {n}"
+                )));
+            }
+            let msg = &buf[at..at + len];
+            at += (len + 3) & !3;
+            if kind != NLMSG_ERROR || msg.len() < 20 {
+                continue;
+            }
+            let code = i32::from_ne_bytes(msg[16..20].try_into().expect("4"));
+            // The error message quotes the request's header: its sequence number.
+            let seq = msg
+                .get(28..32)
+                .map(|b| u32::from_ne_bytes(b.try_into().expect("4")))
+                .unwrap_or(0);
+            if code == 0 {
+                waiting.remove(&seq);
+                continue;
+            }
+            let what = if seq == batch.begin {
+                "the batch's commit".to_string()
+            } else {
+                batch
+                    .messages
+                    .iter()
+                    .find(|(s, _)| *s == seq)
+                    .map_or_else(|| format!("message {seq}"), |(_, w)| w.clone())
+            };
+            return Err(batch_error(format!(
+                "{what}: {}",
+                std::io::Error::from_raw_os_error(-code)
+            )));
+        }
+    }
+    Ok(())
 }

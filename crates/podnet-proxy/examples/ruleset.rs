@@ -4,62 +4,8 @@
 //! (each Service's address and endpoints IPv6, in the ip6 table), `dual` (each Service both:
 //! N frontends in each table).
 
-use podnet_model::{NsName, Protocol};
-use podnet_proxy::nft::{Elements, Transaction};
-use podnet_proxy::plan::{Dispatch, Frontend, Owner, ProxyPlan};
-
-fn plan(n: usize, e: usize, v4: bool, v6: bool) -> ProxyPlan {
-    let mut p = ProxyPlan {
-        node: "node-0".into(),
-        ..Default::default()
-    };
-    for i in 0..n {
-        let mut families = Vec::new();
-        if v4 {
-            families.push((
-                format!("10.96.{}.{}", i / 250, i % 250 + 1),
-                (0..e)
-                    .map(|j| {
-                        let k = i * e + j;
-                        format!("10.244.{}.{}", k / 250 % 250, k % 250 + 2)
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-        }
-        if v6 {
-            families.push((
-                format!("fd00:10:96::{:x}", i + 1),
-                (0..e)
-                    .map(|j| {
-                        let k = i * e + j;
-                        format!("fd00:10:244:{:x}::{:x}", k / 250 % 250, k % 250 + 2)
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-        }
-        for (vip, eps) in families {
-            let endpoints = eps.iter().map(|ip| (ip.parse().unwrap(), 8080)).collect();
-            p.frontends.insert(
-                Frontend {
-                    ip: vip.parse().unwrap(),
-                    proto: Protocol::Tcp,
-                    port: 80,
-                },
-                (
-                    Owner {
-                        service: NsName::new("ns", &format!("s{i}")),
-                        port: "80".into(),
-                    },
-                    Dispatch::Endpoints {
-                        endpoints,
-                        masquerade: false,
-                    },
-                ),
-            );
-        }
-    }
-    p
-}
+use podnet_proxy::nft::Transaction;
+use podnet_proxy::synthetic::elements as synthetic;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -74,11 +20,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let elements = |n| {
-        let mut el = Elements::of(&plan(n, e, v4, v6));
-        el.ipv6 = v6;
-        el
-    };
+    let elements = |n| synthetic(n, e, v4, v6);
     match args.get(1).map(String::as_str) {
         Some("full") => print!("{}", Transaction::create(&elements(n)).render()),
         Some("add-one") => print!(

@@ -3,5 +3,6 @@
 
 pub mod nft;
 pub mod plan;
+pub mod synthetic;
 
 pub use plan::{Dispatch, Frontend, Owner, ProxyPlan};

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 
+use podnet_model::nftset::{ElementData, ElementOp, Registers, SetElement};
 use podnet_model::{IpFamily, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -468,6 +469,22 @@ impl Transaction {
         Transaction { ops }.pruned()
     }
 
+    /// The transaction as element operations alone, in its order, when it is nothing else
+    /// (no table, map or chain to make): what the node can hand the kernel as one netlink
+    /// batch instead of nft's text.
+    pub fn element_ops(&self) -> Option<Vec<ElementOp>> {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::DeleteElements(v) => {
+                    Some(ElementOp::Delete(v.iter().map(Element::wire).collect()))
+                }
+                Op::AddElements(v) => Some(ElementOp::Add(v.iter().map(Element::wire).collect())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn pruned(mut self) -> Transaction {
         self.ops
             .retain(|op| !matches!(op, Op::DeleteElements(v) | Op::AddElements(v) if v.is_empty()));
@@ -570,6 +587,11 @@ impl Chain {
             self.proto.lower(),
             self.endpoints
         )
+    }
+
+    /// The chain a frontend's element goes to: this one or its masquerading twin.
+    pub fn target(&self, masquerade: bool) -> String {
+        format!("{}{}", self.name(), if masquerade { "_masq" } else { "" })
     }
 
     /// The chain and its masquerading twin.
@@ -678,6 +700,39 @@ impl Element {
         }
     }
 
+    /// The element as the kernel holds it: the key's registers (the map's `typeof`, field by
+    /// field) and the data, as `add element` with [`fmt::Display`]'s text would make it.
+    pub fn wire(&self) -> SetElement {
+        let service = |k: &ServiceKey| Registers::new().addr(k.ip).proto(k.proto).port(k.port);
+        let node_port = |k: &NodePortKey| Registers::new().proto(k.proto).port(k.port);
+        let verdict = |v: &Verdict| match v {
+            Verdict::Goto { chain, masquerade } => ElementData::Goto(chain.target(*masquerade)),
+            Verdict::Drop => ElementData::Drop,
+        };
+        let (key, data) = match self {
+            Element::Service(k, v) => (service(k), Some(verdict(v))),
+            Element::NodePort(k, v) => (node_port(k), Some(verdict(v))),
+            Element::Backend(s, b) => {
+                let front = match &s.frontend {
+                    FrontendKey::Service(k) => service(k),
+                    FrontendKey::NodePort(k) => node_port(k),
+                };
+                let value = Registers::new().addr(b.ip).port(b.port);
+                (front.host_u32(s.slot), Some(ElementData::Value(value.0)))
+            }
+            Element::NoEndpoints(k) => (service(k), None),
+            Element::NoEndpointPort(k) => (node_port(k), None),
+            Element::Hairpin(ip) => (Registers::new().addr(*ip).addr(*ip), None),
+        };
+        SetElement {
+            family: self.family(),
+            table: TABLE,
+            set: self.set_name(),
+            key: key.0,
+            data,
+        }
+    }
+
     /// The element's key: what `delete element` names.
     fn key(&self) -> String {
         match self {
@@ -719,14 +774,7 @@ impl fmt::Display for BackendSlot {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Goto { chain, masquerade } => {
-                write!(
-                    f,
-                    "goto {}{}",
-                    chain.name(),
-                    if *masquerade { "_masq" } else { "" }
-                )
-            }
+            Verdict::Goto { chain, masquerade } => write!(f, "goto {}", chain.target(*masquerade)),
             Verdict::Drop => f.write_str("drop"),
         }
     }
