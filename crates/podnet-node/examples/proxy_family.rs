@@ -86,7 +86,11 @@ fn main() {
                 fx.nft(&prepared[at].1).expect("cold load");
                 cold[at].push(ms(t));
                 if std::env::var_os("VERBOSE").is_some() {
-                    eprintln!("round {round} load {load} {} cold {:.1}", prepared[at].0, ms(t));
+                    eprintln!(
+                        "round {round} load {load} {} cold {:.1}",
+                        prepared[at].0,
+                        ms(t)
+                    );
                 }
                 // The first batch also opens the namespace's netlink socket: not timed.
                 fx.nft(&prepared[at].2).expect("one Service added");

@@ -7,6 +7,7 @@
 //! `boot`, link scope for a route without a gateway; `fdb replace ... self permanent` is an
 //! `AF_BRIDGE` neighbour with `NTF_SELF`), so what the kernel holds is the same.
 
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -325,7 +326,23 @@ async fn vxlan(h: &Handle, d: &VxlanDevice) -> Result<(), NodeError> {
         .map_err(nl(format!("raising the VXLAN device {}", d.name)))?;
     for ip in std::iter::once(d.vtep.ip).chain(d.secondary_ip) {
         let prefix = podnet_model::IpFamily::of(ip).bits();
-        add_address(h, i, ip, prefix)
+        let mut add = address_message(h, i, ip, prefix);
+        if ip.is_ipv6() {
+            // Deprecated (preferred lifetime 0, valid for ever): it still answers, but the
+            // node never picks it as the source of what it sends. IPv6's source selection
+            // prefers the longest match, and this address in the node's own pod range would
+            // win for every pod: a node service answering a pod through a Service (a
+            // hostNetwork endpoint) would answer from it, not from the address the
+            // connection was translated to, and the pod would drop the answer. IPv4's
+            // selection takes the outgoing link's address first (the underlay's).
+            let mut life = netlink_packet_route::address::CacheInfo::default();
+            life.ifa_preferred = 0;
+            life.ifa_valid = u32::MAX;
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::CacheInfo(life));
+        }
+        add.execute()
             .await
             .map_err(nl(format!("adding the VTEP address {ip}")))?;
     }
@@ -335,14 +352,17 @@ async fn vxlan(h: &Handle, d: &VxlanDevice) -> Result<(), NodeError> {
 /// `ip addr add IP/PREFIX dev I`, IPv6 ones with `nodad`: an address podnet gives is unique
 /// by construction, and duplicate address detection would hold it back for a second.
 async fn add_address(h: &Handle, i: u32, ip: IpAddr, prefix: u8) -> Result<(), rtnetlink::Error> {
-    use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+    address_message(h, i, ip, prefix).execute().await
+}
+
+fn address_message(h: &Handle, i: u32, ip: IpAddr, prefix: u8) -> rtnetlink::AddressAddRequest {
     let mut add = h.address().add(i, ip, prefix);
     if ip.is_ipv6() {
         add.message_mut()
             .attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
-    add.execute().await
+    add
 }
 
 /// `ip route replace DST [via GW | nexthop via GW ...] [dev DEV] [onlink]`.

@@ -488,7 +488,7 @@ fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(payload);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -556,6 +556,9 @@ fn element(out: &mut Vec<u8>, e: &SetElement, with_data: bool) {
     });
 }
 
+/// A table's family, the table and one of its sets.
+type SetOf<'a> = (IpFamily, &'a str, &'a str);
+
 /// An encoded batch and what each of its messages did, by sequence number.
 #[derive(Debug)]
 pub struct Batch {
@@ -599,7 +602,7 @@ pub fn encode(ops: &[ElementOp], first_seq: u32) -> Batch {
             ),
         };
         // Grouped by table and set, in their order of first appearance.
-        let mut groups: Vec<((IpFamily, &str, &str), Vec<&SetElement>)> = Vec::new();
+        let mut groups: Vec<(SetOf, Vec<&SetElement>)> = Vec::new();
         for e in op.elements() {
             let at = (e.family, e.table, e.set.as_str());
             match groups.iter_mut().find(|(k, _)| *k == at) {

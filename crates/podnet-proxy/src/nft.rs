@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 
-use podnet_model::nftset::{ElementData, ElementOp, Registers, SetElement};
+use podnet_model::nftset::{Addr, ElementData, ElementOp, Registers, SetElement};
 use podnet_model::{IpFamily, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -503,31 +503,61 @@ impl Transaction {
                 Op::CreateTable(f) => render_table(&mut s, *f),
                 Op::AddAffinityMaps(f, t) => render_affinity_maps(&mut s, *f, *t),
                 Op::AddChain(c) => c.render(&mut s),
-                Op::DeleteElements(v) => render_elements(&mut s, "delete", v, Element::key),
-                Op::AddElements(v) => render_elements(&mut s, "add", v, |e| e.to_string()),
+                Op::DeleteElements(v) => render_elements(&mut s, "delete", v, true),
+                Op::AddElements(v) => render_elements(&mut s, "add", v, false),
             }
         }
         s
     }
 }
 
-/// `add element` / `delete element` statements, one per table, map or set and chunk.
-fn render_elements(s: &mut String, verb: &str, v: &[Element], text: impl Fn(&Element) -> String) {
-    let mut by_set: BTreeMap<(IpFamily, String), Vec<String>> = BTreeMap::new();
+/// `add element` / `delete element` statements, one per table, map or set and chunk, each
+/// element written straight into the script (a node's first load writes a hundred thousand).
+fn render_elements(s: &mut String, verb: &str, v: &[Element], key_only: bool) {
+    let mut by_set: BTreeMap<(IpFamily, SetId), Vec<&Element>> = BTreeMap::new();
     for e in v {
-        by_set
-            .entry((e.family(), e.set_name()))
-            .or_default()
-            .push(text(e));
+        by_set.entry((e.family(), e.set_id())).or_default().push(e);
     }
     for ((family, set), elems) in by_set {
         let t = Nft::of(family).table;
+        let name = set.name();
         for chunk in elems.chunks(CHUNK) {
-            let _ = writeln!(
-                s,
-                "{verb} element {t} {TABLE} {set} {{ {} }}",
-                chunk.join(", ")
-            );
+            let _ = write!(s, "{verb} element {t} {TABLE} {name} {{ ");
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                let _ = if key_only {
+                    e.write_key(s)
+                } else {
+                    write!(s, "{e}")
+                };
+            }
+            s.push_str(" }\n");
+        }
+    }
+}
+
+/// Which map or set of a table an element is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SetId {
+    Services,
+    NodePorts,
+    Backends(BackendMap),
+    NoEndpoints,
+    NoEndpointPorts,
+    Hairpin,
+}
+
+impl SetId {
+    fn name(&self) -> String {
+        match self {
+            SetId::Services => "services".into(),
+            SetId::NodePorts => "node_ports".into(),
+            SetId::Backends(m) => m.name(),
+            SetId::NoEndpoints => "no_endpoints".into(),
+            SetId::NoEndpointPorts => "no_endpoint_ports".into(),
+            SetId::Hairpin => "hairpin".into(),
         }
     }
 }
@@ -690,13 +720,17 @@ impl Element {
 
     /// The map or set the element belongs to.
     pub fn set_name(&self) -> String {
+        self.set_id().name()
+    }
+
+    fn set_id(&self) -> SetId {
         match self {
-            Element::Service(..) => "services".into(),
-            Element::NodePort(..) => "node_ports".into(),
-            Element::Backend(s, _) => s.map.name(),
-            Element::NoEndpoints(_) => "no_endpoints".into(),
-            Element::NoEndpointPort(_) => "no_endpoint_ports".into(),
-            Element::Hairpin(_) => "hairpin".into(),
+            Element::Service(..) => SetId::Services,
+            Element::NodePort(..) => SetId::NodePorts,
+            Element::Backend(s, _) => SetId::Backends(s.map),
+            Element::NoEndpoints(_) => SetId::NoEndpoints,
+            Element::NoEndpointPort(_) => SetId::NoEndpointPorts,
+            Element::Hairpin(_) => SetId::Hairpin,
         }
     }
 
@@ -734,19 +768,25 @@ impl Element {
     }
 
     /// The element's key: what `delete element` names.
-    fn key(&self) -> String {
+    fn write_key(&self, s: &mut String) -> fmt::Result {
         match self {
-            Element::Service(k, _) | Element::NoEndpoints(k) => k.to_string(),
-            Element::NodePort(k, _) | Element::NoEndpointPort(k) => k.to_string(),
-            Element::Backend(s, _) => s.to_string(),
-            Element::Hairpin(_) => self.to_string(),
+            Element::Service(k, _) | Element::NoEndpoints(k) => write!(s, "{k}"),
+            Element::NodePort(k, _) | Element::NoEndpointPort(k) => write!(s, "{k}"),
+            Element::Backend(b, _) => write!(s, "{b}"),
+            Element::Hairpin(_) => write!(s, "{self}"),
         }
     }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} . {} . {}", self.ip, self.proto.lower(), self.port)
+        write!(
+            f,
+            "{} . {} . {}",
+            Addr(self.ip),
+            self.proto.lower(),
+            self.port
+        )
     }
 }
 
@@ -785,10 +825,10 @@ impl fmt::Display for Element {
         match self {
             Element::Service(k, v) => write!(f, "{k} : {v}"),
             Element::NodePort(k, v) => write!(f, "{k} : {v}"),
-            Element::Backend(s, b) => write!(f, "{s} : {} . {}", b.ip, b.port),
+            Element::Backend(s, b) => write!(f, "{s} : {} . {}", Addr(b.ip), b.port),
             Element::NoEndpoints(k) => k.fmt(f),
             Element::NoEndpointPort(k) => k.fmt(f),
-            Element::Hairpin(ip) => write!(f, "{ip} . {ip}"),
+            Element::Hairpin(ip) => write!(f, "{} . {}", Addr(*ip), Addr(*ip)),
         }
     }
 }

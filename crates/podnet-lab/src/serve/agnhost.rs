@@ -1,11 +1,12 @@
 //! The test servers, like upstream's agnhost: one listener per port of a pod.
 //!
-//! - TCP: HTTP. `/hostname` → the pod's name; `/clientip` → the peer's `ip:port`;
+//! - TCP: HTTP. `/hostname` → the pod's name (a hostNetwork pod's is its node's, as the
+//!   host's UTS namespace makes it on a cluster); `/clientip` → the peer's `ip:port`;
 //!   `/echo?msg=M` → `M`; any other path → JSON as upstream's conformance echo server
 //!   answers (`path`, `host`, `method`, `proto`, `headers`, `namespace`, `pod`, and `service`
 //!   from the container's `SERVICE_NAME`), with `node` and `clientIP`.
-//! - UDP: `hostname` → the pod's name; `echo M` → `M`; `clientip` → the peer's `ip:port`;
-//!   anything else → the pod's name.
+//! - UDP: `hostname` → the same hostname; `echo M` → `M`; `clientip` → the peer's `ip:port`;
+//!   anything else → the hostname.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use tokio::sync::Semaphore;
 #[derive(Debug)]
 struct PodInfo {
     name: String,
+    /// What `hostname` answers: the pod's name, or its node's for a hostNetwork pod.
+    hostname: String,
     namespace: String,
     node: String,
     env: std::collections::BTreeMap<String, String>,
@@ -39,6 +42,11 @@ pub fn start(
 ) -> Result<Vec<(PortKey, JoinHandle<()>)>, LabError> {
     let info = Arc::new(PodInfo {
         name: pod.name.clone(),
+        hostname: if pod.host_network {
+            pod.node.clone()
+        } else {
+            pod.name.clone()
+        },
         namespace: pod.namespace.clone(),
         node: pod.node.clone(),
         env: pod.echo_env.clone(),
@@ -58,7 +66,7 @@ pub fn start(
 /// The HTTP answer of a pod's test server.
 fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> Response<Full<Bytes>> {
     let (body, kind) = match req.uri().path() {
-        "/hostname" => (info.name.clone(), "text/plain; charset=utf-8"),
+        "/hostname" => (info.hostname.clone(), "text/plain; charset=utf-8"),
         "/clientip" => (peer.to_string(), "text/plain; charset=utf-8"),
         "/echo" => (
             query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
@@ -140,7 +148,7 @@ async fn serve_udp(s: tokio::net::UdpSocket, info: Arc<PodInfo>) {
         } else if msg == "clientip" {
             SocketAddr::new(peer.ip().to_canonical(), peer.port()).to_string()
         } else {
-            info.name.clone()
+            info.hostname.clone()
         };
         let _ = s.send_to(reply.as_bytes(), peer).await;
     }
@@ -164,6 +172,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
     rt.block_on(async {
         let info = Arc::new(PodInfo {
             name: "fuzz".into(),
+            hostname: "fuzz".into(),
             namespace: "default".into(),
             node: "node-0".into(),
             env: Default::default(),

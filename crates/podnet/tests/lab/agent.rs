@@ -711,3 +711,208 @@ fn a_pods_cni_add_returns_only_once_its_nodes_agent_programmed_it() {
     assert_eq!(reserved(), reserved_before, "no address left reserved");
     assert_eq!(gave_up("node-1"), 1.0);
 }
+
+/// The seeds with my-service dual-stack (`ipFamilyPolicy: RequireDualStack`), `replicas`
+/// my-app pods, and the seeds' policies: a manifest of the lab's own.
+fn dual_seeds(lab: &str, replicas: u32) -> Vec<String> {
+    let svc = std::fs::read_to_string(super::root_dir().join("examples/seeds/service.yaml"))
+        .unwrap()
+        .replace(
+            "  type: ClusterIP",
+            "  type: ClusterIP\n  ipFamilyPolicy: RequireDualStack",
+        );
+    let svc = super::write_manifest(&format!("{lab}-service"), &svc);
+    vec![
+        super::scaled(lab, "my-app", 3, replicas)
+            .to_string_lossy()
+            .into_owned(),
+        svc.to_string_lossy().into_owned(),
+        "examples/seeds/network-policy.yaml".into(),
+        "examples/seeds/network-policy-frontend.yaml".into(),
+    ]
+}
+
+/// The IPv6 /64 of an IPv6 address: a node's pod range.
+fn slash64(ip: &str) -> String {
+    let a: std::net::Ipv6Addr = ip.parse().unwrap();
+    let s = a.segments();
+    let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+    format!("{net}/64")
+}
+
+/// Faults under IPv6 traffic, in a dual-stack lab: every agent killed while a frontend pod
+/// connects to both of my-service's ClusterIPs in turn (none fails; the agents that come back
+/// program the next change, a fourth endpoint reached over IPv6); then the `ip6` tables and
+/// the IPv6 routes changed behind an agent's back (the pod's egress policy entry, the IPv6
+/// ClusterIP's element, the route to another node's IPv6 pod range) cut the pod off for real,
+/// and the agent's next verify pass names, counts and repairs each.
+#[test]
+fn a_dual_stack_lab_survives_agents_killed_and_ipv6_drift() {
+    if !can_run() {
+        return;
+    }
+    let files = dual_seeds("dualfault", 3);
+    let mut args: Vec<&str> = vec!["examples/seeds/workloads.yaml"];
+    args.extend(files.iter().skip(1).map(String::as_str));
+    let lab = Lab::up("dualfault", &args, &["--ip-family", "dual"]);
+    let kc = ok(&["lab", "kubeconfig", "--name", &lab.name])
+        .trim()
+        .to_string();
+    let svc: serde_json::Value = serde_json::from_str(&super::api::kubectl_ok(
+        &kc,
+        &["get", "service", "my-service", "-o", "json"],
+    ))
+    .unwrap();
+    let vips: Vec<String> = svc["spec"]["clusterIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(vips.len(), 2, "{svc:#}");
+    let (v4, v6) = (vips[0].clone(), vips[1].clone());
+    assert!(v6.contains(':'), "{vips:?}");
+
+    // 1. Every agent killed under traffic to both ClusterIPs.
+    let before = agents(&lab.name);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let probe = counting(
+        &lab,
+        "dual prober",
+        format!(
+            "import socket, sys, time\nok = bad = 0\nfor i in range(400):\n    to = '{v6}' if i % 2 else '{v4}'\n    try:\n        s = socket.create_connection((to, 80), timeout=1); s.close(); ok += 1\n    except OSError as e:\n        bad += 1\n        print(time.strftime('%H:%M:%S'), to, 'failed:', repr(e), file=sys.stderr)\n    time.sleep(0.01)\nprint(ok, bad)\n"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for (_, pid) in &before {
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let start = Instant::now();
+    let mut now = agents(&lab.name);
+    while !(now.len() == 3 && now.iter().all(|a| !before.contains(a))) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        now = agents(&lab.name);
+    }
+    let (good, bad) = probe.join().unwrap();
+    assert_eq!(
+        (good, bad),
+        (400, 0),
+        "connections to {v4} and {v6} failed while the agents restarted"
+    );
+    let four_files = dual_seeds("dualfault", 4);
+    let four: Vec<&str> = four_files.iter().map(String::as_str).collect();
+    let out = lab.apply(&four);
+    assert!(out.contains("1 created"), "{out}");
+    let frontend = format!("default/{}", lab.pod_name("frontend-"));
+    let url = format!("http://[{v6}]:80/hostname");
+    let mut seen = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while seen.len() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the fourth endpoint is not reached over IPv6: {seen:?}"
+        );
+        if let Some(who) = super::curl(&lab, &frontend, &url) {
+            seen.insert(who);
+        }
+    }
+
+    // 2. The ip6 tables and IPv6 routes changed behind an agent's back.
+    let st = lab.status();
+    let pods = st["pods"].as_array().unwrap();
+    let fe = pods
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with("frontend-"))
+        .unwrap();
+    let node = fe["node"].as_str().unwrap().to_string();
+    let ip6 = |p: &serde_json::Value| -> String {
+        p["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .find(|x| x.contains(':'))
+            .unwrap()
+    };
+    let my_ip6 = ip6(fe);
+    let remote = pods
+        .iter()
+        .find(|p| {
+            p["name"].as_str().unwrap().starts_with("my-app-") && p["node"].as_str() != Some(&node)
+        })
+        .unwrap();
+    let remote_ip6 = ip6(remote);
+    assert!(
+        connects(&lab, &frontend, &v6, 80),
+        "before: the IPv6 ClusterIP"
+    );
+    assert!(
+        connects(&lab, &frontend, &remote_ip6, 8080),
+        "before: a remote pod over IPv6"
+    );
+    let tables = ["policy", "proxy", "routes"];
+    let before: Vec<u64> = tables.iter().map(|t| drift_total(&lab, &node, t)).collect();
+    let in_node = |args: &[&str]| {
+        let target = format!("node/{node}");
+        let mut a = vec!["lab", "exec", "--name", &lab.name, &target, "--"];
+        a.extend(args);
+        ok(&a);
+    };
+    in_node(&[
+        "nft",
+        "delete",
+        "element",
+        "ip6",
+        "podnet-policy",
+        "egress",
+        &format!("{{ {my_ip6} }}"),
+    ]);
+    in_node(&[
+        "nft",
+        "delete",
+        "element",
+        "ip6",
+        "podnet-proxy",
+        "services",
+        &format!("{{ {v6} . tcp . 80 }}"),
+    ]);
+    in_node(&["ip", "-6", "route", "del", &slash64(&remote_ip6)]);
+    let cut = Instant::now();
+    assert!(
+        !connects(&lab, &frontend, &remote_ip6, 8080),
+        "the deletions took no effect"
+    );
+    // The IPv4 side was not touched.
+    assert!(connects(&lab, &frontend, &v4, 80), "IPv4 while IPv6 is cut");
+    while !(connects(&lab, &frontend, &v6, 80) && connects(&lab, &frontend, &remote_ip6, 8080)) {
+        assert!(
+            cut.elapsed() < Duration::from_secs(40),
+            "not repaired within a verify period; the agent said: {}",
+            std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.log", lab.name))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after: Vec<u64> = tables.iter().map(|t| drift_total(&lab, &node, t)).collect();
+    for (i, t) in tables.iter().enumerate() {
+        assert!(
+            after[i] > before[i],
+            "{t}: drift not counted ({before:?} -> {after:?})"
+        );
+    }
+    let log =
+        std::fs::read_to_string(format!("/run/podnet/{}/agents/{node}.log", lab.name)).unwrap();
+    assert!(
+        log.contains("drift repaired") && log.contains(&my_ip6),
+        "{log}"
+    );
+    // The manifests written for this lab: its my-app at 3 and 4, its my-service.
+    for f in [&files[0], &four_files[0], &files[1]] {
+        let _ = std::fs::remove_file(f);
+    }
+}
