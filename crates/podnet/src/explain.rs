@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use podnet_model::netpol::{End, Policies, Side, Verdict};
-use podnet_model::{Cluster, PodInfo, Protocol, ServiceInfo, ServicePortInfo};
+use podnet_model::{Cluster, IpFamily, PodInfo, Protocol, ServiceInfo, ServicePortInfo};
 use serde::Serialize;
 
 use crate::{build_model, ExplainArgs};
@@ -28,6 +28,10 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let (target, port, protocol) = parse_target(&a.to)?;
+    let cluster = match family(a.family.as_deref(), &[&a.from, &target])? {
+        Some(f) => over(&cluster, f),
+        None => cluster,
+    };
     let from = end(&cluster, &a.from)?;
     let policies = Policies::of(&cluster);
     let judged: Vec<Judged> = destinations(&cluster, &target, port, protocol)?
@@ -44,6 +48,50 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         judged.iter().map(render).collect::<Vec<_>>().join("\n")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The family to judge over: `--family`, else that of an address given as source or target
+/// (both given must agree).
+fn family(flag: Option<&str>, ends: &[&str]) -> Result<Option<IpFamily>> {
+    let mut of_addresses = ends
+        .iter()
+        .filter_map(|e| e.parse::<IpAddr>().ok())
+        .map(IpFamily::of);
+    let first = of_addresses.next();
+    if let Some(other) = of_addresses.find(|f| Some(*f) != first) {
+        bail!(
+            "{} and {} addresses: a connection is of one family",
+            first.expect("one").as_str(),
+            other.as_str()
+        );
+    }
+    match flag {
+        None => Ok(first),
+        Some(f) => {
+            let f = IpFamily::parse(f).ok_or_else(|| anyhow!("--family {f:?}: IPv4 or IPv6"))?;
+            if first.is_some_and(|a| a != f) {
+                bail!(
+                    "--family {} and an {} address",
+                    f.as_str(),
+                    first.expect("some").as_str()
+                );
+            }
+            Ok(Some(f))
+        }
+    }
+}
+
+/// The cluster with each pod at its address of `family` (pods without one have none).
+fn over(c: &Cluster, family: IpFamily) -> Cluster {
+    let mut c = c.clone();
+    for p in &mut c.pods {
+        if let Some(at) = p.at(family) {
+            *p = at;
+        } else {
+            p.ips.clear();
+        }
+    }
+    c
 }
 
 /// `TARGET:PORT[/PROTO]`.

@@ -477,6 +477,10 @@ struct ExplainArgs {
     /// The destination and port: `namespace/pod:PORT`, a Service (`namespace/service:PORT`,
     /// judged on each of its endpoints), or `IP:PORT`; `/UDP` or `/SCTP` may follow.
     to: String,
+    /// Over IPv4 or IPv6: each pod at its address of that family. Default: the family of an
+    /// address given as FROM or TO, else each pod's primary address.
+    #[arg(long)]
+    family: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: OutputFormat,

@@ -709,3 +709,90 @@ fn lab_flags_that_cannot_mean_anything_are_refused_and_the_help_is_right() {
     assert!(help.contains("podnet-<name>.*"), "{help}");
     assert!(!help.contains("podnet-<name>-*"), "{help}");
 }
+
+/// `explain` over each family of a dual-stack cluster: an ipBlock of one family takes in the
+/// connections of that family only. By `--family`, or by the family of an address given.
+#[test]
+fn explain_judges_each_family_of_a_dual_stack_cluster() {
+    let dir = tempdir();
+    let m = dir.join("dual.yaml");
+    std::fs::write(
+        &m,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec: {nodeName: node-0, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, labels: {app: server}}
+spec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: v6-only}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{ipBlock: {cidr: "fd00:10:244::/56"}}]}]
+"#,
+    )
+    .unwrap();
+    let m = m.to_str().unwrap();
+    let explain = |extra: &[&str], from: &str, to: &str| -> String {
+        let mut args = vec!["explain", "-f", m, "--ip-family", "dual"];
+        args.extend(extra);
+        args.extend([from, to]);
+        let o = podnet(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let v6 = explain(&["--family", "IPv6"], "default/client", "default/server:80");
+    assert!(v6.contains(": allowed"), "{v6}");
+    let v4 = explain(&["--family", "IPv4"], "default/client", "default/server:80");
+    assert!(v4.contains(": denied"), "{v4}");
+    // The default: each pod's primary address (IPv4 here).
+    assert_eq!(explain(&[], "default/client", "default/server:80"), v4);
+    // An address given says the family: the client by its IPv6 address.
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&podnet(&[
+        "check",
+        "-f",
+        m,
+        "--ip-family",
+        "dual",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    let client6 = plan["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "client")
+        .unwrap()["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .find(|x| x.contains(':'))
+        .unwrap();
+    let by_ip = explain(&[], &client6, "default/server:80");
+    assert!(by_ip.contains(": allowed"), "{by_ip}");
+    // Families that contradict each other are refused.
+    let o = podnet(&[
+        "explain",
+        "-f",
+        m,
+        "--ip-family",
+        "dual",
+        "--family",
+        "IPv4",
+        &client6,
+        "default/server:80",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--family IPv4 and an IPv6 address"),
+        "{}",
+        stderr(&o)
+    );
+}
