@@ -116,6 +116,7 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
     assert_eq!(link["linkinfo"]["info_data"]["port"], 8472);
     assert_eq!(link["linkinfo"]["info_data"]["local"], "172.18.0.3");
     assert_eq!(link["linkinfo"]["info_data"]["learning"], false);
+    assert_eq!(link["linkinfo"]["info_data"]["udp_csum"], true, "{link:#}");
     assert_eq!(link["mtu"], 1450);
     assert_eq!(link["address"], "02:70:6e:00:00:03");
     let held = netlink::link(&ns.path, "vxlan0")
