@@ -75,7 +75,7 @@ measure() {
       x podnet-ovl-b iperf3 -s -1 -D; sleep 0.3
       out=$(x podnet-ovl-a iperf3 -c 10.99.0.2 -t "$SECS" -J | gbps);;
     podnet)
-      $P lab up --name benchovl -f "$tmp/perf.yaml" >/dev/null
+      $P lab up --name benchovl -f bench/two-pods.yaml >/dev/null
       local sip
       sip=$($P lab status --name benchovl -o json | python3 -c 'import json,sys; print([p["ip"] for p in json.load(sys.stdin)["pods"] if p["name"]=="server"][0])')
       $P lab exec --name benchovl default/server -- iperf3 -s -1 -D; sleep 0.3
@@ -90,17 +90,6 @@ measure() {
   echo "$out"
 }
 
-cat > "$tmp/perf.yaml" <<'YAML'
-apiVersion: v1
-kind: Pod
-metadata: {name: server}
-spec: {nodeName: node-1, containers: [{name: c, image: x}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec: {nodeName: node-0, containers: [{name: c, image: x}]}
-YAML
 
 declare -A got
 for v in $VARIANTS; do got[$v]=""; done

@@ -11,20 +11,9 @@ tmp=$(mktemp -d)
 cleanup() { rm -rf "$tmp"; for p in "$A" "$B"; do "$p" lab down --name benchab >/dev/null 2>&1 || true; done; }
 trap cleanup EXIT
 cleanup; tmp=$(mktemp -d)
-cat > "$tmp/perf.yaml" <<'YAML'
-apiVersion: v1
-kind: Pod
-metadata: {name: server}
-spec: {nodeName: node-1, containers: [{name: c, image: x}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec: {nodeName: node-0, containers: [{name: c, image: x}]}
-YAML
 one() {
   local P=$1
-  "$P" lab up --name benchab -f "$tmp/perf.yaml" >/dev/null
+  "$P" lab up --name benchab -f bench/two-pods.yaml >/dev/null
   local sip
   sip=$("$P" lab status --name benchab -o json | python3 -c 'import json,sys; print([p["ip"] for p in json.load(sys.stdin)["pods"] if p["name"]=="server"][0])')
   "$P" lab exec --name benchab default/server -- iperf3 -s -1 -D

@@ -188,6 +188,21 @@ pub fn socket(netns: &Path) -> Result<Socket, NodeError> {
     Ok(socket)
 }
 
+/// The netlink messages of one read: each one's type and bytes (header included).
+fn split(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
+    let (mut out, mut at, n) = (Vec::new(), 0, buf.len());
+    while at + 16 <= n {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2"));
+        if len < 16 || at + len > n {
+            return Err(format!("a message of {len} bytes at {at} of {n}"));
+        }
+        out.push((kind, &buf[at..at + len]));
+        at += (len + 3) & !3;
+    }
+    Ok(out)
+}
+
 /// Every element of one set, raw, from one netlink dump.
 fn dump(socket: &Socket, family: u8, table: &str, set: &str) -> Result<Vec<Raw>, NodeError> {
     socket
@@ -205,15 +220,7 @@ fn dump(socket: &Socket, family: u8, table: &str, set: &str) -> Result<Vec<Raw>,
                 what: "reading a set's elements".into(),
                 source,
             })?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2"));
-            if len < 16 || at + len > n {
-                return Err(bad(format!("a message of {len} bytes at {at} of {n}")));
-            }
-            let msg = &buf[at..at + len];
-            at += (len + 3) & !3;
+        for (kind, msg) in split(&buf[..n]).map_err(bad)? {
             match kind {
                 NLMSG_DONE => return Ok(out),
                 NLMSG_ERROR => {
@@ -724,17 +731,7 @@ pub fn apply(socket: &Socket, batch: &Batch) -> Result<(), NodeError> {
                 what: format!("waiting for the kernel's answer to an nftables batch ({} of {} messages unanswered)", waiting.len(), batch.messages.len()),
                 source,
             })?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2"));
-            if len < 16 || at + len > n {
-                return Err(batch_error(format!(
-                    "a message of {len} bytes at {at} of {n}"
-                )));
-            }
-            let msg = &buf[at..at + len];
-            at += (len + 3) & !3;
+        for (kind, msg) in split(&buf[..n]).map_err(batch_error)? {
             if kind != NLMSG_ERROR || msg.len() < 20 {
                 continue;
             }

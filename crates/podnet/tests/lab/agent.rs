@@ -74,6 +74,28 @@ fn prober(lab: &Lab, n: usize) -> std::thread::JoinHandle<(usize, usize)> {
     )
 }
 
+/// Half a second into the traffic, every agent of the lab killed with SIGKILL; returns once
+/// each was started again (as the kubelet would), within 10 s.
+fn kill_every_agent(lab: &Lab) {
+    let before = agents(&lab.name);
+    assert_eq!(before.len(), 3, "{before:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    for (_, pid) in &before {
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let start = Instant::now();
+    let mut now = agents(&lab.name);
+    while !(now.len() == 3 && now.iter().all(|a| !before.contains(a))) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        now = agents(&lab.name);
+    }
+}
+
 fn scaled(lab: &str, replicas: usize) -> std::path::PathBuf {
     super::scaled(lab, "my-app", 3, replicas as u32)
 }
@@ -105,25 +127,8 @@ fn an_agent_killed_is_started_again_and_no_connection_fails() {
         ],
         &[],
     );
-    let before = agents(&lab.name);
-    assert_eq!(before.len(), 3, "{before:?}");
     let probe = prober(&lab, 300);
-    std::thread::sleep(Duration::from_millis(500));
-    for (_, pid) in &before {
-        assert!(Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
-    }
-    // Started again, as the kubelet would.
-    let start = Instant::now();
-    let mut now = agents(&lab.name);
-    while !(now.len() == 3 && now.iter().all(|a| !before.contains(a))) {
-        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
-        std::thread::sleep(Duration::from_millis(20));
-        now = agents(&lab.name);
-    }
+    kill_every_agent(&lab);
     let (good, bad) = probe.join().unwrap();
     assert_eq!(
         (good, bad),
@@ -774,8 +779,6 @@ fn a_dual_stack_lab_survives_agents_killed_and_ipv6_drift() {
     assert!(v6.contains(':'), "{vips:?}");
 
     // 1. Every agent killed under traffic to both ClusterIPs.
-    let before = agents(&lab.name);
-    assert_eq!(before.len(), 3, "{before:?}");
     let probe = counting(
         &lab,
         "dual prober",
@@ -783,21 +786,7 @@ fn a_dual_stack_lab_survives_agents_killed_and_ipv6_drift() {
             "import socket, sys, time\nok = bad = 0\nfor i in range(400):\n    to = '{v6}' if i % 2 else '{v4}'\n    try:\n        s = socket.create_connection((to, 80), timeout=1); s.close(); ok += 1\n    except OSError as e:\n        bad += 1\n        print(time.strftime('%H:%M:%S'), to, 'failed:', repr(e), file=sys.stderr)\n    time.sleep(0.01)\nprint(ok, bad)\n"
         ),
     );
-    std::thread::sleep(Duration::from_millis(500));
-    for (_, pid) in &before {
-        assert!(Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
-    }
-    let start = Instant::now();
-    let mut now = agents(&lab.name);
-    while !(now.len() == 3 && now.iter().all(|a| !before.contains(a))) {
-        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
-        std::thread::sleep(Duration::from_millis(20));
-        now = agents(&lab.name);
-    }
+    kill_every_agent(&lab);
     let (good, bad) = probe.join().unwrap();
     assert_eq!(
         (good, bad),

@@ -182,6 +182,18 @@ fn echoed(o: &std::process::Output, a: &str) -> Value {
     })
 }
 
+/// The node port of a Service's port named `name`.
+fn node_port_of(svc: &Value, name: &str) -> u64 {
+    svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()["nodePort"]
+        .as_u64()
+        .unwrap()
+}
+
 /// One UDP exchange from `from`: `msg` to `ip:port`, the answer (empty on none).
 fn udp(lab: &Lab, from: &str, ip: &str, port: u64, msg: &str) -> String {
     let af = if ip.contains(':') {
@@ -393,16 +405,7 @@ fn the_dual_stack_conformance_cases_with_real_packets() {
     let nps = get(&kc, &["service", "-n", "dual-e2e", "node-port-service"]);
     let secondary = nps["spec"]["clusterIPs"][1].as_str().unwrap().to_string();
     assert_eq!(family(&secondary), "IPv6");
-    let node_port = |name: &str| -> u64 {
-        nps["spec"]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["nodePort"]
-            .as_u64()
-            .unwrap()
-    };
+    let node_port = |name: &str| node_port_of(&nps, name);
     let (http_np, udp_np) = (node_port("http"), node_port("udp"));
     let all: BTreeSet<String> = ["netserver-0", "netserver-1", "netserver-2"]
         .iter()
@@ -587,17 +590,7 @@ spec:
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
     assert_eq!(v6, node_ip6, "the IPv6 slice holds the nodes' addresses");
-    let node_port = |name: &str| -> u64 {
-        svc["spec"]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["nodePort"]
-            .as_u64()
-            .unwrap()
-    };
-    let (http_np, udp_np) = (node_port("http"), node_port("udp"));
+    let (http_np, udp_np) = (node_port_of(&svc, "http"), node_port_of(&svc, "udp"));
     let all: BTreeSet<String> = ["node-0", "node-1", "node-2"]
         .iter()
         .map(|s| s.to_string())
