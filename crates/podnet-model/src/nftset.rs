@@ -41,11 +41,16 @@ impl Registers {
 
     /// `inet_proto` (`meta l4proto`).
     pub fn proto(self, p: Protocol) -> Registers {
-        self.field(&[match p {
+        self.proto_number(match p {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
             Protocol::Sctp => 132,
-        }])
+        })
+    }
+
+    /// `inet_proto` by number.
+    pub fn proto_number(self, p: u8) -> Registers {
+        self.field(&[p])
     }
 
     /// `inet_service` (`th dport`).
@@ -77,6 +82,8 @@ pub struct SetElement {
     pub table: &'static str,
     pub set: String,
     pub key: Vec<u8>,
+    /// The last key of a range, in a set of concatenated ranges (`flags interval`).
+    pub key_end: Option<Vec<u8>>,
     pub data: Option<ElementData>,
 }
 

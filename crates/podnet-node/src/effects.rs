@@ -120,6 +120,24 @@ impl Linux {
 }
 
 impl Linux {
+    /// A transaction of elements alone as one netlink batch (when it fits one), anything else
+    /// as nft's text.
+    fn elements_or_script(
+        &mut self,
+        ops: Option<Vec<podnet_model::nftset::ElementOp>>,
+        empty: bool,
+        render: impl FnOnce() -> String,
+    ) -> Result<(), NodeError> {
+        if let Some(ops) = ops.filter(|o| !o.is_empty()) {
+            let batch = nlnft::encode(&ops, self.seq);
+            self.seq = batch.end.wrapping_add(1);
+            if batch.bytes.len() <= nlnft::BATCH_LIMIT {
+                return self.netlink_batch(&batch);
+            }
+        }
+        self.nft_script((!empty).then(render))
+    }
+
     /// One batch on the namespace's netfilter socket, opened at the first. After a failure
     /// the next batch starts on a fresh socket (answers left unread stay with the old one).
     fn netlink_batch(&mut self, batch: &nlnft::Batch) -> Result<(), NodeError> {
@@ -163,18 +181,11 @@ impl Effects for Linux {
     }
 
     fn nft(&mut self, tx: &Transaction) -> Result<(), NodeError> {
-        if let Some(ops) = tx.element_ops().filter(|o| !o.is_empty()) {
-            let batch = nlnft::encode(&ops, self.seq);
-            self.seq = batch.end.wrapping_add(1);
-            if batch.bytes.len() <= nlnft::BATCH_LIMIT {
-                return self.netlink_batch(&batch);
-            }
-        }
-        self.nft_script((!tx.is_empty()).then(|| tx.render()))
+        self.elements_or_script(tx.element_ops(), tx.is_empty(), || tx.render())
     }
 
     fn nft_policy(&mut self, tx: &podnet_policy::Transaction) -> Result<(), NodeError> {
-        self.nft_script((!tx.is_empty()).then(|| tx.render()))
+        self.elements_or_script(tx.element_ops(), tx.is_empty(), || tx.render())
     }
 
     fn nft_masquerade(&mut self, m: &crate::dataplane::Masquerade) -> Result<(), NodeError> {

@@ -540,6 +540,11 @@ fn element(out: &mut Vec<u8>, e: &SetElement, with_data: bool) {
         nested(out, NFTA_SET_ELEM_KEY, |out| {
             attr(out, NFTA_DATA_VALUE, &e.key)
         });
+        if let Some(end) = &e.key_end {
+            nested(out, NFTA_SET_ELEM_KEY_END, |out| {
+                attr(out, NFTA_DATA_VALUE, end)
+            });
+        }
         let Some(data) = e.data.as_ref().filter(|_| with_data) else {
             return;
         };

@@ -2,6 +2,7 @@
 //! (rendered only here, where the kernel is handed them).
 
 use super::*;
+use podnet_model::nftset::{ElementData, ElementOp, Registers, SetElement};
 
 /// One step of a transaction on the policy table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,31 @@ impl Transaction {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The transaction as element operations alone, in its order, when it is nothing else
+    /// (no table, group or `local` change): what the node can hand the kernel as one netlink
+    /// batch. A pod's labels or a policy's peers changing is this.
+    pub fn element_ops(&self) -> Option<Vec<ElementOp>> {
+        let rects = |g: &GroupId, v: &[Rect]| -> Vec<SetElement> {
+            v.iter().map(|r| rect_element(g, r)).collect()
+        };
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::AddRects(g, v) => Some(ElementOp::Add(rects(g, v))),
+                Op::DeleteRects(g, v) => Some(ElementOp::Delete(rects(g, v))),
+                Op::SetTargets(dir, v) => Some(ElementOp::Add(
+                    v.iter()
+                        .map(|(ip, t)| target_element(*dir, *ip, Some(*t)))
+                        .collect(),
+                )),
+                Op::DeleteTargets(dir, v) => Some(ElementOp::Delete(
+                    v.iter().map(|ip| target_element(*dir, *ip, None)).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The transaction in nft's syntax: the one place it is written.
@@ -319,6 +345,43 @@ pub(super) fn map_name(dir: Direction) -> &'static str {
     match dir {
         Direction::Ingress => "ingress",
         Direction::Egress => "egress",
+    }
+}
+
+/// A rect as the kernel holds it: a point in the group's `_pts` set, a range (its first and
+/// last keys) in its `_allow` set; each field in whole registers as [`render_rect`] writes it.
+fn rect_element(g: &GroupId, r: &Rect) -> SetElement {
+    let key = |a: u128, proto: u8, port: u16| {
+        Registers::new()
+            .addr(rects::number_addr(r.family, a))
+            .proto_number(proto)
+            .port(port)
+            .0
+    };
+    let point = r.is_point();
+    SetElement {
+        family: r.family,
+        table: TABLE,
+        set: format!("{}_{}", g.chain(), if point { "pts" } else { "allow" }),
+        key: key(r.addr.0, r.proto.0, r.port.0),
+        key_end: (!point).then(|| key(r.addr.1, r.proto.1, r.port.1)),
+        data: None,
+    }
+}
+
+/// A pod's entry in the ingress or egress map, with its verdict (none to delete it).
+fn target_element(dir: Direction, ip: IpAddr, target: Option<Target>) -> SetElement {
+    SetElement {
+        family: IpFamily::of(ip),
+        table: TABLE,
+        set: map_name(dir).into(),
+        key: Registers::new().addr(ip).0,
+        key_end: None,
+        data: target.map(|t| match (dir, t) {
+            (Direction::Ingress, Target::Open) => ElementData::Accept,
+            (Direction::Egress, Target::Open) => ElementData::Goto("ingress_check".into()),
+            (_, Target::Group(g)) => ElementData::Goto(g.chain()),
+        }),
     }
 }
 

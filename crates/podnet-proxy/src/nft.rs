@@ -763,6 +763,7 @@ impl Element {
             table: TABLE,
             set: self.set_name(),
             key: key.0,
+            key_end: None,
             data,
         }
     }
