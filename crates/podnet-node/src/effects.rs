@@ -57,8 +57,8 @@ pub struct PolicyEntries {
 
 /// The real effects, inside the network namespace at `netns`. nftables transactions go
 /// through one long-lived `nft` ([`Session`]), started at the first; a transaction of the
-/// proxy's elements alone goes to the kernel as one netlink batch instead ([`nlnft::apply`]),
-/// with no parser in between.
+/// proxy's or the policy's elements alone goes to the kernel as one netlink batch instead
+/// ([`nlnft::apply`]), with no parser in between.
 pub struct Linux {
     pub netns: PathBuf,
     session: Option<Session>,

@@ -104,30 +104,19 @@ fn nlas(b: &[u8]) -> impl Iterator<Item = NlaBuffer<&[u8]>> {
 /// The request: a dump of one set's elements.
 fn request(family: u8, table: &str, set: &str, seq: u32) -> Vec<u8> {
     let mut attrs = Vec::new();
-    for (kind, text) in [
-        (NFTA_SET_ELEM_LIST_TABLE, table),
-        (NFTA_SET_ELEM_LIST_SET, set),
-    ] {
-        let mut v = text.as_bytes().to_vec();
-        v.push(0);
-        let len = 4 + v.len();
-        attrs.extend_from_slice(&(len as u16).to_ne_bytes());
-        attrs.extend_from_slice(&kind.to_ne_bytes());
-        attrs.extend_from_slice(&v);
-        while attrs.len() % 4 != 0 {
-            attrs.push(0);
-        }
-    }
-    let len = 16 + 4 + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM).to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    // nfgenmsg: family, version, resource id.
-    m.extend_from_slice(&[family, 0, 0, 0]);
-    m.extend_from_slice(&attrs);
+    attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &string(table));
+    attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &string(set));
+    let mut m = Vec::with_capacity(20 + attrs.len());
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM;
+    message(
+        &mut m,
+        kind,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        family,
+        0,
+        &attrs,
+    );
     m
 }
 
