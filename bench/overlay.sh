@@ -8,16 +8,19 @@
 #     vxlan-csum     VXLAN with outer UDP checksums (the receiver can aggregate: GRO)
 #     native         no encapsulation: each node routes the other's pod range via its address
 #   veth             one veth pair between two namespaces
-#   podnet           `podnet lab up`, a pod on node-0 to a pod on node-1
-# Throughput: iperf3 SECS s (Gbit/s). Everything runs in namespaces named podnet-ovl-* and
-# podnet-benchovl; the host's network is not touched.
+#   podnet-native    `podnet lab up --routing native`, a pod on node-0 to a pod on node-1
+#   podnet-vxlan     `podnet lab up --routing vxlan`, the same over the overlay
+# Throughput: iperf3 SECS s (Gbit/s). Request/response: sockperf ping-pong over one TCP
+# connection for SECS s, 64-byte messages (round trips per second). Everything runs in
+# namespaces named podnet-ovl-* and podnet-benchovl; the host's network is not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release -q -p podnet
 P=$PWD/target/release/podnet
 ROUNDS=${ROUNDS:-3}; SECS=${SECS:-5}
-VARIANTS=${VARIANTS:-"veth vxlan-nocsum vxlan-csum native podnet"}
+VARIANTS=${VARIANTS:-"veth vxlan-csum native podnet-native podnet-vxlan"}
+command -v sockperf >/dev/null || { apt-get update -qq; apt-get install -y -qq sockperf >/dev/null; }
 tmp=$(mktemp -d)
 nss() { ip netns list | awk '/^podnet-ovl-/ {print $1}'; }
 cleanup() {
@@ -63,7 +66,25 @@ hand() {
 
 gbps() { python3 -c 'import json,sys; b = json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]; print("%.2f" % (b / 1e9))'; }
 
-# One measurement of a variant: Gbit/s.
+# Round trips per second of a sockperf ping-pong run (its summary line).
+rps() { python3 -c '
+import re, sys
+t = sys.stdin.read()
+m = re.search(r"RunTime=([0-9.]+) sec; SentMessages=([0-9]+); ReceivedMessages=([0-9]+)", t)
+print("%.0f" % (int(m.group(3)) / float(m.group(1))) if m else "nan")'; }
+
+# One measurement of a variant, between two namespaces ($1 client, $2 server, run through
+# $3: "x" or "lab") to address $4: "Gbit/s round-trips/s".
+pair() {
+  local run=$1 c=$2 s=$3 ip=$4 g r
+  $run "$s" iperf3 -s -1 -D; $run "$s" sockperf server --tcp -i 0.0.0.0 -p 11111 --daemonize >/dev/null
+  sleep 0.3
+  g=$($run "$c" iperf3 -c "$ip" -t "$SECS" -J | gbps)
+  r=$($run "$c" sockperf ping-pong --tcp -i "$ip" -p 11111 -t "$SECS" -m 64 2>&1 | rps)
+  echo "$g $r"
+}
+lab() { $P lab exec --name benchovl "$1" -- "${@:2}"; }
+
 measure() {
   local v=$1 out
   case $v in
@@ -72,42 +93,57 @@ measure() {
       ip -n podnet-ovl-a link add eth0 type veth peer name eth0 netns podnet-ovl-b
       ip -n podnet-ovl-a addr add 10.99.0.1/24 dev eth0; ip -n podnet-ovl-a link set eth0 up
       ip -n podnet-ovl-b addr add 10.99.0.2/24 dev eth0; ip -n podnet-ovl-b link set eth0 up
-      x podnet-ovl-b iperf3 -s -1 -D; sleep 0.3
-      out=$(x podnet-ovl-a iperf3 -c 10.99.0.2 -t "$SECS" -J | gbps);;
-    podnet)
-      $P lab up --name benchovl -f bench/two-pods.yaml >/dev/null
+      for n in a b; do ip -n podnet-ovl-$n link set lo up; done
+      out=$(pair x podnet-ovl-a podnet-ovl-b 10.99.0.2);;
+    podnet-*)
+      $P lab up --name benchovl --routing "${v#podnet-}" -f bench/two-pods.yaml >/dev/null
       local sip
       sip=$($P lab status --name benchovl -o json | python3 -c 'import json,sys; print([p["ip"] for p in json.load(sys.stdin)["pods"] if p["name"]=="server"][0])')
-      $P lab exec --name benchovl default/server -- iperf3 -s -1 -D; sleep 0.3
-      out=$($P lab exec --name benchovl default/client -- iperf3 -c "$sip" -t "$SECS" -J | gbps)
+      out=$(pair lab default/client default/server "$sip")
       $P lab down --name benchovl >/dev/null;;
     *)
       hand "$v"
-      x podnet-ovl-p1 iperf3 -s -1 -D; sleep 0.3
-      out=$(x podnet-ovl-p0 iperf3 -c 10.250.1.2 -t "$SECS" -J | gbps);;
+      out=$(pair x podnet-ovl-p0 podnet-ovl-p1 10.250.1.2);;
   esac
   for ns in $(nss); do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns"; done
   echo "$out"
 }
 
-
-declare -A got
-for v in $VARIANTS; do got[$v]=""; done
+declare -A tput rr
+for v in $VARIANTS; do tput[$v]=""; rr[$v]=""; done
 for r in $(seq "$ROUNDS"); do
   # Who goes first turns from round to round.
   set -- $VARIANTS
   k=$(( (r - 1) % $# )); order="${*:k+1} ${*:1:k}"
-  for v in $order; do got[$v]+=" $(measure "$v")"; done
+  for v in $order; do
+    read -r g q < <(measure "$v")
+    echo "round $r $v: $g Gbit/s, $q round trips/s" >&2
+    tput[$v]+=" $g"; rr[$v]+=" $q"
+  done
 done
-echo "| path (iperf3 ${SECS} s, Gbit/s) | median | rounds | median / veth |"
-echo "|---|---|---|---|"
-for v in $VARIANTS; do
-  # shellcheck disable=SC2086
-  python3 - "$v" "${got[veth]:-}" ${got[$v]} <<'PY'
+# Each variant against the baselines, round by round (the ratio of each round's pair, as the
+# variants of one round ran side by side), then the median and the worst round.
+table() {
+  local -n vals=$1; local unit=$2
+  echo "| path ($unit) | median | rounds | / veth (median, worst) | / hand-built (median, worst) |"
+  echo "|---|---|---|---|---|"
+  for v in $VARIANTS; do
+    local hand_v=""
+    case $v in podnet-native) hand_v=native;; podnet-vxlan) hand_v=vxlan-csum;; esac
+    # shellcheck disable=SC2086
+    python3 - "$v" "${vals[veth]:-}" "${vals[$hand_v]:-}" ${vals[$v]} <<'PY'
 import statistics, sys
-v, base, vals = sys.argv[1], sys.argv[2].split(), [float(x) for x in sys.argv[3:]]
+v, veth, hand, vals = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), [float(x) for x in sys.argv[4:]]
+def ratio(base):
+    if not base: return "-"
+    r = [a / float(b) for a, b in zip(vals, base)]
+    return f"{statistics.median(r):.2f}x, {min(r):.2f}x"
 m = statistics.median(vals)
-ratio = f"{m / statistics.median(map(float, base)):.2f}x" if base else "-"
-print(f"| {v} | {m:.2f} | {', '.join(f'{x:.2f}' for x in vals)} | {ratio} |")
+fmt = (lambda x: f"{x:.2f}") if m < 1000 else (lambda x: f"{x:.0f}")
+print(f"| {v} | {fmt(m)} | {', '.join(fmt(x) for x in vals)} | {ratio(veth)} | {ratio(hand)} |")
 PY
-done
+  done
+}
+table tput "iperf3 ${SECS} s, Gbit/s"
+echo
+table rr "sockperf ping-pong ${SECS} s, 64 B, round trips/s"

@@ -137,6 +137,7 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
 fn install_cni(
     cni: &CniInstall,
     pod_cidrs: &[ipnet::IpNet],
+    mtu: u32,
     ready: &Path,
     socket: &Path,
 ) -> Result<(), AgentError> {
@@ -147,7 +148,7 @@ fn install_cni(
     let list = podnet_cni::spec::NetConfList::podnet(
         pod_cidrs,
         &cni.ipam_dir,
-        podnet_node::dataplane::OVERLAY_MTU,
+        mtu,
         Some(ready),
         Some(socket),
     );
@@ -462,7 +463,13 @@ impl<E: Effects> Agent<E> {
                     .map(|n| n.pod_cidrs.clone())
                     .unwrap_or_default();
                 if let (Some(cni), false) = (&self.cfg.cni, cidrs.is_empty()) {
-                    install_cni(cni, &cidrs, &self.cfg.ready_file(), &self.cfg.cni_socket)?;
+                    install_cni(
+                        cni,
+                        &cidrs,
+                        want.pod_mtu,
+                        &self.cfg.ready_file(),
+                        &self.cfg.cni_socket,
+                    )?;
                 }
                 self.ready = true;
             }

@@ -64,6 +64,13 @@ pub struct NodePlan {
     pub pod_cidrs: Vec<IpNet>,
     /// The underlay bridge's port for this node.
     pub underlay_port: String,
+    /// Its pods' MTU (the node's dataplane's: the underlay's where no encapsulation is used).
+    #[serde(default = "overlay_mtu")]
+    pub pod_mtu: u32,
+}
+
+fn overlay_mtu() -> u32 {
+    podnet_node::dataplane::OVERLAY_MTU
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -248,6 +255,8 @@ impl LabPlan {
                 ip6: n.internal_ipv6,
                 pod_cidrs: n.pod_cidrs.clone(),
                 underlay_port: format!("n{i}"),
+                pod_mtu: podnet_node::dataplane::NodeDataplane::overlay(cluster, &n.name, UPLINK)
+                    .map_or(podnet_node::dataplane::OVERLAY_MTU, |d| d.pod_mtu),
             })
             .collect();
         let targeted = targeted_ports(cluster);

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use podnet_cni::spec::{AddResult, NetConf, NetConfList};
-use podnet_node::dataplane::OVERLAY_MTU;
 use podnet_node::sys;
 use serde_json::json;
 
@@ -19,7 +18,7 @@ pub use podnet_cni::spec::CONFLIST;
 
 /// The configuration list of a node; with the agent's socket, ADD waits for the agent.
 pub fn conflist(node: &NodePlan, ipam_dir: &Path, agent_socket: Option<&Path>) -> NetConfList {
-    NetConfList::podnet(&node.pod_cidrs, ipam_dir, OVERLAY_MTU, None, agent_socket)
+    NetConfList::podnet(&node.pod_cidrs, ipam_dir, node.pod_mtu, None, agent_socket)
 }
 
 pub struct Runtime {

@@ -68,6 +68,16 @@ pub(super) fn create_namespaces(plan: &LabPlan) -> Result<(), LabError> {
         net::netns_add(ns)?;
         if *ns != plan.underlay_ns {
             net::etc_write(ns, &host_files)?;
+            // The underlay's links come up without duplicate address detection: the lab's
+            // addresses are unique by construction (the global ones are added `nodad`), and
+            // while a link's link-local address is tentative (a second or two) the kernel
+            // sends no neighbour solicitation for a forwarded packet, so pods routed natively
+            // over IPv6 would find the other nodes unreachable just after `lab up`. A device
+            // moved into the namespace takes its settings from `default`.
+            let mut fx = Linux::named(ns);
+            for scope in ["default", "all"] {
+                fx.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+            }
         }
     }
     for p in plan.pods.iter().filter(|p| !p.host_network) {

@@ -3,8 +3,9 @@
 //!
 //! 1. kernel settings;
 //! 2. the VXLAN device, when the node has none (or another one);
-//! 3. routes, neighbours and FDB entries of new remote nodes: their pods become reachable
-//!    before the proxy sends anything to them;
+//! 3. routes, neighbours and FDB entries of new remote nodes (a route on the uplink alone for
+//!    those routed natively): their pods become reachable before the proxy sends anything to
+//!    them;
 //! 4. NetworkPolicy: one nftables transaction on its own table, before the proxy sends to new
 //!    endpoints; then the proxy: one nftables transaction (the whole table on a node's first time, only the
 //!    changed elements after that), so no frontend is ever half-programmed;
@@ -76,40 +77,65 @@ pub struct Applied {
     pub failures: Vec<NodeError>,
 }
 
-fn remote_entries(r: &RemoteNode, dev: &str) -> [NetOp; 3] {
-    [
-        NetOp::Neighbour {
-            ip: r.vtep.ip,
-            mac: r.vtep.mac,
-            dev: dev.into(),
-        },
-        NetOp::Fdb {
-            mac: r.vtep.mac,
-            dev: dev.into(),
-            dst: r.vtep.node_ip,
-        },
-        NetOp::Route {
+/// The entries of a remote node: over the overlay device `dev`, a permanent neighbour, an FDB
+/// entry and a route via the VTEP; routed natively, one route via the node's address on the
+/// uplink (on-link: the nodes share one L2 segment).
+fn remote_entries(r: &RemoteNode, v: &VxlanDevice) -> Vec<NetOp> {
+    let dev = &v.name;
+    match r.gateway {
+        Some(gw) => vec![NetOp::Route {
             dst: r.pod_cidr,
-            via: vec![r.vtep.ip],
-            dev: Some(dev.into()),
+            via: vec![gw],
+            dev: Some(v.uplink.clone()),
             onlink: true,
-        },
-    ]
+        }],
+        None => vec![
+            NetOp::Neighbour {
+                ip: r.vtep.ip,
+                mac: r.vtep.mac,
+                dev: dev.into(),
+            },
+            NetOp::Fdb {
+                mac: r.vtep.mac,
+                dev: dev.into(),
+                dst: r.vtep.node_ip,
+            },
+            NetOp::Route {
+                dst: r.pod_cidr,
+                via: vec![r.vtep.ip],
+                dev: Some(dev.into()),
+                onlink: true,
+            },
+        ],
+    }
 }
 
-fn remote_removals(r: &RemoteNode, dev: &str) -> [NetOp; 3] {
-    [
-        NetOp::DeleteRoute { dst: r.pod_cidr },
-        NetOp::DeleteNeighbour {
-            ip: r.vtep.ip,
-            dev: dev.into(),
-        },
-        NetOp::DeleteFdb {
-            mac: r.vtep.mac,
-            dev: dev.into(),
-            dst: r.vtep.node_ip,
-        },
-    ]
+/// Removes a remote node's entries, but for those a wanted remote still uses: its route when a
+/// wanted remote routes the same pod CIDR (the node changed between native and overlay: the
+/// route was replaced in step 3), its FDB entry when a wanted remote over the overlay shares
+/// it (a dual-stack node's families).
+fn remote_removals(r: &RemoteNode, dev: &str, want: &BTreeSet<RemoteNode>) -> Vec<NetOp> {
+    let mut ops = Vec::new();
+    if !want.iter().any(|w| w.pod_cidr == r.pod_cidr) {
+        ops.push(NetOp::DeleteRoute { dst: r.pod_cidr });
+    }
+    if r.gateway.is_none() {
+        let overlay = || want.iter().filter(|w| w.gateway.is_none());
+        if !overlay().any(|w| w.vtep.ip == r.vtep.ip) {
+            ops.push(NetOp::DeleteNeighbour {
+                ip: r.vtep.ip,
+                dev: dev.into(),
+            });
+        }
+        if !overlay().any(|w| w.vtep.mac == r.vtep.mac && w.vtep.node_ip == r.vtep.node_ip) {
+            ops.push(NetOp::DeleteFdb {
+                mac: r.vtep.mac,
+                dev: dev.into(),
+                dst: r.vtep.node_ip,
+            });
+        }
+    }
+    ops
 }
 
 /// Makes the node hold `want`, from what it holds (`held`).
@@ -247,8 +273,10 @@ impl Run<'_> {
         if adding.is_empty() {
             return true;
         }
-        let dev = &want.vxlan.name;
-        let ops: Vec<NetOp> = adding.iter().flat_map(|r| remote_entries(r, dev)).collect();
+        let ops: Vec<NetOp> = adding
+            .iter()
+            .flat_map(|r| remote_entries(r, &want.vxlan))
+            .collect();
         let n = adding.len();
         self.now.remotes.extend(adding);
         self.remotes_changed(ops, |r| r.remotes_added = n)
@@ -266,19 +294,9 @@ impl Run<'_> {
             return true;
         }
         let dev = &want.vxlan.name;
-        // A node's families share one FDB entry: it stays while a wanted remote uses it.
-        let shared = |r: &RemoteNode| {
-            want.remotes
-                .iter()
-                .any(|w| w.vtep.mac == r.vtep.mac && w.vtep.node_ip == r.vtep.node_ip)
-        };
         let ops: Vec<NetOp> = leaving
             .iter()
-            .flat_map(|r| {
-                remote_removals(r, dev)
-                    .into_iter()
-                    .filter(move |op| !(matches!(op, NetOp::DeleteFdb { .. }) && shared(r)))
-            })
+            .flat_map(|r| remote_removals(r, dev, &want.remotes))
             .collect();
         let ok = self.remotes_changed(ops, |r| r.remotes_removed = leaving.len());
         if ok {
@@ -420,6 +438,7 @@ pub fn restore(now: &Held, before: &Held, node: &str, fx: &mut dyn Effects) -> A
     let want = NodeDataplane {
         node: node.to_string(),
         sysctls: before.sysctls.clone(),
+        pod_mtu: crate::dataplane::OVERLAY_MTU,
         vxlan,
         remotes: before.remotes.clone(),
         proxy: before.proxy.clone().unwrap_or_default(),

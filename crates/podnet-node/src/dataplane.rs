@@ -98,16 +98,41 @@ pub struct VxlanDevice {
     pub secondary_ip: Option<IpAddr>,
 }
 
-/// Another node, as this node reaches its pods of one family: a route to its pod CIDR of that
-/// family via its VTEP address of that family, a permanent neighbour (VTEP → MAC) and an FDB
-/// entry (MAC → node address). A dual-stack node is two of these, with one MAC and one FDB
-/// entry.
+/// Another node, as this node reaches its pods of one family. Over the overlay: a route to
+/// its pod CIDR of that family via its VTEP address of that family, a permanent neighbour
+/// (VTEP → MAC) and an FDB entry (MAC → node address); a dual-stack node is two of these, with
+/// one MAC and one FDB entry. Routed natively (`gateway`): one route to its pod CIDR via the
+/// node's own address of that family on the uplink, and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteNode {
     pub name: String,
     pub pod_cidr: IpNet,
     pub vtep: Vtep,
+    /// Routed natively through this address of the node (no encapsulation); over the
+    /// overlay when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+}
+
+impl RemoteNode {
+    /// How its pods are reached, as `check` and drift reports say it.
+    pub fn path(&self) -> String {
+        match self.gateway {
+            Some(gw) => format!("{} via {gw} (native)", self.pod_cidr),
+            None => format!(
+                "{} via {} {} at {} (vxlan)",
+                self.pod_cidr, self.vtep.ip, self.vtep.mac, self.vtep.node_ip
+            ),
+        }
+    }
+}
+
+/// The MTU of a pod's interface where no encapsulation is used: the underlay's.
+pub const NATIVE_MTU: u32 = 1500;
+
+fn overlay_mtu() -> u32 {
+    OVERLAY_MTU
 }
 
 /// A `healthCheckNodePort` on one node: 200 while the Service has ready endpoints on the node,
@@ -127,10 +152,12 @@ pub struct HealthCheck {
 /// - from a pod to anywhere outside the cluster's pod CIDR (the Internet, the node network):
 ///   masqueraded to the address it leaves by, as kindnet, flannel (`ipMasq`) and Calico
 ///   (`natOutgoing`) do: nothing outside routes to pod addresses;
-/// - into the overlay from an address that is not a pod's (the node itself reaching a Service
-///   whose endpoint is on another node: kube-proxy masquerades such traffic to ClusterIPs):
-///   masqueraded to the overlay device's address, so the reply comes back through the
-///   overlay, as the request went, and strict reverse-path filters accept it.
+/// - towards another node's pods from an address that is not a pod's (the node itself, or a
+///   client outside through a NodePort, reaching an endpoint on another node: kube-proxy
+///   masquerades such traffic): masqueraded to the address of the device it leaves by (the
+///   overlay device's, or the uplink's where the pods are routed natively), so the reply
+///   comes back through this node, as the request went, and strict reverse-path filters
+///   accept it.
 ///
 /// Only a connection's first packet goes through NAT: replies of connections that came in
 /// (a client outside reaching a pod) are never rewritten.
@@ -139,6 +166,9 @@ pub struct HealthCheck {
 pub struct Masquerade {
     /// The cluster's pod CIDRs, one per family: one table each.
     pub pod_cidrs: Vec<IpNet>,
+    /// The node's own podCIDRs: traffic to them stays on the node.
+    #[serde(default)]
+    pub local: Vec<IpNet>,
     /// The overlay device.
     pub overlay: String,
 }
@@ -153,11 +183,20 @@ impl Masquerade {
         let mut s = String::new();
         for cidr in &self.pod_cidrs {
             let f = if cidr.addr().is_ipv4() { "ip" } else { "ip6" };
+            // Another node's pods: the cluster's pod CIDR but for this node's own.
+            let remote = match self
+                .local
+                .iter()
+                .find(|l| l.addr().is_ipv4() == cidr.addr().is_ipv4())
+            {
+                Some(local) => format!("{f} daddr {cidr} {f} daddr != {local}"),
+                None => format!("{f} daddr {cidr}"),
+            };
             s.push_str(&format!(
                 "add table {f} {t}\ndelete table {f} {t}\nadd table {f} {t}\n\
                  add chain {f} {t} postrouting {{ type nat hook postrouting priority srcnat + 10; policy accept; }}\n\
                  add rule {f} {t} postrouting {f} saddr {cidr} {f} daddr != {cidr} oifname != \"{dev}\" masquerade\n\
-                 add rule {f} {t} postrouting {f} saddr != {cidr} oifname \"{dev}\" masquerade\n"
+                 add rule {f} {t} postrouting {f} saddr != {cidr} {remote} masquerade\n"
             ));
         }
         s
@@ -183,6 +222,13 @@ pub struct NodeDataplane {
     pub sysctls: BTreeMap<String, String>,
     pub vxlan: VxlanDevice,
     pub remotes: BTreeSet<RemoteNode>,
+    /// The MTU of the node's pod interfaces (the CNI configuration's): the underlay's where
+    /// every other node's pods of every family are routed natively and `routing` is not
+    /// `vxlan`, VXLAN's otherwise. A pod's MTU is fixed when it is made and the pod may talk
+    /// to any node; with `auto`, a node that joins later from another subnet is reached over
+    /// VXLAN, and pods made before then find its smaller MTU by path MTU discovery.
+    #[serde(default = "overlay_mtu")]
+    pub pod_mtu: u32,
     pub proxy: Elements,
     /// NetworkPolicy for the node's pods.
     #[serde(default)]
@@ -239,6 +285,42 @@ pub fn vteps(cluster: &Cluster, index: usize) -> Option<Vec<(IpNet, Vtep)>> {
     )
 }
 
+/// The address of node `them` that node `me` routes `them`'s pods of `pod_cidr`'s family
+/// through natively, or None where they go over the overlay: never with `vxlan`; with
+/// `native`, whenever `them` has an address of that family; with `auto`, where both nodes'
+/// addresses of that family are on the node network of that family (one subnet: the next hop
+/// is on-link), as Calico's CrossSubnet decides per pair of nodes. Symmetric: `me` and `them`
+/// swapped choose the same.
+pub fn native_gateway(
+    cluster: &Cluster,
+    me: &podnet_model::NodeInfo,
+    them: &podnet_model::NodeInfo,
+    pod_cidr: &IpNet,
+) -> Option<IpAddr> {
+    use podnet_model::config::Routing;
+    let (mine, theirs, net) = match pod_cidr {
+        IpNet::V4(_) => (
+            Some(me.internal_ip),
+            Some(them.internal_ip),
+            cluster.config.node_network,
+        ),
+        IpNet::V6(_) => (
+            me.internal_ipv6,
+            them.internal_ipv6,
+            cluster.config.node_network_ipv6,
+        ),
+    };
+    let theirs = theirs.filter(|ip| ip.is_ipv4() == pod_cidr.addr().is_ipv4())?;
+    match cluster.config.routing {
+        Routing::Vxlan => None,
+        Routing::Native => Some(theirs),
+        Routing::Auto => {
+            let mine = mine.filter(|ip| ip.is_ipv4() == pod_cidr.addr().is_ipv4())?;
+            (net.contains(&mine) && net.contains(&theirs)).then_some(theirs)
+        }
+    }
+}
+
 impl NodeDataplane {
     /// The dataplane of every node of the cluster, each computed once. `uplink` is the device
     /// that carries the overlay (the node's InternalIP's).
@@ -269,13 +351,16 @@ impl NodeDataplane {
     /// [`crate::live::Live`] fills part by part); None when the cluster has no such node or it
     /// has no podCIDR yet.
     pub fn overlay(cluster: &Cluster, node: &str, uplink: &str) -> Option<NodeDataplane> {
+        let me_info = cluster.nodes.iter().find(|n| n.name == node)?;
         let remotes: Vec<RemoteNode> = (0..cluster.nodes.len())
             .flat_map(|i| {
+                let them = &cluster.nodes[i];
                 vteps(cluster, i)
                     .into_iter()
                     .flatten()
                     .map(move |(pod_cidr, vtep)| RemoteNode {
-                        name: cluster.nodes[i].name.clone(),
+                        name: them.name.clone(),
+                        gateway: native_gateway(cluster, me_info, them, &pod_cidr),
                         pod_cidr,
                         vtep,
                     })
@@ -292,8 +377,12 @@ impl NodeDataplane {
         {
             sysctls.insert("net.ipv6.conf.all.forwarding".into(), "1".into());
         }
+        let others: Vec<&RemoteNode> = remotes.iter().filter(|r| r.name != node).collect();
+        let native = cluster.config.routing != podnet_model::config::Routing::Vxlan
+            && others.iter().all(|r| r.gateway.is_some());
         Some(NodeDataplane {
             node: node.to_string(),
+            pod_mtu: if native { NATIVE_MTU } else { OVERLAY_MTU },
             sysctls,
             vxlan: VxlanDevice {
                 name: VXLAN_DEV.into(),
@@ -304,7 +393,7 @@ impl NodeDataplane {
                 vtep: me.vtep.clone(),
                 secondary_ip: mine.get(1).map(|r| r.vtep.ip),
             },
-            remotes: remotes.iter().filter(|r| r.name != node).cloned().collect(),
+            remotes: others.into_iter().cloned().collect(),
             // The ip6 table too where the cluster has IPv6.
             proxy: Elements {
                 ipv6: cluster
@@ -317,6 +406,7 @@ impl NodeDataplane {
             health_checks: Vec::new(),
             masquerade: Some(Masquerade {
                 pod_cidrs: cluster.config.pod_cidrs.clone(),
+                local: mine.iter().map(|r| r.pod_cidr).collect(),
                 overlay: VXLAN_DEV.into(),
             }),
             serves_external: BTreeSet::new(),
@@ -338,7 +428,16 @@ mod tests {
 
     #[test]
     fn every_node_reaches_every_other_over_the_overlay() {
-        let dps = NodeDataplane::for_cluster(&cluster(""), "eth0");
+        let docs = parse_documents(
+            "t.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n",
+        )
+        .unwrap();
+        let o = ConfigOverrides {
+            routing: Some(podnet_model::config::Routing::Vxlan),
+            ..Default::default()
+        };
+        let dps = NodeDataplane::for_cluster(&build(&docs, &o).unwrap(), "eth0");
         assert_eq!(dps.len(), 3);
         let n1 = &dps[1];
         assert_eq!(n1.vxlan.vtep.ip.to_string(), "10.244.1.0");
@@ -425,6 +524,90 @@ mod tests {
         assert_eq!(vtep(&before, "node-a"), vtep(&after, "node-a"));
         let macs: BTreeSet<MacAddr> = after.iter().map(|d| d.vxlan.vtep.mac).collect();
         assert_eq!(macs.len(), 3, "distinct");
+    }
+
+    #[test]
+    fn auto_routing_chooses_per_pair_of_nodes_by_subnet() {
+        // Two nodes on the node network (172.18.0.0/16), one elsewhere; dual-stack.
+        let node = |name: &str, i: u8, ip: &str, ip6: Option<&str>| {
+            let v6 = ip6.map_or(String::new(), |a| {
+                format!(", {{type: InternalIP, address: \"{a}\"}}")
+            });
+            format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{podCIDRs: [10.244.{i}.0/24, \"fd00:10:244:{i}::/64\"]}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}{v6}]}}\n")
+        };
+        let text = [
+            node("node-a", 0, "172.18.0.2", Some("fc00:f853:ccd:e793::2")),
+            node("node-b", 1, "172.18.0.3", Some("fc00:f853:ccd:e793::3")),
+            node("node-c", 2, "10.0.0.2", None),
+        ]
+        .join("---\n");
+        let docs = parse_documents("n.yaml", &text).unwrap();
+        let of = |routing| {
+            let o = ConfigOverrides {
+                ip_family: Some(podnet_model::config::ClusterFamily::Dual),
+                routing,
+                ..Default::default()
+            };
+            NodeDataplane::for_cluster(&build(&docs, &o).unwrap(), "eth0")
+        };
+        let paths = |dps: &[NodeDataplane]| -> Vec<String> {
+            dps.iter()
+                .flat_map(|d| {
+                    d.remotes.iter().map(move |r| {
+                        format!(
+                            "{}->{} {}",
+                            d.node,
+                            r.name,
+                            r.gateway.map_or("vxlan".to_string(), |g| g.to_string())
+                        )
+                    })
+                })
+                .collect()
+        };
+        let auto = of(None);
+        assert_eq!(
+            paths(&auto),
+            [
+                "node-a->node-b 172.18.0.3",
+                "node-a->node-b fc00:f853:ccd:e793::3",
+                "node-a->node-c vxlan",
+                // Each family apart: node-c's IPv6 address (the next of the network, as the
+                // cluster gives a node that reports none) is on the IPv6 node network.
+                "node-a->node-c fc00:f853:ccd:e793::4",
+                "node-b->node-a 172.18.0.2",
+                "node-b->node-a fc00:f853:ccd:e793::2",
+                "node-b->node-c vxlan",
+                "node-b->node-c fc00:f853:ccd:e793::4",
+                "node-c->node-a vxlan",
+                "node-c->node-a fc00:f853:ccd:e793::2",
+                "node-c->node-b vxlan",
+                "node-c->node-b fc00:f853:ccd:e793::3",
+            ]
+        );
+        // Some pair needs the overlay: every pod gets VXLAN's MTU.
+        assert!(auto.iter().all(|d| d.pod_mtu == OVERLAY_MTU));
+        // native: every pair with an address of the family, whatever its subnet.
+        let native = of(Some(podnet_model::config::Routing::Native));
+        assert!(paths(&native).contains(&"node-a->node-c 10.0.0.2".to_string()));
+        assert!(native.iter().all(|d| d.pod_mtu == NATIVE_MTU));
+        let vxlan = of(Some(podnet_model::config::Routing::Vxlan));
+        assert!(vxlan
+            .iter()
+            .all(|d| d.remotes.iter().all(|r| r.gateway.is_none())));
+        // The masquerade for other nodes' pods leaves the node's own podCIDR out.
+        let script = auto[0].masquerade.as_ref().unwrap().render();
+        assert!(
+            script.contains("ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 ip daddr != 10.244.0.0/24 masquerade"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn pods_get_the_underlay_mtu_only_where_every_pair_is_native() {
+        let c = cluster("");
+        assert!(NodeDataplane::for_cluster(&c, "eth0")
+            .iter()
+            .all(|d| d.pod_mtu == NATIVE_MTU && d.remotes.iter().all(|r| r.gateway.is_some())));
     }
 
     #[test]

@@ -792,8 +792,54 @@ pub fn remotes(
                 name: "?".into(),
                 pod_cidr,
                 vtep,
+                gateway: None,
             });
         out.insert(found);
+    }
+    Ok(out)
+}
+
+/// The remote nodes routed natively: routes on the uplink (`ip -j route show dev U`, and
+/// `ip -j -6 ...`) to a network inside one of the cluster's pod CIDRs, via a gateway. Routes of
+/// nodes that are not wanted (or via another gateway) are read back as remote nodes named `?`,
+/// so that the applier replaces or removes them; the uplink's other routes are not podnet's.
+pub fn native_remotes(
+    routes: &[String],
+    pod_cidrs: &[ipnet::IpNet],
+    want: &BTreeSet<RemoteNode>,
+) -> Result<BTreeSet<RemoteNode>, NodeError> {
+    let mut out = BTreeSet::new();
+    for text in routes {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let routes: Vec<Value> = json("ip -j route", text)?;
+        for r in routes {
+            let (Some(dst), Some(gw)) = (r["dst"].as_str(), r["gateway"].as_str()) else {
+                continue;
+            };
+            let (Ok(pod_cidr), Ok(gw)) = (dst.parse::<ipnet::IpNet>(), gw.parse::<IpAddr>()) else {
+                continue;
+            };
+            if !pod_cidrs.iter().any(|c| c.contains(&pod_cidr)) {
+                continue;
+            }
+            let found = want
+                .iter()
+                .find(|w| w.pod_cidr == pod_cidr && w.gateway == Some(gw))
+                .cloned()
+                .unwrap_or(RemoteNode {
+                    name: "?".into(),
+                    pod_cidr,
+                    vtep: Vtep {
+                        node_ip: gw,
+                        ip: pod_cidr.network(),
+                        mac: MacAddr([0; 6]),
+                    },
+                    gateway: Some(gw),
+                });
+            out.insert(found);
+        }
     }
     Ok(out)
 }

@@ -123,16 +123,11 @@ pub fn drift(observed: &Observed, want: &NodeDataplane) -> Vec<Drift> {
             ),
         });
     } else {
-        let show = |r: &crate::dataplane::RemoteNode| {
-            format!(
-                "{} ({} via {} {} at {})",
-                r.name, r.pod_cidr, r.vtep.ip, r.vtep.mac, r.vtep.node_ip
-            )
-        };
+        let show = |r: &crate::dataplane::RemoteNode| format!("{} ({})", r.name, r.path());
         compare(
             &mut out,
             "routes",
-            "the overlay's route, neighbour and FDB entries",
+            "the routes to other nodes' pods (and the overlay's neighbour and FDB entries)",
             held.remotes.iter().map(show),
             want.remotes.iter().map(show),
         );

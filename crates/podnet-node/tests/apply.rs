@@ -2,8 +2,9 @@
 //! and how a failure half-way is reported and then repaired.
 
 use podnet_emulator::build;
+use podnet_model::config::Routing;
 use podnet_model::{parse_documents, Cluster, ConfigOverrides};
-use podnet_node::effects::{Call, Fail, Recording};
+use podnet_node::effects::{Call, Effects, Fail, Recording};
 use podnet_node::net::NetOp;
 use podnet_node::{apply, Held, NodeDataplane};
 use podnet_proxy::nft::Op;
@@ -12,6 +13,10 @@ const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\
 const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]}\n";
 
 fn cluster(replicas: u32, service: bool, nodes: u32) -> Cluster {
+    routed(replicas, service, nodes, None)
+}
+
+fn routed(replicas: u32, service: bool, nodes: u32, routing: Option<Routing>) -> Cluster {
     let mut text = WEB.replace("REPLICAS", &replicas.to_string());
     if service {
         text = format!("{text}---\n{SVC}");
@@ -19,6 +24,7 @@ fn cluster(replicas: u32, service: bool, nodes: u32) -> Cluster {
     let docs = parse_documents("t.yaml", &text).unwrap();
     let o = ConfigOverrides {
         nodes: Some(nodes),
+        routing,
         ..Default::default()
     };
     build(&docs, &o).unwrap()
@@ -42,8 +48,16 @@ fn holds(fx: &Recording, want: &NodeDataplane) {
     let routes: Vec<_> = fx.routes.keys().copied().collect();
     let wanted: Vec<_> = want.remotes.iter().map(|r| r.pod_cidr).collect();
     assert_eq!(routes, wanted, "a route to every other node's pod CIDR");
-    assert_eq!(fx.neighbours.len(), want.remotes.len());
-    assert_eq!(fx.fdb.len(), want.remotes.len());
+    for r in &want.remotes {
+        let (via, dev) = &fx.routes[&r.pod_cidr];
+        match r.gateway {
+            Some(gw) => assert_eq!((via, dev.as_deref()), (&vec![gw], Some("eth0"))),
+            None => assert_eq!((via, dev.as_deref()), (&vec![r.vtep.ip], Some("vxlan0"))),
+        }
+    }
+    let overlay = want.remotes.iter().filter(|r| r.gateway.is_none()).count();
+    assert_eq!(fx.neighbours.len(), overlay);
+    assert_eq!(fx.fdb.len(), overlay);
     assert!(fx.links.contains("vxlan0"));
     assert_eq!(fx.sysctls, want.sysctls);
 }
@@ -76,8 +90,18 @@ fn a_cold_apply_builds_everything_in_order() {
     );
     assert_eq!(fx.masquerade, want.masquerade);
     assert!(
-        matches!(&fx.calls[3], Call::Net(ops) if ops.len() == 6),
-        "3 entries for each of 2 remote nodes"
+        matches!(&fx.calls[3], Call::Net(ops) if ops.len() == 2),
+        "a route for each of 2 remote nodes, routed natively (the nodes share a subnet)"
+    );
+    let mut vx = Recording::default();
+    ok(
+        &Held::default(),
+        &node0(&routed(3, true, 3, Some(Routing::Vxlan))),
+        &mut vx,
+    );
+    assert!(
+        matches!(&vx.calls[3], Call::Net(ops) if ops.len() == 6),
+        "over VXLAN, 3 entries for each of 2 remote nodes"
     );
     let Call::NftPolicy(policy) = &fx.calls[4] else {
         panic!("{:?}", fx.calls[4])
@@ -279,4 +303,37 @@ fn every_failure_is_reported_not_just_the_first() {
     fx.heal();
     ok(&Held::default(), &want, &mut fx);
     holds(&fx, &want);
+}
+
+#[test]
+fn a_node_moved_between_native_routing_and_the_overlay_keeps_its_routes() {
+    let of = |r| node0(&routed(3, true, 3, Some(r)));
+    let (vxlan, native) = (of(Routing::Vxlan), of(Routing::Native));
+    assert!(vxlan.remotes.iter().all(|r| r.gateway.is_none()));
+    assert!(native.remotes.iter().all(|r| r.gateway.is_some()));
+    assert_eq!(vxlan.pod_mtu, 1450);
+    assert_eq!(native.pod_mtu, 1500);
+    let mut fx = Recording::default();
+    let mut held = ok(&Held::default(), &vxlan, &mut fx);
+    holds(&fx, &vxlan);
+    for want in [&native, &vxlan, &native] {
+        fx.calls.clear();
+        held = ok(&held, want, &mut fx);
+        holds(&fx, want);
+        // Each route replaced in place: never deleted, so the pods stay reachable throughout.
+        let deleted: Vec<&NetOp> = fx
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Net(ops) => Some(ops),
+                _ => None,
+            })
+            .flatten()
+            .filter(|o| matches!(o, NetOp::DeleteRoute { .. }))
+            .collect();
+        assert!(deleted.is_empty(), "{deleted:?}");
+        // What the fake's kernel holds reads back as wanted.
+        let observed = fx.observe(want).unwrap();
+        assert_eq!(observed.held.remotes, want.remotes);
+    }
 }

@@ -131,6 +131,21 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
         ],
     );
     sh(&ns, &["ip", "route", "del", &remote]);
+    // A route to pods of a node that is gone, on the uplink: not wanted, removed.
+    sh(
+        &ns,
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.244.99.0/24",
+            "via",
+            "172.18.0.99",
+            "dev",
+            "eth0",
+            "onlink",
+        ],
+    );
     sh(
         &ns,
         &["nft", "flush", "chain", "ip", "podnet-policy", "forward"],
@@ -145,6 +160,10 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
             .any(|d| d.starts_with(&format!("{table}: ")) && d.contains(needle))
     };
     assert!(has("routes", &remote), "{said:#?}");
+    assert!(
+        has("routes", "10.244.99.0/24 via 172.18.0.99 (native)"),
+        "{said:#?}"
+    );
     assert!(has("sysctl", "net.ipv4.ip_forward is 0"), "{said:#?}");
     assert!(has("proxy", "missing from its maps and sets"), "{said:#?}");
     assert!(has("proxy", "10.9.9.9"), "{said:#?}");
@@ -163,7 +182,14 @@ fn every_kind_of_drift_is_named_and_repaired_in_one_pass() {
         &["nft", "list", "set", "ip", "podnet-proxy", "hairpin"]
     )
     .contains("10.9.9.9"));
-    assert!(sh(&ns, &["ip", "route", "show", &remote]).contains("vxlan0"));
+    // The seeds' nodes share a subnet: their pods are routed natively, through the uplink.
+    let r = want.remotes.iter().next().unwrap();
+    let gw = r.gateway.expect("routed natively").to_string();
+    let shown = sh(&ns, &["ip", "route", "show", &remote]);
+    assert!(shown.contains(&format!("via {gw} dev eth0")), "{shown}");
+    assert!(sh(&ns, &["ip", "route", "show", "10.244.99.0/24"])
+        .trim()
+        .is_empty());
     assert_eq!(
         sh(&ns, &["sysctl", "-n", "net.ipv4.ip_forward"]).trim(),
         "1"

@@ -63,6 +63,8 @@ pub struct ConfigOverrides {
     pub node_network_ipv6: Option<IpNet>,
     /// Addresses for LoadBalancer Services: CIDRs or `first-last` ranges.
     pub load_balancer_pool: Option<Vec<IpRange>>,
+    /// How pod traffic crosses between nodes: `auto` (the default), `native` or `vxlan`.
+    pub routing: Option<Routing>,
 }
 
 impl ConfigOverrides {
@@ -83,7 +85,8 @@ impl ConfigOverrides {
             cluster_domain,
             node_network,
             node_network_ipv6,
-            load_balancer_pool
+            load_balancer_pool,
+            routing
         );
         self
     }
@@ -199,6 +202,57 @@ impl std::str::FromStr for ClusterFamily {
             _ => Err(BadValue {
                 value: s.to_string(),
                 expected: "ipv4, ipv6 or dual",
+            }),
+        }
+    }
+}
+
+/// How pod traffic crosses from one node to another, as the CNI plugins that offer a choice
+/// name it (Calico's `vxlanMode: Always | CrossSubnet | Never`, Cilium's `routingMode:
+/// tunnel | native`, Flannel's `vxlan` and `host-gw` backends).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
+pub enum Routing {
+    /// Per pair of nodes: native between two nodes whose addresses are both on the node
+    /// network (one L2 segment: the next hop is on-link), VXLAN otherwise (Calico's
+    /// CrossSubnet).
+    #[default]
+    Auto,
+    /// Every pod CIDR routed through its node's address, unencapsulated (Flannel's host-gw).
+    /// Only works where every node reaches every other directly on one L2 segment.
+    Native,
+    /// Every pod CIDR over the VXLAN overlay.
+    Vxlan,
+}
+
+impl std::fmt::Display for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Routing::Auto => "auto",
+            Routing::Native => "native",
+            Routing::Vxlan => "vxlan",
+        })
+    }
+}
+
+impl std::str::FromStr for Routing {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        match s {
+            "auto" => Ok(Routing::Auto),
+            "native" => Ok(Routing::Native),
+            "vxlan" => Ok(Routing::Vxlan),
+            _ => Err(BadValue {
+                value: s.to_string(),
+                expected: "auto, native or vxlan",
             }),
         }
     }
@@ -389,6 +443,8 @@ pub struct ClusterConfig {
     /// The nodes' IPv6 addresses' network (IPv6 and dual-stack clusters).
     pub node_network_ipv6: IpNet,
     pub load_balancer_pool: Vec<IpRange>,
+    /// How pod traffic crosses between nodes.
+    pub routing: Routing,
 }
 
 /// The settings as `check -o json` shows them: every field, and the primary CIDRs also under
@@ -418,6 +474,7 @@ struct ConfigView<'a> {
     #[serde(rename = "nodeNetworkIPv6")]
     node_network_ipv6: IpNet,
     load_balancer_pool: &'a [IpRange],
+    routing: Routing,
 }
 
 impl Serialize for ClusterConfig {
@@ -437,6 +494,7 @@ impl Serialize for ClusterConfig {
             node_network: self.node_network,
             node_network_ipv6: self.node_network_ipv6,
             load_balancer_pool: &self.load_balancer_pool,
+            routing: self.routing,
         }
         .serialize(s)
     }
@@ -489,6 +547,7 @@ impl Default for ClusterConfig {
             // kind's docker network's IPv6 subnet.
             node_network_ipv6: "fc00:f853:ccd:e793::/64".parse().expect("literal"),
             load_balancer_pool: vec![default_lb_pool(IpFamily::Ipv4)],
+            routing: Routing::Auto,
         }
     }
 }
@@ -553,6 +612,7 @@ impl ClusterConfig {
             node_network: Some(self.node_network),
             node_network_ipv6: Some(self.node_network_ipv6),
             load_balancer_pool: Some(self.load_balancer_pool.clone()),
+            routing: Some(self.routing),
         }
     }
 
@@ -666,6 +726,9 @@ impl ClusterConfig {
         }
         if let Some(n) = o.node_network_ipv6 {
             self.node_network_ipv6 = n.trunc();
+        }
+        if let Some(r) = o.routing {
+            self.routing = r;
         }
         match &o.load_balancer_pool {
             Some(p) => self.load_balancer_pool = p.clone(),

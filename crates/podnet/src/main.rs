@@ -402,6 +402,12 @@ struct ClusterArgs {
     /// LoadBalancer address pool: CIDRs or FIRST-LAST ranges, comma separated.
     #[arg(long, value_delimiter = ',')]
     lb_pool: Option<Vec<IpRange>>,
+    /// How pod traffic crosses between nodes: native (routed through the nodes' addresses,
+    /// unencapsulated: every node on one L2 segment), vxlan (the overlay), or auto (per pair
+    /// of nodes: native where both nodes' addresses are on the node network, VXLAN
+    /// elsewhere). Default auto.
+    #[arg(long)]
+    routing: Option<podnet_model::config::Routing>,
 }
 
 impl ClusterArgs {
@@ -419,6 +425,7 @@ impl ClusterArgs {
             node_network: None,
             node_network_ipv6: None,
             load_balancer_pool: self.lb_pool.clone(),
+            routing: self.routing,
         }
     }
 }

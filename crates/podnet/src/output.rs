@@ -1,5 +1,6 @@
 //! Printing the plan: kubectl-like tables, JSON and YAML.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use podnet_model::{Cluster, ServiceInfo, ServiceType, TargetPort};
@@ -118,12 +119,59 @@ fn labels(l: &podnet_model::Labels) -> String {
     list(l.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
+/// How a node reaches the other nodes' pods (as its agent programs it): those routed natively,
+/// those over VXLAN (a node named with a family when only that family's pods go that way), and
+/// its pods' MTU.
+fn routing_of(c: &Cluster, node: &str) -> (String, String, String) {
+    let Some(dp) = podnet_node::dataplane::NodeDataplane::overlay(c, node, "eth0") else {
+        return ("-".into(), "-".into(), "-".into());
+    };
+    let mut by_node: BTreeMap<&str, Vec<(bool, &'static str)>> = BTreeMap::new();
+    for r in &dp.remotes {
+        let family = if r.pod_cidr.addr().is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        by_node
+            .entry(&r.name)
+            .or_default()
+            .push((r.gateway.is_some(), family));
+    }
+    let side = |native: bool| {
+        let names: Vec<String> = by_node
+            .iter()
+            .filter_map(|(name, paths)| {
+                let mine: Vec<&str> = paths
+                    .iter()
+                    .filter(|(n, _)| *n == native)
+                    .map(|(_, f)| *f)
+                    .collect();
+                match mine.len() {
+                    0 => None,
+                    n if n == paths.len() => Some(name.to_string()),
+                    _ => Some(format!("{name}({})", mine.join(","))),
+                }
+            })
+            .collect();
+        list(names)
+    };
+    (side(true), side(false), dp.pod_mtu.to_string())
+}
+
 /// The whole plan as tables.
 pub fn tables(c: &Cluster) -> String {
     let mut out = String::new();
     out.push_str("NODES\n");
     out.push_str(&table_of(
-        &["NAME", "INTERNAL-IP", "POD-CIDR"],
+        &[
+            "NAME",
+            "INTERNAL-IP",
+            "POD-CIDR",
+            "NATIVE-TO",
+            "VXLAN-TO",
+            "POD-MTU",
+        ],
         &c.nodes,
         |n| {
             let cidrs: Vec<String> = n.pod_cidrs.iter().map(ToString::to_string).collect();
@@ -131,7 +179,15 @@ pub fn tables(c: &Cluster) -> String {
                 .chain(n.internal_ipv6)
                 .map(|ip| ip.to_string())
                 .collect();
-            vec![n.name.clone(), ips.join(","), cidrs.join(",")]
+            let (native, vxlan, mtu) = routing_of(c, &n.name);
+            vec![
+                n.name.clone(),
+                ips.join(","),
+                cidrs.join(","),
+                native,
+                vxlan,
+                mtu,
+            ]
         },
     ));
 

@@ -109,6 +109,9 @@ fn two_applies_at_once_run_one_after_the_other_and_lose_nothing() {
         (count(&st, "frontend-"), count(&st, "trusted-app-")),
         (2, 1)
     );
+    for f in [a, b] {
+        std::fs::remove_file(f).unwrap();
+    }
 }
 
 /// The lab's state, API, namespaces, address reservations and nodes agree.

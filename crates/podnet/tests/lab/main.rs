@@ -85,6 +85,12 @@ impl Lab {
             args.extend(["-f", f]);
         }
         args.extend(extra);
+        // The suite runs in each routing mode (scripts/test.sh runs it again with
+        // PODNET_LAB_ROUTING=vxlan); a test that asks for one keeps it.
+        let routing = std::env::var("PODNET_LAB_ROUTING").ok();
+        if let Some(r) = routing.as_deref().filter(|_| !extra.contains(&"--routing")) {
+            args.extend(["--routing", r]);
+        }
         let lab = Lab { name: name.clone() };
         ok(&args);
         lab

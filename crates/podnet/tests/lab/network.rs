@@ -458,3 +458,106 @@ fn apply_adds_and_removes_pods_and_leaves_the_rest_alone() {
         std::fs::remove_file(m).unwrap();
     }
 }
+
+/// Pods on two nodes, each serving 8080.
+const TWO_NODES: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {app: a}}\nspec: {nodeName: node-0, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-1, containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: NodePort, selector: {app: a}, ports: [{port: 80, targetPort: 8080, nodePort: 30080}]}\n";
+
+#[test]
+fn pods_cross_nodes_routed_natively_or_over_vxlan_as_asked() {
+    if !can_run() {
+        return;
+    }
+    let m = write_manifest("two-nodes", TWO_NODES);
+    let file = m.to_str().unwrap();
+    for (routing, route_dev, mtu) in [("native", "eth0", "1500"), ("vxlan", "vxlan0", "1450")] {
+        let lab = Lab::up(
+            &format!("rt-{routing}"),
+            &[file],
+            &["--nodes", "2", "--routing", routing],
+        );
+        let st = lab.status();
+        let pod_ip = |name: &str| -> String {
+            st["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()["ip"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (a, b) = (pod_ip("a"), pod_ip("b"));
+        // As `check` says: the other node reached natively or over VXLAN, and the pod MTU.
+        let check = ok(&["check", "-f", file, "--nodes", "2", "--routing", routing]);
+        let row = check.lines().find(|l| l.starts_with("node-0 ")).unwrap();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let (native_to, vxlan_to) = if routing == "native" {
+            ("node-1", "<none>")
+        } else {
+            ("<none>", "node-1")
+        };
+        assert_eq!(cols[3..], [native_to, vxlan_to, mtu], "{check}");
+        // The node's route to the other node's pods, and the pod's MTU.
+        let route = lab.exec("node/node-0", &["ip", "route", "show", "10.244.1.0/24"]);
+        let route = String::from_utf8_lossy(&route.stdout).to_string();
+        assert!(
+            route.contains(&format!("dev {route_dev}")),
+            "{routing}: {route}"
+        );
+        let link = lab.exec("default/a", &["cat", "/sys/class/net/eth0/mtu"]);
+        assert_eq!(
+            String::from_utf8_lossy(&link.stdout).trim(),
+            mtu,
+            "{routing}"
+        );
+        // A full-size packet crosses unfragmented in native routing; over VXLAN it does not
+        // fit the pod's link.
+        let ping = lab.exec(
+            "default/a",
+            &["ping", "-c1", "-W2", "-M", "do", "-s", "1472", &b],
+        );
+        assert_eq!(
+            ping.status.success(),
+            routing == "native",
+            "{routing}: {ping:?}"
+        );
+        // What goes through the VXLAN device: nothing in native routing.
+        let vxlan_tx = || -> u64 {
+            let o = lab.exec("node/node-0", &["ip", "-s", "-j", "link", "show", "vxlan0"]);
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            v[0]["stats64"]["tx"]["packets"].as_u64().unwrap()
+        };
+        let before = vxlan_tx();
+        let big = "x".repeat(20_000);
+        // Pod to pod, and node-1's NodePort to the pod on node-0 (masqueraded through node-1,
+        // whichever way it crosses), from the outside client.
+        assert_eq!(
+            curl(
+                &lab,
+                "default/b",
+                &format!("http://{a}:8080/echo?msg={big}")
+            )
+            .as_deref(),
+            Some(big.as_str()),
+            "{routing}"
+        );
+        let plan: Value =
+            serde_json::from_str(&ok(&["check", "-f", file, "--nodes", "2", "-o", "json"]))
+                .unwrap();
+        let node1 = plan["nodes"][1]["internalIP"].as_str().unwrap().to_string();
+        let np = 30080;
+        assert_eq!(
+            curl(&lab, "external", &format!("http://{node1}:{np}/hostname")).as_deref(),
+            Some("a"),
+            "{routing}"
+        );
+        let sent = vxlan_tx() - before;
+        if routing == "native" {
+            assert_eq!(sent, 0, "nothing encapsulated in native routing");
+        } else {
+            assert!(sent > 10, "{sent} packets over VXLAN");
+        }
+    }
+    std::fs::remove_file(m).unwrap();
+}
