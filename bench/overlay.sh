@@ -128,10 +128,10 @@ table() {
   echo "| path ($unit) | median | rounds | / veth (median, worst) | / hand-built (median, worst) |"
   echo "|---|---|---|---|---|"
   for v in $VARIANTS; do
-    local hand_v=""
-    case $v in podnet-native) hand_v=native;; podnet-vxlan) hand_v=vxlan-csum;; esac
+    local hand=""
+    case $v in podnet-native) hand=${vals[native]:-};; podnet-vxlan) hand=${vals[vxlan-csum]:-};; esac
     # shellcheck disable=SC2086
-    python3 - "$v" "${vals[veth]:-}" "${vals[$hand_v]:-}" ${vals[$v]} <<'PY'
+    python3 - "$v" "${vals[veth]:-}" "$hand" ${vals[$v]} <<'PY'
 import statistics, sys
 v, veth, hand, vals = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), [float(x) for x in sys.argv[4:]]
 def ratio(base):

@@ -111,6 +111,40 @@ pub fn link(netns: &Path, name: &str) -> Result<Option<LinkMessage>, NodeError> 
     within(netns, |h| async move { link_by_name(&h, name).await })
 }
 
+/// The networks of link `name`'s global addresses (`172.18.0.3/16` gives `172.18.0.0/16`),
+/// both families; none when the link is missing. What `routing: auto` compares the other nodes'
+/// addresses with on a real node (Calico's CrossSubnet reads the node's address and prefix so).
+pub fn networks(netns: &Path, name: &str) -> Result<Vec<ipnet::IpNet>, NodeError> {
+    within(netns, |h| async move {
+        let Some(l) = link_by_name(&h, name).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut s = h
+            .address()
+            .get()
+            .set_link_index_filter(l.header.index)
+            .execute();
+        while let Some(a) = s
+            .try_next()
+            .await
+            .map_err(nl(format!("listing the addresses of {name}")))?
+        {
+            if a.header.scope != netlink_packet_route::address::AddressScope::Universe {
+                continue;
+            }
+            let ip = a.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(net) = ip.and_then(|ip| ipnet::IpNet::new(ip, a.header.prefix_len).ok()) {
+                out.push(net.trunc());
+            }
+        }
+        Ok(out)
+    })
+}
+
 async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, NodeError> {
     let mut s = h.link().get().match_name(name.to_string()).execute();
     match s.try_next().await {

@@ -34,6 +34,38 @@ fn the_overlay_made_by_netlink_is_what_ip_would_make_and_removals_tolerate_gone(
     );
     sh(&ns, &["ip", "addr", "add", "172.18.0.3/16", "dev", "eth0"]);
     sh(&ns, &["ip", "link", "set", "eth0p", "up"]);
+    // The uplink's networks, as `routing: auto` compares other nodes' addresses with them:
+    // global addresses only (not the link-local one), each family.
+    sh(
+        &ns,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "fc00:f853:ccd:e793::3/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    let nets: Vec<String> = netlink::networks(&ns.path, "eth0")
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["172.18.0.0/16", "fc00:f853:ccd:e793::/64"]);
+    assert!(netlink::networks(&ns.path, "nothere").unwrap().is_empty());
+    sh(
+        &ns,
+        &[
+            "ip",
+            "addr",
+            "del",
+            "fc00:f853:ccd:e793::3/64",
+            "dev",
+            "eth0",
+        ],
+    );
     let mac: MacAddr = "02:70:6e:00:00:03".parse().unwrap();
     let peer: MacAddr = "02:70:6e:00:00:04".parse().unwrap();
     let dev = VxlanDevice {

@@ -30,9 +30,29 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             .with_context(|| format!("listening on {}", args.metrics_addr))?;
         tokio::spawn(podnet_agent::metrics::serve(metrics.clone(), listener));
         let client = podnet_watch::client(args.kubeconfig.as_deref()).await?;
+        let mut overrides = settings(args.config.as_deref(), &args.cluster)?;
+        // `routing: auto` compares the other nodes' addresses with the node network: unless
+        // the settings give it, the networks of the uplink's own addresses, as the kernel
+        // holds them.
+        let uplink_nets = podnet_node::netlink::networks(&args.netns, &args.uplink)
+            .map_err(|e| anyhow::anyhow!(podnet_node::chain(&e)))
+            .with_context(|| format!("reading the addresses of the uplink {}", args.uplink))?;
+        let (v4, v6) = uplink_networks(&uplink_nets);
+        if overrides.node_network.is_none() {
+            overrides.node_network = v4;
+        }
+        if overrides.node_network_ipv6.is_none() {
+            overrides.node_network_ipv6 = v6;
+        }
+        tracing::info!(
+            routing = %overrides.routing.unwrap_or_default(),
+            node_network = ?overrides.node_network,
+            node_network_ipv6 = ?overrides.node_network_ipv6,
+            "between nodes"
+        );
         let cfg = AgentConfig {
             node: args.node.clone(),
-            overrides: settings(args.config.as_deref(), &args.cluster)?,
+            overrides,
             uplink: args.uplink.clone(),
             netns: args.netns.clone(),
             state_dir: args.state_dir.clone(),
@@ -55,4 +75,12 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(podnet_node::chain(&e)))?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The uplink's first IPv4 and first IPv6 network.
+fn uplink_networks(nets: &[ipnet::IpNet]) -> (Option<ipnet::IpNet>, Option<ipnet::IpNet>) {
+    (
+        nets.iter().find(|n| n.addr().is_ipv4()).copied(),
+        nets.iter().find(|n| n.addr().is_ipv6()).copied(),
+    )
 }
