@@ -292,8 +292,56 @@ where
     debug_assert_eq!(K::kind(&()), K::KIND.as_str());
     let api: kube::Api<K> = kube::Api::all(client.clone());
     watch_api(api, K::KIND, tx, errors, |o: K, key: &ApiKey| {
-        Ok(from_api(o, &key.origin()))
+        Ok(from_api(pruned(o), &key.origin()))
     });
+}
+
+/// An object as it arrives, without what nothing downstream reads, before it is held (a
+/// first list holds every object of its kind at once): every object's `managedFields` (as
+/// kube-rs advises for reflectors), and of a Pod all but what the model reads of it (its
+/// labels, node, containers' names and ports, DNS fields, and its status's phase, conditions
+/// and addresses). A real Pod's containers (images, env, volumes, resources) and statuses are
+/// most of its size.
+fn pruned<K: kube::Resource + 'static>(mut o: K) -> K {
+    o.meta_mut().managed_fields = None;
+    if let Some(p) = (&mut o as &mut dyn std::any::Any).downcast_mut::<Pod>() {
+        prune_pod(p);
+    }
+    o
+}
+
+fn prune_pod(p: &mut Pod) {
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
+    p.metadata.annotations = None;
+    if let Some(s) = p.spec.as_mut() {
+        *s = PodSpec {
+            containers: std::mem::take(&mut s.containers)
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    ports: c.ports,
+                    ..Default::default()
+                })
+                .collect(),
+            node_name: s.node_name.take(),
+            host_network: s.host_network,
+            hostname: s.hostname.take(),
+            subdomain: s.subdomain.take(),
+            dns_policy: s.dns_policy.take(),
+            dns_config: s.dns_config.take(),
+            host_aliases: s.host_aliases.take(),
+            ..Default::default()
+        };
+    }
+    if let Some(st) = p.status.as_mut() {
+        *st = PodStatus {
+            phase: st.phase.take(),
+            conditions: st.conditions.take(),
+            pod_ip: st.pod_ip.take(),
+            pod_ips: st.pod_ips.take(),
+            ..Default::default()
+        };
+    }
 }
 
 /// Starts a watch of every object of a custom resource `T` (the Gateway API's), sending its
@@ -380,6 +428,70 @@ mod tests {
     use super::*;
     use podnet_model::NsName;
     use serde_json::json;
+
+    #[test]
+    fn a_pod_keeps_what_the_model_reads_and_nothing_else() {
+        let full: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
+                "annotations": {"big": "x"}, "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"nodeName": "node-1", "hostname": "h", "subdomain": "s", "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["1.1.1.1"]}, "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["a"]}],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "containers": [{"name": "c", "image": "nginx", "env": [{"name": "A", "value": "1"}],
+                    "ports": [{"containerPort": 80, "name": "http"}]}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "c", "image": "nginx", "imageID": "x", "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap();
+        let p = pruned(full.clone());
+        assert_eq!(p.metadata.managed_fields, None);
+        assert_eq!(p.metadata.annotations, None);
+        assert_eq!(p.metadata.labels, full.metadata.labels);
+        assert_eq!(
+            p.metadata.deletion_timestamp,
+            full.metadata.deletion_timestamp
+        );
+        let (s, f) = (p.spec.as_ref().unwrap(), full.spec.as_ref().unwrap());
+        assert_eq!(s.volumes, None);
+        assert_eq!(s.containers[0].image, None);
+        assert_eq!(s.containers[0].env, None);
+        assert_eq!(s.containers[0].ports, f.containers[0].ports);
+        assert_eq!(
+            (
+                &s.node_name,
+                &s.hostname,
+                &s.subdomain,
+                &s.dns_policy,
+                &s.dns_config,
+                &s.host_aliases
+            ),
+            (
+                &f.node_name,
+                &f.hostname,
+                &f.subdomain,
+                &f.dns_policy,
+                &f.dns_config,
+                &f.host_aliases
+            )
+        );
+        let (st, ft) = (p.status.as_ref().unwrap(), full.status.as_ref().unwrap());
+        assert_eq!(st.container_statuses, None);
+        assert_eq!(
+            (&st.phase, &st.pod_ip, &st.pod_ips, &st.conditions),
+            (&ft.phase, &ft.pod_ip, &ft.pod_ips, &ft.conditions)
+        );
+        // What the model makes of it is the same either way.
+        let key = ApiKey::new(Kind::Pod, "default", "web");
+        let of = |p: Pod| {
+            let mut m = podnet_model::ApiModel::new(&Default::default()).unwrap();
+            let out = m.apply_received(&key, Some(Ok(from_api(p, &key.origin()))));
+            assert!(out.refused.is_none());
+            m.cluster().pods.clone()
+        };
+        assert_eq!(of(p), of(full));
+    }
 
     fn watch() -> ClusterWatch {
         let (_tx, rx) = mpsc::unbounded_channel();

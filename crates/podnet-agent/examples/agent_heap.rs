@@ -1,0 +1,141 @@
+//! What the agent's memory is made of (issue 24, item 5): the live heap after each phase of a
+//! node's first programming at the size of `agent_bench` (10,000 Services and pods, 1,000
+//! policies by default), counted by dhat's allocator, with the process's RSS beside it (dhat's
+//! own bookkeeping inflates the RSS; the heap counts are exact).
+//!
+//! `cargo run --release -p podnet-agent --example agent_heap -- [SERVICES] [POLICIES]`
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use podnet_emulator::build;
+use podnet_model::{parse_documents, ApiModel, ConfigOverrides};
+use podnet_node::effects::Recording;
+use podnet_node::live::Live;
+use podnet_node::Held;
+use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn manifests(services: usize, policies: usize) -> String {
+    let mut s = String::new();
+    for i in 0..services {
+        let _ = write!(
+            s,
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: {{app: a{i}, tier: t{}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080, name: http}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{selector: {{app: a{i}}}, ports: [{{port: 80, targetPort: http}}]}}\n",
+            i % 100
+        );
+    }
+    for p in 0..policies {
+        let _ = write!(
+            s,
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{p}}}\nspec:\n  podSelector: {{matchLabels: {{tier: t{}}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{tier: t{}}}}}}}], ports: [{{port: {}}}]}}]\n",
+            p % 100,
+            (p + 1) % 100,
+            8000 + p
+        );
+    }
+    s
+}
+
+fn heap_mb() -> f64 {
+    dhat::HeapStats::get().curr_bytes as f64 / 1048576.0
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let args: Vec<String> = std::env::args().collect();
+    let services: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let policies: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let o = ConfigOverrides {
+        nodes: Some(3),
+        node_cidr_mask_size: Some(18),
+        ..Default::default()
+    };
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    let mut mark = |what: &str| rows.push((what.to_string(), heap_mb(), rss_mb()));
+    mark("start");
+    // The API's objects, as a list gives them (JSON), of the kinds the agent watches.
+    let objects: Vec<Value> = {
+        let c = build(
+            &parse_documents("bench.yaml", &manifests(services, policies)).unwrap(),
+            &o,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        podnet_api::project::project(&c)
+            .into_iter()
+            .filter(|v| {
+                v["kind"]
+                    .as_str()
+                    .and_then(podnet_model::Kind::parse)
+                    .is_some_and(|k| podnet_model::api::KINDS.contains(&k))
+            })
+            .collect()
+    };
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for v in &objects {
+        *kinds
+            .entry(v["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    mark("the API's objects as JSON (what a list brings)");
+    // The model of each kind alone (with the Nodes and Namespaces), for where its size goes.
+    let mut by_kind: Vec<(String, f64)> = Vec::new();
+    for kind in ["Pod", "Service", "EndpointSlice", "NetworkPolicy"] {
+        let some: Vec<Value> = objects
+            .iter()
+            .filter(|v| v["kind"] == kind || v["kind"] == "Node" || v["kind"] == "Namespace")
+            .cloned()
+            .collect();
+        let before = heap_mb();
+        let (m, _) = ApiModel::of_objects(&some, &o).unwrap();
+        by_kind.push((kind.to_string(), heap_mb() - before));
+        drop(m);
+    }
+    let (model, skipped) = ApiModel::of_objects(&objects, &o).unwrap();
+    assert!(skipped.is_empty());
+    mark("+ the model");
+    drop(objects);
+    mark("- the JSON objects");
+    let mut live = Live::new(model.cluster(), "node-0", "eth0").unwrap();
+    mark("+ node-0's dataplane (Live: the plan and its indexes)");
+    let mut fx = Recording::default();
+    let a = podnet_node::apply(&Held::default(), live.dataplane(), &mut fx);
+    assert!(a.failures.is_empty());
+    drop(fx);
+    let held = a.held;
+    mark("+ the record of what the kernel holds (Held)");
+    let dp = live.dataplane().clone();
+    mark("(a clone of the dataplane, for its size)");
+    drop(dp);
+    let _ = &mut live;
+    println!("objects: {kinds:?}");
+    println!("| after | live heap (MB) | step (MB) | RSS with dhat (MB) |");
+    println!("|---|---|---|---|");
+    let mut last = 0.0;
+    for (what, heap, rss) in &rows {
+        println!("| {what} | {heap:.1} | {:+.1} | {rss:.0} |", heap - last);
+        last = *heap;
+    }
+    for (kind, mb) in &by_kind {
+        println!("the model of the {kind}s alone: {mb:.1} MB");
+    }
+    let s = dhat::HeapStats::get();
+    println!(
+        "peak live heap {:.1} MB; {} allocations in all",
+        s.max_bytes as f64 / 1048576.0,
+        s.total_blocks
+    );
+    drop((model, live, held));
+}
