@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::config::{CidrList, ClusterFamily};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
 
+/// With `--features dhat-heap`, every allocation is counted (the agent logs its live heap).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 mod agent;
 mod dns;
 mod explain;
