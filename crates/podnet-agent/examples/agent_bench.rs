@@ -8,37 +8,17 @@
 //!   cargo run --release -p podnet-agent --example agent_bench -- [SERVICES] [POLICIES] [EVENTS]
 
 use std::collections::BTreeSet;
-use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use podnet_emulator::build;
-use podnet_model::{parse_documents, ApiKey, ApiModel, ConfigOverrides};
+use podnet_model::{ApiKey, ApiModel, ConfigOverrides};
 use podnet_node::effects::{Effects, Linux, Recording};
 use podnet_node::live::Live;
 use podnet_node::Held;
 use serde_json::{json, Value};
 
-fn manifests(services: usize, policies: usize) -> String {
-    let mut s = String::new();
-    for i in 0..services {
-        let _ = write!(
-            s,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: {{app: a{i}, tier: t{}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080, name: http}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{selector: {{app: a{i}}}, ports: [{{port: 80, targetPort: http}}]}}\n",
-            i % 100
-        );
-    }
-    for p in 0..policies {
-        let _ = write!(
-            s,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{p}}}\nspec:\n  podSelector: {{matchLabels: {{tier: t{}}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{tier: t{}}}}}}}], ports: [{{port: {}}}]}}]\n",
-            p % 100,
-            (p + 1) % 100,
-            8000 + p
-        );
-    }
-    s
-}
+#[path = "shared/mod.rs"]
+mod shared;
 
 /// A process's resident memory, in MB (`self` or a pid).
 fn rss_mb(pid: &str) -> f64 {
@@ -111,22 +91,7 @@ fn main() {
         node_cidr_mask_size: Some(18),
         ..Default::default()
     };
-    let objects: Vec<Value> = {
-        let c = build(
-            &parse_documents("bench.yaml", &manifests(services, policies)).unwrap(),
-            &o,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        podnet_api::project::project(&c)
-            .into_iter()
-            .filter(|v| {
-                v["kind"]
-                    .as_str()
-                    .and_then(podnet_model::Kind::parse)
-                    .is_some_and(|k| podnet_model::api::KINDS.contains(&k))
-            })
-            .collect()
-    };
+    let objects: Vec<Value> = shared::objects(services, policies, &o);
     let n_objects = objects.len();
     let t = Instant::now();
     let (model, skipped) = ApiModel::of_objects(&objects, &o).unwrap();

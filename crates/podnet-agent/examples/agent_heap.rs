@@ -6,38 +6,18 @@
 //! `cargo run --release -p podnet-agent --example agent_heap -- [SERVICES] [POLICIES]`
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use podnet_emulator::build;
-use podnet_model::{parse_documents, ApiModel, ConfigOverrides};
+use podnet_model::{ApiModel, ConfigOverrides};
 use podnet_node::effects::Recording;
 use podnet_node::live::Live;
 use podnet_node::Held;
 use serde_json::Value;
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
-
-fn manifests(services: usize, policies: usize) -> String {
-    let mut s = String::new();
-    for i in 0..services {
-        let _ = write!(
-            s,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: {{app: a{i}, tier: t{}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080, name: http}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{selector: {{app: a{i}}}, ports: [{{port: 80, targetPort: http}}]}}\n",
-            i % 100
-        );
-    }
-    for p in 0..policies {
-        let _ = write!(
-            s,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{p}}}\nspec:\n  podSelector: {{matchLabels: {{tier: t{}}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{tier: t{}}}}}}}], ports: [{{port: {}}}]}}]\n",
-            p % 100,
-            (p + 1) % 100,
-            8000 + p
-        );
-    }
-    s
-}
 
 fn heap_mb() -> f64 {
     dhat::HeapStats::get().curr_bytes as f64 / 1048576.0
@@ -67,22 +47,7 @@ fn main() {
     let mut mark = |what: &str| rows.push((what.to_string(), heap_mb(), rss_mb()));
     mark("start");
     // The API's objects, as a list gives them (JSON), of the kinds the agent watches.
-    let objects: Vec<Value> = {
-        let c = build(
-            &parse_documents("bench.yaml", &manifests(services, policies)).unwrap(),
-            &o,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        podnet_api::project::project(&c)
-            .into_iter()
-            .filter(|v| {
-                v["kind"]
-                    .as_str()
-                    .and_then(podnet_model::Kind::parse)
-                    .is_some_and(|k| podnet_model::api::KINDS.contains(&k))
-            })
-            .collect()
-    };
+    let objects: Vec<Value> = shared::objects(services, policies, &o);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for v in &objects {
         *kinds

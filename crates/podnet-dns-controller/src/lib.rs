@@ -101,15 +101,15 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
     let (mut model, mut watch) = podnet_watch::follow(&client, &c.settings, &ZONE_KINDS).await?;
     let zone = DnsZone::from_cluster(model.cluster());
-    eprintln!(
-        "serving {} records on {} (UDP and TCP)",
-        zone.records.len(),
-        c.listen
-    );
-    let record = |zone: &StoredZone| podnet_watch::record(c.served_zone.as_deref(), zone);
-    record(&zone.to_stored())?;
+    let (records, stored) = (zone.records.len(), zone.to_stored());
     let dns = Arc::new(ClusterDns::new(zone, c.upstreams.clone())?);
+    // "serving" (and the served zone's record, which the lab waits on) only once the sockets
+    // are bound: a query sent on the word before the bind was lost (a test's first query
+    // waited out its 5 s once, on a busy machine).
     let mut server = serve_on(&dns, c.listen).await?;
+    eprintln!("serving {records} records on {} (UDP and TCP)", c.listen);
+    let record = |zone: &StoredZone| podnet_watch::record(c.served_zone.as_deref(), zone);
+    record(&stored)?;
     loop {
         tokio::select! {
             round = podnet_watch::next_change(&mut watch, &mut model) => {

@@ -276,6 +276,18 @@ fn served_as(
     };
     for p in &m.cluster().pods {
         let mut p = p.clone();
+        // The model keeps only the spec fields it reads; these pods go back to the API whole.
+        if let Some(spec) = served
+            .iter()
+            .find(|o| {
+                o["kind"] == "Pod"
+                    && o["metadata"]["name"] == p.name.as_str()
+                    && o["metadata"]["namespace"].as_str().unwrap_or("default") == p.namespace
+            })
+            .and_then(|o| serde_json::from_value(o["spec"].clone()).ok())
+        {
+            p.spec = std::sync::Arc::new(spec);
+        }
         if terminating {
             p.terminating = true;
             p.ready = false;

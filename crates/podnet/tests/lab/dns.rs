@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{can_run, ok, write_manifest, Lab};
+use super::{can_run, ok, pod_ip, write_manifest, Lab};
 
 const APP: &str = r#"
 apiVersion: v1
@@ -132,17 +132,7 @@ fn pods_find_services_by_name_through_kube_dns() {
     let lab = Lab::up("dns", &[m], &[]);
     let web = cluster_ip(&plan, "shop", "web");
     let st = lab.status();
-    let ip_of = |name: &str| -> String {
-        st["pods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["ip"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let ip_of = |name: &str| pod_ip(&st, name);
 
     // ClusterFirst: the kubelet's resolv.conf.
     assert_eq!(

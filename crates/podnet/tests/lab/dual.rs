@@ -307,12 +307,7 @@ fn the_dual_stack_conformance_cases_with_real_packets() {
     // both addresses of every netserver, across nodes and on its own.
     let st = lab.status();
     let ips_of = |name: &str| -> Vec<String> {
-        st["pods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["ips"]
+        pod_of(&st, name)["ips"]
             .as_array()
             .unwrap()
             .iter()

@@ -247,6 +247,21 @@ fn client_pod() -> String {
     "---\napiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec: {containers: [{name: c, image: x}]}\n".to_string()
 }
 
+/// A pod of `lab status -o json`, by name.
+fn pod_of<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no pod {name} in the lab's status"))
+}
+
+/// A pod's (primary) address, from `lab status -o json`.
+fn pod_ip(status: &Value, name: &str) -> String {
+    pod_of(status, name)["ip"].as_str().unwrap().to_string()
+}
+
 fn curl(lab: &Lab, from: &str, url: &str) -> Option<String> {
     let o = lab.exec(from, &["curl", "-s", "--max-time", "3", url]);
     o.status

@@ -476,18 +476,7 @@ fn pods_cross_nodes_routed_natively_or_over_vxlan_as_asked() {
             &["--nodes", "2", "--routing", routing],
         );
         let st = lab.status();
-        let pod_ip = |name: &str| -> String {
-            st["pods"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == name)
-                .unwrap()["ip"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        };
-        let (a, b) = (pod_ip("a"), pod_ip("b"));
+        let (a, b) = (pod_ip(&st, "a"), pod_ip(&st, "b"));
         // As `check` says: the other node reached natively or over VXLAN, and the pod MTU.
         let check = ok(&["check", "-f", file, "--nodes", "2", "--routing", routing]);
         let row = check.lines().find(|l| l.starts_with("node-0 ")).unwrap();
