@@ -20,17 +20,6 @@ use serde_json::{json, Value};
 #[path = "shared/mod.rs"]
 mod shared;
 
-/// A process's resident memory, in MB (`self` or a pid).
-fn rss_mb(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 /// Node-0's uplink inside a bench namespace (a veth pair with nowhere to go), with node-0's
 /// address for the VXLAN device to send from.
 fn with_uplink(ns: &podnet_node::sys::Scratch) {
@@ -133,7 +122,7 @@ fn main() {
         .clone();
     eprintln!(
         "{n_objects} API objects: the model from them {model_ms:.0} ms, node-0's dataplane {live_ms:.0} ms; RSS of the model and dataplane {:.0} MB",
-        rss_mb("self")
+        shared::rss_mb("self")
     );
 
     let scratch = podnet_node::sys::Scratch::new();
@@ -241,7 +230,7 @@ fn main() {
         let (p50, p99, max) = quantiles(v.iter().map(|x| x[0]).collect());
         println!("  {what:<30} p50 {p50:6.2} ms  p99 {p99:6.2} ms  max {max:6.2} ms  ({n} events; p50 of the model {m:.2}, dataplane {d:.2}, kernel {k:.2})");
     }
-    println!("RSS of this process: {:.0} MB", rss_mb("self"));
+    println!("RSS of this process: {:.0} MB", shared::rss_mb("self"));
     if let (true, Ok(ns)) = (kernel, &scratch) {
         verify_passes(&mut agent, ns);
     }
@@ -395,7 +384,7 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let ready_s = t.elapsed().as_secs_f64();
-    let rss = |pid: u32| rss_mb(&pid.to_string());
+    let rss = |pid: u32| shared::rss_mb(&pid.to_string());
     let rss_ready = rss(child.id());
     let base = metric(port, "podnet_agent_programmed_endpoints").unwrap();
     let mut times = Vec::new();

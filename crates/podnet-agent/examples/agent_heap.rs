@@ -23,16 +23,6 @@ fn heap_mb() -> f64 {
     dhat::HeapStats::get().curr_bytes as f64 / 1048576.0
 }
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let args: Vec<String> = std::env::args().collect();
@@ -44,7 +34,7 @@ fn main() {
         ..Default::default()
     };
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
-    let mut mark = |what: &str| rows.push((what.to_string(), heap_mb(), rss_mb()));
+    let mut mark = |what: &str| rows.push((what.to_string(), heap_mb(), shared::rss_mb("self")));
     mark("start");
     // The API's objects, as a list gives them (JSON), of the kinds the agent watches.
     let objects: Vec<Value> = shared::objects(services, policies, &o);

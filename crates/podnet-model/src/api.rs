@@ -751,15 +751,7 @@ fn slim_spec(
 ) -> std::sync::Arc<k8s_openapi::api::core::v1::PodSpec> {
     static PLAIN: std::sync::OnceLock<std::sync::Arc<k8s_openapi::api::core::v1::PodSpec>> =
         std::sync::OnceLock::new();
-    let slim = k8s_openapi::api::core::v1::PodSpec {
-        dns_policy: spec.dns_policy.clone(),
-        dns_config: spec.dns_config.clone(),
-        host_aliases: spec.host_aliases.clone(),
-        hostname: spec.hostname.clone(),
-        subdomain: spec.subdomain.clone(),
-        host_network: spec.host_network,
-        ..Default::default()
-    };
+    let slim = crate::convert::read_spec_fields(spec);
     let plain = PLAIN.get_or_init(Default::default);
     if slim == **plain {
         plain.clone()

@@ -48,6 +48,24 @@ pub fn pod_source(
     }
 }
 
+/// The fields of a pod's spec the model reads after [`pod_info`] has taken its containers'
+/// names and ports: those of its resolv.conf and /etc/hosts (dnsPolicy, dnsConfig,
+/// hostAliases, hostname, subdomain) and hostNetwork. What a follower of the API keeps of a
+/// spec (and, with the containers and the node, what its watches keep of a Pod).
+pub fn read_spec_fields(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    k8s_openapi::api::core::v1::PodSpec {
+        dns_policy: spec.dns_policy.clone(),
+        dns_config: spec.dns_config.clone(),
+        host_aliases: spec.host_aliases.clone(),
+        hostname: spec.hostname.clone(),
+        subdomain: spec.subdomain.clone(),
+        host_network: spec.host_network,
+        ..Default::default()
+    }
+}
+
 pub fn pod_info(src: PodSource, node: Option<String>, ips: Vec<IpAddr>) -> PodInfo {
     let host_net = src.spec.host_network.unwrap_or(false);
     let containers = src.spec.containers.iter().map(|c| c.name.clone()).collect();

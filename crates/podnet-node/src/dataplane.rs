@@ -322,6 +322,13 @@ pub fn native_gateway(
 }
 
 impl NodeDataplane {
+    /// The cluster's pod CIDRs (one per family), as its masquerade table holds them.
+    pub fn pod_cidrs(&self) -> &[IpNet] {
+        self.masquerade
+            .as_ref()
+            .map_or(&[], |m| m.pod_cidrs.as_slice())
+    }
+
     /// The dataplane of every node of the cluster, each computed once. `uplink` is the device
     /// that carries the overlay (the node's InternalIP's).
     pub fn for_cluster(cluster: &Cluster, uplink: &str) -> Vec<NodeDataplane> {

@@ -271,17 +271,12 @@ impl Linux {
         }
         let uplink = &want.vxlan.uplink;
         if crate::netlink::link(&self.netns, uplink)?.is_some() {
-            let pod_cidrs = want
-                .masquerade
-                .as_ref()
-                .map(|m| m.pod_cidrs.clone())
-                .unwrap_or_default();
             held.remotes.extend(observe::native_remotes(
                 &[
                     run(&["ip", "-j", "route", "show", "dev", uplink])?,
                     run(&["ip", "-j", "-6", "route", "show", "dev", uplink])?,
                 ],
-                &pod_cidrs,
+                want.pod_cidrs(),
                 &want.remotes,
             )?);
         }
@@ -682,35 +677,13 @@ impl Effects for Recording {
     fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
         let dev = &want.vxlan.name;
         let device = self.links.contains(dev);
-        let pod_cidrs = want
-            .masquerade
-            .as_ref()
-            .map(|m| m.pod_cidrs.clone())
-            .unwrap_or_default();
-        // Routed natively: a route on the uplink to a pod network, as `native_remotes` reads.
+        // Routed natively: a route on the uplink, read as the kernel's are.
         let native: BTreeSet<crate::dataplane::RemoteNode> = self
             .routes
             .iter()
             .filter(|(_, (_, d))| d.as_deref() == Some(want.vxlan.uplink.as_str()))
-            .filter(|(dst, _)| pod_cidrs.iter().any(|c| c.contains(*dst)))
             .filter_map(|(dst, (via, _))| {
-                let gw = *via.first()?;
-                Some(
-                    want.remotes
-                        .iter()
-                        .find(|r| r.pod_cidr == *dst && r.gateway == Some(gw))
-                        .cloned()
-                        .unwrap_or(crate::dataplane::RemoteNode {
-                            name: "?".into(),
-                            pod_cidr: *dst,
-                            vtep: crate::dataplane::Vtep {
-                                node_ip: gw,
-                                ip: dst.network(),
-                                mac: crate::dataplane::MacAddr([0; 6]),
-                            },
-                            gateway: Some(gw),
-                        }),
-                )
+                observe::native_remote(*dst, *via.first()?, want.pod_cidrs(), &want.remotes)
             })
             .collect();
         let mut remotes: BTreeSet<crate::dataplane::RemoteNode> = if device {

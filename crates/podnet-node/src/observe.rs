@@ -800,9 +800,7 @@ pub fn remotes(
 }
 
 /// The remote nodes routed natively: routes on the uplink (`ip -j route show dev U`, and
-/// `ip -j -6 ...`) to a network inside one of the cluster's pod CIDRs, via a gateway. Routes of
-/// nodes that are not wanted (or via another gateway) are read back as remote nodes named `?`,
-/// so that the applier replaces or removes them; the uplink's other routes are not podnet's.
+/// `ip -j -6 ...`), each read as [`native_remote`] reads it.
 pub fn native_remotes(
     routes: &[String],
     pod_cidrs: &[ipnet::IpNet],
@@ -818,30 +816,43 @@ pub fn native_remotes(
             let (Some(dst), Some(gw)) = (r["dst"].as_str(), r["gateway"].as_str()) else {
                 continue;
             };
-            let (Ok(pod_cidr), Ok(gw)) = (dst.parse::<ipnet::IpNet>(), gw.parse::<IpAddr>()) else {
+            let (Ok(dst), Ok(gw)) = (dst.parse::<ipnet::IpNet>(), gw.parse::<IpAddr>()) else {
                 continue;
             };
-            if !pod_cidrs.iter().any(|c| c.contains(&pod_cidr)) {
-                continue;
-            }
-            let found = want
-                .iter()
-                .find(|w| w.pod_cidr == pod_cidr && w.gateway == Some(gw))
-                .cloned()
-                .unwrap_or(RemoteNode {
-                    name: "?".into(),
-                    pod_cidr,
-                    vtep: Vtep {
-                        node_ip: gw,
-                        ip: pod_cidr.network(),
-                        mac: MacAddr([0; 6]),
-                    },
-                    gateway: Some(gw),
-                });
-            out.insert(found);
+            out.extend(native_remote(dst, gw, pod_cidrs, want));
         }
     }
     Ok(out)
+}
+
+/// A route on the uplink to `dst` via `gw`, as a remote node routed natively: podnet's when
+/// `dst` lies inside one of the cluster's pod CIDRs (the uplink's other routes are not);
+/// the wanted remote it is, or, when none is (another node's, or via another gateway), a
+/// remote node named `?`, so that the applier replaces or removes it.
+pub fn native_remote(
+    dst: ipnet::IpNet,
+    gw: IpAddr,
+    pod_cidrs: &[ipnet::IpNet],
+    want: &BTreeSet<RemoteNode>,
+) -> Option<RemoteNode> {
+    if !pod_cidrs.iter().any(|c| c.contains(&dst)) {
+        return None;
+    }
+    Some(
+        want.iter()
+            .find(|w| w.pod_cidr == dst && w.gateway == Some(gw))
+            .cloned()
+            .unwrap_or(RemoteNode {
+                name: "?".into(),
+                pod_cidr: dst,
+                vtep: Vtep {
+                    node_ip: gw,
+                    ip: dst.network(),
+                    mac: MacAddr([0; 6]),
+                },
+                gateway: Some(gw),
+            }),
+    )
 }
 
 #[cfg(test)]

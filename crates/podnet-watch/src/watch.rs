@@ -324,13 +324,7 @@ fn prune_pod(p: &mut Pod) {
                 })
                 .collect(),
             node_name: s.node_name.take(),
-            host_network: s.host_network,
-            hostname: s.hostname.take(),
-            subdomain: s.subdomain.take(),
-            dns_policy: s.dns_policy.take(),
-            dns_config: s.dns_config.take(),
-            host_aliases: s.host_aliases.take(),
-            ..Default::default()
+            ..podnet_model::convert::read_spec_fields(s)
         };
     }
     if let Some(st) = p.status.as_mut() {

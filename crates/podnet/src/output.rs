@@ -128,11 +128,7 @@ fn routing_of(c: &Cluster, node: &str) -> (String, String, String) {
     };
     let mut by_node: BTreeMap<&str, Vec<(bool, &'static str)>> = BTreeMap::new();
     for r in &dp.remotes {
-        let family = if r.pod_cidr.addr().is_ipv4() {
-            "IPv4"
-        } else {
-            "IPv6"
-        };
+        let family = podnet_model::IpFamily::of_net(&r.pod_cidr).as_str();
         by_node
             .entry(&r.name)
             .or_default()

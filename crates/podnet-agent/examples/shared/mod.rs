@@ -45,3 +45,14 @@ pub fn objects(services: usize, policies: usize, o: &ConfigOverrides) -> Vec<Val
         })
         .collect()
 }
+
+/// A process's resident memory, in MB (`self` or a pid).
+pub fn rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
