@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use podnet_dns::{ClusterDns, DnsError};
-use podnet_model::dns::{DnsZone, StoredZone};
+use podnet_model::dns::DnsZone;
 use podnet_model::{ConfigOverrides, Kind};
 use podnet_watch::ProcessError;
 
@@ -101,26 +101,29 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     let client = podnet_watch::client(c.kubeconfig.as_deref()).await?;
     let (mut model, mut watch) = podnet_watch::follow(&client, &c.settings, &ZONE_KINDS).await?;
     let zone = DnsZone::from_cluster(model.cluster());
-    let (records, stored) = (zone.records.len(), zone.to_stored());
+    let records = zone.records.len();
     let dns = Arc::new(ClusterDns::new(zone, c.upstreams.clone())?);
+    // The first lists' peak is over (a list's response, its objects, the first model): glibc
+    // would keep its pages.
+    podnet_alloc::release_free_memory();
     // "serving" (and the served zone's record, which the lab waits on) only once the sockets
     // are bound: a query sent on the word before the bind was lost (a test's first query
     // waited out its 5 s once, on a busy machine).
     let mut server = serve_on(&dns, c.listen).await?;
     eprintln!("serving {records} records on {} (UDP and TCP)", c.listen);
-    let record = |zone: &StoredZone| podnet_watch::record(c.served_zone.as_deref(), zone);
-    record(&stored)?;
+    // The zone served, written from the server's own copy (no second one kept).
+    let record = || podnet_watch::record(c.served_zone.as_deref(), &dns.zone().model().stored());
+    record()?;
     loop {
         tokio::select! {
             round = podnet_watch::next_change(&mut watch, &mut model) => {
                 round?;
                 let zone = DnsZone::from_cluster(model.cluster());
                 let n = zone.records.len();
-                let stored = zone.to_stored();
                 match dns.set_zone(zone) {
                     Ok(()) => {
                         eprintln!("the API changed: {n} records");
-                        record(&stored)?;
+                        record()?;
                     }
                     Err(e) => eprintln!("still serving the old zone: {e}"),
                 }

@@ -53,10 +53,13 @@ pub enum DnsError {
     Tcp(#[source] hickory_server::net::NetError),
 }
 
-/// A zone ready to serve: the model's zone and the same records as hickory records.
+/// A zone ready to serve: the model's zone, whose records were each checked to convert to a
+/// hickory record. Only the model's records are kept (one copy): an answer's hickory records
+/// are made from them when it is encoded, and the UDP loop keeps encoded answers in its cache.
 pub struct Zone {
     model: DnsZone,
-    records: Vec<Record>,
+    /// The SOA, which every negative answer carries (RFC 2308 3), made once.
+    soa: Record,
 }
 
 fn name(s: &str) -> Result<Name, hickory_proto::ProtoError> {
@@ -109,12 +112,11 @@ fn to_record(r: &DnsRecord) -> Result<Record, DnsError> {
 
 impl Zone {
     pub fn new(model: DnsZone) -> Result<Self, DnsError> {
-        let records = model
-            .records
-            .iter()
-            .map(to_record)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Zone { model, records })
+        for r in &model.records {
+            to_record(r)?;
+        }
+        let soa = to_record(&model.records[model.soa_index()])?;
+        Ok(Zone { model, soa })
     }
 
     pub fn model(&self) -> &DnsZone {
@@ -135,23 +137,20 @@ enum Decision<'z> {
     Forward,
 }
 
-/// A response, before encoding: header and the records of each section.
+/// A response, before encoding: header and the records of each section, made from the zone's.
 struct Prepared<'z> {
     meta: Metadata,
-    answers: Vec<&'z Record>,
-    /// Records made for this query (pod records).
-    made: Vec<Record>,
+    answers: Vec<Record>,
     soa: Option<&'z Record>,
-    additionals: Vec<&'z Record>,
+    additionals: Vec<Record>,
 }
 
-impl<'z> Prepared<'z> {
+impl Prepared<'_> {
     fn error(mut meta: Metadata, code: ResponseCode) -> Self {
         meta.response_code = code;
         Prepared {
             meta,
             answers: vec![],
-            made: vec![],
             soa: None,
             additionals: vec![],
         }
@@ -282,27 +281,23 @@ impl ClusterDns {
                     Rcode::NoError => ResponseCode::NoError,
                     Rcode::NxDomain => ResponseCode::NXDomain,
                 };
-                let mut p = Prepared {
+                // Every record of the zone converts (Zone::new checked); a pod record made for
+                // the query that does not is left out.
+                let made = |r: &DnsRecord| to_record(r).ok();
+                let records = &zone.model.records;
+                Decision::Respond(Prepared {
                     meta,
-                    answers: Vec::with_capacity(answer.len()),
-                    made: vec![],
                     // RFC 2308 3: negative answers carry the zone's SOA.
-                    soa: answer
-                        .is_empty()
-                        .then(|| &zone.records[zone.model.soa_index()]),
-                    additionals: additional.iter().map(|&i| &zone.records[i]).collect(),
-                };
-                for a in answer {
-                    match a {
-                        model::Answered::Zone(i) => p.answers.push(&zone.records[i]),
-                        model::Answered::Synthesized(r) => {
-                            if let Ok(rec) = to_record(&r) {
-                                p.made.push(rec);
-                            }
-                        }
-                    }
-                }
-                Decision::Respond(p)
+                    soa: answer.is_empty().then_some(&zone.soa),
+                    answers: answer
+                        .iter()
+                        .filter_map(|a| made(a.record(&zone.model)))
+                        .collect(),
+                    additionals: additional
+                        .iter()
+                        .filter_map(|&i| made(&records[i]))
+                        .collect(),
+                })
             }
         }
     }
@@ -356,9 +351,9 @@ impl ClusterDns {
                     &request,
                     edns.as_ref(),
                     p.meta,
-                    p.answers.iter().copied().chain(p.made.iter()),
+                    p.answers.iter(),
                     p.soa.into_iter(),
-                    p.additionals.iter().copied(),
+                    p.additionals.iter(),
                     max,
                 ))
             }
@@ -552,10 +547,10 @@ impl RequestHandler for Handler {
                 let meta = p.meta;
                 let msg = builder.build(
                     meta,
-                    p.answers.iter().copied().chain(p.made.iter()),
+                    p.answers.iter(),
                     None::<&Record>,
                     p.soa,
-                    p.additionals.iter().copied(),
+                    p.additionals.iter(),
                 );
                 response
                     .send_response(msg)

@@ -33,9 +33,14 @@
 //! (NODATA); any other name in the zone is NXDOMAIN. A headless Service without ready endpoints has
 //! no records, so it is NXDOMAIN as 2.4.1 says it should be.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -321,14 +326,24 @@ pub struct DnsZone {
     /// The cluster domain, lower case, absolute (`cluster.local.`).
     pub origin: String,
     pub ttl: u32,
-    /// Sorted, without duplicates.
+    /// Sorted, without duplicates: a name's records stand together, and a name is found by a
+    /// binary search (the zone keeps each owner name once, in its records, and no index beside
+    /// them).
     pub records: Vec<DnsRecord>,
-    /// Owner name → indices into `records`; empty non-terminals map to no index.
-    index: HashMap<String, Vec<usize>>,
     soa: usize,
-    /// Names that exist without records.
-    ents: BTreeSet<String>,
+    /// Names in the zone that exist without records of their own (empty non-terminals: the
+    /// names between an owner and the origin, and the namespaces' `svc` and `pod` names),
+    /// sorted.
+    ents: Vec<Box<str>>,
+    /// Every name that exists, by its hash: the index of its first record, or of its entry in
+    /// `ents` with [`ENT`] set. The names themselves are not copied: a probe compares with the
+    /// record's or the entry's own.
+    names: HashTable<u32>,
+    hasher: RandomState,
 }
+
+/// In [`DnsZone::names`], marks an index into `ents`.
+const ENT: u32 = 1 << 31;
 
 /// A zone as data, to keep in a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,32 +570,49 @@ impl DnsZone {
         records: Vec<DnsRecord>,
         ents: BTreeSet<String>,
     ) -> Self {
-        let mut index: HashMap<String, Vec<usize>> = HashMap::with_capacity(records.len() * 2);
-        for (i, r) in records.iter().enumerate() {
-            index.entry(r.name.clone()).or_default().push(i);
-            // Every name between the owner and the origin exists (an empty non-terminal).
-            if r.name.ends_with(&origin) {
-                let mut rest = r.name.as_str();
-                while let Some(dot) = rest.find('.') {
-                    rest = &rest[dot + 1..];
-                    if rest.len() <= origin.len() {
-                        break;
-                    }
-                    if index.contains_key(rest) {
-                        break;
-                    }
-                    index.insert(rest.to_string(), Vec::new());
+        let has_records = |name: &str| {
+            records
+                .binary_search_by(|r| r.name.as_str().cmp(name))
+                .is_ok()
+        };
+        // Every name between an owner and the origin exists (an empty non-terminal).
+        let mut implied: HashSet<&str> = HashSet::new();
+        for r in records.iter().filter(|r| r.name.ends_with(&origin)) {
+            let mut rest = r.name.as_str();
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if rest.len() <= origin.len() || !implied.insert(rest) {
+                    break;
                 }
             }
         }
-        for e in ents {
-            index.entry(e).or_default();
-        }
-        let explicit_ents = index
-            .iter()
-            .filter(|(k, v)| v.is_empty() && k.ends_with(&origin))
-            .map(|(k, _)| k.clone())
+        let mut empty: Vec<Box<str>> = implied
+            .into_iter()
+            .chain(ents.iter().map(String::as_str))
+            .filter(|n| n.ends_with(&origin) && !has_records(n))
+            .map(Box::from)
             .collect();
+        empty.sort();
+        empty.dedup();
+        assert!(
+            records.len() < ENT as usize && empty.len() < ENT as usize,
+            "a zone of 2^31 names"
+        );
+        let hasher = RandomState::new();
+        let mut names = HashTable::with_capacity(records.len() + empty.len());
+        let mut add = |name: &str, at: u32| {
+            names.insert_unique(hasher.hash_one(name), at, |&i| {
+                hasher.hash_one(name_at(&records, &empty, i))
+            });
+        };
+        for (i, r) in records.iter().enumerate() {
+            if i == 0 || records[i - 1].name != r.name {
+                add(&r.name, i as u32);
+            }
+        }
+        for (i, e) in empty.iter().enumerate() {
+            add(e, i as u32 | ENT);
+        }
         let soa = records
             .iter()
             .position(|r| matches!(r.data, RData::Soa { .. }) && r.name == origin)
@@ -589,10 +621,29 @@ impl DnsZone {
             origin,
             ttl,
             records,
-            index,
             soa,
-            ents: explicit_ents,
+            ents: empty,
+            names,
+            hasher,
         }
+    }
+
+    /// The records owned by `name` (lower case, absolute) as a range of [`DnsZone::records`]:
+    /// empty for a name that exists without records, None for a name that does not exist.
+    fn owned(&self, name: &str) -> Option<Range<usize>> {
+        let &at = self.names.find(self.hasher.hash_one(name), |&i| {
+            name_at(&self.records, &self.ents, i) == name
+        })?;
+        if at & ENT != 0 {
+            return Some(0..0);
+        }
+        let start = at as usize;
+        let end = start
+            + self.records[start..]
+                .iter()
+                .take_while(|r| r.name == name)
+                .count();
+        Some(start..end)
     }
 
     /// The zone in a form to store and load again ([`DnsZone::from_stored`]).
@@ -605,7 +656,29 @@ impl DnsZone {
                 .iter()
                 .map(|r| (r.name.clone(), r.ttl, r.data.clone()))
                 .collect(),
-            empty_names: self.ents.iter().cloned().collect(),
+            empty_names: self.ents.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// The zone as [`DnsZone::to_stored`] gives it, to write out, without copying it: the
+    /// same serialized form.
+    pub fn stored(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Stored<'z> {
+            origin: &'z str,
+            ttl: u32,
+            records: Vec<(&'z str, u32, &'z RData)>,
+            empty_names: &'z [Box<str>],
+        }
+        Stored {
+            origin: &self.origin,
+            ttl: self.ttl,
+            records: self
+                .records
+                .iter()
+                .map(|r| (r.name.as_str(), r.ttl, &r.data))
+                .collect(),
+            empty_names: &self.ents,
         }
     }
 
@@ -657,7 +730,7 @@ impl DnsZone {
             qname
         };
         let ours = self.in_zone(name);
-        let Some(idx) = self.index.get(name) else {
+        let Some(idx) = self.owned(name) else {
             if !ours {
                 return Lookup::Outside;
             }
@@ -680,18 +753,18 @@ impl DnsZone {
             };
         };
         let mut answer: Vec<Answered> = idx
-            .iter()
-            .filter(|&&i| qtype == RType::Any || self.records[i].data.rtype() == qtype)
-            .map(|&i| Answered::Zone(i))
+            .clone()
+            .filter(|&i| qtype == RType::Any || self.records[i].data.rtype() == qtype)
+            .map(Answered::Zone)
             .collect();
         let mut additional = Vec::new();
         if answer.is_empty() && qtype != RType::Cname {
             // RFC 1034 3.6.2: a CNAME answers every type; follow it while it stays in the zone.
             let mut at = idx;
             for _ in 0..8 {
-                let Some(&c) = at
-                    .iter()
-                    .find(|&&i| self.records[i].data.rtype() == RType::Cname)
+                let Some(c) = at
+                    .clone()
+                    .find(|&i| self.records[i].data.rtype() == RType::Cname)
                 else {
                     break;
                 };
@@ -699,12 +772,12 @@ impl DnsZone {
                 let RData::Cname(target) = &self.records[c].data else {
                     break;
                 };
-                match self.index.get(target.as_str()) {
+                match self.owned(target) {
                     Some(next) => {
                         answer.extend(
-                            next.iter()
-                                .filter(|&&i| self.records[i].data.rtype() == qtype)
-                                .map(|&i| Answered::Zone(i)),
+                            next.clone()
+                                .filter(|&i| self.records[i].data.rtype() == qtype)
+                                .map(Answered::Zone),
                         );
                         at = next;
                     }
@@ -715,11 +788,9 @@ impl DnsZone {
         // Targets of SRV answers, when the zone knows their addresses.
         for a in &answer {
             if let RData::Srv { target, .. } = &a.record(self).data {
-                if let Some(t) = self.index.get(target.as_str()) {
+                if let Some(t) = self.owned(target) {
                     additional.extend(
-                        t.iter().copied().filter(|&i| {
-                            matches!(self.records[i].data, RData::A(_) | RData::Aaaa(_))
-                        }),
+                        t.filter(|&i| matches!(self.records[i].data, RData::A(_) | RData::Aaaa(_))),
                     );
                 }
             }
@@ -768,6 +839,15 @@ impl DnsZone {
             s.push('\n');
         }
         s
+    }
+}
+
+/// The name an entry of [`DnsZone::names`] stands for.
+fn name_at<'z>(records: &'z [DnsRecord], ents: &'z [Box<str>], i: u32) -> &'z str {
+    if i & ENT != 0 {
+        &ents[(i & !ENT) as usize]
+    } else {
+        &records[i as usize].name
     }
 }
 

@@ -19,7 +19,7 @@ pub fn settings(
 
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     #[cfg(feature = "dhat-heap")]
-    let _heap = heap_log();
+    let _heap = crate::heap_log();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,27 +85,4 @@ fn uplink_networks(nets: &[ipnet::IpNet]) -> (Option<ipnet::IpNet>, Option<ipnet
         nets.iter().find(|n| n.addr().is_ipv4()).copied(),
         nets.iter().find(|n| n.addr().is_ipv6()).copied(),
     )
-}
-
-/// Counts the heap (`--features dhat-heap`) and logs it every second beside the RSS.
-#[cfg(feature = "dhat-heap")]
-fn heap_log() -> dhat::Profiler {
-    let p = dhat::Profiler::builder().testing().build();
-    std::thread::spawn(|| loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let s = dhat::HeapStats::get();
-        let rss = std::fs::read_to_string("/proc/self/status")
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
-            .unwrap_or_default();
-        eprintln!(
-            "heap: live {:.1} MB, peak {:.1} MB, {} blocks; RSS {rss} kB",
-            s.curr_bytes as f64 / 1048576.0,
-            s.max_bytes as f64 / 1048576.0,
-            s.curr_blocks
-        );
-    });
-    p
 }

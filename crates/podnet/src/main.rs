@@ -662,3 +662,27 @@ fn humantime_secs(s: &str) -> anyhow::Result<std::time::Duration> {
         _ => Err(bad()),
     }
 }
+
+/// Counts the heap (`--features dhat-heap`) and logs it every second beside the RSS (the agent
+/// and the DNS server).
+#[cfg(feature = "dhat-heap")]
+pub(crate) fn heap_log() -> dhat::Profiler {
+    let p = dhat::Profiler::builder().testing().build();
+    std::thread::spawn(|| loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let s = dhat::HeapStats::get();
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "heap: live {:.1} MB, peak {:.1} MB, {} blocks; RSS {rss} kB",
+            s.curr_bytes as f64 / 1048576.0,
+            s.max_bytes as f64 / 1048576.0,
+            s.curr_blocks
+        );
+    });
+    p
+}

@@ -135,6 +135,11 @@ fn the_zone_of_a_cluster() {
     // Stored and loaded again, the zone is the same.
     let again = DnsZone::from_stored(z.to_stored()).unwrap();
     assert_eq!(again, z);
+    // The stored form written without a copy is the same document.
+    let written = serde_json::to_string(&z.stored()).unwrap();
+    let read: podnet_model::dns::StoredZone = serde_json::from_str(&written).unwrap();
+    assert_eq!(read, z.to_stored());
+    assert!(!read.empty_names.is_empty());
     assert_eq!(
         answer(&again, "shop.svc.cluster.local.", RType::A),
         (Rcode::NoError, vec![])
