@@ -386,6 +386,9 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
     let ready_s = t.elapsed().as_secs_f64();
     let rss = |pid: u32| shared::rss_mb(&pid.to_string());
     let rss_ready = rss(child.id());
+    // And once settled: the first verify pass follows the first programming.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let rss_settled = rss(child.id());
     let base = metric(port, "podnet_agent_programmed_endpoints").unwrap();
     let mut times = Vec::new();
     let mut objs = objects;
@@ -418,11 +421,25 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
         std::thread::sleep(std::time::Duration::from_millis(150));
     }
     let rss_after = rss(child.id());
+    // The same number of /metrics reads again with no event: what the reads alone cost.
+    let reads = std::env::var("SCRAPES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..reads {
+        metric(port, "podnet_agent_programmed_endpoints");
+    }
+    if reads > 0 {
+        println!(
+            "  after {reads} more /metrics reads with no event: RSS {:.0} MB",
+            rss(child.id())
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let (p50, p99, max) = quantiles(times);
     println!("podnet agent as a process, against the API on loopback:");
-    println!("  from start to node-0 programmed: {ready_s:.1} s; RSS then {rss_ready:.0} MB, after the events {rss_after:.0} MB");
+    println!("  from start to node-0 programmed: {ready_s:.1} s; RSS then {rss_ready:.0} MB, 3 s later {rss_settled:.0} MB, after the events {rss_after:.0} MB");
     println!("  a Service and its EndpointSlice added through the API → programmed: p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  ({events} events)");
 }
