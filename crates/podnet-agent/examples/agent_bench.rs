@@ -369,7 +369,11 @@ fn real_agent(bin: std::path::PathBuf, objects: Vec<Value>, events: usize) {
         .args(["agent", "--node", "node-0", "--uplink", "eth0"])
         // VERIFY_EVERY=60m: no periodic verify pass during the events (one takes 350-500 ms on
         // the agent's loop at this size, and an event that comes meanwhile waits for it).
-        .args(std::env::var("VERIFY_EVERY").map(|v| vec!["--verify-every".to_string(), v]).unwrap_or_default())
+        .args(
+            std::env::var("VERIFY_EVERY")
+                .map(|v| vec!["--verify-every".to_string(), v])
+                .unwrap_or_default(),
+        )
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--netns")
