@@ -168,12 +168,31 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::Gateway => Object::Gateway(s!(typed(v, &index, &oref)?)),
         Kind::HTTPRoute => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
         Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
-        Kind::ClusterConfig => {
-            let c: ClusterConfigDoc = typed(v, &index, &oref)?;
-            Object::ClusterConfig(s!(c))
-        }
+        Kind::ClusterConfig => Object::ClusterConfig(s!(cluster_config(v, &index, &oref)?)),
     };
     Ok(Some(decoded))
+}
+
+/// A `ClusterConfig` document: its settings decoded on their own, so that an error in one names
+/// its line and field (the document type flattens them in, and serde's flatten loses the path
+/// of an error: `routing: sideways` was reported at 1:1).
+fn cluster_config(
+    v: &Value,
+    index: &PathIndex,
+    oref: &ObjectRef,
+) -> Result<ClusterConfigDoc, Diagnostic> {
+    let mut settings = v.clone();
+    let mut head = serde_json::Map::new();
+    if let Value::Object(m) = &mut settings {
+        for k in ["apiVersion", "kind", "metadata"] {
+            if let Some(x) = m.remove(k) {
+                head.insert(k.to_string(), x);
+            }
+        }
+    }
+    let settings: crate::config::ConfigOverrides = typed(&settings, index, oref)?;
+    let head: ClusterConfigDoc = typed(&Value::Object(head), index, oref)?;
+    Ok(ClusterConfigDoc { settings, ..head })
 }
 
 /// Decodes a value into `T`, strictly: wrong types and unknown fields are errors at their line.
@@ -440,6 +459,39 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn a_cluster_config_error_names_its_line_and_field() {
+        let text =
+            "apiVersion: podnet.dev/v1alpha1\nkind: ClusterConfig\nnodes: 2\nrouting: sideways\n";
+        let e = one(text).0.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("routing"));
+        assert_eq!(e.location.as_ref().unwrap().line, 4);
+        assert!(e.message.contains("auto, native or vxlan"), "{}", e.message);
+        let e = one("apiVersion: podnet.dev/v1alpha1\nkind: ClusterConfig\n\nipFamily: both\n")
+            .0
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ipFamily"));
+        assert_eq!(e.location.as_ref().unwrap().line, 4);
+        let e = one(
+            "apiVersion: podnet.dev/v1alpha1\nkind: ClusterConfig\nnodes: 2\nrouteing: native\n",
+        )
+        .0
+        .unwrap_err();
+        assert_eq!(e.location.as_ref().unwrap().line, 4, "{e}");
+        assert!(e.message.contains("routeing"), "{}", e.message);
+        // A good one decodes whole.
+        let Some(Object::ClusterConfig(c)) =
+            one("apiVersion: podnet.dev/v1alpha1\nkind: ClusterConfig\nmetadata:\n  name: lab\nrouting: vxlan\n")
+                .0
+                .unwrap()
+        else {
+            panic!("not a ClusterConfig")
+        };
+        assert_eq!(c.obj.settings.routing, Some(crate::config::Routing::Vxlan));
+        assert_eq!(c.obj.kind.as_deref(), Some("ClusterConfig"));
+        assert!(c.obj.metadata.is_some());
     }
 
     #[test]
