@@ -129,8 +129,8 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError>
         source,
     };
     // Streamed to the file: a node's record is megabytes of JSON at 10,000 Services, and a
-    // buffer that size, made and freed after each change, grew the agent's RSS by 170 MB over
-    // 100 changes (glibc raises its mmap threshold after freeing one, and the next come from
+    // buffer that size, made and freed after each change, grew the agent's RSS by about 160 MB
+    // over 100 changes (glibc raises its mmap threshold after freeing one, and the next come from
     // the heap, leaving holes).
     let mut out =
         std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp).map_err(io)?);

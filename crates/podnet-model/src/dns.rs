@@ -35,13 +35,12 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashSet};
-use std::hash::BuildHasher;
-
-use hashbrown::HashTable;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Cluster, ServiceInfo, ServiceType};
@@ -326,9 +325,8 @@ pub struct DnsZone {
     /// The cluster domain, lower case, absolute (`cluster.local.`).
     pub origin: String,
     pub ttl: u32,
-    /// Sorted, without duplicates: a name's records stand together, and a name is found by a
-    /// binary search (the zone keeps each owner name once, in its records, and no index beside
-    /// them).
+    /// Sorted, without duplicates: a name's records stand together (found through `names`,
+    /// which holds indices, so each owner name is kept once, here).
     pub records: Vec<DnsRecord>,
     soa: usize,
     /// Names in the zone that exist without records of their own (empty non-terminals: the
