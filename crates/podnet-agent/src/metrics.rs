@@ -30,6 +30,7 @@ pub struct Metrics {
     endpoints: Gauge,
     policy_groups: Gauge,
     verify_seconds: Histogram,
+    stale_reads: Counter,
     cni_wait_seconds: Histogram,
     cni_gave_up: Counter,
     drift: Family<Vec<(String, String)>, Counter>,
@@ -87,6 +88,12 @@ impl Default for Metrics {
             "NetworkPolicy groups (pods judged alike) programmed on this node",
             policy_groups.clone(),
         );
+        let stale_reads = Counter::default();
+        registry.register(
+            "verify_stale_reads",
+            "Ruleset reads of a verify pass (done beside the loop) that a change of the node overtook, read again",
+            stale_reads.clone(),
+        );
         registry.register(
             "verify_duration_seconds",
             "A verify pass: the kernel read back, compared and repaired",
@@ -109,6 +116,7 @@ impl Default for Metrics {
             cni_wait_seconds,
             cni_gave_up,
             verify_seconds,
+            stale_reads,
             drift,
             differs: AtomicBool::new(false),
             verify_now: tokio::sync::Notify::new(),
@@ -149,6 +157,16 @@ impl Metrics {
                 .inc();
         }
         self.differs.store(differs, Ordering::Relaxed);
+    }
+
+    /// A verify pass's ruleset read that a change overtook.
+    pub fn stale_read(&self) {
+        self.stale_reads.inc();
+    }
+
+    /// Ruleset reads that a change overtook, so far.
+    pub fn stale_reads(&self) -> u64 {
+        self.stale_reads.get()
     }
 
     /// How many differences were found in `table` so far.

@@ -216,7 +216,22 @@ pub fn verify(
     want: &NodeDataplane,
     fx: &mut dyn Effects,
 ) -> Result<Verified, NodeError> {
-    let mut observed = fx.observe(want)?;
+    verify_with(held, want, fx, None)
+}
+
+/// [`verify`], with podnet's tables already read when `tables` is given (on another thread,
+/// by [`crate::effects::RulesetReader`]: the caller makes sure nothing was written to the
+/// kernel since the read began).
+pub fn verify_with(
+    held: &Held,
+    want: &NodeDataplane,
+    fx: &mut dyn Effects,
+    tables: Option<crate::observe::Tables>,
+) -> Result<Verified, NodeError> {
+    let mut observed = match tables {
+        Some(t) => fx.observe_with(want, t)?,
+        None => fx.observe(want)?,
+    };
     observed.held.stale_flows = held.stale_flows.clone();
     let drift = drift(&observed, want);
     if drift.is_empty() {
