@@ -36,6 +36,9 @@ pub struct Metrics {
     pub routes: Gauge,
     pub certificates: Gauge,
     pub connections: Gauge,
+    /// HTTP/1 client connections between turns: waiting for their next request, holding no
+    /// buffer (`server::h1`).
+    pub waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,6 +81,12 @@ impl Metrics {
             certificates.clone(),
         );
         let connections = Gauge::default();
+        let waiting = Gauge::default();
+        registry.register(
+            "connections_waiting",
+            "HTTP/1 client connections waiting for their next request, holding no buffer",
+            waiting.clone(),
+        );
         registry.register(
             "connections",
             "Client connections open",
@@ -104,6 +113,7 @@ impl Metrics {
             routes,
             certificates,
             connections,
+            waiting,
         }
     }
 

@@ -27,8 +27,6 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -38,13 +36,14 @@ use tokio::net::TcpListener;
 use crate::edge::{describe, EdgeConfig, Upstream};
 use crate::metrics::Metrics;
 use crate::routes::{Action, Backend, Route, Served, WeightedBackend};
-use crate::upstream::Connector;
 
 mod body;
 mod conns;
 mod forward;
 mod front;
+mod h1;
 mod log;
+mod pool;
 mod tls;
 
 use crate::IngressError;
@@ -54,8 +53,12 @@ use conns::*;
 pub use conns::{connection_budget, Busy, ConnSlot};
 use front::*;
 use log::*;
+use pool::Pool;
 pub use tls::DEFAULT_CERT_NAME;
 use tls::*;
+
+/// What an HTTP/2 connection by prior knowledge starts with (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The `Server` header of every response.
 pub const SERVER: &str = "podnet";
@@ -123,11 +126,8 @@ enum Target {
 #[derive(Debug)]
 struct Endpoint {
     addr: SocketAddr,
-    authority: hyper::http::uri::Authority,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
-
-type Pool = Client<Connector, ToUpstream>;
 
 /// A client connection's addresses.
 #[derive(Debug, Clone, Copy)]
@@ -141,8 +141,11 @@ pub struct Conn {
 pub struct Edge {
     live: Arc<ArcSwap<Live>>,
     configured: AtomicBool,
-    connector: Connector,
+    /// Whether the pools' sweep runs (started with the first listener served).
+    sweeping: AtomicBool,
     builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1 by turns ([`h1`]).
+    h1: hyper::server::conn::http1::Builder,
     tls: Arc<rustls::ServerConfig>,
     settings: Settings,
     pub metrics: Metrics,
@@ -177,10 +180,6 @@ impl Edge {
                     default,
                 }));
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -189,6 +188,12 @@ impl Edge {
             .max_buf_size(settings.max_header_bytes.max(8192))
             // A client may close its side once it has sent its request (`nc -N`, scripts):
             // it is still answered.
+            .half_close(true)
+            .keep_alive(true);
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_buf_size(settings.max_header_bytes.max(8192))
             .half_close(true)
             .keep_alive(true);
         builder
@@ -204,8 +209,9 @@ impl Edge {
         Ok(Arc::new(Edge {
             live,
             configured: AtomicBool::new(false),
-            connector: Connector(connector),
+            sweeping: AtomicBool::new(false),
             builder,
+            h1,
             tls: Arc::new(tls),
             log: AccessLog::new(settings.access_log),
             settings,
@@ -220,7 +226,7 @@ impl Edge {
         self.metrics.routes.set(config.table.routes().len() as i64);
         self.metrics.certificates.set(config.certs.len() as i64);
         let old = self.live.load();
-        let mut pools: HashMap<SocketAddr, Pool> = old
+        let mut pools: HashMap<SocketAddr, Arc<Pool>> = old
             .targets
             .values()
             .filter_map(|t| match t {
@@ -239,12 +245,9 @@ impl Edge {
                     Upstream::Ready(eps) => Target::Ready {
                         endpoints: eps
                             .iter()
-                            .filter_map(|ep| {
-                                Some(Endpoint {
-                                    addr: *ep,
-                                    authority: ep.to_string().parse().ok()?,
-                                    pool: pools.entry(*ep).or_insert_with(|| self.pool()).clone(),
-                                })
+                            .map(|ep| Endpoint {
+                                addr: *ep,
+                                pool: pools.entry(*ep).or_default().clone(),
                             })
                             .collect(),
                         next: AtomicUsize::new(0),
@@ -258,15 +261,23 @@ impl Edge {
         self.configured.store(true, Ordering::Release);
     }
 
-    /// A keep-alive pool for one endpoint.
-    fn pool(&self) -> Pool {
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(self.connector.clone())
+    /// Starts the pools' sweep ([`Pool::sweep`]) on this runtime, once.
+    fn sweep_pools(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live = Arc::downgrade(&self.live);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(pool::SWEEP_EVERY).await;
+                let Some(live) = live.upgrade() else { return };
+                for t in live.load().targets.values() {
+                    if let Target::Ready { endpoints, .. } = t {
+                        endpoints.iter().for_each(|e| e.pool.sweep());
+                    }
+                }
+            }
+        });
     }
 
     /// The configuration served now.
@@ -276,6 +287,7 @@ impl Edge {
 
     /// Serves plain HTTP on `l` until the task is dropped.
     pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
+        self.sweep_pools();
         loop {
             let (s, peer, local) = accept(&l).await;
             let Some(slot) = self.admit() else {
@@ -286,23 +298,33 @@ impl Edge {
                 // The header timeout runs from accept: telling HTTP/1 from HTTP/2 waits for
                 // the first bytes, and a client that sends none would hold its descriptor for
                 // ever (19,995 such connections once took every descriptor the proxy had).
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(edge.settings.header_read_timeout, s.peek(&mut first))
-                    .await
+                let mut first = [0u8; H2_PREFACE.len()];
+                let n = match tokio::time::timeout(
+                    edge.settings.header_read_timeout,
+                    s.peek(&mut first),
+                )
+                .await
                 {
-                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Ok(n)) if n > 0 => n,
                     Ok(_) => return,
                     Err(_) => {
                         edge.metrics.error("header_timeout");
                         return;
                     }
-                }
+                };
                 let conn = Conn {
                     peer,
                     local,
                     tls: false,
                 };
-                edge.connection(TokioIo::new(s), conn, slot).await
+                // HTTP/2 by prior knowledge starts with its preface; anything else is HTTP/1,
+                // served by turns. (What might still become the preface goes to hyper's
+                // detection.)
+                if first[..n] == H2_PREFACE[..n] {
+                    edge.connection(TokioIo::new(s), conn, slot).await
+                } else {
+                    edge.connection_h1(s, conn, slot).await
+                }
             });
         }
     }
@@ -310,6 +332,7 @@ impl Edge {
     /// Serves HTTPS on `l` until the task is dropped.
     pub async fn serve_https(self: Arc<Self>, l: TcpListener) {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        self.sweep_pools();
         loop {
             let (s, peer, local) = accept(&l).await;
             let Some(slot) = self.admit() else {
@@ -328,7 +351,12 @@ impl Edge {
                     local,
                     tls: true,
                 };
-                edge.connection(TokioIo::new(tls), conn, slot).await
+                // HTTP/2 when ALPN chose it, else HTTP/1 by turns.
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    edge.connection(TokioIo::new(tls), conn, slot).await
+                } else {
+                    edge.connection_h1(tls, conn, slot).await
+                }
             });
         }
     }
@@ -371,35 +399,64 @@ impl Edge {
         }
     }
 
-    /// Serves one client connection (HTTP/1.1 or HTTP/2).
+    /// Serves one client connection (HTTP/1.1 or HTTP/2, told apart by hyper), whole.
     pub async fn connection<I>(self: Arc<Self>, io: I, conn: Conn, slot: ConnSlot)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        self.metrics.connections.inc();
         let edge = self.clone();
         let slot = Arc::new(slot);
-        let close = slot.close.clone();
-        let svc = service_fn(move |req| {
-            let edge = edge.clone();
-            let busy = slot.busy();
-            async move {
-                let resp = edge.handle(req, conn).await;
-                // Busy until the response's body has gone (a backend's, streamed).
-                Ok::<_, Infallible>(resp.map(|b| match b {
-                    Either::Left(mut up) => {
-                        up.busy = Some(busy);
-                        Either::Left(up)
-                    }
-                    full => full,
-                }))
-            }
-        });
+        let s = slot.clone();
+        let svc = service_fn(move |req| edge.clone().serve(req, conn, s.busy()));
+        // Boxed: only the connections that use it hold its room.
+        let serving = Box::pin(self.builder.serve_connection_with_upgrades(io, svc));
+        self.until_closed(&slot, async move {
+            let _ = serving.await;
+        })
+        .await
+    }
+
+    /// Serves one HTTP/1 client connection by turns ([`h1`]): while it waits for its next
+    /// request, it holds no buffer.
+    pub async fn connection_h1<I: h1::ClientIo>(
+        self: Arc<Self>,
+        io: I,
+        conn: Conn,
+        slot: ConnSlot,
+    ) {
+        let slot = Arc::new(slot);
+        // Pinned here, not moved into `until_closed`: the connection's task, which every idle
+        // connection keeps, holds it once.
+        let serving = std::pin::pin!(self.serve_h1(io, conn, &slot));
+        self.until_closed(&slot, serving).await
+    }
+
+    /// Runs a client connection until it ends or is closed for a new client, counted.
+    async fn until_closed(&self, slot: &ConnSlot, serving: impl std::future::Future<Output = ()>) {
+        self.metrics.connections.inc();
         tokio::select! {
-            _ = self.builder.serve_connection_with_upgrades(io, svc) => {}
-            _ = close.notified() => self.metrics.error("idle_closed_for_a_new_client"),
+            _ = serving => {}
+            _ = slot.close.notified() => self.metrics.error("idle_closed_for_a_new_client"),
         }
         self.metrics.connections.dec();
+    }
+
+    /// One request of a client connection, whose connection is busy until the answer's body
+    /// has gone (a backend's, streamed).
+    async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Conn,
+        busy: Busy,
+    ) -> Result<Response<Body>, Infallible> {
+        let resp = self.handle(req, conn).await;
+        Ok(resp.map(|b| match b {
+            Either::Left(mut up) => {
+                up.busy = Some(busy);
+                Either::Left(up)
+            }
+            full => full,
+        }))
     }
 
     /// A place for a new client connection: past [`Settings::max_connections`], the idlest

@@ -1089,3 +1089,308 @@ async fn at_the_connection_budget_a_new_client_closes_the_idlest_connection() {
     let m = h.edge.metrics.encode();
     assert!(m.contains("idle_closed_for_a_new_client"), "{m}");
 }
+
+/// A backend that answers 200 and counts its connections; `close()` closes every one of them
+/// (as a backend's keep-alive timeout does).
+struct CountingBackend {
+    at: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CountingBackend {
+    async fn start() -> CountingBackend {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = l.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, o) = (accepted.clone(), open.clone());
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let task = tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"ok")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+                o.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        CountingBackend { at, accepted, open }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.open.lock().unwrap().drain(..).for_each(|t| t.abort());
+    }
+}
+
+async fn post(at: SocketAddr, body: &'static str) -> StatusCode {
+    let s = TcpStream::connect(at).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/")
+        .header("host", "a.example.com")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn backend_connections_are_kept_reused_and_replaced_when_the_backend_closes_them() {
+    let b = CountingBackend::start().await;
+    let h = start(quiet()).await;
+    h.edge.set(one_route("web", b.at));
+    // One client after another: one backend connection serves them all.
+    for i in 0..50 {
+        let (status, _, body) = get(h.http, "a.example.com", "/").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        b.accepted(),
+        1,
+        "50 requests one after another: one backend connection"
+    );
+    // At once: at most one connection each.
+    let many: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(get(h.http, "a.example.com", "/")))
+        .collect();
+    for r in many {
+        assert_eq!(r.await.unwrap().0, StatusCode::OK);
+    }
+    let after_burst = b.accepted();
+    assert!(
+        after_burst <= 17,
+        "{after_burst} backend connections for 16 requests at once"
+    );
+    // The backend closes its idle connections: the next requests, even one that is never
+    // retried (a POST), go over a new connection, and no attempt fails on a closed one.
+    for round in 0..3 {
+        b.close();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = b.accepted();
+        assert_eq!(post(h.http, "x").await, StatusCode::OK, "round {round}");
+        let (status, _, _) = get(h.http, "a.example.com", "/").await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert_eq!(
+            b.accepted(),
+            before + 1,
+            "round {round}: one new connection"
+        );
+    }
+    let metrics = h.edge.metrics.encode();
+    let retries = metrics
+        .lines()
+        .find(|l| l.starts_with("podnet_ingress_retries"))
+        .unwrap_or("none");
+    assert!(retries.ends_with(" 0"), "no retry: {retries}");
+}
+
+/// A backend that answers `/big` with 16 MiB of `x`, a POST with the length of its body, and
+/// anything else with `ok`.
+async fn sizes_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let body = if req.uri().path() == "/big" {
+                            Bytes::from(vec![b'x'; 16 << 20])
+                        } else if req.method() == hyper::Method::POST {
+                            let n = req.into_body().collect().await.unwrap().to_bytes().len();
+                            Bytes::from(format!("got {n}"))
+                        } else {
+                            Bytes::from_static(b"ok")
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(body),
+                        ))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    at
+}
+
+fn gauge(edge: &Edge, name: &str) -> i64 {
+    let text = edge.metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// One keep-alive client connection (hyper's client over `io`).
+async fn keep_alive<I>(
+    io: I,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn ask(
+    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    method: hyper::Method,
+    path: &str,
+    body: &'static [u8],
+) -> (StatusCode, Bytes) {
+    send.ready().await.unwrap();
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "a.example.com")
+        .body(http_body_util::Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test]
+async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_answer() {
+    let b = sizes_backend().await;
+    let h = start(quiet()).await;
+    let (crt, key) = cert_for(&["a.example.com"]);
+    h.edge.set(EdgeConfig {
+        certs: vec![HostCert {
+            host: HostMatch::of(Some("a.example.com")),
+            secret: NsName::new("default", "tls"),
+            key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
+        }],
+        ..one_route("web", b)
+    });
+    // 50 plain and 10 TLS keep-alive connections, each answered once: between requests,
+    // every one waits with nothing of hyper's held, and each is answered again afterwards.
+    let mut conns = Vec::new();
+    for _ in 0..50 {
+        conns.push(keep_alive(TcpStream::connect(h.http).await.unwrap()).await);
+    }
+    for _ in 0..10 {
+        let tls = tls_connect(h.https, "a.example.com", &crt, &[b"http/1.1"])
+            .await
+            .unwrap();
+        conns.push(keep_alive(tls).await);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            ask(c, hyper::Method::GET, "/", b"").await,
+            (StatusCode::OK, Bytes::from_static(b"ok")),
+            "conn {i}"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while gauge(&h.edge, "podnet_ingress_connections_waiting") < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waiting: {}",
+            gauge(&h.edge, "podnet_ingress_connections_waiting")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauge(&h.edge, "podnet_ingress_connections"), 60);
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            ask(c, hyper::Method::GET, "/again", b"").await.0,
+            StatusCode::OK,
+            "conn {i}"
+        );
+    }
+    // A request with a body, then one without, on one connection.
+    let c = &mut conns[0];
+    assert_eq!(
+        ask(c, hyper::Method::POST, "/", b"12345").await,
+        (StatusCode::OK, Bytes::from_static(b"got 5"))
+    );
+    assert_eq!(
+        ask(c, hyper::Method::GET, "/", b"").await.1,
+        Bytes::from_static(b"ok")
+    );
+    drop(conns);
+    // A large answer to a client that reads slowly: the turn ends only once it is all out,
+    // and the next request on the connection is answered.
+    let slow = async {
+        let s = TcpStream::connect(h.http).await.unwrap();
+        let (mut rd, mut wr) = tokio::io::split(s);
+        wr.write_all(b"GET /big HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        // More than the sockets between the proxy and the client hold, read slowly: the
+        // proxy's writes wait for the client, its last ones too.
+        let mut buf = vec![0u8; 64 << 10];
+        let expect_big = (16 << 20) + 1;
+        while got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_none_or(|p| got.len() < p + 4 + (16 << 20))
+        {
+            let n = rd.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(got.len() >= expect_big - 1);
+        wr.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut next = Vec::new();
+        while !next.ends_with(b"ok") {
+            let n = rd.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&next));
+            next.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            next.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&next)
+        );
+    };
+    tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the large answer and the next one within 20 s");
+    // Three requests in one write (pipelined): three answers, in order.
+    let out = raw(
+        h.http,
+        b"GET /1 HTTP/1.1\r\nHost: a.example.com\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
+    let (first, rest) = out.split_once("\r\n\r\nok").expect("the first answer");
+    assert!(first.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        rest.contains("got 3") && rest.trim_end().ends_with("ok"),
+        "{out}"
+    );
+}
