@@ -1,7 +1,9 @@
 //! The edge proxy: hyper and rustls.
 //!
 //! - Clients: HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge on plain HTTP); TLS by
-//!   SNI from the Ingresses' Secrets, a generated certificate for other names.
+//!   SNI from the Ingresses' Secrets, a generated certificate for other names. HTTP/1 is
+//!   served by turns ([`h1`]): a keep-alive connection idle past a short grace holds no
+//!   buffer.
 //! - Backends: HTTP/1.1 to the pods' addresses from the EndpointSlices (as ingress-nginx, not
 //!   through the ClusterIP), keep-alive pools, round robin over ready endpoints, one retry on
 //!   another endpoint when the connection fails and the request is idempotent without a body.
@@ -27,6 +29,8 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -36,6 +40,7 @@ use tokio::net::TcpListener;
 use crate::edge::{describe, EdgeConfig, Upstream};
 use crate::metrics::Metrics;
 use crate::routes::{Action, Backend, Route, Served, WeightedBackend};
+use crate::upstream::Connector;
 
 mod body;
 mod conns;
@@ -43,7 +48,6 @@ mod forward;
 mod front;
 mod h1;
 mod log;
-mod pool;
 mod tls;
 
 use crate::IngressError;
@@ -53,7 +57,6 @@ use conns::*;
 pub use conns::{connection_budget, Busy, ConnSlot};
 use front::*;
 use log::*;
-use pool::Pool;
 pub use tls::DEFAULT_CERT_NAME;
 use tls::*;
 
@@ -126,8 +129,11 @@ enum Target {
 #[derive(Debug)]
 struct Endpoint {
     addr: SocketAddr,
-    pool: Arc<Pool>,
+    authority: hyper::http::uri::Authority,
+    pool: Pool,
 }
+
+type Pool = Client<Connector, ToUpstream>;
 
 /// A client connection's addresses.
 #[derive(Debug, Clone, Copy)]
@@ -141,8 +147,7 @@ pub struct Conn {
 pub struct Edge {
     live: Arc<ArcSwap<Live>>,
     configured: AtomicBool,
-    /// Whether the pools' sweep runs (started with the first listener served).
-    sweeping: AtomicBool,
+    connector: Connector,
     builder: auto::Builder<TokioExecutor>,
     /// HTTP/1 by turns ([`h1`]).
     h1: hyper::server::conn::http1::Builder,
@@ -180,6 +185,10 @@ impl Edge {
                     default,
                 }));
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -209,7 +218,7 @@ impl Edge {
         Ok(Arc::new(Edge {
             live,
             configured: AtomicBool::new(false),
-            sweeping: AtomicBool::new(false),
+            connector: Connector(connector),
             builder,
             h1,
             tls: Arc::new(tls),
@@ -226,7 +235,7 @@ impl Edge {
         self.metrics.routes.set(config.table.routes().len() as i64);
         self.metrics.certificates.set(config.certs.len() as i64);
         let old = self.live.load();
-        let mut pools: HashMap<SocketAddr, Arc<Pool>> = old
+        let mut pools: HashMap<SocketAddr, Pool> = old
             .targets
             .values()
             .filter_map(|t| match t {
@@ -245,9 +254,12 @@ impl Edge {
                     Upstream::Ready(eps) => Target::Ready {
                         endpoints: eps
                             .iter()
-                            .map(|ep| Endpoint {
-                                addr: *ep,
-                                pool: pools.entry(*ep).or_default().clone(),
+                            .filter_map(|ep| {
+                                Some(Endpoint {
+                                    addr: *ep,
+                                    authority: ep.to_string().parse().ok()?,
+                                    pool: pools.entry(*ep).or_insert_with(|| self.pool()).clone(),
+                                })
                             })
                             .collect(),
                         next: AtomicUsize::new(0),
@@ -261,23 +273,15 @@ impl Edge {
         self.configured.store(true, Ordering::Release);
     }
 
-    /// Starts the pools' sweep ([`Pool::sweep`]) on this runtime, once.
-    fn sweep_pools(self: &Arc<Self>) {
-        if self.sweeping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let live = Arc::downgrade(&self.live);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(pool::SWEEP_EVERY).await;
-                let Some(live) = live.upgrade() else { return };
-                for t in live.load().targets.values() {
-                    if let Target::Ready { endpoints, .. } = t {
-                        endpoints.iter().for_each(|e| e.pool.sweep());
-                    }
-                }
-            }
-        });
+    /// A keep-alive pool for one endpoint.
+    fn pool(&self) -> Pool {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(self.connector.clone())
     }
 
     /// The configuration served now.
@@ -287,7 +291,6 @@ impl Edge {
 
     /// Serves plain HTTP on `l` until the task is dropped.
     pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
-        self.sweep_pools();
         loop {
             let (s, peer, local) = accept(&l).await;
             let Some(slot) = self.admit() else {
@@ -332,7 +335,6 @@ impl Edge {
     /// Serves HTTPS on `l` until the task is dropped.
     pub async fn serve_https(self: Arc<Self>, l: TcpListener) {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
-        self.sweep_pools();
         loop {
             let (s, peer, local) = accept(&l).await;
             let Some(slot) = self.admit() else {

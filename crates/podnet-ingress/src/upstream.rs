@@ -9,13 +9,43 @@
 //! the reading goes on, to the backend's answer (still readable after the reset: Linux keeps
 //! what it received) or to the read error that says there is none.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// [`HttpConnector`], its connections wrapped in [`Io`].
+#[derive(Debug, Clone)]
+pub struct Connector(pub HttpConnector);
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Io, ConnectError>> + Send>>;
+type ConnectError = <HttpConnector as tower_service::Service<Uri>>::Error;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Io;
+    type Error = ConnectError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            connecting.await.map(|io| Io {
+                inner: io,
+                write_failed: None,
+            })
+        })
+    }
+}
 
 /// A backend connection whose writes, once one has failed for the peer's reset or close,
 /// stay pending (never succeed: nothing more is sent), while its reads go on.
@@ -26,14 +56,6 @@ pub struct Io {
 }
 
 impl Io {
-    /// A backend connection over `s`.
-    pub(crate) fn new(s: TcpStream) -> Io {
-        Io {
-            inner: TokioIo::new(s),
-            write_failed: None,
-        }
-    }
-
     /// Whether the peer is gone for writing (its reset or close), so that its answer, if any,
     /// is still to be read.
     fn peer_stopped_reading(e: &io::Error) -> bool {
@@ -109,5 +131,11 @@ impl Write for Io {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connection for Io {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
     }
 }

@@ -58,11 +58,6 @@ impl Drop for Unread {
 /// dropped behind it ([`discard`]).
 pub struct FromUpstream {
     pub(super) body: Incoming,
-    /// The backend connection the answer comes over, driven while the body is read, given
-    /// back to its pool when the answer and the request are whole ([`pool`]).
-    pub(super) lease: Option<super::pool::Lease>,
-    /// The backend's body has ended.
-    pub(super) upstream_ended: bool,
     pub(super) request: Option<Arc<Unread>>,
     /// The client connection is busy until this body ends.
     pub(super) busy: Option<Busy>,
@@ -138,15 +133,12 @@ impl FromUpstream {
     /// the length is advisory, RFC 9113 8.1.1).
     pub(super) fn new(
         body: Incoming,
-        lease: Option<super::pool::Lease>,
         request: Arc<Unread>,
         head: &mut hyper::http::response::Parts,
         client: Version,
     ) -> FromUpstream {
         let mut b = FromUpstream {
-            upstream_ended: body.is_end_stream(),
             body,
-            lease,
             request: Some(request),
             busy: None,
             waits_for_request: head.status.is_success(),
@@ -168,15 +160,6 @@ impl FromUpstream {
 
 impl Drop for FromUpstream {
     fn drop(&mut self) {
-        // The backend connection goes back to its pool when its exchange is whole: the
-        // answer read to its end and the request sent to its end. Else it is closed.
-        if let Some(lease) = self.lease.take() {
-            let whole = (self.upstream_ended || self.body.is_end_stream())
-                && self.request.as_ref().is_none_or(|r| r.ended());
-            if whole {
-                lease.pool.put(lease.conn);
-            }
-        }
         // The response has gone: the rest of the request is not sent on, whoever holds it.
         if let Some(rest) = self.request.as_ref().and_then(|r| r.lock().take()) {
             discard(rest);
@@ -216,17 +199,12 @@ impl hyper::body::Body for FromUpstream {
         use std::task::Poll;
         let me = self.get_mut();
         if me.linger.is_none() {
-            if !me.upstream_ended && !me.body.is_end_stream() {
-                // The connection first: it reads what the body then holds.
-                if let Some(lease) = me.lease.as_mut() {
-                    lease.conn.drive(cx);
-                }
+            if !me.body.is_end_stream() {
                 match std::pin::Pin::new(&mut me.body).poll_frame(cx) {
                     Poll::Ready(None) => {}
                     other => return other,
                 }
             }
-            me.upstream_ended = true;
             // The answer is whole: a success waits for the request's rest.
             if me.request_ended() {
                 return Poll::Ready(None);
@@ -234,8 +212,6 @@ impl hyper::body::Body for FromUpstream {
             let Some(rest) = me.request.as_ref().and_then(|r| r.lock().take()) else {
                 return Poll::Ready(None);
             };
-            // The backend's request stops short: its connection cannot serve again.
-            me.lease = None;
             me.linger = Some(Linger::new(rest, true));
         }
         let linger = me.linger.as_mut().expect("lingering");

@@ -214,7 +214,6 @@ impl Edge {
             body: request_body.clone(),
         }));
         let attempts = plan.attempts;
-        let upgrade = client_upgrade.is_some();
         for attempt in 0..attempts {
             let target = &plan.endpoints[(plan.first + attempt) % plan.endpoints.len()];
             let ep = target.addr;
@@ -224,10 +223,18 @@ impl Edge {
             );
             *up.method_mut() = method.clone();
             *up.version_mut() = Version::HTTP_11;
-            // Origin form: the backend is told the host in the headers.
-            *up.uri_mut() = match pq.clone() {
-                Some(pq) => hyper::Uri::from(pq),
-                None => hyper::Uri::from_static("/"),
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+            uri.authority = Some(target.authority.clone());
+            uri.path_and_query = pq.clone().or_else(|| Some("/".parse().expect("a path")));
+            *up.uri_mut() = match hyper::Uri::from_parts(uri) {
+                Ok(u) => u,
+                Err(_) => {
+                    return (
+                        plain(StatusCode::BAD_REQUEST, "a path that cannot be forwarded"),
+                        None,
+                    )
+                }
             };
             // The last attempt takes the headers; an earlier one, a copy.
             *up.headers_mut() = if attempt + 1 < attempts {
@@ -235,49 +242,36 @@ impl Edge {
             } else {
                 headers.take().unwrap_or_default()
             };
-            let timeout = self.settings.read_timeout;
-            let connect = self.settings.connect_timeout;
-            // A retry goes over a new connection: the pool's others may be as stale. A
-            // protocol switch too: the connection is the switched protocol's afterwards.
-            let exchange = async {
-                if upgrade {
-                    return pool::send_upgrade(ep, connect, up).await.map(|r| (r, None));
-                }
-                let mut c = pool::checkout(&target.pool, ep, attempt > 0, connect).await?;
-                let r = pool::send(&mut c, up).await?;
-                Ok((r, Some(c)))
+            // A retry goes over a new connection: the pool's others may be as stale.
+            let pool = if attempt == 0 {
+                target.pool.clone()
+            } else {
+                self.pool()
             };
-            match tokio::time::timeout(timeout, exchange).await {
+            let sent = tokio::time::timeout(self.settings.read_timeout, pool.request(up));
+            match sent.await {
                 Err(_) => {
                     self.metrics.error("timeout");
-                    tracing::warn!(upstream = %ep, timeout = ?timeout, "the backend did not answer in time");
+                    tracing::warn!(upstream = %ep, timeout = ?self.settings.read_timeout, "the backend did not answer in time");
                     return (
                         plain(
                             StatusCode::GATEWAY_TIMEOUT,
-                            &format!("{ep} did not answer within {timeout:?}"),
+                            &format!(
+                                "{ep} did not answer within {:?}",
+                                self.settings.read_timeout
+                            ),
                         ),
                         Some(ep),
                     );
                 }
-                Ok(Err(e)) if attempt + 1 < attempts && (e.is_connect() || !e.timed_out()) => {
+                Ok(Err(e)) if attempt + 1 < attempts && (e.is_connect() || !is_timeout(&e)) => {
                     tracing::warn!(upstream = %ep, error = %cause(&e), "retrying on the next endpoint");
                     self.metrics.retries.inc();
                     continue;
                 }
                 Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
-                Ok(Ok((resp, conn))) => {
-                    let lease = conn.map(|conn| pool::Lease {
-                        conn,
-                        pool: target.pool.clone(),
-                    });
-                    let answer = answer(
-                        resp,
-                        lease,
-                        client_upgrade,
-                        response_edits,
-                        request_body,
-                        client,
-                    );
+                Ok(Ok(resp)) => {
+                    let answer = answer(resp, client_upgrade, response_edits, request_body, client);
                     return (answer, Some(ep));
                 }
             }
@@ -286,8 +280,8 @@ impl Edge {
     }
 
     /// The proxy's answer to a failed attempt: 504 when connecting timed out, else 502.
-    fn failed(&self, ep: SocketAddr, e: &pool::SendError) -> Response<Body> {
-        let timed_out = e.timed_out();
+    fn failed(&self, ep: SocketAddr, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+        let timed_out = is_timeout(e);
         tracing::warn!(upstream = %ep, error = %cause(e), "the backend failed");
         self.metrics
             .error(if timed_out { "timeout" } else { "upstream" });
@@ -382,7 +376,6 @@ fn upstream_head<'a>(
 /// the answer without its hop-by-hop headers, with the route's response header filters.
 fn answer(
     mut resp: Response<Incoming>,
-    lease: Option<pool::Lease>,
     client_upgrade: Option<ClientSwitch>,
     response_edits: Option<&crate::routes::HeaderEdits>,
     request_body: Arc<Unread>,
@@ -419,7 +412,7 @@ fn answer(
     if let Some(e) = response_edits {
         e.apply(&mut p.headers);
     }
-    let b = FromUpstream::new(b, lease, request_body, &mut p, client);
+    let b = FromUpstream::new(b, request_body, &mut p, client);
     Response::from_parts(p, Either::Left(b))
 }
 
