@@ -225,7 +225,11 @@ impl Edge {
             let t = turn.clone();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 t.request(!req.body().is_end_stream());
-                req.extensions_mut().insert(ByTurns(t.clone()));
+                // Only a request that asks to switch protocols needs it (an extension costs
+                // each request a map).
+                if wants_upgrade(&req) {
+                    req.extensions_mut().insert(ByTurns(t.clone()));
+                }
                 edge.clone().serve(req, conn, slot.busy())
             });
             // Boxed: the connection's task holds only a pointer to it while it waits.
