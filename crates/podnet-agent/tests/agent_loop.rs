@@ -28,32 +28,52 @@ async fn until(what: &str, mut done: impl FnMut() -> bool, seen: impl Fn() -> St
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_transaction_is_retried_until_the_node_holds_what_the_api_says() {
-    let docs = podnet_model::parse_documents("m.yaml", common::MANIFESTS).unwrap();
-    let c = podnet_emulator::build(&docs, &Default::default()).unwrap();
+/// The cluster of `manifests`, as the lab builds it.
+fn cluster(manifests: &str) -> podnet_model::Cluster {
+    let docs = podnet_model::parse_documents("m.yaml", manifests).unwrap();
+    podnet_emulator::build(&docs, &Default::default()).unwrap()
+}
+
+/// The lab's API serving `c` in this process, and a client of it.
+async fn serve(c: &podnet_model::Cluster) -> (Arc<podnet_api::server::Api>, kube::Client) {
     let api = podnet_api::server::Api::new();
-    api.replace(podnet_api::project::project(&c));
+    api.replace(podnet_api::project::project(c));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(api.clone().serve(listener));
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    let client = kube::Client::try_from(config).unwrap();
+    (api, kube::Client::try_from(config).unwrap())
+}
 
-    let node = c.nodes[0].name.clone();
-    let dir = std::env::temp_dir().join(format!("podnet-agent-loop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = AgentConfig {
-        node: node.clone(),
+/// The first node's agent over a fake kernel, its state in `dir` (emptied), no CNI and no
+/// periodic pass.
+fn agent_config(
+    c: &podnet_model::Cluster,
+    dir: &std::path::Path,
+    verify_changes: bool,
+) -> AgentConfig {
+    let _ = std::fs::remove_dir_all(dir);
+    AgentConfig {
+        node: c.nodes[0].name.clone(),
         overrides: c.config.overrides(),
         uplink: UPLINK.into(),
         netns: "/nonexistent: the fake is the kernel".into(),
-        state_dir: dir.clone(),
+        state_dir: dir.to_path_buf(),
         cni: None,
         verify_every: Duration::from_secs(3600),
-        verify_changes: true,
+        verify_changes,
         cni_socket: dir.join("cni.sock"),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_is_retried_until_the_node_holds_what_the_api_says() {
+    let c = cluster(common::MANIFESTS);
+    let (_api, client) = serve(&c).await;
+
+    let node = c.nodes[0].name.clone();
+    let dir = std::env::temp_dir().join(format!("podnet-agent-loop-{}", std::process::id()));
+    let cfg = agent_config(&c, &dir, true);
     let fx = Shared::new(Recording::default().failing(Fail::Nft));
     let metrics = Arc::new(Metrics::default());
     let agent = tokio::spawn(run_with(client, cfg.clone(), metrics, fx.clone()));
@@ -178,29 +198,11 @@ impl Effects for Gated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verify_pass_reads_beside_the_loop_and_reads_again_when_a_change_overtakes_it() {
-    let docs = podnet_model::parse_documents("m.yaml", common::MANIFESTS).unwrap();
-    let c = podnet_emulator::build(&docs, &Default::default()).unwrap();
-    let api = podnet_api::server::Api::new();
-    api.replace(podnet_api::project::project(&c));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(api.clone().serve(listener));
-    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    let client = kube::Client::try_from(config).unwrap();
+    let c = cluster(common::MANIFESTS);
+    let (api, client) = serve(&c).await;
     let node = c.nodes[0].name.clone();
     let dir = std::env::temp_dir().join(format!("podnet-agent-read-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = AgentConfig {
-        node: node.clone(),
-        overrides: c.config.overrides(),
-        uplink: UPLINK.into(),
-        netns: "/nonexistent: the fake is the kernel".into(),
-        state_dir: dir.clone(),
-        cni: None,
-        verify_every: Duration::from_secs(3600),
-        verify_changes: false,
-        cni_socket: dir.join("cni.sock"),
-    };
+    let cfg = agent_config(&c, &dir, false);
     let fx = Gated {
         fx: Shared::new(Recording::default()),
         open: Arc::new((std::sync::Mutex::new(true), std::sync::Condvar::new())),
@@ -221,9 +223,7 @@ async fn a_verify_pass_reads_beside_the_loop_and_reads_again_when_a_change_overt
     )
     .await;
     // A change meanwhile is programmed at once: the loop does not wait for the read.
-    let changed = common::MANIFESTS.replace("port: 81", "port: 82");
-    let docs = podnet_model::parse_documents("m.yaml", &changed).unwrap();
-    let c2 = podnet_emulator::build(&docs, &Default::default()).unwrap();
+    let c2 = cluster(&common::MANIFESTS.replace("port: 81", "port: 82"));
     api.replace(podnet_api::project::project(&c2));
     let want = NodeDataplane::for_cluster(&c2, UPLINK)
         .into_iter()

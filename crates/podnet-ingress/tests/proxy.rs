@@ -1281,15 +1281,8 @@ async fn ask(
 async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_answer() {
     let b = sizes_backend().await;
     let h = start(quiet()).await;
-    let (crt, key) = cert_for(&["a.example.com"]);
-    h.edge.set(EdgeConfig {
-        certs: vec![HostCert {
-            host: HostMatch::of(Some("a.example.com")),
-            secret: NsName::new("default", "tls"),
-            key: certified_key_pem(crt.as_bytes(), key.as_bytes()).unwrap(),
-        }],
-        ..one_route("web", b)
-    });
+    let (config, crt) = secure_route(b);
+    h.edge.set(config);
     // 50 plain and 10 TLS keep-alive connections, each answered once: between requests,
     // every one waits with nothing of hyper's held, and each is answered again afterwards.
     let mut conns = Vec::new();
@@ -1297,7 +1290,7 @@ async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_ans
         conns.push(keep_alive(TcpStream::connect(h.http).await.unwrap()).await);
     }
     for _ in 0..10 {
-        let tls = tls_connect(h.https, "a.example.com", &crt, &[b"http/1.1"])
+        let tls = tls_connect(h.https, "secure.example.com", &crt, &[b"http/1.1"])
             .await
             .unwrap();
         conns.push(keep_alive(tls).await);
