@@ -1098,8 +1098,18 @@ struct CountingBackend {
     open: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
+/// What a [`CountingBackend`] answers a request with (its body).
+type Answer = fn(
+    Request<hyper::body::Incoming>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
+
 impl CountingBackend {
+    /// A backend that answers `ok`.
     async fn start() -> CountingBackend {
+        CountingBackend::answering(|_| Box::pin(async { Bytes::from_static(b"ok") })).await
+    }
+
+    async fn answering(answer: Answer) -> CountingBackend {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let at = l.local_addr().unwrap();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1110,9 +1120,9 @@ impl CountingBackend {
                 let (s, _) = l.accept().await.unwrap();
                 a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let task = tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
+                    let svc = hyper::service::service_fn(|req| async move {
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(Bytes::from_static(b"ok")),
+                            http_body_util::Full::new(answer(req).await),
                         ))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -1132,24 +1142,6 @@ impl CountingBackend {
     fn close(&self) {
         self.open.lock().unwrap().drain(..).for_each(|t| t.abort());
     }
-}
-
-async fn post(at: SocketAddr, body: &'static str) -> StatusCode {
-    let s = TcpStream::connect(at).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::post("/")
-        .header("host", "a.example.com")
-        .body(http_body_util::Full::new(Bytes::from_static(
-            body.as_bytes(),
-        )))
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    let status = resp.status();
-    resp.into_body().collect().await.unwrap();
-    status
 }
 
 #[tokio::test]
@@ -1189,7 +1181,9 @@ async fn backend_connections_are_kept_reused_and_replaced_when_the_backend_close
         b.close();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = b.accepted();
-        assert_eq!(post(h.http, "x").await, StatusCode::OK, "round {round}");
+        let mut c = keep_alive(TcpStream::connect(h.http).await.unwrap()).await;
+        let posted = ask(&mut c, hyper::Method::POST, "/", b"x").await;
+        assert_eq!(posted.0, StatusCode::OK, "round {round}");
         let (status, _, _) = get(h.http, "a.example.com", "/").await;
         assert_eq!(status, StatusCode::OK, "round {round}");
         assert_eq!(
@@ -1209,33 +1203,20 @@ async fn backend_connections_are_kept_reused_and_replaced_when_the_backend_close
 /// A backend that answers `/big` with 16 MiB of `x`, a POST with the length of its body, and
 /// anything else with `ok`.
 async fn sizes_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let body = if req.uri().path() == "/big" {
-                            Bytes::from(vec![b'x'; 16 << 20])
-                        } else if req.method() == hyper::Method::POST {
-                            let n = req.into_body().collect().await.unwrap().to_bytes().len();
-                            Bytes::from(format!("got {n}"))
-                        } else {
-                            Bytes::from_static(b"ok")
-                        };
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(body),
-                        ))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    at
+    let b = CountingBackend::answering(|req| {
+        Box::pin(async move {
+            if req.uri().path() == "/big" {
+                Bytes::from(vec![b'x'; 16 << 20])
+            } else if req.method() == hyper::Method::POST {
+                let n = req.into_body().collect().await.unwrap().to_bytes().len();
+                Bytes::from(format!("got {n}"))
+            } else {
+                Bytes::from_static(b"ok")
+            }
+        })
+    })
+    .await;
+    b.at
 }
 
 fn gauge(edge: &Edge, name: &str) -> i64 {
