@@ -1219,6 +1219,18 @@ async fn sizes_backend() -> SocketAddr {
     b.at
 }
 
+/// What comes back on `s` up to the end of an answer whose body ends with `ok`.
+async fn answered(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"ok") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 fn gauge(edge: &Edge, name: &str) -> i64 {
     let text = edge.metrics.encode();
     text.lines()
@@ -1353,6 +1365,18 @@ async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_ans
     tokio::time::timeout(Duration::from_secs(20), slow)
         .await
         .expect("the large answer and the next one within 20 s");
+    // A request whose head comes in two pieces 300 ms apart (past the grace), after a first
+    // one on the same connection: the turn waits for the rest, as the header timeout allows.
+    let mut s = TcpStream::connect(h.http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(answered(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"GET /2 HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"st: a.example.com\r\n\r\n").await.unwrap();
+    let second = answered(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     // Three requests in one write (pipelined): three answers, in order.
     let out = raw(
         h.http,

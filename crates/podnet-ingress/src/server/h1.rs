@@ -12,11 +12,11 @@
 //! answered and the answer flushed, and the client has sent nothing for [`GRACE`] (a busy
 //! connection keeps its turn: making hyper's state anew for each request cost 5% of the
 //! requests per second at 16 and 256 connections), a read that would wait is reported to
-//! hyper as the end of the input, which hyper takes, at an idle point of a keep-alive connection, for the client's
-//! close; `without_shutdown` then gives the socket back, with the bytes hyper had read ahead
-//! (a pipelined request), which the next turn reads first. The answer was written as on a
-//! keep-alive connection: nothing tells the client. A request with a body keeps its turn
-//! going (hyper may still read its rest), until a request without one.
+//! hyper as the end of the input, which hyper takes, at an idle point of a keep-alive
+//! connection, for the client's close; `without_shutdown` then gives the socket back, with
+//! the bytes hyper had read ahead (a pipelined request), which the next turn reads first. The
+//! answer was written as on a keep-alive connection: nothing tells the client. A request with
+//! a body keeps its turn going (hyper may still read its rest), until a request without one.
 //!
 //! Protocol switches (WebSocket) are done by hand here: hyper hands the socket back after
 //! the 101, and the turn joins it to the backend's switched connection.
@@ -138,8 +138,11 @@ impl<I: ClientIo> AsyncRead for TurnIo<I> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Ok(())) if buf.filled().len() > filled => {
-                // The client sent more: the next wait has a grace of its own.
+                // The client sent more: the start of its next request, which may come in
+                // pieces (the header timeout bounds it, not the grace); the next wait after
+                // its answer has a grace of its own.
                 me.armed = false;
+                me.turn.may_end.store(false, Ordering::Release);
                 Poll::Ready(Ok(()))
             }
             other => other,
