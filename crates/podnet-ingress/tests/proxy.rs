@@ -1377,6 +1377,21 @@ async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_ans
     s.write_all(b"st: a.example.com\r\n\r\n").await.unwrap();
     let second = answered(&mut s).await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // `Connection: close` over TLS: the answer, then the TLS close (close_notify) that a
+    // client takes for a clean end.
+    let mut tls = tls_connect(h.https, "secure.example.com", &crt, &[b"http/1.1"])
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut all)).await;
+    let all = String::from_utf8_lossy(&all);
+    assert!(
+        matches!(read, Ok(Ok(_))) && all.starts_with("HTTP/1.1 200") && all.ends_with("ok"),
+        "{read:?}: {all}"
+    );
     // Three requests in one write (pipelined): three answers, in order.
     let out = raw(
         h.http,

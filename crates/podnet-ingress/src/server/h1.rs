@@ -264,7 +264,14 @@ impl Edge {
                 return;
             }
             if !turn.ended_here.load(Ordering::Acquire) {
-                // The client's own end.
+                // hyper's own end (the client's, or `Connection: close`): the socket is shut
+                // as hyper would have (over TLS, with its close_notify), then closed.
+                let mut back = back;
+                let _ = tokio::time::timeout(
+                    self.settings.handshake_timeout,
+                    tokio::io::AsyncWriteExt::shutdown(&mut back),
+                )
+                .await;
                 return;
             }
             io = back;
