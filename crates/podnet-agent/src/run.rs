@@ -212,8 +212,8 @@ enum Next {
 /// while the node was written to, it is stale, and is read again.
 struct Reading {
     why: Verify,
-    /// The kernel writes made when the read began ([`Counted`]).
-    writes: u64,
+    /// [`Agent::programs`] when the read began.
+    programs: u64,
     started: Instant,
     rx: tokio::sync::oneshot::Receiver<Result<Tables, podnet_node::NodeError>>,
 }
@@ -225,71 +225,6 @@ type ReadOutcome =
 /// nothing can overtake it): a node that never quietens is verified all the same.
 const STALE_READS: u32 = 3;
 
-/// The node's effects with their writes counted: a ruleset read that a write overtook is not
-/// what the node holds.
-struct Counted<E> {
-    fx: E,
-    writes: u64,
-}
-
-impl<E: Effects> Effects for Counted<E> {
-    fn nft(&mut self, tx: &podnet_proxy::nft::Transaction) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.nft(tx)
-    }
-    fn nft_policy(
-        &mut self,
-        tx: &podnet_policy::Transaction,
-    ) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.nft_policy(tx)
-    }
-    fn nft_masquerade(
-        &mut self,
-        m: &podnet_node::dataplane::Masquerade,
-    ) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.nft_masquerade(m)
-    }
-    fn net(&mut self, ops: &[podnet_node::net::NetOp]) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.net(ops)
-    }
-    fn forget_udp_flow(
-        &mut self,
-        flow: &podnet_proxy::nft::StaleUdpFlow,
-    ) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.forget_udp_flow(flow)
-    }
-    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), podnet_node::NodeError> {
-        self.writes += 1;
-        self.fx.sysctl(key, value)
-    }
-    fn observe(
-        &mut self,
-        want: &NodeDataplane,
-    ) -> Result<podnet_node::verify::Observed, podnet_node::NodeError> {
-        self.fx.observe(want)
-    }
-    fn policy_entries(
-        &mut self,
-        want: &NodeDataplane,
-    ) -> Result<podnet_node::effects::PolicyEntries, podnet_node::NodeError> {
-        self.fx.policy_entries(want)
-    }
-    fn ruleset_reader(&self) -> Option<podnet_node::effects::RulesetReader> {
-        self.fx.ruleset_reader()
-    }
-    fn observe_with(
-        &mut self,
-        want: &NodeDataplane,
-        tables: Tables,
-    ) -> Result<podnet_node::verify::Observed, podnet_node::NodeError> {
-        self.fx.observe_with(want, tables)
-    }
-}
-
 /// What the agent's loop keeps between its phases: its effects `E` are the node's kernel
 /// ([`Linux`]) or, in tests, a fake.
 struct Agent<E: Effects> {
@@ -298,7 +233,10 @@ struct Agent<E: Effects> {
     model: ApiModel,
     watch: ClusterWatch,
     /// One effects for the agent's life: its nft session stays.
-    fx: Counted<E>,
+    fx: E,
+    /// Times the node was programmed (each may write to the kernel; nothing else does): a
+    /// ruleset read that one overtook is not what the node holds.
+    programs: u64,
     /// The record of what the node holds: a cache. The first pass reads the kernel; the
     /// record gives only the conntrack deletions still owed.
     held: Held,
@@ -468,7 +406,8 @@ impl<E: Effects> Agent<E> {
             metrics,
             model,
             watch,
-            fx: Counted { fx, writes: 0 },
+            fx,
+            programs: 0,
             reading: None,
             stale_reads: 0,
             prefetched: None,
@@ -524,6 +463,7 @@ impl<E: Effects> Agent<E> {
             return Ok(false);
         };
         let want = l.dataplane();
+        self.programs += 1;
         let verifying = self.verify.is_some();
         let failures = match self.verify.take() {
             Some(why) => {
@@ -815,7 +755,7 @@ impl<E: Effects> Agent<E> {
         self.last_verify = Instant::now();
         self.reading = Some(Reading {
             why,
-            writes: self.fx.writes,
+            programs: self.programs,
             started: Instant::now(),
             rx,
         });
@@ -829,7 +769,7 @@ impl<E: Effects> Agent<E> {
             return;
         };
         match outcome {
-            Ok(Ok(tables)) if r.writes == self.fx.writes && self.in_sync => {
+            Ok(Ok(tables)) if r.programs == self.programs && self.in_sync => {
                 self.stale_reads = 0;
                 self.prefetched = Some((tables, r.started));
                 self.verify = Some(r.why);
