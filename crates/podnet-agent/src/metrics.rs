@@ -31,6 +31,7 @@ pub struct Metrics {
     policy_groups: Gauge,
     verify_seconds: Histogram,
     stale_reads: Counter,
+    replayed_writes: Counter,
     cni_wait_seconds: Histogram,
     cni_gave_up: Counter,
     drift: Family<Vec<(String, String)>, Counter>,
@@ -91,8 +92,14 @@ impl Default for Metrics {
         let stale_reads = Counter::default();
         registry.register(
             "verify_stale_reads",
-            "Ruleset reads of a verify pass (done beside the loop) that a change of the node overtook, read again",
+            "Kernel reads of a verify pass (done beside the loop) that a change of the node overtook, read again",
             stale_reads.clone(),
+        );
+        let replayed_writes = Counter::default();
+        registry.register(
+            "verify_replayed_writes",
+            "Changes of the proxy's elements made during a verify pass's kernel read (beside the loop), replayed onto the read",
+            replayed_writes.clone(),
         );
         registry.register(
             "verify_duration_seconds",
@@ -117,6 +124,7 @@ impl Default for Metrics {
             cni_gave_up,
             verify_seconds,
             stale_reads,
+            replayed_writes,
             drift,
             differs: AtomicBool::new(false),
             verify_now: tokio::sync::Notify::new(),
@@ -159,14 +167,24 @@ impl Metrics {
         self.differs.store(differs, Ordering::Relaxed);
     }
 
-    /// A verify pass's ruleset read that a change overtook.
+    /// A verify pass's kernel read that a change overtook.
     pub fn stale_read(&self) {
         self.stale_reads.inc();
     }
 
-    /// Ruleset reads that a change overtook, so far.
+    /// Kernel reads that a change overtook, so far.
     pub fn stale_reads(&self) -> u64 {
         self.stale_reads.get()
+    }
+
+    /// Changes made during a kernel read, replayed onto it.
+    pub fn replayed(&self, writes: usize) {
+        self.replayed_writes.inc_by(writes as u64);
+    }
+
+    /// Changes replayed onto kernel reads, so far.
+    pub fn replayed_writes(&self) -> u64 {
+        self.replayed_writes.get()
     }
 
     /// How many differences were found in `table` so far.

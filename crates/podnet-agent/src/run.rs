@@ -12,14 +12,17 @@
 //!   every `verify_every` (30 s), after a failed change (instead of trusting the record), on
 //!   `POST /verify`, and with `verify_changes` once events quieten after a change. `/readyz`
 //!   is false while a repair failed.
-//! - The period's and `POST /verify`'s passes read the ruleset (their slow part: 350–500 ms at
-//!   10,000 Services) on a thread of their own ([`Reading`]) while the loop goes on taking
-//!   events; a read that a write to the node overtook is read again (on the loop after three
-//!   in a row), so that what is compared is what the node holds.
+//! - The period's and `POST /verify`'s passes read the kernel (the ruleset, their slow part:
+//!   350–500 ms at 10,000 Services; links, routes and settings) on a thread of their own
+//!   ([`Reading`]) while the loop goes on taking events. Changes of the proxy's elements made
+//!   meanwhile are replayed onto the read ([`podnet_node::effects::Read::replay`]); a read that
+//!   any other write overtook is read again (on the loop after three in a row), so that what
+//!   is compared is what the node holds.
 //! - What the node was last verified to hold is written to `<node>.verified.json` (the lab
 //!   waits on it, and compares it with its own model); what was last programmed, and the
-//!   record, beside it in a quiet moment (100 ms without events, at least every 2 s), not on
-//!   the path of an event.
+//!   record, beside it in a quiet moment (100 ms without events, at least every 2 s). The
+//!   loop hands a copy of each to a thread of its own that writes them ([`record`]): an event
+//!   never waits for megabytes of JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,15 +33,17 @@ use podnet_node::apply::Held;
 use podnet_node::dataplane::NodeDataplane;
 use podnet_node::effects::Effects;
 use podnet_node::effects::Linux;
+use podnet_node::effects::Read;
 use podnet_node::live::{Delta, Live};
-use podnet_node::observe::Tables;
 
 use crate::metrics::Metrics;
 use crate::AgentError;
 use podnet_watch::{ClusterWatch, Round};
 
 mod programmed;
+mod record;
 use programmed::{programmed, Unprogrammed};
+use record::Recorder;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -128,21 +133,7 @@ fn read_held(path: &Path) -> Held {
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| AgentError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
-    // Streamed to the file: a node's record is megabytes of JSON at 10,000 Services, and a
-    // buffer that size, made and freed after each change, grew the agent's RSS by about 160 MB
-    // over 100 changes (glibc raises its mmap threshold after freeing one, and the next come from
-    // the heap, leaving holes).
-    let mut out =
-        std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp).map_err(io)?);
-    serde_json::to_writer(&mut out, v).map_err(|e| io(e.into()))?;
-    std::io::Write::flush(&mut out).map_err(io)?;
-    drop(out);
-    std::fs::rename(&tmp, path).map_err(io)
+    record::write_json(path, |w| serde_json::to_writer(w, v))
 }
 
 /// Writes podnet's CNI configuration for the node (atomically: a runtime may read it at any
@@ -199,7 +190,7 @@ impl Verify {
 enum Next {
     Round(Round),
     Verify(Verify),
-    /// A ruleset read for a verify pass is over ([`Reading`]).
+    /// A kernel read for a verify pass is over ([`Reading`]).
     Read(Box<ReadOutcome>),
     /// The CNI plugin asks.
     Cni(crate::cni::Asked),
@@ -207,19 +198,41 @@ enum Next {
     Expired,
 }
 
-/// A read of the node's ruleset for a verify pass, on a thread of its own: the slow part of a
-/// pass (350–500 ms at 10,000 Services), during which the loop goes on taking events. Read
-/// while the node was written to, it is stale, and is read again.
+/// A read of the node for a verify pass (its ruleset, links, routes and settings), on a thread
+/// of its own: the slow part of a pass (350–500 ms at 10,000 Services), during which the loop
+/// goes on taking events. Read while the node was written to, it is stale, and is read again.
 struct Reading {
     why: Verify,
-    /// [`Agent::programs`] when the read began.
-    programs: u64,
+    /// The proxy's transactions written since the read began, to replay onto it; None once
+    /// anything else was written (the read is then stale).
+    writes: Option<Vec<podnet_proxy::nft::Transaction>>,
     started: Instant,
-    rx: tokio::sync::oneshot::Receiver<Result<Tables, podnet_node::NodeError>>,
+    rx: tokio::sync::oneshot::Receiver<Result<Read, podnet_node::NodeError>>,
 }
 
 type ReadOutcome =
-    Result<Result<Tables, podnet_node::NodeError>, tokio::sync::oneshot::error::RecvError>;
+    Result<Result<Read, podnet_node::NodeError>, tokio::sync::oneshot::error::RecvError>;
+
+impl Reading {
+    /// The node was programmed during the read: `delta` (None: the whole dataplane, or a
+    /// verify pass) with the outcome `applied` (None: unknown).
+    fn wrote(&mut self, delta: Option<&Delta>, applied: Option<&podnet_node::Applied>) {
+        let Some(writes) = &mut self.writes else {
+            return;
+        };
+        match (delta, applied) {
+            (Some(d), Some(a)) if a.failures.is_empty() && a.report.proxy_alone() => {
+                // The proxy's transaction is the delta's, when one was written.
+                match (&d.proxy, a.report.proxy_elements) {
+                    (Some(tx), Some(_)) => writes.push(tx.clone()),
+                    (_, None) => {}
+                    (None, Some(_)) => self.writes = None,
+                }
+            }
+            _ => self.writes = None,
+        }
+    }
+}
 
 /// A read overtaken by writes this many times in a row is done on the loop instead (where
 /// nothing can overtake it): a node that never quietens is verified all the same.
@@ -234,9 +247,6 @@ struct Agent<E: Effects> {
     watch: ClusterWatch,
     /// One effects for the agent's life: its nft session stays.
     fx: E,
-    /// Times the node was programmed (each may write to the kernel; nothing else does): a
-    /// ruleset read that one overtook is not what the node holds.
-    programs: u64,
     /// The record of what the node holds: a cache. The first pass reads the kernel; the
     /// record gives only the conntrack deletions still owed.
     held: Held,
@@ -248,18 +258,20 @@ struct Agent<E: Effects> {
     ready: bool,
     failed_before: bool,
     verify: Option<Verify>,
-    /// A ruleset read under way for a verify pass.
+    /// A kernel read under way for a verify pass.
     reading: Option<Reading>,
     /// Reads overtaken by writes in a row.
     stale_reads: u32,
     /// The ruleset the next verify pass compares (read off the loop), and when its read began.
-    prefetched: Option<(Tables, Instant)>,
+    prefetched: Option<(Read, Instant)>,
     /// A verify pass owed once the events quieten (with `verify_changes`).
     verify_owed: bool,
     last_verify: Instant,
     /// What is yet to be written down (it waits for a quiet moment).
     unwritten: bool,
     last_write: Instant,
+    /// The writer of the records, beside the loop.
+    records: Recorder,
     /// When the events the next apply carries out were received.
     since: Instant,
     waiters: Vec<Waiter>,
@@ -306,7 +318,7 @@ pub async fn run_with<E: Effects>(
         }
         agent.metrics.set_ready(agent.ready);
         // Waits until there is something to program: a round of changes, or a verify pass to
-        // run on the loop (a ruleset read under way, or one overtaken and read again, is not).
+        // run on the loop (a kernel read under way, or one overtaken and read again, is not).
         let round = loop {
             match agent.wait(&mut cni_rx).await? {
                 Next::Verify(why) => {
@@ -399,6 +411,7 @@ impl<E: Effects> Agent<E> {
         // What is yet to be written down (it waits for a quiet moment).
         let unwritten = false;
         let last_write = Instant::now();
+        let records = Recorder::new(&cfg.node)?;
         // When the events the next apply carries out were received.
         let since = first.oldest.unwrap_or_else(Instant::now);
         let agent = Agent {
@@ -407,7 +420,6 @@ impl<E: Effects> Agent<E> {
             model,
             watch,
             fx,
-            programs: 0,
             reading: None,
             stale_reads: 0,
             prefetched: None,
@@ -422,6 +434,7 @@ impl<E: Effects> Agent<E> {
             last_verify,
             unwritten,
             last_write,
+            records,
             since,
             waiters,
             hints_written,
@@ -446,29 +459,23 @@ impl<E: Effects> Agent<E> {
         }
     }
 
-    /// Gives the kernel back the pages freed after a peak (`after` names it), which glibc would
-    /// otherwise keep: the agent's RSS followed its peaks, not its live heap, and each thread's
-    /// arena kept its own (bench/RESULTS.md). Not on an event's path: after the first
-    /// programming and after verify passes.
-    fn release_memory(&self, after: &str) {
-        let t = Instant::now();
-        let gave = podnet_alloc::release_free_memory();
-        tracing::debug!(node = %self.cfg.node, gave, took = ?t.elapsed(), "freed pages given back after {after}");
-    }
-
     /// Programs the node (or verifies it, when a pass is owed) and answers the CNI ADDs it now
     /// holds; true when a whole verify pass is to follow at once.
     fn program(&mut self) -> Result<bool, AgentError> {
         let Some(l) = &self.live else {
             return Ok(false);
         };
+        self.records.check()?;
         let want = l.dataplane();
-        self.programs += 1;
         let verifying = self.verify.is_some();
         let failures = match self.verify.take() {
             Some(why) => {
                 self.last_verify = Instant::now();
                 self.verify_owed = false;
+                // A read under way may not see what the pass repairs.
+                if let Some(r) = &mut self.reading {
+                    r.wrote(None, None);
+                }
                 verify_pass(
                     why,
                     &mut self.held,
@@ -480,17 +487,22 @@ impl<E: Effects> Agent<E> {
                 )
             }
             None => {
+                // Taken: a delta is carried out once.
+                let delta = std::mem::take(&mut self.delta);
                 let applied = if self.in_sync {
-                    // Taken: a delta is carried out once.
                     podnet_node::apply_delta(
                         std::mem::take(&mut self.held),
                         want,
-                        &std::mem::take(&mut self.delta),
+                        &delta,
                         &mut self.fx,
                     )
                 } else {
                     podnet_node::apply(&self.held, want, &mut self.fx)
                 };
+                // A read under way saw this or not: replayed onto it if it can be.
+                if let Some(r) = &mut self.reading {
+                    r.wrote(self.in_sync.then_some(&delta), Some(&applied));
+                }
                 self.held = applied.held;
                 self.verify_owed = self.cfg.verify_changes;
                 applied.failures
@@ -508,10 +520,13 @@ impl<E: Effects> Agent<E> {
                 self.metrics.synced(self.since.elapsed(), want);
             }
             if verifying {
-                // The kernel was read and found (or made) as wanted.
-                write_json(&verified_file(&self.cfg.state_dir, &self.cfg.node), want)?;
+                // The kernel was read and found (or made) as wanted: written beside the loop.
+                self.records.write(
+                    verified_file(&self.cfg.state_dir, &self.cfg.node),
+                    want.clone(),
+                )?;
                 // A pass reads the node's whole ruleset (tens of MB of JSON at 10,000 Services).
-                self.release_memory("a verify pass");
+                self.records.trim("a verify pass")?;
                 // Each CNI ADD whose pod the node now holds returns, once the address
                 // the plugin told is written down (the API may not show it yet).
                 if !self.waiters.is_empty() {
@@ -527,10 +542,16 @@ impl<E: Effects> Agent<E> {
                 );
             }
             if !self.ready {
-                write_json(&self.cfg.held_file(), &self.held)?;
-                write_json(&programmed_file(&self.cfg.state_dir, &self.cfg.node), want)?;
+                self.records
+                    .write(self.cfg.held_file(), self.held.clone())?;
+                self.records.write(
+                    programmed_file(&self.cfg.state_dir, &self.cfg.node),
+                    want.clone(),
+                )?;
                 self.unwritten = false;
-                write_json(&self.cfg.ready_file(), &true)?;
+                self.records.write(self.cfg.ready_file(), true)?;
+                // Ready is said (and the CNI installed) once written.
+                self.records.sync()?;
                 // The node's podCIDRs, one per family (the CNI gives each pod an address
                 // of each).
                 let cidrs = self
@@ -551,7 +572,7 @@ impl<E: Effects> Agent<E> {
                 self.ready = true;
                 // The first lists' and the first programming's peak is over (210 MB at 10,000
                 // Services and pods, 90 MB live after it).
-                self.release_memory("the first programming");
+                self.records.trim("the first programming")?;
             }
             if !verifying && !self.waiters.is_empty() {
                 // A pod's ADD waits: read back from the kernel what it needs (the policy
@@ -637,10 +658,14 @@ impl<E: Effects> Agent<E> {
                 _ = tokio::time::sleep(quiet), if self.unwritten || self.verify_owed => {
                     save_hints(&self.cfg, &self.watch, &mut self.hints_written)?;
                     if self.unwritten {
-                        write_json(&self.cfg.held_file(), &self.held)?;
+                        // Copies (2-4 ms at 10,000 Services), written beside the loop.
+                        self.records.write(self.cfg.held_file(), self.held.clone())?;
                         if self.in_sync {
                             if let Some(l) = &self.live {
-                                write_json(&programmed_file(&self.cfg.state_dir, &self.cfg.node), l.dataplane())?;
+                                self.records.write(
+                                    programmed_file(&self.cfg.state_dir, &self.cfg.node),
+                                    l.dataplane().clone(),
+                                )?;
                             }
                         }
                         self.unwritten = false;
@@ -727,7 +752,7 @@ impl<E: Effects> Agent<E> {
         }
     }
 
-    /// Starts a verify pass's ruleset read on a thread of its own, for the passes that wait
+    /// Starts a verify pass's kernel read on a thread of its own, for the passes that wait
     /// for no one (the period's, and `POST /verify`), when the node is programmed and its
     /// effects can read that way; false: the pass is to run on the loop.
     fn start_reading(&mut self, why: Verify) -> bool {
@@ -738,7 +763,11 @@ impl<E: Effects> Agent<E> {
             // One is under way: it serves this one too.
             return true;
         }
-        let Some(reader) = self.fx.ruleset_reader() else {
+        let Some(reader) = self
+            .live
+            .as_ref()
+            .and_then(|l| self.fx.kernel_reader(l.dataplane()))
+        else {
             return false;
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -748,43 +777,60 @@ impl<E: Effects> Agent<E> {
                 let _ = tx.send(reader.read());
             });
         if let Err(e) = spawned {
-            tracing::warn!(node = %self.cfg.node, "no thread for the ruleset read ({e}): verifying on the loop");
+            tracing::warn!(node = %self.cfg.node, "no thread for the kernel read ({e}): verifying on the loop");
             return false;
         }
         // The period runs from the pass's start.
         self.last_verify = Instant::now();
         self.reading = Some(Reading {
             why,
-            programs: self.programs,
+            writes: Some(Vec::new()),
             started: Instant::now(),
             rx,
         });
         true
     }
 
-    /// A ruleset read is over: its verify pass runs next when nothing was written to the node
-    /// meanwhile; else it is read again (on the loop, after [`STALE_READS`] in a row).
+    /// A kernel read is over: its verify pass runs next when nothing was written to the node
+    /// meanwhile but changes of the proxy's elements (replayed onto the read); else it is read
+    /// again (on the loop, after [`STALE_READS`] in a row).
     fn read(&mut self, outcome: ReadOutcome) {
         let Some(r) = self.reading.take() else {
             return;
         };
+        // A read that every write since it began can be replayed onto is what the node holds.
+        let outcome = outcome.map(|read| {
+            read.map(|mut read| {
+                let current = self.in_sync
+                    && r.writes
+                        .as_ref()
+                        .is_some_and(|w| w.iter().all(|tx| read.replay(tx)));
+                (read, current)
+            })
+        });
         match outcome {
-            Ok(Ok(tables)) if r.programs == self.programs && self.in_sync => {
+            Ok(Ok((read, true))) => {
+                let replayed = r.writes.as_ref().map_or(0, Vec::len);
+                if replayed > 0 {
+                    tracing::debug!(node = %self.cfg.node, replayed, "the proxy's changes during the kernel read replayed onto it");
+                    self.metrics.replayed(replayed);
+                }
                 self.stale_reads = 0;
-                self.prefetched = Some((tables, r.started));
+                self.prefetched = Some((read, r.started));
                 self.verify = Some(r.why);
             }
-            Ok(Ok(_)) => {
+            Ok(Ok((_, false))) => {
                 self.stale_reads += 1;
                 self.metrics.stale_read();
-                tracing::debug!(node = %self.cfg.node, stale = self.stale_reads, "the node changed during the ruleset read: reading again");
+                tracing::debug!(node = %self.cfg.node, stale = self.stale_reads, "the node changed during the kernel read: reading again");
                 if self.stale_reads >= STALE_READS || !self.start_reading(r.why) {
+                    tracing::info!(node = %self.cfg.node, stale = self.stale_reads, pass = r.why.as_str(), "the node changed during each kernel read: verifying on the loop");
                     self.stale_reads = 0;
                     self.verify = Some(r.why);
                 }
             }
             Ok(Err(e)) => {
-                tracing::warn!(node = %self.cfg.node, "reading the ruleset: {} (verifying on the loop)", podnet_node::chain(&e));
+                tracing::warn!(node = %self.cfg.node, "reading the kernel: {} (verifying on the loop)", podnet_node::chain(&e));
                 self.verify = Some(r.why);
             }
             Err(_) => self.verify = Some(r.why),
@@ -816,15 +862,15 @@ fn verify_pass(
     held: &mut Held,
     want: &NodeDataplane,
     fx: &mut impl Effects,
-    prefetched: Option<(Tables, Instant)>,
+    prefetched: Option<(Read, Instant)>,
     metrics: &Metrics,
     node: &str,
 ) -> Vec<podnet_node::NodeError> {
-    let (tables, started) = match prefetched {
-        Some((t, at)) => (Some(t), at),
+    let (read, started) = match prefetched {
+        Some((r, at)) => (Some(r), at),
         None => (None, Instant::now()),
     };
-    match podnet_node::verify::verify_with(held, want, fx, tables) {
+    match podnet_node::verify::verify_with(held, want, fx, read) {
         Ok(v) => {
             let drifted: &[podnet_node::verify::Drift] =
                 if why == Verify::Start { &[] } else { &v.drift };

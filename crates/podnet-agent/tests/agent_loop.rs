@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use podnet_agent::metrics::Metrics;
 use podnet_agent::run::{run_with, verified_file, AgentConfig};
 use podnet_node::dataplane::NodeDataplane;
-use podnet_node::effects::{Call, Effects, Fail, Recording, RulesetReader, Shared};
+use podnet_node::effects::{Call, Effects, Fail, KernelReader, Recording, Shared};
 
 const UPLINK: &str = "eth0";
 
@@ -184,20 +184,55 @@ impl Effects for Gated {
     ) -> Result<podnet_node::verify::Observed, podnet_node::NodeError> {
         self.fx.observe(want)
     }
-    fn ruleset_reader(&self) -> Option<RulesetReader> {
-        let (open, reads) = (self.open.clone(), self.reads.clone());
-        Some(RulesetReader::new(move || {
+    fn kernel_reader(&self, _want: &NodeDataplane) -> Option<KernelReader> {
+        let (open, reads, fx) = (self.open.clone(), self.reads.clone(), self.fx.clone());
+        Some(KernelReader::new(move || {
             reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The proxy's table as the read finds it, before it waits at the gate (an IPv4
+            // cluster: one table).
+            let proxy = fx.lock().table.clone().map(|content| {
+                assert!(!content.ipv6, "the test's cluster is IPv4 alone");
+                podnet_node::observe::Table {
+                    content,
+                    ..Default::default()
+                }
+            });
             let (m, cv) = &*open;
             let _open = cv.wait_while(m.lock().unwrap(), |o| !*o).unwrap();
-            // The fake's observe reads the fake itself; the tables stand for the read.
-            Ok(podnet_node::observe::Tables::default())
+            let mut read = podnet_node::effects::Read::default();
+            read.tables.proxy = proxy;
+            Ok(read)
         }))
+    }
+    /// The fake as it is now, but the proxy's table as the read found it.
+    fn observe_with(
+        &mut self,
+        want: &NodeDataplane,
+        read: podnet_node::effects::Read,
+    ) -> Result<podnet_node::verify::Observed, podnet_node::NodeError> {
+        let mut o = self.fx.observe(want)?;
+        o.held.proxy = read.tables.proxy.map(|t| t.content);
+        Ok(o)
+    }
+}
+
+/// Waits until the fake's calls stop coming (a round ends with its conntrack deletions, after
+/// its transactions).
+async fn settled(fx: &Gated) {
+    let mut calls = fx.fx.lock().calls.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = fx.fx.lock().calls.len();
+        if now == calls {
+            break;
+        }
+        calls = now;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verify_pass_reads_beside_the_loop_and_reads_again_when_a_change_overtakes_it() {
+async fn a_verify_pass_reads_beside_the_loop_replays_the_proxys_changes_and_reads_again_after_others(
+) {
     let c = cluster(common::MANIFESTS);
     let (api, client) = serve(&c).await;
     let node = c.nodes[0].name.clone();
@@ -212,57 +247,92 @@ async fn a_verify_pass_reads_beside_the_loop_and_reads_again_when_a_change_overt
     let agent = tokio::spawn(run_with(client, cfg.clone(), metrics.clone(), fx.clone()));
     until("the node ready", || cfg.ready_file().exists(), String::new).await;
     assert_eq!(fx.reads(), 0, "the pass at start is done on the loop");
-
-    // A pass is asked for; its read waits at the gate.
-    fx.set(false);
-    metrics.verify_now.notify_one();
-    until(
-        "a ruleset read under way",
-        || fx.reads() == 1,
-        || format!("{} reads", fx.reads()),
-    )
-    .await;
-    // A change meanwhile is programmed at once: the loop does not wait for the read.
-    let c2 = cluster(&common::MANIFESTS.replace("port: 81", "port: 82"));
-    api.replace(podnet_api::project::project(&c2));
-    let want = NodeDataplane::for_cluster(&c2, UPLINK)
-        .into_iter()
-        .find(|d| d.node == node)
-        .unwrap();
-    until(
-        "the change programmed while the read waits",
-        || fx.fx.lock().table.as_ref() == Some(&want.proxy),
-        || format!("{} reads", fx.reads()),
-    )
-    .await;
-    // The change's round ends with its conntrack deletions, after the table's transaction:
-    // all of it lands before the gate opens.
-    let mut calls = fx.fx.lock().calls.len();
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = fx.fx.lock().calls.len();
-        if now == calls {
-            break;
-        }
-        calls = now;
-    }
-    assert_eq!(fx.reads(), 1, "the first read still waits");
-    // The read ends: what it read is older than the change, so it is read again, and the pass
-    // then confirms the node holds the change.
-    fx.set(true);
+    let want_of = |c: &podnet_model::Cluster| {
+        NodeDataplane::for_cluster(c, UPLINK)
+            .into_iter()
+            .find(|d| d.node == node)
+            .unwrap()
+    };
     let verified = || -> Option<NodeDataplane> {
         serde_json::from_slice(&std::fs::read(verified_file(&dir, &node)).ok()?).ok()
     };
+    let said = || {
+        format!(
+            "{} reads, {} stale, {} replayed",
+            fx.reads(),
+            metrics.stale_reads(),
+            metrics.replayed_writes()
+        )
+    };
+
+    // 1. A pass is asked for; its read takes the proxy's table, then waits at the gate.
+    fx.set(false);
+    metrics.verify_now.notify_one();
+    until("a kernel read under way", || fx.reads() == 1, said).await;
+    // A change of the proxy's elements meanwhile is programmed at once: the loop does not
+    // wait for the read.
+    let c2 = cluster(&common::MANIFESTS.replace("port: 81", "port: 82"));
+    let want2 = want_of(&c2);
+    api.replace(podnet_api::project::project(&c2));
     until(
-        "the pass done over a second read",
-        || verified().as_ref() == Some(&want),
-        || format!("{} reads, {} stale", fx.reads(), metrics.stale_reads()),
+        "the Service's change programmed while the read waits",
+        || fx.fx.lock().table.as_ref() == Some(&want2.proxy),
+        said,
     )
     .await;
-    assert_eq!(fx.reads(), 2);
-    assert_eq!(metrics.stale_reads(), 1);
+    settled(&fx).await;
+    assert_eq!(fx.reads(), 1, "the first read still waits");
+    // The read ends, older than the change: the change is replayed onto it, and the pass
+    // finds the node as it must be (compared unreplayed, the old port would be drift).
+    fx.set(true);
+    until(
+        "the pass done over the replayed read",
+        || verified().as_ref() == Some(&want2),
+        said,
+    )
+    .await;
+    assert_eq!((fx.reads(), metrics.stale_reads()), (1, 0), "{}", said());
+    assert!(metrics.replayed_writes() >= 1, "{}", said());
     assert_eq!(
         metrics.drift_count("proxy"),
+        0,
+        "the replayed read is current"
+    );
+
+    // 2. A change of another table (the policy's) cannot be replayed: the read is stale, and
+    // is read again.
+    fx.set(false);
+    metrics.verify_now.notify_one();
+    until("a second kernel read under way", || fx.reads() == 2, said).await;
+    let c3 = cluster(
+        &common::MANIFESTS
+            .replace("port: 81", "port: 82")
+            .replace("ports: [{port: 5432}]", "ports: [{port: 5433}]"),
+    );
+    let want3 = want_of(&c3);
+    assert_ne!(
+        want3.policy, want2.policy,
+        "the change is the node's policy's"
+    );
+    api.replace(podnet_api::project::project(&c3));
+    until(
+        "the policy's change programmed while the read waits",
+        || fx.fx.lock().policy.as_ref() == Some(&want3.policy),
+        said,
+    )
+    .await;
+    settled(&fx).await;
+    assert_eq!(fx.reads(), 2, "the second read still waits");
+    fx.set(true);
+    until(
+        "the pass done over a third read",
+        || verified().as_ref() == Some(&want3),
+        said,
+    )
+    .await;
+    assert_eq!((fx.reads(), metrics.stale_reads()), (3, 1), "{}", said());
+    assert_eq!(
+        metrics.drift_count("policy") + metrics.drift_count("proxy"),
         0,
         "no drift: the stale read was not compared"
     );

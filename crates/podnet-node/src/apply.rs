@@ -66,7 +66,22 @@ pub struct Report {
     pub proxy_elements: Option<(usize, usize)>,
     /// Whether the policy table changed.
     pub policy_changed: bool,
+    /// Whether the masquerade table was replaced.
+    pub masquerade_replaced: bool,
     pub flows_forgotten: usize,
+}
+
+impl Report {
+    /// Whether nothing was written but the proxy's transaction (and conntrack deletions):
+    /// no setting, link, route, neighbour or FDB entry, and no other table.
+    pub fn proxy_alone(&self) -> bool {
+        self.sysctls == 0
+            && !self.created_vxlan
+            && self.remotes_added == 0
+            && self.remotes_removed == 0
+            && !self.policy_changed
+            && !self.masquerade_replaced
+    }
 }
 
 /// The outcome of an apply: what the node now holds, what was done, and every failure.
@@ -257,7 +272,10 @@ impl Run<'_> {
             return; // An IPv6 cluster: nothing to masquerade here.
         };
         match self.fx.nft_masquerade(m) {
-            Ok(()) => self.now.masquerade = Some(m.clone()),
+            Ok(()) => {
+                self.now.masquerade = Some(m.clone());
+                self.report.masquerade_replaced = true;
+            }
             Err(e) => self.failures.push(e),
         }
     }

@@ -46,61 +46,206 @@ pub trait Effects {
             egress: p.egress.keys().copied().collect(),
         })
     }
-    /// A reader of the ruleset that can run on another thread while the caller goes on,
-    /// when these effects read a kernel; None: [`Effects::observe`] reads everything.
-    fn ruleset_reader(&self) -> Option<RulesetReader> {
+    /// A reader of what a verify pass compares, made for `want`, that can run on another
+    /// thread while the caller goes on, when these effects read a kernel; None:
+    /// [`Effects::observe`] reads everything.
+    fn kernel_reader(&self, want: &NodeDataplane) -> Option<KernelReader> {
+        let _ = want;
         None
     }
-    /// [`Effects::observe`], with podnet's tables already read ([`RulesetReader::read`]):
-    /// the rest of the read (settings, links, routes) and the checks against `want`.
-    fn observe_with(
-        &mut self,
-        want: &NodeDataplane,
-        tables: observe::Tables,
-    ) -> Result<Observed, NodeError> {
-        let _ = tables;
+    /// [`Effects::observe`], with what [`KernelReader::read`] read already: the rest of the
+    /// read (what it did not read, or read for another `want`) and the checks against `want`.
+    fn observe_with(&mut self, want: &NodeDataplane, read: Read) -> Result<Observed, NodeError> {
+        let _ = read;
         self.observe(want)
     }
 }
 
-/// The slow part of reading a node back: its nftables ruleset (`nft -j --terse` and the
-/// sets' elements over netlink, then parsed: 350–500 ms at 10,000 Services, most of a verify
-/// pass), which needs nothing of what the node must hold, so that it can be read on a thread
-/// of its own while the agent goes on serving events.
-#[derive(Clone)]
-pub struct RulesetReader(
-    std::sync::Arc<dyn Fn() -> Result<observe::Tables, NodeError> + Send + Sync>,
-);
+/// What a [`KernelReader`] read: podnet's tables and, from a kernel, the rest of what a verify
+/// pass compares.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub tables: observe::Tables,
+    pub rest: Option<Rest>,
+}
 
-impl std::fmt::Debug for RulesetReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RulesetReader")
+impl Read {
+    /// Brings the read up to date with a proxy transaction written since it began, when the
+    /// transaction changes elements alone; false (the read is then stale) when it does more,
+    /// or touches a table the read did not find.
+    ///
+    /// Each element the read holds was read once, before or after the write (a transaction is
+    /// atomic; a read of many sets is not, as a whole). Adding an element sets it and deleting
+    /// one removes it, whatever was there: after every transaction since the read began is
+    /// replayed in order, each element touched is as the last of them left it, as the kernel
+    /// holds it, and every other element is as read.
+    pub fn replay(&mut self, tx: &Transaction) -> bool {
+        if tx
+            .ops
+            .iter()
+            .any(|op| !matches!(op, Op::AddElements(_) | Op::DeleteElements(_)))
+        {
+            return false;
+        }
+        for op in &tx.ops {
+            let (removed, added): (&[Element], &[Element]) = match op {
+                Op::DeleteElements(v) => (v, &[]),
+                Op::AddElements(v) => (&[], v),
+                _ => unreachable!("elements alone"),
+            };
+            for (family, table) in [
+                (podnet_model::IpFamily::Ipv4, &mut self.tables.proxy),
+                (podnet_model::IpFamily::Ipv6, &mut self.tables.proxy6),
+            ] {
+                let of = |v: &[Element]| -> Vec<Element> {
+                    v.iter().filter(|e| e.family() == family).copied().collect()
+                };
+                let (removed, added) = (of(removed), of(added));
+                if removed.is_empty() && added.is_empty() {
+                    continue;
+                }
+                let Some(t) = table else {
+                    return false;
+                };
+                t.content.patch(&removed, &added);
+            }
+        }
+        true
     }
 }
 
-impl RulesetReader {
+impl From<observe::Tables> for Read {
+    fn from(tables: observe::Tables) -> Read {
+        Read { tables, rest: None }
+    }
+}
+
+/// A node's links, routes, neighbours, FDB entries and settings, as read for the device
+/// names and settings of a dataplane; interpreted against what the node must hold on the
+/// caller's side (cheap: a few small JSON documents).
+#[derive(Debug, Clone)]
+pub struct Rest {
+    names: Names,
+    /// The settings asked that could be read, with their values.
+    sysctls: BTreeMap<String, String>,
+    /// The overlay's link, and its routes (IPv4, IPv6), neighbours and FDB (`ip -j`,
+    /// `bridge -j`) when it is there.
+    device: Option<netlink_packet_route::link::LinkMessage>,
+    overlay: Option<[String; 4]>,
+    /// The uplink's routes (IPv4, IPv6) when it is there.
+    uplink_routes: Option<[String; 2]>,
+}
+
+/// What a [`Rest`] is read for: a dataplane's devices and settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Names {
+    vxlan: String,
+    uplink: String,
+    sysctls: BTreeSet<String>,
+}
+
+impl Names {
+    fn of(want: &NodeDataplane) -> Names {
+        Names {
+            vxlan: want.vxlan.name.clone(),
+            uplink: want.vxlan.uplink.clone(),
+            sysctls: want.sysctls.keys().cloned().collect(),
+        }
+    }
+}
+
+impl Rest {
+    /// Reads them in the network namespace at `netns`.
+    fn read(netns: &std::path::Path, names: Names) -> Result<Rest, NodeError> {
+        let run = |args: &[&str]| sys::run_in(netns, Command::new(args[0]).args(&args[1..]), None);
+        let sysctls = sys::in_netns(netns, || {
+            Ok(names
+                .sysctls
+                .iter()
+                .filter_map(|k| {
+                    let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+                    Some((
+                        k.clone(),
+                        std::fs::read_to_string(path).ok()?.trim().to_string(),
+                    ))
+                })
+                .collect())
+        })?;
+        let dev = names.vxlan.as_str();
+        let device = crate::netlink::link(netns, dev)?;
+        let overlay = match device {
+            Some(_) => Some([
+                run(&["ip", "-j", "route", "show", "dev", dev])?,
+                run(&["ip", "-j", "-6", "route", "show", "dev", dev])?,
+                run(&["ip", "-j", "neigh", "show", "dev", dev])?,
+                run(&["bridge", "-j", "fdb", "show", "dev", dev])?,
+            ]),
+            None => None,
+        };
+        let uplink = names.uplink.as_str();
+        let uplink_routes = match crate::netlink::link(netns, uplink)? {
+            Some(_) => Some([
+                run(&["ip", "-j", "route", "show", "dev", uplink])?,
+                run(&["ip", "-j", "-6", "route", "show", "dev", uplink])?,
+            ]),
+            None => None,
+        };
+        Ok(Rest {
+            names,
+            sysctls,
+            device,
+            overlay,
+            uplink_routes,
+        })
+    }
+}
+
+/// Reads what a verify pass compares (the slow part of reading a node back: the nftables
+/// ruleset over netlink, 350–500 ms at 10,000 Services; with the rest, links, routes and
+/// settings, 10–30 ms more) on whatever thread calls [`KernelReader::read`], while the agent
+/// goes on serving events.
+#[derive(Clone)]
+pub struct KernelReader(std::sync::Arc<dyn Fn() -> Result<Read, NodeError> + Send + Sync>);
+
+impl std::fmt::Debug for KernelReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelReader")
+    }
+}
+
+impl KernelReader {
     /// A reader that calls `read` (a fake's, in tests).
-    pub fn new(
-        read: impl Fn() -> Result<observe::Tables, NodeError> + Send + Sync + 'static,
-    ) -> RulesetReader {
-        RulesetReader(std::sync::Arc::new(read))
+    pub fn new(read: impl Fn() -> Result<Read, NodeError> + Send + Sync + 'static) -> KernelReader {
+        KernelReader(std::sync::Arc::new(read))
     }
 
-    /// The reader of the kernel's ruleset in the network namespace at `netns`.
-    pub fn kernel(netns: PathBuf) -> RulesetReader {
-        RulesetReader::new(move || {
-            let ruleset = crate::nlnft::ruleset(&netns)?;
-            observe::tables_of(&ruleset).map_err(|source| NodeError::Unreadable {
-                what: "the ruleset".into(),
-                source,
+    /// The reader of the kernel in the network namespace at `netns`, for `want`'s devices
+    /// and settings.
+    pub fn kernel(netns: PathBuf, want: &NodeDataplane) -> KernelReader {
+        let names = Names::of(want);
+        KernelReader::new(move || {
+            let rest = Rest::read(&netns, names.clone())?;
+            let tables = ruleset_tables(&netns)?;
+            Ok(Read {
+                tables,
+                rest: Some(rest),
             })
         })
     }
 
-    /// podnet's tables as the kernel holds them now.
-    pub fn read(&self) -> Result<observe::Tables, NodeError> {
+    /// What the kernel holds now.
+    pub fn read(&self) -> Result<Read, NodeError> {
         (self.0)()
     }
+}
+
+/// podnet's tables as the kernel in `netns` holds them.
+fn ruleset_tables(netns: &std::path::Path) -> Result<observe::Tables, NodeError> {
+    let ruleset = crate::nlnft::ruleset(netns)?;
+    observe::tables_of(&ruleset).map_err(|source| NodeError::Unreadable {
+        what: "the ruleset".into(),
+        source,
+    })
 }
 
 /// The keys of the policy table's ingress and egress maps, as the kernel holds them.
@@ -280,78 +425,56 @@ impl Effects for Linux {
     }
 
     fn observe(&mut self, want: &NodeDataplane) -> Result<Observed, NodeError> {
-        let tables = RulesetReader::kernel(self.netns.clone()).read()?;
-        self.observe_with(want, tables)
+        let tables = ruleset_tables(&self.netns)?;
+        self.observe_with(want, tables.into())
     }
 
-    fn ruleset_reader(&self) -> Option<RulesetReader> {
-        Some(RulesetReader::kernel(self.netns.clone()))
+    fn kernel_reader(&self, want: &NodeDataplane) -> Option<KernelReader> {
+        Some(KernelReader::kernel(self.netns.clone(), want))
     }
 
-    fn observe_with(
-        &mut self,
-        want: &NodeDataplane,
-        tables: observe::Tables,
-    ) -> Result<Observed, NodeError> {
+    fn observe_with(&mut self, want: &NodeDataplane, read: Read) -> Result<Observed, NodeError> {
+        // Read for another dataplane's devices or settings: read again.
+        let names = Names::of(want);
+        let rest = match read.rest {
+            Some(r) if r.names == names => r,
+            _ => Rest::read(&self.netns, names)?,
+        };
         let mut out = Observed::default();
-        out.held.sysctls = sys::in_netns(&self.netns, || {
-            Ok(want
-                .sysctls
-                .keys()
-                .filter_map(|k| {
-                    let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-                    Some((
-                        k.clone(),
-                        std::fs::read_to_string(path).ok()?.trim().to_string(),
-                    ))
-                })
-                .collect())
-        })?;
-        self.observe_overlay(want, &mut out.held)?;
-        self.observe_tables(want, tables, &mut out);
+        out.held.sysctls = rest.sysctls.clone();
+        observe_overlay(want, &rest, &mut out.held)?;
+        self.observe_tables(want, read.tables, &mut out);
         Ok(out)
     }
 }
 
-impl Linux {
-    /// The overlay: the device as made, then its entries.
-    fn observe_overlay(
-        &self,
-        want: &NodeDataplane,
-        held: &mut crate::Held,
-    ) -> Result<(), NodeError> {
-        let run =
-            |args: &[&str]| sys::run_in(&self.netns, Command::new(args[0]).args(&args[1..]), None);
-        let dev = &want.vxlan.name;
-        let device = crate::netlink::link(&self.netns, dev)?
-            .is_some_and(|l| observe::vxlan_matches(&l, &want.vxlan));
-        if device {
-            held.vxlan = Some(want.vxlan.clone());
-            held.remotes = observe::remotes(
-                &[
-                    run(&["ip", "-j", "route", "show", "dev", dev])?,
-                    run(&["ip", "-j", "-6", "route", "show", "dev", dev])?,
-                ],
-                &run(&["ip", "-j", "neigh", "show", "dev", dev])?,
-                &run(&["bridge", "-j", "fdb", "show", "dev", dev])?,
-                &want.remotes,
-            )?;
-        }
-        let uplink = &want.vxlan.uplink;
-        if crate::netlink::link(&self.netns, uplink)?.is_some() {
-            held.remotes.extend(observe::native_remotes(
-                &[
-                    run(&["ip", "-j", "route", "show", "dev", uplink])?,
-                    run(&["ip", "-j", "-6", "route", "show", "dev", uplink])?,
-                ],
-                want.pod_cidrs(),
-                &want.remotes,
-            )?);
-        }
-        held.remotes_certain = true;
-        Ok(())
+/// The overlay: the device as made, then its entries; the routes to other nodes' pods
+/// through the uplink.
+fn observe_overlay(
+    want: &NodeDataplane,
+    rest: &Rest,
+    held: &mut crate::Held,
+) -> Result<(), NodeError> {
+    let device = rest
+        .device
+        .as_ref()
+        .is_some_and(|l| observe::vxlan_matches(l, &want.vxlan));
+    if let (true, Some(o)) = (device, &rest.overlay) {
+        held.vxlan = Some(want.vxlan.clone());
+        held.remotes = observe::remotes(&o[..2], &o[2], &o[3], &want.remotes)?;
     }
+    if let Some(routes) = &rest.uplink_routes {
+        held.remotes.extend(observe::native_remotes(
+            routes,
+            want.pod_cidrs(),
+            &want.remotes,
+        )?);
+    }
+    held.remotes_certain = true;
+    Ok(())
+}
 
+impl Linux {
     /// The tables, from the kernel's structure: each whole as podnet made it, or not held.
     fn observe_tables(&self, want: &NodeDataplane, tables: observe::Tables, out: &mut Observed) {
         let mut check =
@@ -544,15 +667,11 @@ impl<E: Effects> Effects for Shared<E> {
     fn policy_entries(&mut self, want: &NodeDataplane) -> Result<PolicyEntries, NodeError> {
         self.lock().policy_entries(want)
     }
-    fn ruleset_reader(&self) -> Option<RulesetReader> {
-        self.lock().ruleset_reader()
+    fn kernel_reader(&self, want: &NodeDataplane) -> Option<KernelReader> {
+        self.lock().kernel_reader(want)
     }
-    fn observe_with(
-        &mut self,
-        want: &NodeDataplane,
-        tables: observe::Tables,
-    ) -> Result<Observed, NodeError> {
-        self.lock().observe_with(want, tables)
+    fn observe_with(&mut self, want: &NodeDataplane, read: Read) -> Result<Observed, NodeError> {
+        self.lock().observe_with(want, read)
     }
 }
 

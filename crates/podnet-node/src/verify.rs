@@ -219,17 +219,17 @@ pub fn verify(
     verify_with(held, want, fx, None)
 }
 
-/// [`verify`], with podnet's tables already read when `tables` is given (on another thread,
-/// by [`crate::effects::RulesetReader`]: the caller makes sure nothing was written to the
-/// kernel since the read began).
+/// [`verify`], with what the kernel holds already read when `read` is given (on another
+/// thread, by [`crate::effects::KernelReader`]: the caller makes sure nothing was written to
+/// the kernel since the read began).
 pub fn verify_with(
     held: &Held,
     want: &NodeDataplane,
     fx: &mut dyn Effects,
-    tables: Option<crate::observe::Tables>,
+    read: Option<crate::effects::Read>,
 ) -> Result<Verified, NodeError> {
-    let mut observed = match tables {
-        Some(t) => fx.observe_with(want, t)?,
+    let mut observed = match read {
+        Some(r) => fx.observe_with(want, r)?,
         None => fx.observe(want)?,
     };
     observed.held.stale_flows = held.stale_flows.clone();
