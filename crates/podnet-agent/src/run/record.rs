@@ -6,8 +6,8 @@
 //! The loop now hands the writer a copy of what to write (2–7 ms to clone at that size) and
 //! goes on. Writes are done in the order they were asked; a newer write of a file whose
 //! write still waits its turn takes its place (the file ends as the newer one says either
-//! way, and one copy per file waits). The copies' pages are given back to the kernel once the
-//! writes quieten (at most every 2 s). A failed write is the agent's error, as it was on the
+//! way, and one copy per file waits). The copies' pages are given back to the kernel once no
+//! write came for 2 s. A failed write is the agent's error, as it was on the
 //! loop: the loop takes it at its next call.
 
 use std::collections::VecDeque;
@@ -44,9 +44,9 @@ pub(super) struct Recorder {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Pages freed by the writes' copies are given back at most this often (each trim walks the
-/// allocator's arenas, 3–17 ms at 10,000 Services).
-const TRIM_EVERY: Duration = Duration::from_secs(2);
+/// Pages freed by the writes' copies are given back once no write came for this long (each
+/// trim walks the allocator's arenas, 3–17 ms at 10,000 Services).
+const QUIET: Duration = Duration::from_secs(2);
 
 impl Recorder {
     pub(super) fn new(node: &str) -> Result<Recorder, AgentError> {
@@ -148,7 +148,7 @@ impl Drop for Recorder {
 
 fn writer(node: &str, shared: &(Mutex<Queue>, Condvar)) {
     let (lock, wake) = shared;
-    let mut last_trim = Instant::now();
+    let mut last_write = Instant::now();
     // Copies were freed since the last trim.
     let mut freed = false;
     loop {
@@ -161,12 +161,13 @@ fn writer(node: &str, shared: &(Mutex<Queue>, Condvar)) {
                 if q.closed {
                     break None;
                 }
-                // Idle: the copies' pages go back once the writes quieten.
-                if freed && last_trim.elapsed() >= TRIM_EVERY {
+                // The copies' pages go back once the writes have quietened: not while events
+                // flow (a trim locks each arena in turn, the loop's too).
+                if freed && last_write.elapsed() >= QUIET {
                     break Some(Job::Trim("the records' copies"));
                 }
                 let wait = if freed {
-                    TRIM_EVERY.saturating_sub(last_trim.elapsed())
+                    QUIET.saturating_sub(last_write.elapsed())
                 } else {
                     Duration::from_secs(3600)
                 };
@@ -183,12 +184,12 @@ fn writer(node: &str, shared: &(Mutex<Queue>, Condvar)) {
                     lock.lock().expect("records").failed.get_or_insert(e);
                 }
                 freed = true;
+                last_write = Instant::now();
             }
             Job::Trim(after) => {
                 let t = Instant::now();
                 let gave = podnet_alloc::release_free_memory();
                 tracing::debug!(node, gave, took = ?t.elapsed(), "freed pages given back after {after}");
-                last_trim = Instant::now();
                 freed = false;
             }
             Job::Sync(done) => {
