@@ -6,12 +6,16 @@
 # programs the nodes itself: the ADD does not wait), for the ratio. Prints p50 / p99 / max of
 # each new pod's namespace + ADD time, per run, and the agents' own wait (their histogram's
 # mean). RUNS runs (default 3), N pods each (default 100).
-#   bench/cni_wait.sh [N] [RUNS]
+#   [PODNET_BIN=<podnet>] bench/cni_wait.sh [N] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --release -q -p podnet
-P=target/release/podnet
+# PODNET_BIN=<podnet> measures that build instead of building this tree's (an A/B between
+# builds: run the script once with each).
+if [ -z "${PODNET_BIN:-}" ]; then
+  cargo build --release -q -p podnet
+fi
+P=${PODNET_BIN:-target/release/podnet}
 n=${1:-100}
 runs=${2:-3}
 dir=$(mktemp -d /tmp/podnet-cni-wait.XXXXXX)
