@@ -138,8 +138,11 @@ def rss_kb(pid):
 
 
 def idle_memory(name, proc):
-    """RSS growth with IDLE keep-alive connections, each having served one request."""
+    """RSS growth with IDLE keep-alive connections, each having served one request, once
+    settled (3 s after the load before, and after the last answer: allocators that give
+    memory back do it when requests stop, podnet's a second after)."""
     port = PORTS[name][0]
+    time.sleep(3)
     before = rss_kb(proc.pid)
     socks = []
     req = b"GET / HTTP/1.1\r\nHost: bench.example.com\r\n\r\n"
@@ -163,7 +166,7 @@ def idle_memory(name, proc):
         if len(socks) % 500 == 0:
             read_answers(socks[-500:])
     read_answers(socks[len(socks) - len(socks) % 500:])
-    time.sleep(1)
+    time.sleep(3)
     after = rss_kb(proc.pid)
     alive = 0
     for s in socks:
@@ -216,7 +219,7 @@ print(f"| memory with {IDLE} idle keep-alive connections | podnet | nginx | hapr
 print("|---|---|---|---|")
 print("| RSS before (MB) | " + " | ".join(f"{memory[n][1]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
 print("| RSS growth (MB) | " + " | ".join(f"{memory[n][0]:.1f}" for n in ["podnet", "nginx", "haproxy"]) + " |")
-print("| answered / still open after 1 s | " + " | ".join(str(memory[n][2]) for n in ["podnet", "nginx", "haproxy"]) + " |")
+print("| answered / still open after 3 s | " + " | ".join(str(memory[n][2]) for n in ["podnet", "nginx", "haproxy"]) + " |")
 if BASELINE:
     print()
     print(f"| protocol | conns | podnet req/s | baseline req/s ({BASELINE}) | podnet/baseline | podnet p50/p99 ms | baseline p50/p99 ms |")

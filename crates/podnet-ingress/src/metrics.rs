@@ -39,6 +39,8 @@ pub struct Metrics {
     /// HTTP/1 client connections between turns: waiting for their next request, holding no
     /// buffer (`server::h1`).
     pub waiting: Gauge,
+    /// Times the allocator's free pages were given back, after requests stopped.
+    pub memory_given_back: Counter,
 }
 
 impl Default for Metrics {
@@ -92,6 +94,12 @@ impl Metrics {
             "Client connections open",
             connections.clone(),
         );
+        let memory_given_back = Counter::default();
+        registry.register(
+            "memory_given_back",
+            "Times the allocator's free pages were given back to the kernel, a second after requests stopped",
+            memory_given_back.clone(),
+        );
         let by_status = [1, 2, 3, 4, 5].map(|class| {
             ["http", "https"].map(|scheme| {
                 requests
@@ -114,6 +122,7 @@ impl Metrics {
             certificates,
             connections,
             waiting,
+            memory_given_back,
         }
     }
 

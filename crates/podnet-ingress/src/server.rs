@@ -66,6 +66,9 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The `Server` header of every response.
 pub const SERVER: &str = "podnet";
 
+/// How long no request starts before freed memory is given back ([`Edge::give_back`]).
+const QUIET: Duration = Duration::from_secs(1);
+
 /// Limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -157,6 +160,8 @@ pub struct Edge {
     log: AccessLog,
     ids: RequestIds,
     conns: Arc<std::sync::Mutex<Conns>>,
+    /// The task that gives freed memory back once requests stop ([`Edge::give_back`]) runs.
+    giving_back: AtomicBool,
 }
 
 impl std::fmt::Debug for Edge {
@@ -227,7 +232,44 @@ impl Edge {
             metrics: Metrics::new(),
             ids: RequestIds::new(),
             conns: Default::default(),
+            giving_back: AtomicBool::new(false),
         }))
+    }
+
+    /// Starts, once, the task that gives the allocator's free pages back to the kernel when
+    /// requests stop for a second ([`QUIET`]) after some were served. Each request's turn
+    /// takes hyper's 8 KiB buffers and frees them when its connection goes back to waiting;
+    /// glibc keeps the pages they leave between connections that stay (about 1 KB per idle
+    /// keep-alive connection), and without a trim it keeps them for good. Not while requests
+    /// flow: a trim locks each arena in turn.
+    fn give_back(self: &Arc<Self>) {
+        if self.giving_back.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let edge = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let (mut seen, mut trimmed_at) = (0, 0);
+            loop {
+                tokio::time::sleep(QUIET).await;
+                let Some(e) = edge.upgrade() else {
+                    return;
+                };
+                let served = e.ids.counter.load(Ordering::Relaxed);
+                drop(e);
+                if served == seen && served != trimmed_at {
+                    let t = std::time::Instant::now();
+                    let gave = tokio::task::spawn_blocking(podnet_alloc::release_free_memory)
+                        .await
+                        .unwrap_or(false);
+                    tracing::debug!(gave, took = ?t.elapsed(), "freed pages given back after requests stopped");
+                    if let Some(e) = edge.upgrade() {
+                        e.metrics.memory_given_back.inc();
+                    }
+                    trimmed_at = served;
+                }
+                seen = served;
+            }
+        });
     }
 
     /// Swaps in a new configuration: requests that started keep the old one.
@@ -291,6 +333,7 @@ impl Edge {
 
     /// Serves plain HTTP on `l` until the task is dropped.
     pub async fn serve_http(self: Arc<Self>, l: TcpListener) {
+        self.give_back();
         loop {
             let (s, peer, local) = accept(&l).await;
             let Some(slot) = self.admit() else {
@@ -334,6 +377,7 @@ impl Edge {
 
     /// Serves HTTPS on `l` until the task is dropped.
     pub async fn serve_https(self: Arc<Self>, l: TcpListener) {
+        self.give_back();
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
         loop {
             let (s, peer, local) = accept(&l).await;

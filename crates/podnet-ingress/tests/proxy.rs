@@ -1407,3 +1407,45 @@ async fn http1_connections_wait_between_requests_holding_nothing_and_lose_no_ans
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn freed_memory_is_given_back_once_requests_stop_and_not_while_they_flow() {
+    let b = sizes_backend().await;
+    let h = start(quiet()).await;
+    let (config, _crt) = secure_route(b);
+    h.edge.set(config);
+    let given = || h.edge.metrics.memory_given_back.get();
+    let mut c = keep_alive(TcpStream::connect(h.http).await.unwrap()).await;
+    // Requests every 100 ms for 2.5 s: a trim locks the allocator's arenas, so none runs.
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            ask(&mut c, hyper::Method::GET, "/", b"").await.0,
+            StatusCode::OK
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(given(), 0, "no trim while requests flow");
+    // They stop: one trim within two of the task's seconds, then none while nothing comes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while given() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no trim 3 s after the last request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(given(), 1, "one trim per quiet spell");
+    // The next spell after more requests has its own.
+    assert_eq!(
+        ask(&mut c, hyper::Method::GET, "/", b"").await.0,
+        StatusCode::OK
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while given() == 1 {
+        assert!(std::time::Instant::now() < deadline, "no second trim");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(given(), 2);
+}
