@@ -200,7 +200,8 @@ enum Next {
 
 /// A read of the node for a verify pass (its ruleset, links, routes and settings), on a thread
 /// of its own: the slow part of a pass (350–500 ms at 10,000 Services), during which the loop
-/// goes on taking events. Read while the node was written to, it is stale, and is read again.
+/// goes on taking events. The proxy's element changes made meanwhile are replayed onto it;
+/// after any other write it is stale, and is read again.
 struct Reading {
     why: Verify,
     /// The proxy's transactions written since the read began, to replay onto it; None once
@@ -214,23 +215,26 @@ type ReadOutcome =
     Result<Result<Read, podnet_node::NodeError>, tokio::sync::oneshot::error::RecvError>;
 
 impl Reading {
-    /// The node was programmed during the read: `delta` (None: the whole dataplane, or a
-    /// verify pass) with the outcome `applied` (None: unknown).
-    fn wrote(&mut self, delta: Option<&Delta>, applied: Option<&podnet_node::Applied>) {
+    /// The node was programmed during the read with `delta`, which `applied`: replayable
+    /// when nothing but the delta's proxy transaction was written.
+    fn wrote(&mut self, delta: &Delta, applied: &podnet_node::Applied) {
         let Some(writes) = &mut self.writes else {
             return;
         };
-        match (delta, applied) {
-            (Some(d), Some(a)) if a.failures.is_empty() && a.report.proxy_alone() => {
-                // The proxy's transaction is the delta's, when one was written.
-                match (&d.proxy, a.report.proxy_elements) {
-                    (Some(tx), Some(_)) => writes.push(tx.clone()),
-                    (_, None) => {}
-                    (None, Some(_)) => self.writes = None,
-                }
-            }
-            _ => self.writes = None,
+        if !applied.failures.is_empty() || !applied.report.proxy_alone() {
+            return self.stale();
         }
+        match (&delta.proxy, applied.report.proxy_elements) {
+            (Some(tx), Some(_)) => writes.push(tx.clone()),
+            (_, None) => {}
+            (None, Some(_)) => self.stale(),
+        }
+    }
+
+    /// Something was written that cannot be replayed onto the read (a whole apply, a verify
+    /// pass's repair).
+    fn stale(&mut self) {
+        self.writes = None;
     }
 }
 
@@ -262,7 +266,7 @@ struct Agent<E: Effects> {
     reading: Option<Reading>,
     /// Reads overtaken by writes in a row.
     stale_reads: u32,
-    /// The ruleset the next verify pass compares (read off the loop), and when its read began.
+    /// What the next verify pass compares (read off the loop), and when its read began.
     prefetched: Option<(Read, Instant)>,
     /// A verify pass owed once the events quieten (with `verify_changes`).
     verify_owed: bool,
@@ -474,7 +478,7 @@ impl<E: Effects> Agent<E> {
                 self.verify_owed = false;
                 // A read under way may not see what the pass repairs.
                 if let Some(r) = &mut self.reading {
-                    r.wrote(None, None);
+                    r.stale();
                 }
                 verify_pass(
                     why,
@@ -501,7 +505,10 @@ impl<E: Effects> Agent<E> {
                 };
                 // A read under way saw this or not: replayed onto it if it can be.
                 if let Some(r) = &mut self.reading {
-                    r.wrote(self.in_sync.then_some(&delta), Some(&applied));
+                    match self.in_sync {
+                        true => r.wrote(&delta, &applied),
+                        false => r.stale(),
+                    }
                 }
                 self.held = applied.held;
                 self.verify_owed = self.cfg.verify_changes;
