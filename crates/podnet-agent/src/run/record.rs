@@ -72,8 +72,15 @@ impl Recorder {
         self.shared.0.lock().expect("records")
     }
 
-    /// The first write that failed since the last call.
+    /// The first write that failed since the last call; an error too once the writer has
+    /// ended (a panic in it: nothing would be written again).
     pub(super) fn check(&self) -> Result<(), AgentError> {
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return Err(AgentError::Io {
+                what: "the records' writer".into(),
+                source: std::io::Error::other("it ended"),
+            });
+        }
         match self.queue().failed.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -254,6 +261,21 @@ mod tests {
         r.write(a.clone(), 7u8).unwrap();
         r.sync().unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), b"7");
+        // A writer that died (a panic while writing) is the caller's error from then on.
+        r.send(Job::Write(
+            a.clone(),
+            Box::new(|_| panic!("a writer's panic, on purpose")),
+        ))
+        .unwrap();
+        let t = std::time::Instant::now();
+        while r.check().is_ok() {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "the writer's end unseen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(r.write(a.clone(), 8u8).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
