@@ -1,4 +1,4 @@
-//! Giving back what the allocator keeps.
+//! What podnet asks of the allocator: freed pages given back, and one arena.
 //!
 //! glibc's malloc returns freed memory to the kernel only from the top of each heap (and only
 //! once more than its trim threshold is free there, a threshold that rises to 64 MB as large
@@ -29,6 +29,36 @@ fn trim() -> bool {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() -> bool {
+    false
+}
+
+/// Makes every thread allocate from glibc's one main arena; returns whether the setting was
+/// taken. Call it first thing in `main`'s thread, before any other thread has allocated: a
+/// thread that has allocated keeps the arena it was given.
+///
+/// glibc gives each thread that allocates while another holds the lock an arena of its own (up
+/// to eight per core). A process whose worker threads decode a peak (the agent's first lists
+/// of a large cluster) and keep a fraction of it (the objects its watches hold) leaves each of
+/// those arenas mostly free but with live blocks on most of its pages, which no trim can give
+/// back; and the main arena, where the model is built afterwards, cannot reuse them. The agent
+/// at 10,000 Services held 100 MB of RSS in two such arenas with 21 MB live in them. With one
+/// arena the memory freed by the peak is reused by what follows it. The price is one lock for
+/// every thread's allocations beyond their own caches (glibc's per-thread tcache): right for a
+/// process with few threads that allocate little once it runs, not for a proxy's workers.
+pub fn one_arena() -> bool {
+    arena_max(1)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn arena_max(n: i32) -> bool {
+    // SAFETY: mallopt takes two integers and no pointer; M_ARENA_MAX only bounds the arenas
+    // made from now on.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn arena_max(_: i32) -> bool {
     false
 }
 
