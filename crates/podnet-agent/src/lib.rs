@@ -4,6 +4,7 @@
 //! node's dataplane through [`podnet_node`].
 
 pub mod cni;
+pub mod flows;
 pub mod metrics;
 pub mod run;
 pub mod translate;

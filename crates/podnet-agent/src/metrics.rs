@@ -1,6 +1,7 @@
 //! The agent's health and metrics: `/healthz` (the process serves), `/readyz` (the node holds
 //! a dataplane computed from the API, and is not known to differ from it), Prometheus
-//! `/metrics` (prometheus-client), and `/verify` (POST: verify the node now).
+//! `/metrics` (prometheus-client), `/verify` (POST: verify the node now), and `/flows` (the
+//! node's flow log as JSON lines, followed with `?follow=true`).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Request, Response, StatusCode};
 use podnet_node::dataplane::NodeDataplane;
 use prometheus_client::encoding::text::encode;
@@ -35,6 +37,11 @@ pub struct Metrics {
     cni_wait_seconds: Histogram,
     cni_gave_up: Counter,
     drift: Family<Vec<(String, String)>, Counter>,
+    flows_told: Family<Vec<(String, String)>, Counter>,
+    flows_lost: Counter,
+    flow_log_up: Gauge,
+    /// The latest flows, and the feed of new ones (`/flows`).
+    pub flows: podnet_flow::store::Store,
     ready: AtomicBool,
     /// Known to differ from what it must hold (a verify pass found drift it could not repair).
     differs: AtomicBool,
@@ -118,8 +125,30 @@ impl Default for Metrics {
             "CNI ADDs answered with what was missing when their wait was over",
             cni_gave_up.clone(),
         );
+        let flows_told = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "flows",
+            "Flow events read from the node's flow log, by verdict and reason",
+            flows_told.clone(),
+        );
+        let flows_lost = Counter::default();
+        registry.register(
+            "flows_lost",
+            "Flow events lost: the queue to the agent's loop was full, or the kernel's socket buffer overflowed (counted once per overflow)",
+            flows_lost.clone(),
+        );
+        let flow_log_up = Gauge::default();
+        registry.register(
+            "flow_log_up",
+            "1 while the node's flow log (nfnetlink_log) is read",
+            flow_log_up.clone(),
+        );
         Metrics {
             registry: Mutex::new(root),
+            flows_told,
+            flows_lost,
+            flow_log_up,
+            flows: Default::default(),
             cni_wait_seconds,
             cni_gave_up,
             verify_seconds,
@@ -165,6 +194,35 @@ impl Metrics {
                 .inc();
         }
         self.differs.store(differs, Ordering::Relaxed);
+    }
+
+    /// A flow told: counted by verdict and reason, kept, and sent to those who follow.
+    pub fn flow(&self, f: podnet_flow::record::Flow) {
+        self.flows_told
+            .get_or_create(&vec![
+                ("verdict".to_string(), f.verdict.to_string()),
+                ("reason".to_string(), f.reason.to_string()),
+            ])
+            .inc();
+        self.flows.push(f);
+    }
+
+    /// Flows told so far with this verdict and reason.
+    pub fn flows_told(&self, verdict: &str, reason: &str) -> u64 {
+        self.flows_told
+            .get_or_create(&vec![
+                ("verdict".to_string(), verdict.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .get()
+    }
+
+    pub fn flows_lost(&self, n: u64) {
+        self.flows_lost.inc_by(n);
+    }
+
+    pub fn flow_log_up(&self, up: bool) {
+        self.flow_log_up.set(i64::from(up));
     }
 
     /// A verify pass's kernel read that a change overtook.
@@ -236,11 +294,73 @@ impl Metrics {
     }
 }
 
-fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+type Body = BoxBody<Bytes, Infallible>;
+
+fn text(code: StatusCode, body: String) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("a response")
+}
+
+/// A flow as a line of JSON.
+fn line(f: &podnet_flow::record::Flow) -> Bytes {
+    let mut v = serde_json::to_vec(f).expect("a flow is JSON");
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// `/flows`: the latest flows as JSON lines, oldest first; with `follow=true`, then each new
+/// one as it comes (the response does not end while the client stays). Filters: `verdict=`
+/// (repeated: any of them), `pod=namespace/name` (at either end).
+fn flows(metrics: &Metrics, query: Option<&str>) -> Response<Body> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let filter = match podnet_flow::Filter::from_query(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        Ok(f) => f,
+        Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+    };
+    let follow = pairs
+        .iter()
+        .any(|(k, v)| k == "follow" && matches!(v.as_str(), "true" | "1" | ""));
+    let ok = Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "application/jsonl");
+    if !follow {
+        let mut body = Vec::new();
+        for f in metrics.flows.latest().iter().filter(|f| filter.matches(f)) {
+            body.extend_from_slice(&line(f));
+        }
+        return ok
+            .body(Full::new(Bytes::from(body)).boxed())
+            .expect("a response");
+    }
+    let (latest, rx) = metrics.flows.follow();
+    let first: Vec<Bytes> = latest
+        .iter()
+        .filter(|f| filter.matches(f))
+        .map(|f| line(f))
+        .collect();
+    let first = futures_util::stream::iter(first);
+    let next = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(f) if filter.matches(&f) => return Some((line(&f), (rx, filter))),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let frames = first
+        .chain(next)
+        .map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b)));
+    ok.body(BodyExt::boxed(StreamBody::new(frames)))
         .expect("a response")
 }
 
@@ -268,6 +388,7 @@ pub async fn serve(metrics: Arc<Metrics>, listener: tokio::net::TcpListener) {
                             text(StatusCode::ACCEPTED, "a verify pass is under way\n".into())
                         }
                         "/metrics" => text(StatusCode::OK, metrics.render()),
+                        "/flows" => flows(&metrics, req.uri().query()),
                         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
                     })
                 }

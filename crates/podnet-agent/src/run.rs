@@ -280,6 +280,8 @@ struct Agent<E: Effects> {
     since: Instant,
     waiters: Vec<Waiter>,
     hints_written: std::collections::BTreeMap<podnet_model::ApiKey, std::net::IpAddr>,
+    /// The node's flow log, as packets to tell as flows.
+    flows: Option<crate::flows::FlowSource>,
 }
 
 /// The CNI plugin's requests, as the socket's listener hands them over.
@@ -303,7 +305,8 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     // One effects for the agent's life: its nft session stays.
     let fx = Linux::at(cfg.netns.clone());
-    run_with(client, cfg, metrics, fx).await
+    let flows = crate::flows::open(&cfg.netns, &metrics);
+    run_with_flows(client, cfg, metrics, fx, flows).await
 }
 
 /// [`run`], with the node's effects given (a fake, in tests: the loop's every path runs
@@ -314,7 +317,19 @@ pub async fn run_with<E: Effects>(
     metrics: Arc<Metrics>,
     fx: E,
 ) -> Result<(), AgentError> {
+    run_with_flows(client, cfg, metrics, fx, None).await
+}
+
+/// [`run_with`], with the node's flow log to tell as flows (None: none is read).
+pub async fn run_with_flows<E: Effects>(
+    client: kube::Client,
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+    fx: E,
+    flows: Option<crate::flows::FlowSource>,
+) -> Result<(), AgentError> {
     let (mut agent, mut cni_rx) = Agent::start(client, cfg, metrics, fx).await?;
+    agent.flows = flows;
     loop {
         agent.ensure_live();
         if agent.program()? {
@@ -442,6 +457,7 @@ impl<E: Effects> Agent<E> {
             since,
             waiters,
             hints_written,
+            flows: None,
         };
         Ok((agent, cni_rx))
     }
@@ -649,7 +665,18 @@ impl<E: Effects> Agent<E> {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let reading = self.reading.is_some();
             let read = self.reading.as_mut().map(|r| &mut r.rx);
+            let logged = self.flows.as_mut();
             tokio::select! {
+                packet = async move {
+                    match logged {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match packet {
+                    Some(p) => self.tell_flows(p),
+                    // The reader ended (it said why).
+                    None => self.flows = None,
+                },
                 Some(asked) = cni_rx.recv() => return Ok(Next::Cni(asked)),
                 outcome = async move {
                     match read {
@@ -683,6 +710,26 @@ impl<E: Effects> Agent<E> {
                     }
                 }
             }
+        }
+    }
+
+    /// Packets of the flow log told as flows from the model as it is now: this one and those
+    /// already waiting, at most 256 at a time (a flood cannot hold the loop for long; each
+    /// pod and policy looked up once per batch).
+    fn tell_flows(&mut self, first: podnet_flow::packet::Packet) {
+        let mut batch = vec![first];
+        if let Some(rx) = self.flows.as_mut() {
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = jiff::Timestamp::now();
+        let mut teller = podnet_flow::record::Teller::new(self.model.cluster(), &self.cfg.node);
+        for p in &batch {
+            self.metrics.flow(teller.tell(p, now));
         }
     }
 

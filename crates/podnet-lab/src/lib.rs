@@ -6,6 +6,7 @@ pub mod change;
 mod diag;
 pub mod lock;
 pub mod net;
+pub mod observe;
 pub mod plan;
 pub mod probe;
 pub mod repair;

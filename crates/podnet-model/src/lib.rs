@@ -17,6 +17,7 @@ pub mod convert;
 pub mod dns;
 pub mod edge;
 pub mod endpoints;
+pub mod flow;
 pub mod gateway;
 pub mod model;
 pub mod names;

@@ -2,6 +2,7 @@
 //! (rendered only here, where the kernel is handed them).
 
 use super::*;
+use podnet_model::flow::Reason;
 use podnet_model::nftset::{ElementData, ElementOp, Registers, SetElement};
 
 /// One step of a transaction on the policy table.
@@ -286,7 +287,13 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                         ),
                     };
                 }
-                let _ = writeln!(s, "add rule {fam} {t} {c} drop");
+                // No rule of the policies that isolate the pod allows it: logged (the flow
+                // log), then dropped.
+                let reason = match g.dir {
+                    Direction::Ingress => Reason::PolicyIngress,
+                    Direction::Egress => Reason::PolicyEgress,
+                };
+                let _ = writeln!(s, "add rule {fam} {t} {c} {} drop", reason.log_statement());
             }
         }
         Op::DeleteGroup(g) => {
@@ -418,6 +425,7 @@ pub(super) fn render_rect(r: &Rect) -> String {
 pub(super) fn render_table(s: &mut String, family: IpFamily) {
     let t = TABLE;
     let (f, addr_type) = words(family);
+    let unknown = Reason::UnknownPod.log_statement();
     let lines = [
         format!("add table {f} {t}"),
         format!("delete table {f} {t}"),
@@ -429,12 +437,14 @@ pub(super) fn render_table(s: &mut String, family: IpFamily) {
         // entry, an unknown local address dropped, anything else (no local pod) passes.
         format!("add chain {f} {t} ingress_check"),
         format!("add rule {f} {t} ingress_check {f} daddr vmap @ingress"),
-        format!("add rule {f} {t} ingress_check {f} daddr @local drop"),
+        format!(
+            "add rule {f} {t} ingress_check {f} daddr @local {unknown} drop"
+        ),
         format!("add chain {f} {t} forward {{ type filter hook forward priority filter; policy accept; }}"),
         format!("add rule {f} {t} forward ct state established,related accept"),
         format!("add rule {f} {t} forward {f} saddr vmap @egress"),
         // A local pod the table does not know yet: nothing out until it does (nor in, above).
-        format!("add rule {f} {t} forward {f} saddr @local drop"),
+        format!("add rule {f} {t} forward {f} saddr @local {unknown} drop"),
         format!("add rule {f} {t} forward goto ingress_check"),
         // A pod's connections to its own node are egress too.
         format!("add chain {f} {t} input {{ type filter hook input priority filter; policy accept; }}"),

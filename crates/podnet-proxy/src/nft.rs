@@ -929,13 +929,16 @@ fn render_table(s: &mut String, family: IpFamily) {
     let _ = writeln!(s, "add rule {fam} {TABLE} nat_output jump dispatch");
     // Refuse, don't time out: frontends without endpoints.
     let _ = writeln!(s, "add chain {fam} {TABLE} reject_chain");
+    // Logged first (the flow log: REJECTED, no endpoints), the Service's address and port
+    // still the packet's (the DNAT never happened).
+    let log = podnet_model::flow::Reason::NoEndpoints.log_statement();
     let _ = writeln!(
         s,
-        "add rule {fam} {TABLE} reject_chain meta l4proto tcp reject with tcp reset"
+        "add rule {fam} {TABLE} reject_chain meta l4proto tcp {log} reject with tcp reset"
     );
     let _ = writeln!(
         s,
-        "add rule {fam} {TABLE} reject_chain reject with {unreachable}"
+        "add rule {fam} {TABLE} reject_chain {log} reject with {unreachable}"
     );
     for (chain, hook) in [
         ("filter_prerouting", "prerouting"),

@@ -304,6 +304,25 @@ enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The flows of every node: connections dropped by policy, refused for want of
+    /// endpoints, dropped for an unknown pod (and sampled allowed ones), with the pods, the
+    /// Service and the policies that decided, as `hubble observe` shows them.
+    Observe {
+        #[command(flatten)]
+        lab: LabName,
+        /// Print the flows held, then each new one as it comes, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only flows from or to this pod (namespace/name).
+        #[arg(long)]
+        pod: Option<String>,
+        /// Only flows with this verdict: FORWARDED, DROPPED or REJECTED (repeatable).
+        #[arg(long)]
+        verdict: Vec<String>,
+        /// table, or json (one flow per line).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Connectivity from every pod to every pod on a port, as a `.`/`X` matrix.
     Probe {
         #[command(flatten)]

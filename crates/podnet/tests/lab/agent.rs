@@ -559,7 +559,7 @@ fn the_lab_survives_its_server_killed() {
 }
 
 /// A metric of the agent on `node` (0 when absent).
-fn agent_metric(lab: &Lab, node: &str, name: &str) -> f64 {
+pub(super) fn agent_metric(lab: &Lab, node: &str, name: &str) -> f64 {
     let o = podnet(&[
         "lab",
         "exec",

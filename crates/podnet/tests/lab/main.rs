@@ -16,6 +16,7 @@ mod hostile;
 mod ingress;
 mod netpol;
 mod network;
+mod observe;
 mod readme;
 mod robust;
 mod services;

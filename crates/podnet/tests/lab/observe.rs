@@ -1,0 +1,237 @@
+//! The flow log (`lab observe`), with real packets: a connection the seeds' policies deny
+//! shows up within a second as DROPPED, with both pods, the port and the policies that
+//! isolated the end that dropped it; a connection to a Service without endpoints as REJECTED
+//! with the Service; the agents' counters move with them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{can_run, ok, podnet, write_manifest, Lab};
+
+/// A Service whose selector matches no pod, at an address of its own.
+const NO_ENDPOINTS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: nobody-home, namespace: default}
+spec:
+  clusterIP: 10.96.123.45
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 80}]
+";
+
+/// Starts one TCP connection from `pod` (namespace/name) to `to:port` in the background.
+fn connect(lab: &Lab, pod: &str, to: &str, port: u16) -> std::thread::JoinHandle<String> {
+    let script = format!(
+        "import socket\ntry:\n    socket.create_connection(('{to}', {port}), timeout=1).close(); print('open')\nexcept OSError as e:\n    print('failed', e)\n"
+    );
+    let (name, pod) = (lab.name.clone(), pod.to_string());
+    std::thread::spawn(move || {
+        let o = podnet(&[
+            "lab", "exec", "--name", &name, &pod, "--", "python3", "-c", &script,
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    })
+}
+
+/// The first pod whose name starts with `prefix`: (namespace/name, IP, node).
+fn pod(status: &Value, prefix: &str) -> (String, String, String) {
+    let p = status["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no pod {prefix}*: {status}"));
+    (
+        format!(
+            "{}/{}",
+            p["namespace"].as_str().unwrap(),
+            p["name"].as_str().unwrap()
+        ),
+        p["ip"].as_str().unwrap().to_string(),
+        p["node"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `lab observe --follow -o json` with `args`, read until a flow `wanted` takes comes (or 5 s
+/// pass: the flows seen are in the failure), after `start` is called: the flow and how long
+/// after `start` it came.
+fn follow_until(
+    lab: &Lab,
+    args: &[&str],
+    start: impl FnOnce(),
+    wanted: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podnet"))
+        .args([
+            "lab", "observe", "--name", &lab.name, "--follow", "-o", "json",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The flows held before (none of them is the one to come): once the first read is in.
+    std::thread::sleep(Duration::from_millis(300));
+    let before: Vec<String> = rx.try_iter().collect();
+    let t = Instant::now();
+    start();
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = Duration::from_secs(5).saturating_sub(t.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if wanted(&v) {
+                    break Some((v, t.elapsed()));
+                }
+                seen.push(line);
+            }
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    found.unwrap_or_else(|| {
+        panic!(
+            "no such flow within 5 s; before: {before:?}; seen: {seen:?}; observe said: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// The agent's counter of flows on `node` with this verdict and reason.
+fn told(lab: &Lab, node: &str, verdict: &str, reason: &str) -> f64 {
+    super::agent::agent_metric(
+        lab,
+        node,
+        &format!("podnet_agent_flows_total{{verdict=\"{verdict}\",reason=\"{reason}\"}}"),
+    )
+}
+
+#[test]
+fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
+    if !can_run() {
+        return;
+    }
+    let extra = write_manifest("nobody-home", NO_ENDPOINTS);
+    let lab = Lab::up(
+        "observe",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+            extra.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let st = lab.status();
+    let (app, app_ip, app_node) = pod(&st, "my-app-");
+    let (api, api_ip, api_node) = pod(&st, "my-api-");
+    let before = told(&lab, &app_node, "DROPPED", "policy-ingress");
+
+    // Ingress: my-api is neither trusted-app nor a frontend, and my-app is isolated for
+    // ingress by both seeds' policies.
+    let mut conn = None;
+    let (f, took) = follow_until(
+        &lab,
+        &["--verdict", "DROPPED", "--pod", &app],
+        || conn = Some(connect(&lab, &api, &app_ip, 80)),
+        |f| f["reason"] == "policy-ingress" && f["source"]["ip"] == api_ip.as_str(),
+    );
+    assert_eq!(
+        conn.unwrap().join().unwrap().split(' ').next(),
+        Some("failed")
+    );
+    eprintln!("a denied connection in lab observe after {took:?}: {f}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(f["verdict"], "DROPPED");
+    assert_eq!(f["node"], app_node.as_str());
+    assert_eq!(f["protocol"], "TCP");
+    assert_eq!(f["destination"]["port"], 80);
+    assert_eq!(
+        format!(
+            "{}/{}",
+            f["source"]["pod"]["namespace"].as_str().unwrap(),
+            f["source"]["pod"]["name"].as_str().unwrap()
+        ),
+        api
+    );
+    assert_eq!(f["destination"]["pod"]["labels"]["app"], "my-app");
+    assert_eq!(
+        f["policies"],
+        serde_json::json!(["default/allow-app-access", "default/my-network-policy"]),
+        "{f}"
+    );
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("isolated for ingress"),
+        "{f}"
+    );
+    let after = told(&lab, &app_node, "DROPPED", "policy-ingress");
+    assert!(after > before, "the counter stayed at {before}");
+
+    // Egress: my-app may reach only external-service on 443.
+    let mut conn = None;
+    let (f, _) = follow_until(
+        &lab,
+        &["--pod", &app],
+        || conn = Some(connect(&lab, &app, &api_ip, 8080)),
+        |f| f["reason"] == "policy-egress" && f["destination"]["ip"] == api_ip.as_str(),
+    );
+    conn.unwrap().join().unwrap();
+    assert_eq!(f["verdict"], "DROPPED");
+    assert_eq!(
+        f["policies"],
+        serde_json::json!(["default/my-network-policy"]),
+        "{f}"
+    );
+    let _ = api_node;
+
+    // A Service without endpoints: refused, and named.
+    let mut conn = None;
+    let (f, _) = follow_until(
+        &lab,
+        &["--verdict", "REJECTED"],
+        || conn = Some(connect(&lab, &api, "10.96.123.45", 80)),
+        |f| f["destination"]["ip"] == "10.96.123.45",
+    );
+    let said = conn.unwrap().join().unwrap();
+    assert!(said.contains("refused"), "{said}");
+    assert_eq!(f["reason"], "no-endpoints");
+    assert_eq!(f["service"]["name"], "nobody-home", "{f}");
+    assert!(told(&lab, &api_node, "REJECTED", "no-endpoints") >= 1.0);
+
+    // Without --follow: what the nodes hold, filtered; and the table.
+    let held = ok(&[
+        "lab",
+        "observe",
+        "--name",
+        &lab.name,
+        "--verdict",
+        "rejected",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        held.lines().all(|l| l.contains("\"verdict\":\"REJECTED\"")) && !held.is_empty(),
+        "{held}"
+    );
+    let table = ok(&["lab", "observe", "--name", &lab.name, "--pod", &app]);
+    assert!(table.starts_with("TIME"), "{table}");
+    assert!(table.contains("DROPPED") && table.contains(&app), "{table}");
+    std::fs::remove_file(extra).unwrap();
+}
