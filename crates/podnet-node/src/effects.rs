@@ -546,6 +546,7 @@ impl Linux {
                 .map(|g| (*g, Default::default()))
                 .collect(),
             ipv6: want.policy.ipv6,
+            sample: want.policy.sample,
             ..Default::default()
         };
         let policy_script = podnet_policy::Transaction::create(&policy_skeleton).render();

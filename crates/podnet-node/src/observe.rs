@@ -185,7 +185,10 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                     }
                     podnet_policy::TABLE => {
                         if let Some(p) = &mut t.policy {
-                            note(&mut p.rules, &mut p.chains)
+                            note(&mut p.rules, &mut p.chains);
+                            if kind == "rule" && chain == "sample" {
+                                p.content.sample = sample_of(body);
+                            }
                         }
                     }
                     MASQ_TABLE => {
@@ -221,6 +224,24 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
         }
     }
     Ok(t)
+}
+
+/// The flow log's sample in the policy table's `sample` rule, per 10,000: the bound of its
+/// `numgen random mod 10000 < N` match, or all (10,000) for a rule without one.
+fn sample_of(rule: &Value) -> u16 {
+    let numgen = rule["expr"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("match"))
+        .find(|m| m["left"].get("numgen").is_some());
+    match numgen {
+        None => 10_000,
+        Some(m) => m["right"]
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or(0),
+    }
 }
 
 /// An object of an `ip6` table: the table itself, a chain's or rule's count, a set's elements

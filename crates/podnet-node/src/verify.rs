@@ -188,6 +188,15 @@ pub fn drift(observed: &Observed, want: &NodeDataplane) -> Vec<Drift> {
                 k.groups.keys().map(|g| g.chain()),
                 w.groups.keys().map(|g| g.chain()),
             );
+            if k.sample != w.sample {
+                out.push(Drift {
+                    table: "policy",
+                    what: format!(
+                        "the flow log's sample: {} per 10,000, want {}",
+                        k.sample, w.sample
+                    ),
+                });
+            }
         }
     }
     if held.proxy.is_none() {

@@ -103,3 +103,53 @@ fn the_group_is_the_first_readers_own() {
         "the group is free again once its reader is gone"
     );
 }
+
+/// The policy table's sample of allowed connections, as the kernel holds it.
+fn sample_held(ns: &podnet_node::sys::Scratch) -> u16 {
+    let text = ns
+        .run(Command::new("nft").args(["-j", "list", "ruleset"]), None)
+        .unwrap();
+    podnet_node::observe::tables(&text)
+        .unwrap()
+        .policy
+        .expect("the policy table")
+        .content
+        .sample
+}
+
+#[test]
+fn the_sample_of_allowed_connections_is_set_read_back_and_changed_in_one_transaction() {
+    use podnet_node::Effects;
+    let Some(ns) = scratch() else { return };
+    let mut fx = podnet_node::effects::Linux::at(ns.path.clone());
+    let plan = podnet_policy::PolicyPlan {
+        sample: 250,
+        ..Default::default()
+    };
+    fx.nft_policy(&podnet_policy::Transaction::create(&plan))
+        .unwrap();
+    assert_eq!(sample_held(&ns), 250);
+    let rules = ns
+        .run(
+            Command::new("nft").args(["list", "chain", "ip", "podnet-policy", "sample"]),
+            None,
+        )
+        .unwrap();
+    assert!(
+        rules.contains("numgen random mod 10000 < 250") && rules.contains("podnet:allowed"),
+        "{rules}"
+    );
+    // Every one: no random number asked.
+    let all = podnet_policy::PolicyPlan {
+        sample: 10_000,
+        ..Default::default()
+    };
+    fx.nft_policy(&podnet_policy::Transaction::update(&plan, &all))
+        .unwrap();
+    assert_eq!(sample_held(&ns), 10_000);
+    let off = podnet_policy::PolicyPlan::default();
+    let tx = podnet_policy::Transaction::update(&all, &off);
+    assert_eq!(tx.ops, vec![podnet_policy::Op::SetSample(0)]);
+    fx.nft_policy(&tx).unwrap();
+    assert_eq!(sample_held(&ns), 0);
+}

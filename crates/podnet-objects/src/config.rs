@@ -65,6 +65,10 @@ pub struct ConfigOverrides {
     pub load_balancer_pool: Option<Vec<IpRange>>,
     /// How pod traffic crosses between nodes: `auto` (the default), `native` or `vxlan`.
     pub routing: Option<Routing>,
+    /// The percentage of new connections the policy table lets through that the flow log
+    /// records (FORWARDED), from 0 (the default: drops and rejections only) to 100, in steps
+    /// of 0.01.
+    pub flow_sample: Option<f64>,
 }
 
 impl ConfigOverrides {
@@ -86,7 +90,8 @@ impl ConfigOverrides {
             node_network,
             node_network_ipv6,
             load_balancer_pool,
-            routing
+            routing,
+            flow_sample
         );
         self
     }
@@ -445,6 +450,8 @@ pub struct ClusterConfig {
     pub load_balancer_pool: Vec<IpRange>,
     /// How pod traffic crosses between nodes.
     pub routing: Routing,
+    /// New connections allowed that the flow log records, per 10,000.
+    pub flow_sample: u16,
 }
 
 /// The settings as `check -o json` shows them: every field, and the primary CIDRs also under
@@ -475,6 +482,8 @@ struct ConfigView<'a> {
     node_network_ipv6: IpNet,
     load_balancer_pool: &'a [IpRange],
     routing: Routing,
+    /// Percent.
+    flow_sample: f64,
 }
 
 impl Serialize for ClusterConfig {
@@ -495,6 +504,7 @@ impl Serialize for ClusterConfig {
             node_network_ipv6: self.node_network_ipv6,
             load_balancer_pool: &self.load_balancer_pool,
             routing: self.routing,
+            flow_sample: self.flow_sample_percent(),
         }
         .serialize(s)
     }
@@ -548,6 +558,7 @@ impl Default for ClusterConfig {
             node_network_ipv6: "fc00:f853:ccd:e793::/64".parse().expect("literal"),
             load_balancer_pool: vec![default_lb_pool(IpFamily::Ipv4)],
             routing: Routing::Auto,
+            flow_sample: 0,
         }
     }
 }
@@ -613,7 +624,13 @@ impl ClusterConfig {
             node_network_ipv6: Some(self.node_network_ipv6),
             load_balancer_pool: Some(self.load_balancer_pool.clone()),
             routing: Some(self.routing),
+            flow_sample: Some(self.flow_sample_percent()),
         }
+    }
+
+    /// [`ClusterConfig::flow_sample`] as a percentage.
+    pub fn flow_sample_percent(&self) -> f64 {
+        f64::from(self.flow_sample) / 100.0
     }
 
     /// Applies overrides on top of `self`, then checks the result. On error: (field, reason).
@@ -729,6 +746,15 @@ impl ClusterConfig {
         }
         if let Some(r) = o.routing {
             self.routing = r;
+        }
+        if let Some(p) = o.flow_sample {
+            if !(0.0..=100.0).contains(&p) {
+                return Err((
+                    "flowSample".to_string(),
+                    format!("{p}: a percentage from 0 to 100"),
+                ));
+            }
+            self.flow_sample = (p * 100.0).round() as u16;
         }
         match &o.load_balancer_pool {
             Some(p) => self.load_balancer_pool = p.clone(),
@@ -940,6 +966,29 @@ mod tests {
         assert_eq!(c.dns_ip.to_string(), "10.96.0.10");
         assert_eq!(c.node_port_range.to_string(), "30000-32767");
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn the_flow_sample_is_a_percentage_kept_per_ten_thousand() {
+        let with = |p: f64| {
+            let mut c = ClusterConfig::default();
+            c.apply(&ConfigOverrides {
+                flow_sample: Some(p),
+                ..Default::default()
+            })
+            .map(|()| c)
+        };
+        assert_eq!(with(1.0).unwrap().flow_sample, 100);
+        assert_eq!(with(0.25).unwrap().flow_sample, 25);
+        let all = with(100.0).unwrap();
+        assert_eq!(all.flow_sample, 10_000);
+        let mut back = ClusterConfig::default();
+        back.apply(&all.overrides()).unwrap();
+        assert_eq!(back, all);
+        let (field, why) = with(150.0).unwrap_err();
+        assert_eq!(field, "flowSample");
+        assert!(why.contains("from 0 to 100"), "{why}");
+        assert!(with(-1.0).is_err());
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl Compiler {
                 .copied()
                 .collect(),
             ipv6: families.contains(&IpFamily::Ipv6),
+            sample: cluster.config.flow_sample,
             ..Default::default()
         };
         let mut c = Compiler {

@@ -86,6 +86,14 @@ pub struct PolicyPlan {
     /// The node also has the `ip6` table (the cluster has IPv6).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipv6: bool,
+    /// New connections let through that the flow log records, per 10,000 (the cluster's
+    /// `flowSample`): the `sample` chain's one rule, none at 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sample: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 impl PolicyPlan {

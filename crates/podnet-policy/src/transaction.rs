@@ -20,6 +20,9 @@ pub enum Op {
     DeleteTargets(Direction, Vec<IpAddr>),
     AddLocal(Vec<IpNet>),
     DeleteLocal(Vec<IpNet>),
+    /// The `sample` chain's rule made anew: new connections let through logged per 10,000
+    /// (none at 0).
+    SetSample(u16),
 }
 
 /// Changes to the policy tables that the kernel applies as one.
@@ -46,6 +49,7 @@ impl Transaction {
         };
         let mut tx = Transaction::update(&before, p);
         let tables: Vec<Op> = p.families().into_iter().map(Op::CreateTable).collect();
+        // (`update` set the sample from the empty table's 0.)
         tx.ops.splice(0..0, tables);
         tx
     }
@@ -107,6 +111,9 @@ impl Transaction {
         }
         for id in old.groups.keys().filter(|g| !new.groups.contains_key(g)) {
             ops.push(Op::DeleteGroup(*id));
+        }
+        if new.sample != old.sample {
+            ops.push(Op::SetSample(new.sample));
         }
         Transaction {
             ops,
@@ -215,6 +222,7 @@ impl PolicyPlan {
                         map.remove(ip).ok_or_else(|| Missing(ip.to_string()))?;
                     }
                 }
+                Op::SetSample(n) => self.sample = *n,
                 Op::AddLocal(v) => self.local.extend(v.iter().copied()),
                 Op::DeleteLocal(v) => {
                     for n in v {
@@ -337,6 +345,26 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 ToString::to_string,
             );
         }
+        Op::SetSample(n) => {
+            for f in families {
+                let (fam, _) = words(*f);
+                let _ = writeln!(s, "flush chain {fam} {t} sample");
+                let log = Reason::Allowed.log_statement();
+                match *n {
+                    0 => {}
+                    // Every one (`numgen random mod 10000` is at most 9,999).
+                    10000.. => {
+                        let _ = writeln!(s, "add rule {fam} {t} sample ct state new {log}");
+                    }
+                    n => {
+                        let _ = writeln!(
+                            s,
+                            "add rule {fam} {t} sample ct state new numgen random mod 10000 < {n} {log}"
+                        );
+                    }
+                }
+            }
+        }
         Op::AddLocal(v) | Op::DeleteLocal(v) => {
             let verb = if matches!(op, Op::AddLocal(_)) {
                 "add"
@@ -450,6 +478,9 @@ pub(super) fn render_table(s: &mut String, family: IpFamily) {
         format!("add chain {f} {t} input {{ type filter hook input priority filter; policy accept; }}"),
         format!("add rule {f} {t} input ct state established,related accept"),
         format!("add rule {f} {t} input {f} saddr vmap @egress"),
+        // After the verdicts above (a higher priority on the same hook): only what they let
+        // through reaches it. The flow log's sample of new connections allowed (`SetSample`).
+        format!("add chain {f} {t} sample {{ type filter hook forward priority 10; policy accept; }}"),
     ];
     for l in lines {
         s.push_str(&l);

@@ -432,6 +432,10 @@ struct ClusterArgs {
     /// elsewhere). Default auto.
     #[arg(long)]
     routing: Option<podnet_model::config::Routing>,
+    /// The percentage of new connections let through that the flow log records as
+    /// FORWARDED (0 to 100, in steps of 0.01). Default 0: drops and rejections only.
+    #[arg(long, value_name = "PERCENT")]
+    flow_sample: Option<f64>,
 }
 
 impl ClusterArgs {
@@ -450,6 +454,7 @@ impl ClusterArgs {
             node_network_ipv6: None,
             load_balancer_pool: self.lb_pool.clone(),
             routing: self.routing,
+            flow_sample: self.flow_sample,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The flow log (`lab observe`), with real packets: a connection the seeds' policies deny
 //! shows up within a second as DROPPED, with both pods, the port and the policies that
 //! isolated the end that dropped it; a connection to a Service without endpoints as REJECTED
-//! with the Service; the agents' counters move with them.
+//! with the Service; with `--flow-sample 100`, an allowed one as FORWARDED; the agents'
+//! counters move with them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -134,7 +135,8 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
             "examples/seeds/network-policy-frontend.yaml",
             extra.to_str().unwrap(),
         ],
-        &[],
+        // Every new connection let through is recorded too.
+        &["--flow-sample", "100"],
     );
     let st = lab.status();
     let (app, app_ip, app_node) = pod(&st, "my-app-");
@@ -214,6 +216,19 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
     assert_eq!(f["reason"], "no-endpoints");
     assert_eq!(f["service"]["name"], "nobody-home", "{f}");
     assert!(told(&lab, &api_node, "REJECTED", "no-endpoints") >= 1.0);
+
+    // Allowed (sampled, here at 100%): a frontend may reach my-app.
+    let (front, _, _) = pod(&st, "frontend-");
+    let mut conn = None;
+    let (f, _) = follow_until(
+        &lab,
+        &["--verdict", "FORWARDED", "--pod", &app],
+        || conn = Some(connect(&lab, &front, &app_ip, 80)),
+        |f| f["source"]["pod"]["name"] == front.split('/').nth(1).unwrap(),
+    );
+    assert_eq!(conn.unwrap().join().unwrap(), "open");
+    assert_eq!(f["reason"], "allowed", "{f}");
+    assert!(told(&lab, &app_node, "FORWARDED", "allowed") >= 1.0);
 
     // Without --follow: what the nodes hold, filtered; and the table.
     let held = ok(&[
