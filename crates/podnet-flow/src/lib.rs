@@ -15,6 +15,7 @@
 //! logged. The kernel logs the first packet of a connection only (the tables log `ct state
 //! new` packets; an established connection's packets are accepted before any rule that logs).
 
+pub mod client;
 pub mod packet;
 pub mod reader;
 pub mod record;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::output::table_of;
-use crate::{build_model, build_model_around, LabCommand, LabInput, OutputFormat};
+use crate::{build_model, build_model_around, LabCommand, LabInput};
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
@@ -79,37 +79,11 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             verdict,
             output,
         } => {
-            let mut filter = podnet_flow::Filter {
-                pod,
-                ..Default::default()
-            };
-            for v in &verdict {
-                filter
-                    .verdicts
-                    .push(podnet_flow::Verdict::parse(v).ok_or_else(|| {
-                        anyhow::anyhow!("--verdict {v:?}: FORWARDED, DROPPED or REJECTED")
-                    })?);
-            }
-            if matches!(output, OutputFormat::Yaml) {
-                bail!("-o yaml: observe prints a table, or JSON lines (-o json)");
-            }
-            let json = matches!(output, OutputFormat::Json);
-            let mut out = std::io::stdout().lock();
-            if !json {
-                use std::io::Write;
-                writeln!(out, "{}", flow_header())?;
-            }
-            podnet_lab::observe::observe(&lab.name, &filter, follow, |f| {
-                use std::io::Write;
-                let line = if json {
-                    serde_json::to_string(&f).expect("a flow is JSON")
-                } else {
-                    flow_row(&f)
-                };
-                // A closed pipe (`| head`) ends the command.
-                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
-            })?;
-            Ok(ExitCode::SUCCESS)
+            let filter = crate::flows::filter(pod, &verdict)?;
+            crate::flows::print(output, |each| {
+                podnet_lab::observe::observe(&lab.name, &filter, follow, each)?;
+                Ok(())
+            })
         }
         LabCommand::Probe {
             lab,
@@ -308,29 +282,4 @@ fn api_faults(lab: &str, spec: &podnet_api::faults::FaultSpec) -> Result<serde_j
         }
         Ok(v)
     })
-}
-
-fn flow_header() -> String {
-    format!(
-        "{:<27} {:<8} {:<32}    {:<32} {:<5} {:<9} WHY",
-        "TIME", "NODE", "SOURCE", "DESTINATION", "PROTO", "VERDICT"
-    )
-}
-
-/// A flow as a line of `lab observe`'s table.
-fn flow_row(f: &podnet_flow::record::Flow) -> String {
-    let to = match &f.service {
-        Some(s) => format!("{} (svc {}/{})", f.destination.shown(), s.namespace, s.name),
-        None => f.destination.shown(),
-    };
-    format!(
-        "{:<27} {:<8} {:<32} -> {:<32} {:<5} {:<9} {}",
-        f.time,
-        f.node,
-        f.source.shown(),
-        to,
-        f.protocol,
-        f.verdict,
-        f.summary
-    )
 }

@@ -16,6 +16,7 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 mod agent;
 mod dns;
 mod explain;
+mod flows;
 mod gateway;
 mod ingress;
 mod lab;
@@ -54,6 +55,33 @@ enum Command {
     /// The node agent: watch the Kubernetes API and make this node hold its dataplane (needs
     /// root).
     Agent(AgentArgs),
+    /// A cluster's flows, from every node's agent (its /flows on the metrics port): drops by
+    /// policy, refusals for want of endpoints, sampled allowed connections, with who and why,
+    /// as `hubble observe` shows them.
+    Observe(ObserveArgs),
+}
+
+#[derive(Args)]
+struct ObserveArgs {
+    /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+    /// account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The agents' metrics port (the DaemonSet's --metrics-addr).
+    #[arg(long, default_value_t = 9641)]
+    port: u16,
+    /// Print the flows held, then each new one as it comes, until interrupted.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only flows from or to this pod (namespace/name).
+    #[arg(long)]
+    pod: Option<String>,
+    /// Only flows with this verdict: FORWARDED, DROPPED or REJECTED (repeatable).
+    #[arg(long)]
+    verdict: Vec<String>,
+    /// table, or json (one flow per line).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: OutputFormat,
 }
 
 #[derive(Args)]
@@ -547,6 +575,7 @@ fn main() -> ExitCode {
         Command::Ingress(i) => ingress::run(i),
         Command::Gateway(g) => gateway::run(g),
         Command::Agent(a) => agent::run(a),
+        Command::Observe(a) => flows::observe_cluster(a),
     };
     match result {
         Ok(code) => code,

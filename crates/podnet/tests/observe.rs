@@ -1,0 +1,118 @@
+//! `podnet observe` against a Kubernetes API (podnet's own, on loopback) and an agent's
+//! `/flows` (the agent's metrics server, in this process, holding flows put there): the
+//! cluster's Nodes are listed, each node's agent asked at its InternalIP, filters applied,
+//! and a flow that comes while following is printed. No root needed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podnet_flow::record::{Flow, Peer};
+use podnet_flow::{Reason, Verdict};
+use serde_json::json;
+
+fn flow(reason: Reason, port: u16) -> Flow {
+    let peer = |ip: &str| Peer {
+        ip: ip.parse().unwrap(),
+        port,
+        pod: None,
+    };
+    Flow {
+        time: format!("2026-12-07T11:00:0{port}Z"),
+        node: "node-0".into(),
+        verdict: reason.verdict(),
+        reason,
+        summary: "test".into(),
+        protocol: "TCP".into(),
+        source: peer("10.244.1.2"),
+        destination: peer("10.244.2.3"),
+        service: None,
+        policies: vec![],
+    }
+}
+
+#[test]
+fn podnet_observe_reads_every_nodes_agent_at_its_address() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
+    metrics.flow(flow(Reason::PolicyIngress, 1));
+    metrics.flow(flow(Reason::Allowed, 2));
+    let agent = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = agent.local_addr().unwrap().port();
+    rt.spawn(podnet_agent::metrics::serve(metrics.clone(), agent));
+    let api = podnet_api::server::Api::new();
+    api.replace(vec![json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-0"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+    })]);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(api.clone().serve(listener));
+    let kubeconfig =
+        std::env::temp_dir().join(format!("podnet-observe-{}.yaml", std::process::id()));
+    std::fs::write(&kubeconfig, podnet_api::kubeconfig("t", &addr.to_string())).unwrap();
+    let observe_at = |port: u16, extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_podnet"));
+        c.arg("observe")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--port", &port.to_string()])
+            .args(extra);
+        c
+    };
+    let observe = |extra: &[&str]| observe_at(port, extra);
+
+    let o = observe(&["--verdict", "DROPPED", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Flow> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, vec![flow(Reason::PolicyIngress, 1)]);
+
+    let o = observe(&[]).output().unwrap();
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(
+        table.contains("FORWARDED") && table.contains("DROPPED"),
+        "{table}"
+    );
+
+    // Following: the flows held, then one that comes.
+    let mut child = observe(&["--follow", "-o", "json", "--verdict", "REJECTED"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    metrics.flow(flow(Reason::NoEndpoints, 3));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let got: Flow = serde_json::from_str(&line).unwrap();
+    assert_eq!(got.verdict, Verdict::Rejected);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // An agent that cannot be reached is named.
+    let o = observe_at(1, &[]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Node node-0: reaching its agent at 127.0.0.1:1"),
+        "{err}"
+    );
+    std::fs::remove_file(kubeconfig).unwrap();
+}
