@@ -6,6 +6,7 @@
 #     conntrack, python3 (test clients and bench scripts), openssl (certificates for the Ingress
 #     lab tests),
 #     iperf3, and the CNI reference plugins (containernetworking-plugins) for side-by-side benches;
+#     chromium, the headless browser the map page (podnet check --html, lab ui) is tested in;
 #     kubectl (Debian's kubernetes-client, unless a kubectl is already installed) for the lab's
 #     Kubernetes API;
 #   - helm (not in Debian), for the test that renders the chart in deploy/helm: the official
@@ -13,7 +14,7 @@
 #     (pinned version; on x86_64, pinned checksum).
 set -euo pipefail
 
-packages=(ca-certificates gcc libc6-dev pkg-config python3 python3-pip nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins openssl)
+packages=(ca-certificates gcc libc6-dev pkg-config python3 python3-pip nftables iproute2 iputils-ping curl dnsutils iperf3 conntrack containernetworking-plugins openssl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use podnet_model::config::{CidrList, ClusterFamily};
 use podnet_model::{ConfigOverrides, IpRange, PortRange};
@@ -514,6 +514,11 @@ struct CheckArgs {
     /// a row per source, a column per destination, `.` allowed, `X` denied.
     #[arg(long, conflicts_with_all = ["dns", "proxy"])]
     reach: bool,
+    /// Write the map of the cluster to this file as one self-contained page (nodes and pods,
+    /// Services and endpoints, Ingresses and Gateways with their routes, the NetworkPolicy
+    /// matrix with why each cell is allowed or denied), instead of printing the plan.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dns", "proxy", "reach"])]
+    html: Option<PathBuf>,
     /// With --reach: the destination port.
     #[arg(long, default_value_t = 80)]
     port: u16,
@@ -644,6 +649,19 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         let plan = podnet_proxy::ProxyPlan::new(&cluster, node);
         let listing = podnet_proxy::nft::Elements::of(&plan).listing();
         output::emit(a.output, &listing, || output::proxy_table(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &a.html {
+        let title = a
+            .manifests
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let page = podnet_ui::page(&podnet_ui::View::of(&cluster), &title, None);
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     if a.reach {
