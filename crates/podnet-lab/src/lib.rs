@@ -13,6 +13,7 @@ pub mod repair;
 pub mod runtime;
 pub mod serve;
 pub mod statuses;
+pub mod ui;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};

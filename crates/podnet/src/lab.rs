@@ -85,6 +85,28 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
                 Ok(())
             })
         }
+        LabCommand::Ui { lab, listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("a runtime")?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                let at = listener.local_addr()?;
+                podnet_lab::ui::serve(&lab.name, listener, || {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "serving the map of lab {} at http://{at}/", lab.name);
+                    let _ = out.flush();
+                })
+                .await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         LabCommand::Probe {
             lab,
             port,

@@ -351,6 +351,16 @@ enum LabCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Serve the map of the lab in the browser (on a loopback port): nodes and pods,
+    /// Services, Ingresses and Gateways, the NetworkPolicy matrix with why, and the flows
+    /// drawn as they happen. Runs until interrupted.
+    Ui {
+        #[command(flatten)]
+        lab: LabName,
+        /// Where to serve it (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:9650")]
+        listen: std::net::SocketAddr,
+    },
     /// Connectivity from every pod to every pod on a port, as a `.`/`X` matrix.
     Probe {
         #[command(flatten)]

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
+use podnet_testkit::browser::{chromium, Browser};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -31,70 +33,11 @@ fn podnet(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// Chromium, or None (saying why) where it is not installed.
-pub fn chromium() -> Option<PathBuf> {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(o) = Command::new(name).arg("--version").output() {
-            if o.status.success() {
-                return Some(PathBuf::from(name));
-            }
-        }
-    }
-    let why = "no Chromium (scripts/install-deps.sh installs Debian's chromium)";
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "skipped under CI=true: {why}"
-    );
-    eprintln!("SKIP: {why}");
-    None
-}
-
 /// Where the screenshots go.
-pub fn artifacts() -> PathBuf {
+fn artifacts() -> PathBuf {
     let d = root().join("target/ui-artifacts");
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// The page at `url` after its script ran: its DOM, and the console's lines (errors among
-/// them) from Chromium's log.
-pub fn load(chrome: &Path, url: &str, extra: &[&str]) -> (String, Vec<String>) {
-    let o = Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1600,1000",
-        ])
-        .args(extra)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    let console: Vec<String> = String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| l.contains("CONSOLE"))
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&o.stdout).into_owned(), console)
-}
-
-pub fn screenshot(chrome: &Path, url: &str, file: &Path) {
-    let o = Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1600,1000",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--screenshot={}", file.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(file.exists(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The first pair (from, to) of different pods that the policies deny on `port`.
@@ -133,54 +76,75 @@ fn check_page(name: &str, files: &[&str], min_pods: usize) {
     plan_args.extend(["-o", "json"]);
     let plan: Value = serde_json::from_str(&podnet(&plan_args)).unwrap();
     let (from, to) = denied_pair(files, 80);
-    let url = format!("file://{}#cell={from}>{to}&port=80", html.display());
-    let (dom, console) = load(&chrome, &url, &[]);
-    assert!(console.is_empty(), "the console said: {console:#?}");
+    let mut page = Browser::open(&chrome, &format!("file://{}", html.display()));
     assert!(
-        dom.contains("data-ready=\"true\""),
-        "the script did not run to its end"
+        page.wait_for(
+            "document.body && document.body.dataset.ready === 'true'",
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "the page's script did not run to its end: {:?}",
+        page.errors
     );
     let pods = plan["pods"].as_array().unwrap();
     assert!(pods.len() >= min_pods, "{} pods", pods.len());
-    for p in pods {
-        let key = format!(
-            "{}/{}",
-            p["namespace"].as_str().unwrap(),
-            p["name"].as_str().unwrap()
-        );
-        assert!(
-            dom.contains(&format!("data-pod=\"{key}\"")),
-            "pod {key} not on the page"
-        );
+    let keys = |v: &Value, what: &str| -> Vec<String> {
+        v[what]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["namespace"].as_str().unwrap(),
+                    o["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let mut shown = |attr: &str| -> Vec<String> {
+        serde_json::from_value(page.eval(&format!(
+            "[...document.querySelectorAll('[{attr}]')].map(e => e.getAttribute('{attr}'))"
+        )))
+        .unwrap()
+    };
+    let (on_page, svcs_on_page) = (shown("data-pod"), shown("data-service"));
+    for key in keys(&plan, "pods") {
+        assert!(on_page.contains(&key), "pod {key} not on the page");
     }
-    for s in plan["services"].as_array().unwrap() {
-        let key = format!(
-            "{}/{}",
-            s["namespace"].as_str().unwrap(),
-            s["name"].as_str().unwrap()
-        );
-        assert!(
-            dom.contains(&format!("data-service=\"{key}\"")),
-            "Service {key} not on the page"
-        );
+    for key in keys(&plan, "services") {
+        assert!(svcs_on_page.contains(&key), "Service {key} not on the page");
     }
-    // The cell for the denied pair, explained as a click explains it.
-    let why = dom
-        .split("id=\"why\"")
-        .nth(1)
-        .and_then(|s| s.split("</aside>").next())
-        .unwrap_or_default()
-        .to_string();
+    // The matrix on port 80, and a click on the denied pair's cell: the page says why.
+    page.eval(
+        "(() => { const s = document.getElementById('port'); \
+          s.value = [...s.options].find(o => o.textContent === '80/TCP').value; \
+          s.dispatchEvent(new Event('change')); })()",
+    );
+    let at = page.eval(&format!(
+        "(() => {{ const m = VIEW.matrices[current], n = m.pods.length; \
+           const i = m.pods.findIndex(p => VIEW.pods[p].key === {from:?}); \
+           const j = m.pods.findIndex(p => VIEW.pods[p].key === {to:?}); \
+           const c = document.getElementById('grid'); c.scrollIntoView(); \
+           const r = c.getBoundingClientRect(); \
+           return [r.left + (j + 0.5) * r.width / n, r.top + (i + 0.5) * r.height / n]; }})()"
+    ));
+    page.click(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    let why = page.eval("document.getElementById('why').innerText");
+    let why = why.as_str().unwrap_or_default();
     assert!(
-        why.contains(&format!("data-from=\"{from}\"")) && why.contains("data-allowed=\"false\""),
+        why.starts_with(&format!("{from} → {to} TCP/80: denied")),
         "{why}"
     );
-    assert!(why.contains("denied"), "{why}");
     assert!(why.contains("isolated by NetworkPolicy"), "{why}");
-    screenshot(&chrome, &url, &out.join(format!("{name}.png")));
+    page.screenshot(&out.join(format!("{name}.png")));
+    assert!(
+        page.errors.is_empty(),
+        "the console said: {:#?}",
+        page.errors
+    );
     eprintln!("screenshot: {}", out.join(format!("{name}.png")).display());
 }
-
 #[test]
 fn the_seeds_map_shows_every_pod_and_service_and_why_a_pair_is_denied() {
     check_page("seeds", &["examples/seeds"], 10);

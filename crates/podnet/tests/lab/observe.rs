@@ -250,3 +250,90 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
     assert!(table.contains("DROPPED") && table.contains(&app), "{table}");
     std::fs::remove_file(extra).unwrap();
 }
+
+#[test]
+fn lab_ui_draws_a_flow_on_the_map_within_two_seconds() {
+    use podnet_testkit::browser::{chromium, Browser};
+    if !can_run() {
+        return;
+    }
+    let Some(chrome) = chromium() else { return };
+    let lab = Lab::up(
+        "ui",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ],
+        &[],
+    );
+    let st = lab.status();
+    let (_, app_ip, _) = pod(&st, "my-app-");
+    let (api, _, _) = pod(&st, "my-api-");
+    let mut ui = Command::new(env!("CARGO_BIN_EXE_podnet"))
+        .args(["lab", "ui", "--name", &lab.name, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(ui.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("lab ui said {first:?}"))
+        .to_string();
+    let mut page = Browser::open(&chrome, &url);
+    assert!(
+        page.wait_for(
+            "document.body && document.body.dataset.ready === 'true' && document.getElementById('live').textContent === 'live'",
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "the page did not load and follow the flows: {:?}",
+        page.errors
+    );
+    for p in st["pods"].as_array().unwrap() {
+        let key = format!(
+            "{}/{}",
+            p["namespace"].as_str().unwrap(),
+            p["name"].as_str().unwrap()
+        );
+        let there = page.eval(&format!(
+            "!!document.querySelector('.pod[data-pod=\"{key}\"]')"
+        ));
+        assert_eq!(there, serde_json::json!(true), "pod {key} not on the page");
+    }
+    // A denied connection: on the page (listed, and drawn on the map) within 2 s.
+    let t = std::time::Instant::now();
+    let conn = connect(&lab, &api, &app_ip, 80);
+    let on_page = format!(
+        "document.querySelector('#flowlist li[data-verdict=\"DROPPED\"][data-from=\"{api}\"]') && document.querySelector('#flowlayer path.flow.DROPPED')"
+    );
+    let took = page
+        .wait_for(&on_page, Duration::from_secs(5))
+        .map(|_| t.elapsed());
+    let shots = super::root_dir().join("target/ui-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    page.screenshot(&shots.join("lab-ui-live.png"));
+    conn.join().unwrap();
+    let _ = ui.kill();
+    let o = ui.wait_with_output().unwrap();
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "the denied flow is not on the page after 5 s: {}\nlab ui said: {}",
+            page.eval("document.getElementById('flows').innerText"),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    eprintln!("the denied flow was on the page {took:?} after the connection began");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        page.errors.is_empty(),
+        "the console said: {:#?}",
+        page.errors
+    );
+}
