@@ -14,10 +14,12 @@ use crate::packet::{decode, Packet};
 use crate::{FlowError, GROUP, SNAPLEN};
 
 /// How long the kernel may hold logged packets to send several in one message (its default
-/// is a second: a drop must show within one).
-const FLUSH: Duration = Duration::from_millis(20);
-/// How many packets the kernel gathers before it sends them at once.
-const BATCH: u32 = 32;
+/// is a second: a drop must show within one). With [`BATCH`] at 1 it holds none.
+const FLUSH: Duration = Duration::from_millis(10);
+/// How many packets the kernel gathers before it sends them at once: each at once (at 32, a
+/// lone drop waited for the flush, 21 ms at the median; the agent reads 50,000 single
+/// messages a second).
+const BATCH: u32 = 1;
 /// The socket's receive buffer: room for a burst while the reader is busy.
 const RECEIVE_BUFFER: usize = 4 << 20;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{can_run, ok, podnet, Lab};
 
 /// The agents of a lab, by node: their pids.
-fn agents(lab: &str) -> Vec<(String, i32)> {
+pub(super) fn agents(lab: &str) -> Vec<(String, i32)> {
     let dir = format!("/run/podnet/{lab}/agents");
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -337,3 +337,95 @@ fn lab_ui_draws_a_flow_on_the_map_within_two_seconds() {
         page.errors
     );
 }
+
+/// Sends `n` TCP SYNs from the pod `from` to `to:port` through a raw socket (a new source
+/// port each), as fast as Python can: a flood of connections the policies deny.
+fn syn_flood(lab: &Lab, from: &str, src: &str, to: &str, port: u16, n: usize) -> String {
+    let script = format!(
+        r#"
+import socket, struct, time
+src, dst, dport, n = "{src}", "{to}", {port}, {n}
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xffff); t += t >> 16
+    return ~t & 0xffff
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, 20)
+t = time.time()
+for i in range(n):
+    sport = 1024 + i % 64000
+    h = struct.pack("!HHIIBBHHH", sport, dport, i, 0, 5 << 4, 0x02, 64240, 0, 0)
+    h = h[:16] + struct.pack("!H", csum(pseudo + h)) + h[18:]
+    s.sendto(h, (dst, 0))
+print("sent", n, "in", round(time.time() - t, 2), "s")
+"#
+    );
+    let o = lab.exec(from, &["python3", "-c", &script]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The resident set of a process, in MB.
+fn rss_mb(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+#[test]
+fn a_flood_of_denied_syns_is_counted_and_bounded_and_the_agent_goes_on() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::up(
+        "flood",
+        &[
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ],
+        &[],
+    );
+    let st = lab.status();
+    let (app, app_ip, app_node) = pod(&st, "my-app-");
+    let (api, api_ip, _) = pod(&st, "my-api-");
+    let (front, _, _) = pod(&st, "frontend-");
+    let pid = super::agent::agents(&lab.name)
+        .into_iter()
+        .find(|(n, _)| *n == app_node)
+        .map(|(_, p)| p)
+        .unwrap();
+    // One flow first: the reader and the store are in use before the measure.
+    connect(&lab, &api, &app_ip, 80).join().unwrap();
+    let before = rss_mb(pid);
+    let sent = syn_flood(&lab, &api, &api_ip, &app_ip, 80, 100_000);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_mb(pid);
+    let told_n = told(&lab, &app_node, "DROPPED", "policy-ingress");
+    let lost = super::agent::agent_metric(&lab, &app_node, "podnet_agent_flows_lost_total");
+    eprintln!(
+        "{sent}; the agent of {app_node}: RSS {before:.1} -> {after:.1} MB, {told_n} flows told, {lost} lost"
+    );
+    // Every SYN was logged: told or counted lost (an overflow of the socket counts once, so
+    // the sum may be less than what was sent, never nothing).
+    assert!(told_n > 1000.0, "{told_n} told");
+    assert!(
+        told_n + lost <= 100_001.0 + 10.0,
+        "more flows than packets: {told_n} + {lost}"
+    );
+    // The store keeps 4,096 flows, the queue 8,192 packets: a flood does not grow the agent.
+    assert!(after - before < 40.0, "RSS {before:.1} -> {after:.1} MB");
+    // And the agent still answers: an allowed connection works, a denied one is told.
+    assert_eq!(connect(&lab, &front, &app_ip, 80).join().unwrap(), "open");
+    let n = told_n;
+    connect(&lab, &api, &app_ip, 80).join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(told(&lab, &app_node, "DROPPED", "policy-ingress") > n);
+    let _ = app;
+}
