@@ -41,6 +41,8 @@ pub struct Config {
     /// Where to write the zone served (as `podnet check --dns -o json` prints a zone), each
     /// time it changes.
     pub served_zone: Option<PathBuf>,
+    /// Where to serve `/metrics` (and `/healthz`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What the zone is made of: no Node or NetworkPolicy.
@@ -111,6 +113,17 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
     // waited out its 5 s once, on a busy machine).
     let mut server = serve_on(&dns, c.listen).await?;
     eprintln!("serving {records} records on {} (UDP and TCP)", c.listen);
+    if let Some(at) = c.metrics {
+        let listener =
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| ControllerError::Bind {
+                    proto: "TCP (metrics)",
+                    at,
+                    source,
+                })?;
+        tokio::spawn(serve_metrics(dns.clone(), listener));
+    }
     // The zone served, written from the server's own copy (no second one kept).
     let record = || podnet_watch::record(c.served_zone.as_deref(), &dns.zone().model().stored());
     record()?;
@@ -130,5 +143,42 @@ async fn serve(c: Config) -> Result<(), ControllerError> {
             }
             r = &mut server => return ended(r),
         }
+    }
+}
+
+/// Serves `/metrics` (the server's counters, Prometheus' text format) and `/healthz` on
+/// `listener`.
+pub async fn serve_metrics(dns: Arc<ClusterDns>, listener: tokio::net::TcpListener) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::{Request, Response, StatusCode};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let dns = dns.clone();
+                async move {
+                    let (code, body) = match req.uri().path() {
+                        "/metrics" => (StatusCode::OK, dns.metrics.render()),
+                        "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+                        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .status(code)
+                            .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(body)))
+                            .expect("a response"),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }

@@ -33,6 +33,7 @@ use podnet_model::dns::{self as model, DnsRecord, DnsZone, Lookup, RType, Rcode}
 
 mod cache;
 mod forward;
+pub mod metrics;
 
 pub use hickory_server::Server;
 
@@ -129,6 +130,8 @@ pub struct ClusterDns {
     zone: RwLock<Arc<Zone>>,
     upstreams: Vec<SocketAddr>,
     timeout: Duration,
+    /// What was answered, for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// What to do with one query.
@@ -223,6 +226,7 @@ impl ClusterDns {
             zone: RwLock::new(Arc::new(Zone::new(zone)?)),
             upstreams,
             timeout: Duration::from_secs(2),
+            metrics: Default::default(),
         })
     }
 
@@ -366,6 +370,7 @@ impl ClusterDns {
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
         let reply = forward::relay(&self.upstreams, request.as_slice(), self.timeout).await;
+        self.metrics.forwarded(reply.is_none());
         meta.response_code = reply
             .as_ref()
             .map_or(ResponseCode::ServFail, |r| r.metadata.response_code);
@@ -415,12 +420,14 @@ impl ClusterDns {
             };
             match path.handle(&buf[..n]) {
                 UdpOut::Send(b) => {
+                    self.metrics.answered(metrics::Protocol::Udp, b);
                     let _ = socket.send_to(b, src).await;
                 }
                 UdpOut::Forward(request) => {
                     let (this, socket) = (self.clone(), socket.clone());
                     tokio::spawn(async move {
                         let b = this.forwarded(&request, true).await;
+                        this.metrics.answered(metrics::Protocol::Udp, &b);
                         let _ = socket.send_to(&b, src).await;
                     });
                 }
@@ -487,6 +494,7 @@ impl UdpPath {
         let q = cache::question(raw, &mut self.key);
         if let Some(q) = &q {
             if self.cache.answer(raw, &self.key, q, &mut self.out) {
+                self.dns.metrics.cache_hit();
                 return UdpOut::Send(&self.out);
             }
         }
@@ -545,6 +553,9 @@ impl RequestHandler for Handler {
         match self.0.decide(&zone, request) {
             Decision::Respond(p) => {
                 let meta = p.meta;
+                self.0
+                    .metrics
+                    .answered_code(metrics::Protocol::Tcp, u16::from(meta.response_code));
                 let msg = builder.build(
                     meta,
                     p.answers.iter(),
@@ -559,6 +570,9 @@ impl RequestHandler for Handler {
             }
             Decision::Forward => {
                 let (meta, reply) = self.0.relay(request).await;
+                self.0
+                    .metrics
+                    .answered_code(metrics::Protocol::Tcp, u16::from(meta.response_code));
                 let (answers, authorities, additionals) = sections(&reply);
                 let msg = builder.build(
                     meta,

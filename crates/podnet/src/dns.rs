@@ -56,6 +56,7 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
             api,
             server,
             served_zone,
+            metrics_addr,
         } => {
             podnet_dns_controller::run(podnet_dns_controller::Config {
                 settings: crate::agent::settings(api.config.as_deref(), &api.cluster)?,
@@ -63,6 +64,7 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
                 listen: server.listen,
                 upstreams: upstreams_of(&server)?,
                 served_zone,
+                metrics: metrics_addr,
             })?;
             return Ok(ExitCode::SUCCESS);
         }

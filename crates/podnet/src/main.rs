@@ -176,6 +176,10 @@ enum DnsCommand {
         /// each time it changes, for whoever waits on it.
         #[arg(long, value_name = "FILE")]
         served_zone: Option<PathBuf>,
+        /// Serve /metrics (queries by protocol and response code, cache hits, queries sent
+        /// upstream) and /healthz here.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
 }
 

@@ -15,6 +15,25 @@ fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> T {
     serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
 }
 
+/// The port a pod template says Prometheus scrapes (`prometheus.io/scrape: "true"`,
+/// `prometheus.io/port`, `prometheus.io/path: /metrics`).
+fn scrape_port(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
+    let a = t
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .expect("scrape annotations");
+    assert_eq!(
+        a.get("prometheus.io/scrape").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        a.get("prometheus.io/path").map(String::as_str),
+        Some("/metrics")
+    );
+    a["prometheus.io/port"].clone()
+}
+
 #[test]
 fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -50,22 +69,39 @@ fn the_manifests_are_the_apis_objects_and_the_agent_takes_their_flags() {
             }
             "DaemonSet" => {
                 let ds = decode::<DaemonSet>(v);
+                let scrape = scrape_port(&ds.spec.template);
                 let spec = ds.spec.template.spec.unwrap();
                 assert_eq!(spec.host_network, Some(true));
                 let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
                 agent_args = agent.args.clone().unwrap();
+                assert!(
+                    agent_args.contains(&format!("--metrics-addr=0.0.0.0:{scrape}")),
+                    "the agent is scraped at {scrape}: {agent_args:?}"
+                );
             }
             "Deployment" => {
                 let d = decode::<Deployment>(v);
                 let name = d.metadata.name.clone().unwrap();
-                let spec = d.spec.template.spec.unwrap();
+                let spec = d.spec.template.spec.clone().unwrap();
                 let args = spec.containers[0].args.clone().unwrap();
                 match name.as_str() {
                     "podnet-dns" => {
                         assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
+                        let scrape = scrape_port(&d.spec.template);
+                        assert!(
+                            args.contains(&format!("--metrics-addr=0.0.0.0:{scrape}")),
+                            "the DNS server is scraped at {scrape}: {args:?}"
+                        );
                         dns_args = args;
                     }
-                    "podnet-ingress" => ingress_args = args,
+                    "podnet-ingress" => {
+                        let scrape = scrape_port(&d.spec.template);
+                        assert!(
+                            args.contains(&format!("--admin=0.0.0.0:{scrape}")),
+                            "the Ingress controller is scraped at {scrape}: {args:?}"
+                        );
+                        ingress_args = args
+                    }
                     "podnet-gateway" => gateway_args = args,
                     other => panic!("unexpected Deployment {other}"),
                 }
@@ -244,4 +280,79 @@ fn the_settings_file_takes_dual_stack_ranges() {
     c.apply(&o).unwrap();
     assert_eq!(c.ip_family, podnet_model::config::ClusterFamily::Dual);
     assert_eq!(c.node_cidr_mask_size_ipv6, 64);
+}
+
+/// `deploy/grafana/podnet.json`: a dashboard whose every query names metrics podnet exports
+/// (the agent's, the edge proxy's, the DNS server's, as their `/metrics` render them).
+#[test]
+fn the_dashboard_queries_only_metrics_podnet_exports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("deploy/grafana/podnet.json")).unwrap();
+    let d: Value = serde_json::from_str(&text).unwrap();
+    // A sample in each labelled family (an empty one is not rendered).
+    let agent = podnet_agent::metrics::Metrics::default();
+    agent.verified(
+        std::time::Duration::from_millis(1),
+        &[podnet_node::verify::Drift {
+            table: "policy",
+            what: String::new(),
+        }],
+        false,
+    );
+    let peer = podnet_flow::record::Peer {
+        ip: "10.0.0.1".parse().unwrap(),
+        port: 1,
+        pod: None,
+    };
+    agent.flow(podnet_flow::record::Flow {
+        time: String::new(),
+        node: String::new(),
+        verdict: podnet_flow::Verdict::Dropped,
+        reason: podnet_flow::Reason::PolicyIngress,
+        summary: String::new(),
+        protocol: "TCP".into(),
+        source: peer.clone(),
+        destination: peer,
+        service: None,
+        policies: vec![],
+    });
+    let edge = podnet_ingress::metrics::Metrics::new();
+    edge.errors
+        .get_or_create(&podnet_ingress::metrics::ReasonLabels {
+            reason: "connect".into(),
+        })
+        .inc();
+    let exported = [
+        agent.render(),
+        edge.encode(),
+        podnet_dns::metrics::Metrics::default().render(),
+    ]
+    .join("\n");
+    // The metric families, as `# TYPE name kind` lines name them.
+    let families: Vec<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut queried = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("podnet_"))
+            {
+                let family = ["_bucket", "_sum", "_count", "_total"]
+                    .iter()
+                    .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert!(
+                    families.contains(&family),
+                    "panel {:?} queries {name}, which podnet does not export",
+                    p["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried > 20, "{queried} metrics queried");
 }

@@ -129,6 +129,12 @@ fn outside_names_are_refused_at_once_without_upstreams() {
             assert!(!r.metadata.recursion_available);
         }
     }
+    // Counted, by protocol and response code.
+    let m = srv.dns.metrics.render();
+    for proto in ["udp", "tcp"] {
+        let line = format!("podnet_dns_queries_total{{protocol=\"{proto}\",rcode=\"REFUSED\"}} 3");
+        assert!(m.contains(&line), "{line} not in {m}");
+    }
 }
 
 #[test]
