@@ -112,6 +112,8 @@ def main():
                     th = threading.Thread(target=exec_py, args=(labs[s], api, FLOOD, api["ip"], app["ip"], 10000, SECS + 1))
                     th.start(); time.sleep(0.5)
                 o = exec_py(labs[s], front, CONNECT, app["ip"], SECS)
+                if o.returncode != 0:
+                    raise SystemExit(f"{name}, round {r + 1}: the client failed: {o.stderr}")
                 results[name].append(float(o.stdout.strip()))
                 if th: th.join()
         print("new connections per second, frontend -> my-app:80 (allowed), %d rounds of %.0f s:" % (ROUNDS, SECS))
