@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v dnsperf >/dev/null && command -v unbound >/dev/null || { apt-get update -qq; apt-get install -y -qq dnsperf unbound >/dev/null; }
 cargo build --release -q -p podnet
-P=$PWD/target/release/podnet
+P=${PODNET_BIN:-$PWD/target/release/podnet}
 N=${N:-1000}; MEM_N=${MEM_N:-10000}; SECS=${SECS:-10}
 OURS=127.0.0.1:5301; UB_PORT=5302
 tmp=$(mktemp -d)

@@ -11,16 +11,9 @@ use podnet_flow::Filter;
 use crate::agents::METRICS_ADDR;
 use crate::{load_state, LabError};
 
-/// The flows every node of the lab `lab` holds that `filter` takes, oldest first; with
-/// `follow`, then each new one as it comes, until `each` says stop (false) or an agent's
-/// connection ends.
-pub fn observe(
-    lab: &str,
-    filter: &Filter,
-    follow: bool,
-    each: impl FnMut(Flow) -> bool,
-) -> Result<(), LabError> {
-    let st = load_state(lab)?;
+/// A connection to every node's agent (its metrics address, reached from inside the node's
+/// namespace), by node name.
+pub fn agents(st: &crate::LabState) -> Result<Vec<(String, TcpStream)>, LabError> {
     let mut agents = Vec::new();
     for n in &st.plan.nodes {
         // The socket is made in the node's namespace; it is read from here.
@@ -37,6 +30,19 @@ pub fn observe(
         })?;
         agents.push((n.name.clone(), stream));
     }
+    Ok(agents)
+}
+
+/// The flows every node of the lab `lab` holds that `filter` takes, oldest first; with
+/// `follow`, then each new one as it comes, until `each` says stop (false) or an agent's
+/// connection ends.
+pub fn observe(
+    lab: &str,
+    filter: &Filter,
+    follow: bool,
+    each: impl FnMut(Flow) -> bool,
+) -> Result<(), LabError> {
+    let agents = agents(&load_state(lab)?)?;
     podnet_flow::client::observe(agents, filter, follow, each)
         .map_err(|e| LabError::Invalid(podnet_node::chain(&e)))
 }

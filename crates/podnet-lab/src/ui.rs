@@ -4,7 +4,6 @@
 //! events, for the page to draw as they happen.
 
 use std::convert::Infallible;
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Request, Response, StatusCode};
 use podnet_flow::record::Flow;
 
-use crate::agents::METRICS_ADDR;
 use crate::{load_state, LabError};
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -69,21 +67,7 @@ pub async fn serve(
         }
     });
     // Every node's flows, from now on, into the feed.
-    let mut agents = Vec::new();
-    for n in &st.plan.nodes {
-        let path = podnet_node::sys::netns_path(&n.ns);
-        let stream = podnet_node::sys::in_netns(&path, || {
-            Ok(TcpStream::connect_timeout(
-                &METRICS_ADDR.parse().expect("an address"),
-                Duration::from_secs(2),
-            ))
-        })?
-        .map_err(|source| LabError::Io {
-            what: format!("{}: reaching the agent at {METRICS_ADDR}", n.name),
-            source,
-        })?;
-        agents.push((n.name.clone(), stream));
-    }
+    let agents = crate::observe::agents(&st)?;
     let feed = shared.clone();
     let since = jiff::Timestamp::now().to_string();
     std::thread::Builder::new()

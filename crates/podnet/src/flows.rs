@@ -90,7 +90,8 @@ fn address(n: &Node) -> Option<IpAddr> {
 
 /// `podnet observe`.
 pub fn observe_cluster(a: ObserveArgs) -> Result<ExitCode> {
-    let filter = filter(a.pod, &a.verdict)?;
+    let f = a.flows;
+    let filter = filter(f.pod, &f.verdict)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,8 +117,8 @@ pub fn observe_cluster(a: ObserveArgs) -> Result<ExitCode> {
             .with_context(|| format!("Node {name}: reaching its agent at {at}"))?;
         agents.push((name, stream));
     }
-    print(a.output, |each| {
-        podnet_flow::client::observe(agents, &filter, a.follow, each)?;
+    print(f.output, |each| {
+        podnet_flow::client::observe(agents, &filter, f.follow, each)?;
         Ok(())
     })
 }

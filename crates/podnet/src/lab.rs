@@ -72,16 +72,10 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
                 .exec();
             bail!("running ip netns exec: {err}")
         }
-        LabCommand::Observe {
-            lab,
-            follow,
-            pod,
-            verdict,
-            output,
-        } => {
-            let filter = crate::flows::filter(pod, &verdict)?;
-            crate::flows::print(output, |each| {
-                podnet_lab::observe::observe(&lab.name, &filter, follow, each)?;
+        LabCommand::Observe { lab, flows } => {
+            let filter = crate::flows::filter(flows.pod, &flows.verdict)?;
+            crate::flows::print(flows.output, |each| {
+                podnet_lab::observe::observe(&lab.name, &filter, flows.follow, each)?;
                 Ok(())
             })
         }

@@ -61,15 +61,9 @@ enum Command {
     Observe(ObserveArgs),
 }
 
+/// Which flows to print, and how (`observe`, `lab observe`).
 #[derive(Args)]
-struct ObserveArgs {
-    /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
-    /// account.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The agents' metrics port (the DaemonSet's --metrics-addr).
-    #[arg(long, default_value_t = 9641)]
-    port: u16,
+struct FlowArgs {
     /// Print the flows held, then each new one as it comes, until interrupted.
     #[arg(short = 'f', long)]
     follow: bool,
@@ -82,6 +76,19 @@ struct ObserveArgs {
     /// table, or json (one flow per line).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: OutputFormat,
+}
+
+#[derive(Args)]
+struct ObserveArgs {
+    /// A kubeconfig; without one, $KUBECONFIG, ~/.kube/config, or the in-cluster service
+    /// account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The agents' metrics port (the DaemonSet's --metrics-addr).
+    #[arg(long, default_value_t = 9641)]
+    port: u16,
+    #[command(flatten)]
+    flows: FlowArgs,
 }
 
 #[derive(Args)]
@@ -342,18 +349,8 @@ enum LabCommand {
     Observe {
         #[command(flatten)]
         lab: LabName,
-        /// Print the flows held, then each new one as it comes, until interrupted.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Only flows from or to this pod (namespace/name).
-        #[arg(long)]
-        pod: Option<String>,
-        /// Only flows with this verdict: FORWARDED, DROPPED or REJECTED (repeatable).
-        #[arg(long)]
-        verdict: Vec<String>,
-        /// table, or json (one flow per line).
-        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-        output: OutputFormat,
+        #[command(flatten)]
+        flows: FlowArgs,
     },
     /// Serve the map of the lab in the browser (on a loopback port): nodes and pods,
     /// Services, Ingresses and Gateways, the NetworkPolicy matrix with why, and the flows

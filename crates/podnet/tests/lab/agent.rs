@@ -117,16 +117,7 @@ fn an_agent_killed_is_started_again_and_no_connection_fails() {
     if !can_run() {
         return;
     }
-    let lab = Lab::up(
-        "agkill",
-        &[
-            "examples/seeds/workloads.yaml",
-            "examples/seeds/service.yaml",
-            "examples/seeds/network-policy.yaml",
-            "examples/seeds/network-policy-frontend.yaml",
-        ],
-        &[],
-    );
+    let lab = Lab::seeds("agkill", &[], &[]);
     let probe = prober(&lab, 300);
     kill_every_agent(&lab);
     let (good, bad) = probe.join().unwrap();

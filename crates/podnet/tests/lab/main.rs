@@ -97,6 +97,19 @@ impl Lab {
         lab
     }
 
+    /// A lab of the seeds' workloads, Services and both NetworkPolicies, with `more` manifests
+    /// and `extra` arguments.
+    fn seeds(name: &str, more: &[&str], extra: &[&str]) -> Lab {
+        let mut files = vec![
+            "examples/seeds/workloads.yaml",
+            "examples/seeds/service.yaml",
+            "examples/seeds/network-policy.yaml",
+            "examples/seeds/network-policy-frontend.yaml",
+        ];
+        files.extend(more);
+        Lab::up(name, &files, extra)
+    }
+
     fn exec(&self, target: &str, cmd: &[&str]) -> Output {
         let mut args = vec!["lab", "exec", "--name", &self.name, target, "--"];
         args.extend(cmd);

@@ -126,16 +126,10 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
         return;
     }
     let extra = write_manifest("nobody-home", NO_ENDPOINTS);
-    let lab = Lab::up(
+    // Every new connection let through is recorded too.
+    let lab = Lab::seeds(
         "observe",
-        &[
-            "examples/seeds/workloads.yaml",
-            "examples/seeds/service.yaml",
-            "examples/seeds/network-policy.yaml",
-            "examples/seeds/network-policy-frontend.yaml",
-            extra.to_str().unwrap(),
-        ],
-        // Every new connection let through is recorded too.
+        &[extra.to_str().unwrap()],
         &["--flow-sample", "100"],
     );
     let st = lab.status();
@@ -258,16 +252,7 @@ fn lab_ui_draws_a_flow_on_the_map_within_two_seconds() {
         return;
     }
     let Some(chrome) = chromium() else { return };
-    let lab = Lab::up(
-        "ui",
-        &[
-            "examples/seeds/workloads.yaml",
-            "examples/seeds/service.yaml",
-            "examples/seeds/network-policy.yaml",
-            "examples/seeds/network-policy-frontend.yaml",
-        ],
-        &[],
-    );
+    let lab = Lab::seeds("ui", &[], &[]);
     let st = lab.status();
     let (_, app_ip, _) = pod(&st, "my-app-");
     let (api, _, _) = pod(&st, "my-api-");
@@ -382,16 +367,7 @@ fn a_flood_of_denied_syns_is_counted_and_bounded_and_the_agent_goes_on() {
     if !can_run() {
         return;
     }
-    let lab = Lab::up(
-        "flood",
-        &[
-            "examples/seeds/workloads.yaml",
-            "examples/seeds/service.yaml",
-            "examples/seeds/network-policy.yaml",
-            "examples/seeds/network-policy-frontend.yaml",
-        ],
-        &[],
-    );
+    let lab = Lab::seeds("flood", &[], &[]);
     let st = lab.status();
     let (app, app_ip, app_node) = pod(&st, "my-app-");
     let (api, api_ip, _) = pod(&st, "my-api-");
