@@ -122,8 +122,7 @@ pub fn observe(
                 all.push(flow(&agent, &line)?);
             }
         }
-        // RFC 3339 times in UTC sort as text.
-        all.sort_by(|a, b| a.time.cmp(&b.time));
+        all.sort_by_key(Flow::at);
         for f in all {
             if !each(f) {
                 break;

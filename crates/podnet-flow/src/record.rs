@@ -37,6 +37,14 @@ pub struct Flow {
     pub policies: Vec<String>,
 }
 
+impl Flow {
+    /// When it was read, as a time (None for a time that does not parse). Compare these, not
+    /// the text: RFC 3339 leaves out a zero fraction, and "…:01Z" sorts after "…:01.5Z".
+    pub fn at(&self) -> Option<jiff::Timestamp> {
+        self.time.parse().ok()
+    }
+}
+
 /// One end of a flow: a pod, or an address that is none of the model's pods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -373,6 +381,18 @@ spec:
         assert!(j.contains("\"verdict\":\"DROPPED\""), "{j}");
         assert!(j.contains("\"reason\":\"policy-ingress\""), "{j}");
         assert_eq!(serde_json::from_str::<Flow>(&j).unwrap(), f);
+    }
+
+    #[test]
+    fn times_compare_as_times_not_as_text() {
+        let cluster = cluster();
+        let mut t = Teller::new(&cluster, "node-1");
+        let p = packet(&cluster, Reason::PolicyEgress, None);
+        let whole = t.tell(&p, "2026-12-07T11:00:01Z".parse().unwrap());
+        let later = t.tell(&p, "2026-12-07T11:00:01.5Z".parse().unwrap());
+        assert_eq!(whole.time, "2026-12-07T11:00:01Z");
+        assert!(whole.time > later.time, "as text, the earlier sorts after");
+        assert!(whole.at() < later.at());
     }
 
     #[test]

@@ -69,13 +69,13 @@ pub async fn serve(
     // Every node's flows, from now on, into the feed.
     let agents = crate::observe::agents(&st)?;
     let feed = shared.clone();
-    let since = jiff::Timestamp::now().to_string();
+    let since = jiff::Timestamp::now();
     std::thread::Builder::new()
         .name("podnet-ui-flows".into())
         .spawn(move || {
             let r = podnet_flow::client::observe(agents, &Default::default(), true, |f| {
                 // Those held from before the server started are not news.
-                if f.time >= since {
+                if f.at().is_some_and(|t| t >= since) {
                     feed.flows.push(f);
                 }
                 true
