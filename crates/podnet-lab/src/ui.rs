@@ -4,7 +4,7 @@
 //! events, for the page to draw as they happen.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +17,13 @@ use crate::{load_state, LabError};
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// What the server holds: the page as the API last was, and the flows since it started (the
+/// A request for the page as the API is now, to the task that follows the API.
+type PageAsked = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<String>>;
+
+/// What the server holds: where to ask for the page, and the flows since it started (the
 /// latest, and the feed of new ones: a page that connects late still gets what came before).
 struct Shared {
-    page: Mutex<String>,
+    pages: PageAsked,
     flows: podnet_flow::store::Store,
 }
 
@@ -29,7 +32,7 @@ fn watch_error(e: impl std::fmt::Display) -> LabError {
 }
 
 /// Serves the lab `lab`'s map on `listener` until the process ends (`ready` is called once
-/// the first page is made).
+/// the API is listed and every node's agent is reached).
 pub async fn serve(
     lab: &str,
     listener: tokio::net::TcpListener,
@@ -53,18 +56,23 @@ pub async fn serve(
     let page = move |m: &podnet_model::ApiModel| {
         podnet_ui::page(&podnet_ui::View::of(m.cluster()), &title, Some("/flows"))
     };
-    let shared = Arc::new(Shared {
-        page: Mutex::new(page(&model)),
-        flows: Default::default(),
-    });
-    // The page follows the API.
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while watch.next(&mut model).await.is_some() {
-                *shared.page.lock().expect("page") = page(&model);
+    // The model follows the API; the page is made from it when a browser asks (the matrix
+    // judges every pair of pods: not for every change of the API).
+    let (pages, mut asked) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<String>>(16);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                round = watch.next(&mut model) => if round.is_none() { return },
+                reply = asked.recv() => match reply {
+                    Some(reply) => drop(reply.send(page(&model))),
+                    None => return,
+                },
             }
         }
+    });
+    let shared = Arc::new(Shared {
+        pages,
+        flows: Default::default(),
     });
     // Every node's flows, from now on, into the feed.
     let agents = crate::observe::agents(&st)?;
@@ -98,7 +106,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, req.uri().path())) }
+                async move { Ok::<_, Infallible>(answer(&shared, req.uri().path()).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -107,7 +115,7 @@ pub async fn serve(
     }
 }
 
-fn answer(shared: &Shared, path: &str) -> Response<Body> {
+async fn answer(shared: &Shared, path: &str) -> Response<Body> {
     let ok = |ct: &str| {
         Response::builder()
             .status(StatusCode::OK)
@@ -115,9 +123,22 @@ fn answer(shared: &Shared, path: &str) -> Response<Body> {
             .header(hyper::header::CACHE_CONTROL, "no-store")
     };
     match path {
-        "/" => ok("text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(shared.page.lock().expect("page").clone())).boxed())
-            .expect("a response"),
+        "/" => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let page = match shared.pages.send(tx).await {
+                Ok(()) => rx.await.ok(),
+                Err(_) => None,
+            };
+            match page {
+                Some(page) => ok("text/html; charset=utf-8")
+                    .body(Full::new(Bytes::from(page)).boxed())
+                    .expect("a response"),
+                None => Response::builder()
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .body(Full::new(Bytes::from_static(b"the lab's API watch ended\n")).boxed())
+                    .expect("a response"),
+            }
+        }
         "/flows" => {
             let (latest, rx) = shared.flows.follow();
             let event = |f: &Flow| {
