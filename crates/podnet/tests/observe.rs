@@ -106,6 +106,27 @@ fn podnet_observe_reads_every_nodes_agent_at_its_address() {
     let _ = child.kill();
     let _ = child.wait();
 
+    // Bad input: an unknown verdict is refused, by the agent and by the command, naming it.
+    let answer = |req: &str| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let bad = answer("GET /flows?verdict=LOST&pod=%00%2F..%2F HTTP/1.0\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.0 400"), "{bad}");
+    assert!(bad.contains("verdict=LOST: not a verdict"), "{bad}");
+    let odd = answer("GET /flows?pod=%00%2F..%2F%E2%80%AE HTTP/1.0\r\n\r\n");
+    assert!(
+        odd.starts_with("HTTP/1.0 200") && odd.ends_with("\r\n\r\n"),
+        "{odd}"
+    );
+    let o = observe(&["--verdict", "LOST"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--verdict \"LOST\""));
+
     // An agent that cannot be reached is named.
     let o = observe_at(1, &[]).output().unwrap();
     assert!(!o.status.success());
