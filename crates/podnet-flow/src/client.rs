@@ -28,8 +28,6 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{agent}: the agent ended its flows (did it stop?)")]
-    Ended { agent: String },
 }
 
 /// The query of `/flows` for this filter.
@@ -40,6 +38,9 @@ pub fn query(filter: &Filter, follow: bool) -> String {
     }
     if let Some(p) = &filter.pod {
         q.append_pair("pod", p);
+    }
+    if let Some(t) = &filter.since {
+        q.append_pair("since", &t.to_string());
     }
     if follow {
         q.append_pair("follow", "true");
@@ -101,58 +102,135 @@ fn flow(agent: &str, line: &str) -> Result<Flow, ClientError> {
     })
 }
 
-/// The flows of every agent (name, connection) that `filter` takes, oldest first; with
-/// `follow`, then each new one as it comes, until `each` says stop (false) or an agent's
-/// connection ends.
+/// One agent to read: its name (in errors and events), and how to open a connection to it,
+/// again after it went away.
+pub struct Agent {
+    pub name: String,
+    pub connect: Box<dyn FnMut() -> std::io::Result<TcpStream> + Send>,
+}
+
+impl Agent {
+    pub fn new(
+        name: impl Into<String>,
+        connect: impl FnMut() -> std::io::Result<TcpStream> + Send + 'static,
+    ) -> Agent {
+        Agent {
+            name: name.into(),
+            connect: Box::new(connect),
+        }
+    }
+
+    fn ask(&mut self, filter: &Filter, follow: bool) -> Result<BufReader<TcpStream>, ClientError> {
+        let stream = (self.connect)().map_err(|source| ClientError::Io {
+            agent: self.name.clone(),
+            what: "reaching the agent",
+            source,
+        })?;
+        ask(&self.name, stream, filter, follow)
+    }
+}
+
+/// What a follower reads.
+#[derive(Debug)]
+pub enum Event {
+    Flow(Box<Flow>),
+    /// The agent's connection ended (the agent stopped, or the way to it broke); the follower
+    /// tries again every [`RETRY`] until it is back.
+    Gone {
+        agent: String,
+        why: String,
+    },
+    /// The agent answers again; the follower asked for the flows after the last it had
+    /// (an agent started again holds none from before: those of the time it was away were
+    /// not read by anyone, and are not known).
+    Back {
+        agent: String,
+    },
+}
+
+/// How often a follower tries an agent that went away.
+pub const RETRY: Duration = Duration::from_millis(250);
+
+/// The flows of every agent that `filter` takes, oldest first; with `follow`, then each new
+/// one as it comes, and an agent that goes away is followed again when it is back ([`Event`]),
+/// until `each` says stop (false). Each agent must answer at first.
 pub fn observe(
-    agents: Vec<(String, TcpStream)>,
+    agents: Vec<Agent>,
     filter: &Filter,
     follow: bool,
-    mut each: impl FnMut(Flow) -> bool,
+    mut each: impl FnMut(Event) -> bool,
 ) -> Result<(), ClientError> {
     if !follow {
         let mut all = Vec::new();
-        for (agent, stream) in agents {
-            for line in ask(&agent, stream, filter, false)?.lines() {
+        for mut agent in agents {
+            for line in agent.ask(filter, false)?.lines() {
                 let line = line.map_err(|source| ClientError::Io {
-                    agent: agent.clone(),
+                    agent: agent.name.clone(),
                     what: "reading its flows",
                     source,
                 })?;
-                all.push(flow(&agent, &line)?);
+                all.push(Box::new(flow(&agent.name, &line)?));
             }
         }
-        all.sort_by_key(Flow::at);
+        all.sort_by_key(|f| f.at());
         for f in all {
-            if !each(f) {
+            if !each(Event::Flow(f)) {
                 break;
             }
         }
         return Ok(());
     }
-    let (tx, rx) = mpsc::channel::<Result<Flow, ClientError>>();
-    for (agent, stream) in agents {
-        let reader = ask(&agent, stream, filter, true)?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    for mut agent in agents {
+        let mut reader = agent.ask(filter, true)?;
         let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in reader.lines() {
-                let got = line
-                    .map_err(|source| ClientError::Io {
-                        agent: agent.clone(),
-                        what: "reading its flows",
-                        source,
-                    })
-                    .and_then(|l| flow(&agent, &l));
-                if tx.send(got).is_err() {
+        let mut filter = filter.clone();
+        std::thread::spawn(move || loop {
+            let why = loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break "the agent ended its flows".to_string(),
+                    Ok(_) => {}
+                    Err(e) => break format!("reading its flows: {e}"),
+                }
+                let f = match flow(&agent.name, line.trim_end()) {
+                    Ok(f) => f,
+                    Err(e) => break crate::chain(&e),
+                };
+                // Asked again, the agent sends what came after this one.
+                if let Some(t) = f.at() {
+                    filter.since = Some(t);
+                }
+                if tx.send(Event::Flow(Box::new(f))).is_err() {
                     return;
                 }
+            };
+            let gone = Event::Gone {
+                agent: agent.name.clone(),
+                why,
+            };
+            if tx.send(gone).is_err() {
+                return;
             }
-            let _ = tx.send(Err(ClientError::Ended { agent }));
+            reader = loop {
+                std::thread::sleep(RETRY);
+                if let Ok(r) = agent.ask(&filter, true) {
+                    break r;
+                }
+            };
+            if tx
+                .send(Event::Back {
+                    agent: agent.name.clone(),
+                })
+                .is_err()
+            {
+                return;
+            }
         });
     }
     drop(tx);
     for got in rx {
-        if !each(got?) {
+        if !each(got) {
             break;
         }
     }

@@ -48,6 +48,9 @@ pub struct Filter {
     pub verdicts: Vec<Verdict>,
     /// `namespace/name` of a pod at either end.
     pub pod: Option<String>,
+    /// Only flows after this time (a follower that connects again after losing its agent
+    /// asks for what came after the last one it had).
+    pub since: Option<jiff::Timestamp>,
 }
 
 impl Filter {
@@ -57,10 +60,14 @@ impl Filter {
                 .pod
                 .as_deref()
                 .is_none_or(|p| f.source.is_pod(p) || f.destination.is_pod(p))
+            && self
+                .since
+                .is_none_or(|since| f.at().is_some_and(|t| t > since))
     }
 
-    /// The filter from a URL's query (`verdict=DROPPED&verdict=REJECTED&pod=ns/name`); an
-    /// unknown verdict is an error naming it.
+    /// The filter from a URL's query (`verdict=DROPPED&verdict=REJECTED&pod=ns/name&since=
+    /// 2026-12-07T13:00:00.5Z`); an unknown verdict or a time that does not read is an error
+    /// naming it.
     pub fn from_query<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Filter, String> {
@@ -71,9 +78,27 @@ impl Filter {
                     .verdicts
                     .push(Verdict::parse(v).ok_or_else(|| format!("verdict={v}: not a verdict"))?),
                 "pod" => f.pod = Some(v.to_string()),
+                "since" => {
+                    f.since = Some(
+                        v.parse()
+                            .map_err(|_| format!("since={v}: not an RFC 3339 time"))?,
+                    )
+                }
                 _ => {}
             }
         }
         Ok(f)
     }
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

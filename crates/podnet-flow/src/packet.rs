@@ -29,6 +29,9 @@ pub struct Packet {
     pub dport: u16,
     /// Where the connection was first sent, when conntrack says (before any translation).
     pub original_dst: Option<(IpAddr, u16)>,
+    /// The tables said the destination was translated (sent to a Service), without saying
+    /// from what (a kernel that does not attach conntrack to logged packets).
+    pub translated: bool,
     pub in_if: Option<u32>,
     pub out_if: Option<u32>,
 }
@@ -162,11 +165,17 @@ fn packet(msg: &NetlinkMessage<NetfilterMessage>) -> Option<Packet> {
         return None;
     };
     let mut reason = None;
+    let mut translated = false;
     let mut head = None;
     let (mut in_if, mut out_if, mut original) = (None, None, None);
     for nla in nlas {
         match nla {
-            PacketNla::Prefix(p) => reason = Reason::from_prefix(&p.to_string_lossy()),
+            PacketNla::Prefix(p) => {
+                if let Some((r, t)) = Reason::from_prefix(&p.to_string_lossy()) {
+                    reason = Some(r);
+                    translated = t;
+                }
+            }
             PacketNla::Payload(b) => head = headers(b),
             PacketNla::IfIndexInDev(i) => in_if = Some(*i),
             PacketNla::IfIndexOutDev(i) => out_if = Some(*i),
@@ -187,6 +196,7 @@ fn packet(msg: &NetlinkMessage<NetfilterMessage>) -> Option<Packet> {
         sport,
         dport,
         original_dst: original,
+        translated,
         in_if,
         out_if,
     })
@@ -286,6 +296,7 @@ mod tests {
                 sport: 43210,
                 dport: 8080,
                 original_dst: Some(("10.96.0.10".parse().unwrap(), 80)),
+                translated: false,
                 in_if: Some(7),
                 out_if: None,
             }]

@@ -218,16 +218,46 @@ impl<'a> Teller<'a> {
         })
     }
 
+    /// The Service a connection to the endpoint `ip`:`port` was sent to, when the tables
+    /// said it was translated but not from what: the one Service with a cluster address
+    /// whose endpoint slices hold that address with that port for one of its ports (None
+    /// when none or several do). Its cluster address of the endpoint's family, and its port.
+    fn service_of_endpoint(&self, ip: IpAddr, port: u16, protocol: u8) -> Option<ServiceRef> {
+        let proto = model_protocol(protocol)?;
+        let mut found = self.cluster.services.iter().filter_map(|s| {
+            let cluster_ip = *s.cluster_ips.iter().find(|c| c.is_ipv4() == ip.is_ipv4())?;
+            let sp = s.ports.iter().find(|sp| {
+                sp.protocol == proto
+                    && s.endpoint_slices.iter().any(|slice| {
+                        slice.ports.iter().any(|ep| {
+                            ep.name == sp.name && ep.protocol == proto && ep.port == i32::from(port)
+                        }) && slice.endpoints.iter().any(|e| e.addresses.contains(&ip))
+                    })
+            })?;
+            Some(ServiceRef {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                ip: cluster_ip,
+                port: u16::try_from(sp.port).ok()?,
+            })
+        });
+        let one = found.next()?;
+        found.next().is_none().then_some(one)
+    }
+
     /// The packet as a flow read at `time`.
     pub fn tell(&mut self, p: &Packet, time: jiff::Timestamp) -> Flow {
         let source = self.peer(p.src, p.sport);
         let destination = self.peer(p.dst, p.dport);
         // The Service: the packet's own destination while it is not translated yet (a
         // rejection happens before), else the one conntrack says it was first sent to.
+        // Without the original tuple, a packet the tables said was translated: the Service
+        // whose endpoint it now goes to.
         let service = match p.original_dst {
             Some((ip, port)) if (ip, port) != (p.dst, p.dport) => {
                 self.service(ip, port, p.protocol)
             }
+            None if p.translated => self.service_of_endpoint(p.dst, p.dport, p.protocol),
             _ => self.service(p.dst, p.dport, p.protocol),
         };
         let proto = protocol_name(p.protocol);
@@ -342,6 +372,7 @@ spec:
             sport: 40000,
             dport: 5432,
             original_dst: original.map(|(ip, p)| (ip.parse().unwrap(), p)),
+            translated: false,
             in_if: None,
             out_if: None,
         }
@@ -381,6 +412,24 @@ spec:
         assert!(j.contains("\"verdict\":\"DROPPED\""), "{j}");
         assert!(j.contains("\"reason\":\"policy-ingress\""), "{j}");
         assert_eq!(serde_json::from_str::<Flow>(&j).unwrap(), f);
+    }
+
+    #[test]
+    fn a_translated_drop_without_conntrack_names_the_service_of_its_endpoint() {
+        let cluster = cluster();
+        let mut t = Teller::new(&cluster, "node-2");
+        let mut p = packet(&cluster, Reason::PolicyIngress, None);
+        // Not said translated: straight to the pod, no Service.
+        let f = t.tell(&p, jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(f.service, None);
+        p.translated = true;
+        let f = t.tell(&p, jiff::Timestamp::UNIX_EPOCH);
+        let s = f.service.expect("the Service whose endpoint it is");
+        assert_eq!((s.name.as_str(), s.port), ("db", 5432));
+        assert_eq!(s.ip, "10.96.0.50".parse::<IpAddr>().unwrap());
+        // A port the endpoint does not serve for the Service: none.
+        p.dport = 5433;
+        assert_eq!(t.tell(&p, jiff::Timestamp::UNIX_EPOCH).service, None);
     }
 
     #[test]

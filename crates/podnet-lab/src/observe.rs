@@ -5,44 +5,42 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
-use podnet_flow::record::Flow;
+use podnet_flow::client::{Agent, Event};
 use podnet_flow::Filter;
 
 use crate::agents::METRICS_ADDR;
 use crate::{load_state, LabError};
 
-/// A connection to every node's agent (its metrics address, reached from inside the node's
-/// namespace), by node name.
-pub fn agents(st: &crate::LabState) -> Result<Vec<(String, TcpStream)>, LabError> {
+/// Every node's agent, reached at its metrics address from inside the node's namespace (the
+/// socket is made there, and read from here), by node name.
+pub fn agents(st: &crate::LabState) -> Vec<Agent> {
     let mut agents = Vec::new();
     for n in &st.plan.nodes {
-        // The socket is made in the node's namespace; it is read from here.
         let path = podnet_node::sys::netns_path(&n.ns);
-        let stream = podnet_node::sys::in_netns(&path, || {
-            Ok(TcpStream::connect_timeout(
-                &METRICS_ADDR.parse().expect("an address"),
-                Duration::from_secs(2),
-            ))
-        })?
-        .map_err(|source| LabError::Io {
-            what: format!("{}: reaching the agent at {METRICS_ADDR}", n.name),
-            source,
-        })?;
-        agents.push((n.name.clone(), stream));
+        let connect = move || {
+            podnet_node::sys::in_netns(&path, || {
+                Ok(TcpStream::connect_timeout(
+                    &METRICS_ADDR.parse().expect("an address"),
+                    Duration::from_secs(2),
+                ))
+            })
+            .map_err(std::io::Error::other)?
+        };
+        agents.push(Agent::new(n.name.clone(), connect));
     }
-    Ok(agents)
+    agents
 }
 
 /// The flows every node of the lab `lab` holds that `filter` takes, oldest first; with
-/// `follow`, then each new one as it comes, until `each` says stop (false) or an agent's
-/// connection ends.
+/// `follow`, then each new one as it comes (an agent that goes away is followed again when it
+/// is back: [`Event`]), until `each` says stop (false).
 pub fn observe(
     lab: &str,
     filter: &Filter,
     follow: bool,
-    each: impl FnMut(Flow) -> bool,
+    each: impl FnMut(Event) -> bool,
 ) -> Result<(), LabError> {
-    let agents = agents(&load_state(lab)?)?;
+    let agents = agents(&load_state(lab)?);
     podnet_flow::client::observe(agents, filter, follow, each)
         .map_err(|e| LabError::Invalid(podnet_node::chain(&e)))
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Request, Response, StatusCode};
+use podnet_flow::client::Event;
 use podnet_flow::record::Flow;
 
 use crate::{load_state, LabError};
@@ -75,16 +76,25 @@ pub async fn serve(
         flows: Default::default(),
     });
     // Every node's flows, from now on, into the feed.
-    let agents = crate::observe::agents(&st)?;
+    let agents = crate::observe::agents(&st);
     let feed = shared.clone();
     let since = jiff::Timestamp::now();
     std::thread::Builder::new()
         .name("podnet-ui-flows".into())
         .spawn(move || {
-            let r = podnet_flow::client::observe(agents, &Default::default(), true, |f| {
-                // Those held from before the server started are not news.
-                if f.at().is_some_and(|t| t >= since) {
-                    feed.flows.push(f);
+            // Those held from before the server started are not news.
+            let filter = podnet_flow::Filter {
+                since: Some(since),
+                ..Default::default()
+            };
+            let r = podnet_flow::client::observe(agents, &filter, true, |e| {
+                match e {
+                    Event::Flow(f) => feed.flows.push(*f),
+                    // An agent started again is followed again.
+                    Event::Gone { agent, why } => {
+                        eprintln!("lab ui: {agent}: {why}; trying again")
+                    }
+                    Event::Back { agent } => eprintln!("lab ui: {agent}: followed again"),
                 }
                 true
             });

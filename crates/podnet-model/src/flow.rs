@@ -90,10 +90,19 @@ impl Reason {
         format!("podnet:{}", self.as_str())
     }
 
-    /// The reason a logged packet's prefix names; None for a prefix that is not podnet's.
-    pub fn from_prefix(prefix: &str) -> Option<Reason> {
+    /// The reason a logged packet's prefix names, and whether the prefix says the packet's
+    /// destination was translated (a Service's address, before the proxy chose an endpoint:
+    /// [`Reason::log_translated`]); None for a prefix that is not podnet's.
+    pub fn from_prefix(prefix: &str) -> Option<(Reason, bool)> {
         let name = prefix.strip_prefix("podnet:")?;
-        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+        let (name, translated) = match name.strip_suffix(TRANSLATED) {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .map(|r| (r, translated))
     }
 
     pub fn verdict(self) -> Verdict {
@@ -112,7 +121,22 @@ impl Reason {
             self.prefix()
         )
     }
+
+    /// The rule that logs a packet for this reason when conntrack says its destination was
+    /// translated (`ct status dnat`: sent to a Service, now to one of its endpoints), with a
+    /// prefix that says so; to put before the rule with [`Reason::log_statement`]. This
+    /// kernel cannot attach the connection's original tuple to a logged packet
+    /// (`CONFIG_NETFILTER_NETLINK_GLUE_CT`); the prefix at least says a Service was used.
+    pub fn log_translated(self) -> String {
+        format!(
+            "ct status dnat log prefix \"{}{TRANSLATED}\" group {GROUP} snaplen {SNAPLEN}",
+            self.prefix()
+        )
+    }
 }
+
+/// The end of a prefix that says the packet's destination was translated.
+pub const TRANSLATED: &str = "+dnat";
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,11 +151,14 @@ mod tests {
     #[test]
     fn prefixes_read_back_and_fit_the_kernel() {
         for r in Reason::ALL {
-            assert_eq!(Reason::from_prefix(&r.prefix()), Some(r));
-            assert!(r.prefix().len() < 128);
+            assert_eq!(Reason::from_prefix(&r.prefix()), Some((r, false)));
+            let t = format!("{}{TRANSLATED}", r.prefix());
+            assert_eq!(Reason::from_prefix(&t), Some((r, true)));
+            assert!(t.len() < 128);
         }
         assert_eq!(Reason::from_prefix("podnet:other"), None);
         assert_eq!(Reason::from_prefix("policy-ingress"), None);
+        assert_eq!(Reason::from_prefix("podnet:policy-ingress+snat"), None);
         assert_eq!(Verdict::parse("dropped"), Some(Verdict::Dropped));
         assert_eq!(
             Reason::PolicyIngress.log_statement(),

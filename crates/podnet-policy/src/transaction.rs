@@ -301,6 +301,8 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                     Direction::Ingress => Reason::PolicyIngress,
                     Direction::Egress => Reason::PolicyEgress,
                 };
+                // A connection sent to a Service is logged as such (the flow names it).
+                let _ = writeln!(s, "add rule {fam} {t} {c} {} drop", reason.log_translated());
                 let _ = writeln!(s, "add rule {fam} {t} {c} {} drop", reason.log_statement());
             }
         }

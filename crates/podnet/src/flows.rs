@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Node;
+use podnet_flow::client::{Agent, Event};
 use podnet_flow::record::Flow;
 use podnet_flow::{Filter, Verdict};
 
@@ -28,11 +29,12 @@ pub fn filter(pod: Option<String>, verdicts: &[String]) -> Result<Filter> {
     Ok(f)
 }
 
-/// Prints flows as they come: a table (its header first), or JSON lines. `read` calls the
-/// printer with each flow; a closed pipe (`| head`) stops it.
+/// Prints flows as they come: a table (its header first), or JSON lines; an agent gone or
+/// back is said on stderr. `read` calls the printer with each event; a closed pipe (`| head`)
+/// stops it.
 pub fn print(
     output: OutputFormat,
-    read: impl FnOnce(&mut dyn FnMut(Flow) -> bool) -> Result<()>,
+    read: impl FnOnce(&mut dyn FnMut(Event) -> bool) -> Result<()>,
 ) -> Result<ExitCode> {
     if matches!(output, OutputFormat::Yaml) {
         bail!("-o yaml: flows print as a table, or as JSON lines (-o json)");
@@ -42,7 +44,20 @@ pub fn print(
     if !json {
         writeln!(out, "{}", header())?;
     }
-    read(&mut |f: Flow| {
+    read(&mut |e: Event| {
+        let f = match e {
+            Event::Flow(f) => f,
+            Event::Gone { agent, why } => {
+                eprintln!("{agent}: {why}; following it again once it answers");
+                return true;
+            }
+            Event::Back { agent } => {
+                eprintln!(
+                    "{agent}: followed again (flows of the time it was away were not recorded)"
+                );
+                return true;
+            }
+        };
         let line = if json {
             serde_json::to_string(&f).expect("a flow is JSON")
         } else {
@@ -113,9 +128,9 @@ pub fn observe_cluster(a: ObserveArgs) -> Result<ExitCode> {
         let name = n.metadata.name.clone().unwrap_or_default();
         let ip = address(n).with_context(|| format!("Node {name} has no address"))?;
         let at = SocketAddr::new(ip, a.port);
-        let stream = TcpStream::connect_timeout(&at, Duration::from_secs(3))
-            .with_context(|| format!("Node {name}: reaching its agent at {at}"))?;
-        agents.push((name, stream));
+        agents.push(Agent::new(format!("{name} ({at})"), move || {
+            TcpStream::connect_timeout(&at, Duration::from_secs(3))
+        }));
     }
     print(f.output, |each| {
         podnet_flow::client::observe(agents, &filter, f.follow, each)?;

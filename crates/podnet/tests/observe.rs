@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podnet_flow::record::{Flow, Peer};
-use podnet_flow::{Reason, Verdict};
+use podnet_flow::Reason;
 use serde_json::json;
 
 fn flow(reason: Reason, port: u16) -> Flow {
@@ -39,14 +39,21 @@ fn podnet_observe_reads_every_nodes_agent_at_its_address() {
         .enable_all()
         .build()
         .unwrap();
+    // The agent: its metrics server on a runtime of its own (to stop it as a dead agent
+    // stops).
+    let agent_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let metrics = Arc::new(podnet_agent::metrics::Metrics::default());
     metrics.flow(flow(Reason::PolicyIngress, 1));
     metrics.flow(flow(Reason::Allowed, 2));
-    let agent = rt
+    let agent = agent_rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = agent.local_addr().unwrap().port();
-    rt.spawn(podnet_agent::metrics::serve(metrics.clone(), agent));
+    agent_rt.spawn(podnet_agent::metrics::serve(metrics.clone(), agent));
     let api = podnet_api::server::Api::new();
     api.replace(vec![json!({
         "apiVersion": "v1", "kind": "Node",
@@ -94,15 +101,57 @@ fn podnet_observe_reads_every_nodes_agent_at_its_address() {
     // Following: the flows held, then one that comes.
     let mut child = observe(&["--follow", "-o", "json", "--verdict", "REJECTED"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
     std::thread::sleep(Duration::from_millis(500));
     metrics.flow(flow(Reason::NoEndpoints, 3));
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let got: Flow = serde_json::from_str(&line).unwrap();
-    assert_eq!(got.verdict, Verdict::Rejected);
+    assert_eq!(got, flow(Reason::NoEndpoints, 3));
+
+    // The agent dies (its server and every connection gone), and is started again on its
+    // port, holding flows the follower already printed: it is followed again, said on stderr,
+    // and only what is new is printed (asked since the last flow it had).
+    agent_rt.shutdown_timeout(Duration::from_secs(1));
+    let mut said = String::new();
+    err.read_line(&mut said).unwrap();
+    assert!(
+        said.contains("node-0 (127.0.0.1:") && said.contains("the agent ended its flows"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let agent_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let again = Arc::new(podnet_agent::metrics::Metrics::default());
+    for f in [1, 2, 3] {
+        again.flow(flow(
+            if f == 3 {
+                Reason::NoEndpoints
+            } else {
+                Reason::PolicyIngress
+            },
+            f,
+        ));
+    }
+    let listener = agent_rt
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .unwrap();
+    agent_rt.spawn(podnet_agent::metrics::serve(again.clone(), listener));
+    let mut said = String::new();
+    err.read_line(&mut said).unwrap();
+    assert!(said.contains("followed again"), "{said}");
+    again.flow(flow(Reason::NoEndpoints, 4));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let got: Flow = serde_json::from_str(&line).unwrap();
+    assert_eq!(got, flow(Reason::NoEndpoints, 4), "printed again: {line}");
     let _ = child.kill();
     let _ = child.wait();
 
@@ -118,6 +167,12 @@ fn podnet_observe_reads_every_nodes_agent_at_its_address() {
     let bad = answer("GET /flows?verdict=LOST&pod=%00%2F..%2F HTTP/1.0\r\n\r\n");
     assert!(bad.starts_with("HTTP/1.0 400"), "{bad}");
     assert!(bad.contains("verdict=LOST: not a verdict"), "{bad}");
+    let bad = answer("GET /flows?since=yesterday HTTP/1.0\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.0 400"), "{bad}");
+    assert!(
+        bad.contains("since=yesterday: not an RFC 3339 time"),
+        "{bad}"
+    );
     let odd = answer("GET /flows?pod=%00%2F..%2F%E2%80%AE HTTP/1.0\r\n\r\n");
     assert!(
         odd.starts_with("HTTP/1.0 200") && odd.ends_with("\r\n\r\n"),
@@ -132,7 +187,7 @@ fn podnet_observe_reads_every_nodes_agent_at_its_address() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("Node node-0: reaching its agent at 127.0.0.1:1"),
+        err.contains("node-0 (127.0.0.1:1): reaching the agent"),
         "{err}"
     );
     std::fs::remove_file(kubeconfig).unwrap();

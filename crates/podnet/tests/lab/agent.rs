@@ -192,7 +192,7 @@ fn with_the_api_unreachable_the_dataplane_serves_and_the_agents_catch_up() {
 }
 
 /// The seeds' my-service's ClusterIP, as `podnet check` computes it.
-fn my_service_vip() -> String {
+pub(super) fn my_service_vip() -> String {
     let plan: serde_json::Value = serde_json::from_str(&ok(&[
         "check",
         "-f",

@@ -177,6 +177,8 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
             .contains("isolated for ingress"),
         "{f}"
     );
+    // Straight to the pod's address: no Service.
+    assert_eq!(f["service"], Value::Null, "{f}");
     let after = told(&lab, &app_node, "DROPPED", "policy-ingress");
     assert!(after > before, "the counter stayed at {before}");
 
@@ -195,7 +197,24 @@ fn denied_and_refused_connections_show_in_lab_observe_with_who_and_why() {
         serde_json::json!(["default/my-network-policy"]),
         "{f}"
     );
+    assert_eq!(f["service"], Value::Null, "{f}");
     let _ = api_node;
+
+    // The same, through my-service (80 to my-app's 8080): the flow names the Service. The
+    // source's node translated the address (this kernel gives no original tuple with a
+    // logged packet; the tables say it was translated, and the endpoint says whose).
+    let vip = super::agent::my_service_vip();
+    let mut conn = None;
+    let (f, _) = follow_until(
+        &lab,
+        &["--verdict", "DROPPED", "--pod", &app],
+        || conn = Some(connect(&lab, &app, &vip, 80)),
+        |f| f["reason"] == "policy-egress" && f["destination"]["port"] == 8080,
+    );
+    conn.unwrap().join().unwrap();
+    assert_eq!(f["service"]["name"], "my-service", "{f}");
+    assert_eq!(f["service"]["ip"], vip.as_str(), "{f}");
+    assert_eq!(f["service"]["port"], 80, "{f}");
 
     // A Service without endpoints: refused, and named.
     let mut conn = None;
@@ -254,7 +273,7 @@ fn lab_ui_draws_a_flow_on_the_map_within_two_seconds() {
     let Some(chrome) = chromium() else { return };
     let lab = Lab::seeds("ui", &[], &[]);
     let st = lab.status();
-    let (_, app_ip, _) = pod(&st, "my-app-");
+    let (_, app_ip, app_node) = pod(&st, "my-app-");
     let (api, _, _) = pod(&st, "my-api-");
     let mut ui = Command::new(env!("CARGO_BIN_EXE_podnet"))
         .args(["lab", "ui", "--name", &lab.name, "--listen", "127.0.0.1:0"])
@@ -305,17 +324,53 @@ fn lab_ui_draws_a_flow_on_the_map_within_two_seconds() {
     std::fs::create_dir_all(&shots).unwrap();
     page.screenshot(&shots.join("lab-ui-live.png"));
     conn.join().unwrap();
-    let _ = ui.kill();
-    let o = ui.wait_with_output().unwrap();
-    let took = took.unwrap_or_else(|| {
+    let Some(took) = took else {
+        let _ = ui.kill();
+        let o = ui.wait_with_output().unwrap();
         panic!(
             "the denied flow is not on the page after 5 s: {}\nlab ui said: {}",
             page.eval("document.getElementById('flows').innerText"),
             String::from_utf8_lossy(&o.stderr)
         )
-    });
+    };
     eprintln!("the denied flow was on the page {took:?} after the connection began");
     assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // The destination's agent killed (started again by the lab, as a kubelet would): the
+    // server follows it again, and a denied connection once it reads its flow log again is
+    // on the page as before, without reloading it.
+    let dropped = "document.querySelectorAll('#flowlist li[data-verdict=\"DROPPED\"]').length";
+    let shown = page.eval(dropped).as_u64().unwrap();
+    let before = super::agent::agents(&lab.name);
+    let pid = before.iter().find(|(n, _)| *n == app_node).unwrap().1;
+    super::agent::kill_hard(pid);
+    let t = std::time::Instant::now();
+    while !super::agent::agents(&lab.name)
+        .iter()
+        .any(|(n, p)| *n == app_node && *p != pid)
+        || super::agent::agent_metric(&lab, &app_node, "podnet_agent_flow_log_up") != 1.0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{app_node}'s agent not back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conn = connect(&lab, &api, &app_ip, 80);
+    let again = page.wait_for(&format!("{dropped} > {shown}"), Duration::from_secs(5));
+    conn.join().unwrap();
+    let _ = ui.kill();
+    let o = ui.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        again.is_some(),
+        "after {app_node}'s agent was started again, no new denied flow on the page: {}\nlab ui said: {said}",
+        page.eval("document.getElementById('flows').innerText"),
+    );
+    assert!(
+        said.contains(&format!("{app_node}: followed again")),
+        "{said}"
+    );
     assert!(
         page.errors.is_empty(),
         "the console said: {:#?}",
