@@ -99,6 +99,17 @@ def agent_pid(lab, node):
         if len(a) > 2 and a[1] == b"agent" and d.encode() in a and node.encode() in a:
             return int(p)
 
+def diagnose(lab, pods):
+    """What each pod's network namespace counted: a lost SYN or SYN-ACK shows as a listen
+    queue overflow on the server, a drop on an interface, or a retransmitted SYN."""
+    out = []
+    for p in pods:
+        o = subprocess.run([PODNET, "lab", "exec", "--name", lab, key(p), "--", "sh", "-c",
+                            "nstat -az | grep -E 'ListenOverflows|ListenDrops|TCPTimeouts|TcpExtTCPSynRetrans|TcpRetransSegs|TcpExtTCPBacklogDrop|TcpExtPAWS' ; ip -s link show eth0"],
+                            capture_output=True, text=True)
+        out.append(f"--- {key(p)}:\n{o.stdout}{o.stderr}")
+    return "\n".join(out)
+
 def main():
     results = {"sample 0": [], "sample 1%": [], "sample 0, flood": []}
     labs = {0: "fl0", 1: "fl1"}
@@ -113,7 +124,7 @@ def main():
                     th.start(); time.sleep(0.5)
                 o = exec_py(labs[s], front, CONNECT, app["ip"], SECS)
                 if o.returncode != 0:
-                    raise SystemExit(f"{name}, round {r + 1}: the client failed: {o.stderr}")
+                    raise SystemExit(f"{name}, round {r + 1}: the client failed: {o.stderr}\n" + diagnose(labs[s], [front, app]))
                 results[name].append(float(o.stdout.strip()))
                 if th: th.join()
         print("new connections per second, frontend -> my-app:80 (allowed), %d rounds of %.0f s:" % (ROUNDS, SECS))

@@ -35,7 +35,7 @@ use podnet_model::{Cluster, NsName};
 use podnet_routes::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
 use podnet_routes::routes::{
     Action, Backend, BackendPort, Conditions, HeaderEdits, HostMatch, PathMatch, PathModifier,
-    Redirect, Rewrite, Route, RouteTable, Source, WeightedBackend,
+    Redirect, Retry, Rewrite, Route, RouteTable, Source, Timeouts, WeightedBackend,
 };
 
 mod attach;
@@ -100,6 +100,32 @@ pub fn compute_one(c: &Cluster, gateway: &NsName) -> Computed {
     compute_for(c, Some(gateway))
 }
 
+/// The Gateway API features podnet serves, as `GatewayClass.status.supportedFeatures` lists
+/// them (sorted): the core ones, and each extended one whose upstream conformance cases pass
+/// in the lab (`tests/lab/gateway_extended.rs` runs every case whose features are all here,
+/// and fails if one does not pass).
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "GatewayPort8080",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRetry",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+];
+
 fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
     let mut out = Computed::default();
     // The classes.
@@ -120,9 +146,15 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
                 ours.push(m.name.clone().unwrap_or_default());
                 condition(m, "Accepted", true, "Accepted", "podnet serves this class")
             };
+            let accepted = cond.status == "True";
             obj.status = Some(GatewayClassStatus {
                 conditions: vec![cond],
-                supported_features: None,
+                supported_features: accepted.then(|| {
+                    SUPPORTED_FEATURES
+                        .iter()
+                        .map(|f| serde_json::json!({"name": f}))
+                        .collect()
+                }),
             });
         }
         out.classes.push(obj);

@@ -117,6 +117,47 @@ pub(super) fn merged(
     out
 }
 
+/// A rule's timeouts as the proxy applies them (validated durations; `0s` of the request's
+/// is no bound).
+fn timeouts(t: Option<&podnet_model::gateway_api::HTTPRouteTimeouts>) -> Timeouts {
+    let d = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(podnet_model::gateway_api::gateway_duration)
+    };
+    match t {
+        None => Timeouts::default(),
+        Some(t) => Timeouts {
+            request: d(&t.request).filter(|d| !d.is_zero()),
+            backend_request: d(&t.backend_request),
+        },
+    }
+}
+
+/// The default wait between retries when the rule gives none (Envoy's base interval).
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// A rule's retries (attempts unset: once more).
+fn retry(r: &podnet_model::gateway_api::HTTPRouteRetry) -> Retry {
+    Retry {
+        codes: r
+            .codes
+            .iter()
+            .filter_map(|c| u16::try_from(*c).ok())
+            .collect(),
+        attempts: r
+            .attempts
+            .map_or(1, |a| u32::try_from(a).unwrap_or(0).min(MAX_RETRIES)),
+        backoff: r
+            .backoff
+            .as_deref()
+            .and_then(podnet_model::gateway_api::gateway_duration)
+            .unwrap_or(RETRY_BACKOFF),
+    }
+}
+
+/// The most retries a rule may ask for.
+pub const MAX_RETRIES: u32 = 10;
+
 /// A route's rules, one route table entry per match and host.
 pub(super) fn routes_of(
     r: &HTTPRoute,
@@ -175,6 +216,8 @@ pub(super) fn routes_of(
                     hostname: rw.hostname.clone(),
                     path: rw.path.as_ref().and_then(modifier),
                 }),
+                timeouts: timeouts(rule.timeouts.as_ref()),
+                retry: rule.retry.as_ref().map(retry),
             },
         };
         let default_match = [podnet_model::gateway_api::HTTPRouteMatch::default()];

@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 
 use crate::edge::{describe, EdgeConfig, Upstream};
 use crate::metrics::Metrics;
-use crate::routes::{Action, Backend, Route, Served, WeightedBackend};
+use crate::routes::{Action, Backend, Route, Served, Timeouts, WeightedBackend};
 use crate::upstream::Connector;
 
 mod body;
@@ -162,6 +162,8 @@ pub struct Edge {
     conns: Arc<std::sync::Mutex<Conns>>,
     /// The task that gives freed memory back once requests stop ([`Edge::give_back`]) runs.
     giving_back: AtomicBool,
+    /// How many retries may be under way ([`forward::RetryBudget`]).
+    retry_budget: forward::RetryBudget,
 }
 
 impl std::fmt::Debug for Edge {
@@ -233,6 +235,7 @@ impl Edge {
             ids: RequestIds::new(),
             conns: Default::default(),
             giving_back: AtomicBool::new(false),
+            retry_budget: Default::default(),
         }))
     }
 

@@ -1449,3 +1449,225 @@ async fn freed_memory_is_given_back_once_requests_stop_and_not_while_they_flow()
     }
     assert_eq!(given(), 2);
 }
+
+/// A backend for timeouts and retries: `/delay/<ms>` answers after that long; `/fail/<code>/
+/// <n>/<key>` answers `code` to the first `n` requests of that key, then 200. Each request
+/// is counted by path.
+async fn flaky_backend() -> (SocketAddr, Arc<std::sync::Mutex<HashMap<String, u32>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<HashMap<String, u32>>> = Default::default();
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let n = {
+                            let mut m = seen.lock().unwrap();
+                            let n = m.entry(path.clone()).or_default();
+                            *n += 1;
+                            *n
+                        };
+                        // The route's own prefix first, then what to do.
+                        let all: Vec<&str> = path.split('/').collect();
+                        let at = all
+                            .iter()
+                            .position(|p| *p == "delay" || *p == "fail")
+                            .unwrap_or(0);
+                        let parts = &all[at..];
+                        let mut status = 200;
+                        match parts.first() {
+                            Some(&"delay") => {
+                                let ms: u64 = parts[1].parse().unwrap();
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                            Some(&"fail") => {
+                                let code: u16 = parts[1].parse().unwrap();
+                                let first: u32 = parts[2].parse().unwrap();
+                                if n <= first {
+                                    status = code;
+                                }
+                            }
+                            _ => {}
+                        }
+                        let mut r = hyper::Response::new(http_body_util::Full::new(Bytes::from(
+                            format!("{path} #{n}"),
+                        )));
+                        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (at, counts)
+}
+
+/// A route to `svc` on `path` with these timeouts and retries.
+fn limited(
+    path: &str,
+    svc: &str,
+    i: usize,
+    timeouts: podnet_ingress::routes::Timeouts,
+    retry: Option<podnet_ingress::routes::Retry>,
+) -> Route {
+    let mut r = route(None, PathMatch::of(Some(path), "Prefix"), svc, i);
+    if let podnet_ingress::routes::Action::Forward {
+        timeouts: t,
+        retry: rt,
+        ..
+    } = &mut r.action
+    {
+        *t = timeouts;
+        *rt = retry;
+    }
+    r
+}
+
+/// The Gateway API's `timeouts` (request, backendRequest, `0s` off) and `retry` (codes,
+/// attempts): 504s when a bound passes, and retries only for the codes asked, as many as
+/// asked.
+#[tokio::test]
+async fn route_timeouts_and_retries() {
+    use podnet_ingress::routes::{Retry, Timeouts};
+    let (b, seen) = flaky_backend().await;
+    let h = start(Settings {
+        read_timeout: Duration::from_millis(400),
+        ..quiet()
+    })
+    .await;
+    let ms = Duration::from_millis;
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("b"), Upstream::Ready(vec![b]));
+    let retry = Retry {
+        codes: vec![500, 502],
+        attempts: 2,
+        backoff: ms(10),
+    };
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![
+                limited(
+                    "/request",
+                    "b",
+                    0,
+                    Timeouts {
+                        request: Some(ms(300)),
+                        backend_request: None,
+                    },
+                    None,
+                ),
+                limited(
+                    "/backend",
+                    "b",
+                    1,
+                    Timeouts {
+                        request: None,
+                        backend_request: Some(ms(200)),
+                    },
+                    None,
+                ),
+                limited(
+                    "/off",
+                    "b",
+                    2,
+                    Timeouts {
+                        request: None,
+                        backend_request: Some(Duration::ZERO),
+                    },
+                    None,
+                ),
+                limited("/retry", "b", 3, Timeouts::default(), Some(retry)),
+            ],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    let timed = |path: &'static str| async move {
+        let t = std::time::Instant::now();
+        let (st, _, body) = get(h.http, "x", path).await;
+        (st, t.elapsed(), body)
+    };
+    // The request's bound: 504 once it passes, well before the backend would answer.
+    let (st, took, body) = timed("/request/delay/1000").await;
+    assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(took < ms(900), "{took:?}");
+    assert!(body.contains("request timeout"), "{body}");
+    assert_eq!(timed("/request/delay/10").await.0, StatusCode::OK);
+    // Each attempt's bound.
+    let (st, took, body) = timed("/backend/delay/600").await;
+    assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(took < ms(550), "{took:?}");
+    // 0s: no bound, not even the proxy's own (400 ms here).
+    let (st, _, body) = timed("/off/delay/600").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // Without a route's bounds the proxy's own applies.
+    h.edge.set({
+        let mut c = one_route("b", b);
+        c.upstreams
+            .insert(backend_of("b"), Upstream::Ready(vec![b]));
+        c
+    });
+    assert_eq!(timed("/delay/600").await.0, StatusCode::GATEWAY_TIMEOUT);
+
+    // Retries, on the route that asks for them.
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("b"), Upstream::Ready(vec![b]));
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![limited(
+                "/retry",
+                "b",
+                0,
+                Timeouts::default(),
+                Some(Retry {
+                    codes: vec![500, 502],
+                    attempts: 2,
+                    backoff: ms(10),
+                }),
+            )],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    let count = |p: &str| seen.lock().unwrap().get(p).copied().unwrap_or(0);
+    // Two failures, then the third try answers.
+    let (st, _, body) = get(h.http, "x", "/retry/fail/500/2/a").await;
+    assert_eq!(
+        (st, body.as_str()),
+        (StatusCode::OK, "/retry/fail/500/2/a #3")
+    );
+    // Three failures: the budget of two retries is spent, the last answer is the client's.
+    let (st, _, _) = get(h.http, "x", "/retry/fail/502/3/b").await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY);
+    assert_eq!(count("/retry/fail/502/3/b"), 3);
+    // A code not listed: answered at once.
+    let (st, _, _) = get(h.http, "x", "/retry/fail/503/1/c").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count("/retry/fail/503/1/c"), 1);
+    // A request with a body is not sent again.
+    let s = TcpStream::connect(h.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/retry/fail/500/1/d")
+        .header("host", "x")
+        .body(http_body_util::Full::new(Bytes::from("payload")))
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(count("/retry/fail/500/1/d"), 1);
+}

@@ -225,9 +225,34 @@ pub struct HTTPRouteRule {
     #[serde(default)]
     pub filters: Vec<HTTPRouteFilter>,
     pub backend_refs: Option<Vec<HTTPBackendRef>>,
-    pub timeouts: Option<Value>,
-    pub retry: Option<Value>,
+    pub timeouts: Option<HTTPRouteTimeouts>,
+    pub retry: Option<HTTPRouteRetry>,
     pub session_persistence: Option<Value>,
+}
+
+/// A rule's timeouts (Gateway API durations: `500ms`, `10s`, `1h`; `0s` disables).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPRouteTimeouts {
+    /// From the request's arrival at the gateway to its answer.
+    pub request: Option<String>,
+    /// One request from the gateway to a backend.
+    pub backend_request: Option<String>,
+}
+
+/// A rule's retries (extended, `HTTPRouteRetry`).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPRouteRetry {
+    /// The answers (400-599) a request is tried again for; connection failures are always.
+    #[serde(default)]
+    pub codes: Vec<i32>,
+    /// How many times to try again (0: never).
+    pub attempts: Option<i32>,
+    /// The wait before trying again (a Gateway API duration).
+    pub backoff: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -383,4 +408,34 @@ pub struct ReferenceGrantTo {
     pub group: String,
     pub kind: String,
     pub name: Option<String>,
+}
+
+/// A Gateway API Duration (GEP-2257): `^([0-9]{1,5}(h|m|s|ms)){1,4}$`.
+pub fn gateway_duration(s: &str) -> Option<std::time::Duration> {
+    let mut rest = s;
+    let mut parts = 0;
+    let mut total = std::time::Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=5).contains(&digits) {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(n), 2)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(n * 3600), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(n * 60), 1)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(n), 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total += unit;
+        parts += 1;
+    }
+    (1..=4).contains(&parts).then_some(total)
 }

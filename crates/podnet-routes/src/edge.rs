@@ -485,6 +485,8 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             request_headers,
             response_headers,
             rewrite,
+            timeouts,
+            retry,
         } => {
             let mut to = if backends.is_empty() {
                 "500 (no backend)".to_string()
@@ -517,6 +519,16 @@ pub fn route_line(r: &crate::routes::Route) -> String {
                 if let Some(p) = &rw.path {
                     to.push_str(&format!(" +path={}", modifier(p)));
                 }
+            }
+            if let Some(t) = timeouts.request {
+                to.push_str(&format!(" +timeout={t:?}"));
+            }
+            if let Some(t) = timeouts.backend_request {
+                to.push_str(&format!(" +backend-timeout={t:?}"));
+            }
+            if let Some(r) = retry {
+                let codes: Vec<String> = r.codes.iter().map(u16::to_string).collect();
+                to.push_str(&format!(" +retry={}x[{}]", r.attempts, codes.join(",")));
             }
             to
         }

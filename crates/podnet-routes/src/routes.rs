@@ -336,6 +336,29 @@ pub struct WeightedBackend {
     pub request_headers: HeaderEdits,
 }
 
+/// A route's timeouts (Gateway API `timeouts`), each answered 504 when it passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the request's arrival to its answer's head, every attempt included (None: no
+    /// bound of the route's; `0s` is None).
+    pub request: Option<std::time::Duration>,
+    /// Each attempt to a backend, until its answer's head. None: the proxy's own read
+    /// timeout, unless `request` was given (then that bounds it); `0s`: no bound at all.
+    pub backend_request: Option<std::time::Duration>,
+}
+
+/// A route's retries (Gateway API `retry`): a request with no body to send (none, or
+/// nothing left of it) is sent again, to the next endpoint, when the backend answers one of
+/// `codes` or the attempt fails to connect or to get an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retry {
+    pub codes: Vec<u16>,
+    /// How many times at most after the first try.
+    pub attempts: u32,
+    /// The wait before each retry.
+    pub backoff: std::time::Duration,
+}
+
 /// What a matching route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -345,6 +368,8 @@ pub enum Action {
         request_headers: HeaderEdits,
         response_headers: HeaderEdits,
         rewrite: Option<Rewrite>,
+        timeouts: Timeouts,
+        retry: Option<Retry>,
     },
     Redirect {
         redirect: Redirect,
@@ -364,6 +389,8 @@ impl Action {
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             rewrite: None,
+            timeouts: Timeouts::default(),
+            retry: None,
         }
     }
 }

@@ -25,11 +25,71 @@ struct UpstreamHead<'a> {
     response_edits: Option<&'a crate::routes::HeaderEdits>,
 }
 
-/// How the request is sent: the endpoints from `first` on, `attempts` of them.
+/// How the request is sent: the endpoints from `first` on, `attempts` of them, each within
+/// `per_attempt`; an answer with one of `retry_codes` tried again after `backoff`.
 struct Attempts<'a> {
     endpoints: &'a [Endpoint],
     first: usize,
     attempts: usize,
+    per_attempt: Option<Duration>,
+    retry_codes: &'a [u16],
+    backoff: Duration,
+}
+
+/// Retries must not multiply a backend's load when it fails for everyone (Envoy's retry
+/// budget): at most [`RetryBudget::MIN`] retries under way at once, or a fifth of the
+/// requests under way if that is more. A retry over the budget is not made: the answer
+/// is the last one.
+#[derive(Debug, Default)]
+pub(super) struct RetryBudget {
+    requests: AtomicUsize,
+    retrying: AtomicUsize,
+}
+
+impl RetryBudget {
+    pub(super) const MIN: usize = 3;
+
+    /// A request under way (until the guard goes).
+    fn request(&self) -> BudgetGuard<'_> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        BudgetGuard {
+            counter: &self.requests,
+        }
+    }
+
+    /// A retry, if the budget allows one now (until the guard goes).
+    fn retry(&self) -> Option<BudgetGuard<'_>> {
+        let limit = (self.requests.load(Ordering::Relaxed) / 5).max(Self::MIN);
+        let mut now = self.retrying.load(Ordering::Relaxed);
+        loop {
+            if now >= limit {
+                return None;
+            }
+            match self.retrying.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(BudgetGuard {
+                        counter: &self.retrying,
+                    })
+                }
+                Err(n) => now = n,
+            }
+        }
+    }
+}
+
+pub(super) struct BudgetGuard<'a> {
+    counter: &'a AtomicUsize,
+}
+
+impl Drop for BudgetGuard<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Edge {
@@ -50,6 +110,12 @@ impl Edge {
         let (backend, edits) = match self.choose(&live, &req, host, conn, pq_in) {
             Ok(chosen) => chosen,
             Err(r) => return (*r, None),
+        };
+        let (timeouts, retry) = match edits.map(|(r, _)| &r.action) {
+            Some(Action::Forward {
+                timeouts, retry, ..
+            }) => (*timeouts, retry.as_ref()),
+            _ => (Timeouts::default(), None),
         };
         let (endpoints, first) = match self.endpoints_of(&live, backend) {
             Ok(e) => e,
@@ -74,10 +140,22 @@ impl Edge {
         // sent again is, once, to the next endpoint (the same one when it is alone, over a new
         // connection) when connecting fails or times out, or sending or reading the response's
         // head fails. (The read timeout itself is not retried: it has already waited long.)
-        let attempts = if idempotent && body.ended() && !upgrade {
-            2
-        } else {
-            1
+        // A route's retries (any method: the route asks for them) are made only for a
+        // request with nothing left of its body to send: it can be sent again whole.
+        let resendable = body.ended() && !upgrade;
+        let attempts = match retry {
+            Some(rt) if resendable => 1 + rt.attempts as usize,
+            Some(_) => 1,
+            None if idempotent && resendable => 2,
+            None => 1,
+        };
+        // Each attempt: the route's bound, none when the route's request bound covers it
+        // (or `0s` asks for none), else the proxy's own.
+        let per_attempt = match (timeouts.backend_request, timeouts.request) {
+            (Some(d), _) if d.is_zero() => None,
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(self.settings.read_timeout),
         };
         let fwd = forwarded(parts.headers, host, conn, id, upgrade);
         let head = upstream_head(fwd, parts.uri.path_and_query().cloned(), edits, pq_in);
@@ -85,16 +163,35 @@ impl Edge {
             endpoints,
             first,
             attempts,
+            per_attempt,
+            retry_codes: retry.map_or(&[], |r| r.codes.as_slice()),
+            backoff: retry.map_or(Duration::ZERO, |r| r.backoff),
         };
-        self.send(
+        let _request = self.retry_budget.request();
+        let sent = self.send(
             &plan,
             &parts.method,
             parts.version,
             head,
             body,
             client_upgrade,
-        )
-        .await
+        );
+        let Some(limit) = timeouts.request else {
+            return sent.await;
+        };
+        match tokio::time::timeout(limit, sent).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.metrics.error("timeout");
+                (
+                    plain(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("the route's request timeout ({limit:?}) passed"),
+                    ),
+                    None,
+                )
+            }
+        }
     }
 
     /// The listener of the connection's port, its route for the request, and the backend: a
@@ -248,28 +345,46 @@ impl Edge {
             } else {
                 self.pool()
             };
-            let sent = tokio::time::timeout(self.settings.read_timeout, pool.request(up));
-            match sent.await {
-                Err(_) => {
+            let sent = pool.request(up);
+            let sent = match plan.per_attempt {
+                Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| limit),
+                None => Ok(sent.await),
+            };
+            let more = attempt + 1 < attempts;
+            match sent {
+                Err(limit) => {
                     self.metrics.error("timeout");
-                    tracing::warn!(upstream = %ep, timeout = ?self.settings.read_timeout, "the backend did not answer in time");
+                    tracing::warn!(upstream = %ep, timeout = ?limit, "the backend did not answer in time");
                     return (
                         plain(
                             StatusCode::GATEWAY_TIMEOUT,
-                            &format!(
-                                "{ep} did not answer within {:?}",
-                                self.settings.read_timeout
-                            ),
+                            &format!("{ep} did not answer within {limit:?}"),
                         ),
                         Some(ep),
                     );
                 }
-                Ok(Err(e)) if attempt + 1 < attempts && (e.is_connect() || !is_timeout(&e)) => {
+                Ok(Err(e)) if more && (e.is_connect() || !is_timeout(&e)) => {
+                    let Some(_retrying) = self.retry_budget.retry() else {
+                        return (self.failed(ep, &e), Some(ep));
+                    };
                     tracing::warn!(upstream = %ep, error = %cause(&e), "retrying on the next endpoint");
                     self.metrics.retries.inc();
+                    tokio::time::sleep(plan.backoff).await;
                     continue;
                 }
                 Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
+                Ok(Ok(resp)) if more && plan.retry_codes.contains(&resp.status().as_u16()) => {
+                    let Some(_retrying) = self.retry_budget.retry() else {
+                        let answer =
+                            answer(resp, client_upgrade, response_edits, request_body, client);
+                        return (answer, Some(ep));
+                    };
+                    tracing::debug!(upstream = %ep, status = %resp.status(), "retrying on the next endpoint");
+                    self.metrics.retries.inc();
+                    drop(resp);
+                    tokio::time::sleep(plan.backoff).await;
+                    continue;
+                }
                 Ok(Ok(resp)) => {
                     let answer = answer(resp, client_upgrade, response_edits, request_body, client);
                     return (answer, Some(ep));

@@ -32,7 +32,12 @@ struct PodInfo {
     namespace: String,
     node: String,
     env: std::collections::BTreeMap<String, String>,
+    /// `/retry/`'s requests by `uuid` (at most [`RETRY_KEYS`]).
+    retries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
+
+/// How many `/retry/` uuids a pod's server remembers (then it forgets them all).
+const RETRY_KEYS: usize = 10_000;
 
 /// Binds `ports` of a pod and spawns a server on each; returns their tasks by port.
 pub fn start(
@@ -50,6 +55,7 @@ pub fn start(
         namespace: pod.namespace.clone(),
         node: pod.node.clone(),
         env: pod.echo_env.clone(),
+        retries: Default::default(),
     });
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
@@ -63,13 +69,53 @@ pub fn start(
         .collect())
 }
 
-/// The HTTP answer of a pod's test server.
-fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let (body, kind) = match req.uri().path() {
+/// The HTTP answer of a pod's test server. Beyond agnhost's paths, what upstream's Gateway
+/// API echo server (echo-basic) does:
+/// - `X-Echo-Set-Header: Name:value,Name2:value2`: each pair a header of the answer;
+/// - `?delay=D` (a Go duration: `1s`, `500ms`): the answer waits that long;
+/// - `/status/NNN`: that status;
+/// - `/retry/...?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]`: the first N requests
+///   with that uuid fail, with status C, else with the connection reset; each waits D first.
+fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> http::Reply {
+    let query = req.uri().query().unwrap_or("");
+    let path = req.uri().path();
+    if path.starts_with("/retry/") || path == "/retry" {
+        let uuid = query_param(query, "uuid").unwrap_or_default();
+        let after: u32 = query_param(query, "succeedAfter")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let seen = {
+            let mut m = info.retries.lock().expect("not poisoned");
+            if m.len() >= RETRY_KEYS && !m.contains_key(&uuid) {
+                m.clear();
+            }
+            let n = m.entry(uuid).or_default();
+            *n += 1;
+            *n
+        };
+        if seen <= after {
+            let wait = query_param(query, "delayRetry").and_then(|d| go_duration(&d));
+            let code = query_param(query, "responseCode")
+                .and_then(|c| c.parse::<u16>().ok())
+                .and_then(|c| hyper::StatusCode::from_u16(c).ok());
+            return match (code, wait) {
+                (Some(code), wait) => {
+                    let mut r = Response::new(Full::new(Bytes::from("failing on purpose\n")));
+                    *r.status_mut() = code;
+                    match wait {
+                        Some(d) => http::Reply::After(d, r),
+                        None => r.into(),
+                    }
+                }
+                (None, _) => http::Reply::Reset,
+            };
+        }
+    }
+    let (body, kind) = match path {
         "/hostname" => (info.hostname.clone(), "text/plain; charset=utf-8"),
         "/clientip" => (peer.to_string(), "text/plain; charset=utf-8"),
         "/echo" => (
-            query_param(req.uri().query().unwrap_or(""), "msg").unwrap_or_default(),
+            query_param(query, "msg").unwrap_or_default(),
             "text/plain; charset=utf-8",
         ),
         _ => (echo(req, info, peer), "application/json"),
@@ -79,7 +125,64 @@ fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> Respons
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(kind),
     );
-    r
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| hyper::StatusCode::from_u16(c).ok())
+    {
+        *r.status_mut() = code;
+    }
+    for v in req.headers().get_all("x-echo-set-header") {
+        for pair in String::from_utf8_lossy(v.as_bytes()).split(',') {
+            let Some((name, value)) = pair.split_once(':') else {
+                continue;
+            };
+            if let (Ok(n), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
+                hyper::header::HeaderValue::from_str(value.trim()),
+            ) {
+                r.headers_mut().append(n, v);
+            }
+        }
+    }
+    match query_param(query, "delay").and_then(|d| go_duration(&d)) {
+        Some(d) => http::Reply::After(d.min(MAX_DELAY), r),
+        None => r.into(),
+    }
+}
+
+/// The longest `?delay=` a test server waits.
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A Go duration (`1s`, `500ms`, `1m30s`, `1.5s`; units ns, us, µs, ms, s, m, h).
+pub fn go_duration(s: &str) -> Option<std::time::Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|n| *n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * unit;
+        rest = &rest[u..];
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 /// What upstream's conformance echo server answers: the request as the pod saw it.
@@ -103,7 +206,8 @@ fn echo(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> String {
         _ => "HTTP/1.1",
     };
     serde_json::json!({
-        "path": req.uri().path(),
+        // The raw request URI, with its query, as upstream's echo server gives it.
+        "path": req.uri().path_and_query().map_or("/", |p| p.as_str()),
         "host": host,
         "method": req.method().as_str(),
         "proto": proto,
@@ -176,6 +280,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             namespace: "default".into(),
             node: "node-0".into(),
             env: Default::default(),
+            retries: Default::default(),
         });
         let peer: SocketAddr = ([10, 244, 0, 2], 40000).into();
         // The servers' own configuration; the client closes its side once it has sent
@@ -183,7 +288,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
         let mut b = http::builder();
         b.half_close(true);
         podnet_ingress::server::exchange(input, |server| async move {
-            http::connection(TokioIo::new(server), handler(info), peer, &b).await
+            http::connection(TokioIo::new(server), handler(info), peer, &b, None).await
         })
         .await
     })
@@ -219,6 +324,39 @@ mod tests {
             proptest::prop_assert!(text.starts_with("HTTP/1.1 200"), "{}", text);
             proptest::prop_assert!(text.ends_with(&msg), "{}", text);
         }
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(go_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go_duration("10"), None);
+        assert_eq!(go_duration("s"), None);
+        assert_eq!(go_duration("1d"), None);
+    }
+
+    #[test]
+    fn status_set_headers_and_retries() {
+        let out = serve_bytes(
+            b"GET /status/418 HTTP/1.1\r\nHost: x\r\nX-Echo-Set-Header: A:1,B: two\r\n\r\n",
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 418"), "{text}");
+        assert!(
+            text.contains("a: 1\r\n") && text.contains("b: two\r\n"),
+            "{text}"
+        );
+        let req = b"GET /retry/x?uuid=u1&succeedAfter=1&responseCode=503 HTTP/1.1\r\nHost: x\r\n\r\nGET /retry/x?uuid=u1&succeedAfter=1&responseCode=503 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let text = String::from_utf8_lossy(&serve_bytes(req)).into_owned();
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
+        assert!(text.contains(r#""path":"/retry/x?uuid=u1"#), "{text}");
+        // Without a code: no answer at all.
+        let text = serve_bytes(b"GET /retry/x?uuid=u2&succeedAfter=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text.is_empty(), "{}", String::from_utf8_lossy(&text));
     }
 
     #[test]

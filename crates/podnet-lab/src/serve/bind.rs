@@ -19,6 +19,9 @@ pub enum Bound {
 }
 
 /// The name of a socket in the keeper's store ([`podnet_fdstore`]).
+/// The accept queue of the test servers' TCP listeners (`net.core.somaxconn`'s default).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 pub fn store_name(netns: &str, (port, proto): PortKey) -> String {
     format!("{netns} {proto} {port}")
 }
@@ -28,6 +31,9 @@ pub fn store_name(netns: &str, (port, proto): PortKey) -> String {
 /// the socket the keeper held for it (a server started again). A port that cannot be bound is
 /// reported on stderr and left out (SCTP: this kernel has no SCTP sockets). Must be called
 /// from within the tokio runtime that will serve the sockets.
+///
+/// A TCP listener's accept queue is [`LISTEN_BACKLOG`] (the kernel caps it at
+/// `net.core.somaxconn`).
 pub fn bind_in(
     netns: &str,
     who: &str,
@@ -66,6 +72,14 @@ pub fn bind_in(
         .map(|(at, s)| {
             let bound = match s {
                 StdSocket::Tcp(l) => {
+                    // std listens with a queue of 128; a burst of new connections to a server
+                    // short of CPU overflowed it (a SYN dropped, the client's connect waiting
+                    // for its retransmission a second later: bench/flows.py, with
+                    // TcpExtListenOverflows 1 in the server pod). Go's servers (upstream's
+                    // test images) listen with the kernel's maximum: so do these.
+                    socket2::SockRef::from(&l)
+                        .listen(LISTEN_BACKLOG)
+                        .map_err(tokio_err)?;
                     l.set_nonblocking(true).map_err(tokio_err)?;
                     Bound::Tcp(tokio::net::TcpListener::from_std(l).map_err(tokio_err)?)
                 }

@@ -58,7 +58,7 @@ impl HealthServers {
             for (_, b) in bind_in(&node.ns, &who, &[(h.port, Protocol::Tcp)])? {
                 if let Bound::Tcp(l) = b {
                     let check = shared.clone();
-                    let handler: http::Handler = Arc::new(move |_, _| answer(&check));
+                    let handler: http::Handler = Arc::new(move |_, _| answer(&check).into());
                     let task = tokio::spawn(http::serve(l, handler, None));
                     self.running.insert(k.clone(), (shared.clone(), task));
                 }

@@ -6,8 +6,8 @@
 //!   cluster DNS and the health checks run on a runtime of their own);
 //! - an `accept` error (EMFILE, ENFILE, ENOBUFS …) backs off instead of spinning.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +22,29 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 pub const PER_LISTENER: usize = 512;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Answers one request; the lab's handlers compute their answer at once.
-pub type Handler =
-    Arc<dyn Fn(&Request<Incoming>, SocketAddr) -> Response<Full<Bytes>> + Send + Sync>;
+/// A handler's answer to one request, computed at once.
+pub enum Reply {
+    Now(Response<Full<Bytes>>),
+    /// Sent after this long (upstream's echo server's `?delay=`).
+    After(Duration, Response<Full<Bytes>>),
+    /// No answer: the connection reset (TCP RST), as upstream's echo server does to fail a
+    /// request without a status.
+    Reset,
+}
+
+impl From<Response<Full<Bytes>>> for Reply {
+    fn from(r: Response<Full<Bytes>>) -> Reply {
+        Reply::Now(r)
+    }
+}
+
+/// Answers one request.
+pub type Handler = Arc<dyn Fn(&Request<Incoming>, SocketAddr) -> Reply + Send + Sync>;
+
+/// The reset of a connection, on purpose.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was reset on purpose")]
+pub struct Reset;
 
 /// Serves `l` until the task is aborted. `budget`, if any, is shared with other listeners.
 pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<Arc<Semaphore>>) {
@@ -51,9 +71,12 @@ pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<
         // the IPv4 address it is.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let handler = handler.clone();
+        // A second descriptor of the socket: a reset sets SO_LINGER 0 on it, so that the
+        // socket's close sends RST.
+        let socket = stream.as_fd().try_clone_to_owned().ok();
         tokio::spawn(async move {
             let _permits = (local, shared);
-            let _ = connection(TokioIo::new(stream), handler, peer, &builder()).await;
+            let _ = connection(TokioIo::new(stream), handler, peer, &builder(), socket).await;
         });
     }
 }
@@ -67,17 +90,36 @@ pub fn builder() -> hyper::server::conn::http1::Builder {
 }
 
 /// Serves one connection with `handler` until it ends or outlives [`CONNECTION_LIFETIME`].
+/// `socket`, another descriptor of the connection's socket, is what a [`Reply::Reset`]
+/// resets (without one, the connection is closed).
 pub async fn connection<I>(
     io: I,
     handler: Handler,
     peer: SocketAddr,
     builder: &hyper::server::conn::http1::Builder,
+    socket: Option<OwnedFd>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
+    let socket = Arc::new(socket);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let r = handler(&req, peer);
-        async move { Ok::<_, Infallible>(r) }
+        let socket = socket.clone();
+        async move {
+            match r {
+                Reply::Now(r) => Ok(r),
+                Reply::After(d, r) => {
+                    tokio::time::sleep(d).await;
+                    Ok(r)
+                }
+                Reply::Reset => {
+                    if let Some(s) = socket.as_ref() {
+                        let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+                    }
+                    Err(Reset)
+                }
+            }
+        }
     });
     let _ = tokio::time::timeout(CONNECTION_LIFETIME, builder.serve_connection(io, svc)).await;
 }

@@ -91,6 +91,64 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
         route_matches(c, &at, r);
         route_filters(c, &at, r);
         route_backends(c, &at, r);
+        route_timeouts(c, &at, r);
+    }
+}
+
+/// A rule's timeouts and retries: durations as the API writes them; a backend request's
+/// timeout not longer than the request's (when that one is not 0s).
+fn route_timeouts(
+    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
+    at: &str,
+    r: &crate::gateway_api::HTTPRouteRule,
+) {
+    fn parsed(
+        c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
+        at: &str,
+        d: &Option<String>,
+    ) -> Option<std::time::Duration> {
+        let d = d.as_deref()?;
+        let v = crate::gateway_api::gateway_duration(d);
+        if v.is_none() {
+            c.err(
+                at,
+                format!("Invalid value: {d:?}: a duration such as 500ms, 10s, 1m or 1h (at most 4 parts of 1-5 digits and h, m, s or ms)"),
+            );
+        }
+        v
+    }
+    if let Some(t) = &r.timeouts {
+        let request = parsed(c, &format!("{at}.timeouts.request"), &t.request);
+        let backend = parsed(
+            c,
+            &format!("{at}.timeouts.backendRequest"),
+            &t.backend_request,
+        );
+        if let (Some(req), Some(b)) = (request, backend) {
+            if !req.is_zero() && b > req {
+                c.err(
+                    &format!("{at}.timeouts.backendRequest"),
+                    "Invalid value: backendRequest timeout cannot be longer than request timeout",
+                );
+            }
+        }
+    }
+    if let Some(rt) = &r.retry {
+        parsed(c, &format!("{at}.retry.backoff"), &rt.backoff);
+        for (k, code) in rt.codes.iter().enumerate() {
+            if !(400..=599).contains(code) {
+                c.err(
+                    &format!("{at}.retry.codes[{k}]"),
+                    format!("Invalid value: {code}: must be between 400 and 599"),
+                );
+            }
+        }
+        if rt.attempts.is_some_and(|a| a < 0) {
+            c.err(
+                &format!("{at}.retry.attempts"),
+                "Invalid value: must be 0 or more",
+            );
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod api;
 mod dns;
 mod dual;
 mod gateway;
+mod gateway_extended;
 mod hostile;
 mod ingress;
 mod netpol;

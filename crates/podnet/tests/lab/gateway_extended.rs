@@ -1,0 +1,635 @@
+//! The Gateway API's extended conformance cases (issue 26), read as they are from
+//! `../shared/conformance/gateway-extended/cases.yaml`: each case whose features podnet
+//! implements is applied over the shared objects (`gateway/base.yaml`), its status checked
+//! through the lab's API, and its requests sent from `external` to the Gateway's address,
+//! each checked as upstream's suite compares (see that directory's README), three times in a
+//! row. The others are listed as skipped, with the features they need. A summary in the shape
+//! of upstream's ConformanceReport is printed, and written to
+//! `target/gateway-conformance-report.yaml`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::api::kubectl_ok;
+use super::ingress::certificate;
+use super::{can_run, ok, root_dir, write_manifest, Lab};
+
+/// The features podnet implements (what its GatewayClass says it supports): a case runs when
+/// each it requires is here.
+pub(super) const IMPLEMENTED: &[&str] = podnet_gateway::SUPPORTED_FEATURES;
+
+/// Claimed features whose cases are in the core suite (`gateway.rs`) or are not in this
+/// development subset of upstream's (`../shared/conformance/gateway-extended/README.md`).
+const CORE_ELSEWHERE: &[&str] = &[
+    "ReferenceGrant",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRoutePathRewrite",
+    "HTTPRouteResponseHeaderModification",
+];
+
+/// One probe's answer: status, headers (repeated ones joined with ","), body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+/// Sends one HTTP request of a case from `external`, with curl, as upstream's client sends it.
+fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
+    let scheme = r["scheme"].as_str().unwrap_or("http");
+    let port = r["port"]
+        .as_u64()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let uuid = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let path = r["path"]
+        .as_str()
+        .unwrap_or("/")
+        .replace("%3Cfresh-uuid-per-attempt%3E", &uuid);
+    let method = r["method"].as_str().unwrap_or("GET");
+    let mut args: Vec<String> = vec![
+        "curl".into(),
+        "-sS".into(),
+        "--max-time".into(),
+        "10".into(),
+        "-D".into(),
+        "/dev/stderr".into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+        "-X".into(),
+        method.into(),
+        // Upstream's client sends this header always (empty when nothing is asked).
+        "-H".into(),
+        format!(
+            "X-Echo-Set-Header: {}",
+            r["echo_set_response_headers"]
+                .as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        ),
+    ];
+    if method == "HEAD" {
+        args.push("-I".into());
+    }
+    for (k, v) in r["headers"].as_object().into_iter().flatten() {
+        args.extend([
+            "-H".into(),
+            format!("{k}: {}", v.as_str().unwrap_or_default()),
+        ]);
+    }
+    if let Some(h) = r["host"].as_str() {
+        args.extend(["-H".into(), format!("Host: {h}")]);
+    }
+    args.push(format!("{scheme}://{addr}:{port}{path}"));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lab.exec("external", &argv);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    if !o.status.success() {
+        return Err(format!("curl {path}: {out}{err}"));
+    }
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in err.lines().filter_map(|l| l.split_once(':')) {
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim().to_string();
+        headers
+            .entry(k)
+            .and_modify(|old| {
+                old.push(',');
+                old.push_str(&v)
+            })
+            .or_insert(v);
+    }
+    Ok(Reply {
+        status: status
+            .trim()
+            .parse()
+            .map_err(|_| format!("no status: {out}"))?,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// Whether `got` answers a request whose expected statuses are `want` (504 and 408 count as
+/// one: both say a timeout, as upstream compares).
+fn status_ok(want: &[u64], got: u16) -> bool {
+    let timeout = |s: u64| s == 504 || s == 408;
+    want.iter()
+        .any(|w| *w == u64::from(got) || (timeout(*w) && timeout(u64::from(got))))
+}
+
+/// Checks one answer against a request's `expect`, as upstream's compare does.
+fn check(r: &Value, a: &Reply) -> Result<(), String> {
+    let e = &r["expect"];
+    let want: Vec<u64> = e["status"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_else(|| vec![200]);
+    if !status_ok(&want, a.status) {
+        return Err(format!("status {} not {want:?}", a.status));
+    }
+    for (k, v) in e["response_headers"].as_object().into_iter().flatten() {
+        let got = a.headers.get(&k.to_ascii_lowercase());
+        if got.map(String::as_str) != v.as_str() {
+            return Err(format!("response header {k}: {got:?}, not {v}"));
+        }
+    }
+    for (k, vs) in e["response_headers_one_of"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let got = a.headers.get(&k.to_ascii_lowercase());
+        if !vs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| got.map(String::as_str) == v.as_str())
+        {
+            return Err(format!("response header {k}: {got:?}, not one of {vs}"));
+        }
+    }
+    for k in e["response_absent_headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let k = k.as_str().unwrap_or_default().to_ascii_lowercase();
+        if let Some(v) = a.headers.get(&k) {
+            return Err(format!("response header {k}: {v}, should be absent"));
+        }
+    }
+    if let Some(rd) = e.get("redirect").filter(|v| !v.is_null()) {
+        redirect(r, rd, a)?;
+    }
+    if a.status != 200 && a.status != 204 {
+        return Ok(());
+    }
+    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    match e.get("namespace") {
+        Some(Value::Null) => {
+            if v["pod"].is_string() {
+                return Err(format!("answered by echo pod {}, should not be", v["pod"]));
+            }
+            return Ok(());
+        }
+        Some(ns) if v["namespace"] != *ns => {
+            return Err(format!("namespace {} not {ns}", v["namespace"]));
+        }
+        _ => {}
+    }
+    if let Some(b) = e["backend"].as_str() {
+        if !v["pod"].as_str().is_some_and(|p| p.starts_with(b)) {
+            return Err(format!("served by {} not {b}", v["pod"]));
+        }
+    }
+    // What the backend saw: as given, else the request as sent.
+    let br = &e["backend_request"];
+    let sent_path = r["path"].as_str().unwrap_or("/");
+    let method = br["method"]
+        .as_str()
+        .or(r["method"].as_str())
+        .unwrap_or("GET");
+    if v["method"] != method {
+        return Err(format!(
+            "the backend saw method {}, not {method}",
+            v["method"]
+        ));
+    }
+    let path = br["path"].as_str().unwrap_or(sent_path);
+    if !path.contains("fresh-uuid") && v["path"] != path {
+        return Err(format!("the backend saw path {}, not {path}", v["path"]));
+    }
+    if let Some(h) = br["host"].as_str().or(r["host"].as_str()) {
+        if v["host"] != h {
+            return Err(format!("the backend saw host {}, not {h}", v["host"]));
+        }
+    }
+    let seen = |name: &str| -> Option<String> {
+        v["headers"].as_object()?.iter().find_map(|(k, vals)| {
+            k.eq_ignore_ascii_case(name).then(|| {
+                vals.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        })
+    };
+    // Given, `backend_request` says which headers the backend saw; omitted, the request's.
+    let headers = if br.is_object() {
+        &br["headers"]
+    } else {
+        &r["headers"]
+    };
+    for (k, want) in headers.as_object().into_iter().flatten() {
+        if seen(k).as_deref() != want.as_str() {
+            return Err(format!("the backend saw {k}: {:?}, not {want}", seen(k)));
+        }
+    }
+    for k in br["absent_headers"].as_array().into_iter().flatten() {
+        let k = k.as_str().unwrap_or_default();
+        if let Some(got) = seen(k) {
+            return Err(format!("the backend saw {k}: {got}, should be absent"));
+        }
+    }
+    Ok(())
+}
+
+/// A redirect's Location against `expect.redirect` (scheme, host unless "any", port with the
+/// scheme's default allowed, path; each defaulting to the request's).
+fn redirect(r: &Value, rd: &Value, a: &Reply) -> Result<(), String> {
+    let loc = a
+        .headers
+        .get("location")
+        .ok_or_else(|| "no Location".to_string())?;
+    let (scheme, rest) = loc
+        .split_once("://")
+        .ok_or_else(|| format!("Location {loc}: no scheme"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let want_scheme = rd["scheme"]
+        .as_str()
+        .or(r["scheme"].as_str())
+        .unwrap_or("http");
+    if scheme != want_scheme {
+        return Err(format!("Location {loc}: scheme not {want_scheme}"));
+    }
+    if let Some(h) = rd["host"].as_str().filter(|h| !h.starts_with("any")) {
+        if host != h {
+            return Err(format!("Location {loc}: host not {h}"));
+        }
+    }
+    // A number, or words ("absent, or the default port of the scheme"): none expected.
+    let want_port = rd["port"]
+        .as_str()
+        .filter(|p| p.parse::<u16>().is_ok())
+        .map(str::to_string)
+        .or(rd["port"].as_u64().map(|p| p.to_string()));
+    match (&want_port, port) {
+        (Some(w), got) => {
+            let default = (scheme == "http" && w == "80") || (scheme == "https" && w == "443");
+            if got != Some(w.as_str()) && !(default && got.is_none()) {
+                return Err(format!("Location {loc}: port not {w}"));
+            }
+        }
+        (None, Some(p)) => {
+            let default = (scheme == "http" && p == "80") || (scheme == "https" && p == "443");
+            if !default {
+                return Err(format!("Location {loc}: port {p}, none expected"));
+            }
+        }
+        (None, None) => {}
+    }
+    let want_path = rd["path"].as_str().or(r["path"].as_str()).unwrap_or("/");
+    if path != want_path {
+        return Err(format!("Location {loc}: path not {want_path}"));
+    }
+    Ok(())
+}
+
+/// `Kind ns/name` of a status check's object, read through the lab's API.
+fn object(lab: &Lab, what: &str) -> Result<Value, String> {
+    let (kind, key) = what
+        .split_once(' ')
+        .ok_or_else(|| format!("object {what:?}"))?;
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    let mut args = vec!["get", kind, name, "-o", "json"];
+    if !ns.is_empty() {
+        args.extend(["-n", ns]);
+    }
+    Ok(serde_json::from_str(&kubectl_ok(&lab.kubeconfig(), &args)).unwrap())
+}
+
+fn condition_ok(conds: &Value, c: &Value) -> Result<(), String> {
+    let t = c["type"].as_str().unwrap_or_default();
+    let got = conds
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["type"] == t)
+        .ok_or_else(|| format!("no {t} condition in {conds}"))?;
+    if got["status"] != c["status"] {
+        return Err(format!("{t} is {got}, not {}", c["status"]));
+    }
+    if let Some(r) = c["reason"].as_str().filter(|r| *r != "any") {
+        if got["reason"] != r {
+            return Err(format!("{t} is {got}, not reason {r}"));
+        }
+    }
+    Ok(())
+}
+
+/// One status check: a condition of an object (or of its entry for a parent), or a listener's
+/// status.
+fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
+    let what = s["object"].as_str().unwrap_or_default();
+    let obj = object(lab, what)?;
+    if let Some(l) = s["listener"].as_str() {
+        let ls = obj["status"]["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|x| x["name"] == l))
+            .ok_or_else(|| format!("{what}: no status for listener {l}"))?;
+        if let Some(n) = s["attachedRoutes"].as_u64() {
+            if ls["attachedRoutes"] != n {
+                return Err(format!(
+                    "{what}/{l}: attachedRoutes {}, not {n}",
+                    ls["attachedRoutes"]
+                ));
+            }
+        }
+        if let Some(kinds) = s["supportedKinds"].as_array() {
+            let got: Vec<String> = ls["supportedKinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| {
+                    format!(
+                        "{}/{}",
+                        k["group"].as_str().unwrap_or("gateway.networking.k8s.io"),
+                        k["kind"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            let want: Vec<String> = kinds
+                .iter()
+                .map(|k| k.as_str().unwrap_or_default().to_string())
+                .collect();
+            if got != want {
+                return Err(format!("{what}/{l}: supportedKinds {got:?}, not {want:?}"));
+            }
+        }
+        for c in s["conditions"].as_array().into_iter().flatten() {
+            condition_ok(&ls["conditions"], c).map_err(|e| format!("{what}/{l}: {e}"))?;
+        }
+        return Ok(());
+    }
+    let conds = match s["parent"].as_str() {
+        Some(parent) => {
+            let (pns, pname) = parent.split_once('/').unwrap_or(("", parent));
+            let own_ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+            obj["status"]["parents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| {
+                    p["parentRef"]["name"] == pname
+                        && p["parentRef"]["namespace"].as_str().unwrap_or(own_ns) == pns
+                })
+                .map(|p| p["conditions"].clone())
+                .ok_or_else(|| format!("{what}: no status for parent {parent}"))?
+        }
+        None => obj["status"]["conditions"].clone(),
+    };
+    let c = if s["condition"].is_object() {
+        s["condition"].clone()
+    } else {
+        json!({"type": s["condition"], "status": s["status"], "reason": s["reason"]})
+    };
+    condition_ok(&conds, &c).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Runs one case: its status checks, then each request three times in a row.
+fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
+    for s in case["status_checks"].as_array().into_iter().flatten() {
+        status_check(lab, s)?;
+    }
+    if let Some(setup) = case["setup"].as_object() {
+        // Each route Accepted (and resolved, when asked) by the Gateway.
+        let gw = setup["gateway"].as_str().unwrap_or_default();
+        for r in setup
+            .get("routes_accepted")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let kind = setup
+                .get("route_kind")
+                .and_then(Value::as_str)
+                .unwrap_or("HTTPRoute");
+            let what = format!("{kind} {}", r.as_str().unwrap_or_default());
+            status_check(
+                lab,
+                &json!({"object": what, "parent": gw, "condition": "Accepted", "status": "True"}),
+            )?;
+            if setup.get("routes_resolved_refs_true") == Some(&Value::Bool(true)) {
+                status_check(
+                    lab,
+                    &json!({"object": what, "parent": gw, "condition": "ResolvedRefs", "status": "True"}),
+                )?;
+            }
+        }
+    }
+    for r in case["requests"].as_array().into_iter().flatten() {
+        let gw = r["gateway"].as_str().unwrap_or_default();
+        let (ns, name) = gw.split_once('/').unwrap_or(("", gw));
+        let gateway = object(lab, &format!("gateway {ns}/{name}"))?;
+        let addr = gateway["status"]["addresses"][0]["value"]
+            .as_str()
+            .ok_or_else(|| format!("{gw} has no address"))?
+            .to_string();
+        for i in 0..3 {
+            let a = send(lab, r, &addr)?;
+            check(r, &a).map_err(|e| {
+                format!(
+                    "{} {} (try {}): {e}; answer: {} {:?} {}",
+                    r["method"].as_str().unwrap_or("GET"),
+                    r["path"],
+                    i + 1,
+                    a.status,
+                    a.headers,
+                    a.body.chars().take(400).collect::<String>()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// What a case needs that podnet does not implement (empty: it runs). The GATEWAY-HTTP
+/// profile's HTTP requests only, so far.
+fn missing(case: &Value) -> Vec<String> {
+    let mut out: Vec<String> = case["features_required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|f| !IMPLEMENTED.contains(f))
+        .map(str::to_string)
+        .collect();
+    if case["steps"].is_array() {
+        out.push("(multi-step cases: not run yet)".into());
+    }
+    out
+}
+
+#[test]
+fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
+    if !can_run() {
+        return;
+    }
+    let shared = root_dir().join("../shared/conformance/gateway-extended/cases.yaml");
+    let text =
+        std::fs::read_to_string(&shared).unwrap_or_else(|e| panic!("{}: {e}", shared.display()));
+    let cases = podnet_model::parse_documents("cases.yaml", &text).unwrap()[0].value["cases"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let tmp = std::env::temp_dir().join(format!("podnet-gateway-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (crt, key) = certificate(
+        &tmp,
+        &["example.org", "second-example.org", "*.wildcard.org"],
+    );
+    let base =
+        std::fs::read_to_string(root_dir().join("crates/podnet/tests/lab/gateway/base.yaml"))
+            .unwrap()
+            .replace("CERT", &serde_json::to_string(&crt).unwrap())
+            .replace("KEY", &serde_json::to_string(&key).unwrap());
+    let base = write_manifest("gateway-extended-base", &base);
+    let base = base.to_str().unwrap();
+    let lab = Lab::up("gw-ext", &[base], &[]);
+    let mut passed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut failed_features: BTreeSet<String> = BTreeSet::new();
+    for case in &cases {
+        let id = case["id"].as_str().unwrap().to_string();
+        let feature = case["feature"].as_str().unwrap_or_default().to_string();
+        let missing = missing(case);
+        if !missing.is_empty() {
+            skipped.push(format!("{id} (needs {})", missing.join(", ")));
+            continue;
+        }
+        let docs: Vec<String> = case["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m.to_string().replace("{GATEWAY_CLASS_NAME}", "podnet"))
+            .collect();
+        let file = write_manifest(&format!("gateway-ext-{id}"), &docs.join("\n---\n"));
+        let t = std::time::Instant::now();
+        let o = super::podnet(&[
+            "lab",
+            "apply",
+            "--name",
+            &lab.name,
+            "-f",
+            base,
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        let outcome = if o.status.success() {
+            run_case(&lab, case)
+        } else {
+            Err(format!("lab apply: {}", String::from_utf8_lossy(&o.stderr)))
+        };
+        eprintln!(
+            "{id}: {} in {:.1} s",
+            if outcome.is_ok() { "passed" } else { "FAILED" },
+            t.elapsed().as_secs_f64()
+        );
+        let _ = std::fs::remove_file(file);
+        match outcome {
+            Ok(()) => passed.entry(feature).or_default().push(id),
+            Err(e) => {
+                failed_features.extend(
+                    case["features_required"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string),
+                );
+                failed.push(format!("{id}: {e}"));
+            }
+        }
+    }
+    ok(&["lab", "apply", "--name", &lab.name, "-f", base]);
+    let supported: Vec<&str> = IMPLEMENTED
+        .iter()
+        .copied()
+        .filter(|f| !failed_features.contains(*f))
+        .collect();
+    // The class says what it supports: exactly the features implemented here, each of whose
+    // cases passed (a failure above names the case).
+    let class: Value = serde_json::from_str(&kubectl_ok(
+        &lab.kubeconfig(),
+        &["get", "gatewayclass", "podnet", "-o", "json"],
+    ))
+    .unwrap();
+    let listed: Vec<&str> = class["status"]["supportedFeatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(
+        listed, IMPLEMENTED,
+        "GatewayClass podnet's supportedFeatures"
+    );
+    // Every feature claimed was exercised by a case that ran.
+    let ran: BTreeSet<&str> = cases
+        .iter()
+        .filter(|c| missing(c).is_empty())
+        .flat_map(|c| c["features_required"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    let untested: Vec<&&str> = IMPLEMENTED
+        .iter()
+        .filter(|f| !ran.contains(**f) && !CORE_ELSEWHERE.contains(*f))
+        .collect();
+    let n_passed: usize = passed.values().map(Vec::len).sum();
+    let report = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ConformanceReport",
+        "implementation": {"organization": "podnet", "project": "podnet",
+            "url": "https://github.com/podnet/podnet", "version": env!("CARGO_PKG_VERSION"), "contact": []},
+        "gatewayAPIVersion": "cases of kubernetes-sigs/gateway-api@4564255 (../shared/conformance/gateway-extended)",
+        "gatewayAPIChannel": "experimental",
+        "mode": "default",
+        "profiles": [{
+            "name": "GATEWAY-HTTP",
+            "extended": {
+                "result": if failed.is_empty() { "success" } else { "failure" },
+                "statistics": {"Passed": n_passed, "Failed": failed.len(), "Skipped": skipped.len()},
+                "supportedFeatures": supported,
+                "failedTests": failed.iter().map(|f| f.split(':').next().unwrap().to_string()).collect::<Vec<_>>(),
+            },
+        }],
+        "succeededTests": passed,
+        "skippedTests": skipped,
+    });
+    // JSON is YAML: the report as upstream's tools read it.
+    let yaml = serde_json::to_string_pretty(&report).unwrap();
+    let out = root_dir().join("target/gateway-conformance-report.yaml");
+    let _ = std::fs::write(&out, &yaml);
+    eprintln!("{yaml}");
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(n_passed > 0, "no case ran");
+    assert!(
+        untested.is_empty(),
+        "claimed, but no case of this file exercised: {untested:?}"
+    );
+}
