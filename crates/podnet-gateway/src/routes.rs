@@ -117,6 +117,26 @@ pub(super) fn merged(
     out
 }
 
+fn redirect_of(rd: &podnet_model::gateway_api::HTTPRequestRedirectFilter) -> Redirect {
+    Redirect {
+        scheme: rd.scheme.clone(),
+        hostname: rd.hostname.clone(),
+        path: rd.path.as_ref().and_then(modifier),
+        port: rd.port.and_then(|p| u16::try_from(p).ok()),
+        status: rd
+            .status_code
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(302),
+    }
+}
+
+fn rewrite_of(rw: &podnet_model::gateway_api::HTTPURLRewriteFilter) -> Rewrite {
+    Rewrite {
+        hostname: rw.hostname.clone(),
+        path: rw.path.as_ref().and_then(modifier),
+    }
+}
+
 /// A rule's timeouts as the proxy applies them (validated durations; `0s` of the request's
 /// is no bound).
 fn timeouts(t: Option<&podnet_model::gateway_api::HTTPRouteTimeouts>) -> Timeouts {
@@ -186,16 +206,7 @@ pub(super) fn routes_of(
         let rewrite = rule.filters.iter().find_map(|f| f.url_rewrite.as_ref());
         let action = match redirect {
             Some(rd) => Action::Redirect {
-                redirect: Redirect {
-                    scheme: rd.scheme.clone(),
-                    hostname: rd.hostname.clone(),
-                    path: rd.path.as_ref().and_then(modifier),
-                    port: rd.port.and_then(|p| u16::try_from(p).ok()),
-                    status: rd
-                        .status_code
-                        .and_then(|s| u16::try_from(s).ok())
-                        .unwrap_or(302),
-                },
+                redirect: redirect_of(rd),
                 response_headers: response_headers.clone(),
             },
             None => Action::Forward {
@@ -208,14 +219,21 @@ pub(super) fn routes_of(
                         backend: resolved.get(ri).and_then(|r| r.get(bi)).cloned().flatten(),
                         weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
                         request_headers: merged(&b.filters, |f| f.request_header_modifier.as_ref()),
+                        redirect: b
+                            .filters
+                            .iter()
+                            .find_map(|f| f.request_redirect.as_ref())
+                            .map(redirect_of),
+                        rewrite: b
+                            .filters
+                            .iter()
+                            .find_map(|f| f.url_rewrite.as_ref())
+                            .map(rewrite_of),
                     })
                     .collect(),
                 request_headers,
                 response_headers,
-                rewrite: rewrite.map(|rw| Rewrite {
-                    hostname: rw.hostname.clone(),
-                    path: rw.path.as_ref().and_then(modifier),
-                }),
+                rewrite: rewrite.map(rewrite_of),
                 timeouts: timeouts(rule.timeouts.as_ref()),
                 retry: rule.retry.as_ref().map(retry),
             },

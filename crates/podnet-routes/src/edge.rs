@@ -509,6 +509,15 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             {
                 to.push_str(" +request-headers");
             }
+            for b in backends {
+                let name = b.backend.as_ref().map_or("500".to_string(), describe);
+                if let Some(r) = &b.redirect {
+                    to.push_str(&format!(" ({name}: redirect {})", r.status));
+                }
+                if b.rewrite.is_some() {
+                    to.push_str(&format!(" ({name}: +rewrite)"));
+                }
+            }
             if !response_headers.is_empty() {
                 to.push_str(" +response-headers");
             }

@@ -334,6 +334,10 @@ pub struct WeightedBackend {
     pub weight: u32,
     /// The backendRef's own request header changes.
     pub request_headers: HeaderEdits,
+    /// The backendRef's own RequestRedirect: a request that falls to it is redirected.
+    pub redirect: Option<Redirect>,
+    /// The backendRef's own URLRewrite (over the rule's).
+    pub rewrite: Option<Rewrite>,
 }
 
 /// A route's timeouts (Gateway API `timeouts`), each answered 504 when it passes.
@@ -385,6 +389,8 @@ impl Action {
                 backend: Some(backend),
                 weight: 1,
                 request_headers: HeaderEdits::default(),
+                redirect: None,
+                rewrite: None,
             }],
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),

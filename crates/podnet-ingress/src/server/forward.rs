@@ -232,7 +232,26 @@ impl Edge {
                     response_headers.apply(resp.headers_mut());
                     Err(Box::new(resp))
                 }
-                Action::Forward { backends, .. } => match pick(backends) {
+                Action::Forward {
+                    backends,
+                    response_headers,
+                    ..
+                } => match pick(backends) {
+                    // A backendRef's own redirect.
+                    Some(WeightedBackend {
+                        redirect: Some(redirect),
+                        ..
+                    }) => {
+                        let location = redirect_location(redirect, &r.path, conn, host, pq_in);
+                        let status =
+                            StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND);
+                        let mut resp = plain(status, "redirected");
+                        if let Ok(v) = HeaderValue::from_str(&location) {
+                            resp.headers_mut().insert(header::LOCATION, v);
+                        }
+                        response_headers.apply(resp.headers_mut());
+                        Err(Box::new(resp))
+                    }
                     Some(wb) => match &wb.backend {
                         Some(b) => Ok((b, Some((r, wb)))),
                         None => {
@@ -457,7 +476,8 @@ fn upstream_head<'a>(
             if !response_headers.is_empty() {
                 response_edits = Some(response_headers);
             }
-            if let Some(rw) = rewrite {
+            // The backendRef's own rewrite, else the rule's.
+            if let Some(rw) = wb.rewrite.as_ref().or(rewrite.as_ref()) {
                 if let Some(h) = rw
                     .hostname
                     .as_deref()
