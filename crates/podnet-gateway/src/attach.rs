@@ -176,19 +176,26 @@ pub(super) fn unsupported(r: &HTTPRoute) -> Option<String> {
                 return Some("RegularExpression matches are not served".into());
             }
         }
-        let filters = rule
-            .filters
-            .iter()
-            .chain(rule.backend_refs.iter().flatten().flat_map(|b| &b.filters));
-        for f in filters {
+        for f in &rule.filters {
             if !matches!(
                 f.type_.as_str(),
                 "RequestHeaderModifier"
                     | "ResponseHeaderModifier"
                     | "RequestRedirect"
                     | "URLRewrite"
+                    | "CORS"
             ) {
                 return Some(format!("filter {} is not served", f.type_));
+            }
+        }
+        // A backendRef's ResponseHeaderModifier is not applied: not Accepted rather than
+        // ignored.
+        for f in rule.backend_refs.iter().flatten().flat_map(|b| &b.filters) {
+            if !matches!(
+                f.type_.as_str(),
+                "RequestHeaderModifier" | "RequestRedirect" | "URLRewrite"
+            ) {
+                return Some(format!("filter {} on a backendRef is not served", f.type_));
             }
         }
     }

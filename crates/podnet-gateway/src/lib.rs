@@ -34,8 +34,8 @@ use podnet_model::gateway_api::{
 use podnet_model::{Cluster, NsName};
 use podnet_routes::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
 use podnet_routes::routes::{
-    Action, Backend, BackendPort, Conditions, HeaderEdits, HostMatch, PathMatch, PathModifier,
-    Redirect, Retry, Rewrite, Route, RouteTable, Source, Timeouts, WeightedBackend,
+    Action, Backend, BackendPort, Conditions, Cors, HeaderEdits, HostMatch, PathMatch,
+    PathModifier, Redirect, Retry, Rewrite, Route, RouteTable, Source, Timeouts, WeightedBackend,
 };
 
 mod attach;
@@ -115,6 +115,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteBackendRequestRedirect",
     "HTTPRouteBackendTimeout",
     "HTTPRouteBackendURLRewrite",
+    "HTTPRouteCORS",
     "HTTPRouteDestinationPortMatching",
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",

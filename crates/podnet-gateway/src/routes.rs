@@ -117,6 +117,17 @@ pub(super) fn merged(
     out
 }
 
+fn cors(c: &podnet_model::gateway_api::HTTPCORSFilter) -> Cors {
+    Cors {
+        allow_origins: c.allow_origins.clone(),
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age: c.max_age.and_then(|a| u32::try_from(a).ok()).unwrap_or(5),
+    }
+}
+
 fn redirect_of(rd: &podnet_model::gateway_api::HTTPRequestRedirectFilter) -> Redirect {
     Redirect {
         scheme: rd.scheme.clone(),
@@ -236,6 +247,11 @@ pub(super) fn routes_of(
                 rewrite: rewrite.map(rewrite_of),
                 timeouts: timeouts(rule.timeouts.as_ref()),
                 retry: rule.retry.as_ref().map(retry),
+                cors: rule
+                    .filters
+                    .iter()
+                    .find_map(|f| f.cors.as_ref())
+                    .map(|c| Box::new(cors(c))),
             },
         };
         let default_match = [podnet_model::gateway_api::HTTPRouteMatch::default()];

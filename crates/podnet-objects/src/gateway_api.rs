@@ -301,8 +301,29 @@ pub struct HTTPRouteFilter {
     pub url_rewrite: Option<HTTPURLRewriteFilter>,
     pub request_mirror: Option<Value>,
     pub extension_ref: Option<Value>,
-    pub cors: Option<Value>,
+    pub cors: Option<HTTPCORSFilter>,
     pub external_auth: Option<Value>,
+}
+
+/// The CORS filter (extended, `HTTPRouteCORS`).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPCORSFilter {
+    /// `scheme://host[:port]`, a host may start with `*.`; or `*` alone: any.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub allow_credentials: Option<bool>,
+    /// Methods, or `*`.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Header names, or `*`.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight's answer may be cached (5 when unset).
+    pub max_age: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -487,6 +487,7 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             rewrite,
             timeouts,
             retry,
+            cors,
         } => {
             let mut to = if backends.is_empty() {
                 "500 (no backend)".to_string()
@@ -538,6 +539,9 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             if let Some(r) = retry {
                 let codes: Vec<String> = r.codes.iter().map(u16::to_string).collect();
                 to.push_str(&format!(" +retry={}x[{}]", r.attempts, codes.join(",")));
+            }
+            if let Some(c) = cors {
+                to.push_str(&format!(" +cors={}", c.allow_origins.join(",")));
             }
             to
         }

@@ -363,6 +363,118 @@ pub struct Retry {
     pub backoff: std::time::Duration,
 }
 
+/// A route's CORS policy (Gateway API `CORS` filter): the gateway answers a preflight
+/// request itself, and adds the CORS headers to the backend's answer to a request from an
+/// allowed origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cors {
+    /// Origins as written (`https://www.foo.com`, `https://*.bar.com`), or `*`.
+    pub allow_origins: Vec<String>,
+    pub allow_credentials: bool,
+    /// Methods, or `*`.
+    pub allow_methods: Vec<String>,
+    /// Header names, or `*`.
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: u32,
+}
+
+impl Cors {
+    /// Whether `origin` (`scheme://host[:port]`) is allowed: `*`, the same origin (scheme
+    /// and host case-insensitive), or a pattern whose `*` stands for one label or more.
+    pub fn allows(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        self.allow_origins.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            if p == "*" || p == origin {
+                return true;
+            }
+            match p.split_once('*') {
+                Some((before, after)) => {
+                    origin.len() > before.len() + after.len()
+                        && origin.starts_with(before)
+                        && origin.ends_with(after)
+                        // What `*` stands for is labels of the host: no scheme, port or path.
+                        && !origin[before.len()..origin.len() - after.len()]
+                            .contains([':', '/'])
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// The headers of the gateway's answer to a preflight request from `origin` asking for
+    /// `method` and `headers` (as `Access-Control-Request-Headers` lists them): none for an
+    /// origin not allowed.
+    pub fn preflight(
+        &self,
+        origin: &str,
+        method: &str,
+        headers: &str,
+    ) -> Option<Vec<(&'static str, String)>> {
+        if !self.allows(origin) {
+            return None;
+        }
+        let mut out = self.origin_headers(origin);
+        let any = |l: &[String]| l.iter().any(|x| x == "*");
+        let methods = if any(&self.allow_methods) {
+            // With credentials `*` is a literal method name to browsers: the one asked.
+            if self.allow_credentials {
+                method.to_string()
+            } else {
+                "*".to_string()
+            }
+        } else {
+            self.allow_methods.join(", ")
+        };
+        if !methods.is_empty() {
+            out.push(("access-control-allow-methods", methods));
+        }
+        let allowed_headers = if any(&self.allow_headers) {
+            if self.allow_credentials {
+                headers.to_string()
+            } else {
+                "*".to_string()
+            }
+        } else {
+            self.allow_headers.join(", ")
+        };
+        if !allowed_headers.is_empty() {
+            out.push(("access-control-allow-headers", allowed_headers));
+        }
+        out.push(("access-control-max-age", self.max_age.to_string()));
+        Some(out)
+    }
+
+    /// The headers added to the backend's answer to a request from `origin` (none for an
+    /// origin not allowed).
+    pub fn simple(&self, origin: &str) -> Vec<(&'static str, String)> {
+        if !self.allows(origin) {
+            return Vec::new();
+        }
+        self.origin_headers(origin)
+    }
+
+    /// The origin echoed (so that credentials can be allowed, and caches vary by it), the
+    /// credentials, the exposed headers.
+    fn origin_headers(&self, origin: &str) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("access-control-allow-origin", origin.to_string()),
+            ("vary", "Origin".to_string()),
+        ];
+        if self.allow_credentials {
+            out.push(("access-control-allow-credentials", "true".to_string()));
+        }
+        if !self.expose_headers.is_empty() {
+            out.push((
+                "access-control-expose-headers",
+                self.expose_headers.join(", "),
+            ));
+        }
+        out
+    }
+}
+
 /// What a matching route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -374,6 +486,7 @@ pub enum Action {
         rewrite: Option<Rewrite>,
         timeouts: Timeouts,
         retry: Option<Retry>,
+        cors: Option<Box<Cors>>,
     },
     Redirect {
         redirect: Redirect,
@@ -397,6 +510,7 @@ impl Action {
             rewrite: None,
             timeouts: Timeouts::default(),
             retry: None,
+            cors: None,
         }
     }
 }
@@ -661,6 +775,64 @@ pub fn table(ingresses: &[&k8s_openapi::api::networking::v1::Ingress]) -> RouteT
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cors_origins_preflights_and_answers() {
+        let c = Cors {
+            allow_origins: vec!["https://www.foo.com".into(), "https://*.bar.com".into()],
+            allow_credentials: true,
+            allow_methods: vec!["GET".into(), "OPTIONS".into()],
+            allow_headers: vec!["x-header-1".into()],
+            expose_headers: vec!["x-header-3".into()],
+            max_age: 3600,
+        };
+        assert!(c.allows("https://www.foo.com"));
+        assert!(c.allows("HTTPS://WWW.FOO.COM"));
+        assert!(c.allows("https://www.bar.com"));
+        assert!(c.allows("https://xpto.www.bar.com"));
+        assert!(!c.allows("https://bar.com"));
+        assert!(!c.allows("https://foobar.com"));
+        assert!(!c.allows("http://www.foo.com"));
+        assert!(!c.allows("https://x.bar.com.evil.com"));
+        assert!(!c.allows("https://evil.com/.bar.com"));
+        let p = c
+            .preflight("https://www.bar.com", "GET", "x-header-1")
+            .unwrap();
+        let get = |k: &str| p.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("access-control-allow-origin"),
+            Some("https://www.bar.com")
+        );
+        assert_eq!(get("access-control-allow-methods"), Some("GET, OPTIONS"));
+        assert_eq!(get("access-control-allow-credentials"), Some("true"));
+        assert_eq!(get("access-control-max-age"), Some("3600"));
+        assert_eq!(get("access-control-expose-headers"), Some("x-header-3"));
+        assert_eq!(c.preflight("https://foobar.com", "GET", ""), None);
+        assert!(c.simple("https://foobar.com").is_empty());
+        // Wildcards: without credentials `*`; with them, what was asked.
+        let w = Cors {
+            allow_origins: vec!["*".into()],
+            allow_methods: vec!["*".into()],
+            allow_headers: vec!["*".into()],
+            max_age: 5,
+            ..Default::default()
+        };
+        let p = w.preflight("https://a.example", "PUT", "x-a, x-b").unwrap();
+        assert!(p.contains(&("access-control-allow-methods", "*".into())));
+        assert!(!p
+            .iter()
+            .any(|(n, _)| *n == "access-control-allow-credentials"));
+        let wc = Cors {
+            allow_credentials: true,
+            ..w
+        };
+        let p = wc
+            .preflight("https://a.example", "PUT", "x-a, x-b")
+            .unwrap();
+        assert!(p.contains(&("access-control-allow-methods", "PUT".into())));
+        assert!(p.contains(&("access-control-allow-headers", "x-a, x-b".into())));
+    }
+
     use super::*;
 
     /// The examples table of the Ingress documentation ("Examples" under "Path types").

@@ -23,6 +23,8 @@ struct UpstreamHead<'a> {
     headers: HeaderMap,
     path_and_query: Option<hyper::http::uri::PathAndQuery>,
     response_edits: Option<&'a crate::routes::HeaderEdits>,
+    /// The route's CORS headers for the request's origin.
+    cors: Vec<(&'static str, String)>,
 }
 
 /// How the request is sent: the endpoints from `first` on, `attempts` of them, each within
@@ -157,8 +159,20 @@ impl Edge {
             (None, Some(_)) => None,
             (None, None) => Some(self.settings.read_timeout),
         };
+        let cors = match edits.map(|(r, _)| &r.action) {
+            Some(Action::Forward {
+                cors: Some(cors), ..
+            }) => parts
+                .headers
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .map(|o| cors.simple(o))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let fwd = forwarded(parts.headers, host, conn, id, upgrade);
-        let head = upstream_head(fwd, parts.uri.path_and_query().cloned(), edits, pq_in);
+        let mut head = upstream_head(fwd, parts.uri.path_and_query().cloned(), edits, pq_in);
+        head.cors = cors;
         let plan = Attempts {
             endpoints,
             first,
@@ -228,6 +242,30 @@ impl Edge {
                     let mut resp = plain(status, "redirected");
                     if let Ok(v) = HeaderValue::from_str(&location) {
                         resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    response_headers.apply(resp.headers_mut());
+                    Err(Box::new(resp))
+                }
+                // A CORS preflight is the gateway's to answer.
+                Action::Forward {
+                    cors: Some(cors),
+                    response_headers,
+                    ..
+                } if is_preflight(req) => {
+                    let h = req.headers();
+                    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let mut resp = plain(StatusCode::NO_CONTENT, "");
+                    *resp.body_mut() = empty();
+                    resp.headers_mut().remove(header::CONTENT_TYPE);
+                    let allowed = cors.preflight(
+                        text("origin"),
+                        text("access-control-request-method"),
+                        text("access-control-request-headers"),
+                    );
+                    for (n, v) in allowed.into_iter().flatten() {
+                        if let Ok(v) = HeaderValue::from_str(&v) {
+                            resp.headers_mut().append(n, v);
+                        }
                     }
                     response_headers.apply(resp.headers_mut());
                     Err(Box::new(resp))
@@ -324,6 +362,7 @@ impl Edge {
             headers,
             path_and_query: pq,
             response_edits,
+            cors,
         } = head;
         let mut headers = Some(headers);
         let mut body = Some(Either::Left(CutOff {
@@ -394,8 +433,14 @@ impl Edge {
                 Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
                 Ok(Ok(resp)) if more && plan.retry_codes.contains(&resp.status().as_u16()) => {
                     let Some(_retrying) = self.retry_budget.retry() else {
-                        let answer =
-                            answer(resp, client_upgrade, response_edits, request_body, client);
+                        let answer = answer(
+                            resp,
+                            client_upgrade,
+                            response_edits,
+                            &cors,
+                            request_body,
+                            client,
+                        );
                         return (answer, Some(ep));
                     };
                     tracing::debug!(upstream = %ep, status = %resp.status(), "retrying on the next endpoint");
@@ -405,7 +450,14 @@ impl Edge {
                     continue;
                 }
                 Ok(Ok(resp)) => {
-                    let answer = answer(resp, client_upgrade, response_edits, request_body, client);
+                    let answer = answer(
+                        resp,
+                        client_upgrade,
+                        response_edits,
+                        &cors,
+                        request_body,
+                        client,
+                    );
                     return (answer, Some(ep));
                 }
             }
@@ -426,6 +478,15 @@ impl Edge {
         };
         plain(status, &format!("{what} {ep}: {}", cause(e)))
     }
+}
+
+/// A CORS preflight: OPTIONS with an Origin and the method it asks for.
+fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// A host served over HTTPS, asked over plain HTTP: 308 to the same path over HTTPS.
@@ -504,6 +565,7 @@ fn upstream_head<'a>(
         headers: fwd,
         path_and_query: pq,
         response_edits,
+        cors: Vec::new(),
     }
 }
 
@@ -513,6 +575,7 @@ fn answer(
     mut resp: Response<Incoming>,
     client_upgrade: Option<ClientSwitch>,
     response_edits: Option<&crate::routes::HeaderEdits>,
+    cors: &[(&'static str, String)],
     request_body: Arc<Unread>,
     client: Version,
 ) -> Response<Body> {
@@ -546,6 +609,18 @@ fn answer(
     strip_hop_by_hop(&mut p.headers);
     if let Some(e) = response_edits {
         e.apply(&mut p.headers);
+    }
+    // The gateway's CORS headers replace the backend's own.
+    for (n, _) in cors
+        .iter()
+        .filter(|(n, _)| n.starts_with("access-control-"))
+    {
+        p.headers.remove(*n);
+    }
+    for (n, v) in cors {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            p.headers.append(*n, v);
+        }
     }
     let b = FromUpstream::new(b, request_body, &mut p, client);
     Response::from_parts(p, Either::Left(b))

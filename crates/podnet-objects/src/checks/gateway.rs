@@ -133,6 +133,36 @@ fn route_timeouts(
             }
         }
     }
+    for (k, f) in r.filters.iter().enumerate() {
+        let Some(cors) = &f.cors else { continue };
+        let at = format!("{at}.filters[{k}].cors");
+        for (i, o) in cors.allow_origins.iter().enumerate() {
+            let ok = o == "*"
+                || o.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https")
+                        && !rest.is_empty()
+                        && !rest.contains('/')
+                        && rest
+                            .rfind('*')
+                            .is_none_or(|i| i == 0 && rest.starts_with("*."))
+                });
+            if !ok {
+                c.err(
+                    &format!("{at}.allowOrigins[{i}]"),
+                    format!("Invalid value: {o:?}: `*`, or scheme://host[:port] (http or https; the host may start with `*.`)"),
+                );
+            }
+        }
+        if cors.allow_methods.len() > 1 && cors.allow_methods.iter().any(|m| m == "*") {
+            c.err(
+                &format!("{at}.allowMethods"),
+                "Invalid value: `*` must be the only method",
+            );
+        }
+        if cors.max_age.is_some_and(|a| a < 1) {
+            c.err(&format!("{at}.maxAge"), "Invalid value: at least 1");
+        }
+    }
     if let Some(rt) = &r.retry {
         parsed(c, &format!("{at}.retry.backoff"), &rt.backoff);
         for (k, code) in rt.codes.iter().enumerate() {
