@@ -13,6 +13,7 @@
 
 pub mod fairness;
 pub mod faults;
+pub mod logs;
 pub mod openapi;
 pub mod project;
 pub mod resources;

@@ -46,6 +46,8 @@ pub struct Api {
     pub faults: crate::faults::Faults,
     /// Priority and fairness ([`crate::fairness`]).
     pub fairness: crate::fairness::Fairness,
+    /// Pods' logs (the `log` subresource).
+    pub logs: crate::logs::PodLogs,
 }
 
 impl Default for Api {
@@ -59,6 +61,7 @@ impl Default for Api {
             changed: watch::channel(0).0,
             faults: Default::default(),
             fairness: Default::default(),
+            logs: Default::default(),
         }
     }
 }
@@ -438,6 +441,28 @@ impl Api {
                     ),
                 }
             }
+            Route::PodLog { namespace, name } => {
+                let r = resources::by_path("", "v1", "pods").expect("pods are served");
+                let key = crate::store::Key {
+                    kind: r.kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                };
+                if self.store.lock().expect("store lock").get(&key).is_none() {
+                    return status_with(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        &format!("pods \"{name}\" not found"),
+                        json!({"name": name, "kind": "pods"}),
+                    );
+                }
+                let tail = Query::of(&query).get("tailLines").parse::<usize>().ok();
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(hyper::header::CONTENT_TYPE, "text/plain")
+                    .body(Full::new(Bytes::from(self.logs.read(&namespace, &name, tail))).boxed())
+                    .expect("a response")
+            }
             Route::Unknown => not_found_path(&path),
         }
     }
@@ -607,6 +632,11 @@ enum Route {
         /// Its `status` subresource.
         status: bool,
     },
+    /// A pod's `log` subresource.
+    PodLog {
+        namespace: String,
+        name: String,
+    },
     Unknown,
 }
 
@@ -646,6 +676,10 @@ fn route(path: &str) -> Route {
                     namespace: Some((*ns).into()),
                     name: (*name).into(),
                     status: true,
+                },
+                [name, "log"] if r.kind == podnet_model::Kind::Pod => Route::PodLog {
+                    namespace: (*ns).into(),
+                    name: (*name).into(),
                 },
                 _ => Route::Unknown,
             }

@@ -184,6 +184,7 @@ pub(super) fn unsupported(r: &HTTPRoute) -> Option<String> {
                     | "RequestRedirect"
                     | "URLRewrite"
                     | "CORS"
+                    | "RequestMirror"
             ) {
                 return Some(format!("filter {} is not served", f.type_));
             }

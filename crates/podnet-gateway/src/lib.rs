@@ -34,7 +34,7 @@ use podnet_model::gateway_api::{
 use podnet_model::{Cluster, NsName};
 use podnet_routes::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
 use podnet_routes::routes::{
-    Action, Backend, BackendPort, Conditions, Cors, HeaderEdits, HostMatch, PathMatch,
+    Action, Backend, BackendPort, Conditions, Cors, HeaderEdits, HostMatch, Mirror, PathMatch,
     PathModifier, Redirect, Retry, Rewrite, Route, RouteTable, Source, Timeouts, WeightedBackend,
 };
 
@@ -125,6 +125,9 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect",
     "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteRetry",

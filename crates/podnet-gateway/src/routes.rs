@@ -3,32 +3,52 @@
 
 use super::*;
 
-/// Every backendRef resolved (None: cannot be used), by rule and place; and the first
-/// problem, as ResolvedRefs says it.
-#[allow(clippy::type_complexity)]
+/// A rule's references resolved (None: cannot be used): its backendRefs, and its mirrors'
+/// (in filter order).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Resolved {
+    pub backends: Vec<Option<Backend>>,
+    pub mirrors: Vec<Option<Backend>>,
+}
+
+/// Every rule's references resolved; and the first problem, as ResolvedRefs says it.
 pub(super) fn resolve_backends(
     c: &Cluster,
     r: &HTTPRoute,
-) -> (Vec<Vec<Option<Backend>>>, Option<(&'static str, String)>) {
+) -> (Vec<Resolved>, Option<(&'static str, String)>) {
     let route_ns = ns_of(&r.metadata);
     let mut problem: Option<(&'static str, String)> = None;
+    let mut one = |b: &HTTPBackendRef| match resolve(c, route_ns, b) {
+        Ok(b) => Some(b),
+        Err(p) => {
+            problem.get_or_insert(p);
+            None
+        }
+    };
     let resolved = r
         .spec
         .rules
         .iter()
         .flatten()
-        .map(|rule| {
-            rule.backend_refs
+        .map(|rule| Resolved {
+            backends: rule.backend_refs.iter().flatten().map(&mut one).collect(),
+            mirrors: rule
+                .filters
                 .iter()
-                .flatten()
-                .map(|b| match resolve(c, route_ns, b) {
-                    Ok(b) => Some(b),
-                    Err(p) => {
-                        problem.get_or_insert(p);
-                        None
-                    }
+                .filter_map(|f| f.request_mirror.as_ref())
+                .map(|m| {
+                    let b = &m.backend_ref;
+                    one(&HTTPBackendRef {
+                        group: b.group.clone(),
+                        kind: b.kind.clone(),
+                        name: b.name.clone(),
+                        namespace: b.namespace.clone(),
+                        port: b.port,
+                        weight: None,
+                        filters: Vec::new(),
+                    })
                 })
-                .collect()
+                .collect(),
         })
         .collect();
     (resolved, problem)
@@ -117,6 +137,20 @@ pub(super) fn merged(
     out
 }
 
+/// The share of requests a mirror copies, per million: `percent`, else the fraction, else
+/// all.
+fn mirror_share(m: &podnet_model::gateway_api::HTTPRequestMirrorFilter) -> u32 {
+    let clamp = |x: i64| u32::try_from(x.clamp(0, 1_000_000)).unwrap_or(0);
+    match (&m.percent, &m.fraction) {
+        (Some(p), _) => clamp(i64::from(*p) * 10_000),
+        (None, Some(f)) => {
+            let d = i64::from(f.denominator.unwrap_or(100)).max(1);
+            clamp(i64::from(f.numerator) * 1_000_000 / d)
+        }
+        (None, None) => 1_000_000,
+    }
+}
+
 fn cors(c: &podnet_model::gateway_api::HTTPCORSFilter) -> Cors {
     Cors {
         allow_origins: c.allow_origins.clone(),
@@ -194,7 +228,7 @@ pub(super) fn routes_of(
     r: &HTTPRoute,
     key: &NsName,
     hosts: &[HostMatch],
-    resolved: &[Vec<Option<Backend>>],
+    resolved: &[Resolved],
 ) -> Vec<Route> {
     let created = r
         .metadata
@@ -227,7 +261,11 @@ pub(super) fn routes_of(
                     .flatten()
                     .enumerate()
                     .map(|(bi, b)| WeightedBackend {
-                        backend: resolved.get(ri).and_then(|r| r.get(bi)).cloned().flatten(),
+                        backend: resolved
+                            .get(ri)
+                            .and_then(|r| r.backends.get(bi))
+                            .cloned()
+                            .flatten(),
                         weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
                         request_headers: merged(&b.filters, |f| f.request_header_modifier.as_ref()),
                         redirect: b
@@ -247,6 +285,20 @@ pub(super) fn routes_of(
                 rewrite: rewrite.map(rewrite_of),
                 timeouts: timeouts(rule.timeouts.as_ref()),
                 retry: rule.retry.as_ref().map(retry),
+                mirrors: rule
+                    .filters
+                    .iter()
+                    .filter_map(|f| f.request_mirror.as_ref())
+                    .enumerate()
+                    .map(|(k, m)| Mirror {
+                        backend: resolved
+                            .get(ri)
+                            .and_then(|r| r.mirrors.get(k))
+                            .cloned()
+                            .flatten(),
+                        per_million: mirror_share(m),
+                    })
+                    .collect(),
                 cors: rule
                     .filters
                     .iter()

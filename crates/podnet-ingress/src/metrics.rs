@@ -32,6 +32,9 @@ pub struct Metrics {
     pub duration: Histogram,
     pub errors: Family<ReasonLabels, Counter>,
     pub retries: Counter,
+    /// Copies of requests for mirrors, by outcome: `sent`, `failed`, `over_budget`,
+    /// `has_body`, `no_endpoints`.
+    pub mirrors: Family<ReasonLabels, Counter>,
     pub reloads: Counter,
     pub routes: Gauge,
     pub certificates: Gauge,
@@ -62,6 +65,12 @@ impl Metrics {
         );
         let errors = Family::<ReasonLabels, Counter>::default();
         registry.register("errors", "Requests not proxied, by reason", errors.clone());
+        let mirrors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "mirrors",
+            "Copies of requests for RequestMirror backends, by outcome",
+            mirrors.clone(),
+        );
         let retries = Counter::default();
         registry.register(
             "retries",
@@ -117,6 +126,7 @@ impl Metrics {
             duration,
             errors,
             retries,
+            mirrors,
             reloads,
             routes,
             certificates,
@@ -130,6 +140,14 @@ impl Metrics {
     pub fn request(&self, status: hyper::StatusCode, tls: bool) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.by_status[class][usize::from(tls)].inc();
+    }
+
+    pub fn mirror(&self, outcome: &str) {
+        self.mirrors
+            .get_or_create(&ReasonLabels {
+                reason: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn error(&self, reason: &str) {

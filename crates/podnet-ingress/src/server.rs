@@ -164,6 +164,8 @@ pub struct Edge {
     giving_back: AtomicBool,
     /// How many retries may be under way ([`forward::RetryBudget`]).
     retry_budget: forward::RetryBudget,
+    /// How many mirrored copies may be under way ([`forward::MIRRORS_UNDER_WAY`]).
+    mirrors: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -236,6 +238,7 @@ impl Edge {
             conns: Default::default(),
             giving_back: AtomicBool::new(false),
             retry_budget: Default::default(),
+            mirrors: Arc::new(tokio::sync::Semaphore::new(forward::MIRRORS_UNDER_WAY)),
         }))
     }
 

@@ -1671,3 +1671,113 @@ async fn route_timeouts_and_retries() {
     );
     assert_eq!(count("/retry/fail/500/1/d"), 1);
 }
+
+/// A backend that accepts connections and never answers (each held open).
+async fn hanging_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    at
+}
+
+/// A backend that resets every connection once it has read the request.
+async fn resetting_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.set_zero_linger();
+                drop(s);
+            });
+        }
+    });
+    at
+}
+
+/// RequestMirror: a mirror that hangs or resets slows and changes nothing for the client;
+/// copies under way are bounded (the rest counted over budget, not sent), and a request with
+/// a body is not copied.
+#[tokio::test]
+async fn mirrors_that_hang_or_reset_do_not_touch_the_client() {
+    use podnet_ingress::routes::{Action, Mirror};
+    let a = backend("a").await;
+    let hang = hanging_backend().await;
+    let reset = resetting_backend().await;
+    let h = start(quiet()).await;
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("a"), Upstream::Ready(vec![a]));
+    upstreams.insert(backend_of("hang"), Upstream::Ready(vec![hang]));
+    upstreams.insert(backend_of("reset"), Upstream::Ready(vec![reset]));
+    let mirrored = |path: &str, to: &str, i: usize| {
+        let mut r = route(None, PathMatch::of(Some(path), "Prefix"), "a", i);
+        if let Action::Forward { mirrors, .. } = &mut r.action {
+            mirrors.push(Mirror {
+                backend: Some(backend_of(to)),
+                per_million: 1_000_000,
+            });
+        }
+        r
+    };
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![mirrored("/hang", "hang", 0), mirrored("/reset", "reset", 1)],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    let t = std::time::Instant::now();
+    for _ in 0..50 {
+        let (st, _, _) = get(h.http, "x", "/reset").await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    // The reset copies are done (failed) before the hanging ones take every slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..300 {
+        let (st, _, body) = get(h.http, "x", "/hang").await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(json(&body)["backend"], "a");
+    }
+    let took = t.elapsed();
+    // A request with a body: answered, not copied.
+    let s = TcpStream::connect(h.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/reset")
+        .header("host", "x")
+        .body(http_body_util::Full::new(Bytes::from("payload")))
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = h.edge.metrics.encode();
+    eprintln!("350 requests with a mirror each in {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // 256 copies held by the hanging mirror; the other 44 not sent.
+    assert!(
+        m.contains("podnet_ingress_mirrors_total{reason=\"over_budget\"} 44"),
+        "{m}"
+    );
+    assert!(
+        m.contains("podnet_ingress_mirrors_total{reason=\"has_body\"} 1"),
+        "{m}"
+    );
+    // The resetting mirror's copies failed; none was answered.
+    assert!(
+        m.contains("podnet_ingress_mirrors_total{reason=\"failed\"} 50"),
+        "{m}"
+    );
+    assert!(!m.contains("reason=\"sent\""), "{m}");
+}

@@ -299,10 +299,42 @@ pub struct HTTPRouteFilter {
     pub response_header_modifier: Option<HTTPHeaderFilter>,
     pub request_redirect: Option<HTTPRequestRedirectFilter>,
     pub url_rewrite: Option<HTTPURLRewriteFilter>,
-    pub request_mirror: Option<Value>,
+    pub request_mirror: Option<HTTPRequestMirrorFilter>,
     pub extension_ref: Option<Value>,
     pub cors: Option<HTTPCORSFilter>,
     pub external_auth: Option<Value>,
+}
+
+/// The RequestMirror filter (extended): a copy of each request (or of a share of them) to
+/// another backend, whose answer is dropped.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPRequestMirrorFilter {
+    pub backend_ref: BackendObjectReference,
+    /// 0-100: the share of requests mirrored (unset, with no fraction: all).
+    pub percent: Option<i32>,
+    pub fraction: Option<Fraction>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendObjectReference {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub port: Option<i32>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fraction {
+    pub numerator: i32,
+    /// 100 when unset.
+    pub denominator: Option<i32>,
 }
 
 /// The CORS filter (extended, `HTTPRouteCORS`).

@@ -488,6 +488,7 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             timeouts,
             retry,
             cors,
+            mirrors,
         } => {
             let mut to = if backends.is_empty() {
                 "500 (no backend)".to_string()
@@ -542,6 +543,15 @@ pub fn route_line(r: &crate::routes::Route) -> String {
             }
             if let Some(c) = cors {
                 to.push_str(&format!(" +cors={}", c.allow_origins.join(",")));
+            }
+            for m in mirrors {
+                let name = m.backend.as_ref().map_or("(invalid)".to_string(), describe);
+                if m.per_million == 1_000_000 {
+                    to.push_str(&format!(" +mirror={name}"));
+                } else {
+                    let pct = f64::from(m.per_million) / 10_000.0;
+                    to.push_str(&format!(" +mirror={name}@{pct}%"));
+                }
             }
             to
         }

@@ -475,6 +475,15 @@ impl Cors {
     }
 }
 
+/// A copy of the request for another backend (Gateway API RequestMirror).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// None: a reference that cannot be used (nothing is sent).
+    pub backend: Option<Backend>,
+    /// The share of requests copied, per million.
+    pub per_million: u32,
+}
+
 /// What a matching route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -487,6 +496,8 @@ pub enum Action {
         timeouts: Timeouts,
         retry: Option<Retry>,
         cors: Option<Box<Cors>>,
+        /// Where copies of the request go (RequestMirror).
+        mirrors: Vec<Mirror>,
     },
     Redirect {
         redirect: Redirect,
@@ -511,6 +522,7 @@ impl Action {
             timeouts: Timeouts::default(),
             retry: None,
             cors: None,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -529,13 +541,17 @@ pub struct Route {
 }
 
 impl Route {
-    /// The backends a request may go to.
+    /// The backends a request may go to (and those its copies go to).
     pub fn backends(&self) -> impl Iterator<Item = &Backend> {
-        let list: &[WeightedBackend] = match &self.action {
-            Action::Forward { backends, .. } => backends,
-            Action::Redirect { .. } => &[],
+        let (list, mirrors): (&[WeightedBackend], &[Mirror]) = match &self.action {
+            Action::Forward {
+                backends, mirrors, ..
+            } => (backends, mirrors),
+            Action::Redirect { .. } => (&[], &[]),
         };
-        list.iter().filter_map(|b| b.backend.as_ref())
+        list.iter()
+            .filter_map(|b| b.backend.as_ref())
+            .chain(mirrors.iter().filter_map(|m| m.backend.as_ref()))
     }
 }
 

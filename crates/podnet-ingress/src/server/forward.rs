@@ -38,6 +38,12 @@ struct Attempts<'a> {
     backoff: Duration,
 }
 
+/// How many mirrored copies may be under way at once (each holds a connection to a mirror).
+pub(super) const MIRRORS_UNDER_WAY: usize = 256;
+
+/// How long a mirrored copy may take, its answer read whole.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Retries must not multiply a backend's load when it fails for everyone (Envoy's retry
 /// budget): at most [`RetryBudget::MIN`] retries under way at once, or a fifth of the
 /// requests under way if that is more. A retry over the budget is not made: the answer
@@ -173,6 +179,11 @@ impl Edge {
         let fwd = forwarded(parts.headers, host, conn, id, upgrade);
         let mut head = upstream_head(fwd, parts.uri.path_and_query().cloned(), edits, pq_in);
         head.cors = cors;
+        if let Some(Action::Forward { mirrors, .. }) = edits.map(|(r, _)| &r.action) {
+            if !mirrors.is_empty() && !upgrade {
+                self.mirror(&live, mirrors, &parts.method, &head, body.ended());
+            }
+        }
         let plan = Attempts {
             endpoints,
             first,
@@ -205,6 +216,87 @@ impl Edge {
                     None,
                 )
             }
+        }
+    }
+
+    /// Copies of the request (as it goes to the backend: its filters applied) for the
+    /// route's mirrors, each sent on a task of its own: the client's request neither waits
+    /// for them nor sees their answers (dropped), and a mirror that hangs or resets harms
+    /// only its copy (bounded by [`MIRROR_TIMEOUT`]). At most [`MIRRORS_UNDER_WAY`] copies
+    /// are under way; more are not sent. A request with a body to stream is not copied (the
+    /// body goes to the backend once).
+    fn mirror(
+        &self,
+        live: &Live,
+        mirrors: &[crate::routes::Mirror],
+        method: &Method,
+        head: &UpstreamHead<'_>,
+        bodiless: bool,
+    ) {
+        for m in mirrors {
+            if m.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= m.per_million {
+                continue;
+            }
+            let Some(backend) = &m.backend else { continue };
+            if !bodiless {
+                self.metrics.mirror("has_body");
+                continue;
+            }
+            let Ok(permit) = self.mirrors.clone().try_acquire_owned() else {
+                self.metrics.mirror("over_budget");
+                continue;
+            };
+            let target = match live.targets.get(backend) {
+                Some(Target::Ready { endpoints, next }) if !endpoints.is_empty() => {
+                    &endpoints[next.fetch_add(1, Ordering::Relaxed) % endpoints.len()]
+                }
+                _ => {
+                    self.metrics.mirror("no_endpoints");
+                    continue;
+                }
+            };
+            let mut up = Request::new(Either::Right(Full::new(Bytes::new())));
+            *up.method_mut() = method.clone();
+            *up.version_mut() = Version::HTTP_11;
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+            uri.authority = Some(target.authority.clone());
+            uri.path_and_query = head
+                .path_and_query
+                .clone()
+                .or_else(|| Some("/".parse().expect("a path")));
+            let Ok(u) = hyper::Uri::from_parts(uri) else {
+                continue;
+            };
+            *up.uri_mut() = u;
+            *up.headers_mut() = head.headers.clone();
+            let pool = target.pool.clone();
+            let metrics = self.metrics.mirrors.clone();
+            let ep = target.addr;
+            tokio::spawn(async move {
+                let _permit = permit;
+                let outcome = match tokio::time::timeout(MIRROR_TIMEOUT, pool.request(up)).await {
+                    Ok(Ok(resp)) => {
+                        // Read to its end, so that the connection goes back to the pool.
+                        let _ = tokio::time::timeout(
+                            MIRROR_TIMEOUT,
+                            http_body_util::BodyExt::collect(resp.into_body()),
+                        )
+                        .await;
+                        "sent"
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(mirror = %ep, error = %cause(&e), "a mirrored copy failed");
+                        "failed"
+                    }
+                    Err(_) => "failed",
+                };
+                metrics
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: outcome.into(),
+                    })
+                    .inc();
+            });
         }
     }
 

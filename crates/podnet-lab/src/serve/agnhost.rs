@@ -34,6 +34,8 @@ struct PodInfo {
     env: std::collections::BTreeMap<String, String>,
     /// `/retry/`'s requests by `uuid` (at most [`RETRY_KEYS`]).
     retries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Where the server's lines go (the pod's log, as `kubectl logs` reads it).
+    logs: podnet_api::logs::PodLogs,
 }
 
 /// How many `/retry/` uuids a pod's server remembers (then it forgets them all).
@@ -44,6 +46,7 @@ pub fn start(
     pod: &PodPlan,
     ports: &[(u16, Protocol)],
     budget: &Arc<Semaphore>,
+    logs: &podnet_api::logs::PodLogs,
 ) -> Result<Vec<(PortKey, JoinHandle<()>)>, LabError> {
     let info = Arc::new(PodInfo {
         name: pod.name.clone(),
@@ -56,6 +59,7 @@ pub fn start(
         node: pod.node.clone(),
         env: pod.echo_env.clone(),
         retries: Default::default(),
+        logs: logs.clone(),
     });
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
@@ -118,7 +122,19 @@ fn respond(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> http::R
             query_param(query, "msg").unwrap_or_default(),
             "text/plain; charset=utf-8",
         ),
-        _ => (echo(req, info, peer), "application/json"),
+        _ => {
+            // As upstream's echo server logs each request it echoes (the mirror tests read
+            // these lines).
+            info.logs.line(
+                &info.namespace,
+                &info.name,
+                format!(
+                    "Echoing back request made to {} to client ({peer})",
+                    req.uri().path_and_query().map_or("/", |p| p.as_str())
+                ),
+            );
+            (echo(req, info, peer), "application/json")
+        }
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
@@ -281,6 +297,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             node: "node-0".into(),
             env: Default::default(),
             retries: Default::default(),
+            logs: Default::default(),
         });
         let peer: SocketAddr = ([10, 244, 0, 2], 40000).into();
         // The servers' own configuration; the client closes its side once it has sent

@@ -102,6 +102,7 @@ impl Running {
         let mut stopping = Vec::new();
         // Sockets closed for good: the keeper stops holding them.
         let mut closed: Vec<String> = Vec::new();
+        let logs = self.api.logs.clone();
         self.pods.retain(|k, (id, servers)| {
             let same = want.get(k).is_some_and(|p| identity(p) == *id);
             match (same, servers) {
@@ -112,6 +113,9 @@ impl Running {
                 (false, PodServers::DnsProcess(p) | PodServers::IngressProcess(p)) => p.stop(),
                 (false, PodServers::Test(tasks)) => {
                     closed.push(format!("{} ", id.netns));
+                    if !want.contains_key(k) {
+                        logs.forget(&k.namespace, &k.name);
+                    }
                     stopping.extend(std::mem::take(tasks).into_values())
                 }
                 (
@@ -162,7 +166,7 @@ impl Running {
                         .into_iter()
                         .filter(|x| !tasks.contains_key(x))
                         .collect();
-                    tasks.extend(agnhost::start(p, &missing, &self.budget)?);
+                    tasks.extend(agnhost::start(p, &missing, &self.budget, &self.api.logs)?);
                 }
                 Some((
                     _,
@@ -201,7 +205,7 @@ impl Running {
                         None => {
                             let ports: Vec<_> = test_ports(p).into_iter().collect();
                             PodServers::Test(
-                                agnhost::start(p, &ports, &self.budget)?
+                                agnhost::start(p, &ports, &self.budget, &self.api.logs)?
                                     .into_iter()
                                     .collect(),
                             )

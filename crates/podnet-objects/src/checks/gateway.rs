@@ -134,6 +134,38 @@ fn route_timeouts(
         }
     }
     for (k, f) in r.filters.iter().enumerate() {
+        let Some(m) = &f.request_mirror else { continue };
+        let at = format!("{at}.filters[{k}].requestMirror");
+        if m.percent.is_some() && m.fraction.is_some() {
+            c.err(
+                &at,
+                "Invalid value: only one of percent or fraction may be set",
+            );
+        }
+        if let Some(p) = m.percent.filter(|p| !(0..=100).contains(p)) {
+            c.err(
+                &format!("{at}.percent"),
+                format!("Invalid value: {p}: must be 0 to 100"),
+            );
+        }
+        if let Some(f) = &m.fraction {
+            let d = f.denominator.unwrap_or(100);
+            if d < 1 || f.numerator < 0 || f.numerator > d {
+                c.err(
+                    &format!("{at}.fraction"),
+                    "Invalid value: numerator must be 0 to denominator, denominator at least 1",
+                );
+            }
+        }
+        let kind = m.backend_ref.kind.as_deref().unwrap_or("Service");
+        if kind == "Service" && m.backend_ref.port.is_none() {
+            c.err(
+                &format!("{at}.backendRef.port"),
+                "Required value: port is required when the backend is a Service",
+            );
+        }
+    }
+    for (k, f) in r.filters.iter().enumerate() {
         let Some(cors) = &f.cors else { continue };
         let at = format!("{at}.filters[{k}].cors");
         for (i, o) in cors.allow_origins.iter().enumerate() {

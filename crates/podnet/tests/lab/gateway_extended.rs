@@ -37,18 +37,7 @@ fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
     let port = r["port"]
         .as_u64()
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let uuid = format!(
-        "{:x}{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let path = r["path"]
-        .as_str()
-        .unwrap_or("/")
-        .replace("%3Cfresh-uuid-per-attempt%3E", &uuid);
+    let path = r["path"].as_str().unwrap_or("/");
     let method = r["method"].as_str().unwrap_or("GET");
     let mut args: Vec<String> = vec![
         "curl".into(),
@@ -205,7 +194,7 @@ fn check(r: &Value, a: &Reply) -> Result<(), String> {
         ));
     }
     let path = br["path"].as_str().unwrap_or(sent_path);
-    if !path.contains("fresh-uuid") && v["path"] != path {
+    if v["path"] != path {
         return Err(format!("the backend saw path {}, not {path}", v["path"]));
     }
     if let Some(h) = br["host"].as_str().or(r["host"].as_str()) {
@@ -299,6 +288,136 @@ fn redirect(r: &Value, rd: &Value, a: &Reply) -> Result<(), String> {
     let want_path = rd["path"].as_str().or(r["path"].as_str()).unwrap_or("/");
     if path != want_path {
         return Err(format!("Location {loc}: path not {want_path}"));
+    }
+    Ok(())
+}
+
+/// Each mirror of `expect.mirrored_to` got its copy: a pod of its Deployment logged the
+/// request's line (`kubectl logs` through the lab's API), within 5 s (the copy is sent
+/// after the answer may have come).
+fn mirrored(lab: &Lab, r: &Value) -> Result<(), String> {
+    let Some(line) = r["mirror_log_line"].as_str() else {
+        return Ok(());
+    };
+    for m in r["expect"]["mirrored_to"].as_array().into_iter().flatten() {
+        let backend = m["backend"].as_str().unwrap_or_default();
+        let ns = m["namespace"]
+            .as_str()
+            .unwrap_or("gateway-conformance-infra");
+        let pods: Vec<String> = lab.status()["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["namespace"] == ns
+                    && p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&format!("{backend}-")))
+            })
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect();
+        let t = std::time::Instant::now();
+        loop {
+            let seen = pods
+                .iter()
+                .any(|p| kubectl_ok(&lab.kubeconfig(), &["logs", "-n", ns, p]).contains(line));
+            if seen {
+                break;
+            }
+            if t.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(format!(
+                    "no pod of {ns}/{backend} ({pods:?}) logged {line:?} within 5 s"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// `mirror_distribution`: the request sent `requests` times (one request id for all), and
+/// the mirror's pods' lines for it counted once they stop growing: within the binomial
+/// distribution's 99.99% interval for `percent` (normal approximation, 3.891 sigma).
+fn mirror_distribution(lab: &Lab, r: &Value, addr: &str) -> Result<(), String> {
+    let Some(d) = r.get("mirror_distribution").filter(|d| d.is_object()) else {
+        return Ok(());
+    };
+    let n = d["requests"].as_u64().unwrap_or(500);
+    let p = d["percent"].as_f64().unwrap_or(100.0) / 100.0;
+    let backend = d["backend"].as_str().unwrap_or_default();
+    let ns = d["namespace"]
+        .as_str()
+        .unwrap_or("gateway-conformance-infra");
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let base = r["path"].as_str().unwrap_or("/");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let path = format!("{base}{sep}gateway-api-conformance-request-id={id}");
+    let mut headers = String::new();
+    for (k, v) in r["headers"].as_object().into_iter().flatten() {
+        headers.push_str(&format!(" -H '{k}: {}'", v.as_str().unwrap_or_default()));
+    }
+    let script = format!(
+        "for i in $(seq {n}); do curl -s -o /dev/null -w '%{{http_code}}\n'{headers} 'http://{addr}{path}'; done"
+    );
+    let o = lab.exec("external", &["sh", "-c", &script]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ok = out.lines().filter(|l| l.trim() == "200").count() as u64;
+    if ok != n {
+        return Err(format!("{ok} of {n} requests to {path} answered 200"));
+    }
+    let line = format!("Echoing back request made to {path} to client");
+    let pods: Vec<String> = lab.status()["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| {
+            x["namespace"] == ns
+                && x["name"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(&format!("{backend}-")))
+        })
+        .filter_map(|x| x["name"].as_str().map(str::to_string))
+        .collect();
+    let count = || -> u64 {
+        pods.iter()
+            .map(|pod| {
+                kubectl_ok(&lab.kubeconfig(), &["logs", "-n", ns, pod])
+                    .lines()
+                    .filter(|l| l.starts_with(&line))
+                    .count() as u64
+            })
+            .sum()
+    };
+    // The copies are sent beside the answers: counted once the count stops growing.
+    let mut got = count();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = count();
+        if now == got {
+            break;
+        }
+        got = now;
+    }
+    let mean = n as f64 * p;
+    let half = 3.891 * (n as f64 * p * (1.0 - p)).sqrt();
+    eprintln!(
+        "mirror {ns}/{backend}: {got} of {n} copied for {base} (99.99% interval {:.0}..{:.0})",
+        mean - half,
+        mean + half
+    );
+    if (got as f64) < (mean - half).floor() || (got as f64) > (mean + half).ceil() {
+        return Err(format!(
+            "{base}: {got} of {n} copied to {backend}, outside {:.1}..{:.1} for {}%",
+            mean - half,
+            mean + half,
+            p * 100.0
+        ));
     }
     Ok(())
 }
@@ -479,8 +598,24 @@ fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
             .ok_or_else(|| format!("{gw} has no address"))?
             .to_string();
         for i in 0..3 {
+            // A fresh id for each request, wherever the case writes one.
+            let uuid = format!(
+                "{:x}{:x}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            );
+            let r: Value = serde_json::from_str(
+                &r.to_string()
+                    .replace("%3Cfresh-uuid-per-attempt%3E", &uuid)
+                    .replace("<uuid>", &uuid),
+            )
+            .unwrap();
+            let r = &r;
             let a = send(lab, r, &addr)?;
-            check(r, &a).map_err(|e| {
+            check(r, &a).and_then(|()| mirrored(lab, r)).map_err(|e| {
                 format!(
                     "{} {} (try {}): {e}; answer: {} {:?} {}",
                     r["method"].as_str().unwrap_or("GET"),
@@ -492,6 +627,7 @@ fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
                 )
             })?;
         }
+        mirror_distribution(lab, r, &addr)?;
     }
     Ok(())
 }
