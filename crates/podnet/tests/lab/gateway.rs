@@ -628,13 +628,25 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
 
 /// A Gateway (HTTP and HTTPS on live.example.com, and a second HTTP listener when `listener`)
 /// with a route to `live` (`replicas` pods); `split` sends half of `/` to `other`; `extra`
-/// adds a rule for `/extra`.
+/// adds a rule for `/extra`; `extended` gives `/`'s rule timeouts, retries, a CORS filter and
+/// a mirror to `other` (issue 26's kinds).
 fn live_manifests(
     replicas: u32,
     crt: &(String, String),
     extra: bool,
     split: bool,
     listener: bool,
+) -> String {
+    live_manifests_with(replicas, crt, extra, split, listener, false)
+}
+
+fn live_manifests_with(
+    replicas: u32,
+    crt: &(String, String),
+    extra: bool,
+    split: bool,
+    listener: bool,
+    extended: bool,
 ) -> String {
     let mut listeners = vec![
         json!({"name": "http", "port": 80, "protocol": "HTTP", "hostname": "live.example.com"}),
@@ -648,10 +660,17 @@ fn live_manifests(
     if split {
         backends.push(json!({"name": "other", "port": 80, "weight": 1}));
     }
-    let mut rules = vec![
-        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                                "backendRefs": backends}),
-    ];
+    let mut root = json!({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "backendRefs": backends});
+    if extended {
+        root["timeouts"] = json!({"request": "10s", "backendRequest": "5s"});
+        root["retry"] = json!({"codes": [502, 503], "attempts": 2, "backoff": "10ms"});
+        root["filters"] = json!([
+            {"type": "CORS", "cors": {"allowOrigins": ["https://app.example.com"], "allowMethods": ["GET"]}},
+            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "other", "port": 80}, "percent": 50}},
+        ]);
+    }
+    let mut rules = vec![root];
     if extra {
         rules.push(
             json!({"matches": [{"path": {"type": "PathPrefix", "value": "/extra"}}],
@@ -688,7 +707,7 @@ fn live_manifests(
 }
 
 #[test]
-fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_without_a_failed_request(
+fn a_gateways_routes_listeners_endpoints_certificate_and_extended_filters_change_under_load_without_a_failed_request(
 ) {
     if !can_run() {
         return;
@@ -732,7 +751,15 @@ fn a_gateways_routes_listeners_endpoints_and_certificate_change_under_load_witho
             apply(live_manifests(3, &c1, true, true, true)),
         ),
         (
+            "timeouts, retries, CORS and a mirror added",
+            apply(live_manifests_with(3, &c1, true, true, true, true)),
+        ),
+        (
             "the certificate replaced",
+            apply(live_manifests_with(3, &c2, true, true, true, true)),
+        ),
+        (
+            "timeouts, retries, CORS and the mirror removed",
             apply(live_manifests(3, &c2, true, true, true)),
         ),
         (
