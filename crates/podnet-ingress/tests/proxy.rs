@@ -1477,7 +1477,7 @@ async fn flaky_backend() -> (SocketAddr, Arc<std::sync::Mutex<HashMap<String, u3
                         let all: Vec<&str> = path.split('/').collect();
                         let at = all
                             .iter()
-                            .position(|p| *p == "delay" || *p == "fail")
+                            .position(|p| *p == "delay" || *p == "fail" || *p == "slowfail")
                             .unwrap_or(0);
                         let parts = &all[at..];
                         let mut status = 200;
@@ -1485,6 +1485,11 @@ async fn flaky_backend() -> (SocketAddr, Arc<std::sync::Mutex<HashMap<String, u3
                             Some(&"delay") => {
                                 let ms: u64 = parts[1].parse().unwrap();
                                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                            Some(&"slowfail") => {
+                                let ms: u64 = parts[1].parse().unwrap();
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                status = 500;
                             }
                             Some(&"fail") => {
                                 let code: u16 = parts[1].parse().unwrap();
@@ -1780,4 +1785,54 @@ async fn mirrors_that_hang_or_reset_do_not_touch_the_client() {
         "{m}"
     );
     assert!(!m.contains("reason=\"sent\""), "{m}");
+}
+
+/// Retries that would amplify a failing backend's load are bounded: 50 requests at once to
+/// a backend that fails every one (after 100 ms), each allowed 10 retries, reach it far fewer
+/// than the 550 times they could (the budget: 3 retries under way, or a fifth of the
+/// requests under way); each client gets the backend's 500.
+#[tokio::test]
+async fn retries_against_a_backend_failing_for_everyone_are_bounded_by_a_budget() {
+    use podnet_ingress::routes::{Retry, Timeouts};
+    let (b, seen) = flaky_backend().await;
+    let h = start(quiet()).await;
+    let mut upstreams = HashMap::new();
+    upstreams.insert(backend_of("b"), Upstream::Ready(vec![b]));
+    h.edge.set(EdgeConfig {
+        table: RouteTable::new(
+            vec![limited(
+                "/",
+                "b",
+                0,
+                Timeouts::default(),
+                Some(Retry {
+                    codes: vec![500],
+                    attempts: 10,
+                    backoff: Duration::from_millis(10),
+                }),
+            )],
+            vec![],
+        ),
+        upstreams,
+        ..EdgeConfig::default()
+    });
+    let at = h.http;
+    let clients: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(async move { get(at, "x", "/slowfail/100").await.0 }))
+        .collect();
+    for c in clients {
+        assert_eq!(c.await.unwrap(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let hits = seen
+        .lock()
+        .unwrap()
+        .get("/slowfail/100")
+        .copied()
+        .unwrap_or(0);
+    eprintln!("50 requests reached the failing backend {hits} times");
+    assert!(hits >= 50, "{hits}");
+    assert!(
+        hits <= 100,
+        "retries amplified the load: {hits} for 50 requests"
+    );
 }
