@@ -5,7 +5,11 @@
 //! and the listeners' ports are put in afterwards. No access log, as nginx and HAProxy are
 //! run without one.
 //!
-//! edge_bench ingress|gateway HTTP_ADDR HTTPS_ADDR BACKEND_ADDR THREADS CERT_PEM KEY_PEM
+//! edge_bench ingress|gateway|gateway-mirror HTTP_ADDR HTTPS_ADDR BACKEND_ADDR THREADS CERT_PEM
+//! KEY_PEM [MIRROR_ADDR]
+//!
+//! `gateway-mirror`: the Gateway's rule also has a RequestMirror filter (every request) to
+//! the Service `mirror`, whose endpoint is MIRROR_ADDR.
 
 use std::net::SocketAddr;
 
@@ -37,7 +41,22 @@ spec:
         indent(crt),
         indent(key)
     );
-    let routes = if mode == "gateway" {
+    let mirror = if mode == "gateway-mirror" {
+        r#"    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: mirror, port: 80}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mirror, namespace: bench}
+spec:
+  selector: {app: mirror}
+  ports: [{port: 80}]
+"#
+    } else {
+        ""
+    };
+    let routes = if mode.starts_with("gateway") {
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: bench, namespace: bench}
@@ -59,6 +78,8 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /}}]
     backendRefs: [{name: backend, port: 80}]
 "#
+        .to_string()
+            + mirror
     } else {
         r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -72,17 +93,22 @@ spec:
   - http:
       paths: [{path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}]
 "#
+        .to_string()
     };
-    common + routes
+    common + &routes
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, http, https, backend, threads, cert, key] = &args[..] else {
-        eprintln!(
-            "usage: edge_bench ingress|gateway HTTP_ADDR HTTPS_ADDR BACKEND_ADDR THREADS CERT_PEM KEY_PEM"
-        );
-        std::process::exit(2);
+    let (mode, http, https, backend, threads, cert, key, mirror_at) = match &args[..] {
+        [m, h, s, b, t, c, k] => (m, h, s, b, t, c, k, None),
+        [m, h, s, b, t, c, k, mi] => (m, h, s, b, t, c, k, Some(mi)),
+        _ => {
+            eprintln!(
+                "usage: edge_bench ingress|gateway|gateway-mirror HTTP_ADDR HTTPS_ADDR BACKEND_ADDR THREADS CERT_PEM KEY_PEM [MIRROR_ADDR]"
+            );
+            std::process::exit(2);
+        }
     };
     let http: SocketAddr = http.parse().expect("HTTP_ADDR");
     let https: SocketAddr = https.parse().expect("HTTPS_ADDR");
@@ -95,13 +121,19 @@ fn main() {
         .expect("the bench's manifests parse");
     let cluster = podnet_emulator::build(&docs, &Default::default()).expect("the bench's cluster");
     let mut config = match mode.as_str() {
-        "gateway" => podnet_gateway::config(&cluster, &podnet_model::NsName::new("bench", "bench"))
-            .expect("the bench's Gateway is podnet's"),
+        "gateway" | "gateway-mirror" => {
+            podnet_gateway::config(&cluster, &podnet_model::NsName::new("bench", "bench"))
+                .expect("the bench's Gateway is podnet's")
+        }
         "ingress" => podnet_routes::edge::config(&cluster),
         other => panic!("mode {other:?}: ingress or gateway"),
     };
-    for u in config.upstreams.values_mut() {
-        *u = Upstream::Ready(vec![backend]);
+    let mirror_at: Option<SocketAddr> = mirror_at.map(|m| m.parse().expect("MIRROR_ADDR"));
+    for (b, u) in config.upstreams.iter_mut() {
+        *u = match (b.service.name.as_str(), mirror_at) {
+            ("mirror", Some(m)) => Upstream::Ready(vec![m]),
+            _ => Upstream::Ready(vec![backend]),
+        };
     }
     // The Gateway's listeners' ports, where the benchmark listens.
     config.ports = std::mem::take(&mut config.ports)
