@@ -395,6 +395,7 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
     let upstreams = podnet_routes::edge::upstreams(c, backends.iter(), &mut warnings);
     EdgeConfig {
         ports,
+        h2c: podnet_routes::edge::h2c(c, upstreams.keys()),
         upstreams,
         certs,
         warnings,

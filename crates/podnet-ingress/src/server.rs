@@ -134,6 +134,8 @@ struct Endpoint {
     addr: SocketAddr,
     authority: hyper::http::uri::Authority,
     pool: Pool,
+    /// Spoken to in cleartext HTTP/2 (its Service port's appProtocol).
+    h2c: bool,
 }
 
 type Pool = Client<Connector, ToUpstream>;
@@ -283,7 +285,7 @@ impl Edge {
         self.metrics.routes.set(config.table.routes().len() as i64);
         self.metrics.certificates.set(config.certs.len() as i64);
         let old = self.live.load();
-        let mut pools: HashMap<SocketAddr, Pool> = old
+        let mut pools: HashMap<(SocketAddr, bool), Pool> = old
             .targets
             .values()
             .filter_map(|t| match t {
@@ -291,7 +293,7 @@ impl Edge {
                 Target::Unavailable(_) => None,
             })
             .flatten()
-            .map(|e| (e.addr, e.pool.clone()))
+            .map(|e| ((e.addr, e.h2c), e.pool.clone()))
             .collect();
         let targets = config
             .upstreams
@@ -303,10 +305,21 @@ impl Edge {
                         endpoints: eps
                             .iter()
                             .filter_map(|ep| {
+                                let h2c = config.h2c.contains(b);
                                 Some(Endpoint {
                                     addr: *ep,
                                     authority: ep.to_string().parse().ok()?,
-                                    pool: pools.entry(*ep).or_insert_with(|| self.pool()).clone(),
+                                    pool: pools
+                                        .entry((*ep, h2c))
+                                        .or_insert_with(|| {
+                                            if h2c {
+                                                self.pool_h2c()
+                                            } else {
+                                                self.pool()
+                                            }
+                                        })
+                                        .clone(),
+                                    h2c,
                                 })
                             })
                             .collect(),
@@ -319,6 +332,17 @@ impl Edge {
         self.live.store(Arc::new(Live { config, targets }));
         self.metrics.reloads.inc();
         self.configured.store(true, Ordering::Release);
+    }
+
+    /// A pool of cleartext HTTP/2 connections (prior knowledge) for one endpoint.
+    fn pool_h2c(&self) -> Pool {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .http2_only(true)
+            .build(self.connector.clone())
     }
 
     /// A keep-alive pool for one endpoint.

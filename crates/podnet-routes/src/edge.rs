@@ -89,6 +89,9 @@ pub struct EdgeConfig {
     /// What could not be used, each naming its object (missing or invalid Secrets, unknown
     /// Services or ports).
     pub warnings: Vec<String>,
+    /// The backends spoken to in cleartext HTTP/2: their Service port's `appProtocol` is
+    /// `kubernetes.io/h2c`.
+    pub h2c: std::collections::HashSet<Backend>,
 }
 
 impl EdgeConfig {
@@ -125,6 +128,7 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
     let (certs, redirect) = tls(cluster, &mine, &mut warnings);
     warnings.sort();
     warnings.dedup();
+    let h2c = h2c(cluster, upstreams.keys());
     EdgeConfig {
         table,
         ports: Default::default(),
@@ -133,7 +137,34 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
         redirect,
         ingresses: mine.iter().map(|i| key_of(i)).collect(),
         warnings,
+        h2c,
     }
+}
+
+/// The `appProtocol` that asks for cleartext HTTP/2 (KEP-3726's standard name).
+pub const H2C: &str = "kubernetes.io/h2c";
+
+/// Those of `backends` whose Service port says [`H2C`].
+pub fn h2c<'a>(
+    cluster: &Cluster,
+    backends: impl Iterator<Item = &'a Backend>,
+) -> std::collections::HashSet<Backend> {
+    backends
+        .filter(|b| {
+            cluster
+                .service(&b.service.namespace, &b.service.name)
+                .is_some_and(|s| {
+                    s.ports.iter().any(|p| {
+                        let this = match &b.port {
+                            BackendPort::Number(n) => p.port == *n,
+                            BackendPort::Name(n) => p.name == *n,
+                        };
+                        this && p.app_protocol.as_deref() == Some(H2C)
+                    })
+                })
+        })
+        .cloned()
+        .collect()
 }
 
 /// The endpoints of each of these backends; a warning for each Service or port that does

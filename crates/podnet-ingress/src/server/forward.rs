@@ -257,7 +257,11 @@ impl Edge {
             };
             let mut up = Request::new(Either::Right(Full::new(Bytes::new())));
             *up.method_mut() = method.clone();
-            *up.version_mut() = Version::HTTP_11;
+            *up.version_mut() = if target.h2c {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
             let mut uri = hyper::http::uri::Parts::default();
             uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
             uri.authority = Some(target.authority.clone());
@@ -469,7 +473,11 @@ impl Edge {
                     .unwrap_or_else(|| Either::Right(Full::new(Bytes::new()))),
             );
             *up.method_mut() = method.clone();
-            *up.version_mut() = Version::HTTP_11;
+            *up.version_mut() = if target.h2c {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
             let mut uri = hyper::http::uri::Parts::default();
             uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
             uri.authority = Some(target.authority.clone());

@@ -1,6 +1,6 @@
 //! The test servers, like upstream's agnhost: one listener per port of a pod.
 //!
-//! - TCP: HTTP. `/hostname` → the pod's name (a hostNetwork pod's is its node's, as the
+//! - TCP: HTTP (on port 3001 cleartext HTTP/2, as upstream's echo-basic). `/hostname` → the pod's name (a hostNetwork pod's is its node's, as the
 //!   host's UTS namespace makes it on a cluster); `/clientip` → the peer's `ip:port`;
 //!   `/echo?msg=M` → `M`; any other path → JSON as upstream's conformance echo server
 //!   answers (`path`, `host`, `method`, `proto`, `headers`, `namespace`, `pod`, and `service`
@@ -38,6 +38,10 @@ struct PodInfo {
     logs: podnet_api::logs::PodLogs,
 }
 
+/// The port a test server speaks cleartext HTTP/2 on (prior knowledge; HTTP/1 is answered
+/// 400), as upstream's echo server (echo-basic) does.
+pub const H2C_PORT: u16 = 3001;
+
 /// How many `/retry/` uuids a pod's server remembers (then it forgets them all).
 const RETRY_KEYS: usize = 10_000;
 
@@ -64,6 +68,15 @@ pub fn start(
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
         .map(|(at, b)| match b {
+            // Upstream's echo server speaks cleartext HTTP/2 on 3001.
+            Bound::Tcp(l) if at.0 == H2C_PORT => (
+                at,
+                tokio::spawn(http::serve_h2c(
+                    l,
+                    handler(info.clone()),
+                    Some(budget.clone()),
+                )),
+            ),
             Bound::Tcp(l) => (
                 at,
                 tokio::spawn(http::serve(l, handler(info.clone()), Some(budget.clone()))),

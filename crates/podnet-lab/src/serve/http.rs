@@ -48,6 +48,34 @@ pub struct Reset;
 
 /// Serves `l` until the task is aborted. `budget`, if any, is shared with other listeners.
 pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<Arc<Semaphore>>) {
+    serve_as(l, handler, budget, false).await
+}
+
+/// [`serve`], speaking cleartext HTTP/2 (prior knowledge) as upstream's echo server does on
+/// its h2c port: an HTTP/1 request is answered 400 "Expected h2c request".
+pub async fn serve_h2c(
+    l: tokio::net::TcpListener,
+    handler: Handler,
+    budget: Option<Arc<Semaphore>>,
+) {
+    let h2c: Handler = Arc::new(move |req, peer| {
+        if req.version() == hyper::Version::HTTP_2 {
+            handler(req, peer)
+        } else {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"Expected h2c request\n")));
+            *r.status_mut() = hyper::StatusCode::BAD_REQUEST;
+            Reply::Now(r)
+        }
+    });
+    serve_as(l, h2c, budget, true).await
+}
+
+async fn serve_as(
+    l: tokio::net::TcpListener,
+    handler: Handler,
+    budget: Option<Arc<Semaphore>>,
+    h2c: bool,
+) {
     let mine = Arc::new(Semaphore::new(PER_LISTENER));
     loop {
         let Ok(local) = mine.clone().acquire_owned().await else {
@@ -76,7 +104,11 @@ pub async fn serve(l: tokio::net::TcpListener, handler: Handler, budget: Option<
         let socket = stream.as_fd().try_clone_to_owned().ok();
         tokio::spawn(async move {
             let _permits = (local, shared);
-            let _ = connection(TokioIo::new(stream), handler, peer, &builder(), socket).await;
+            if h2c {
+                connection_auto(TokioIo::new(stream), handler, peer).await;
+            } else {
+                connection(TokioIo::new(stream), handler, peer, &builder(), socket).await;
+            }
         });
     }
 }
@@ -87,6 +119,32 @@ pub fn builder() -> hyper::server::conn::http1::Builder {
     b.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     b
+}
+
+/// Serves one connection, HTTP/1 or HTTP/2 by its first bytes, with `handler` until it ends or
+/// outlives [`CONNECTION_LIFETIME`].
+async fn connection_auto<I>(io: I, handler: Handler, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let r = handler(&req, peer);
+        async move {
+            match r {
+                Reply::Now(r) => Ok(r),
+                Reply::After(d, r) => {
+                    tokio::time::sleep(d).await;
+                    Ok(r)
+                }
+                Reply::Reset => Err(Reset),
+            }
+        }
+    });
+    let mut b = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, b.serve_connection(io, svc)).await;
 }
 
 /// Serves one connection with `handler` until it ends or outlives [`CONNECTION_LIFETIME`].

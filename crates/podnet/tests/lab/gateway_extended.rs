@@ -67,6 +67,9 @@ fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
     if method == "HEAD" {
         args.push("-I".into());
     }
+    if r["protocol"] == "h2c-prior-knowledge" {
+        args.push("--http2-prior-knowledge".into());
+    }
     for (k, v) in r["headers"].as_object().into_iter().flatten() {
         args.extend([
             "-H".into(),
