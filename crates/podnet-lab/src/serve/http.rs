@@ -157,11 +157,14 @@ pub async fn connection<I>(
     builder: &hyper::server::conn::http1::Builder,
     socket: Option<OwnedFd>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let socket = Arc::new(socket);
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let r = handler(&req, peer);
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let r = match websocket_echo(&mut req) {
+            Some(switched) => Reply::Now(switched),
+            None => handler(&req, peer),
+        };
         let socket = socket.clone();
         async move {
             match r {
@@ -179,5 +182,58 @@ pub async fn connection<I>(
             }
         }
     });
-    let _ = tokio::time::timeout(CONNECTION_LIFETIME, builder.serve_connection(io, svc)).await;
+    let _ = tokio::time::timeout(
+        CONNECTION_LIFETIME,
+        builder.serve_connection(io, svc).with_upgrades(),
+    )
+    .await;
+}
+
+/// Upstream's echo server's `/ws`: a WebSocket upgrade there is switched (101) and every text
+/// and binary message sent back unchanged, until the client closes or
+/// [`CONNECTION_LIFETIME`] passes. None for any other request.
+fn websocket_echo(req: &mut Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    use futures_util::{SinkExt, StreamExt};
+    let h = req.headers();
+    let upgrade = h
+        .get(hyper::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if req.uri().path() != "/ws" || !upgrade {
+        return None;
+    }
+    let key = h.get(hyper::header::SEC_WEBSOCKET_KEY)?;
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(up),
+            tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let echo = async {
+            while let Some(Ok(m)) = ws.next().await {
+                if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CONNECTION_LIFETIME, echo).await;
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let hs = r.headers_mut();
+    hs.insert(
+        hyper::header::UPGRADE,
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
+    hs.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&accept) {
+        hs.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Some(r)
 }

@@ -425,6 +425,91 @@ fn mirror_distribution(lab: &Lab, r: &Value, addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A WebSocket client (RFC 6455, written out: the pods have Python, not a WebSocket
+/// library): the upgrade to `path` (101 and the right Sec-WebSocket-Accept), then each
+/// exchange's message sent masked and the same message expected back.
+const WS_CLIENT: &str = r#"
+import base64, hashlib, json, os, socket, struct, sys
+host, port, path, exchange = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+s = socket.create_connection((host, port), timeout=5)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nOrigin: ws://gateway/ws\r\n\r\n"
+           % (path, host, key)).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(4096)
+    if not d:
+        sys.exit("closed before the handshake's answer: %r" % buf)
+    buf += d
+head, rest = buf.split(b"\r\n\r\n", 1)
+if b" 101 " not in head.split(b"\r\n")[0] + b" ":
+    sys.exit("not switched: %r" % head)
+accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+if accept not in head:
+    sys.exit("a wrong Sec-WebSocket-Accept: %r" % head)
+def exact(n):
+    global rest
+    while len(rest) < n:
+        d = s.recv(4096)
+        if not d:
+            sys.exit("closed while reading a frame")
+        rest += d
+    out, rest = rest[:n], rest[n:]
+    return out
+for op, payload in exchange:
+    payload = bytes.fromhex(payload)
+    mask = os.urandom(4)
+    n = len(payload)
+    hdr = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
+    s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    b0, b1 = exact(2)
+    m = b1 & 0x7f
+    if m == 126:
+        m = struct.unpack("!H", exact(2))[0]
+    got = (b0 & 0x0f, exact(m))
+    if got != (op, payload):
+        sys.exit("sent %r, got %r" % ((op, payload), got))
+print("ok")
+"#;
+
+/// A `scheme: ws` request: the upgrade and every exchange of `websocket.exchange`.
+fn websocket(lab: &Lab, r: &Value, addr: &str) -> Result<(), String> {
+    let mut exchange = Vec::new();
+    for x in r["websocket"]["exchange"].as_array().into_iter().flatten() {
+        if let Some(t) = x["send_text"].as_str() {
+            if x["expect_text"].as_str() != Some(t) {
+                return Err(format!("an exchange that does not echo: {x}"));
+            }
+            exchange.push(json!([
+                1,
+                t.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+            ]));
+        }
+        if let Some(h) = x["send_binary_hex"].as_str() {
+            if x["expect_binary_hex"].as_str() != Some(h) {
+                return Err(format!("an exchange that does not echo: {x}"));
+            }
+            exchange.push(json!([2, h]));
+        }
+    }
+    let port = r["port"].as_u64().unwrap_or(80).to_string();
+    let path = r["path"].as_str().unwrap_or("/");
+    let x = serde_json::to_string(&exchange).unwrap();
+    let o = lab.exec(
+        "external",
+        &["python3", "-c", WS_CLIENT, addr, &port, path, &x],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || out.trim() != "ok" {
+        return Err(format!(
+            "WebSocket to {addr}:{port}{path}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// `Kind ns/name` of a status check's object, read through the lab's API.
 fn object(lab: &Lab, what: &str) -> Result<Value, String> {
     let (kind, key) = what
@@ -617,6 +702,10 @@ fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
             )
             .unwrap();
             let r = &r;
+            if r["scheme"] == "ws" {
+                websocket(lab, r, &addr).map_err(|e| format!("(try {}): {e}", i + 1))?;
+                continue;
+            }
             let a = send(lab, r, &addr)?;
             check(r, &a).and_then(|()| mirrored(lab, r)).map_err(|e| {
                 format!(
