@@ -531,25 +531,17 @@ impl Edge {
                     continue;
                 }
                 Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
-                Ok(Ok(resp)) if more && plan.retry_codes.contains(&resp.status().as_u16()) => {
-                    let Some(_retrying) = self.retry_budget.retry() else {
-                        let answer = answer(
-                            resp,
-                            client_upgrade,
-                            response_edits,
-                            &cors,
-                            request_body,
-                            client,
-                        );
-                        return (answer, Some(ep));
-                    };
-                    tracing::debug!(upstream = %ep, status = %resp.status(), "retrying on the next endpoint");
-                    self.metrics.retries.inc();
-                    drop(resp);
-                    tokio::time::sleep(plan.backoff).await;
-                    continue;
-                }
                 Ok(Ok(resp)) => {
+                    // One of the route's retry codes, attempts left and the budget allowing:
+                    // sent again; else this is the answer.
+                    let again = more && plan.retry_codes.contains(&resp.status().as_u16());
+                    if let Some(_retrying) = again.then(|| self.retry_budget.retry()).flatten() {
+                        tracing::debug!(upstream = %ep, status = %resp.status(), "retrying on the next endpoint");
+                        self.metrics.retries.inc();
+                        drop(resp);
+                        tokio::time::sleep(plan.backoff).await;
+                        continue;
+                    }
                     let answer = answer(
                         resp,
                         client_upgrade,

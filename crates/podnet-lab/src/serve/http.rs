@@ -129,16 +129,7 @@ where
 {
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let r = handler(&req, peer);
-        async move {
-            match r {
-                Reply::Now(r) => Ok(r),
-                Reply::After(d, r) => {
-                    tokio::time::sleep(d).await;
-                    Ok(r)
-                }
-                Reply::Reset => Err(Reset),
-            }
-        }
+        reply(r, Arc::new(None))
     });
     let mut b = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     b.http1()
@@ -165,28 +156,31 @@ pub async fn connection<I>(
             Some(switched) => Reply::Now(switched),
             None => handler(&req, peer),
         };
-        let socket = socket.clone();
-        async move {
-            match r {
-                Reply::Now(r) => Ok(r),
-                Reply::After(d, r) => {
-                    tokio::time::sleep(d).await;
-                    Ok(r)
-                }
-                Reply::Reset => {
-                    if let Some(s) = socket.as_ref() {
-                        let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
-                    }
-                    Err(Reset)
-                }
-            }
-        }
+        reply(r, socket.clone())
     });
     let _ = tokio::time::timeout(
         CONNECTION_LIFETIME,
         builder.serve_connection(io, svc).with_upgrades(),
     )
     .await;
+}
+
+/// A handler's reply as hyper's service gives it: at once, after its delay, or the connection
+/// reset (SO_LINGER 0 on `socket`, another descriptor of it, when there is one).
+async fn reply(r: Reply, socket: Arc<Option<OwnedFd>>) -> Result<Response<Full<Bytes>>, Reset> {
+    match r {
+        Reply::Now(r) => Ok(r),
+        Reply::After(d, r) => {
+            tokio::time::sleep(d).await;
+            Ok(r)
+        }
+        Reply::Reset => {
+            if let Some(s) = socket.as_ref() {
+                let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+            }
+            Err(Reset)
+        }
+    }
 }
 
 /// Upstream's echo server's `/ws`: a WebSocket upgrade there is switched (101) and every text

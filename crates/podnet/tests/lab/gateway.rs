@@ -300,18 +300,7 @@ fn request(lab: &Lab, r: &Value, ca: &Path) -> Result<(), String> {
     if v["path"] != path {
         return fail(format!("the backend saw path {}", v["path"]));
     }
-    let seen = |name: &str| -> Option<String> {
-        v["headers"].as_object()?.iter().find_map(|(k, vals)| {
-            k.eq_ignore_ascii_case(name).then(|| {
-                vals.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-        })
-    };
+    let seen = |name: &str| super::gateway_extended::seen_header(&v, name);
     for (k, want) in r["request_headers"].as_object().into_iter().flatten() {
         if seen(k).as_deref() != want.as_str() {
             return fail(format!("the backend saw {k}: {:?}, not {want}", seen(k)));

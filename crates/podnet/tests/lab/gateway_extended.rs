@@ -31,6 +31,21 @@ struct Reply {
     body: String,
 }
 
+/// The values of a header the echo server saw (its JSON's `headers`), joined with ",", the
+/// name compared without case.
+pub(super) fn seen_header(v: &Value, name: &str) -> Option<String> {
+    v["headers"].as_object()?.iter().find_map(|(k, vals)| {
+        k.eq_ignore_ascii_case(name).then(|| {
+            vals.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    })
+}
+
 /// Sends one HTTP request of a case from `external`, with curl, as upstream's client sends it.
 fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
     let scheme = r["scheme"].as_str().unwrap_or("http");
@@ -205,18 +220,7 @@ fn check(r: &Value, a: &Reply) -> Result<(), String> {
             return Err(format!("the backend saw host {}, not {h}", v["host"]));
         }
     }
-    let seen = |name: &str| -> Option<String> {
-        v["headers"].as_object()?.iter().find_map(|(k, vals)| {
-            k.eq_ignore_ascii_case(name).then(|| {
-                vals.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-        })
-    };
+    let seen = |name: &str| seen_header(&v, name);
     // Given, `backend_request` says which headers the backend saw; omitted, the request's.
     let headers = if br.is_object() {
         &br["headers"]
