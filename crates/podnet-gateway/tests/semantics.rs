@@ -160,10 +160,17 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: mirror}
+metadata: {name: with-mirror}
 spec:
   parentRefs: [{name: gw}]
   rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}}}], backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: extension}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Thing, name: x}}], backendRefs: [{name: v1, port: 8080}]}]
 "#
     );
     let c = compute(&cluster(&yaml));
@@ -197,15 +204,22 @@ spec:
         route_condition(&c, "not-a-service", "ResolvedRefs"),
         t("False", "InvalidKind")
     );
+    // RequestMirror is served (issue 26); an ExtensionRef is not, so not Accepted rather than
+    // served otherwise than written.
     assert_eq!(
-        route_condition(&c, "mirror", "Accepted"),
+        route_condition(&c, "with-mirror", "Accepted"),
+        t("True", "Accepted")
+    );
+    assert_eq!(
+        route_condition(&c, "extension", "Accepted"),
         t("False", "UnsupportedValue")
     );
-    // Attached: the routes accepted by the listener (not those refused).
+    // Attached: the routes accepted by the listener (not those refused): ok, no-grant,
+    // missing, not-a-service and with-mirror.
     let gw = c.gateways[0].status.as_ref().unwrap();
-    assert_eq!(gw.listeners[0].attached_routes, 4, "{gw:?}");
+    assert_eq!(gw.listeners[0].attached_routes, 5, "{gw:?}");
     // Every accepted route matches every request alike: the first by namespace and name
-    // serves (the spec's last tie-break), and its unusable reference answers 500.
+    // (missing) serves (the spec's last tie-break), and its unusable reference answers 500.
     assert_eq!(served(&c, "x", "/", &[]).as_deref(), Some("500"));
 }
 
