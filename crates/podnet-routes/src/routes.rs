@@ -416,29 +416,22 @@ impl Cors {
             return None;
         }
         let mut out = self.origin_headers(origin);
-        let any = |l: &[String]| l.iter().any(|x| x == "*");
-        let methods = if any(&self.allow_methods) {
-            // With credentials `*` is a literal method name to browsers: the one asked.
-            if self.allow_credentials {
-                method.to_string()
+        // A `*` without credentials is `*`; with them browsers read it as a literal name: the
+        // one asked is answered instead.
+        let allowed = |list: &[String], asked: &str| {
+            if !list.iter().any(|x| x == "*") {
+                list.join(", ")
+            } else if self.allow_credentials {
+                asked.to_string()
             } else {
                 "*".to_string()
             }
-        } else {
-            self.allow_methods.join(", ")
         };
+        let methods = allowed(&self.allow_methods, method);
         if !methods.is_empty() {
             out.push(("access-control-allow-methods", methods));
         }
-        let allowed_headers = if any(&self.allow_headers) {
-            if self.allow_credentials {
-                headers.to_string()
-            } else {
-                "*".to_string()
-            }
-        } else {
-            self.allow_headers.join(", ")
-        };
+        let allowed_headers = allowed(&self.allow_headers, headers);
         if !allowed_headers.is_empty() {
             out.push(("access-control-allow-headers", allowed_headers));
         }

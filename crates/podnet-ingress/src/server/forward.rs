@@ -255,24 +255,11 @@ impl Edge {
                     continue;
                 }
             };
-            let mut up = Request::new(Either::Right(Full::new(Bytes::new())));
-            *up.method_mut() = method.clone();
-            *up.version_mut() = if target.h2c {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            };
-            let mut uri = hyper::http::uri::Parts::default();
-            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
-            uri.authority = Some(target.authority.clone());
-            uri.path_and_query = head
-                .path_and_query
-                .clone()
-                .or_else(|| Some("/".parse().expect("a path")));
-            let Ok(u) = hyper::Uri::from_parts(uri) else {
+            let empty = Either::Right(Full::new(Bytes::new()));
+            let Some(mut up) = request_to(target, method, head.path_and_query.clone(), empty)
+            else {
                 continue;
             };
-            *up.uri_mut() = u;
             *up.headers_mut() = head.headers.clone();
             let pool = target.pool.clone();
             let metrics = self.metrics.mirrors.clone();
@@ -468,28 +455,14 @@ impl Edge {
         for attempt in 0..attempts {
             let target = &plan.endpoints[(plan.first + attempt) % plan.endpoints.len()];
             let ep = target.addr;
-            let mut up = Request::new(
-                body.take()
-                    .unwrap_or_else(|| Either::Right(Full::new(Bytes::new()))),
-            );
-            *up.method_mut() = method.clone();
-            *up.version_mut() = if target.h2c {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            };
-            let mut uri = hyper::http::uri::Parts::default();
-            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
-            uri.authority = Some(target.authority.clone());
-            uri.path_and_query = pq.clone().or_else(|| Some("/".parse().expect("a path")));
-            *up.uri_mut() = match hyper::Uri::from_parts(uri) {
-                Ok(u) => u,
-                Err(_) => {
-                    return (
-                        plain(StatusCode::BAD_REQUEST, "a path that cannot be forwarded"),
-                        None,
-                    )
-                }
+            let sent = body
+                .take()
+                .unwrap_or_else(|| Either::Right(Full::new(Bytes::new())));
+            let Some(mut up) = request_to(target, method, pq.clone(), sent) else {
+                return (
+                    plain(StatusCode::BAD_REQUEST, "a path that cannot be forwarded"),
+                    None,
+                );
             };
             // The last attempt takes the headers; an earlier one, a copy.
             *up.headers_mut() = if attempt + 1 < attempts {
@@ -570,6 +543,30 @@ impl Edge {
         };
         plain(status, &format!("{what} {ep}: {}", cause(e)))
     }
+}
+
+/// A request for the endpoint `target` (an attempt, or a mirror's copy): the method, HTTP/2
+/// for an h2c endpoint (else HTTP/1.1), the endpoint's address as authority, the path; None
+/// for a path that cannot be made a URI. The caller puts the headers.
+fn request_to(
+    target: &Endpoint,
+    method: &Method,
+    pq: Option<hyper::http::uri::PathAndQuery>,
+    body: ToUpstream,
+) -> Option<Request<ToUpstream>> {
+    let mut up = Request::new(body);
+    *up.method_mut() = method.clone();
+    *up.version_mut() = if target.h2c {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let mut uri = hyper::http::uri::Parts::default();
+    uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    uri.authority = Some(target.authority.clone());
+    uri.path_and_query = pq.or_else(|| Some("/".parse().expect("a path")));
+    *up.uri_mut() = hyper::Uri::from_parts(uri).ok()?;
+    Some(up)
 }
 
 /// A CORS preflight: OPTIONS with an Origin and the method it asks for.
