@@ -464,6 +464,19 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}, {name: a, port: 81, protocol: HTTP}]\n", "spec.listeners[1].name"),
         ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 443, protocol: HTTPS}]\n", "spec.listeners[0].tls"),
         ("kind: Gateway\nmetadata: {name: \"g\\\"x: y\"}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n", "metadata.name"),
+        // Issue 26's fields: durations, retries, CORS, mirrors.
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{timeouts: {request: 1d}}]\n", "spec.rules[0].timeouts.request"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{timeouts: {request: 999999s}}]\n", "spec.rules[0].timeouts.request"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{timeouts: {request: 1s, backendRequest: 2s}}]\n", "spec.rules[0].timeouts.backendRequest"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{retry: {codes: [200]}}]\n", "spec.rules[0].retry.codes[0]"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{retry: {attempts: -1}}]\n", "spec.rules[0].retry.attempts"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{retry: {backoff: \"5\"}}]\n", "spec.rules[0].retry.backoff"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: CORS, cors: {allowOrigins: [\"https://a*b.com\"]}}]}]\n", "spec.rules[0].filters[0].cors.allowOrigins[0]"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: CORS, cors: {allowMethods: [GET, \"*\"]}}]}]\n", "spec.rules[0].filters[0].cors.allowMethods"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: CORS, cors: {maxAge: 0}}]}]\n", "spec.rules[0].filters[0].cors.maxAge"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v, port: 80}, percent: 150}}]}]\n", "spec.rules[0].filters[0].requestMirror.percent"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v, port: 80}, fraction: {numerator: 3, denominator: 2}}}]}]\n", "spec.rules[0].filters[0].requestMirror.fraction"),
+        ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v}}}]}]\n", "spec.rules[0].filters[0].requestMirror.backendRef.port"),
     ];
     for (doc, field) in cases {
         let text = format!("apiVersion: gateway.networking.k8s.io/v1\n{doc}");
