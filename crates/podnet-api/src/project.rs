@@ -94,6 +94,11 @@ pub fn project(c: &Cluster) -> Vec<Value> {
             .map(|o| typed(without_status(&o.obj), Kind::HTTPRoute)),
     );
     out.extend(
+        c.tls_routes
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::TLSRoute)),
+    );
+    out.extend(
         c.reference_grants
             .iter()
             .map(|o| typed(value(&o.obj), Kind::ReferenceGrant)),

@@ -19,6 +19,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::GatewayClass.info(),
     Kind::Gateway.info(),
     Kind::HTTPRoute.info(),
+    Kind::TLSRoute.info(),
     Kind::ReferenceGrant.info(),
 ];
 

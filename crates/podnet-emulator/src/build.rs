@@ -111,6 +111,7 @@ fn compute(
         gateway_classes: of_kind!(objects, GatewayClass).cloned().collect(),
         gateways: of_kind!(objects, Gateway).cloned().collect(),
         http_routes: of_kind!(objects, HTTPRoute).cloned().collect(),
+        tls_routes: of_kind!(objects, TLSRoute).cloned().collect(),
         reference_grants: of_kind!(objects, ReferenceGrant).cloned().collect(),
         warnings: Vec::new(),
         user_slices,

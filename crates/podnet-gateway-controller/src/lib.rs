@@ -16,7 +16,7 @@ use std::time::Instant;
 use podnet_ingress::server::Edge;
 use podnet_ingress_controller::{record, warn_new};
 use podnet_model::NsName;
-use podnet_routes::edge::EdgeConfig;
+use podnet_routes::edge::{EdgeConfig, Serves};
 
 pub use podnet_ingress_controller::{ControllerError, Proxy};
 
@@ -31,10 +31,10 @@ pub struct Config {
     pub write_status: bool,
 }
 
-/// The listening sockets: one task per port, HTTP or HTTPS.
+/// The listening sockets: one task per port, HTTP, HTTPS or TLS streams.
 #[derive(Default)]
 struct Ports {
-    open: BTreeMap<u16, (bool, tokio::task::JoinHandle<()>)>,
+    open: BTreeMap<u16, (Serves, tokio::task::JoinHandle<()>)>,
 }
 
 impl Ports {
@@ -43,7 +43,7 @@ impl Ports {
         let stale: Vec<u16> = self
             .open
             .iter()
-            .filter(|(p, (tls, _))| config.ports.get(p).is_none_or(|c| c.tls != *tls))
+            .filter(|(p, (serves, _))| config.ports.get(p).is_none_or(|c| c.serves() != *serves))
             .map(|(p, _)| *p)
             .collect();
         for p in stale {
@@ -59,16 +59,14 @@ impl Ports {
             let at = SocketAddr::new(ip, *port);
             match tokio::net::TcpListener::bind(at).await {
                 Ok(l) => {
-                    let task = if c.tls {
-                        tokio::spawn(edge.clone().serve_https(l))
-                    } else {
-                        tokio::spawn(edge.clone().serve_http(l))
+                    let serves = c.serves();
+                    let task = match serves {
+                        Serves::Https => tokio::spawn(edge.clone().serve_https(l)),
+                        Serves::Http => tokio::spawn(edge.clone().serve_http(l)),
+                        Serves::Tls => tokio::spawn(edge.clone().serve_tls(l, *port)),
                     };
-                    eprintln!(
-                        "listening on {at} ({})",
-                        if c.tls { "HTTPS" } else { "HTTP" }
-                    );
-                    self.open.insert(*port, (c.tls, task));
+                    eprintln!("listening on {at} ({serves:?})");
+                    self.open.insert(*port, (serves, task));
                 }
                 Err(e) => eprintln!("warning: binding {at}: {e}"),
             }

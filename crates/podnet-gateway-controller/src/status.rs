@@ -1,9 +1,9 @@
 //! Writing status through the API, as on a cluster: a Gateway's proxy writes its Gateway's
-//! and each HTTPRoute's entry for this Gateway (other controllers' and other Gateways'
+//! and each route's (HTTPRoute's, TLSRoute's) entry for this Gateway (other controllers' and other Gateways'
 //! entries are kept) ([`write`]); the class controller writes the GatewayClasses'
 //! ([`classes`]).
 
-use podnet_model::gateway_api::{Gateway, GatewayClass, HTTPRoute};
+use podnet_model::gateway_api::{Gateway, GatewayClass, RouteParentStatus, RouteStatus};
 use podnet_model::{Cluster, Kind, NsName};
 
 fn api(client: &kube::Client, kind: Kind, ns: Option<&str>) -> kube::Api<kube::api::DynamicObject> {
@@ -75,9 +75,47 @@ pub async fn write(
             .await;
         }
     }
-    for r in &computed.routes {
-        let key = held(&r.metadata);
-        let mine = |p: &podnet_model::gateway_api::RouteParentStatus| {
+    let http_now: Vec<_> = computed
+        .routes
+        .iter()
+        .map(|r| (held(&r.metadata), r.status.as_ref()))
+        .collect();
+    let http_before: Vec<_> = c
+        .http_routes
+        .iter()
+        .map(|r| (held(&r.obj.metadata), r.obj.status.as_ref()))
+        .collect();
+    let tls_now: Vec<_> = computed
+        .tls_routes
+        .iter()
+        .map(|r| (held(&r.metadata), r.status.as_ref()))
+        .collect();
+    let tls_before: Vec<_> = c
+        .tls_routes
+        .iter()
+        .map(|r| (held(&r.obj.metadata), r.obj.status.as_ref()))
+        .collect();
+    for (kind, now, before) in [
+        (Kind::HTTPRoute, http_now, http_before),
+        (Kind::TLSRoute, tls_now, tls_before),
+    ] {
+        written &= routes(client, kind, gateway, &now, &before).await;
+    }
+    written
+}
+
+/// Writes each route's entry for `gateway` (of `now`, routes of `kind`) where the API's
+/// (`before`) says otherwise, keeping the other parents' entries; false when a write failed.
+async fn routes(
+    client: &kube::Client,
+    kind: Kind,
+    gateway: &NsName,
+    now: &[(NsName, Option<&RouteStatus>)],
+    before: &[(NsName, Option<&RouteStatus>)],
+) -> bool {
+    let mut written = true;
+    for (key, status) in now {
+        let mine = |p: &RouteParentStatus| {
             p.controller_name == podnet_gateway::CONTROLLER
                 && NsName::new(
                     p.parent_ref.namespace.as_deref().unwrap_or(&key.namespace),
@@ -85,32 +123,28 @@ pub async fn write(
                 ) == *gateway
         };
         // A route's parents' entries, this Gateway's (`ours`) or the others'.
-        let entries = |route: &HTTPRoute, ours: bool| -> Vec<_> {
-            route
-                .status
+        let entries = |status: Option<&RouteStatus>, ours: bool| -> Vec<RouteParentStatus> {
+            status
                 .iter()
                 .flat_map(|s| &s.parents)
                 .filter(|p| mine(p) == ours)
                 .cloned()
                 .collect()
         };
-        let want = entries(r, true);
-        let before: Option<&HTTPRoute> = c
-            .http_routes
-            .iter()
-            .map(|x| &x.obj)
-            .find(|x| held(&x.metadata) == key);
-        let Some(before) = before else { continue };
-        if entries(before, true) == want {
+        let want = entries(*status, true);
+        let Some((_, before)) = before.iter().find(|(k, _)| k == key) else {
+            continue;
+        };
+        if entries(*before, true) == want {
             continue;
         }
-        let mut parents = entries(before, false);
+        let mut parents = entries(*before, false);
         parents.extend(want);
         written &= patch(
-            api(client, Kind::HTTPRoute, Some(&key.namespace)),
+            api(client, kind, Some(&key.namespace)),
             &key.name,
             serde_json::json!({ "parents": parents }),
-            &format!("HTTPRoute {key}"),
+            &format!("{} {key}", kind.as_str()),
         )
         .await;
     }

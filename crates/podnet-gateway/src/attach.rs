@@ -1,4 +1,4 @@
-//! Which listeners an HTTPRoute attaches to: parentRefs, allowed namespaces and kinds,
+//! Which listeners a route (HTTPRoute, TLSRoute) attaches to: parentRefs, allowed namespaces and kinds,
 //! intersecting hostnames; the route's status per parent.
 
 use super::*;
@@ -61,21 +61,108 @@ pub(super) fn admits(c: &Cluster, g: &Gateway, l: &Listener, route_ns: &str) -> 
     }
 }
 
-/// Attaches a route to its parents' listeners; returns its status per parent of podnet's.
+/// Attaches an HTTPRoute to its parents' listeners; returns its status per parent of
+/// podnet's.
 pub(super) fn attach(
     c: &Cluster,
     r: &HTTPRoute,
     listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
 ) -> Vec<RouteParentStatus> {
-    let m = &r.metadata;
-    let route_ns = ns_of(m);
-    let route_key = key_of(m);
-    let mut out = Vec::new();
+    let route_key = key_of(&r.metadata);
     // Backends, resolved once for every parent.
     let (resolved, backend_problem) = resolve_backends(c, r);
-    let unsupported = unsupported(r);
+    let view = RouteView {
+        meta: &r.metadata,
+        kind: "HTTPRoute",
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        unsupported: unsupported(r),
+        backend_problem,
+    };
+    attach_to(c, &view, listeners, |st, hosts| {
+        st.routes
+            .extend(routes_of(r, &route_key, &hosts, &resolved));
+    })
+}
+
+/// Attaches a TLSRoute to its parents' TLS listeners; returns its status per parent of
+/// podnet's.
+pub(super) fn attach_tls(
+    c: &Cluster,
+    r: &TLSRoute,
+    listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
+) -> Vec<RouteParentStatus> {
+    let route_ns = ns_of(&r.metadata);
+    let mut problem: Option<(&'static str, String)> = None;
+    let backends: Vec<(Option<Backend>, u32)> = r
+        .spec
+        .rules
+        .iter()
+        .flat_map(|rule| &rule.backend_refs)
+        .map(|b| {
+            let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+            let to = BackendTo {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                namespace: b.namespace.as_deref(),
+                name: &b.name,
+                port: b.port,
+            };
+            match resolve_to(c, "TLSRoute", route_ns, &to) {
+                Ok(b) => (Some(b), weight),
+                Err(p) => {
+                    problem.get_or_insert(p);
+                    (None, weight)
+                }
+            }
+        })
+        .collect();
+    let view = RouteView {
+        meta: &r.metadata,
+        kind: "TLSRoute",
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        unsupported: None,
+        backend_problem: problem,
+    };
+    let name = key_of(&r.metadata).to_string();
+    attach_to(c, &view, listeners, |st, hosts| {
+        st.streams.extend(hosts.into_iter().map(|host| StreamRoute {
+            route: name.clone(),
+            host,
+            backends: backends.clone(),
+        }));
+    })
+}
+
+/// A route as attaching sees it, whatever its kind.
+pub(super) struct RouteView<'a> {
+    pub meta: &'a ObjectMeta,
+    /// `HTTPRoute`, `TLSRoute`: the kind a listener must allow.
+    pub kind: &'static str,
+    pub parent_refs: &'a [ParentReference],
+    pub hostnames: &'a [String],
+    /// Why the route cannot be served as written (not Accepted: UnsupportedValue).
+    pub unsupported: Option<String>,
+    /// The first backend reference that cannot be used (ResolvedRefs False).
+    pub backend_problem: Option<(&'static str, String)>,
+}
+
+/// Attaches a route to its parents' listeners, handing each listener it attaches to and the
+/// hostnames it serves there to `add`; returns its status per parent of podnet's.
+pub(super) fn attach_to(
+    c: &Cluster,
+    r: &RouteView<'_>,
+    listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
+    mut add: impl FnMut(&mut ListenerState, Vec<HostMatch>),
+) -> Vec<RouteParentStatus> {
+    let m = r.meta;
+    let route_ns = ns_of(m);
+    let mut out = Vec::new();
+    let backend_problem = &r.backend_problem;
+    let unsupported = &r.unsupported;
     let mut seen: Vec<&ParentReference> = Vec::new();
-    for p in &r.spec.parent_refs {
+    for p in r.parent_refs {
         if seen.contains(&p) {
             continue;
         }
@@ -115,7 +202,7 @@ pub(super) fn attach(
             candidates.retain(|i| {
                 let l = &g.spec.listeners[*i];
                 states[*i].attachable
-                    && states[*i].kinds.iter().any(|k| k.kind == "HTTPRoute")
+                    && states[*i].kinds.iter().any(|k| k.kind == r.kind)
                     && admits(c, g, l, route_ns)
             });
             if candidates.is_empty() {
@@ -124,7 +211,7 @@ pub(super) fn attach(
                     "no listener of the Gateway admits this route".into(),
                 ))
             } else {
-                candidates.retain(|i| intersect(&r.spec.hostnames, &states[*i].host).is_some());
+                candidates.retain(|i| intersect(r.hostnames, &states[*i].host).is_some());
                 if candidates.is_empty() {
                     Err((
                         "NoMatchingListenerHostname",
@@ -149,9 +236,8 @@ pub(super) fn attach(
             for i in candidates {
                 let st = &mut states[i];
                 st.attached += 1;
-                let hosts = intersect(&r.spec.hostnames, &st.host).unwrap_or_default();
-                st.routes
-                    .extend(routes_of(r, &route_key, &hosts, &resolved));
+                let hosts = intersect(r.hostnames, &st.host).unwrap_or_default();
+                add(st, hosts);
             }
         }
         out.push(RouteParentStatus {

@@ -29,10 +29,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time
 use podnet_model::gateway_api::{
     Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, HTTPBackendRef,
     HTTPHeaderFilter, HTTPPathModifier, HTTPRoute, HTTPRouteFilter, Listener, ListenerStatus,
-    ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, GROUP,
+    ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, TLSRoute, GROUP,
 };
 use podnet_model::{Cluster, NsName};
-use podnet_routes::edge::{EdgeConfig, HostCert, ListenerRoutes, PortConfig};
+use podnet_routes::edge::{
+    EdgeConfig, HostCert, ListenerRoutes, PortConfig, StreamListener, StreamRoute,
+};
 use podnet_routes::routes::{
     Action, Backend, BackendPort, Conditions, Cors, HeaderEdits, HostMatch, Mirror, PathMatch,
     PathModifier, Redirect, Retry, Rewrite, Route, RouteTable, Source, Timeouts, WeightedBackend,
@@ -58,6 +60,8 @@ pub struct Computed {
     pub gateways: Vec<Gateway>,
     /// Every HTTPRoute, with a status entry for each parent that is one of podnet's Gateways.
     pub routes: Vec<HTTPRoute>,
+    /// Every TLSRoute, likewise.
+    pub tls_routes: Vec<TLSRoute>,
     /// What each of podnet's Gateways serves ([`compute_one`]: the one asked for alone).
     pub configs: BTreeMap<NsName, EdgeConfig>,
 }
@@ -135,6 +139,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRetry",
     "HTTPRouteSchemeRedirect",
     "ReferenceGrant",
+    "TLSRoute",
+    "TLSRouteModeTerminate",
 ];
 
 fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
@@ -191,6 +197,23 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
         }
         out.routes.push(obj);
     }
+    // TLSRoutes, the oldest first: of two with one hostname, the older one is served.
+    let mut tls_routes: Vec<&podnet_model::objects::Sourced<TLSRoute>> =
+        c.tls_routes.iter().collect();
+    tls_routes.sort_by_key(|a| {
+        (
+            a.obj.metadata.creation_timestamp.clone(),
+            key_of(&a.obj.metadata),
+        )
+    });
+    for r in tls_routes {
+        let mut obj = r.obj.clone();
+        let parents = attach_tls(c, &obj, &mut listeners);
+        if !parents.is_empty() {
+            obj.status = Some(RouteStatus { parents });
+        }
+        out.tls_routes.push(obj);
+    }
     // The Gateways' status and configuration.
     for g in &c.gateways {
         let mut obj = g.obj.clone();
@@ -215,11 +238,4 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
 /// What one Gateway serves (None: not one of podnet's).
 pub fn config(c: &Cluster, gateway: &NsName) -> Option<EdgeConfig> {
     compute_one(c, gateway).configs.remove(gateway)
-}
-
-fn http_route_kind() -> RouteGroupKind {
-    RouteGroupKind {
-        group: Some(GROUP.into()),
-        kind: "HTTPRoute".into(),
-    }
 }

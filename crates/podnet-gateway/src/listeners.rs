@@ -7,7 +7,10 @@ use super::*;
 #[derive(Debug, Clone)]
 pub(super) struct ListenerState {
     pub(super) port: u16,
+    /// HTTPS (terminates TLS and serves HTTP).
     pub(super) tls: bool,
+    /// Protocol TLS: TLSRoutes' streams; with the mode (true: Terminate).
+    pub(super) stream: Option<bool>,
     pub(super) host: HostMatch,
     /// Serves (Accepted, not Conflicted, refs resolved).
     pub(super) valid: bool,
@@ -18,6 +21,16 @@ pub(super) struct ListenerState {
     pub(super) certs: Vec<HostCert>,
     pub(super) attached: i32,
     pub(super) routes: Vec<Route>,
+    /// A TLS listener's routes, one per hostname.
+    pub(super) streams: Vec<StreamRoute>,
+}
+
+/// A TLS listener's mode: `tls.mode`, Terminate when unset (the API's default).
+fn terminates(l: &Listener) -> bool {
+    l.tls
+        .as_ref()
+        .and_then(|t| t.mode.as_deref())
+        .is_none_or(|m| m == "Terminate")
 }
 
 pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
@@ -27,41 +40,68 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
     ls.iter()
         .map(|l| {
             let mut conds = Vec::new();
-            let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+            let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
             let tls = l.protocol == "HTTPS";
-            let (kinds, bad_kinds) = route_kinds(l, supported);
+            let stream = (l.protocol == "TLS").then(|| terminates(l));
+            let route_kind = if stream.is_some() {
+                "TLSRoute"
+            } else {
+                "HTTPRoute"
+            };
+            let (kinds, bad_kinds) = route_kinds(l, supported, route_kind);
             // Conflicts with the other listeners of the port.
             let same_port: Vec<&Listener> = ls
                 .iter()
                 .filter(|o| o.port == l.port && o.name != l.name)
                 .collect();
             let protocol_conflict = same_port.iter().any(|o| o.protocol != l.protocol);
+            // TLS listeners of one port in both modes: one connection's ClientHello would
+            // have to choose between ending TLS and passing it on (TLSRouteModeMixed, not
+            // served).
+            let mode_conflict = stream.is_some()
+                && same_port
+                    .iter()
+                    .any(|o| o.protocol == "TLS" && terminates(o) != stream.unwrap_or(false));
             let hostname_conflict = same_port
                 .iter()
                 .any(|o| o.protocol == l.protocol && o.hostname == l.hostname);
             let host = HostMatch::gateway(l.hostname.as_deref());
-            let (certs, mut ref_problem) = if tls {
+            let (certs, mut ref_problem) = if tls || stream == Some(true) {
                 certificates(c, gw_ns, l, &host)
             } else {
                 (Vec::new(), None)
             };
             if bad_kinds && ref_problem.is_none() {
-                ref_problem = Some(("InvalidRouteKinds", "only HTTPRoute is supported".into()));
+                ref_problem = Some((
+                    "InvalidRouteKinds",
+                    format!("only {route_kind} is served on a {} listener", l.protocol),
+                ));
             }
-            let accepted = supported;
+            let accepted = supported && !mode_conflict;
             conds.push(if accepted {
                 condition(m, "Accepted", true, "Accepted", "")
+            } else if mode_conflict {
+                condition(
+                    m,
+                    "Accepted",
+                    false,
+                    "ProtocolConflict",
+                    "another TLS listener of the port has the other mode (Terminate and Passthrough on one port are not served)",
+                )
             } else {
                 condition(
                     m,
                     "Accepted",
                     false,
                     "UnsupportedProtocol",
-                    &format!("protocol {} is not served; HTTP and HTTPS are", l.protocol),
+                    &format!(
+                        "protocol {} is not served; HTTP, HTTPS and TLS are",
+                        l.protocol
+                    ),
                 )
             });
-            let conflicted = protocol_conflict || hostname_conflict;
-            conds.push(if protocol_conflict {
+            let conflicted = protocol_conflict || hostname_conflict || mode_conflict;
+            conds.push(if protocol_conflict || mode_conflict {
                 condition(
                     m,
                     "Conflicted",
@@ -84,8 +124,11 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                 Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
                 None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
             });
-            let valid =
-                accepted && !conflicted && ref_problem.is_none() && (!tls || !certs.is_empty());
+            let needs_certs = tls || stream == Some(true);
+            let valid = accepted
+                && !conflicted
+                && ref_problem.is_none()
+                && (!needs_certs || !certs.is_empty());
             conds.push(if valid {
                 condition(m, "Programmed", true, "Programmed", "")
             } else {
@@ -100,6 +143,7 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
             ListenerState {
                 port: u16::try_from(l.port).unwrap_or(0),
                 tls,
+                stream,
                 host,
                 valid,
                 attachable: accepted && !conflicted,
@@ -108,6 +152,7 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                 certs,
                 attached: 0,
                 routes: Vec::new(),
+                streams: Vec::new(),
             }
         })
         .collect()
@@ -231,19 +276,24 @@ pub fn granted(
         })
 }
 
-/// The route kinds a listener allows, and whether it named any it cannot serve.
-fn route_kinds(l: &Listener, supported: bool) -> (Vec<RouteGroupKind>, bool) {
+/// The route kinds a listener allows (of `kind`, the one its protocol serves), and whether
+/// it named any it cannot serve.
+fn route_kinds(l: &Listener, supported: bool, kind: &str) -> (Vec<RouteGroupKind>, bool) {
+    let of = || RouteGroupKind {
+        group: Some(GROUP.into()),
+        kind: kind.into(),
+    };
     match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
         Some(k) if !k.is_empty() => {
             let good: Vec<RouteGroupKind> = k
                 .iter()
-                .filter(|k| k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or(GROUP) == GROUP)
-                .map(|_| http_route_kind())
+                .filter(|k| k.kind == kind && k.group.as_deref().unwrap_or(GROUP) == GROUP)
+                .map(|_| of())
                 .collect();
             let bad = good.len() < k.len();
             (good, bad)
         }
-        _ if supported => (vec![http_route_kind()], false),
+        _ if supported => (vec![of()], false),
         _ => (Vec::new(), false),
     }
 }
@@ -296,10 +346,11 @@ fn certificates(
             }
         }
     }
-    if l.tls
-        .as_ref()
-        .and_then(|t| t.mode.as_deref())
-        .is_some_and(|m| m != "Terminate")
+    if l.protocol == "HTTPS"
+        && l.tls
+            .as_ref()
+            .and_then(|t| t.mode.as_deref())
+            .is_some_and(|m| m != "Terminate")
     {
         ref_problem.get_or_insert((
             "UnsupportedValue",

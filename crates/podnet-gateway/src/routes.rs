@@ -59,16 +59,44 @@ pub(super) fn resolve(
     route_ns: &str,
     b: &HTTPBackendRef,
 ) -> Result<Backend, (&'static str, String)> {
-    let group = b.group.as_deref().unwrap_or("");
-    let kind = b.kind.as_deref().unwrap_or("Service");
-    let ns = b.namespace.as_deref().unwrap_or(route_ns);
+    let to = BackendTo {
+        group: b.group.as_deref(),
+        kind: b.kind.as_deref(),
+        namespace: b.namespace.as_deref(),
+        name: &b.name,
+        port: b.port,
+    };
+    resolve_to(c, "HTTPRoute", route_ns, &to)
+}
+
+/// A route's backend reference, whatever the route's kind.
+pub(super) struct BackendTo<'a> {
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub port: Option<i32>,
+}
+
+/// A backend reference of a `from_kind` route of `route_ns`, resolved: a Service of the
+/// route's namespace, or of another whose ReferenceGrant lets the route's kind in, that
+/// exists; with the port the reference names.
+pub(super) fn resolve_to(
+    c: &Cluster,
+    from_kind: &str,
+    route_ns: &str,
+    b: &BackendTo<'_>,
+) -> Result<Backend, (&'static str, String)> {
+    let group = b.group.unwrap_or("");
+    let kind = b.kind.unwrap_or("Service");
+    let ns = b.namespace.unwrap_or(route_ns);
     if !group.is_empty() || kind != "Service" {
         return Err((
             "InvalidKind",
             format!("{group}/{kind} {ns}/{}: only Services are backends", b.name),
         ));
     }
-    if ns != route_ns && !granted(c, "HTTPRoute", route_ns, "", "Service", ns, &b.name) {
+    if ns != route_ns && !granted(c, from_kind, route_ns, "", "Service", ns, b.name) {
         return Err((
             "RefNotPermitted",
             format!(
@@ -77,7 +105,7 @@ pub(super) fn resolve(
             ),
         ));
     }
-    if c.service(ns, &b.name).is_none() {
+    if c.service(ns, b.name).is_none() {
         return Err((
             "BackendNotFound",
             format!("Service {ns}/{} not found", b.name),
@@ -90,7 +118,7 @@ pub(super) fn resolve(
         ));
     };
     Ok(Backend {
-        service: NsName::new(ns, &b.name),
+        service: NsName::new(ns, b.name),
         port: BackendPort::Number(port),
     })
 }
@@ -373,7 +401,20 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
         let port = ports.entry(st.port).or_insert_with(|| PortConfig {
             tls: st.tls,
             listeners: Vec::new(),
+            streams: Vec::new(),
         });
+        if let Some(terminate) = st.stream {
+            let mut routes = st.streams;
+            // The most specific hostname first; among equals, the route attached first.
+            routes.sort_by_key(|r| std::cmp::Reverse(r.host.specificity()));
+            port.streams.push(StreamListener {
+                name: format!("{key}/{}", l.name),
+                host: st.host.clone(),
+                terminate,
+                routes,
+            });
+            continue;
+        }
         port.listeners.push(ListenerRoutes {
             name: format!("{key}/{}", l.name),
             host: st.host.clone(),
@@ -383,6 +424,8 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
     for p in ports.values_mut() {
         p.listeners
             .sort_by_key(|l| std::cmp::Reverse(l.host.specificity()));
+        p.streams
+            .sort_by_key(|l| std::cmp::Reverse(l.host.specificity()));
     }
     certs.sort_by_key(|c| std::cmp::Reverse(c.host.specificity()));
     let mut warnings = Vec::new();
@@ -390,6 +433,14 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
         .values()
         .flat_map(|p| &p.listeners)
         .flat_map(|l| l.table.backends())
+        .chain(
+            ports
+                .values()
+                .flat_map(|p| &p.streams)
+                .flat_map(|l| &l.routes)
+                .flat_map(|r| &r.backends)
+                .filter_map(|(b, _)| b.as_ref()),
+        )
         .cloned()
         .collect();
     let upstreams = podnet_routes::edge::upstreams(c, backends.iter(), &mut warnings);

@@ -35,6 +35,10 @@ pub struct Metrics {
     /// Copies of requests for mirrors, by outcome: `sent`, `failed`, `over_budget`,
     /// `has_body`, `no_endpoints`.
     pub mirrors: Family<ReasonLabels, Counter>,
+    /// TLS streams (TLSRoutes' connections), by outcome: `passthrough`, `terminate`,
+    /// `no_sni`, `no_route`, `no_backend`, `bad_hello`, `hello_timeout`, `connect_failed`,
+    /// `handshake_failed`.
+    pub streams: Family<ReasonLabels, Counter>,
     pub reloads: Counter,
     pub routes: Gauge,
     pub certificates: Gauge,
@@ -70,6 +74,12 @@ impl Metrics {
             "mirrors",
             "Copies of requests for RequestMirror backends, by outcome",
             mirrors.clone(),
+        );
+        let streams = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "streams",
+            "TLS connections of TLSRoutes, by outcome",
+            streams.clone(),
         );
         let retries = Counter::default();
         registry.register(
@@ -127,6 +137,7 @@ impl Metrics {
             errors,
             retries,
             mirrors,
+            streams,
             reloads,
             routes,
             certificates,
@@ -140,6 +151,14 @@ impl Metrics {
     pub fn request(&self, status: hyper::StatusCode, tls: bool) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.by_status[class][usize::from(tls)].inc();
+    }
+
+    pub fn stream(&self, outcome: &str) {
+        self.streams
+            .get_or_create(&ReasonLabels {
+                reason: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn mirror(&self, outcome: &str) {

@@ -48,6 +48,7 @@ mod forward;
 mod front;
 mod h1;
 mod log;
+mod stream;
 mod tls;
 
 use crate::IngressError;
@@ -157,6 +158,9 @@ pub struct Edge {
     /// HTTP/1 by turns ([`h1`]).
     h1: hyper::server::conn::http1::Builder,
     tls: Arc<rustls::ServerConfig>,
+    /// For TLS streams it ends (TLSRoutes in mode Terminate): the same certificates, no
+    /// ALPN (the bytes inside are not the proxy's to speak).
+    tls_stream: Arc<rustls::ServerConfig>,
     settings: Settings,
     pub metrics: Metrics,
     log: AccessLog,
@@ -186,15 +190,17 @@ impl Edge {
             Some(c) => c.clone(),
             None => default_certificate()?,
         };
-        let mut tls =
+        let resolver = Arc::new(Resolver {
+            live: live.clone(),
+            default,
+        });
+        let tls_stream =
             rustls::ServerConfig::builder_with_provider(Arc::new(crate::crypto_provider()))
                 .with_safe_default_protocol_versions()
                 .map_err(IngressError::Tls)?
                 .with_no_client_auth()
-                .with_cert_resolver(Arc::new(Resolver {
-                    live: live.clone(),
-                    default,
-                }));
+                .with_cert_resolver(resolver.clone());
+        let mut tls = tls_stream.clone();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -233,6 +239,7 @@ impl Edge {
             builder,
             h1,
             tls: Arc::new(tls),
+            tls_stream: Arc::new(tls_stream),
             log: AccessLog::new(settings.access_log),
             settings,
             metrics: Metrics::new(),

@@ -107,6 +107,11 @@ pub struct PodPlan {
     /// which the test servers report (as upstream's conformance echo server does).
     #[serde(default)]
     pub echo_env: std::collections::BTreeMap<String, String>,
+    /// The certificate and key (PEM) the pod's test servers serve TLS with, as upstream's
+    /// echo server reads them: the files `TLS_SERVER_CERT` and `TLS_SERVER_PRIV_KEY` (or
+    /// `TLS_SERVER_PRIVKEY`) name, from the Secret volume mounted there.
+    #[serde(default)]
+    pub serving_cert: Option<(String, String)>,
     /// The pod's `/etc/resolv.conf` and `/etc/hosts`, as the kubelet writes them (empty for
     /// hostNetwork pods, which see the node's).
     #[serde(default)]
@@ -307,9 +312,10 @@ impl LabPlan {
                         .containers
                         .iter()
                         .flat_map(|c| c.env.iter().flatten())
-                        .filter(|e| e.name == "SERVICE_NAME" || e.name == "INGRESS_NAME")
+                        .filter(|e| ECHO_ENV.contains(&e.name.as_str()))
                         .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
                         .collect(),
+                    serving_cert: serving_cert(cluster, pod),
                     resolv_conf: if pod.host_network {
                         String::new()
                     } else {
@@ -473,6 +479,71 @@ fn last_address(net: &IpNet) -> IpAddr {
 
 /// The port of the lab's Kubernetes API on the underlay.
 pub const API_PORT: u16 = 6443;
+
+/// The environment variables of a pod's containers its test servers act on, as upstream's
+/// echo server does: the names it reports, and which server it is (`TCP_ECHO_SERVER`: the
+/// line protocol of its TCP server).
+const ECHO_ENV: [&str; 3] = ["SERVICE_NAME", "INGRESS_NAME", "TCP_ECHO_SERVER"];
+
+/// The certificate and key a pod's containers name in `TLS_SERVER_CERT` and
+/// `TLS_SERVER_PRIV_KEY` (or `TLS_SERVER_PRIVKEY`): files of a Secret volume, read from the
+/// Secret (None: not named, or not found).
+fn serving_cert(cluster: &Cluster, pod: &podnet_model::PodInfo) -> Option<(String, String)> {
+    let spec = &pod.spec;
+    for c in &spec.containers {
+        let env = |n: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        let (Some(cert), Some(key)) = (
+            env("TLS_SERVER_CERT"),
+            env("TLS_SERVER_PRIV_KEY").or_else(|| env("TLS_SERVER_PRIVKEY")),
+        ) else {
+            continue;
+        };
+        // The Secret's key behind a file of a mounted Secret volume.
+        let file = |path: &str| -> Option<String> {
+            for m in c.volume_mounts.iter().flatten() {
+                let Some(rel) = path
+                    .strip_prefix(m.mount_path.trim_end_matches('/'))
+                    .and_then(|r| r.strip_prefix('/'))
+                else {
+                    continue;
+                };
+                let v = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
+                let sv = v.secret.as_ref()?;
+                let key = match &sv.items {
+                    Some(items) => items.iter().find(|i| i.path == rel)?.key.clone(),
+                    None => rel.to_string(),
+                };
+                let secret = cluster.secrets.iter().map(|s| &s.obj).find(|s| {
+                    s.metadata.namespace.as_deref().unwrap_or("default") == pod.namespace
+                        && s.metadata.name.as_deref() == sv.secret_name.as_deref()
+                })?;
+                return secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(&key))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    .or_else(|| {
+                        secret
+                            .string_data
+                            .as_ref()
+                            .and_then(|d| d.get(&key))
+                            .cloned()
+                    });
+            }
+            None
+        };
+        if let (Some(c), Some(k)) = (file(&cert), file(&key)) {
+            return Some((c, k));
+        }
+    }
+    None
+}
 
 #[cfg(test)]
 mod tests {

@@ -108,6 +108,7 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         gateway_classes => GatewayClass,
         gateways => Gateway,
         http_routes => HTTPRoute,
+        tls_routes => TLSRoute,
         reference_grants => ReferenceGrant
     );
     st.gateway_meta.retain(|k, _| seen.contains(k));

@@ -22,7 +22,7 @@ pub struct Expected {
 /// What of a status the lab compares: all of it, but of a route only podnet's entries (other
 /// controllers' are theirs), in an order that does not depend on which proxy wrote first.
 pub fn comparable(kind: Kind, status: &Value) -> Value {
-    if kind != Kind::HTTPRoute {
+    if !matches!(kind, Kind::HTTPRoute | Kind::TLSRoute) {
         return status.clone();
     }
     let mut ours: Vec<Value> = status["parents"]
@@ -91,9 +91,18 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
         let st = gw.status.as_ref().map(value);
         expect(Kind::Gateway, &gw.metadata, &|k| proxied.contains(k), st);
     }
-    for r in &g.routes {
-        let key = key_of(Kind::HTTPRoute, &r.metadata);
-        let Some(st) = &r.status else { continue };
+    let routes = g
+        .routes
+        .iter()
+        .map(|r| (Kind::HTTPRoute, &r.metadata, r.status.as_ref()))
+        .chain(
+            g.tls_routes
+                .iter()
+                .map(|r| (Kind::TLSRoute, &r.metadata, r.status.as_ref())),
+        );
+    for (kind, meta, st) in routes {
+        let key = key_of(kind, meta);
+        let Some(st) = st else { continue };
         let mut st = value(st);
         if let Some(parents) = st["parents"].as_array_mut() {
             parents.retain(|p| {
@@ -106,7 +115,7 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
                 proxied.contains(&gw)
             });
         }
-        let status = comparable(Kind::HTTPRoute, &st);
+        let status = comparable(kind, &st);
         if status.as_array().is_some_and(|a| !a.is_empty()) {
             out.push(Expected { key, status });
         }

@@ -48,7 +48,7 @@ pub const EDGE_KINDS: [Kind; 5] = [
 ];
 
 /// The kinds a Gateway's routes are kept from.
-pub const GATEWAY_KINDS: [Kind; 8] = [
+pub const GATEWAY_KINDS: [Kind; 9] = [
     Kind::Namespace,
     Kind::Service,
     Kind::EndpointSlice,
@@ -56,12 +56,13 @@ pub const GATEWAY_KINDS: [Kind; 8] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::HTTPRoute,
+    Kind::TLSRoute,
     Kind::ReferenceGrant,
 ];
 
 /// Every kind the model takes from the API ([`Kind::read_from_api`]), in the table's order.
-pub const ALL_KINDS: [Kind; 13] = {
-    let mut out = [Kind::Namespace; 13];
+pub const ALL_KINDS: [Kind; 14] = {
+    let mut out = [Kind::Namespace; 14];
     let (mut i, mut n) = (0, 0);
     while i < Kind::ALL.len() {
         if Kind::ALL[i].read_from_api() {
@@ -88,6 +89,7 @@ macro_rules! with_kept_kinds {
             GatewayClass => gateway_classes, Changed::Gateway($ns);
             Gateway => gateways, Changed::Gateway($ns);
             HTTPRoute => http_routes, Changed::Gateway($ns);
+            TLSRoute => tls_routes, Changed::Gateway($ns);
             ReferenceGrant => reference_grants, Changed::Gateway($ns);
         )
     };
@@ -215,6 +217,7 @@ impl ApiModel {
                 gateway_classes: Vec::new(),
                 gateways: Vec::new(),
                 http_routes: Vec::new(),
+                tls_routes: Vec::new(),
                 reference_grants: Vec::new(),
                 warnings: Vec::new(),
                 user_slices: Vec::new(),

@@ -416,6 +416,7 @@ pub struct Cluster {
     pub gateway_classes: Vec<crate::objects::Sourced<crate::gateway_api::GatewayClass>>,
     pub gateways: Vec<crate::objects::Sourced<crate::gateway_api::Gateway>>,
     pub http_routes: Vec<crate::objects::Sourced<crate::gateway_api::HTTPRoute>>,
+    pub tls_routes: Vec<crate::objects::Sourced<crate::gateway_api::TLSRoute>>,
     pub reference_grants: Vec<crate::objects::Sourced<crate::gateway_api::ReferenceGrant>>,
     /// Warnings found while building.
     pub warnings: Vec<crate::diag::Diagnostic>,

@@ -1,5 +1,5 @@
 //! The Gateway API's objects (`gateway.networking.k8s.io/v1`, standard channel): GatewayClass,
-//! Gateway, HTTPRoute and ReferenceGrant.
+//! Gateway, HTTPRoute, TLSRoute and ReferenceGrant.
 //!
 //! Written here as serde types, field for field from the standard channel's CRDs
 //! (`config/crd/standard/*.yaml` of kubernetes-sigs/gateway-api): the maintained Rust crate,
@@ -61,6 +61,15 @@ object!(
     HTTPRoute,
     "HTTPRoute",
     HTTPRouteSpec,
+    RouteStatus
+);
+object!(
+    /// TLS connections routed by their SNI name, attached to Gateways' TLS listeners
+    /// (`Passthrough`: the connection's bytes go to the backend as they are; `Terminate`:
+    /// the Gateway ends TLS and sends the plain bytes).
+    TLSRoute,
+    "TLSRoute",
+    TLSRouteSpec,
     RouteStatus
 );
 object!(
@@ -419,6 +428,42 @@ pub struct HTTPBackendRef {
     pub weight: Option<i32>,
     #[serde(default)]
     pub filters: Vec<HTTPRouteFilter>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TLSRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    /// SNI names (an exact name or `*.` and a suffix); empty: any.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<TLSRouteRule>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TLSRouteRule {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub backend_refs: Vec<BackendRef>,
+}
+
+/// A backend of a route without filters (TLSRoute's): a Service port and its share.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub port: Option<i32>,
+    /// Absent: 1.
+    pub weight: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ pub enum Kind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    TLSRoute,
     ReferenceGrant,
     /// podnet's own: the cluster's settings, in manifests only.
     ClusterConfig,
@@ -71,7 +72,7 @@ const fn k(
 }
 
 /// Every kind, in [`Kind`]'s order.
-const TABLE: [KindInfo; 19] = [
+const TABLE: [KindInfo; 20] = [
     k(
         Kind::Namespace,
         "Namespace",
@@ -218,6 +219,15 @@ const TABLE: [KindInfo; 19] = [
         &[],
     ),
     k(
+        Kind::TLSRoute,
+        "TLSRoute",
+        GATEWAY_GROUP,
+        "v1",
+        ("tlsroutes", "tlsroute"),
+        true,
+        &[],
+    ),
+    k(
         Kind::ReferenceGrant,
         "ReferenceGrant",
         GATEWAY_GROUP,
@@ -264,10 +274,10 @@ impl KindInfo {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 19] = {
-        let mut all = [Kind::Namespace; 19];
+    pub const ALL: [Kind; 20] = {
+        let mut all = [Kind::Namespace; 20];
         let mut i = 0;
-        while i < 19 {
+        while i < 20 {
             all[i] = TABLE[i].kind;
             i += 1;
         }
@@ -298,7 +308,7 @@ impl Kind {
     pub const fn status_by_controllers(self) -> bool {
         matches!(
             self,
-            Kind::Ingress | Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute
+            Kind::Ingress | Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::TLSRoute
         )
     }
 

@@ -55,6 +55,7 @@ pub enum Object {
     GatewayClass(Sourced<crate::gateway_api::GatewayClass>),
     Gateway(Sourced<crate::gateway_api::Gateway>),
     HTTPRoute(Sourced<crate::gateway_api::HTTPRoute>),
+    TLSRoute(Sourced<crate::gateway_api::TLSRoute>),
     ReferenceGrant(Sourced<crate::gateway_api::ReferenceGrant>),
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
@@ -167,6 +168,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::GatewayClass => Object::GatewayClass(s!(typed(v, &index, &oref)?)),
         Kind::Gateway => Object::Gateway(s!(typed(v, &index, &oref)?)),
         Kind::HTTPRoute => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
+        Kind::TLSRoute => Object::TLSRoute(s!(typed(v, &index, &oref)?)),
         Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
         Kind::ClusterConfig => Object::ClusterConfig(s!(cluster_config(v, &index, &oref)?)),
     };
@@ -288,6 +290,7 @@ macro_rules! with_api_kinds {
             GatewayClass,
             Gateway,
             HTTPRoute,
+            TLSRoute,
             ReferenceGrant
         )
     };
@@ -342,6 +345,7 @@ typed_kinds!(
     crate::gateway_api::GatewayClass => GatewayClass,
     crate::gateway_api::Gateway => Gateway,
     crate::gateway_api::HTTPRoute => HTTPRoute,
+    crate::gateway_api::TLSRoute => TLSRoute,
     crate::gateway_api::ReferenceGrant => ReferenceGrant,
 );
 

@@ -42,13 +42,57 @@ pub struct HostCert {
     pub key: Arc<CertifiedKey>,
 }
 
-/// A Gateway's port: plain HTTP or HTTPS, and its listeners' routes.
+/// A Gateway's port: plain HTTP, HTTPS, or TLS streams, and its listeners' routes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortConfig {
+    /// HTTPS (false: plain HTTP, or TLS streams when `streams` is not empty).
     pub tls: bool,
     /// By hostname, the most specific first: a request is served by the first listener
     /// whose hostname matches its host, with that listener's routes only.
     pub listeners: Vec<ListenerRoutes>,
+    /// The TLS listeners of the port (protocol TLS: TLSRoutes), the most specific hostname
+    /// first. Not empty: the port serves TLS streams and no HTTP.
+    pub streams: Vec<StreamListener>,
+}
+
+/// What a Gateway's port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    Http,
+    Https,
+    /// TLS connections routed by their SNI name (TLSRoutes), passed through or terminated.
+    Tls,
+}
+
+/// A TLS listener: its TLSRoutes, by SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamListener {
+    /// `gateway-namespace/gateway-name/listener-name`, for messages.
+    pub name: String,
+    pub host: HostMatch,
+    /// `Terminate`: the Gateway ends TLS and sends the plain bytes; else the connection's
+    /// bytes go to the backend as they came (`Passthrough`).
+    pub terminate: bool,
+    /// One per route hostname, the most specific first (then the oldest route).
+    pub routes: Vec<StreamRoute>,
+}
+
+/// A TLSRoute's hostname and its backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRoute {
+    /// `namespace/name` of the TLSRoute.
+    pub route: String,
+    pub host: HostMatch,
+    /// With their weights; None: a reference that cannot be used (a connection whose share
+    /// falls there is refused).
+    pub backends: Vec<(Option<Backend>, u32)>,
+}
+
+impl StreamListener {
+    /// The route for an SNI name (normalized), if any.
+    pub fn route(&self, sni: &str) -> Option<&StreamRoute> {
+        self.routes.iter().find(|r| r.host.matches(sni))
+    }
 }
 
 /// One listener's routes.
@@ -61,6 +105,22 @@ pub struct ListenerRoutes {
 }
 
 impl PortConfig {
+    /// What the port speaks.
+    pub fn serves(&self) -> Serves {
+        if !self.streams.is_empty() {
+            Serves::Tls
+        } else if self.tls {
+            Serves::Https
+        } else {
+            Serves::Http
+        }
+    }
+
+    /// The TLS listener of an SNI name (normalized): the first whose hostname matches.
+    pub fn stream_listener(&self, sni: &str) -> Option<&StreamListener> {
+        self.streams.iter().find(|l| l.host.matches(sni))
+    }
+
     /// The routes of the listener a request for `host` goes to.
     pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
         self.listener_normalized(&crate::routes::normalize_host(host))

@@ -123,6 +123,7 @@ impl ClusterWatch {
                 Kind::GatewayClass => custom::<gateway_api::GatewayClass>(client, tx, m),
                 Kind::Gateway => custom::<gateway_api::Gateway>(client, tx, m),
                 Kind::HTTPRoute => custom::<gateway_api::HTTPRoute>(client, tx, m),
+                Kind::TLSRoute => custom::<gateway_api::TLSRoute>(client, tx, m),
                 Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
                 // Kinds the model does not take from the API.
                 Kind::Endpoints

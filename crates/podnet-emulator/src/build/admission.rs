@@ -29,26 +29,8 @@ pub(super) fn is_named(o: &Object, ns: &str, name: &str) -> bool {
 pub(super) fn normalize(objects: &mut [Object]) {
     for o in objects.iter_mut() {
         let kind = kind_of(o);
-        let meta = match o {
-            Object::Namespace(x) => &mut x.obj.metadata,
-            Object::Node(x) => &mut x.obj.metadata,
-            Object::Pod(x) => &mut x.obj.metadata,
-            Object::Deployment(x) => &mut x.obj.metadata,
-            Object::ReplicaSet(x) => &mut x.obj.metadata,
-            Object::StatefulSet(x) => &mut x.obj.metadata,
-            Object::DaemonSet(x) => &mut x.obj.metadata,
-            Object::Service(x) => &mut x.obj.metadata,
-            Object::EndpointSlice(x) => &mut x.obj.metadata,
-            Object::Endpoints(x) => &mut x.obj.metadata,
-            Object::NetworkPolicy(x) => &mut x.obj.metadata,
-            Object::Ingress(x) => &mut x.obj.metadata,
-            Object::IngressClass(x) => &mut x.obj.metadata,
-            Object::Secret(x) => &mut x.obj.metadata,
-            Object::GatewayClass(x) => &mut x.obj.metadata,
-            Object::Gateway(x) => &mut x.obj.metadata,
-            Object::HTTPRoute(x) => &mut x.obj.metadata,
-            Object::ReferenceGrant(x) => &mut x.obj.metadata,
-            Object::ClusterConfig(_) => continue,
+        let Some(meta) = podnet_model::objects::meta_mut(o) else {
+            continue;
         };
         if kind.namespaced() {
             if meta.namespace.as_deref().is_none_or(str::is_empty) {

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::bind::{bind_in, Bound, PortKey};
 use super::http;
+use super::tcpecho;
 use crate::plan::PodPlan;
 use crate::LabError;
 use podnet_model::Protocol;
@@ -65,10 +66,67 @@ pub fn start(
         retries: Default::default(),
         logs: logs.clone(),
     });
+    // Upstream's echo server as its TCP server (TCP_ECHO_SERVER): the line protocol, TLS on
+    // 8443 when the pod has a certificate.
+    let tcp_echo = pod.echo_env.contains_key("TCP_ECHO_SERVER");
+    let tls = pod.serving_cert.as_ref().and_then(|(c, k)| {
+        let config = tcpecho::tls_config(c, k);
+        if config.is_none() {
+            logs.line(
+                &pod.namespace,
+                &pod.name,
+                "TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY are not a certificate and its key: no TLS"
+                    .to_string(),
+            );
+        }
+        config
+    });
+    // HTTPS with ALPN: HTTP/2 when the client asks.
+    let https = tls.as_ref().map(|t| {
+        let mut c = (**t).clone();
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(c)
+    });
+    let context = |port: u16| {
+        Arc::new(tcpecho::Context {
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            service: pod
+                .echo_env
+                .get("SERVICE_NAME")
+                .cloned()
+                .unwrap_or_default(),
+            ingress: pod
+                .echo_env
+                .get("INGRESS_NAME")
+                .cloned()
+                .unwrap_or_default(),
+            tcp_port: port,
+        })
+    };
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
         .map(|(at, b)| match b {
+            Bound::Tcp(l) if tcp_echo => (
+                at,
+                tokio::spawn(tcpecho::serve(
+                    l,
+                    context(at.0),
+                    tls.clone().filter(|_| at.0 == tcpecho::TLS_PORT),
+                    Some(budget.clone()),
+                )),
+            ),
             // Upstream's echo server speaks cleartext HTTP/2 on 3001.
+            // Upstream's echo server speaks HTTPS on 8443 when it has a certificate.
+            Bound::Tcp(l) if at.0 == tcpecho::TLS_PORT && https.is_some() => (
+                at,
+                tokio::spawn(http::serve_https(
+                    l,
+                    handler(info.clone()),
+                    https.clone().expect("checked"),
+                    Some(budget.clone()),
+                )),
+            ),
             Bound::Tcp(l) if at.0 == H2C_PORT => (
                 at,
                 tokio::spawn(http::serve_h2c(
@@ -234,7 +292,7 @@ fn echo(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> String {
         hyper::Version::HTTP_2 => "HTTP/2.0",
         _ => "HTTP/1.1",
     };
-    serde_json::json!({
+    let mut v = serde_json::json!({
         // The raw request URI, with its query, as upstream's echo server gives it.
         "path": req.uri().path_and_query().map_or("/", |p| p.as_str()),
         "host": host,
@@ -247,8 +305,11 @@ fn echo(req: &Request<Incoming>, info: &PodInfo, peer: SocketAddr) -> String {
         "ingress": info.env.get("INGRESS_NAME").cloned().unwrap_or_default(),
         "node": info.node,
         "clientIP": peer.to_string(),
-    })
-    .to_string()
+    });
+    if let Some(t) = req.extensions().get::<http::TlsInfo>() {
+        v["tls"] = t.0.clone();
+    }
+    v.to_string()
 }
 
 /// A header name as Go writes it (`x-forwarded-for` → `X-Forwarded-For`).

@@ -105,12 +105,78 @@ async fn serve_as(
         tokio::spawn(async move {
             let _permits = (local, shared);
             if h2c {
-                connection_auto(TokioIo::new(stream), handler, peer).await;
+                connection_auto(TokioIo::new(stream), handler, peer, None).await;
             } else {
                 connection(TokioIo::new(stream), handler, peer, &builder(), socket).await;
             }
         });
     }
+}
+
+/// What a TLS connection's handshake settled, as upstream's echo server reports it (its
+/// echo's `tls`): in each request's extensions.
+#[derive(Debug, Clone)]
+pub struct TlsInfo(pub serde_json::Value);
+
+/// [`serve`] over TLS with `tls` (HTTP/1.1, or HTTP/2 when ALPN chose it): each request
+/// carries its connection's [`TlsInfo`].
+pub async fn serve_https(
+    l: tokio::net::TcpListener,
+    handler: Handler,
+    tls: Arc<rustls::ServerConfig>,
+    budget: Option<Arc<Semaphore>>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mine = Arc::new(Semaphore::new(PER_LISTENER));
+    loop {
+        let Ok(local) = mine.clone().acquire_owned().await else {
+            return;
+        };
+        let shared = match &budget {
+            Some(b) => match b.clone().acquire_owned().await {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let handler = handler.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permits = (local, shared);
+            let hs = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+            let Ok(Ok(t)) = hs.await else { return };
+            let info = TlsInfo(tls_info(t.get_ref().1));
+            connection_auto(TokioIo::new(t), handler, peer, Some(info)).await;
+        });
+    }
+}
+
+/// A TLS server connection's state as upstream's echo server writes it.
+fn tls_info(c: &rustls::ServerConnection) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "version": match c.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        },
+        "serverName": c.server_name().unwrap_or_default(),
+        "cipherSuite": c
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+    });
+    if let Some(p) = c.alpn_protocol() {
+        v["negotiatedProtocol"] = String::from_utf8_lossy(p).into_owned().into();
+    }
+    v
 }
 
 /// How every connection is served: the header read timeout on tokio's timer.
@@ -123,11 +189,14 @@ pub fn builder() -> hyper::server::conn::http1::Builder {
 
 /// Serves one connection, HTTP/1 or HTTP/2 by its first bytes, with `handler` until it ends or
 /// outlives [`CONNECTION_LIFETIME`].
-async fn connection_auto<I>(io: I, handler: Handler, peer: SocketAddr)
+async fn connection_auto<I>(io: I, handler: Handler, peer: SocketAddr, tls: Option<TlsInfo>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(t) = &tls {
+            req.extensions_mut().insert(t.clone());
+        }
         let r = handler(&req, peer);
         reply(r, Arc::new(None))
     });

@@ -11,6 +11,7 @@ pub mod bind;
 pub mod dns;
 pub mod health;
 pub mod http;
+pub mod tcpecho;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -42,6 +42,22 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
                 "Invalid value: an HTTPS listener in mode Terminate needs tls.certificateRefs",
             );
         }
+        if l.protocol == "TLS"
+            && l.tls.as_ref().is_some_and(|t| {
+                t.mode.as_deref() == Some("Terminate") && t.certificate_refs.is_empty()
+            })
+        {
+            c.err(
+                &format!("{at}.tls"),
+                "Invalid value: a TLS listener in mode Terminate needs tls.certificateRefs",
+            );
+        }
+        if l.protocol == "TLS" && l.tls.is_none() {
+            c.err(
+                &format!("{at}.tls"),
+                "Required value: a TLS listener needs tls (mode Passthrough or Terminate)",
+            );
+        }
         if l.protocol == "HTTP" && l.tls.is_some() {
             c.err(
                 &format!("{at}.tls"),
@@ -92,6 +108,84 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
         route_filters(c, &at, r);
         route_backends(c, &at, r);
         route_timeouts(c, &at, r);
+    }
+}
+
+/// A TLSRoute as its CRD refuses it: 1 to 1024 SNI hostnames (no IP address), one rule of
+/// 1 to 16 backendRefs, each Service with a port.
+pub(super) fn tls_route(c: &mut Checker<'_, crate::gateway_api::TLSRoute>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    if spec.parent_refs.len() > 32 {
+        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
+    }
+    for (i, p) in spec.parent_refs.iter().enumerate() {
+        if let Some(port) = p.port {
+            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
+        }
+    }
+    if spec.hostnames.is_empty() {
+        c.err(
+            "spec.hostnames",
+            "Required value: at least one SNI hostname",
+        );
+    }
+    if spec.hostnames.len() > 1024 {
+        c.err("spec.hostnames", "Too many: at most 1024 hostnames");
+    }
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        let at = format!("spec.hostnames[{i}]");
+        if h.parse::<std::net::IpAddr>().is_ok() {
+            c.err(
+                &at,
+                format!("Invalid value: {h:?}: Hostnames cannot contain an IP"),
+            );
+        } else {
+            c.check(&at, v::wildcard_hostname(h));
+        }
+    }
+    if spec.rules.len() != 1 {
+        c.err(
+            "spec.rules",
+            format!(
+                "Invalid value: {} rules: a TLSRoute has exactly one",
+                spec.rules.len()
+            ),
+        );
+    }
+    for (i, r) in spec.rules.iter().enumerate() {
+        let at = format!("spec.rules[{i}].backendRefs");
+        if r.backend_refs.is_empty() || r.backend_refs.len() > 16 {
+            c.err(
+                &at,
+                format!(
+                    "Invalid value: {} backendRefs: between 1 and 16",
+                    r.backend_refs.len()
+                ),
+            );
+        }
+        for (j, b) in r.backend_refs.iter().enumerate() {
+            let at = format!("{at}[{j}]");
+            if let Some(w) = b.weight {
+                if !(0..=1_000_000).contains(&w) {
+                    c.err(
+                        &format!("{at}.weight"),
+                        format!("Invalid value: {w}: must be between 0 and 1000000"),
+                    );
+                }
+            }
+            let service = b.group.as_deref().unwrap_or("").is_empty()
+                && b.kind.as_deref().unwrap_or("Service") == "Service";
+            match b.port {
+                Some(p) => c.check(&format!("{at}.port"), v::port_number(p)),
+                None if service => c.err(
+                    &format!("{at}.port"),
+                    "Required value: a Service backendRef needs a port",
+                ),
+                None => {}
+            }
+        }
     }
 }
 

@@ -514,6 +514,189 @@ fn websocket(lab: &Lab, r: &Value, addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A TLS client for the TLSRoute cases, as upstream's suite dials: `addr port sni ca` (ca
+/// empty: the certificate is not verified, TLS 1.2 at least). With `handshake` it prints how
+/// the handshake ended (`rejected` for EOF or a reset, `completed`, `timeout`, or the error);
+/// else it speaks the TCP echo server's line protocol and prints one JSON object: the
+/// welcome line, the answers to PING, IS_TLS and TEST.
+const TLS_CLIENT: &str = r#"
+import json, socket, ssl, sys
+addr, port, sni, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+if ca:
+    ctx.load_verify_locations(ca)
+else:
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection((addr, port), timeout=5)
+try:
+    s = ctx.wrap_socket(raw, server_hostname=sni)
+except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as e:
+    print("rejected" if mode == "handshake" else "handshake: rejected (%r)" % e)
+    sys.exit(0)
+except socket.timeout:
+    print("timeout")
+    sys.exit(0)
+except ssl.SSLError as e:
+    print("rejected" if "EOF" in str(e) and mode == "handshake" else "handshake: %r" % e)
+    sys.exit(0)
+if mode == "handshake":
+    print("completed")
+    sys.exit(0)
+f = s.makefile("rwb", buffering=0)
+out = {"welcome": f.readline().decode().rstrip(chr(10))}
+for cmd in ["PING", "IS_TLS", "TEST"]:
+    f.write((cmd + chr(10)).encode())
+    out[cmd] = f.readline().decode().rstrip(chr(10))
+print(json.dumps(out))
+"#;
+
+/// A TLS request of a TLSRoute case: the handshake (and the server's line protocol) through
+/// the Gateway, compared with `expect`.
+fn tls_request(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<(), String> {
+    let port = r["port"].as_u64().unwrap_or(443).to_string();
+    let sni = r["sni"].as_str().unwrap_or_default();
+    let e = &r["expect"];
+    let handshake_only = e["connection"].is_string();
+    let trust = if r["trust"].is_string() { ca } else { "" };
+    let mode = if handshake_only { "handshake" } else { "talk" };
+    let o = lab.exec(
+        "external",
+        &["python3", "-c", TLS_CLIENT, addr, &port, sni, trust, mode],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let what = format!("TLS to {addr}:{port} (SNI {sni})");
+    if !o.status.success() {
+        return Err(format!(
+            "{what}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    if handshake_only {
+        return if out == "rejected" {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: expected the handshake rejected, got {out}"
+            ))
+        };
+    }
+    let got: Value =
+        serde_json::from_str(&out).map_err(|_| format!("{what}: not an answer: {out}"))?;
+    let test: Value = serde_json::from_str(got["TEST"].as_str().unwrap_or_default())
+        .map_err(|_| format!("{what}: TEST answered {}", got["TEST"]))?;
+    let mut problems = Vec::new();
+    if let Some(w) = e["welcome_line"].as_str() {
+        if got["welcome"] != w {
+            problems.push(format!("welcome {}", got["welcome"]));
+        }
+    }
+    if let Some(p) = e["ping"].as_str() {
+        if got["PING"] != p {
+            problems.push(format!("PING answered {}", got["PING"]));
+        }
+    }
+    if let Some(t) = e["is_tls"].as_bool() {
+        if got["IS_TLS"].as_str() != Some(if t { "true" } else { "false" }) {
+            problems.push(format!("IS_TLS answered {}", got["IS_TLS"]));
+        }
+    }
+    if let Some(b) = e["backend"].as_str() {
+        if !test["pod"].as_str().unwrap_or_default().starts_with(b) {
+            problems.push(format!("pod {} is not {b}", test["pod"]));
+        }
+    }
+    if let Some(n) = e["namespace"].as_str() {
+        if test["namespace"] != n {
+            problems.push(format!("namespace {}", test["namespace"]));
+        }
+    }
+    if let Some(n) = e["backend_tls_server_name"].as_str() {
+        if test["tls"]["serverName"] != n {
+            problems.push(format!("the backend saw SNI {}", test["tls"]["serverName"]));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}; answer {got}", problems.join(", ")))
+    }
+}
+
+/// A certificate for `names` signed by the CA at `ca` (made first, with its key beside it,
+/// when it is not there yet); its PEM and its key's.
+fn signed(dir: &std::path::Path, ca: &std::path::Path, names: &[&str]) -> (String, String) {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let ca_key = ca.with_extension("key");
+    let (ca_s, ca_key_s) = (ca.to_str().unwrap(), ca_key.to_str().unwrap());
+    if !ca.exists() {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tls-checks-ca",
+            "-keyout",
+            ca_key_s,
+            "-out",
+            ca_s,
+        ]);
+    }
+    let base = dir.join(names[0].replace('*', "wildcard"));
+    let (crt, key, csr) = (
+        base.with_extension("crt"),
+        base.with_extension("key"),
+        base.with_extension("csr"),
+    );
+    let ext = base.with_extension("ext");
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(&ext, format!("subjectAltName={}\n", san.join(","))).unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={}", names[0]),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        ca_s,
+        "-CAkey",
+        ca_key_s,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+    (
+        std::fs::read_to_string(crt).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    )
+}
+
 /// `Kind ns/name` of a status check's object, read through the lab's API.
 fn object(lab: &Lab, what: &str) -> Result<Value, String> {
     let (kind, key) = what
@@ -553,7 +736,7 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
     let obj = object(lab, what)?;
     if let Some(check) = s["check"].as_str() {
         return match check {
-            "no parent in status.parents has Accepted=True" => {
+            "no parent in status.parents has Accepted=True" | "no accepted parents" => {
                 let accepted = obj["status"]["parents"]
                     .as_array()
                     .into_iter()
@@ -570,7 +753,7 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
                     None => Ok(()),
                 }
             }
-            "every listener reports attachedRoutes 0" => {
+            "every listener reports attachedRoutes 0" | "every listener attachedRoutes 0" => {
                 let attached = obj["status"]["listeners"]
                     .as_array()
                     .into_iter()
@@ -651,8 +834,24 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
 }
 
 /// Runs one case: its status checks, then each request three times in a row.
-fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
+fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
     for s in case["status_checks"].as_array().into_iter().flatten() {
+        // `Kind (all three)`: every object of that kind the case applies.
+        let what = s["object"].as_str().unwrap_or_default();
+        if let Some((kind, _)) = what.split_once(" (all") {
+            for m in case["manifests"].as_array().into_iter().flatten() {
+                if m["kind"] == kind {
+                    let mut one = s.clone();
+                    one["object"] = json!(format!(
+                        "{kind} {}/{}",
+                        m["metadata"]["namespace"].as_str().unwrap_or("default"),
+                        m["metadata"]["name"].as_str().unwrap_or_default()
+                    ));
+                    status_check(lab, &one)?;
+                }
+            }
+            continue;
+        }
         status_check(lab, s)?;
     }
     if let Some(setup) = case["setup"].as_object() {
@@ -706,6 +905,13 @@ fn run_case(lab: &Lab, case: &Value) -> Result<(), String> {
             )
             .unwrap();
             let r = &r;
+            if r["transport"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("TLS"))
+            {
+                tls_request(lab, r, &addr, ca).map_err(|e| format!("(try {}): {e}", i + 1))?;
+                continue;
+            }
             if r["scheme"] == "ws" {
                 websocket(lab, r, &addr).map_err(|e| format!("(try {}): {e}", i + 1))?;
                 continue;
@@ -742,8 +948,27 @@ fn missing(case: &Value) -> Vec<String> {
     if case["steps"].is_array() {
         out.push("(multi-step cases: not run yet)".into());
     }
+    // Upstream's tests of what an implementation does when it does NOT claim a feature:
+    // they return at once (and count as passed) when it does.
+    for (id, feature) in UNLESS_CLAIMED {
+        if case["id"] == *id && IMPLEMENTED.contains(feature) {
+            out.push(format!("(only when {feature} is not claimed; it is)"));
+        }
+    }
     out
 }
+
+/// Cases that test the absence of a feature, with that feature.
+const UNLESS_CLAIMED: &[(&str, &str)] = &[
+    (
+        "TLSRouteListenerTerminateNotSupported",
+        "TLSRouteModeTerminate",
+    ),
+    (
+        "TLSRouteListenerMixedTerminationNotSupported",
+        "TLSRouteModeMixed",
+    ),
+];
 
 #[test]
 fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
@@ -778,6 +1003,30 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             .unwrap()
             .replace("CERT", &serde_json::to_string(&crt).unwrap())
             .replace("KEY", &serde_json::to_string(&key).unwrap());
+    // The tls-checks CA and the certificates it signs, as upstream's suite makes them.
+    let ca = tmp.join("tls-checks-ca.crt");
+    let mut base = format!(
+        "{base}\n---\n{}",
+        std::fs::read_to_string(root_dir().join("crates/podnet/tests/lab/gateway/base-tls.yaml"))
+            .unwrap()
+    );
+    for (placeholder, names) in [
+        ("CHECKS", &["abc.example.com", "other.example.com"][..]),
+        ("PASSTHROUGH", &["abc.example.com"][..]),
+        ("TERMINATE", &["tls.example.com"][..]),
+    ] {
+        let (crt, key) = signed(&tmp, &ca, names);
+        base = base
+            .replace(
+                &format!("{placeholder}_PEM_C"),
+                &serde_json::to_string(&crt).unwrap(),
+            )
+            .replace(
+                &format!("{placeholder}_PEM_K"),
+                &serde_json::to_string(&key).unwrap(),
+            );
+    }
+    let ca = ca.to_str().unwrap().to_string();
     let base = write_manifest("gateway-extended-base", &base);
     let base = base.to_str().unwrap();
     let lab = Lab::up("gw-ext", &[base], &[]);
@@ -812,7 +1061,7 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             file.to_str().unwrap(),
         ]);
         let outcome = if o.status.success() {
-            run_case(&lab, case)
+            run_case(&lab, case, &ca)
         } else {
             Err(format!("lab apply: {}", String::from_utf8_lossy(&o.stderr)))
         };
