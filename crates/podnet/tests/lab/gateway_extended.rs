@@ -47,7 +47,9 @@ pub(super) fn seen_header(v: &Value, name: &str) -> Option<String> {
 }
 
 /// Sends one HTTP request of a case from `external`, with curl, as upstream's client sends it.
-fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
+/// One HTTP request of a case, by curl from `external`. With `sni`, the name is resolved to
+/// the Gateway's address and the certificate verified against the tls-checks CA (`ca`).
+fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
     let scheme = r["scheme"].as_str().unwrap_or("http");
     let port = r["port"]
         .as_u64()
@@ -91,10 +93,23 @@ fn send(lab: &Lab, r: &Value, addr: &str) -> Result<Reply, String> {
             format!("{k}: {}", v.as_str().unwrap_or_default()),
         ]);
     }
-    if let Some(h) = r["host"].as_str() {
-        args.extend(["-H".into(), format!("Host: {h}")]);
+    match r["sni"].as_str() {
+        Some(sni) if scheme == "https" => {
+            args.extend([
+                "--resolve".into(),
+                format!("{sni}:{port}:{addr}"),
+                "--cacert".into(),
+                ca.into(),
+            ]);
+            args.push(format!("{scheme}://{sni}:{port}{path}"));
+        }
+        _ => {
+            if let Some(h) = r["host"].as_str() {
+                args.extend(["-H".into(), format!("Host: {h}")]);
+            }
+            args.push(format!("{scheme}://{addr}:{port}{path}"));
+        }
     }
-    args.push(format!("{scheme}://{addr}:{port}{path}"));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = lab.exec("external", &argv);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -916,7 +931,7 @@ fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
                 websocket(lab, r, &addr).map_err(|e| format!("(try {}): {e}", i + 1))?;
                 continue;
             }
-            let a = send(lab, r, &addr)?;
+            let a = send(lab, r, &addr, ca)?;
             check(r, &a).and_then(|()| mirrored(lab, r)).map_err(|e| {
                 format!(
                     "{} {} (try {}): {e}; answer: {} {:?} {}",
