@@ -324,6 +324,11 @@ async fn tls_streams_are_routed_by_sni_whole_or_split_and_refused_cleanly_otherw
         ("bad_hello", 1),
         ("hello_timeout", 2),
     ] {
-        assert_eq!(counter(&edge, reason), n, "{reason}\n{}", edge.metrics.encode());
+        assert_eq!(
+            counter(&edge, reason),
+            n,
+            "{reason}\n{}",
+            edge.metrics.encode()
+        );
     }
 }

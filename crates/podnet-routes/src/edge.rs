@@ -506,6 +506,12 @@ impl EdgeConfig {
                                 "host": l.host.to_string(),
                                 "routes": l.table.routes().iter().map(route_line).collect::<Vec<_>>(),
                             })).collect::<Vec<_>>(),
+                            "streams": p.streams.iter().map(|l| serde_json::json!({
+                                "name": l.name,
+                                "host": l.host.to_string(),
+                                "mode": if l.terminate { "Terminate" } else { "Passthrough" },
+                                "routes": l.routes.iter().map(|r| stream_line(r, l.terminate)).collect::<Vec<_>>(),
+                            })).collect::<Vec<_>>(),
                         }),
                     )
                 })
@@ -514,6 +520,35 @@ impl EdgeConfig {
         }
         out
     }
+}
+
+/// A TLSRoute's hostname as the proxy serves it: `SNI abc.example.com → passthrough to
+/// ns/svc:443`, its backends with their weights when there are several.
+pub fn stream_line(r: &StreamRoute, terminate: bool) -> String {
+    let to: Vec<String> = r
+        .backends
+        .iter()
+        .map(|(b, w)| {
+            let b = b
+                .as_ref()
+                .map_or("(unusable reference)".to_string(), describe);
+            if r.backends.len() > 1 {
+                format!("{b} (weight {w})")
+            } else {
+                b
+            }
+        })
+        .collect();
+    format!(
+        "SNI {} → {} to {}",
+        r.host,
+        if terminate {
+            "TLS ended, plain"
+        } else {
+            "passthrough"
+        },
+        to.join(", ")
+    )
 }
 
 /// The Ingresses, those of podnet's classes with the controller's addresses in

@@ -711,13 +711,17 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         plan["ingressRoutes"] = edge.summary();
         text += &output::ingress_tables(&ingresses, &edge);
     }
-    if !cluster.gateways.is_empty() || !cluster.http_routes.is_empty() {
+    if !cluster.gateways.is_empty()
+        || !cluster.http_routes.is_empty()
+        || !cluster.tls_routes.is_empty()
+    {
         // And the Gateway API's objects with their status (each Gateway's address), and what
         // each Gateway's proxy serves.
         let g = podnet_gateway::compute(&cluster);
         plan["gatewayClasses"] = serde_json::to_value(&g.classes)?;
         plan["gateways"] = serde_json::to_value(&g.gateways)?;
         plan["httpRoutes"] = serde_json::to_value(&g.routes)?;
+        plan["tlsRoutes"] = serde_json::to_value(&g.tls_routes)?;
         plan["gatewayRoutes"] = g
             .configs
             .iter()

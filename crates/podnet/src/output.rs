@@ -575,13 +575,23 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         ],
         &rows,
     ));
-    out.push_str("\nHTTP ROUTES (status per parent Gateway)\n");
+    out.push_str("\nROUTES (status per parent Gateway)\n");
     let mut rows = Vec::new();
-    for r in &g.routes {
-        for p in r.status.iter().flat_map(|s| &s.parents) {
+    let routes = g
+        .routes
+        .iter()
+        .map(|r| ("HTTPRoute", &r.metadata, &r.status))
+        .chain(
+            g.tls_routes
+                .iter()
+                .map(|r| ("TLSRoute", &r.metadata, &r.status)),
+        );
+    for (kind, meta, status) in routes {
+        for p in status.iter().flat_map(|s| &s.parents) {
             rows.push(vec![
-                r.metadata.namespace.clone().unwrap_or_default(),
-                r.metadata.name.clone().unwrap_or_default(),
+                kind.to_string(),
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
                 format!(
                     "{}{}",
                     p.parent_ref.name,
@@ -597,7 +607,14 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         }
     }
     out.push_str(&table(
-        &["NAMESPACE", "NAME", "PARENT", "ACCEPTED", "RESOLVED-REFS"],
+        &[
+            "KIND",
+            "NAMESPACE",
+            "NAME",
+            "PARENT",
+            "ACCEPTED",
+            "RESOLVED-REFS",
+        ],
         &rows,
     ));
     for (gw, config) in &g.configs {
@@ -611,6 +628,16 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
                         l.name.rsplit('/').next().unwrap_or_default().to_string(),
                         podnet_routes::edge::route_line(r),
                         r.source.object.to_string(),
+                    ]);
+                }
+            }
+            for l in &p.streams {
+                for r in &l.routes {
+                    rows.push(vec![
+                        format!("{port}/TLS"),
+                        l.name.rsplit('/').next().unwrap_or_default().to_string(),
+                        podnet_routes::edge::stream_line(r, l.terminate),
+                        r.route.clone(),
                     ]);
                 }
             }

@@ -618,20 +618,24 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
 /// A Gateway (HTTP and HTTPS on live.example.com, and a second HTTP listener when `listener`)
 /// with a route to `live` (`replicas` pods); `split` sends half of `/` to `other`; `extra`
 /// adds a rule for `/extra`; `extended` gives `/`'s rule timeouts, retries, a CORS filter and
-/// a mirror to `other` (issue 26's kinds).
+/// a mirror to `other` (issue 26's kinds). Always: a TLS Passthrough listener on 8443 for
+/// live.example.com, whose TLSRoute sends connections to `secure` (HTTPS echo servers with
+/// the first certificate), and half of them to `secure2` too when `split`.
 fn live_manifests(
     replicas: u32,
     crt: &(String, String),
+    first: &(String, String),
     extra: bool,
     split: bool,
     listener: bool,
 ) -> String {
-    live_manifests_with(replicas, crt, extra, split, listener, false)
+    live_manifests_with(replicas, crt, first, extra, split, listener, false)
 }
 
 fn live_manifests_with(
     replicas: u32,
     crt: &(String, String),
+    first: &(String, String),
     extra: bool,
     split: bool,
     listener: bool,
@@ -644,6 +648,12 @@ fn live_manifests_with(
     ];
     if listener {
         listeners.push(json!({"name": "alt", "port": 8080, "protocol": "HTTP"}));
+    }
+    listeners.push(json!({"name": "tls", "port": 8443, "protocol": "TLS",
+        "hostname": "live.example.com", "tls": {"mode": "Passthrough"}}));
+    let mut secure = vec![json!({"name": "secure", "port": 443})];
+    if split {
+        secure.push(json!({"name": "secure2", "port": 443}));
     }
     let mut backends = vec![json!({"name": "live", "port": 80, "weight": 1})];
     if split {
@@ -675,7 +685,31 @@ fn live_manifests_with(
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                "metadata": {"name": "live"},
                "spec": {"parentRefs": [{"name": "live"}], "rules": rules}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute",
+               "metadata": {"name": "live"},
+               "spec": {"parentRefs": [{"name": "live", "sectionName": "tls"}],
+                        "hostnames": ["live.example.com"], "rules": [{"backendRefs": secure}]}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "secure-tls"}, "stringData": {"tls.crt": first.0, "tls.key": first.1}}),
     ];
+    // HTTPS echo servers (upstream's echo server with a certificate serves HTTPS on 8443).
+    // Their pods stay: a pod that goes takes the connections passed through to it along.
+    for (name, n) in [("secure", 2), ("secure2", 1)] {
+        docs.push(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": n, "selector": {"matchLabels": {"app": name}},
+              "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"volumes": [{"name": "tls", "secret": {"secretName": "secure-tls"}}],
+                  "containers": [{"name": "echo", "image": "echo-basic",
+                  "volumeMounts": [{"name": "tls", "mountPath": "/etc/tls"}],
+                  "env": [{"name": "TLS_SERVER_CERT", "value": "/etc/tls/tls.crt"},
+                          {"name": "TLS_SERVER_PRIVKEY", "value": "/etc/tls/tls.key"}]}]}}}}),
+        );
+        docs.push(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 443, "targetPort": 8443}]}}),
+        );
+    }
     for (name, n) in [("live", replicas), ("other", 1)] {
         docs.push(
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
@@ -696,14 +730,17 @@ fn live_manifests_with(
 }
 
 #[test]
-fn a_gateways_routes_listeners_endpoints_certificate_and_extended_filters_change_under_load_without_a_failed_request(
+fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_and_tls_routes_change_under_load_without_a_failed_request(
 ) {
     if !can_run() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-gateway-live-{}", std::process::id()));
     let (c1, c2, bundle) = two_certificates(&dir, "live.example.com");
-    let file = write_manifest("gateway-live", &live_manifests(2, &c1, false, false, false));
+    let file = write_manifest(
+        "gateway-live",
+        &live_manifests(2, &c1, &c1, false, false, false),
+    );
     let f = file.to_str().unwrap();
     let lab = Lab::up("gw-live", &[f], &[]);
     let addr = lab.gateway_address("default/live").unwrap();
@@ -718,6 +755,8 @@ fn a_gateways_routes_listeners_endpoints_certificate_and_extended_filters_change
             ("h1", "--http1.1", "https", 443),
             ("h2", "--http2", "https", 443),
             ("http", "--http1.1", "http", 80),
+            // Through the TLS listener, passed through to the HTTPS echo servers.
+            ("passthrough", "--http1.1", "https", 8443),
         ],
     );
     let apply = |text: String| lab.apply_timed(&file, text);
@@ -725,43 +764,43 @@ fn a_gateways_routes_listeners_endpoints_certificate_and_extended_filters_change
     let took = [
         (
             "endpoints 2 → 3",
-            apply(live_manifests(3, &c1, false, false, false)),
+            apply(live_manifests(3, &c1, &c1, false, false, false)),
         ),
         (
             "a rule added",
-            apply(live_manifests(3, &c1, true, false, false)),
+            apply(live_manifests(3, &c1, &c1, true, false, false)),
         ),
         (
-            "a backend added by weight",
-            apply(live_manifests(3, &c1, true, true, false)),
+            "a backend added by weight (to the HTTPRoute and the TLSRoute)",
+            apply(live_manifests(3, &c1, &c1, true, true, false)),
         ),
         (
             "a listener added",
-            apply(live_manifests(3, &c1, true, true, true)),
+            apply(live_manifests(3, &c1, &c1, true, true, true)),
         ),
         (
             "timeouts, retries, CORS and a mirror added",
-            apply(live_manifests_with(3, &c1, true, true, true, true)),
+            apply(live_manifests_with(3, &c1, &c1, true, true, true, true)),
         ),
         (
             "the certificate replaced",
-            apply(live_manifests_with(3, &c2, true, true, true, true)),
+            apply(live_manifests_with(3, &c2, &c1, true, true, true, true)),
         ),
         (
             "timeouts, retries, CORS and the mirror removed",
-            apply(live_manifests(3, &c2, true, true, true)),
+            apply(live_manifests(3, &c2, &c1, true, true, true)),
         ),
         (
             "endpoints 3 → 1",
-            apply(live_manifests(1, &c2, true, true, true)),
+            apply(live_manifests(1, &c2, &c1, true, true, true)),
         ),
         (
             "the listener removed",
-            apply(live_manifests(1, &c2, true, true, false)),
+            apply(live_manifests(1, &c2, &c1, true, true, false)),
         ),
         (
-            "the rule and the backend removed",
-            apply(live_manifests(1, &c2, false, false, false)),
+            "the rule and the backends removed",
+            apply(live_manifests(1, &c2, &c1, false, false, false)),
         ),
     ];
     std::thread::sleep(std::time::Duration::from_millis(500));

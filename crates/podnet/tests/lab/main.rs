@@ -307,7 +307,11 @@ impl Load {
             .iter()
             .map(|(label, extra, scheme, port)| {
                 let out = dir.join(format!("{label}.out"));
-                let urls = vec![format!("-o /dev/null {scheme}://{host}/x"); 50].join(" ");
+                let at = match (*scheme, *port) {
+                    ("http", 80) | ("https", 443) => String::new(),
+                    (_, p) => format!(":{p}"),
+                };
+                let urls = vec![format!("-o /dev/null {scheme}://{host}{at}/x"); 50].join(" ");
                 let script = format!(
                     "while [ ! -e {stop} ]; do curl -sS --max-time 30 {extra} --resolve {host}:{port}:{addr} --cacert {ca} -w '%{{http_code}}\\n' {urls} >> {out} 2>&1; done",
                     stop = stop.display(),
