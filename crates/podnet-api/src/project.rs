@@ -72,6 +72,7 @@ pub fn project(c: &Cluster) -> Vec<Value> {
     out.extend(c.ingresses.iter().map(|i| without_status(&i.obj)));
     out.extend(c.ingress_classes.iter().map(|p| value(&p.obj)));
     out.extend(c.secrets.iter().map(|p| value(&p.obj)));
+    out.extend(c.config_maps.iter().map(|p| value(&p.obj)));
     // The Gateway API's objects (their status is their controller's).
     let typed = |mut v: Value, kind: Kind| {
         v["apiVersion"] = Value::from(kind.api_version());
@@ -97,6 +98,11 @@ pub fn project(c: &Cluster) -> Vec<Value> {
         c.tls_routes
             .iter()
             .map(|o| typed(without_status(&o.obj), Kind::TLSRoute)),
+    );
+    out.extend(
+        c.backend_tls_policies
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::BackendTLSPolicy)),
     );
     out.extend(
         c.reference_grants

@@ -12,6 +12,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::Pod.info(),
     Kind::Service.info(),
     Kind::Secret.info(),
+    Kind::ConfigMap.info(),
     Kind::EndpointSlice.info(),
     Kind::NetworkPolicy.info(),
     Kind::Ingress.info(),
@@ -20,6 +21,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::Gateway.info(),
     Kind::HTTPRoute.info(),
     Kind::TLSRoute.info(),
+    Kind::BackendTLSPolicy.info(),
     Kind::ReferenceGrant.info(),
 ];
 

@@ -1,9 +1,9 @@
 //! Writing status through the API, as on a cluster: a Gateway's proxy writes its Gateway's
-//! and each route's (HTTPRoute's, TLSRoute's) entry for this Gateway (other controllers' and other Gateways'
+//! and each route's (HTTPRoute's, TLSRoute's) and BackendTLSPolicy's entry for this Gateway (other controllers' and other Gateways'
 //! entries are kept) ([`write`]); the class controller writes the GatewayClasses'
 //! ([`classes`]).
 
-use podnet_model::gateway_api::{Gateway, GatewayClass, RouteParentStatus, RouteStatus};
+use podnet_model::gateway_api::{Gateway, GatewayClass};
 use podnet_model::{Cluster, Kind, NsName};
 
 fn api(client: &kube::Client, kind: Kind, ns: Option<&str>) -> kube::Api<kube::api::DynamicObject> {
@@ -75,75 +75,108 @@ pub async fn write(
             .await;
         }
     }
-    let http_now: Vec<_> = computed
-        .routes
-        .iter()
-        .map(|r| (held(&r.metadata), r.status.as_ref()))
-        .collect();
-    let http_before: Vec<_> = c
-        .http_routes
-        .iter()
-        .map(|r| (held(&r.obj.metadata), r.obj.status.as_ref()))
-        .collect();
-    let tls_now: Vec<_> = computed
-        .tls_routes
-        .iter()
-        .map(|r| (held(&r.metadata), r.status.as_ref()))
-        .collect();
-    let tls_before: Vec<_> = c
-        .tls_routes
-        .iter()
-        .map(|r| (held(&r.obj.metadata), r.obj.status.as_ref()))
-        .collect();
-    for (kind, now, before) in [
-        (Kind::HTTPRoute, http_now, http_before),
-        (Kind::TLSRoute, tls_now, tls_before),
-    ] {
-        written &= routes(client, kind, gateway, &now, &before).await;
+    let kinds: [(Kind, &str, &str, Vec<_>, Vec<_>); 3] = [
+        (
+            Kind::HTTPRoute,
+            "parents",
+            "parentRef",
+            computed
+                .routes
+                .iter()
+                .map(|r| (held(&r.metadata), json(&r.status)))
+                .collect(),
+            c.http_routes
+                .iter()
+                .map(|r| (held(&r.obj.metadata), json(&r.obj.status)))
+                .collect(),
+        ),
+        (
+            Kind::TLSRoute,
+            "parents",
+            "parentRef",
+            computed
+                .tls_routes
+                .iter()
+                .map(|r| (held(&r.metadata), json(&r.status)))
+                .collect(),
+            c.tls_routes
+                .iter()
+                .map(|r| (held(&r.obj.metadata), json(&r.obj.status)))
+                .collect(),
+        ),
+        (
+            Kind::BackendTLSPolicy,
+            "ancestors",
+            "ancestorRef",
+            computed
+                .backend_tls_policies
+                .iter()
+                .map(|r| (held(&r.metadata), json(&r.status)))
+                .collect(),
+            c.backend_tls_policies
+                .iter()
+                .map(|r| (held(&r.obj.metadata), json(&r.obj.status)))
+                .collect(),
+        ),
+    ];
+    for (kind, list, at, now, before) in kinds {
+        written &= entries_for(client, kind, (list, at), gateway, &now, &before).await;
     }
     written
 }
 
-/// Writes each route's entry for `gateway` (of `now`, routes of `kind`) where the API's
-/// (`before`) says otherwise, keeping the other parents' entries; false when a write failed.
-async fn routes(
+fn json<T: serde::Serialize>(s: &Option<T>) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+/// Writes each object's entry for `gateway` (of `now`: routes' `parents`, policies'
+/// `ancestors`, each naming its Gateway in `parentRef` or `ancestorRef`) where the API's
+/// (`before`) says otherwise, keeping the other Gateways' and controllers' entries; false
+/// when a write failed.
+async fn entries_for(
     client: &kube::Client,
     kind: Kind,
+    (list, at): (&str, &str),
     gateway: &NsName,
-    now: &[(NsName, Option<&RouteStatus>)],
-    before: &[(NsName, Option<&RouteStatus>)],
+    now: &[(NsName, serde_json::Value)],
+    before: &[(NsName, serde_json::Value)],
 ) -> bool {
     let mut written = true;
     for (key, status) in now {
-        let mine = |p: &RouteParentStatus| {
-            p.controller_name == podnet_gateway::CONTROLLER
+        let mine = |p: &serde_json::Value| {
+            p["controllerName"] == podnet_gateway::CONTROLLER
                 && NsName::new(
-                    p.parent_ref.namespace.as_deref().unwrap_or(&key.namespace),
-                    &p.parent_ref.name,
+                    p[at]["namespace"].as_str().unwrap_or(&key.namespace),
+                    p[at]["name"].as_str().unwrap_or_default(),
                 ) == *gateway
         };
-        // A route's parents' entries, this Gateway's (`ours`) or the others'.
-        let entries = |status: Option<&RouteStatus>, ours: bool| -> Vec<RouteParentStatus> {
-            status
-                .iter()
-                .flat_map(|s| &s.parents)
+        // An object's entries, this Gateway's (`ours`) or the others'.
+        let entries = |status: &serde_json::Value, ours: bool| -> Vec<serde_json::Value> {
+            status[list]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .filter(|p| mine(p) == ours)
                 .cloned()
                 .collect()
         };
-        let want = entries(*status, true);
+        let want = entries(status, true);
         let Some((_, before)) = before.iter().find(|(k, _)| k == key) else {
             continue;
         };
-        if entries(*before, true) == want {
+        if entries(before, true) == want {
             continue;
         }
-        let mut parents = entries(*before, false);
-        parents.extend(want);
+        let mut all = entries(before, false);
+        all.extend(want);
         written &= patch(
             api(client, kind, Some(&key.namespace)),
             &key.name,
-            serde_json::json!({ "parents": parents }),
+            serde_json::Value::Object(
+                [(list.to_string(), serde_json::Value::from(all))]
+                    .into_iter()
+                    .collect(),
+            ),
             &format!("{} {key}", kind.as_str()),
         )
         .await;

@@ -42,6 +42,7 @@ use podnet_routes::routes::{
 
 mod attach;
 mod listeners;
+mod policy;
 mod routes;
 
 use attach::*;
@@ -62,6 +63,9 @@ pub struct Computed {
     pub routes: Vec<HTTPRoute>,
     /// Every TLSRoute, likewise.
     pub tls_routes: Vec<TLSRoute>,
+    /// Every BackendTLSPolicy, with an ancestor entry for each of podnet's Gateways that
+    /// sends to a Service port it targets.
+    pub backend_tls_policies: Vec<podnet_model::gateway_api::BackendTLSPolicy>,
     /// What each of podnet's Gateways serves ([`compute_one`]: the one asked for alone).
     pub configs: BTreeMap<NsName, EdgeConfig>,
 }
@@ -109,6 +113,7 @@ pub fn compute_one(c: &Cluster, gateway: &NsName) -> Computed {
 /// in the lab (`tests/lab/gateway_extended.rs` runs every case whose features are all here,
 /// and fails if one does not pass).
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
     "Gateway",
     "GatewayPort8080",
     "HTTPRoute",
@@ -215,23 +220,47 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
         out.tls_routes.push(obj);
     }
     // The Gateways' status and configuration.
+    let policies = policy::judge_all(c);
+    let mut used: BTreeMap<NsName, Vec<Backend>> = BTreeMap::new();
     for g in &c.gateways {
         let mut obj = g.obj.clone();
         let key = key_of(&obj.metadata);
         if let Some(ls) = listeners.remove(&key) {
+            // The backends its HTTP routes send to (BackendTLSPolicy's ancestors).
+            // (And those of TLSRoutes the proxy ends TLS for; passed through, a connection's
+            // TLS is the client's own.)
+            let mut backends: Vec<Backend> = ls
+                .iter()
+                .filter(|l| l.valid)
+                .flat_map(|l| l.routes.iter().flat_map(|r| r.backends()))
+                .chain(
+                    ls.iter()
+                        .filter(|l| l.valid && l.stream == Some(true))
+                        .flat_map(|l| &l.streams)
+                        .flat_map(|r| &r.backends)
+                        .filter_map(|(b, _)| b.as_ref()),
+                )
+                .cloned()
+                .collect();
+            backends.sort_by_key(podnet_routes::edge::describe);
+            backends.dedup();
             let addresses = podnet_model::gateway::addresses(c, &key);
             obj.status = Some(gateway_status(&obj, &ls, &addresses));
             if only.is_none_or(|o| *o == key) {
                 let config = if invalid_parameters(&obj) {
                     EdgeConfig::default()
                 } else {
-                    edge_config(c, &obj, ls)
+                    let mut config = edge_config(c, &obj, ls);
+                    config.backend_tls = policy::backend_tls(c, &policies, &backends);
+                    config
                 };
-                out.configs.insert(key, config);
+                out.configs.insert(key.clone(), config);
             }
+            used.insert(key, backends);
         }
         out.gateways.push(obj);
     }
+    out.backend_tls_policies = policy::statuses(c, &policies, &used);
     out
 }
 

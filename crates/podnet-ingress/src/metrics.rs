@@ -37,7 +37,7 @@ pub struct Metrics {
     pub mirrors: Family<ReasonLabels, Counter>,
     /// TLS streams (TLSRoutes' connections), by outcome: `passthrough`, `terminate`,
     /// `no_sni`, `no_route`, `no_backend`, `bad_hello`, `hello_timeout`, `connect_failed`,
-    /// `handshake_failed`.
+    /// `handshake_failed`, `backend_handshake_failed`, `closed`.
     pub streams: Family<ReasonLabels, Counter>,
     pub reloads: Counter,
     pub routes: Gauge,

@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::routes::{Action, Backend, Route, Served, Timeouts, WeightedBackend};
 use crate::upstream::Connector;
 
+mod backend_tls;
 mod body;
 mod conns;
 mod forward;
@@ -137,9 +138,25 @@ struct Endpoint {
     pool: Pool,
     /// Spoken to in cleartext HTTP/2 (its Service port's appProtocol).
     h2c: bool,
+    /// Spoken to over TLS (a BackendTLSPolicy).
+    tls: Option<Arc<backend_tls::TlsTo>>,
 }
 
-type Pool = Client<Connector, ToUpstream>;
+/// A keep-alive pool of connections to one endpoint: plain, or TLS.
+#[derive(Debug, Clone)]
+enum Pool {
+    Plain(Client<Connector, ToUpstream>),
+    Tls(Client<hyper_rustls::HttpsConnector<Connector>, ToUpstream>),
+}
+
+impl Pool {
+    fn request(&self, req: Request<ToUpstream>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Pool::Plain(c) => c.request(req),
+            Pool::Tls(c) => c.request(req),
+        }
+    }
+}
 
 /// A client connection's addresses.
 #[derive(Debug, Clone, Copy)]
@@ -292,7 +309,9 @@ impl Edge {
         self.metrics.routes.set(config.table.routes().len() as i64);
         self.metrics.certificates.set(config.certs.len() as i64);
         let old = self.live.load();
-        let mut pools: HashMap<(SocketAddr, bool), Pool> = old
+        // The pools kept: by endpoint, protocol and TLS (a policy's change is a new pool).
+        type PoolKey = (SocketAddr, bool, Option<crate::edge::BackendTls>);
+        let mut pools: HashMap<PoolKey, (Pool, Option<Arc<backend_tls::TlsTo>>)> = old
             .targets
             .values()
             .filter_map(|t| match t {
@@ -300,33 +319,51 @@ impl Edge {
                 Target::Unavailable(_) => None,
             })
             .flatten()
-            .map(|e| ((e.addr, e.h2c), e.pool.clone()))
+            .map(|e| {
+                let policy = e.tls.as_ref().map(|t| t.policy.clone());
+                ((e.addr, e.h2c, policy), (e.pool.clone(), e.tls.clone()))
+            })
             .collect();
         let targets = config
             .upstreams
             .iter()
             .map(|(b, u)| {
-                let t = match u {
-                    Upstream::Unavailable(why) => Target::Unavailable(why.clone()),
-                    Upstream::Ready(eps) => Target::Ready {
+                let h2c = config.h2c.contains(b);
+                let policy = config.backend_tls.get(b);
+                // TLS as the backend's policy asks; a policy that cannot be used (or whose
+                // certificates rustls refuses) makes the backend unavailable: never plain.
+                // (The client side of a policy already in use is kept, not made again.)
+                let kept = |p: &crate::edge::BackendTls| {
+                    pools
+                        .values()
+                        .find_map(|(_, t)| t.clone().filter(|t| t.policy == *p))
+                };
+                let tls = match policy {
+                    None => Ok(None),
+                    Some(p) => match kept(p) {
+                        Some(t) => Ok(Some(t)),
+                        None => backend_tls::TlsTo::new(p).map(|t| Some(Arc::new(t))),
+                    },
+                };
+                let t = match (u, tls) {
+                    (_, Err(why)) => Target::Unavailable(why),
+                    (Upstream::Unavailable(why), _) => Target::Unavailable(why.clone()),
+                    (Upstream::Ready(eps), Ok(tls)) => Target::Ready {
                         endpoints: eps
                             .iter()
                             .filter_map(|ep| {
-                                let h2c = config.h2c.contains(b);
+                                let (pool, tls) = pools
+                                    .entry((*ep, h2c, policy.cloned()))
+                                    .or_insert_with(|| {
+                                        (self.new_pool(h2c, tls.as_deref()), tls.clone())
+                                    })
+                                    .clone();
                                 Some(Endpoint {
                                     addr: *ep,
                                     authority: ep.to_string().parse().ok()?,
-                                    pool: pools
-                                        .entry((*ep, h2c))
-                                        .or_insert_with(|| {
-                                            if h2c {
-                                                self.pool_h2c()
-                                            } else {
-                                                self.pool()
-                                            }
-                                        })
-                                        .clone(),
+                                    pool,
                                     h2c,
+                                    tls,
                                 })
                             })
                             .collect(),
@@ -341,26 +378,28 @@ impl Edge {
         self.configured.store(true, Ordering::Release);
     }
 
-    /// A pool of cleartext HTTP/2 connections (prior knowledge) for one endpoint.
-    fn pool_h2c(&self) -> Pool {
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+    /// A pool for one endpoint: cleartext HTTP/2 (prior knowledge) when `h2c`, over TLS
+    /// with `tls`, else HTTP/1.1 with keep-alive.
+    fn new_pool(&self, h2c: bool, tls: Option<&backend_tls::TlsTo>) -> Pool {
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .set_host(false)
-            .http2_only(true)
-            .build(self.connector.clone())
-    }
-
-    /// A keep-alive pool for one endpoint.
-    fn pool(&self) -> Pool {
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(self.connector.clone())
+            .set_host(false);
+        if h2c && tls.is_none() {
+            b.http2_only(true);
+        } else {
+            b.pool_max_idle_per_host(1024);
+        }
+        match tls {
+            Some(t) => {
+                // The TLS connector hands its inner one `https://` addresses.
+                let mut plain = self.connector.0.clone();
+                plain.enforce_http(false);
+                Pool::Tls(b.build(t.connector(Connector(plain))))
+            }
+            None => Pool::Plain(b.build(self.connector.clone())),
+        }
     }
 
     /// The configuration served now.

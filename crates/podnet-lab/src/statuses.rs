@@ -22,17 +22,19 @@ pub struct Expected {
 /// What of a status the lab compares: all of it, but of a route only podnet's entries (other
 /// controllers' are theirs), in an order that does not depend on which proxy wrote first.
 pub fn comparable(kind: Kind, status: &Value) -> Value {
-    if !matches!(kind, Kind::HTTPRoute | Kind::TLSRoute) {
-        return status.clone();
-    }
-    let mut ours: Vec<Value> = status["parents"]
+    let (list, at) = match kind {
+        Kind::HTTPRoute | Kind::TLSRoute => ("parents", "parentRef"),
+        Kind::BackendTLSPolicy => ("ancestors", "ancestorRef"),
+        _ => return status.clone(),
+    };
+    let mut ours: Vec<Value> = status[list]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["controllerName"] == podnet_gateway::CONTROLLER)
         .cloned()
         .collect();
-    ours.sort_by_key(|p| p["parentRef"].to_string());
+    ours.sort_by_key(|p| p[at].to_string());
     Value::from(ours)
 }
 
@@ -91,26 +93,35 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
         let st = gw.status.as_ref().map(value);
         expect(Kind::Gateway, &gw.metadata, &|k| proxied.contains(k), st);
     }
-    let routes = g
+    let entries = g
         .routes
         .iter()
-        .map(|r| (Kind::HTTPRoute, &r.metadata, r.status.as_ref()))
+        .map(|r| (Kind::HTTPRoute, &r.metadata, r.status.as_ref().map(value)))
         .chain(
             g.tls_routes
                 .iter()
-                .map(|r| (Kind::TLSRoute, &r.metadata, r.status.as_ref())),
-        );
-    for (kind, meta, st) in routes {
+                .map(|r| (Kind::TLSRoute, &r.metadata, r.status.as_ref().map(value))),
+        )
+        .chain(g.backend_tls_policies.iter().map(|p| {
+            (
+                Kind::BackendTLSPolicy,
+                &p.metadata,
+                p.status.as_ref().map(value),
+            )
+        }));
+    for (kind, meta, st) in entries {
         let key = key_of(kind, meta);
-        let Some(st) = st else { continue };
-        let mut st = value(st);
-        if let Some(parents) = st["parents"].as_array_mut() {
+        let Some(mut st) = st else { continue };
+        let (list, at) = if kind == Kind::BackendTLSPolicy {
+            ("ancestors", "ancestorRef")
+        } else {
+            ("parents", "parentRef")
+        };
+        if let Some(parents) = st[list].as_array_mut() {
             parents.retain(|p| {
                 let gw = NsName::new(
-                    p["parentRef"]["namespace"]
-                        .as_str()
-                        .unwrap_or(&key.namespace),
-                    p["parentRef"]["name"].as_str().unwrap_or_default(),
+                    p[at]["namespace"].as_str().unwrap_or(&key.namespace),
+                    p[at]["name"].as_str().unwrap_or_default(),
                 );
                 proxied.contains(&gw)
             });

@@ -48,21 +48,23 @@ pub const EDGE_KINDS: [Kind; 5] = [
 ];
 
 /// The kinds a Gateway's routes are kept from.
-pub const GATEWAY_KINDS: [Kind; 9] = [
+pub const GATEWAY_KINDS: [Kind; 11] = [
     Kind::Namespace,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Secret,
+    Kind::ConfigMap,
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::HTTPRoute,
     Kind::TLSRoute,
+    Kind::BackendTLSPolicy,
     Kind::ReferenceGrant,
 ];
 
 /// Every kind the model takes from the API ([`Kind::read_from_api`]), in the table's order.
-pub const ALL_KINDS: [Kind; 14] = {
-    let mut out = [Kind::Namespace; 14];
+pub const ALL_KINDS: [Kind; 16] = {
+    let mut out = [Kind::Namespace; 16];
     let (mut i, mut n) = (0, 0);
     while i < Kind::ALL.len() {
         if Kind::ALL[i].read_from_api() {
@@ -86,10 +88,12 @@ macro_rules! with_kept_kinds {
             Ingress => ingresses, Changed::Ingress($ns);
             IngressClass => ingress_classes, Changed::IngressClass($key.name.clone());
             Secret => secrets, Changed::Secret($ns);
+            ConfigMap => config_maps, Changed::Gateway($ns);
             GatewayClass => gateway_classes, Changed::Gateway($ns);
             Gateway => gateways, Changed::Gateway($ns);
             HTTPRoute => http_routes, Changed::Gateway($ns);
             TLSRoute => tls_routes, Changed::Gateway($ns);
+            BackendTLSPolicy => backend_tls_policies, Changed::Gateway($ns);
             ReferenceGrant => reference_grants, Changed::Gateway($ns);
         )
     };
@@ -218,6 +222,8 @@ impl ApiModel {
                 gateways: Vec::new(),
                 http_routes: Vec::new(),
                 tls_routes: Vec::new(),
+                backend_tls_policies: Vec::new(),
+                config_maps: Vec::new(),
                 reference_grants: Vec::new(),
                 warnings: Vec::new(),
                 user_slices: Vec::new(),

@@ -1,5 +1,5 @@
 //! The Gateway API's objects (`gateway.networking.k8s.io/v1`, standard channel): GatewayClass,
-//! Gateway, HTTPRoute, TLSRoute and ReferenceGrant.
+//! Gateway, HTTPRoute, TLSRoute, BackendTLSPolicy and ReferenceGrant.
 //!
 //! Written here as serde types, field for field from the standard channel's CRDs
 //! (`config/crd/standard/*.yaml` of kubernetes-sigs/gateway-api): the maintained Rust crate,
@@ -71,6 +71,14 @@ object!(
     "TLSRoute",
     TLSRouteSpec,
     RouteStatus
+);
+object!(
+    /// TLS from the Gateway's proxy to a Service's pods: the CA certificates to trust, the
+    /// name to verify and send as SNI.
+    BackendTLSPolicy,
+    "BackendTLSPolicy",
+    BackendTLSPolicySpec,
+    PolicyStatus
 );
 object!(
     /// Lets objects of other namespaces refer to this namespace's.
@@ -464,6 +472,80 @@ pub struct BackendRef {
     pub port: Option<i32>,
     /// Absent: 1.
     pub weight: Option<i32>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTLSPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetReference>,
+    #[serde(default)]
+    pub validation: BackendTLSPolicyValidation,
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// A policy's target: a Service (and one of its ports by name), of the policy's namespace.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    pub section_name: Option<String>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTLSPolicyValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalObjectReference>,
+    /// `System`: the system's trusted CA certificates.
+    pub well_known_ca_certificates: Option<String>,
+    /// The name the backend's certificate must hold, and the SNI name sent.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAltName {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub hostname: Option<String>,
+    pub uri: Option<String>,
+}
+
+/// A policy's status: an entry per ancestor (the Gateways whose routes use its targets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    #[serde(default)]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: ParentReference,
+    pub controller_name: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

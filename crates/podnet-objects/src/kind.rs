@@ -12,6 +12,7 @@ pub enum Kind {
     Service,
     Endpoints,
     Secret,
+    ConfigMap,
     Deployment,
     ReplicaSet,
     StatefulSet,
@@ -24,6 +25,7 @@ pub enum Kind {
     Gateway,
     HTTPRoute,
     TLSRoute,
+    BackendTLSPolicy,
     ReferenceGrant,
     /// podnet's own: the cluster's settings, in manifests only.
     ClusterConfig,
@@ -72,7 +74,7 @@ const fn k(
 }
 
 /// Every kind, in [`Kind`]'s order.
-const TABLE: [KindInfo; 20] = [
+const TABLE: [KindInfo; 22] = [
     k(
         Kind::Namespace,
         "Namespace",
@@ -118,6 +120,15 @@ const TABLE: [KindInfo; 20] = [
         ("secrets", "secret"),
         true,
         &[],
+    ),
+    k(
+        Kind::ConfigMap,
+        "ConfigMap",
+        "",
+        "v1",
+        ("configmaps", "configmap"),
+        true,
+        &["cm"],
     ),
     k(
         Kind::Deployment,
@@ -228,6 +239,15 @@ const TABLE: [KindInfo; 20] = [
         &[],
     ),
     k(
+        Kind::BackendTLSPolicy,
+        "BackendTLSPolicy",
+        GATEWAY_GROUP,
+        "v1",
+        ("backendtlspolicies", "backendtlspolicy"),
+        true,
+        &["btlspolicy"],
+    ),
+    k(
         Kind::ReferenceGrant,
         "ReferenceGrant",
         GATEWAY_GROUP,
@@ -274,10 +294,10 @@ impl KindInfo {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 20] = {
-        let mut all = [Kind::Namespace; 20];
+    pub const ALL: [Kind; 22] = {
+        let mut all = [Kind::Namespace; 22];
         let mut i = 0;
-        while i < 20 {
+        while i < 22 {
             all[i] = TABLE[i].kind;
             i += 1;
         }
@@ -308,7 +328,12 @@ impl Kind {
     pub const fn status_by_controllers(self) -> bool {
         matches!(
             self,
-            Kind::Ingress | Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::TLSRoute
+            Kind::Ingress
+                | Kind::GatewayClass
+                | Kind::Gateway
+                | Kind::HTTPRoute
+                | Kind::TLSRoute
+                | Kind::BackendTLSPolicy
         )
     }
 

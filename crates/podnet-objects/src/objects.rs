@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -52,10 +52,12 @@ pub enum Object {
     Ingress(Sourced<Ingress>),
     IngressClass(Sourced<IngressClass>),
     Secret(Sourced<Secret>),
+    ConfigMap(Sourced<ConfigMap>),
     GatewayClass(Sourced<crate::gateway_api::GatewayClass>),
     Gateway(Sourced<crate::gateway_api::Gateway>),
     HTTPRoute(Sourced<crate::gateway_api::HTTPRoute>),
     TLSRoute(Sourced<crate::gateway_api::TLSRoute>),
+    BackendTLSPolicy(Sourced<crate::gateway_api::BackendTLSPolicy>),
     ReferenceGrant(Sourced<crate::gateway_api::ReferenceGrant>),
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
@@ -157,6 +159,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::Service => Object::Service(s!(typed(v, &index, &oref)?)),
         Kind::Endpoints => Object::Endpoints(s!(typed(v, &index, &oref)?)),
         Kind::Secret => Object::Secret(s!(typed(v, &index, &oref)?)),
+        Kind::ConfigMap => Object::ConfigMap(s!(typed(v, &index, &oref)?)),
         Kind::Deployment => Object::Deployment(s!(typed(v, &index, &oref)?)),
         Kind::ReplicaSet => Object::ReplicaSet(s!(typed(v, &index, &oref)?)),
         Kind::StatefulSet => Object::StatefulSet(s!(typed(v, &index, &oref)?)),
@@ -169,6 +172,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::Gateway => Object::Gateway(s!(typed(v, &index, &oref)?)),
         Kind::HTTPRoute => Object::HTTPRoute(s!(typed(v, &index, &oref)?)),
         Kind::TLSRoute => Object::TLSRoute(s!(typed(v, &index, &oref)?)),
+        Kind::BackendTLSPolicy => Object::BackendTLSPolicy(s!(typed(v, &index, &oref)?)),
         Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
         Kind::ClusterConfig => Object::ClusterConfig(s!(cluster_config(v, &index, &oref)?)),
     };
@@ -287,10 +291,12 @@ macro_rules! with_api_kinds {
             Ingress,
             IngressClass,
             Secret,
+            ConfigMap,
             GatewayClass,
             Gateway,
             HTTPRoute,
             TLSRoute,
+            BackendTLSPolicy,
             ReferenceGrant
         )
     };
@@ -342,10 +348,12 @@ typed_kinds!(
     Ingress => Ingress,
     IngressClass => IngressClass,
     Secret => Secret,
+    ConfigMap => ConfigMap,
     crate::gateway_api::GatewayClass => GatewayClass,
     crate::gateway_api::Gateway => Gateway,
     crate::gateway_api::HTTPRoute => HTTPRoute,
     crate::gateway_api::TLSRoute => TLSRoute,
+    crate::gateway_api::BackendTLSPolicy => BackendTLSPolicy,
     crate::gateway_api::ReferenceGrant => ReferenceGrant,
 );
 

@@ -152,6 +152,27 @@ pub struct EdgeConfig {
     /// The backends spoken to in cleartext HTTP/2: their Service port's `appProtocol` is
     /// `kubernetes.io/h2c`.
     pub h2c: std::collections::HashSet<Backend>,
+    /// The backends spoken to over TLS (a BackendTLSPolicy targets their Service port).
+    pub backend_tls: HashMap<Backend, BackendTls>,
+}
+
+/// TLS from the proxy to a backend's endpoints, as a BackendTLSPolicy asks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BackendTls {
+    To {
+        /// The policy, for messages.
+        policy: NsName,
+        /// The SNI name sent, and the name the certificate must hold (unless `names`).
+        hostname: String,
+        /// The CA certificates trusted (DER); None: the system's.
+        ca: Option<Vec<Vec<u8>>>,
+        /// `subjectAltNames` of type Hostname: the certificate must hold one of these
+        /// instead of `hostname`.
+        names: Vec<String>,
+    },
+    /// The policy cannot be used (no valid CA certificate): requests to the backend are
+    /// refused (503), never sent in plain text.
+    Unusable { policy: NsName, why: String },
 }
 
 impl EdgeConfig {
@@ -198,6 +219,7 @@ pub fn config(cluster: &Cluster) -> EdgeConfig {
         ingresses: mine.iter().map(|i| key_of(i)).collect(),
         warnings,
         h2c,
+        backend_tls: HashMap::new(),
     }
 }
 

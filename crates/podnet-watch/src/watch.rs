@@ -119,11 +119,13 @@ impl ClusterWatch {
                 Kind::Ingress => watch::<Ingress>(client, tx, m),
                 Kind::IngressClass => watch::<IngressClass>(client, tx, m),
                 Kind::Secret => watch::<Secret>(client, tx, m),
+                Kind::ConfigMap => watch::<k8s_openapi::api::core::v1::ConfigMap>(client, tx, m),
                 // The Gateway API's kinds: custom resources, decoded into podnet's types.
                 Kind::GatewayClass => custom::<gateway_api::GatewayClass>(client, tx, m),
                 Kind::Gateway => custom::<gateway_api::Gateway>(client, tx, m),
                 Kind::HTTPRoute => custom::<gateway_api::HTTPRoute>(client, tx, m),
                 Kind::TLSRoute => custom::<gateway_api::TLSRoute>(client, tx, m),
+                Kind::BackendTLSPolicy => custom::<gateway_api::BackendTLSPolicy>(client, tx, m),
                 Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
                 // Kinds the model does not take from the API.
                 Kind::Endpoints

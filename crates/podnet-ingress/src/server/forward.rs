@@ -470,11 +470,12 @@ impl Edge {
             } else {
                 headers.take().unwrap_or_default()
             };
-            // A retry goes over a new connection: the pool's others may be as stale.
+            // A retry goes over a new connection (of the same protocol and TLS): the pool's
+            // others may be as stale.
             let pool = if attempt == 0 {
                 target.pool.clone()
             } else {
-                self.pool()
+                self.new_pool(target.h2c, target.tls.as_deref())
             };
             let sent = pool.request(up);
             let sent = match plan.per_attempt {
@@ -556,13 +557,17 @@ fn request_to(
 ) -> Option<Request<ToUpstream>> {
     let mut up = Request::new(body);
     *up.method_mut() = method.clone();
-    *up.version_mut() = if target.h2c {
+    *up.version_mut() = if target.h2c && target.tls.is_none() {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
     let mut uri = hyper::http::uri::Parts::default();
-    uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    uri.scheme = Some(if target.tls.is_some() {
+        hyper::http::uri::Scheme::HTTPS
+    } else {
+        hyper::http::uri::Scheme::HTTP
+    });
     uri.authority = Some(target.authority.clone());
     uri.path_and_query = pq.or_else(|| Some("/".parse().expect("a path")));
     *up.uri_mut() = hyper::Uri::from_parts(uri).ok()?;

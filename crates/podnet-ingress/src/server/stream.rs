@@ -158,7 +158,7 @@ impl Edge {
         else {
             return "no_route";
         };
-        let Some(addr) = stream_endpoint(&live, listener, &sni) else {
+        let Some((addr, backend_tls)) = stream_endpoint(&live, listener, &sni) else {
             return "no_backend";
         };
         let terminate = listener.terminate;
@@ -180,6 +180,19 @@ impl Edge {
             let Ok(Ok(mut tls)) = hs.await else {
                 return "handshake_failed";
             };
+            // TLS again to the backend when a BackendTLSPolicy asks.
+            if let Some(to) = backend_tls {
+                let (connector, name) = to.stream_connector();
+                let hs = tokio::time::timeout(
+                    self.settings.handshake_timeout,
+                    connector.connect(name, up),
+                );
+                let Ok(Ok(mut up)) = hs.await else {
+                    return "backend_handshake_failed";
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                return "terminate";
+            }
             let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
             "terminate"
         } else {
@@ -193,8 +206,13 @@ impl Edge {
 }
 
 /// The endpoint a stream for `sni` goes to: its route's backend by weight, that backend's
-/// endpoints round robin (None: no route, a reference that cannot be used, no endpoint).
-fn stream_endpoint(live: &Live, listener: &StreamListener, sni: &str) -> Option<SocketAddr> {
+/// endpoints round robin (None: no route, a reference that cannot be used, no endpoint); with
+/// the TLS its BackendTLSPolicy asks (used when the proxy ends the client's TLS).
+fn stream_endpoint(
+    live: &Live,
+    listener: &StreamListener,
+    sni: &str,
+) -> Option<(SocketAddr, Option<Arc<super::backend_tls::TlsTo>>)> {
     let route = listener.route(sni)?;
     let total: u64 = route.backends.iter().map(|(_, w)| u64::from(*w)).sum();
     if total == 0 {
@@ -213,7 +231,8 @@ fn stream_endpoint(live: &Live, listener: &StreamListener, sni: &str) -> Option<
     let backend = chosen?.as_ref()?;
     match live.targets.get(backend)? {
         Target::Ready { endpoints, next } if !endpoints.is_empty() => {
-            Some(endpoints[next.fetch_add(1, Ordering::Relaxed) % endpoints.len()].addr)
+            let e = &endpoints[next.fetch_add(1, Ordering::Relaxed) % endpoints.len()];
+            Some((e.addr, e.tls.clone()))
         }
         _ => None,
     }

@@ -189,6 +189,91 @@ pub(super) fn tls_route(c: &mut Checker<'_, crate::gateway_api::TLSRoute>) {
     }
 }
 
+/// A BackendTLSPolicy as its CRD refuses it: 1 to 16 targets (a target named twice has a
+/// sectionName each time, each its own), a hostname, either CA certificate references (at
+/// most 8) or `wellKnownCACertificates`, at most 5 subjectAltNames each of its type.
+pub(super) fn backend_tls_policy(c: &mut Checker<'_, crate::gateway_api::BackendTLSPolicy>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    let n = spec.target_refs.len();
+    if !(1..=16).contains(&n) {
+        c.err(
+            "spec.targetRefs",
+            format!("Invalid value: {n} targetRefs: between 1 and 16"),
+        );
+    }
+    for (i, t) in spec.target_refs.iter().enumerate() {
+        let twice = spec
+            .target_refs
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| *j != i && o.group == t.group && o.kind == t.kind && o.name == t.name)
+            .any(|(_, o)| o.section_name.is_none() || o.section_name == t.section_name);
+        if twice {
+            c.err(
+                &format!("spec.targetRefs[{i}].sectionName"),
+                "Invalid value: sectionName must be specified and unique when targetRefs includes 2 or more references to the same target",
+            );
+        }
+    }
+    let val = &s.obj.spec.validation;
+    if val.hostname.is_empty() {
+        c.err("spec.validation.hostname", "Required value");
+    } else {
+        c.check(
+            "spec.validation.hostname",
+            v::dns1123_subdomain(&val.hostname),
+        );
+    }
+    let well_known = val
+        .well_known_ca_certificates
+        .as_deref()
+        .filter(|w| !w.is_empty());
+    match (val.ca_certificate_refs.is_empty(), well_known) {
+        (false, Some(_)) => c.err(
+            "spec.validation",
+            "Invalid value: must not contain both CACertificateRefs and WellKnownCACertificates",
+        ),
+        (true, None) => c.err(
+            "spec.validation",
+            "Invalid value: must specify either CACertificateRefs or WellKnownCACertificates",
+        ),
+        _ => {}
+    }
+    if val.ca_certificate_refs.len() > 8 {
+        c.err(
+            "spec.validation.caCertificateRefs",
+            "Too many: at most 8 CA certificate references",
+        );
+    }
+    if val.subject_alt_names.len() > 5 {
+        c.err(
+            "spec.validation.subjectAltNames",
+            "Too many: at most 5 subjectAltNames",
+        );
+    }
+    for (i, san) in val.subject_alt_names.iter().enumerate() {
+        let at = format!("spec.validation.subjectAltNames[{i}]");
+        let has = |o: &Option<String>| o.as_deref().is_some_and(|x| !x.is_empty());
+        match san.type_.as_str() {
+            "Hostname" if !has(&san.hostname) || has(&san.uri) => c.err(
+                &at,
+                "Invalid value: a Hostname subjectAltName has a hostname and no uri",
+            ),
+            "URI" if !has(&san.uri) || has(&san.hostname) => c.err(
+                &at,
+                "Invalid value: a URI subjectAltName has a uri and no hostname",
+            ),
+            "Hostname" | "URI" => {}
+            other => c.err(
+                &format!("{at}.type"),
+                format!("Unsupported value: {other:?}: supported values: \"Hostname\", \"URI\""),
+            ),
+        }
+    }
+}
+
 /// A rule's timeouts and retries: durations as the API writes them; a backend request's
 /// timeout not longer than the request's (when that one is not 0s).
 fn route_timeouts(

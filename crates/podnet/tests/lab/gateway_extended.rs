@@ -95,11 +95,23 @@ fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
     }
     match r["sni"].as_str() {
         Some(sni) if scheme == "https" => {
+            // The Gateway's own certificate (beside the CA's file), or the tls-checks CA.
+            let trust = if r["trust"]
+                .as_str()
+                .is_some_and(|t| t.contains("tls-validity-checks-certificate"))
+            {
+                std::path::Path::new(ca)
+                    .with_file_name("tls.crt")
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                ca.to_string()
+            };
             args.extend([
                 "--resolve".into(),
                 format!("{sni}:{port}:{addr}"),
                 "--cacert".into(),
-                ca.into(),
+                trust,
             ]);
             args.push(format!("{scheme}://{sni}:{port}{path}"));
         }
@@ -229,6 +241,11 @@ fn check(r: &Value, a: &Reply) -> Result<(), String> {
     let path = br["path"].as_str().unwrap_or(sent_path);
     if v["path"] != path {
         return Err(format!("the backend saw path {}, not {path}", v["path"]));
+    }
+    if let Some(n) = br["tls_server_name"].as_str() {
+        if v["tls"]["serverName"] != n {
+            return Err(format!("the backend saw TLS {}, not SNI {n}", v["tls"]));
+        }
     }
     if let Some(h) = br["host"].as_str().or(r["host"].as_str()) {
         if v["host"] != h {
@@ -827,13 +844,18 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
         Some(parent) => {
             let (pns, pname) = parent.split_once('/').unwrap_or(("", parent));
             let own_ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
-            obj["status"]["parents"]
+            // A route's parents, or a policy's ancestors.
+            let (list, at) = if obj["status"]["ancestors"].is_array() {
+                ("ancestors", "ancestorRef")
+            } else {
+                ("parents", "parentRef")
+            };
+            obj["status"][list]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|p| {
-                    p["parentRef"]["name"] == pname
-                        && p["parentRef"]["namespace"].as_str().unwrap_or(own_ns) == pns
+                    p[at]["name"] == pname && p[at]["namespace"].as_str().unwrap_or(own_ns) == pns
                 })
                 .map(|p| p["conditions"].clone())
                 .ok_or_else(|| format!("{what}: no status for parent {parent}"))?
@@ -1011,7 +1033,12 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
     std::fs::create_dir_all(&tmp).unwrap();
     let (crt, key) = certificate(
         &tmp,
-        &["example.org", "second-example.org", "*.wildcard.org"],
+        &[
+            "example.org",
+            "second-example.org",
+            "*.wildcard.org",
+            "https-listener.org",
+        ],
     );
     let base =
         std::fs::read_to_string(root_dir().join("crates/podnet/tests/lab/gateway/base.yaml"))
@@ -1040,6 +1067,13 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
                 &format!("{placeholder}_PEM_K"),
                 &serde_json::to_string(&key).unwrap(),
             );
+    }
+    // The CA in the ConfigMaps of BackendTLSPolicies, and another that signed nothing.
+    let mismatch = tmp.join("mismatch-ca.crt");
+    signed(&tmp, &mismatch, &["mismatch.example"]);
+    for (placeholder, file) in [("CHECKSCA_PEM", &ca), ("MISMATCHCA_PEM", &mismatch)] {
+        let pem = std::fs::read_to_string(file).unwrap();
+        base = base.replace(placeholder, &serde_json::to_string(&pem).unwrap());
     }
     let ca = ca.to_str().unwrap().to_string();
     let base = write_manifest("gateway-extended-base", &base);

@@ -1,0 +1,264 @@
+//! BackendTLSPolicy: which policy a Gateway's backend takes (the most specific target, then
+//! the oldest policy), what its validation comes to (the CA certificates of its ConfigMaps'
+//! `ca.crt`, or the system's), and its status per ancestor Gateway.
+//!
+//! As the API documents it:
+//! - a policy targets Services of its namespace, a port by its name (`sectionName`) or all;
+//!   a backend (a Service port a route of the Gateway sends to) takes the policy naming its
+//!   port over one naming only its Service, and of two alike the oldest (then the first by
+//!   namespace and name): the other is not Accepted there (Conflicted);
+//! - a CA reference that is not a ConfigMap is InvalidKind, one to a ConfigMap that is missing
+//!   or holds no certificate in `ca.crt` is InvalidCACertificateRef (ResolvedRefs False);
+//!   with no valid CA certificate at all the policy is not Accepted (NoValidCACertificate)
+//!   and requests to its backends are refused, never sent in plain text;
+//! - `wellKnownCACertificates: System` trusts the system's CA certificates; other values are
+//!   not served (Accepted False, Invalid);
+//! - `subjectAltNames` of type Hostname: the certificate must hold one of them (instead of
+//!   `hostname`, still the SNI name); of type URI: not served (Accepted False, Invalid).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use podnet_model::gateway_api::{BackendTLSPolicy, PolicyAncestorStatus, PolicyStatus};
+use podnet_routes::edge::BackendTls;
+use rustls::pki_types::pem::PemObject;
+
+use super::*;
+
+/// A policy, judged once for every Gateway.
+pub(super) struct Judged {
+    pub key: NsName,
+    pub tls: BackendTls,
+    pub accepted: Result<(), (&'static str, String)>,
+    pub resolved: Result<(), (&'static str, String)>,
+}
+
+/// Every policy judged, the oldest first (then by namespace and name).
+pub(super) fn judge_all(c: &Cluster) -> Vec<(Judged, &BackendTLSPolicy)> {
+    let mut ps: Vec<&BackendTLSPolicy> = c.backend_tls_policies.iter().map(|p| &p.obj).collect();
+    ps.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), key_of(&p.metadata)));
+    ps.into_iter().map(|p| (judge(c, p), p)).collect()
+}
+
+fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
+    let key = key_of(&p.metadata);
+    let ns = ns_of(&p.metadata);
+    let v = &p.spec.validation;
+    let mut resolved: Result<(), (&'static str, String)> = Ok(());
+    let mut problem = |reason: &'static str, msg: String| {
+        if resolved.is_ok() {
+            resolved = Err((reason, msg));
+        }
+    };
+    let mut ca: Vec<Vec<u8>> = Vec::new();
+    for r in &v.ca_certificate_refs {
+        if !r.group.is_empty() || r.kind != "ConfigMap" {
+            problem(
+                "InvalidKind",
+                format!(
+                    "{}/{} {}: only ConfigMaps hold CA certificates",
+                    r.group, r.kind, r.name
+                ),
+            );
+            continue;
+        }
+        let pem = c
+            .config_maps
+            .iter()
+            .map(|m| &m.obj)
+            .find(|m| ns_of(&m.metadata) == ns && m.metadata.name.as_deref() == Some(&r.name))
+            .and_then(|m| m.data.as_ref()?.get("ca.crt").cloned());
+        let Some(pem) = pem else {
+            problem(
+                "InvalidCACertificateRef",
+                format!("ConfigMap {ns}/{}: not found, or no ca.crt", r.name),
+            );
+            continue;
+        };
+        let certs: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .filter_map(Result::ok)
+            .map(|d| d.to_vec())
+            .collect();
+        if certs.is_empty() {
+            problem(
+                "InvalidCACertificateRef",
+                format!("ConfigMap {ns}/{}: ca.crt holds no PEM certificate", r.name),
+            );
+            continue;
+        }
+        ca.extend(certs);
+    }
+    let names: Vec<String> = v
+        .subject_alt_names
+        .iter()
+        .filter_map(|s| s.hostname.clone())
+        .collect();
+    let well_known = v
+        .well_known_ca_certificates
+        .as_deref()
+        .filter(|w| !w.is_empty());
+    let unusable = |why: String| BackendTls::Unusable {
+        policy: key.clone(),
+        why,
+    };
+    let (tls, accepted) = if v.subject_alt_names.iter().any(|s| s.type_ == "URI") {
+        let why = "subjectAltNames of type URI are not served".to_string();
+        (unusable(why.clone()), Err(("Invalid", why)))
+    } else if let Some(w) = well_known {
+        if w == "System" {
+            let tls = BackendTls::To {
+                policy: key.clone(),
+                hostname: v.hostname.clone(),
+                ca: None,
+                names,
+            };
+            (tls, Ok(()))
+        } else {
+            let why = format!("wellKnownCACertificates {w:?} is not served; System is");
+            (unusable(why.clone()), Err(("Invalid", why)))
+        }
+    } else if ca.is_empty() {
+        let why = "no valid CA certificate".to_string();
+        (unusable(why.clone()), Err(("NoValidCACertificate", why)))
+    } else {
+        let tls = BackendTls::To {
+            policy: key.clone(),
+            hostname: v.hostname.clone(),
+            ca: Some(ca),
+            names,
+        };
+        (tls, Ok(()))
+    };
+    Judged {
+        key,
+        tls,
+        accepted,
+        resolved,
+    }
+}
+
+/// The policy a backend takes, by its index in `policies` (judged, oldest first), and the
+/// others that target it as specifically (they lose: Conflicted).
+pub(super) fn policy_of(
+    c: &Cluster,
+    policies: &[(Judged, &BackendTLSPolicy)],
+    b: &Backend,
+) -> Option<(usize, Vec<usize>)> {
+    let svc = c.service(&b.service.namespace, &b.service.name)?;
+    let port_name = match &b.port {
+        BackendPort::Number(n) => svc.ports.iter().find(|p| p.port == *n)?.name.clone(),
+        BackendPort::Name(n) => n.clone(),
+    };
+    // (specificity, index): 1 when the target names the port.
+    let matching: Vec<(u8, usize)> = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, (j, _))| j.key.namespace == b.service.namespace)
+        .filter_map(|(i, (_, p))| {
+            p.spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == b.service.name)
+                .filter_map(|t| match t.section_name.as_deref() {
+                    None | Some("") => Some(0),
+                    Some(s) if s == port_name => Some(1),
+                    Some(_) => None,
+                })
+                .max()
+                .map(|s| (s, i))
+        })
+        .collect();
+    let best = matching.iter().map(|(s, _)| *s).max()?;
+    let mut same: Vec<usize> = matching
+        .iter()
+        .filter(|(s, _)| *s == best)
+        .map(|(_, i)| *i)
+        .collect();
+    let winner = same.remove(0);
+    Some((winner, same))
+}
+
+/// The status of every policy: an ancestor entry for each of podnet's Gateways that sends to
+/// a backend it targets (`used`: each Gateway's backends).
+pub(super) fn statuses(
+    c: &Cluster,
+    policies: &[(Judged, &BackendTLSPolicy)],
+    used: &BTreeMap<NsName, Vec<Backend>>,
+) -> Vec<BackendTLSPolicy> {
+    // Per policy: the Gateways where it serves, and those where it lost.
+    let mut won: BTreeMap<usize, BTreeSet<NsName>> = BTreeMap::new();
+    let mut lost: BTreeMap<usize, BTreeSet<NsName>> = BTreeMap::new();
+    for (gw, backends) in used {
+        for b in backends {
+            if let Some((w, losers)) = policy_of(c, policies, b) {
+                won.entry(w).or_default().insert(gw.clone());
+                for l in losers {
+                    lost.entry(l).or_default().insert(gw.clone());
+                }
+            }
+        }
+    }
+    policies
+        .iter()
+        .enumerate()
+        .map(|(i, (j, p))| {
+            let mut obj: BackendTLSPolicy = (*p).clone();
+            let m = &p.metadata;
+            let serving = won.get(&i).cloned().unwrap_or_default();
+            let losing = lost.get(&i).cloned().unwrap_or_default();
+            let ancestors: Vec<PolicyAncestorStatus> = serving
+                .union(&losing)
+                .map(|gw| {
+                    let accepted = if serving.contains(gw) {
+                        match &j.accepted {
+                            Ok(()) => condition(m, "Accepted", true, "Accepted", ""),
+                            Err((r, msg)) => condition(m, "Accepted", false, r, msg),
+                        }
+                    } else {
+                        condition(
+                            m,
+                            "Accepted",
+                            false,
+                            "Conflicted",
+                            "an older policy targets the same Service port",
+                        )
+                    };
+                    let resolved = match &j.resolved {
+                        Ok(()) => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
+                        Err((r, msg)) => condition(m, "ResolvedRefs", false, r, msg),
+                    };
+                    PolicyAncestorStatus {
+                        ancestor_ref: ParentReference {
+                            group: Some(GROUP.into()),
+                            kind: Some("Gateway".into()),
+                            namespace: Some(gw.namespace.clone()),
+                            name: gw.name.clone(),
+                            section_name: None,
+                            port: None,
+                        },
+                        controller_name: CONTROLLER.into(),
+                        conditions: vec![accepted, resolved],
+                    }
+                })
+                .collect();
+            if !ancestors.is_empty() {
+                obj.status = Some(PolicyStatus { ancestors });
+            }
+            obj
+        })
+        .collect()
+}
+
+/// The TLS of each backend of a Gateway that a policy targets.
+pub(super) fn backend_tls(
+    c: &Cluster,
+    policies: &[(Judged, &BackendTLSPolicy)],
+    backends: &[Backend],
+) -> std::collections::HashMap<Backend, BackendTls> {
+    backends
+        .iter()
+        .filter_map(|b| {
+            let (w, _) = policy_of(c, policies, b)?;
+            Some((b.clone(), policies[w].0.tls.clone()))
+        })
+        .collect()
+}

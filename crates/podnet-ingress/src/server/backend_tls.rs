@@ -1,0 +1,160 @@
+//! TLS to the backends (BackendTLSPolicy): a rustls client configuration per policy, trusting
+//! the policy's CA certificates (or the system's), sending its hostname as SNI and verifying
+//! the certificate holds that name, or one of its `subjectAltNames`.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::*;
+use crate::edge::BackendTls;
+
+/// How to reach a backend over TLS.
+#[derive(Debug)]
+pub(super) struct TlsTo {
+    /// What it was made from: a policy's change is a new pool.
+    pub(super) policy: BackendTls,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl TlsTo {
+    /// The client side of a policy; Err (why, to answer 503 with) when it cannot be used.
+    pub(super) fn new(policy: &BackendTls) -> Result<TlsTo, String> {
+        let (name_of, hostname, ca, names) = match policy {
+            BackendTls::Unusable { policy, why } => {
+                return Err(format!("BackendTLSPolicy {policy}: {why}"))
+            }
+            BackendTls::To {
+                policy,
+                hostname,
+                ca,
+                names,
+            } => (policy, hostname, ca, names),
+        };
+        let bad = |what: String| format!("BackendTLSPolicy {name_of}: {what}");
+        let provider = Arc::new(crate::crypto_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(ders) => {
+                for d in ders {
+                    roots
+                        .add(CertificateDer::from(d.clone()))
+                        .map_err(|e| bad(format!("a CA certificate rustls refuses: {e}")))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    return Err(bad("the system has no CA certificate".into()));
+                }
+            }
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| bad(format!("{e}")))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(format!("{e}")))?;
+        // (No ALPN here: the connector offers http/1.1 itself.)
+        let config = if names.is_empty() {
+            builder.with_webpki_verifier(verifier)
+        } else {
+            let names = names
+                .iter()
+                .map(|n| ServerName::try_from(n.clone()).map_err(|e| bad(format!("{n}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyName {
+                    inner: verifier,
+                    names,
+                }))
+        }
+        .with_no_client_auth();
+        let name =
+            ServerName::try_from(hostname.clone()).map_err(|e| bad(format!("{hostname}: {e}")))?;
+        Ok(TlsTo {
+            policy: policy.clone(),
+            config: Arc::new(config),
+            name,
+        })
+    }
+
+    /// For a TLS stream the proxy ends (TLSRoute, Terminate): the client side of the
+    /// backend's TLS, and the name to send.
+    pub(super) fn stream_connector(&self) -> (tokio_rustls::TlsConnector, ServerName<'static>) {
+        (
+            tokio_rustls::TlsConnector::from(self.config.clone()),
+            self.name.clone(),
+        )
+    }
+
+    /// A connector over `plain` that speaks TLS, as this policy asks.
+    pub(super) fn connector(&self, plain: Connector) -> hyper_rustls::HttpsConnector<Connector> {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*self.config).clone())
+            .https_only()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                self.name.clone(),
+            ))
+            .enable_http1()
+            .wrap_connector(plain)
+    }
+}
+
+/// Verifies a certificate as webpki does, for any one of `names` (a policy's
+/// subjectAltNames) instead of the SNI name.
+#[derive(Debug)]
+struct AnyName {
+    inner: Arc<WebPkiServerVerifier>,
+    names: Vec<ServerName<'static>>,
+}
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut last = rustls::Error::General("no subjectAltName to verify".into());
+        for n in &self.names {
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, n, ocsp_response, now)
+            {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
