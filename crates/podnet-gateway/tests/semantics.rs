@@ -477,6 +477,17 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v, port: 80}, percent: 150}}]}]\n", "spec.rules[0].filters[0].requestMirror.percent"),
         ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v, port: 80}, fraction: {numerator: 3, denominator: 2}}}]}]\n", "spec.rules[0].filters[0].requestMirror.fraction"),
         ("kind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v}}}]}]\n", "spec.rules[0].filters[0].requestMirror.backendRef.port"),
+        // TLSRoute and BackendTLSPolicy, as their CRDs refuse them.
+        ("kind: TLSRoute\nmetadata: {name: t}\nspec:\n  hostnames: [10.0.0.1]\n  rules: [{backendRefs: [{name: v1, port: 443}]}]\n", "spec.hostnames[0]"),
+        ("kind: TLSRoute\nmetadata: {name: t}\nspec:\n  rules: [{backendRefs: [{name: v1, port: 443}]}]\n", "spec.hostnames"),
+        ("kind: TLSRoute\nmetadata: {name: t}\nspec:\n  hostnames: [a.example]\n  rules: [{backendRefs: [{name: v1}]}]\n", "spec.rules[0].backendRefs[0].port"),
+        ("kind: TLSRoute\nmetadata: {name: t}\nspec:\n  hostnames: [a.example]\n  rules: [{backendRefs: [{name: v1, port: 1}]}, {backendRefs: [{name: v2, port: 1}]}]\n", "spec.rules"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 443, protocol: TLS}]\n", "spec.listeners[0].tls"),
+        ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}\n", "spec.validation.hostname"),
+        ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example}\n", "spec.validation"),
+        ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}\n", "spec.validation"),
+        ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}, {group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System}\n", "spec.targetRefs[0].sectionName"),
+        ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, subjectAltNames: [{type: Hostname, uri: \"spiffe://a\"}]}\n", "spec.validation.subjectAltNames[0]"),
     ];
     for (doc, field) in cases {
         let text = format!("apiVersion: gateway.networking.k8s.io/v1\n{doc}");
@@ -525,4 +536,115 @@ spec:
         assert_eq!(json(&one.routes), json(&all.routes));
         assert_eq!(json(&one.classes), json(&all.classes));
     }
+}
+
+/// BackendTLSPolicy: a backend takes the policy naming its port over one naming only its
+/// Service, and of two alike the oldest; the others are Conflicted. A policy's ancestors are
+/// the Gateways sending to its targets; with no valid CA it is not Accepted and the backend
+/// is unusable.
+#[test]
+fn backend_tls_policies_by_specificity_then_age_with_their_status_per_gateway() {
+    let policy = |name: &str, created: &str, section: Option<&str>, ca: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: tls{}}}]\n  validation: {{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: {ca}}}], hostname: {name}.example}}\n",
+            section.map(|s| format!(", sectionName: {s}")).unwrap_or_default()
+        )
+    };
+    let (ca, _) = {
+        let k = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec!["ca.example".to_string()])
+            .unwrap()
+            .self_signed(&k)
+            .unwrap();
+        (c.pem(), k)
+    };
+    let yaml = format!(
+        "{BACKENDS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: tls}}\nspec: {{ports: [{{name: https, port: 443}}, {{name: other, port: 8443}}]}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca}}\ndata: {{ca.crt: {}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: empty}}\ndata: {{}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{{name: tls, port: 443}}, {{name: tls, port: 8443}}]}}]\n{}{}{}{}",
+        serde_json::to_string(&ca).unwrap(),
+        policy("old", "2026-01-01T00:00:00Z", None, "ca"),
+        policy("young", "2026-02-01T00:00:00Z", None, "ca"),
+        policy("port", "2026-03-01T00:00:00Z", Some("https"), "ca"),
+        policy("broken", "2026-04-01T00:00:00Z", Some("other"), "empty"),
+    );
+    let c = compute(&cluster(&yaml));
+    let cond = |name: &str, t: &str| -> (String, String) {
+        let p = c
+            .backend_tls_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        let a = &p
+            .status
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no status"))
+            .ancestors;
+        assert_eq!(a.len(), 1, "{name}: {a:?}");
+        assert_eq!(a[0].ancestor_ref.name, "gw");
+        let x = a[0].conditions.iter().find(|x| x.type_ == t).unwrap();
+        (x.status.clone(), x.reason.clone())
+    };
+    // Port 443: "port" names it; "old" and "young" name only the Service (less specific:
+    // neither is Conflicted there). Port 8443: "broken" names it, and has no valid CA.
+    assert_eq!(cond("port", "Accepted"), ("True".into(), "Accepted".into()));
+    assert_eq!(
+        cond("broken", "Accepted"),
+        ("False".into(), "NoValidCACertificate".into())
+    );
+    assert_eq!(
+        cond("broken", "ResolvedRefs"),
+        ("False".into(), "InvalidCACertificateRef".into())
+    );
+    for name in ["old", "young"] {
+        let p = c
+            .backend_tls_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        assert!(
+            p.status.is_none(),
+            "{name} serves no backend: {:?}",
+            p.status
+        );
+    }
+    let config = &c.configs[&NsName::new("default", "gw")];
+    let tls_of = |port: i32| {
+        config
+            .backend_tls
+            .iter()
+            .find(|(b, _)| b.port == podnet_routes::routes::BackendPort::Number(port))
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
+    assert!(
+        matches!(tls_of(443), podnet_routes::edge::BackendTls::To { ref hostname, .. } if hostname == "port.example")
+    );
+    assert!(matches!(
+        tls_of(8443),
+        podnet_routes::edge::BackendTls::Unusable { .. }
+    ));
+
+    // Without the port's own policies, the older of the two alike serves; the younger is
+    // Conflicted.
+    let yaml = yaml
+        .replace(
+            &policy("port", "2026-03-01T00:00:00Z", Some("https"), "ca"),
+            "",
+        )
+        .replace(
+            &policy("broken", "2026-04-01T00:00:00Z", Some("other"), "empty"),
+            "",
+        );
+    let c = compute(&cluster(&yaml));
+    let cond = |name: &str| -> (String, String) {
+        let p = c
+            .backend_tls_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap();
+        let a = &p.status.as_ref().unwrap().ancestors[0];
+        let x = a.conditions.iter().find(|x| x.type_ == "Accepted").unwrap();
+        (x.status.clone(), x.reason.clone())
+    };
+    assert_eq!(cond("old"), ("True".into(), "Accepted".into()));
+    assert_eq!(cond("young"), ("False".into(), "Conflicted".into()));
 }

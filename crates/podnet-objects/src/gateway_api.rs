@@ -504,6 +504,7 @@ pub struct BackendTLSPolicyValidation {
     #[serde(default)]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System`: the system's trusted CA certificates.
+    #[serde(rename = "wellKnownCACertificates")]
     pub well_known_ca_certificates: Option<String>,
     /// The name the backend's certificate must hold, and the SNI name sent.
     #[serde(default)]

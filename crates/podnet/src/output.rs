@@ -617,6 +617,64 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         ],
         &rows,
     ));
+    if !g.backend_tls_policies.is_empty() {
+        out.push_str("\nBACKEND TLS POLICIES (status per ancestor Gateway)\n");
+        let mut rows = Vec::new();
+        for p in &g.backend_tls_policies {
+            let targets: Vec<String> = p
+                .spec
+                .target_refs
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}{}",
+                        t.name,
+                        t.section_name
+                            .as_ref()
+                            .map(|s| format!(":{s}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let row = |ancestor: String, accepted: String, resolved: String| {
+                vec![
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                    targets.join(","),
+                    p.spec.validation.hostname.clone(),
+                    ancestor,
+                    accepted,
+                    resolved,
+                ]
+            };
+            let ancestors = p.status.iter().flat_map(|s| &s.ancestors);
+            let mut any = false;
+            for a in ancestors {
+                any = true;
+                rows.push(row(
+                    a.ancestor_ref.name.clone(),
+                    cond(&a.conditions, "Accepted"),
+                    cond(&a.conditions, "ResolvedRefs"),
+                ));
+            }
+            if !any {
+                // No Gateway of podnet's sends to its targets.
+                rows.push(row("<none>".into(), "-".into(), "-".into()));
+            }
+        }
+        out.push_str(&table(
+            &[
+                "NAMESPACE",
+                "NAME",
+                "TARGETS",
+                "HOSTNAME",
+                "ANCESTOR",
+                "ACCEPTED",
+                "RESOLVED-REFS",
+            ],
+            &rows,
+        ));
+    }
     for (gw, config) in &g.configs {
         out.push_str(&format!("\nGATEWAY {gw} ROUTES (in precedence order)\n"));
         let mut rows = Vec::new();

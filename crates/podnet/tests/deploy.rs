@@ -356,3 +356,39 @@ fn the_dashboard_queries_only_metrics_podnet_exports() {
     }
     assert!(queried > 20, "{queried} metrics queried");
 }
+
+/// The Gateway proxies' role lets them watch every kind they follow (`GATEWAY_KINDS`) and
+/// write the status of those whose status the Gateway controller writes.
+#[test]
+fn the_gateway_role_covers_every_kind_the_proxy_watches_and_the_status_it_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("deploy/podnet.yaml")).unwrap();
+    let role: ClusterRole = objects("deploy/podnet.yaml", &text)
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "podnet-gateway")
+        .map(decode)
+        .expect("ClusterRole podnet-gateway");
+    let allows = |group: &str, resource: &str, verb: &str| {
+        role.rules.iter().flatten().any(|r| {
+            r.api_groups.iter().flatten().any(|g| g == group)
+                && r.resources.iter().flatten().any(|x| x == resource)
+                && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    for kind in podnet_model::api::GATEWAY_KINDS {
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                allows(kind.group(), kind.plural(), verb),
+                "podnet-gateway may not {verb} {}",
+                kind.plural()
+            );
+        }
+        if kind.status_by_controllers() && kind != podnet_model::Kind::Ingress {
+            assert!(
+                allows(kind.group(), &format!("{}/status", kind.plural()), "patch"),
+                "podnet-gateway may not patch {}/status",
+                kind.plural()
+            );
+        }
+    }
+}
