@@ -100,6 +100,11 @@ pub fn project(c: &Cluster) -> Vec<Value> {
             .map(|o| typed(without_status(&o.obj), Kind::TLSRoute)),
     );
     out.extend(
+        c.grpc_routes
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::GRPCRoute)),
+    );
+    out.extend(
         c.backend_tls_policies
             .iter()
             .map(|o| typed(without_status(&o.obj), Kind::BackendTLSPolicy)),

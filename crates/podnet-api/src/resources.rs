@@ -20,6 +20,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::GatewayClass.info(),
     Kind::Gateway.info(),
     Kind::HTTPRoute.info(),
+    Kind::GRPCRoute.info(),
     Kind::TLSRoute.info(),
     Kind::BackendTLSPolicy.info(),
     Kind::ReferenceGrant.info(),

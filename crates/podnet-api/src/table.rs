@@ -79,7 +79,9 @@ fn columns(kind: Kind) -> Vec<(&'static str, &'static str, u8)> {
             ("Programmed", "string", 0),
             ("Age", "string", 0),
         ],
-        Kind::HTTPRoute | Kind::TLSRoute => vec![("Hostnames", "string", 0), ("Age", "string", 0)],
+        Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => {
+            vec![("Hostnames", "string", 0), ("Age", "string", 0)]
+        }
         _ => vec![("Age", "string", 0)],
     });
     c
@@ -228,7 +230,7 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
             condition(o, "Programmed"),
             age(o),
         ],
-        Kind::HTTPRoute | Kind::TLSRoute => vec![
+        Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => vec![
             join(&o["spec"]["hostnames"], |h| h.as_str().map(String::from)).replace("<none>", ""),
             age(o),
         ],

@@ -112,6 +112,7 @@ fn compute(
         gateways: of_kind!(objects, Gateway).cloned().collect(),
         http_routes: of_kind!(objects, HTTPRoute).cloned().collect(),
         tls_routes: of_kind!(objects, TLSRoute).cloned().collect(),
+        grpc_routes: of_kind!(objects, GRPCRoute).cloned().collect(),
         backend_tls_policies: of_kind!(objects, BackendTLSPolicy).cloned().collect(),
         config_maps: of_kind!(objects, ConfigMap).cloned().collect(),
         reference_grants: of_kind!(objects, ReferenceGrant).cloned().collect(),

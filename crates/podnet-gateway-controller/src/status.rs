@@ -75,7 +75,21 @@ pub async fn write(
             .await;
         }
     }
-    let kinds: [(Kind, &str, &str, Vec<_>, Vec<_>); 3] = [
+    let kinds: [(Kind, &str, &str, Vec<_>, Vec<_>); 4] = [
+        (
+            Kind::GRPCRoute,
+            "parents",
+            "parentRef",
+            computed
+                .grpc_routes
+                .iter()
+                .map(|r| (held(&r.metadata), json(&r.status)))
+                .collect(),
+            c.grpc_routes
+                .iter()
+                .map(|r| (held(&r.obj.metadata), json(&r.obj.status)))
+                .collect(),
+        ),
         (
             Kind::HTTPRoute,
             "parents",

@@ -68,20 +68,32 @@ pub(super) fn attach(
     r: &HTTPRoute,
     listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
 ) -> Vec<RouteParentStatus> {
+    attach_as(c, r, "HTTPRoute", None, listeners)
+}
+
+/// Attaches an HTTPRoute, or a GRPCRoute as the HTTPRoute it comes to (`kind` GRPCRoute,
+/// with what of it cannot be served); returns its status per parent of podnet's.
+pub(super) fn attach_as(
+    c: &Cluster,
+    r: &HTTPRoute,
+    kind: &'static str,
+    unsupported_too: Option<String>,
+    listeners: &mut BTreeMap<NsName, Vec<ListenerState>>,
+) -> Vec<RouteParentStatus> {
     let route_key = key_of(&r.metadata);
     // Backends, resolved once for every parent.
-    let (resolved, backend_problem) = resolve_backends(c, r);
+    let (resolved, backend_problem) = resolve_backends(c, r, kind);
     let view = RouteView {
         meta: &r.metadata,
-        kind: "HTTPRoute",
+        kind,
         parent_refs: &r.spec.parent_refs,
         hostnames: &r.spec.hostnames,
-        unsupported: unsupported(r),
+        unsupported: unsupported_too.or_else(|| unsupported(r)),
         backend_problem,
     };
     attach_to(c, &view, listeners, |st, hosts| {
         st.routes
-            .extend(routes_of(r, &route_key, &hosts, &resolved));
+            .extend(routes_of(r, kind, &route_key, &hosts, &resolved));
     })
 }
 

@@ -41,6 +41,7 @@ use podnet_routes::routes::{
 };
 
 mod attach;
+mod grpc;
 mod listeners;
 mod policy;
 mod routes;
@@ -61,6 +62,8 @@ pub struct Computed {
     pub gateways: Vec<Gateway>,
     /// Every HTTPRoute, with a status entry for each parent that is one of podnet's Gateways.
     pub routes: Vec<HTTPRoute>,
+    /// Every GRPCRoute, likewise.
+    pub grpc_routes: Vec<podnet_model::gateway_api::GRPCRoute>,
     /// Every TLSRoute, likewise.
     pub tls_routes: Vec<TLSRoute>,
     /// Every BackendTLSPolicy, with an ancestor entry for each of podnet's Gateways that
@@ -114,6 +117,9 @@ pub fn compute_one(c: &Cluster, gateway: &NsName) -> Computed {
 /// and fails if one does not pass).
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
+    "GRPCRouteRequestHeaderModifier",
     "Gateway",
     "GatewayPort8080",
     "HTTPRoute",
@@ -201,6 +207,20 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
             obj.status = Some(RouteStatus { parents });
         }
         out.routes.push(obj);
+    }
+    // GRPCRoutes, as the HTTPRoutes they come to, on the same listeners.
+    let mut grpc_routes: Vec<
+        &podnet_model::objects::Sourced<podnet_model::gateway_api::GRPCRoute>,
+    > = c.grpc_routes.iter().collect();
+    grpc_routes.sort_by_key(|a| key_of(&a.obj.metadata));
+    for r in grpc_routes {
+        let mut obj = r.obj.clone();
+        let (http, unsupported) = grpc::as_http(&obj);
+        let parents = attach_as(c, &http, "GRPCRoute", unsupported, &mut listeners);
+        if !parents.is_empty() {
+            obj.status = Some(RouteStatus { parents });
+        }
+        out.grpc_routes.push(obj);
     }
     // TLSRoutes, the oldest first: of two with one hostname, the older one is served.
     let mut tls_routes: Vec<&podnet_model::objects::Sourced<TLSRoute>> =

@@ -43,12 +43,12 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
             let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
             let tls = l.protocol == "HTTPS";
             let stream = (l.protocol == "TLS").then(|| terminates(l));
-            let route_kind = if stream.is_some() {
-                "TLSRoute"
+            let route_kinds_served: &[&str] = if stream.is_some() {
+                &["TLSRoute"]
             } else {
-                "HTTPRoute"
+                &["HTTPRoute", "GRPCRoute"]
             };
-            let (kinds, bad_kinds) = route_kinds(l, supported, route_kind);
+            let (kinds, bad_kinds) = route_kinds(l, supported, route_kinds_served);
             // Conflicts with the other listeners of the port.
             let same_port: Vec<&Listener> = ls
                 .iter()
@@ -74,7 +74,11 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
             if bad_kinds && ref_problem.is_none() {
                 ref_problem = Some((
                     "InvalidRouteKinds",
-                    format!("only {route_kind} is served on a {} listener", l.protocol),
+                    format!(
+                        "only {} served on a {} listener",
+                        route_kinds_served.join(" and "),
+                        l.protocol
+                    ),
                 ));
             }
             let accepted = supported && !mode_conflict;
@@ -276,10 +280,10 @@ pub fn granted(
         })
 }
 
-/// The route kinds a listener allows (of `kind`, the one its protocol serves), and whether
+/// The route kinds a listener allows (of `served`, those its protocol serves), and whether
 /// it named any it cannot serve.
-fn route_kinds(l: &Listener, supported: bool, kind: &str) -> (Vec<RouteGroupKind>, bool) {
-    let of = || RouteGroupKind {
+fn route_kinds(l: &Listener, supported: bool, served: &[&str]) -> (Vec<RouteGroupKind>, bool) {
+    let of = |kind: &str| RouteGroupKind {
         group: Some(GROUP.into()),
         kind: kind.into(),
     };
@@ -287,13 +291,16 @@ fn route_kinds(l: &Listener, supported: bool, kind: &str) -> (Vec<RouteGroupKind
         Some(k) if !k.is_empty() => {
             let good: Vec<RouteGroupKind> = k
                 .iter()
-                .filter(|k| k.kind == kind && k.group.as_deref().unwrap_or(GROUP) == GROUP)
-                .map(|_| of())
+                .filter(|k| {
+                    served.contains(&k.kind.as_str())
+                        && k.group.as_deref().unwrap_or(GROUP) == GROUP
+                })
+                .map(|k| of(&k.kind))
                 .collect();
             let bad = good.len() < k.len();
             (good, bad)
         }
-        _ if supported => (vec![of()], false),
+        _ if supported => (served.iter().map(|k| of(k)).collect(), false),
         _ => (Vec::new(), false),
     }
 }

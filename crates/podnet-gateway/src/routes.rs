@@ -15,10 +15,11 @@ pub(super) struct Resolved {
 pub(super) fn resolve_backends(
     c: &Cluster,
     r: &HTTPRoute,
+    kind: &str,
 ) -> (Vec<Resolved>, Option<(&'static str, String)>) {
     let route_ns = ns_of(&r.metadata);
     let mut problem: Option<(&'static str, String)> = None;
-    let mut one = |b: &HTTPBackendRef| match resolve(c, route_ns, b) {
+    let mut one = |b: &HTTPBackendRef| match resolve(c, kind, route_ns, b) {
         Ok(b) => Some(b),
         Err(p) => {
             problem.get_or_insert(p);
@@ -56,6 +57,7 @@ pub(super) fn resolve_backends(
 
 pub(super) fn resolve(
     c: &Cluster,
+    kind: &str,
     route_ns: &str,
     b: &HTTPBackendRef,
 ) -> Result<Backend, (&'static str, String)> {
@@ -66,7 +68,7 @@ pub(super) fn resolve(
         name: &b.name,
         port: b.port,
     };
-    resolve_to(c, "HTTPRoute", route_ns, &to)
+    resolve_to(c, kind, route_ns, &to)
 }
 
 /// A route's backend reference, whatever the route's kind.
@@ -254,6 +256,7 @@ pub const MAX_RETRIES: u32 = 10;
 /// A route's rules, one route table entry per match and host.
 pub(super) fn routes_of(
     r: &HTTPRoute,
+    kind: &'static str,
     key: &NsName,
     hosts: &[HostMatch],
     resolved: &[Resolved],
@@ -375,7 +378,7 @@ pub(super) fn routes_of(
                     when: when.clone(),
                     action: action.clone(),
                     source: Source {
-                        kind: "HTTPRoute",
+                        kind,
                         object: key.clone(),
                         rule: ri,
                         path: mi,
@@ -444,9 +447,20 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
         .cloned()
         .collect();
     let upstreams = podnet_routes::edge::upstreams(c, backends.iter(), &mut warnings);
+    // HTTP/2 to the backends of GRPCRoutes, whatever their port's appProtocol.
+    let mut h2c = podnet_routes::edge::h2c(c, upstreams.keys());
+    h2c.extend(
+        ports
+            .values()
+            .flat_map(|p| &p.listeners)
+            .flat_map(|l| l.table.routes())
+            .filter(|r| r.source.kind == "GRPCRoute")
+            .flat_map(|r| r.backends())
+            .cloned(),
+    );
     EdgeConfig {
         ports,
-        h2c: podnet_routes::edge::h2c(c, upstreams.keys()),
+        h2c,
         upstreams,
         certs,
         warnings,

@@ -136,7 +136,8 @@ struct Endpoint {
     addr: SocketAddr,
     authority: hyper::http::uri::Authority,
     pool: Pool,
-    /// Spoken to in cleartext HTTP/2 (its Service port's appProtocol).
+    /// Spoken to in HTTP/2 (its Service port's appProtocol `kubernetes.io/h2c`, or a
+    /// GRPCRoute's backend): cleartext with prior knowledge, or over TLS by ALPN.
     h2c: bool,
     /// Spoken to over TLS (a BackendTLSPolicy).
     tls: Option<Arc<backend_tls::TlsTo>>,
@@ -386,7 +387,7 @@ impl Edge {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .set_host(false);
-        if h2c && tls.is_none() {
+        if h2c {
             b.http2_only(true);
         } else {
             b.pool_max_idle_per_host(1024);
@@ -396,7 +397,7 @@ impl Edge {
                 // The TLS connector hands its inner one `https://` addresses.
                 let mut plain = self.connector.0.clone();
                 plain.enforce_http(false);
-                Pool::Tls(b.build(t.connector(Connector(plain))))
+                Pool::Tls(b.build(t.connector(Connector(plain), h2c)))
             }
             None => Pool::Plain(b.build(self.connector.clone())),
         }
@@ -637,6 +638,7 @@ impl Edge {
             .log
             .on
             .then(|| (req.method().clone(), req.uri().clone(), req.version()));
+        let grpc = is_grpc(req.headers());
         let (mut resp, upstream, host) = match front(req.version(), req.headers(), req.uri()) {
             Ok(host) => {
                 let (resp, upstream) = self.route(req, &host, conn, &id).await;
@@ -671,8 +673,69 @@ impl Edge {
             });
             self.log.write(&line.to_string());
         }
+        // (Counted and logged with the HTTP status it stands for.)
+        if grpc {
+            resp = grpc_answer(resp);
+            resp.headers_mut()
+                .insert(header::SERVER, HeaderValue::from_static(SERVER));
+        }
         resp
     }
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc`, `+proto` and the
+/// like).
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        })
+}
+
+/// An answer to a gRPC call: the backend's as it is, but one of the proxy's own (an HTTP
+/// error without gRPC's content type: no route, no endpoint, a failed or late backend) as
+/// gRPC's Trailers-Only answer, HTTP 200 with `grpc-status` mapped from the HTTP status as
+/// gRPC's HTTP-to-gRPC table does (404 UNIMPLEMENTED; 429, 502, 503, 504 UNAVAILABLE; 400
+/// INTERNAL; 401 UNAUTHENTICATED; 403 PERMISSION_DENIED; others UNKNOWN) and the reason as
+/// `grpc-message`.
+fn grpc_answer(resp: Response<Body>) -> Response<Body> {
+    let status = resp.status();
+    if status == StatusCode::OK || is_grpc(resp.headers()) {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    };
+    // grpc-message: percent-encoded outside printable ASCII (and '%').
+    let message: String = format!("{status}")
+        .bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(&message) {
+        h.insert("grpc-message", v);
+    }
+    r
 }
 
 /// The next connection of a listener, without Nagle's delay, with its peer's and its own

@@ -482,8 +482,13 @@ pub const API_PORT: u16 = 6443;
 
 /// The environment variables of a pod's containers its test servers act on, as upstream's
 /// echo server does: the names it reports, and which server it is (`TCP_ECHO_SERVER`: the
-/// line protocol of its TCP server).
-const ECHO_ENV: [&str; 3] = ["SERVICE_NAME", "INGRESS_NAME", "TCP_ECHO_SERVER"];
+/// line protocol of its TCP server; `GRPC_ECHO_SERVER`: its gRPC server).
+const ECHO_ENV: [&str; 4] = [
+    "SERVICE_NAME",
+    "INGRESS_NAME",
+    "TCP_ECHO_SERVER",
+    "GRPC_ECHO_SERVER",
+];
 
 /// The certificate and key a pod's containers name in `TLS_SERVER_CERT` and
 /// `TLS_SERVER_PRIV_KEY` (or `TLS_SERVER_PRIVKEY`): files of a Secret volume, read from the

@@ -109,6 +109,7 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         gateways => Gateway,
         http_routes => HTTPRoute,
         tls_routes => TLSRoute,
+        grpc_routes => GRPCRoute,
         backend_tls_policies => BackendTLSPolicy,
         reference_grants => ReferenceGrant
     );

@@ -23,7 +23,7 @@ pub struct Expected {
 /// controllers' are theirs), in an order that does not depend on which proxy wrote first.
 pub fn comparable(kind: Kind, status: &Value) -> Value {
     let (list, at) = match kind {
-        Kind::HTTPRoute | Kind::TLSRoute => ("parents", "parentRef"),
+        Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => ("parents", "parentRef"),
         Kind::BackendTLSPolicy => ("ancestors", "ancestorRef"),
         _ => return status.clone(),
     };
@@ -101,6 +101,11 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
             g.tls_routes
                 .iter()
                 .map(|r| (Kind::TLSRoute, &r.metadata, r.status.as_ref().map(value))),
+        )
+        .chain(
+            g.grpc_routes
+                .iter()
+                .map(|r| (Kind::GRPCRoute, &r.metadata, r.status.as_ref().map(value))),
         )
         .chain(g.backend_tls_policies.iter().map(|p| {
             (

@@ -48,7 +48,7 @@ pub const EDGE_KINDS: [Kind; 5] = [
 ];
 
 /// The kinds a Gateway's routes are kept from.
-pub const GATEWAY_KINDS: [Kind; 11] = [
+pub const GATEWAY_KINDS: [Kind; 12] = [
     Kind::Namespace,
     Kind::Service,
     Kind::EndpointSlice,
@@ -57,14 +57,15 @@ pub const GATEWAY_KINDS: [Kind; 11] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::HTTPRoute,
+    Kind::GRPCRoute,
     Kind::TLSRoute,
     Kind::BackendTLSPolicy,
     Kind::ReferenceGrant,
 ];
 
 /// Every kind the model takes from the API ([`Kind::read_from_api`]), in the table's order.
-pub const ALL_KINDS: [Kind; 16] = {
-    let mut out = [Kind::Namespace; 16];
+pub const ALL_KINDS: [Kind; 17] = {
+    let mut out = [Kind::Namespace; 17];
     let (mut i, mut n) = (0, 0);
     while i < Kind::ALL.len() {
         if Kind::ALL[i].read_from_api() {
@@ -92,6 +93,7 @@ macro_rules! with_kept_kinds {
             GatewayClass => gateway_classes, Changed::Gateway($ns);
             Gateway => gateways, Changed::Gateway($ns);
             HTTPRoute => http_routes, Changed::Gateway($ns);
+            GRPCRoute => grpc_routes, Changed::Gateway($ns);
             TLSRoute => tls_routes, Changed::Gateway($ns);
             BackendTLSPolicy => backend_tls_policies, Changed::Gateway($ns);
             ReferenceGrant => reference_grants, Changed::Gateway($ns);
@@ -222,6 +224,7 @@ impl ApiModel {
                 gateways: Vec::new(),
                 http_routes: Vec::new(),
                 tls_routes: Vec::new(),
+                grpc_routes: Vec::new(),
                 backend_tls_policies: Vec::new(),
                 config_maps: Vec::new(),
                 reference_grants: Vec::new(),

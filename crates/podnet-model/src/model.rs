@@ -417,6 +417,7 @@ pub struct Cluster {
     pub gateways: Vec<crate::objects::Sourced<crate::gateway_api::Gateway>>,
     pub http_routes: Vec<crate::objects::Sourced<crate::gateway_api::HTTPRoute>>,
     pub tls_routes: Vec<crate::objects::Sourced<crate::gateway_api::TLSRoute>>,
+    pub grpc_routes: Vec<crate::objects::Sourced<crate::gateway_api::GRPCRoute>>,
     pub backend_tls_policies: Vec<crate::objects::Sourced<crate::gateway_api::BackendTLSPolicy>>,
     /// ConfigMaps: the CA certificates of BackendTLSPolicies (`ca.crt`).
     pub config_maps: Vec<crate::objects::Sourced<k8s_openapi::api::core::v1::ConfigMap>>,

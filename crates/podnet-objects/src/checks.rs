@@ -21,7 +21,7 @@ use crate::validation as v;
 mod gateway;
 mod network;
 
-use gateway::{backend_tls_policy, gateway, http_route, tls_route};
+use gateway::{backend_tls_policy, gateway, grpc_route, http_route, tls_route};
 use network::{ingress, network_policy};
 
 /// Collects errors for one object.
@@ -494,6 +494,7 @@ pub fn check_object(o: &Object, oref: ObjectRef, out: &mut Vec<Diagnostic>) {
         Object::Gateway(s) => gateway(&mut checker!(s)),
         Object::HTTPRoute(s) => http_route(&mut checker!(s)),
         Object::TLSRoute(s) => tls_route(&mut checker!(s)),
+        Object::GRPCRoute(s) => grpc_route(&mut checker!(s)),
         Object::BackendTLSPolicy(s) => backend_tls_policy(&mut checker!(s)),
         Object::ConfigMap(s) => checker!(s).meta(&s.obj.metadata, v::dns1123_subdomain),
         Object::ReferenceGrant(s) => {

@@ -1,5 +1,5 @@
 //! The Gateway API's objects (`gateway.networking.k8s.io/v1`, standard channel): GatewayClass,
-//! Gateway, HTTPRoute, TLSRoute, BackendTLSPolicy and ReferenceGrant.
+//! Gateway, HTTPRoute, GRPCRoute, TLSRoute, BackendTLSPolicy and ReferenceGrant.
 //!
 //! Written here as serde types, field for field from the standard channel's CRDs
 //! (`config/crd/standard/*.yaml` of kubernetes-sigs/gateway-api): the maintained Rust crate,
@@ -61,6 +61,14 @@ object!(
     HTTPRoute,
     "HTTPRoute",
     HTTPRouteSpec,
+    RouteStatus
+);
+object!(
+    /// gRPC routing rules (by service and method, and metadata), attached to Gateways' HTTP
+    /// and HTTPS listeners.
+    GRPCRoute,
+    "GRPCRoute",
+    GRPCRouteSpec,
     RouteStatus
 );
 object!(
@@ -436,6 +444,55 @@ pub struct HTTPBackendRef {
     pub weight: Option<i32>,
     #[serde(default)]
     pub filters: Vec<HTTPRouteFilter>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<GRPCRouteRule>,
+}
+
+/// A GRPCRoute's rule: its filters and backends are HTTPRoute's (the filter types it allows:
+/// RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, ExtensionRef).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteRule {
+    pub name: Option<String>,
+    /// Empty: every request.
+    #[serde(default)]
+    pub matches: Vec<GRPCRouteMatch>,
+    #[serde(default)]
+    pub filters: Vec<HTTPRouteFilter>,
+    #[serde(default)]
+    pub backend_refs: Vec<HTTPBackendRef>,
+    pub session_persistence: Option<Value>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteMatch {
+    pub method: Option<GRPCMethodMatch>,
+    #[serde(default)]
+    pub headers: Vec<HTTPHeaderMatch>,
+}
+
+/// A gRPC service and method (`Exact`, the default, or `RegularExpression`).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCMethodMatch {
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub service: Option<String>,
+    pub method: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]

@@ -24,6 +24,7 @@ pub enum Kind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     TLSRoute,
     BackendTLSPolicy,
     ReferenceGrant,
@@ -74,7 +75,7 @@ const fn k(
 }
 
 /// Every kind, in [`Kind`]'s order.
-const TABLE: [KindInfo; 22] = [
+const TABLE: [KindInfo; 23] = [
     k(
         Kind::Namespace,
         "Namespace",
@@ -230,6 +231,15 @@ const TABLE: [KindInfo; 22] = [
         &[],
     ),
     k(
+        Kind::GRPCRoute,
+        "GRPCRoute",
+        GATEWAY_GROUP,
+        "v1",
+        ("grpcroutes", "grpcroute"),
+        true,
+        &[],
+    ),
+    k(
         Kind::TLSRoute,
         "TLSRoute",
         GATEWAY_GROUP,
@@ -294,10 +304,10 @@ impl KindInfo {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 22] = {
-        let mut all = [Kind::Namespace; 22];
+    pub const ALL: [Kind; 23] = {
+        let mut all = [Kind::Namespace; 23];
         let mut i = 0;
-        while i < 22 {
+        while i < 23 {
             all[i] = TABLE[i].kind;
             i += 1;
         }
@@ -332,6 +342,7 @@ impl Kind {
                 | Kind::GatewayClass
                 | Kind::Gateway
                 | Kind::HTTPRoute
+                | Kind::GRPCRoute
                 | Kind::TLSRoute
                 | Kind::BackendTLSPolicy
         )

@@ -125,6 +125,7 @@ impl ClusterWatch {
                 Kind::Gateway => custom::<gateway_api::Gateway>(client, tx, m),
                 Kind::HTTPRoute => custom::<gateway_api::HTTPRoute>(client, tx, m),
                 Kind::TLSRoute => custom::<gateway_api::TLSRoute>(client, tx, m),
+                Kind::GRPCRoute => custom::<gateway_api::GRPCRoute>(client, tx, m),
                 Kind::BackendTLSPolicy => custom::<gateway_api::BackendTLSPolicy>(client, tx, m),
                 Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
                 // Kinds the model does not take from the API.

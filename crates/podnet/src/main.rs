@@ -714,6 +714,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     if !cluster.gateways.is_empty()
         || !cluster.http_routes.is_empty()
         || !cluster.tls_routes.is_empty()
+        || !cluster.grpc_routes.is_empty()
     {
         // And the Gateway API's objects with their status (each Gateway's address), and what
         // each Gateway's proxy serves.
@@ -722,6 +723,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         plan["gateways"] = serde_json::to_value(&g.gateways)?;
         plan["httpRoutes"] = serde_json::to_value(&g.routes)?;
         plan["tlsRoutes"] = serde_json::to_value(&g.tls_routes)?;
+        plan["grpcRoutes"] = serde_json::to_value(&g.grpc_routes)?;
         plan["backendTLSPolicies"] = serde_json::to_value(&g.backend_tls_policies)?;
         plan["gatewayRoutes"] = g
             .configs

@@ -582,6 +582,11 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         .iter()
         .map(|r| ("HTTPRoute", &r.metadata, &r.status))
         .chain(
+            g.grpc_routes
+                .iter()
+                .map(|r| ("GRPCRoute", &r.metadata, &r.status)),
+        )
+        .chain(
             g.tls_routes
                 .iter()
                 .map(|r| ("TLSRoute", &r.metadata, &r.status)),

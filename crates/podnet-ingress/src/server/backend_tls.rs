@@ -93,16 +93,24 @@ impl TlsTo {
         )
     }
 
-    /// A connector over `plain` that speaks TLS, as this policy asks.
-    pub(super) fn connector(&self, plain: Connector) -> hyper_rustls::HttpsConnector<Connector> {
-        hyper_rustls::HttpsConnectorBuilder::new()
+    /// A connector over `plain` that speaks TLS, as this policy asks, offering HTTP/2 alone
+    /// (ALPN h2) when `h2`, else HTTP/1.1.
+    pub(super) fn connector(
+        &self,
+        plain: Connector,
+        h2: bool,
+    ) -> hyper_rustls::HttpsConnector<Connector> {
+        let b = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*self.config).clone())
             .https_only()
             .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
                 self.name.clone(),
-            ))
-            .enable_http1()
-            .wrap_connector(plain)
+            ));
+        if h2 {
+            b.enable_http2().wrap_connector(plain)
+        } else {
+            b.enable_http1().wrap_connector(plain)
+        }
     }
 }
 

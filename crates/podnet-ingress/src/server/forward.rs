@@ -557,7 +557,7 @@ fn request_to(
 ) -> Option<Request<ToUpstream>> {
     let mut up = Request::new(body);
     *up.method_mut() = method.clone();
-    *up.version_mut() = if target.h2c && target.tls.is_none() {
+    *up.version_mut() = if target.h2c {
         Version::HTTP_2
     } else {
         Version::HTTP_11

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::bind::{bind_in, Bound, PortKey};
 use super::http;
-use super::tcpecho;
+use super::{grpcecho, tcpecho};
 use crate::plan::PodPlan;
 use crate::LabError;
 use podnet_model::Protocol;
@@ -69,6 +69,21 @@ pub fn start(
     // Upstream's echo server as its TCP server (TCP_ECHO_SERVER): the line protocol, TLS on
     // 8443 when the pod has a certificate.
     let tcp_echo = pod.echo_env.contains_key("TCP_ECHO_SERVER");
+    let grpc_echo = pod.echo_env.contains_key("GRPC_ECHO_SERVER");
+    let grpc_context = Arc::new(grpcecho::Context {
+        namespace: pod.namespace.clone(),
+        ingress: pod
+            .echo_env
+            .get("INGRESS_NAME")
+            .cloned()
+            .unwrap_or_default(),
+        service_name: pod
+            .echo_env
+            .get("SERVICE_NAME")
+            .cloned()
+            .unwrap_or_default(),
+        pod: pod.name.clone(),
+    });
     let tls = pod.serving_cert.as_ref().and_then(|(c, k)| {
         let config = tcpecho::tls_config(c, k);
         if config.is_none() {
@@ -107,6 +122,15 @@ pub fn start(
     Ok(bind_in(&pod.netns, &pod.key().to_string(), ports)?
         .into_iter()
         .map(|(at, b)| match b {
+            Bound::Tcp(l) if grpc_echo => (
+                at,
+                tokio::spawn(grpcecho::serve(
+                    l,
+                    grpc_context.clone(),
+                    tls.clone().filter(|_| at.0 == tcpecho::TLS_PORT),
+                    Some(budget.clone()),
+                )),
+            ),
             Bound::Tcp(l) if tcp_echo => (
                 at,
                 tokio::spawn(tcpecho::serve(

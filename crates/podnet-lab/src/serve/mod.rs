@@ -9,6 +9,7 @@
 pub mod agnhost;
 pub mod bind;
 pub mod dns;
+pub mod grpcecho;
 pub mod health;
 pub mod http;
 pub mod tcpecho;

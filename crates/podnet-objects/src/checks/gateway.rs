@@ -111,6 +111,148 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
     }
 }
 
+/// A GRPCRoute as its CRD refuses it: at most 16 hostnames, 16 rules, 64 matches a rule and
+/// 128 in all; a method match names a service or a method (an Exact one valid names); header
+/// names; filters of the four types GRPCRoute allows (each with its field, a header modifier
+/// once); backends as HTTPRoute's.
+pub(super) fn grpc_route(c: &mut Checker<'_, crate::gateway_api::GRPCRoute>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    if spec.parent_refs.len() > 32 {
+        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
+    }
+    for (i, p) in spec.parent_refs.iter().enumerate() {
+        if let Some(port) = p.port {
+            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
+        }
+    }
+    if spec.hostnames.len() > 16 {
+        c.err("spec.hostnames", "Too many: at most 16 hostnames");
+    }
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        c.check(&format!("spec.hostnames[{i}]"), v::wildcard_hostname(h));
+    }
+    if spec.rules.len() > 16 {
+        c.err("spec.rules", "Too many: at most 16 rules");
+    }
+    let total: usize = spec.rules.iter().map(|r| r.matches.len()).sum();
+    if total > 128 {
+        c.err(
+            "spec.rules",
+            format!(
+                "Invalid value: {total} matches: the rules' matches must be at most 128 in all"
+            ),
+        );
+    }
+    let service_ok = |x: &str| {
+        let x = x.strip_prefix('.').unwrap_or(x);
+        !x.is_empty()
+            && x.split('.').all(|part| {
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    let method_ok = |x: &str| {
+        x.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    for (i, r) in spec.rules.iter().enumerate() {
+        let at = format!("spec.rules[{i}]");
+        if r.matches.len() > 64 {
+            c.err(&format!("{at}.matches"), "Too many: at most 64 matches");
+        }
+        for (j, m) in r.matches.iter().enumerate() {
+            let at = format!("{at}.matches[{j}]");
+            if let Some(mm) = &m.method {
+                let t = mm.type_.as_deref().unwrap_or("Exact");
+                if !matches!(t, "Exact" | "RegularExpression") {
+                    c.err(&format!("{at}.method.type"), format!("Unsupported value: {t:?}: supported values: \"Exact\", \"RegularExpression\""));
+                }
+                if mm.service.is_none() && mm.method.is_none() {
+                    c.err(
+                        &format!("{at}.method"),
+                        "Invalid value: One or both of 'service' or 'method' must be specified",
+                    );
+                }
+                if t == "Exact" {
+                    if let Some(x) = mm.service.as_deref().filter(|x| !service_ok(x)) {
+                        c.err(&format!("{at}.method.service"), format!("Invalid value: {x:?}: service must only contain valid characters (matching ^(?i)\\.?[a-z_][a-z_0-9]*(\\.[a-z_][a-z_0-9]*)*$)"));
+                    }
+                    if let Some(x) = mm.method.as_deref().filter(|x| !method_ok(x)) {
+                        c.err(&format!("{at}.method.method"), format!("Invalid value: {x:?}: method must only contain valid characters (matching ^[A-Za-z_][A-Za-z_0-9]*$)"));
+                    }
+                }
+            }
+            if m.headers.len() > 16 {
+                c.err(
+                    &format!("{at}.headers"),
+                    "Too many: at most 16 header matches",
+                );
+            }
+            for (k, h) in m.headers.iter().enumerate() {
+                if h.name.is_empty()
+                    || !h
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    c.err(
+                        &format!("{at}.headers[{k}].name"),
+                        format!("Invalid value: {:?}: not a header name", h.name),
+                    );
+                }
+            }
+        }
+        let at_ref = at.as_str();
+        let mut all: Vec<(String, &crate::gateway_api::HTTPRouteFilter)> = r
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (format!("{at_ref}.filters[{k}]"), f))
+            .collect();
+        for (j, b) in r.backend_refs.iter().enumerate() {
+            all.extend(
+                b.filters
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| (format!("{at_ref}.backendRefs[{j}].filters[{k}]"), f)),
+            );
+        }
+        for (k, f) in all {
+            if !matches!(
+                f.type_.as_str(),
+                "RequestHeaderModifier"
+                    | "ResponseHeaderModifier"
+                    | "RequestMirror"
+                    | "ExtensionRef"
+            ) {
+                c.err(&format!("{k}.type"), format!("Unsupported value: {:?}: supported values: \"ResponseHeaderModifier\", \"RequestHeaderModifier\", \"RequestMirror\", \"ExtensionRef\"", f.type_));
+            }
+        }
+        for t in ["RequestHeaderModifier", "ResponseHeaderModifier"] {
+            if r.filters.iter().filter(|f| f.type_ == t).count() > 1 {
+                c.err(
+                    &format!("{at}.filters"),
+                    format!("Invalid value: {t} filter cannot be repeated"),
+                );
+            }
+        }
+        // Each filter's field, and the backends: as HTTPRoute's.
+        let as_http = crate::gateway_api::HTTPRouteRule {
+            filters: r.filters.clone(),
+            backend_refs: Some(r.backend_refs.clone()),
+            ..Default::default()
+        };
+        route_filters(c, &at, &as_http);
+        route_backends(c, &at, &as_http);
+    }
+}
+
 /// A TLSRoute as its CRD refuses it: 1 to 1024 SNI hostnames (no IP address), one rule of
 /// 1 to 16 backendRefs, each Service with a port.
 pub(super) fn tls_route(c: &mut Checker<'_, crate::gateway_api::TLSRoute>) {
@@ -463,11 +605,7 @@ fn route_matches(
 
 /// A rule's filters and its backends' filters: each type with its field, redirect codes; a
 /// redirect with neither a rewrite nor backends.
-fn route_filters(
-    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
-    at: &str,
-    r: &crate::gateway_api::HTTPRouteRule,
-) {
+fn route_filters<T>(c: &mut Checker<'_, T>, at: &str, r: &crate::gateway_api::HTTPRouteRule) {
     let mut all: Vec<(String, &crate::gateway_api::HTTPRouteFilter)> = r
         .filters
         .iter()
@@ -536,11 +674,7 @@ fn route_filters(
 }
 
 /// A rule's backends: weights, and a Service backend's port.
-fn route_backends(
-    c: &mut Checker<'_, crate::gateway_api::HTTPRoute>,
-    at: &str,
-    r: &crate::gateway_api::HTTPRouteRule,
-) {
+fn route_backends<T>(c: &mut Checker<'_, T>, at: &str, r: &crate::gateway_api::HTTPRouteRule) {
     for (j, b) in r.backend_refs.iter().flatten().enumerate() {
         let at = format!("{at}.backendRefs[{j}]");
         if let Some(w) = b.weight {
