@@ -512,10 +512,10 @@ mod tests {
 
     #[test]
     fn unused_kind_is_a_warning() {
-        let (r, w) = one("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+        let (r, w) = one("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: c\n");
         assert!(r.unwrap().is_none());
         assert_eq!(w.len(), 1);
-        assert!(w[0].message.contains("ConfigMap"));
+        assert!(w[0].message.contains("PersistentVolumeClaim"));
         assert_eq!(w[0].location.as_ref().unwrap().line, 1);
     }
 

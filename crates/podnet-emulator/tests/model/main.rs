@@ -324,7 +324,7 @@ metadata: {name: declared, labels: {env: prod}}
 
 #[test]
 fn unused_kinds_are_skipped_with_their_location() {
-    let c = cluster("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: y}\n");
+    let c = cluster("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: x}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: y}\n");
     let w: Vec<_> = c
         .warnings
         .iter()

@@ -163,14 +163,14 @@ fn warnings_go_to_stderr_and_do_not_fail() {
     let dir = tempdir();
     std::fs::write(
         dir.join("cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\n",
     )
     .unwrap();
     let out = podnet(&["check", "-f", dir.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(
         stderr(&out).contains(
-            "warning: ConfigMap/default/c: kind ConfigMap (v1) is not used by podnet; skipped"
+            "warning: PersistentVolumeClaim/default/c: kind PersistentVolumeClaim (v1) is not used by podnet; skipped"
         ),
         "{}",
         stderr(&out)

@@ -487,7 +487,7 @@ fn the_dual_stack_conformance_cases_with_real_packets() {
         "dual-e2e-without",
         &FIXTURE.replace(
             "---\napiVersion: v1\nkind: Pod\nmetadata: {name: netserver-0,",
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone-netserver-0,",
+            "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: gone-netserver-0,",
         ),
     );
     lab.apply(&[without.to_str().unwrap()]);
