@@ -638,7 +638,8 @@ impl Edge {
             .log
             .on
             .then(|| (req.method().clone(), req.uri().clone(), req.version()));
-        let grpc = is_grpc(req.headers());
+        // A gRPC call's body, kept to read its rest before an answer of the proxy's own.
+        let grpc = is_grpc(req.headers()).then(|| req.body().clone());
         let (mut resp, upstream, host) = match front(req.version(), req.headers(), req.uri()) {
             Ok(host) => {
                 let (resp, upstream) = self.route(req, &host, conn, &id).await;
@@ -674,10 +675,20 @@ impl Edge {
             self.log.write(&line.to_string());
         }
         // (Counted and logged with the HTTP status it stands for.)
-        if grpc {
-            resp = grpc_answer(resp);
-            resp.headers_mut()
-                .insert(header::SERVER, HeaderValue::from_static(SERVER));
+        if let Some(body) = grpc {
+            if let Some(answer) = grpc_answer(&resp) {
+                // A Trailers-Only answer is a success (HTTP 200): as for any success given
+                // before the request's body was all sent, the rest is read first (within
+                // bounds), else clients wait to send it and the stream hangs (curl does).
+                let rest = body.lock().take();
+                if let Some(rest) = rest {
+                    let mut linger = body::Linger::new(rest, true);
+                    std::future::poll_fn(|cx| linger.poll(cx)).await;
+                }
+                resp = answer;
+                resp.headers_mut()
+                    .insert(header::SERVER, HeaderValue::from_static(SERVER));
+            }
         }
         resp
     }
@@ -700,10 +711,10 @@ fn is_grpc(h: &HeaderMap) -> bool {
 /// gRPC's HTTP-to-gRPC table does (404 UNIMPLEMENTED; 429, 502, 503, 504 UNAVAILABLE; 400
 /// INTERNAL; 401 UNAUTHENTICATED; 403 PERMISSION_DENIED; others UNKNOWN) and the reason as
 /// `grpc-message`.
-fn grpc_answer(resp: Response<Body>) -> Response<Body> {
+fn grpc_answer(resp: &Response<Body>) -> Option<Response<Body>> {
     let status = resp.status();
     if status == StatusCode::OK || is_grpc(resp.headers()) {
-        return resp;
+        return None;
     }
     let code = match status.as_u16() {
         400 => 13,
@@ -735,7 +746,7 @@ fn grpc_answer(resp: Response<Body>) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&message) {
         h.insert("grpc-message", v);
     }
-    r
+    Some(r)
 }
 
 /// The next connection of a listener, without Nagle's delay, with its peer's and its own

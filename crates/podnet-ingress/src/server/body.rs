@@ -81,7 +81,7 @@ pub(super) struct Linger {
 }
 
 impl Linger {
-    fn new(rest: Incoming, idle_bound: bool) -> Linger {
+    pub(super) fn new(rest: Incoming, idle_bound: bool) -> Linger {
         let until = tokio::time::Instant::now() + DISCARD_FOR;
         Linger {
             rest,
@@ -103,7 +103,7 @@ impl Linger {
 
     /// Reads and drops until the body ends (Ready), or a bound is passed (Ready: the rest is
     /// dropped with it, and the stream reset with NO_ERROR once the answer's end is sent).
-    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         use std::task::Poll;
         loop {
             match std::pin::Pin::new(&mut self.rest).poll_frame(cx) {

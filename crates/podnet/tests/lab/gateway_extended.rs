@@ -1312,6 +1312,23 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
     let mut passed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut failed: Vec<String> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    // Per profile and level (core or extended): the cases' ids by outcome.
+    let mut by_profile: BTreeMap<(String, &str), [Vec<String>; 3]> = BTreeMap::new();
+    let place = |case: &Value| {
+        let profile = case["profile"]
+            .as_str()
+            .unwrap_or("GATEWAY-HTTP")
+            .to_string();
+        let level = if case["support_level"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("core"))
+        {
+            "core"
+        } else {
+            "extended"
+        };
+        (profile, level)
+    };
     let mut failed_features: BTreeSet<String> = BTreeSet::new();
     for case in &cases {
         let id = case["id"].as_str().unwrap().to_string();
@@ -1319,6 +1336,7 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
         let missing = missing(case);
         if !missing.is_empty() {
             skipped.push(format!("{id} (needs {})", missing.join(", ")));
+            by_profile.entry(place(case)).or_default()[2].push(id);
             continue;
         }
         let docs: Vec<String> = case["manifests"]
@@ -1351,8 +1369,12 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
         );
         let _ = std::fs::remove_file(file);
         match outcome {
-            Ok(()) => passed.entry(feature).or_default().push(id),
+            Ok(()) => {
+                by_profile.entry(place(case)).or_default()[0].push(id.clone());
+                passed.entry(feature).or_default().push(id)
+            }
             Err(e) => {
+                by_profile.entry(place(case)).or_default()[1].push(id.clone());
                 failed_features.extend(
                     case["features_required"]
                         .as_array()
@@ -1400,6 +1422,40 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
         .filter(|f| !ran.contains(**f) && !CORE_ELSEWHERE.contains(*f))
         .collect();
     let n_passed: usize = passed.values().map(Vec::len).sum();
+    // As upstream's reports: per profile, core and extended, each with its statistics and
+    // result; the extended part with the features claimed of the profile.
+    let profiles: Vec<Value> = by_profile
+        .keys()
+        .map(|(p, _)| p.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            let mut entry = json!({"name": p});
+            for level in ["core", "extended"] {
+                let Some([ok, bad, skip]) = by_profile.get(&(p.clone(), level)) else {
+                    continue;
+                };
+                let mut part = json!({
+                    "result": if !bad.is_empty() { "failure" } else if ok.is_empty() { "skipped" } else { "success" },
+                    "statistics": {"Passed": ok.len(), "Failed": bad.len(), "Skipped": skip.len()},
+                    "failedTests": bad,
+                    "skippedTests": skip,
+                });
+                if level == "extended" {
+                    let features: BTreeSet<&str> = cases
+                        .iter()
+                        .filter(|c| place(c) == (p.clone(), "extended"))
+                        .flat_map(|c| c["features_required"].as_array().unwrap().iter())
+                        .filter_map(Value::as_str)
+                        .filter(|f| supported.contains(f))
+                        .collect();
+                    part["supportedFeatures"] = json!(features);
+                }
+                entry[level] = part;
+            }
+            entry
+        })
+        .collect();
     let report = json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "ConformanceReport",
@@ -1408,15 +1464,7 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
         "gatewayAPIVersion": "cases of kubernetes-sigs/gateway-api@4564255 (../shared/conformance/gateway-extended)",
         "gatewayAPIChannel": "experimental",
         "mode": "default",
-        "profiles": [{
-            "name": "GATEWAY-HTTP",
-            "extended": {
-                "result": if failed.is_empty() { "success" } else { "failure" },
-                "statistics": {"Passed": n_passed, "Failed": failed.len(), "Skipped": skipped.len()},
-                "supportedFeatures": supported,
-                "failedTests": failed.iter().map(|f| f.split(':').next().unwrap().to_string()).collect::<Vec<_>>(),
-            },
-        }],
+        "profiles": profiles,
         "succeededTests": passed,
         "skippedTests": skipped,
     });
