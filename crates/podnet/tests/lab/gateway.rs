@@ -625,24 +625,31 @@ fn the_seeds_ingress_as_a_gateway_and_an_httproute_answers_as_the_ingress_does()
 /// A Gateway (HTTP and HTTPS on live.example.com, and a second HTTP listener when `listener`)
 /// with a route to `live` (`replicas` pods); `split` sends half of `/` to `other`; `extra`
 /// adds a rule for `/extra`; `extended` gives `/`'s rule timeouts, retries, a CORS filter and
-/// a mirror to `other` (issue 26's kinds). Always: a TLS Passthrough listener on 8443 for
-/// live.example.com, whose TLSRoute sends connections to `secure` (HTTPS echo servers with
-/// the first certificate), and half of them to `secure2` too when `split`.
+/// a mirror to `other` (issue 26's kinds). Always, for live.example.com: a TLS Passthrough
+/// listener on 8443 whose TLSRoute sends connections to `secure` (HTTPS echo servers with
+/// `first`, a certificate `ca` signed), and half of them to `secure2` too when `split`; an
+/// HTTP listener on 8091 whose HTTPRoute sends to `secure` over TLS (a BackendTLSPolicy
+/// trusting `ca` from the ConfigMap `live-ca-a`, or `live-ca-b` when `extended`); an HTTP
+/// listener on 8090 whose GRPCRoute sends gRPC calls to `grpc`, and half of them to `grpc2`
+/// too when `split`.
 fn live_manifests(
     replicas: u32,
     crt: &(String, String),
     first: &(String, String),
+    ca: &str,
     extra: bool,
     split: bool,
     listener: bool,
 ) -> String {
-    live_manifests_with(replicas, crt, first, extra, split, listener, false)
+    live_manifests_with(replicas, crt, first, ca, extra, split, listener, false)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn live_manifests_with(
     replicas: u32,
     crt: &(String, String),
     first: &(String, String),
+    ca: &str,
     extra: bool,
     split: bool,
     listener: bool,
@@ -658,6 +665,16 @@ fn live_manifests_with(
     }
     listeners.push(json!({"name": "tls", "port": 8443, "protocol": "TLS",
         "hostname": "live.example.com", "tls": {"mode": "Passthrough"}}));
+    listeners.push(json!({"name": "grpc", "port": 8090, "protocol": "HTTP",
+        "hostname": "live.example.com"}));
+    listeners.push(
+        json!({"name": "reencrypt", "port": 8091, "protocol": "HTTP",
+        "hostname": "live.example.com"}),
+    );
+    let mut grpc_backends = vec![json!({"name": "grpc", "port": 8080})];
+    if split {
+        grpc_backends.push(json!({"name": "grpc2", "port": 8080}));
+    }
     let mut secure = vec![json!({"name": "secure", "port": 443})];
     if split {
         secure.push(json!({"name": "secure2", "port": 443}));
@@ -698,7 +715,40 @@ fn live_manifests_with(
                         "hostnames": ["live.example.com"], "rules": [{"backendRefs": secure}]}}),
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                "metadata": {"name": "secure-tls"}, "stringData": {"tls.crt": first.0, "tls.key": first.1}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+               "metadata": {"name": "live"},
+               "spec": {"parentRefs": [{"name": "live", "sectionName": "grpc"}],
+                        "rules": [{"matches": [{"method": {"service": podnet_lab::serve::grpcecho::SERVICE}}],
+                                   "backendRefs": grpc_backends}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "reencrypt"},
+               "spec": {"parentRefs": [{"name": "live", "sectionName": "reencrypt"}],
+                        "rules": [{"backendRefs": [{"name": "secure", "port": 443}]}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+               "metadata": {"name": "secure"},
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "secure"}],
+                        "validation": {"hostname": "live.example.com", "caCertificateRefs": [
+                            {"group": "", "kind": "ConfigMap",
+                             "name": if extended { "live-ca-b" } else { "live-ca-a" }}]}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "live-ca-a"},
+               "data": {"ca.crt": ca}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "live-ca-b"},
+               "data": {"ca.crt": ca}}),
     ];
+    // gRPC echo servers (upstream's echo server with GRPC_ECHO_SERVER).
+    for (name, n) in [("grpc", 2), ("grpc2", 1)] {
+        docs.push(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": n, "selector": {"matchLabels": {"app": name}},
+              "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "echo", "image": "echo-basic",
+                  "env": [{"name": "GRPC_ECHO_SERVER", "value": "1"}]}]}}}}),
+        );
+        docs.push(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 8080, "targetPort": 3000}]}}),
+        );
+    }
     // HTTPS echo servers (upstream's echo server with a certificate serves HTTPS on 8443).
     // Their pods stay: a pod that goes takes the connections passed through to it along.
     for (name, n) in [("secure", 2), ("secure2", 1)] {
@@ -737,16 +787,27 @@ fn live_manifests_with(
 }
 
 #[test]
-fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_and_tls_routes_change_under_load_without_a_failed_request(
+fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_tls_grpc_routes_and_backend_tls_change_under_load_without_a_failed_request(
 ) {
     if !can_run() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-gateway-live-{}", std::process::id()));
     let (c1, c2, bundle) = two_certificates(&dir, "live.example.com");
+    // The HTTPS echo servers' certificate, signed by a CA the BackendTLSPolicy trusts (and
+    // the clients of the passthrough listener too).
+    let ca = dir.join("live-ca.crt");
+    let secure = super::gateway_extended::signed(&dir, &ca, &["live.example.com"]);
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let bundle = {
+        let all = dir.join("all.pem");
+        let text = std::fs::read_to_string(&bundle).unwrap() + &ca_pem;
+        std::fs::write(&all, text).unwrap();
+        all
+    };
     let file = write_manifest(
         "gateway-live",
-        &live_manifests(2, &c1, &c1, false, false, false),
+        &live_manifests(2, &c1, &secure, &ca_pem, false, false, false),
     );
     let f = file.to_str().unwrap();
     let lab = Lab::up("gw-live", &[f], &[]);
@@ -764,6 +825,10 @@ fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_and_tls_ro
             ("http", "--http1.1", "http", 80),
             // Through the TLS listener, passed through to the HTTPS echo servers.
             ("passthrough", "--http1.1", "https", 8443),
+            // Plain HTTP to the Gateway, TLS from it to the HTTPS echo servers.
+            ("reencrypt", "--http1.1", "http", 8091),
+            // gRPC calls through the GRPCRoute.
+            ("grpc", "", "grpc", 8090),
         ],
     );
     let apply = |text: String| lab.apply_timed(&file, text);
@@ -771,43 +836,43 @@ fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_and_tls_ro
     let took = [
         (
             "endpoints 2 → 3",
-            apply(live_manifests(3, &c1, &c1, false, false, false)),
+            apply(live_manifests(3, &c1, &secure, &ca_pem, false, false, false)),
         ),
         (
             "a rule added",
-            apply(live_manifests(3, &c1, &c1, true, false, false)),
+            apply(live_manifests(3, &c1, &secure, &ca_pem, true, false, false)),
         ),
         (
-            "a backend added by weight (to the HTTPRoute and the TLSRoute)",
-            apply(live_manifests(3, &c1, &c1, true, true, false)),
+            "a backend added by weight (to the HTTPRoute, the TLSRoute and the GRPCRoute)",
+            apply(live_manifests(3, &c1, &secure, &ca_pem, true, true, false)),
         ),
         (
             "a listener added",
-            apply(live_manifests(3, &c1, &c1, true, true, true)),
+            apply(live_manifests(3, &c1, &secure, &ca_pem, true, true, true)),
         ),
         (
-            "timeouts, retries, CORS and a mirror added",
-            apply(live_manifests_with(3, &c1, &c1, true, true, true, true)),
+            "timeouts, retries, CORS and a mirror added; the BackendTLSPolicy's CA moved to another ConfigMap",
+            apply(live_manifests_with(3, &c1, &secure, &ca_pem, true, true, true, true)),
         ),
         (
             "the certificate replaced",
-            apply(live_manifests_with(3, &c2, &c1, true, true, true, true)),
+            apply(live_manifests_with(3, &c2, &secure, &ca_pem, true, true, true, true)),
         ),
         (
-            "timeouts, retries, CORS and the mirror removed",
-            apply(live_manifests(3, &c2, &c1, true, true, true)),
+            "timeouts, retries, CORS and the mirror removed; the BackendTLSPolicy's CA moved back",
+            apply(live_manifests(3, &c2, &secure, &ca_pem, true, true, true)),
         ),
         (
             "endpoints 3 → 1",
-            apply(live_manifests(1, &c2, &c1, true, true, true)),
+            apply(live_manifests(1, &c2, &secure, &ca_pem, true, true, true)),
         ),
         (
             "the listener removed",
-            apply(live_manifests(1, &c2, &c1, true, true, false)),
+            apply(live_manifests(1, &c2, &secure, &ca_pem, true, true, false)),
         ),
         (
             "the rule and the backends removed",
-            apply(live_manifests(1, &c2, &c1, false, false, false)),
+            apply(live_manifests(1, &c2, &secure, &ca_pem, false, false, false)),
         ),
     ];
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -658,7 +658,11 @@ fn tls_request(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<(), String>
 
 /// A certificate for `names` signed by the CA at `ca` (made first, with its key beside it,
 /// when it is not there yet); its PEM and its key's.
-fn signed(dir: &std::path::Path, ca: &std::path::Path, names: &[&str]) -> (String, String) {
+pub(super) fn signed(
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+    names: &[&str],
+) -> (String, String) {
     let run = |args: &[&str]| {
         let o = std::process::Command::new("openssl")
             .args(args)
