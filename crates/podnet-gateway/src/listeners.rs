@@ -55,13 +55,8 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                 .filter(|o| o.port == l.port && o.name != l.name)
                 .collect();
             let protocol_conflict = same_port.iter().any(|o| o.protocol != l.protocol);
-            // TLS listeners of one port in both modes: one connection's ClientHello would
-            // have to choose between ending TLS and passing it on (TLSRouteModeMixed, not
-            // served).
-            let mode_conflict = stream.is_some()
-                && same_port
-                    .iter()
-                    .any(|o| o.protocol == "TLS" && terminates(o) != stream.unwrap_or(false));
+            // (TLS listeners of one port may differ in mode, TLSRouteModeMixed: a connection's
+            // ClientHello names its listener, whose mode ends TLS or passes it on.)
             let hostname_conflict = same_port
                 .iter()
                 .any(|o| o.protocol == l.protocol && o.hostname == l.hostname);
@@ -81,17 +76,9 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                     ),
                 ));
             }
-            let accepted = supported && !mode_conflict;
+            let accepted = supported;
             conds.push(if accepted {
                 condition(m, "Accepted", true, "Accepted", "")
-            } else if mode_conflict {
-                condition(
-                    m,
-                    "Accepted",
-                    false,
-                    "ProtocolConflict",
-                    "another TLS listener of the port has the other mode (Terminate and Passthrough on one port are not served)",
-                )
             } else {
                 condition(
                     m,
@@ -104,8 +91,8 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                     ),
                 )
             });
-            let conflicted = protocol_conflict || hostname_conflict || mode_conflict;
-            conds.push(if protocol_conflict || mode_conflict {
+            let conflicted = protocol_conflict || hostname_conflict;
+            conds.push(if protocol_conflict {
                 condition(
                     m,
                     "Conflicted",
