@@ -121,6 +121,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRouteNamedRouteRule",
     "GRPCRouteRequestHeaderModifier",
     "Gateway",
+    "GatewayBackendClientCertificate",
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
@@ -265,14 +266,19 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
                 .collect();
             backends.sort_by_key(podnet_routes::edge::describe);
             backends.dedup();
+            let client = policy::client_certificate(c, &obj);
             let addresses = podnet_model::gateway::addresses(c, &key);
-            obj.status = Some(gateway_status(&obj, &ls, &addresses));
+            let client_ref = client
+                .as_ref()
+                .map(|r| r.as_ref().map(|_| ()).map_err(Clone::clone));
+            obj.status = Some(gateway_status(&obj, &ls, &addresses, client_ref));
             if only.is_none_or(|o| *o == key) {
                 let config = if invalid_parameters(&obj) {
                     EdgeConfig::default()
                 } else {
                     let mut config = edge_config(c, &obj, ls);
-                    config.backend_tls = policy::backend_tls(c, &policies, &backends);
+                    let cert = client.as_ref().and_then(|r| r.as_ref().ok());
+                    config.backend_tls = policy::backend_tls(c, &policies, &backends, cert);
                     config
                 };
                 out.configs.insert(key.clone(), config);

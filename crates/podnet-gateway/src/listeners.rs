@@ -153,6 +153,7 @@ pub(super) fn gateway_status(
     g: &Gateway,
     ls: &[ListenerState],
     addresses: &[std::net::IpAddr],
+    client_ref: Option<Result<(), (&'static str, String)>>,
 ) -> GatewayStatus {
     let m = &g.metadata;
     let any_valid = ls.iter().any(|l| l.valid);
@@ -207,6 +208,13 @@ pub(super) fn gateway_status(
     } else {
         condition(m, "Programmed", true, "Programmed", "")
     });
+    // The Gateway's own references (its backends' client certificate), when it has any.
+    if let Some(r) = client_ref {
+        conditions.push(match r {
+            Ok(()) => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
+            Err((reason, msg)) => condition(m, "ResolvedRefs", false, reason, &msg),
+        });
+    }
     GatewayStatus {
         addresses: addresses
             .iter()

@@ -110,6 +110,7 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
                 hostname: v.hostname.clone(),
                 ca: None,
                 names,
+                client: None,
             };
             (tls, Ok(()))
         } else {
@@ -125,6 +126,7 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
             hostname: v.hostname.clone(),
             ca: Some(ca),
             names,
+            client: None,
         };
         (tls, Ok(()))
     };
@@ -248,17 +250,73 @@ pub(super) fn statuses(
         .collect()
 }
 
-/// The TLS of each backend of a Gateway that a policy targets.
+/// The TLS of each backend of a Gateway that a policy targets, showing `client` (the
+/// Gateway's client certificate and key) to backends that ask for one.
 pub(super) fn backend_tls(
     c: &Cluster,
     policies: &[(Judged, &BackendTLSPolicy)],
     backends: &[Backend],
+    client: Option<&(Vec<u8>, Vec<u8>)>,
 ) -> std::collections::HashMap<Backend, BackendTls> {
     backends
         .iter()
         .filter_map(|b| {
             let (w, _) = policy_of(c, policies, b)?;
-            Some((b.clone(), policies[w].0.tls.clone()))
+            let mut tls = policies[w].0.tls.clone();
+            if let BackendTls::To { client: c, .. } = &mut tls {
+                *c = client.cloned();
+            }
+            Some((b.clone(), tls))
         })
         .collect()
+}
+
+/// A Gateway's client certificate for its backends (`spec.tls.backend.clientCertificateRef`):
+/// None when it names none; else the certificate and key, or why they cannot be used
+/// (ResolvedRefs False: InvalidClientCertificateRef, or RefNotPermitted for another
+/// namespace's Secret without a ReferenceGrant).
+pub(super) fn client_certificate(
+    c: &Cluster,
+    g: &Gateway,
+) -> Option<Result<(Vec<u8>, Vec<u8>), (&'static str, String)>> {
+    let r = g
+        .spec
+        .tls
+        .as_ref()?
+        .backend
+        .as_ref()?
+        .client_certificate_ref
+        .as_ref()?;
+    let gw_ns = ns_of(&g.metadata);
+    let ns = r.namespace.as_deref().unwrap_or(gw_ns);
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    if !group.is_empty() || kind != "Secret" {
+        return Some(Err((
+            "InvalidClientCertificateRef",
+            format!(
+                "{group}/{kind} {ns}/{}: only Secrets are certificates",
+                r.name
+            ),
+        )));
+    }
+    if ns != gw_ns && !granted(c, "Gateway", gw_ns, "", "Secret", ns, &r.name) {
+        return Some(Err((
+            "RefNotPermitted",
+            format!(
+                "Secret {ns}/{}: no ReferenceGrant in {ns} allows it",
+                r.name
+            ),
+        )));
+    }
+    let secret = NsName::new(ns, &r.name);
+    let checked = podnet_routes::edge::tls_secret_pem(c, &secret).and_then(|(crt, key)| {
+        podnet_routes::edge::certified_key_pem(&crt, &key).map(|_| (crt, key))
+    });
+    Some(checked.map_err(|why| {
+        (
+            "InvalidClientCertificateRef",
+            format!("Secret {secret}: {why}"),
+        )
+    }))
 }

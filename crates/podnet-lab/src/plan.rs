@@ -112,6 +112,11 @@ pub struct PodPlan {
     /// `TLS_SERVER_PRIVKEY`) name, from the Secret volume mounted there.
     #[serde(default)]
     pub serving_cert: Option<(String, String)>,
+    /// The CA certificates (PEM) the pod's HTTPS server verifies client certificates with, as
+    /// upstream's echo server reads them: the file `TLS_CLIENT_CACERTS` names, from the
+    /// ConfigMap volume mounted there (client certificates are asked for, not required).
+    #[serde(default)]
+    pub client_ca: Option<String>,
     /// The pod's `/etc/resolv.conf` and `/etc/hosts`, as the kubelet writes them (empty for
     /// hostNetwork pods, which see the node's).
     #[serde(default)]
@@ -316,6 +321,7 @@ impl LabPlan {
                         .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
                         .collect(),
                     serving_cert: serving_cert(cluster, pod),
+                    client_ca: client_ca(cluster, pod),
                     resolv_conf: if pod.host_network {
                         String::new()
                     } else {
@@ -490,6 +496,74 @@ const ECHO_ENV: [&str; 4] = [
     "GRPC_ECHO_SERVER",
 ];
 
+/// The file `TLS_CLIENT_CACERTS` names in a pod's containers, from a mounted ConfigMap or
+/// Secret volume.
+fn client_ca(cluster: &Cluster, pod: &podnet_model::PodInfo) -> Option<String> {
+    pod.spec.containers.iter().find_map(|c| {
+        let path = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "TLS_CLIENT_CACERTS")?
+            .value
+            .clone()?;
+        volume_file(cluster, pod, c, &path)
+    })
+}
+
+/// The content of the file `path` of a container: a key of the Secret or ConfigMap volume
+/// mounted over it (None: no such volume, key or object).
+fn volume_file(
+    cluster: &Cluster,
+    pod: &podnet_model::PodInfo,
+    c: &k8s_openapi::api::core::v1::Container,
+    path: &str,
+) -> Option<String> {
+    let spec = &pod.spec;
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(rel) = path
+            .strip_prefix(m.mount_path.trim_end_matches('/'))
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let v = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
+        let key_of = |items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>| match items {
+            Some(items) => items.iter().find(|i| i.path == rel).map(|i| i.key.clone()),
+            None => Some(rel.to_string()),
+        };
+        if let Some(sv) = &v.secret {
+            let key = key_of(&sv.items)?;
+            let secret = cluster.secrets.iter().map(|s| &s.obj).find(|s| {
+                s.metadata.namespace.as_deref().unwrap_or("default") == pod.namespace
+                    && s.metadata.name.as_deref() == sv.secret_name.as_deref()
+            })?;
+            return secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&key))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(&key))
+                        .cloned()
+                });
+        }
+        if let Some(cv) = &v.config_map {
+            let key = key_of(&cv.items)?;
+            let cm = cluster.config_maps.iter().map(|s| &s.obj).find(|s| {
+                s.metadata.namespace.as_deref().unwrap_or("default") == pod.namespace
+                    && s.metadata.name.as_deref() == Some(cv.name.as_str())
+            })?;
+            return cm.data.as_ref().and_then(|d| d.get(&key)).cloned();
+        }
+        return None;
+    }
+    None
+}
+
 /// The certificate and key a pod's containers name in `TLS_SERVER_CERT` and
 /// `TLS_SERVER_PRIV_KEY` (or `TLS_SERVER_PRIVKEY`): files of a Secret volume, read from the
 /// Secret (None: not named, or not found).
@@ -509,40 +583,7 @@ fn serving_cert(cluster: &Cluster, pod: &podnet_model::PodInfo) -> Option<(Strin
         ) else {
             continue;
         };
-        // The Secret's key behind a file of a mounted Secret volume.
-        let file = |path: &str| -> Option<String> {
-            for m in c.volume_mounts.iter().flatten() {
-                let Some(rel) = path
-                    .strip_prefix(m.mount_path.trim_end_matches('/'))
-                    .and_then(|r| r.strip_prefix('/'))
-                else {
-                    continue;
-                };
-                let v = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
-                let sv = v.secret.as_ref()?;
-                let key = match &sv.items {
-                    Some(items) => items.iter().find(|i| i.path == rel)?.key.clone(),
-                    None => rel.to_string(),
-                };
-                let secret = cluster.secrets.iter().map(|s| &s.obj).find(|s| {
-                    s.metadata.namespace.as_deref().unwrap_or("default") == pod.namespace
-                        && s.metadata.name.as_deref() == sv.secret_name.as_deref()
-                })?;
-                return secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(&key))
-                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                    .or_else(|| {
-                        secret
-                            .string_data
-                            .as_ref()
-                            .and_then(|d| d.get(&key))
-                            .cloned()
-                    });
-            }
-            None
-        };
+        let file = |path: &str| volume_file(cluster, pod, c, path);
         if let (Some(c), Some(k)) = (file(&cert), file(&key)) {
             return Some((c, k));
         }

@@ -124,8 +124,27 @@ pub struct GatewaySpec {
     pub addresses: Option<Value>,
     pub infrastructure: Option<Value>,
     pub allowed_listeners: Option<Value>,
-    pub tls: Option<Value>,
+    pub tls: Option<GatewayTLSConfig>,
     pub default_scope: Option<Value>,
+}
+
+/// A Gateway's TLS beyond its listeners': the client certificate it shows its backends.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTLSConfig {
+    pub backend: Option<GatewayBackendTLS>,
+    /// Client certificate validation of the listeners (not served).
+    pub frontend: Option<Value>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayBackendTLS {
+    /// A `kubernetes.io/tls` Secret: the certificate shown to backends that ask for one when
+    /// the proxy speaks TLS to them (a BackendTLSPolicy).
+    pub client_certificate_ref: Option<SecretObjectReference>,
 }
 
 #[serde_with::skip_serializing_none]

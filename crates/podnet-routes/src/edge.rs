@@ -169,6 +169,9 @@ pub enum BackendTls {
         /// `subjectAltNames` of type Hostname: the certificate must hold one of these
         /// instead of `hostname`.
         names: Vec<String>,
+        /// The client certificate and key (PEM) shown to a backend that asks for one: the
+        /// Gateway's `spec.tls.backend.clientCertificateRef`.
+        client: Option<(Vec<u8>, Vec<u8>)>,
     },
     /// The policy cannot be used (no valid CA certificate): requests to the backend are
     /// refused (503), never sent in plain text.
@@ -437,6 +440,12 @@ pub enum CertError {
 
 /// A `kubernetes.io/tls` Secret's certificate chain and key, checked to belong together.
 pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<CertifiedKey>, CertError> {
+    let (crt, key) = tls_secret_pem(cluster, secret)?;
+    certified_key_pem(&crt, &key)
+}
+
+/// A `kubernetes.io/tls` Secret's `tls.crt` and `tls.key` (PEM), as they are.
+pub fn tls_secret_pem(cluster: &Cluster, secret: &NsName) -> Result<(Vec<u8>, Vec<u8>), CertError> {
     let s = cluster
         .secrets
         .iter()
@@ -465,7 +474,7 @@ pub fn certified_key(cluster: &Cluster, secret: &NsName) -> Result<Arc<Certified
     };
     let crt = field("tls.crt").ok_or(CertError::Missing("tls.crt"))?;
     let key = field("tls.key").ok_or(CertError::Missing("tls.key"))?;
-    certified_key_pem(&crt, &key)
+    Ok((crt, key))
 }
 
 /// A certificate chain and key in PEM, checked to belong together.

@@ -22,7 +22,7 @@ pub(super) struct TlsTo {
 impl TlsTo {
     /// The client side of a policy; Err (why, to answer 503 with) when it cannot be used.
     pub(super) fn new(policy: &BackendTls) -> Result<TlsTo, String> {
-        let (name_of, hostname, ca, names) = match policy {
+        let (name_of, hostname, ca, names, client) = match policy {
             BackendTls::Unusable { policy, why } => {
                 return Err(format!("BackendTLSPolicy {policy}: {why}"))
             }
@@ -31,7 +31,8 @@ impl TlsTo {
                 hostname,
                 ca,
                 names,
-            } => (policy, hostname, ca, names),
+                client,
+            } => (policy, hostname, ca, names, client),
         };
         let bad = |what: String| format!("BackendTLSPolicy {name_of}: {what}");
         let provider = Arc::new(crate::crypto_provider());
@@ -60,7 +61,7 @@ impl TlsTo {
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(format!("{e}")))?;
         // (No ALPN here: the connector offers http/1.1 itself.)
-        let config = if names.is_empty() {
+        let builder = if names.is_empty() {
             builder.with_webpki_verifier(verifier)
         } else {
             let names = names
@@ -73,8 +74,22 @@ impl TlsTo {
                     inner: verifier,
                     names,
                 }))
-        }
-        .with_no_client_auth();
+        };
+        // The Gateway's client certificate, for backends that ask for one.
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((crt, key)) => {
+                use rustls::pki_types::pem::PemObject;
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad(format!("the Gateway's client certificate: {e}")))?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| bad(format!("the Gateway's client key: {e}")))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad(format!("the Gateway's client certificate: {e}")))?
+            }
+        };
         let name =
             ServerName::try_from(hostname.clone()).map_err(|e| bad(format!("{hostname}: {e}")))?;
         Ok(TlsTo {

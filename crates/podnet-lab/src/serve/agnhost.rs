@@ -96,11 +96,16 @@ pub fn start(
         }
         config
     });
-    // HTTPS with ALPN: HTTP/2 when the client asks.
-    let https = tls.as_ref().map(|t| {
-        let mut c = (**t).clone();
+    // HTTPS with ALPN: HTTP/2 when the client asks; with TLS_CLIENT_CACERTS, asking clients
+    // for a certificate.
+    let https = tls.as_ref().and_then(|t| {
+        let base = match (&pod.client_ca, &pod.serving_cert) {
+            (Some(ca), Some((c, k))) => tcpecho::tls_config_with_clients(c, k, ca)?,
+            _ => t.clone(),
+        };
+        let mut c = (*base).clone();
         c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(c)
+        Some(Arc::new(c))
     });
     let context = |port: u16| {
         Arc::new(tcpecho::Context {

@@ -176,6 +176,14 @@ fn tls_info(c: &rustls::ServerConnection) -> serde_json::Value {
     if let Some(p) = c.alpn_protocol() {
         v["negotiatedProtocol"] = String::from_utf8_lossy(p).into_owned().into();
     }
+    // The client's certificates, as PEM (upstream's echo server: `peerCertificates`).
+    if let Some(certs) = c.peer_certificates().filter(|c| !c.is_empty()) {
+        v["peerCertificates"] = certs
+            .iter()
+            .map(|d| pem::encode(&pem::Pem::new("CERTIFICATE", d.to_vec())))
+            .collect::<Vec<_>>()
+            .into();
+    }
     v
 }
 

@@ -47,6 +47,41 @@ pub fn tls_config(cert: &str, key: &str) -> Option<Arc<rustls::ServerConfig>> {
     Some(Arc::new(config))
 }
 
+/// [`tls_config`] that asks clients for a certificate (not required) and verifies one given
+/// against the CA certificates `ca` (PEM), as upstream's echo server does with
+/// `TLS_CLIENT_CACERTS`.
+pub fn tls_config_with_clients(
+    cert: &str,
+    key: &str,
+    ca: &str,
+) -> Option<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(podnet_routes::crypto_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).ok()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.ok()?).ok()?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .ok()?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .ok()?;
+    Some(Arc::new(config))
+}
+
 /// Serves `l` until the task is aborted; with `tls`, every connection is TLS.
 pub async fn serve(
     l: tokio::net::TcpListener,

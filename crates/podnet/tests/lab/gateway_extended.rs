@@ -161,7 +161,7 @@ fn status_ok(want: &[u64], got: u16) -> bool {
 }
 
 /// Checks one answer against a request's `expect`, as upstream's compare does.
-fn check(r: &Value, a: &Reply) -> Result<(), String> {
+fn check(r: &Value, a: &Reply, dir: &std::path::Path) -> Result<(), String> {
     let e = &r["expect"];
     let want: Vec<u64> = e["status"]
         .as_array()
@@ -241,6 +241,24 @@ fn check(r: &Value, a: &Reply) -> Result<(), String> {
     let path = br["path"].as_str().unwrap_or(sent_path);
     if v["path"] != path {
         return Err(format!("the backend saw path {}, not {path}", v["path"]));
+    }
+    if br["tls_peer_certificates_include"].is_string() {
+        let want = std::fs::read_to_string(dir.join("tls-checks-client-certificate.crt"))
+            .map_err(|e| format!("the client certificate: {e}"))?;
+        let squash = |s: &str| s.split_whitespace().collect::<String>();
+        let got: Vec<String> = v["tls"]["peerCertificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(squash)
+            .collect();
+        if !got.contains(&squash(&want)) {
+            return Err(format!(
+                "the backend got client certificates {}, not the Gateway's",
+                v["tls"]["peerCertificates"]
+            ));
+        }
     }
     if let Some(n) = br["tls_server_name"].as_str() {
         if v["tls"]["serverName"] != n {
@@ -1176,17 +1194,19 @@ fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
                 continue;
             }
             let a = send(lab, r, &addr, ca)?;
-            check(r, &a).and_then(|()| mirrored(lab, r)).map_err(|e| {
-                format!(
-                    "{} {} (try {}): {e}; answer: {} {:?} {}",
-                    r["method"].as_str().unwrap_or("GET"),
-                    r["path"],
-                    i + 1,
-                    a.status,
-                    a.headers,
-                    a.body.chars().take(400).collect::<String>()
-                )
-            })?;
+            check(r, &a, &dir)
+                .and_then(|()| mirrored(lab, r))
+                .map_err(|e| {
+                    format!(
+                        "{} {} (try {}): {e}; answer: {} {:?} {}",
+                        r["method"].as_str().unwrap_or("GET"),
+                        r["path"],
+                        i + 1,
+                        a.status,
+                        a.headers,
+                        a.body.chars().take(400).collect::<String>()
+                    )
+                })?;
         }
         mirror_distribution(lab, r, &addr)?;
     }
@@ -1367,8 +1387,13 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
         ("CHECKS", &["abc.example.com", "other.example.com"][..]),
         ("PASSTHROUGH", &["abc.example.com"][..]),
         ("TERMINATE", &["tls.example.com"][..]),
+        ("CLIENTCERT", &["gateway-client.example.com"][..]),
     ] {
         let (crt, key) = signed(&tmp, &ca, names);
+        if placeholder == "CLIENTCERT" {
+            // What a backend asking for a client certificate must get.
+            std::fs::write(tmp.join("tls-checks-client-certificate.crt"), &crt).unwrap();
+        }
         base = base
             .replace(
                 &format!("{placeholder}_PEM_C"),
