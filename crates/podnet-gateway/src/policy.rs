@@ -271,6 +271,9 @@ pub(super) fn backend_tls(
         .collect()
 }
 
+/// A certificate chain and its key, PEM.
+pub(super) type CertAndKey = (Vec<u8>, Vec<u8>);
+
 /// A Gateway's client certificate for its backends (`spec.tls.backend.clientCertificateRef`):
 /// None when it names none; else the certificate and key, or why they cannot be used
 /// (ResolvedRefs False: InvalidClientCertificateRef, or RefNotPermitted for another
@@ -278,7 +281,7 @@ pub(super) fn backend_tls(
 pub(super) fn client_certificate(
     c: &Cluster,
     g: &Gateway,
-) -> Option<Result<(Vec<u8>, Vec<u8>), (&'static str, String)>> {
+) -> Option<Result<CertAndKey, (&'static str, String)>> {
     let r = g
         .spec
         .tls
