@@ -125,6 +125,7 @@ async fn backends_are_reached_over_tls_as_their_policy_asks_and_never_in_plain_t
         hostname: hostname.into(),
         ca: Some(vec![ca.to_vec()]),
         names: names.iter().map(|n| n.to_string()).collect(),
+        client: None,
     };
     let mut config = EdgeConfig::default();
     let mut routes = Vec::new();
