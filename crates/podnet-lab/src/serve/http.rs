@@ -76,40 +76,63 @@ async fn serve_as(
     budget: Option<Arc<Semaphore>>,
     h2c: bool,
 ) {
-    let mine = Arc::new(Semaphore::new(PER_LISTENER));
-    loop {
-        let Ok(local) = mine.clone().acquire_owned().await else {
-            return;
-        };
-        let shared = match &budget {
-            Some(b) => match b.clone().acquire_owned().await {
-                Ok(p) => Some(p),
-                Err(_) => return,
-            },
-            None => None,
-        };
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        // An IPv4 client of a socket that serves both families is `::ffff:a.b.c.d`: shown as
-        // the IPv4 address it is.
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let accepting = Accepting::new(l, budget);
+    while let Some((stream, peer, held)) = accepting.next().await {
         let handler = handler.clone();
         // A second descriptor of the socket: a reset sets SO_LINGER 0 on it, so that the
         // socket's close sends RST.
         let socket = stream.as_fd().try_clone_to_owned().ok();
         tokio::spawn(async move {
-            let _permits = (local, shared);
+            let _held = held;
             if h2c {
                 connection_auto(TokioIo::new(stream), handler, peer, None).await;
             } else {
                 connection(TokioIo::new(stream), handler, peer, &builder(), socket).await;
             }
         });
+    }
+}
+
+/// A listener's connections within bounds: at most [`PER_LISTENER`] at once, and within the
+/// budget shared by the test servers when there is one; an `accept` error backs off.
+pub struct Accepting {
+    l: tokio::net::TcpListener,
+    mine: Arc<Semaphore>,
+    budget: Option<Arc<Semaphore>>,
+}
+
+/// A connection's place in both bounds, held while it is served.
+pub struct Held(
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl Accepting {
+    pub fn new(l: tokio::net::TcpListener, budget: Option<Arc<Semaphore>>) -> Accepting {
+        Accepting {
+            l,
+            mine: Arc::new(Semaphore::new(PER_LISTENER)),
+            budget,
+        }
+    }
+
+    /// The next connection, once it has its place (its peer an IPv4 address when it is one,
+    /// on a socket of both families); None when a bound is closed.
+    pub async fn next(&self) -> Option<(tokio::net::TcpStream, SocketAddr, Held)> {
+        let local = self.mine.clone().acquire_owned().await.ok()?;
+        let shared = match &self.budget {
+            Some(b) => Some(b.clone().acquire_owned().await.ok()?),
+            None => None,
+        };
+        loop {
+            match self.l.accept().await {
+                Ok((stream, peer)) => {
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    return Some((stream, peer, Held(local, shared)));
+                }
+                Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+            }
+        }
     }
 }
 
@@ -127,30 +150,12 @@ pub async fn serve_https(
     budget: Option<Arc<Semaphore>>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mine = Arc::new(Semaphore::new(PER_LISTENER));
-    loop {
-        let Ok(local) = mine.clone().acquire_owned().await else {
-            return;
-        };
-        let shared = match &budget {
-            Some(b) => match b.clone().acquire_owned().await {
-                Ok(p) => Some(p),
-                Err(_) => return,
-            },
-            None => None,
-        };
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let accepting = Accepting::new(l, budget);
+    while let Some((stream, peer, held)) = accepting.next().await {
         let handler = handler.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permits = (local, shared);
+            let _held = held;
             let hs = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
             let Ok(Ok(t)) = hs.await else { return };
             let info = TlsInfo(tls_info(t.get_ref().1));

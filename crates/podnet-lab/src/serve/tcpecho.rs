@@ -90,22 +90,12 @@ pub async fn serve(
     budget: Option<Arc<Semaphore>>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        let Ok((s, _)) = l.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        let permit = match &budget {
-            Some(b) => match b.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => continue,
-            },
-            None => None,
-        };
+    let accepting = super::http::Accepting::new(l, budget);
+    while let Some((s, _, held)) = accepting.next().await {
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = held;
             let _ = s.set_nodelay(true);
             match acceptor {
                 Some(a) => {

@@ -91,16 +91,9 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
     let s = c.src;
     c.meta(&s.obj.metadata, v::dns1123_subdomain);
     let spec = &s.obj.spec;
-    if spec.parent_refs.len() > 32 {
-        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
-    }
+    parent_refs(c, &spec.parent_refs);
     for (i, h) in spec.hostnames.iter().enumerate() {
         c.check(&format!("spec.hostnames[{i}]"), v::wildcard_hostname(h));
-    }
-    for (i, p) in spec.parent_refs.iter().enumerate() {
-        if let Some(port) = p.port {
-            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
-        }
     }
     for (i, r) in spec.rules.iter().flatten().enumerate() {
         let at = format!("spec.rules[{i}]");
@@ -108,6 +101,18 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
         route_filters(c, &at, r);
         route_backends(c, &at, r);
         route_timeouts(c, &at, r);
+    }
+}
+
+/// A route's parentRefs: at most 32, their ports valid.
+fn parent_refs<T>(c: &mut Checker<'_, T>, refs: &[crate::gateway_api::ParentReference]) {
+    if refs.len() > 32 {
+        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
+    }
+    for (i, p) in refs.iter().enumerate() {
+        if let Some(port) = p.port {
+            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
+        }
     }
 }
 
@@ -119,14 +124,7 @@ pub(super) fn grpc_route(c: &mut Checker<'_, crate::gateway_api::GRPCRoute>) {
     let s = c.src;
     c.meta(&s.obj.metadata, v::dns1123_subdomain);
     let spec = &s.obj.spec;
-    if spec.parent_refs.len() > 32 {
-        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
-    }
-    for (i, p) in spec.parent_refs.iter().enumerate() {
-        if let Some(port) = p.port {
-            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
-        }
-    }
+    parent_refs(c, &spec.parent_refs);
     if spec.hostnames.len() > 16 {
         c.err("spec.hostnames", "Too many: at most 16 hostnames");
     }
@@ -259,14 +257,7 @@ pub(super) fn tls_route(c: &mut Checker<'_, crate::gateway_api::TLSRoute>) {
     let s = c.src;
     c.meta(&s.obj.metadata, v::dns1123_subdomain);
     let spec = &s.obj.spec;
-    if spec.parent_refs.len() > 32 {
-        c.err("spec.parentRefs", "Too many: at most 32 parentRefs");
-    }
-    for (i, p) in spec.parent_refs.iter().enumerate() {
-        if let Some(port) = p.port {
-            c.check(&format!("spec.parentRefs[{i}].port"), v::port_number(port));
-        }
-    }
+    parent_refs(c, &spec.parent_refs);
     if spec.hostnames.is_empty() {
         c.err(
             "spec.hostnames",
@@ -309,24 +300,13 @@ pub(super) fn tls_route(c: &mut Checker<'_, crate::gateway_api::TLSRoute>) {
         }
         for (j, b) in r.backend_refs.iter().enumerate() {
             let at = format!("{at}[{j}]");
-            if let Some(w) = b.weight {
-                if !(0..=1_000_000).contains(&w) {
-                    c.err(
-                        &format!("{at}.weight"),
-                        format!("Invalid value: {w}: must be between 0 and 1000000"),
-                    );
-                }
-            }
-            let service = b.group.as_deref().unwrap_or("").is_empty()
-                && b.kind.as_deref().unwrap_or("Service") == "Service";
-            match b.port {
-                Some(p) => c.check(&format!("{at}.port"), v::port_number(p)),
-                None if service => c.err(
-                    &format!("{at}.port"),
-                    "Required value: a Service backendRef needs a port",
-                ),
-                None => {}
-            }
+            backend_ref(
+                c,
+                &at,
+                (b.group.as_deref(), b.kind.as_deref()),
+                b.port,
+                b.weight,
+            );
         }
     }
 }
@@ -677,23 +657,39 @@ fn route_filters<T>(c: &mut Checker<'_, T>, at: &str, r: &crate::gateway_api::HT
 fn route_backends<T>(c: &mut Checker<'_, T>, at: &str, r: &crate::gateway_api::HTTPRouteRule) {
     for (j, b) in r.backend_refs.iter().flatten().enumerate() {
         let at = format!("{at}.backendRefs[{j}]");
-        if let Some(w) = b.weight {
-            if !(0..=1_000_000).contains(&w) {
-                c.err(
-                    &format!("{at}.weight"),
-                    format!("Invalid value: {w}: must be between 0 and 1000000"),
-                );
-            }
+        backend_ref(
+            c,
+            &at,
+            (b.group.as_deref(), b.kind.as_deref()),
+            b.port,
+            b.weight,
+        );
+    }
+}
+
+/// One backendRef, whatever the route's kind: its weight, and a Service's port.
+fn backend_ref<T>(
+    c: &mut Checker<'_, T>,
+    at: &str,
+    (group, kind): (Option<&str>, Option<&str>),
+    port: Option<i32>,
+    weight: Option<i32>,
+) {
+    if let Some(w) = weight {
+        if !(0..=1_000_000).contains(&w) {
+            c.err(
+                &format!("{at}.weight"),
+                format!("Invalid value: {w}: must be between 0 and 1000000"),
+            );
         }
-        let service = b.group.as_deref().unwrap_or("").is_empty()
-            && b.kind.as_deref().unwrap_or("Service") == "Service";
-        match b.port {
-            Some(p) => c.check(&format!("{at}.port"), v::port_number(p)),
-            None if service => c.err(
-                &format!("{at}.port"),
-                "Required value: a Service backendRef needs a port",
-            ),
-            None => {}
-        }
+    }
+    let service = group.unwrap_or("").is_empty() && kind.unwrap_or("Service") == "Service";
+    match port {
+        Some(p) => c.check(&format!("{at}.port"), v::port_number(p)),
+        None if service => c.err(
+            &format!("{at}.port"),
+            "Required value: a Service backendRef needs a port",
+        ),
+        None => {}
     }
 }
