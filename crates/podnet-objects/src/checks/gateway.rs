@@ -104,6 +104,27 @@ pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {
     }
 }
 
+/// A match's header names: tokens as HTTP writes them (gRPC metadata names are the same).
+fn header_names<T>(
+    c: &mut Checker<'_, T>,
+    at: &str,
+    headers: &[crate::gateway_api::HTTPHeaderMatch],
+) {
+    for (k, h) in headers.iter().enumerate() {
+        if h.name.is_empty()
+            || !h
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            c.err(
+                &format!("{at}.headers[{k}].name"),
+                format!("Invalid value: {:?}: not an HTTP header name", h.name),
+            );
+        }
+    }
+}
+
 /// A route's parentRefs: at most 32, their ports valid.
 fn parent_refs<T>(c: &mut Checker<'_, T>, refs: &[crate::gateway_api::ParentReference]) {
     if refs.len() > 32 {
@@ -192,19 +213,7 @@ pub(super) fn grpc_route(c: &mut Checker<'_, crate::gateway_api::GRPCRoute>) {
                     "Too many: at most 16 header matches",
                 );
             }
-            for (k, h) in m.headers.iter().enumerate() {
-                if h.name.is_empty()
-                    || !h
-                        .name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                {
-                    c.err(
-                        &format!("{at}.headers[{k}].name"),
-                        format!("Invalid value: {:?}: not a header name", h.name),
-                    );
-                }
-            }
+            header_names(c, &at, &m.headers);
         }
         let at_ref = at.as_str();
         let mut all: Vec<(String, &crate::gateway_api::HTTPRouteFilter)> = r
@@ -548,19 +557,7 @@ fn route_matches(
                 c.err(&format!("{at}.path.value"), format!("Invalid value: {value:?}: must not contain '//', '/./', '/../', '#' or '?', or end in '/..' or '/.'"));
             }
         }
-        for (k, h) in m.headers.iter().enumerate() {
-            if h.name.is_empty()
-                || !h
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-            {
-                c.err(
-                    &format!("{at}.headers[{k}].name"),
-                    format!("Invalid value: {:?}: not an HTTP header name", h.name),
-                );
-            }
-        }
+        header_names(c, &at, &m.headers);
         if let Some(method) = &m.method {
             if !matches!(
                 method.as_str(),
