@@ -32,7 +32,7 @@ pub enum FlowError {
         #[source]
         source: std::io::Error,
     },
-    #[error("nfnetlink_log: the kernel refused {what}: error {code}")]
+    #[error("nfnetlink_log: the kernel refused {what}: {}", errno_text(.code))]
     Refused { what: String, code: i32 },
     #[error("nfnetlink_log: a message that does not decode: {0}")]
     Decode(String),
@@ -101,4 +101,9 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// The system's words for a netlink error code (negative, as the kernel sends it).
+fn errno_text(code: &i32) -> String {
+    std::io::Error::from_raw_os_error(code.saturating_abs()).to_string()
 }

@@ -117,3 +117,14 @@ impl Reader {
         }
     }
 }
+
+impl Drop for Reader {
+    /// Gives the group back at once. Closing the socket alone is not enough: a process that
+    /// forks (any `Command` on another thread) holds the socket until its child's exec, and
+    /// until then the kernel keeps the group bound to it, so a reader opened next would be
+    /// refused (EPERM). The kernel's answer is read, so the group is free when this returns.
+    fn drop(&mut self) {
+        // Failing, the close that follows still gives the group back (later).
+        let _ = self.config("unbinding the group", vec![ConfigCmd::Unbind.into()]);
+    }
+}

@@ -86,8 +86,14 @@ fn a_logged_packet_reaches_the_reader_with_its_reason_and_original_destination()
     }
 }
 
+/// The group is held by one reader at a time, and given back the moment that reader is
+/// dropped: also while another thread forks (a child holds the socket until its exec; the
+/// reader's drop unbinds the group so the kernel need not wait for the socket's last close).
+/// Without the unbind, a reader opened right after the drop was refused (EPERM) within a few
+/// rounds of this loop.
 #[test]
 fn the_group_is_the_first_readers_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Some(ns) = scratch() else { return };
     let open = || in_netns(&ns.path, || Ok(Reader::open().map_err(|e| e.to_string()))).unwrap();
     let first = open().unwrap();
@@ -98,10 +104,35 @@ fn the_group_is_the_first_readers_own() {
         second.err()
     );
     drop(first);
+    let forking = std::sync::Arc::new(AtomicBool::new(true));
+    let forker = {
+        let forking = forking.clone();
+        std::thread::spawn(move || {
+            let mut children = 0u32;
+            while forking.load(Ordering::Relaxed) {
+                Command::new("true").status().unwrap();
+                children += 1;
+            }
+            children
+        })
+    };
+    let mut refused = Vec::new();
+    for round in 0..500 {
+        match open() {
+            Ok(reader) => drop(reader),
+            Err(e) => refused.push(format!("round {round}: {e}")),
+        }
+    }
+    forking.store(false, Ordering::Relaxed);
+    let children = forker.join().unwrap();
     assert!(
-        open().is_ok(),
-        "the group is free again once its reader is gone"
+        refused.is_empty(),
+        "the group is free again once its reader is dropped, while {children} children \
+         were forked: {} of 500 refused, first {:?}",
+        refused.len(),
+        refused.first()
     );
+    assert!(children > 0, "the other thread forked no child");
 }
 
 /// The policy table's sample of allowed connections, as the kernel holds it.
