@@ -41,6 +41,7 @@ use podnet_routes::routes::{
 };
 
 mod attach;
+mod frontend;
 mod grpc;
 mod listeners;
 mod policy;
@@ -122,6 +123,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRouteRequestHeaderModifier",
     "Gateway",
     "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",

@@ -23,6 +23,8 @@ pub(super) struct ListenerState {
     pub(super) routes: Vec<Route>,
     /// A TLS listener's routes, one per hostname.
     pub(super) streams: Vec<StreamRoute>,
+    /// An HTTPS listener's client certificate validation (its port's).
+    pub(super) client_validation: Option<podnet_routes::edge::ClientValidation>,
 }
 
 /// A TLS listener's mode: `tls.mode`, Terminate when unset (the API's default).
@@ -76,8 +78,25 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                     ),
                 ));
             }
-            let accepted = supported;
-            conds.push(if accepted {
+            // Client certificate validation: a reference that cannot be used is
+            // ResolvedRefs False; none usable, the listener is not Accepted.
+            let frontend = if tls {
+                frontend::for_port(c, g, l.port)
+            } else {
+                None
+            };
+            let no_valid_ca = frontend.as_ref().is_some_and(|f| f.served.is_none());
+            let ca_problem = frontend.as_ref().and_then(|f| f.problem.clone());
+            let accepted = supported && !no_valid_ca;
+            conds.push(if no_valid_ca {
+                condition(
+                    m,
+                    "Accepted",
+                    false,
+                    "NoValidCACertificate",
+                    "no CA certificate for client certificate validation can be used (spec.tls.frontend)",
+                )
+            } else if accepted {
                 condition(m, "Accepted", true, "Accepted", "")
             } else {
                 condition(
@@ -111,7 +130,9 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
             } else {
                 condition(m, "Conflicted", false, "NoConflicts", "")
             });
-            conds.push(match &ref_problem {
+            // (A certificate's problem is told first; a CA's, with some CA still usable,
+            // does not keep the listener from being served with those.)
+            conds.push(match ref_problem.as_ref().or(ca_problem.as_ref()) {
                 Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
                 None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
             });
@@ -144,6 +165,7 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                 attached: 0,
                 routes: Vec::new(),
                 streams: Vec::new(),
+                client_validation: frontend.and_then(|f| f.served),
             }
         })
         .collect()
@@ -208,6 +230,15 @@ pub(super) fn gateway_status(
     } else {
         condition(m, "Programmed", true, "Programmed", "")
     });
+    if frontend::any_insecure(g) {
+        conditions.push(condition(
+            m,
+            "InsecureFrontendValidationMode",
+            true,
+            "ConfigurationChanged",
+            "spec.tls.frontend: mode AllowInsecureFallback serves clients without a valid certificate",
+        ));
+    }
     // The Gateway's own references (its backends' client certificate), when it has any.
     if let Some(r) = client_ref {
         conditions.push(match r {

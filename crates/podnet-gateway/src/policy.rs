@@ -61,31 +61,10 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
             );
             continue;
         }
-        let pem = c
-            .config_maps
-            .iter()
-            .map(|m| &m.obj)
-            .find(|m| ns_of(&m.metadata) == ns && m.metadata.name.as_deref() == Some(&r.name))
-            .and_then(|m| m.data.as_ref()?.get("ca.crt").cloned());
-        let Some(pem) = pem else {
-            problem(
-                "InvalidCACertificateRef",
-                format!("ConfigMap {ns}/{}: not found, or no ca.crt", r.name),
-            );
-            continue;
-        };
-        let certs: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-            .filter_map(Result::ok)
-            .map(|d| d.to_vec())
-            .collect();
-        if certs.is_empty() {
-            problem(
-                "InvalidCACertificateRef",
-                format!("ConfigMap {ns}/{}: ca.crt holds no PEM certificate", r.name),
-            );
-            continue;
+        match config_map_ca(c, ns, &r.name) {
+            Ok(certs) => ca.extend(certs),
+            Err(why) => problem("InvalidCACertificateRef", why),
         }
-        ca.extend(certs);
     }
     let names: Vec<String> = v
         .subject_alt_names
@@ -136,6 +115,27 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
         accepted,
         resolved,
     }
+}
+
+/// The CA certificates (DER) in a ConfigMap's `ca.crt`, or why there are none.
+pub(super) fn config_map_ca(c: &Cluster, ns: &str, name: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = c
+        .config_maps
+        .iter()
+        .map(|m| &m.obj)
+        .find(|m| ns_of(&m.metadata) == ns && m.metadata.name.as_deref() == Some(name))
+        .and_then(|m| m.data.as_ref()?.get("ca.crt").cloned())
+        .ok_or_else(|| format!("ConfigMap {ns}/{name}: not found, or no ca.crt"))?;
+    let certs: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|d| d.to_vec())
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ConfigMap {ns}/{name}: ca.crt holds no PEM certificate"
+        ));
+    }
+    Ok(certs)
 }
 
 /// The policy a backend takes, by its index in `policies` (judged, oldest first), and the

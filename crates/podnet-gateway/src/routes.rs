@@ -405,6 +405,7 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
             tls: st.tls,
             listeners: Vec::new(),
             streams: Vec::new(),
+            client_validation: st.client_validation.clone(),
         });
         if let Some(terminate) = st.stream {
             let mut routes = st.streams;

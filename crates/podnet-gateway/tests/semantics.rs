@@ -488,6 +488,11 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}\n", "spec.validation"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}, {group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System}\n", "spec.targetRefs[0].sectionName"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, subjectAltNames: [{type: Hostname, uri: \"spiffe://a\"}]}\n", "spec.validation.subjectAltNames[0]"),
+        // Frontend client certificate validation, as the Gateway's CRD refuses it.
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {validation: {caCertificateRefs: []}}}}\n", "spec.tls.frontend.default.validation.caCertificateRefs"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {validation: {mode: AllowAll, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}}}}\n", "spec.tls.frontend.default.validation.mode"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {}, perPort: [{port: 443, tls: {}}, {port: 443, tls: {}}]}}\n", "spec.tls.frontend.perPort[1].port"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {}, perPort: [{port: 0, tls: {}}]}}\n", "spec.tls.frontend.perPort[0].port"),
     ];
     for (doc, field) in cases {
         let text = format!("apiVersion: gateway.networking.k8s.io/v1\n{doc}");
@@ -647,4 +652,113 @@ fn backend_tls_policies_by_specificity_then_age_with_their_status_per_gateway() 
     };
     assert_eq!(cond("old"), ("True".into(), "Accepted".into()));
     assert_eq!(cond("young"), ("False".into(), "Conflicted".into()));
+}
+
+#[test]
+fn client_certificate_validation_per_port_with_its_reasons() {
+    let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert}
+type: kubernetes.io/tls
+stringData: {tls.crt: CRT, tls.key: KEY}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ca}
+data: {ca.crt: CRT}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: no-pem}
+data: {ca.crt: "not a certificate"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ca, namespace: other}
+data: {ca.crt: CRT}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  tls:
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}]
+      perPort:
+      - {port: 80, tls: {validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: missing}]}}}
+      - {port: 8443, tls: {validation: {mode: AllowInsecureFallback, caCertificateRefs: [{group: "", kind: ConfigMap, name: no-pem}, {group: "", kind: ConfigMap, name: ca}]}}}
+      - {port: 7443, tls: {validation: {caCertificateRefs: [{group: "", kind: Secret, name: cert}]}}}
+      - {port: 6443, tls: {validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: ca, namespace: other}]}}}
+      - {port: 5443, tls: {}}
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+  - {name: partial, port: 8443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+  - {name: kind, port: 7443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+  - {name: grant, port: 6443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+  - {name: none, port: 5443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+"#;
+    let cert = rcgen::generate_simple_self_signed(vec!["gw.example".to_string()]).unwrap();
+    let (crt, key) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let yaml = yaml
+        .replace("CRT", &serde_json::to_string(&crt).unwrap())
+        .replace("KEY", &serde_json::to_string(&key).unwrap());
+    let c = compute(&cluster(&yaml));
+    let st = c.gateways[0].status.as_ref().unwrap();
+    let reason = |l: &str, t: &str| {
+        let ls = st.listeners.iter().find(|x| x.name == l).unwrap();
+        let cond = ls.conditions.iter().find(|x| x.type_ == t).unwrap();
+        format!("{} {}", cond.status, cond.reason)
+    };
+    // An HTTP listener is untouched, even with an entry for its port.
+    assert_eq!(reason("http", "ResolvedRefs"), "True ResolvedRefs");
+    assert_eq!(reason("http", "Programmed"), "True Programmed");
+    assert_eq!(reason("https", "Programmed"), "True Programmed");
+    // One reference of two cannot be used: ResolvedRefs False, served with the other.
+    assert_eq!(
+        reason("partial", "ResolvedRefs"),
+        "False InvalidCACertificateRef"
+    );
+    assert_eq!(reason("partial", "Accepted"), "True Accepted");
+    assert_eq!(reason("partial", "Programmed"), "True Programmed");
+    // None usable: not Accepted, not served.
+    assert_eq!(
+        reason("kind", "ResolvedRefs"),
+        "False InvalidCACertificateKind"
+    );
+    assert_eq!(reason("kind", "Accepted"), "False NoValidCACertificate");
+    assert_eq!(reason("kind", "Programmed"), "False Invalid");
+    assert_eq!(reason("grant", "ResolvedRefs"), "False RefNotPermitted");
+    assert_eq!(reason("grant", "Accepted"), "False NoValidCACertificate");
+    // A port's entry without validation: none, whatever the default says.
+    assert_eq!(reason("none", "Programmed"), "True Programmed");
+    // The Gateway says a port falls back to serving clients without a valid certificate.
+    let insecure = st
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "InsecureFrontendValidationMode")
+        .expect("InsecureFrontendValidationMode");
+    assert_eq!(
+        (insecure.status.as_str(), insecure.reason.as_str()),
+        ("True", "ConfigurationChanged")
+    );
+    // What each port serves.
+    let config = &c.configs[&NsName::new("default", "gw")];
+    let v = |port: u16| config.ports.get(&port).map(|p| p.client_validation.clone());
+    assert_eq!(v(80), Some(None));
+    let strict = v(443).flatten().expect("443 validates");
+    assert!(!strict.insecure_fallback && strict.ca.len() == 1);
+    let fallback = v(8443).flatten().expect("8443 validates");
+    assert!(fallback.insecure_fallback && fallback.ca.len() == 1);
+    assert_eq!(v(7443), None, "not served");
+    assert_eq!(v(6443), None, "not served");
+    assert_eq!(v(5443), Some(None));
 }

@@ -44,6 +44,7 @@ use crate::upstream::Connector;
 
 mod backend_tls;
 mod body;
+mod client_auth;
 mod conns;
 mod forward;
 mod front;
@@ -117,6 +118,16 @@ struct Live {
     config: EdgeConfig,
     /// Each backend's endpoints, resolved for the hot path: one lookup per request.
     targets: HashMap<Backend, Target, fnv::FnvBuildHasher>,
+    /// The HTTPS ports that validate their clients' certificates: their server side, or why
+    /// rustls refused it (the port's handshakes are then refused).
+    validating: HashMap<u16, Validating>,
+}
+
+/// An HTTPS port's server side when it validates clients.
+#[derive(Debug)]
+struct Validating {
+    made_from: crate::edge::ClientValidation,
+    config: Result<Arc<rustls::ServerConfig>, String>,
 }
 
 /// A backend, ready to send to.
@@ -374,7 +385,29 @@ impl Edge {
                 (b.clone(), t)
             })
             .collect();
-        self.live.store(Arc::new(Live { config, targets }));
+        // Ports that validate clients: their server side is kept while their validation
+        // stays the same (its session tickets with it).
+        let validating = config
+            .ports
+            .iter()
+            .filter_map(|(port, p)| Some((*port, p.client_validation.as_ref()?)))
+            .map(|(port, v)| {
+                let config = match old.validating.get(&port) {
+                    Some(o) if o.made_from == *v => o.config.clone(),
+                    _ => client_auth::server_config(&self.tls, v),
+                };
+                if let Err(why) = &config {
+                    tracing::warn!(port, %why, "client certificate validation cannot be served: the port refuses handshakes");
+                }
+                let made_from = v.clone();
+                (port, Validating { made_from, config })
+            })
+            .collect();
+        self.live.store(Arc::new(Live {
+            config,
+            targets,
+            validating,
+        }));
         self.metrics.reloads.inc();
         self.configured.store(true, Ordering::Release);
     }
@@ -462,7 +495,17 @@ impl Edge {
                 continue;
             };
             let edge = self.clone();
-            let acceptor = acceptor.clone();
+            // The port's own server side when it validates clients' certificates.
+            let acceptor = match edge.live.load().validating.get(&local.port()) {
+                None => acceptor.clone(),
+                Some(Validating { config: Ok(c), .. }) => {
+                    tokio_rustls::TlsAcceptor::from(c.clone())
+                }
+                Some(Validating { config: Err(_), .. }) => {
+                    edge.metrics.error("tls_handshake");
+                    continue;
+                }
+            };
             tokio::spawn(async move {
                 let hs = tokio::time::timeout(edge.settings.handshake_timeout, acceptor.accept(s));
                 let Ok(Ok(tls)) = hs.await else {

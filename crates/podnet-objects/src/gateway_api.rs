@@ -128,14 +128,67 @@ pub struct GatewaySpec {
     pub default_scope: Option<Value>,
 }
 
-/// A Gateway's TLS beyond its listeners': the client certificate it shows its backends.
+/// A Gateway's TLS beyond its listeners': the client certificate it shows its backends, and
+/// how its HTTPS listeners validate their clients' certificates.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayTLSConfig {
     pub backend: Option<GatewayBackendTLS>,
-    /// Client certificate validation of the listeners (not served).
-    pub frontend: Option<Value>,
+    pub frontend: Option<FrontendTLSConfig>,
+}
+
+/// Client certificate validation of a Gateway's HTTPS listeners: `default` for every port
+/// without its own entry in `perPort`.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTLSConfig {
+    #[serde(default)]
+    pub default: FrontendTLS,
+    #[serde(default)]
+    pub per_port: Vec<FrontendTLSPort>,
+}
+
+/// One port's entry of `perPort`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTLSPort {
+    pub port: i32,
+    #[serde(default)]
+    pub tls: FrontendTLS,
+}
+
+/// The API's `TLSConfig` (of the frontend): its validation, if any.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTLS {
+    pub validation: Option<FrontendTLSValidation>,
+}
+
+/// The CA certificates a client's certificate must chain to, and what happens when it does
+/// not (or the client shows none).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTLSValidation {
+    #[serde(rename = "caCertificateRefs", default)]
+    pub ca_certificate_refs: Vec<ObjectReference>,
+    /// `AllowValidOnly` (the default) or `AllowInsecureFallback`.
+    pub mode: Option<String>,
+}
+
+/// A reference to an object of any kind, in the referrer's namespace unless it names one.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]

@@ -53,6 +53,20 @@ pub struct PortConfig {
     /// The TLS listeners of the port (protocol TLS: TLSRoutes), the most specific hostname
     /// first. Not empty: the port serves TLS streams and no HTTP.
     pub streams: Vec<StreamListener>,
+    /// HTTPS: how clients' certificates are validated (the Gateway's `spec.tls.frontend`);
+    /// None: none is asked for.
+    pub client_validation: Option<ClientValidation>,
+}
+
+/// Client certificate validation of an HTTPS port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientValidation {
+    /// The CA certificates (DER) a client's certificate must chain to.
+    pub ca: Vec<Vec<u8>>,
+    /// `AllowInsecureFallback`: a certificate is asked for, but a connection that shows
+    /// none, or one that does not verify, is served too. Else (`AllowValidOnly`) the
+    /// handshake fails without a certificate that verifies.
+    pub insecure_fallback: bool,
 }
 
 /// What a Gateway's port speaks.
@@ -102,6 +116,22 @@ pub struct ListenerRoutes {
     pub name: String,
     pub host: HostMatch,
     pub table: RouteTable,
+}
+
+impl ClientValidation {
+    /// `validated against 2 CA certificates (AllowValidOnly)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "validated against {} CA certificate{} ({})",
+            self.ca.len(),
+            if self.ca.len() == 1 { "" } else { "s" },
+            if self.insecure_fallback {
+                "AllowInsecureFallback: served without one too"
+            } else {
+                "AllowValidOnly"
+            }
+        )
+    }
 }
 
 impl PortConfig {
@@ -537,6 +567,7 @@ impl EdgeConfig {
                                 "host": l.host.to_string(),
                                 "routes": l.table.routes().iter().map(route_line).collect::<Vec<_>>(),
                             })).collect::<Vec<_>>(),
+                            "clientCertificates": p.client_validation.as_ref().map(ClientValidation::describe),
                             "streams": p.streams.iter().map(|l| serde_json::json!({
                                 "name": l.name,
                                 "host": l.host.to_string(),

@@ -706,6 +706,14 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
             }
         }
         out.push_str(&table(&["PORT", "LISTENER", "ROUTE", "FROM"], &rows));
+        for (port, p) in &config.ports {
+            if let Some(v) = &p.client_validation {
+                out.push_str(&format!(
+                    "port {port}: client certificates {}\n",
+                    v.describe()
+                ));
+            }
+        }
     }
     out
 }

@@ -85,6 +85,62 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
             }
         }
     }
+    frontend(c);
+}
+
+/// `spec.tls.frontend`, as the CRD validates it: 1 to 16 CA references each, a known mode,
+/// at most 64 per-port entries with valid, distinct ports.
+fn frontend(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
+    let s = c.src;
+    let Some(f) = s.obj.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+        return;
+    };
+    let validation = |c: &mut Checker<'_, _>, at: &str, t: &crate::gateway_api::FrontendTLS| {
+        let Some(v) = &t.validation else { return };
+        let n = v.ca_certificate_refs.len();
+        if !(1..=16).contains(&n) {
+            c.err(
+                &format!("{at}.validation.caCertificateRefs"),
+                format!("Invalid value: {n} references: 1 to 16 are allowed"),
+            );
+        }
+        for (i, r) in v.ca_certificate_refs.iter().enumerate() {
+            if r.name.is_empty() || r.kind.is_empty() {
+                c.err(
+                    &format!("{at}.validation.caCertificateRefs[{i}]"),
+                    "Required value: kind and name",
+                );
+            }
+        }
+        match v.mode.as_deref() {
+            None | Some("AllowValidOnly") | Some("AllowInsecureFallback") => {}
+            Some(m) => c.err(
+                &format!("{at}.validation.mode"),
+                format!(
+                    "Unsupported value: {m:?}: supported values: \"AllowValidOnly\", \"AllowInsecureFallback\""
+                ),
+            ),
+        }
+    };
+    validation(c, "spec.tls.frontend.default", &f.default);
+    if f.per_port.len() > 64 {
+        c.err(
+            "spec.tls.frontend.perPort",
+            format!("Too many: {}: must have at most 64 items", f.per_port.len()),
+        );
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for (i, p) in f.per_port.iter().enumerate() {
+        let at = format!("spec.tls.frontend.perPort[{i}]");
+        c.check(&format!("{at}.port"), v::port_number(p.port));
+        if !ports.insert(p.port) {
+            c.err(
+                &format!("{at}.port"),
+                "Invalid value: Port for TLS configuration must be unique within the Gateway",
+            );
+        }
+        validation(c, &format!("{at}.tls"), &p.tls);
+    }
 }
 
 pub(super) fn http_route(c: &mut Checker<'_, crate::gateway_api::HTTPRoute>) {

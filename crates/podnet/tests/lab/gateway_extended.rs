@@ -113,6 +113,29 @@ fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
                 "--cacert".into(),
                 trust,
             ]);
+            // A client certificate, by its Secret's name (its files are beside the CA's),
+            // and a trace of the handshake to tell whether the Gateway asked for it.
+            if let Some(secret) = client_certificate(r) {
+                let file = |ext: &str| {
+                    std::path::Path::new(ca)
+                        .with_file_name(format!("{secret}.{ext}"))
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                args.extend([
+                    "--cert".into(),
+                    file("crt"),
+                    "--key".into(),
+                    file("key"),
+                    "--trace-ascii".into(),
+                    trace_file(ca, r),
+                ]);
+            }
+            // The Host header as upstream's client sets it: the request's host, without the
+            // port (curl's would carry a port other than 443).
+            if let Some(h) = r["host"].as_str() {
+                args.extend(["-H".into(), format!("Host: {h}")]);
+            }
             args.push(format!("{scheme}://{sni}:{port}{path}"));
         }
         _ => {
@@ -150,6 +173,58 @@ fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
         headers,
         body: body.to_string(),
     })
+}
+
+/// The Secret of the client certificate a request shows (`client_certificate: client cert
+/// from Secret NAME (...)`); None for `no client certificate`.
+fn client_certificate(r: &Value) -> Option<&str> {
+    r["client_certificate"]
+        .as_str()?
+        .strip_prefix("client cert from Secret ")?
+        .split_whitespace()
+        .next()
+}
+
+/// Where curl traces a request with a client certificate (beside the CA's file).
+fn trace_file(ca: &str, r: &Value) -> String {
+    std::path::Path::new(ca)
+        .with_file_name(format!(
+            "trace-{}-{}",
+            r["port"].as_u64().unwrap_or(443),
+            client_certificate(r).unwrap_or("none")
+        ))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A request whose `expect.outcome` is a failure of TLS (the handshake refused): any HTTP
+/// answer is not yet converged. Else, with `client_certificate_presented`, whether the
+/// Gateway asked for the certificate the client had (OpenSSL's trace: "Request CERT").
+fn tls_outcome(r: &Value, ca: &str, sent: &Result<Reply, String>) -> Option<Result<(), String>> {
+    let e = &r["expect"];
+    if e["outcome"]
+        .as_str()
+        .is_some_and(|o| o.contains("fails at the TLS"))
+    {
+        return Some(match sent {
+            Ok(a) => Err(format!(
+                "expected the TLS handshake refused, got HTTP {}",
+                a.status
+            )),
+            Err(_) => Ok(()),
+        });
+    }
+    if e["client_certificate_presented"] == true && client_certificate(r).is_some() && sent.is_ok()
+    {
+        let trace = std::fs::read_to_string(trace_file(ca, r)).unwrap_or_default();
+        if !trace.contains("Request CERT") {
+            return Some(Err(
+                "the Gateway did not ask for the client's certificate (no CertificateRequest in curl's trace)"
+                    .into(),
+            ));
+        }
+    }
+    None
 }
 
 /// Whether `got` answers a request whose expected statuses are `want` (504 and 408 count as
@@ -1193,7 +1268,13 @@ fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
                 websocket(lab, r, &addr).map_err(|e| format!("(try {}): {e}", i + 1))?;
                 continue;
             }
-            let a = send(lab, r, &addr, ca)?;
+            let sent = send(lab, r, &addr, ca);
+            match tls_outcome(r, ca, &sent) {
+                Some(Ok(())) if r["expect"]["outcome"].is_string() => continue,
+                Some(Err(e)) => return Err(format!("{} (try {}): {e}", r["path"], i + 1)),
+                _ => {}
+            }
+            let a = sent?;
             check(r, &a, &dir)
                 .and_then(|()| mirrored(lab, r))
                 .map_err(|e| {
@@ -1401,6 +1482,43 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             )
             .replace(
                 &format!("{placeholder}_PEM_K"),
+                &serde_json::to_string(&key).unwrap(),
+            );
+    }
+    // Frontend validation's two CAs, and the client certificate each signs, as files beside
+    // the tls-checks CA (named by their Secrets) for the clients too.
+    for (ca_name, client, secret) in [
+        (
+            "VALIDITYCA",
+            "VALIDITYCLIENT",
+            "tls-validity-checks-client-certificate",
+        ),
+        (
+            "PERPORTCA",
+            "PERPORTCLIENT",
+            "tls-validity-checks-per-port-client-certificate",
+        ),
+    ] {
+        let ca_file = tmp.join(format!("{}.crt", ca_name.to_lowercase()));
+        let (crt, key) = signed(
+            &tmp,
+            &ca_file,
+            &[&format!("{}.example", client.to_lowercase())],
+        );
+        std::fs::write(tmp.join(format!("{secret}.crt")), &crt).unwrap();
+        std::fs::write(tmp.join(format!("{secret}.key")), &key).unwrap();
+        let ca_pem = std::fs::read_to_string(&ca_file).unwrap();
+        base = base
+            .replace(
+                &format!("{ca_name}_PEM"),
+                &serde_json::to_string(&ca_pem).unwrap(),
+            )
+            .replace(
+                &format!("{client}_PEM_C"),
+                &serde_json::to_string(&crt).unwrap(),
+            )
+            .replace(
+                &format!("{client}_PEM_K"),
                 &serde_json::to_string(&key).unwrap(),
             );
     }
