@@ -110,6 +110,11 @@ pub fn project(c: &Cluster) -> Vec<Value> {
             .map(|o| typed(without_status(&o.obj), Kind::BackendTLSPolicy)),
     );
     out.extend(
+        c.listener_sets
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::ListenerSet)),
+    );
+    out.extend(
         c.reference_grants
             .iter()
             .map(|o| typed(value(&o.obj), Kind::ReferenceGrant)),

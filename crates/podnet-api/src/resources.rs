@@ -24,6 +24,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::TLSRoute.info(),
     Kind::BackendTLSPolicy.info(),
     Kind::ReferenceGrant.info(),
+    Kind::ListenerSet.info(),
 ];
 
 /// The resource of a kind.

@@ -82,6 +82,12 @@ fn columns(kind: Kind) -> Vec<(&'static str, &'static str, u8)> {
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => {
             vec![("Hostnames", "string", 0), ("Age", "string", 0)]
         }
+        Kind::ListenerSet => vec![
+            ("Parent", "string", 0),
+            ("Accepted", "string", 0),
+            ("Programmed", "string", 0),
+            ("Age", "string", 0),
+        ],
         _ => vec![("Age", "string", 0)],
     });
     c
@@ -232,6 +238,12 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
         ],
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => vec![
             join(&o["spec"]["hostnames"], |h| h.as_str().map(String::from)).replace("<none>", ""),
+            age(o),
+        ],
+        Kind::ListenerSet => vec![
+            s(&o["spec"]["parentRef"]["name"]),
+            condition(o, "Accepted"),
+            condition(o, "Programmed"),
             age(o),
         ],
         _ => vec![age(o)],

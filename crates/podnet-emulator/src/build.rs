@@ -116,6 +116,7 @@ fn compute(
         backend_tls_policies: of_kind!(objects, BackendTLSPolicy).cloned().collect(),
         config_maps: of_kind!(objects, ConfigMap).cloned().collect(),
         reference_grants: of_kind!(objects, ReferenceGrant).cloned().collect(),
+        listener_sets: of_kind!(objects, ListenerSet).cloned().collect(),
         warnings: Vec::new(),
         user_slices,
     };

@@ -1,6 +1,7 @@
-//! Writing status through the API, as on a cluster: a Gateway's proxy writes its Gateway's
-//! and each route's (HTTPRoute's, TLSRoute's) and BackendTLSPolicy's entry for this Gateway (other controllers' and other Gateways'
-//! entries are kept) ([`write`]); the class controller writes the GatewayClasses'
+//! Writing status through the API, as on a cluster: a Gateway's proxy writes its Gateway's,
+//! its ListenerSets', and each route's (HTTPRoute's, GRPCRoute's, TLSRoute's) and
+//! BackendTLSPolicy's entry for this Gateway or its ListenerSets (other controllers' and
+//! other Gateways' entries are kept) ([`write`]); the class controller writes the GatewayClasses'
 //! ([`classes`]).
 
 use podnet_model::gateway_api::{Gateway, GatewayClass};
@@ -134,7 +135,32 @@ pub async fn write(
         ),
     ];
     for (kind, list, at, now, before) in kinds {
-        written &= entries_for(client, kind, (list, at), gateway, &now, &before).await;
+        written &= entries_for(client, c, kind, (list, at), gateway, &now, &before).await;
+    }
+    // The ListenerSets that name this Gateway: their whole status is its proxy's.
+    for s in &computed.listener_sets {
+        let key = held(&s.metadata);
+        let Some(st) = &s.status else { continue };
+        if podnet_gateway::gateway_of_parent(c, Some("ListenerSet"), &key.namespace, &key.name)
+            .as_ref()
+            != Some(gateway)
+        {
+            continue;
+        }
+        let before = c
+            .listener_sets
+            .iter()
+            .find(|x| held(&x.obj.metadata) == key)
+            .and_then(|x| x.obj.status.as_ref());
+        if before != Some(st) {
+            written &= patch(
+                api(client, Kind::ListenerSet, Some(&key.namespace)),
+                &key.name,
+                serde_json::to_value(st).unwrap_or_default(),
+                &format!("ListenerSet {key}"),
+            )
+            .await;
+        }
     }
     written
 }
@@ -149,6 +175,7 @@ fn json<T: serde::Serialize>(s: &Option<T>) -> serde_json::Value {
 /// when a write failed.
 async fn entries_for(
     client: &kube::Client,
+    c: &Cluster,
     kind: Kind,
     (list, at): (&str, &str),
     gateway: &NsName,
@@ -157,12 +184,17 @@ async fn entries_for(
 ) -> bool {
     let mut written = true;
     for (key, status) in now {
+        // This Gateway's entries: for it, or for a ListenerSet of its.
         let mine = |p: &serde_json::Value| {
             p["controllerName"] == podnet_gateway::CONTROLLER
-                && NsName::new(
+                && podnet_gateway::gateway_of_parent(
+                    c,
+                    p[at]["kind"].as_str(),
                     p[at]["namespace"].as_str().unwrap_or(&key.namespace),
                     p[at]["name"].as_str().unwrap_or_default(),
-                ) == *gateway
+                )
+                .as_ref()
+                    == Some(gateway)
         };
         // An object's entries, this Gateway's (`ours`) or the others'.
         let entries = |status: &serde_json::Value, ours: bool| -> Vec<serde_json::Value> {

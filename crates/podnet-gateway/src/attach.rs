@@ -37,15 +37,16 @@ pub(super) fn intersect(route: &[String], listener: &HostMatch) -> Option<Vec<Ho
     (!out.is_empty()).then_some(out)
 }
 
-/// Whether a listener admits routes of `route_ns`.
-pub(super) fn admits(c: &Cluster, g: &Gateway, l: &Listener, route_ns: &str) -> bool {
+/// Whether a listener admits routes of `route_ns` (`Same`: the namespace of the listener's
+/// Gateway or ListenerSet, `owner_ns`).
+pub(super) fn admits(c: &Cluster, owner_ns: &str, l: &Listener, route_ns: &str) -> bool {
     let from = l
         .allowed_routes
         .as_ref()
         .and_then(|a| a.namespaces.as_ref());
     match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
         "All" => true,
-        "Same" => route_ns == ns_of(&g.metadata),
+        "Same" => route_ns == owner_ns,
         "Selector" => {
             let Some(sel) = from.and_then(|f| f.selector.as_ref()) else {
                 return false;
@@ -179,12 +180,26 @@ pub(super) fn attach_to(
             continue;
         }
         seen.push(p);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
         if p.group.as_deref().unwrap_or(GROUP) != GROUP
-            || p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+            || !matches!(kind, "Gateway" | "ListenerSet")
         {
             continue;
         }
-        let gw_key = NsName::new(p.namespace.as_deref().unwrap_or(route_ns), &p.name);
+        let ref_key = NsName::new(p.namespace.as_deref().unwrap_or(route_ns), &p.name);
+        // A Gateway's own listeners, or a ListenerSet's (among its Gateway's).
+        let (gw_key, owner) = if kind == "Gateway" {
+            (ref_key, None)
+        } else {
+            let Some(set) = c
+                .listener_sets
+                .iter()
+                .find(|s| key_of(&s.obj.metadata) == ref_key)
+            else {
+                continue;
+            };
+            (listener_sets::parent_of(&set.obj), Some(ref_key))
+        };
         let Some(g) = c
             .gateways
             .iter()
@@ -196,31 +211,46 @@ pub(super) fn attach_to(
             continue; // not one of podnet's
         };
         let g = &g.obj;
-        let mut candidates: Vec<usize> = g
-            .spec
-            .listeners
+        let owner_ns = owner
+            .as_ref()
+            .map_or(ns_of(&g.metadata), |o| o.namespace.as_str());
+        let parent = if owner.is_some() {
+            "ListenerSet"
+        } else {
+            "Gateway"
+        };
+        let mut candidates: Vec<usize> = states
             .iter()
             .enumerate()
-            .filter(|(_, l)| p.section_name.as_ref().is_none_or(|s| *s == l.name))
-            .filter(|(_, l)| p.port.is_none_or(|port| port == l.port))
+            .filter(|(_, st)| st.owner == owner)
+            .filter(|(_, st)| {
+                p.section_name
+                    .as_ref()
+                    .is_none_or(|s| *s == st.listener.name)
+            })
+            .filter(|(_, st)| p.port.is_none_or(|port| port == st.listener.port))
             .map(|(i, _)| i)
             .collect();
         let accepted: Result<(), (&str, String)> = if candidates.is_empty() {
             Err((
                 "NoMatchingParent",
-                "no listener of the Gateway matches sectionName and port".into(),
+                if owner.is_some() && !states.iter().any(|st| st.owner == owner) {
+                    "the ListenerSet is not attached to its Gateway".into()
+                } else {
+                    format!("no listener of the {parent} matches sectionName and port")
+                },
             ))
         } else {
             candidates.retain(|i| {
-                let l = &g.spec.listeners[*i];
-                states[*i].attachable
-                    && states[*i].kinds.iter().any(|k| k.kind == r.kind)
-                    && admits(c, g, l, route_ns)
+                let st = &states[*i];
+                st.attachable
+                    && st.kinds.iter().any(|k| k.kind == r.kind)
+                    && admits(c, owner_ns, &st.listener, route_ns)
             });
             if candidates.is_empty() {
                 Err((
                     "NotAllowedByListeners",
-                    "no listener of the Gateway admits this route".into(),
+                    format!("no listener of the {parent} admits this route"),
                 ))
             } else {
                 candidates.retain(|i| intersect(r.hostnames, &states[*i].host).is_some());
@@ -252,8 +282,16 @@ pub(super) fn attach_to(
                 add(st, hosts);
             }
         }
+        // The parentRef written out: the group and kind the API defaults, the namespace the
+        // route's own when unset.
+        let mut parent_ref = p.clone();
+        parent_ref.group.get_or_insert_with(|| GROUP.into());
+        parent_ref.kind.get_or_insert_with(|| kind.into());
+        parent_ref
+            .namespace
+            .get_or_insert_with(|| route_ns.to_string());
         out.push(RouteParentStatus {
-            parent_ref: p.clone(),
+            parent_ref,
             controller_name: CONTROLLER.into(),
             conditions,
         });

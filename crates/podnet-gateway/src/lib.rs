@@ -43,6 +43,7 @@ use podnet_routes::routes::{
 mod attach;
 mod frontend;
 mod grpc;
+mod listener_sets;
 mod listeners;
 mod policy;
 mod routes;
@@ -67,6 +68,8 @@ pub struct Computed {
     pub grpc_routes: Vec<podnet_model::gateway_api::GRPCRoute>,
     /// Every TLSRoute, likewise.
     pub tls_routes: Vec<TLSRoute>,
+    /// Every ListenerSet, those that name one of podnet's Gateways with their status.
+    pub listener_sets: Vec<podnet_model::gateway_api::ListenerSet>,
     /// Every BackendTLSPolicy, with an ancestor entry for each of podnet's Gateways that
     /// sends to a Service port it targets.
     pub backend_tls_policies: Vec<podnet_model::gateway_api::BackendTLSPolicy>,
@@ -153,6 +156,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteRetry",
     "HTTPRouteSchemeRedirect",
+    "ListenerSet",
     "ReferenceGrant",
     "TLSRoute",
     "TLSRouteModeMixed",
@@ -194,12 +198,15 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
     }
     // The Gateways and their listeners.
     let mut listeners: BTreeMap<NsName, Vec<ListenerState>> = BTreeMap::new();
+    let mut sets: BTreeMap<NsName, Vec<listener_sets::Judged<'_>>> = BTreeMap::new();
     for g in &c.gateways {
         if !ours.contains(&g.obj.spec.gateway_class_name) {
             continue;
         }
         let key = key_of(&g.obj.metadata);
-        listeners.insert(key, listener_states(c, &g.obj));
+        let judged = listener_sets::sets_of(c, &g.obj);
+        listeners.insert(key.clone(), listener_states(c, &g.obj, &judged));
+        sets.insert(key, judged);
     }
     // The routes: each attaches to listeners, and says so per parent.
     let mut routes: Vec<&podnet_model::objects::Sourced<HTTPRoute>> =
@@ -247,6 +254,8 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
     // The Gateways' status and configuration.
     let policies = policy::judge_all(c);
     let mut used: BTreeMap<NsName, Vec<Backend>> = BTreeMap::new();
+    let mut set_status: BTreeMap<NsName, podnet_model::gateway_api::ListenerSetStatus> =
+        BTreeMap::new();
     for g in &c.gateways {
         let mut obj = g.obj.clone();
         let key = key_of(&obj.metadata);
@@ -274,7 +283,15 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
             let client_ref = client
                 .as_ref()
                 .map(|r| r.as_ref().map(|_| ()).map_err(Clone::clone));
-            obj.status = Some(gateway_status(&obj, &ls, &addresses, client_ref));
+            let status = gateway_status(&obj, &ls, &addresses, client_ref);
+            let accepted = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.status == "True");
+            for j in sets.get(&key).into_iter().flatten() {
+                set_status.insert(j.key.clone(), listener_sets::status(j, &ls, accepted));
+            }
+            obj.status = Some(status);
             if only.is_none_or(|o| *o == key) {
                 let config = if invalid_parameters(&obj) {
                     EdgeConfig::default()
@@ -291,7 +308,37 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
         out.gateways.push(obj);
     }
     out.backend_tls_policies = policy::statuses(c, &policies, &used);
+    out.listener_sets = c
+        .listener_sets
+        .iter()
+        .map(|s| {
+            let mut obj = s.obj.clone();
+            if let Some(st) = set_status.remove(&key_of(&obj.metadata)) {
+                obj.status = Some(st);
+            }
+            obj
+        })
+        .collect();
     out
+}
+
+/// The Gateway a route's parentRef (or a status entry's) comes to: the Gateway it names, or
+/// the one a ListenerSet it names belongs to (None: a ListenerSet that does not exist).
+pub fn gateway_of_parent(
+    c: &Cluster,
+    kind: Option<&str>,
+    namespace: &str,
+    name: &str,
+) -> Option<NsName> {
+    let key = NsName::new(namespace, name);
+    match kind.unwrap_or("Gateway") {
+        "ListenerSet" => c
+            .listener_sets
+            .iter()
+            .find(|s| key_of(&s.obj.metadata) == key)
+            .map(|s| listener_sets::parent_of(&s.obj)),
+        _ => Some(key),
+    }
 }
 
 /// What one Gateway serves (None: not one of podnet's).

@@ -6,6 +6,12 @@ use super::*;
 /// A listener, as this controller judged it.
 #[derive(Debug, Clone)]
 pub(super) struct ListenerState {
+    /// The listener as written.
+    pub(super) listener: Listener,
+    /// The ListenerSet it comes from (None: the Gateway's own).
+    pub(super) owner: Option<NsName>,
+    /// Conflicted, and why (ProtocolConflict, HostnameConflict).
+    pub(super) conflict: Option<&'static str>,
     pub(super) port: u16,
     /// HTTPS (terminates TLS and serves HTTP).
     pub(super) tls: bool,
@@ -35,60 +41,109 @@ fn terminates(l: &Listener) -> bool {
         .is_none_or(|m| m == "Terminate")
 }
 
-pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
+/// The listeners of a Gateway, its own then those of the ListenerSets it takes (`sets`, by
+/// precedence), as judged. The Gateway's own conflict with each other as the Gateway
+/// documents it (every listener of a conflicting pair is Conflicted); a ListenerSet's
+/// listener conflicts with one before it in that order (the Gateway's, then the older
+/// sets'), which wins, as ListenerSet documents it.
+pub(super) fn listener_states(
+    c: &Cluster,
+    g: &Gateway,
+    sets: &[listener_sets::Judged<'_>],
+) -> Vec<ListenerState> {
     let m = &g.metadata;
     let gw_ns = ns_of(m);
     let ls = &g.spec.listeners;
-    ls.iter()
-        .map(|l| {
-            let mut conds = Vec::new();
-            let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
-            let tls = l.protocol == "HTTPS";
-            let stream = (l.protocol == "TLS").then(|| terminates(l));
-            let route_kinds_served: &[&str] = if stream.is_some() {
-                &["TLSRoute"]
-            } else {
-                &["HTTPRoute", "GRPCRoute"]
-            };
-            let (kinds, bad_kinds) = route_kinds(l, supported, route_kinds_served);
-            // Conflicts with the other listeners of the port.
-            let same_port: Vec<&Listener> = ls
-                .iter()
+    let entries: Vec<(&Listener, Option<&listener_sets::Judged<'_>>)> = ls
+        .iter()
+        .map(|l| (l, None))
+        .chain(
+            sets.iter()
+                .filter(|s| s.allowed)
+                .flat_map(|s| s.set.spec.listeners.iter().map(move |l| (l, Some(s)))),
+        )
+        .collect();
+    let mut out: Vec<ListenerState> = Vec::new();
+    for (l, set) in entries {
+        let owner_ns = set.map_or(gw_ns, |s| s.key.namespace.as_str());
+        let owner_kind = if set.is_some() {
+            "ListenerSet"
+        } else {
+            "Gateway"
+        };
+        let m = set.map_or(m, |s| &s.set.metadata);
+        let mut conds = Vec::new();
+        let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
+        let tls = l.protocol == "HTTPS";
+        let stream = (l.protocol == "TLS").then(|| terminates(l));
+        let route_kinds_served: &[&str] = if stream.is_some() {
+            &["TLSRoute"]
+        } else {
+            &["HTTPRoute", "GRPCRoute"]
+        };
+        let (kinds, bad_kinds) = route_kinds(l, supported, route_kinds_served);
+        // Conflicts with the other listeners of the port: the Gateway's own with each
+        // other; a ListenerSet's with those before it that won.
+        let same_port: Vec<&Listener> = if set.is_none() {
+            ls.iter()
                 .filter(|o| o.port == l.port && o.name != l.name)
-                .collect();
-            let protocol_conflict = same_port.iter().any(|o| o.protocol != l.protocol);
-            // (TLS listeners of one port may differ in mode, TLSRouteModeMixed: a connection's
-            // ClientHello names its listener, whose mode ends TLS or passes it on.)
-            let hostname_conflict = same_port
-                .iter()
-                .any(|o| o.protocol == l.protocol && o.hostname == l.hostname);
-            let host = HostMatch::gateway(l.hostname.as_deref());
-            let (certs, mut ref_problem) = if tls || stream == Some(true) {
-                certificates(c, gw_ns, l, &host)
-            } else {
-                (Vec::new(), None)
-            };
-            if bad_kinds && ref_problem.is_none() {
-                ref_problem = Some((
-                    "InvalidRouteKinds",
-                    format!(
-                        "only {} served on a {} listener",
-                        route_kinds_served.join(" and "),
-                        l.protocol
-                    ),
-                ));
-            }
-            // Client certificate validation: a reference that cannot be used is
-            // ResolvedRefs False; none usable, the listener is not Accepted.
-            let frontend = if tls {
-                frontend::for_port(c, g, l.port)
-            } else {
-                None
-            };
-            let no_valid_ca = frontend.as_ref().is_some_and(|f| f.served.is_none());
-            let ca_problem = frontend.as_ref().and_then(|f| f.problem.clone());
-            let accepted = supported && !no_valid_ca;
-            conds.push(if no_valid_ca {
+                .collect()
+        } else {
+            out.iter()
+                .filter(|o| o.conflict.is_none() && o.listener.port == l.port)
+                .map(|o| &o.listener)
+                .collect()
+        };
+        let protocol_conflict = same_port.iter().any(|o| o.protocol != l.protocol);
+        // (TLS listeners of one port may differ in mode, TLSRouteModeMixed: a connection's
+        // ClientHello names its listener, whose mode ends TLS or passes it on.)
+        let hostname_conflict = same_port
+            .iter()
+            .any(|o| o.protocol == l.protocol && o.hostname == l.hostname);
+        let host = HostMatch::gateway(l.hostname.as_deref());
+        let (certs, mut ref_problem) = if tls || stream == Some(true) {
+            certificates(c, (owner_kind, owner_ns), l, &host)
+        } else {
+            (Vec::new(), None)
+        };
+        if bad_kinds && ref_problem.is_none() {
+            ref_problem = Some((
+                "InvalidRouteKinds",
+                format!(
+                    "only {} served on a {} listener",
+                    route_kinds_served.join(" and "),
+                    l.protocol
+                ),
+            ));
+        }
+        // Client certificate validation: a reference that cannot be used is
+        // ResolvedRefs False; none usable, the listener is not Accepted.
+        let frontend = if tls {
+            frontend::for_port(c, g, l.port)
+        } else {
+            None
+        };
+        let no_valid_ca = frontend.as_ref().is_some_and(|f| f.served.is_none());
+        let ca_problem = frontend.as_ref().and_then(|f| f.problem.clone());
+        let conflict = if protocol_conflict {
+            Some("ProtocolConflict")
+        } else if hostname_conflict {
+            Some("HostnameConflict")
+        } else {
+            None
+        };
+        // A ListenerSet's listener that lost is not Accepted, for that reason.
+        let lost = set.and(conflict);
+        let accepted = supported && !no_valid_ca && lost.is_none();
+        conds.push(if let Some(reason) = lost {
+                condition(
+                    m,
+                    "Accepted",
+                    false,
+                    reason,
+                    "a listener before it in the Gateway's order holds the port",
+                )
+            } else if no_valid_ca {
                 condition(
                     m,
                     "Accepted",
@@ -110,65 +165,66 @@ pub(super) fn listener_states(c: &Cluster, g: &Gateway) -> Vec<ListenerState> {
                     ),
                 )
             });
-            let conflicted = protocol_conflict || hostname_conflict;
-            conds.push(if protocol_conflict {
-                condition(
-                    m,
-                    "Conflicted",
-                    true,
-                    "ProtocolConflict",
-                    "another listener of the port has another protocol",
-                )
-            } else if hostname_conflict {
-                condition(
-                    m,
-                    "Conflicted",
-                    true,
-                    "HostnameConflict",
-                    "another listener of the port has the same hostname",
-                )
-            } else {
-                condition(m, "Conflicted", false, "NoConflicts", "")
-            });
-            // (A certificate's problem is told first; a CA's, with some CA still usable,
-            // does not keep the listener from being served with those.)
-            conds.push(match ref_problem.as_ref().or(ca_problem.as_ref()) {
-                Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
-                None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
-            });
-            let needs_certs = tls || stream == Some(true);
-            let valid = accepted
-                && !conflicted
-                && ref_problem.is_none()
-                && (!needs_certs || !certs.is_empty());
-            conds.push(if valid {
-                condition(m, "Programmed", true, "Programmed", "")
-            } else {
-                condition(
-                    m,
-                    "Programmed",
-                    false,
-                    "Invalid",
-                    "the listener is not served",
-                )
-            });
-            ListenerState {
-                port: u16::try_from(l.port).unwrap_or(0),
-                tls,
-                stream,
-                host,
-                valid,
-                attachable: accepted && !conflicted,
-                kinds,
-                conditions: conds,
-                certs,
-                attached: 0,
-                routes: Vec::new(),
-                streams: Vec::new(),
-                client_validation: frontend.and_then(|f| f.served),
-            }
-        })
-        .collect()
+        let conflicted = conflict.is_some();
+        conds.push(if protocol_conflict {
+            condition(
+                m,
+                "Conflicted",
+                true,
+                "ProtocolConflict",
+                "another listener of the port has another protocol",
+            )
+        } else if hostname_conflict {
+            condition(
+                m,
+                "Conflicted",
+                true,
+                "HostnameConflict",
+                "another listener of the port has the same hostname",
+            )
+        } else {
+            condition(m, "Conflicted", false, "NoConflicts", "")
+        });
+        // (A certificate's problem is told first; a CA's, with some CA still usable,
+        // does not keep the listener from being served with those.)
+        conds.push(match ref_problem.as_ref().or(ca_problem.as_ref()) {
+            Some((reason, msg)) => condition(m, "ResolvedRefs", false, reason, msg),
+            None => condition(m, "ResolvedRefs", true, "ResolvedRefs", ""),
+        });
+        let needs_certs = tls || stream == Some(true);
+        let valid =
+            accepted && !conflicted && ref_problem.is_none() && (!needs_certs || !certs.is_empty());
+        conds.push(if valid {
+            condition(m, "Programmed", true, "Programmed", "")
+        } else {
+            condition(
+                m,
+                "Programmed",
+                false,
+                lost.unwrap_or("Invalid"),
+                "the listener is not served",
+            )
+        });
+        out.push(ListenerState {
+            listener: l.clone(),
+            owner: set.map(|s| s.key.clone()),
+            conflict,
+            port: u16::try_from(l.port).unwrap_or(0),
+            tls,
+            stream,
+            host,
+            valid,
+            attachable: accepted && !conflicted,
+            kinds,
+            conditions: conds,
+            certs,
+            attached: 0,
+            routes: Vec::new(),
+            streams: Vec::new(),
+            client_validation: frontend.and_then(|f| f.served),
+        });
+    }
+    out
 }
 
 pub(super) fn gateway_status(
@@ -178,6 +234,13 @@ pub(super) fn gateway_status(
     client_ref: Option<Result<(), (&'static str, String)>>,
 ) -> GatewayStatus {
     let m = &g.metadata;
+    // The ListenerSets attached: Accepted, with a listener served.
+    let attached_sets: std::collections::BTreeSet<&NsName> = ls
+        .iter()
+        .filter(|l| l.valid)
+        .filter_map(|l| l.owner.as_ref())
+        .collect();
+    let ls: Vec<&ListenerState> = ls.iter().filter(|l| l.owner.is_none()).collect();
     let any_valid = ls.iter().any(|l| l.valid);
     let any_accepted = ls.iter().any(|l| l.attachable);
     let all_accepted = ls.iter().all(|l| l.attachable);
@@ -255,18 +318,20 @@ pub(super) fn gateway_status(
             })
             .collect(),
         conditions,
-        listeners: g
-            .spec
-            .listeners
-            .iter()
-            .zip(ls)
-            .map(|(l, s)| ListenerStatus {
-                name: l.name.clone(),
-                supported_kinds: s.kinds.clone(),
-                attached_routes: s.attached,
-                conditions: s.conditions.clone(),
-            })
-            .collect(),
+        listeners: ls.iter().map(|s| s.status()).collect(),
+        attached_listener_sets: Some(attached_sets.len() as i32),
+    }
+}
+
+impl ListenerState {
+    /// The listener's entry in its Gateway's or ListenerSet's status.
+    pub(super) fn status(&self) -> ListenerStatus {
+        ListenerStatus {
+            name: self.listener.name.clone(),
+            supported_kinds: self.kinds.clone(),
+            attached_routes: self.attached,
+            conditions: self.conditions.clone(),
+        }
     }
 }
 
@@ -335,7 +400,7 @@ fn route_kinds(l: &Listener, supported: bool, served: &[&str]) -> (Vec<RouteGrou
 /// ReferenceGrant opens), and the first problem with its references, if any.
 fn certificates(
     c: &Cluster,
-    gw_ns: &str,
+    (owner_kind, gw_ns): (&str, &str),
     l: &Listener,
     host: &HostMatch,
 ) -> (Vec<HostCert>, Option<(&'static str, String)>) {
@@ -355,7 +420,7 @@ fn certificates(
             ));
             continue;
         }
-        if ns != gw_ns && !granted(c, "Gateway", gw_ns, "", "Secret", ns, &cr.name) {
+        if ns != gw_ns && !granted(c, owner_kind, gw_ns, "", "Secret", ns, &cr.name) {
             ref_problem.get_or_insert((
                 "RefNotPermitted",
                 format!(

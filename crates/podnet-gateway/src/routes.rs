@@ -396,10 +396,15 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
     let key = key_of(&g.metadata);
     let mut ports: BTreeMap<u16, PortConfig> = BTreeMap::new();
     let mut certs: Vec<HostCert> = Vec::new();
-    for (l, st) in g.spec.listeners.iter().zip(ls) {
+    for st in ls {
         if !st.valid {
             continue;
         }
+        // `ns/gateway/listener`, or `ns/gateway/ns/set/listener` for a ListenerSet's.
+        let name = match &st.owner {
+            None => format!("{key}/{}", st.listener.name),
+            Some(set) => format!("{key}/{set}/{}", st.listener.name),
+        };
         certs.extend(st.certs.iter().cloned());
         let port = ports.entry(st.port).or_insert_with(|| PortConfig {
             tls: st.tls,
@@ -412,7 +417,7 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
             // The most specific hostname first; among equals, the route attached first.
             routes.sort_by_key(|r| std::cmp::Reverse(r.host.specificity()));
             port.streams.push(StreamListener {
-                name: format!("{key}/{}", l.name),
+                name,
                 host: st.host.clone(),
                 terminate,
                 routes,
@@ -420,7 +425,7 @@ pub(super) fn edge_config(c: &Cluster, g: &Gateway, ls: Vec<ListenerState>) -> E
             continue;
         }
         port.listeners.push(ListenerRoutes {
-            name: format!("{key}/{}", l.name),
+            name,
             host: st.host.clone(),
             table: RouteTable::gateway(st.routes),
         });

@@ -488,6 +488,11 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}\n", "spec.validation"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}, {group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System}\n", "spec.targetRefs[0].sectionName"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, subjectAltNames: [{type: Hostname, uri: \"spiffe://a\"}]}\n", "spec.validation.subjectAltNames[0]"),
+        // ListenerSets, as their CRD refuses them.
+        ("kind: ListenerSet\nmetadata: {name: s}\nspec:\n  parentRef: {name: gw}\n  listeners: []\n", "spec.listeners"),
+        ("kind: ListenerSet\nmetadata: {name: s}\nspec:\n  parentRef: {name: gw, kind: Service}\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n", "spec.parentRef"),
+        ("kind: ListenerSet\nmetadata: {name: s}\nspec:\n  parentRef: {name: gw}\n  listeners: [{name: a, port: 80, protocol: HTTP}, {name: a, port: 81, protocol: HTTP}]\n", "spec.listeners[1].name"),
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  allowedListeners: {namespaces: {from: Everywhere}}\n", "spec.allowedListeners.namespaces.from"),
         // Frontend client certificate validation, as the Gateway's CRD refuses it.
         ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {validation: {caCertificateRefs: []}}}}\n", "spec.tls.frontend.default.validation.caCertificateRefs"),
         ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  tls: {frontend: {default: {validation: {mode: AllowAll, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}}}}\n", "spec.tls.frontend.default.validation.mode"),
@@ -761,4 +766,181 @@ spec:
     assert_eq!(v(7443), None, "not served");
     assert_eq!(v(6443), None, "not served");
     assert_eq!(v(5443), Some(None));
+}
+
+#[test]
+fn listener_sets_merge_by_precedence_and_take_their_own_routes() {
+    let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {tenant: yes}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: outsider}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  allowedListeners: {namespaces: {from: Selector, selector: {matchLabels: {tenant: "yes"}}}}
+  listeners:
+  - {name: main, port: 80, protocol: HTTP, hostname: main.example}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: older, namespace: team, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRef: {name: gw, namespace: default}
+  listeners:
+  - {name: a, port: 80, protocol: HTTP, hostname: a.example, allowedRoutes: {namespaces: {from: Same}}}
+  - {name: same-as-gateway, port: 80, protocol: HTTP, hostname: main.example}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: newer, namespace: team, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec:
+  parentRef: {name: gw, namespace: default}
+  listeners:
+  - {name: a, port: 80, protocol: HTTP, hostname: a.example}
+  - {name: tls, port: 80, protocol: HTTPS, hostname: b.example, tls: {certificateRefs: [{name: missing}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: elsewhere, namespace: outsider}
+spec:
+  parentRef: {name: gw, namespace: default}
+  listeners:
+  - {name: c, port: 80, protocol: HTTP, hostname: c.example}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-set, namespace: team}
+spec:
+  parentRefs: [{kind: ListenerSet, group: gateway.networking.k8s.io, name: older}]
+  rules: [{backendRefs: [{name: web, namespace: default, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-gateway}
+spec:
+  parentRefs: [{name: gw, sectionName: a}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: from-default}
+spec:
+  parentRefs: [{kind: ListenerSet, name: older, namespace: team, sectionName: a}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: to-web}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team}]
+  to: [{group: "", kind: Service}]
+"#;
+    let c = compute(&cluster(yaml));
+    let set = |name: &str| {
+        c.listener_sets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .status
+            .clone()
+            .expect("a status")
+    };
+    let cond = |conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
+        let c = conds.iter().find(|x| x.type_ == t).unwrap();
+        format!("{} {}", c.status, c.reason)
+    };
+    let listener = |s: &str, l: &str, t: &str| {
+        let st = set(s);
+        let ls = st.listeners.iter().find(|x| x.name == l).unwrap();
+        cond(&ls.conditions, t)
+    };
+    // Not admitted by the selector.
+    assert_eq!(
+        cond(&set("elsewhere").conditions, "Accepted"),
+        "False NotAllowed"
+    );
+    // The older set's listener takes a.example; the newer's loses, as does the older's copy
+    // of the Gateway's own hostname.
+    assert_eq!(listener("older", "a", "Programmed"), "True Programmed");
+    assert_eq!(
+        listener("older", "same-as-gateway", "Conflicted"),
+        "True HostnameConflict"
+    );
+    assert_eq!(
+        listener("older", "same-as-gateway", "Accepted"),
+        "False HostnameConflict"
+    );
+    assert_eq!(listener("newer", "a", "Accepted"), "False HostnameConflict");
+    assert_eq!(
+        listener("newer", "tls", "Accepted"),
+        "False ProtocolConflict"
+    );
+    // A set with a listener served is Accepted; one with none is not.
+    assert_eq!(cond(&set("older").conditions, "Accepted"), "True Accepted");
+    assert_eq!(
+        cond(&set("newer").conditions, "Accepted"),
+        "False ListenersNotValid"
+    );
+    assert_eq!(
+        cond(&set("newer").conditions, "Programmed"),
+        "False ListenersNotValid"
+    );
+    let gw = c.gateways[0].status.as_ref().unwrap();
+    assert_eq!(gw.attached_listener_sets, Some(1));
+    assert_eq!(
+        gw.listeners.len(),
+        1,
+        "the Gateway's status lists its own listeners"
+    );
+    // Routes: through the set only when their parentRef names it, `Same` from the set's
+    // namespace; a Gateway parentRef does not reach a set's listener.
+    assert_eq!(
+        route_condition(&c, "via-set", "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        route_condition(&c, "via-gateway", "Accepted"),
+        ("False".into(), "NoMatchingParent".into())
+    );
+    assert_eq!(
+        route_condition(&c, "from-default", "Accepted"),
+        ("False".into(), "NotAllowedByListeners".into())
+    );
+    let via = c
+        .routes
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("via-set"))
+        .unwrap();
+    let p = &via.status.as_ref().unwrap().parents[0].parent_ref;
+    assert_eq!(
+        (
+            p.group.as_deref(),
+            p.kind.as_deref(),
+            p.namespace.as_deref()
+        ),
+        (
+            Some("gateway.networking.k8s.io"),
+            Some("ListenerSet"),
+            Some("team")
+        ),
+        "the parentRef written out"
+    );
+    // What the proxy serves: the set's host with the set's route, the Gateway's own host.
+    assert!(served(&c, "a.example", "/", &[]).is_some());
+    assert!(
+        served(&c, "main.example", "/", &[]).is_none(),
+        "no route on the Gateway's own listener"
+    );
 }

@@ -111,7 +111,8 @@ pub(super) fn stamp_gateway_objects(st: &mut LabState, c: &mut Cluster) {
         tls_routes => TLSRoute,
         grpc_routes => GRPCRoute,
         backend_tls_policies => BackendTLSPolicy,
-        reference_grants => ReferenceGrant
+        reference_grants => ReferenceGrant,
+        listener_sets => ListenerSet
     );
     st.gateway_meta.retain(|k, _| seen.contains(k));
 }

@@ -93,6 +93,15 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
         let st = gw.status.as_ref().map(value);
         expect(Kind::Gateway, &gw.metadata, &|k| proxied.contains(k), st);
     }
+    // ListenerSets: written by their Gateway's proxy.
+    for s in &g.listener_sets {
+        let st = s.status.as_ref().map(value);
+        let by_proxy = |k: &NsName| {
+            podnet_gateway::gateway_of_parent(c, Some("ListenerSet"), &k.namespace, &k.name)
+                .is_some_and(|gw| proxied.contains(&gw))
+        };
+        expect(Kind::ListenerSet, &s.metadata, &by_proxy, st);
+    }
     let entries = g
         .routes
         .iter()
@@ -124,11 +133,13 @@ pub fn expected(c: &Cluster, st: &LabState) -> Vec<Expected> {
         };
         if let Some(parents) = st[list].as_array_mut() {
             parents.retain(|p| {
-                let gw = NsName::new(
+                podnet_gateway::gateway_of_parent(
+                    c,
+                    p[at]["kind"].as_str(),
                     p[at]["namespace"].as_str().unwrap_or(&key.namespace),
                     p[at]["name"].as_str().unwrap_or_default(),
-                );
-                proxied.contains(&gw)
+                )
+                .is_some_and(|gw| proxied.contains(&gw))
             });
         }
         let status = comparable(kind, &st);

@@ -48,7 +48,7 @@ pub const EDGE_KINDS: [Kind; 5] = [
 ];
 
 /// The kinds a Gateway's routes are kept from.
-pub const GATEWAY_KINDS: [Kind; 12] = [
+pub const GATEWAY_KINDS: [Kind; 13] = [
     Kind::Namespace,
     Kind::Service,
     Kind::EndpointSlice,
@@ -61,11 +61,12 @@ pub const GATEWAY_KINDS: [Kind; 12] = [
     Kind::TLSRoute,
     Kind::BackendTLSPolicy,
     Kind::ReferenceGrant,
+    Kind::ListenerSet,
 ];
 
 /// Every kind the model takes from the API ([`Kind::read_from_api`]), in the table's order.
-pub const ALL_KINDS: [Kind; 17] = {
-    let mut out = [Kind::Namespace; 17];
+pub const ALL_KINDS: [Kind; 18] = {
+    let mut out = [Kind::Namespace; 18];
     let (mut i, mut n) = (0, 0);
     while i < Kind::ALL.len() {
         if Kind::ALL[i].read_from_api() {
@@ -97,6 +98,7 @@ macro_rules! with_kept_kinds {
             TLSRoute => tls_routes, Changed::Gateway($ns);
             BackendTLSPolicy => backend_tls_policies, Changed::Gateway($ns);
             ReferenceGrant => reference_grants, Changed::Gateway($ns);
+            ListenerSet => listener_sets, Changed::Gateway($ns);
         )
     };
 }
@@ -228,6 +230,7 @@ impl ApiModel {
                 backend_tls_policies: Vec::new(),
                 config_maps: Vec::new(),
                 reference_grants: Vec::new(),
+                listener_sets: Vec::new(),
                 warnings: Vec::new(),
                 user_slices: Vec::new(),
             },

@@ -422,6 +422,7 @@ pub struct Cluster {
     /// ConfigMaps: the CA certificates of BackendTLSPolicies (`ca.crt`).
     pub config_maps: Vec<crate::objects::Sourced<k8s_openapi::api::core::v1::ConfigMap>>,
     pub reference_grants: Vec<crate::objects::Sourced<crate::gateway_api::ReferenceGrant>>,
+    pub listener_sets: Vec<crate::objects::Sourced<crate::gateway_api::ListenerSet>>,
     /// Warnings found while building.
     pub warnings: Vec<crate::diag::Diagnostic>,
     /// Inputs endpoints are recomputed from when pod IPs change.

@@ -21,7 +21,7 @@ use crate::validation as v;
 mod gateway;
 mod network;
 
-use gateway::{backend_tls_policy, gateway, grpc_route, http_route, tls_route};
+use gateway::{backend_tls_policy, gateway, grpc_route, http_route, listener_set, tls_route};
 use network::{ingress, network_policy};
 
 /// Collects errors for one object.
@@ -492,6 +492,7 @@ pub fn check_object(o: &Object, oref: ObjectRef, out: &mut Vec<Diagnostic>) {
             }
         }
         Object::Gateway(s) => gateway(&mut checker!(s)),
+        Object::ListenerSet(s) => listener_set(&mut checker!(s)),
         Object::HTTPRoute(s) => http_route(&mut checker!(s)),
         Object::TLSRoute(s) => tls_route(&mut checker!(s)),
         Object::GRPCRoute(s) => grpc_route(&mut checker!(s)),

@@ -1,5 +1,5 @@
 //! The Gateway API's objects (`gateway.networking.k8s.io/v1`, standard channel): GatewayClass,
-//! Gateway, HTTPRoute, GRPCRoute, TLSRoute, BackendTLSPolicy and ReferenceGrant.
+//! Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, BackendTLSPolicy and ReferenceGrant.
 //!
 //! Written here as serde types, field for field from the standard channel's CRDs
 //! (`config/crd/standard/*.yaml` of kubernetes-sigs/gateway-api): the maintained Rust crate,
@@ -81,6 +81,14 @@ object!(
     RouteStatus
 );
 object!(
+    /// Listeners of a Gateway kept apart from it (by another team, in another namespace):
+    /// merged into the Gateway's when its `allowedListeners` admits the set.
+    ListenerSet,
+    "ListenerSet",
+    ListenerSetSpec,
+    ListenerSetStatus
+);
+object!(
     /// TLS from the Gateway's proxy to a Service's pods: the CA certificates to trust, the
     /// name to verify and send as SNI.
     BackendTLSPolicy,
@@ -123,9 +131,49 @@ pub struct GatewaySpec {
     pub listeners: Vec<Listener>,
     pub addresses: Option<Value>,
     pub infrastructure: Option<Value>,
-    pub allowed_listeners: Option<Value>,
+    /// Which ListenerSets may attach (none when unset).
+    pub allowed_listeners: Option<AllowedListeners>,
     pub tls: Option<GatewayTLSConfig>,
     pub default_scope: Option<Value>,
+}
+
+/// The namespaces whose ListenerSets a Gateway takes.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    /// `from`: `None` (the default), `Same`, `All` or `Selector`.
+    pub namespaces: Option<RouteNamespaces>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    #[serde(default)]
+    pub parent_ref: ParentGatewayReference,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+/// The Gateway a ListenerSet's listeners belong to.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayReference {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
 }
 
 /// A Gateway's TLS beyond its listeners': the client certificate it shows its backends, and
@@ -266,6 +314,9 @@ pub struct GatewayStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub listeners: Vec<ListenerStatus>,
+    /// How many ListenerSets are attached (Accepted), when the Gateway admits any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attached_listener_sets: Option<i32>,
 }
 
 #[serde_with::skip_serializing_none]

@@ -28,6 +28,7 @@ pub enum Kind {
     TLSRoute,
     BackendTLSPolicy,
     ReferenceGrant,
+    ListenerSet,
     /// podnet's own: the cluster's settings, in manifests only.
     ClusterConfig,
 }
@@ -75,7 +76,7 @@ const fn k(
 }
 
 /// Every kind, in [`Kind`]'s order.
-const TABLE: [KindInfo; 23] = [
+const TABLE: [KindInfo; 24] = [
     k(
         Kind::Namespace,
         "Namespace",
@@ -267,6 +268,15 @@ const TABLE: [KindInfo; 23] = [
         &["refgrant"],
     ),
     k(
+        Kind::ListenerSet,
+        "ListenerSet",
+        GATEWAY_GROUP,
+        "v1",
+        ("listenersets", "listenerset"),
+        true,
+        &[],
+    ),
+    k(
         Kind::ClusterConfig,
         "ClusterConfig",
         PODNET_GROUP,
@@ -304,10 +314,10 @@ impl KindInfo {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 23] = {
-        let mut all = [Kind::Namespace; 23];
+    pub const ALL: [Kind; 24] = {
+        let mut all = [Kind::Namespace; 24];
         let mut i = 0;
-        while i < 23 {
+        while i < 24 {
             all[i] = TABLE[i].kind;
             i += 1;
         }
@@ -345,6 +355,7 @@ impl Kind {
                 | Kind::GRPCRoute
                 | Kind::TLSRoute
                 | Kind::BackendTLSPolicy
+                | Kind::ListenerSet
         )
     }
 

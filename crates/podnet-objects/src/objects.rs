@@ -60,6 +60,7 @@ pub enum Object {
     TLSRoute(Sourced<crate::gateway_api::TLSRoute>),
     BackendTLSPolicy(Sourced<crate::gateway_api::BackendTLSPolicy>),
     ReferenceGrant(Sourced<crate::gateway_api::ReferenceGrant>),
+    ListenerSet(Sourced<crate::gateway_api::ListenerSet>),
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
 
@@ -175,6 +176,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::GRPCRoute => Object::GRPCRoute(s!(typed(v, &index, &oref)?)),
         Kind::TLSRoute => Object::TLSRoute(s!(typed(v, &index, &oref)?)),
         Kind::BackendTLSPolicy => Object::BackendTLSPolicy(s!(typed(v, &index, &oref)?)),
+        Kind::ListenerSet => Object::ListenerSet(s!(typed(v, &index, &oref)?)),
         Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
         Kind::ClusterConfig => Object::ClusterConfig(s!(cluster_config(v, &index, &oref)?)),
     };
@@ -300,7 +302,8 @@ macro_rules! with_api_kinds {
             GRPCRoute,
             TLSRoute,
             BackendTLSPolicy,
-            ReferenceGrant
+            ReferenceGrant,
+            ListenerSet
         )
     };
 }
@@ -359,6 +362,7 @@ typed_kinds!(
     crate::gateway_api::TLSRoute => TLSRoute,
     crate::gateway_api::BackendTLSPolicy => BackendTLSPolicy,
     crate::gateway_api::ReferenceGrant => ReferenceGrant,
+    crate::gateway_api::ListenerSet => ListenerSet,
 );
 
 /// An object the Kubernetes API served, typed already; `origin` names it in diagnostics

@@ -128,6 +128,7 @@ impl ClusterWatch {
                 Kind::GRPCRoute => custom::<gateway_api::GRPCRoute>(client, tx, m),
                 Kind::BackendTLSPolicy => custom::<gateway_api::BackendTLSPolicy>(client, tx, m),
                 Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
+                Kind::ListenerSet => custom::<gateway_api::ListenerSet>(client, tx, m),
                 // Kinds the model does not take from the API.
                 Kind::Endpoints
                 | Kind::Deployment

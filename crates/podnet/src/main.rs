@@ -723,6 +723,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         plan["gateways"] = serde_json::to_value(&g.gateways)?;
         plan["httpRoutes"] = serde_json::to_value(&g.routes)?;
         plan["tlsRoutes"] = serde_json::to_value(&g.tls_routes)?;
+        plan["listenerSets"] = serde_json::to_value(&g.listener_sets)?;
         plan["grpcRoutes"] = serde_json::to_value(&g.grpc_routes)?;
         plan["backendTLSPolicies"] = serde_json::to_value(&g.backend_tls_policies)?;
         plan["gatewayRoutes"] = g

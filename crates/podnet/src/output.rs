@@ -575,6 +575,48 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
         ],
         &rows,
     ));
+    // ListenerSets: each listener with its set's acceptance and its own state.
+    let mut rows = Vec::new();
+    for s in &g.listener_sets {
+        let st = s.status.clone().unwrap_or_default();
+        let parent = &s.spec.parent_ref;
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        for l in &s.spec.listeners {
+            let ls = st.listeners.iter().find(|x| x.name == l.name);
+            rows.push(vec![
+                ns.clone(),
+                s.metadata.name.clone().unwrap_or_default(),
+                format!(
+                    "{}/{}",
+                    parent.namespace.as_deref().unwrap_or(&ns),
+                    parent.name
+                ),
+                cond(&st.conditions, "Accepted"),
+                l.name.clone(),
+                format!("{}/{}", l.port, l.protocol),
+                l.hostname.clone().unwrap_or_else(|| "*".into()),
+                ls.map_or("-".into(), |s| s.attached_routes.to_string()),
+                ls.map_or("-".into(), |s| cond(&s.conditions, "Programmed")),
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        out.push_str("\nLISTENER SETS\n");
+        out.push_str(&table(
+            &[
+                "NAMESPACE",
+                "NAME",
+                "GATEWAY",
+                "ACCEPTED",
+                "LISTENER",
+                "PORT",
+                "HOSTNAME",
+                "ROUTES",
+                "PROGRAMMED",
+            ],
+            &rows,
+        ));
+    }
     out.push_str("\nROUTES (status per parent Gateway)\n");
     let mut rows = Vec::new();
     let routes = g
@@ -598,7 +640,11 @@ pub fn gateway_tables(g: &podnet_gateway::Computed) -> String {
                 meta.namespace.clone().unwrap_or_default(),
                 meta.name.clone().unwrap_or_default(),
                 format!(
-                    "{}{}",
+                    "{}{}{}",
+                    match p.parent_ref.kind.as_deref() {
+                        Some("ListenerSet") => "listenerset/",
+                        _ => "",
+                    },
                     p.parent_ref.name,
                     p.parent_ref
                         .section_name

@@ -12,8 +12,68 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
     if spec.listeners.is_empty() {
         c.err("spec.listeners", "Required value: at least one listener");
     }
+    listeners(c, &spec.listeners);
+    if let Some(ns) = spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+    {
+        allowed_from(c, "spec.allowedListeners.namespaces", ns);
+    }
+    frontend(c);
+}
+
+/// A ListenerSet: its parent Gateway, and 1 to 64 listeners checked as a Gateway's are.
+pub(super) fn listener_set(c: &mut Checker<'_, crate::gateway_api::ListenerSet>) {
+    let s = c.src;
+    c.meta(&s.obj.metadata, v::dns1123_subdomain);
+    let spec = &s.obj.spec;
+    let p = &spec.parent_ref;
+    if p.name.is_empty() {
+        c.err("spec.parentRef.name", "Required value");
+    }
+    if p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+        || p.group.as_deref().unwrap_or(crate::gateway_api::GROUP) != crate::gateway_api::GROUP
+    {
+        c.err(
+            "spec.parentRef",
+            "Unsupported value: a ListenerSet's parent is a gateway.networking.k8s.io Gateway",
+        );
+    }
+    if spec.listeners.is_empty() || spec.listeners.len() > 64 {
+        c.err(
+            "spec.listeners",
+            format!(
+                "Invalid value: {} listeners: 1 to 64 are allowed",
+                spec.listeners.len()
+            ),
+        );
+    }
+    listeners(c, &spec.listeners);
+}
+
+/// `from` (and its selector) of allowedRoutes or allowedListeners.
+fn allowed_from<T>(c: &mut Checker<'_, T>, at: &str, sel: &crate::gateway_api::RouteNamespaces) {
+    match sel.from.as_deref() {
+        None | Some("Same") | Some("All") | Some("None") => {}
+        Some("Selector") => match &sel.selector {
+            Some(ls) => c.selector(&format!("{at}.selector"), ls),
+            None => c.err(
+                &format!("{at}.selector"),
+                "Required value: from: Selector needs a selector",
+            ),
+        },
+        Some(other) => c.err(
+            &format!("{at}.from"),
+            format!("Unsupported value: {other:?}: supported values: \"All\", \"None\", \"Same\", \"Selector\""),
+        ),
+    }
+}
+
+/// The listeners of a Gateway or a ListenerSet.
+fn listeners<T>(c: &mut Checker<'_, T>, listeners: &[crate::gateway_api::Listener]) {
     let mut names = std::collections::BTreeSet::new();
-    for (i, l) in spec.listeners.iter().enumerate() {
+    for (i, l) in listeners.iter().enumerate() {
         let at = format!("spec.listeners[{i}]");
         c.check(&format!("{at}.name"), v::dns1123_label(&l.name));
         if !names.insert(l.name.as_str()) {
@@ -69,23 +129,9 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
             .as_ref()
             .and_then(|a| a.namespaces.as_ref())
         {
-            match sel.from.as_deref() {
-                None | Some("Same") | Some("All") | Some("None") => {}
-                Some("Selector") => match &sel.selector {
-                    Some(ls) => c.selector(&format!("{at}.allowedRoutes.namespaces.selector"), ls),
-                    None => c.err(
-                        &format!("{at}.allowedRoutes.namespaces.selector"),
-                        "Required value: from: Selector needs a selector",
-                    ),
-                },
-                Some(other) => c.err(
-                    &format!("{at}.allowedRoutes.namespaces.from"),
-                    format!("Unsupported value: {other:?}: supported values: \"All\", \"None\", \"Same\", \"Selector\""),
-                ),
-            }
+            allowed_from(c, &format!("{at}.allowedRoutes.namespaces"), sel);
         }
     }
-    frontend(c);
 }
 
 /// `spec.tls.frontend`, as the CRD validates it: 1 to 16 CA references each, a known mode,

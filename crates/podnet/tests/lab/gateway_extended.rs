@@ -1090,9 +1090,24 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
                     None => Ok(()),
                 }
             }
-            other => Err(format!(
-                "{what}: a check this runner does not know: {other:?}"
-            )),
+            other => {
+                if let Some(n) = other.strip_prefix("status.attachedListenerSets == ") {
+                    let got = obj["status"]["attachedListenerSets"].as_u64().unwrap_or(0);
+                    return if Some(got) == n.trim().parse().ok() {
+                        Ok(())
+                    } else {
+                        Err(format!("{what}: attachedListenerSets {got}, not {n}"))
+                    };
+                }
+                if let Some(rest) =
+                    other.strip_prefix("status.parents has exactly one entry: parentRef {")
+                {
+                    return only_parent(what, &obj, rest);
+                }
+                Err(format!(
+                    "{what}: a check this runner does not know: {other:?}"
+                ))
+            }
         };
     }
     if let Some(l) = s["listener"].as_str() {
@@ -1143,6 +1158,8 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
     }
     let conds = match s["parent"].as_str() {
         Some(parent) => {
+            // `ns/name` (a Gateway), or `Kind ns/name`.
+            let (pkind, parent) = parent.split_once(' ').unwrap_or(("Gateway", parent));
             let (pns, pname) = parent.split_once('/').unwrap_or(("", parent));
             let own_ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
             // A route's parents, or a policy's ancestors.
@@ -1156,7 +1173,9 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
                 .into_iter()
                 .flatten()
                 .find(|p| {
-                    p[at]["name"] == pname && p[at]["namespace"].as_str().unwrap_or(own_ns) == pns
+                    p[at]["name"] == pname
+                        && p[at]["namespace"].as_str().unwrap_or(own_ns) == pns
+                        && p[at]["kind"].as_str().unwrap_or("Gateway") == pkind
                 })
                 .map(|p| p["conditions"].clone())
                 .ok_or_else(|| format!("{what}: no status for parent {parent}"))?
@@ -1169,6 +1188,49 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
         json!({"type": s["condition"], "status": s["status"], "reason": s["reason"]})
     };
     condition_ok(&conds, &c).map_err(|e| format!("{what}: {e}"))
+}
+
+/// `status.parents has exactly one entry: parentRef {group G, kind K, name N, namespace NS}
+/// [, controllerName = the implementation], Accepted=True`: the entry's parentRef written
+/// out field for field, podnet's, Accepted.
+fn only_parent(what: &str, obj: &Value, rest: &str) -> Result<(), String> {
+    let (fields, tail) = rest
+        .split_once('}')
+        .ok_or_else(|| format!("{what}: a parentRef check without its end: {rest}"))?;
+    let parents = obj["status"]["parents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [p] = &parents[..] else {
+        return Err(format!(
+            "{what}: {} status entries, not one: {}",
+            parents.len(),
+            obj["status"]
+        ));
+    };
+    for f in fields.split(',') {
+        let (k, v) = f
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("{what}: field {f:?}"))?;
+        if p["parentRef"][k] != v.trim() {
+            return Err(format!(
+                "{what}: parentRef.{k} {}, not {v}: {p}",
+                p["parentRef"][k]
+            ));
+        }
+    }
+    if tail.contains("controllerName") && p["controllerName"] != podnet_gateway::CONTROLLER {
+        return Err(format!("{what}: controllerName {}", p["controllerName"]));
+    }
+    if tail.contains("Accepted=True") {
+        condition_ok(
+            &p["conditions"],
+            &json!({"type": "Accepted", "status": "True"}),
+        )
+        .map_err(|e| format!("{what}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Runs one case: its status checks, then each request three times in a row.
@@ -1200,6 +1262,21 @@ fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
         _ => Vec::new(),
     };
     for setup in setups {
+        // Routes Accepted by parents named with their kind (`ListenerSet ns/name`).
+        for (parent, routes) in setup
+            .get("routes_accepted_by_parent")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            for r in routes.as_array().into_iter().flatten() {
+                let what = format!("HTTPRoute {}", r.as_str().unwrap_or_default());
+                status_check(
+                    lab,
+                    &json!({"object": what, "parent": parent, "condition": "Accepted", "status": "True"}),
+                )?;
+            }
+        }
         // Each route Accepted (and resolved, when asked) by the Gateway.
         let gw = setup["gateway"].as_str().unwrap_or_default();
         for r in setup
