@@ -300,6 +300,17 @@ fn check(r: &Value, a: &Reply, dir: &std::path::Path) -> Result<(), String> {
             return Err(format!("served by {} not {b}", v["pod"]));
         }
     }
+    // A header a backendRef's filter set, naming the backend it was sent to: the pod that
+    // answered is that backend's.
+    if let Some(h) = e["backend_header_names_pod"].as_str() {
+        let named = seen_header(&v, h).unwrap_or_default();
+        if named.is_empty() || named.contains(',') {
+            return Err(format!("the backend saw {h}: {named:?}, not one value"));
+        }
+        if !v["pod"].as_str().is_some_and(|p| p.starts_with(&named)) {
+            return Err(format!("{h} {named} was sent to pod {}", v["pod"]));
+        }
+    }
     // What the backend saw: as given, else the request as sent.
     let br = &e["backend_request"];
     let sent_path = r["path"].as_str().unwrap_or("/");
@@ -1310,7 +1321,8 @@ fn run_case(lab: &Lab, case: &Value, ca: &str) -> Result<(), String> {
             .as_str()
             .ok_or_else(|| format!("{gw} has no address"))?
             .to_string();
-        for i in 0..3 {
+        // Three times in a row, or as many as the case asks (`repeat`).
+        for i in 0..r["repeat"].as_u64().unwrap_or(3) {
             // A fresh id for each request, wherever the case writes one.
             let uuid = format!(
                 "{:x}{:x}",
