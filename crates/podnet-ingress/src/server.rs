@@ -170,12 +170,15 @@ impl Pool {
     }
 }
 
-/// A client connection's addresses.
-#[derive(Debug, Clone, Copy)]
+/// A client connection's addresses, and the name its TLS handshake asked for.
+#[derive(Debug, Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The SNI name of an HTTPS connection, normalized (a request whose host another
+    /// listener of the port serves is misdirected: 421).
+    pub sni: Option<Arc<str>>,
 }
 
 /// The proxy.
@@ -472,6 +475,7 @@ impl Edge {
                     peer,
                     local,
                     tls: false,
+                    sni: None,
                 };
                 // HTTP/2 by prior knowledge starts with its preface; anything else is HTTP/1,
                 // served by turns. (What might still become the preface goes to hyper's
@@ -516,6 +520,11 @@ impl Edge {
                     peer,
                     local,
                     tls: true,
+                    sni: tls
+                        .get_ref()
+                        .1
+                        .server_name()
+                        .map(|n| crate::routes::normalize_host(n).into()),
                 };
                 // HTTP/2 when ALPN chose it, else HTTP/1 by turns.
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -573,7 +582,7 @@ impl Edge {
         let edge = self.clone();
         let slot = Arc::new(slot);
         let s = slot.clone();
-        let svc = service_fn(move |req| edge.clone().serve(req, conn, s.busy()));
+        let svc = service_fn(move |req| edge.clone().serve(req, conn.clone(), s.busy()));
         // Boxed: only the connections that use it hold its room.
         let serving = Box::pin(self.builder.serve_connection_with_upgrades(io, svc));
         self.until_closed(&slot, async move {
@@ -685,7 +694,7 @@ impl Edge {
         let grpc = is_grpc(req.headers()).then(|| req.body().clone());
         let (mut resp, upstream, host) = match front(req.version(), req.headers(), req.uri()) {
             Ok(host) => {
-                let (resp, upstream) = self.route(req, &host, conn, &id).await;
+                let (resp, upstream) = self.route(req, &host, &conn, &id).await;
                 (resp, upstream, host)
             }
             Err(why) => {
@@ -916,6 +925,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
             peer: ([192, 0, 2, 1], 40000).into(),
             local: ([10, 96, 0, 20], 80).into(),
             tls: false,
+            sni: None,
         };
         let slot = edge.admit().expect("room for one connection");
         exchange(input, |server| {

@@ -106,7 +106,7 @@ impl Edge {
         &self,
         mut req: Request<Arc<Unread>>,
         host: &str,
-        conn: Conn,
+        conn: &Conn,
         id: &HeaderValue,
     ) -> (Response<Body>, Option<SocketAddr>) {
         let live = self.live.load_full();
@@ -298,7 +298,7 @@ impl Edge {
         live: &'a Live,
         req: &Request<B>,
         host: &str,
-        conn: Conn,
+        conn: &Conn,
         pq_in: &str,
     ) -> Result<Chosen<'a>, Own> {
         // The host normalized once, for the listener and the routes.
@@ -306,11 +306,27 @@ impl Edge {
         let table = if live.config.ports.is_empty() {
             Some(&live.config.table)
         } else {
-            live.config
-                .ports
-                .get(&conn.local.port())
-                .and_then(|p| p.listener_normalized(&name))
-                .map(|l| &l.table)
+            let port = live.config.ports.get(&conn.local.port());
+            let listener = port.and_then(|p| p.listener_normalized(&name));
+            // An HTTPS request whose host another listener of the port serves than the one
+            // its connection's SNI name chose (a client reusing a connection for another
+            // name): misdirected, 421, so that it opens one for that name.
+            if let (Some(p), Some(sni)) = (port, conn.sni.as_deref()) {
+                let by_sni = p.listener_normalized(sni);
+                let same = match (by_sni, listener) {
+                    (Some(a), Some(b)) => std::ptr::eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if p.tls && !same {
+                    self.metrics.error("misdirected");
+                    return Err(Box::new(plain(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        &format!("{name} is not served on a connection made for {sni}"),
+                    )));
+                }
+            }
+            listener.map(|l| &l.table)
         };
         let served = table
             .and_then(|t| t.serve_normalized(&name, pq_in, req.method().as_str(), req.headers()));
@@ -588,7 +604,7 @@ fn https_redirect<B>(
     live: &Live,
     req: &Request<B>,
     host: &str,
-    conn: Conn,
+    conn: &Conn,
 ) -> Option<Response<Body>> {
     if conn.tls || live.config.redirect.is_empty() || !live.config.redirects(host) {
         return None;
@@ -746,7 +762,7 @@ pub(super) fn pick(backends: &[WeightedBackend]) -> Option<&WeightedBackend> {
 pub(super) fn redirect_location(
     r: &crate::routes::Redirect,
     matched: &crate::routes::PathMatch,
-    conn: Conn,
+    conn: &Conn,
     host: &str,
     path_and_query: &str,
 ) -> String {

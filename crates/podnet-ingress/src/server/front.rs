@@ -129,7 +129,7 @@ pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
 pub(super) fn forwarded(
     mut h: HeaderMap,
     host: &str,
-    conn: Conn,
+    conn: &Conn,
     id: &HeaderValue,
     upgrade: bool,
 ) -> HeaderMap {

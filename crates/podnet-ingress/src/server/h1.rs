@@ -226,6 +226,7 @@ impl Edge {
             let edge = self.clone();
             let slot = slot.clone();
             let t = turn.clone();
+            let conn = conn.clone();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 t.request(!req.body().is_end_stream());
                 // Only a request that asks to switch protocols needs it (an extension costs
@@ -233,7 +234,7 @@ impl Edge {
                 if wants_upgrade(&req) {
                     req.extensions_mut().insert(ByTurns(t.clone()));
                 }
-                edge.clone().serve(req, conn, slot.busy())
+                edge.clone().serve(req, conn.clone(), slot.busy())
             });
             // Boxed: the connection's task holds only a pointer to it while it waits.
             let served = Box::pin(

@@ -53,6 +53,7 @@ fn forwarded_headers_append_and_set() {
         peer: "192.0.2.7:5555".parse().unwrap(),
         local: "10.96.0.20:443".parse().unwrap(),
         tls: true,
+        sni: None,
     };
     let h = forwarded(
         headers(&[
@@ -63,7 +64,7 @@ fn forwarded_headers_append_and_set() {
             ("keep-alive", "timeout=5"),
         ]),
         "x.example.com",
-        conn,
+        &conn,
         &HeaderValue::from_static("abc"),
         false,
     );

@@ -87,6 +87,10 @@ fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
     if r["protocol"] == "h2c-prior-knowledge" {
         args.push("--http2-prior-knowledge".into());
     }
+    // HTTP/2 over TLS, by ALPN.
+    if r["protocol"] == "h2" {
+        args.push("--http2".into());
+    }
     for (k, v) in r["headers"].as_object().into_iter().flatten() {
         args.extend([
             "-H".into(),
@@ -150,7 +154,11 @@ fn send(lab: &Lab, r: &Value, addr: &str, ca: &str) -> Result<Reply, String> {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     if !o.status.success() {
-        return Err(format!("curl {path}: {out}{err}"));
+        return Err(format!(
+            "curl {path} ({}; {}): {out}{err}",
+            o.status,
+            args[1..].join(" ")
+        ));
     }
     let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -1539,6 +1547,10 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             "second-example.org",
             "*.wildcard.org",
             "https-listener.org",
+            // Upstream's suite makes it for "*.org" too; OpenSSL, curl's, takes no wildcard of
+            // one label, so the name the misdirected-request test asks for is named.
+            "*.org",
+            "unknown-example.org",
         ],
     );
     let base =
