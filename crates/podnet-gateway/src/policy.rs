@@ -13,8 +13,8 @@
 //!   and requests to its backends are refused, never sent in plain text;
 //! - `wellKnownCACertificates: System` trusts the system's CA certificates; other values are
 //!   not served (Accepted False, Invalid);
-//! - `subjectAltNames` of type Hostname: the certificate must hold one of them (instead of
-//!   `hostname`, still the SNI name); of type URI: not served (Accepted False, Invalid).
+//! - `subjectAltNames`: the certificate must hold one of them, a Hostname as a DNS name or a
+//!   URI as a URI name (instead of `hostname`, still the SNI name).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,6 +71,11 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
         .iter()
         .filter_map(|s| s.hostname.clone())
         .collect();
+    let uris: Vec<String> = v
+        .subject_alt_names
+        .iter()
+        .filter_map(|s| s.uri.clone())
+        .collect();
     let well_known = v
         .well_known_ca_certificates
         .as_deref()
@@ -79,16 +84,14 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
         policy: key.clone(),
         why,
     };
-    let (tls, accepted) = if v.subject_alt_names.iter().any(|s| s.type_ == "URI") {
-        let why = "subjectAltNames of type URI are not served".to_string();
-        (unusable(why.clone()), Err(("Invalid", why)))
-    } else if let Some(w) = well_known {
+    let (tls, accepted) = if let Some(w) = well_known {
         if w == "System" {
             let tls = BackendTls::To {
                 policy: key.clone(),
                 hostname: v.hostname.clone(),
                 ca: None,
                 names,
+                uris,
                 client: None,
             };
             (tls, Ok(()))
@@ -105,6 +108,7 @@ fn judge(c: &Cluster, p: &BackendTLSPolicy) -> Judged {
             hostname: v.hostname.clone(),
             ca: Some(ca),
             names,
+            uris,
             client: None,
         };
         (tls, Ok(()))

@@ -18,17 +18,19 @@ use podnet_ingress::server::{Edge, Settings};
 use podnet_model::NsName;
 use tokio::net::{TcpListener, TcpStream};
 
-/// A CA, and a certificate it signs for `name` (DER of the CA, PEM of the leaf and its key).
+/// A CA, and a certificate it signs for `name` and the URI `spiffe://name/id` (DER of the
+/// CA, PEM of the leaf and its key).
 fn ca_and_leaf(name: &str) -> (Vec<u8>, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from(format!("spiffe://{name}/id")).unwrap(),
+    ));
+    let leaf = params.signed_by(&leaf_key, &ca).unwrap();
     (ca.der().to_vec(), leaf.pem(), leaf_key.serialize_pem())
 }
 
@@ -124,7 +126,16 @@ async fn backends_are_reached_over_tls_as_their_policy_asks_and_never_in_plain_t
         policy: NsName::new("default", "p"),
         hostname: hostname.into(),
         ca: Some(vec![ca.to_vec()]),
-        names: names.iter().map(|n| n.to_string()).collect(),
+        names: names
+            .iter()
+            .filter(|n| !n.contains("://"))
+            .map(|n| n.to_string())
+            .collect(),
+        uris: names
+            .iter()
+            .filter(|n| n.contains("://"))
+            .map(|n| n.to_string())
+            .collect(),
         client: None,
     };
     let mut config = EdgeConfig::default();
@@ -134,6 +145,18 @@ async fn backends_are_reached_over_tls_as_their_policy_asks_and_never_in_plain_t
         ("other-name", policy("mismatch.example", &ca, &[])),
         ("other-ca", policy("abc.example", &other_ca, &[])),
         ("by-san", policy("sni.example", &ca, &["abc.example"])),
+        (
+            "by-uri",
+            policy("sni.example", &ca, &["spiffe://abc.example/id"]),
+        ),
+        (
+            "other-uri",
+            policy("sni.example", &ca, &["spiffe://other.example/id"]),
+        ),
+        (
+            "uri-other-ca",
+            policy("sni.example", &other_ca, &["spiffe://abc.example/id"]),
+        ),
         (
             "unusable",
             BackendTls::Unusable {
@@ -180,6 +203,14 @@ async fn backends_are_reached_over_tls_as_their_policy_asks_and_never_in_plain_t
         get(at, "/by-san").await,
         (StatusCode::OK, "sni.example".into())
     );
+    // A URI subjectAltName the certificate holds; one it does not, or the right one from a
+    // CA not trusted: the request fails.
+    assert_eq!(
+        get(at, "/by-uri").await,
+        (StatusCode::OK, "sni.example".into())
+    );
+    assert_eq!(get(at, "/other-uri").await.0, StatusCode::BAD_GATEWAY);
+    assert_eq!(get(at, "/uri-other-ca").await.0, StatusCode::BAD_GATEWAY);
     // A policy that cannot be used: refused, not sent in plain text.
     let (status, body) = get(at, "/unusable").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

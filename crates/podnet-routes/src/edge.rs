@@ -196,9 +196,11 @@ pub enum BackendTls {
         hostname: String,
         /// The CA certificates trusted (DER); None: the system's.
         ca: Option<Vec<Vec<u8>>>,
-        /// `subjectAltNames` of type Hostname: the certificate must hold one of these
-        /// instead of `hostname`.
+        /// `subjectAltNames` of type Hostname: the certificate must hold one of these (or
+        /// of `uris`) instead of `hostname`.
         names: Vec<String>,
+        /// `subjectAltNames` of type URI (`spiffe://...`): held as URI names.
+        uris: Vec<String>,
         /// The client certificate and key (PEM) shown to a backend that asks for one: the
         /// Gateway's `spec.tls.backend.clientCertificateRef`.
         client: Option<(Vec<u8>, Vec<u8>)>,

@@ -22,7 +22,7 @@ pub(super) struct TlsTo {
 impl TlsTo {
     /// The client side of a policy; Err (why, to answer 503 with) when it cannot be used.
     pub(super) fn new(policy: &BackendTls) -> Result<TlsTo, String> {
-        let (name_of, hostname, ca, names, client) = match policy {
+        let (name_of, hostname, ca, names, uris, client) = match policy {
             BackendTls::Unusable { policy, why } => {
                 return Err(format!("BackendTLSPolicy {policy}: {why}"))
             }
@@ -31,8 +31,9 @@ impl TlsTo {
                 hostname,
                 ca,
                 names,
+                uris,
                 client,
-            } => (policy, hostname, ca, names, client),
+            } => (policy, hostname, ca, names, uris, client),
         };
         let bad = |what: String| format!("BackendTLSPolicy {name_of}: {what}");
         let provider = Arc::new(crate::crypto_provider());
@@ -53,15 +54,16 @@ impl TlsTo {
                 }
             }
         }
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| bad(format!("{e}")))?;
+        let roots = Arc::new(roots);
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| bad(format!("{e}")))?;
+        let algs = provider.signature_verification_algorithms;
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(format!("{e}")))?;
         // (No ALPN here: the connector offers http/1.1 itself.)
-        let builder = if names.is_empty() {
+        let builder = if names.is_empty() && uris.is_empty() {
             builder.with_webpki_verifier(verifier)
         } else {
             let names = names
@@ -73,6 +75,9 @@ impl TlsTo {
                 .with_custom_certificate_verifier(Arc::new(AnyName {
                     inner: verifier,
                     names,
+                    uris: uris.clone(),
+                    roots,
+                    algs,
                 }))
         };
         // The Gateway's client certificate, for backends that ask for one.
@@ -129,12 +134,35 @@ impl TlsTo {
     }
 }
 
-/// Verifies a certificate as webpki does, for any one of `names` (a policy's
-/// subjectAltNames) instead of the SNI name.
+/// Verifies a certificate as webpki does, for any one of a policy's subjectAltNames instead
+/// of the SNI name: a DNS name of `names`, or a URI name of `uris` (its chain verified as
+/// webpki does, then its URI names read with x509-parser: webpki checks no URI names).
 #[derive(Debug)]
 struct AnyName {
     inner: Arc<WebPkiServerVerifier>,
     names: Vec<ServerName<'static>>,
+    uris: Vec<String>,
+    roots: Arc<rustls::RootCertStore>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// The URI names of a certificate's subjectAltName.
+fn uri_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl ServerCertVerifier for AnyName {
@@ -155,6 +183,24 @@ impl ServerCertVerifier for AnyName {
                 Ok(v) => return Ok(v),
                 Err(e) => last = e,
             }
+        }
+        if !self.uris.is_empty() {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &self.roots,
+                intermediates,
+                now,
+                self.algs.all,
+            )?;
+            let held = uri_names(end_entity);
+            if held.iter().any(|u| self.uris.contains(u)) {
+                return Ok(ServerCertVerified::assertion());
+            }
+            last = rustls::Error::General(format!(
+                "the certificate's URI names {held:?} hold none of {:?}",
+                self.uris
+            ));
         }
         Err(last)
     }

@@ -36,6 +36,10 @@ struct Attempts<'a> {
     per_attempt: Option<Duration>,
     retry_codes: &'a [u16],
     backoff: Duration,
+    /// The route asked for retries (an HTTPRoute's `retry`): when every attempt failed to
+    /// get an answer, the answer is 503, as the Gateway API's retry tests expect (Envoy's
+    /// convention), not the 502 of a single failed attempt.
+    route_retries: bool,
 }
 
 /// How many mirrored copies may be under way at once (each holds a connection to a mirror).
@@ -191,6 +195,7 @@ impl Edge {
             per_attempt,
             retry_codes: retry.map_or(&[], |r| r.codes.as_slice()),
             backoff: retry.map_or(Duration::ZERO, |r| r.backoff),
+            route_retries: retry.is_some() && attempts > 1,
         };
         let _request = self.retry_budget.request();
         let sent = self.send(
@@ -501,6 +506,17 @@ impl Edge {
             let more = attempt + 1 < attempts;
             match sent {
                 Err(limit) => {
+                    // A route that asks for retries has an attempt that outlived its
+                    // `backendRequest` bound made again (HTTPRouteRetryBackendTimeout); the
+                    // request's own bound still ends them all.
+                    if more && plan.route_retries {
+                        if let Some(_retrying) = self.retry_budget.retry() {
+                            tracing::warn!(upstream = %ep, timeout = ?limit, "the backend did not answer in time: retrying");
+                            self.metrics.retries.inc();
+                            tokio::time::sleep(plan.backoff).await;
+                            continue;
+                        }
+                    }
                     self.metrics.error("timeout");
                     tracing::warn!(upstream = %ep, timeout = ?limit, "the backend did not answer in time");
                     return (
@@ -519,6 +535,12 @@ impl Edge {
                     self.metrics.retries.inc();
                     tokio::time::sleep(plan.backoff).await;
                     continue;
+                }
+                Ok(Err(e)) if plan.route_retries && attempt > 0 => {
+                    let mut r = self.failed(ep, &e);
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    tracing::warn!(upstream = %ep, attempts = attempt + 1, "every attempt failed");
+                    return (r, Some(ep));
                 }
                 Ok(Err(e)) => return (self.failed(ep, &e), Some(ep)),
                 Ok(Ok(resp)) => {

@@ -808,7 +808,16 @@ pub(super) fn signed(
         base.with_extension("csr"),
     );
     let ext = base.with_extension("ext");
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    let san: Vec<String> = names
+        .iter()
+        .map(|n| {
+            if n.contains("://") {
+                format!("URI:{n}")
+            } else {
+                format!("DNS:{n}")
+            }
+        })
+        .collect();
     std::fs::write(&ext, format!("subjectAltName={}\n", san.join(","))).unwrap();
     run(&[
         "req",
@@ -1566,7 +1575,15 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             .unwrap()
     );
     for (placeholder, names) in [
-        ("CHECKS", &["abc.example.com", "other.example.com"][..]),
+        // As suite.go makes it: with a URI name too (BackendTLSPolicySANValidation).
+        (
+            "CHECKS",
+            &[
+                "abc.example.com",
+                "spiffe://abc.example.com/test-identity",
+                "other.example.com",
+            ][..],
+        ),
         ("PASSTHROUGH", &["abc.example.com"][..]),
         ("TERMINATE", &["tls.example.com"][..]),
         ("CLIENTCERT", &["gateway-client.example.com"][..]),
