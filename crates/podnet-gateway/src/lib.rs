@@ -126,12 +126,14 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRouteNamedRouteRule",
     "GRPCRouteRequestHeaderModifier",
     "Gateway",
+    "GatewayAddressEmpty",
     "GatewayBackendClientCertificate",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
+    "GatewayStaticAddresses",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
@@ -298,7 +300,7 @@ fn compute_for(c: &Cluster, only: Option<&NsName>) -> Computed {
             }
             obj.status = Some(status);
             if only.is_none_or(|o| *o == key) {
-                let config = if invalid_parameters(&obj) {
+                let config = if !accepted {
                     EdgeConfig::default()
                 } else {
                     let mut config = edge_config(c, &obj, ls);

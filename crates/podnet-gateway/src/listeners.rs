@@ -244,7 +244,29 @@ pub(super) fn gateway_status(
     let any_valid = ls.iter().any(|l| l.valid);
     let any_accepted = ls.iter().any(|l| l.attachable);
     let all_accepted = ls.iter().all(|l| l.attachable);
-    let mut conditions = vec![if invalid_parameters(g) {
+    // Addresses asked for: IPAddress only (others: not Accepted), each of them assigned.
+    let unsupported_address = g
+        .spec
+        .addresses
+        .iter()
+        .find(|a| a.kind() != "IPAddress")
+        .map(|a| a.kind().to_string());
+    let unusable: Vec<String> = g
+        .spec
+        .requested_ips()
+        .iter()
+        .filter(|ip| !addresses.contains(ip))
+        .map(ToString::to_string)
+        .collect();
+    let mut conditions = vec![if let Some(t) = &unsupported_address {
+        condition(
+            m,
+            "Accepted",
+            false,
+            "UnsupportedAddress",
+            &format!("address type {t:?} is not served; IPAddress is"),
+        )
+    } else if invalid_parameters(g) {
         condition(
             m,
             "Accepted",
@@ -272,13 +294,24 @@ pub(super) fn gateway_status(
             "no listener can be served",
         )
     }];
-    conditions.push(if invalid_parameters(g) {
+    conditions.push(if invalid_parameters(g) || unsupported_address.is_some() {
         condition(
             m,
             "Programmed",
             false,
             "Invalid",
             "the Gateway is not accepted",
+        )
+    } else if !unusable.is_empty() {
+        condition(
+            m,
+            "Programmed",
+            false,
+            "AddressNotUsable",
+            &format!(
+                "{} cannot be assigned: not in the load-balancer pool, or taken",
+                unusable.join(", ")
+            ),
         )
     } else if addresses.is_empty() {
         condition(

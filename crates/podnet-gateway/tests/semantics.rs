@@ -488,6 +488,8 @@ fn bad_gateway_api_objects_are_refused_with_their_line_and_field() {
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, caCertificateRefs: [{group: \"\", kind: ConfigMap, name: ca}]}\n", "spec.validation"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}, {group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System}\n", "spec.targetRefs[0].sectionName"),
         ("kind: BackendTLSPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: v1}]\n  validation: {hostname: a.example, wellKnownCACertificates: System, subjectAltNames: [{type: Hostname, uri: \"spiffe://a\"}]}\n", "spec.validation.subjectAltNames[0]"),
+        // Addresses, as the Gateway's CRD refuses them.
+        ("kind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: podnet\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n  addresses: [{type: IPAddress, value: not-an-ip}]\n", "spec.addresses[0].value"),
         // ListenerSets, as their CRD refuses them.
         ("kind: ListenerSet\nmetadata: {name: s}\nspec:\n  parentRef: {name: gw}\n  listeners: []\n", "spec.listeners"),
         ("kind: ListenerSet\nmetadata: {name: s}\nspec:\n  parentRef: {name: gw, kind: Service}\n  listeners: [{name: a, port: 80, protocol: HTTP}]\n", "spec.parentRef"),
@@ -943,4 +945,53 @@ spec:
         served(&c, "main.example", "/", &[]).is_none(),
         "no route on the Gateway's own listener"
     );
+}
+
+#[test]
+fn requested_addresses_are_served_or_said_unusable() {
+    let gw = |name: &str, addresses: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  gatewayClassName: podnet\n  addresses: {addresses}\n  listeners: [{{name: http, port: 80, protocol: HTTP}}]\n"
+        )
+    };
+    let yaml = [
+        gw("in-pool", "[{type: IPAddress, value: 172.18.255.249}]"),
+        gw("outside", "[{value: 192.0.2.1}]"),
+        gw("hostname", "[{type: Hostname, value: gw.example}]"),
+        gw("any", "[{type: IPAddress}]"),
+    ]
+    .join("---\n");
+    let c = compute(&cluster(&yaml));
+    let st = |name: &str| {
+        c.gateways
+            .iter()
+            .find(|g| g.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .status
+            .clone()
+            .unwrap()
+    };
+    let cond = |name: &str, t: &str| {
+        let s = st(name);
+        let c = s.conditions.iter().find(|x| x.type_ == t).unwrap().clone();
+        format!("{} {}", c.status, c.reason)
+    };
+    let addrs = |name: &str| -> Vec<String> {
+        st(name).addresses.iter().map(|a| a.value.clone()).collect()
+    };
+    // The address asked for, from the pool, and it alone.
+    assert_eq!(cond("in-pool", "Programmed"), "True Programmed");
+    assert_eq!(addrs("in-pool"), vec!["172.18.255.249".to_string()]);
+    // Outside the pool: accepted, not programmed, no address.
+    assert_eq!(cond("outside", "Accepted"), "True Accepted");
+    assert_eq!(cond("outside", "Programmed"), "False AddressNotUsable");
+    assert!(addrs("outside").is_empty());
+    // A type podnet does not serve: not accepted, nothing served.
+    assert_eq!(cond("hostname", "Accepted"), "False UnsupportedAddress");
+    assert!(c.configs[&NsName::new("default", "hostname")]
+        .ports
+        .is_empty());
+    // No value: any address.
+    assert_eq!(cond("any", "Programmed"), "True Programmed");
+    assert_eq!(addrs("any").len(), 1);
 }

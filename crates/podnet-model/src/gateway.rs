@@ -79,6 +79,14 @@ pub fn infra_manifests(g: &Gateway) -> String {
     } else {
         format!("\n{service_ports}")
     };
+    // An address the Gateway asks for (spec.addresses, GatewayStaticAddresses): the first,
+    // asked of the load-balancer controller (MetalLB and the lab's take `loadBalancerIP`).
+    let requested = g
+        .spec
+        .requested_ips()
+        .first()
+        .map(|ip| format!("  loadBalancerIP: \"{ip}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"apiVersion: v1
 kind: Service
@@ -92,7 +100,7 @@ spec:
   # Both families where the cluster has them: the Gateway's addresses are both.
   ipFamilyPolicy: PreferDualStack
   externalTrafficPolicy: Local
-  selector: {{{GATEWAY_LABEL}: {name}}}
+{requested}  selector: {{{GATEWAY_LABEL}: {name}}}
   ports:{service_ports}---
 apiVersion: apps/v1
 kind: Deployment

@@ -129,12 +129,44 @@ pub struct GatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
     pub listeners: Vec<Listener>,
-    pub addresses: Option<Value>,
+    /// Addresses asked for (`IPAddress`, the default type, is served; a value left out
+    /// asks for any).
+    #[serde(default)]
+    pub addresses: Vec<GatewaySpecAddress>,
     pub infrastructure: Option<Value>,
     /// Which ListenerSets may attach (none when unset).
     pub allowed_listeners: Option<AllowedListeners>,
     pub tls: Option<GatewayTLSConfig>,
     pub default_scope: Option<Value>,
+}
+
+/// An address a Gateway asks for.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpecAddress {
+    /// `IPAddress` (the default), `Hostname`, or a domain-prefixed type of an implementation.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub value: Option<String>,
+}
+
+impl GatewaySpecAddress {
+    /// The address's type, `IPAddress` when unset.
+    pub fn kind(&self) -> &str {
+        self.type_.as_deref().unwrap_or("IPAddress")
+    }
+}
+
+impl GatewaySpec {
+    /// The IP addresses the Gateway asks for by value (of type IPAddress).
+    pub fn requested_ips(&self) -> Vec<std::net::IpAddr> {
+        self.addresses
+            .iter()
+            .filter(|a| a.kind() == "IPAddress")
+            .filter_map(|a| a.value.as_deref()?.parse().ok())
+            .collect()
+    }
 }
 
 /// The namespaces whose ListenerSets a Gateway takes.

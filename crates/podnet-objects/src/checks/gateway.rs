@@ -13,6 +13,31 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
         c.err("spec.listeners", "Required value: at least one listener");
     }
     listeners(c, &spec.listeners);
+    // As the CRD: at most 16, an IPAddress's value an IP address, a Hostname's a hostname.
+    if spec.addresses.len() > 16 {
+        c.err(
+            "spec.addresses",
+            format!(
+                "Too many: {}: must have at most 16 items",
+                spec.addresses.len()
+            ),
+        );
+    }
+    for (i, a) in spec.addresses.iter().enumerate() {
+        let value = a.value.as_deref().unwrap_or_default();
+        match a.kind() {
+            "IPAddress" if !value.is_empty() && value.parse::<std::net::IpAddr>().is_err() => c
+                .err(
+                    &format!("spec.addresses[{i}].value"),
+                    format!("Invalid value: {value:?}: IPAddress values must be an IP address"),
+                ),
+            "Hostname" if !value.is_empty() => c.check(
+                &format!("spec.addresses[{i}].value"),
+                v::wildcard_hostname(value),
+            ),
+            _ => {}
+        }
+    }
     if let Some(ns) = spec
         .allowed_listeners
         .as_ref()

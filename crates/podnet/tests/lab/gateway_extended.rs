@@ -1127,6 +1127,30 @@ fn status_check(lab: &Lab, s: &Value) -> Result<(), String> {
                         Err(format!("{what}: attachedListenerSets {got}, not {n}"))
                     };
                 }
+                // GatewayOptionalAddressValue: an address given though none was named.
+                if other.starts_with(
+                    "conditions at latest observedGeneration; status.addresses gets an address",
+                ) {
+                    let generation = obj["metadata"]["generation"].as_i64();
+                    let stale = obj["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["observedGeneration"].as_i64() != generation);
+                    if let Some(c) = stale {
+                        return Err(format!(
+                            "{what}: condition {c} not at generation {generation:?}"
+                        ));
+                    }
+                    let has = obj["status"]["addresses"][0]["value"]
+                        .as_str()
+                        .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok());
+                    return if has {
+                        Ok(())
+                    } else {
+                        Err(format!("{what}: no address: {}", obj["status"]))
+                    };
+                }
                 if let Some(rest) =
                     other.strip_prefix("status.parents has exactly one entry: parentRef {")
                 {
@@ -1438,7 +1462,64 @@ fn missing(case: &Value) -> Vec<String> {
 
 /// The multi-step cases this runner knows the steps of (their steps are prose: each is run by
 /// [`steps`]).
-const STEPS_RUN: &[&str] = &["BackendTLSPolicyObservedGenerationBump"];
+const STEPS_RUN: &[&str] = &[
+    "BackendTLSPolicyObservedGenerationBump",
+    "GatewayStaticAddresses",
+];
+
+/// The addresses of GatewayStaticAddresses, as a suite's configuration gives them: one the
+/// lab's load-balancer pool (172.18.255.200-250) can give, and one outside it.
+const USABLE_ADDRESS: &str = "172.18.255.249";
+const UNUSABLE_ADDRESS: &str = "192.0.2.1";
+
+/// A case's manifests as applied: the class named, the suite's address placeholders filled.
+fn manifest_text(m: &Value) -> String {
+    m.to_string()
+        .replace("{GATEWAY_CLASS_NAME}", "podnet")
+        .replace(
+            r#"{"value":"PLACEHOLDER_UNUSABLE_ADDRS"}"#,
+            &format!(r#"{{"type":"IPAddress","value":"{UNUSABLE_ADDRESS}"}}"#),
+        )
+        .replace(
+            r#"{"value":"PLACEHOLDER_USABLE_ADDRS"}"#,
+            &format!(r#"{{"type":"IPAddress","value":"{USABLE_ADDRESS}"}}"#),
+        )
+}
+
+/// Applies `file` again over `base`, after `edit` changed its text (which must change it).
+fn apply_edited(
+    lab: &Lab,
+    base: &str,
+    file: &std::path::Path,
+    what: &str,
+    edit: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let edited = edit(&text);
+    if edited == text {
+        return Err(format!(
+            "the case's manifests have nothing to change for {what}"
+        ));
+    }
+    std::fs::write(file, edited).unwrap();
+    let o = super::podnet(&[
+        "lab",
+        "apply",
+        "--name",
+        &lab.name,
+        "-f",
+        base,
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    if !o.status.success() {
+        return Err(format!(
+            "lab apply ({what}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(())
+}
 
 /// A multi-step case's steps, after its manifests are applied (`base` and `file` are what
 /// was applied).
@@ -1508,6 +1589,54 @@ fn steps(lab: &Lab, case: &Value, base: &str, file: &std::path::Path) -> Result<
                 &json!({"object": what, "parent": "gateway-conformance-infra/same-namespace",
                         "condition": "Accepted", "status": "True"}),
             )
+        }
+        "GatewayStaticAddresses" => {
+            let gw = "Gateway gateway-conformance-infra/gateway-static-addresses";
+            let cond = |c: &str, st: &str, reason: &str| {
+                status_check(
+                    lab,
+                    &json!({"object": gw, "condition": c, "status": st, "reason": reason}),
+                )
+                .map_err(|e| format!("{c} {st} {reason}: {e}"))
+            };
+            // All three: an address type no one serves.
+            cond("Accepted", "False", "UnsupportedAddress")?;
+            // Without it: an address the pool cannot give.
+            apply_edited(lab, base, file, "the invalid type", |t| {
+                t.replace(
+                    r#"{"type":"test/fake-invalid-type","value":"fake address teehee!"},"#,
+                    "",
+                )
+            })?;
+            cond("Accepted", "True", "Accepted")?;
+            cond("Programmed", "False", "AddressNotUsable")?;
+            // Without that: the usable one, and it alone in the status.
+            apply_edited(lab, base, file, "the unusable address", |t| {
+                t.replace(
+                    &format!(r#"{{"type":"IPAddress","value":"{UNUSABLE_ADDRESS}"}},"#),
+                    "",
+                )
+            })?;
+            cond("Accepted", "True", "Accepted")?;
+            cond("Programmed", "True", "Programmed")?;
+            status_check(
+                lab,
+                &json!({"object": gw, "listener": "http",
+                        "supportedKinds": ["gateway.networking.k8s.io/HTTPRoute"],
+                        "attachedRoutes": 0,
+                        "conditions": [
+                            {"type": "Accepted", "status": "True", "reason": "any"},
+                            {"type": "ResolvedRefs", "status": "True", "reason": "any"}]}),
+            )?;
+            let g = object(lab, gw)?;
+            let want = json!([{"type": "IPAddress", "value": USABLE_ADDRESS}]);
+            if g["status"]["addresses"] != want {
+                return Err(format!(
+                    "{gw}: status.addresses {}, not {want}",
+                    g["status"]["addresses"]
+                ));
+            }
+            Ok(())
         }
         other => Err(format!("{other}: steps this runner does not know")),
     }
@@ -1685,7 +1814,7 @@ fn the_gateway_api_extended_conformance_cases_pass_through_the_lab() {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| m.to_string().replace("{GATEWAY_CLASS_NAME}", "podnet"))
+            .map(manifest_text)
             .collect();
         let file = write_manifest(&format!("gateway-ext-{id}"), &docs.join("\n---\n"));
         let t = std::time::Instant::now();
