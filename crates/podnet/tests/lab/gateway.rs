@@ -985,3 +985,155 @@ fn controllers_write_status_again_after_failed_writes_and_an_api_restart() {
     );
     std::fs::remove_file(extra).unwrap();
 }
+
+/// The pids of the `podnet gateway watch` processes of `lab` serving `gateway`.
+fn gateway_proxies(lab: &Lab, gateway: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            continue;
+        }
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let ours = args
+            .iter()
+            .any(|a| a.contains(&format!("/run/podnet/{}/", lab.name)));
+        if ours
+            && args.get(1..3) == Some(&["gateway".to_string(), "watch".to_string()][..])
+            && args
+                .windows(2)
+                .any(|w| w[0] == "--gateway" && w[1] == gateway)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A Gateway's proxy killed (SIGKILL) while HTTPS, TLS passthrough, re-encrypted and gRPC
+/// clients run: the lab starts it again, as a kubelet restarts a pod's container; it reads
+/// its Gateway, routes, certificates, policies and CA ConfigMaps from the API again and
+/// serves all of it: clients run after it is back have no failed request. (The connections
+/// and calls in flight on the killed process, and those made while none listened, fail: one
+/// replica is one process; the time until it serves again is printed.)
+#[test]
+fn a_gateways_proxy_killed_is_started_again_and_serves_all_it_served() {
+    if !can_run() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("podnet-gateway-kill-{}", std::process::id()));
+    let (c1, _, bundle) = two_certificates(&dir, "live.example.com");
+    let ca = dir.join("live-ca.crt");
+    let secure = super::gateway_extended::signed(&dir, &ca, &["live.example.com"]);
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let bundle = {
+        let all = dir.join("all.pem");
+        let text = std::fs::read_to_string(&bundle).unwrap() + &ca_pem;
+        std::fs::write(&all, text).unwrap();
+        all
+    };
+    let file = write_manifest(
+        "gateway-kill",
+        &live_manifests_with(2, &c1, &secure, &ca_pem, true, true, true, true),
+    );
+    let lab = Lab::up("gw-kill", &[file.to_str().unwrap()], &[]);
+    let addr = lab.gateway_address("default/live").unwrap();
+    let clients = [
+        ("h2", "--http2", "https", 443),
+        ("passthrough", "--http1.1", "https", 8443),
+        ("reencrypt", "--http1.1", "http", 8091),
+        ("grpc", "", "grpc", 8090),
+    ];
+    // Before: every client served.
+    let before_dir = dir.join("before");
+    std::fs::create_dir_all(&before_dir).unwrap();
+    let load = Load::start(
+        &lab,
+        &before_dir,
+        "live.example.com",
+        &addr,
+        &bundle,
+        &clients,
+    );
+    // (Long enough for 200 gRPC calls and more: the least a client must make.)
+    std::thread::sleep(Duration::from_secs(4));
+    load.finish(&lab);
+    let pids = gateway_proxies(&lab, "default/live");
+    assert_eq!(pids.len(), 1, "one proxy: {pids:?}");
+    super::agent::kill_hard(pids[0]);
+    let killed = Instant::now();
+    // Started again: another process, then serving HTTPS again.
+    let again = loop {
+        let now = gateway_proxies(&lab, "default/live");
+        if now.len() == 1 && now != pids {
+            break now;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "not started again: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let serving = loop {
+        let o = lab.exec(
+            "external",
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                "--resolve",
+                &format!("live.example.com:443:{addr}"),
+                "--cacert",
+                bundle.to_str().unwrap(),
+                "https://live.example.com/x",
+            ],
+        );
+        if String::from_utf8_lossy(&o.stdout) == "200" {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "not serving again within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "the proxy {pids:?} killed; {again:?} started again; HTTPS served again after {serving:?}"
+    );
+    // After: every client served again, nothing failed.
+    let after_dir = dir.join("after");
+    std::fs::create_dir_all(&after_dir).unwrap();
+    let load = Load::start(
+        &lab,
+        &after_dir,
+        "live.example.com",
+        &addr,
+        &bundle,
+        &clients,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    load.finish(&lab);
+    let log =
+        std::fs::read_to_string(format!("/run/podnet/{}/serve.log", lab.name)).unwrap_or_default();
+    eprintln!(
+        "the lab's log of it: {:?}",
+        log.lines()
+            .filter(|l| l.contains("proxy of Gateway"))
+            .collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
