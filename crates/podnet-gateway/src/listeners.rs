@@ -373,7 +373,7 @@ pub(super) fn invalid_parameters(g: &Gateway) -> bool {
     g.spec
         .infrastructure
         .as_ref()
-        .is_some_and(|i| i.get("parametersRef").is_some_and(|p| !p.is_null()))
+        .is_some_and(|i| i.parameters_ref.as_ref().is_some_and(|p| !p.is_null()))
 }
 
 /// Whether a ReferenceGrant in `to_ns` lets a `from_kind` of `from_ns` refer to the object

@@ -995,3 +995,57 @@ fn requested_addresses_are_served_or_said_unusable() {
     assert_eq!(cond("any", "Programmed"), "True Programmed");
     assert_eq!(addrs("any").len(), 1);
 }
+
+#[test]
+fn infrastructure_labels_and_annotations_are_carried_by_the_gateways_service_and_pods() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: podnet
+  infrastructure:
+    labels: {team: edge, podnet.dev/gateway: not-this}
+    annotations: {metallb.universe.tf/address-pool: public}
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+    let c = cluster(yaml);
+    let g = &c.gateways[0].obj;
+    let text = podnet_model::gateway::infra_manifests(g);
+    let docs = podnet_model::parse_documents("infra.yaml", &text).unwrap();
+    let objects: Vec<serde_json::Value> = docs
+        .iter()
+        .map(|d| serde_json::to_value(&d.value).unwrap())
+        .collect();
+    let infra = podnet_model::gateway::infra_name(&NsName::new("default", "gw"));
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap();
+        let metas = if kind == "Deployment" {
+            vec![&o["metadata"], &o["spec"]["template"]["metadata"]]
+        } else {
+            vec![&o["metadata"]]
+        };
+        for m in metas {
+            assert_eq!(m["labels"]["team"], "edge", "{kind}: {m}");
+            assert_eq!(
+                m["labels"]["gateway.networking.k8s.io/gateway-name"], "gw",
+                "{kind}: {m}"
+            );
+            // podnet's own label is not overridden: its selector still finds its pods.
+            assert_eq!(
+                m["labels"]["podnet.dev/gateway"],
+                infra.as_str(),
+                "{kind}: {m}"
+            );
+            assert_eq!(
+                m["annotations"]["metallb.universe.tf/address-pool"], "public",
+                "{kind}: {m}"
+            );
+        }
+    }
+    assert_eq!(objects.len(), 2);
+    // The cluster built with them (the generated objects valid) serves the Gateway.
+    assert!(compute(&c).configs[&NsName::new("default", "gw")]
+        .ports
+        .contains_key(&80));
+}

@@ -65,10 +65,31 @@ pub fn listener_ports(g: &Gateway) -> Vec<u16> {
     ports
 }
 
-/// The Deployment and LoadBalancer Service of one Gateway.
+/// The label the Gateway API gives the resources made for a Gateway (its name).
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// The Deployment and LoadBalancer Service of one Gateway. They, and the pods, carry the
+/// Gateway's `spec.infrastructure` labels and annotations (podnet's own labels over them),
+/// and the Gateway API's gateway-name label.
 pub fn infra_manifests(g: &Gateway) -> String {
     let key = key(g);
     let name = infra_name(&key);
+    let infra = g.spec.infrastructure.clone().unwrap_or_default();
+    let mut labels = infra.labels.clone();
+    // (A Gateway's name may be longer than a label's value can be: then only the annotation.)
+    if key.name.len() <= 63 {
+        labels.insert(GATEWAY_NAME_LABEL.to_string(), key.name.clone());
+    }
+    labels.insert(GATEWAY_LABEL.to_string(), name.clone());
+    let labels = serde_json::to_string(&labels).expect("a map of strings");
+    let mut annotations = infra.annotations.clone();
+    annotations.insert(GATEWAY_NAME_ANNOTATION.to_string(), key.name.clone());
+    annotations.insert(
+        GATEWAY_NAMESPACE_ANNOTATION.to_string(),
+        key.namespace.clone(),
+    );
+    let service_annotations = serde_json::to_string(&annotations).expect("a map of strings");
+    let annotations = serde_json::to_string(&infra.annotations).expect("a map of strings");
     let ports = listener_ports(g);
     let service_ports: String = ports
         .iter()
@@ -93,8 +114,8 @@ kind: Service
 metadata:
   name: {name}
   namespace: {GATEWAY_NAMESPACE}
-  labels: {{{GATEWAY_LABEL}: {name}}}
-  annotations: {{{GATEWAY_NAME_ANNOTATION}: "{gname}", {GATEWAY_NAMESPACE_ANNOTATION}: "{gns}"}}
+  labels: {labels}
+  annotations: {service_annotations}
 spec:
   type: LoadBalancer
   # Both families where the cluster has them: the Gateway's addresses are both.
@@ -107,14 +128,16 @@ kind: Deployment
 metadata:
   name: {name}
   namespace: {GATEWAY_NAMESPACE}
-  labels: {{{GATEWAY_LABEL}: {name}}}
+  labels: {labels}
+  annotations: {annotations}
 spec:
   replicas: 1
   selector:
     matchLabels: {{{GATEWAY_LABEL}: {name}}}
   template:
     metadata:
-      labels: {{{GATEWAY_LABEL}: {name}}}
+      labels: {labels}
+      annotations: {annotations}
     spec:
       serviceAccountName: podnet-gateway
       containers:

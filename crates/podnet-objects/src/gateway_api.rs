@@ -133,11 +133,24 @@ pub struct GatewaySpec {
     /// asks for any).
     #[serde(default)]
     pub addresses: Vec<GatewaySpecAddress>,
-    pub infrastructure: Option<Value>,
+    pub infrastructure: Option<GatewayInfrastructure>,
     /// Which ListenerSets may attach (none when unset).
     pub allowed_listeners: Option<AllowedListeners>,
     pub tls: Option<GatewayTLSConfig>,
     pub default_scope: Option<Value>,
+}
+
+/// What a Gateway asks of the resources made for it: labels and annotations to carry, and
+/// parameters of an implementation's own (podnet takes none).
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub parameters_ref: Option<Value>,
 }
 
 /// An address a Gateway asks for.

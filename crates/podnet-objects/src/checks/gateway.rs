@@ -13,6 +13,35 @@ pub(super) fn gateway(c: &mut Checker<'_, crate::gateway_api::Gateway>) {
         c.err("spec.listeners", "Required value: at least one listener");
     }
     listeners(c, &spec.listeners);
+    // spec.infrastructure: at most 8 labels and 8 annotations, with valid keys (and label
+    // values).
+    if let Some(infra) = &spec.infrastructure {
+        for (what, map) in [
+            ("labels", &infra.labels),
+            ("annotations", &infra.annotations),
+        ] {
+            if map.len() > 8 {
+                c.err(
+                    &format!("spec.infrastructure.{what}"),
+                    format!("Too many: {}: must have at most 8 items", map.len()),
+                );
+            }
+            for (k, val) in map {
+                c.check(&format!("spec.infrastructure.{what}.{k}"), v::label_key(k));
+                if what == "labels" {
+                    c.check(
+                        &format!("spec.infrastructure.{what}.{k}"),
+                        v::label_value(val),
+                    );
+                } else if val.len() > 4096 {
+                    c.err(
+                        &format!("spec.infrastructure.{what}.{k}"),
+                        "Too long: may not be longer than 4096",
+                    );
+                }
+            }
+        }
+    }
     // As the CRD: at most 16, an IPAddress's value an IP address, a Hostname's a hostname.
     if spec.addresses.len() > 16 {
         c.err(
