@@ -786,6 +786,29 @@ fn live_manifests_with(
         .join("\n---\n")
 }
 
+/// The certificates of the live Gateway's tests, in `dir`: the listener's two (self-signed),
+/// the HTTPS echo servers' (signed by a CA the BackendTLSPolicy trusts, PEM of the CA too),
+/// and a bundle of all the CAs its clients trust (the passthrough listener's included).
+#[allow(clippy::type_complexity)]
+fn live_certificates(
+    dir: &Path,
+) -> (
+    (String, String),
+    (String, String),
+    (String, String),
+    String,
+    std::path::PathBuf,
+) {
+    let (c1, c2, bundle) = two_certificates(dir, "live.example.com");
+    let ca = dir.join("live-ca.crt");
+    let secure = super::gateway_extended::signed(dir, &ca, &["live.example.com"]);
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let all = dir.join("all.pem");
+    let text = std::fs::read_to_string(&bundle).unwrap() + &ca_pem;
+    std::fs::write(&all, text).unwrap();
+    (c1, c2, secure, ca_pem, all)
+}
+
 #[test]
 fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_tls_grpc_routes_and_backend_tls_change_under_load_without_a_failed_request(
 ) {
@@ -793,18 +816,7 @@ fn a_gateways_routes_listeners_endpoints_certificate_extended_filters_tls_grpc_r
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-gateway-live-{}", std::process::id()));
-    let (c1, c2, bundle) = two_certificates(&dir, "live.example.com");
-    // The HTTPS echo servers' certificate, signed by a CA the BackendTLSPolicy trusts (and
-    // the clients of the passthrough listener too).
-    let ca = dir.join("live-ca.crt");
-    let secure = super::gateway_extended::signed(&dir, &ca, &["live.example.com"]);
-    let ca_pem = std::fs::read_to_string(&ca).unwrap();
-    let bundle = {
-        let all = dir.join("all.pem");
-        let text = std::fs::read_to_string(&bundle).unwrap() + &ca_pem;
-        std::fs::write(&all, text).unwrap();
-        all
-    };
+    let (c1, c2, secure, ca_pem, bundle) = live_certificates(&dir);
     let file = write_manifest(
         "gateway-live",
         &live_manifests(2, &c1, &secure, &ca_pem, false, false, false),
@@ -1031,16 +1043,7 @@ fn a_gateways_proxy_killed_is_started_again_and_serves_all_it_served() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("podnet-gateway-kill-{}", std::process::id()));
-    let (c1, _, bundle) = two_certificates(&dir, "live.example.com");
-    let ca = dir.join("live-ca.crt");
-    let secure = super::gateway_extended::signed(&dir, &ca, &["live.example.com"]);
-    let ca_pem = std::fs::read_to_string(&ca).unwrap();
-    let bundle = {
-        let all = dir.join("all.pem");
-        let text = std::fs::read_to_string(&bundle).unwrap() + &ca_pem;
-        std::fs::write(&all, text).unwrap();
-        all
-    };
+    let (c1, _, secure, ca_pem, bundle) = live_certificates(&dir);
     let file = write_manifest(
         "gateway-kill",
         &live_manifests_with(2, &c1, &secure, &ca_pem, true, true, true, true),

@@ -1552,28 +1552,12 @@ fn steps(lab: &Lab, case: &Value, base: &str, file: &std::path::Path) -> Result<
             let before = at_generation(&object(lab, what)?)?;
             // The hostname patched, as upstream's step does: the manifests applied again with
             // it changed.
-            let text = std::fs::read_to_string(file).unwrap();
-            let patched = text.replace(
-                "\"hostname\":\"abc.example.com\"",
-                "\"hostname\":\"foo.example.com\"",
-            );
-            if patched == text {
-                return Err("the case's policy has no hostname abc.example.com to patch".into());
-            }
-            std::fs::write(file, patched).unwrap();
-            let o = super::podnet(&[
-                "lab",
-                "apply",
-                "--name",
-                &lab.name,
-                "-f",
-                base,
-                "-f",
-                file.to_str().unwrap(),
-            ]);
-            if !o.status.success() {
-                return Err(format!("lab apply: {}", String::from_utf8_lossy(&o.stderr)));
-            }
+            apply_edited(lab, base, file, "the policy's hostname", |t| {
+                t.replace(
+                    "\"hostname\":\"abc.example.com\"",
+                    "\"hostname\":\"foo.example.com\"",
+                )
+            })?;
             let p = object(lab, what)?;
             let after = at_generation(&p)?;
             if after <= before {
