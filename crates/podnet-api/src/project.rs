@@ -115,6 +115,11 @@ pub fn project(c: &Cluster) -> Vec<Value> {
             .map(|o| typed(without_status(&o.obj), Kind::ListenerSet)),
     );
     out.extend(
+        c.cluster_network_policies
+            .iter()
+            .map(|o| typed(without_status(&o.obj), Kind::ClusterNetworkPolicy)),
+    );
+    out.extend(
         c.reference_grants
             .iter()
             .map(|o| typed(value(&o.obj), Kind::ReferenceGrant)),

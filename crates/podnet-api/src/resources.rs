@@ -25,6 +25,7 @@ pub const RESOURCES: &[&Resource] = &[
     Kind::BackendTLSPolicy.info(),
     Kind::ReferenceGrant.info(),
     Kind::ListenerSet.info(),
+    Kind::ClusterNetworkPolicy.info(),
 ];
 
 /// The resource of a kind.

@@ -221,7 +221,7 @@ impl Store {
             .keys()
             .filter(|k| !fresh.contains_key(*k))
             .cloned()
-            .partition(|k| k.kind == Kind::NetworkPolicy);
+            .partition(|k| matches!(k.kind, Kind::NetworkPolicy | Kind::ClusterNetworkPolicy));
         for key in gone {
             self.delete(key, &mut events);
         }

@@ -82,6 +82,11 @@ fn columns(kind: Kind) -> Vec<(&'static str, &'static str, u8)> {
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => {
             vec![("Hostnames", "string", 0), ("Age", "string", 0)]
         }
+        Kind::ClusterNetworkPolicy => vec![
+            ("Tier", "string", 0),
+            ("Priority", "string", 0),
+            ("Age", "string", 0),
+        ],
         Kind::ListenerSet => vec![
             ("Parent", "string", 0),
             ("Accepted", "string", 0),
@@ -238,6 +243,13 @@ fn cells(kind: Kind, o: &Value) -> Vec<Value> {
         ],
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute => vec![
             join(&o["spec"]["hostnames"], |h| h.as_str().map(String::from)).replace("<none>", ""),
+            age(o),
+        ],
+        Kind::ClusterNetworkPolicy => vec![
+            s(&o["spec"]["tier"]),
+            o["spec"]["priority"]
+                .as_i64()
+                .map_or("<none>".into(), |p| p.to_string()),
             age(o),
         ],
         Kind::ListenerSet => vec![

@@ -117,11 +117,24 @@ fn compute(
         config_maps: of_kind!(objects, ConfigMap).cloned().collect(),
         reference_grants: of_kind!(objects, ReferenceGrant).cloned().collect(),
         listener_sets: of_kind!(objects, ListenerSet).cloned().collect(),
+        cluster_network_policies: {
+            let mut v: Vec<_> = of_kind!(objects, ClusterNetworkPolicy).cloned().collect();
+            v.sort_by(|a, b| a.obj.metadata.name.cmp(&b.obj.metadata.name));
+            v
+        },
         warnings: Vec::new(),
         user_slices,
     };
     podnet_model::endpoints::compute_all(&mut cluster);
     endpoint_warnings(&cluster, &objects, &mut b.diags);
+    for (name, why) in podnet_model::cnp::warnings(&cluster) {
+        let at = cluster
+            .cluster_network_policies
+            .iter()
+            .find(|p| p.obj.name() == name)
+            .map(|p| p.start.clone());
+        b.diags.push(Diagnostic::warning(at, why));
+    }
     if b.diags.iter().any(Diagnostic::is_error) {
         return Err(ModelError::Invalid(b.diags));
     }

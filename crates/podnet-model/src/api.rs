@@ -29,13 +29,14 @@ use crate::objects::{kind_of, oref_of};
 use crate::source::SourceDoc;
 
 /// The kinds a node's dataplane is kept from (what the agent watches).
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     Kind::Namespace,
     Kind::Node,
     Kind::Pod,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::NetworkPolicy,
+    Kind::ClusterNetworkPolicy,
 ];
 
 /// The kinds the Ingress controller's routes are kept from.
@@ -65,8 +66,8 @@ pub const GATEWAY_KINDS: [Kind; 13] = [
 ];
 
 /// Every kind the model takes from the API ([`Kind::read_from_api`]), in the table's order.
-pub const ALL_KINDS: [Kind; 18] = {
-    let mut out = [Kind::Namespace; 18];
+pub const ALL_KINDS: [Kind; 19] = {
+    let mut out = [Kind::Namespace; 19];
     let (mut i, mut n) = (0, 0);
     while i < Kind::ALL.len() {
         if Kind::ALL[i].read_from_api() {
@@ -99,6 +100,7 @@ macro_rules! with_kept_kinds {
             BackendTLSPolicy => backend_tls_policies, Changed::Gateway($ns);
             ReferenceGrant => reference_grants, Changed::Gateway($ns);
             ListenerSet => listener_sets, Changed::Gateway($ns);
+            ClusterNetworkPolicy => cluster_network_policies, Changed::NetworkPolicy($ns);
         )
     };
 }
@@ -231,6 +233,7 @@ impl ApiModel {
                 config_maps: Vec::new(),
                 reference_grants: Vec::new(),
                 listener_sets: Vec::new(),
+                cluster_network_policies: Vec::new(),
                 warnings: Vec::new(),
                 user_slices: Vec::new(),
             },

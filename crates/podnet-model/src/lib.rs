@@ -13,6 +13,7 @@
 //! `podnet-emulator`'s, used only by `podnet check` and the lab.
 
 pub mod api;
+pub mod cnp;
 pub mod convert;
 pub mod dns;
 pub mod edge;
@@ -28,7 +29,7 @@ pub mod resolv;
 
 pub use podnet_objects::Kind;
 pub use podnet_objects::{
-    checks, config, diag, gateway_api, kind, objects, selector, source, validation,
+    checks, config, diag, gateway_api, kind, objects, policy_api, selector, source, validation,
 };
 
 pub use api::{ApiKey, ApiModel, Changed};

@@ -423,6 +423,9 @@ pub struct Cluster {
     pub config_maps: Vec<crate::objects::Sourced<k8s_openapi::api::core::v1::ConfigMap>>,
     pub reference_grants: Vec<crate::objects::Sourced<crate::gateway_api::ReferenceGrant>>,
     pub listener_sets: Vec<crate::objects::Sourced<crate::gateway_api::ListenerSet>>,
+    /// Sorted by name.
+    pub cluster_network_policies:
+        Vec<crate::objects::Sourced<crate::policy_api::ClusterNetworkPolicy>>,
     /// Warnings found while building.
     pub warnings: Vec<crate::diag::Diagnostic>,
     /// Inputs endpoints are recomputed from when pod IPs change.

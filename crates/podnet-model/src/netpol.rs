@@ -98,11 +98,21 @@ pub enum Side {
     },
     /// These policies isolate the pod, and no rule of theirs matches.
     Denied { isolated_by: Vec<NsName> },
+    /// A ClusterNetworkPolicy rule decided: an Accept or a Deny (Admin or Baseline tier), or
+    /// a Baseline Pass (the default: allowed).
+    Cluster {
+        rule: crate::cnp::CnpRuleRef,
+        allowed: bool,
+    },
 }
 
 impl Side {
     pub fn allows(&self) -> bool {
-        !matches!(self, Side::Denied { .. })
+        match self {
+            Side::Denied { .. } => false,
+            Side::Cluster { allowed, .. } => *allowed,
+            _ => true,
+        }
     }
 }
 
@@ -113,6 +123,9 @@ pub struct Verdict {
     pub allowed: bool,
     pub egress: Side,
     pub ingress: Side,
+    /// Admin-tier Pass rules that handed a side on to NetworkPolicy (and Baseline).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed: Vec<crate::cnp::CnpRuleRef>,
 }
 
 /// The policies of a cluster, ready to judge connections.
@@ -120,6 +133,8 @@ pub struct Verdict {
 pub struct Policies<'a> {
     cluster: &'a Cluster,
     list: Vec<Policy<'a>>,
+    /// The ClusterNetworkPolicies, by tier.
+    pub tiers: crate::cnp::ClusterPolicies<'a>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,20 +180,30 @@ impl<'a> Policies<'a> {
         // they were given in (a manifest's, or an API watch's).
         let mut list = list;
         list.sort_by(|a, b| a.key.cmp(&b.key));
-        Policies { cluster, list }
+        Policies {
+            cluster,
+            list,
+            tiers: crate::cnp::ClusterPolicies::of(cluster),
+        }
+    }
+
+    /// The cluster the policies are of.
+    pub fn cluster(&self) -> &'a Cluster {
+        self.cluster
     }
 
     /// Whether a connection from `from` to `to` on `port`/`protocol` is allowed, and why.
     pub fn judge(&self, from: End<'_>, to: End<'_>, port: u16, protocol: Protocol) -> Verdict {
+        let mut passed = Vec::new();
         let egress = match from {
             End::Pod(p) if !p.host_network => {
-                self.side(p, Direction::Egress, from, to, port, protocol)
+                self.tiered(p, Direction::Egress, from, to, port, protocol, &mut passed)
             }
             _ => Side::NotIsolated,
         };
         let ingress = match to {
             End::Pod(p) if !p.host_network => {
-                self.side(p, Direction::Ingress, from, to, port, protocol)
+                self.tiered(p, Direction::Ingress, from, to, port, protocol, &mut passed)
             }
             _ => Side::NotIsolated,
         };
@@ -186,6 +211,50 @@ impl<'a> Policies<'a> {
             allowed: egress.allows() && ingress.allows(),
             egress,
             ingress,
+            passed,
+        }
+    }
+
+    /// One side through the tiers: Admin, NetworkPolicy, Baseline, the default
+    /// ([`crate::cnp`]).
+    #[allow(clippy::too_many_arguments)]
+    fn tiered(
+        &self,
+        pod: &PodInfo,
+        dir: Direction,
+        from: End<'_>,
+        to: End<'_>,
+        port: u16,
+        protocol: Protocol,
+        passed: &mut Vec<crate::cnp::CnpRuleRef>,
+    ) -> Side {
+        use crate::policy_api::{Action, Tier};
+        let peer = if dir == Direction::Ingress { from } else { to };
+        let decide = |tier: Tier| {
+            let rules = self.tiers.rules_for(self.cluster, tier, pod, dir);
+            crate::cnp::first_match(self.cluster, &rules, peer, to, port, protocol)
+        };
+        if let Some(rule) = decide(Tier::Admin) {
+            match rule.action {
+                Action::Pass => passed.push(rule),
+                action => {
+                    return Side::Cluster {
+                        allowed: action == Action::Accept,
+                        rule,
+                    }
+                }
+            }
+        }
+        let side = self.side(pod, dir, from, to, port, protocol);
+        if side != Side::NotIsolated {
+            return side;
+        }
+        match decide(Tier::Baseline) {
+            Some(rule) => Side::Cluster {
+                allowed: rule.action != Action::Deny,
+                rule,
+            },
+            None => Side::NotIsolated,
         }
     }
 

@@ -545,6 +545,7 @@ impl Linux {
                 .keys()
                 .map(|g| (*g, Default::default()))
                 .collect(),
+            layouts: want.policy.layouts.clone(),
             ipv6: want.policy.ipv6,
             sample: want.policy.sample,
             ..Default::default()
@@ -615,8 +616,14 @@ impl Linux {
                     for (g, rects) in six.groups {
                         content.groups.entry(g).or_default().extend(rects);
                     }
+                    for (g, rects) in six.segments {
+                        content.segments.entry(g).or_default().extend(rects);
+                    }
                     content.ipv6 = true;
                 }
+                // The chains' shape is as rendered (their rules counted above): the layouts
+                // are the wanted ones, the elements what the kernel holds.
+                content.layouts = want.policy.layouts.clone();
                 Some(content)
             }
             _ => None,

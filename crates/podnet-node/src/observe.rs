@@ -572,6 +572,21 @@ fn rect(family: IpFamily, e: &Value) -> Result<Rect, Unreadable> {
 }
 
 /// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
+/// A group's tier segment by its sets' names: `<group>_s<n>` (ranges) and `<group>_s<n>p`
+/// (points).
+fn segment(set: &str) -> Option<podnet_policy::SegmentId> {
+    let (g, rest) = set.split_at_checked(12)?;
+    let n = rest.strip_prefix("_s")?;
+    let n = n.strip_suffix('p').unwrap_or(n);
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(podnet_policy::SegmentId {
+        group: group(g)?,
+        index: n.parse().ok()?,
+    })
+}
+
 fn group(chain: &str) -> Option<GroupId> {
     let (dir, id) = if let Some(id) = chain.strip_prefix("ing_") {
         (Direction::Ingress, id)
@@ -647,14 +662,17 @@ fn policy_set(
             }
         }
         other => {
-            let Some(g) = other
+            let rects = if let Some(g) = other
                 .strip_suffix("_pts")
                 .or_else(|| other.strip_suffix("_allow"))
                 .and_then(group)
-            else {
+            {
+                p.groups.entry(g).or_default()
+            } else if let Some(id) = segment(other) {
+                p.segments.entry(id).or_default()
+            } else {
                 return Err(not(name, "one of podnet's sets"));
             };
-            let rects = p.groups.entry(g).or_default();
             for e in elems {
                 rects.insert(rect(family, e)?);
             }

@@ -181,6 +181,19 @@ pub fn drift(observed: &Observed, want: &NodeDataplane) -> Vec<Drift> {
                     .collect()
             };
             compare(&mut out, "policy", "the groups' sets", rects(k), rects(w));
+            let segments = |p: &podnet_policy::PolicyPlan| -> Vec<_> {
+                p.segments
+                    .iter()
+                    .flat_map(|(g, rs)| rs.iter().map(move |r| (g.set(), *r)))
+                    .collect()
+            };
+            compare(
+                &mut out,
+                "policy",
+                "the tiers' sets",
+                segments(k),
+                segments(w),
+            );
             compare(
                 &mut out,
                 "policy",

@@ -20,9 +20,11 @@ use crate::validation as v;
 
 mod gateway;
 mod network;
+mod policy;
 
 use gateway::{backend_tls_policy, gateway, grpc_route, http_route, listener_set, tls_route};
 use network::{ingress, network_policy};
+use policy::cluster_network_policy;
 
 /// Collects errors for one object.
 pub(crate) struct Checker<'a, T> {
@@ -508,6 +510,7 @@ pub fn check_object(o: &Object, oref: ObjectRef, out: &mut Vec<Diagnostic>) {
                 c.err("spec.to", "Required value: at least one entry");
             }
         }
+        Object::ClusterNetworkPolicy(s) => cluster_network_policy(&mut checker!(s)),
         Object::ClusterConfig(_) => {}
     }
 }

@@ -29,6 +29,7 @@ pub enum Kind {
     BackendTLSPolicy,
     ReferenceGrant,
     ListenerSet,
+    ClusterNetworkPolicy,
     /// podnet's own: the cluster's settings, in manifests only.
     ClusterConfig,
 }
@@ -51,6 +52,8 @@ pub struct KindInfo {
 
 /// The Gateway API's group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// SIG Network's policy API group (`ClusterNetworkPolicy`).
+pub const POLICY_GROUP: &str = "policy.networking.k8s.io";
 /// podnet's own group (`ClusterConfig`).
 pub const PODNET_GROUP: &str = "podnet.dev";
 
@@ -76,7 +79,7 @@ const fn k(
 }
 
 /// Every kind, in [`Kind`]'s order.
-const TABLE: [KindInfo; 24] = [
+const TABLE: [KindInfo; 25] = [
     k(
         Kind::Namespace,
         "Namespace",
@@ -277,6 +280,15 @@ const TABLE: [KindInfo; 24] = [
         &[],
     ),
     k(
+        Kind::ClusterNetworkPolicy,
+        "ClusterNetworkPolicy",
+        POLICY_GROUP,
+        "v1alpha2",
+        ("clusternetworkpolicies", "clusternetworkpolicy"),
+        false,
+        &["cnp"],
+    ),
+    k(
         Kind::ClusterConfig,
         "ClusterConfig",
         PODNET_GROUP,
@@ -314,10 +326,10 @@ impl KindInfo {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 24] = {
-        let mut all = [Kind::Namespace; 24];
+    pub const ALL: [Kind; 25] = {
+        let mut all = [Kind::Namespace; 25];
         let mut i = 0;
-        while i < 24 {
+        while i < 25 {
             all[i] = TABLE[i].kind;
             i += 1;
         }

@@ -20,6 +20,7 @@ pub mod diag;
 pub mod gateway_api;
 pub mod kind;
 pub mod objects;
+pub mod policy_api;
 pub mod selector;
 pub mod source;
 pub mod validation;

@@ -61,6 +61,7 @@ pub enum Object {
     BackendTLSPolicy(Sourced<crate::gateway_api::BackendTLSPolicy>),
     ReferenceGrant(Sourced<crate::gateway_api::ReferenceGrant>),
     ListenerSet(Sourced<crate::gateway_api::ListenerSet>),
+    ClusterNetworkPolicy(Sourced<crate::policy_api::ClusterNetworkPolicy>),
     ClusterConfig(Sourced<ClusterConfigDoc>),
 }
 
@@ -178,6 +179,7 @@ pub fn decode(doc: &SourceDoc, diags: &mut Vec<Diagnostic>) -> Result<Option<Obj
         Kind::BackendTLSPolicy => Object::BackendTLSPolicy(s!(typed(v, &index, &oref)?)),
         Kind::ListenerSet => Object::ListenerSet(s!(typed(v, &index, &oref)?)),
         Kind::ReferenceGrant => Object::ReferenceGrant(s!(typed(v, &index, &oref)?)),
+        Kind::ClusterNetworkPolicy => Object::ClusterNetworkPolicy(s!(typed(v, &index, &oref)?)),
         Kind::ClusterConfig => Object::ClusterConfig(s!(cluster_config(v, &index, &oref)?)),
     };
     Ok(Some(decoded))
@@ -303,7 +305,8 @@ macro_rules! with_api_kinds {
             TLSRoute,
             BackendTLSPolicy,
             ReferenceGrant,
-            ListenerSet
+            ListenerSet,
+            ClusterNetworkPolicy
         )
     };
 }
@@ -363,6 +366,7 @@ typed_kinds!(
     crate::gateway_api::BackendTLSPolicy => BackendTLSPolicy,
     crate::gateway_api::ReferenceGrant => ReferenceGrant,
     crate::gateway_api::ListenerSet => ListenerSet,
+    crate::policy_api::ClusterNetworkPolicy => ClusterNetworkPolicy,
 );
 
 /// An object the Kubernetes API served, typed already; `origin` names it in diagnostics

@@ -2,6 +2,7 @@
 //! the same policies), each group's peers as points and disjoint ranges, kept from one
 //! model to the next so that a change edits only what it touches.
 
+use super::tiers::TierRules;
 use super::*;
 
 /// Namespace, the values of the labels policies read, container ports: pods with the same
@@ -172,6 +173,7 @@ impl Compiler {
                 let elements = rects::group_elements(&rects);
                 changed |= plan.groups.get(&g.id) != Some(&elements);
                 plan.groups.insert(g.id, elements);
+                changed |= set_segments(&policies, &classes, g, &self.families, plan);
             }
         }
         // The pods' own entries, where they run here.
@@ -262,6 +264,14 @@ impl Compiler {
                     state.users -= 1;
                     if state.users == 0 {
                         plan.groups.remove(&state.id);
+                        if let Some(layout) = plan.layouts.remove(&state.id) {
+                            for index in 0..layout.actions().count() {
+                                plan.segments.remove(&SegmentId {
+                                    group: state.id,
+                                    index: index as u16,
+                                });
+                            }
+                        }
                         self.groups.remove(&g);
                     }
                 }
@@ -285,10 +295,11 @@ impl Compiler {
                 .or_insert_with(|| {
                     DIRS.map(|dir| {
                         let selecting = policies.selecting(&class.rep, dir);
-                        if selecting.is_empty() {
+                        let tiers = TierRules::of(policies, &class.rep, dir, !selecting.is_empty());
+                        if selecting.is_empty() && tiers.is_empty() {
                             return None;
                         }
-                        let gk = group_key(policies, &class.rep, dir, &selecting);
+                        let gk = group_key(policies, &class.rep, dir, &selecting, &tiers);
                         let known = self.groups.contains_key(&gk)
                             || new_groups.iter().any(|(k, _)| *k == gk);
                         if !known {
@@ -308,15 +319,17 @@ impl Compiler {
                                 &self.families,
                             );
                             plan.groups.insert(id, rects::group_elements(&rects));
-                            new_groups.push((
-                                gk.clone(),
-                                GroupState {
-                                    id,
-                                    users: 0,
-                                    rep: class.rep.clone(),
-                                    selecting,
-                                },
-                            ));
+                            let state = GroupState {
+                                id,
+                                users: 0,
+                                rep: class.rep.clone(),
+                                selecting,
+                            };
+                            if let Some(layout) = tiers.layout(!state.selecting.is_empty()) {
+                                plan.layouts.insert(id, layout);
+                                set_segments(policies, classes, &state, &self.families, plan);
+                            }
+                            new_groups.push((gk.clone(), state));
                         }
                         Some(gk)
                     })
@@ -368,6 +381,10 @@ pub(super) fn class_list(classes: &[ClassPods]) -> Vec<Class<'_>> {
 /// rule without peers too, for the named ports it resolves on each pod), or resolves named
 /// ports on pods inside its ipBlocks (egress).
 pub(super) fn reads_pods(policies: &Policies<'_>, g: &GroupState, reps: &[&PodInfo]) -> bool {
+    let tiers = TierRules::of(policies, &g.rep, g.id.dir, !g.selecting.is_empty());
+    if tiers.reads_pods(policies, reps) {
+        return true;
+    }
     g.selecting.iter().any(|key| {
         policies
             .rules(key, g.id.dir)
@@ -418,7 +435,59 @@ pub(super) fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
             keys(peer.pod_selector.as_ref(), &mut out);
         }
     }
+    // ClusterNetworkPolicies' pod selectors: the subject's and the peers'.
+    for p in &cluster.cluster_network_policies {
+        let spec = &p.obj.spec;
+        let pods = spec
+            .subject
+            .pods
+            .iter()
+            .chain(
+                spec.ingress
+                    .iter()
+                    .flat_map(|r| &r.from)
+                    .filter_map(|p| p.pods.as_ref()),
+            )
+            .chain(
+                spec.egress
+                    .iter()
+                    .flat_map(|r| &r.to)
+                    .filter_map(|p| p.pods.as_ref()),
+            );
+        for np in pods {
+            keys(Some(&np.pod_selector), &mut out);
+        }
+    }
     out
+}
+
+/// A group's segments' elements (none without a layout), recomputed; true if they changed.
+pub(super) fn set_segments(
+    policies: &Policies<'_>,
+    classes: &[Class<'_>],
+    g: &GroupState,
+    families: &[IpFamily],
+    plan: &mut PolicyPlan,
+) -> bool {
+    if !plan.layouts.contains_key(&g.id) {
+        return false;
+    }
+    let tiers = TierRules::of(policies, &g.rep, g.id.dir, !g.selecting.is_empty());
+    let mut changed = false;
+    for (index, rects) in tiers
+        .segment_rects(policies, classes, &g.rep, g.id.dir, families)
+        .into_iter()
+        .enumerate()
+    {
+        let id = SegmentId {
+            group: g.id,
+            index: index as u16,
+        };
+        let elements = rects::group_elements(&rects);
+        changed |= plan.segments.get(&id) != Some(&elements);
+        plan.segments.insert(id, elements);
+    }
+    changed
 }
 
 /// What makes two pods' judgement the same: the policies, and for ingress the ports the
@@ -428,8 +497,9 @@ pub(super) fn group_key(
     pod: &PodInfo,
     dir: Direction,
     selecting: &[NsName],
+    tiers: &TierRules<'_>,
 ) -> String {
-    let mut key = format!("{dir:?}");
+    let mut key = format!("{dir:?}{}", tiers.key(pod, dir));
     for p in selecting {
         let _ = write!(key, "|{p}");
         if dir == Direction::Ingress {
@@ -460,7 +530,7 @@ pub(super) fn free_id(
 pub(super) type Addrs = (IpFamily, rects::Span<u128>);
 
 /// Every address of each family.
-fn all_addresses(families: &[IpFamily]) -> Vec<Addrs> {
+pub(super) fn all_addresses(families: &[IpFamily]) -> Vec<Addrs> {
     families
         .iter()
         .map(|f| (*f, rects::all_addresses(*f)))
@@ -468,7 +538,7 @@ fn all_addresses(families: &[IpFamily]) -> Vec<Addrs> {
 }
 
 /// One address.
-fn point(ip: IpAddr) -> Addrs {
+pub(super) fn point(ip: IpAddr) -> Addrs {
     let n = addr_number(ip);
     (IpFamily::of(ip), (n, n))
 }
@@ -539,6 +609,8 @@ pub(super) fn group_rects(
             }
         }
     }
+    // A block of a family the cluster does not have: no table to hold it.
+    out.retain(|r| families.contains(&r.family));
     out
 }
 

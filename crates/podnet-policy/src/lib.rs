@@ -24,6 +24,7 @@
 //! Pod churn and label changes edit map and set elements; every change is one transaction.
 
 pub mod rects;
+mod tiers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -41,6 +42,7 @@ mod transaction;
 
 use compile::*;
 pub use compile::{protocol_number, Compiler};
+pub use podnet_model::policy_api::Action;
 pub use transaction::{Missing, Op, Transaction};
 
 pub const TABLE: &str = "podnet-policy";
@@ -59,6 +61,52 @@ impl GroupId {
             Direction::Ingress => format!("ing_{:08x}", self.id),
             Direction::Egress => format!("egr_{:08x}", self.id),
         }
+    }
+}
+
+/// A segment of a group's tiers: consecutive ClusterNetworkPolicy rules of one tier with the
+/// same action, whose elements are one set (numbered from the Admin tier's first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SegmentId {
+    pub group: GroupId,
+    pub index: u16,
+}
+
+impl SegmentId {
+    /// The segment's sets: `<set>p` (points, a hash set) and `<set>` (ranges).
+    pub fn set(&self) -> String {
+        format!("{}_s{}", self.group.chain(), self.index)
+    }
+}
+
+/// The shape of a group's chain where ClusterNetworkPolicies judge its pods
+/// ([`podnet_model::cnp`]): the Admin tier's segments, then NetworkPolicy (the group's own sets,
+/// when NetworkPolicies isolate its pods), else the Baseline tier's segments, then allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Layout {
+    /// The action of each Admin segment, in order.
+    pub admin: Vec<Action>,
+    /// NetworkPolicies isolate the group's pods: they decide after the Admin tier.
+    pub isolated: bool,
+    /// The action of each Baseline segment (none when isolated: never consulted). A Pass here
+    /// is an Accept: the default allows.
+    pub baseline: Vec<Action>,
+}
+
+impl Layout {
+    /// Every segment's action, Admin's then Baseline's (by segment index).
+    pub fn actions(&self) -> impl Iterator<Item = Action> + '_ {
+        self.admin.iter().chain(&self.baseline).copied()
+    }
+
+    /// An Admin Pass: the chain after the Admin tier is a chain of its own to go to.
+    pub fn has_pass(&self) -> bool {
+        self.admin.contains(&Action::Pass)
+    }
+
+    /// A Deny: the group has a chain that logs and drops.
+    pub fn has_deny(&self) -> bool {
+        self.actions().any(|a| a == Action::Deny)
     }
 }
 
@@ -83,6 +131,21 @@ pub struct PolicyPlan {
     /// A group's elements of both families (each goes to its family's table).
     #[serde(with = "podnet_model::pairs")]
     pub groups: BTreeMap<GroupId, BTreeSet<Rect>>,
+    /// The groups ClusterNetworkPolicies judge too: their chains' shape (the others are
+    /// NetworkPolicy's alone). A group's layout never changes: another is another group.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "podnet_model::pairs"
+    )]
+    pub layouts: BTreeMap<GroupId, Layout>,
+    /// Those groups' segments' elements, of both families.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "podnet_model::pairs"
+    )]
+    pub segments: BTreeMap<SegmentId, BTreeSet<Rect>>,
     /// The node also has the `ip6` table (the cluster has IPv6).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipv6: bool,
@@ -119,10 +182,39 @@ impl PolicyPlan {
     /// kernel would evaluate the maps and sets: true if it passes.
     pub fn passes(&self, src: IpAddr, dst: IpAddr, proto: u8, port: u16) -> bool {
         let local = |ip: IpAddr| self.local.iter().any(|n| n.contains(&ip));
+        let in_set = |set: Option<&BTreeSet<Rect>>, peer: IpAddr| {
+            set.is_some_and(|set| set.iter().any(|r| r.contains(peer, proto, port)))
+        };
         let allowed_by = |g: &GroupId, peer: IpAddr| {
-            self.groups
-                .get(g)
-                .is_some_and(|set| set.iter().any(|r| r.contains(peer, proto, port)))
+            let np = || in_set(self.groups.get(g), peer);
+            let Some(layout) = self.layouts.get(g) else {
+                return np();
+            };
+            let seg = |index: usize| {
+                let id = SegmentId {
+                    group: *g,
+                    index: index as u16,
+                };
+                in_set(self.segments.get(&id), peer)
+            };
+            for (i, a) in layout.admin.iter().enumerate() {
+                if seg(i) {
+                    match a {
+                        Action::Accept => return true,
+                        Action::Deny => return false,
+                        Action::Pass => break,
+                    }
+                }
+            }
+            if layout.isolated {
+                return np();
+            }
+            for (i, a) in layout.baseline.iter().enumerate() {
+                if seg(layout.admin.len() + i) {
+                    return *a != Action::Deny;
+                }
+            }
+            true
         };
         match self.egress.get(&src) {
             Some(Target::Group(g)) if !allowed_by(g, dst) => return false,

@@ -10,12 +10,16 @@ use podnet_model::nftset::{ElementData, ElementOp, Registers, SetElement};
 pub enum Op {
     /// A family's table.
     CreateTable(IpFamily),
-    /// A group's chain and sets, in every table of the transaction.
-    AddGroup(GroupId),
-    DeleteGroup(GroupId),
+    /// A group's chain and sets, in every table of the transaction; with its tiers' chains and
+    /// sets where ClusterNetworkPolicies judge it.
+    AddGroup(GroupId, Option<Layout>),
+    DeleteGroup(GroupId, Option<Layout>),
     /// Elements, each in its family's table.
     AddRects(GroupId, Vec<Rect>),
     DeleteRects(GroupId, Vec<Rect>),
+    /// Elements of a group's tier segment, each in its family's table.
+    AddSegment(SegmentId, Vec<Rect>),
+    DeleteSegment(SegmentId, Vec<Rect>),
     SetTargets(Direction, Vec<(IpAddr, Target)>),
     DeleteTargets(Direction, Vec<IpAddr>),
     AddLocal(Vec<IpNet>),
@@ -58,14 +62,32 @@ impl Transaction {
     /// new groups first, their elements, then the maps, and gone groups last, once nothing
     /// refers to them.
     pub fn update(old: &PolicyPlan, new: &PolicyPlan) -> Transaction {
-        if new.ipv6 != old.ipv6 {
+        // A group whose chain would change shape (an id taken again by another group after
+        // the policies changed): the tables made again, whole, in this one transaction.
+        let reshaped = new
+            .groups
+            .keys()
+            .any(|g| old.groups.contains_key(g) && old.layouts.get(g) != new.layouts.get(g));
+        if new.ipv6 != old.ipv6 || reshaped {
             // The tables a node has changed (the cluster gained or lost IPv6): both made
             // again, whole, in this one transaction.
             return Transaction::create(new);
         }
         let mut ops = Vec::new();
         for id in new.groups.keys().filter(|g| !old.groups.contains_key(g)) {
-            ops.push(Op::AddGroup(*id));
+            ops.push(Op::AddGroup(*id, new.layouts.get(id).cloned()));
+        }
+        let none = BTreeSet::new();
+        for (id, rects) in &new.segments {
+            let before = old.segments.get(id).unwrap_or(&none);
+            let gone: Vec<Rect> = before.difference(rects).copied().collect();
+            let added: Vec<Rect> = rects.difference(before).copied().collect();
+            if !gone.is_empty() {
+                ops.push(Op::DeleteSegment(*id, gone));
+            }
+            if !added.is_empty() {
+                ops.push(Op::AddSegment(*id, added));
+            }
         }
         let empty = BTreeSet::new();
         for (id, rects) in &new.groups {
@@ -110,7 +132,7 @@ impl Transaction {
             ops.push(Op::AddLocal(added));
         }
         for id in old.groups.keys().filter(|g| !new.groups.contains_key(g)) {
-            ops.push(Op::DeleteGroup(*id));
+            ops.push(Op::DeleteGroup(*id, old.layouts.get(id).cloned()));
         }
         if new.sample != old.sample {
             ops.push(Op::SetSample(new.sample));
@@ -137,6 +159,12 @@ impl Transaction {
             .map(|op| match op {
                 Op::AddRects(g, v) => Some(ElementOp::Add(rects(g, v))),
                 Op::DeleteRects(g, v) => Some(ElementOp::Delete(rects(g, v))),
+                Op::AddSegment(id, v) => Some(ElementOp::Add(
+                    v.iter().map(|r| segment_element(id, r)).collect(),
+                )),
+                Op::DeleteSegment(id, v) => Some(ElementOp::Delete(
+                    v.iter().map(|r| segment_element(id, r)).collect(),
+                )),
                 Op::SetTargets(dir, v) => Some(ElementOp::Add(
                     v.iter()
                         .map(|(ip, t)| target_element(*dir, *ip, Some(*t)))
@@ -190,14 +218,50 @@ impl PolicyPlan {
                     self.ingress.retain(|ip, _| v4(ip));
                     self.egress.retain(|ip, _| v4(ip));
                     self.local.retain(|n| n.addr().is_ipv4());
-                    for set in self.groups.values_mut() {
+                    for set in self.groups.values_mut().chain(self.segments.values_mut()) {
                         set.retain(|r| r.family == IpFamily::Ipv4);
                     }
                     self.ipv6 = true;
                 }
-                Op::AddGroup(g) => drop(self.groups.insert(*g, BTreeSet::new())),
-                Op::DeleteGroup(g) => {
+                Op::AddGroup(g, layout) => {
+                    self.groups.insert(*g, BTreeSet::new());
+                    if let Some(l) = layout {
+                        for index in 0..l.actions().count() {
+                            let id = SegmentId {
+                                group: *g,
+                                index: index as u16,
+                            };
+                            self.segments.insert(id, BTreeSet::new());
+                        }
+                        self.layouts.insert(*g, l.clone());
+                    }
+                }
+                Op::DeleteGroup(g, _) => {
                     self.groups.remove(g).ok_or_else(|| Missing(g.chain()))?;
+                    if let Some(l) = self.layouts.remove(g) {
+                        for index in 0..l.actions().count() {
+                            self.segments.remove(&SegmentId {
+                                group: *g,
+                                index: index as u16,
+                            });
+                        }
+                    }
+                }
+                Op::AddSegment(id, v) => {
+                    let set = self.segments.get_mut(id).ok_or_else(|| Missing(id.set()))?;
+                    set.extend(v.iter().copied());
+                }
+                Op::DeleteSegment(id, v) => {
+                    let set = self.segments.get_mut(id).ok_or_else(|| Missing(id.set()))?;
+                    for r in v {
+                        if !set.remove(r) {
+                            return Err(Missing(format!(
+                                "{} element {}",
+                                id.set(),
+                                render_rect(r)
+                            )));
+                        }
+                    }
                 }
                 Op::AddRects(g, v) => {
                     let set = self.groups.get_mut(g).ok_or_else(|| Missing(g.chain()))?;
@@ -273,46 +337,48 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
     let t = TABLE;
     match op {
         Op::CreateTable(f) => render_table(s, *f),
-        Op::AddGroup(g) => {
-            let c = g.chain();
+        Op::AddGroup(g, layout) => {
             for f in families {
-                let (fam, addr_type) = words(*f);
-                let _ = writeln!(
-                    s,
-                    "add set {fam} {t} {c}_pts {{ type {addr_type} . inet_proto . inet_service; }}"
-                );
-                let _ = writeln!(s, "add set {fam} {t} {c}_allow {{ type {addr_type} . inet_proto . inet_service; flags interval; }}");
-                let _ = writeln!(s, "add chain {fam} {t} {c}");
-                for set in ["pts", "allow"] {
-                    let _ = match g.dir {
-                        Direction::Ingress => writeln!(
-                            s,
-                            "add rule {fam} {t} {c} {fam} saddr . meta l4proto . th dport @{c}_{set} accept"
-                        ),
-                        Direction::Egress => writeln!(
-                            s,
-                            "add rule {fam} {t} {c} {fam} daddr . meta l4proto . th dport @{c}_{set} goto ingress_check"
-                        ),
-                    };
-                }
-                // No rule of the policies that isolate the pod allows it: logged (the flow
-                // log), then dropped.
-                let reason = match g.dir {
-                    Direction::Ingress => Reason::PolicyIngress,
-                    Direction::Egress => Reason::PolicyEgress,
-                };
-                // A connection sent to a Service is logged as such (the flow names it).
-                let _ = writeln!(s, "add rule {fam} {t} {c} {} drop", reason.log_translated());
-                let _ = writeln!(s, "add rule {fam} {t} {c} {} drop", reason.log_statement());
+                render_group(s, *g, layout.as_ref(), *f);
             }
         }
-        Op::DeleteGroup(g) => {
+        Op::DeleteGroup(g, layout) => {
             let c = g.chain();
             for f in families {
                 let (fam, _) = words(*f);
                 let _ = writeln!(s, "delete chain {fam} {t} {c}");
+                if let Some(l) = layout {
+                    // The chains it goes to go after it.
+                    if l.has_pass() {
+                        let _ = writeln!(s, "delete chain {fam} {t} {c}_t");
+                    }
+                    if l.has_deny() {
+                        let _ = writeln!(s, "delete chain {fam} {t} {c}_d");
+                    }
+                    for index in 0..l.actions().count() {
+                        let set = SegmentId {
+                            group: *g,
+                            index: index as u16,
+                        }
+                        .set();
+                        let _ = writeln!(s, "delete set {fam} {t} {set}p");
+                        let _ = writeln!(s, "delete set {fam} {t} {set}");
+                    }
+                }
                 let _ = writeln!(s, "delete set {fam} {t} {c}_pts");
                 let _ = writeln!(s, "delete set {fam} {t} {c}_allow");
+            }
+        }
+        Op::AddSegment(id, v) | Op::DeleteSegment(id, v) => {
+            let verb = if matches!(op, Op::AddSegment(..)) {
+                "add"
+            } else {
+                "delete"
+            };
+            let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v.iter().partition(|r| r.is_point());
+            let set = id.set();
+            for (name, v) in [(format!("{set}p"), points), (set, ranges)] {
+                render_elements(s, verb, &name, &v, |r| r.family, |r| render_rect(r));
             }
         }
         Op::AddRects(g, v) | Op::DeleteRects(g, v) => {
@@ -430,6 +496,135 @@ pub(super) fn verdict(dir: Direction, t: Target) -> String {
         (Direction::Ingress, Target::Group(g)) => format!("goto {}", g.chain()),
         (Direction::Egress, Target::Group(g)) => format!("goto {}", g.chain()),
     }
+}
+
+/// A group's sets and chains in one family's table. A group of NetworkPolicy alone: its points
+/// and ranges allow, anything else is logged and dropped. A group with tiers
+/// ([`Layout`]): each Admin segment's sets with its verdict (Accept: allowed this way; Deny: to
+/// the `_d` chain that logs and drops; Pass: to the `_t` chain, the rest), then NetworkPolicy's
+/// sets as above where NetworkPolicies isolate the pods, else the Baseline segments and allow.
+fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily) {
+    let t = TABLE;
+    let c = g.chain();
+    let (fam, addr_type) = words(f);
+    let key = format!("{addr_type} . inet_proto . inet_service");
+    let _ = writeln!(s, "add set {fam} {t} {c}_pts {{ type {key}; }}");
+    let _ = writeln!(
+        s,
+        "add set {fam} {t} {c}_allow {{ type {key}; flags interval; }}"
+    );
+    let reason = match g.dir {
+        Direction::Ingress => Reason::PolicyIngress,
+        Direction::Egress => Reason::PolicyEgress,
+    };
+    let matched = match g.dir {
+        Direction::Ingress => format!("{fam} saddr . meta l4proto . th dport"),
+        Direction::Egress => format!("{fam} daddr . meta l4proto . th dport"),
+    };
+    // Allowed in this direction: ingress is done, egress goes on to the destination's side.
+    let allow = match g.dir {
+        Direction::Ingress => "accept",
+        Direction::Egress => "goto ingress_check",
+    };
+    // NetworkPolicy's part: its sets allow, anything else is logged (the flow log; one sent to
+    // a Service as such) and dropped.
+    let np = |s: &mut String, chain: &str| {
+        for set in ["pts", "allow"] {
+            let _ = writeln!(s, "add rule {fam} {t} {chain} {matched} @{c}_{set} {allow}");
+        }
+        let _ = writeln!(
+            s,
+            "add rule {fam} {t} {chain} {} drop",
+            reason.log_translated()
+        );
+        let _ = writeln!(
+            s,
+            "add rule {fam} {t} {chain} {} drop",
+            reason.log_statement()
+        );
+    };
+    let Some(l) = layout else {
+        let _ = writeln!(s, "add chain {fam} {t} {c}");
+        np(s, &c);
+        return;
+    };
+    for index in 0..l.actions().count() {
+        let set = SegmentId {
+            group: g,
+            index: index as u16,
+        }
+        .set();
+        let _ = writeln!(s, "add set {fam} {t} {set}p {{ type {key}; }}");
+        let _ = writeln!(
+            s,
+            "add set {fam} {t} {set} {{ type {key}; flags interval; }}"
+        );
+    }
+    // The chains a rule goes to exist before it.
+    if l.has_deny() {
+        let _ = writeln!(s, "add chain {fam} {t} {c}_d");
+        let _ = writeln!(
+            s,
+            "add rule {fam} {t} {c}_d {} drop",
+            reason.log_translated()
+        );
+        let _ = writeln!(
+            s,
+            "add rule {fam} {t} {c}_d {} drop",
+            reason.log_statement()
+        );
+    }
+    let rest = if l.has_pass() {
+        let _ = writeln!(s, "add chain {fam} {t} {c}_t");
+        format!("{c}_t")
+    } else {
+        c.clone()
+    };
+    let _ = writeln!(s, "add chain {fam} {t} {c}");
+    let verdict = |a: Action| match a {
+        Action::Accept => allow.to_string(),
+        Action::Deny => format!("goto {c}_d"),
+        Action::Pass => format!("goto {c}_t"),
+    };
+    let segment = |s: &mut String, chain: &str, index: usize, a: Action| {
+        let set = SegmentId {
+            group: g,
+            index: index as u16,
+        }
+        .set();
+        for name in [format!("{set}p"), set] {
+            let _ = writeln!(
+                s,
+                "add rule {fam} {t} {chain} {matched} @{name} {}",
+                verdict(a)
+            );
+        }
+    };
+    for (i, a) in l.admin.iter().enumerate() {
+        segment(s, &c, i, *a);
+    }
+    if rest != c {
+        let _ = writeln!(s, "add rule {fam} {t} {c} goto {rest}");
+    }
+    if l.isolated {
+        np(s, &rest);
+    } else {
+        for (i, a) in l.baseline.iter().enumerate() {
+            segment(s, &rest, l.admin.len() + i, *a);
+        }
+        let _ = writeln!(s, "add rule {fam} {t} {rest} {allow}");
+    }
+}
+
+/// A segment's element: a point in its `<set>p` set, a range in its `<set>` set.
+fn segment_element(id: &SegmentId, r: &Rect) -> SetElement {
+    let mut e = rect_element(&id.group, r);
+    e.set = if r.is_point() {
+        format!("{}p", id.set())
+    } else {
+        id.set()
+    };
+    e
 }
 
 pub(super) fn render_rect(r: &Rect) -> String {

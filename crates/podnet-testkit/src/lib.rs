@@ -5,5 +5,6 @@
 //! table), and a real headless browser for the tests of pages ([`browser`]).
 
 pub mod browser;
+pub mod cnp_cases;
 pub mod netpol_cases;
 pub mod policy_gen;

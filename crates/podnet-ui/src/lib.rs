@@ -223,16 +223,26 @@ fn matrix(
         .enumerate()
         .map(|(i, r)| (r.clone(), i as i32))
         .collect();
+    let mut index = |text: String| -> i32 {
+        *rule_index.entry(text.clone()).or_insert_with(|| {
+            rules.push(text);
+            rules.len() as i32 - 1
+        })
+    };
     let mut side = |s: &Side| -> i32 {
         match s {
             Side::NotIsolated => -1,
             Side::Denied { .. } => -2,
-            Side::Allowed { rule, .. } => {
-                let text = rule.to_string();
-                *rule_index.entry(text.clone()).or_insert_with(|| {
-                    rules.push(text);
-                    rules.len() as i32 - 1
-                })
+            Side::Allowed { rule, .. } => index(rule.to_string()),
+            // A ClusterNetworkPolicy's rule: its index when it allows, -3 - its index when it
+            // denies.
+            Side::Cluster { rule, allowed } => {
+                let i = index(rule.to_string());
+                if *allowed {
+                    i
+                } else {
+                    -3 - i
+                }
             }
         }
     };

@@ -129,6 +129,9 @@ impl ClusterWatch {
                 Kind::BackendTLSPolicy => custom::<gateway_api::BackendTLSPolicy>(client, tx, m),
                 Kind::ReferenceGrant => custom::<gateway_api::ReferenceGrant>(client, tx, m),
                 Kind::ListenerSet => custom::<gateway_api::ListenerSet>(client, tx, m),
+                Kind::ClusterNetworkPolicy => {
+                    custom::<podnet_model::policy_api::ClusterNetworkPolicy>(client, tx, m)
+                }
                 // Kinds the model does not take from the API.
                 Kind::Endpoints
                 | Kind::Deployment

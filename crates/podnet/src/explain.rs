@@ -242,6 +242,18 @@ fn render(j: &Judged) -> String {
             j.protocol,
             j.port
         ),
+        Side::Cluster { rule, allowed } => format!(
+            "  {what}: {} by {rule}",
+            if *allowed { "allowed" } else { "denied" }
+        ),
+    };
+    // An Admin-tier Pass handed the side on: said before what decided it.
+    let side = |what: &str, dir: podnet_model::netpol::Direction, s: &Side| {
+        let mut out = String::new();
+        for p in j.verdict.passed.iter().filter(|p| p.direction == dir) {
+            out += &format!("  {what}: passed on to NetworkPolicy by {p}\n");
+        }
+        out + &side(what, s)
     };
     format!(
         "{} -> {} {}/{}: {verdict}\n{}\n{}",
@@ -249,8 +261,16 @@ fn render(j: &Judged) -> String {
         j.to,
         j.protocol,
         j.port,
-        side(&format!("egress of {}", j.from), &j.verdict.egress),
-        side(&format!("ingress of {}", j.to), &j.verdict.ingress),
+        side(
+            &format!("egress of {}", j.from),
+            podnet_model::netpol::Direction::Egress,
+            &j.verdict.egress
+        ),
+        side(
+            &format!("ingress of {}", j.to),
+            podnet_model::netpol::Direction::Ingress,
+            &j.verdict.ingress
+        ),
     )
 }
 

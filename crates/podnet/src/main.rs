@@ -38,7 +38,8 @@ struct Cli {
 enum Command {
     /// Compute the cluster plan from manifests (no root needed): nodes, pods, Services, endpoints.
     Check(CheckArgs),
-    /// Say whether the NetworkPolicies allow a connection, and why (no root needed).
+    /// Say whether the policies allow a connection, and which layer and rule decided: the
+    /// ClusterNetworkPolicies' Admin tier, NetworkPolicy, the Baseline tier (no root needed).
     Explain(ExplainArgs),
     /// A whole cluster network on this machine, in network namespaces (needs root).
     #[command(subcommand)]

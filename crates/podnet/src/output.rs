@@ -259,7 +259,85 @@ pub fn tables(c: &Cluster) -> String {
         ],
         &rows,
     ));
+    if !c.cluster_network_policies.is_empty() {
+        out.push_str("\nCLUSTER NETWORK POLICIES\n");
+        out.push_str(&cluster_policies_table(c));
+    }
     out
+}
+
+/// The ClusterNetworkPolicies in evaluation order (Admin by priority, then Baseline), with
+/// the pods each selects and its rules per direction.
+fn cluster_policies_table(c: &Cluster) -> String {
+    use podnet_model::cnp::{subject_matches, ClusterPolicies};
+    let tiers = ClusterPolicies::of(c);
+    let rows: Vec<Vec<String>> = tiers
+        .admin
+        .iter()
+        .chain(&tiers.baseline)
+        .map(|p| {
+            let rules = |v: Vec<podnet_model::policy_api::Action>| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+                }
+            };
+            let subject = &p.spec.subject;
+            let subject = match (&subject.namespaces, &subject.pods) {
+                (Some(ns), _) => format!("namespaces {}", selector_text(ns)),
+                (_, Some(np)) => format!(
+                    "pods {} in namespaces {}",
+                    selector_text(&np.pod_selector),
+                    selector_text(&np.namespace_selector)
+                ),
+                _ => "<none>".into(),
+            };
+            vec![
+                p.name().to_string(),
+                p.spec.tier.map_or("<none>", |t| t.as_str()).to_string(),
+                p.spec.priority.to_string(),
+                subject,
+                c.pods
+                    .iter()
+                    .filter(|pod| subject_matches(c, p, pod))
+                    .count()
+                    .to_string(),
+                rules(p.spec.ingress.iter().filter_map(|r| r.action).collect()),
+                rules(p.spec.egress.iter().filter_map(|r| r.action).collect()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "TIER", "PRIORITY", "SUBJECT", "PODS", "INGRESS", "EGRESS",
+        ],
+        &rows,
+    )
+}
+
+/// A label selector as `kubectl` writes one: `k=v,k2 in (a,b)`, `<all>` when empty.
+fn selector_text(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut parts: Vec<String> = s
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in s.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    if parts.is_empty() {
+        "<all>".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// The Ingresses as `kubectl get ingress` lists them, then what podnet's controller serves:

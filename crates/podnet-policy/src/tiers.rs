@@ -1,0 +1,189 @@
+//! ClusterNetworkPolicy's tiers in a group's chain: the rules that judge a group's pods, cut
+//! into segments (consecutive rules of one tier with one action: the first of them to match
+//! decides as any would), and each segment's elements, computed as NetworkPolicy's are.
+
+use podnet_model::cnp::{self, Peer, Rule};
+use podnet_model::policy_api::Tier;
+
+use super::compile::{all_addresses, block_ranges, point, push, Class};
+use super::*;
+
+/// The ClusterNetworkPolicy rules that judge a pod in one direction: the Admin tier's, and the
+/// Baseline tier's where no NetworkPolicy isolates it (where one does, the Baseline tier is
+/// never consulted).
+pub(super) struct TierRules<'a> {
+    pub admin: Vec<Rule<'a>>,
+    pub baseline: Vec<Rule<'a>>,
+}
+
+impl<'a> TierRules<'a> {
+    pub fn of(policies: &Policies<'a>, pod: &PodInfo, dir: Direction, isolated: bool) -> Self {
+        let c = policies.cluster();
+        TierRules {
+            admin: policies.tiers.rules_for(c, Tier::Admin, pod, dir),
+            baseline: if isolated {
+                Vec::new()
+            } else {
+                policies.tiers.rules_for(c, Tier::Baseline, pod, dir)
+            },
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.admin.is_empty() && self.baseline.is_empty()
+    }
+
+    /// Each tier's rules cut into segments: (action, the rules' indexes in the tier).
+    fn runs(rules: &[Rule<'a>], baseline: bool) -> Vec<(Action, Vec<usize>)> {
+        let mut out: Vec<(Action, Vec<usize>)> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            // A Baseline Pass leaves the default, which allows: an Accept.
+            let a = match r.at.action {
+                Action::Pass if baseline => Action::Accept,
+                a => a,
+            };
+            match out.last_mut() {
+                Some((last, v)) if *last == a => v.push(i),
+                _ => out.push((a, vec![i])),
+            }
+        }
+        out
+    }
+
+    /// The chain's shape; None where no ClusterNetworkPolicy judges the pod.
+    pub fn layout(&self, isolated: bool) -> Option<Layout> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(Layout {
+            admin: Self::runs(&self.admin, false)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect(),
+            isolated,
+            baseline: Self::runs(&self.baseline, true)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect(),
+        })
+    }
+
+    /// What makes two pods' tiers the same: the rules (by policy and place, with their
+    /// actions), and for ingress the ports their names resolve to on the pod.
+    pub fn key(&self, pod: &PodInfo, dir: Direction) -> String {
+        let mut key = String::new();
+        for (tier, rules) in [("A", &self.admin), ("B", &self.baseline)] {
+            let mut last = "";
+            for r in rules.iter() {
+                if r.at.policy != last {
+                    let _ = write!(key, "|{tier}:{}@{}", r.at.policy, r.at.priority);
+                    last = &r.at.policy;
+                }
+                let _ = write!(key, ",{}", r.at.action.as_str());
+                if dir == Direction::Ingress && r.has_named_ports() {
+                    let _ = write!(key, "={:?}", r.ports(End::Pod(pod)));
+                }
+            }
+        }
+        key
+    }
+
+    /// Each segment's elements, by segment index (Admin's first): the connections its rules
+    /// take in for `pod` as the subject.
+    pub fn segment_rects(
+        &self,
+        policies: &Policies<'_>,
+        classes: &[Class<'_>],
+        pod: &PodInfo,
+        dir: Direction,
+        families: &[IpFamily],
+    ) -> Vec<Vec<Rect>> {
+        let mut out = Vec::new();
+        for (rules, baseline) in [(&self.admin, false), (&self.baseline, true)] {
+            for (_, idx) in Self::runs(rules, baseline) {
+                let mut rects = Vec::new();
+                for i in idx {
+                    rule_rects(policies, &rules[i], classes, pod, dir, families, &mut rects);
+                }
+                rects.retain(|r| families.contains(&r.family));
+                out.push(rects);
+            }
+        }
+        out
+    }
+
+    /// Whether the elements depend on which pods are in the classes of `reps`: a rule takes
+    /// them in by selector.
+    pub fn reads_pods(&self, policies: &Policies<'_>, reps: &[&PodInfo]) -> bool {
+        let c = policies.cluster();
+        self.admin.iter().chain(&self.baseline).any(|r| {
+            r.peers().iter().any(|p| match p {
+                Peer::Namespaces(_) | Peer::Pods(_) => {
+                    reps.iter().any(|rep| cnp::peer_selects(c, p, rep))
+                }
+                // A peer failing closed with named ports resolves them on every pod.
+                Peer::Unknown => r.unknown_matches_all() && r.has_named_ports(),
+                _ => false,
+            })
+        })
+    }
+}
+
+/// One rule's connections, for `pod` as its subject: ingress from its peers to the pod's
+/// ports, egress from the pod to its peers' ports.
+fn rule_rects(
+    policies: &Policies<'_>,
+    rule: &Rule<'_>,
+    classes: &[Class<'_>],
+    pod: &PodInfo,
+    dir: Direction,
+    families: &[IpFamily],
+    out: &mut Vec<Rect>,
+) {
+    let c = policies.cluster();
+    // Towards an address that is no pod only numbered ports count.
+    let numbered = rule.ports(End::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+    for peer in rule.peers() {
+        match peer {
+            Peer::Unknown if rule.unknown_matches_all() => {
+                let ports = match dir {
+                    Direction::Ingress => rule.ports(End::Pod(pod)),
+                    Direction::Egress => numbered.clone(),
+                };
+                for all in all_addresses(families) {
+                    push(out, all, &ports);
+                }
+                if dir == Direction::Egress && rule.has_named_ports() {
+                    for class in classes {
+                        let ports = rule.ports(End::Pod(class.rep));
+                        for &ip in &class.ips {
+                            push(out, point(ip), &ports);
+                        }
+                    }
+                }
+            }
+            Peer::Unknown | Peer::DomainNames => {}
+            Peer::Namespaces(_) | Peer::Pods(_) => {
+                for class in classes
+                    .iter()
+                    .filter(|k| cnp::peer_selects(c, &peer, k.rep))
+                {
+                    let ports = match dir {
+                        Direction::Ingress => rule.ports(End::Pod(pod)),
+                        Direction::Egress => rule.ports(End::Pod(class.rep)),
+                    };
+                    for &ip in &class.ips {
+                        push(out, point(ip), &ports);
+                    }
+                }
+            }
+            Peer::Networks(_) | Peer::Nodes(_) => {
+                for net in cnp::peer_networks(c, &peer) {
+                    for addr in block_ranges(net, &[]) {
+                        push(out, addr, &numbered);
+                    }
+                }
+            }
+        }
+    }
+}
