@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod agent;
 mod api;
+mod cnp;
 mod dns;
 mod dual;
 mod gateway;
