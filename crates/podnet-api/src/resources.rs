@@ -41,12 +41,12 @@ pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static Reso
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// The groups other than the core one, in order.
-pub fn groups() -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = Vec::new();
+/// The groups other than the core one, each with its version, in order.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
     for r in RESOURCES {
-        if !r.group.is_empty() && !out.contains(&r.group) {
-            out.push(r.group);
+        if !r.group.is_empty() && !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
         }
     }
     out

@@ -700,8 +700,8 @@ fn route(path: &str) -> Route {
 fn groups() -> Value {
     let groups: Vec<Value> = resources::groups()
         .into_iter()
-        .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
             json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
         })
         .collect();

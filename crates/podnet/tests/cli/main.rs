@@ -796,3 +796,201 @@ spec:
         stderr(&o)
     );
 }
+
+/// ClusterNetworkPolicies (`examples/cluster-policy`): listed by `check` in evaluation order,
+/// taken into account by `check --reach`, and `explain` names the layer and rule that decided.
+#[test]
+fn cluster_network_policies_in_check_reach_and_explain() {
+    let out = podnet(&["check", "-f", "examples/cluster-policy"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table = text
+        .split("CLUSTER NETWORK POLICIES\n")
+        .nth(1)
+        .expect("the table");
+    let names: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["allow-dns", "protect-monitoring", "tenant-default-deny"],
+        "{table}"
+    );
+    assert!(
+        table.contains("Admin      10         namespaces kubernetes.io/metadata.name=monitoring   1      Accept,Deny"),
+        "{table}"
+    );
+    let explain = |from: &str, to: &str| {
+        let o = podnet(&["explain", "-f", "examples/cluster-policy", from, to]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    // The Admin tier: no NetworkPolicy can open the monitoring namespace.
+    let t = explain("tenant-b/web", "monitoring/prometheus:9090");
+    assert!(
+        t.starts_with("tenant-b/web -> monitoring/prometheus TCP/9090: denied\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("ingress of monitoring/prometheus: denied by ClusterNetworkPolicy protect-monitoring (Admin, priority 10), rule 'deny-all' (spec.ingress[1], Deny)"),
+        "{t}"
+    );
+    let t = explain("ops/grafana", "monitoring/prometheus:9090");
+    assert!(t.contains(": allowed\n"), "{t}");
+    assert!(
+        t.contains("rule 'allow-ops' (spec.ingress[0], Accept)"),
+        "{t}"
+    );
+    // The Baseline tier, and a NetworkPolicy overriding it.
+    let t = explain("tenant-c/web", "tenant-a/web:8080");
+    assert!(
+        t.contains("denied by ClusterNetworkPolicy tenant-default-deny (Baseline, priority 50), rule 'deny-ingress'"),
+        "{t}"
+    );
+    let t = explain("tenant-a/web", "tenant-b/web:8080");
+    assert!(t.contains(": allowed\n"), "{t}");
+    assert!(
+        t.contains("allowed by NetworkPolicy tenant-b/from-tenant-a spec.ingress[0]"),
+        "{t}"
+    );
+    // The DNS: the Admin tier's Accept, whatever the Baseline says.
+    let out = podnet(&[
+        "check",
+        "-f",
+        "examples/cluster-policy",
+        "--reach",
+        "--port",
+        "53",
+        "--protocol",
+        "UDP",
+        "-o",
+        "json",
+    ]);
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let to_dns: Vec<&serde_json::Value> = cells
+        .iter()
+        .filter(|c| {
+            c["to"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-system/coredns-")
+        })
+        .collect();
+    assert_eq!(to_dns.len(), 7 * 2);
+    assert!(to_dns.iter().all(|c| c["allowed"] == true), "{to_dns:?}");
+    let out = podnet(&[
+        "check",
+        "-f",
+        "examples/cluster-policy",
+        "--reach",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]);
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let allowed = |from: &str, to: &str| {
+        cells
+            .iter()
+            .find(|c| c["from"] == from && c["to"] == to)
+            .unwrap()["allowed"]
+            == true
+    };
+    assert!(allowed("tenant-a/web", "tenant-b/web"));
+    assert!(!allowed("tenant-c/web", "tenant-b/web"));
+    assert!(!allowed("tenant-a/web", "tenant-c/web"));
+    assert!(allowed("tenant-a/web", "ops/grafana"));
+}
+
+/// A ClusterNetworkPolicy the CRD refuses: each error at its file, line and field, nothing
+/// planned; and what podnet warns of (equal priorities selecting one pod, domainNames).
+#[test]
+fn cluster_network_policy_errors_and_warnings() {
+    let dir = tempdir();
+    let bad = "apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: bad}
+spec:
+  tier: Admin
+  priority: 1001
+  subject: {namespaces: {}}
+  egress:
+  - name: mixed
+    action: Accept
+    to:
+    - networks: [10.0.0.0/8]
+    protocols:
+    - destinationNamedPort: web
+  - action: Deny
+    to:
+    - pods: {podSelector: {}}
+      networks: [10.0.0.0/33]
+    protocols:
+    - tcp: {destinationPort: {range: {start: 90, end: 80}}}
+";
+    std::fs::write(dir.join("bad.yaml"), bad).unwrap();
+    let out = podnet(&["check", "-f", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing is planned half-way");
+    let err = stderr(&out);
+    let file = dir.join("bad.yaml").display().to_string();
+    for want in [
+        format!("{file}:6:13: error: ClusterNetworkPolicy/bad: spec.priority: Invalid value: 1001: must be between 0 and 1000, inclusive"),
+        format!("{file}:9:5: error: ClusterNetworkPolicy/bad: spec.egress[0]: Invalid value: networks/nodes/domainNames peer cannot be set with namedPorts"),
+        format!("{file}:17:7: error: ClusterNetworkPolicy/bad: spec.egress[1].to[0]: Invalid value: 2 fields set: exactly one of namespaces, pods, nodes, networks, domainNames must be set"),
+        format!("{file}:18:18: error: ClusterNetworkPolicy/bad: spec.egress[1].to[0].networks[0]: Invalid value: \"10.0.0.0/33\": Invalid CIDR format provided"),
+        format!("{file}:20:38: error: ClusterNetworkPolicy/bad: spec.egress[1].protocols[0].tcp.destinationPort.range: Invalid value: Start port must be less than End port"),
+    ] {
+        assert!(err.contains(&want), "{err}\nwanted: {want}");
+    }
+    // A tier the CRD's enum does not list: an error at its line.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        bad.replace("tier: Admin", "tier: Middle")
+            .replace("priority: 1001", "priority: 1"),
+    )
+    .unwrap();
+    let err = stderr(&podnet(&["check", "-f", dir.to_str().unwrap()]));
+    assert!(
+        err.contains(&format!(
+            "{file}:5:9: error: ClusterNetworkPolicy/bad: spec.tier: unknown variant `Middle`"
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Warnings: two Admin policies at one priority selecting one pod, and a domainNames peer.
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("warn.yaml"),
+        "apiVersion: v1
+kind: Pod
+metadata: {name: a}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: one}
+spec: {tier: Admin, priority: 3, subject: {namespaces: {}}, egress: [{action: Accept, to: [{domainNames: [example.com]}]}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: two}
+spec: {tier: Admin, priority: 3, subject: {namespaces: {}}}
+",
+    )
+    .unwrap();
+    let out = podnet(&["check", "-f", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ClusterNetworkPolicies one and two are both in the Admin tier at priority 3 and both select default/a") && err.contains("podnet evaluates one first (name order)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ClusterNetworkPolicy one spec.egress[0]: domainNames peers (experimental) match no connection in podnet"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

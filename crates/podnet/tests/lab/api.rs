@@ -32,6 +32,15 @@ metadata: {name: web}
 spec:
   podSelector: {matchLabels: {app: web}}
   ingress: [{from: [{podSelector: {}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: web-admin}
+spec:
+  tier: Admin
+  priority: 7
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}
+  ingress: [{name: all, action: Pass, from: [{namespaces: {}}]}]
 "#;
 
 pub(super) fn kubectl(kubeconfig: &str, args: &[&str]) -> std::process::Output {
@@ -87,6 +96,16 @@ fn kubectl_gets_and_watches_the_lab() {
     ] {
         assert!(rest.contains(want), "{want}:\n{rest}");
     }
+    // ClusterNetworkPolicies, cluster-scoped, by their short name too, with the CRD's columns.
+    let cnp = kubectl_ok(&kc, &["get", "clusternetworkpolicies"]);
+    let head: Vec<&str> = cnp.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(head, ["NAME", "TIER", "PRIORITY", "AGE"], "{cnp}");
+    let row: Vec<&str> = cnp.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["web-admin", "Admin", "7"], "{cnp}");
+    let json: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&kc, &["get", "cnp", "web-admin", "-o", "json"])).unwrap();
+    assert_eq!(json["apiVersion"], "policy.networking.k8s.io/v1alpha2");
+    assert_eq!(json["spec"]["ingress"][0]["action"], "Pass");
     let json: serde_json::Value =
         serde_json::from_str(&kubectl_ok(&kc, &["get", "svc", "web", "-o", "json"])).unwrap();
     assert_eq!(json["kind"], "Service");
