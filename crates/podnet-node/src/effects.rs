@@ -621,9 +621,6 @@ impl Linux {
                     }
                     content.ipv6 = true;
                 }
-                // The chains' shape is as rendered (their rules counted above): the layouts
-                // are the wanted ones, the elements what the kernel holds.
-                content.layouts = want.policy.layouts.clone();
                 Some(content)
             }
             _ => None,

@@ -116,6 +116,7 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
         .as_array()
         .ok_or_else(|| not("the ruleset", "an object with an \"nftables\" array"))?;
     let mut t = Tables::default();
+    let mut shapes = Shapes::default();
     for o in objects {
         let Some((kind, body)) = o.as_object().and_then(|m| m.iter().next()) else {
             continue;
@@ -189,6 +190,11 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                             if kind == "rule" && chain == "sample" {
                                 p.content.sample = sample_of(body);
                             }
+                            if kind == "rule" {
+                                if let Err(why) = shapes.rule(&chain, body) {
+                                    p.unreadable.push((chain.clone(), why));
+                                }
+                            }
                         }
                     }
                     MASQ_TABLE => {
@@ -222,6 +228,9 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
             }
             _ => {}
         }
+    }
+    if let Some(p) = &mut t.policy {
+        p.content.layouts = shapes.layouts();
     }
     Ok(t)
 }
@@ -572,6 +581,92 @@ fn rect(family: IpFamily, e: &Value) -> Result<Rect, Unreadable> {
 }
 
 /// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
+/// The shapes of the policy table's group chains, as their rules say: each segment's lookup
+/// rules, in the group's chain (the Admin tier) or its `_t` chain (the Baseline tier), with
+/// their verdicts, and the groups whose chains look NetworkPolicy's sets up.
+#[derive(Debug, Default)]
+struct Shapes {
+    /// A group's segments by index: in the `_t` chain or not, and the action.
+    segments: BTreeMap<GroupId, BTreeMap<u16, (bool, podnet_policy::Action)>>,
+    isolated: BTreeSet<GroupId>,
+}
+
+impl Shapes {
+    /// One rule of the ip table's policy table.
+    fn rule(&mut self, chain: &str, rule: &Value) -> Result<(), Unreadable> {
+        use podnet_policy::Action;
+        let (base, tail) = match chain.strip_suffix("_t") {
+            Some(b) => (b, true),
+            None => (chain, false),
+        };
+        let Some(g) = group(base) else {
+            return Ok(());
+        };
+        let exprs = rule["expr"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let set = exprs
+            .iter()
+            .filter_map(|e| e["match"]["right"].as_str())
+            .find_map(|r| r.strip_prefix('@'));
+        let Some(set) = set else {
+            return Ok(());
+        };
+        if set.ends_with("_pts") || set.ends_with("_allow") {
+            self.isolated.insert(g);
+            return Ok(());
+        }
+        let Some(id) = segment(set).filter(|id| id.group == g) else {
+            return Err(not(set, "a set of the chain's group"));
+        };
+        let verdict = exprs.iter().find_map(|e| {
+            if e.get("accept").is_some() {
+                Some("accept".to_string())
+            } else {
+                e["goto"]["target"].as_str().map(str::to_string)
+            }
+        });
+        let allow = match g.dir {
+            Direction::Ingress => "accept",
+            Direction::Egress => "ingress_check",
+        };
+        let action = match verdict.as_deref() {
+            Some(v) if v == allow => Action::Accept,
+            Some(v) if v == format!("{base}_d") => Action::Deny,
+            Some(v) if v == format!("{base}_t") && !tail => Action::Pass,
+            _ => return Err(not(format!("{verdict:?}"), "a segment's verdict")),
+        };
+        let seen = self.segments.entry(g).or_default();
+        match seen.insert(id.index, (tail, action)) {
+            // Each segment has two sets (points, ranges): their rules must agree.
+            Some(before) if before != (tail, action) => {
+                Err(not(set, "a segment whose two rules agree"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The layouts: each group with segments, its Admin tier's in its chain, its Baseline
+    /// tier's in its `_t` chain, in segment order.
+    fn layouts(self) -> BTreeMap<GroupId, podnet_policy::Layout> {
+        self.segments
+            .into_iter()
+            .map(|(g, segs)| {
+                let mut l = podnet_policy::Layout {
+                    isolated: self.isolated.contains(&g),
+                    ..Default::default()
+                };
+                for (tail, action) in segs.into_values() {
+                    if tail {
+                        l.baseline.push(action);
+                    } else {
+                        l.admin.push(action);
+                    }
+                }
+                (g, l)
+            })
+            .collect()
+    }
+}
+
 /// A group's tier segment by its sets' names: `<group>_s<n>` (ranges) and `<group>_s<n>p`
 /// (points).
 fn segment(set: &str) -> Option<podnet_policy::SegmentId> {
@@ -984,5 +1079,55 @@ mod tests {
             port: (1, 9),
         }));
         assert!(t.masquerade.is_none());
+    }
+
+    /// A group's tiers read back from its chains' rules: the Admin segments in its chain, the
+    /// Baseline ones in its `_t` chain, each action from its verdict; a verdict podnet does not
+    /// write makes the table untrusted.
+    #[test]
+    fn tier_layouts_read_back_from_the_chains_rules() {
+        let rule = |chain: &str, set: &str, verdict: &str| {
+            format!(
+                r#"{{"rule": {{"family": "ip", "table": "podnet-policy", "chain": "{chain}", "expr": [{{"match": {{"op": "==", "left": {{"concat": []}}, "right": "@{set}"}}}}, {verdict}]}}}}"#
+            )
+        };
+        let accept = r#"{"accept": null}"#;
+        let to = |t: &str| format!(r#"{{"goto": {{"target": "{t}"}}}}"#);
+        let c = "ing_00000007";
+        let objects = [
+            r#"{"table": {"family": "ip", "name": "podnet-policy", "handle": 2}}"#.to_string(),
+            rule(c, &format!("{c}_s0p"), &to(&format!("{c}_d"))),
+            rule(c, &format!("{c}_s0"), &to(&format!("{c}_d"))),
+            rule(c, &format!("{c}_s1p"), &to(&format!("{c}_t"))),
+            rule(c, &format!("{c}_s1"), &to(&format!("{c}_t"))),
+            rule(&format!("{c}_t"), &format!("{c}_s2p"), accept),
+            rule(&format!("{c}_t"), &format!("{c}_s2"), accept),
+            rule("egr_00000008", "egr_00000008_pts", &to("ingress_check")),
+        ];
+        let json = format!(r#"{{"nftables": [{}]}}"#, objects.join(","));
+        let t = tables(&json).unwrap();
+        let policy = t.policy.unwrap();
+        assert!(policy.unreadable.is_empty(), "{:?}", policy.unreadable);
+        let g = GroupId {
+            dir: Direction::Ingress,
+            id: 7,
+        };
+        use podnet_policy::{Action, Layout};
+        assert_eq!(
+            policy.content.layouts,
+            [(
+                g,
+                Layout {
+                    admin: vec![Action::Deny, Action::Pass],
+                    isolated: false,
+                    baseline: vec![Action::Accept],
+                }
+            )]
+            .into()
+        );
+        // An Accept turned into a drop behind podnet's back: not podnet's table.
+        let json = json.replacen(accept, r#"{"drop": null}"#, 1);
+        let policy = tables(&json).unwrap().policy.unwrap();
+        assert_eq!(policy.unreadable.len(), 1, "{:?}", policy.unreadable);
     }
 }

@@ -271,6 +271,17 @@ const PROBES: [(Protocol, u16); 4] = [
 
 #[test]
 fn the_kernel_judges_real_packets_as_the_model() {
+    judge_real_packets(false);
+}
+
+/// The same with ClusterNetworkPolicies of both tiers over the NetworkPolicies: each node's
+/// chains of tier segments, loaded into the kernel, drop and pass as the model's tiers.
+#[test]
+fn with_cluster_policies_the_kernel_judges_real_packets_as_the_model() {
+    judge_real_packets(true);
+}
+
+fn judge_real_packets(with_cluster: bool) {
     let Some(bench) = Bench::new() else { return };
     // The runner takes a `Fn`: the bench and the counts are borrowed inside.
     let bench = std::cell::RefCell::new(bench);
@@ -286,12 +297,16 @@ fn the_kernel_judges_real_packets_as_the_model() {
     let strategy = (
         proptest::collection::vec(0usize..3, 6),
         proptest::collection::vec(gen::policy(), 0..4),
+        proptest::collection::vec(
+            gen::cluster_policy(),
+            usize::from(with_cluster)..4 * usize::from(with_cluster) + 1,
+        ),
     );
     // Allowed and denied cells per protocol.
     let seen: std::cell::RefCell<BTreeMap<Protocol, (usize, usize)>> = Default::default();
     runner
-        .run(&strategy, |(labels, policies)| {
-            let text = gen::manifests(&labels, &policies);
+        .run(&strategy, |(labels, policies, cluster)| {
+            let text = gen::manifests(&labels, &policies) + &gen::cluster_manifests(&cluster);
             let docs = parse_documents("p.yaml", &text).unwrap();
             let c =
                 build(&docs, &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));

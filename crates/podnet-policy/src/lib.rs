@@ -104,6 +104,13 @@ impl Layout {
         self.admin.contains(&Action::Pass)
     }
 
+    /// The chain after the Admin tier is one of its own, `<group>_t`: an Admin Pass goes
+    /// there, and the Baseline tier's segments are there (so that the kernel's chains say
+    /// which tier a segment is of).
+    pub fn has_tail(&self) -> bool {
+        self.has_pass() || !self.baseline.is_empty()
+    }
+
     /// A Deny: the group has a chain that logs and drops.
     pub fn has_deny(&self) -> bool {
         self.actions().any(|a| a == Action::Deny)

@@ -349,7 +349,7 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 let _ = writeln!(s, "delete chain {fam} {t} {c}");
                 if let Some(l) = layout {
                     // The chains it goes to go after it.
-                    if l.has_pass() {
+                    if l.has_tail() {
                         let _ = writeln!(s, "delete chain {fam} {t} {c}_t");
                     }
                     if l.has_deny() {
@@ -501,7 +501,8 @@ pub(super) fn verdict(dir: Direction, t: Target) -> String {
 /// A group's sets and chains in one family's table. A group of NetworkPolicy alone: its points
 /// and ranges allow, anything else is logged and dropped. A group with tiers
 /// ([`Layout`]): each Admin segment's sets with its verdict (Accept: allowed this way; Deny: to
-/// the `_d` chain that logs and drops; Pass: to the `_t` chain, the rest), then NetworkPolicy's
+/// the `_d` chain that logs and drops; Pass: to the `_t` chain, the rest, which a group with
+/// Baseline segments has too), then NetworkPolicy's
 /// sets as above where NetworkPolicies isolate the pods, else the Baseline segments and allow.
 fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily) {
     let t = TABLE;
@@ -574,7 +575,7 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
             reason.log_statement()
         );
     }
-    let rest = if l.has_pass() {
+    let rest = if l.has_tail() {
         let _ = writeln!(s, "add chain {fam} {t} {c}_t");
         format!("{c}_t")
     } else {

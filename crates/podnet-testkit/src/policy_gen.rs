@@ -160,3 +160,167 @@ pub fn manifests(labels: &[usize], policies: &[Policy]) -> String {
     }
     s
 }
+
+/// A random ClusterNetworkPolicy over the same cluster: its tier, priority (a few values, so
+/// that equal priorities occur), subject and rules.
+#[derive(Debug, Clone)]
+pub struct ClusterPolicy {
+    admin: bool,
+    priority: u8,
+    /// By namespace (None: every namespace), or by pods (their label).
+    subject: (Option<usize>, Option<Option<usize>>),
+    ingress: Vec<ClusterRule>,
+    egress: Vec<ClusterRule>,
+}
+
+/// A rule: its action, peers and protocols.
+#[derive(Debug, Clone)]
+pub struct ClusterRule {
+    /// 0 Accept, 1 Deny, 2 Pass.
+    action: usize,
+    peers: Vec<ClusterPeer>,
+    /// None: every port; else some of tcp 80, tcp 80-81, udp 80, named p80, named p81.
+    protocols: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClusterPeer {
+    /// Every pod of the namespace (None: of every namespace).
+    Namespaces(Option<usize>),
+    /// Pods by label in a namespace (None: any namespace; the label None: any pod).
+    Pods(Option<usize>, Option<usize>),
+    /// Egress only: one of a few CIDRs (a node's pod range, all pods, everything).
+    Networks(usize),
+}
+
+const CIDRS: [&str; 3] = ["10.244.1.0/24", "10.244.0.0/16", "0.0.0.0/0"];
+const ACTIONS: [&str; 3] = ["Accept", "Deny", "Pass"];
+
+fn cluster_rule(egress: bool) -> impl Strategy<Value = ClusterRule> {
+    let peer = prop_oneof![
+        proptest::option::of(0usize..2).prop_map(ClusterPeer::Namespaces),
+        (
+            proptest::option::of(0usize..2),
+            proptest::option::of(0usize..3)
+        )
+            .prop_map(|(n, l)| ClusterPeer::Pods(n, l)),
+        (0usize..3).prop_map(move |i| if egress {
+            ClusterPeer::Networks(i)
+        } else {
+            ClusterPeer::Namespaces(None)
+        }),
+    ];
+    (
+        0usize..3,
+        proptest::collection::vec(peer, 1..3),
+        proptest::option::of(proptest::collection::vec(0usize..5, 1..3)),
+    )
+        .prop_map(|(action, peers, protocols)| {
+            // The CRD refuses named ports beside networks peers: numbered ones there.
+            let networks = peers.iter().any(|p| matches!(p, ClusterPeer::Networks(_)));
+            let protocols = protocols.map(|v| {
+                v.into_iter()
+                    .map(|p| if networks { p % 3 } else { p })
+                    .collect()
+            });
+            ClusterRule {
+                action,
+                peers,
+                protocols,
+            }
+        })
+}
+
+pub fn cluster_policy() -> impl Strategy<Value = ClusterPolicy> {
+    (
+        any::<bool>(),
+        0u8..3,
+        (
+            proptest::option::of(0usize..2),
+            proptest::option::of(proptest::option::of(0usize..3)),
+        ),
+        proptest::collection::vec(cluster_rule(false), 0..3),
+        proptest::collection::vec(cluster_rule(true), 0..3),
+    )
+        .prop_map(
+            |(admin, priority, subject, ingress, egress)| ClusterPolicy {
+                admin,
+                priority,
+                subject,
+                ingress,
+                egress,
+            },
+        )
+}
+
+fn ns_selector(ns: Option<usize>) -> String {
+    match ns {
+        None => "{}".into(),
+        Some(i) => format!("{{matchLabels: {{kubernetes.io/metadata.name: n{i}}}}}"),
+    }
+}
+
+fn cluster_rules(field: &str, peers_field: &str, rules: &[ClusterRule]) -> String {
+    if rules.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("  {field}:\n");
+    for (i, r) in rules.iter().enumerate() {
+        let peers: Vec<String> = r
+            .peers
+            .iter()
+            .map(|p| match p {
+                ClusterPeer::Namespaces(ns) => format!("{{namespaces: {}}}", ns_selector(*ns)),
+                ClusterPeer::Pods(ns, l) => format!(
+                    "{{pods: {{namespaceSelector: {}, podSelector: {}}}}}",
+                    ns_selector(*ns),
+                    selector(*l)
+                ),
+                ClusterPeer::Networks(i) => format!("{{networks: [{}]}}", CIDRS[*i]),
+            })
+            .collect();
+        s += &format!(
+            "  - {{name: r{i}, action: {}, {peers_field}: [{}]",
+            ACTIONS[r.action],
+            peers.join(", ")
+        );
+        if let Some(list) = &r.protocols {
+            let protocols: Vec<&str> = list
+                .iter()
+                .map(|p| match p {
+                    0 => "{tcp: {destinationPort: {number: 80}}}",
+                    1 => "{tcp: {destinationPort: {range: {start: 80, end: 81}}}}",
+                    2 => "{udp: {destinationPort: {number: 80}}}",
+                    3 => "{destinationNamedPort: p80}",
+                    _ => "{destinationNamedPort: p81}",
+                })
+                .collect();
+            s += &format!(", protocols: [{}]", protocols.join(", "));
+        }
+        s += "}\n";
+    }
+    s
+}
+
+/// The ClusterNetworkPolicies' manifests, to add to [`manifests`]'.
+pub fn cluster_manifests(policies: &[ClusterPolicy]) -> String {
+    let mut s = String::new();
+    for (k, p) in policies.iter().enumerate() {
+        let subject = match p.subject {
+            (ns, None) => format!("{{namespaces: {}}}", ns_selector(ns)),
+            (ns, Some(l)) => format!(
+                "{{pods: {{namespaceSelector: {}, podSelector: {}}}}}",
+                ns_selector(ns),
+                selector(l)
+            ),
+        };
+        s += &format!(
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: c{k}}}\nspec:\n  tier: {}\n  priority: {}\n  subject: {subject}\n",
+            if p.admin { "Admin" } else { "Baseline" },
+            p.priority
+        );
+        s += &cluster_rules("ingress", "from", &p.ingress);
+        s += &cluster_rules("egress", "to", &p.egress);
+    }
+    s
+}
