@@ -284,3 +284,230 @@ fn every_clusternetworkpolicy_case_with_real_packets() {
         wrong.join("\n")
     );
 }
+
+/// No window of allow: a prober that no state ever allows connects to every server in a tight
+/// loop while the three layers come and go: a Baseline floor first, then a NetworkPolicy, an
+/// Admin tier Deny and an Admin tier Pass created, the Pass moved above the Deny and back by
+/// priority, and the three deleted in every order (and made again between). Each state denies
+/// the prober on its own; not one of its connections may succeed. An allowed client reaches
+/// the servers before and after.
+#[test]
+fn no_window_of_allow_while_the_tiers_change() {
+    if !can_run() {
+        return;
+    }
+    let base = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: app}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: srv, namespace: app}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: srv}}
+  template:
+    metadata: {labels: {app: srv}}
+    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bad, labels: {role: bad}}
+spec: {nodeName: node-0, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: good, labels: {role: allowed}}
+spec: {nodeName: node-2, containers: [{name: c, image: x}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: floor}
+spec:
+  tier: Baseline
+  priority: 100
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: srv}}}}
+  ingress:
+  - {name: good, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {role: allowed}}}}]}
+  - {name: rest, action: Deny, from: [{namespaces: {}}]}
+"#;
+    let np = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-good, namespace: app}
+spec:
+  podSelector: {matchLabels: {app: srv}}
+  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: allowed}}}]}]
+"#;
+    let deny = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: admin-deny}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: app}}}
+  ingress:
+  - {name: good, action: Accept, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {role: allowed}}}}]}
+  - {name: rest, action: Deny, from: [{namespaces: {}}]}
+"#;
+    let pass = |priority: u32| {
+        format!(
+            r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: admin-pass}}
+spec:
+  tier: Admin
+  priority: {priority}
+  subject: {{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: app}}}}}}
+  ingress: [{{name: all, action: Pass, from: [{{namespaces: {{}}}}]}}]
+"#
+        )
+    };
+    let layers = |np_on: bool, deny_on: bool, pass_at: Option<u32>| {
+        let mut docs = vec![base.to_string()];
+        if np_on {
+            docs.push(np.to_string());
+        }
+        if deny_on {
+            docs.push(deny.to_string());
+        }
+        if let Some(p) = pass_at {
+            docs.push(pass(p));
+        }
+        docs.join("\n---\n")
+    };
+    // The states, in order; each denies the prober by itself.
+    let mut states = vec![
+        layers(true, false, None),
+        layers(true, true, None),
+        layers(true, true, Some(20)),
+        layers(true, true, Some(5)),
+        layers(true, true, Some(15)),
+    ];
+    // The three layers deleted in every order, all three made again before each order.
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for order in orders {
+        states.push(layers(true, true, Some(5)));
+        let mut on = [true, true, true];
+        for layer in order {
+            on[layer] = false;
+            states.push(layers(on[0], on[1], on[2].then_some(5)));
+        }
+    }
+    let state = write_manifest("cnp-window-state", &states[0]);
+    let lab = Lab::up("cnpwin", &[state.to_str().unwrap()], &[]);
+    let servers: Vec<String> = lab.status()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"].as_str().unwrap().starts_with("srv-"))
+        .map(|p| p["ip"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(servers.len(), 3);
+    let reach_all = |from: &str| {
+        servers.iter().all(|ip| {
+            lab.exec(
+                from,
+                &[
+                    "curl",
+                    "-s",
+                    "-m",
+                    "2",
+                    &format!("http://{ip}:8080/hostname"),
+                ],
+            )
+            .status
+            .success()
+        })
+    };
+    assert!(
+        reach_all("default/good"),
+        "the allowed client reaches the servers"
+    );
+    assert!(
+        !reach_all("default/bad"),
+        "the prober is denied before it starts"
+    );
+    // The prober: every server, port 8080, until told to stop (at most 300 s).
+    let stop = std::env::temp_dir().join(format!("podnet-cnp-window-stop-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stop);
+    let probe = format!(
+        r#"
+import os, select, socket, sys, time
+targets = sys.argv[1:]
+end = time.time() + 300
+tries = ok = 0
+while time.time() < end and not os.path.exists({stop:?}):
+    for ip in targets:
+        s = socket.socket(); s.setblocking(False)
+        s.connect_ex((ip, 8080)); tries += 1
+        try:
+            _, w, _ = select.select([], [s], [], 0.02)
+            if w and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                ok += 1; print("CONNECTED", ip, time.time(), flush=True)
+        finally:
+            s.close()
+print("tries", tries, "ok", ok, flush=True)
+"#,
+        stop = stop.to_str().unwrap()
+    );
+    let script = write_manifest("cnp-window-probe.py", &probe);
+    let name = lab.name.clone();
+    let path = script.to_str().unwrap().to_string();
+    let targets = servers.clone();
+    let prober = std::thread::spawn(move || {
+        let mut args = vec![
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "default/bad",
+            "--",
+            "python3",
+            &path,
+        ];
+        args.extend(targets.iter().map(String::as_str));
+        super::podnet(&args)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut applied = Vec::new();
+    for (i, s) in states.iter().enumerate().skip(1) {
+        let unix = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+        applied.push(format!("state {i} at {unix:.3}"));
+        lab.apply_timed(&state, s.clone());
+    }
+    std::fs::write(&stop, "").unwrap();
+    let out = prober.join().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = report.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("tries "),
+        "{report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tries: usize = last.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(tries > 500, "the prober kept probing: {last}");
+    assert!(
+        last.ends_with(" ok 0"),
+        "the prober got through:\n{report}\nthe states applied:\n{}",
+        applied.join("\n")
+    );
+    assert!(
+        reach_all("default/good"),
+        "and the allowed client still gets through"
+    );
+    eprintln!("{} states applied; the prober: {last}", states.len());
+    for f in [state, script, stop] {
+        let _ = std::fs::remove_file(f);
+    }
+}
