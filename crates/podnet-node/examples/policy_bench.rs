@@ -4,7 +4,8 @@
 //! as root, in a namespace of its own, loading it and changing one pod's labels (back and forth)
 //! the way a node's applier does ([`podnet_node::effects::Linux`]); and writes `full.nft` and
 //! `label.nft` to DIR, for comparison with `nft -f`.
-//!   cargo run --release -p podnet-node --example policy_bench -- DIR [PODS_PER_APP] [POLICIES]
+//! With CLUSTER_POLICIES, that many ClusterNetworkPolicies on top (half Admin, half Baseline).
+//!   cargo run --release -p podnet-node --example policy_bench -- DIR [PODS_PER_APP] [POLICIES] [CLUSTER_POLICIES]
 
 use std::fmt::Write;
 use std::time::Instant;
@@ -14,6 +15,24 @@ use podnet_model::{parse_documents, ConfigOverrides};
 use podnet_node::effects::Linux;
 use podnet_node::Effects;
 use podnet_policy::{PolicyPlan, Transaction};
+
+/// `n` ClusterNetworkPolicies, half Admin and half Baseline, each selecting two apps' pods, with
+/// rules of every action towards other apps' pods, networks and ports: the tiers' segments
+/// alternate in action, so none merge.
+fn cluster_policies(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let (tier, a, b, c) = (if i % 2 == 0 { "Admin" } else { "Baseline" }, i % 100, (i + 7) % 100, (i + 13) % 100);
+        let _ = write!(
+            s,
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: c{i}}}\nspec:\n  tier: {tier}\n  priority: {}\n  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchExpressions: [{{key: app, operator: In, values: [a{a}, a{b}]}}]}}}}}}\n  ingress:\n  - {{name: deny-{c}, action: Deny, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{c}}}}}}}}}], protocols: [{{tcp: {{destinationPort: {{number: {}}}}}}}]}}\n  - {{name: pass-{c}, action: Pass, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{c}}}}}}}}}]}}\n  egress:\n  - {{name: deny-net, action: Deny, to: [{{networks: [192.168.{}.0/24]}}]}}\n  - {{name: accept-{b}, action: Accept, to: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{b}}}}}}}}}], protocols: [{{destinationNamedPort: web}}]}}\n",
+            i / 2,
+            9000 + i,
+            i % 256
+        );
+    }
+    s
+}
 
 fn manifests(per_app: usize, policies: usize, relabel: bool) -> String {
     let mut s = String::new();
@@ -46,6 +65,7 @@ fn main() {
     let dir = std::path::PathBuf::from(args.get(1).expect("DIR"));
     let per_app: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
     let policies: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let cluster: usize = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0);
     let o = ConfigOverrides {
         nodes: Some(1),
         node_cidr_mask_size: Some(16),
@@ -53,7 +73,11 @@ fn main() {
     };
     let model = |relabel| {
         build(
-            &parse_documents("bench.yaml", &manifests(per_app, policies, relabel)).unwrap(),
+            &parse_documents(
+                "bench.yaml",
+                &(manifests(per_app, policies, relabel) + &cluster_policies(cluster)),
+            )
+            .unwrap(),
             &o,
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -67,11 +91,13 @@ fn main() {
     let render = t.elapsed();
     let plan2 = PolicyPlan::for_node(&after, "node-0");
     let update = Transaction::update(&plan, &plan2);
-    let rects: usize = plan.groups.values().map(|g| g.len()).sum();
+    let rects: usize = plan.groups.values().chain(plan.segments.values()).map(|g| g.len()).sum();
     eprintln!(
-        "pods {} policies {policies} groups {} set elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
+        "pods {} policies {policies} cluster policies {cluster} groups {} (with tiers {}, segments {}) set elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
         before.pods.len(),
         plan.groups.len(),
+        plan.layouts.len(),
+        plan.segments.len(),
         compile.as_secs_f64() * 1e3,
         render.as_secs_f64() * 1e3,
         update.ops.len()
@@ -94,6 +120,49 @@ fn main() {
         full.len(),
         t.elapsed().as_secs_f64() * 1e3
     );
+    // For comparison (not podnet's cold load, which is one nft transaction): the skeleton by
+    // nft, then every element and map entry over netlink, in batches of at most 96 KB (their acks must fit the socket's buffer).
+    {
+        let ns = podnet_node::sys::Scratch::new().unwrap();
+        let mut fx = Linux::at(ns.path.clone());
+        let skeleton = PolicyPlan {
+            local: plan.local.clone(),
+            groups: plan.groups.keys().map(|g| (*g, Default::default())).collect(),
+            layouts: plan.layouts.clone(),
+            segments: plan.segments.keys().map(|g| (*g, Default::default())).collect(),
+            ipv6: plan.ipv6,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        fx.nft_policy(&Transaction::create(&skeleton)).unwrap();
+        let skel = t.elapsed();
+        let ops = Transaction::update(&skeleton, &plan)
+            .element_ops()
+            .expect("elements alone");
+        let socket = podnet_node::nlnft::socket(&ns.path).unwrap();
+        let t = Instant::now();
+        let (mut seq, mut batches, mut from) = (1u32, 0, 0);
+        while from < ops.len() {
+            // As many operations as fit one batch.
+            let mut to = ops.len();
+            let batch = loop {
+                let b = podnet_node::nlnft::encode(&ops[from..to], seq);
+                if b.bytes.len() <= 96 << 10 || to - from == 1 {
+                    break b;
+                }
+                to = from + (to - from) / 2;
+            };
+            seq = batch.end.wrapping_add(1);
+            podnet_node::nlnft::apply(&socket, &batch).unwrap();
+            batches += 1;
+            from = to;
+        }
+        eprintln!(
+            "for comparison, the skeleton by nft ({:.1} ms), then the elements over netlink in {batches} batches ({:.1} ms)",
+            skel.as_secs_f64() * 1e3,
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let back = Transaction::update(&plan2, &plan);
     let mut times = Vec::new();
     for _ in 0..20 {

@@ -402,6 +402,15 @@ impl Kind {
         self.info().namespaced
     }
 
+    /// Whether the kind is a custom resource (its CustomResourceDefinition may be missing
+    /// from a cluster): the Gateway API's, ClusterNetworkPolicy, podnet's own.
+    pub fn is_custom(self) -> bool {
+        matches!(
+            self.info().group,
+            GATEWAY_GROUP | POLICY_GROUP | PODNET_GROUP
+        )
+    }
+
     /// Whether the kind is the Gateway API's.
     pub fn is_gateway_api(self) -> bool {
         self.info().group == GATEWAY_GROUP

@@ -380,6 +380,7 @@ fn watch_api<K>(
     tokio::spawn(async move {
         futures_util::pin_mut!(stream);
         let mut listing: Option<Vec<(ApiKey, Received)>> = None;
+        let mut missing_crd = false;
         let received = |o: K| {
             let key = key_of(kind, o.meta());
             let obj = typed(o, &key);
@@ -406,6 +407,25 @@ fn watch_api<K>(
                 }
                 Ok(watcher::Event::InitDone) => {
                     send(Step::Listed(kind, listing.take().unwrap_or_default()))
+                }
+                // A custom resource whose CRD the cluster does not have (ClusterNetworkPolicy
+                // on a cluster without network-policy-api's CRDs): none of its objects exist.
+                // Said once, listed as empty so that the rest is not held up, and still
+                // watched: objects appear once the CRD is installed.
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
+                    if s.code == 404 && kind.is_custom() =>
+                {
+                    errors.inc();
+                    if !missing_crd {
+                        missing_crd = true;
+                        tracing::warn!(
+                            "{kind}: the cluster serves no {} (its CustomResourceDefinition is not installed): none applies until it is",
+                            kind.api_version()
+                        );
+                        send(Step::Listed(kind, Vec::new()))
+                    } else {
+                        Ok(())
+                    }
                 }
                 Err(e) => {
                     errors.inc();

@@ -1,5 +1,7 @@
 //! What `agent_bench` and `agent_heap` both start from: a cluster of `services` pods, each
-//! behind its own Service, and `policies` NetworkPolicies, as the API serves it.
+//! behind its own Service, and `policies` NetworkPolicies, as the API serves it; with the
+//! environment's `CLUSTER_POLICIES`, that many ClusterNetworkPolicies too (half Admin, half
+//! Baseline, each selecting two tiers' pods, with a Deny and a Pass or Accept of other tiers').
 
 use std::fmt::Write;
 
@@ -23,6 +25,27 @@ pub fn manifests(services: usize, policies: usize) -> String {
             p % 100,
             (p + 1) % 100,
             8000 + p
+        );
+    }
+    let cluster: usize = std::env::var("CLUSTER_POLICIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for c in 0..cluster {
+        let (tier, last) = if c % 2 == 0 {
+            ("Admin", "Pass")
+        } else {
+            ("Baseline", "Accept")
+        };
+        let _ = write!(
+            s,
+            "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: cnp{c}}}\nspec:\n  tier: {tier}\n  priority: {}\n  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [t{}, t{}]}}]}}}}}}\n  ingress:\n  - {{name: deny, action: Deny, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{tier: t{}}}}}}}}}], protocols: [{{tcp: {{destinationPort: {{number: {}}}}}}}]}}\n  - {{name: last, action: {last}, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{tier: t{}}}}}}}}}]}}\n",
+            c / 2,
+            c % 100,
+            (c + 50) % 100,
+            (c + 7) % 100,
+            9000 + c,
+            (c + 13) % 100
         );
     }
     s
