@@ -22,7 +22,12 @@ use podnet_policy::{PolicyPlan, Transaction};
 fn cluster_policies(n: usize) -> String {
     let mut s = String::new();
     for i in 0..n {
-        let (tier, a, b, c) = (if i % 2 == 0 { "Admin" } else { "Baseline" }, i % 100, (i + 7) % 100, (i + 13) % 100);
+        let (tier, a, b, c) = (
+            if i % 2 == 0 { "Admin" } else { "Baseline" },
+            i % 100,
+            (i + 7) % 100,
+            (i + 13) % 100,
+        );
         let _ = write!(
             s,
             "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: c{i}}}\nspec:\n  tier: {tier}\n  priority: {}\n  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchExpressions: [{{key: app, operator: In, values: [a{a}, a{b}]}}]}}}}}}\n  ingress:\n  - {{name: deny-{c}, action: Deny, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{c}}}}}}}}}], protocols: [{{tcp: {{destinationPort: {{number: {}}}}}}}]}}\n  - {{name: pass-{c}, action: Pass, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{c}}}}}}}}}]}}\n  egress:\n  - {{name: deny-net, action: Deny, to: [{{networks: [192.168.{}.0/24]}}]}}\n  - {{name: accept-{b}, action: Accept, to: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{b}}}}}}}}}], protocols: [{{destinationNamedPort: web}}]}}\n",
@@ -91,13 +96,14 @@ fn main() {
     let render = t.elapsed();
     let plan2 = PolicyPlan::for_node(&after, "node-0");
     let update = Transaction::update(&plan, &plan2);
-    let rects: usize = plan.groups.values().chain(plan.segments.values()).map(|g| g.len()).sum();
+    let rects: usize = plan.groups.values().map(|g| g.len()).sum::<usize>()
+        + plan.tiers.values().map(|m| m.len()).sum::<usize>();
     eprintln!(
-        "pods {} policies {policies} cluster policies {cluster} groups {} (with tiers {}, segments {}) set elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
+        "pods {} policies {policies} cluster policies {cluster} groups {} (with tiers {}, tier maps {}) set and map elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
         before.pods.len(),
         plan.groups.len(),
         plan.layouts.len(),
-        plan.segments.len(),
+        plan.tiers.len(),
         compile.as_secs_f64() * 1e3,
         render.as_secs_f64() * 1e3,
         update.ops.len()
@@ -127,9 +133,17 @@ fn main() {
         let mut fx = Linux::at(ns.path.clone());
         let skeleton = PolicyPlan {
             local: plan.local.clone(),
-            groups: plan.groups.keys().map(|g| (*g, Default::default())).collect(),
+            groups: plan
+                .groups
+                .keys()
+                .map(|g| (*g, Default::default()))
+                .collect(),
             layouts: plan.layouts.clone(),
-            segments: plan.segments.keys().map(|g| (*g, Default::default())).collect(),
+            tiers: plan
+                .tiers
+                .keys()
+                .map(|g| (*g, Default::default()))
+                .collect(),
             ipv6: plan.ipv6,
             ..Default::default()
         };

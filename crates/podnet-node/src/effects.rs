@@ -616,8 +616,8 @@ impl Linux {
                     for (g, rects) in six.groups {
                         content.groups.entry(g).or_default().extend(rects);
                     }
-                    for (g, rects) in six.segments {
-                        content.segments.entry(g).or_default().extend(rects);
+                    for (g, map) in six.tiers {
+                        content.tiers.entry(g).or_default().extend(map);
                     }
                     content.ipv6 = true;
                 }

@@ -194,6 +194,8 @@ pub fn tables_of(v: &Value) -> Result<Tables, Unreadable> {
                                 if let Err(why) = shapes.rule(&chain, body) {
                                     p.unreadable.push((chain.clone(), why));
                                 }
+                            } else {
+                                shapes.chains.insert(chain.clone());
                             }
                         }
                     }
@@ -580,21 +582,20 @@ fn rect(family: IpFamily, e: &Value) -> Result<Rect, Unreadable> {
     })
 }
 
-/// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
-/// The shapes of the policy table's group chains, as their rules say: each segment's lookup
-/// rules, in the group's chain (the Admin tier) or its `_t` chain (the Baseline tier), with
-/// their verdicts, and the groups whose chains look NetworkPolicy's sets up.
+/// The shapes of the policy table's group chains, as the kernel holds them: which chains a
+/// group has (`_t`, `_d`), which of its tiers' maps its chains look up (the Admin tier's in its
+/// chain, the Baseline tier's in its `_t` chain), and whether they look NetworkPolicy's sets up.
 #[derive(Debug, Default)]
 struct Shapes {
-    /// A group's segments by index: in the `_t` chain or not, and the action.
-    segments: BTreeMap<GroupId, BTreeMap<u16, (bool, podnet_policy::Action)>>,
+    chains: BTreeSet<String>,
+    layouts: BTreeMap<GroupId, podnet_policy::Layout>,
     isolated: BTreeSet<GroupId>,
 }
 
 impl Shapes {
     /// One rule of the ip table's policy table.
     fn rule(&mut self, chain: &str, rule: &Value) -> Result<(), Unreadable> {
-        use podnet_policy::Action;
+        use podnet_model::policy_api::Tier;
         let (base, tail) = match chain.strip_suffix("_t") {
             Some(b) => (b, true),
             None => (chain, false),
@@ -607,81 +608,83 @@ impl Shapes {
             .iter()
             .filter_map(|e| e["match"]["right"].as_str())
             .find_map(|r| r.strip_prefix('@'));
-        let Some(set) = set else {
-            return Ok(());
-        };
-        if set.ends_with("_pts") || set.ends_with("_allow") {
+        if set.is_some_and(|s| s.ends_with("_pts") || s.ends_with("_allow")) {
             self.isolated.insert(g);
             return Ok(());
         }
-        let Some(id) = segment(set).filter(|id| id.group == g) else {
-            return Err(not(set, "a set of the chain's group"));
+        let map = exprs
+            .iter()
+            .filter_map(|e| e["vmap"]["data"].as_str())
+            .find_map(|r| r.strip_prefix('@'));
+        let Some(map) = map else {
+            return Ok(());
         };
-        let verdict = exprs.iter().find_map(|e| {
-            if e.get("accept").is_some() {
-                Some("accept".to_string())
-            } else {
-                e["goto"]["target"].as_str().map(str::to_string)
-            }
-        });
-        let allow = match g.dir {
-            Direction::Ingress => "accept",
-            Direction::Egress => "ingress_check",
+        let Some(id) = tier_map(map).map(|(id, _)| id).filter(|id| id.group == g) else {
+            return Err(not(map, "a tier map of the chain's group"));
         };
-        let action = match verdict.as_deref() {
-            Some(v) if v == allow => Action::Accept,
-            Some(v) if v == format!("{base}_d") => Action::Deny,
-            Some(v) if v == format!("{base}_t") && !tail => Action::Pass,
-            _ => return Err(not(format!("{verdict:?}"), "a segment's verdict")),
-        };
-        let seen = self.segments.entry(g).or_default();
-        match seen.insert(id.index, (tail, action)) {
-            // Each segment has two sets (points, ranges): their rules must agree.
-            Some(before) if before != (tail, action) => {
-                Err(not(set, "a segment whose two rules agree"))
-            }
-            _ => Ok(()),
+        let l = self.layouts.entry(g).or_default();
+        match (id.tier, tail) {
+            (Tier::Admin, false) => l.admin = true,
+            (Tier::Baseline, true) => l.baseline = true,
+            _ => return Err(not(chain, "the chain of the map's tier")),
         }
+        Ok(())
     }
 
-    /// The layouts: each group with segments, its Admin tier's in its chain, its Baseline
-    /// tier's in its `_t` chain, in segment order.
+    /// The layouts: each group whose chains look a tier's maps up, with the chains it has.
     fn layouts(self) -> BTreeMap<GroupId, podnet_policy::Layout> {
-        self.segments
-            .into_iter()
-            .map(|(g, segs)| {
-                let mut l = podnet_policy::Layout {
-                    isolated: self.isolated.contains(&g),
-                    ..Default::default()
-                };
-                for (tail, action) in segs.into_values() {
-                    if tail {
-                        l.baseline.push(action);
-                    } else {
-                        l.admin.push(action);
-                    }
-                }
-                (g, l)
-            })
-            .collect()
+        let Shapes {
+            chains,
+            mut layouts,
+            isolated,
+        } = self;
+        for (g, l) in layouts.iter_mut() {
+            let c = g.chain();
+            l.isolated = isolated.contains(g);
+            l.tail = chains.contains(&format!("{c}_t"));
+            l.deny = chains.contains(&format!("{c}_d"));
+        }
+        layouts
     }
 }
 
-/// A group's tier segment by its sets' names: `<group>_s<n>` (ranges) and `<group>_s<n>p`
-/// (points).
-fn segment(set: &str) -> Option<podnet_policy::SegmentId> {
-    let (g, rest) = set.split_at_checked(12)?;
-    let n = rest.strip_prefix("_s")?;
-    let n = n.strip_suffix('p').unwrap_or(n);
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(podnet_policy::SegmentId {
-        group: group(g)?,
-        index: n.parse().ok()?,
-    })
+/// A tier's map by name: `<group>_a`, `<group>_b` (points) or `<group>_ar`, `<group>_br`
+/// (ranges); and whether it is the ranges'.
+fn tier_map(name: &str) -> Option<(podnet_policy::TierId, bool)> {
+    use podnet_model::policy_api::Tier;
+    let (g, rest) = name.split_at_checked(12)?;
+    let (tier, ranges) = match rest {
+        "_a" => (Tier::Admin, false),
+        "_ar" => (Tier::Admin, true),
+        "_b" => (Tier::Baseline, false),
+        "_br" => (Tier::Baseline, true),
+        _ => return None,
+    };
+    Some((
+        podnet_policy::TierId {
+            group: group(g)?,
+            tier,
+        },
+        ranges,
+    ))
 }
 
+/// A tier map element's verdict back to its action.
+fn tier_action(g: GroupId, v: &Value) -> Result<podnet_policy::Action, Unreadable> {
+    use podnet_policy::Action;
+    let c = g.chain();
+    if v.get("accept").is_some() && g.dir == Direction::Ingress {
+        return Ok(Action::Accept);
+    }
+    match v["goto"]["target"].as_str() {
+        Some("ingress_check") if g.dir == Direction::Egress => Ok(Action::Accept),
+        Some(t) if t == format!("{c}_d") => Ok(Action::Deny),
+        Some(t) if t == format!("{c}_t") => Ok(Action::Pass),
+        _ => Err(not(v, "a tier's verdict")),
+    }
+}
+
+/// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
 fn group(chain: &str) -> Option<GroupId> {
     let (dir, id) = if let Some(id) = chain.strip_prefix("ing_") {
         (Direction::Ingress, id)
@@ -763,8 +766,14 @@ fn policy_set(
                 .and_then(group)
             {
                 p.groups.entry(g).or_default()
-            } else if let Some(id) = segment(other) {
-                p.segments.entry(id).or_default()
+            } else if let Some((id, _)) = tier_map(other) {
+                let map = p.tiers.entry(id).or_default();
+                for e in elems {
+                    let (k, v) = key_value(e);
+                    let v = v.ok_or_else(|| not(e, "a map element with a value"))?;
+                    map.insert(rect(family, k)?, tier_action(id.group, v)?);
+                }
+                return Ok(());
             } else {
                 return Err(not(name, "one of podnet's sets"));
             };
@@ -1081,52 +1090,75 @@ mod tests {
         assert!(t.masquerade.is_none());
     }
 
-    /// A group's tiers read back from its chains' rules: the Admin segments in its chain, the
-    /// Baseline ones in its `_t` chain, each action from its verdict; a verdict podnet does not
-    /// write makes the table untrusted.
+    /// A group's tiers read back from the kernel: its layout from its chains and their
+    /// rules (the Admin maps looked up in its chain, the Baseline maps in its `_t` chain), each
+    /// map element's action from its verdict; a verdict podnet does not write makes the table
+    /// untrusted.
     #[test]
-    fn tier_layouts_read_back_from_the_chains_rules() {
-        let rule = |chain: &str, set: &str, verdict: &str| {
+    fn tier_layouts_and_maps_read_back() {
+        let c = "ing_00000007";
+        let lookup = |chain: &str, map: &str| {
             format!(
-                r#"{{"rule": {{"family": "ip", "table": "podnet-policy", "chain": "{chain}", "expr": [{{"match": {{"op": "==", "left": {{"concat": []}}, "right": "@{set}"}}}}, {verdict}]}}}}"#
+                r#"{{"rule": {{"family": "ip", "table": "podnet-policy", "chain": "{chain}", "expr": [{{"vmap": {{"key": {{"concat": []}}, "data": "@{map}"}}}}]}}}}"#
             )
         };
-        let accept = r#"{"accept": null}"#;
-        let to = |t: &str| format!(r#"{{"goto": {{"target": "{t}"}}}}"#);
-        let c = "ing_00000007";
+        let chain = |name: &str| {
+            format!(
+                r#"{{"chain": {{"family": "ip", "table": "podnet-policy", "name": "{name}"}}}}"#
+            )
+        };
         let objects = [
             r#"{"table": {"family": "ip", "name": "podnet-policy", "handle": 2}}"#.to_string(),
-            rule(c, &format!("{c}_s0p"), &to(&format!("{c}_d"))),
-            rule(c, &format!("{c}_s0"), &to(&format!("{c}_d"))),
-            rule(c, &format!("{c}_s1p"), &to(&format!("{c}_t"))),
-            rule(c, &format!("{c}_s1"), &to(&format!("{c}_t"))),
-            rule(&format!("{c}_t"), &format!("{c}_s2p"), accept),
-            rule(&format!("{c}_t"), &format!("{c}_s2"), accept),
-            rule("egr_00000008", "egr_00000008_pts", &to("ingress_check")),
+            chain(c),
+            chain(&format!("{c}_t")),
+            chain(&format!("{c}_d")),
+            format!(
+                r#"{{"map": {{"family": "ip", "name": "{c}_a", "table": "podnet-policy", "elem": [[{{"concat": ["10.244.0.3", "tcp", 80]}}, {{"goto": {{"target": "{c}_d"}}}}], [{{"concat": ["10.244.0.4", "tcp", 80]}}, {{"goto": {{"target": "{c}_t"}}}}]]}}}}"#
+            ),
+            format!(
+                r#"{{"map": {{"family": "ip", "name": "{c}_br", "table": "podnet-policy", "elem": [[{{"concat": [{{"range": ["10.0.0.0", "10.0.0.9"]}}, {{"range": [0, 255]}}, {{"range": [0, 65535]}}]}}, {{"accept": null}}]]}}}}"#
+            ),
+            lookup(c, &format!("{c}_a")),
+            lookup(c, &format!("{c}_ar")),
+            lookup(&format!("{c}_t"), &format!("{c}_b")),
+            lookup(&format!("{c}_t"), &format!("{c}_br")),
         ];
         let json = format!(r#"{{"nftables": [{}]}}"#, objects.join(","));
-        let t = tables(&json).unwrap();
-        let policy = t.policy.unwrap();
+        let policy = tables(&json).unwrap().policy.unwrap();
         assert!(policy.unreadable.is_empty(), "{:?}", policy.unreadable);
         let g = GroupId {
             dir: Direction::Ingress,
             id: 7,
         };
-        use podnet_policy::{Action, Layout};
+        use podnet_model::policy_api::Tier;
+        use podnet_policy::{Action, Layout, TierId};
         assert_eq!(
             policy.content.layouts,
             [(
                 g,
                 Layout {
-                    admin: vec![Action::Deny, Action::Pass],
+                    admin: true,
                     isolated: false,
-                    baseline: vec![Action::Accept],
+                    baseline: true,
+                    tail: true,
+                    deny: true,
                 }
             )]
             .into()
         );
+        let admin = &policy.content.tiers[&TierId {
+            group: g,
+            tier: Tier::Admin,
+        }];
+        let actions: Vec<Action> = admin.values().copied().collect();
+        assert_eq!(actions, [Action::Deny, Action::Pass]);
+        let baseline = &policy.content.tiers[&TierId {
+            group: g,
+            tier: Tier::Baseline,
+        }];
+        assert_eq!(baseline.values().next(), Some(&Action::Accept));
         // An Accept turned into a drop behind podnet's back: not podnet's table.
-        let json = json.replacen(accept, r#"{"drop": null}"#, 1);
+        let json = json.replacen(r#"{"accept": null}"#, r#"{"drop": null}"#, 1);
         let policy = tables(&json).unwrap().policy.unwrap();
         assert_eq!(policy.unreadable.len(), 1, "{:?}", policy.unreadable);
     }

@@ -181,18 +181,19 @@ pub fn drift(observed: &Observed, want: &NodeDataplane) -> Vec<Drift> {
                     .collect()
             };
             compare(&mut out, "policy", "the groups' sets", rects(k), rects(w));
-            let segments = |p: &podnet_policy::PolicyPlan| -> Vec<_> {
-                p.segments
+            let tiers = |p: &podnet_policy::PolicyPlan| -> Vec<_> {
+                p.tiers
                     .iter()
-                    .flat_map(|(g, rs)| rs.iter().map(move |r| (g.set(), *r)))
+                    .flat_map(|(g, m)| m.iter().map(move |(r, a)| (g.maps().0, *r, *a)))
                     .collect()
             };
+            compare(&mut out, "policy", "the tiers' maps", tiers(k), tiers(w));
             compare(
                 &mut out,
                 "policy",
-                "the tiers' sets",
-                segments(k),
-                segments(w),
+                "the groups' tiers",
+                k.layouts.iter().map(|(g, l)| (g.chain(), format!("{l:?}"))),
+                w.layouts.iter().map(|(g, l)| (g.chain(), format!("{l:?}"))),
             );
             compare(
                 &mut out,

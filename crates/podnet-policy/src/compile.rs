@@ -173,7 +173,7 @@ impl Compiler {
                 let elements = rects::group_elements(&rects);
                 changed |= plan.groups.get(&g.id) != Some(&elements);
                 plan.groups.insert(g.id, elements);
-                changed |= set_segments(&policies, &classes, g, &self.families, plan);
+                changed |= set_tiers(&policies, &classes, g, &self.families, plan);
             }
         }
         // The pods' own entries, where they run here.
@@ -265,10 +265,10 @@ impl Compiler {
                     if state.users == 0 {
                         plan.groups.remove(&state.id);
                         if let Some(layout) = plan.layouts.remove(&state.id) {
-                            for index in 0..layout.actions().count() {
-                                plan.segments.remove(&SegmentId {
+                            for tier in layout.tiers() {
+                                plan.tiers.remove(&TierId {
                                     group: state.id,
-                                    index: index as u16,
+                                    tier,
                                 });
                             }
                         }
@@ -327,7 +327,7 @@ impl Compiler {
                             };
                             if let Some(layout) = tiers.layout(!state.selecting.is_empty()) {
                                 plan.layouts.insert(id, layout);
-                                set_segments(policies, classes, &state, &self.families, plan);
+                                set_tiers(policies, classes, &state, &self.families, plan);
                             }
                             new_groups.push((gk.clone(), state));
                         }
@@ -461,8 +461,8 @@ pub(super) fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
     out
 }
 
-/// A group's segments' elements (none without a layout), recomputed; true if they changed.
-pub(super) fn set_segments(
+/// A group's tiers' map elements (none without a layout), recomputed; true if they changed.
+pub(super) fn set_tiers(
     policies: &Policies<'_>,
     classes: &[Class<'_>],
     g: &GroupState,
@@ -474,18 +474,10 @@ pub(super) fn set_segments(
     }
     let tiers = TierRules::of(policies, &g.rep, g.id.dir, !g.selecting.is_empty());
     let mut changed = false;
-    for (index, rects) in tiers
-        .segment_rects(policies, classes, &g.rep, g.id.dir, families)
-        .into_iter()
-        .enumerate()
-    {
-        let id = SegmentId {
-            group: g.id,
-            index: index as u16,
-        };
-        let elements = rects::group_elements(&rects);
-        changed |= plan.segments.get(&id) != Some(&elements);
-        plan.segments.insert(id, elements);
+    for (tier, map) in tiers.maps(policies, classes, &g.rep, g.id.dir, families) {
+        let id = TierId { group: g.id, tier };
+        changed |= plan.tiers.get(&id) != Some(&map);
+        plan.tiers.insert(id, map);
     }
     changed
 }

@@ -64,56 +64,58 @@ impl GroupId {
     }
 }
 
-/// A segment of a group's tiers: consecutive ClusterNetworkPolicy rules of one tier with the
-/// same action, whose elements are one set (numbered from the Admin tier's first).
+/// One tier of a group's: its verdict maps `<chain>_a` (points) and `<chain>_ar` (ranges) for
+/// the Admin tier, `<chain>_b` and `<chain>_br` for the Baseline tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SegmentId {
+pub struct TierId {
     pub group: GroupId,
-    pub index: u16,
+    pub tier: podnet_model::policy_api::Tier,
 }
 
-impl SegmentId {
-    /// The segment's sets: `<set>p` (points, a hash set) and `<set>` (ranges).
-    pub fn set(&self) -> String {
-        format!("{}_s{}", self.group.chain(), self.index)
+impl TierId {
+    /// The tier's maps: `(points, ranges)`.
+    pub fn maps(&self) -> (String, String) {
+        let t = match self.tier {
+            podnet_model::policy_api::Tier::Admin => "a",
+            podnet_model::policy_api::Tier::Baseline => "b",
+        };
+        let c = self.group.chain();
+        (format!("{c}_{t}"), format!("{c}_{t}r"))
     }
 }
 
-/// The shape of a group's chain where ClusterNetworkPolicies judge its pods
-/// ([`podnet_model::cnp`]): the Admin tier's segments, then NetworkPolicy (the group's own sets,
-/// when NetworkPolicies isolate its pods), else the Baseline tier's segments, then allow.
+/// The shape of a group's chains where ClusterNetworkPolicies judge its pods
+/// ([`podnet_model::cnp`]): the Admin tier's maps, then NetworkPolicy (the group's own sets,
+/// where NetworkPolicies isolate its pods), else the Baseline tier's maps, then allow. Each
+/// tier is two verdict maps whatever its number of rules: its rules' first-match partition,
+/// each element's verdict the action of the first rule that holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Layout {
-    /// The action of each Admin segment, in order.
-    pub admin: Vec<Action>,
+    /// Admin rules judge the pods: the group's chain looks the Admin maps up.
+    pub admin: bool,
     /// NetworkPolicies isolate the group's pods: they decide after the Admin tier.
     pub isolated: bool,
-    /// The action of each Baseline segment (none when isolated: never consulted). A Pass here
-    /// is an Accept: the default allows.
-    pub baseline: Vec<Action>,
+    /// Baseline rules judge the pods (never when isolated): the `_t` chain looks them up.
+    pub baseline: bool,
+    /// The `_t` chain: the rest after the Admin tier, where an Admin Pass goes (an Admin
+    /// Pass, or Baseline rules, make it).
+    pub tail: bool,
+    /// The `_d` chain, which logs and drops: some rule is a Deny.
+    pub deny: bool,
 }
 
 impl Layout {
-    /// Every segment's action, Admin's then Baseline's (by segment index).
-    pub fn actions(&self) -> impl Iterator<Item = Action> + '_ {
-        self.admin.iter().chain(&self.baseline).copied()
-    }
-
-    /// An Admin Pass: the chain after the Admin tier is a chain of its own to go to.
-    pub fn has_pass(&self) -> bool {
-        self.admin.contains(&Action::Pass)
-    }
-
-    /// The chain after the Admin tier is one of its own, `<group>_t`: an Admin Pass goes
-    /// there, and the Baseline tier's segments are there (so that the kernel's chains say
-    /// which tier a segment is of).
-    pub fn has_tail(&self) -> bool {
-        self.has_pass() || !self.baseline.is_empty()
-    }
-
-    /// A Deny: the group has a chain that logs and drops.
-    pub fn has_deny(&self) -> bool {
-        self.actions().any(|a| a == Action::Deny)
+    /// The tiers that have maps.
+    pub fn tiers(&self) -> Vec<podnet_model::policy_api::Tier> {
+        use podnet_model::policy_api::Tier;
+        let mut v = Vec::new();
+        if self.admin {
+            v.push(Tier::Admin);
+        }
+        if self.baseline {
+            v.push(Tier::Baseline);
+        }
+        v
     }
 }
 
@@ -146,13 +148,14 @@ pub struct PolicyPlan {
         with = "podnet_model::pairs"
     )]
     pub layouts: BTreeMap<GroupId, Layout>,
-    /// Those groups' segments' elements, of both families.
+    /// Those groups' tiers' map elements, of both families: each with the action of the
+    /// first rule of the tier that holds it.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
-        with = "podnet_model::pairs"
+        with = "tier_pairs"
     )]
-    pub segments: BTreeMap<SegmentId, BTreeSet<Rect>>,
+    pub tiers: BTreeMap<TierId, BTreeMap<Rect, Action>>,
     /// The node also has the `ip6` table (the cluster has IPv6).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipv6: bool,
@@ -160,6 +163,34 @@ pub struct PolicyPlan {
     /// `flowSample`): the `sample` chain's one rule, none at 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sample: u16,
+}
+
+/// The tiers' maps as lists of pairs, at both levels (JSON keys are strings only).
+mod tier_pairs {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    type Pairs = Vec<(TierId, Vec<(Rect, Action)>)>;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<TierId, BTreeMap<Rect, Action>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let v: Pairs = m
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|(r, a)| (*r, *a)).collect()))
+            .collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<TierId, BTreeMap<Rect, Action>>, D::Error> {
+        Ok(Pairs::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect())
+    }
 }
 
 fn is_zero(n: &u16) -> bool {
@@ -197,29 +228,31 @@ impl PolicyPlan {
             let Some(layout) = self.layouts.get(g) else {
                 return np();
             };
-            let seg = |index: usize| {
-                let id = SegmentId {
-                    group: *g,
-                    index: index as u16,
+            // A tier's verdict: its points first, then its ranges (disjoint).
+            let decide = |tier: podnet_model::policy_api::Tier| -> Option<Action> {
+                let map = self.tiers.get(&TierId { group: *g, tier })?;
+                let point = map
+                    .iter()
+                    .find(|(r, _)| r.is_point() && r.contains(peer, proto, port));
+                let range = || {
+                    map.iter()
+                        .find(|(r, _)| !r.is_point() && r.contains(peer, proto, port))
                 };
-                in_set(self.segments.get(&id), peer)
+                point.or_else(range).map(|(_, a)| *a)
             };
-            for (i, a) in layout.admin.iter().enumerate() {
-                if seg(i) {
-                    match a {
-                        Action::Accept => return true,
-                        Action::Deny => return false,
-                        Action::Pass => break,
-                    }
+            use podnet_model::policy_api::Tier;
+            if layout.admin {
+                match decide(Tier::Admin) {
+                    Some(Action::Accept) => return true,
+                    Some(Action::Deny) => return false,
+                    Some(Action::Pass) | None => {}
                 }
             }
             if layout.isolated {
                 return np();
             }
-            for (i, a) in layout.baseline.iter().enumerate() {
-                if seg(layout.admin.len() + i) {
-                    return *a != Action::Deny;
-                }
+            if layout.baseline {
+                return decide(Tier::Baseline) != Some(Action::Deny);
             }
             true
         };

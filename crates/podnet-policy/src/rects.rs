@@ -195,6 +195,143 @@ fn union(ranges: impl Iterator<Item = Span<u16>>) -> Vec<Span<u16>> {
     out
 }
 
+/// Address × port boxes with their tags.
+type TaggedBoxes = Vec<(Span<u128>, Span<u16>, u16)>;
+/// Port ranges with their tags.
+type TaggedPorts = Vec<TaggedPort>;
+/// A port range with its tag.
+type TaggedPort = (Span<u16>, u16);
+
+/// The first-match partition of tagged boxes: disjoint boxes, each with the lowest tag of the
+/// boxes that hold it (a tier's rules in order: the first to match decides), in a canonical
+/// order. Each family apart.
+pub fn first_match(rects: &[(Rect, u16)]) -> Vec<(Rect, u16)> {
+    let mut out = Vec::new();
+    for family in IpFamily::ALL {
+        let mine: Vec<(Rect, u16)> = rects
+            .iter()
+            .filter(|(r, _)| r.family == family)
+            .copied()
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut cuts: Vec<u16> = mine
+            .iter()
+            .flat_map(|(r, _)| [u16::from(r.proto.0), u16::from(r.proto.1) + 1])
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut pieces: Vec<(Span<u16>, TaggedBoxes)> = Vec::new();
+        for w in cuts.windows(2) {
+            let (lo, hi) = (w[0], w[1] - 1);
+            let inside: TaggedBoxes = mine
+                .iter()
+                .filter(|(r, _)| u16::from(r.proto.0) <= lo && hi <= u16::from(r.proto.1))
+                .map(|(r, t)| (r.addr, r.port, *t))
+                .collect();
+            let boxes = first_match_2d(&inside);
+            match pieces.last_mut() {
+                Some((span, last)) if span.1 + 1 == lo && *last == boxes => span.1 = hi,
+                _ => pieces.push(((lo, hi), boxes)),
+            }
+        }
+        for ((lo, hi), boxes) in pieces {
+            out.extend(boxes.into_iter().map(|(addr, port, tag)| {
+                (
+                    Rect {
+                        family,
+                        addr,
+                        proto: (lo as u8, hi as u8),
+                        port,
+                    },
+                    tag,
+                )
+            }));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// [`first_match`] on the address and port axes: a sweep over addresses keeping the tagged
+/// port ranges in force, each port taking the lowest tag there.
+fn first_match_2d(boxes: &[(Span<u128>, Span<u16>, u16)]) -> TaggedBoxes {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum At {
+        Addr(u128),
+        End,
+    }
+    let mut events: BTreeMap<At, Vec<(TaggedPort, i32)>> = BTreeMap::new();
+    for &((a, b), port, tag) in boxes {
+        events
+            .entry(At::Addr(a))
+            .or_default()
+            .push(((port, tag), 1));
+        let end = b.checked_add(1).map_or(At::End, At::Addr);
+        events.entry(end).or_default().push(((port, tag), -1));
+    }
+    let mut active: BTreeMap<(Span<u16>, u16), i32> = BTreeMap::new();
+    let mut open: Option<(u128, TaggedPorts)> = None;
+    let mut out = Vec::new();
+    for (at, changes) in events {
+        for (k, d) in changes {
+            let c = active.entry(k).or_insert(0);
+            *c += d;
+            if *c == 0 {
+                active.remove(&k);
+            }
+        }
+        let ports = lowest_tags(active.keys().copied());
+        if matches!(&open, Some((_, current)) if *current == ports) {
+            continue;
+        }
+        if let Some((start, current)) = open.take() {
+            let last = match at {
+                At::Addr(a) => a - 1,
+                At::End => u128::MAX,
+            };
+            for (p, tag) in current {
+                out.push(((start, last), p, tag));
+            }
+        }
+        if let (false, At::Addr(a)) = (ports.is_empty(), at) {
+            open = Some((a, ports));
+        }
+    }
+    out
+}
+
+/// Port ranges with tags, as disjoint ranges each with the lowest tag of those that hold it
+/// (touching ranges of one tag merged).
+fn lowest_tags(ranges: impl Iterator<Item = (Span<u16>, u16)>) -> Vec<(Span<u16>, u16)> {
+    let v: Vec<(Span<u16>, u16)> = ranges.collect();
+    let mut cuts: Vec<u32> = v
+        .iter()
+        .flat_map(|((lo, hi), _)| [u32::from(*lo), u32::from(*hi) + 1])
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out: Vec<(Span<u16>, u16)> = Vec::new();
+    for w in cuts.windows(2) {
+        let (lo, hi) = (w[0], w[1] - 1);
+        let tag = v
+            .iter()
+            .filter(|((a, b), _)| u32::from(*a) <= lo && hi <= u32::from(*b))
+            .map(|(_, t)| *t)
+            .min();
+        let Some(tag) = tag else { continue };
+        let (lo, hi) = (lo as u16, hi as u16);
+        match out.last_mut() {
+            Some(((_, last_hi), t)) if *t == tag && u32::from(*last_hi) + 1 == u32::from(lo) => {
+                *last_hi = hi
+            }
+            _ => out.push(((lo, hi), tag)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +376,30 @@ mod tests {
                         }).count();
                         prop_assert!(inside <= 1, "overlap at {a} {p} {port}: {n:?}");
                         prop_assert_eq!(inside == 1, covers(&rects, a, p, port));
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// The first-match partition gives each point the lowest tag of the boxes holding
+        /// it, and no two of its boxes overlap.
+        #[test]
+        fn first_match_gives_each_point_its_first_box(
+            tagged in proptest::collection::vec((rect(), 0u16..4), 0..10),
+        ) {
+            let n = first_match(&tagged);
+            for a in 0..90u128 {
+                for p in [0u8, 6, 17, 132] {
+                    for port in 0..70u16 {
+                        let hit = |r: &Rect| (r.addr.0..=r.addr.1).contains(&a)
+                            && (r.proto.0..=r.proto.1).contains(&p)
+                            && (r.port.0..=r.port.1).contains(&port);
+                        let inside: Vec<u16> = n.iter().filter(|(r, _)| hit(r)).map(|(_, t)| *t).collect();
+                        prop_assert!(inside.len() <= 1, "overlap at {a} {p} {port}: {n:?}");
+                        let want = tagged.iter().filter(|(r, _)| hit(r)).map(|(_, t)| *t).min();
+                        prop_assert_eq!(inside.first().copied(), want, "at {} {} {}", a, p, port);
                     }
                 }
             }

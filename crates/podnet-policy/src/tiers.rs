@@ -1,9 +1,11 @@
-//! ClusterNetworkPolicy's tiers in a group's chain: the rules that judge a group's pods, cut
-//! into segments (consecutive rules of one tier with one action: the first of them to match
-//! decides as any would), and each segment's elements, computed as NetworkPolicy's are.
+//! ClusterNetworkPolicy's tiers in a group's chains: the rules that judge a group's pods, and
+//! each tier as two verdict maps, the first-match partition of its rules' connections (each
+//! rule's computed as NetworkPolicy's are): a new connection costs two lookups per tier, however
+//! many rules the tier has.
 
 use podnet_model::cnp::{self, Peer, Rule};
 use podnet_model::policy_api::Tier;
+use std::collections::BTreeMap;
 
 use super::compile::{all_addresses, block_ranges, point, push, Class};
 use super::*;
@@ -50,21 +52,24 @@ impl<'a> TierRules<'a> {
         out
     }
 
-    /// The chain's shape; None where no ClusterNetworkPolicy judges the pod.
+    /// The chains' shape; None where no ClusterNetworkPolicy judges the pod.
     pub fn layout(&self, isolated: bool) -> Option<Layout> {
         if self.is_empty() {
             return None;
         }
+        let actions = |rules: &[Rule<'a>], baseline| -> Vec<Action> {
+            Self::runs(rules, baseline)
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect()
+        };
+        let (admin, baseline) = (actions(&self.admin, false), actions(&self.baseline, true));
         Some(Layout {
-            admin: Self::runs(&self.admin, false)
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect(),
+            admin: !admin.is_empty(),
             isolated,
-            baseline: Self::runs(&self.baseline, true)
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect(),
+            baseline: !baseline.is_empty(),
+            tail: admin.contains(&Action::Pass) || !baseline.is_empty(),
+            deny: admin.iter().chain(&baseline).any(|a| *a == Action::Deny),
         })
     }
 
@@ -88,26 +93,81 @@ impl<'a> TierRules<'a> {
         key
     }
 
-    /// Each segment's elements, by segment index (Admin's first): the connections its rules
-    /// take in for `pod` as the subject.
-    pub fn segment_rects(
+    /// Each tier's map elements (the tiers with rules): the first-match partition of its
+    /// rules' connections for `pod` as the subject, each element with the action of the first
+    /// rule that holds it. Points (one address, protocol and port: a selected pod's port) go
+    /// as they are, with the action of the first rule holding them, ranges or points; ranges
+    /// are made disjoint, the first rule's action winning where they overlap.
+    pub fn maps(
         &self,
         policies: &Policies<'_>,
         classes: &[Class<'_>],
         pod: &PodInfo,
         dir: Direction,
         families: &[IpFamily],
-    ) -> Vec<Vec<Rect>> {
+    ) -> Vec<(Tier, BTreeMap<Rect, Action>)> {
         let mut out = Vec::new();
-        for (rules, baseline) in [(&self.admin, false), (&self.baseline, true)] {
-            for (_, idx) in Self::runs(rules, baseline) {
+        for (tier, rules, baseline) in [
+            (Tier::Admin, &self.admin, false),
+            (Tier::Baseline, &self.baseline, true),
+        ] {
+            if rules.is_empty() {
+                continue;
+            }
+            // Each run of rules of one action (a segment) is tagged by its place.
+            let runs = Self::runs(rules, baseline);
+            let mut points: Vec<(Rect, u16)> = Vec::new();
+            let mut ranges: Vec<(Rect, u16)> = Vec::new();
+            for (tag, (_, idx)) in runs.iter().enumerate() {
                 let mut rects = Vec::new();
                 for i in idx {
-                    rule_rects(policies, &rules[i], classes, pod, dir, families, &mut rects);
+                    rule_rects(
+                        policies, &rules[*i], classes, pod, dir, families, &mut rects,
+                    );
                 }
                 rects.retain(|r| families.contains(&r.family));
-                out.push(rects);
+                for r in rects {
+                    if r.is_point() {
+                        points.push((r, tag as u16));
+                    } else {
+                        ranges.push((r, tag as u16));
+                    }
+                }
             }
+            let ranges = rects::first_match(&ranges);
+            let mut map: BTreeMap<Rect, Action> = BTreeMap::new();
+            // The ranges of one action merged where they touch (still disjoint from the
+            // others': the partition's pieces of one action are merged among themselves).
+            let mut by_action: BTreeMap<Action, Vec<Rect>> = BTreeMap::new();
+            for (r, tag) in &ranges {
+                by_action
+                    .entry(runs[usize::from(*tag)].0)
+                    .or_default()
+                    .push(*r);
+            }
+            for (action, rs) in by_action {
+                for r in rects::normalize(&rs) {
+                    map.insert(r, action);
+                }
+            }
+            // A point takes the first segment that holds it, as a point or in a range.
+            let mut first: BTreeMap<Rect, u16> = BTreeMap::new();
+            for (p, tag) in points {
+                let (ip, proto, port) =
+                    (rects::number_addr(p.family, p.addr.0), p.proto.0, p.port.0);
+                let in_range = ranges
+                    .iter()
+                    .find(|(r, _)| r.contains(ip, proto, port))
+                    .map(|(_, t)| *t);
+                let tag = in_range.map_or(tag, |t| t.min(tag));
+                let e = first.entry(p).or_insert(tag);
+                *e = (*e).min(tag);
+            }
+            // After the ranges: a point that is also a range's whole box keeps its own answer.
+            for (p, tag) in first {
+                map.insert(p, runs[usize::from(tag)].0);
+            }
+            out.push((tier, map));
         }
         out
     }

@@ -17,9 +17,10 @@ pub enum Op {
     /// Elements, each in its family's table.
     AddRects(GroupId, Vec<Rect>),
     DeleteRects(GroupId, Vec<Rect>),
-    /// Elements of a group's tier segment, each in its family's table.
-    AddSegment(SegmentId, Vec<Rect>),
-    DeleteSegment(SegmentId, Vec<Rect>),
+    /// Elements of a group's tier maps, each with its action (points to the points map,
+    /// ranges to the ranges map), each in its family's table.
+    AddTier(TierId, Vec<(Rect, Action)>),
+    DeleteTier(TierId, Vec<Rect>),
     SetTargets(Direction, Vec<(IpAddr, Target)>),
     DeleteTargets(Direction, Vec<IpAddr>),
     AddLocal(Vec<IpNet>),
@@ -77,16 +78,25 @@ impl Transaction {
         for id in new.groups.keys().filter(|g| !old.groups.contains_key(g)) {
             ops.push(Op::AddGroup(*id, new.layouts.get(id).cloned()));
         }
-        let none = BTreeSet::new();
-        for (id, rects) in &new.segments {
-            let before = old.segments.get(id).unwrap_or(&none);
-            let gone: Vec<Rect> = before.difference(rects).copied().collect();
-            let added: Vec<Rect> = rects.difference(before).copied().collect();
+        let none = BTreeMap::new();
+        for (id, map) in &new.tiers {
+            let before = old.tiers.get(id).unwrap_or(&none);
+            // An element whose action changed goes and comes back with the new one.
+            let gone: Vec<Rect> = before
+                .iter()
+                .filter(|(r, a)| map.get(r) != Some(a))
+                .map(|(r, _)| *r)
+                .collect();
+            let added: Vec<(Rect, Action)> = map
+                .iter()
+                .filter(|(r, a)| before.get(r) != Some(a))
+                .map(|(r, a)| (*r, *a))
+                .collect();
             if !gone.is_empty() {
-                ops.push(Op::DeleteSegment(*id, gone));
+                ops.push(Op::DeleteTier(*id, gone));
             }
             if !added.is_empty() {
-                ops.push(Op::AddSegment(*id, added));
+                ops.push(Op::AddTier(*id, added));
             }
         }
         let empty = BTreeSet::new();
@@ -159,11 +169,13 @@ impl Transaction {
             .map(|op| match op {
                 Op::AddRects(g, v) => Some(ElementOp::Add(rects(g, v))),
                 Op::DeleteRects(g, v) => Some(ElementOp::Delete(rects(g, v))),
-                Op::AddSegment(id, v) => Some(ElementOp::Add(
-                    v.iter().map(|r| segment_element(id, r)).collect(),
+                Op::AddTier(id, v) => Some(ElementOp::Add(
+                    v.iter()
+                        .map(|(r, a)| tier_element(id, r, Some(*a)))
+                        .collect(),
                 )),
-                Op::DeleteSegment(id, v) => Some(ElementOp::Delete(
-                    v.iter().map(|r| segment_element(id, r)).collect(),
+                Op::DeleteTier(id, v) => Some(ElementOp::Delete(
+                    v.iter().map(|r| tier_element(id, r, None)).collect(),
                 )),
                 Op::SetTargets(dir, v) => Some(ElementOp::Add(
                     v.iter()
@@ -218,20 +230,20 @@ impl PolicyPlan {
                     self.ingress.retain(|ip, _| v4(ip));
                     self.egress.retain(|ip, _| v4(ip));
                     self.local.retain(|n| n.addr().is_ipv4());
-                    for set in self.groups.values_mut().chain(self.segments.values_mut()) {
+                    for set in self.groups.values_mut() {
                         set.retain(|r| r.family == IpFamily::Ipv4);
+                    }
+                    for map in self.tiers.values_mut() {
+                        map.retain(|r, _| r.family == IpFamily::Ipv4);
                     }
                     self.ipv6 = true;
                 }
                 Op::AddGroup(g, layout) => {
                     self.groups.insert(*g, BTreeSet::new());
                     if let Some(l) = layout {
-                        for index in 0..l.actions().count() {
-                            let id = SegmentId {
-                                group: *g,
-                                index: index as u16,
-                            };
-                            self.segments.insert(id, BTreeSet::new());
+                        for tier in l.tiers() {
+                            self.tiers
+                                .insert(TierId { group: *g, tier }, BTreeMap::new());
                         }
                         self.layouts.insert(*g, l.clone());
                     }
@@ -239,27 +251,8 @@ impl PolicyPlan {
                 Op::DeleteGroup(g, _) => {
                     self.groups.remove(g).ok_or_else(|| Missing(g.chain()))?;
                     if let Some(l) = self.layouts.remove(g) {
-                        for index in 0..l.actions().count() {
-                            self.segments.remove(&SegmentId {
-                                group: *g,
-                                index: index as u16,
-                            });
-                        }
-                    }
-                }
-                Op::AddSegment(id, v) => {
-                    let set = self.segments.get_mut(id).ok_or_else(|| Missing(id.set()))?;
-                    set.extend(v.iter().copied());
-                }
-                Op::DeleteSegment(id, v) => {
-                    let set = self.segments.get_mut(id).ok_or_else(|| Missing(id.set()))?;
-                    for r in v {
-                        if !set.remove(r) {
-                            return Err(Missing(format!(
-                                "{} element {}",
-                                id.set(),
-                                render_rect(r)
-                            )));
+                        for tier in l.tiers() {
+                            self.tiers.remove(&TierId { group: *g, tier });
                         }
                     }
                 }
@@ -274,6 +267,31 @@ impl PolicyPlan {
                             return Err(Missing(format!(
                                 "{} element {}",
                                 g.chain(),
+                                render_rect(r)
+                            )));
+                        }
+                    }
+                }
+                Op::AddTier(id, v) => {
+                    let map = self.tiers.get_mut(id).ok_or_else(|| Missing(id.maps().0))?;
+                    for (r, a) in v {
+                        // The kernel refuses a key it holds already.
+                        if map.insert(*r, *a).is_some() {
+                            return Err(Missing(format!(
+                                "{} element {} (it is there already)",
+                                id.maps().0,
+                                render_rect(r)
+                            )));
+                        }
+                    }
+                }
+                Op::DeleteTier(id, v) => {
+                    let map = self.tiers.get_mut(id).ok_or_else(|| Missing(id.maps().0))?;
+                    for r in v {
+                        if map.remove(r).is_none() {
+                            return Err(Missing(format!(
+                                "{} element {}",
+                                id.maps().0,
                                 render_rect(r)
                             )));
                         }
@@ -348,37 +366,53 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 let (fam, _) = words(*f);
                 let _ = writeln!(s, "delete chain {fam} {t} {c}");
                 if let Some(l) = layout {
-                    // The chains it goes to go after it.
-                    if l.has_tail() {
+                    // Each thing once nothing refers to it: the Admin maps (looked up by the
+                    // group's chain) before the `_t` chain (their Pass elements go there), the
+                    // Baseline maps (looked up by the `_t` chain) after it, the `_d` chain
+                    // (their Deny elements go there) last.
+                    let maps = |s: &mut String, tier| {
+                        let (points, ranges) = TierId { group: *g, tier }.maps();
+                        let _ = writeln!(s, "delete map {fam} {t} {points}");
+                        let _ = writeln!(s, "delete map {fam} {t} {ranges}");
+                    };
+                    if l.admin {
+                        maps(s, podnet_model::policy_api::Tier::Admin);
+                    }
+                    if l.tail {
                         let _ = writeln!(s, "delete chain {fam} {t} {c}_t");
                     }
-                    if l.has_deny() {
-                        let _ = writeln!(s, "delete chain {fam} {t} {c}_d");
+                    if l.baseline {
+                        maps(s, podnet_model::policy_api::Tier::Baseline);
                     }
-                    for index in 0..l.actions().count() {
-                        let set = SegmentId {
-                            group: *g,
-                            index: index as u16,
-                        }
-                        .set();
-                        let _ = writeln!(s, "delete set {fam} {t} {set}p");
-                        let _ = writeln!(s, "delete set {fam} {t} {set}");
+                    if l.deny {
+                        let _ = writeln!(s, "delete chain {fam} {t} {c}_d");
                     }
                 }
                 let _ = writeln!(s, "delete set {fam} {t} {c}_pts");
                 let _ = writeln!(s, "delete set {fam} {t} {c}_allow");
             }
         }
-        Op::AddSegment(id, v) | Op::DeleteSegment(id, v) => {
-            let verb = if matches!(op, Op::AddSegment(..)) {
-                "add"
-            } else {
-                "delete"
-            };
+        Op::AddTier(id, v) => {
+            type Elements<'a> = Vec<&'a (Rect, Action)>;
+            let (points, ranges): (Elements<'_>, Elements<'_>) =
+                v.iter().partition(|(r, _)| r.is_point());
+            let (pm, rm) = id.maps();
+            for (name, v) in [(pm, points), (rm, ranges)] {
+                render_elements(
+                    s,
+                    "add",
+                    &name,
+                    &v,
+                    |(r, _)| r.family,
+                    |(r, a)| format!("{} : {}", render_rect(r), tier_verdict(id.group, *a)),
+                );
+            }
+        }
+        Op::DeleteTier(id, v) => {
             let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v.iter().partition(|r| r.is_point());
-            let set = id.set();
-            for (name, v) in [(format!("{set}p"), points), (set, ranges)] {
-                render_elements(s, verb, &name, &v, |r| r.family, |r| render_rect(r));
+            let (pm, rm) = id.maps();
+            for (name, v) in [(pm, points), (rm, ranges)] {
+                render_elements(s, "delete", &name, &v, |r| r.family, |r| render_rect(r));
             }
         }
         Op::AddRects(g, v) | Op::DeleteRects(g, v) => {
@@ -499,11 +533,11 @@ pub(super) fn verdict(dir: Direction, t: Target) -> String {
 }
 
 /// A group's sets and chains in one family's table. A group of NetworkPolicy alone: its points
-/// and ranges allow, anything else is logged and dropped. A group with tiers
-/// ([`Layout`]): each Admin segment's sets with its verdict (Accept: allowed this way; Deny: to
-/// the `_d` chain that logs and drops; Pass: to the `_t` chain, the rest, which a group with
-/// Baseline segments has too), then NetworkPolicy's
-/// sets as above where NetworkPolicies isolate the pods, else the Baseline segments and allow.
+/// and ranges allow, anything else is logged and dropped. A group with tiers ([`Layout`]): the
+/// Admin tier's two verdict maps (each element's verdict its first rule's action: Accept
+/// allows this way, Deny goes to the `_d` chain that logs and drops, Pass to the `_t` chain,
+/// the rest), then NetworkPolicy's sets as above where NetworkPolicies isolate the pods, else
+/// (in the `_t` chain) the Baseline tier's maps and allow.
 fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily) {
     let t = TABLE;
     let c = g.chain();
@@ -549,20 +583,8 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
         np(s, &c);
         return;
     };
-    for index in 0..l.actions().count() {
-        let set = SegmentId {
-            group: g,
-            index: index as u16,
-        }
-        .set();
-        let _ = writeln!(s, "add set {fam} {t} {set}p {{ type {key}; }}");
-        let _ = writeln!(
-            s,
-            "add set {fam} {t} {set} {{ type {key}; flags interval; }}"
-        );
-    }
-    // The chains a rule goes to exist before it.
-    if l.has_deny() {
+    // The chains a verdict goes to exist before the maps that name them.
+    if l.deny {
         let _ = writeln!(s, "add chain {fam} {t} {c}_d");
         let _ = writeln!(
             s,
@@ -575,34 +597,29 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
             reason.log_statement()
         );
     }
-    let rest = if l.has_tail() {
+    let rest = if l.tail {
         let _ = writeln!(s, "add chain {fam} {t} {c}_t");
         format!("{c}_t")
     } else {
         c.clone()
     };
+    for tier in l.tiers() {
+        let (points, ranges) = TierId { group: g, tier }.maps();
+        let _ = writeln!(s, "add map {fam} {t} {points} {{ type {key} : verdict; }}");
+        let _ = writeln!(
+            s,
+            "add map {fam} {t} {ranges} {{ type {key} : verdict; flags interval; }}"
+        );
+    }
     let _ = writeln!(s, "add chain {fam} {t} {c}");
-    let verdict = |a: Action| match a {
-        Action::Accept => allow.to_string(),
-        Action::Deny => format!("goto {c}_d"),
-        Action::Pass => format!("goto {c}_t"),
-    };
-    let segment = |s: &mut String, chain: &str, index: usize, a: Action| {
-        let set = SegmentId {
-            group: g,
-            index: index as u16,
-        }
-        .set();
-        for name in [format!("{set}p"), set] {
-            let _ = writeln!(
-                s,
-                "add rule {fam} {t} {chain} {matched} @{name} {}",
-                verdict(a)
-            );
+    let lookups = |s: &mut String, chain: &str, tier| {
+        let (points, ranges) = TierId { group: g, tier }.maps();
+        for m in [points, ranges] {
+            let _ = writeln!(s, "add rule {fam} {t} {chain} {matched} vmap @{m}");
         }
     };
-    for (i, a) in l.admin.iter().enumerate() {
-        segment(s, &c, i, *a);
+    if l.admin {
+        lookups(s, &c, podnet_model::policy_api::Tier::Admin);
     }
     if rest != c {
         let _ = writeln!(s, "add rule {fam} {t} {c} goto {rest}");
@@ -610,21 +627,35 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
     if l.isolated {
         np(s, &rest);
     } else {
-        for (i, a) in l.baseline.iter().enumerate() {
-            segment(s, &rest, l.admin.len() + i, *a);
+        if l.baseline {
+            lookups(s, &rest, podnet_model::policy_api::Tier::Baseline);
         }
         let _ = writeln!(s, "add rule {fam} {t} {rest} {allow}");
     }
 }
 
-/// A segment's element: a point in its `<set>p` set, a range in its `<set>` set.
-fn segment_element(id: &SegmentId, r: &Rect) -> SetElement {
+/// What a tier's element does: its action as the group's chains say it.
+fn tier_verdict(g: GroupId, a: Action) -> String {
+    match (a, g.dir) {
+        (Action::Accept, Direction::Ingress) => "accept".into(),
+        (Action::Accept, Direction::Egress) => "goto ingress_check".into(),
+        (Action::Deny, _) => format!("goto {}_d", g.chain()),
+        (Action::Pass, _) => format!("goto {}_t", g.chain()),
+    }
+}
+
+/// A tier's element: a point in its points map, a range in its ranges map, with its verdict
+/// (none to delete it).
+fn tier_element(id: &TierId, r: &Rect, a: Option<Action>) -> SetElement {
     let mut e = rect_element(&id.group, r);
-    e.set = if r.is_point() {
-        format!("{}p", id.set())
-    } else {
-        id.set()
-    };
+    let (points, ranges) = id.maps();
+    e.set = if r.is_point() { points } else { ranges };
+    e.data = a.map(|a| match (a, id.group.dir) {
+        (Action::Accept, Direction::Ingress) => ElementData::Accept,
+        (Action::Accept, Direction::Egress) => ElementData::Goto("ingress_check".into()),
+        (Action::Deny, _) => ElementData::Goto(format!("{}_d", id.group.chain())),
+        (Action::Pass, _) => ElementData::Goto(format!("{}_t", id.group.chain())),
+    });
     e
 }
 

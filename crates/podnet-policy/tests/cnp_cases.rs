@@ -1,7 +1,9 @@
 //! Every ClusterNetworkPolicy conformance case ([`podnet_testkit::cnp_cases`]): each probe
 //! judged by the model (what `check --reach` and `explain` answer with) and by the compiled
 //! tables of every node (their maps, chains and sets evaluated as the kernel evaluates them),
-//! both equal to upstream's expectation. Then the rendered tables load into nftables.
+//! both equal to upstream's expectation. Then each node's tables load into nftables, state
+//! after state: the first whole, each next one as the transaction from the one before (groups
+//! and their tiers made and deleted, elements moved), as a node's applier would.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,8 @@ use podnet_testkit::cnp_cases;
 #[test]
 fn every_case_statically_and_compiled_as_upstream_expects() {
     let mut wrong = Vec::new();
-    let mut tables = Vec::new();
+    // Each node's plans, state after state.
+    let mut history: BTreeMap<String, Vec<PolicyPlan>> = BTreeMap::new();
     let mut last_state = String::new();
     let mut plans: BTreeMap<String, PolicyPlan> = BTreeMap::new();
     let ran = cnp_cases::run_cases(|p| {
@@ -23,11 +26,9 @@ fn every_case_statically_and_compiled_as_upstream_expects() {
                 .iter()
                 .map(|n| (n.name.clone(), PolicyPlan::for_node(c, &n.name)))
                 .collect();
-            tables.extend(
-                plans
-                    .values()
-                    .map(|plan| Transaction::create(plan).render()),
-            );
+            for (node, plan) in &plans {
+                history.entry(node.clone()).or_default().push(plan.clone());
+            }
             last_state = p.manifests.clone();
         }
         let pod = |k: &str| {
@@ -72,14 +73,26 @@ fn every_case_statically_and_compiled_as_upstream_expects() {
         wrong.len(),
         wrong.join("\n")
     );
-    load_into_nft(&tables);
+    for plans in history.values() {
+        let mut scripts = vec![Transaction::create(&plans[0]).render()];
+        for w in plans.windows(2) {
+            // The kernel's side of the plan, step by step, must be the plan.
+            let tx = Transaction::update(&w[0], &w[1]);
+            let mut applied = w[0].clone();
+            applied.apply(&tx).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(applied, w[1]);
+            scripts.push(tx.render());
+        }
+        load_into_nft(&scripts);
+    }
 }
 
-/// Loads each rendered table into a scratch namespace (root only; said when skipped).
+/// Loads the scripts one after another into one scratch namespace (root only; said when
+/// skipped): each must be accepted on top of the ones before.
 fn load_into_nft(tables: &[String]) {
     let dir = std::env::temp_dir().join(format!("podnet-cnp-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let picked: Vec<&String> = tables.iter().step_by(7).chain(tables.last()).collect();
+    let picked: Vec<&String> = tables.iter().filter(|t| !t.is_empty()).collect();
     for (i, t) in picked.iter().enumerate() {
         std::fs::write(dir.join(format!("{i}.nft")), t).unwrap();
     }
