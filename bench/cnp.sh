@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # ClusterNetworkPolicy benchmarks (issue 27), as root:
 #  1. the NetworkPolicy bench's node (10,000 pods, 1,000 policies) with 100 ClusterNetworkPolicies
-#     on top (50 Admin, 50 Baseline; rules of alternating actions, so that no segments merge):
+#     on top (50 Admin, 50 Baseline; rules of alternating actions, so that no runs of rules merge):
 #     compile, render and load the table cold, and one pod's labels change (RUNS times);
 #  2. the cost per connection: a server pod that 1,000 NetworkPolicies (10,000 ipBlocks) and
 #     100 ClusterNetworkPolicies select (each with a Deny and a Pass that the client does not
-#     match: 100 Admin segments to pass through before NetworkPolicy allows it), the client's
-#     egress through 100 Baseline segments, against the same pods with no policy; interleaved
+#     match: 100 alternating Admin rules before NetworkPolicy allows it), the client's
+#     egress through 100 alternating Baseline rules, against the same pods with no policy; interleaved
 #     in both orders (ABBA), ROUNDS rounds. First connection (median of 2000 connects) and
 #     iperf3 TCP throughput (5 s).
 # Everything runs in namespaces of its own; the host's namespace is not touched.

@@ -17,7 +17,7 @@ use podnet_node::Effects;
 use podnet_policy::{PolicyPlan, Transaction};
 
 /// `n` ClusterNetworkPolicies, half Admin and half Baseline, each selecting two apps' pods, with
-/// rules of every action towards other apps' pods, networks and ports: the tiers' segments
+/// rules of every action towards other apps' pods, networks and ports: the tiers' runs of rules
 /// alternate in action, so none merge.
 fn cluster_policies(n: usize) -> String {
     let mut s = String::new();
@@ -99,7 +99,7 @@ fn main() {
     let rects: usize = plan.groups.values().map(|g| g.len()).sum::<usize>()
         + plan.tiers.values().map(|m| m.len()).sum::<usize>();
     eprintln!(
-        "pods {} policies {policies} cluster policies {cluster} groups {} (with tiers {}, tier maps {}) set and map elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
+        "pods {} policies {policies} cluster policies {cluster} groups {} (with tiers {}, tiers {}) set elements {rects}; compile {:.1} ms, render {:.1} ms; the label change: {} ops",
         before.pods.len(),
         plan.groups.len(),
         plan.layouts.len(),

@@ -583,8 +583,9 @@ fn rect(family: IpFamily, e: &Value) -> Result<Rect, Unreadable> {
 }
 
 /// The shapes of the policy table's group chains, as the kernel holds them: which chains a
-/// group has (`_t`, `_d`), which of its tiers' maps its chains look up (the Admin tier's in its
-/// chain, the Baseline tier's in its `_t` chain), and whether they look NetworkPolicy's sets up.
+/// group has (`_t`, `_d`), which of its tiers' sets its chains look up, in order (the Admin
+/// tier's in its chain, the Baseline tier's in its `_t` chain), each rule's verdict its set's
+/// action's, and whether they look NetworkPolicy's sets up.
 #[derive(Debug, Default)]
 struct Shapes {
     chains: BTreeSet<String>,
@@ -608,30 +609,42 @@ impl Shapes {
             .iter()
             .filter_map(|e| e["match"]["right"].as_str())
             .find_map(|r| r.strip_prefix('@'));
-        if set.is_some_and(|s| s.ends_with("_pts") || s.ends_with("_allow")) {
+        let Some(set) = set else {
+            return Ok(());
+        };
+        if set.ends_with("_pts") || set.ends_with("_allow") {
             self.isolated.insert(g);
             return Ok(());
         }
-        let map = exprs
-            .iter()
-            .filter_map(|e| e["vmap"]["data"].as_str())
-            .find_map(|r| r.strip_prefix('@'));
-        let Some(map) = map else {
-            return Ok(());
+        let Some((id, action, _)) = tier_set(set).filter(|(id, _, _)| id.group == g) else {
+            return Err(not(set, "a tier set of the chain's group"));
         };
-        let Some(id) = tier_map(map).map(|(id, _)| id).filter(|id| id.group == g) else {
-            return Err(not(map, "a tier map of the chain's group"));
-        };
+        let verdict = exprs.iter().find_map(|e| {
+            if e.get("accept").is_some() {
+                Some("accept".to_string())
+            } else {
+                e["goto"]["target"].as_str().map(|t| format!("goto {t}"))
+            }
+        });
+        if verdict.as_deref() != Some(tier_verdict(g, action).as_str()) {
+            return Err(not(
+                format!("{verdict:?}"),
+                "the verdict of the set's action",
+            ));
+        }
         let l = self.layouts.entry(g).or_default();
-        match (id.tier, tail) {
-            (Tier::Admin, false) => l.admin = true,
-            (Tier::Baseline, true) => l.baseline = true,
-            _ => return Err(not(chain, "the chain of the map's tier")),
+        let actions = match (id.tier, tail) {
+            (Tier::Admin, false) => &mut l.admin,
+            (Tier::Baseline, true) => &mut l.baseline,
+            _ => return Err(not(chain, "the chain of the set's tier")),
+        };
+        if !actions.contains(&action) {
+            actions.push(action);
         }
         Ok(())
     }
 
-    /// The layouts: each group whose chains look a tier's maps up, with the chains it has.
+    /// The layouts: each group whose chains look a tier's sets up, with the chains it has.
     fn layouts(self) -> BTreeMap<GroupId, podnet_policy::Layout> {
         let Shapes {
             chains,
@@ -648,16 +661,37 @@ impl Shapes {
     }
 }
 
-/// A tier's map by name: `<group>_a`, `<group>_b` (points) or `<group>_ar`, `<group>_br`
-/// (ranges); and whether it is the ranges'.
-fn tier_map(name: &str) -> Option<(podnet_policy::TierId, bool)> {
+/// What a tier's rule does with a connection its set holds, as podnet writes it.
+fn tier_verdict(g: GroupId, a: podnet_policy::Action) -> String {
+    use podnet_policy::Action;
+    match (a, g.dir) {
+        (Action::Accept, Direction::Ingress) => "accept".into(),
+        (Action::Accept, Direction::Egress) => "goto ingress_check".into(),
+        (Action::Deny, _) => format!("goto {}_d", g.chain()),
+        (Action::Pass, _) => format!("goto {}_t", g.chain()),
+    }
+}
+
+/// A tier's set by name (`<group>_a_accept`, `<group>_b_deny_r`, ...): its tier, its action,
+/// and whether it is the ranges'.
+fn tier_set(name: &str) -> Option<(podnet_policy::TierId, podnet_policy::Action, bool)> {
     use podnet_model::policy_api::Tier;
+    use podnet_policy::Action;
     let (g, rest) = name.split_at_checked(12)?;
-    let (tier, ranges) = match rest {
-        "_a" => (Tier::Admin, false),
-        "_ar" => (Tier::Admin, true),
-        "_b" => (Tier::Baseline, false),
-        "_br" => (Tier::Baseline, true),
+    let (rest, ranges) = match rest.strip_suffix("_r") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let (tier, action) = rest.strip_prefix('_')?.split_once('_')?;
+    let tier = match tier {
+        "a" => Tier::Admin,
+        "b" => Tier::Baseline,
+        _ => return None,
+    };
+    let action = match action {
+        "accept" => Action::Accept,
+        "deny" => Action::Deny,
+        "pass" => Action::Pass,
         _ => return None,
     };
     Some((
@@ -665,23 +699,9 @@ fn tier_map(name: &str) -> Option<(podnet_policy::TierId, bool)> {
             group: group(g)?,
             tier,
         },
+        action,
         ranges,
     ))
-}
-
-/// A tier map element's verdict back to its action.
-fn tier_action(g: GroupId, v: &Value) -> Result<podnet_policy::Action, Unreadable> {
-    use podnet_policy::Action;
-    let c = g.chain();
-    if v.get("accept").is_some() && g.dir == Direction::Ingress {
-        return Ok(Action::Accept);
-    }
-    match v["goto"]["target"].as_str() {
-        Some("ingress_check") if g.dir == Direction::Egress => Ok(Action::Accept),
-        Some(t) if t == format!("{c}_d") => Ok(Action::Deny),
-        Some(t) if t == format!("{c}_t") => Ok(Action::Pass),
-        _ => Err(not(v, "a tier's verdict")),
-    }
 }
 
 /// A group's chain name back to its id (`ing_<8 hex>`, `egr_<8 hex>`).
@@ -766,12 +786,10 @@ fn policy_set(
                 .and_then(group)
             {
                 p.groups.entry(g).or_default()
-            } else if let Some((id, _)) = tier_map(other) {
+            } else if let Some((id, action, _)) = tier_set(other) {
                 let map = p.tiers.entry(id).or_default();
                 for e in elems {
-                    let (k, v) = key_value(e);
-                    let v = v.ok_or_else(|| not(e, "a map element with a value"))?;
-                    map.insert(rect(family, k)?, tier_action(id.group, v)?);
+                    map.insert(rect(family, e)?, action);
                 }
                 return Ok(());
             } else {
@@ -1091,20 +1109,27 @@ mod tests {
     }
 
     /// A group's tiers read back from the kernel: its layout from its chains and their
-    /// rules (the Admin maps looked up in its chain, the Baseline maps in its `_t` chain), each
-    /// map element's action from its verdict; a verdict podnet does not write makes the table
-    /// untrusted.
+    /// rules (the Admin sets looked up in its chain, the Baseline sets in its `_t` chain, each
+    /// action's in order), each element's action from its set; a rule whose verdict is not its
+    /// set's action's makes the table untrusted.
     #[test]
-    fn tier_layouts_and_maps_read_back() {
+    fn tier_layouts_and_sets_read_back() {
         let c = "ing_00000007";
-        let lookup = |chain: &str, map: &str| {
+        let lookup = |chain: &str, set: &str, verdict: &str| {
             format!(
-                r#"{{"rule": {{"family": "ip", "table": "podnet-policy", "chain": "{chain}", "expr": [{{"vmap": {{"key": {{"concat": []}}, "data": "@{map}"}}}}]}}}}"#
+                r#"{{"rule": {{"family": "ip", "table": "podnet-policy", "chain": "{chain}", "expr": [{{"match": {{"op": "==", "left": {{"concat": []}}, "right": "@{set}"}}}}, {verdict}]}}}}"#
             )
         };
+        let to = |t: &str| format!(r#"{{"goto": {{"target": "{t}"}}}}"#);
+        let accept = r#"{"accept": null}"#;
         let chain = |name: &str| {
             format!(
                 r#"{{"chain": {{"family": "ip", "table": "podnet-policy", "name": "{name}"}}}}"#
+            )
+        };
+        let set = |name: &str, elem: &str| {
+            format!(
+                r#"{{"set": {{"family": "ip", "name": "{name}", "table": "podnet-policy", "elem": [{elem}]}}}}"#
             )
         };
         let objects = [
@@ -1112,16 +1137,24 @@ mod tests {
             chain(c),
             chain(&format!("{c}_t")),
             chain(&format!("{c}_d")),
-            format!(
-                r#"{{"map": {{"family": "ip", "name": "{c}_a", "table": "podnet-policy", "elem": [[{{"concat": ["10.244.0.3", "tcp", 80]}}, {{"goto": {{"target": "{c}_d"}}}}], [{{"concat": ["10.244.0.4", "tcp", 80]}}, {{"goto": {{"target": "{c}_t"}}}}]]}}}}"#
+            set(
+                &format!("{c}_a_deny"),
+                r#"{"concat": ["10.244.0.3", "tcp", 80]}"#,
             ),
-            format!(
-                r#"{{"map": {{"family": "ip", "name": "{c}_br", "table": "podnet-policy", "elem": [[{{"concat": [{{"range": ["10.0.0.0", "10.0.0.9"]}}, {{"range": [0, 255]}}, {{"range": [0, 65535]}}]}}, {{"accept": null}}]]}}}}"#
+            set(
+                &format!("{c}_a_pass"),
+                r#"{"concat": ["10.244.0.4", "tcp", 80]}"#,
             ),
-            lookup(c, &format!("{c}_a")),
-            lookup(c, &format!("{c}_ar")),
-            lookup(&format!("{c}_t"), &format!("{c}_b")),
-            lookup(&format!("{c}_t"), &format!("{c}_br")),
+            set(
+                &format!("{c}_b_accept_r"),
+                r#"{"concat": [{"range": ["10.0.0.0", "10.0.0.9"]}, {"range": [0, 255]}, {"range": [0, 65535]}]}"#,
+            ),
+            lookup(c, &format!("{c}_a_deny"), &to(&format!("{c}_d"))),
+            lookup(c, &format!("{c}_a_deny_r"), &to(&format!("{c}_d"))),
+            lookup(c, &format!("{c}_a_pass"), &to(&format!("{c}_t"))),
+            lookup(c, &format!("{c}_a_pass_r"), &to(&format!("{c}_t"))),
+            lookup(&format!("{c}_t"), &format!("{c}_b_accept"), accept),
+            lookup(&format!("{c}_t"), &format!("{c}_b_accept_r"), accept),
         ];
         let json = format!(r#"{{"nftables": [{}]}}"#, objects.join(","));
         let policy = tables(&json).unwrap().policy.unwrap();
@@ -1137,9 +1170,9 @@ mod tests {
             [(
                 g,
                 Layout {
-                    admin: true,
+                    admin: vec![Action::Deny, Action::Pass],
                     isolated: false,
-                    baseline: true,
+                    baseline: vec![Action::Accept],
                     tail: true,
                     deny: true,
                 }
@@ -1158,7 +1191,7 @@ mod tests {
         }];
         assert_eq!(baseline.values().next(), Some(&Action::Accept));
         // An Accept turned into a drop behind podnet's back: not podnet's table.
-        let json = json.replacen(r#"{"accept": null}"#, r#"{"drop": null}"#, 1);
+        let json = json.replacen(accept, r#"{"drop": null}"#, 1);
         let policy = tables(&json).unwrap().policy.unwrap();
         assert_eq!(policy.unreadable.len(), 1, "{:?}", policy.unreadable);
     }

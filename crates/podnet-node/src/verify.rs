@@ -184,10 +184,10 @@ pub fn drift(observed: &Observed, want: &NodeDataplane) -> Vec<Drift> {
             let tiers = |p: &podnet_policy::PolicyPlan| -> Vec<_> {
                 p.tiers
                     .iter()
-                    .flat_map(|(g, m)| m.iter().map(move |(r, a)| (g.maps().0, *r, *a)))
+                    .flat_map(|(g, m)| m.iter().map(move |(r, a)| (g.sets(*a).0, *r)))
                     .collect()
             };
-            compare(&mut out, "policy", "the tiers' maps", tiers(k), tiers(w));
+            compare(&mut out, "policy", "the tiers' sets", tiers(k), tiers(w));
             compare(
                 &mut out,
                 "policy",

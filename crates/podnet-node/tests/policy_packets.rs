@@ -275,7 +275,7 @@ fn the_kernel_judges_real_packets_as_the_model() {
 }
 
 /// The same with ClusterNetworkPolicies of both tiers over the NetworkPolicies: each node's
-/// chains of tier segments, loaded into the kernel, drop and pass as the model's tiers.
+/// tiers' sets, loaded into the kernel, drop and pass as the model's tiers.
 #[test]
 fn with_cluster_policies_the_kernel_judges_real_packets_as_the_model() {
     judge_real_packets(true);

@@ -265,7 +265,7 @@ impl Compiler {
                     if state.users == 0 {
                         plan.groups.remove(&state.id);
                         if let Some(layout) = plan.layouts.remove(&state.id) {
-                            for tier in layout.tiers() {
+                            for (tier, _) in layout.tiers() {
                                 plan.tiers.remove(&TierId {
                                     group: state.id,
                                     tier,
@@ -461,7 +461,7 @@ pub(super) fn selected_keys(cluster: &Cluster) -> BTreeSet<&str> {
     out
 }
 
-/// A group's tiers' map elements (none without a layout), recomputed; true if they changed.
+/// A group's tiers' elements (none without a layout), recomputed; true if they changed.
 pub(super) fn set_tiers(
     policies: &Policies<'_>,
     classes: &[Class<'_>],
@@ -474,7 +474,7 @@ pub(super) fn set_tiers(
     }
     let tiers = TierRules::of(policies, &g.rep, g.id.dir, !g.selecting.is_empty());
     let mut changed = false;
-    for (tier, map) in tiers.maps(policies, classes, &g.rep, g.id.dir, families) {
+    for (tier, map) in tiers.elements(policies, classes, &g.rep, g.id.dir, families) {
         let id = TierId { group: g.id, tier };
         changed |= plan.tiers.get(&id) != Some(&map);
         plan.tiers.insert(id, map);

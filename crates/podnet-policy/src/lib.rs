@@ -64,8 +64,7 @@ impl GroupId {
     }
 }
 
-/// One tier of a group's: its verdict maps `<chain>_a` (points) and `<chain>_ar` (ranges) for
-/// the Admin tier, `<chain>_b` and `<chain>_br` for the Baseline tier.
+/// One tier of a group's: its sets, one pair per action its rules take (points, ranges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TierId {
     pub group: GroupId,
@@ -73,30 +72,40 @@ pub struct TierId {
 }
 
 impl TierId {
-    /// The tier's maps: `(points, ranges)`.
-    pub fn maps(&self) -> (String, String) {
+    /// The tier's sets of an action: `(points, ranges)`, `<chain>_a_accept` and
+    /// `<chain>_a_accept_r` for the Admin tier's Accept (`_b_` for the Baseline tier).
+    pub fn sets(&self, action: Action) -> (String, String) {
         let t = match self.tier {
             podnet_model::policy_api::Tier::Admin => "a",
             podnet_model::policy_api::Tier::Baseline => "b",
         };
+        let a = match action {
+            Action::Accept => "accept",
+            Action::Deny => "deny",
+            Action::Pass => "pass",
+        };
         let c = self.group.chain();
-        (format!("{c}_{t}"), format!("{c}_{t}r"))
+        (format!("{c}_{t}_{a}"), format!("{c}_{t}_{a}_r"))
     }
 }
 
 /// The shape of a group's chains where ClusterNetworkPolicies judge its pods
-/// ([`podnet_model::cnp`]): the Admin tier's maps, then NetworkPolicy (the group's own sets,
-/// where NetworkPolicies isolate its pods), else the Baseline tier's maps, then allow. Each
-/// tier is two verdict maps whatever its number of rules: its rules' first-match partition,
-/// each element's verdict the action of the first rule that holds it.
+/// ([`podnet_model::cnp`]): the Admin tier's sets, then NetworkPolicy (the group's own sets,
+/// where NetworkPolicies isolate its pods), else the Baseline tier's sets, then allow. A tier
+/// is the first-match partition of its rules' connections, each element in the sets of the
+/// action of the first rule that holds it: two sets per action whatever the number of rules
+/// (sets, not verdict maps: a verdict map's elements would each be a jump the kernel
+/// validates, table-wide, at every commit that adds one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Layout {
-    /// Admin rules judge the pods: the group's chain looks the Admin maps up.
-    pub admin: bool,
+    /// The actions the Admin rules take (each once, in order): their sets, looked up by the
+    /// group's chain.
+    pub admin: Vec<Action>,
     /// NetworkPolicies isolate the group's pods: they decide after the Admin tier.
     pub isolated: bool,
-    /// Baseline rules judge the pods (never when isolated): the `_t` chain looks them up.
-    pub baseline: bool,
+    /// The actions the Baseline rules take (a Pass there is an Accept), looked up by the
+    /// `_t` chain; none when isolated.
+    pub baseline: Vec<Action>,
     /// The `_t` chain: the rest after the Admin tier, where an Admin Pass goes (an Admin
     /// Pass, or Baseline rules, make it).
     pub tail: bool,
@@ -105,15 +114,15 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The tiers that have maps.
-    pub fn tiers(&self) -> Vec<podnet_model::policy_api::Tier> {
+    /// The tiers that have sets, each with its actions.
+    pub fn tiers(&self) -> Vec<(podnet_model::policy_api::Tier, &[Action])> {
         use podnet_model::policy_api::Tier;
         let mut v = Vec::new();
-        if self.admin {
-            v.push(Tier::Admin);
+        if !self.admin.is_empty() {
+            v.push((Tier::Admin, self.admin.as_slice()));
         }
-        if self.baseline {
-            v.push(Tier::Baseline);
+        if !self.baseline.is_empty() {
+            v.push((Tier::Baseline, self.baseline.as_slice()));
         }
         v
     }
@@ -148,8 +157,8 @@ pub struct PolicyPlan {
         with = "podnet_model::pairs"
     )]
     pub layouts: BTreeMap<GroupId, Layout>,
-    /// Those groups' tiers' map elements, of both families: each with the action of the
-    /// first rule of the tier that holds it.
+    /// Those groups' tiers' elements, of both families: each with the action of the first
+    /// rule of the tier that holds it (the sets it is in).
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
@@ -241,7 +250,7 @@ impl PolicyPlan {
                 point.or_else(range).map(|(_, a)| *a)
             };
             use podnet_model::policy_api::Tier;
-            if layout.admin {
+            if !layout.admin.is_empty() {
                 match decide(Tier::Admin) {
                     Some(Action::Accept) => return true,
                     Some(Action::Deny) => return false,
@@ -251,7 +260,7 @@ impl PolicyPlan {
             if layout.isolated {
                 return np();
             }
-            if layout.baseline {
+            if !layout.baseline.is_empty() {
                 return decide(Tier::Baseline) != Some(Action::Deny);
             }
             true

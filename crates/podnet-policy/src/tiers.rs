@@ -1,7 +1,7 @@
 //! ClusterNetworkPolicy's tiers in a group's chains: the rules that judge a group's pods, and
-//! each tier as two verdict maps, the first-match partition of its rules' connections (each
-//! rule's computed as NetworkPolicy's are): a new connection costs two lookups per tier, however
-//! many rules the tier has.
+//! each tier as the first-match partition of its rules' connections (each rule's computed as
+//! NetworkPolicy's are), each element in the sets of its first rule's action: a new connection
+//! costs at most two lookups per action per tier, however many rules the tier has.
 
 use podnet_model::cnp::{self, Peer, Rule};
 use podnet_model::policy_api::Tier;
@@ -64,10 +64,20 @@ impl<'a> TierRules<'a> {
                 .collect()
         };
         let (admin, baseline) = (actions(&self.admin, false), actions(&self.baseline, true));
+        // Each action once, in the order of its first rule.
+        let once = |v: &[Action]| -> Vec<Action> {
+            let mut out: Vec<Action> = Vec::new();
+            for a in v {
+                if !out.contains(a) {
+                    out.push(*a);
+                }
+            }
+            out
+        };
         Some(Layout {
-            admin: !admin.is_empty(),
+            admin: once(&admin),
             isolated,
-            baseline: !baseline.is_empty(),
+            baseline: once(&baseline),
             tail: admin.contains(&Action::Pass) || !baseline.is_empty(),
             deny: admin.iter().chain(&baseline).any(|a| *a == Action::Deny),
         })
@@ -93,12 +103,12 @@ impl<'a> TierRules<'a> {
         key
     }
 
-    /// Each tier's map elements (the tiers with rules): the first-match partition of its
+    /// Each tier's elements (the tiers with rules): the first-match partition of its
     /// rules' connections for `pod` as the subject, each element with the action of the first
     /// rule that holds it. Points (one address, protocol and port: a selected pod's port) go
     /// as they are, with the action of the first rule holding them, ranges or points; ranges
     /// are made disjoint, the first rule's action winning where they overlap.
-    pub fn maps(
+    pub fn elements(
         &self,
         policies: &Policies<'_>,
         classes: &[Class<'_>],

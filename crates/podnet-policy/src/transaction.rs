@@ -17,10 +17,10 @@ pub enum Op {
     /// Elements, each in its family's table.
     AddRects(GroupId, Vec<Rect>),
     DeleteRects(GroupId, Vec<Rect>),
-    /// Elements of a group's tier maps, each with its action (points to the points map,
-    /// ranges to the ranges map), each in its family's table.
+    /// Elements of a group's tiers, each with its action (the sets it goes to: points to the
+    /// points set, ranges to the ranges set), each in its family's table.
     AddTier(TierId, Vec<(Rect, Action)>),
-    DeleteTier(TierId, Vec<Rect>),
+    DeleteTier(TierId, Vec<(Rect, Action)>),
     SetTargets(Direction, Vec<(IpAddr, Target)>),
     DeleteTargets(Direction, Vec<IpAddr>),
     AddLocal(Vec<IpNet>),
@@ -81,11 +81,11 @@ impl Transaction {
         let none = BTreeMap::new();
         for (id, map) in &new.tiers {
             let before = old.tiers.get(id).unwrap_or(&none);
-            // An element whose action changed goes and comes back with the new one.
-            let gone: Vec<Rect> = before
+            // An element whose action changed leaves its action's sets for the new one's.
+            let gone: Vec<(Rect, Action)> = before
                 .iter()
                 .filter(|(r, a)| map.get(r) != Some(a))
-                .map(|(r, _)| *r)
+                .map(|(r, a)| (*r, *a))
                 .collect();
             let added: Vec<(Rect, Action)> = map
                 .iter()
@@ -170,12 +170,10 @@ impl Transaction {
                 Op::AddRects(g, v) => Some(ElementOp::Add(rects(g, v))),
                 Op::DeleteRects(g, v) => Some(ElementOp::Delete(rects(g, v))),
                 Op::AddTier(id, v) => Some(ElementOp::Add(
-                    v.iter()
-                        .map(|(r, a)| tier_element(id, r, Some(*a)))
-                        .collect(),
+                    v.iter().map(|(r, a)| tier_element(id, r, *a)).collect(),
                 )),
                 Op::DeleteTier(id, v) => Some(ElementOp::Delete(
-                    v.iter().map(|r| tier_element(id, r, None)).collect(),
+                    v.iter().map(|(r, a)| tier_element(id, r, *a)).collect(),
                 )),
                 Op::SetTargets(dir, v) => Some(ElementOp::Add(
                     v.iter()
@@ -241,7 +239,7 @@ impl PolicyPlan {
                 Op::AddGroup(g, layout) => {
                     self.groups.insert(*g, BTreeSet::new());
                     if let Some(l) = layout {
-                        for tier in l.tiers() {
+                        for (tier, _) in l.tiers() {
                             self.tiers
                                 .insert(TierId { group: *g, tier }, BTreeMap::new());
                         }
@@ -251,7 +249,7 @@ impl PolicyPlan {
                 Op::DeleteGroup(g, _) => {
                     self.groups.remove(g).ok_or_else(|| Missing(g.chain()))?;
                     if let Some(l) = self.layouts.remove(g) {
-                        for tier in l.tiers() {
+                        for (tier, _) in l.tiers() {
                             self.tiers.remove(&TierId { group: *g, tier });
                         }
                     }
@@ -273,28 +271,34 @@ impl PolicyPlan {
                     }
                 }
                 Op::AddTier(id, v) => {
-                    let map = self.tiers.get_mut(id).ok_or_else(|| Missing(id.maps().0))?;
+                    let map = self.tiers.get_mut(id).ok_or_else(|| {
+                        Missing(format!("{:?} tier of {}", id.tier, id.group.chain()))
+                    })?;
                     for (r, a) in v {
-                        // The kernel refuses a key it holds already.
+                        // The kernel refuses an element its set holds already (and the sets of
+                        // one tier hold disjoint elements).
                         if map.insert(*r, *a).is_some() {
                             return Err(Missing(format!(
                                 "{} element {} (it is there already)",
-                                id.maps().0,
+                                id.sets(*a).0,
                                 render_rect(r)
                             )));
                         }
                     }
                 }
                 Op::DeleteTier(id, v) => {
-                    let map = self.tiers.get_mut(id).ok_or_else(|| Missing(id.maps().0))?;
-                    for r in v {
-                        if map.remove(r).is_none() {
+                    let map = self.tiers.get_mut(id).ok_or_else(|| {
+                        Missing(format!("{:?} tier of {}", id.tier, id.group.chain()))
+                    })?;
+                    for (r, a) in v {
+                        if map.get(r) != Some(a) {
                             return Err(Missing(format!(
                                 "{} element {}",
-                                id.maps().0,
+                                id.sets(*a).0,
                                 render_rect(r)
                             )));
                         }
+                        map.remove(r);
                     }
                 }
                 Op::SetTargets(dir, v) => map_mut(self, *dir).extend(v.iter().copied()),
@@ -366,24 +370,21 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 let (fam, _) = words(*f);
                 let _ = writeln!(s, "delete chain {fam} {t} {c}");
                 if let Some(l) = layout {
-                    // Each thing once nothing refers to it: the Admin maps (looked up by the
-                    // group's chain) before the `_t` chain (their Pass elements go there), the
-                    // Baseline maps (looked up by the `_t` chain) after it, the `_d` chain
-                    // (their Deny elements go there) last.
-                    let maps = |s: &mut String, tier| {
-                        let (points, ranges) = TierId { group: *g, tier }.maps();
-                        let _ = writeln!(s, "delete map {fam} {t} {points}");
-                        let _ = writeln!(s, "delete map {fam} {t} {ranges}");
+                    // Each thing once nothing refers to it: the Admin sets (looked up by the
+                    // group's chain), the `_t` chain (the group's chain goes there), the
+                    // Baseline sets (looked up by it), the `_d` chain (both go there).
+                    let sets = |s: &mut String, tier, actions: &[Action]| {
+                        for a in actions {
+                            let (points, ranges) = TierId { group: *g, tier }.sets(*a);
+                            let _ = writeln!(s, "delete set {fam} {t} {points}");
+                            let _ = writeln!(s, "delete set {fam} {t} {ranges}");
+                        }
                     };
-                    if l.admin {
-                        maps(s, podnet_model::policy_api::Tier::Admin);
-                    }
+                    sets(s, podnet_model::policy_api::Tier::Admin, &l.admin);
                     if l.tail {
                         let _ = writeln!(s, "delete chain {fam} {t} {c}_t");
                     }
-                    if l.baseline {
-                        maps(s, podnet_model::policy_api::Tier::Baseline);
-                    }
+                    sets(s, podnet_model::policy_api::Tier::Baseline, &l.baseline);
                     if l.deny {
                         let _ = writeln!(s, "delete chain {fam} {t} {c}_d");
                     }
@@ -392,27 +393,22 @@ pub(super) fn render_op(s: &mut String, op: &Op, families: &[IpFamily]) {
                 let _ = writeln!(s, "delete set {fam} {t} {c}_allow");
             }
         }
-        Op::AddTier(id, v) => {
-            type Elements<'a> = Vec<&'a (Rect, Action)>;
-            let (points, ranges): (Elements<'_>, Elements<'_>) =
-                v.iter().partition(|(r, _)| r.is_point());
-            let (pm, rm) = id.maps();
-            for (name, v) in [(pm, points), (rm, ranges)] {
-                render_elements(
-                    s,
-                    "add",
-                    &name,
-                    &v,
-                    |(r, _)| r.family,
-                    |(r, a)| format!("{} : {}", render_rect(r), tier_verdict(id.group, *a)),
-                );
-            }
-        }
-        Op::DeleteTier(id, v) => {
-            let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v.iter().partition(|r| r.is_point());
-            let (pm, rm) = id.maps();
-            for (name, v) in [(pm, points), (rm, ranges)] {
-                render_elements(s, "delete", &name, &v, |r| r.family, |r| render_rect(r));
+        Op::AddTier(id, v) | Op::DeleteTier(id, v) => {
+            let verb = if matches!(op, Op::AddTier(..)) {
+                "add"
+            } else {
+                "delete"
+            };
+            for action in [Action::Accept, Action::Deny, Action::Pass] {
+                let (points, ranges): (Vec<&Rect>, Vec<&Rect>) = v
+                    .iter()
+                    .filter(|(_, a)| *a == action)
+                    .map(|(r, _)| r)
+                    .partition(|r| r.is_point());
+                let (ps, rs) = id.sets(action);
+                for (name, v) in [(ps, points), (rs, ranges)] {
+                    render_elements(s, verb, &name, &v, |r| r.family, |r| render_rect(r));
+                }
             }
         }
         Op::AddRects(g, v) | Op::DeleteRects(g, v) => {
@@ -534,10 +530,10 @@ pub(super) fn verdict(dir: Direction, t: Target) -> String {
 
 /// A group's sets and chains in one family's table. A group of NetworkPolicy alone: its points
 /// and ranges allow, anything else is logged and dropped. A group with tiers ([`Layout`]): the
-/// Admin tier's two verdict maps (each element's verdict its first rule's action: Accept
+/// Admin tier's sets, two per action (each element in its first rule's action's: Accept
 /// allows this way, Deny goes to the `_d` chain that logs and drops, Pass to the `_t` chain,
 /// the rest), then NetworkPolicy's sets as above where NetworkPolicies isolate the pods, else
-/// (in the `_t` chain) the Baseline tier's maps and allow.
+/// (in the `_t` chain) the Baseline tier's sets and allow.
 fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily) {
     let t = TABLE;
     let c = g.chain();
@@ -583,7 +579,7 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
         np(s, &c);
         return;
     };
-    // The chains a verdict goes to exist before the maps that name them.
+    // The chains a rule goes to exist before it.
     if l.deny {
         let _ = writeln!(s, "add chain {fam} {t} {c}_d");
         let _ = writeln!(
@@ -603,33 +599,42 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
     } else {
         c.clone()
     };
-    for tier in l.tiers() {
-        let (points, ranges) = TierId { group: g, tier }.maps();
-        let _ = writeln!(s, "add map {fam} {t} {points} {{ type {key} : verdict; }}");
-        let _ = writeln!(
-            s,
-            "add map {fam} {t} {ranges} {{ type {key} : verdict; flags interval; }}"
-        );
+    for (tier, actions) in l.tiers() {
+        for a in actions {
+            let (points, ranges) = TierId { group: g, tier }.sets(*a);
+            let _ = writeln!(s, "add set {fam} {t} {points} {{ type {key}; }}");
+            let _ = writeln!(
+                s,
+                "add set {fam} {t} {ranges} {{ type {key}; flags interval; }}"
+            );
+        }
     }
     let _ = writeln!(s, "add chain {fam} {t} {c}");
-    let lookups = |s: &mut String, chain: &str, tier| {
-        let (points, ranges) = TierId { group: g, tier }.maps();
-        for m in [points, ranges] {
-            let _ = writeln!(s, "add rule {fam} {t} {chain} {matched} vmap @{m}");
+    let lookups = |s: &mut String, chain: &str, tier, actions: &[Action]| {
+        for a in actions {
+            let (points, ranges) = TierId { group: g, tier }.sets(*a);
+            for set in [points, ranges] {
+                let _ = writeln!(
+                    s,
+                    "add rule {fam} {t} {chain} {matched} @{set} {}",
+                    tier_verdict(g, *a)
+                );
+            }
         }
     };
-    if l.admin {
-        lookups(s, &c, podnet_model::policy_api::Tier::Admin);
-    }
+    lookups(s, &c, podnet_model::policy_api::Tier::Admin, &l.admin);
     if rest != c {
         let _ = writeln!(s, "add rule {fam} {t} {c} goto {rest}");
     }
     if l.isolated {
         np(s, &rest);
     } else {
-        if l.baseline {
-            lookups(s, &rest, podnet_model::policy_api::Tier::Baseline);
-        }
+        lookups(
+            s,
+            &rest,
+            podnet_model::policy_api::Tier::Baseline,
+            &l.baseline,
+        );
         let _ = writeln!(s, "add rule {fam} {t} {rest} {allow}");
     }
 }
@@ -644,18 +649,11 @@ fn tier_verdict(g: GroupId, a: Action) -> String {
     }
 }
 
-/// A tier's element: a point in its points map, a range in its ranges map, with its verdict
-/// (none to delete it).
-fn tier_element(id: &TierId, r: &Rect, a: Option<Action>) -> SetElement {
+/// A tier's element: a point in its action's points set, a range in its ranges set.
+fn tier_element(id: &TierId, r: &Rect, a: Action) -> SetElement {
     let mut e = rect_element(&id.group, r);
-    let (points, ranges) = id.maps();
+    let (points, ranges) = id.sets(a);
     e.set = if r.is_point() { points } else { ranges };
-    e.data = a.map(|a| match (a, id.group.dir) {
-        (Action::Accept, Direction::Ingress) => ElementData::Accept,
-        (Action::Accept, Direction::Egress) => ElementData::Goto("ingress_check".into()),
-        (Action::Deny, _) => ElementData::Goto(format!("{}_d", id.group.chain())),
-        (Action::Pass, _) => ElementData::Goto(format!("{}_t", id.group.chain())),
-    });
     e
 }
 

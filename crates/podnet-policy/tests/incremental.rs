@@ -45,7 +45,7 @@ fn changed(a: &Cluster, b: &Cluster) -> Vec<NsName> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     /// The same with ClusterNetworkPolicies of both tiers: a pod's labels changing edits its
-    /// groups' segments as from scratch.
+    /// groups' tier sets as from scratch.
     #[test]
     fn with_cluster_policies_following_pods_gives_the_table_computed_from_scratch(
         steps in proptest::collection::vec(proptest::collection::vec(0usize..4, 6), 2..5),

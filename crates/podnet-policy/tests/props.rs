@@ -73,7 +73,7 @@ proptest! {
 }
 
 /// With ClusterNetworkPolicies of both tiers over the NetworkPolicies: the tables' chains of
-/// segments judge every cell as the model's tiers. The run must have met every kind of
+/// tier sets judge every cell as the model's tiers. The run must have met every kind of
 /// decision (each tier's Accept and Deny, an Admin Pass), or it would prove little.
 #[test]
 fn with_cluster_policies_compiled_tables_judge_as_the_model() {
