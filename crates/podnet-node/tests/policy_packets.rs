@@ -302,99 +302,11 @@ fn judge_real_packets(with_cluster: bool) {
             usize::from(with_cluster)..4 * usize::from(with_cluster) + 1,
         ),
     );
-    // Allowed and denied cells per protocol.
-    let seen: std::cell::RefCell<BTreeMap<Protocol, (usize, usize)>> = Default::default();
+    let seen = Seen::default();
     runner
         .run(&strategy, |(labels, policies, cluster)| {
             let text = gen::manifests(&labels, &policies) + &gen::cluster_manifests(&cluster);
-            let docs = parse_documents("p.yaml", &text).unwrap();
-            let c =
-                build(&docs, &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));
-            let model = Policies::of(&c);
-            let pods: Vec<_> = c
-                .pods
-                .iter()
-                .filter(|p| p.name.starts_with("pod"))
-                .collect();
-            let ip = |p: &podnet_model::PodInfo| match p.ips[0] {
-                IpAddr::V4(v) => v,
-                IpAddr::V6(_) => panic!("IPv4 pods"),
-            };
-            bench
-                .borrow_mut()
-                .address(&pods.iter().map(|p| ip(p)).collect());
-            let cells_of = |node: &str| -> Vec<Cell> {
-                let mut out = Vec::new();
-                for a in &pods {
-                    for b in &pods {
-                        let on_node =
-                            a.node.as_deref() == Some(node) || b.node.as_deref() == Some(node);
-                        if a.key() != b.key() && on_node {
-                            out.extend(
-                                PROBES
-                                    .iter()
-                                    .map(|&(proto, port)| (ip(a), ip(b), proto, port)),
-                            );
-                        }
-                    }
-                }
-                out
-            };
-            // What each node's table did with each cell that crosses it.
-            let mut passed: BTreeMap<Cell, Vec<bool>> = BTreeMap::new();
-            for node in &c.nodes {
-                let plan = PolicyPlan::for_node(&c, &node.name);
-                bench.borrow_mut().load(&plan);
-                let cells = cells_of(&node.name);
-                let answered = probe(&bench.borrow(), &cells);
-                for cell in cells {
-                    let got = answered.contains(&cell);
-                    let sim = plan.passes(
-                        cell.0.into(),
-                        cell.1.into(),
-                        protocol_number(cell.2),
-                        cell.3,
-                    );
-                    if got != sim {
-                        return Err(TestCaseError::fail(format!(
-                            "{}: the kernel {} {cell:?}, the table's simulation {}\n{text}",
-                            node.name,
-                            if got { "passed" } else { "dropped" },
-                            if sim { "passes it" } else { "drops it" }
-                        )));
-                    }
-                    passed.entry(cell).or_default().push(got);
-                }
-            }
-            for a in &pods {
-                for b in &pods {
-                    if a.key() == b.key() {
-                        continue;
-                    }
-                    for (proto, port) in PROBES {
-                        let cell = (ip(a), ip(b), proto, port);
-                        let kernel = passed[&cell].iter().all(|p| *p);
-                        let want = model.judge(End::Pod(a), End::Pod(b), port, proto).allowed;
-                        let mut seen = seen.borrow_mut();
-                        let count = seen.entry(proto).or_default();
-                        if kernel {
-                            count.0 += 1;
-                        } else {
-                            count.1 += 1;
-                        }
-                        if kernel != want {
-                            return Err(TestCaseError::fail(format!(
-                                "{} -> {} {proto}/{port}: packets {}, the model {}\n{text}",
-                                a.key(),
-                                b.key(),
-                                if kernel { "passed" } else { "were dropped" },
-                                if want { "allows" } else { "denies" }
-                            )));
-                        }
-                    }
-                }
-            }
-            Ok(())
+            judge_case(&bench, &seen, &text)
         })
         .unwrap_or_else(|e| panic!("{e}"));
     // The probes tell both apart, in every protocol: random policies both allow and deny.
@@ -406,4 +318,134 @@ fn judge_real_packets(with_cluster: bool) {
             "{proto}: {allowed} allowed, {denied} denied"
         );
     }
+}
+
+/// Allowed and denied cells per protocol.
+type Seen = std::cell::RefCell<BTreeMap<Protocol, (usize, usize)>>;
+
+/// One cluster's manifests: each node's table loaded, every cell that crosses it probed with
+/// real packets, against the table's simulation and the model.
+fn judge_case(
+    bench: &std::cell::RefCell<Bench>,
+    seen: &Seen,
+    text: &str,
+) -> Result<(), TestCaseError> {
+    let docs = parse_documents("p.yaml", text).unwrap();
+    let c = build(&docs, &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let model = Policies::of(&c);
+    let pods: Vec<_> = c
+        .pods
+        .iter()
+        .filter(|p| p.name.starts_with("pod"))
+        .collect();
+    let ip = |p: &podnet_model::PodInfo| match p.ips[0] {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(_) => panic!("IPv4 pods"),
+    };
+    bench
+        .borrow_mut()
+        .address(&pods.iter().map(|p| ip(p)).collect());
+    let cells_of = |node: &str| -> Vec<Cell> {
+        let mut out = Vec::new();
+        for a in &pods {
+            for b in &pods {
+                let on_node = a.node.as_deref() == Some(node) || b.node.as_deref() == Some(node);
+                if a.key() != b.key() && on_node {
+                    out.extend(
+                        PROBES
+                            .iter()
+                            .map(|&(proto, port)| (ip(a), ip(b), proto, port)),
+                    );
+                }
+            }
+        }
+        out
+    };
+    // What each node's table did with each cell that crosses it.
+    let mut passed: BTreeMap<Cell, Vec<bool>> = BTreeMap::new();
+    for node in &c.nodes {
+        let plan = PolicyPlan::for_node(&c, &node.name);
+        bench.borrow_mut().load(&plan);
+        let cells = cells_of(&node.name);
+        let answered = probe(&bench.borrow(), &cells);
+        for cell in cells {
+            let got = answered.contains(&cell);
+            let sim = plan.passes(
+                cell.0.into(),
+                cell.1.into(),
+                protocol_number(cell.2),
+                cell.3,
+            );
+            if got != sim {
+                return Err(TestCaseError::fail(format!(
+                    "{}: the kernel {} {cell:?}, the table's simulation {}\n{text}",
+                    node.name,
+                    if got { "passed" } else { "dropped" },
+                    if sim { "passes it" } else { "drops it" }
+                )));
+            }
+            passed.entry(cell).or_default().push(got);
+        }
+    }
+    for a in &pods {
+        for b in &pods {
+            if a.key() == b.key() {
+                continue;
+            }
+            for (proto, port) in PROBES {
+                let cell = (ip(a), ip(b), proto, port);
+                let kernel = passed[&cell].iter().all(|p| *p);
+                let want = model.judge(End::Pod(a), End::Pod(b), port, proto).allowed;
+                let mut seen = seen.borrow_mut();
+                let count = seen.entry(proto).or_default();
+                if kernel {
+                    count.0 += 1;
+                } else {
+                    count.1 += 1;
+                }
+                if kernel != want {
+                    return Err(TestCaseError::fail(format!(
+                        "{} -> {} {proto}/{port}: packets {}, the model {}\n{text}",
+                        a.key(),
+                        b.key(),
+                        if kernel { "passed" } else { "were dropped" },
+                        if want { "allows" } else { "denies" }
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rules of different actions whose connections overlap: a point of an earlier Accept inside
+/// a range of a later Deny, a point of an earlier Deny inside a range of a later Accept. The
+/// points of every action are looked up before the ranges of any, as the first rule decides.
+#[test]
+fn the_first_rule_decides_where_points_and_ranges_of_other_actions_overlap() {
+    let Some(bench) = Bench::new() else { return };
+    let bench = std::cell::RefCell::new(bench);
+    let seen = Seen::default();
+    let cnp = r#"
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: overlap}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  egress:
+  - {name: deny-b, action: Deny, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: b}}}}], protocols: [{tcp: {destinationPort: {number: 81}}}]}
+  - {name: accept-a, action: Accept, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: a}}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+  - {name: deny-all, action: Deny, to: [{networks: [10.244.0.0/16]}]}
+  ingress:
+  - {name: deny-c, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: c}}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+  - {name: accept-all, action: Accept, from: [{namespaces: {}}]}
+"#;
+    let text = gen::manifests(&[0, 1, 2, 0, 1, 2], &[]) + cnp;
+    judge_case(&bench, &seen, &text).unwrap_or_else(|e| panic!("{e}"));
+    let seen = seen.into_inner();
+    let tcp = seen[&Protocol::Tcp];
+    assert!(tcp.0 > 0 && tcp.1 > 0, "TCP: {tcp:?}");
 }

@@ -610,10 +610,14 @@ fn render_group(s: &mut String, g: GroupId, layout: Option<&Layout>, f: IpFamily
         }
     }
     let _ = writeln!(s, "add chain {fam} {t} {c}");
+    // Every action's points first, then every action's ranges: a point holds the answer of
+    // the first rule that takes it in, which a range of a later rule of another action may
+    // cover too (the ranges are disjoint among themselves, and so are the points).
     let lookups = |s: &mut String, chain: &str, tier, actions: &[Action]| {
-        for a in actions {
-            let (points, ranges) = TierId { group: g, tier }.sets(*a);
-            for set in [points, ranges] {
+        for ranges in [false, true] {
+            for a in actions {
+                let (points_set, ranges_set) = TierId { group: g, tier }.sets(*a);
+                let set = if ranges { ranges_set } else { points_set };
                 let _ = writeln!(
                     s,
                     "add rule {fam} {t} {chain} {matched} @{set} {}",
