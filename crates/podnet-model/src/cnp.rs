@@ -135,11 +135,6 @@ impl<'a> Rule<'a> {
         self.at.action != Action::Accept
     }
 
-    /// Whether the rule has a peer that fails closed as deny-all: it takes in every address.
-    pub fn matches_every_address(&self) -> bool {
-        self.unknown_matches_all() && self.peers().iter().any(|p| matches!(p, Peer::Unknown))
-    }
-
     /// The ports the rule takes in towards `dest` (a named port resolves on a destination
     /// pod, and matches nothing towards any other address).
     pub fn ports(&self, dest: End<'_>) -> crate::netpol::Ports {
@@ -225,10 +220,6 @@ impl<'a> ClusterPolicies<'a> {
         out
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.admin.is_empty() && self.baseline.is_empty()
-    }
-
     pub fn tier(&self, tier: Tier) -> &[&'a ClusterNetworkPolicy] {
         match tier {
             Tier::Admin => &self.admin,
@@ -252,24 +243,6 @@ impl<'a> ClusterPolicies<'a> {
             .iter()
             .filter(|p| subject_matches(cluster, p, pod))
             .flat_map(|p| rules(p, dir))
-            .collect()
-    }
-
-    /// The policies of `tier` whose subject takes in `pod` and that have rules for `dir`.
-    pub fn selecting(
-        &self,
-        cluster: &Cluster,
-        tier: Tier,
-        pod: &PodInfo,
-        dir: Direction,
-    ) -> Vec<&'a ClusterNetworkPolicy> {
-        if pod.host_network {
-            return Vec::new();
-        }
-        self.tier(tier)
-            .iter()
-            .filter(|p| !rules(p, dir).is_empty() && subject_matches(cluster, p, pod))
-            .copied()
             .collect()
     }
 }
